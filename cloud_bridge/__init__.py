@@ -1,0 +1,1 @@
+"""The cloud bridge service: registry, store, command queue, API, plugins."""

@@ -1,0 +1,1 @@
+"""Portable, I/O-free protocol core: CBOR, frames, object model, node."""

@@ -1,0 +1,1 @@
+"""Runtimes that move bytes and read clocks: micropython/ and cpython/."""

@@ -1,0 +1,1 @@
+"""CPython runtime: asyncio transports and device simulators."""

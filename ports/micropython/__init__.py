@@ -1,0 +1,1 @@
+"""MicroPython board runtime: socket loops over the portable core."""

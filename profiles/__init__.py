@@ -1,0 +1,1 @@
+"""Device profiles: one small data-table module per profile."""
