@@ -1,10 +1,117 @@
-"""The `spot` command line."""
+"""The `spot` command line: decode frames, list profiles, run simulators and demos."""
+import argparse
+import os
 import sys
+
+from .core import diag, frame as F, model
+from .core.errors import NAMES as ERROR_NAMES, SpotError
+from .core.services import NODE, TIME, PLANS
+
+
+def _services():
+    """Service id -> Service for every known profile and common service."""
+    from .core import plans
+    from .core.node import TIME_OBJECTS
+    from .profiles import registry
+    out = {PLANS: model.service_of(plans),
+           TIME: model.Service(TIME, "time", (1, 0), TIME_OBJECTS)}
+    for name in registry.PROFILES:
+        s = model.service_of(registry.load(name))
+        out[s.sid] = s
+    return out
+
+
+def _read_frame(arg):
+    if os.path.exists(arg):
+        with open(arg, "rb") as f:
+            data = f.read()
+        try:  # a file holding hex text
+            return bytes.fromhex(data.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            return data
+    return bytes.fromhex(arg.replace(":", " "))
+
+
+def _object_note(svc, op):
+    """A diag note() naming objects and showing scaled values in SI units."""
+    def name(oid, value):
+        row = svc.by_id.get(oid) if svc is not None and type(oid) is int else None
+        if row is None:
+            return None
+        text = row[model.NAME]
+        if type(value) is int and row[model.SCALE] and op != F.SUBSCRIBE:
+            text += " = %s %s" % (model.from_wire(row, value), row[model.UNIT])
+        return text
+
+    def note(path, value):
+        if op in (F.READ, F.WRITE, F.SUBSCRIBE, F.RESULT) and len(path) == 1:
+            return name(path[0], value)
+        if op == F.NOTIFY and len(path) == 2 and path[0] == 1:
+            return name(path[1], value)
+        return None
+    return note
+
+
+def describe(data, services=None):
+    """Human-readable text of one frame: header line and body in diagnostic notation."""
+    services = _services() if services is None else services
+    try:
+        op, sid, mid, body = F.decode(data, max_size=len(data))
+    except SpotError as e:
+        return "invalid frame: %s (%s)" % (ERROR_NAMES.get(e.code, e.code), e.detail)
+    svc = services.get(sid)
+    sname = "node" if sid == NODE else (svc.name if svc else "unknown")
+    head = "SPOT v%d %s service %s (0x%02x) mid %d" % (F.VERSION, F.OP_NAMES[op], sname, sid, mid)
+    if body is None:
+        return head + "\n(no body)"
+    if op == F.ERROR and type(body) is list and body:
+        head += "  [%s]" % ERROR_NAMES.get(body[0], "?")
+    if op == F.INVOKE and type(body) is list and body and svc is not None:
+        row = svc.by_id.get(body[0])
+        if row is not None:
+            head += "  [%s]" % row[model.NAME]
+    return head + "\n" + diag.format(body, _object_note(svc, op))
+
+
+def cmd_decode(args):
+    print(describe(_read_frame(args.frame)))
+    return 0
+
+
+def cmd_profiles(args):
+    services = _services()
+    for sid in sorted(services):
+        s = services[sid]
+        if args.name and s.name != args.name:
+            continue
+        print("0x%02x %s v%d.%d" % (sid, s.name, s.version[0], s.version[1]))
+        for r in s.rows:
+            access = "".join(c for c, bit in (("R", model.R), ("W", model.W), ("X", model.X))
+                             if r[model.ACCESS] & bit)
+            rng = ""
+            if r[model.LO] is not None or r[model.HI] is not None:
+                rng = "[%s..%s]" % (r[model.LO], r[model.HI])
+            print("  %3d %-22s %-8s %-6s %-3s %s %s" % (
+                r[model.ID], r[model.NAME], model.TYPE_NAMES[r[model.TYPE]],
+                r[model.UNIT], access, "M" if r[model.MANDATORY] else "O", rng))
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="spot", description="SPOT smart-grid protocol runtime")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("decode", help="pretty-print a SPOT frame given as hex or a file")
+    d.add_argument("frame", help="hex string (spaces allowed) or a file (binary or hex)")
+    d.set_defaults(func=cmd_decode)
+    pr = sub.add_parser("profiles", help="list profiles and their objects")
+    pr.add_argument("name", nargs="?", help="only this profile")
+    pr.set_defaults(func=cmd_profiles)
+    return p
 
 
 def main(argv=None):
-    print("spot: nothing yet")
-    return 0
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,344 @@
+"""Deterministic CBOR (RFC 8949) for the types SPOT uses.
+
+Encoding is byte-identical to cbor2's canonical output: shortest heads, map
+keys ordered length-first then bytewise, floats in the shortest of half,
+single or double precision that keeps the value exactly, NaN as f97e00.
+Decoding is strict and bounded: definite lengths only, no tags, no simple
+values but false/true/null, no duplicate map keys, limits on nesting depth and
+on item counts, and every problem raises CBORError (never another exception,
+never a hang).
+
+Types: int (64-bit range), bool, None, float, str, bytes (bytearray and
+memoryview encode as bytes), list/tuple (encode as arrays, decode as lists),
+dict with int, str or bytes keys.
+"""
+import struct
+
+from .compat import const
+
+MAX_DEPTH = const(16)  # default nesting limit for decoding
+MAX_ITEMS = const(4096)  # default limit on one string's bytes or one container's items
+
+_UINT64_MAX = 0xFFFFFFFFFFFFFFFF
+_F32_MAX = 3.4028234663852886e38
+
+
+class CBORError(ValueError):
+    """Malformed, truncated, unsupported or over-limit CBOR (or an unencodable value)."""
+
+
+# MicroPython's bytes.decode() checks only the shape of UTF-8 sequences: it lets
+# surrogates, overlong forms and code points past U+10FFFF through. Probe for
+# that once; on such a runtime non-ASCII text strings get the strict check below.
+try:
+    b"\xed\xa0\x80".decode("utf-8")
+    _LAX_UTF8 = True
+except UnicodeError:
+    _LAX_UTF8 = False
+
+
+def _utf8_valid(b):
+    """True if bytes b are well-formed UTF-8 (RFC 3629), checked byte by byte."""
+    i = 0
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c < 0x80:
+            i += 1
+            continue
+        lo = 0x80
+        hi = 0xBF
+        if 0xC2 <= c <= 0xDF:
+            k = 1
+        elif 0xE0 <= c <= 0xEF:
+            k = 2
+            if c == 0xE0:
+                lo = 0xA0  # overlong
+            elif c == 0xED:
+                hi = 0x9F  # surrogates
+        elif 0xF0 <= c <= 0xF4:
+            k = 3
+            if c == 0xF0:
+                lo = 0x90  # overlong
+            elif c == 0xF4:
+                hi = 0x8F  # past U+10FFFF
+        else:
+            return False
+        if i + k >= n or not lo <= b[i + 1] <= hi:
+            return False
+        for j in range(i + 2, i + k + 1):
+            if b[j] & 0xC0 != 0x80:
+                return False
+        i += k + 1
+    return True
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def _head(out, major, n):
+    mt = major << 5
+    if n < 24:
+        out.append(mt | n)
+    elif n < 0x100:
+        out.append(mt | 24)
+        out.append(n)
+    elif n < 0x10000:
+        out.append(mt | 25)
+        out.extend(struct.pack(">H", n))
+    elif n < 0x100000000:
+        out.append(mt | 26)
+        out.extend(struct.pack(">I", n))
+    elif n <= _UINT64_MAX:
+        out.append(mt | 27)
+        out.extend(struct.pack(">Q", n))
+    else:
+        raise CBORError("integer out of 64-bit range")
+
+
+def half_bits(f32):
+    """IEEE half-precision bits for the single-precision bits f32, or -1 if inexact."""
+    sign = (f32 >> 16) & 0x8000
+    exp = (f32 >> 23) & 0xFF
+    man = f32 & 0x7FFFFF
+    if exp == 0xFF:
+        return 0x7E00 if man else sign | 0x7C00
+    if exp == 0:
+        return sign if man == 0 else -1
+    e = exp - 127
+    if -14 <= e <= 15:
+        if man & 0x1FFF:
+            return -1
+        return sign | ((e + 15) << 10) | (man >> 13)
+    if -24 <= e < -14:  # half subnormal
+        full = man | 0x800000
+        shift = 13 - 14 - e
+        if full & ((1 << shift) - 1):
+            return -1
+        return sign | (full >> shift)
+    return -1
+
+
+def _float(out, x):
+    if x != x:  # NaN, canonical form
+        out.extend(b"\xf9\x7e\x00")
+        return
+    b32 = struct.pack(">f", x) if -_F32_MAX <= x <= _F32_MAX or x - x != x - x else None
+    if b32 is not None and struct.unpack(">f", b32)[0] == x:
+        h = half_bits(struct.unpack(">I", b32)[0])
+        if h >= 0:
+            out.append(0xF9)
+            out.append(h >> 8)
+            out.append(h & 0xFF)
+        else:
+            out.append(0xFA)
+            out.extend(b32)
+    else:
+        out.append(0xFB)
+        out.extend(struct.pack(">d", x))
+
+
+def _map(out, obj):
+    keys = list(obj)
+    if all(type(k) is int and k >= 0 for k in keys):
+        keys.sort()  # numeric order is length-first bytewise order here
+        for k in keys:
+            _head(out, 0, k)
+            encode_into(out, obj[k])
+        return
+    pairs = []
+    for k in keys:
+        if type(k) not in (int, str, bytes):
+            raise CBORError("map key must be int, str or bytes")
+        kb = bytearray()
+        encode_into(kb, k)
+        pairs.append((len(kb), bytes(kb), k))
+    pairs.sort()
+    for _, kb, k in pairs:
+        out.extend(kb)
+        encode_into(out, obj[k])
+
+
+def encode_into(out, obj):
+    """Append the deterministic encoding of obj to the bytearray out."""
+    t = type(obj)
+    if t is int:
+        if obj >= 0:
+            _head(out, 0, obj)
+        else:
+            _head(out, 1, -1 - obj)
+    elif t is bool:
+        out.append(0xF5 if obj else 0xF4)
+    elif obj is None:
+        out.append(0xF6)
+    elif t is float:
+        _float(out, obj)
+    elif t is str:
+        try:
+            b = obj.encode("utf-8")
+        except UnicodeError:  # CPython: lone surrogates
+            raise CBORError("text not encodable as UTF-8")
+        _head(out, 3, len(b))
+        out.extend(b)
+    elif t is bytes or t is bytearray or t is memoryview:
+        _head(out, 2, len(obj))
+        out.extend(obj)
+    elif t is list or t is tuple:
+        _head(out, 4, len(obj))
+        for item in obj:
+            encode_into(out, item)
+    elif t is dict:
+        _head(out, 5, len(obj))
+        _map(out, obj)
+    else:
+        raise CBORError("cannot encode " + t.__name__)
+
+
+def dumps(obj):
+    """The deterministic CBOR encoding of obj, as bytes."""
+    out = bytearray()
+    encode_into(out, obj)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def half_to_float(h):
+    """The float value of IEEE half-precision bits h."""
+    exp = (h >> 10) & 0x1F
+    man = h & 0x3FF
+    if exp == 0:
+        val = man * 5.960464477539063e-08  # 2**-24
+    elif exp == 31:
+        val = float("nan") if man else float("inf")
+    else:
+        val = (1024 + man) * (2.0 ** (exp - 25))
+    return -val if h & 0x8000 else val
+
+
+class _Decoder:
+    __slots__ = ("buf", "pos", "end", "max_depth", "max_items")
+
+    def __init__(self, buf, pos, end, max_depth, max_items):
+        self.buf = buf
+        self.pos = pos
+        self.end = end
+        self.max_depth = max_depth
+        self.max_items = max_items
+
+    def _take(self, n):
+        p = self.pos
+        if n > self.end - p:
+            raise CBORError("truncated")
+        self.pos = p + n
+        return p
+
+    def _arg(self, ai):
+        buf = self.buf
+        if ai < 24:
+            return ai
+        if ai == 24:
+            return buf[self._take(1)]
+        if ai == 25:
+            p = self._take(2)
+            return (buf[p] << 8) | buf[p + 1]
+        if ai == 26:
+            p = self._take(4)
+            return struct.unpack(">I", buf[p:p + 4])[0]
+        if ai == 27:
+            p = self._take(8)
+            return struct.unpack(">Q", buf[p:p + 8])[0]
+        if ai == 31:
+            raise CBORError("indefinite length not allowed")
+        raise CBORError("invalid additional info %d" % ai)
+
+    def _count(self, n):
+        if n > self.max_items:
+            raise CBORError("length %d over limit %d" % (n, self.max_items))
+        if n > self.end - self.pos:  # every item takes at least one byte
+            raise CBORError("truncated")
+        return n
+
+    def item(self, depth):
+        buf = self.buf
+        ib = buf[self._take(1)]
+        major = ib >> 5
+        ai = ib & 0x1F
+        if major == 7:
+            return self._simple(ai)
+        n = self._arg(ai)
+        if major == 0:
+            return n
+        if major == 1:
+            return -1 - n
+        if major == 2 or major == 3:
+            n = self._count(n)
+            p = self._take(n)
+            raw = bytes(buf[p:p + n])
+            if major == 2:
+                return raw
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeError:
+                raise CBORError("invalid UTF-8 in text string")
+            if _LAX_UTF8 and len(text) != n and not _utf8_valid(raw):
+                raise CBORError("invalid UTF-8 in text string")
+            return text
+        if major == 6:
+            raise CBORError("unsupported tag %d" % n)
+        if depth >= self.max_depth:
+            raise CBORError("nesting deeper than %d" % self.max_depth)
+        n = self._count(n)
+        if major == 4:
+            return [self.item(depth + 1) for _ in range(n)]
+        out = {}
+        for _ in range(n):
+            k = self.item(depth + 1)
+            if type(k) not in (int, str, bytes):
+                raise CBORError("map key must be int, str or bytes")
+            if k in out:
+                raise CBORError("duplicate map key")
+            out[k] = self.item(depth + 1)
+        return out
+
+    def _simple(self, ai):
+        if ai == 20:
+            return False
+        if ai == 21:
+            return True
+        if ai == 22:
+            return None
+        buf = self.buf
+        if ai == 25:
+            p = self._take(2)
+            return half_to_float((buf[p] << 8) | buf[p + 1])
+        if ai == 26:
+            p = self._take(4)
+            return struct.unpack(">f", buf[p:p + 4])[0]
+        if ai == 27:
+            p = self._take(8)
+            return struct.unpack(">d", buf[p:p + 8])[0]
+        if ai == 31:
+            raise CBORError("unexpected break")
+        if 28 <= ai <= 30:
+            raise CBORError("invalid additional info %d" % ai)
+        raise CBORError("unsupported simple value")
+
+
+def decode_prefix(data, pos=0, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
+    """Decode one item starting at pos; return (value, position after it)."""
+    d = _Decoder(data, pos, len(data), max_depth, max_items)
+    try:
+        value = d.item(0)
+    except RuntimeError:  # stack exhausted before max_depth (RecursionError on CPython)
+        raise CBORError("nesting too deep for this stack")
+    return value, d.pos
+
+
+def loads(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
+    """Decode exactly one CBOR item filling all of data (bytes or memoryview)."""
+    value, end = decode_prefix(data, 0, max_depth, max_items)
+    if end != len(data):
+        raise CBORError("%d trailing bytes" % (len(data) - end))
+    return value

@@ -1,0 +1,89 @@
+"""The SPOT frame: a 4-byte header and a CBOR body.
+
+    byte 0   protocol version (high nibble, 1) | operation (low nibble)
+    byte 1   service id (0-254; 255 reserved)
+    byte 2-3 message id, big-endian: correlates a RESULT/ERROR with its request
+             and a NOTIFY with the SUBSCRIBE it serves
+    byte 4-  body: one deterministic CBOR item, or nothing (a None body)
+
+A receiver can route or drop a frame on bytes 0-1 alone (see peek()).
+"""
+from .compat import const
+from . import cbor
+from .errors import SpotError, MALFORMED, TOO_LARGE, UNSUPPORTED
+
+VERSION = const(1)
+HEADER_SIZE = const(4)
+MAX_FRAME = const(1024)  # default largest frame a node accepts
+
+READ = const(1)
+WRITE = const(2)
+INVOKE = const(3)
+SUBSCRIBE = const(4)
+UNSUBSCRIBE = const(5)
+NOTIFY = const(6)
+ANNOUNCE = const(7)
+RESULT = const(8)
+ERROR = const(9)
+
+OP_NAMES = ("", "READ", "WRITE", "INVOKE", "SUBSCRIBE", "UNSUBSCRIBE",
+            "NOTIFY", "ANNOUNCE", "RESULT", "ERROR")
+
+REQUESTS = (READ, WRITE, INVOKE, SUBSCRIBE, UNSUBSCRIBE)
+
+
+def encode(op, service, mid, body=None):
+    """A whole frame as bytes."""
+    out = bytearray(HEADER_SIZE)
+    out[0] = (VERSION << 4) | op
+    out[1] = service
+    out[2] = (mid >> 8) & 0xFF
+    out[3] = mid & 0xFF
+    if body is not None:
+        cbor.encode_into(out, body)
+    return bytes(out)
+
+
+def peek(frame):
+    """(version, op, service) from the first two bytes, or None if too short."""
+    if len(frame) < 2:
+        return None
+    b = frame[0]
+    return b >> 4, b & 0x0F, frame[1]
+
+
+def message_id(frame):
+    """The message id of a frame with a whole header, else None."""
+    if len(frame) < HEADER_SIZE:
+        return None
+    return (frame[2] << 8) | frame[3]
+
+
+def decode(frame, max_size=MAX_FRAME):
+    """(op, service, mid, body) of a frame.
+
+    Raises SpotError: TOO_LARGE, UNSUPPORTED (version or op) or MALFORMED
+    (short header, bad CBOR). The caller answers with message_id(frame).
+    """
+    if len(frame) > max_size:
+        raise SpotError(TOO_LARGE, max_size)
+    if len(frame) < HEADER_SIZE:
+        raise SpotError(MALFORMED, "short header")
+    b = frame[0]
+    if b >> 4 != VERSION:
+        raise SpotError(UNSUPPORTED, "version %d" % (b >> 4))
+    op = b & 0x0F
+    if op == 0 or op > ERROR:
+        raise SpotError(UNSUPPORTED, "op %d" % op)
+    body = None
+    if len(frame) > HEADER_SIZE:
+        try:
+            body = cbor.loads(memoryview(frame)[HEADER_SIZE:])
+        except cbor.CBORError as e:
+            raise SpotError(MALFORMED, str(e))
+    return op, frame[1], (frame[2] << 8) | frame[3], body
+
+
+def error(service, mid, code, detail=None):
+    """An ERROR frame answering message mid."""
+    return encode(ERROR, service, mid, [code] if detail is None else [code, detail])

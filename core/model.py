@@ -1,0 +1,233 @@
+"""The object model: value types, access rights and profile tables.
+
+A profile (service) is data: a module with SERVICE (id), NAME, VERSION
+(major, minor) and OBJECTS, a tuple of rows
+
+    (id, name, type, unit, access, mandatory, lo, hi, scale)
+
+`scale` is a power-of-ten exponent: an analog with scale -1 travels as the
+integer value*10 (21.5 Cel -> 215); scale None means "shortest exact float".
+lo/hi bound the value in SI units (for TEXT: hi is the maximum length; for
+SCHEDULE and CURVE: they bound every value / coordinate).
+Values are held and sent in wire form; to_wire()/from_wire() convert.
+"""
+from .compat import const
+from .errors import (SpotError, UNKNOWN_OBJECT, OUT_OF_RANGE, WRONG_TYPE,
+                     TOO_LARGE)
+
+# object types
+NONE = const(0)      # no value: an INVOKE action without argument
+ANALOG = const(1)    # number with unit; scaled integer or float on the wire
+BINARY = const(2)    # true / false
+ENUM = const(3)      # unsigned integer from lo to hi
+COUNTER = const(4)   # unsigned, monotonic (energy, events); scaled integer
+TIME = const(5)      # unsigned Unix seconds (UTC)
+SCHEDULE = const(6)  # [start, step, [v0, v1, ...]]: slot i covers start+i*step
+CURVE = const(7)     # [x0, y0, x1, y1, ...]: points of a piecewise-linear curve
+TEXT = const(8)      # UTF-8 string of at most hi characters
+ALARM = const(9)     # [time, code, severity, active]
+PLAN = const(10)     # [id, start, expiry, primacy, {service: {object: value}}]
+MAP = const(11)      # a CBOR map checked by the service itself (plan entries)
+
+TYPE_NAMES = ("none", "analog", "binary", "enum", "counter", "time",
+              "schedule", "curve", "text", "alarm", "plan", "map")
+
+# access rights
+R = const(1)
+W = const(2)
+X = const(4)  # INVOKE
+RW = const(3)
+RX = const(5)
+
+M = const(1)  # mandatory
+O = const(0)  # optional
+
+F = None  # scale: float on the wire
+
+MAX_SLOTS = const(192)  # schedule slots (two days of quarter hours)
+MAX_POINTS = const(16)  # curve points
+
+# row fields
+ID = const(0)
+NAME = const(1)
+TYPE = const(2)
+UNIT = const(3)
+ACCESS = const(4)
+MANDATORY = const(5)
+LO = const(6)
+HI = const(7)
+SCALE = const(8)
+
+
+class Service:
+    """Run-time view of one profile table."""
+
+    __slots__ = ("sid", "name", "version", "rows", "by_id", "by_name")
+
+    def __init__(self, sid, name, version, rows):
+        self.sid = sid
+        self.name = name
+        self.version = version
+        self.rows = rows
+        self.by_id = {}
+        self.by_name = {}
+        for r in rows:
+            self.by_id[r[ID]] = r
+            self.by_name[r[NAME]] = r
+
+    def row(self, oid):
+        r = self.by_id.get(oid)
+        if r is None:
+            raise SpotError(UNKNOWN_OBJECT, oid)
+        return r
+
+
+def service_of(module):
+    """A Service from a profile module (or a Service, returned as is)."""
+    if isinstance(module, Service):
+        return module
+    return Service(module.SERVICE, module.NAME, module.VERSION, module.OBJECTS)
+
+
+def _scaled(v, scale):
+    # SI value -> wire number
+    if scale is None:
+        return float(v) if type(v) is not int else v
+    if scale == 0:
+        return int(round(v))
+    if scale < 0:
+        return int(round(v * 10 ** -scale))
+    return int(round(v / 10 ** scale))
+
+
+def _unscaled(n, scale):
+    # wire number -> SI value
+    if scale is None or scale == 0:
+        return n
+    if scale < 0:
+        return n / 10 ** -scale
+    return n * 10 ** scale
+
+
+def to_wire(row, value):
+    """Wire form of an SI value for the object row (no checks)."""
+    t = row[TYPE]
+    s = row[SCALE]
+    if t == ANALOG or t == COUNTER:
+        return _scaled(value, s)
+    if t == SCHEDULE:
+        return [value[0], value[1],
+                [None if v is None else _scaled(v, s) for v in value[2]]]
+    if t == CURVE:
+        return [_scaled(v, s) for v in value]
+    return value
+
+
+def from_wire(row, value):
+    """SI value of a wire value for the object row."""
+    t = row[TYPE]
+    s = row[SCALE]
+    if s is None or s == 0:
+        return value
+    if t == ANALOG or t == COUNTER:
+        return _unscaled(value, s)
+    if t == SCHEDULE:
+        return [value[0], value[1],
+                [None if v is None else _unscaled(v, s) for v in value[2]]]
+    if t == CURVE:
+        return [_unscaled(v, s) for v in value]
+    return value
+
+
+def _number(row, v):
+    # check one scaled/float number against type and range
+    tv = type(v)
+    if tv is not int and (tv is not float or row[SCALE] is not None):
+        raise SpotError(WRONG_TYPE, row[ID])
+    lo = row[LO]
+    hi = row[HI]
+    if lo is not None or hi is not None:
+        si = _unscaled(v, row[SCALE])
+        if (lo is not None and si < lo) or (hi is not None and si > hi):
+            raise SpotError(OUT_OF_RANGE, row[ID])
+
+
+def _uint(v):
+    return type(v) is int and v >= 0
+
+
+def check_schedule(oid, v, check_slot):
+    """Raise SpotError unless v is [start, step, slots]; check_slot(x) each slot."""
+    if (type(v) is not list or len(v) != 3 or not _uint(v[0])
+            or not _uint(v[1]) or v[1] == 0 or type(v[2]) is not list):
+        raise SpotError(WRONG_TYPE, oid)
+    if len(v[2]) > MAX_SLOTS:
+        raise SpotError(TOO_LARGE, oid)
+    for x in v[2]:
+        if x is not None:
+            check_slot(x)
+
+
+def check(row, v):
+    """Raise SpotError unless wire value v fits the object row."""
+    t = row[TYPE]
+    oid = row[ID]
+    if t == ANALOG:
+        _number(row, v)
+    elif t == BINARY:
+        if type(v) is not bool:
+            raise SpotError(WRONG_TYPE, oid)
+    elif t == ENUM or t == COUNTER or t == TIME:
+        if not _uint(v):
+            raise SpotError(WRONG_TYPE, oid)
+        if t != TIME:
+            _number(row, v)
+    elif t == TEXT:
+        if type(v) is not str:
+            raise SpotError(WRONG_TYPE, oid)
+        if row[HI] is not None and len(v) > row[HI]:
+            raise SpotError(TOO_LARGE, oid)
+    elif t == SCHEDULE:
+        check_schedule(oid, v, lambda x: _number(row, x))
+    elif t == CURVE:
+        if type(v) is not list or len(v) & 1 or len(v) < 4:
+            raise SpotError(WRONG_TYPE, oid)
+        if len(v) > 2 * MAX_POINTS:
+            raise SpotError(TOO_LARGE, oid)
+        for x in v:
+            _number(row, x)
+    elif t == ALARM:
+        if (type(v) is not list or len(v) != 4 or not _uint(v[0])
+                or not _uint(v[1]) or not _uint(v[2]) or type(v[3]) is not bool):
+            raise SpotError(WRONG_TYPE, oid)
+    elif t == NONE:
+        if v is not None:
+            raise SpotError(WRONG_TYPE, oid)
+    elif t == MAP:
+        if type(v) is not dict:
+            raise SpotError(WRONG_TYPE, oid)
+    elif t == PLAN:
+        if type(v) is not list:
+            raise SpotError(WRONG_TYPE, oid)
+
+
+def schedule_at(value, t):
+    """The slot value of a wire schedule at time t, or None outside it."""
+    start, step, slots = value
+    if t < start:
+        return None
+    i = int((t - start) // step)
+    if i >= len(slots):
+        return None
+    return slots[i]
+
+
+def schedule_next_edge(value, t):
+    """The next slot boundary after t, or None after the schedule ends."""
+    start, step, slots = value
+    if t < start:
+        return start
+    i = int((t - start) // step) + 1
+    if i > len(slots):
+        return None
+    return start + i * step

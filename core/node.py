@@ -1,0 +1,396 @@
+"""The device-side node: serves its services' objects over SPOT frames.
+
+Sans-I/O, in the manner of Wakaama's core: bytes and time go in, bytes and
+events come out.
+
+    reply = node.receive(frame, now, peer)  # answer to send back, or None
+    for peer, frame in node.step(now): ...  # notifications due now
+    node.next_deadline(now)                 # when step() wants to run next
+    node.events                             # (kind, service, object, arg) to act on
+
+`now` is the node's monotonic clock in seconds; unix time is now + the offset
+set through the time service. Firmware updates measurements with set() and
+reads commanded values with get(), both in SI units; or it binds getters and
+setters to objects with bind().
+"""
+from .compat import const
+from . import frame as F
+from . import model
+from .errors import (SpotError, UNKNOWN_SERVICE, UNKNOWN_OBJECT, READ_ONLY,
+                     MALFORMED, UNSUPPORTED, NOT_AUTHORISED)
+from .filter import ServiceFilter
+from .subscriptions import Subscriptions, parse_attrs
+from .plans import Plans, check_entries, is_series
+from . import plans as P
+from .services import NODE, TIME, PLANS
+
+# event kinds in node.events
+EV_WRITE = const(1)     # (EV_WRITE, sid, oid, None): a value was set remotely or by a plan
+EV_INVOKE = const(2)    # (EV_INVOKE, sid, oid, arg): an action to carry out
+EV_SIGNAL = const(3)    # (EV_SIGNAL, sid, None, body): informational broadcast received
+EV_PLAN = const(4)      # (EV_PLAN, PLANS, None, plan id): the active plan changed
+EV_FALLBACK = const(5)  # (EV_FALLBACK, PLANS, None, bool): fallback entered / left
+
+UNIX_TIME = const(1)  # object of the TIME service
+
+TIME_OBJECTS = (
+    (UNIX_TIME, "unix_time", model.TIME, "s", model.RW, model.M, None, None, 0),
+)
+
+# ANNOUNCE body keys
+A_ID = const(0)
+A_SERVICES = const(1)
+A_CONSUMES = const(2)
+A_FLAGS = const(3)
+FLAG_SLEEPY = const(1)
+
+
+class Node:
+    def __init__(self, profiles, device_id="", consumes=(), max_frame=F.MAX_FRAME,
+                 max_subs=8, max_plans=4, comm_timeout=900, max_horizon=172800,
+                 sleepy=False):
+        self.device_id = device_id
+        self.services = {}
+        for p in profiles:
+            s = model.service_of(p)
+            self.services[s.sid] = s
+        self.services[TIME] = model.Service(TIME, "time", (1, 0), TIME_OBJECTS)
+        controllable = False
+        for s in self.services.values():
+            for r in s.rows:
+                if r[model.ACCESS] & model.W and s.sid != TIME:
+                    controllable = True
+        if controllable:
+            self.services[PLANS] = model.service_of(P)
+        self.consumes = tuple(consumes)
+        self.filter = ServiceFilter(self.services)
+        for sid in self.consumes:
+            self.filter.add(sid)
+        self.values = {}
+        for sid in self.services:
+            self.values[sid] = {}
+        self.signals = {}
+        self.getters = {}
+        self.setters = {}
+        self.events = []
+        self.subs = Subscriptions(max_subs)
+        self.plans = Plans(max_plans, max_horizon)
+        self.max_frame = max_frame
+        self.sleepy = sleepy
+        self.clock_offset = 0
+        self.time_known = False
+        self.last_contact = None
+        self.fallback = False
+        self.authorise = None  # callable(peer, op, sid) -> bool, set by a port
+        self.dropped = 0
+        self._plan_due = 0
+        self._now = 0
+        if controllable:
+            v = self.values[PLANS]
+            v[P.COMM_TIMEOUT] = comm_timeout
+            v[P.ACTIVE] = 0
+            v[P.FALLBACK] = False
+
+    # ------------------------------------------------------------ firmware API
+
+    def bind(self, sid, oid, get=None, set=None):
+        """Read (sid, oid) through get() and/or hand accepted values to set(value).
+
+        Values passed either way are in SI units. set() also receives INVOKE
+        arguments of action objects.
+        """
+        row = self._service(sid).row(oid)
+        if get is not None:
+            self.getters[(sid, oid)] = (row, get)
+        if set is not None:
+            self.setters[(sid, oid)] = (row, set)
+
+    def set(self, sid, oid, value, now=None):
+        """Update an object locally (a measurement) from an SI value."""
+        row = self._service(sid).row(oid)
+        wire = None if value is None else model.to_wire(row, value)
+        if wire is not None:
+            model.check(row, wire)
+        self._store(sid, oid, wire)
+
+    def get(self, sid, oid):
+        """SI value of an object (None if never set)."""
+        row = self._service(sid).row(oid)
+        v = self._read(sid, oid)
+        return None if v is None else model.from_wire(row, v)
+
+    def consume(self, sid):
+        """Start taking informational broadcasts of service sid (run-time filter)."""
+        if sid not in self.consumes:
+            self.consumes = self.consumes + (sid,)
+        self.filter.add(sid)
+
+    def ignore(self, sid):
+        """Stop taking broadcasts of service sid; they are dropped from the header."""
+        self.consumes = tuple(s for s in self.consumes if s != sid)
+        if sid not in self.services:
+            self.filter.remove(sid)
+
+    def unix(self, now):
+        return now + self.clock_offset
+
+    def pop_events(self):
+        ev = self.events
+        self.events = []
+        return ev
+
+    def announce(self, mid=0):
+        """An ANNOUNCE frame: identity, services with versions, consumed services."""
+        svcs = []
+        for sid in sorted(self.services):
+            s = self.services[sid]
+            svcs.append([sid, s.version[0], s.version[1]])
+        body = {A_ID: self.device_id, A_SERVICES: svcs}
+        if self.consumes:
+            body[A_CONSUMES] = list(self.consumes)
+        if self.sleepy:
+            body[A_FLAGS] = FLAG_SLEEPY
+        return F.encode(F.ANNOUNCE, NODE, mid, body)
+
+    # ------------------------------------------------------------ frames in
+
+    def receive(self, frame, now, peer=None):
+        """Handle one frame; return the reply frame or None."""
+        self._now = now
+        head = F.peek(frame)
+        if head is None:
+            self.dropped += 1
+            return None
+        ver, op, sid = head
+        mid = F.message_id(frame)
+        is_request = op in F.REQUESTS and mid is not None
+        if not self.filter.accepts(frame):
+            self.dropped += 1
+            if is_request and ver == F.VERSION:
+                return F.error(sid, mid, UNKNOWN_SERVICE)
+            return None
+        try:
+            op, sid, mid, body = F.decode(frame, self.max_frame)
+        except SpotError as e:
+            self.dropped += 1
+            return F.error(sid, mid, e.code, e.detail) if is_request else None
+        if op == F.NOTIFY and sid in self.consumes:
+            self.signals[sid] = body
+            self.events.append((EV_SIGNAL, sid, None, body))
+            return None
+        if not is_request or sid not in self.services:
+            self.dropped += 1
+            return F.error(sid, mid, UNKNOWN_SERVICE) if is_request else None
+        if self.authorise is not None and not self.authorise(peer, op, sid):
+            return F.error(sid, mid, NOT_AUTHORISED)
+        self._contact(now)
+        try:
+            result = self._handle(op, sid, mid, body, now, peer)
+        except SpotError as e:
+            return F.error(sid, mid, e.code, e.detail)
+        return F.encode(F.RESULT, sid, mid, result)
+
+    def _handle(self, op, sid, mid, body, now, peer):
+        svc = self.services[sid]
+        if op == F.READ:
+            return self._do_read(svc, body)
+        if op == F.WRITE:
+            return self._do_write(svc, body, now)
+        if op == F.INVOKE:
+            return self._do_invoke(svc, body, now)
+        if op == F.SUBSCRIBE:
+            return self._do_subscribe(svc, mid, body, now, peer)
+        if body is not None and (type(body) is not int or body < 0):
+            raise SpotError(MALFORMED, "UNSUBSCRIBE takes a subscription id or nothing")
+        self.subs.remove(peer, sid, body)
+        return None
+
+    def _known(self, svc, oids, need):
+        # rows of the known oids (unknown ones skipped), checking access bits
+        rows = []
+        for oid in oids:
+            row = svc.by_id.get(oid)
+            if row is None:
+                continue
+            if not row[model.ACCESS] & need:
+                raise SpotError(READ_ONLY if need != model.R else UNSUPPORTED, oid)
+            rows.append(row)
+        if not rows:
+            raise SpotError(UNKNOWN_OBJECT, oids[0] if len(oids) == 1 else None)
+        return rows
+
+    def _do_read(self, svc, body):
+        if body is None:
+            rows = [r for r in svc.rows if r[model.ACCESS] & model.R]
+        elif type(body) is list:
+            rows = self._known(svc, body, model.R)
+        else:
+            raise SpotError(MALFORMED, "READ takes a list of object ids")
+        out = {}
+        for r in rows:
+            out[r[model.ID]] = self._read(svc.sid, r[model.ID])
+        return out
+
+    def _do_write(self, svc, body, now):
+        if type(body) is not dict or not body:
+            raise SpotError(MALFORMED, "WRITE takes a map of object id to value")
+        oids = list(body)
+        rows = self._known(svc, oids, model.W)
+        for r in rows:  # check everything before changing anything
+            self._check_write(svc.sid, r, body[r[model.ID]], now)
+        for r in rows:
+            oid = r[model.ID]
+            self._apply_write(svc.sid, r, body[oid], now)
+        skipped = [oid for oid in oids if oid not in svc.by_id]
+        return skipped or None
+
+    def _check_write(self, sid, row, v, now):
+        model.check(row, v)
+        if sid == PLANS and row[model.ID] == P.DEFAULT and v:
+            check_entries(self.services, v)
+
+    def _apply_write(self, sid, row, v, now):
+        oid = row[model.ID]
+        if sid == TIME and oid == UNIX_TIME:
+            self.clock_offset = v - now
+            self.time_known = True
+            self._plan_due = 0
+        elif sid == PLANS and oid == P.DEFAULT:
+            self.plans.default = v
+            self._plan_due = 0
+        self._store(sid, oid, v)
+        self._set_hw(sid, oid, v)
+        self.events.append((EV_WRITE, sid, oid, None))
+
+    def _do_invoke(self, svc, body, now):
+        if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
+            raise SpotError(MALFORMED, "INVOKE takes [object id, argument]")
+        row = self._known(svc, body[:1], model.X)[0]
+        arg = body[1] if len(body) == 2 else None
+        oid = row[model.ID]
+        if svc.sid == PLANS:
+            return self._plan_invoke(oid, arg, now)
+        model.check(row, arg)
+        self._set_hw(svc.sid, oid, arg)
+        self.events.append((EV_INVOKE, svc.sid, oid, arg))
+        return None
+
+    def _plan_invoke(self, oid, arg, now):
+        skipped = None
+        if oid == P.PUSH:
+            self.plans.check_plan(arg, self.unix(now))
+            skipped = check_entries(self.services, arg[4]) or None
+            self.plans.push(arg)
+        else:
+            model.check(self.services[PLANS].row(oid), arg)
+            self.plans.cancel(arg)
+        self._store(PLANS, P.LIST, self.plans.summary())
+        self._plan_due = 0
+        return skipped
+
+    def _do_subscribe(self, svc, mid, body, now, peer):
+        if type(body) is not dict or not body:
+            raise SpotError(MALFORMED, "SUBSCRIBE takes a map of object id to attributes")
+        oids = list(body)
+        rows = self._known(svc, oids, model.R)
+        objects = {}
+        current = {}
+        for r in rows:
+            oid = r[model.ID]
+            v = self._read(svc.sid, oid)
+            objects[oid] = (parse_attrs(body[oid]), v)
+            current[oid] = v
+        self.subs.add(peer, svc.sid, mid, objects, now)
+        return current
+
+    # ------------------------------------------------------------ time
+
+    def step(self, now):
+        """Advance plans and the fallback timer; return [(peer, NOTIFY frame)]."""
+        self._now = now
+        self._check_contact(now)
+        t = self.unix(now)
+        if PLANS in self.services and self._plan_due is not None and t >= self._plan_due:
+            self._apply_plans(t)
+        out = []
+        for peer, sid, mid, values in self.subs.due(now, self._read):
+            body = [t if self.time_known else None, values]
+            out.append((peer, F.encode(F.NOTIFY, sid, mid, body)))
+        return out
+
+    def next_deadline(self, now):
+        """Seconds until step() has work, or None if only input can cause any."""
+        best = self.subs.next_deadline()
+        if PLANS in self.services:
+            if self.plans.temp and self.last_contact is not None and not self.fallback:
+                d = self.last_contact + self.values[PLANS][P.COMM_TIMEOUT]
+                best = d if best is None or d < best else best
+            if self._plan_due is not None:
+                d = self._plan_due - self.clock_offset
+                best = d if best is None or d < best else best
+        return None if best is None else max(0, best - now)
+
+    def _contact(self, now):
+        self.last_contact = now
+        if self.fallback:
+            self.fallback = False
+            self._store(PLANS, P.FALLBACK, False)
+            self.events.append((EV_FALLBACK, PLANS, None, False))
+            self._plan_due = 0
+
+    def _check_contact(self, now):
+        if (PLANS not in self.services or self.fallback or self.last_contact is None
+                or now - self.last_contact < self.values[PLANS][P.COMM_TIMEOUT]):
+            return
+        self.fallback = True
+        self._store(PLANS, P.FALLBACK, True)
+        self.events.append((EV_FALLBACK, PLANS, None, True))
+        self._plan_due = 0
+
+    def _apply_plans(self, t):
+        plans = self.plans
+        if plans.expire(t):
+            self._store(PLANS, P.LIST, plans.summary())
+        for sid, oid in plans.governed():
+            svc = self.services.get(sid)
+            row = svc.by_id.get(oid) if svc is not None else None
+            if row is None:
+                continue
+            v, _ = plans.value_at(sid, oid, is_series(row), t, self.fallback)
+            if v is not None and v != self._read(sid, oid):
+                self._store(sid, oid, v)
+                self._set_hw(sid, oid, v)
+                self.events.append((EV_WRITE, sid, oid, None))
+        active = plans.active(t, self.fallback)
+        if active != self.values[PLANS].get(P.ACTIVE):
+            self._store(PLANS, P.ACTIVE, active)
+            self.events.append((EV_PLAN, PLANS, None, active))
+        self._plan_due = plans.next_edge(t)
+
+    # ------------------------------------------------------------ storage
+
+    def _service(self, sid):
+        svc = self.services.get(sid)
+        if svc is None:
+            raise SpotError(UNKNOWN_SERVICE, sid)
+        return svc
+
+    def _read(self, sid, oid):
+        if sid == TIME and oid == UNIX_TIME:
+            return int(self._now + self.clock_offset) if self.time_known else None
+        g = self.getters.get((sid, oid))
+        if g is not None:
+            v = g[1]()
+            return None if v is None else model.to_wire(g[0], v)
+        return self.values[sid].get(oid)
+
+    def _store(self, sid, oid, wire):
+        vals = self.values[sid]
+        if vals.get(oid) != wire or oid not in vals:
+            vals[oid] = wire
+            self.subs.changed(sid, oid, wire)
+
+    def _set_hw(self, sid, oid, wire):
+        s = self.setters.get((sid, oid))
+        if s is not None:
+            s[1](None if wire is None else model.from_wire(s[0], wire))

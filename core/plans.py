@@ -1,0 +1,210 @@
+"""Plans: a local default plan, temporary plans with primacy, and fallback.
+
+A plan sets writable objects of the node's services over time. Its entries
+map service -> {object: value}; a value is a constant or, for objects that
+are not schedules themselves, a schedule [start, step, [v0, v1, ...]] whose
+current slot gives the value (None slots leave the object to lower plans).
+
+A temporary plan [id, start, expiry, primacy, entries] governs from start
+until expiry. Where several cover an object, the higher primacy wins, then
+the one pushed last. Where none does, the default plan does. While the
+controller has been silent for the communication timeout, the node is in
+fallback: temporary plans are suspended and the default plan governs.
+"""
+from .compat import const
+from . import model
+from .model import (PLAN, ENUM, MAP, ANALOG, BINARY, R, W, X, RW, M,
+                    TYPE, ACCESS, SCHEDULE, CURVE)
+from .errors import SpotError, MALFORMED, OUT_OF_RANGE, BUSY, UNKNOWN_OBJECT, READ_ONLY
+from .services import PLANS
+
+PUSH = const(1)
+CANCEL = const(2)
+DEFAULT = const(3)
+ACTIVE = const(4)
+COMM_TIMEOUT = const(5)
+LIST = const(6)
+FALLBACK = const(7)
+
+SERVICE = PLANS
+NAME = "plans"
+VERSION = (1, 0)
+OBJECTS = (
+    # id, name, type, unit, access, mandatory, lo, hi, scale
+    (PUSH, "push", PLAN, "", X, M, None, None, 0),
+    (CANCEL, "cancel", ENUM, "", X, M, 1, 0xFFFFFFFF, 0),
+    (DEFAULT, "default_plan", MAP, "", RW, M, None, None, 0),
+    (ACTIVE, "active_plan", ENUM, "", R, M, 0, 0xFFFFFFFF, 0),
+    (COMM_TIMEOUT, "comm_timeout", ANALOG, "s", RW, M, 10, 604800, 0),
+    (LIST, "plans", PLAN, "", R, M, None, None, 0),
+    (FALLBACK, "fallback", BINARY, "", R, M, None, None, 0),
+)
+
+MAX_PRIMACY = const(255)
+
+# plan record slots
+_ID = const(0)
+_START = const(1)
+_EXPIRY = const(2)
+_PRIMACY = const(3)
+_ENTRIES = const(4)
+_SEQ = const(5)
+
+
+def is_series(row):
+    """True for objects whose value is itself a list (schedule, curve)."""
+    return row[TYPE] == SCHEDULE or row[TYPE] == CURVE
+
+
+def check_entries(services, entries):
+    """Validate plan entries; return the skipped [service, object] pairs.
+
+    Unknown services and objects are skipped (a newer controller); anything
+    else wrong raises SpotError. Raises UNKNOWN_OBJECT if nothing is left.
+    """
+    if type(entries) is not dict:
+        raise SpotError(MALFORMED, "plan entries must be a map")
+    skipped = []
+    known = 0
+    for sid in entries:
+        objs = entries[sid]
+        if type(objs) is not dict:
+            raise SpotError(MALFORMED, "plan entries must be a map of maps")
+        svc = services.get(sid)
+        for oid in objs:
+            row = svc.by_id.get(oid) if svc is not None and sid != PLANS else None
+            if row is None:
+                skipped.append([sid, oid])
+                continue
+            if not row[ACCESS] & W:
+                raise SpotError(READ_ONLY, oid)
+            v = objs[oid]
+            if type(v) is list and not is_series(row):
+                model.check_schedule(oid, v, lambda x: model.check(row, x))
+            else:
+                model.check(row, v)
+            known += 1
+    if not known:
+        raise SpotError(UNKNOWN_OBJECT, "no known object in plan")
+    return skipped
+
+
+def _entry_at(v, row_is_series, t):
+    # value of one entry at time t (schedules give their slot)
+    if type(v) is list and not row_is_series:
+        return model.schedule_at(v, t)
+    return v
+
+
+class Plans:
+    """The plan store of one node."""
+
+    __slots__ = ("temp", "default", "max_plans", "max_horizon", "_seq")
+
+    def __init__(self, max_plans=4, max_horizon=172800):
+        self.temp = []
+        self.default = {}
+        self.max_plans = max_plans
+        self.max_horizon = max_horizon
+        self._seq = 0
+
+    def check_plan(self, plan, now):
+        """Validate the header of a pushed plan (not its entries)."""
+        if type(plan) is not list or len(plan) != 5:
+            raise SpotError(MALFORMED, "plan must be [id, start, expiry, primacy, entries]")
+        pid, start, expiry, primacy = plan[0], plan[1], plan[2], plan[3]
+        for v in (pid, start, expiry, primacy):
+            if type(v) is not int or v < 0:
+                raise SpotError(MALFORMED, "plan header must be unsigned integers")
+        if pid == 0 or primacy > MAX_PRIMACY:
+            raise SpotError(OUT_OF_RANGE, "plan id or primacy")
+        if expiry <= start or expiry <= now or expiry - now > self.max_horizon:
+            raise SpotError(OUT_OF_RANGE, "plan expiry")
+        if len(self.temp) >= self.max_plans and self.find(pid) is None:
+            raise SpotError(BUSY, "plans full")
+
+    def find(self, pid):
+        for p in self.temp:
+            if p[_ID] == pid:
+                return p
+        return None
+
+    def push(self, plan):
+        """Store a checked plan; a plan with the same id is replaced."""
+        self._seq += 1
+        rec = [plan[0], plan[1], plan[2], plan[3], plan[4], self._seq]
+        old = self.find(plan[0])
+        if old is not None:
+            self.temp.remove(old)
+        self.temp.append(rec)
+        # precedence order: higher primacy first, then the later push
+        self.temp.sort(key=lambda p: (-p[_PRIMACY], -p[_SEQ]))
+
+    def cancel(self, pid):
+        p = self.find(pid)
+        if p is None:
+            raise SpotError(UNKNOWN_OBJECT, pid)
+        self.temp.remove(p)
+
+    def expire(self, t):
+        """Drop plans whose expiry has passed; return their ids."""
+        gone = [p[_ID] for p in self.temp if p[_EXPIRY] <= t]
+        if gone:
+            self.temp = [p for p in self.temp if p[_EXPIRY] > t]
+        return gone
+
+    def summary(self):
+        return [[p[_ID], p[_START], p[_EXPIRY], p[_PRIMACY]] for p in self.temp]
+
+    def governed(self):
+        """Every (service, object) some plan sets."""
+        out = []
+        for entries in [self.default] + [p[_ENTRIES] for p in self.temp]:
+            for sid in entries:
+                for oid in entries[sid]:
+                    if (sid, oid) not in out:
+                        out.append((sid, oid))
+        return out
+
+    def value_at(self, sid, oid, series, t, suspended):
+        """(value, plan id) governing (sid, oid) at t; plan id 0 is the default."""
+        if not suspended:
+            for p in self.temp:
+                if p[_START] <= t < p[_EXPIRY]:
+                    objs = p[_ENTRIES].get(sid)
+                    if objs is not None and oid in objs:
+                        v = _entry_at(objs[oid], series, t)
+                        if v is not None:
+                            return v, p[_ID]
+        objs = self.default.get(sid)
+        if objs is not None and oid in objs:
+            v = _entry_at(objs[oid], series, t)
+            if v is not None:
+                return v, 0
+        return None, None
+
+    def active(self, t, suspended):
+        """Id of the highest-precedence temporary plan in force, or 0."""
+        if not suspended:
+            for p in self.temp:
+                if p[_START] <= t < p[_EXPIRY]:
+                    return p[_ID]
+        return 0
+
+    def next_edge(self, t):
+        """Next time after t at which some plan starts, ends or changes slot."""
+        best = None
+        for p in self.temp:
+            for e in (p[_START], p[_EXPIRY]):
+                if e > t and (best is None or e < best):
+                    best = e
+        for entries in [self.default] + [p[_ENTRIES] for p in self.temp]:
+            for sid in entries:
+                objs = entries[sid]
+                for oid in objs:
+                    v = objs[oid]
+                    if type(v) is list and len(v) == 3 and type(v[2]) is list:
+                        e = model.schedule_next_edge(v, t)
+                        if e is not None and e > t and (best is None or e < best):
+                            best = e
+        return best

@@ -1,0 +1,148 @@
+"""Subscriptions and the notification policy (LwM2M-style observe attributes).
+
+A subscription is made by one peer for some objects of one service; its id is
+the message id of the SUBSCRIBE, and every NOTIFY it causes carries that id.
+Per object the attributes are (all optional, in the object's wire units):
+
+    0 pmin  minimum seconds between two notifications
+    1 pmax  maximum seconds without a notification (sent even if unchanged)
+    2 st    change threshold: notify when |value - last sent| >= st
+    3 gt    notify when the value crosses above or below gt
+    4 lt    notify when the value crosses above or below lt
+
+Without st/gt/lt any change notifies (still no faster than pmin).
+"""
+from .compat import const
+from .errors import SpotError, MALFORMED, BUSY, UNKNOWN_OBJECT
+
+PMIN = const(0)
+PMAX = const(1)
+ST = const(2)
+GT = const(3)
+LT = const(4)
+# per-object state slots after the five attributes
+_LAST = const(5)   # last value sent
+_SENT = const(6)   # time it was sent
+_DIRTY = const(7)  # a change worth notifying is pending
+
+
+def parse_attrs(attrs):
+    """Attribute list [pmin, pmax, st, gt, lt] from the wire map (or None)."""
+    a = [0, None, None, None, None]
+    if attrs is None:
+        return a
+    if type(attrs) is not dict:
+        raise SpotError(MALFORMED, "attributes must be a map")
+    for k in attrs:
+        v = attrs[k]
+        if type(k) is not int or k < 0 or k > LT:
+            continue  # unknown attribute: skipped (newer minor version)
+        if k <= PMAX:
+            if type(v) is not int or v < 0:
+                raise SpotError(MALFORMED, "pmin/pmax must be unsigned")
+        elif type(v) is not int and type(v) is not float:
+            raise SpotError(MALFORMED, "threshold must be a number")
+        a[k] = v
+    if a[PMAX] is not None and a[PMAX] < a[PMIN]:
+        raise SpotError(MALFORMED, "pmax below pmin")
+    return a
+
+
+def _crossed(level, old, new):
+    return level is not None and (old <= level) != (new <= level)
+
+
+def worth_notifying(st, value):
+    """True if the change from st[_LAST] to value passes the attributes."""
+    old = st[_LAST]
+    if old == value:
+        return False
+    num = type(value) in (int, float) and type(old) in (int, float)
+    if not num or (st[ST] is None and st[GT] is None and st[LT] is None):
+        return True
+    if st[ST] is not None and abs(value - old) >= st[ST]:
+        return True
+    return _crossed(st[GT], old, value) or _crossed(st[LT], old, value)
+
+
+class Subscriptions:
+    """All subscriptions of a node, bounded by max_subs."""
+
+    __slots__ = ("subs", "max_subs")
+
+    def __init__(self, max_subs):
+        self.subs = []  # [peer, sid, mid, {oid: state}]
+        self.max_subs = max_subs
+
+    def add(self, peer, sid, mid, objects, now):
+        """Add or replace the subscription (peer, sid, mid).
+
+        objects maps oid -> (attrs list, current wire value).
+        """
+        table = {}
+        for oid in objects:
+            a, value = objects[oid]
+            table[oid] = a + [value, now, False]
+        for s in self.subs:
+            if s[0] == peer and s[1] == sid and s[2] == mid:
+                s[3] = table
+                return
+        if len(self.subs) >= self.max_subs:
+            raise SpotError(BUSY, "subscriptions full")
+        self.subs.append([peer, sid, mid, table])
+
+    def remove(self, peer, sid, mid):
+        """Remove one subscription (mid) or all of peer's in sid (mid None)."""
+        keep = [s for s in self.subs
+                if not (s[0] == peer and s[1] == sid and (mid is None or s[2] == mid))]
+        if len(keep) == len(self.subs) and mid is not None:
+            raise SpotError(UNKNOWN_OBJECT, "subscription")
+        self.subs = keep
+
+    def drop_peer(self, peer):
+        self.subs = [s for s in self.subs if s[0] != peer]
+
+    def changed(self, sid, oid, value):
+        """Note a new wire value of (sid, oid)."""
+        for s in self.subs:
+            if s[1] == sid:
+                st = s[3].get(oid)
+                if st is not None and not st[_DIRTY] and worth_notifying(st, value):
+                    st[_DIRTY] = True
+
+    def due(self, now, read):
+        """[(peer, sid, mid, {oid: value})] to notify now; read(sid, oid) gives values."""
+        out = []
+        for s in self.subs:
+            table = s[3]
+            values = None
+            for oid in table:
+                st = table[oid]
+                age = now - st[_SENT]
+                if ((st[_DIRTY] and age >= st[PMIN])
+                        or (st[PMAX] is not None and age >= st[PMAX])):
+                    v = read(s[1], oid)
+                    if values is None:
+                        values = {}
+                    values[oid] = v
+                    st[_LAST] = v
+                    st[_SENT] = now
+                    st[_DIRTY] = False
+            if values is not None:
+                out.append((s[0], s[1], s[2], values))
+        return out
+
+    def next_deadline(self):
+        """Earliest time at which due() may return something, or None."""
+        t = None
+        for s in self.subs:
+            table = s[3]
+            for oid in table:
+                st = table[oid]
+                if st[_DIRTY]:
+                    d = st[_SENT] + st[PMIN]
+                    t = d if t is None or d < t else t
+                if st[PMAX] is not None:
+                    d = st[_SENT] + st[PMAX]
+                    t = d if t is None or d < t else t
+        return t

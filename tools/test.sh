@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, then run it.
+#   bash tools/test.sh [pytest args...]
+# Debian packages (needs root or sudo): real peers and build tools for the tests.
+# npm: the MicroPython 1.27 WebAssembly build the portable tests run under.
+# pip: the project with its [test] extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin autoconf automake libtool pkg-config"
+
+missing=""
+for p in $APT_PACKAGES; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    echo "== installing Debian packages:$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+
+echo "== installing npm packages (MicroPython for the portable tests)"
+npm ci --prefix tests/micropython --no-audit --no-fund --loglevel=error
+
+echo "== installing the project with its test extra"
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+echo "== running the tests"
+exec python3 -m pytest "$@"
