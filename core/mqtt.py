@@ -1,0 +1,594 @@
+"""MQTT 3.1.1 packet codec: encoders, a decoder, a chunk-fed stream parser and
+topic-filter matching. Portable, no I/O (MicroPython and CPython).
+
+Every malformed input raises MqttError; MQTT has no error reply, so whoever
+owns the connection closes it. Encoders raise ValueError for bad arguments.
+"""
+from .compat import const
+
+# Control packet types (MQTT 3.1.1 section 2.2.1); 0 and 15 are reserved.
+CONNECT = const(1)
+CONNACK = const(2)
+PUBLISH = const(3)
+PUBACK = const(4)
+PUBREC = const(5)
+PUBREL = const(6)
+PUBCOMP = const(7)
+SUBSCRIBE = const(8)
+SUBACK = const(9)
+UNSUBSCRIBE = const(10)
+UNSUBACK = const(11)
+PINGREQ = const(12)
+PINGRESP = const(13)
+DISCONNECT = const(14)
+
+PACKET_NAMES = ('reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC',
+                'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE',
+                'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'reserved')
+
+# Fixed-header flags every type but PUBLISH must carry (section 2.2.2).
+_REQUIRED_FLAGS = b'\xff\x00\x00\xff\x00\x00\x02\x00\x02\x00\x02\x00\x00\x00\x00\xff'
+
+MAX_REMAINING_LENGTH = const(268435455)   # 4-byte varint maximum
+DEFAULT_MAX_PACKET = const(16384)         # whole packet, fixed header included
+
+# CONNACK return codes (section 3.2.2.3)
+CONNACK_REASONS = ('accepted', 'unacceptable protocol version',
+                   'identifier rejected', 'server unavailable',
+                   'bad user name or password', 'not authorized')
+SUBACK_FAILURE = const(0x80)
+
+PINGREQ_PACKET = b'\xc0\x00'
+PINGRESP_PACKET = b'\xd0\x00'
+DISCONNECT_PACKET = b'\xe0\x00'
+
+_DUP = const(0x08)
+_RETAIN = const(0x01)
+
+
+class MqttError(Exception):
+    """A malformed or oversized packet, or a protocol violation."""
+
+
+class Packet:
+    """One decoded control packet; only the fields of its type are set."""
+    type = 0
+    flags = 0
+    pid = 0
+    # PUBLISH
+    topic = None
+    payload = b''
+    qos = 0
+    retain = False
+    dup = False
+    # CONNACK
+    session_present = False
+    return_code = 0
+    # SUBSCRIBE: list of (filter, qos); UNSUBSCRIBE: list of filters
+    # SUBACK: list of granted QoS / 0x80
+    filters = None
+    codes = None
+    # CONNECT
+    client_id = None
+    keepalive = 0
+    clean_session = False
+    will_topic = None
+    will_payload = None
+    will_qos = 0
+    will_retain = False
+    username = None
+    password = None
+
+    def __init__(self, ptype, flags=0):
+        self.type = ptype
+        self.flags = flags
+
+    def __repr__(self):
+        name = PACKET_NAMES[self.type]
+        if self.type == PUBLISH:
+            return '<PUBLISH %r qos=%d retain=%d dup=%d pid=%d %d bytes>' % (
+                self.topic, self.qos, self.retain, self.dup, self.pid,
+                len(self.payload))
+        return '<%s pid=%d>' % (name, self.pid)
+
+
+# ---------------------------------------------------------------- varint
+
+def varint_size(n):
+    """Bytes the remaining-length varint of n takes (1..4)."""
+    if n < 128:
+        return 1
+    if n < 16384:
+        return 2
+    if n < 2097152:
+        return 3
+    if n <= MAX_REMAINING_LENGTH:
+        return 4
+    raise ValueError('remaining length too large')
+
+
+def _put_varint(out, pos, n):
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out[pos] = b | 0x80
+            pos += 1
+        else:
+            out[pos] = b
+            return pos + 1
+
+
+def encode_varint(n):
+    """The remaining-length encoding of n as bytes."""
+    out = bytearray(varint_size(n))
+    _put_varint(out, 0, n)
+    return bytes(out)
+
+
+def decode_varint(buf, pos=0, end=-1):
+    """Decode a remaining length at buf[pos]. Returns (value, next_pos), or
+    (-1, pos) when more bytes are needed. Raises MqttError past 4 bytes."""
+    if end < 0:
+        end = len(buf)
+    value = 0
+    shift = 0
+    i = pos
+    while i < end:
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return value, i
+        shift += 7
+        if shift >= 28:
+            raise MqttError('remaining length longer than 4 bytes')
+    return -1, pos
+
+
+# ---------------------------------------------------------------- encoding
+
+def _utf8(s, what):
+    if isinstance(s, str):
+        s = s.encode('utf-8')
+    if len(s) > 65535:
+        raise ValueError(what + ' longer than 65535 bytes')
+    return s
+
+
+def _start(first, rl):
+    """A zeroed packet buffer with its fixed header written."""
+    out = bytearray(1 + varint_size(rl) + rl)
+    out[0] = first
+    return out, _put_varint(out, 1, rl)
+
+
+def _put_u16(out, pos, n):
+    out[pos] = n >> 8
+    out[pos + 1] = n & 0xFF
+    return pos + 2
+
+
+def _put_bytes(out, pos, data):
+    n = len(data)
+    out[pos:pos + n] = data
+    return pos + n
+
+
+def _put_str(out, pos, data):
+    return _put_bytes(out, _put_u16(out, pos, len(data)), data)
+
+
+def _check_pid(pid):
+    if not 0 < pid < 65536:
+        raise ValueError('packet identifier must be 1..65535')
+
+
+def _check_qos(qos):
+    if qos not in (0, 1, 2):
+        raise ValueError('QoS must be 0, 1 or 2')
+
+
+def encode_connect(client_id, keepalive=60, clean_session=True,
+                   will_topic=None, will_payload=b'', will_qos=0,
+                   will_retain=False, username=None, password=None):
+    """CONNECT (protocol level 4). keepalive in seconds (0 disables)."""
+    if not 0 <= keepalive < 65536:
+        raise ValueError('keepalive must be 0..65535 s')
+    cid = _utf8(client_id, 'client id')
+    if not cid and not clean_session:
+        raise ValueError('an empty client id needs clean_session')
+    flags = 0x02 if clean_session else 0
+    rl = 10 + 2 + len(cid)
+    if will_topic is not None:
+        wt = _utf8(will_topic, 'will topic')
+        check_topic(wt)
+        wp = _utf8(will_payload, 'will message')
+        _check_qos(will_qos)
+        flags |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
+        rl += 4 + len(wt) + len(wp)
+    if username is not None:
+        un = _utf8(username, 'user name')
+        flags |= 0x80
+        rl += 2 + len(un)
+    if password is not None:
+        if username is None:
+            raise ValueError('a password needs a user name in MQTT 3.1.1')
+        pw = _utf8(password, 'password')
+        flags |= 0x40
+        rl += 2 + len(pw)
+    out, pos = _start(CONNECT << 4, rl)
+    pos = _put_str(out, pos, b'MQTT')
+    out[pos] = 4
+    out[pos + 1] = flags
+    pos = _put_u16(out, pos + 2, keepalive)
+    pos = _put_str(out, pos, cid)
+    if will_topic is not None:
+        pos = _put_str(out, pos, wt)
+        pos = _put_str(out, pos, wp)
+    if username is not None:
+        pos = _put_str(out, pos, un)
+    if password is not None:
+        pos = _put_str(out, pos, pw)
+    return out
+
+
+def encode_connack(session_present, return_code):
+    return bytes((CONNACK << 4, 2, 1 if session_present else 0, return_code))
+
+
+def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
+    """PUBLISH as a bytearray (so a sender can set DUP in byte 0 later).
+    A str payload is sent as UTF-8."""
+    t = _utf8(topic, 'topic')
+    if isinstance(payload, str):
+        payload = payload.encode('utf-8')
+    check_topic(t)
+    _check_qos(qos)
+    if qos:
+        _check_pid(pid)
+    elif dup:
+        raise ValueError('DUP must be 0 for QoS 0')
+    rl = 2 + len(t) + (2 if qos else 0) + len(payload)
+    first = (PUBLISH << 4) | (qos << 1) | (_DUP if dup else 0) | (_RETAIN if retain else 0)
+    out, pos = _start(first, rl)
+    pos = _put_str(out, pos, t)
+    if qos:
+        pos = _put_u16(out, pos, pid)
+    _put_bytes(out, pos, payload)
+    return out
+
+
+def encode_ack(ptype, pid):
+    """PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK for pid."""
+    _check_pid(pid)
+    return bytes((ptype << 4 | _REQUIRED_FLAGS[ptype], 2, pid >> 8, pid & 0xFF))
+
+
+def encode_puback(pid):
+    return encode_ack(PUBACK, pid)
+
+
+def encode_unsuback(pid):
+    return encode_ack(UNSUBACK, pid)
+
+
+def encode_subscribe(pid, filters):
+    """SUBSCRIBE for a list of (filter, qos)."""
+    _check_pid(pid)
+    if not filters:
+        raise ValueError('SUBSCRIBE needs at least one filter')
+    encoded = []
+    rl = 2
+    for f, qos in filters:
+        f = _utf8(f, 'topic filter')
+        check_filter(f)
+        _check_qos(qos)
+        encoded.append((f, qos))
+        rl += 3 + len(f)
+    out, pos = _start(SUBSCRIBE << 4 | 2, rl)
+    pos = _put_u16(out, pos, pid)
+    for f, qos in encoded:
+        pos = _put_str(out, pos, f)
+        out[pos] = qos
+        pos += 1
+    return out
+
+
+def encode_suback(pid, codes):
+    _check_pid(pid)
+    out, pos = _start(SUBACK << 4, 2 + len(codes))
+    pos = _put_u16(out, pos, pid)
+    _put_bytes(out, pos, bytes(codes))
+    return out
+
+
+def encode_unsubscribe(pid, filters):
+    _check_pid(pid)
+    if not filters:
+        raise ValueError('UNSUBSCRIBE needs at least one filter')
+    encoded = []
+    rl = 2
+    for f in filters:
+        f = _utf8(f, 'topic filter')
+        check_filter(f)
+        encoded.append(f)
+        rl += 2 + len(f)
+    out, pos = _start(UNSUBSCRIBE << 4 | 2, rl)
+    pos = _put_u16(out, pos, pid)
+    for f in encoded:
+        pos = _put_str(out, pos, f)
+    return out
+
+
+# ---------------------------------------------------------------- decoding
+
+def _u16(mv, pos, end, what):
+    if pos + 2 > end:
+        raise MqttError('truncated ' + what)
+    return (mv[pos] << 8) | mv[pos + 1], pos + 2
+
+
+def _binary(mv, pos, end, what):
+    n, pos = _u16(mv, pos, end, what)
+    if pos + n > end:
+        raise MqttError('truncated ' + what)
+    return bytes(mv[pos:pos + n]), pos + n
+
+
+def _string(mv, pos, end, what):
+    n, pos = _u16(mv, pos, end, what)
+    if pos + n > end:
+        raise MqttError('truncated ' + what)
+    try:
+        s = str(mv[pos:pos + n], 'utf-8')
+    except UnicodeError:
+        raise MqttError(what + ' is not valid UTF-8')
+    if '\x00' in s:
+        raise MqttError(what + ' contains U+0000')
+    return s, pos + n
+
+
+def _pid(mv, pos, end, what):
+    pid, pos = _u16(mv, pos, end, what + ' packet identifier')
+    if pid == 0:
+        raise MqttError(what + ' packet identifier is 0')
+    return pid, pos
+
+
+def check_first_byte(b):
+    """Raise MqttError if a fixed header's first byte is invalid."""
+    ptype = b >> 4
+    need = _REQUIRED_FLAGS[ptype]
+    if need == 0xFF:
+        if ptype != PUBLISH:
+            raise MqttError('reserved packet type %d' % ptype)
+        if b & 0x06 == 0x06:
+            raise MqttError('PUBLISH with QoS 3')
+    elif b & 0x0F != need:
+        raise MqttError('%s with invalid flags 0x%x' % (PACKET_NAMES[ptype], b & 0x0F))
+
+
+def decode(first, body):
+    """Decode one packet from its first byte and its body (the bytes after
+    the remaining length). Returns a Packet; raises MqttError."""
+    check_first_byte(first)
+    ptype = first >> 4
+    p = Packet(ptype, first & 0x0F)
+    mv = memoryview(body)
+    end = len(mv)
+    if ptype == PUBLISH:
+        p.qos = (first >> 1) & 3
+        p.dup = bool(first & _DUP)
+        p.retain = bool(first & _RETAIN)
+        if p.dup and not p.qos:
+            raise MqttError('PUBLISH QoS 0 with DUP set')
+        p.topic, pos = _string(mv, 0, end, 'PUBLISH topic')
+        if not p.topic or '+' in p.topic or '#' in p.topic:
+            raise MqttError('PUBLISH topic empty or with a wildcard')
+        if p.qos:
+            p.pid, pos = _pid(mv, pos, end, 'PUBLISH')
+        p.payload = bytes(mv[pos:end])
+    elif ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
+        if end != 2:
+            raise MqttError('%s remaining length %d, not 2' % (PACKET_NAMES[ptype], end))
+        p.pid, _ = _pid(mv, 0, end, PACKET_NAMES[ptype])
+    elif ptype in (PINGREQ, PINGRESP, DISCONNECT):
+        if end:
+            raise MqttError('%s remaining length %d, not 0' % (PACKET_NAMES[ptype], end))
+    elif ptype == CONNACK:
+        if end != 2:
+            raise MqttError('CONNACK remaining length %d, not 2' % end)
+        if mv[0] & 0xFE:
+            raise MqttError('CONNACK reserved flag bits set')
+        p.session_present = bool(mv[0] & 1)
+        p.return_code = mv[1]
+        if p.return_code and p.session_present:
+            raise MqttError('refused CONNACK with session present')
+    elif ptype == SUBACK:
+        p.pid, pos = _pid(mv, 0, end, 'SUBACK')
+        if pos == end:
+            raise MqttError('SUBACK without return codes')
+        p.codes = list(mv[pos:end])
+        for c in p.codes:
+            if c > 2 and c != SUBACK_FAILURE:
+                raise MqttError('SUBACK return code 0x%x' % c)
+    elif ptype == SUBSCRIBE:
+        p.pid, pos = _pid(mv, 0, end, 'SUBSCRIBE')
+        p.filters = []
+        while pos < end:
+            f, pos = _string(mv, pos, end, 'SUBSCRIBE filter')
+            if pos >= end:
+                raise MqttError('SUBSCRIBE filter without QoS')
+            q = mv[pos]
+            pos += 1
+            if q > 2:
+                raise MqttError('SUBSCRIBE QoS byte 0x%x' % q)
+            p.filters.append((f, q))
+        if not p.filters:
+            raise MqttError('SUBSCRIBE without filters')
+    elif ptype == UNSUBSCRIBE:
+        p.pid, pos = _pid(mv, 0, end, 'UNSUBSCRIBE')
+        p.filters = []
+        while pos < end:
+            f, pos = _string(mv, pos, end, 'UNSUBSCRIBE filter')
+            p.filters.append(f)
+        if not p.filters:
+            raise MqttError('UNSUBSCRIBE without filters')
+    else:  # CONNECT
+        _decode_connect(p, mv, end)
+    return p
+
+
+def _decode_connect(p, mv, end):
+    name, pos = _string(mv, 0, end, 'protocol name')
+    if name != 'MQTT':
+        raise MqttError('protocol name %r' % name)
+    if pos + 4 > end:
+        raise MqttError('truncated CONNECT header')
+    if mv[pos] != 4:
+        raise MqttError('protocol level %d' % mv[pos])
+    flags = mv[pos + 1]
+    if flags & 1:
+        raise MqttError('CONNECT reserved flag set')
+    p.keepalive = (mv[pos + 2] << 8) | mv[pos + 3]
+    pos += 4
+    p.clean_session = bool(flags & 0x02)
+    p.client_id, pos = _string(mv, pos, end, 'client id')
+    if flags & 0x04:
+        p.will_qos = (flags >> 3) & 3
+        if p.will_qos == 3:
+            raise MqttError('will QoS 3')
+        p.will_retain = bool(flags & 0x20)
+        p.will_topic, pos = _string(mv, pos, end, 'will topic')
+        p.will_payload, pos = _binary(mv, pos, end, 'will message')
+    elif flags & 0x38:
+        raise MqttError('will QoS/retain without will flag')
+    if flags & 0x80:
+        p.username, pos = _string(mv, pos, end, 'user name')
+    if flags & 0x40:
+        if not flags & 0x80:
+            raise MqttError('password without user name')
+        p.password, pos = _binary(mv, pos, end, 'password')
+    if pos != end:
+        raise MqttError('%d trailing bytes after CONNECT payload' % (end - pos))
+
+
+class StreamParser:
+    """Turn arbitrary TCP chunks into whole packets.
+
+    feed(chunk) returns an iterator of Packets; a partial packet stays
+    buffered for the next chunk. A header announcing more than max_packet
+    bytes fails at once, so the buffer never holds more than one partial
+    packet of at most max_packet bytes (plus the unparsed rest of the last
+    chunk). After a MqttError the parser is reset; the connection is dead.
+    """
+
+    def __init__(self, max_packet=DEFAULT_MAX_PACKET):
+        self.max_packet = max_packet
+        self._buf = bytearray()
+        self._pos = 0
+
+    def reset(self):
+        self._buf = bytearray()
+        self._pos = 0
+
+    def buffered(self):
+        """Bytes held that do not yet form a whole packet."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data):
+        if self._pos:
+            self._buf[:self._pos] = b''
+            self._pos = 0
+        self._buf.extend(data)
+        return self._packets()
+
+    def _packets(self):
+        while True:
+            try:
+                p = self._next()
+            except MqttError:
+                self.reset()
+                raise
+            if p is None:
+                return
+            yield p
+
+    def _next(self):
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        if pos >= end:
+            return None
+        first = buf[pos]
+        check_first_byte(first)
+        rl, body = decode_varint(buf, pos + 1, end)
+        if rl < 0:
+            return None
+        total = body - pos + rl
+        if total > self.max_packet:
+            raise MqttError('packet of %d bytes exceeds the maximum of %d'
+                            % (total, self.max_packet))
+        if body + rl > end:
+            return None
+        p = decode(first, memoryview(buf)[body:body + rl])
+        self._pos = body + rl
+        return p
+
+
+# ---------------------------------------------------------------- topics
+
+def check_topic(topic):
+    """Raise ValueError unless topic (str or bytes) is a valid topic name."""
+    if isinstance(topic, str):
+        topic = topic.encode('utf-8')
+    if not topic:
+        raise ValueError('empty topic')
+    if b'+' in topic or b'#' in topic or b'\x00' in topic:
+        raise ValueError('topic name with a wildcard or U+0000')
+
+
+def check_filter(filt):
+    """Raise ValueError unless filt (str or bytes) is a valid topic filter."""
+    if isinstance(filt, str):
+        filt = filt.encode('utf-8')
+    n = len(filt)
+    if not n or b'\x00' in filt:
+        raise ValueError('empty topic filter or U+0000')
+    for i in range(n):
+        c = filt[i]
+        if c == 0x23:  # '#'
+            if i != n - 1 or (i and filt[i - 1] != 0x2F):
+                raise ValueError("'#' must be the last level of a filter")
+        elif c == 0x2B:  # '+'
+            if (i and filt[i - 1] != 0x2F) or (i + 1 < n and filt[i + 1] != 0x2F):
+                raise ValueError("'+' must fill a whole filter level")
+
+
+def topic_matches(filt, topic):
+    """True if topic name matches the (valid) topic filter; '+' matches one
+    level, '#' the rest; wildcard-first filters skip topics starting '$'."""
+    fl = len(filt)
+    tl = len(topic)
+    if tl and topic[0] == '$' and fl and filt[0] in '+#':
+        return False
+    f = 0
+    t = 0
+    while f < fl:
+        c = filt[f]
+        if c == '#':
+            return True
+        if c == '+':
+            while t < tl and topic[t] != '/':
+                t += 1
+            f += 1
+            continue
+        if t >= tl:
+            # "a/#" also matches "a" (the parent level)
+            return t == tl and filt[f:] == '/#'
+        if topic[t] != c:
+            return False
+        f += 1
+        t += 1
+    return t == tl
