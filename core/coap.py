@@ -1,0 +1,443 @@
+"""CoAP message codec: RFC 7252 framing plus the Observe (RFC 7641) and Block (RFC 7959) options.
+
+Sans-I/O and allocation-light: decode() turns one datagram into a CoapMessage, encode()
+turns a CoapMessage back into bytes.  Malformed input raises CoapError, which carries how a
+receiver should answer (nothing, a Reset, or an error response code); error_reply() builds
+that answer.  Option values are kept as bytes; uint, block and string helpers convert them.
+"""
+from .compat import const, hexlify
+
+# Message types
+CON = const(0)
+NON = const(1)
+ACK = const(2)
+RST = const(3)
+
+# Codes: class << 5 | detail.  0.00 is the Empty message, 0.xx requests.
+EMPTY = const(0)
+GET = const(1)
+POST = const(2)
+PUT = const(3)
+DELETE = const(4)
+FETCH = const(5)
+PATCH = const(6)
+IPATCH = const(7)
+CREATED = const(65)                     # 2.01
+DELETED = const(66)                     # 2.02
+VALID = const(67)                       # 2.03
+CHANGED = const(68)                     # 2.04
+CONTENT = const(69)                     # 2.05
+CONTINUE = const(95)                    # 2.31
+BAD_REQUEST = const(128)                # 4.00
+UNAUTHORIZED = const(129)               # 4.01
+BAD_OPTION = const(130)                 # 4.02
+FORBIDDEN = const(131)                  # 4.03
+NOT_FOUND = const(132)                  # 4.04
+METHOD_NOT_ALLOWED = const(133)         # 4.05
+NOT_ACCEPTABLE = const(134)             # 4.06
+REQUEST_ENTITY_INCOMPLETE = const(136)  # 4.08
+CONFLICT = const(137)                   # 4.09
+PRECONDITION_FAILED = const(140)        # 4.12
+REQUEST_ENTITY_TOO_LARGE = const(141)   # 4.13
+UNSUPPORTED_CONTENT_FORMAT = const(143)  # 4.15
+INTERNAL_SERVER_ERROR = const(160)      # 5.00
+NOT_IMPLEMENTED = const(161)            # 5.01
+BAD_GATEWAY = const(162)                # 5.02
+SERVICE_UNAVAILABLE = const(163)        # 5.03
+GATEWAY_TIMEOUT = const(164)            # 5.04
+PROXYING_NOT_SUPPORTED = const(165)     # 5.05
+
+# Option numbers (odd = critical)
+IF_MATCH = const(1)
+URI_HOST = const(3)
+ETAG = const(4)
+IF_NONE_MATCH = const(5)
+OBSERVE = const(6)
+URI_PORT = const(7)
+LOCATION_PATH = const(8)
+OSCORE = const(9)
+URI_PATH = const(11)
+CONTENT_FORMAT = const(12)
+MAX_AGE = const(14)
+URI_QUERY = const(15)
+ACCEPT = const(17)
+LOCATION_QUERY = const(20)
+BLOCK2 = const(23)
+BLOCK1 = const(27)
+SIZE2 = const(28)
+PROXY_URI = const(35)
+PROXY_SCHEME = const(39)
+SIZE1 = const(60)
+ECHO = const(252)
+NO_RESPONSE = const(258)
+REQUEST_TAG = const(292)
+
+# Content-Formats
+CF_TEXT = const(0)
+CF_LINK_FORMAT = const(40)
+CF_OCTET_STREAM = const(42)
+CF_JSON = const(50)
+CF_CBOR = const(60)
+
+PAYLOAD_MARKER = const(0xFF)
+
+# Options this codec understands: number -> (min length, max length, repeatable).
+# OSCORE is deliberately absent: an endpoint without an OSCORE layer must answer 4.02
+# (pass extra_options={OSCORE: (0, 255, False)} to decode() once one is in place).
+OPTION_FORMATS = {
+    IF_MATCH: (0, 8, True), URI_HOST: (1, 255, False), ETAG: (1, 8, True),
+    IF_NONE_MATCH: (0, 0, False), OBSERVE: (0, 3, False), URI_PORT: (0, 2, False),
+    LOCATION_PATH: (0, 255, True), URI_PATH: (0, 255, True), CONTENT_FORMAT: (0, 2, False),
+    MAX_AGE: (0, 4, False), URI_QUERY: (0, 255, True), ACCEPT: (0, 2, False),
+    LOCATION_QUERY: (0, 255, True), BLOCK2: (0, 3, False), BLOCK1: (0, 3, False),
+    SIZE2: (0, 4, False), PROXY_URI: (1, 1034, False), PROXY_SCHEME: (1, 255, False),
+    SIZE1: (0, 4, False), ECHO: (1, 40, False), NO_RESPONSE: (0, 1, False),
+    REQUEST_TAG: (0, 8, True),
+}
+
+
+class CoapError(Exception):
+    """A datagram that cannot be processed.
+
+    reason: short text.  mtype/mid/token: what was readable (None/b'' otherwise).
+    code: response code a server should answer with (0 = none); rst: answer with a Reset.
+    options: extra (number, bytes) options for the error response (e.g. Size1 with 4.13).
+    """
+
+    def __init__(self, reason, mtype=None, mid=None, token=b'', code=0, rst=False, options=None):
+        super().__init__(reason)
+        self.reason = reason
+        self.mtype = mtype
+        self.mid = mid
+        self.token = token
+        self.code = code
+        self.rst = rst
+        self.options = options
+
+
+class CoapMessage:
+    """One CoAP message. options: list of (number, bytes) kept sorted by number."""
+
+    __slots__ = ('mtype', 'code', 'mid', 'token', 'options', 'payload')
+
+    def __init__(self, mtype=CON, code=EMPTY, mid=0, token=b'', options=None, payload=b''):
+        self.mtype = mtype
+        self.code = code
+        self.mid = mid
+        self.token = token
+        self.options = [] if options is None else options
+        self.payload = payload
+
+    def get(self, number, default=None):
+        """First value of option `number` as bytes, or default."""
+        for num, value in self.options:
+            if num == number:
+                return value
+            if num > number:
+                break
+        return default
+
+    def get_all(self, number):
+        """All values of a repeatable option, in message order."""
+        return [value for num, value in self.options if num == number]
+
+    def get_uint(self, number, default=None):
+        value = self.get(number)
+        return default if value is None else decode_uint(value)
+
+    def get_block(self, number):
+        """(num, more, szx) of a Block1/Block2 option, or None."""
+        value = self.get(number)
+        return None if value is None else decode_block(value)
+
+    def add(self, number, value=b''):
+        """Append an option after any existing ones of the same number (int/str/bytes value)."""
+        if isinstance(value, int):
+            value = encode_uint(value)
+        elif isinstance(value, str):
+            value = value.encode()
+        opts = self.options
+        i = len(opts)
+        while i and opts[i - 1][0] > number:
+            i -= 1
+        opts.insert(i, (number, value))
+        return self
+
+    def set(self, number, value=b''):
+        """Replace every occurrence of an option by one value."""
+        self.remove(number)
+        return self.add(number, value)
+
+    def remove(self, number):
+        self.options = [o for o in self.options if o[0] != number]
+        return self
+
+    def is_request(self):
+        return 0 < self.code < 32
+
+    def is_response(self):
+        return self.code >= 64
+
+    def __repr__(self):
+        return '<CoapMessage %s %s mid=%d token=%s opts=%d payload=%d>' % (
+            ('CON', 'NON', 'ACK', 'RST')[self.mtype], code_str(self.code), self.mid,
+            hexlify(self.token), len(self.options), len(self.payload))
+
+
+def code_str(code):
+    """'2.05' style text of a code."""
+    return '%d.%02d' % (code >> 5, code & 31)
+
+
+def encode_uint(value):
+    """Shortest big-endian encoding of a non-negative int (0 -> b'')."""
+    if value < 0:
+        raise ValueError('negative uint option')
+    n = 0
+    v = value
+    while v:
+        n += 1
+        v >>= 8
+    return value.to_bytes(n, 'big') if n else b''
+
+
+def decode_uint(value):
+    return int.from_bytes(value, 'big') if value else 0
+
+
+def block_size(szx):
+    return 1 << (szx + 4)
+
+
+def size_to_szx(size):
+    """Largest SZX whose block size does not exceed `size` (16..1024)."""
+    szx = 0
+    while szx < 6 and block_size(szx + 1) <= size:
+        szx += 1
+    return szx
+
+
+def encode_block(num, more, szx):
+    return encode_uint((num << 4) | (8 if more else 0) | szx)
+
+
+def decode_block(value):
+    v = decode_uint(value)
+    return v >> 4, bool(v & 8), v & 7
+
+
+def encode_message(mtype, code, mid, token=b'', options=(), payload=b''):
+    """Encode header fields, a sorted (number, bytes) option list and a payload."""
+    tkl = len(token)
+    if tkl > 8:
+        raise ValueError('token longer than 8 bytes')
+    out = bytearray(4)
+    out[0] = 0x40 | (mtype << 4) | tkl
+    out[1] = code
+    out[2] = (mid >> 8) & 0xFF
+    out[3] = mid & 0xFF
+    out += token
+    prev = 0
+    for num, value in options:
+        delta = num - prev
+        if delta < 0:
+            return encode_message(mtype, code, mid, token, _sorted_options(options), payload)
+        prev = num
+        length = len(value)
+        dn, dx = _nibble(delta)
+        ln, lx = _nibble(length)
+        out.append((dn << 4) | ln)
+        _extend_ext(out, dn, dx)
+        _extend_ext(out, ln, lx)
+        out += value
+    if payload:
+        out.append(PAYLOAD_MARKER)
+        out += payload
+    return bytes(out)
+
+
+def encode(msg):
+    return encode_message(msg.mtype, msg.code, msg.mid, msg.token, msg.options, msg.payload)
+
+
+def _sorted_options(options):
+    # stable insertion sort: MicroPython's list.sort is not guaranteed stable
+    out = []
+    for opt in options:
+        i = len(out)
+        while i and out[i - 1][0] > opt[0]:
+            i -= 1
+        out.insert(i, opt)
+    return out
+
+
+def _nibble(value):
+    if value < 13:
+        return value, 0
+    if value < 269:
+        return 13, value - 13
+    if value < 65805:
+        return 14, value - 269
+    raise ValueError('option delta/length too large')
+
+
+def _extend_ext(out, nib, ext):
+    if nib == 13:
+        out.append(ext)
+    elif nib == 14:
+        out.append(ext >> 8)
+        out.append(ext & 0xFF)
+
+
+def decode(data, max_size=0, extra_options=None):
+    """Decode one datagram into a CoapMessage or raise CoapError.
+
+    max_size: datagrams longer than this are refused (4.13 for requests).
+    extra_options: {number: (min_len, max_len, repeatable)} understood beyond OPTION_FORMATS.
+    """
+    n = len(data)
+    if n < 4:
+        raise CoapError('truncated header')
+    b0 = data[0]
+    if b0 >> 6 != 1:
+        raise CoapError('unknown version')
+    mtype = (b0 >> 4) & 3
+    tkl = b0 & 15
+    code = data[1]
+    mid = (data[2] << 8) | data[3]
+    con = mtype == CON
+    if tkl > 8:
+        raise CoapError('bad token length', mtype, mid, rst=con)
+    if 4 + tkl > n:
+        raise CoapError('truncated token', mtype, mid, rst=con)
+    token = bytes(data[4:4 + tkl])
+    if code == EMPTY:
+        if n > 4:
+            raise CoapError('empty message with content', mtype, mid, rst=con)
+        return CoapMessage(mtype, EMPTY, mid)
+    cls = code >> 5
+    request = cls == 0
+    if not (request or cls == 2 or cls == 4 or cls == 5):
+        raise CoapError('reserved code class', mtype, mid, token, rst=con)
+    if mtype == RST or (mtype == ACK and request):
+        raise CoapError('bad type for code', mtype, mid, token)
+    if max_size and n > max_size:
+        if request:
+            raise CoapError('datagram too large', mtype, mid, token, REQUEST_ENTITY_TOO_LARGE,
+                            options=[(SIZE1, encode_uint(max_size))])
+        raise CoapError('datagram too large', mtype, mid, token, rst=con)
+    mv = memoryview(data)
+    options = []
+    payload = b''
+    num = 0
+    i = 4 + tkl
+    try:
+        while i < n:
+            b = data[i]
+            i += 1
+            if b == PAYLOAD_MARKER:
+                if i == n:
+                    raise ValueError('payload marker without payload')
+                payload = bytes(mv[i:])
+                break
+            delta, i = _read_ext(data, b >> 4, i)
+            length, i = _read_ext(data, b & 15, i)
+            if i + length > n:
+                raise ValueError('truncated option value')
+            num += delta
+            options.append((num, bytes(mv[i:i + length])))
+            i += length
+    except (ValueError, IndexError) as e:
+        raise CoapError(str(e) or 'truncated option', mtype, mid, token, rst=con)
+    msg = CoapMessage(mtype, code, mid, token, options, payload)
+    _check_options(msg, request, extra_options)
+    return msg
+
+
+def _read_ext(data, nib, i):
+    if nib < 13:
+        return nib, i
+    if nib == 13:
+        return data[i] + 13, i + 1
+    if nib == 14:
+        return ((data[i] << 8) | data[i + 1]) + 269, i + 2
+    raise ValueError('reserved option nibble 15')
+
+
+def _check_options(msg, request, extra):
+    """Drop malformed elective options; reject unknown or malformed critical ones.
+
+    RFC 7252 5.4.1 (critical/elective), 5.4.3 (lengths), 5.4.5 (repeats).
+    """
+    bad = None
+    keep = None
+    prev = -1
+    for idx in range(len(msg.options)):
+        num, value = msg.options[idx]
+        fmt = OPTION_FORMATS.get(num)
+        if fmt is None and extra:
+            fmt = extra.get(num)
+        if fmt is None:
+            ok = not num & 1   # unknown elective options are passed on untouched
+        else:
+            ok = fmt[0] <= len(value) <= fmt[1] and (fmt[2] or num != prev)
+        if ok and (num == BLOCK1 or num == BLOCK2) and decode_uint(value) & 7 == 7:
+            # SZX 7 is reserved: a request carrying it is a 4.00 (RFC 7959 2.2)
+            if request:
+                raise CoapError('reserved block size', msg.mtype, msg.mid, msg.token,
+                                BAD_REQUEST)
+            ok = False
+        prev = num
+        if not ok:
+            if num & 1:
+                bad = num
+                break
+            if keep is None:
+                keep = msg.options[:idx]
+        elif keep is not None:
+            keep.append((num, value))
+    if bad is not None:
+        con = msg.mtype == CON
+        if request:
+            # CON request: 4.02; NON request is rejected silently
+            raise CoapError('unrecognized critical option %d' % bad, msg.mtype, msg.mid,
+                            msg.token, BAD_OPTION if con else 0)
+        raise CoapError('unrecognized critical option %d' % bad, msg.mtype, msg.mid,
+                        msg.token, rst=con)
+    if keep is not None:
+        msg.options = keep
+
+
+def error_reply(err, mid=None):
+    """Datagram answering a CoapError, or None when it is to be ignored.
+
+    A response code goes piggy-backed on an ACK for CON requests, or in a NON response
+    (with message id `mid`) for NON requests when a mid is given.
+    """
+    if err.code:
+        if err.mtype == CON:
+            return encode_message(ACK, err.code, err.mid, err.token, err.options or ())
+        if err.mtype == NON and mid is not None:
+            return encode_message(NON, err.code, mid, err.token, err.options or ())
+        return None
+    if err.rst and err.mid is not None:
+        return encode_message(RST, EMPTY, err.mid)
+    return None
+
+
+def split_path(path):
+    """'a/b' or '/a/b' or ['a', 'b'] -> list of segments (empty path -> [])."""
+    if isinstance(path, str):
+        path = path.strip('/')
+        return path.split('/') if path else []
+    return list(path)
+
+
+def set_uri(msg, path, query=None):
+    """Add Uri-Path options for `path` and Uri-Query options for a list of 'k=v' strings."""
+    for seg in split_path(path):
+        msg.add(URI_PATH, seg)
+    if query:
+        for q in query:
+            msg.add(URI_QUERY, q)
+    return msg

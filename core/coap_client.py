@@ -1,0 +1,308 @@
+"""Client side of the sans-I/O CoAP endpoint: exchanges, block-wise transfers, observations.
+
+ClientSide keeps one Exchange per token: it sends the request (Block1 blocks for a large
+body), follows Block2 to reassemble large responses, keeps Observe registrations alive
+(dropping stale notifications, RFC 7641 3.4) and reports outcomes as Event objects through
+the endpoint's events().  Used by coap_endpoint.Endpoint, not on its own.
+"""
+from .compat import const, hexlify
+from . import coap
+from .coap import (CoapMessage, CON, NON, ACK, RST, EMPTY, OBSERVE, BLOCK1, BLOCK2, SIZE1,
+                   CONTENT_FORMAT, ACCEPT, CONTINUE, encode_block, block_size)
+
+TX_REQUEST = const(1)   # Transmission kind owned by this side
+
+EV_RESPONSE = const(1)      # final response (or first response of an observation)
+EV_NOTIFICATION = const(2)  # later notification of an observation
+EV_TIMEOUT = const(3)       # no answer: retransmissions exhausted or response wait over
+EV_RESET = const(4)         # the peer rejected the request with a Reset
+EV_ERROR = const(5)         # block-wise failure (client) or handler exception (server)
+
+RESPONSE_WAIT_MS = const(93000)  # wait for a separate or NON response (MAX_TRANSMIT_WAIT)
+OBSERVE_WINDOW = const(0x800000)
+OBSERVE_FRESH_MS = const(128000)
+
+
+class CoapBusy(Exception):
+    """Too many client exchanges are open (see Endpoint max_exchanges)."""
+
+
+class Event:
+    """Outcome of a client exchange. payload is the whole (reassembled) body."""
+
+    __slots__ = ('kind', 'token', 'addr', 'code', 'payload', 'msg', 'observe', 'error')
+
+    def __init__(self, kind, token, addr, msg=None, payload=b''):
+        self.kind = kind
+        self.token = token
+        self.addr = addr
+        self.msg = msg
+        self.code = msg.code if msg is not None else 0
+        self.payload = payload
+        self.observe = None
+        self.error = None
+
+    def content_format(self):
+        return None if self.msg is None else self.msg.get_uint(CONTENT_FORMAT)
+
+    def __repr__(self):
+        return '<Event %d token=%s code=%s payload=%d observe=%r error=%r>' % (
+            self.kind, hexlify(self.token), coap.code_str(self.code), len(self.payload),
+            self.observe, self.error)
+
+
+class Exchange:
+    __slots__ = ('token', 'addr', 'template', 'body', 'b1_off', 'b1_szx', 'b2_szx', 'buf',
+                 'observe', 'established', 'obs_seq', 'obs_time', 'tx', 'due', 'parent',
+                 'child')
+
+    def __init__(self, token, addr, template, body, szx):
+        self.token = token
+        self.addr = addr
+        self.template = template   # request without token/mid/payload/block options
+        self.body = body           # request payload, b'' once fully sent
+        self.b1_off = 0
+        self.b1_szx = szx
+        self.b2_szx = szx
+        self.buf = None            # Block2 reassembly
+        self.observe = template.get_uint(OBSERVE) == 0
+        self.established = False
+        self.obs_seq = -1
+        self.obs_time = 0
+        self.tx = None
+        self.due = -1              # response deadline (-1: none)
+        self.parent = None         # set on a fetch of a notification's remaining blocks
+        self.child = None
+
+
+class ClientSide:
+    def __init__(self, ep, max_exchanges, max_body, block_szx):
+        self.ep = ep
+        self.max_exchanges = max_exchanges
+        self.max_body = max_body
+        self.block_szx = block_szx
+        self.response_wait_ms = RESPONSE_WAIT_MS
+        self.exchanges = {}   # token -> Exchange
+        self._unarmed = []
+
+    def request(self, addr, code, path, payload, confirmable, observe, query,
+                content_format, accept, options):
+        if len(self.exchanges) >= self.max_exchanges:
+            raise CoapBusy('too many open exchanges')
+        tmpl = CoapMessage(CON if confirmable else NON, code)
+        coap.set_uri(tmpl, path, query)
+        if observe is not None:
+            tmpl.add(OBSERVE, observe)
+        if content_format is not None:
+            tmpl.add(CONTENT_FORMAT, content_format)
+        if accept is not None:
+            tmpl.add(ACCEPT, accept)
+        if options:
+            for num, value in options:
+                tmpl.add(num, value)
+        ex = Exchange(self._new_token(), addr, tmpl, payload or b'', self.block_szx)
+        self.exchanges[ex.token] = ex
+        self._send(ex)
+        return ex.token
+
+    def cancel(self, token):
+        ex = self.exchanges.get(token)
+        if ex is not None:
+            self._finish(ex)
+
+    def _new_token(self):
+        while True:
+            token = (self.ep.rand() & 0xFFFFFFFF).to_bytes(4, 'big')
+            if token not in self.exchanges:
+                return token
+
+    def _send(self, ex, block2_num=None):
+        t = ex.template
+        msg = CoapMessage(t.mtype, t.code, self.ep.next_mid(), ex.token, list(t.options))
+        body = ex.body
+        if block2_num is not None:
+            msg.remove(OBSERVE)
+            msg.add(BLOCK2, encode_block(block2_num, False, ex.b2_szx))
+        elif body:
+            size = block_size(ex.b1_szx)
+            off = ex.b1_off
+            if len(body) > size or off:
+                msg.add(BLOCK1, encode_block(off // size, off + size < len(body), ex.b1_szx))
+                if off == 0:
+                    msg.add(SIZE1, len(body))
+                msg.payload = body[off:off + size]
+            else:
+                msg.payload = body
+        data = coap.encode(msg)
+        ex.due = -1
+        if msg.mtype == CON:
+            ex.tx = self.ep.send_con(ex.addr, msg.mid, data, TX_REQUEST, ex, force=True)
+        else:
+            ex.tx = None
+            self.ep.send(ex.addr, data)
+            self._unarmed.append(ex)
+
+    def arm(self, now):
+        """Start the response wait of NON requests once they are handed out."""
+        for ex in self._unarmed:
+            if ex.tx is None and ex.due < 0 and self.exchanges.get(ex.token) is ex:
+                ex.due = now + self.response_wait_ms
+        self._unarmed = []
+
+    # ---- answers ------------------------------------------------------------------------
+
+    def on_ack(self, ex, msg, addr, now):
+        """ACK (empty or piggy-backed) or RST matching our CON request."""
+        ex.tx = None
+        if self.exchanges.get(ex.token) is not ex:
+            return
+        if msg.mtype == RST:
+            self._finish(ex)
+            if ex.parent is None:
+                self.ep.emit(Event(EV_RESET, ex.token, addr))
+        elif msg.code == EMPTY or msg.token != ex.token:
+            ex.due = now + self.response_wait_ms   # separate response follows
+        else:
+            self._handle(ex, msg, now)
+
+    def on_response(self, msg, addr, now):
+        """Separate response or notification (CON/NON); returns the ACK/RST to send."""
+        con = msg.mtype == CON
+        ex = self.exchanges.get(msg.token)
+        if ex is None or ex.addr != addr:
+            rst = coap.encode_message(RST, EMPTY, msg.mid)
+            if con:
+                return rst
+            self.ep.send(addr, rst)
+            return None
+        if ex.tx is not None:   # the response implies our request arrived
+            self.ep.forget_tx(ex.tx)
+            ex.tx = None
+        self._handle(ex, msg, now)
+        return coap.encode_message(ACK, EMPTY, msg.mid) if con else None
+
+    def _handle(self, ex, msg, now):
+        if ex.body:
+            size = block_size(ex.b1_szx)
+            if len(ex.body) > size or ex.b1_off:
+                b1 = msg.get_block(BLOCK1)
+                if msg.code == CONTINUE and b1 is not None:
+                    nxt = ex.b1_off + size
+                    if b1[2] < ex.b1_szx:
+                        ex.b1_szx = b1[2]   # server asks for smaller blocks
+                    if nxt < len(ex.body):
+                        ex.b1_off = nxt
+                        self._send(ex)
+                        return
+            ex.body = b''
+        obs = msg.get_uint(OBSERVE) if ex.observe and msg.code >> 5 == 2 else None
+        if obs is not None:
+            if ex.established and not _fresh(ex.obs_seq, obs, ex.obs_time, now):
+                return   # reordered, older notification
+            ex.obs_seq = obs
+            ex.obs_time = now
+        b2 = msg.get_block(BLOCK2)
+        if b2 is None or not (b2[1] or b2[0]):
+            self._deliver(ex, msg, msg.payload, obs)
+            return
+        num, more, szx = b2
+        if num == 0:
+            ex.buf = bytearray()
+        if ex.buf is None or num * block_size(szx) != len(ex.buf):
+            return self._fail(ex, msg, 'Block2 out of order')
+        if len(ex.buf) + len(msg.payload) > self.max_body:
+            return self._fail(ex, msg, 'response body too large')
+        ex.buf += msg.payload
+        if not more:
+            payload = bytes(ex.buf)
+            ex.buf = None
+            self._deliver(ex, msg, payload, obs)
+            return
+        ex.b2_szx = szx
+        nxt = len(ex.buf) >> (szx + 4)
+        if obs is None:
+            self._send(ex, nxt)
+            return
+        # a notification with more blocks: fetch the rest with a separate plain GET
+        if ex.child is not None:
+            self._finish(ex.child)
+        if len(self.exchanges) >= self.max_exchanges:
+            ex.buf = None
+            return
+        tmpl = CoapMessage(CON, ex.template.code, 0, b'', list(ex.template.options))
+        tmpl.remove(OBSERVE)
+        child = Exchange(self._new_token(), ex.addr, tmpl, b'', szx)
+        child.parent = ex
+        child.buf = ex.buf
+        child.obs_seq = obs
+        ex.buf = None
+        ex.child = child
+        self.exchanges[child.token] = child
+        self._send(child, nxt)
+
+    def _deliver(self, ex, msg, payload, obs):
+        parent = ex.parent
+        if parent is not None:
+            self._finish(ex)
+            if self.exchanges.get(parent.token) is not parent:
+                return
+            obs = ex.obs_seq
+            ex = parent
+        ev = Event(EV_NOTIFICATION if ex.established else EV_RESPONSE, ex.token, ex.addr,
+                   msg, payload)
+        ev.observe = obs
+        if obs is None:
+            self._finish(ex)
+        else:
+            ex.established = True
+            ex.due = -1
+        self.ep.emit(ev)
+
+    def _fail(self, ex, msg, reason):
+        self._finish(ex)
+        if ex.parent is None:
+            ev = Event(EV_ERROR, ex.token, ex.addr, msg)
+            ev.error = reason
+            self.ep.emit(ev)
+
+    def _finish(self, ex):
+        if self.exchanges.get(ex.token) is ex:
+            del self.exchanges[ex.token]
+        self.ep.forget_tx(ex.tx)
+        ex.tx = None
+        if ex.child is not None:
+            child = ex.child
+            ex.child = None
+            self._finish(child)
+        if ex.parent is not None and ex.parent.child is ex:
+            ex.parent.child = None
+
+    # ---- timers ---------------------------------------------------------------------------
+
+    def on_give_up(self, ex, now):
+        """Our CON request was never acknowledged."""
+        ex.tx = None
+        if self.exchanges.get(ex.token) is ex:
+            self._timeout(ex)
+
+    def _timeout(self, ex):
+        self._finish(ex)
+        if ex.parent is None:
+            self.ep.emit(Event(EV_TIMEOUT, ex.token, ex.addr))
+
+    def step(self, now):
+        for ex in [e for e in self.exchanges.values() if 0 <= e.due <= now and e.tx is None]:
+            self._timeout(ex)
+
+    def next_due(self):
+        due = None
+        for ex in self.exchanges.values():
+            if ex.due >= 0 and (due is None or ex.due < due):
+                due = ex.due
+        return due
+
+
+def _fresh(v1, v2, t1, t2):
+    """RFC 7641 3.4: is notification number v2 (received at t2) newer than v1 (at t1)?"""
+    return ((v1 < v2 and v2 - v1 < OBSERVE_WINDOW) or (v1 > v2 and v1 - v2 > OBSERVE_WINDOW)
+            or t2 > t1 + OBSERVE_FRESH_MS)

@@ -1,0 +1,268 @@
+"""Sans-I/O CoAP endpoint: the RFC 7252 messaging layer under a server and a client side.
+
+Driven like Wakaama: feed every datagram to receive(data, addr, now) and call step(now)
+whenever next_timeout(now) milliseconds have passed; both return a list of (addr, datagram)
+to send.  request(), respond(), notify() and cancel() only queue output, which the next
+receive()/step() returns (next_timeout() is then 0).  Time `now` is an int count of
+milliseconds on any monotonic clock; `rand` (no argument -> 32-bit int) is injectable.
+Client results come out of events().  Every table is capped, so memory stays bounded.
+
+This layer does message ids, CON retransmission with exponential back-off, duplicate
+detection with replay of the cached answer, ACK/RST matching and error answers for bad
+datagrams.  coap_server does requests (blocks, observe); coap_client does exchanges.
+"""
+from .compat import const
+from . import coap
+from .coap import CoapError, CON, NON, ACK, RST, EMPTY
+from .coap_server import ServerSide, Request, Response, TX_NOTIFY  # noqa: F401
+from .coap_client import (ClientSide, Event, CoapBusy, TX_REQUEST,  # noqa: F401
+                          EV_RESPONSE, EV_NOTIFICATION, EV_TIMEOUT, EV_RESET, EV_ERROR)
+
+ACK_TIMEOUT_MS = const(2000)
+MAX_RETRANSMIT = const(4)
+EXCHANGE_LIFETIME_MS = const(247000)
+NON_LIFETIME_MS = const(145000)
+
+
+def _default_rand():
+    try:
+        from os import urandom
+        urandom(4)
+        return lambda: int.from_bytes(urandom(4), 'big')
+    except (ImportError, AttributeError, OSError, NotImplementedError):
+        import random
+        return lambda: random.getrandbits(32)
+
+
+class Transmission:
+    """A CON message awaiting ACK/RST: retransmitted until max_retransmit, then timed out."""
+
+    __slots__ = ('addr', 'mid', 'data', 'count', 'timeout', 'due', 'kind', 'owner')
+
+    def __init__(self, addr, mid, data, timeout, kind, owner):
+        self.addr = addr
+        self.mid = mid
+        self.data = data
+        self.count = 0
+        self.timeout = timeout
+        self.due = -1          # armed (now + timeout) when first handed out
+        self.kind = kind
+        self.owner = owner
+
+
+class Endpoint:
+    """One CoAP endpoint (server and client at once).
+
+    handler(request) -> Response, or None to answer later with respond(request, response).
+    Limits: block_szx (preferred block size 2**(szx+4)), max_body (largest request or
+    response body reassembled), max_datagram (larger datagrams get 4.13), max_pending
+    (our CON notifications/separate responses in flight), max_dedupe (remembered message
+    ids, each with its reply), max_observers, max_exchanges (client), max_buffers
+    (Block1 reassemblies and Block2 snapshots each), max_events.  On a small board use
+    e.g. block_szx=4, max_body=1024, max_datagram=400, max_dedupe=6, max_buffers=1.
+    """
+
+    def __init__(self, handler=None, rand=None, block_szx=6, max_body=4096,
+                 max_datagram=1280, max_pending=8, max_dedupe=16, max_observers=8,
+                 max_exchanges=8, max_buffers=2, max_events=32, notify_con_every=8,
+                 ack_timeout_ms=ACK_TIMEOUT_MS, max_retransmit=MAX_RETRANSMIT,
+                 extra_options=None):
+        self.rand = rand or _default_rand()
+        self.max_datagram = max_datagram
+        self.max_pending = max_pending
+        self.max_dedupe = max_dedupe
+        self.max_events = max_events
+        self.ack_timeout_ms = ack_timeout_ms
+        self.max_retransmit = max_retransmit
+        self.extra_options = extra_options
+        self.now = 0
+        self._mid = self.rand() & 0xFFFF
+        self._outbox = []
+        self._unarmed = []
+        self._pending = {}     # (addr, mid) -> Transmission
+        self._dedupe = {}      # (addr, mid) -> [expires, reply datagram or None]
+        self._events = []
+        self.stats = {'rx': 0, 'tx': 0, 'bad': 0, 'dup': 0, 'retx': 0, 'dropped_events': 0}
+        self.server = ServerSide(self, handler, max_observers, max_body, max_buffers,
+                                 block_szx, notify_con_every)
+        self.client = ClientSide(self, max_exchanges, max_body, block_szx)
+
+    # ---- public API -------------------------------------------------------------------
+
+    def receive(self, data, addr, now):
+        """Process one datagram from addr; returns [(addr, datagram), ...] to send."""
+        self.now = now
+        self.stats['rx'] += 1
+        try:
+            msg = coap.decode(data, self.max_datagram, self.extra_options)
+        except CoapError as err:
+            self.stats['bad'] += 1
+            if err.code == coap.REQUEST_ENTITY_TOO_LARGE:
+                # datagram too big: say how much fits block-wise, and the block size to use
+                err.options = [(coap.BLOCK1, coap.encode_block(0, False, self.server.block_szx)),
+                               (coap.SIZE1, coap.encode_uint(self.server.max_body))]
+            reply = coap.error_reply(err, self.next_mid() if err.mtype == NON else None)
+            if reply is not None:
+                self.send(addr, reply)
+            return self._flush(now)
+        mtype = msg.mtype
+        if mtype == ACK or mtype == RST:
+            self._on_ack_or_reset(msg, addr, now)
+        elif msg.code == EMPTY:
+            if mtype == CON:  # CoAP ping
+                self.send(addr, coap.encode_message(RST, EMPTY, msg.mid))
+        else:
+            key = (addr, msg.mid)
+            seen = self._dedupe.get(key)
+            if seen is not None and seen[0] > now:
+                self.stats['dup'] += 1
+                if mtype == CON and seen[1] is not None:
+                    self.send(addr, seen[1])
+            else:
+                if msg.code < 32:
+                    reply = self.server.on_request(msg, addr, now)
+                else:
+                    reply = self.client.on_response(msg, addr, now)
+                self._remember(key, now, reply, mtype)
+                if reply is not None:
+                    self.send(addr, reply)
+        return self._flush(now)
+
+    def step(self, now):
+        """Run timers (retransmissions, give-ups, expiries); returns datagrams to send."""
+        self.now = now
+        for tx in list(self._pending.values()):
+            if 0 <= tx.due <= now:
+                if tx.count < self.max_retransmit:
+                    tx.count += 1
+                    tx.timeout *= 2
+                    tx.due = now + tx.timeout
+                    self.stats['retx'] += 1
+                    self._outbox.append((tx.addr, tx.data))
+                else:
+                    del self._pending[(tx.addr, tx.mid)]
+                    self._gave_up(tx, now)
+        self.client.step(now)
+        self.server.step(now)
+        return self._flush(now)
+
+    def next_timeout(self, now):
+        """Milliseconds until step() has work (0 = now), or None when nothing is scheduled."""
+        if self._outbox:
+            return 0
+        due = self.client.next_due()
+        for tx in self._pending.values():
+            if due is None or tx.due < due:
+                due = tx.due
+        if due is None:
+            return None
+        return max(0, due - now)
+
+    def request(self, addr, code, path, payload=b'', confirmable=True, observe=None,
+                query=None, content_format=None, accept=None, options=None):
+        """Start a client request; returns its token. Results arrive as events()."""
+        return self.client.request(addr, code, path, payload, confirmable, observe, query,
+                                   content_format, accept, options)
+
+    def cancel(self, token):
+        """Forget a client exchange or observation (later notifications get a Reset)."""
+        self.client.cancel(token)
+
+    def respond(self, request, response):
+        """Send the separate response to a request whose handler returned None."""
+        self.server.respond(request, response, self.now)
+
+    def notify(self, path, response=None):
+        """Notify observers of `path`; response None re-runs the handler per observer."""
+        return self.server.notify(path, response, self.now)
+
+    def events(self):
+        """Drain and return client events (Event objects) in arrival order."""
+        evs = self._events
+        self._events = []
+        return evs
+
+    def observer_count(self):
+        return len(self.server.observers)
+
+    # ---- used by the server and client sides ------------------------------------------
+
+    def next_mid(self):
+        mid = self._mid = (self._mid + 1) & 0xFFFF
+        return mid
+
+    def send(self, addr, data):
+        self._outbox.append((addr, data))
+
+    def send_con(self, addr, mid, data, kind, owner, force=False, replace=None):
+        """Queue a CON message and track it; None when the pending table is full.
+
+        replace: a Transmission this one supersedes (keeps its counter and timer).
+        """
+        if replace is not None:
+            self._pending.pop((replace.addr, replace.mid), None)
+        elif not force and len(self._pending) >= self.max_pending:
+            return None
+        timeout = self.ack_timeout_ms + self.rand() % (self.ack_timeout_ms // 2 + 1)
+        tx = Transmission(addr, mid, data, timeout, kind, owner)
+        if replace is not None:
+            tx.count, tx.timeout, tx.due = replace.count, replace.timeout, replace.due
+        if tx.due < 0:
+            self._unarmed.append(tx)
+        self._pending[(addr, mid)] = tx
+        self._outbox.append((addr, data))
+        return tx
+
+    def forget_tx(self, tx):
+        if tx is not None:
+            self._pending.pop((tx.addr, tx.mid), None)
+
+    def emit(self, event):
+        if len(self._events) >= self.max_events:
+            self._events.pop(0)
+            self.stats['dropped_events'] += 1
+        self._events.append(event)
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _flush(self, now):
+        for tx in self._unarmed:
+            if tx.due < 0:
+                tx.due = now + tx.timeout
+        self._unarmed = []
+        self.client.arm(now)
+        out = self._outbox
+        self._outbox = []
+        self.stats['tx'] += len(out)
+        return out
+
+    def _on_ack_or_reset(self, msg, addr, now):
+        tx = self._pending.pop((addr, msg.mid), None)
+        if tx is None:
+            if msg.mtype == RST:
+                self.server.on_reset(addr, msg.mid)
+            return
+        if tx.kind == TX_REQUEST:
+            self.client.on_ack(tx.owner, msg, addr, now)
+        elif tx.kind == TX_NOTIFY:
+            self.server.on_notify_answer(tx.owner, tx, msg.mtype == RST)
+
+    def _gave_up(self, tx, now):
+        if tx.kind == TX_REQUEST:
+            self.client.on_give_up(tx.owner, now)
+        elif tx.kind == TX_NOTIFY:
+            self.server.on_notify_answer(tx.owner, tx, True)
+
+    def _remember(self, key, now, reply, mtype):
+        cache = self._dedupe
+        if len(cache) >= self.max_dedupe:
+            for k in [k for k, v in cache.items() if v[0] <= now]:
+                del cache[k]
+            if len(cache) >= self.max_dedupe:
+                oldest = None
+                for k, v in cache.items():
+                    if oldest is None or v[0] < cache[oldest][0]:
+                        oldest = k
+                del cache[oldest]
+        life = EXCHANGE_LIFETIME_MS if mtype == CON else NON_LIFETIME_MS
+        cache[key] = [now + life, reply if mtype == CON else None]

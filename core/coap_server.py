@@ -1,0 +1,374 @@
+"""Server side of the sans-I/O CoAP endpoint: requests, blocks (RFC 7959), Observe (RFC 7641).
+
+ServerSide turns a request message into a Request for the application handler and its
+Response into response messages: piggy-backed, separate (respond()), block-wise, and
+notifications for registered observers.  Used by coap_endpoint.Endpoint, not on its own.
+"""
+from .compat import const
+from . import coap
+from .coap import (CoapError, CoapMessage, CON, NON, ACK, EMPTY, GET, FETCH, OBSERVE,
+                   URI_PATH, URI_QUERY, CONTENT_FORMAT, ACCEPT, MAX_AGE, ETAG, BLOCK1,
+                   BLOCK2, SIZE1, SIZE2, PROXY_URI, PROXY_SCHEME, CONTINUE, BAD_REQUEST,
+                   BAD_OPTION, NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_ENTITY_INCOMPLETE,
+                   REQUEST_ENTITY_TOO_LARGE, INTERNAL_SERVER_ERROR, PROXYING_NOT_SUPPORTED,
+                   encode_block, decode_block, block_size)
+from .coap_client import Event, EV_ERROR
+
+BUFFER_LIFETIME_MS = const(60000)       # idle Block1 reassembly / Block2 snapshot kept
+CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
+OBSERVE_MASK = const(0xFFFFFF)
+TX_NOTIFY = const(2)    # Transmission kinds owned by this side
+TX_RESPONSE = const(3)
+
+
+class Request:
+    """What a handler sees: code, path/query segments, payload, formats, observe, peer."""
+
+    __slots__ = ('addr', 'msg', 'code', 'token', 'path', 'query', 'payload',
+                 'content_format', 'accept', 'observe', 'confirmable', 'notification',
+                 'responded', 'block1')
+
+    def __init__(self, msg, addr):
+        self.addr = addr
+        self.msg = msg
+        self.code = msg.code
+        self.token = msg.token
+        try:
+            self.path = [bytes(v).decode() for v in msg.get_all(URI_PATH)]
+            self.query = [bytes(v).decode() for v in msg.get_all(URI_QUERY)]
+        except UnicodeError:
+            raise CoapError('Uri-Path/Uri-Query not UTF-8', msg.mtype, msg.mid, msg.token,
+                            BAD_REQUEST)
+        self.payload = msg.payload
+        self.content_format = msg.get_uint(CONTENT_FORMAT)
+        self.accept = msg.get_uint(ACCEPT)
+        self.observe = msg.get_uint(OBSERVE)
+        self.confirmable = msg.mtype == CON
+        self.notification = False   # True when rendered for an Observe notification
+        self.responded = False
+        self.block1 = None          # (num, more, szx) to echo once a Block1 body is whole
+
+    def option(self, number, default=None):
+        return self.msg.get(number, default)
+
+    def path_str(self):
+        return '/'.join(self.path)
+
+    def uri_key(self):
+        if self.query:
+            return self.path_str() + '?' + '&'.join(self.query)
+        return self.path_str()
+
+
+class Response:
+    """A handler's answer. options: extra (number, value) pairs (value int/str/bytes)."""
+
+    __slots__ = ('code', 'payload', 'content_format', 'max_age', 'etag', 'options')
+
+    def __init__(self, code=coap.CONTENT, payload=b'', content_format=None, max_age=None,
+                 etag=None, options=None):
+        self.code = code
+        self.payload = payload
+        self.content_format = content_format
+        self.max_age = max_age
+        self.etag = etag
+        self.options = options
+
+
+class Observer:
+    __slots__ = ('addr', 'token', 'msg', 'path', 'key', 'since_con', 'last_con', 'tx',
+                 'last_mid')
+
+    def __init__(self, req, now):
+        self.addr = req.addr
+        self.token = req.token
+        self.msg = req.msg
+        self.path = req.path_str()
+        self.key = (req.addr, req.uri_key())
+        self.since_con = 0
+        self.last_con = now
+        self.tx = None        # CON notification in flight
+        self.last_mid = -1    # last NON notification (a Reset to it deregisters)
+
+
+class ServerSide:
+    def __init__(self, ep, handler, max_observers, max_body, max_buffers, block_szx,
+                 con_every):
+        self.ep = ep
+        self.handler = handler
+        self.max_observers = max_observers
+        self.max_body = max_body
+        self.max_buffers = max_buffers
+        self.block_szx = block_szx
+        self.con_every = con_every
+        self.observers = {}    # (addr, uri key) -> Observer
+        self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1
+        self._snap = {}        # (addr, uri key) -> [Response, last use, code]   Block2
+        self._seq = 1
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def on_request(self, msg, addr, now):
+        """Handle a new request; returns the ACK datagram for CON (None for NON)."""
+        try:
+            req = Request(msg, addr)
+        except CoapError as err:
+            mid = self.ep.next_mid() if msg.mtype == NON else None
+            reply = coap.error_reply(err, mid)
+            if msg.mtype == NON and reply is not None:
+                self.ep.send(addr, reply)
+                return None
+            return reply
+        resp = self._pre_handle(req, msg, now)
+        if resp is None:
+            resp = self._call(req)
+            if resp is None:  # separate response later
+                return coap.encode_message(ACK, EMPTY, msg.mid) if req.confirmable else None
+        return self._answer(req, resp, now, True)
+
+    def _pre_handle(self, req, msg, now):
+        """Answers the endpoint gives without the handler (errors, blocks), else None."""
+        if msg.code > 7:
+            return Response(METHOD_NOT_ALLOWED)
+        if msg.get(PROXY_URI) is not None or msg.get(PROXY_SCHEME) is not None:
+            return Response(PROXYING_NOT_SUPPORTED)
+        if self.handler is None:
+            return Response(NOT_FOUND)
+        key = (req.addr, req.uri_key())
+        b1 = msg.get_block(BLOCK1)
+        if b1 is not None:
+            resp = self._block1(req, key, b1, now)
+            if resp is not None:
+                return resp
+        elif len(msg.payload) > self.max_body:
+            return self._too_large()
+        b2 = msg.get_block(BLOCK2)
+        if b2 is not None and b2[0] > 0:
+            snap = self._snap.get(key)
+            if snap is not None and snap[2] == msg.code:
+                snap[1] = now
+                return snap[0]
+        if req.observe == 1:
+            obs = self.observers.get(key)
+            if obs is not None:
+                self._drop_observer(obs)
+        return None
+
+    def _call(self, req):
+        try:
+            return self.handler(req)
+        except Exception as e:  # a handler bug must not kill the endpoint
+            self.ep.emit(_error_event(req, e))
+            return Response(INTERNAL_SERVER_ERROR)
+
+    def _too_large(self):
+        return Response(REQUEST_ENTITY_TOO_LARGE, options=[(SIZE1, self.max_body)])
+
+    def _block1(self, req, key, b1, now):
+        num, more, szx = b1
+        size = block_size(szx)
+        payload = req.payload
+        entry = self._rx.get(key)
+        if num == 0:
+            size1 = req.msg.get_uint(SIZE1)
+            if size1 is not None and size1 > self.max_body:
+                self._rx.pop(key, None)
+                return self._too_large()
+            entry = None
+        elif entry is None or entry[2] != req.code or len(entry[0]) != num * size:
+            self._rx.pop(key, None)
+            return Response(REQUEST_ENTITY_INCOMPLETE)
+        if more and len(payload) != size:
+            self._rx.pop(key, None)
+            return Response(BAD_REQUEST, b'Block1 payload size mismatch')
+        have = len(entry[0]) if entry is not None else 0
+        if have + len(payload) > self.max_body:
+            self._rx.pop(key, None)
+            return self._too_large()
+        if not more:
+            if entry is not None:
+                entry[0] += payload
+                req.payload = bytes(entry[0])
+                del self._rx[key]
+            req.block1 = (num, False, szx)
+            return None
+        if entry is None:
+            entry = [bytearray(), now, req.code]
+            _store(self._rx, key, entry, self.max_buffers)
+        entry[0] += payload
+        entry[1] = now
+        req.block1 = (num, True, min(szx, self.block_szx))
+        return Response(CONTINUE)
+
+    # ---- responses ----------------------------------------------------------------------
+
+    def _answer(self, req, resp, now, piggyback):
+        """Encode resp for req: the ACK for a CON (piggyback) or queue it as a NON/CON."""
+        seq = None
+        if req.observe == 0 and (req.code == GET or req.code == FETCH) and not req.notification:
+            b2 = req.msg.get_block(BLOCK2)
+            if resp.code >> 5 == 2:
+                if (b2 is None or b2[0] == 0) and self._register(req, now):
+                    seq = self._next_seq()
+            else:
+                obs = self.observers.get((req.addr, req.uri_key()))
+                if obs is not None:
+                    self._drop_observer(obs)
+        if piggyback and req.confirmable:
+            return coap.encode(self._build(req, resp, ACK, req.msg.mid, seq, now))
+        mid = self.ep.next_mid()
+        if req.confirmable:
+            data = coap.encode(self._build(req, resp, CON, mid, seq, now))
+            if self.ep.send_con(req.addr, mid, data, TX_RESPONSE, None) is not None:
+                return None
+        self.ep.send(req.addr, coap.encode(self._build(req, resp, NON, mid, seq, now)))
+        return None
+
+    def _build(self, req, resp, mtype, mid, seq, now):
+        msg = CoapMessage(mtype, resp.code, mid, req.token)
+        if seq is not None:
+            msg.add(OBSERVE, seq)
+        if resp.etag is not None:
+            msg.add(ETAG, resp.etag)
+        if resp.content_format is not None:
+            msg.add(CONTENT_FORMAT, resp.content_format)
+        if resp.max_age is not None:
+            msg.add(MAX_AGE, resp.max_age)
+        if resp.options:
+            for num, value in resp.options:
+                msg.add(num, value)
+        if req.block1 is not None:
+            msg.add(BLOCK1, encode_block(*req.block1))
+        payload = resp.payload
+        b2 = req.msg.get(BLOCK2)
+        num = 0
+        szx = self.block_szx
+        if b2 is not None:
+            num, _, theirs = decode_block(b2)
+            if req.notification:
+                num = 0
+            if theirs < szx:
+                szx = theirs
+            else:
+                num = (num << theirs) >> szx  # same offset at our (smaller or equal) size
+        size = block_size(szx)
+        if len(payload) > size or num > 0:
+            start = num * size
+            if start >= len(payload):
+                msg.code = BAD_OPTION
+                msg.options = []
+                msg.payload = b'block out of range'
+                return msg
+            more = start + size < len(payload)
+            msg.add(BLOCK2, encode_block(num, more, szx))
+            key = (req.addr, req.uri_key())
+            if num == 0:
+                msg.add(SIZE2, len(payload))
+            if more:
+                if key not in self._snap or self._snap[key][0] is not resp:
+                    _store(self._snap, key, [resp, now, req.code], self.max_buffers)
+            else:
+                self._snap.pop(key, None)
+            payload = payload[start:start + size]
+        msg.payload = payload
+        return msg
+
+    def respond(self, req, resp, now):
+        if req.responded:
+            raise ValueError('request already answered')
+        req.responded = True
+        self._answer(req, resp, now, False)
+
+    # ---- observe ------------------------------------------------------------------------
+
+    def _next_seq(self):
+        seq = self._seq
+        self._seq = (seq + 1) & OBSERVE_MASK
+        return seq
+
+    def _register(self, req, now):
+        key = (req.addr, req.uri_key())
+        old = self.observers.get(key)
+        if old is None and len(self.observers) >= self.max_observers:
+            return False
+        obs = Observer(req, now)
+        if old is not None:
+            obs.tx = old.tx
+            if old.tx is not None:
+                old.tx.owner = obs
+        self.observers[key] = obs
+        return True
+
+    def _drop_observer(self, obs):
+        if self.observers.get(obs.key) is obs:
+            del self.observers[obs.key]
+
+    def notify(self, path, response, now):
+        """Send the current state to each observer of `path`; returns how many were sent."""
+        path = '/'.join(coap.split_path(path))
+        sent = 0
+        for obs in [o for o in self.observers.values() if o.path == path]:
+            req = Request(obs.msg, obs.addr)
+            req.notification = True
+            resp = response if response is not None else self._call(req)
+            if resp is not None:
+                self._notify_one(obs, req, resp, now)
+                sent += 1
+        return sent
+
+    def _notify_one(self, obs, req, resp, now):
+        ok = resp.code >> 5 == 2
+        con = (not ok or obs.tx is not None or obs.since_con + 1 >= self.con_every or
+               now - obs.last_con >= CON_NOTIFY_MAX_AGE_MS)
+        mid = self.ep.next_mid()
+        seq = self._next_seq() if ok else None
+        if not ok:
+            self._drop_observer(obs)
+        if con:
+            data = coap.encode(self._build(req, resp, CON, mid, seq, now))
+            tx = self.ep.send_con(obs.addr, mid, data, TX_NOTIFY, obs, replace=obs.tx)
+            if tx is not None:
+                obs.tx = tx
+                obs.since_con = 0
+                obs.last_con = now
+                return
+        self.ep.send(obs.addr, coap.encode(self._build(req, resp, NON, mid, seq, now)))
+        obs.since_con += 1
+        obs.last_mid = mid
+
+    def on_notify_answer(self, obs, tx, reset):
+        """ACK, RST or give-up for a CON notification."""
+        if obs.tx is tx:
+            obs.tx = None
+        if reset:
+            self._drop_observer(obs)
+
+    def on_reset(self, addr, mid):
+        """A Reset matching no pending CON: maybe the answer to a NON notification."""
+        for obs in list(self.observers.values()):
+            if obs.addr == addr and obs.last_mid == mid:
+                self._drop_observer(obs)
+
+    # ---- timers ---------------------------------------------------------------------------
+
+    def step(self, now):
+        for table in (self._rx, self._snap):
+            for key in [k for k, v in table.items() if now - v[1] > BUFFER_LIFETIME_MS]:
+                del table[key]
+
+
+def _store(table, key, entry, cap):
+    """Insert into a capped table, evicting the least recently used entry."""
+    if key not in table and len(table) >= cap:
+        oldest = None
+        for k, v in table.items():
+            if oldest is None or v[1] < table[oldest][1]:
+                oldest = k
+        del table[oldest]
+    table[key] = entry
+
+
+def _error_event(req, exc):
+    ev = Event(EV_ERROR, req.token, req.addr)
+    ev.error = exc
+    return ev

@@ -1,0 +1,64 @@
+"""Device-side access control: which peer may do what, by role.
+
+The bridge keeps the pairing roster (device, controllers, roles) and gives a
+device the entries it needs; a peer is known by its credential (an OSCORE
+kid or a DTLS PSK identity), never by a network address. A node calls
+`roster.authorise(peer, op, service)`; anything not allowed is answered
+ERROR not-authorised and changes nothing.
+"""
+from .compat import const
+from . import frame as F
+from .services import DEVICE_INFO, TIME
+
+OWNER = const(1)       # the device's owner (and the bridge acting for users)
+INSTALLER = const(2)   # commissioning: everything, including device settings
+AGGREGATOR = const(3)  # demand response: set-points, actions and plans
+MONITOR = const(4)     # read and subscribe only
+
+ROLE_NAMES = {OWNER: "owner", INSTALLER: "installer", AGGREGATOR: "aggregator",
+              MONITOR: "monitor"}
+
+_READS = (F.READ, F.SUBSCRIBE, F.UNSUBSCRIBE)
+_ALL = _READS + (F.WRITE, F.INVOKE)
+
+# role -> (operations allowed on any service, services closed to its writes)
+POLICY = {
+    OWNER: (_ALL, ()),
+    INSTALLER: (_ALL, ()),
+    AGGREGATOR: (_ALL, (DEVICE_INFO, TIME)),
+    MONITOR: (_READS, ()),
+}
+
+
+class Roster:
+    """peer id -> role, bounded; the device's share of the bridge's roster."""
+
+    __slots__ = ("roles", "max_peers")
+
+    def __init__(self, max_peers=8):
+        self.roles = {}
+        self.max_peers = max_peers
+
+    def pair(self, peer, role):
+        if role not in POLICY:
+            raise ValueError("unknown role")
+        if peer not in self.roles and len(self.roles) >= self.max_peers:
+            raise ValueError("roster full")
+        self.roles[peer] = role
+
+    def unpair(self, peer):
+        self.roles.pop(peer, None)
+
+    def role(self, peer):
+        return self.roles.get(peer)
+
+    def authorise(self, peer, op, sid):
+        """True if peer may perform op on service sid."""
+        role = self.roles.get(peer)
+        if role is None:
+            return False
+        ops, closed = POLICY[role]
+        if op not in ops:
+            return False
+        return not (op in (F.WRITE, F.INVOKE) and sid in closed)
+
