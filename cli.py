@@ -74,7 +74,12 @@ def describe(data, services=None):
 
 
 def cmd_decode(args):
-    print(describe(_read_frame(args.frame)))
+    try:
+        data = _read_frame(args.frame)
+    except ValueError:
+        print("spot decode: %r is neither a file nor hex bytes" % args.frame, file=sys.stderr)
+        return 2
+    print(describe(data))
     return 0
 
 

@@ -78,7 +78,7 @@ def spot_frames():
         tel[r[model.ID]] = model.to_wire(r, v)
     sp = _row(HP, SETPOINT[0])
     limit = _row(HP, "power_limit")
-    sched = model.to_wire(limit, [T0, 3600, SCHEDULE_LIMITS])
+    sched = [T0, 3600, [model.to_wire(limit, v) for v in SCHEDULE_LIMITS]]
     psvc, prow = _price_forecast_row()
     fc = model.to_wire(prow, [T0, 900, FORECAST])
     return {
@@ -226,7 +226,8 @@ def main():
     print("| codec (encode + decode, same 4 payloads) | per second |")
     print("|---|---:|")
     print("| SPOT frame codec (pure Python) | %.0f |" % ours)
-    print("| cbor2 %s (C extension), body only | %.0f |" % (cbor2.__version__ if hasattr(cbor2, "__version__") else "", theirs))
+    from importlib.metadata import version
+    print("| cbor2 %s (C extension), body only | %.0f |" % (version("cbor2"), theirs))
     print("| ratio SPOT / cbor2 | %.2f |" % (ours / theirs))
 
 

@@ -1,0 +1,35 @@
+"""Alarms profile: the active alarm, an event count and acknowledgement.
+
+An ALARM value is [time, code, severity, active]; codes below 0x100 are
+common to all devices, 0x100-0xFFFF are profile or vendor specific."""
+from ..core.model import ANALOG, ENUM, COUNTER, ALARM, R, X, M, O
+from ..core.services import ALARMS
+
+SERVICE = ALARMS
+NAME = "alarms"
+VERSION = (1, 0)
+
+# severities
+INFO = 0
+WARNING = 1
+MAJOR = 2
+CRITICAL = 3
+
+# common alarm codes
+NO_ID = 1           # no valid identification / pairing
+NO_COMMS = 2        # no communication with the provider
+OVER_TEMP = 3
+GRID_FAULT = 4      # voltage or frequency outside the trip limits
+HW_FAULT = 5
+TAMPER = 6
+OVERLOAD = 7
+LOW_ENERGY = 8      # fuel, state of charge or supply running out
+
+OBJECTS = (
+    # id, name, type, unit, access, mandatory, lo, hi, scale
+    (1, "active", ALARM, "", R, M, None, None, 0),
+    (2, "active_count", ANALOG, "1", R, O, 0, 255, 0),
+    (3, "event_count", COUNTER, "1", R, M, 0, None, 0),
+    (4, "acknowledge", ENUM, "", X, M, 0, 0xFFFF, 0),  # alarm code, 0 = all
+    (5, "last_event", ALARM, "", R, O, None, None, 0),
+)

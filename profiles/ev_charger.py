@@ -1,0 +1,48 @@
+"""EV charger (EVSE) profile: session and plug state (IEC 61851 control
+pilot A-F), current limits, enable, the driver's energy request and
+departure time (ISO 15118), vehicle SoC and V2G capability. p and i of the
+electrical rows are the charging power and the per-phase current."""
+from ..core.model import ANALOG, BINARY, ENUM, COUNTER, TIME, R, RW, M, O
+from ..core.services import EV_CHARGER
+from .common import ELECTRICAL
+
+SERVICE = EV_CHARGER
+NAME = "ev_charger"
+VERSION = (1, 0)
+
+# session_state
+NO_SESSION = 0
+CONNECTED = 1        # plugged in, waiting (authorisation, schedule)
+CHARGING = 2
+SUSPENDED_EVSE = 3   # held at 0 by the charger (disabled, limit below minimum)
+SUSPENDED_EV = 4     # the vehicle draws nothing
+FINISHED = 5         # energy request met or vehicle full, still plugged in
+SESSION_FAULT = 6
+
+# plug_state: IEC 61851-1 control pilot states
+PLUG_A = 0   # no vehicle
+PLUG_B = 1   # vehicle connected, not ready
+PLUG_C = 2   # vehicle ready / charging
+PLUG_D = 3   # charging, ventilation required
+PLUG_E = 4   # no power (short to earth, mains failure)
+PLUG_F = 5   # EVSE error
+
+OBJECTS = ELECTRICAL + (
+    # id, name, type, unit, access, mandatory, lo, hi, scale
+    (6, "session_state", ENUM, "", R, M, 0, 6, 0),
+    (7, "plug_state", ENUM, "", R, M, 0, 5, 0),
+    (8, "current_limit", ANALOG, "A", RW, M, 0, 80, -1),
+    (9, "enabled", BINARY, "", RW, M, None, None, 0),
+    (10, "session_energy", ANALOG, "Wh", R, M, 0, 1e6, 0),
+    (11, "min_current", ANALOG, "A", R, M, 0, 80, -1),
+    (12, "max_current", ANALOG, "A", R, M, 0, 80, -1),
+    (13, "energy_requested", ANALOG, "Wh", RW, O, 0, 1e6, 0),
+    (14, "departure_time", TIME, "s", RW, O, None, None, 0),
+    (15, "vehicle_soc", ANALOG, "%", R, O, 0, 100, 0),
+    (16, "v2g_capable", BINARY, "", R, O, None, None, 0),
+    (17, "energy_in", COUNTER, "Wh", R, M, 0, None, 0),
+    (18, "energy_out", COUNTER, "Wh", R, O, 0, None, 0),
+    (19, "phases", ENUM, "", R, O, 1, 3, 0),
+    (20, "power_setpoint", ANALOG, "W", RW, O, -1e6, 1e6, 0),
+    (21, "session_start", TIME, "s", R, O, None, None, 0),
+)

@@ -1,0 +1,205 @@
+"""How each profile object maps to IEC 61850 (7-420 DER / 7-4 logical
+nodes) and to OpenADR 2.0b signals and reports. Documentation data for the
+docs generator and the bridge plugins; devices never import it.
+
+Names marked "nearest:" are the closest counterpart we know of, not an
+exact equivalent (or the standard's exact object name is not certain).
+
+PROFILES: {service id: (IEC 61850 logical nodes, OpenADR 2.0b role)}
+OBJECTS:  {(service id, object id): (IEC 61850 reference, OpenADR 2.0b)}
+"""
+from ..core import services as S
+
+PROFILES = {
+    S.DEVICE_INFO: ("LPHD (physical device name plate PhyNam), DRAT (ratings)",
+                    "VEN registration (oadrCreatePartyRegistration) carries the identity"),
+    S.ALARMS: ("nearest: CALH (alarm handling), LPHD.PhyHealth",
+               "TELEMETRY_STATUS report, x-resourceStatus"),
+    S.PRICE: ("outside 7-420; nearest: FSCH schedule of prices",
+              "ELECTRICITY_PRICE / ENERGY_PRICE event signals"),
+    S.WEATHER: ("MMET (meteorological measurements); forecasts nearest: FSCH",
+                "no 2.0b signal (would be an x- custom signal)"),
+    S.GRID: ("nearest: DOPM (operating mode) / DRCC (supervisory control)",
+             "SIMPLE event signal levels 0-3, event priority"),
+    S.HEAT_PUMP: ("MMXU, MMTR, STMP (temperatures), MMET.EnvTmp; nearest: MHET (heat), DRCC",
+                  "SIMPLE, LOAD_CONTROL, LOAD_DISPATCH signals; TELEMETRY_USAGE report"),
+    S.PV_INVERTER: ("ZINV, DWMX, DFPF, DVAR, DRCC, MMXU, MMTR, MMDC, MMET, XCBR",
+                    "LOAD_DISPATCH / LOAD_CONTROL signals (generation limit); TELEMETRY_USAGE report"),
+    S.BATTERY: ("ZBAT, ZBTC, DRCC, MMXU, MMTR; nearest: DSTO (7-420 Ed. 2 storage)",
+                "LOAD_DISPATCH, CHARGE_STATE signals; TELEMETRY_USAGE, storedEnergy reports"),
+    S.EV_CHARGER: ("MMXU, MMTR; nearest: IEC 61850-90-8 DESE (EVSE), DEEV (vehicle); ISO 15118 names",
+                   "LOAD_CONTROL, LOAD_DISPATCH signals; TELEMETRY_USAGE report"),
+    S.METER: ("MMXU (per-phase measurements), MMTR (energy), XCBR (breaker)",
+              "TELEMETRY_USAGE report (usage, demand, reading)"),
+    S.GENERATOR: ("DGEN, DRCC, DRAT, MMXU, MMTR, STMP",
+                  "LOAD_DISPATCH signal; TELEMETRY_USAGE and TELEMETRY_STATUS reports"),
+    S.ENERGY_MANAGER: ("site-level DRCC and FSCH (schedules), MMXU, MMTR",
+                       "the OpenADR VEN: takes SIMPLE, ELECTRICITY_PRICE, LOAD_CONTROL, LOAD_DISPATCH; "
+                       "sends TELEMETRY_USAGE, TELEMETRY_STATUS and capacity reports"),
+}
+
+_DEV = (S.HEAT_PUMP, S.PV_INVERTER, S.BATTERY, S.EV_CHARGER, S.METER,
+        S.GENERATOR, S.ENERGY_MANAGER)
+
+_ELECTRICAL = {
+    1: ("MMXU.TotW", "TELEMETRY_USAGE demand (powerReal)"),
+    2: ("MMXU.TotVAr", "TELEMETRY_USAGE demand (powerReactive)"),
+    3: ("MMXU.PhV", "TELEMETRY_USAGE reading (voltage)"),
+    4: ("MMXU.A", "TELEMETRY_USAGE reading (current)"),
+    5: ("MMXU.Hz", "TELEMETRY_USAGE reading (frequency)"),
+}
+
+OBJECTS = {
+    # device_info
+    (S.DEVICE_INFO, 1): ("LPHD.PhyNam.vendor", ""),
+    (S.DEVICE_INFO, 2): ("LPHD.PhyNam.model", ""),
+    (S.DEVICE_INFO, 3): ("LPHD.PhyNam.serNum", ""),
+    (S.DEVICE_INFO, 4): ("LPHD.PhyNam.swRev", ""),
+    (S.DEVICE_INFO, 5): ("nearest: DRAT.DERTyp", "nearest: VEN resource type in registration"),
+    (S.DEVICE_INFO, 6): ("nearest: DRAT.WRtg", ""),
+    (S.DEVICE_INFO, 7): ("LPHD.PhyNam.hwRev", ""),
+    (S.DEVICE_INFO, 10): ("LPHD.PhyNam.location", "nearest: resourceID description"),
+    # alarms
+    (S.ALARMS, 1): ("nearest: CALH.GrAlm, LPHD.PhyHealth", "TELEMETRY_STATUS x-resourceStatus"),
+    (S.ALARMS, 4): ("nearest: CALH alarm acknowledgement", ""),
+    # price
+    (S.PRICE, 1): ("nearest: FSCH", "ELECTRICITY_PRICE price (intervals)"),
+    (S.PRICE, 2): ("", "itemBase currency (itemUnits ISO 4217)"),
+    (S.PRICE, 3): ("", "ELECTRICITY_PRICE price (current interval)"),
+    (S.PRICE, 4): ("nearest: FSCH", "nearest: a second ELECTRICITY_PRICE signal for export"),
+    # weather
+    (S.WEATHER, 1): ("nearest: FSCH of MMET.EnvTmp", ""),
+    (S.WEATHER, 2): ("nearest: FSCH of MMET.HorInsol", ""),
+    (S.WEATHER, 3): ("MMET.EnvTmp", ""),
+    (S.WEATHER, 4): ("MMET.HorInsol", ""),
+    (S.WEATHER, 5): ("nearest: FSCH of MMET.CloudCvr", ""),
+    (S.WEATHER, 6): ("MMET.HorWdSpd", ""),
+    # grid
+    (S.GRID, 1): ("nearest: DOPM operating mode", "SIMPLE level / event priority"),
+    (S.GRID, 2): ("nearest: DRCC.DERStop (emergency stop)", "SIMPLE level 3 (special)"),
+    (S.GRID, 3): ("", "SIMPLE signal level (payload 0-3)"),
+    (S.GRID, 4): ("", "event active period end (dtstart + duration)"),
+    (S.GRID, 5): ("nearest: FSCH", "nearest: LOAD_CONTROL x-loadControlCapacity"),
+    # heat_pump
+    (S.HEAT_PUMP, 6): ("nearest: DOPM (no SG-Ready object)", "nearest: SIMPLE (level 0 -> 2, levels 1-3 -> 1)"),
+    (S.HEAT_PUMP, 7): ("nearest: FPID set-point", "LOAD_CONTROL x-loadControlSetpoint"),
+    (S.HEAT_PUMP, 8): ("STMP.Tmp", ""),
+    (S.HEAT_PUMP, 9): ("nearest: FPID set-point", ""),
+    (S.HEAT_PUMP, 10): ("STMP.Tmp", ""),
+    (S.HEAT_PUMP, 11): ("MMET.EnvTmp", ""),
+    (S.HEAT_PUMP, 12): ("STMP.Tmp", ""),
+    (S.HEAT_PUMP, 13): ("nearest: FPID set-point", "LOAD_CONTROL x-loadControlSetpoint"),
+    (S.HEAT_PUMP, 14): ("MMXU.TotW (compressor)", ""),
+    (S.HEAT_PUMP, 15): ("nearest: MHET", ""),
+    (S.HEAT_PUMP, 17): ("nearest: DRCC.OutWSet (as a cap)", "LOAD_CONTROL x-loadControlCapacity"),
+    (S.HEAT_PUMP, 18): ("", "nearest: SIMPLE event with duration"),
+    (S.HEAT_PUMP, 19): ("", "nearest: event start offset"),
+    (S.HEAT_PUMP, 20): ("", "nearest: report upRegulationCapacityAvailable"),
+    (S.HEAT_PUMP, 21): ("MMTR.DmdWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.HEAT_PUMP, 22): ("nearest: MHET", ""),
+    (S.HEAT_PUMP, 23): ("nearest: LLN0.Health / DOPM", "TELEMETRY_STATUS x-resourceStatus"),
+    # pv_inverter
+    (S.PV_INVERTER, 6): ("DWMX.WMaxSptPct", "nearest: LOAD_CONTROL x-loadControlPercentOffset"),
+    (S.PV_INVERTER, 7): ("XCBR.Pos (ECP connect / disconnect)", "TELEMETRY_STATUS x-resourceStatus online"),
+    (S.PV_INVERTER, 8): ("nearest: ZINV status", "TELEMETRY_STATUS x-resourceStatus"),
+    (S.PV_INVERTER, 9): ("MMTR.SupWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.PV_INVERTER, 10): ("nearest: ZINV available power", "nearest: report upRegulationCapacityAvailable"),
+    (S.PV_INVERTER, 11): ("MMDC.Watt", ""),
+    (S.PV_INVERTER, 12): ("nearest: MMET.DctInsol", ""),
+    (S.PV_INVERTER, 13): ("DWMX.WMaxSpt", "LOAD_DISPATCH setpoint"),
+    (S.PV_INVERTER, 14): ("DFPF.PFGnTgtSpt", ""),
+    (S.PV_INVERTER, 15): ("nearest: enable (Mod) of DFPF / DVAR / volt-var", ""),
+    (S.PV_INVERTER, 16): ("nearest: DVAR.VArTgtSptPct (in %)", ""),
+    (S.PV_INVERTER, 17): ("nearest: volt-var function with FMAR curve (IEC 61850-90-7)", ""),
+    (S.PV_INVERTER, 18): ("nearest: frequency-watt function with FMAR curve (IEC 61850-90-7)", ""),
+    (S.PV_INVERTER, 20): ("nearest: DRCT ramp rates", ""),
+    (S.PV_INVERTER, 21): ("nearest: DRCC.DERStop and XCBR open", "nearest: SIMPLE level 3"),
+    (S.PV_INVERTER, 22): ("MMTR.DmdWh", ""),
+    (S.PV_INVERTER, 23): ("nearest: ZINV.HeatSinkTmp", ""),
+    (S.PV_INVERTER, 24): ("nearest: DRAT.WRtg", ""),
+    (S.PV_INVERTER, 25): ("MMDC.Vol", ""),
+    # battery
+    (S.BATTERY, 6): ("nearest: DSTO / ZBAT state of charge", "TELEMETRY_STATUS (storedEnergy in %)"),
+    (S.BATTERY, 7): ("DRCC.OutWSet", "LOAD_DISPATCH setpoint"),
+    (S.BATTERY, 8): ("nearest: DOPM", ""),
+    (S.BATTERY, 9): ("nearest: ZBAT.AhrRtg (in Ah)", "report availableEnergyStorage"),
+    (S.BATTERY, 10): ("nearest: ZBTC charge limit", "LOAD_CONTROL x-loadControlCapacity"),
+    (S.BATTERY, 11): ("nearest: DWMX.WMaxSpt", ""),
+    (S.BATTERY, 12): ("nearest: ZBTC.BatChaSt", "TELEMETRY_STATUS x-resourceStatus"),
+    (S.BATTERY, 13): ("STMP.Tmp", ""),
+    (S.BATTERY, 15): ("MMTR.DmdWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.BATTERY, 16): ("MMTR.SupWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.BATTERY, 19): ("", "CHARGE_STATE setpoint (target charge)"),
+    (S.BATTERY, 20): ("DRCC.OutVarSet", ""),
+    (S.BATTERY, 23): ("", "report storedEnergy"),
+    # ev_charger
+    (S.EV_CHARGER, 6): ("nearest: DESE session state (IEC 61850-90-8)", "TELEMETRY_STATUS x-resourceStatus"),
+    (S.EV_CHARGER, 7): ("nearest: DESE connection state (IEC 61851 A-F)", ""),
+    (S.EV_CHARGER, 8): ("nearest: DESE current limit; ISO 15118 EVSEMaxCurrent", "LOAD_CONTROL x-loadControlCapacity"),
+    (S.EV_CHARGER, 9): ("nearest: DRCC.DERStr / DERStop", "nearest: SIMPLE (level >= 1 -> false)"),
+    (S.EV_CHARGER, 10): ("nearest: DEEV delivered energy", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.EV_CHARGER, 11): ("ISO 15118 EVMinCurrent", ""),
+    (S.EV_CHARGER, 12): ("ISO 15118 EVMaxCurrent / EVSEMaxCurrent", ""),
+    (S.EV_CHARGER, 13): ("nearest: DEEV; ISO 15118 EAmount", "report targetEnergyStorage"),
+    (S.EV_CHARGER, 14): ("nearest: DEEV; ISO 15118 DepartureTime", ""),
+    (S.EV_CHARGER, 15): ("nearest: DEEV state of charge", "report storedEnergy (in %)"),
+    (S.EV_CHARGER, 16): ("nearest: DEEV V2G capability", ""),
+    (S.EV_CHARGER, 17): ("MMTR.DmdWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.EV_CHARGER, 18): ("MMTR.SupWh", ""),
+    (S.EV_CHARGER, 20): ("DRCC.OutWSet", "LOAD_DISPATCH setpoint"),
+    # meter
+    (S.METER, 6): ("MMTR.DmdWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.METER, 7): ("MMTR.SupWh", "TELEMETRY_USAGE usage (energyReal, export)"),
+    (S.METER, 8): ("MMXU.W.phsA", "TELEMETRY_USAGE demand (powerReal), phase A"),
+    (S.METER, 9): ("MMXU.W.phsB", "TELEMETRY_USAGE demand (powerReal), phase B"),
+    (S.METER, 10): ("MMXU.W.phsC", "TELEMETRY_USAGE demand (powerReal), phase C"),
+    (S.METER, 11): ("MMXU.VAr.phsA", ""),
+    (S.METER, 12): ("MMXU.VAr.phsB", ""),
+    (S.METER, 13): ("MMXU.VAr.phsC", ""),
+    (S.METER, 14): ("MMXU.PhV.phsA", "TELEMETRY_USAGE reading (voltage)"),
+    (S.METER, 15): ("MMXU.PhV.phsB", "TELEMETRY_USAGE reading (voltage)"),
+    (S.METER, 16): ("MMXU.PhV.phsC", "TELEMETRY_USAGE reading (voltage)"),
+    (S.METER, 17): ("MMXU.A.phsA", "TELEMETRY_USAGE reading (current)"),
+    (S.METER, 18): ("MMXU.A.phsB", "TELEMETRY_USAGE reading (current)"),
+    (S.METER, 19): ("MMXU.A.phsC", "TELEMETRY_USAGE reading (current)"),
+    (S.METER, 20): ("MMXU.TotPF", "report powerFactor"),
+    (S.METER, 21): ("nearest: MMTR tariff register", ""),
+    (S.METER, 22): ("nearest: CALH.GrAlm", "TELEMETRY_STATUS x-resourceStatus"),
+    (S.METER, 23): ("XCBR.Pos", ""),
+    (S.METER, 25): ("nearest: MSTA average power", "report avgDemand"),
+    # generator
+    (S.GENERATOR, 6): ("DRCC.OutWSet", "LOAD_DISPATCH setpoint"),
+    (S.GENERATOR, 7): ("DRCC.OutVarSet", ""),
+    (S.GENERATOR, 8): ("nearest: DRCC available power", "nearest: report upRegulationCapacityAvailable"),
+    (S.GENERATOR, 9): ("nearest: DRAZ overload rating", ""),
+    (S.GENERATOR, 10): ("DGEN.GnOpSt", "TELEMETRY_STATUS x-resourceStatus"),
+    (S.GENERATOR, 11): ("DRCC.DERStr", ""),
+    (S.GENERATOR, 12): ("DRCC.DERStop", ""),
+    (S.GENERATOR, 13): ("MMTR.SupWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.GENERATOR, 14): ("nearest: DRCC spinning reserve", "nearest: report upRegulationCapacityAvailable"),
+    (S.GENERATOR, 15): ("nearest: DRCT ramp rates", ""),
+    (S.GENERATOR, 16): ("nearest: DRAT minimum output", ""),
+    (S.GENERATOR, 17): ("nearest: MFUL fuel", ""),
+    (S.GENERATOR, 18): ("STMP.Tmp", ""),
+    (S.GENERATOR, 19): ("DGEN.OpTmsRs", ""),
+    (S.GENERATOR, 20): ("nearest: DRAT.WRtg", ""),
+    # energy_manager
+    (S.ENERGY_MANAGER, 7): ("nearest: MMXU.TotW of the loads", "TELEMETRY_USAGE demand (powerReal)"),
+    (S.ENERGY_MANAGER, 8): ("nearest: MMXU.TotW of the generators", "TELEMETRY_USAGE demand (powerReal)"),
+    (S.ENERGY_MANAGER, 9): ("", "report upRegulationCapacityAvailable (load shed)"),
+    (S.ENERGY_MANAGER, 10): ("", "nearest: report availableEnergyStorage"),
+    (S.ENERGY_MANAGER, 11): ("nearest: DRCC.OutWSet (site, as a cap)", "LOAD_CONTROL x-loadControlCapacity; LOAD_DISPATCH setpoint"),
+    (S.ENERGY_MANAGER, 12): ("nearest: DWMX.WMaxSpt (site export)", ""),
+    (S.ENERGY_MANAGER, 13): ("", "LOAD_CONTROL x-loadControlPercentOffset; SIMPLE levels"),
+    (S.ENERGY_MANAGER, 14): ("nearest: DOPM", ""),
+    (S.ENERGY_MANAGER, 15): ("MMTR.DmdWh", "TELEMETRY_USAGE usage (energyReal)"),
+    (S.ENERGY_MANAGER, 16): ("MMTR.SupWh", "TELEMETRY_USAGE usage (energyReal, export)"),
+    (S.ENERGY_MANAGER, 17): ("", "report downRegulationCapacityAvailable (load increase)"),
+    (S.ENERGY_MANAGER, 19): ("", "report storedEnergy"),
+    (S.ENERGY_MANAGER, 20): ("FSCH", "report baseline"),
+}
+
+for _sid in _DEV:
+    for _oid in _ELECTRICAL:
+        if (_sid, _oid) not in OBJECTS:
+            OBJECTS[(_sid, _oid)] = _ELECTRICAL[_oid]
