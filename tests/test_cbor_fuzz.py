@@ -8,10 +8,8 @@ SIGALRM guard turns a hang into a failure). The atheris harness in
 tests/fuzz/fuzz_cbor.py runs for a bounded number of inputs when atheris is
 installed.
 """
-import math
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from cbor_same import same
 from spot.core import cbor, frame
 from spot.core.cbor import CBORError
 from spot.core.errors import MALFORMED, TOO_LARGE, UNSUPPORTED, SpotError
@@ -49,16 +48,6 @@ def hang_guard(seconds):
         signal.signal(signal.SIGALRM, previous)
 
 
-def same(a, b):
-    if type(a) is not type(b):
-        return False
-    if type(a) is float:
-        return (math.isnan(a) and math.isnan(b)) or struct.pack(">d", a) == struct.pack(">d", b)
-    if type(a) is list:
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return a == b
 
 
 def check_loads(data, **limits):

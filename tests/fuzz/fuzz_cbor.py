@@ -11,10 +11,8 @@ When no corpus folder is given, a few valid SPOT bodies and frames are passed
 as -seed_inputs (from a temporary folder removed after loading), so mutations
 start from realistic inputs.
 """
-import math
 import os
 import shutil
-import struct
 import sys
 import tempfile
 
@@ -25,6 +23,9 @@ with atheris.instrument_imports(include=["spot"]):
     from spot.core.errors import SpotError
 
 import cbor2
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cbor_same import same  # noqa: E402
 
 SEEDS = [
     cbor.dumps([1700000000, {1: 1234, 3: 2301, 4: 523, 8: 352, 10: 481, 11: -52,
@@ -37,16 +38,6 @@ SEEDS = [
 ]
 
 
-def same(a, b):
-    if type(a) is not type(b):
-        return False
-    if type(a) is float:
-        return (math.isnan(a) and math.isnan(b)) or struct.pack(">d", a) == struct.pack(">d", b)
-    if type(a) is list:
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    return a == b
 
 
 _seed_dir = []  # temporary seed folder, removed once libFuzzer has read it

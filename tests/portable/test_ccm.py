@@ -1,6 +1,7 @@
 """AES-CCM against RFC 3610 and NIST SP 800-38C known answers; tamper checks."""
 from spot.core import ccm
 from spot.core.ccm import Ccm, AuthenticationError
+from _assert import raises
 
 h = bytes.fromhex
 
@@ -29,13 +30,6 @@ NIST_EXAMPLES = (
      "e3b201a9f5b71a7a9b1ceaeccd97e70b6176aad9a4428aa5484392fbc1b09951"),
 )
 
-
-def _raises(exc_type, fn, *args):
-    try:
-        fn(*args)
-    except exc_type as e:
-        return e
-    raise AssertionError("no exception raised")
 
 
 def _packet(aad_len, total):
@@ -86,7 +80,7 @@ def test_flipped_ciphertext_bit_is_rejected():
     aad, _ = _packet(aad_len, total)
     bad = bytearray(h(out))
     bad[0] ^= 0x01
-    _raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), bytes(bad), aad)
+    raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), bytes(bad), aad)
 
 
 def test_flipped_tag_bit_is_rejected():
@@ -94,48 +88,48 @@ def test_flipped_tag_bit_is_rejected():
     aad, _ = _packet(aad_len, total)
     bad = bytearray(h(out))
     bad[-1] ^= 0x80
-    _raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), bytes(bad), aad)
+    raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), bytes(bad), aad)
 
 
 def test_changed_aad_or_nonce_is_rejected():
     nonce, aad_len, total, m, out = RFC3610_PACKETS[0]
     aad, _ = _packet(aad_len, total)
-    _raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), h(out), aad[:-1])
-    _raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), h(out), b"")
+    raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), h(out), aad[:-1])
+    raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), h(out), b"")
     other_nonce = bytearray(h(nonce))
     other_nonce[12] ^= 1
-    _raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, bytes(other_nonce), h(out), aad)
+    raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, bytes(other_nonce), h(out), aad)
 
 
 def test_input_shorter_than_tag_is_rejected():
     c = Ccm(RFC3610_KEY)
-    _raises(AuthenticationError, c.decrypt, bytes(13), bytes(7), b"")
+    raises(AuthenticationError, c.decrypt, bytes(13), bytes(7), b"")
     # AuthenticationError is a ValueError, so generic handlers catch it too
-    _raises(ValueError, c.decrypt, bytes(13), b"", b"")
+    raises(ValueError, c.decrypt, bytes(13), b"", b"")
 
 
 def test_truncated_ciphertext_is_rejected():
     nonce, aad_len, total, m, out = RFC3610_PACKETS[1]
     aad, _ = _packet(aad_len, total)
-    _raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), h(out)[1:], aad)
+    raises(AuthenticationError, ccm.decrypt, RFC3610_KEY, h(nonce), h(out)[1:], aad)
 
 
 def test_invalid_parameters_raise_value_error():
-    _raises(ValueError, Ccm, bytes(16), 5)
-    _raises(ValueError, Ccm, bytes(16), 2)
-    _raises(ValueError, Ccm, bytes(16), 18)
-    _raises(ValueError, Ccm, bytes(16), 8, 1)
-    _raises(ValueError, Ccm, bytes(16), 8, 9)
-    _raises(ValueError, Ccm, bytes(15))
+    raises(ValueError, Ccm, bytes(16), 5)
+    raises(ValueError, Ccm, bytes(16), 2)
+    raises(ValueError, Ccm, bytes(16), 18)
+    raises(ValueError, Ccm, bytes(16), 8, 1)
+    raises(ValueError, Ccm, bytes(16), 8, 9)
+    raises(ValueError, Ccm, bytes(15))
     c = Ccm(bytes(16))
-    _raises(ValueError, c.encrypt, bytes(12), b"x", b"")
-    _raises(ValueError, c.decrypt, bytes(14), bytes(9), b"")
+    raises(ValueError, c.encrypt, bytes(12), b"x", b"")
+    raises(ValueError, c.decrypt, bytes(14), bytes(9), b"")
 
 
 def test_message_longer_than_l_allows_is_refused():
     # L = 2 limits messages to 65535 bytes; checked before any block is encrypted.
     c = Ccm(bytes(16))
-    _raises(ValueError, c.encrypt, bytes(13), bytes(65536), b"")
+    raises(ValueError, c.encrypt, bytes(13), bytes(65536), b"")
 
 
 def test_ccm_object_is_reusable_across_messages():

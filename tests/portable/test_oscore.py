@@ -4,6 +4,7 @@ from spot.core import hkdf as hk
 from spot.core import oscore as osc
 from spot.core.oscore import OscoreError, SecurityContext
 from spot.core.replay import ReplayWindow, REPLAYED, TOO_OLD
+from _assert import raises
 
 h = bytes.fromhex
 
@@ -15,16 +16,9 @@ URI_PATH = 11
 HELLO = b"Hello World!"
 
 
-def _raises(exc_type, fn, *args):
-    try:
-        fn(*args)
-    except exc_type as e:
-        return e
-    raise AssertionError("no exception raised")
-
 
 def _oscore_error(code, fn, *args):
-    e = _raises(OscoreError, fn, *args)
+    e = raises(OscoreError, fn, *args)
     assert e.code == code, (e.code, e.reason)
     return e
 
@@ -99,7 +93,7 @@ def test_hkdf_rfc5869_case_3_empty_salt_and_info():
 
 
 def test_hkdf_refuses_more_than_255_blocks():
-    _raises(ValueError, hk.hkdf_expand, bytes(32), b"", 255 * 32 + 1)
+    raises(ValueError, hk.hkdf_expand, bytes(32), b"", 255 * 32 + 1)
     assert len(hk.hkdf_expand(bytes(32), b"", 0)) == 0
 
 
@@ -351,8 +345,8 @@ def test_observe_request_uses_fetch_as_outer_code():
 def test_inner_code_kinds_are_checked():
     client = SecurityContext(b"secret", b"c", b"s")
     server = SecurityContext(b"secret", b"s", b"c")
-    _raises(ValueError, client.protect_request, osc.CONTENT, [])
-    _raises(ValueError, client.protect_request, 0x00, [])
+    raises(ValueError, client.protect_request, osc.CONTENT, [])
+    raises(ValueError, client.protect_request, 0x00, [])
     # a response code smuggled into a request is refused after decryption
     nonce = client.nonce(b"c", b"\x00")
     ct = client._sender_aead.encrypt(nonce, b"\x45", osc.aad(10, b"c", b"\x00"))
@@ -361,10 +355,10 @@ def test_inner_code_kinds_are_checked():
 
 
 def test_unknown_algorithm_and_overlong_ids_are_refused():
-    _raises(ValueError, SecurityContext, SECRET, b"", b"\x01", b"", None, 1)
-    _raises(ValueError, SecurityContext, SECRET, bytes(8), b"\x01")
-    _raises(ValueError, SecurityContext, SECRET, b"\x01", bytes(2), b"", None, 12)
-    _raises(ValueError, SecurityContext, SECRET, b"\x05", b"\x05")
+    raises(ValueError, SecurityContext, SECRET, b"", b"\x01", b"", None, 1)
+    raises(ValueError, SecurityContext, SECRET, bytes(8), b"\x01")
+    raises(ValueError, SecurityContext, SECRET, b"\x01", bytes(2), b"", None, 12)
+    raises(ValueError, SecurityContext, SECRET, b"\x05", b"\x05")
 
 
 def test_alg_30_with_16_byte_tag_round_trips():
@@ -402,7 +396,7 @@ def test_plaintext_extended_option_deltas_and_lengths_round_trip():
 
 
 def test_plaintext_refuses_the_oscore_option():
-    _raises(ValueError, osc.encode_plaintext, GET, [(osc.OPTION_OSCORE, b"")])
+    raises(ValueError, osc.encode_plaintext, GET, [(osc.OPTION_OSCORE, b"")])
     _oscore_error(osc.BAD_OPTION, osc.decode_plaintext, h("019100"))
 
 
@@ -453,7 +447,7 @@ def test_window_state_restores_exactly():
     w2.restore(saved)
     for seq in range(0, 40):
         assert w2.check(seq) == w.check(seq)
-    _raises(ValueError, w2.restore, (5, 1 << 32))
+    raises(ValueError, w2.restore, (5, 1 << 32))
 
 
 def test_window_reject_up_to_refuses_everything_before():
@@ -510,7 +504,7 @@ def test_reservation_extends_before_running_out():
     ctx.confirm_sender_seq(ctx.reserve_sender_seq(10))
     ctx.protect_request(GET, [])
     assert ctx.reserve_sender_seq(10) == 20
-    _raises(ValueError, ctx.confirm_sender_seq, 5)
+    raises(ValueError, ctx.confirm_sender_seq, 5)
 
 
 def test_resuming_from_persisted_value_never_reuses_a_partial_iv():
@@ -540,7 +534,7 @@ def test_unguarded_context_reports_no_limit():
     assert ctx.sender_seq_remaining() is None
     assert osc.piv_from_seq(0) == b"\x00"
     assert osc.piv_from_seq(256) == b"\x01\x00"
-    _raises(ValueError, osc.piv_from_seq, osc.MAX_SEQ + 1)
+    raises(ValueError, osc.piv_from_seq, osc.MAX_SEQ + 1)
 
 
 def test_oversized_ciphertext_gives_4_00_without_state_change():
@@ -551,8 +545,8 @@ def test_oversized_ciphertext_gives_4_00_without_state_change():
 
 def test_failed_protect_does_not_consume_a_sequence_number():
     ctx = SecurityContext(b"secret", b"c", b"s", sender_seq=7)
-    _raises(ValueError, ctx.protect_request, GET, [(osc.OPTION_OSCORE, b"")])
-    _raises(ValueError, ctx.protect_request, GET, [], bytes(70000))
+    raises(ValueError, ctx.protect_request, GET, [(osc.OPTION_OSCORE, b"")])
+    raises(ValueError, ctx.protect_request, GET, [], bytes(70000))
     assert ctx.sender_seq == 7
     assert osc.decode_option(ctx.protect_request(GET, [])[1])[0] == b"\x07"
 
