@@ -1,6 +1,4 @@
 """A frame encoded on MicroPython decodes identically on CPython, and back."""
-import pytest
-
 from mp_harness import run_micropython, spot_files
 from spot.core import frame as F
 from spot.core.node import Node
