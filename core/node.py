@@ -116,8 +116,29 @@ class Node:
     def get(self, sid, oid):
         """SI value of an object (None if never set)."""
         row = self._service(sid).row(oid)
-        v = self._read(sid, oid)
+        v = self.wire(sid, oid)
         return None if v is None else model.from_wire(row, v)
+
+    def set_default_plan(self, entries):
+        """Install the local default plan {service: {object: wire value}} (checked)."""
+        if entries:
+            check_entries(self.services, entries)
+        self.plans.default = entries or {}
+        self._store(PLANS, P.DEFAULT, self.plans.default)
+        self._plan_due = 0
+
+    def report(self, sid, attrs, now, peer=None, sub_id=0):
+        """Notify peer of objects of sid on the node's own initiative (telemetry).
+
+        attrs maps object id -> observe attributes as in SUBSCRIBE; the
+        NOTIFY frames carry sub_id (0: nobody subscribed).
+        """
+        svc = self._service(sid)
+        objects = {}
+        for oid in attrs:
+            svc.row(oid)
+            objects[oid] = (parse_attrs(attrs[oid]), self.wire(sid, oid))
+        self.subs.add(peer, sid, sub_id, objects, now)
 
     def consume(self, sid):
         """Start taking informational broadcasts of service sid (run-time filter)."""
@@ -228,7 +249,7 @@ class Node:
             raise SpotError(MALFORMED, "READ takes a list of object ids")
         out = {}
         for r in rows:
-            out[r[model.ID]] = self._read(svc.sid, r[model.ID])
+            out[r[model.ID]] = self.wire(svc.sid, r[model.ID])
         return out
 
     def _do_write(self, svc, body, now):
@@ -297,7 +318,7 @@ class Node:
         current = {}
         for r in rows:
             oid = r[model.ID]
-            v = self._read(svc.sid, oid)
+            v = self.wire(svc.sid, oid)
             objects[oid] = (parse_attrs(body[oid]), v)
             current[oid] = v
         self.subs.add(peer, svc.sid, mid, objects, now)
@@ -313,8 +334,8 @@ class Node:
         if PLANS in self.services and self._plan_due is not None and t >= self._plan_due:
             self._apply_plans(t)
         out = []
-        for peer, sid, mid, values in self.subs.due(now, self._read):
-            body = [t if self.time_known else None, values]
+        for peer, sid, mid, values in self.subs.due(now, self.wire):
+            body = [int(t) if self.time_known else None, values]
             out.append((peer, F.encode(F.NOTIFY, sid, mid, body)))
         return out
 
@@ -340,6 +361,7 @@ class Node:
 
     def _check_contact(self, now):
         if (PLANS not in self.services or self.fallback or self.last_contact is None
+                or not self.plans.temp
                 or now - self.last_contact < self.values[PLANS][P.COMM_TIMEOUT]):
             return
         self.fallback = True
@@ -357,7 +379,7 @@ class Node:
             if row is None:
                 continue
             v, _ = plans.value_at(sid, oid, is_series(row), t, self.fallback)
-            if v is not None and v != self._read(sid, oid):
+            if v is not None and v != self.wire(sid, oid):
                 self._store(sid, oid, v)
                 self._set_hw(sid, oid, v)
                 self.events.append((EV_WRITE, sid, oid, None))
@@ -375,7 +397,8 @@ class Node:
             raise SpotError(UNKNOWN_SERVICE, sid)
         return svc
 
-    def _read(self, sid, oid):
+    def wire(self, sid, oid):
+        """Current wire value of (sid, oid), through a bound getter if any."""
         if sid == TIME and oid == UNIX_TIME:
             return int(self._now + self.clock_offset) if self.time_known else None
         g = self.getters.get((sid, oid))

@@ -3,14 +3,8 @@ thread) against a real mosquitto and its command-line clients, plus a fake
 broker that sends garbage. Every broker and client process is started here
 on a free 127.0.0.1 port and stopped in teardown; every wait has a timeout.
 """
-import datetime
-import getpass
-import ipaddress
-import os
-import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -21,116 +15,8 @@ from spot.core.mqtt_client import (MqttClient, MemoryOutbox, EV_CONNECTED,
                                    EV_DISCONNECTED)
 from spot.ports.micropython.mqtt_loop import MqttLoop, make_tls_context
 
-
-WAIT = 10.0  # seconds, upper bound of any single wait
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_for(cond, timeout=WAIT, what='condition'):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError('timed out after %.1f s waiting for %s' % (timeout, what))
-
-
-class Broker:
-    """One mosquitto with its own config, log and persistence in a tmp dir."""
-
-    def __init__(self, tmp, tls=None):
-        self.dir = tmp
-        self.port = free_port()
-        self.log = os.path.join(tmp, 'mosquitto.log')
-        self.conf = os.path.join(tmp, 'mosquitto.conf')
-        lines = [
-            'listener %d 127.0.0.1' % self.port,
-            'allow_anonymous true',
-            'persistence true',
-            'persistence_location %s%s' % (tmp, os.sep),
-            'autosave_interval 3600',
-            'log_dest file %s' % self.log,
-            'log_type all',
-            # as root mosquitto would switch to user "mosquitto", which
-            # cannot write this tmp dir; naming ourselves keeps us
-            'user %s' % getpass.getuser(),
-        ]
-        if tls:
-            lines += ['cafile %s' % tls['ca'], 'certfile %s' % tls['cert'],
-                      'keyfile %s' % tls['key']]
-        with open(self.conf, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(['mosquitto', '-c', self.conf],
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def listening():
-            assert self.proc.poll() is None, 'mosquitto exited: %s' % self.log_text()
-            try:
-                socket.create_connection(('127.0.0.1', self.port), 0.2).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, what='mosquitto to listen')
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: mosquitto saves its database
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(WAIT)
-        self.proc = None
-
-    def log_text(self):
-        try:
-            with open(self.log, errors='replace') as f:
-                return f.read()
-        except OSError:
-            return ''
-
-    def wait_log(self, text):
-        wait_for(lambda: text in self.log_text(), what='%r in mosquitto log' % text)
-
-
-class Sub:
-    """mosquitto_sub in the background, its output lines collected."""
-
-    def __init__(self, args):
-        self.proc = subprocess.Popen(['mosquitto_sub'] + args, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.lines = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.decode('utf-8', 'replace').rstrip('\n'))
-
-    def wait_exit(self):
-        self.proc.wait(WAIT)
-        self._reader.join(WAIT)
-        return self.lines
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(WAIT)
+from mosquitto import (WAIT, Broker, Sub, wait_for, missing_tools,
+                       make_ca_and_server_cert, mosquitto_pub)
 
 
 class Device:
@@ -162,7 +48,7 @@ class Device:
 @pytest.fixture
 def env(tmp_path):
     """Starts brokers, subscribers and devices; stops all of them after."""
-    missing = [t for t in ('mosquitto', 'mosquitto_sub', 'mosquitto_pub') if not shutil.which(t)]
+    missing = missing_tools()
     if missing:  # a failure, not a skip: these tests are the proof of interop
         pytest.fail('not installed: %s (Debian packages mosquitto, mosquitto-clients)'
                     % ', '.join(missing))
@@ -198,11 +84,6 @@ def env(tmp_path):
     for b in made['brokers']:
         b.stop()
     assert not any(d.thread.is_alive() for d in made['devices'])
-
-
-def mosquitto_pub(broker, *args):
-    subprocess.run(['mosquitto_pub', '-h', '127.0.0.1', '-p', str(broker.port)] + list(args),
-                   check=True, timeout=WAIT)
 
 
 # ---------------------------------------------------------------- (a)
@@ -420,57 +301,6 @@ def test_silent_broker_times_out_and_reconnects(env):
 
 
 # ---------------------------------------------------------------- (g)
-
-def make_ca_and_server_cert(d):
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    hour = datetime.timedelta(hours=1)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def write(fname, data):
-        path = os.path.join(d, fname)
-        with open(path, 'wb') as f:
-            f.write(data)
-        return path
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder()
-          .subject_name(name('SPOT test CA')).issuer_name(name('SPOT test CA'))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - hour).not_valid_after(now + 24 * hour)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False),
-                         critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                         critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(name('localhost')).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - hour).not_valid_after(now + 24 * hour)
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName('localhost'), x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]),
-                critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    return {
-        'ca': write('ca.pem', ca.public_bytes(pem)),
-        'cert': write('server.pem', cert.public_bytes(pem)),
-        'key': write('server.key', key.private_bytes(
-            pem, serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption())),
-    }
-
 
 def test_tls_connection_verified_against_our_ca(env, tmp_path):
     certs = make_ca_and_server_cert(str(tmp_path))

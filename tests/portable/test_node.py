@@ -262,3 +262,16 @@ def test_announce_lists_services_with_versions():
     assert body[0] == "hp-1"
     assert [HP, 1, 0] in body[1]
     assert body[2] == [PRICE] and body[3] == 1
+
+
+def test_report_sends_telemetry_nobody_subscribed_to():
+    node = make_node()
+    node.receive(F.encode(F.WRITE, 2, 1, {1: T0}), 0)  # clock set: unix = now + T0
+    node.report(HP, {FLOW_TEMP: {0: 60, 1: 60}}, 0)
+    node.set(HP, FLOW_TEMP, 40.0)
+    assert node.step(30) == []
+    peer, frame = node.step(60)[0]
+    assert peer is None
+    op, sid, mid, body = F.decode(frame)
+    assert (op, sid, mid) == (F.NOTIFY, HP, 0)
+    assert body == [T0 + 60, {FLOW_TEMP: 400}]

@@ -182,3 +182,25 @@ def test_malformed_plan_is_malformed():
         op, _, _, body = push(node, plan)
         assert op == F.ERROR and body[0] in (E.MALFORMED, E.WRONG_TYPE), plan
     assert node.plans.temp == []
+
+
+def test_silence_without_temporary_plans_is_not_fallback():
+    node = make_node(comm_timeout=600)
+    node.receive(F.encode(F.WRITE, HP, 9, {LIMIT: 2000}), T0)
+    node.step(T0 + 5000)
+    assert node.values[PLANS][P.FALLBACK] is False
+    assert node.get(HP, LIMIT) == 2000  # a direct write stands while no plan changes
+
+
+def test_local_default_plan_is_checked_and_applied():
+    node = Node([heat_pump], "hp-1")
+    node.set_default_plan({HP: {SG: 2}})
+    node.step(T0)
+    assert node.get(HP, SG) == 2
+    try:
+        node.set_default_plan({HP: {SG: 9}})
+    except Exception as e:
+        assert e.code == E.OUT_OF_RANGE
+    else:
+        raise AssertionError("bad default plan accepted")
+    assert node.plans.default == {HP: {SG: 2}}
