@@ -1,0 +1,635 @@
+"""The CoAP mapping of SPOT on the device (spec section 9.1), sans-I/O.
+
+CoapBinding is the request handler of a core.coap_endpoint.Endpoint:
+
+    GET  /.well-known/core               RFC 6690 links: the bus and one per object
+    POST /s                              a SPOT frame in, the reply frame out (CF_SPOT)
+    FETCH /s + Observe 0                 a SUBSCRIBE frame; its NOTIFYs come back as
+                                         notifications of that observation
+    GET|PUT|POST /<service>/<object>     READ | WRITE | INVOKE, CBOR bodies (ct 60)
+    GET /<service>/<object> + Observe 0  SUBSCRIBE, attributes from the query
+                                         (pmin, pmax, st, gt, lt) as in LwM2M
+    GET  /<service>                      READ of every readable object (a CBOR map)
+
+Segments are names (heat_pump/flow_setpoint) or decimal ids (16/7). Every request
+becomes a SPOT frame handed to node.receive(), so checks, access control and state
+are exactly the node's; ERROR codes become CoAP codes as spec section 8 says.
+
+CoapDevice ties a Node, an Endpoint, the binding, an optional OSCORE layer
+(core.coap_oscore) and the registration with a bridge (ANNOUNCE POSTed to the
+bridge's /s every `lifetime` seconds) together. It is driven like an Endpoint --
+receive(datagram, addr, now_ms), step(now_ms), next_timeout(now_ms), events() --
+so ports/micropython/coap_loop.CoapLoop runs it as it is.
+"""
+from .compat import const, hexlify
+from . import cbor
+from . import coap
+from . import frame as F
+from . import model
+from .coap import (GET, POST, PUT, FETCH, CONTENT, CHANGED, BAD_REQUEST, UNAUTHORIZED,
+                   NOT_FOUND, METHOD_NOT_ALLOWED, NOT_ACCEPTABLE,
+                   REQUEST_ENTITY_TOO_LARGE, UNSUPPORTED_CONTENT_FORMAT,
+                   SERVICE_UNAVAILABLE, CF_CBOR, CF_LINK_FORMAT)
+from .coap_server import Response
+from .coap_client import EV_RESPONSE
+from . import errors as E
+from .errors import SpotError
+from .subscriptions import PMIN, PMAX, ST, GT, LT
+
+CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
+BUS = 's'                  # the bus resource
+SUB_MID_TOP = const(0xFFFF)  # REST observations take subscription ids from here down
+
+# spec section 8: SPOT error code -> CoAP response code
+COAP_CODES = {
+    E.UNKNOWN_SERVICE: NOT_FOUND,
+    E.UNKNOWN_OBJECT: NOT_FOUND,
+    E.READ_ONLY: METHOD_NOT_ALLOWED,
+    E.OUT_OF_RANGE: BAD_REQUEST,
+    E.WRONG_TYPE: BAD_REQUEST,
+    E.NOT_AUTHORISED: UNAUTHORIZED,
+    E.TOO_LARGE: REQUEST_ENTITY_TOO_LARGE,
+    E.BUSY: SERVICE_UNAVAILABLE,
+    E.MALFORMED: BAD_REQUEST,
+    E.UNSUPPORTED: METHOD_NOT_ALLOWED,
+}
+
+QUERY_ATTRS = {'pmin': PMIN, 'pmax': PMAX, 'st': ST, 'gt': GT, 'lt': LT}
+
+
+def coap_code(spot_code):
+    """CoAP response code for a SPOT error code (4.00 for unknown codes)."""
+    return COAP_CODES.get(spot_code, BAD_REQUEST)
+
+
+def diagnostic(code, detail=None):
+    """Diagnostic payload text of an ERROR: 'out-of-range 7', 'malformed truncated'."""
+    text = E.NAMES.get(code, 'error')
+    if detail is not None:
+        text += ' ' + str(detail)
+    return text.encode()
+
+
+def parse_query(query):
+    """SUBSCRIBE attribute map {key: number} from query items like 'pmin=10'.
+
+    pmin/pmax take unsigned integers, st/gt/lt any finite number; other items are
+    ignored (newer attributes). Raises SpotError(MALFORMED).
+    """
+    attrs = {}
+    for item in query:
+        i = item.find('=')
+        key = QUERY_ATTRS.get(item[:i]) if i > 0 else None
+        if key is None:
+            continue
+        text = item[i + 1:]
+        try:
+            if key <= PMAX:
+                if not text.isdigit():
+                    raise ValueError
+                v = int(text)
+            else:
+                try:
+                    v = int(text)
+                except ValueError:
+                    v = float(text)
+                    if v != v or v in (float('inf'), float('-inf')):
+                        raise ValueError
+        except ValueError:
+            raise SpotError(E.MALFORMED, item[:i])
+        attrs[key] = v
+    return attrs
+
+
+def _error(code, text):
+    return Response(code, text if isinstance(text, bytes) else text.encode())
+
+
+class Observation:
+    """One CoAP observation carrying one SPOT subscription (peer, sid, mid)."""
+
+    __slots__ = ('addr', 'token', 'peer', 'sid', 'mid', 'oid', 'path', 'pending')
+
+    def __init__(self, addr, token, peer, sid, mid, oid, path):
+        self.addr = addr
+        self.token = token
+        self.peer = peer
+        self.sid = sid
+        self.mid = mid
+        self.oid = oid          # None: a bus observation (whole NOTIFY frames)
+        self.path = path
+        self.pending = None     # Response for the next notification
+
+
+class CoapBinding:
+    """Maps CoAP requests onto node frames; handle(req, peer) is the handler.
+
+    peer is who the node sees (roles, subscriptions): the OSCORE kid when the
+    OSCORE layer calls, else the sender's address. `now` is the node's time in
+    seconds; the driver sets it before each call.
+    """
+
+    def __init__(self, node, endpoint=None):
+        self.node = node
+        self.ep = endpoint
+        self.now = 0
+        self.observations = {}   # (addr, token) -> Observation
+        self.unrouted = 0        # NOTIFYs no CoAP observation carries
+        self._mid = 0
+        self._links = None
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def handle(self, req, peer=None):
+        if peer is None:
+            peer = req.addr
+        if req.notification:
+            return self._notification(req)
+        observe = req.observe
+        req.observe = None       # only a registration below turns it back on
+        path = req.path
+        n = len(path)
+        bus = n == 1 and path[0] == BUS
+        if observe == 1 and not bus:
+            self._deregister(req.addr, req.token, peer)
+        if n == 2 and path[0] == '.well-known' and path[1] == 'core':
+            return self._well_known(req)
+        if bus:
+            return self._bus(req, peer, observe)
+        if n == 1 or n == 2:
+            return self._rest(req, peer, observe)
+        return _error(NOT_FOUND, 'no such resource')
+
+    def _ask(self, op, sid, body, peer):
+        """Send one request frame through the node; (op, body) of its reply."""
+        self._mid = (self._mid + 1) & 0xFFFF
+        try:
+            frame = F.encode(op, sid, self._mid, body)
+        except (ValueError, TypeError, OverflowError):
+            return F.ERROR, [E.MALFORMED, 'not encodable']
+        reply = self.node.receive(frame, self.now, peer)
+        if reply is None:
+            return F.ERROR, [E.UNSUPPORTED]
+        op, _, _, body = F.decode(reply, len(reply))
+        return op, body
+
+    def _spot_error(self, sid, body):
+        code = body[0] if type(body) is list and body else E.MALFORMED
+        detail = body[1] if type(body) is list and len(body) > 1 else None
+        svc = self.node.services.get(sid)
+        if type(detail) is int and svc is not None and detail in svc.by_id:
+            detail = svc.by_id[detail][model.NAME]
+        return Response(coap_code(code), diagnostic(code, detail))
+
+    # ---- REST view ----------------------------------------------------------------------
+
+    def _service_id(self, seg):
+        if seg.isdigit():
+            sid = int(seg)
+            return sid if sid <= 0xFE else None
+        for sid in self.node.services:
+            if self.node.services[sid].name == seg:
+                return sid
+        return None
+
+    def _rest(self, req, peer, observe):
+        sid = self._service_id(req.path[0])
+        if sid is None:
+            return _error(NOT_FOUND, diagnostic(E.UNKNOWN_SERVICE, req.path[0]))
+        if req.accept is not None and req.accept != CF_CBOR:
+            return _error(NOT_ACCEPTABLE, 'CBOR only (60)')
+        code = req.code
+        if len(req.path) == 1:
+            if code != GET:
+                return _error(METHOD_NOT_ALLOWED, 'GET only')
+            op, body = self._ask(F.READ, sid, None, peer)
+            if op != F.RESULT:
+                return self._spot_error(sid, body)
+            return Response(CONTENT, cbor.dumps(body), CF_CBOR)
+        seg = req.path[1]
+        svc = self.node.services.get(sid)
+        if seg.isdigit():
+            oid = int(seg)
+        elif svc is not None and seg in svc.by_name:
+            oid = svc.by_name[seg][model.ID]
+        else:
+            return _error(NOT_FOUND, diagnostic(E.UNKNOWN_OBJECT, seg))
+        if code == GET:
+            if observe == 0:
+                return self._observe_object(req, peer, sid, oid)
+            op, body = self._ask(F.READ, sid, [oid], peer)
+            if op != F.RESULT:
+                return self._spot_error(sid, body)
+            return Response(CONTENT, cbor.dumps(body.get(oid)), CF_CBOR)
+        if code != PUT and code != POST:
+            return _error(METHOD_NOT_ALLOWED, 'GET, PUT or POST')
+        if req.content_format is not None and req.content_format != CF_CBOR:
+            return _error(UNSUPPORTED_CONTENT_FORMAT, 'CBOR only (60)')
+        if req.payload:
+            try:
+                value = cbor.loads(req.payload)
+            except cbor.CBORError as e:
+                return Response(BAD_REQUEST, diagnostic(E.MALFORMED, str(e)))
+        elif code == PUT:
+            return Response(BAD_REQUEST, diagnostic(E.MALFORMED, 'no value'))
+        if code == PUT:
+            op, body = self._ask(F.WRITE, sid, {oid: value}, peer)
+            if op != F.RESULT:
+                return self._spot_error(sid, body)
+            return Response(CHANGED)
+        op, body = self._ask(F.INVOKE, sid, [oid, value] if req.payload else [oid], peer)
+        if op != F.RESULT:
+            return self._spot_error(sid, body)
+        if body is None:
+            return Response(CHANGED)
+        return Response(CHANGED, cbor.dumps(body), CF_CBOR)
+
+    def _observe_object(self, req, peer, sid, oid):
+        try:
+            attrs = parse_query(req.query)
+        except SpotError as e:
+            return Response(BAD_REQUEST, diagnostic(e.code, e.detail))
+        key = (req.addr, req.token)
+        old = self.observations.get(key)
+        mid = None
+        if old is not None:
+            if old.peer == peer and old.sid == sid and old.oid is not None:
+                mid = old.mid    # the same token again: renew the subscription
+            else:
+                self._forget(old)
+        if mid is None:
+            mid = self._free_mid(peer, sid)
+        reply = self.node.receive(F.encode(F.SUBSCRIBE, sid, mid, {oid: attrs}), self.now, peer)
+        op, _, _, body = F.decode(reply, len(reply))
+        if op != F.RESULT:
+            return self._spot_error(sid, body)
+        self._observing(req, Observation(req.addr, req.token, peer, sid, mid, oid,
+                                         req.path_str()))
+        return Response(CONTENT, cbor.dumps(body.get(oid)), CF_CBOR)
+
+    def _free_mid(self, peer, sid):
+        used = [s[2] for s in self.node.subs.subs if s[0] == peer and s[1] == sid]
+        mid = SUB_MID_TOP
+        while mid in used:
+            mid -= 1
+        return mid
+
+    # ---- the bus resource ----------------------------------------------------------------
+
+    def _bus(self, req, peer, observe):
+        if req.content_format is not None and req.content_format != CF_SPOT:
+            return _error(UNSUPPORTED_CONTENT_FORMAT, 'SPOT frames only (%d)' % CF_SPOT)
+        code = req.code
+        if code != POST and code != FETCH:
+            return _error(METHOD_NOT_ALLOWED, 'POST or FETCH')
+        frame = req.payload
+        if not frame:
+            return _error(BAD_REQUEST, 'no frame')
+        mid = F.message_id(frame)
+        if mid is None or frame[0] >> 4 != F.VERSION:
+            op = 0   # not a request this view treats specially: the node decides
+        else:
+            op = frame[0] & 0x0F
+        if code == POST:
+            if op == F.SUBSCRIBE:
+                return self._frame(F.error(frame[1], mid, E.UNSUPPORTED,
+                                           'SUBSCRIBE needs FETCH with Observe'), CHANGED)
+            return self._frame(self.node.receive(frame, self.now, peer), CHANGED)
+        if op == F.SUBSCRIBE and observe == 0:
+            return self._observe_bus(req, peer, frame, frame[1], mid)
+        if op == F.SUBSCRIBE and observe == 1:
+            obs = self.observations.get((req.addr, req.token))
+            if obs is not None and (obs.peer, obs.sid, obs.mid) == (peer, frame[1], mid):
+                del self.observations[(req.addr, req.token)]
+                self._drop_observer(req.addr, req.token)
+            return self._frame(self.node.receive(
+                F.encode(F.UNSUBSCRIBE, frame[1], mid, mid), self.now, peer), CONTENT)
+        if op == F.READ and observe is None:
+            return self._frame(self.node.receive(frame, self.now, peer), CONTENT)
+        if mid is None:
+            return _error(BAD_REQUEST, 'short frame')
+        return self._frame(F.error(frame[1], mid, E.UNSUPPORTED,
+                                   'FETCH takes READ, or SUBSCRIBE with Observe'), CONTENT)
+
+    def _observe_bus(self, req, peer, frame, sid, mid):
+        key = (req.addr, req.token)
+        old = self.observations.get(key)
+        if old is not None and (old.peer != peer or old.sid != sid or old.mid != mid):
+            self._forget(old)
+        reply = self.node.receive(frame, self.now, peer)
+        if reply is not None and reply[0] & 0x0F == F.RESULT:
+            for o in list(self.observations.values()):
+                # one CoAP observation per subscription: a new token takes it over
+                if o.peer == peer and o.sid == sid and o.mid == mid and o is not old:
+                    del self.observations[(o.addr, o.token)]
+                    self._drop_observer(o.addr, o.token)
+            self._observing(req, Observation(req.addr, req.token, peer, sid, mid, None, BUS))
+        return self._frame(reply, CONTENT)
+
+    def _frame(self, reply, ok_code):
+        if reply is None:
+            return Response(ok_code)
+        if reply[0] & 0x0F == F.ERROR:
+            try:
+                body = F.decode(reply, len(reply))[3]
+                code = coap_code(body[0])
+            except (SpotError, TypeError, IndexError, KeyError):
+                code = BAD_REQUEST
+            return Response(code, reply, CF_SPOT)
+        return Response(ok_code, reply, CF_SPOT)
+
+    # ---- observations ---------------------------------------------------------------------
+
+    def _observing(self, req, obs):
+        """Register obs and let the endpoint keep the CoAP observation under its token."""
+        self.observations[(obs.addr, obs.token)] = obs
+        req.observe = 0
+        # the endpoint keys observers by (address, uri); with the token in the key a
+        # client may hold several observations of one resource (RFC 7641 4.1)
+        req.query = ['\x00' + hexlify(req.token)]
+
+    def _deregister(self, addr, token, peer):
+        """Observe 1: the client ends the observation (and its subscription)."""
+        obs = self.observations.get((addr, token))
+        if obs is None or obs.peer != peer:
+            return
+        del self.observations[(addr, token)]
+        self._drop_observer(addr, token)
+        self.node.receive(F.encode(F.UNSUBSCRIBE, obs.sid, obs.mid, obs.mid), self.now, peer)
+
+    def _forget(self, obs):
+        """Drop an observation and its subscription without a request (no contact)."""
+        self.observations.pop((obs.addr, obs.token), None)
+        self._drop_observer(obs.addr, obs.token)
+        try:
+            self.node.subs.remove(obs.peer, obs.sid, obs.mid)
+        except SpotError:
+            pass
+
+    def _drop_observer(self, addr, token):
+        if self.ep is None:
+            return
+        table = self.ep.server.observers
+        for k in [k for k in table if table[k].addr == addr and table[k].token == token]:
+            del table[k]
+
+    def _notification(self, req):
+        obs = self.observations.get((req.addr, req.token))
+        if obs is None or obs.pending is None:
+            return None
+        resp = obs.pending
+        obs.pending = None
+        if resp.code >> 5 != 2:
+            # a final notification: the endpoint still sends it, then the observer is gone
+            del self.observations[(obs.addr, obs.token)]
+            self._drop_observer(obs.addr, obs.token)
+        return resp
+
+    def _find(self, peer, sid, mid):
+        for obs in self.observations.values():
+            if obs.mid == mid and obs.sid == sid and obs.peer == peer:
+                return obs
+        return None
+
+    def deliver(self, notes):
+        """Send node.step() output [(peer, NOTIFY frame)] as CoAP notifications."""
+        paths = []
+        for peer, frame in notes:
+            obs = self._find(peer, frame[1], F.message_id(frame))
+            if obs is None:
+                self.unrouted += 1
+                continue
+            if obs.oid is None:
+                obs.pending = Response(CONTENT, frame, CF_SPOT)
+            else:
+                values = F.decode(frame, len(frame))[3][1]
+                if obs.oid not in values:
+                    continue
+                obs.pending = Response(CONTENT, cbor.dumps(values[obs.oid]), CF_CBOR)
+            if obs.path not in paths:
+                paths.append(obs.path)
+        self._notify(paths)
+
+    def _notify(self, paths):
+        if self.ep is None:
+            return
+        for p in paths:
+            self.ep.notify(p)
+        for obs in self.observations.values():
+            obs.pending = None   # its observer was gone; sweep() ends it
+
+    def sweep(self):
+        """Keep observations, endpoint observers and node subscriptions in step.
+
+        An observation whose observer is gone (Reset, Observe 1, CON timeout,
+        replaced) loses its subscription; one whose subscription was ended by an
+        UNSUBSCRIBE gets a final 4.04 notification.
+        """
+        if self.ep is None or not self.observations:
+            return
+        table = self.ep.server.observers
+        live = [(o.addr, o.token) for o in table.values()]
+        subs = [(s[0], s[1], s[2]) for s in self.node.subs.subs]
+        paths = []
+        for key in list(self.observations):
+            obs = self.observations[key]
+            if key not in live:
+                self._forget(obs)
+            elif (obs.peer, obs.sid, obs.mid) not in subs:
+                obs.pending = Response(NOT_FOUND, b'subscription ended')
+                if obs.path not in paths:
+                    paths.append(obs.path)
+        self._notify(paths)
+
+    # ---- discovery ------------------------------------------------------------------------
+
+    def links(self):
+        """[(href, rt, link text)] of /.well-known/core, built once."""
+        if self._links is None:
+            out = [('/' + BUS, 'spot.bus', '</%s>;rt="spot.bus";ct=%d' % (BUS, CF_SPOT))]
+            services = self.node.services
+            for sid in sorted(services):
+                svc = services[sid]
+                for row in sorted(svc.rows, key=lambda r: r[model.ID]):
+                    href = '/%s/%s' % (svc.name, row[model.NAME])
+                    rt = 'spot.' + model.TYPE_NAMES[row[model.TYPE]]
+                    text = '<%s>;rt="%s";ct=%d' % (href, rt, CF_CBOR)
+                    if row[model.ACCESS] & model.R:
+                        text += ';obs'
+                    out.append((href, rt, text))
+            self._links = out
+        return self._links
+
+    def _well_known(self, req):
+        if req.code != GET:
+            return _error(METHOD_NOT_ALLOWED, 'GET only')
+        if req.accept is not None and req.accept != CF_LINK_FORMAT:
+            return _error(NOT_ACCEPTABLE, 'link-format only (40)')
+        want_href = want_rt = None
+        for q in req.query:
+            if q.startswith('href='):
+                want_href = q[5:]
+            elif q.startswith('rt='):
+                want_rt = q[3:]
+        parts = []
+        for href, rt, text in self.links():
+            if _matches(href, want_href) and _matches(rt, want_rt):
+                parts.append(text)
+        return Response(CONTENT, ','.join(parts).encode(), CF_LINK_FORMAT)
+
+
+def _matches(value, pattern):
+    """RFC 6690 4.1 filter: exact, or a prefix when the pattern ends with '*'."""
+    if pattern is None:
+        return True
+    if pattern.endswith('*'):
+        return value.startswith(pattern[:-1])
+    return value == pattern
+
+
+class CoapDevice:
+    """A node served over CoAP: binding, OSCORE (optional) and bridge registration.
+
+    endpoint: a core.coap_endpoint.Endpoint (its handler is set here).
+    bridge_addr: where to POST the ANNOUNCE (None: no registration).
+    oscore: a core.coap_oscore.OscoreServer; bridge_kid picks its context for
+      the registration (None: register without OSCORE).
+    lifetime: seconds between registrations; retry: first delay after a failure
+      (doubling up to lifetime).
+    """
+
+    def __init__(self, node, endpoint, bridge_addr=None, oscore=None, bridge_kid=None,
+                 lifetime=300, retry=15, max_events=16):
+        self.node = node
+        self.ep = endpoint
+        self.binding = CoapBinding(node, endpoint)
+        self.oscore = oscore
+        if oscore is not None:
+            oscore.handler = self.binding.handle
+            extra = dict(endpoint.extra_options or {})
+            extra[coap.OSCORE] = (0, 255, False)
+            endpoint.extra_options = extra
+            endpoint.server.handler = oscore
+        else:
+            endpoint.server.handler = self.binding.handle
+        self.max_datagram = endpoint.max_datagram
+        self.bridge = bridge_addr
+        self.bridge_ctx = None if oscore is None or bridge_kid is None \
+            else oscore.context(bridge_kid)
+        self.lifetime = lifetime
+        self.retry = retry
+        self.registered = False
+        self.registrations = 0     # RESULTs received for our ANNOUNCE
+        self.last_answer = None    # the bridge's last answer frame
+        self.max_events = max_events
+        self._events = []
+        self._delay = retry
+        self._reg_due = None if bridge_addr is None else 0
+        self._reg = None           # (token, mid, OSCORE binding) of the open registration
+        self._reg_mid = 0
+
+    # ---- driven like an Endpoint (times in ms) ---------------------------------------------
+
+    def receive(self, data, addr, now):
+        self.binding.now = now // 1000
+        out = self.ep.receive(data, addr, now)
+        self._client_events(now)
+        self._sweep()
+        return out
+
+    def step(self, now):
+        now_s = now // 1000
+        self.binding.now = now_s
+        self.binding.deliver(self.node.step(now_s))
+        self._sweep()
+        if self._reg_due is not None and now >= self._reg_due:
+            self._register(now)
+        out = self.ep.step(now)
+        self._client_events(now)
+        return out
+
+    def next_timeout(self, now):
+        best = self.ep.next_timeout(now)
+        now_s = now // 1000
+        d = self.node.next_deadline(now_s)
+        if d is not None:
+            t = max(0, int((now_s + d) * 1000) - now)
+            best = t if best is None or t < best else best
+        if self._reg_due is not None:
+            t = max(0, self._reg_due - now)
+            best = t if best is None or t < best else best
+        return best
+
+    def events(self):
+        """Client events not consumed by the registration."""
+        evs = self._events
+        self._events = []
+        return evs
+
+    def register_now(self):
+        """Send the ANNOUNCE at the next step()."""
+        if self.bridge is not None and self._reg is None:
+            self._reg_due = 0
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _sweep(self):
+        self.binding.sweep()
+        if self.oscore is not None and self.oscore.observations:
+            self.oscore.prune([(o.addr, o.token) for o in self.ep.server.observers.values()])
+
+    def _register(self, now):
+        from .coap_client import CoapBusy
+        from .oscore import OscoreError
+        self._reg_mid = (self._reg_mid + 1) & 0xFFFF
+        frame = self.node.announce(self._reg_mid)
+        try:
+            if self.bridge_ctx is not None:
+                from .coap_oscore import protect_request
+                code, options, payload, bind = protect_request(
+                    self.bridge_ctx, POST, BUS, frame, CF_SPOT)
+                token = self.ep.request(self.bridge, code, '', payload, options=options)
+            else:
+                bind = None
+                token = self.ep.request(self.bridge, POST, BUS, frame, content_format=CF_SPOT)
+        except (CoapBusy, OscoreError):   # too many exchanges; OSCORE numbers exhausted
+            self._failed(now)
+            return
+        self._reg = (token, self._reg_mid, bind)
+        self._reg_due = None
+
+    def _client_events(self, now):
+        for ev in self.ep.events():
+            reg = self._reg
+            if reg is not None and ev.token == reg[0]:
+                self._reg = None
+                self._answer(ev, reg, now)
+            elif len(self._events) < self.max_events:
+                self._events.append(ev)
+
+    def _answer(self, ev, reg, now):
+        if ev.kind != EV_RESPONSE:
+            return self._failed(now)
+        code, payload = ev.code, ev.payload
+        if reg[2] is not None:
+            from .coap_oscore import unprotect_response
+            from .oscore import OscoreError
+            try:
+                code, _, payload = unprotect_response(self.bridge_ctx, reg[2], ev.msg, payload)
+            except OscoreError:
+                return self._failed(now)
+        self.last_answer = payload
+        head = F.peek(payload) if payload else None
+        if (code >> 5 == 2 and head is not None and head[1] == F.RESULT
+                and F.message_id(payload) == reg[1]):
+            self.registered = True
+            self.registrations += 1
+            self._delay = self.retry
+            self._reg_due = now + self.lifetime * 1000
+        else:
+            self._failed(now)
+
+    def _failed(self, now):
+        self.registered = False
+        self._reg_due = now + self._delay * 1000
+        self._delay = min(self._delay * 2, self.lifetime)

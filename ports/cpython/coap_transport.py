@@ -1,0 +1,391 @@
+"""SPOT over CoAP on CPython with asyncio: the bridge side (aiocoap) and device simulators.
+
+    bridge = await BridgeCoapServer(host, port).start()      # /s bus resource on aiocoap
+    reply = await bridge.send_frame("hp-1", write_frame)     # POST to the device's /s
+    sub = await bridge.subscribe("hp-1", subscribe_frame)    # FETCH /s + Observe
+    dev = await serve_device(node, host, port, bridge=(host, bport))  # a simulated device
+    dtls = await serve_device_aiocoap(node, host, dtls_port, credentials=...)
+
+serve_device runs core.coap_binding.CoapDevice (the very code a board runs) over one
+asyncio DatagramProtocol per device: no threads, so one process holds thousands of
+simulated devices. serve_device_aiocoap serves a node through aiocoap instead, which
+is how a device speaks DTLS with pre-shared keys (aiocoap's tinydtls server
+transport; needs `pip install aiocoap[tinydtls]`, which builds DTLSSocket).
+Registration: a device POSTs its ANNOUNCE to the bridge's /s; the bridge records
+device id -> address and answers RESULT (spec 9.1).
+"""
+import asyncio
+import inspect
+
+import aiocoap
+import aiocoap.resource
+from aiocoap.credentials import CredentialsMap
+
+from ...core import frame as F
+from ...core.coap import CoapMessage, CON, OBSERVE, BLOCK1, BLOCK2, SIZE1, SIZE2
+from ...core.coap_binding import CoapBinding, CoapDevice, CF_SPOT, BUS, coap_code
+from ...core.coap_endpoint import Endpoint
+from ...core.coap_server import Request
+from ...core.errors import MALFORMED
+from ...core.node import A_ID
+
+__all__ = ["BridgeCoapServer", "BusSubscription", "DeviceServer", "serve_device",
+           "serve_device_aiocoap", "dtls_credentials"]
+
+
+def dtls_credentials(psk_by_identity):
+    """aiocoap credentials dict for DTLS PSK: {identity bytes: key bytes} ->
+    {':psk-<hex id>': {'dtls': {'psk': {'hex': ..}, 'client-identity': {'hex': ..}}}}."""
+    out = {}
+    for identity, key in psk_by_identity.items():
+        out[":psk-" + identity.hex()] = {"dtls": {"psk": {"hex": key.hex()},
+                                                  "client-identity": {"hex": identity.hex()}}}
+    return out
+
+
+def _credentials_map(credentials):
+    if credentials is None or isinstance(credentials, CredentialsMap):
+        return credentials
+    creds = CredentialsMap()
+    creds.load_from_dict(credentials)
+    return creds
+
+
+def _frame_message(reply, ok_code):
+    """aiocoap response for a bus reply frame (ERROR frames carry the mapped code)."""
+    if reply is None:
+        return aiocoap.Message(code=ok_code)
+    code = ok_code
+    if F.peek(reply) is not None and reply[0] & 0x0F == F.ERROR:
+        try:
+            code = coap_code(F.decode(reply)[3][0])
+        except Exception:  # a malformed ERROR frame from a callback: still 4.00
+            code = aiocoap.BAD_REQUEST
+    return aiocoap.Message(code=code, payload=reply, content_format=CF_SPOT)
+
+
+# ---------------------------------------------------------------- bridge side
+
+class _BusResource(aiocoap.resource.Resource):
+    """The bridge's /s: POSTed frames go to the bridge's callback."""
+
+    def __init__(self, bridge):
+        super().__init__()
+        self.bridge = bridge
+
+    def get_link_description(self):
+        return {"rt": "spot.bus", "ct": str(CF_SPOT)}
+
+    async def render_post(self, request):
+        cf = request.opt.content_format
+        if cf is not None and int(cf) != CF_SPOT:
+            return aiocoap.Message(code=aiocoap.UNSUPPORTED_CONTENT_FORMAT)
+        if not request.payload:
+            return aiocoap.Message(code=aiocoap.BAD_REQUEST, payload=b"no frame")
+        reply = await self.bridge.on_bus_frame(request.payload, request.remote)
+        return _frame_message(reply, aiocoap.CHANGED)
+
+
+class BusSubscription:
+    """A SUBSCRIBE sent as FETCH /s with Observe: `result` is the RESULT (or ERROR)
+    frame; iterate for NOTIFY frames; cancel() ends the observation."""
+
+    def __init__(self, request, result):
+        self._request = request
+        self.result = result
+
+    def __aiter__(self):
+        return self._frames()
+
+    async def _frames(self):
+        async for note in self._request.observation:
+            yield note.payload
+
+    def cancel(self):
+        self._request.observation.cancel()
+
+
+class BridgeCoapServer:
+    """The bridge's CoAP side: an aiocoap server with the /s bus resource.
+
+    on_frame(frame, remote) -> reply frame or None (may be async) gets every frame
+    POSTed to /s; without it ANNOUNCE frames are answered RESULT and the rest is
+    kept in `frames`. ANNOUNCEs always update `devices` (device id -> remote).
+    credentials: aiocoap credentials (dict or CredentialsMap) with DTLS PSKs to
+    also serve coaps:// on port + 1 (aiocoap's tinydtls_server).
+    """
+
+    def __init__(self, host="127.0.0.1", port=5683, on_frame=None, credentials=None,
+                 max_frames=1000):
+        self.host = host
+        self.port = port
+        self.on_frame = on_frame
+        self.credentials = _credentials_map(credentials)
+        self.devices = {}      # device id -> aiocoap remote
+        self.announces = {}    # device id -> ANNOUNCE body
+        self.frames = []       # (remote, frame) received without a callback
+        self.max_frames = max_frames
+        self.context = None
+
+    async def start(self):
+        site = aiocoap.resource.Site()
+        site.add_resource([BUS], _BusResource(self))
+        site.add_resource([".well-known", "core"],
+                          aiocoap.resource.WKCResource(site.get_resources_as_linkheader))
+        transports = ["udp6"]
+        if self.credentials is not None:
+            transports.append("tinydtls_server")
+        self.context = await aiocoap.Context.create_server_context(
+            site, bind=(self.host, self.port), transports=transports,
+            server_credentials=self.credentials)
+        return self
+
+    async def stop(self):
+        if self.context is not None:
+            await self.context.shutdown()
+            self.context = None
+
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+    async def on_bus_frame(self, frame, remote):
+        reply = self._announce(frame, remote)
+        if self.on_frame is not None:
+            out = self.on_frame(frame, remote)
+            return await out if inspect.isawaitable(out) else out
+        if reply is None and len(self.frames) < self.max_frames:
+            self.frames.append((remote, frame))
+        return reply
+
+    def _announce(self, frame, remote):
+        head = F.peek(frame)
+        if head is None or head[1] != F.ANNOUNCE:
+            return None
+        try:
+            _, sid, mid, body = F.decode(frame)
+        except Exception as e:
+            return F.error(frame[1], F.message_id(frame) or 0, MALFORMED, str(e))
+        if not isinstance(body, dict) or not isinstance(body.get(A_ID), str):
+            return F.error(sid, mid, MALFORMED, "ANNOUNCE without device id")
+        self.devices[body[A_ID]] = remote
+        self.announces[body[A_ID]] = body
+        return F.encode(F.RESULT, sid, mid)
+
+    def _target(self, msg, device):
+        if isinstance(device, str) and device in self.devices:
+            device = self.devices[device]
+        if isinstance(device, str):
+            msg.set_request_uri(device.rstrip("/") + "/" + BUS)
+        elif isinstance(device, tuple):
+            msg.set_request_uri("coap://%s:%d/%s" % (device[0], device[1], BUS))
+        else:
+            msg.remote = device
+            msg.opt.uri_path = (BUS,)
+        return msg
+
+    async def send_frame(self, device, frame, timeout=10.0):
+        """POST frame to a device's /s; its reply frame (None if it sent none).
+
+        device: a registered device id, an aiocoap remote, (host, port) or a URI."""
+        msg = self._target(aiocoap.Message(code=aiocoap.POST, payload=frame,
+                                           content_format=CF_SPOT), device)
+        resp = await asyncio.wait_for(self.context.request(msg).response, timeout)
+        return resp.payload or None
+
+    async def subscribe(self, device, frame, timeout=10.0):
+        """Send a SUBSCRIBE frame as FETCH /s with Observe; a BusSubscription."""
+        msg = self._target(aiocoap.Message(code=aiocoap.FETCH, payload=frame, observe=0,
+                                           content_format=CF_SPOT), device)
+        request = self.context.request(msg)
+        first = await asyncio.wait_for(request.response, timeout)
+        return BusSubscription(request, first.payload)
+
+
+# ---------------------------------------------------------------- device side
+
+class DeviceServer(asyncio.DatagramProtocol):
+    """One CoapDevice on one UDP socket, driven by the asyncio loop's clock and timers."""
+
+    def __init__(self, device):
+        self.device = device
+        self.transport = None
+        self.loop = None
+        self.errors = 0
+        self.last_error = None
+        self.socket_errors = 0
+        self._timer = None
+        self._due = None
+
+    @property
+    def port(self):
+        return self.transport.get_extra_info("sockname")[1]
+
+    @property
+    def node(self):
+        return self.device.node
+
+    def now(self):
+        return int(self.loop.time() * 1000)
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.loop = asyncio.get_running_loop()
+        self._run(self.device.step)
+
+    def datagram_received(self, data, addr):
+        self._run(self.device.receive, data, addr)
+
+    def error_received(self, exc):
+        self.socket_errors += 1
+
+    def connection_lost(self, exc):
+        self._cancel()
+
+    def poke(self):
+        """Run the device now (after firmware changed node values)."""
+        self._run(self.device.step)
+
+    def close(self):
+        self._cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _run(self, fn, *args):
+        try:
+            out = fn(*args, self.now())
+        except Exception as e:  # keep serving; counted and kept for inspection
+            self.errors += 1
+            self.last_error = e
+            out = ()
+        if self.transport is None or self.transport.is_closing():
+            return
+        for addr, data in out:
+            self.transport.sendto(data, addr)
+        self._schedule()
+
+    def _schedule(self):
+        now = self.now()
+        wait = self.device.next_timeout(now)
+        due = None if wait is None else now + wait
+        if due == self._due and self._timer is not None:
+            return   # the timer already set is right: most datagrams change nothing
+        self._cancel()
+        if due is not None:
+            self._due = due
+            self._timer = self.loop.call_later(wait / 1000.0, self._tick)
+
+    def _tick(self):
+        self._timer = None
+        self._due = None
+        self._run(self.device.step)
+
+    def _cancel(self):
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._due = None
+
+
+async def serve_device(node, host="127.0.0.1", port=0, bridge=None, oscore=None,
+                       bridge_kid=None, lifetime=300, **endpoint_options):
+    """Serve node over CoAP (core.coap_binding.CoapDevice) on host:port; a DeviceServer.
+
+    bridge: (host, port) of the bridge's CoAP endpoint to register with.
+    oscore: a core.coap_oscore.OscoreServer (bridge_kid: its context for the bridge).
+    endpoint_options: passed to core.coap_endpoint.Endpoint.
+    """
+    device = CoapDevice(node, Endpoint(**endpoint_options), bridge_addr=bridge, oscore=oscore,
+                        bridge_kid=bridge_kid, lifetime=lifetime)
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_datagram_endpoint(lambda: DeviceServer(device),
+                                                   local_addr=(host, port))
+    return proto
+
+
+class _DeviceSite(aiocoap.resource.Resource):
+    """A node's CoAP mapping served by aiocoap (every path): requests go through the
+    same CoapBinding; the peer is the DTLS PSK identity, else the address."""
+
+    def __init__(self, binding, credentials, loop):
+        super().__init__()
+        self.binding = binding
+        self.credentials = credentials
+        self.loop = loop
+
+    async def needs_blockwise_assembly(self, request):
+        return True
+
+    def _peer(self, remote):
+        for claim in getattr(remote, "authenticated_claims", None) or ():
+            item = self.credentials.get(claim) if self.credentials is not None else None
+            identity = getattr(item, "client_identity", None)
+            if identity is not None:
+                return identity
+        return remote.hostinfo
+
+    async def render(self, request):
+        skip = (OBSERVE, BLOCK1, BLOCK2, SIZE1, SIZE2)   # aiocoap did blocks; no Observe here
+        options = [(int(o.number), o.encode()) for o in request.opt.option_list()
+                   if int(o.number) not in skip]
+        msg = CoapMessage(CON, int(request.code), 0, request.token or b"", options,
+                          request.payload)
+        peer = self._peer(request.remote)
+        self.binding.now = int(self.loop.time())
+        resp = self.binding.handle(Request(msg, peer), peer)
+        out = aiocoap.Message(code=resp.code, payload=resp.payload or b"")
+        if resp.content_format is not None:
+            out.opt.content_format = resp.content_format
+        return out
+
+
+class AiocoapDevice:
+    """A node served through aiocoap; close() with await."""
+
+    def __init__(self, node, binding, context, task):
+        self.node = node
+        self.binding = binding
+        self.context = context
+        self._task = task
+
+    async def close(self):
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        await self.context.shutdown()
+
+
+async def serve_device_aiocoap(node, host="127.0.0.1", port=5684, credentials=None):
+    """Serve node's CoAP mapping through aiocoap on host:port; an AiocoapDevice.
+
+    With credentials (aiocoap credentials dict or CredentialsMap holding DTLS PSKs,
+    see dtls_credentials()) port is coaps:// over aiocoap's tinydtls server
+    transport, and the node sees each PSK identity (bytes) as the peer; without,
+    plain coap://. Observe is not offered on this path (aiocoap has no hook for
+    the node's subscriptions); the node's plans and timers still run.
+    """
+    loop = asyncio.get_running_loop()
+    creds = _credentials_map(credentials)
+    binding = CoapBinding(node)
+    site = _DeviceSite(binding, creds, loop)
+    if creds is not None:
+        # aiocoap's DTLS server binds one above the port it is given
+        context = await aiocoap.Context.create_server_context(
+            site, bind=(host, port - 1), transports=["tinydtls_server"],
+            server_credentials=creds)
+    else:
+        context = await aiocoap.Context.create_server_context(
+            site, bind=(host, port), transports=["udp6"])
+
+    async def ticker():
+        while True:
+            now = int(loop.time())
+            node.step(now)
+            wait = node.next_deadline(now)
+            await asyncio.sleep(1.0 if wait is None else min(max(wait, 0.05), 60.0))
+
+    return AiocoapDevice(node, binding, context, asyncio.create_task(ticker()))
