@@ -487,6 +487,10 @@ def _matches(value, pattern):
     return value == pattern
 
 
+def _seconds(now_ms):
+    return now_ms // 1000
+
+
 class CoapDevice:
     """A node served over CoAP: binding, OSCORE (optional) and bridge registration.
 
@@ -496,10 +500,16 @@ class CoapDevice:
       the registration (None: register without OSCORE).
     lifetime: seconds between registrations; retry: first delay after a failure
       (doubling up to lifetime).
+    Notifications nobody subscribed to (node.report(), peer None: telemetry,
+    alarms) are POSTed to the bridge's /s as confirmable requests, at most
+    `max_posts` at a time; the rest wait in an outbox of `max_outbox` frames
+    (the oldest is dropped, and counted, when it overflows). A frame leaves
+    the outbox only when the bridge answered it, i.e. once it is stored.
     """
 
     def __init__(self, node, endpoint, bridge_addr=None, oscore=None, bridge_kid=None,
-                 lifetime=300, retry=15, max_events=16):
+                 lifetime=300, retry=15, max_events=16, max_posts=2, max_outbox=16,
+                 node_clock=None):
         self.node = node
         self.ep = endpoint
         self.binding = CoapBinding(node, endpoint)
@@ -527,21 +537,38 @@ class CoapDevice:
         self._reg_due = None if bridge_addr is None else 0
         self._reg = None           # (token, mid, OSCORE binding) of the open registration
         self._reg_mid = 0
+        # the node's clock in seconds from the endpoint's milliseconds (a simulator
+        # runs its nodes on simulated Unix time)
+        self.node_clock = node_clock or _seconds
+        self.max_posts = max_posts
+        self.max_outbox = max_outbox
+        self.outbox = []           # telemetry frames not yet answered by the bridge
+        self.posted = {}           # token -> frame being POSTed
+        self.dropped = 0           # telemetry frames lost to a full outbox
 
     # ---- driven like an Endpoint (times in ms) ---------------------------------------------
 
     def receive(self, data, addr, now):
-        self.binding.now = now // 1000
+        self.binding.now = self.node_clock(now)
         out = self.ep.receive(data, addr, now)
         self._client_events(now)
         self._sweep()
         return out
 
+    def send_telemetry(self, frames):
+        """Queue NOTIFY frames for the bridge (a firmware or simulator stepping the node itself)."""
+        self._queue(frames)
+
     def step(self, now):
-        now_s = now // 1000
+        now_s = self.node_clock(now)
         self.binding.now = now_s
-        self.binding.deliver(self.node.step(now_s))
+        notes = self.node.step(now_s)
+        if self.bridge is not None:
+            self._queue([f for p, f in notes if p is None])
+            notes = [n for n in notes if n[0] is not None]
+        self.binding.deliver(notes)
         self._sweep()
+        self._post_outbox()
         if self._reg_due is not None and now >= self._reg_due:
             self._register(now)
         out = self.ep.step(now)
@@ -550,10 +577,9 @@ class CoapDevice:
 
     def next_timeout(self, now):
         best = self.ep.next_timeout(now)
-        now_s = now // 1000
-        d = self.node.next_deadline(now_s)
+        d = self.node.next_deadline(self.node_clock(now))
         if d is not None:
-            t = max(0, int((now_s + d) * 1000) - now)
+            t = max(0, int(d * 1000))
             best = t if best is None or t < best else best
         if self._reg_due is not None:
             t = max(0, self._reg_due - now)
@@ -578,25 +604,51 @@ class CoapDevice:
         if self.oscore is not None and self.oscore.observations:
             self.oscore.prune([(o.addr, o.token) for o in self.ep.server.observers.values()])
 
+    def _post(self, frame):
+        """POST frame to the bridge's /s (OSCORE-protected with its context if set);
+        (token, OSCORE binding). Raises CoapBusy or OscoreError."""
+        if self.bridge_ctx is not None:
+            from .coap_oscore import protect_request
+            code, options, payload, bind = protect_request(
+                self.bridge_ctx, POST, BUS, frame, CF_SPOT)
+            return self.ep.request(self.bridge, code, '', payload, options=options), bind
+        return self.ep.request(self.bridge, POST, BUS, frame, content_format=CF_SPOT), None
+
     def _register(self, now):
         from .coap_client import CoapBusy
         from .oscore import OscoreError
         self._reg_mid = (self._reg_mid + 1) & 0xFFFF
-        frame = self.node.announce(self._reg_mid)
         try:
-            if self.bridge_ctx is not None:
-                from .coap_oscore import protect_request
-                code, options, payload, bind = protect_request(
-                    self.bridge_ctx, POST, BUS, frame, CF_SPOT)
-                token = self.ep.request(self.bridge, code, '', payload, options=options)
-            else:
-                bind = None
-                token = self.ep.request(self.bridge, POST, BUS, frame, content_format=CF_SPOT)
+            token, bind = self._post(self.node.announce(self._reg_mid))
         except (CoapBusy, OscoreError):   # too many exchanges; OSCORE numbers exhausted
             self._failed(now)
             return
         self._reg = (token, self._reg_mid, bind)
         self._reg_due = None
+
+    def _queue(self, frames):
+        for f in frames:
+            if len(self.outbox) >= self.max_outbox:
+                self.outbox.pop(0)
+                self.dropped += 1
+            self.outbox.append(f)
+
+    def _post_outbox(self):
+        """POST waiting telemetry while registered and a slot is free (oldest first)."""
+        from .coap_client import CoapBusy
+        from .oscore import OscoreError
+        sent = [f for f in self.posted.values()]
+        for f in self.outbox:
+            if not self.registered or len(self.posted) >= self.max_posts:
+                return
+            if any(x is f for x in sent):
+                continue
+            try:
+                token, _ = self._post(f)
+            except (CoapBusy, OscoreError):
+                return
+            self.posted[token] = f
+            sent.append(f)
 
     def _client_events(self, now):
         for ev in self.ep.events():
@@ -604,6 +656,12 @@ class CoapDevice:
             if reg is not None and ev.token == reg[0]:
                 self._reg = None
                 self._answer(ev, reg, now)
+            elif ev.token in self.posted:
+                frame = self.posted.pop(ev.token)
+                if ev.kind == EV_RESPONSE and ev.code >> 5 == 2:  # stored by the bridge
+                    self.outbox = [f for f in self.outbox if f is not frame]
+                else:   # no answer or refused: re-register, resend later
+                    self._failed(now)
             elif len(self._events) < self.max_events:
                 self._events.append(ev)
 

@@ -139,6 +139,10 @@ def make_client(device, client_id=None, **kw):
 
 # ---------------------------------------------------------------- device
 
+def _seconds(now_ms):
+    return now_ms // 1000
+
+
 class MqttDevice:
     """One node on one MQTT session. See the module docstring.
 
@@ -151,10 +155,12 @@ class MqttDevice:
       kid is the peer handed to node.receive (and so to node.authorise).
     peer: the peer identity of plain requests (the bridge link).
     qos_telemetry: 0 or 1, for NOTIFY frames (subscriptions, telemetry()).
+    node_clock: the node's time in seconds from the client's milliseconds
+      (default now // 1000; a simulator runs its nodes on simulated Unix time).
     """
 
     def __init__(self, node, client, device_id, bridge_ctx=None, peer=b"bridge",
-                 qos_telemetry=0, contexts=()):
+                 qos_telemetry=0, contexts=(), node_clock=None):
         check_level(device_id)
         if qos_telemetry not in (0, 1):
             raise ValueError("telemetry QoS must be 0 or 1")
@@ -167,6 +173,7 @@ class MqttDevice:
             from . import secure_frame
             self._sf = secure_frame
         self.peer = peer
+        self.node_clock = node_clock or _seconds
         self.qos_telemetry = qos_telemetry
         self.dropped = 0       # incoming messages dropped without an answer
         self.last_drop = None  # why the last one was dropped
@@ -223,7 +230,7 @@ class MqttDevice:
             answer = F.error(sid, mid, NOT_AUTHORISED)
         else:
             peer = self.peer if ctx is None else ctx.recipient_id
-            answer = self.node.receive(frame, now // 1000, peer)
+            answer = self.node.receive(frame, self.node_clock(now), peer)
         if answer is not None:
             self._send(answer, 1, ctx, reply, now)
 
@@ -233,7 +240,7 @@ class MqttDevice:
         if (len(payload) < F.HEADER_SIZE or payload[1] != sid
                 or payload[0] != (F.VERSION << 4 | F.NOTIFY)):
             return self._drop("signal topic carries only NOTIFY of its service")
-        self.node.receive(payload, now // 1000, None)
+        self.node.receive(payload, self.node_clock(now), None)
 
     def _drop(self, why):
         self.dropped += 1
@@ -287,8 +294,7 @@ class MqttDevice:
             v = node.wire(sid, oid)
             if v is not None:
                 values[oid] = v
-        t = now // 1000
-        body = [node.unix(t) if node.time_known else None, values]
+        body = [int(node.unix(self.node_clock(now))) if node.time_known else None, values]
         return self.publish_notify(F.encode(F.NOTIFY, sid, 0, body), now)
 
     def _send(self, frame, qos, ctx, reply, now):
@@ -322,7 +328,7 @@ class MqttDevice:
         node consumes (subscribe, unsubscribe, new birth)."""
         if self._sync_signals(now):
             self.birth(now)
-        for peer, frame in self.node.step(now // 1000):
+        for peer, frame in self.node.step(self.node_clock(now)):
             ctx = None
             if self.contexts:
                 ctx = self._context_of(peer)
@@ -333,11 +339,10 @@ class MqttDevice:
 
     def next_timeout(self, now):
         """Milliseconds until step() has work, or None."""
-        s = now // 1000
-        d = self.node.next_deadline(s)
+        d = self.node.next_deadline(self.node_clock(now))
         if d is None:
             return None
-        return max(0, int((s + d) * 1000) - now)
+        return max(0, int(d * 1000))
 
     # ------------------------------------------------------------ filter
 

@@ -55,10 +55,11 @@ class Roster:
     def authorise(self, peer, op, sid):
         """True if peer may perform op on service sid."""
         role = self.roles.get(peer)
-        if role is None:
-            return False
-        ops, closed = POLICY[role]
-        if op not in ops:
-            return False
-        return not (op in (F.WRITE, F.INVOKE) and sid in closed)
+        return role is not None and role_allows(role, op, sid)
+
+
+def role_allows(role, op, sid):
+    """True if the role may perform op on service sid."""
+    ops, closed = POLICY[role]
+    return op in ops and not (op in (F.WRITE, F.INVOKE) and sid in closed)
 

@@ -290,15 +290,16 @@ class DeviceServer(asyncio.DatagramProtocol):
 
 
 async def serve_device(node, host="127.0.0.1", port=0, bridge=None, oscore=None,
-                       bridge_kid=None, lifetime=300, **endpoint_options):
+                       bridge_kid=None, lifetime=300, node_clock=None, **endpoint_options):
     """Serve node over CoAP (core.coap_binding.CoapDevice) on host:port; a DeviceServer.
 
     bridge: (host, port) of the bridge's CoAP endpoint to register with.
     oscore: a core.coap_oscore.OscoreServer (bridge_kid: its context for the bridge).
+    node_clock: the node's time in seconds from the endpoint's milliseconds.
     endpoint_options: passed to core.coap_endpoint.Endpoint.
     """
     device = CoapDevice(node, Endpoint(**endpoint_options), bridge_addr=bridge, oscore=oscore,
-                        bridge_kid=bridge_kid, lifetime=lifetime)
+                        bridge_kid=bridge_kid, lifetime=lifetime, node_clock=node_clock)
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_datagram_endpoint(lambda: DeviceServer(device),
                                                    local_addr=(host, port))

@@ -74,7 +74,7 @@ class BridgeMqtt:
                  reply_key=None, contexts=None, tls=None, username=None, password=None,
                  keepalive=30, clean_session=True, request_timeout=30.0, loop=None,
                  on_telemetry=None, on_announce=None, on_presence=None, on_reply=None,
-                 reconnect_delay=(1, 30)):
+                 reconnect_delay=(1, 30), ack_telemetry=False):
         self.client_id = client_id or "spot-bridge-" + uuid.uuid4().hex[:12]
         if share_group is not None:
             check_level(share_group, "share group")
@@ -110,8 +110,12 @@ class BridgeMqtt:
         self._reaper = None
         self._wake = threading.Condition(self._lock)
 
+        # ack_telemetry: a NOTIFY's PUBACK waits until on_telemetry(device, frame, ack)
+        # calls ack() (after the bridge stored it); everything else is acknowledged at once
+        self.ack_telemetry = ack_telemetry
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        clean_session=clean_session, protocol=mqtt.MQTTv311)
+                        clean_session=clean_session, protocol=mqtt.MQTTv311,
+                        manual_ack=ack_telemetry)
         if username is not None:
             c.username_pw_set(username, password)
         if isinstance(tls, ssl.SSLContext):
@@ -291,10 +295,14 @@ class BridgeMqtt:
             log.info("MQTT link lost (%s); paho reconnects", reason_code)
 
     def _on_message(self, client, userdata, msg):
+        ack = (lambda: client.ack(msg.mid, msg.qos)) if self.ack_telemetry else None
         try:
-            self._message(msg.topic, bytes(msg.payload))
+            deferred = self._message(msg.topic, bytes(msg.payload), ack)
         except Exception:  # a callback must never kill paho's thread
             log.exception("handling %r", msg.topic)
+            deferred = False
+        if ack is not None and deferred is not True:
+            ack()
 
     # ------------------------------------------------------------ input
 
@@ -302,7 +310,8 @@ class BridgeMqtt:
         self.dropped += 1
         self.last_drop = why
 
-    def _message(self, topic, payload):
+    def _message(self, topic, payload, ack=None):
+        """Handle one message; True if its acknowledgement was handed to on_telemetry."""
         t = parse_topic(topic)
         if t is None:
             return self._drop("topic outside the scheme")
@@ -329,6 +338,9 @@ class BridgeMqtt:
             return self._drop("not a frame of the topic's service")
         op = frame[0] & 0x0F
         if op == F.NOTIFY:
+            if ack is not None and self.on_telemetry is not None:
+                self._emit(self.on_telemetry, device, frame, ack)
+                return True
             return self._emit(self.on_telemetry, device, frame)
         if op not in (F.RESULT, F.ERROR):
             return self._drop("not an answer or notification")

@@ -1,0 +1,133 @@
+"""Telemetry ingest into the bridge store: rows stored per second, SQLite vs PostgreSQL.
+
+    python3 bench/store_ingest.py             # markdown tables for docs/benchmarks.md
+    python3 bench/store_ingest.py --quick     # a smaller smoke run
+
+One batch = one add_telemetry() call (one transaction) holding one NOTIFY
+from each of N devices: the heat pump's nine values (p, q, v, i, flow, dhw,
+outdoor, room, thermal power), as in docs/spec.md. N = 100, 1 000, 10 000.
+Each cell: a fresh database, N devices registered (upsert_devices), one
+warm-up batch (it creates the latest-value rows), then timed batches five
+minutes apart: each inserts 9N history rows and updates 9N latest rows, the
+steady state. The time is the whole call as the bridge sees it: checking and
+encoding the rows, the transaction, the commit.
+
+History is kept per series (device, service, object) in time order, so once
+each series has a page of history, every batch dirties about one index page
+per series: the cost per batch grows with the history already stored until it
+levels off. The second table shows it (1 000 devices, 60 batches).
+
+Both databases are durable as configured for production: SQLite in WAL mode
+with synchronous=FULL on a local file; PostgreSQL (a throwaway server from
+tests/postgres.py with fsync and synchronous_commit on) over TCP on 127.0.0.1.
+"""
+import asyncio
+import os
+import platform
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+import postgres  # noqa: E402  (tests/postgres.py)
+from spot.cloud_bridge.store import open_store  # noqa: E402
+
+T0 = 1700000000
+HEAT_PUMP = 0x10
+OBJECTS = (1, 2, 3, 4, 8, 10, 11, 12, 15)
+BASE = (1234, -80, 2301, 536, 352, 481, -52, 214, 4520)
+# devices per batch -> timed batches for the first table
+PLAN = {100: 40, 1000: 10, 10000: 3}
+QUICK = {100: 10, 1000: 3}
+GROWTH_DEVICES, GROWTH_BATCHES = 1000, 60
+
+
+def batch(devices, t):
+    rows = []
+    for k, dev in enumerate(devices):
+        for o, b in zip(OBJECTS, BASE):
+            rows.append((dev, HEAT_PUMP, o, t, b + (k + t) % 7))
+    return rows
+
+
+async def run_cell(url, n, batches):
+    """Seconds taken by each of `batches` timed batches from n devices."""
+    store = await open_store(url)
+    try:
+        devices = ["hp-%05d" % i for i in range(n)]
+        await store.upsert_devices([(d, [[2, 1, 0], [4, 1, 0], [HEAT_PUMP, 1, 0]], [], 0)
+                                    for d in devices], T0)
+        await store.add_telemetry(batch(devices, T0))        # warm-up
+        times, t = [], T0
+        for _ in range(batches):
+            t += 300
+            rows = batch(devices, t)
+            start = time.perf_counter()
+            stored = await store.add_telemetry(rows)
+            times.append(time.perf_counter() - start)
+            assert stored == len(rows), (stored, len(rows))
+        latest = await store.latest(devices[-1])
+        assert latest[(HEAT_PUMP, 15)][1] == t
+        return times
+    finally:
+        await store.close()
+
+
+def main(argv):
+    quick = "--quick" in argv
+    plan = QUICK if quick else PLAN
+    growth = 0 if quick else GROWTH_BATCHES
+    began = time.perf_counter()
+    tmp = tempfile.mkdtemp(prefix="spot-bench-")
+    times = {}
+    try:
+        with postgres.PostgresServer(durable=True) as pg:
+            pgver = os.path.basename(os.path.dirname(pg.bindir))
+            for n in plan:
+                k = max(plan[n], growth) if n == GROWTH_DEVICES else plan[n]
+                url = "sqlite://" + os.path.join(tmp, "ingest-%d.db" % n)
+                times[("SQLite", n)] = asyncio.run(run_cell(url, n, k))
+                db = "ingest_%d" % n
+                times[("PostgreSQL", n)] = asyncio.run(run_cell(pg.create_database(db), n, k))
+                pg.drop_database(db)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print("Telemetry ingest: rows stored per second, one transaction per batch of one "
+          "9-value NOTIFY from each of N devices")
+    print()
+    print("| devices per batch | rows per batch | timed batches | SQLite rows/s "
+          "| PostgreSQL rows/s | SQLite ms/batch | PostgreSQL ms/batch |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n, k in plan.items():
+        sq, pq = times[("SQLite", n)][:k], times[("PostgreSQL", n)][:k]
+        rows = n * len(OBJECTS)
+        print("| %d | %d | %d | %.0f | %.0f | %.1f | %.1f |" % (
+            n, rows, k, rows * k / sum(sq), rows * k / sum(pq),
+            1000 * sum(sq) / k, 1000 * sum(pq) / k))
+    if growth:
+        print()
+        print("Cost per batch as history builds up (%d devices, %d rows per batch), "
+              "mean ms per batch:" % (GROWTH_DEVICES, GROWTH_DEVICES * len(OBJECTS)))
+        print()
+        spans = [(0, 10), (25, 35), (50, 60)]
+        print("| backend | " + " | ".join("batches %d-%d" % (a + 1, b) for a, b in spans)
+              + " |")
+        print("|---|" + "---:|" * len(spans))
+        for name in ("SQLite", "PostgreSQL"):
+            ts = times[(name, GROWTH_DEVICES)]
+            print("| %s | " % name + " | ".join(
+                "%.1f" % (1000 * sum(ts[a:b]) / (b - a)) for a, b in spans) + " |")
+    print()
+    print("CPython %s, SQLite %s, PostgreSQL %s, %d cores; whole run %.0f s" % (
+        platform.python_version(), sqlite3.sqlite_version, pgver, os.cpu_count(),
+        time.perf_counter() - began))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

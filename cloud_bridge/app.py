@@ -1,0 +1,114 @@
+"""`spot bridge` and `spot demo`: assemble the service and run it until stopped.
+
+    async with running_bridge(config) as parts: ...     # tests and the demo
+    run_bridge(config)                                  # the command: until Ctrl-C
+
+The bridge = store + Bridge + CoAP link (always) + MQTT link (if configured)
++ plugins + HTTP server (API, dashboard, /metrics).
+"""
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from aiohttp import web
+
+from .coap_link import CoapLink
+from .plugin_api import PluginHost
+from .service import Bridge
+from .store import open_store
+
+log = logging.getLogger("spot.bridge")
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (structured logs)."""
+
+    def format(self, record):
+        entry = {"t": round(record.created, 3), "level": record.levelname.lower(),
+                 "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(level="info", json_lines=True):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter() if json_lines else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("coap-server").setLevel("WARNING")   # aiocoap's per-request chatter
+    logging.getLogger("coap").setLevel("WARNING")
+
+
+class Parts:
+    """What a running bridge is made of (for tests and the demo)."""
+    bridge = store = coap = mqtt = plugins = http = None
+    http_url = ""
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(config, clock=time.time, plugin_factories=None):
+    os.makedirs(config.data, exist_ok=True)
+    p = Parts()
+    p.store = await open_store(config.store_url)
+    try:
+        p.bridge = Bridge(config, p.store, clock=clock)
+        p.plugins = PluginHost(p.bridge, config.plugins).load(plugin_factories)
+        await p.bridge.start()
+        host, port = config.coap_addr
+        creds = None
+        if config.psk:
+            from ..ports.cpython.coap_transport import dtls_credentials
+            creds = dtls_credentials({k.encode(): bytes.fromhex(v) for k, v in config.psk.items()})
+        p.coap = await CoapLink(p.bridge, host, port, credentials=creds).start()
+        if config.mqtt_url:
+            from .mqtt_link import MqttLink
+            p.mqtt = await MqttLink(p.bridge, config.mqtt_url, config.mqtt_ca or None,
+                                    config.mqtt_share_group or None,
+                                    client_id="spot-" + config.instance).start()
+        await p.plugins.start()
+        from .http_api import make_app
+        runner = web.AppRunner(make_app(p.bridge), access_log=None)
+        await runner.setup()
+        h_host, h_port = config.http_addr
+        site = web.TCPSite(runner, h_host, h_port)
+        await site.start()
+        bound = runner.addresses[0]
+        p.http = runner
+        p.http_url = "http://%s:%d" % (bound[0] if ":" not in bound[0] else "[%s]" % bound[0],
+                                       bound[1])
+        log.info("bridge %s: http %s, coap udp %s:%d, store %s", config.instance, p.http_url,
+                 host, port, config.store_url.split("@")[-1])
+        yield p
+    finally:
+        for step in (p.plugins and p.plugins.stop, p.http and p.http.cleanup,
+                     p.mqtt and p.mqtt.stop, p.coap and p.coap.stop, p.bridge and p.bridge.stop):
+            if step:
+                try:
+                    await step()
+                except Exception:
+                    log.exception("stopping")
+        await p.store.close()
+
+
+async def serve_until_stopped(config, ready=None):
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with running_bridge(config) as parts:
+        if ready is not None:
+            await ready(parts)
+        await stop.wait()
+
+
+def run_bridge(config, ready=None):
+    asyncio.run(serve_until_stopped(config, ready))

@@ -1,0 +1,103 @@
+"""Bridge configuration: embedded defaults, a TOML file, then command-line flags.
+
+    [bridge]
+    data = "spot-data"                  # data directory (SQLite store, logs)
+    store = "sqlite:///spot-data/bridge.db"   # or "postgresql://user@host:5432/db"
+    http = "127.0.0.1:8080"             # API, dashboard, /metrics
+    coap = "0.0.0.0:5683"               # devices; DTLS on the next port
+    instance = "bridge-1"               # name of this instance (several share a store)
+    retention_days = 30                 # telemetry history kept
+    offline_after = 900                 # seconds without traffic: offline (sleepy: sleeping)
+    command_timeout = 30                # seconds a sent command waits for its RESULT
+    command_expiry = 172800             # seconds a queued command waits for its device
+
+    [mqtt]                              # optional: devices over an MQTT broker
+    url = "mqtt://127.0.0.1:1883"       # mqtts:// for TLS
+    ca = "ca.pem"                       # CA for mqtts://
+    share_group = "spot-bridge"         # scale out: instances split device traffic
+
+    [access]
+    operator = "operator"               # actor paired as owner with every device
+    tokens = { "s3cret" = "alice" }     # API bearer tokens -> actor (none: all callers are the operator)
+
+    [plugins.example]                   # plugins found through entry points, enabled here
+    role = "aggregator"
+"""
+import os
+import tomllib
+from dataclasses import dataclass, field
+
+
+def split_hostport(text, default_host="127.0.0.1"):
+    """("host", port) from "host:port", "[v6]:port" or ":port"."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("expected HOST:PORT, got %r" % text)
+    host = host.strip("[]") or default_host
+    return host, int(port)
+
+
+@dataclass
+class Config:
+    data: str = "spot-data"
+    store: str = ""
+    http: str = "127.0.0.1:8080"
+    coap: str = "0.0.0.0:5683"
+    instance: str = "bridge-1"
+    retention_days: float = 30
+    offline_after: float = 900
+    command_timeout: float = 30
+    command_expiry: float = 172800
+    mqtt_url: str = ""
+    mqtt_ca: str = ""
+    mqtt_share_group: str = ""
+    operator: str = "operator"
+    tokens: dict = field(default_factory=dict)
+    psk: dict = field(default_factory=dict)       # DTLS identity -> key (hex)
+    plugins: dict = field(default_factory=dict)   # name -> options
+
+    @property
+    def store_url(self):
+        return self.store or "sqlite:///" + os.path.join(self.data, "bridge.db")
+
+    @property
+    def http_addr(self):
+        return split_hostport(self.http)
+
+    @property
+    def coap_addr(self):
+        return split_hostport(self.coap, "0.0.0.0")
+
+
+_SECTIONS = {
+    "bridge": ("data", "store", "http", "coap", "instance", "retention_days",
+               "offline_after", "command_timeout", "command_expiry"),
+    "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group"},
+    "access": ("operator", "tokens"),
+    "dtls": {"psk": "psk"},
+}
+
+
+def load(path=None, **overrides):
+    """A Config from defaults, the TOML file at path (if any), then overrides (None skipped)."""
+    cfg = Config()
+    if path:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+        for section, keys in _SECTIONS.items():
+            table = doc.get(section, {})
+            names = keys if isinstance(keys, dict) else {k: k for k in keys}
+            for key, value in table.items():
+                if key not in names:
+                    raise ValueError("unknown setting [%s] %s in %s" % (section, key, path))
+                setattr(cfg, names[key], value)
+        cfg.plugins = dict(doc.get("plugins", {}))
+        unknown = set(doc) - set(_SECTIONS) - {"plugins"}
+        if unknown:
+            raise ValueError("unknown section(s) %s in %s" % (sorted(unknown), path))
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    split_hostport(cfg.http)
+    split_hostport(cfg.coap, "0.0.0.0")
+    return cfg

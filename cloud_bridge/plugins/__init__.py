@@ -1,0 +1,1 @@
+"""Bridge plugins shipped with SPOT (each one an entry point in spot.bridge.plugins)."""

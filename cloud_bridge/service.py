@@ -1,0 +1,371 @@
+"""The bridge service: registry, presence, telemetry, command queue, access control.
+
+Transports (CoAP, MQTT, or in-process for tests) hand it what devices send
+with `device_frame(via, device, frame)` and deliver its commands through
+their `request(device, frame, timeout)`; the HTTP API and plugins use the
+facade methods (devices, submit, push_plan, broadcast, pair, ...). All
+durable state is in the store, so a restarted bridge (or another instance
+sharing the store) carries on: queued commands are delivered when their
+device is next heard from, and telemetry is acknowledged only once stored.
+"""
+import asyncio
+import logging
+import time
+
+from ..core import frame as F
+from ..core import roster as R
+from ..core.errors import SpotError, UNSUPPORTED
+from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
+from ..core.plans import CANCEL, MAX_PRIMACY
+from ..core.services import PLANS
+from .events import EventHub
+from .ingest import Ingest, notify_rows
+from .metrics import Metrics
+from . import store as S
+
+log = logging.getLogger("spot.bridge")
+
+ROLE_IDS = {name: rid for rid, name in R.ROLE_NAMES.items()}
+OWNER = R.ROLE_NAMES[R.OWNER]
+
+
+class Forbidden(PermissionError):
+    """The actor is not paired with the device in a role that allows this."""
+
+
+class BadRequest(ValueError):
+    """A command or plan that cannot be sent as it is."""
+
+
+def allowed(role_name, op, sid):
+    """Does a role (by name) allow op on service sid? (core.roster's policy)"""
+    return R.role_allows(ROLE_IDS[role_name], op, sid)
+
+
+class Bridge:
+    def __init__(self, config, store, clock=time.time):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.hub = EventHub()
+        self.metrics = Metrics()
+        self.ingest = Ingest(store)
+        self.transports = {}   # name -> transport with request() and broadcast()
+        self.routes = {}       # device -> transport name it was last heard on
+        self.known = set()     # registered devices (a cache of the store)
+        self.presence = {}     # device -> presence as last written
+        self.plugin_actors = {}  # actor -> role name, paired with every device
+        self._seen = {}        # device -> last time heard, not yet written
+        self._delivery = {}    # device -> delivery task
+        self._mids = {}
+        self._tasks = []
+        self._describe_metrics()
+
+    def _describe_metrics(self):
+        m = self.metrics
+        m.describe("frames_received", "SPOT frames received from devices, by operation")
+        m.describe("frames_rejected", "frames dropped or refused, by reason")
+        m.describe("telemetry_rows", "telemetry values stored")
+        m.describe("commands", "commands by final status")
+        m.gauge("devices", lambda: len(self.known), "registered devices")
+        m.gauge("devices_online", lambda: sum(1 for p in self.presence.values() if p == "online"),
+                "devices online")
+        m.gauge("events_dropped", lambda: self.hub.dropped, "events a slow subscriber lost")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self):
+        for d in await self.store.list_devices():
+            self.known.add(d.id)
+            self.presence[d.id] = d.presence
+        self._tasks.append(asyncio.ensure_future(self._sweep_forever()))
+
+    async def stop(self):
+        for t in self._tasks + list(self._delivery.values()):
+            t.cancel()
+        for t in self._tasks + list(self._delivery.values()):
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks = []
+        await self.ingest.close()
+        await self._flush_seen()
+
+    def add_transport(self, name, transport):
+        self.transports[name] = transport
+
+    # ------------------------------------------------------------ from devices
+
+    async def device_frame(self, via, device, frame):
+        """Handle one frame a device sent; return the reply frame for it, or None.
+
+        device is who the transport authenticated or addressed (None if it
+        cannot tell before an ANNOUNCE).
+        """
+        now = self.clock()
+        try:
+            op, sid, mid, body = F.decode(frame, max_size=65536)
+        except SpotError as e:
+            self._reject("malformed", device, str(e.detail))
+            return None
+        self.metrics.inc("frames_received", op=F.OP_NAMES[op])
+        if op == F.ANNOUNCE:
+            return await self.announce(via, body, now, mid, expected=device)
+        if device is None or device not in self.known:
+            self._reject("unknown_device", device)
+            return None
+        self.routes[device] = via
+        self._heard(device, now)
+        if op == F.NOTIFY:
+            try:
+                rows = notify_rows(device, body, sid, now)
+            except ValueError as e:
+                self._reject("malformed", device, str(e))
+                return None
+            await self.ingest.add(rows)
+            self.metrics.inc("telemetry_rows", len(rows))
+            self.hub.publish({"type": "telemetry", "device": device, "service": sid,
+                              "t": rows[0][3] if rows else int(now),
+                              "values": {str(r[2]): r[4] for r in rows}})
+            return None
+        if op in F.REQUESTS:
+            return F.error(sid, mid, UNSUPPORTED, "the bridge serves no objects")
+        return None  # RESULT/ERROR outside a request() exchange: late, already timed out
+
+    def _reject(self, reason, device, detail=None):
+        self.metrics.inc("frames_rejected", reason=reason)
+        log.warning("rejected frame from %s: %s %s", device, reason, detail or "")
+
+    async def announce(self, via, body, now, mid=0, expected=None):
+        """Register (or refresh) a device from its ANNOUNCE body."""
+        if (type(body) is not dict or type(body.get(A_ID)) is not str or not body[A_ID]
+                or type(body.get(A_SERVICES)) is not list):
+            self._reject("malformed", expected, "ANNOUNCE body")
+            return None
+        device = body[A_ID]
+        if expected is not None and expected != device:
+            self._reject("identity_mismatch", expected, device)
+            return None
+        flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
+        consumes = body.get(A_CONSUMES, [])
+        try:
+            await self.store.upsert_device(device, body[A_SERVICES],
+                                           consumes if type(consumes) is list else [], flags, now)
+        except (S.InvalidValue, ValueError) as e:
+            self._reject("malformed", device, str(e))
+            return None
+        if device not in self.known:
+            await self.store.add_pairing(device, self.config.operator, OWNER, None, now)
+            for actor, role in self.plugin_actors.items():
+                await self.store.add_pairing(device, actor, role, None, now)
+            await self.store.audit("bridge", "register", device, {"via": via}, now)
+        self.known.add(device)
+        self.routes[device] = via
+        self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
+                          "sleepy": bool(flags & FLAG_SLEEPY)})
+        await self._set_presence(device, "online", now)
+        self._kick(device)
+        return F.encode(F.RESULT, 0, mid, {0: int(now)})
+
+    async def presence_changed(self, device, presence):
+        """A transport saw a device come or go (MQTT birth / will)."""
+        if device in self.known:
+            await self._set_presence(device, presence, self.clock())
+            if presence == "online":
+                self._kick(device)
+
+    def _heard(self, device, now):
+        self._seen[device] = now
+        if self.presence.get(device) != "online":  # woke up: deliver what waits
+            self.presence[device] = "online"
+            asyncio.ensure_future(self._write_presence(device, "online", now))
+            self._kick(device)
+
+    async def _set_presence(self, device, presence, now):
+        if self.presence.get(device) == presence:
+            return
+        self.presence[device] = presence
+        await self._write_presence(device, presence, now)
+
+    async def _write_presence(self, device, presence, now):
+        await self.store.set_presence(device, presence, now)
+        self.hub.publish({"type": "presence", "device": device, "presence": presence})
+
+    # ------------------------------------------------------------ commands out
+
+    def _next_mid(self, device):
+        mid = (self._mids.get(device, int(self.clock() * 1000)) + 1) & 0xFFFF
+        self._mids[device] = mid
+        return mid
+
+    def _kick(self, device):
+        task = self._delivery.get(device)
+        if task is None or task.done():
+            self._delivery[device] = asyncio.ensure_future(self._deliver(device))
+
+    async def _deliver(self, device):
+        """Send the device's queued commands one by one while it answers."""
+        while self.presence.get(device) == "online":
+            transport = self.transports.get(self.routes.get(device))
+            if transport is None:
+                return
+            now = self.clock()
+            cmd = await self.store.claim(device, now, self.config.instance)
+            if cmd is None:
+                return
+            mid = self._next_mid(device)
+            frame = F.encode(cmd.op, cmd.service, mid, cmd.body)
+            await self.store.mark_sent(cmd.id, mid, now, self.config.instance)
+            self._command_event(cmd.id, device, "sent")
+            try:
+                reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
+            except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
+                await self._finish(cmd, "timeout", str(e) or "no answer")
+                return  # the device went quiet: wait until it is heard again
+            try:
+                op, _, rmid, body = F.decode(reply, max_size=65536)
+            except SpotError as e:
+                await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
+                continue
+            await self._finish(cmd, "done" if op == F.RESULT else "error", body)
+
+    async def _finish(self, cmd, status, result):
+        now = self.clock()
+        if await self.store.complete(cmd.id, status, result, now):  # plans follow (store)
+            self.metrics.inc("commands", status=status)
+            self._command_event(cmd.id, cmd.device, status, result)
+
+    def _command_event(self, cid, device, status, result=None):
+        self.hub.publish({"type": "command", "id": cid, "device": device, "status": status,
+                          "result": result})
+
+    async def _authorise(self, actor, device, op, sid):
+        role = await self.store.role_of(device, actor)
+        if role is None or not allowed(role, op, sid):
+            self.metrics.inc("frames_rejected", reason="not_authorised")
+            await self.store.audit(actor, "refused", device,
+                                   {"op": F.OP_NAMES[op], "service": sid, "role": role},
+                                   self.clock())
+            raise Forbidden("%s may not %s service %d of %s (role: %s)"
+                            % (actor, F.OP_NAMES[op], sid, device, role or "not paired"))
+
+    async def submit(self, actor, device, service, op, body=None, expires_in=None, timeout=None):
+        """Queue a request for a device after access control; returns the Command."""
+        if op not in F.REQUESTS:
+            raise BadRequest("operation must be one of READ, WRITE, INVOKE, SUBSCRIBE, UNSUBSCRIBE")
+        if type(service) is not int or not 0 <= service <= 254:
+            raise BadRequest("service must be an integer 0..254")
+        if device not in self.known:
+            raise LookupError("unknown device %r" % device)
+        try:
+            size = len(F.encode(op, service, 0, body))
+        except (SpotError, ValueError, TypeError) as e:
+            raise BadRequest("body cannot be encoded: %s" % e)
+        if size > F.MAX_FRAME:
+            raise BadRequest("frame of %d bytes exceeds %d" % (size, F.MAX_FRAME))
+        await self._authorise(actor, device, op, service)
+        now = self.clock()
+        expires = now + (expires_in if expires_in is not None else self.config.command_expiry)
+        cid = await self.store.enqueue(device, service, op, body, actor, now, expires,
+                                       timeout or self.config.command_timeout)
+        self._command_event(cid, device, "queued")
+        self._kick(device)
+        return await self.store.get_command(cid)
+
+    async def submit_group(self, actor, group, service, op, body=None, **kw):
+        """submit() to every device of a group; refused devices are skipped and listed."""
+        done, refused = [], []
+        for device in await self.store.devices_in_group(group):
+            try:
+                done.append(await self.submit(actor, device, service, op, body, **kw))
+            except Forbidden:
+                refused.append(device)
+        return done, refused
+
+    async def push_plan(self, actor, device, plan_id, start, expiry, primacy, entries,
+                        expires_in=None):
+        """Queue a temporary plan for a device (INVOKE plans.push) after access control."""
+        for name, v in (("id", plan_id), ("start", start), ("expiry", expiry), ("primacy", primacy)):
+            if type(v) is not int or v < 0:
+                raise BadRequest("plan %s must be an unsigned integer" % name)
+        if plan_id == 0 or primacy > MAX_PRIMACY or expiry <= start:
+            raise BadRequest("plan id must be > 0, primacy <= %d, expiry after start" % MAX_PRIMACY)
+        if type(entries) is not dict or not entries:
+            raise BadRequest("plan entries must be a non-empty map {service: {object: value}}")
+        if device not in self.known:
+            raise LookupError("unknown device %r" % device)
+        await self._authorise(actor, device, F.INVOKE, PLANS)
+        now = self.clock()
+        plan = [plan_id, start, expiry, primacy, entries]
+        exp = now + (expires_in if expires_in is not None else max(0, expiry - now))
+        cid = await self.store.enqueue_plan(device, plan, actor, now, exp, self.config.command_timeout)
+        self._command_event(cid, device, "queued")
+        self._kick(device)
+        return await self.store.get_command(cid)
+
+    async def cancel_plan(self, actor, device, plan_id):
+        cmd = await self.submit(actor, device, PLANS, F.INVOKE, [CANCEL, plan_id])
+        await self.store.set_plan_status(device, plan_id, "cancelled", self.clock())
+        return cmd
+
+    async def broadcast(self, actor, service, values, t=None):
+        """Send an informational NOTIFY [t, values] to every device consuming service."""
+        if actor != self.config.operator and actor not in self.plugin_actors:
+            raise Forbidden("%s may not broadcast" % actor)
+        frame = F.encode(F.NOTIFY, service, 0, [int(t if t is not None else self.clock()), values])
+        for transport in self.transports.values():
+            await transport.broadcast(service, frame)
+        await self.store.audit(actor, "broadcast", None, {"service": service}, self.clock())
+        return frame
+
+    # ------------------------------------------------------------ pairing
+
+    async def pair(self, actor, device, controller, role, credential=None):
+        if role not in ROLE_IDS:
+            raise BadRequest("role must be one of %s" % ", ".join(sorted(ROLE_IDS)))
+        if await self.store.role_of(device, actor) not in (OWNER, "installer"):
+            raise Forbidden("only an owner or installer of %s may pair controllers" % device)
+        await self.store.add_pairing(device, controller, role, credential, self.clock())
+        await self.store.audit(actor, "pair", device, {"controller": controller, "role": role},
+                               self.clock())
+
+    async def unpair(self, actor, device, controller):
+        if await self.store.role_of(device, actor) not in (OWNER, "installer"):
+            raise Forbidden("only an owner or installer of %s may unpair controllers" % device)
+        removed = await self.store.remove_pairing(device, controller)
+        await self.store.audit(actor, "unpair", device, {"controller": controller}, self.clock())
+        return removed
+
+    # ------------------------------------------------------------ housekeeping
+
+    async def _flush_seen(self):
+        seen, self._seen = self._seen, {}
+        for device, t in seen.items():
+            await self.store.touch(device, t)
+
+    async def sweep(self):
+        """Write last-seen times, mark silent devices offline, expire and time out commands."""
+        now = self.clock()
+        await self._flush_seen()
+        for d in await self.store.list_devices(presence="online"):
+            if now - d.last_seen > self.config.offline_after:
+                await self._set_presence(d.id, "sleeping" if d.sleepy else "offline", now)
+        for status, ids in (("expired", await self.store.expire(now)),
+                            ("timeout", await self.store.time_out(now))):
+            for cid in ids:
+                self.metrics.inc("commands", status=status)
+                self._command_event(cid, None, status)
+
+    async def _sweep_forever(self, every=2.0):
+        last_prune = 0
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.sweep()
+                now = self.clock()
+                if now - last_prune > 3600:
+                    await self.store.prune_telemetry(now - self.config.retention_days * 86400)
+                    last_prune = now
+            except Exception:
+                log.exception("sweep failed")

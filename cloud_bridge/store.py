@@ -1,0 +1,1230 @@
+"""The bridge's durable state: one interface, two backends (SQLite, PostgreSQL).
+
+    store = await open_store("sqlite:///var/lib/spot/bridge.db")
+    store = await open_store("postgresql://spot@db.example:5432/spot")
+    ...
+    await store.close()
+
+Everything the bridge must not lose, and everything another bridge instance
+sharing the database needs, lives here: devices (announce, presence, groups),
+telemetry (history and the latest value of every object), the durable command
+queue (store-and-forward for sleepy devices), plans, the pairing roster and
+the audit log. Every method is a coroutine and returns only after its
+transaction has committed.
+
+How the two backends share one implementation: each operation is written once
+here as a *transaction script*, a generator that yields SQL statements (`Q`,
+`Many`) and receives their results (`Result`). A backend only drives scripts:
+`SqliteStore` on one dedicated worker thread (WAL, synchronous=FULL),
+`PostgresStore` on a psycopg async connection pool. SQL is written with `?`
+placeholders; the few statements that differ between the dialects (bulk
+insert, SKIP LOCKED, schema types) branch on `self.dialect`.
+
+Decisions, documented once:
+
+- Times are Unix seconds, int or float, always passed in (`now`), never read
+  from a clock here. Whole-second times come back as int.
+- Values (telemetry, command bodies and results, plan entries, audit detail)
+  are SPOT wire values stored as JSON, losslessly (see `dump_value`): maps with
+  integer keys become JSON objects with decimal keys; bytes become
+  {"b64": "..."}; NaN and infinities become {"f": "nan"}; maps with other keys
+  become {"map": [[key, value], ...]}. Other types are rejected (InvalidValue).
+- Telemetry for a device the store does not know is rejected: the whole batch
+  raises UnknownDevice (listing the ids) and nothing is stored. The bridge
+  registers a device (upsert_device) on its first ANNOUNCE. Telemetry is
+  idempotent: a row with the same (device, service, object, t) as a stored one
+  is ignored (MQTT QoS 1 redelivery), so the first value for a time stands.
+- latest() keeps, per object, the value with the greatest time ever stored; a
+  late (older) row never replaces it, and retention pruning never removes it.
+- Commands move queued -> claimed -> sent -> done | error | expired | timeout
+  | rejected. A command may also be completed straight from queued or claimed
+  (e.g. rejected by access control). complete() on a command that is already
+  final returns False and changes nothing (a late RESULT racing a timeout).
+"""
+import abc
+import asyncio
+import base64
+import json
+import math
+import re
+from collections import namedtuple
+from dataclasses import dataclass, field, asdict
+from typing import Any, Optional
+from urllib.parse import urlsplit, unquote
+
+from ..core import frame as _frame
+from ..core import plans as _plans
+from ..core.roster import ROLE_NAMES
+
+SCHEMA_VERSION = 1
+
+PRESENCE = ("online", "sleeping", "offline")
+
+QUEUED = "queued"
+CLAIMED = "claimed"
+SENT = "sent"
+OPEN_STATUSES = (QUEUED, CLAIMED, SENT)
+FINAL_STATUSES = ("done", "error", "expired", "timeout", "rejected")
+COMMAND_STATUSES = OPEN_STATUSES + FINAL_STATUSES
+
+PLAN_STATUSES = ("queued", "accepted", "failed", "cancelled")
+PLAN_LIVE = ("queued", "accepted")
+
+ROLES = tuple(sorted(ROLE_NAMES.values()))
+
+MAX_NAME = 256              # device ids, actors, group names, controllers
+MAX_VALUE_JSON = 1 << 20    # one stored value, as JSON text
+MAX_DEPTH = 64              # nesting of one value
+MAX_LIMIT = 100000          # rows one list/history call returns
+
+
+# --------------------------------------------------------------------- errors
+
+class StoreError(Exception):
+    """Anything the store refuses or cannot do."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached, is busy past the timeout, or the store is closed."""
+
+
+class SchemaError(StoreError):
+    """The database holds a schema this code does not know."""
+
+
+class InvalidValue(StoreError, ValueError):
+    """An argument of the wrong type, out of range, or not storable."""
+
+
+class UnknownDevice(StoreError, LookupError):
+    """A device id the store has never registered (upsert_device)."""
+
+    def __init__(self, devices):
+        self.devices = sorted(devices)
+        shown = ", ".join(repr(d) for d in self.devices[:5])
+        more = " and %d more" % (len(self.devices) - 5) if len(self.devices) > 5 else ""
+        super().__init__("unknown device%s: %s%s" % (
+            "s" if len(self.devices) > 1 else "", shown, more))
+
+
+class UnknownCommand(StoreError, LookupError):
+    def __init__(self, command_id):
+        self.command_id = command_id
+        super().__init__("unknown command %r" % (command_id,))
+
+
+class CommandStateError(StoreError):
+    """A command is not in a state that allows the operation."""
+
+
+# ---------------------------------------------------------------- records
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    services: list          # [[service id, major, minor], ...]
+    consumes: list          # [service id, ...]
+    flags: int
+    sleepy: bool            # flags bit 0: queue for me
+    credential_ref: Optional[str]
+    first_seen: float
+    last_seen: float
+    presence: str           # one of PRESENCE
+    presence_at: float      # when presence last changed
+    groups: list = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: int
+    device: str
+    service: int
+    op: int
+    body: Any
+    actor: str
+    status: str
+    created_at: float
+    expires_at: Optional[float]     # not delivered by then: expired
+    timeout: Optional[float]        # seconds after sending without answer: timeout
+    claimed_by: Optional[str]
+    claimed_at: Optional[float]
+    mid: Optional[int]
+    sent_at: Optional[float]
+    completed_at: Optional[float]
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    device: str
+    plan_id: int
+    start: int
+    expiry: int
+    primacy: int
+    entries: dict
+    actor: str
+    status: str             # one of PLAN_STATUSES
+    command_id: Optional[int]
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    device: str
+    controller: str
+    role: str
+    credential: Any         # a reference (kid, PSK identity, key id), str or bytes
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: Optional[str]
+    detail: Any
+
+
+def as_dict(record):
+    """A record as a plain dict (for JSON APIs)."""
+    return asdict(record)
+
+
+# ------------------------------------------------------------- value codec
+
+_TAGS = ("b64", "map", "f")
+_INT_KEY = re.compile(r"-?[1-9][0-9]*|0")
+_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _enc(v, depth):
+    t = type(v)
+    if t is int or t is str or t is bool or v is None:
+        return v
+    if t is float:
+        if math.isfinite(v):
+            return v
+        return {"f": "nan" if v != v else ("inf" if v > 0 else "-inf")}
+    if depth > MAX_DEPTH:
+        raise InvalidValue("value nested deeper than %d" % MAX_DEPTH)
+    if t is list or t is tuple:
+        return [_enc(x, depth + 1) for x in v]
+    if t is bytes or t is bytearray or t is memoryview:
+        return {"b64": base64.b64encode(bytes(v)).decode("ascii")}
+    if t is dict:
+        ints = strs = 0
+        for k in v:
+            tk = type(k)
+            if tk is int:
+                ints += 1
+            elif tk is str:
+                if _INT_KEY.fullmatch(k) or (len(v) == 1 and k in _TAGS):
+                    strs = -1 << 30     # would read back as an int key or a tag
+                else:
+                    strs += 1
+            elif tk is not bytes:
+                raise InvalidValue("map key of type %s is not a wire value" % tk.__name__)
+        if ints == len(v):
+            return {str(k): _enc(x, depth + 1) for k, x in v.items()}
+        if strs == len(v):
+            return {k: _enc(x, depth + 1) for k, x in v.items()}
+        return {"map": [[_enc(k, depth + 1), _enc(x, depth + 1)] for k, x in v.items()]}
+    raise InvalidValue("%s is not a wire value" % t.__name__)
+
+
+def dump_value(v):
+    """A wire value as JSON text (lossless, see the module docstring)."""
+    t = type(v)
+    if t is int:
+        return str(v)
+    try:
+        s = json.dumps(_enc(v, 0), separators=(",", ":"), ensure_ascii=False,
+                       allow_nan=False)
+    except RecursionError:
+        raise InvalidValue("value nested too deeply") from None
+    if len(s) > MAX_VALUE_JSON:
+        raise InvalidValue("value larger than %d bytes as JSON" % MAX_VALUE_JSON)
+    if not _utf8(s):
+        raise InvalidValue("text in value is not valid Unicode (lone surrogate)")
+    return s
+
+
+def _dec(j):
+    t = type(j)
+    if t is list:
+        return [_dec(x) for x in j]
+    if t is not dict:
+        return j
+    if len(j) == 1:
+        k, x = next(iter(j.items()))
+        if k == "b64":
+            return base64.b64decode(x)
+        if k == "f":
+            if x not in _SPECIAL:
+                raise StoreError("corrupt stored value: float tag %r" % (x,))
+            return _SPECIAL[x]
+        if k == "map":
+            return {_dec(p[0]): _dec(p[1]) for p in x}
+    if j and all(_INT_KEY.fullmatch(k) for k in j):
+        return {int(k): _dec(x) for k, x in j.items()}
+    return {k: _dec(x) for k, x in j.items()}
+
+
+def load_value(s):
+    """The wire value stored as JSON text `s` (None stays None: no value)."""
+    if s is None:
+        return None
+    j = json.loads(s)
+    t = type(j)
+    if t is dict or t is list:
+        return _dec(j)
+    return j
+
+
+# ---------------------------------------------------------------- checks
+
+def check_time(x, what="time"):
+    if (type(x) is not int and type(x) is not float) or not math.isfinite(x):
+        raise InvalidValue("%s must be a finite number of Unix seconds, not %r" % (what, x))
+    return x
+
+
+def check_opt_time(x, what):
+    return None if x is None else check_time(x, what)
+
+
+def check_int(x, lo, hi, what):
+    if type(x) is not int or not lo <= x <= hi:
+        raise InvalidValue("%s must be an integer from %d to %d, not %r" % (what, lo, hi, x))
+    return x
+
+
+def _utf8(s):
+    try:
+        s.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def check_name(x, what="name"):
+    if type(x) is not str or not 0 < len(x) <= MAX_NAME or "\x00" in x or not _utf8(x):
+        raise InvalidValue("%s must be a non-empty string of at most %d characters "
+                           "without NUL, not %r" % (what, MAX_NAME, x))
+    return x
+
+
+def check_device(x):
+    return check_name(x, "device id")
+
+
+def check_limit(x):
+    return check_int(x, 1, MAX_LIMIT, "limit")
+
+
+def check_choice(x, choices, what):
+    if x not in choices or type(x) is not str:
+        raise InvalidValue("%s must be one of %s, not %r" % (what, ", ".join(choices), x))
+    return x
+
+
+def t_out(x):
+    """A stored time as given: whole seconds as int."""
+    if type(x) is float and x.is_integer():
+        return int(x)
+    return x
+
+
+def _check_services(services):
+    if type(services) not in (list, tuple):
+        raise InvalidValue("services must be a list of [service id, major, minor]")
+    out = []
+    for s in services:
+        if type(s) not in (list, tuple) or len(s) != 3:
+            raise InvalidValue("each service must be [service id, major, minor], not %r" % (s,))
+        out.append([check_int(s[0], 0, 255, "service id"),
+                    check_int(s[1], 0, 0xFFFF, "major version"),
+                    check_int(s[2], 0, 0xFFFF, "minor version")])
+    return out
+
+
+def _check_consumes(consumes):
+    if type(consumes) not in (list, tuple):
+        raise InvalidValue("consumes must be a list of service ids")
+    return [check_int(s, 0, 255, "consumed service id") for s in consumes]
+
+
+def prepare_telemetry(rows):
+    """Check and encode telemetry rows (device, service, object, t, value).
+
+    Returns (rows, latest): rows as (device, service, object, float t, JSON
+    text) in the batch's order, and, per (device, service, object), the row
+    with the greatest t (the first one on equal t), sorted by key so that
+    concurrent writers take row locks in one order.
+    """
+    out = []
+    best = {}
+    isfinite = math.isfinite
+    for n, r in enumerate(rows):
+        try:
+            dev, sid, oid, t, v = r
+        except (TypeError, ValueError):
+            raise InvalidValue("telemetry row %d must be (device, service, object, t, value)"
+                               % n) from None
+        if type(dev) is not str:
+            check_device(dev)
+        if type(sid) is not int or not 0 <= sid <= 255:
+            check_int(sid, 0, 255, "telemetry row %d service" % n)
+        if type(oid) is not int or not 0 <= oid <= 0x7FFFFFFF:
+            check_int(oid, 0, 0x7FFFFFFF, "telemetry row %d object" % n)
+        tt = type(t)
+        if (tt is not int and tt is not float) or not isfinite(t):
+            check_time(t, "telemetry row %d time" % n)
+        tv = type(v)
+        if tv is int:
+            s = str(v)
+        elif tv is float and isfinite(v):
+            s = repr(v)
+        else:
+            s = dump_value(v)
+        row = (dev, sid, oid, float(t), s)
+        out.append(row)
+        key = (dev, sid, oid)
+        old = best.get(key)
+        if old is None or row[3] > old[3]:
+            best[key] = row
+    for dev in {k[0] for k in best}:
+        check_device(dev)
+    return out, [best[k] for k in sorted(best)]
+
+
+# ---------------------------------------------------------- row converters
+
+DEVICE_COLS = ("id, services, consumes, flags, credential_ref, first_seen, last_seen, "
+               "presence, presence_at")
+COMMAND_COLS = ("id, device, service, op, body, actor, status, created_at, expires_at, "
+                "timeout, claimed_by, claimed_at, mid, sent_at, completed_at, result")
+PLAN_COLS = ("device, plan_id, start, expiry, primacy, entries, actor, status, command_id, "
+             "created_at, updated_at")
+PAIRING_COLS = "device, controller, role, credential, created_at"
+AUDIT_COLS = "id, at, actor, action, target, detail"
+
+
+def device_of(r, groups):
+    return Device(r[0], json.loads(r[1]), json.loads(r[2]), r[3], bool(r[3] & 1), r[4],
+                  t_out(r[5]), t_out(r[6]), r[7], t_out(r[8]), groups)
+
+
+def command_of(r):
+    return Command(r[0], r[1], r[2], r[3], load_value(r[4]), r[5], r[6], t_out(r[7]),
+                   t_out(r[8]), t_out(r[9]), r[10], t_out(r[11]), r[12], t_out(r[13]),
+                   t_out(r[14]), load_value(r[15]))
+
+
+def plan_of(r):
+    return Plan(r[0], r[1], t_out(r[2]), t_out(r[3]), r[4], load_value(r[5]), r[6], r[7],
+                r[8], t_out(r[9]), t_out(r[10]))
+
+
+def pairing_of(r):
+    return Pairing(r[0], r[1], r[2], load_value(r[3]), t_out(r[4]))
+
+
+def audit_of(r):
+    return AuditEntry(r[0], t_out(r[1]), r[2], r[3], r[4], load_value(r[5]))
+
+
+# -------------------------------------------------------------- statements
+
+Q = namedtuple("Q", "sql params")          # one statement
+Many = namedtuple("Many", "sql seq")       # one statement, many parameter rows
+Result = namedtuple("Result", "rows count")  # rows (or []) and the row count
+
+
+def _in(n):
+    return ",".join("?" * n)
+
+
+class Store(abc.ABC):
+    """The bridge's storage. Backends implement _run, open and close."""
+
+    dialect = None          # "sqlite" or "postgresql"
+
+    # -- backend
+
+    @abc.abstractmethod
+    async def _run(self, script, write=True):
+        """Run script() (a transaction script) in one transaction; return its value."""
+
+    async def _offload(self, fn, *args):
+        """Run CPU-heavy preparation off the event loop."""
+        return await asyncio.to_thread(fn, *args)
+
+    @abc.abstractmethod
+    async def open(self):
+        """Connect and create or check the schema (idempotent)."""
+
+    @abc.abstractmethod
+    async def close(self):
+        """Finish pending work and release the database. Idempotent."""
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    # -- schema
+
+    def _s_schema(self, ddl, now):
+        if self.dialect == "postgresql":
+            # several instances may start at once
+            yield Q("SELECT pg_advisory_xact_lock(7012)", ())
+        for stmt in ddl:
+            yield Q(stmt, ())
+        r = yield Q("SELECT max(version) FROM schema_version", ())
+        v = r.rows[0][0]
+        if v is None:
+            yield Q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (SCHEMA_VERSION, float(now)))
+            v = SCHEMA_VERSION
+        if v > SCHEMA_VERSION:
+            raise SchemaError("database schema version %d is newer than this bridge's %d"
+                              % (v, SCHEMA_VERSION))
+        # migrations from older versions go here (none: version 1 is the first)
+        return v
+
+    async def schema_version(self):
+        def script():
+            r = yield Q("SELECT max(version) FROM schema_version", ())
+            return r.rows[0][0]
+        return await self._run(script, write=False)
+
+    # -- devices
+
+    def _s_need_device(self, device):
+        r = yield Q("SELECT 1 FROM devices WHERE id = ?", (device,))
+        if not r.rows:
+            raise UnknownDevice([device])
+
+    _UPSERT = ("INSERT INTO devices (" + DEVICE_COLS + ") "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, 'online', ?) "
+               "ON CONFLICT (id) DO UPDATE SET services = excluded.services, "
+               "consumes = excluded.consumes, flags = excluded.flags, "
+               "credential_ref = COALESCE(excluded.credential_ref, devices.credential_ref), "
+               "last_seen = excluded.last_seen, presence = 'online', "
+               "presence_at = CASE WHEN devices.presence = 'online' "
+               "THEN devices.presence_at ELSE excluded.presence_at END")
+
+    @staticmethod
+    def _device_row(id, services, consumes, flags, now, credential_ref):
+        check_device(id)
+        sv = json.dumps(_check_services(services))
+        cs = json.dumps(_check_consumes(consumes))
+        check_int(flags, 0, 0x7FFFFFFF, "flags")
+        if credential_ref is not None:
+            check_name(credential_ref, "credential_ref")
+        return (id, sv, cs, flags, credential_ref, float(now), float(now), float(now))
+
+    async def upsert_device(self, id, services, consumes, flags, now, credential_ref=None):
+        """Register a device or update it from an ANNOUNCE; it is online now.
+
+        services: [[service id, major, minor], ...]; consumes: [service id, ...];
+        flags: the ANNOUNCE flags (bit 0 = sleepy). credential_ref (optional)
+        replaces the stored one when given. Returns True for a new device.
+        """
+        check_time(now, "now")
+        row = self._device_row(id, services, consumes, flags, now, credential_ref)
+
+        def script():
+            r = yield Q("SELECT 1 FROM devices WHERE id = ?", (id,))
+            yield Q(self._UPSERT, row)
+            return not r.rows
+        return await self._run(script)
+
+    async def upsert_devices(self, announces, now):
+        """upsert_device for many devices in one transaction (a reconnect storm).
+
+        announces: [(id, services, consumes, flags), ...]. Returns the ids
+        that were new, sorted. One bad announce rejects the whole call.
+        """
+        check_time(now, "now")
+        if type(announces) not in (list, tuple):
+            raise InvalidValue("announces must be a list of (id, services, consumes, flags)")
+        rows = {}
+        for a in announces:
+            if type(a) not in (list, tuple) or len(a) != 4:
+                raise InvalidValue("each announce must be (id, services, consumes, flags)")
+            rows[a[0]] = self._device_row(a[0], a[1], a[2], a[3], now, None)
+        ids = sorted(rows)
+        if not ids:
+            return []
+
+        def script():
+            new = yield from self._s_unknown_devices(ids)
+            yield Many(self._UPSERT, [rows[i] for i in ids])   # one lock order
+            return sorted(new)
+        return await self._run(script)
+
+    def _s_groups(self, ids):
+        if self.dialect == "postgresql":
+            r = yield Q("SELECT device, grp FROM device_groups WHERE device = ANY(?) "
+                        "ORDER BY device, grp", (list(ids),))
+        else:
+            r = yield Q("SELECT device, grp FROM device_groups WHERE device IN "
+                        "(SELECT value FROM json_each(?)) ORDER BY device, grp",
+                        (json.dumps(list(ids)),))
+        groups = {}
+        for dev, g in r.rows:
+            groups.setdefault(dev, []).append(g)
+        return groups
+
+    async def get_device(self, id):
+        """The Device, or None if unknown."""
+        check_device(id)
+
+        def script():
+            r = yield Q("SELECT " + DEVICE_COLS + " FROM devices WHERE id = ?", (id,))
+            if not r.rows:
+                return None
+            g = yield Q("SELECT grp FROM device_groups WHERE device = ? ORDER BY grp", (id,))
+            return device_of(r.rows[0], [x[0] for x in g.rows])
+        return await self._run(script, write=False)
+
+    async def list_devices(self, presence=None):
+        """Every Device (optionally only those with this presence), by id."""
+        if presence is not None:
+            check_choice(presence, PRESENCE, "presence")
+
+        def script():
+            if presence is None:
+                r = yield Q("SELECT " + DEVICE_COLS + " FROM devices ORDER BY id", ())
+                g = yield Q("SELECT device, grp FROM device_groups ORDER BY device, grp", ())
+                groups = {}
+                for dev, grp in g.rows:
+                    groups.setdefault(dev, []).append(grp)
+            else:
+                r = yield Q("SELECT " + DEVICE_COLS + " FROM devices WHERE presence = ? "
+                            "ORDER BY id", (presence,))
+                groups = yield from self._s_groups([x[0] for x in r.rows])
+            return [device_of(x, groups.get(x[0], [])) for x in r.rows]
+        return await self._run(script, write=False)
+
+    async def set_presence(self, id, presence, now):
+        """Set presence ("online", "sleeping", "offline"); return the previous one."""
+        check_device(id)
+        check_choice(presence, PRESENCE, "presence")
+        check_time(now, "now")
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+        def script():
+            r = yield Q("SELECT presence FROM devices WHERE id = ?" + lock, (id,))
+            if not r.rows:
+                raise UnknownDevice([id])
+            old = r.rows[0][0]
+            if old != presence:
+                yield Q("UPDATE devices SET presence = ?, presence_at = ? WHERE id = ?",
+                        (presence, float(now), id))
+            return old
+        return await self._run(script)
+
+    async def touch(self, id, now):
+        """Record that the device was heard from at `now` (last_seen never goes back)."""
+        check_device(id)
+        check_time(now, "now")
+
+        def script():
+            r = yield Q("UPDATE devices SET last_seen = CASE WHEN last_seen > ? THEN last_seen "
+                        "ELSE ? END WHERE id = ?", (float(now), float(now), id))
+            if r.count == 0:
+                raise UnknownDevice([id])
+        return await self._run(script)
+
+    async def set_groups(self, id, groups):
+        """Replace the device's groups (names for group commands)."""
+        check_device(id)
+        if type(groups) not in (list, tuple, set, frozenset):
+            raise InvalidValue("groups must be a list of names")
+        gs = sorted({check_name(g, "group") for g in groups})
+
+        def script():
+            yield from self._s_need_device(id)
+            yield Q("DELETE FROM device_groups WHERE device = ?", (id,))
+            if gs:
+                yield Many("INSERT INTO device_groups (device, grp) VALUES (?, ?)",
+                           [(id, g) for g in gs])
+        return await self._run(script)
+
+    async def devices_in_group(self, group):
+        """Ids of the devices in the group, sorted."""
+        check_name(group, "group")
+
+        def script():
+            r = yield Q("SELECT device FROM device_groups WHERE grp = ? ORDER BY device",
+                        (group,))
+            return [x[0] for x in r.rows]
+        return await self._run(script, write=False)
+
+    # -- telemetry
+
+    def _s_unknown_devices(self, ids):
+        if self.dialect == "postgresql":
+            r = yield Q("SELECT d FROM unnest(?::text[]) AS d "
+                        "WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = d)", (ids,))
+        else:
+            r = yield Q("SELECT value FROM json_each(?) "
+                        "WHERE value NOT IN (SELECT id FROM devices)", (json.dumps(ids),))
+        return [x[0] for x in r.rows]
+
+    async def add_telemetry(self, rows):
+        """Store telemetry rows (device, service, object, t, value) in one transaction.
+
+        Also moves the latest-value table forward. Returns how many rows were
+        new (rows already stored for the same time are ignored). Raises
+        UnknownDevice (storing nothing) if any device is not registered.
+        """
+        if type(rows) not in (list, tuple):
+            rows = list(rows)
+        if not rows:
+            return 0
+        if len(rows) > 200:
+            out, latest = await self._offload(prepare_telemetry, rows)
+        else:
+            out, latest = prepare_telemetry(rows)
+        ids = sorted({r[0] for r in latest})
+        pg = self.dialect == "postgresql"
+
+        def script():
+            unknown = yield from self._s_unknown_devices(ids)
+            if unknown:
+                raise UnknownDevice(unknown)
+            if pg:
+                cols = list(zip(*out))
+                r = yield Q("INSERT INTO telemetry (device, service, object, t, value) "
+                            "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "
+                            "?::float8[], ?::json[]) ON CONFLICT DO NOTHING",
+                            [list(c) for c in cols])
+                lcols = [list(c) for c in zip(*latest)]
+                yield Q("INSERT INTO latest (device, service, object, t, value) "
+                        "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "
+                        "?::float8[], ?::json[]) "
+                        "ON CONFLICT (device, service, object) DO UPDATE "
+                        "SET t = excluded.t, value = excluded.value "
+                        "WHERE latest.t < excluded.t", lcols)
+            else:
+                r = yield Many("INSERT OR IGNORE INTO telemetry "
+                               "(device, service, object, t, value) VALUES (?, ?, ?, ?, ?)",
+                               out)
+                yield Many("INSERT INTO latest (device, service, object, t, value) "
+                           "VALUES (?, ?, ?, ?, ?) "
+                           "ON CONFLICT (device, service, object) DO UPDATE "
+                           "SET t = excluded.t, value = excluded.value "
+                           "WHERE latest.t < excluded.t", latest)
+            return r.count
+        return await self._run(script)
+
+    async def latest(self, device):
+        """{(service, object): (value, t)}: the newest value of every object ({} if unknown)."""
+        check_device(device)
+
+        def script():
+            r = yield Q("SELECT service, object, value, t FROM latest WHERE device = ?",
+                        (device,))
+            return {(x[0], x[1]): (load_value(x[2]), t_out(x[3])) for x in r.rows}
+        return await self._run(script, write=False)
+
+    async def history(self, device, service, object, t_from=None, t_to=None, limit=1000,
+                      descending=False):
+        """[(t, value), ...] of one object with t_from <= t < t_to, oldest first.
+
+        Either bound may be None (open). At most `limit` rows: the oldest ones,
+        or with descending=True the newest ones, newest first.
+        """
+        check_device(device)
+        check_int(service, 0, 255, "service")
+        check_int(object, 0, 0x7FFFFFFF, "object")
+        check_opt_time(t_from, "t_from")
+        check_opt_time(t_to, "t_to")
+        check_limit(limit)
+        sql = "SELECT t, value FROM telemetry WHERE device = ? AND service = ? AND object = ?"
+        params = [device, service, object]
+        if t_from is not None:
+            sql += " AND t >= ?"
+            params.append(float(t_from))
+        if t_to is not None:
+            sql += " AND t < ?"
+            params.append(float(t_to))
+        sql += " ORDER BY t DESC LIMIT ?" if descending else " ORDER BY t LIMIT ?"
+        params.append(limit)
+
+        def script():
+            r = yield Q(sql, tuple(params))
+            return [(t_out(x[0]), load_value(x[1])) for x in r.rows]
+        return await self._run(script, write=False)
+
+    async def prune_telemetry(self, before_t):
+        """Delete telemetry older than before_t (the latest table keeps its values).
+
+        Returns the number of rows deleted.
+        """
+        check_time(before_t, "before_t")
+
+        def script():
+            r = yield Q("DELETE FROM telemetry WHERE t < ?", (float(before_t),))
+            return r.count
+        return await self._run(script)
+
+    # -- commands
+
+    def _check_command(self, device, service, op, actor, now, expires_at, timeout):
+        check_device(device)
+        check_int(service, 0, 254, "service")
+        if op not in _frame.REQUESTS or type(op) is not int:
+            raise InvalidValue("op must be a request operation %s, not %r"
+                               % (list(_frame.REQUESTS), op))
+        check_name(actor, "actor")
+        check_time(now, "now")
+        check_opt_time(expires_at, "expires_at")
+        if expires_at is not None and expires_at <= now:
+            raise InvalidValue("expires_at must be after now")
+        if timeout is not None:
+            check_time(timeout, "timeout")
+            if timeout <= 0:
+                raise InvalidValue("timeout must be positive")
+
+    def _s_enqueue(self, device, service, op, body, actor, now, expires_at, timeout):
+        yield from self._s_need_device(device)
+        r = yield Q("INSERT INTO commands (device, service, op, body, actor, status, "
+                    "created_at, expires_at, timeout) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?) "
+                    "RETURNING id",
+                    (device, service, op, body, actor, float(now),
+                     None if expires_at is None else float(expires_at),
+                     None if timeout is None else float(timeout)))
+        return r.rows[0][0]
+
+    async def enqueue(self, device, service, op, body, actor, now, expires_at=None,
+                      timeout=None):
+        """Queue a request (READ/WRITE/INVOKE/SUBSCRIBE/UNSUBSCRIBE) for a device.
+
+        actor: who asked (user, API key, plugin). expires_at: give up if not
+        sent by then (None: never). timeout: seconds to wait for the answer
+        once sent (None: forever). Returns the command id.
+        """
+        self._check_command(device, service, op, actor, now, expires_at, timeout)
+        b = dump_value(body)
+        return await self._run(lambda: self._s_enqueue(device, service, op, b, actor, now,
+                                                       expires_at, timeout))
+
+    async def next_pending(self, device, now):
+        """The oldest queued, unexpired command for the device, or None (changes nothing)."""
+        check_device(device)
+        check_time(now, "now")
+
+        def script():
+            r = yield Q("SELECT " + COMMAND_COLS + " FROM commands WHERE device = ? AND "
+                        "status = 'queued' AND (expires_at IS NULL OR expires_at > ?) "
+                        "ORDER BY id LIMIT 1", (device, float(now)))
+            return command_of(r.rows[0]) if r.rows else None
+        return await self._run(script, write=False)
+
+    async def claim(self, device, now, instance_id, lease=None):
+        """Take the oldest queued, unexpired command of the device for this instance.
+
+        Returns the Command (status "claimed") or None. Two callers, in one
+        process or on several bridge instances, never get the same command.
+        With `lease` (seconds), a command another instance claimed at or before
+        now - lease and never sent (that instance died) may be claimed again.
+        """
+        check_device(device)
+        check_time(now, "now")
+        check_name(instance_id, "instance_id")
+        if lease is not None:
+            check_time(lease, "lease")
+            if lease <= 0:
+                raise InvalidValue("lease must be positive")
+        stale = "" if lease is None else " OR (status = 'claimed' AND claimed_at <= ?)"
+        params = [instance_id, float(now), device, float(now)]
+        if lease is not None:
+            params.append(float(now - lease))
+            params.append(float(now - lease))
+        skip = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+        sql = ("UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+               "WHERE id = (SELECT id FROM commands WHERE device = ? "
+               "AND (expires_at IS NULL OR expires_at > ?) AND (status = 'queued'" + stale + ") "
+               "ORDER BY id LIMIT 1" + skip + ") "
+               "AND (status = 'queued'" + stale + ") RETURNING " + COMMAND_COLS)
+
+        def script():
+            r = yield Q(sql, tuple(params))
+            return command_of(r.rows[0]) if r.rows else None
+        return await self._run(script)
+
+    def _s_missing_or_state(self, command_id, wanted):
+        r = yield Q("SELECT status, claimed_by FROM commands WHERE id = ?", (command_id,))
+        if not r.rows:
+            raise UnknownCommand(command_id)
+        raise CommandStateError("command %d is %s (claimed by %r), not %s"
+                                % (command_id, r.rows[0][0], r.rows[0][1], wanted))
+
+    async def mark_sent(self, command_id, mid, now, instance_id=None):
+        """Record that the command went out with message id `mid` at `now`.
+
+        Allowed from queued, claimed or sent (a resend updates mid and time).
+        With instance_id, the command must be claimed by that instance. Raises
+        CommandStateError otherwise (e.g. it expired meanwhile: do not send).
+        """
+        check_int(command_id, 1, 2**63 - 1, "command id")
+        check_int(mid, 0, 0xFFFF, "mid")
+        check_time(now, "now")
+        if instance_id is None:
+            cond, wanted, params = "status IN ('queued', 'claimed', 'sent')", \
+                "queued, claimed or sent", (mid, float(now), command_id)
+        else:
+            check_name(instance_id, "instance_id")
+            cond, wanted = "status IN ('claimed', 'sent') AND claimed_by = ?", \
+                "claimed by %r" % instance_id
+            params = (mid, float(now), command_id, instance_id)
+
+        def script():
+            r = yield Q("UPDATE commands SET status = 'sent', mid = ?, sent_at = ? "
+                        "WHERE id = ? AND " + cond + " RETURNING id", params)
+            if not r.rows:
+                yield from self._s_missing_or_state(command_id, wanted)
+        return await self._run(script)
+
+    def _s_plan_outcome(self, ids, status, now):
+        plan_status = "accepted" if status == "done" else "failed"
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            yield Q("UPDATE plans SET status = ?, updated_at = ? WHERE status = 'queued' "
+                    "AND command_id IN (" + _in(len(chunk)) + ")",
+                    (plan_status, float(now)) + tuple(chunk))
+
+    async def complete(self, command_id, status, result, now):
+        """Finish a command: status done, error, expired, timeout or rejected.
+
+        result: the RESULT body or the ERROR [code, detail] (a wire value).
+        Returns True, or False if the command was already final (nothing
+        changes). A plan pushed by this command becomes accepted (done) or
+        failed (anything else).
+        """
+        check_int(command_id, 1, 2**63 - 1, "command id")
+        check_choice(status, FINAL_STATUSES, "status")
+        check_time(now, "now")
+        res = dump_value(result)
+
+        def script():
+            r = yield Q("UPDATE commands SET status = ?, result = ?, completed_at = ? "
+                        "WHERE id = ? AND status IN ('queued', 'claimed', 'sent') RETURNING id",
+                        (status, res, float(now), command_id))
+            if not r.rows:
+                e = yield Q("SELECT 1 FROM commands WHERE id = ?", (command_id,))
+                if not e.rows:
+                    raise UnknownCommand(command_id)
+                return False
+            yield from self._s_plan_outcome([command_id], status, now)
+            return True
+        return await self._run(script)
+
+    async def get_command(self, command_id):
+        """The Command, or None."""
+        check_int(command_id, 1, 2**63 - 1, "command id")
+
+        def script():
+            r = yield Q("SELECT " + COMMAND_COLS + " FROM commands WHERE id = ?", (command_id,))
+            return command_of(r.rows[0]) if r.rows else None
+        return await self._run(script, write=False)
+
+    async def find_sent(self, device, mid):
+        """The newest command sent to the device with message id mid and no answer yet.
+
+        How a RESULT or ERROR is matched to its command, on any instance.
+        """
+        check_device(device)
+        check_int(mid, 0, 0xFFFF, "mid")
+
+        def script():
+            r = yield Q("SELECT " + COMMAND_COLS + " FROM commands WHERE device = ? AND "
+                        "mid = ? AND status = 'sent' ORDER BY id DESC LIMIT 1", (device, mid))
+            return command_of(r.rows[0]) if r.rows else None
+        return await self._run(script, write=False)
+
+    async def list_commands(self, device=None, limit=100, status=None):
+        """Commands, newest first; optionally of one device and/or one status."""
+        if device is not None:
+            check_device(device)
+        if status is not None:
+            check_choice(status, COMMAND_STATUSES, "status")
+        check_limit(limit)
+        sql = "SELECT " + COMMAND_COLS + " FROM commands"
+        where, params = [], []
+        if device is not None:
+            where.append("device = ?")
+            params.append(device)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        params.append(limit)
+
+        def script():
+            r = yield Q(sql, tuple(params))
+            return [command_of(x) for x in r.rows]
+        return await self._run(script, write=False)
+
+    async def expire(self, now):
+        """Mark queued or claimed commands whose expires_at has passed as expired.
+
+        Returns their ids, ascending.
+        """
+        check_time(now, "now")
+
+        def script():
+            r = yield Q("UPDATE commands SET status = 'expired', completed_at = ? "
+                        "WHERE status IN ('queued', 'claimed') AND expires_at <= ? RETURNING id",
+                        (float(now), float(now)))
+            ids = sorted(x[0] for x in r.rows)
+            yield from self._s_plan_outcome(ids, "expired", now)
+            return ids
+        return await self._run(script)
+
+    async def time_out(self, now):
+        """Mark sent commands unanswered for longer than their timeout as timeout.
+
+        Returns their ids, ascending.
+        """
+        check_time(now, "now")
+
+        def script():
+            r = yield Q("UPDATE commands SET status = 'timeout', completed_at = ? "
+                        "WHERE status = 'sent' AND timeout IS NOT NULL "
+                        "AND sent_at + timeout <= ? RETURNING id", (float(now), float(now)))
+            ids = sorted(x[0] for x in r.rows)
+            yield from self._s_plan_outcome(ids, "timeout", now)
+            return ids
+        return await self._run(script)
+
+    # -- plans
+
+    def _check_plan(self, plan_id, start, expiry, primacy, entries):
+        check_int(plan_id, 1, 0xFFFFFFFF, "plan id")
+        check_int(start, 0, 2**63 - 1, "plan start")
+        check_int(expiry, 0, 2**63 - 1, "plan expiry")
+        if expiry <= start:
+            raise InvalidValue("plan expiry must be after its start")
+        check_int(primacy, 0, _plans.MAX_PRIMACY, "primacy")
+        if type(entries) is not dict:
+            raise InvalidValue("plan entries must be a map {service: {object: value}}")
+        return dump_value(entries)
+
+    def _s_record_plan(self, device, plan_id, start, expiry, primacy, entries, actor, now,
+                       command_id, status):
+        yield from self._s_need_device(device)
+        yield Q("INSERT INTO plans (" + PLAN_COLS + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device, plan_id) DO UPDATE SET start = excluded.start, "
+                "expiry = excluded.expiry, primacy = excluded.primacy, "
+                "entries = excluded.entries, actor = excluded.actor, "
+                "status = excluded.status, command_id = excluded.command_id, "
+                "updated_at = excluded.updated_at",
+                (device, plan_id, float(start), float(expiry), primacy, entries, actor, status,
+                 command_id, float(now), float(now)))
+
+    async def record_plan(self, device, plan_id, start, expiry, primacy, entries, actor, now,
+                          command_id=None, status="queued"):
+        """Record a plan pushed to a device (replaces one with the same id)."""
+        check_device(device)
+        e = self._check_plan(plan_id, start, expiry, primacy, entries)
+        check_name(actor, "actor")
+        check_time(now, "now")
+        check_choice(status, PLAN_STATUSES, "plan status")
+        if command_id is not None:
+            check_int(command_id, 1, 2**63 - 1, "command id")
+        return await self._run(lambda: self._s_record_plan(
+            device, plan_id, start, expiry, primacy, e, actor, now, command_id, status))
+
+    async def enqueue_plan(self, device, plan, actor, now, expires_at=None, timeout=None):
+        """Queue INVOKE plans.push [id, start, expiry, primacy, entries] and record the plan.
+
+        Both in one transaction. Returns the command id; the plan becomes
+        accepted or failed when the command completes.
+        """
+        if type(plan) not in (list, tuple) or len(plan) != 5:
+            raise InvalidValue("plan must be [id, start, expiry, primacy, entries]")
+        pid, start, expiry, primacy, entries = plan
+        self._check_command(device, _plans.SERVICE, _frame.INVOKE, actor, now, expires_at,
+                            timeout)
+        e = self._check_plan(pid, start, expiry, primacy, entries)
+        body = dump_value([_plans.PUSH, list(plan)])
+
+        def script():
+            cid = yield from self._s_enqueue(device, _plans.SERVICE, _frame.INVOKE, body, actor,
+                                             now, expires_at, timeout)
+            yield from self._s_record_plan(device, pid, start, expiry, primacy, e, actor, now,
+                                           cid, "queued")
+            return cid
+        return await self._run(script)
+
+    async def set_plan_status(self, device, plan_id, status, now):
+        """Set a plan's status (e.g. cancelled); False if there is no such plan."""
+        check_device(device)
+        check_int(plan_id, 1, 0xFFFFFFFF, "plan id")
+        check_choice(status, PLAN_STATUSES, "plan status")
+        check_time(now, "now")
+
+        def script():
+            r = yield Q("UPDATE plans SET status = ?, updated_at = ? "
+                        "WHERE device = ? AND plan_id = ?", (status, float(now), device, plan_id))
+            return r.count > 0
+        return await self._run(script)
+
+    async def list_plans(self, device, now, include_inactive=False):
+        """The device's plans not yet expired and not failed or cancelled, by start.
+
+        include_inactive=True: every plan recorded for the device.
+        """
+        check_device(device)
+        check_time(now, "now")
+        if include_inactive:
+            sql = "SELECT " + PLAN_COLS + " FROM plans WHERE device = ? ORDER BY start, plan_id"
+            params = (device,)
+        else:
+            sql = ("SELECT " + PLAN_COLS + " FROM plans WHERE device = ? AND expiry > ? "
+                   "AND status IN ('queued', 'accepted') ORDER BY start, plan_id")
+            params = (device, float(now))
+
+        def script():
+            r = yield Q(sql, params)
+            return [plan_of(x) for x in r.rows]
+        return await self._run(script, write=False)
+
+    # -- pairing roster
+
+    async def add_pairing(self, device, controller, role, credential, now):
+        """Pair a controller with a device in a role (owner, installer, aggregator,
+        monitor); pairing again replaces role and credential."""
+        check_device(device)
+        check_name(controller, "controller")
+        check_choice(role, ROLES, "role")
+        if credential is not None and type(credential) not in (str, bytes):
+            raise InvalidValue("credential must be a str or bytes reference")
+        cred = dump_value(credential)
+        check_time(now, "now")
+
+        def script():
+            yield from self._s_need_device(device)
+            yield Q("INSERT INTO pairings (" + PAIRING_COLS + ") VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (device, controller) DO UPDATE SET role = excluded.role, "
+                    "credential = excluded.credential",
+                    (device, controller, role, cred, float(now)))
+        return await self._run(script)
+
+    async def remove_pairing(self, device, controller):
+        """Unpair; True if the pairing existed."""
+        check_device(device)
+        check_name(controller, "controller")
+
+        def script():
+            r = yield Q("DELETE FROM pairings WHERE device = ? AND controller = ?",
+                        (device, controller))
+            return r.count > 0
+        return await self._run(script)
+
+    async def pairings(self, device):
+        """The device's Pairings, by controller."""
+        check_device(device)
+
+        def script():
+            r = yield Q("SELECT " + PAIRING_COLS + " FROM pairings WHERE device = ? "
+                        "ORDER BY controller", (device,))
+            return [pairing_of(x) for x in r.rows]
+        return await self._run(script, write=False)
+
+    async def role_of(self, device, controller):
+        """The controller's role on the device, or None if not paired."""
+        check_device(device)
+        check_name(controller, "controller")
+
+        def script():
+            r = yield Q("SELECT role FROM pairings WHERE device = ? AND controller = ?",
+                        (device, controller))
+            return r.rows[0][0] if r.rows else None
+        return await self._run(script, write=False)
+
+    # -- audit log
+
+    async def audit(self, actor, action, target, detail, now):
+        """Append to the audit log; returns the entry's id."""
+        check_name(actor, "actor")
+        check_name(action, "action")
+        if target is not None:
+            check_name(target, "target")
+        d = dump_value(detail)
+        check_time(now, "now")
+
+        def script():
+            r = yield Q("INSERT INTO audit (at, actor, action, target, detail) "
+                        "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                        (float(now), actor, action, target, d))
+            return r.rows[0][0]
+        return await self._run(script)
+
+    async def list_audit(self, limit=100, target=None):
+        """Audit entries, newest first; optionally only those about one target."""
+        check_limit(limit)
+        if target is None:
+            sql, params = "SELECT " + AUDIT_COLS + " FROM audit ORDER BY id DESC LIMIT ?", \
+                (limit,)
+        else:
+            check_name(target, "target")
+            sql = "SELECT " + AUDIT_COLS + " FROM audit WHERE target = ? ORDER BY id DESC LIMIT ?"
+            params = (target, limit)
+
+        def script():
+            r = yield Q(sql, params)
+            return [audit_of(x) for x in r.rows]
+        return await self._run(script, write=False)
+
+
+# ---------------------------------------------------------------- factory
+
+def parse_url(url):
+    """("sqlite", path) or ("postgresql", conninfo URL) for a store URL.
+
+    sqlite:///abs/path.db is the absolute path /abs/path.db (as in file://
+    URLs); sqlite:relative/path.db is relative to the working directory.
+    postgresql:// and postgres:// URLs go to libpq as they are.
+    """
+    if type(url) is not str:
+        raise InvalidValue("store URL must be a string")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidValue("sqlite URL must be sqlite:///absolute/path or "
+                               "sqlite:relative/path, not %r" % url)
+        path = unquote(parts.path)
+        if not path or path == "/":
+            raise InvalidValue("sqlite URL %r has no file path" % url)
+        return "sqlite", path
+    if scheme in ("postgresql", "postgres"):
+        return "postgresql", url
+    raise InvalidValue("unsupported store URL scheme %r (sqlite or postgresql)" % parts.scheme)
+
+
+async def open_store(url, **options):
+    """Open (and create or check the schema of) the store at `url`."""
+    kind, where = parse_url(url)
+    if kind == "sqlite":
+        from .store_sqlite import SqliteStore
+        store = SqliteStore(where, **options)
+    else:
+        from .store_postgres import PostgresStore
+        store = PostgresStore(where, **options)
+    await store.open()
+    return store

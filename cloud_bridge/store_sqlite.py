@@ -1,0 +1,206 @@
+"""The store on SQLite: one file, one connection on one dedicated worker thread.
+
+Every call runs its transaction script on the store's own thread, so the
+event loop never waits on disk. The database is in WAL mode with
+synchronous=FULL: a method returns only after its transaction is on disk.
+Write transactions begin IMMEDIATE, so several store objects (or processes)
+on one file serialise their writes: a claim is never handed out twice.
+Fine for one bridge instance; several instances share PostgreSQL instead.
+"""
+import asyncio
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from .store import Store, Many, Result, StoreError, StoreUnavailable
+
+# errors that say the database cannot be used now, not that a statement is wrong
+_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+                "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT")
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER NOT NULL,
+        applied_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS devices (
+        id TEXT PRIMARY KEY,
+        services TEXT NOT NULL,
+        consumes TEXT NOT NULL,
+        flags INTEGER NOT NULL,
+        credential_ref TEXT,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        presence TEXT NOT NULL,
+        presence_at REAL NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS device_groups (
+        device TEXT NOT NULL REFERENCES devices (id),
+        grp TEXT NOT NULL,
+        PRIMARY KEY (device, grp)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS device_groups_grp ON device_groups (grp, device)",
+    # no foreign key: add_telemetry checks the batch's devices once
+    """CREATE TABLE IF NOT EXISTS telemetry (
+        device TEXT NOT NULL,
+        service INTEGER NOT NULL,
+        object INTEGER NOT NULL,
+        t REAL NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device, service, object, t)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS latest (
+        device TEXT NOT NULL,
+        service INTEGER NOT NULL,
+        object INTEGER NOT NULL,
+        t REAL NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device, service, object)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device TEXT NOT NULL REFERENCES devices (id),
+        service INTEGER NOT NULL,
+        op INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        timeout REAL,
+        claimed_by TEXT,
+        claimed_at REAL,
+        mid INTEGER,
+        sent_at REAL,
+        completed_at REAL,
+        result TEXT)""",
+    "CREATE INDEX IF NOT EXISTS commands_queue ON commands (device, status, id)",
+    "CREATE INDEX IF NOT EXISTS commands_status ON commands (status, id)",
+    "CREATE INDEX IF NOT EXISTS commands_sent ON commands (device, mid) WHERE status = 'sent'",
+    """CREATE TABLE IF NOT EXISTS plans (
+        device TEXT NOT NULL REFERENCES devices (id),
+        plan_id INTEGER NOT NULL,
+        start REAL NOT NULL,
+        expiry REAL NOT NULL,
+        primacy INTEGER NOT NULL,
+        entries TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        status TEXT NOT NULL,
+        command_id INTEGER REFERENCES commands (id),
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (device, plan_id))""",
+    "CREATE INDEX IF NOT EXISTS plans_command ON plans (command_id)",
+    """CREATE TABLE IF NOT EXISTS pairings (
+        device TEXT NOT NULL REFERENCES devices (id),
+        controller TEXT NOT NULL,
+        role TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (device, controller))""",
+    """CREATE TABLE IF NOT EXISTS audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS audit_target ON audit (target, id)",
+)
+
+
+class SqliteStore(Store):
+    """Store on one SQLite file. timeout: seconds to wait for another writer."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path, timeout=10.0):
+        self.path = path
+        self.timeout = timeout
+        self._executor = None
+        self._conn = None
+
+    # -- worker thread
+
+    async def _call(self, fn, *args):
+        ex = self._executor
+        if ex is None:
+            raise StoreUnavailable("store is closed")
+        return await asyncio.get_running_loop().run_in_executor(ex, fn, *args)
+
+    async def _run(self, script, write=True):
+        return await self._call(self._drive, script, write)
+
+    def _drive(self, script, write):
+        """Run one transaction script on the worker thread."""
+        c = self._conn
+        if c is None:
+            raise StoreUnavailable("store is closed")
+        try:
+            c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                gen = script()
+                try:
+                    stmt = next(gen)
+                    while True:
+                        if type(stmt) is Many:
+                            cur = c.executemany(stmt.sql, stmt.seq)
+                            res = Result([], cur.rowcount)
+                        else:
+                            cur = c.execute(stmt.sql, stmt.params)
+                            res = Result(cur.fetchall() if cur.description else [],
+                                         cur.rowcount)
+                        stmt = gen.send(res)
+                except StopIteration as stop:
+                    value = stop.value
+                c.execute("COMMIT")
+                return value
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+        except sqlite3.ProgrammingError as e:
+            if self._conn is None:
+                raise StoreUnavailable("store is closed") from e
+            raise StoreError("sqlite: %s" % e) from e
+        except sqlite3.Error as e:
+            name = getattr(e, "sqlite_errorname", "")
+            if name.startswith(_UNAVAILABLE):
+                raise StoreUnavailable("sqlite: %s (%s)" % (e, name)) from e
+            raise StoreError("sqlite: %s" % e) from e
+
+    def _connect(self):
+        try:
+            c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            c.execute("PRAGMA synchronous = FULL")
+            c.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as e:
+            raise StoreUnavailable("cannot open sqlite database %r: %s" % (self.path, e)) from e
+        if mode.lower() != "wal":
+            c.close()
+            raise StoreUnavailable("sqlite database %r cannot use WAL mode" % self.path)
+        self._conn = c
+        self._drive(lambda: self._s_schema(DDL, time.time()), True)
+
+    def _disconnect(self):
+        c, self._conn = self._conn, None
+        if c is not None:
+            c.close()
+
+    # -- lifecycle
+
+    async def open(self):
+        if self._executor is not None:
+            return self
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="spot-store-sqlite")
+        try:
+            await self._call(self._connect)
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def close(self):
+        ex, self._executor = self._executor, None
+        if ex is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(ex, self._disconnect)
+        finally:
+            ex.shutdown(wait=True)

@@ -1,0 +1,278 @@
+"""The bridge service: registry, telemetry, command queue, access control,
+store-and-forward and restarts (in-process devices, real SQLite store)."""
+import asyncio
+
+import pytest
+
+from spot.cloud_bridge import config as C
+from spot.cloud_bridge.local_transport import LocalTransport
+from spot.cloud_bridge.service import Bridge, Forbidden, BadRequest
+from spot.cloud_bridge.store import open_store
+from spot.core import frame as F
+from spot.core.services import HEAT_PUMP, PLANS, PRICE
+from spot.ports.cpython.simulator import SimDevice
+
+T0 = 1704067200.0
+
+
+class Clock:
+    def __init__(self, t=T0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+async def make_bridge(tmp_path, clock, **cfg):
+    config = C.load(None, data=str(tmp_path), **cfg)
+    store = await open_store(config.store_url)
+    bridge = Bridge(config, store, clock=clock)
+    await bridge.start()
+    return bridge, LocalTransport(bridge)
+
+
+async def settle(bridge):
+    for _ in range(50):
+        await asyncio.sleep(0)
+        if all(t.done() for t in bridge._delivery.values()):
+            return
+    await asyncio.sleep(0.05)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def hp(device_id="hp-1", t=T0):
+    return SimDevice("heat_pump", device_id, seed=1, t0=int(t))
+
+
+def test_announce_registers_device_with_profiles_and_operator_as_owner(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        reply = await local.connect("hp-1", hp())
+        op, _, _, body = F.decode(reply)
+        assert op == F.RESULT and body == {0: int(T0)}
+        device = await bridge.store.get_device("hp-1")
+        assert device.presence == "online"
+        assert [HEAT_PUMP, 1, 0] in device.services
+        assert await bridge.store.role_of("hp-1", "operator") == "owner"
+        await bridge.stop()
+    run(main())
+
+
+def test_telemetry_is_stored_and_becomes_latest(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        clock.t = T0 + 120
+        await local.uplink("hp-1", dev.advance(int(clock.t)))
+        latest = await bridge.store.latest("hp-1")
+        assert (HEAT_PUMP, 11) in latest  # outdoor temperature
+        assert bridge.metrics.value("telemetry_rows") >= 9
+        await bridge.stop()
+    run(main())
+
+
+def test_write_command_is_delivered_acknowledged_and_logged_with_actor(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1})
+        await settle(bridge)
+        done = await bridge.store.get_command(cmd.id)
+        assert done.status == "done" and done.actor == "operator"
+        assert dev.node.get(HEAT_PUMP, 6) == 1
+        await bridge.stop()
+    run(main())
+
+
+def test_out_of_range_command_ends_in_error_with_the_device_answer(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 9})
+        await settle(bridge)
+        done = await bridge.store.get_command(cmd.id)
+        assert done.status == "error" and done.result == [4, 6]
+        assert dev.node.get(HEAT_PUMP, 6) == 2
+        await bridge.stop()
+    run(main())
+
+
+def test_unpaired_or_monitor_actor_is_refused_recorded_and_nothing_queued(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        await local.connect("hp-1", hp())
+        await bridge.pair("operator", "hp-1", "watcher", "monitor")
+        for actor in ("stranger", "watcher"):
+            with pytest.raises(Forbidden):
+                await bridge.submit(actor, "hp-1", HEAT_PUMP, F.WRITE, {6: 1})
+        await bridge.submit("watcher", "hp-1", HEAT_PUMP, F.READ, [6])  # reading is allowed
+        cmds = await bridge.store.list_commands("hp-1")
+        assert [c.op for c in cmds] == [F.READ]
+        audit = await bridge.store.list_audit(target="hp-1")
+        assert sum(1 for a in audit if a.action == "refused") == 2
+        assert bridge.metrics.value("frames_rejected", reason="not_authorised") == 2
+        await bridge.stop()
+    run(main())
+
+
+def test_only_owner_may_pair(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        await local.connect("hp-1", hp())
+        await bridge.pair("operator", "hp-1", "agg", "aggregator")
+        with pytest.raises(Forbidden):
+            await bridge.pair("agg", "hp-1", "agg2", "owner")
+        with pytest.raises(BadRequest):
+            await bridge.pair("operator", "hp-1", "x", "emperor")
+        await bridge.stop()
+    run(main())
+
+
+def test_commands_for_a_sleeping_device_wait_and_are_delivered_on_wake(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock, offline_after=60)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        local.asleep.add("hp-1")
+        clock.t = T0 + 120
+        await bridge.sweep()
+        assert (await bridge.store.get_device("hp-1")).presence == "offline"
+        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+        await settle(bridge)
+        assert (await bridge.store.get_command(cmd.id)).status == "queued"
+        assert local.requests == 0
+        local.asleep.discard("hp-1")
+        clock.t = T0 + 180
+        await local.uplink("hp-1", dev.advance(int(clock.t)))  # heard again
+        await settle(bridge)
+        assert (await bridge.store.get_command(cmd.id)).status == "done"
+        assert dev.node.get(HEAT_PUMP, 6) == 3
+        await bridge.stop()
+    run(main())
+
+
+def test_queued_commands_survive_a_bridge_restart(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        local.asleep.add("hp-1")
+        bridge.presence["hp-1"] = "offline"
+        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 4})
+        await bridge.stop()
+        await bridge.store.close()
+        bridge2, local2 = await make_bridge(tmp_path, clock)
+        assert (await bridge2.store.get_command(cmd.id)).status == "queued"
+        await local2.connect("hp-1", dev)  # the device comes back
+        await settle(bridge2)
+        assert (await bridge2.store.get_command(cmd.id)).status == "done"
+        assert dev.node.get(HEAT_PUMP, 6) == 4
+        await bridge2.stop()
+    run(main())
+
+
+def test_plan_push_is_accepted_by_the_device_and_recorded(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        t = int(T0)
+        cmd = await bridge.push_plan("operator", "hp-1", 5, t, t + 3600, 10, {HEAT_PUMP: {6: 1}})
+        await settle(bridge)
+        assert (await bridge.store.get_command(cmd.id)).status == "done"
+        plans = await bridge.store.list_plans("hp-1", T0)
+        assert [(p.plan_id, p.status) for p in plans] == [(5, "accepted")]
+        assert dev.node.plans.find(5) is not None
+        await bridge.stop()
+    run(main())
+
+
+def test_group_command_reaches_every_member(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        devs = {"hp-%d" % i: hp("hp-%d" % i) for i in range(3)}
+        for i, d in devs.items():
+            await local.connect(i, d)
+            await bridge.store.set_groups(i, ["north"])
+        done, refused = await bridge.submit_group("operator", "north", HEAT_PUMP, F.WRITE, {6: 3})
+        await settle(bridge)
+        assert len(done) == 3 and refused == []
+        assert all(d.node.get(HEAT_PUMP, 6) == 3 for d in devs.values())
+        await bridge.stop()
+    run(main())
+
+
+def test_broadcast_reaches_only_consumers(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        em = SimDevice("energy_manager", "em-1", seed=1, t0=int(T0))
+        heat = hp()
+        await local.connect("em-1", em)
+        await local.connect("hp-1", heat)
+        t = int(T0)
+        await bridge.broadcast("operator", PRICE, {1: [t, 900, [800, 900, 1200, 700]]})
+        assert em.node.signals.get(PRICE) is not None
+        assert PRICE not in heat.node.signals
+        with pytest.raises(Forbidden):
+            await bridge.broadcast("stranger", PRICE, {})
+        await bridge.stop()
+    run(main())
+
+
+def test_malformed_and_unknown_device_frames_are_counted_and_change_nothing(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        assert await bridge.device_frame("local", "hp-1", b"\x16\x10\x00") is None
+        notify = F.encode(F.NOTIFY, HEAT_PUMP, 0, [int(T0), {11: 50}])
+        assert await bridge.device_frame("local", "ghost", notify) is None
+        assert await bridge.device_frame("local", None, F.encode(F.ANNOUNCE, 0, 0, {0: 5})) is None
+        assert bridge.metrics.value("frames_rejected", reason="malformed") == 2
+        assert bridge.metrics.value("frames_rejected", reason="unknown_device") == 1
+        assert await bridge.store.list_devices() == []
+        await bridge.stop()
+    run(main())
+
+
+def test_unanswered_command_times_out_and_device_is_retried_later(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        local.asleep.add("hp-1")  # online as far as the bridge knows, but silent
+        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+        await settle(bridge)
+        assert (await bridge.store.get_command(cmd.id)).status == "timeout"
+        await bridge.stop()
+    run(main())
+
+
+def test_submit_checks_its_arguments(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        await local.connect("hp-1", hp())
+        with pytest.raises(BadRequest):
+            await bridge.submit("operator", "hp-1", HEAT_PUMP, F.NOTIFY, {})
+        with pytest.raises(BadRequest):
+            await bridge.submit("operator", "hp-1", 300, F.READ)
+        with pytest.raises(LookupError):
+            await bridge.submit("operator", "nope", HEAT_PUMP, F.READ)
+        with pytest.raises(BadRequest):
+            await bridge.push_plan("operator", "hp-1", 0, 1, 2, 3, {16: {6: 1}})
+        await bridge.stop()
+    run(main())
