@@ -102,14 +102,54 @@ def cmd_profiles(args):
     return 0
 
 
+def _uri(text, schemes):
+    """(scheme, host, port) of a URI like coap://127.0.0.1:5683, or raise ValueError."""
+    from urllib.parse import urlsplit
+    u = urlsplit(text)
+    if u.scheme not in schemes or not u.hostname:
+        raise ValueError("expected %s://HOST:PORT, got %r" % ("|".join(schemes), text))
+    default = {"coap": 5683, "coaps": 5684, "mqtt": 1883, "mqtts": 8883}[u.scheme]
+    return u.scheme, u.hostname, u.port or default
+
+
+async def _run_fleet(fleet, args, services):
+    """Run the fleet, on the network if asked (--listen / --connect)."""
+    from .ports.cpython import fleet_links as L
+    links, send = {}, None
+    if args.listen:
+        _, host, port = _uri(args.listen, ("coap",))
+        links, send = await L.serve_fleet_coap(fleet, host, port)
+        for d in fleet.devices:
+            print("%s coap://%s:%d" % (d.device_id, host, links[d.device_id].port), flush=True)
+    elif args.connect:
+        scheme, host, port = _uri(args.connect, ("coap", "mqtt", "mqtts"))
+        if scheme == "coap":
+            links, send = await L.serve_fleet_coap(fleet, "0.0.0.0", 0, bridge=(host, port))
+        else:
+            ssl = None
+            if scheme == "mqtts":
+                import ssl as _ssl
+                ssl = _ssl.create_default_context(cafile=args.ca)
+            links, send = await L.connect_fleet_mqtt(fleet, host, port, ssl=ssl)
+        print("spot sim: %d devices connecting to %s" % (len(fleet.devices), args.connect),
+              flush=True)
+
+    def on_frames(device, frames):
+        if send is not None:
+            send(device, frames)
+        if args.print:
+            for peer, frame in frames:
+                text = describe(frame, services).replace("\n", "\n    ")
+                to = "" if peer is None else " -> %s" % (peer,)
+                print("%s%s %s" % (device.device_id, to, text), flush=True)
+    try:
+        await fleet.run(tick=args.tick, duration=args.duration, on_frames=on_frames)
+    finally:
+        await L.close_links(links)
+
+
 def cmd_sim(args):
-    """Run a fleet of simulated devices in-process (transports: not yet)."""
-    if args.connect or args.listen:
-        which = "--connect" if args.connect else "--listen"
-        print("spot sim: %s is not available yet: the CoAP / MQTT transports are not "
-              "wired to the simulator; run without it to simulate in-process" % which,
-              file=sys.stderr)
-        return 2
+    """Run a fleet of simulated devices, in-process or on the network."""
     import asyncio
     import time
     from .ports.cpython.fleet import Fleet, parse_profiles
@@ -118,32 +158,71 @@ def cmd_sim(args):
               file=sys.stderr)
         return 2
     try:
+        for uri, schemes in ((args.listen, ("coap",)), (args.connect, ("coap", "mqtt", "mqtts"))):
+            if uri:
+                _uri(uri, schemes)
         fleet = Fleet(parse_profiles(args.profile, args.count), seed=args.seed, t0=args.start,
                       speed=args.speed, telemetry=args.telemetry or None)
-    except KeyError as e:
+    except (KeyError, ValueError) as e:
         print("spot sim: %s" % e.args[0], file=sys.stderr)
         return 2
-    services = _services()
-
-    def print_frames(device, frames):
-        for peer, frame in frames:
-            text = describe(frame, services).replace("\n", "\n    ")
-            to = "" if peer is None else " -> %s" % (peer,)
-            print("%s%s %s" % (device.device_id, to, text), flush=True)
     wall = time.monotonic()
     try:
-        asyncio.run(fleet.run(tick=args.tick, duration=args.duration,
-                              on_frames=print_frames if args.print else None))
+        asyncio.run(_run_fleet(fleet, args, _services()))
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:  # e.g. piped into head
         sys.stdout = open(os.devnull, "w")
+    except OSError as e:
+        print("spot sim: %s" % e, file=sys.stderr)
+        return 1
     wall = time.monotonic() - wall
     print("spot sim: %d devices, %d device-steps, %d notifications, %.0f s simulated in %.1f s"
           " (stepping busy %.0f %%)" % (len(fleet.devices), fleet.steps, fleet.frames,
                                        fleet.t - fleet.t0, wall,
                                        100.0 * fleet.busy / wall if wall > 0 else 0.0),
           file=sys.stderr)
+    return 0
+
+
+def _bridge_config(args):
+    from .cloud_bridge import config as C
+    return C.load(args.config, data=args.data, http=args.http, coap=args.coap, store=args.store,
+                  mqtt_url=args.mqtt)
+
+
+def cmd_bridge(args):
+    """Run the bridge service until interrupted."""
+    from .cloud_bridge.app import run_bridge, setup_logging
+    setup_logging(args.log_level, json_lines=not args.plain_logs)
+    try:
+        config = _bridge_config(args)
+    except (OSError, ValueError) as e:
+        print("spot bridge: %s" % e, file=sys.stderr)
+        return 2
+
+    async def ready(parts):
+        print("SPOT bridge running: dashboard %s/ , CoAP udp %s" % (parts.http_url, config.coap),
+              flush=True)
+    run_bridge(config, ready)
+    return 0
+
+
+def cmd_demo(args):
+    """The bridge with embedded defaults and one simulated device of every profile."""
+    import asyncio
+    from .cloud_bridge.app import setup_logging
+    from .cloud_bridge.demo import demo
+    setup_logging(args.log_level, json_lines=not args.plain_logs)
+    try:
+        config = _bridge_config(args)
+        asyncio.run(demo(config, count=args.count, duration=args.duration,
+                         out=lambda s: print(s, flush=True)))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, ValueError) as e:
+        print("spot demo: %s" % e, file=sys.stderr)
+        return 1
     return 0
 
 
@@ -171,10 +250,28 @@ def build_parser():
     sm.add_argument("--start", type=int, default=None,
                     help="simulated start, Unix seconds (default 2024-01-01T00:00Z)")
     sm.add_argument("--print", action="store_true", help="print every notification decoded")
-    sm.add_argument("--connect", metavar="URI", help="connect to a bridge or broker (not yet)")
+    sm.add_argument("--connect", metavar="URI",
+                    help="register with a bridge (coap://HOST:PORT) or a broker (mqtt://, mqtts://)")
+    sm.add_argument("--ca", help="CA file for mqtts://")
     sm.add_argument("--listen", metavar="coap://HOST:PORT",
-                    help="serve the devices over CoAP (not yet)")
+                    help="serve the devices over CoAP, one per port from PORT on")
     sm.set_defaults(func=cmd_sim)
+    for name, func, text in (("bridge", cmd_bridge, "run the bridge service"),
+                             ("demo", cmd_demo, "run the bridge with a simulated fleet")):
+        b = sub.add_parser(name, help=text)
+        b.add_argument("--config", help="TOML configuration file")
+        b.add_argument("--data", help="data directory (default spot-data)")
+        b.add_argument("--http", metavar="HOST:PORT", help="API and dashboard (default 127.0.0.1:8080)")
+        b.add_argument("--coap", metavar="HOST:PORT", help="CoAP for devices (default 0.0.0.0:5683)")
+        b.add_argument("--store", metavar="URL", help="sqlite:///path or postgresql://...")
+        b.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://HOST:PORT")
+        b.add_argument("--log-level", default="info", help="debug, info, warning (default info)")
+        b.add_argument("--plain-logs", action="store_true", help="text logs instead of JSON lines")
+        if name == "demo":
+            b.add_argument("--count", type=int, default=1, help="devices per profile (default 1)")
+            b.add_argument("--duration", type=float, default=None,
+                           help="seconds to run (default: until interrupted)")
+        b.set_defaults(func=func)
     return p
 
 

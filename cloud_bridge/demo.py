@@ -10,26 +10,16 @@ dashboard act on it when they say.
 import asyncio
 import time
 
-from ..ports.cpython.coap_transport import serve_device
-from ..ports.cpython.fleet import Fleet
+from ..ports.cpython.fleet import Fleet, parse_profiles
+from ..ports.cpython.fleet_links import serve_fleet_coap, close_links
 from .app import running_bridge
 
 
 async def start_fleet(profiles, bridge_addr, telemetry=5, seed=1, count=1):
-    """A Fleet served over CoAP, each device registering with bridge_addr."""
-    fleet = Fleet({p: count for p in profiles} if not isinstance(profiles, dict) else profiles,
-                  seed=seed, t0=int(time.time()), speed=1.0, telemetry=telemetry)
-    servers = {}
-    for d in fleet.devices:
-        servers[d.device_id] = await serve_device(
-            d.node, "127.0.0.1", 0, bridge=bridge_addr, lifetime=60,
-            node_clock=lambda now_ms: int(fleet.now()))
-
-    def on_frames(device, frames):
-        server = servers[device.device_id]
-        server.device.send_telemetry([f for peer, f in frames if peer is None])
-        server.poke()
-
+    """A Fleet in real time, every device registering with the bridge over CoAP."""
+    fleet = Fleet(parse_profiles(profiles, count), seed=seed, t0=int(time.time()), speed=1.0,
+                  telemetry=telemetry)
+    servers, on_frames = await serve_fleet_coap(fleet, "127.0.0.1", 0, bridge=bridge_addr)
     task = asyncio.ensure_future(fleet.run(tick=1.0, on_frames=on_frames))
     return fleet, servers, task
 
@@ -40,8 +30,7 @@ async def stop_fleet(servers, task):
         await task
     except (asyncio.CancelledError, Exception):
         pass
-    for s in servers.values():
-        s.close()
+    await close_links(servers)
 
 
 async def demo(config, profiles=("all",), count=1, duration=None, out=print):

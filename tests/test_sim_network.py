@@ -1,0 +1,152 @@
+"""Simulated devices on the network: served over CoAP to any CoAP client
+(libcoap), registered with the bridge over CoAP, and over MQTT through mosquitto."""
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import cbor2
+import pytest
+
+from mosquitto import Broker, free_port
+from spot.cloud_bridge import config as C
+from spot.cloud_bridge.coap_link import CoapLink
+from spot.cloud_bridge.mqtt_link import MqttLink
+from spot.cloud_bridge.service import Bridge
+from spot.cloud_bridge.store import open_store
+from spot.core import frame as F
+from spot.core.services import HEAT_PUMP
+from spot.ports.cpython.fleet import Fleet
+from spot.ports.cpython.fleet_links import serve_fleet_coap, connect_fleet_mqtt, close_links
+
+COAP_CLIENT = "coap-client-notls"
+
+
+def free_udp_port(n=1):
+    import socket
+    for _ in range(50):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port + n < 65535:
+            return port
+    raise RuntimeError("no free port")
+
+
+def coap(*args):
+    r = subprocess.run([COAP_CLIENT, "-B", "5", *args], capture_output=True, timeout=20)
+    return r.returncode, r.stdout
+
+
+def test_spot_sim_listen_serves_each_device_on_its_own_port_to_libcoap():
+    port = free_udp_port(2)
+    proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "sim", "heat_pump", "--count", "2",
+                             "--listen", "coap://127.0.0.1:%d" % port, "--duration", "20",
+                             "--speed", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(2)]
+        assert lines == ["hp-0001 coap://127.0.0.1:%d" % port, "hp-0002 coap://127.0.0.1:%d" % (port + 1)]
+        time.sleep(1.5)  # a few simulated minutes of physics
+        for p in (port, port + 1):
+            rc, out = coap("-m", "get", "coap://127.0.0.1:%d/heat_pump/outdoor_temp" % p)
+            assert rc == 0 and isinstance(cbor2.loads(out.strip()), int)
+        rc, _ = coap("-m", "put", "-t", "60", "-e", cbor2.dumps(2).decode("latin-1"),
+                     "coap://127.0.0.1:%d/heat_pump/sg_ready" % port)
+        assert rc == 0
+        rc, out = coap("-m", "get", "coap://127.0.0.1:%d/heat_pump/sg_ready" % port)
+        assert cbor2.loads(out.strip()) == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _bridge(tmp_path):
+    config = C.load(None, data=str(tmp_path), offline_after=3600)
+    store = await open_store(config.store_url)
+    bridge = Bridge(config, store)
+    await bridge.start()
+    return bridge
+
+
+async def _until(cond, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await cond():
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def test_fleet_registers_with_the_bridge_over_coap_sends_telemetry_and_takes_commands(tmp_path):
+    async def main():
+        bridge = await _bridge(tmp_path)
+        port = free_udp_port()
+        link = await CoapLink(bridge, "127.0.0.1", port).start()
+        fleet = Fleet({"heat_pump": 2, "pv_inverter": 1}, seed=3, t0=int(time.time()),
+                      telemetry=2)
+        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", port))
+        run = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
+        try:
+            async def registered():
+                return len(await bridge.store.list_devices()) == 3
+            assert await _until(registered)
+
+            async def telemetry():
+                return (HEAT_PUMP, 11) in await bridge.store.latest("hp-0001")
+            assert await _until(telemetry)
+            cmd = await bridge.submit("operator", "hp-0002", HEAT_PUMP, F.WRITE, {6: 1})
+
+            async def done():
+                return (await bridge.store.get_command(cmd.id)).status == "done"
+            assert await _until(done)
+            assert fleet.by_id["hp-0002"].node.get(HEAT_PUMP, 6) == 1
+        finally:
+            run.cancel()
+            await close_links(servers)
+            await link.stop()
+            await bridge.stop()
+            await bridge.store.close()
+    asyncio.run(main())
+
+
+@pytest.fixture
+def broker(tmp_path):
+    d = tmp_path / "mosquitto"
+    d.mkdir()
+    b = Broker(str(d))
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_fleet_over_mqtt_registers_by_birth_and_telemetry_is_stored_before_puback(tmp_path, broker):
+    async def main():
+        bridge = await _bridge(tmp_path)
+        link = await MqttLink(bridge, "mqtt://127.0.0.1:%d" % broker.port).start()
+        fleet = Fleet({"heat_pump": 2}, seed=4, t0=int(time.time()), telemetry=2)
+        links, send = await connect_fleet_mqtt(fleet, "127.0.0.1", broker.port)
+        run = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
+        try:
+            async def registered():
+                return len(await bridge.store.list_devices()) == 2
+            assert await _until(registered)
+
+            async def telemetry():
+                return (HEAT_PUMP, 11) in await bridge.store.latest("hp-0002")
+            assert await _until(telemetry)
+            cmd = await bridge.submit("operator", "hp-0001", HEAT_PUMP, F.WRITE, {6: 4})
+
+            async def done():
+                return (await bridge.store.get_command(cmd.id)).status == "done"
+            assert await _until(done)
+            assert fleet.by_id["hp-0001"].node.get(HEAT_PUMP, 6) == 4
+        finally:
+            run.cancel()
+            await close_links(links)
+            await link.stop()
+            await bridge.stop()
+            await bridge.store.close()
+    asyncio.run(main())
