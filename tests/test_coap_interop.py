@@ -299,16 +299,22 @@ def aio_server():
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    port = free_port()
     site = aioresource.Site()
     site.add_resource(['hello'], AioHello())
     site.add_resource(['large'], AioLarge())
     obs = AioObs()
     site.add_resource(['obs'], obs)
 
-    async def start():
+    async def start(port):
         return await aiocoap.Context.create_server_context(site, bind=('127.0.0.1', port))
-    ctx = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    for attempt in range(5):  # a free port can be taken between probe and bind
+        port = free_port()
+        try:
+            ctx = asyncio.run_coroutine_threadsafe(start(port), loop).result(10)
+            break
+        except OSError:
+            if attempt == 4:
+                raise
 
     def bump():
         obs.count += 1
