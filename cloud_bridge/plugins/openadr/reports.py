@@ -1,0 +1,123 @@
+"""The VEN's reports: measured power and energy of its devices, from the bridge's store.
+
+Offered to the VTN at registration (oadrRegisterReport) as
+
+- TELEMETRY_USAGE, report specifier "spot-usage": r_id "power" (powerReal, W,
+  the sum of every device's latest active power p, + = consumption) and r_id
+  "energy" (energyReal, Wh, the sum of the devices' energy counters, import
+  minus export: a meter reading of the whole VEN);
+- TELEMETRY_STATUS, report specifier "spot-status": r_id "online" (devices
+  online) and r_id "reporting" (devices whose power is fresh enough to be in
+  the sum).
+
+Values come from the store's latest table (what devices reported and the
+bridge stored), never from the models; a device whose last power is older
+than `max_age` seconds is left out of the sum rather than counted stale.
+"""
+import dataclasses
+import time
+from datetime import timedelta
+
+from ....core.services import (HEAT_PUMP, PV_INVERTER, BATTERY, EV_CHARGER, METER, GENERATOR,
+                               ENERGY_MANAGER)
+from .translate import service
+
+P = 1   # active power, W (scale 0), the same object id in every device profile
+
+# profile -> ((energy counter name, sign), ...): net imported energy, Wh
+ENERGY = {
+    HEAT_PUMP: (("energy_in", 1),),
+    PV_INVERTER: (("energy_in", 1), ("energy_out", -1)),
+    BATTERY: (("energy_in", 1), ("energy_out", -1)),
+    EV_CHARGER: (("energy_in", 1), ("energy_out", -1)),
+    METER: (("energy_import", 1), ("energy_export", -1)),
+    GENERATOR: (("energy_out", -1),),
+    ENERGY_MANAGER: (("energy_import", 1), ("energy_export", -1)),
+}
+
+USAGE_SPECIFIER = "spot-usage"
+STATUS_SPECIFIER = "spot-status"
+
+
+def main_service(device):
+    """The device profile service (0x10-0xBF) a registered device serves, or None."""
+    for s in device.services:
+        if 0x10 <= s[0] <= 0xBF:
+            return s[0]
+    return None
+
+
+def _energy_ids(sid):
+    svc = service(sid)
+    out = []
+    for name, sign in ENERGY.get(sid, ()):
+        row = svc.by_name.get(name) if svc is not None else None
+        if row is not None:
+            out.append((row[0], sign))
+    return out
+
+
+async def aggregate(store, devices, now, max_age=900.0):
+    """{"power": W, "energy": Wh, "online": n, "reporting": n} over the devices."""
+    power = energy = 0.0
+    online = reporting = 0
+    for d in devices:
+        if d.presence == "online":
+            online += 1
+        sid = main_service(d)
+        if sid is None:
+            continue
+        latest = await store.latest(d.id)
+        p = latest.get((sid, P))
+        if p is not None and p[0] is not None and now - p[1] <= max_age:
+            power += float(p[0])
+            reporting += 1
+        for oid, sign in _energy_ids(sid):
+            e = latest.get((sid, oid))
+            if e is not None and e[0] is not None:
+                energy += sign * float(e[0])
+    return {"power": power, "energy": energy, "online": online, "reporting": reporting}
+
+
+class Reports:
+    """Report callbacks of one VEN, answering from one store pass per sampling time."""
+
+    def __init__(self, store, members, clock=time.time, max_age=900.0):
+        self.store = store
+        self.members = members      # async () -> [store Device]
+        self.clock = clock
+        self.max_age = max_age
+        self._cache = (None, None)
+
+    async def snapshot(self):
+        now = self.clock()
+        t, snap = self._cache
+        if t is not None and now - t < 0.5:
+            return snap
+        snap = await aggregate(self.store, await self.members(), now, self.max_age)
+        self._cache = (now, snap)
+        return snap
+
+    def value(self, key):
+        async def callback():
+            return round((await self.snapshot())[key], 3)
+        return callback
+
+    def register(self, client, resource_id, min_period, max_period, duration=None):
+        """Offer the reports through openleadr's add_report; returns the r_ids."""
+        from openleadr import enums, objects
+        rate = objects.SamplingRate(min_period=timedelta(seconds=min_period),
+                                    max_period=timedelta(seconds=max_period), on_change=False)
+        duration = timedelta(seconds=duration or max_period)
+        usage = (("power", dataclasses.replace(enums.MEASUREMENTS.REAL_POWER), "W"),
+                 ("energy", dataclasses.replace(enums.MEASUREMENTS.REAL_ENERGY), "Wh"))
+        for r_id, measurement, unit in usage:
+            client.add_report(self.value(r_id), resource_id, measurement=measurement, unit=unit,
+                              report_specifier_id=USAGE_SPECIFIER, r_id=r_id,
+                              report_name="TELEMETRY_USAGE", sampling_rate=rate,
+                              report_duration=duration)
+        for r_id in ("online", "reporting"):
+            client.add_report(self.value(r_id), resource_id, report_specifier_id=STATUS_SPECIFIER,
+                              r_id=r_id, report_name="TELEMETRY_STATUS", sampling_rate=rate,
+                              report_duration=duration)
+        return ["power", "energy", "online", "reporting"]
