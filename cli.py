@@ -226,6 +226,38 @@ def cmd_demo(args):
     return 0
 
 
+def _bundle_args(args):
+    return dict(transport=args.transport, oscore=True if args.oscore else None,
+                config=args.config, main=args.main, opt=args.opt)
+
+
+def cmd_bundle(args):
+    """Compile the modules one profile needs to .mpy, with its config, into a directory."""
+    from .ports.cpython import deploy as D
+    try:
+        files = D.bundle(args.profile, args.out, **_bundle_args(args))
+    except D.BundleError as e:
+        print("spot bundle: %s" % e, file=sys.stderr)
+        return 2
+    for f in files:
+        print(f)
+    print("spot bundle: %d files, %d bytes of .mpy in %s"
+          % (len(files), D.bundle_size(args.out, files), args.out), file=sys.stderr)
+    return 0
+
+
+def cmd_deploy(args):
+    """Bundle for the board's .mpy format and copy it to the board with mpremote."""
+    from .ports.cpython import deploy as D
+    try:
+        cmd = D.deploy(args.profile, args.device, out=args.out, **_bundle_args(args))
+    except (D.BundleError, OSError) as e:
+        print("spot deploy: %s" % e, file=sys.stderr)
+        return 1
+    print("spot deploy: %s" % " ".join(cmd[:3] + ["..."] + cmd[-2:]), file=sys.stderr)
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="spot", description="SPOT smart-grid protocol runtime")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -271,6 +303,22 @@ def build_parser():
             b.add_argument("--count", type=int, default=1, help="devices per profile (default 1)")
             b.add_argument("--duration", type=float, default=None,
                            help="seconds to run (default: until interrupted)")
+        b.set_defaults(func=func)
+    for name, func, text in (("bundle", cmd_bundle, "compile one profile's device runtime to .mpy"),
+                             ("deploy", cmd_deploy, "bundle and copy to a MicroPython board")):
+        b = sub.add_parser(name, help=text)
+        b.add_argument("--profile", required=True, help="profile the device serves (heat_pump, meter, ...)")
+        if name == "bundle":
+            b.add_argument("--out", required=True, help="directory to write the bundle to")
+        else:
+            b.add_argument("--device", required=True, help="serial port of the board (mpremote connect)")
+            b.add_argument("--out", help="also keep the bundle in this directory")
+        b.add_argument("--config", help="device config (JSON) copied as spot.json; sets transport and OSCORE")
+        b.add_argument("--transport", choices=("coap", "mqtt"), help="default: the config's bridge, else coap")
+        b.add_argument("--oscore", action="store_true", help="include OSCORE (default: when the config has keys)")
+        b.add_argument("--main", help="firmware script installed as main.py (default: a minimal one)")
+        b.add_argument("--opt", type=int, default=3, choices=(0, 1, 2, 3),
+                       help="mpy-cross optimisation; 3 drops line numbers (default 3)")
         b.set_defaults(func=func)
     return p
 

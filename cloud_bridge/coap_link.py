@@ -1,24 +1,50 @@
 """The bridge's CoAP side: devices register and send telemetry to /s, and the
 bridge sends them commands there (ports/cpython/coap_transport, aiocoap).
 
-A device is known by the address its ANNOUNCE came from (or, over DTLS, by
-its PSK identity through aiocoap); telemetry from an address that has not
-announced is refused (ERROR not-authorised, CoAP 4.01), so the device
-registers again and resends: nothing is acknowledged that was not stored.
+A device is known by the address its accepted ANNOUNCE came from; telemetry
+from an address that has not announced is refused (ERROR not-authorised, CoAP
+4.01), so the device registers again and resends: nothing is acknowledged that
+was not stored. A refused ANNOUNCE is answered with an ERROR and moves nothing.
+
+With a keyring (cloud_bridge.pairing.Keyring) the link also speaks OSCORE: a
+commissioned device's ANNOUNCE and telemetry are verified with its provisioning
+context and answered in it, commands go back protected in the same context, and
+a commissioned device id is accepted only from its own context (never in the
+clear, never from another device's context). Devices that are not commissioned
+keep working in the clear.
 """
 from ..core import frame as F
-from ..core.errors import NOT_AUTHORISED
+from ..core.errors import MALFORMED, NOT_AUTHORISED, SpotError
 from ..core.node import A_ID
 from ..ports.cpython.coap_transport import BridgeCoapServer
+
+
+def _refuse(frame, code, text):
+    mid = F.message_id(frame)
+    return None if mid is None else F.error(frame[1], mid, code, text)
+
+
+def _announced_id(frame):
+    """The device id an ANNOUNCE claims, or None when it names none."""
+    try:
+        body = F.decode(frame)[3]
+    except SpotError:
+        return None
+    device = body.get(A_ID) if isinstance(body, dict) else None
+    return device if isinstance(device, str) else None
 
 
 class CoapLink:
     name = "coap"
 
-    def __init__(self, bridge, host, port, credentials=None):
+    def __init__(self, bridge, host, port, credentials=None, keyring=None):
         self.bridge = bridge
-        self.server = BridgeCoapServer(host, port, on_frame=self._frame, credentials=credentials)
-        self.by_address = {}   # remote uri_base -> device id
+        self.keyring = keyring
+        self.server = BridgeCoapServer(
+            host, port, on_frame=self._frame, credentials=credentials,
+            oscore=None if keyring is None else keyring.credentials)
+        self.by_address = {}   # remote uri_base -> device id (devices in the clear)
+        self.address_of = {}   # device id -> its uri_base in by_address
         bridge.add_transport(self.name, self)
 
     async def start(self):
@@ -28,23 +54,66 @@ class CoapLink:
     async def stop(self):
         await self.server.stop()
 
+    def _context_owner(self, remote):
+        """The commissioned device whose OSCORE context protected the request, or None."""
+        sc = getattr(remote, "security_context", None)
+        if sc is None or self.keyring is None:
+            return None
+        return self.keyring.device_of(sc)
+
+    def _commissioned(self, device):
+        return self.keyring is not None and device is not None and self.keyring.has(device)
+
+    def _wrong_credentials(self, frame):
+        self.bridge.metrics.inc("frames_rejected", reason="wrong_credentials")
+        return _refuse(frame, NOT_AUTHORISED, "credentials of another device")
+
     async def _frame(self, frame, remote):
-        where = remote.uri_base
+        owner = self._context_owner(remote)
+        protected = getattr(remote, "security_context", None) is not None
         head = F.peek(frame)
         if head is not None and head[1] == F.ANNOUNCE:
-            reply = await self.bridge.device_frame(self.name, None, frame)
-            if reply is not None:
-                body = F.decode(frame)[3]
-                self.by_address[where] = body[A_ID]
-            return reply
-        device = self.by_address.get(where)
+            return await self._announce(frame, remote, owner, protected)
+        if protected:
+            # known by its context; it must have announced in it since the link started
+            route = self.server.devices.get(owner)
+            device = owner if owner is not None and self._context_owner(route) == owner else None
+        else:
+            device = self.by_address.get(remote.uri_base)
+            if self._commissioned(device):   # commissioned since it registered in the clear
+                return self._wrong_credentials(frame)
         if device is None:
-            mid = F.message_id(frame)
             self.bridge.metrics.inc("frames_rejected", reason="unknown_device")
-            return None if mid is None else F.error(frame[1], mid, NOT_AUTHORISED, "announce first")
+            return _refuse(frame, NOT_AUTHORISED, "announce first")
         return await self.bridge.device_frame(self.name, device, frame)
 
+    async def _announce(self, frame, remote, owner, protected):
+        claimed = _announced_id(frame)
+        if claimed is not None and (protected or self._commissioned(claimed)) \
+                and claimed != owner:
+            return self._wrong_credentials(frame)
+        reply = await self.bridge.device_frame(self.name, owner, frame)
+        if reply is None:   # the bridge refused it (malformed, invalid)
+            return _refuse(frame, MALFORMED, "announce refused")
+        if reply[0] & 0x0F == F.RESULT and claimed is not None:
+            self._remember(claimed, None if protected else remote.uri_base)
+        return reply
+
+    def _remember(self, device, where):
+        """The device's address for frames in the clear (None: it speaks OSCORE now)."""
+        old = self.address_of.pop(device, None)
+        if old is not None:
+            self.by_address.pop(old, None)
+        if where is not None:
+            previous = self.by_address.get(where)
+            if previous is not None:
+                self.address_of.pop(previous, None)
+            self.by_address[where] = device
+            self.address_of[device] = where
+
     async def request(self, device, frame, timeout):
+        if device not in self.server.devices:
+            raise ConnectionError("%s has not registered over CoAP" % device)
         return await self.server.send_frame(device, frame, timeout)
 
     async def broadcast(self, service, frame):

@@ -6,10 +6,11 @@
     issued = await pairing.pair("operator", "hp-1", "phone", "aggregator")
     issued["oscore"]   # the controller's half, handed out once (aiocoap settings.json)
     await pairing.unpair("operator", "hp-1", "phone")
-    attach_oscore(coap_link, keyring)             # the CoAP link speaks OSCORE
+    link = CoapLink(bridge, host, port, keyring=keyring)   # the CoAP link speaks OSCORE
 
 Keyring keeps, per device, the OSCORE context the device shares with the bridge
-(commissioning: master secret, salt, the device's and the bridge's ids) as an
+(commissioning: master secret, salt, the bridge's id 00 and the device's, unique in
+the keyring because the bridge finds a device's context by it: 01, 02, ...) as an
 aiocoap FilesystemSecurityContext directory (sequence numbers persisted by
 aiocoap), plus the provisioning number. Files are created owner-only.
 
@@ -21,28 +22,20 @@ device's wrap key, so the command queue, the audit log and the API only ever
 hold the sealed box, and the link adds OSCORE on top. The controller's half is
 returned to the caller and not kept. unpair() queues security.remove_peer.
 
-attach_oscore() makes a started CoapLink speak OSCORE with commissioned
-devices: protected ANNOUNCEs and telemetry are verified (aiocoap's
-OscoreSiteWrapper), commands go back protected in the same context, and a
-commissioned device id is accepted only from its own context.
+A CoapLink built with the keyring (cloud_bridge.coap_link) speaks OSCORE with
+commissioned devices in their provisioning contexts (Keyring.credentials) and
+accepts a commissioned device id only from that device's own context.
 """
-import asyncio
 import json
 import os
 import tempfile
 import time
 
-import aiocoap
 from aiocoap.credentials import CredentialsMap
 from aiocoap.oscore import FilesystemSecurityContext
-from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
-from aiocoap.transports.oscore import OSCOREAddress, TransportOSCORE
 
 from ..core import frame as F
-from ..core.coap_binding import BUS, CF_SPOT
 from ..core import pairing as CP
-from ..core.errors import NOT_AUTHORISED, SpotError
-from ..core.node import A_ID
 from ..core.roster import ROLE_NAMES
 from ..core.services import SECURITY
 from .service import BadRequest
@@ -50,7 +43,7 @@ from .service import BadRequest
 ROLE_IDS = {name: rid for rid, name in ROLE_NAMES.items()}
 REF_PREFIX = "oscore:"
 BRIDGE_KID = b"\x00"     # the bridge's Sender ID in every device's provisioning context
-DEVICE_KID = b"\x01"     # the device's Sender ID, towards the bridge and its peers
+DEVICE_KID = b"\x01"     # the device's Sender ID towards its paired controllers
 KID_LEN = 2              # controller kids: random, unique per device
 SECRET_LEN = 32
 SALT_LEN = 8
@@ -98,6 +91,7 @@ class Keyring:
         self.credentials = CredentialsMap()   # ':spot-device-<hex>' -> context
         self._contexts = {}                   # device -> FilesystemSecurityContext
         self._devices = {}                    # FilesystemSecurityContext -> device
+        self._kids = set()                    # device Sender IDs in use
         for name in sorted(os.listdir(self.path)):
             try:
                 device = bytes.fromhex(name).decode()
@@ -118,28 +112,40 @@ class Keyring:
     def commission(self, device, secret=None, salt=None):
         """Create the device's provisioning context; the device's half as a dict
         (device, secret, salt, sender_id, recipient_id: what to store on the device;
-        bytes values). Refuses a device already commissioned (ValueError)."""
+        bytes values). The device's Sender ID is one no other device of the keyring
+        has: the bridge picks a device's context by it. Refuses a device already
+        commissioned (ValueError)."""
         if not isinstance(device, str) or not device:
             raise ValueError("device id must be a non-empty string")
         if self.has(device):
             raise ValueError("%s is already commissioned" % device)
         secret = self.random(SECRET_LEN) if secret is None else bytes(secret)
         salt = self.random(SALT_LEN) if salt is None else bytes(salt)
+        kid = self._free_kid()
         d = self._dir(device)
         os.makedirs(d, mode=0o700)
         _write_private(os.path.join(d, "secret.json"), json.dumps({
             "secret_hex": secret.hex(), "salt_hex": salt.hex(),
-            "sender-id_hex": BRIDGE_KID.hex(), "recipient-id_hex": DEVICE_KID.hex(),
+            "sender-id_hex": BRIDGE_KID.hex(), "recipient-id_hex": kid.hex(),
         }).encode())
         _write_private(os.path.join(d, "pairing.json"), json.dumps({"seq": 0}).encode())
         self._load(device)
         return {"device": device, "secret": secret, "salt": salt,
-                "sender_id": DEVICE_KID, "recipient_id": BRIDGE_KID}
+                "sender_id": kid, "recipient_id": BRIDGE_KID}
+
+    def _free_kid(self):
+        n = len(self._kids) + 1
+        while True:
+            kid = n.to_bytes((n.bit_length() + 7) // 8, "big")
+            if kid not in self._kids:
+                return kid
+            n += 1
 
     def _load(self, device):
         ctx = FilesystemSecurityContext(self._dir(device))
         self._contexts[device] = ctx
         self._devices[ctx] = device
+        self._kids.add(ctx.recipient_id)
         self.credentials[":spot-device-" + device.encode().hex()] = ctx
 
     def context(self, device):
@@ -180,6 +186,7 @@ class Keyring:
         for device in list(self._contexts):
             ctx = self._contexts.pop(device)
             self._devices.pop(ctx, None)
+            self._kids.discard(ctx.recipient_id)
             self.credentials.pop(":spot-device-" + device.encode().hex(), None)
             if ctx.lockfile is not None:
                 ctx._destroy()
@@ -246,64 +253,3 @@ class PairingService:
         # the actor may have unpaired itself: the bridge's operator carries the removal
         by = self.bridge.config.operator if actor == controller else actor
         return await self.bridge.submit(by, device, SECURITY, F.INVOKE, [CP.REMOVE_PEER, arg])
-
-
-def attach_oscore(link, keyring):
-    """Make a started cloud_bridge.coap_link.CoapLink speak OSCORE with devices of keyring.
-
-    Protected requests to the bridge's /s are verified with the device's context
-    (aiocoap OscoreSiteWrapper), the bridge's requests to a device registered that
-    way go out protected (aiocoap's OSCORE transport), and frames naming or coming
-    from a commissioned device are accepted only under that device's own context.
-    """
-    ctx = link.server.context
-    if ctx is None:
-        raise RuntimeError("start the link first")
-    if not isinstance(ctx.serversite, OscoreSiteWrapper):
-        ctx.serversite = OscoreSiteWrapper(ctx.serversite, keyring.credentials)
-    if not any(isinstance(ri, TransportOSCORE) for ri in ctx.request_interfaces):
-        ctx.request_interfaces.insert(0, TransportOSCORE(ctx, ctx))
-    server = link.server
-    plain_send = server.send_frame
-
-    async def send_frame(device, frame, timeout=10.0):
-        # BridgeCoapServer._target takes an OSCOREAddress (a namedtuple) for (host, port)
-        remote = server.devices.get(device) if isinstance(device, str) else device
-        if not isinstance(remote, OSCOREAddress):
-            return await plain_send(device, frame, timeout)
-        msg = aiocoap.Message(code=aiocoap.POST, payload=frame, content_format=CF_SPOT,
-                              uri_path=(BUS,))
-        msg.remote = remote
-        resp = await asyncio.wait_for(server.context.request(msg).response, timeout)
-        return resp.payload or None
-
-    server.send_frame = send_frame
-    # guard on_bus_frame, not on_frame: BridgeCoapServer records an ANNOUNCE's route
-    # before on_frame decides, so a refused ANNOUNCE must not reach it at all
-    inner = server.on_bus_frame
-    bridge = link.bridge
-
-    async def guarded(frame, remote):
-        sc = getattr(remote, "security_context", None)
-        who = keyring.device_of(sc) if sc is not None else None
-        head = F.peek(frame)
-        claimed = None
-        if head is not None and head[1] == F.ANNOUNCE:
-            try:
-                body = F.decode(frame)[3]
-                claimed = body.get(A_ID) if isinstance(body, dict) else None
-            except SpotError:   # malformed: the link's own handler refuses it
-                claimed = None
-            if not isinstance(claimed, str):
-                claimed = None
-        else:
-            claimed = link.by_address.get(remote.uri_base)
-        if claimed is not None and (keyring.has(claimed) or who is not None) and claimed != who:
-            bridge.metrics.inc("frames_rejected", reason="wrong_credentials")
-            mid = F.message_id(frame)
-            return None if mid is None else F.error(frame[1], mid, NOT_AUTHORISED,
-                                                    "credentials of another device")
-        return await inner(frame, remote)
-
-    server.on_bus_frame = guarded
-    return link

@@ -31,7 +31,7 @@ from .coap import (GET, POST, PUT, FETCH, CONTENT, CHANGED, BAD_REQUEST, UNAUTHO
                    REQUEST_ENTITY_TOO_LARGE, UNSUPPORTED_CONTENT_FORMAT,
                    SERVICE_UNAVAILABLE, CF_CBOR, CF_LINK_FORMAT)
 from .coap_server import Response
-from .coap_client import EV_RESPONSE
+from .coap_client import EV_RESPONSE, CoapBusy
 from . import errors as E
 from .errors import SpotError
 from .subscriptions import PMIN, PMAX, ST, GT, LT
@@ -428,6 +428,12 @@ class CoapBinding:
         if self.ep is None or not self.observations:
             return
         table = self.ep.server.observers
+        subs = self.node.subs.subs
+        for obs in self.observations.values():   # the usual case, without allocating
+            if not _observed(table, obs) or not _subscribed(subs, obs):
+                break
+        else:
+            return
         live = [(o.addr, o.token) for o in table.values()]
         subs = [(s[0], s[1], s[2]) for s in self.node.subs.subs]
         paths = []
@@ -476,6 +482,20 @@ class CoapBinding:
             if _matches(href, want_href) and _matches(rt, want_rt):
                 parts.append(text)
         return Response(CONTENT, ','.join(parts).encode(), CF_LINK_FORMAT)
+
+
+def _observed(observers, obs):
+    for o in observers.values():
+        if o.addr == obs.addr and o.token == obs.token:
+            return True
+    return False
+
+
+def _subscribed(subs, obs):
+    for s in subs:
+        if s[0] == obs.peer and s[1] == obs.sid and s[2] == obs.mid:
+            return True
+    return False
 
 
 def _matches(value, pattern):
@@ -535,7 +555,9 @@ class CoapDevice:
         self._events = []
         self._delay = retry
         self._reg_due = None if bridge_addr is None else 0
-        self._reg = None           # (token, mid, OSCORE binding) of the open registration
+        self._reg = None           # (token, mid, sent with an Echo) of the open registration
+        self._echo = None          # Echo value (RFC 9175) the next registration repeats
+        self._binds = {}           # token -> OSCORE binding of a protected POST to the bridge
         self._reg_mid = 0
         # the node's clock in seconds from the endpoint's milliseconds (a simulator
         # runs its nodes on simulated Unix time)
@@ -563,10 +585,11 @@ class CoapDevice:
         now_s = self.node_clock(now)
         self.binding.now = now_s
         notes = self.node.step(now_s)
-        if self.bridge is not None:
+        if self.bridge is not None and notes:
             self._queue([f for p, f in notes if p is None])
             notes = [n for n in notes if n[0] is not None]
-        self.binding.deliver(notes)
+        if notes:   # (nothing pending to clear otherwise: _notify() leaves none)
+            self.binding.deliver(notes)
         self._sweep()
         self._post_outbox()
         if self._reg_due is not None and now >= self._reg_due:
@@ -604,26 +627,38 @@ class CoapDevice:
         if self.oscore is not None and self.oscore.observations:
             self.oscore.prune([(o.addr, o.token) for o in self.ep.server.observers.values()])
 
-    def _post(self, frame):
-        """POST frame to the bridge's /s (OSCORE-protected with its context if set);
+    def _post(self, frame, echo=None):
+        """POST frame to the bridge's /s, OSCORE-protected with its context if set (the
+        binding is kept for the answer), repeating the bridge's Echo value if given;
         (token, OSCORE binding). Raises CoapBusy or OscoreError."""
-        if self.bridge_ctx is not None:
-            from .coap_oscore import protect_request
-            code, options, payload, bind = protect_request(
-                self.bridge_ctx, POST, BUS, frame, CF_SPOT)
-            return self.ep.request(self.bridge, code, '', payload, options=options), bind
-        return self.ep.request(self.bridge, POST, BUS, frame, content_format=CF_SPOT), None
+        echoed = None if echo is None else [(coap.ECHO, echo)]
+        if self.bridge_ctx is None:
+            return self.ep.request(self.bridge, POST, BUS, frame, content_format=CF_SPOT,
+                                   options=echoed), None
+        inner = [(coap.URI_PATH, BUS.encode()), (coap.CONTENT_FORMAT, coap.encode_uint(CF_SPOT))]
+        code, option, payload, bind = self.bridge_ctx.protect_request(
+            POST, (inner + echoed) if echoed else inner, frame)
+        token = self.ep.request(self.bridge, code, '', payload, options=[(coap.OSCORE, option)])
+        self._binds[token] = bind
+        return token, bind
+
+    def _post_errors(self):
+        # what _post() may raise; OSCORE (and its import) only with a bridge context
+        if self.bridge_ctx is None:
+            return CoapBusy
+        from .oscore import OscoreError
+        return (CoapBusy, OscoreError)
 
     def _register(self, now):
-        from .coap_client import CoapBusy
-        from .oscore import OscoreError
         self._reg_mid = (self._reg_mid + 1) & 0xFFFF
+        echo = self._echo
+        self._echo = None
         try:
-            token, bind = self._post(self.node.announce(self._reg_mid))
-        except (CoapBusy, OscoreError):   # too many exchanges; OSCORE numbers exhausted
+            token, _ = self._post(self.node.announce(self._reg_mid), echo)
+        except self._post_errors():   # too many exchanges; OSCORE numbers exhausted
             self._failed(now)
             return
-        self._reg = (token, self._reg_mid, bind)
+        self._reg = (token, self._reg_mid, echo is not None)
         self._reg_due = None
 
     def _queue(self, frames):
@@ -635,8 +670,8 @@ class CoapDevice:
 
     def _post_outbox(self):
         """POST waiting telemetry while registered and a slot is free (oldest first)."""
-        from .coap_client import CoapBusy
-        from .oscore import OscoreError
+        if not self.outbox:
+            return
         sent = [f for f in self.posted.values()]
         for f in self.outbox:
             if not self.registered or len(self.posted) >= self.max_posts:
@@ -645,37 +680,48 @@ class CoapDevice:
                 continue
             try:
                 token, _ = self._post(f)
-            except (CoapBusy, OscoreError):
+            except self._post_errors():
                 return
             self.posted[token] = f
             sent.append(f)
 
     def _client_events(self, now):
         for ev in self.ep.events():
+            bind = self._binds.pop(ev.token, None) if self._binds else None
             reg = self._reg
             if reg is not None and ev.token == reg[0]:
                 self._reg = None
-                self._answer(ev, reg, now)
+                self._answer(self._outcome(ev, bind), reg, now)
             elif ev.token in self.posted:
                 frame = self.posted.pop(ev.token)
-                if ev.kind == EV_RESPONSE and ev.code >> 5 == 2:  # stored by the bridge
+                got = self._outcome(ev, bind)
+                if got is not None and got[0] >> 5 == 2:  # stored by the bridge
                     self.outbox = [f for f in self.outbox if f is not frame]
-                else:   # no answer or refused: re-register, resend later
-                    self._failed(now)
+                else:   # no answer or refused: register again, resend then
+                    self._refused(got, False, now)
             elif len(self._events) < self.max_events:
                 self._events.append(ev)
 
-    def _answer(self, ev, reg, now):
+    def _outcome(self, ev, bind):
+        """(code, options, payload) of the bridge's answer, the inner ones when it is
+        protected; None for no answer, or one that does not verify."""
         if ev.kind != EV_RESPONSE:
+            return None
+        if self.bridge_ctx is None:
+            return ev.code, ev.msg.options, ev.payload
+        if bind is None:
+            return None
+        from .coap_oscore import unprotect_response
+        from .oscore import OscoreError
+        try:
+            return unprotect_response(self.bridge_ctx, bind, ev.msg, ev.payload)
+        except OscoreError:
+            return None
+
+    def _answer(self, got, reg, now):
+        if got is None:
             return self._failed(now)
-        code, payload = ev.code, ev.payload
-        if reg[2] is not None:
-            from .coap_oscore import unprotect_response
-            from .oscore import OscoreError
-            try:
-                code, _, payload = unprotect_response(self.bridge_ctx, reg[2], ev.msg, payload)
-            except OscoreError:
-                return self._failed(now)
+        code, _, payload = got
         self.last_answer = payload
         head = F.peek(payload) if payload else None
         if (code >> 5 == 2 and head is not None and head[1] == F.RESULT
@@ -684,8 +730,25 @@ class CoapDevice:
             self.registrations += 1
             self._delay = self.retry
             self._reg_due = now + self.lifetime * 1000
+            self._post_outbox()   # what waited for the registration goes now
         else:
-            self._failed(now)
+            self._refused(got, reg[2], now)
+
+    def _refused(self, got, echoed, now):
+        """The bridge refused a POST or never answered: register again after the back-off,
+        or at once repeating the Echo of a 4.01 (RFC 9175: a bridge that lost its replay
+        state asks for it) unless this very request already carried one."""
+        echo = None
+        if got is not None and got[0] == UNAUTHORIZED and not echoed:
+            for number, value in got[1]:
+                if number == coap.ECHO:
+                    echo = value
+        if echo is None:
+            return self._failed(now)
+        self.registered = False
+        if self._reg is None:   # an open registration will be answered as it is
+            self._echo = echo
+            self._reg_due = now
 
     def _failed(self, now):
         self.registered = False

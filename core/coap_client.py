@@ -144,6 +144,8 @@ class ClientSide:
 
     def arm(self, now):
         """Start the response wait of NON requests once they are handed out."""
+        if not self._unarmed:
+            return
         for ex in self._unarmed:
             if ex.tx is None and ex.due < 0 and self.exchanges.get(ex.token) is ex:
                 ex.due = now + self.response_wait_ms
@@ -291,6 +293,8 @@ class ClientSide:
             self.ep.emit(Event(EV_TIMEOUT, ex.token, ex.addr))
 
     def step(self, now):
+        if not self.exchanges:
+            return
         for ex in [e for e in self.exchanges.values() if 0 <= e.due <= now and e.tx is None]:
             self._timeout(ex)
 

@@ -131,7 +131,7 @@ class Endpoint:
     def step(self, now):
         """Run timers (retransmissions, give-ups, expiries); returns datagrams to send."""
         self.now = now
-        for tx in list(self._pending.values()):
+        for tx in list(self._pending.values()) if self._pending else ():
             if 0 <= tx.due <= now:
                 if tx.count < self.max_retransmit:
                     tx.count += 1
@@ -226,10 +226,11 @@ class Endpoint:
     # ---- internals ----------------------------------------------------------------------
 
     def _flush(self, now):
-        for tx in self._unarmed:
-            if tx.due < 0:
-                tx.due = now + tx.timeout
-        self._unarmed = []
+        if self._unarmed:   # (no allocation on idle turns)
+            for tx in self._unarmed:
+                if tx.due < 0:
+                    tx.due = now + tx.timeout
+            self._unarmed = []
         self.client.arm(now)
         out = self._outbox
         self._outbox = []

@@ -352,7 +352,7 @@ class ServerSide:
     # ---- timers ---------------------------------------------------------------------------
 
     def step(self, now):
-        for table in (self._rx, self._snap):
+        for table in (self._rx, self._snap) if self._rx or self._snap else ():
             for key in [k for k, v in table.items() if now - v[1] > BUFFER_LIFETIME_MS]:
                 del table[key]
 

@@ -8,7 +8,7 @@ ERROR not-authorised and changes nothing.
 """
 from .compat import const
 from . import frame as F
-from .services import DEVICE_INFO, TIME
+from .services import DEVICE_INFO, TIME, SECURITY
 
 OWNER = const(1)       # the device's owner (and the bridge acting for users)
 INSTALLER = const(2)   # commissioning: everything, including device settings
@@ -21,12 +21,14 @@ ROLE_NAMES = {OWNER: "owner", INSTALLER: "installer", AGGREGATOR: "aggregator",
 _READS = (F.READ, F.SUBSCRIBE, F.UNSUBSCRIBE)
 _ALL = _READS + (F.WRITE, F.INVOKE)
 
-# role -> (operations allowed on any service, services closed to its writes)
+# role -> (operations allowed, services closed to its writes, services closed to it
+# entirely). The roster (SECURITY) says who controls the device: only an owner or an
+# installer may read or change it.
 POLICY = {
-    OWNER: (_ALL, ()),
-    INSTALLER: (_ALL, ()),
-    AGGREGATOR: (_ALL, (DEVICE_INFO, TIME)),
-    MONITOR: (_READS, ()),
+    OWNER: (_ALL, (), ()),
+    INSTALLER: (_ALL, (), ()),
+    AGGREGATOR: (_ALL, (DEVICE_INFO, TIME), (SECURITY,)),
+    MONITOR: (_READS, (), (SECURITY,)),
 }
 
 
@@ -60,6 +62,7 @@ class Roster:
 
 def role_allows(role, op, sid):
     """True if the role may perform op on service sid."""
-    ops, closed = POLICY[role]
-    return op in ops and not (op in (F.WRITE, F.INVOKE) and sid in closed)
+    ops, no_writes, closed = POLICY[role]
+    return (op in ops and sid not in closed
+            and not (sid in no_writes and (op == F.WRITE or op == F.INVOKE)))
 

@@ -21,12 +21,15 @@ import cbor2
 import pytest
 
 import aiocoap
+from aiocoap.credentials import CredentialsMap
 from aiocoap.oscore import FilesystemSecurityContext, NotAProtectedMessage
+from aiocoap.transports.oscore import OSCOREAddress
 
 from spot.core import frame as F
 from spot.core.coap_binding import CoapDevice, CF_SPOT
 from spot.core.coap_endpoint import Endpoint
 from spot.core.coap_oscore import OscoreServer
+from spot.core.errors import NOT_AUTHORISED
 from spot.core.node import Node
 from spot.core.oscore import SecurityContext
 from spot.core.roster import Roster, OWNER, MONITOR
@@ -460,4 +463,64 @@ def test_bridge_refuses_an_announce_without_device_id():
         finally:
             await ctx.shutdown()
             await bridge.stop()
+    run_async(main())
+
+
+def test_a_refused_announce_does_not_redirect_the_next_command():
+    """A spoofed ANNOUNCE for a registered id, from another address, that on_frame
+    refuses leaves the route alone: the real device still gets the next command."""
+    async def main():
+        node = heat_pump_node()
+        bridge = None
+
+        def first_come(frame, remote):   # a registered id stays with its first address
+            mid = F.message_id(frame)
+            known = bridge.devices.get(F.decode(frame)[3][0])
+            if known is not None and known.uri_base != remote.uri_base:
+                return F.error(0, mid, NOT_AUTHORISED, "id taken")
+            return F.encode(F.RESULT, 0, mid)
+        bridge = await BridgeCoapServer("127.0.0.1", free_port(), on_frame=first_come).start()
+        dev = await serve_device(node, bridge=("127.0.0.1", bridge.port), lifetime=60)
+        spoofer = await aiocoap.Context.create_client_context()
+        try:
+            await wait_for(lambda: dev.device.registered)
+            route = bridge.devices["hp-1"]
+            r = await aio_request(spoofer, aiocoap.POST, "coap://127.0.0.1:%d/s" % bridge.port,
+                                  node.announce(77), content_format=CF_SPOT)
+            assert r.code == aiocoap.UNAUTHORIZED
+            assert F.decode(r.payload) == (F.ERROR, 0, 77, [NOT_AUTHORISED, "id taken"])
+            assert bridge.devices["hp-1"] is route
+            reply = await bridge.send_frame("hp-1", F.encode(F.WRITE, HP, 44, {7: 250}))
+            assert F.decode(reply) == (F.RESULT, HP, 44, None)
+            assert node.get(HP, FLOW_SETPOINT) == 25.0
+        finally:
+            await spoofer.shutdown()
+            dev.close()
+            await bridge.stop()
+        assert dev.errors == 0, dev.last_error
+    run_async(main())
+
+
+def test_bridge_with_oscore_credentials_registers_a_protected_device_and_writes_protected(tmp_path):
+    async def main():
+        secret, bridge_kid, device_kid = b"provisioning-secret-0123456789ab", b"\x00", b"\x05"
+        creds = CredentialsMap()
+        creds[":hp-1"] = aiocoap_context_dir(tmp_path / "bridge", secret, bridge_kid, device_kid)
+        bridge = await BridgeCoapServer("127.0.0.1", free_port(), oscore=creds).start()
+        node = heat_pump_node()
+        oscore = OscoreServer([SecurityContext(secret, device_kid, bridge_kid)], require=True)
+        dev = await serve_device(node, bridge=("127.0.0.1", bridge.port), oscore=oscore,
+                                 bridge_kid=bridge_kid, lifetime=60)
+        try:
+            await wait_for(lambda: dev.device.registered)
+            route = bridge.devices["hp-1"]
+            assert isinstance(route, OSCOREAddress) and route.security_context is creds[":hp-1"]
+            reply = await bridge.send_frame("hp-1", F.encode(F.WRITE, HP, 45, {7: 260}))
+            assert F.decode(reply) == (F.RESULT, HP, 45, None)
+            assert node.get(HP, FLOW_SETPOINT) == 26.0
+            assert oscore.rejected == 0     # it came protected: a plain one would be refused
+        finally:
+            dev.close()
+            await bridge.stop()
+        assert dev.errors == 0, dev.last_error
     run_async(main())

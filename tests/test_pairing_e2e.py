@@ -1,8 +1,8 @@
 """Pairing end to end on 127.0.0.1: the bridge issues credentials, the device learns
 its roster, a paired controller talks to the device directly with them.
 
-A Bridge (SQLite store in tmp_path) with its CoapLink speaking OSCORE
-(cloud_bridge.pairing.attach_oscore); a commissioned heat pump served by
+A Bridge (SQLite store in tmp_path) with its CoapLink speaking OSCORE (built with
+the keyring); a commissioned heat pump served by
 serve_device (core.coap_binding.CoapDevice + core.coap_oscore + core.pairing)
 registers over OSCORE. PairingService.pair() queues the sealed add_peer, the
 bridge delivers it over the protected link, and aiocoap clients holding the
@@ -23,14 +23,14 @@ from aiocoap.transports.oscore import OSCOREAddress
 
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.coap_link import CoapLink
-from spot.cloud_bridge.pairing import Keyring, PairingService, attach_oscore, kid_of
+from spot.cloud_bridge.pairing import Keyring, PairingService, kid_of
 from spot.cloud_bridge.service import Bridge, BadRequest, Forbidden
 from spot.cloud_bridge.store import open_store
 from spot.core import frame as F
 from spot.core import pairing as P
 from spot.core.coap_binding import CF_SPOT
 from spot.core.coap_oscore import OscoreServer
-from spot.core.errors import NOT_AUTHORISED
+from spot.core.errors import MALFORMED, NOT_AUTHORISED
 from spot.core.node import Node
 from spot.core.oscore import SecurityContext
 from spot.core.roster import Roster, AGGREGATOR, MONITOR
@@ -79,9 +79,9 @@ class Site:
         self.store = await open_store(config.store_url)
         self.bridge = Bridge(config, self.store)
         await self.bridge.start()
-        self.link = await CoapLink(self.bridge, "127.0.0.1", free_port()).start()
         self.keyring = Keyring(str(self.tmp / "keys"))
-        attach_oscore(self.link, self.keyring)
+        self.link = await CoapLink(self.bridge, "127.0.0.1", free_port(),
+                                   keyring=self.keyring).start()
         self.pairing = PairingService(self.bridge, self.keyring)
         # commissioning: the device gets its half of the provisioning context
         half = self.keyring.commission(DEVICE)
@@ -125,15 +125,39 @@ class Site:
         cmd = await self.store.get_command(command_id)
         assert cmd.status == "done", (cmd.status, cmd.result)
 
-    async def client(self, name, settings):
-        """An aiocoap client holding a controller's half for the device's URI."""
+    async def client(self, name, settings, uri=None):
+        """An aiocoap client holding a controller's half for the device's URI (or uri)."""
         d = self.tmp / ("controller-" + name)
         d.mkdir()
         (d / "settings.json").write_text(json.dumps(settings))
         ctx = await aiocoap.Context.create_client_context()
-        ctx.client_credentials[self.uri + "/*"] = FilesystemSecurityContext(str(d))
+        ctx.client_credentials[(uri or self.uri) + "/*"] = FilesystemSecurityContext(str(d))
         self.clients.append(ctx)
         return ctx
+
+    @property
+    def bus(self):
+        return "coap://127.0.0.1:%d/s" % self.link.server.port
+
+    async def restart_bridge(self, crash=False):
+        """Stop the bridge and start it again on the same port, store and keyring folder;
+        crash=True drops the keyring without persisting its replay windows (as a killed
+        process would: the lock goes with the process, the state on disk stays)."""
+        port = self.link.server.port
+        await self.link.stop()
+        await self.bridge.stop()
+        if crash:
+            for device in self.keyring.devices():
+                ctx = self.keyring.context(device)
+                ctx.lockfile.release()
+                ctx.lockfile = None     # nothing is written back, not even when collected
+        else:
+            self.keyring.close()
+        self.bridge = Bridge(self.bridge.config, self.store)
+        await self.bridge.start()
+        self.keyring = Keyring(str(self.tmp / "keys"))
+        self.link = await CoapLink(self.bridge, "127.0.0.1", port, keyring=self.keyring).start()
+        self.pairing = PairingService(self.bridge, self.keyring)
 
     async def request(self, ctx, code, path, payload=b""):
         msg = aiocoap.Message(code=code, uri=self.uri + path, payload=payload)
@@ -168,12 +192,65 @@ def test_a_plain_announce_claiming_a_commissioned_device_is_refused(tmp_path):
         route = site.link.server.devices[DEVICE]
         ctx = await aiocoap.Context.create_client_context()
         site.clients.append(ctx)
-        msg = aiocoap.Message(code=aiocoap.POST, content_format=CF_SPOT,
-                              uri="coap://127.0.0.1:%d/s" % site.link.server.port,
+        msg = aiocoap.Message(code=aiocoap.POST, content_format=CF_SPOT, uri=site.bus,
                               payload=site.node.announce(77))
         resp = await asyncio.wait_for(ctx.request(msg).response, 10)
         assert resp.code == aiocoap.UNAUTHORIZED
         assert F.decode(resp.payload)[3][0] == NOT_AUTHORISED
+        assert site.link.server.devices[DEVICE] is route
+    scenario(tmp_path, body)
+
+
+def test_an_announce_the_bridge_refuses_is_answered_4_00_and_registers_nothing(tmp_path):
+    async def body(site):
+        ctx = await aiocoap.Context.create_client_context()
+        site.clients.append(ctx)
+        for mid, body in ((80, {0: "hp-x"}), (81, {0: "", 1: []}), (82, [1, 2])):
+            msg = aiocoap.Message(code=aiocoap.POST, content_format=CF_SPOT, uri=site.bus,
+                                  payload=F.encode(F.ANNOUNCE, 0, mid, body))
+            resp = await asyncio.wait_for(ctx.request(msg).response, 10)
+            assert resp.code == aiocoap.BAD_REQUEST
+            assert F.decode(resp.payload) == (F.ERROR, 0, mid, [MALFORMED, "announce refused"])
+        assert sorted(site.link.server.devices) == [DEVICE] and site.bridge.known == {DEVICE}
+    scenario(tmp_path, body)
+
+
+def test_a_spoofed_plain_announce_does_not_redirect_the_next_command(tmp_path):
+    async def body(site):
+        spoofer = await aiocoap.Context.create_client_context()
+        site.clients.append(spoofer)
+        msg = aiocoap.Message(code=aiocoap.POST, content_format=CF_SPOT, uri=site.bus,
+                              payload=site.node.announce(78))
+        resp = await asyncio.wait_for(spoofer.request(msg).response, 10)
+        assert resp.code == aiocoap.UNAUTHORIZED
+        cmd = await site.bridge.submit(OPERATOR, DEVICE, HP, F.WRITE, {FLOW_SETPOINT: 260})
+        await site.done(cmd.id)
+        assert site.node.get(HP, FLOW_SETPOINT) == 26.0    # the real device got it
+    scenario(tmp_path, body)
+
+
+def test_two_commissioned_devices_get_distinct_kids_and_one_cannot_announce_as_the_other(tmp_path):
+    async def body(site):
+        half = site.keyring.commission("hp-2")
+        assert half["sender_id"] != site.keyring.context(DEVICE).recipient_id
+        # hp-2's half in an aiocoap client: a second device, or one taken over
+        rogue = await site.client("hp-2", {
+            "secret_hex": half["secret"].hex(), "salt_hex": half["salt"].hex(),
+            "sender-id_hex": half["sender_id"].hex(),
+            "recipient-id_hex": half["recipient_id"].hex()}, uri=site.bus[:-2])
+        own = F.encode(F.ANNOUNCE, 0, 5, {0: "hp-2", 1: [[HP, 1, 0]]})
+        msg = aiocoap.Message(code=aiocoap.POST, content_format=CF_SPOT, uri=site.bus,
+                              payload=own)
+        resp = await asyncio.wait_for(rogue.request(msg).response, 10)
+        assert F.decode(resp.payload)[:3] == (F.RESULT, 0, 5)
+        assert site.keyring.device_of(site.link.server.devices["hp-2"].security_context) == "hp-2"
+        route = site.link.server.devices[DEVICE]
+        msg = aiocoap.Message(code=aiocoap.POST, content_format=CF_SPOT, uri=site.bus,
+                              payload=site.node.announce(79))
+        resp = await asyncio.wait_for(rogue.request(msg).response, 10)
+        assert resp.code == aiocoap.UNAUTHORIZED
+        assert F.decode(resp.payload) == (F.ERROR, 0, 79,
+                                          [NOT_AUTHORISED, "credentials of another device"])
         assert site.link.server.devices[DEVICE] is route
     scenario(tmp_path, body)
 
@@ -300,6 +377,18 @@ def test_an_aggregator_may_not_pair_and_nothing_is_provisioned(tmp_path):
     scenario(tmp_path, body)
 
 
+def test_an_aggregator_may_not_read_the_roster_through_the_bridge_the_owner_may(tmp_path):
+    async def body(site):
+        issued = await site.pair("phone", "aggregator")
+        with pytest.raises(Forbidden):
+            await site.bridge.submit("phone", DEVICE, SECURITY, F.READ, [P.PEERS])
+        cmd = await site.bridge.submit(OPERATOR, DEVICE, SECURITY, F.READ, [P.PEERS])
+        await site.done(cmd.id)
+        peers = (await site.store.get_command(cmd.id)).result[P.PEERS]
+        assert peers[bytes.fromhex(issued["kid"])] == AGGREGATOR
+    scenario(tmp_path, body)
+
+
 def test_pairing_a_device_without_provisioning_credentials_is_refused(tmp_path):
     async def body(site):
         with pytest.raises(BadRequest):
@@ -312,19 +401,8 @@ def test_pairing_a_device_without_provisioning_credentials_is_refused(tmp_path):
 def test_a_restarted_bridge_reloads_the_keyring_and_keeps_provisioning(tmp_path):
     async def body(site):
         first = await site.pair("phone", "aggregator")
-        # orderly restart on the same port, store and keyring directory
-        port = site.link.server.port
-        await site.link.stop()
-        await site.bridge.stop()
-        site.keyring.close()
-        config = site.bridge.config
-        site.bridge = Bridge(config, site.store)
-        await site.bridge.start()
-        site.link = await CoapLink(site.bridge, "127.0.0.1", port).start()
-        site.keyring = Keyring(str(site.tmp / "keys"))
+        await site.restart_bridge()     # orderly: the keyring is closed first
         assert site.keyring.devices() == [DEVICE]
-        attach_oscore(site.link, site.keyring)
-        site.pairing = PairingService(site.bridge, site.keyring)
         registrations = site.dev.device.registrations
         site.dev.device.register_now()
         site.dev.poke()
@@ -335,4 +413,27 @@ def test_a_restarted_bridge_reloads_the_keyring_and_keeps_provisioning(tmp_path)
         phone = await site.client("phone", first["oscore"])
         r = await site.request(phone, aiocoap.PUT, "/heat_pump/flow_setpoint", cbor2.dumps(250))
         assert r.code == aiocoap.CHANGED and site.node.get(HP, FLOW_SETPOINT) == 25.0
+    scenario(tmp_path, body)
+
+
+def test_after_a_bridge_crash_the_device_registers_again_with_echo_and_telemetry_continues(
+        tmp_path):
+    async def body(site):
+        await site.restart_bridge(crash=True)
+        sequence = json.loads((site.tmp / "keys" / DEVICE.encode().hex() / "sequence.json")
+                              .read_text())
+        assert sequence["received"] == "unknown"    # the replay window was lost
+        registrations = site.dev.device.registrations
+        t = int(time.time())
+        site.dev.device.send_telemetry([F.encode(F.NOTIFY, HP, 0, [t, {8: 401}])])
+        site.dev.poke()
+
+        async def stored():
+            return (await site.store.latest(DEVICE)).get((HP, 8)) == (401, t)
+        await until(stored)
+        assert site.dev.device.registrations == registrations + 1
+        assert site.dev.device.outbox == []
+        cmd = await site.bridge.submit(OPERATOR, DEVICE, HP, F.WRITE, {FLOW_SETPOINT: 270})
+        await site.done(cmd.id)
+        assert site.node.get(HP, FLOW_SETPOINT) == 27.0
     scenario(tmp_path, body)

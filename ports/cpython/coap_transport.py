@@ -12,7 +12,10 @@ simulated devices. serve_device_aiocoap serves a node through aiocoap instead, w
 is how a device speaks DTLS with pre-shared keys (aiocoap's tinydtls server
 transport; needs `pip install aiocoap[tinydtls]`, which builds DTLSSocket).
 Registration: a device POSTs its ANNOUNCE to the bridge's /s; the bridge records
-device id -> address and answers RESULT (spec 9.1).
+device id -> address and answers RESULT (spec 9.1). With `oscore=` (aiocoap
+credentials holding OSCORE security contexts) the bridge also verifies protected
+requests to /s, answers them protected, and sends its own requests to a device
+that registered that way protected in the same context.
 """
 import asyncio
 import inspect
@@ -20,13 +23,15 @@ import inspect
 import aiocoap
 import aiocoap.resource
 from aiocoap.credentials import CredentialsMap
+from aiocoap.interfaces import EndpointAddress
+from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 from ...core import frame as F
 from ...core.coap import CoapMessage, CON, OBSERVE, BLOCK1, BLOCK2, SIZE1, SIZE2
 from ...core.coap_binding import CoapBinding, CoapDevice, CF_SPOT, BUS, coap_code
 from ...core.coap_endpoint import Endpoint
 from ...core.coap_server import Request
-from ...core.errors import MALFORMED
+from ...core.errors import MALFORMED, SpotError
 from ...core.node import A_ID
 
 __all__ = ["BridgeCoapServer", "BusSubscription", "DeviceServer", "serve_device",
@@ -65,6 +70,18 @@ def _frame_message(reply, ok_code):
 
 
 # ---------------------------------------------------------------- bridge side
+
+def _check_announce(frame):
+    """RESULT for a well-formed ANNOUNCE with a device id, else an ERROR frame."""
+    try:
+        _, sid, mid, body = F.decode(frame)
+    except SpotError as e:
+        detail = "malformed frame" if e.detail is None else str(e.detail)
+        return F.error(frame[1], F.message_id(frame) or 0, MALFORMED, detail)
+    if not isinstance(body, dict) or not isinstance(body.get(A_ID), str):
+        return F.error(sid, mid, MALFORMED, "ANNOUNCE without device id")
+    return F.encode(F.RESULT, sid, mid)
+
 
 class _BusResource(aiocoap.resource.Resource):
     """The bridge's /s: POSTed frames go to the bridge's callback."""
@@ -110,17 +127,25 @@ class BridgeCoapServer:
 
     on_frame(frame, remote) -> reply frame or None (may be async) gets every frame
     POSTed to /s; without it ANNOUNCE frames are answered RESULT and the rest is
-    kept in `frames`. ANNOUNCEs always update `devices` (device id -> remote).
+    kept in `frames`. An ANNOUNCE answered RESULT (and only then) records its
+    sender as the device's route: `devices` (device id -> remote), `announces`
+    (device id -> ANNOUNCE body); a refused ANNOUNCE changes neither.
     credentials: aiocoap credentials (dict or CredentialsMap) with DTLS PSKs to
     also serve coaps:// on port + 1 (aiocoap's tinydtls_server).
+    oscore: aiocoap credentials (dict or CredentialsMap) with OSCORE security
+    contexts: protected requests to /s are verified with them (the remote is then
+    an aiocoap OSCOREAddress naming the context) and answered protected; frames
+    sent to such a remote go out protected. It is read on every request, so
+    contexts added to a CredentialsMap later are used from then on.
     """
 
     def __init__(self, host="127.0.0.1", port=5683, on_frame=None, credentials=None,
-                 max_frames=1000):
+                 max_frames=1000, oscore=None):
         self.host = host
         self.port = port
         self.on_frame = on_frame
         self.credentials = _credentials_map(credentials)
+        self.oscore = _credentials_map(oscore)
         self.devices = {}      # device id -> aiocoap remote
         self.announces = {}    # device id -> ANNOUNCE body
         self.frames = []       # (remote, frame) received without a callback
@@ -133,6 +158,10 @@ class BridgeCoapServer:
         site.add_resource([".well-known", "core"],
                           aiocoap.resource.WKCResource(site.get_resources_as_linkheader))
         transports = ["udp6"]
+        if self.oscore is not None:
+            # the OSCORE request interface first: it takes requests to OSCOREAddress remotes
+            transports.insert(0, "oscore")
+            site = OscoreSiteWrapper(site, self.oscore)
         if self.credentials is not None:
             transports.append("tinydtls_server")
         self.context = await aiocoap.Context.create_server_context(
@@ -152,38 +181,47 @@ class BridgeCoapServer:
         await self.stop()
 
     async def on_bus_frame(self, frame, remote):
-        reply = self._announce(frame, remote)
-        if self.on_frame is not None:
-            out = self.on_frame(frame, remote)
-            return await out if inspect.isawaitable(out) else out
-        if reply is None and len(self.frames) < self.max_frames:
-            self.frames.append((remote, frame))
-        return reply
-
-    def _announce(self, frame, remote):
         head = F.peek(frame)
         if head is None or head[1] != F.ANNOUNCE:
+            if self.on_frame is not None:
+                return await self._call(frame, remote)
+            if len(self.frames) < self.max_frames:
+                self.frames.append((remote, frame))
             return None
+        if self.on_frame is not None:
+            reply = await self._call(frame, remote)
+        else:
+            reply = _check_announce(frame)
+        if reply is not None and F.peek(reply) is not None and reply[0] & 0x0F == F.RESULT:
+            self._route(frame, remote)
+        return reply
+
+    async def _call(self, frame, remote):
+        out = self.on_frame(frame, remote)
+        return await out if inspect.isawaitable(out) else out
+
+    def _route(self, frame, remote):
+        """Record an accepted ANNOUNCE's sender as the device's route."""
         try:
-            _, sid, mid, body = F.decode(frame)
-        except Exception as e:
-            return F.error(frame[1], F.message_id(frame) or 0, MALFORMED, str(e))
-        if not isinstance(body, dict) or not isinstance(body.get(A_ID), str):
-            return F.error(sid, mid, MALFORMED, "ANNOUNCE without device id")
-        self.devices[body[A_ID]] = remote
-        self.announces[body[A_ID]] = body
-        return F.encode(F.RESULT, sid, mid)
+            body = F.decode(frame)[3]
+        except SpotError:
+            return
+        if isinstance(body, dict) and isinstance(body.get(A_ID), str):
+            self.devices[body[A_ID]] = remote
+            self.announces[body[A_ID]] = body
 
     def _target(self, msg, device):
         if isinstance(device, str) and device in self.devices:
             device = self.devices[device]
-        if isinstance(device, str):
+        if isinstance(device, EndpointAddress):   # before tuple: OSCOREAddress is one
+            msg.remote = device
+            msg.opt.uri_path = (BUS,)
+        elif isinstance(device, str):
             msg.set_request_uri(device.rstrip("/") + "/" + BUS)
         elif isinstance(device, tuple):
             msg.set_request_uri("coap://%s:%d/%s" % (device[0], device[1], BUS))
         else:
-            msg.remote = device
-            msg.opt.uri_path = (BUS,)
+            raise TypeError("device must be a registered id, a remote, (host, port) or a URI")
         return msg
 
     async def send_frame(self, device, frame, timeout=10.0):

