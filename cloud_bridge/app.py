@@ -67,7 +67,12 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
         if config.psk:
             from ..ports.cpython.coap_transport import dtls_credentials
             creds = dtls_credentials({k.encode(): bytes.fromhex(v) for k, v in config.psk.items()})
-        p.coap = await CoapLink(p.bridge, host, port, credentials=creds).start()
+        keyring = None
+        if config.keys:
+            from .pairing import Keyring, PairingService
+            keyring = Keyring(config.keys)
+            p.bridge.pairing = PairingService(p.bridge, keyring)
+        p.coap = await CoapLink(p.bridge, host, port, credentials=creds, keyring=keyring).start()
         if config.mqtt_url:
             from .mqtt_link import MqttLink
             p.mqtt = await MqttLink(p.bridge, config.mqtt_url, config.mqtt_ca or None,

@@ -6,6 +6,7 @@
     http = "127.0.0.1:8080"             # API, dashboard, /metrics
     coap = "0.0.0.0:5683"               # devices; DTLS on the next port
     instance = "bridge-1"               # name of this instance (several share a store)
+    keys = "spot-data/keys"             # OSCORE keyring: commissioned devices (optional)
     retention_days = 30                 # telemetry history kept
     offline_after = 900                 # seconds without traffic: offline (sleepy: sleeping)
     command_timeout = 30                # seconds a sent command waits for its RESULT
@@ -44,6 +45,7 @@ class Config:
     http: str = "127.0.0.1:8080"
     coap: str = "0.0.0.0:5683"
     instance: str = "bridge-1"
+    keys: str = ""
     retention_days: float = 30
     offline_after: float = 900
     command_timeout: float = 30
@@ -70,7 +72,7 @@ class Config:
 
 
 _SECTIONS = {
-    "bridge": ("data", "store", "http", "coap", "instance", "retention_days",
+    "bridge": ("data", "store", "http", "coap", "instance", "keys", "retention_days",
                "offline_after", "command_timeout", "command_expiry"),
     "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group"},
     "access": ("operator", "tokens"),

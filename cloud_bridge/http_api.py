@@ -397,9 +397,17 @@ async def post_pairing(request):
         raise V.bad("role must be one of %s, not %s" % (", ".join(S.ROLES), V._show(role)))
     if cred is not None:
         S.check_name(cred, "credential")
-    await bridge.pair(actor, d.id, controller, role, cred)
+    issued = None
+    if bridge.pairing is not None and bridge.pairing.keyring.has(d.id) and cred is None:
+        issued = await bridge.pairing.pair(actor, d.id, controller, role)  # provisions the device
+    else:
+        await bridge.pair(actor, d.id, controller, role, cred)
     pairing = next(p for p in await bridge.store.pairings(d.id) if p.controller == controller)
-    return ok(V.pairing_json(pairing), 201)
+    out = V.pairing_json(pairing)
+    if issued is not None:
+        out["oscore"] = issued["oscore"]   # the controller's credentials, given out only here
+        out["command"] = issued["command"]
+    return ok(out, 201)
 
 
 async def delete_pairing(request):
@@ -409,7 +417,12 @@ async def delete_pairing(request):
     if controller is None:
         raise V.bad("which controller? DELETE .../pairings/{controller} or ?controller=")
     S.check_name(controller, "controller")
-    if not await bridge.unpair(actor, d.id, controller):
+    if bridge.pairing is not None and bridge.pairing.keyring.has(d.id):
+        try:
+            await bridge.pairing.unpair(actor, d.id, controller)  # and removes it on the device
+        except LookupError:
+            raise V.ApiError(404, "%s is not paired with %s" % (controller, d.id))
+    elif not await bridge.unpair(actor, d.id, controller):
         raise V.ApiError(404, "%s is not paired with %s" % (controller, d.id))
     return web.Response(status=204)
 

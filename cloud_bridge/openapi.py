@@ -225,7 +225,15 @@ SCHEMAS = {
         "properties": {
             "device": {"type": "string"}, "controller": {"type": "string"},
             "role": {"type": "string", "enum": list(ROLES)},
-            "credential": _nullable("string"), "created_at": _TIME}},
+            "credential": _nullable("string"), "created_at": _TIME,
+            "oscore": {"type": "object", "description": "only in the answer to pairing a "
+                       "controller with a commissioned device: the controller's OSCORE "
+                       "credentials (aiocoap settings), given out once and not kept",
+                       "properties": {"secret_hex": {"type": "string"},
+                                      "salt_hex": {"type": "string"},
+                                      "sender-id_hex": {"type": "string"},
+                                      "recipient-id_hex": {"type": "string"}}},
+            "command": {"type": "integer", "description": "the provisioning command"}}},
     "PairingRequest": {
         "type": "object", "required": ["controller", "role"], "additionalProperties": False,
         "properties": {

@@ -55,6 +55,7 @@ class Bridge:
         self.known = set()     # registered devices (a cache of the store)
         self.presence = {}     # device -> presence as last written
         self.plugin_actors = {}  # actor -> role name, paired with every device
+        self.pairing = None    # a cloud_bridge.pairing.PairingService when a keyring is set
         self._seen = {}        # device -> last time heard, not yet written
         self._delivery = {}    # device -> delivery task
         self._mids = {}

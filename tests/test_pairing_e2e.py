@@ -18,11 +18,13 @@ import time
 import aiocoap
 import cbor2
 import pytest
+from aiohttp import web, ClientSession
 from aiocoap.oscore import FilesystemSecurityContext, NotAProtectedMessage
 from aiocoap.transports.oscore import OSCOREAddress
 
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.coap_link import CoapLink
+from spot.cloud_bridge.http_api import make_app
 from spot.cloud_bridge.pairing import Keyring, PairingService, kid_of
 from spot.cloud_bridge.service import Bridge, BadRequest, Forbidden
 from spot.cloud_bridge.store import open_store
@@ -436,4 +438,33 @@ def test_after_a_bridge_crash_the_device_registers_again_with_echo_and_telemetry
         cmd = await site.bridge.submit(OPERATOR, DEVICE, HP, F.WRITE, {FLOW_SETPOINT: 270})
         await site.done(cmd.id)
         assert site.node.get(HP, FLOW_SETPOINT) == 27.0
+    scenario(tmp_path, body)
+
+
+def test_pairing_through_the_http_api_hands_out_credentials_once_and_provisions(tmp_path):
+    async def body(site):
+        site.bridge.pairing = site.pairing
+        runner = web.AppRunner(make_app(site.bridge))
+        await runner.setup()
+        tcp = web.TCPSite(runner, "127.0.0.1", 0)
+        await tcp.start()
+        url = "http://127.0.0.1:%d/api/v1/devices/%s/pairings" % (
+            runner.addresses[0][1], DEVICE)
+        try:
+            async with ClientSession() as http:
+                async with http.post(url, json={"controller": "phone", "role": "aggregator"}) as r:
+                    assert r.status == 201
+                    answer = await r.json()
+                async with http.get(url) as r:
+                    listed = await r.json()
+            assert set(answer["oscore"]) == {"secret_hex", "salt_hex", "sender-id_hex",
+                                             "recipient-id_hex"}
+            assert all("oscore" not in p for p in listed)  # given out once, not kept
+            await site.done(answer["command"])
+            phone = await site.client("phone", answer["oscore"])
+            r = await site.request(phone, aiocoap.PUT, "/heat_pump/flow_setpoint",
+                                   cbor2.dumps(455))
+            assert r.code == aiocoap.CHANGED and site.node.get(HP, FLOW_SETPOINT) == 45.5
+        finally:
+            await runner.cleanup()
     scenario(tmp_path, body)
