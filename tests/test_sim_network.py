@@ -24,15 +24,25 @@ COAP_CLIENT = "coap-client-notls"
 
 
 def free_udp_port(n=1):
+    """A port p with p .. p+n-1 all free on 127.0.0.1 (UDP) when probed."""
     import socket
     for _ in range(50):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port + n < 65535:
+        first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        first.bind(("127.0.0.1", 0))
+        port = first.getsockname()[1]
+        held = [first]
+        try:
+            for k in range(1, n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind(("127.0.0.1", port + k))
             return port
-    raise RuntimeError("no free port")
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no free port range")
 
 
 def coap(*args):
@@ -41,14 +51,19 @@ def coap(*args):
 
 
 def test_spot_sim_listen_serves_each_device_on_its_own_port_to_libcoap():
-    port = free_udp_port(2)
-    proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "sim", "heat_pump", "--count", "2",
-                             "--listen", "coap://127.0.0.1:%d" % port, "--duration", "20",
-                             "--speed", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
+    for attempt in range(3):  # a probed port can be taken before the simulator binds it
+        port = free_udp_port(2)
+        proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "sim", "heat_pump", "--count",
+                                 "2", "--listen", "coap://127.0.0.1:%d" % port, "--duration",
+                                 "20", "--speed", "60"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         lines = [proc.stdout.readline().strip() for _ in range(2)]
-        assert lines == ["hp-0001 coap://127.0.0.1:%d" % port, "hp-0002 coap://127.0.0.1:%d" % (port + 1)]
+        if lines[0] or attempt == 2:
+            break
+        proc.wait(10)
+    try:
+        assert lines == ["hp-0001 coap://127.0.0.1:%d" % port,
+                         "hp-0002 coap://127.0.0.1:%d" % (port + 1)], proc.stderr.read() if not lines[0] else ""
         time.sleep(1.5)  # a few simulated minutes of physics
         for p in (port, port + 1):
             rc, out = coap("-m", "get", "coap://127.0.0.1:%d/heat_pump/outdoor_temp" % p)

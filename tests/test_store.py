@@ -533,7 +533,6 @@ async def test_two_concurrent_claimers_never_get_the_same_command(s, url):
     s2 = await open_store(url)
     try:
         await add_device(s)
-        ids = [await s.enqueue("hp-1", HP, WRITE, {7: i}, "alice", T0) for i in range(30)]
 
         async def claimer(store, name):
             mine = []
@@ -544,14 +543,20 @@ async def test_two_concurrent_claimers_never_get_the_same_command(s, url):
                 assert c.claimed_by == name
                 mine.append(c.id)
                 await asyncio.sleep(0.002)   # sending it; lets the other writer in
-        results = await asyncio.gather(*[claimer(st, "%s-%d" % (n, k))
-                                         for st, n in ((s, "a"), (s2, "b")) for k in range(3)])
-        claimed = [i for r in results for i in r]
-        assert sorted(claimed) == ids
-        assert len(set(claimed)) == len(claimed)
-        assert all(r == sorted(r) for r in results)
-        by_a = sum(len(r) for r in results[:3])
-        assert 0 < by_a < 30   # both store objects got work: they really raced
+        raced = False
+        for round in range(5):   # a loaded machine may let one store drain a round alone
+            ids = [await s.enqueue("hp-1", HP, WRITE, {7: i}, "alice", T0) for i in range(30)]
+            results = await asyncio.gather(*[claimer(st, "%s-%d-%d" % (n, round, k))
+                                             for st, n in ((s, "a"), (s2, "b")) for k in range(3)])
+            claimed = [i for r in results for i in r]
+            assert sorted(claimed) == ids
+            assert len(set(claimed)) == len(claimed)
+            assert all(r == sorted(r) for r in results)
+            by_a = sum(len(r) for r in results[:3])
+            if 0 < by_a < 30:
+                raced = True   # both store objects got work: they really raced
+                break
+        assert raced, "the two stores never raced in 5 rounds"
     finally:
         await s2.close()
 
