@@ -359,9 +359,9 @@ def module_heap(tmp):
     order = ["core.compat", "core.errors", "core.services", "core.cbor", "core.frame",
              "core.model", "core.filter", "core.subscriptions", "core.plans", "core.node",
              "core.coap", "core.coap_client", "core.coap_server", "core.coap_endpoint",
-             "core.coap_binding", "profiles.common", "profiles.heat_pump",
+             "core.coap_binding", "core.coap_rest", "profiles.common", "profiles.heat_pump",
              "ports.micropython.config", "ports.micropython.board", "ports.micropython.hw",
-             "ports.micropython.device"]
+             "ports.micropython.device", "ports.micropython.device_coap"]
     steps = ["import gc, sys\nsys.path.insert(0, '/')\n_r = []\ngc.collect()\n",
              "_r.append(gc.mem_alloc())\n"]
     for m in order:

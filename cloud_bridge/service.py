@@ -14,7 +14,7 @@ import time
 
 from ..core import frame as F
 from ..core import roster as R
-from ..core.errors import SpotError, UNSUPPORTED
+from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
@@ -109,13 +109,14 @@ class Bridge:
             op, sid, mid, body = F.decode(frame, max_size=65536)
         except SpotError as e:
             self._reject("malformed", device, str(e.detail))
-            return None
+            mid = F.message_id(frame)  # answer what can be answered: nothing is stored
+            return None if mid is None else F.error(frame[1], mid, e.code, e.detail)
         self.metrics.inc("frames_received", op=F.OP_NAMES[op])
         if op == F.ANNOUNCE:
             return await self.announce(via, body, now, mid, expected=device)
         if device is None or device not in self.known:
             self._reject("unknown_device", device)
-            return None
+            return F.error(sid, mid, NOT_AUTHORISED, "announce first")
         self.routes[device] = via
         self._heard(device, now)
         if op == F.NOTIFY:
@@ -123,7 +124,7 @@ class Bridge:
                 rows = notify_rows(device, body, sid, now)
             except ValueError as e:
                 self._reject("malformed", device, str(e))
-                return None
+                return F.error(sid, mid, MALFORMED, str(e))
             await self.ingest.add(rows)
             self.metrics.inc("telemetry_rows", len(rows))
             self.hub.publish({"type": "telemetry", "device": device, "service": sid,
@@ -143,11 +144,11 @@ class Bridge:
         if (type(body) is not dict or type(body.get(A_ID)) is not str or not body[A_ID]
                 or type(body.get(A_SERVICES)) is not list):
             self._reject("malformed", expected, "ANNOUNCE body")
-            return None
+            return F.error(0, mid, MALFORMED, "ANNOUNCE needs {0: id, 1: services}")
         device = body[A_ID]
         if expected is not None and expected != device:
             self._reject("identity_mismatch", expected, device)
-            return None
+            return F.error(0, mid, NOT_AUTHORISED, "not this link's device")
         flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
         consumes = body.get(A_CONSUMES, [])
         try:
@@ -155,7 +156,7 @@ class Bridge:
                                            consumes if type(consumes) is list else [], flags, now)
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))
-            return None
+            return F.error(0, mid, MALFORMED, str(e))
         if device not in self.known:
             await self.store.add_pairing(device, self.config.operator, OWNER, None, now)
             for actor, role in self.plugin_actors.items():

@@ -2,18 +2,15 @@
 
 CoapBinding is the request handler of a core.coap_endpoint.Endpoint:
 
-    GET  /.well-known/core               RFC 6690 links: the bus and one per object
     POST /s                              a SPOT frame in, the reply frame out (CF_SPOT)
     FETCH /s + Observe 0                 a SUBSCRIBE frame; its NOTIFYs come back as
                                          notifications of that observation
-    GET|PUT|POST /<service>/<object>     READ | WRITE | INVOKE, CBOR bodies (ct 60)
-    GET /<service>/<object> + Observe 0  SUBSCRIBE, attributes from the query
-                                         (pmin, pmax, st, gt, lt) as in LwM2M
-    GET  /<service>                      READ of every readable object (a CBOR map)
+    GET  /.well-known/core               RFC 6690 discovery  } core.coap_rest, imported
+    GET|PUT|POST /<service>[/<object>]   the REST view       } on the first such request
 
-Segments are names (heat_pump/flow_setpoint) or decimal ids (16/7). Every request
-becomes a SPOT frame handed to node.receive(), so checks, access control and state
-are exactly the node's; ERROR codes become CoAP codes as spec section 8 says.
+Every request becomes a SPOT frame handed to node.receive(), so checks, access
+control and state are exactly the node's; ERROR codes become CoAP codes as spec
+section 8 says.
 
 CoapDevice ties a Node, an Endpoint, the binding, an optional OSCORE layer
 (core.coap_oscore) and the registration with a bridge (ANNOUNCE POSTed to the
@@ -25,20 +22,16 @@ from .compat import const, hexlify
 from . import cbor
 from . import coap
 from . import frame as F
-from . import model
-from .coap import (GET, POST, PUT, FETCH, CONTENT, CHANGED, BAD_REQUEST, UNAUTHORIZED,
-                   NOT_FOUND, METHOD_NOT_ALLOWED, NOT_ACCEPTABLE,
-                   REQUEST_ENTITY_TOO_LARGE, UNSUPPORTED_CONTENT_FORMAT,
-                   SERVICE_UNAVAILABLE, CF_CBOR, CF_LINK_FORMAT)
+from .coap import (POST, FETCH, CONTENT, CHANGED, BAD_REQUEST, UNAUTHORIZED,
+                   NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_ENTITY_TOO_LARGE,
+                   UNSUPPORTED_CONTENT_FORMAT, SERVICE_UNAVAILABLE, CF_CBOR)
 from .coap_server import Response
 from .coap_client import EV_RESPONSE, CoapBusy
 from . import errors as E
 from .errors import SpotError
-from .subscriptions import PMIN, PMAX, ST, GT, LT
 
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
-SUB_MID_TOP = const(0xFFFF)  # REST observations take subscription ids from here down
 
 # spec section 8: SPOT error code -> CoAP response code
 COAP_CODES = {
@@ -54,54 +47,14 @@ COAP_CODES = {
     E.UNSUPPORTED: METHOD_NOT_ALLOWED,
 }
 
-QUERY_ATTRS = {'pmin': PMIN, 'pmax': PMAX, 'st': ST, 'gt': GT, 'lt': LT}
-
 
 def coap_code(spot_code):
     """CoAP response code for a SPOT error code (4.00 for unknown codes)."""
     return COAP_CODES.get(spot_code, BAD_REQUEST)
 
 
-def diagnostic(code, detail=None):
-    """Diagnostic payload text of an ERROR: 'out-of-range 7', 'malformed truncated'."""
-    text = E.NAMES.get(code, 'error')
-    if detail is not None:
-        text += ' ' + str(detail)
-    return text.encode()
-
-
-def parse_query(query):
-    """SUBSCRIBE attribute map {key: number} from query items like 'pmin=10'.
-
-    pmin/pmax take unsigned integers, st/gt/lt any finite number; other items are
-    ignored (newer attributes). Raises SpotError(MALFORMED).
-    """
-    attrs = {}
-    for item in query:
-        i = item.find('=')
-        key = QUERY_ATTRS.get(item[:i]) if i > 0 else None
-        if key is None:
-            continue
-        text = item[i + 1:]
-        try:
-            if key <= PMAX:
-                if not text.isdigit():
-                    raise ValueError
-                v = int(text)
-            else:
-                try:
-                    v = int(text)
-                except ValueError:
-                    v = float(text)
-                    if v != v or v in (float('inf'), float('-inf')):
-                        raise ValueError
-        except ValueError:
-            raise SpotError(E.MALFORMED, item[:i])
-        attrs[key] = v
-    return attrs
-
-
-def _error(code, text):
+def error_response(code, text):
+    """A Response with a diagnostic payload (text or bytes)."""
     return Response(code, text if isinstance(text, bytes) else text.encode())
 
 
@@ -152,139 +105,28 @@ class CoapBinding:
         bus = n == 1 and path[0] == BUS
         if observe == 1 and not bus:
             self._deregister(req.addr, req.token, peer)
-        if n == 2 and path[0] == '.well-known' and path[1] == 'core':
-            return self._well_known(req)
         if bus:
             return self._bus(req, peer, observe)
+        if n == 2 and path[0] == '.well-known' and path[1] == 'core':
+            from .coap_rest import well_known
+            return well_known(self, req)
         if n == 1 or n == 2:
-            return self._rest(req, peer, observe)
-        return _error(NOT_FOUND, 'no such resource')
-
-    def _ask(self, op, sid, body, peer):
-        """Send one request frame through the node; (op, body) of its reply."""
-        self._mid = (self._mid + 1) & 0xFFFF
-        try:
-            frame = F.encode(op, sid, self._mid, body)
-        except (ValueError, TypeError, OverflowError):
-            return F.ERROR, [E.MALFORMED, 'not encodable']
-        reply = self.node.receive(frame, self.now, peer)
-        if reply is None:
-            return F.ERROR, [E.UNSUPPORTED]
-        op, _, _, body = F.decode(reply, len(reply))
-        return op, body
-
-    def _spot_error(self, sid, body):
-        code = body[0] if type(body) is list and body else E.MALFORMED
-        detail = body[1] if type(body) is list and len(body) > 1 else None
-        svc = self.node.services.get(sid)
-        if type(detail) is int and svc is not None and detail in svc.by_id:
-            detail = svc.by_id[detail][model.NAME]
-        return Response(coap_code(code), diagnostic(code, detail))
-
-    # ---- REST view ----------------------------------------------------------------------
-
-    def _service_id(self, seg):
-        if seg.isdigit():
-            sid = int(seg)
-            return sid if sid <= 0xFE else None
-        for sid in self.node.services:
-            if self.node.services[sid].name == seg:
-                return sid
-        return None
-
-    def _rest(self, req, peer, observe):
-        sid = self._service_id(req.path[0])
-        if sid is None:
-            return _error(NOT_FOUND, diagnostic(E.UNKNOWN_SERVICE, req.path[0]))
-        if req.accept is not None and req.accept != CF_CBOR:
-            return _error(NOT_ACCEPTABLE, 'CBOR only (60)')
-        code = req.code
-        if len(req.path) == 1:
-            if code != GET:
-                return _error(METHOD_NOT_ALLOWED, 'GET only')
-            op, body = self._ask(F.READ, sid, None, peer)
-            if op != F.RESULT:
-                return self._spot_error(sid, body)
-            return Response(CONTENT, cbor.dumps(body), CF_CBOR)
-        seg = req.path[1]
-        svc = self.node.services.get(sid)
-        if seg.isdigit():
-            oid = int(seg)
-        elif svc is not None and seg in svc.by_name:
-            oid = svc.by_name[seg][model.ID]
-        else:
-            return _error(NOT_FOUND, diagnostic(E.UNKNOWN_OBJECT, seg))
-        if code == GET:
-            if observe == 0:
-                return self._observe_object(req, peer, sid, oid)
-            op, body = self._ask(F.READ, sid, [oid], peer)
-            if op != F.RESULT:
-                return self._spot_error(sid, body)
-            return Response(CONTENT, cbor.dumps(body.get(oid)), CF_CBOR)
-        if code != PUT and code != POST:
-            return _error(METHOD_NOT_ALLOWED, 'GET, PUT or POST')
-        if req.content_format is not None and req.content_format != CF_CBOR:
-            return _error(UNSUPPORTED_CONTENT_FORMAT, 'CBOR only (60)')
-        if req.payload:
-            try:
-                value = cbor.loads(req.payload)
-            except cbor.CBORError as e:
-                return Response(BAD_REQUEST, diagnostic(E.MALFORMED, str(e)))
-        elif code == PUT:
-            return Response(BAD_REQUEST, diagnostic(E.MALFORMED, 'no value'))
-        if code == PUT:
-            op, body = self._ask(F.WRITE, sid, {oid: value}, peer)
-            if op != F.RESULT:
-                return self._spot_error(sid, body)
-            return Response(CHANGED)
-        op, body = self._ask(F.INVOKE, sid, [oid, value] if req.payload else [oid], peer)
-        if op != F.RESULT:
-            return self._spot_error(sid, body)
-        if body is None:
-            return Response(CHANGED)
-        return Response(CHANGED, cbor.dumps(body), CF_CBOR)
-
-    def _observe_object(self, req, peer, sid, oid):
-        try:
-            attrs = parse_query(req.query)
-        except SpotError as e:
-            return Response(BAD_REQUEST, diagnostic(e.code, e.detail))
-        key = (req.addr, req.token)
-        old = self.observations.get(key)
-        mid = None
-        if old is not None:
-            if old.peer == peer and old.sid == sid and old.oid is not None:
-                mid = old.mid    # the same token again: renew the subscription
-            else:
-                self._forget(old)
-        if mid is None:
-            mid = self._free_mid(peer, sid)
-        reply = self.node.receive(F.encode(F.SUBSCRIBE, sid, mid, {oid: attrs}), self.now, peer)
-        op, _, _, body = F.decode(reply, len(reply))
-        if op != F.RESULT:
-            return self._spot_error(sid, body)
-        self._observing(req, Observation(req.addr, req.token, peer, sid, mid, oid,
-                                         req.path_str()))
-        return Response(CONTENT, cbor.dumps(body.get(oid)), CF_CBOR)
-
-    def _free_mid(self, peer, sid):
-        used = [s[2] for s in self.node.subs.subs if s[0] == peer and s[1] == sid]
-        mid = SUB_MID_TOP
-        while mid in used:
-            mid -= 1
-        return mid
+            from .coap_rest import rest
+            return rest(self, req, peer, observe)
+        return error_response(NOT_FOUND, 'no such resource')
 
     # ---- the bus resource ----------------------------------------------------------------
 
     def _bus(self, req, peer, observe):
         if req.content_format is not None and req.content_format != CF_SPOT:
-            return _error(UNSUPPORTED_CONTENT_FORMAT, 'SPOT frames only (%d)' % CF_SPOT)
+            return error_response(UNSUPPORTED_CONTENT_FORMAT,
+                                  'SPOT frames only (%d)' % CF_SPOT)
         code = req.code
         if code != POST and code != FETCH:
-            return _error(METHOD_NOT_ALLOWED, 'POST or FETCH')
+            return error_response(METHOD_NOT_ALLOWED, 'POST or FETCH')
         frame = req.payload
         if not frame:
-            return _error(BAD_REQUEST, 'no frame')
+            return error_response(BAD_REQUEST, 'no frame')
         mid = F.message_id(frame)
         if mid is None or frame[0] >> 4 != F.VERSION:
             op = 0   # not a request this view treats specially: the node decides
@@ -307,7 +149,7 @@ class CoapBinding:
         if op == F.READ and observe is None:
             return self._frame(self.node.receive(frame, self.now, peer), CONTENT)
         if mid is None:
-            return _error(BAD_REQUEST, 'short frame')
+            return error_response(BAD_REQUEST, 'short frame')
         return self._frame(F.error(frame[1], mid, E.UNSUPPORTED,
                                    'FETCH takes READ, or SUBSCRIBE with Observe'), CONTENT)
 
@@ -447,41 +289,10 @@ class CoapBinding:
                     paths.append(obs.path)
         self._notify(paths)
 
-    # ---- discovery ------------------------------------------------------------------------
-
     def links(self):
-        """[(href, rt, link text)] of /.well-known/core, built once."""
-        if self._links is None:
-            out = [('/' + BUS, 'spot.bus', '</%s>;rt="spot.bus";ct=%d' % (BUS, CF_SPOT))]
-            services = self.node.services
-            for sid in sorted(services):
-                svc = services[sid]
-                for row in sorted(svc.rows, key=lambda r: r[model.ID]):
-                    href = '/%s/%s' % (svc.name, row[model.NAME])
-                    rt = 'spot.' + model.TYPE_NAMES[row[model.TYPE]]
-                    text = '<%s>;rt="%s";ct=%d' % (href, rt, CF_CBOR)
-                    if row[model.ACCESS] & model.R:
-                        text += ';obs'
-                    out.append((href, rt, text))
-            self._links = out
-        return self._links
-
-    def _well_known(self, req):
-        if req.code != GET:
-            return _error(METHOD_NOT_ALLOWED, 'GET only')
-        if req.accept is not None and req.accept != CF_LINK_FORMAT:
-            return _error(NOT_ACCEPTABLE, 'link-format only (40)')
-        want_href = want_rt = None
-        for q in req.query:
-            if q.startswith('href='):
-                want_href = q[5:]
-            elif q.startswith('rt='):
-                want_rt = q[3:]
-        parts = []
-        for href, rt, text in self.links():
-            if _matches(href, want_href) and _matches(rt, want_rt):
-                parts.append(text)
-        return Response(CONTENT, ','.join(parts).encode(), CF_LINK_FORMAT)
+        """[(href, rt, link text)] of /.well-known/core (core.coap_rest), built once."""
+        from .coap_rest import links
+        return links(self)
 
 
 def _observed(observers, obs):
@@ -498,13 +309,12 @@ def _subscribed(subs, obs):
     return False
 
 
-def _matches(value, pattern):
-    """RFC 6690 4.1 filter: exact, or a prefix when the pattern ends with '*'."""
-    if pattern is None:
-        return True
-    if pattern.endswith('*'):
-        return value.startswith(pattern[:-1])
-    return value == pattern
+def _for_nobody(notes):
+    """Whether some of node.step()'s notifications have no peer (telemetry, alarms)."""
+    for n in notes:
+        if n[0] is None:
+            return True
+    return False
 
 
 def _seconds(now_ms):
@@ -585,7 +395,7 @@ class CoapDevice:
         now_s = self.node_clock(now)
         self.binding.now = now_s
         notes = self.node.step(now_s)
-        if self.bridge is not None and notes:
+        if self.bridge is not None and notes and _for_nobody(notes):
             self._queue([f for p, f in notes if p is None])
             notes = [n for n in notes if n[0] is not None]
         if notes:   # (nothing pending to clear otherwise: _notify() leaves none)

@@ -48,6 +48,20 @@ class Request:
         self.responded = False
         self.block1 = None          # (num, more, szx) to echo once a Block1 body is whole
 
+    def renew(self, path, query):
+        """Make a used Request like new again (a notification reuses its observer's)."""
+        msg = self.msg
+        self.code = msg.code
+        self.token = msg.token
+        self.path = path
+        self.query = query
+        self.payload = msg.payload
+        self.content_format = msg.get_uint(CONTENT_FORMAT)
+        self.accept = msg.get_uint(ACCEPT)
+        self.observe = msg.get_uint(OBSERVE)
+        self.responded = False
+        self.block1 = None
+
     def option(self, number, default=None):
         return self.msg.get(number, default)
 
@@ -77,7 +91,7 @@ class Response:
 
 class Observer:
     __slots__ = ('addr', 'token', 'msg', 'path', 'key', 'since_con', 'last_con', 'tx',
-                 'last_mid')
+                 'last_mid', 'req', 'segments')
 
     def __init__(self, req, now):
         self.addr = req.addr
@@ -89,6 +103,19 @@ class Observer:
         self.last_con = now
         self.tx = None        # CON notification in flight
         self.last_mid = -1    # last NON notification (a Reset to it deregisters)
+        self.req = None       # the Request its notifications are rendered from, made once
+        self.segments = None  # (path, query) lists of that Request
+
+    def request(self):
+        """The Request of a notification: made at the first, renewed for the next ones."""
+        req = self.req
+        if req is None:
+            req = self.req = Request(self.msg, self.addr)
+            self.segments = (req.path, req.query)
+        else:
+            req.renew(self.segments[0], self.segments[1])
+        req.notification = True
+        return req
 
 
 class ServerSide:
@@ -305,11 +332,11 @@ class ServerSide:
 
     def notify(self, path, response, now):
         """Send the current state to each observer of `path`; returns how many were sent."""
-        path = '/'.join(coap.split_path(path))
+        if type(path) is not str or path.startswith('/') or path.endswith('/'):
+            path = '/'.join(coap.split_path(path))
         sent = 0
         for obs in [o for o in self.observers.values() if o.path == path]:
-            req = Request(obs.msg, obs.addr)
-            req.notification = True
+            req = obs.request()
             resp = response if response is not None else self._call(req)
             if resp is not None:
                 self._notify_one(obs, req, resp, now)

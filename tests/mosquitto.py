@@ -14,6 +14,8 @@ import subprocess
 import threading
 import time
 
+from netutil import free_tcp_port as free_port  # noqa: F401  (tests import it from here)
+
 WAIT = 10.0  # seconds, upper bound of any single wait
 TOOLS = ('mosquitto', 'mosquitto_sub', 'mosquitto_pub')
 
@@ -22,14 +24,6 @@ def missing_tools():
     """Names of the mosquitto programs not installed (Debian packages
     mosquitto, mosquitto-clients)."""
     return [t for t in TOOLS if not shutil.which(t)]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(cond, timeout=WAIT, what='condition'):

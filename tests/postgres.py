@@ -22,7 +22,7 @@ import os
 import pwd
 import re
 import shutil
-import socket
+from netutil import free_tcp_port as free_port
 import subprocess
 import tempfile
 
@@ -54,12 +54,6 @@ def find_bindir():
         return os.path.dirname(on_path)
     raise PostgresUnavailable(
         "PostgreSQL server binaries not found (install Debian's `postgresql` package)")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _server_user():

@@ -9,7 +9,7 @@ from spot.cloud_bridge.local_transport import LocalTransport
 from spot.cloud_bridge.service import Bridge, Forbidden, BadRequest
 from spot.cloud_bridge.store import open_store
 from spot.core import frame as F
-from spot.core.services import HEAT_PUMP, PLANS, PRICE
+from spot.core.services import HEAT_PUMP, PRICE
 from spot.ports.cpython.simulator import SimDevice
 
 T0 = 1704067200.0
@@ -237,11 +237,14 @@ def test_broadcast_reaches_only_consumers(tmp_path):
 def test_malformed_and_unknown_device_frames_are_counted_and_change_nothing(tmp_path):
     async def main():
         bridge, local = await make_bridge(tmp_path, Clock())
-        assert await bridge.device_frame("local", "hp-1", b"\x16\x10\x00") is None
+        assert await bridge.device_frame("local", "hp-1", b"\x16\x10\x00") is None  # no mid
+        bad = await bridge.device_frame("local", "hp-1", b"\x16\x10\x00\x07\xa1")
+        assert F.decode(bad)[3][0] == 9  # malformed: answered, not acknowledged
         notify = F.encode(F.NOTIFY, HEAT_PUMP, 0, [int(T0), {11: 50}])
-        assert await bridge.device_frame("local", "ghost", notify) is None
-        assert await bridge.device_frame("local", None, F.encode(F.ANNOUNCE, 0, 0, {0: 5})) is None
-        assert bridge.metrics.value("frames_rejected", reason="malformed") == 2
+        assert F.decode(await bridge.device_frame("local", "ghost", notify))[3][0] == 6
+        refused = await bridge.device_frame("local", None, F.encode(F.ANNOUNCE, 0, 0, {0: 5}))
+        assert F.decode(refused)[0] == F.ERROR
+        assert bridge.metrics.value("frames_rejected", reason="malformed") == 3
         assert bridge.metrics.value("frames_rejected", reason="unknown_device") == 1
         assert await bridge.store.list_devices() == []
         await bridge.stop()

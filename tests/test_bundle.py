@@ -52,7 +52,8 @@ def test_heat_pump_bundle_holds_the_node_the_coap_binding_and_the_profile(heat_p
     for m in ("__init__", "core.node", "core.frame", "core.cbor", "core.model", "core.plans",
               "core.subscriptions", "core.coap", "core.coap_endpoint", "core.coap_binding",
               "profiles.heat_pump", "profiles.common", "ports.micropython.device",
-              "ports.micropython.config", "ports.micropython.board", "ports.micropython.hw"):
+              "ports.micropython.device_coap", "ports.micropython.config",
+              "ports.micropython.board", "ports.micropython.hw"):
         assert m in mods, m
     assert "main.py" in files
 
@@ -64,7 +65,7 @@ def test_heat_pump_bundle_leaves_out_other_profiles_mqtt_and_oscore(heat_pump_co
     for m in ("profiles.registry", "core.mqtt", "core.mqtt_client", "core.mqtt_binding",
               "core.oscore", "core.coap_oscore", "core.aes", "core.ccm",
               "ports.micropython.flash_outbox", "ports.micropython.mqtt_loop",
-              "ports.micropython.coap_loop"):
+              "ports.micropython.coap_loop", "ports.micropython.device_mqtt"):
         assert m not in mods, m
 
 
@@ -73,9 +74,11 @@ def test_meter_mqtt_bundle_has_mqtt_and_the_flash_outbox_but_no_coap(tmp_path):
                      main=str(EXAMPLES / "rp2040_meter.py"))
     mods = names(files)
     for m in ("core.mqtt", "core.mqtt_client", "core.mqtt_binding", "profiles.meter",
-              "ports.micropython.flash_outbox", "ports.micropython.hw"):
+              "ports.micropython.flash_outbox", "ports.micropython.hw",
+              "ports.micropython.device_mqtt"):
         assert m in mods, m
-    for m in ("core.coap", "core.coap_endpoint", "core.coap_binding", "profiles.heat_pump"):
+    for m in ("core.coap", "core.coap_endpoint", "core.coap_binding", "profiles.heat_pump",
+              "ports.micropython.device_coap"):
         assert m not in mods, m
 
 
@@ -122,6 +125,39 @@ print('LINK', type(dev.link).__name__)
     assert "PLAN {16: {6: 2}}" in r.stdout
     assert "LINK CoapLink" in r.stdout
     assert not any(p.endswith(".py") for p in fs)
+
+
+def test_the_rest_view_is_loaded_only_by_the_first_request_that_needs_it(heat_pump_coap,
+                                                                         tmp_path):
+    out, files = heat_pump_coap
+    assert "lib/spot/core/coap_rest.mpy" in files
+    fs = {"/" + f: {"base64": base64.b64encode((out / f).read_bytes()).decode()}
+          for f in files if f.endswith(".mpy")}
+    fs["/spot.json"] = write_config(tmp_path / "spot.json").read_text()
+    script = """
+import os, sys
+os.chdir('/')
+from spot.ports.micropython import config, device
+from spot.profiles import heat_pump
+from spot.core import coap, frame as F
+from spot.core.coap_binding import CF_SPOT
+class Net:
+    AF_INET = 2
+    SOCK_DGRAM = 2
+dev = device.Device(config.load(), heat_pump, net=Net())
+c = dev.link.coap
+def ask(m):
+    return coap.decode(c.receive(coap.encode(m), ('192.0.2.1', 5683), 0)[0][1])
+m = coap.set_uri(coap.CoapMessage(coap.CON, coap.POST, 1, b'a'), 's')
+m.add(coap.CONTENT_FORMAT, CF_SPOT)
+m.payload = F.encode(F.READ, 16, 1, [8])
+print('BUS', ask(m).code, 'spot.core.coap_rest' in sys.modules)
+r = ask(coap.set_uri(coap.CoapMessage(coap.CON, coap.GET, 2, b'b'), '.well-known/core'))
+print('CORE', r.code, 'spot.core.coap_rest' in sys.modules, bytes(r.payload)[:18])
+"""
+    r = mp.run_micropython(script, fs)
+    assert "BUS %d False" % 0x44 in r.stdout          # 2.04 Changed, REST view not loaded
+    assert "CORE %d True b'</s>;rt=\"spot.bus\"'" % 0x45 in r.stdout
 
 
 def test_mpy_cross_is_asked_for_the_boards_format_when_it_differs():

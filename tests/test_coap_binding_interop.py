@@ -12,7 +12,6 @@ timeout.
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -24,6 +23,7 @@ import aiocoap
 from aiocoap.credentials import CredentialsMap
 from aiocoap.oscore import FilesystemSecurityContext, NotAProtectedMessage
 from aiocoap.transports.oscore import OSCOREAddress
+from netutil import free_udp_port as free_port
 
 from spot.core import frame as F
 from spot.core.coap_binding import CoapDevice, CF_SPOT
@@ -53,13 +53,6 @@ def heat_pump_node():
     node.set(HP, FLOW_SETPOINT, 21.5)
     return node
 
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run_async(coro, timeout=40):

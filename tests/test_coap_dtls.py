@@ -15,6 +15,7 @@ import threading
 import cbor2
 import pytest
 from aiocoap.defaults import dtls_missing_modules
+from netutil import free_udp_port as free_port, bind_retrying
 
 from spot.core import frame as F
 from spot.core.node import Node
@@ -31,13 +32,6 @@ CLIENTS = [pytest.param(OPENSSL, id="openssl"), pytest.param(GNUTLS, id="gnutls"
 DTLS_MISSING = dtls_missing_modules()
 NEED_DTLS = "aiocoap's DTLS needs %s: pip install 'aiocoap[tinydtls]'"
 
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class LoopThread:
@@ -74,9 +68,8 @@ def dtls_device():
     roster.pair(b"mon-1", MONITOR)
     node.authorise = roster.authorise
     lt = LoopThread()
-    port = free_port()
-    dev = lt.run(serve_device_aiocoap(node, "127.0.0.1", port,
-                                      credentials=dtls_credentials(KEYS)))
+    port, dev = bind_retrying(lambda p: (p, lt.run(serve_device_aiocoap(
+        node, "127.0.0.1", p, credentials=dtls_credentials(KEYS)))))
     lt.node = node
     lt.uri = "coaps://127.0.0.1:%d" % port
     yield lt

@@ -18,6 +18,7 @@ import pytest
 import aiocoap
 import aiocoap.resource as aioresource
 from aiocoap.numbers.constants import TransportTuning
+from netutil import bind_retrying
 
 from spot.core import coap
 from spot.core.coap_endpoint import (Endpoint, Response, EV_RESPONSE, EV_NOTIFICATION)
@@ -127,13 +128,6 @@ def client():
     yield run
     run.stop()
 
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run_async(coro, timeout=30):
@@ -307,14 +301,8 @@ def aio_server():
 
     async def start(port):
         return await aiocoap.Context.create_server_context(site, bind=('127.0.0.1', port))
-    for attempt in range(5):  # a free port can be taken between probe and bind
-        port = free_port()
-        try:
-            ctx = asyncio.run_coroutine_threadsafe(start(port), loop).result(10)
-            break
-        except OSError:
-            if attempt == 4:
-                raise
+    port, ctx = bind_retrying(
+        lambda p: (p, asyncio.run_coroutine_threadsafe(start(p), loop).result(10)))
 
     def bump():
         obs.count += 1

@@ -8,13 +8,7 @@ import sys
 import time
 import urllib.request
 
-
-def free_port(kind):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from netutil import free_port
 
 
 def test_spot_demo_serves_every_profile_over_coap_and_the_api(tmp_path):

@@ -9,7 +9,6 @@ event message on its way out (to see the VEN reject it).
 import asyncio
 import logging
 import re
-import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +16,7 @@ import pytest
 
 
 from aiohttp import web  # noqa: E402
+from netutil import free_tcp_port, free_udp_port  # noqa: E402
 from openleadr import OpenADRServer, objects, utils as outils  # noqa: E402
 from openleadr.service import OptService, handler  # noqa: E402
 
@@ -44,22 +44,6 @@ SG_READY = 6
 CURRENT_LIMIT = 8
 DSIG_RE = re.compile(rb"<ds:Signature.*</ds:Signature>", re.S)
 LEVEL_RE = re.compile(rb"(<ei:payloadFloat>\s*<ei:value>)[^<]*")
-
-
-def free_tcp_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 async def until(cond, timeout=15.0, step=0.05):

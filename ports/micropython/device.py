@@ -1,7 +1,8 @@
 """The runtime on a board: boot from the config, serve the node over CoAP or
-MQTT on asyncio, reconnect with back-off, feed the watchdog, fall back to the
-default plan (the node does), and the sleepy cycle: wake, send what is queued,
-take what waits, sleep.
+MQTT on asyncio (the links: device_coap.CoapLink, device_mqtt.MqttLink, each
+loaded only for its transport), reconnect with back-off, feed the watchdog,
+fall back to the default plan (the node does), and the sleepy cycle: wake,
+send what is queued, take what waits, sleep.
 
     import asyncio
     from spot.ports.micropython import config, device, hw
@@ -37,14 +38,6 @@ POLL_MS = 50           # longest sleep between two looks at the socket
 SAMPLE_MS = 1000       # bound getters of subscribed objects are read this often
 SLEEP_NO_LINK = 4      # a sleepy device gives up after this many awake periods without a link
 
-_EAGAIN = (11, 110, 115)   # EAGAIN/EWOULDBLOCK, ETIMEDOUT, EINPROGRESS as MicroPython numbers them
-try:
-    import errno
-    _EAGAIN = tuple(set(_EAGAIN + tuple(getattr(errno, n) for n in
-                                        ('EAGAIN', 'EWOULDBLOCK', 'EINPROGRESS', 'ETIMEDOUT')
-                                        if hasattr(errno, n))))
-except ImportError:
-    pass
 
 
 def _default_sleep():
@@ -86,9 +79,13 @@ class Device:
         self._sampled = -SAMPLE_MS
         self.ctx = self._oscore()
         scheme, host, port = C.parse_uri(cfg['bridge'])
+        # each transport's link lives in its own module: a board loads only its own, and a
+        # bundle (ports/cpython/deploy.py) carries only the one its transport needs
         if scheme == 'coap':
+            from .device_coap import CoapLink
             self.link = CoapLink(self, host, port)
         else:
+            from .device_mqtt import MqttLink
             self.link = MqttLink(self, host, port, scheme == 'mqtts')
         self._restore_clock()
 
@@ -184,10 +181,11 @@ class Device:
         self._sampled = now
         node = self.node
         getters = node.getters
-        for s in node.subs.subs:
-            sid = s[1]
-            for oid in s[3]:
-                if (sid, oid) in getters:
+        subs = node.subs.subs
+        for i in range(len(subs)):
+            sid = subs[i][1]
+            for oid in subs[i][3]:
+                if (sid, oid) in getters and not _sampled_before(subs, i, sid, oid):
                     node.subs.changed(sid, oid, node.wire(sid, oid))
 
     # ---- sleepy cycle ------------------------------------------------------------------------
@@ -283,249 +281,9 @@ class Device:
         return min(longest, max(first, delay * 2))
 
 
-def _jitter(ms):
-    try:
-        import random
-        return ms + (ms * random.getrandbits(8) >> 10)
-    except (ImportError, AttributeError):
-        return ms
-
-
-class CoapLink:
-    """UDP socket + core.coap_binding.CoapDevice: registration, telemetry outbox, requests."""
-
-    def __init__(self, dev, host, port):
-        from ...core.coap_endpoint import Endpoint
-        from ...core.coap_binding import CoapDevice
-        self.dev = dev
-        self.host = host
-        self.port = port
-        self.sock = None
-        self.lost = 0            # datagrams the socket refused to send
-        cfg = dev.cfg
-        self.ep = Endpoint(block_szx=4, max_body=1024, max_datagram=400, max_pending=4,
-                           max_dedupe=6, max_observers=4, max_exchanges=4, max_buffers=1,
-                           max_events=8)
-        oscore = None
-        if dev.ctx is not None:
-            from ...core.coap_oscore import OscoreServer
-            oscore = OscoreServer([dev.ctx], require=True, max_observations=4)
-        self.coap = CoapDevice(dev.node, self.ep, None, oscore,
-                               None if oscore is None else dev.ctx.recipient_id,
-                               lifetime=cfg['lifetime'],
-                               retry=max(1, cfg['backoff_ms'][0] // 1000), max_events=4)
-
-    def report_peer(self):
-        return None
-
-    def open(self, now):
-        net = self.dev.net
-        ai = net.getaddrinfo(self.host, self.port)[0]
-        sock = net.socket(ai[0], net.SOCK_DGRAM)
-        sock.bind(('0.0.0.0', self.dev.cfg['port']))
-        sock.setblocking(False)
-        self.sock = sock
-        self.coap.bridge = ai[-1]
-        self.coap.register_now()
-
-    def close(self, now):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    def up(self):
-        return self.coap.registered
-
-    def idle(self, now):
-        c = self.coap
-        return not c.outbox and not c.posted and self.ep.next_timeout(now) is None
-
-    def telemetry(self, frame, now):
-        self.coap.send_telemetry([frame])
-
-    def poll(self, now):
-        sock = self.sock
-        coap = self.coap
-        for _ in range(8):   # a burst, then timers
-            try:
-                data, addr = sock.recvfrom(401)
-            except OSError:
-                break
-            if data:
-                self.dev.activity(now)
-                self._send(coap.receive(data, addr, now))
-        self._send(coap.step(now))
-        coap.events()
-        return coap.next_timeout(now)
-
-    def _send(self, out):
-        for addr, data in out:
-            try:
-                self.sock.sendto(data, addr)
-            except OSError:   # no route now: CoAP retransmits, registration backs off
-                self.lost += 1
-
-
-class MqttLink:
-    """TCP (TLS) socket + core.mqtt_binding.MqttDevice, reconnecting with back-off.
-
-    With config qos 1 telemetry waits in the client's outbox, kept in a file
-    (flash_outbox) so it survives a lost link, a reboot and deep sleep."""
-
-    def __init__(self, dev, host, port, tls):
-        from ...core.mqtt_binding import MqttDevice, make_client
-        self.dev = dev
-        self.host = host
-        self.port = port
-        self.tls = tls
-        cfg = dev.cfg
-        outbox = None
-        if cfg['qos']:
-            from .flash_outbox import FileOutbox
-            outbox = FileOutbox(dev.files + 'spot.outbox')
-        self.client = make_client(cfg['id'], keepalive=cfg['lifetime'], username=cfg['user'],
-                                  password=cfg['password'], outbox=outbox)
-        self.mqtt = MqttDevice(dev.node, self.client, cfg['id'], bridge_ctx=dev.ctx,
-                               qos_telemetry=cfg['qos'])
-        self.sock = None
-        self.due = 0             # ms of the next connection attempt
-        self.delay = 0
-        self.connections = 0
-        self.last_error = None
-        self._out = b''
-
-    def report_peer(self):
-        # sealed telemetry is for the bridge: MqttDevice seals what goes to its kid
-        return None if self.dev.ctx is None else self.dev.ctx.recipient_id
-
-    def open(self, now):
-        self.due = now
-
-    def up(self):
-        from ...core.mqtt_client import CONNECTED
-        return self.client.state == CONNECTED
-
-    def idle(self, now):
-        return not len(self.client.outbox) and not self._out
-
-    def telemetry(self, frame, now):
-        self.mqtt.publish_notify(frame, now)
-
-    def close(self, now):
-        if self.sock is not None:
-            if self.up():
-                self._send(self.mqtt.close(now))
-            self._drop(None, now)
-
-    def poll(self, now):
-        c = self.client
-        if self.sock is None:
-            if now < self.due:
-                self.mqtt.step(now)   # the node still runs: plans, fallback, queued telemetry
-                d = self.mqtt.next_timeout(now)
-                wait = self.due - now
-                return wait if d is None or d > wait else d
-            self._connect(now)
-            if self.sock is None:
-                return self.due - now
-        try:
-            while True:
-                data = self.sock.read(512)
-                if data is None:
-                    break
-                if not data:
-                    self._events(c.connection_lost('closed by the broker', now), now)
-                    break
-                self._events(c.receive(data, now), now)
-                self._send(c.data_to_send())
-                if len(data) < 512:
-                    break
-            if self.sock is not None:
-                self._send(c.step(now))
-                self._events(c.take_events(), now)
-                self.mqtt.step(now)
-                self._send(c.data_to_send())
-        except OSError as e:
-            if e.args and e.args[0] in _EAGAIN:
-                pass
-            else:
-                self._events(c.connection_lost('socket error %r' % (e,), now), now)
-        from ...core.mqtt_client import DISCONNECTED
-        if c.state == DISCONNECTED and self.sock is not None:
-            self._drop(c.take_events(), now)
-        if self.sock is None:
-            return self.due - now
-        a = c.next_timeout(now)
-        b = self.mqtt.next_timeout(now)
-        return a if b is None or (a is not None and a < b) else b
-
-    def _events(self, events, now):
-        from ...core.mqtt_client import EV_CONNECTED, EV_MESSAGE, EV_DISCONNECTED
-        for e in events:
-            if e.kind == EV_CONNECTED:
-                self.delay = 0
-                self.dev.activity(now)
-            elif e.kind == EV_MESSAGE:
-                self.dev.activity(now)
-            elif e.kind == EV_DISCONNECTED:
-                self.last_error = e.reason
-            self.mqtt.on_event(e, now)
-
-    def _connect(self, now):
-        net = self.dev.net
-        try:
-            ai = net.getaddrinfo(self.host, self.port, 0, net.SOCK_STREAM)[0]
-            sock = net.socket(ai[0], net.SOCK_STREAM)
-            self.sock = sock
-            sock.settimeout(5)     # shorter than any watchdog (RP2040's is 8 s)
-            sock.connect(ai[-1])
-            if self.tls:
-                sock = self._wrap(sock)
-                self.sock = sock
-            sock.setblocking(False)
-        except OSError as e:
-            self.last_error = 'connect: %r' % (e,)
-            self._drop(None, now)
-            return
-        self.connections += 1
-        self._out = b''
-        self._send(self.client.connect(now))
-
-    def _wrap(self, sock):
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ca = self.dev.cfg['ca']
-        if ca:
-            with open(ca, 'rb') as f:
-                ctx.load_verify_locations(cadata=f.read())
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx.wrap_socket(sock, server_hostname=self.host)
-
-    def _drop(self, events, now):
-        if self.sock is not None:
-            try:
-                self.sock.close()
-            except OSError:
-                pass
-            self.sock = None
-        if events:
-            self._events(events, now)
-        self.delay = self.dev.backoff(self.delay)
-        self.due = now + _jitter(self.delay)
-        self._out = b''
-
-    def _send(self, data):
-        if data:
-            self._out = self._out + data if self._out else bytes(data)
-        while self._out and self.sock is not None:
-            try:
-                n = self.sock.write(self._out)
-            except OSError as e:
-                if e.args and e.args[0] in _EAGAIN:
-                    return
-                self._drop(self.client.connection_lost('send failed %r' % (e,), self.dev.clock()),
-                           self.dev.clock())
-                return
-            if not n:
-                return
-            self._out = self._out[n:]
+def _sampled_before(subs, i, sid, oid):
+    # an object in several subscriptions is read once per sample: changed() marks them all
+    for j in range(i):
+        if subs[j][1] == sid and oid in subs[j][3]:
+            return True
+    return False

@@ -8,8 +8,8 @@ from spot.core import frame as F
 from spot.core import errors as E
 from spot.core.coap import CoapMessage
 from spot.core.coap_endpoint import Endpoint
-from spot.core.coap_binding import (CoapDevice, CF_SPOT, coap_code, parse_query,
-                                    SUB_MID_TOP)
+from spot.core.coap_binding import CoapDevice, CF_SPOT, coap_code
+from spot.core.coap_rest import parse_query, SUB_MID_TOP
 from spot.core.coap_oscore import OscoreServer, OPTION_FORMAT
 from spot.core.oscore import SecurityContext
 from spot.core.node import Node, EV_INVOKE

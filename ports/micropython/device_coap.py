@@ -1,0 +1,78 @@
+"""The CoAP link of the board runtime (ports.micropython.device): one UDP socket and
+core.coap_binding.CoapDevice (registration with the bridge, telemetry outbox, requests).
+Device loads it when the config names a coap:// bridge."""
+from ...core.coap_endpoint import Endpoint
+from ...core.coap_binding import CoapDevice
+
+
+class CoapLink:
+    """UDP socket + core.coap_binding.CoapDevice: registration, telemetry outbox, requests."""
+
+    def __init__(self, dev, host, port):
+        self.dev = dev
+        self.host = host
+        self.port = port
+        self.sock = None
+        self.lost = 0            # datagrams the socket refused to send
+        cfg = dev.cfg
+        self.ep = Endpoint(block_szx=4, max_body=1024, max_datagram=400, max_pending=4,
+                           max_dedupe=6, max_observers=4, max_exchanges=4, max_buffers=1,
+                           max_events=8)
+        oscore = None
+        if dev.ctx is not None:
+            from ...core.coap_oscore import OscoreServer
+            oscore = OscoreServer([dev.ctx], require=True, max_observations=4)
+        self.coap = CoapDevice(dev.node, self.ep, None, oscore,
+                               None if oscore is None else dev.ctx.recipient_id,
+                               lifetime=cfg['lifetime'],
+                               retry=max(1, cfg['backoff_ms'][0] // 1000), max_events=4)
+
+    def report_peer(self):
+        return None
+
+    def open(self, now):
+        net = self.dev.net
+        ai = net.getaddrinfo(self.host, self.port)[0]
+        sock = net.socket(ai[0], net.SOCK_DGRAM)
+        sock.bind(('0.0.0.0', self.dev.cfg['port']))
+        sock.setblocking(False)
+        self.sock = sock
+        self.coap.bridge = ai[-1]
+        self.coap.register_now()
+
+    def close(self, now):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def up(self):
+        return self.coap.registered
+
+    def idle(self, now):
+        c = self.coap
+        return not c.outbox and not c.posted and self.ep.next_timeout(now) is None
+
+    def telemetry(self, frame, now):
+        self.coap.send_telemetry([frame])
+
+    def poll(self, now):
+        sock = self.sock
+        coap = self.coap
+        for _ in range(8):   # a burst, then timers
+            try:
+                data, addr = sock.recvfrom(401)
+            except OSError:
+                break
+            if data:
+                self.dev.activity(now)
+                self._send(coap.receive(data, addr, now))
+        self._send(coap.step(now))
+        coap.events()
+        return coap.next_timeout(now)
+
+    def _send(self, out):
+        for addr, data in out:
+            try:
+                self.sock.sendto(data, addr)
+            except OSError:   # no route now: CoAP retransmits, registration backs off
+                self.lost += 1
