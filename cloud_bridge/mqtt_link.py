@@ -1,8 +1,12 @@
 """The bridge's MQTT side (ports/cpython/mqtt_transport.BridgeMqtt on paho).
 
 Births and deaths drive presence; telemetry is stored before its PUBACK is
-sent (paho manual acknowledgement), so a bridge that dies mid-way is sent the
-message again by the broker; commands go out on the device's /down topic.
+sent (paho manual acknowledgement), and the session is persistent (a fixed
+client id, clean session off), so a bridge that dies mid-way, or is down
+while devices publish, gets those messages from the broker when it is back.
+The broker must queue enough for it: raise max_queued_messages and
+max_inflight_messages for the bridge's client above mosquitto's defaults.
+Commands go out on the device's /down topic.
 """
 import asyncio
 from urllib.parse import urlsplit
@@ -13,7 +17,7 @@ from ..ports.cpython.mqtt_transport import BridgeMqtt
 class MqttLink:
     name = "mqtt"
 
-    def __init__(self, bridge, url, ca=None, share_group=None, client_id=None):
+    def __init__(self, bridge, url, ca=None, share_group=None, client_id="spot-bridge"):
         u = urlsplit(url)
         if u.scheme not in ("mqtt", "mqtts"):
             raise ValueError("MQTT url must be mqtt://host:port or mqtts://host:port")
@@ -24,7 +28,10 @@ class MqttLink:
                                  client_id=client_id, share_group=share_group or None, tls=tls,
                                  username=u.username, password=u.password, loop=self.loop,
                                  on_telemetry=self._telemetry, on_announce=self._announce,
-                                 on_presence=self._presence, ack_telemetry=True)
+                                 on_presence=self._presence, ack_telemetry=True,
+                                 # a persistent session: what the broker acknowledged to
+                                 # devices while this bridge was down is delivered later
+                                 clean_session=False)
         bridge.add_transport(self.name, self)
 
     async def start(self, timeout=10):

@@ -204,7 +204,21 @@ class Bridge:
     def _kick(self, device):
         task = self._delivery.get(device)
         if task is None or task.done():
-            self._delivery[device] = asyncio.ensure_future(self._deliver(device))
+            task = asyncio.ensure_future(self._deliver(device))
+            self._delivery[device] = task
+            task.add_done_callback(lambda t, d=device: self._delivered(d, t))
+
+    async def deliveries_done(self):
+        """Wait until no delivery is running (tests, benchmarks, orderly shutdown)."""
+        while self._delivery:
+            await asyncio.gather(*list(self._delivery.values()), return_exceptions=True)
+            await asyncio.sleep(0)
+
+    def _delivered(self, device, task):
+        if self._delivery.get(device) is task:  # keep no finished task per device
+            del self._delivery[device]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivery to %s failed: %r", device, task.exception())
 
     async def _deliver(self, device):
         """Send the device's queued commands one by one while it answers."""

@@ -30,7 +30,7 @@ async def setup(tmp_path, plugins):
 async def drain(bridge):
     for _ in range(100):
         await asyncio.sleep(0.005)
-    await asyncio.gather(*bridge._delivery.values(), return_exceptions=True)
+    await bridge.deliveries_done()
 
 
 def test_example_plugin_is_found_through_its_entry_point_and_acts_with_its_role(tmp_path):

@@ -1,0 +1,177 @@
+"""Command fan-out of one bridge process: one group command to N devices until all are done.
+
+    python3 bench/bridge_fanout.py            # markdown table for docs/benchmarks.md
+    python3 bench/bridge_fanout.py --quick    # 100 and 1 000 devices, SQLite only
+
+Each cell runs `spot bridge` (the real service) on a fresh store and, as a
+second process, N light CoAP devices (bench/bridge_ingest.CoapFleet: one UDP
+socket each) that register with the bridge and answer every request the
+bridge POSTs to their /s with a RESULT. Every device is put in group "all"
+(one SQL statement on the store before the timed part: group assignment is
+set-up, not what is measured), then the bench POSTs ONE command,
+
+    POST /api/v1/groups/all/commands  {"service": "heat_pump", "op": "write",
+                                       "values": {"sg_ready": 2}}
+
+and waits until /metrics counts N commands done. Per device, the latency is
+the command's completed_at in the store (the bridge's RESULT handled and
+committed) minus the moment the POST was sent; the table gives its p50 and
+p99, the time to the last device, and the time the POST took to answer 202
+(every command queued: the API answers only after queueing all N).
+The store is read directly at the end to count statuses: every command must
+be done and every device must have received exactly its command.
+"""
+import asyncio
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from bridge_ingest import (BridgeProcess, CoapFleet, CpuWindow, percentile,  # noqa: E402
+                           raise_fd_limit, settle, wait_progress)
+
+SIZES = (100, 1000, 10000)
+COMMAND = {"service": "heat_pump", "op": "write", "values": {"sg_ready": 2}}
+
+
+# ------------------------------------------------------------------ the device process
+
+async def devices(n, host, port):
+    """`--devices N HOST PORT`: register N devices, then answer commands until told
+    `report` on stdin; print what they received."""
+    raise_fd_limit()
+    fleet = await CoapFleet(n, (host, port)).open()
+    reg = await fleet.register()
+    print(json.dumps({"registered": reg}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    times = [t for t, _ in fleet.commanded.values()]
+    print(json.dumps({"commanded": len(fleet.commanded), "served": fleet.requests_served,
+                      "first": min(times) if times else None,
+                      "last": max(times) if times else None}), flush=True)
+    fleet.close()
+
+
+# ------------------------------------------------------------------ the orchestrator
+
+def store_query(url, sql):
+    if url.startswith("sqlite"):
+        import sqlite3
+        with sqlite3.connect(url.split("://", 1)[1]) as db:
+            rows = db.execute(sql).fetchall()
+            db.commit()
+            return rows
+    import psycopg
+    with psycopg.connect(url) as db:
+        cur = db.execute(sql)
+        rows = cur.fetchall() if cur.description else []
+        db.commit()
+        return rows
+
+
+def run_cell(tmp, n, store_url):
+    import subprocess
+    data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
+    bridge = BridgeProcess(data, store=store_url, command_timeout=60)
+    gen = None
+    try:
+        bridge.start()
+        gen = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--devices", str(n),
+                                "127.0.0.1", str(bridge.coap_port)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        reg = json.loads(gen.stdout.readline())["registered"]
+        settle(bridge.pid)
+        store_query(store_url, "INSERT INTO device_groups (device, grp) "
+                               "SELECT id, 'all' FROM devices")
+        cpu = CpuWindow(bridge=bridge.pid, devices=gen.pid).start()
+        t_post = time.time()
+        status, answer = bridge.post("/api/v1/groups/all/commands", COMMAND, timeout=600)
+        t_queued = time.time() - t_post
+        assert status == 202 and len(answer["commands"]) == n, (status, len(answer["commands"]))
+        done, _, _ = wait_progress(
+            lambda: bridge.metric("spot_bridge_commands_total", status="done"), n,
+            stall=30, timeout=600, every=0.1)
+        usage = cpu.stop()
+        gen.stdin.write("report\n")
+        gen.stdin.flush()
+        dev = json.loads(gen.stdout.readline())
+        gen.wait(30)
+        bridge.stop()
+        rows = store_query(store_url, "SELECT status, completed_at FROM commands")
+        statuses = {}
+        for s, _ in rows:
+            statuses[s] = statuses.get(s, 0) + 1
+        lat = [c - t_post for s, c in rows if s == "done"]
+        return {"devices": n, "registered_s": reg, "queued_s": t_queued,
+                "p50": percentile(lat, 50), "p99": percentile(lat, 99),
+                "last": max(lat) if lat else float("nan"), "statuses": statuses,
+                "all_done": done and statuses.get("done") == n, "device_side": dev,
+                "cpu": usage, "store": "SQLite" if store_url.startswith("sqlite") else "PostgreSQL"}
+    finally:
+        if gen is not None and gen.poll() is None:
+            gen.kill()
+        bridge.kill()
+
+
+def fmt(r):
+    ok = "yes" if r["all_done"] and r["device_side"]["commanded"] == r["devices"] \
+        else "NO %s, %d devices commanded" % (r["statuses"], r["device_side"]["commanded"])
+    return "| %s | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %s | %.0f | %.0f |" % (
+        r["store"], r["devices"], r["registered_s"], r["queued_s"], r["p50"], r["p99"],
+        r["last"], ok, r["devices"] / r["last"], r["cpu"]["bridge"])
+
+
+def main(argv):
+    if argv[:1] == ["--devices"]:
+        asyncio.run(devices(int(argv[1]), argv[2], int(argv[3])))
+        return
+    quick = "--quick" in argv
+    raise_fd_limit()
+    began = time.perf_counter()
+    tmp = tempfile.mkdtemp(prefix="spot-fanout-bench-")
+    results = []
+    pg = None
+    try:
+        stores = ["sqlite"] if quick else ["sqlite", "postgresql"]
+        if "postgresql" in stores:
+            sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+            import postgres
+            pg = postgres.PostgresServer(durable=True).start()
+        for k, (store, n) in enumerate((s, n) for s in stores
+                                       for n in (SIZES[:2] if quick else SIZES)):
+            if store == "sqlite":
+                url = "sqlite:///" + os.path.join(tmp, "fanout-%d.db" % k)
+            else:
+                url = pg.create_database("fanout_%d" % k)
+            r = run_cell(tmp, n, url)
+            results.append(r)
+            print(fmt(r), file=sys.stderr, flush=True)
+            if store == "postgresql":
+                pg.drop_database("fanout_%d" % k)
+    finally:
+        if pg is not None:
+            pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("One group command (POST /api/v1/groups/all/commands, a heat pump write) to N "
+          "CoAP devices, one bridge process; seconds from the POST")
+    print()
+    print("| store | devices | registration s | POST answered (all queued) s | done p50 s "
+          "| done p99 s | last done s | all done, each device once | commands/s "
+          "| bridge CPU % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    for r in results:
+        print(fmt(r))
+    print()
+    print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(), os.cpu_count(),
+                                                    time.perf_counter() - began))
+    print(json.dumps(results), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1069 @@
+"""Telemetry ingest of ONE whole bridge process: frames and rows stored per second.
+
+    python3 bench/bridge_ingest.py            # markdown table for docs/benchmarks.md
+    python3 bench/bridge_ingest.py --quick    # 100 and 1 000 devices, SQLite only
+
+Each cell runs `spot bridge` (the real service: store, CoAP link, MQTT link,
+HTTP API) as its own process on a fresh store, and a load generator as a
+second process: N simulated devices that speak the real protocol.
+
+- CoAP: one UDP socket per device (the bridge knows a device by its source
+  address). Each device POSTs its ANNOUNCE to the bridge's /s, then NOTIFY
+  frames as confirmable POSTs to /s. The bridge answers 2.04 only after the
+  frame's rows are committed (cloud_bridge/ingest.py), so the generator keeps
+  a fixed window of requests in flight (closed loop, at most two per device,
+  at most WINDOW in all), round robin over the devices, for LOAD_SECONDS: the
+  rate is the bridge's sustained capacity, not an offered load.
+- MQTT (mosquitto, a fresh broker per cell): one MQTT connection per device;
+  each publishes its birth (ANNOUNCE, retained) and, once the bridge has
+  registered every device, NOTIFY frames on spot/v1/<dev>/10/up at QoS 1. The
+  broker acknowledges the device; the bridge acknowledges the broker only
+  after commit (paho manual ack), so the generator publishes a fixed number
+  of frames as fast as the broker takes them and the bench times how long
+  the bridge takes to store them all (from the first publish to the last
+  row counted in /metrics). The broker runs with unlimited queue and
+  in-flight window toward the bridge (its defaults, 20 in flight and 1 000
+  queued, drop messages: the last table shows it).
+
+Every frame is the heat pump's NOTIFY of 21 values (81 bytes, as the
+simulator sends), each with its own time (from a day ago on: within the
+bridge's retention, which prunes older rows), so every frame stores 21 rows;
+a second table repeats 1 000 devices with 250-value frames (about 1.2 kB,
+the low end of IEC TR 61850-80-3's 1-5 kB per report). At the end the
+bridge is stopped and the telemetry table is counted: stored rows must equal
+acknowledged frames x values (CoAP: 2.04 received by the device; MQTT:
+PUBACK from the broker).
+
+CPU: the bridge process (all its threads: event loop, SQLite worker, paho),
+the load generator, and the whole machine (/proc/stat) over the timed
+window; 100 % = one core. Registration (ANNOUNCE to stored) is timed too.
+
+This module also holds what bench/bridge_fanout.py and bench/bridge_memory.py
+reuse: BridgeProcess (a `spot bridge` subprocess) and CoapFleet (light CoAP
+devices that register, send telemetry and answer commands).
+"""
+import asyncio
+import collections
+import json
+import os
+import platform
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from netutil import free_tcp_port, free_udp_port  # noqa: E402  (tests/netutil.py)
+from spot.core import coap as C  # noqa: E402
+from spot.core import frame as F  # noqa: E402
+from spot.core.coap_binding import CF_SPOT, BUS  # noqa: E402
+from spot.core.node import A_ID, A_SERVICES  # noqa: E402
+from spot.core.services import HEAT_PUMP  # noqa: E402
+
+T0 = int(time.time()) // 60 * 60 - 86400   # telemetry times: from a day ago (within retention)
+# the heat pump simulator's telemetry values (21 objects)
+VALUES = {1: 1114, 2: 223, 3: 2309, 4: 164, 5: 5000, 6: 2, 7: 350, 8: 253, 9: 500, 10: 453,
+          11: 26, 12: 203, 13: 210, 14: 1066, 15: 4456, 16: 418, 17: 6000, 20: 821, 21: 0,
+          22: 1, 23: 2}
+ROWS_PER_FRAME = len(VALUES)
+BIG_VALUES = 250            # the "bigger frames" table: 250 values, about 1.2 kB a frame
+SERVICES = [[0, 1, 0], [2, 1, 0], [4, 1, 0], [HEAT_PUMP, 1, 0]]
+
+SIZES = (100, 1000, 10000)
+LOAD_SECONDS = 8.0          # CoAP: timed closed-loop window
+WINDOW = 128                # CoAP: requests in flight at most (2 per device at most)
+MQTT_SECONDS = 8.0          # MQTT: frames published ~ this many seconds of bridge work
+MQTT_GUESS = {"sqlite": 1500, "postgresql": 1200}   # frames/s, sizes the MQTT batch
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------ measuring processes
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process (all its threads)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_bytes(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine_cpu():
+    """(busy, total) jiffies of the whole machine."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+class CpuWindow:
+    """CPU of some processes and of the machine between start() and stop()."""
+
+    def __init__(self, **pids):
+        self.pids = pids
+
+    def start(self):
+        self.t = time.monotonic()
+        self.cpu = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        self.machine = machine_cpu()
+        return self
+
+    def stop(self):
+        wall = time.monotonic() - self.t
+        out = {k: 100.0 * (cpu_seconds(p) - self.cpu[k]) / wall for k, p in self.pids.items()}
+        busy, total = machine_cpu()
+        cores = os.cpu_count() or 1
+        out["machine"] = 100.0 * cores * (busy - self.machine[0]) / max(1, total - self.machine[1])
+        out["wall"] = wall
+        return out
+
+
+def udp_rcvbuf_errors():
+    """Datagrams the kernel dropped for a full socket receive buffer (all sockets)."""
+    with open("/proc/net/snmp") as f:
+        lines = [l.split() for l in f if l.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
+def children(ppid):
+    """Pids of the direct children of ppid (e.g. PostgreSQL's backends)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                        out.append(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def settle(pid, also=(), below=10.0, every=0.5, timeout=180):
+    """Wait until a process (and the processes `also` returns) use less than `below` %
+    of a core: the bridge's backlog (e.g. one delivery check per registered device)
+    is done; returns seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        pids = [pid] + list(also() if callable(also) else also)
+        before = {}
+        for p in pids:
+            try:
+                before[p] = cpu_seconds(p)
+            except OSError:
+                pass
+        time.sleep(every)
+        used = 0.0
+        for p, c in before.items():
+            try:
+                used += cpu_seconds(p) - c
+            except OSError:
+                pass
+        if 100.0 * used / every < below:
+            break
+    return time.monotonic() - t0
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
+
+
+# ------------------------------------------------------------------ the bridge process
+
+class BridgeProcess:
+    """`spot bridge` as a subprocess on free 127.0.0.1 ports and its own data dir."""
+
+    def __init__(self, data, store=None, mqtt=None, offline_after=3600, command_timeout=30,
+                 http_port=None, coap_port=None, log_level="warning"):
+        self.data = data
+        self.store = store
+        self.mqtt = mqtt
+        self.offline_after = offline_after
+        self.command_timeout = command_timeout
+        self.http_port = http_port or free_tcp_port()
+        self.coap_port = coap_port or free_udp_port()
+        self.log_level = log_level
+        self.proc = None
+        self.url = "http://127.0.0.1:%d" % self.http_port
+
+    @property
+    def coap(self):
+        return ("127.0.0.1", self.coap_port)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self, timeout=30, attempts=3):
+        """Start and wait for its ready line; probed ports taken meanwhile: new ones."""
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self.http_port, self.coap_port = free_tcp_port(), free_udp_port()
+                self.url = "http://127.0.0.1:%d" % self.http_port
+
+    def _start(self, timeout):
+        os.makedirs(self.data, exist_ok=True)
+        cfg = os.path.join(self.data, "bridge.toml")
+        with open(cfg, "w") as f:
+            f.write("[bridge]\noffline_after = %s\ncommand_timeout = %s\n"
+                    % (self.offline_after, self.command_timeout))
+        argv = [sys.executable, "-m", "spot.cli", "bridge", "--config", cfg, "--data", self.data,
+                "--http", "127.0.0.1:%d" % self.http_port,
+                "--coap", "127.0.0.1:%d" % self.coap_port, "--log-level", self.log_level]
+        if self.store:
+            argv += ["--store", self.store]
+        if self.mqtt:
+            argv += ["--mqtt", self.mqtt]
+        self.log = open(os.path.join(self.data, "bridge.log"), "ab")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log)
+        line = self._readline(timeout)
+        if "SPOT bridge running" not in line:
+            self.kill()
+            raise RuntimeError("spot bridge did not start: %r\n%s" % (line, self.log_tail()))
+        return self
+
+    def _readline(self, timeout):
+        deadline = time.monotonic() + timeout
+        buf = b""
+        fd = self.proc.stdout.fileno()
+        while not buf.endswith(b"\n") and time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not r:
+                break
+            chunk = os.read(fd, 1)
+            if not chunk:
+                break
+            buf += chunk
+        return buf.decode("utf-8", "replace")
+
+    def log_tail(self, n=3000):
+        try:
+            with open(os.path.join(self.data, "bridge.log"), "rb") as f:
+                return f.read()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def get(self, path, timeout=30):
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            body = r.read()
+        return json.loads(body) if path.startswith("/api/") else body.decode()
+
+    def post(self, path, data, timeout=120):
+        req = urllib.request.Request(self.url + path, data=json.dumps(data).encode(),
+                                     headers={"Content-Type": "application/json"},
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+
+    def metric(self, name, **labels):
+        """A value from /metrics (0 if absent)."""
+        want = name
+        if labels:
+            want += "{" + ",".join('%s="%s"' % kv for kv in sorted(labels.items())) + "}"
+        for line in self.get("/metrics").splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def stop(self, timeout=30):
+        """SIGTERM (a clean shutdown: pending ingest is flushed), then kill."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._close()
+
+    def kill(self):
+        """SIGKILL: no chance to flush anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._close()
+
+    def _close(self):
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
+
+
+# ------------------------------------------------------------------ light CoAP devices
+
+def values_of(count):
+    """The telemetry values of a frame of `count` values (0: the heat pump's 21)."""
+    return VALUES if not count else {oid: 1000 + oid for oid in range(1, count + 1)}
+
+
+def notify_template(values=VALUES, sid=HEAT_PUMP):
+    """A function t -> NOTIFY frame [t, values] (t patched into a pre-encoded frame)."""
+    frame = F.encode(F.NOTIFY, sid, 0, [T0, values])
+    mark = b"\x1a" + T0.to_bytes(4, "big")
+    at = frame.index(mark) + 1
+    head, tail = frame[:at], frame[at + 4:]
+    return lambda t: head + t.to_bytes(4, "big") + tail
+
+
+def announce_frame(device, mid):
+    return F.encode(F.ANNOUNCE, 0, mid, {A_ID: device, A_SERVICES: SERVICES})
+
+
+_POST_OPTS = C.encode_message(C.CON, C.POST, 0, b"\0\0\0\0",
+                              [(C.URI_PATH, BUS.encode()),
+                               (C.CONTENT_FORMAT, C.encode_uint(CF_SPOT))])[8:]
+
+
+class _Pending:
+    __slots__ = ("i", "mid", "token", "dgram", "deadline", "tries", "acked", "sent", "done")
+
+
+class _Sock(asyncio.DatagramProtocol):
+    def __init__(self, fleet, i):
+        self.fleet = fleet
+        self.i = i
+
+    def datagram_received(self, data, addr):
+        self.fleet._datagram(self.i, data)
+
+    def error_received(self, exc):
+        self.fleet.socket_errors += 1
+
+
+class CoapFleet:
+    """N light CoAP devices (ids <prefix>-00001 ...), one UDP socket each, in one process.
+
+    They speak plain CoAP (RFC 7252: CON with retransmission, empty ACKs and
+    separate responses) to the bridge's /s: register(), send telemetry with
+    post(), and answer every request the bridge POSTs to them with a RESULT
+    (recording when each device first received one: `commanded`).
+    """
+
+    ACK_TIMEOUT = 2.0
+    MAX_RETRANSMIT = 4
+
+    def __init__(self, n, bridge, prefix="hp"):
+        self.n = n
+        self.bridge = bridge
+        self.ids = ["%s-%05d" % (prefix, i + 1) for i in range(n)]
+        self.transports = [None] * n
+        self.mids = [0] * n
+        self.pending = {}        # token -> _Pending
+        self.by_mid = {}         # (device index, mid) -> token
+        self._token = 0
+        self.socket_errors = 0
+        self.retransmits = 0
+        self.commanded = {}      # device index -> (first request time, frame)
+        self.requests_served = 0
+        self._sweeper = None
+
+    async def open(self, host="127.0.0.1"):
+        loop = asyncio.get_running_loop()
+        for i in range(self.n):
+            tr, _ = await loop.create_datagram_endpoint(lambda i=i: _Sock(self, i),
+                                                        local_addr=(host, 0))
+            self.transports[i] = tr
+        self._sweeper = asyncio.ensure_future(self._sweep())
+        return self
+
+    def close(self):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for tr in self.transports:
+            if tr is not None:
+                tr.close()
+
+    # -- client side
+
+    def post(self, i, frame, done):
+        """POST frame to the bridge's /s from device i; done(code, datagram) at the
+        answer (code None after the last retransmission timed out)."""
+        self.mids[i] = mid = (self.mids[i] + 1) & 0xFFFF
+        self._token = (self._token + 1) & 0xFFFFFFFF
+        token = self._token.to_bytes(4, "big")
+        p = _Pending()
+        p.i, p.mid, p.token, p.done = i, mid, token, done
+        p.dgram = b"\x44\x02" + mid.to_bytes(2, "big") + token + _POST_OPTS + b"\xff" + frame
+        p.tries = 0
+        p.acked = False
+        p.sent = time.monotonic()
+        p.deadline = p.sent + self.ACK_TIMEOUT
+        self.pending[token] = p
+        self.by_mid[(i, mid)] = token
+        self.transports[i].sendto(p.dgram, self.bridge)
+
+    def _finish(self, token, code, data):
+        p = self.pending.pop(token, None)
+        if p is None:
+            return
+        self.by_mid.pop((p.i, p.mid), None)
+        p.done(code, data)
+
+    async def _sweep(self):
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for token, p in list(self.pending.items()):
+                if now < p.deadline:
+                    continue
+                if not p.acked and p.tries < self.MAX_RETRANSMIT:
+                    p.tries += 1
+                    self.retransmits += 1
+                    p.deadline = now + self.ACK_TIMEOUT * (2 ** p.tries)
+                    self.transports[p.i].sendto(p.dgram, self.bridge)
+                else:
+                    self._finish(token, None, None)
+
+    def _datagram(self, i, data):
+        if len(data) < 4 or data[0] >> 6 != 1:
+            return
+        mtype = (data[0] >> 4) & 3
+        tkl = data[0] & 15
+        code = data[1]
+        mid = data[2] << 8 | data[3]
+        if 1 <= code < 32:
+            return self._serve(i, data)
+        if code == 0:
+            token = self.by_mid.get((i, mid))
+            p = self.pending.get(token)
+            if p is not None and p.i == i:
+                if mtype == C.ACK:      # empty ACK: the answer comes separately
+                    p.acked = True
+                    p.deadline = time.monotonic() + 60
+                elif mtype == C.RST:
+                    self._finish(token, None, None)
+            return
+        if mtype == C.CON:              # separate response: acknowledge it
+            self.transports[i].sendto(bytes((0x60, 0, data[2], data[3])), self.bridge)
+        token = data[4:4 + tkl]
+        p = self.pending.get(token)
+        if p is not None and p.i == i:
+            self._finish(token, code, data)
+
+    # -- server side: commands from the bridge
+
+    def _serve(self, i, data):
+        try:
+            msg = C.decode(data)
+        except C.CoapError:
+            return
+        reply = None
+        try:
+            op, sid, fmid, body = F.decode(msg.payload)
+            if op in F.REQUESTS:
+                reply = F.encode(F.RESULT, sid, fmid, None)
+        except Exception:
+            pass
+        if i not in self.commanded:
+            self.commanded[i] = (time.time(), msg.payload)
+        self.requests_served += 1
+        code = C.CHANGED if reply is not None else C.BAD_REQUEST
+        opts = [(C.CONTENT_FORMAT, C.encode_uint(CF_SPOT))] if reply else []
+        mtype = C.ACK if msg.mtype == C.CON else C.NON
+        self.transports[i].sendto(C.encode_message(mtype, code, msg.mid, msg.token, opts,
+                                                   reply or b""), self.bridge)
+
+    # -- registration and load
+
+    async def register(self, concurrency=64, timeout=600, indices=None):
+        """ANNOUNCE every device (or those of `indices`), at most `concurrency` at a
+        time, until each got its RESULT; returns seconds taken."""
+        loop = asyncio.get_running_loop()
+        left = collections.deque(range(self.n) if indices is None else indices)
+        total = len(left)
+        finished = loop.create_future()
+        state = {"open": 0, "ok": 0}
+        t0 = time.monotonic()
+
+        def launch():
+            while left and state["open"] < concurrency:
+                i = left.popleft()
+                state["open"] += 1
+                mid = (self.mids[i] + 1) & 0xFFFF
+                self.post(i, announce_frame(self.ids[i], mid),
+                          lambda code, data, i=i, mid=mid: answered(i, mid, code, data))
+
+        def answered(i, mid, code, data):
+            state["open"] -= 1
+            ok = False
+            if code is not None and code >> 5 == 2:
+                frame = C.decode(data).payload
+                ok = F.peek(frame) is not None and frame[0] & 0x0F == F.RESULT \
+                    and F.message_id(frame) == mid
+            if ok:
+                state["ok"] += 1
+            else:
+                left.append(i)
+            if state["ok"] == total and not finished.done():
+                finished.set_result(None)
+            else:
+                launch()
+
+        launch()
+        await asyncio.wait_for(finished, timeout)
+        return time.monotonic() - t0
+
+    async def telemetry(self, seconds, window=WINDOW, per_device=2, frame_of=None):
+        """Closed-loop NOTIFY POSTs for `seconds`; every device's frames carry
+        times T0+1, T0+2, ...; returns counts and latencies."""
+        loop = asyncio.get_running_loop()
+        frame_of = frame_of or notify_template()
+        seq = [0] * self.n
+        ready = collections.deque()
+        for _ in range(per_device):
+            ready.extend(range(self.n))
+        st = {"acked": 0, "failed": 0, "timeouts": 0, "open": 0, "lat": []}
+        acked_per = [0] * self.n
+        stopping = [False]
+        drained = loop.create_future()
+
+        def send():
+            while ready and st["open"] < window and not stopping[0]:
+                i = ready.popleft()
+                seq[i] += 1
+                st["open"] += 1
+                self.post(i, frame_of(T0 + seq[i]),
+                          lambda code, data, i=i, t=time.monotonic(): answered(i, t, code))
+
+        def answered(i, t_sent, code):
+            st["open"] -= 1
+            if code is None:
+                st["timeouts"] += 1
+            elif code >> 5 == 2:
+                st["acked"] += 1
+                acked_per[i] += 1
+                st["lat"].append(time.monotonic() - t_sent)
+            else:
+                st["failed"] += 1
+            ready.append(i)
+            if stopping[0]:
+                if st["open"] == 0 and not drained.done():
+                    drained.set_result(None)
+            else:
+                send()
+
+        t0 = time.monotonic()
+        send()
+        await asyncio.sleep(seconds)
+        stopping[0] = True
+        sent_window = time.monotonic() - t0
+        if st["open"]:
+            try:
+                await asyncio.wait_for(drained, 60)
+            except asyncio.TimeoutError:
+                pass
+        elapsed = time.monotonic() - t0
+        lat = st.pop("lat")
+        st.update(seconds=elapsed, window_seconds=sent_window, sent=sum(seq),
+                  p50_ms=1000 * percentile(lat, 50), p99_ms=1000 * percentile(lat, 99),
+                  retransmits=self.retransmits, socket_errors=self.socket_errors,
+                  acked_min=min(acked_per), acked_max=max(acked_per))
+        return st
+
+
+# ------------------------------------------------------------------ light MQTT devices
+
+def _remaining(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def _utf8(s):
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+def mqtt_connect(client_id, keepalive=0):
+    var = _utf8("MQTT") + bytes((4, 0x02)) + keepalive.to_bytes(2, "big") + _utf8(client_id)
+    return b"\x10" + _remaining(len(var)) + var
+
+
+def mqtt_publish(topic, payload, pid, retain=False):
+    var = _utf8(topic) + pid.to_bytes(2, "big") + payload
+    return bytes((0x32 | (1 if retain else 0),)) + _remaining(len(var)) + var
+
+
+class _MqttConn(asyncio.Protocol):
+    def __init__(self, fleet, i):
+        self.fleet = fleet
+        self.i = i
+        self.buf = b""
+        self.transport = None
+        self.connected = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(mqtt_connect(self.fleet.ids[self.i]))
+
+    def data_received(self, data):
+        buf = self.buf + data
+        while len(buf) >= 2:
+            n, mul, k = 0, 1, 1
+            while True:
+                if k >= len(buf):
+                    self.buf = buf
+                    return
+                b = buf[k]
+                n += (b & 0x7F) * mul
+                mul <<= 7
+                k += 1
+                if not b & 0x80:
+                    break
+            if len(buf) < k + n:
+                break
+            kind, body = buf[0] >> 4, buf[k:k + n]
+            buf = buf[k + n:]
+            if kind == 2:
+                if not self.connected.done():
+                    if body[1:2] == b"\0":
+                        self.connected.set_result(True)
+                    else:
+                        self.connected.set_exception(ConnectionError("CONNACK %r" % body))
+            elif kind == 4:
+                self.fleet._puback(self.i, int.from_bytes(body[:2], "big"))
+        self.buf = buf
+
+    def connection_lost(self, exc):
+        self.fleet.lost += 1
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError("connection lost"))
+
+
+class MqttFleet:
+    """N light MQTT devices, one connection each, publishing at QoS 1."""
+
+    def __init__(self, n, host, port, prefix="hp"):
+        self.n = n
+        self.host = host
+        self.port = port
+        self.ids = ["%s-%05d" % (prefix, i + 1) for i in range(n)]
+        self.conns = [None] * n
+        self.pids = [0] * n
+        self.waiting = {}     # (i, pid) -> callback
+        self.lost = 0
+
+    async def open(self, concurrency=200):
+        loop = asyncio.get_running_loop()
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i):
+            async with sem:
+                _, proto = await loop.create_connection(lambda: _MqttConn(self, i),
+                                                        self.host, self.port)
+                self.conns[i] = proto
+                await asyncio.wait_for(proto.connected, 60)
+        await asyncio.gather(*(one(i) for i in range(self.n)))
+        return self
+
+    def close(self):
+        for c in self.conns:
+            if c is not None and c.transport is not None:
+                c.transport.write(b"\xe0\x00")
+                c.transport.close()
+
+    def publish(self, i, topic, payload, done, retain=False):
+        self.pids[i] = pid = self.pids[i] % 65535 + 1
+        self.waiting[(i, pid)] = done
+        self.conns[i].transport.write(mqtt_publish(topic, payload, pid, retain))
+
+    def _puback(self, i, pid):
+        done = self.waiting.pop((i, pid), None)
+        if done is not None:
+            done()
+
+    async def births(self):
+        loop = asyncio.get_running_loop()
+        left = [self.n]
+        fut = loop.create_future()
+
+        def one():
+            left[0] -= 1
+            if left[0] == 0:
+                fut.set_result(None)
+        for i, dev in enumerate(self.ids):
+            self.publish(i, "spot/v1/%s/announce" % dev, announce_frame(dev, 0), one, retain=True)
+        await asyncio.wait_for(fut, 120)
+
+    async def telemetry(self, frames, window=WINDOW, per_device=2, frame_of=None):
+        """Publish `frames` NOTIFY frames (QoS 1, closed loop on the broker's PUBACK)."""
+        loop = asyncio.get_running_loop()
+        frame_of = frame_of or notify_template()
+        topics = ["spot/v1/%s/%02x/up" % (d, HEAT_PUMP) for d in self.ids]
+        seq = [0] * self.n
+        ready = collections.deque()
+        for _ in range(per_device):
+            ready.extend(range(self.n))
+        st = {"sent": 0, "acked": 0, "open": 0}
+        fut = loop.create_future()
+
+        def send():
+            while ready and st["open"] < window and st["sent"] < frames:
+                i = ready.popleft()
+                seq[i] += 1
+                st["open"] += 1
+                st["sent"] += 1
+                self.publish(i, topics[i], frame_of(T0 + seq[i]), lambda i=i: acked(i))
+
+        def acked(i):
+            st["open"] -= 1
+            st["acked"] += 1
+            ready.append(i)
+            if st["acked"] == frames and not fut.done():
+                fut.set_result(None)
+            send()
+
+        t0 = time.time()
+        send()
+        await asyncio.wait_for(fut, 300)
+        st.update(first_publish=t0, last_puback=time.time())
+        return st
+
+
+# ------------------------------------------------------------------ the load generator process
+
+def _emit(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _wait_go():
+    line = sys.stdin.readline()
+    if line.strip() != "go":
+        raise SystemExit("load generator: stopped before go")
+
+
+async def loadgen(args):
+    """The separate process: `--loadgen coap|mqtt N HOST PORT SECONDS_OR_FRAMES`."""
+    kind, n, host, port, amount = args[0], int(args[1]), args[2], int(args[3]), float(args[4])
+    window = int(args[5]) if len(args) > 5 else WINDOW
+    frame_of = notify_template(values_of(int(args[6]) if len(args) > 6 else 0))
+    raise_fd_limit()
+    loop = asyncio.get_running_loop()
+    if kind == "coap":
+        fleet = await CoapFleet(n, (host, port)).open()
+        reg = await fleet.register()
+        _emit({"registered": reg})
+        await loop.run_in_executor(None, _wait_go)
+        st = await fleet.telemetry(amount, window, frame_of=frame_of)
+        fleet.close()
+    else:
+        fleet = await MqttFleet(n, host, port).open()
+        t = time.monotonic()
+        await fleet.births()
+        _emit({"births": time.monotonic() - t})
+        await loop.run_in_executor(None, _wait_go)
+        st = await fleet.telemetry(int(amount), window, frame_of=frame_of)
+        fleet.close()
+    st["kind"] = kind
+    _emit(st)
+
+
+class LoadGen:
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--loadgen"]
+                                     + [str(a) for a in args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(30)
+            raise RuntimeError("load generator exited with %s" % self.proc.returncode)
+        return json.loads(line)
+
+    def go(self):
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+# ------------------------------------------------------------------ the orchestrator
+
+def count_rows(store_url):
+    """(telemetry rows, devices) in the store, read directly."""
+    if store_url.startswith("sqlite"):
+        import sqlite3
+        path = store_url.split("://", 1)[1]
+        with sqlite3.connect(path) as db:
+            return (db.execute("SELECT count(*) FROM telemetry").fetchone()[0],
+                    db.execute("SELECT count(*) FROM devices").fetchone()[0])
+    import psycopg
+    with psycopg.connect(store_url) as db:
+        return (db.execute("SELECT count(*) FROM telemetry").fetchone()[0],
+                db.execute("SELECT count(*) FROM devices").fetchone()[0])
+
+
+def wait_progress(value, target, stall=15.0, timeout=300, every=0.05):
+    """Poll value() until it reaches target or stops growing for `stall` seconds;
+    (reached, last value, time.time() when it last grew)."""
+    deadline = time.monotonic() + timeout
+    last, grew, grew_wall = value(), time.monotonic(), time.time()
+    while last < target and time.monotonic() < deadline and time.monotonic() - grew < stall:
+        time.sleep(every)
+        v = value()
+        if v > last:
+            last, grew, grew_wall = v, time.monotonic(), time.time()
+    return last >= target, last, grew_wall
+
+
+def wait_until(cond, timeout, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    return cond()
+
+
+def fresh_broker(tmp, defaults=False):
+    from mosquitto import Broker
+    d = tempfile.mkdtemp(dir=tmp, prefix="broker-")
+    b = Broker(d)
+    with open(b.conf) as f:
+        conf = f.read().replace("log_type all", "log_type error")
+    conf += "max_connections -1\n"
+    if not defaults:
+        conf += "max_inflight_messages 0\nmax_queued_messages 0\n"
+    with open(b.conf, "w") as f:
+        f.write(conf)
+    b.start()
+    return b
+
+
+def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db_pids=(),
+             nvalues=0):
+    rows_per_frame = len(values_of(nvalues))
+    data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
+    broker = fresh_broker(tmp, broker_defaults) if transport == "mqtt" else None
+    bridge = BridgeProcess(data, store=store_url,
+                           mqtt="mqtt://127.0.0.1:%d" % broker.port if broker else None)
+    gen = None
+    try:
+        bridge.start()
+        if transport == "coap":
+            gen = LoadGen("coap", n, "127.0.0.1", bridge.coap_port, LOAD_SECONDS, WINDOW,
+                          nvalues)
+            reg = gen.read()["registered"]
+            settled = settle(bridge.pid, db_pids)
+            cpu = CpuWindow(bridge=bridge.pid, loadgen=gen.pid).start()
+            drops = udp_rcvbuf_errors()
+            gen.go()
+            st = gen.read()
+            usage = cpu.stop()
+            st["udp_drops"] = udp_rcvbuf_errors() - drops
+            acked, seconds = st["acked"], st["seconds"]
+        else:
+            # bigger frames cost more each, though far less than per row
+            frames = int(MQTT_GUESS[store_kind] * MQTT_SECONDS
+                         * (ROWS_PER_FRAME / rows_per_frame) ** 0.5)
+            t = time.monotonic()
+            gen = LoadGen("mqtt", n, "127.0.0.1", broker.port, frames, WINDOW, nvalues)
+            gen.read()
+            got = wait_until(lambda: bridge.get("/api/v1/health")["devices"] >= n, 300)
+            reg = time.monotonic() - t
+            if not got:
+                raise RuntimeError("bridge registered %s of %d MQTT devices"
+                                   % (bridge.get("/api/v1/health")["devices"], n))
+            settled = settle(bridge.pid, db_pids)
+            rows0 = bridge.metric("spot_bridge_telemetry_rows_total")
+            cpu = CpuWindow(bridge=bridge.pid, loadgen=gen.pid, broker=broker.proc.pid).start()
+            gen.go()
+            want = rows0 + frames * rows_per_frame
+            done, _, t_end = wait_progress(
+                lambda: bridge.metric("spot_bridge_telemetry_rows_total"), want)
+            usage = cpu.stop()
+            st = gen.read()
+            acked = st["acked"]
+            seconds = t_end - st["first_publish"]
+            if not done:
+                st["incomplete"] = True
+        gen.close()
+        bridge.stop()
+        stored, devices = count_rows(store_url or bridge_default_store(data))
+        if (stored != acked * rows_per_frame or st.get("incomplete")) and not broker_defaults:
+            keep = os.path.join(tempfile.gettempdir(), "spot-bench-%s-%s-%d-%d.log" % (
+                transport, store_kind, n, os.getpid()))
+            shutil.copy(os.path.join(data, "bridge.log"), keep)
+            print("stored %d rows of %d acknowledged: bridge log kept in %s"
+                  % (stored, acked * rows_per_frame, keep), file=sys.stderr)
+        return {"transport": transport, "store": store_kind, "devices": n, "registered_s": reg,
+                "settled_s": settled,
+                "acked": acked, "seconds": seconds, "fps": acked / seconds,
+                "rows_s": stored / seconds, "stored_rows": stored,
+                "acked_rows": acked * rows_per_frame, "stored_devices": devices,
+                "rows_per_frame": rows_per_frame,
+                "cpu": usage, "gen": st}
+    finally:
+        if gen is not None and gen.proc.poll() is None:
+            gen.proc.kill()
+        bridge.kill()
+        if broker is not None:
+            broker.stop()
+
+
+def pg_backends(pg):
+    """A function listing the PostgreSQL server's processes (for settle())."""
+    with open(os.path.join(pg.datadir, "postmaster.pid")) as f:
+        master = int(f.readline())
+    return lambda: [master] + children(master)
+
+
+def bridge_default_store(data):
+    return "sqlite:///" + os.path.join(data, "bridge.db")
+
+
+HEADER = ("| transport | store | devices | registration s | frames acked | frames/s "
+          "| rows/s | stored = acked | ack ms p50 / p99 | bridge CPU % "
+          "| bridge CPU ms per frame | load gen CPU % | machine CPU % |\n"
+          "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+
+
+def fmt_cell(r):
+    c = r["cpu"]
+    ok = "yes" if r["stored_rows"] == r["acked_rows"] else "NO (%d of %d)" % (
+        r["stored_rows"], r["acked_rows"])
+    lat = ("%.0f / %.0f" % (r["gen"]["p50_ms"], r["gen"]["p99_ms"])
+           if r["transport"] == "coap" else "-")
+    ms = 10.0 * c["bridge"] * c["wall"] / r["acked"] if r["acked"] else float("nan")
+    return "| %s | %s | %d | %.1f | %d | %.0f | %.0f | %s | %s | %.0f | %.2f | %.0f | %.0f |" % (
+        "CoAP" if r["transport"] == "coap" else "MQTT",
+        "SQLite" if r["store"] == "sqlite" else "PostgreSQL", r["devices"],
+        r["registered_s"], r["acked"], r["fps"], r["rows_s"], ok, lat,
+        c["bridge"], ms, c["loadgen"], c["machine"])
+
+
+def main(argv):
+    if argv[:1] == ["--loadgen"]:
+        asyncio.run(loadgen(argv[1:]))
+        return
+    quick = "--quick" in argv
+    only = [a.split("=", 1)[1] for a in argv if a.startswith("--only=")]
+    global WINDOW
+    for a in argv:
+        if a.startswith("--window="):
+            WINDOW = int(a.split("=", 1)[1])
+    raise_fd_limit()
+    began = time.perf_counter()
+    tmp = tempfile.mkdtemp(prefix="spot-bridge-bench-")
+    results = []
+    pg = None
+    try:
+        sizes = SIZES[:2] if quick else SIZES
+        stores = ["sqlite"] if quick else ["sqlite", "postgresql"]
+        if "postgresql" in stores:
+            import postgres
+            pg = postgres.PostgresServer(durable=True).start()
+        k = 0
+        for transport in ("coap", "mqtt"):
+            for store_kind in stores:
+                for n in sizes:
+                    if only and "%s-%s-%d" % (transport, store_kind, n) not in only:
+                        continue
+                    k += 1
+                    if store_kind == "sqlite":
+                        url = "sqlite:///" + os.path.join(tmp, "cell-%d.db" % k)
+                    else:
+                        url = pg.create_database("cell_%d" % k)
+                    r = run_cell(tmp, transport, store_kind, n, url,
+                                 db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
+                    results.append(r)
+                    print(fmt_cell(r), file=sys.stderr, flush=True)
+                    if store_kind == "postgresql":
+                        pg.drop_database("cell_%d" % k)
+        cap, big = None, []
+        if not quick and not only:
+            for transport in ("coap", "mqtt"):
+                url = "sqlite:///" + os.path.join(tmp, "big-%s.db" % transport)
+                big.append(run_cell(tmp, transport, "sqlite", 1000, url, nvalues=BIG_VALUES))
+                print(fmt_cell(big[-1]), file=sys.stderr, flush=True)
+            url = "sqlite:///" + os.path.join(tmp, "cap.db")
+            cap = run_cell(tmp, "mqtt", "sqlite", 1000, url, broker_defaults=True)
+    finally:
+        if pg is not None:
+            pg.stop()
+        if "--keep" in argv:
+            print("kept %s" % tmp, file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    print("Telemetry ingest of one bridge process (`spot bridge`), load generator in a second "
+          "process; one frame = a 21-value heat pump NOTIFY (81 bytes) = 21 rows")
+    print()
+    print(HEADER)
+    for r in results:
+        print(fmt_cell(r))
+    if big:
+        size = len(notify_template(values_of(BIG_VALUES))(T0))
+        print()
+        print("Bigger frames: %d values (%d bytes) per frame, 1 000 devices, SQLite:"
+              % (BIG_VALUES, size))
+        print()
+        print(HEADER)
+        for r in big:
+            print(fmt_cell(r))
+    if cap is not None:
+        print()
+        print("MQTT with mosquitto's default limits toward the bridge (20 messages in flight, "
+              "1 000 queued), 1 000 devices, SQLite, the same burst of 21-value frames:")
+        print()
+        print("| frames the broker acknowledged to devices | frames the bridge stored "
+              "| lost |")
+        print("|---:|---:|---:|")
+        kept = cap["stored_rows"] // cap["rows_per_frame"]
+        print("| %d | %d | %d (%.0f %%) |" % (cap["acked"], kept, cap["acked"] - kept,
+                                            100.0 * (cap["acked"] - kept) / cap["acked"]))
+    print()
+    print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(),
+                                                    os.cpu_count(), time.perf_counter() - began))
+    print(json.dumps(results), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
