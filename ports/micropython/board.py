@@ -5,7 +5,7 @@ the WebAssembly build) every call is a harmless no-op, so the runtime above
 runs anywhere. device.Device takes a board object: this module is the real
 one, tests pass a fake with the same five functions.
 """
-import time
+from .clock import clock  # noqa: F401  (board.clock() is part of the board interface)
 
 try:
     import machine
@@ -19,18 +19,6 @@ except ImportError:
 _nic = [None]
 
 
-def clock():
-    """() -> monotonic integer milliseconds that never wrap (ticks_ms on a board)."""
-    if not hasattr(time, 'ticks_ms'):
-        return lambda: int(time.monotonic() * 1000)
-    state = [time.ticks_ms(), 0]
-
-    def now_ms():
-        t = time.ticks_ms()
-        state[1] += time.ticks_diff(t, state[0])
-        state[0] = t
-        return state[1]
-    return now_ms
 
 
 def _lan(eth):

@@ -14,22 +14,9 @@ try:
     import select
 except ImportError:
     select = None
-import time
 
+from .clock import clock as make_clock
 
-def make_clock():
-    """Callable returning monotonic integer milliseconds that never wrap."""
-    if hasattr(time, 'ticks_ms'):
-        state = [time.ticks_ms(), 0]
-
-        def now_ms():
-            t = time.ticks_ms()
-            state[1] += time.ticks_diff(t, state[0])
-            state[0] = t
-            return state[1]
-        return now_ms
-    mono = time.monotonic
-    return lambda: int(mono() * 1000)
 
 
 def resolve(host, port):
