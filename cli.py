@@ -66,7 +66,7 @@ def describe(data, services=None):
         return head + "\n(no body)"
     if op == F.ERROR and type(body) is list and body:
         head += "  [%s]" % ERROR_NAMES.get(body[0], "?")
-    if op == F.INVOKE and type(body) is list and body and svc is not None:
+    if op == F.INVOKE and type(body) is list and body and type(body[0]) is int and svc is not None:
         row = svc.by_id.get(body[0])
         if row is not None:
             head += "  [%s]" % row[model.NAME]

@@ -27,7 +27,7 @@ def _refuse(frame, code, text):
 def _announced_id(frame):
     """The device id an ANNOUNCE claims, or None when it names none."""
     try:
-        body = F.decode(frame)[3]
+        body = F.decode(frame, max_size=65536)[3]  # the bridge's own limit: no padding around it
     except SpotError:
         return None
     device = body.get(A_ID) if isinstance(body, dict) else None
@@ -119,7 +119,8 @@ class CoapLink:
     async def broadcast(self, service, frame):
         for device in list(self.server.devices):
             body = self.server.announces.get(device) or {}
-            if service in (body.get(2) or ()):
+            consumes = body.get(2)
+            if isinstance(consumes, list) and service in consumes:
                 try:
                     await self.server.send_frame(device, frame, timeout=5)
                 except Exception:

@@ -7,6 +7,11 @@ only for telemetry that is durable.
 """
 import asyncio
 
+from .store import dump_value, InvalidValue
+
+MAX_OBJECT = 0x7FFFFFFF   # object ids the store keeps
+MAX_SKEW = 86400          # a NOTIFY time further ahead than this is refused
+
 
 def notify_rows(device, frame_body, sid, now):
     """[(device, service, object, t, value)] from a NOTIFY body [time, {oid: value}]."""
@@ -17,10 +22,16 @@ def notify_rows(device, frame_body, sid, now):
         t = int(now)
     elif type(t) is not int or t < 0:
         raise ValueError("NOTIFY time must be Unix seconds or null")
+    elif t > now + MAX_SKEW:
+        raise ValueError("NOTIFY time %d is more than a day ahead of the bridge" % t)
     rows = []
     for oid, value in frame_body[1].items():
-        if type(oid) is not int or oid < 0:
-            raise ValueError("object ids must be unsigned integers")
+        if type(oid) is not int or not 0 <= oid <= MAX_OBJECT:
+            raise ValueError("object ids must be integers 0..%d" % MAX_OBJECT)
+        try:
+            dump_value(value)   # what the store would refuse fails this frame only
+        except InvalidValue as e:
+            raise ValueError("object %d: %s" % (oid, e))
         rows.append((device, sid, oid, t, value))
     return rows
 
@@ -57,17 +68,20 @@ class Ingest:
         self._rows, self._waiters = [], []
         if not rows:
             return
+        error = ConnectionError("telemetry not stored")
         try:
             await self.store.add_telemetry(rows)
+            error = None
+            self.stored += len(rows)
         except Exception as e:  # every waiter learns; nothing was acknowledged
+            error = e
+        finally:  # even when cancelled: no waiter is left hanging
             for w in waiters:
                 if not w.done():
-                    w.set_exception(e)
-            return
-        self.stored += len(rows)
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+                    if error is None:
+                        w.set_result(None)
+                    else:
+                        w.set_exception(error)
 
     async def close(self):
         await self._flush()

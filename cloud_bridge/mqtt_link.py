@@ -24,6 +24,7 @@ class MqttLink:
         tls = {"ca_certs": ca} if u.scheme == "mqtts" else None
         self.bridge = bridge
         self.loop = asyncio.get_running_loop()
+        self._announcing = {}   # device -> its ANNOUNCE being registered
         self.client = BridgeMqtt(u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883),
                                  client_id=client_id, share_group=share_group or None, tls=tls,
                                  username=u.username, password=u.password, loop=self.loop,
@@ -44,13 +45,24 @@ class MqttLink:
 
     def _telemetry(self, device, frame, ack=None):
         async def store():
-            await self.bridge.device_frame(self.name, device, frame)
+            pending = self._announcing.get(device)
+            if pending is not None:  # its birth arrived first: register before storing
+                await asyncio.shield(pending)
+            try:
+                await self.bridge.device_frame(self.name, device, frame)
+            except Exception:  # not stored: no PUBACK, the broker sends it again
+                self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+                return
             if ack is not None:
                 ack()
         asyncio.ensure_future(store())
 
     def _announce(self, device, body):
-        asyncio.ensure_future(self.bridge.announce(self.name, body, self.bridge.clock()))
+        task = asyncio.ensure_future(self.bridge.announce(self.name, body, self.bridge.clock()))
+        self._announcing[device] = task
+        task.add_done_callback(
+            lambda t: self._announcing.pop(device, None) if self._announcing.get(device) is t
+            else None)
 
     def _presence(self, device, online):
         asyncio.ensure_future(self.bridge.presence_changed(device, "online" if online else "offline"))

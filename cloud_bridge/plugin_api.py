@@ -65,6 +65,7 @@ class PluginHost:
         self.enabled = dict(enabled)
         self.plugins = {}   # name -> (plugin, ctx)
         self._tasks = []
+        self._queues = []
 
     def load(self, factories=None):
         """Create every enabled plugin (factories: name -> factory, else entry points)."""
@@ -91,8 +92,9 @@ class PluginHost:
             if hasattr(plugin, "start"):
                 await plugin.start()
             if hasattr(plugin, "on_event"):
-                self._tasks.append(asyncio.ensure_future(
-                    self._feed(name, plugin, self.bridge.hub.subscribe())))
+                queue = self.bridge.hub.subscribe()
+                self._queues.append(queue)
+                self._tasks.append(asyncio.ensure_future(self._feed(name, plugin, queue)))
 
     async def _feed(self, name, plugin, queue):
         while True:
@@ -106,6 +108,14 @@ class PluginHost:
     async def stop(self):
         for t in self._tasks:
             t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        for q in self._queues:
+            self.bridge.hub.unsubscribe(q)
+        self._tasks, self._queues = [], []
         for name, (plugin, _) in self.plugins.items():
             if hasattr(plugin, "stop"):
                 try:

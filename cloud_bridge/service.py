@@ -58,6 +58,7 @@ class Bridge:
         self.pairing = None    # a cloud_bridge.pairing.PairingService when a keyring is set
         self._seen = {}        # device -> last time heard, not yet written
         self._delivery = {}    # device -> delivery task
+        self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
         self._tasks = []
         self._describe_metrics()
@@ -179,6 +180,9 @@ class Bridge:
 
     def _heard(self, device, now):
         self._seen[device] = now
+        if device in self._stalled:  # it answers again: deliver what waits
+            self._stalled.discard(device)
+            self._kick(device)
         if self.presence.get(device) != "online":  # woke up: deliver what waits
             self.presence[device] = "online"
             asyncio.ensure_future(self._write_presence(device, "online", now))
@@ -238,8 +242,11 @@ class Bridge:
                 reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
             except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
                 await self._finish(cmd, "timeout", str(e) or "no answer")
+                self._stalled.add(device)
                 return  # the device went quiet: wait until it is heard again
             try:
+                if not reply:
+                    raise SpotError(MALFORMED, "no answer frame")
                 op, _, rmid, body = F.decode(reply, max_size=65536)
             except SpotError as e:
                 await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
@@ -312,6 +319,10 @@ class Bridge:
         if device not in self.known:
             raise LookupError("unknown device %r" % device)
         await self._authorise(actor, device, F.INVOKE, PLANS)
+        for sid in entries:  # a plan writes its entries' services: the role must allow that
+            if type(sid) is not int:
+                raise BadRequest("plan entries are keyed by service id")
+            await self._authorise(actor, device, F.WRITE, sid)
         now = self.clock()
         plan = [plan_id, start, expiry, primacy, entries]
         exp = now + (expires_in if expires_in is not None else max(0, expiry - now))
@@ -327,7 +338,8 @@ class Bridge:
 
     async def broadcast(self, actor, service, values, t=None):
         """Send an informational NOTIFY [t, values] to every device consuming service."""
-        if actor != self.config.operator and actor not in self.plugin_actors:
+        if actor != self.config.operator and self.plugin_actors.get(actor) not in (
+                OWNER, "installer", "aggregator"):
             raise Forbidden("%s may not broadcast" % actor)
         frame = F.encode(F.NOTIFY, service, 0, [int(t if t is not None else self.clock()), values])
         for transport in self.transports.values():

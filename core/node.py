@@ -85,6 +85,7 @@ class Node:
         self.dropped = 0
         self._plan_due = 0
         self._now = 0
+        self._peer = None
         if controllable:
             v = self.values[PLANS]
             v[P.COMM_TIMEOUT] = comm_timeout
@@ -196,6 +197,11 @@ class Node:
             self.dropped += 1
             return F.error(sid, mid, e.code, e.detail) if is_request else None
         if op == F.NOTIFY and sid in self.consumes:
+            # peer None: the transport vouches for the sender (an MQTT broker's ACL)
+            if peer is not None and self.authorise is not None \
+                    and not self.authorise(peer, F.WRITE, sid):
+                self.dropped += 1
+                return None
             self.signals[sid] = body
             self.events.append((EV_SIGNAL, sid, None, body))
             return None
@@ -204,11 +210,12 @@ class Node:
             return F.error(sid, mid, UNKNOWN_SERVICE) if is_request else None
         if self.authorise is not None and not self.authorise(peer, op, sid):
             return F.error(sid, mid, NOT_AUTHORISED)
-        self._contact(now)
+        self._peer = peer
         try:
             result = self._handle(op, sid, mid, body, now, peer)
         except SpotError as e:
             return F.error(sid, mid, e.code, e.detail)
+        self._contact(now)  # only a request that was carried out is contact
         return F.encode(F.RESULT, sid, mid, result)
 
     def _handle(self, op, sid, mid, body, now, peer):
@@ -230,6 +237,8 @@ class Node:
         # rows of the known oids (unknown ones skipped), checking access bits
         rows = []
         for oid in oids:
+            if type(oid) is not int:
+                raise SpotError(MALFORMED, "object ids are unsigned integers")
             row = svc.by_id.get(oid)
             if row is None:
                 continue
@@ -268,7 +277,7 @@ class Node:
     def _check_write(self, sid, row, v, now):
         model.check(row, v)
         if sid == PLANS and row[model.ID] == P.DEFAULT and v:
-            check_entries(self.services, v)
+            check_entries(self.services, v, self._may_write)
 
     def _apply_write(self, sid, row, v, now):
         oid = row[model.ID]
@@ -296,11 +305,15 @@ class Node:
         self.events.append((EV_INVOKE, svc.sid, oid, arg))
         return None
 
+    def _may_write(self, sid):
+        """May the peer of the request being handled write service sid (plan entries)?"""
+        return self.authorise is None or self.authorise(self._peer, F.WRITE, sid)
+
     def _plan_invoke(self, oid, arg, now):
         skipped = None
         if oid == P.PUSH:
             self.plans.check_plan(arg, self.unix(now))
-            skipped = check_entries(self.services, arg[4]) or None
+            skipped = check_entries(self.services, arg[4], self._may_write) or None
             self.plans.push(arg)
         else:
             model.check(self.services[PLANS].row(oid), arg)

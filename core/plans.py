@@ -15,8 +15,9 @@ from .compat import const
 from . import model
 from .model import (PLAN, ENUM, MAP, ANALOG, BINARY, R, W, X, RW, M,
                     TYPE, ACCESS, SCHEDULE, CURVE)
-from .errors import SpotError, MALFORMED, OUT_OF_RANGE, BUSY, UNKNOWN_OBJECT, READ_ONLY
-from .services import PLANS
+from .errors import (SpotError, MALFORMED, OUT_OF_RANGE, BUSY, UNKNOWN_OBJECT, READ_ONLY,
+                     NOT_AUTHORISED)
+from .services import PLANS, TIME
 
 PUSH = const(1)
 CANCEL = const(2)
@@ -56,11 +57,13 @@ def is_series(row):
     return row[TYPE] == SCHEDULE or row[TYPE] == CURVE
 
 
-def check_entries(services, entries):
+def check_entries(services, entries, may_write=None):
     """Validate plan entries; return the skipped [service, object] pairs.
 
-    Unknown services and objects are skipped (a newer controller); anything
-    else wrong raises SpotError. Raises UNKNOWN_OBJECT if nothing is left.
+    Unknown services and objects are skipped (a newer controller), and so are
+    the plans and time services, which no plan sets; a service may_write(sid)
+    refuses is NOT_AUTHORISED; anything else wrong raises SpotError. Raises
+    UNKNOWN_OBJECT if nothing is left.
     """
     if type(entries) is not dict:
         raise SpotError(MALFORMED, "plan entries must be a map")
@@ -71,8 +74,10 @@ def check_entries(services, entries):
         if type(objs) is not dict:
             raise SpotError(MALFORMED, "plan entries must be a map of maps")
         svc = services.get(sid)
+        if svc is not None and may_write is not None and not may_write(sid):
+            raise SpotError(NOT_AUTHORISED, sid)
         for oid in objs:
-            row = svc.by_id.get(oid) if svc is not None and sid != PLANS else None
+            row = svc.by_id.get(oid) if svc is not None and sid != PLANS and sid != TIME else None
             if row is None:
                 skipped.append([sid, oid])
                 continue

@@ -43,8 +43,8 @@ def parse_attrs(attrs):
         elif type(v) is not int and type(v) is not float:
             raise SpotError(MALFORMED, "threshold must be a number")
         a[k] = v
-    if a[PMAX] is not None and a[PMAX] < a[PMIN]:
-        raise SpotError(MALFORMED, "pmax below pmin")
+    if a[PMAX] is not None and (a[PMAX] == 0 or a[PMAX] < a[PMIN]):
+        raise SpotError(MALFORMED, "pmax must be positive and not below pmin")
     return a
 
 

@@ -277,3 +277,58 @@ def test_submit_checks_its_arguments(tmp_path):
             await bridge.push_plan("operator", "hp-1", 0, 1, 2, 3, {16: {6: 1}})
         await bridge.stop()
     run(main())
+
+
+def test_one_devices_bad_notify_does_not_spoil_anothers_telemetry(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        await local.connect("hp-1", hp("hp-1"))
+        await local.connect("hp-2", hp("hp-2"))
+        good = F.encode(F.NOTIFY, HEAT_PUMP, 0, [int(T0), {11: 50}])
+        huge_id = F.encode(F.NOTIFY, HEAT_PUMP, 0, [int(T0), {2 ** 31: 1}])
+        future = F.encode(F.NOTIFY, HEAT_PUMP, 0, [int(T0) + 10 ** 9, {11: 60}])
+        replies = await asyncio.gather(bridge.device_frame("local", "hp-1", good),
+                                       bridge.device_frame("local", "hp-2", huge_id),
+                                       bridge.device_frame("local", "hp-2", future))
+        assert replies[0] is None                               # stored
+        assert [F.decode(r)[3][0] for r in replies[1:]] == [9, 9]  # malformed, not stored
+        assert (HEAT_PUMP, 11) in await bridge.store.latest("hp-1")
+        assert await bridge.store.latest("hp-2") == {}
+        await bridge.stop()
+    run(main())
+
+
+def test_after_a_timeout_the_queue_moves_on_when_the_device_is_heard_again(tmp_path):
+    async def main():
+        clock = Clock()
+        bridge, local = await make_bridge(tmp_path, clock)
+        dev = hp()
+        await local.connect("hp-1", dev)
+        local.asleep.add("hp-1")
+        first = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+        second = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 4})
+        await settle(bridge)
+        assert (await bridge.store.get_command(first.id)).status == "timeout"
+        assert (await bridge.store.get_command(second.id)).status == "queued"
+        local.asleep.discard("hp-1")
+        clock.t = T0 + 60
+        await local.uplink("hp-1", dev.advance(int(clock.t)))  # telemetry: it is back
+        await settle(bridge)
+        assert (await bridge.store.get_command(second.id)).status == "done"
+        await bridge.stop()
+    run(main())
+
+
+def test_a_plan_may_not_write_a_service_the_actors_role_may_not(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        await local.connect("hp-1", hp())
+        await bridge.pair("operator", "hp-1", "agg", "aggregator")
+        t = int(T0)
+        with pytest.raises(Forbidden):
+            await bridge.push_plan("agg", "hp-1", 3, t, t + 600, 5, {1: {1: "x"}})  # device_info
+        assert await bridge.store.list_commands("hp-1") == []
+        await bridge.push_plan("agg", "hp-1", 3, t, t + 600, 5, {HEAT_PUMP: {6: 1}})
+        await bridge.stop()
+    run(main())

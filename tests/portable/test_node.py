@@ -275,3 +275,32 @@ def test_report_sends_telemetry_nobody_subscribed_to():
     op, sid, mid, body = F.decode(frame)
     assert (op, sid, mid) == (F.NOTIFY, HP, 0)
     assert body == [T0 + 60, {FLOW_TEMP: 400}]
+
+
+def test_pmax_zero_is_malformed():
+    node = make_node()
+    op, _, _, body = ask(node, F.SUBSCRIBE, {FLOW_TEMP: {0: 0, 1: 0}})
+    assert op == F.ERROR and body[0] == E.MALFORMED
+    assert node.subs.subs == []
+
+
+def test_non_integer_object_ids_are_malformed():
+    node = make_node()
+    before = state(node)
+    for op, body in ((F.READ, [[1]]), (F.READ, [{}]), (F.INVOKE, [[18], 5])):
+        rop, _, _, rbody = ask(node, op, body)
+        assert rop == F.ERROR and rbody[0] == E.MALFORMED, (op, body)
+    assert state(node) == before
+
+
+def test_signal_from_a_peer_not_allowed_to_write_is_dropped():
+    from spot.core.roster import Roster, OWNER
+    node = Node([heat_pump], "hp-1", consumes=(PRICE,))
+    roster = Roster()
+    roster.pair("bridge", OWNER)
+    node.authorise = roster.authorise
+    frame = F.encode(F.NOTIFY, PRICE, 0, [T0, {1: [T0, 900, [1, 2]]}])
+    assert node.receive(frame, T0, "stranger") is None
+    assert PRICE not in node.signals
+    node.receive(frame, T0, "bridge")
+    assert PRICE in node.signals

@@ -204,3 +204,33 @@ def test_local_default_plan_is_checked_and_applied():
     else:
         raise AssertionError("bad default plan accepted")
     assert node.plans.default == {HP: {SG: 2}}
+
+
+def test_request_answered_with_error_does_not_end_fallback():
+    node = make_node(comm_timeout=600)
+    push(node, [1, T0, T0 + 4 * HOUR, 5, {HP: {SG: 1}}])
+    node.step(T0 + 700)
+    assert node.values[PLANS][P.FALLBACK] is True
+    reply = F.decode(node.receive(F.encode(F.WRITE, HP, 9, {7: 900}), T0 + 800))
+    assert reply[3] == [E.OUT_OF_RANGE, 7]
+    node.step(T0 + 800)
+    assert node.values[PLANS][P.FALLBACK] is True and node.get(HP, SG) == 2
+
+
+def test_plan_entries_need_write_rights_on_their_service():
+    from spot.core.roster import Roster, AGGREGATOR
+    from spot.profiles import device_info
+    node = Node([heat_pump, device_info], "hp-1")
+    roster = Roster()
+    roster.pair("agg", AGGREGATOR)
+    node.authorise = roster.authorise
+    plan = [1, T0, T0 + HOUR, 5, {device_info.SERVICE: {1: "pwned"}}]
+    reply = F.decode(node.receive(F.encode(F.INVOKE, PLANS, 2, [P.PUSH, plan]), T0, "agg"))
+    assert reply[3] == [E.NOT_AUTHORISED, device_info.SERVICE]
+    assert node.plans.temp == []
+
+
+def test_plan_entries_for_the_time_service_are_skipped():
+    node = make_node()
+    op, _, _, body = push(node, [1, T0, T0 + HOUR, 5, {HP: {SG: 3}, 2: {1: 5}}])
+    assert op == F.RESULT and body == [[2, 1]]
