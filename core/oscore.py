@@ -183,6 +183,18 @@ def _option_ext(v, ext):
     return 14
 
 
+def _read_ext(v, data, pos, n):
+    """(value, new pos) of a delta or length nibble v and its extended bytes."""
+    if v < 13:
+        return v, pos
+    size = v - 12   # 13: one extra byte, 14: two
+    if pos + size > n:
+        raise OscoreError(BAD_REQUEST, "Truncated option")
+    if size == 1:
+        return data[pos] + 13, pos + 1
+    return ((data[pos] << 8) | data[pos + 1]) + 269, pos + 2
+
+
 def _sorted_options(options):
     """Options ordered by number; repeated options keep their order."""
     prev = -1
@@ -243,26 +255,8 @@ def decode_plaintext(data):
         length = head & 0x0F
         if delta == 15 or length == 15:
             raise OscoreError(BAD_REQUEST, "Reserved option nibble")
-        if delta == 13:
-            if pos + 1 > n:
-                raise OscoreError(BAD_REQUEST, "Truncated option")
-            delta = data[pos] + 13
-            pos += 1
-        elif delta == 14:
-            if pos + 2 > n:
-                raise OscoreError(BAD_REQUEST, "Truncated option")
-            delta = ((data[pos] << 8) | data[pos + 1]) + 269
-            pos += 2
-        if length == 13:
-            if pos + 1 > n:
-                raise OscoreError(BAD_REQUEST, "Truncated option")
-            length = data[pos] + 13
-            pos += 1
-        elif length == 14:
-            if pos + 2 > n:
-                raise OscoreError(BAD_REQUEST, "Truncated option")
-            length = ((data[pos] << 8) | data[pos + 1]) + 269
-            pos += 2
+        delta, pos = _read_ext(delta, data, pos, n)
+        length, pos = _read_ext(length, data, pos, n)
         number += delta
         if pos + length > n:
             raise OscoreError(BAD_REQUEST, "Truncated option value")
