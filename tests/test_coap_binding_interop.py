@@ -23,6 +23,7 @@ import aiocoap
 from aiocoap.credentials import CredentialsMap
 from aiocoap.oscore import FilesystemSecurityContext, NotAProtectedMessage
 from aiocoap.transports.oscore import OSCOREAddress
+from loop_call import call_on
 from netutil import free_udp_port as free_port
 
 from spot.core import frame as F
@@ -74,17 +75,7 @@ class Board:
 
     def call(self, fn, timeout=5):
         """Run fn(device) on the loop thread; its result."""
-        done = threading.Event()
-        box = []
-
-        def run(dev):
-            try:
-                box.append(fn(dev))
-            finally:
-                done.set()
-        self.loop.call_soon(run)
-        assert done.wait(timeout), "loop did not run the call"
-        return box[0] if box else None
+        return call_on(self.loop, fn, timeout)
 
     def stop(self):
         self.loop.stop()

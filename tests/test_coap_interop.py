@@ -18,6 +18,7 @@ import pytest
 import aiocoap
 import aiocoap.resource as aioresource
 from aiocoap.numbers.constants import TransportTuning
+from loop_call import call_on
 from netutil import bind_retrying
 
 from spot.core import coap
@@ -81,17 +82,7 @@ class Running:
 
     def call(self, fn, timeout=5):
         """Run fn(endpoint) on the loop thread and return its result."""
-        done = threading.Event()
-        box = []
-
-        def run(ep):
-            try:
-                box.append(fn(ep))
-            finally:
-                done.set()
-        self.loop.call_soon(run)
-        assert done.wait(timeout), 'loop did not run the call'
-        return box[0] if box else None
+        return call_on(self.loop, fn, timeout)
 
     def wait_event(self, token, timeout=10):
         deadline = time.monotonic() + timeout
