@@ -7,9 +7,8 @@ only for telemetry that is durable.
 """
 import asyncio
 
-from .store import dump_value, InvalidValue
+from .store import prepare_telemetry, InvalidValue
 
-MAX_OBJECT = 0x7FFFFFFF   # object ids the store keeps
 MAX_SKEW = 86400          # a NOTIFY time further ahead than this is refused
 
 
@@ -24,15 +23,11 @@ def notify_rows(device, frame_body, sid, now):
         raise ValueError("NOTIFY time must be Unix seconds or null")
     elif t > now + MAX_SKEW:
         raise ValueError("NOTIFY time %d is more than a day ahead of the bridge" % t)
-    rows = []
-    for oid, value in frame_body[1].items():
-        if type(oid) is not int or not 0 <= oid <= MAX_OBJECT:
-            raise ValueError("object ids must be integers 0..%d" % MAX_OBJECT)
-        try:
-            dump_value(value)   # what the store would refuse fails this frame only
-        except InvalidValue as e:
-            raise ValueError("object %d: %s" % (oid, e))
-        rows.append((device, sid, oid, t, value))
+    rows = [(device, sid, oid, t, value) for oid, value in frame_body[1].items()]
+    try:
+        prepare_telemetry(rows)  # the store's own checks: what it refuses fails this frame only
+    except InvalidValue as e:
+        raise ValueError(str(e))
     return rows
 
 
