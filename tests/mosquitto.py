@@ -128,6 +128,52 @@ class Sub:
         self._reader.join(WAIT)
 
 
+class MqttRig:
+    """What one MQTT interop test starts (brokers, mosquitto_subs, device loops and
+    whatever else a suite adds with keep()); close() stops them all, devices first."""
+
+    def __init__(self, tmp_path):
+        missing = missing_tools()
+        if missing:  # a failure, not a skip: these tests are the proof of interop
+            raise AssertionError('not installed: %s (Debian packages mosquitto, '
+                                 'mosquitto-clients)' % ', '.join(missing))
+        self.tmp_path = tmp_path
+        self.brokers, self.subs, self.devices, self.others = [], [], [], []
+
+    def broker(self, tls=None):
+        d = self.tmp_path / ('broker%d' % len(self.brokers))
+        d.mkdir()
+        b = Broker(str(d), tls)
+        self.brokers.append(b)
+        b.start()
+        return b
+
+    def sub(self, broker, args, client_id):
+        s = Sub(['-h', '127.0.0.1', '-p', str(broker.port), '-i', client_id] + args)
+        self.subs.append(s)
+        broker.wait_log('Sending SUBACK to %s' % client_id)
+        return s
+
+    def keep_device(self, dev):
+        """dev has .loop (stop(disconnect)) and .thread, the thread running it."""
+        self.devices.append(dev)
+        return dev
+
+    def keep(self, thing):
+        """Anything else with a stop(); stopped after the devices, before the brokers."""
+        self.others.append(thing)
+        return thing
+
+    def close(self):
+        for dev in self.devices:
+            dev.loop.stop(False)
+        for dev in self.devices:
+            dev.thread.join(WAIT)
+        for thing in self.others + self.subs + self.brokers:
+            thing.stop()
+        assert not any(d.thread.is_alive() for d in self.devices), 'device loop did not stop'
+
+
 def mosquitto_pub(broker, *args, stdin=None):
     """Run mosquitto_pub against broker to completion (stdin: a file object)."""
     subprocess.run(['mosquitto_pub', '-h', '127.0.0.1', '-p', str(broker.port)] + list(args),

@@ -1,6 +1,7 @@
 """The bridge service: registry, telemetry, command queue, access control,
 store-and-forward and restarts (in-process devices, real SQLite store)."""
 import asyncio
+import contextlib
 
 import pytest
 
@@ -41,6 +42,20 @@ def run(coro):
     return asyncio.run(coro)
 
 
+@contextlib.asynccontextmanager
+async def heat_pump_on_bridge(tmp_path, **cfg):
+    """A started bridge (config cfg, clock at T0) with heat pump hp-1 registered on its
+    in-process transport: (bridge, local transport, clock, device); the bridge stops after."""
+    clock = Clock()
+    bridge, local = await make_bridge(tmp_path, clock, **cfg)
+    try:
+        dev = hp()
+        await local.connect("hp-1", dev)
+        yield bridge, local, clock, dev
+    finally:
+        await bridge.stop()
+
+
 def hp(device_id="hp-1", t=T0):
     return SimDevice("heat_pump", device_id, seed=1, t0=int(t))
 
@@ -62,46 +77,34 @@ def test_announce_registers_device_with_profiles_and_operator_as_owner(tmp_path)
 
 def test_telemetry_is_stored_and_becomes_latest(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        clock.t = T0 + 120
-        await local.uplink("hp-1", dev.advance(int(clock.t)))
-        latest = await bridge.store.latest("hp-1")
-        assert (HEAT_PUMP, 11) in latest  # outdoor temperature
-        assert bridge.metrics.value("telemetry_rows") >= 9
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            clock.t = T0 + 120
+            await local.uplink("hp-1", dev.advance(int(clock.t)))
+            latest = await bridge.store.latest("hp-1")
+            assert (HEAT_PUMP, 11) in latest  # outdoor temperature
+            assert bridge.metrics.value("telemetry_rows") >= 9
     run(main())
 
 
 def test_write_command_is_delivered_acknowledged_and_logged_with_actor(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1})
-        await settle(bridge)
-        done = await bridge.store.get_command(cmd.id)
-        assert done.status == "done" and done.actor == "operator"
-        assert dev.node.get(HEAT_PUMP, 6) == 1
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1})
+            await settle(bridge)
+            done = await bridge.store.get_command(cmd.id)
+            assert done.status == "done" and done.actor == "operator"
+            assert dev.node.get(HEAT_PUMP, 6) == 1
     run(main())
 
 
 def test_out_of_range_command_ends_in_error_with_the_device_answer(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 9})
-        await settle(bridge)
-        done = await bridge.store.get_command(cmd.id)
-        assert done.status == "error" and done.result == [4, 6]
-        assert dev.node.get(HEAT_PUMP, 6) == 2
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 9})
+            await settle(bridge)
+            done = await bridge.store.get_command(cmd.id)
+            assert done.status == "error" and done.result == [4, 6]
+            assert dev.node.get(HEAT_PUMP, 6) == 2
     run(main())
 
 
@@ -126,51 +129,41 @@ def test_unpaired_or_monitor_actor_is_refused_recorded_and_nothing_queued(tmp_pa
 
 def test_only_owner_may_pair(tmp_path):
     async def main():
-        bridge, local = await make_bridge(tmp_path, Clock())
-        await local.connect("hp-1", hp())
-        await bridge.pair("operator", "hp-1", "agg", "aggregator")
-        with pytest.raises(Forbidden):
-            await bridge.pair("agg", "hp-1", "agg2", "owner")
-        with pytest.raises(BadRequest):
-            await bridge.pair("operator", "hp-1", "x", "emperor")
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, _, _):
+            await bridge.pair("operator", "hp-1", "agg", "aggregator")
+            with pytest.raises(Forbidden):
+                await bridge.pair("agg", "hp-1", "agg2", "owner")
+            with pytest.raises(BadRequest):
+                await bridge.pair("operator", "hp-1", "x", "emperor")
     run(main())
 
 
 def test_commands_for_a_sleeping_device_wait_and_are_delivered_on_wake(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock, offline_after=60)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        local.asleep.add("hp-1")
-        clock.t = T0 + 120
-        await bridge.sweep()
-        assert (await bridge.store.get_device("hp-1")).presence == "offline"
-        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
-        await settle(bridge)
-        assert (await bridge.store.get_command(cmd.id)).status == "queued"
-        assert local.requests == 0
-        local.asleep.discard("hp-1")
-        clock.t = T0 + 180
-        await local.uplink("hp-1", dev.advance(int(clock.t)))  # heard again
-        await settle(bridge)
-        assert (await bridge.store.get_command(cmd.id)).status == "done"
-        assert dev.node.get(HEAT_PUMP, 6) == 3
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path, offline_after=60) as (bridge, local, clock, dev):
+            local.asleep.add("hp-1")
+            clock.t = T0 + 120
+            await bridge.sweep()
+            assert (await bridge.store.get_device("hp-1")).presence == "offline"
+            cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "queued"
+            assert local.requests == 0
+            local.asleep.discard("hp-1")
+            clock.t = T0 + 180
+            await local.uplink("hp-1", dev.advance(int(clock.t)))  # heard again
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "done"
+            assert dev.node.get(HEAT_PUMP, 6) == 3
     run(main())
 
 
 def test_queued_commands_survive_a_bridge_restart(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        local.asleep.add("hp-1")
-        bridge.presence["hp-1"] = "offline"
-        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 4})
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            local.asleep.add("hp-1")
+            bridge.presence["hp-1"] = "offline"
+            cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 4})
         await bridge.store.close()
         bridge2, local2 = await make_bridge(tmp_path, clock)
         assert (await bridge2.store.get_command(cmd.id)).status == "queued"
@@ -184,18 +177,14 @@ def test_queued_commands_survive_a_bridge_restart(tmp_path):
 
 def test_plan_push_is_accepted_by_the_device_and_recorded(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        t = int(T0)
-        cmd = await bridge.push_plan("operator", "hp-1", 5, t, t + 3600, 10, {HEAT_PUMP: {6: 1}})
-        await settle(bridge)
-        assert (await bridge.store.get_command(cmd.id)).status == "done"
-        plans = await bridge.store.list_plans("hp-1", T0)
-        assert [(p.plan_id, p.status) for p in plans] == [(5, "accepted")]
-        assert dev.node.plans.find(5) is not None
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            t = int(T0)
+            cmd = await bridge.push_plan("operator", "hp-1", 5, t, t + 3600, 10, {HEAT_PUMP: {6: 1}})
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "done"
+            plans = await bridge.store.list_plans("hp-1", T0)
+            assert [(p.plan_id, p.status) for p in plans] == [(5, "accepted")]
+            assert dev.node.plans.find(5) is not None
     run(main())
 
 
@@ -251,31 +240,25 @@ def test_malformed_and_unknown_device_frames_are_counted_and_change_nothing(tmp_
 
 def test_unanswered_command_times_out_and_device_is_retried_later(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        local.asleep.add("hp-1")  # online as far as the bridge knows, but silent
-        cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
-        await settle(bridge)
-        assert (await bridge.store.get_command(cmd.id)).status == "timeout"
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            local.asleep.add("hp-1")  # online as far as the bridge knows, but silent
+            cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "timeout"
     run(main())
 
 
 def test_submit_checks_its_arguments(tmp_path):
     async def main():
-        bridge, local = await make_bridge(tmp_path, Clock())
-        await local.connect("hp-1", hp())
-        with pytest.raises(BadRequest):
-            await bridge.submit("operator", "hp-1", HEAT_PUMP, F.NOTIFY, {})
-        with pytest.raises(BadRequest):
-            await bridge.submit("operator", "hp-1", 300, F.READ)
-        with pytest.raises(LookupError):
-            await bridge.submit("operator", "nope", HEAT_PUMP, F.READ)
-        with pytest.raises(BadRequest):
-            await bridge.push_plan("operator", "hp-1", 0, 1, 2, 3, {16: {6: 1}})
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, _, _):
+            with pytest.raises(BadRequest):
+                await bridge.submit("operator", "hp-1", HEAT_PUMP, F.NOTIFY, {})
+            with pytest.raises(BadRequest):
+                await bridge.submit("operator", "hp-1", 300, F.READ)
+            with pytest.raises(LookupError):
+                await bridge.submit("operator", "nope", HEAT_PUMP, F.READ)
+            with pytest.raises(BadRequest):
+                await bridge.push_plan("operator", "hp-1", 0, 1, 2, 3, {16: {6: 1}})
     run(main())
 
 
@@ -301,34 +284,28 @@ def test_one_devices_bad_notify_does_not_spoil_anothers_telemetry(tmp_path):
 
 def test_after_a_timeout_the_queue_moves_on_when_the_device_is_heard_again(tmp_path):
     async def main():
-        clock = Clock()
-        bridge, local = await make_bridge(tmp_path, clock)
-        dev = hp()
-        await local.connect("hp-1", dev)
-        local.asleep.add("hp-1")
-        first = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
-        second = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 4})
-        await settle(bridge)
-        assert (await bridge.store.get_command(first.id)).status == "timeout"
-        assert (await bridge.store.get_command(second.id)).status == "queued"
-        local.asleep.discard("hp-1")
-        clock.t = T0 + 60
-        await local.uplink("hp-1", dev.advance(int(clock.t)))  # telemetry: it is back
-        await settle(bridge)
-        assert (await bridge.store.get_command(second.id)).status == "done"
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            local.asleep.add("hp-1")
+            first = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+            second = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 4})
+            await settle(bridge)
+            assert (await bridge.store.get_command(first.id)).status == "timeout"
+            assert (await bridge.store.get_command(second.id)).status == "queued"
+            local.asleep.discard("hp-1")
+            clock.t = T0 + 60
+            await local.uplink("hp-1", dev.advance(int(clock.t)))  # telemetry: it is back
+            await settle(bridge)
+            assert (await bridge.store.get_command(second.id)).status == "done"
     run(main())
 
 
 def test_a_plan_may_not_write_a_service_the_actors_role_may_not(tmp_path):
     async def main():
-        bridge, local = await make_bridge(tmp_path, Clock())
-        await local.connect("hp-1", hp())
-        await bridge.pair("operator", "hp-1", "agg", "aggregator")
-        t = int(T0)
-        with pytest.raises(Forbidden):
-            await bridge.push_plan("agg", "hp-1", 3, t, t + 600, 5, {1: {1: "x"}})  # device_info
-        assert await bridge.store.list_commands("hp-1") == []
-        await bridge.push_plan("agg", "hp-1", 3, t, t + 600, 5, {HEAT_PUMP: {6: 1}})
-        await bridge.stop()
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, _, _):
+            await bridge.pair("operator", "hp-1", "agg", "aggregator")
+            t = int(T0)
+            with pytest.raises(Forbidden):
+                await bridge.push_plan("agg", "hp-1", 3, t, t + 600, 5, {1: {1: "x"}})  # device_info
+            assert await bridge.store.list_commands("hp-1") == []
+            await bridge.push_plan("agg", "hp-1", 3, t, t + 600, 5, {HEAT_PUMP: {6: 1}})
     run(main())

@@ -24,7 +24,7 @@ from spot.ports.cpython.mqtt_transport import BridgeMqtt
 from spot.ports.micropython.mqtt_loop import MqttLoop, make_tls_context
 from spot.profiles import heat_pump
 
-from mosquitto import (WAIT, Broker, Sub, wait_for, missing_tools, mosquitto_pub,
+from mosquitto import (WAIT, MqttRig, wait_for, mosquitto_pub,
                        make_ca_and_server_cert)
 
 FLOW_SETPOINT = 7
@@ -157,60 +157,29 @@ class Recorder:
                 if c[0] == kind and (device is None or c[1] == device)]
 
 
+class Env(MqttRig):
+    def bridge(self, broker, ready=True, **kw):
+        rec = Recorder()
+        for k, v in rec.kw().items():
+            kw.setdefault(k, v)
+        kw.setdefault('reconnect_delay', (1, 2))
+        br = self.keep(BridgeMqtt('127.0.0.1', broker.port, **kw))
+        br.calls = rec
+        br.start()
+        if ready:
+            assert br.wait_ready(WAIT), 'bridge not subscribed'
+        return br
+
+    def device(self, broker, device_id, **kw):
+        return self.keep_device(SpotDevice(broker.port, device_id, **kw))
+
+
 @pytest.fixture
 def env(tmp_path):
     """Starts brokers, bridges, devices and mosquitto_subs; stops them all after."""
-    missing = missing_tools()
-    if missing:  # a failure, not a skip: these tests are the proof of interop
-        pytest.fail('not installed: %s (Debian packages mosquitto, mosquitto-clients)'
-                    % ', '.join(missing))
-    made = {'brokers': [], 'subs': [], 'devices': [], 'bridges': []}
-
-    class Env:
-        def broker(self, tls=None):
-            d = tmp_path / ('broker%d' % len(made['brokers']))
-            d.mkdir()
-            b = Broker(str(d), tls)
-            made['brokers'].append(b)
-            b.start()
-            return b
-
-        def bridge(self, broker, ready=True, **kw):
-            rec = Recorder()
-            for k, v in rec.kw().items():
-                kw.setdefault(k, v)
-            kw.setdefault('reconnect_delay', (1, 2))
-            br = BridgeMqtt('127.0.0.1', broker.port, **kw)
-            br.calls = rec
-            made['bridges'].append(br)
-            br.start()
-            if ready:
-                assert br.wait_ready(WAIT), 'bridge not subscribed'
-            return br
-
-        def device(self, broker, device_id, **kw):
-            dev = SpotDevice(broker.port, device_id, **kw)
-            made['devices'].append(dev)
-            return dev
-
-        def sub(self, broker, args, client_id):
-            s = Sub(['-h', '127.0.0.1', '-p', str(broker.port), '-i', client_id] + args)
-            made['subs'].append(s)
-            broker.wait_log('Sending SUBACK to %s' % client_id)
-            return s
-
-    yield Env()
-    for dev in made['devices']:
-        dev.loop.stop(False)
-    for dev in made['devices']:
-        dev.thread.join(WAIT)
-    for br in made['bridges']:
-        br.stop()
-    for s in made['subs']:
-        s.stop()
-    for b in made['brokers']:
-        b.stop()
-    assert not any(d.thread.is_alive() for d in made['devices'])
+    rig = Env(tmp_path)
+    yield rig
+    rig.close()
 
 
 def online(bridge, device):

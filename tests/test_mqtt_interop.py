@@ -15,7 +15,7 @@ from spot.core.mqtt_client import (MqttClient, MemoryOutbox, EV_CONNECTED,
                                    EV_DISCONNECTED)
 from spot.ports.micropython.mqtt_loop import MqttLoop, make_tls_context
 
-from mosquitto import (WAIT, Broker, Sub, wait_for, missing_tools,
+from mosquitto import (WAIT, MqttRig, wait_for,
                        make_ca_and_server_cert, mosquitto_pub)
 
 
@@ -45,45 +45,17 @@ class Device:
         assert not self.thread.is_alive(), 'loop thread did not stop'
 
 
+class Env(MqttRig):
+    def device(self, port, client, **kw):
+        return self.keep_device(Device(port, client, **kw))
+
+
 @pytest.fixture
 def env(tmp_path):
     """Starts brokers, subscribers and devices; stops all of them after."""
-    missing = missing_tools()
-    if missing:  # a failure, not a skip: these tests are the proof of interop
-        pytest.fail('not installed: %s (Debian packages mosquitto, mosquitto-clients)'
-                    % ', '.join(missing))
-    made = {'brokers': [], 'subs': [], 'devices': []}
-
-    class Env:
-        def broker(self, tls=None):
-            d = tmp_path / ('broker%d' % len(made['brokers']))
-            d.mkdir()
-            b = Broker(str(d), tls)
-            made['brokers'].append(b)
-            b.start()
-            return b
-
-        def sub(self, broker, args, client_id):
-            s = Sub(['-h', '127.0.0.1', '-p', str(broker.port), '-i', client_id] + args)
-            made['subs'].append(s)
-            broker.wait_log('Sending SUBACK to %s' % client_id)
-            return s
-
-        def device(self, port, client, **kw):
-            dev = Device(port, client, **kw)
-            made['devices'].append(dev)
-            return dev
-
-    yield Env()
-    for dev in made['devices']:
-        dev.loop.stop(False)
-    for dev in made['devices']:
-        dev.thread.join(WAIT)
-    for s in made['subs']:
-        s.stop()
-    for b in made['brokers']:
-        b.stop()
-    assert not any(d.thread.is_alive() for d in made['devices'])
+    rig = Env(tmp_path)
+    yield rig
+    rig.close()
 
 
 # ---------------------------------------------------------------- (a)

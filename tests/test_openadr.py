@@ -7,6 +7,7 @@ endpoint that records opt messages) and a middleware that can spoil one
 event message on its way out (to see the VEN reject it).
 """
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -271,22 +272,46 @@ def run(coro):
     asyncio.run(asyncio.wait_for(coro, 60))
 
 
+@contextlib.asynccontextmanager
+async def openadr_rig(tmp_path, *local, pki=None, coap=False, **options):
+    """A running VTN and a bridge with the plugin whose VEN has registered with it; `local`
+    are (profile, id) SimDevices on the in-process transport, as rig.devs. Both stop after."""
+    vtn = Vtn(pki=pki)
+    await vtn.start()
+    try:
+        rig = await Rig(tmp_path, vtn, **options).start(coap=coap)
+        try:
+            rig.devs = await local_devices(rig, *local)
+            await rig.registered()
+            yield vtn, rig
+        finally:
+            await rig.stop()
+    finally:
+        await vtn.stop()
+
+
+@contextlib.asynccontextmanager
+async def fleet_over_coap(rig, fleet):
+    """`fleet` registered with the rig's bridge over CoAP and running until the block ends."""
+    servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", rig.coap_port))
+    running = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
+    try:
+        yield
+    finally:
+        running.cancel()
+        await close_links(servers)
+
+
 # ------------------------------------------------------------------ end to end
 
 def test_event_is_opted_in_devices_follow_it_over_coap_and_the_vtn_sees_the_reduced_power(tmp_path):
     """VTN event -> opt in -> `spot sim` devices over CoAP change within the window ->
     the VTN's TELEMETRY_USAGE reports show the reduced power."""
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start(coap=True)
         fleet = Fleet({"heat_pump": 2, "ev_charger": 1}, seed=5, t0=int(time.time()), telemetry=1)
         ev = fleet.by_id["ev-0001"]
         ev.model.plug_in(Vehicle(capacity_wh=60000.0, soc=30.0, max_current=32.0))
-        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", rig.coap_port))
-        running = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, coap=True) as (vtn, rig), fleet_over_coap(rig, fleet):
             assert await until(lambda: len(vtn.reports.get("RealPower", [])) >= 3
                                and vtn.reports["RealPower"][-1][1] > 2000, 15), \
                 "no power report with the charging EV before the event"
@@ -309,25 +334,14 @@ def test_event_is_opted_in_devices_follow_it_over_coap_and_the_vtn_sees_the_redu
             assert before and during, series
             assert max(during) < 0.3 * before[-1], (before[-3:], during)
             assert "RealEnergy" in vtn.reports and "Status" in vtn.reports
-        finally:
-            running.cancel()
-            await close_links(servers)
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
 def test_cancelled_event_withdraws_the_plans_and_devices_return_to_their_default(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start(coap=True)
         fleet = Fleet({"heat_pump": 2}, seed=6, t0=int(time.time()), telemetry=5)
-        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", rig.coap_port))
-        running = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
-        try:
+        async with openadr_rig(tmp_path, coap=True) as (vtn, rig), fleet_over_coap(rig, fleet):
             assert await until(lambda: len(rig.bridge.known) == 2, 10)
-            await rig.registered()
             eid, _ = vtn.add_event("SIMPLE", "level", (3.0,), start_in=0, step=120)
             pid = T.plan_id(eid)
             hps = [fleet.by_id[h] for h in ("hp-0001", "hp-0002")]
@@ -342,22 +356,12 @@ def test_cancelled_event_withdraws_the_plans_and_devices_return_to_their_default
                     all(c.status == "done" for c in cmds)
             withdrawn = await rig.audit("openadr.withdrawn")
             assert [a.detail["reason"] for a in withdrawn] == ["cancelled"]
-        finally:
-            running.cancel()
-            await close_links(servers)
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
 def test_vtn_going_away_and_coming_back_loses_no_report(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, ("heat_pump", "hp-1"))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("heat_pump", "hp-1")) as (vtn, rig):
             assert await until(lambda: len(vtn.reports.get("RealPower", [])) >= 2, 10)
             await vtn.stop()
             await asyncio.sleep(3.5)              # ~3 reports fall due while it is away
@@ -370,10 +374,6 @@ def test_vtn_going_away_and_coming_back_loses_no_report(tmp_path):
             gaps = [b - a for a, b in zip(times, times[1:])]
             assert len(times) >= 7 and max(gaps) < 1.6, gaps
             assert rig.ven.client.reports_dropped == 0
-            assert devs  # the device whose power was reported
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
@@ -382,13 +382,10 @@ def test_vtn_going_away_and_coming_back_loses_no_report(tmp_path):
 def test_unsigned_event_is_rejected_and_logged_when_signing_is_required(tmp_path, caplog):
     async def main():
         pki = make_pki(tmp_path)
-        vtn = Vtn(pki=pki)
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn, cert=pki["ven_cert"], key=pki["ven_key"], ca=pki["ca"],
-                        vtn_fingerprint=pki["vtn_fingerprint"]).start()
-        devs = await local_devices(rig, ("heat_pump", "hp-1"))
-        try:
-            await rig.registered()    # over mutual TLS, every message signed both ways
+        # registered over mutual TLS, every message signed both ways
+        async with openadr_rig(tmp_path, ("heat_pump", "hp-1"), pki=pki, cert=pki["ven_cert"],
+                               key=pki["ven_key"], ca=pki["ca"],
+                               vtn_fingerprint=pki["vtn_fingerprint"]) as (vtn, rig):
             vtn.tamper = "unsigned"
             eid, _ = vtn.add_event("SIMPLE", "level", (2.0,), start_in=0, step=60)
             assert await until(lambda: vtn.tampered == 1, 10)
@@ -397,26 +394,18 @@ def test_unsigned_event_is_rejected_and_logged_when_signing_is_required(tmp_path
             assert [a.detail["reason"] for a in await rig.audit("openadr.rejected")] == ["unsigned"]
             assert "rejected message from the VTN (unsigned)" in caplog.text
             assert await rig.plan_commands("hp-1") == [] and vtn.opt_types[eid] == []
-            assert devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
+            assert rig.devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
             # the same event, signed, is then carried out
             vtn.server.events_updated[VEN_ID] = True
             assert await until(lambda: vtn.opt_types[eid] == ["optIn"], 10)
-            assert await until(lambda: devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 1, 5)
-        finally:
-            await rig.stop()
-            await vtn.stop()
+            assert await until(lambda: rig.devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 1, 5)
     with caplog.at_level(logging.WARNING):
         run(main())
 
 
 def test_malformed_event_message_is_rejected_and_logged(tmp_path, caplog):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, ("heat_pump", "hp-1"))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("heat_pump", "hp-1")) as (vtn, rig):
             vtn.tamper = "malformed"
             eid, _ = vtn.add_event("SIMPLE", "level", (2.0,), start_in=0, step=60)
             assert await until(lambda: rig.ven.client.rejected >= 1, 10)
@@ -426,22 +415,14 @@ def test_malformed_event_message_is_rejected_and_logged(tmp_path, caplog):
             assert "rejected message from the VTN (malformed)" in caplog.text
             assert rig.bridge.metrics.value("openadr_rejected", reason="malformed") == 1
             assert await rig.plan_commands("hp-1") == [] and vtn.opt_types[eid] == []
-            assert devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
-        finally:
-            await rig.stop()
-            await vtn.stop()
+            assert rig.devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
     with caplog.at_level(logging.WARNING):
         run(main())
 
 
 def test_event_with_an_impossible_level_is_opted_out_and_logged(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, ("heat_pump", "hp-1"))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("heat_pump", "hp-1")) as (vtn, rig):
             vtn.tamper = "level7"
             eid, _ = vtn.add_event("SIMPLE", "level", (2.0,), start_in=0, step=60)
             assert await until(lambda: vtn.opt_types[eid], 10)
@@ -450,10 +431,7 @@ def test_event_with_an_impossible_level_is_opted_out_and_logged(tmp_path):
             assert [a.detail["reason"] for a in rejected] == ["malformed_event"]
             assert "0-3" in rejected[0].detail["detail"]
             assert await rig.plan_commands("hp-1") == []
-            assert devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
-        finally:
-            await rig.stop()
-            await vtn.stop()
+            assert rig.devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
     run(main())
 
 
@@ -461,91 +439,58 @@ def test_event_with_an_impossible_level_is_opted_out_and_logged(tmp_path):
 
 def test_event_no_targeted_device_can_act_on_is_opted_out(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        await local_devices(rig, ("pv_inverter", "pv-1"), ("meter", "meter-1"))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("pv_inverter", "pv-1"), ("meter", "meter-1")) \
+                as (vtn, rig):
             eid, _ = vtn.add_event("SIMPLE", "level", (1.0,), start_in=0, step=60)
             assert await until(lambda: vtn.opt_types[eid], 10)
             assert vtn.opt_types[eid] == ["optOut"]
             assert await rig.plan_commands("pv-1") == []
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
 def test_plugin_in_monitor_role_opts_out_and_commands_nothing(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn, role="monitor").start()
-        await local_devices(rig, ("heat_pump", "hp-1"))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("heat_pump", "hp-1"), role="monitor") as (vtn, rig):
             eid, _ = vtn.add_event("SIMPLE", "level", (2.0,), start_in=0, step=60)
             assert await until(lambda: vtn.opt_types[eid], 10)
             assert vtn.opt_types[eid] == ["optOut"]
             assert await rig.store.list_commands("hp-1") == []
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
 def test_event_targeting_one_resource_plans_only_that_device(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, ("heat_pump", "hp-1"), ("heat_pump", "hp-2"))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("heat_pump", "hp-1"), ("heat_pump", "hp-2")) \
+                as (vtn, rig):
             eid, _ = vtn.add_event("SIMPLE", "level", (1.0,), start_in=0, step=60,
                                    target={"resource_id": "hp-2"})
-            assert await until(lambda: devs["hp-2"].node.get(HEAT_PUMP, SG_READY) == 1, 10)
+            assert await until(lambda: rig.devs["hp-2"].node.get(HEAT_PUMP, SG_READY) == 1, 10)
             assert vtn.opt_types[eid] == ["optIn"]
-            assert devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
+            assert rig.devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 2
             assert await rig.plan_commands("hp-1") == []
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
 def test_priority_and_randomisation_reach_the_device_plans(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, *[("heat_pump", "hp-%d" % i) for i in range(8)])
-        try:
-            await rig.registered()
+        heat_pumps = [("heat_pump", "hp-%d" % i) for i in range(8)]
+        async with openadr_rig(tmp_path, *heat_pumps) as (vtn, rig):
             eid, start = vtn.add_event("SIMPLE", "level", (1.0,), start_in=5, step=600,
                                        priority=1, startafter=120)
             pid, t0 = T.plan_id(eid), int(start.timestamp())
-            assert await until(lambda: all(d.node.plans.find(pid) for d in devs.values()), 10)
-            plans = [d.node.plans.find(pid) for d in devs.values()]
+            devs = rig.devs.values()
+            assert await until(lambda: all(d.node.plans.find(pid) for d in devs), 10)
+            plans = [d.node.plans.find(pid) for d in devs]
             assert all(p[3] == 199 for p in plans)                    # priority 1
             assert all(t0 <= p[1] <= t0 + 120 and p[2] - p[1] == 600 for p in plans)
             assert len({p[1] for p in plans}) > 1                     # spread, not one second
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
 def test_modified_event_replaces_the_plan_on_the_device(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, ("energy_manager", "em-1"))
-        node = devs["em-1"].node
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("energy_manager", "em-1")) as (vtn, rig):
+            node = rig.devs["em-1"].node
             eid, _ = vtn.add_event("SIMPLE", "level", (1.0,), start_in=0, step=120)
             pid = T.plan_id(eid)
             assert await until(lambda: node.plans.find(pid) is not None, 10)
@@ -558,9 +503,6 @@ def test_modified_event_replaces_the_plan_on_the_device(tmp_path):
             assert len(node.plans.temp) == 1
             cmds = await rig.plan_commands("em-1")
             assert len(cmds) == 2 and all(c.body[0] == PUSH and c.body[1][0] == pid for c in cmds)
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
@@ -587,12 +529,9 @@ def test_several_vens_each_take_only_their_groups(tmp_path):
 
 def test_owner_override_during_an_event_opts_that_device_out(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, ("heat_pump", "hp-1"), ("heat_pump", "hp-2"))
-        try:
-            await rig.registered()
+        async with openadr_rig(tmp_path, ("heat_pump", "hp-1"), ("heat_pump", "hp-2")) \
+                as (vtn, rig):
+            devs = rig.devs
             eid, _ = vtn.add_event("SIMPLE", "level", (2.0,), start_in=0, step=120)
             assert await until(lambda: all(d.node.get(HEAT_PUMP, SG_READY) == 1
                                            for d in devs.values()), 10)
@@ -609,29 +548,22 @@ def test_owner_override_during_an_event_opts_that_device_out(tmp_path):
             assert devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 4
             assert devs["hp-2"].node.get(HEAT_PUMP, SG_READY) == 1   # still in the event
             assert [a.detail["device"] for a in await rig.audit("openadr.override")] == ["hp-1"]
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
 def test_price_event_reaches_price_consumers_as_one_forecast_frame(tmp_path):
     async def main():
-        vtn = Vtn()
-        await vtn.start()
-        rig = await Rig(tmp_path, vtn).start()
-        devs = await local_devices(rig, ("energy_manager", "em-1"), ("heat_pump", "hp-1"))
-        frames = []
-        em = devs["em-1"]
-        receive = em.receive
+        async with openadr_rig(tmp_path, ("energy_manager", "em-1"), ("heat_pump", "hp-1")) \
+                as (vtn, rig):
+            frames = []
+            em = rig.devs["em-1"]
+            receive = em.receive
 
-        def spy(frame, t, peer=None):
-            if peer is None:
-                frames.append(frame)
-            return receive(frame, t, peer)
-        em.receive = spy
-        try:
-            await rig.registered()
+            def spy(frame, t, peer=None):
+                if peer is None:
+                    frames.append(frame)
+                return receive(frame, t, peer)
+            em.receive = spy
             # EUR per kWh, one per quarter hour for 9 hours (a device ranks >= 33 slots)
             prices = [0.25, 0.31, 0.12, 0.40] * 9
             eid, start = vtn.add_event("ELECTRICITY_PRICE", "price", prices, start_in=0, step=900,
@@ -649,9 +581,6 @@ def test_price_event_reaches_price_consumers_as_one_forecast_frame(tmp_path):
             assert body[1][2] == "EUR"
             assert em.model.price.values["price_forecast"][2][:4] == [250.0, 310.0, 120.0, 400.0]
             assert await rig.plan_commands("hp-1") == []   # prices command nothing
-        finally:
-            await rig.stop()
-            await vtn.stop()
     run(main())
 
 
