@@ -170,37 +170,31 @@ def si_value(row, wire):
         return jsonable(wire)
 
 
+# what a value of each object type must look like, for 400 messages; {r} is its range
+_EXPECTED = {
+    M.ANALOG: "a number{r}",
+    M.BINARY: "true or false",
+    M.ENUM: "an integer{r}",
+    M.COUNTER: "an unsigned integer{r}",
+    M.TIME: "Unix seconds (an unsigned integer)",
+    M.SCHEDULE: "a schedule [start, step, [values]] with values{r}",
+    M.CURVE: "a curve [x0, y0, x1, y1, ...] of 2 to %d points with coordinates{r}" % M.MAX_POINTS,
+    M.ALARM: "an alarm [time, code, severity, active]",
+    M.NONE: "null (no argument)",
+    M.MAP: "a map",
+}
+
+
 def _expected(row):
     t = row[M.TYPE]
     lo, hi, unit = _num(row[M.LO]), _num(row[M.HI]), row[M.UNIT]
+    if t == M.TEXT:
+        return "a string" + ("" if hi is None else " of at most %s characters" % hi)
     rng = ""
     if lo is not None or hi is not None:
         rng = " from %s to %s%s" % ("-inf" if lo is None else lo, "inf" if hi is None else hi,
                                     " " + unit if unit else "")
-    if t == M.ANALOG:
-        return "a number" + rng
-    if t == M.BINARY:
-        return "true or false"
-    if t == M.ENUM:
-        return "an integer" + rng
-    if t == M.COUNTER:
-        return "an unsigned integer" + rng
-    if t == M.TIME:
-        return "Unix seconds (an unsigned integer)"
-    if t == M.SCHEDULE:
-        return "a schedule [start, step, [values]] with values" + rng
-    if t == M.CURVE:
-        return "a curve [x0, y0, x1, y1, ...] of 2 to %d points with coordinates%s" % (
-            M.MAX_POINTS, rng)
-    if t == M.TEXT:
-        return "a string" + ("" if hi is None else " of at most %s characters" % hi)
-    if t == M.ALARM:
-        return "an alarm [time, code, severity, active]"
-    if t == M.NONE:
-        return "null (no argument)"
-    if t == M.MAP:
-        return "a map"
-    return "a plan [id, start, expiry, primacy, entries]"
+    return _EXPECTED.get(t, "a plan [id, start, expiry, primacy, entries]").format(r=rng)
 
 
 def _is_number(v):

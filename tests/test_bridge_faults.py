@@ -311,6 +311,18 @@ async def register_then_go_silent(bridge, fleet):
     assert await until(offline, timeout=15), "a silent device is still shown online"
 
 
+async def delivered_when_back(bridge, node, command_id, failure):
+    """Serve node again: the queued COMMAND must then be done, SG-Ready 4 set."""
+    back = await serve(node, bridge.coap, lambda ms: int(time.time()))
+    try:
+        async def done():
+            return await command_status(bridge, command_id) == "done"
+        assert await until(done), failure
+        assert node.get(HEAT_PUMP, SG_READY) == 4
+    finally:
+        back.close()
+
+
 def test_a_silent_device_is_shown_offline_and_its_command_waits_until_it_is_back(bridges):
     bridge = bridges(offline_after=2)
     fleet = Fleet({"heat_pump": 1}, seed=3, t0=int(time.time()))
@@ -324,15 +336,8 @@ def test_a_silent_device_is_shown_offline_and_its_command_waits_until_it_is_back
         await asyncio.sleep(3)
         assert await command_status(bridge, cmd["id"]) == "queued"
         assert node.get(HEAT_PUMP, SG_READY) != 4
-        back = await serve(node, bridge.coap, lambda ms: int(time.time()))
-        try:
-            async def done():
-                return await command_status(bridge, cmd["id"]) == "done"
-            assert await until(done), "the queued command was not delivered"
-            assert node.get(HEAT_PUMP, SG_READY) == 4
-            assert await presence(bridge, "hp-0001") == "online"
-        finally:
-            back.close()
+        await delivered_when_back(bridge, node, cmd["id"], "the queued command was not delivered")
+        assert await presence(bridge, "hp-0001") == "online"
     asyncio.run(main())
 
 
@@ -349,14 +354,7 @@ def test_a_command_queued_for_an_offline_device_survives_kill_9_and_is_delivered
         bridge.kill()
         await asyncio.to_thread(bridge.start)
         assert await command_status(bridge, cmd["id"]) == "queued"
-        back = await serve(node, bridge.coap, lambda ms: int(time.time()))
-        try:
-            async def done():
-                return await command_status(bridge, cmd["id"]) == "done"
-            assert await until(done), "the command did not survive the restart"
-            assert node.get(HEAT_PUMP, SG_READY) == 4
-        finally:
-            back.close()
+        await delivered_when_back(bridge, node, cmd["id"], "the command did not survive the restart")
     asyncio.run(main())
 
 
