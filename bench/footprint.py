@@ -362,6 +362,7 @@ def module_heap(tmp):
              "core.coap_binding", "core.coap_rest", "profiles.common", "profiles.heat_pump",
              "ports.micropython.config", "ports.micropython.board", "ports.micropython.hw",
              "ports.micropython.device", "ports.micropython.device_coap"]
+    order = [m for m in order if "lib/spot/%s.mpy" % m.replace(".", "/") in files]
     steps = ["import gc, sys\nsys.path.insert(0, '/')\n_r = []\ngc.collect()\n",
              "_r.append(gc.mem_alloc())\n"]
     for m in order:

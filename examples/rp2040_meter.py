@@ -7,13 +7,13 @@ Deploy: spot deploy --profile meter --transport mqtt --device /dev/ttyACM0 \
 import asyncio
 from machine import UART, Pin
 
-from spot.ports.micropython import config, device, hw
+from spot.ports.micropython import config, device, hw, modbus
 from spot.profiles import meter
 
 dev = device.Device(config.load(), meter)
 node = dev.node
 
-sdm = hw.Modbus(UART(0, 9600, tx=Pin(0), rx=Pin(1), timeout=100), unit=1, de=Pin(2, Pin.OUT))
+sdm = modbus.Modbus(UART(0, 9600, tx=Pin(0), rx=Pin(1), timeout=100), unit=1, de=Pin(2, Pin.OUT))
 
 # SDM630 input registers: IEEE floats, high word first
 for name, reg in (('v_l1', 0x00), ('v_l2', 0x02), ('v_l3', 0x04),

@@ -65,7 +65,8 @@ def test_heat_pump_bundle_leaves_out_other_profiles_mqtt_and_oscore(heat_pump_co
     for m in ("profiles.registry", "core.mqtt", "core.mqtt_client", "core.mqtt_binding",
               "core.oscore", "core.coap_oscore", "core.aes", "core.ccm",
               "ports.micropython.flash_outbox", "ports.micropython.mqtt_loop",
-              "ports.micropython.coap_loop", "ports.micropython.device_mqtt"):
+              "ports.micropython.coap_loop", "ports.micropython.device_mqtt",
+              "ports.micropython.device_oscore", "ports.micropython.modbus"):
         assert m not in mods, m
 
 
@@ -75,7 +76,7 @@ def test_meter_mqtt_bundle_has_mqtt_and_the_flash_outbox_but_no_coap(tmp_path):
     mods = names(files)
     for m in ("core.mqtt", "core.mqtt_client", "core.mqtt_binding", "profiles.meter",
               "ports.micropython.flash_outbox", "ports.micropython.hw",
-              "ports.micropython.device_mqtt"):
+              "ports.micropython.modbus", "ports.micropython.device_mqtt"):
         assert m in mods, m
     for m in ("core.coap", "core.coap_endpoint", "core.coap_binding", "profiles.heat_pump",
               "ports.micropython.device_coap"):
@@ -88,7 +89,8 @@ def test_a_config_with_oscore_keys_brings_the_oscore_modules_and_is_copied(tmp_p
     out = tmp_path / "out"
     files = D.bundle("heat_pump", str(out), config=str(cfg))
     mods = names(files)
-    assert {"core.oscore", "core.coap_oscore", "core.ccm", "core.aes", "core.hkdf"} <= mods
+    assert {"core.oscore", "core.coap_oscore", "core.ccm", "core.aes", "core.hkdf",
+            "ports.micropython.device_oscore"} <= mods
     assert json.loads((out / "spot.json").read_text())["id"] == "hp-1"
 
 
@@ -116,25 +118,27 @@ print('FILE', cb.__file__)
 class Net:
     AF_INET = 2
     SOCK_DGRAM = 2
-dev = device.Device(config.load(), heat_pump, net=Net())
+class Board:
+    def woke_from_sleep(self):
+        return False
+dev = device.Device(config.load(), heat_pump, net=Net(), board=Board(), clock=lambda: 0)
 print('PLAN', dev.node.plans.default)
 print('LINK', type(dev.link).__name__)
+print('LOADED', sorted(m for m in sys.modules if m.startswith('spot.ports')))
 """
     r = mp.run_micropython(script, fs)
     assert "FILE /lib/spot/core/coap_binding.mpy" in r.stdout
     assert "PLAN {16: {6: 2}}" in r.stdout
     assert "LINK CoapLink" in r.stdout
     assert not any(p.endswith(".py") for p in fs)
+    # given a board and a clock, the runtime leaves the real board glue unloaded, and a
+    # device that is not sleepy and has no OSCORE keys loads neither of those parts
+    assert ("LOADED ['spot.ports', 'spot.ports.micropython', 'spot.ports.micropython.config', "
+            "'spot.ports.micropython.device', 'spot.ports.micropython.device_coap', "
+            "'spot.ports.micropython.hw']") in r.stdout
 
 
-def test_the_rest_view_is_loaded_only_by_the_first_request_that_needs_it(heat_pump_coap,
-                                                                         tmp_path):
-    out, files = heat_pump_coap
-    assert "lib/spot/core/coap_rest.mpy" in files
-    fs = {"/" + f: {"base64": base64.b64encode((out / f).read_bytes()).decode()}
-          for f in files if f.endswith(".mpy")}
-    fs["/spot.json"] = write_config(tmp_path / "spot.json").read_text()
-    script = """
+REST_SCRIPT = """
 import os, sys
 os.chdir('/')
 from spot.ports.micropython import config, device
@@ -148,16 +152,58 @@ dev = device.Device(config.load(), heat_pump, net=Net())
 c = dev.link.coap
 def ask(m):
     return coap.decode(c.receive(coap.encode(m), ('192.0.2.1', 5683), 0)[0][1])
-m = coap.set_uri(coap.CoapMessage(coap.CON, coap.POST, 1, b'a'), 's')
-m.add(coap.CONTENT_FORMAT, CF_SPOT)
-m.payload = F.encode(F.READ, 16, 1, [8])
-print('BUS', ask(m).code, 'spot.core.coap_rest' in sys.modules)
+def bus(mid):
+    m = coap.set_uri(coap.CoapMessage(coap.CON, coap.POST, mid, b'a'), 's')
+    m.add(coap.CONTENT_FORMAT, CF_SPOT)
+    m.payload = F.encode(F.READ, 16, mid, [8])
+    return ask(m).code
+print('BUS', bus(1), 'spot.core.coap_rest' in sys.modules)
 r = ask(coap.set_uri(coap.CoapMessage(coap.CON, coap.GET, 2, b'b'), '.well-known/core'))
 print('CORE', r.code, 'spot.core.coap_rest' in sys.modules, bytes(r.payload)[:18])
+r = ask(coap.set_uri(coap.CoapMessage(coap.CON, coap.GET, 3, b'c'), 'heat_pump/flow_temp'))
+print('REST', r.code)
+print('BUS', bus(4))
 """
-    r = mp.run_micropython(script, fs)
+
+
+def run_bundle(out, files, tmp_path, script):
+    fs = {"/" + f: {"base64": base64.b64encode((out / f).read_bytes()).decode()}
+          for f in files if f.endswith(".mpy")}
+    fs["/spot.json"] = write_config(tmp_path / "spot.json").read_text()
+    return mp.run_micropython(script, fs)
+
+
+def test_the_rest_view_is_left_out_unless_asked_for(heat_pump_coap, tmp_path):
+    assert "core.coap_rest" not in names(heat_pump_coap[1])
+    mods = names(D.bundle("heat_pump", str(tmp_path), rest=True))
+    assert "core.coap_rest" in mods
+    assert not any(m.startswith("core.mqtt") for m in mods)
+    assert "core.coap_rest" not in names(D.bundle("meter", str(tmp_path / "m"),
+                                                  transport="mqtt", rest=True))
+
+
+def test_the_rest_view_is_loaded_only_by_the_first_request_that_needs_it(tmp_path):
+    out = tmp_path / "rest"
+    files = D.bundle("heat_pump", str(out), rest=True)
+    assert "lib/spot/core/coap_rest.mpy" in files
+    r = run_bundle(out, files, tmp_path, REST_SCRIPT)
     assert "BUS %d False" % 0x44 in r.stdout          # 2.04 Changed, REST view not loaded
     assert "CORE %d True b'</s>;rt=\"spot.bus\"'" % 0x45 in r.stdout
+    assert "REST %d" % 0x45 in r.stdout               # 2.05 Content
+
+
+def test_without_the_rest_view_rest_requests_fail_and_the_bus_keeps_serving(heat_pump_coap,
+                                                                          tmp_path):
+    out, files = heat_pump_coap
+    r = run_bundle(out, files, tmp_path, REST_SCRIPT)
+    lines = r.stdout.split("\n")
+    assert "BUS %d False" % 0x44 in lines
+    core = [x for x in lines if x.startswith("CORE ")][0].split()
+    rest = [x for x in lines if x.startswith("REST ")][0].split()
+    assert core[2] == "False"                       # nothing half-imported
+    for code in (int(core[1]), int(rest[1])):
+        assert code >> 5 in (4, 5), code           # an error answer, not a crash
+    assert lines.count("BUS %d" % 0x44) == 1        # the bus still answers afterwards
 
 
 def test_mpy_cross_is_asked_for_the_boards_format_when_it_differs():

