@@ -273,38 +273,55 @@ class Bridge:
             raise Forbidden("%s may not %s service %d of %s (role: %s)"
                             % (actor, F.OP_NAMES[op], sid, device, role or "not paired"))
 
-    async def submit(self, actor, device, service, op, body=None, expires_in=None, timeout=None):
-        """Queue a request for a device after access control; returns the Command."""
+    def _check_request(self, service, op, body):
+        """BadRequest unless op, service and body make a frame within the limits."""
         if op not in F.REQUESTS:
             raise BadRequest("operation must be one of READ, WRITE, INVOKE, SUBSCRIBE, UNSUBSCRIBE")
         if type(service) is not int or not 0 <= service <= 254:
             raise BadRequest("service must be an integer 0..254")
-        if device not in self.known:
-            raise LookupError("unknown device %r" % device)
         try:
             size = len(F.encode(op, service, 0, body))
         except (SpotError, ValueError, TypeError) as e:
             raise BadRequest("body cannot be encoded: %s" % e)
         if size > F.MAX_FRAME:
             raise BadRequest("frame of %d bytes exceeds %d" % (size, F.MAX_FRAME))
-        await self._authorise(actor, device, op, service)
-        now = self.clock()
-        expires = now + (expires_in if expires_in is not None else self.config.command_expiry)
-        cid = await self.store.enqueue(device, service, op, body, actor, now, expires,
-                                       timeout or self.config.command_timeout)
-        self._command_event(cid, device, "queued")
-        self._kick(device)
-        return await self.store.get_command(cid)
 
-    async def submit_group(self, actor, group, service, op, body=None, **kw):
-        """submit() to every device of a group; refused devices are skipped and listed."""
-        done, refused = [], []
+    async def submit(self, actor, device, service, op, body=None, expires_in=None, timeout=None):
+        """Queue a request for a device after access control; returns the Command."""
+        self._check_request(service, op, body)
+        if device not in self.known:
+            raise LookupError("unknown device %r" % device)
+        await self._authorise(actor, device, op, service)
+        return (await self._queue(actor, [device], service, op, body, expires_in, timeout))[0]
+
+    async def submit_group(self, actor, group, service, op, body=None, expires_in=None,
+                           timeout=None):
+        """submit() to every device of a group, all queued in one store transaction;
+        devices the actor may not command are skipped (each refusal audited) and listed.
+        Returns ([Command], [refused device])."""
+        self._check_request(service, op, body)
+        allowed_devices, refused = [], []
         for device in await self.store.devices_in_group(group):
             try:
-                done.append(await self.submit(actor, device, service, op, body, **kw))
+                await self._authorise(actor, device, op, service)
+                allowed_devices.append(device)
             except Forbidden:
                 refused.append(device)
-        return done, refused
+        commands = await self._queue(actor, allowed_devices, service, op, body, expires_in,
+                                     timeout)
+        return commands, refused
+
+    async def _queue(self, actor, devices, service, op, body, expires_in, timeout):
+        if not devices:
+            return []
+        now = self.clock()
+        expires = now + (expires_in if expires_in is not None else self.config.command_expiry)
+        ids = await self.store.enqueue_many(devices, service, op, body, actor, now, expires,
+                                            timeout or self.config.command_timeout)
+        for cid, device in zip(ids, devices):
+            self._command_event(cid, device, "queued")
+            self._kick(device)
+        return await self.store.get_commands(ids)
 
     async def push_plan(self, actor, device, plan_id, start, expiry, primacy, entries,
                         expires_in=None):

@@ -813,10 +813,24 @@ class Store(abc.ABC):
         sent by then (None: never). timeout: seconds to wait for the answer
         once sent (None: forever). Returns the command id.
         """
-        self._check_command(device, service, op, actor, now, expires_at, timeout)
+        ids = await self.enqueue_many([device], service, op, body, actor, now, expires_at, timeout)
+        return ids[0]
+
+    async def enqueue_many(self, devices, service, op, body, actor, now, expires_at=None,
+                           timeout=None):
+        """enqueue() the same request for each of devices in ONE transaction (a group
+        command): all are queued or, on any error, none. Returns their ids in order."""
+        for device in devices:
+            self._check_command(device, service, op, actor, now, expires_at, timeout)
         b = dump_value(body)
-        return await self._run(lambda: self._s_enqueue(device, service, op, b, actor, now,
-                                                       expires_at, timeout))
+
+        def script():
+            ids = []
+            for device in devices:
+                ids.append((yield from self._s_enqueue(device, service, op, b, actor, now,
+                                                       expires_at, timeout)))
+            return ids
+        return await self._run(script)
 
     async def next_pending(self, device, now):
         """The oldest queued, unexpired command for the device, or None (changes nothing)."""
@@ -937,6 +951,23 @@ class Store(abc.ABC):
         def script():
             r = yield Q("SELECT " + COMMAND_COLS + " FROM commands WHERE id = ?", (command_id,))
             return command_of(r.rows[0]) if r.rows else None
+        return await self._run(script, write=False)
+
+    async def get_commands(self, command_ids):
+        """The Commands of these ids, in the same order (None for an unknown id)."""
+        for command_id in command_ids:
+            check_int(command_id, 1, 2**63 - 1, "command id")
+        ids = list(command_ids)
+
+        def script():
+            found = {}
+            for i in range(0, len(ids), 500):   # within every SQL engine's parameter limit
+                chunk = ids[i:i + 500]
+                r = yield Q("SELECT " + COMMAND_COLS + " FROM commands WHERE id IN (%s)"
+                            % ", ".join("?" * len(chunk)), tuple(chunk))
+                for row in r.rows:
+                    found[row[0]] = command_of(row)
+            return [found.get(i) for i in ids]
         return await self._run(script, write=False)
 
     async def find_sent(self, device, mid):

@@ -203,6 +203,23 @@ def test_group_command_reaches_every_member(tmp_path):
     run(main())
 
 
+def test_group_command_skips_and_lists_the_members_the_actor_may_not_command(tmp_path):
+    async def main():
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, _, dev):
+            other = hp("hp-2")
+            await local.connect("hp-2", other)
+            for device in ("hp-1", "hp-2"):
+                await bridge.store.set_groups(device, ["north"])
+            await bridge.pair("operator", "hp-2", "agg", "aggregator")
+            done, refused = await bridge.submit_group("agg", "north", HEAT_PUMP, F.WRITE, {6: 3})
+            await settle(bridge)
+            assert [c.device for c in done] == ["hp-2"] and refused == ["hp-1"]
+            assert other.node.get(HEAT_PUMP, 6) == 3 and dev.node.get(HEAT_PUMP, 6) == 2
+            audit = await bridge.store.list_audit(target="hp-1")
+            assert [a.action for a in audit if a.actor == "agg"] == ["refused"]
+    run(main())
+
+
 def test_broadcast_reaches_only_consumers(tmp_path):
     async def main():
         clock = Clock()

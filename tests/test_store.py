@@ -492,6 +492,34 @@ async def test_command_ids_increase_in_enqueue_order(s, url):
 
 
 @store_test
+async def test_enqueue_many_queues_one_command_per_device_in_order(s, url):
+    for dev in ("hp-1", "hp-2", "hp-3"):
+        await add_device(s, dev)
+    ids = await s.enqueue_many(["hp-3", "hp-1", "hp-2"], HP, WRITE, {6: 3}, "op", T0,
+                               expires_at=T0 + 60, timeout=5)
+    commands = await s.get_commands(ids)
+    assert [c.device for c in commands] == ["hp-3", "hp-1", "hp-2"]
+    assert all(c.status == "queued" and c.body == {6: 3} and c.actor == "op" for c in commands)
+    assert ids == sorted(ids)
+
+
+@store_test
+async def test_enqueue_many_with_an_unknown_device_queues_nothing(s, url):
+    await add_device(s, "hp-1")
+    with pytest.raises(S.UnknownDevice):
+        await s.enqueue_many(["hp-1", "ghost"], HP, WRITE, {6: 3}, "op", T0)
+    assert await s.list_commands("hp-1") == []
+
+
+@store_test
+async def test_get_commands_keeps_the_order_asked_and_gives_none_for_unknown_ids(s, url):
+    await add_device(s)
+    ids = [await s.enqueue("hp-1", HP, WRITE, {7: i}, "alice", T0) for i in range(3)]
+    got = await s.get_commands([ids[2], ids[0] + 10_000, ids[1]])
+    assert [c and c.id for c in got] == [ids[2], None, ids[1]]
+
+
+@store_test
 async def test_next_pending_is_the_oldest_unexpired_and_changes_nothing(s, url):
     await add_device(s)
     await add_device(s, "pv-1")
