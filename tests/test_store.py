@@ -512,6 +512,41 @@ async def test_enqueue_many_with_an_unknown_device_queues_nothing(s, url):
 
 
 @store_test
+async def test_a_failing_write_among_concurrent_ones_is_rolled_back_alone(s, url):
+    await add_device(s)
+    results = await asyncio.gather(
+        s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0),
+        s.enqueue("ghost", HP, WRITE, {7: 2}, "alice", T0),
+        s.enqueue("hp-1", HP, WRITE, {7: 3}, "alice", T0),
+        return_exceptions=True)
+    assert isinstance(results[1], S.UnknownDevice)
+    assert sorted(c.body[7] for c in await s.list_commands("hp-1")) == [1, 3]
+    assert [c.id for c in await s.get_commands([results[0], results[2]])] == \
+        [results[0], results[2]]
+
+
+def test_concurrent_sqlite_writes_share_transactions(tmp_path):
+    async def main():
+        s = await open_store("sqlite://" + str(tmp_path / "bridge.db"))
+        batches = []
+        drive_batch = s._drive_batch
+
+        def counting(scripts):
+            batches.append(len(scripts))
+            return drive_batch(scripts)
+        s._drive_batch = counting
+        try:
+            await add_device(s)
+            ids = await asyncio.gather(*[s.enqueue("hp-1", HP, WRITE, {7: i}, "alice", T0)
+                                         for i in range(50)])
+            assert len(set(ids)) == 50 and len(await s.list_commands("hp-1")) == 50
+            assert sum(batches) == 51 and len(batches) < 10, batches
+        finally:
+            await s.close()
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT))
+
+
+@store_test
 async def test_get_commands_keeps_the_order_asked_and_gives_none_for_unknown_ids(s, url):
     await add_device(s)
     ids = [await s.enqueue("hp-1", HP, WRITE, {7: i}, "alice", T0) for i in range(3)]
