@@ -116,15 +116,20 @@ async def _run_fleet(fleet, args, services):
     """Run the fleet, on the network if asked (--listen / --connect)."""
     from .ports.cpython import fleet_links as L
     links, send = {}, None
+    never = []
     if args.listen:
         _, host, port = _uri(args.listen, ("coap",))
         links, send = await L.serve_fleet_coap(fleet, host, port)
         for d in fleet.devices:
             print("%s coap://%s:%d" % (d.device_id, host, links[d.device_id].port), flush=True)
     elif args.connect:
-        scheme, host, port = _uri(args.connect, ("coap", "mqtt", "mqtts"))
+        scheme, host, port = _uri(args.connect, _CONNECT_SCHEMES)
         if scheme == "coap":
             links, send = await L.serve_fleet_coap(fleet, "0.0.0.0", 0, bridge=(host, port))
+        elif scheme == "coaps":
+            from .ports.cpython.dtls_link import parse_psk
+            identity, key = parse_psk(args.psk)
+            links, send = await L.connect_fleet_coaps(fleet, host, port, identity, key)
         else:
             ssl = None
             if scheme == "mqtts":
@@ -145,7 +150,31 @@ async def _run_fleet(fleet, args, services):
     try:
         await fleet.run(tick=args.tick, duration=args.duration, on_frames=on_frames)
     finally:
+        never = [link for link in links.values()
+                 if getattr(link, "stats", {}).get("handshakes") == 0]
+        if never:   # coaps://: say so rather than exit as if all was well
+            print("spot sim: %d of %d devices never got a DTLS session (%s)"
+                  % (len(never), len(links), never[0].last_error or "handshake not finished"),
+                  file=sys.stderr)
         await L.close_links(links)
+    return 1 if never and len(never) == len(links) else 0
+
+
+_CONNECT_SCHEMES = ("coap", "coaps", "mqtt", "mqtts")
+
+
+def _check_psk(args):
+    """None when --connect / --psk fit together, else the complaint (coaps:// needs a PSK)."""
+    scheme = _uri(args.connect, _CONNECT_SCHEMES)[0] if args.connect else None
+    if scheme == "coaps":
+        if not args.psk:
+            return "coaps:// needs a pre-shared key: --psk IDENTITY:HEXKEY (as in the bridge's [dtls] psk)"
+        from .ports.cpython.dtls_link import dtls_available, parse_psk
+        parse_psk(args.psk)
+        return dtls_available()
+    if args.psk:
+        return "--psk is only for --connect coaps://"
+    return None
 
 
 def cmd_sim(args):
@@ -158,17 +187,22 @@ def cmd_sim(args):
               file=sys.stderr)
         return 2
     try:
-        for uri, schemes in ((args.listen, ("coap",)), (args.connect, ("coap", "mqtt", "mqtts"))):
+        for uri, schemes in ((args.listen, ("coap",)), (args.connect, _CONNECT_SCHEMES)):
             if uri:
                 _uri(uri, schemes)
+        complaint = _check_psk(args)
+        if complaint:
+            print("spot sim: %s" % complaint, file=sys.stderr)
+            return 2
         fleet = Fleet(parse_profiles(args.profile, args.count), seed=args.seed, t0=args.start,
                       speed=args.speed, telemetry=args.telemetry or None)
     except (KeyError, ValueError) as e:
         print("spot sim: %s" % e.args[0], file=sys.stderr)
         return 2
     wall = time.monotonic()
+    failed = 0
     try:
-        asyncio.run(_run_fleet(fleet, args, _services()))
+        failed = asyncio.run(_run_fleet(fleet, args, _services()))
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:  # e.g. piped into head
@@ -182,7 +216,7 @@ def cmd_sim(args):
                                        fleet.t - fleet.t0, wall,
                                        100.0 * fleet.busy / wall if wall > 0 else 0.0),
           file=sys.stderr)
-    return 0
+    return failed   # 1: no device of a coaps:// fleet ever got a session
 
 
 def _bridge_config(args):
@@ -228,7 +262,7 @@ def cmd_demo(args):
 
 def _bundle_args(args):
     return dict(transport=args.transport, oscore=True if args.oscore else None,
-                config=args.config, main=args.main, opt=args.opt)
+                config=args.config, main=args.main, opt=args.opt, rest=args.rest)
 
 
 def cmd_bundle(args):
@@ -283,7 +317,11 @@ def build_parser():
                     help="simulated start, Unix seconds (default 2024-01-01T00:00Z)")
     sm.add_argument("--print", action="store_true", help="print every notification decoded")
     sm.add_argument("--connect", metavar="URI",
-                    help="register with a bridge (coap://HOST:PORT) or a broker (mqtt://, mqtts://)")
+                    help="register with a bridge (coap://HOST:PORT, coaps://HOST:PORT with --psk)"
+                         " or a broker (mqtt://, mqtts://)")
+    sm.add_argument("--psk", metavar="IDENTITY:HEXKEY",
+                    help="DTLS pre-shared key for coaps://, shared by the fleet (the bridge's"
+                         " [dtls] psk = {IDENTITY = \"HEXKEY\"})")
     sm.add_argument("--ca", help="CA file for mqtts://")
     sm.add_argument("--listen", metavar="coap://HOST:PORT",
                     help="serve the devices over CoAP, one per port from PORT on")
@@ -316,6 +354,8 @@ def build_parser():
         b.add_argument("--config", help="device config (JSON) copied as spot.json; sets transport and OSCORE")
         b.add_argument("--transport", choices=("coap", "mqtt"), help="default: the config's bridge, else coap")
         b.add_argument("--oscore", action="store_true", help="include OSCORE (default: when the config has keys)")
+        b.add_argument("--rest", action="store_true",
+                       help="include the CoAP REST view for generic CoAP clients (default: the bus /s only)")
         b.add_argument("--main", help="firmware script installed as main.py (default: a minimal one)")
         b.add_argument("--opt", type=int, default=3, choices=(0, 1, 2, 3),
                        help="mpy-cross optimisation; 3 drops line numbers (default 3)")

@@ -13,6 +13,8 @@ a commissioned device id is accepted only from its own context (never in the
 clear, never from another device's context). Devices that are not commissioned
 keep working in the clear.
 """
+from aiocoap.error import NetworkError
+
 from ..core import frame as F
 from ..core.errors import MALFORMED, NOT_AUTHORISED, SpotError
 from ..core.node import A_ID
@@ -114,7 +116,10 @@ class CoapLink:
     async def request(self, device, frame, timeout):
         if device not in self.server.devices:
             raise ConnectionError("%s has not registered over CoAP" % device)
-        return await self.server.send_frame(device, frame, timeout)
+        try:
+            return await self.server.send_frame(device, frame, timeout)
+        except NetworkError as e:   # e.g. its DTLS session is closed: no way to it now
+            raise ConnectionError("%s unreachable: %s" % (device, e)) from e
 
     async def broadcast(self, service, frame):
         for device in list(self.server.devices):

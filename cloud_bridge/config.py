@@ -2,7 +2,7 @@
 
     [bridge]
     data = "spot-data"                  # data directory (SQLite store, logs)
-    store = "sqlite:///spot-data/bridge.db"   # or "postgresql://user@host:5432/db"
+    store = "sqlite:spot-data/bridge.db"      # or "postgresql://user@host:5432/db"
     http = "127.0.0.1:8080"             # API, dashboard, /metrics
     coap = "0.0.0.0:5683"               # devices; DTLS on the next port
     instance = "bridge-1"               # name of this instance (several share a store)
@@ -60,7 +60,7 @@ class Config:
 
     @property
     def store_url(self):
-        return self.store or "sqlite:///" + os.path.join(self.data, "bridge.db")
+        return self.store or "sqlite://" + os.path.abspath(os.path.join(self.data, "bridge.db"))
 
     @property
     def http_addr(self):
@@ -101,5 +101,9 @@ def load(path=None, **overrides):
         if value is not None:
             setattr(cfg, key, value)
     split_hostport(cfg.http)
-    split_hostport(cfg.coap, "0.0.0.0")
+    coap_host = split_hostport(cfg.coap, "0.0.0.0")[0]
+    if cfg.psk and coap_host in ("0.0.0.0", "::", ""):
+        raise ValueError("DTLS ([dtls] psk) listens on one address only: set coap to the "
+                         "address devices reach, e.g. coap = \"192.0.2.10:5683\" (coaps:// is "
+                         "then on port 5684), not the any-address %r" % cfg.coap)
     return cfg

@@ -122,6 +122,41 @@ class BusSubscription:
         self._request.observation.cancel()
 
 
+def _send_on_dtls_sessions(context):
+    """Let the bridge's own requests (commands) go down a DTLS session a device opened.
+
+    aiocoap 0.4's tinydtls_server answers requests on a client's session, but its
+    recognize_remote() only knows plain-UDP addresses (simplesocketserver._Address, of
+    which the session address _AddressDTLS is no subclass), so a request to a device
+    that registered over coaps:// finds no transport (NoRequestInterface). Here the
+    server's own live sessions are recognised too. A session aiocoap has dropped
+    (close_notify, fatal alert) is not: writing to it would make the server's tinydtls
+    start a client handshake towards the device; the device re-registers instead.
+    For the same reason a close_notify (tinydtls sends it at warning level, which
+    aiocoap only logs) drops the session like a fatal alert does."""
+    from aiocoap.transports import tinydtls_server as dtls_server
+
+    class SessionAddress(dtls_server._AddressDTLS):
+        def _event(self, level, code):
+            if level == 1 and code == 0:   # close_notify: the peer is gone from tinydtls
+                level = 2
+            return super()._event(level, code)
+
+    for ri in context.request_interfaces:
+        mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
+        if not isinstance(mi, dtls_server.MessageInterfaceTinyDTLSServer):
+            continue
+        mi._pool._Address = SessionAddress    # this server's sessions only
+        plain = mi.recognize_remote
+
+        async def recognize_remote(remote, mi=mi, plain=plain):
+            if isinstance(remote, dtls_server._AddressDTLS):
+                live = getattr(mi._pool, "_connections", {})
+                return live.get(remote._underlying_address.address) is remote
+            return await plain(remote)
+        mi.recognize_remote = recognize_remote
+
+
 class BridgeCoapServer:
     """The bridge's CoAP side: an aiocoap server with the /s bus resource.
 
@@ -167,6 +202,8 @@ class BridgeCoapServer:
         self.context = await aiocoap.Context.create_server_context(
             site, bind=(self.host, self.port), transports=transports,
             server_credentials=self.credentials)
+        if self.credentials is not None:
+            _send_on_dtls_sessions(self.context)
         return self
 
     async def stop(self):

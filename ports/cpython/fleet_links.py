@@ -2,6 +2,7 @@
 
     servers, on_frames = await serve_fleet_coap(fleet, "127.0.0.1", 5683)          # --listen
     servers, on_frames = await serve_fleet_coap(fleet, bridge=("bridge", 5683))    # --connect coap://
+    links, on_frames = await connect_fleet_coaps(fleet, "bridge", 5684, b"id", key) # --connect coaps://
     links, on_frames = await connect_fleet_mqtt(fleet, "broker", 1883)             # --connect mqtt://
     await fleet.run(tick=1.0, on_frames=on_frames)
 
@@ -16,6 +17,11 @@ import asyncio
 from ...core.mqtt_binding import MqttDevice, make_client
 from ...core.mqtt_client import EV_CONNECTED
 from .coap_transport import serve_device
+from .dtls_link import connect_device_dtls
+
+
+HANDSHAKE_BATCH = 20      # coaps:// devices started together, then
+HANDSHAKE_PAUSE = 0.1     # seconds before the next batch
 
 
 def _node_clock(fleet):
@@ -38,6 +44,27 @@ async def serve_fleet_coap(fleet, host="127.0.0.1", first_port=0, bridge=None, l
             server.device.send_telemetry([f for peer, f in frames if peer is None])
         server.poke()
     return servers, on_frames
+
+
+async def connect_fleet_coaps(fleet, host, port, identity, key, lifetime=60, link_options=None):
+    """One DTLS-PSK session per device with the bridge's coaps://host:port
+    (ports/cpython/dtls_link.py); each registers over it and POSTs its telemetry,
+    and the bridge's commands come back down the same session. identity, key: the
+    PSK (bytes) from the bridge's [dtls] psk table, shared by the fleet."""
+    links = {}
+    clock = _node_clock(fleet)
+    for i, d in enumerate(fleet.devices):
+        if i and i % HANDSHAKE_BATCH == 0:   # a few handshakes at a time, not a storm
+            await asyncio.sleep(HANDSHAKE_PAUSE)
+        links[d.device_id] = await connect_device_dtls(
+            d.node, host, port, identity, key, lifetime=lifetime, node_clock=clock,
+            name=d.device_id, link_options=link_options)
+
+    def on_frames(device, frames):
+        link = links[device.device_id]
+        link.device.send_telemetry([f for peer, f in frames if peer is None])
+        link.poke()
+    return links, on_frames
 
 
 class MqttLinkDevice:

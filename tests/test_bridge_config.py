@@ -1,0 +1,43 @@
+"""Bridge configuration (cloud_bridge/config.py): defaults, TOML, flags, and the
+settings that must be refused before anything starts."""
+import os
+
+import pytest
+
+from spot.cloud_bridge import config as C
+from spot.cloud_bridge.store import parse_url
+
+PSK = '[dtls]\npsk = { sim = "00112233445566778899aabbccddeeff" }\n'
+
+
+def test_a_relative_data_directory_puts_the_store_under_the_working_directory(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    kind, path = parse_url(C.load(None, data="spot-data").store_url)
+    assert kind == "sqlite"
+    assert path == os.path.join(str(tmp_path), "spot-data", "bridge.db")
+
+
+def test_an_explicit_store_url_wins_over_the_data_directory(tmp_path):
+    url = "sqlite://" + str(tmp_path / "elsewhere.db")
+    assert C.load(None, data="spot-data", store=url).store_url == url
+
+
+def test_dtls_on_the_any_address_is_refused_with_what_to_set(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text(PSK)
+    with pytest.raises(ValueError, match="coap = .*5683.*any-address"):
+        C.load(str(cfg))
+
+
+def test_dtls_on_a_concrete_address_is_accepted(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[bridge]\ncoap = "127.0.0.1:5683"\n' + PSK)
+    assert C.load(str(cfg)).psk == {"sim": "00112233445566778899aabbccddeeff"}
+
+
+def test_an_unknown_setting_is_refused_with_its_name(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[bridge]\ncoapp = "127.0.0.1:5683"\n')
+    with pytest.raises(ValueError, match=r"unknown setting \[bridge\] coapp"):
+        C.load(str(cfg))
