@@ -13,12 +13,17 @@ a commissioned device id is accepted only from its own context (never in the
 clear, never from another device's context). Devices that are not commissioned
 keep working in the clear.
 """
+import asyncio
+
 from aiocoap.error import NetworkError
 
 from ..core import frame as F
 from ..core.errors import MALFORMED, NOT_AUTHORISED, SpotError
 from ..core.node import A_ID
 from ..ports.cpython.coap_transport import BridgeCoapServer
+
+
+BROADCAST_CONCURRENCY = 64   # informational frames in flight at once during a broadcast
 
 
 def _refuse(frame, code, text):
@@ -122,11 +127,15 @@ class CoapLink:
             raise ConnectionError("%s unreachable: %s" % (device, e)) from e
 
     async def broadcast(self, service, frame):
-        for device in list(self.server.devices):
-            body = self.server.announces.get(device) or {}
-            consumes = body.get(2)
-            if isinstance(consumes, list) and service in consumes:
+        """POST frame to every registered device consuming service, at most
+        BROADCAST_CONCURRENCY at a time; a device that fails is counted, not retried."""
+        slots = asyncio.Semaphore(BROADCAST_CONCURRENCY)
+
+        async def one(device):
+            async with slots:
                 try:
                     await self.server.send_frame(device, frame, timeout=5)
                 except Exception:
                     self.bridge.metrics.inc("broadcast_failures", transport=self.name)
+        await asyncio.gather(*[one(device) for device, sids in list(self.server.consumes.items())
+                               if service in sids and device in self.server.devices])

@@ -164,3 +164,40 @@ def test_fleet_over_mqtt_registers_by_birth_and_telemetry_is_stored_before_pubac
             await bridge.stop()
             await bridge.store.close()
     asyncio.run(main())
+
+
+def test_a_broadcast_over_coap_reaches_the_consumers_only_despite_a_garbled_announce(tmp_path):
+    import aiocoap
+    from spot.core.services import PRICE
+
+    async def main():
+        bridge = await _bridge(tmp_path)
+        port = free_udp_port()
+        link = await CoapLink(bridge, "127.0.0.1", port).start()
+        fleet = Fleet({"energy_manager": 1, "heat_pump": 1}, seed=5, t0=int(time.time()))
+        em = next(d for d in fleet.devices if d.profile_name == "energy_manager")
+        hp = next(d for d in fleet.devices if d.profile_name == "heat_pump")
+        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", port))
+        run = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
+        client = await aiocoap.Context.create_client_context()
+        try:
+            async def registered():
+                return len(await bridge.store.list_devices()) == 2
+            assert await _until(registered)
+            garbled = F.encode(F.ANNOUNCE, 0, 1, {0: "odd-1", 1: [[HEAT_PUMP, 1, 0]], 2: "x"})
+            await client.request(aiocoap.Message(
+                code=aiocoap.POST, payload=garbled,
+                uri="coap://127.0.0.1:%d/s" % port)).response
+            t = int(time.time())
+            await bridge.broadcast("operator", PRICE, {1: [t, 900, [800, 900, 1200, 700]]})
+            assert em.node.signals.get(PRICE) is not None
+            assert PRICE not in hp.node.signals
+            assert bridge.metrics.value("broadcast_failures", transport="coap") == 0
+        finally:
+            await client.shutdown()
+            run.cancel()
+            await close_links(servers)
+            await link.stop()
+            await bridge.stop()
+            await bridge.store.close()
+    asyncio.run(main())

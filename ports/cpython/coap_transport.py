@@ -32,7 +32,7 @@ from ...core.coap_binding import CoapBinding, CoapDevice, CF_SPOT, BUS, coap_cod
 from ...core.coap_endpoint import Endpoint
 from ...core.coap_server import Request
 from ...core.errors import MALFORMED, SpotError
-from ...core.node import A_ID
+from ...core.node import A_ID, A_CONSUMES
 
 __all__ = ["BridgeCoapServer", "BusSubscription", "DeviceServer", "serve_device",
            "serve_device_aiocoap", "dtls_credentials"]
@@ -163,8 +163,9 @@ class BridgeCoapServer:
     on_frame(frame, remote) -> reply frame or None (may be async) gets every frame
     POSTed to /s; without it ANNOUNCE frames are answered RESULT and the rest is
     kept in `frames`. An ANNOUNCE answered RESULT (and only then) records its
-    sender as the device's route: `devices` (device id -> remote), `announces`
-    (device id -> ANNOUNCE body); a refused ANNOUNCE changes neither.
+    sender as the device's route: `devices` (device id -> remote), `consumes`
+    (device id -> the service ids it consumes, for broadcasts); a refused ANNOUNCE
+    changes neither.
     credentials: aiocoap credentials (dict or CredentialsMap) with DTLS PSKs to
     also serve coaps:// on port + 1 (aiocoap's tinydtls_server).
     oscore: aiocoap credentials (dict or CredentialsMap) with OSCORE security
@@ -182,7 +183,7 @@ class BridgeCoapServer:
         self.credentials = _credentials_map(credentials)
         self.oscore = _credentials_map(oscore)
         self.devices = {}      # device id -> aiocoap remote
-        self.announces = {}    # device id -> ANNOUNCE body
+        self.consumes = {}     # device id -> tuple of service ids it consumes
         self.frames = []       # (remote, frame) received without a callback
         self.max_frames = max_frames
         self.context = None
@@ -245,7 +246,9 @@ class BridgeCoapServer:
             return
         if isinstance(body, dict) and isinstance(body.get(A_ID), str):
             self.devices[body[A_ID]] = remote
-            self.announces[body[A_ID]] = body
+            consumes = body.get(A_CONSUMES)
+            self.consumes[body[A_ID]] = tuple(
+                sid for sid in consumes if type(sid) is int) if type(consumes) is list else ()
 
     def _target(self, msg, device):
         if isinstance(device, str) and device in self.devices:
