@@ -80,20 +80,25 @@ def _head(out, major, n):
     mt = major << 5
     if n < 24:
         out.append(mt | n)
-    elif n < 0x100:
+        return
+    if n < 0x100:
         out.append(mt | 24)
-        out.append(n)
+        size = 1
     elif n < 0x10000:
         out.append(mt | 25)
-        out.extend(struct.pack(">H", n))
+        size = 2
     elif n < 0x100000000:
         out.append(mt | 26)
-        out.extend(struct.pack(">I", n))
+        size = 4
     elif n <= _UINT64_MAX:
         out.append(mt | 27)
-        out.extend(struct.pack(">Q", n))
+        size = 8
     else:
         raise CBORError("integer out of 64-bit range")
+    shift = (size - 1) * 8
+    while shift >= 0:   # big-endian, byte by byte: no intermediate bytes object
+        out.append((n >> shift) & 0xFF)
+        shift -= 8
 
 
 def half_bits(f32):
@@ -139,15 +144,29 @@ def _float(out, x):
 
 
 def _map(out, obj):
-    keys = list(obj)
-    if all(type(k) is int and k >= 0 for k in keys):
-        keys.sort()  # numeric order is length-first bytewise order here
+    small = len(obj) <= 16
+    for k in obj:
+        if type(k) is not int or k < 0:
+            break
+    else:
+        if small:   # ascending keys picked in place: no list to sort
+            last = -1
+            for _ in range(len(obj)):
+                k = None
+                for c in obj:
+                    if c > last and (k is None or c < k):
+                        k = c
+                _head(out, 0, k)
+                encode_into(out, obj[k])
+                last = k
+            return
+        keys = sorted(obj)  # numeric order is length-first bytewise order here
         for k in keys:
             _head(out, 0, k)
             encode_into(out, obj[k])
         return
     pairs = []
-    for k in keys:
+    for k in obj:
         if type(k) not in (int, str, bytes):
             raise CBORError("map key must be int, str or bytes")
         kb = bytearray()
@@ -291,7 +310,10 @@ class _Decoder:
             raise CBORError("nesting deeper than %d" % self.max_depth)
         n = self._count(n)
         if major == 4:
-            return [self.item(depth + 1) for _ in range(n)]
+            out = [None] * n
+            for i in range(n):
+                out[i] = self.item(depth + 1)
+            return out
         out = {}
         for _ in range(n):
             k = self.item(depth + 1)
@@ -336,9 +358,9 @@ def decode_prefix(data, pos=0, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
     return value, d.pos
 
 
-def loads(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):
-    """Decode exactly one CBOR item filling all of data (bytes or memoryview)."""
-    value, end = decode_prefix(data, 0, max_depth, max_items)
+def loads(data, max_depth=MAX_DEPTH, max_items=MAX_ITEMS, start=0):
+    """Decode exactly one CBOR item filling data (bytes or memoryview) from start on."""
+    value, end = decode_prefix(data, start, max_depth, max_items)
     if end != len(data):
         raise CBORError("%d trailing bytes" % (len(data) - end))
     return value

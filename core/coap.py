@@ -227,37 +227,78 @@ def decode_block(value):
 
 
 def encode_message(mtype, code, mid, token=b'', options=(), payload=b''):
-    """Encode header fields, a sorted (number, bytes) option list and a payload."""
-    tkl = len(token)
-    if tkl > 8:
-        raise ValueError('token longer than 8 bytes')
-    out = bytearray(4)
-    out[0] = 0x40 | (mtype << 4) | tkl
-    out[1] = code
-    out[2] = (mid >> 8) & 0xFF
-    out[3] = mid & 0xFF
-    out += token
+    """Encode header fields, a (number, value) option list and a payload.
+
+    Values are bytes, str or int (written as uint); options out of order are sorted
+    (stably, so repeated ones keep their order)."""
+    prev = 0
+    for num, _ in options:
+        if num < prev:
+            options = _sorted_options(options)
+            break
+        prev = num
+    out = bytearray()
+    put_header(out, mtype, code, mid, token)
     prev = 0
     for num, value in options:
-        delta = num - prev
-        if delta < 0:
-            return encode_message(mtype, code, mid, token, _sorted_options(options), payload)
-        prev = num
-        length = len(value)
-        dn, dx = _nibble(delta)
-        ln, lx = _nibble(length)
-        out.append((dn << 4) | ln)
-        _extend_ext(out, dn, dx)
-        _extend_ext(out, ln, lx)
-        out += value
-    if payload:
-        out.append(PAYLOAD_MARKER)
-        out += payload
+        prev = put_option(out, prev, num, value)
+    put_payload(out, payload)
     return bytes(out)
 
 
 def encode(msg):
     return encode_message(msg.mtype, msg.code, msg.mid, msg.token, msg.options, msg.payload)
+
+
+def put_header(out, mtype, code, mid, token):
+    """Start a message in the bytearray out (emptied first, keeping its room)."""
+    tkl = len(token)
+    if tkl > 8:
+        raise ValueError('token longer than 8 bytes')
+    out[:] = b'\0\0\0\0'
+    out.extend(token)
+    out[0] = 0x40 | (mtype << 4) | tkl
+    out[1] = code
+    out[2] = (mid >> 8) & 0xFF
+    out[3] = mid & 0xFF
+
+
+def put_option(out, prev, number, value):
+    """Append option `number` after option `prev` (None value: nothing); returns the
+    number of the last option written. value: bytes, str or int (shortest uint)."""
+    if value is None:
+        return prev
+    if type(value) is int:
+        if value < 0:
+            raise ValueError('negative uint option')
+        n = 0
+        v = value
+        while v:
+            n += 1
+            v >>= 8
+    else:
+        if type(value) is str:
+            value = value.encode()
+        n = len(value)
+    if number < prev:
+        raise ValueError('options out of order')
+    i = len(out)
+    out.append(0)
+    dn = _ext(out, number - prev)
+    out[i] = (dn << 4) | _ext(out, n)
+    if type(value) is int:
+        while n:
+            n -= 1
+            out.append((value >> (n << 3)) & 0xFF)
+    else:
+        out.extend(value)
+    return number
+
+
+def put_payload(out, payload):
+    if payload:
+        out.append(PAYLOAD_MARKER)
+        out.extend(payload)
 
 
 def _sorted_options(options):
@@ -271,22 +312,19 @@ def _sorted_options(options):
     return out
 
 
-def _nibble(value):
+def _ext(out, value):
+    # append the extended bytes of an option delta or length; return its nibble
     if value < 13:
-        return value, 0
+        return value
     if value < 269:
-        return 13, value - 13
+        out.append(value - 13)
+        return 13
     if value < 65805:
-        return 14, value - 269
+        value -= 269
+        out.append(value >> 8)
+        out.append(value & 0xFF)
+        return 14
     raise ValueError('option delta/length too large')
-
-
-def _extend_ext(out, nib, ext):
-    if nib == 13:
-        out.append(ext)
-    elif nib == 14:
-        out.append(ext >> 8)
-        out.append(ext & 0xFF)
 
 
 def decode(data, max_size=0, extra_options=None):
@@ -295,6 +333,8 @@ def decode(data, max_size=0, extra_options=None):
     max_size: datagrams longer than this are refused (4.13 for requests).
     extra_options: {number: (min_len, max_len, repeatable)} understood beyond OPTION_FORMATS.
     """
+    if type(data) is not bytes:
+        data = bytes(data)   # then slices are the values themselves, one copy each
     n = len(data)
     if n < 4:
         raise CoapError('truncated header')
@@ -310,7 +350,7 @@ def decode(data, max_size=0, extra_options=None):
         raise CoapError('bad token length', mtype, mid, rst=con)
     if 4 + tkl > n:
         raise CoapError('truncated token', mtype, mid, rst=con)
-    token = bytes(data[4:4 + tkl])
+    token = data[4:4 + tkl]
     if code == EMPTY:
         if n > 4:
             raise CoapError('empty message with content', mtype, mid, rst=con)
@@ -326,7 +366,6 @@ def decode(data, max_size=0, extra_options=None):
             raise CoapError('datagram too large', mtype, mid, token, REQUEST_ENTITY_TOO_LARGE,
                             options=[(SIZE1, encode_uint(max_size))])
         raise CoapError('datagram too large', mtype, mid, token, rst=con)
-    mv = memoryview(data)
     options = []
     payload = b''
     num = 0
@@ -338,14 +377,17 @@ def decode(data, max_size=0, extra_options=None):
             if b == PAYLOAD_MARKER:
                 if i == n:
                     raise ValueError('payload marker without payload')
-                payload = bytes(mv[i:])
+                payload = data[i:]
                 break
-            delta, i = _read_ext(data, b >> 4, i)
-            length, i = _read_ext(data, b & 15, i)
+            delta = b >> 4
+            length = b & 15
+            if delta >= 13 or length >= 13:   # extended forms only: (value, i) tuples
+                delta, i = _read_ext(data, delta, i)
+                length, i = _read_ext(data, length, i)
             if i + length > n:
                 raise ValueError('truncated option value')
             num += delta
-            options.append((num, bytes(mv[i:i + length])))
+            options.append((num, data[i:i + length]))
             i += length
     except (ValueError, IndexError) as e:
         raise CoapError(str(e) or 'truncated option', mtype, mid, token, rst=con)

@@ -26,7 +26,7 @@ from .coap import (POST, FETCH, CONTENT, CHANGED, BAD_REQUEST, UNAUTHORIZED,
                    NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_ENTITY_TOO_LARGE,
                    UNSUPPORTED_CONTENT_FORMAT, SERVICE_UNAVAILABLE, CF_CBOR)
 from .coap_server import Response
-from .coap_client import EV_RESPONSE, CoapBusy
+from .coap_client import EV_RESPONSE, CoapBusy, NOTHING
 from . import errors as E
 from .errors import SpotError
 
@@ -61,7 +61,7 @@ def error_response(code, text):
 class Observation:
     """One CoAP observation carrying one SPOT subscription (peer, sid, mid)."""
 
-    __slots__ = ('addr', 'token', 'peer', 'sid', 'mid', 'oid', 'path', 'pending')
+    __slots__ = ('addr', 'token', 'peer', 'sid', 'mid', 'oid', 'path', 'pending', 'note')
 
     def __init__(self, addr, token, peer, sid, mid, oid, path):
         self.addr = addr
@@ -72,6 +72,7 @@ class Observation:
         self.oid = oid          # None: a bus observation (whole NOTIFY frames)
         self.path = path
         self.pending = None     # Response for the next notification
+        self.note = Response(CONTENT, b'', CF_SPOT if oid is None else CF_CBOR)  # reused
 
 
 class CoapBinding:
@@ -216,8 +217,14 @@ class CoapBinding:
             del table[k]
 
     def _notification(self, req):
-        obs = self.observations.get((req.addr, req.token))
-        if obs is None or obs.pending is None:
+        table = self.observations
+        for key in table:   # (no key tuple to build: a notification turn allocates little)
+            obs = table[key]
+            if obs.addr == req.addr and obs.token == req.token:
+                break
+        else:
+            return None
+        if obs.pending is None:
             return None
         resp = obs.pending
         obs.pending = None
@@ -228,37 +235,48 @@ class CoapBinding:
         return resp
 
     def _find(self, peer, sid, mid):
-        for obs in self.observations.values():
+        table = self.observations
+        for key in table:
+            obs = table[key]
             if obs.mid == mid and obs.sid == sid and obs.peer == peer:
                 return obs
         return None
 
     def deliver(self, notes):
         """Send node.step() output [(peer, NOTIFY frame)] as CoAP notifications."""
-        paths = []
         for peer, frame in notes:
             obs = self._find(peer, frame[1], F.message_id(frame))
             if obs is None:
                 self.unrouted += 1
                 continue
+            note = obs.pending = obs.note
             if obs.oid is None:
-                obs.pending = Response(CONTENT, frame, CF_SPOT)
+                note.payload = frame
             else:
                 values = F.decode(frame, len(frame))[3][1]
                 if obs.oid not in values:
+                    obs.pending = None
                     continue
-                obs.pending = Response(CONTENT, cbor.dumps(values[obs.oid]), CF_CBOR)
-            if obs.path not in paths:
-                paths.append(obs.path)
-        self._notify(paths)
+                note.payload = cbor.dumps(values[obs.oid])
+            # each observer renders only its own pending notification, so notifying the
+            # path at once serves this note; later notes of the path find theirs
+            if self.ep is not None:
+                self.ep.notify(obs.path)
+        self._clear_pending()
 
     def _notify(self, paths):
         if self.ep is None:
             return
         for p in paths:
             self.ep.notify(p)
-        for obs in self.observations.values():
+        self._clear_pending()
+
+    def _clear_pending(self):
+        table = self.observations
+        for key in table:
+            obs = table[key]
             obs.pending = None   # its observer was gone; sweep() ends it
+            obs.note.payload = b''
 
     def sweep(self):
         """Keep observations, endpoint observers and node subscriptions in step.
@@ -271,7 +289,9 @@ class CoapBinding:
             return
         table = self.ep.server.observers
         subs = self.node.subs.subs
-        for obs in self.observations.values():   # the usual case, without allocating
+        mine = self.observations
+        for key in mine:   # the usual case, without allocating
+            obs = mine[key]
             if not _observed(table, obs) or not _subscribed(subs, obs):
                 break
         else:
@@ -296,7 +316,8 @@ class CoapBinding:
 
 
 def _observed(observers, obs):
-    for o in observers.values():
+    for key in observers:
+        o = observers[key]
         if o.addr == obs.addr and o.token == obs.token:
             return True
     return False
@@ -420,8 +441,10 @@ class CoapDevice:
         return best
 
     def events(self):
-        """Client events not consumed by the registration."""
+        """Client events not consumed by the registration (an empty result is shared)."""
         evs = self._events
+        if not evs:
+            return NOTHING
         self._events = []
         return evs
 

@@ -12,6 +12,8 @@ from .coap import (CoapMessage, CON, NON, ACK, RST, EMPTY, OBSERVE, BLOCK1, BLOC
 
 TX_REQUEST = const(1)   # Transmission kind owned by this side
 
+NOTHING = []  # the shared empty result (no datagrams, no events): read results, never change them
+
 EV_RESPONSE = const(1)      # final response (or first response of an observation)
 EV_NOTIFICATION = const(2)  # later notification of an observation
 EV_TIMEOUT = const(3)       # no answer: retransmissions exhausted or response wait over
@@ -300,7 +302,9 @@ class ClientSide:
 
     def next_due(self):
         due = None
-        for ex in self.exchanges.values():
+        table = self.exchanges
+        for key in table:
+            ex = table[key]
             if ex.due >= 0 and (due is None or ex.due < due):
                 due = ex.due
         return due

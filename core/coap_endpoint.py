@@ -6,6 +6,8 @@ to send.  request(), respond(), notify() and cancel() only queue output, which t
 receive()/step() returns (next_timeout() is then 0).  Time `now` is an int count of
 milliseconds on any monotonic clock; `rand` (no argument -> 32-bit int) is injectable.
 Client results come out of events().  Every table is capped, so memory stays bounded.
+Returned lists are the caller's to read, not to change: an empty one is shared (NOTHING),
+so an idle turn allocates nothing.
 
 This layer does message ids, CON retransmission with exponential back-off, duplicate
 detection with replay of the cached answer, ACK/RST matching and error answers for bad
@@ -15,7 +17,7 @@ from .compat import const
 from . import coap
 from .coap import CoapError, CON, NON, ACK, RST, EMPTY
 from .coap_server import ServerSide, Request, Response, TX_NOTIFY  # noqa: F401
-from .coap_client import (ClientSide, Event, CoapBusy, TX_REQUEST,  # noqa: F401
+from .coap_client import (ClientSide, Event, CoapBusy, TX_REQUEST, NOTHING,  # noqa: F401
                           EV_RESPONSE, EV_NOTIFICATION, EV_TIMEOUT, EV_RESET, EV_ERROR)
 
 ACK_TIMEOUT_MS = const(2000)
@@ -80,7 +82,7 @@ class Endpoint:
         self._outbox = []
         self._unarmed = []
         self._pending = {}     # (addr, mid) -> Transmission
-        self._dedupe = {}      # (addr, mid) -> [expires, reply datagram or None]
+        self._dedupe = {}      # (addr, mid) -> (expires, reply datagram or None)
         self._events = []
         self.stats = {'rx': 0, 'tx': 0, 'bad': 0, 'dup': 0, 'retx': 0, 'dropped_events': 0}
         self.server = ServerSide(self, handler, max_observers, max_body, max_buffers,
@@ -131,7 +133,13 @@ class Endpoint:
     def step(self, now):
         """Run timers (retransmissions, give-ups, expiries); returns datagrams to send."""
         self.now = now
-        for tx in list(self._pending.values()) if self._pending else ():
+        pending = self._pending
+        for key in pending:   # copy the table only when a timer is due (it may change)
+            if 0 <= pending[key].due <= now:
+                break
+        else:
+            pending = ()
+        for tx in list(pending.values()) if pending else ():
             if 0 <= tx.due <= now:
                 if tx.count < self.max_retransmit:
                     tx.count += 1
@@ -151,7 +159,9 @@ class Endpoint:
         if self._outbox:
             return 0
         due = self.client.next_due()
-        for tx in self._pending.values():
+        pending = self._pending
+        for key in pending:
+            tx = pending[key]
             if due is None or tx.due < due:
                 due = tx.due
         if due is None:
@@ -179,6 +189,8 @@ class Endpoint:
     def events(self):
         """Drain and return client events (Event objects) in arrival order."""
         evs = self._events
+        if not evs:
+            return NOTHING
         self._events = []
         return evs
 
@@ -233,6 +245,8 @@ class Endpoint:
             self._unarmed = []
         self.client.arm(now)
         out = self._outbox
+        if not out:
+            return NOTHING
         self._outbox = []
         self.stats['tx'] += len(out)
         return out
@@ -257,13 +271,11 @@ class Endpoint:
     def _remember(self, key, now, reply, mtype):
         cache = self._dedupe
         if len(cache) >= self.max_dedupe:
-            for k in [k for k, v in cache.items() if v[0] <= now]:
-                del cache[k]
-            if len(cache) >= self.max_dedupe:
-                oldest = None
-                for k, v in cache.items():
-                    if oldest is None or v[0] < cache[oldest][0]:
-                        oldest = k
-                del cache[oldest]
+            # room for one: drop the entry that expires first (an expired one if any)
+            oldest = None
+            for k in cache:
+                if oldest is None or cache[k][0] < cache[oldest][0]:
+                    oldest = k
+            del cache[oldest]
         life = EXCHANGE_LIFETIME_MS if mtype == CON else NON_LIFETIME_MS
-        cache[key] = [now + life, reply if mtype == CON else None]
+        cache[key] = (now + life, reply if mtype == CON else None)

@@ -6,13 +6,13 @@ notifications for registered observers.  Used by coap_endpoint.Endpoint, not on 
 """
 from .compat import const
 from . import coap
-from .coap import (CoapError, CoapMessage, CON, NON, ACK, EMPTY, GET, FETCH, OBSERVE,
+from .coap import (CoapError, CON, NON, ACK, EMPTY, GET, FETCH, OBSERVE,
                    URI_PATH, URI_QUERY, CONTENT_FORMAT, ACCEPT, MAX_AGE, ETAG, BLOCK1,
                    BLOCK2, SIZE1, SIZE2, PROXY_URI, PROXY_SCHEME, CONTINUE, BAD_REQUEST,
                    BAD_OPTION, NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_ENTITY_INCOMPLETE,
                    REQUEST_ENTITY_TOO_LARGE, INTERNAL_SERVER_ERROR, PROXYING_NOT_SUPPORTED,
-                   encode_block, decode_block, block_size)
-from .coap_client import Event, EV_ERROR
+                   decode_block, block_size)
+from .coap_client import Event, EV_ERROR, NOTHING
 
 BUFFER_LIFETIME_MS = const(60000)       # idle Block1 reassembly / Block2 snapshot kept
 CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
@@ -34,8 +34,8 @@ class Request:
         self.code = msg.code
         self.token = msg.token
         try:
-            self.path = [bytes(v).decode() for v in msg.get_all(URI_PATH)]
-            self.query = [bytes(v).decode() for v in msg.get_all(URI_QUERY)]
+            self.path = _strings(msg, URI_PATH)
+            self.query = _strings(msg, URI_QUERY)
         except UnicodeError:
             raise CoapError('Uri-Path/Uri-Query not UTF-8', msg.mtype, msg.mid, msg.token,
                             BAD_REQUEST)
@@ -132,6 +132,8 @@ class ServerSide:
         self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1
         self._snap = {}        # (addr, uri key) -> [Response, last use, code]   Block2
         self._seq = 1
+        self._buf = bytearray()   # response encode buffer, reused
+        self._batch = []          # observers being notified, reused
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -161,22 +163,21 @@ class ServerSide:
             return Response(PROXYING_NOT_SUPPORTED)
         if self.handler is None:
             return Response(NOT_FOUND)
-        key = (req.addr, req.uri_key())
         b1 = msg.get_block(BLOCK1)
         if b1 is not None:
-            resp = self._block1(req, key, b1, now)
+            resp = self._block1(req, (req.addr, req.uri_key()), b1, now)
             if resp is not None:
                 return resp
         elif len(msg.payload) > self.max_body:
             return self._too_large()
         b2 = msg.get_block(BLOCK2)
         if b2 is not None and b2[0] > 0:
-            snap = self._snap.get(key)
+            snap = self._snap.get((req.addr, req.uri_key()))
             if snap is not None and snap[2] == msg.code:
                 snap[1] = now
                 return snap[0]
         if req.observe == 1:
-            obs = self.observers.get(key)
+            obs = self.observers.get((req.addr, req.uri_key()))
             if obs is not None:
                 self._drop_observer(obs)
         return None
@@ -242,30 +243,21 @@ class ServerSide:
                 if obs is not None:
                     self._drop_observer(obs)
         if piggyback and req.confirmable:
-            return coap.encode(self._build(req, resp, ACK, req.msg.mid, seq, now))
+            return self._datagram(req, resp, ACK, req.msg.mid, seq, now)
         mid = self.ep.next_mid()
         if req.confirmable:
-            data = coap.encode(self._build(req, resp, CON, mid, seq, now))
+            data = self._datagram(req, resp, CON, mid, seq, now)
             if self.ep.send_con(req.addr, mid, data, TX_RESPONSE, None) is not None:
                 return None
-        self.ep.send(req.addr, coap.encode(self._build(req, resp, NON, mid, seq, now)))
+        self.ep.send(req.addr, self._datagram(req, resp, NON, mid, seq, now))
         return None
 
-    def _build(self, req, resp, mtype, mid, seq, now):
-        msg = CoapMessage(mtype, resp.code, mid, req.token)
-        if seq is not None:
-            msg.add(OBSERVE, seq)
-        if resp.etag is not None:
-            msg.add(ETAG, resp.etag)
-        if resp.content_format is not None:
-            msg.add(CONTENT_FORMAT, resp.content_format)
-        if resp.max_age is not None:
-            msg.add(MAX_AGE, resp.max_age)
-        if resp.options:
-            for num, value in resp.options:
-                msg.add(num, value)
-        if req.block1 is not None:
-            msg.add(BLOCK1, encode_block(*req.block1))
+    def _datagram(self, req, resp, mtype, mid, seq, now):
+        """resp encoded for req as message mtype/mid, with Observe seq unless None.
+
+        Block2 cuts the payload (RFC 7959; a larger body is kept in a snapshot for the
+        next blocks). Without extra options the message is written straight into the
+        reused buffer, so the returned bytes are all it allocates."""
         payload = resp.payload
         b2 = req.msg.get(BLOCK2)
         num = 0
@@ -279,26 +271,46 @@ class ServerSide:
             else:
                 num = (num << theirs) >> szx  # same offset at our (smaller or equal) size
         size = block_size(szx)
+        block2 = size2 = None
         if len(payload) > size or num > 0:
             start = num * size
             if start >= len(payload):
-                msg.code = BAD_OPTION
-                msg.options = []
-                msg.payload = b'block out of range'
-                return msg
+                return coap.encode_message(mtype, BAD_OPTION, mid, req.token, (),
+                                           b'block out of range')
             more = start + size < len(payload)
-            msg.add(BLOCK2, encode_block(num, more, szx))
+            block2 = (num << 4) | (8 if more else 0) | szx
             key = (req.addr, req.uri_key())
             if num == 0:
-                msg.add(SIZE2, len(payload))
+                size2 = len(payload)
             if more:
-                if key not in self._snap or self._snap[key][0] is not resp:
-                    _store(self._snap, key, [resp, now, req.code], self.max_buffers)
+                snap = self._snap.get(key)
+                if snap is None or snap[0].payload is not resp.payload:
+                    # a copy: the handler may reuse its Response for the next body
+                    snap = Response(resp.code, resp.payload, resp.content_format, resp.max_age,
+                                    resp.etag, resp.options)
+                    _store(self._snap, key, [snap, now, req.code], self.max_buffers)
             else:
                 self._snap.pop(key, None)
             payload = payload[start:start + size]
-        msg.payload = payload
-        return msg
+        b1 = req.block1
+        block1 = None if b1 is None else (b1[0] << 4) | (8 if b1[1] else 0) | b1[2]
+        if resp.options:   # rare (Size1 of a 4.13): merged and sorted as a list
+            opts = [(ETAG, resp.etag), (OBSERVE, seq), (CONTENT_FORMAT, resp.content_format),
+                    (MAX_AGE, resp.max_age)] + list(resp.options) + [
+                    (BLOCK2, block2), (BLOCK1, block1), (SIZE2, size2)]
+            return coap.encode_message(mtype, resp.code, mid, req.token,
+                                       [o for o in opts if o[1] is not None], payload)
+        out = self._buf
+        coap.put_header(out, mtype, resp.code, mid, req.token)
+        last = coap.put_option(out, 0, ETAG, resp.etag)
+        last = coap.put_option(out, last, OBSERVE, seq)
+        last = coap.put_option(out, last, CONTENT_FORMAT, resp.content_format)
+        last = coap.put_option(out, last, MAX_AGE, resp.max_age)
+        last = coap.put_option(out, last, BLOCK2, block2)
+        last = coap.put_option(out, last, BLOCK1, block1)
+        coap.put_option(out, last, SIZE2, size2)
+        coap.put_payload(out, payload)
+        return bytes(out)
 
     def respond(self, req, resp, now):
         if req.responded:
@@ -334,13 +346,23 @@ class ServerSide:
         """Send the current state to each observer of `path`; returns how many were sent."""
         if type(path) is not str or path.startswith('/') or path.endswith('/'):
             path = '/'.join(coap.split_path(path))
+        batch = self._batch
+        if batch:   # a handler notifying while a notification renders: a list of its own
+            batch = []
+        table = self.observers
+        for key in table:
+            if table[key].path == path:
+                batch.append(table[key])
         sent = 0
-        for obs in [o for o in self.observers.values() if o.path == path]:
-            req = obs.request()
-            resp = response if response is not None else self._call(req)
-            if resp is not None:
-                self._notify_one(obs, req, resp, now)
-                sent += 1
+        try:
+            for obs in batch:
+                req = obs.request()
+                resp = response if response is not None else self._call(req)
+                if resp is not None:
+                    self._notify_one(obs, req, resp, now)
+                    sent += 1
+        finally:
+            batch.clear()
         return sent
 
     def _notify_one(self, obs, req, resp, now):
@@ -352,14 +374,14 @@ class ServerSide:
         if not ok:
             self._drop_observer(obs)
         if con:
-            data = coap.encode(self._build(req, resp, CON, mid, seq, now))
+            data = self._datagram(req, resp, CON, mid, seq, now)
             tx = self.ep.send_con(obs.addr, mid, data, TX_NOTIFY, obs, replace=obs.tx)
             if tx is not None:
                 obs.tx = tx
                 obs.since_con = 0
                 obs.last_con = now
                 return
-        self.ep.send(obs.addr, coap.encode(self._build(req, resp, NON, mid, seq, now)))
+        self.ep.send(obs.addr, self._datagram(req, resp, NON, mid, seq, now))
         obs.since_con += 1
         obs.last_mid = mid
 
@@ -382,6 +404,17 @@ class ServerSide:
         for table in (self._rx, self._snap) if self._rx or self._snap else ():
             for key in [k for k, v in table.items() if now - v[1] > BUFFER_LIFETIME_MS]:
                 del table[key]
+
+
+def _strings(msg, number):
+    """The values of a repeatable option as text (a shared empty list when absent)."""
+    out = NOTHING
+    for num, value in msg.options:
+        if num == number:
+            if out is NOTHING:
+                out = []
+            out.append(bytes(value).decode())
+    return out
 
 
 def _store(table, key, entry, cap):

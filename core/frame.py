@@ -32,9 +32,13 @@ OP_NAMES = ("", "READ", "WRITE", "INVOKE", "SUBSCRIBE", "UNSUBSCRIBE",
 REQUESTS = (READ, WRITE, INVOKE, SUBSCRIBE, UNSUBSCRIBE)
 
 
-def encode(op, service, mid, body=None):
-    """A whole frame as bytes."""
-    out = bytearray(HEADER_SIZE)
+def encode(op, service, mid, body=None, buf=None):
+    """A whole frame as bytes; buf: a bytearray to encode in (reused, it keeps its room)."""
+    if buf is None:
+        out = bytearray(HEADER_SIZE)
+    else:
+        out = buf
+        out[:] = b'\0\0\0\0'
     out[0] = (VERSION << 4) | op
     out[1] = service
     out[2] = (mid >> 8) & 0xFF
@@ -78,7 +82,7 @@ def decode(frame, max_size=MAX_FRAME):
     body = None
     if len(frame) > HEADER_SIZE:
         try:
-            body = cbor.loads(memoryview(frame)[HEADER_SIZE:])
+            body = cbor.loads(frame, start=HEADER_SIZE)
         except cbor.CBORError as e:
             raise SpotError(MALFORMED, str(e))
     return op, frame[1], (frame[2] << 8) | frame[3], body

@@ -19,10 +19,12 @@ from . import model
 from .errors import (SpotError, UNKNOWN_SERVICE, UNKNOWN_OBJECT, READ_ONLY,
                      MALFORMED, UNSUPPORTED, NOT_AUTHORISED)
 from .filter import ServiceFilter
-from .subscriptions import Subscriptions, parse_attrs
+from .subscriptions import Subscriptions, parse_attrs, due_values
 from .plans import Plans, check_entries, is_series
 from . import plans as P
 from .services import NODE, TIME, PLANS
+
+NOTHING = []  # shared empty result of step() when nothing is due: read results, never change them
 
 # event kinds in node.events
 EV_WRITE = const(1)     # (EV_WRITE, sid, oid, None): a value was set remotely or by a plan
@@ -70,8 +72,9 @@ class Node:
         for sid in self.services:
             self.values[sid] = {}
         self.signals = {}
-        self.getters = {}
+        self.getters = {}    # (sid, oid) -> (row, get)
         self.setters = {}
+        self._getter = {}    # oid << 8 | sid -> (row, get): wire() looks up without a tuple
         self.events = []
         self.subs = Subscriptions(max_subs)
         self.plans = Plans(max_plans, max_horizon)
@@ -83,6 +86,9 @@ class Node:
         self.fallback = False
         self.authorise = None  # callable(peer, op, sid) -> bool, set by a port
         self.dropped = 0
+        self._read = self.wire     # bound once: step() hands it on every turn
+        self._body = [None, None]  # a NOTIFY body, refilled per frame
+        self._buf = bytearray()    # frame encode buffer, reused (grows to the largest frame)
         self._plan_due = 0
         self._now = 0
         self._peer = None
@@ -102,7 +108,7 @@ class Node:
         """
         row = self._service(sid).row(oid)
         if get is not None:
-            self.getters[(sid, oid)] = (row, get)
+            self.getters[(sid, oid)] = self._getter[oid << 8 | sid] = (row, get)
         if set is not None:
             self.setters[(sid, oid)] = (row, set)
 
@@ -179,11 +185,12 @@ class Node:
     def receive(self, frame, now, peer=None):
         """Handle one frame; return the reply frame or None."""
         self._now = now
-        head = F.peek(frame)
-        if head is None:
+        if len(frame) < 2:   # (F.peek() without its tuple)
             self.dropped += 1
             return None
-        ver, op, sid = head
+        ver = frame[0] >> 4
+        op = frame[0] & 0x0F
+        sid = frame[1]
         mid = F.message_id(frame)
         is_request = op in F.REQUESTS and mid is not None
         if not self.filter.accepts(frame):
@@ -216,7 +223,7 @@ class Node:
         except SpotError as e:
             return F.error(sid, mid, e.code, e.detail)
         self._contact(now)  # only a request that was carried out is contact
-        return F.encode(F.RESULT, sid, mid, result)
+        return F.encode(F.RESULT, sid, mid, result, self._buf)
 
     def _handle(self, op, sid, mid, body, now, peer):
         svc = self.services[sid]
@@ -250,15 +257,25 @@ class Node:
         return rows
 
     def _do_read(self, svc, body):
-        if body is None:
-            rows = [r for r in svc.rows if r[model.ACCESS] & model.R]
-        elif type(body) is list:
-            rows = self._known(svc, body, model.R)
-        else:
-            raise SpotError(MALFORMED, "READ takes a list of object ids")
         out = {}
-        for r in rows:
-            out[r[model.ID]] = self.wire(svc.sid, r[model.ID])
+        sid = svc.sid
+        if body is None:
+            for r in svc.rows:
+                if r[model.ACCESS] & model.R:
+                    out[r[model.ID]] = self.wire(sid, r[model.ID])
+            return out
+        if type(body) is not list:
+            raise SpotError(MALFORMED, "READ takes a list of object ids")
+        for oid in body:   # as _known(), without the list of rows
+            if type(oid) is not int:
+                raise SpotError(MALFORMED, "object ids are unsigned integers")
+            row = svc.by_id.get(oid)
+            if row is not None:
+                if not row[model.ACCESS] & model.R:
+                    raise SpotError(UNSUPPORTED, oid)
+                out[oid] = self.wire(sid, oid)
+        if not out:
+            raise SpotError(UNKNOWN_OBJECT, body[0] if len(body) == 1 else None)
         return out
 
     def _do_write(self, svc, body, now):
@@ -346,11 +363,19 @@ class Node:
         t = self.unix(now)
         if PLANS in self.services and self._plan_due is not None and t >= self._plan_due:
             self._apply_plans(t)
-        out = []
-        for peer, sid, mid, values in self.subs.due(now, self.wire):
-            body = [int(t) if self.time_known else None, values]
-            out.append((peer, F.encode(F.NOTIFY, sid, mid, body)))
-        return out
+        out = None
+        body = self._body
+        for s in self.subs.subs:
+            values = due_values(s, now, self._read)
+            if values is not None:
+                body[0] = int(t) if self.time_known else None
+                body[1] = values
+                frame = F.encode(F.NOTIFY, s[1], s[2], body, self._buf)
+                body[1] = None
+                if out is None:
+                    out = []
+                out.append((s[0], frame))
+        return NOTHING if out is None else out
 
     def next_deadline(self, now):
         """Seconds until step() has work, or None if only input can cause any."""
@@ -414,7 +439,7 @@ class Node:
         """Current wire value of (sid, oid), through a bound getter if any."""
         if sid == TIME and oid == UNIX_TIME:
             return int(self._now + self.clock_offset) if self.time_known else None
-        g = self.getters.get((sid, oid))
+        g = self._getter.get(oid << 8 | sid)
         if g is not None:
             v = g[1]()
             return None if v is None else model.to_wire(g[0], v)

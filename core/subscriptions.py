@@ -110,28 +110,6 @@ class Subscriptions:
                 if st is not None and not st[_DIRTY] and worth_notifying(st, value):
                     st[_DIRTY] = True
 
-    def due(self, now, read):
-        """[(peer, sid, mid, {oid: value})] to notify now; read(sid, oid) gives values."""
-        out = []
-        for s in self.subs:
-            table = s[3]
-            values = None
-            for oid in table:
-                st = table[oid]
-                age = now - st[_SENT]
-                if ((st[_DIRTY] and age >= st[PMIN])
-                        or (st[PMAX] is not None and age >= st[PMAX])):
-                    v = read(s[1], oid)
-                    if values is None:
-                        values = {}
-                    values[oid] = v
-                    st[_LAST] = v
-                    st[_SENT] = now
-                    st[_DIRTY] = False
-            if values is not None:
-                out.append((s[0], s[1], s[2], values))
-        return out
-
     def next_deadline(self):
         """Earliest time at which due() may return something, or None."""
         t = None
@@ -146,3 +124,22 @@ class Subscriptions:
                     d = st[_SENT] + st[PMAX]
                     t = d if t is None or d < t else t
         return t
+
+
+def due_values(sub, now, read):
+    """{oid: value} to notify now for one subscription [peer, sid, mid, table], or None;
+    read(sid, oid) gives values. Marks them sent."""
+    table = sub[3]
+    values = None
+    for oid in table:
+        st = table[oid]
+        age = now - st[_SENT]
+        if (st[_DIRTY] and age >= st[PMIN]) or (st[PMAX] is not None and age >= st[PMAX]):
+            v = read(sub[1], oid)
+            if values is None:
+                values = {}
+            values[oid] = v
+            st[_LAST] = v
+            st[_SENT] = now
+            st[_DIRTY] = False
+    return values

@@ -400,7 +400,8 @@ def test_device_registers_with_its_announce_and_the_bridge_writes_over_the_bus()
         dev = await serve_device(node, bridge=("127.0.0.1", bridge.port), lifetime=60)
         try:
             await wait_for(lambda: dev.device.registered)
-            assert bridge.announces["hp-1"][1] == [[2, 1, 0], [4, 1, 0], [16, 1, 0]]
+            assert "hp-1" in bridge.devices    # its ANNOUNCE made its address the route
+            assert bridge.consumes["hp-1"] == tuple(node.consumes)
             reply = await bridge.send_frame("hp-1", F.encode(F.WRITE, HP, 42, {7: 300}))
             assert F.decode(reply) == (F.RESULT, HP, 42, None)
             assert node.get(HP, FLOW_SETPOINT) == 30.0

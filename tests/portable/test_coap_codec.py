@@ -349,3 +349,23 @@ def test_random_garbage_and_bit_flips_only_raise_coap_error():
         again = coap.decode(coap.encode(msg))
         assert again.options == msg.options and again.payload == msg.payload
     assert decoded > 0
+
+
+def test_int_and_str_option_values_encode_like_their_bytes():
+    as_bytes = coap.encode_message(coap.CON, coap.GET, 5, b'\x01',
+                                   [(coap.OBSERVE, coap.encode_uint(70000)), (coap.URI_PATH, b's'),
+                                    (coap.CONTENT_FORMAT, coap.encode_uint(65000))], b'x')
+    as_values = coap.encode_message(coap.CON, coap.GET, 5, b'\x01',
+                                    [(coap.URI_PATH, 's'), (coap.OBSERVE, 70000),
+                                     (coap.CONTENT_FORMAT, 65000)], b'x')
+    assert as_values == as_bytes
+    m = coap.decode(as_values)
+    assert m.get_uint(coap.OBSERVE) == 70000 and m.get_uint(coap.CONTENT_FORMAT) == 65000
+
+
+def test_negative_int_option_value_is_refused():
+    try:
+        coap.encode_message(coap.CON, coap.GET, 5, b'', [(coap.OBSERVE, -1)])
+    except ValueError:
+        return
+    assert False, 'negative uint accepted'

@@ -705,3 +705,23 @@ def test_mutated_datagrams_never_raise_and_tables_stay_bounded():
         assert len(ep.server._rx) <= 2 and len(ep.server._snap) <= 2
         assert len(ep.client.exchanges) <= 4
     assert server.stats['bad'] > 0 and server.stats['rx'] == 1500
+
+
+def test_idle_endpoint_returns_the_shared_empty_lists():
+    from spot.core.coap_endpoint import NOTHING
+    client, server, link = pair(text_handler()[0])
+    assert server.step(0) is NOTHING and server.events() is NOTHING
+    client.request(S, coap.GET, 'test')
+    out = client.step(0)
+    assert len(out) == 1 and out is not NOTHING and NOTHING == []
+
+
+def test_block2_snapshot_keeps_its_body_when_the_handler_reuses_its_response():
+    first = big_body()
+    resp = Response(coap.CONTENT, first, coap.CF_TEXT)
+    server = Endpoint(lambda req: resp, rand=Counter(), block_szx=2)
+    m = only(server.receive(con_get(1, 'large', extra=[(coap.BLOCK2, 0x02)]), C, 0))
+    assert m.payload == first[:64]
+    resp.payload = bytes(reversed(first))   # the handler's next body, in the same Response
+    m = only(server.receive(con_get(2, 'large', extra=[(coap.BLOCK2, 0x12)]), C, 1))
+    assert m.payload == first[64:128]

@@ -304,3 +304,25 @@ def test_signal_from_a_peer_not_allowed_to_write_is_dropped():
     assert PRICE not in node.signals
     node.receive(frame, T0, "bridge")
     assert PRICE in node.signals
+
+
+def test_frames_from_step_stay_whole_while_the_encode_buffer_is_reused():
+    node = make_node()
+    node.set(HP, FLOW_TEMP, 40.0)
+    ask(node, F.SUBSCRIBE, {FLOW_TEMP: None, OUTDOOR: None}, mid=7)
+    node.set(HP, FLOW_TEMP, 41.0)
+    node.set(HP, OUTDOOR, -3.5)
+    [(_, first)] = node.step(T0 + 1)
+    node.set(HP, FLOW_TEMP, 42.0)
+    [(_, second)] = node.step(T0 + 2)
+    reply = node.receive(F.encode(F.READ, HP, 9, [FLOW_TEMP]), T0 + 3, "ctl")
+    assert F.decode(first)[3][1] == {FLOW_TEMP: 410, OUTDOOR: -35}
+    assert F.decode(second)[3][1] == {FLOW_TEMP: 420}
+    assert F.decode(reply)[3] == {FLOW_TEMP: 420}
+
+
+def test_step_with_nothing_due_returns_the_shared_empty_list():
+    from spot.core.node import NOTHING
+    node = make_node()
+    ask(node, F.SUBSCRIBE, {FLOW_TEMP: {0: 10}}, mid=7)
+    assert node.step(T0 + 1) is NOTHING and NOTHING == []
