@@ -11,6 +11,7 @@
     offline_after = 900                 # seconds without traffic: offline (sleepy: sleeping)
     command_timeout = 30                # seconds a sent command waits for its RESULT
     command_expiry = 172800             # seconds a queued command waits for its device
+    commands_in_flight = 256            # commands sent and not yet answered, all devices
 
     [mqtt]                              # optional: devices over an MQTT broker
     url = "mqtt://127.0.0.1:1883"       # mqtts:// for TLS
@@ -50,6 +51,7 @@ class Config:
     offline_after: float = 900
     command_timeout: float = 30
     command_expiry: float = 172800
+    commands_in_flight: int = 256
     mqtt_url: str = ""
     mqtt_ca: str = ""
     mqtt_share_group: str = ""
@@ -73,7 +75,7 @@ class Config:
 
 _SECTIONS = {
     "bridge": ("data", "store", "http", "coap", "instance", "keys", "retention_days",
-               "offline_after", "command_timeout", "command_expiry"),
+               "offline_after", "command_timeout", "command_expiry", "commands_in_flight"),
     "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group"},
     "access": ("operator", "tokens"),
     "dtls": {"psk": "psk"},
@@ -101,6 +103,9 @@ def load(path=None, **overrides):
         if value is not None:
             setattr(cfg, key, value)
     split_hostport(cfg.http)
+    if type(cfg.commands_in_flight) is not int or cfg.commands_in_flight < 1:
+        raise ValueError("commands_in_flight must be a positive integer, got %r"
+                         % (cfg.commands_in_flight,))
     coap_host = split_hostport(cfg.coap, "0.0.0.0")[0]
     if cfg.psk and coap_host in ("0.0.0.0", "::", ""):
         raise ValueError("DTLS ([dtls] psk) listens on one address only: set coap to the "

@@ -58,6 +58,7 @@ class Bridge:
         self.pairing = None    # a cloud_bridge.pairing.PairingService when a keyring is set
         self._seen = {}        # device -> last time heard, not yet written
         self._delivery = {}    # device -> delivery task
+        self._in_flight = asyncio.Semaphore(config.commands_in_flight)
         self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
         self._tasks = []
@@ -225,33 +226,43 @@ class Bridge:
             log.error("delivery to %s failed: %r", device, task.exception())
 
     async def _deliver(self, device):
-        """Send the device's queued commands one by one while it answers."""
+        """Send the device's queued commands one by one while it answers; across all
+        devices at most config.commands_in_flight exchanges run at once, so a group
+        command to ten thousand devices is paced instead of sent in one burst."""
         while self.presence.get(device) == "online":
-            transport = self.transports.get(self.routes.get(device))
-            if transport is None:
-                return
-            now = self.clock()
-            cmd = await self.store.claim(device, now, self.config.instance)
-            if cmd is None:
-                return
-            mid = self._next_mid(device)
-            frame = F.encode(cmd.op, cmd.service, mid, cmd.body)
-            await self.store.mark_sent(cmd.id, mid, now, self.config.instance)
-            self._command_event(cmd.id, device, "sent")
-            try:
-                reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
-            except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
-                await self._finish(cmd, "timeout", str(e) or "no answer")
-                self._stalled.add(device)
-                return  # the device went quiet: wait until it is heard again
-            try:
-                if not reply:
-                    raise SpotError(MALFORMED, "no answer frame")
-                op, _, rmid, body = F.decode(reply, max_size=65536)
-            except SpotError as e:
-                await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
-                continue
-            await self._finish(cmd, "done" if op == F.RESULT else "error", body)
+            async with self._in_flight:
+                if not await self._exchange(device):
+                    return
+
+    async def _exchange(self, device):
+        """Claim, send and settle the device's next command: False when delivery stops
+        (nothing queued, no route, or the device did not answer)."""
+        transport = self.transports.get(self.routes.get(device))
+        if transport is None:
+            return False
+        now = self.clock()
+        cmd = await self.store.claim(device, now, self.config.instance)
+        if cmd is None:
+            return False
+        mid = self._next_mid(device)
+        frame = F.encode(cmd.op, cmd.service, mid, cmd.body)
+        await self.store.mark_sent(cmd.id, mid, now, self.config.instance)
+        self._command_event(cmd.id, device, "sent")
+        try:
+            reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
+        except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
+            await self._finish(cmd, "timeout", str(e) or "no answer")
+            self._stalled.add(device)
+            return False  # the device went quiet: wait until it is heard again
+        try:
+            if not reply:
+                raise SpotError(MALFORMED, "no answer frame")
+            op, _, rmid, body = F.decode(reply, max_size=65536)
+        except SpotError as e:
+            await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
+            return True
+        await self._finish(cmd, "done" if op == F.RESULT else "error", body)
+        return True
 
     async def _finish(self, cmd, status, result):
         now = self.clock()

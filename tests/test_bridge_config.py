@@ -41,3 +41,10 @@ def test_an_unknown_setting_is_refused_with_its_name(tmp_path):
     cfg.write_text('[bridge]\ncoapp = "127.0.0.1:5683"\n')
     with pytest.raises(ValueError, match=r"unknown setting \[bridge\] coapp"):
         C.load(str(cfg))
+
+
+def test_commands_in_flight_must_be_a_positive_integer(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[bridge]\ncommands_in_flight = 0\n')
+    with pytest.raises(ValueError, match="commands_in_flight"):
+        C.load(str(cfg))

@@ -326,3 +326,32 @@ def test_a_plan_may_not_write_a_service_the_actors_role_may_not(tmp_path):
             assert await bridge.store.list_commands("hp-1") == []
             await bridge.push_plan("agg", "hp-1", 3, t, t + 600, 5, {HEAT_PUMP: {6: 1}})
     run(main())
+
+
+def test_deliveries_are_paced_to_the_configured_number_in_flight(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock(), commands_in_flight=2)
+        try:
+            devs = {"hp-%d" % i: hp("hp-%d" % i) for i in range(6)}
+            for i, d in devs.items():
+                await local.connect(i, d)
+                await bridge.store.set_groups(i, ["all"])
+            busy, most = [0], [0]
+            request = local.request
+
+            async def counting(device, frame, timeout):
+                busy[0] += 1
+                most[0] = max(most[0], busy[0])
+                try:
+                    await asyncio.sleep(0.02)
+                    return await request(device, frame, timeout)
+                finally:
+                    busy[0] -= 1
+            local.request = counting
+            done, _ = await bridge.submit_group("operator", "all", HEAT_PUMP, F.WRITE, {6: 3})
+            await settle(bridge)
+            assert most[0] == 2
+            assert [(await bridge.store.get_command(c.id)).status for c in done] == ["done"] * 6
+        finally:
+            await bridge.stop()
+    run(main())
