@@ -254,23 +254,19 @@ class _Decoder:
         return p
 
     def _arg(self, ai):
-        buf = self.buf
         if ai < 24:
             return ai
+        if ai > 27:
+            raise CBORError("indefinite length not allowed" if ai == 31
+                            else "invalid additional info %d" % ai)
+        buf = self.buf
         if ai == 24:
             return buf[self._take(1)]
         if ai == 25:
             p = self._take(2)
             return (buf[p] << 8) | buf[p + 1]
-        if ai == 26:
-            p = self._take(4)
-            return struct.unpack(">I", buf[p:p + 4])[0]
-        if ai == 27:
-            p = self._take(8)
-            return struct.unpack(">Q", buf[p:p + 8])[0]
-        if ai == 31:
-            raise CBORError("indefinite length not allowed")
-        raise CBORError("invalid additional info %d" % ai)
+        p = self._take(1 << (ai - 24))
+        return int.from_bytes(buf[p:self.pos], "big")
 
     def _count(self, n):
         if n > self.max_items:
@@ -325,27 +321,15 @@ class _Decoder:
         return out
 
     def _simple(self, ai):
-        if ai == 20:
-            return False
-        if ai == 21:
-            return True
-        if ai == 22:
-            return None
+        if 20 <= ai <= 22:
+            return (False, True, None)[ai - 20]
+        if not 25 <= ai <= 27:
+            raise CBORError("unsupported simple value %d" % ai)
         buf = self.buf
+        p = self._take(1 << (ai - 24))
         if ai == 25:
-            p = self._take(2)
             return half_to_float((buf[p] << 8) | buf[p + 1])
-        if ai == 26:
-            p = self._take(4)
-            return struct.unpack(">f", buf[p:p + 4])[0]
-        if ai == 27:
-            p = self._take(8)
-            return struct.unpack(">d", buf[p:p + 8])[0]
-        if ai == 31:
-            raise CBORError("unexpected break")
-        if 28 <= ai <= 30:
-            raise CBORError("invalid additional info %d" % ai)
-        raise CBORError("unsupported simple value")
+        return struct.unpack(">f" if ai == 26 else ">d", buf[p:self.pos])[0]
 
 
 def decode_prefix(data, pos=0, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):

@@ -5,7 +5,7 @@ turns a CoapMessage back into bytes.  Malformed input raises CoapError, which ca
 receiver should answer (nothing, a Reset, or an error response code); error_reply() builds
 that answer.  Option values are kept as bytes; uint, block and string helpers convert them.
 """
-from .compat import const, hexlify
+from .compat import const
 
 # Message types
 CON = const(0)
@@ -20,48 +20,37 @@ POST = const(2)
 PUT = const(3)
 DELETE = const(4)
 FETCH = const(5)
-PATCH = const(6)
-IPATCH = const(7)
-CREATED = const(65)                     # 2.01
-DELETED = const(66)                     # 2.02
-VALID = const(67)                       # 2.03
 CHANGED = const(68)                     # 2.04
 CONTENT = const(69)                     # 2.05
 CONTINUE = const(95)                    # 2.31
 BAD_REQUEST = const(128)                # 4.00
 UNAUTHORIZED = const(129)               # 4.01
 BAD_OPTION = const(130)                 # 4.02
-FORBIDDEN = const(131)                  # 4.03
 NOT_FOUND = const(132)                  # 4.04
 METHOD_NOT_ALLOWED = const(133)         # 4.05
 NOT_ACCEPTABLE = const(134)             # 4.06
 REQUEST_ENTITY_INCOMPLETE = const(136)  # 4.08
-CONFLICT = const(137)                   # 4.09
-PRECONDITION_FAILED = const(140)        # 4.12
 REQUEST_ENTITY_TOO_LARGE = const(141)   # 4.13
 UNSUPPORTED_CONTENT_FORMAT = const(143)  # 4.15
 INTERNAL_SERVER_ERROR = const(160)      # 5.00
-NOT_IMPLEMENTED = const(161)            # 5.01
-BAD_GATEWAY = const(162)                # 5.02
 SERVICE_UNAVAILABLE = const(163)        # 5.03
-GATEWAY_TIMEOUT = const(164)            # 5.04
 PROXYING_NOT_SUPPORTED = const(165)     # 5.05
 
 # Option numbers (odd = critical)
-IF_MATCH = const(1)
-URI_HOST = const(3)
+_IF_MATCH = const(1)
+_URI_HOST = const(3)
 ETAG = const(4)
-IF_NONE_MATCH = const(5)
+_IF_NONE_MATCH = const(5)
 OBSERVE = const(6)
-URI_PORT = const(7)
-LOCATION_PATH = const(8)
+_URI_PORT = const(7)
+_LOCATION_PATH = const(8)
 OSCORE = const(9)
 URI_PATH = const(11)
 CONTENT_FORMAT = const(12)
 MAX_AGE = const(14)
 URI_QUERY = const(15)
 ACCEPT = const(17)
-LOCATION_QUERY = const(20)
+_LOCATION_QUERY = const(20)
 BLOCK2 = const(23)
 BLOCK1 = const(27)
 SIZE2 = const(28)
@@ -69,30 +58,29 @@ PROXY_URI = const(35)
 PROXY_SCHEME = const(39)
 SIZE1 = const(60)
 ECHO = const(252)
-NO_RESPONSE = const(258)
-REQUEST_TAG = const(292)
+_NO_RESPONSE = const(258)
+_REQUEST_TAG = const(292)
 
 # Content-Formats
 CF_TEXT = const(0)
 CF_LINK_FORMAT = const(40)
-CF_OCTET_STREAM = const(42)
 CF_JSON = const(50)
 CF_CBOR = const(60)
 
-PAYLOAD_MARKER = const(0xFF)
+_PAYLOAD_MARKER = const(0xFF)
 
 # Options this codec understands: number -> (min length, max length, repeatable).
 # OSCORE is deliberately absent: an endpoint without an OSCORE layer must answer 4.02
 # (pass extra_options={OSCORE: (0, 255, False)} to decode() once one is in place).
-OPTION_FORMATS = {
-    IF_MATCH: (0, 8, True), URI_HOST: (1, 255, False), ETAG: (1, 8, True),
-    IF_NONE_MATCH: (0, 0, False), OBSERVE: (0, 3, False), URI_PORT: (0, 2, False),
-    LOCATION_PATH: (0, 255, True), URI_PATH: (0, 255, True), CONTENT_FORMAT: (0, 2, False),
+_FORMATS = {
+    _IF_MATCH: (0, 8, True), _URI_HOST: (1, 255, False), ETAG: (1, 8, True),
+    _IF_NONE_MATCH: (0, 0, False), OBSERVE: (0, 3, False), _URI_PORT: (0, 2, False),
+    _LOCATION_PATH: (0, 255, True), URI_PATH: (0, 255, True), CONTENT_FORMAT: (0, 2, False),
     MAX_AGE: (0, 4, False), URI_QUERY: (0, 255, True), ACCEPT: (0, 2, False),
-    LOCATION_QUERY: (0, 255, True), BLOCK2: (0, 3, False), BLOCK1: (0, 3, False),
+    _LOCATION_QUERY: (0, 255, True), BLOCK2: (0, 3, False), BLOCK1: (0, 3, False),
     SIZE2: (0, 4, False), PROXY_URI: (1, 1034, False), PROXY_SCHEME: (1, 255, False),
-    SIZE1: (0, 4, False), ECHO: (1, 40, False), NO_RESPONSE: (0, 1, False),
-    REQUEST_TAG: (0, 8, True),
+    SIZE1: (0, 4, False), ECHO: (1, 40, False), _NO_RESPONSE: (0, 1, False),
+    _REQUEST_TAG: (0, 8, True),
 }
 
 
@@ -172,16 +160,8 @@ class CoapMessage:
         self.options = [o for o in self.options if o[0] != number]
         return self
 
-    def is_request(self):
-        return 0 < self.code < 32
-
-    def is_response(self):
-        return self.code >= 64
-
     def __repr__(self):
-        return '<CoapMessage %s %s mid=%d token=%s opts=%d payload=%d>' % (
-            ('CON', 'NON', 'ACK', 'RST')[self.mtype], code_str(self.code), self.mid,
-            hexlify(self.token), len(self.options), len(self.payload))
+        return '<CoapMessage %d %s mid=%d>' % (self.mtype, code_str(self.code), self.mid)
 
 
 def code_str(code):
@@ -189,16 +169,20 @@ def code_str(code):
     return '%d.%02d' % (code >> 5, code & 31)
 
 
-def encode_uint(value):
-    """Shortest big-endian encoding of a non-negative int (0 -> b'')."""
+def _uint_len(value):
+    # bytes of the shortest big-endian form of a non-negative int (0 for 0)
     if value < 0:
         raise ValueError('negative uint option')
     n = 0
-    v = value
-    while v:
+    while value:
         n += 1
-        v >>= 8
-    return value.to_bytes(n, 'big') if n else b''
+        value >>= 8
+    return n
+
+
+def encode_uint(value):
+    """Shortest big-endian encoding of a non-negative int (0 -> b'')."""
+    return value.to_bytes(_uint_len(value), 'big')
 
 
 def decode_uint(value):
@@ -207,14 +191,6 @@ def decode_uint(value):
 
 def block_size(szx):
     return 1 << (szx + 4)
-
-
-def size_to_szx(size):
-    """Largest SZX whose block size does not exceed `size` (16..1024)."""
-    szx = 0
-    while szx < 6 and block_size(szx + 1) <= size:
-        szx += 1
-    return szx
 
 
 def encode_block(num, more, szx):
@@ -269,13 +245,7 @@ def put_option(out, prev, number, value):
     if value is None:
         return prev
     if type(value) is int:
-        if value < 0:
-            raise ValueError('negative uint option')
-        n = 0
-        v = value
-        while v:
-            n += 1
-            v >>= 8
+        n = _uint_len(value)
     else:
         if type(value) is str:
             value = value.encode()
@@ -297,7 +267,7 @@ def put_option(out, prev, number, value):
 
 def put_payload(out, payload):
     if payload:
-        out.append(PAYLOAD_MARKER)
+        out.append(_PAYLOAD_MARKER)
         out.extend(payload)
 
 
@@ -331,7 +301,7 @@ def decode(data, max_size=0, extra_options=None):
     """Decode one datagram into a CoapMessage or raise CoapError.
 
     max_size: datagrams longer than this are refused (4.13 for requests).
-    extra_options: {number: (min_len, max_len, repeatable)} understood beyond OPTION_FORMATS.
+    extra_options: {number: (min_len, max_len, repeatable)} understood beyond _FORMATS.
     """
     if type(data) is not bytes:
         data = bytes(data)   # then slices are the values themselves, one copy each
@@ -345,36 +315,36 @@ def decode(data, max_size=0, extra_options=None):
     tkl = b0 & 15
     code = data[1]
     mid = (data[2] << 8) | data[3]
-    con = mtype == CON
-    if tkl > 8:
-        raise CoapError('bad token length', mtype, mid, rst=con)
-    if 4 + tkl > n:
-        raise CoapError('truncated token', mtype, mid, rst=con)
-    token = data[4:4 + tkl]
-    if code == EMPTY:
-        if n > 4:
-            raise CoapError('empty message with content', mtype, mid, rst=con)
-        return CoapMessage(mtype, EMPTY, mid)
     cls = code >> 5
-    request = cls == 0
-    if not (request or cls == 2 or cls == 4 or cls == 5):
-        raise CoapError('reserved code class', mtype, mid, token, rst=con)
-    if mtype == RST or (mtype == ACK and request):
-        raise CoapError('bad type for code', mtype, mid, token)
-    if max_size and n > max_size:
-        if request:
-            raise CoapError('datagram too large', mtype, mid, token, REQUEST_ENTITY_TOO_LARGE,
-                            options=[(SIZE1, encode_uint(max_size))])
-        raise CoapError('datagram too large', mtype, mid, token, rst=con)
+    token = b''
     options = []
     payload = b''
-    num = 0
-    i = 4 + tkl
+    # a ValueError below is answered with a Reset to a CON, else ignored
     try:
+        if tkl > 8:
+            raise ValueError('bad token length')
+        if 4 + tkl > n:
+            raise ValueError('truncated token')
+        if code == EMPTY:
+            if n > 4:
+                raise ValueError('empty message with content')
+            return CoapMessage(mtype, EMPTY, mid)
+        token = data[4:4 + tkl]
+        if cls == 1 or cls == 3 or cls > 5:
+            raise ValueError('reserved code class')
+        if mtype == RST or (mtype == ACK and cls == 0):
+            raise CoapError('bad type for code', mtype, mid, token)
+        if max_size and n > max_size:
+            if cls == 0:
+                raise CoapError('datagram too large', mtype, mid, token,
+                                REQUEST_ENTITY_TOO_LARGE, False, [(SIZE1, encode_uint(max_size))])
+            raise ValueError('datagram too large')
+        num = 0
+        i = 4 + tkl
         while i < n:
             b = data[i]
             i += 1
-            if b == PAYLOAD_MARKER:
+            if b == _PAYLOAD_MARKER:
                 if i == n:
                     raise ValueError('payload marker without payload')
                 payload = data[i:]
@@ -390,9 +360,9 @@ def decode(data, max_size=0, extra_options=None):
             options.append((num, data[i:i + length]))
             i += length
     except (ValueError, IndexError) as e:
-        raise CoapError(str(e) or 'truncated option', mtype, mid, token, rst=con)
+        raise CoapError(str(e) or 'truncated option', mtype, mid, token, 0, mtype == CON)
     msg = CoapMessage(mtype, code, mid, token, options, payload)
-    _check_options(msg, request, extra_options)
+    _check_options(msg, cls == 0, extra_options)
     return msg
 
 
@@ -411,12 +381,11 @@ def _check_options(msg, request, extra):
 
     RFC 7252 5.4.1 (critical/elective), 5.4.3 (lengths), 5.4.5 (repeats).
     """
-    bad = None
     keep = None
     prev = -1
     for idx in range(len(msg.options)):
         num, value = msg.options[idx]
-        fmt = OPTION_FORMATS.get(num)
+        fmt = _FORMATS.get(num)
         if fmt is None and extra:
             fmt = extra.get(num)
         if fmt is None:
@@ -432,20 +401,15 @@ def _check_options(msg, request, extra):
         prev = num
         if not ok:
             if num & 1:
-                bad = num
-                break
+                # a CON request gets 4.02, a NON request is dropped, a CON response Reset
+                con = msg.mtype == CON
+                raise CoapError('unrecognized critical option %d' % num, msg.mtype, msg.mid,
+                                msg.token, BAD_OPTION if con and request else 0,
+                                con and not request)
             if keep is None:
                 keep = msg.options[:idx]
         elif keep is not None:
             keep.append((num, value))
-    if bad is not None:
-        con = msg.mtype == CON
-        if request:
-            # CON request: 4.02; NON request is rejected silently
-            raise CoapError('unrecognized critical option %d' % bad, msg.mtype, msg.mid,
-                            msg.token, BAD_OPTION if con else 0)
-        raise CoapError('unrecognized critical option %d' % bad, msg.mtype, msg.mid,
-                        msg.token, rst=con)
     if keep is not None:
         msg.options = keep
 

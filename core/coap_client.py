@@ -5,12 +5,25 @@ body), follows Block2 to reassemble large responses, keeps Observe registrations
 (dropping stale notifications, RFC 7641 3.4) and reports outcomes as Event objects through
 the endpoint's events().  Used by coap_endpoint.Endpoint, not on its own.
 """
-from .compat import const, hexlify
+from .compat import const
 from . import coap
-from .coap import (CoapMessage, CON, NON, ACK, RST, EMPTY, OBSERVE, BLOCK1, BLOCK2, SIZE1,
-                   CONTENT_FORMAT, ACCEPT, CONTINUE, encode_block, block_size)
+from .coap import CoapMessage, encode_block, block_size
 
-TX_REQUEST = const(1)   # Transmission kind owned by this side
+# CoAP numbers (the same as coap's), private so that they fold into the bytecode
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_RST = const(3)
+_EMPTY = const(0)
+_OBSERVE = const(6)
+_CONTENT_FORMAT = const(12)
+_ACCEPT = const(17)
+_BLOCK2 = const(23)
+_BLOCK1 = const(27)
+_SIZE1 = const(60)
+_CONTINUE = const(95)
+
+_TX_REQUEST = const(1)   # Transmission kind of this side (as coap_endpoint's)
 
 NOTHING = []  # the shared empty result (no datagrams, no events): read results, never change them
 
@@ -20,9 +33,9 @@ EV_TIMEOUT = const(3)       # no answer: retransmissions exhausted or response w
 EV_RESET = const(4)         # the peer rejected the request with a Reset
 EV_ERROR = const(5)         # block-wise failure (client) or handler exception (server)
 
-RESPONSE_WAIT_MS = const(93000)  # wait for a separate or NON response (MAX_TRANSMIT_WAIT)
-OBSERVE_WINDOW = const(0x800000)
-OBSERVE_FRESH_MS = const(128000)
+_RESPONSE_WAIT_MS = const(93000)  # wait for a separate or NON response (MAX_TRANSMIT_WAIT)
+_OBSERVE_WINDOW = const(0x800000)
+_OBSERVE_FRESH_MS = const(128000)
 
 
 class CoapBusy(Exception):
@@ -45,11 +58,11 @@ class Event:
         self.error = None
 
     def content_format(self):
-        return None if self.msg is None else self.msg.get_uint(CONTENT_FORMAT)
+        return None if self.msg is None else self.msg.get_uint(_CONTENT_FORMAT)
 
     def __repr__(self):
-        return '<Event %d token=%s code=%s payload=%d observe=%r error=%r>' % (
-            self.kind, hexlify(self.token), coap.code_str(self.code), len(self.payload),
+        return '<Event %d token=%r code=%s payload=%d observe=%r error=%r>' % (
+            self.kind, self.token, coap.code_str(self.code), len(self.payload),
             self.observe, self.error)
 
 
@@ -67,7 +80,7 @@ class Exchange:
         self.b1_szx = szx
         self.b2_szx = szx
         self.buf = None            # Block2 reassembly
-        self.observe = template.get_uint(OBSERVE) == 0
+        self.observe = template.get_uint(_OBSERVE) == 0
         self.established = False
         self.obs_seq = -1
         self.obs_time = 0
@@ -83,7 +96,7 @@ class ClientSide:
         self.max_exchanges = max_exchanges
         self.max_body = max_body
         self.block_szx = block_szx
-        self.response_wait_ms = RESPONSE_WAIT_MS
+        self.response_wait_ms = _RESPONSE_WAIT_MS
         self.exchanges = {}   # token -> Exchange
         self._unarmed = []
 
@@ -91,14 +104,14 @@ class ClientSide:
                 content_format, accept, options):
         if len(self.exchanges) >= self.max_exchanges:
             raise CoapBusy('too many open exchanges')
-        tmpl = CoapMessage(CON if confirmable else NON, code)
+        tmpl = CoapMessage(_CON if confirmable else _NON, code)
         coap.set_uri(tmpl, path, query)
         if observe is not None:
-            tmpl.add(OBSERVE, observe)
+            tmpl.add(_OBSERVE, observe)
         if content_format is not None:
-            tmpl.add(CONTENT_FORMAT, content_format)
+            tmpl.add(_CONTENT_FORMAT, content_format)
         if accept is not None:
-            tmpl.add(ACCEPT, accept)
+            tmpl.add(_ACCEPT, accept)
         if options:
             for num, value in options:
                 tmpl.add(num, value)
@@ -123,22 +136,22 @@ class ClientSide:
         msg = CoapMessage(t.mtype, t.code, self.ep.next_mid(), ex.token, list(t.options))
         body = ex.body
         if block2_num is not None:
-            msg.remove(OBSERVE)
-            msg.add(BLOCK2, encode_block(block2_num, False, ex.b2_szx))
+            msg.remove(_OBSERVE)
+            msg.add(_BLOCK2, encode_block(block2_num, False, ex.b2_szx))
         elif body:
             size = block_size(ex.b1_szx)
             off = ex.b1_off
             if len(body) > size or off:
-                msg.add(BLOCK1, encode_block(off // size, off + size < len(body), ex.b1_szx))
+                msg.add(_BLOCK1, encode_block(off // size, off + size < len(body), ex.b1_szx))
                 if off == 0:
-                    msg.add(SIZE1, len(body))
+                    msg.add(_SIZE1, len(body))
                 msg.payload = body[off:off + size]
             else:
                 msg.payload = body
         data = coap.encode(msg)
         ex.due = -1
-        if msg.mtype == CON:
-            ex.tx = self.ep.send_con(ex.addr, msg.mid, data, TX_REQUEST, ex, force=True)
+        if msg.mtype == _CON:
+            ex.tx = self.ep.send_con(ex.addr, msg.mid, data, _TX_REQUEST, ex, force=True)
         else:
             ex.tx = None
             self.ep.send(ex.addr, data)
@@ -160,21 +173,21 @@ class ClientSide:
         ex.tx = None
         if self.exchanges.get(ex.token) is not ex:
             return
-        if msg.mtype == RST:
+        if msg.mtype == _RST:
             self._finish(ex)
             if ex.parent is None:
                 self.ep.emit(Event(EV_RESET, ex.token, addr))
-        elif msg.code == EMPTY or msg.token != ex.token:
+        elif msg.code == _EMPTY or msg.token != ex.token:
             ex.due = now + self.response_wait_ms   # separate response follows
         else:
             self._handle(ex, msg, now)
 
     def on_response(self, msg, addr, now):
         """Separate response or notification (CON/NON); returns the ACK/RST to send."""
-        con = msg.mtype == CON
+        con = msg.mtype == _CON
         ex = self.exchanges.get(msg.token)
         if ex is None or ex.addr != addr:
-            rst = coap.encode_message(RST, EMPTY, msg.mid)
+            rst = coap.encode_message(_RST, _EMPTY, msg.mid)
             if con:
                 return rst
             self.ep.send(addr, rst)
@@ -183,14 +196,14 @@ class ClientSide:
             self.ep.forget_tx(ex.tx)
             ex.tx = None
         self._handle(ex, msg, now)
-        return coap.encode_message(ACK, EMPTY, msg.mid) if con else None
+        return coap.encode_message(_ACK, _EMPTY, msg.mid) if con else None
 
     def _handle(self, ex, msg, now):
         if ex.body:
             size = block_size(ex.b1_szx)
             if len(ex.body) > size or ex.b1_off:
-                b1 = msg.get_block(BLOCK1)
-                if msg.code == CONTINUE and b1 is not None:
+                b1 = msg.get_block(_BLOCK1)
+                if msg.code == _CONTINUE and b1 is not None:
                     nxt = ex.b1_off + size
                     if b1[2] < ex.b1_szx:
                         ex.b1_szx = b1[2]   # server asks for smaller blocks
@@ -199,13 +212,13 @@ class ClientSide:
                         self._send(ex)
                         return
             ex.body = b''
-        obs = msg.get_uint(OBSERVE) if ex.observe and msg.code >> 5 == 2 else None
+        obs = msg.get_uint(_OBSERVE) if ex.observe and msg.code >> 5 == 2 else None
         if obs is not None:
             if ex.established and not _fresh(ex.obs_seq, obs, ex.obs_time, now):
                 return   # reordered, older notification
             ex.obs_seq = obs
             ex.obs_time = now
-        b2 = msg.get_block(BLOCK2)
+        b2 = msg.get_block(_BLOCK2)
         if b2 is None or not (b2[1] or b2[0]):
             self._deliver(ex, msg, msg.payload, obs)
             return
@@ -233,8 +246,8 @@ class ClientSide:
         if len(self.exchanges) >= self.max_exchanges:
             ex.buf = None
             return
-        tmpl = CoapMessage(CON, ex.template.code, 0, b'', list(ex.template.options))
-        tmpl.remove(OBSERVE)
+        tmpl = CoapMessage(_CON, ex.template.code, 0, b'', list(ex.template.options))
+        tmpl.remove(_OBSERVE)
         child = Exchange(self._new_token(), ex.addr, tmpl, b'', szx)
         child.parent = ex
         child.buf = ex.buf
@@ -312,5 +325,5 @@ class ClientSide:
 
 def _fresh(v1, v2, t1, t2):
     """RFC 7641 3.4: is notification number v2 (received at t2) newer than v1 (at t1)?"""
-    return ((v1 < v2 and v2 - v1 < OBSERVE_WINDOW) or (v1 > v2 and v1 - v2 > OBSERVE_WINDOW)
-            or t2 > t1 + OBSERVE_FRESH_MS)
+    return ((v1 < v2 and v2 - v1 < _OBSERVE_WINDOW) or (v1 > v2 and v1 - v2 > _OBSERVE_WINDOW)
+            or t2 > t1 + _OBSERVE_FRESH_MS)

@@ -15,15 +15,29 @@ datagrams.  coap_server does requests (blocks, observe); coap_client does exchan
 """
 from .compat import const
 from . import coap
-from .coap import CoapError, CON, NON, ACK, RST, EMPTY
-from .coap_server import ServerSide, Request, Response, TX_NOTIFY  # noqa: F401
-from .coap_client import (ClientSide, Event, CoapBusy, TX_REQUEST, NOTHING,  # noqa: F401
+from .coap import CoapError
+from .coap_server import ServerSide, Request, Response  # noqa: F401
+from .coap_client import (ClientSide, Event, CoapBusy, NOTHING,  # noqa: F401
                           EV_RESPONSE, EV_NOTIFICATION, EV_TIMEOUT, EV_RESET, EV_ERROR)
 
-ACK_TIMEOUT_MS = const(2000)
-MAX_RETRANSMIT = const(4)
-EXCHANGE_LIFETIME_MS = const(247000)
-NON_LIFETIME_MS = const(145000)
+# CoAP numbers (the same as coap's), private so that they fold into the bytecode
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_RST = const(3)
+_EMPTY = const(0)
+_BLOCK1 = const(27)
+_SIZE1 = const(60)
+_REQUEST_ENTITY_TOO_LARGE = const(141)
+
+# Transmission kinds whose answers go back to a side (the server's responses need none)
+_TX_REQUEST = const(1)   # coap_client
+_TX_NOTIFY = const(2)    # coap_server
+
+_ACK_TIMEOUT_MS = const(2000)
+_MAX_RETRANSMIT = const(4)
+_EXCHANGE_LIFETIME_MS = const(247000)
+_NON_LIFETIME_MS = const(145000)
 
 
 def _default_rand():
@@ -67,7 +81,7 @@ class Endpoint:
     def __init__(self, handler=None, rand=None, block_szx=6, max_body=4096,
                  max_datagram=1280, max_pending=8, max_dedupe=16, max_observers=8,
                  max_exchanges=8, max_buffers=2, max_events=32, notify_con_every=8,
-                 ack_timeout_ms=ACK_TIMEOUT_MS, max_retransmit=MAX_RETRANSMIT,
+                 ack_timeout_ms=_ACK_TIMEOUT_MS, max_retransmit=_MAX_RETRANSMIT,
                  extra_options=None):
         self.rand = rand or _default_rand()
         self.max_datagram = max_datagram
@@ -99,26 +113,26 @@ class Endpoint:
             msg = coap.decode(data, self.max_datagram, self.extra_options)
         except CoapError as err:
             self.stats['bad'] += 1
-            if err.code == coap.REQUEST_ENTITY_TOO_LARGE:
+            if err.code == _REQUEST_ENTITY_TOO_LARGE:
                 # datagram too big: say how much fits block-wise, and the block size to use
-                err.options = [(coap.BLOCK1, coap.encode_block(0, False, self.server.block_szx)),
-                               (coap.SIZE1, coap.encode_uint(self.server.max_body))]
-            reply = coap.error_reply(err, self.next_mid() if err.mtype == NON else None)
+                err.options = [(_BLOCK1, coap.encode_block(0, False, self.server.block_szx)),
+                               (_SIZE1, coap.encode_uint(self.server.max_body))]
+            reply = coap.error_reply(err, self.next_mid() if err.mtype == _NON else None)
             if reply is not None:
                 self.send(addr, reply)
             return self._flush(now)
         mtype = msg.mtype
-        if mtype == ACK or mtype == RST:
+        if mtype == _ACK or mtype == _RST:
             self._on_ack_or_reset(msg, addr, now)
-        elif msg.code == EMPTY:
-            if mtype == CON:  # CoAP ping
-                self.send(addr, coap.encode_message(RST, EMPTY, msg.mid))
+        elif msg.code == _EMPTY:
+            if mtype == _CON:  # CoAP ping
+                self.send(addr, coap.encode_message(_RST, _EMPTY, msg.mid))
         else:
             key = (addr, msg.mid)
             seen = self._dedupe.get(key)
             if seen is not None and seen[0] > now:
                 self.stats['dup'] += 1
-                if mtype == CON and seen[1] is not None:
+                if mtype == _CON and seen[1] is not None:
                     self.send(addr, seen[1])
             else:
                 if msg.code < 32:
@@ -254,18 +268,18 @@ class Endpoint:
     def _on_ack_or_reset(self, msg, addr, now):
         tx = self._pending.pop((addr, msg.mid), None)
         if tx is None:
-            if msg.mtype == RST:
+            if msg.mtype == _RST:
                 self.server.on_reset(addr, msg.mid)
             return
-        if tx.kind == TX_REQUEST:
+        if tx.kind == _TX_REQUEST:
             self.client.on_ack(tx.owner, msg, addr, now)
-        elif tx.kind == TX_NOTIFY:
-            self.server.on_notify_answer(tx.owner, tx, msg.mtype == RST)
+        elif tx.kind == _TX_NOTIFY:
+            self.server.on_notify_answer(tx.owner, tx, msg.mtype == _RST)
 
     def _gave_up(self, tx, now):
-        if tx.kind == TX_REQUEST:
+        if tx.kind == _TX_REQUEST:
             self.client.on_give_up(tx.owner, now)
-        elif tx.kind == TX_NOTIFY:
+        elif tx.kind == _TX_NOTIFY:
             self.server.on_notify_answer(tx.owner, tx, True)
 
     def _remember(self, key, now, reply, mtype):
@@ -277,5 +291,5 @@ class Endpoint:
                 if oldest is None or cache[k][0] < cache[oldest][0]:
                     oldest = k
             del cache[oldest]
-        life = EXCHANGE_LIFETIME_MS if mtype == CON else NON_LIFETIME_MS
-        cache[key] = (now + life, reply if mtype == CON else None)
+        life = _EXCHANGE_LIFETIME_MS if mtype == _CON else _NON_LIFETIME_MS
+        cache[key] = (now + life, reply if mtype == _CON else None)

@@ -6,19 +6,45 @@ notifications for registered observers.  Used by coap_endpoint.Endpoint, not on 
 """
 from .compat import const
 from . import coap
-from .coap import (CoapError, CON, NON, ACK, EMPTY, GET, FETCH, OBSERVE,
-                   URI_PATH, URI_QUERY, CONTENT_FORMAT, ACCEPT, MAX_AGE, ETAG, BLOCK1,
-                   BLOCK2, SIZE1, SIZE2, PROXY_URI, PROXY_SCHEME, CONTINUE, BAD_REQUEST,
-                   BAD_OPTION, NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_ENTITY_INCOMPLETE,
-                   REQUEST_ENTITY_TOO_LARGE, INTERNAL_SERVER_ERROR, PROXYING_NOT_SUPPORTED,
-                   decode_block, block_size)
+from .coap import CoapError, decode_block, block_size
 from .coap_client import Event, EV_ERROR, NOTHING
 
-BUFFER_LIFETIME_MS = const(60000)       # idle Block1 reassembly / Block2 snapshot kept
-CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
-OBSERVE_MASK = const(0xFFFFFF)
-TX_NOTIFY = const(2)    # Transmission kinds owned by this side
-TX_RESPONSE = const(3)
+# CoAP numbers (the same as coap's), private so that they fold into the bytecode
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_EMPTY = const(0)
+_GET = const(1)
+_FETCH = const(5)
+_ETAG = const(4)
+_OBSERVE = const(6)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_MAX_AGE = const(14)
+_URI_QUERY = const(15)
+_ACCEPT = const(17)
+_BLOCK2 = const(23)
+_BLOCK1 = const(27)
+_SIZE2 = const(28)
+_PROXY_URI = const(35)
+_PROXY_SCHEME = const(39)
+_SIZE1 = const(60)
+_CONTENT = const(69)
+_CONTINUE = const(95)
+_BAD_REQUEST = const(128)
+_BAD_OPTION = const(130)
+_NOT_FOUND = const(132)
+_METHOD_NOT_ALLOWED = const(133)
+_REQUEST_ENTITY_INCOMPLETE = const(136)
+_REQUEST_ENTITY_TOO_LARGE = const(141)
+_INTERNAL_SERVER_ERROR = const(160)
+_PROXYING_NOT_SUPPORTED = const(165)
+
+_BUFFER_LIFETIME_MS = const(60000)       # idle Block1 reassembly / Block2 snapshot kept
+_CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
+_OBSERVE_MASK = const(0xFFFFFF)
+_TX_NOTIFY = const(2)    # Transmission kinds of this side (as coap_endpoint's)
+_TX_RESPONSE = const(3)
 
 
 class Request:
@@ -31,36 +57,30 @@ class Request:
     def __init__(self, msg, addr):
         self.addr = addr
         self.msg = msg
-        self.code = msg.code
-        self.token = msg.token
         try:
-            self.path = _strings(msg, URI_PATH)
-            self.query = _strings(msg, URI_QUERY)
+            path = _strings(msg, _URI_PATH)
+            query = _strings(msg, _URI_QUERY)
         except UnicodeError:
             raise CoapError('Uri-Path/Uri-Query not UTF-8', msg.mtype, msg.mid, msg.token,
-                            BAD_REQUEST)
-        self.payload = msg.payload
-        self.content_format = msg.get_uint(CONTENT_FORMAT)
-        self.accept = msg.get_uint(ACCEPT)
-        self.observe = msg.get_uint(OBSERVE)
-        self.confirmable = msg.mtype == CON
+                            _BAD_REQUEST)
+        self.confirmable = msg.mtype == _CON
         self.notification = False   # True when rendered for an Observe notification
-        self.responded = False
-        self.block1 = None          # (num, more, szx) to echo once a Block1 body is whole
+        self.renew(path, query)
 
     def renew(self, path, query):
-        """Make a used Request like new again (a notification reuses its observer's)."""
+        """Make a Request (new or used) ready for its handler: a notification reuses its
+        observer's, with the path and query segments made at the first."""
         msg = self.msg
         self.code = msg.code
         self.token = msg.token
         self.path = path
         self.query = query
         self.payload = msg.payload
-        self.content_format = msg.get_uint(CONTENT_FORMAT)
-        self.accept = msg.get_uint(ACCEPT)
-        self.observe = msg.get_uint(OBSERVE)
+        self.content_format = msg.get_uint(_CONTENT_FORMAT)
+        self.accept = msg.get_uint(_ACCEPT)
+        self.observe = msg.get_uint(_OBSERVE)
         self.responded = False
-        self.block1 = None
+        self.block1 = None          # (num, more, szx) to echo once a Block1 body is whole
 
     def option(self, number, default=None):
         return self.msg.get(number, default)
@@ -79,7 +99,7 @@ class Response:
 
     __slots__ = ('code', 'payload', 'content_format', 'max_age', 'etag', 'options')
 
-    def __init__(self, code=coap.CONTENT, payload=b'', content_format=None, max_age=None,
+    def __init__(self, code=_CONTENT, payload=b'', content_format=None, max_age=None,
                  etag=None, options=None):
         self.code = code
         self.payload = payload
@@ -142,9 +162,9 @@ class ServerSide:
         try:
             req = Request(msg, addr)
         except CoapError as err:
-            mid = self.ep.next_mid() if msg.mtype == NON else None
+            mid = self.ep.next_mid() if msg.mtype == _NON else None
             reply = coap.error_reply(err, mid)
-            if msg.mtype == NON and reply is not None:
+            if msg.mtype == _NON and reply is not None:
                 self.ep.send(addr, reply)
                 return None
             return reply
@@ -152,25 +172,25 @@ class ServerSide:
         if resp is None:
             resp = self._call(req)
             if resp is None:  # separate response later
-                return coap.encode_message(ACK, EMPTY, msg.mid) if req.confirmable else None
+                return coap.encode_message(_ACK, _EMPTY, msg.mid) if req.confirmable else None
         return self._answer(req, resp, now, True)
 
     def _pre_handle(self, req, msg, now):
         """Answers the endpoint gives without the handler (errors, blocks), else None."""
         if msg.code > 7:
-            return Response(METHOD_NOT_ALLOWED)
-        if msg.get(PROXY_URI) is not None or msg.get(PROXY_SCHEME) is not None:
-            return Response(PROXYING_NOT_SUPPORTED)
+            return Response(_METHOD_NOT_ALLOWED)
+        if msg.get(_PROXY_URI) is not None or msg.get(_PROXY_SCHEME) is not None:
+            return Response(_PROXYING_NOT_SUPPORTED)
         if self.handler is None:
-            return Response(NOT_FOUND)
-        b1 = msg.get_block(BLOCK1)
+            return Response(_NOT_FOUND)
+        b1 = msg.get_block(_BLOCK1)
         if b1 is not None:
             resp = self._block1(req, (req.addr, req.uri_key()), b1, now)
             if resp is not None:
                 return resp
         elif len(msg.payload) > self.max_body:
             return self._too_large()
-        b2 = msg.get_block(BLOCK2)
+        b2 = msg.get_block(_BLOCK2)
         if b2 is not None and b2[0] > 0:
             snap = self._snap.get((req.addr, req.uri_key()))
             if snap is not None and snap[2] == msg.code:
@@ -187,10 +207,10 @@ class ServerSide:
             return self.handler(req)
         except Exception as e:  # a handler bug must not kill the endpoint
             self.ep.emit(_error_event(req, e))
-            return Response(INTERNAL_SERVER_ERROR)
+            return Response(_INTERNAL_SERVER_ERROR)
 
     def _too_large(self):
-        return Response(REQUEST_ENTITY_TOO_LARGE, options=[(SIZE1, self.max_body)])
+        return Response(_REQUEST_ENTITY_TOO_LARGE, options=[(_SIZE1, self.max_body)])
 
     def _block1(self, req, key, b1, now):
         num, more, szx = b1
@@ -198,17 +218,17 @@ class ServerSide:
         payload = req.payload
         entry = self._rx.get(key)
         if num == 0:
-            size1 = req.msg.get_uint(SIZE1)
+            size1 = req.msg.get_uint(_SIZE1)
             if size1 is not None and size1 > self.max_body:
                 self._rx.pop(key, None)
                 return self._too_large()
             entry = None
         elif entry is None or entry[2] != req.code or len(entry[0]) != num * size:
             self._rx.pop(key, None)
-            return Response(REQUEST_ENTITY_INCOMPLETE)
+            return Response(_REQUEST_ENTITY_INCOMPLETE)
         if more and len(payload) != size:
             self._rx.pop(key, None)
-            return Response(BAD_REQUEST, b'Block1 payload size mismatch')
+            return Response(_BAD_REQUEST, b'Block1 payload size mismatch')
         have = len(entry[0]) if entry is not None else 0
         if have + len(payload) > self.max_body:
             self._rx.pop(key, None)
@@ -226,15 +246,15 @@ class ServerSide:
         entry[0] += payload
         entry[1] = now
         req.block1 = (num, True, min(szx, self.block_szx))
-        return Response(CONTINUE)
+        return Response(_CONTINUE)
 
     # ---- responses ----------------------------------------------------------------------
 
     def _answer(self, req, resp, now, piggyback):
         """Encode resp for req: the ACK for a CON (piggyback) or queue it as a NON/CON."""
         seq = None
-        if req.observe == 0 and (req.code == GET or req.code == FETCH) and not req.notification:
-            b2 = req.msg.get_block(BLOCK2)
+        if req.observe == 0 and (req.code == _GET or req.code == _FETCH) and not req.notification:
+            b2 = req.msg.get_block(_BLOCK2)
             if resp.code >> 5 == 2:
                 if (b2 is None or b2[0] == 0) and self._register(req, now):
                     seq = self._next_seq()
@@ -243,13 +263,13 @@ class ServerSide:
                 if obs is not None:
                     self._drop_observer(obs)
         if piggyback and req.confirmable:
-            return self._datagram(req, resp, ACK, req.msg.mid, seq, now)
+            return self._datagram(req, resp, _ACK, req.msg.mid, seq, now)
         mid = self.ep.next_mid()
         if req.confirmable:
-            data = self._datagram(req, resp, CON, mid, seq, now)
-            if self.ep.send_con(req.addr, mid, data, TX_RESPONSE, None) is not None:
+            data = self._datagram(req, resp, _CON, mid, seq, now)
+            if self.ep.send_con(req.addr, mid, data, _TX_RESPONSE, None) is not None:
                 return None
-        self.ep.send(req.addr, self._datagram(req, resp, NON, mid, seq, now))
+        self.ep.send(req.addr, self._datagram(req, resp, _NON, mid, seq, now))
         return None
 
     def _datagram(self, req, resp, mtype, mid, seq, now):
@@ -259,7 +279,7 @@ class ServerSide:
         next blocks). Without extra options the message is written straight into the
         reused buffer, so the returned bytes are all it allocates."""
         payload = resp.payload
-        b2 = req.msg.get(BLOCK2)
+        b2 = req.msg.get(_BLOCK2)
         num = 0
         szx = self.block_szx
         if b2 is not None:
@@ -275,7 +295,7 @@ class ServerSide:
         if len(payload) > size or num > 0:
             start = num * size
             if start >= len(payload):
-                return coap.encode_message(mtype, BAD_OPTION, mid, req.token, (),
+                return coap.encode_message(mtype, _BAD_OPTION, mid, req.token, (),
                                            b'block out of range')
             more = start + size < len(payload)
             block2 = (num << 4) | (8 if more else 0) | szx
@@ -295,20 +315,20 @@ class ServerSide:
         b1 = req.block1
         block1 = None if b1 is None else (b1[0] << 4) | (8 if b1[1] else 0) | b1[2]
         if resp.options:   # rare (Size1 of a 4.13): merged and sorted as a list
-            opts = [(ETAG, resp.etag), (OBSERVE, seq), (CONTENT_FORMAT, resp.content_format),
-                    (MAX_AGE, resp.max_age)] + list(resp.options) + [
-                    (BLOCK2, block2), (BLOCK1, block1), (SIZE2, size2)]
+            opts = [(_ETAG, resp.etag), (_OBSERVE, seq), (_CONTENT_FORMAT, resp.content_format),
+                    (_MAX_AGE, resp.max_age)] + list(resp.options) + [
+                    (_BLOCK2, block2), (_BLOCK1, block1), (_SIZE2, size2)]
             return coap.encode_message(mtype, resp.code, mid, req.token,
                                        [o for o in opts if o[1] is not None], payload)
         out = self._buf
         coap.put_header(out, mtype, resp.code, mid, req.token)
-        last = coap.put_option(out, 0, ETAG, resp.etag)
-        last = coap.put_option(out, last, OBSERVE, seq)
-        last = coap.put_option(out, last, CONTENT_FORMAT, resp.content_format)
-        last = coap.put_option(out, last, MAX_AGE, resp.max_age)
-        last = coap.put_option(out, last, BLOCK2, block2)
-        last = coap.put_option(out, last, BLOCK1, block1)
-        coap.put_option(out, last, SIZE2, size2)
+        last = coap.put_option(out, 0, _ETAG, resp.etag)
+        last = coap.put_option(out, last, _OBSERVE, seq)
+        last = coap.put_option(out, last, _CONTENT_FORMAT, resp.content_format)
+        last = coap.put_option(out, last, _MAX_AGE, resp.max_age)
+        last = coap.put_option(out, last, _BLOCK2, block2)
+        last = coap.put_option(out, last, _BLOCK1, block1)
+        coap.put_option(out, last, _SIZE2, size2)
         coap.put_payload(out, payload)
         return bytes(out)
 
@@ -322,7 +342,7 @@ class ServerSide:
 
     def _next_seq(self):
         seq = self._seq
-        self._seq = (seq + 1) & OBSERVE_MASK
+        self._seq = (seq + 1) & _OBSERVE_MASK
         return seq
 
     def _register(self, req, now):
@@ -368,20 +388,20 @@ class ServerSide:
     def _notify_one(self, obs, req, resp, now):
         ok = resp.code >> 5 == 2
         con = (not ok or obs.tx is not None or obs.since_con + 1 >= self.con_every or
-               now - obs.last_con >= CON_NOTIFY_MAX_AGE_MS)
+               now - obs.last_con >= _CON_NOTIFY_MAX_AGE_MS)
         mid = self.ep.next_mid()
         seq = self._next_seq() if ok else None
         if not ok:
             self._drop_observer(obs)
         if con:
-            data = self._datagram(req, resp, CON, mid, seq, now)
-            tx = self.ep.send_con(obs.addr, mid, data, TX_NOTIFY, obs, replace=obs.tx)
+            data = self._datagram(req, resp, _CON, mid, seq, now)
+            tx = self.ep.send_con(obs.addr, mid, data, _TX_NOTIFY, obs, replace=obs.tx)
             if tx is not None:
                 obs.tx = tx
                 obs.since_con = 0
                 obs.last_con = now
                 return
-        self.ep.send(obs.addr, self._datagram(req, resp, NON, mid, seq, now))
+        self.ep.send(obs.addr, self._datagram(req, resp, _NON, mid, seq, now))
         obs.since_con += 1
         obs.last_mid = mid
 
@@ -402,7 +422,7 @@ class ServerSide:
 
     def step(self, now):
         for table in (self._rx, self._snap) if self._rx or self._snap else ():
-            for key in [k for k, v in table.items() if now - v[1] > BUFFER_LIFETIME_MS]:
+            for key in [k for k, v in table.items() if now - v[1] > _BUFFER_LIFETIME_MS]:
                 del table[key]
 
 

@@ -25,5 +25,4 @@ class ServiceFilter:
 
     def accepts(self, frame):
         """True if frame (bytes-like, >= 2 bytes) is for a service in the set."""
-        sid = frame[1]
-        return bool(self.bits[sid >> 3] & (1 << (sid & 7)))
+        return frame[1] in self

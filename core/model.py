@@ -42,8 +42,6 @@ RX = const(5)
 M = const(1)  # mandatory
 O = const(0)  # optional
 
-F = None  # scale: float on the wire
-
 MAX_SLOTS = const(192)  # schedule slots (two days of quarter hours)
 MAX_POINTS = const(16)  # curve points
 
@@ -109,34 +107,30 @@ def _unscaled(n, scale):
     return n * 10 ** scale
 
 
-def to_wire(row, value):
-    """Wire form of an SI value for the object row (no checks)."""
+def _convert(row, value, number):
+    # value with every number of it passed through number(n, scale)
     t = row[TYPE]
     s = row[SCALE]
     if t == ANALOG or t == COUNTER:
-        return _scaled(value, s)
+        return number(value, s)
     if t == SCHEDULE:
         return [value[0], value[1],
-                [None if v is None else _scaled(v, s) for v in value[2]]]
+                [None if v is None else number(v, s) for v in value[2]]]
     if t == CURVE:
-        return [_scaled(v, s) for v in value]
+        return [number(v, s) for v in value]
     return value
+
+
+def to_wire(row, value):
+    """Wire form of an SI value for the object row (no checks)."""
+    return _convert(row, value, _scaled)
 
 
 def from_wire(row, value):
     """SI value of a wire value for the object row."""
-    t = row[TYPE]
-    s = row[SCALE]
-    if s is None or s == 0:
+    if not row[SCALE]:   # None or 0: the wire value is the SI value
         return value
-    if t == ANALOG or t == COUNTER:
-        return _unscaled(value, s)
-    if t == SCHEDULE:
-        return [value[0], value[1],
-                [None if v is None else _unscaled(v, s) for v in value[2]]]
-    if t == CURVE:
-        return [_unscaled(v, s) for v in value]
-    return value
+    return _convert(row, value, _unscaled)
 
 
 def _number(row, v):

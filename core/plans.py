@@ -94,8 +94,12 @@ def check_entries(services, entries, may_write=None):
     return skipped
 
 
-def _entry_at(v, row_is_series, t):
-    # value of one entry at time t (schedules give their slot)
+def _value_in(entries, sid, oid, row_is_series, t):
+    # value one plan's entries give (sid, oid) at time t (schedules give their slot), or None
+    objs = entries.get(sid)
+    if objs is None or oid not in objs:
+        return None
+    v = objs[oid]
     if type(v) is list and not row_is_series:
         return model.schedule_at(v, t)
     return v
@@ -176,17 +180,11 @@ class Plans:
         if not suspended:
             for p in self.temp:
                 if p[_START] <= t < p[_EXPIRY]:
-                    objs = p[_ENTRIES].get(sid)
-                    if objs is not None and oid in objs:
-                        v = _entry_at(objs[oid], series, t)
-                        if v is not None:
-                            return v, p[_ID]
-        objs = self.default.get(sid)
-        if objs is not None and oid in objs:
-            v = _entry_at(objs[oid], series, t)
-            if v is not None:
-                return v, 0
-        return None, None
+                    v = _value_in(p[_ENTRIES], sid, oid, series, t)
+                    if v is not None:
+                        return v, p[_ID]
+        v = _value_in(self.default, sid, oid, series, t)
+        return (v, 0) if v is not None else (None, None)
 
     def active(self, t, suspended):
         """Id of the highest-precedence temporary plan in force, or 0."""
