@@ -16,7 +16,10 @@ from source. Rows:
                 writes, a subscription with notifications, telemetry and a plan,
                 minus the same baseline
   garbage       bytes allocated per notification sent / request served, over N
-                of them in one step, minus what the step left reachable
+                of them in one step, minus what the step left reachable: with
+                the NTC getters of the example (bound with wire=True: integer
+                reads), and with a value the application sets (node.set(), an
+                int), the stack's own share
 
 Method. This WebAssembly build frees memory only between the runner's steps
 (gc.collect() inside Python merely asks for it; tests/mp_harness.py), and
@@ -59,7 +62,7 @@ BUNDLES = (
 
 # Step 0: fakes that import nothing from spot (so no spot code lands in the baseline).
 FAKES = r'''
-import gc, sys
+import gc, io, sys
 sys.path.insert(0, '/')
 _r = {}
 
@@ -68,7 +71,9 @@ class Clock:
     def __call__(self):
         return self.now
 
-class Udp:
+class Udp(io.IOBase):
+    # as a board's socket: select.poll() sees its input (the stream ioctl MP_STREAM_POLL),
+    # and a recvfrom() with nothing there raises EAGAIN
     def __init__(self):
         self.inbox = []
         self.out = []
@@ -78,6 +83,10 @@ class Udp:
         self.ai = 0
     def bind(self, a): pass
     def setblocking(self, f): pass
+    def ioctl(self, req, arg):
+        if req == 3:    # MP_STREAM_POLL: which of the asked events are ready (POLLIN 1, POLLOUT 4)
+            return arg & (5 if self.inbox else 4)
+        return 0
     def recvfrom(self, n):
         if not self.inbox:
             raise OSError(11)
@@ -86,8 +95,15 @@ class Udp:
         self.sent += 1
         if self.keep:
             self.out.append(data)
+        elif (data[0] >> 4) & 3 == 0 and 0 < data[1] < 32:
+            # a CON request (telemetry POSTed to /s) while datagrams are only counted: the
+            # bridge stores it, 2.04 piggybacked (a few bytes, once a minute)
+            tkl = data[0] & 15
+            self.inbox.append((bytes((0x60 | tkl, 0x44, data[2], data[3])) + data[4:4 + tkl],
+                               BRIDGE))
         elif (data[0] >> 4) & 3 == 0:
-            # a CON while datagrams are only counted: ACK it from a preallocated buffer
+            # a CON notification while datagrams are only counted: ACK it from a
+            # preallocated buffer
             a = self.acks[self.ai]
             self.ai = (self.ai + 1) & 3
             a[0][2] = data[2]
@@ -218,12 +234,12 @@ BOOT = [
 
 BIND = {
     "heat_pump": ("hw.bind(dev.node, 'sg_ready', set=hw.SgReady(Pin(), Pin()))\n"
-                  "hw.bind(dev.node, 'flow_temp', get=hw.Ntc(Adc()))\n"
-                  "hw.bind(dev.node, 'outdoor_temp', get=hw.Ntc(Adc()))\n"
+                  "hw.bind(dev.node, 'flow_temp', get=hw.Ntc(Adc(), scale=-1), wire=True)\n"
+                  "hw.bind(dev.node, 'outdoor_temp', get=hw.Ntc(Adc(), scale=-1), wire=True)\n"
                   "flow = [35.0]\n"
                   "hw.bind(dev.node, 'flow_setpoint', set=lambda v: flow.__setitem__(0, v))\n"
                   "pulses = [0]\n"
-                  "hw.bind(dev.node, 'energy_in', get=lambda: pulses[0])\n"),
+                  "hw.bind(dev.node, 'energy_in', get=lambda: pulses[0], wire=True)\n"),
     "meter": ("vals = {}\n"
               "for n in ('v_l1', 'v_l2', 'v_l3', 'i_l1', 'i_l2', 'i_l3', 'p_l1', 'p_l2', 'p_l3',"
               " 'p', 'power_factor', 'f', 'v', 'energy_import', 'energy_export'):\n"
@@ -231,7 +247,8 @@ BIND = {
               "    hw.bind(dev.node, n, get=(lambda n=n: vals[n]))\n"),
 }
 
-AFTER = "_r['retained'] = gc.mem_alloc() - _r['base']\n"
+AFTER = ("_r['retained'] = gc.mem_alloc() - _r['base']\n"
+         "_r['loaded'] = sorted(m[5:] for m in sys.modules if m.startswith('spot.'))\n")
 
 
 def coap_scenario():
@@ -306,7 +323,9 @@ def _batch(key, body):
 def garbage_steps():
     """CoAP heat pump: N idle turns, N turns that each send one notification (the
     bridge observes outdoor_temp with pmin 0 and the ADC toggles every second), N
-    READ requests, each batch in one step. Datagrams are counted, not kept."""
+    READ requests, N turns that each send one notification of dhw_temp, which the
+    application sets (node.set(), an int; the ADC stays still), each batch in one
+    step. Datagrams are counted, not kept."""
     prep = ("_reqs = [bus(1, 0x10, [8]) for _ in range(%d)]\n"
             "sock.inbox.append(bus(4, 0x10, {11: {0: 0}}, observe=0, code=5))\n"
             "turn()\n"
@@ -317,6 +336,11 @@ def garbage_steps():
     steps += _batch("notify", "    Adc.raw = 20000 + (_i & 1) * 4000\n"
                               "    clock.now += 1000\n    dev.poll()\n")
     steps += _batch("req", "    sock.inbox.append(_reqs[_i])\n    dev.poll()\n")
+    steps.append("sock.inbox.append(bus(4, 0x10, {10: {0: 0}}, observe=0, code=5))\n"
+                 "dev.poll()\n"
+                 "gc.collect()\n")
+    steps += _batch("app", "    dev.node.set(0x10, 10, 40 + (_i & 1) * 4)\n"
+                           "    clock.now += 1000\n    dev.poll()\n")
     return steps
 
 
@@ -350,6 +374,9 @@ def measure(profile, transport, uri, main, tmp, garbage=False):
     res["modules"] = {f[len("lib/spot/"):]: os.path.getsize(os.path.join(out, f))
                       for f in files if f.endswith(".mpy")}
     return res
+
+
+PACKAGES = {"", "core", "profiles", "ports", "ports.micropython"}   # __init__ only
 
 
 def module_heap(tmp):
@@ -393,12 +420,14 @@ def main():
 
     def per(key):
         return (hp["g_" + key] - hp["kept_" + key]) / N_OPS
-    gn, gr, gi = per("notify"), per("req"), per("idle")
+    gn, gr, gi, ga = per("notify"), per("req"), per("idle"), per("app")
     print()
     print("| heat pump over CoAP, garbage per operation (N=%d, one step each) | bytes |" % N_OPS)
     print("|---|---:|")
     print("| idle turn (nothing due; %d datagrams) | %.0f |" % (hp["n_idle"], gi))
     print("| turn sending one notification (%d datagrams) | %.0f |" % (hp["n_notify"], gn))
+    print("| turn sending one notification of a value set by the application (%d datagrams)"
+          " | %.0f |" % (hp["n_app"], ga))
     print("| turn serving one READ over POST /s (%d answers) | %.0f |" % (hp["n_req"], gr))
     print()
     print("| goal (heat pump over CoAP) | goal | measured | met |")
@@ -414,11 +443,24 @@ def main():
         key = m[:-4].replace("/", ".")
         print("| %s | %d | %s |" % (m[:-4], hp["modules"][m],
                                     heap[key] if key in heap else "-"))
+    loaded = [m for m in hp["loaded"] if m in heap]
+    code = sum(heap[m] for m in loaded)
+    unmeasured = sorted(set(hp["loaded"]) - set(heap) - PACKAGES)
+    print()
+    print("| heat pump over CoAP: what the retained heap after boot is | bytes |")
+    print("|---|---:|")
+    print("| modules the booted device has loaded (%d, each measured when imported) | %d |"
+          % (len(loaded), code))
+    print("| run-time state: the rest (node, tables, buffers, links, subscriptions) | %d |"
+          % (hp["retained"] - code))
+    if unmeasured:
+        print("| (loaded but not measured one by one: %s) | |" % ", ".join(unmeasured))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "garbage_notify": gn, "garbage_request": gr,
-                       "garbage_idle": gi,
-                       "module_heap": heap}, f, indent=1, default=str)
+                       "garbage_idle": gi, "garbage_notify_app": ga,
+                       "module_heap": heap, "code_loaded_at_boot": code,
+                       "state_after_boot": hp["retained"] - code}, f, indent=1, default=str)
 
 
 if __name__ == "__main__":

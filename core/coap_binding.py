@@ -245,24 +245,29 @@ class CoapBinding:
     def deliver(self, notes):
         """Send node.step() output [(peer, NOTIFY frame)] as CoAP notifications."""
         for peer, frame in notes:
-            obs = self._find(peer, frame[1], F.message_id(frame))
-            if obs is None:
-                self.unrouted += 1
-                continue
-            note = obs.pending = obs.note
-            if obs.oid is None:
-                note.payload = frame
-            else:
-                values = F.decode(frame, len(frame))[3][1]
-                if obs.oid not in values:
-                    obs.pending = None
-                    continue
-                note.payload = cbor.dumps(values[obs.oid])
-            # each observer renders only its own pending notification, so notifying the
-            # path at once serves this note; later notes of the path find theirs
-            if self.ep is not None:
-                self.ep.notify(obs.path)
-        self._clear_pending()
+            self.notify(peer, frame)
+
+    def notify(self, peer, frame):
+        """Send one NOTIFY frame of node.step() as the notification of its observation."""
+        obs = self._find(peer, frame[1], F.message_id(frame))
+        if obs is None:
+            self.unrouted += 1
+            return
+        note = obs.note
+        if obs.oid is None:
+            note.payload = frame
+        else:
+            values = F.decode(frame, len(frame))[3][1]
+            if obs.oid not in values:
+                return
+            note.payload = cbor.dumps(values[obs.oid])
+        # each observer renders only its own pending notification, so notifying the
+        # path at once serves this note; other notes of the path find theirs later
+        if self.ep is not None:
+            obs.pending = note
+            self.ep.notify(obs.path)
+            obs.pending = None   # its observer was gone; sweep() ends it
+        note.payload = b''
 
     def _notify(self, paths):
         if self.ep is None:
@@ -330,14 +335,6 @@ def _subscribed(subs, obs):
     return False
 
 
-def _for_nobody(notes):
-    """Whether some of node.step()'s notifications have no peer (telemetry, alarms)."""
-    for n in notes:
-        if n[0] is None:
-            return True
-    return False
-
-
 def _seconds(now_ms):
     return now_ms // 1000
 
@@ -398,6 +395,7 @@ class CoapDevice:
         self.outbox = []           # telemetry frames not yet answered by the bridge
         self.posted = {}           # token -> frame being POSTed
         self.dropped = 0           # telemetry frames lost to a full outbox
+        self._emit = self._notified   # bound once: step() hands it to node.step()
 
     # ---- driven like an Endpoint (times in ms) ---------------------------------------------
 
@@ -415,12 +413,7 @@ class CoapDevice:
     def step(self, now):
         now_s = self.node_clock(now)
         self.binding.now = now_s
-        notes = self.node.step(now_s)
-        if self.bridge is not None and notes and _for_nobody(notes):
-            self._queue([f for p, f in notes if p is None])
-            notes = [n for n in notes if n[0] is not None]
-        if notes:   # (nothing pending to clear otherwise: _notify() leaves none)
-            self.binding.deliver(notes)
+        self.node.step(now_s, self._emit)
         self._sweep()
         self._post_outbox()
         if self._reg_due is not None and now >= self._reg_due:
@@ -454,6 +447,13 @@ class CoapDevice:
             self._reg_due = 0
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _notified(self, peer, frame):
+        # node.step()'s notifications: those for nobody (telemetry, alarms) to the bridge
+        if peer is None and self.bridge is not None:
+            self._queue((frame,))
+        else:
+            self.binding.notify(peer, frame)
 
     def _sweep(self):
         self.binding.sweep()

@@ -108,17 +108,20 @@ def _unscaled(n, scale):
 
 
 def _convert(row, value, number):
-    # value with every number of it passed through number(n, scale)
+    # value with every number of it passed through number(n, scale); the lists are
+    # built in _each, so the common scalar path makes no closure cells on MicroPython
     t = row[TYPE]
-    s = row[SCALE]
     if t == ANALOG or t == COUNTER:
-        return number(value, s)
+        return number(value, row[SCALE])
     if t == SCHEDULE:
-        return [value[0], value[1],
-                [None if v is None else number(v, s) for v in value[2]]]
+        return [value[0], value[1], _each(value[2], row[SCALE], number)]
     if t == CURVE:
-        return [number(v, s) for v in value]
+        return _each(value, row[SCALE], number)
     return value
+
+
+def _each(values, s, number):
+    return [None if v is None else number(v, s) for v in values]
 
 
 def to_wire(row, value):

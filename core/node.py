@@ -4,7 +4,7 @@ Sans-I/O, in the manner of Wakaama's core: bytes and time go in, bytes and
 events come out.
 
     reply = node.receive(frame, now, peer)  # answer to send back, or None
-    for peer, frame in node.step(now): ...  # notifications due now
+    for peer, frame in node.step(now): ...  # notifications due now (or step(now, emit))
     node.next_deadline(now)                 # when step() wants to run next
     node.events                             # (kind, service, object, arg) to act on
 
@@ -72,9 +72,9 @@ class Node:
         for sid in self.services:
             self.values[sid] = {}
         self.signals = {}
-        self.getters = {}    # (sid, oid) -> (row, get)
-        self.setters = {}
-        self._getter = {}    # oid << 8 | sid -> (row, get): wire() looks up without a tuple
+        self.getters = {}    # (sid, oid) -> (row, get, wire): see bind()
+        self.setters = {}    # (sid, oid) -> (row, set, wire)
+        self._getter = {}    # oid << 8 | sid -> (row, get, wire): looked up without a tuple
         self.events = []
         self.subs = Subscriptions(max_subs)
         self.plans = Plans(max_plans, max_horizon)
@@ -100,17 +100,24 @@ class Node:
 
     # ------------------------------------------------------------ firmware API
 
-    def bind(self, sid, oid, get=None, set=None):
+    def bind(self, sid, oid, get=None, set=None, wire=False):
         """Read (sid, oid) through get() and/or hand accepted values to set(value).
 
-        Values passed either way are in SI units. set() also receives INVOKE
-        arguments of action objects.
+        Values passed either way are in SI units, or with wire=True the wire
+        values themselves: for a scaled number an integer in units of
+        10**scale (the scale is in the object's profile row), so a getter of a
+        sensor makes no float per read. set() also receives INVOKE arguments
+        of action objects.
         """
         row = self._service(sid).row(oid)
         if get is not None:
-            self.getters[(sid, oid)] = self._getter[oid << 8 | sid] = (row, get)
+            self.getters[(sid, oid)] = self._getter[oid << 8 | sid] = (row, get, wire)
         if set is not None:
-            self.setters[(sid, oid)] = (row, set)
+            self.setters[(sid, oid)] = (row, set, wire)
+
+    def bound(self, sid, oid):
+        """Whether a getter is bound to (sid, oid)."""
+        return (oid << 8 | sid) in self._getter
 
     def set(self, sid, oid, value, now=None):
         """Update an object locally (a measurement) from an SI value."""
@@ -356,8 +363,9 @@ class Node:
 
     # ------------------------------------------------------------ time
 
-    def step(self, now):
-        """Advance plans and the fallback timer; return [(peer, NOTIFY frame)]."""
+    def step(self, now, emit=None):
+        """Advance plans and the fallback timer; return [(peer, NOTIFY frame)], or hand
+        each to emit(peer, frame) and return an empty list (no list made per turn)."""
         self._now = now
         self._check_contact(now)
         t = self.unix(now)
@@ -372,6 +380,9 @@ class Node:
                 body[1] = values
                 frame = F.encode(F.NOTIFY, s[1], s[2], body, self._buf)
                 body[1] = None
+                if emit is not None:
+                    emit(s[0], frame)
+                    continue
                 if out is None:
                     out = []
                 out.append((s[0], frame))
@@ -442,7 +453,7 @@ class Node:
         g = self._getter.get(oid << 8 | sid)
         if g is not None:
             v = g[1]()
-            return None if v is None else model.to_wire(g[0], v)
+            return v if v is None or g[2] else model.to_wire(g[0], v)
         return self.values[sid].get(oid)
 
     def _store(self, sid, oid, wire):
@@ -454,4 +465,4 @@ class Node:
     def _set_hw(self, sid, oid, wire):
         s = self.setters.get((sid, oid))
         if s is not None:
-            s[1](None if wire is None else model.from_wire(s[0], wire))
+            s[1](wire if wire is None or s[2] else model.from_wire(s[0], wire))

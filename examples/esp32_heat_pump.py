@@ -20,14 +20,16 @@ hw.bind(node, 'sg_ready', set=hw.SgReady(Pin(26, Pin.OUT), Pin(27, Pin.OUT)))
 dac = PWM(Pin(25), freq=5000)
 hw.bind(node, 'flow_setpoint', set=lambda c: dac.duty_u16(int((c - 20) / 50 * 65535)))
 
-# NTC sensors on ADC1 (ADC2 is taken by Wi-Fi on the ESP32)
-hw.bind(node, 'flow_temp', get=hw.Ntc(ADC(Pin(34), atten=ADC.ATTN_11DB)))
-hw.bind(node, 'outdoor_temp', get=hw.Ntc(ADC(Pin(35), atten=ADC.ATTN_11DB)))
+# NTC sensors on ADC1 (ADC2 is taken by Wi-Fi on the ESP32), read as the objects' wire
+# integers (0.1 Cel: scale -1 in the profile), so a reading makes no float
+hw.bind(node, 'flow_temp', get=hw.Ntc(ADC(Pin(34), atten=ADC.ATTN_11DB), scale=-1), wire=True)
+hw.bind(node, 'outdoor_temp', get=hw.Ntc(ADC(Pin(35), atten=ADC.ATTN_11DB), scale=-1), wire=True)
 
-# a 1000 pulses/kWh energy meter on the compressor supply, 1 pulse = 1 Wh
+# a 1000 pulses/kWh energy meter on the compressor supply, 1 pulse = 1 Wh: the count is
+# energy_in's wire value already (scale 0)
 pulses = [0]
 Pin(32, Pin.IN, Pin.PULL_UP).irq(lambda p: pulses.__setitem__(0, pulses[0] + 1), Pin.IRQ_FALLING)
-hw.bind(node, 'energy_in', get=lambda: pulses[0])
+hw.bind(node, 'energy_in', get=lambda: pulses[0], wire=True)
 
 # the heat pump's run and fault contacts give its state (0 off, 1 running, 6 fault)
 run, fault = Pin(33, Pin.IN, Pin.PULL_UP), Pin(39, Pin.IN)

@@ -435,6 +435,54 @@ def case_a_read_is_answered_through_the_bound_getter():
     assert w.peer.frames(token) == [(F.RESULT, HP, 5, {FLOW_TEMP: 417})]
 
 
+def case_idle_turns_ask_poll_not_recvfrom_where_the_socket_can_be_polled():
+    # MicroPython's select.poll() watches any stream whose ioctl() answers MP_STREAM_POLL,
+    # as a board's socket does: the link then calls recvfrom() only when a datagram
+    # waits (its EAGAIN is an exception object made per idle turn). CPython cannot poll
+    # this fake (no fileno()): there recvfrom() itself tells, as before.
+    import io
+    import select
+
+    class PollableUdp(io.IOBase):
+        def __init__(self, net):
+            self.udp = Udp(net)
+            self.empty_reads = 0
+            net.pollable = self
+
+        def ioctl(self, req, arg):
+            if req == 3:   # MP_STREAM_POLL: the asked events that are ready (POLLIN 1)
+                return arg & 1 if self.udp.inbox else 0
+            return 0
+
+        def recvfrom(self, n):
+            if not self.udp.inbox:
+                self.empty_reads += 1
+            return self.udp.recvfrom(n)
+
+        def bind(self, addr):
+            self.udp.bind(addr)
+
+        def setblocking(self, flag):
+            pass
+
+        def sendto(self, data, addr):
+            self.udp.sendto(data, addr)
+
+    w = World(coap_config(), CoapBridge())
+    w.net.socket = lambda af, kind, *a: PollableUdp(w.net)
+    w.run_until(1000)
+    assert w.dev.link.up()
+    w.flow[0] = 41.7
+    token = w.peer.ask(F.READ, HP, 5, [FLOW_TEMP])
+    w.run_until(5000)
+    assert w.peer.frames(token) == [(F.RESULT, HP, 5, {FLOW_TEMP: 417})]
+    assert w.dev.errors == 0 and w.turns >= 5
+    if hasattr(select.poll(), 'ipoll'):
+        assert w.net.pollable.empty_reads == 0
+    else:
+        assert w.net.pollable.empty_reads >= w.turns
+
+
 def case_a_write_reaches_the_hardware_setter():
     w = coap_world()
     token = w.peer.ask(F.WRITE, HP, 6, {SG_READY: 4})
@@ -718,6 +766,62 @@ def case_ntc_gives_25_degrees_at_the_divider_midpoint():
             return self.raw
     assert hw.Ntc(Adc(32768))() == 25.0
     assert hw.Ntc(Adc(0))() is None
+
+
+class Adc:
+    def __init__(self, raw):
+        self.raw = raw
+
+    def read_u16(self):
+        return self.raw
+
+
+def case_ntc_follows_the_beta_equation_to_a_fifth_of_a_degree():
+    # R = r25 exp(beta (1/T - 1/298.15 K)) on the low side of 10 kOhm: ADC readings of
+    # -40, 0, 25, 60, 100 Cel for a 10 kOhm beta 3950 part (computed from the equation)
+    adc = Adc(0)
+    ntc = hw.Ntc(adc)
+    for raw, cel in ((63944, -40.0), (50511, 0.0), (32768, 25.0), (13049, 60.0), (4273, 100.0)):
+        adc.raw = raw
+        assert abs(ntc() - cel) <= 0.2, (raw, ntc(), cel)
+
+
+def case_ntc_with_a_scale_gives_integers_in_that_unit():
+    adc = Adc(13049)                                 # 60 Cel
+    assert hw.Ntc(adc, scale=-1)() == 600
+    assert abs(hw.Ntc(adc, scale=-2)() - 6000) <= 20
+    assert hw.Ntc(adc, scale=0)() == 60
+    assert type(hw.Ntc(adc, scale=-1)()) is int
+
+
+def case_ntc_is_unknown_outside_its_range_and_when_open_or_shorted():
+    for raw in (0, 1, 800, 65300, 65535):            # above 155 Cel, below -55 Cel
+        assert hw.Ntc(Adc(raw))() is None
+        assert hw.Ntc(Adc(raw), scale=-1)() is None
+
+
+def case_ntc_sensors_of_the_same_parts_share_one_table():
+    assert hw.Ntc(Adc(1)).table is hw.Ntc(Adc(2), scale=-1).table
+    assert hw.Ntc(Adc(1)).table is not hw.Ntc(Adc(1), beta=3435).table
+
+
+def case_an_ntc_bound_with_wire_serves_reads_without_conversion():
+    w = World(coap_config(), CoapBridge(), bind=lambda w: hw.bind(
+        w.dev.node, 'outdoor_temp', get=hw.Ntc(Adc(13049), scale=-1), wire=True))
+    w.run_until(1000)
+    token = w.peer.ask(F.READ, HP, 5, [11])
+    w.run_until(3000)
+    assert w.peer.frames(token) == [(F.RESULT, HP, 5, {11: 600})]
+
+
+def case_hw_bind_refuses_a_wire_getter_of_another_scale():
+    node = World(coap_config(), CoapBridge()).dev.node
+    try:
+        hw.bind(node, 'outdoor_temp', get=hw.Ntc(Adc(1), scale=-2), wire=True)
+        raise AssertionError('bound')
+    except ValueError as e:
+        assert 'outdoor_temp' in str(e)
+    assert not node.bound(HP, 11)
 
 
 CASES = sorted(n for n in dir() if n.startswith('case_'))

@@ -157,7 +157,7 @@ class Device:
         node = self.node
         for r in node.services[self.sid].rows:
             oid = r[0]
-            if r[ACCESS] & R and ((self.sid, oid) in node.getters
+            if r[ACCESS] & R and (node.bound(self.sid, oid)
                                   or node.values[self.sid].get(oid) is not None):
                 attrs[oid] = {0: t, 1: t}
         if t and attrs:
@@ -193,12 +193,11 @@ class Device:
             return
         self._sampled = now
         node = self.node
-        getters = node.getters
         subs = node.subs.subs
         for i in range(len(subs)):
             sid = subs[i][1]
             for oid in subs[i][3]:
-                if (sid, oid) in getters and not _sampled_before(subs, i, sid, oid):
+                if node.bound(sid, oid) and not _sampled_before(subs, i, sid, oid):
                     node.subs.changed(sid, oid, node.wire(sid, oid))
 
     def activity(self, now):

@@ -13,6 +13,8 @@ class CoapLink:
         self.host = host
         self.port = port
         self.sock = None
+        self._poller = None      # select.poll() of the socket, None where it cannot be polled
+        self._ipoll = False      # it has MicroPython's ipoll()
         self.lost = 0            # datagrams the socket refused to send
         cfg = dev.cfg
         self.ep = Endpoint(block_szx=4, max_body=1024, max_datagram=400, max_pending=4,
@@ -37,6 +39,8 @@ class CoapLink:
         sock.bind(('0.0.0.0', self.dev.cfg['port']))
         sock.setblocking(False)
         self.sock = sock
+        self._poller = p = _poller(sock)
+        self._ipoll = hasattr(p, 'ipoll')
         self.coap.bridge = ai[-1]
         self.coap.register_now()
 
@@ -44,6 +48,7 @@ class CoapLink:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+            self._poller = None
 
     def up(self):
         return self.coap.registered
@@ -59,6 +64,8 @@ class CoapLink:
         sock = self.sock
         coap = self.coap
         for _ in range(8):   # a burst, then timers
+            if not self._readable():
+                break
             try:
                 data, addr = sock.recvfrom(401)
             except OSError:
@@ -70,9 +77,32 @@ class CoapLink:
         coap.events()
         return coap.next_timeout(now)
 
+    def _readable(self):
+        # asked before recvfrom(), whose "would block" is an OSError made on every idle turn
+        p = self._poller
+        if p is None:
+            return True           # recvfrom() tells
+        if self._ipoll:           # MicroPython: allocation-free
+            for _ in p.ipoll(0):
+                return True
+            return False
+        return bool(p.poll(0))
+
     def _send(self, out):
         for addr, data in out:
             try:
                 self.sock.sendto(data, addr)
             except OSError:   # no route now: CoAP retransmits, registration backs off
                 self.lost += 1
+
+
+def _poller(sock):
+    """A select.poll() watching sock for input, or None where there is none for it (a
+    port without select, a socket object that is no stream: recvfrom() alone tells)."""
+    try:
+        import select
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+        return p
+    except (ImportError, AttributeError, TypeError, ValueError, OSError):
+        return None

@@ -59,6 +59,30 @@ def test_read_uses_bound_getter():
     assert body == {OUTDOOR: -33}
 
 
+def test_a_getter_bound_with_wire_gives_the_wire_value_unconverted():
+    node = make_node()
+    node.bind(HP, OUTDOOR, get=lambda: -33, wire=True)   # outdoor_temp has scale -1
+    _, _, _, body = ask(node, F.READ, [OUTDOOR])
+    assert body == {OUTDOOR: -33}
+    assert node.get(HP, OUTDOOR) == -3.3
+
+
+def test_a_setter_bound_with_wire_takes_the_wire_value():
+    node = make_node()
+    seen = []
+    node.bind(HP, FLOW_SETPOINT, set=seen.append, wire=True)
+    ask(node, F.WRITE, {FLOW_SETPOINT: 300})
+    assert seen == [300] and type(seen[0]) is int
+
+
+def test_bound_tells_which_objects_have_a_getter():
+    node = make_node()
+    node.bind(HP, OUTDOOR, get=lambda: 1.0)
+    node.bind(HP, FLOW_SETPOINT, set=lambda v: None)
+    assert node.bound(HP, OUTDOOR)
+    assert not node.bound(HP, FLOW_SETPOINT) and not node.bound(HP, FLOW_TEMP)
+
+
 def test_write_with_one_bad_value_changes_nothing():
     node = make_node()
     node.set(HP, FLOW_SETPOINT, 30.0)
@@ -163,6 +187,19 @@ def test_notify_respects_pmin():
     op, sid, mid, body = F.decode(frame)
     assert (op, sid, mid) == (F.NOTIFY, HP, 7)
     assert body[1] == {FLOW_TEMP: 410}
+
+
+def test_step_hands_notifications_to_emit_instead_of_a_list():
+    node = make_node()
+    node.set(HP, FLOW_TEMP, 40.0)
+    ask(node, F.SUBSCRIBE, {FLOW_TEMP: None}, mid=7, peer="a")
+    ask(node, F.SUBSCRIBE, {FLOW_TEMP: None}, mid=8, peer="b")
+    node.set(HP, FLOW_TEMP, 41.0)
+    got = []
+    assert node.step(T0 + 1, lambda peer, frame: got.append((peer, F.decode(frame)))) == []
+    assert sorted((p, d[2], d[3][1]) for p, d in got) == [("a", 7, {FLOW_TEMP: 410}),
+                                                          ("b", 8, {FLOW_TEMP: 410})]
+    assert node.step(T0 + 2, got.append) == [] and len(got) == 2   # nothing due: no call
 
 
 def test_notify_carries_unix_time_only_once_clock_is_set():
