@@ -108,12 +108,14 @@ class CoapBinding:
             self._deregister(req.addr, req.token, peer)
         if bus:
             return self._bus(req, peer, observe)
-        if n == 2 and path[0] == '.well-known' and path[1] == 'core':
-            from .coap_rest import well_known
-            return well_known(self, req)
         if n == 1 or n == 2:
-            from .coap_rest import rest
-            return rest(self, req, peer, observe)
+            try:
+                from . import coap_rest
+            except ImportError:     # a bundle without the REST view (spot bundle --rest)
+                return error_response(NOT_FOUND, 'only /s in this build')
+            if n == 2 and path[0] == '.well-known' and path[1] == 'core':
+                return coap_rest.well_known(self, req)
+            return coap_rest.rest(self, req, peer, observe)
         return error_response(NOT_FOUND, 'no such resource')
 
     # ---- the bus resource ----------------------------------------------------------------
