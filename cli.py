@@ -269,14 +269,22 @@ def cmd_bundle(args):
     """Compile the modules one profile needs to .mpy, with its config, into a directory."""
     from .ports.cpython import deploy as D
     try:
-        files = D.bundle(args.profile, args.out, **_bundle_args(args))
+        if args.freeze:
+            files = D.freeze(args.profile, args.out, **_bundle_args(args))
+        else:
+            files = D.bundle(args.profile, args.out, **_bundle_args(args))
     except D.BundleError as e:
         print("spot bundle: %s" % e, file=sys.stderr)
         return 2
     for f in files:
         print(f)
-    print("spot bundle: %d files, %d bytes of .mpy in %s"
-          % (len(files), D.bundle_size(args.out, files), args.out), file=sys.stderr)
+    if args.freeze:
+        print("spot bundle: %d files in %s; build the firmware with FROZEN_MANIFEST=%s"
+              % (len(files), args.out, os.path.join(os.path.abspath(args.out), "manifest.py")),
+              file=sys.stderr)
+    else:
+        print("spot bundle: %d files, %d bytes of .mpy in %s"
+              % (len(files), D.bundle_size(args.out, files), args.out), file=sys.stderr)
     return 0
 
 
@@ -348,6 +356,9 @@ def build_parser():
         b.add_argument("--profile", required=True, help="profile the device serves (heat_pump, meter, ...)")
         if name == "bundle":
             b.add_argument("--out", required=True, help="directory to write the bundle to")
+            b.add_argument("--freeze", action="store_true",
+                           help="instead of .mpy files, write the sources and a manifest.py to "
+                                "freeze them into a firmware build (code in flash, not heap)")
         else:
             b.add_argument("--device", required=True, help="serial port of the board (mpremote connect)")
             b.add_argument("--out", help="also keep the bundle in this directory")

@@ -205,6 +205,60 @@ def test_without_the_rest_view_rest_requests_get_not_found_and_the_bus_keeps_ser
     assert lines.count("BUS %d" % 0x44) == 1        # the bus still answers afterwards
 
 
+def run_manifest(path):
+    """The freeze commands a MicroPython manifest makes, as (command, args, kwargs)."""
+    calls = []
+
+    def command(name):
+        return lambda *a, **kw: calls.append((name, a, kw))
+    exec(compile(Path(path).read_text(), str(path), "exec"),
+         {n: command(n) for n in ("include", "package", "module", "freeze", "require")})
+    return calls
+
+
+def test_freeze_writes_a_manifest_and_the_sources_of_exactly_the_bundles_modules(heat_pump_coap,
+                                                                                 tmp_path):
+    out = tmp_path / "frozen_hp"
+    files = D.freeze("heat_pump", str(out), main=str(EXAMPLES / "esp32_heat_pump.py"))
+    sources = {f[len("frozen/spot/"):-len(".py")] for f in files if f.startswith("frozen/")}
+    compiled = {f[len("lib/spot/"):-len(".mpy")] for f in heat_pump_coap[1] if f.endswith(".mpy")}
+    assert sources == compiled
+    assert {"manifest.py", "main.py"} <= set(files)
+    calls = run_manifest(out / "manifest.py")
+    assert calls[0] == ("include", ("$(PORT_DIR)/boards/manifest.py",), {})
+    assert calls[1] == ("package", ("spot",), {"base_path": "frozen", "opt": 3})
+    assert (out / "main.py").read_text() == (EXAMPLES / "esp32_heat_pump.py").read_text()
+
+
+def test_the_frozen_sources_boot_in_micropython_as_they_are(tmp_path):
+    out = tmp_path / "frozen_hp"
+    files = D.freeze("heat_pump", str(out))
+    fs = {"/lib/spot/" + f[len("frozen/spot/"):]: (out / f).read_text()
+          for f in files if f.startswith("frozen/")}
+    fs["/spot.json"] = write_config(tmp_path / "spot.json").read_text()
+    r = mp.run_micropython("""
+import os
+os.chdir('/')
+from spot.ports.micropython import config, device
+from spot.profiles import heat_pump
+class Net:
+    AF_INET = 2
+    SOCK_DGRAM = 2
+dev = device.Device(config.load(), heat_pump, net=Net())
+print('LINK', type(dev.link).__name__, dev.node.device_id)
+""", fs)
+    assert "LINK CoapLink hp-1" in r.stdout, r.stdout + r.stderr
+
+
+def test_cli_bundle_freeze_names_the_manifest_to_build_with(tmp_path):
+    r = spot("bundle", "--profile", "meter", "--transport", "mqtt", "--freeze",
+             "--out", str(tmp_path / "f"))
+    assert r.returncode == 0, r.stderr
+    assert "FROZEN_MANIFEST=" in r.stderr and "manifest.py" in r.stdout.split()
+    assert not list((tmp_path / "f").rglob("*.mpy"))
+    assert not list((tmp_path / "f").rglob("heat_pump.py"))
+
+
 def test_mpy_cross_is_asked_for_the_boards_format_when_it_differs():
     assert "-b" not in D.mpy_cross_command("6.3")
     assert D.mpy_cross_command("6.2")[-2:] == ["-b", "6.2"]

@@ -3,6 +3,7 @@
 
     bundle("heat_pump", "out/")                  # out/lib/spot/**.mpy, out/main.py
     deploy("heat_pump", "/dev/ttyUSB0", config="spot.json")
+    freeze("heat_pump", "out/")                  # out/frozen/spot/**.py, out/manifest.py
 
 Which modules: a closure over the package's own imports, found by reading the
 source (ast), top-level and function-level imports alike, starting from the
@@ -225,6 +226,47 @@ def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         compile_module(name, dest, mpy, opt)
         written.append(target.replace(os.sep, "/"))
+    return written + _board_files(out, profile, config, main)
+
+
+MANIFEST = '''\
+# Frozen modules for a SPOT %(profile)s device over %(transport)s (written by `spot bundle
+# --freeze`). Frozen bytecode runs from flash, so only SPOT's run-time state takes heap.
+# Build the firmware with it, e.g. for an ESP32:
+#   make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=$PWD/manifest.py
+# then copy only spot.json and main.py onto the board.
+include("$(PORT_DIR)/boards/manifest.py")
+package("%(package)s", base_path="frozen", opt=%(opt)d)
+'''
+
+
+def freeze(profile, out, transport=None, oscore=None, config=None, main=None, opt=3,
+           rest=False):
+    """Write a MicroPython manifest (out/manifest.py) and the sources it freezes
+    (out/frozen/spot/..., exactly the modules bundle() would compile), with the
+    config and main script beside them; return the files written, relative to out."""
+    cfg = None
+    if config is not None:
+        cfg, transport = _load_config(config, profile, transport)
+        if oscore is None:
+            oscore = bool(cfg["oscore"])
+    transport = transport or "coap"
+    written = []
+    for name in modules_for(profile, transport, bool(oscore), main, rest):
+        rel = os.path.relpath(module_file(name), REPO)
+        target = os.path.join("frozen", PACKAGE, rel)
+        os.makedirs(os.path.dirname(os.path.join(out, target)), exist_ok=True)
+        shutil.copyfile(module_file(name), os.path.join(out, target))
+        written.append(target.replace(os.sep, "/"))
+    with open(os.path.join(out, "manifest.py"), "w") as f:
+        f.write(MANIFEST % {"profile": profile, "transport": transport, "package": PACKAGE,
+                            "opt": opt})
+    return written + ["manifest.py"] + _board_files(out, profile, config, main)
+
+
+def _board_files(out, profile, config, main):
+    """Copy the config (as spot.json) and the firmware script (as main.py) into out."""
+    written = []
     os.makedirs(out, exist_ok=True)
     if config is not None:
         shutil.copyfile(config, os.path.join(out, "spot.json"))
@@ -234,8 +276,7 @@ def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
     else:
         with open(os.path.join(out, "main.py"), "w") as f:
             f.write(MAIN % profile)
-    written.append("main.py")
-    return written
+    return written + ["main.py"]
 
 
 def bundle_size(out, files):
