@@ -27,6 +27,7 @@
 """
 import os
 import tomllib
+from urllib.parse import quote
 from dataclasses import dataclass, field
 
 
@@ -62,7 +63,8 @@ class Config:
 
     @property
     def store_url(self):
-        return self.store or "sqlite://" + os.path.abspath(os.path.join(self.data, "bridge.db"))
+        return self.store or "sqlite://" + quote(os.path.abspath(os.path.join(self.data,
+                                                                             "bridge.db")))
 
     @property
     def http_addr(self):

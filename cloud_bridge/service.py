@@ -27,6 +27,7 @@ log = logging.getLogger("spot.bridge")
 
 ROLE_IDS = {name: rid for rid, name in R.ROLE_NAMES.items()}
 OWNER = R.ROLE_NAMES[R.OWNER]
+SLOT_HOLD = 5.0   # seconds an unanswered command exchange counts against commands_in_flight
 
 
 class Forbidden(PermissionError):
@@ -35,6 +36,17 @@ class Forbidden(PermissionError):
 
 class BadRequest(ValueError):
     """A command or plan that cannot be sent as it is."""
+
+
+def _once(fn):
+    """fn, callable any number of times, called on the first call only."""
+    called = []
+
+    def call():
+        if not called:
+            called.append(True)
+            fn()
+    return call
 
 
 def allowed(role_name, op, sid):
@@ -227,12 +239,22 @@ class Bridge:
 
     async def _deliver(self, device):
         """Send the device's queued commands one by one while it answers; across all
-        devices at most config.commands_in_flight exchanges run at once, so a group
-        command to ten thousand devices is paced instead of sent in one burst."""
+        devices at most config.commands_in_flight exchanges younger than SLOT_HOLD
+        seconds run at once, so a group command to ten thousand devices is paced
+        instead of sent in one burst."""
         while self.presence.get(device) == "online":
-            async with self._in_flight:
-                if not await self._exchange(device):
-                    return
+            await self._in_flight.acquire()
+            release = _once(self._in_flight.release)
+            # a device that does not answer keeps its slot SLOT_HOLD seconds at most,
+            # not its command's whole timeout: the others' commands go on
+            timer = asyncio.get_running_loop().call_later(SLOT_HOLD, release)
+            try:
+                going_on = await self._exchange(device)
+            finally:
+                timer.cancel()
+                release()
+            if not going_on:
+                return
 
     async def _exchange(self, device):
         """Claim, send and settle the device's next command: False when delivery stops

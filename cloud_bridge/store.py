@@ -820,6 +820,7 @@ class Store(abc.ABC):
                            timeout=None):
         """enqueue() the same request for each of devices in ONE transaction (a group
         command): all are queued or, on any error, none. Returns their ids in order."""
+        devices = list(devices)
         for device in devices:
             self._check_command(device, service, op, actor, now, expires_at, timeout)
         b = dump_value(body)
@@ -955,9 +956,9 @@ class Store(abc.ABC):
 
     async def get_commands(self, command_ids):
         """The Commands of these ids, in the same order (None for an unknown id)."""
-        for command_id in command_ids:
-            check_int(command_id, 1, 2**63 - 1, "command id")
         ids = list(command_ids)
+        for command_id in ids:
+            check_int(command_id, 1, 2**63 - 1, "command id")
 
         def script():
             found = {}

@@ -12,7 +12,9 @@ and then run together in ONE transaction, each inside its own savepoint. A
 script that raises is rolled back to its savepoint alone and its caller gets
 the error; the others commit with one fsync, and each caller's call returns
 only after that commit. A thousand concurrent command deliveries thus cost a
-few fsyncs instead of three thousand.
+few fsyncs instead of three thousand. Reads issued while writes wait queue
+behind them, so every call sees the calls issued before it; a call cancelled
+before its batch starts is not run; close() first finishes what waits.
 """
 import asyncio
 import sqlite3
@@ -130,6 +132,16 @@ def _steps(c, script):
         return stop.value
 
 
+def _settle(batch, outcomes):
+    """Give each waiting caller of a batch its script's value or error."""
+    for (_, done), (ok, value) in zip(batch, outcomes):
+        if not done.done():
+            if ok:
+                done.set_result(value)
+            else:
+                done.set_exception(value)
+
+
 class SqliteStore(Store):
     """Store on one SQLite file. timeout: seconds to wait for another writer."""
 
@@ -152,8 +164,10 @@ class SqliteStore(Store):
         return await asyncio.get_running_loop().run_in_executor(ex, fn, *args)
 
     async def _run(self, script, write=True):
-        if not write:
+        if not write and not self._writes and (self._writer is None or self._writer.done()):
             return await self._call(self._drive, script, False)
+        # writes, and reads issued while writes wait, go in arrival order: a read
+        # always sees the writes its caller asked for before it
         done = asyncio.get_running_loop().create_future()
         self._writes.append((script, done))
         if self._writer is None or self._writer.done():
@@ -161,23 +175,25 @@ class SqliteStore(Store):
         return await done
 
     async def _write_batches(self):
-        """Hand the waiting write scripts to the worker thread, batch after batch."""
+        """Hand the waiting scripts to the worker thread, batch after batch. A script
+        whose caller was cancelled before its batch started is dropped, not run."""
         while self._writes:
             batch, self._writes = self._writes[:MAX_BATCH], self._writes[MAX_BATCH:]
+            batch = [(script, done) for script, done in batch if not done.cancelled()]
+            if not batch:
+                continue
             try:
                 outcomes = await self._call(self._drive_batch, [script for script, _ in batch])
             except asyncio.CancelledError:
                 for _, done in batch + self._writes:
                     done.cancel()
                 raise
-            except Exception as e:   # the commit failed or the store closed: all fail
+            except BaseException as e:   # the commit failed or the store closed: all fail
                 outcomes = [(False, e)] * len(batch)
-            for (_, done), (ok, value) in zip(batch, outcomes):
-                if not done.done():
-                    if ok:
-                        done.set_result(value)
-                    else:
-                        done.set_exception(value)
+                if not isinstance(e, Exception):
+                    _settle(batch, outcomes)
+                    raise
+            _settle(batch, outcomes)
 
     def _drive(self, script, write):
         """Run one transaction script on the worker thread."""
@@ -272,6 +288,9 @@ class SqliteStore(Store):
         return self
 
     async def close(self):
+        writer = self._writer
+        if writer is not None and not writer.done() and self._executor is not None:
+            await asyncio.wait([writer])   # what callers are already waiting for is done first
         ex, self._executor = self._executor, None
         if ex is None:
             return

@@ -18,6 +18,12 @@ def test_a_relative_data_directory_puts_the_store_under_the_working_directory(tm
     assert path == os.path.join(str(tmp_path), "spot-data", "bridge.db")
 
 
+def test_a_data_directory_with_url_characters_in_its_name_is_used_as_it_is(tmp_path):
+    data = str(tmp_path / "run #1?x%41")
+    kind, path = parse_url(C.load(None, data=data).store_url)
+    assert path == os.path.join(data, "bridge.db")
+
+
 def test_an_explicit_store_url_wins_over_the_data_directory(tmp_path):
     url = "sqlite://" + str(tmp_path / "elsewhere.db")
     assert C.load(None, data="spot-data", store=url).store_url == url

@@ -355,3 +355,37 @@ def test_deliveries_are_paced_to_the_configured_number_in_flight(tmp_path):
         finally:
             await bridge.stop()
     run(main())
+
+
+def test_devices_that_do_not_answer_hold_their_delivery_slots_only_briefly(tmp_path,
+                                                                           monkeypatch):
+    from spot.cloud_bridge import service as S
+    monkeypatch.setattr(S, "SLOT_HOLD", 0.2)
+
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock(), commands_in_flight=2)
+        try:
+            devs = {name: hp(name) for name in ("mute-1", "mute-2", "hp-ok")}
+            for name, d in devs.items():
+                await local.connect(name, d)
+            request = local.request
+
+            async def silent_for_mutes(device, frame, timeout):
+                if device.startswith("mute"):
+                    await asyncio.sleep(timeout)
+                    raise TimeoutError("no answer")
+                return await request(device, frame, timeout)
+            local.request = silent_for_mutes
+            for name in ("mute-1", "mute-2"):
+                await bridge.submit("operator", name, HEAT_PUMP, F.WRITE, {6: 3}, timeout=3)
+            await asyncio.sleep(0.05)                        # both slots taken by the mutes
+            cmd = await bridge.submit("operator", "hp-ok", HEAT_PUMP, F.WRITE, {6: 3})
+            for _ in range(40):
+                if (await bridge.store.get_command(cmd.id)).status == "done":
+                    break
+                await asyncio.sleep(0.05)
+            assert (await bridge.store.get_command(cmd.id)).status == "done"   # within 2 s
+            assert devs["hp-ok"].node.get(HEAT_PUMP, 6) == 3
+        finally:
+            await bridge.stop()
+    run(main())

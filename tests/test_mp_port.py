@@ -795,7 +795,7 @@ def case_ntc_with_a_scale_gives_integers_in_that_unit():
 
 
 def case_ntc_is_unknown_outside_its_range_and_when_open_or_shorted():
-    for raw in (0, 1, 800, 65300, 65535):            # above 155 Cel, below -55 Cel
+    for raw in (0, 1, 800, 65300, 65535):            # above 157 Cel, below -55 Cel
         assert hw.Ntc(Adc(raw))() is None
         assert hw.Ntc(Adc(raw), scale=-1)() is None
 

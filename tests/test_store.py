@@ -504,6 +504,14 @@ async def test_enqueue_many_queues_one_command_per_device_in_order(s, url):
 
 
 @store_test
+async def test_enqueue_many_and_get_commands_take_any_iterable(s, url):
+    await add_device(s)
+    ids = await s.enqueue_many(iter(["hp-1", "hp-1"]), HP, WRITE, {6: 1}, "op", T0)
+    assert len(ids) == 2
+    assert [c.id for c in await s.get_commands(iter(ids))] == ids
+
+
+@store_test
 async def test_enqueue_many_with_an_unknown_device_queues_nothing(s, url):
     await add_device(s, "hp-1")
     with pytest.raises(S.UnknownDevice):
@@ -523,6 +531,72 @@ async def test_a_failing_write_among_concurrent_ones_is_rolled_back_alone(s, url
     assert sorted(c.body[7] for c in await s.list_commands("hp-1")) == [1, 3]
     assert [c.id for c in await s.get_commands([results[0], results[2]])] == \
         [results[0], results[2]]
+
+
+def sqlite_test(fn):
+    """Turn `async def test_x(store, path)` into a test on a fresh SQLite store."""
+    def test(tmp_path):
+        async def main():
+            s = await open_store("sqlite://" + str(tmp_path / "bridge.db"))
+            try:
+                await fn(s, tmp_path)
+            finally:
+                await s.close()
+        asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT))
+    test.__name__ = fn.__name__
+    return test
+
+
+def slow_first_batch(s):
+    """Make the store's next write batch take 0.3 s on its worker thread."""
+    import time
+    drive_batch = s._drive_batch
+
+    def slow(scripts):
+        s._drive_batch = drive_batch
+        time.sleep(0.3)
+        return drive_batch(scripts)
+    s._drive_batch = slow
+
+
+@sqlite_test
+async def test_closing_the_sqlite_store_first_finishes_the_writes_asked_for(s, tmp_path):
+    await add_device(s)
+    calls = [asyncio.ensure_future(s.enqueue("hp-1", HP, WRITE, {7: i}, "alice", T0))
+             for i in range(200)]
+    await asyncio.sleep(0)
+    await s.close()
+    assert all(isinstance(cid, int) for cid in await asyncio.gather(*calls))
+    s2 = await open_store("sqlite://" + str(tmp_path / "bridge.db"))
+    try:
+        assert len(await s2.list_commands("hp-1", limit=500)) == 200
+    finally:
+        await s2.close()
+
+
+@sqlite_test
+async def test_a_sqlite_write_cancelled_before_its_batch_runs_is_not_committed(s, tmp_path):
+    await add_device(s)
+    slow_first_batch(s)
+    first = asyncio.ensure_future(s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0))
+    await asyncio.sleep(0.05)                      # its batch is on the worker now
+    second = asyncio.ensure_future(s.enqueue("hp-1", HP, WRITE, {7: 2}, "alice", T0))
+    await asyncio.sleep(0)
+    second.cancel()
+    await first
+    assert [c.body for c in await s.list_commands("hp-1")] == [{7: 1}]
+
+
+@sqlite_test
+async def test_a_sqlite_read_sees_a_write_issued_before_it(s, tmp_path):
+    await add_device(s)
+    slow_first_batch(s)
+    busy = asyncio.ensure_future(s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0))
+    await asyncio.sleep(0.05)
+    asked = asyncio.ensure_future(s.enqueue("hp-1", HP, WRITE, {7: 2}, "alice", T0 - 1))
+    await asyncio.sleep(0)
+    seen = await s.list_commands("hp-1")          # issued after the second write
+    assert sorted(c.id for c in seen) == sorted([await busy, await asked])
 
 
 def test_concurrent_sqlite_writes_share_transactions(tmp_path):

@@ -237,7 +237,9 @@ class DtlsBridgeLink(asyncio.DatagramProtocol):
         for level, code in alerts:
             if level == 0 and code == EVENT_CONNECTED and self.state == HANDSHAKE:
                 self._connected()
-            elif level == LEVEL_FATAL:
+            elif level == LEVEL_FATAL or (level > 0 and code == ALERT_CLOSE_NOTIFY):
+                # tinydtls sends close_notify at warning level and forgets the peer
+                # all the same: the session is gone either way
                 what = "closed by the bridge" if code == ALERT_CLOSE_NOTIFY else \
                     "fatal alert %s" % ALERT_NAMES.get(code, code)
                 self._drop(what)
@@ -278,6 +280,8 @@ class DtlsBridgeLink(asyncio.DatagramProtocol):
         if not first:
             self.device.register_now()   # the bridge must learn the new session
         for data in queue:
+            if self.state != CONNECTED:   # a write lost the session: the rest waits again
+                break
             self._write(data)
         self._run(self.device.step)
 

@@ -55,7 +55,7 @@ class SgReady:
 
 # the NTC table: the divider's ADC reading at every _STEP Cel from _T_LO to _T_HI
 _T_LO = const(-55)
-_T_HI = const(155)
+_T_HI = const(157)   # -55 + 53 steps of 4
 _STEP = const(4)
 _tables = {}    # (r_fixed / r25, beta) -> table, shared by sensors of the same parts
 
@@ -80,8 +80,8 @@ class Ntc:
     scale None: the getter gives Cel (a float, to 0.1); an integer (<= 0): it
     gives integers in 10**scale Cel, the wire value of an object with that
     scale, to bind with wire=True. Either way a read uses integers only: the
-    ADC readings every 4 Cel from -55 to 155 Cel are computed once (a table of
-    53 shorts, shared by sensors of the same parts) and interpolated, within
+    ADC readings every 4 Cel from -55 to 157 Cel are computed once (a table of
+    54 shorts, shared by sensors of the same parts) and interpolated, within
     0.2 Cel of the Beta equation (0.13 above -20 Cel). Outside that range (an
     open or shorted sensor, too) the temperature is unknown: None."""
 
