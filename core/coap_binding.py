@@ -27,30 +27,31 @@ from .coap import (POST, FETCH, CONTENT, CHANGED, BAD_REQUEST, UNAUTHORIZED,
                    UNSUPPORTED_CONTENT_FORMAT, SERVICE_UNAVAILABLE, CF_CBOR)
 from .coap_server import Response
 from .coap_client import EV_RESPONSE, CoapBusy, NOTHING
-from . import errors as E
-from .errors import SpotError
+from .errors import SpotError, UNSUPPORTED
 
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
 
-# spec section 8: SPOT error code -> CoAP response code
-COAP_CODES = {
-    E.UNKNOWN_SERVICE: NOT_FOUND,
-    E.UNKNOWN_OBJECT: NOT_FOUND,
-    E.READ_ONLY: METHOD_NOT_ALLOWED,
-    E.OUT_OF_RANGE: BAD_REQUEST,
-    E.WRONG_TYPE: BAD_REQUEST,
-    E.NOT_AUTHORISED: UNAUTHORIZED,
-    E.TOO_LARGE: REQUEST_ENTITY_TOO_LARGE,
-    E.BUSY: SERVICE_UNAVAILABLE,
-    E.MALFORMED: BAD_REQUEST,
-    E.UNSUPPORTED: METHOD_NOT_ALLOWED,
-}
+# spec section 8: the CoAP response code of SPOT error codes 1 to 10, in order
+_CODES = bytes((
+    NOT_FOUND,                  # 1 unknown-service
+    NOT_FOUND,                  # 2 unknown-object
+    METHOD_NOT_ALLOWED,         # 3 read-only
+    BAD_REQUEST,                # 4 out-of-range
+    BAD_REQUEST,                # 5 wrong-type
+    UNAUTHORIZED,               # 6 not-authorised
+    REQUEST_ENTITY_TOO_LARGE,   # 7 too-large
+    SERVICE_UNAVAILABLE,        # 8 busy
+    BAD_REQUEST,                # 9 malformed
+    METHOD_NOT_ALLOWED,         # 10 unsupported
+))
 
 
 def coap_code(spot_code):
     """CoAP response code for a SPOT error code (4.00 for unknown codes)."""
-    return COAP_CODES.get(spot_code, BAD_REQUEST)
+    if type(spot_code) is int and 0 < spot_code <= len(_CODES):
+        return _CODES[spot_code - 1]
+    return BAD_REQUEST
 
 
 def error_response(code, text):
@@ -91,6 +92,7 @@ class CoapBinding:
         self.unrouted = 0        # NOTIFYs no CoAP observation carries
         self._mid = 0
         self._links = None
+        self._reply = Response()  # see _frame()
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -112,7 +114,7 @@ class CoapBinding:
             try:
                 from . import coap_rest
             except ImportError:     # a bundle without the REST view (spot bundle --rest)
-                return error_response(NOT_FOUND, 'only /s in this build')
+                return error_response(NOT_FOUND, 'only /s')
             if n == 2 and path[0] == '.well-known' and path[1] == 'core':
                 return coap_rest.well_known(self, req)
             return coap_rest.rest(self, req, peer, observe)
@@ -123,7 +125,7 @@ class CoapBinding:
     def _bus(self, req, peer, observe):
         if req.content_format is not None and req.content_format != CF_SPOT:
             return error_response(UNSUPPORTED_CONTENT_FORMAT,
-                                  'SPOT frames only (%d)' % CF_SPOT)
+                                  'SPOT frames only')
         code = req.code
         if code != POST and code != FETCH:
             return error_response(METHOD_NOT_ALLOWED, 'POST or FETCH')
@@ -137,7 +139,7 @@ class CoapBinding:
             op = frame[0] & 0x0F
         if code == POST:
             if op == F.SUBSCRIBE:
-                return self._frame(F.error(frame[1], mid, E.UNSUPPORTED,
+                return self._frame(F.error(frame[1], mid, UNSUPPORTED,
                                            'SUBSCRIBE needs FETCH with Observe'), CHANGED)
             return self._frame(self.node.receive(frame, self.now, peer), CHANGED)
         if op == F.SUBSCRIBE and observe == 0:
@@ -145,16 +147,15 @@ class CoapBinding:
         if op == F.SUBSCRIBE and observe == 1:
             obs = self.observations.get((req.addr, req.token))
             if obs is not None and (obs.peer, obs.sid, obs.mid) == (peer, frame[1], mid):
-                del self.observations[(req.addr, req.token)]
-                self._drop_observer(req.addr, req.token)
+                self._drop(obs)
             return self._frame(self.node.receive(
                 F.encode(F.UNSUBSCRIBE, frame[1], mid, mid), self.now, peer), CONTENT)
         if op == F.READ and observe is None:
             return self._frame(self.node.receive(frame, self.now, peer), CONTENT)
         if mid is None:
             return error_response(BAD_REQUEST, 'short frame')
-        return self._frame(F.error(frame[1], mid, E.UNSUPPORTED,
-                                   'FETCH takes READ, or SUBSCRIBE with Observe'), CONTENT)
+        return self._frame(F.error(frame[1], mid, UNSUPPORTED,
+                                   'FETCH takes READ or SUBSCRIBE'), CONTENT)
 
     def _observe_bus(self, req, peer, frame, sid, mid):
         key = (req.addr, req.token)
@@ -166,22 +167,23 @@ class CoapBinding:
             for o in list(self.observations.values()):
                 # one CoAP observation per subscription: a new token takes it over
                 if o.peer == peer and o.sid == sid and o.mid == mid and o is not old:
-                    del self.observations[(o.addr, o.token)]
-                    self._drop_observer(o.addr, o.token)
+                    self._drop(o)
             self._observing(req, Observation(req.addr, req.token, peer, sid, mid, None, BUS))
         return self._frame(reply, CONTENT)
 
     def _frame(self, reply, ok_code):
-        if reply is None:
-            return Response(ok_code)
-        if reply[0] & 0x0F == F.ERROR:
+        # the answer of the bus, in one reused Response: the server encodes it at once
+        # (and copies one it must keep), so a request makes no Response of its own
+        r = self._reply
+        r.code = ok_code
+        r.payload = reply or b''
+        r.content_format = None if reply is None else CF_SPOT
+        if reply is not None and reply[0] & 0x0F == F.ERROR:
             try:
-                body = F.decode(reply, len(reply))[3]
-                code = coap_code(body[0])
+                r.code = coap_code(F.decode(reply, len(reply))[3][0])
             except (SpotError, TypeError, IndexError, KeyError):
-                code = BAD_REQUEST
-            return Response(code, reply, CF_SPOT)
-        return Response(ok_code, reply, CF_SPOT)
+                r.code = BAD_REQUEST
+        return r
 
     # ---- observations ---------------------------------------------------------------------
 
@@ -198,25 +200,25 @@ class CoapBinding:
         obs = self.observations.get((addr, token))
         if obs is None or obs.peer != peer:
             return
-        del self.observations[(addr, token)]
-        self._drop_observer(addr, token)
+        self._drop(obs)
         self.node.receive(F.encode(F.UNSUBSCRIBE, obs.sid, obs.mid, obs.mid), self.now, peer)
 
     def _forget(self, obs):
         """Drop an observation and its subscription without a request (no contact)."""
-        self.observations.pop((obs.addr, obs.token), None)
-        self._drop_observer(obs.addr, obs.token)
+        self._drop(obs)
         try:
             self.node.subs.remove(obs.peer, obs.sid, obs.mid)
         except SpotError:
             pass
 
-    def _drop_observer(self, addr, token):
-        if self.ep is None:
-            return
-        table = self.ep.server.observers
-        for k in [k for k in table if table[k].addr == addr and table[k].token == token]:
-            del table[k]
+    def _drop(self, obs):
+        """Drop an observation and the endpoint's observer of it."""
+        addr, token = obs.addr, obs.token
+        self.observations.pop((addr, token), None)
+        if self.ep is not None:
+            table = self.ep.server.observers
+            for k in [k for k in table if table[k].addr == addr and table[k].token == token]:
+                del table[k]
 
     def _notification(self, req):
         table = self.observations
@@ -232,27 +234,19 @@ class CoapBinding:
         obs.pending = None
         if resp.code >> 5 != 2:
             # a final notification: the endpoint still sends it, then the observer is gone
-            del self.observations[(obs.addr, obs.token)]
-            self._drop_observer(obs.addr, obs.token)
+            self._drop(obs)
         return resp
 
-    def _find(self, peer, sid, mid):
+    def notify(self, peer, frame):
+        """Send one NOTIFY frame of node.step() as the notification of its observation."""
+        sid = frame[1]
+        mid = F.message_id(frame)
         table = self.observations
         for key in table:
             obs = table[key]
             if obs.mid == mid and obs.sid == sid and obs.peer == peer:
-                return obs
-        return None
-
-    def deliver(self, notes):
-        """Send node.step() output [(peer, NOTIFY frame)] as CoAP notifications."""
-        for peer, frame in notes:
-            self.notify(peer, frame)
-
-    def notify(self, peer, frame):
-        """Send one NOTIFY frame of node.step() as the notification of its observation."""
-        obs = self._find(peer, frame[1], F.message_id(frame))
-        if obs is None:
+                break
+        else:
             self.unrouted += 1
             return
         note = obs.note
@@ -270,20 +264,6 @@ class CoapBinding:
             self.ep.notify(obs.path)
             obs.pending = None   # its observer was gone; sweep() ends it
         note.payload = b''
-
-    def _notify(self, paths):
-        if self.ep is None:
-            return
-        for p in paths:
-            self.ep.notify(p)
-        self._clear_pending()
-
-    def _clear_pending(self):
-        table = self.observations
-        for key in table:
-            obs = table[key]
-            obs.pending = None   # its observer was gone; sweep() ends it
-            obs.note.payload = b''
 
     def sweep(self):
         """Keep observations, endpoint observers and node subscriptions in step.
@@ -314,12 +294,10 @@ class CoapBinding:
                 obs.pending = Response(NOT_FOUND, b'subscription ended')
                 if obs.path not in paths:
                     paths.append(obs.path)
-        self._notify(paths)
-
-    def links(self):
-        """[(href, rt, link text)] of /.well-known/core (core.coap_rest), built once."""
-        from .coap_rest import links
-        return links(self)
+        for p in paths:
+            self.ep.notify(p)
+        for obs in self.observations.values():
+            obs.pending = None   # its observer was gone; the next sweep() ends it
 
 
 def _observed(observers, obs):
@@ -372,7 +350,7 @@ class CoapDevice:
             endpoint.server.handler = oscore
         else:
             endpoint.server.handler = self.binding.handle
-        self.max_datagram = endpoint.max_datagram
+        self.max_datagram = endpoint.max_datagram   # driven like an Endpoint (CoapLoop)
         self.bridge = bridge_addr
         self.bridge_ctx = None if oscore is None or bridge_kid is None \
             else oscore.context(bridge_kid)
@@ -409,8 +387,13 @@ class CoapDevice:
         return out
 
     def send_telemetry(self, frames):
-        """Queue NOTIFY frames for the bridge (a firmware or simulator stepping the node itself)."""
-        self._queue(frames)
+        """Queue NOTIFY frames for the bridge (a firmware or simulator stepping the node
+        itself): the oldest is dropped, and counted, when the outbox is full."""
+        for f in frames:
+            if len(self.outbox) >= self.max_outbox:
+                self.outbox.pop(0)
+                self.dropped += 1
+            self.outbox.append(f)
 
     def step(self, now):
         now_s = self.node_clock(now)
@@ -453,7 +436,7 @@ class CoapDevice:
     def _notified(self, peer, frame):
         # node.step()'s notifications: those for nobody (telemetry, alarms) to the bridge
         if peer is None and self.bridge is not None:
-            self._queue((frame,))
+            self.send_telemetry((frame,))
         else:
             self.binding.notify(peer, frame)
 
@@ -495,13 +478,6 @@ class CoapDevice:
             return
         self._reg = (token, self._reg_mid, echo is not None)
         self._reg_due = None
-
-    def _queue(self, frames):
-        for f in frames:
-            if len(self.outbox) >= self.max_outbox:
-                self.outbox.pop(0)
-                self.dropped += 1
-            self.outbox.append(f)
 
     def _post_outbox(self):
         """POST waiting telemetry while registered and a slot is free (oldest first)."""

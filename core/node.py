@@ -225,34 +225,33 @@ class Node:
         if self.authorise is not None and not self.authorise(peer, op, sid):
             return F.error(sid, mid, NOT_AUTHORISED)
         self._peer = peer
+        svc = self.services[sid]
         try:
-            result = self._handle(op, sid, mid, body, now, peer)
+            if op == F.READ:
+                result = self._do_read(svc, body)
+            elif op == F.WRITE:
+                result = self._do_write(svc, body, now)
+            elif op == F.INVOKE:
+                result = self._do_invoke(svc, body, now)
+            elif op == F.SUBSCRIBE:
+                result = self._do_subscribe(svc, mid, body, now, peer)
+            else:   # UNSUBSCRIBE
+                if body is not None and (type(body) is not int or body < 0):
+                    raise SpotError(MALFORMED, "UNSUBSCRIBE takes [id]")
+                result = self.subs.remove(peer, sid, body)
         except SpotError as e:
             return F.error(sid, mid, e.code, e.detail)
-        self._contact(now)  # only a request that was carried out is contact
+        if self.fallback:   # only a request that was carried out is contact
+            self._set_fallback(False)
+        self.last_contact = now
         return F.encode(F.RESULT, sid, mid, result, self._buf)
-
-    def _handle(self, op, sid, mid, body, now, peer):
-        svc = self.services[sid]
-        if op == F.READ:
-            return self._do_read(svc, body)
-        if op == F.WRITE:
-            return self._do_write(svc, body, now)
-        if op == F.INVOKE:
-            return self._do_invoke(svc, body, now)
-        if op == F.SUBSCRIBE:
-            return self._do_subscribe(svc, mid, body, now, peer)
-        if body is not None and (type(body) is not int or body < 0):
-            raise SpotError(MALFORMED, "UNSUBSCRIBE takes a subscription id or nothing")
-        self.subs.remove(peer, sid, body)
-        return None
 
     def _known(self, svc, oids, need):
         # rows of the known oids (unknown ones skipped), checking access bits
         rows = []
         for oid in oids:
             if type(oid) is not int:
-                raise SpotError(MALFORMED, "object ids are unsigned integers")
+                raise SpotError(MALFORMED, "bad object id")
             row = svc.by_id.get(oid)
             if row is None:
                 continue
@@ -272,10 +271,10 @@ class Node:
                     out[r[model.ID]] = self.wire(sid, r[model.ID])
             return out
         if type(body) is not list:
-            raise SpotError(MALFORMED, "READ takes a list of object ids")
+            raise SpotError(MALFORMED, "READ takes [oid...]")
         for oid in body:   # as _known(), without the list of rows
             if type(oid) is not int:
-                raise SpotError(MALFORMED, "object ids are unsigned integers")
+                raise SpotError(MALFORMED, "bad object id")
             row = svc.by_id.get(oid)
             if row is not None:
                 if not row[model.ACCESS] & model.R:
@@ -287,38 +286,31 @@ class Node:
 
     def _do_write(self, svc, body, now):
         if type(body) is not dict or not body:
-            raise SpotError(MALFORMED, "WRITE takes a map of object id to value")
+            raise SpotError(MALFORMED, "WRITE takes {oid: value}")
         oids = list(body)
         rows = self._known(svc, oids, model.W)
+        sid = svc.sid
         for r in rows:  # check everything before changing anything
-            self._check_write(svc.sid, r, body[r[model.ID]], now)
+            v = body[r[model.ID]]
+            model.check(r, v)
+            if sid == PLANS and r[model.ID] == P.DEFAULT and v:
+                check_entries(self.services, v, self._may_write)
         for r in rows:
             oid = r[model.ID]
-            self._apply_write(svc.sid, r, body[oid], now)
-        skipped = [oid for oid in oids if oid not in svc.by_id]
-        return skipped or None
-
-    def _check_write(self, sid, row, v, now):
-        model.check(row, v)
-        if sid == PLANS and row[model.ID] == P.DEFAULT and v:
-            check_entries(self.services, v, self._may_write)
-
-    def _apply_write(self, sid, row, v, now):
-        oid = row[model.ID]
-        if sid == TIME and oid == UNIX_TIME:
-            self.clock_offset = v - now
-            self.time_known = True
-            self._plan_due = 0
-        elif sid == PLANS and oid == P.DEFAULT:
-            self.plans.default = v
-            self._plan_due = 0
-        self._store(sid, oid, v)
-        self._set_hw(sid, oid, v)
-        self.events.append((EV_WRITE, sid, oid, None))
+            v = body[oid]
+            if sid == TIME:   # UNIX_TIME, its only writable object
+                self.clock_offset = v - now
+                self.time_known = True
+                self._plan_due = 0
+            elif sid == PLANS and oid == P.DEFAULT:
+                self.plans.default = v
+                self._plan_due = 0
+            self._write(sid, oid, v)
+        return [oid for oid in oids if oid not in svc.by_id] or None
 
     def _do_invoke(self, svc, body, now):
         if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
-            raise SpotError(MALFORMED, "INVOKE takes [object id, argument]")
+            raise SpotError(MALFORMED, "INVOKE takes [oid, arg]")
         row = self._known(svc, body[:1], model.X)[0]
         arg = body[1] if len(body) == 2 else None
         oid = row[model.ID]
@@ -348,7 +340,7 @@ class Node:
 
     def _do_subscribe(self, svc, mid, body, now, peer):
         if type(body) is not dict or not body:
-            raise SpotError(MALFORMED, "SUBSCRIBE takes a map of object id to attributes")
+            raise SpotError(MALFORMED, "SUBSCRIBE takes {oid: attrs}")
         oids = list(body)
         rows = self._known(svc, oids, model.R)
         objects = {}
@@ -367,7 +359,10 @@ class Node:
         """Advance plans and the fallback timer; return [(peer, NOTIFY frame)], or hand
         each to emit(peer, frame) and return an empty list (no list made per turn)."""
         self._now = now
-        self._check_contact(now)
+        if (not self.fallback and self.last_contact is not None and self.plans.temp
+                and PLANS in self.services
+                and now - self.last_contact >= self.values[PLANS][P.COMM_TIMEOUT]):
+            self._set_fallback(True)
         t = self.unix(now)
         if PLANS in self.services and self._plan_due is not None and t >= self._plan_due:
             self._apply_plans(t)
@@ -400,22 +395,10 @@ class Node:
                 best = d if best is None or d < best else best
         return None if best is None else max(0, best - now)
 
-    def _contact(self, now):
-        self.last_contact = now
-        if self.fallback:
-            self.fallback = False
-            self._store(PLANS, P.FALLBACK, False)
-            self.events.append((EV_FALLBACK, PLANS, None, False))
-            self._plan_due = 0
-
-    def _check_contact(self, now):
-        if (PLANS not in self.services or self.fallback or self.last_contact is None
-                or not self.plans.temp
-                or now - self.last_contact < self.values[PLANS][P.COMM_TIMEOUT]):
-            return
-        self.fallback = True
-        self._store(PLANS, P.FALLBACK, True)
-        self.events.append((EV_FALLBACK, PLANS, None, True))
+    def _set_fallback(self, on):
+        self.fallback = on
+        self._store(PLANS, P.FALLBACK, on)
+        self.events.append((EV_FALLBACK, PLANS, None, on))
         self._plan_due = 0
 
     def _apply_plans(self, t):
@@ -429,9 +412,7 @@ class Node:
                 continue
             v, _ = plans.value_at(sid, oid, is_series(row), t, self.fallback)
             if v is not None and v != self.wire(sid, oid):
-                self._store(sid, oid, v)
-                self._set_hw(sid, oid, v)
-                self.events.append((EV_WRITE, sid, oid, None))
+                self._write(sid, oid, v)
         active = plans.active(t, self.fallback)
         if active != self.values[PLANS].get(P.ACTIVE):
             self._store(PLANS, P.ACTIVE, active)
@@ -461,6 +442,12 @@ class Node:
         if vals.get(oid) != wire or oid not in vals:
             vals[oid] = wire
             self.subs.changed(sid, oid, wire)
+
+    def _write(self, sid, oid, wire):
+        """A value written remotely or by a plan: stored, handed to the setter, an event."""
+        self._store(sid, oid, wire)
+        self._set_hw(sid, oid, wire)
+        self.events.append((EV_WRITE, sid, oid, None))
 
     def _set_hw(self, sid, oid, wire):
         s = self.setters.get((sid, oid))

@@ -66,13 +66,13 @@ def check_entries(services, entries, may_write=None):
     UNKNOWN_OBJECT if nothing is left.
     """
     if type(entries) is not dict:
-        raise SpotError(MALFORMED, "plan entries must be a map")
+        raise SpotError(MALFORMED, "entries not a map")
     skipped = []
     known = 0
     for sid in entries:
         objs = entries[sid]
         if type(objs) is not dict:
-            raise SpotError(MALFORMED, "plan entries must be a map of maps")
+            raise SpotError(MALFORMED, "entries not a map")
         svc = services.get(sid)
         if svc is not None and may_write is not None and not may_write(sid):
             raise SpotError(NOT_AUTHORISED, sid)
@@ -90,7 +90,7 @@ def check_entries(services, entries, may_write=None):
                 model.check(row, v)
             known += 1
     if not known:
-        raise SpotError(UNKNOWN_OBJECT, "no known object in plan")
+        raise SpotError(UNKNOWN_OBJECT, "no known object")
     return skipped
 
 
@@ -120,11 +120,11 @@ class Plans:
     def check_plan(self, plan, now):
         """Validate the header of a pushed plan (not its entries)."""
         if type(plan) is not list or len(plan) != 5:
-            raise SpotError(MALFORMED, "plan must be [id, start, expiry, primacy, entries]")
+            raise SpotError(MALFORMED, "plan is [id, start, expiry, primacy, entries]")
         pid, start, expiry, primacy = plan[0], plan[1], plan[2], plan[3]
         for v in (pid, start, expiry, primacy):
             if type(v) is not int or v < 0:
-                raise SpotError(MALFORMED, "plan header must be unsigned integers")
+                raise SpotError(MALFORMED, "plan header not unsigned")
         if pid == 0 or primacy > MAX_PRIMACY:
             raise SpotError(OUT_OF_RANGE, "plan id or primacy")
         if expiry <= start or expiry <= now or expiry - now > self.max_horizon:

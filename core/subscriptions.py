@@ -32,19 +32,19 @@ def parse_attrs(attrs):
     if attrs is None:
         return a
     if type(attrs) is not dict:
-        raise SpotError(MALFORMED, "attributes must be a map")
+        raise SpotError(MALFORMED, "attrs not a map")
     for k in attrs:
         v = attrs[k]
         if type(k) is not int or k < 0 or k > LT:
             continue  # unknown attribute: skipped (newer minor version)
         if k <= PMAX:
             if type(v) is not int or v < 0:
-                raise SpotError(MALFORMED, "pmin/pmax must be unsigned")
+                raise SpotError(MALFORMED, "pmin/pmax not unsigned")
         elif type(v) is not int and type(v) is not float:
-            raise SpotError(MALFORMED, "threshold must be a number")
+            raise SpotError(MALFORMED, "threshold not a number")
         a[k] = v
     if a[PMAX] is not None and (a[PMAX] == 0 or a[PMAX] < a[PMIN]):
-        raise SpotError(MALFORMED, "pmax must be positive and not below pmin")
+        raise SpotError(MALFORMED, "pmax 0 or below pmin")
     return a
 
 

@@ -9,7 +9,7 @@ from spot.core import errors as E
 from spot.core.coap import CoapMessage
 from spot.core.coap_endpoint import Endpoint
 from spot.core.coap_binding import CoapDevice, CF_SPOT, coap_code
-from spot.core.coap_rest import parse_query, SUB_MID_TOP
+from spot.core.coap_rest import parse_query, links as rest_links, SUB_MID_TOP
 from spot.core.coap_oscore import OscoreServer, OPTION_FORMAT
 from spot.core.oscore import SecurityContext
 from spot.core.node import Node, EV_INVOKE
@@ -129,7 +129,7 @@ def test_well_known_core_links_each_object_by_name_with_type_and_obs_when_readab
 
 def test_well_known_core_whole_document_covers_every_service():
     _, dev = device()
-    links = [t for _, _, t in dev.binding.links()]
+    links = [t for _, _, t in rest_links(dev.binding)]
     assert links[0].startswith('</s>')
     assert '</time/unix_time>;rt="spot.time";ct=60;obs' in links
     assert '</plans/push>;rt="spot.plan";ct=60' in links
@@ -255,6 +255,11 @@ def test_error_codes_follow_spec_section_8():
     assert coap_code(E.BUSY) == coap.SERVICE_UNAVAILABLE
     assert coap_code(E.MALFORMED) == coap.BAD_REQUEST
     assert coap_code(E.UNSUPPORTED) == coap.METHOD_NOT_ALLOWED
+
+
+def test_error_codes_outside_spec_section_8_are_4_00():
+    for code in (0, 11, 255, -1, None, "busy"):
+        assert coap_code(code) == coap.BAD_REQUEST
 
 
 def test_roster_applies_to_rest_requests():
