@@ -197,21 +197,8 @@ class SqliteStore(Store):
 
     def _drive(self, script, write):
         """Run one transaction script on the worker thread."""
-        c = self._conn
-        if c is None:
-            raise StoreUnavailable("store is closed")
-        try:
-            c.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                value = _steps(c, script)
-                c.execute("COMMIT")
-                return value
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as e:
-            raise self._store_error(e) from e
+        return self._in_transaction("BEGIN IMMEDIATE" if write else "BEGIN",
+                                    lambda c: _steps(c, script))
 
     def _drive_batch(self, scripts):
         """Run write scripts in one transaction, one savepoint each, on the worker thread:
@@ -221,30 +208,37 @@ class SqliteStore(Store):
                 return [(True, self._drive(scripts[0], True))]
             except Exception as e:
                 return [(False, e)]
+        return self._in_transaction("BEGIN IMMEDIATE",
+                                    lambda c: [self._in_savepoint(c, s) for s in scripts])
+
+    def _in_transaction(self, begin, work):
+        """work(connection) between `begin` and COMMIT, rolled back if it raises."""
         c = self._conn
         if c is None:
             raise StoreUnavailable("store is closed")
-        outcomes = []
         try:
-            c.execute("BEGIN IMMEDIATE")
+            c.execute(begin)
             try:
-                for script in scripts:
-                    c.execute("SAVEPOINT one")
-                    try:
-                        outcomes.append((True, _steps(c, script)))
-                    except Exception as e:
-                        c.execute("ROLLBACK TO one")
-                        outcomes.append((False, self._store_error(e) if isinstance(
-                            e, sqlite3.Error) else e))
-                    c.execute("RELEASE one")
+                value = work(c)
                 c.execute("COMMIT")
-                return outcomes
+                return value
             except BaseException:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
                 raise
         except sqlite3.Error as e:
             raise self._store_error(e) from e
+
+    def _in_savepoint(self, c, script):
+        """(True, value) of a script run in a savepoint, or (False, error) rolled back."""
+        c.execute("SAVEPOINT one")
+        try:
+            outcome = (True, _steps(c, script))
+        except Exception as e:
+            c.execute("ROLLBACK TO one")
+            outcome = (False, self._store_error(e) if isinstance(e, sqlite3.Error) else e)
+        c.execute("RELEASE one")
+        return outcome
 
     def _store_error(self, e):
         """The StoreError (or StoreUnavailable) that a sqlite3 error means."""

@@ -21,6 +21,25 @@ def free_udp_port():
     return free_port(socket.SOCK_DGRAM)
 
 
+def free_udp_ports(n):
+    """p such that p .. p+n-1 are all free on 127.0.0.1 (UDP) when probed."""
+    for _ in range(50):
+        held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
+        try:
+            held[0].bind(("127.0.0.1", 0))
+            port = held[0].getsockname()[1]
+            for k in range(1, n):
+                held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+                held[-1].bind(("127.0.0.1", port + k))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no range of %d free UDP ports" % n)
+
+
 def bind_retrying(start, kind=socket.SOCK_DGRAM, attempts=5):
     """start(port) on a probed free port, probing again while it is taken; its result."""
     for attempt in range(attempts):

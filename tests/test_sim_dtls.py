@@ -9,13 +9,13 @@ Needs the aiocoap[tinydtls] extra (DTLSSocket).
 """
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from netutil import free_udp_ports
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.app import running_bridge
 from spot.core import frame as F
@@ -31,26 +31,6 @@ SG_READY = 6             # heat_pump object 6 (sg_ready), writable
 FLOW_TEMP = 11           # heat_pump object 11, in every telemetry NOTIFY
 
 pytestmark = pytest.mark.skipif(dtls_available() is not None, reason=str(dtls_available()))
-
-
-def free_udp_ports(n=2):
-    """p such that p .. p+n-1 are free on 127.0.0.1 (UDP) when probed."""
-    for _ in range(50):
-        held = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)]
-        held[0].bind(("127.0.0.1", 0))
-        port = held[0].getsockname()[1]
-        try:
-            for k in range(1, n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(s)
-                s.bind(("127.0.0.1", port + k))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def bridge_config(tmp_path, port):

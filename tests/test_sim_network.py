@@ -1,6 +1,7 @@
 """Simulated devices on the network: served over CoAP to any CoAP client
 (libcoap), registered with the bridge over CoAP, and over MQTT through mosquitto."""
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ import cbor2
 import pytest
 
 from mosquitto import Broker
+from netutil import free_udp_port, free_udp_ports
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.coap_link import CoapLink
 from spot.cloud_bridge.mqtt_link import MqttLink
@@ -22,28 +24,6 @@ from spot.ports.cpython.fleet_links import serve_fleet_coap, connect_fleet_mqtt,
 COAP_CLIENT = "coap-client-notls"
 
 
-def free_udp_port(n=1):
-    """A port p with p .. p+n-1 all free on 127.0.0.1 (UDP) when probed."""
-    import socket
-    for _ in range(50):
-        first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        first.bind(("127.0.0.1", 0))
-        port = first.getsockname()[1]
-        held = [first]
-        try:
-            for k in range(1, n):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(s)
-                s.bind(("127.0.0.1", port + k))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no free port range")
-
-
 def coap(*args):
     r = subprocess.run([COAP_CLIENT, "-B", "5", *args], capture_output=True, timeout=20)
     return r.returncode, r.stdout
@@ -51,7 +31,7 @@ def coap(*args):
 
 def test_spot_sim_listen_serves_each_device_on_its_own_port_to_libcoap():
     for attempt in range(3):  # a probed port can be taken before the simulator binds it
-        port = free_udp_port(2)
+        port = free_udp_ports(2)
         proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "sim", "heat_pump", "--count",
                                  "2", "--listen", "coap://127.0.0.1:%d" % port, "--duration",
                                  "20", "--speed", "60"], stdout=subprocess.PIPE,
@@ -85,6 +65,38 @@ async def _bridge(tmp_path):
     return bridge
 
 
+@contextlib.asynccontextmanager
+async def fleet_on_bridge(tmp_path, fleet, connect):
+    """A bridge with `fleet` running and linked to it: connect(bridge) starts the bridge's
+    link and returns (link, (fleet links, send)); all stop when the block ends."""
+    bridge = await _bridge(tmp_path)
+    link, (links, send) = await connect(bridge)
+    run = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
+    try:
+        yield bridge
+    finally:
+        run.cancel()
+        await close_links(links)
+        await link.stop()
+        await bridge.stop()
+        await bridge.store.close()
+
+
+def over_coap(fleet):
+    async def connect(bridge):
+        port = free_udp_port()
+        link = await CoapLink(bridge, "127.0.0.1", port).start()
+        return link, await serve_fleet_coap(fleet, bridge=("127.0.0.1", port))
+    return connect
+
+
+def over_mqtt(fleet, broker):
+    async def connect(bridge):
+        link = await MqttLink(bridge, "mqtt://127.0.0.1:%d" % broker.port).start()
+        return link, await connect_fleet_mqtt(fleet, "127.0.0.1", broker.port)
+    return connect
+
+
 async def _until(cond, timeout=15.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,14 +108,9 @@ async def _until(cond, timeout=15.0):
 
 def test_fleet_registers_with_the_bridge_over_coap_sends_telemetry_and_takes_commands(tmp_path):
     async def main():
-        bridge = await _bridge(tmp_path)
-        port = free_udp_port()
-        link = await CoapLink(bridge, "127.0.0.1", port).start()
         fleet = Fleet({"heat_pump": 2, "pv_inverter": 1}, seed=3, t0=int(time.time()),
                       telemetry=2)
-        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", port))
-        run = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
-        try:
+        async with fleet_on_bridge(tmp_path, fleet, over_coap(fleet)) as bridge:
             async def registered():
                 return len(await bridge.store.list_devices()) == 3
             assert await _until(registered)
@@ -117,12 +124,6 @@ def test_fleet_registers_with_the_bridge_over_coap_sends_telemetry_and_takes_com
                 return (await bridge.store.get_command(cmd.id)).status == "done"
             assert await _until(done)
             assert fleet.by_id["hp-0002"].node.get(HEAT_PUMP, 6) == 1
-        finally:
-            run.cancel()
-            await close_links(servers)
-            await link.stop()
-            await bridge.stop()
-            await bridge.store.close()
     asyncio.run(main())
 
 
@@ -138,12 +139,8 @@ def broker(tmp_path):
 
 def test_fleet_over_mqtt_registers_by_birth_and_telemetry_is_stored_before_puback(tmp_path, broker):
     async def main():
-        bridge = await _bridge(tmp_path)
-        link = await MqttLink(bridge, "mqtt://127.0.0.1:%d" % broker.port).start()
         fleet = Fleet({"heat_pump": 2}, seed=4, t0=int(time.time()), telemetry=2)
-        links, send = await connect_fleet_mqtt(fleet, "127.0.0.1", broker.port)
-        run = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
-        try:
+        async with fleet_on_bridge(tmp_path, fleet, over_mqtt(fleet, broker)) as bridge:
             async def registered():
                 return len(await bridge.store.list_devices()) == 2
             assert await _until(registered)
@@ -157,12 +154,6 @@ def test_fleet_over_mqtt_registers_by_birth_and_telemetry_is_stored_before_pubac
                 return (await bridge.store.get_command(cmd.id)).status == "done"
             assert await _until(done)
             assert fleet.by_id["hp-0001"].node.get(HEAT_PUMP, 6) == 4
-        finally:
-            run.cancel()
-            await close_links(links)
-            await link.stop()
-            await bridge.stop()
-            await bridge.store.close()
     asyncio.run(main())
 
 
@@ -171,33 +162,24 @@ def test_a_broadcast_over_coap_reaches_the_consumers_only_despite_a_garbled_anno
     from spot.core.services import PRICE
 
     async def main():
-        bridge = await _bridge(tmp_path)
-        port = free_udp_port()
-        link = await CoapLink(bridge, "127.0.0.1", port).start()
         fleet = Fleet({"energy_manager": 1, "heat_pump": 1}, seed=5, t0=int(time.time()))
         em = next(d for d in fleet.devices if d.profile_name == "energy_manager")
         hp = next(d for d in fleet.devices if d.profile_name == "heat_pump")
-        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", port))
-        run = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
         client = await aiocoap.Context.create_client_context()
         try:
-            async def registered():
-                return len(await bridge.store.list_devices()) == 2
-            assert await _until(registered)
-            garbled = F.encode(F.ANNOUNCE, 0, 1, {0: "odd-1", 1: [[HEAT_PUMP, 1, 0]], 2: "x"})
-            await client.request(aiocoap.Message(
-                code=aiocoap.POST, payload=garbled,
-                uri="coap://127.0.0.1:%d/s" % port)).response
-            t = int(time.time())
-            await bridge.broadcast("operator", PRICE, {1: [t, 900, [800, 900, 1200, 700]]})
-            assert em.node.signals.get(PRICE) is not None
-            assert PRICE not in hp.node.signals
-            assert bridge.metrics.value("broadcast_failures", transport="coap") == 0
+            async with fleet_on_bridge(tmp_path, fleet, over_coap(fleet)) as bridge:
+                async def registered():
+                    return len(await bridge.store.list_devices()) == 2
+                assert await _until(registered)
+                garbled = F.encode(F.ANNOUNCE, 0, 1, {0: "odd-1", 1: [[HEAT_PUMP, 1, 0]], 2: "x"})
+                await client.request(aiocoap.Message(
+                    code=aiocoap.POST, payload=garbled,
+                    uri="coap://127.0.0.1:%d/s" % bridge.transports["coap"].server.port)).response
+                t = int(time.time())
+                await bridge.broadcast("operator", PRICE, {1: [t, 900, [800, 900, 1200, 700]]})
+                assert em.node.signals.get(PRICE) is not None
+                assert PRICE not in hp.node.signals
+                assert bridge.metrics.value("broadcast_failures", transport="coap") == 0
         finally:
             await client.shutdown()
-            run.cancel()
-            await close_links(servers)
-            await link.stop()
-            await bridge.stop()
-            await bridge.store.close()
     asyncio.run(main())

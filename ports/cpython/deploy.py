@@ -204,6 +204,17 @@ def _load_config(path, profile, transport):
     return cfg, used
 
 
+def _modules(profile, transport, oscore, config, main, rest):
+    """(modules_for(), transport) with transport and OSCORE taken from the config
+    where not given."""
+    if config is not None:
+        cfg, transport = _load_config(config, profile, transport)
+        if oscore is None:
+            oscore = bool(cfg["oscore"])
+    transport = transport or "coap"
+    return modules_for(profile, transport, bool(oscore), main, rest), transport
+
+
 def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
            mpy=MPY_DEFAULT, opt=3, rest=False):
     """Write the bundle into directory out; return its files, relative to out.
@@ -211,13 +222,7 @@ def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
     transport/oscore default to what the config says (coap, no OSCORE without one).
     main: a firmware script to run at boot (default: a minimal one for the profile).
     rest: include the CoAP REST view (without it REST requests get 4.04)."""
-    cfg = None
-    if config is not None:
-        cfg, transport = _load_config(config, profile, transport)
-        if oscore is None:
-            oscore = bool(cfg["oscore"])
-    transport = transport or "coap"
-    names = modules_for(profile, transport, bool(oscore), main, rest)
+    names, _ = _modules(profile, transport, oscore, config, main, rest)
     written = []
     for name in names:
         rel = os.path.relpath(module_file(name), REPO)
@@ -245,14 +250,9 @@ def freeze(profile, out, transport=None, oscore=None, config=None, main=None, op
     """Write a MicroPython manifest (out/manifest.py) and the sources it freezes
     (out/frozen/spot/..., exactly the modules bundle() would compile), with the
     config and main script beside them; return the files written, relative to out."""
-    cfg = None
-    if config is not None:
-        cfg, transport = _load_config(config, profile, transport)
-        if oscore is None:
-            oscore = bool(cfg["oscore"])
-    transport = transport or "coap"
+    names, transport = _modules(profile, transport, oscore, config, main, rest)
     written = []
-    for name in modules_for(profile, transport, bool(oscore), main, rest):
+    for name in names:
         rel = os.path.relpath(module_file(name), REPO)
         target = os.path.join("frozen", PACKAGE, rel)
         os.makedirs(os.path.dirname(os.path.join(out, target)), exist_ok=True)
