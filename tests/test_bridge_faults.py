@@ -23,6 +23,7 @@ import urllib.request
 import pytest
 
 from netutil import free_tcp_port, free_udp_port
+from waiting import until
 from spot.cloud_bridge.store import open_store
 from spot.core import coap as C
 from spot.core import frame as F
@@ -153,15 +154,6 @@ def bridges(tmp_path):
     yield make
     for b in made:
         b.kill()
-
-
-async def until(cond, timeout=15.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return True
-        await asyncio.sleep(every)
-    return False
 
 
 async def serve(node, bridge, clock):

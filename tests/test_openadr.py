@@ -21,6 +21,7 @@ from netutil import free_tcp_port, free_udp_port  # noqa: E402
 from openleadr import OpenADRServer, objects, utils as outils  # noqa: E402
 from openleadr.service import OptService, handler  # noqa: E402
 
+from waiting import until
 from spot.cloud_bridge import config as C  # noqa: E402
 from spot.cloud_bridge.coap_link import CoapLink  # noqa: E402
 from spot.cloud_bridge.local_transport import LocalTransport  # noqa: E402
@@ -45,18 +46,6 @@ SG_READY = 6
 CURRENT_LIMIT = 8
 DSIG_RE = re.compile(rb"<ds:Signature.*</ds:Signature>", re.S)
 LEVEL_RE = re.compile(rb"(<ei:payloadFloat>\s*<ei:value>)[^<]*")
-
-
-async def until(cond, timeout=15.0, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = cond()
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return True
-        await asyncio.sleep(step)
-    return False
 
 
 def utcnow():

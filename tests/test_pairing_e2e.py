@@ -21,6 +21,7 @@ from aiohttp import web, ClientSession
 from aiocoap.oscore import FilesystemSecurityContext, NotAProtectedMessage
 from aiocoap.transports.oscore import OSCOREAddress
 from netutil import free_udp_port as free_port
+from waiting import until
 
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.coap_link import CoapLink
@@ -48,18 +49,6 @@ OPERATOR = "operator"
 
 def run_async(coro, timeout=40):
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-async def until(cond, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
 
 
 class Site:
@@ -94,7 +83,7 @@ class Site:
                                       oscore=self.oscore, bridge_kid=half["recipient_id"],
                                       lifetime=60)
         self.uri = "coap://127.0.0.1:%d" % self.dev.port
-        await until(lambda: self.dev.device.registered)
+        assert await until(lambda: self.dev.device.registered)
         return self
 
     async def stop(self):
@@ -116,7 +105,7 @@ class Site:
         async def finished():
             return (await self.store.get_command(command_id)).status not in (
                 "queued", "claimed", "sent")
-        await until(finished)
+        assert await until(finished)
         cmd = await self.store.get_command(command_id)
         assert cmd.status == "done", (cmd.status, cmd.result)
 
@@ -402,7 +391,7 @@ def test_a_restarted_bridge_reloads_the_keyring_and_keeps_provisioning(tmp_path)
         registrations = site.dev.device.registrations
         site.dev.device.register_now()
         site.dev.poke()
-        await until(lambda: site.dev.device.registrations > registrations)
+        assert await until(lambda: site.dev.device.registrations > registrations)
         second = await site.pair("meter-app", "monitor")
         assert site.roster.role(bytes.fromhex(second["kid"])) == MONITOR
         assert site.roster.role(bytes.fromhex(first["kid"])) == AGGREGATOR
@@ -426,7 +415,7 @@ def test_after_a_bridge_crash_the_device_registers_again_with_echo_and_telemetry
 
         async def stored():
             return (await site.store.latest(DEVICE)).get((HP, 8)) == (401, t)
-        await until(stored)
+        assert await until(stored)
         assert site.dev.device.registrations == registrations + 1
         assert site.dev.device.outbox == []
         cmd = await site.bridge.submit(OPERATOR, DEVICE, HP, F.WRITE, {FLOW_SETPOINT: 270})

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from netutil import free_udp_ports
+from waiting import until
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.app import running_bridge
 from spot.core import frame as F
@@ -54,15 +55,6 @@ async def dtls_bridge(tmp_path, port=None):
         yield parts, p + 1
     finally:
         await cm.__aexit__(None, None, None)
-
-
-async def until(cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 @contextlib.asynccontextmanager

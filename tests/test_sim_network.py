@@ -11,6 +11,7 @@ import pytest
 
 from mosquitto import Broker
 from netutil import free_udp_port, free_udp_ports
+from waiting import until
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.coap_link import CoapLink
 from spot.cloud_bridge.mqtt_link import MqttLink
@@ -97,15 +98,6 @@ def over_mqtt(fleet, broker):
     return connect
 
 
-async def _until(cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await cond():
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
 def test_fleet_registers_with_the_bridge_over_coap_sends_telemetry_and_takes_commands(tmp_path):
     async def main():
         fleet = Fleet({"heat_pump": 2, "pv_inverter": 1}, seed=3, t0=int(time.time()),
@@ -113,16 +105,16 @@ def test_fleet_registers_with_the_bridge_over_coap_sends_telemetry_and_takes_com
         async with fleet_on_bridge(tmp_path, fleet, over_coap(fleet)) as bridge:
             async def registered():
                 return len(await bridge.store.list_devices()) == 3
-            assert await _until(registered)
+            assert await until(registered)
 
             async def telemetry():
                 return (HEAT_PUMP, 11) in await bridge.store.latest("hp-0001")
-            assert await _until(telemetry)
+            assert await until(telemetry)
             cmd = await bridge.submit("operator", "hp-0002", HEAT_PUMP, F.WRITE, {6: 1})
 
             async def done():
                 return (await bridge.store.get_command(cmd.id)).status == "done"
-            assert await _until(done)
+            assert await until(done)
             assert fleet.by_id["hp-0002"].node.get(HEAT_PUMP, 6) == 1
     asyncio.run(main())
 
@@ -143,16 +135,16 @@ def test_fleet_over_mqtt_registers_by_birth_and_telemetry_is_stored_before_pubac
         async with fleet_on_bridge(tmp_path, fleet, over_mqtt(fleet, broker)) as bridge:
             async def registered():
                 return len(await bridge.store.list_devices()) == 2
-            assert await _until(registered)
+            assert await until(registered)
 
             async def telemetry():
                 return (HEAT_PUMP, 11) in await bridge.store.latest("hp-0002")
-            assert await _until(telemetry)
+            assert await until(telemetry)
             cmd = await bridge.submit("operator", "hp-0001", HEAT_PUMP, F.WRITE, {6: 4})
 
             async def done():
                 return (await bridge.store.get_command(cmd.id)).status == "done"
-            assert await _until(done)
+            assert await until(done)
             assert fleet.by_id["hp-0001"].node.get(HEAT_PUMP, 6) == 4
     asyncio.run(main())
 
@@ -170,7 +162,7 @@ def test_a_broadcast_over_coap_reaches_the_consumers_only_despite_a_garbled_anno
             async with fleet_on_bridge(tmp_path, fleet, over_coap(fleet)) as bridge:
                 async def registered():
                     return len(await bridge.store.list_devices()) == 2
-                assert await _until(registered)
+                assert await until(registered)
                 garbled = F.encode(F.ANNOUNCE, 0, 1, {0: "odd-1", 1: [[HEAT_PUMP, 1, 0]], 2: "x"})
                 await client.request(aiocoap.Message(
                     code=aiocoap.POST, payload=garbled,
