@@ -167,8 +167,10 @@ def _check_psk(args):
     """None when --connect / --psk fit together, else the complaint (coaps:// needs a PSK)."""
     scheme = _uri(args.connect, _CONNECT_SCHEMES)[0] if args.connect else None
     if scheme == "coaps":
+        args.psk = args.psk or os.environ.get("SPOT_PSK")   # the environment keeps it out of ps
         if not args.psk:
-            return "coaps:// needs a pre-shared key: --psk IDENTITY:HEXKEY (as in the bridge's [dtls] psk)"
+            return ("coaps:// needs a pre-shared key: --psk IDENTITY:HEXKEY or SPOT_PSK in the "
+                    "environment (as in the bridge's [dtls] psk)")
         from .ports.cpython.dtls_link import dtls_available, parse_psk
         parse_psk(args.psk)
         return dtls_available()
@@ -329,7 +331,7 @@ def build_parser():
                          " or a broker (mqtt://, mqtts://)")
     sm.add_argument("--psk", metavar="IDENTITY:HEXKEY",
                     help="DTLS pre-shared key for coaps://, shared by the fleet (the bridge's"
-                         " [dtls] psk = {IDENTITY = \"HEXKEY\"})")
+                         " [dtls] psk = {IDENTITY = \"HEXKEY\"}); default: $SPOT_PSK")
     sm.add_argument("--ca", help="CA file for mqtts://")
     sm.add_argument("--listen", metavar="coap://HOST:PORT",
                     help="serve the devices over CoAP, one per port from PORT on")

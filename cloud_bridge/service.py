@@ -165,17 +165,15 @@ class Bridge:
             return F.error(0, mid, NOT_AUTHORISED, "not this link's device")
         flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
         consumes = body.get(A_CONSUMES, [])
+        owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
         try:
             await self.store.upsert_device(device, body[A_SERVICES],
-                                           consumes if type(consumes) is list else [], flags, now)
+                                           consumes if type(consumes) is list else [], flags, now,
+                                           first_pairings=owners,
+                                           first_audit=("bridge", "register", {"via": via}))
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))
             return F.error(0, mid, MALFORMED, str(e))
-        if device not in self.known:
-            await self.store.add_pairing(device, self.config.operator, OWNER, None, now)
-            for actor, role in self.plugin_actors.items():
-                await self.store.add_pairing(device, actor, role, None, now)
-            await self.store.audit("bridge", "register", device, {"via": via}, now)
         self.known.add(device)
         self.routes[device] = via
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
@@ -319,11 +317,22 @@ class Bridge:
         if size > F.MAX_FRAME:
             raise BadRequest("frame of %d bytes exceeds %d" % (size, F.MAX_FRAME))
 
+    async def _require_known(self, device):
+        """LookupError unless the device is registered (the store decides when the
+        cache has not seen it yet, e.g. while its registration is finishing)."""
+        if device not in self.known:
+            try:
+                found = type(device) is str and await self.store.get_device(device) is not None
+            except S.InvalidValue:
+                found = False
+            if not found:
+                raise LookupError("unknown device %r" % device)
+            self.known.add(device)
+
     async def submit(self, actor, device, service, op, body=None, expires_in=None, timeout=None):
         """Queue a request for a device after access control; returns the Command."""
         self._check_request(service, op, body)
-        if device not in self.known:
-            raise LookupError("unknown device %r" % device)
+        await self._require_known(device)
         await self._authorise(actor, device, op, service)
         return (await self._queue(actor, [device], service, op, body, expires_in, timeout))[0]
 
@@ -366,8 +375,7 @@ class Bridge:
             raise BadRequest("plan id must be > 0, primacy <= %d, expiry after start" % MAX_PRIMACY)
         if type(entries) is not dict or not entries:
             raise BadRequest("plan entries must be a non-empty map {service: {object: value}}")
-        if device not in self.known:
-            raise LookupError("unknown device %r" % device)
+        await self._require_known(device)
         await self._authorise(actor, device, F.INVOKE, PLANS)
         for sid in entries:  # a plan writes its entries' services: the role must allow that
             if type(sid) is not int:

@@ -529,20 +529,42 @@ class Store(abc.ABC):
             check_name(credential_ref, "credential_ref")
         return (id, sv, cs, flags, credential_ref, float(now), float(now), float(now))
 
-    async def upsert_device(self, id, services, consumes, flags, now, credential_ref=None):
+    async def upsert_device(self, id, services, consumes, flags, now, credential_ref=None,
+                            first_pairings=(), first_audit=None):
         """Register a device or update it from an ANNOUNCE; it is online now.
 
         services: [[service id, major, minor], ...]; consumes: [service id, ...];
         flags: the ANNOUNCE flags (bit 0 = sleepy). credential_ref (optional)
-        replaces the stored one when given. Returns True for a new device.
+        replaces the stored one when given. When the device is new, first_pairings
+        [(controller, role)] and first_audit (actor, action, detail) are written in
+        the same transaction, so no reader sees a new device without its owner.
+        Returns True for a new device.
         """
         check_time(now, "now")
         row = self._device_row(id, services, consumes, flags, now, credential_ref)
+        pairings = list(first_pairings)
+        for controller, role in pairings:
+            check_name(controller, "controller")
+            check_choice(role, ROLES, "role")
+        if first_audit is not None:
+            check_name(first_audit[0], "actor")
+            check_name(first_audit[1], "action")
+            audit_detail = dump_value(first_audit[2])
 
         def script():
             r = yield Q("SELECT 1 FROM devices WHERE id = ?", (id,))
             yield Q(self._UPSERT, row)
-            return not r.rows
+            if r.rows:
+                return False
+            for controller, role in pairings:
+                yield Q("INSERT INTO pairings (" + PAIRING_COLS + ") VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (device, controller) DO UPDATE SET role = excluded.role",
+                        (id, controller, role, dump_value(None), float(now)))
+            if first_audit is not None:
+                yield Q("INSERT INTO audit (at, actor, action, target, detail) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (float(now), first_audit[0], first_audit[1], id, audit_detail))
+            return True
         return await self._run(script)
 
     async def upsert_devices(self, announces, now):

@@ -389,3 +389,15 @@ def test_devices_that_do_not_answer_hold_their_delivery_slots_only_briefly(tmp_p
         finally:
             await bridge.stop()
     run(main())
+
+
+def test_a_command_for_a_device_the_store_has_but_the_cache_not_yet_is_accepted(tmp_path):
+    async def main():
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, _, dev):
+            bridge.known.discard("hp-1")      # as between its registration's commit and the cache
+            cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1})
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "done"
+            with pytest.raises(LookupError):
+                await bridge.submit("operator", "ghost", HEAT_PUMP, F.WRITE, {6: 1})
+    run(main())

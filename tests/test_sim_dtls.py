@@ -8,6 +8,7 @@ a restarted bridge that the device handshakes with again, DTLS records on the wi
 Needs the aiocoap[tinydtls] extra (DTLSSocket).
 """
 import asyncio
+import os
 import contextlib
 import subprocess
 import sys
@@ -244,6 +245,20 @@ def test_cli_refuses_a_psk_key_that_is_not_hex():
                 "sim-fleet:not-hex", "--duration", "1")
     assert r.returncode == 2
     assert "hex" in r.stderr
+
+
+def test_cli_takes_the_psk_from_spot_psk_in_the_environment(tmp_path):
+    async def main():
+        async with dtls_bridge(tmp_path) as (parts, port):
+            env = dict(os.environ, SPOT_PSK="stranger:%s" % KEY.hex())
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "spot.cli", "sim", "heat_pump", "--connect",
+                "coaps://127.0.0.1:%d" % port, "--duration", "2", env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _, err = await asyncio.wait_for(proc.communicate(), 20)
+            assert proc.returncode == 1          # it tried that key: no "needs a key" (2)
+            assert b"fatal alert" in err         # the bridge refused the unknown identity
+    asyncio.run(main())
 
 
 def test_parse_psk_takes_identity_and_hex_key():

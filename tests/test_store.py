@@ -991,3 +991,27 @@ def test_sqlite_database_is_in_wal_mode(tmp_path):
     asyncio.run(main())
     with sqlite3.connect(path) as c:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@store_test
+async def test_a_new_device_appears_with_its_first_pairings_and_audit_in_one_step(s, url):
+    assert await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0,
+                                 first_pairings=[("operator", "owner"), ("vpp", "aggregator")],
+                                 first_audit=("bridge", "register", {"via": "coap"})) is True
+    assert await s.role_of("hp-1", "operator") == "owner"
+    assert await s.role_of("hp-1", "vpp") == "aggregator"
+    assert [a.action for a in await s.list_audit(target="hp-1")] == ["register"]
+    # an update of a known device adds neither pairings nor audit
+    await s.remove_pairing("hp-1", "vpp")
+    assert await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0 + 1,
+                                 first_pairings=[("vpp", "aggregator")],
+                                 first_audit=("bridge", "register", {})) is False
+    assert await s.role_of("hp-1", "vpp") is None
+    assert len(await s.list_audit(target="hp-1")) == 1
+
+
+@store_test
+async def test_first_pairings_with_an_unknown_role_register_nothing(s, url):
+    with pytest.raises(S.InvalidValue):
+        await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0, first_pairings=[("x", "emperor")])
+    assert await s.get_device("hp-1") is None
