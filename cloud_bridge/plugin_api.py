@@ -16,6 +16,8 @@ import asyncio
 import logging
 from importlib.metadata import entry_points
 
+from .tasks import cancel_and_wait
+
 GROUP = "spot.bridge.plugins"
 log = logging.getLogger("spot.bridge.plugins")
 
@@ -106,13 +108,7 @@ class PluginHost:
                 self.bridge.metrics.inc("plugin_errors", plugin=name)
 
     async def stop(self):
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._tasks)   # their loops catch every plugin error
         for q in self._queues:
             self.bridge.hub.unsubscribe(q)
         self._tasks, self._queues = [], []

@@ -21,6 +21,7 @@ from ..core.services import PLANS
 from .events import EventHub
 from .ingest import Ingest, notify_rows
 from .metrics import Metrics
+from .tasks import cancel_and_wait
 from . import store as S
 
 log = logging.getLogger("spot.bridge")
@@ -96,13 +97,7 @@ class Bridge:
         self._tasks.append(asyncio.ensure_future(self._sweep_forever()))
 
     async def stop(self):
-        for t in self._tasks + list(self._delivery.values()):
-            t.cancel()
-        for t in self._tasks + list(self._delivery.values()):
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks + list(self._delivery.values()))
         self._tasks = []
         await self.ingest.close()
         await self._flush_seen()

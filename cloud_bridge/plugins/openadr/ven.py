@@ -32,6 +32,7 @@ from ....core import frame as F
 from ....core.plans import PUSH, CANCEL
 from ....core.services import PLANS, PRICE
 from ...service import Forbidden, BadRequest, allowed
+from ...tasks import cancel_and_wait
 from . import translate as T
 from .reports import Reports, main_service
 
@@ -120,13 +121,7 @@ class SpotClient(OpenADRClient):
                        asyncio.ensure_future(self._report_queue_worker())]
 
     async def stop(self):
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
@@ -372,13 +367,7 @@ class Ven:
 
     async def stop(self):
         await self.client.stop()
-        for t in [self._worker] + list(self._opt_tasks):
-            if t is not None:
-                t.cancel()
-                try:
-                    await t
-                except (asyncio.CancelledError, Exception):
-                    pass
+        await cancel_and_wait([self._worker] + list(self._opt_tasks))
 
     # ------------------------------------------------------------ devices
 
