@@ -248,6 +248,20 @@ def to_wire(svc, row, value, what=None):
     return wire
 
 
+def wire_values(svc, values, writing=False):
+    """{object id: wire value} of {object: SI value} (not empty); writing: every
+    object must be writable."""
+    if type(values) is not dict or not values:
+        raise bad("values must be a non-empty object {object: SI value}")
+    out = {}
+    for ref, v in values.items():
+        row = resolve_object(svc, ref)
+        if writing:
+            need_access(svc, row, M.W, "written")
+        out[row[M.ID]] = to_wire(svc, row, v)
+    return out
+
+
 def need_access(svc, row, bit, verb):
     if not row[M.ACCESS] & bit:
         what = {M.W: "read-only", M.X: "not an action", M.R: "not readable"}[bit]
@@ -327,14 +341,7 @@ def build_command(data):
         if "objects" in data:
             body = [r[M.ID] for r in _rows(svc, data["objects"], M.R, "read")]
     elif op == F.WRITE:
-        values = data["values"]
-        if type(values) is not dict or not values:
-            raise bad("values must be a non-empty object {object: SI value}")
-        body = {}
-        for ref, v in values.items():
-            row = resolve_object(svc, ref)
-            need_access(svc, row, M.W, "written")
-            body[row[M.ID]] = to_wire(svc, row, v)
+        body = wire_values(svc, data["values"], writing=True)
     elif op == F.INVOKE:
         row = resolve_object(svc, data["object"])
         need_access(svc, row, M.X, "invoked")
@@ -451,14 +458,7 @@ def plan_value(svc, row, v):
 def build_signal(svc, data):
     """(wire values, t) from a signal body {"values": {object: SI value}, "t": seconds}."""
     body_object(data, ("values", "t"), ("values",))
-    values = data["values"]
-    if type(values) is not dict or not values:
-        raise bad("values must be a non-empty object {object: SI value}")
-    out = {}
-    for ref, v in values.items():
-        row = resolve_object(svc, ref)
-        out[row[M.ID]] = to_wire(svc, row, v)
-    return out, optional(data, "t", 0, MAX_TIME, integer=True)
+    return wire_values(svc, data["values"]), optional(data, "t", 0, MAX_TIME, integer=True)
 
 
 # ------------------------------------------------------------------ records
