@@ -10,6 +10,7 @@ Every server binds a free port and stops at the end of its test; every wait has 
 timeout.
 """
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -257,6 +258,24 @@ async def oscore_client(uri, tmp_path, kid, secret=None):
     return ctx
 
 
+@contextlib.asynccontextmanager
+async def oscore_device_and_client(tmp_path, kid=OWNER_KID, secret=None):
+    """A served heat pump requiring OSCORE and an aiocoap client speaking OSCORE as
+    `kid` (None: in the clear): (node, device server, its URI, client); both stop after."""
+    node, oscore = oscore_device()
+    dev = await serve_device(node, oscore=oscore)
+    uri = "coap://127.0.0.1:%d" % dev.port
+    if kid is None:
+        ctx = await aiocoap.Context.create_client_context()
+    else:
+        ctx = await oscore_client(uri, tmp_path, kid, secret)
+    try:
+        yield node, dev, uri, ctx
+    finally:
+        await ctx.shutdown()
+        dev.close()
+
+
 class Recorder:
     """Keeps the datagrams a DeviceServer receives (to replay one)."""
 
@@ -289,11 +308,7 @@ async def raw_exchange(port, datagram, timeout=5):
 
 def test_aiocoap_oscore_get_put_and_observe(tmp_path):
     async def main():
-        node, oscore = oscore_device()
-        dev = await serve_device(node, oscore=oscore)
-        uri = "coap://127.0.0.1:%d" % dev.port
-        ctx = await oscore_client(uri, tmp_path, OWNER_KID)
-        try:
+        async with oscore_device_and_client(tmp_path) as (node, dev, uri, ctx):
             r = await aio_request(ctx, aiocoap.GET, uri + "/heat_pump/flow_temp")
             assert r.code == aiocoap.CONTENT and cbor2.loads(r.payload) == 352
             r = await aio_request(ctx, aiocoap.PUT, uri + "/heat_pump/flow_setpoint",
@@ -312,82 +327,52 @@ def test_aiocoap_oscore_get_put_and_observe(tmp_path):
                 seen.append(cbor2.loads((await next_note(notes)).payload))
             assert seen == [360, 370]
             req.observation.cancel()
-        finally:
-            await ctx.shutdown()
-            dev.close()
         assert dev.errors == 0, dev.last_error
     run_async(main())
 
 
 def test_plain_request_to_an_oscore_device_is_4_01():
     async def main():
-        node, oscore = oscore_device()
-        dev = await serve_device(node, oscore=oscore)
-        ctx = await aiocoap.Context.create_client_context()
-        try:
-            r = await aio_request(ctx, aiocoap.PUT, "coap://127.0.0.1:%d/16/7" % dev.port,
-                                  cbor2.dumps(300))
+        async with oscore_device_and_client(None, kid=None) as (node, dev, uri, ctx):
+            r = await aio_request(ctx, aiocoap.PUT, uri + "/16/7", cbor2.dumps(300))
             assert (r.code, r.payload) == (aiocoap.UNAUTHORIZED, b"OSCORE required")
             assert node.get(HP, FLOW_SETPOINT) == 21.5
-        finally:
-            await ctx.shutdown()
-            dev.close()
     run_async(main())
 
 
 def test_replayed_oscore_datagram_is_4_01_and_changes_nothing(tmp_path):
     async def main():
-        node, oscore = oscore_device()
-        dev = await serve_device(node, oscore=oscore)
-        rec = Recorder(dev)
-        uri = "coap://127.0.0.1:%d" % dev.port
-        ctx = await oscore_client(uri, tmp_path, OWNER_KID)
-        try:
+        async with oscore_device_and_client(tmp_path) as (node, dev, uri, ctx):
+            rec = Recorder(dev)
             await aio_request(ctx, aiocoap.PUT, uri + "/16/7", cbor2.dumps(300))
             captured = rec.datagrams[-1]
             await aio_request(ctx, aiocoap.PUT, uri + "/16/7", cbor2.dumps(400))
             reply = aiocoap.Message.decode(await raw_exchange(dev.port, captured))
             assert (reply.code, reply.payload) == (aiocoap.UNAUTHORIZED, b"Replay detected")
             assert node.get(HP, FLOW_SETPOINT) == 40.0
-        finally:
-            await ctx.shutdown()
-            dev.close()
     run_async(main())
 
 
 def test_unpaired_kid_is_4_01(tmp_path):
     async def main():
-        node, oscore = oscore_device()
-        dev = await serve_device(node, oscore=oscore)
-        uri = "coap://127.0.0.1:%d" % dev.port
-        ctx = await oscore_client(uri, tmp_path, b"\x07", secret=b"stranger-secret!")
-        try:
+        async with oscore_device_and_client(tmp_path, b"\x07", b"stranger-secret!") \
+                as (node, dev, uri, ctx):
             with pytest.raises(NotAProtectedMessage) as e:
                 await aio_request(ctx, aiocoap.PUT, uri + "/16/7", cbor2.dumps(300))
             assert e.value.plain_message.code == aiocoap.UNAUTHORIZED
             assert e.value.plain_message.payload == b"Security context not found"
             assert node.get(HP, FLOW_SETPOINT) == 21.5
-        finally:
-            await ctx.shutdown()
-            dev.close()
     run_async(main())
 
 
 def test_monitor_role_put_is_not_authorised_4_01(tmp_path):
     async def main():
-        node, oscore = oscore_device()
-        dev = await serve_device(node, oscore=oscore)
-        uri = "coap://127.0.0.1:%d" % dev.port
-        ctx = await oscore_client(uri, tmp_path, MONITOR_KID)
-        try:
+        async with oscore_device_and_client(tmp_path, MONITOR_KID) as (node, dev, uri, ctx):
             r = await aio_request(ctx, aiocoap.GET, uri + "/16/7")
             assert cbor2.loads(r.payload) == 215
             r = await aio_request(ctx, aiocoap.PUT, uri + "/16/7", cbor2.dumps(300))
             assert (r.code, r.payload) == (aiocoap.UNAUTHORIZED, b"not-authorised")
             assert node.get(HP, FLOW_SETPOINT) == 21.5
-        finally:
-            await ctx.shutdown()
-            dev.close()
     run_async(main())
 
 
