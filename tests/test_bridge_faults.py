@@ -474,17 +474,6 @@ def test_telemetry_sent_from_another_address_than_the_registered_one_is_refused(
 
 # ---------------------------------------------------------------- MQTT: kill -9 with a broker
 
-@pytest.fixture
-def broker(tmp_path):
-    from mosquitto import Broker
-    d = tmp_path / "mosquitto"
-    d.mkdir()
-    b = Broker(str(d))
-    b.start()
-    yield b
-    b.stop()
-
-
 def test_mqtt_telemetry_the_broker_acknowledged_while_the_bridge_was_dead_is_stored(
         bridges, broker):
     import paho.mqtt.client as mqtt

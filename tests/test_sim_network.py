@@ -7,9 +7,7 @@ import sys
 import time
 
 import cbor2
-import pytest
 
-from mosquitto import Broker
 from netutil import free_udp_port, free_udp_ports
 from waiting import until
 from spot.cloud_bridge import config as C
@@ -117,16 +115,6 @@ def test_fleet_registers_with_the_bridge_over_coap_sends_telemetry_and_takes_com
             assert await until(done)
             assert fleet.by_id["hp-0002"].node.get(HEAT_PUMP, 6) == 1
     asyncio.run(main())
-
-
-@pytest.fixture
-def broker(tmp_path):
-    d = tmp_path / "mosquitto"
-    d.mkdir()
-    b = Broker(str(d))
-    b.start()
-    yield b
-    b.stop()
 
 
 def test_fleet_over_mqtt_registers_by_birth_and_telemetry_is_stored_before_puback(tmp_path, broker):
