@@ -303,6 +303,15 @@ async def register_then_go_silent(bridge, fleet):
     assert await until(offline, timeout=15), "a silent device is still shown online"
 
 
+async def command_for_a_silent_device(bridge, fleet):
+    """Register hp-0001, let it go silent, then POST COMMAND for it: the command, queued."""
+    await register_then_go_silent(bridge, fleet)
+    status, cmd = await asyncio.to_thread(bridge.call, "POST",
+                                          "/api/v1/devices/hp-0001/commands", COMMAND)
+    assert status == 202 and cmd["status"] == "queued"
+    return cmd
+
+
 async def delivered_when_back(bridge, node, command_id, failure):
     """Serve node again: the queued COMMAND must then be done, SG-Ready 4 set."""
     back = await serve(node, bridge.coap, lambda ms: int(time.time()))
@@ -321,10 +330,7 @@ def test_a_silent_device_is_shown_offline_and_its_command_waits_until_it_is_back
     node = fleet.devices[0].node
 
     async def main():
-        await register_then_go_silent(bridge, fleet)
-        status, cmd = await asyncio.to_thread(bridge.call, "POST",
-                                              "/api/v1/devices/hp-0001/commands", COMMAND)
-        assert status == 202 and cmd["status"] == "queued"
+        cmd = await command_for_a_silent_device(bridge, fleet)
         await asyncio.sleep(3)
         assert await command_status(bridge, cmd["id"]) == "queued"
         assert node.get(HEAT_PUMP, SG_READY) != 4
@@ -339,10 +345,7 @@ def test_a_command_queued_for_an_offline_device_survives_kill_9_and_is_delivered
     node = fleet.devices[0].node
 
     async def main():
-        await register_then_go_silent(bridge, fleet)
-        status, cmd = await asyncio.to_thread(bridge.call, "POST",
-                                              "/api/v1/devices/hp-0001/commands", COMMAND)
-        assert status == 202 and cmd["status"] == "queued"
+        cmd = await command_for_a_silent_device(bridge, fleet)
         bridge.kill()
         await asyncio.to_thread(bridge.start)
         assert await command_status(bridge, cmd["id"]) == "queued"
