@@ -3,6 +3,7 @@ error codes, Observe with LwM2M attributes, the bus resource and the registratio
 
 A real Node (heat_pump profile) behind a real sans-I/O Endpoint, datagrams built by
 hand, a fake clock in integer milliseconds. Portable: plain asserts."""
+from _fakes import Rand
 from spot.core import cbor, coap
 from spot.core import frame as F
 from spot.core import errors as E
@@ -24,15 +25,6 @@ FLOW_SETPOINT = 7
 FLOW_TEMP = 8
 OUTDOOR = 11
 PAUSE = 18
-
-
-class Rand:
-    def __init__(self):
-        self.n = 0
-
-    def __call__(self):
-        self.n += 1001
-        return self.n
 
 
 def device(**kw):

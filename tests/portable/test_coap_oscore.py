@@ -4,6 +4,7 @@ with the right codes, replays, protected Observe, and the protected registration
 
 Client and bridge are core.oscore contexts with the same secrets and swapped ids.
 Portable: plain asserts."""
+from _fakes import Rand
 from spot.core import cbor, coap
 from spot.core import frame as F
 from spot.core.coap import CoapMessage
@@ -26,15 +27,6 @@ MONITOR_KID = b'\x02'
 BRIDGE_KID = b'\x0b'
 SECRETS = {OWNER_KID: b'owner-secret-016', MONITOR_KID: b'monitor-secret16',
            BRIDGE_KID: b'bridge-secret-16'}
-
-
-class Rand:
-    def __init__(self):
-        self.n = 0
-
-    def __call__(self):
-        self.n += 1001
-        return self.n
 
 
 def decode(data):
