@@ -113,4 +113,9 @@ def load(path=None, **overrides):
         raise ValueError("DTLS ([dtls] psk) listens on one address only: set coap to the "
                          "address devices reach, e.g. coap = \"192.0.2.10:5683\" (coaps:// is "
                          "then on port 5684), not the any-address %r" % cfg.coap)
+    if cfg.psk:
+        from ..ports.cpython.dtls_link import dtls_available
+        missing = dtls_available()
+        if missing:
+            raise ValueError("[dtls] psk: " + missing)
     return cfg

@@ -54,3 +54,12 @@ def test_commands_in_flight_must_be_a_positive_integer(tmp_path):
     cfg.write_text('[bridge]\ncommands_in_flight = 0\n')
     with pytest.raises(ValueError, match="commands_in_flight"):
         C.load(str(cfg))
+
+
+def test_dtls_without_its_library_is_refused_with_what_to_install(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "DTLSSocket", None)   # as if not installed
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[bridge]\ncoap = "127.0.0.1:5683"\n' + PSK)
+    with pytest.raises(ValueError, match=r"\[dtls\] psk: .*pip install 'spot-runtime\[dtls\]'"):
+        C.load(str(cfg))

@@ -55,7 +55,8 @@ def dtls_available():
     try:
         from DTLSSocket import dtls  # noqa: F401
     except ImportError as e:
-        return "DTLS needs DTLSSocket: pip install 'aiocoap[tinydtls]' (%s)" % e
+        return ("DTLS needs DTLSSocket: pip install 'spot-runtime[dtls]' (it builds tinydtls:"
+                " autoconf, automake, libtool) (%s)" % e)
     return None
 
 
