@@ -80,7 +80,8 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
                                     client_id="spot-" + config.instance).start()
         await p.plugins.start()
         from .http_api import make_app
-        runner = web.AppRunner(make_app(p.bridge), access_log=None)
+        from .http_guard import SERVER_OPTIONS
+        runner = web.AppRunner(make_app(p.bridge), access_log=None, **SERVER_OPTIONS)
         await runner.setup()
         h_host, h_port = config.http_addr
         site = web.TCPSite(runner, h_host, h_port)

@@ -21,6 +21,7 @@
     [access]
     operator = "operator"               # actor paired as owner with every device
     tokens = { "s3cret" = "alice" }     # API bearer tokens -> actor (none: all callers are the operator)
+    hosts = ["bridge.example.net"]      # names the API answers to besides its socket's address
 
     [plugins.example]                   # plugins found through entry points, enabled here
     role = "aggregator"
@@ -58,6 +59,7 @@ class Config:
     mqtt_share_group: str = ""
     operator: str = "operator"
     tokens: dict = field(default_factory=dict)
+    hosts: list = field(default_factory=list)     # Host/Origin names besides the socket's
     psk: dict = field(default_factory=dict)       # DTLS identity -> key (hex)
     plugins: dict = field(default_factory=dict)   # name -> options
 
@@ -79,7 +81,7 @@ _SECTIONS = {
     "bridge": ("data", "store", "http", "coap", "instance", "keys", "retention_days",
                "offline_after", "command_timeout", "command_expiry", "commands_in_flight"),
     "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group"},
-    "access": ("operator", "tokens"),
+    "access": ("operator", "tokens", "hosts"),
     "dtls": {"psk": "psk"},
 }
 
@@ -104,7 +106,8 @@ def load(path=None, **overrides):
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
-    split_hostport(cfg.http)
+    from .http_guard import check_exposure
+    check_exposure(split_hostport(cfg.http)[0], cfg.tokens)
     if type(cfg.commands_in_flight) is not int or cfg.commands_in_flight < 1:
         raise ValueError("commands_in_flight must be a positive integer, got %r"
                          % (cfg.commands_in_flight,))

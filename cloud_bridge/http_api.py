@@ -18,7 +18,6 @@ EventHub; as browsers' EventSource cannot send headers, it also takes the
 token as ?access_token=.
 """
 import asyncio
-import hmac
 import json
 import logging
 import math
@@ -26,10 +25,11 @@ import os
 
 from aiohttp import web
 
+from . import http_guard as G
 from . import http_views as V
 from . import store as S
 from .openapi import document as openapi_document
-from .service import Forbidden, BadRequest, OWNER
+from .service import Forbidden, BadRequest, Conflict, OWNER
 
 log = logging.getLogger("spot.http")
 
@@ -66,13 +66,16 @@ async def read_json(request):
     if not raw:
         raise V.bad("the request needs a JSON body")
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
+                          parse_float=G.json_float, parse_int=G.json_int)
     except UnicodeDecodeError:
         raise V.bad("the request body is not UTF-8")
     except RecursionError:
         raise V.bad("the request body is nested too deeply")
     except ValueError as e:
         raise V.bad("the request body is not valid JSON: %s" % e)
+    G.check_text(data)
+    return data
 
 
 # ------------------------------------------------------------------ middleware
@@ -90,8 +93,7 @@ def _actor(bridge, request):
     if token:
         found = None
         for known, actor in tokens.items():  # compare every token, in constant time each
-            if hmac.compare_digest(known.encode("utf-8", "surrogatepass"),
-                                   token.encode("utf-8", "surrogatepass")):
+            if G.same_secret(known, token):
                 found = actor
         if found is not None:
             return found
@@ -103,6 +105,9 @@ async def api_middleware(request, handler):
     """Authentication, and every error as {"error": ...} with the right status."""
     bridge = request.app[BRIDGE]
     try:
+        G.check_host_and_origin(request, bridge.config.hosts)
+        if request.match_info.http_exception is None:
+            G.check_content_type(request)
         if request.path.startswith(API + "/") and request.path not in OPEN_PATHS:
             request[ACTOR] = _actor(bridge, request)
         return await handler(request)
@@ -113,15 +118,15 @@ async def api_middleware(request, handler):
         return fail(403, str(e))
     except (S.UnknownDevice, S.UnknownCommand) as e:
         return fail(404, str(e))
-    except S.CommandStateError as e:
+    except (S.CommandStateError, Conflict) as e:
         return fail(409, str(e))
     except S.StoreUnavailable as e:
-        log.error("store unavailable in %s %s: %s", request.method, request.path, e)
+        log.error("store unavailable in %s %r: %s", request.method, request.path, e)
         return fail(503, "store unavailable, try again later")
     except (BadRequest, S.InvalidValue) as e:
         return fail(400, str(e))
     except (KeyError, IndexError):  # a bug, not an unknown resource
-        log.exception("error in %s %s", request.method, request.path)
+        log.exception("error in %s %r", request.method, request.path)
         return fail(500, "internal error")
     except LookupError as e:        # Bridge.submit & co.: unknown device
         return fail(404, str(e.args[0]) if e.args else "not found")
@@ -135,7 +140,7 @@ async def api_middleware(request, handler):
     except asyncio.CancelledError:
         raise
     except Exception:
-        log.exception("error in %s %s", request.method, request.path)
+        log.exception("error in %s %r", request.method, request.path)
         return fail(500, "internal error")
 
 
@@ -149,10 +154,11 @@ def _is_operator(bridge, actor):
     return actor == bridge.config.operator
 
 
-async def _device(request, need=None):
+async def _device(request, need=None, gate=True):
     """(bridge, actor, Device) for the path's device: 404 unknown, 403 without a role.
 
-    need: roles required (None: any pairing)."""
+    need: roles required (None: any pairing); gate=False: no role check here (the
+    bridge decides, and audits what it refuses)."""
     bridge = _bridge(request)
     actor = request[ACTOR]
     device_id = request.match_info["id"]
@@ -160,8 +166,8 @@ async def _device(request, need=None):
     d = await bridge.store.get_device(device_id)
     if d is None:
         raise V.ApiError(404, "unknown device %r" % device_id)
-    role = await bridge.store.role_of(device_id, actor)
-    if role is None or (need is not None and role not in need):
+    role = await bridge.store.role_of(device_id, actor) if gate else None
+    if gate and (role is None or (need is not None and role not in need)):
         raise Forbidden("%s may not %s %s (role: %s)" % (
             actor, "see" if need is None else "manage", device_id, role or "not paired"))
     return bridge, actor, d
@@ -335,8 +341,9 @@ async def group_command(request):
         raise V.ApiError(404, "no device in group %r" % group)
     done, refused = await bridge.submit_group(actor, group, sid, op, body,
                                               expires_in=expires_in, timeout=timeout)
+    # counts, not ids: refused devices may be ones the caller may not even see
     return ok({"group": group, "commands": [V.command_json(c) for c in done],
-               "refused": refused}, 202)
+               "queued": len(done), "refused": len(refused)}, 202)
 
 
 async def device_plans(request):
@@ -388,7 +395,7 @@ async def get_pairings(request):
 
 
 async def post_pairing(request):
-    bridge, actor, d = await _device(request, MANAGERS)
+    bridge, actor, d = await _device(request, gate=False)   # Bridge.pair checks and audits
     data = V.body_object(await read_json(request), ("controller", "role", "credential"),
                          ("controller", "role"))
     controller, role, cred = data["controller"], data["role"], data.get("credential")
@@ -412,7 +419,7 @@ async def post_pairing(request):
 
 async def delete_pairing(request):
     """DELETE .../pairings/{controller}, or .../pairings?controller=..."""
-    bridge, actor, d = await _device(request, MANAGERS)
+    bridge, actor, d = await _device(request, gate=False)   # Bridge.unpair checks, audits
     controller = request.match_info.get("controller", request.query.get("controller"))
     if controller is None:
         raise V.bad("which controller? DELETE .../pairings/{controller} or ?controller=")
@@ -536,6 +543,7 @@ def make_app(bridge):
     app[BRIDGE] = bridge
     app[STREAMS] = set()
     app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(G.add_security_headers)
     r = app.router
     r.add_get(API + "/health", health)
     r.add_get(API + "/openapi.json", openapi)

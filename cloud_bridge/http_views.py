@@ -31,6 +31,7 @@ MAX_HORIZON = 172800            # how far ahead a plan may expire (a node's defa
 MAX_TIME = 10 ** 11             # Unix seconds accepted in queries and plans (year 5138)
 INFORMATIONAL = (PRICE, WEATHER, GRID)   # services broadcast as signals
 SUBSCRIBE_ATTRS = {"pmin": 0, "pmax": 1, "step": 2, "gt": 3, "lt": 4}
+_ATTRIBUTE_NAMES = {v: k for k, v in SUBSCRIBE_ATTRS.items()}
 
 
 class ApiError(Exception):
@@ -361,7 +362,11 @@ def build_command(data):
             a = {}
             for k, v in attrs.items():
                 if k >= 2 and row[M.TYPE] in (M.ANALOG, M.COUNTER):
-                    v = M.to_wire(row, v) if k != 2 else abs(M.to_wire(row, v))
+                    try:
+                        v = M.to_wire(row, v) if k != 2 else abs(M.to_wire(row, v))
+                    except (OverflowError, ValueError, SpotError):
+                        raise bad("attributes.%s: %s is too large for %s.%s"
+                                  % (_ATTRIBUTE_NAMES[k], _show(v), svc.name, row[M.NAME]))
                 a[k] = v
             body[row[M.ID]] = a
     else:

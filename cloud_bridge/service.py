@@ -39,6 +39,10 @@ class BadRequest(ValueError):
     """A command or plan that cannot be sent as it is."""
 
 
+class Conflict(Exception):
+    """A change that would leave a device without an owner."""
+
+
 def _once(fn):
     """fn, callable any number of times, called on the first call only."""
     called = []
@@ -402,18 +406,43 @@ class Bridge:
 
     # ------------------------------------------------------------ pairing
 
+    async def _may_change_pairing(self, actor, device, controller, role, action):
+        """Raise (and audit) unless actor may give controller role on device (None:
+        unpair): only owners and installers manage pairings, nobody grants a role
+        above their own or changes the pairing of someone above them, and the last
+        owner stays."""
+        mine = await self.store.role_of(device, actor)
+        theirs = await self.store.role_of(device, controller)
+        refusal = None
+        if mine not in (OWNER, "installer"):
+            refusal = Forbidden("only an owner or installer of %s may %s controllers"
+                                % (device, action))
+        elif role is not None and ROLE_IDS[role] < ROLE_IDS[mine]:
+            refusal = Forbidden("%s may not grant the role %s, above its own (%s)"
+                                % (actor, role, mine))
+        elif theirs is not None and ROLE_IDS[theirs] < ROLE_IDS[mine]:
+            refusal = Forbidden("%s may not %s %s, whose role %s is above its own (%s)"
+                                % (actor, action, controller, theirs, mine))
+        elif theirs == OWNER and role != OWNER and sum(
+                1 for p in await self.store.pairings(device) if p.role == OWNER) == 1:
+            refusal = Conflict("%s is the last owner of %s: pair another owner first"
+                               % (controller, device))
+        if refusal is not None:
+            await self.store.audit(actor, "refused", device, {
+                "action": action, "controller": controller, "role": role, "own_role": mine,
+                "reason": str(refusal)}, self.clock())
+            raise refusal
+
     async def pair(self, actor, device, controller, role, credential=None):
         if role not in ROLE_IDS:
             raise BadRequest("role must be one of %s" % ", ".join(sorted(ROLE_IDS)))
-        if await self.store.role_of(device, actor) not in (OWNER, "installer"):
-            raise Forbidden("only an owner or installer of %s may pair controllers" % device)
+        await self._may_change_pairing(actor, device, controller, role, "pair")
         await self.store.add_pairing(device, controller, role, credential, self.clock())
         await self.store.audit(actor, "pair", device, {"controller": controller, "role": role},
                                self.clock())
 
     async def unpair(self, actor, device, controller):
-        if await self.store.role_of(device, actor) not in (OWNER, "installer"):
-            raise Forbidden("only an owner or installer of %s may unpair controllers" % device)
+        await self._may_change_pairing(actor, device, controller, None, "unpair")
         removed = await self.store.remove_pairing(device, controller)
         await self.store.audit(actor, "unpair", device, {"controller": controller}, self.clock())
         return removed

@@ -44,7 +44,7 @@ TICK = 0.2               # wall seconds between fleet steps
 LATE = "pv-0001"         # connects once the fleet page is open
 
 
-def browser(user_data_dir):
+def browser(user_data_dir, extra_args=()):
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
         pytest.fail("needs Debian's chromium and chromium-driver (apt-get install chromium "
                     "chromium-driver)")
@@ -53,7 +53,8 @@ def browser(user_data_dir):
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
                 "--disable-dev-shm-usage", "--user-data-dir=%s" % user_data_dir,
-                "--window-size=1280,900", "--force-device-scale-factor=1", "--lang=en-GB"):
+                "--window-size=1280,900", "--force-device-scale-factor=1", "--lang=en-GB",
+                *extra_args):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))

@@ -47,6 +47,8 @@ class Api:
         tok = self.token if token is None else token
         if tok:
             h["Authorization"] = "Bearer " + tok
+        if raw is not None:     # raw bytes are sent as JSON unless the test says otherwise
+            h.setdefault("Content-Type", "application/json")
         kw = {"data": raw} if raw is not None else ({"json": body} if body is not None else {})
         async with self.session.request(method, self.base + path, headers=h, **kw) as r:
             text = await r.text()

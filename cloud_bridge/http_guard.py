@@ -1,0 +1,190 @@
+"""What the bridge's HTTP side checks before any handler runs, and the headers every
+answer carries: the defences against browsers turned against the API.
+
+- Host: the request must name the listening socket (its IP literal, or
+  `localhost` on a loopback socket, with its port) or one of the configured
+  [access] hosts: a page whose name was re-bound to the bridge's address (DNS
+  rebinding) gets 403.
+- Origin, when a browser sends one, must be such a host too: a page of another
+  origin gets 403, whatever it sends.
+- State-changing methods (POST, PUT, PATCH) need `Content-Type:
+  application/json`: the bodies a cross-origin page can send without a CORS
+  preflight (text/plain, forms) get 415. No CORS header is ever sent.
+- Every answer forbids framing and MIME sniffing and carries a strict
+  Content-Security-Policy (the dashboard loads only its own script and style).
+- A bridge whose HTTP side listens beyond loopback must have API tokens
+  (check_exposure, called by config.load).
+- Request bodies: JSON numbers that do not fit a double or a 64-bit integer and
+  strings with lone surrogates are refused where the body is parsed
+  (json_number hooks, check_text), so no handler ever sees them.
+
+Errors are raised as http_views.ApiError: the API middleware answers them as
+{"error": ...} like every other refusal.
+"""
+import hashlib
+import hmac
+import ipaddress
+import math
+from urllib.parse import urlsplit
+
+from .http_views import ApiError
+
+CHANGING = ("POST", "PUT", "PATCH")
+IDLE_TIMEOUT = 15.0      # seconds a connection may idle or take to send its headers
+SERVER_OPTIONS = {"keepalive_timeout": IDLE_TIMEOUT}   # aiohttp AppRunner keyword arguments
+MAX_INT = 2 ** 64        # JSON integers beyond +-2^64 fit no SPOT (CBOR) value
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
+}
+
+
+# ------------------------------------------------------------------ exposure
+
+def is_loopback(host):
+    """Is host (a name or an address) this machine's loopback only?"""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False    # a name, or the any-address: reachable from elsewhere
+
+
+def check_exposure(http_host, tokens):
+    """ValueError (one line) if the API would listen beyond loopback without tokens."""
+    if not tokens and not is_loopback(http_host):
+        raise ValueError(
+            "http = %r listens beyond loopback, and without [access] tokens every caller "
+            "would be the operator: add tokens = { \"<secret>\" = \"operator\" } to [access] "
+            "or listen on 127.0.0.1" % http_host)
+
+
+# ------------------------------------------------------------------ Host and Origin
+
+def _host_port(text, default_port):
+    """(lower-case host, port) of "host", "host:port", "[v6]" or "[v6]:port"; None if bad."""
+    text = text.strip().lower()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return None
+        port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    if port and not (port.isdigit() and port.isascii() and len(port) <= 5):
+        return None
+    return host, int(port) if port else default_port
+
+
+def _socket_address(request):
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sock:
+        return None, None
+    return str(sock[0]).lower(), sock[1]
+
+
+def _allowed(request, configured, host, port):
+    """Does (host, port) name this bridge: the socket it was reached on, or a configured name?"""
+    for entry in configured or ():
+        named = _host_port(entry, None)
+        if named is not None and named[0] == host and named[1] in (None, port):
+            return True
+    local, local_port = _socket_address(request)
+    if local is None or port != local_port:
+        return False
+    if host == local:
+        return True
+    return host == "localhost" and is_loopback(local)
+
+
+def check_host_and_origin(request, configured_hosts):
+    """ApiError 403 unless Host (when sent) and Origin (when sent) name this bridge."""
+    host = request.headers.get("Host")
+    if host is not None:
+        named = _host_port(host, 80)
+        if named is None or not _allowed(request, configured_hosts, *named):
+            raise ApiError(403, "this bridge does not answer to that host name (Host header); "
+                                "add it to [access] hosts if it is yours")
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        try:
+            u = urlsplit(origin)
+            default = {"http": 80, "https": 443}.get(u.scheme)
+            named = _host_port(u.netloc, default) if default and not u.path else None
+        except ValueError:
+            named = None
+        if named is None or not _allowed(request, configured_hosts, *named):
+            raise ApiError(403, "requests from pages of another origin are refused "
+                                "(Origin header)")
+
+
+def check_content_type(request):
+    """ApiError 415 for a state-changing request whose body is not declared JSON."""
+    if request.method in CHANGING and request.content_type.lower() != "application/json":
+        raise ApiError(415, "send the body as Content-Type: application/json")
+
+
+async def add_security_headers(request, response):
+    """aiohttp on_response_prepare: the browser-facing headers on every answer."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+
+
+# ------------------------------------------------------------------ tokens
+
+def same_secret(a, b):
+    """Constant-time equality of two tokens, whatever their lengths (hashed first)."""
+    da = hashlib.sha256(a.encode("utf-8", "surrogatepass")).digest()
+    db = hashlib.sha256(b.encode("utf-8", "surrogatepass")).digest()
+    return hmac.compare_digest(da, db)
+
+
+# ------------------------------------------------------------------ JSON bodies
+
+def json_float(text):
+    """json.loads parse_float: a finite double, else 400 (1e400 would be infinity)."""
+    v = float(text)
+    if not math.isfinite(v):
+        raise ApiError(400, "a number in the request body is too large for a double")
+    return v
+
+
+def json_int(text):
+    """json.loads parse_int: an integer within +-2^64, else 400."""
+    if len(text) > 21:
+        raise ApiError(400, "an integer in the request body is beyond +-2^64")
+    v = int(text)
+    if not -MAX_INT <= v <= MAX_INT:
+        raise ApiError(400, "an integer in the request body is beyond +-2^64")
+    return v
+
+
+def _has_surrogate(s):
+    return any("\ud800" <= c <= "\udfff" for c in s)
+
+
+def check_text(value, depth=0):
+    """ApiError 400 if a string (or key) anywhere in a decoded JSON value has a lone
+    surrogate (\\ud800-\\udfff escapes that pair with nothing: not Unicode text)."""
+    t = type(value)
+    if t is str:
+        bad = _has_surrogate(value)
+    elif t is dict:
+        bad = any(_has_surrogate(k) or check_text(v, depth + 1) for k, v in value.items())
+    elif t is list:
+        bad = any(check_text(v, depth + 1) for v in value)
+    else:
+        bad = False
+    if bad and depth == 0:
+        raise ApiError(400, "the request body has a string with a lone surrogate "
+                            "(\\ud800-\\udfff): not valid Unicode")
+    return bad
+
