@@ -185,9 +185,9 @@ def _query_int(request, name, default, lo, hi):
     try:
         v = int(raw)
     except ValueError:
-        raise V.bad("%s must be an integer, not %r" % (name, raw))
+        raise V.bad("%s must be an integer, not %s" % (name, V._show(raw)))
     if not lo <= v <= hi:
-        raise V.bad("%s must be from %d to %d, not %d" % (name, lo, hi, v))
+        raise V.bad("%s must be from %d to %d, not %s" % (name, lo, hi, V._show(raw)))
     return v
 
 
@@ -198,16 +198,17 @@ def _query_time(request, name):
     try:
         v = float(raw)
     except ValueError:
-        raise V.bad("%s must be Unix seconds, not %r" % (name, raw))
+        raise V.bad("%s must be Unix seconds, not %s" % (name, V._show(raw)))
     if not math.isfinite(v) or not 0 <= v <= V.MAX_TIME:
-        raise V.bad("%s must be Unix seconds from 0 to %d, not %r" % (name, V.MAX_TIME, raw))
+        raise V.bad("%s must be Unix seconds from 0 to %d, not %s"
+                    % (name, V.MAX_TIME, V._show(raw)))
     return int(v) if v.is_integer() else v
 
 
 def _query_choice(request, name, choices):
     raw = request.query.get(name)
     if raw is not None and raw not in choices:
-        raise V.bad("%s must be one of %s, not %r" % (name, ", ".join(choices), raw))
+        raise V.bad("%s must be one of %s, not %s" % (name, ", ".join(choices), V._show(raw)))
     return raw
 
 
@@ -323,7 +324,7 @@ async def get_command(request):
     actor = request[ACTOR]
     raw = request.match_info["cid"]
     if not raw.isdigit() or not raw.isascii() or len(raw) > 18 or int(raw) < 1:
-        raise V.bad("command id must be a positive integer, not %r" % raw)
+        raise V.bad("command id must be a positive integer, not %s" % V._show(raw))
     cmd = await bridge.store.get_command(int(raw))
     if cmd is None or await bridge.store.role_of(cmd.device, actor) is None:
         raise V.ApiError(404, "unknown command %s" % raw)
@@ -380,7 +381,7 @@ async def delete_plan(request):
     bridge, actor, d = await _device(request)
     raw = request.match_info["plan_id"]
     if not raw.isdigit() or not raw.isascii() or len(raw) > 10 or not 1 <= int(raw) <= 0xFFFFFFFF:
-        raise V.bad("plan id must be an integer from 1 to 4294967295, not %r" % raw)
+        raise V.bad("plan id must be an integer from 1 to 4294967295, not %s" % V._show(raw))
     pid = int(raw)
     plans = await bridge.store.list_plans(d.id, bridge.clock(), include_inactive=True)
     if not any(p.plan_id == pid for p in plans):

@@ -171,12 +171,15 @@ SCHEMAS = {
         "subscription": {"type": "integer", "minimum": 0, "maximum": 65535}},
         description="UNSUBSCRIBE (one subscription or all of the service)"),
     "GroupCommandResult": {
-        "type": "object", "required": ["group", "commands", "refused"],
+        "type": "object", "required": ["group", "commands", "queued", "refused"],
         "properties": {
             "group": {"type": "string"},
-            "commands": {"type": "array", "items": _ref("Command")},
-            "refused": {"type": "array", "items": {"type": "string"},
-                        "description": "devices the actor may not command"}}},
+            "commands": {"type": "array", "items": _ref("Command"),
+                         "description": "the commands queued (devices the caller may command)"},
+            "queued": {"type": "integer", "minimum": 0},
+            "refused": {"type": "integer", "minimum": 0,
+                        "description": "how many devices of the group the caller may not "
+                                       "command (not which: it may not see them)"}}},
     "GroupsRequest": {
         "type": "object", "required": ["groups"], "additionalProperties": False,
         "properties": {"groups": {"type": "array", "maxItems": 64, "items": _NAME,
@@ -275,10 +278,13 @@ SCHEMAS["DeviceDetail"]["properties"].update({
 _ERRORS = {
     400: "bad request: the message says what is wrong",
     401: "missing or unknown bearer token (only when tokens are configured)",
-    403: "the caller's role does not allow this",
+    403: "the caller's role does not allow this, or the Host or Origin header names "
+         "another site (DNS rebinding, cross-site requests)",
     404: "unknown device, command, plan, pairing or group",
     405: "method not allowed",
     413: "request body too large",
+    415: "the body is not sent as Content-Type: application/json",
+    409: "the change would leave the device without an owner",
     503: "store unavailable",
 }
 
@@ -296,11 +302,11 @@ def _op(summary, ok_status, ok_schema, errors, params=(), body=None, tag="device
         responses[str(ok_status)] = {"description": ok_description}
     else:
         responses[str(ok_status)] = {"description": ok_description, "content": _json(ok_schema)}
-    codes = set(errors) | {405, 503}
+    codes = set(errors) | {403, 405, 503}   # 403: foreign Host or Origin (http_guard)
     if secure:
         codes.add(401)
     if body is not None:
-        codes |= {400, 413}
+        codes |= {400, 413, 415}
     for code in sorted(codes):
         responses[str(code)] = {"description": _ERRORS[code], "content": _json(_ref("Error"))}
     op = {"summary": summary, "tags": [tag], "responses": responses,
@@ -386,7 +392,7 @@ def _paths():
             [_path("cid", {"type": "integer", "minimum": 1, "maximum": 999999999999999999},
                    "command id", 1)], tag="commands")},
         a + "/groups/{group}/commands": {"post": _op(
-            "Queue a command for every device of a group (refused devices are listed)", 202,
+            "Queue a command for every device of a group (refused devices are counted)", 202,
             _ref("GroupCommandResult"), [400, 404], [_path("group", _NAME, "group", "north")],
             _ref("CommandRequest"), tag="commands", ok_description="queued",
             example=WRITE_EXAMPLE)},
@@ -410,17 +416,20 @@ def _paths():
             "get": _op("Controllers paired with the device (owner, installer)", 200,
                        {"type": "array", "items": _ref("Pairing")}, [400, 403, 404], [DEVICE],
                        tag="pairing"),
-            "post": _op("Pair a controller in a role (owner, installer)", 201, _ref("Pairing"),
-                        [400, 403, 404], [DEVICE], _ref("PairingRequest"), tag="pairing",
+            "post": _op("Pair a controller in a role (owner, installer; no role above the "
+                        "caller's own, the last owner stays owner)", 201, _ref("Pairing"),
+                        [400, 403, 404, 409], [DEVICE], _ref("PairingRequest"), tag="pairing",
                         ok_description="paired",
                         example={"controller": "aggregator-1", "role": "aggregator"}),
             "delete": _op(
-                "Unpair the controller named by ?controller= (owner, installer)", 204, None,
-                [400, 403, 404], [DEVICE, dict(_query("controller", _NAME, "controller"),
+                "Unpair the controller named by ?controller= (owner, installer; not one "
+                "above the caller, not the last owner)", 204, None,
+                [400, 403, 404, 409], [DEVICE, dict(_query("controller", _NAME, "controller"),
                                                required=True, example="aggregator-1")],
                 tag="pairing", ok_description="unpaired")},
         dev + "/pairings/{controller}": {"delete": _op(
-            "Unpair a controller (owner, installer)", 204, None, [400, 403, 404],
+            "Unpair a controller (owner, installer; not one above the caller, not the "
+            "last owner)", 204, None, [400, 403, 404, 409],
             [DEVICE, _path("controller", _NAME, "controller", "monitor-1")], tag="pairing",
             ok_description="unpaired")},
         a + "/signals/{service}": {"post": _op(

@@ -15,6 +15,7 @@ import pytest
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance, negative_data_rejection, response_schema_conformance,
@@ -118,6 +119,29 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/v1/ev
 def test_api_conforms_to_its_openapi_document(case, live_bridge):
     response = case.call_and_validate(base_url=live_bridge.base, checks=CHECKS, timeout=10)
     STATUSES.setdefault("%s %s" % (case.method.upper(), case.path), []).append(response.status_code)
+
+
+@pytest.fixture(scope="module")
+def api_schema_any_text(live_bridge):
+    """The document, generating valid and invalid data with strings of any code point,
+    lone surrogates included (JSON can carry them as \\ud800 escapes)."""
+    schema = schemathesis.openapi.from_url(live_bridge.base + "/api/v1/openapi.json")
+    schema.config.generation.codec = None
+    schema.config.generation.modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+    return schema
+
+
+writes = schemathesis.pytest.from_fixture("api_schema_any_text").include(
+    method=["POST", "PUT"])
+
+
+@writes.parametrize()
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_request_bodies_never_cause_a_server_error(case, live_bridge):
+    """More generated bodies for the operations that take one (extreme numbers, odd
+    strings, wrong shapes): every one answered by the document, none a 5xx."""
+    case.call_and_validate(base_url=live_bridge.base, checks=CHECKS, timeout=10)
 
 
 def test_every_operation_answered_a_generated_request_successfully():

@@ -146,6 +146,9 @@ def test_dashboard_shows_the_fleet_live_and_writes_a_set_point(tmp_path):
             # ---- fleet overview
             await page.do(driver.get, base + "/")
             await page.wait("return document.querySelector('main').dataset.ready", "fleet page")
+            csp = await page.js("return fetch('/').then(r => r.headers.get("
+                                "'Content-Security-Policy'))")
+            assert "script-src 'self'" in csp   # the page works under it: no console errors
             rows = await page.js("return [...document.querySelectorAll('#fleet tbody tr')]"
                                  ".map(r => r.dataset.id)")
             assert rows == ["bat-0001", "ev-0001", "hp-0001", "hp-0002", "meter-0001"]
