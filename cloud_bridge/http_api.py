@@ -41,6 +41,7 @@ ACTOR = web.RequestKey("actor", str) if hasattr(web, "RequestKey") else "actor"
 OPEN_PATHS = (API + "/health", API + "/openapi.json")
 MANAGERS = (OWNER, "installer")     # roles that may pair and group a device
 KEEPALIVE = 15.0                    # seconds between SSE comments on a quiet stream
+MAX_STREAMS = 64                    # live event streams open at once (each holds a queue)
 _CLOSE = {"type": "_close"}
 
 
@@ -478,6 +479,9 @@ async def events(request):
                         "command, not %r" % types)
     everything = _is_operator(bridge, actor) or actor in bridge.plugin_actors
     roles = {}
+    if len(request.app[STREAMS]) >= MAX_STREAMS:
+        raise V.ApiError(503, "too many live event streams open (%d): close one or try "
+                              "again later" % MAX_STREAMS)
     queue = bridge.hub.subscribe()
     request.app[STREAMS].add(queue)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",

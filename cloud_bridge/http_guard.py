@@ -88,7 +88,12 @@ def _socket_address(request):
     sock = request.transport.get_extra_info("sockname") if request.transport else None
     if not sock:
         return None, None
-    return str(sock[0]).lower(), sock[1]
+    local = str(sock[0]).lower()
+    try:    # a dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d
+        mapped = getattr(ipaddress.ip_address(local.split("%")[0]), "ipv4_mapped", None)
+    except ValueError:
+        mapped = None
+    return (str(mapped) if mapped else local), sock[1]
 
 
 def _allowed(request, configured, host, port):

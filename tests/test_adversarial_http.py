@@ -125,6 +125,33 @@ def test_configured_host_names_are_accepted(tmp_path):
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+class FakeSocketRequest:
+    """Test double: just the headers and the socket address http_guard looks at."""
+
+    def __init__(self, sockname, host):
+        self.headers = {"Host": host}
+        self.transport = self
+
+    def get_extra_info(self, name):
+        return self.sockname
+
+    @classmethod
+    def on(cls, sockname, host):
+        r = cls(sockname, host)
+        r.sockname = sockname
+        return r
+
+
+def test_ipv4_clients_of_a_dual_stack_socket_may_name_its_ipv4_address():
+    from spot.cloud_bridge import http_guard
+    http_guard.check_host_and_origin(
+        FakeSocketRequest.on(("::ffff:192.0.2.10", 8080, 0, 0), "192.0.2.10:8080"), [])
+    with pytest.raises(Exception) as e:
+        http_guard.check_host_and_origin(
+            FakeSocketRequest.on(("::ffff:192.0.2.10", 8080, 0, 0), "evil.example:8080"), [])
+    assert e.value.status == 403
+
+
 @pytest.mark.parametrize("http", ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080",
                                   "bridge.example.net:8080"])
 def test_bridge_listening_beyond_loopback_needs_tokens(tmp_path, http):
@@ -409,6 +436,30 @@ def test_cross_origin_preflight_grants_nothing(tmp_path):
     scenario(tmp_path, body)
 
 
+def test_live_event_streams_are_capped(tmp_path, monkeypatch):
+    """Each open stream holds a queue of up to 1000 events: beyond the cap, 503."""
+    from spot.cloud_bridge import http_api
+    monkeypatch.setattr(http_api, "MAX_STREAMS", 3)
+
+    async def body(api):
+        streams = []
+        try:
+            for _ in range(3):
+                streams.append(await api.session.get(api.base + "/api/v1/events"))
+                assert streams[-1].status == 200
+                await streams[-1].content.readline()
+            async with api.session.get(api.base + "/api/v1/events") as r:
+                assert r.status == 503 and "streams" in (await r.json())["error"]
+            streams.pop().close()
+            await asyncio.sleep(0.2)     # the server notices the closed stream
+            async with api.session.get(api.base + "/api/v1/devices") as r:
+                assert r.status == 200
+        finally:
+            for r in streams:
+                r.close()
+    scenario(tmp_path, body)
+
+
 def test_oversized_chunked_body_is_413_without_content_length(tmp_path):
     async def body(api):
         async def chunks():
@@ -463,17 +514,22 @@ def test_slow_headers_are_cut_off(tmp_path, monkeypatch):
 
 
 def test_newlines_in_paths_do_not_forge_log_lines(tmp_path, caplog):
-    async def body(api):
-        api.bridge.store.list_devices = broken
-        await api.get("/api/v1/devices%0Aforged%20line")
-        await api.get("/api/v1/devices?x=%0Aforged")
+    """A group name may hold a newline (%0A); when the store is down the request is
+    logged, and the log line must stay one line (plain-text logs)."""
     from spot.cloud_bridge import store as S
 
     async def broken(*a, **k):
         raise S.StoreUnavailable("down")
+
+    async def body(api):
+        api.bridge.store.devices_in_group = broken
+        status, _ = await api.post("/api/v1/groups/north%0A2026-01-01%20forged/commands",
+                                   WRITE_45)
+        assert status == 503
     with caplog.at_level("ERROR"):
         scenario(tmp_path, body)
-    assert not any("\nforged" in r.getMessage() for r in caplog.records)
+    logged = [r.getMessage() for r in caplog.records if "store unavailable" in r.getMessage()]
+    assert logged and not any("\n" in m for m in logged), logged
 
 
 # ------------------------------------------------------------------ in a real browser
