@@ -75,7 +75,7 @@ async def read_json(request):
         raise V.bad("the request body is nested too deeply")
     except ValueError as e:
         raise V.bad("the request body is not valid JSON: %s" % e)
-    G.check_text(data)
+    G.check_body(data)
     return data
 
 

@@ -14,9 +14,10 @@ answer carries: the defences against browsers turned against the API.
   Content-Security-Policy (the dashboard loads only its own script and style).
 - A bridge whose HTTP side listens beyond loopback must have API tokens
   (check_exposure, called by config.load).
-- Request bodies: JSON numbers that do not fit a double or a 64-bit integer and
-  strings with lone surrogates are refused where the body is parsed
-  (json_number hooks, check_text), so no handler ever sees them.
+- Request bodies: JSON numbers that do not fit a double or 64 bits, strings with
+  lone surrogates and nesting deeper than any request needs are refused where
+  the body is parsed (json_float / json_int hooks, check_body): no handler ever
+  sees them.
 
 Errors are raised as http_views.ApiError: the API middleware answers them as
 {"error": ...} like every other refusal.
@@ -25,6 +26,7 @@ import hashlib
 import hmac
 import ipaddress
 import math
+import re
 from urllib.parse import urlsplit
 
 from .http_views import ApiError
@@ -33,6 +35,7 @@ CHANGING = ("POST", "PUT", "PATCH")
 IDLE_TIMEOUT = 15.0      # seconds a connection may idle or take to send its headers
 SERVER_OPTIONS = {"keepalive_timeout": IDLE_TIMEOUT}   # aiohttp AppRunner keyword arguments
 MAX_INT = 2 ** 64        # JSON integers beyond +-2^64 fit no SPOT (CBOR) value
+MAX_DEPTH = 32           # JSON nesting of a request body (a plan schedule needs 5)
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -172,24 +175,27 @@ def json_int(text):
     return v
 
 
-def _has_surrogate(s):
-    return any("\ud800" <= c <= "\udfff" for c in s)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_text(value, depth=0):
-    """ApiError 400 if a string (or key) anywhere in a decoded JSON value has a lone
-    surrogate (\\ud800-\\udfff escapes that pair with nothing: not Unicode text)."""
-    t = type(value)
-    if t is str:
-        bad = _has_surrogate(value)
-    elif t is dict:
-        bad = any(_has_surrogate(k) or check_text(v, depth + 1) for k, v in value.items())
-    elif t is list:
-        bad = any(check_text(v, depth + 1) for v in value)
-    else:
-        bad = False
-    if bad and depth == 0:
-        raise ApiError(400, "the request body has a string with a lone surrogate "
-                            "(\\ud800-\\udfff): not valid Unicode")
-    return bad
-
+def check_body(value):
+    """ApiError 400 if a decoded JSON value nests deeper than MAX_DEPTH or has a string
+    (or key) with a lone surrogate (\\ud800-\\udfff escapes that pair with nothing:
+    not Unicode text). Iterative: any depth json.loads accepts is safe here."""
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        t = type(v)
+        if t is str:
+            if _SURROGATE.search(v):
+                raise ApiError(400, "the request body has a string with a lone surrogate "
+                                    "(\\ud800-\\udfff): not valid Unicode")
+        elif t is dict or t is list:
+            if depth >= MAX_DEPTH:
+                raise ApiError(400, "the request body is nested too deeply (at most %d levels)"
+                               % MAX_DEPTH)
+            if t is dict:
+                stack.extend((k, depth) for k in v)
+                stack.extend((x, depth + 1) for x in v.values())
+            else:
+                stack.extend((x, depth + 1) for x in v)

@@ -342,6 +342,20 @@ def test_lone_surrogates_and_huge_numbers_in_every_field_are_400_json(tmp_path):
     scenario(tmp_path, body, devices=(("heat_pump", "hp-0001"),))
 
 
+@pytest.mark.parametrize("depth", [40, 300, 500, 900, 990, 20000])
+def test_deeply_nested_bodies_are_400_json(tmp_path, depth):
+    """Nesting from a little past what any request needs to past the parser's own
+    limit: 400, never a RecursionError turned 500."""
+    async def body(api):
+        nested = "[" * depth + "]" * depth
+        for raw in (nested, '{"service": "heat_pump", "op": "write", "values": '
+                            '{"flow_setpoint": %s}}' % nested, '{"groups": %s}' % nested):
+            status, out = await api.post(COMMANDS, raw=raw.encode())
+            assert status == 400 and type(out) is dict, (depth, status, out)
+        assert await commands(api) == []
+    scenario(tmp_path, body)
+
+
 @pytest.mark.parametrize("path", [
     "/api/v1/devices/%ED%A0%80",
     "/api/v1/devices/hp-0001/history?service=%ED%A0%80&object=flow_temp",
