@@ -10,7 +10,6 @@ threat model these tests back is docs/security.md.
 """
 import asyncio
 import json
-import os
 import subprocess
 import sys
 
