@@ -42,6 +42,7 @@ OPEN_PATHS = (API + "/health", API + "/openapi.json")
 MANAGERS = (OWNER, "installer")     # roles that may pair and group a device
 KEEPALIVE = 15.0                    # seconds between SSE comments on a quiet stream
 MAX_STREAMS = 64                    # live event streams open at once (each holds a queue)
+ROLE_RECHECK = 5.0                  # seconds a stream trusts its actor's role on a device
 _CLOSE = {"type": "_close"}
 
 
@@ -478,7 +479,8 @@ async def events(request):
             raise V.bad("types must be a comma-separated list of device, presence, telemetry, "
                         "command, not %r" % types)
     everything = _is_operator(bridge, actor) or actor in bridge.plugin_actors
-    roles = {}
+    roles = {}      # device -> (role, loop time it was read): unpairing reaches open streams
+    loop = asyncio.get_running_loop()
     if len(request.app[STREAMS]) >= MAX_STREAMS:
         raise V.ApiError(503, "too many live event streams open (%d): close one or try "
                               "again later" % MAX_STREAMS)
@@ -504,9 +506,11 @@ async def events(request):
             if not everything:
                 if device is None:
                     continue
-                if device not in roles:
-                    roles[device] = await bridge.store.role_of(device, actor)
-                if roles[device] is None:
+                role, read_at = roles.get(device, (None, None))
+                if read_at is None or loop.time() - read_at >= ROLE_RECHECK:
+                    role = await bridge.store.role_of(device, actor)
+                    roles[device] = (role, loop.time())
+                if role is None:
                     continue
             data = dumps(V.event_json(ev))
             await resp.write(("event: %s\ndata: %s\n\n" % (kind, data)).encode("utf-8"))

@@ -179,6 +179,11 @@ INSTALLER = "inst-token"
 ROLES = dict(TOKENS, **{INSTALLER: "installer"})
 
 
+async def pair_on(api, device, controller, role, token=None):
+    return await api.post("/api/v1/devices/%s/pairings" % device,
+                          {"controller": controller, "role": role}, token=token)
+
+
 async def pair(api, controller, role, token=None):
     return await api.post("/api/v1/devices/hp-0001/pairings",
                           {"controller": controller, "role": role}, token=token)
@@ -442,6 +447,31 @@ def test_cross_origin_preflight_grants_nothing(tmp_path):
             assert r.status in (403, 405)
             assert not any(k.lower().startswith("access-control-") for k in r.headers)
     scenario(tmp_path, body)
+
+
+def test_an_unpaired_actor_stops_receiving_the_device_events_on_its_open_stream(
+        tmp_path, monkeypatch):
+    """The stream's view of the actor's roles is refreshed (every ROLE_RECHECK s; 0 here):
+    unpairing takes effect on a stream opened before it."""
+    import aiohttp
+    from spot.cloud_bridge import http_api
+    from test_http_api import next_event
+    monkeypatch.setattr(http_api, "ROLE_RECHECK", 0.0)
+
+    async def body(api):
+        for d in ("hp-0001", "hp-0002"):
+            await pair_on(api, d, "watcher", "monitor")
+        async with api.session.get(api.base + "/api/v1/events?types=telemetry&access_token="
+                                   + WATCHER, timeout=aiohttp.ClientTimeout(total=None)) as s:
+            await api.report("hp-0001")
+            assert (await next_event(s, "telemetry"))["device"] == "hp-0001"
+            status, _ = await api.call("DELETE", "/api/v1/devices/hp-0001/pairings/watcher")
+            assert status == 204
+            await api.report("hp-0001")
+            await api.report("hp-0002")
+            assert (await next_event(s, "telemetry"))["device"] == "hp-0002"
+    scenario(tmp_path, body, tokens=TOKENS,
+             devices=(("heat_pump", "hp-0001"), ("heat_pump", "hp-0002")))
 
 
 def test_live_event_streams_are_capped(tmp_path, monkeypatch):
