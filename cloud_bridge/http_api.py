@@ -64,7 +64,7 @@ def fail(status, message, headers=None):
 
 async def read_json(request):
     """The request body as JSON (NaN and Infinity refused); 400 saying why not."""
-    raw = await request.read()
+    raw = await G.read_body(request)
     if not raw:
         raise V.bad("the request needs a JSON body")
     try:

@@ -22,6 +22,7 @@ answer carries: the defences against browsers turned against the API.
 Errors are raised as http_views.ApiError: the API middleware answers them as
 {"error": ...} like every other refusal.
 """
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -34,6 +35,7 @@ from .http_views import ApiError
 CHANGING = ("POST", "PUT", "PATCH")
 IDLE_TIMEOUT = 15.0      # seconds a connection may idle or take to send its headers
 SERVER_OPTIONS = {"keepalive_timeout": IDLE_TIMEOUT}   # aiohttp AppRunner keyword arguments
+BODY_TIMEOUT = 15.0      # seconds a client may take to send a request body
 MAX_INT = 2 ** 64        # JSON integers beyond +-2^64 fit no SPOT (CBOR) value
 MAX_DEPTH = 32           # JSON nesting of a request body (a plan schedule needs 5)
 SECURITY_HEADERS = {
@@ -156,6 +158,15 @@ def same_secret(a, b):
 
 
 # ------------------------------------------------------------------ JSON bodies
+
+async def read_body(request):
+    """The whole request body; ApiError 408 if it takes longer than BODY_TIMEOUT (a
+    client trickling its body would hold its connection and handler for ever)."""
+    try:
+        return await asyncio.wait_for(request.read(), BODY_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise ApiError(408, "the request body took more than %g s to arrive" % BODY_TIMEOUT)
+
 
 def json_float(text):
     """json.loads parse_float: a finite double, else 400 (1e400 would be infinity)."""

@@ -282,6 +282,7 @@ _ERRORS = {
          "another site (DNS rebinding, cross-site requests)",
     404: "unknown device, command, plan, pairing or group",
     405: "method not allowed",
+    408: "the request body took too long to arrive",
     413: "request body too large",
     415: "the body is not sent as Content-Type: application/json",
     409: "the change would leave the device without an owner",
@@ -306,7 +307,7 @@ def _op(summary, ok_status, ok_schema, errors, params=(), body=None, tag="device
     if secure:
         codes.add(401)
     if body is not None:
-        codes |= {400, 413, 415}
+        codes |= {400, 408, 413, 415}
     for code in sorted(codes):
         responses[str(code)] = {"description": _ERRORS[code], "content": _json(_ref("Error"))}
     op = {"summary": summary, "tags": [tag], "responses": responses,

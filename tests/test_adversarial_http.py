@@ -551,6 +551,37 @@ def test_slow_headers_are_cut_off(tmp_path, monkeypatch):
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+def test_slow_bodies_are_cut_off_with_408(tmp_path, monkeypatch):
+    """A client that sends its headers, then its body a byte at a time and never all
+    of it, gets 408 once the body timeout passes (lowered to 1 s here)."""
+    from spot.cloud_bridge import http_guard
+    monkeypatch.setattr(http_guard, "BODY_TIMEOUT", 1.0)
+
+    async def body(api):
+        host, port = api.base[len("http://"):].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(("POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json"
+                          "\r\nContent-Length: 1000\r\n\r\n{" % (COMMANDS, host, port)).encode())
+            await writer.drain()
+            answer = asyncio.ensure_future(reader.read(4096))
+            for _ in range(20):      # a byte every 0.3 s: 6 s at most
+                await asyncio.sleep(0.3)
+                if answer.done():
+                    break
+                try:
+                    writer.write(b" ")
+                    await writer.drain()
+                except ConnectionError:
+                    break
+            answer = await asyncio.wait_for(answer, 5)
+            assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        finally:
+            writer.close()
+        assert await commands(api) == []
+    scenario(tmp_path, body)
+
+
 def test_newlines_in_paths_do_not_forge_log_lines(tmp_path, caplog):
     """A group name may hold a newline (%0A); when the store is down the request is
     logged, and the log line must stay one line (plain-text logs)."""
