@@ -157,7 +157,8 @@ def _is_operator(bridge, actor):
 
 
 async def _device(request, need=None, gate=True):
-    """(bridge, actor, Device) for the path's device: 404 unknown, 403 without a role.
+    """(bridge, actor, Device) for the path's device: 404 unknown or not paired (the
+    caller cannot tell which), 403 without a role in need.
 
     need: roles required (None: any pairing); gate=False: no role check here (the
     bridge decides, and audits what it refuses)."""
@@ -169,9 +170,10 @@ async def _device(request, need=None, gate=True):
     if d is None:
         raise V.ApiError(404, "unknown device %r" % device_id)
     role = await bridge.store.role_of(device_id, actor) if gate else None
-    if gate and (role is None or (need is not None and role not in need)):
-        raise Forbidden("%s may not %s %s (role: %s)" % (
-            actor, "see" if need is None else "manage", device_id, role or "not paired"))
+    if gate and role is None:   # as if there were no such device: ids are not confirmed
+        raise V.ApiError(404, "unknown device %r" % device_id)
+    if gate and need is not None and role not in need:
+        raise Forbidden("%s may not manage %s (role: %s)" % (actor, device_id, role))
     return bridge, actor, d
 
 

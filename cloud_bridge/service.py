@@ -414,7 +414,9 @@ class Bridge:
         mine = await self.store.role_of(device, actor)
         theirs = await self.store.role_of(device, controller)
         refusal = None
-        if mine not in (OWNER, "installer"):
+        if mine is None:    # as for a device that does not exist: ids are not confirmed
+            refusal = LookupError("unknown device %r" % device)
+        elif mine not in (OWNER, "installer"):
             refusal = Forbidden("only an owner or installer of %s may %s controllers"
                                 % (device, action))
         elif role is not None and ROLE_IDS[role] < ROLE_IDS[mine]:

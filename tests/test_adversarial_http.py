@@ -393,6 +393,23 @@ def test_group_command_counts_refused_devices_without_naming_them(tmp_path):
              devices=(("heat_pump", "hp-0001"), ("heat_pump", "hp-0002")))
 
 
+@pytest.mark.parametrize("method, suffix, body", [
+    ("GET", "", None), ("GET", "/commands", None), ("GET", "/plans", None),
+    ("POST", "/commands", WRITE_45), ("GET", "/history?service=16&object=7", None),
+    ("POST", "/pairings", {"controller": "stranger", "role": "owner"}),
+    ("DELETE", "/pairings/operator", None), ("PUT", "/groups", {"groups": ["x"]})])
+def test_an_unpaired_actor_cannot_tell_a_device_from_no_device(tmp_path, method, suffix, body):
+    async def run(api):
+        answers = []
+        for device in ("hp-0001", "hp-9999"):
+            status, out = await api.call(method, "/api/v1/devices/%s%s" % (device, suffix),
+                                         body, token=STRANGER)
+            answers.append((status, out["error"].replace(device, "<id>")))
+        assert answers[0] == answers[1] and answers[0][0] == 404, answers
+        assert await commands(api) == []
+    scenario(tmp_path, run, tokens=TOKENS)
+
+
 # ------------------------------------------------------------------ headers (#10)
 
 @pytest.mark.parametrize("path", ["/", "/device/hp-0001", "/app.js", "/style.css",

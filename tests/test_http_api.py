@@ -567,7 +567,7 @@ def test_unpaired_actor_sees_no_device_and_is_refused(tmp_path):
         status, devices = await api.get("/api/v1/devices", token=STRANGER)
         assert status == 200 and devices == []
         status, err = await api.get("/api/v1/devices/hp-0001", token=STRANGER)
-        assert status == 403 and "not paired" in err["error"]
+        assert status == 404 and err["error"] == "unknown device 'hp-0001'"
     scenario(tmp_path, body, tokens=TOKENS)
 
 
