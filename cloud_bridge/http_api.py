@@ -311,6 +311,7 @@ async def post_command(request):
     sid, op, body, expires_in, timeout = V.build_command(await read_json(request))
     if sid not in _served(d):
         raise V.bad("device %s does not serve service %s" % (d.id, V.service_name(sid)))
+    await G.check_queue_quota(bridge, actor, d.id)
     cmd = await bridge.submit(actor, d.id, sid, op, body, expires_in=expires_in, timeout=timeout)
     return ok(V.command_json(cmd), 202)
 
@@ -369,6 +370,7 @@ async def post_plan(request):
         raise V.bad("expiry is more than %d s (48 h) ahead: devices refuse such plans"
                     % V.MAX_HORIZON)
     expires_in = V.optional(data, "expires_in", 0, V.MAX_EXPIRES_IN, exclusive_lo=True)
+    await G.check_queue_quota(bridge, actor, d.id)
     if pid is None:  # the next id this device has not used
         known = await bridge.store.list_plans(d.id, bridge.clock(), include_inactive=True)
         pid = max([p.plan_id for p in known] + [0]) + 1

@@ -36,6 +36,8 @@ CHANGING = ("POST", "PUT", "PATCH")
 IDLE_TIMEOUT = 15.0      # seconds a connection may idle or take to send its headers
 SERVER_OPTIONS = {"keepalive_timeout": IDLE_TIMEOUT}   # aiohttp AppRunner keyword arguments
 BODY_TIMEOUT = 15.0      # seconds a client may take to send a request body
+QUEUE_QUOTA = 32         # commands a non-owner may have queued for one device
+UNLIMITED = ("owner",)   # roles whose commands the quota does not hold back
 MAX_INT = 2 ** 64        # JSON integers beyond +-2^64 fit no SPOT (CBOR) value
 MAX_DEPTH = 32           # JSON nesting of a request body (a plan schedule needs 5)
 SECURITY_HEADERS = {
@@ -146,6 +148,20 @@ async def add_security_headers(request, response):
     """aiohttp on_response_prepare: the browser-facing headers on every answer."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+
+
+# ------------------------------------------------------------------ queue quota
+
+async def check_queue_quota(bridge, actor, device):
+    """ApiError 429 if a non-owner actor already has QUEUE_QUOTA commands queued for
+    the device: a device takes its commands one at a time, so a flood of reads
+    from an aggregator or monitor would hold the owner's commands behind it."""
+    if await bridge.store.role_of(device, actor) in UNLIMITED:
+        return
+    queued = await bridge.store.list_commands(device, limit=1000, status="queued")
+    if sum(1 for c in queued if c.actor == actor) >= QUEUE_QUOTA:
+        raise ApiError(429, "%s has %d commands queued for %s already: wait for them "
+                            "(or their expiry)" % (actor, QUEUE_QUOTA, device))
 
 
 # ------------------------------------------------------------------ tokens

@@ -285,6 +285,7 @@ _ERRORS = {
     408: "the request body took too long to arrive",
     413: "request body too large",
     415: "the body is not sent as Content-Type: application/json",
+    429: "the caller (not an owner) has too many commands queued for the device",
     409: "the change would leave the device without an owner",
     503: "store unavailable",
 }
@@ -385,7 +386,7 @@ def _paths():
                            _query("status", {"type": "string", "enum": list(COMMAND_STATUSES)},
                                   "only commands with this status")]),
             "post": _op("Queue a command (checked against the profile and the caller's role)",
-                        202, _ref("Command"), [400, 403, 404], [DEVICE],
+                        202, _ref("Command"), [400, 403, 404, 429], [DEVICE],
                         _ref("CommandRequest"), ok_description="queued",
                         example=WRITE_EXAMPLE)},
         a + "/commands/{cid}": {"get": _op(
@@ -404,7 +405,7 @@ def _paths():
                                           "include expired, failed and cancelled plans")],
                        tag="plans"),
             "post": _op("Push a temporary plan (SI values converted and checked)", 202,
-                        _ref("PlanPushed"), [400, 403, 404], [DEVICE], _ref("PlanRequest"),
+                        _ref("PlanPushed"), [400, 403, 404, 429], [DEVICE], _ref("PlanRequest"),
                         tag="plans", ok_description="queued", example={
                             "id": 1, "duration": 3600, "primacy": 10,
                             "entries": {"heat_pump": {"sg_ready": 3, "flow_setpoint": 45}}})},

@@ -410,6 +410,31 @@ def test_an_unpaired_actor_cannot_tell_a_device_from_no_device(tmp_path, method,
     scenario(tmp_path, run, tokens=TOKENS)
 
 
+def test_a_non_owner_cannot_flood_a_device_queue(tmp_path, monkeypatch):
+    """A device takes its commands one by one: an aggregator or monitor queueing
+    thousands would hold the owner's behind them. Past QUEUE_QUOTA queued commands
+    per actor and device: 429; owners are not limited."""
+    from spot.cloud_bridge import http_guard
+    monkeypatch.setattr(http_guard, "QUEUE_QUOTA", 5)
+
+    async def body(api):
+        await pair(api, "watcher", "aggregator")
+        await api.bridge.presence_changed("hp-0001", "offline")   # commands wait
+        read = {"service": "heat_pump", "op": "read", "expires_in": 86400}
+        statuses = [(await api.post(COMMANDS, read, token=WATCHER))[0] for _ in range(12)]
+        assert statuses == [202] * 5 + [429] * 7, statuses
+        status, err = await api.post(COMMANDS, read, token=WATCHER)
+        assert status == 429 and "queued" in err["error"]
+        status, err = await api.post("/api/v1/devices/hp-0001/plans", {
+            "duration": 600, "entries": {"heat_pump": {"sg_ready": 1}}}, token=WATCHER)
+        assert status == 429, err
+        queued = [c for c in await commands(api) if c["status"] == "queued"]
+        assert len([c for c in queued if c["actor"] == "watcher"]) <= 5
+        for _ in range(8):                    # the owner is not held back by the quota
+            assert (await api.post(COMMANDS, WRITE_45))[0] == 202
+    scenario(tmp_path, body, tokens=TOKENS)
+
+
 # ------------------------------------------------------------------ headers (#10)
 
 @pytest.mark.parametrize("path", ["/", "/device/hp-0001", "/app.js", "/style.css",
