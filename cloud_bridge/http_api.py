@@ -557,6 +557,7 @@ def make_app(bridge):
     app[STREAMS] = set()
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(G.add_security_headers)
+    G.quiet_peer_errors()
     r = app.router
     r.add_get(API + "/health", health)
     r.add_get(API + "/openapi.json", openapi)

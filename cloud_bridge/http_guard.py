@@ -26,9 +26,13 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import logging
 import math
 import re
+import time
 from urllib.parse import urlsplit
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .http_views import ApiError
 
@@ -148,6 +152,49 @@ async def add_security_headers(request, response):
     """aiohttp on_response_prepare: the browser-facing headers on every answer."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+
+
+# ------------------------------------------------------------------ server log
+
+class PeerErrorFilter(logging.Filter):
+    """On aiohttp's server logger: a request that cannot even be parsed is the peer's
+    fault, not the bridge's. Such records lose their traceback and become one-line
+    warnings, at most PER_MINUTE a minute (the rest dropped, and counted in the next
+    line), so garbage on the port cannot flood the log."""
+
+    PER_MINUTE = 10
+
+    def __init__(self, clock=time.monotonic):
+        super().__init__()
+        self.clock = clock
+        self.window = None
+        self.logged = 0
+        self.dropped = 0
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = self.clock()
+        if self.window is None or now - self.window >= 60:
+            self.window, self.logged = now, 0
+        if self.logged >= self.PER_MINUTE:
+            self.dropped += 1
+            return False
+        self.logged += 1
+        reason = " ".join(str(getattr(exc, "message", "") or exc).split())[:120]
+        record.msg, record.args = "unparsable HTTP request (%d more dropped): %s %s", (
+            self.dropped, getattr(exc, "code", 400), reason)
+        self.dropped = 0
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_peer_errors(logger=logging.getLogger("aiohttp.server")):
+    """Install PeerErrorFilter on aiohttp's server logger once."""
+    if not any(isinstance(f, PeerErrorFilter) for f in logger.filters):
+        logger.addFilter(PeerErrorFilter())
 
 
 # ------------------------------------------------------------------ queue quota

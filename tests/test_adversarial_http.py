@@ -562,6 +562,24 @@ def test_oversized_and_too_many_headers_are_refused_not_500(tmp_path):
     scenario(tmp_path, body)
 
 
+def test_malformed_requests_do_not_flood_the_log_with_tracebacks(tmp_path, caplog):
+    """Every unparsable request made aiohttp log a traceback at ERROR: 60 of them
+    now give a few one-line warnings and no traceback."""
+    async def body(api):
+        host = api.base[len("http://"):]
+        bad = [("GET /api/v1/devices HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n"
+                % (host, "".join("X-H%d: 1\r\n" % i for i in range(300)))).encode(),
+               b"GET /\x00 HTTP/1.1\r\n\r\n", b"NOT HTTP AT ALL\r\n\r\n"]
+        for i in range(60):
+            answer = await raw_request(api, bad[i % 3])
+            assert answer.startswith(b"HTTP/1.") or answer == b""
+    with caplog.at_level("DEBUG", logger="aiohttp.server"):
+        scenario(tmp_path, body)
+    server = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert not any(r.exc_info or r.exc_text for r in server), server[0].getMessage()
+    assert 1 <= len(server) <= 20 and all("\n" not in r.getMessage() for r in server)
+
+
 def test_slow_headers_are_cut_off(tmp_path, monkeypatch):
     """slowloris: a client that never finishes its headers loses its connection after
     the bridge's idle timeout (lowered to 1 s here; aiohttp's own default is an hour)."""
