@@ -106,8 +106,9 @@ def load(path=None, **overrides):
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
-    from .http_guard import check_exposure
+    from .http_guard import check_exposure, check_hosts
     check_exposure(split_hostport(cfg.http)[0], cfg.tokens)
+    check_hosts(cfg.hosts)
     if type(cfg.commands_in_flight) is not int or cfg.commands_in_flight < 1:
         raise ValueError("commands_in_flight must be a positive integer, got %r"
                          % (cfg.commands_in_flight,))

@@ -114,6 +114,8 @@ async def api_middleware(request, handler):
             request[ACTOR] = _actor(bridge, request)
         return await handler(request)
     except V.ApiError as e:
+        if e.status in G.COUNTED:
+            bridge.metrics.inc("http_refused", status=e.status)
         headers = {"WWW-Authenticate": 'Bearer realm="spot"'} if e.status == 401 else None
         return fail(e.status, e.message, headers)
     except Forbidden as e:
@@ -558,6 +560,8 @@ def make_app(bridge):
     app.on_shutdown.append(_close_streams)
     app.on_response_prepare.append(G.add_security_headers)
     G.quiet_peer_errors()
+    bridge.metrics.describe("http_refused", "HTTP requests refused by the guard or a quota, "
+                                            "by status (403 Host/Origin, 408, 415, 429)")
     r = app.router
     r.add_get(API + "/health", health)
     r.add_get(API + "/openapi.json", openapi)

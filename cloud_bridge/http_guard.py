@@ -37,6 +37,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .http_views import ApiError
 
 CHANGING = ("POST", "PUT", "PATCH")
+COUNTED = (403, 408, 415, 429)   # refusals counted in /metrics (http_refused)
 IDLE_TIMEOUT = 15.0      # seconds a connection may idle or take to send its headers
 SERVER_OPTIONS = {"keepalive_timeout": IDLE_TIMEOUT}   # aiohttp AppRunner keyword arguments
 BODY_TIMEOUT = 15.0      # seconds a client may take to send a request body
@@ -74,6 +75,18 @@ def check_exposure(http_host, tokens):
             "http = %r listens beyond loopback, and without [access] tokens every caller "
             "would be the operator: add tokens = { \"<secret>\" = \"operator\" } to [access] "
             "or listen on 127.0.0.1" % http_host)
+
+
+_HOST_NAME = re.compile(r"^([a-z0-9_-]+(\.[a-z0-9_-]+)*\.?|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$")
+
+
+def check_hosts(hosts):
+    """ValueError unless [access] hosts is a list of host names, "name:port" or "[v6]:port"."""
+    if type(hosts) is not list or not all(
+            type(h) is str and _HOST_NAME.match(h.lower()) for h in hosts):
+        raise ValueError("[access] hosts must be a list of host names such as "
+                         "[\"bridge.example.net\", \"proxy.example.net:443\"], not %r"
+                         % (hosts,))
 
 
 # ------------------------------------------------------------------ Host and Origin

@@ -146,6 +146,25 @@ def test_ipv4_clients_of_a_dual_stack_socket_may_name_its_ipv4_address():
     assert e.value.status == 403
 
 
+@pytest.mark.parametrize("hosts", ["bridge.example.net", [""], [8080], ["a b"],
+                                   ["bridge.example.net:http"]])
+def test_configured_hosts_must_be_a_list_of_names(tmp_path, hosts):
+    with pytest.raises(ValueError) as e:
+        C.load(None, data=str(tmp_path), hosts=hosts)
+    assert "hosts" in str(e.value)
+
+
+def test_refused_requests_are_counted_in_metrics(tmp_path):
+    async def body(api):
+        await api.post(COMMANDS, raw=b"{}", headers={"Content-Type": "text/plain"})
+        await api.get("/api/v1/devices", headers={"Host": "rebind.example"})
+        await api.get("/api/v1/devices", headers={"Origin": "http://evil.example"})
+        status, text = await api.get("/metrics")
+        assert 'spot_bridge_http_refused_total{status="415"} 1' in text, text
+        assert 'spot_bridge_http_refused_total{status="403"} 2' in text
+    scenario(tmp_path, body)
+
+
 @pytest.mark.parametrize("http", ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:8080",
                                   "bridge.example.net:8080"])
 def test_bridge_listening_beyond_loopback_needs_tokens(tmp_path, http):
