@@ -204,23 +204,33 @@ class Vtn:
 # ------------------------------------------------------------------ the bridge
 
 class Rig:
-    """A bridge with the openadr plugin (loaded by factory, not entry point)."""
+    """A bridge with the openadr plugin (loaded by factory, not entry point); subclasses
+    set NAME / FACTORY / defaults() for another plugin (test_openadr3.py)."""
+    NAME = "openadr"
+    FACTORY = staticmethod(factory)
 
     def __init__(self, tmp_path, vtn, role="aggregator", **options):
         self.tmp_path = tmp_path
         self.vtn = vtn
-        self.options = dict(role=role, vtn_url=vtn.url, ven_name="spot-test", poll_interval=0.25,
-                            report_min=1, **options)
+        self.options = dict(role=role, **self.defaults(vtn))
+        self.options.update(options)
+
+    def defaults(self, vtn):
+        return dict(vtn_url=vtn.url, ven_name="spot-test", poll_interval=0.25, report_min=1)
+
+    def attached(self):
+        self.ven = self.plugin.vens[0]
 
     async def start(self, coap=False):
         config = C.load(None, data=str(self.tmp_path), offline_after=3600,
-                        plugins={"openadr": self.options})
+                        plugins={self.NAME: self.options})
         self.store = await open_store(config.store_url)
         self.bridge = Bridge(config, self.store)
         await self.bridge.start()
-        self.host = PluginHost(self.bridge, config.plugins).load(factories={"openadr": factory})
-        self.plugin = self.host.plugins["openadr"][0]
-        self.ven = self.plugin.vens[0]
+        self.host = PluginHost(self.bridge, config.plugins).load(
+            factories={self.NAME: self.FACTORY})
+        self.plugin = self.host.plugins[self.NAME][0]
+        self.attached()
         self.local = LocalTransport(self.bridge)
         self.link = None
         if coap:
@@ -241,7 +251,7 @@ class Rig:
 
     async def plan_commands(self, device):
         return [c for c in await self.store.list_commands(device)
-                if c.service == PLANS and c.actor == "plugin:openadr"]
+                if c.service == PLANS and c.actor == "plugin:" + self.NAME]
 
     async def audit(self, action):
         return [a for a in await self.store.list_audit(limit=500) if a.action == action]

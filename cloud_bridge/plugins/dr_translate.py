@@ -103,6 +103,19 @@ COMMANDS = {
     ("LOAD_CONTROL", "x-loadControlSetpoint"): {
         HEAT_PUMP: (("room_setpoint", "value"),),
     },
+    # OpenADR 3 capacity limits (W, for the targeted devices together, shared like a
+    # dispatch set-point): an import limit caps consumption, an export limit generation
+    ("IMPORT_CAPACITY_LIMIT", "setpoint"): {
+        HEAT_PUMP: (("power_limit", "watts", 1.0),),
+        EV_CHARGER: (("current_limit", "amps"),),
+        BATTERY: (("charge_limit", "watts", 1.0),),
+        ENERGY_MANAGER: (("import_limit", "watts", 1.0),),
+    },
+    ("EXPORT_CAPACITY_LIMIT", "setpoint"): {
+        PV_INVERTER: (("power_limit", "watts", 1.0),),
+        BATTERY: (("discharge_limit", "watts", 1.0),),
+        ENERGY_MANAGER: (("export_limit", "watts", 1.0),),
+    },
 }
 
 # price signal name -> price object it fills (ELECTRICITY_PRICE wins over ENERGY_PRICE)
