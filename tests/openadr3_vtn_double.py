@@ -53,6 +53,11 @@ def iso(t):
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso_ms(t):
+    """A date-time with milliseconds, as the VTN stamps created / modified objects."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def problem(status, title, detail=""):
     return web.json_response({"title": title, "status": status, "detail": detail}, status=status)
 
@@ -168,7 +173,7 @@ class FakeVtn3:
 
     def _new(self, table, obj, otype):
         oid = "%s-%d" % (table[:-1], next(self._ids))
-        now = iso(time.time())
+        now = iso_ms(time.time())
         obj = dict(obj, id=oid, objectType=otype, createdDateTime=now, modificationDateTime=now)
         getattr(self, table)[oid] = obj
         return obj
@@ -248,7 +253,7 @@ class FakeVtn3:
         old = self.reports[rid]
         self.reports[rid] = dict(body, id=rid, objectType="REPORT",
                                  createdDateTime=old["createdDateTime"],
-                                 modificationDateTime=iso(time.time()))
+                                 modificationDateTime=iso_ms(time.time()))
         self.report_puts += 1
         return web.json_response(self.reports[rid])
 
@@ -272,7 +277,7 @@ class FakeVtn3:
 
     async def change_event(self, event_id, **changes):
         obj = dict(self.events[event_id], **changes)
-        obj["modificationDateTime"] = iso(time.time() + 0.001)
+        obj["modificationDateTime"] = iso_ms(time.time() + 0.002)
         self.events[event_id] = obj
         await self.notify("EVENT", "PUT", obj)
         return obj

@@ -252,6 +252,44 @@ def test_webhook_refuses_a_wrong_token_and_malformed_notifications(tmp_path):
     run(main())
 
 
+def test_a_poll_that_read_the_list_before_a_notification_does_not_undo_it(tmp_path):
+    async def main():
+        async with openadr3_rig(tmp_path, ("energy_manager", "em-1"), webhook=True,
+                                poll_interval=3600) as (vtn, rig, prog):
+            node = rig.devs["em-1"].node
+            a = await vtn.add_event(event_object(prog, "SIMPLE", [1], now() - 1, 600))
+            b = await vtn.add_event(event_object(prog, "SIMPLE", [1], now() - 1, 600,
+                                                 priority=3))
+            stale = [dict(a), dict(b)]                      # what a slow poll read
+            changed = dict(b["intervals"][0], payloads=[{"type": "SIMPLE", "values": [3]}])
+            await vtn.change_event(b["id"], intervals=[changed])
+            await vtn.delete_event(a["id"])
+            assert await until(lambda: node.plans.find(plan_id(a["id"])) is None, 5)
+            assert await until(lambda: node.plans.find(plan_id(b["id"]))[4] ==
+                               {ENERGY_MANAGER: {REDUCTION: 1000}}, 5)
+            await rig.ven.reconcile(stale, complete=True)
+            await asyncio.sleep(0.3)
+            assert node.plans.find(plan_id(a["id"])) is None
+            assert node.plans.find(plan_id(b["id"]))[4] == {ENERGY_MANAGER: {REDUCTION: 1000}}
+            assert len(await rig.plan_commands("em-1")) == 4   # push a, push b, push b', cancel a
+    run(main())
+
+
+def test_a_vtn_that_forgot_the_ven_gets_it_registered_again(tmp_path):
+    async def main():
+        async with openadr3_rig(tmp_path, ("heat_pump", "hp-1")) as (vtn, rig, prog):
+            first = rig.ven.ven_id
+            vtn.vens.clear()
+            vtn.resources.clear()
+            await local_devices(rig, ("heat_pump", "hp-2"))   # a resource to create: 404
+            assert await until(lambda: [v["venName"] for v in vtn.vens.values()] ==
+                               ["spot-test"], 10)
+            assert await until(lambda: sorted(r["resourceName"] for r in
+                                              vtn.resources.values()) == ["hp-1", "hp-2"], 10)
+            assert rig.ven.ven_id != first
+    run(main())
+
+
 # ------------------------------------------------------------------ bad input
 
 def test_malformed_event_is_refused_once_and_changes_nothing(tmp_path, caplog):

@@ -65,6 +65,10 @@ def object_id(x, what):
 
 def parse_time(s, what="time"):
     """Unix seconds of an RFC 3339 date-time with a zone; EventError otherwise."""
+    return int(_instant(s, what))
+
+
+def _instant(s, what="time"):
     if not isinstance(s, str):
         raise EventError("%s is not a date-time: %r" % (what, s))
     try:
@@ -73,7 +77,7 @@ def parse_time(s, what="time"):
         raise EventError("%s is not a date-time: %r" % (what, s)) from None
     if t.tzinfo is None:
         raise EventError("%s has no time zone: %r" % (what, s))
-    return int(t.timestamp())
+    return t.timestamp()
 
 
 def format_time(t):
@@ -194,8 +198,9 @@ def _signal(ptype, desc, defaults):
 def parse_event(obj, defaults=None):
     """The flat event (dr_translate) of an OpenADR 3 event object; EventError if malformed.
 
-    Adds "program" (programID), "name" and "modified" (the modificationDateTime
-    string) to the flat form; "mod" is a number that changes with the content.
+    Adds "program" (programID), "name" and "modified" (modificationDateTime,
+    Unix s, None if absent) to the flat form; "mod" is a number that changes
+    with the content.
     """
     defaults = defaults or {}
     if not isinstance(obj, dict):
@@ -257,14 +262,17 @@ def parse_event(obj, defaults=None):
             if s1 < s0 + d0:
                 raise EventError("event %s: %s intervals overlap" % (eid, ptype))
         signals.append((name, stype, [(s - t0, d, x * factor) for s, d, x in vals], meas))
-    modified = obj.get("modificationDateTime")
+    try:
+        modified = _instant(obj.get("modificationDateTime"))
+    except EventError:
+        modified = None          # VTN bookkeeping: not a reason to refuse the event
     return {"id": eid, "mod": fingerprint(obj), "status": "active",
             "priority": 0 if priority is None else min(priority + 1, 255),
             "start": t0, "duration": t1 - t0, "startafter": randomize, "signals": signals,
             "targets": targets_of(obj.get("targets"), "event %s targets" % eid),
             "response_required": "never", "market_context": program,
             "program": program, "name": obj.get("eventName"),
-            "modified": modified if isinstance(modified, str) else None}
+            "modified": modified}
 
 
 def fingerprint(obj):

@@ -116,6 +116,7 @@ class Ven:
         self.raw = {}             # event id -> event object (for reportDescriptors)
         self.active = {}          # event id -> {"plan_id", "devices": {id: plan}, "ids", "end"}
         self.refused = {}         # event id -> fingerprint refused (logged once)
+        self.deleted = set()      # event ids a DELETE notification removed
         self.overlaps = set()
         self.reports = {}         # event id -> {"id", "types", "intervals", "program"}
         self.link_up = None
@@ -232,7 +233,12 @@ class Ven:
                 if d.id not in self.resources:
                     sid = main_service(d)
                     attrs = None if sid is None else [{"type": "SPOT_SERVICE", "values": [sid]}]
-                    await self.client.create_resource(self.ven_id, d.id, attrs)
+                    try:
+                        await self.client.create_resource(self.ven_id, d.id, attrs)
+                    except VtnError as e:
+                        if e.status == 404:   # the VTN forgot our VEN: register again next round
+                            self.ven_id = None
+                        raise
                     self.resources.add(d.id)
 
     async def _subscribe(self):
@@ -253,6 +259,7 @@ class Ven:
                 async with self._lock:
                     await self._withdraw(eid, "deleted")
                     self.events.pop(eid, None)
+                    self.deleted.add(eid)
             elif obj.get("programID") in self.programs:
                 await self.reconcile([obj], complete=False)
         else:   # programs changed (or something we do not track): read everything again
@@ -280,9 +287,12 @@ class Ven:
                 if ev["program"] not in self.programs:
                     continue
                 seen.add(ev["id"])
+                if ev["id"] in self.deleted:
+                    continue          # a poll that read the list before a DELETE notification
                 old = self.events.get(ev["id"])
-                if old is not None and old["mod"] == ev["mod"]:
-                    continue
+                if old is not None and (old["mod"] == ev["mod"] or
+                                        (ev["modified"] or 0) < (old["modified"] or 0)):
+                    continue          # unchanged, or older than what a notification brought
                 self.events[ev["id"]] = ev
                 self.raw[ev["id"]] = obj
                 if T.end_of(ev) <= now:
@@ -293,12 +303,13 @@ class Ven:
                     continue
                 changed.append(ev)
             if complete:
+                self.deleted &= seen      # gone from the VTN's list too: forget
                 for eid in [e for e in self.events if e not in seen]:
                     await self._withdraw(eid, "deleted")
                     del self.events[eid]
                     self.raw.pop(eid, None)
             # last modified last: where events overlap at equal priority, it governs
-            for ev in sorted(changed, key=lambda e: (e["modified"] or "", e["id"])):
+            for ev in sorted(changed, key=lambda e: (e["modified"] or 0, e["id"])):
                 await self._apply(ev)
             await self._check_overlaps()
 
