@@ -9,7 +9,7 @@ and audit logs); an event that disappeared (deleted) has its plans
 withdrawn; a price event is broadcast as one price-forecast frame.
 
 Notifications (a subscription per program whose callback is the webhook)
-apply an event at once; polling every poll_interval is the fallback and
+are answered at once and applied by a worker right after; polling every poll_interval is the fallback and
 catches deletions a notification missed. A malformed event is refused with
 an audit record and changes nothing (the devices keep what they had); an
 event already over is ignored. The VTN being unreachable or refusing our
@@ -36,6 +36,7 @@ from .client import VtnClient, VtnError, VtnUnreachable, AuthError
 from .webhook import Webhook
 
 LOG = logging.getLogger("spot.bridge.plugin.openadr3")
+INBOX = 256     # notifications queued for the worker; past that the webhook answers 503
 
 OPTIONS = {
     # key: (default, meaning)
@@ -124,6 +125,7 @@ class Ven:
         self.syncs = 0
         self.applied_at = {}      # event id -> monotonic time its plans were queued
         self._wake = asyncio.Event()
+        self._inbox = asyncio.Queue(INBOX)
         self._lock = asyncio.Lock()
         self._tasks = []
 
@@ -133,7 +135,8 @@ class Ven:
         if self.webhook is not None:
             await self.webhook.start()
         self._tasks = [asyncio.ensure_future(self._poller()),
-                       asyncio.ensure_future(self._reporter())]
+                       asyncio.ensure_future(self._reporter()),
+                       asyncio.ensure_future(self._notifications())]
 
     async def stop(self):
         await cancel_and_wait(self._tasks)
@@ -252,7 +255,23 @@ class Ven:
 
     # ------------------------------------------------------------ notifications
 
-    async def _on_notification(self, otype, op, obj):
+    def _on_notification(self, otype, op, obj):
+        """Queue a checked notification for the worker; False if the queue is full."""
+        try:
+            self._inbox.put_nowait((otype, op, obj))
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def _notifications(self):
+        while True:
+            otype, op, obj = await self._inbox.get()
+            try:
+                await self._notified(otype, op, obj)
+            except Exception:
+                self.log.exception("openadr3 %s: notification %s %s failed", self.name, op, otype)
+
+    async def _notified(self, otype, op, obj):
         if otype == "EVENT":
             if op == "DELETE":
                 eid = obj.get("id")

@@ -2,7 +2,7 @@
 
 POST <path> with `Authorization: Bearer <token>` (the bearerToken the VEN put
 in its subscription) and a notification body. Answers 200 when the
-notification was handed on, 401 for a missing or wrong token, 400 (a
+notification was queued for the VEN (503 when its queue is full), 401 for a missing or wrong token, 400 (a
 problem+json body saying why) for anything that is not a notification, 413
 for bodies over 1 MiB. Nothing but the handler sees a notification.
 """
@@ -30,7 +30,7 @@ class Webhook:
         self.host = host
         self.port = port
         self.token = token
-        self.on_notification = on_notification   # async (objectType, operation, object)
+        self.on_notification = on_notification   # (objectType, operation, object) -> taken?
         self.on_reject = on_reject                 # async (reason, detail)
         self.received = 0
         self._runner = None
@@ -71,12 +71,10 @@ class Webhook:
         except EventError as e:
             await self._reject("webhook_malformed", str(e))
             return _problem(400, "Bad Request", str(e))
+        if not self.on_notification(otype, op, obj):
+            LOG.warning("openadr3: notification %s %s refused: the VEN is busy", op, otype)
+            return _problem(503, "Service Unavailable", "too many notifications queued")
         self.received += 1
-        try:
-            await self.on_notification(otype, op, obj)
-        except Exception:
-            LOG.exception("openadr3: notification %s %s failed", op, otype)
-            return _problem(500, "Internal Server Error", "the VEN could not take it")
         return web.json_response({"status": "received"})
 
     async def _reject(self, reason, detail):
