@@ -133,6 +133,27 @@ def test_report_of_the_event_reaches_the_vtn_with_the_fleets_demand(tmp_path):
     run(main())
 
 
+def test_report_intervals_made_while_the_vtn_is_away_arrive_when_it_is_back(tmp_path):
+    async def main():
+        async with openadr3_rig(tmp_path, ("heat_pump", "hp-1")) as (vtn, rig, prog):
+            ev = await vtn.add_event(event_object(prog, "SIMPLE", [1], now() - 1, 600,
+                                                  report=[("DEMAND", "KW")]))
+
+            def intervals():
+                reps = [r for r in vtn.reports.values() if r["eventID"] == ev["id"]]
+                return reps[0]["resources"][0]["intervals"] if reps else []
+            assert await until(lambda: len(intervals()) >= 1, 10)
+            await vtn.stop()
+            await asyncio.sleep(3.2)                  # about three intervals fall due
+            made = len(rig.ven.reports[ev["id"]]["intervals"])
+            assert made >= len(intervals()) + 2
+            await vtn.start()
+            assert await until(lambda: len(intervals()) >= made, 10)
+            assert [iv["id"] for iv in intervals()] == list(range(len(intervals())))
+            assert vtn.invalid == []
+    run(main())
+
+
 # ------------------------------------------------------------------ payload types
 
 def test_import_capacity_limit_becomes_an_import_limit_plan(tmp_path):

@@ -10,7 +10,8 @@ The only module of the plugin that does network I/O towards the VTN.
   problem's title/detail) or VtnUnreachable (connection refused, time-out).
 - Optional fields are left out rather than sent as null (the schemas mark
   them nullable, but some servers reject null).
-- Lists are fetched page by page (skip / limit, limit 50 as the spec caps it).
+- Lists are fetched page by page (skip / limit, limit 50 as the spec caps it),
+  at most MAX_PAGES pages.
 """
 import asyncio
 import json
@@ -19,6 +20,7 @@ import time
 import aiohttp
 
 PAGE = 50
+MAX_PAGES = 200     # 10 000 objects: a server that ignores skip must not loop us forever
 
 
 class VtnError(Exception):
@@ -86,7 +88,7 @@ class VtnClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout, sock_connect=5),
-                connector=aiohttp.TCPConnector(ssl=self.ssl if self.ssl is not None else None))
+                connector=aiohttp.TCPConnector(ssl=self.ssl if self.ssl is not None else True))
         return self._session
 
     # ------------------------------------------------------------ OAuth2
@@ -110,8 +112,10 @@ class VtnClient:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
             raise VtnUnreachable("token server %s: %s" % (self.token_url,
                                                           e or e.__class__.__name__)) from None
-        if status != 200:
+        if status in (400, 401, 403):
             raise AuthError(status, _detail(status, text))
+        if status != 200:
+            raise VtnError(status, "token server: %s" % _detail(status, text))
         try:
             doc = json.loads(text)
             tok = doc["access_token"]
@@ -160,16 +164,15 @@ class VtnClient:
     async def list(self, path, params=None):
         """Every object of a list resource, page by page."""
         out = []
-        skip = 0
-        while True:
-            q = dict(params or {}, skip=skip, limit=PAGE)
+        for _ in range(MAX_PAGES):
+            q = dict(params or {}, skip=len(out), limit=PAGE)
             page = await self.request("GET", path, params=q)
             if not isinstance(page, list):
                 raise VtnError(200, "%s: answer is not a list" % path)
             out.extend(page)
             if len(page) < PAGE:
                 return out
-            skip += len(page)
+        raise VtnError(200, "%s: more than %d pages" % (path, MAX_PAGES))
 
     # ------------------------------------------------------------ the VEN's calls
 

@@ -18,7 +18,8 @@ credentials is logged once per outage; the bridge keeps serving.
 Reports: for each applied event whose reportDescriptors ask for DEMAND or
 USAGE, a report (one aggregated resource) gets an interval every
 report_interval from the store's sums and is POSTed, then PUT whole, so a
-VTN away for a while receives every interval when it comes back.
+VTN away for a while receives every interval when it comes back; once a
+report holds REPORT_INTERVALS delivered intervals the next one starts anew.
 """
 import asyncio
 import logging
@@ -37,6 +38,7 @@ from .webhook import Webhook
 
 LOG = logging.getLogger("spot.bridge.plugin.openadr3")
 INBOX = 256     # notifications queued for the worker; past that the webhook answers 503
+REPORT_INTERVALS = 288   # intervals per report (a day at 5 min); then a new report
 
 OPTIONS = {
     # key: (default, meaning)
@@ -144,9 +146,9 @@ class Ven:
         if self.webhook is not None:
             await self.webhook.stop()
         for sub in list(self.subscriptions.values()):
-            try:
-                await self.client.delete_subscription(sub)
-            except (VtnError, VtnUnreachable):
+            try:   # best effort: a VTN that is gone must not hold up the bridge's stop
+                await asyncio.wait_for(self.client.delete_subscription(sub), 3)
+            except (VtnError, VtnUnreachable, asyncio.TimeoutError):
                 pass
         await self.client.close()
 
@@ -450,7 +452,8 @@ class Ven:
                     rep["id"] = T.object_id((made or {}).get("id"), "report id")
                 else:
                     await self.client.update_report(rep["id"], body)
-                rep["sent"] = len(rep["intervals"])
+                if len(rep["intervals"]) >= REPORT_INTERVALS:   # delivered: the next report anew
+                    self.reports[eid] = dict(rep, id=None, intervals=[])
             except (VtnUnreachable, VtnError, D.EventError) as e:   # kept; the next one carries it
                 self.log.warning("openadr3 %s: report for %s not delivered: %s", self.name, eid, e)
 
