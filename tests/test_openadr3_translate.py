@@ -235,3 +235,11 @@ def test_only_report_types_the_ven_can_measure_are_wanted():
                                ("USAGE", "KWH")])
     assert T.wanted_reports(obj) == ["USAGE"]
     assert T.wanted_reports(event_object(PROG, "SIMPLE", [1], T0, 600)) == []
+
+
+def test_an_event_of_payload_types_this_ven_does_not_know_is_valid_and_acts_on_nothing():
+    obj = dict(event_object(PROG, "GHG", [120.0, "x"], T0, 600), id="ev-1")
+    ev = T.parse_event(obj)
+    assert ev["duration"] == 1200 and ev["signals"][0][:2] == ("GHG", None)
+    assert D.acts_on(ev) == (False, False)
+    assert D.plans_for(ev, [view("heat_pump")], T0 - 60) == {}

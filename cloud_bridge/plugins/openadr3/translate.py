@@ -242,8 +242,8 @@ def parse_event(obj, defaults=None):
                     or not isinstance(p.get("values"), list):
                 raise EventError("event %s: interval %d: payload is not {type, values}"
                                  % (eid, iv["id"]))
-            if p["type"] not in PAYLOADS:
-                per_type.setdefault(p["type"], [])
+            if p["type"] not in PAYLOADS:    # carried, not read: no value to check
+                per_type.setdefault(p["type"], []).append((start, dur, None))
                 continue
             if len(p["values"]) != 1:
                 raise EventError("event %s: %s needs one value per interval, got %d"
@@ -251,17 +251,16 @@ def parse_event(obj, defaults=None):
             x = _number(p["values"][0], "event %s %s value" % (eid, p["type"]))
             per_type.setdefault(p["type"], []).append((start, dur, x))
     spans = [(s, s + d) for vals in per_type.values() for s, d, _ in vals]
-    if not spans:
-        raise EventError("event %s has no payload this VEN can read" % eid)
     t0, t1 = min(s for s, _ in spans), max(e for _, e in spans)
     signals = []
     for ptype, vals in per_type.items():
         name, stype, factor, meas = _signal(ptype, descs.get(ptype), defaults)
-        vals = sorted(vals)
+        vals = sorted(vals, key=lambda v: v[:2])
         for (s0, d0, _), (s1, _, _) in zip(vals, vals[1:]):
-            if s1 < s0 + d0:
+            if s1 < s0 + d0 and stype is not None:
                 raise EventError("event %s: %s intervals overlap" % (eid, ptype))
-        signals.append((name, stype, [(s - t0, d, x * factor) for s, d, x in vals], meas))
+        signals.append((name, stype, [(s - t0, d, None if x is None else x * factor)
+                                      for s, d, x in vals], meas))
     try:
         modified = _instant(obj.get("modificationDateTime"))
     except EventError:
