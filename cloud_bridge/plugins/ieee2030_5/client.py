@@ -84,8 +84,12 @@ def check_options(options):
 
 def lfdi_of(cert_path):
     """LFDI of a PEM certificate: the first 160 bits of the SHA-256 of its DER form."""
-    pem = open(cert_path, "rb").read()
-    der = ssl.PEM_cert_to_DER_cert(pem.decode("ascii"))
+    pem = open(cert_path, "rb").read().decode("ascii", "replace")
+    begin = pem.find(ssl.PEM_HEADER)      # text before the block is allowed (RFC 7468)
+    if begin < 0:
+        raise ValueError("ieee2030_5: %s holds no PEM certificate" % cert_path)
+    end = pem.find(ssl.PEM_FOOTER, begin) + len(ssl.PEM_FOOTER)
+    der = ssl.PEM_cert_to_DER_cert(pem[begin:end])
     return hashlib.sha256(der).hexdigest()[:40].upper()
 
 
