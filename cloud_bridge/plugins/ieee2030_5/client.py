@@ -297,8 +297,7 @@ class Client:
                 try:
                     controls.append(X.der_control(raw))
                 except X.SepError as e:
-                    await self._reject("malformed_control", str(e))
-                    await self._respond_invalid(raw)
+                    await self._refuse_control(raw, e)
             for c in controls:
                 listed.add(c["mrid"])
                 live = [o for o in controls if o is not c]
@@ -415,13 +414,20 @@ class Client:
             LOG.warning("ieee2030_5: Response %d for %s not accepted (HTTP %s)",
                         status, ctrl["mrid"], code)
 
-    async def _respond_invalid(self, raw):
-        mrid, reply = raw.get("mRID") if isinstance(raw, dict) else None, \
-            raw.get("@replyTo") if isinstance(raw, dict) else None
-        if isinstance(mrid, str) and reply and len(mrid) <= 32 and \
-                all(c in "0123456789abcdefABCDEF" for c in mrid):
-            await self._respond({"mrid": mrid.upper(), "reply_to": reply,
-                                 "response_required": 2}, X.REJECTED_INVALID)
+    async def _refuse_control(self, raw, error):
+        """A control that does not parse: audited and answered "invalid" once per mRID."""
+        mrid = raw.get("mRID") if isinstance(raw, dict) else None
+        key = mrid.upper() if isinstance(mrid, str) else None
+        if key is not None and key in self.events:
+            return
+        await self._reject("malformed_control", str(error))
+        if key is None or len(key) > 32 or any(c not in "0123456789ABCDEF" for c in key):
+            return
+        ctrl = {"mrid": key, "reply_to": raw.get("@replyTo"),
+                "response_required": int(raw.get("@responseRequired") or "0", 16)}
+        self.events[key] = {"state": "rejected", "ctrl": ctrl, "plans": {}, "program": None,
+                            "responded": {X.REJECTED_INVALID}}
+        await self._respond(ctrl, X.REJECTED_INVALID)
 
     # ------------------------------------------------------------ devices
 
