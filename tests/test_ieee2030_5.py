@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bridge_rig import PluginRig, local_devices, fleet_over_coap, run
-from ieee2030_5_peer import GridappsdServer, PatchingProxy, RSPS, der_control_xml
+from ieee2030_5_peer import GridappsdServer, PatchingProxy
 from netutil import free_tcp_port
 from waiting import until
 from spot.cloud_bridge.plugins.ieee2030_5 import factory, mapping as MP, sep_xml as X
@@ -208,6 +208,30 @@ def test_battery_follows_a_target_power(tmp_path, server):
                                                            "<value>2500</value>"})
             assert await until(lambda: node.get(BATTERY, 7) == -2500.0, 10)   # discharge
             assert node.get(BATTERY, 8) == 4                                  # follow set-point
+    run(main())
+
+
+def test_owner_override_opts_that_device_out(tmp_path, server):
+    async def main():
+        async with rig_for(tmp_path, server, ("pv_inverter", "pv-1"),
+                           ("pv_inverter", "pv-2")) as rig:
+            devs = rig.devs
+            m = mrid()
+            await server.add_control(mrid=m, start=int(time.time()), duration=600,
+                                     base={"opModMaxLimW": "3000"})
+            assert await until(lambda: all(d.node.get(PV_INVERTER, LIMIT_PCT) == 30.0
+                                           for d in devs.values()), 10)
+            t = int(time.time())        # the owner (the operator) runs pv-1 at full power
+            await rig.bridge.push_plan("operator", "pv-1", 77, t, t + 600, 250,
+                                       {PV_INVERTER: {LIMIT_PCT: 1000}})
+            assert await until(lambda: X.OPTED_OUT in statuses(rig.proxy, m), 10)
+            assert await until(lambda: devs["pv-1"].node.plans.find(MP.plan_id(m)) is None, 5)
+            assert devs["pv-1"].node.get(PV_INVERTER, LIMIT_PCT) == 100.0
+            assert devs["pv-2"].node.get(PV_INVERTER, LIMIT_PCT) == 30.0     # still in it
+            await polls(rig)
+            assert devs["pv-1"].node.plans.find(MP.plan_id(m)) is None       # not re-pushed
+            assert [a.detail["device"] for a in await rig.audit("ieee2030_5.override")] == \
+                ["pv-1"]
     run(main())
 
 

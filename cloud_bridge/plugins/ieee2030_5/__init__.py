@@ -30,6 +30,9 @@ class Ieee20305Plugin:
     async def stop(self):
         await self.client.stop()
 
+    async def on_event(self, event):
+        await self.client.on_bridge_event(event)
+
 
 def factory(ctx):
     return Ieee20305Plugin(ctx)

@@ -9,7 +9,9 @@ member devices through the plugin context (ctx.push_plan, under the
 plugin's actor and role), cancelled or superseded ones are withdrawn
 (ctx.cancel_plan), and the Responses the control asks for (received,
 started, completed, cancelled, superseded, not participating, rejected)
-are POSTed to its replyTo. Every post interval it PUTs DERCapability,
+are POSTed to its replyTo. A device owner's command that takes over a
+control's plan opts that device out (plan withdrawn, Response "opted out").
+Every post interval it PUTs DERCapability,
 DERSettings, DERStatus and DERAvailability of each DER and POSTs a
 MirrorUsagePoint, all summed from the store over the member devices.
 
@@ -29,6 +31,7 @@ import aiohttp
 from ...service import Forbidden, BadRequest
 from ...tasks import cancel_and_wait
 from ..dr_readings import main_service, aggregate
+from ..plan_override import owner_command, overrides
 from . import mapping as MP
 from . import sep_xml as X
 
@@ -341,6 +344,8 @@ class Client:
     async def _push(self, rec, views, prim, now):
         ctrl, pushed = rec["ctrl"], {}
         for v in views:
+            if v.id in rec.get("opted_out", ()):
+                continue
             plan = MP.plan_for(ctrl, v, prim, now)
             if plan is None:
                 continue
@@ -428,6 +433,30 @@ class Client:
         self.events[key] = {"state": "rejected", "ctrl": ctrl, "plans": {}, "program": None,
                             "responded": {X.REJECTED_INVALID}}
         await self._respond(ctrl, X.REJECTED_INVALID)
+
+    # ------------------------------------------------------------ opting out
+
+    async def on_bridge_event(self, event):
+        """An owner's command that takes over a control's plan on a device opts that device
+        out: its plan is withdrawn and the control answered "opted out" (once)."""
+        device = event.get("device")
+        hits = [rec for rec in self.events.values()
+                if rec["state"] in ("planned", "started") and device in rec["plans"]]
+        if not hits:
+            return
+        cmd = await owner_command(self.ctx, event)
+        if cmd is None:
+            return
+        for rec in hits:
+            if overrides(cmd, rec["plans"][device]):
+                plan = rec["plans"].pop(device)
+                rec.setdefault("opted_out", set()).add(device)
+                await self._cancel(device, plan[0])
+                await self._audit("ieee2030_5.override", {"control": rec["ctrl"]["mrid"],
+                                                         "device": device, "by": cmd.actor})
+                if X.OPTED_OUT not in rec["responded"]:
+                    rec["responded"].add(X.OPTED_OUT)
+                    await self._respond(rec["ctrl"], X.OPTED_OUT)
 
     # ------------------------------------------------------------ devices
 

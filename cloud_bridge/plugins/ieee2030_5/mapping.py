@@ -58,7 +58,8 @@ RULES = {
     },
     "opModFixedW": {
         PV_INVERTER: (("power_limit_pct", "pct"),),
-        BATTERY: (("mode", "const", 4), ("power_setpoint", "pct_rating_neg", "max_discharge_power")),
+        BATTERY: (("mode", "const", 4),
+                  ("power_setpoint", "pct_rating_neg", "max_discharge_power")),
     },
     "opModTargetW": {       # + injects into the grid; SPOT p and set-points: + consumes
         PV_INVERTER: (("power_limit", "watts", 1.0),),
@@ -195,7 +196,7 @@ def overlaps(a, b):
 
 
 def superseded_by(ctrl, others):
-    """The control of the same program that supersedes ctrl (overlapping, created later), or None."""
+    """The control of the same program superseding ctrl (overlapping, created later), or None."""
     for o in others:
         if o["mrid"] != ctrl["mrid"] and overlaps(ctrl, o) and o["status"] in (
                 X.SCHEDULED, X.ACTIVE) and (o["creation"], o["mrid"]) > (ctrl["creation"],
