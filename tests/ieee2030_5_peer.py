@@ -4,7 +4,8 @@ It installs only on CPython 3.10 (with --prefer-binary), so it lives in its own
 virtual environment in a cache directory (SPOT_TEST_CACHE, default
 ~/.cache/spot-tests), made once by `python3 tests/ieee2030_5_peer.py --install`
 (tools/test.sh runs that) or by the first test that needs it. Python 3.10 is
-taken from SPOT_PYTHON310, `python3.10` on PATH, pyenv, or `uv python install`.
+taken from SPOT_PYTHON310, `python3.10` on PATH or pyenv, else fetched with
+`uv python install 3.10` (uv pip-installed first if missing).
 
 GridappsdServer writes the server's configuration (one aggregator EndDevice,
 the default program), starts `2030_5_server` as a subprocess in its own process
@@ -58,12 +59,20 @@ def find_python310():
                 [c, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 10))"],
                 capture_output=True).returncode == 0:
             return c
-    uv = shutil.which("uv")
-    if uv:
-        subprocess.run([uv, "python", "install", "3.10"], check=False, capture_output=True)
-        found = subprocess.run([uv, "python", "find", "3.10"], capture_output=True, text=True)
-        if found.returncode == 0 and found.stdout.strip():
-            return found.stdout.strip()
+    return _python310_by_uv()
+
+
+def _python310_by_uv():
+    """CPython 3.10 fetched by uv (pip-installed first if missing), or None."""
+    uv = [shutil.which("uv")] if shutil.which("uv") else [sys.executable, "-m", "uv"]
+    if uv[0] == sys.executable and subprocess.run(uv + ["--version"],
+                                                  capture_output=True).returncode != 0:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                        "--disable-pip-version-check", "uv"], capture_output=True)
+    subprocess.run(uv + ["python", "install", "3.10"], capture_output=True)
+    found = subprocess.run(uv + ["python", "find", "3.10"], capture_output=True, text=True)
+    if found.returncode == 0 and found.stdout.strip():
+        return found.stdout.strip()
     return None
 
 
@@ -75,8 +84,8 @@ def ensure_installed():
         return exe
     py = find_python310()
     if py is None:
-        raise RuntimeError("gridappsd-2030-5 needs CPython 3.10: set SPOT_PYTHON310, put "
-                           "python3.10 on PATH, install it with pyenv, or `pip install uv`")
+        raise RuntimeError("gridappsd-2030-5 needs CPython 3.10 and none was found or could "
+                           "be fetched with uv: set SPOT_PYTHON310 or put python3.10 on PATH")
     venv = venv_dir()
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
