@@ -360,6 +360,18 @@ def test_the_servers_own_certificate_is_checked_against_the_configured_ca(tmp_pa
     run(main())
 
 
+def test_csip_cipher_suite_is_offered_alone_and_this_server_refuses_it(tmp_path, server):
+    """ciphers = ECDHE-ECDSA-AES128-CCM8 (the CSIP suite) reaches the wire: gridappsd-2030-5
+    has no CCM8 suite enabled and fails the handshake (documented), nothing is planned."""
+    async def main():
+        async with rig_for(tmp_path, server, ("pv_inverter", "pv-1"), direct=True,
+                           ciphers="ECDHE-ECDSA-AES128-CCM8") as rig:
+            assert await until(lambda: rig.client.link_up is False, 10)
+            assert "HANDSHAKE_FAILURE" in rig.client.last_error.upper()
+            assert rig.client.polls == 0 and await rig.plan_commands("pv-1") == []
+    run(main())
+
+
 def test_server_going_away_keeps_the_plans_and_the_bridge_serving(tmp_path, server, caplog):
     async def main():
         async with rig_for(tmp_path, server, ("pv_inverter", "pv-1"), direct=True) as rig:

@@ -48,7 +48,7 @@ OPTIONS = {
     "key": ("", "PEM private key of cert"),
     "ca": ("", "PEM CA bundle that checks the server certificate"),
     "check_hostname": (True, "check the server certificate's host name"),
-    "ciphers": ("", "OpenSSL cipher list (e.g. ECDHE-ECDSA-AES128-CCM8); empty: the default"),
+    "ciphers": ("", "TLS 1.2 cipher list (CSIP: ECDHE-ECDSA-AES128-CCM8); empty: defaults"),
     "lfdi": ("", "this client's LFDI (40 hex digits); empty: from cert"),
     "poll_interval": (0, "seconds between polls (0: the server's pollRate)"),
     "post_interval": (300, "seconds between DER status / meter posts (0: never)"),
@@ -154,7 +154,8 @@ class Client:
         ctx = ssl.create_default_context(cafile=self.opts["ca"] or None)
         ctx.check_hostname = bool(self.opts["check_hostname"])
         ctx.load_cert_chain(self.opts["cert"], self.opts["key"])
-        if self.opts["ciphers"]:
+        if self.opts["ciphers"]:     # a TLS 1.2 suite list (CSIP: ECDHE-ECDSA-AES128-CCM8)
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
             ctx.set_ciphers(self.opts["ciphers"])
         return ctx
 
