@@ -4,7 +4,7 @@ FakeVtn3 (tests/openadr3_vtn_double.py) is a stateful in-memory VTN written
 for the tests from the 3.0.1 OpenAPI document; it validates every body the
 VEN sends against that document (`vtn.invalid` stays empty). Devices are
 `spot sim` fleets over CoAP or in-process SimDevices, with the helpers of
-the 2.0b tests (test_openadr.py).
+the 2.0b tests (bridge_rig.py).
 """
 import asyncio
 import contextlib
@@ -15,7 +15,7 @@ import pytest
 
 from netutil import free_tcp_port
 from openadr3_vtn_double import FakeVtn3, event_object
-from test_openadr import Rig, local_devices, fleet_over_coap, run
+from bridge_rig import PluginRig, local_devices, fleet_over_coap, run
 from waiting import until
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.plugin_api import PluginHost
@@ -34,17 +34,19 @@ REDUCTION = 13          # energy_manager, 0.1 %
 PV_POWER_LIMIT = 13     # pv_inverter, W
 
 
-class Rig3(Rig):
-    """A bridge with the openadr3 plugin (the 2.0b tests' Rig, another plugin)."""
-    NAME = "openadr3"
-    FACTORY = staticmethod(factory)
+class Rig3(PluginRig):
+    """A bridge with the openadr3 plugin, its VEN as rig.ven."""
 
-    def defaults(self, vtn):
-        return dict(vtn_url=vtn.url, client_id="ven-client", client_secret="ven-secret",
-                    ven_name="spot-test", poll_interval=0.3, report_interval=1)
+    def __init__(self, tmp_path, vtn, role="aggregator", **options):
+        PluginRig.__init__(self, tmp_path, "openadr3", factory, dict(
+            dict(role=role, vtn_url=vtn.url, client_id="ven-client", client_secret="ven-secret",
+                 ven_name="spot-test", poll_interval=0.3, report_interval=1), **options))
+        self.vtn = vtn
 
-    def attached(self):
+    async def start(self, coap=False):
+        await PluginRig.start(self, coap)
         self.ven = self.plugin.ven
+        return self
 
 
 @contextlib.asynccontextmanager

@@ -30,5 +30,8 @@ npm ci --prefix tests/openadr3 --no-audit --no-fund --loglevel=error
 echo "== installing the project with its test extra"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 
+echo "== installing gridappsd-2030-5 (the IEEE 2030.5 test server; own Python 3.10 venv, cached)"
+python3 tests/ieee2030_5_peer.py --install
+
 echo "== running the tests"
 exec python3 -m pytest "$@"
