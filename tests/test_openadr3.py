@@ -235,6 +235,34 @@ def test_changed_event_replaces_the_plan_and_a_deleted_one_withdraws_it(tmp_path
     run(main())
 
 
+def test_owner_override_during_an_event_takes_that_device_out_of_it(tmp_path):
+    async def main():
+        async with openadr3_rig(tmp_path, ("heat_pump", "hp-1"), ("heat_pump", "hp-2")) \
+                as (vtn, rig, prog):
+            devs = rig.devs
+            ev = await vtn.add_event(event_object(prog, "SIMPLE", [2], now() - 1, 600))
+            pid = plan_id(ev["id"])
+            assert await until(lambda: all(d.node.get(HEAT_PUMP, SG_READY) == 1
+                                           for d in devs.values()), 10)
+            t = int(now())      # the owner (the operator) forces hp-1 on with its own plan
+            await rig.bridge.push_plan("operator", "hp-1", 77, t, t + 600, 250,
+                                       {HEAT_PUMP: {SG_READY: 4}})
+            assert await until(lambda: devs["hp-1"].node.plans.find(pid) is None, 10)
+            assert devs["hp-1"].node.get(HEAT_PUMP, SG_READY) == 4
+            assert devs["hp-2"].node.get(HEAT_PUMP, SG_READY) == 1     # still in the event
+            assert [a.detail["device"] for a in await rig.audit("openadr3.override")] == ["hp-1"]
+            # a change of the event does not bring it back to hp-1
+            changed = dict(ev["intervals"][0], payloads=[{"type": "SIMPLE", "values": [3]}])
+            await vtn.change_event(ev["id"], intervals=[changed])
+            assert await until(lambda: rig.ven.events[ev["id"]]["signals"][0][2][0][2] == 3.0,
+                               10)
+            await asyncio.sleep(0.3)
+            assert devs["hp-1"].node.plans.find(pid) is None
+            cmds = sorted(await rig.plan_commands("hp-1"), key=lambda c: c.id)
+            assert [c.body[0] for c in cmds] == [PUSH, CANCEL]
+    run(main())
+
+
 # ------------------------------------------------------------------ notifications
 
 def test_notified_event_is_applied_without_waiting_for_a_poll(tmp_path):

@@ -32,6 +32,9 @@ class OpenAdr3Plugin:
     async def stop(self):
         await self.ven.stop()
 
+    async def on_event(self, event):
+        await self.ven.on_bridge_event(event)
+
 
 def factory(ctx):
     return OpenAdr3Plugin(ctx)

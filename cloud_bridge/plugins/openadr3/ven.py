@@ -12,8 +12,10 @@ Notifications (a subscription per program whose callback is the webhook)
 are answered at once and applied by a worker right after; polling every poll_interval is the fallback and
 catches deletions a notification missed. A malformed event is refused with
 an audit record and changes nothing (the devices keep what they had); an
-event already over is ignored. The VTN being unreachable or refusing our
-credentials is logged once per outage; the bridge keeps serving.
+event already over is ignored. A device's owner overriding a plan during an
+event takes that device out of the event (OpenADR 3 has no opt-out to tell
+the VTN; the audit log records it). The VTN being unreachable or refusing
+our credentials is logged once per outage; the bridge keeps serving.
 
 Reports: for each applied event whose reportDescriptors ask for DEMAND or
 USAGE, a report (one aggregated resource) gets an interval every
@@ -32,6 +34,7 @@ from ....core import frame as F
 from ....core.services import PLANS, PRICE
 from .. import dr_translate as D
 from ..dr_readings import aggregate, main_service
+from ..plan_override import owner_command, overrides
 from . import translate as T
 from .client import VtnClient, VtnError, VtnUnreachable, AuthError
 from .webhook import Webhook
@@ -120,6 +123,7 @@ class Ven:
         self.active = {}          # event id -> {"plan_id", "devices": {id: plan}, "ids", "end"}
         self.refused = {}         # event id -> fingerprint refused (logged once)
         self.deleted = set()      # event ids a DELETE notification removed
+        self.overridden = {}      # event id -> devices whose owner took over during it
         self.overlaps = set()
         self.reports = {}         # event id -> {"id", "types", "intervals", "program"}
         self.link_up = None
@@ -385,7 +389,10 @@ class Ven:
         rec = self.active.get(ev["id"])
         before = set(rec["devices"]) if rec else set()
         pushed = {}
+        skip = self.overridden.get(ev["id"], ())
         for device, plan in plans.items():
+            if device in skip:      # its owner took over: not even a changed event returns
+                continue
             try:
                 await self.ctx.push_plan(device, *plan)
                 pushed[device] = plan
@@ -401,6 +408,7 @@ class Ven:
 
     async def _withdraw(self, event_id, reason):
         rec = self.active.pop(event_id, None)
+        self.overridden.pop(event_id, None)
         self.reports.pop(event_id, None)
         if rec is None:
             return
@@ -414,6 +422,28 @@ class Ven:
             await self.ctx.cancel_plan(device, pid)
         except (Forbidden, BadRequest, LookupError) as e:
             self.log.warning("openadr3: could not withdraw plan %d of %s: %s", pid, device, e)
+
+    # ------------------------------------------------------------ owners override
+
+    async def on_bridge_event(self, event):
+        """A device's owner taking over what a running event's plan governs: the
+        plan is withdrawn from that device for the rest of the event."""
+        device = event.get("device")
+        now = time.time()
+        hits = [(eid, rec) for eid, rec in self.active.items()
+                if device in rec["devices"] and rec["end"] > now]
+        if not hits:
+            return
+        cmd = await owner_command(self.ctx, event)
+        if cmd is None:
+            return
+        for eid, rec in hits:
+            if overrides(cmd, rec["devices"][device]):
+                del rec["devices"][device]
+                self.overridden.setdefault(eid, set()).add(device)
+                await self._cancel_plan(device, rec["plan_id"])
+                await self._audit("openadr3.override", {"event": eid, "device": device,
+                                                       "by": cmd.actor, "command": cmd.id})
 
     # ------------------------------------------------------------ reports
 
