@@ -372,6 +372,19 @@ def test_malformed_event_is_refused_once_and_changes_nothing(tmp_path, caplog):
         run(main())
 
 
+def test_malformed_program_is_refused_once_and_the_others_are_followed(tmp_path):
+    async def main():
+        async with openadr3_rig(tmp_path, ("heat_pump", "hp-1")) as (vtn, rig, prog):
+            vtn.programs["bad"] = {"id": "bad", "objectType": "PROGRAM", "programName": ""}
+            assert await until(lambda: rig.audit("openadr3.rejected"), 10)
+            await asyncio.sleep(1.0)
+            rejected = await rig.audit("openadr3.rejected")
+            assert [a.detail["reason"] for a in rejected] == ["malformed_program"]
+            await vtn.add_event(event_object(prog, "SIMPLE", [2], now() - 1, 600))
+            assert await follows(rig.devs["hp-1"].node, HEAT_PUMP, SG_READY, 1)
+    run(main())
+
+
 def test_event_changed_into_garbage_keeps_the_plan_the_devices_have(tmp_path):
     async def main():
         async with openadr3_rig(tmp_path, ("heat_pump", "hp-1")) as (vtn, rig, prog):
@@ -424,10 +437,11 @@ def test_wrong_credentials_are_refused_logged_and_nothing_is_sent(tmp_path):
         async with openadr3_rig(tmp_path, ("heat_pump", "hp-1"), synced=False,
                                 client_secret="wrong") as (vtn, rig, prog):
             await vtn.add_event(event_object(prog, "SIMPLE", [2], now() - 1, 600))
-            assert await until(lambda: len(vtn.token_requests) >= 2, 10)   # it keeps trying
+            assert await until(lambda: len(vtn.token_requests) >= 3, 10)   # it keeps trying
             assert all(ok is False for _, ok in vtn.token_requests)
-            rejected = await rig.audit("openadr3.rejected")
-            assert rejected and {a.detail["reason"] for a in rejected} == {"auth"}
+            rejected = await rig.audit("openadr3.rejected")     # recorded once, not per try
+            assert [a.detail["reason"] for a in rejected] == ["auth"]
+            assert rig.bridge.metrics.value("openadr3_auth_refused") >= 3
             assert "invalid_client" in rejected[0].detail["detail"]
             assert vtn.vens == {} and not rig.ven.synced.is_set()
             assert await rig.plan_commands("hp-1") == []

@@ -121,12 +121,13 @@ class Ven:
         self.events = {}          # event id -> flat event last applied or ignored
         self.raw = {}             # event id -> event object (for reportDescriptors)
         self.active = {}          # event id -> {"plan_id", "devices": {id: plan}, "ids", "end"}
-        self.refused = {}         # event id -> fingerprint refused (logged once)
+        self.refused = {}         # event or program id -> fingerprint refused (logged once)
         self.deleted = set()      # event ids a DELETE notification removed
         self.overridden = {}      # event id -> devices whose owner took over during it
         self.overlaps = set()
         self.reports = {}         # event id -> {"id", "types", "intervals", "program"}
         self.link_up = None
+        self.auth_refused = False
         self.synced = asyncio.Event()
         self.syncs = 0
         self.applied_at = {}      # event id -> monotonic time its plans were queued
@@ -176,13 +177,19 @@ class Ven:
             try:
                 await self.sync()
                 self._link(True)
+                if self.auth_refused:
+                    self.auth_refused = False
+                    self.log.warning("openadr3 %s: credentials accepted again", self.name)
             except asyncio.CancelledError:
                 raise
             except VtnUnreachable as e:
                 self._link(False, str(e))
             except AuthError as e:
                 self._link(True)
-                await self._rejected("auth", "token refused: %s" % e)
+                self.ctx.bridge.metrics.inc("openadr3_auth_refused")
+                if not self.auth_refused:     # once until credentials work again
+                    self.auth_refused = True
+                    await self._rejected("auth", "token refused: %s" % e)
             except VtnError as e:
                 self._link(True)
                 self.log.warning("openadr3 %s: VTN error: %s", self.name, e)
@@ -213,7 +220,11 @@ class Ven:
             try:
                 p = T.parse_program(obj)
             except D.EventError as e:
-                await self._rejected("malformed_program", str(e))
+                key = ("program", obj.get("id") if isinstance(obj, dict) else None)
+                fp = T.fingerprint(obj)
+                if self.refused.get(key) != fp:
+                    self.refused[key] = fp
+                    await self._rejected("malformed_program", str(e))
                 continue
             if not wanted or p["name"] in wanted:
                 followed[p["id"]] = p["name"]
@@ -251,6 +262,8 @@ class Ven:
                     self.resources.add(d.id)
 
     async def _subscribe(self):
+        for pid in [p for p in self.subscriptions if p not in self.programs]:
+            await self.client.delete_subscription(self.subscriptions.pop(pid))
         for pid in self.programs:
             if pid in self.subscriptions:
                 continue
