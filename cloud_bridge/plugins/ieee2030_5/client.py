@@ -292,7 +292,7 @@ class Client:
     async def poll_once(self):
         found = await self.discover()
         now = self.now()
-        views = await self._views()
+        views = _Lazy(self._views)        # the devices are read only if something is planned
         listed = set()
         for prog, raw_controls, raw_default in found:
             prim = MP.primacy(prog["primacy"], int(self.opts["primacy"]))
@@ -344,7 +344,7 @@ class Client:
 
     async def _push(self, rec, views, prim, now):
         ctrl, pushed = rec["ctrl"], {}
-        for v in views:
+        for v in await views.get():
             if v.id in rec.get("opted_out", ()):
                 continue
             plan = MP.plan_for(ctrl, v, prim, now)
@@ -392,7 +392,7 @@ class Client:
         rec = self.defaults[key] = {"ctrl": ctrl, "plans": rec["plans"] if rec else {},
                                     "at": now}
         pushed = {}
-        for v in views:
+        for v in await views.get():
             plan = MP.default_plan_for(ctrl, v, now)
             if plan is None:
                 continue
@@ -537,6 +537,19 @@ class Client:
     async def _audit(self, action, detail):
         await self.ctx.bridge.store.audit(self.ctx.actor, action, "2030.5:" + self.base, detail,
                                           self.ctx.bridge.clock())
+
+
+class _Lazy:
+    """An awaited value computed on first use."""
+
+    def __init__(self, make):
+        self.make = make
+        self.value = None
+
+    async def get(self):
+        if self.value is None:
+            self.value = await self.make()
+        return self.value
 
 
 def _changed(a, b):
