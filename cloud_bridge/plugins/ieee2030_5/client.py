@@ -76,6 +76,8 @@ def check_options(options):
     for k in ("groups", "devices"):
         if not isinstance(out[k], list) or not all(isinstance(x, str) for x in out[k]):
             raise ValueError("ieee2030_5: %s must be a list of names" % k)
+    if type(out["primacy"]) is not int or not 0 <= out["primacy"] <= 155:
+        raise ValueError("ieee2030_5: primacy must be an integer 0-155")
     for k in ("poll_interval", "post_interval", "timeout"):
         if type(out[k]) not in (int, float) or out[k] < 0:
             raise ValueError("ieee2030_5: %s must be a number of seconds >= 0" % k)
