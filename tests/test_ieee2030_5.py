@@ -258,6 +258,22 @@ def test_the_servers_poll_rate_is_honoured_when_no_interval_is_set(tmp_path, ser
     run(main())
 
 
+def test_device_joining_during_a_control_gets_its_plan(tmp_path, server):
+    async def main():
+        async with rig_for(tmp_path, server, ("pv_inverter", "pv-1")) as rig:
+            m = mrid()
+            await server.add_control(mrid=m, start=int(time.time()), duration=600,
+                                     base={"opModMaxLimW": "3500"})
+            assert await until(lambda: rig.devs["pv-1"].node.get(PV_INVERTER, LIMIT_PCT) == 35.0,
+                               10)
+            late = (await local_devices(rig, ("pv_inverter", "pv-2")))["pv-2"]
+            assert await until(lambda: late.node.get(PV_INVERTER, LIMIT_PCT) == 35.0, 10)
+            await polls(rig)
+            assert len(await rig.plan_commands("pv-1")) == 1      # not pushed twice
+            assert len(await rig.plan_commands("pv-2")) == 1
+    run(main())
+
+
 # ------------------------------------------------------------------ bad input
 
 def test_control_already_over_is_answered_expired_and_planned_nowhere(tmp_path, server):
