@@ -23,11 +23,11 @@ Bytes: the event as JSON (the object, the notification carrying it, the
 GET /events answer listing it) against what one device receives and sends
 for it (the SPOT INVOKE plans.push frame and its RESULT).
 """
-import argparse
 import asyncio
 import json
 import logging
 import pathlib
+import socket
 import sys
 import tempfile
 import time
@@ -35,52 +35,24 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
 
 from openadr3_vtn_double import FakeVtn3, event_object  # noqa: E402
-from openadr_latency import free_port, until  # noqa: E402
+from plan_bench import FleetOnBridge, arguments, bridge_with_plugin, free_port, until  # noqa: E402
 
-from spot.cloud_bridge import config as C  # noqa: E402
-from spot.cloud_bridge.coap_link import CoapLink  # noqa: E402
-from spot.cloud_bridge.local_transport import LocalTransport  # noqa: E402
-from spot.cloud_bridge.plugin_api import PluginHost  # noqa: E402
 from spot.cloud_bridge.plugins.openadr3 import factory  # noqa: E402
-from spot.cloud_bridge.service import Bridge  # noqa: E402
-from spot.cloud_bridge.store import open_store  # noqa: E402
-from spot.core import frame as F  # noqa: E402
-from spot.core.plans import PUSH  # noqa: E402
-from spot.core.services import PLANS  # noqa: E402
 from spot.ports.cpython.fleet import Fleet  # noqa: E402
-from spot.ports.cpython.fleet_links import serve_fleet_coap, close_links  # noqa: E402
-
-TCP, UDP = 1, 2   # socket.SOCK_STREAM, SOCK_DGRAM
 
 
 async def one_cell(n, coap, webhook, poll, data_dir):
-    vtn = await FakeVtn3(free_port(TCP)).start()
+    vtn = await FakeVtn3(free_port(socket.SOCK_STREAM)).start()
     program = vtn.add_program("bench")
     options = {"role": "aggregator", "ven_name": "bench", "vtn_url": vtn.url,
                "client_id": "ven-client", "client_secret": "ven-secret",
                "poll_interval": 3600 if webhook else poll, "report_interval": 3600}
     if webhook:
-        options["webhook_listen"] = "127.0.0.1:%d" % free_port(TCP)
-    config = C.load(None, data=data_dir, offline_after=3600, command_timeout=60,
-                    plugins={"openadr3": options})
-    store = await open_store(config.store_url)
-    bridge = Bridge(config, store)
-    await bridge.start()
-    host = PluginHost(bridge, config.plugins).load(factories={"openadr3": factory})
-    ven = host.plugins["openadr3"][0].ven
+        options["webhook_listen"] = "127.0.0.1:%d" % free_port(socket.SOCK_STREAM)
+    store, bridge, host, plugin = await bridge_with_plugin(data_dir, "openadr3", factory, options)
+    ven = plugin.ven
     fleet = Fleet({"heat_pump": n}, seed=11, t0=int(time.time()), telemetry=None)
-    servers, link, running = {}, None, None
-    if coap:
-        port = free_port(UDP)
-        link = await CoapLink(bridge, "127.0.0.1", port).start()
-        await host.start()
-        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", port))
-        running = asyncio.ensure_future(fleet.run(tick=1.0, on_frames=send))
-    else:
-        local = LocalTransport(bridge)
-        await host.start()
-        for d in fleet.devices:
-            await local.connect(d.device_id, d)
+    attached = await FleetOnBridge(bridge, host, fleet, coap).start()
     ok = await until(lambda: len(bridge.known) == n and ven.synced.is_set(), 180)
     if not ok:
         raise RuntimeError("%d devices: only %d registered" % (n, len(bridge.known)))
@@ -88,18 +60,7 @@ async def one_cell(n, coap, webhook, poll, data_dir):
     await until(lambda: len(vtn.resources) == n, 180)
     rounds = ven.syncs  # start right after a poll round ended: polling's worst case
     await until(lambda: ven.syncs > rounds, 60 + poll)
-    done, plan_cmds = set(), set()
-    queue = bridge.hub.subscribe()
-
-    async def watch():
-        while True:
-            e = await queue.get()
-            if e["type"] == "command":
-                if e["status"] == "queued":
-                    plan_cmds.add(e["id"])
-                elif e["status"] == "done" and e["id"] in plan_cmds:
-                    done.add(e["device"])
-    watcher = asyncio.ensure_future(watch())
+    attached.watch()
     t0 = time.monotonic()
     ev = await vtn.add_event(event_object(program["id"], "SIMPLE", [2], time.time() + 30, 1800))
     eid = ev["id"]
@@ -107,40 +68,20 @@ async def one_cell(n, coap, webhook, poll, data_dir):
     t_apply = ven.applied_at[eid] - t0
     await until(lambda: eid in ven.active, 180)
     t_queued = time.monotonic() - t0
-    acked = await until(lambda: len(done) == n, 300)
-    t_all = time.monotonic() - t0
-    cmds = [c for c in await store.list_commands(fleet.devices[0].device_id)
-            if c.service == PLANS]
-    push = F.encode(F.INVOKE, PLANS, 0x1234, [PUSH, cmds[0].body[1]])
-    result = F.encode(F.RESULT, PLANS, 0x1234, None)
     stored = vtn.events[eid]
     sizes = {"object": len(json.dumps(stored).encode()),
              "notification": len(json.dumps({"objectType": "EVENT", "operation": "POST",
                                              "object": stored}).encode()),
              "list": len(json.dumps([stored]).encode())}
-    watcher.cancel()
-    if running is not None:
-        running.cancel()
-    await close_links(servers)
-    await host.stop()
-    if link is not None:
-        await link.stop()
-    await bridge.stop()
-    await store.close()
+    out = await attached.acknowledged_then_close(store, t0, 300)
     await vtn.stop()
-    return {"n": n, "transport": "CoAP" if coap else "in-process",
-            "path": "webhook" if webhook else "poll %.2f s" % poll,
-            "apply": t_apply, "queued": t_queued, "all": t_all if acked else None,
-            "acked": len(done), "push": len(push), "result": len(result), **sizes}
+    return dict(out, n=n, transport="CoAP" if coap else "in-process",
+                path="webhook" if webhook else "poll %.2f s" % poll,
+                apply=t_apply, queued=t_queued, **sizes)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="10,1000")
-    ap.add_argument("--coap-max", type=int, default=1000,
-                    help="largest fleet served over CoAP; larger ones are in-process")
-    ap.add_argument("--poll", type=float, default=0.25, help="VEN poll interval, s")
-    args = ap.parse_args(argv)
+    args = arguments(argv, __doc__, "10,1000", 1000, "VEN")
     logging.getLogger("spot").setLevel(logging.ERROR)
     rows = []
     for n in [int(x) for x in args.sizes.split(",")]:

@@ -235,6 +235,45 @@ def test_owner_override_opts_that_device_out(tmp_path, server):
     run(main())
 
 
+def test_control_no_member_device_can_act_on_is_answered_not_participating(tmp_path, server):
+    async def main():
+        async with rig_for(tmp_path, server, ("meter", "meter-1")) as rig:
+            m = mrid()
+            await server.add_control(mrid=m, start=int(time.time()), duration=600,
+                                     base={"opModMaxLimW": "3000"})
+            assert await until(lambda: statuses(rig.proxy, m) == [X.NOT_PARTICIPATING], 10)
+            assert await rig.plan_commands("meter-1") == []
+    run(main())
+
+
+def test_the_servers_poll_rate_is_honoured_when_no_interval_is_set(tmp_path, server):
+    async def main():
+        async with rig_for(tmp_path, server, ("pv_inverter", "pv-1"), poll_interval=0) as rig:
+            assert await until(lambda: rig.client.polls == 1, 10)
+            assert rig.client.server_rate == 900 and rig.client.interval() == 900.0
+            gets = len([r for r in rig.proxy.requests if r[1] == "/dcap"])
+            await asyncio.sleep(2.0)
+            assert rig.client.polls == 1
+            assert len([r for r in rig.proxy.requests if r[1] == "/dcap"]) == gets == 1
+    run(main())
+
+
+def test_device_joining_during_a_control_gets_its_plan(tmp_path, server):
+    async def main():
+        async with rig_for(tmp_path, server, ("pv_inverter", "pv-1")) as rig:
+            m = mrid()
+            await server.add_control(mrid=m, start=int(time.time()), duration=600,
+                                     base={"opModMaxLimW": "3500"})
+            assert await until(lambda: rig.devs["pv-1"].node.get(PV_INVERTER, LIMIT_PCT) == 35.0,
+                               10)
+            late = (await local_devices(rig, ("pv_inverter", "pv-2")))["pv-2"]
+            assert await until(lambda: late.node.get(PV_INVERTER, LIMIT_PCT) == 35.0, 10)
+            await polls(rig)
+            assert len(await rig.plan_commands("pv-1")) == 1      # not pushed twice
+            assert len(await rig.plan_commands("pv-2")) == 1
+    run(main())
+
+
 # ------------------------------------------------------------------ bad input
 
 def test_control_already_over_is_answered_expired_and_planned_nowhere(tmp_path, server):
@@ -413,6 +452,7 @@ def test_der_status_and_meter_readings_are_posted_from_the_store(tmp_path, serve
             assert len(bodies) == 5
             for path, body in bodies:
                 assert validate_xml(body, SCHEMA_2018) == [], path
+            assert all(code in (200, 201, 204) for code in sent.values()), sent
             _, mup = X.parse(dict(bodies)["/mup"], "MirrorUsagePoint")
             assert mup["deviceLFDI"] == lfdi_of(server.cert)
             return sent

@@ -92,10 +92,13 @@ def test_controls_with_bad_values_are_refused_with_what_is_wrong(kw, message):
 
 
 def test_a_list_of_one_and_of_many_read_the_same_way():
-    one = X.parse(b'<DERControlList xmlns="urn:ieee:std:2030.5:ns" all="1" results="1">'
-                  + control_xml()[len(b'<DERControl xmlns="urn:ieee:std:2030.5:ns"'):]
-                  .join([b"<DERControl", b""]) + b"</DERControlList>", "DERControlList")[1]
-    assert len(X.items(one, "DERControl")) == 1
+    def listing(n):
+        inner = control_xml()[len(b'<DERControl xmlns="urn:ieee:std:2030.5:ns"'):]
+        return (b'<DERControlList xmlns="urn:ieee:std:2030.5:ns" all="%d" results="%d">' % (n, n)
+                + b"".join(b"<DERControl" + inner for _ in range(n)) + b"</DERControlList>")
+    for n in (1, 3):
+        _, d = X.parse(listing(n), "DERControlList")
+        assert [c["mRID"] for c in X.items(d, "DERControl")] == [MRID] * n
     assert X.items({}, "DERControl") == []
 
 
@@ -233,3 +236,21 @@ def test_ev_charger_connection_follows_opmodconnect():
     c = control(base="<opModConnect>false</opModConnect>")
     assert MP.entries_for(c["base"], MP.DeviceView("ev-1", EV_CHARGER)) == \
         {EV_CHARGER: {9: False}}
+
+
+# ------------------------------------------------------------------ options
+
+def test_options_are_checked_when_the_plugin_loads():
+    from spot.cloud_bridge.plugins.ieee2030_5 import check_options
+    ok = dict(server_url="https://127.0.0.1:8443", cert="c.pem", key="k.pem")
+    assert check_options(ok)["poll_interval"] == 0
+    for bad, message in ((dict(ok, server_urll="x"), "unknown option"),
+                         (dict(ok, server_url="ftp://x"), "server_url"),
+                         (dict(ok, key=""), "cert and key go together"),
+                         (dict(ok, cert="", key=""), "client certificate"),
+                         (dict(ok, groups="g"), "groups"),
+                         (dict(ok, poll_interval=-1), "poll_interval"),
+                         (dict(ok, primacy=300), "primacy"),
+                         (dict(ok, lfdi="XYZ"), "lfdi")):
+        with pytest.raises(ValueError, match=message):
+            check_options(bad)

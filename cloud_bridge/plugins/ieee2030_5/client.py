@@ -76,6 +76,8 @@ def check_options(options):
     for k in ("groups", "devices"):
         if not isinstance(out[k], list) or not all(isinstance(x, str) for x in out[k]):
             raise ValueError("ieee2030_5: %s must be a list of names" % k)
+    if type(out["primacy"]) is not int or not 0 <= out["primacy"] <= 155:
+        raise ValueError("ieee2030_5: primacy must be an integer 0-155")
     for k in ("poll_interval", "post_interval", "timeout"):
         if type(out[k]) not in (int, float) or out[k] < 0:
             raise ValueError("ieee2030_5: %s must be a number of seconds >= 0" % k)
@@ -123,6 +125,7 @@ class Client:
         self.last_error = None
         self.polled = asyncio.Event()
         self._tasks = []
+        self._member_ids = set()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -292,7 +295,8 @@ class Client:
     async def poll_once(self):
         found = await self.discover()
         now = self.now()
-        views = await self._views()
+        views = _Lazy(self._views)        # the devices are read only if something is planned
+        self._member_ids = {d.id for d in await self.members()}
         listed = set()
         for prog, raw_controls, raw_default in found:
             prim = MP.primacy(prog["primacy"], int(self.opts["primacy"]))
@@ -301,18 +305,28 @@ class Client:
                 try:
                     controls.append(X.der_control(raw))
                 except X.SepError as e:
-                    await self._refuse_control(raw, e)
+                    listed.add(await self._refuse_control(raw, e))
             for c in controls:
                 listed.add(c["mrid"])
                 live = [o for o in controls if o is not c]
                 await self._step(c, prog, prim, views, now, MP.superseded_by(c, live))
             await self._default(prog, raw_default, views, now)
-        for mrid, rec in list(self.events.items()):   # gone from the server: withdraw
-            if mrid not in listed and rec["state"] in ("planned", "started"):
+        for mrid, rec in list(self.events.items()):   # gone from the server: withdraw, forget
+            if mrid in listed:
+                continue
+            if rec["state"] in ("planned", "started"):
                 await self._withdraw(rec)
-                rec["state"] = "removed"
                 await self._audit("ieee2030_5.withdrawn", {"control": mrid, "reason": "removed"})
+            del self.events[mrid]
         self.polls += 1
+
+    async def _joiners(self, rec):
+        """Views of member devices that joined since the record's plans were made."""
+        new = self._member_ids - rec.setdefault("seen", set())
+        if not new:
+            return []
+        rec["seen"] |= new
+        return await self._views(new)
 
     # ------------------------------------------------------------ events
 
@@ -334,6 +348,8 @@ class Client:
                 new, status = "not_participating", X.NOT_PARTICIPATING
         elif action == "withdraw":
             await self._withdraw(rec)
+        elif new in ("planned", "started"):
+            await self._push(rec, await self._joiners(rec), prim, now, add=True)
         if new != rec["state"]:
             await self._audit("ieee2030_5.control", {"control": ctrl["mrid"], "state": new,
                                                     "devices": len(rec["plans"])})
@@ -342,8 +358,13 @@ class Client:
             rec["responded"].add(status)
             await self._respond(ctrl, status)
 
-    async def _push(self, rec, views, prim, now):
-        ctrl, pushed = rec["ctrl"], {}
+    async def _push(self, rec, views, prim, now, add=False):
+        """Push the control's plans to the views' devices; without `add` they replace the
+        plans it had (devices no longer reached are withdrawn)."""
+        ctrl, pushed = rec["ctrl"], dict(rec["plans"]) if add else {}
+        if not add:
+            views = await views.get()
+            rec["seen"] = set(self._member_ids)
         for v in views:
             if v.id in rec.get("opted_out", ()):
                 continue
@@ -386,24 +407,28 @@ class Client:
                 del self.defaults[key]
             return
         if rec is not None and rec["ctrl"] == ctrl and now - rec["at"] < MP.DEFAULT_RENEW:
+            for v in await self._joiners(rec):
+                await self._push_default(rec, ctrl, v, now)
             return
         if rec is not None and rec["ctrl"]["mrid"] != ctrl["mrid"]:
             await self._withdraw(rec)
-        rec = self.defaults[key] = {"ctrl": ctrl, "plans": rec["plans"] if rec else {},
-                                    "at": now}
-        pushed = {}
-        for v in views:
-            plan = MP.default_plan_for(ctrl, v, now)
-            if plan is None:
-                continue
-            try:
-                await self.ctx.push_plan(v.id, *plan)
-                pushed[v.id] = plan
-            except (Forbidden, BadRequest, LookupError) as e:
-                LOG.warning("ieee2030_5: default plan for %s refused: %s", v.id, e)
-        rec["plans"] = pushed
+        rec = self.defaults[key] = {"ctrl": ctrl, "plans": {}, "at": now,
+                                    "seen": set(self._member_ids)}
+        for v in await views.get():
+            await self._push_default(rec, ctrl, v, now)
+        pushed = rec["plans"]
         await self._audit("ieee2030_5.default", {"control": ctrl["mrid"], "program": key,
                                                 "devices": len(pushed)})
+
+    async def _push_default(self, rec, ctrl, view, now):
+        plan = MP.default_plan_for(ctrl, view, now)
+        if plan is None:
+            return
+        try:
+            await self.ctx.push_plan(view.id, *plan)
+            rec["plans"][view.id] = plan
+        except (Forbidden, BadRequest, LookupError) as e:
+            LOG.warning("ieee2030_5: default plan for %s refused: %s", view.id, e)
 
     # ------------------------------------------------------------ responses
 
@@ -421,19 +446,21 @@ class Client:
                         status, ctrl["mrid"], code)
 
     async def _refuse_control(self, raw, error):
-        """A control that does not parse: audited and answered "invalid" once per mRID."""
+        """A control that does not parse: audited and answered "invalid" once per mRID.
+        Its mRID (upper case), or None without a usable one."""
         mrid = raw.get("mRID") if isinstance(raw, dict) else None
         key = mrid.upper() if isinstance(mrid, str) else None
         if key is not None and key in self.events:
-            return
+            return key
         await self._reject("malformed_control", str(error))
         if key is None or len(key) > 32 or any(c not in "0123456789ABCDEF" for c in key):
-            return
+            return None
         ctrl = {"mrid": key, "reply_to": raw.get("@replyTo"),
                 "response_required": int(raw.get("@responseRequired") or "0", 16)}
         self.events[key] = {"state": "rejected", "ctrl": ctrl, "plans": {}, "program": None,
                             "responded": {X.REJECTED_INVALID}}
         await self._respond(ctrl, X.REJECTED_INVALID)
+        return key
 
     # ------------------------------------------------------------ opting out
 
@@ -468,9 +495,12 @@ class Client:
             return devices
         return [d for d in devices if d.id in ids or groups.intersection(d.groups)]
 
-    async def _views(self):
+    async def _views(self, ids=None):
+        """DeviceViews (id, profile, latest readings) of the member devices (or those in ids)."""
         out = []
         for d in await self.members():
+            if ids is not None and d.id not in ids:
+                continue
             sid = main_service(d)
             if sid is None:
                 continue
@@ -537,6 +567,19 @@ class Client:
     async def _audit(self, action, detail):
         await self.ctx.bridge.store.audit(self.ctx.actor, action, "2030.5:" + self.base, detail,
                                           self.ctx.bridge.clock())
+
+
+class _Lazy:
+    """An awaited value computed on first use."""
+
+    def __init__(self, make):
+        self.make = make
+        self.value = None
+
+    async def get(self):
+        if self.value is None:
+            self.value = await self.make()
+        return self.value
 
 
 def _changed(a, b):

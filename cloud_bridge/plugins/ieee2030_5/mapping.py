@@ -82,7 +82,6 @@ RULES = {
         GENERATOR: (("q_setpoint", "signed_watts", 1.0),),
     },
 }
-NEEDS_READINGS = ("pct_rating", "pct_rating_neg", "amps", "var_pct")
 
 
 # ----------------------------------------------------------------- identity
@@ -125,11 +124,6 @@ def _value(rule, x, view):
     if kind == "pf":
         return x
     raise MappingError("unknown rule kind %r" % kind)
-
-
-def needs_readings(base, sid):
-    return any(rule[1] in NEEDS_READINGS
-               for mode in base for rule in RULES.get(mode, {}).get(sid, ()))
 
 
 def entries_for(base, view):
