@@ -1,9 +1,10 @@
 """What the plan-latency benches share: a fleet on a bridge, its acknowledgements, sizes.
 
 Used by openadr_latency.py, openadr3_latency.py and ieee2030_5_latency.py: free
-loopback ports, a deadline wait, a simulated fleet attached over CoAP (one endpoint per device, as `spot sim --connect`)
-or in-process, a watcher of "done" plan commands, and the bytes of one
-device's plans.push frame and its RESULT.
+loopback ports, a deadline wait, a simulated fleet attached over CoAP (one
+endpoint per device, as `spot sim --connect`) or in-process, a watcher of
+"done" plan commands, and the bytes of one device's plans.push frame and its
+RESULT.
 """
 import argparse
 import asyncio
