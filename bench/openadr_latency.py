@@ -19,7 +19,6 @@ Bytes: the oadrDistributeEvent XML the VEN received (and, for comparison,
 the same event signed with XML-DSig) against what one device receives and
 sends for it (the SPOT INVOKE plans.push frame and its RESULT).
 """
-import argparse
 import asyncio
 import logging
 import os
@@ -31,38 +30,14 @@ from datetime import datetime, timedelta, timezone
 from openleadr import OpenADRServer, objects, utils as outils
 from openleadr.messaging import create_message
 
-from spot.cloud_bridge import config as C
-from spot.cloud_bridge.coap_link import CoapLink
-from spot.cloud_bridge.local_transport import LocalTransport
-from spot.cloud_bridge.plugin_api import PluginHost
 from spot.cloud_bridge.plugins.openadr import factory
-from spot.cloud_bridge.service import Bridge
-from spot.cloud_bridge.store import open_store
-from spot.core import frame as F
-from spot.core.plans import PUSH
-from spot.core.services import PLANS
 from spot.ports.cpython.fleet import Fleet
-from spot.ports.cpython.fleet_links import serve_fleet_coap, close_links
+
+# free_port, until: openadr3_latency.py imports them from here
+from plan_bench import (FleetOnBridge, arguments, bridge_with_plugin,  # noqa: F401
+                        free_port, until)
 
 VEN_ID = "ven-bench"
-
-
-def free_port(kind):
-    import socket
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-async def until(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        await asyncio.sleep(0.01)
-    return False
 
 
 async def one_size(n, coap, poll, data_dir):
@@ -74,46 +49,18 @@ async def one_size(n, coap, poll, data_dir):
     options = {"role": "aggregator", "ven_name": "bench",
                "vtn_url": "http://127.0.0.1:%d/OpenADR2/Simple/2.0b" % vtn_port,
                "poll_interval": poll, "report_min": 60}
-    config = C.load(None, data=data_dir, offline_after=3600, command_timeout=60,
-                    plugins={"openadr": options})
-    store = await open_store(config.store_url)
-    bridge = Bridge(config, store)
-    await bridge.start()
-    host = PluginHost(bridge, config.plugins).load(factories={"openadr": factory})
-    ven = host.plugins["openadr"][0].vens[0]
+    store, bridge, host, plugin = await bridge_with_plugin(data_dir, "openadr", factory, options)
+    ven = plugin.vens[0]
     xml = {}
     ven.client.on_message = lambda mtype, content: xml.__setitem__(mtype, len(content))
     fleet = Fleet({"heat_pump": n}, seed=11, t0=int(time.time()), telemetry=None)
-    servers, link, running = {}, None, None
     t_setup = time.monotonic()
-    if coap:
-        port = free_port(__import__("socket").SOCK_DGRAM)
-        link = await CoapLink(bridge, "127.0.0.1", port).start()
-        await host.start()
-        servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", port))
-        running = asyncio.ensure_future(fleet.run(tick=1.0, on_frames=send))
-    else:
-        local = LocalTransport(bridge)
-        await host.start()
-        for d in fleet.devices:
-            await local.connect(d.device_id, d)
+    on = await FleetOnBridge(bridge, host, fleet, coap).start()
     ok = await until(lambda: len(bridge.known) == n and ven.client.registered.is_set(), 120)
     setup = time.monotonic() - t_setup
     if not ok:
         raise RuntimeError("%d devices: only %d registered" % (n, len(bridge.known)))
-    done = set()
-    queue = bridge.hub.subscribe()
-    plan_cmds = set()
-
-    async def watch():
-        while True:
-            e = await queue.get()
-            if e["type"] == "command":
-                if e["status"] == "queued":
-                    plan_cmds.add(e["id"])
-                elif e["status"] == "done" and e["id"] in plan_cmds:
-                    done.add(e["device"])
-    watcher = asyncio.ensure_future(watch())
+    on.watch()
     start = datetime.now(timezone.utc) + timedelta(seconds=30)
     t0 = time.monotonic()
     eid = server.add_event(VEN_ID, "SIMPLE", "level",
@@ -124,27 +71,10 @@ async def one_size(n, coap, poll, data_dir):
     t_recv = ven.applied[eid][0] - t0
     await until(lambda: ven.applied[eid][1] is not None, 120)
     t_queued = ven.applied[eid][1] - t0
-    acked = await until(lambda: len(done) == n, 180)
-    t_all = time.monotonic() - t0
-    # bytes: one device's plan frame and its answer
-    cmds = [c for c in await store.list_commands(fleet.devices[0].device_id)
-            if c.service == PLANS]
-    push = F.encode(F.INVOKE, PLANS, 0x1234, [PUSH, cmds[0].body[1]])
-    result = F.encode(F.RESULT, PLANS, 0x1234, None)
-    watcher.cancel()
-    if running is not None:
-        running.cancel()
-    await close_links(servers)
-    await host.stop()
-    if link is not None:
-        await link.stop()
-    await bridge.stop()
-    await store.close()
+    out = await on.acknowledged_then_close(store, t0)
     await server.stop()
-    return {"n": n, "transport": "CoAP" if coap else "in-process", "setup": setup,
-            "recv": t_recv, "queued": t_queued, "all": t_all if acked else None,
-            "acked": len(done), "xml": xml.get("oadrDistributeEvent"), "push": len(push),
-            "result": len(result)}
+    return dict(out, n=n, transport="CoAP" if coap else "in-process", setup=setup,
+                recv=t_recv, queued=t_queued, xml=xml.get("oadrDistributeEvent"))
 
 
 def signed_size():
@@ -183,12 +113,7 @@ def signed_size():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="10,100,1000")
-    ap.add_argument("--coap-max", type=int, default=1000,
-                    help="largest fleet served over CoAP; larger ones are in-process")
-    ap.add_argument("--poll", type=float, default=0.25, help="VEN poll interval, s")
-    args = ap.parse_args(argv)
+    args = arguments(argv, __doc__, "10,100,1000", 1000, "VEN")
     logging.getLogger("openleadr").setLevel(logging.ERROR)
     logging.getLogger("spot").setLevel(logging.ERROR)
     rows = []

@@ -17,14 +17,13 @@ import pytest
 
 
 from aiohttp import web  # noqa: E402
-from netutil import free_tcp_port, free_udp_port  # noqa: E402
+from netutil import free_tcp_port  # noqa: E402
 from openleadr import OpenADRServer, objects, utils as outils  # noqa: E402
 from openleadr.service import OptService, handler  # noqa: E402
 
+from bridge_rig import PluginRig, local_devices, fleet_over_coap, run  # noqa: E402
 from waiting import until
 from spot.cloud_bridge import config as C  # noqa: E402
-from spot.cloud_bridge.coap_link import CoapLink  # noqa: E402
-from spot.cloud_bridge.local_transport import LocalTransport  # noqa: E402
 from spot.cloud_bridge.plugin_api import PluginHost  # noqa: E402
 from spot.cloud_bridge.plugins.openadr import factory  # noqa: E402
 from spot.cloud_bridge.plugins.openadr import translate as T  # noqa: E402
@@ -32,11 +31,9 @@ from spot.cloud_bridge.service import Bridge  # noqa: E402
 from spot.cloud_bridge.store import open_store  # noqa: E402
 from spot.core import frame as F  # noqa: E402
 from spot.core.plans import PUSH, CANCEL  # noqa: E402
-from spot.core.services import HEAT_PUMP, EV_CHARGER, ENERGY_MANAGER, PLANS  # noqa: E402
+from spot.core.services import HEAT_PUMP, EV_CHARGER, ENERGY_MANAGER  # noqa: E402
 from spot.ports.cpython.fleet import Fleet  # noqa: E402
-from spot.ports.cpython.fleet_links import serve_fleet_coap, close_links  # noqa: E402
 from spot.ports.cpython.models_site import Vehicle  # noqa: E402
-from spot.ports.cpython.simulator import SimDevice  # noqa: E402
 
 # openleadr 0.5 keys its aiohttp app with a plain string
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
@@ -203,62 +200,22 @@ class Vtn:
 
 # ------------------------------------------------------------------ the bridge
 
-class Rig:
+class Rig(PluginRig):
     """A bridge with the openadr plugin (loaded by factory, not entry point)."""
 
     def __init__(self, tmp_path, vtn, role="aggregator", **options):
-        self.tmp_path = tmp_path
+        PluginRig.__init__(self, tmp_path, "openadr", factory,
+                           dict(role=role, vtn_url=vtn.url, ven_name="spot-test",
+                                poll_interval=0.25, report_min=1, **options))
         self.vtn = vtn
-        self.options = dict(role=role, vtn_url=vtn.url, ven_name="spot-test", poll_interval=0.25,
-                            report_min=1, **options)
 
     async def start(self, coap=False):
-        config = C.load(None, data=str(self.tmp_path), offline_after=3600,
-                        plugins={"openadr": self.options})
-        self.store = await open_store(config.store_url)
-        self.bridge = Bridge(config, self.store)
-        await self.bridge.start()
-        self.host = PluginHost(self.bridge, config.plugins).load(factories={"openadr": factory})
-        self.plugin = self.host.plugins["openadr"][0]
+        await PluginRig.start(self, coap)
         self.ven = self.plugin.vens[0]
-        self.local = LocalTransport(self.bridge)
-        self.link = None
-        if coap:
-            self.coap_port = free_udp_port()
-            self.link = await CoapLink(self.bridge, "127.0.0.1", self.coap_port).start()
-        await self.host.start()
         return self
 
     async def registered(self):
         assert await until(lambda: self.ven.client.registered.is_set(), 10), "VEN did not register"
-
-    async def stop(self):
-        await self.host.stop()
-        if self.link is not None:
-            await self.link.stop()
-        await self.bridge.stop()
-        await self.store.close()
-
-    async def plan_commands(self, device):
-        return [c for c in await self.store.list_commands(device)
-                if c.service == PLANS and c.actor == "plugin:openadr"]
-
-    async def audit(self, action):
-        return [a for a in await self.store.list_audit(limit=500) if a.action == action]
-
-
-async def local_devices(rig, *specs):
-    """SimDevices on the in-process transport: specs of (profile, id)."""
-    out = {}
-    for profile, dev_id in specs:
-        d = SimDevice(profile, dev_id, seed=7, t0=int(time.time()))
-        await rig.local.connect(dev_id, d)
-        out[dev_id] = d
-    return out
-
-
-def run(coro):
-    asyncio.run(asyncio.wait_for(coro, 60))
 
 
 @contextlib.asynccontextmanager
@@ -277,18 +234,6 @@ async def openadr_rig(tmp_path, *local, pki=None, coap=False, **options):
             await rig.stop()
     finally:
         await vtn.stop()
-
-
-@contextlib.asynccontextmanager
-async def fleet_over_coap(rig, fleet):
-    """`fleet` registered with the rig's bridge over CoAP and running until the block ends."""
-    servers, send = await serve_fleet_coap(fleet, bridge=("127.0.0.1", rig.coap_port))
-    running = asyncio.ensure_future(fleet.run(tick=0.2, on_frames=send))
-    try:
-        yield
-    finally:
-        running.cancel()
-        await close_links(servers)
 
 
 # ------------------------------------------------------------------ end to end

@@ -2,7 +2,8 @@
 # Install everything the test suite needs on a fresh Debian machine, then run it.
 #   bash tools/test.sh [pytest args...]
 # Debian packages (needs root or sudo): real peers and build tools for the tests.
-# npm: the MicroPython 1.27 WebAssembly build the portable tests run under.
+# npm: the MicroPython 1.27 WebAssembly build the portable tests run under, and Prism
+#      (OpenAPI mock server) for the OpenADR 3 contract tests.
 # pip: the project with its [test] extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,9 +24,14 @@ fi
 
 echo "== installing npm packages (MicroPython for the portable tests)"
 npm ci --prefix tests/micropython --no-audit --no-fund --loglevel=error
+echo "== installing npm packages (Prism, the OpenADR 3 contract tests' validating mock)"
+npm ci --prefix tests/openadr3 --no-audit --no-fund --loglevel=error
 
 echo "== installing the project with its test extra"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+echo "== installing gridappsd-2030-5 (the IEEE 2030.5 test server; own Python 3.10 venv, cached)"
+python3 tests/ieee2030_5_peer.py --install
 
 echo "== running the tests"
 exec python3 -m pytest "$@"

@@ -18,65 +18,10 @@ import dataclasses
 import time
 from datetime import timedelta
 
-from ....core.services import (HEAT_PUMP, PV_INVERTER, BATTERY, EV_CHARGER, METER, GENERATOR,
-                               ENERGY_MANAGER)
-from .translate import service
-
-P = 1   # active power, W (scale 0), the same object id in every device profile
-
-# profile -> ((energy counter name, sign), ...): net imported energy, Wh
-ENERGY = {
-    HEAT_PUMP: (("energy_in", 1),),
-    PV_INVERTER: (("energy_in", 1), ("energy_out", -1)),
-    BATTERY: (("energy_in", 1), ("energy_out", -1)),
-    EV_CHARGER: (("energy_in", 1), ("energy_out", -1)),
-    METER: (("energy_import", 1), ("energy_export", -1)),
-    GENERATOR: (("energy_out", -1),),
-    ENERGY_MANAGER: (("energy_import", 1), ("energy_export", -1)),
-}
+from ..dr_readings import aggregate, main_service  # noqa: F401  (main_service: re-exported)
 
 USAGE_SPECIFIER = "spot-usage"
 STATUS_SPECIFIER = "spot-status"
-
-
-def main_service(device):
-    """The device profile service (0x10-0xBF) a registered device serves, or None."""
-    for s in device.services:
-        if 0x10 <= s[0] <= 0xBF:
-            return s[0]
-    return None
-
-
-def _energy_ids(sid):
-    svc = service(sid)
-    out = []
-    for name, sign in ENERGY.get(sid, ()):
-        row = svc.by_name.get(name) if svc is not None else None
-        if row is not None:
-            out.append((row[0], sign))
-    return out
-
-
-async def aggregate(store, devices, now, max_age=900.0):
-    """{"power": W, "energy": Wh, "online": n, "reporting": n} over the devices."""
-    power = energy = 0.0
-    online = reporting = 0
-    for d in devices:
-        if d.presence == "online":
-            online += 1
-        sid = main_service(d)
-        if sid is None:
-            continue
-        latest = await store.latest(d.id)
-        p = latest.get((sid, P))
-        if p is not None and p[0] is not None and now - p[1] <= max_age:
-            power += float(p[0])
-            reporting += 1
-        for oid, sign in _energy_ids(sid):
-            e = latest.get((sid, oid))
-            if e is not None and e[0] is not None:
-                energy += sign * float(e[0])
-    return {"power": power, "energy": energy, "online": online, "reporting": reporting}
 
 
 class Reports:

@@ -29,10 +29,10 @@ from openleadr import OpenADRClient, errors as oerrors, utils as outils
 from openleadr.messaging import parse_message, validate_xml_schema, validate_xml_signature
 
 from ....core import frame as F
-from ....core.plans import PUSH, CANCEL
 from ....core.services import PLANS, PRICE
 from ...service import Forbidden, BadRequest, allowed
 from ...tasks import cancel_and_wait
+from ..plan_override import owner_command, overrides
 from . import translate as T
 from .reports import Reports, main_service
 
@@ -526,13 +526,11 @@ class Ven:
                 if device in rec["devices"] and rec["end"] > now]
         if not hits:
             return
-        cmd = await self.ctx.bridge.store.get_command(event["id"])
-        if cmd.actor == self.ctx.actor:
-            return
-        if await self.ctx.bridge.store.role_of(device, cmd.actor) != "owner":
+        cmd = await owner_command(self.ctx, event)
+        if cmd is None:
             return
         for eid, rec in hits:
-            if _overrides(cmd, rec["devices"][device]):
+            if overrides(cmd, rec["devices"][device]):
                 del rec["devices"][device]
                 await self._cancel_plan(device, rec["plan_id"])
                 await self._audit("openadr.override", {"event": eid, "device": device,
@@ -550,14 +548,3 @@ class Ven:
     async def _audit(self, action, detail):
         await self.ctx.bridge.store.audit(self.ctx.actor, action, "ven:" + self.name, detail,
                                           self.ctx.bridge.clock())
-
-
-def _overrides(cmd, plan):
-    """Does an owner's command take over what the plan governs?"""
-    body = cmd.body
-    if cmd.service == PLANS and cmd.op == F.INVOKE and type(body) is list and body:
-        return body[0] in (PUSH, CANCEL)
-    if cmd.op == F.WRITE and isinstance(body, dict):
-        objs = plan[4].get(cmd.service) or {}
-        return any(int(k) in objs for k in body)
-    return False

@@ -1,0 +1,31 @@
+"""Has a device's owner taken over what a plugin's plan governs? Shared by the plugins
+that carry out a standard's events as plans (OpenADR 2.0b, IEEE 2030.5): their
+answer to an override is the standard's opt-out for that device.
+"""
+from ...core import frame as F
+from ...core.plans import PUSH, CANCEL
+from ...core.services import PLANS
+
+
+async def owner_command(ctx, event):
+    """The Command of a bridge "command queued" event if the device's owner gave it
+    (not this plugin), else None."""
+    if event.get("type") != "command" or event.get("status") != "queued":
+        return None
+    cmd = await ctx.bridge.store.get_command(event["id"])
+    if cmd.actor == ctx.actor:
+        return None
+    if await ctx.bridge.store.role_of(cmd.device, cmd.actor) != "owner":
+        return None
+    return cmd
+
+
+def overrides(cmd, plan):
+    """Does the command take over what the plan [id, start, expiry, primacy, entries] governs?"""
+    body = cmd.body
+    if cmd.service == PLANS and cmd.op == F.INVOKE and type(body) is list and body:
+        return body[0] in (PUSH, CANCEL)
+    if cmd.op == F.WRITE and isinstance(body, dict):
+        objs = plan[4].get(cmd.service) or {}
+        return any(int(k) in objs for k in body)
+    return False
