@@ -88,6 +88,20 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached, is busy past the timeout, or the store is closed."""
 
 
+class StoreCorrupt(StoreUnavailable):
+    """The database file is damaged (SQLite: SQLITE_CORRUPT, SQLITE_NOTADB): nothing
+    written to it can be trusted until it is recovered."""
+
+
+class ClaimRefused(StoreError):
+    """A device id registered under another identity (upsert_device's claim said no)."""
+
+    def __init__(self, device, held):
+        self.device = device
+        self.held = held
+        super().__init__("device %r is registered under another identity" % (device,))
+
+
 class SchemaError(StoreError):
     """The database holds a schema this code does not know."""
 
@@ -530,7 +544,7 @@ class Store(abc.ABC):
         return (id, sv, cs, flags, credential_ref, float(now), float(now), float(now))
 
     async def upsert_device(self, id, services, consumes, flags, now, credential_ref=None,
-                            first_pairings=(), first_audit=None):
+                            first_pairings=(), first_audit=None, claim=None):
         """Register a device or update it from an ANNOUNCE; it is online now.
 
         services: [[service id, major, minor], ...]; consumes: [service id, ...];
@@ -538,6 +552,8 @@ class Store(abc.ABC):
         replaces the stored one when given. When the device is new, first_pairings
         [(controller, role)] and first_audit (actor, action, detail) are written in
         the same transaction, so no reader sees a new device without its owner.
+        claim (optional): claim(stored credential_ref) -> bool, asked in the same
+        transaction for a known device; False raises ClaimRefused and changes nothing.
         Returns True for a new device.
         """
         check_time(now, "now")
@@ -552,7 +568,9 @@ class Store(abc.ABC):
             audit_detail = dump_value(first_audit[2])
 
         def script():
-            r = yield Q("SELECT 1 FROM devices WHERE id = ?", (id,))
+            r = yield Q("SELECT credential_ref FROM devices WHERE id = ?", (id,))
+            if r.rows and claim is not None and not claim(r.rows[0][0]):
+                raise ClaimRefused(id, r.rows[0][0])
             yield Q(self._UPSERT, row)
             if r.rows:
                 return False

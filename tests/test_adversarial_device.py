@@ -1,0 +1,224 @@
+"""Attacks on the bridge's device side, replayed against the real bridge on 127.0.0.1
+(issue 13, items 1, 6, 8, 9, 10): real UDP datagrams to its CoAP port, a real DTLS
+session (tinydtls), a real mosquitto broker; each bounded in count and time.
+
+The attacker is RawCoap (tests/adversarial_peers.py), a test double that writes
+datagrams byte by byte.
+"""
+import asyncio
+import logging
+import subprocess
+import sys
+
+import paho.mqtt.client as paho
+import pytest
+
+from adversarial_peers import RawCoap, announce, bridge, code, notify
+from netutil import free_udp_ports
+from waiting import until
+from spot.cloud_bridge import config as C
+from spot.cloud_bridge.registration import Refused, plain_identity
+from spot.core import frame as F
+from spot.core.node import Node
+from spot.ports.cpython.dtls_link import connect_device_dtls, dtls_available
+from spot.profiles import heat_pump
+
+IDENTITY = "sim-fleet"
+KEY = bytes.fromhex("5a17c0ffee0123456789abcdef012345")
+need_dtls = pytest.mark.skipif(dtls_available() is not None, reason=str(dtls_available()))
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def refusals(parts, reason):
+    return parts.bridge.metrics.value("frames_rejected", reason=reason)
+
+
+async def registered_over_dtls(parts, device="hp-1"):
+    """A heat pump registered with the bridge over coaps:// (a real DTLS session)."""
+    link = await connect_device_dtls(Node([heat_pump], device), "127.0.0.1",
+                                     parts.coap_port + 1, IDENTITY.encode(), KEY)
+    assert await until(lambda: device in parts.coap.server.devices)
+    return link
+
+
+# ---------------------------------------------------------------- 1. device takeover
+
+@need_dtls
+def test_plain_announce_cannot_take_over_an_id_registered_over_dtls(tmp_path):
+    async def main():
+        async with bridge(tmp_path, psk={IDENTITY: KEY.hex()}) as parts:
+            link = await registered_over_dtls(parts)
+            try:
+                route = parts.coap.server.devices["hp-1"]
+                attacker = await RawCoap.open()
+                c, payload = await attacker.post(announce("hp-1"), parts.coap_port)
+                assert code(c) == "4.01"
+                assert F.decode(payload)[3][0] == 6   # not-authorised
+                assert parts.coap.server.devices["hp-1"] is route   # the route did not move
+                assert (await parts.store.get_device("hp-1")).credential_ref == "dtls:" + IDENTITY
+                c, _ = await attacker.post(notify(), parts.coap_port)
+                assert code(c) == "4.01"      # and its telemetry is not taken either
+                assert refusals(parts, "claim_refused") == 1
+                attacker.close()
+            finally:
+                link.close()
+    run(main())
+
+
+def test_plain_announce_cannot_take_over_an_id_registered_over_mqtt(tmp_path, broker):
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            device = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="hp-9")
+            device.connect("127.0.0.1", broker.port)
+            device.loop_start()
+            try:
+                device.publish("spot/v1/hp-9/announce", announce("hp-9"), qos=1, retain=True)
+                assert await until(lambda: "hp-9" in parts.bridge.known)
+                attacker = await RawCoap.open()
+                c, _ = await attacker.post(announce("hp-9"), parts.coap_port)
+                assert code(c) == "4.01"
+                assert parts.bridge.routes["hp-9"] == "mqtt"
+                assert "hp-9" not in parts.coap.server.devices
+                assert (await parts.store.get_device("hp-9")).credential_ref == "mqtt"
+                attacker.close()
+            finally:
+                device.loop_stop()
+                device.disconnect()
+    run(main())
+
+
+def test_open_policy_binds_a_plain_id_to_the_address_that_registered_it(tmp_path):
+    async def main():
+        async with bridge(tmp_path, reg_plain="open") as parts:
+            device, restarted = await RawCoap.open(), await RawCoap.open()
+            stranger = await RawCoap.open("127.0.0.2")
+            c, _ = await device.post(announce("hp-1"), parts.coap_port)
+            assert code(c) == "2.04"
+            c, _ = await stranger.post(announce("hp-1"), parts.coap_port)
+            assert code(c) == "4.01"
+            assert parts.coap.address_of["hp-1"].endswith(":%d" % device.port)
+            c, _ = await restarted.post(announce("hp-1"), parts.coap_port)  # same IP, new port
+            assert code(c) == "2.04"
+            assert (await parts.store.get_device("hp-1")).credential_ref == "coap:127.0.0.1"
+            for p in (device, restarted, stranger):
+                p.close()
+    run(main())
+
+
+def test_plain_registration_off_refuses_a_plain_announce_and_stores_nothing(tmp_path):
+    async def main():
+        async with bridge(tmp_path, reg_plain="off") as parts:
+            peer = await RawCoap.open()
+            c, _ = await peer.post(announce("hp-1"), parts.coap_port)
+            assert code(c) == "4.01"
+            assert await parts.store.get_device("hp-1") is None
+            assert refusals(parts, "plain_refused") == 1
+            peer.close()
+    run(main())
+
+
+def test_loopback_policy_refuses_plain_registration_from_other_addresses():
+    assert plain_identity("loopback", "127.0.0.1") == "coap:127.0.0.1"
+    assert plain_identity("loopback", "::ffff:127.0.0.1") == "coap:127.0.0.1"
+    assert plain_identity("open", "192.0.2.7") == "coap:192.0.2.7"
+    with pytest.raises(Refused):
+        plain_identity("loopback", "192.0.2.7")
+    with pytest.raises(Refused):
+        plain_identity("off", "127.0.0.1")
+
+
+def test_a_repeated_refused_claim_is_counted_each_time_and_logged_once(tmp_path, caplog):
+    async def main():
+        async with bridge(tmp_path, reg_plain="open") as parts:
+            owner, attacker = await RawCoap.open(), await RawCoap.open("127.0.0.3")
+            await owner.post(announce("hp-1"), parts.coap_port)
+            with caplog.at_level(logging.INFO):
+                for _ in range(50):
+                    c, _ = await attacker.post(announce("hp-1"), parts.coap_port)
+                    assert code(c) == "4.01"
+            lines = [r for r in caplog.records if "claim_refused" in r.getMessage()]
+            assert len(lines) == 1
+            assert refusals(parts, "claim_refused") == 50
+            owner.close()
+            attacker.close()
+    run(main())
+
+
+def test_coap_listens_on_loopback_by_default_like_http():
+    cfg = C.load(None)
+    assert cfg.coap_addr == ("127.0.0.1", 5683)
+    assert cfg.http_addr[0] == "127.0.0.1"
+    assert cfg.reg_plain == "loopback"
+
+
+# ---------------------------------------------------------------- 10. reserved ids
+
+@pytest.mark.parametrize("device", ["signal", "a+b", "a/b", "#", "$SYS", "x" * 65])
+def test_reserved_device_ids_are_refused_over_plain_coap(tmp_path, device):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            peer = await RawCoap.open()
+            c, _ = await peer.post(announce(device), parts.coap_port)
+            assert code(c) == "4.00"
+            assert await parts.store.list_devices() == []
+            assert device not in parts.coap.server.devices
+            peer.close()
+    run(main())
+
+
+@need_dtls
+def test_a_reserved_device_id_is_refused_over_dtls(tmp_path):
+    async def main():
+        async with bridge(tmp_path, psk={IDENTITY: KEY.hex()}) as parts:
+            link = await connect_device_dtls(Node([heat_pump], "signal"), "127.0.0.1",
+                                             parts.coap_port + 1, IDENTITY.encode(), KEY)
+            try:
+                assert await until(lambda: refusals(parts, "reserved_id") >= 1)
+                assert await parts.store.list_devices() == []
+            finally:
+                link.close()
+    run(main())
+
+
+def test_a_reserved_device_id_is_never_registered_over_mqtt(tmp_path, broker):
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="evil")
+            client.connect("127.0.0.1", broker.port)
+            client.loop_start()
+            try:
+                for device in ("signal", "$SYS"):
+                    client.publish("spot/v1/%s/announce" % device, announce(device), qos=1)
+                client.publish("spot/v1/ok-1/announce", announce("ok-1"), qos=1)
+                assert await until(lambda: "ok-1" in parts.bridge.known)   # after the others
+                assert [d.id for d in await parts.store.list_devices()] == ["ok-1"]
+            finally:
+                client.loop_stop()
+                client.disconnect()
+    run(main())
+
+
+@need_dtls
+def test_spot_bridge_prints_every_address_it_serves_one_line_each(tmp_path, broker):
+    port = free_udp_ports(2)
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[bridge]\ncoap = "127.0.0.1:%d"\n[dtls]\npsk = { %s = "%s" }\n'
+                   '[mqtt]\nurl = "mqtt://127.0.0.1:%d"\n' % (port, IDENTITY, KEY.hex(), broker.port))
+    proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "bridge", "--config", str(cfg),
+                             "--http", "127.0.0.1:0", "--data", str(tmp_path / "d")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(5)]
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    assert lines[0].startswith("SPOT bridge running: dashboard http://127.0.0.1:")
+    assert lines[1].startswith("listening: http http://127.0.0.1:")
+    assert lines[2] == ("listening: coap udp 127.0.0.1:%d (devices; plain CoAP registration: "
+                        "loopback)" % port)
+    assert lines[3] == "listening: coaps udp 127.0.0.1:%d (DTLS, 1 PSK identities)" % (port + 1)
+    assert lines[4] == ("listening: mqtt client of mqtt://127.0.0.1:%d (devices through the "
+                        "broker)" % broker.port)
