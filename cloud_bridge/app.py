@@ -44,7 +44,13 @@ def setup_logging(level="info", json_lines=True):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("coap-server", "coap"):   # aiocoap's per-request chatter, per-datagram warnings
+    quiet_library_loggers()
+
+
+def quiet_library_loggers():
+    """aiocoap logs per request (info) and per bad datagram (warning): keep warnings,
+    at most one line per message template a minute, never a traceback."""
+    for name in ("coap-server", "coap"):
         logger = logging.getLogger(name)
         logger.setLevel("WARNING")
         logger.filters[:] = [RateLimitFilter()]

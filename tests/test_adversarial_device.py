@@ -222,3 +222,62 @@ def test_spot_bridge_prints_every_address_it_serves_one_line_each(tmp_path, brok
     assert lines[3] == "listening: coaps udp 127.0.0.1:%d (DTLS, 1 PSK identities)" % (port + 1)
     assert lines[4] == ("listening: mqtt client of mqtt://127.0.0.1:%d (devices through the "
                         "broker)" % broker.port)
+
+
+# ---------------------------------------------------------------- 8. log amplification
+
+BAD_UTF8_PATH = bytes([0x40, 0x02, 0x00, 0x01, 0xb1, 0xff])   # POST, Uri-Path 0xff: 6 bytes
+
+
+def test_invalid_utf8_in_uri_path_is_counted_and_never_logs_a_traceback(tmp_path, caplog):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            attacker, device = await RawCoap.open(), await RawCoap.open()
+            with caplog.at_level(logging.INFO):
+                for _ in range(200):
+                    attacker.send(BAD_UTF8_PATH, parts.coap_port)
+                assert await until(lambda: refusals(parts, "coap_unparsable") == 200)
+                c, _ = await device.post(announce("hp-1"), parts.coap_port)  # still serving
+                assert code(c) == "2.04"
+            assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+            assert len([r for r in caplog.records if "coap_unparsable" in r.getMessage()]) == 1
+            attacker.close()
+            device.close()
+    run(main())
+
+
+def test_a_flood_of_malformed_frames_is_counted_each_and_logged_once(tmp_path, caplog):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            peer = await RawCoap.open()
+            with caplog.at_level(logging.INFO):
+                for i in range(100):
+                    c, _ = await peer.post(bytes([0x17, 0, 0, i, 0xff, 0xff]), parts.coap_port)
+                    assert code(c) == "4.00"
+            assert refusals(parts, "malformed") == 100
+            assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 1
+            peer.close()
+    run(main())
+
+
+def test_aiocoap_warnings_for_unparsable_datagrams_are_rate_limited(tmp_path, caplog):
+    from spot.cloud_bridge.app import quiet_library_loggers
+    saved = {n: list(logging.getLogger(n).filters) for n in ("coap-server", "coap")}
+    quiet_library_loggers()
+    try:
+        async def main():
+            async with bridge(tmp_path) as parts:
+                peer = await RawCoap.open()
+                with caplog.at_level(logging.INFO):
+                    for _ in range(100):
+                        peer.send(bytes([0x40, 0x02, 0x00]), parts.coap_port)  # no header
+                    await asyncio.sleep(0.5)
+                    c, _ = await peer.post(announce("hp-1"), parts.coap_port)
+                    assert code(c) == "2.04"
+                lines = [r for r in caplog.records if r.name.startswith("coap")]
+                assert len(lines) == 1, [r.getMessage() for r in lines]
+                peer.close()
+        run(main())
+    finally:
+        for n, filters in saved.items():
+            logging.getLogger(n).filters[:] = filters
