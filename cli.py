@@ -242,7 +242,13 @@ def cmd_bridge(args):
         for line in parts.listening:
             print("listening: " + line)
         sys.stdout.flush()
-    run_bridge(config, ready)
+    from .cloud_bridge.store import StoreError
+    try:
+        run_bridge(config, ready)
+    except StoreError as e:
+        from .cloud_bridge.app import store_problem_line
+        print("spot bridge: " + store_problem_line(config, e), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -260,6 +266,13 @@ def cmd_demo(args):
         pass
     except (OSError, ValueError) as e:
         print("spot demo: %s" % e, file=sys.stderr)
+        return 1
+    except Exception as e:
+        from .cloud_bridge.store import StoreError
+        from .cloud_bridge.app import store_problem_line
+        if not isinstance(e, StoreError):
+            raise
+        print("spot demo: " + store_problem_line(config, e), file=sys.stderr)
         return 1
     return 0
 

@@ -131,6 +131,22 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
         await p.store.close()
 
 
+def store_problem_line(config, error):
+    """One line saying what is wrong with the store a bridge could not start on, and
+    how to recover (no traceback: the operator needs the what and the how)."""
+    from .store import StoreCorrupt, SchemaError
+    where = config.store_url.split("@")[-1]
+    if isinstance(error, StoreCorrupt):
+        path = where[len("sqlite://"):] if where.startswith("sqlite://") else where
+        return ("the store %s is damaged (%s); to recover: stop every bridge using it, move "
+                "%s and its -wal and -shm files aside, then restore a backup or start on an "
+                "empty store (devices register again; `sqlite3 OLD .recover | sqlite3 NEW` may "
+                "save the rest)" % (where, str(error).rsplit(": ", 1)[-1], path))
+    if isinstance(error, SchemaError):
+        return "the store %s: %s; run a bridge of that version or newer" % (where, error)
+    return "the store %s is unavailable: %s" % (where, error)
+
+
 async def serve_until_stopped(config, ready=None):
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -218,6 +218,8 @@ async def health(request):
         store = "ok"
     except Exception as e:  # a health probe reports, it does not fail
         store = "unavailable: %s" % e.__class__.__name__
+    if store == "ok" and getattr(bridge, "store_problem", None):   # e.g. failing sweeps
+        store = "error: %s" % bridge.store_problem
     return ok({
         "status": "ok" if store == "ok" else "degraded", "store": store,
         "instance": bridge.config.instance, "time": bridge.clock(),

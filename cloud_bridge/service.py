@@ -174,7 +174,9 @@ class Bridge:
 
     def store_failed(self, what, error):
         """Note a store failure: /health reports it, a damaged store refuses telemetry."""
-        self.store_problem = "%s failed: %s" % (what, error)
+        # /health is open to every caller: the kind of failure, not the path or the SQL
+        self.store_problem = "%s failed: %s" % (what, "database damaged" if isinstance(
+            error, S.StoreCorrupt) else type(error).__name__)
         if isinstance(error, S.StoreCorrupt):
             self.store_corrupt = True
         self._store_log.report(type(error).__name__, what, str(error), level=logging.ERROR)

@@ -281,3 +281,69 @@ def test_aiocoap_warnings_for_unparsable_datagrams_are_rate_limited(tmp_path, ca
     finally:
         for n, filters in saved.items():
             logging.getLogger(n).filters[:] = filters
+
+
+# ---------------------------------------------------------------- 9. store health
+
+def damage_table(db, table):
+    """Overwrite the pages of `table` and its indexes in the SQLite file with garbage, the
+    way a failing disk or a stray write would, while the bridge has it open: the WAL is
+    checkpointed first (so the pages live in the main file), and another connection's
+    commit afterwards makes the bridge's connection drop its page cache."""
+    import sqlite3
+    c = sqlite3.connect(db, isolation_level=None)
+    page = c.execute("PRAGMA page_size").fetchone()[0]
+    roots = [r[0] for r in c.execute("SELECT rootpage FROM sqlite_master WHERE tbl_name = ? "
+                                     "AND rootpage > 1", (table,))]
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(db, "r+b") as f:
+        for root in roots:
+            f.seek((root - 1) * page)
+            f.write(b"\xaa" * page)
+    c.execute("PRAGMA user_version = 7")
+    c.close()
+
+
+async def http_get(parts, path):
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        async with s.get(parts.http_url + path) as r:
+            return r.status, await r.json()
+
+
+def test_a_damaged_store_shows_in_health_and_its_telemetry_is_refused_not_acknowledged(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await RawCoap.open()
+            c, _ = await device.post(announce("hp-1"), parts.coap_port)
+            c, _ = await device.post(notify(mid=1), parts.coap_port)
+            assert code(c) == "2.04"
+            assert (await http_get(parts, "/api/v1/health"))[0] == 200
+            # the sweep reads the command queue; telemetry itself does not
+            damage_table(str(tmp_path / "bridge" / "bridge.db"), "commands")
+
+            async def unhealthy():
+                return (await http_get(parts, "/api/v1/health"))[0] == 503
+            assert await until(unhealthy, timeout=20)
+            status, body = await http_get(parts, "/api/v1/health")
+            assert body["status"] == "degraded" and "damaged" in body["store"]
+            c, payload = await device.post(notify(mid=2), parts.coap_port)
+            assert code(c) == "5.03"                    # busy: not stored, not acknowledged
+            assert F.decode(payload)[3][0] == 8
+            assert parts.bridge.metrics.value("telemetry_not_stored", transport="coap") == 1
+            device.close()
+    run(main())
+
+
+def test_starting_on_a_damaged_database_says_what_is_wrong_and_how_to_recover(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "bridge.db").write_bytes(b"SQLite format 3\x00" + b"\xaa" * 4080)
+    proc = subprocess.run([sys.executable, "-m", "spot.cli", "bridge", "--data", str(data),
+                           "--http", "127.0.0.1:0", "--coap", "127.0.0.1:%d" % free_udp_ports(1),
+                           "--plain-logs"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("spot bridge:")]
+    assert len(lines) == 1, proc.stderr
+    assert "bridge.db" in lines[0] and "damaged" in lines[0] and "recover" in lines[0]
