@@ -470,6 +470,39 @@ class Bridge:
         await self.store.audit(actor, "unpair", device, {"controller": controller}, self.clock())
         return removed
 
+    # ------------------------------------------------------------ deleting devices
+
+    async def delete_device(self, actor, device):
+        """Forget a device (operator, or an owner of it): its store rows, routes and
+        queue go, the deletion is audited, and its id is free to register again
+        (this is how an operator releases an id bound to a lost identity).
+        LookupError for an unknown device, Forbidden for anyone else (audited)."""
+        await self._require_known(device)
+        now = self.clock()
+        if actor != self.config.operator and self.plugin_actors.get(actor) != OWNER \
+                and await self.store.role_of(device, actor) != OWNER:
+            await self.store.audit(actor, "refused", device, {"op": "delete"}, now)
+            raise Forbidden("%s may not delete %s (operator or owner only)" % (actor, device))
+        if not await self.store.delete_device(device, actor, now,
+                                              {"via": self.routes.get(device)}):
+            raise LookupError("unknown device %r" % device)
+        self._forget(device)
+        self.hub.publish({"type": "device_deleted", "device": device})
+
+    def _forget(self, device):
+        for cache in (self.routes, self.presence, self._seen, self._mids):
+            cache.pop(device, None)
+        self.known.discard(device)
+        self._stalled.discard(device)
+        self.admission.forget(device)
+        task = self._delivery.pop(device, None)
+        if task is not None:
+            task.cancel()
+        for transport in self.transports.values():
+            forget = getattr(transport, "forget", None)
+            if forget is not None:
+                forget(device)
+
     # ------------------------------------------------------------ housekeeping
 
     async def _flush_seen(self):

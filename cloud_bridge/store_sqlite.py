@@ -105,6 +105,8 @@ DDL = (
         credential TEXT NOT NULL,
         created_at REAL NOT NULL,
         PRIMARY KEY (device, controller))""",
+    # a controller's devices, in id order (device listing for a non-operator)
+    "CREATE INDEX IF NOT EXISTS pairings_controller ON pairings (controller, device)",
     """CREATE TABLE IF NOT EXISTS audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at REAL NOT NULL,

@@ -347,3 +347,58 @@ def test_starting_on_a_damaged_database_says_what_is_wrong_and_how_to_recover(tm
     lines = [l for l in proc.stderr.splitlines() if l.startswith("spot bridge:")]
     assert len(lines) == 1, proc.stderr
     assert "bridge.db" in lines[0] and "damaged" in lines[0] and "recover" in lines[0]
+
+
+# ---------------------------------------------------------------- 6. registration limits
+
+def test_one_source_cannot_register_more_than_its_burst_of_new_ids(tmp_path):
+    async def main():
+        async with bridge(tmp_path, reg_source_burst=4) as parts:
+            attacker = await RawCoap.open()
+            codes = [code((await attacker.post(announce("fake-%d" % i), parts.coap_port))[0])
+                     for i in range(12)]
+            assert codes == ["2.04"] * 4 + ["5.03"] * 8
+            assert len(await parts.store.list_devices()) == 4
+            assert refusals(parts, "rate_source") == 8
+            c, _ = await attacker.post(announce("fake-0"), parts.coap_port)   # a refresh is free
+            assert code(c) == "2.04"
+            attacker.close()
+    run(main())
+
+
+def test_all_sources_together_are_limited_in_new_ids(tmp_path):
+    async def main():
+        async with bridge(tmp_path, reg_total_burst=5, reg_total_per_second=0.01) as parts:
+            peers = [await RawCoap.open() for _ in range(8)]
+            codes = [code((await p.post(announce("d-%d" % i), parts.coap_port))[0])
+                     for i, p in enumerate(peers)]
+            assert codes == ["2.04"] * 5 + ["5.03"] * 3
+            assert refusals(parts, "rate_total") == 3
+            for p in peers:
+                p.close()
+    run(main())
+
+
+def test_devices_over_plain_coap_are_capped(tmp_path):
+    async def main():
+        async with bridge(tmp_path, reg_max_plain=2) as parts:
+            peers = [await RawCoap.open() for _ in range(3)]
+            codes = [code((await p.post(announce("d-%d" % i), parts.coap_port))[0])
+                     for i, p in enumerate(peers)]
+            assert codes == ["2.04", "2.04", "5.03"]
+            assert refusals(parts, "plain_cap") == 1
+            for p in peers:
+                p.close()
+    run(main())
+
+
+def test_an_allow_list_admits_only_the_ids_it_names(tmp_path):
+    async def main():
+        async with bridge(tmp_path, reg_allow=["hp-*", "meter-7"]) as parts:
+            peer = await RawCoap.open()
+            codes = [code((await peer.post(announce(d), parts.coap_port))[0])
+                     for d in ("hp-1", "meter-7", "meter-8")]
+            assert codes == ["2.04", "2.04", "4.01"]
+            assert sorted(d.id for d in await parts.store.list_devices()) == ["hp-1", "meter-7"]
+            peer.close()
+    run(main())
