@@ -75,7 +75,8 @@ async def one_size(n, coap, poll, data_dir):
                "vtn_url": "http://127.0.0.1:%d/OpenADR2/Simple/2.0b" % vtn_port,
                "poll_interval": poll, "report_min": 60}
     config = C.load(None, data=data_dir, offline_after=3600, command_timeout=60,
-                    plugins={"openadr": options})
+                    plugins={"openadr": options},
+                    reg_total_burst=1000000, reg_max_plain=1000000)  # the fleet joins at once
     store = await open_store(config.store_url)
     bridge = Bridge(config, store)
     await bridge.start()

@@ -31,6 +31,7 @@ class PeerLog:
         """Count one refusal (or failure); log it if this (reason, key) is new or the reason's
         line is due. Returns True when a line was written."""
         self.metrics.inc(self.metric, reason=reason)
+        key = str(key)[:200]   # peer-chosen text: what is kept of it is bounded
         keys = self._keys.setdefault(reason, set())
         now = self.clock()
         fresh = key not in keys and len(keys) < self.max_keys

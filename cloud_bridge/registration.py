@@ -127,6 +127,15 @@ class Admission:
         self._total = Bucket(config.reg_total_per_second, config.reg_total_burst, clock())
         self._sources = OrderedDict()   # source -> Bucket
         self.plain_ids = set()          # registered ids held by a plain-CoAP address
+        self.held = {}                  # registered id -> the identity holding it (a cache)
+
+    def check_claim(self, device, identity):
+        """Refused when the cache already says another identity holds the id (the store
+        decides again in the registering transaction; this spares it the flood)."""
+        held = self.held.get(device)
+        if held is not None and not may_claim(held, identity):
+            raise Refused(NOT_AUTHORISED, "claim_refused",
+                          "device registered under another identity")
 
     def identity_for_plain(self, host):
         return plain_identity(self.config.reg_plain, host)
@@ -156,6 +165,8 @@ class Admission:
             raise Refused(BUSY, "rate_total", "new device ids: retry later")
 
     def registered(self, device, identity):
+        if identity is not None:
+            self.held[device] = identity
         if over_plain_coap(identity):
             self.plain_ids.add(device)
         else:
@@ -163,3 +174,4 @@ class Admission:
 
     def forget(self, device):
         self.plain_ids.discard(device)
+        self.held.pop(device, None)

@@ -200,8 +200,10 @@ class Bridge:
             check_device_id(device)
             if device not in self.known:
                 self.admission.check_new(device, identity, source)
+            self.admission.check_claim(device, identity)
         except Refused as e:
-            self._reject(e.reason, source or device, "%s: %s" % (device, e.text))
+            self._reject(e.reason, "%s from %s" % (device, source or via),
+                         "%s (identity %s)" % (e.text, identity))
             return F.error(0, mid, e.code, e.text)
         flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
         consumes = body.get(A_CONSUMES, [])
@@ -213,9 +215,10 @@ class Bridge:
                                            first_pairings=owners,
                                            first_audit=("bridge", "register", {"via": via}),
                                            claim=lambda held: may_claim(held, identity))
-        except S.ClaimRefused:
+        except S.ClaimRefused as e:
+            self.admission.registered(device, e.held)   # another instance registered it
             self._reject("claim_refused", "%s from %s" % (device, source or via),
-                         "registered under another identity, claimed by %s" % identity)
+                         "device registered under another identity (identity %s)" % identity)
             return F.error(0, mid, NOT_AUTHORISED, "device registered under another identity")
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))

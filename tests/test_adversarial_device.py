@@ -6,7 +6,10 @@ The attacker is RawCoap (tests/adversarial_peers.py), a test double that writes
 datagrams byte by byte.
 """
 import asyncio
+import contextlib
 import logging
+import queue
+import threading
 import subprocess
 import sys
 
@@ -210,8 +213,13 @@ def test_spot_bridge_prints_every_address_it_serves_one_line_each(tmp_path, brok
     proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "bridge", "--config", str(cfg),
                              "--http", "127.0.0.1:0", "--data", str(tmp_path / "d")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = queue.Queue()
+    threading.Thread(target=lambda: [out.put(l.strip()) for l in proc.stdout], daemon=True).start()
     try:
-        lines = [proc.stdout.readline().strip() for _ in range(5)]
+        lines = []
+        with contextlib.suppress(queue.Empty):
+            while len(lines) < 5:
+                lines.append(out.get(timeout=30))
     finally:
         proc.terminate()
         proc.wait(15)
