@@ -65,7 +65,8 @@ class CoapLink:
         bridge.add_transport(self.name, self)
 
     def _unparsable(self, address, error):
-        host = address[0] if isinstance(address, tuple) else getattr(address, "hostinfo", "?")
+        host = str(source_ip(address[0]) or address[0]) if isinstance(address, tuple) \
+            else getattr(address, "hostinfo", "?")
         self.bridge.peers.report("coap_unparsable", host, type(error).__name__)
 
     async def start(self):

@@ -71,6 +71,25 @@ def test_plain_announce_cannot_take_over_an_id_registered_over_dtls(tmp_path):
     run(main())
 
 
+@need_dtls
+def test_another_psk_identity_cannot_take_over_an_id_registered_over_dtls(tmp_path):
+    other_key = bytes.fromhex("0badc0de0badc0de0badc0de0badc0de")
+    async def main():
+        async with bridge(tmp_path, psk={IDENTITY: KEY.hex(), "other": other_key.hex()}) as parts:
+            link = await registered_over_dtls(parts)
+            route = parts.coap.server.devices["hp-1"]
+            intruder = await connect_device_dtls(Node([heat_pump], "hp-1"), "127.0.0.1",
+                                                 parts.coap_port + 1, b"other", other_key)
+            try:
+                assert await until(lambda: refusals(parts, "claim_refused") >= 1)
+                assert parts.coap.server.devices["hp-1"] is route
+                assert (await parts.store.get_device("hp-1")).credential_ref == "dtls:" + IDENTITY
+            finally:
+                intruder.close()
+                link.close()
+    run(main())
+
+
 def test_plain_announce_cannot_take_over_an_id_registered_over_mqtt(tmp_path, broker):
     async def main():
         async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
