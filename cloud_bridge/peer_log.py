@@ -15,7 +15,7 @@ log = logging.getLogger("spot.bridge.peers")
 
 
 class PeerLog:
-    def __init__(self, metrics, metric="frames_rejected", every=60.0, max_keys=4096,
+    def __init__(self, metrics, metric="frames_rejected", every=60.0, max_keys=512,
                  clock=time.monotonic, logger=log):
         self.metrics = metrics
         self.metric = metric
