@@ -16,7 +16,7 @@ import sys
 import paho.mqtt.client as paho
 import pytest
 
-from adversarial_peers import RawCoap, announce, bridge, code, notify
+from adversarial_peers import HP, RawCoap, announce, bridge, code, notify
 from netutil import free_udp_ports
 from waiting import until
 from spot.cloud_bridge import config as C
@@ -429,3 +429,54 @@ def test_an_allow_list_admits_only_the_ids_it_names(tmp_path):
             assert sorted(d.id for d in await parts.store.list_devices()) == ["hp-1", "meter-7"]
             peer.close()
     run(main())
+
+
+# the ACL docs/security-transports.md recommends: each device user its own topics only
+DEVICE_ACL = """user bridge
+topic readwrite spot/v1/#
+
+pattern write spot/v1/%u/#
+pattern read spot/v1/%u/+/down/#
+pattern read spot/v1/signal/#
+"""
+
+
+def test_with_the_documented_acl_an_mqtt_client_cannot_announce_another_device(tmp_path):
+    from mosquitto import Broker
+    d = tmp_path / "mosquitto"
+    d.mkdir()
+    broker = Broker(str(d), users={"bridge": "b-pw", "hp-1": "hp1-pw", "mallory": "m-pw"},
+                    acl=DEVICE_ACL)
+    broker.start()
+
+    def client(user, password):
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=user)
+        c.username_pw_set(user, password)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        return c
+
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://bridge:b-pw@127.0.0.1:%d" % broker.port) \
+                as parts:
+            device, mallory = client("hp-1", "hp1-pw"), client("mallory", "m-pw")
+            try:
+                device.publish("spot/v1/hp-1/announce", announce("hp-1", services=((HP, 1, 7),)),
+                               qos=1, retain=True).wait_for_publish(5)
+                assert await until(lambda: "hp-1" in parts.bridge.known)
+                mallory.publish("spot/v1/hp-1/announce", announce("hp-1"), qos=1).wait_for_publish(5)
+                mallory.publish("spot/v1/hp-1/10/up", notify(t=1700000000), qos=1) \
+                    .wait_for_publish(5)
+                mallory.publish("spot/v1/mallory/announce", announce("mallory"), qos=1)
+                assert await until(lambda: "mallory" in parts.bridge.known)   # after the others
+                assert (await parts.store.get_device("hp-1")).services == [[HP, 1, 7]]
+                assert await parts.store.latest("hp-1") in ({}, [])   # mallory's value: dropped
+                assert "denied" in broker.log_text().lower()
+            finally:
+                for c in (device, mallory):
+                    c.loop_stop()
+                    c.disconnect()
+    try:
+        run(main())
+    finally:
+        broker.stop()
