@@ -23,7 +23,7 @@
     allow = ["hp-*"]                    # allow-list of ids or patterns (empty: any id)
     source_burst = 4                    # new ids one source may register at once,
     source_interval = 60                #   then one per this many seconds
-    total_burst = 1000                  # new ids all sources may register at once,
+    total_burst = 1000                  # new ids all CoAP sources may register at once,
     total_per_second = 100              #   then this many per second
     max_plain = 10000                   # devices registered over plain CoAP, at most
 

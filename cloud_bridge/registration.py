@@ -22,10 +22,11 @@ or "open" (any source; each id stays bound to the IP that first registered it).
 
 Limits on new ids (an id the bridge does not know yet; refreshes are free):
 an allow-list (`allow`: ids or shell patterns, e.g. "hp-*"; empty: any id),
-a token bucket per source (source_burst ids at once, then one per
-source_interval seconds) and one in total (total_burst, total_per_second),
-and a cap on devices registered over plain CoAP (max_plain). A refusal for a
-limit is `busy` (CoAP 5.03), so a device retries later.
+for CoAP and DTLS a token bucket per source (source_burst ids at once, then
+one per source_interval seconds) and one in total (total_burst,
+total_per_second), and a cap on devices registered over plain CoAP
+(max_plain). A refusal for a limit is `busy` (CoAP 5.03), so a device retries
+later. MQTT registrations meet the allow-list only (the broker authenticates).
 """
 import fnmatch
 import ipaddress
@@ -142,8 +143,10 @@ class Admission:
 
     def check_new(self, device, identity, source):
         """Refused unless a new id may register now (allow-list, rates, plain cap);
-        takes the rate tokens when it may. identity None (an in-process transport:
-        tests, benchmarks) is limited by the allow-list only."""
+        takes the rate tokens when it may. Only CoAP and DTLS registrations (with a
+        source address) are rate-limited: MQTT's are authenticated by the broker, and
+        a refused birth would not be sent again; an in-process transport (tests,
+        benchmarks) has neither source nor identity."""
         if self.allow and not any(fnmatch.fnmatchcase(device, p) for p in self.allow):
             raise Refused(NOT_AUTHORISED, "not_allowed", "device id not in the allow-list")
         if over_plain_coap(identity) and len(self.plain_ids) >= self.config.reg_max_plain:
@@ -161,7 +164,7 @@ class Admission:
                 self._sources.move_to_end(source)
             if not bucket.take(now):
                 raise Refused(BUSY, "rate_source", "new device ids from this source: retry later")
-        if identity is not None and not self._total.take(now):
+        if source is not None and not self._total.take(now):
             raise Refused(BUSY, "rate_total", "new device ids: retry later")
 
     def registered(self, device, identity):
