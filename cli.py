@@ -224,7 +224,7 @@ def cmd_sim(args):
 def _bridge_config(args):
     from .cloud_bridge import config as C
     return C.load(args.config, data=args.data, http=args.http, coap=args.coap, store=args.store,
-                  mqtt_url=args.mqtt)
+                  mqtt_url=args.mqtt, reg_plain=args.coap_plain)
 
 
 def cmd_bridge(args):
@@ -238,9 +238,17 @@ def cmd_bridge(args):
         return 2
 
     async def ready(parts):
-        print("SPOT bridge running: dashboard %s/ , CoAP udp %s" % (parts.http_url, config.coap),
-              flush=True)
-    run_bridge(config, ready)
+        print("SPOT bridge running: dashboard %s/" % parts.http_url)
+        for line in parts.listening:
+            print("listening: " + line)
+        sys.stdout.flush()
+    from .cloud_bridge.store import StoreError
+    try:
+        run_bridge(config, ready)
+    except StoreError as e:
+        from .cloud_bridge.app import store_problem_line
+        print("spot bridge: " + store_problem_line(config, e), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -258,6 +266,13 @@ def cmd_demo(args):
         pass
     except (OSError, ValueError) as e:
         print("spot demo: %s" % e, file=sys.stderr)
+        return 1
+    except Exception as e:
+        from .cloud_bridge.store import StoreError
+        from .cloud_bridge.app import store_problem_line
+        if not isinstance(e, StoreError):
+            raise
+        print("spot demo: " + store_problem_line(config, e), file=sys.stderr)
         return 1
     return 0
 
@@ -342,7 +357,10 @@ def build_parser():
         b.add_argument("--config", help="TOML configuration file")
         b.add_argument("--data", help="data directory (default spot-data)")
         b.add_argument("--http", metavar="HOST:PORT", help="API and dashboard (default 127.0.0.1:8080)")
-        b.add_argument("--coap", metavar="HOST:PORT", help="CoAP for devices (default 0.0.0.0:5683)")
+        b.add_argument("--coap", metavar="HOST:PORT", help="CoAP for devices (default 127.0.0.1:5683)")
+        b.add_argument("--coap-plain", choices=("off", "loopback", "open"),
+                       help="who may register over plain CoAP (default loopback; see "
+                            "docs/security-transports.md)")
         b.add_argument("--store", metavar="URL", help="sqlite:///path or postgresql://...")
         b.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://HOST:PORT")
         b.add_argument("--log-level", default="info", help="debug, info, warning (default info)")

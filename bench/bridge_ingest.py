@@ -236,6 +236,8 @@ class BridgeProcess:
         with open(cfg, "w") as f:
             f.write("[bridge]\noffline_after = %s\ncommand_timeout = %s\n"
                     % (self.offline_after, self.command_timeout))
+            # the fleets register all at once: measure the data path, not the admission limits
+            f.write("[registration]\ntotal_burst = 1000000\nmax_plain = 1000000\n")
         argv = [sys.executable, "-m", "spot.cli", "bridge", "--config", cfg, "--data", self.data,
                 "--http", "127.0.0.1:%d" % self.http_port,
                 "--coap", "127.0.0.1:%d" % self.coap_port, "--log-level", self.log_level]

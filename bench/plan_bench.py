@@ -53,7 +53,8 @@ async def until(cond, timeout):
 async def bridge_with_plugin(data_dir, name, factory, options):
     """(store, bridge, plugin host, plugin) of a fresh bridge on a SQLite store in data_dir."""
     config = C.load(None, data=data_dir, offline_after=3600, command_timeout=60,
-                    plugins={name: options})
+                    plugins={name: options},
+                    reg_total_burst=1000000, reg_max_plain=1000000)  # the fleet joins at once
     store = await open_store(config.store_url)
     bridge = Bridge(config, store)
     await bridge.start()

@@ -18,6 +18,7 @@ import time
 from aiohttp import web
 
 from .coap_link import CoapLink
+from .peer_log import RateLimitFilter
 from .plugin_api import PluginHost
 from .service import Bridge
 from .store import open_store
@@ -43,14 +44,39 @@ def setup_logging(level="info", json_lines=True):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("coap-server").setLevel("WARNING")   # aiocoap's per-request chatter
-    logging.getLogger("coap").setLevel("WARNING")
+    quiet_library_loggers()
+
+
+def quiet_library_loggers():
+    """aiocoap logs per request (info) and per bad datagram (warning): keep warnings,
+    at most one line per message template a minute, never a traceback."""
+    for name in ("coap-server", "coap"):
+        logger = logging.getLogger(name)
+        logger.setLevel("WARNING")
+        logger.filters[:] = [RateLimitFilter()]
 
 
 class Parts:
     """What a running bridge is made of (for tests and the demo)."""
     bridge = store = coap = mqtt = plugins = http = None
     http_url = ""
+    listening = ()    # one line per address the bridge serves or connects to
+
+
+def listening_lines(config, http_url):
+    """Every address a bridge with this config is reachable on, one line each."""
+    host, port = config.coap_addr
+    hp = "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+    lines = ["http %s (API, dashboard, /metrics)" % http_url,
+             "coap udp %s (devices; plain CoAP registration: %s%s)"
+             % (hp, config.reg_plain, ", OSCORE" if config.keys else "")]
+    if config.psk:
+        lines.append("coaps udp %s (DTLS, %d PSK identities)"
+                     % (hp[:hp.rindex(":")] + ":%d" % (port + 1), len(config.psk)))
+    if config.mqtt_url:
+        lines.append("mqtt client of %s (devices through the broker)"
+                     % config.mqtt_url.split("@")[-1])
+    return lines
 
 
 @contextlib.asynccontextmanager
@@ -90,8 +116,10 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
         p.http = runner
         p.http_url = "http://%s:%d" % (bound[0] if ":" not in bound[0] else "[%s]" % bound[0],
                                        bound[1])
-        log.info("bridge %s: http %s, coap udp %s:%d, store %s", config.instance, p.http_url,
-                 host, port, config.store_url.split("@")[-1])
+        p.listening = listening_lines(config, p.http_url)
+        log.info("bridge %s: store %s", config.instance, config.store_url.split("@")[-1])
+        for line in p.listening:
+            log.info("listening: %s", line)
         yield p
     finally:
         for step in (p.plugins and p.plugins.stop, p.http and p.http.cleanup,
@@ -102,6 +130,22 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
                 except Exception:
                     log.exception("stopping")
         await p.store.close()
+
+
+def store_problem_line(config, error):
+    """One line saying what is wrong with the store a bridge could not start on, and
+    how to recover (no traceback: the operator needs the what and the how)."""
+    from .store import StoreCorrupt, SchemaError
+    where = config.store_url.split("@")[-1]
+    if isinstance(error, StoreCorrupt):
+        path = where[len("sqlite://"):] if where.startswith("sqlite://") else where
+        return ("the store %s is damaged (%s); to recover: stop every bridge using it, move "
+                "%s and its -wal and -shm files aside, then restore a backup or start on an "
+                "empty store (devices register again; `sqlite3 OLD .recover | sqlite3 NEW` may "
+                "save the rest)" % (where, str(error).rsplit(": ", 1)[-1], path))
+    if isinstance(error, SchemaError):
+        return "the store %s: %s; run a bridge of that version or newer" % (where, error)
+    return "the store %s is unavailable: %s" % (where, error)
 
 
 async def serve_until_stopped(config, ready=None):

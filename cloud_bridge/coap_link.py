@@ -12,15 +12,24 @@ context and answered in it, commands go back protected in the same context, and
 a commissioned device id is accepted only from its own context (never in the
 clear, never from another device's context). Devices that are not commissioned
 keep working in the clear.
+
+Every ANNOUNCE is registered under the identity that sent it (the DTLS PSK
+identity, the OSCORE context, or for plain CoAP its source IP when the
+[registration] plain policy lets plain CoAP register at all), so an id held by
+one identity is refused (4.01, nothing moves) when another claims it
+(cloud_bridge.registration). Telemetry the store cannot take is answered
+ERROR busy (5.03), never 2.04.
 """
 import asyncio
 
 from aiocoap.error import NetworkError
 
 from ..core import frame as F
-from ..core.errors import MALFORMED, NOT_AUTHORISED, SpotError
+from ..core.errors import BUSY, MALFORMED, NOT_AUTHORISED, SpotError
 from ..core.node import A_ID
 from ..ports.cpython.coap_transport import BridgeCoapServer
+from .registration import Refused, source_ip
+from .store import StoreError
 
 
 BROADCAST_CONCURRENCY = 64   # informational frames in flight at once during a broadcast
@@ -49,10 +58,16 @@ class CoapLink:
         self.keyring = keyring
         self.server = BridgeCoapServer(
             host, port, on_frame=self._frame, credentials=credentials,
-            oscore=None if keyring is None else keyring.credentials)
+            oscore=None if keyring is None else keyring.credentials,
+            on_unparsable=self._unparsable)
         self.by_address = {}   # remote uri_base -> device id (devices in the clear)
         self.address_of = {}   # device id -> its uri_base in by_address
         bridge.add_transport(self.name, self)
+
+    def _unparsable(self, address, error):
+        host = str(source_ip(address[0]) or address[0]) if isinstance(address, tuple) \
+            else getattr(address, "hostinfo", "?")
+        self.bridge.peers.report("coap_unparsable", host, type(error).__name__)
 
     async def start(self):
         await self.server.start()
@@ -92,14 +107,46 @@ class CoapLink:
         if device is None:
             self.bridge.metrics.inc("frames_rejected", reason="unknown_device")
             return _refuse(frame, NOT_AUTHORISED, "announce first")
-        return await self.bridge.device_frame(self.name, device, frame)
+        try:
+            return await self.bridge.device_frame(self.name, device, frame)
+        except StoreError:   # not stored: not acknowledged (counted, logged by the bridge)
+            self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+            return _refuse(frame, BUSY, "not stored, retry later")
+
+    def _dtls_identity(self, remote):
+        """The PSK identity of a coaps:// request, else None."""
+        creds = self.server.credentials
+        for claim in getattr(remote, "authenticated_claims", None) or ():
+            item = creds.get(claim) if creds is not None else None
+            identity = getattr(item, "client_identity", None)
+            if identity:
+                return identity.decode("utf-8", "backslashreplace")
+        return None
+
+    def _identity(self, remote, owner, protected):
+        """What an ANNOUNCE from remote registers under (Refused by the plain policy)."""
+        if protected:
+            return "oscore:%s" % owner
+        dtls = self._dtls_identity(remote)
+        if dtls is not None:
+            return "dtls:" + dtls
+        host = (getattr(remote, "sockaddr", None) or ("",))[0]
+        return self.bridge.admission.identity_for_plain(host)
 
     async def _announce(self, frame, remote, owner, protected):
         claimed = _announced_id(frame)
         if claimed is not None and (protected or self._commissioned(claimed)) \
                 and claimed != owner:
             return self._wrong_credentials(frame)
-        reply = await self.bridge.device_frame(self.name, owner, frame)
+        source = remote.uri_base
+        try:
+            identity = self._identity(remote, owner, protected)
+        except Refused as e:
+            self.bridge.peers.report(e.reason, str(source_ip(
+                (getattr(remote, "sockaddr", None) or ("",))[0]) or source), e.text)
+            return _refuse(frame, e.code, e.text)
+        reply = await self.bridge.device_frame(self.name, owner, frame, identity=identity,
+                                               source=source)
         if reply is None:   # the bridge refused it (malformed, invalid)
             return _refuse(frame, MALFORMED, "announce refused")
         if reply[0] & 0x0F == F.RESULT and claimed is not None:
@@ -117,6 +164,12 @@ class CoapLink:
                 self.address_of.pop(previous, None)
             self.by_address[where] = device
             self.address_of[device] = where
+
+    def forget(self, device):
+        """Drop the device's route (it was deleted): it must register again."""
+        self._remember(device, None)
+        self.server.devices.pop(device, None)
+        self.server.consumes.pop(device, None)
 
     async def request(self, device, frame, timeout):
         if device not in self.server.devices:

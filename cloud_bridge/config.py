@@ -4,7 +4,7 @@
     data = "spot-data"                  # data directory (SQLite store, logs)
     store = "sqlite:spot-data/bridge.db"      # or "postgresql://user@host:5432/db"
     http = "127.0.0.1:8080"             # API, dashboard, /metrics
-    coap = "0.0.0.0:5683"               # devices; DTLS on the next port
+    coap = "127.0.0.1:5683"             # devices; DTLS on the next port ("0.0.0.0:5683": all)
     instance = "bridge-1"               # name of this instance (several share a store)
     keys = "spot-data/keys"             # OSCORE keyring: commissioned devices (optional)
     retention_days = 30                 # telemetry history kept
@@ -17,6 +17,15 @@
     url = "mqtt://127.0.0.1:1883"       # mqtts:// for TLS
     ca = "ca.pem"                       # CA for mqtts://
     share_group = "spot-bridge"         # scale out: instances split device traffic
+
+    [registration]                      # who may register device ids (docs/security-transports.md)
+    plain = "loopback"                  # plain CoAP: "off", "loopback" (only 127.0.0.0/8, ::1), "open"
+    allow = ["hp-*"]                    # allow-list of ids or patterns (empty: any id)
+    source_burst = 4                    # new ids one source may register at once,
+    source_interval = 60                #   then one per this many seconds
+    total_burst = 1000                  # new ids all CoAP sources may register at once,
+    total_per_second = 100              #   then this many per second
+    max_plain = 10000                   # devices registered over plain CoAP, at most
 
     [access]
     operator = "operator"               # actor paired as owner with every device
@@ -46,7 +55,7 @@ class Config:
     data: str = "spot-data"
     store: str = ""
     http: str = "127.0.0.1:8080"
-    coap: str = "0.0.0.0:5683"
+    coap: str = "127.0.0.1:5683"
     instance: str = "bridge-1"
     keys: str = ""
     retention_days: float = 30
@@ -62,6 +71,13 @@ class Config:
     hosts: list = field(default_factory=list)     # Host/Origin names besides the socket's
     psk: dict = field(default_factory=dict)       # DTLS identity -> key (hex)
     plugins: dict = field(default_factory=dict)   # name -> options
+    reg_plain: str = "loopback"                   # [registration] (cloud_bridge.registration)
+    reg_allow: list = field(default_factory=list)
+    reg_source_burst: int = 4
+    reg_source_interval: float = 60
+    reg_total_burst: int = 1000
+    reg_total_per_second: float = 100
+    reg_max_plain: int = 10000
 
     @property
     def store_url(self):
@@ -74,7 +90,7 @@ class Config:
 
     @property
     def coap_addr(self):
-        return split_hostport(self.coap, "0.0.0.0")
+        return split_hostport(self.coap)
 
 
 _SECTIONS = {
@@ -83,6 +99,8 @@ _SECTIONS = {
     "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group"},
     "access": ("operator", "tokens", "hosts"),
     "dtls": {"psk": "psk"},
+    "registration": {k: "reg_" + k for k in ("plain", "allow", "source_burst", "source_interval",
+                                             "total_burst", "total_per_second", "max_plain")},
 }
 
 
@@ -112,7 +130,8 @@ def load(path=None, **overrides):
     if type(cfg.commands_in_flight) is not int or cfg.commands_in_flight < 1:
         raise ValueError("commands_in_flight must be a positive integer, got %r"
                          % (cfg.commands_in_flight,))
-    coap_host = split_hostport(cfg.coap, "0.0.0.0")[0]
+    _check_registration(cfg)
+    coap_host = split_hostport(cfg.coap)[0]
     if cfg.psk and coap_host in ("0.0.0.0", "::", ""):
         raise ValueError("DTLS ([dtls] psk) listens on one address only: set coap to the "
                          "address devices reach, e.g. coap = \"192.0.2.10:5683\" (coaps:// is "
@@ -123,3 +142,18 @@ def load(path=None, **overrides):
         if missing:
             raise ValueError("[dtls] psk: " + missing)
     return cfg
+
+
+def _check_registration(cfg):
+    """ValueError saying which [registration] setting is wrong."""
+    from .registration import PLAIN_POLICIES
+    if cfg.reg_plain not in PLAIN_POLICIES:
+        raise ValueError("[registration] plain must be one of %s, not %r"
+                         % (", ".join(PLAIN_POLICIES), cfg.reg_plain))
+    if type(cfg.reg_allow) is not list or not all(type(p) is str for p in cfg.reg_allow):
+        raise ValueError("[registration] allow must be a list of device ids or patterns")
+    for name in ("source_burst", "source_interval", "total_burst", "total_per_second",
+                 "max_plain"):
+        v = getattr(cfg, "reg_" + name)
+        if type(v) not in (int, float) or not v > 0:
+            raise ValueError("[registration] %s must be a positive number, not %r" % (name, v))

@@ -34,6 +34,8 @@ async def stop_fleet(servers, task):
 
 
 async def demo(config, profiles=("all",), count=1, duration=None, out=print):
+    if config.reg_plain == "off":   # its own fleet registers over plain CoAP on loopback
+        config.reg_plain = "loopback"
     async with running_bridge(config) as parts:
         host, port = config.coap_addr
         if host in ("0.0.0.0", "::"):
@@ -43,6 +45,8 @@ async def demo(config, profiles=("all",), count=1, duration=None, out=print):
             % len(fleet.devices))
         out("Dashboard: %s/   API: %s/api/v1/devices   Metrics: %s/metrics"
             % (parts.http_url, parts.http_url, parts.http_url))
+        for line in parts.listening:
+            out("listening: " + line)
         out("Press Ctrl-C to stop.")
         try:
             if duration is None:

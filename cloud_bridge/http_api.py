@@ -231,6 +231,8 @@ async def health(request):
         store = "ok"
     except Exception as e:  # a health probe reports, it does not fail
         store = "unavailable: %s" % e.__class__.__name__
+    if store == "ok" and getattr(bridge, "store_problem", None):   # e.g. failing sweeps
+        store = "error: %s" % bridge.store_problem
     return ok({
         "status": "ok" if store == "ok" else "degraded", "store": store,
         "instance": bridge.config.instance, "time": bridge.clock(),
@@ -248,18 +250,36 @@ async def profiles(request):
     return ok([V.profile_json(s) for s in V.all_services()])
 
 
+DEVICE_PAGE = 1000       # devices per page of GET /devices unless ?limit= says otherwise
+MAX_DEVICE_PAGE = 10000
+
+
 async def list_devices(request):
+    """GET /devices: one page in id order (?limit=, ?after=<last id of the previous page>);
+    a Link header (rel="next") names the next page while there may be one."""
     bridge = _bridge(request)
     actor = request[ACTOR]
     presence = _query_choice(request, "presence", S.PRESENCE)
     group = request.query.get("group")
-    devices = await bridge.store.list_devices(presence=presence)
-    if group is not None:
-        S.check_name(group, "group")
-        devices = [d for d in devices if group in d.groups]
-    if not _is_operator(bridge, actor) and actor not in bridge.plugin_actors:
-        devices = [d for d in devices if await bridge.store.role_of(d.id, actor) is not None]
-    return ok([V.device_json(d, _last_seen(bridge, d.id)) for d in devices])
+    after = request.query.get("after")
+    limit = _query_int(request, "limit", DEVICE_PAGE, 1, MAX_DEVICE_PAGE)
+    sees_all = _is_operator(bridge, actor) or actor in bridge.plugin_actors
+    devices = await bridge.store.list_devices_page(after, limit, presence, group,
+                                                   None if sees_all else actor)
+    response = ok([V.device_json(d, _last_seen(bridge, d.id)) for d in devices])
+    if len(devices) == limit:
+        query = dict(request.query, after=devices[-1].id, limit=str(limit))
+        response.headers["Link"] = '<%s>; rel="next"' % request.url.relative().with_query(query)
+    return response
+
+
+async def delete_device(request):
+    """DELETE /devices/{id}: the operator or an owner forgets a device (audited)."""
+    bridge = _bridge(request)
+    device_id = request.match_info["id"]
+    S.check_device(device_id)
+    await bridge.delete_device(request[ACTOR], device_id)
+    return web.Response(status=204)
 
 
 async def get_device(request):
@@ -568,6 +588,7 @@ def make_app(bridge):
     r.add_get(API + "/profiles", profiles)
     r.add_get(API + "/devices", list_devices)
     r.add_get(API + "/devices/{id}", get_device)
+    r.add_delete(API + "/devices/{id}", delete_device)
     r.add_get(API + "/devices/{id}/history", history)
     r.add_put(API + "/devices/{id}/groups", put_groups)
     r.add_get(API + "/devices/{id}/commands", device_commands)

@@ -34,6 +34,8 @@ class MqttLink:
                                  # devices while this bridge was down is delivered later
                                  clean_session=False)
         bridge.add_transport(self.name, self)
+        bridge.metrics.gauge("mqtt_dropped", lambda: self.client.dropped,
+                             "MQTT messages dropped: outside the topic scheme, not a frame")
 
     async def start(self, timeout=10):
         self.client.start()
@@ -58,7 +60,10 @@ class MqttLink:
         asyncio.ensure_future(store())
 
     def _announce(self, device, body):
-        task = asyncio.ensure_future(self.bridge.announce(self.name, body, self.bridge.clock()))
+        # registered under "mqtt": the broker authenticated the publisher and its ACL
+        # decides who may publish on this device's topics; a CoAP identity cannot claim it
+        task = asyncio.ensure_future(self.bridge.announce(self.name, body, self.bridge.clock(),
+                                                          identity="mqtt"))
         self._announcing[device] = task
         task.add_done_callback(
             lambda t: self._announcing.pop(device, None) if self._announcing.get(device) is t

@@ -359,9 +359,18 @@ def _paths():
             "Devices the caller is paired with", 200, {"type": "array", "items": _ref("Device")},
             [400], [_query("presence", {"type": "string", "enum": list(PRESENCE)},
                            "only devices with this presence"),
-                    _query("group", _NAME, "only devices in this group")])},
+                    _query("group", _NAME, "only devices in this group"),
+                    _query("after", _NAME, "the last id of the previous page (ids ascend)"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000,
+                                     "default": 1000},
+                           "most devices returned; a Link header rel=next names the next "
+                           "page")])},
         dev: {"get": _op("A device with the latest value of every object", 200,
-                         _ref("DeviceDetail"), [400, 403, 404], [DEVICE])},
+                         _ref("DeviceDetail"), [400, 403, 404], [DEVICE]),
+              "delete": _op("Forget a device and all kept about it; its id may register "
+                            "again (operator, owner; audited)", 204, None, [400, 403, 404],
+                            [_path("id", _NAME, "device id", "retired-0001")],
+                            ok_description="deleted")},
         dev + "/history": {"get": _op(
             "Telemetry history of one object in SI units (without from: the newest points)",
             200, _ref("History"), [400, 403, 404], [

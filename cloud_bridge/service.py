@@ -21,6 +21,8 @@ from ..core.services import PLANS
 from .events import EventHub
 from .ingest import Ingest, notify_rows
 from .metrics import Metrics
+from .peer_log import PeerLog
+from .registration import Admission, Refused, check_device_id, may_claim
 from .tasks import cancel_and_wait
 from . import store as S
 
@@ -79,6 +81,11 @@ class Bridge:
         self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
         self._tasks = []
+        self.peers = PeerLog(self.metrics)          # refused peer input: counted, logged rarely
+        self.admission = Admission(config, clock)   # who may register which id, how fast
+        self.store_problem = None   # the last store failure not yet resolved (health)
+        self.store_corrupt = False  # the database is damaged: store nothing more in it
+        self._store_log = PeerLog(self.metrics, metric="store_errors")
         self._describe_metrics()
 
     def _describe_metrics(self):
@@ -87,6 +94,8 @@ class Bridge:
         m.describe("frames_rejected", "frames dropped or refused, by reason")
         m.describe("telemetry_rows", "telemetry values stored")
         m.describe("commands", "commands by final status")
+        m.describe("store_errors", "store operations that failed, by kind")
+        m.describe("telemetry_not_stored", "telemetry frames refused because the store failed")
         m.gauge("devices", lambda: len(self.known), "registered devices")
         m.gauge("devices_online", lambda: sum(1 for p in self.presence.values() if p == "online"),
                 "devices online")
@@ -98,6 +107,7 @@ class Bridge:
         for d in await self.store.list_devices():
             self.known.add(d.id)
             self.presence[d.id] = d.presence
+            self.admission.registered(d.id, d.credential_ref)
         self._tasks.append(asyncio.ensure_future(self._sweep_forever()))
 
     async def stop(self):
@@ -111,11 +121,13 @@ class Bridge:
 
     # ------------------------------------------------------------ from devices
 
-    async def device_frame(self, via, device, frame):
+    async def device_frame(self, via, device, frame, identity=None, source=None):
         """Handle one frame a device sent; return the reply frame for it, or None.
 
         device is who the transport authenticated or addressed (None if it
-        cannot tell before an ANNOUNCE).
+        cannot tell before an ANNOUNCE); identity and source are what an ANNOUNCE
+        registers under and is rate-limited by (see announce). Telemetry the
+        store cannot take raises StoreError: the transport must not acknowledge it.
         """
         now = self.clock()
         try:
@@ -126,7 +138,8 @@ class Bridge:
             return None if mid is None else F.error(frame[1], mid, e.code, e.detail)
         self.metrics.inc("frames_received", op=F.OP_NAMES[op])
         if op == F.ANNOUNCE:
-            return await self.announce(via, body, now, mid, expected=device)
+            return await self.announce(via, body, now, mid, expected=device, identity=identity,
+                                       source=source)
         if device is None or device not in self.known:
             self._reject("unknown_device", device)
             return F.error(sid, mid, NOT_AUTHORISED, "announce first")
@@ -138,7 +151,7 @@ class Bridge:
             except ValueError as e:
                 self._reject("malformed", device, str(e))
                 return F.error(sid, mid, MALFORMED, str(e))
-            await self.ingest.add(rows)
+            await self._store_telemetry(rows)
             self.metrics.inc("telemetry_rows", len(rows))
             self.hub.publish({"type": "telemetry", "device": device, "service": sid,
                               "t": rows[0][3] if rows else int(now),
@@ -149,11 +162,36 @@ class Bridge:
         return None  # RESULT/ERROR outside a request() exchange: late, already timed out
 
     def _reject(self, reason, device, detail=None):
-        self.metrics.inc("frames_rejected", reason=reason)
-        log.warning("rejected frame from %s: %s %s", device, reason, detail or "")
+        self.peers.report(reason, device, detail or "")
 
-    async def announce(self, via, body, now, mid=0, expected=None):
-        """Register (or refresh) a device from its ANNOUNCE body."""
+    async def _store_telemetry(self, rows):
+        """Store rows (ingest); StoreError when they are not stored, and then nothing is
+        acknowledged. A damaged database takes nothing more until it is recovered."""
+        if self.store_corrupt:
+            raise S.StoreCorrupt("the store is damaged: telemetry refused (%s)"
+                                 % self.store_problem)
+        try:
+            await self.ingest.add(rows)
+        except S.StoreError as e:
+            self.store_failed("telemetry", e)
+            raise
+
+    def store_failed(self, what, error):
+        """Note a store failure: /health reports it, a damaged store refuses telemetry."""
+        # /health is open to every caller: the kind of failure, not the path or the SQL
+        self.store_problem = "%s failed: %s" % (what, "database damaged" if isinstance(
+            error, S.StoreCorrupt) else type(error).__name__)
+        if isinstance(error, S.StoreCorrupt):
+            self.store_corrupt = True
+        self._store_log.report(type(error).__name__, what, str(error), level=logging.ERROR)
+
+    async def announce(self, via, body, now, mid=0, expected=None, identity=None, source=None):
+        """Register (or refresh) a device from its ANNOUNCE body.
+
+        identity: who the transport authenticated ("dtls:<psk identity>", "oscore:<id>",
+        "mqtt", "coap:<ip>"; None: an in-process transport); an id registered under
+        one identity can be claimed again only as registration.may_claim allows.
+        source: the sender's address, for the per-source limit on new ids."""
         if (type(body) is not dict or type(body.get(A_ID)) is not str or not body[A_ID]
                 or type(body.get(A_SERVICES)) is not list):
             self._reject("malformed", expected, "ANNOUNCE body")
@@ -162,18 +200,35 @@ class Bridge:
         if expected is not None and expected != device:
             self._reject("identity_mismatch", expected, device)
             return F.error(0, mid, NOT_AUTHORISED, "not this link's device")
+        try:
+            check_device_id(device)
+            if device not in self.known:
+                self.admission.check_new(device, identity, source)
+            self.admission.check_claim(device, identity)
+        except Refused as e:
+            self._reject(e.reason, "%s from %s" % (device, source or via),
+                         "%s (identity %s)" % (e.text, identity))
+            return F.error(0, mid, e.code, e.text)
         flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
         consumes = body.get(A_CONSUMES, [])
         owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
         try:
             await self.store.upsert_device(device, body[A_SERVICES],
                                            consumes if type(consumes) is list else [], flags, now,
+                                           credential_ref=identity,
                                            first_pairings=owners,
-                                           first_audit=("bridge", "register", {"via": via}))
+                                           first_audit=("bridge", "register", {"via": via}),
+                                           claim=lambda held: may_claim(held, identity))
+        except S.ClaimRefused as e:
+            self.admission.registered(device, e.held)   # another instance registered it
+            self._reject("claim_refused", "%s from %s" % (device, source or via),
+                         "device registered under another identity (identity %s)" % identity)
+            return F.error(0, mid, NOT_AUTHORISED, "device registered under another identity")
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))
             return F.error(0, mid, MALFORMED, str(e))
         self.known.add(device)
+        self.admission.registered(device, identity)
         self.routes[device] = via
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
                           "sleepy": bool(flags & FLAG_SLEEPY)})
@@ -449,6 +504,39 @@ class Bridge:
         await self.store.audit(actor, "unpair", device, {"controller": controller}, self.clock())
         return removed
 
+    # ------------------------------------------------------------ deleting devices
+
+    async def delete_device(self, actor, device):
+        """Forget a device (operator, or an owner of it): its store rows, routes and
+        queue go, the deletion is audited, and its id is free to register again
+        (this is how an operator releases an id bound to a lost identity).
+        LookupError for an unknown device, Forbidden for anyone else (audited)."""
+        await self._require_known(device)
+        now = self.clock()
+        if actor != self.config.operator and self.plugin_actors.get(actor) != OWNER \
+                and await self.store.role_of(device, actor) != OWNER:
+            await self.store.audit(actor, "refused", device, {"op": "delete"}, now)
+            raise Forbidden("%s may not delete %s (operator or owner only)" % (actor, device))
+        if not await self.store.delete_device(device, actor, now,
+                                              {"via": self.routes.get(device)}):
+            raise LookupError("unknown device %r" % device)
+        self._forget(device)
+        self.hub.publish({"type": "device_deleted", "device": device})
+
+    def _forget(self, device):
+        for cache in (self.routes, self.presence, self._seen, self._mids):
+            cache.pop(device, None)
+        self.known.discard(device)
+        self._stalled.discard(device)
+        self.admission.forget(device)
+        task = self._delivery.pop(device, None)
+        if task is not None:
+            task.cancel()
+        for transport in self.transports.values():
+            forget = getattr(transport, "forget", None)
+            if forget is not None:
+                forget(device)
+
     # ------------------------------------------------------------ housekeeping
 
     async def _flush_seen(self):
@@ -479,5 +567,9 @@ class Bridge:
                 if now - last_prune > 3600:
                     await self.store.prune_telemetry(now - self.config.retention_days * 86400)
                     last_prune = now
+                if not self.store_corrupt:
+                    self.store_problem = None
+            except S.StoreError as e:
+                self.store_failed("sweep", e)
             except Exception:
                 log.exception("sweep failed")

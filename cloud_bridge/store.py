@@ -88,6 +88,20 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached, is busy past the timeout, or the store is closed."""
 
 
+class StoreCorrupt(StoreUnavailable):
+    """The database file is damaged (SQLite: SQLITE_CORRUPT, SQLITE_NOTADB): nothing
+    written to it can be trusted until it is recovered."""
+
+
+class ClaimRefused(StoreError):
+    """A device id registered under another identity (upsert_device's claim said no)."""
+
+    def __init__(self, device, held):
+        self.device = device
+        self.held = held
+        super().__init__("device %r is registered under another identity" % (device,))
+
+
 class SchemaError(StoreError):
     """The database holds a schema this code does not know."""
 
@@ -448,6 +462,12 @@ def _in(n):
     return ",".join("?" * n)
 
 
+def _no_groups():
+    """A transaction-script step that runs nothing and yields no groups."""
+    return {}
+    yield
+
+
 class Store(abc.ABC):
     """The bridge's storage. Backends implement _run, open and close."""
 
@@ -530,7 +550,7 @@ class Store(abc.ABC):
         return (id, sv, cs, flags, credential_ref, float(now), float(now), float(now))
 
     async def upsert_device(self, id, services, consumes, flags, now, credential_ref=None,
-                            first_pairings=(), first_audit=None):
+                            first_pairings=(), first_audit=None, claim=None):
         """Register a device or update it from an ANNOUNCE; it is online now.
 
         services: [[service id, major, minor], ...]; consumes: [service id, ...];
@@ -538,6 +558,8 @@ class Store(abc.ABC):
         replaces the stored one when given. When the device is new, first_pairings
         [(controller, role)] and first_audit (actor, action, detail) are written in
         the same transaction, so no reader sees a new device without its owner.
+        claim (optional): claim(stored credential_ref) -> bool, asked in the same
+        transaction for a known device; False raises ClaimRefused and changes nothing.
         Returns True for a new device.
         """
         check_time(now, "now")
@@ -552,7 +574,9 @@ class Store(abc.ABC):
             audit_detail = dump_value(first_audit[2])
 
         def script():
-            r = yield Q("SELECT 1 FROM devices WHERE id = ?", (id,))
+            r = yield Q("SELECT credential_ref FROM devices WHERE id = ?", (id,))
+            if r.rows and claim is not None and not claim(r.rows[0][0]):
+                raise ClaimRefused(id, r.rows[0][0])
             yield Q(self._UPSERT, row)
             if r.rows:
                 return False
@@ -634,6 +658,69 @@ class Store(abc.ABC):
                 groups = yield from self._s_groups([x[0] for x in r.rows])
             return [device_of(x, groups.get(x[0], [])) for x in r.rows]
         return await self._run(script, write=False)
+
+    async def list_devices_page(self, after=None, limit=1000, presence=None, group=None,
+                                controller=None):
+        """One page of Devices by id: those after `after` (None: from the first), at
+        most `limit`, optionally only those with this presence, in this group, or
+        paired with this controller. Each page costs the same however many
+        devices there are (the id, group and controller indexes lead)."""
+        check_limit(limit)
+        for value, what in ((after, "after"), (group, "group"), (controller, "controller")):
+            if value is not None:
+                check_name(value, what)
+        if presence is not None:
+            check_choice(presence, PRESENCE, "presence")
+        cols = ", ".join("d." + c.strip() for c in DEVICE_COLS.split(","))
+        if controller is not None:     # drive from the controller's pairings
+            sql = ("SELECT " + cols + " FROM pairings p JOIN devices d ON d.id = p.device "
+                   "WHERE p.controller = ?")
+            params, key = [controller], "p.device"
+        elif group is not None:        # drive from the group's members
+            sql = ("SELECT " + cols + " FROM device_groups g JOIN devices d ON d.id = g.device "
+                   "WHERE g.grp = ?")
+            params, key, group = [group], "g.device", None
+        else:
+            sql, params, key = "SELECT " + cols + " FROM devices d WHERE 1 = 1", [], "d.id"
+        if group is not None:
+            sql += " AND EXISTS (SELECT 1 FROM device_groups g WHERE g.device = d.id AND g.grp = ?)"
+            params.append(group)
+        if presence is not None:
+            sql += " AND d.presence = ?"
+            params.append(presence)
+        if after is not None:
+            sql += " AND %s > ?" % key
+            params.append(after)
+        sql += " ORDER BY %s LIMIT ?" % key
+        params.append(limit)
+
+        def script():
+            r = yield Q(sql, tuple(params))
+            groups = yield from self._s_groups([x[0] for x in r.rows]) if r.rows else _no_groups()
+            return [device_of(x, groups.get(x[0], [])) for x in r.rows]
+        return await self._run(script, write=False)
+
+    async def delete_device(self, id, actor, now, detail=None):
+        """Forget a device and all the store keeps about it (telemetry, latest values,
+        commands, plans, pairings, groups) and audit it, in one transaction: its id
+        is free to be registered again. False (nothing written) for an unknown id."""
+        check_device(id)
+        check_name(actor, "actor")
+        check_time(now, "now")
+        audit_detail = dump_value(detail)
+
+        def script():
+            r = yield Q("SELECT 1 FROM devices WHERE id = ?", (id,))
+            if not r.rows:
+                return False
+            for table in ("telemetry", "latest", "plans", "commands", "pairings",
+                          "device_groups"):   # plans before the commands they name
+                yield Q("DELETE FROM " + table + " WHERE device = ?", (id,))
+            yield Q("DELETE FROM devices WHERE id = ?", (id,))
+            yield Q("INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                    (float(now), actor, "delete", id, audit_detail))
+            return True
+        return await self._run(script)
 
     async def set_presence(self, id, presence, now):
         """Set presence ("online", "sleeping", "offline"); return the previous one."""

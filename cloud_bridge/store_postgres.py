@@ -100,6 +100,8 @@ DDL = (
         credential json NOT NULL,
         created_at double precision NOT NULL,
         PRIMARY KEY (device, controller))""",
+    # a controller's devices, in id order (device listing for a non-operator)
+    "CREATE INDEX IF NOT EXISTS pairings_controller ON pairings (controller, device)",
     """CREATE TABLE IF NOT EXISTS audit (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         at double precision NOT NULL,

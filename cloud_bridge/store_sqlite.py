@@ -21,11 +21,12 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .store import Store, Many, Result, StoreError, StoreUnavailable
+from .store import Store, Many, Result, StoreError, StoreUnavailable, StoreCorrupt
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
                 "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT")
+_CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")   # the file is damaged
 
 MAX_BATCH = 64   # write scripts per group commit: fewer fsyncs, yet no bursts of work
 
@@ -104,6 +105,8 @@ DDL = (
         credential TEXT NOT NULL,
         created_at REAL NOT NULL,
         PRIMARY KEY (device, controller))""",
+    # a controller's devices, in id order (device listing for a non-operator)
+    "CREATE INDEX IF NOT EXISTS pairings_controller ON pairings (controller, device)",
     """CREATE TABLE IF NOT EXISTS audit (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at REAL NOT NULL,
@@ -245,6 +248,8 @@ class SqliteStore(Store):
         if isinstance(e, sqlite3.ProgrammingError) and self._conn is None:
             return StoreUnavailable("store is closed")
         name = getattr(e, "sqlite_errorname", "")
+        if name.startswith(_CORRUPT):
+            return StoreCorrupt("sqlite database %r is damaged: %s (%s)" % (self.path, e, name))
         if name.startswith(_UNAVAILABLE):
             return StoreUnavailable("sqlite: %s (%s)" % (e, name))
         return StoreError("sqlite: %s" % e)
@@ -256,6 +261,8 @@ class SqliteStore(Store):
             c.execute("PRAGMA synchronous = FULL")
             c.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as e:
+            if getattr(e, "sqlite_errorname", "").startswith(_CORRUPT):
+                raise StoreCorrupt("sqlite database %r is damaged: %s" % (self.path, e)) from e
             raise StoreUnavailable("cannot open sqlite database %r: %s" % (self.path, e)) from e
         if mode.lower() != "wal":
             c.close()

@@ -38,14 +38,15 @@ def wait_for(cond, timeout=WAIT, what='condition'):
 class Broker:
     """One mosquitto with its own config, log and persistence in a tmp dir."""
 
-    def __init__(self, tmp, tls=None):
+    def __init__(self, tmp, tls=None, users=None, acl=None):
+        """users: {name: password} turns anonymous access off; acl: the ACL file's text."""
         self.dir = tmp
         self.port = free_port()
         self.log = os.path.join(tmp, 'mosquitto.log')
         self.conf = os.path.join(tmp, 'mosquitto.conf')
         lines = [
             'listener %d 127.0.0.1' % self.port,
-            'allow_anonymous true',
+            'allow_anonymous %s' % ('false' if users else 'true'),
             'persistence true',
             'persistence_location %s%s' % (tmp, os.sep),
             'autosave_interval 3600',
@@ -58,6 +59,18 @@ class Broker:
         if tls:
             lines += ['cafile %s' % tls['ca'], 'certfile %s' % tls['cert'],
                       'keyfile %s' % tls['key']]
+        if users:
+            passwords = os.path.join(tmp, 'passwords')
+            open(passwords, 'w').close()
+            for name, password in users.items():
+                subprocess.run(['mosquitto_passwd', '-b', passwords, name, password], check=True,
+                               capture_output=True, timeout=WAIT)
+            lines.append('password_file %s' % passwords)
+        if acl is not None:
+            acl_file = os.path.join(tmp, 'acl')
+            with open(acl_file, 'w') as f:
+                f.write(acl)
+            lines.append('acl_file %s' % acl_file)
         with open(self.conf, 'w') as f:
             f.write('\n'.join(lines) + '\n')
         self.proc = None

@@ -31,7 +31,7 @@ def test_an_explicit_store_url_wins_over_the_data_directory(tmp_path):
 
 def test_dtls_on_the_any_address_is_refused_with_what_to_set(tmp_path):
     cfg = tmp_path / "bridge.toml"
-    cfg.write_text(PSK)
+    cfg.write_text('[bridge]\ncoap = "0.0.0.0:5683"\n' + PSK)
     with pytest.raises(ValueError, match="coap = .*5683.*any-address"):
         C.load(str(cfg))
 
@@ -63,3 +63,17 @@ def test_dtls_without_its_library_is_refused_with_what_to_install(tmp_path, monk
     cfg.write_text('[bridge]\ncoap = "127.0.0.1:5683"\n' + PSK)
     with pytest.raises(ValueError, match=r"\[dtls\] psk: .*pip install 'spot-runtime\[dtls\]'"):
         C.load(str(cfg))
+
+
+def test_an_unknown_plain_coap_policy_is_refused_with_the_choices(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[registration]\nplain = "sometimes"\n')
+    with pytest.raises(ValueError, match=r"\[registration\] plain must be one of off, loopback, open"):
+        C.load(str(cfg))
+
+
+def test_registration_settings_are_read_from_their_section(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[registration]\nplain = "open"\nallow = ["hp-*"]\nsource_burst = 2\n')
+    c = C.load(str(cfg))
+    assert (c.reg_plain, c.reg_allow, c.reg_source_burst) == ("open", ["hp-*"], 2)

@@ -1015,3 +1015,56 @@ async def test_first_pairings_with_an_unknown_role_register_nothing(s, url):
     with pytest.raises(S.InvalidValue):
         await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0, first_pairings=[("x", "emperor")])
     assert await s.get_device("hp-1") is None
+
+
+# ---------------------------------------------------------------- identity, deletion, pages
+
+@store_test
+async def test_a_refused_claim_raises_and_changes_nothing(s, url):
+    await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0, credential_ref="dtls:fleet")
+    with pytest.raises(S.ClaimRefused) as e:
+        await s.upsert_device("hp-1", [[HP, 2, 0]], [], 1, T0 + 5, credential_ref="coap:10.0.0.9",
+                              claim=lambda held: held == "coap:10.0.0.9")
+    assert e.value.held == "dtls:fleet"
+    d = await s.get_device("hp-1")
+    assert (d.services, d.flags, d.last_seen, d.credential_ref) == ([[HP, 1, 0]], 0, T0,
+                                                                    "dtls:fleet")
+
+
+@store_test
+async def test_deleting_a_device_removes_all_kept_about_it_and_audits_it(s, url):
+    await add_device(s, "hp-1")
+    await add_device(s, "hp-2")
+    await s.add_telemetry([("hp-1", HP, 8, T0, 352)])
+    await s.enqueue("hp-1", HP, 2, {7: 215}, "operator", T0)
+    await s.record_plan("hp-1", 1, T0, T0 + 60, 1, {HP: {7: 1}}, "operator", T0)
+    await s.add_pairing("hp-1", "alice", "owner", None, T0)
+    await s.set_groups("hp-1", ["north"])
+    assert await s.delete_device("hp-1", "operator", T0 + 1, {"why": "test"}) is True
+    assert await s.get_device("hp-1") is None
+    assert not await s.latest("hp-1")
+    assert await s.list_commands("hp-1") == [] and await s.pairings("hp-1") == []
+    assert await s.devices_in_group("north") == []
+    assert [d.id for d in await s.list_devices()] == ["hp-2"]
+    entry = (await s.list_audit(target="hp-1"))[0]
+    assert (entry.actor, entry.action, entry.detail) == ("operator", "delete", {"why": "test"})
+    assert await s.delete_device("hp-1", "operator", T0 + 2) is False
+
+
+@store_test
+async def test_device_pages_follow_ids_and_filters(s, url):
+    await s.upsert_devices([("d-%02d" % i, [[HP, 1, 0]], [], 0) for i in range(12)], T0)
+    page = await s.list_devices_page(None, 5)
+    assert [d.id for d in page] == ["d-00", "d-01", "d-02", "d-03", "d-04"]
+    assert [d.id for d in await s.list_devices_page("d-09", 5)] == ["d-10", "d-11"]
+    for i in (2, 4, 9):
+        await s.add_pairing("d-%02d" % i, "watcher", "monitor", None, T0)
+    await s.set_groups("d-04", ["north"])
+    await s.set_groups("d-05", ["north"])
+    assert [d.id for d in await s.list_devices_page("d-02", 5, controller="watcher")] == [
+        "d-04", "d-09"]
+    assert [d.id for d in await s.list_devices_page(None, 5, group="north")] == ["d-04", "d-05"]
+    both = await s.list_devices_page(None, 5, group="north", controller="watcher")
+    assert [(d.id, d.groups) for d in both] == [("d-04", ["north"])]
+    await s.set_presence("d-05", "offline", T0 + 1)
+    assert [d.id for d in await s.list_devices_page(None, 5, presence="offline")] == ["d-05"]

@@ -157,6 +157,32 @@ def _send_on_dtls_sessions(context):
         mi.recognize_remote = recognize_remote
 
 
+def _guard_decoding(context, on_unparsable):
+    """Datagrams aiocoap cannot decode go to on_unparsable(address, error), not to a
+    traceback in the log.
+
+    aiocoap 0.4 catches only its own UnparsableMessage while decoding; a Uri-Path
+    that is not UTF-8 raises UnicodeDecodeError out of the socket callback, which
+    asyncio logs with a traceback for every such datagram (plain UDP, and the
+    plaintext of a DTLS session). Here both receive paths catch what a peer's
+    bytes can raise; the datagram is dropped (the peer gets no answer, as for any
+    datagram that is not CoAP)."""
+    for ri in context.request_interfaces:
+        mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
+        for name in ("datagram_msg_received", "_received_datagram"):   # udp6, DTLS plaintext
+            receive = getattr(mi, name, None)
+            if receive is None:
+                continue
+
+            def guarded(*args, receive=receive, name=name):
+                try:
+                    receive(*args)
+                except (UnicodeError, ValueError, TypeError, IndexError) as e:
+                    address = args[-1] if name == "datagram_msg_received" else args[0]
+                    on_unparsable(address, e)
+            setattr(mi, name, guarded)
+
+
 class BridgeCoapServer:
     """The bridge's CoAP side: an aiocoap server with the /s bus resource.
 
@@ -173,10 +199,12 @@ class BridgeCoapServer:
     an aiocoap OSCOREAddress naming the context) and answered protected; frames
     sent to such a remote go out protected. It is read on every request, so
     contexts added to a CredentialsMap later are used from then on.
+    on_unparsable(address, error): told about each datagram aiocoap cannot decode
+    (dropped; default: counted in `unparsable`, never logged).
     """
 
     def __init__(self, host="127.0.0.1", port=5683, on_frame=None, credentials=None,
-                 max_frames=1000, oscore=None):
+                 max_frames=1000, oscore=None, on_unparsable=None):
         self.host = host
         self.port = port
         self.on_frame = on_frame
@@ -187,6 +215,8 @@ class BridgeCoapServer:
         self.frames = []       # (remote, frame) received without a callback
         self.max_frames = max_frames
         self.context = None
+        self.unparsable = 0
+        self.on_unparsable = on_unparsable
 
     async def start(self):
         site = aiocoap.resource.Site()
@@ -205,7 +235,13 @@ class BridgeCoapServer:
             server_credentials=self.credentials)
         if self.credentials is not None:
             _send_on_dtls_sessions(self.context)
+        _guard_decoding(self.context, self._unparsable)
         return self
+
+    def _unparsable(self, address, error):
+        self.unparsable += 1
+        if self.on_unparsable is not None:
+            self.on_unparsable(address, error)
 
     async def stop(self):
         if self.context is not None:

@@ -1,0 +1,180 @@
+"""Who may register which device id, under which identity, and how fast.
+
+Every ANNOUNCE the bridge accepts is registered under the identity the
+transport authenticated (docs/security-transports.md):
+
+    "dtls:<PSK identity>"   over coaps:// (the DTLS pre-shared key's identity)
+    "oscore:<device>"       in a commissioned device's OSCORE context
+    "mqtt"                  through the broker (its ACL decides who publishes what)
+    "coap:<source IP>"      plain CoAP, when the [registration] plain policy allows it
+
+The store records the identity that registered an id (the device's
+credential_ref) and `may_claim` decides whether a later ANNOUNCE may claim the
+id again: under the same identity, or an authenticated identity taking over an
+id that only a plain-CoAP address held. Everything else is refused with
+not-authorised (CoAP 4.01) and changes nothing; the operator releases an id by
+deleting the device (DELETE /api/v1/devices/{id}).
+
+Plain-CoAP policy ([registration] plain): "off" (refused), "loopback" (the
+default: only from 127.0.0.0/8 and ::1, so a bridge on its default address
+127.0.0.1 and `spot demo` / `spot sim --connect coap://127.0.0.1:...` work),
+or "open" (any source; each id stays bound to the IP that first registered it).
+
+Limits on new ids (an id the bridge does not know yet; refreshes are free):
+an allow-list (`allow`: ids or shell patterns, e.g. "hp-*"; empty: any id),
+for CoAP and DTLS a token bucket per source (source_burst ids at once, then
+one per source_interval seconds) and one in total (total_burst,
+total_per_second), and a cap on devices registered over plain CoAP
+(max_plain). A refusal for a limit is `busy` (CoAP 5.03), so a device retries
+later. MQTT registrations meet the allow-list only (the broker authenticates).
+"""
+import fnmatch
+import ipaddress
+from collections import OrderedDict
+
+from ..core.errors import BUSY, MALFORMED, NOT_AUTHORISED
+from ..core.mqtt_binding import check_level
+
+PLAIN_POLICIES = ("off", "loopback", "open")
+PLAIN_PREFIX = "coap:"
+MAX_SOURCES = 10000     # per-source buckets kept (the least recently used go first)
+
+
+class Refused(Exception):
+    """An ANNOUNCE the bridge does not accept: SPOT error code, metric reason, text."""
+
+    def __init__(self, code, reason, text):
+        super().__init__(text)
+        self.code = code
+        self.reason = reason
+        self.text = text
+
+
+def check_device_id(device):
+    """Refused (malformed) unless device is an id every transport can carry (spec 3):
+    1..64 UTF-8 bytes without '/', '+', '#' or NUL, not starting with '$', not 'signal'."""
+    try:
+        check_level(device)
+        device.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        raise Refused(MALFORMED, "reserved_id", str(e))
+
+
+def is_plain(identity):
+    return identity is None or identity.startswith(PLAIN_PREFIX)
+
+
+def over_plain_coap(identity):
+    return identity is not None and identity.startswith(PLAIN_PREFIX)
+
+
+def may_claim(held, claimant):
+    """May `claimant` register an id that `held` registered? (held None: nobody yet)"""
+    if held is None or held == claimant:
+        return True
+    return is_plain(held) and not is_plain(claimant)
+
+
+def source_ip(host):
+    """The IP address of a source host text, IPv4-mapped IPv6 unwrapped; None if not one."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except (ValueError, AttributeError):
+        return None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped or ip
+
+
+def plain_identity(policy, host):
+    """The identity a plain-CoAP ANNOUNCE from host registers under; Refused when the
+    policy does not let plain CoAP register from there."""
+    ip = source_ip(host)
+    if policy == "open" and ip is not None:
+        return PLAIN_PREFIX + str(ip)
+    if policy == "loopback" and ip is not None and ip.is_loopback:
+        return PLAIN_PREFIX + str(ip)
+    raise Refused(NOT_AUTHORISED, "plain_refused",
+                  "plain CoAP registration is %s here: use coaps:// or OSCORE"
+                  % ("off" if policy == "off" else "only for loopback sources"))
+
+
+class Bucket:
+    """A token bucket: `burst` tokens, refilled at `rate` per second."""
+
+    __slots__ = ("rate", "burst", "tokens", "at")
+
+    def __init__(self, rate, burst, now):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.at = now
+
+    def take(self, now):
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Admission:
+    """The registration policy of one bridge (config [registration])."""
+
+    def __init__(self, config, clock):
+        self.config = config
+        self.clock = clock
+        self.allow = list(config.reg_allow)
+        self._total = Bucket(config.reg_total_per_second, config.reg_total_burst, clock())
+        self._sources = OrderedDict()   # source -> Bucket
+        self.plain_ids = set()          # registered ids held by a plain-CoAP address
+        self.held = {}                  # registered id -> the identity holding it (a cache)
+
+    def check_claim(self, device, identity):
+        """Refused when the cache already says another identity holds the id (the store
+        decides again in the registering transaction; this spares it the flood)."""
+        held = self.held.get(device)
+        if held is not None and not may_claim(held, identity):
+            raise Refused(NOT_AUTHORISED, "claim_refused",
+                          "device registered under another identity")
+
+    def identity_for_plain(self, host):
+        return plain_identity(self.config.reg_plain, host)
+
+    def check_new(self, device, identity, source):
+        """Refused unless a new id may register now (allow-list, rates, plain cap);
+        takes the rate tokens when it may. Only CoAP and DTLS registrations (with a
+        source address) are rate-limited: MQTT's are authenticated by the broker, and
+        a refused birth would not be sent again; an in-process transport (tests,
+        benchmarks) has neither source nor identity."""
+        if self.allow and not any(fnmatch.fnmatchcase(device, p) for p in self.allow):
+            raise Refused(NOT_AUTHORISED, "not_allowed", "device id not in the allow-list")
+        if over_plain_coap(identity) and len(self.plain_ids) >= self.config.reg_max_plain:
+            raise Refused(BUSY, "plain_cap", "too many devices registered over plain CoAP")
+        now = self.clock()
+        if source is not None:
+            bucket = self._sources.get(source)
+            if bucket is None:
+                bucket = Bucket(1.0 / self.config.reg_source_interval,
+                                self.config.reg_source_burst, now)
+                self._sources[source] = bucket
+                while len(self._sources) > MAX_SOURCES:
+                    self._sources.popitem(last=False)
+            else:
+                self._sources.move_to_end(source)
+            if not bucket.take(now):
+                raise Refused(BUSY, "rate_source", "new device ids from this source: retry later")
+        if source is not None and not self._total.take(now):
+            raise Refused(BUSY, "rate_total", "new device ids: retry later")
+
+    def registered(self, device, identity):
+        if identity is not None:
+            self.held[device] = identity
+        if over_plain_coap(identity):
+            self.plain_ids.add(device)
+        else:
+            self.plain_ids.discard(device)
+
+    def forget(self, device):
+        self.plain_ids.discard(device)
+        self.held.pop(device, None)

@@ -1,0 +1,99 @@
+"""Helpers for the adversarial tests: a running bridge on free loopback ports and a
+raw CoAP sender.
+
+RawCoap is a test double, not a peer: it writes CoAP datagrams byte by byte
+(core.coap's encoder, or any bytes at all) from its own UDP socket, on a chosen
+loopback address, the way an attacker's script would, and reads what comes back.
+"""
+import asyncio
+import contextlib
+import socket
+
+from netutil import free_udp_ports
+from spot.cloud_bridge import config as C
+from spot.cloud_bridge.app import running_bridge
+from spot.core import coap as M
+from spot.core import frame as F
+from spot.core.coap_binding import CF_SPOT
+
+HP = 0x10
+
+
+def announce(device, mid=1, services=((HP, 1, 0),)):
+    return F.encode(F.ANNOUNCE, 0, mid, {0: device, 1: [list(s) for s in services]})
+
+
+def notify(mid=0, t=None, values=None):
+    return F.encode(F.NOTIFY, HP, mid, [t, values or {11: 215}])
+
+
+@contextlib.asynccontextmanager
+async def bridge(tmp_path, **options):
+    """A running bridge (real store, CoAP link, HTTP) on free loopback ports: its Parts,
+    with `coap_port` set. options: config settings (e.g. reg_plain="open", psk=...)."""
+    for attempt in range(5):
+        port = free_udp_ports(2)
+        settings = dict(data=str(tmp_path / "bridge"), coap="127.0.0.1:%d" % port,
+                        http="127.0.0.1:0", offline_after=3600)
+        settings.update(options)
+        cm = running_bridge(C.load(None, **settings))
+        try:
+            parts = await cm.__aenter__()
+            break
+        except OSError:   # a probed port taken before the bind
+            if attempt == 4:
+                raise
+    parts.coap_port = port
+    try:
+        yield parts
+    finally:
+        await cm.__aexit__(None, None, None)
+
+
+class RawCoap(asyncio.DatagramProtocol):
+    """A UDP socket on `host` that sends raw CoAP datagrams and collects the answers
+    (test double)."""
+
+    def __init__(self):
+        self.replies = asyncio.Queue()
+        self.transport = None
+        self._mid = 100
+
+    @classmethod
+    async def open(cls, host="127.0.0.1"):
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(cls, local_addr=(host, 0),
+                                                       family=socket.AF_INET)
+        return proto
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.replies.put_nowait(data)
+
+    @property
+    def port(self):
+        return self.transport.get_extra_info("sockname")[1]
+
+    def close(self):
+        self.transport.close()
+
+    def send(self, data, port):
+        self.transport.sendto(data, ("127.0.0.1", port))
+
+    async def post(self, frame, port, path=("s",), timeout=5.0):
+        """POST frame to the bridge's /s; (CoAP code, payload) of its answer."""
+        self._mid = (self._mid + 1) & 0xFFFF
+        opts = [(M.URI_PATH, p) for p in path] + [(M.CONTENT_FORMAT, CF_SPOT)]
+        self.send(M.encode_message(M.CON, M.POST, self._mid, b"t%d" % self._mid, opts, frame),
+                  port)
+        while True:
+            msg = M.decode(await asyncio.wait_for(self.replies.get(), timeout))
+            if msg.mid == self._mid:
+                return msg.code, msg.payload
+
+
+def code(c):
+    """CoAP code as text, e.g. 0x81 -> "4.01"."""
+    return "%d.%02d" % (c >> 5, c & 31)
