@@ -584,6 +584,8 @@ def command_json(c):
         "expires_at": _t(c.expires_at), "timeout": c.timeout, "sent_at": _t(c.sent_at),
         "completed_at": _t(c.completed_at), "result": jsonable(c.result),
         "error": error_text(c.status, c.result, c.service),
+        # a SUBSCRIBE's id (its message id), for an UNSUBSCRIBE of just this one
+        "subscription": c.mid if c.op == F.SUBSCRIBE and c.status == "done" else None,
     }
 
 

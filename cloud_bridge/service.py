@@ -21,6 +21,7 @@ from ..core.services import PLANS
 from .events import EventHub
 from .ingest import Ingest, notify_rows
 from .metrics import Metrics
+from .subscriptions import SubscriptionBook
 from .tasks import cancel_and_wait
 from . import store as S
 
@@ -75,6 +76,7 @@ class Bridge:
         self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
         self._tasks = []
+        self.subscriptions = SubscriptionBook()   # who owns which subscription
         self._describe_metrics()
 
     def _describe_metrics(self):
@@ -267,6 +269,7 @@ class Bridge:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
         except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
             await self._finish(cmd, "timeout", str(e) or "no answer")
+            self._subscription_answered(cmd, mid, False)
             self._stalled.add(device)
             return False  # the device went quiet: wait until it is heard again
         try:
@@ -277,6 +280,7 @@ class Bridge:
             await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
             return True
         await self._finish(cmd, "done" if op == F.RESULT else "error", body)
+        self._subscription_answered(cmd, mid, op == F.RESULT)
         return True
 
     async def _finish(self, cmd, status, result):
@@ -298,6 +302,35 @@ class Bridge:
                                    self.clock())
             raise Forbidden("%s may not %s service %d of %s (role: %s)"
                             % (actor, F.OP_NAMES[op], sid, device, role or "not paired"))
+        return role
+
+    # ------------------------------------------------------------ subscriptions
+
+    def _manages(self, actor, role):
+        return actor == self.config.operator or role in (OWNER, "installer")
+
+    def _subscription_refusal(self, actor, device, role, op, sid, body):
+        """Why the book refuses actor's SUBSCRIBE / UNSUBSCRIBE, or None."""
+        if op == F.SUBSCRIBE:
+            return self.subscriptions.admit(device, actor, self._manages(actor, role))
+        if op == F.UNSUBSCRIBE:
+            return self.subscriptions.check_unsubscribe(device, actor, sid, body,
+                                                        self._manages(actor, role))
+        return None
+
+    def _subscription_answered(self, cmd, mid, ok):
+        if cmd.op == F.SUBSCRIBE:
+            self.subscriptions.settled(cmd.id, cmd.service, mid if ok else None)
+        elif cmd.op == F.UNSUBSCRIBE and ok:
+            self.subscriptions.ended(cmd.device, cmd.service, cmd.body)
+
+    def subscription_ended(self, device, sid, mid):
+        """A transport saw the device end a subscription (a final notification)."""
+        self.subscriptions.ended(device, sid, mid)
+
+    def subscriptions_of(self, device):
+        """[(service, subscription id, actor)] the bridge holds on device."""
+        return self.subscriptions.of(device)
 
     def _check_request(self, service, op, body):
         """BadRequest unless op, service and body make a frame within the limits."""
@@ -328,8 +361,15 @@ class Bridge:
         """Queue a request for a device after access control; returns the Command."""
         self._check_request(service, op, body)
         await self._require_known(device)
-        await self._authorise(actor, device, op, service)
-        return (await self._queue(actor, [device], service, op, body, expires_in, timeout))[0]
+        role = await self._authorise(actor, device, op, service)
+        refusal = self._subscription_refusal(actor, device, role, op, service, body)
+        if refusal is not None:
+            await self.store.audit(actor, "refused", device, {"op": F.OP_NAMES[op],
+                                                              "service": service,
+                                                              "why": refusal}, self.clock())
+            raise Forbidden(refusal)
+        return (await self._queue(actor, [device], service, op, body, expires_in, timeout,
+                                  [self._manages(actor, role)]))[0]
 
     async def submit_group(self, actor, group, service, op, body=None, expires_in=None,
                            timeout=None):
@@ -337,24 +377,31 @@ class Bridge:
         devices the actor may not command are skipped (each refusal audited) and listed.
         Returns ([Command], [refused device])."""
         self._check_request(service, op, body)
-        allowed_devices, refused = [], []
+        allowed_devices, refused, managed = [], [], []
         for device in await self.store.devices_in_group(group):
             try:
-                await self._authorise(actor, device, op, service)
+                role = await self._authorise(actor, device, op, service)
+                if self._subscription_refusal(actor, device, role, op, service, body):
+                    raise Forbidden(device)
                 allowed_devices.append(device)
+                managed.append(self._manages(actor, role))
             except Forbidden:
                 refused.append(device)
         commands = await self._queue(actor, allowed_devices, service, op, body, expires_in,
-                                     timeout)
+                                     timeout, managed)
         return commands, refused
 
-    async def _queue(self, actor, devices, service, op, body, expires_in, timeout):
+    async def _queue(self, actor, devices, service, op, body, expires_in, timeout, managed=()):
+        """managed: per device, whether actor manages it (for a SUBSCRIBE's book entry)."""
         if not devices:
             return []
         now = self.clock()
         expires = now + (expires_in if expires_in is not None else self.config.command_expiry)
         ids = await self.store.enqueue_many(devices, service, op, body, actor, now, expires,
                                             timeout or self.config.command_timeout)
+        if op == F.SUBSCRIBE:   # in the book before delivery can settle it
+            for cid, device, manager in zip(ids, devices, managed):
+                self.subscriptions.queue(cid, device, actor, manager)
         for cid, device in zip(ids, devices):
             self._command_event(cid, device, "queued")
             self._kick(device)
@@ -437,6 +484,7 @@ class Bridge:
             for cid in ids:
                 self.metrics.inc("commands", status=status)
                 self._command_event(cid, None, status)
+                self.subscriptions.settled(cid)   # a SUBSCRIBE that never took a slot
 
     async def _sweep_forever(self, every=2.0):
         last_prune = 0
