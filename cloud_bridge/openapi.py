@@ -139,7 +139,12 @@ SCHEMAS = {
             "timeout": _nullable("number"), "sent_at": _nullable("number"),
             "completed_at": _nullable("number"),
             "result": dict(_ANY, description="RESULT body, or ERROR [code, detail]"),
-            "error": dict(_nullable("string"), description="why it did not end done")}},
+            "error": dict(_nullable("string"), description="why it did not end done"),
+            "subscription": dict(_nullable("integer"),
+                                 description="a done subscribe's id (for unsubscribe)"),
+            "values": dict(_nullable("object"), description=(
+                "a done read's or subscribe's result by object name: "
+                "{name: {value (SI), unit}}; result keeps the wire form"))}},
     "CommandRequest": {
         "oneOf": [_ref("ReadCommand"), _ref("WriteCommand"), _ref("InvokeCommand"),
                   _ref("SubscribeCommand"), _ref("UnsubscribeCommand")],
