@@ -20,6 +20,7 @@ from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
 from .events import EventHub
 from .ingest import Ingest, notify_rows
+from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .subscriptions import SubscriptionBook
 from .tasks import cancel_and_wait
@@ -77,6 +78,7 @@ class Bridge:
         self._mids = {}
         self._tasks = []
         self.subscriptions = SubscriptionBook()   # who owns which subscription
+        self.clocks = DeviceClocks()   # devices whose clock the bridge sets (spec 3.1)
         self._describe_metrics()
 
     def _describe_metrics(self):
@@ -131,6 +133,8 @@ class Bridge:
         self.routes[device] = via
         self._heard(device, now)
         if op == F.NOTIFY:
+            if type(body) is list and len(body) == 2 and self.clocks.notified(device, body[0], now):
+                self._kick(device)   # its clock is unset or drifted (even ahead): set it
             try:
                 rows = notify_rows(device, body, sid, now)
             except ValueError as e:
@@ -173,6 +177,7 @@ class Bridge:
             return F.error(0, mid, MALFORMED, str(e))
         self.known.add(device)
         self.routes[device] = via
+        self.clocks.registered(device, body[A_SERVICES])
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
                           "sleepy": bool(flags & FLAG_SLEEPY)})
         await self._set_presence(device, "online", now)
@@ -257,6 +262,8 @@ class Bridge:
         transport = self.transports.get(self.routes.get(device))
         if transport is None:
             return False
+        if device in self.clocks.due:
+            return await self._set_clock(device, transport)
         now = self.clock()
         cmd = await self.store.claim(device, now, self.config.instance)
         if cmd is None:
@@ -281,6 +288,21 @@ class Bridge:
             return True
         await self._finish(cmd, "done" if op == F.RESULT else "error", body)
         self._subscription_answered(cmd, mid, op == F.RESULT)
+        return True
+
+    async def _set_clock(self, device, transport):
+        """Write the bridge's time into the device (before its queued commands)."""
+        now = self.clock()
+        frame = self.clocks.frame(self._next_mid(device), now)
+        try:
+            reply = await transport.request(device, frame, self.config.command_timeout)
+        except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError):
+            self._stalled.add(device)
+            return False   # still due: set when it is heard again
+        ok = bool(reply) and F.peek(reply) is not None and reply[0] & 0x0F == F.RESULT
+        self.clocks.done(device, now)   # refused or not: no retry before the next reason
+        self.metrics.inc("clock_sets", status="done" if ok else "refused")
+        log.info("set the clock of %s to %d: %s", device, int(now), "done" if ok else "refused")
         return True
 
     async def _finish(self, cmd, status, result):
