@@ -196,7 +196,8 @@ def cmd_sim(args):
         if complaint:
             print("spot sim: %s" % complaint, file=sys.stderr)
             return 2
-        fleet = Fleet(parse_profiles(args.profile, args.count), seed=args.seed, t0=args.start,
+        start = int(time.time()) if args.start is None else args.start   # real time by default
+        fleet = Fleet(parse_profiles(args.profile, args.count), seed=args.seed, t0=start,
                       speed=args.speed, telemetry=args.telemetry or None)
     except (KeyError, ValueError) as e:
         print("spot sim: %s" % e.args[0], file=sys.stderr)
@@ -324,7 +325,8 @@ def build_parser():
     sm.add_argument("--telemetry", type=int, default=60,
                     help="simulated seconds between telemetry notifications (0: none; default 60)")
     sm.add_argument("--start", type=int, default=None,
-                    help="simulated start, Unix seconds (default 2024-01-01T00:00Z)")
+                    help="simulated start, Unix seconds (default: now, so the simulated clock "
+                         "runs on real time at --speed 1)")
     sm.add_argument("--print", action="store_true", help="print every notification decoded")
     sm.add_argument("--connect", metavar="URI",
                     help="register with a bridge (coap://HOST:PORT, coaps://HOST:PORT with --psk)"

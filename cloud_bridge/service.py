@@ -86,6 +86,8 @@ class Bridge:
         m.describe("frames_received", "SPOT frames received from devices, by operation")
         m.describe("frames_rejected", "frames dropped or refused, by reason")
         m.describe("telemetry_rows", "telemetry values stored")
+        m.describe("telemetry_pruned", "telemetry values deleted by retention")
+        m.describe("clock_sets", "device clocks set by the bridge, by outcome")
         m.describe("commands", "commands by final status")
         m.gauge("devices", lambda: len(self.known), "registered devices")
         m.gauge("devices_online", lambda: sum(1 for p in self.presence.values() if p == "online"),
@@ -508,6 +510,17 @@ class Bridge:
                 self._command_event(cid, None, status)
                 self.subscriptions.settled(cid)   # a SUBSCRIBE that never took a slot
 
+    async def prune(self):
+        """Delete telemetry older than retention_days, and say what went (never silently)."""
+        before = self.clock() - self.config.retention_days * 86400
+        deleted = await self.store.prune_telemetry(before)
+        if deleted:
+            self.metrics.inc("telemetry_pruned", deleted)
+            log.warning("retention: deleted %d telemetry rows timed before %s (retention_days = %s)",
+                        deleted, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(before)),
+                        self.config.retention_days)
+        return deleted
+
     async def _sweep_forever(self, every=2.0):
         last_prune = 0
         while True:
@@ -516,7 +529,7 @@ class Bridge:
                 await self.sweep()
                 now = self.clock()
                 if now - last_prune > 3600:
-                    await self.store.prune_telemetry(now - self.config.retention_days * 86400)
+                    await self.prune()
                     last_prune = now
             except Exception:
                 log.exception("sweep failed")
