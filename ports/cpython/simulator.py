@@ -253,6 +253,9 @@ class SimDevice:
         self.profile = registry.load(profile_name)
         self.sid = self.profile.SERVICE
         self.model, self._step_model = build_model(profile_name, seed, self.t, weather)
+        # the plant has run a second before the device reports: its first readings are
+        # its state, not the zeros of a model never stepped (a false spike in every plot)
+        self._step_model(1, self.t)
         is_device = FIRST_DEVICE_SID <= self.sid <= LAST_DEVICE_SID
         served = [device_info, self.profile] + ([AL] if is_device else [])
         self.node = Node(served, device_id, consumes=CONSUMES.get(profile_name, ()),
