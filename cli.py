@@ -265,8 +265,10 @@ def cmd_bridge(args):
         return 2
 
     async def ready(parts):
+        from .cloud_bridge.banner import banner_lines
         print("SPOT bridge running: dashboard %s/ , CoAP udp %s" % (parts.http_url, config.coap),
               flush=True)
+        print("\n".join(banner_lines(config)), flush=True)
     run_bridge(config, ready)
     return 0
 
