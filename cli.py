@@ -224,7 +224,9 @@ def cmd_sim(args):
             return 2
         start = int(time.time()) if args.start is None else args.start   # real time by default
         fleet = Fleet(parse_profiles(args.profile, args.count), seed=args.seed, t0=start,
-                      speed=args.speed, telemetry=args.telemetry or None)
+                      speed=args.speed, telemetry=args.telemetry or None,
+                      # simulated time of its own: the bridge may not set it to the wall clock
+                      keep_clock=args.start is not None or args.speed != 1)
     except (KeyError, ValueError) as e:
         print("spot sim: %s" % e.args[0], file=sys.stderr)
         return 2
@@ -355,7 +357,8 @@ def build_parser():
                     help="simulated seconds between telemetry notifications (0: none; default 60)")
     sm.add_argument("--start", type=int, default=None,
                     help="simulated start, Unix seconds (default: now, so the simulated clock "
-                         "runs on real time at --speed 1)")
+                         "runs on real time at --speed 1; with --start or another --speed the "
+                         "devices keep their simulated clock and refuse the bridge's)")
     sm.add_argument("--print", action="store_true", help="print every notification decoded")
     sm.add_argument("--connect", metavar="URI",
                     help="register with a bridge (coap://HOST:PORT, coaps://HOST:PORT with --psk)"
