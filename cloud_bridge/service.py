@@ -14,7 +14,7 @@ import time
 
 from ..core import frame as F
 from ..core import roster as R
-from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED
+from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
@@ -278,7 +278,7 @@ class Bridge:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
         except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
             await self._finish(cmd, "timeout", str(e) or "no answer")
-            self._subscription_answered(cmd, mid, False)
+            self._subscription_answered(cmd, mid, None, None)
             self._stalled.add(device)
             return False  # the device went quiet: wait until it is heard again
         try:
@@ -287,9 +287,10 @@ class Bridge:
             op, _, rmid, body = F.decode(reply, max_size=65536)
         except SpotError as e:
             await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
+            self._subscription_answered(cmd, mid, None, None)
             return True
         await self._finish(cmd, "done" if op == F.RESULT else "error", body)
-        self._subscription_answered(cmd, mid, op == F.RESULT)
+        self._subscription_answered(cmd, mid, op, body)
         return True
 
     async def _set_clock(self, device, transport):
@@ -342,10 +343,12 @@ class Bridge:
                                                         self._manages(actor, role))
         return None
 
-    def _subscription_answered(self, cmd, mid, ok):
+    def _subscription_answered(self, cmd, mid, op, body):
+        """The book follows a SUBSCRIBE's or UNSUBSCRIBE's answer (op None: none came)."""
         if cmd.op == F.SUBSCRIBE:
-            self.subscriptions.settled(cmd.id, cmd.service, mid if ok else None)
-        elif cmd.op == F.UNSUBSCRIBE and ok:
+            self.subscriptions.settled(cmd.id, cmd.service, mid if op == F.RESULT else None)
+        elif cmd.op == F.UNSUBSCRIBE and (op == F.RESULT or (   # unknown-object: it is gone
+                op == F.ERROR and type(body) is list and body[:1] == [UNKNOWN_OBJECT])):
             self.subscriptions.ended(cmd.device, cmd.service, cmd.body)
 
     def subscription_ended(self, device, sid, mid):

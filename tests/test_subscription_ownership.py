@@ -93,3 +93,27 @@ def test_other_actors_cannot_take_the_slots_kept_for_the_devices_managers(tmp_pa
             for _ in range(MANAGER_RESERVE):   # the owner's needs come first
                 await subscribe(bridge, "operator")
     run(main())
+
+
+def test_a_subscription_the_device_no_longer_has_leaves_the_book_when_unsubscribed(tmp_path):
+    async def main():
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            await pair(bridge, "mon")
+            mine = await subscribe(bridge, "mon")
+            dev.node.subs.remove("bridge", HEAT_PUMP, mine)   # the device lost it (restart)
+            cmd = await bridge.submit("mon", "hp-1", HEAT_PUMP, F.UNSUBSCRIBE, mine)
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "error"
+            assert bridge.subscriptions_of("hp-1") == []
+    run(main())
+
+
+def test_a_refused_subscribe_takes_no_place_in_the_book(tmp_path):
+    async def main():
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            await pair(bridge, "mon")
+            cmd = await bridge.submit("mon", "hp-1", HEAT_PUMP, F.SUBSCRIBE, {250: None})
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "error"
+            assert bridge.subscriptions_of("hp-1") == [] and bridge.subscriptions.queued == {}
+    run(main())
