@@ -331,16 +331,17 @@ class Bridge:
 
     # ------------------------------------------------------------ subscriptions
 
-    def _manages(self, actor, role):
+    def manages(self, actor, role):
+        """Does actor manage the device it has role on (owner, installer, the operator)?"""
         return actor == self.config.operator or role in (OWNER, "installer")
 
     def _subscription_refusal(self, actor, device, role, op, sid, body):
         """Why the book refuses actor's SUBSCRIBE / UNSUBSCRIBE, or None."""
         if op == F.SUBSCRIBE:
-            return self.subscriptions.admit(device, actor, self._manages(actor, role))
+            return self.subscriptions.admit(device, actor, self.manages(actor, role))
         if op == F.UNSUBSCRIBE:
             return self.subscriptions.check_unsubscribe(device, actor, sid, body,
-                                                        self._manages(actor, role))
+                                                        self.manages(actor, role))
         return None
 
     def _subscription_answered(self, cmd, mid, op, body):
@@ -396,7 +397,7 @@ class Bridge:
                                                               "why": refusal}, self.clock())
             raise Forbidden(refusal)
         return (await self._queue(actor, [device], service, op, body, expires_in, timeout,
-                                  [self._manages(actor, role)]))[0]
+                                  [self.manages(actor, role)]))[0]
 
     async def submit_group(self, actor, group, service, op, body=None, expires_in=None,
                            timeout=None):
@@ -411,7 +412,7 @@ class Bridge:
                 if self._subscription_refusal(actor, device, role, op, service, body):
                     raise Forbidden(device)
                 allowed_devices.append(device)
-                managed.append(self._manages(actor, role))
+                managed.append(self.manages(actor, role))
             except Forbidden:
                 refused.append(device)
         commands = await self._queue(actor, allowed_devices, service, op, body, expires_in,

@@ -37,3 +37,15 @@ def test_a_write_has_no_values(tmp_path):
         done = await api.finished(cmd["id"])
         assert done["status"] == "done" and done["values"] is None
     scenario(tmp_path, body)
+
+
+def test_the_device_lists_its_subscriptions_with_their_owners(tmp_path):
+    async def body(api):
+        _, cmd = await api.post("/api/v1/devices/hp-0001/commands", {
+            "service": "heat_pump", "op": "subscribe", "objects": ["flow_temp"]})
+        done = await api.finished(cmd["id"])
+        status, subs = await api.get("/api/v1/devices/hp-0001/subscriptions")
+        assert status == 200
+        assert subs == [{"service": "heat_pump", "service_id": HEAT_PUMP,
+                         "subscription": done["subscription"], "actor": "operator"}]
+    scenario(tmp_path, body)
