@@ -5,13 +5,16 @@ over coaps://. The simulators send no periodic telemetry (--telemetry 0), so
 every value stored came from the subscription's notifications."""
 import asyncio
 import contextlib
+import io
 import subprocess
 import sys
 import time
 
+import cbor2
 import pytest
 
 from bridge_process import BridgeProcess
+from netutil import free_udp_port
 from waiting import until
 from spot.core import frame as F
 from spot.core.services import HEAT_PUMP
@@ -126,3 +129,24 @@ def test_subscribe_stores_the_notifications_of_a_device_on_coaps(tmp_path):
                 run.cancel()
                 await close_links(links)
     asyncio.run(main())
+
+
+def test_libcoap_observing_a_spot_sim_listen_object_gets_every_notification():
+    port = free_udp_port()
+    proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "sim", "heat_pump", "--listen",
+                             "coap://127.0.0.1:%d" % port, "--telemetry", "0", "--tick", "0.2",
+                             "--duration", "30"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().startswith("hp-0001 coap://")
+        r = subprocess.run(["coap-client-notls", "-B", "10", "-s", "8", "-m", "get",
+                            "coap://127.0.0.1:%d/heat_pump/flow_temp?pmin=1&pmax=1" % port],
+                           capture_output=True, timeout=30)
+        stream, values = io.BytesIO(r.stdout.strip()), []
+        while stream.tell() < len(r.stdout.strip()):
+            values.append(cbor2.load(stream))
+        assert len(values) >= 7, values   # the value, then one a second for 8 s
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        proc.stdout.close()
