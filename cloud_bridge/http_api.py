@@ -359,6 +359,16 @@ async def group_command(request):
                "refused": refused}, 202)
 
 
+async def device_subscriptions(request):
+    """The subscriptions the bridge holds on the device: all for its managers, else
+    the caller's own."""
+    bridge, actor, d = await _device(request)
+    manager = bridge.manages(actor, await bridge.store.role_of(d.id, actor))
+    return ok([{"service": V.service_name(sid), "service_id": sid, "subscription": mid,
+                "actor": who} for sid, mid, who in bridge.subscriptions_of(d.id)
+               if manager or who == actor])
+
+
 async def device_plans(request):
     bridge, actor, d = await _device(request)
     everything = _query_choice(request, "all", ("true", "false")) == "true"
@@ -570,6 +580,7 @@ def make_app(bridge):
     r.add_get(API + "/commands/{cid}", get_command)
     r.add_post(API + "/groups/{group}/commands", group_command)
     r.add_get(API + "/devices/{id}/plans", device_plans)
+    r.add_get(API + "/devices/{id}/subscriptions", device_subscriptions)
     r.add_post(API + "/devices/{id}/plans", post_plan)
     r.add_delete(API + "/devices/{id}/plans/{plan_id}", delete_plan)
     r.add_get(API + "/devices/{id}/pairings", get_pairings)

@@ -252,6 +252,8 @@
     nums.forEach(function (p) { lo = Math.min(lo, p[1]); hi = Math.max(hi, p[1]); });
     if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
     var span = hi - lo; lo -= span * 0.08; hi += span * 0.08;
+    var floor = opts.obj ? opts.obj.min : null;   // no axis below what the object can be
+    if (typeof floor === "number" && lo < floor) lo = Math.min(floor, hi - 1e-9);
     if (t1 - t0 < 1e-9) { t0 -= 1; t1 += 1; }
     function X(t) { return padL + (w - padL - padR) * (t - t0) / (t1 - t0); }
     function Y(v) { return padT + (ht - padT - padB) * (1 - (v - lo) / (hi - lo)); }
@@ -544,18 +546,19 @@
     }));
   }
 
-  function bound(v) {
-    if (v === null) return "…";
-    var a = Math.abs(v);
-    if (a >= 1e6) return v / 1e6 + " M";
-    if (a >= 1e5) return v / 1e3 + " k";
-    return String(v);
-  }
-
+  // A range as a person writes it: "20 – 70 °C", "≥ 0 Wh", "0 – 30 kW", "up to 32 characters".
+  var PREFIXED = { "W": 1, "Wh": 1, "var": 1, "VA": 1, "varh": 1 };
   function rangeText(obj) {
-    if (!obj || (obj.min === null && obj.max === null) || obj.type === "text") return "";
-    var u = unitText(obj.unit);
-    return bound(obj.min) + " – " + bound(obj.max) + (u ? " " + u : "");
+    if (!obj || (obj.min === null && obj.max === null)) return "";
+    if (obj.type === "text") return obj.max === null ? "" : "up to " + obj.max + " characters";
+    var u = unitText(obj.unit), big = Math.max(Math.abs(obj.min || 0), Math.abs(obj.max || 0));
+    var k = 1, p = "";
+    if (PREFIXED[obj.unit] && big >= 1e6) { k = 1e6; p = "M"; }
+    else if (PREFIXED[obj.unit] && big >= 1e4) { k = 1e3; p = "k"; }
+    function n(v) { return String(+(v / k).toPrecision(6)).replace("-", "−"); }
+    var text = obj.min === null ? "≤ " + n(obj.max)
+      : obj.max === null ? "≥ " + n(obj.min) : n(obj.min) + " – " + n(obj.max);
+    return text + (p + u ? " " + p + u : "");
   }
 
   function setValue(state, svc, name, value, t) {
