@@ -250,9 +250,14 @@ async def list_devices(request):
     group = request.query.get("group")
     after = request.query.get("after")
     limit = _query_int(request, "limit", DEVICE_PAGE, 1, MAX_DEVICE_PAGE)
+    profile = request.query.get("profile")
+    profile = V.resolve_service(profile).sid if profile else None
+    alarm = _query_choice(request, "alarm", ("true", "false"))
+    alarm = None if alarm is None else alarm == "true"
     sees_all = _is_operator(bridge, actor) or actor in bridge.plugin_actors
     devices = await bridge.store.list_devices_page(after, limit, presence, group,
-                                                   None if sees_all else actor)
+                                                   None if sees_all else actor,
+                                                   profile=profile, alarm=alarm)
     response = ok([V.device_json(d, _last_seen(bridge, d.id)) for d in devices])
     if len(devices) == limit:
         query = dict(request.query, after=devices[-1].id, limit=str(limit))
@@ -590,6 +595,8 @@ def make_app(bridge):
     r.add_post(API + "/signals/{service}", post_signal)
     r.add_get(API + "/events", events)
     r.add_get(API + "/audit", audit)
+    from .http_fleet import add_routes as add_fleet_routes   # it imports this module
+    add_fleet_routes(r)
     r.add_get("/metrics", metrics)
     index = _static("index.html", "text/html; charset=utf-8")
     r.add_get("/", index)

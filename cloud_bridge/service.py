@@ -27,6 +27,7 @@ from .registration import Admission, Refused, check_device_id, may_claim
 from .subscriptions import SubscriptionBook
 from .tasks import cancel_and_wait
 from . import store as S
+from . import fleet_power
 
 log = logging.getLogger("spot.bridge")
 
@@ -111,6 +112,7 @@ class Bridge:
             self.presence[d.id] = d.presence
             self.admission.registered(d.id, d.credential_ref)
         self._tasks.append(asyncio.ensure_future(self._sweep_forever()))
+        self._tasks.append(asyncio.ensure_future(fleet_power.sample_forever(self)))
 
     async def stop(self):
         await cancel_and_wait(self._tasks + list(self._delivery.values()))
