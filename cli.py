@@ -74,13 +74,41 @@ def describe(data, services=None):
 
 
 def cmd_decode(args):
+    text = " ".join(args.frame)   # 12 10 00 2a as separate words, or quoted as one
     try:
-        data = _read_frame(args.frame)
+        data = _read_frame(text)
     except ValueError:
-        print("spot decode: %r is neither a file nor hex bytes" % args.frame, file=sys.stderr)
+        print("spot decode: %r is neither a file nor hex bytes" % text, file=sys.stderr)
         return 2
     print(describe(data))
     return 0
+
+
+_PREFIXED = ("W", "Wh", "var", "VA", "varh")   # units written with k and M
+
+
+def range_text(row):
+    """An object's range as a person writes it: "20 to 70 Cel", ">= 0 Wh",
+    "-10 to 10 MW", "up to 32 characters"; "" when it has none."""
+    lo, hi, unit = row[model.LO], row[model.HI], row[model.UNIT]
+    if lo is None and hi is None:
+        return ""
+    if row[model.TYPE] == model.TEXT:
+        return "up to %d characters" % hi if hi is not None else ""
+    big = max(abs(lo or 0), abs(hi or 0))
+    k, prefix = 1, ""
+    if unit in _PREFIXED and big >= 1e6:
+        k, prefix = 1e6, "M"
+    elif unit in _PREFIXED and big >= 1e4:
+        k, prefix = 1e3, "k"
+
+    def n(v):
+        v = v / k
+        return "%d" % v if v == int(v) else "%.6g" % v
+    text = ("<= " + n(hi) if lo is None else ">= " + n(lo) if hi is None
+            else "%s to %s" % (n(lo), n(hi)))
+    unit = prefix + (unit if unit != "1" else "")
+    return text + (" " + unit if unit else "")
 
 
 def cmd_profiles(args):
@@ -93,9 +121,7 @@ def cmd_profiles(args):
         for r in s.rows:
             access = "".join(c for c, bit in (("R", model.R), ("W", model.W), ("X", model.X))
                              if r[model.ACCESS] & bit)
-            rng = ""
-            if r[model.LO] is not None or r[model.HI] is not None:
-                rng = "[%s..%s]" % (r[model.LO], r[model.HI])
+            rng = range_text(r)
             print("  %3d %-22s %-8s %-6s %-3s %s %s" % (
                 r[model.ID], r[model.NAME], model.TYPE_NAMES[r[model.TYPE]],
                 r[model.UNIT], access, "M" if r[model.MANDATORY] else "O", rng))
@@ -196,8 +222,11 @@ def cmd_sim(args):
         if complaint:
             print("spot sim: %s" % complaint, file=sys.stderr)
             return 2
-        fleet = Fleet(parse_profiles(args.profile, args.count), seed=args.seed, t0=args.start,
-                      speed=args.speed, telemetry=args.telemetry or None)
+        start = int(time.time()) if args.start is None else args.start   # real time by default
+        fleet = Fleet(parse_profiles(args.profile, args.count), seed=args.seed, t0=start,
+                      speed=args.speed, telemetry=args.telemetry or None,
+                      # simulated time of its own: the bridge may not set it to the wall clock
+                      keep_clock=args.start is not None or args.speed != 1)
     except (KeyError, ValueError) as e:
         print("spot sim: %s" % e.args[0], file=sys.stderr)
         return 2
@@ -237,11 +266,11 @@ def cmd_bridge(args):
         print("spot bridge: %s" % e, file=sys.stderr)
         return 2
 
+    from .cloud_bridge.banner import banner_lines
+
     async def ready(parts):
         print("SPOT bridge running: dashboard %s/" % parts.http_url)
-        for line in parts.listening:
-            print("listening: " + line)
-        sys.stdout.flush()
+        print("\n".join(banner_lines(config, parts.listening)), flush=True)
     from .cloud_bridge.store import StoreError
     try:
         run_bridge(config, ready)
@@ -321,7 +350,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="spot", description="SPOT smart-grid protocol runtime")
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("decode", help="pretty-print a SPOT frame given as hex or a file")
-    d.add_argument("frame", help="hex string (spaces allowed) or a file (binary or hex)")
+    d.add_argument("frame", nargs="+",
+                   help="hex bytes (12 10 00 2a ..., quoted or not) or a file (binary or hex)")
     d.set_defaults(func=cmd_decode)
     pr = sub.add_parser("profiles", help="list profiles and their objects")
     pr.add_argument("name", nargs="?", help="only this profile")
@@ -339,7 +369,9 @@ def build_parser():
     sm.add_argument("--telemetry", type=int, default=60,
                     help="simulated seconds between telemetry notifications (0: none; default 60)")
     sm.add_argument("--start", type=int, default=None,
-                    help="simulated start, Unix seconds (default 2024-01-01T00:00Z)")
+                    help="simulated start, Unix seconds (default: now, so the simulated clock "
+                         "runs on real time at --speed 1; with --start or another --speed the "
+                         "devices keep their simulated clock and refuse the bridge's)")
     sm.add_argument("--print", action="store_true", help="print every notification decoded")
     sm.add_argument("--connect", metavar="URI",
                     help="register with a bridge (coap://HOST:PORT, coaps://HOST:PORT with --psk)"

@@ -17,6 +17,7 @@ import time
 
 from aiohttp import web
 
+from .banner import without_password
 from .coap_link import CoapLink
 from .peer_log import RateLimitFilter
 from .plugin_api import PluginHost
@@ -75,7 +76,7 @@ def listening_lines(config, http_url):
                      % (hp[:hp.rindex(":")] + ":%d" % (port + 1), len(config.psk)))
     if config.mqtt_url:
         lines.append("mqtt client of %s (devices through the broker)"
-                     % config.mqtt_url.split("@")[-1])
+                     % without_password(config.mqtt_url))
     return lines
 
 

@@ -19,8 +19,14 @@ identity, the OSCORE context, or for plain CoAP its source IP when the
 one identity is refused (4.01, nothing moves) when another claims it
 (cloud_bridge.registration). Telemetry the store cannot take is answered
 ERROR busy (5.03), never 2.04.
+
+A SUBSCRIBE goes out as an observation (FETCH /s, Observe 0, spec 9.1); its
+notifications are handed to the bridge like telemetry (stored, shown) until
+the device ends the observation, which ends the subscription in the bridge's
+book too.
 """
 import asyncio
+import logging
 
 from aiocoap.error import NetworkError
 
@@ -30,7 +36,9 @@ from ..core.node import A_ID
 from ..ports.cpython.coap_transport import BridgeCoapServer
 from .registration import Refused, source_ip
 from .store import StoreError
+from .tasks import cancel_and_wait
 
+log = logging.getLogger("spot.bridge.coap")
 
 BROADCAST_CONCURRENCY = 64   # informational frames in flight at once during a broadcast
 
@@ -62,6 +70,7 @@ class CoapLink:
             on_unparsable=self._unparsable)
         self.by_address = {}   # remote uri_base -> device id (devices in the clear)
         self.address_of = {}   # device id -> its uri_base in by_address
+        self.observations = {}   # (device, sid, subscription id) -> (BusSubscription, task)
         bridge.add_transport(self.name, self)
 
     def _unparsable(self, address, error):
@@ -74,6 +83,7 @@ class CoapLink:
         return self
 
     async def stop(self):
+        await cancel_and_wait([task for _, task in self.observations.values()])
         await self.server.stop()
 
     def _context_owner(self, remote):
@@ -175,9 +185,50 @@ class CoapLink:
         if device not in self.server.devices:
             raise ConnectionError("%s has not registered over CoAP" % device)
         try:
+            if frame[0] & 0x0F == F.SUBSCRIBE:
+                return await self._subscribe(device, frame, timeout)
             return await self.server.send_frame(device, frame, timeout)
         except NetworkError as e:   # e.g. its DTLS session is closed: no way to it now
             raise ConnectionError("%s unreachable: %s" % (device, e)) from e
+
+    async def _subscribe(self, device, frame, timeout):
+        """SUBSCRIBE as an observation; its notifications go on to the bridge."""
+        sub = await self.server.subscribe(device, frame, timeout)
+        if not sub.result or sub.result[0] & 0x0F != F.RESULT:
+            sub.cancel()
+            return sub.result or None
+        key = (device, frame[1], F.message_id(frame))
+        old = self.observations.pop(key, None)
+        if old is not None:
+            old[1].cancel()
+        self.observations[key] = (sub, asyncio.ensure_future(self._notifications(key, sub)))
+        return sub.result
+
+    async def _notifications(self, key, sub):
+        device, sid, mid = key
+        frames = asyncio.Queue()   # taken at once: aiocoap keeps one notification only
+
+        async def take():
+            try:
+                async for note in sub:
+                    frames.put_nowait(note)
+            except Exception as e:   # the observation failed (device gone, error notification)
+                log.info("subscription %d of %s on service %d ended: %s", mid, device, sid, e)
+            finally:
+                frames.put_nowait(None)
+        taking = asyncio.ensure_future(take())
+        try:
+            while True:
+                note = await frames.get()
+                if note is None:
+                    break
+                await self.bridge.device_frame(self.name, device, note)
+        finally:
+            taking.cancel()
+            sub.cancel()
+            if self.observations.get(key, (None, None))[1] is asyncio.current_task():
+                del self.observations[key]
+                self.bridge.subscription_ended(device, sid, mid)
 
     async def broadcast(self, service, frame):
         """POST frame to every registered device consuming service, at most

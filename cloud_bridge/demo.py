@@ -13,6 +13,7 @@ import time
 from ..ports.cpython.fleet import Fleet, parse_profiles
 from ..ports.cpython.fleet_links import serve_fleet_coap, close_links
 from .app import running_bridge
+from .banner import banner_lines
 
 
 async def start_fleet(profiles, bridge_addr, telemetry=5, seed=1, count=1):
@@ -45,8 +46,8 @@ async def demo(config, profiles=("all",), count=1, duration=None, out=print):
             % len(fleet.devices))
         out("Dashboard: %s/   API: %s/api/v1/devices   Metrics: %s/metrics"
             % (parts.http_url, parts.http_url, parts.http_url))
-        for line in parts.listening:
-            out("listening: " + line)
+        for line in banner_lines(config, parts.listening):
+            out(line)
         out("Press Ctrl-C to stop.")
         try:
             if duration is None:

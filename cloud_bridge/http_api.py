@@ -263,9 +263,14 @@ async def list_devices(request):
     group = request.query.get("group")
     after = request.query.get("after")
     limit = _query_int(request, "limit", DEVICE_PAGE, 1, MAX_DEVICE_PAGE)
+    profile = request.query.get("profile")
+    profile = V.resolve_service(profile).sid if profile else None
+    alarm = _query_choice(request, "alarm", ("true", "false"))
+    alarm = None if alarm is None else alarm == "true"
     sees_all = _is_operator(bridge, actor) or actor in bridge.plugin_actors
     devices = await bridge.store.list_devices_page(after, limit, presence, group,
-                                                   None if sees_all else actor)
+                                                   None if sees_all else actor,
+                                                   profile=profile, alarm=alarm)
     response = ok([V.device_json(d, _last_seen(bridge, d.id)) for d in devices])
     if len(devices) == limit:
         query = dict(request.query, after=devices[-1].id, limit=str(limit))
@@ -372,6 +377,16 @@ async def group_command(request):
     # counts, not ids: refused devices may be ones the caller may not even see
     return ok({"group": group, "commands": [V.command_json(c) for c in done],
                "queued": len(done), "refused": len(refused)}, 202)
+
+
+async def device_subscriptions(request):
+    """The subscriptions the bridge holds on the device: all for its managers, else
+    the caller's own."""
+    bridge, actor, d = await _device(request)
+    manager = bridge.manages(actor, await bridge.store.role_of(d.id, actor))
+    return ok([{"service": V.service_name(sid), "service_id": sid, "subscription": mid,
+                "actor": who} for sid, mid, who in bridge.subscriptions_of(d.id)
+               if manager or who == actor])
 
 
 async def device_plans(request):
@@ -596,6 +611,7 @@ def make_app(bridge):
     r.add_get(API + "/commands/{cid}", get_command)
     r.add_post(API + "/groups/{group}/commands", group_command)
     r.add_get(API + "/devices/{id}/plans", device_plans)
+    r.add_get(API + "/devices/{id}/subscriptions", device_subscriptions)
     r.add_post(API + "/devices/{id}/plans", post_plan)
     r.add_delete(API + "/devices/{id}/plans/{plan_id}", delete_plan)
     r.add_get(API + "/devices/{id}/pairings", get_pairings)
@@ -605,6 +621,8 @@ def make_app(bridge):
     r.add_post(API + "/signals/{service}", post_signal)
     r.add_get(API + "/events", events)
     r.add_get(API + "/audit", audit)
+    from .http_fleet import add_routes as add_fleet_routes   # it imports this module
+    add_fleet_routes(r)
     r.add_get("/metrics", metrics)
     index = _static("index.html", "text/html; charset=utf-8")
     r.add_get("/", index)

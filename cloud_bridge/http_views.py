@@ -589,7 +589,25 @@ def command_json(c):
         "expires_at": _t(c.expires_at), "timeout": c.timeout, "sent_at": _t(c.sent_at),
         "completed_at": _t(c.completed_at), "result": jsonable(c.result),
         "error": error_text(c.status, c.result, c.service),
+        # a SUBSCRIBE's id (its message id), for an UNSUBSCRIBE of just this one
+        "subscription": c.mid if c.op == F.SUBSCRIBE and c.status == "done" else None,
+        "values": result_values(c),
     }
+
+
+def result_values(c):
+    """A done READ's or SUBSCRIBE's result by object name: {name: {value (SI), unit}};
+    None for other commands ("result" keeps the wire form)."""
+    if c.op not in (F.READ, F.SUBSCRIBE) or c.status != "done" or type(c.result) is not dict:
+        return None
+    svc = service_table(c.service)
+    out = {}
+    for oid, wire in c.result.items():
+        row = svc.by_id.get(oid) if svc is not None and type(oid) is int else None
+        out[row[M.NAME] if row is not None else str(oid)] = {
+            "value": jsonable(si_value(row, wire)),
+            "unit": row[M.UNIT] if row is not None else None}
+    return out
 
 
 def entries_json(entries):

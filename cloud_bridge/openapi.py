@@ -139,7 +139,12 @@ SCHEMAS = {
             "timeout": _nullable("number"), "sent_at": _nullable("number"),
             "completed_at": _nullable("number"),
             "result": dict(_ANY, description="RESULT body, or ERROR [code, detail]"),
-            "error": dict(_nullable("string"), description="why it did not end done")}},
+            "error": dict(_nullable("string"), description="why it did not end done"),
+            "subscription": dict(_nullable("integer"),
+                                 description="a done subscribe's id (for unsubscribe)"),
+            "values": dict(_nullable("object"), description=(
+                "a done read's or subscribe's result by object name: "
+                "{name: {value (SI), unit}}; result keeps the wire form"))}},
     "CommandRequest": {
         "oneOf": [_ref("ReadCommand"), _ref("WriteCommand"), _ref("InvokeCommand"),
                   _ref("SubscribeCommand"), _ref("UnsubscribeCommand")],
@@ -418,6 +423,14 @@ def _paths():
                         tag="plans", ok_description="queued", example={
                             "id": 1, "duration": 3600, "primacy": 10,
                             "entries": {"heat_pump": {"sg_ready": 3, "flow_setpoint": 45}}})},
+        dev + "/subscriptions": {"get": _op(
+            "Subscriptions the bridge holds on the device and who owns each (all for its "
+            "managers, else the caller's own)", 200, {"type": "array", "items": {
+                "type": "object", "required": ["service", "service_id", "subscription", "actor"],
+                "properties": {"service": _nullable("string"), "service_id": {"type": "integer"},
+                               "subscription": {"type": "integer"},
+                               "actor": {"type": "string"}}}}, [400, 403, 404], [DEVICE],
+            tag="commands")},
         dev + "/plans/{plan_id}": {"delete": _op(
             "Cancel a plan", 202, _ref("Command"), [400, 403, 404], [
                 DEVICE, _path("plan_id", {"type": "integer", "minimum": 1,

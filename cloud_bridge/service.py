@@ -14,17 +14,20 @@ import time
 
 from ..core import frame as F
 from ..core import roster as R
-from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED
+from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
 from .events import EventHub
 from .ingest import Ingest, notify_rows
+from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
 from .registration import Admission, Refused, check_device_id, may_claim
+from .subscriptions import SubscriptionBook
 from .tasks import cancel_and_wait
 from . import store as S
+from . import fleet_power
 
 log = logging.getLogger("spot.bridge")
 
@@ -86,6 +89,8 @@ class Bridge:
         self.store_problem = None   # the last store failure not yet resolved (health)
         self.store_corrupt = False  # the database is damaged: store nothing more in it
         self._store_log = PeerLog(self.metrics, metric="store_errors")
+        self.subscriptions = SubscriptionBook()   # who owns which subscription
+        self.clocks = DeviceClocks()   # devices whose clock the bridge sets (spec 3.1)
         self._describe_metrics()
 
     def _describe_metrics(self):
@@ -93,6 +98,8 @@ class Bridge:
         m.describe("frames_received", "SPOT frames received from devices, by operation")
         m.describe("frames_rejected", "frames dropped or refused, by reason")
         m.describe("telemetry_rows", "telemetry values stored")
+        m.describe("telemetry_pruned", "telemetry values deleted by retention")
+        m.describe("clock_sets", "device clocks set by the bridge, by outcome")
         m.describe("commands", "commands by final status")
         m.describe("store_errors", "store operations that failed, by kind")
         m.describe("telemetry_not_stored", "telemetry frames refused because the store failed")
@@ -109,6 +116,7 @@ class Bridge:
             self.presence[d.id] = d.presence
             self.admission.registered(d.id, d.credential_ref)
         self._tasks.append(asyncio.ensure_future(self._sweep_forever()))
+        self._tasks.append(asyncio.ensure_future(fleet_power.sample_forever(self)))
 
     async def stop(self):
         await cancel_and_wait(self._tasks + list(self._delivery.values()))
@@ -146,6 +154,8 @@ class Bridge:
         self.routes[device] = via
         self._heard(device, now)
         if op == F.NOTIFY:
+            if type(body) is list and len(body) == 2 and self.clocks.notified(device, body[0], now):
+                self._kick(device)   # its clock is unset or drifted (even ahead): set it
             try:
                 rows = notify_rows(device, body, sid, now)
             except ValueError as e:
@@ -230,6 +240,7 @@ class Bridge:
         self.known.add(device)
         self.admission.registered(device, identity)
         self.routes[device] = via
+        self.clocks.registered(device, body[A_SERVICES])
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
                           "sleepy": bool(flags & FLAG_SLEEPY)})
         await self._set_presence(device, "online", now)
@@ -314,6 +325,8 @@ class Bridge:
         transport = self.transports.get(self.routes.get(device))
         if transport is None:
             return False
+        if device in self.clocks.due:
+            return await self._set_clock(device, transport)
         now = self.clock()
         cmd = await self.store.claim(device, now, self.config.instance)
         if cmd is None:
@@ -326,6 +339,7 @@ class Bridge:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
         except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
             await self._finish(cmd, "timeout", str(e) or "no answer")
+            self._subscription_answered(cmd, mid, None, None)
             self._stalled.add(device)
             return False  # the device went quiet: wait until it is heard again
         try:
@@ -334,8 +348,25 @@ class Bridge:
             op, _, rmid, body = F.decode(reply, max_size=65536)
         except SpotError as e:
             await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
+            self._subscription_answered(cmd, mid, None, None)
             return True
         await self._finish(cmd, "done" if op == F.RESULT else "error", body)
+        self._subscription_answered(cmd, mid, op, body)
+        return True
+
+    async def _set_clock(self, device, transport):
+        """Write the bridge's time into the device (before its queued commands)."""
+        now = self.clock()
+        frame = self.clocks.frame(self._next_mid(device), now)
+        try:
+            reply = await transport.request(device, frame, self.config.command_timeout)
+        except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError):
+            self._stalled.add(device)
+            return False   # still due: set when it is heard again
+        ok = bool(reply) and F.peek(reply) is not None and reply[0] & 0x0F == F.RESULT
+        self.clocks.done(device, now)   # refused or not: no retry before the next reason
+        self.metrics.inc("clock_sets", status="done" if ok else "refused")
+        log.info("set the clock of %s to %d: %s", device, int(now), "done" if ok else "refused")
         return True
 
     async def _finish(self, cmd, status, result):
@@ -357,6 +388,38 @@ class Bridge:
                                    self.clock())
             raise Forbidden("%s may not %s service %d of %s (role: %s)"
                             % (actor, F.OP_NAMES[op], sid, device, role or "not paired"))
+        return role
+
+    # ------------------------------------------------------------ subscriptions
+
+    def manages(self, actor, role):
+        """Does actor manage the device it has role on (owner, installer, the operator)?"""
+        return actor == self.config.operator or role in (OWNER, "installer")
+
+    def _subscription_refusal(self, actor, device, role, op, sid, body):
+        """Why the book refuses actor's SUBSCRIBE / UNSUBSCRIBE, or None."""
+        if op == F.SUBSCRIBE:
+            return self.subscriptions.admit(device, actor, self.manages(actor, role))
+        if op == F.UNSUBSCRIBE:
+            return self.subscriptions.check_unsubscribe(device, actor, sid, body,
+                                                        self.manages(actor, role))
+        return None
+
+    def _subscription_answered(self, cmd, mid, op, body):
+        """The book follows a SUBSCRIBE's or UNSUBSCRIBE's answer (op None: none came)."""
+        if cmd.op == F.SUBSCRIBE:
+            self.subscriptions.settled(cmd.id, cmd.service, mid if op == F.RESULT else None)
+        elif cmd.op == F.UNSUBSCRIBE and (op == F.RESULT or (   # unknown-object: it is gone
+                op == F.ERROR and type(body) is list and body[:1] == [UNKNOWN_OBJECT])):
+            self.subscriptions.ended(cmd.device, cmd.service, cmd.body)
+
+    def subscription_ended(self, device, sid, mid):
+        """A transport saw the device end a subscription (a final notification)."""
+        self.subscriptions.ended(device, sid, mid)
+
+    def subscriptions_of(self, device):
+        """[(service, subscription id, actor)] the bridge holds on device."""
+        return self.subscriptions.of(device)
 
     def _check_request(self, service, op, body):
         """BadRequest unless op, service and body make a frame within the limits."""
@@ -387,8 +450,15 @@ class Bridge:
         """Queue a request for a device after access control; returns the Command."""
         self._check_request(service, op, body)
         await self._require_known(device)
-        await self._authorise(actor, device, op, service)
-        return (await self._queue(actor, [device], service, op, body, expires_in, timeout))[0]
+        role = await self._authorise(actor, device, op, service)
+        refusal = self._subscription_refusal(actor, device, role, op, service, body)
+        if refusal is not None:
+            await self.store.audit(actor, "refused", device, {"op": F.OP_NAMES[op],
+                                                              "service": service,
+                                                              "why": refusal}, self.clock())
+            raise Forbidden(refusal)
+        return (await self._queue(actor, [device], service, op, body, expires_in, timeout,
+                                  [self.manages(actor, role)]))[0]
 
     async def submit_group(self, actor, group, service, op, body=None, expires_in=None,
                            timeout=None):
@@ -396,24 +466,31 @@ class Bridge:
         devices the actor may not command are skipped (each refusal audited) and listed.
         Returns ([Command], [refused device])."""
         self._check_request(service, op, body)
-        allowed_devices, refused = [], []
+        allowed_devices, refused, managed = [], [], []
         for device in await self.store.devices_in_group(group):
             try:
-                await self._authorise(actor, device, op, service)
+                role = await self._authorise(actor, device, op, service)
+                if self._subscription_refusal(actor, device, role, op, service, body):
+                    raise Forbidden(device)
                 allowed_devices.append(device)
+                managed.append(self.manages(actor, role))
             except Forbidden:
                 refused.append(device)
         commands = await self._queue(actor, allowed_devices, service, op, body, expires_in,
-                                     timeout)
+                                     timeout, managed)
         return commands, refused
 
-    async def _queue(self, actor, devices, service, op, body, expires_in, timeout):
+    async def _queue(self, actor, devices, service, op, body, expires_in, timeout, managed=()):
+        """managed: per device, whether actor manages it (for a SUBSCRIBE's book entry)."""
         if not devices:
             return []
         now = self.clock()
         expires = now + (expires_in if expires_in is not None else self.config.command_expiry)
         ids = await self.store.enqueue_many(devices, service, op, body, actor, now, expires,
                                             timeout or self.config.command_timeout)
+        if op == F.SUBSCRIBE:   # in the book before delivery can settle it
+            for cid, device, manager in zip(ids, devices, managed):
+                self.subscriptions.queue(cid, device, actor, manager)
         for cid, device in zip(ids, devices):
             self._command_event(cid, device, "queued")
             self._kick(device)
@@ -556,6 +633,18 @@ class Bridge:
             for cid in ids:
                 self.metrics.inc("commands", status=status)
                 self._command_event(cid, None, status)
+                self.subscriptions.settled(cid)   # a SUBSCRIBE that never took a slot
+
+    async def prune(self):
+        """Delete telemetry older than retention_days, and say what went (never silently)."""
+        before = self.clock() - self.config.retention_days * 86400
+        deleted = await self.store.prune_telemetry(before)
+        if deleted:
+            self.metrics.inc("telemetry_pruned", deleted)
+            log.warning("retention: deleted %d telemetry rows timed before %s (retention_days = %s)",
+                        deleted, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(before)),
+                        self.config.retention_days)
+        return deleted
 
     async def _sweep_forever(self, every=2.0):
         last_prune = 0
@@ -565,7 +654,7 @@ class Bridge:
                 await self.sweep()
                 now = self.clock()
                 if now - last_prune > 3600:
-                    await self.store.prune_telemetry(now - self.config.retention_days * 86400)
+                    await self.prune()
                     last_prune = now
                 if not self.store_corrupt:
                     self.store_problem = None

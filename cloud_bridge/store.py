@@ -660,12 +660,19 @@ class Store(abc.ABC):
         return await self._run(script, write=False)
 
     async def list_devices_page(self, after=None, limit=1000, presence=None, group=None,
-                                controller=None):
+                                controller=None, profile=None, alarm=None):
         """One page of Devices by id: those after `after` (None: from the first), at
         most `limit`, optionally only those with this presence, in this group, or
-        paired with this controller. Each page costs the same however many
-        devices there are (the id, group and controller indexes lead)."""
+        paired with this controller, serving this profile (service id), or with
+        (alarm=True) or without (False) an active alarm in their latest values.
+        Each page costs the same however many devices there are (the id, group
+        and controller indexes lead; the other filters are checked row by row
+        in id order until the page is full)."""
         check_limit(limit)
+        if profile is not None:
+            check_int(profile, 0, 255, "profile")
+        if alarm not in (None, True, False):
+            raise InvalidValue("alarm must be True, False or None")
         for value, what in ((after, "after"), (group, "group"), (controller, "controller")):
             if value is not None:
                 check_name(value, what)
@@ -688,6 +695,20 @@ class Store(abc.ABC):
         if presence is not None:
             sql += " AND d.presence = ?"
             params.append(presence)
+        if profile is not None:
+            if self.dialect == "postgresql":
+                sql += (" AND EXISTS (SELECT 1 FROM json_array_elements(d.services) s "
+                        "WHERE (s->>0)::int = ?)")
+                params.append(profile)
+            else:
+                sql += (" AND EXISTS (SELECT 1 FROM json_each(d.services) s "
+                        "WHERE json_extract(s.value, '$[0]') = ?)")
+                params.append(profile)
+        if alarm is not None:
+            from .store_fleet import alarm_sql
+            cond, cond_params = alarm_sql(self.dialect, "d.id")
+            sql += (" AND " if alarm else " AND NOT ") + cond
+            params.extend(cond_params)
         if after is not None:
             sql += " AND %s > ?" % key
             params.append(after)

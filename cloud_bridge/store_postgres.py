@@ -110,6 +110,17 @@ DDL = (
         target text,
         detail json NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS audit_target ON audit (target, id)",
+    # fleet view (store_fleet): counts by presence, one object across the fleet,
+    # plans in force, and the sampled power-by-profile series
+    "CREATE INDEX IF NOT EXISTS devices_presence ON devices (presence, id)",
+    "CREATE INDEX IF NOT EXISTS latest_object ON latest (object, service)",
+    "CREATE INDEX IF NOT EXISTS plans_expiry ON plans (expiry)",
+    """CREATE TABLE IF NOT EXISTS fleet_power (
+        t double precision NOT NULL,
+        service smallint NOT NULL,
+        watts double precision NOT NULL,
+        devices integer NOT NULL,
+        PRIMARY KEY (t, service))""",
 )
 
 _SQL = {}

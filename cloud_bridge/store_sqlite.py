@@ -115,6 +115,17 @@ DDL = (
         target TEXT,
         detail TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS audit_target ON audit (target, id)",
+    # fleet view (store_fleet): counts by presence, one object across the fleet,
+    # plans in force, and the sampled power-by-profile series
+    "CREATE INDEX IF NOT EXISTS devices_presence ON devices (presence, id)",
+    "CREATE INDEX IF NOT EXISTS latest_object ON latest (object, service)",
+    "CREATE INDEX IF NOT EXISTS plans_expiry ON plans (expiry)",
+    """CREATE TABLE IF NOT EXISTS fleet_power (
+        t REAL NOT NULL,
+        service INTEGER NOT NULL,
+        watts REAL NOT NULL,
+        devices INTEGER NOT NULL,
+        PRIMARY KEY (t, service)) WITHOUT ROWID""",
 )
 
 

@@ -395,6 +395,12 @@ class CoapDevice:
                 self.dropped += 1
             self.outbox.append(f)
 
+    def send_notifications(self, frames):
+        """Send the (peer, NOTIFY frame) pairs of a node.step() the caller ran itself:
+        those for nobody to the bridge as telemetry, the others on their observation."""
+        for peer, frame in frames:
+            self._notified(peer, frame)
+
     def step(self, now):
         now_s = self.node_clock(now)
         self.binding.now = now_s

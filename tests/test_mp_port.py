@@ -542,6 +542,24 @@ def case_without_the_controller_the_node_falls_back_to_the_default_plan():
     assert (w.pins[0].v, w.pins[1].v) == (0, 0)
 
 
+def case_a_freshly_booted_device_takes_a_plan_once_the_bridge_set_its_clock():
+    # the bridge's side is a test double here (CoapBridge); the real bridge sends the
+    # same frames (spec 3.1: the clock set after registration, before any command)
+    w = coap_world()
+    assert not w.dev.node.time_known
+    plan = [1, [1, 1700000000, 1700003600, 10, {HP: {SG_READY: 3}}]]
+    token = w.peer.ask(F.INVOKE, PLANS, 8, plan)
+    w.run_until(2000)
+    assert w.peer.frames(token) == [(F.ERROR, PLANS, 8, [4, 'plan expiry'])]
+    token = w.peer.ask(F.WRITE, 2, 9, {1: 1700000000})    # spec 3.1 set-clock
+    w.run_until(3000)
+    assert w.peer.frames(token) == [(F.RESULT, 2, 9, None)]
+    token = w.peer.ask(F.INVOKE, PLANS, 10, plan)
+    w.run_until(4000)
+    assert w.peer.frames(token) == [(F.RESULT, PLANS, 10, None)]
+    assert (w.pins[0].v, w.pins[1].v) == (0, 1)          # SG-Ready 3: the plan in force
+
+
 def case_a_sleepy_device_sends_what_is_queued_then_deep_sleeps():
     w = World(coap_config(sleepy=True, awake_s=5, sleep_s=600, telemetry=0), CoapBridge())
     w.run_until(60000)

@@ -464,7 +464,8 @@ def spot(*args, timeout=60):
 
 
 def test_cli_sim_prints_decoded_telemetry_of_three_heat_pumps():
-    r = spot("sim", "heat_pump", "--count", "3", "--speed", "3600", "--duration", "2", "--print")
+    r = spot("sim", "heat_pump", "--count", "3", "--speed", "3600", "--duration", "2", "--print",
+             "--start", str(T0))
     assert r.returncode == 0, r.stderr
     out = r.stdout
     for i in (1, 2, 3):

@@ -14,6 +14,10 @@
   var SPARK_POINTS = 60;      // fleet sparklines
   var CHART_POINTS = 240;     // device plots
   var TOKEN_KEY = "spot.token";
+  // ?snapshot=1: draw the page once from the API and keep no connection open
+  var SNAPSHOT = (function (q) {
+    return q.has("snapshot") && /^(1|true|yes|)$/.test(q.get("snapshot"));
+  })(new URLSearchParams(location.search));
   var main = document.getElementById("main");
 
   // ------------------------------------------------------------------ helpers
@@ -59,25 +63,33 @@
 
   function ApiError(status, message) { this.status = status; this.message = message; }
 
-  function api(path, method, body) {
+  // fetch an API path: {data, next} (next: the Link rel="next" URL of a paged listing, or null).
+  // State-changing requests always say Content-Type: application/json (the bridge refuses
+  // other types there: no form can post to it from another site).
+  function request(path, method, body) {
     var headers = {};
     var t = token();
     if (t) headers.Authorization = "Bearer " + t;
     var init = { method: method || "GET", headers: headers };
-    if (body !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
+    if (init.method !== "GET") headers["Content-Type"] = "application/json";
+    if (body !== undefined) init.body = JSON.stringify(body);
     return fetch(API + path, init).then(function (r) {
       var ct = r.headers.get("Content-Type") || "";
       var parsed = ct.indexOf("application/json") === 0 ? r.json() : Promise.resolve(null);
       return parsed.then(function (data) {
         if (r.status === 401) { loginView(data && data.error); }
         if (!r.ok) throw new ApiError(r.status, (data && data.error) || r.statusText);
-        return data;
+        var link = /<([^>]*)>;\s*rel="next"/.exec(r.headers.get("Link") || "");
+        return { data: data, next: link ? link[1] : null };
       });
     });
   }
+
+  function api(path, method, body) {
+    return request(path, method, body).then(function (res) { return res.data; });
+  }
+
+  function apiPage(path) { return request(path); }
 
   function enc(x) { return encodeURIComponent(x); }
 
@@ -210,29 +222,68 @@
     conn.textContent = text || state;
   }
 
-  function stream(params, handler) {
+  // The live event stream, reconnecting with back-off (1 s, 2 s, 4 s ... 30 s, jittered)
+  // when it drops; once back, onBack() reads what was missed. One stream at a time.
+  // In snapshot mode (?snapshot=1) no stream is opened: the page is drawn once and
+  // holds no connection open (for headless screenshots with --virtual-time-budget,
+  // and for printing).
+  var live = null;
+  function stream(params, handler, onBack) {
+    if (live) live.close();
+    if (SNAPSHOT) { setConn("snapshot", "snapshot " + clockText(Math.floor(clock.now()))); return null; }
     var q = new URLSearchParams(params || {});
     var t = token();
     if (t) q.set("access_token", t);
-    var qs = q.toString();
-    var source = new EventSource(API + "/events" + (qs ? "?" + qs : ""));
-    ["device", "presence", "telemetry", "command"].forEach(function (type) {
-      source.addEventListener(type, function (e) {
-        var ev;
-        try { ev = JSON.parse(e.data); } catch (err) { return; }
-        handler(type, ev);
+    var qs = q.toString(), url = API + "/events" + (qs ? "?" + qs : "");
+    var source = null, timer = null, attempt = 0, lost = false, closed = false;
+    function open() {
+      timer = null;
+      source = new EventSource(url);
+      ["device", "presence", "telemetry", "command"].forEach(function (type) {
+        source.addEventListener(type, function (e) {
+          var ev;
+          try { ev = JSON.parse(e.data); } catch (err) { return; }
+          handler(type, ev);
+        });
       });
-    });
-    var lost = false;
-    source.onopen = function () {
-      setConn("live", "live");
-      if (lost) {  // events were missed while away: draw the view again from the API
-        source.close();
-        route();
-      }
-    };
-    source.onerror = function () { lost = true; setConn("lost", "reconnecting"); };
-    return source;
+      source.onopen = function () {
+        attempt = 0;
+        setConn("live", "live");
+        if (lost) { lost = false; if (onBack) onBack(); }  // events were missed while away
+      };
+      source.onerror = function () {
+        source.close();           // we reconnect ourselves, with back-off
+        lost = true;
+        if (!closed) retry();
+      };
+    }
+    function retry() {
+      var delay = Math.min(30000, 1000 * Math.pow(2, attempt)) * (0.75 + Math.random() / 4);
+      attempt = Math.min(attempt + 1, 5);
+      setConn("lost", "reconnecting in " + Math.ceil(delay / 1000) + " s");
+      conn.setAttribute("data-attempts", attempt);
+      timer = setTimeout(open, delay);
+    }
+    function now() {             // the browser is back online: do not wait for the timer
+      if (timer && !closed) { clearTimeout(timer); open(); }
+    }
+    window.addEventListener("online", now);
+    open();
+    live = { close: function () {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      if (source) source.close();
+      window.removeEventListener("online", now);
+    } };
+    return live;
+  }
+
+  // timers and listeners of the view on screen, dropped when another is drawn
+  var leaving = [];
+  function onLeave(fn) { leaving.push(fn); }
+  function every(ms, fn) {
+    var id = setInterval(fn, ms);
+    onLeave(function () { clearInterval(id); });
   }
 
   // ------------------------------------------------------------------ SVG plots
@@ -252,6 +303,8 @@
     nums.forEach(function (p) { lo = Math.min(lo, p[1]); hi = Math.max(hi, p[1]); });
     if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
     var span = hi - lo; lo -= span * 0.08; hi += span * 0.08;
+    var floor = opts.obj ? opts.obj.min : null;   // no axis below what the object can be
+    if (typeof floor === "number" && lo < floor) lo = Math.min(floor, hi - 1e-9);
     if (t1 - t0 < 1e-9) { t0 -= 1; t1 += 1; }
     function X(t) { return padL + (w - padL - padR) * (t - t0) / (t1 - t0); }
     function Y(v) { return padT + (ht - padT - padB) * (1 - (v - lo) / (hi - lo)); }
@@ -328,52 +381,263 @@
     return h("span", { "class": "presence presence-" + p }, p);
   }
 
+  var PAGE = 50;              // devices per fleet page
+  var PROFILE_COLORS = 8;     // series-0 .. series-7 in style.css
+
+  function kilo(w, unit) {
+    var a = Math.abs(w);
+    if (a >= 1e6) return (w / 1e6).toFixed(2) + " M" + unit;
+    if (a >= 1e3) return (w / 1e3).toFixed(1) + " k" + unit;
+    return Math.round(w) + " " + unit;
+  }
+
+  // the fleet page's filters and page, as the URL's query says (a page is a URL to share)
+  function fleetQuery() {
+    var q = new URLSearchParams(location.search), out = {};
+    ["profile", "group", "presence", "alarm", "after", "limit"].forEach(function (k) {
+      if (q.get(k)) out[k] = q.get(k);
+    });
+    return out;
+  }
+
+  function fleetUrl(query) {
+    var q = new URLSearchParams();
+    Object.keys(query).forEach(function (k) { if (query[k]) q.set(k, query[k]); });
+    if (SNAPSHOT) q.set("snapshot", "1");
+    var qs = q.toString();
+    return "/" + (qs ? "?" + qs : "");
+  }
+
   function fleetView() {
+    return loadProfiles().then(drawFleet);
+  }
+
+  function drawFleet() {
     document.title = "Fleet · SPOT bridge";
-    var rows = {};        // device id -> {tr, device, points, spark, value}
+    var query = fleetQuery();
+    var rows = {};        // device id -> {tr, device, points, spark, value} of this page
+    var pageIds = [];
     var summary = h("p", { id: "summary", "class": "summary", "aria-live": "polite" });
-    var filter = h("input", { id: "filter", type: "search", placeholder: "device, profile or group",
-                              oninput: applyFilter });
-    var presenceSel = h("select", { id: "presence-filter", onchange: applyFilter },
+    var powerNow = h("div", { id: "power-now", "class": "legend" });
+    var powerSvg = s("svg", { id: "power-chart", "class": "plot wide", viewBox: "0 0 640 160", role: "img",
+                              "aria-label": "total active power by profile over time" });
+    var flex = h("dl", { id: "flexibility", "class": "figures" });
+    var timelineSvg = s("svg", { id: "timeline", "class": "plot wide", viewBox: "0 0 1000 60", role: "img",
+                                 "aria-label": "plans in force across the fleet" });
+    var timelineBody = h("tbody");
+    var profileSel = h("select", { id: "profile-filter", name: "profile" },
+      h("option", { value: "" }, "any"),
+      Object.keys(profilesByName).filter(function (n) { return profilesByName[n].id >= 16; })
+        .map(function (n) { return h("option", { value: n }, n); }));
+    var groupIn = h("input", { id: "group-filter", name: "group", type: "search", placeholder: "any",
+                               maxlength: 256, size: 12 });
+    var presenceSel = h("select", { id: "presence-filter", name: "presence" },
       h("option", { value: "" }, "any"), ["online", "sleeping", "offline"].map(function (p) {
         return h("option", { value: p }, p);
       }));
+    var alarmSel = h("select", { id: "alarm-filter", name: "alarm" },
+      h("option", { value: "" }, "any"), h("option", { value: "true" }, "active alarm"),
+      h("option", { value: "false" }, "no alarm"));
+    profileSel.value = query.profile || "";
+    groupIn.value = query.group || "";
+    presenceSel.value = query.presence || "";
+    alarmSel.value = query.alarm || "";
     var tbody = h("tbody");
-    var empty = h("p", { id: "empty", "class": "notice" }, "No device has announced itself yet. " +
-                  "Devices appear here as soon as they connect.");
+    var pageInfo = h("span", { id: "page-info", "class": "muted", "aria-live": "polite" });
+    var prev = h("button", { type: "button", id: "prev", "class": "small", onclick: function () {
+      history.back();
+    } }, "‹ Previous");
+    var next = h("button", { type: "button", id: "next", "class": "small" }, "Next ›");
+    var empty = h("p", { id: "empty", "class": "notice", hidden: true });
+
+    function applyFilters(e) {
+      if (e) e.preventDefault();
+      var q = { profile: profileSel.value, group: groupIn.value.trim(), presence: presenceSel.value,
+                alarm: alarmSel.value, limit: query.limit };
+      go(q);
+    }
+    function go(q) {
+      history.pushState(null, "", fleetUrl(q));
+      query = fleetQuery();
+      loadPage();
+    }
+    [profileSel, presenceSel, alarmSel].forEach(function (el) { el.addEventListener("change", applyFilters); });
+
     fill(main,
       h("div", { "class": "title-row" }, h("h1", null, "Fleet"), summary),
-      h("form", { "class": "filters", role: "search", onsubmit: function (e) { e.preventDefault(); } },
-        h("label", { "for": "filter" }, "Filter"), filter,
-        h("label", { "for": "presence-filter" }, "Presence"), presenceSel),
+      h("div", { "class": "aggregates" },
+        h("section", { "class": "card", "aria-labelledby": "power-h" },
+          h("h2", { id: "power-h" }, "Active power by profile"), powerNow, powerSvg),
+        h("section", { "class": "card", "aria-labelledby": "flex-h" },
+          h("h2", { id: "flex-h" }, "Flexibility available now"), flex,
+          h("p", { "class": "hint" }, "From the latest values reported in the last 15 min."))),
+      h("section", { "class": "card", "aria-labelledby": "timeline-h" },
+        h("h2", { id: "timeline-h" }, "Plans and OpenADR events in force"), timelineSvg,
+        h("div", { "class": "table-wrap" }, h("table", { id: "fleet-plans", "class": "data compact" },
+          h("caption", { "class": "visually-hidden" }, "Plans across the fleet (times UTC)"),
+          h("thead", null, h("tr", null, ["Source", "Plan", "Sets", "From", "Until", "Devices"].map(function (c) {
+            return h("th", { scope: "col" }, c);
+          }))), timelineBody))),
+      h("form", { "class": "filters", role: "search", onsubmit: applyFilters },
+        h("label", { "for": "profile-filter" }, "Profile"), profileSel,
+        h("label", { "for": "group-filter" }, "Group"), groupIn,
+        h("label", { "for": "presence-filter" }, "Presence"), presenceSel,
+        h("label", { "for": "alarm-filter" }, "Alarm"), alarmSel,
+        h("button", { type: "submit", "class": "small", id: "apply" }, "Filter")),
       h("div", { "class": "table-wrap" },
         h("table", { id: "fleet", "class": "data fleet" },
-          h("caption", { "class": "visually-hidden" }, "Devices, live"),
+          h("caption", { "class": "visually-hidden" }, "Devices, one page, live"),
           h("thead", null, h("tr", null,
             ["Device", "Profile", "Presence", "Last seen", "Active power", "Groups"].map(function (c) {
               return h("th", { scope: "col" }, c);
             }))),
           tbody)),
-      empty);
+      empty,
+      h("nav", { "class": "pager", "aria-label": "Pages" }, prev, pageInfo, next));
 
-    function updateSummary() {
-      var counts = { online: 0, sleeping: 0, offline: 0 }, n = 0;
-      Object.keys(rows).forEach(function (id) { n++; counts[rows[id].device.presence]++; });
-      fill(summary,
-        h("span", { "class": "count" }, n + (n === 1 ? " device" : " devices")),
-        ["online", "sleeping", "offline"].map(function (p) {
-          return h("span", { "class": "count count-" + p }, counts[p] + " " + p);
-        }));
-      empty.hidden = n > 0;
+    // ---- aggregates (the whole fleet, or the devices the actor is paired with)
+
+    function loadSummary() {
+      return api("/fleet/summary").then(function (sm) {
+        var pr = sm.presence;
+        fill(summary,
+          h("span", { "class": "count" }, sm.devices + (sm.devices === 1 ? " device" : " devices")),
+          ["online", "sleeping", "offline"].map(function (p) {
+            return h("span", { "class": "count count-" + p, id: "count-" + p }, pr[p] + " " + p);
+          }));
+        var colour = {};
+        sm.power.forEach(function (x, i) { colour[x.profile] = i % PROFILE_COLORS; });
+        fill(powerNow, sm.power.length ? sm.power.map(function (x) {
+          return h("span", { "class": "legend-item", "data-profile": x.profile },
+            h("span", { "class": "swatch series-" + colour[x.profile], "aria-hidden": "true" }),
+            x.profile + " ", h("strong", null, kilo(x.w, "W")),
+            h("span", { "class": "muted" }, " · " + x.devices + (x.devices === 1 ? " device" : " devices")));
+        }) : h("span", { "class": "muted" }, "No power reported in the last 15 min."));
+        drawSeries(powerSvg, sm.series ? sm.series.points : [], colour);
+        var f = sm.flexibility;
+        fill(flex,
+          figure("flex-deferrable", "Deferrable energy", kilo(f.deferrable_energy_wh, "Wh")),
+          figure("flex-battery", "Battery headroom", kilo(f.battery_charge_headroom_wh, "Wh") + " to charge · " +
+                 kilo(f.battery_discharge_headroom_wh, "Wh") + " to give"),
+          figure("flex-load", "Controllable load", kilo(f.controllable_load_w, "W")));
+      });
     }
 
-    function applyFilter() {
-      var q = filter.value.trim().toLowerCase(), p = presenceSel.value;
-      Object.keys(rows).forEach(function (id) {
-        var r = rows[id], d = r.device;
-        var text = (d.id + " " + (d.profile || "") + " " + d.groups.join(" ")).toLowerCase();
-        r.tr.hidden = (q && text.indexOf(q) < 0) || (p && d.presence !== p);
+    function figure(id, label, value) {
+      return h("div", { "class": "figure" }, h("dt", null, label), h("dd", { id: id }, value));
+    }
+
+    // power by profile over time: one line per profile (the fleet sampler's points)
+    function drawSeries(svg, points, colour) {
+      var w = 640, ht = 160, padL = 56, padR = 6, padT = 8, padB = 18;
+      while (svg.firstChild) svg.removeChild(svg.firstChild);
+      svg.setAttribute("data-points", points.length);
+      if (points.length < 2) {
+        svg.appendChild(textEl(w / 2, ht / 2, "collecting — a point a minute", "plot-empty", "middle"));
+        return;
+      }
+      var by = {}, t0 = Infinity, t1 = -Infinity, lo = 0, hi = 0;
+      points.forEach(function (p) {
+        (by[p.profile] = by[p.profile] || []).push([p.t, p.w]);
+        t0 = Math.min(t0, p.t); t1 = Math.max(t1, p.t); lo = Math.min(lo, p.w); hi = Math.max(hi, p.w);
       });
+      if (hi - lo < 1) hi = lo + 1;
+      if (t1 - t0 < 1) t1 = t0 + 1;
+      function X(t) { return padL + (w - padL - padR) * (t - t0) / (t1 - t0); }
+      function Y(v) { return padT + (ht - padT - padB) * (1 - (v - lo) / (hi - lo)); }
+      [hi, (hi + lo) / 2, lo].forEach(function (v) {
+        svg.appendChild(s("line", { x1: padL, x2: w - padR, y1: Y(v), y2: Y(v), "class": "grid" }));
+        svg.appendChild(textEl(padL - 4, Y(v) + 3, kilo(v, "W"), "tick", "end"));
+      });
+      svg.appendChild(textEl(padL, ht - 4, timeOfDay(t0), "tick", "start"));
+      svg.appendChild(textEl(w - padR, ht - 4, timeOfDay(t1), "tick", "end"));
+      Object.keys(by).forEach(function (name) {
+        var d = by[name].map(function (p, i) {
+          return (i ? "L" : "M") + X(p[0]).toFixed(1) + " " + Y(p[1]).toFixed(1);
+        }).join(" ");
+        svg.appendChild(s("path", { d: d, "class": "line series-" + (colour[name] || 0), "data-profile": name }));
+      });
+    }
+
+    // plans queued or in force across the fleet, as bars on a time axis
+    function loadTimeline() {
+      return api("/fleet/plans").then(function (tl) {
+        var rowH = 22, top = 20, w = 1000, padL = 8, padR = 8;
+        var n = tl.plans.length, ht = top + Math.max(1, n) * rowH + 6;
+        // the axis: what the API looked at, narrowed to the plans (at least 3 h ahead)
+        var end = tl.time + 3 * 3600;
+        tl.plans.forEach(function (p) { end = Math.max(end, p.expiry); });
+        tl = { time: tl.time, plans: tl.plans, from: tl.from, to: Math.min(tl.to, end + 600) };
+        timelineSvg.setAttribute("viewBox", "0 0 " + w + " " + ht);
+        timelineSvg.setAttribute("data-plans", n);
+        while (timelineSvg.firstChild) timelineSvg.removeChild(timelineSvg.firstChild);
+        function X(t) { return padL + (w - padL - padR) * (Math.min(Math.max(t, tl.from), tl.to) - tl.from) / (tl.to - tl.from); }
+        for (var k = 0; k <= 6; k++) {
+          var t = tl.from + (tl.to - tl.from) * k / 6;
+          timelineSvg.appendChild(s("line", { x1: X(t), x2: X(t), y1: top - 4, y2: ht, "class": "grid" }));
+          timelineSvg.appendChild(textEl(X(t), 12, shortTime(t), "tick", k === 0 ? "start" : k === 6 ? "end" : "middle"));
+        }
+        if (!n) timelineSvg.appendChild(textEl(w / 2, top + 14, "No plan queued or in force.", "plot-empty", "middle"));
+        tl.plans.forEach(function (p, i) {
+          var y = top + i * rowH + 3, x0 = X(p.start), x1 = Math.max(X(p.expiry), x0 + 2);
+          var label = p.actor + " · plan " + p.plan_id + " · " + p.devices + (p.devices === 1 ? " device" : " devices");
+          var bar = s("rect", { x: x0, y: y, width: x1 - x0, height: rowH - 6, rx: 3,
+                                "class": "bar" + (p.accepted ? " bar-accepted" : " bar-queued"),
+                                "data-actor": p.actor, "data-plan": p.plan_id });
+          var title = s("title", {}); title.textContent = label + ", " + clockText(p.start) + " – " + clockText(p.expiry);
+          bar.appendChild(title);
+          timelineSvg.appendChild(bar);
+          var inside = x1 - x0 > 8 * label.length;
+          timelineSvg.appendChild(textEl(inside ? x0 + 6 : Math.min(x1 + 6, w - 4), y + rowH - 10, label,
+            "bar-label" + (inside ? " inside" : ""), inside || x1 + 6 < w - 200 ? "start" : "end"));
+        });
+        var now = X(tl.time);
+        timelineSvg.appendChild(s("line", { x1: now, x2: now, y1: top - 6, y2: ht, "class": "now" }));
+        fill(timelineBody, n ? tl.plans.map(function (p) {
+          return h("tr", { "data-actor": p.actor, "data-plan": p.plan_id },
+            h("td", null, p.actor), h("td", { "class": "num" }, String(p.plan_id)),
+            h("td", null, planSets(p.entries)),
+            h("td", null, h("time", { title: clockText(p.start) }, shortTime(p.start))),
+            h("td", null, h("time", { title: clockText(p.expiry) }, shortTime(p.expiry))),
+            h("td", { "class": "num" }, p.devices + (p.accepted < p.devices ? " (" + p.accepted + " accepted)" : "")));
+        }) : h("tr", null, h("td", { colspan: 6, "class": "muted" }, "No plan queued or in force.")));
+      });
+    }
+
+    // ---- one page of devices, filtered by the bridge
+
+    var nextAfter = null, loading = null, reloadTimer = null;
+
+    function loadPage() {
+      var q = new URLSearchParams(query);
+      if (!q.get("limit")) q.set("limit", PAGE);
+      var seq = loading = {};
+      return apiPage("/devices?" + q.toString()).then(function (res) {
+        if (seq !== loading) return;
+        fill(tbody);
+        rows = {}; pageIds = [];
+        res.data.forEach(function (d) { addRow(d, false); });
+        nextAfter = res.next ? new URLSearchParams(res.next.split("?")[1] || "").get("after") : null;
+        next.disabled = !nextAfter;
+        prev.disabled = !query.after;
+        var filtered = query.profile || query.group || query.presence || query.alarm;
+        pageInfo.textContent = res.data.length ? "devices " + res.data[0].id + " – " +
+          res.data[res.data.length - 1].id + (filtered ? " (filtered)" : "") : "";
+        empty.hidden = res.data.length > 0;
+        empty.textContent = filtered ? "No device matches these filters." :
+          "No device has announced itself yet. Devices appear here as soon as they connect.";
+      });
+    }
+    next.addEventListener("click", function () {
+      if (!nextAfter) return;
+      var q = {}; Object.keys(query).forEach(function (k) { q[k] = query[k]; });
+      q.after = nextAfter;
+      go(q);
+    });
+
+    function schedule(fn, ms) {
+      if (reloadTimer) return;
+      reloadTimer = setTimeout(function () { reloadTimer = null; fn(); }, ms);
     }
 
     function addRow(d, fresh) {
@@ -381,7 +645,7 @@
                              role: "img", "aria-label": "active power" });
       var value = h("span", { "class": "key-value" }, "—");
       var tr = h("tr", { "data-id": d.id, "class": fresh ? "fresh" : null },
-        h("th", { scope: "row" }, h("a", { href: "/device/" + enc(d.id) }, d.id)),
+        h("th", { scope: "row" }, h("a", { href: "/device/" + enc(d.id) + (SNAPSHOT ? "?snapshot=1" : "") }, d.id)),
         h("td", { "class": "profile" }, d.profile || "—"),
         h("td", { "class": "presence-cell" }, presenceBadge(d.presence)),
         h("td", { "class": "seen" }, timeEl(d.last_seen)),
@@ -389,12 +653,8 @@
         h("td", { "class": "groups" }, d.groups.join(", ")));
       var row = { tr: tr, device: d, points: [], spark: spark, value: value };
       rows[d.id] = row;
-      // keep rows sorted by id
-      var ids = Object.keys(rows).sort(), i = ids.indexOf(d.id);
-      var next = i + 1 < ids.length ? rows[ids[i + 1]].tr : null;
-      tbody.insertBefore(tr, next);
-      updateSummary();
-      applyFilter();
+      pageIds.push(d.id);
+      tbody.appendChild(tr);
       if (d.profile) loadSpark(row);
       return row;
     }
@@ -416,25 +676,22 @@
       row.spark.setAttribute("aria-label", "active power, latest " + row.value.textContent);
     }
 
-    function setPresence(row, p) {
-      row.device.presence = p;
-      fill(row.tr.querySelector(".presence-cell"), presenceBadge(p));
-      updateSummary();
-      applyFilter();
+    // would this device be on the page shown? (then the page is read again)
+    function belongsHere(id) {
+      if (query.after && id <= query.after) return false;
+      return pageIds.length < (+query.limit || PAGE) || id < pageIds[pageIds.length - 1];
     }
 
     function onEvent(type, ev) {
       var row = rows[ev.device];
-      if (type === "device") {
-        if (!row) {
-          api("/devices/" + enc(ev.device)).then(function (d) {
-            if (!rows[d.id]) addRow(d, true);
-          }).catch(function () { /* not ours to see */ });
-        } else {
-          setPresence(row, "online");
+      if (type === "device" || type === "presence") {
+        schedule(function () { loadSummary(); }, 1000);
+        if (row) {
+          row.device.presence = type === "device" ? "online" : ev.presence;
+          fill(row.tr.querySelector(".presence-cell"), presenceBadge(row.device.presence));
+        } else if (type === "device" && belongsHere(ev.device)) {
+          loadPage();
         }
-      } else if (type === "presence" && row) {
-        setPresence(row, ev.presence);
       } else if (type === "telemetry" && row) {
         row.device.last_seen = ev.t;
         fill(row.tr.querySelector(".seen"), timeEl(ev.t));
@@ -445,10 +702,14 @@
       }
     }
 
-    return loadProfiles().then(function () { return api("/devices"); }).then(function (list) {
-      list.forEach(function (d) { addRow(d, false); });
-      updateSummary();
-      stream(null, onEvent);
+    function refreshAll() { return Promise.all([loadSummary(), loadTimeline(), loadPage()]); }
+    onLeave(function () { window.removeEventListener("popstate", onPop); });
+    function onPop() { query = fleetQuery(); loadPage(); }
+    window.addEventListener("popstate", onPop);
+
+    return refreshAll().then(function () {
+      stream(null, onEvent, refreshAll);
+      if (!SNAPSHOT) every(15000, function () { loadSummary(); loadTimeline(); });
     });
   }
 
@@ -502,7 +763,7 @@
       buildCharts(state, profile);
       loadCommands(state);
       loadPlans(state);
-      stream({ device: d.id }, function (type, ev) { onDeviceEvent(state, type, ev); });
+      stream({ device: d.id }, function (type, ev) { onDeviceEvent(state, type, ev); }, route);
     });
   }
 
@@ -544,18 +805,19 @@
     }));
   }
 
-  function bound(v) {
-    if (v === null) return "…";
-    var a = Math.abs(v);
-    if (a >= 1e6) return v / 1e6 + " M";
-    if (a >= 1e5) return v / 1e3 + " k";
-    return String(v);
-  }
-
+  // A range as a person writes it: "20 – 70 °C", "≥ 0 Wh", "0 – 30 kW", "up to 32 characters".
+  var PREFIXED = { "W": 1, "Wh": 1, "var": 1, "VA": 1, "varh": 1 };
   function rangeText(obj) {
-    if (!obj || (obj.min === null && obj.max === null) || obj.type === "text") return "";
-    var u = unitText(obj.unit);
-    return bound(obj.min) + " – " + bound(obj.max) + (u ? " " + u : "");
+    if (!obj || (obj.min === null && obj.max === null)) return "";
+    if (obj.type === "text") return obj.max === null ? "" : "up to " + obj.max + " characters";
+    var u = unitText(obj.unit), big = Math.max(Math.abs(obj.min || 0), Math.abs(obj.max || 0));
+    var k = 1, p = "";
+    if (PREFIXED[obj.unit] && big >= 1e6) { k = 1e6; p = "M"; }
+    else if (PREFIXED[obj.unit] && big >= 1e4) { k = 1e3; p = "k"; }
+    function n(v) { return String(+(v / k).toPrecision(6)).replace("-", "−"); }
+    var text = obj.min === null ? "≤ " + n(obj.max)
+      : obj.max === null ? "≥ " + n(obj.min) : n(obj.min) + " – " + n(obj.max);
+    return text + (p + u ? " " + p + u : "");
   }
 
   function setValue(state, svc, name, value, t) {
@@ -820,20 +1082,25 @@
     return section;
   }
 
+  // what a plan sets, as text: "sg_ready = 3, power_limit = 2.0 kW"
+  function planSets(entries) {
+    var sets = [];
+    Object.keys(entries).forEach(function (svc) {
+      Object.keys(entries[svc]).forEach(function (name) {
+        var v = entries[svc][name];
+        var obj = objectOf(svc, name);
+        sets.push(name + " = " + (Array.isArray(v) ? "schedule" :
+          obj && obj.type === "enum" ? String(v) : valueText(v, obj)));
+      });
+    });
+    return sets.join(", ");
+  }
+
   function loadPlans(state) {
     if (!state.plansBody) return Promise.resolve();
     return api("/devices/" + enc(state.device.id) + "/plans?all=true").then(function (plans) {
       var live = plans.filter(function (p) { return p.expiry > clock.now() || p.status === "queued"; }).slice(-8);
       fill(state.plansBody, live.length ? live.reverse().map(function (p) {
-        var sets = [];
-        Object.keys(p.entries).forEach(function (svc) {
-          Object.keys(p.entries[svc]).forEach(function (name) {
-            var v = p.entries[svc][name];
-            var obj = objectOf(svc, name);
-            sets.push(name + " = " + (Array.isArray(v) ? "schedule" :
-              obj && obj.type === "enum" ? String(v) : valueText(v, obj)));
-          });
-        });
         var cancel = (p.status === "queued" || p.status === "accepted") ?
           h("button", { type: "button", "class": "small", "aria-label": "Cancel plan " + p.id, onclick: function () {
             api("/devices/" + enc(state.device.id) + "/plans/" + p.id, "DELETE").then(function (c) {
@@ -842,7 +1109,7 @@
             });
           } }, "Cancel") : null;
         return h("tr", { "data-id": p.id },
-          h("td", { "class": "num" }, String(p.id)), h("td", null, sets.join(", ")),
+          h("td", { "class": "num" }, String(p.id)), h("td", null, planSets(p.entries)),
           h("td", null, h("time", { title: clockText(p.start) }, shortTime(p.start))),
           h("td", null, h("time", { title: clockText(p.expiry) }, shortTime(p.expiry))),
           h("td", { "class": "num" }, String(p.primacy)),
@@ -854,6 +1121,7 @@
   // ------------------------------------------------------------------ routing
 
   function route() {
+    leaving.splice(0).forEach(function (fn) { fn(); });
     var m = location.pathname.match(/^\/device\/(.+)$/);
     if (!m && location.hash.indexOf("#device/") === 0) m = [null, location.hash.slice(8)];
     var view = m ? deviceView(decodeURIComponent(m[1])) : fleetView();

@@ -183,6 +183,26 @@ def _guard_decoding(context, on_unparsable):
             setattr(mi, name, guarded)
 
 
+def _end_dtls_sessions(context):
+    """End the DTLS sessions devices opened before aiocoap shuts down: a close_notify
+    to each device (it handshakes again at once when it next has something to say)
+    and its pending exchanges failed while the message layer still takes errors.
+    aiocoap 0.4 does the second only after that layer is gone, which logs "Internal
+    shutdown sequence mismatch" once per session."""
+    from aiocoap.error import LibraryShutdown
+    from aiocoap.transports import tinydtls_server as dtls_server
+    for ri in context.request_interfaces:
+        mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
+        if not isinstance(mi, dtls_server.MessageInterfaceTinyDTLSServer):
+            continue
+        for session in list(getattr(mi._pool, "_connections", {}).values()):
+            try:
+                session._dtls_socket.close(session._dtls_session)   # close_notify
+            except Exception:   # a session half set up: failing it below is enough
+                pass
+            session._inject_error(LibraryShutdown("bridge stopping"))
+
+
 class BridgeCoapServer:
     """The bridge's CoAP side: an aiocoap server with the /s bus resource.
 
@@ -245,6 +265,8 @@ class BridgeCoapServer:
 
     async def stop(self):
         if self.context is not None:
+            if self.credentials is not None:
+                _end_dtls_sessions(self.context)
             await self.context.shutdown()
             self.context = None
 

@@ -50,7 +50,7 @@ class Fleet:
     """Many SimDevices (device ids like hp-0001) advanced together."""
 
     def __init__(self, profiles, seed=0, t0=None, speed=1.0, telemetry=60, comm_timeout=900,
-                 on_frames=None, shared_weather=True):
+                 on_frames=None, shared_weather=True, keep_clock=False):
         self.t0 = T0 if t0 is None else t0
         self.t = self.t0
         self.speed = speed
@@ -71,7 +71,7 @@ class Fleet:
                 dev_id = "%s-%04d" % (prefix, i + 1)
                 dev_seed = seed * 1000003 + (k + 1) * 100003 + i
                 d = SimDevice(name, dev_id, seed=dev_seed, t0=self.t0, comm_timeout=comm_timeout,
-                              telemetry=telemetry, weather=weather)
+                              telemetry=telemetry, weather=weather, keep_clock=keep_clock)
                 self.devices.append(d)
                 self.by_id[dev_id] = d
 

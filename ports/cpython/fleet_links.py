@@ -40,8 +40,7 @@ async def serve_fleet_coap(fleet, host="127.0.0.1", first_port=0, bridge=None, l
 
     def on_frames(device, frames):
         server = servers[device.device_id]
-        if bridge is not None:
-            server.device.send_telemetry([f for peer, f in frames if peer is None])
+        server.device.send_notifications(frames)   # telemetry to the bridge, observations
         server.poke()
     return servers, on_frames
 
@@ -62,7 +61,7 @@ async def connect_fleet_coaps(fleet, host, port, identity, key, lifetime=60, lin
 
     def on_frames(device, frames):
         link = links[device.device_id]
-        link.device.send_telemetry([f for peer, f in frames if peer is None])
+        link.device.send_notifications(frames)
         link.poke()
     return links, on_frames
 
@@ -168,7 +167,8 @@ async def connect_fleet_mqtt(fleet, host, port, ssl=None):
         links[d.device_id] = link
 
     def on_frames(device, frames):
-        links[device.device_id].publish([f for peer, f in frames if peer is None])
+        # telemetry (peer None) and the bridge's subscriptions alike go to .../up
+        links[device.device_id].publish([f for peer, f in frames])
     return links, on_frames
 
 

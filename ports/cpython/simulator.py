@@ -29,10 +29,11 @@ is whoever subscribed through receive().
 import random
 
 from ... import __version__
+from ...core import frame as F
 from ...core import model as M
 from ...core.errors import SpotError
 from ...core.node import Node, EV_WRITE, EV_INVOKE, EV_SIGNAL
-from ...core.services import PLANS, PRICE, GRID
+from ...core.services import PLANS, PRICE, GRID, TIME
 from ...profiles import registry, device_info, alarms as AL
 from . import models as MD
 
@@ -233,6 +234,11 @@ class _SignalSource:
         self.values = dict(base.values)
 
 
+def _not_the_clock(peer, op, sid):
+    """A node authorisation allowing everything but setting the time."""
+    return not (sid == TIME and op == F.WRITE)
+
+
 class SimDevice:
     """One simulated device: a Node serving profile_name, driven by its model.
 
@@ -241,10 +247,13 @@ class SimDevice:
     value} of the profile's service (None: DEFAULT_PLANS, {}: none);
     telemetry is the period of the standing telemetry in simulated seconds
     (None: none); weather may be one models.Weather shared by many devices.
+    keep_clock: the node's clock is the simulated world's (a start in the past, a
+    speed other than 1): it refuses a WRITE of the time (not-authorised) instead of
+    letting a bridge set it to the wall clock (spec 3.1).
     """
 
     def __init__(self, profile_name, device_id, seed=0, t0=None, comm_timeout=900,
-                 default_plan=None, telemetry=60, weather=None):
+                 default_plan=None, telemetry=60, weather=None, keep_clock=False):
         if profile_name not in MD.MODELS:
             raise KeyError("no simulator model for profile %r" % profile_name)
         self.profile_name = profile_name
@@ -253,12 +262,17 @@ class SimDevice:
         self.profile = registry.load(profile_name)
         self.sid = self.profile.SERVICE
         self.model, self._step_model = build_model(profile_name, seed, self.t, weather)
+        # the plant has run a second before the device reports: its first readings are
+        # its state, not the zeros of a model never stepped (a false spike in every plot)
+        self._step_model(1, self.t)
         is_device = FIRST_DEVICE_SID <= self.sid <= LAST_DEVICE_SID
         served = [device_info, self.profile] + ([AL] if is_device else [])
         self.node = Node(served, device_id, consumes=CONSUMES.get(profile_name, ()),
                          comm_timeout=comm_timeout, max_subs=10)
         self.node.clock_offset = 0  # node time = simulated Unix seconds
         self.node.time_known = True
+        if keep_clock:
+            self.node.authorise = _not_the_clock
         self.alarms = Alarms() if is_device else None
         self.errors = 0            # model / node refusals (should stay 0)
         self._pending = []
