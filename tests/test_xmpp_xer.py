@@ -149,3 +149,35 @@ def test_element_nested_beyond_the_limit_is_refused():
 def test_identifier_longer_than_129_characters_is_refused_on_encode():
     with pytest.raises(xer.XerError):
         xer.encode(read_request(1, name("LD", "X" * 130)))
+
+
+SCHEMA = None
+
+
+def schema():
+    """tests/xmpp/mms_subset.xsd: the XER form written by hand, independent of asn1tools."""
+    global SCHEMA
+    if SCHEMA is None:
+        import os
+        from lxml import etree
+        SCHEMA = etree.XMLSchema(etree.parse(os.path.join(os.path.dirname(__file__), "xmpp",
+                                                          "mms_subset.xsd")))
+    return SCHEMA
+
+
+@pytest.mark.parametrize("pdu", [
+    read_request(13, name("IEDNameLDInst", "LLN0$ST$Beh$stVal")),
+    read_response(2, ("success", ("structure", [("floating-point", b"\x08\x41\xc8\x00\x00"),
+                                                ("bit-string", (b"\x00\x00", 13)),
+                                                ("utc-time", bytes(8)), ("boolean", False)])),
+                  ("failure", 3)),
+    ("confirmed-ResponsePDU", {"invokeID": 3, "confirmedServiceResponse": ("getNameList", {
+        "listOfIdentifier": ["hp-0001HP"], "moreFollows": False})}),
+    ("confirmed-ErrorPDU", {"invokeID": 9, "serviceError": {"errorClass": ("access", 2)}}),
+    ("confirmed-ResponsePDU", {"invokeID": 4, "confirmedServiceResponse": (
+        "write", [("success", None), ("failure", 3)])}),
+], ids=["read-request", "read-response", "getnamelist-response", "error", "write-response"])
+def test_xer_the_codec_writes_validates_against_the_independent_schema(pdu):
+    from lxml import etree
+    el = etree.fromstring(ET.tostring(xer.to_element(pdu)))
+    assert schema().validate(el), schema().error_log.last_error
