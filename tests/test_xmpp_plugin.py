@@ -1,0 +1,165 @@
+"""The XMPP plugin end to end: a real Prosody (STARTTLS, SASL), the bridge with the
+plugin, a `spot sim` fleet over CoAP, and operators in separate processes (slixmpp)
+whose MMS payloads are built and checked independently of the plugin's codec
+(tests/xmpp_rig.py)."""
+import asyncio
+
+from waiting import until
+from xmpp_rig import (XPNS, OPERATOR, MONITOR, NOROLE, OperatorProcess, xmpp_setup, mms_of,
+                      read, read_data_set, data_set_attributes, get_name_list, write,
+                      oper_value, error_condition, float_of)
+from spot.core import frame as F
+from spot.core import model as CM
+from spot.core.services import HEAT_PUMP
+
+SG_READY = 6
+OUTDOOR_TEMP = 11
+
+
+def run(coro):
+    asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def domain_of(rig, device="hp-0001"):
+    return rig.plugin.acsi.acsi.model.by_device[device].domain
+
+
+def identifiers(answer):
+    return [e.text for e in mms_of(answer).iterfind(".//m:listOfIdentifier/m:Identifier", XPNS)]
+
+
+async def device_value(rig, sid, oid, device="hp-0001"):
+    """What the device itself says now: a READ through the bridge's command queue."""
+    cmd = await rig.bridge.submit("operator", device, sid, F.READ, [oid])
+
+    async def done():
+        return (await rig.store.get_command(cmd.id)).status == "done"
+    assert await until(done, 15)
+    return (await rig.store.get_command(cmd.id)).result[oid]
+
+
+async def commands_for(rig, device="hp-0001"):
+    return [c for c in await rig.store.list_commands(device) if c.actor == "plugin:xmpp"]
+
+
+# ------------------------------------------------------------------ reads
+
+def test_operator_lists_the_fleet_and_reads_a_measurement_that_matches_the_store(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            op, domain = ops[OPERATOR], domain_of(rig)
+            answer = await op.ask(rig.full_jid(), get_name_list(1, 9))
+            assert answer.get("type") == "result"
+            assert identifiers(answer) == [domain]
+
+            async def telemetry():
+                return (HEAT_PUMP, OUTDOOR_TEMP) in await rig.store.latest("hp-0001")
+            assert await until(telemetry, 20)
+            row = rig.plugin.acsi.acsi.model.by_device["hp-0001"].lns["MMET1"].dos["EnvTmp"].point.row
+            before = (await rig.store.latest("hp-0001"))[(HEAT_PUMP, OUTDOOR_TEMP)][0]
+            answer = await op.ask(rig.full_jid(), read(2, (domain, "MMET1$MX$EnvTmp$mag$f")))
+            after = (await rig.store.latest("hp-0001"))[(HEAT_PUMP, OUTDOOR_TEMP)][0]
+            pdu = mms_of(answer)
+            assert pdu.findtext(".//m:invokeID", namespaces=XPNS) == "2"
+            got = float_of(pdu.findtext(".//m:listOfAccessResult/m:success/m:floating-point",
+                                        namespaces=XPNS))
+            assert any(abs(got - CM.from_wire(row, w)) < 1e-4 for w in (before, after)), \
+                (got, before, after)
+    run(main())
+
+
+def test_data_set_directory_and_data_set_read_answer_every_member(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            op, domain = ops[OPERATOR], domain_of(rig)
+            names = identifiers(await op.ask(rig.full_jid(), get_name_list(1, 2, domain)))
+            assert "LLN0$All" in names and "LLN0$ZHPU1" in names
+            attrs = mms_of(await op.ask(rig.full_jid(), data_set_attributes(2, domain, "LLN0$ZHPU1")))
+            members = [e.text for e in attrs.iterfind(".//m:listOfVariable/m:SEQUENCE//m:itemId", XPNS)]
+            assert "ZHPU1$ST$SgRdy" in members and "ZHPU1$MX$Cop" in members
+            values = mms_of(await op.ask(rig.full_jid(), read_data_set(3, domain, "LLN0$ZHPU1")))
+            results = values.find(".//m:listOfAccessResult", XPNS)
+            assert len(results) == len(members)
+            assert all(etree_local(r) == "success" for r in results)
+    run(main())
+
+
+def etree_local(el):
+    return el.tag.rsplit("}", 1)[-1]
+
+
+def test_unknown_object_is_an_mms_failure_in_a_normal_result(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            answer = await ops[OPERATOR].ask(rig.full_jid(), read(1, (domain_of(rig), "ZHPU1$ST$Nope$stVal")))
+            assert answer.get("type") == "result"
+            assert mms_of(answer).findtext(".//m:listOfAccessResult/m:failure",
+                                           namespaces=XPNS) == "10"   # object-non-existent
+    run(main())
+
+
+# ------------------------------------------------------------------ controls
+
+def test_operator_selects_and_operates_a_control_the_simulated_device_follows(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            op, domain = ops[OPERATOR], domain_of(rig)
+            target = 4 if await device_value(rig, HEAT_PUMP, SG_READY) != 4 else 3
+            sel = await op.ask(rig.full_jid(), write(1, domain, "ZHPU1$CO$SgRdy$SBOw",
+                                                     oper_value(target)), "set")
+            assert mms_of(sel).find(".//m:write/m:success", XPNS) is not None
+            opr = await op.ask(rig.full_jid(), write(2, domain, "ZHPU1$CO$SgRdy$Oper",
+                                                     oper_value(target)), "set")
+            assert mms_of(opr).find(".//m:write/m:success", XPNS) is not None
+            assert await device_value(rig, HEAT_PUMP, SG_READY) == target
+            assert [c.status for c in await commands_for(rig)] == ["done"]
+    run(main())
+
+
+def test_operate_without_select_on_an_sbo_control_is_refused_and_sends_nothing(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            opr = await ops[OPERATOR].ask(rig.full_jid(), write(1, domain_of(rig), "ZHPU1$CO$SgRdy$Oper",
+                                                                oper_value(3)), "set")
+            assert mms_of(opr).findtext(".//m:write/m:failure", namespaces=XPNS) == "3"
+            assert await commands_for(rig) == []
+    run(main())
+
+
+def test_monitor_reads_but_its_control_is_denied_and_reaches_no_device(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, users=(MONITOR,)) as (rig, fleet, ops):
+            mon, domain = ops[MONITOR], domain_of(rig)
+            answer = await mon.ask(rig.full_jid(), read(1, (domain, "LLN0$ST$Beh$stVal")))
+            assert mms_of(answer).findtext(".//m:success/m:integer", namespaces=XPNS) == "1"
+            for i, part in enumerate(("SBOw", "Oper"), 2):
+                w = await mon.ask(rig.full_jid(), write(i, domain, "ZHPU1$CO$SgRdy$" + part,
+                                                        oper_value(1)), "set")
+                assert mms_of(w).findtext(".//m:write/m:failure", namespaces=XPNS) == "3"
+            assert await commands_for(rig) == []
+    run(main())
+
+
+def test_jid_without_a_role_is_forbidden_and_reaches_no_device(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, users=(NOROLE,)) as (rig, fleet, ops):
+            for i, payload in enumerate((read(1, (domain_of(rig), "LLN0$ST$Beh$stVal")),
+                                         write(2, domain_of(rig), "ZHPU1$CO$SgRdy$Oper",
+                                               oper_value(1)))):
+                answer = await ops[NOROLE].ask(rig.full_jid(), payload, "set")
+                assert error_condition(answer) == ("auth", "forbidden")
+                assert answer.find(".//m:MMSpdu", XPNS) is None
+            assert await commands_for(rig) == []
+    run(main())
+
+
+def test_wrong_password_is_refused_by_the_server(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, users=()) as (rig, fleet, ops):
+            bad = OperatorProcess(prosody, OPERATOR, "not-the-password")
+            try:
+                assert await until(lambda: bad.seen("auth_failed"), 20)
+                assert not bad.seen("ready")
+            finally:
+                bad.stop()
+    run(main())
