@@ -163,3 +163,64 @@ def test_wrong_password_is_refused_by_the_server(tmp_path, prosody):
             finally:
                 bad.stop()
     run(main())
+
+
+# ------------------------------------------------------------------ presence and reports
+
+def test_device_presence_goes_unavailable_when_it_stops_and_available_when_it_returns(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            op, device = ops[OPERATOR], rig.full_jid("hp-0001")
+            assert await until(lambda: op.presence_of(device) == "available", 20)
+            fleet.stop()
+            assert await until(lambda: op.presence_of(device) == "unavailable", 30)
+            fleet.start()
+            assert await until(lambda: op.presence_of(device) == "available", 30)
+    run(main())
+
+
+def test_operator_receives_an_information_report_from_the_device_resource(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            op, device = ops[OPERATOR], rig.full_jid("hp-0001")
+
+            def report():
+                return next((m for m in op.stanzas("message") if m.get("from") == device), None)
+            assert await until(lambda: report() is not None, 20)
+            pdu = mms_of(report())
+            rpt = pdu.find("m:unconfirmed-PDU/m:unconfirmedService/m:informationReport", XPNS)
+            assert rpt.findtext(".//m:variableListName/m:vmd-specific", namespaces=XPNS) == "RPT"
+            results = list(rpt.find("m:listOfAccessResult", XPNS))
+            rpt_id = results[0].findtext("m:visible-string", namespaces=XPNS)
+            assert rpt_id == domain_of(rig) + "/LLN0$RP$urcbAll"
+            assert results[4].findtext("m:visible-string", namespaces=XPNS) == \
+                domain_of(rig) + "/LLN0$All"
+            inclusion = results[5].findtext("m:bit-string", namespaces=XPNS)
+            included = inclusion.count("1")
+            # RptID, OptFlds, SeqNum, TimeOfEntry, DatSet, inclusion, values, reason codes
+            assert included >= 1 and len(results) == 6 + 2 * included
+    run(main())
+
+
+def test_prosody_restart_mid_session_then_presence_is_back_and_a_control_works(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            ops[OPERATOR].stop()
+            connects = rig.plugin.main.connects
+            prosody.restart()
+            assert await until(lambda: rig.plugin.main.connects > connects
+                               and rig.plugin.main.up.is_set(), 40), "the plugin did not reconnect"
+            op = await OperatorProcess(prosody, OPERATOR, OPERATOR + "-pw").ready()
+            try:
+                op.command(op="presence")
+                assert await until(lambda: op.presence_of(rig.full_jid("hp-0001")) == "available", 40)
+                target = 4 if await device_value(rig, HEAT_PUMP, SG_READY) != 4 else 3
+                domain = domain_of(rig)
+                for i, part in enumerate(("SBOw", "Oper"), 1):
+                    w = await op.ask(rig.full_jid(), write(i, domain, "ZHPU1$CO$SgRdy$" + part,
+                                                           oper_value(target)), "set")
+                    assert mms_of(w).find(".//m:write/m:success", XPNS) is not None
+                assert await device_value(rig, HEAT_PUMP, SG_READY) == target
+            finally:
+                op.stop()
+    run(main())
