@@ -224,3 +224,83 @@ def test_prosody_restart_mid_session_then_presence_is_back_and_a_control_works(t
             finally:
                 op.stop()
     run(main())
+
+
+# ------------------------------------------------------------------ bad stanzas
+
+NS_CTX = '<AssociationContext xmlns="http://www.iec.ch/61850/2015/SCSM_8_2" id="x">%s</AssociationContext>'
+
+
+def test_payload_that_is_not_valid_xer_gets_bad_request(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            bad = NS_CTX % "<MMSpdu><confirmed-RequestPDU><invokeID>x</invokeID></confirmed-RequestPDU></MMSpdu>"
+            assert error_condition(await ops[OPERATOR].ask(rig.full_jid(), bad)) == \
+                ("modify", "bad-request")
+    run(main())
+
+
+def test_association_context_without_one_mms_pdu_gets_bad_request(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            assert error_condition(await ops[OPERATOR].ask(rig.full_jid(), NS_CTX % "")) == \
+                ("modify", "bad-request")
+    run(main())
+
+
+def test_iq_of_an_unknown_namespace_gets_feature_not_implemented(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            answer = await ops[OPERATOR].ask(rig.full_jid(), '<query xmlns="urn:example:nothing"/>')
+            assert error_condition(answer) == ("cancel", "feature-not-implemented")
+    run(main())
+
+
+def test_stanza_over_the_size_limit_gets_policy_violation_and_the_bridge_keeps_serving(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            op, domain = ops[OPERATOR], domain_of(rig)
+            huge = read(1, *[(domain, "ZHPU1$MX$Cop$mag$f")] * 300)
+            assert len(huge) > rig.plugin.guard.max_stanza_bytes
+            assert error_condition(await op.ask(rig.full_jid(), huge)) == ("modify", "policy-violation")
+            answer = await op.ask(rig.full_jid(), read(2, (domain, "LLN0$ST$Beh$stVal")))
+            assert answer.get("type") == "result"
+    run(main())
+
+
+def test_iq_flood_gets_resource_constraint_then_the_bridge_serves_again(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, rate=2, burst=5) as (rig, fleet, ops):
+            op, domain = ops[OPERATOR], domain_of(rig)
+            answers = await asyncio.gather(*(op.ask(rig.full_jid(), read(i, (domain, "LLN0$ST$Beh$stVal")))
+                                             for i in range(1, 31)))
+            refused = [a for a in answers if a.get("type") == "error"]
+            assert len(refused) >= 20
+            assert {error_condition(a) for a in refused} == {("wait", "resource-constraint")}
+            await asyncio.sleep(1.5)
+            answer = await op.ask(rig.full_jid(), read(40, (domain, "LLN0$ST$Beh$stVal")))
+            assert answer.get("type") == "result"
+    run(main())
+
+
+def test_malformed_xml_ends_only_the_senders_stream_and_the_bridge_keeps_serving(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, users=(OPERATOR, MONITOR)) as (rig, fleet, ops):
+            ops[OPERATOR].command(op="send", xml="<iq type='get' to='%s' id='m1'><unclosed></iq>"
+                                  % rig.full_jid())
+            assert await until(lambda: ops[OPERATOR].seen("disconnected"), 20)
+            answer = await ops[MONITOR].ask(rig.full_jid(), read(1, (domain_of(rig), "LLN0$ST$Beh$stVal")))
+            assert answer.get("type") == "result"
+            assert rig.plugin.main.up.is_set()
+    run(main())
+
+
+def test_device_resource_serves_only_its_own_logical_device(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, count=2) as (rig, fleet, ops):
+            op = ops[OPERATOR]
+            mine, other = domain_of(rig, "hp-0001"), domain_of(rig, "hp-0002")
+            assert identifiers(await op.ask(rig.full_jid("hp-0001"), get_name_list(1, 9))) == [mine]
+            answer = await op.ask(rig.full_jid("hp-0001"), read(2, (other, "LLN0$ST$Beh$stVal")))
+            assert mms_of(answer).findtext(".//m:listOfAccessResult/m:failure", namespaces=XPNS) == "10"
+    run(main())

@@ -23,6 +23,7 @@ import asyncio
 import copy
 import logging
 import os
+import xml.etree.ElementTree as ET
 
 
 from . import xer
@@ -30,6 +31,7 @@ from .guard import Guard, check_roles
 from .session import Session
 
 LOG = logging.getLogger("spot.bridge.plugin.xmpp")
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 
 OPTIONS = {
     # key: (default, meaning)
@@ -173,7 +175,10 @@ class XmppPlugin:
         err = iq.reply(clear=True)
         err["type"] = "error"
         err["error"]["type"] = etype
-        err["error"]["condition"] = condition
+        # slixmpp's Error knows the RFC 3920 conditions only (not policy-violation)
+        del err["error"]["condition"]
+        del err["error"]["text"]
+        err["error"].xml.append(ET.Element("{%s}%s" % (STANZAS, condition)))
         err["error"]["text"] = text
         session.send(err)
 
