@@ -324,9 +324,9 @@ def _walk(children, fc, prefix):
 
 
 def ln_fcs(ln):
-    """The FCs of an LN in IEC 61850-8-1 order of use (MX, ST, CO, SP, CF, DC, EX, ...)."""
+    """The FCs of an LN in the order MMS servers lay them out (MX, ST, CO, CF, DC, SP, ...)."""
     present = {fc for do in ln.dos.values() for fc in do.fcs()}
-    order = ("MX", "ST", "CO", "SP", "SG", "SE", "CF", "DC", "EX")
+    order = ("MX", "ST", "CO", "CF", "DC", "SP", "SG", "SE", "EX")
     return [fc for fc in order if fc in present]
 
 
