@@ -153,6 +153,21 @@ def test_jid_without_a_role_is_forbidden_and_reaches_no_device(tmp_path, prosody
     run(main())
 
 
+def test_jid_without_a_role_is_refused_presence_and_gets_no_reports(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, users=(NOROLE, OPERATOR)) as (rig, fleet, ops):
+            operator, norole = ops[OPERATOR], ops[NOROLE]
+            # the operator (subscribed at the same time) gets device presence and reports
+            assert await until(lambda: operator.presence_of(rig.full_jid("hp-0001")) == "available", 20)
+            assert await until(lambda: len(operator.stanzas("message")) >= 2, 20)
+            # (slixmpp follows its "unsubscribed" with an "unavailable", which says nothing)
+            seen = [p for p in norole.stanzas("presence") + norole.stanzas("message")
+                    if p.get("from", "").startswith(rig.jid + "/") and p.get("type") != "unavailable"]
+            assert seen == []
+            assert any(p.get("type") == "unsubscribed" for p in norole.stanzas("presence"))
+    run(main())
+
+
 def test_wrong_password_is_refused_by_the_server(tmp_path, prosody):
     async def main():
         async with xmpp_setup(tmp_path, prosody, users=()) as (rig, fleet, ops):
