@@ -14,6 +14,8 @@ device's real result.
     await acsi.ld_values(domain) -> {item: v} every leaf (model.values)
     await acsi.read(domain, item) -> value    GetDataValues: a leaf value, or
                                               {member: value} for a structure
+    await acsi.read_many(domain, items) -> [value | AcsiError]   the same, one
+                                              look at the store for them all
     acsi.check_control(domain, item, ctl_val) -> Order     (ControlRefused)
     await acsi.operate(domain, item, ctl_val) -> Command   (ControlRefused)
     acsi.check_write(domain, item, value) -> Order         (AcsiError)
@@ -166,6 +168,21 @@ class Acsi:
         if item in flat:
             return flat[item]
         return _nest(X.type_of(node.obj, node.fc), item, flat)
+
+    async def read_many(self, domain, items):
+        """GetDataValues of several objects of one LD from one look at the store:
+        [value, or the AcsiError of that item] in the order of items."""
+        flat = await self.ld_values(domain)
+        out = []
+        for item in items:
+            try:
+                node = self._node(domain, item)
+            except AcsiError as e:
+                out.append(e)
+                continue
+            out.append(flat[item] if item in flat
+                       else _nest(X.type_of(node.obj, node.fc), item, flat))
+        return out
 
     # ------------------------------------------------------------ controls
 
