@@ -104,3 +104,21 @@ def test_integer_beyond_its_width_is_refused():
 
 def test_visible_string_type_is_variable_length_up_to_its_size():
     assert D.type_description({"name": "d", "btype": "VisString255"}) == ("visible-string", -255)
+
+
+def test_acsi_read_many_answers_like_read_and_names_the_unknown_item(tmp_path):
+    import asyncio
+    from iec61850_rig import bridge_with_devices
+    from spot.cloud_bridge.iec61850 import acsi as A
+
+    async def main():
+        async with bridge_with_devices(tmp_path, ("heat_pump", "hp-1")) as (bridge, ctx, local, devs):
+            acsi = A.Acsi(ctx)
+            await acsi.refresh()
+            domain = acsi.server_directory()[0]
+            items = ["LLN0$ST$Beh", "ZHPU1$MX$Cop$mag$f", "ZHPU1$ST$Nope"]
+            got = await acsi.read_many(domain, items)
+            beh, cop = await acsi.read(domain, items[0]), await acsi.read(domain, items[1])
+            assert got[0]["stVal"] == beh["stVal"] and got[1] == cop   # (Beh's t is "now")
+            assert isinstance(got[2], A.AcsiError) and got[2].code == A.OBJECT_NON_EXISTENT
+    asyncio.run(main())

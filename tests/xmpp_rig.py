@@ -111,10 +111,15 @@ def write(invoke_id, domain, item, data):
 
 
 def oper_value(ctl_val):
-    """The Oper / SBOw structure of IEC 61850-8-1 for an INT32 ctlVal (INC)."""
+    """The Oper / SBOw structure of IEC 61850-8-1 for an INT32 ctlVal (INC), or for a
+    float ctlVal the AnalogueValue {f} of an APC."""
     def add(parent):
         s = _el(parent, "structure")
-        _el(s, "integer", ctl_val)                          # ctlVal
+        if isinstance(ctl_val, float):                      # ctlVal {f}: 08 + IEEE single
+            import struct
+            _el(_el(s, "structure"), "floating-point", (b"\x08" + struct.pack(">f", ctl_val)).hex())
+        else:
+            _el(s, "integer", ctl_val)                      # ctlVal
         origin = _el(s, "structure")
         _el(origin, "integer", 3)                           # orCat remote-control
         _el(origin, "octet-string", "6f70")                 # orIdent "op"
@@ -165,6 +170,7 @@ class OperatorProcess:
     def _read(self):
         for line in self.proc.stdout:
             ev = json.loads(line)
+            ev["at"] = time.monotonic()
             if ev.get("ev") == "stanza":
                 ev["el"] = etree.fromstring(ev["xml"])
             self.events.append(ev)
@@ -193,7 +199,10 @@ class OperatorProcess:
 
         def answer():
             return next((s for s in self.stanzas("iq") if s.get("id") == iq_id), None)
-        assert await until(lambda: answer() is not None, timeout), "no answer to %s" % iq_id
+        assert await until(lambda: answer() is not None, timeout, every=0.002), \
+            "no answer to %s" % iq_id
+        self.answered_at = next(e["at"] for e in self.events if e["ev"] == "stanza"
+                                and e["kind"] == "iq" and e["el"].get("id") == iq_id)
         return answer()
 
     def presence_of(self, full_jid):

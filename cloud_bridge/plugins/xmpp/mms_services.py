@@ -140,18 +140,21 @@ class MmsServices:
 
     # ------------------------------------------------------------ Read
 
-    async def _read_one(self, domain, item):
-        try:
-            t = self.acsi.definition(domain, item)
-            return ("success", D.to_data(t, await self.acsi.read(domain, item)))
-        except A.AcsiError as e:
-            return ("failure", e.code)
+    async def _results(self, domain, items):
+        """The AccessResults of items of one domain, from one look at the store."""
+        out = []
+        for item, value in zip(items, await self.acsi.read_many(domain, items)):
+            if isinstance(value, A.AcsiError):
+                out.append(("failure", value.code))
+            else:
+                out.append(("success", D.to_data(self.acsi.definition(domain, item), value)))
+        return out
 
     async def _read(self, body, scope, may_control, who):
         kind, spec = body["variableAccessSpecificatn"]
         if kind == "variableListName":
             domain, items = self._dataset(spec, scope)
-            results = [await self._read_one(domain, item) for item in items]
+            results = await self._results(domain, items)
         else:
             if len(spec) > MAX_VARIABLES:
                 raise ServiceError("service", 3, "more than %d variables" % MAX_VARIABLES)
@@ -162,7 +165,7 @@ class MmsServices:
                 except ServiceError:
                     results.append(("failure", A.OBJECT_NON_EXISTENT))
                     continue
-                results.append(await self._read_one(domain, item))
+                results += await self._results(domain, [item])
         out = {"listOfAccessResult": results}
         if body.get("specificationWithResult"):
             out["variableAccessSpecificatn"] = body["variableAccessSpecificatn"]
@@ -280,8 +283,7 @@ class MmsServices:
                    ("success", ("binary-time", binary_time(event.get("t") or time.time()))),
                    ("success", ("visible-string", "%s/LLN0$%s" % (ld.domain, rcb.dataset))),
                    ("success", ("bit-string", D._bits(inclusion, len(members))))]
-        for _, item in included:
-            results.append(await self._read_one(ld.domain, item))
+        results += await self._results(ld.domain, [item for _, item in included])
         results += [("success", ("bit-string", D._bits(1 << REASON_DATA_CHANGE, 7)))
                     for _ in included]
         return ("unconfirmed-PDU", {"unconfirmedService": ("informationReport", {

@@ -106,6 +106,7 @@ class XmppPlugin:
 
     async def start(self):
         self._running = True
+        xer.spec()                       # compile the MMS module now, not on the first stanza
         await self.acsi.refresh()
         self.main = self._session(self.opts["resource"], on_presence=self._operator_presence,
                                   subscriptions=lambda jid: self.guard.role(jid) is not None)
