@@ -55,7 +55,7 @@ async def one_size(n, reads, controls):
     tmp = tempfile.mkdtemp(prefix="spot-bench-xmpp-")
     prosody.register(OPERATOR, OPERATOR + "-pw")
     from pathlib import Path
-    rig = XmppBridge(Path(tmp), prosody, per_device_presence=n <= 100)
+    rig = XmppBridge(Path(tmp), prosody, per_device_presence=n <= 100, rate=1000, burst=1000)
     await rig.start(offline_after=3600)
     local = LocalTransport(rig.bridge)
     t0 = int(time.time())

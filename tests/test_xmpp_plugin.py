@@ -5,7 +5,7 @@ whose MMS payloads are built and checked independently of the plugin's codec
 import asyncio
 
 from waiting import until
-from xmpp_rig import (XPNS, OPERATOR, MONITOR, NOROLE, OperatorProcess, xmpp_setup, mms_of,
+from xmpp_rig import (XPNS, OPERATOR, MONITOR, NOROLE, OperatorProcess, XmppBridge, xmpp_setup, mms_of,
                       read, read_data_set, data_set_attributes, get_name_list, write,
                       oper_value, error_condition, float_of)
 from spot.core import frame as F
@@ -319,4 +319,19 @@ def test_device_resource_serves_only_its_own_logical_device(tmp_path, prosody):
             assert identifiers(await op.ask(rig.full_jid("hp-0001"), get_name_list(1, 9))) == [mine]
             answer = await op.ask(rig.full_jid("hp-0001"), read(2, (other, "LLN0$ST$Beh$stVal")))
             assert mms_of(answer).findtext(".//m:listOfAccessResult/m:failure", namespaces=XPNS) == "10"
+    run(main())
+
+
+def test_bridge_with_a_refused_password_retries_with_back_off_and_keeps_running(tmp_path, prosody):
+    async def main():
+        rig = await XmppBridge(tmp_path, prosody, password="wrong").start(wait_up=False)
+        try:
+            main_session = rig.plugin.main
+            assert await until(lambda: main_session.auth_failures >= 2, 20)
+            await asyncio.sleep(3)
+            # back-off 0, 1, 2, 4 s: a handful of attempts, not a tight loop
+            assert main_session.auth_failures <= 5 and not main_session.up.is_set()
+            assert (await rig.bridge.store.list_devices()) == []   # the bridge still answers
+        finally:
+            await rig.stop()
     run(main())

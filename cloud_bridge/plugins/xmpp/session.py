@@ -64,6 +64,8 @@ class Session:
         self.auth_failures = 0
         self.dropped = 0
         self._pending = collections.deque()
+        self._backoff = 0.0
+        self._reconnect = None
         c = self.client
         if ca:
             c.ca_certs = ca
@@ -98,6 +100,8 @@ class Session:
 
     async def stop(self):
         self.stopping = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
         self.client.cancel_connection_attempt()
         if self.client.transport is not None:
             self.client.send_presence(ptype="unavailable")
@@ -106,6 +110,7 @@ class Session:
 
     async def _session_start(self, _event):
         self.connects += 1
+        self._backoff = 0.0
         self._announce()
         self.up.set()
         while self._pending and self.up.is_set():
@@ -115,8 +120,15 @@ class Session:
         self.up.clear()
         if self.stopping:
             return
-        LOG.info("xmpp %s disconnected (%s); reconnecting", self.resource, reason)
-        self.client.connect(*self.server) if self.server else self.client.connect()
+        # at once after a session that was up, then 1, 2, 4 ... MAX_BACKOFF s while
+        # sessions keep failing (a refused password must not hammer the server)
+        delay, self._backoff = self._backoff, min(MAX_BACKOFF, max(1.0, 2 * self._backoff))
+        LOG.info("xmpp %s disconnected (%s); reconnecting in %.0f s", self.resource, reason, delay)
+        self._reconnect = asyncio.get_running_loop().call_later(delay, self._connect_again)
+
+    def _connect_again(self):
+        if not self.stopping:
+            self.start()
 
     def _connection_failed(self, error):
         # slixmpp doubles its wait (up to 300 s) after each failure: keep it below ours
