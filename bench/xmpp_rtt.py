@@ -40,6 +40,7 @@ from prosody import Prosody  # noqa: E402  (tests/prosody.py)
 from waiting import until  # noqa: E402
 from xmpp_rig import (OPERATOR, OperatorProcess, XmppBridge, read, write,  # noqa: E402
                       oper_value, mms_of, XPNS)
+from spot.cloud_bridge.iec61850.model import ld_inst  # noqa: E402
 from spot.cloud_bridge.local_transport import LocalTransport  # noqa: E402
 from spot.cloud_bridge.plugins.xmpp import xer  # noqa: E402
 from spot.ports.cpython.simulator import SimDevice  # noqa: E402
@@ -80,7 +81,7 @@ async def one_size(n, reads, controls):
         assert await until(lambda: rig.plugin.listeners, 20), "operator presence not seen"
         if n <= 100:
             assert await until(lambda: all(s.up.is_set() for s in rig.plugin.sessions.values()), 60)
-        domain = rig.plugin.acsi.acsi.model.by_device["hp-0001"].domain
+        domain = "SPOT" + ld_inst("hp-0001")
         # reads
         times = []
         for i in range(reads):

@@ -8,6 +8,7 @@ from waiting import until
 from xmpp_rig import (XPNS, OPERATOR, MONITOR, NOROLE, OperatorProcess, XmppBridge, xmpp_setup, mms_of,
                       read, read_data_set, data_set_attributes, get_name_list, write,
                       oper_value, error_condition, float_of)
+from spot.cloud_bridge.iec61850 import model as X
 from spot.core import frame as F
 from spot.core import model as CM
 from spot.core.services import HEAT_PUMP
@@ -21,7 +22,8 @@ def run(coro):
 
 
 def domain_of(rig, device="hp-0001"):
-    return rig.plugin.acsi.acsi.model.by_device[device].domain
+    """The MMS domain of a device: IED name + LD instance (IEC 61850-8-1)."""
+    return "SPOT" + X.ld_inst(device)
 
 
 def identifiers(answer):

@@ -70,21 +70,32 @@ class MmsServices:
         if devices or groups:
             def keep(d):
                 return d.id in devices or bool(groups & set(d.groups or ()))
+        self.keep = keep
         self.acsi = A.Acsi(ctx, opts["ied_name"], keep, opts["control_timeout"])
         self.clock = clock
         self.selected = {}       # (jid, domain, control) -> deadline of the selection
         self.seq = {}            # domain -> next report SeqNum
+        self._stale = True
 
-    async def refresh(self):
-        await self.acsi.refresh()
+    def invalidate(self):
+        """The registry changed: rebuild the model before it is next used (once for
+        a burst of registrations, not once per device)."""
+        self._stale = True
 
-    def exposes(self, device):
-        return device in self.acsi.model.by_device
+    async def fresh(self):
+        if self._stale:
+            self._stale = False
+            await self.acsi.refresh()
+
+    def exposes_record(self, device):
+        """Whether a store Device record is exposed (without building the model)."""
+        return self.keep is None or self.keep(device)
 
     # ------------------------------------------------------------ dispatch
 
     async def handle(self, req, scope, may_control, who):
         """The response MMSpdu to a Confirmed-RequestPDU value."""
+        await self.fresh()
         invoke = req["invokeID"]
         kind, body = req["confirmedServiceRequest"]
         try:
@@ -258,6 +269,7 @@ class MmsServices:
     async def report(self, event):
         """The informationReport of a telemetry event (IEC 61850-8-1 report of the
         unbuffered RCB on data set All, reason data-change), or None."""
+        await self.fresh()
         ld = self.acsi.model.by_device.get(event["device"])
         if ld is None:
             return None

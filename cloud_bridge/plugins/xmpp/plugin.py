@@ -107,14 +107,14 @@ class XmppPlugin:
     async def start(self):
         self._running = True
         xer.spec()                       # compile the MMS module now, not on the first stanza
-        await self.acsi.refresh()
+        await self.acsi.fresh()
         self.main = self._session(self.opts["resource"], on_presence=self._operator_presence,
                                   subscriptions=lambda jid: self.guard.role(jid) is not None)
         self.main.presence = "online"
         self.main.start()
         if self.opts["per_device_presence"]:
             for d in await self.ctx.devices():
-                if self.acsi.exposes(d.id):
+                if self.acsi.exposes_record(d):
                     self._device_session(d.id, d.presence)
 
     def _device_session(self, device, presence):
@@ -134,16 +134,17 @@ class XmppPlugin:
     async def on_event(self, event):
         kind = event.get("type")
         if kind == "device":
-            await self.acsi.refresh()
-            if self._running and self.opts["per_device_presence"] and \
-                    self.acsi.exposes(event["device"]):
-                self._device_session(event["device"], "online")
+            self.acsi.invalidate()
+            if self._running and self.opts["per_device_presence"]:
+                d = await self.ctx.bridge.store.get_device(event["device"])
+                if d is not None and self.acsi.exposes_record(d):
+                    self._device_session(d.id, d.presence)
         elif kind == "presence":
             s = self.sessions.get(event["device"])
             if s is not None:
                 s.set_presence(event["presence"])
-        elif kind == "telemetry" and self.listeners and self.acsi.exposes(event["device"]):
-            pdu = await self.acsi.report(event)
+        elif kind == "telemetry" and self.listeners:
+            pdu = await self.acsi.report(event)        # None for a device not exposed
             if pdu is not None:
                 self._send_report(event["device"], pdu)
 
