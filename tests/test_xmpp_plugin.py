@@ -220,7 +220,7 @@ def test_operator_receives_an_information_report_from_the_device_resource(tmp_pa
     run(main())
 
 
-def test_prosody_restart_mid_session_then_presence_is_back_and_a_control_works(tmp_path, prosody):
+def test_prosody_restart_mid_session_then_presence_reports_and_a_control_work_again(tmp_path, prosody):
     async def main():
         async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
             ops[OPERATOR].stop()
@@ -239,6 +239,8 @@ def test_prosody_restart_mid_session_then_presence_is_back_and_a_control_works(t
                                                            oper_value(target)), "set")
                     assert mms_of(w).find(".//m:write/m:success", XPNS) is not None
                 assert await device_value(rig, HEAT_PUMP, SG_READY) == target
+                assert await until(lambda: any(m.get("from") == rig.full_jid("hp-0001")
+                                               for m in op.stanzas("message")), 20), "no reports"
             finally:
                 op.stop()
     run(main())

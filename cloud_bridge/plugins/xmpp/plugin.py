@@ -109,7 +109,8 @@ class XmppPlugin:
         xer.spec()                       # compile the MMS module now, not on the first stanza
         await self.acsi.fresh()
         self.main = self._session(self.opts["resource"], on_presence=self._operator_presence,
-                                  subscriptions=lambda jid: self.guard.role(jid) is not None)
+                                  subscriptions=lambda jid: self.guard.role(jid) is not None,
+                                  on_up=lambda s: self.listeners.clear())   # the server resends them
         self.main.presence = "online"
         self.main.start()
         if self.opts["per_device_presence"]:

@@ -48,15 +48,17 @@ register_stanza_plugin(slixmpp.Message, AssociationContext)
 
 class Session:
     """The bridge's session as jid/resource; on_iq(session, iq) is awaited for MMS iqs,
-    on_presence(session, presence) gets the presence stanzas addressed to it."""
+    on_presence(session, presence) gets the presence stanzas addressed to it,
+    on_up(session) is called each time the session is (again) up."""
 
     def __init__(self, jid, password, resource, on_iq, server=None, ca=None,
-                 on_presence=None, subscriptions=None):
+                 on_presence=None, subscriptions=None, on_up=None):
         self.client = slixmpp.ClientXMPP("%s/%s" % (jid, resource), password)
         self.resource = resource
         self.server = server
         self.on_iq = on_iq
         self.on_presence = on_presence
+        self.on_up = on_up
         self.presence = "offline"
         self.up = asyncio.Event()
         self.stopping = False
@@ -111,6 +113,8 @@ class Session:
     async def _session_start(self, _event):
         self.connects += 1
         self._backoff = 0.0
+        if self.on_up is not None:
+            self.on_up(self)
         self._announce()
         self.up.set()
         while self._pending and self.up.is_set():
