@@ -7,7 +7,7 @@ import asyncio
 from waiting import until
 from xmpp_rig import (XPNS, OPERATOR, MONITOR, NOROLE, OperatorProcess, XmppBridge, xmpp_setup, mms_of,
                       read, read_data_set, data_set_attributes, get_name_list, write,
-                      oper_value, error_condition, float_of)
+                      oper_value, error_condition, float_of, float_value, variable_attributes)
 from spot.cloud_bridge.iec61850 import model as X
 from spot.core import frame as F
 from spot.core import model as CM
@@ -90,6 +90,20 @@ def etree_local(el):
     return el.tag.rsplit("}", 1)[-1]
 
 
+def test_variable_access_attributes_describe_a_data_object_as_iec_61850_8_1_types(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            answer = await ops[OPERATOR].ask(rig.full_jid(), variable_attributes(1, domain_of(rig), "MMET1$MX$EnvTmp"))
+            comps = mms_of(answer).find(".//m:typeDescription/m:structure/m:components", XPNS)
+            names = [c.findtext("m:componentName", namespaces=XPNS) for c in comps]
+            assert names == ["mag", "q", "t"]
+            mag, q, t = (c.find("m:componentType/m:typeDescription", XPNS) for c in comps)
+            assert mag.find(".//m:floating-point/m:format-width", XPNS).text == "32"
+            assert q.findtext("m:bit-string", namespaces=XPNS) == "13"
+            assert t.find("m:utc-time", XPNS) is not None
+    run(main())
+
+
 def test_unknown_object_is_an_mms_failure_in_a_normal_result(tmp_path, prosody):
     async def main():
         async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
@@ -115,6 +129,27 @@ def test_operator_selects_and_operates_a_control_the_simulated_device_follows(tm
             assert mms_of(opr).find(".//m:write/m:success", XPNS) is not None
             assert await device_value(rig, HEAT_PUMP, SG_READY) == target
             assert [c.status for c in await commands_for(rig)] == ["done"]
+    run(main())
+
+
+def test_operator_sets_a_setting_the_simulated_device_takes(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            target = 47.5 if await device_value(rig, HEAT_PUMP, 7) != 475 else 42.5
+            w = await ops[OPERATOR].ask(rig.full_jid(), write(1, domain_of(rig), "ZHPU1$SP$FlwTmpSpt$setMag$f",
+                                                              float_value(target)), "set")
+            assert mms_of(w).find(".//m:write/m:success", XPNS) is not None
+            assert await device_value(rig, HEAT_PUMP, 7) == round(target * 10)   # 0.1 Cel on the wire
+    run(main())
+
+
+def test_setting_out_of_the_devices_range_is_refused_and_sends_nothing(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            w = await ops[OPERATOR].ask(rig.full_jid(), write(1, domain_of(rig), "ZHPU1$SP$FlwTmpSpt$setMag$f",
+                                                              float_value(95.0)), "set")
+            assert mms_of(w).findtext(".//m:write/m:failure", namespaces=XPNS) == "11"  # value invalid
+            assert await commands_for(rig) == []
     run(main())
 
 

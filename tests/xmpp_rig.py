@@ -115,9 +115,8 @@ def oper_value(ctl_val):
     float ctlVal the AnalogueValue {f} of an APC."""
     def add(parent):
         s = _el(parent, "structure")
-        if isinstance(ctl_val, float):                      # ctlVal {f}: 08 + IEEE single
-            import struct
-            _el(_el(s, "structure"), "floating-point", (b"\x08" + struct.pack(">f", ctl_val)).hex())
+        if isinstance(ctl_val, float):                      # ctlVal {f}
+            float_value(ctl_val)(_el(s, "structure"))
         else:
             _el(s, "integer", ctl_val)                      # ctlVal
         origin = _el(s, "structure")
@@ -128,6 +127,21 @@ def oper_value(ctl_val):
         _el(_el(s, "boolean"), "false")                     # Test
         _el(s, "bit-string", "00")                          # Check
     return add
+
+
+def float_value(f):
+    """MMS Data floating-point of IEC 61850-8-1 (exponent width 8, IEEE single)."""
+    import struct
+
+    def add(parent):
+        _el(parent, "floating-point", (b"\x08" + struct.pack(">f", f)).hex())
+    return add
+
+
+def variable_attributes(invoke_id, domain, item):
+    ctx, g = _request(invoke_id, "getVariableAccessAttributes")
+    _name(g, domain, item)
+    return _checked(ctx)
 
 
 def iq(to, iq_id, payload, kind="get"):
