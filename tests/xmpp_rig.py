@@ -233,6 +233,11 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self._reader.join(5)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
 
 
 def error_condition(stanza):
