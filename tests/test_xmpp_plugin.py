@@ -232,6 +232,36 @@ def test_device_presence_goes_unavailable_when_it_stops_and_available_when_it_re
     run(main())
 
 
+def test_sleepy_device_shows_away_while_it_sleeps_and_available_when_it_wakes(tmp_path, prosody):
+    async def main():
+        import time
+        from spot.cloud_bridge.local_transport import LocalTransport
+        from spot.ports.cpython.simulator import SimDevice
+        prosody.register(OPERATOR, OPERATOR + "-pw")
+        rig = await XmppBridge(tmp_path, prosody).start(offline_after=2)
+        op = None
+        try:
+            local = LocalTransport(rig.bridge)
+            t0 = int(time.time())
+            dev = SimDevice("heat_pump", "hp-sleepy", seed=1, t0=t0, telemetry=60)
+            dev.node.sleepy = True
+            await local.connect("hp-sleepy", dev)
+            op = await OperatorProcess(prosody, OPERATOR, OPERATOR + "-pw").ready()
+            op.command(op="subscribe", to=rig.jid)
+            op.command(op="presence")
+            device = rig.full_jid("hp-sleepy")
+            assert await until(lambda: op.presence_of(device) == "available"
+                               and op.show_of(device) == "away", 30)
+            await local.uplink("hp-sleepy", dev.advance(t0 + 60))     # it wakes and reports
+            assert await until(lambda: op.presence_of(device) == "available"
+                               and op.show_of(device) == "", 20)
+        finally:
+            if op is not None:
+                op.stop()
+            await rig.stop()
+    run(main())
+
+
 def test_operator_receives_an_information_report_from_the_device_resource(tmp_path, prosody):
     async def main():
         async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):

@@ -219,6 +219,12 @@ class OperatorProcess:
                                 and e["kind"] == "iq" and e["el"].get("id") == iq_id)
         return answer()
 
+    def show_of(self, full_jid):
+        """The <show> of the last presence from full_jid ("" when none)."""
+        last = [p for p in self.stanzas("presence") if p.get("from") == full_jid]
+        show = [c.text for c in last[-1] if etree.QName(c).localname == "show"] if last else []
+        return show[0] if show else ""
+
     def presence_of(self, full_jid):
         """The type of the last presence from full_jid: "available", "unavailable" or None."""
         last = [p for p in self.stanzas("presence") if p.get("from") == full_jid]
