@@ -91,11 +91,11 @@ class ControlRefused(Exception):
 
 class Order:
     """A checked SPOT request: device, service, op, body (and the point it acts on)."""
-    __slots__ = ("device", "sid", "op", "body", "point", "value")
+    __slots__ = ("device", "sid", "op", "body", "point", "value", "ref")
 
-    def __init__(self, device, sid, op, body, point, value):
+    def __init__(self, device, sid, op, body, point, value, ref=""):
         self.device, self.sid, self.op, self.body = device, sid, op, body
-        self.point, self.value = point, value
+        self.point, self.value, self.ref = point, value, ref
 
 
 def _spot_error(result):
@@ -208,6 +208,7 @@ class Acsi:
         """Run a control on the device; the finished Command, or ControlRefused
         with the AddCause of the refusal or failure."""
         order = self.check_control(domain, item, ctl_val)
+        order.ref = "%s/%s" % (domain, item)
         try:
             cmd = await self.run(order)
         except Forbidden as e:
@@ -245,6 +246,7 @@ class Acsi:
 
     async def write(self, domain, item, value):
         order = self.check_write(domain, item, value)
+        order.ref = "%s/%s" % (domain, item)
         try:
             cmd = await self.run(order)
         except Forbidden as e:
@@ -262,18 +264,25 @@ class Acsi:
     # ------------------------------------------------------------ the queue
 
     async def run(self, order):
-        """Submit an Order through the plugin context (durable queue, audited under
-        the plugin's actor) and wait for its final state; None if it is not final
-        within control_timeout (it then expires in the queue)."""
+        """Submit an Order through the plugin context (durable queue, under the
+        plugin's actor) and wait for its final state; None if it is not final
+        within control_timeout (it then expires in the queue). The outcome is
+        audited as action "iec61850" with the 61850 reference."""
         hub = self.ctx.bridge.hub
         queue = hub.subscribe()
         try:
             cmd = await self.ctx.submit(order.device, order.sid, order.op, order.body,
                                         expires_in=self.control_timeout,
                                         timeout=self.control_timeout)
-            return await self._final(cmd.id, queue)
+            final = await self._final(cmd.id, queue)
         finally:
             hub.unsubscribe(queue)
+        await self.ctx.bridge.store.audit(
+            self.ctx.actor, "iec61850", order.device,
+            {"ref": order.ref, "command": cmd.id, "op": F.OP_NAMES[order.op],
+             "status": final.status if final is not None else "no answer"},
+            self.ctx.bridge.clock())
+        return final
 
     async def _final(self, cid, queue):
         loop = asyncio.get_running_loop()

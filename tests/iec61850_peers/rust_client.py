@@ -86,7 +86,8 @@ async def run(con, step):
         await con.install_report_handler(
             rcb_ref, lambda r: got.append({"rpt_id": r.rpt_id, "seq": r.sequence_number,
                                            "dataset": r.dataset_name,
-                                           "entries": len(r.entries)}))
+                                           "entries": len(r.entries)}),
+            rpt_id=handle.rpt_id)
         handle.rpt_ena = True
         await con.set_rcb_values(handle, R.RcbWriteMask.fields("rpt_ena"))
         print("READY", flush=True)
