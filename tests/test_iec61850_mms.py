@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -180,6 +181,21 @@ def test_reports_arrive_at_both_clients_when_devices_change(tmp_path):
                 assert got[0]["rpt_id"] == d + "/LLN0$RP$urcbAll"
                 assert got[0]["dataset"].endswith("LLN0$All")
                 assert got[0]["entries"]
+    run(main())
+
+
+def test_a_brcb_replays_what_was_buffered_while_the_client_was_away(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, {"meter": 1}) as rig:
+            rcb = rig.domain(dev(rig, "meter")) + "/LLN0.BR.brcbAll01"
+            first = ok(await peer(RUST, rig.port, [["brcb", rcb, 10, 2, None]]))[0]
+            assert len(first) >= 2
+            last = first[-1]["entry"]
+            await asyncio.sleep(3)                  # the meter changes; nobody listens
+            back = time.time() * 1000
+            again = ok(await peer(RUST, rig.port, [["brcb", rcb, 10, 2, last]]))[0]
+            assert again and int(again[0]["entry"], 16) == int(last, 16) + 1   # no gap, no repeat
+            assert again[0]["ts"] < back            # buffered while the client was away
     run(main())
 
 

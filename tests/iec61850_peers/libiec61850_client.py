@@ -9,7 +9,7 @@ prints READY once its RCB is enabled, then waits for the reports.
 Steps: ["lds"], ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
 ["oper_only", ref, kind, value] (no select), ["write", ref, fc, kind, value],
-["report", rcb_ref, seconds, count].
+["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
 """
 import json
 import os
@@ -22,7 +22,7 @@ from pyiec61850.mms import MMSClient
 
 # IEC 61850-7-2 trigger options and optional fields, as libiec61850 numbers them
 TRG_DCHG, TRG_QCHG, TRG_GI = 1, 2, 16
-OPT_SEQ_NUM, OPT_DATA_SET, OPT_REASON = 1, 8, 4
+OPT_SEQ_NUM, OPT_TIME_STAMP, OPT_REASON, OPT_DATA_SET, OPT_ENTRY_ID = 1, 2, 4, 8, 64
 KEEP = []   # report subscribers live as long as the process
 
 FCS = {"ST": L.IEC61850_FC_ST, "MX": L.IEC61850_FC_MX, "SP": L.IEC61850_FC_SP,
@@ -97,6 +97,59 @@ def control(con, ref, kind, value, select):
     return {"error": "refused", "cause": cause, "model": model}
 
 
+def octets(v):
+    return "".join("%02x" % L.MmsValue_getOctetStringOctet(v, i)
+                   for i in range(L.MmsValue_getOctetStringSize(v))) if v else None
+
+
+def buffered(con, rcb, seconds, count, entry_id):
+    """Enable a BRCB (resynchronised after entry_id, hex, when given) and collect
+    [{"entry": hex, "ts": ms}] of its reports."""
+    got, lock = [], threading.Lock()
+
+    class Handler(L.RCBHandler):
+        def trigger(self):
+            r = self._client_report
+            with lock:
+                got.append({"entry": octets(L.ClientReport_getEntryId(r)),
+                            "ts": L.ClientReport_getTimestamp(r)})
+
+    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+    subscriber = L.RCBSubscriber()
+    subscriber.setIedConnection(con)
+    subscriber.setRcbReference(rcb)
+    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+    subscriber.setEventHandler(Handler().__disown__())
+    if not subscriber.subscribe():
+        return {"error": "cannot subscribe to %s" % rcb, "cause": None}
+    KEEP.append(subscriber)
+    L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG)
+    L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON
+                                          | OPT_TIME_STAMP | OPT_ENTRY_ID)
+    mask = L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS
+    if entry_id:
+        v = L.MmsValue_newOctetString(8, 8)
+        for i, b in enumerate(bytes.fromhex(entry_id)):
+            L.MmsValue_setOctetStringOctet(v, i, b)
+        L.ClientReportControlBlock_setEntryId(block, v)
+        mask |= L.RCB_ELEMENT_ENTRY_ID
+    for m in (mask, L.RCB_ELEMENT_RPT_ENA):   # resynchronise first, then enable
+        if m == L.RCB_ELEMENT_RPT_ENA:
+            L.ClientReportControlBlock_setRptEna(block, True)
+        err = L.IedConnection_setRCBValues(con, block, m, True)
+        err = err[-1] if isinstance(err, (list, tuple)) else err
+        if err:
+            return {"error": "RCB write error %d" % err, "cause": err}
+    end = time.time() + seconds
+    while time.time() < end:
+        with lock:
+            if len(got) >= count:
+                break
+        time.sleep(0.05)
+    with lock:
+        return {"ok": list(got)}
+
+
 def run(con, client, step):
     op = step[0]
     if op == "lds":
@@ -160,6 +213,8 @@ def run(con, client, step):
             time.sleep(0.05)
         with lock:
             return {"ok": list(got)}
+    if op == "brcb":
+        return buffered(con, *step[1:])
     return {"error": "unknown step %r" % op, "cause": None}
 
 
