@@ -88,7 +88,8 @@ class MmsRig:
         return self.model.by_device[device].domain
 
     async def commands(self, device):
-        return await self.bridge.store.list_commands(device)
+        """The device's commands, but the plugin's own READ of its name plate."""
+        return [c for c in await self.bridge.store.list_commands(device) if c.op != F.READ]
 
 
 @contextlib.asynccontextmanager

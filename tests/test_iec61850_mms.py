@@ -88,6 +88,12 @@ def test_reads_from_both_clients_match_the_store(tmp_path):
                 rows = await rig.bridge.store.history(m, S.METER, 3, t_from=int(t), t_to=int(t) + 1)
                 assert rows, (name, t)
                 assert v == pytest.approx(rows[-1][1] / 10, abs=0.05), name   # scale -1: 0.1 V
+
+            async def name_plate():   # read from the device by the plugin, once
+                got = ok(await peer(name, rig.port, [["read", d + "/LPHD1.PhyNam.serNum", "DC"]]))
+                return got[0] == m
+            for name in (LIB, RUST):
+                assert await until(name_plate, 15, every=0.5), name
     run(main())
 
 

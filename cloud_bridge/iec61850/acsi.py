@@ -12,6 +12,7 @@ device's real result.
     acsi.name_list(domain) -> [item]          MMS GetNameList (variables)
     acsi.definition(domain, item) -> type     GetDataDefinition
     await acsi.ld_values(domain) -> {item: v} every leaf (model.values)
+    await acsi.fetch_name_plate(device) -> bool   READ device_info once (PhyNam)
     await acsi.read(domain, item) -> value    GetDataValues: a leaf value, or
                                               {member: value} for a structure
     acsi.check_control(domain, item, ctl_val) -> Order     (ControlRefused)
@@ -31,6 +32,7 @@ import asyncio
 from ...core import frame as F
 from ...core import model as M
 from ...core import errors as E
+from ...core import services as S
 from ...core.errors import SpotError
 from ..service import Forbidden, BadRequest
 from . import model as X
@@ -112,6 +114,7 @@ class Acsi:
         self.devices_filter = devices_filter
         self.control_timeout = float(control_timeout)
         self.model = X.Model(ied_name)
+        self.fetched = {}   # device -> {(sid, oid): (wire, t)} read from the device itself
 
     async def refresh(self):
         self.model = X.build_model(await self.ctx.devices(), self.ied_name, self.devices_filter)
@@ -157,8 +160,29 @@ class Acsi:
 
     async def ld_values(self, domain):
         ld = self._ld(domain)
-        latest = await self.ctx.latest(ld.device)
+        latest = dict(self.fetched.get(ld.device, {}))
+        latest.update(await self.ctx.latest(ld.device))   # telemetry wins
         return X.values(ld, latest, self.presence(ld.device), self.ctx.bridge.clock())
+
+    async def fetch_name_plate(self, device):
+        """READ the device's device_info (vendor, model, serial, ...: the LPHD
+        name plate and ratings, which devices do not send as telemetry) through
+        the queue; True when it answered. Its values then show in ld_values."""
+        ld = self.model.by_device.get(device)
+        if ld is None or S.DEVICE_INFO not in ld.services:
+            return False
+        order = Order(device, S.DEVICE_INFO, F.READ, None, None, None,
+                      "%s/LPHD1$DC$PhyNam" % ld.domain)
+        try:
+            cmd = await self.run(order)
+        except (Forbidden, BadRequest, LookupError):
+            return False
+        if cmd is None or cmd.status != "done" or not isinstance(cmd.result, dict):
+            return False
+        t = cmd.completed_at or self.ctx.bridge.clock()
+        self.fetched[device] = {(S.DEVICE_INFO, oid): (v, t) for oid, v in cmd.result.items()
+                                if type(oid) is int}
+        return True
 
     async def read(self, domain, item):
         node = self._node(domain, item)

@@ -69,6 +69,7 @@ class Iec61850Plugin:
         self._wake = asyncio.Event()
         self._rebuild = False
         self._task = None
+        self._fetching = set()
 
     @property
     def bound_port(self):
@@ -98,8 +99,22 @@ class Iec61850Plugin:
             service.push(domain, await self.acsi.ld_values(domain))
         self.service = service.start()
         self.port = self.service.port   # port 0: keep the one picked for restarts
+        for device in self.acsi.model.by_device:
+            if device not in self.acsi.fetched and device not in self._fetching:
+                self._fetching.add(device)
+                asyncio.ensure_future(self._fetch_name_plate(device))
         self.ctx.log.info("IEC 61850 server %s on %s:%d with %d logical devices",
                           self.acsi.ied_name, self.host, self.port, len(self.acsi.model.lds))
+
+    async def _fetch_name_plate(self, device):
+        try:
+            if await self.acsi.fetch_name_plate(device):
+                self._dirty.add(device)
+                self._wake.set()
+        except Exception:
+            self.ctx.log.exception("reading the name plate of %s failed", device)
+        finally:
+            self._fetching.discard(device)
 
     async def on_event(self, event):
         device = event.get("device")
@@ -117,19 +132,25 @@ class Iec61850Plugin:
             await self._wake.wait()
             await asyncio.sleep(0.05)   # gather a burst of events into one update
             self._wake.clear()
-            if self._rebuild:
-                self._rebuild = False
+            try:
+                await self._refresh()
+            except Exception:   # keep serving the model we have
+                self.ctx.log.exception("updating the IEC 61850 model failed")
+
+    async def _refresh(self):
+        if self._rebuild:
+            self._rebuild = False
+            before = set(self.acsi.model.by_device)
+            await self.acsi.refresh()
+            if set(self.acsi.model.by_device) != before:
                 self._dirty.clear()
-                before = set(self.acsi.model.by_device)
-                await self.acsi.refresh()
-                if set(self.acsi.model.by_device) != before:
-                    await self._serve()
-                continue
-            dirty, self._dirty = self._dirty, set()
-            for device in dirty:
-                ld = self.acsi.model.by_device.get(device)
-                if ld is not None and self.service is not None:
-                    self.service.push(ld.domain, await self.acsi.ld_values(ld.domain))
+                await self._serve()     # pushes every LD's values
+                return
+        dirty, self._dirty = self._dirty, set()
+        for device in dirty:
+            ld = self.acsi.model.by_device.get(device)
+            if ld is not None and self.service is not None:
+                self.service.push(ld.domain, await self.acsi.ld_values(ld.domain))
 
 
 def factory(ctx):

@@ -142,9 +142,13 @@ class MmsService:
         with self.served.batch():
             for item, v in changed:
                 btype = self._btypes.get((domain, item))
-                if btype is None or item.split("$")[1] in ("CO",):
+                if btype is None or item.split("$")[1] == "CO":
                     continue
-                self.served.set("%s/%s" % (domain, item), to_served(btype, v))
+                try:
+                    self.served.set("%s/%s" % (domain, item), to_served(btype, v))
+                except (TypeError, ValueError, KeyError, OverflowError) as e:
+                    log.warning("%s/%s: %r not served: %s", domain, item, v, e)
+                    continue
                 last[item] = v
 
     # ------------------------------------------------------------ controls
