@@ -273,3 +273,44 @@ def test_fifty_clients_at_once_are_all_served(tmp_path):
                 for _ in range(50)])
             assert all(isinstance(r[0].get("ok"), float) for r in results)
     run(main())
+
+
+# ------------------------------------------------------------------ on the wire
+
+def test_a_captured_session_decodes_as_mms_with_no_malformed_packet(tmp_path):
+    import shutil
+    import signal
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed (tools/test.sh installs it)")
+
+    async def main():
+        async with mms_fleet(tmp_path, {"battery": 1}) as rig:
+            d = rig.domain(dev(rig, "battery"))
+            cap = tmp_path / "mms.pcapng"
+            tshark = await asyncio.create_subprocess_exec(
+                "tshark", "-i", "lo", "-f", "tcp port %d" % rig.port, "-w", str(cap),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            try:
+                started = b""
+                while b"Capturing on" not in started:
+                    line = await asyncio.wait_for(tshark.stderr.readline(), 20)
+                    if not line:
+                        pytest.skip("tshark cannot capture here: %s" % started[-300:])
+                    started += line
+                await peer(LIB, rig.port, [
+                    ["lds"], ["vars", d], ["read", d + "/ZBAT1.SocPct", "MX"],
+                    ["operate", d + "/DRCC1.OutWSet", "apc", -100],
+                    ["operate", d + "/ZBTC1.BatMod", "int", 3],
+                    ["operate", d + "/DRCC1.OutWSet", "apc", 5e9]])
+                await asyncio.sleep(1)
+            finally:
+                tshark.send_signal(signal.SIGINT)
+                await asyncio.wait_for(tshark.wait(), 20)
+            decoded = subprocess.run(
+                ["tshark", "-r", str(cap), "-d", "tcp.port==%d,tpkt" % rig.port, "-V"],
+                capture_output=True, text=True, timeout=60).stdout
+            assert "initiate-RequestPDU" in decoded and "initiate-ResponsePDU" in decoded
+            assert decoded.count("confirmed-RequestPDU") >= 8
+            assert "informationReport" in decoded       # LastApplError, CommandTermination
+            assert "Malformed" not in decoded and "malformed" not in decoded
+    run(main())
