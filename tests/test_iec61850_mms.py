@@ -72,6 +72,24 @@ def test_both_clients_browse_the_model_the_profiles_give_and_the_scl_file_descri
     run(main())
 
 
+def test_a_device_registering_later_appears_to_a_client_already_connected(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, {"meter": 1}) as rig:
+            async def register():
+                from spot.ports.cpython.simulator import SimDevice
+                late = SimDevice("battery", "bat.late", seed=1, t0=int(time.time()))
+                await rig.local.connect("bat.late", late)
+                assert await until(lambda: "bat.late" in rig.model.by_device, 10)
+                await asyncio.sleep(1)
+            late = "SPOT" + X.ld_inst("bat.late")
+            got = ok(await peer(RUST, rig.port, [
+                ["lds"], ["sleep", 6], ["lds"], ["read", late + "/LLN0.Health.stVal", "ST"]],
+                on_ready=register))
+            assert rig.domain("bat.late") not in got[0] and rig.domain("bat.late") in got[2]
+            assert got[3] == 1                         # the same association reads it
+    run(main())
+
+
 # ------------------------------------------------------------------ reads
 
 def test_reads_from_both_clients_match_the_store(tmp_path):

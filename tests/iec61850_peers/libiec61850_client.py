@@ -6,7 +6,7 @@ process by the tests: an independent peer of the bridge's MMS server.
 STEPS is a JSON list of steps; the result is one JSON line: a list with one
 {"ok": ...} or {"error": ..., "cause": AddCause} per step. A "report" step
 prints READY once its RCB is enabled, then waits for the reports.
-Steps: ["lds"], ["lns", ld], ["vars", ld], ["read", ref, fc],
+Steps: ["lds"], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
 ["oper_only", ref, kind, value] (no select), ["write", ref, fc, kind, value],
 ["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
@@ -152,8 +152,12 @@ def buffered(con, rcb, seconds, count, entry_id):
 
 def run(con, client, step):
     op = step[0]
+    if op == "sleep":
+        print("READY", flush=True)
+        time.sleep(step[1])
+        return {"ok": None}
     if op == "lds":
-        return {"ok": names(unpack(L.IedConnection_getLogicalDeviceList(con))[0])}
+        return {"ok": names(unpack(L.IedConnection_getLogicalDeviceList(con))[0])}   # cached
     if op == "lns":
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceDirectory(con, step[1]))[0])}
     if op == "vars":

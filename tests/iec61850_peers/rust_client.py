@@ -6,7 +6,7 @@ process by the tests: a second independent peer of the bridge's MMS server.
 Same steps and output as libiec61850_client.py: ["lds"], ["lns", ld],
 ["vars", ld], ["read", ref, fc], ["operate", ref, kind, value],
 ["oper_only", ref, kind, value], ["write", ref, fc, kind, value],
-["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
+["sleep", seconds] (prints READY first), ["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
 """
 import asyncio
 import json
@@ -80,8 +80,13 @@ async def buffered(con, rcb_ref, seconds, count, entry_id):
 
 async def run(con, step):
     op = step[0]
-    if op == "lds":
-        return {"ok": await con.get_server_directory()}
+    if op == "lds":   # the device model fetched again: get_server_directory caches
+        model = await con.get_device_model(refresh=True)
+        return {"ok": [ld["name"] for ld in model["logical_devices"]]}
+    if op == "sleep":
+        print("READY", flush=True)
+        await asyncio.sleep(step[1])
+        return {"ok": None}
     if op == "lns":
         return {"ok": await con.get_logical_device_directory(step[1])}
     if op == "vars":

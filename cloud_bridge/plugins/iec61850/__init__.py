@@ -14,9 +14,8 @@ cloud_bridge/iec61850 (the SCL of `spot iec61850 scl` is the same model).
     idle_timeout = 600         # drop a client that sends nothing for this long
     send_timeout = 10          # drop a client that reads nothing for this long
 
-A device that registers later is added by rebuilding the served model:
-the server restarts on the same port and clients reconnect (see
-docs/iec61850.md). Entry point: iec61850 =
+A device that registers later is added to the running server (its own
+logical device; clients see it in the next GetServerDirectory). Entry point: iec61850 =
 "spot.cloud_bridge.plugins.iec61850:factory" in group spot.bridge.plugins.
 """
 import asyncio
@@ -99,12 +98,16 @@ class Iec61850Plugin:
             service.push(domain, await self.acsi.ld_values(domain))
         self.service = service.start()
         self.port = self.service.port   # port 0: keep the one picked for restarts
-        for device in self.acsi.model.by_device:
+        self._fetch_name_plates(self.acsi.model.by_device)
+        self.ctx.log.info("IEC 61850 server %s on %s:%d with %d logical devices",
+                          self.acsi.ied_name, self.host, self.port, len(self.acsi.model.lds))
+
+    def _fetch_name_plates(self, devices):
+        """READ the name plate of each of these devices not read yet, in the background."""
+        for device in devices:
             if device not in self.acsi.fetched and device not in self._fetching:
                 self._fetching.add(device)
                 asyncio.ensure_future(self._fetch_name_plate(device))
-        self.ctx.log.info("IEC 61850 server %s on %s:%d with %d logical devices",
-                          self.acsi.ied_name, self.host, self.port, len(self.acsi.model.lds))
 
     async def _fetch_name_plate(self, device):
         try:
@@ -140,12 +143,19 @@ class Iec61850Plugin:
     async def _refresh(self):
         if self._rebuild:
             self._rebuild = False
-            before = set(self.acsi.model.by_device)
-            await self.acsi.refresh()
-            if set(self.acsi.model.by_device) != before:
+            before = {d: ld.domain for d, ld in self.acsi.model.by_device.items()}
+            model = await self.acsi.refresh()
+            now = {d: ld.domain for d, ld in model.by_device.items()}
+            if any(now.get(d) != dom for d, dom in before.items()) or self.service is None:
                 self._dirty.clear()
-                await self._serve()     # pushes every LD's values
+                await self._serve()     # an LD renamed (or nothing served): restart
                 return
+            added = [dom for d, dom in now.items() if d not in before]
+            if added:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.service.add, model, added)
+                self._dirty.update(d for d in now if d not in before)
+                self._fetch_name_plates(d for d in now if d not in before)
         dirty, self._dirty = self._dirty, set()
         for device in dirty:
             ld = self.acsi.model.by_device.get(device)
