@@ -12,6 +12,7 @@ device's real result.
     acsi.name_list(domain) -> [item]          MMS GetNameList (variables)
     acsi.definition(domain, item) -> type     GetDataDefinition
     await acsi.ld_values(domain) -> {item: v} every leaf (model.values)
+    await acsi.fetch_name_plate(device) -> bool   READ device_info once (PhyNam)
     await acsi.read(domain, item) -> value    GetDataValues: a leaf value, or
                                               {member: value} for a structure
     await acsi.read_many(domain, items) -> [value | AcsiError]   the same, one
@@ -33,6 +34,7 @@ import asyncio
 from ...core import frame as F
 from ...core import model as M
 from ...core import errors as E
+from ...core import services as S
 from ...core.errors import SpotError
 from ..service import Forbidden, BadRequest
 from . import model as X
@@ -93,11 +95,11 @@ class ControlRefused(Exception):
 
 class Order:
     """A checked SPOT request: device, service, op, body (and the point it acts on)."""
-    __slots__ = ("device", "sid", "op", "body", "point", "value")
+    __slots__ = ("device", "sid", "op", "body", "point", "value", "ref")
 
-    def __init__(self, device, sid, op, body, point, value):
+    def __init__(self, device, sid, op, body, point, value, ref=""):
         self.device, self.sid, self.op, self.body = device, sid, op, body
-        self.point, self.value = point, value
+        self.point, self.value, self.ref = point, value, ref
 
 
 def _spot_error(result):
@@ -114,6 +116,7 @@ class Acsi:
         self.devices_filter = devices_filter
         self.control_timeout = float(control_timeout)
         self.model = X.Model(ied_name)
+        self.fetched = {}   # device -> {(sid, oid): (wire, t)} read from the device itself
 
     async def refresh(self):
         self.model = X.build_model(await self.ctx.devices(), self.ied_name, self.devices_filter)
@@ -159,8 +162,29 @@ class Acsi:
 
     async def ld_values(self, domain):
         ld = self._ld(domain)
-        latest = await self.ctx.latest(ld.device)
+        latest = dict(self.fetched.get(ld.device, {}))
+        latest.update(await self.ctx.latest(ld.device))   # telemetry wins
         return X.values(ld, latest, self.presence(ld.device), self.ctx.bridge.clock())
+
+    async def fetch_name_plate(self, device):
+        """READ the device's device_info (vendor, model, serial, ...: the LPHD
+        name plate and ratings, which devices do not send as telemetry) through
+        the queue; True when it answered. Its values then show in ld_values."""
+        ld = self.model.by_device.get(device)
+        if ld is None or S.DEVICE_INFO not in ld.services:
+            return False
+        order = Order(device, S.DEVICE_INFO, F.READ, None, None, None,
+                      "%s/LPHD1$DC$PhyNam" % ld.domain)
+        try:
+            cmd = await self.run(order)
+        except (Forbidden, BadRequest, LookupError):
+            return False
+        if cmd is None or cmd.status != "done" or not isinstance(cmd.result, dict):
+            return False
+        t = cmd.completed_at or self.ctx.bridge.clock()
+        self.fetched[device] = {(S.DEVICE_INFO, oid): (v, t) for oid, v in cmd.result.items()
+                                if type(oid) is int}
+        return True
 
     async def read(self, domain, item):
         node = self._node(domain, item)
@@ -225,6 +249,7 @@ class Acsi:
         """Run a control on the device; the finished Command, or ControlRefused
         with the AddCause of the refusal or failure."""
         order = self.check_control(domain, item, ctl_val)
+        order.ref = "%s/%s" % (domain, item)
         try:
             cmd = await self.run(order)
         except Forbidden as e:
@@ -262,6 +287,7 @@ class Acsi:
 
     async def write(self, domain, item, value):
         order = self.check_write(domain, item, value)
+        order.ref = "%s/%s" % (domain, item)
         try:
             cmd = await self.run(order)
         except Forbidden as e:
@@ -279,18 +305,25 @@ class Acsi:
     # ------------------------------------------------------------ the queue
 
     async def run(self, order):
-        """Submit an Order through the plugin context (durable queue, audited under
-        the plugin's actor) and wait for its final state; None if it is not final
-        within control_timeout (it then expires in the queue)."""
+        """Submit an Order through the plugin context (durable queue, under the
+        plugin's actor) and wait for its final state; None if it is not final
+        within control_timeout (it then expires in the queue). The outcome is
+        audited as action "iec61850" with the 61850 reference."""
         hub = self.ctx.bridge.hub
         queue = hub.subscribe()
         try:
             cmd = await self.ctx.submit(order.device, order.sid, order.op, order.body,
                                         expires_in=self.control_timeout,
                                         timeout=self.control_timeout)
-            return await self._final(cmd.id, queue)
+            final = await self._final(cmd.id, queue)
         finally:
             hub.unsubscribe(queue)
+        await self.ctx.bridge.store.audit(
+            self.ctx.actor, "iec61850", order.device,
+            {"ref": order.ref, "command": cmd.id, "op": F.OP_NAMES[order.op],
+             "status": final.status if final is not None else "no answer"},
+            self.ctx.bridge.clock())
+        return final
 
     async def _final(self, cid, queue):
         loop = asyncio.get_running_loop()

@@ -314,9 +314,12 @@ def build_model(devices, ied_name="SPOT", devices_filter=None):
 # ------------------------------------------------------------------ walking
 
 def _walk(children, fc, prefix):
+    """(path, DA or sub-DO) of every node under children in FC fc, parents first."""
     for c in children:
         if isinstance(c, DO):
-            yield from _walk(c.children, fc, prefix + c.name + "$")
+            if _has_fc(c, fc):
+                yield prefix + c.name, c
+                yield from _walk(c.children, fc, prefix + c.name + "$")
         elif c.fc == fc:
             yield prefix + c.name, c
             if c.children:
@@ -336,13 +339,13 @@ def leaves(ln):
     for fc in ln_fcs(ln):
         for do in ln.dos.values():
             for path, da in _walk(do.children, fc, "%s$%s$%s$" % (ln.name, fc, do.name)):
-                if da.btype is not None:
+                if isinstance(da, DA) and da.btype is not None:
                     out.append((path, fc, da, do))
     return out
 
 
 def _has_fc(obj, fc):
-    return any(True for _ in _walk(obj.children, fc, ""))
+    return any(c.fc == fc if isinstance(c, DA) else _has_fc(c, fc) for c in obj.children)
 
 
 def name_list(ld):
@@ -491,7 +494,7 @@ def _do_values(ld, ln, do, latest, presence, now, out, prefix_of):
     got = latest.get((do.point.sid, do.point.oid)) if do.point is not None else None
     for fc in do.fcs():
         for path, da in _walk(do.children, fc, prefix_of(fc)):
-            if da.btype is None:
+            if not isinstance(da, DA) or da.btype is None:
                 continue
             out[path] = _leaf_value(ld, ln, do, da, got, presence, now)
 

@@ -6,10 +6,10 @@ process by the tests: an independent peer of the bridge's MMS server.
 STEPS is a JSON list of steps; the result is one JSON line: a list with one
 {"ok": ...} or {"error": ..., "cause": AddCause} per step. A "report" step
 prints READY once its RCB is enabled, then waits for the reports.
-Steps: ["lds"], ["lns", ld], ["vars", ld], ["read", ref, fc],
+Steps: ["lds"], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
 ["oper_only", ref, kind, value] (no select), ["write", ref, fc, kind, value],
-["report", rcb_ref, seconds, count].
+["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
 """
 import json
 import os
@@ -19,9 +19,11 @@ import time
 
 import pyiec61850.pyiec61850 as L
 from pyiec61850.mms import MMSClient
-from pyiec61850.mms.reporting import ReportClient, RCBConfig, TRG_OPT_DATA_CHANGED, \
-    TRG_OPT_QUALITY_CHANGED, TRG_OPT_GI, RPT_OPT_SEQ_NUM, RPT_OPT_DATA_SET, \
-    RPT_OPT_REASON_FOR_INCLUSION, RPT_OPT_DATA_REFERENCE
+
+# IEC 61850-7-2 trigger options and optional fields, as libiec61850 numbers them
+TRG_DCHG, TRG_QCHG, TRG_GI = 1, 2, 16
+OPT_SEQ_NUM, OPT_TIME_STAMP, OPT_REASON, OPT_DATA_SET, OPT_ENTRY_ID = 1, 2, 4, 8, 64
+KEEP = []   # report subscribers live as long as the process
 
 FCS = {"ST": L.IEC61850_FC_ST, "MX": L.IEC61850_FC_MX, "SP": L.IEC61850_FC_SP,
        "CF": L.IEC61850_FC_CF, "DC": L.IEC61850_FC_DC, "CO": L.IEC61850_FC_CO}
@@ -95,10 +97,67 @@ def control(con, ref, kind, value, select):
     return {"error": "refused", "cause": cause, "model": model}
 
 
+def octets(v):
+    return "".join("%02x" % L.MmsValue_getOctetStringOctet(v, i)
+                   for i in range(L.MmsValue_getOctetStringSize(v))) if v else None
+
+
+def buffered(con, rcb, seconds, count, entry_id):
+    """Enable a BRCB (resynchronised after entry_id, hex, when given) and collect
+    [{"entry": hex, "ts": ms}] of its reports."""
+    got, lock = [], threading.Lock()
+
+    class Handler(L.RCBHandler):
+        def trigger(self):
+            r = self._client_report
+            with lock:
+                got.append({"entry": octets(L.ClientReport_getEntryId(r)),
+                            "ts": L.ClientReport_getTimestamp(r)})
+
+    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+    subscriber = L.RCBSubscriber()
+    subscriber.setIedConnection(con)
+    subscriber.setRcbReference(rcb)
+    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+    subscriber.setEventHandler(Handler().__disown__())
+    if not subscriber.subscribe():
+        return {"error": "cannot subscribe to %s" % rcb, "cause": None}
+    KEEP.append(subscriber)
+    L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG)
+    L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON
+                                          | OPT_TIME_STAMP | OPT_ENTRY_ID)
+    mask = L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS
+    if entry_id:
+        v = L.MmsValue_newOctetString(8, 8)
+        for i, b in enumerate(bytes.fromhex(entry_id)):
+            L.MmsValue_setOctetStringOctet(v, i, b)
+        L.ClientReportControlBlock_setEntryId(block, v)
+        mask |= L.RCB_ELEMENT_ENTRY_ID
+    for m in (mask, L.RCB_ELEMENT_RPT_ENA):   # resynchronise first, then enable
+        if m == L.RCB_ELEMENT_RPT_ENA:
+            L.ClientReportControlBlock_setRptEna(block, True)
+        err = L.IedConnection_setRCBValues(con, block, m, True)
+        err = err[-1] if isinstance(err, (list, tuple)) else err
+        if err:
+            return {"error": "RCB write error %d" % err, "cause": err}
+    end = time.time() + seconds
+    while time.time() < end:
+        with lock:
+            if len(got) >= count:
+                break
+        time.sleep(0.05)
+    with lock:
+        return {"ok": list(got)}
+
+
 def run(con, client, step):
     op = step[0]
+    if op == "sleep":
+        print("READY", flush=True)
+        time.sleep(step[1])
+        return {"ok": None}
     if op == "lds":
-        return {"ok": names(unpack(L.IedConnection_getLogicalDeviceList(con))[0])}
+        return {"ok": names(unpack(L.IedConnection_getLogicalDeviceList(con))[0])}   # cached
     if op == "lns":
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceDirectory(con, step[1]))[0])}
     if op == "vars":
@@ -120,19 +179,35 @@ def run(con, client, step):
     if op == "report":
         rcb, seconds, count = step[1], step[2], step[3]
         got, lock = [], threading.Lock()
-        reports = ReportClient(client)
 
-        def on_report(report):
-            with lock:
-                got.append({"rpt_id": report.rpt_id, "seq": report.seq_num,
-                            "dataset": report.data_set_name,
-                            "entries": [e.reference for e in report.entries]})
-        config = reports.get_rcb_values(rcb)
-        reports.install_report_handler(rcb, config.rpt_id or "", on_report)
-        reports.set_rcb_values(rcb, RCBConfig(
-            trigger_options=TRG_OPT_DATA_CHANGED | TRG_OPT_QUALITY_CHANGED | TRG_OPT_GI,
-            option_fields=RPT_OPT_SEQ_NUM | RPT_OPT_DATA_SET | RPT_OPT_REASON_FOR_INCLUSION
-            | RPT_OPT_DATA_REFERENCE, rpt_ena=True))
+        class Handler(L.RCBHandler):
+            def trigger(self):   # on libiec61850's receive thread
+                r = self._client_report
+                values = L.ClientReport_getDataSetValues(r)
+                with lock:
+                    got.append({"rpt_id": L.ClientReport_getRptId(r),
+                                "seq": L.ClientReport_getSeqNum(r),
+                                "dataset": L.ClientReport_getDataSetName(r),
+                                "entries": L.MmsValue_getArraySize(values) if values else 0})
+
+        block = unpack(L.IedConnection_getRCBValues(
+            con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+        subscriber = L.RCBSubscriber()
+        subscriber.setIedConnection(con)
+        subscriber.setRcbReference(rcb)
+        subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+        subscriber.setEventHandler(Handler().__disown__())   # else a segfault at exit
+        if not subscriber.subscribe():
+            return {"error": "cannot subscribe to %s" % rcb, "cause": None}
+        KEEP.append(subscriber)
+        L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG | TRG_GI)
+        L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON)
+        L.ClientReportControlBlock_setRptEna(block, True)
+        err = L.IedConnection_setRCBValues(
+            con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS | L.RCB_ELEMENT_RPT_ENA, True)
+        err = err[-1] if isinstance(err, (list, tuple)) else err
+        if err:
+            return {"error": "RCB write error %d" % err, "cause": err}
         print("READY", flush=True)
         end = time.time() + seconds
         while time.time() < end:
@@ -140,7 +215,10 @@ def run(con, client, step):
                 if len(got) >= count:
                     break
             time.sleep(0.05)
-        return {"ok": list(got)}
+        with lock:
+            return {"ok": list(got)}
+    if op == "brcb":
+        return buffered(con, *step[1:])
     return {"error": "unknown step %r" % op, "cause": None}
 
 

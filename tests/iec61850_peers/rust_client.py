@@ -6,7 +6,7 @@ process by the tests: a second independent peer of the bridge's MMS server.
 Same steps and output as libiec61850_client.py: ["lds"], ["lns", ld],
 ["vars", ld], ["read", ref, fc], ["operate", ref, kind, value],
 ["oper_only", ref, kind, value], ["write", ref, fc, kind, value],
-["report", rcb_ref, seconds, count].
+["sleep", seconds] (prints READY first), ["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
 """
 import asyncio
 import json
@@ -60,10 +60,33 @@ async def control(con, ref, kind, value, select):
     return {"error": "refused", "cause": getattr(cause, "value", cause), "model": model}
 
 
+async def buffered(con, rcb_ref, seconds, count, entry_id):
+    """Enable a BRCB (resynchronised after entry_id, hex, when given) and collect
+    [{"entry": hex, "ts": ms}] of its reports."""
+    got = []
+    handle = await con.get_rcb_values(rcb_ref)
+    await con.install_report_handler(
+        rcb_ref, lambda r: got.append({"entry": r.entry_id.hex() if r.entry_id else None,
+                                       "ts": r.timestamp_ms}), rpt_id=handle.rpt_id)
+    if entry_id:   # a plain write: set_rcb_values spells the attribute "EntryId" (0.14.0)
+        await con.write(rcb_ref.replace(".BR.", ".") + ".EntryID", R.FC.BR, bytes.fromhex(entry_id))
+    handle.rpt_ena = True
+    await con.set_rcb_values(handle, R.RcbWriteMask.fields("rpt_ena"))
+    end = time.time() + seconds
+    while time.time() < end and len(got) < count:
+        await con.poll_reports(100)
+    return {"ok": got}
+
+
 async def run(con, step):
     op = step[0]
-    if op == "lds":
-        return {"ok": await con.get_server_directory()}
+    if op == "lds":   # the device model fetched again: get_server_directory caches
+        model = await con.get_device_model(refresh=True)
+        return {"ok": [ld["name"] for ld in model["logical_devices"]]}
+    if op == "sleep":
+        print("READY", flush=True)
+        await asyncio.sleep(step[1])
+        return {"ok": None}
     if op == "lns":
         return {"ok": await con.get_logical_device_directory(step[1])}
     if op == "vars":
@@ -86,7 +109,8 @@ async def run(con, step):
         await con.install_report_handler(
             rcb_ref, lambda r: got.append({"rpt_id": r.rpt_id, "seq": r.sequence_number,
                                            "dataset": r.dataset_name,
-                                           "entries": len(r.entries)}))
+                                           "entries": len(r.entries)}),
+            rpt_id=handle.rpt_id)
         handle.rpt_ena = True
         await con.set_rcb_values(handle, R.RcbWriteMask.fields("rpt_ena"))
         print("READY", flush=True)
@@ -94,6 +118,8 @@ async def run(con, step):
         while time.time() < end and len(got) < count:
             await con.poll_reports(100)
         return {"ok": got}
+    if op == "brcb":
+        return await buffered(con, *step[1:])
     return {"error": "unknown step %r" % op, "cause": None}
 
 

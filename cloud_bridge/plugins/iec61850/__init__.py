@@ -14,9 +14,8 @@ cloud_bridge/iec61850 (the SCL of `spot iec61850 scl` is the same model).
     idle_timeout = 600         # drop a client that sends nothing for this long
     send_timeout = 10          # drop a client that reads nothing for this long
 
-A device that registers later is added by rebuilding the served model:
-the server restarts on the same port and clients reconnect (see
-docs/iec61850.md). Entry point: iec61850 =
+A device that registers later is added to the running server (its own
+logical device; clients see it in the next GetServerDirectory). Entry point: iec61850 =
 "spot.cloud_bridge.plugins.iec61850:factory" in group spot.bridge.plugins.
 """
 import asyncio
@@ -69,6 +68,7 @@ class Iec61850Plugin:
         self._wake = asyncio.Event()
         self._rebuild = False
         self._task = None
+        self._fetching = set()
 
     @property
     def bound_port(self):
@@ -98,8 +98,26 @@ class Iec61850Plugin:
             service.push(domain, await self.acsi.ld_values(domain))
         self.service = service.start()
         self.port = self.service.port   # port 0: keep the one picked for restarts
+        self._fetch_name_plates(self.acsi.model.by_device)
         self.ctx.log.info("IEC 61850 server %s on %s:%d with %d logical devices",
                           self.acsi.ied_name, self.host, self.port, len(self.acsi.model.lds))
+
+    def _fetch_name_plates(self, devices):
+        """READ the name plate of each of these devices not read yet, in the background."""
+        for device in devices:
+            if device not in self.acsi.fetched and device not in self._fetching:
+                self._fetching.add(device)
+                asyncio.ensure_future(self._fetch_name_plate(device))
+
+    async def _fetch_name_plate(self, device):
+        try:
+            if await self.acsi.fetch_name_plate(device):
+                self._dirty.add(device)
+                self._wake.set()
+        except Exception:
+            self.ctx.log.exception("reading the name plate of %s failed", device)
+        finally:
+            self._fetching.discard(device)
 
     async def on_event(self, event):
         device = event.get("device")
@@ -117,19 +135,32 @@ class Iec61850Plugin:
             await self._wake.wait()
             await asyncio.sleep(0.05)   # gather a burst of events into one update
             self._wake.clear()
-            if self._rebuild:
-                self._rebuild = False
+            try:
+                await self._refresh()
+            except Exception:   # keep serving the model we have
+                self.ctx.log.exception("updating the IEC 61850 model failed")
+
+    async def _refresh(self):
+        if self._rebuild:
+            self._rebuild = False
+            before = {d: ld.domain for d, ld in self.acsi.model.by_device.items()}
+            model = await self.acsi.refresh()
+            now = {d: ld.domain for d, ld in model.by_device.items()}
+            if any(now.get(d) != dom for d, dom in before.items()) or self.service is None:
                 self._dirty.clear()
-                before = set(self.acsi.model.by_device)
-                await self.acsi.refresh()
-                if set(self.acsi.model.by_device) != before:
-                    await self._serve()
-                continue
-            dirty, self._dirty = self._dirty, set()
-            for device in dirty:
-                ld = self.acsi.model.by_device.get(device)
-                if ld is not None and self.service is not None:
-                    self.service.push(ld.domain, await self.acsi.ld_values(ld.domain))
+                await self._serve()     # an LD renamed (or nothing served): restart
+                return
+            added = [dom for d, dom in now.items() if d not in before]
+            if added:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.service.add, model, added)
+                self._dirty.update(d for d in now if d not in before)
+                self._fetch_name_plates(d for d in now if d not in before)
+        dirty, self._dirty = self._dirty, set()
+        for device in dirty:
+            ld = self.acsi.model.by_device.get(device)
+            if ld is not None and self.service is not None:
+                self.service.push(ld.domain, await self.acsi.ld_values(ld.domain))
 
 
 def factory(ctx):

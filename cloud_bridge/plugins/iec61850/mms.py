@@ -15,6 +15,9 @@ the seam between those threads and the bridge's event loop:
   handler runs Acsi.operate on the loop, blocking the client's thread for
   normal security, or returning IN_EXECUTION and ending the command with
   ControlEngine.finish (CommandTermination) for enhanced security;
+- growth: a device that registers later is added to the running server
+  (add: its LD parsed from its own SCL and merged into the served model,
+  its report control blocks registered), no restart;
 - SetDataValues: a write hook turns writes of settings (SP, and the name
   plate location) into Acsi.write and refuses every other write.
 """
@@ -30,6 +33,7 @@ from datetime import datetime, timezone
 from open61850.data import BoolData, FloatData, IntData, StructureData, TimestampData, UIntData
 from open61850.server import IedModel, MmsServer
 from open61850.server import control as OC
+from open61850.server.reporting import ReportControl
 from open61850.server.model import _fits as fits_type
 
 from ...iec61850 import acsi as A
@@ -97,7 +101,10 @@ class MmsService:
         self._updater = threading.Thread(target=self._apply_forever, name="iec61850-values",
                                          daemon=True)
         self._btypes = {}           # (domain, item) -> btype
-        for ld in self.model.lds.values():
+        self._index(self.model.lds.values())
+
+    def _index(self, lds):
+        for ld in lds:
             for ln in ld.lns.values():
                 for item, _fc, da, _do in X.leaves(ln):
                     self._btypes[(ld.domain, item)] = da.btype
@@ -112,6 +119,28 @@ class MmsService:
         self.server.write_hooks.append(self._on_write)
         self._updater.start()
         return self
+
+    def add(self, model, domains):
+        """Serve the logical devices `domains` of `model` (a newer build of the same
+        fleet) alongside those already served, without a restart; their values come
+        with the next push. Runs the SCL parsing on the caller's thread."""
+        part = X.Model(model.ied_name)
+        part.lds = {d: model.lds[d] for d in domains}
+        sub = IedModel.from_scl(io.BytesIO(write_scl(part, self.host, self.port)))
+        engine = self.server.reports
+        with self.served.lock:
+            for d in domains:
+                self.served.logical_devices[d] = sub.logical_devices[d]
+            self.served.data_sets.update(sub.data_sets)
+            for d in domains:
+                for ln in sub.logical_devices[d].values():
+                    for fc in ("BR", "RP"):
+                        blocks = ln.child(fc)
+                        for block in (blocks.children.values() if blocks is not None else ()):
+                            engine.controls[(d, block.item)] = ReportControl(engine, d, block)
+        self.model = model
+        self._index(part.lds.values())
+        self._hook_controls(part.lds.values())
 
     def stop(self):
         self._updates.put(None)
@@ -142,16 +171,20 @@ class MmsService:
         with self.served.batch():
             for item, v in changed:
                 btype = self._btypes.get((domain, item))
-                if btype is None or item.split("$")[1] in ("CO",):
+                if btype is None or item.split("$")[1] == "CO":
                     continue
-                self.served.set("%s/%s" % (domain, item), to_served(btype, v))
+                try:
+                    self.served.set("%s/%s" % (domain, item), to_served(btype, v))
+                except (TypeError, ValueError, KeyError, OverflowError) as e:
+                    log.warning("%s/%s: %r not served: %s", domain, item, v, e)
+                    continue
                 last[item] = v
 
     # ------------------------------------------------------------ controls
 
-    def _hook_controls(self):
+    def _hook_controls(self, lds=None):
         engine = self.server.controls
-        for ld in self.model.lds.values():
+        for ld in (self.model.lds.values() if lds is None else lds):
             for ln in ld.lns.values():
                 for do in ln.dos.values():
                     if do.controllable and do.ctl_model not in (None, C.STATUS_ONLY):
