@@ -41,7 +41,10 @@ async def device_value(rig, sid, oid, device="hp-0001"):
 
 
 async def commands_for(rig, device="hp-0001"):
-    return [c for c in await rig.store.list_commands(device) if c.actor == "plugin:xmpp"]
+    """The WRITE / INVOKE commands the plugin queued for a device (its own READ of the
+    device's name plate aside)."""
+    return [c for c in await rig.store.list_commands(device)
+            if c.actor == "plugin:xmpp" and c.op != F.READ]
 
 
 # ------------------------------------------------------------------ reads
@@ -67,6 +70,21 @@ def test_operator_lists_the_fleet_and_reads_a_measurement_that_matches_the_store
                                         namespaces=XPNS))
             assert any(abs(got - CM.from_wire(row, w)) < 1e-4 for w in (before, after)), \
                 (got, before, after)
+    run(main())
+
+
+def test_name_plate_the_device_does_not_send_as_telemetry_is_read_from_it(tmp_path, prosody):
+    async def main():
+        from spot.core.services import DEVICE_INFO
+        async with xmpp_setup(tmp_path, prosody) as (rig, fleet, ops):
+            vendor = await device_value(rig, DEVICE_INFO, 1)
+            assert vendor
+
+            async def plate():
+                answer = await ops[OPERATOR].ask(rig.full_jid(), read(1, (domain_of(rig), "LPHD1$DC$PhyNam$vendor")))
+                return mms_of(answer).findtext(".//m:success/m:visible-string", namespaces=XPNS)
+            assert await until(lambda: plate(), 20, every=0.5)
+            assert await plate() == vendor
     run(main())
 
 

@@ -11,18 +11,27 @@ shared IEC 61850 model (cloud_bridge/iec61850: model.py and acsi.py).
     GetNamedVariableListAttributes GetDataSetDirectory
     InformationReport  an unbuffered report of data set "All" on device changes
 
+Each exposed device's name plate (device_info: LPHD1 PhyNam, DRAT ratings),
+which devices do not send as telemetry, is read once in the background through
+the command queue when the device joins the model.
+
 A request names objects of its scope only: the whole exposed fleet on the
 gateway resource, one device's logical device on that device's resource.
 Access faults are MMS errors in a normal response (DataAccessError per
 variable; a ServiceError for the whole request); a monitor's write reaches
 no device and gets object-access-denied.
 """
+import asyncio
+import logging
 import time
 
 from ...iec61850 import acsi as A
 from ...iec61850 import cdc as C
 from ...iec61850 import model as X
+from ...tasks import cancel_and_wait
 from . import mms_data as D
+
+LOG = logging.getLogger("spot.bridge.plugin.xmpp")
 
 PAGE = 100               # identifiers per GetNameList response
 MAX_VARIABLES = 64       # variables per Read / Write
@@ -76,6 +85,7 @@ class MmsServices:
         self.selected = {}       # (jid, domain, control) -> deadline of the selection
         self.seq = {}            # domain -> next report SeqNum
         self._stale = True
+        self._fetching = {}      # device -> task reading its name plate
 
     def invalidate(self):
         """The registry changed: rebuild the model before it is next used (once for
@@ -86,6 +96,21 @@ class MmsServices:
         if self._stale:
             self._stale = False
             await self.acsi.refresh()
+            for device in self.acsi.model.by_device:
+                if device not in self.acsi.fetched and device not in self._fetching:
+                    self._fetching[device] = asyncio.ensure_future(self._name_plate(device))
+
+    async def _name_plate(self, device):
+        """READ a new device's name plate (LPHD1 PhyNam, ratings) once, in the background."""
+        try:
+            await self.acsi.fetch_name_plate(device)
+        except Exception:
+            LOG.exception("xmpp: reading the name plate of %s failed", device)
+        finally:
+            self._fetching.pop(device, None)
+
+    async def stop(self):
+        await cancel_and_wait(list(self._fetching.values()))
 
     def exposes_record(self, device):
         """Whether a store Device record is exposed (without building the model)."""

@@ -131,6 +131,7 @@ class XmppPlugin:
         self._running = False
         sessions = list(self.sessions.values()) + ([self.main] if self.main else [])
         await asyncio.gather(*(s.stop() for s in sessions), return_exceptions=True)
+        await self.acsi.stop()
 
     async def on_event(self, event):
         kind = event.get("type")
