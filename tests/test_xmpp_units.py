@@ -122,3 +122,39 @@ def test_acsi_read_many_answers_like_read_and_names_the_unknown_item(tmp_path):
             assert got[0]["stVal"] == beh["stVal"] and got[1] == cop   # (Beh's t is "now")
             assert isinstance(got[2], A.AcsiError) and got[2].code == A.OBJECT_NON_EXISTENT
     asyncio.run(main())
+
+
+def _session():
+    from spot.cloud_bridge.plugins.xmpp.session import Session
+
+    async def on_iq(session, iq):
+        pass
+    return Session("bridge@example.net", "pw", "hp-1", on_iq)
+
+
+def test_stanzas_sent_while_down_are_kept_in_order_up_to_the_bound(monkeypatch):
+    import asyncio
+    from spot.cloud_bridge.plugins.xmpp import session as S
+
+    async def main():
+        monkeypatch.setattr(S, "MAX_PENDING", 3)
+        s = _session()
+        for i in range(5):
+            s.send(i)
+        assert list(s._pending) == [2, 3, 4] and s.dropped == 2
+    asyncio.run(main())
+
+
+def test_registry_presence_maps_to_xmpp_presence():
+    import asyncio
+
+    async def main():
+        s = _session()
+        sent = []
+        s.client.send_presence = lambda **kw: sent.append(kw)
+        s.up.set()
+        for p in ("online", "sleeping", "offline"):
+            s.set_presence(p)
+        assert sent == [{"pstatus": "online"}, {"pstatus": "sleeping", "pshow": "away"},
+                        {"pstatus": "offline", "ptype": "unavailable"}]
+    asyncio.run(main())
