@@ -158,3 +158,52 @@ def test_registry_presence_maps_to_xmpp_presence():
         assert sent == [{"pstatus": "online"}, {"pstatus": "sleeping", "pshow": "away"},
                         {"pstatus": "offline", "ptype": "unavailable"}]
     asyncio.run(main())
+
+
+def _services_on_a_heat_pump(tmp_path, check):
+    """MmsServices on a bridge with one in-process heat pump; check(services, domain)."""
+    import asyncio
+    from iec61850_rig import bridge_with_devices
+    from spot.cloud_bridge.plugins.xmpp.mms_services import MmsServices
+
+    async def main():
+        async with bridge_with_devices(tmp_path, ("heat_pump", "hp-1")) as (bridge, ctx, local, devs):
+            s = MmsServices(ctx, check_options(BASE))
+            await s.fresh()
+            try:
+                await check(s, s.acsi.server_directory()[0])
+            finally:
+                await s.stop()
+    asyncio.run(main())
+
+
+def _request(kind, body, invoke_id=1):
+    return {"invokeID": invoke_id, "confirmedServiceRequest": (kind, body)}
+
+
+def test_get_name_list_pages_with_more_follows_and_continue_after(tmp_path):
+    async def check(s, domain):
+        body = {"objectClass": ("basicObjectClass", 0), "objectScope": ("domainSpecific", domain)}
+        names = []
+        while True:
+            kind, resp = await s.handle(_request("getNameList", dict(body)), None, False, "m@x")
+            page = resp["confirmedServiceResponse"][1]
+            names += page["listOfIdentifier"]
+            if not page["moreFollows"]:
+                break
+            body["continueAfter"] = page["listOfIdentifier"][-1]
+        assert names == sorted(s.acsi.name_list(domain)) and len(names) > 100
+    _services_on_a_heat_pump(tmp_path, check)
+
+
+def test_read_of_a_functional_constraint_answers_all_its_data_objects(tmp_path):
+    async def check(s, domain):
+        spec = ("listOfVariable", [{"variableSpecification": ("name", ("domain-specific", {
+            "domainId": domain, "itemId": "STMP1$MX"}))}])
+        kind, resp = await s.handle(_request("read", {"variableAccessSpecificatn": spec}),
+                                    None, False, "m@x")
+        (result,) = resp["confirmedServiceResponse"][1]["listOfAccessResult"]
+        tmp = result[1][1][0]                    # STMP1$MX: {Tmp: {mag: {f}, q, t}}
+        assert result[0] == "success" and tmp[0] == "structure"
+        assert [d[0] for d in tmp[1]] == ["structure", "bit-string", "utc-time"]
+    _services_on_a_heat_pump(tmp_path, check)
