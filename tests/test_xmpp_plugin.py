@@ -422,3 +422,17 @@ def test_bridge_with_a_refused_password_retries_with_back_off_and_keeps_running(
         finally:
             await rig.stop()
     run(main())
+
+
+def test_disco_items_list_the_device_resources_to_a_role_holder_only(tmp_path, prosody):
+    async def main():
+        async with xmpp_setup(tmp_path, prosody, users=(OPERATOR, NOROLE), count=2) as (rig, fleet, ops):
+            disco = '<query xmlns="http://jabber.org/protocol/disco#items"/>'
+            answer = await ops[OPERATOR].ask(rig.full_jid(), disco)
+            items = answer.findall("{http://jabber.org/protocol/disco#items}query/"
+                                   "{http://jabber.org/protocol/disco#items}item")
+            assert sorted((i.get("jid"), i.get("name")) for i in items) == [
+                (rig.full_jid("hp-0001"), domain_of(rig, "hp-0001")),
+                (rig.full_jid("hp-0002"), domain_of(rig, "hp-0002"))]
+            assert error_condition(await ops[NOROLE].ask(rig.full_jid(), disco)) == ("auth", "forbidden")
+    run(main())

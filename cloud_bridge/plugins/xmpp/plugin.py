@@ -15,7 +15,8 @@ condition when the stanza itself is refused:
     bad-request (modify)        no single MMSpdu, not valid XER, not a request
     internal-server-error       a bug (logged); the bridge keeps serving
 
-iq stanzas of any other namespace get feature-not-implemented from slixmpp.
+iq stanzas of any other namespace get feature-not-implemented from slixmpp,
+except XEP-0030 disco#items, which lists the exposed devices to role holders.
 Device changes are sent as informationReport `message` stanzas, from the
 device's resource, to every JID with a role whose presence the bridge sees.
 """
@@ -25,6 +26,9 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 
+
+from slixmpp.exceptions import XMPPError
+from slixmpp.plugins.xep_0030 import DiscoItems
 
 from . import xer
 from .guard import Guard, check_roles
@@ -112,6 +116,8 @@ class XmppPlugin:
                                   subscriptions=lambda jid: self.guard.role(jid) is not None,
                                   on_up=lambda s: self.listeners.clear())   # the server resends them
         self.main.presence = "online"
+        self.main.client.plugin["xep_0030"].api.register(self._disco_items, "get_items",
+                                                         default=True)
         self.main.start()
         if self.opts["per_device_presence"]:
             for d in await self.ctx.devices():
@@ -149,6 +155,23 @@ class XmppPlugin:
             pdu = await self.acsi.report(event)        # None for a device not exposed
             if pdu is not None:
                 self._send_report(event["device"], pdu)
+
+    # ------------------------------------------------------------ discovery
+
+    async def _disco_items(self, jid, node, ifrom, data):
+        """XEP-0030 disco#items of the gateway: one item per exposed device (its
+        resource, or the gateway with the device id as node), named by its MMS domain;
+        refused to JIDs without a role."""
+        if ifrom is None or self.guard.role(ifrom.bare) is None:
+            raise XMPPError("forbidden", etype="auth")
+        await self.acsi.fresh()
+        items = DiscoItems()
+        for device, ld in sorted(self.acsi.acsi.model.by_device.items()):
+            if device in self.sessions:
+                items.add_item("%s/%s" % (self.opts["jid"], device), name=ld.domain)
+            else:
+                items.add_item(self.main.client.boundjid.full, node=device, name=ld.domain)
+        return items
 
     # ------------------------------------------------------------ reports
 
