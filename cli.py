@@ -423,6 +423,8 @@ def build_parser():
         b.add_argument("--opt", type=int, default=3, choices=(0, 1, 2, 3),
                        help="mpy-cross optimisation; 3 drops line numbers (default 3)")
         b.set_defaults(func=func)
+    from .cloud_bridge.iec61850.scl_cli import add_parser as add_iec61850
+    add_iec61850(sub)
     return p
 
 

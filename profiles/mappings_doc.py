@@ -44,8 +44,8 @@ _DEV = (S.HEAT_PUMP, S.PV_INVERTER, S.BATTERY, S.EV_CHARGER, S.METER,
 _ELECTRICAL = {
     1: ("MMXU.TotW", "TELEMETRY_USAGE demand (powerReal)"),
     2: ("MMXU.TotVAr", "TELEMETRY_USAGE demand (powerReactive)"),
-    3: ("MMXU.PhV", "TELEMETRY_USAGE reading (voltage)"),
-    4: ("MMXU.A", "TELEMETRY_USAGE reading (current)"),
+    3: ("MMXU.AvPhVPhs", "TELEMETRY_USAGE reading (voltage)"),
+    4: ("MMXU.AvAPhs", "TELEMETRY_USAGE reading (current)"),
     5: ("MMXU.Hz", "TELEMETRY_USAGE reading (frequency)"),
 }
 

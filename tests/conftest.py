@@ -13,3 +13,14 @@ def broker(tmp_path):
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture
+def prosody():
+    """A real Prosody (STARTTLS with a test CA) on a free loopback port, stopped after."""
+    from prosody import Prosody
+    p = Prosody()
+    try:
+        yield p.start()
+    finally:
+        p.close()

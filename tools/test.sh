@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin autoconf automake libtool pkg-config postgresql chromium chromium-driver"
+APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin prosody autoconf automake libtool pkg-config postgresql chromium chromium-driver tshark"
 
 missing=""
 for p in $APT_PACKAGES; do

@@ -1,0 +1,241 @@
+"""An IEC 61850 client on libiec61850 (through pyiec61850-ng), run in its own
+process by the tests: an independent peer of the bridge's MMS server.
+
+    python libiec61850_client.py PORT 'STEPS'
+
+STEPS is a JSON list of steps; the result is one JSON line: a list with one
+{"ok": ...} or {"error": ..., "cause": AddCause} per step. A "report" step
+prints READY once its RCB is enabled, then waits for the reports.
+Steps: ["lds"], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
+["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
+["oper_only", ref, kind, value] (no select), ["write", ref, fc, kind, value],
+["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
+"""
+import json
+import os
+import sys
+import threading
+import time
+
+import pyiec61850.pyiec61850 as L
+from pyiec61850.mms import MMSClient
+
+# IEC 61850-7-2 trigger options and optional fields, as libiec61850 numbers them
+TRG_DCHG, TRG_QCHG, TRG_GI = 1, 2, 16
+OPT_SEQ_NUM, OPT_TIME_STAMP, OPT_REASON, OPT_DATA_SET, OPT_ENTRY_ID = 1, 2, 4, 8, 64
+KEEP = []   # report subscribers live as long as the process
+
+FCS = {"ST": L.IEC61850_FC_ST, "MX": L.IEC61850_FC_MX, "SP": L.IEC61850_FC_SP,
+       "CF": L.IEC61850_FC_CF, "DC": L.IEC61850_FC_DC, "CO": L.IEC61850_FC_CO}
+
+
+def names(linked):
+    out = []
+    el = L.LinkedList_getNext(linked)
+    while el:
+        out.append(L.toCharP(L.LinkedList_getData(el)))
+        el = L.LinkedList_getNext(el)
+    L.LinkedList_destroy(linked)
+    return out
+
+
+def unpack(result):
+    if isinstance(result, (list, tuple)):
+        return result[0], result[-1]
+    return result, 0
+
+
+def mms_value(kind, value):
+    if kind == "apc":       # an AnalogueValue structure {f}
+        s = L.MmsValue_createEmptyStructure(1)
+        L.MmsValue_setElement(s, 0, L.MmsValue_newFloat(float(value)))
+        return s
+    if kind == "bool":
+        return L.MmsValue_newBoolean(bool(value))
+    if kind == "float":
+        return L.MmsValue_newFloat(float(value))
+    return L.MmsValue_newIntegerFromInt32(int(value))
+
+
+def py_value(v):
+    t = L.MmsValue_getType(v)
+    if t == L.MMS_FLOAT:
+        return L.MmsValue_toFloat(v)
+    if t == L.MMS_BOOLEAN:
+        return L.MmsValue_getBoolean(v)
+    if t in (L.MMS_INTEGER, L.MMS_UNSIGNED):
+        return L.MmsValue_toInt64(v)
+    if t == L.MMS_VISIBLE_STRING:
+        return L.MmsValue_toString(v)
+    if t == L.MMS_BIT_STRING:
+        return [L.MmsValue_getBitStringBit(v, i) for i in range(L.MmsValue_getBitStringSize(v))]
+    if t == L.MMS_UTC_TIME:
+        return L.MmsValue_getUtcTimeInMs(v) / 1000.0
+    if t == L.MMS_STRUCTURE:
+        return [py_value(L.MmsValue_getElement(v, i)) for i in range(L.MmsValue_getArraySize(v))]
+    if t == L.MMS_DATA_ACCESS_ERROR:
+        return {"access_error": L.MmsValue_getDataAccessError(v)}
+    return "type %d" % t
+
+
+def control(con, ref, kind, value, select):
+    ctl = L.ControlObjectClient_create(ref, con)
+    if not ctl:
+        return {"error": "no control object %s" % ref, "cause": None}
+    model = L.ControlObjectClient_getControlModel(ctl)
+    val = mms_value(kind, value)
+    ok = True
+    if select and model == L.CONTROL_MODEL_SBO_ENHANCED:
+        ok = L.ControlObjectClient_selectWithValue(ctl, val)
+    elif select and model == L.CONTROL_MODEL_SBO_NORMAL:
+        ok = L.ControlObjectClient_select(ctl)
+    if ok:
+        ok = L.ControlObjectClient_operate(ctl, val, 0)
+    cause = L.ControlObjectClient_getLastApplError(ctl).addCause
+    if ok:
+        return {"ok": {"model": model}}
+    return {"error": "refused", "cause": cause, "model": model}
+
+
+def octets(v):
+    return "".join("%02x" % L.MmsValue_getOctetStringOctet(v, i)
+                   for i in range(L.MmsValue_getOctetStringSize(v))) if v else None
+
+
+def buffered(con, rcb, seconds, count, entry_id):
+    """Enable a BRCB (resynchronised after entry_id, hex, when given) and collect
+    [{"entry": hex, "ts": ms}] of its reports."""
+    got, lock = [], threading.Lock()
+
+    class Handler(L.RCBHandler):
+        def trigger(self):
+            r = self._client_report
+            with lock:
+                got.append({"entry": octets(L.ClientReport_getEntryId(r)),
+                            "ts": L.ClientReport_getTimestamp(r)})
+
+    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+    subscriber = L.RCBSubscriber()
+    subscriber.setIedConnection(con)
+    subscriber.setRcbReference(rcb)
+    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+    subscriber.setEventHandler(Handler().__disown__())
+    if not subscriber.subscribe():
+        return {"error": "cannot subscribe to %s" % rcb, "cause": None}
+    KEEP.append(subscriber)
+    L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG)
+    L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON
+                                          | OPT_TIME_STAMP | OPT_ENTRY_ID)
+    mask = L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS
+    if entry_id:
+        v = L.MmsValue_newOctetString(8, 8)
+        for i, b in enumerate(bytes.fromhex(entry_id)):
+            L.MmsValue_setOctetStringOctet(v, i, b)
+        L.ClientReportControlBlock_setEntryId(block, v)
+        mask |= L.RCB_ELEMENT_ENTRY_ID
+    for m in (mask, L.RCB_ELEMENT_RPT_ENA):   # resynchronise first, then enable
+        if m == L.RCB_ELEMENT_RPT_ENA:
+            L.ClientReportControlBlock_setRptEna(block, True)
+        err = L.IedConnection_setRCBValues(con, block, m, True)
+        err = err[-1] if isinstance(err, (list, tuple)) else err
+        if err:
+            return {"error": "RCB write error %d" % err, "cause": err}
+    end = time.time() + seconds
+    while time.time() < end:
+        with lock:
+            if len(got) >= count:
+                break
+        time.sleep(0.05)
+    with lock:
+        return {"ok": list(got)}
+
+
+def run(con, client, step):
+    op = step[0]
+    if op == "sleep":
+        print("READY", flush=True)
+        time.sleep(step[1])
+        return {"ok": None}
+    if op == "lds":
+        return {"ok": names(unpack(L.IedConnection_getLogicalDeviceList(con))[0])}   # cached
+    if op == "lns":
+        return {"ok": names(unpack(L.IedConnection_getLogicalDeviceDirectory(con, step[1]))[0])}
+    if op == "vars":
+        return {"ok": names(unpack(L.IedConnection_getLogicalDeviceVariables(con, step[1]))[0])}
+    if op == "read":
+        v, err = unpack(L.IedConnection_readObject(con, step[1], FCS[step[2]]))
+        if err:
+            return {"error": "read error %d" % err, "cause": err}
+        out = py_value(v)
+        L.MmsValue_delete(v)
+        return {"ok": out}
+    if op in ("operate", "oper_only"):
+        return control(con, step[1], step[2], step[3], op == "operate")
+    if op == "write":
+        val = mms_value(step[3], step[4])
+        err = L.IedConnection_writeObject(con, step[1], FCS[step[2]], val)
+        err = unpack(err)[1] if isinstance(err, (list, tuple)) else err
+        return {"ok": True} if not err else {"error": "write error %d" % err, "cause": err}
+    if op == "report":
+        rcb, seconds, count = step[1], step[2], step[3]
+        got, lock = [], threading.Lock()
+
+        class Handler(L.RCBHandler):
+            def trigger(self):   # on libiec61850's receive thread
+                r = self._client_report
+                values = L.ClientReport_getDataSetValues(r)
+                with lock:
+                    got.append({"rpt_id": L.ClientReport_getRptId(r),
+                                "seq": L.ClientReport_getSeqNum(r),
+                                "dataset": L.ClientReport_getDataSetName(r),
+                                "entries": L.MmsValue_getArraySize(values) if values else 0})
+
+        block = unpack(L.IedConnection_getRCBValues(
+            con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+        subscriber = L.RCBSubscriber()
+        subscriber.setIedConnection(con)
+        subscriber.setRcbReference(rcb)
+        subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+        subscriber.setEventHandler(Handler().__disown__())   # else a segfault at exit
+        if not subscriber.subscribe():
+            return {"error": "cannot subscribe to %s" % rcb, "cause": None}
+        KEEP.append(subscriber)
+        L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG | TRG_GI)
+        L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON)
+        L.ClientReportControlBlock_setRptEna(block, True)
+        err = L.IedConnection_setRCBValues(
+            con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS | L.RCB_ELEMENT_RPT_ENA, True)
+        err = err[-1] if isinstance(err, (list, tuple)) else err
+        if err:
+            return {"error": "RCB write error %d" % err, "cause": err}
+        print("READY", flush=True)
+        end = time.time() + seconds
+        while time.time() < end:
+            with lock:
+                if len(got) >= count:
+                    break
+            time.sleep(0.05)
+        with lock:
+            return {"ok": list(got)}
+    if op == "brcb":
+        return buffered(con, *step[1:])
+    return {"error": "unknown step %r" % op, "cause": None}
+
+
+def main():
+    port, steps = int(sys.argv[1]), json.loads(sys.argv[2])
+    client = MMSClient()
+    client.connect("127.0.0.1", port)
+    con = client._connection
+    results = []
+    for step in steps:
+        try:
+            results.append(run(con, client, step))
+        except Exception as e:   # one failed step is a result, not a crash
+            results.append({"error": "%s: %s" % (type(e).__name__, e), "cause": None})
+    print(json.dumps(results), flush=True)
+    os._exit(0)   # libiec61850 handlers are not torn down: leave without the SWIG finalisers
+
+
+if __name__ == "__main__":
+    main()
