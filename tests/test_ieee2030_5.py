@@ -327,6 +327,25 @@ def test_control_with_an_invalid_value_is_answered_invalid_and_not_planned(tmp_p
     run(main())
 
 
+def test_invalid_default_control_is_refused_once_and_a_valid_one_then_applies(tmp_path, server):
+    async def main():
+        async with rig_for(tmp_path, server, ("pv_inverter", "pv-1")) as rig:
+            node = rig.devs["pv-1"].node
+            doc = (b'<DefaultDERControl xmlns="urn:ieee:std:2030.5:ns"><mRID>DD01</mRID>'
+                   b'<DERControlBase><opModMaxLimW>%d</opModMaxLimW></DERControlBase>'
+                   b'</DefaultDERControl>')
+            rig.proxy.defaults["/derp_0_dderc"] = doc % 20000          # 200 %
+            assert await until(lambda: rig.client.rejected == 1, 10)
+            await polls(rig, 3)
+            assert rig.client.rejected == 1
+            assert [a.detail["reason"] for a in await rig.audit("ieee2030_5.rejected")] == \
+                ["malformed_default"]
+            assert await rig.plan_commands("pv-1") == []
+            rig.proxy.defaults["/derp_0_dderc"] = doc % 6000
+            assert await until(lambda: node.get(PV_INVERTER, LIMIT_PCT) == 60.0, 10)
+    run(main())
+
+
 def make_client_cert(tmp_path, expired=False, own_ca=None):
     """A client certificate signed by a CA of our own (not the server's), or an expired one
     signed by the server's CA (own_ca = (ca cert, ca key) paths)."""

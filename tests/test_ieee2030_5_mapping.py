@@ -254,3 +254,10 @@ def test_options_are_checked_when_the_plugin_loads():
                          (dict(ok, lfdi="XYZ"), "lfdi")):
         with pytest.raises(ValueError, match=message):
             check_options(bad)
+
+
+def test_the_plugin_is_found_by_its_entry_point():
+    from importlib.metadata import entry_points
+    from spot.cloud_bridge.plugins.ieee2030_5 import factory
+    found = {ep.name: ep for ep in entry_points(group="spot.bridge.plugins")}
+    assert found["ieee2030_5"].load() is factory

@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin prosody autoconf automake libtool pkg-config postgresql chromium chromium-driver tshark"
+APT_PACKAGES="$APT_PACKAGES openssl"   # gridappsd-2030-5 (IEEE 2030.5 tests) makes its certificates with it
 
 missing=""
 for p in $APT_PACKAGES; do

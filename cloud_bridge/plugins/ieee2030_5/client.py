@@ -126,6 +126,7 @@ class Client:
         self.polled = asyncio.Event()
         self._tasks = []
         self._member_ids = set()
+        self._bad_defaults = {}  # program href -> why its DefaultDERControl was refused
 
     # ------------------------------------------------------------ lifecycle
 
@@ -399,8 +400,11 @@ class Client:
             try:
                 ctrl = X.der_control(raw, default=True)
             except X.SepError as e:
-                await self._reject("malformed_default", str(e))
+                if self._bad_defaults.get(key) != str(e):      # once, not every poll
+                    self._bad_defaults[key] = str(e)
+                    await self._reject("malformed_default", str(e))
                 return
+        self._bad_defaults.pop(key, None)
         if ctrl is None:
             if rec is not None:
                 await self._withdraw(rec)
