@@ -9,7 +9,9 @@ prints READY once its RCB is enabled, then waits for the reports.
 Steps: ["lds"], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
 ["oper_only", ref, kind, value] (no select), ["write", ref, fc, kind, value],
-["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
+["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null],
+and for bench/iec61850_rw.py ["time_read", ref, fc, n], ["time_operate", ref, kind, n],
+["report_stream", rcb_ref, seconds] (prints "R <unix time>" per report).
 """
 import json
 import os
@@ -150,6 +152,50 @@ def buffered(con, rcb, seconds, count, entry_id):
         return {"ok": list(got)}
 
 
+def timed(con, op, ref, arg, n):
+    """n reads (arg: FC) or direct operates (arg: kind) one after the other:
+    {"n", "seconds", "latencies_ms"} (sorted)."""
+    lat = []
+    ctl = L.ControlObjectClient_create(ref, con) if op == "time_operate" else None
+    begin = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        if ctl is None:
+            v, err = unpack(L.IedConnection_readObject(con, ref, FCS[arg]))
+            if err:
+                return {"error": "read error %d" % err, "cause": err}
+            L.MmsValue_delete(v)
+        else:
+            val = mms_value(arg, -100 - i % 2)
+            if not L.ControlObjectClient_operate(ctl, val, 0):
+                return {"error": "operate refused", "cause":
+                        L.ControlObjectClient_getLastApplError(ctl).addCause}
+        lat.append((time.perf_counter() - t) * 1000)
+    return {"ok": {"n": n, "seconds": time.perf_counter() - begin, "latencies_ms": sorted(lat)}}
+
+
+def report_stream(con, rcb, seconds):
+    """Enable a URCB and print "R <unix time>" the moment each report arrives."""
+    class Handler(L.RCBHandler):
+        def trigger(self):
+            print("R %.6f" % time.time(), flush=True)
+
+    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+    subscriber = L.RCBSubscriber()
+    subscriber.setIedConnection(con)
+    subscriber.setRcbReference(rcb)
+    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+    subscriber.setEventHandler(Handler().__disown__())
+    subscriber.subscribe()
+    KEEP.append(subscriber)
+    L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG)
+    L.ClientReportControlBlock_setRptEna(block, True)
+    L.IedConnection_setRCBValues(con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_RPT_ENA, True)
+    print("READY", flush=True)
+    time.sleep(seconds)
+    return {"ok": None}
+
+
 def run(con, client, step):
     op = step[0]
     if op == "sleep":
@@ -217,6 +263,10 @@ def run(con, client, step):
             time.sleep(0.05)
         with lock:
             return {"ok": list(got)}
+    if op in ("time_read", "time_operate"):
+        return timed(con, op, *step[1:])
+    if op == "report_stream":
+        return report_stream(con, *step[1:])
     if op == "brcb":
         return buffered(con, *step[1:])
     return {"error": "unknown step %r" % op, "cause": None}
