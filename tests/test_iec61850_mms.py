@@ -193,6 +193,32 @@ def test_out_of_range_read_only_and_measurement_writes_are_refused_without_a_com
     run(main())
 
 
+def test_an_fsch_schedule_set_from_libiec61850_is_pushed_to_the_device_as_a_plan(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            g = dev(rig, "generator")
+            d = rig.domain(g) + "/FSCH1."
+            start = int(time.time()) + 2
+            res = await peer(LIB, rig.port, [
+                ["write", d + "SchdPrio.setVal", "SP", "int", 2],
+                ["write", d + "StrTm.setVal", "SP", "int", start],
+                ["write", d + "SchdIntv.setVal", "SP", "int", 60],
+                ["write", d + "NumEntr.setVal", "SP", "int", 1],
+                ["write", d + "ValASG001.setMag.f", "SP", "float", 1500.0],
+                ["operate", d + "SchdEnaReq", "bool", True]])
+            assert ok(res)[-1] == {"model": 1}
+            plans = await rig.bridge.store.list_plans(g, time.time())
+            assert [(p.start, p.primacy, p.status, p.actor) for p in plans] == [
+                (start, 2, "accepted", "plugin:iec61850")]
+
+            async def running():
+                got = await peer(LIB, rig.port, [["read", d + "SchdSt.stVal", "ST"],
+                                                 ["read", d + "ValMV.mag.f", "MX"]])
+                return [r.get("ok") for r in got] == [4, 1500.0]
+            assert await until(running, 20, every=0.5)
+    run(main())
+
+
 # ------------------------------------------------------------------ reports and quality
 
 def test_reports_arrive_at_both_clients_when_devices_change(tmp_path):
