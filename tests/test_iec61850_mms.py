@@ -4,7 +4,6 @@ independent MMS clients, each in its own process: libiec61850 (through
 pyiec61850-ng) and the Rust-core `iec61850` package. The server is
 open61850's; neither client shares code with it."""
 import asyncio
-import json
 import socket
 import subprocess
 import sys

@@ -9,7 +9,7 @@ import pytest
 from iec61850_rig import bridge_with_devices, FakeRefusingDevice
 from spot.cloud_bridge.iec61850 import acsi as A
 from spot.cloud_bridge.iec61850 import model as X
-from spot.cloud_bridge.iec61850.mapping import LN_CLASSES, UNMAPPED_TYPES, entries
+from spot.cloud_bridge.iec61850.mapping import LN_CLASSES, UNMAPPED_TYPES
 from spot.core import frame as F
 from spot.core import model as M
 from spot.core import services as S

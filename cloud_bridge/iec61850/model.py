@@ -54,7 +54,7 @@ from ...core.errors import SpotError, WRONG_TYPE
 from ...profiles import registry
 from . import cdc as C
 from ...core.services import PLANS
-from .mapping import LN_CLASSES, LOCAL_NS, SCHEDULE_ENTRIES, SCHEDULE_TARGETS, entries
+from .mapping import LN_CLASSES, SCHEDULE_ENTRIES, SCHEDULE_TARGETS, entries
 
 # quality: bit i of the mask is bit i of the IEC 61850-8-1 bit-string (0 = first)
 Q_GOOD = 0
@@ -613,7 +613,3 @@ def points(ld):
             if da.role == "v" and da.point is not None:
                 out.setdefault((da.point.sid, da.point.oid), []).append((item, da, do))
     return out
-
-
-def data_ns():
-    return LOCAL_NS

@@ -99,6 +99,32 @@ def control(con, ref, kind, value, select):
     return {"error": "refused", "cause": cause, "model": model}
 
 
+def subscribe(con, rcb, handler):
+    """The RCB's values, with handler (an RCBHandler) receiving its reports."""
+    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+    subscriber = L.RCBSubscriber()
+    subscriber.setIedConnection(con)
+    subscriber.setRcbReference(rcb)
+    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+    subscriber.setEventHandler(handler.__disown__())   # else a segfault at exit
+    if not subscriber.subscribe():
+        raise RuntimeError("cannot subscribe to %s" % rcb)
+    KEEP.append(subscriber)
+    return block
+
+
+def enable(con, block, mask):
+    """Write the RCB attributes of mask, then RptEna; an error code or 0."""
+    for m in (mask, L.RCB_ELEMENT_RPT_ENA):
+        if m == L.RCB_ELEMENT_RPT_ENA:
+            L.ClientReportControlBlock_setRptEna(block, True)
+        err = L.IedConnection_setRCBValues(con, block, m, True)
+        err = err[-1] if isinstance(err, (list, tuple)) else err
+        if err:
+            return err
+    return 0
+
+
 def octets(v):
     return "".join("%02x" % L.MmsValue_getOctetStringOctet(v, i)
                    for i in range(L.MmsValue_getOctetStringSize(v))) if v else None
@@ -116,15 +142,7 @@ def buffered(con, rcb, seconds, count, entry_id):
                 got.append({"entry": octets(L.ClientReport_getEntryId(r)),
                             "ts": L.ClientReport_getTimestamp(r)})
 
-    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
-    subscriber = L.RCBSubscriber()
-    subscriber.setIedConnection(con)
-    subscriber.setRcbReference(rcb)
-    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
-    subscriber.setEventHandler(Handler().__disown__())
-    if not subscriber.subscribe():
-        return {"error": "cannot subscribe to %s" % rcb, "cause": None}
-    KEEP.append(subscriber)
+    block = subscribe(con, rcb, Handler())
     L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG)
     L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON
                                           | OPT_TIME_STAMP | OPT_ENTRY_ID)
@@ -135,13 +153,9 @@ def buffered(con, rcb, seconds, count, entry_id):
             L.MmsValue_setOctetStringOctet(v, i, b)
         L.ClientReportControlBlock_setEntryId(block, v)
         mask |= L.RCB_ELEMENT_ENTRY_ID
-    for m in (mask, L.RCB_ELEMENT_RPT_ENA):   # resynchronise first, then enable
-        if m == L.RCB_ELEMENT_RPT_ENA:
-            L.ClientReportControlBlock_setRptEna(block, True)
-        err = L.IedConnection_setRCBValues(con, block, m, True)
-        err = err[-1] if isinstance(err, (list, tuple)) else err
-        if err:
-            return {"error": "RCB write error %d" % err, "cause": err}
+    err = enable(con, block, mask)   # resynchronise first, then enable
+    if err:
+        return {"error": "RCB write error %d" % err, "cause": err}
     end = time.time() + seconds
     while time.time() < end:
         with lock:
@@ -180,17 +194,9 @@ def report_stream(con, rcb, seconds):
         def trigger(self):
             print("R %.6f" % time.time(), flush=True)
 
-    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
-    subscriber = L.RCBSubscriber()
-    subscriber.setIedConnection(con)
-    subscriber.setRcbReference(rcb)
-    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
-    subscriber.setEventHandler(Handler().__disown__())
-    subscriber.subscribe()
-    KEEP.append(subscriber)
+    block = subscribe(con, rcb, Handler())
     L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG)
-    L.ClientReportControlBlock_setRptEna(block, True)
-    L.IedConnection_setRCBValues(con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_RPT_ENA, True)
+    enable(con, block, L.RCB_ELEMENT_TRG_OPS)
     print("READY", flush=True)
     time.sleep(seconds)
     return {"ok": None}
@@ -236,22 +242,10 @@ def run(con, client, step):
                                 "dataset": L.ClientReport_getDataSetName(r),
                                 "entries": L.MmsValue_getArraySize(values) if values else 0})
 
-        block = unpack(L.IedConnection_getRCBValues(
-            con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
-        subscriber = L.RCBSubscriber()
-        subscriber.setIedConnection(con)
-        subscriber.setRcbReference(rcb)
-        subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
-        subscriber.setEventHandler(Handler().__disown__())   # else a segfault at exit
-        if not subscriber.subscribe():
-            return {"error": "cannot subscribe to %s" % rcb, "cause": None}
-        KEEP.append(subscriber)
+        block = subscribe(con, rcb, Handler())
         L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG | TRG_GI)
         L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON)
-        L.ClientReportControlBlock_setRptEna(block, True)
-        err = L.IedConnection_setRCBValues(
-            con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS | L.RCB_ELEMENT_RPT_ENA, True)
-        err = err[-1] if isinstance(err, (list, tuple)) else err
+        err = enable(con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS)
         if err:
             return {"error": "RCB write error %d" % err, "cause": err}
         print("READY", flush=True)

@@ -69,6 +69,7 @@ class Iec61850Plugin:
         self._rebuild = False
         self._task = None
         self._fetching = set()
+        self._fetches = set()   # name plate READs running
 
     @property
     def bound_port(self):
@@ -79,7 +80,7 @@ class Iec61850Plugin:
         self._task = asyncio.ensure_future(self._refresh_forever())
 
     async def stop(self):
-        await cancel_and_wait([self._task] if self._task else [])
+        await cancel_and_wait(([self._task] if self._task else []) + list(self._fetches))
         if self.service is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
             self.service = None
@@ -107,7 +108,9 @@ class Iec61850Plugin:
         for device in devices:
             if device not in self.acsi.fetched and device not in self._fetching:
                 self._fetching.add(device)
-                asyncio.ensure_future(self._fetch_name_plate(device))
+                task = asyncio.ensure_future(self._fetch_name_plate(device))
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
 
     async def _fetch_name_plate(self, device):
         try:
