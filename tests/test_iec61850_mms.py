@@ -233,6 +233,16 @@ def test_reports_arrive_at_both_clients_when_devices_change(tmp_path):
     run(main())
 
 
+def test_a_general_interrogation_reports_every_member_of_the_data_set(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, {"meter": 1}) as rig:
+            ld = rig.model.by_device[dev(rig, "meter")]
+            got = ok(await peer(RUST, rig.port, [["gi", ld.domain + "/LLN0.RP.urcbAll02", 10, 1]]))[0]
+            assert got and got[0]["gi"]
+            assert got[0]["entries"] == len(ld.datasets["All"])
+    run(main())
+
+
 def test_a_brcb_replays_what_was_buffered_while_the_client_was_away(tmp_path):
     async def main():
         async with mms_fleet(tmp_path, {"meter": 1}) as rig:
