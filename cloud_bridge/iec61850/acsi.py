@@ -13,6 +13,7 @@ device's real result.
     acsi.definition(domain, item) -> type     GetDataDefinition
     await acsi.ld_values(domain) -> {item: v} every leaf (model.values)
     await acsi.fetch_name_plate(device) -> bool   READ device_info once (PhyNam)
+    await acsi.close()                        stop listening to the bridge's events
     await acsi.read(domain, item) -> value    GetDataValues: a leaf value, or
                                               {member: value} for a structure
     acsi.check_control(domain, item, ctl_val) -> Order     (ControlRefused)
@@ -126,6 +127,8 @@ class Acsi:
         self.schedules = {}  # domain -> {FSCH parameter: value} as clients set them
         self.plans = {}      # domain -> (plan id, start, interval, [SI values]) pushed by FSCH
         self._last_plan_id = 0
+        self._waiting = {}       # command id -> Event set when it is final
+        self._listener = None
 
     async def refresh(self):
         self.model = X.build_model(await self.ctx.devices(), self.ied_name, self.devices_filter)
@@ -380,44 +383,68 @@ class Acsi:
         plugin's actor) and wait for its final state; None if it is not final
         within control_timeout (it then expires in the queue). The outcome is
         audited as action "iec61850" with the 61850 reference."""
-        hub = self.ctx.bridge.hub
-        queue = hub.subscribe()
-        try:
-            if order.op == "plan":
-                cmd = await self.ctx.push_plan(order.device, *order.body)
-            elif order.op == "cancel":
-                cmd = await self.ctx.cancel_plan(order.device, order.body)
-            else:
-                cmd = await self.ctx.submit(order.device, order.sid, order.op, order.body,
-                                            expires_in=self.control_timeout,
-                                            timeout=self.control_timeout)
-            final = await self._final(cmd.id, queue)
-        finally:
-            hub.unsubscribe(queue)
+        self._listen()
+        if order.op == "plan":
+            cmd = await self.ctx.push_plan(order.device, *order.body)
+        elif order.op == "cancel":
+            cmd = await self.ctx.cancel_plan(order.device, order.body)
+        else:
+            cmd = await self.ctx.submit(order.device, order.sid, order.op, order.body,
+                                        expires_in=self.control_timeout,
+                                        timeout=self.control_timeout)
+        final = await self._final(cmd.id)
+        op = F.OP_NAMES[order.op] if type(order.op) is int else order.op
         await self.ctx.bridge.store.audit(
             self.ctx.actor, "iec61850", order.device,
-            {"ref": order.ref, "command": cmd.id, "op": F.OP_NAMES[order.op] if type(order.op) is int else order.op,
+            {"ref": order.ref, "command": cmd.id, "op": op,
              "status": final.status if final is not None else "no answer"},
             self.ctx.bridge.clock())
         return final
 
-    async def _final(self, cid, queue):
+    def _listen(self):
+        """One subscription to the bridge's events wakes every waiting command."""
+        if self._listener is None or self._listener.done():
+            queue = self.ctx.bridge.hub.subscribe()
+            self._listener = asyncio.ensure_future(self._wake_waiting(queue))
+
+    async def _wake_waiting(self, queue):
+        try:
+            while True:
+                ev = await queue.get()
+                if ev.get("type") == "command" and ev.get("status") in _FINAL:
+                    waiter = self._waiting.get(ev.get("id"))
+                    if waiter is not None:
+                        waiter.set()
+        finally:
+            self.ctx.bridge.hub.unsubscribe(queue)
+
+    async def close(self):
+        """Stop listening to the bridge's events (the plugin's stop)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+
+    async def _final(self, cid):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.control_timeout + 1.0
         store = self.ctx.bridge.store
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                return None
-            try:
-                ev = await asyncio.wait_for(queue.get(), min(left, 1.0))
-            except asyncio.TimeoutError:
-                ev = None   # events can be dropped: look at the store now and then
-            if ev is None or (ev.get("type") == "command" and ev.get("id") == cid
-                              and ev.get("status") in _FINAL):
+        woken = self._waiting[cid] = asyncio.Event()
+        try:
+            while True:   # the store decides; an event (or a second: events can drop) wakes
                 cmd = await store.get_command(cid)
                 if cmd is not None and cmd.status in _FINAL:
                     return cmd
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(woken.wait(), min(left, 1.0))
+                except asyncio.TimeoutError:
+                    pass
+                woken.clear()
+        finally:
+            self._waiting.pop(cid, None)
 
 
 def _nest(t, prefix, flat):

@@ -70,6 +70,7 @@ class Iec61850Plugin:
         self._task = None
         self._fetching = set()
         self._fetches = set()   # name plate READs running
+        self._fetch_slots = asyncio.Semaphore(8)
 
     @property
     def bound_port(self):
@@ -81,6 +82,7 @@ class Iec61850Plugin:
 
     async def stop(self):
         await cancel_and_wait(([self._task] if self._task else []) + list(self._fetches))
+        await self.acsi.close()
         if self.service is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
             self.service = None
@@ -114,7 +116,9 @@ class Iec61850Plugin:
 
     async def _fetch_name_plate(self, device):
         try:
-            if await self.acsi.fetch_name_plate(device):
+            async with self._fetch_slots:   # a few at a time: controls go first
+                fetched = await self.acsi.fetch_name_plate(device)
+            if fetched:
                 self._dirty.add(device)
                 self._wake.set()
         except Exception:
