@@ -78,7 +78,7 @@ def test_a_device_registering_later_appears_to_a_client_already_connected(tmp_pa
                 from spot.ports.cpython.simulator import SimDevice
                 late = SimDevice("battery", "bat.late", seed=1, t0=int(time.time()))
                 await rig.local.connect("bat.late", late)
-                assert await until(lambda: "bat.late" in rig.model.by_device, 10)
+                assert await until(lambda: rig.plugin.serving("bat.late"), 20)
                 await asyncio.sleep(1)
             late = "SPOT" + X.ld_inst("bat.late")
             got = ok(await peer(RUST, rig.port, [

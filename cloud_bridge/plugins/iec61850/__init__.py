@@ -76,6 +76,12 @@ class Iec61850Plugin:
     def bound_port(self):
         return self.service.port if self.service is not None else None
 
+    def serving(self, device):
+        """Is the device's logical device in the running server yet?"""
+        ld = self.acsi.model.by_device.get(device)
+        return (ld is not None and self.service is not None
+                and ld.domain in self.service.served.logical_devices)
+
     async def start(self):
         await self._serve()
         self._task = asyncio.ensure_future(self._refresh_forever())
