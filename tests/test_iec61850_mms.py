@@ -166,6 +166,27 @@ def test_an_operate_without_select_is_refused_and_nothing_is_queued(tmp_path):
     run(main())
 
 
+def test_an_object_selected_by_one_client_is_refused_to_another(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            g = dev(rig, "generator")
+            ref = rig.domain(g) + "/DRCC1.DERStop"
+            other = {}
+
+            async def while_selected():
+                other["res"] = await peer(RUST, rig.port, [["oper_only", ref, "bool", True],
+                                                           ["operate", ref, "bool", True]])
+            res = await peer(LIB, rig.port, [["select_only", ref, "bool", True], ["sleep", 8]],
+                             on_ready=while_selected)
+            assert res[0] == {"ok": True}
+            assert all("error" in r for r in other["res"]), other   # not selected / already selected
+            assert await rig.commands(g) == []
+            after = await peer(RUST, rig.port, [["operate", ref, "bool", True]])   # released
+            assert ok(after) == [{"model": 4}]
+            assert [c.body for c in await rig.commands(g)] == [[12]]
+    run(main())
+
+
 def test_out_of_range_read_only_and_measurement_writes_are_refused_without_a_command(tmp_path):
     async def main():
         async with mms_fleet(tmp_path, FLEET) as rig:

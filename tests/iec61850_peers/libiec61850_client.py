@@ -8,7 +8,8 @@ STEPS is a JSON list of steps; the result is one JSON line: a list with one
 prints READY once its RCB is enabled, then waits for the reports.
 Steps: ["lds"], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
-["oper_only", ref, kind, value] (no select), ["write", ref, fc, kind, value],
+["oper_only", ref, kind, value] (no select), ["select_only", ref, kind, value],
+["write", ref, fc, kind, value],
 ["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null],
 and for bench/iec61850_rw.py ["time_read", ref, fc, n], ["time_operate", ref, kind, n],
 ["report_stream", rcb_ref, seconds] (prints "R <unix time>" per report).
@@ -221,6 +222,12 @@ def run(con, client, step):
         out = py_value(v)
         L.MmsValue_delete(v)
         return {"ok": out}
+    if op == "select_only":   # SBOw (select with value) and keep the selection
+        ctl = L.ControlObjectClient_create(step[1], con)
+        KEEP.append(ctl)
+        if L.ControlObjectClient_selectWithValue(ctl, mms_value(step[2], step[3])):
+            return {"ok": True}
+        return {"error": "select refused", "cause": L.ControlObjectClient_getLastApplError(ctl).addCause}
     if op in ("operate", "oper_only"):
         return control(con, step[1], step[2], step[3], op == "operate")
     if op == "write":
