@@ -89,6 +89,19 @@ def test_a_device_registering_later_appears_to_a_client_already_connected(tmp_pa
     run(main())
 
 
+def test_get_data_directory_lists_the_attributes_the_model_gives_a_data_object(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, {"battery": 1}) as rig:
+            ld = rig.model.by_device[dev(rig, "battery")]
+            refs = [("MMXU1", "TotW"), ("DRCC1", "OutWSet"), ("ZBAT1", "SocMinPct"), ("LLN0", "Beh")]
+            got = ok(await peer(LIB, rig.port, [["dir", "%s/%s.%s" % (ld.domain, ln, do)]
+                                                for ln, do in refs]))
+            for (ln, do), names in zip(refs, got):
+                expected = {c.name for c in ld.lns[ln].dos[do].children}
+                assert set(names) == expected, (ln, do, names)
+    run(main())
+
+
 # ------------------------------------------------------------------ reads
 
 def test_reads_from_both_clients_match_the_store(tmp_path):

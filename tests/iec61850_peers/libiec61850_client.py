@@ -6,7 +6,7 @@ process by the tests: an independent peer of the bridge's MMS server.
 STEPS is a JSON list of steps; the result is one JSON line: a list with one
 {"ok": ...} or {"error": ..., "cause": AddCause} per step. A "report" step
 prints READY once its RCB is enabled, then waits for the reports.
-Steps: ["lds"], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
+Steps: ["lds"], ["dir", do_ref], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
 ["oper_only", ref, kind, value] (no select), ["select_only", ref, kind, value],
 ["write", ref, fc, kind, value],
@@ -213,6 +213,8 @@ def run(con, client, step):
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceList(con))[0])}   # cached
     if op == "lns":
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceDirectory(con, step[1]))[0])}
+    if op == "dir":   # GetDataDirectory of a data object (via GetVariableAccessAttributes)
+        return {"ok": names(unpack(L.IedConnection_getDataDirectory(con, step[1]))[0])}
     if op == "vars":
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceVariables(con, step[1]))[0])}
     if op == "read":
