@@ -123,8 +123,8 @@ async def mms_fleet(tmp_path, profiles, quiet=(), role="aggregator", telemetry=1
             await local.uplink(dev_id, d.advance(int(time.time())))
             rig.quiet[dev_id] = d
         ids = [d.device_id for d in fleet.devices] + list(rig.quiet)
-        assert await until(lambda: set(ids) <= set(rig.model.by_device) and rig.port, 30), \
-            "the served model never held every device"
+        assert await until(lambda: rig.port and all(rig.plugin.serving(i) for i in ids), 60), \
+            "the server never served every device"
         yield rig
     finally:
         running.cancel()

@@ -4,7 +4,6 @@ independent MMS clients, each in its own process: libiec61850 (through
 pyiec61850-ng) and the Rust-core `iec61850` package. The server is
 open61850's; neither client shares code with it."""
 import asyncio
-import json
 import socket
 import subprocess
 import sys
@@ -79,7 +78,7 @@ def test_a_device_registering_later_appears_to_a_client_already_connected(tmp_pa
                 from spot.ports.cpython.simulator import SimDevice
                 late = SimDevice("battery", "bat.late", seed=1, t0=int(time.time()))
                 await rig.local.connect("bat.late", late)
-                assert await until(lambda: "bat.late" in rig.model.by_device, 10)
+                assert await until(lambda: rig.plugin.serving("bat.late"), 20)
                 await asyncio.sleep(1)
             late = "SPOT" + X.ld_inst("bat.late")
             got = ok(await peer(RUST, rig.port, [
@@ -87,6 +86,19 @@ def test_a_device_registering_later_appears_to_a_client_already_connected(tmp_pa
                 on_ready=register))
             assert rig.domain("bat.late") not in got[0] and rig.domain("bat.late") in got[2]
             assert got[3] == 1                         # the same association reads it
+    run(main())
+
+
+def test_get_data_directory_lists_the_attributes_the_model_gives_a_data_object(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, {"battery": 1}) as rig:
+            ld = rig.model.by_device[dev(rig, "battery")]
+            refs = [("MMXU1", "TotW"), ("DRCC1", "OutWSet"), ("ZBAT1", "SocMinPct"), ("LLN0", "Beh")]
+            got = ok(await peer(LIB, rig.port, [["dir", "%s/%s.%s" % (ld.domain, ln, do)]
+                                                for ln, do in refs]))
+            for (ln, do), names in zip(refs, got):
+                expected = {c.name for c in ld.lns[ln].dos[do].children}
+                assert set(names) == expected, (ln, do, names)
     run(main())
 
 
@@ -167,6 +179,27 @@ def test_an_operate_without_select_is_refused_and_nothing_is_queued(tmp_path):
     run(main())
 
 
+def test_an_object_selected_by_one_client_is_refused_to_another(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            g = dev(rig, "generator")
+            ref = rig.domain(g) + "/DRCC1.DERStop"
+            other = {}
+
+            async def while_selected():
+                other["res"] = await peer(RUST, rig.port, [["oper_only", ref, "bool", True],
+                                                           ["operate", ref, "bool", True]])
+            res = await peer(LIB, rig.port, [["select_only", ref, "bool", True], ["sleep", 8]],
+                             on_ready=while_selected)
+            assert res[0] == {"ok": True}
+            assert all("error" in r for r in other["res"]), other   # not selected / already selected
+            assert await rig.commands(g) == []
+            after = await peer(RUST, rig.port, [["operate", ref, "bool", True]])   # released
+            assert ok(after) == [{"model": 4}]
+            assert [c.body for c in await rig.commands(g)] == [[12]]
+    run(main())
+
+
 def test_out_of_range_read_only_and_measurement_writes_are_refused_without_a_command(tmp_path):
     async def main():
         async with mms_fleet(tmp_path, FLEET) as rig:
@@ -193,6 +226,32 @@ def test_out_of_range_read_only_and_measurement_writes_are_refused_without_a_com
     run(main())
 
 
+def test_an_fsch_schedule_set_from_libiec61850_is_pushed_to_the_device_as_a_plan(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            g = dev(rig, "generator")
+            d = rig.domain(g) + "/FSCH1."
+            start = int(time.time()) + 2
+            res = await peer(LIB, rig.port, [
+                ["write", d + "SchdPrio.setVal", "SP", "int", 2],
+                ["write", d + "StrTm.setVal", "SP", "int", start],
+                ["write", d + "SchdIntv.setVal", "SP", "int", 60],
+                ["write", d + "NumEntr.setVal", "SP", "int", 1],
+                ["write", d + "ValASG001.setMag.f", "SP", "float", 1500.0],
+                ["operate", d + "SchdEnaReq", "bool", True]])
+            assert ok(res)[-1] == {"model": 1}
+            plans = await rig.bridge.store.list_plans(g, time.time())
+            assert [(p.start, p.primacy, p.status, p.actor) for p in plans] == [
+                (start, 2, "accepted", "plugin:iec61850")]
+
+            async def running():
+                got = await peer(LIB, rig.port, [["read", d + "SchdSt.stVal", "ST"],
+                                                 ["read", d + "ValMV.mag.f", "MX"]])
+                return [r.get("ok") for r in got] == [4, 1500.0]
+            assert await until(running, 20, every=0.5)
+    run(main())
+
+
 # ------------------------------------------------------------------ reports and quality
 
 def test_reports_arrive_at_both_clients_when_devices_change(tmp_path):
@@ -205,6 +264,16 @@ def test_reports_arrive_at_both_clients_when_devices_change(tmp_path):
                 assert got[0]["rpt_id"] == d + "/LLN0$RP$urcbAll"
                 assert got[0]["dataset"].endswith("LLN0$All")
                 assert got[0]["entries"]
+    run(main())
+
+
+def test_a_general_interrogation_reports_every_member_of_the_data_set(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, {"meter": 1}) as rig:
+            ld = rig.model.by_device[dev(rig, "meter")]
+            got = ok(await peer(RUST, rig.port, [["gi", ld.domain + "/LLN0.RP.urcbAll02", 10, 1]]))[0]
+            assert got and got[0]["gi"]
+            assert got[0]["entries"] == len(ld.datasets["All"])
     run(main())
 
 

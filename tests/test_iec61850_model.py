@@ -9,7 +9,7 @@ import pytest
 from iec61850_rig import bridge_with_devices, FakeRefusingDevice
 from spot.cloud_bridge.iec61850 import acsi as A
 from spot.cloud_bridge.iec61850 import model as X
-from spot.cloud_bridge.iec61850.mapping import LN_CLASSES, UNMAPPED_TYPES, entries
+from spot.cloud_bridge.iec61850.mapping import LN_CLASSES, UNMAPPED_TYPES
 from spot.core import frame as F
 from spot.core import model as M
 from spot.core import services as S
@@ -306,5 +306,61 @@ def test_a_monitor_role_may_not_control(tmp_path):
             with pytest.raises(A.ControlRefused) as e:
                 await acsi.operate(_domain(acsi, "b1"), "DRCC1$CO$OutWSet", {"f": 1.0})
             assert e.value.add_cause == A.ADD_NO_ACCESS_AUTHORITY
+            assert await bridge.store.list_commands("b1") == []
+    run(main())
+
+
+# ------------------------------------------------------------------ schedules (FSCH)
+
+def test_a_device_taking_plans_gets_an_fsch_on_its_set_point():
+    ld = X.build_model([dev("b", [[S.BATTERY, 1, 0], [S.PLANS, 1, 0]])]).lds["SPOTb"]
+    fsch = ld.lns["FSCH1"]
+    assert (fsch.target.sid, fsch.target.oid) == (S.BATTERY, 7)
+    assert {"SchdSt", "ValMV", "SchdPrio", "StrTm", "SchdIntv", "NumEntr", "ValASG001",
+            "SchdEnaReq", "SchdDsaReq"} <= set(fsch.dos)
+    assert "FSCH1" not in X.build_model([dev("b", [[S.BATTERY, 1, 0]])]).lds["SPOTb"].lns
+
+
+def test_an_fsch_schedule_becomes_one_spot_plan_of_the_set_point(tmp_path):
+    async def main():
+        async with bridge_with_devices(tmp_path, ("battery", "b1")) as (bridge, ctx, local, devs):
+            acsi = A.Acsi(ctx)
+            await acsi.refresh()
+            d = _domain(acsi, "b1")
+            import time
+            start = int(time.time()) + 5
+            for do, da, v in (("SchdPrio", "setVal", 3), ("StrTm", "setVal", start),
+                              ("SchdIntv", "setVal", 900), ("NumEntr", "setVal", 2),
+                              ("ValASG001", "setMag$f", -1000.0), ("ValASG002", "setMag$f", 500.0)):
+                assert await acsi.write(d, "FSCH1$SP$%s$%s" % (do, da), v) is None
+            assert await bridge.store.list_commands("b1") == []      # kept, nothing sent yet
+            with pytest.raises(A.AcsiError):
+                await acsi.write(d, "FSCH1$SP$ValASG003$setMag$f", 5e9)   # beyond the set-point
+            cmd = await acsi.operate(d, "FSCH1$CO$SchdEnaReq", True)
+            assert cmd.status == "done" and cmd.actor == "plugin:iec61850"
+            plans = await bridge.store.list_plans("b1", time.time())
+            assert [(p.start, p.expiry, p.primacy, p.status) for p in plans] == [
+                (start, start + 1800, 3, "accepted")]
+            assert plans[0].entries == {S.BATTERY: {7: [start, 900, [-1000, 500]]}}
+            values = await acsi.ld_values(d)
+            assert values["FSCH1$ST$SchdSt$stVal"] == 3               # ready: starts later
+            await acsi.operate(d, "FSCH1$CO$SchdDsaReq", True)
+            plans = await bridge.store.list_plans("b1", time.time(), include_inactive=True)
+            assert plans[0].status == "cancelled"
+    run(main())
+
+
+def test_an_incomplete_schedule_is_refused_and_nothing_is_sent(tmp_path):
+    async def main():
+        async with bridge_with_devices(tmp_path, ("battery", "b1")) as (bridge, ctx, local, devs):
+            acsi = A.Acsi(ctx)
+            await acsi.refresh()
+            d = _domain(acsi, "b1")
+            await acsi.write(d, "FSCH1$SP$NumEntr$setVal", 2)
+            with pytest.raises(A.ControlRefused) as e:
+                await acsi.operate(d, "FSCH1$CO$SchdEnaReq", True)
+            assert e.value.add_cause == A.ADD_INCONSISTENT_PARAMETERS
+            with pytest.raises(A.AcsiError):
+                await acsi.write(d, "FSCH1$SP$NumEntr$setVal", 99)
             assert await bridge.store.list_commands("b1") == []
     run(main())

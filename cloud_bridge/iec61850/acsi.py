@@ -13,6 +13,7 @@ device's real result.
     acsi.definition(domain, item) -> type     GetDataDefinition
     await acsi.ld_values(domain) -> {item: v} every leaf (model.values)
     await acsi.fetch_name_plate(device) -> bool   READ device_info once (PhyNam)
+    await acsi.close()                        stop listening to the bridge's events
     await acsi.read(domain, item) -> value    GetDataValues: a leaf value, or
                                               {member: value} for a structure
     await acsi.read_many(domain, items) -> [value | AcsiError]   the same, one
@@ -21,6 +22,13 @@ device's real result.
     await acsi.operate(domain, item, ctl_val) -> Command   (ControlRefused)
     acsi.check_write(domain, item, value) -> Order         (AcsiError)
     await acsi.write(domain, item, value) -> Command       (AcsiError)
+        (None for an FSCH parameter: kept by Acsi until SchdEnaReq)
+
+FSCH1 (a device that takes plans): clients set SchdPrio, StrTm (Unix s),
+SchdIntv (s), NumEntr and ValASG001.. (SetDataValues, checked, kept here),
+then operate SchdEnaReq: one SPOT plan (primacy SchdPrio, from StrTm until
+StrTm + NumEntr * SchdIntv, the target set-point as a schedule) is pushed
+through the queue; SchdDsaReq cancels it. SchdSt / ValMV show its state.
 
 item of a control is "LN$CO$DO" (a trailing $Oper / $SBOw is ignored).
 AcsiError.code is an MMS DataAccessError; ControlRefused.add_cause an
@@ -36,6 +44,7 @@ from ...core import model as M
 from ...core import errors as E
 from ...core import services as S
 from ...core.errors import SpotError
+from ...core.plans import MAX_PRIMACY
 from ..service import Forbidden, BadRequest
 from . import model as X
 
@@ -117,6 +126,11 @@ class Acsi:
         self.control_timeout = float(control_timeout)
         self.model = X.Model(ied_name)
         self.fetched = {}   # device -> {(sid, oid): (wire, t)} read from the device itself
+        self.schedules = {}  # domain -> {FSCH parameter: value} as clients set them
+        self.plans = {}      # domain -> (plan id, start, interval, [SI values]) pushed by FSCH
+        self._last_plan_id = 0
+        self._waiting = {}       # command id -> Event set when it is final
+        self._listener = None
 
     async def refresh(self):
         self.model = X.build_model(await self.ctx.devices(), self.ied_name, self.devices_filter)
@@ -164,7 +178,22 @@ class Acsi:
         ld = self._ld(domain)
         latest = dict(self.fetched.get(ld.device, {}))
         latest.update(await self.ctx.latest(ld.device))   # telemetry wins
-        return X.values(ld, latest, self.presence(ld.device), self.ctx.bridge.clock())
+        now = self.ctx.bridge.clock()
+        return X.values(ld, latest, self.presence(ld.device), now, self.schedule_state(domain, now))
+
+    def schedule_state(self, domain, now):
+        """The FSCH parameters of an LD with SchdSt (1 not ready, 3 ready, 4 running)
+        and ValMV (the value of the running slot)."""
+        out = dict(self.schedules.get(domain, {}))
+        out["st"], out["mv"] = 1, 0.0
+        plan = self.plans.get(domain)
+        if plan is not None:
+            _, start, intv, vals = plan
+            if now < start:
+                out["st"] = 3
+            elif now < start + intv * len(vals):
+                out["st"], out["mv"] = 4, vals[int((now - start) // intv)]
+        return out
 
     async def fetch_name_plate(self, device):
         """READ the device's device_info (vendor, model, serial, ...: the LPHD
@@ -225,6 +254,8 @@ class Acsi:
     def check_control(self, domain, item, ctl_val):
         """The Order an Oper of ctl_val makes, or ControlRefused (nothing is sent)."""
         ld, do = self._control_target(domain, item)
+        if do.param in ("ena", "dsa"):
+            return self._schedule_order(ld, do, ctl_val)
         point = do.point
         if point is None or not (point.writable or point.invocable):
             raise ControlRefused(ADD_NOT_SUPPORTED, "%s is read-only" % item)
@@ -245,6 +276,37 @@ class Acsi:
             return Order(ld.device, point.sid, F.INVOKE, [point.oid, wire], point, wire)
         return Order(ld.device, point.sid, F.WRITE, {point.oid: wire}, point, wire)
 
+    def _schedule_order(self, ld, do, ctl_val):
+        """SchdEnaReq: the FSCH parameters as one SPOT plan of the target set-point
+        (a schedule [StrTm, SchdIntv, values]); SchdDsaReq: cancel that plan."""
+        if ctl_val is not True:
+            raise ControlRefused(ADD_INCONSISTENT_PARAMETERS, "%s runs on true only" % do.name)
+        if self.presence(ld.device) == "offline":
+            raise ControlRefused(ADD_BLOCKED_BY_HEALTH, "device %s is offline" % ld.device)
+        fsch = next(ln for ln in ld.lns.values() if ln.lnclass == "FSCH")
+        if do.param == "dsa":
+            plan = self.plans.get(ld.domain)
+            if plan is None:
+                raise ControlRefused(ADD_INCONSISTENT_PARAMETERS, "no schedule is running")
+            return Order(ld.device, S.PLANS, "cancel", plan[0], fsch.target, None)
+        p = self.schedules.get(ld.domain, {})
+        num = p.get("num")
+        need = ["start", "intv", "num"] + ["val%d" % i for i in range(1, (num or 0) + 1)]
+        missing = [k for k in need if k not in p]
+        if missing:
+            raise ControlRefused(ADD_INCONSISTENT_PARAMETERS,
+                                 "schedule not ready, set first: %s" % ", ".join(missing))
+        target = fsch.target
+        vals = [p["val%d" % i] for i in range(1, num + 1)]
+        wire = [X.to_spot(target, v) for v in vals]
+        now = self.ctx.bridge.clock()
+        if p["start"] + p["intv"] * num <= now:
+            raise ControlRefused(ADD_INCONSISTENT_PARAMETERS, "the schedule ends in the past")
+        self._last_plan_id = plan_id = max(self._last_plan_id + 1, int(now) & 0x7FFFFFFF)
+        body = (plan_id, p["start"], p["start"] + p["intv"] * num, p.get("prio", 0),
+                {target.sid: {target.oid: [p["start"], p["intv"], wire]}})
+        return Order(ld.device, S.PLANS, "plan", body, target, (p["start"], p["intv"], vals))
+
     async def operate(self, domain, item, ctl_val):
         """Run a control on the device; the finished Command, or ControlRefused
         with the AddCause of the refusal or failure."""
@@ -262,6 +324,10 @@ class Acsi:
             code = _spot_error(cmd.result)
             raise ControlRefused(SPOT_ERRORS.get(code, (ADD_BLOCKED_BY_PROCESS,))[0],
                                  "device %s refused: %r" % (order.device, cmd.result))
+        if order.op == "plan":
+            self.plans[domain] = (order.body[0],) + order.value
+        elif order.op == "cancel":
+            self.plans.pop(domain, None)
         return cmd
 
     # ------------------------------------------------------------ settings
@@ -270,6 +336,11 @@ class Acsi:
         """The Order a SetDataValues of a setting makes, or AcsiError (nothing is sent)."""
         node = self._node(domain, item)
         da = node.obj
+        do = node.ln.dos.get(node.path[0]) if node.path else None
+        if do is not None and do.param in X.SCHEDULE_SETTINGS and isinstance(da, X.DA) \
+                and da.role == "v" and da.fc == "SP":
+            return Order(node.ld.device, None, "schedule", do.param, node.ln.target,
+                         self._schedule_value(node.ln, do.param, value))
         if not isinstance(da, X.DA) or da.btype is None or da.fc not in ("SP", "DC") \
                 or da.point is None or da.role != "v":
             raise AcsiError(OBJECT_ACCESS_DENIED, "%s is not a writable setting" % item)
@@ -285,9 +356,29 @@ class Acsi:
                             "%r does not fit %s: %s" % (value, point.name, e.args[0]))
         return Order(node.ld.device, point.sid, F.WRITE, {point.oid: wire}, point, wire)
 
+    def _schedule_value(self, fsch, param, value):
+        """A checked FSCH parameter (kept by the bridge until SchdEnaReq sends the plan)."""
+        if param.startswith("val"):
+            try:
+                X.to_spot(fsch.target, value)
+            except SpotError as e:
+                raise AcsiError(SPOT_ERRORS.get(e.code, (0, OBJECT_VALUE_INVALID))[1],
+                                "%r does not fit %s" % (value, fsch.target.name))
+            return float(value)
+        lo, hi = {"prio": (0, MAX_PRIMACY), "start": (0, 2**32 - 1), "intv": (1, 86400),
+                  "num": (1, len(X.SCHEDULE_SETTINGS) - 4)}[param]
+        if type(value) is not int:
+            raise AcsiError(TYPE_INCONSISTENT, "%s takes an integer" % param)
+        if not lo <= value <= hi:
+            raise AcsiError(OBJECT_VALUE_INVALID, "%s must be %d..%d" % (param, lo, hi))
+        return value
+
     async def write(self, domain, item, value):
         order = self.check_write(domain, item, value)
         order.ref = "%s/%s" % (domain, item)
+        if order.op == "schedule":     # a schedule parameter: kept here, nothing sent
+            self.schedules.setdefault(domain, {})[order.body] = order.value
+            return None
         try:
             cmd = await self.run(order)
         except Forbidden as e:
@@ -309,39 +400,68 @@ class Acsi:
         plugin's actor) and wait for its final state; None if it is not final
         within control_timeout (it then expires in the queue). The outcome is
         audited as action "iec61850" with the 61850 reference."""
-        hub = self.ctx.bridge.hub
-        queue = hub.subscribe()
-        try:
+        self._listen()
+        if order.op == "plan":
+            cmd = await self.ctx.push_plan(order.device, *order.body)
+        elif order.op == "cancel":
+            cmd = await self.ctx.cancel_plan(order.device, order.body)
+        else:
             cmd = await self.ctx.submit(order.device, order.sid, order.op, order.body,
                                         expires_in=self.control_timeout,
                                         timeout=self.control_timeout)
-            final = await self._final(cmd.id, queue)
-        finally:
-            hub.unsubscribe(queue)
+        final = await self._final(cmd.id)
+        op = F.OP_NAMES[order.op] if type(order.op) is int else order.op
         await self.ctx.bridge.store.audit(
             self.ctx.actor, "iec61850", order.device,
-            {"ref": order.ref, "command": cmd.id, "op": F.OP_NAMES[order.op],
+            {"ref": order.ref, "command": cmd.id, "op": op,
              "status": final.status if final is not None else "no answer"},
             self.ctx.bridge.clock())
         return final
 
-    async def _final(self, cid, queue):
+    def _listen(self):
+        """One subscription to the bridge's events wakes every waiting command."""
+        if self._listener is None or self._listener.done():
+            queue = self.ctx.bridge.hub.subscribe()
+            self._listener = asyncio.ensure_future(self._wake_waiting(queue))
+
+    async def _wake_waiting(self, queue):
+        try:
+            while True:
+                ev = await queue.get()
+                if ev.get("type") == "command" and ev.get("status") in _FINAL:
+                    waiter = self._waiting.get(ev.get("id"))
+                    if waiter is not None:
+                        waiter.set()
+        finally:
+            self.ctx.bridge.hub.unsubscribe(queue)
+
+    async def close(self):
+        """Stop listening to the bridge's events (the plugin's stop)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+
+    async def _final(self, cid):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.control_timeout + 1.0
         store = self.ctx.bridge.store
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                return None
-            try:
-                ev = await asyncio.wait_for(queue.get(), min(left, 1.0))
-            except asyncio.TimeoutError:
-                ev = None   # events can be dropped: look at the store now and then
-            if ev is None or (ev.get("type") == "command" and ev.get("id") == cid
-                              and ev.get("status") in _FINAL):
+        woken = self._waiting[cid] = asyncio.Event()
+        try:
+            while True:   # the store decides; an event (or a second: events can drop) wakes
                 cmd = await store.get_command(cid)
                 if cmd is not None and cmd.status in _FINAL:
                     return cmd
+                left = deadline - loop.time()
+                if left <= 0:
+                    return None
+                try:
+                    await asyncio.wait_for(woken.wait(), min(left, 1.0))
+                except asyncio.TimeoutError:
+                    pass
+                woken.clear()
+        finally:
+            self._waiting.pop(cid, None)
 
 
 def _nest(t, prefix, flat):

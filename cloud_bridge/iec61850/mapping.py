@@ -37,6 +37,7 @@ LN_CLASSES = {
     "ZBAT": ("battery", "IEC 61850-7-420"),
     "ZBTC": ("battery charger", "IEC 61850-7-420"),
     "MFUL": ("fuel characteristics", "IEC 61850-7-420"),
+    "FSCH": ("schedule (-> a SPOT plan)", "IEC 61850-7-4"),
     "DESE": ("EV supply equipment", "IEC 61850-90-8"),
     "DEEV": ("electric vehicle", "IEC 61850-90-8"),
     "ZHPU": ("heat pump unit (SG-Ready, set-points)", "local"),
@@ -110,6 +111,11 @@ OBJECTS = {
                        15: "MMTR.DmdWh:BCR", 16: "MMTR.SupWh:BCR", 17: "ZEMS.BstW:MV",
                        18: "ZEMS.StoSocPct:MV", 19: "ZEMS.StoWh:MV"},
 }
+
+# the set-point an FSCH schedule drives (a SPOT plan of that object), per profile
+SCHEDULE_TARGETS = {S.BATTERY: 7, S.GENERATOR: 6, S.EV_CHARGER: 20, S.ENERGY_MANAGER: 11,
+                    S.PV_INVERTER: 13, S.HEAT_PUMP: 17}
+SCHEDULE_ENTRIES = 8     # ValASG001..ValASG008
 
 DEVICE_PROFILES = (S.HEAT_PUMP, S.PV_INVERTER, S.BATTERY, S.EV_CHARGER, S.METER,
                    S.GENERATOR, S.ENERGY_MANAGER)

@@ -37,6 +37,9 @@ API (all objects are plain Python; read-only after build):
         latest is the store's {(sid, oid): (wire value, t)}; values are
         bool, int, float, str, Quality (int mask, see Q_*) and Timestamp
         (float Unix seconds); Dbpos is an int 0..3.
+    FSCH1 (when the device takes plans): a schedule of one set-point
+        (LN.target) whose DOs hold schedule parameters (DO.param); Acsi keeps
+        them and SchdEnaReq pushes them as one SPOT plan.
     to_spot(point, value) -> SPOT wire value (SpotError when out of range /
         of the wrong type), from_spot(point, da_btype, wire) -> 61850 value.
 The operations a client asks for (read, write, operate with the device's
@@ -50,7 +53,8 @@ from ...core import model as M
 from ...core.errors import SpotError, WRONG_TYPE
 from ...profiles import registry
 from . import cdc as C
-from .mapping import LN_CLASSES, LOCAL_NS, entries
+from ...core.services import PLANS
+from .mapping import LN_CLASSES, SCHEDULE_ENTRIES, SCHEDULE_TARGETS, entries
 
 # quality: bit i of the mask is bit i of the IEC 61850-8-1 bit-string (0 = first)
 Q_GOOD = 0
@@ -103,11 +107,12 @@ class DA:
 
 
 class DO:
-    __slots__ = ("name", "cdc", "local", "point", "ctl_model", "children", "desc")
+    __slots__ = ("name", "cdc", "local", "point", "ctl_model", "children", "desc", "param")
 
-    def __init__(self, name, cdc, local, point, ctl_model, children, desc=""):
+    def __init__(self, name, cdc, local, point, ctl_model, children, desc="", param=None):
         self.name, self.cdc, self.local, self.point = name, cdc, local, point
         self.ctl_model, self.children, self.desc = ctl_model, children, desc
+        self.param = param      # FSCH: the schedule parameter this DO holds (SCHEDULE_PARAMS)
 
     @property
     def cdc_name(self):
@@ -128,13 +133,14 @@ class DO:
 
 
 class LN:
-    __slots__ = ("name", "lnclass", "inst", "desc", "local", "dos")
+    __slots__ = ("name", "lnclass", "inst", "desc", "local", "dos", "target")
 
     def __init__(self, lnclass, inst, desc):
         self.lnclass, self.inst, self.desc = lnclass, inst, desc
         self.name = lnclass + inst
         self.local = LN_CLASSES.get(lnclass, ("", "local"))[1] == "local"
         self.dos = {}
+        self.target = None      # FSCH: the Point its schedule drives
 
 
 class Rcb:
@@ -274,6 +280,40 @@ def _add_profile(ld, sid):
         ln.dos[do_name] = _new_do(do_name, cdc_name, point, local, desc)
 
 
+# FSCH data objects: (name, CDC, parameter, local extension?)
+SCHEDULE_DOS = ((("SchdSt", "INS", "st", False), ("ValMV", "MV", "mv", False),
+                 ("SchdPrio", "ING", "prio", False), ("StrTm", "ING", "start", True),
+                 ("SchdIntv", "ING", "intv", False), ("NumEntr", "ING", "num", False))
+                + tuple(("ValASG%03d" % i, "ASG", "val%d" % i, False)
+                        for i in range(1, SCHEDULE_ENTRIES + 1))
+                + (("SchdEnaReq", "SPC", "ena", False), ("SchdDsaReq", "SPC", "dsa", False)))
+SCHEDULE_SETTINGS = ("prio", "start", "intv", "num") + tuple(
+    "val%d" % i for i in range(1, SCHEDULE_ENTRIES + 1))
+
+
+def _add_schedule(ld):
+    """FSCH1 on the LD's first schedulable set-point, when the device takes plans."""
+    if PLANS not in ld.services:
+        return
+    for sid in ld.services:
+        oid = SCHEDULE_TARGETS.get(sid)
+        prof = registry.by_service(sid) if oid else None
+        if prof is None:
+            continue
+        row = next(r for r in prof.OBJECTS if r[M.ID] == oid)
+        target = Point(sid, row, prof.NAME)
+        ln = _ln(ld, "FSCH", "schedule of %s: a SPOT plan (StrTm in Unix seconds, SchdIntv "
+                 "in seconds, values in %s)" % (target.name, target.unit))
+        ln.target = target
+        for name, cdc_name, param, local in SCHEDULE_DOS:
+            do = DO(name, cdc_name, local, None, None, _das(C.CDCS[cdc_name], None),
+                    "%s of the plan for %s" % (param, target.name), param)
+            if cdc_name in C.CONTROLLABLE:
+                do.ctl_model = C.DIRECT_NORMAL
+            ln.dos[name] = do
+        return
+
+
 def _datasets(ld):
     """A fixed data set per LN (its ST and MX data objects) and one of them all,
     with an unbuffered and a buffered report control block on the latter."""
@@ -305,6 +345,7 @@ def build_model(devices, ied_name="SPOT", devices_filter=None):
         _base_lns(ld, ied_name)
         for sid in sids:
             _add_profile(ld, sid)
+        _add_schedule(ld)
         _datasets(ld)
         model.lds[ld.domain] = ld
         model.by_device[d.id] = ld
@@ -489,12 +530,17 @@ def health(presence):
     return {"online": 1, "sleeping": 2}.get(presence, 3)
 
 
-def _do_values(ld, ln, do, latest, presence, now, out, prefix_of):
+def _do_values(ld, ln, do, latest, presence, now, out, prefix_of, schedule=None):
     """Fill out with the leaves of one DO (q and t follow its point)."""
     got = latest.get((do.point.sid, do.point.oid)) if do.point is not None else None
     for fc in do.fcs():
         for path, da in _walk(do.children, fc, prefix_of(fc)):
             if not isinstance(da, DA) or da.btype is None:
+                continue
+            if do.param is not None and da.role == "v":
+                v = (schedule or {}).get(do.param)
+                out[path] = default_value(da.btype) if v is None else (
+                    float(v) if da.btype == "FLOAT32" else int(v))
                 continue
             out[path] = _leaf_value(ld, ln, do, da, got, presence, now)
 
@@ -531,9 +577,10 @@ def _leaf_value(ld, ln, do, da, got, presence, now):
     return default_value(btype)
 
 
-def values(ld, latest, presence, now):
+def values(ld, latest, presence, now, schedule=None):
     """{item: value} of every leaf of the LD, from the store's latest values
-    {(sid, oid): (wire, t)} and the device's presence."""
+    {(sid, oid): (wire, t)} and the device's presence; schedule is the FSCH's
+    {parameter: value} (SCHEDULE_PARAMS: st, mv, prio, start, intv, num, val1..)."""
     out = {}
     for ln in ld.lns.values():
         for do in ln.dos.values():
@@ -554,7 +601,7 @@ def values(ld, latest, presence, now):
                     out["%s$DC$%s$%s" % (ln.name, do.name, da.name)] = v
                 continue
             _do_values(ld, ln, do, latest, presence, now, out,
-                       lambda fc, d=do: "%s$%s$%s$" % (ln.name, fc, d.name))
+                       lambda fc, d=do: "%s$%s$%s$" % (ln.name, fc, d.name), schedule)
     return out
 
 
@@ -566,7 +613,3 @@ def points(ld):
             if da.role == "v" and da.point is not None:
                 out.setdefault((da.point.sid, da.point.oid), []).append((item, da, do))
     return out
-
-
-def data_ns():
-    return LOCAL_NS

@@ -6,10 +6,13 @@ process by the tests: an independent peer of the bridge's MMS server.
 STEPS is a JSON list of steps; the result is one JSON line: a list with one
 {"ok": ...} or {"error": ..., "cause": AddCause} per step. A "report" step
 prints READY once its RCB is enabled, then waits for the reports.
-Steps: ["lds"], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
+Steps: ["lds"], ["dir", do_ref], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
-["oper_only", ref, kind, value] (no select), ["write", ref, fc, kind, value],
-["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
+["oper_only", ref, kind, value] (no select), ["select_only", ref, kind, value],
+["write", ref, fc, kind, value],
+["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null],
+and for bench/iec61850_rw.py ["time_read", ref, fc, n], ["time_operate", ref, kind, n],
+["report_stream", rcb_ref, seconds] (prints "R <unix time>" per report).
 """
 import json
 import os
@@ -97,6 +100,32 @@ def control(con, ref, kind, value, select):
     return {"error": "refused", "cause": cause, "model": model}
 
 
+def subscribe(con, rcb, handler):
+    """The RCB's values, with handler (an RCBHandler) receiving its reports."""
+    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
+    subscriber = L.RCBSubscriber()
+    subscriber.setIedConnection(con)
+    subscriber.setRcbReference(rcb)
+    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
+    subscriber.setEventHandler(handler.__disown__())   # else a segfault at exit
+    if not subscriber.subscribe():
+        raise RuntimeError("cannot subscribe to %s" % rcb)
+    KEEP.append(subscriber)
+    return block
+
+
+def enable(con, block, mask):
+    """Write the RCB attributes of mask, then RptEna; an error code or 0."""
+    for m in (mask, L.RCB_ELEMENT_RPT_ENA):
+        if m == L.RCB_ELEMENT_RPT_ENA:
+            L.ClientReportControlBlock_setRptEna(block, True)
+        err = L.IedConnection_setRCBValues(con, block, m, True)
+        err = err[-1] if isinstance(err, (list, tuple)) else err
+        if err:
+            return err
+    return 0
+
+
 def octets(v):
     return "".join("%02x" % L.MmsValue_getOctetStringOctet(v, i)
                    for i in range(L.MmsValue_getOctetStringSize(v))) if v else None
@@ -114,15 +143,7 @@ def buffered(con, rcb, seconds, count, entry_id):
                 got.append({"entry": octets(L.ClientReport_getEntryId(r)),
                             "ts": L.ClientReport_getTimestamp(r)})
 
-    block = unpack(L.IedConnection_getRCBValues(con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
-    subscriber = L.RCBSubscriber()
-    subscriber.setIedConnection(con)
-    subscriber.setRcbReference(rcb)
-    subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
-    subscriber.setEventHandler(Handler().__disown__())
-    if not subscriber.subscribe():
-        return {"error": "cannot subscribe to %s" % rcb, "cause": None}
-    KEEP.append(subscriber)
+    block = subscribe(con, rcb, Handler())
     L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG)
     L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON
                                           | OPT_TIME_STAMP | OPT_ENTRY_ID)
@@ -133,13 +154,9 @@ def buffered(con, rcb, seconds, count, entry_id):
             L.MmsValue_setOctetStringOctet(v, i, b)
         L.ClientReportControlBlock_setEntryId(block, v)
         mask |= L.RCB_ELEMENT_ENTRY_ID
-    for m in (mask, L.RCB_ELEMENT_RPT_ENA):   # resynchronise first, then enable
-        if m == L.RCB_ELEMENT_RPT_ENA:
-            L.ClientReportControlBlock_setRptEna(block, True)
-        err = L.IedConnection_setRCBValues(con, block, m, True)
-        err = err[-1] if isinstance(err, (list, tuple)) else err
-        if err:
-            return {"error": "RCB write error %d" % err, "cause": err}
+    err = enable(con, block, mask)   # resynchronise first, then enable
+    if err:
+        return {"error": "RCB write error %d" % err, "cause": err}
     end = time.time() + seconds
     while time.time() < end:
         with lock:
@@ -148,6 +165,42 @@ def buffered(con, rcb, seconds, count, entry_id):
         time.sleep(0.05)
     with lock:
         return {"ok": list(got)}
+
+
+def timed(con, op, ref, arg, n):
+    """n reads (arg: FC) or direct operates (arg: kind) one after the other:
+    {"n", "seconds", "latencies_ms"} (sorted)."""
+    lat = []
+    ctl = L.ControlObjectClient_create(ref, con) if op == "time_operate" else None
+    begin = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        if ctl is None:
+            v, err = unpack(L.IedConnection_readObject(con, ref, FCS[arg]))
+            if err:
+                return {"error": "read error %d" % err, "cause": err}
+            L.MmsValue_delete(v)
+        else:
+            val = mms_value(arg, -100 - i % 2)
+            if not L.ControlObjectClient_operate(ctl, val, 0):
+                return {"error": "operate refused", "cause":
+                        L.ControlObjectClient_getLastApplError(ctl).addCause}
+        lat.append((time.perf_counter() - t) * 1000)
+    return {"ok": {"n": n, "seconds": time.perf_counter() - begin, "latencies_ms": sorted(lat)}}
+
+
+def report_stream(con, rcb, seconds):
+    """Enable a URCB and print "R <unix time>" the moment each report arrives."""
+    class Handler(L.RCBHandler):
+        def trigger(self):
+            print("R %.6f" % time.time(), flush=True)
+
+    block = subscribe(con, rcb, Handler())
+    L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG)
+    enable(con, block, L.RCB_ELEMENT_TRG_OPS)
+    print("READY", flush=True)
+    time.sleep(seconds)
+    return {"ok": None}
 
 
 def run(con, client, step):
@@ -160,6 +213,8 @@ def run(con, client, step):
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceList(con))[0])}   # cached
     if op == "lns":
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceDirectory(con, step[1]))[0])}
+    if op == "dir":   # GetDataDirectory of a data object (via GetVariableAccessAttributes)
+        return {"ok": names(unpack(L.IedConnection_getDataDirectory(con, step[1]))[0])}
     if op == "vars":
         return {"ok": names(unpack(L.IedConnection_getLogicalDeviceVariables(con, step[1]))[0])}
     if op == "read":
@@ -169,6 +224,12 @@ def run(con, client, step):
         out = py_value(v)
         L.MmsValue_delete(v)
         return {"ok": out}
+    if op == "select_only":   # SBOw (select with value) and keep the selection
+        ctl = L.ControlObjectClient_create(step[1], con)
+        KEEP.append(ctl)
+        if L.ControlObjectClient_selectWithValue(ctl, mms_value(step[2], step[3])):
+            return {"ok": True}
+        return {"error": "select refused", "cause": L.ControlObjectClient_getLastApplError(ctl).addCause}
     if op in ("operate", "oper_only"):
         return control(con, step[1], step[2], step[3], op == "operate")
     if op == "write":
@@ -190,22 +251,10 @@ def run(con, client, step):
                                 "dataset": L.ClientReport_getDataSetName(r),
                                 "entries": L.MmsValue_getArraySize(values) if values else 0})
 
-        block = unpack(L.IedConnection_getRCBValues(
-            con, rcb, L.ClientReportControlBlock_create(rcb)))[0]
-        subscriber = L.RCBSubscriber()
-        subscriber.setIedConnection(con)
-        subscriber.setRcbReference(rcb)
-        subscriber.setRcbRptId(L.ClientReportControlBlock_getRptId(block))
-        subscriber.setEventHandler(Handler().__disown__())   # else a segfault at exit
-        if not subscriber.subscribe():
-            return {"error": "cannot subscribe to %s" % rcb, "cause": None}
-        KEEP.append(subscriber)
+        block = subscribe(con, rcb, Handler())
         L.ClientReportControlBlock_setTrgOps(block, TRG_DCHG | TRG_QCHG | TRG_GI)
         L.ClientReportControlBlock_setOptFlds(block, OPT_SEQ_NUM | OPT_DATA_SET | OPT_REASON)
-        L.ClientReportControlBlock_setRptEna(block, True)
-        err = L.IedConnection_setRCBValues(
-            con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS | L.RCB_ELEMENT_RPT_ENA, True)
-        err = err[-1] if isinstance(err, (list, tuple)) else err
+        err = enable(con, block, L.RCB_ELEMENT_TRG_OPS | L.RCB_ELEMENT_OPT_FLDS)
         if err:
             return {"error": "RCB write error %d" % err, "cause": err}
         print("READY", flush=True)
@@ -217,6 +266,10 @@ def run(con, client, step):
             time.sleep(0.05)
         with lock:
             return {"ok": list(got)}
+    if op in ("time_read", "time_operate"):
+        return timed(con, op, *step[1:])
+    if op == "report_stream":
+        return report_stream(con, *step[1:])
     if op == "brcb":
         return buffered(con, *step[1:])
     return {"error": "unknown step %r" % op, "cause": None}

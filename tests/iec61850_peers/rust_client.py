@@ -6,7 +6,8 @@ process by the tests: a second independent peer of the bridge's MMS server.
 Same steps and output as libiec61850_client.py: ["lds"], ["lns", ld],
 ["vars", ld], ["read", ref, fc], ["operate", ref, kind, value],
 ["oper_only", ref, kind, value], ["write", ref, fc, kind, value],
-["sleep", seconds] (prints READY first), ["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null].
+["sleep", seconds] (prints READY first), ["report", rcb_ref, seconds, count],
+["gi", rcb_ref, seconds, count] (a general interrogation only), ["brcb", rcb_ref, seconds, count, entry_id hex | null].
 """
 import asyncio
 import json
@@ -102,17 +103,25 @@ async def run(con, step):
     if op == "write":
         await con.write(step[1], getattr(R.FC, step[2]), value_of(step[3], step[4]))
         return {"ok": True}
-    if op == "report":
+    if op in ("report", "gi"):    # gi: enable, then a general interrogation
         rcb_ref, seconds, count = step[1], step[2], step[3]
         got = []
         handle = await con.get_rcb_values(rcb_ref)
+        if op == "gi":   # no data-change reports: only what the interrogation sends
+            handle.trigger_options = R.TriggerOptions(general_interrogation=True)
         await con.install_report_handler(
             rcb_ref, lambda r: got.append({"rpt_id": r.rpt_id, "seq": r.sequence_number,
                                            "dataset": r.dataset_name,
-                                           "entries": len(r.entries)}),
+                                           "entries": len(r.entries),
+                                           "gi": all(e.reason is not None
+                                                     and e.reason.general_interrogation
+                                                     for e in r.entries)}),
             rpt_id=handle.rpt_id)
         handle.rpt_ena = True
-        await con.set_rcb_values(handle, R.RcbWriteMask.fields("rpt_ena"))
+        await con.set_rcb_values(handle, R.RcbWriteMask.fields(
+            *(("trigger_options", "rpt_ena") if op == "gi" else ("rpt_ena",))))
+        if op == "gi":
+            await con.trigger_gi(rcb_ref)
         print("READY", flush=True)
         end = time.time() + seconds
         while time.time() < end and len(got) < count:

@@ -69,17 +69,26 @@ class Iec61850Plugin:
         self._rebuild = False
         self._task = None
         self._fetching = set()
+        self._fetches = set()   # name plate READs running
+        self._fetch_slots = asyncio.Semaphore(8)
 
     @property
     def bound_port(self):
         return self.service.port if self.service is not None else None
+
+    def serving(self, device):
+        """Is the device's logical device in the running server yet?"""
+        ld = self.acsi.model.by_device.get(device)
+        return (ld is not None and self.service is not None
+                and ld.domain in self.service.served.logical_devices)
 
     async def start(self):
         await self._serve()
         self._task = asyncio.ensure_future(self._refresh_forever())
 
     async def stop(self):
-        await cancel_and_wait([self._task] if self._task else [])
+        await cancel_and_wait(([self._task] if self._task else []) + list(self._fetches))
+        await self.acsi.close()
         if self.service is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
             self.service = None
@@ -107,11 +116,15 @@ class Iec61850Plugin:
         for device in devices:
             if device not in self.acsi.fetched and device not in self._fetching:
                 self._fetching.add(device)
-                asyncio.ensure_future(self._fetch_name_plate(device))
+                task = asyncio.ensure_future(self._fetch_name_plate(device))
+                self._fetches.add(task)
+                task.add_done_callback(self._fetches.discard)
 
     async def _fetch_name_plate(self, device):
         try:
-            if await self.acsi.fetch_name_plate(device):
+            async with self._fetch_slots:   # a few at a time: controls go first
+                fetched = await self.acsi.fetch_name_plate(device)
+            if fetched:
                 self._dirty.add(device)
                 self._wake.set()
         except Exception:

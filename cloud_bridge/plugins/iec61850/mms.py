@@ -70,7 +70,8 @@ def from_served(data):
 
 class _BridgeMmsServer(MmsServer):
     """open61850's server with socket limits: a client that sends nothing for
-    idle_timeout seconds, or reads nothing for send_timeout, is dropped."""
+    idle_timeout seconds, or reads nothing for send_timeout, is dropped
+    (overrides MmsServer._serve, open61850 0.9's per-client entry, to set them)."""
 
     idle_timeout = 600.0
     send_timeout = 10.0
