@@ -14,12 +14,14 @@ from spot.cloud_bridge.service import Bridge
 from spot.cloud_bridge.store import open_store
 from spot.core import frame as F
 from spot.core.errors import OUT_OF_RANGE
+from spot.core.services import TIME
 from spot.ports.cpython.simulator import SimDevice
 
 
 class FakeRefusingDevice:
-    """Test double: a SimDevice that answers every WRITE with ERROR out-of-range
-    (a device whose own limits refuse what the profile allows)."""
+    """Test double: a SimDevice that answers every WRITE to its profile's objects
+    with ERROR out-of-range (a device whose own limits refuse what the profile
+    allows); the bridge's clock set (service time) it takes like any device."""
 
     def __init__(self, sim):
         self.sim = sim
@@ -31,7 +33,7 @@ class FakeRefusingDevice:
 
     def receive(self, frame, t_unix, peer=None):
         op, sid, mid, _ = F.decode(frame)
-        if op == F.WRITE:
+        if op == F.WRITE and sid != TIME:
             self.writes += 1
             return F.error(sid, mid, OUT_OF_RANGE, "device limit")
         return self.sim.receive(frame, t_unix, peer)
