@@ -205,6 +205,8 @@ class ServerSide:
     def _call(self, req):
         try:
             return self.handler(req)
+        except MemoryError:     # not the handler's fault: the device counts it (and resets)
+            raise
         except Exception as e:  # a handler bug must not kill the endpoint
             self.ep.emit(_error_event(req, e))
             return Response(_INTERNAL_SERVER_ERROR)

