@@ -4,10 +4,12 @@
 # Debian packages (needs root or sudo): real peers and build tools for the tests.
 # npm: the MicroPython 1.27 WebAssembly build the portable tests run under.
 # pip: the project with its [test] extra.
+# MicroPython: the unix port built 32-bit from ../shared/vendor (or $MPY_DIR), cached in
+# ~/.cache/spot-micropython (tests/mp_real.py); without a source its tests skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin autoconf automake libtool pkg-config postgresql chromium chromium-driver"
+APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin autoconf automake libtool pkg-config postgresql chromium chromium-driver gcc-multilib make"
 
 missing=""
 for p in $APT_PACKAGES; do
@@ -26,6 +28,9 @@ npm ci --prefix tests/micropython --no-audit --no-fund --loglevel=error
 
 echo "== installing the project with its test extra"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+echo "== building MicroPython 32-bit (unix port) for the real-interpreter tests (cached)"
+python3 tests/mp_real.py build
 
 echo "== running the tests"
 exec python3 -m pytest "$@"

@@ -1,0 +1,185 @@
+"""A real MicroPython for tests and benchmarks: the unix port built 32-bit (objects
+the size of an ESP32's or RP2040's), with real sockets, a fixed heap (-X heapsize)
+and SPOT's device code frozen into it (code in flash) or as .mpy on its file system.
+
+    python3 tests/mp_real.py build     # what tools/test.sh runs: build once, print its path
+
+Source: $MPY_DIR, a MicroPython source tree, else the vendored tarball
+../shared/vendor/micropython-*-src.tar.gz beside the clone (MIT; see its README),
+extracted once. Builds are cached in $SPOT_MPY_CACHE (default ~/.cache/spot-micropython)
+under the tarball's SHA-256 (MPY_DIR: in that tree): the interpreter (about 40 s
+on 2 cores, once), and one frozen variant per set of frozen sources (their hash),
+made from a copy of the first build so only the frozen modules compile (a few s).
+Needs gcc-multilib for -m32 (tools/test.sh installs it).
+"""
+import contextlib
+import fcntl
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+VENDOR = os.path.join(os.path.dirname(REPO), "shared", "vendor")
+CACHE = os.environ.get("SPOT_MPY_CACHE") or os.path.join(
+    os.path.expanduser("~"), ".cache", "spot-micropython")
+MAKE_FLAGS = ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0",
+              "MICROPY_PY_SSL=0", "MICROPY_SSL_MBEDTLS=0"]
+BASE = "spot32"              # BUILD=build-spot32: asyncio frozen, nothing of SPOT's
+RESET_EXIT = 75              # ports/micropython/board.py RESET_EXIT
+# the examples that run on the unix port, frozen as modules beside the package
+UNIX_MAINS = ("unix_heat_pump",)
+# what the frozen variant holds: every module a board needs for these (profile, transport)s
+FROZEN_SETS = (("heat_pump", "coap"), ("heat_pump", "mqtt"), ("meter", "coap"), ("meter", "mqtt"))
+
+
+class Unavailable(RuntimeError):
+    """No MicroPython source to build from, or the build failed; the message says which."""
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source():
+    """(MicroPython source tree, directory for builds and locks); Unavailable if none."""
+    tree = os.environ.get("MPY_DIR")
+    if tree:
+        if not os.path.isfile(os.path.join(tree, "ports", "unix", "Makefile")):
+            raise Unavailable("MPY_DIR=%s is not a MicroPython source tree" % tree)
+        return tree, tree
+    tars = sorted(glob.glob(os.path.join(VENDOR, "micropython-*-src.tar.gz")))
+    if not tars:
+        raise Unavailable("no MicroPython source: set MPY_DIR to a MicroPython source tree "
+                          "(%s is absent)" % VENDOR)
+    home = os.path.join(CACHE, _sha256(tars[-1])[:16])
+    tree = os.path.join(home, "micropython")
+    if not os.path.isdir(tree):
+        os.makedirs(home, exist_ok=True)
+        with _locked(home):
+            if not os.path.isdir(tree):
+                tmp = tempfile.mkdtemp(dir=home)
+                subprocess.run(["tar", "xzf", tars[-1], "-C", tmp], check=True)
+                os.rename(os.path.join(tmp, "micropython"), tree)
+                shutil.rmtree(tmp)
+    return tree, home
+
+
+@contextlib.contextmanager
+def _locked(home):
+    with open(os.path.join(home, ".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _make(tree, home, build, manifest, log):
+    nolib = os.path.join(home, "no-mpylib")   # the manifests look for micropython-lib
+    os.makedirs(nolib, exist_ok=True)
+    open(os.path.join(nolib, "README.md"), "a").close()
+    with open(log, "w") as out:
+        for cmd in (["make", "-C", "mpy-cross", "-j2"],
+                    ["make", "-C", "ports/unix", "-j2"] + MAKE_FLAGS
+                    + ["MPY_LIB_DIR=" + nolib, "FROZEN_MANIFEST=" + manifest, "BUILD=" + build]):
+            if subprocess.run(cmd, cwd=tree, stdout=out, stderr=subprocess.STDOUT).returncode:
+                with open(log) as f:
+                    raise Unavailable("MicroPython build failed (%s): %s"
+                                      % (" ".join(cmd[:4]), f.read()[-1500:]))
+
+
+def interpreter():
+    """Path of the 32-bit unix MicroPython (asyncio frozen), built once."""
+    tree, home = source()
+    binary = os.path.join(tree, "ports", "unix", "build-" + BASE, "micropython")
+    if not os.path.isfile(binary):
+        with _locked(home):
+            if not os.path.isfile(binary):
+                manifest = os.path.join(home, "manifest-base.py")
+                with open(manifest, "w") as f:
+                    f.write('include("$(MPY_DIR)/extmod/asyncio")\n')
+                _make(tree, home, "build-" + BASE, manifest, os.path.join(home, "build-base.log"))
+    return binary
+
+
+def frozen_modules():
+    """{module name: source file} of every module the frozen variant holds."""
+    from spot.ports.cpython import deploy as D
+    names = set()
+    for profile, transport in FROZEN_SETS:
+        for m in UNIX_MAINS:
+            names.update(D.modules_for(profile, transport,
+                                       main=os.path.join(REPO, "examples", m + ".py")))
+    return {n: D.module_file(n) for n in sorted(names)}
+
+
+def frozen_interpreter():
+    """Path of the 32-bit unix MicroPython with asyncio, SPOT's device modules (both
+    transports, heat pump and meter) and the unix examples frozen (run one with
+    `-m unix_heat_pump`); rebuilt when any of their sources changed."""
+    base = interpreter()
+    tree, home = source()
+    mods = frozen_modules()
+    h = hashlib.sha256()
+    for name in sorted(mods):
+        h.update(name.encode() + b"\0" + open(mods[name], "rb").read())
+    for m in UNIX_MAINS:
+        h.update(open(os.path.join(REPO, "examples", m + ".py"), "rb").read())
+    key = h.hexdigest()[:12]
+    build = "build-frozen-" + key
+    binary = os.path.join(tree, "ports", "unix", build, "micropython")
+    if os.path.isfile(binary):
+        return binary
+    with _locked(home):
+        if os.path.isfile(binary):
+            return binary
+        src = os.path.join(home, "frozen-" + key)
+        shutil.rmtree(src, ignore_errors=True)
+        for name, path in mods.items():
+            rel = os.path.relpath(path, REPO)
+            dest = os.path.join(src, "spot", rel)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copyfile(path, dest)
+        for m in UNIX_MAINS:
+            shutil.copyfile(os.path.join(REPO, "examples", m + ".py"), os.path.join(src, m + ".py"))
+        manifest = os.path.join(src, "manifest.py")
+        with open(manifest, "w") as f:
+            f.write('include("$(MPY_DIR)/extmod/asyncio")\n')
+            f.write('package("spot", base_path=%r, opt=3)\n' % src)
+            for m in UNIX_MAINS:
+                f.write('module("%s.py", base_path=%r, opt=3)\n' % (m, src))
+        unix = os.path.join(tree, "ports", "unix")
+        # from a copy of the base build: only the frozen content compiles again
+        subprocess.run(["cp", "-a", os.path.join(unix, "build-" + BASE), os.path.join(unix, build)],
+                       check=True)
+        os.remove(os.path.join(unix, build, "micropython"))
+        _make(tree, home, build, manifest, os.path.join(home, build + ".log"))
+        for old in glob.glob(os.path.join(unix, "build-frozen-*")):   # keep the cache small
+            if os.path.basename(old) != build:
+                shutil.rmtree(old, ignore_errors=True)
+    return binary
+
+
+def main(argv):
+    if argv[:1] != ["build"]:
+        print(__doc__)
+        return 2
+    try:
+        print(interpreter())
+        print(frozen_interpreter())
+    except Unavailable as e:
+        print("real-MicroPython tests will skip: %s" % e)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
