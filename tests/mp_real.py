@@ -169,6 +169,48 @@ def frozen_interpreter():
     return binary
 
 
+class DeviceProcess:
+    """A device on the real interpreter: `micropython -X heapsize=HEAP -m MAIN spot.json`
+    in its own directory (the config and the runtime's state files), started, stopped
+    with SIGTERM or killed, its output kept in device.log there."""
+
+    def __init__(self, binary, workdir, cfg, heap, main="unix_heat_pump"):
+        self.binary = binary
+        self.dir = str(workdir)
+        self.heap = heap
+        self.main = main
+        self.proc = None
+        os.makedirs(self.dir, exist_ok=True)
+        import json
+        with open(os.path.join(self.dir, "spot.json"), "w") as f:
+            json.dump(cfg, f)
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "device.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "-X", "heapsize=%s" % self.heap, "-m", self.main, "spot.json"],
+            cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self):
+        with open(os.path.join(self.dir, "device.log"), errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self.proc is not None:
+            self.log.close()
+
+
 def main(argv):
     if argv[:1] != ["build"]:
         print(__doc__)

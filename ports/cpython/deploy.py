@@ -35,7 +35,7 @@ RUNTIME = ("spot.ports.micropython.device", "spot.ports.micropython.config",
 RUNTIME_PROFILES = ("diagnostics",)   # served by every board runtime beside its profile
 TRANSPORTS = {
     "coap": ("spot.core.coap_endpoint", "spot.core.coap_binding",
-             "spot.ports.micropython.device_coap"),
+             "spot.ports.micropython.device_coap", "spot.ports.micropython.datagram"),
     "mqtt": ("spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
              "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt"),
 }
@@ -49,7 +49,7 @@ REST = {"coap": ("spot.core.coap_rest",), "mqtt": ()}
 # modules a feature brings in: left out (never entered) when the feature is off
 GATED = ("spot.core.coap_endpoint", "spot.core.coap_binding", "spot.core.coap_oscore",
          "spot.core.coap_rest",
-         "spot.ports.micropython.device_coap",
+         "spot.ports.micropython.device_coap", "spot.ports.micropython.datagram",
          "spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
          "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt",
          "spot.core.oscore", "spot.core.secure_frame",
