@@ -62,6 +62,8 @@ async def run_plant(plant):
 
 
 def main(path):
+    """The device of the config at path, bound to a Plant stepped by a task (call it
+    inside a running asyncio loop); (device, plant)."""
     dev = device.Device(config.load(path), heat_pump)
     node = dev.node
     plant = Plant()
@@ -73,11 +75,13 @@ def main(path):
     hw.bind(node, 'energy_in', get=lambda: plant.energy, wire=True)
     hw.bind(node, 'state', get=plant.state, wire=True)
     asyncio.create_task(run_plant(plant))
-    return dev
+    return dev, plant
 
 
 async def serve(path):
-    await main(path).run()
+    dev, _ = main(path)
+    await dev.run()
 
 
-asyncio.run(serve(sys.argv[1] if len(sys.argv) > 1 else 'spot.json'))
+if __name__ == '__main__':
+    asyncio.run(serve(sys.argv[1] if len(sys.argv) > 1 else 'spot.json'))
