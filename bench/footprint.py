@@ -42,7 +42,7 @@ from mosquitto import Broker  # noqa: E402
 from spot.ports.cpython import deploy as D  # noqa: E402
 
 SCENARIO_S = 12
-LO, HI, STEP = 16, 160, 2      # KB
+LO, HI, STEP = 16, 192, 2      # KB
 CONFIGS = [(mode, profile, transport) for mode in ("mpy", "frozen")
            for transport in ("coap", "mqtt") for profile in ("heat_pump", "meter")]
 GOALS = {("frozen", "heap"): 32, ("frozen", "retained"): 16 * 1024, ("mpy", "heap"): 80,
@@ -60,8 +60,11 @@ class Rig:
         self.mqtt = "mqtt://127.0.0.1:%d" % self.broker.port
         self.bridge = BridgeProcess(os.path.join(tmp, "bridge"), offline_after=60,
                                     command_timeout=5, mqtt=self.mqtt).start()
-        self.base = mp_real.interpreter()
-        self.frozen = mp_real.frozen_interpreter()
+        # copies: a rebuild for changed sources must not pull them from under the runs
+        self.base = os.path.join(tmp, "micropython")
+        self.frozen = os.path.join(tmp, "micropython-frozen")
+        shutil.copy(mp_real.interpreter(), self.base)
+        shutil.copy(mp_real.frozen_interpreter(), self.frozen)
         self.n = 0
         self.lock = threading.Lock()
         drv = os.path.join(tmp, "driver")       # the driver, .mpy either way

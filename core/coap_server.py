@@ -423,9 +423,22 @@ class ServerSide:
     # ---- timers ---------------------------------------------------------------------------
 
     def step(self, now):
-        for table in (self._rx, self._snap) if self._rx or self._snap else ():
-            for key in [k for k, v in table.items() if now - v[1] > _BUFFER_LIFETIME_MS]:
-                del table[key]
+        _expire(self._rx, now)
+        _expire(self._snap, now)
+
+
+def _expire(table, now):
+    # drop entries [.., last use ms] older than _BUFFER_LIFETIME_MS; idle turns allocate
+    # nothing: no list, and no closure cells (a comprehension here makes them per call)
+    for k in table:
+        if now - table[k][1] > _BUFFER_LIFETIME_MS:
+            _drop_old(table, now)
+            return
+
+
+def _drop_old(table, now):
+    for key in [k for k in table if now - table[k][1] > _BUFFER_LIFETIME_MS]:
+        del table[key]
 
 
 def _strings(msg, number):

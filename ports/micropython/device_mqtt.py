@@ -106,7 +106,8 @@ class MqttLink:
                     break
             if self.sock is not None:
                 self._send(c.step(now))
-                self._events(c.take_events(), now)
+                if c.has_events():
+                    self._events(c.take_events(), now)
                 self.mqtt.step(now)
                 self._send(c.data_to_send())
         except OSError as e:
