@@ -10,7 +10,8 @@ extracted once. Builds are cached in $SPOT_MPY_CACHE (default ~/.cache/spot-micr
 under the tarball's SHA-256 (MPY_DIR: in that tree): the interpreter (about 40 s
 on 2 cores, once), and one frozen variant per set of frozen sources (their hash),
 made from a copy of the first build so only the frozen modules compile (a few s).
-Needs gcc-multilib for -m32 (tools/test.sh installs it).
+Needs gcc-multilib for -m32 (tools/test.sh installs it); a build that is not 32-bit
+is refused.
 """
 import contextlib
 import fcntl
@@ -27,9 +28,10 @@ REPO = os.path.dirname(TESTS)
 VENDOR = os.path.join(os.path.dirname(REPO), "shared", "vendor")
 CACHE = os.environ.get("SPOT_MPY_CACHE") or os.path.join(
     os.path.expanduser("~"), ".cache", "spot-micropython")
-MAKE_FLAGS = ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0",
-              "MICROPY_PY_SSL=0", "MICROPY_SSL_MBEDTLS=0"]
-BASE = "spot32"              # BUILD=build-spot32: asyncio frozen, nothing of SPOT's
+# -m32 (gcc-multilib): MICROPY_FORCE_32BIT no longer has an effect in this MicroPython
+MAKE_FLAGS = ["CFLAGS_EXTRA=-m32", "LDFLAGS_EXTRA=-m32", "MICROPY_PY_FFI=0",
+              "MICROPY_PY_BTREE=0", "MICROPY_PY_SSL=0", "MICROPY_SSL_MBEDTLS=0"]
+BASE = "spot-i386"           # BUILD=build-spot-i386: asyncio frozen, nothing of SPOT's
 RESET_EXIT = 75              # ports/micropython/board.py RESET_EXIT
 # the examples that run on the unix port, frozen as modules beside the package
 UNIX_MAINS = ("unix_heat_pump",)
@@ -108,6 +110,11 @@ def interpreter():
                 with open(manifest, "w") as f:
                     f.write('include("$(MPY_DIR)/extmod/asyncio")\n')
                 _make(tree, home, "build-" + BASE, manifest, os.path.join(home, "build-base.log"))
+                r = subprocess.run([binary, "-c", "import sys; print(sys.maxsize)"],
+                                   capture_output=True, text=True, timeout=30)
+                if r.stdout.strip() != str(2 ** 31 - 1):
+                    os.remove(binary)
+                    raise Unavailable("the MicroPython build is not 32-bit: %r" % r.stdout)
     return binary
 
 
