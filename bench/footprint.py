@@ -14,10 +14,12 @@ meter (fixed readings), with bench/mp_footprint_driver.py as the main script (.m
                   telemetry is stored, a WRITE and a plan (meter: a READ) are done,
                   and after SCENARIO_S it still runs with no MemoryError caught. Near
                   the minimum results are not monotonic (fragmentation), hence trials.
+  N minutes       the smallest heap that serves --minutes (telemetry every 10 s) with
+                  no MemoryError caught: runs at the scenario's smallest heap and the
+                  LONG_STEPS - 1 next sizes up, side by side
   retained        gc.mem_alloc() after gc.collect(), less the same before SPOT was
                   imported (asyncio and the driver loaded): once registered ("after
-                  boot"), and after --minutes of serving (telemetry every 10 s) at the
-                  smallest heap found, which must survive that too
+                  boot"), and at the end of that run
   garbage         bytes allocated with the collector off per idle turn and per
                   notification (mp_footprint_driver: the turn sending it and those
                   taking its acknowledgement, less idle turns)
@@ -189,14 +191,30 @@ def smallest_heap(rig, mode, profile, transport, trials):
     return hi
 
 
+LONG_STEPS = 5    # long runs at the smallest heap and the next sizes up, side by side
+
+
 def long_run(rig, mode, profile, transport, heap, minutes):
-    proc, _ = rig.device(mode, profile, transport, heap, ["run", "30"], None)
-    out, code = finish(proc, minutes * 60 + 5)
-    boot = lines(out, "boot")
-    at = lines(out, "at")
-    return {"boot": int(boot[0][0]) if boot else None,
-            "end": int(at[-1][1]) if at else None, "end_s": int(at[-1][0]) if at else None,
-            "mem_errors": int(at[-1][2]) if at else None, "survived": code is None}
+    """Serve `minutes` at heap, heap + STEP, ...: the smallest size that lived through
+    it with no MemoryError caught, and its retained heap after boot and at the end."""
+    procs = [(kb, rig.device(mode, profile, transport, kb, ["run", "30"], None)[0])
+             for kb in range(heap, heap + LONG_STEPS * STEP, STEP)]
+    time.sleep(minutes * 60 + 5)
+    runs = []
+    for kb, proc in procs:
+        out, code = finish(proc, 0.1)
+        boot = lines(out, "boot")
+        at = lines(out, "at")
+        runs.append({"long_heap": kb, "boot": int(boot[0][0]) if boot else None,
+                     "end": int(at[-1][1]) if at else None,
+                     "end_s": int(at[-1][0]) if at else None,
+                     "mem_errors": int(at[-1][2]) if at else None,
+                     "survived": code is None and bool(at) and at[-1][2] == "0",
+                     "exit": code, "tail": out.strip().splitlines()[-3:]})
+    for r in runs:
+        if r["survived"]:
+            return dict(r, failed_below=[x for x in runs if x["long_heap"] < r["long_heap"]])
+    return dict(runs[-1], long_heap=None, failed_below=runs)
 
 
 def garbage(rig, mode, profile, transport):
@@ -233,16 +251,18 @@ def main():
     finally:
         rig.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("| 32-bit unix MicroPython, real bridge | smallest heap | retained after boot"
-          " | after %g min | garbage per notification | per idle turn |" % args.minutes)
+    print("| 32-bit unix MicroPython, real bridge | smallest heap: scenario | %g min"
+          " | retained after boot | after %g min | garbage per notification |"
+          % (args.minutes, args.minutes))
     print("|---|---:|---:|---:|---:|---:|")
     for c in configs:
         r = results[c]
-        print("| %s, %s, %s | %s | %s | %s%s | %s | %s |" % (
+        print("| %s, %s, %s | %s | %s | %s | %s | %s |" % (
             c[1].replace("_", " "), c[2], ".mpy on the file system" if c[0] == "mpy" else "frozen",
-            "%dk" % r["heap"] if r["heap"] else "> %dk" % HI, r.get("boot"), r.get("end"),
-            "" if r.get("survived", True) else " (died)", r.get("garbage_notification"),
-            r.get("garbage_idle_turn")))
+            "%dk" % r["heap"] if r["heap"] else "> %dk" % HI,
+            "%dk" % r["long_heap"] if r.get("long_heap") else "> %dk" % (
+                (r["heap"] or HI) + (LONG_STEPS - 1) * STEP),
+            r.get("boot"), r.get("end"), r.get("garbage_notification")))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"%s/%s/%s" % c: results[c] for c in configs}, f, indent=1)
