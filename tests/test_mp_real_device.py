@@ -2,9 +2,8 @@
 
 The device is examples/unix_heat_pump.py (ports/micropython/device.py with a plant
 model), frozen with SPOT into a 32-bit unix MicroPython (tests/mp_real.py) and run
-under a fixed heap (HEAP below: the caps the footprint goals of issue 14 that are met
-set, so a regression fails here), over real UDP (CoAP) or a real mosquitto (MQTT).
-One scenario per transport, in the order a device lives it: it registers, its
+under a fixed heap (mp_real.HEAP_CAPS), over real UDP (CoAP) or a real mosquitto
+(MQTT). One scenario per transport, in the order a device lives it: it registers, its
 telemetry is stored, a WRITE and a plan are done, the bridge goes away and the device
 falls back to its default plan, the bridge returns and the device is known again,
 takes commands again and has delivered what it measured meanwhile.
@@ -18,9 +17,7 @@ import mp_real
 from bridge_process import bridges  # noqa: F401  (a fixture)
 from waiting import until
 
-# smallest heap that ran the scenario in bench/footprint.py, rounded up: see
-# docs/benchmarks.md ("the device on a real MicroPython")
-HEAP = {"coap": "96k", "mqtt": "96k"}
+HEAP = mp_real.HEAP_CAPS
 DEFAULT_SG = 3          # the config's default plan: SG-Ready 3 (recommended)
 PLAN_SG = 1             # the pushed plan: SG-Ready 1 (blocked)
 

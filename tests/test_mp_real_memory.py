@@ -18,7 +18,7 @@ import mp_real
 from bridge_process import bridges  # noqa: F401  (a fixture)
 from waiting import until
 
-HEAP = "96k"
+HEAP = mp_real.HEAP_CAPS["coap"]
 STARVED = """
 import asyncio
 from spot.ports.micropython import config, device
