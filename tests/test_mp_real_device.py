@@ -9,6 +9,9 @@ falls back to its default plan, the bridge returns and the device is known again
 takes commands again and has delivered what it measured meanwhile.
 """
 import asyncio
+import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -18,6 +21,7 @@ from bridge_process import bridges  # noqa: F401  (a fixture)
 from waiting import until
 
 HEAP = mp_real.HEAP_CAPS
+MPY_HEAP = "128k"       # .mpy on the file system: measured 106k (docs/benchmarks.md)
 DEFAULT_SG = 3          # the config's default plan: SG-Ready 3 (recommended)
 PLAN_SG = 1             # the pushed plan: SG-Ready 1 (blocked)
 
@@ -117,3 +121,28 @@ def test_the_board_runtime_over_mqtt_lives_through_a_bridge_restart_in_its_heap_
     dev = mp_real.DeviceProcess(micropython, tmp_path / "dev", device_config(uri),
                                 HEAP["mqtt"])
     live_a_device_life(bridge, dev)
+
+
+def test_a_bundle_of_mpy_files_with_the_unix_example_as_main_registers_with_the_bridge(
+        micropython, bridges, tmp_path):
+    from spot.ports.cpython import deploy as D
+    bridge = bridges()
+    cfg = tmp_path / "spot.json"
+    cfg.write_text(json.dumps({"id": "hp-mp", "profile": "heat_pump", "wdt_ms": 0,
+                               "bridge": "coap://127.0.0.1:%d" % bridge.coap_port}))
+    out = tmp_path / "bundle"
+    files = D.bundle("heat_pump", str(out), config=str(cfg),
+                     main=os.path.join(mp_real.REPO, "examples", "unix_heat_pump.py"))
+    assert "main.py" in files and not any(f.endswith(".py") and f.startswith("lib/")
+                                          for f in files)
+    # the interpreter with nothing of SPOT's frozen: everything comes from lib/*.mpy
+    proc = subprocess.Popen([mp_real.interpreter(), "-X", "heapsize=" + MPY_HEAP, "main.py"],
+                            cwd=str(out), env=dict(os.environ, MICROPYPATH="lib:.frozen"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait(lambda: (device_json(bridge) or {}).get("presence") == "online"), \
+            proc.poll()
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert "Error" not in output, output
