@@ -109,9 +109,7 @@ class Device:
 
     def set_time(self, unix_s):
         """Set the node's clock (Unix seconds now): plans and timestamps need it."""
-        node = self.node
-        node.clock_offset = unix_s - self.clock() // 1000
-        node.time_known = True
+        self.node.set_time(unix_s, self.clock() // 1000)
 
     def telemetry_now(self, sid=None):
         """Queue a NOTIFY of every readable value of service sid (default: the
