@@ -2,7 +2,8 @@
 (objects the size of an ESP32's or RP2040's; tests/mp_real.py), against the real
 `spot bridge` over real UDP (CoAP) and a real mosquitto (MQTT).
 
-    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen] [--json FILE]
+    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen] [--garbage-only]
+                               [--json FILE]
 
 For each way of holding the code (.mpy files on the file system: the interpreter with
 only asyncio frozen; frozen: SPOT frozen into the interpreter, as code in flash), each
@@ -230,6 +231,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--only", help="mpy or frozen")
+    ap.add_argument("--garbage-only", action="store_true",
+                    help="only the garbage figures (no heap bisection, no long runs)")
     ap.add_argument("--json")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="spot-footprint-")
@@ -239,7 +242,8 @@ def main():
         configs = [c for c in CONFIGS if not args.only or c[0] == args.only]
 
         def measure(c):
-            r = results[c] = {"heap": smallest_heap(rig, *c, args.trials)}
+            r = results[c] = {"heap": None if args.garbage_only
+                              else smallest_heap(rig, *c, args.trials)}
             r.update(garbage(rig, *c))
             if r["heap"] is not None:
                 r.update(long_run(rig, *c, r["heap"], args.minutes))

@@ -3,11 +3,13 @@
 (CoAP) or TCP (MQTT) to the bridge named in the config.
 
     spot bundle --profile heat_pump --config spot.json --main examples/unix_heat_pump.py \\
-        --out hp && cd hp && micropython -X heapsize=64k main.py [spot.json]
+        --out hp && cd hp && MICROPYPATH=lib:.frozen micropython -X heapsize=128k main.py
 
-(or put the bundle's lib/ on MICROPYPATH). The model, in the profile's wire units
-(0.1 Cel, W, Wh; integers only, as a board's drivers would give): the compressor runs
-at 2 kW while the flow is below its set-point and SG-Ready does not block it, the
+(.mpy files need about 108k of heap; frozen into the interpreter with SPOT, as
+tests/mp_real.py does, 42k: `micropython -X heapsize=48k -m unix_heat_pump spot.json`).
+
+The model, in the profile's wire units (0.1 Cel, W, Wh; integers only, as a board's
+drivers would give): the compressor runs at 2 kW while the flow is below its set-point and SG-Ready does not block it, the
 flow warms 0.5 Cel a second while it runs and cools 0.1 Cel a second toward the
 outdoor temperature while it does not; energy_in counts what the compressor drew.
 """
