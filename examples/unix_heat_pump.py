@@ -9,9 +9,10 @@
 tests/mp_real.py does, 42k: `micropython -X heapsize=48k -m unix_heat_pump spot.json`).
 
 The model, in the profile's wire units (0.1 Cel, W, Wh; integers only, as a board's
-drivers would give): the compressor runs at 2 kW while the flow is below its set-point and SG-Ready does not block it, the
-flow warms 0.5 Cel a second while it runs and cools 0.1 Cel a second toward the
-outdoor temperature while it does not; energy_in counts what the compressor drew.
+drivers would give): the compressor runs at 2 kW while the flow is below its
+set-point and SG-Ready does not block it, the flow warms 0.5 Cel a second while it
+runs and cools 0.1 Cel a second toward the outdoor temperature while it does not;
+energy_in counts what the compressor drew.
 """
 import asyncio
 import sys
