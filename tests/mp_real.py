@@ -49,6 +49,10 @@ class Unavailable(RuntimeError):
     """No MicroPython source to build from, or the build failed; the message says which."""
 
 
+class NoSource(Unavailable):
+    """No MicroPython source: the real-interpreter tests skip (a failed build fails them)."""
+
+
 def _sha256(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -66,7 +70,7 @@ def source():
         return tree, tree
     tars = sorted(glob.glob(os.path.join(VENDOR, "micropython-*-src.tar.gz")))
     if not tars:
-        raise Unavailable("no MicroPython source: set MPY_DIR to a MicroPython source tree "
+        raise NoSource("no MicroPython source: set MPY_DIR to a MicroPython source tree "
                           "(%s is absent)" % VENDOR)
     home = os.path.join(CACHE, _sha256(tars[-1])[:16])
     tree = os.path.join(home, "micropython")
@@ -180,6 +184,16 @@ def frozen_interpreter():
             if os.path.basename(old) != build:
                 shutil.rmtree(old, ignore_errors=True)
     return binary
+
+
+def frozen_or_skip():
+    """frozen_interpreter(), or a pytest skip naming MPY_DIR where there is no source
+    (a build that fails fails the test)."""
+    try:
+        return frozen_interpreter()
+    except NoSource as e:
+        import pytest
+        pytest.skip(str(e))
 
 
 class DeviceProcess:

@@ -28,10 +28,7 @@ PLAN_SG = 1             # the pushed plan: SG-Ready 1 (blocked)
 
 @pytest.fixture(scope="module")
 def micropython():
-    try:
-        return mp_real.frozen_interpreter()
-    except mp_real.Unavailable as e:
-        pytest.skip(str(e))
+    return mp_real.frozen_or_skip()
 
 
 def wait(cond, timeout=30):

@@ -34,10 +34,7 @@ asyncio.run(dev.run())
 
 @pytest.fixture(scope="module")
 def micropython():
-    try:
-        return mp_real.frozen_interpreter()
-    except mp_real.Unavailable as e:
-        pytest.skip(str(e))
+    return mp_real.frozen_or_skip()
 
 
 def config(bridge):
