@@ -487,8 +487,10 @@ class CoapDevice:
 
     def _post_outbox(self):
         """POST waiting telemetry while registered and a slot is free (oldest first)."""
-        if not self.outbox:
-            return
+        if self.outbox:   # (the rest in its own function: its closure cells are made per call)
+            self._post_waiting()
+
+    def _post_waiting(self):
         sent = [f for f in self.posted.values()]
         for f in self.outbox:
             if not self.registered or len(self.posted) >= self.max_posts:
@@ -513,11 +515,15 @@ class CoapDevice:
                 frame = self.posted.pop(ev.token)
                 got = self._outcome(ev, bind)
                 if got is not None and got[0] >> 5 == 2:  # stored by the bridge
-                    self.outbox = [f for f in self.outbox if f is not frame]
+                    self._stored(frame)
                 else:   # no answer or refused: register again, resend then
                     self._refused(got, False, now)
             elif len(self._events) < self.max_events:
                 self._events.append(ev)
+
+    def _stored(self, frame):
+        # (not inline in _client_events: the comprehension's cell would be made every turn)
+        self.outbox = [f for f in self.outbox if f is not frame]
 
     def _outcome(self, ev, bind):
         """(code, options, payload) of the bridge's answer, the inner ones when it is

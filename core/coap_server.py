@@ -205,6 +205,8 @@ class ServerSide:
     def _call(self, req):
         try:
             return self.handler(req)
+        except MemoryError:     # not the handler's fault: the device counts it (and resets)
+            raise
         except Exception as e:  # a handler bug must not kill the endpoint
             self.ep.emit(_error_event(req, e))
             return Response(_INTERNAL_SERVER_ERROR)
@@ -421,9 +423,22 @@ class ServerSide:
     # ---- timers ---------------------------------------------------------------------------
 
     def step(self, now):
-        for table in (self._rx, self._snap) if self._rx or self._snap else ():
-            for key in [k for k, v in table.items() if now - v[1] > _BUFFER_LIFETIME_MS]:
-                del table[key]
+        _expire(self._rx, now)
+        _expire(self._snap, now)
+
+
+def _expire(table, now):
+    # drop entries [.., last use ms] older than _BUFFER_LIFETIME_MS; idle turns allocate
+    # nothing: no list, and no closure cells (a comprehension here makes them per call)
+    for k in table:
+        if now - table[k][1] > _BUFFER_LIFETIME_MS:
+            _drop_old(table, now)
+            return
+
+
+def _drop_old(table, now):
+    for key in [k for k in table if now - table[k][1] > _BUFFER_LIFETIME_MS]:
+        del table[key]
 
 
 def _strings(msg, number):

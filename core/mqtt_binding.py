@@ -361,6 +361,16 @@ class MqttDevice:
 
     def _sync_signals(self, now):
         wanted = self.node.consumes
+        have = self._signals
+        if len(wanted) == len(have):   # the same ones, as on every idle turn: no lists
+            for s in wanted:           # (nor closure cells: the comprehensions are below)
+                if s not in have:
+                    break
+            else:
+                return False
+        return self._resync(wanted, now)
+
+    def _resync(self, wanted, now):
         new = [s for s in wanted if s not in self._signals]
         gone = [s for s in self._signals if s not in wanted]
         if gone:

@@ -204,6 +204,10 @@ class MqttClient:
         self._events = []
         return ev
 
+    def has_events(self):
+        """True when take_events() has any (asked first, an idle turn makes no list)."""
+        return bool(self._events)
+
     def _close(self, reason, error, return_code=0):
         self.state = DISCONNECTED
         self._parser.reset()
@@ -389,7 +393,7 @@ class MqttClient:
         # Replay the outbox in publish order; DUP on what went out before.
         sent_at = self._sent_at
         out = self._out
-        for pid, packet in self.outbox:
+        for pid, packet in self.outbox if len(self.outbox) else ():  # (no iterator made idle)
             if pid in sent_at:
                 out.append(packet[0] | 0x08)
                 out += memoryview(packet)[1:]
@@ -415,7 +419,7 @@ class MqttClient:
             return b''
         sent_at = self._sent_at
         out = self._out
-        for pid, packet in self.outbox:
+        for pid, packet in self.outbox if len(self.outbox) else ():  # (no iterator made idle)
             t = sent_at.get(pid)
             if t is not None and now - t >= self.retry_ms:
                 out.append(packet[0] | 0x08)
@@ -440,7 +444,7 @@ class MqttClient:
                 deadline = min(self._last_sent, self._last_recv) + self.keepalive_ms
             else:
                 deadline = None
-            for pid, _ in self.outbox:
+            for pid, _ in self.outbox if len(self.outbox) else ():
                 t = self._sent_at.get(pid)
                 if t is not None and (deadline is None or t + self.retry_ms < deadline):
                     deadline = t + self.retry_ms

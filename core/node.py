@@ -90,6 +90,7 @@ class Node:
         self._body = [None, None]  # a NOTIFY body, refilled per frame
         self._buf = bytearray()    # frame encode buffer, reused (grows to the largest frame)
         self._plan_due = 0
+        self._plan_local = 0   # _plan_due in node seconds (set with it by _apply_plans)
         self._now = 0
         self._peer = None
         if controllable:
@@ -165,6 +166,12 @@ class Node:
         self.consumes = tuple(s for s in self.consumes if s != sid)
         if sid not in self.services:
             self.filter.remove(sid)
+
+    def set_time(self, unix_s, now):
+        """The node's clock: Unix seconds unix_s at node time now (seconds)."""
+        self.clock_offset = unix_s - now
+        self.time_known = True
+        self._plan_due = 0    # plans are looked at again, on the new clock
 
     def unix(self, now):
         return now + self.clock_offset
@@ -299,9 +306,7 @@ class Node:
             oid = r[model.ID]
             v = body[oid]
             if sid == TIME:   # UNIX_TIME, its only writable object
-                self.clock_offset = v - now
-                self.time_known = True
-                self._plan_due = 0
+                self.set_time(v, now)
             elif sid == PLANS and oid == P.DEFAULT:
                 self.plans.default = v
                 self._plan_due = 0
@@ -363,15 +368,17 @@ class Node:
                 and PLANS in self.services
                 and now - self.last_contact >= self.values[PLANS][P.COMM_TIMEOUT]):
             self._set_fallback(True)
-        t = self.unix(now)
-        if PLANS in self.services and self._plan_due is not None and t >= self._plan_due:
-            self._apply_plans(t)
+        # Unix seconds are past MicroPython's small ints on 32-bit boards (a heap object
+        # each): compared in node seconds (_plan_local), made only when used
+        due = self._plan_due
+        if PLANS in self.services and due is not None and (due == 0 or now >= self._plan_local):
+            self._apply_plans(self.unix(now))
         out = None
         body = self._body
         for s in self.subs.subs:
             values = due_values(s, now, self._read)
             if values is not None:
-                body[0] = int(t) if self.time_known else None
+                body[0] = int(self.unix(now)) if self.time_known else None
                 body[1] = values
                 frame = F.encode(F.NOTIFY, s[1], s[2], body, self._buf)
                 body[1] = None
@@ -391,7 +398,7 @@ class Node:
                 d = self.last_contact + self.values[PLANS][P.COMM_TIMEOUT]
                 best = d if best is None or d < best else best
             if self._plan_due is not None:
-                d = self._plan_due - self.clock_offset
+                d = self._plan_local if self._plan_due else 0
                 best = d if best is None or d < best else best
         return None if best is None else max(0, best - now)
 
@@ -417,7 +424,8 @@ class Node:
         if active != self.values[PLANS].get(P.ACTIVE):
             self._store(PLANS, P.ACTIVE, active)
             self.events.append((EV_PLAN, PLANS, None, active))
-        self._plan_due = plans.next_edge(t)
+        self._plan_due = due = plans.next_edge(t)
+        self._plan_local = None if due is None else due - self.clock_offset   # node seconds
 
     # ------------------------------------------------------------ storage
 

@@ -14,6 +14,7 @@ PRICE = const(0x05)       # informational: price forecast
 WEATHER = const(0x06)     # informational: weather / temperature forecast
 GRID = const(0x07)        # informational: grid state / emergency
 SECURITY = const(0x08)    # pairing: the device's roster of peers (core.pairing)
+DIAGNOSTICS = const(0x09)  # the board runtime's own health: resets, memory errors
 
 HEAT_PUMP = const(0x10)
 PV_INVERTER = const(0x11)

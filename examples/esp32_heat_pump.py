@@ -27,8 +27,15 @@ hw.bind(node, 'outdoor_temp', get=hw.Ntc(ADC(Pin(35), atten=ADC.ATTN_11DB), scal
 
 # a 1000 pulses/kWh energy meter on the compressor supply, 1 pulse = 1 Wh: the count is
 # energy_in's wire value already (scale 0)
+# (a def, not a lambda: MicroPython lists have no __setitem__ to call by name)
 pulses = [0]
-Pin(32, Pin.IN, Pin.PULL_UP).irq(lambda p: pulses.__setitem__(0, pulses[0] + 1), Pin.IRQ_FALLING)
+
+
+def count_pulse(pin):
+    pulses[0] += 1
+
+
+Pin(32, Pin.IN, Pin.PULL_UP).irq(count_pulse, Pin.IRQ_FALLING)
 hw.bind(node, 'energy_in', get=lambda: pulses[0], wire=True)
 
 # the heat pump's run and fault contacts give its state (0 off, 1 running, 6 fault)

@@ -15,6 +15,8 @@ PROFILES = {
                     "VEN registration (oadrCreatePartyRegistration) carries the identity"),
     S.ALARMS: ("nearest: CALH (alarm handling), LPHD.PhyHealth",
                "TELEMETRY_STATUS report, x-resourceStatus"),
+    S.DIAGNOSTICS: ("nearest: LPHD (physical device health and counters)",
+                    "no 2.0b signal (would be an x- custom report)"),
     S.PRICE: ("outside 7-420; nearest: FSCH schedule of prices",
               "ELECTRICITY_PRICE / ENERGY_PRICE event signals"),
     S.WEATHER: ("MMET (meteorological measurements); forecasts nearest: FSCH",
@@ -62,6 +64,9 @@ OBJECTS = {
     # alarms
     (S.ALARMS, 1): ("nearest: CALH.GrAlm, LPHD.PhyHealth", "TELEMETRY_STATUS x-resourceStatus"),
     (S.ALARMS, 4): ("nearest: CALH alarm acknowledgement", ""),
+    # diagnostics
+    (S.DIAGNOSTICS, 1): ("nearest: LPHD.WrmStr (warm starts)", ""),
+    (S.DIAGNOSTICS, 2): ("nearest: LPHD.PhyHealth", ""),
     # price
     (S.PRICE, 1): ("nearest: FSCH", "ELECTRICITY_PRICE price (intervals)"),
     (S.PRICE, 2): ("", "itemBase currency (itemUnits ISO 4217)"),

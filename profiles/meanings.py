@@ -37,6 +37,11 @@ MEANINGS = {
     (S.ALARMS, 3): "Alarms and events raised since manufacture",
     (S.ALARMS, 4): "Acknowledge the alarm with this code (0 = all active alarms)",
     (S.ALARMS, 5): "Last alarm event, raised or cleared [time, code, severity, active]",
+    # diagnostics
+    (S.DIAGNOSTICS, 1): "Resets the runtime made itself after repeated out-of-memory errors, "
+                        "over the device's life (kept in a state file across reboots)",
+    (S.DIAGNOSTICS, 2): "Why the device last booted",
+    (S.DIAGNOSTICS, 3): "Out-of-memory errors the runtime caught since boot",
     # price
     (S.PRICE, 1): "Import energy price per slot (e.g. day-ahead, quarter hours)",
     (S.PRICE, 2): "ISO 4217 currency code of the prices",
@@ -210,6 +215,8 @@ VALUES = {
                          S.BATTERY: "battery", S.EV_CHARGER: "EV charger", S.METER: "meter",
                          S.GENERATOR: "generator", S.ENERGY_MANAGER: "energy manager"},
     (S.DEVICE_INFO, 8): {1: "single phase", 2: "two phases", 3: "three phases"},
+    (S.DIAGNOSTICS, 2): {0: "power-on or other", 1: "out of memory: the runtime reset itself",
+                          2: "watchdog"},
     (S.ALARMS, 4): {0: "all", 1: "no valid identification", 2: "no communication with the provider",
                     3: "over-temperature", 4: "grid fault", 5: "hardware fault", 6: "tamper",
                     7: "overload", 8: "low energy (fuel, charge)"},

@@ -6,6 +6,7 @@ from ..core import services as S
 PROFILES = {
     "device_info": "device_info",
     "alarms": "alarms",
+    "diagnostics": "diagnostics",
     "price": "price",
     "weather": "weather",
     "grid": "grid",
@@ -22,6 +23,7 @@ PROFILES = {
 SERVICES = {
     S.DEVICE_INFO: "device_info",
     S.ALARMS: "alarms",
+    S.DIAGNOSTICS: "diagnostics",
     S.PRICE: "price",
     S.WEATHER: "weather",
     S.GRID: "grid",

@@ -1,5 +1,6 @@
-"""`spot bridge` as a real process for tests: its own data directory, free
-127.0.0.1 ports, the HTTP API called with urllib, metrics read from /metrics."""
+"""`spot bridge` as a real process for tests: its own data dir and free 127.0.0.1
+ports, started until it says it runs, killed (SIGKILL) or stopped, its HTTP API
+called; the `bridges` fixture makes them and kills them after the test."""
 import json
 import os
 import select
@@ -9,6 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+
+import pytest
 
 from netutil import free_tcp_port, free_udp_port
 
@@ -111,3 +114,22 @@ class BridgeProcess:
             if line.startswith(want + " "):
                 return float(line.split()[-1])
         return 0.0
+
+
+@pytest.fixture
+def bridges(tmp_path):
+    made = []
+
+    def make(**kw):
+        b = BridgeProcess(tmp_path / ("data%d" % len(made)), **kw)
+        made.append(b)
+        for attempt in range(3):   # a probed port may be taken before the bridge binds it
+            try:
+                return b.start()
+            except AssertionError:
+                if attempt == 2:
+                    raise
+                b.new_ports()
+    yield make
+    for b in made:
+        b.kill()

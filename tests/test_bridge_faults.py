@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from bridge_process import BridgeProcess
+from bridge_process import bridges  # noqa: F401  (a fixture)
 from waiting import until
 from spot.cloud_bridge.store import open_store
 from spot.core import coap as C
@@ -27,25 +27,6 @@ from spot.ports.cpython.coap_transport import DeviceServer
 from spot.ports.cpython.fleet import Fleet
 
 SG_READY = 6
-
-
-@pytest.fixture
-def bridges(tmp_path):
-    made = []
-
-    def make(**kw):
-        b = BridgeProcess(tmp_path / ("data%d" % len(made)), **kw)
-        made.append(b)
-        for attempt in range(3):   # a probed port may be taken before the bridge binds it
-            try:
-                return b.start()
-            except AssertionError:
-                if attempt == 2:
-                    raise
-                b.new_ports()
-    yield make
-    for b in made:
-        b.kill()
 
 
 async def serve(node, bridge, clock):

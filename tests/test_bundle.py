@@ -134,7 +134,8 @@ print('LOADED', sorted(m for m in sys.modules if m.startswith('spot.ports')))
     # given a board and a clock, the runtime leaves the real board glue unloaded, and a
     # device that is not sleepy and has no OSCORE keys loads neither of those parts
     assert ("LOADED ['spot.ports', 'spot.ports.micropython', 'spot.ports.micropython.config', "
-            "'spot.ports.micropython.device', 'spot.ports.micropython.device_coap', "
+            "'spot.ports.micropython.datagram', 'spot.ports.micropython.device', "
+            "'spot.ports.micropython.device_coap', "
             "'spot.ports.micropython.hw']") in r.stdout
 
 

@@ -5,10 +5,12 @@
 # npm: the MicroPython 1.27 WebAssembly build the portable tests run under, and Prism
 #      (OpenAPI mock server) for the OpenADR 3 contract tests.
 # pip: the project with its [test] extra.
+# MicroPython: the unix port built 32-bit from ../shared/vendor (or $MPY_DIR), cached in
+# ~/.cache/spot-micropython (tests/mp_real.py); without a source its tests skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin prosody autoconf automake libtool pkg-config postgresql chromium chromium-driver tshark"
+APT_PACKAGES="mosquitto mosquitto-clients libcoap3-bin prosody autoconf automake libtool pkg-config postgresql chromium chromium-driver tshark gcc-multilib make"
 APT_PACKAGES="$APT_PACKAGES openssl"   # gridappsd-2030-5 (IEEE 2030.5 tests) makes its certificates with it
 
 missing=""
@@ -33,6 +35,9 @@ python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 
 echo "== installing gridappsd-2030-5 (the IEEE 2030.5 test server; own Python 3.10 venv, cached)"
 python3 tests/ieee2030_5_peer.py --install
+
+echo "== building MicroPython 32-bit (unix port) for the real-interpreter tests (cached)"
+python3 tests/mp_real.py build
 
 echo "== running the tests"
 exec python3 -m pytest "$@"

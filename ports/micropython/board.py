@@ -4,7 +4,8 @@ Probes MicroPython's `network` and `machine`; where they are missing (CPython,
 the WebAssembly build) every call is a harmless no-op, so the runtime above
 runs anywhere. device.Device takes a board object: this module is the real
 one, tests pass a fake with the same five functions (net_up, link_ok,
-watchdog, woke_from_sleep, deep_sleep).
+watchdog, woke_from_sleep, deep_sleep); two more are used where a board has
+them: unix_time() and reset().
 """
 import time
 
@@ -102,6 +103,34 @@ def woke_from_sleep():
     """True when this boot is a wake from deep sleep."""
     return (hasattr(machine, 'reset_cause')
             and machine.reset_cause() == getattr(machine, 'DEEPSLEEP_RESET', -1))
+
+
+RESET_EXIT = 75   # exit status of reset() off a board (EX_TEMPFAIL: a supervisor restarts it)
+_Y2K = 946684800  # Unix seconds at 2000-01-01, the epoch of some ports' time.time()
+
+
+def reset():
+    """Reset the board (machine.reset); off a board (the unix port, CPython): exit
+    the process with RESET_EXIT, for the supervisor to start it again."""
+    if hasattr(machine, 'reset'):
+        machine.reset()
+    import sys
+    sys.exit(RESET_EXIT)
+
+
+def unix_time():
+    """Unix seconds from the board's clock once it was set (ntptime, the host's
+    clock on the unix port); None while it shows a time before 2020."""
+    t = int(time.time())
+    if time.gmtime(0)[0] == 2000:
+        t += _Y2K
+    return t if t > 1577836800 else None
+
+
+def watchdog_reset():
+    """True when this boot followed a watchdog reset."""
+    return (hasattr(machine, 'reset_cause')
+            and machine.reset_cause() == getattr(machine, 'WDT_RESET', -1))
 
 
 def deep_sleep(ms):

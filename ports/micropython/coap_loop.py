@@ -16,6 +16,7 @@ except ImportError:
     select = None
 
 from .board import clock as make_clock
+from .datagram import Receiver
 
 
 
@@ -41,7 +42,7 @@ class CoapLoop:
         info = socket.getaddrinfo(host, port)[0]
         self.sock = socket.socket(info[0], socket.SOCK_DGRAM)
         self.sock.bind(info[-1])
-        self.bufsize = endpoint.max_datagram + 1   # one more byte shows oversize
+        self._rx = Receiver(self.sock, endpoint.max_datagram + 1)   # one more byte: oversize
         self._poll = None
         if select is not None and hasattr(select, 'poll'):
             self._poll = select.poll()
@@ -125,7 +126,7 @@ class CoapLoop:
                     return None
             else:
                 self.sock.settimeout(wait_ms / 1000)
-            return self.sock.recvfrom(self.bufsize)
+            return self._rx.recv()
         except OSError:   # timeout, or ICMP port unreachable from an earlier send
             if self._poll is not None:
                 self.socket_errors += 1

@@ -32,6 +32,7 @@ DEFAULTS = {
     'sleep_s': 300,        # s of deep sleep between wakes (sleepy)
     'wdt_ms': 30000,       # watchdog timeout (0: no watchdog)
     'backoff_ms': [1000, 60000],  # first and longest delay between reconnects
+    'mem_reset': 10,       # MemoryErrors within a minute that reset the board (0: never)
 }
 
 SCHEMES = {'coap': 5683, 'mqtt': 1883, 'mqtts': 8883}
@@ -65,7 +66,7 @@ def check(cfg):
             _bad(key, 'a non-empty string')
     parse_uri(cfg['bridge'])
     for key in ('comm_timeout', 'telemetry', 'lifetime', 'port', 'awake_s', 'sleep_s',
-                'wdt_ms', 'qos'):
+                'wdt_ms', 'qos', 'mem_reset'):
         if not _uint(cfg[key]):
             _bad(key, 'an unsigned integer')
     if cfg['qos'] > 1:

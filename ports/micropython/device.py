@@ -21,10 +21,16 @@ under MicroPython with fakes:
   clock  () -> monotonic int ms (board.clock())
   sleep  async (ms) (asyncio.sleep_ms)
   board  net_up(cfg, sleep) async, link_ok(), watchdog(ms), woke_from_sleep(),
-         deep_sleep(ms) (ports.micropython.board, imported only when no board or
-         clock is given)
+         deep_sleep(ms), and where it has them unix_time(), reset(),
+         watchdog_reset() (ports.micropython.board, imported only when no board
+         or clock is given)
   files  path prefix of the state files: OSCORE sequence numbers, the MQTT
-         outbox, the clock across deep sleep
+         outbox, the clock across deep sleep, the diagnostics
+Out of memory: a MemoryError in a turn is counted (diagnostics mem_errors); mem_reset
+of them within a minute reset the board (board.reset(): machine.reset(), or on the
+unix port exit status 75), after counting the reset in the state file "diag". The node
+serves the diagnostics service (profiles/diagnostics) and, after such a reset or a
+watchdog's, sends it to the bridge once the link is up.
 poll() is the whole loop body: non-blocking, it returns the ms until it has
 work; run() sleeps that long but at most poll_ms, the latency of input.
 """
@@ -32,10 +38,13 @@ from ...core import frame as F
 from ...core.compat import const
 from ...core.node import Node
 from ...core.model import ACCESS, R
+from ...core.services import DIAGNOSTICS
+from ...profiles import diagnostics
 from . import config as C
 
 POLL_MS = const(50)        # longest sleep between two looks at the socket
 _SAMPLE_MS = const(1000)   # bound getters of subscribed objects are read this often
+_MEM_WINDOW_MS = const(60000)   # cfg mem_reset MemoryErrors within this reset the board
 
 
 class Device:
@@ -61,12 +70,15 @@ class Device:
         # longest sleep between two looks at the socket (and at the watchdog)
         wdt = cfg['wdt_ms']
         self.poll_ms = min(poll_ms, wdt // 2) if wdt else poll_ms
-        self.node = node = Node([profile], cfg['id'], comm_timeout=cfg['comm_timeout'],
-                                sleepy=bool(cfg['sleepy']))
+        self.node = node = Node([profile, diagnostics], cfg['id'],
+                                comm_timeout=cfg['comm_timeout'], sleepy=bool(cfg['sleepy']))
         self.sid = profile.SERVICE
         node.set_default_plan(C.plan_entries(cfg['plan'], node.services))
         self.errors = 0           # exceptions caught in the loop
         self.last_error = None
+        self.mem_errors = 0       # MemoryErrors caught since boot
+        self._mem = [0, 0]        # MemoryErrors in the current window, when it began
+        self._diag_boot()
         self.state = 'boot'       # boot, net, run, sleep, slept, stopped
         self._stop = False
         self._active = 0          # ms of the last request or link-up (sleepy)
@@ -95,10 +107,15 @@ class Device:
     def stop(self):
         self._stop = True
 
-    def telemetry_now(self):
-        """Queue a NOTIFY of every readable value now (sleepy wakes, firmware events)."""
+    def set_time(self, unix_s):
+        """Set the node's clock (Unix seconds now): plans and timestamps need it."""
+        self.node.set_time(unix_s, self.clock() // 1000)
+
+    def telemetry_now(self, sid=None):
+        """Queue a NOTIFY of every readable value of service sid (default: the
+        profile's) now (sleepy wakes, firmware events)."""
         node = self.node
-        sid = self.sid
+        sid = sid or self.sid
         values = {}
         for r in node.services[sid].rows:
             if r[ACCESS] & R:
@@ -151,10 +168,15 @@ class Device:
         now = self.clock()
         self.state = 'run'
         self._active = now
+        node = self.node
+        unix_time = getattr(self.board, 'unix_time', None)
+        if unix_time is not None and not node.time_known:
+            t = unix_time()
+            if t is not None:
+                self.set_time(t)
         self.link.open(now)
         t = self.cfg['telemetry']
         attrs = {}
-        node = self.node
         for r in node.services[self.sid].rows:
             oid = r[0]
             if r[ACCESS] & R and (node.bound(self.sid, oid)
@@ -164,12 +186,17 @@ class Device:
             node.report(self.sid, attrs, now // 1000, self.link.report_peer())
         if self.cfg['sleepy']:
             self.telemetry_now()
+        if node.wire(DIAGNOSTICS, 2):    # the last boot was a reset of ours or the watchdog's
+            self.telemetry_now(DIAGNOSTICS)
 
     def poll(self):
         """One turn: move bytes, step the node and the protocol; ms until the next turn."""
         now = self.clock()
         try:
             wait = self.link.poll(now)
+        except MemoryError as e:
+            self._out_of_memory(e, now)
+            wait = POLL_MS
         except Exception as e:   # keep serving: the watchdog covers a stuck loop
             self.errors += 1
             self.last_error = e
@@ -199,6 +226,48 @@ class Device:
             for oid in subs[i][3]:
                 if node.bound(sid, oid) and not _sampled_before(subs, i, sid, oid):
                     node.subs.changed(sid, oid, node.wire(sid, oid))
+
+    def _out_of_memory(self, e, now):
+        # count it; cfg mem_reset of them within _MEM_WINDOW_MS: count a reset, reset
+        self.errors += 1
+        self.last_error = e
+        self.mem_errors += 1
+        m = self._mem
+        if now - m[1] > _MEM_WINDOW_MS:
+            m[0] = 0
+            m[1] = now
+        m[0] += 1
+        limit = self.cfg['mem_reset']
+        reset = getattr(self.board, 'reset', None)
+        if limit and m[0] >= limit and reset is not None:
+            try:
+                self.state_file('diag', '%d %d' % (self.node.wire(DIAGNOSTICS, 1) + 1,
+                                                   diagnostics.BOOT_OUT_OF_MEMORY))
+            except (MemoryError, OSError):
+                pass   # reset anyway: a device that cannot allocate serves nothing
+            reset()
+
+    def _diag_boot(self):
+        # the diagnostics at boot: resets counted in the state file "diag" ("resets
+        # cause"), the cause consumed once read; a getter for the memory errors
+        node = self.node
+        resets = cause = 0
+        try:
+            resets, cause = [int(x) for x in self.state_file('diag').split()]
+        except (AttributeError, ValueError):   # none yet, or not two numbers
+            pass
+        if cause:
+            self.state_file('diag', '%d 0' % resets)
+        else:
+            check = getattr(self.board, 'watchdog_reset', None)
+            if check is not None and check():
+                cause = diagnostics.BOOT_WATCHDOG
+        node.set(DIAGNOSTICS, 1, resets)
+        node.set(DIAGNOSTICS, 2, cause)
+        node.bind(DIAGNOSTICS, 3, self._mem_errors, None, True)
+
+    def _mem_errors(self):
+        return self.mem_errors
 
     def activity(self, now):
         """The link saw a request: stay awake for another awake period (sleepy)."""

@@ -1,8 +1,17 @@
 """The CoAP link of the board runtime (ports.micropython.device): one UDP socket and
 core.coap_binding.CoapDevice (registration with the bridge, telemetry outbox, requests).
-Device loads it when the config names a coap:// bridge."""
+Device loads it when the config names a coap:// bridge.
+
+Datagrams are received by ports/micropython/datagram (a spare receive buffer for a
+fragmented heap). Socket addresses are what the port's getaddrinfo() gives: (host,
+port) on boards, raw sockaddr bytes on the unix port (whose bytearrays, unhashable,
+are made bytes)."""
 from ...core.coap_endpoint import Endpoint
 from ...core.coap_binding import CoapDevice
+from ...core.compat import const
+from .datagram import Receiver, addr_key
+
+_MAX_DATAGRAM = const(400)
 
 
 class CoapLink:
@@ -16,8 +25,9 @@ class CoapLink:
         self._poller = None      # select.poll() of the socket, None where it cannot be polled
         self._ipoll = False      # it has MicroPython's ipoll()
         self.lost = 0            # datagrams the socket refused to send
+        self._rx = None          # datagram.Receiver of the socket
         cfg = dev.cfg
-        self.ep = Endpoint(block_szx=4, max_body=1024, max_datagram=400, max_pending=4,
+        self.ep = Endpoint(block_szx=4, max_body=1024, max_datagram=_MAX_DATAGRAM, max_pending=4,
                            max_dedupe=6, max_observers=4, max_exchanges=4, max_buffers=1,
                            max_events=8)
         oscore = None
@@ -35,20 +45,22 @@ class CoapLink:
     def open(self, now):
         net = self.dev.net
         ai = net.getaddrinfo(self.host, self.port)[0]
+        bridge = addr_key(ai[-1])
         sock = net.socket(ai[0], net.SOCK_DGRAM)
-        sock.bind(('0.0.0.0', self.dev.cfg['port']))
+        sock.bind(net.getaddrinfo('0.0.0.0', self.dev.cfg['port'])[0][-1])
         sock.setblocking(False)
+        self._rx = Receiver(sock, _MAX_DATAGRAM + 1)   # one more byte shows oversize
         self.sock = sock
         self._poller = p = _poller(sock)
         self._ipoll = hasattr(p, 'ipoll')
-        self.coap.bridge = ai[-1]
+        self.coap.bridge = bridge
         self.coap.register_now()
 
     def close(self, now):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-            self._poller = None
+            self._poller = self._rx = None
 
     def up(self):
         return self.coap.registered
@@ -61,13 +73,12 @@ class CoapLink:
         self.coap.send_telemetry([frame])
 
     def poll(self, now):
-        sock = self.sock
         coap = self.coap
         for _ in range(8):   # a burst, then timers
             if not self._readable():
                 break
             try:
-                data, addr = sock.recvfrom(401)
+                data, addr = self._rx.recv()
             except OSError:
                 break
             if data:

@@ -1,10 +1,16 @@
 """The MQTT link of the board runtime (ports.micropython.device): a TCP (TLS) socket and
 core.mqtt_binding.MqttDevice, reconnecting with back-off, telemetry kept in a flash
-outbox. Device loads it when the config names an mqtt:// or mqtts:// bridge."""
+outbox. Device loads it when the config names an mqtt:// or mqtts:// bridge.
+
+Received bytes land in one preallocated buffer (readinto(); recv_into() on CPython)
+rather than a fresh 513-byte one per read, which a small heap may have no
+contiguous block for."""
+from ...core.compat import const
 from ...core.mqtt_binding import MqttDevice, make_client
 from ...core.mqtt_client import (CONNECTED, DISCONNECTED, EV_CONNECTED, EV_MESSAGE,
                                  EV_DISCONNECTED)
 
+_READ = const(512)         # bytes taken from the socket at once
 _EAGAIN = (11, 110, 115)   # EAGAIN/EWOULDBLOCK, ETIMEDOUT, EINPROGRESS as MicroPython numbers them
 try:
     import errno
@@ -49,6 +55,9 @@ class MqttLink:
         self.connections = 0
         self.last_error = None
         self._out = b''
+        self._buf = bytearray(_READ)
+        self._into = None        # the socket's readinto (recv_into), bound at connect
+        self._mv = memoryview(self._buf)
 
     def report_peer(self):
         # sealed telemetry is for the bridge: MqttDevice seals what goes to its kid
@@ -85,19 +94,20 @@ class MqttLink:
                 return self.due - now
         try:
             while True:
-                data = self.sock.read(512)
-                if data is None:
+                n = self._read()
+                if n is None:
                     break
-                if not data:
+                if not n:
                     self._events(c.connection_lost('closed by the broker', now), now)
                     break
-                self._events(c.receive(data, now), now)
+                self._events(c.receive(self._mv[:n], now), now)   # the client copies it
                 self._send(c.data_to_send())
-                if len(data) < 512:
+                if n < _READ:
                     break
             if self.sock is not None:
                 self._send(c.step(now))
-                self._events(c.take_events(), now)
+                if c.has_events():
+                    self._events(c.take_events(), now)
                 self.mqtt.step(now)
                 self._send(c.data_to_send())
         except OSError as e:
@@ -112,6 +122,16 @@ class MqttLink:
         a = c.next_timeout(now)
         b = self.mqtt.next_timeout(now)
         return a if b is None or (a is not None and a < b) else b
+
+    def _read(self):
+        # bytes read into self._buf: None when there are none now, 0 when closed
+        into = self._into
+        if into is not None:
+            return into(self._buf)
+        data = self.sock.read(_READ)    # a stream without either (a test's fake)
+        if data:
+            self._buf[:len(data)] = data
+        return None if data is None else len(data)
 
     def _events(self, events, now):
         for e in events:
@@ -136,6 +156,7 @@ class MqttLink:
                 sock = self._wrap(sock)
                 self.sock = sock
             sock.setblocking(False)
+            self._into = getattr(sock, 'readinto', None) or getattr(sock, 'recv_into', None)
         except OSError as e:
             self.last_error = 'connect: %r' % (e,)
             self._drop(None, now)
@@ -161,6 +182,7 @@ class MqttLink:
             except OSError:
                 pass
             self.sock = None
+            self._into = None
         if events:
             self._events(events, now)
         self.delay = self.dev.backoff(self.delay)

@@ -35,6 +35,4 @@ def restore_clock(dev):
     """After a wake from deep sleep: the node's clock from what deep_sleep() kept."""
     text = dev.state_file('clock')
     if text:
-        node = dev.node
-        node.clock_offset = int(text) - dev.clock() // 1000
-        node.time_known = True
+        dev.set_time(int(text))

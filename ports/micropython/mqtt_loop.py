@@ -98,6 +98,8 @@ class MqttLoop:
         self.connect_timeout_s = connect_timeout_s
         self.poll_max_ms = poll_max_ms
         self.recv_size = recv_size
+        self._rbuf = bytearray(recv_size)   # received bytes land here, not in a fresh buffer
+        self._rmv = memoryview(self._rbuf)
         self.max_unsent = max_unsent
         self.connections = 0      # TCP(+TLS) connections made
         self.errors = 0           # sessions that ended in an error
@@ -293,7 +295,8 @@ class MqttLoop:
             self._lock.acquire()
             try:
                 try:
-                    data = self.sock.recv(self.recv_size)
+                    n = self._recv_into()
+                    data = None if n is None else self._rmv[:n]
                 except _SSL_WANT:
                     data = None
                 except OSError as e:
@@ -321,6 +324,13 @@ class MqttLoop:
                 self._lock.release()
             if not more and len(data) < self.recv_size:
                 return True
+
+    def _recv_into(self):
+        # bytes received into self._rbuf (recv_into on CPython, readinto on MicroPython,
+        # where it returns None when nothing is there); 0 when the peer closed
+        sock = self.sock
+        into = getattr(sock, 'recv_into', None) or sock.readinto
+        return into(self._rbuf)
 
     def _queue(self, data):
         """Append bytes to send and try to send them now (lock held). A

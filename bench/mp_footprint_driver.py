@@ -1,0 +1,143 @@
+"""The device bench/footprint.py runs on the real MicroPython (compiled to .mpy).
+
+    micropython -X heapsize=H -m mp_footprint_driver spot.json run|garbage [report_s]
+
+Boots the board runtime from the config (the heat pump of examples/unix_heat_pump.py
+with its plant model, or a meter with fixed readings), against the real bridge.
+Prints "SPOT-FP key value" lines; heap figures are gc.mem_alloc() after gc.collect()
+minus the same before SPOT was imported (asyncio and this driver are loaded by then).
+  run      boot, then serve (asyncio), printing the retained heap once registered
+           ("boot") and every report_s ("at <s>"), with the MemoryErrors caught
+  garbage  boot, register, then count bytes allocated with the collector off, per
+           idle turn and per notification (the turn that sends it and those that
+           take its acknowledgement, less as many idle turns), over N of each
+"""
+import gc
+import sys
+import time
+
+import asyncio
+
+N = 40
+METER_OBJECTS = ('v_l1', 'v_l2', 'v_l3', 'i_l1', 'i_l2', 'i_l3', 'p_l1', 'p_l2', 'p_l3',
+                 'p', 'power_factor', 'f', 'v', 'energy_import', 'energy_export')
+
+
+def out(key, value):
+    print('SPOT-FP', key, value)
+
+
+def heap():
+    gc.collect()
+    return gc.mem_alloc()
+
+
+class Reading:
+    """A meter reading that changes when told (the meter's bound getter)."""
+    value = 2300
+
+    def __call__(self):
+        return self.value
+
+
+def boot(path):
+    """(device, a () that changes a reported value) for the config at path."""
+    from spot.ports.micropython import config
+    cfg = config.load(path)
+    if cfg['profile'] == 'heat_pump':
+        import unix_heat_pump
+        dev, plant = unix_heat_pump.main(path)
+
+        def change():
+            plant.outdoor += 1
+        return dev, change
+    from spot.ports.micropython import device, hw
+    from spot.profiles import meter
+    dev = device.Device(cfg, meter)
+    reading = Reading()
+    for name in METER_OBJECTS:
+        hw.bind(dev.node, name, get=reading, wire=True)
+
+    def change():
+        reading.value += 1
+    return dev, change
+
+
+async def report(dev, base, every):
+    while not dev.link.up():
+        await asyncio.sleep_ms(20)
+    out('boot', heap() - base)
+    t0 = time.ticks_ms()
+    while True:
+        await asyncio.sleep(every)
+        out('at', '%d %d %d %d' % (time.ticks_diff(time.ticks_ms(), t0) // 1000, heap() - base,
+                                    dev.mem_errors, dev.errors))
+
+
+async def run(path, every):
+    base = heap()
+    dev, _ = boot(path)
+    asyncio.create_task(report(dev, base, every))
+    await dev.run()
+
+
+def settle(dev, ms):
+    end = time.ticks_add(time.ticks_ms(), ms)
+    while time.ticks_diff(end, time.ticks_ms()) > 0:
+        dev.poll()
+        time.sleep_ms(5)
+
+
+def idle_turns(dev, n):
+    gc.collect()
+    gc.disable()
+    a = gc.mem_alloc()
+    for _ in range(n):
+        dev.poll()
+    g = gc.mem_alloc() - a
+    gc.enable()
+    return g
+
+
+async def garbage(path):
+    base = heap()
+    dev, change = boot(path)
+    dev.start()
+    while not dev.link.up():
+        dev.poll()
+        await asyncio.sleep_ms(20)
+    out('boot', heap() - base)
+    node = dev.node
+    node.subs.subs.clear()      # telemetry only from here: every change is notified
+    node.report(dev.sid, {11 if dev.sid == 0x10 else 1: {0: 0}}, dev.clock() // 1000, None)
+    settle(dev, 500)
+    idle = idle_turns(dev, N) / N
+    polls = 0
+    total = 0
+    for _ in range(N):
+        change()
+        gc.collect()
+        gc.disable()
+        a = gc.mem_alloc()
+        end = time.ticks_add(time.ticks_ms(), 200)
+        while time.ticks_diff(end, time.ticks_ms()) > 0:   # its turn and its ACK's
+            dev.poll()
+            polls += 1
+            time.sleep_ms(2)
+        total += gc.mem_alloc() - a
+        gc.enable()
+    out('garbage_idle_turn', int(idle))
+    out('garbage_notification', int(total / N - idle * (polls / N - 1)))
+    out('turns_per_notification', polls // N)
+    out('mem_errors', dev.mem_errors)
+
+
+def main():
+    path, mode = sys.argv[1], sys.argv[2]
+    if mode == 'run':
+        asyncio.run(run(path, int(sys.argv[3]) if len(sys.argv) > 3 else 10))
+    else:
+        asyncio.run(garbage(path))
+
+
+main()

@@ -1,0 +1,23 @@
+"""Diagnostics profile: the board runtime's own health, kept across reboots.
+
+A device running out of memory over and over resets itself (ports/micropython/
+device.py); how often it did, and whether the last boot was such a reset, are
+kept in a small state file and reported to the bridge after the reboot."""
+from ..core.model import ANALOG, ENUM, COUNTER, R, M
+from ..core.services import DIAGNOSTICS
+
+SERVICE = DIAGNOSTICS
+NAME = "diagnostics"
+VERSION = (1, 0)
+
+# why the device last booted (reset_cause)
+BOOT_OTHER = 0         # power-on, a firmware update, anything not below
+BOOT_OUT_OF_MEMORY = 1  # the runtime reset itself after repeated MemoryErrors
+BOOT_WATCHDOG = 2      # the hardware watchdog reset it (a stuck loop)
+
+OBJECTS = (
+    # id, name, type, unit, access, mandatory, lo, hi, scale
+    (1, "mem_resets", COUNTER, "1", R, M, 0, None, 0),
+    (2, "reset_cause", ENUM, "", R, M, 0, 2, 0),
+    (3, "mem_errors", ANALOG, "1", R, M, 0, 0xFFFFFFFF, 0),
+)

@@ -1,0 +1,145 @@
+"""The board runtime on a real MicroPython against the real `spot bridge`.
+
+The device is examples/unix_heat_pump.py (ports/micropython/device.py with a plant
+model), frozen with SPOT into a 32-bit unix MicroPython (tests/mp_real.py) and run
+under a fixed heap (mp_real.HEAP_CAPS), over real UDP (CoAP) or a real mosquitto
+(MQTT). One scenario per transport, in the order a device lives it: it registers, its
+telemetry is stored, a WRITE and a plan are done, the bridge goes away and the device
+falls back to its default plan, the bridge returns and the device is known again,
+takes commands again and has delivered what it measured meanwhile.
+"""
+import asyncio
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import mp_real
+from bridge_process import bridges  # noqa: F401  (a fixture)
+from waiting import until
+
+HEAP = mp_real.HEAP_CAPS
+MPY_HEAP = "128k"       # .mpy on the file system: measured 106k (docs/benchmarks.md)
+DEFAULT_SG = 3          # the config's default plan: SG-Ready 3 (recommended)
+PLAN_SG = 1             # the pushed plan: SG-Ready 1 (blocked)
+
+
+@pytest.fixture(scope="module")
+def micropython():
+    return mp_real.frozen_or_skip()
+
+
+def wait(cond, timeout=30):
+    return asyncio.run(until(cond, timeout, every=0.2))
+
+
+def device_config(bridge_uri):
+    return {"id": "hp-mp", "profile": "heat_pump", "bridge": bridge_uri, "telemetry": 1,
+            "comm_timeout": 4, "lifetime": 5, "backoff_ms": [500, 2000], "wdt_ms": 0,
+            "plan": {"heat_pump": {"sg_ready": DEFAULT_SG}}}
+
+
+def device_json(bridge):
+    status, body = bridge.call("GET", "/api/v1/devices/hp-mp")
+    return body if status == 200 else None
+
+
+def history(bridge, obj):
+    status, body = bridge.call("GET", "/api/v1/devices/hp-mp/history?service=heat_pump"
+                                      "&object=%s" % obj)
+    return [(p["t"], p["value"]) for p in body["points"]] if status == 200 else []
+
+
+def command(bridge, body):
+    status, cmd = bridge.call("POST", "/api/v1/devices/hp-mp/commands", body)
+    assert status == 202, cmd
+    return cmd["id"]
+
+
+def done(bridge, cid):
+    return bridge.call("GET", "/api/v1/commands/%d" % cid)[1]["status"] == "done"
+
+
+def live_a_device_life(bridge, dev):
+    """The scenario of the module docstring; dev is started here."""
+    dev.start()
+    try:
+        assert wait(lambda: (device_json(bridge) or {}).get("presence") == "online"), \
+            dev.output()
+        assert wait(lambda: history(bridge, "flow_temp")), "no telemetry stored"
+
+        cid = command(bridge, {"service": "heat_pump", "op": "write",
+                               "values": {"flow_setpoint": 55}})
+        assert wait(lambda: done(bridge, cid)), "the WRITE was not done"
+        assert wait(lambda: (history(bridge, "flow_setpoint") or [(0, 0)])[-1][1] == 55)
+
+        status, plan = bridge.call("POST", "/api/v1/devices/hp-mp/plans", {
+            "duration": 3600, "entries": {"heat_pump": {"sg_ready": PLAN_SG}}})
+        assert status == 202, plan
+        assert wait(lambda: done(bridge, plan["command"]["id"])), "the plan was not done"
+        assert wait(lambda: (history(bridge, "state") or [(0, 0)])[-1][1] == 5), \
+            "the plan did not block the compressor"
+
+        gone = time.time()
+        bridge.kill()
+        time.sleep(8)    # past comm_timeout: the default plan governs
+        assert dev.running(), dev.output()
+        bridge.start()
+        assert wait(lambda: (device_json(bridge) or {}).get("last_seen", 0) > gone,
+                    timeout=40), "the device did not come back to the bridge"
+        assert wait(lambda: [v for t, v in history(bridge, "sg_ready")
+                             if gone < t and v == DEFAULT_SG], timeout=40), \
+            "no fallback to the default plan was reported"
+        cid = command(bridge, {"service": "heat_pump", "op": "write",
+                               "values": {"flow_setpoint": 40}})
+        assert wait(lambda: done(bridge, cid)), \
+            "no WRITE done after the bridge returned: %s" % (bridge.call("GET", "/api/v1/commands/%d" % cid),)
+        assert dev.running(), dev.output()
+    finally:
+        dev.stop()
+    assert "MemoryError" not in dev.output()
+
+
+def test_the_board_runtime_over_coap_lives_through_a_bridge_restart_in_its_heap_cap(
+        micropython, bridges, tmp_path):
+    bridge = bridges(offline_after=3)
+    dev = mp_real.DeviceProcess(micropython, tmp_path / "dev",
+                                device_config("coap://127.0.0.1:%d" % bridge.coap_port),
+                                HEAP["coap"])
+    live_a_device_life(bridge, dev)
+
+
+def test_the_board_runtime_over_mqtt_lives_through_a_bridge_restart_in_its_heap_cap(
+        micropython, bridges, broker, tmp_path):
+    uri = "mqtt://127.0.0.1:%d" % broker.port
+    bridge = bridges(offline_after=3, mqtt=uri)
+    dev = mp_real.DeviceProcess(micropython, tmp_path / "dev", device_config(uri),
+                                HEAP["mqtt"])
+    live_a_device_life(bridge, dev)
+
+
+def test_a_bundle_of_mpy_files_with_the_unix_example_as_main_registers_with_the_bridge(
+        micropython, bridges, tmp_path):
+    from spot.ports.cpython import deploy as D
+    bridge = bridges()
+    cfg = tmp_path / "spot.json"
+    cfg.write_text(json.dumps({"id": "hp-mp", "profile": "heat_pump", "wdt_ms": 0,
+                               "bridge": "coap://127.0.0.1:%d" % bridge.coap_port}))
+    out = tmp_path / "bundle"
+    files = D.bundle("heat_pump", str(out), config=str(cfg),
+                     main=os.path.join(mp_real.REPO, "examples", "unix_heat_pump.py"))
+    assert "main.py" in files and not any(f.endswith(".py") and f.startswith("lib/")
+                                          for f in files)
+    # the interpreter with nothing of SPOT's frozen: everything comes from lib/*.mpy
+    proc = subprocess.Popen([mp_real.interpreter(), "-X", "heapsize=" + MPY_HEAP, "main.py"],
+                            cwd=str(out), env=dict(os.environ, MICROPYPATH="lib:.frozen"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait(lambda: (device_json(bridge) or {}).get("presence") == "online"), \
+            proc.poll()
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert "Error" not in output, output
