@@ -22,6 +22,16 @@ GROUP = "spot.bridge.plugins"
 log = logging.getLogger("spot.bridge.plugins")
 
 
+def options_with_defaults(plugin, options, table):
+    """A plugin's options with the defaults of `table` (name -> (default, help))
+    filled in; ValueError naming any key the table does not know."""
+    unknown = set(options) - set(table)
+    if unknown:
+        raise ValueError("%s: unknown option(s) %s (known: %s)"
+                         % (plugin, ", ".join(sorted(unknown)), ", ".join(sorted(table))))
+    return {k: options.get(k, d) for k, (d, _) in table.items()}
+
+
 class PluginContext:
     def __init__(self, bridge, name, options):
         self.bridge = bridge

@@ -64,6 +64,7 @@ OBJECTS = {
                     10: "LPHD.PhyNam.location:DPL"},
     S.ALARMS: {1: "CALH.GrAlm:SPS", 2: "CALH.AlmCnt:INS*", 3: "CALH.EvtCnt:BCR*",
                4: "CALH.AlmAck:INC*", 5: "CALH.LstEvCod:INS*"},
+    S.DIAGNOSTICS: {1: "LPHD.WrmStr:INS", 2: "LPHD.RsCause:INS*", 3: "LPHD.MemErr:INS*"},
     S.PRICE: {2: "ZPRC.Cur:VSS", 3: "ZPRC.PrcNow:MV"},
     S.WEATHER: {3: "MMET.EnvTmp:MV", 4: "MMET.HorInsol:MV", 6: "MMET.HorWdSpd:MV"},
     S.GRID: {1: "ZGRD.GridSt:INS", 2: "ZGRD.Emg:SPS", 3: "ZGRD.DrLev:INS",

@@ -1,10 +1,12 @@
-"""Has a device's owner taken over what a plugin's plan governs? Shared by the plugins
-that carry out a standard's events as plans (OpenADR 2.0b, IEEE 2030.5): their
-answer to an override is the standard's opt-out for that device.
+"""A plugin's plans on devices, shared by the plugins that carry out a standard's
+events as plans (OpenADR 2.0b and 3, IEEE 2030.5): has a device's owner taken
+over what a plan governs (their answer is the standard's opt-out for that
+device), and withdrawing a plan from a device that may have gone.
 """
 from ...core import frame as F
 from ...core.plans import PUSH, CANCEL
 from ...core.services import PLANS
+from ..service import BadRequest, Forbidden
 
 
 async def owner_command(ctx, event):
@@ -29,3 +31,12 @@ def overrides(cmd, plan):
         objs = plan[4].get(cmd.service) or {}
         return any(int(k) in objs for k in body)
     return False
+
+
+async def withdraw_plan(ctx, device, pid):
+    """Cancel plan pid on device; a refusal (device deleted, pairing gone) is
+    logged, not raised: the event is over for that device either way."""
+    try:
+        await ctx.cancel_plan(device, pid)
+    except (Forbidden, BadRequest, LookupError) as e:
+        ctx.log.warning("%s: could not withdraw plan %d of %s: %s", ctx.name, pid, device, e)

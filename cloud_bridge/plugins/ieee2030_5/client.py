@@ -29,9 +29,10 @@ import time
 import aiohttp
 
 from ...service import Forbidden, BadRequest
+from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
 from ..dr_readings import main_service, aggregate
-from ..plan_override import owner_command, overrides
+from ..plan_override import owner_command, overrides, withdraw_plan
 from . import mapping as MP
 from . import sep_xml as X
 
@@ -61,11 +62,7 @@ OPTIONS = {
 
 def check_options(options):
     """Options with defaults filled in; ValueError for missing, unknown or wrong keys."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ValueError("ieee2030_5: unknown option(s) %s (known: %s)"
-                         % (", ".join(sorted(unknown)), ", ".join(sorted(OPTIONS))))
-    out = {k: options.get(k, d) for k, (d, _) in OPTIONS.items()}
+    out = options_with_defaults("ieee2030_5", options, OPTIONS)
     url = out["server_url"]
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise ValueError("ieee2030_5: server_url (https://host:port) is required")
@@ -387,10 +384,7 @@ class Client:
         rec["plans"] = {}
 
     async def _cancel(self, device, pid):
-        try:
-            await self.ctx.cancel_plan(device, pid)
-        except (Forbidden, BadRequest, LookupError) as e:
-            LOG.warning("ieee2030_5: could not withdraw plan %d of %s: %s", pid, device, e)
+        await withdraw_plan(self.ctx, device, pid)
 
     async def _default(self, prog, raw, views, now):
         key = prog["href"]

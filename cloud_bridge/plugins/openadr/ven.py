@@ -31,8 +31,9 @@ from openleadr.messaging import parse_message, validate_xml_schema, validate_xml
 from ....core import frame as F
 from ....core.services import PLANS, PRICE
 from ...service import Forbidden, BadRequest, allowed
+from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
-from ..plan_override import owner_command, overrides
+from ..plan_override import owner_command, overrides, withdraw_plan
 from . import translate as T
 from .reports import Reports, main_service
 
@@ -66,11 +67,7 @@ OPTIONS = {
 
 def check_options(options):
     """Options with defaults filled in; ValueError for missing or unknown keys."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ValueError("openadr: unknown option(s) %s (known: %s)"
-                         % (", ".join(sorted(unknown)), ", ".join(sorted(OPTIONS))))
-    out = {k: options.get(k, d) for k, (d, _) in OPTIONS.items()}
+    out = options_with_defaults("openadr", options, OPTIONS)
     for k in ("vtn_url", "ven_name"):
         if not isinstance(out[k], str) or not out[k]:
             raise ValueError("openadr: option %r is required" % k)
@@ -500,10 +497,7 @@ class Ven:
                                                "devices": len(rec["devices"])})
 
     async def _cancel_plan(self, device, pid):
-        try:
-            await self.ctx.cancel_plan(device, pid)
-        except (Forbidden, BadRequest, LookupError) as e:
-            self.log.warning("openadr: could not withdraw plan %d of %s: %s", pid, device, e)
+        await withdraw_plan(self.ctx, device, pid)
 
     def _spawn_opt_out(self, event_id, mod, devices, reason):
         async def send():

@@ -29,12 +29,13 @@ import secrets
 import time
 
 from ...service import Forbidden, BadRequest, allowed
+from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
 from ....core import frame as F
 from ....core.services import PLANS, PRICE
 from .. import dr_translate as D
 from ..dr_readings import aggregate, main_service
-from ..plan_override import owner_command, overrides
+from ..plan_override import owner_command, overrides, withdraw_plan
 from . import translate as T
 from .client import VtnClient, VtnError, VtnUnreachable, AuthError
 from .webhook import Webhook
@@ -68,11 +69,7 @@ OPTIONS = {
 
 def check_options(options):
     """Options with defaults filled in; ValueError for missing, unknown or ill-typed keys."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ValueError("openadr3: unknown option(s) %s (known: %s)"
-                         % (", ".join(sorted(unknown)), ", ".join(sorted(OPTIONS))))
-    out = {k: options.get(k, d) for k, (d, _) in OPTIONS.items()}
+    out = options_with_defaults("openadr3", options, OPTIONS)
     for k in ("vtn_url", "ven_name", "client_id", "client_secret"):
         if not isinstance(out[k], str) or not out[k]:
             raise ValueError("openadr3: option %r is required" % k)
@@ -431,10 +428,7 @@ class Ven:
                                                 "devices": len(rec["devices"])})
 
     async def _cancel_plan(self, device, pid):
-        try:
-            await self.ctx.cancel_plan(device, pid)
-        except (Forbidden, BadRequest, LookupError) as e:
-            self.log.warning("openadr3: could not withdraw plan %d of %s: %s", pid, device, e)
+        await withdraw_plan(self.ctx, device, pid)
 
     # ------------------------------------------------------------ owners override
 

@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ET
 from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0030 import DiscoItems
 
+from ...plugin_api import options_with_defaults
 from . import xer
 from .guard import Guard, check_roles
 from .session import Session
@@ -59,11 +60,7 @@ OPTIONS = {
 
 def check_options(options):
     """Options with defaults filled in; ValueError for missing, unknown or wrong ones."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ValueError("xmpp: unknown option(s) %s (known: %s)"
-                         % (", ".join(sorted(unknown)), ", ".join(sorted(OPTIONS))))
-    out = {k: options.get(k, d) for k, (d, _) in OPTIONS.items()}
+    out = options_with_defaults("xmpp", options, OPTIONS)
     jid = out["jid"]
     if not isinstance(jid, str) or "@" not in jid or "/" in jid:
         raise ValueError("xmpp: option jid must be a bare JID (user@domain)")
