@@ -167,7 +167,7 @@ async def main(n):
                             ("profile=battery", "/?profile=battery"),
                             ("group=north", "/?group=north"),
                             ("alarm=true", "/?alarm=true"),
-                            ("presence=offline (none: scans every device)",
+                            ("presence=offline (no device matches)",
                              "/?presence=offline")):
             pages.append((what,) + await page_times(driver, base + query))
             print("measured: %s" % what, file=sys.stderr)
