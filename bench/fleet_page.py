@@ -2,6 +2,7 @@
 
     python3 bench/fleet_page.py              # 100 000 devices (docs/benchmarks.md)
     python3 bench/fleet_page.py --quick      # 10 000 devices
+    python3 bench/fleet_page.py --devices N  # N devices
 
 A SQLite store (WAL, synchronous=FULL, a temporary directory) is seeded with N
 devices (40 % heat pumps, 20 % PV, 15 % batteries, 15 % EV chargers, 10 %
