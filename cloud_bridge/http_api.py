@@ -264,7 +264,7 @@ async def list_devices(request):
     after = request.query.get("after")
     limit = _query_int(request, "limit", DEVICE_PAGE, 1, MAX_DEVICE_PAGE)
     profile = request.query.get("profile")
-    profile = V.resolve_service(profile).sid if profile else None
+    profile = V.resolve_service(profile).sid if profile is not None else None
     alarm = _query_choice(request, "alarm", ("true", "false"))
     alarm = None if alarm is None else alarm == "true"
     sees_all = _is_operator(bridge, actor) or actor in bridge.plugin_actors

@@ -270,6 +270,53 @@ SCHEMAS = {
             "id": {"type": "integer"}, "at": _TIME, "actor": {"type": "string"},
             "action": {"type": "string"}, "target": _nullable("string"), "detail": _ANY}},
 }
+_W = {"type": "number", "description": "W"}
+_WH = {"type": "number", "minimum": 0, "description": "Wh"}
+SCHEMAS["FleetSummary"] = {
+    "type": "object",
+    "required": ["time", "max_age", "devices", "presence", "power", "flexibility", "series"],
+    "properties": {
+        "time": _TIME,
+        "max_age": {"type": "number", "description": "seconds: older latest values do not count"},
+        "devices": {"type": "integer", "minimum": 0},
+        "presence": {"type": "object", "required": list(PRESENCE), "properties": {
+            p: {"type": "integer", "minimum": 0} for p in PRESENCE}},
+        "power": {"type": "array", "description": "active power now, by profile", "items": {
+            "type": "object", "required": ["profile", "service_id", "w", "devices"],
+            "properties": {"profile": {"type": ["string", "null"]}, "service_id": {"type": "integer"},
+                           "w": _W, "devices": {"type": "integer", "minimum": 0}}}},
+        "flexibility": {"type": "object", "required": [
+            "deferrable_energy_wh", "battery_charge_headroom_wh",
+            "battery_discharge_headroom_wh", "controllable_load_w"], "properties": {
+                "deferrable_energy_wh": _WH, "battery_charge_headroom_wh": _WH,
+                "battery_discharge_headroom_wh": _WH,
+                "controllable_load_w": {"type": "number", "minimum": 0, "description": "W"}}},
+        "series": {"description": "power by profile over time (operator only, else null)",
+                   "oneOf": [{"type": "null"}, {
+                       "type": "object", "required": ["step", "points"], "properties": {
+                           "step": {"type": "number"},
+                           "points": {"type": "array", "items": {
+                               "type": "object",
+                               "required": ["t", "profile", "service_id", "w", "devices"],
+                               "properties": {"t": _TIME, "profile": {"type": ["string", "null"]},
+                                              "service_id": {"type": "integer"}, "w": _W,
+                                              "devices": {"type": "integer"}}}}}}]}}}
+SCHEMAS["FleetPlans"] = {
+    "type": "object", "required": ["time", "from", "to", "plans"],
+    "properties": {
+        "time": _TIME, "from": _TIME, "to": _TIME,
+        "plans": {"type": "array", "items": {
+            "type": "object",
+            "required": ["actor", "plan_id", "start", "expiry", "devices", "accepted", "primacy",
+                         "entries"],
+            "properties": {
+                "actor": {"type": "string", "description": "who pushed it (a plugin: OpenADR)"},
+                "plan_id": {"type": "integer"}, "start": _TIME, "expiry": _TIME,
+                "devices": {"type": "integer", "minimum": 1},
+                "accepted": {"type": "integer", "minimum": 0},
+                "primacy": {"type": "integer"},
+                "entries": {"type": "object", "description": "one device's entries, by name"}}}}}}
+
 SCHEMAS["DeviceDetail"] = copy.deepcopy(SCHEMAS["Device"])
 SCHEMAS["DeviceDetail"]["required"] += ["values", "role"]
 SCHEMAS["DeviceDetail"]["properties"].update({
@@ -365,11 +412,32 @@ def _paths():
             [400], [_query("presence", {"type": "string", "enum": list(PRESENCE)},
                            "only devices with this presence"),
                     _query("group", _NAME, "only devices in this group"),
+                    _query("profile", {"type": "string", "minLength": 1, "maxLength": 64},
+                           "only devices serving this profile (name or id)"),
+                    _query("alarm", {"type": "string", "enum": ["true", "false"]},
+                           "only devices with (true) or without (false) an active alarm"),
                     _query("after", _NAME, "the last id of the previous page (ids ascend)"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000,
                                      "default": 1000},
                            "most devices returned; a Link header rel=next names the next "
                            "page")])},
+        a + "/fleet/summary": {"get": _op(
+            "Fleet aggregates (SQL in the store): counts by presence, active power by "
+            "profile now and over time, flexibility available now", 200,
+            _ref("FleetSummary"), [400], [
+                _query("since", {"type": "number", "minimum": 0, "maximum": MAX_TIME},
+                       "start of the power series, Unix seconds (default 6 h ago)")],
+            tag="fleet")},
+        a + "/fleet/plans": {"get": _op(
+            "Plans queued or in force across the fleet, one entry per source and plan id",
+            200, _ref("FleetPlans"), [400], [
+                _query("from", {"type": "number", "minimum": 0, "maximum": MAX_TIME},
+                       "Unix seconds (default an hour ago)"),
+                _query("to", {"type": "number", "minimum": 0, "maximum": MAX_TIME},
+                       "Unix seconds (default a day ahead)"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000,
+                                 "default": 200}, "most plans returned")],
+            tag="fleet")},
         dev: {"get": _op("A device with the latest value of every object", 200,
                          _ref("DeviceDetail"), [400, 403, 404], [DEVICE]),
               "delete": _op("Forget a device and all kept about it; its id may register "
@@ -498,7 +566,7 @@ def document(tokens=True):
                            "Errors are {\"error\": \"...\"}. Without configured tokens every "
                            "caller is the operator: the bridge binds 127.0.0.1 by default."},
         "tags": [{"name": n} for n in ("bridge", "devices", "commands", "plans", "pairing",
-                                       "signals")],
+                                       "signals", "fleet")],
         "security": [{"bearer": []}] if tokens else [{"bearer": []}, {}],
         "paths": _paths(),
         "components": {

@@ -625,9 +625,8 @@ class Bridge:
         """Write last-seen times, mark silent devices offline, expire and time out commands."""
         now = self.clock()
         await self._flush_seen()
-        for d in await self.store.list_devices(presence="online"):
-            if now - d.last_seen > self.config.offline_after:
-                await self._set_presence(d.id, "sleeping" if d.sleepy else "offline", now)
+        for device, sleepy in await self.store.silent_devices(now - self.config.offline_after):
+            await self._set_presence(device, "sleeping" if sleepy else "offline", now)
         for status, ids in (("expired", await self.store.expire(now)),
                             ("timeout", await self.store.time_out(now))):
             for cid in ids:

@@ -721,6 +721,17 @@ class Store(abc.ABC):
             return [device_of(x, groups.get(x[0], [])) for x in r.rows]
         return await self._run(script, write=False)
 
+    async def silent_devices(self, before):
+        """[(id, sleepy)] of the online devices last seen before `before`, by id: what a
+        presence sweep marks offline (or sleeping), without reading every Device."""
+        check_time(before, "before")
+
+        def script():
+            r = yield Q("SELECT id, flags FROM devices WHERE presence = 'online' "
+                        "AND last_seen < ? ORDER BY id", (float(before),))
+            return [(x[0], bool(x[1] & 1)) for x in r.rows]
+        return await self._run(script, write=False)
+
     async def delete_device(self, id, actor, now, detail=None):
         """Forget a device and all the store keeps about it (telemetry, latest values,
         commands, plans, pairings, groups) and audit it, in one transaction: its id

@@ -130,3 +130,14 @@ async def test_an_alarm_counted_by_the_alarms_service_is_an_active_alarm(s, url)
     assert [d.id for d in await s.list_devices_page(alarm=True)] == ["hp-2", "m-1"]
     await s.add_telemetry([("m-1", METER, 22, T0 + 5, [T0, 7, 2, False])])
     assert [d.id for d in await s.list_devices_page(alarm=True)] == ["hp-2"]
+
+
+@store_test
+async def test_silent_devices_are_the_online_ones_not_heard_since(s, url):
+    await s.upsert_device("a", [[HP, 1, 0]], [], 0, T0)
+    await s.upsert_device("b", [[HP, 1, 0]], [], 1, T0)       # sleepy
+    await s.upsert_device("c", [[HP, 1, 0]], [], 0, T0 + 100)
+    await s.upsert_device("d", [[HP, 1, 0]], [], 0, T0)
+    await s.set_presence("d", "offline", T0 + 50)
+    assert await s.silent_devices(T0 + 10) == [("a", False), ("b", True)]
+    assert await s.silent_devices(T0) == []

@@ -702,7 +702,19 @@
       }
     }
 
-    function refreshAll() { return Promise.all([loadSummary(), loadTimeline(), loadPage()]); }
+    // the list is usable as soon as its page is drawn; the aggregates follow (each card
+    // says so with data-ready)
+    function refreshAll() {
+      var aggregates = document.querySelector(".aggregates"), timeline = timelineSvg;
+      var page = loadPage();   // asked first: the store answers in order
+      loadSummary().then(function () { aggregates.setAttribute("data-ready", "true"); }, function (err) {
+        fill(flex, h("p", { "class": "notice", role: "alert" }, "Fleet figures: " + (err.message || err)));
+      });
+      loadTimeline().then(function () { timeline.setAttribute("data-ready", "true"); }, function (err) {
+        fill(timelineBody, h("tr", null, h("td", { colspan: 6, "class": "notice" }, "Plans: " + (err.message || err))));
+      });
+      return page;
+    }
     onLeave(function () { window.removeEventListener("popstate", onPop); });
     function onPop() { query = fleetQuery(); loadPage(); }
     window.addEventListener("popstate", onPop);
