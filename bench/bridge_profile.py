@@ -12,6 +12,10 @@ process is not paused: --nonblocking). Each sample is charged to the
 innermost frame of its stack that belongs to one of the parts below (so a
 SPOT decode called from aiocoap's callback counts as SPOT decode); the
 table gives each part's share of the samples, i.e. of bridge CPU.
+
+Then, in the same run, the frame decode alone: core/frame.py's decode (pure
+Python) against the bridge's (cloud_bridge/frame_decode.py: cbor2's C
+decoder with core's strictness), microseconds per frame of the same NOTIFY.
 """
 import collections
 import os
@@ -20,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import timeit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -30,7 +35,8 @@ import bridge_ingest as B  # noqa: E402
 PARTS = (
     ("store (SQLite/PostgreSQL driver and SQL)", re.compile(
         r"cloud_bridge/store|/sqlite3/|/psycopg|/psycopg_pool")),
-    ("SPOT frame decode (core/frame.py, core/cbor.py)", re.compile(r"/core/(cbor|frame)\.py")),
+    ("SPOT frame decode (core/frame.py, core/cbor.py, cloud_bridge/frame_decode.py)",
+     re.compile(r"/core/(cbor|frame)\.py|/cloud_bridge/frame_decode\.py")),
     ("bridge ingest (cloud_bridge/: service, ingest, coap_link, metrics, events; "
      "ports/cpython/ CoAP adapter)", re.compile(r"/cloud_bridge/|/ports/cpython/")),
     ("aiocoap (message parsing, exchange state, transports)", re.compile(r"/aiocoap/")),
@@ -50,6 +56,16 @@ def classify(stack):
             if pat.search(path):
                 return name
     return "other (interpreter, logging, C code outside these)"
+
+
+def decode_times(number=20000):
+    """(core us, bridge us) per decode of the load generator's 21-value NOTIFY."""
+    from spot.cloud_bridge import frame_decode
+    from spot.core import frame as F
+    frame = B.notify_template()(B.T0)
+    assert frame_decode.decode(frame, 65536) == F.decode(frame, 65536)
+    return tuple(1e6 * min(timeit.repeat(lambda: dec(frame, 65536), number=number, repeat=3))
+                 / number for dec in (F.decode, frame_decode.decode))
 
 
 def main(argv):
@@ -112,6 +128,11 @@ def main(argv):
     print("|---|---:|")
     for name, k in counts.most_common():
         print("| %s | %.0f %% |" % (name, 100.0 * k / total))
+    core_us, bridge_us = decode_times()
+    print()
+    print("Frame decode, %d-byte NOTIFY: core/frame.py %.1f us, bridge (cbor2 C decoder, "
+          "core's strictness) %.1f us: %.2fx" % (len(B.notify_template()(B.T0)), core_us,
+                                                 bridge_us, core_us / bridge_us))
 
 
 if __name__ == "__main__":
