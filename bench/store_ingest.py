@@ -17,6 +17,10 @@ each series has a page of history, every batch dirties about one index page
 per series: the cost per batch grows with the history already stored until it
 levels off. The second table shows it (1 000 devices, 60 batches).
 
+PostgreSQL runs each size twice: history rows by COPY (the store's path),
+and by one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING
+(store.copy_telemetry = False, the path before): the third table.
+
 Both databases are durable as configured for production: SQLite in WAL mode
 with synchronous=FULL on a local file; PostgreSQL (a throwaway server from
 tests/postgres.py with fsync and synchronous_commit on) over TCP on 127.0.0.1.
@@ -55,9 +59,10 @@ def batch(devices, t):
     return rows
 
 
-async def run_cell(url, n, batches):
+async def run_cell(url, n, batches, copy=True):
     """Seconds taken by each of `batches` timed batches from n devices."""
     store = await open_store(url)
+    store.copy_telemetry = copy     # PostgreSQL: COPY, or INSERT ... ON CONFLICT only
     try:
         devices = ["hp-%05d" % i for i in range(n)]
         await store.upsert_devices([(d, [[2, 1, 0], [4, 1, 0], [HEAT_PUMP, 1, 0]], [], 0)
@@ -95,6 +100,9 @@ def main(argv):
                 db = "ingest_%d" % n
                 times[("PostgreSQL", n)] = asyncio.run(run_cell(pg.create_database(db), n, k))
                 pg.drop_database(db)
+                times[("PostgreSQL INSERT", n)] = asyncio.run(
+                    run_cell(pg.create_database(db), n, plan[n], copy=False))
+                pg.drop_database(db)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -110,6 +118,18 @@ def main(argv):
         print("| %d | %d | %d | %.0f | %.0f | %.1f | %.1f |" % (
             n, rows, k, rows * k / sum(sq), rows * k / sum(pq),
             1000 * sum(sq) / k, 1000 * sum(pq) / k))
+    print()
+    print("PostgreSQL history rows by COPY (the store's path) against one INSERT ... SELECT "
+          "FROM unnest(arrays) ON CONFLICT DO NOTHING per batch (the path before), "
+          "same run:")
+    print()
+    print("| devices per batch | COPY rows/s | INSERT rows/s | COPY / INSERT |")
+    print("|---:|---:|---:|---:|")
+    for n, k in plan.items():
+        rows = n * len(OBJECTS)
+        cp = rows * k / sum(times[("PostgreSQL", n)][:k])
+        ins = rows * k / sum(times[("PostgreSQL INSERT", n)][:k])
+        print("| %d | %.0f | %.0f | %.2f |" % (n, cp, ins, cp / ins))
     if growth:
         print()
         print("Cost per batch as history builds up (%d devices, %d rows per batch), "

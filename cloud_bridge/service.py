@@ -19,6 +19,7 @@ from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
 from .events import EventHub
+from .frame_decode import decode as decode_frame
 from .ingest import Ingest, notify_rows
 from .device_clock import DeviceClocks
 from .metrics import Metrics
@@ -139,7 +140,7 @@ class Bridge:
         """
         now = self.clock()
         try:
-            op, sid, mid, body = F.decode(frame, max_size=65536)
+            op, sid, mid, body = decode_frame(frame, max_size=65536)
         except SpotError as e:
             self._reject("malformed", device, str(e.detail))
             mid = F.message_id(frame)  # answer what can be answered: nothing is stored

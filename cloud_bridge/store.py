@@ -456,6 +456,9 @@ def audit_of(r):
 Q = namedtuple("Q", "sql params")          # one statement
 Many = namedtuple("Many", "sql seq")       # one statement, many parameter rows
 Result = namedtuple("Result", "rows count")  # rows (or []) and the row count
+# PostgreSQL only: COPY rows into a table, in a savepoint; count None if a row
+# broke a unique key (nothing of it stays: the script falls back to INSERT)
+Copy = namedtuple("Copy", "table columns seq")
 
 
 def _in(n):
@@ -472,6 +475,7 @@ class Store(abc.ABC):
     """The bridge's storage. Backends implement _run, open and close."""
 
     dialect = None          # "sqlite" or "postgresql"
+    copy_telemetry = True   # postgresql: new history rows by COPY (False: always INSERT)
 
     # -- backend
 
@@ -843,11 +847,18 @@ class Store(abc.ABC):
             if unknown:
                 raise UnknownDevice(unknown)
             if pg:
-                cols = list(zip(*out))
-                r = yield Q("INSERT INTO telemetry (device, service, object, t, value) "
-                            "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "
-                            "?::float8[], ?::json[]) ON CONFLICT DO NOTHING",
-                            [list(c) for c in cols])
+                # new rows (the usual case) by COPY; a batch with rows already
+                # stored (a frame sent again) by INSERT ... ON CONFLICT DO NOTHING
+                r = Result([], None)
+                if self.copy_telemetry:
+                    r = yield Copy("telemetry", ("device", "service", "object", "t", "value"),
+                                   out)
+                if r.count is None:
+                    cols = list(zip(*out))
+                    r = yield Q("INSERT INTO telemetry (device, service, object, t, value) "
+                                "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "
+                                "?::float8[], ?::json[]) ON CONFLICT DO NOTHING",
+                                [list(c) for c in cols])
                 lcols = [list(c) for c in zip(*latest)]
                 yield Q("INSERT INTO latest (device, service, object, t, value) "
                         "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "

@@ -5,8 +5,10 @@ command to one claimer only (SELECT ... FOR UPDATE SKIP LOCKED), concurrent
 telemetry writers take latest-table row locks in one order, schema creation
 is serialised by an advisory lock, and a transaction that still meets a
 deadlock or serialisation failure is retried (its script is re-run from the
-start). Telemetry goes in with one INSERT ... SELECT FROM unnest(arrays) per
-table and batch; the latest table leaves half of each page free so that its
+start). Telemetry history goes in by one COPY per batch (in a savepoint; a
+batch holding rows already stored falls back to one INSERT ... SELECT FROM
+unnest(arrays) ON CONFLICT DO NOTHING), the latest values by one unnest
+upsert; the latest table leaves half of each page free so that its
 updates stay HOT (no index update). JSON columns use the `json` type (the
 text is kept as written), so floats such as 1e+20 keep their type.
 
@@ -18,7 +20,7 @@ import psycopg
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .store import Store, Many, Result, StoreError, StoreUnavailable
+from .store import Store, Copy, Many, Result, StoreError, StoreUnavailable
 
 RETRIES = 3
 
@@ -139,6 +141,19 @@ async def _configure(conn):
     conn.adapters.register_loader("json", TextLoader)
 
 
+async def _copy(conn, cur, stmt):
+    """COPY stmt.seq into stmt.table in a savepoint; Result count None on a unique violation."""
+    sql = "COPY %s (%s) FROM STDIN" % (stmt.table, ", ".join(stmt.columns))
+    try:
+        async with conn.transaction():      # a savepoint: a refused COPY leaves nothing
+            async with cur.copy(sql) as copy:
+                for row in stmt.seq:
+                    await copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        return Result([], None)
+    return Result([], cur.rowcount)
+
+
 class PostgresStore(Store):
     """Store on a PostgreSQL database; conninfo is a libpq URL or DSN."""
 
@@ -181,6 +196,8 @@ class PostgresStore(Store):
                 if type(stmt) is Many:
                     await cur.executemany(_pg(stmt.sql), stmt.seq)
                     res = Result([], cur.rowcount)
+                elif type(stmt) is Copy:
+                    res = await _copy(conn, cur, stmt)
                 else:
                     await cur.execute(_pg(stmt.sql), stmt.params)
                     res = Result(await cur.fetchall() if cur.description else [],
