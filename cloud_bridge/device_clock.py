@@ -44,8 +44,12 @@ class DeviceClocks:
         return True
 
     def frame(self, mid, now):
-        """The WRITE that sets a clock to now."""
-        return F.encode(F.WRITE, TIME, mid, {UNIX_TIME: int(now)})
+        """The WRITE that sets a clock to now, rounded up to the next second: a device
+        whose clock is in step is never set back into a second it has already used to
+        stamp telemetry (a second NOTIFY with the same time and other values would be
+        dropped by the store as a duplicate after it was acknowledged)."""
+        whole = int(now)
+        return F.encode(F.WRITE, TIME, mid, {UNIX_TIME: whole + (whole < now)})
 
     def done(self, device, now):
         if self.due.pop(device, None) == "drift":
