@@ -22,6 +22,23 @@ async def owner_command(ctx, event):
     return cmd
 
 
+async def overridden_events(ctx, active, event, now):
+    """(cmd, [(event id, record)]): the owner's command of a bridge event and the
+    running events of `active` (records with "devices": {device: plan} and "end")
+    whose plan on that device it takes over; (None, []) when there are none."""
+    if event.get("type") != "command" or event.get("status") != "queued":
+        return None, []
+    device = event.get("device")
+    hits = [(eid, rec) for eid, rec in active.items()
+            if device in rec["devices"] and rec["end"] > now]
+    if not hits:
+        return None, []
+    cmd = await owner_command(ctx, event)
+    if cmd is None:
+        return None, []
+    return cmd, [(eid, rec) for eid, rec in hits if overrides(cmd, rec["devices"][device])]
+
+
 def overrides(cmd, plan):
     """Does the command take over what the plan [id, start, expiry, primacy, entries] governs?"""
     body = cmd.body

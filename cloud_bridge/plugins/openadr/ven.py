@@ -33,7 +33,7 @@ from ....core.services import PLANS, PRICE
 from ...service import Forbidden, BadRequest, allowed
 from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
-from ..plan_override import owner_command, overrides, withdraw_plan
+from ..plan_override import overridden_events, withdraw_plan
 from . import translate as T
 from .reports import Reports, main_service
 
@@ -512,24 +512,14 @@ class Ven:
 
     async def on_bridge_event(self, event):
         """Watch the command log for owners overriding a plan of a running event."""
-        if event.get("type") != "command" or event.get("status") != "queued":
-            return
         device = event.get("device")
-        now = time.time()
-        hits = [(eid, rec) for eid, rec in self.active.items()
-                if device in rec["devices"] and rec["end"] > now]
-        if not hits:
-            return
-        cmd = await owner_command(self.ctx, event)
-        if cmd is None:
-            return
-        for eid, rec in hits:
-            if overrides(cmd, rec["devices"][device]):
-                del rec["devices"][device]
-                await self._cancel_plan(device, rec["plan_id"])
-                await self._audit("openadr.override", {"event": eid, "device": device,
-                                                      "by": cmd.actor, "command": cmd.id})
-                self._spawn_opt_out(eid, rec["mod"], [device], "overrideStatus")
+        cmd, taken = await overridden_events(self.ctx, self.active, event, time.time())
+        for eid, rec in taken:
+            del rec["devices"][device]
+            await self._cancel_plan(device, rec["plan_id"])
+            await self._audit("openadr.override", {"event": eid, "device": device,
+                                                  "by": cmd.actor, "command": cmd.id})
+            self._spawn_opt_out(eid, rec["mod"], [device], "overrideStatus")
 
     # ------------------------------------------------------------ records
 

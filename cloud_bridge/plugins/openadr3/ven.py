@@ -35,7 +35,7 @@ from ....core import frame as F
 from ....core.services import PLANS, PRICE
 from .. import dr_translate as D
 from ..dr_readings import aggregate, main_service
-from ..plan_override import owner_command, overrides, withdraw_plan
+from ..plan_override import overridden_events, withdraw_plan
 from . import translate as T
 from .client import VtnClient, VtnError, VtnUnreachable, AuthError
 from .webhook import Webhook
@@ -436,21 +436,13 @@ class Ven:
         """A device's owner taking over what a running event's plan governs: the
         plan is withdrawn from that device for the rest of the event."""
         device = event.get("device")
-        now = time.time()
-        hits = [(eid, rec) for eid, rec in self.active.items()
-                if device in rec["devices"] and rec["end"] > now]
-        if not hits:
-            return
-        cmd = await owner_command(self.ctx, event)
-        if cmd is None:
-            return
-        for eid, rec in hits:
-            if overrides(cmd, rec["devices"][device]):
-                del rec["devices"][device]
-                self.overridden.setdefault(eid, set()).add(device)
-                await self._cancel_plan(device, rec["plan_id"])
-                await self._audit("openadr3.override", {"event": eid, "device": device,
-                                                       "by": cmd.actor, "command": cmd.id})
+        cmd, taken = await overridden_events(self.ctx, self.active, event, time.time())
+        for eid, rec in taken:
+            del rec["devices"][device]
+            self.overridden.setdefault(eid, set()).add(device)
+            await self._cancel_plan(device, rec["plan_id"])
+            await self._audit("openadr3.override", {"event": eid, "device": device,
+                                                   "by": cmd.actor, "command": cmd.id})
 
     # ------------------------------------------------------------ reports
 
