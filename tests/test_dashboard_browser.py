@@ -139,81 +139,23 @@ async def start(tmp_path, tokens=None, middlewares=()):
     return fleet, bridge, local, runner, stepping
 
 
-def test_dashboard_shows_the_fleet_live_and_writes_a_set_point(tmp_path):
-    async def main():
-        fleet, bridge, local, runner, stepping = await start(tmp_path)
-        base = "http://127.0.0.1:%d" % runner.addresses[0][1]
-        driver = await asyncio.to_thread(browser, str(tmp_path / "chromium"))
-        page = Page(driver)
-        try:
-            # ---- fleet overview
-            await page.do(driver.get, base + "/")
-            await page.wait("return document.querySelector('main').dataset.ready", "fleet page")
-            csp = await page.js("return fetch('/').then(r => r.headers.get("
-                                "'Content-Security-Policy'))")
-            assert "script-src 'self'" in csp   # the page works under it: no console errors
-            rows = await page.js("return [...document.querySelectorAll('#fleet tbody tr')]"
-                                 ".map(r => r.dataset.id)")
-            assert rows == ["bat-0001", "ev-0001", "hp-0001", "hp-0002", "meter-0001"]
-            await page.js("window.notReloaded = true")
-            await local.connect(LATE, fleet.by_id[LATE])
-            await page.wait("return document.querySelector('#fleet tr[data-id=\"%s\"]')" % LATE,
-                            "the late device on the fleet page")
-            assert await page.js("return window.notReloaded === true")
-            assert await page.text("#fleet tr[data-id='%s'] .presence" % LATE) == "online"
-            assert await page.text("#fleet tr[data-id='hp-0001'] .profile") == "heat_pump"
-            await page.wait("return document.querySelector(\"#fleet tr[data-id='%s'] .key-value\")"
-                            ".textContent.includes('W')" % LATE, "live power of the late device")
-            await page.wait("return document.querySelector('#summary').textContent === "
-                            "'6 devices6 online0 sleeping0 offline'", "the counts")
-            await asyncio.sleep(2)  # a few live points on every sparkline for the picture
-            # (docs/dashboard-fleet.png is test_dashboard_fleet.py's, with aggregates and plans)
-            await page.screenshot(os.path.join(str(tmp_path), "dashboard-fleet.png"))
+class Session:
+    """What a dashboard test drives: the page in Chromium and the served fleet."""
 
-            # ---- device page
-            await page.do(driver.set_window_size, 1280, 900)
-            link = await page.do(driver.find_element, By.LINK_TEXT, "hp-0001")
-            await page.do(link.click)
-            await page.wait("return location.pathname === '/device/hp-0001' && "
-                            "document.querySelector('main').dataset.ready", "device page")
-            await page.wait("return +document.querySelector('#chart-flow_setpoint svg')"
-                            ".dataset.points >= 30", "flow_setpoint history plotted")
-            before = await page.text("#value-heat_pump-flow_setpoint")
-            assert before == "35.0 °C"
-            select = await page.do(driver.find_element, By.ID, "setpoint-object")
-            await page.do(Select(select).select_by_value, "flow_setpoint")
-            hint = await page.text("#setpoint-hint")
-            assert "Range 20 – 70 °C" in hint and "Now: 35.0 °C" in hint
-            field = await page.do(driver.find_element, By.ID, "setpoint-value")
-            await page.do(field.clear)
-            await page.do(field.send_keys, "52.5")
-            await page.do((await page.do(driver.find_element, By.ID, "setpoint-submit")).click)
-            cid = await page.wait(
-                "var r = [...document.querySelectorAll('#commands tbody tr')].find(r => "
-                "r.textContent.includes('flow_setpoint=52.5')); return r && r.dataset.id",
-                "the write in the command log")
-            await page.wait("return document.querySelector('#commands tr[data-id=\"%s\"] .status')"
-                            ".textContent === 'done'" % cid, "the command done")
-            assert fleet.by_id["hp-0001"].node.get(HEAT_PUMP, 7) == 52.5
-            assert "Queued command #%s" % cid in await page.text("#setpoint-result")
-            await page.wait("return document.querySelector('#value-heat_pump-flow_setpoint')"
-                            ".textContent === '52.5 °C'", "the new value in the table")
-            await page.wait("return document.querySelector('#chart-value-flow_setpoint')"
-                            ".textContent === '52.5 °C'", "the plot following the set-point")
-            # a plan through the plan form: SG-Ready "increased operation" for an hour
-            await page.do(Select(await page.do(driver.find_element, By.ID, "plan-object"))
-                          .select_by_value, "sg_ready")
-            await page.do(Select(await page.do(driver.find_element, By.ID, "plan-value"))
-                          .select_by_value, "3")
-            await page.do((await page.do(driver.find_element, By.ID, "plan-submit")).click)
-            await page.wait("var r = document.querySelector('#plans tr[data-id=\"1\"] .status');"
-                            "return r && r.textContent === 'accepted'", "the plan accepted")
-            assert fleet.by_id["hp-0001"].node.plans.find(1) is not None
-            await page.wait("return document.querySelector('#value-heat_pump-sg_ready')"
-                            ".textContent.startsWith('3 · ')", "the plan in force on the device")
-            await asyncio.sleep(3)  # a few more points on the plots for the picture
-            await page.screenshot(os.path.join(shot_dir(tmp_path), "dashboard-device.png"))
-            assert await page.errors() == []
+    def __init__(self, page, base, fleet, bridge, local, runner):
+        self.page, self.driver, self.base = page, page.driver, base
+        self.fleet, self.bridge, self.local, self.runner = fleet, bridge, local, runner
+
+
+def dashboard(tmp_path, body, timeout, tokens=None, middlewares=()):
+    """Run `await body(session)` against a served fleet and a fresh Chromium, then tear
+    both down; on a failure the browser's last picture is kept as failure.png."""
+    async def main():
+        fleet, bridge, local, runner, stepping = await start(tmp_path, tokens, middlewares)
+        driver = await asyncio.to_thread(browser, str(tmp_path / "chromium"))
+        base = "http://127.0.0.1:%d" % runner.addresses[0][1]
+        try:
+            await body(Session(Page(driver), base, fleet, bridge, local, runner))
         except BaseException:
             await asyncio.to_thread(driver.save_screenshot, str(tmp_path / "failure.png"))
             raise
@@ -224,33 +166,94 @@ def test_dashboard_shows_the_fleet_live_and_writes_a_set_point(tmp_path):
             await runner.cleanup()
             await bridge.stop()
             await bridge.store.close()
+    asyncio.run(asyncio.wait_for(main(), timeout))
 
-    asyncio.run(asyncio.wait_for(main(), 80))
+
+def test_dashboard_shows_the_fleet_live_and_writes_a_set_point(tmp_path):
+    async def body(s):
+        page, driver, base, fleet, local = s.page, s.driver, s.base, s.fleet, s.local
+        # ---- fleet overview
+        await page.do(driver.get, base + "/")
+        await page.wait("return document.querySelector('main').dataset.ready", "fleet page")
+        csp = await page.js("return fetch('/').then(r => r.headers.get("
+                            "'Content-Security-Policy'))")
+        assert "script-src 'self'" in csp   # the page works under it: no console errors
+        rows = await page.js("return [...document.querySelectorAll('#fleet tbody tr')]"
+                             ".map(r => r.dataset.id)")
+        assert rows == ["bat-0001", "ev-0001", "hp-0001", "hp-0002", "meter-0001"]
+        await page.js("window.notReloaded = true")
+        await local.connect(LATE, fleet.by_id[LATE])
+        await page.wait("return document.querySelector('#fleet tr[data-id=\"%s\"]')" % LATE,
+                        "the late device on the fleet page")
+        assert await page.js("return window.notReloaded === true")
+        assert await page.text("#fleet tr[data-id='%s'] .presence" % LATE) == "online"
+        assert await page.text("#fleet tr[data-id='hp-0001'] .profile") == "heat_pump"
+        await page.wait("return document.querySelector(\"#fleet tr[data-id='%s'] .key-value\")"
+                        ".textContent.includes('W')" % LATE, "live power of the late device")
+        await page.wait("return document.querySelector('#summary').textContent === "
+                        "'6 devices6 online0 sleeping0 offline'", "the counts")
+        await asyncio.sleep(2)  # a few live points on every sparkline for the picture
+        # (docs/dashboard-fleet.png is test_dashboard_fleet.py's, with aggregates and plans)
+        await page.screenshot(os.path.join(str(tmp_path), "dashboard-fleet.png"))
+
+        # ---- device page
+        await page.do(driver.set_window_size, 1280, 900)
+        link = await page.do(driver.find_element, By.LINK_TEXT, "hp-0001")
+        await page.do(link.click)
+        await page.wait("return location.pathname === '/device/hp-0001' && "
+                        "document.querySelector('main').dataset.ready", "device page")
+        await page.wait("return +document.querySelector('#chart-flow_setpoint svg')"
+                        ".dataset.points >= 30", "flow_setpoint history plotted")
+        before = await page.text("#value-heat_pump-flow_setpoint")
+        assert before == "35.0 °C"
+        select = await page.do(driver.find_element, By.ID, "setpoint-object")
+        await page.do(Select(select).select_by_value, "flow_setpoint")
+        hint = await page.text("#setpoint-hint")
+        assert "Range 20 – 70 °C" in hint and "Now: 35.0 °C" in hint
+        field = await page.do(driver.find_element, By.ID, "setpoint-value")
+        await page.do(field.clear)
+        await page.do(field.send_keys, "52.5")
+        await page.do((await page.do(driver.find_element, By.ID, "setpoint-submit")).click)
+        cid = await page.wait(
+            "var r = [...document.querySelectorAll('#commands tbody tr')].find(r => "
+            "r.textContent.includes('flow_setpoint=52.5')); return r && r.dataset.id",
+            "the write in the command log")
+        await page.wait("return document.querySelector('#commands tr[data-id=\"%s\"] .status')"
+                        ".textContent === 'done'" % cid, "the command done")
+        assert fleet.by_id["hp-0001"].node.get(HEAT_PUMP, 7) == 52.5
+        assert "Queued command #%s" % cid in await page.text("#setpoint-result")
+        await page.wait("return document.querySelector('#value-heat_pump-flow_setpoint')"
+                        ".textContent === '52.5 °C'", "the new value in the table")
+        await page.wait("return document.querySelector('#chart-value-flow_setpoint')"
+                        ".textContent === '52.5 °C'", "the plot following the set-point")
+        # a plan through the plan form: SG-Ready "increased operation" for an hour
+        await page.do(Select(await page.do(driver.find_element, By.ID, "plan-object"))
+                      .select_by_value, "sg_ready")
+        await page.do(Select(await page.do(driver.find_element, By.ID, "plan-value"))
+                      .select_by_value, "3")
+        await page.do((await page.do(driver.find_element, By.ID, "plan-submit")).click)
+        await page.wait("var r = document.querySelector('#plans tr[data-id=\"1\"] .status');"
+                        "return r && r.textContent === 'accepted'", "the plan accepted")
+        assert fleet.by_id["hp-0001"].node.plans.find(1) is not None
+        await page.wait("return document.querySelector('#value-heat_pump-sg_ready')"
+                        ".textContent.startsWith('3 · ')", "the plan in force on the device")
+        await asyncio.sleep(3)  # a few more points on the plots for the picture
+        await page.screenshot(os.path.join(shot_dir(tmp_path), "dashboard-device.png"))
+        assert await page.errors() == []
+    dashboard(tmp_path, body, 80)
 
 
 def test_dashboard_asks_for_a_token_when_the_bridge_has_tokens(tmp_path):
-    async def main():
-        fleet, bridge, local, runner, stepping = await start(tmp_path, {"s3cret": "operator"})
-        base = "http://127.0.0.1:%d" % runner.addresses[0][1]
-        driver = await asyncio.to_thread(browser, str(tmp_path / "chromium"))
-        page = Page(driver)
-        try:
-            await page.do(driver.get, base + "/")
-            await page.wait("return document.querySelector('#token')", "the sign-in form")
-            assert "missing or unknown bearer token" in await page.text("main")
-            field = await page.do(driver.find_element, By.ID, "token")
-            await page.do(field.send_keys, "s3cret\n")
-            await page.wait("return document.querySelector('main').dataset.ready", "fleet page")
-            await page.wait("return document.querySelector('#conn').textContent === 'live'",
-                            "the event stream, authorised by the token")
-            rows = await page.js("return document.querySelectorAll('#fleet tbody tr').length")
-            assert rows == 5
-        finally:
-            await asyncio.to_thread(driver.quit)
-            stepping.cancel()
-            await asyncio.gather(stepping, return_exceptions=True)
-            await runner.cleanup()
-            await bridge.stop()
-            await bridge.store.close()
-
-    asyncio.run(asyncio.wait_for(main(), 60))
+    async def body(s):
+        page, driver = s.page, s.driver
+        await page.do(driver.get, s.base + "/")
+        await page.wait("return document.querySelector('#token')", "the sign-in form")
+        assert "missing or unknown bearer token" in await page.text("main")
+        field = await page.do(driver.find_element, By.ID, "token")
+        await page.do(field.send_keys, "s3cret\n")
+        await page.wait("return document.querySelector('main').dataset.ready", "fleet page")
+        await page.wait("return document.querySelector('#conn').textContent === 'live'",
+                        "the event stream, authorised by the token")
+        rows = await page.js("return document.querySelectorAll('#fleet tbody tr').length")
+        assert rows == 5
+    dashboard(tmp_path, body, 60, tokens={"s3cret": "operator"})

@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from spot.cloud_bridge.http_api import STREAMS, _close_streams
-from test_dashboard_browser import CHROMIUM, LATE, Page, browser, shot_dir, start
+from test_dashboard_browser import CHROMIUM, LATE, dashboard, shot_dir
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
@@ -45,36 +45,18 @@ class Served:
         return response
 
 
-async def serve(tmp_path, served):
-    return await start(tmp_path, middlewares=[served.middleware])
-
-
 def run(tmp_path, body, timeout=90, expected_errors=None):
     """Run body(page, base, served, fleet, bridge, local, runner) against a served fleet;
     expected_errors: a regex of console errors the test causes on purpose."""
-    async def main():
-        served = Served()
-        fleet, bridge, local, runner, stepping = await serve(tmp_path, served)
-        base = "http://127.0.0.1:%d" % runner.addresses[0][1]
-        driver = await asyncio.to_thread(browser, str(tmp_path / "chromium"))
-        page = Page(driver)
-        try:
-            await body(page, base, served, fleet, bridge, local, runner)
-            assert [e for e in await page.errors()
-                    if not (expected_errors and re.search(expected_errors, e))] == []
-            for method, path, ctype in served.writes:
-                assert ctype == "application/json", (method, path, ctype)
-        except BaseException:
-            await asyncio.to_thread(driver.save_screenshot, str(tmp_path / "failure.png"))
-            raise
-        finally:
-            await asyncio.to_thread(driver.quit)
-            stepping.cancel()
-            await asyncio.gather(stepping, return_exceptions=True)
-            await runner.cleanup()
-            await bridge.stop()
-            await bridge.store.close()
-    asyncio.run(asyncio.wait_for(main(), timeout))
+    served = Served()
+
+    async def checked(s):
+        await body(s.page, s.base, served, s.fleet, s.bridge, s.local, s.runner)
+        assert [e for e in await s.page.errors()
+                if not (expected_errors and re.search(expected_errors, e))] == []
+        for method, path, ctype in served.writes:
+            assert ctype == "application/json", (method, path, ctype)
+    dashboard(tmp_path, checked, timeout, middlewares=[served.middleware])
 
 
 async def row_ids(page):
