@@ -8,7 +8,7 @@ older than `max_age` seconds is left out of the sum rather than counted stale.
 """
 from ...core.services import (HEAT_PUMP, PV_INVERTER, BATTERY, EV_CHARGER, METER, GENERATOR,
                                ENERGY_MANAGER)
-from .dr_translate import service
+from .dr_translate import DeviceView, capable, needs_readings, readings_of, service
 
 P = 1   # active power, W (scale 0), the same object id in every device profile
 
@@ -22,6 +22,20 @@ ENERGY = {
     GENERATOR: (("energy_out", -1),),
     ENERGY_MANAGER: (("energy_import", 1), ("energy_export", -1)),
 }
+
+
+async def device_views(ev, ids, by_id, latest):
+    """The DeviceView of every targeted device the event can act on: its main profile,
+    what it consumes, and (only where the event's rules need them) its latest readings
+    from `latest(device_id)`, the store's latest table."""
+    views = []
+    for i in ids:
+        sid = main_service(by_id[i])
+        if sid is None or not capable(ev, sid):
+            continue
+        readings = readings_of(sid, await latest(i)) if needs_readings(ev, sid) else {}
+        views.append(DeviceView(i, sid, by_id[i].consumes, readings))
+    return views
 
 
 def main_service(device):

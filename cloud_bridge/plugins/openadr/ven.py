@@ -33,9 +33,10 @@ from ....core.services import PLANS, PRICE
 from ...service import Forbidden, BadRequest, allowed
 from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
+from ..dr_readings import device_views
 from ..plan_override import overridden_events, withdraw_plan
 from . import translate as T
-from .reports import Reports, main_service
+from .reports import Reports
 
 DSIG = "{http://www.w3.org/2000/09/xmldsig#}Signature"
 LOG = logging.getLogger("spot.bridge.plugin.openadr")
@@ -431,15 +432,7 @@ class Ven:
         plans = {}
         may_command = allowed(self.ctx.role, F.INVOKE, PLANS)
         if commands and may_command:
-            views = []
-            for i in ids:
-                sid = main_service(by_id[i])
-                if sid is None or not T.capable(ev, sid):
-                    continue
-                readings = {}
-                if T.needs_readings(ev, sid):
-                    readings = T.readings_of(sid, await self.ctx.latest(i))
-                views.append(T.DeviceView(i, sid, by_id[i].consumes, readings))
+            views = await device_views(ev, ids, by_id, self.ctx.latest)
             plans = T.plans_for(ev, views, now, int(self.opts["primacy"]))
         price = None
         if has_price:

@@ -34,7 +34,7 @@ from ...tasks import cancel_and_wait
 from ....core import frame as F
 from ....core.services import PLANS, PRICE
 from .. import dr_translate as D
-from ..dr_readings import aggregate, main_service
+from ..dr_readings import aggregate, device_views, main_service
 from ..plan_override import overridden_events, withdraw_plan
 from . import translate as T
 from .client import VtnClient, VtnError, VtnUnreachable, AuthError
@@ -369,15 +369,7 @@ class Ven:
         commands, has_price = D.acts_on(ev)
         plans = {}
         if commands and allowed(self.ctx.role, F.INVOKE, PLANS):
-            views = []
-            for i in ids:
-                sid = main_service(by_id[i])
-                if sid is None or not D.capable(ev, sid):
-                    continue
-                readings = {}
-                if D.needs_readings(ev, sid):
-                    readings = D.readings_of(sid, await self.ctx.latest(i))
-                views.append(D.DeviceView(i, sid, by_id[i].consumes, readings))
+            views = await device_views(ev, ids, by_id, self.ctx.latest)
             plans = D.plans_for(ev, views, time.time(), int(self.opts["primacy"]))
             pid = plan_id(ev["id"])
             for plan in plans.values():
