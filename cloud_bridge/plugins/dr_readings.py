@@ -24,6 +24,15 @@ ENERGY = {
 }
 
 
+def taking_part(devices, opts):
+    """The devices a demand-response plugin acts for: its `groups` and `devices` options
+    (a device in either takes part); both empty: every device."""
+    groups, ids = set(opts["groups"]), set(opts["devices"])
+    if not groups and not ids:
+        return devices
+    return [d for d in devices if d.id in ids or groups.intersection(d.groups)]
+
+
 async def device_views(ev, ids, by_id, latest):
     """The DeviceView of every targeted device the event can act on: its main profile,
     what it consumes, and (only where the event's rules need them) its latest readings

@@ -31,7 +31,7 @@ import aiohttp
 from ...service import Forbidden, BadRequest
 from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
-from ..dr_readings import main_service, aggregate
+from ..dr_readings import main_service, aggregate, taking_part
 from ..plan_override import owner_command, overrides, withdraw_plan
 from . import mapping as MP
 from . import sep_xml as X
@@ -487,11 +487,7 @@ class Client:
     # ------------------------------------------------------------ devices
 
     async def members(self):
-        devices = await self.ctx.devices()
-        groups, ids = set(self.opts["groups"]), set(self.opts["devices"])
-        if not groups and not ids:
-            return devices
-        return [d for d in devices if d.id in ids or groups.intersection(d.groups)]
+        return taking_part(await self.ctx.devices(), self.opts)
 
     async def _views(self, ids=None):
         """DeviceViews (id, profile, latest readings) of the member devices (or those in ids)."""

@@ -33,7 +33,7 @@ from ....core.services import PLANS, PRICE
 from ...service import Forbidden, BadRequest, allowed
 from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
-from ..dr_readings import device_views
+from ..dr_readings import device_views, taking_part
 from ..plan_override import overridden_events, withdraw_plan
 from . import translate as T
 from .reports import Reports
@@ -371,11 +371,7 @@ class Ven:
 
     async def members(self):
         """The store Devices of this VEN (groups / devices options; none: all)."""
-        devices = await self.ctx.devices()
-        groups, ids = set(self.opts["groups"]), set(self.opts["devices"])
-        if not groups and not ids:
-            return devices
-        return [d for d in devices if d.id in ids or groups.intersection(d.groups)]
+        return taking_part(await self.ctx.devices(), self.opts)
 
     # ------------------------------------------------------------ events in
 

@@ -34,7 +34,7 @@ from ...tasks import cancel_and_wait
 from ....core import frame as F
 from ....core.services import PLANS, PRICE
 from .. import dr_translate as D
-from ..dr_readings import aggregate, device_views, main_service
+from ..dr_readings import aggregate, device_views, main_service, taking_part
 from ..plan_override import overridden_events, withdraw_plan
 from . import translate as T
 from .client import VtnClient, VtnError, VtnUnreachable, AuthError
@@ -161,11 +161,7 @@ class Ven:
 
     async def members(self):
         """The store Devices of this VEN (groups / devices options; none: all)."""
-        devices = await self.ctx.devices()
-        groups, ids = set(self.opts["groups"]), set(self.opts["devices"])
-        if not groups and not ids:
-            return devices
-        return [d for d in devices if d.id in ids or groups.intersection(d.groups)]
+        return taking_part(await self.ctx.devices(), self.opts)
 
     # ------------------------------------------------------------ the loop
 
