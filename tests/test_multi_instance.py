@@ -1,0 +1,273 @@
+"""Several `spot bridge` instances on one PostgreSQL store and one mosquitto broker
+(docs/scale-out.md): real bridge processes, a real PostgreSQL server, a real broker.
+
+Devices run in the test process on the code a board runs (CoapDevice over
+DeviceServer, as in test_bridge_faults) or as paho MQTT clients. A CoAP device
+is routed through the instance it registered with; a command posted to any
+instance goes out through that one; when an instance is killed (SIGKILL) its
+devices register with a survivor, which takes the route over and delivers.
+"""
+import asyncio
+import itertools
+import time
+
+import pytest
+
+import postgres
+from bridge_process import BridgeProcess, bridges  # noqa: F401  (a fixture)
+from test_bridge_faults import (Devices, announce, command_status, missing_rows, notify,
+                                serve, COMMAND, SG_READY)
+from waiting import until
+from spot.cloud_bridge.instances import _s_ddl, _s_take_routes, instance_key
+from spot.cloud_bridge.leader import Leadership
+from spot.cloud_bridge.store import open_store
+from spot.core.services import HEAT_PUMP
+from spot.ports.cpython.fleet import Fleet
+
+_numbers = itertools.count(1)
+LONG = 3600   # a device's registration lifetime: it registers once in a test
+
+
+@pytest.fixture(scope="module")
+def pg_server():
+    server = postgres.PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    name = "multi%d" % next(_numbers)
+    yield pg_server.create_database(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pair(bridges, pg_url, broker):
+    """Instances a and b of one deployment: one PostgreSQL store, one broker ($share)."""
+    def make(name):
+        return bridges(offline_after=60, mqtt="mqtt://127.0.0.1:%d" % broker.port,
+                       toml='store = "%s"\ninstance = "%s"\n[mqtt]\nshare_group = "spot"\n'
+                       % (pg_url, name))
+    return make("a"), make("b")
+
+
+async def devices_of(bridge):
+    status, devices = await asyncio.to_thread(bridge.call, "GET", "/api/v1/devices")
+    assert status == 200
+    return {d["id"]: d["presence"] for d in devices}
+
+
+async def post_command(bridge, device):
+    status, cmd = await asyncio.to_thread(bridge.call, "POST",
+                                          "/api/v1/devices/%s/commands" % device, COMMAND)
+    assert status == 202, cmd
+    return cmd["id"]
+
+
+def test_devices_register_through_either_instance_and_both_list_them(pair):
+    a, b = pair
+    fleet = Fleet({"heat_pump": 2}, seed=11, t0=int(time.time()))
+
+    async def main():
+        servers = [await serve(fleet.devices[0].node, a.coap, lambda ms: int(time.time())),
+                   await serve(fleet.devices[1].node, b.coap, lambda ms: int(time.time()))]
+        try:
+            async def both_listed():
+                listed = [set(await devices_of(x)) for x in (a, b)]
+                return all({"hp-0001", "hp-0002"} <= ids for ids in listed)
+            assert await until(both_listed), "a device registered on one instance is missing"
+        finally:
+            for s in servers:
+                s.close()
+    asyncio.run(main())
+
+
+def test_a_command_posted_to_one_instance_reaches_a_device_routed_through_the_other(pair):
+    a, b = pair
+    fleet = Fleet({"heat_pump": 1}, seed=12, t0=int(time.time()))
+    node = fleet.devices[0].node
+
+    async def main():
+        server = await serve(node, b.coap, lambda ms: int(time.time()), lifetime=LONG)
+        try:
+            async def registered():
+                return server.device.registrations == 1 and \
+                    (await devices_of(a)).get("hp-0001") == "online"
+            assert await until(registered)
+            registrations = server.device.registrations
+            cid = await post_command(a, "hp-0001")
+
+            async def done():
+                return await command_status(a, cid) == "done"
+            assert await until(done), await command_status(a, cid)
+            assert node.get(HEAT_PUMP, SG_READY) == 4
+            # b was told (a wake-up): it did not wait for the device to register again
+            assert server.device.registrations == registrations
+        finally:
+            server.close()
+    asyncio.run(main())
+
+
+def test_a_device_that_registers_with_another_instance_gets_its_commands_there(pair):
+    a, b = pair
+    fleet = Fleet({"heat_pump": 1}, seed=13, t0=int(time.time()))
+    node = fleet.devices[0].node
+
+    async def main():
+        first = await serve(node, b.coap, lambda ms: int(time.time()), lifetime=LONG)
+
+        async def registered():
+            return (await devices_of(b)).get("hp-0001") == "online"
+        assert await until(registered)
+        first.close()   # it moves to a (b still runs and still knows its old address)
+        second = await serve(node, a.coap, lambda ms: int(time.time()), lifetime=LONG)
+        try:
+            async def routed_through_a():
+                return await asyncio.to_thread(a.metric, "route_handovers_total") == 1
+            assert await until(routed_through_a)
+            cid = await post_command(b, "hp-0001")   # to the instance it left
+
+            async def done():
+                return await command_status(b, cid) == "done"
+            assert await until(done), await command_status(b, cid)
+            assert node.get(HEAT_PUMP, SG_READY) == 4
+        finally:
+            second.close()
+    asyncio.run(main())
+
+
+def test_kill_9_of_an_instance_loses_no_acknowledged_telemetry_and_its_devices_commands_go_out_through_the_survivor(
+        pair, pg_url):
+    a, b = pair
+
+    async def main():
+        devices = await Devices(2, b.coap).start()
+        try:
+            async def streaming():
+                return all(len(v) >= 5 for v in devices.acknowledged().values())
+            assert await until(streaming), "telemetry is not flowing through b"
+            b.kill()
+            acknowledged = devices.acknowledged()
+        finally:
+            await devices.stop()
+        assert await missing_rows(pg_url, acknowledged) == []
+        # commands posted to the survivor while the device's route is still b's wait
+        cid = await post_command(a, "hp-0001")
+        await asyncio.sleep(1.0)
+        assert await command_status(a, cid) == "queued"
+        # the device gives up on b and registers with a: a takes the route, delivers
+        node = devices.fleet.devices[0].node
+        server = await serve(node, a.coap, lambda ms: int(time.time()))
+        try:
+            async def done():
+                return await command_status(a, cid) == "done"
+            assert await until(done, timeout=30), await command_status(a, cid)
+            assert node.get(HEAT_PUMP, SG_READY) == 4
+        finally:
+            server.close()
+    asyncio.run(main())
+
+
+def test_mqtt_telemetry_is_split_between_the_instances_and_all_of_it_stored(pair, broker,
+                                                                            pg_url):
+    import paho.mqtt.client as mqtt
+    a, b = pair
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hp-mq",
+                         protocol=mqtt.MQTTv311)
+    device.connect("127.0.0.1", broker.port)
+    device.loop_start()
+    t0 = int(time.time())
+
+    def publish(topic, payload, retain=False):
+        info = device.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(5)
+        assert info.is_published()
+
+    async def stored():
+        store = await open_store(pg_url)
+        try:
+            return len(await store.history("hp-mq", HEAT_PUMP, 11, limit=1000))
+        finally:
+            await store.close()
+
+    async def main():
+        publish("spot/v1/hp-mq/announce", announce("hp-mq"), retain=True)
+
+        async def registered():
+            return "hp-mq" in await devices_of(a) and "hp-mq" in await devices_of(b)
+        assert await until(registered)
+        for k in range(40):
+            await asyncio.to_thread(publish, "spot/v1/hp-mq/10/up", notify(t0 + k, {11: k}))
+
+        async def all_stored():
+            return await stored() == 40
+        assert await until(all_stored), "%d of 40 acknowledged frames stored" % await stored()
+        got = [await asyncio.to_thread(x.metric, "frames_received_total", op="NOTIFY")
+               for x in (a, b)]
+        assert sum(got) == 40 and min(got) > 0, got
+    try:
+        asyncio.run(main())
+    finally:
+        device.loop_stop()
+        device.disconnect()
+
+
+def test_a_second_bridge_with_a_running_instance_id_is_refused(bridges, pg_url, tmp_path):
+    bridges(toml='store = "%s"\ninstance = "same"\n' % pg_url)
+    twin = BridgeProcess(tmp_path / "twin", toml='store = "%s"\ninstance = "same"\n' % pg_url)
+    with pytest.raises(AssertionError, match="already running on this store"):
+        twin.start()
+
+
+# ---------------------------------------------------------------- in process, real PostgreSQL
+
+def test_a_route_taken_over_puts_the_old_holders_unsent_claims_back_in_the_queue(pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        try:
+            await store._run(_s_ddl)
+            now = time.time()
+            await store.upsert_device("hp-x", [[HEAT_PUMP, 1, 0]], [], 0, now)
+            await store._run(lambda: _s_take_routes("b", [("hp-x", "coap", "coap://b")], now))
+            cid = await store.enqueue("hp-x", HEAT_PUMP, 2, {7: 4}, "operator", now, now + 60)
+            assert (await store.claim("hp-x", now, "b")).id == cid
+            taken = await store._run(lambda: _s_take_routes("a", [("hp-x", "coap", "coap://a")],
+                                                            now + 1))
+            assert taken == ["hp-x"]
+            assert (await store.get_command(cid)).status == "queued"
+            assert (await store.claim("hp-x", now + 1, "a")).id == cid
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_the_leader_lock_passes_to_another_instance_when_the_leader_goes(pg_url):
+    async def main():
+        events = []
+
+        def leader(name):
+            async def lead():
+                events.append(("lead", name))
+
+            async def lose():
+                events.append(("lose", name))
+            return Leadership(pg_url, lead, lose, retry=0.1, check=0.1, name=name)
+        first = await leader("a").start()
+        second = await leader("b").start()
+        try:
+            await asyncio.sleep(0.5)
+            assert first.leading and not second.leading and events == [("lead", "a")]
+            await first.stop()   # its session ends: PostgreSQL frees the lock
+            assert await until(lambda: second.leading, timeout=10)
+            assert events == [("lead", "a"), ("lose", "a"), ("lead", "b")]
+        finally:
+            await first.stop()
+            await second.stop()
+    asyncio.run(main())
+
+
+def test_instance_ids_map_to_distinct_lock_keys_in_the_int32_range():
+    keys = {instance_key("bridge-%d" % i) for i in range(1000)}
+    assert len(keys) == 1000 and all(-(1 << 31) <= k < 1 << 31 for k in keys)
