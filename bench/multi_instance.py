@@ -1,0 +1,138 @@
+"""Two bridge instances against one, on one PostgreSQL store: CoAP frames stored per second.
+
+    python3 bench/multi_instance.py               # markdown for docs/benchmarks.md
+    python3 bench/multi_instance.py --devices=1000 --rounds=2
+
+One PostgreSQL server (durable: fsync on, as in production) for the whole run.
+Cells alternate, "one" then "two", `rounds` times, each on a fresh database:
+
+- one: one `spot bridge` (instance a); one load generator process with all N
+  devices (bench/bridge_ingest.py's CoapFleet: real CoAP, closed loop, a
+  window of requests in flight, 2.04 only after commit) for LOAD_SECONDS.
+- two: instances a and b on the same database; two load generators, each
+  with N/2 devices (distinct ids) and half the window, one per instance,
+  started together. Frames/s = all frames acknowledged / the longer window.
+
+Stored rows are counted at the end and must equal acknowledged frames x 21.
+
+Everything shares the machine's cores: the bridges, the generators and
+PostgreSQL. The ratio says what a second instance buys on THIS machine; on
+separate machines the instances do not compete for CPU (docs/scale-out.md).
+"""
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bridge_ingest as B  # noqa: E402  (also puts tests/ on sys.path)
+
+LOAD_SECONDS = B.LOAD_SECONDS
+ROWS = B.ROWS_PER_FRAME
+
+
+def bridge(tmp, url, name):
+    data = tempfile.mkdtemp(dir=tmp, prefix="bridge-%s-" % name)
+    return B.BridgeProcess(data, store=url, extra_args=["--instance", name]).start()
+
+
+def run_cell(tmp, pg, k, instances, n, window):
+    name = "mi_%d" % k
+    url = pg.create_database(name)
+    bridges, gens = [], []
+    try:
+        for i in range(instances):
+            bridges.append(bridge(tmp, url, "ab"[i]))
+        per = n // instances
+        for i, b in enumerate(bridges):
+            gens.append(B.LoadGen("coap", per, "127.0.0.1", b.coap_port, LOAD_SECONDS,
+                                  window // instances, 0, "d%s" % "ab"[i]))
+        reg = max(g.read()["registered"] for g in gens)
+        B.settle(bridges[0].pid, [b.pid for b in bridges[1:]] + B.pg_backends(pg)())
+        cpu = B.CpuWindow(**{"bridge_" + "ab"[i]: b.pid for i, b in enumerate(bridges)}).start()
+        for g in gens:
+            g.go()
+        stats = [g.read() for g in gens]
+        usage = cpu.stop()
+        for g in gens:
+            g.close()
+        for b in bridges:
+            b.stop()
+        acked = sum(s["acked"] for s in stats)
+        seconds = max(s["seconds"] for s in stats)
+        stored, devices = B.count_rows(url)
+        return {"instances": instances, "devices": n, "registered_s": reg, "acked": acked,
+                "seconds": seconds, "fps": acked / seconds, "stored_rows": stored,
+                "acked_rows": acked * ROWS, "per_instance": [s["acked"] for s in stats],
+                "cpu": usage, "p99_ms": max(s["p99_ms"] for s in stats)}
+    finally:
+        for g in gens:
+            if g.proc.poll() is None:
+                g.proc.kill()
+        for b in bridges:
+            b.kill()
+        pg.drop_database(name)
+
+
+def fmt(r, base):
+    ok = "yes" if r["stored_rows"] == r["acked_rows"] else "NO (%d of %d)" % (
+        r["stored_rows"], r["acked_rows"])
+    cpu = " + ".join("%.0f" % v for k, v in sorted(r["cpu"].items()) if k.startswith("bridge"))
+    return "| %d | %d | %d | %.0f | %s | %s | %.2f | %s | %.0f |" % (
+        r["instances"], r["devices"], r["acked"], r["fps"],
+        " / ".join(str(a) for a in r["per_instance"]), ok,
+        r["fps"] / base if base else float("nan"), cpu, r["cpu"]["machine"])
+
+
+def main(argv):
+    n = 1000
+    rounds = 2
+    window = B.WINDOW
+    for a in argv:
+        if a.startswith("--devices="):
+            n = int(a.split("=", 1)[1])
+        elif a.startswith("--rounds="):
+            rounds = int(a.split("=", 1)[1])
+        elif a.startswith("--window="):
+            window = int(a.split("=", 1)[1])
+    B.raise_fd_limit()
+    began = time.perf_counter()
+    tmp = tempfile.mkdtemp(prefix="spot-multi-bench-")
+    import postgres
+    pg = postgres.PostgresServer(durable=True).start()
+    results = []
+    try:
+        k = 0
+        for _ in range(rounds):
+            for instances in (1, 2):
+                k += 1
+                r = run_cell(tmp, pg, k, instances, n, window)
+                results.append(r)
+                print(json.dumps(r), file=sys.stderr, flush=True)
+    finally:
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("CoAP telemetry stored by one vs two `spot bridge` instances on one PostgreSQL "
+          "(fsync on), %d devices in all, window %d, %.0f s per cell; one frame = 21 rows"
+          % (n, window, LOAD_SECONDS))
+    print()
+    print("| instances | devices | frames acked | frames/s | acked per instance "
+          "| stored = acked | × one (same round) | bridge CPU % | machine CPU % |")
+    print("|---:|---:|---:|---:|---|---|---:|---:|---:|")
+    base = None
+    for r in results:
+        if r["instances"] == 1:
+            base = r["fps"]
+        print(fmt(r, base))
+    print()
+    print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(),
+                                                    os.cpu_count(), time.perf_counter() - began))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
