@@ -15,10 +15,17 @@ Cells alternate, "one" then "two", `rounds` times, each on a fresh database:
 
 Stored rows are counted at the end and must equal acknowledged frames x 21.
 
+The second table is the cost of routing: commands posted one at a time to
+instance b for devices registered with b (local), or to instance a for
+those same devices (a queues, sends NOTIFY spot_wake, b looks up and
+delivers), timed from the POST to the device receiving the request (a
+CoapFleet device records when).
+
 Everything shares the machine's cores: the bridges, the generators and
 PostgreSQL. The ratio says what a second instance buys on THIS machine; on
 separate machines the instances do not compete for CPU (docs/scale-out.md).
 """
+import asyncio
 import json
 import os
 import platform
@@ -79,6 +86,40 @@ def run_cell(tmp, pg, k, instances, n, window):
         pg.drop_database(name)
 
 
+async def command_latency(tmp, pg, count=20):
+    """{"local": [s], "routed": [s]}: POST to the device's request, by where posted."""
+    url = pg.create_database("mi_cmd")
+    a, b = bridge(tmp, url, "a"), bridge(tmp, url, "b")
+    fleet = None
+    try:
+        fleet = await B.CoapFleet(count, b.coap, prefix="cmd").open()
+        await fleet.register()
+        deadline = time.monotonic() + 10   # the bridge sets each device's clock first
+        while len(fleet.commanded) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        fleet.commanded.clear()
+        out = {"local": [], "routed": []}
+        for i, device in enumerate(fleet.ids):
+            where, via = (b, "local") if i % 2 == 0 else (a, "routed")
+            t = time.time()
+            await asyncio.to_thread(where.post, "/api/v1/devices/%s/commands" % device,
+                                    {"service": "heat_pump", "op": "write",
+                                     "values": {"sg_ready": 4}})
+            deadline = time.monotonic() + 30
+            while i not in fleet.commanded and time.monotonic() < deadline:
+                await asyncio.sleep(0.001)
+            if i in fleet.commanded:
+                out[via].append(fleet.commanded[i][0] - t)
+        return out
+    finally:
+        if fleet is not None:
+            fleet.close()
+        a.stop()
+        b.stop()
+        pg.drop_database("mi_cmd")
+
+
 def fmt(r, base):
     ok = "yes" if r["stored_rows"] == r["acked_rows"] else "NO (%d of %d)" % (
         r["stored_rows"], r["acked_rows"])
@@ -106,7 +147,9 @@ def main(argv):
     import postgres
     pg = postgres.PostgresServer(durable=True).start()
     results = []
+    latency = None
     try:
+        latency = asyncio.run(command_latency(tmp, pg))
         k = 0
         for _ in range(rounds):
             for instances in (1, 2):
@@ -129,6 +172,17 @@ def main(argv):
         if r["instances"] == 1:
             base = r["fps"]
         print(fmt(r, base))
+    print()
+    print("A command to one device, POST to the device's request (ms), %d commands each:"
+          % len(latency["local"]))
+    print()
+    print("| posted to | median | max |")
+    print("|---|---:|---:|")
+    for via, text in (("local", "b, the instance holding the route"),
+                      ("routed", "a (NOTIFY wake-up to b)")):
+        ts = sorted(latency[via])
+        print("| %s | %.1f | %.1f |" % (text, 1000 * B.percentile(ts, 50), 1000 * ts[-1])
+              if ts else "| %s | none delivered | |" % text)
     print()
     print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(),
                                                     os.cpu_count(), time.perf_counter() - began))
