@@ -60,7 +60,7 @@ def quiet_library_loggers():
 class Parts:
     """What a running bridge is made of (for tests and the demo)."""
     bridge = store = coap = mqtt = plugins = http = None
-    instances = leadership = None   # several instances on one PostgreSQL store
+    instances = leadership = relay = None   # several instances on one PostgreSQL store
     http_url = ""
     listening = ()    # one line per address the bridge serves or connects to
 
@@ -114,6 +114,10 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
             from .leader import Leadership
             p.leadership = await Leadership(p.store.conninfo, p.plugins.start, p.plugins.stop,
                                             name=config.instance).start()
+            p.bridge.metrics.gauge("leader", lambda: int(p.leadership.leading),
+                                   "1 while this instance runs the plugins (the leader)")
+            from .event_relay import EventRelay   # the leader's plugins see every instance
+            p.relay = await EventRelay(p.bridge, p.store, p.leadership, config.instance).start()
         else:
             await p.plugins.start()
         from .http_api import make_app
@@ -133,7 +137,8 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
             log.info("listening: %s", line)
         yield p
     finally:
-        for step in (p.leadership.stop if p.leadership else p.plugins and p.plugins.stop,
+        for step in (p.relay and p.relay.stop,
+                     p.leadership.stop if p.leadership else p.plugins and p.plugins.stop,
                      p.http and p.http.cleanup, p.mqtt and p.mqtt.stop, p.coap and p.coap.stop,
                      p.instances and p.instances.stop, p.bridge and p.bridge.stop):
             if step:

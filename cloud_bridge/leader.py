@@ -54,8 +54,8 @@ class Leadership:
     async def _try(self):
         try:
             if self._conn is None:
-                self._conn = await psycopg.AsyncConnection.connect(self.conninfo,
-                                                                   autocommit=True)
+                self._conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True), self.check * 5)
             if not self.leading:
                 cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
                                                LEADER_LOCK)
@@ -65,10 +65,10 @@ class Leadership:
                     log.warning("instance %s leads: it runs the single-endpoint plugins",
                                 self.name)
                     await self.on_lead()
-            else:
-                await self._conn.execute("SELECT 1")   # still connected: still holding it
-        except psycopg.Error as e:
-            log.warning("leader lock connection lost (%s)", e)
+            else:   # still connected, so still holding it (or step down now)
+                await asyncio.wait_for(self._conn.execute("SELECT 1"), self.check)
+        except (psycopg.Error, asyncio.TimeoutError) as e:
+            log.warning("leader lock connection lost (%s)", e or "no answer in time")
             await self._step_down()
 
     async def _step_down(self):

@@ -18,6 +18,7 @@ from bridge_process import BridgeProcess, bridges  # noqa: F401  (a fixture)
 from test_bridge_faults import (Devices, announce, command_status, missing_rows, notify,
                                 serve, COMMAND, SG_READY)
 from waiting import until
+from spot.cloud_bridge.event_relay import MAX_PAYLOAD, pack, unpack
 from spot.cloud_bridge.instances import _s_ddl, _s_take_routes, instance_key
 from spot.cloud_bridge.leader import Leadership
 from spot.cloud_bridge.store import open_store
@@ -214,6 +215,41 @@ def test_mqtt_telemetry_is_split_between_the_instances_and_all_of_it_stored(pair
         device.disconnect()
 
 
+def test_plugins_run_on_one_leader_that_sees_every_instances_events_and_fails_over(
+        bridges, pg_url):
+    """The example plugin (peak limiter, limit 1 W) on both instances: a leads, so a's
+    plugin must see b's device and telemetry (relayed) to block it with a plan, which
+    goes out through b; after kill -9 of a, b leads."""
+    toml = ('store = "%s"\ninstance = "%%s"\n[plugins.example]\nlimit_w = 1\nrole = "owner"\n'
+            % pg_url)
+    a = bridges(offline_after=60, toml=toml % "a")
+    b = bridges(offline_after=60, toml=toml % "b")
+
+    async def leaders():
+        return [await asyncio.to_thread(x.metric, "leader") for x in (a, b)]
+
+    async def main():
+        assert await leaders() == [1, 0]
+        devices = await Devices(1, b.coap).start()
+        try:
+            async def blocked():
+                status, plans = await asyncio.to_thread(b.call, "GET",
+                                                        "/api/v1/devices/hp-0001/plans")
+                return status == 200 and any(p["id"] == 4242 and p["status"] == "accepted"
+                                             for p in plans)
+            assert await until(blocked, timeout=30), "the leader's plugin did not act"
+            node = devices.fleet.devices[0].node
+            assert node.get(HEAT_PUMP, SG_READY) == 1   # blocked, through b
+        finally:
+            await devices.stop()
+        a.kill()
+
+        async def b_leads():
+            return await asyncio.to_thread(b.metric, "leader") == 1
+        assert await until(b_leads, timeout=20)
+    asyncio.run(main())
+
+
 def test_a_second_bridge_with_a_running_instance_id_is_refused(bridges, pg_url, tmp_path):
     bridges(toml='store = "%s"\ninstance = "same"\n' % pg_url)
     twin = BridgeProcess(tmp_path / "twin", toml='store = "%s"\ninstance = "same"\n' % pg_url)
@@ -271,3 +307,23 @@ def test_the_leader_lock_passes_to_another_instance_when_the_leader_goes(pg_url)
 def test_instance_ids_map_to_distinct_lock_keys_in_the_int32_range():
     keys = {instance_key("bridge-%d" % i) for i in range(1000)}
     assert len(keys) == 1000 and all(-(1 << 31) <= k < 1 << 31 for k in keys)
+
+
+def test_relayed_events_are_packed_below_the_notify_limit_and_come_back_unchanged():
+    events = [{"type": "telemetry", "device": "hp-%04d" % i, "service": HEAT_PUMP, "t": i,
+               "values": {"1": 1.5, "11": i}, "result": {7: b"\x00"}} for i in range(500)]
+    payloads, skipped = pack(events)
+    assert skipped == 0 and len(payloads) > 1
+    assert all(len(p.encode()) <= MAX_PAYLOAD for p in payloads)
+    assert [e for p in payloads for e in unpack(p)] == events
+
+
+def test_an_event_too_big_for_one_notification_is_left_out_and_counted():
+    big = {"type": "command", "result": "x" * MAX_PAYLOAD}
+    payloads, skipped = pack([big, {"type": "presence", "device": "d"}])
+    assert skipped == 1 and [e for p in payloads for e in unpack(p)] == [
+        {"type": "presence", "device": "d"}]
+
+
+def test_a_notification_that_is_not_a_list_of_events_yields_none():
+    assert unpack("not json") == [] and unpack('{"type": "x"}') == [] and unpack("[1, {}]") == [{}]
