@@ -171,48 +171,100 @@ def test_kill_9_of_an_instance_loses_no_acknowledged_telemetry_and_its_devices_c
     asyncio.run(main())
 
 
+class MqttDevice:
+    """A device publishing at QoS 1 through the broker (paho); PUBACK = acknowledged."""
+
+    def __init__(self, broker, device):
+        import paho.mqtt.client as mqtt
+        self.device = device
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
+                                  protocol=mqtt.MQTTv311)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.t0 = int(time.time())
+
+    def publish(self, topic, payload, retain=False):
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(5)
+        assert info.is_published()   # the broker's PUBACK: acknowledged
+
+    def announce(self):
+        self.publish("spot/v1/%s/announce" % self.device, announce(self.device), retain=True)
+
+    def notify(self, k):
+        self.publish("spot/v1/%s/10/up" % self.device, notify(self.t0 + k, {11: k}))
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def stored_history(pg_url, device):
+    store = await open_store(pg_url)
+    try:
+        return len(await store.history(device, HEAT_PUMP, 11, limit=1000))
+    finally:
+        await store.close()
+
+
 def test_mqtt_telemetry_is_split_between_the_instances_and_all_of_it_stored(pair, broker,
                                                                             pg_url):
-    import paho.mqtt.client as mqtt
     a, b = pair
-    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hp-mq",
-                         protocol=mqtt.MQTTv311)
-    device.connect("127.0.0.1", broker.port)
-    device.loop_start()
-    t0 = int(time.time())
-
-    def publish(topic, payload, retain=False):
-        info = device.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(5)
-        assert info.is_published()
-
-    async def stored():
-        store = await open_store(pg_url)
-        try:
-            return len(await store.history("hp-mq", HEAT_PUMP, 11, limit=1000))
-        finally:
-            await store.close()
+    device = MqttDevice(broker, "hp-mq")
 
     async def main():
-        publish("spot/v1/hp-mq/announce", announce("hp-mq"), retain=True)
+        device.announce()
 
         async def registered():
             return "hp-mq" in await devices_of(a) and "hp-mq" in await devices_of(b)
         assert await until(registered)
         for k in range(40):
-            await asyncio.to_thread(publish, "spot/v1/hp-mq/10/up", notify(t0 + k, {11: k}))
+            await asyncio.to_thread(device.notify, k)
 
         async def all_stored():
-            return await stored() == 40
-        assert await until(all_stored), "%d of 40 acknowledged frames stored" % await stored()
+            return await stored_history(pg_url, "hp-mq") == 40
+        assert await until(all_stored), "%d of 40 acknowledged frames stored" % (
+            await stored_history(pg_url, "hp-mq"))
         got = [await asyncio.to_thread(x.metric, "frames_received_total", op="NOTIFY")
                for x in (a, b)]
         assert sum(got) == 40 and min(got) > 0, got
     try:
         asyncio.run(main())
     finally:
-        device.loop_stop()
-        device.disconnect()
+        device.close()
+
+
+def test_mqtt_frames_the_broker_keeps_for_a_killed_instance_are_stored_when_it_restarts(
+        pair, broker, pg_url):
+    """mosquitto 2 goes on sharing /up with the killed instance's persistent session:
+    those frames wait in the broker (acknowledged to the device) until the instance is
+    back under its id; none is lost (docs/scale-out.md)."""
+    a, b = pair
+    device = MqttDevice(broker, "hp-mq")
+
+    async def main():
+        device.announce()
+
+        async def registered():
+            return "hp-mq" in await devices_of(a) and "hp-mq" in await devices_of(b)
+        assert await until(registered)
+        b.kill()
+        for k in range(20):
+            await asyncio.to_thread(device.notify, k)
+
+        async def survivor_stored_its_share():
+            return await stored_history(pg_url, "hp-mq") > 0
+        assert await until(survivor_stored_its_share)
+        await asyncio.to_thread(b.start)
+
+        async def all_stored():
+            return await stored_history(pg_url, "hp-mq") == 20
+        assert await until(all_stored), "%d of 20 acknowledged frames stored" % (
+            await stored_history(pg_url, "hp-mq"))
+    try:
+        asyncio.run(main())
+    finally:
+        device.close()
 
 
 def test_plugins_run_on_one_leader_that_sees_every_instances_events_and_fails_over(
