@@ -16,6 +16,10 @@ Every `spot bridge` sharing a PostgreSQL database runs one `Instances`
   shared broker: `shared_by_instances = True`) have no route row; any
   instance delivers their commands and the queue's claim gives each command
   to one of them.
+- Commands claimed and never sent by an instance that died: a running instance
+  whose id they carry frees them at its start; otherwise any instance that
+  finds claims older than CLAIM_GRACE whose instance id no running bridge
+  holds (its lock is free) puts them back in the queue.
 - Prompt delivery of commands queued on another instance: the instance that
   queued a command for a device it does not route sends NOTIFY spot_wake; the
   holders then look for queued commands of the devices they route (one
@@ -41,6 +45,7 @@ WAKE = "spot_wake"        # payload: the sender's id; queued commands may wait f
 ROUTE = "spot_route"      # payload: the sender's id; it took over device routes
 INSTANCE_LOCK = 7013      # advisory lock class of instance ids (7012: schema creation)
 ROUTE_WINDOW = 60.0       # seconds of hand-overs re-read in each lookup (clock skew margin)
+CLAIM_GRACE = 30.0        # seconds a claim may wait for its send before it counts as orphaned
 
 ROUTES_DDL = (
     """CREATE TABLE IF NOT EXISTS device_routes (
@@ -92,6 +97,29 @@ def _s_take_routes(instance, routes, now):
     return taken
 
 
+def _s_free_claims(owner):
+    """Queue again the commands `owner` claimed and never sent; their devices."""
+    r = yield Q("UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
+                "WHERE status = 'claimed' AND claimed_by = ? RETURNING device", (owner,))
+    return [row[0] for row in r.rows]
+
+
+def _s_orphaned_claims(instance, before):
+    """Free the claims (made at or before `before`) of instance ids no running bridge
+    holds: the instance died between claiming and sending. Returns their devices."""
+    r = yield Q("SELECT DISTINCT claimed_by FROM commands WHERE status = 'claimed' "
+                "AND claimed_at <= ? AND claimed_by <> ?", (float(before), instance))
+    devices = []
+    for (owner,) in r.rows:
+        # conflicts with the session lock a running instance holds on its id; a
+        # transaction lock, so it is released at commit
+        got = yield Q("SELECT pg_try_advisory_xact_lock(?, ?)",
+                      (INSTANCE_LOCK, instance_key(owner)))
+        if got.rows[0][0]:
+            devices += yield from _s_free_claims(owner)
+    return devices
+
+
 def _s_waiting(instance):
     r = yield Q("SELECT DISTINCT c.device FROM commands c JOIN device_routes r "
                 "ON r.device = c.device WHERE r.instance = ? AND c.status = 'queued'",
@@ -135,6 +163,12 @@ class Instances:
     async def start(self):
         await self.store._run(_s_ddl)
         await self._connect()
+        # this id runs nowhere else (its lock is ours): its unsent claims are from before
+        # a crash, and are delivered again
+        freed = await self.store._run(lambda: _s_free_claims(self.instance))
+        if freed:
+            log.warning("%d command(s) claimed before this instance stopped are queued again",
+                        len(freed))
         self._looked = self.bridge.clock() - ROUTE_WINDOW
         self._tasks = [asyncio.ensure_future(self._listen()),
                        asyncio.ensure_future(self._look_forever())]
@@ -272,8 +306,13 @@ class Instances:
             log.warning("wake-up not sent: %s", e)
 
     async def look(self):
-        """Drop routes other instances took over; deliver what waits for devices here."""
+        """Drop routes other instances took over; queue again what dead instances claimed;
+        deliver what waits for devices here."""
         now = self.bridge.clock()
+        for device in await self.store._run(
+                lambda: _s_orphaned_claims(self.instance, now - CLAIM_GRACE)):
+            if device in self.bridge.routes:
+                self.bridge._kick(device)
         since, self._looked = self._looked, now
         for device in await self.store._run(
                 lambda: _s_lost(self.instance, since - ROUTE_WINDOW), write=False):

@@ -19,7 +19,8 @@ from test_bridge_faults import (Devices, announce, command_status, missing_rows,
                                 serve, COMMAND, SG_READY)
 from waiting import until
 from spot.cloud_bridge.event_relay import MAX_PAYLOAD, pack, unpack
-from spot.cloud_bridge.instances import _s_ddl, _s_take_routes, instance_key
+from spot.cloud_bridge.instances import (INSTANCE_LOCK, _s_ddl, _s_orphaned_claims,
+                                        _s_take_routes, instance_key)
 from spot.cloud_bridge.leader import Leadership
 from spot.cloud_bridge.store import open_store
 from spot.core.services import HEAT_PUMP
@@ -379,3 +380,31 @@ def test_an_event_too_big_for_one_notification_is_left_out_and_counted():
 
 def test_a_notification_that_is_not_a_list_of_events_yields_none():
     assert unpack("not json") == [] and unpack('{"type": "x"}') == [] and unpack("[1, {}]") == [{}]
+
+
+def test_claims_of_an_instance_that_runs_nowhere_are_queued_again_and_a_running_ones_kept(
+        pg_url):
+    import psycopg
+
+    async def main():
+        store = await open_store(pg_url)
+        live = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            await live.execute("SELECT pg_advisory_lock(%s, %s)",
+                               (INSTANCE_LOCK, instance_key("alive")))
+            now = time.time()
+            claimed = {}
+            for owner in ("alive", "dead"):
+                device = "hp-" + owner
+                await store.upsert_device(device, [[HEAT_PUMP, 1, 0]], [], 0, now)
+                cid = await store.enqueue(device, HEAT_PUMP, 2, {7: 4}, "operator", now, now + 600)
+                assert (await store.claim(device, now, owner)).id == cid
+                claimed[owner] = cid
+            assert await store._run(lambda: _s_orphaned_claims("a", now - 1)) == []  # too young
+            assert await store._run(lambda: _s_orphaned_claims("a", now)) == ["hp-dead"]
+            assert (await store.get_command(claimed["dead"])).status == "queued"
+            assert (await store.get_command(claimed["alive"])).status == "claimed"
+        finally:
+            await live.close()
+            await store.close()
+    asyncio.run(main())
