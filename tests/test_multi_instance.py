@@ -408,3 +408,11 @@ def test_claims_of_an_instance_that_runs_nowhere_are_queued_again_and_a_running_
             await live.close()
             await store.close()
     asyncio.run(main())
+
+
+def test_an_instance_id_that_cannot_name_an_mqtt_client_is_refused_at_load():
+    from spot.cloud_bridge import config as C
+    assert C.load(instance="edge-7.b").instance == "edge-7.b"
+    for bad in ("", "a/b", "a+b", "x" * 65, 7):
+        with pytest.raises(ValueError, match="instance"):
+            C.load(instance=bad)
