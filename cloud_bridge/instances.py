@@ -222,7 +222,10 @@ class Instances:
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, StoreError, OSError) as e:
-                log.warning("instance link to the store lost (%s): reconnecting", e)
+                # DuplicateInstance here: another bridge took this id while the link was
+                # down; both now serve under one id until one of them is stopped
+                (log.error if isinstance(e, DuplicateInstance) else log.warning)(
+                    "instance link to the store lost (%s): reconnecting", e)
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     try:
