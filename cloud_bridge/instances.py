@@ -156,7 +156,14 @@ class Instances:
         self._conn = None
         self._tasks = []
         self.wakes_sent = self.wakes_heard = 0
-        bridge.metrics.describe("route_handovers", "device routes this instance took over")
+        m = bridge.metrics
+        m.describe("route_handovers", "device routes this instance took over")
+        m.describe("orphaned_claims", "commands a dead instance claimed, queued again here")
+        m.gauge("routes_held", lambda: len(self.held), "devices routed through this instance")
+        m.gauge("wakeups_sent", lambda: self.wakes_sent,
+                "NOTIFY wake-ups sent for commands queued for other instances' devices")
+        m.gauge("wakeups_heard", lambda: self.wakes_heard,
+                "notifications from other instances (wake-ups, hand-overs)")
 
     # ------------------------------------------------------------ lifecycle
 
@@ -312,8 +319,11 @@ class Instances:
         """Drop routes other instances took over; queue again what dead instances claimed;
         deliver what waits for devices here."""
         now = self.bridge.clock()
-        for device in await self.store._run(
-                lambda: _s_orphaned_claims(self.instance, now - CLAIM_GRACE)):
+        freed = await self.store._run(
+            lambda: _s_orphaned_claims(self.instance, now - CLAIM_GRACE))
+        if freed:
+            self.bridge.metrics.inc("orphaned_claims", len(freed))
+        for device in freed:
             if device in self.bridge.routes:
                 self.bridge._kick(device)
         since, self._looked = self._looked, now

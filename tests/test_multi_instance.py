@@ -107,6 +107,9 @@ def test_a_command_posted_to_one_instance_reaches_a_device_routed_through_the_ot
             assert node.get(HEAT_PUMP, SG_READY) == 4
             # b was told (a wake-up): it did not wait for the device to register again
             assert server.device.registrations == registrations
+            assert await asyncio.to_thread(a.metric, "wakeups_sent") >= 1
+            assert await asyncio.to_thread(b.metric, "routes_held") == 1
+            assert await asyncio.to_thread(a.metric, "routes_held") == 0
         finally:
             server.close()
     asyncio.run(main())
