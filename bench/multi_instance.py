@@ -2,6 +2,7 @@
 
     python3 bench/multi_instance.py               # markdown for docs/benchmarks.md
     python3 bench/multi_instance.py --devices=1000 --rounds=2
+    python3 bench/multi_instance.py --no-fsync     # PostgreSQL without fsync: CPU, not disk
 
 One PostgreSQL server (durable: fsync on, as in production) for the whole run.
 Cells alternate, "one" then "two", `rounds` times, each on a fresh database:
@@ -134,6 +135,7 @@ def main(argv):
     n = 1000
     rounds = 2
     window = B.WINDOW
+    durable = "--no-fsync" not in argv
     for a in argv:
         if a.startswith("--devices="):
             n = int(a.split("=", 1)[1])
@@ -145,7 +147,7 @@ def main(argv):
     began = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="spot-multi-bench-")
     import postgres
-    pg = postgres.PostgresServer(durable=True).start()
+    pg = postgres.PostgresServer(durable=durable).start()
     results = []
     latency = None
     try:
@@ -161,8 +163,8 @@ def main(argv):
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print("CoAP telemetry stored by one vs two `spot bridge` instances on one PostgreSQL "
-          "(fsync on), %d devices in all, window %d, %.0f s per cell; one frame = 21 rows"
-          % (n, window, LOAD_SECONDS))
+          "(fsync %s), %d devices in all, window %d, %.0f s per cell; one frame = 21 rows"
+          % ("on" if durable else "off", n, window, LOAD_SECONDS))
     print()
     print("| instances | devices | frames acked | frames/s | acked per instance "
           "| stored = acked | × one (same round) | bridge CPU % | machine CPU % |")
