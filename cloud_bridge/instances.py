@@ -120,10 +120,12 @@ def _s_orphaned_claims(instance, before):
     return devices
 
 
-def _s_waiting(instance):
+def _s_waiting(instance, since):
+    """Devices routed through instance with commands queued since `since` (older ones
+    were found then, or wait for their device to be heard: store-and-forward)."""
     r = yield Q("SELECT DISTINCT c.device FROM commands c JOIN device_routes r "
-                "ON r.device = c.device WHERE r.instance = ? AND c.status = 'queued'",
-                (instance,))
+                "ON r.device = c.device WHERE r.instance = ? AND c.status = 'queued' "
+                "AND c.created_at >= ?", (instance, float(since)))
     return [row[0] for row in r.rows]
 
 
@@ -331,8 +333,10 @@ class Instances:
                 lambda: _s_lost(self.instance, since - ROUTE_WINDOW), write=False):
             if device in self.held or device in self.bridge.routes:
                 self.lose(device)
-        for device in await self.store._run(lambda: _s_waiting(self.instance), write=False):
-            if device in self.held and device not in self.bridge._stalled:
+        for device in await self.store._run(
+                lambda: _s_waiting(self.instance, since - ROUTE_WINDOW), write=False):
+            if device in self.held and device not in self.bridge._stalled \
+                    and self.bridge.presence.get(device) == "online":
                 self.bridge._kick(device)
 
     def lose(self, device):
