@@ -419,3 +419,18 @@ def test_an_instance_id_that_cannot_name_an_mqtt_client_is_refused_at_load():
     for bad in ("", "a/b", "a+b", "x" * 65, 7):
         with pytest.raises(ValueError, match="instance"):
             C.load(instance=bad)
+
+
+def test_an_instance_stopped_cleanly_frees_its_id_for_the_next_bridge(bridges, pg_url,
+                                                                      tmp_path):
+    toml = 'store = "%s"\ninstance = "same"\n[plugins.example]\nlimit_w = 1\n' % pg_url
+    first = bridges(toml=toml)
+    first.stop()
+    assert first.proc.returncode == 0
+    with open(first.data + "/bridge.log") as f:
+        assert "Traceback" not in f.read()
+    second = BridgeProcess(tmp_path / "second", toml=toml).start()
+    try:
+        assert second.metric("leader") == 1
+    finally:
+        second.kill()
