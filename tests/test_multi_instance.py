@@ -115,6 +115,38 @@ def test_a_command_posted_to_one_instance_reaches_a_device_routed_through_the_ot
     asyncio.run(main())
 
 
+def test_a_group_command_posted_to_one_instance_reaches_devices_routed_through_both(pair):
+    a, b = pair
+    fleet = Fleet({"heat_pump": 4}, seed=14, t0=int(time.time()))
+    nodes = [d.node for d in fleet.devices]
+
+    async def main():
+        servers = [await serve(node, (a, b)[k % 2].coap, lambda ms: int(time.time()),
+                               lifetime=LONG) for k, node in enumerate(nodes)]
+        try:
+            async def registered():
+                return all(s.device.registrations == 1 for s in servers)
+            assert await until(registered)
+            for d in fleet.devices:
+                status, _ = await asyncio.to_thread(
+                    b.call, "PUT", "/api/v1/devices/%s/groups" % d.device_id, {"groups": ["g"]})
+                assert status == 200
+            status, out = await asyncio.to_thread(a.call, "POST", "/api/v1/groups/g/commands",
+                                                  COMMAND)
+            assert status in (200, 202) and len(out["commands"]) == 4, out
+            ids = [c["id"] for c in out["commands"]]
+
+            async def all_done():
+                return [await command_status(a, cid) for cid in ids] == ["done"] * 4
+            assert await until(all_done, timeout=30)
+            assert [n.get(HEAT_PUMP, SG_READY) for n in nodes] == [4] * 4
+            assert [await asyncio.to_thread(x.metric, "routes_held") for x in (a, b)] == [2, 2]
+        finally:
+            for s in servers:
+                s.close()
+    asyncio.run(main())
+
+
 def test_a_device_that_registers_with_another_instance_gets_its_commands_there(pair):
     a, b = pair
     fleet = Fleet({"heat_pump": 1}, seed=13, t0=int(time.time()))
