@@ -253,7 +253,8 @@ def cmd_sim(args):
 def _bridge_config(args):
     from .cloud_bridge import config as C
     return C.load(args.config, data=args.data, http=args.http, coap=args.coap, store=args.store,
-                  mqtt_url=args.mqtt, reg_plain=args.coap_plain)
+                  mqtt_url=args.mqtt, reg_plain=args.coap_plain,
+                  instance=args.instance)
 
 
 def cmd_bridge(args):
@@ -395,6 +396,8 @@ def build_parser():
                             "docs/security-transports.md)")
         b.add_argument("--store", metavar="URL", help="sqlite:///path or postgresql://...")
         b.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://HOST:PORT")
+        b.add_argument("--instance", metavar="ID",
+                       help="this instance's id, unique among those sharing a store (default bridge-1)")
         b.add_argument("--log-level", default="info", help="debug, info, warning (default info)")
         b.add_argument("--plain-logs", action="store_true", help="text logs instead of JSON lines")
         if name == "demo":

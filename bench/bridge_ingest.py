@@ -199,8 +199,9 @@ class BridgeProcess:
     """`spot bridge` as a subprocess on free 127.0.0.1 ports and its own data dir."""
 
     def __init__(self, data, store=None, mqtt=None, offline_after=3600, command_timeout=30,
-                 http_port=None, coap_port=None, log_level="warning"):
+                 http_port=None, coap_port=None, log_level="warning", extra_args=()):
         self.data = data
+        self.extra_args = list(extra_args)   # more `spot bridge` flags (e.g. --instance)
         self.store = store
         self.mqtt = mqtt
         self.offline_after = offline_after
@@ -245,6 +246,7 @@ class BridgeProcess:
             argv += ["--store", self.store]
         if self.mqtt:
             argv += ["--mqtt", self.mqtt]
+        argv += self.extra_args
         self.log = open(os.path.join(self.data, "bridge.log"), "ab")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log)
         line = self._readline(timeout)
@@ -778,7 +780,8 @@ async def loadgen(args):
     raise_fd_limit()
     loop = asyncio.get_running_loop()
     if kind == "coap":
-        fleet = await CoapFleet(n, (host, port)).open()
+        prefix = args[7] if len(args) > 7 else "hp"   # distinct ids for several generators
+        fleet = await CoapFleet(n, (host, port), prefix=prefix).open()
         reg = await fleet.register()
         _emit({"registered": reg})
         await loop.run_in_executor(None, _wait_go)

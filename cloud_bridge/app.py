@@ -60,6 +60,7 @@ def quiet_library_loggers():
 class Parts:
     """What a running bridge is made of (for tests and the demo)."""
     bridge = store = coap = mqtt = plugins = http = None
+    instances = leadership = relay = None   # several instances on one PostgreSQL store
     http_url = ""
     listening = ()    # one line per address the bridge serves or connects to
 
@@ -89,6 +90,10 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
         p.bridge = Bridge(config, p.store, clock=clock)
         p.plugins = PluginHost(p.bridge, config.plugins).load(plugin_factories)
         await p.bridge.start()
+        if p.store.dialect == "postgresql":   # other instances may share it (scale-out.md)
+            from .instances import Instances
+            p.instances = p.bridge.instances = await Instances(p.bridge, p.store,
+                                                               config.instance).start()
         host, port = config.coap_addr
         creds = None
         if config.psk:
@@ -105,7 +110,16 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
             p.mqtt = await MqttLink(p.bridge, config.mqtt_url, config.mqtt_ca or None,
                                     config.mqtt_share_group or None,
                                     client_id="spot-" + config.instance).start()
-        await p.plugins.start()
+        if p.instances is not None and p.plugins.plugins:   # one endpoint per deployment
+            from .leader import Leadership
+            p.leadership = await Leadership(p.store.conninfo, p.plugins.start, p.plugins.stop,
+                                            name=config.instance).start()
+            p.bridge.metrics.gauge("leader", lambda: int(p.leadership.leading),
+                                   "1 while this instance runs the plugins (the leader)")
+            from .event_relay import EventRelay   # the leader's plugins see every instance
+            p.relay = await EventRelay(p.bridge, p.store, p.leadership, config.instance).start()
+        else:
+            await p.plugins.start()
         from .http_api import make_app
         from .http_guard import SERVER_OPTIONS
         runner = web.AppRunner(make_app(p.bridge), access_log=None, **SERVER_OPTIONS)
@@ -123,8 +137,10 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
             log.info("listening: %s", line)
         yield p
     finally:
-        for step in (p.plugins and p.plugins.stop, p.http and p.http.cleanup,
-                     p.mqtt and p.mqtt.stop, p.coap and p.coap.stop, p.bridge and p.bridge.stop):
+        for step in (p.relay and p.relay.stop,
+                     p.leadership.stop if p.leadership else p.plugins and p.plugins.stop,
+                     p.http and p.http.cleanup, p.mqtt and p.mqtt.stop, p.coap and p.coap.stop,
+                     p.instances and p.instances.stop, p.bridge and p.bridge.stop):
             if step:
                 try:
                     await step()

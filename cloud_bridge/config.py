@@ -5,7 +5,8 @@
     store = "sqlite:spot-data/bridge.db"      # or "postgresql://user@host:5432/db"
     http = "127.0.0.1:8080"             # API, dashboard, /metrics
     coap = "127.0.0.1:5683"             # devices; DTLS on the next port ("0.0.0.0:5683": all)
-    instance = "bridge-1"               # name of this instance (several share a store)
+    instance = "bridge-1"               # this instance's id, unique among those sharing a
+                                        #   PostgreSQL store (docs/scale-out.md)
     keys = "spot-data/keys"             # OSCORE keyring: commissioned devices (optional)
     retention_days = 30                 # telemetry history kept
     offline_after = 900                 # seconds without traffic: offline (sleepy: sleeping)
@@ -36,9 +37,13 @@
     role = "aggregator"
 """
 import os
+import re
 import tomllib
 from urllib.parse import quote
 from dataclasses import dataclass, field
+
+
+INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def split_hostport(text, default_host="127.0.0.1"):
@@ -131,6 +136,10 @@ def load(path=None, **overrides):
         raise ValueError("commands_in_flight must be a positive integer, got %r"
                          % (cfg.commands_in_flight,))
     _check_registration(cfg)
+    if type(cfg.instance) is not str or not INSTANCE_ID.fullmatch(cfg.instance):
+        raise ValueError("[bridge] instance must be 1..64 letters, digits, '.', '_' or '-' "
+                         "(it names the MQTT client and the instance's routes), not %r"
+                         % (cfg.instance,))
     coap_host = split_hostport(cfg.coap)[0]
     if cfg.psk and coap_host in ("0.0.0.0", "::", ""):
         raise ValueError("DTLS ([dtls] psk) listens on one address only: set coap to the "

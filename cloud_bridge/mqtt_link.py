@@ -16,6 +16,7 @@ from ..ports.cpython.mqtt_transport import BridgeMqtt
 
 class MqttLink:
     name = "mqtt"
+    shared_by_instances = True   # every instance reaches every device through the broker
 
     def __init__(self, bridge, url, ca=None, share_group=None, client_id="spot-bridge"):
         u = urlsplit(url)

@@ -15,6 +15,7 @@ import time
 from ..core import frame as F
 from ..core import roster as R
 from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
+from ..core.errors import BUSY
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
@@ -92,6 +93,7 @@ class Bridge:
         self._store_log = PeerLog(self.metrics, metric="store_errors")
         self.subscriptions = SubscriptionBook()   # who owns which subscription
         self.clocks = DeviceClocks()   # devices whose clock the bridge sets (spec 3.1)
+        self.instances = None   # cloud_bridge.instances.Instances when instances share the store
         self._describe_metrics()
 
     def _describe_metrics(self):
@@ -241,6 +243,12 @@ class Bridge:
         self.known.add(device)
         self.admission.registered(device, identity)
         self.routes[device] = via
+        if self.instances is not None:   # commands to it go out through this instance now
+            try:
+                await self.instances.routed(device, via, source)
+            except S.StoreError as e:
+                self.store_failed("route", e)
+                return F.error(0, mid, BUSY, "not registered, retry later")
         self.clocks.registered(device, body[A_SERVICES])
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
                           "sleepy": bool(flags & FLAG_SLEEPY)})
@@ -283,6 +291,8 @@ class Bridge:
         return mid
 
     def _kick(self, device):
+        if self.instances is not None and device not in self.routes:
+            self.instances.wake()   # another instance may hold its route
         task = self._delivery.get(device)
         if task is None or task.done():
             task = asyncio.ensure_future(self._deliver(device))
@@ -334,7 +344,10 @@ class Bridge:
             return False
         mid = self._next_mid(device)
         frame = F.encode(cmd.op, cmd.service, mid, cmd.body)
-        await self.store.mark_sent(cmd.id, mid, now, self.config.instance)
+        try:
+            await self.store.mark_sent(cmd.id, mid, now, self.config.instance)
+        except S.CommandStateError:   # its route was handed to another instance meanwhile
+            return False
         self._command_event(cmd.id, device, "sent")
         try:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)

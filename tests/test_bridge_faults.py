@@ -29,11 +29,11 @@ from spot.ports.cpython.fleet import Fleet
 SG_READY = 6
 
 
-async def serve(node, bridge, clock):
+async def serve(node, bridge, clock, lifetime=10):
     """A real CoapDevice for node registering with the bridge; short CoAP timers and
     retry so a test sees recovery in seconds."""
     device = CoapDevice(node, Endpoint(ack_timeout_ms=300, max_retransmit=2),
-                        bridge_addr=bridge, lifetime=10, retry=1, max_outbox=100000,
+                        bridge_addr=bridge, lifetime=lifetime, retry=1, max_outbox=100000,
                         node_clock=clock)
     loop = asyncio.get_running_loop()
     _, server = await loop.create_datagram_endpoint(lambda: DeviceServer(device),
