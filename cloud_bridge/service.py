@@ -24,7 +24,8 @@ from .ingest import Ingest, notify_rows
 from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
-from .registration import Admission, Refused, check_device_id, may_claim
+from .registration import Admission, Refused, Registrar, check_device_id, may_claim
+from .delivery_writes import DeliveryWrites
 from .subscriptions import SubscriptionBook
 from .tasks import cancel_and_wait
 from . import store as S
@@ -87,6 +88,8 @@ class Bridge:
         self._tasks = []
         self.peers = PeerLog(self.metrics)          # refused peer input: counted, logged rarely
         self.admission = Admission(config, clock)   # who may register which id, how fast
+        self.registrar = Registrar(store)           # ANNOUNCEs arriving together: one commit
+        self.writes = DeliveryWrites(store, config, clock)   # deliveries' writes, batched
         self.store_problem = None   # the last store failure not yet resolved (health)
         self.store_corrupt = False  # the database is damaged: store nothing more in it
         self._store_log = PeerLog(self.metrics, metric="store_errors")
@@ -224,12 +227,11 @@ class Bridge:
         consumes = body.get(A_CONSUMES, [])
         owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
         try:
-            await self.store.upsert_device(device, body[A_SERVICES],
-                                           consumes if type(consumes) is list else [], flags, now,
-                                           credential_ref=identity,
-                                           first_pairings=owners,
-                                           first_audit=("bridge", "register", {"via": via}),
-                                           claim=lambda held: may_claim(held, identity))
+            await self.registrar.register(S.Announce(
+                device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
+                credential_ref=identity, first_pairings=owners,
+                first_audit=("bridge", "register", {"via": via}),
+                claim=lambda held: may_claim(held, identity)))
         except S.ClaimRefused as e:
             self.admission.registered(device, e.held)   # another instance registered it
             self._reject("claim_refused", "%s from %s" % (device, source or via),
@@ -244,7 +246,9 @@ class Bridge:
         self.clocks.registered(device, body[A_SERVICES])
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
                           "sleepy": bool(flags & FLAG_SLEEPY)})
-        await self._set_presence(device, "online", now)
+        if self.presence.get(device) != "online":   # the registration stored it online
+            self.presence[device] = "online"
+            self.hub.publish({"type": "presence", "device": device, "presence": "online"})
         self._kick(device)
         return F.encode(F.RESULT, 0, mid, {0: int(now)})
 
@@ -328,13 +332,12 @@ class Bridge:
             return False
         if device in self.clocks.due:
             return await self._set_clock(device, transport)
-        now = self.clock()
-        cmd = await self.store.claim(device, now, self.config.instance)
+        cmd = await self.writes.claim(device)
         if cmd is None:
             return False
         mid = self._next_mid(device)
         frame = F.encode(cmd.op, cmd.service, mid, cmd.body)
-        await self.store.mark_sent(cmd.id, mid, now, self.config.instance)
+        await self.writes.sent(cmd.id, mid)
         self._command_event(cmd.id, device, "sent")
         try:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
@@ -371,8 +374,7 @@ class Bridge:
         return True
 
     async def _finish(self, cmd, status, result):
-        now = self.clock()
-        if await self.store.complete(cmd.id, status, result, now):  # plans follow (store)
+        if await self.writes.finish(cmd.id, status, result):  # plans follow (store)
             self.metrics.inc("commands", status=status)
             self._command_event(cmd.id, cmd.device, status, result)
 
