@@ -494,12 +494,17 @@ class Store(abc.ABC):
 
     dialect = None          # "sqlite" or "postgresql"
     copy_telemetry = True   # postgresql: new history rows by COPY (False: always INSERT)
+    schema = SCHEMA_VERSION  # the schema version this backend creates (PostgreSQL: 2)
 
     # -- backend
 
     @abc.abstractmethod
     async def _run(self, script, write=True):
         """Run script() (a transaction script) in one transaction; return its value."""
+
+    async def _make_room(self, rows):
+        """Before storing prepared telemetry rows: make room for them (PostgreSQL:
+        the time partitions they fall in)."""
 
     async def _offload(self, fn, *args):
         """Run CPU-heavy preparation off the event loop."""
@@ -531,11 +536,11 @@ class Store(abc.ABC):
         v = r.rows[0][0]
         if v is None:
             yield Q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                    (SCHEMA_VERSION, float(now)))
-            v = SCHEMA_VERSION
-        if v > SCHEMA_VERSION:
+                    (self.schema, float(now)))
+            v = self.schema
+        if v > self.schema:
             raise SchemaError("database schema version %d is newer than this bridge's %d"
-                              % (v, SCHEMA_VERSION))
+                              % (v, self.schema))
         # migrations from older versions go here (none: version 1 is the first)
         return v
 
@@ -900,6 +905,7 @@ class Store(abc.ABC):
             out, latest = prepare_telemetry(rows)
         ids = sorted({r[0] for r in latest})
         pg = self.dialect == "postgresql"
+        await self._make_room(out)
 
         def script():
             unknown = yield from self._s_unknown_devices(ids)
@@ -1035,14 +1041,34 @@ class Store(abc.ABC):
         for device in devices:
             self._check_command(device, service, op, actor, now, expires_at, timeout)
         b = dump_value(body)
+        if len(devices) < 2 or self.dialect != "postgresql":
+            def script():
+                ids = []
+                for device in devices:
+                    ids.append((yield from self._s_enqueue(device, service, op, b, actor, now,
+                                                           expires_at, timeout)))
+                return ids
+            return await self._run(script)
+        params = (service, op, b, actor, float(now),
+                  None if expires_at is None else float(expires_at),
+                  None if timeout is None else float(timeout))
 
-        def script():
-            ids = []
-            for device in devices:
-                ids.append((yield from self._s_enqueue(device, service, op, b, actor, now,
-                                                       expires_at, timeout)))
+        def bulk():   # PostgreSQL: one statement per round of distinct devices
+            unknown = set((yield from self._s_unknown_devices(sorted(set(devices)))))
+            if unknown:
+                raise UnknownDevice([next(d for d in devices if d in unknown)])
+            ids = [None] * len(devices)
+            for part in _rounds(range(len(devices)), lambda i: devices[i]):
+                r = yield Q("INSERT INTO commands (device, service, op, body, actor, status, "
+                            "created_at, expires_at, timeout) SELECT d, ?, ?, ?, ?, 'queued', "
+                            "?, ?, ? FROM unnest(?::text[]) WITH ORDINALITY AS u(d, n) "
+                            "ORDER BY n RETURNING id, device",
+                            params + ([devices[i] for i in part],))
+                got = dict((dev, cid) for cid, dev in r.rows)
+                for i in part:
+                    ids[i] = got[devices[i]]
             return ids
-        return await self._run(script)
+        return await self._run(bulk)
 
     async def next_pending(self, device, now):
         """The oldest queued, unexpired command for the device, or None (changes nothing)."""
