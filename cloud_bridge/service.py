@@ -317,16 +317,18 @@ class Bridge:
             # not its command's whole timeout: the others' commands go on
             timer = asyncio.get_running_loop().call_later(SLOT_HOLD, release)
             try:
-                going_on = await self._exchange(device)
+                going_on = await self._exchange(device, release)
             finally:
                 timer.cancel()
                 release()
             if not going_on:
                 return
 
-    async def _exchange(self, device):
+    async def _exchange(self, device, answered=lambda: None):
         """Claim, send and settle the device's next command: False when delivery stops
-        (nothing queued, no route, or the device did not answer)."""
+        (nothing queued, no route, or the device did not answer). answered() is called
+        once the device answered or timed out (its in-flight slot is free before the
+        outcome is written: the writes of many deliveries go together)."""
         transport = self.transports.get(self.routes.get(device))
         if transport is None:
             return False
@@ -342,10 +344,12 @@ class Bridge:
         try:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
         except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
+            answered()
             await self._finish(cmd, "timeout", str(e) or "no answer")
             self._subscription_answered(cmd, mid, None, None)
             self._stalled.add(device)
             return False  # the device went quiet: wait until it is heard again
+        answered()
         try:
             if not reply:
                 raise SpotError(MALFORMED, "no answer frame")
@@ -382,8 +386,10 @@ class Bridge:
         self.hub.publish({"type": "command", "id": cid, "device": device, "status": status,
                           "result": result})
 
-    async def _authorise(self, actor, device, op, sid):
-        role = await self.store.role_of(device, actor)
+    async def _authorise(self, actor, device, op, sid, role=False):
+        """The actor's role on the device, or Forbidden (role: already read; None: unpaired)."""
+        if role is False:
+            role = await self.store.role_of(device, actor)
         if role is None or not allowed(role, op, sid):
             self.metrics.inc("frames_rejected", reason="not_authorised")
             await self.store.audit(actor, "refused", device,
@@ -470,9 +476,11 @@ class Bridge:
         Returns ([Command], [refused device])."""
         self._check_request(service, op, body)
         allowed_devices, refused, managed = [], [], []
-        for device in await self.store.devices_in_group(group):
+        members = await self.store.devices_in_group(group)
+        roles = await self.store.roles_of(members, actor)   # one query for the group
+        for device in members:
             try:
-                role = await self._authorise(actor, device, op, service)
+                role = await self._authorise(actor, device, op, service, roles.get(device))
                 if self._subscription_refusal(actor, device, role, op, service, body):
                     raise Forbidden(device)
                 allowed_devices.append(device)

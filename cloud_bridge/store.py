@@ -1129,9 +1129,18 @@ class Store(abc.ABC):
                     for i in part:
                         out[i] = got.get(devices[i])
                     continue
+                # SQLite: one look for the round's devices, then one UPDATE per device
+                # that has a command (after a reconnect storm most have none)
+                c = yield Q("SELECT device, min(id) FROM commands WHERE device IN "
+                            "(SELECT value FROM json_each(?)) AND (expires_at IS NULL OR "
+                            "expires_at > ?) AND " + cond + " GROUP BY device",
+                            (json.dumps([devices[i] for i in part]), float(now)) + extra)
+                oldest = dict(c.rows)
                 for i in part:
-                    r = yield Q(head + "WHERE id = (" + pick % "?" + ")" + tail,
-                                (instance_id, float(now), devices[i], float(now)) + extra + extra)
+                    if devices[i] not in oldest:
+                        continue
+                    r = yield Q(head + "WHERE id = ?" + tail,
+                                (instance_id, float(now), oldest[devices[i]]) + extra)
                     out[i] = command_of(r.rows[0]) if r.rows else None
             return out
         return await self._run(script)
@@ -1519,6 +1528,24 @@ class Store(abc.ABC):
             r = yield Q("SELECT role FROM pairings WHERE device = ? AND controller = ?",
                         (device, controller))
             return r.rows[0][0] if r.rows else None
+        return await self._run(script, write=False)
+
+    async def roles_of(self, devices, controller):
+        """{device: role} of the controller on each of devices it is paired with (a
+        group command's access check in one query, not one per device)."""
+        devices = list(devices)
+        for device in devices:
+            check_device(device)
+        check_name(controller, "controller")
+
+        def script():
+            if self.dialect == "postgresql":
+                r = yield Q("SELECT device, role FROM pairings WHERE controller = ? "
+                            "AND device = ANY(?)", (controller, devices))
+            else:
+                r = yield Q("SELECT device, role FROM pairings WHERE controller = ? AND device "
+                            "IN (SELECT value FROM json_each(?))", (controller, json.dumps(devices)))
+            return dict(r.rows)
         return await self._run(script, write=False)
 
     # -- audit log
