@@ -17,9 +17,11 @@ each series has a page of history, every batch dirties about one index page
 per series: the cost per batch grows with the history already stored until it
 levels off. The second table shows it (1 000 devices, 60 batches).
 
-PostgreSQL runs each size twice: history rows by COPY (the store's path),
-and by one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING
-(store.copy_telemetry = False, the path before): the third table.
+PostgreSQL runs each size three ways on the same server: the store as it is
+(telemetry partitioned by day, schema 2; binary COPY), the path before
+(schema 1: one plain telemetry table, made here as that schema made it; text
+COPY, store.binary_copy = False), and the plain table with binary COPY (what
+the COPY format alone changes): the third table.
 
 Both databases are durable as configured for production: SQLite in WAL mode
 with synchronous=FULL on a local file; PostgreSQL (a throwaway server from
@@ -59,10 +61,28 @@ def batch(devices, t):
     return rows
 
 
-async def run_cell(url, n, batches, copy=True):
+SCHEMA_1_TELEMETRY = (   # what the PostgreSQL store made before partitioning
+    "CREATE TABLE schema_version (version integer NOT NULL, applied_at double precision NOT NULL)",
+    "INSERT INTO schema_version VALUES (1, 0)",
+    "CREATE TABLE telemetry (device text NOT NULL, service smallint NOT NULL, object integer "
+    "NOT NULL, t double precision NOT NULL, value json NOT NULL, "
+    "PRIMARY KEY (device, service, object, t))",
+    "CREATE INDEX telemetry_t ON telemetry USING brin (t)",
+)
+
+
+def schema_1(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:
+        for stmt in SCHEMA_1_TELEMETRY:
+            db.execute(stmt)
+    return url
+
+
+async def run_cell(url, n, batches, binary=True):
     """Seconds taken by each of `batches` timed batches from n devices."""
     store = await open_store(url)
-    store.copy_telemetry = copy     # PostgreSQL: COPY, or INSERT ... ON CONFLICT only
+    store.binary_copy = binary      # PostgreSQL: COPY format (SQLite: no effect)
     try:
         devices = ["hp-%05d" % i for i in range(n)]
         await store.upsert_devices([(d, [[2, 1, 0], [4, 1, 0], [HEAT_PUMP, 1, 0]], [], 0)
@@ -100,8 +120,11 @@ def main(argv):
                 db = "ingest_%d" % n
                 times[("PostgreSQL", n)] = asyncio.run(run_cell(pg.create_database(db), n, k))
                 pg.drop_database(db)
-                times[("PostgreSQL INSERT", n)] = asyncio.run(
-                    run_cell(pg.create_database(db), n, plan[n], copy=False))
+                times[("PostgreSQL before", n)] = asyncio.run(
+                    run_cell(schema_1(pg.create_database(db)), n, plan[n], binary=False))
+                pg.drop_database(db)
+                times[("PostgreSQL plain binary", n)] = asyncio.run(
+                    run_cell(schema_1(pg.create_database(db)), n, plan[n]))
                 pg.drop_database(db)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -119,17 +142,17 @@ def main(argv):
             n, rows, k, rows * k / sum(sq), rows * k / sum(pq),
             1000 * sum(sq) / k, 1000 * sum(pq) / k))
     print()
-    print("PostgreSQL history rows by COPY (the store's path) against one INSERT ... SELECT "
-          "FROM unnest(arrays) ON CONFLICT DO NOTHING per batch (the path before), "
-          "same run:")
+    print("PostgreSQL: the store now (telemetry partitioned by day, binary COPY) against "
+          "the store before (schema 1: one plain table, text COPY) and the plain table "
+          "with binary COPY, same run, rows/s:")
     print()
-    print("| devices per batch | COPY rows/s | INSERT rows/s | COPY / INSERT |")
-    print("|---:|---:|---:|---:|")
+    print("| devices per batch | now | before | plain table, binary COPY | now / before |")
+    print("|---:|---:|---:|---:|---:|")
     for n, k in plan.items():
         rows = n * len(OBJECTS)
-        cp = rows * k / sum(times[("PostgreSQL", n)][:k])
-        ins = rows * k / sum(times[("PostgreSQL INSERT", n)][:k])
-        print("| %d | %.0f | %.0f | %.2f |" % (n, cp, ins, cp / ins))
+        now, before, plain = (rows * k / sum(times[(name, n)][:k]) for name in (
+            "PostgreSQL", "PostgreSQL before", "PostgreSQL plain binary"))
+        print("| %d | %.0f | %.0f | %.0f | %.2f |" % (n, now, before, plain, now / before))
     if growth:
         print()
         print("Cost per batch as history builds up (%d devices, %d rows per batch), "

@@ -166,13 +166,16 @@ async def _configure(conn):
     conn.adapters.register_loader("json", TextLoader)
 
 
-async def _copy(conn, cur, stmt):
+async def _copy(conn, cur, stmt, binary=True):
     """COPY stmt.seq into stmt.table in a savepoint; Result count None on a unique violation."""
-    sql = "COPY %s (%s) FROM STDIN (FORMAT BINARY)" % (stmt.table, ", ".join(stmt.columns))
+    sql = "COPY %s (%s) FROM STDIN" % (stmt.table, ", ".join(stmt.columns))
+    if binary:
+        sql += " (FORMAT BINARY)"
     try:
         async with conn.transaction():      # a savepoint: a refused COPY leaves nothing
             async with cur.copy(sql) as copy:
-                copy.set_types(COPY_TYPES[stmt.table])
+                if binary:
+                    copy.set_types(COPY_TYPES[stmt.table])
                 for row in stmt.seq:
                     await copy.write_row(row)
     except psycopg.errors.UniqueViolation:
@@ -185,6 +188,7 @@ class PostgresStore(Store):
 
     dialect = "postgresql"
     schema = SCHEMA
+    binary_copy = True      # COPY in binary (False: text, the path before; benchmarks)
 
     def __init__(self, conninfo, min_size=1, max_size=8, timeout=30.0,
                  partition_seconds=PARTITION_SECONDS):
@@ -217,8 +221,7 @@ class PostgresStore(Store):
             except psycopg.Error as e:
                 raise StoreError("postgresql: %s" % e) from e
 
-    @staticmethod
-    async def _drive(conn, gen):
+    async def _drive(self, conn, gen):
         try:
             stmt = next(gen)
         except StopIteration as stop:
@@ -229,7 +232,7 @@ class PostgresStore(Store):
                     await cur.executemany(_pg(stmt.sql), stmt.seq)
                     res = Result([], cur.rowcount)
                 elif type(stmt) is Copy:
-                    res = await _copy(conn, cur, stmt)
+                    res = await _copy(conn, cur, stmt, self.binary_copy)
                 else:
                     await cur.execute(_pg(stmt.sql), stmt.params)
                     res = Result(await cur.fetchall() if cur.description else [],
