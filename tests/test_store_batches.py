@@ -278,3 +278,48 @@ async def test_a_postgresql_database_from_before_partitioning_keeps_working(url)
         assert [t for t, _ in await s.history("hp-1", HP, 8)] == [T0 + 1, T0 + 2]
     finally:
         await s.close()
+
+
+# the steps docs/benchmarks.md gives to move a schema-1 database to partitions
+MIGRATE_BEFORE_START = (
+    "ALTER TABLE telemetry RENAME TO telemetry_v1",
+    "ALTER INDEX telemetry_pkey RENAME TO telemetry_v1_pkey",
+    "ALTER INDEX IF EXISTS telemetry_t RENAME TO telemetry_v1_t",
+    "INSERT INTO schema_version VALUES (2, extract(epoch FROM now()))",
+)
+MIGRATE_AFTER_START = (
+    "INSERT INTO telemetry SELECT * FROM telemetry_v1 ON CONFLICT DO NOTHING",
+    "DROP TABLE telemetry_v1",
+)
+
+
+@pg_test
+async def test_the_documented_steps_move_a_schema_1_database_to_partitions(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:   # what schema 1 made, with rows
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL, "
+                   "applied_at double precision NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1, 0)")
+        db.execute("CREATE TABLE telemetry (device text NOT NULL, service smallint NOT NULL, "
+                   "object integer NOT NULL, t double precision NOT NULL, value json NOT NULL, "
+                   "PRIMARY KEY (device, service, object, t))")
+        db.execute("CREATE INDEX telemetry_t ON telemetry USING brin (t)")
+    s = await open_store(url)
+    await add_device(s)
+    await s.add_telemetry([("hp-1", HP, 8, T0 + i, i) for i in range(3)])
+    await s.close()
+    with psycopg.connect(url) as db:
+        for stmt in MIGRATE_BEFORE_START:
+            db.execute(stmt)
+    s = await open_store(url)
+    try:
+        with psycopg.connect(url) as db:
+            for stmt in MIGRATE_AFTER_START:
+                db.execute(stmt)
+        assert s.partitioned and await s.schema_version() == 2
+        assert await s.history("hp-1", HP, 8) == [(T0, 0), (T0 + 1, 1), (T0 + 2, 2)]
+        await s.add_telemetry([("hp-1", HP, 8, T0 + 3, 3)])
+        assert await s.prune_telemetry(T0 + 1) == 1
+        assert len(await s.history("hp-1", HP, 8)) == 3
+    finally:
+        await s.close()
