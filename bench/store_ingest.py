@@ -2,6 +2,8 @@
 
     python3 bench/store_ingest.py             # markdown tables for docs/benchmarks.md
     python3 bench/store_ingest.py --quick     # a smaller smoke run
+    python3 bench/store_ingest.py --interleave 3   # PostgreSQL layouts, cells in turn
+    python3 bench/store_ingest.py --breakdown      # where a PostgreSQL batch's time goes
 
 One batch = one add_telemetry() call (one transaction) holding one NOTIFY
 from each of N devices: the heat pump's nine values (p, q, v, i, flow, dhw,
@@ -103,7 +105,89 @@ async def run_cell(url, n, batches, binary=True):
         await store.close()
 
 
+def interleaved(repeats, n=1000, k=10):
+    """`--interleave R`: the three PostgreSQL layouts in turn, R times (rows/s each)."""
+    import logging
+    logging.disable(logging.WARNING)   # the schema-1 notice, once per cell
+    got = {}
+    with postgres.PostgresServer(durable=True) as pg:
+        for r in range(repeats):
+            for name in ("now", "before", "plain binary"):
+                db = "i%d_%s" % (r, name.replace(" ", "_"))
+                url = pg.create_database(db)
+                if name != "now":
+                    schema_1(url)
+                ts = asyncio.run(run_cell(url, n, k, binary=(name != "before")))
+                got.setdefault(name, []).append(n * len(OBJECTS) * k / sum(ts))
+                pg.drop_database(db)
+    print("PostgreSQL, %d devices per batch, %d batches per cell, cells interleaved %d times, "
+          "rows/s:" % (n, k, repeats))
+    print()
+    print("| layout | " + " | ".join("run %d" % (r + 1) for r in range(repeats)) + " |")
+    print("|---|" + "---:|" * repeats)
+    for name, v in got.items():
+        print("| %s | " % name + " | ".join("%.0f" % x for x in v) + " |")
+
+
+def breakdown(n=1000, k=10):
+    """`--breakdown`: where a PostgreSQL batch's time goes, ms per batch (the store as
+    it is; psycopg calls and the row preparation timed by wrapping them)."""
+    import psycopg
+    from spot.cloud_bridge import store as S
+    from spot.cloud_bridge import store_postgres as P
+    acc = {}
+
+    def timed(key, fn):
+        async def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return await fn(*a, **kw)
+            finally:
+                name = key(a)
+                acc[name] = acc.get(name, 0) + time.perf_counter() - t0
+        return wrapper
+
+    P._copy = timed(lambda a: "COPY history rows", P._copy)
+    psycopg.AsyncCursor.execute = timed(lambda a: str(a[1])[:24] + "...",
+                                        psycopg.AsyncCursor.execute)
+    prepare = S.prepare_telemetry
+
+    def timed_prepare(rows):
+        t0 = time.perf_counter()
+        try:
+            return prepare(rows)
+        finally:
+            acc["prepare rows"] = acc.get("prepare rows", 0) + time.perf_counter() - t0
+    S.prepare_telemetry = timed_prepare
+
+    async def cell(url):
+        store = await open_store(url)
+        try:
+            devices = ["hp-%05d" % i for i in range(n)]
+            await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in devices], T0)
+            await store.add_telemetry(batch(devices, T0))
+            acc.clear()
+            t0 = time.perf_counter()
+            for j in range(k):
+                await store.add_telemetry(batch(devices, T0 + 300 * (j + 1)))
+            acc["whole add_telemetry"] = time.perf_counter() - t0
+        finally:
+            await store.close()
+    with postgres.PostgresServer(durable=True) as pg:
+        asyncio.run(cell(pg.create_database("breakdown")))
+    print("PostgreSQL, %d devices per batch (%d rows), ms per batch:" % (n, n * len(OBJECTS)))
+    print()
+    print("| part | ms |")
+    print("|---|---:|")
+    for name, v in sorted(acc.items(), key=lambda x: -x[1]):
+        print("| %s | %.1f |" % (name, 1000 * v / k))
+
+
 def main(argv):
+    if argv[:1] == ["--interleave"]:
+        return interleaved(int(argv[1]))
+    if argv[:1] == ["--breakdown"]:
+        return breakdown()
     quick = "--quick" in argv
     plan = QUICK if quick else PLAN
     growth = 0 if quick else GROWTH_BATCHES
