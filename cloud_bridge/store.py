@@ -40,6 +40,10 @@ Decisions, documented once:
   | rejected. A command may also be completed straight from queued or claimed
   (e.g. rejected by access control). complete() on a command that is already
   final returns False and changes nothing (a late RESULT racing a timeout).
+- Fleet-wide bursts have many-item methods (register_devices, claim_many,
+  mark_sent_many, complete_many, enqueue_many): one transaction for all,
+  and per item the outcome (or the error, as a value) its single-item method
+  gives; the single-item methods are these with one item.
 """
 import abc
 import asyncio
