@@ -1548,7 +1548,8 @@ class Store(abc.ABC):
                             "AND device = ANY(?)", (controller, devices))
             else:
                 r = yield Q("SELECT device, role FROM pairings WHERE controller = ? AND device "
-                            "IN (SELECT value FROM json_each(?))", (controller, json.dumps(devices)))
+                            "IN (SELECT value FROM json_each(?))",
+                            (controller, json.dumps(devices)))
             return dict(r.rows)
         return await self._run(script, write=False)
 
