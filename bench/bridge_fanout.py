@@ -20,6 +20,17 @@ p99, the time to the last device, and the time the POST took to answer 202
 (every command queued: the API answers only after queueing all N).
 The store is read directly at the end to count statuses: every command must
 be done and every device must have received exactly its command.
+
+    python3 bench/bridge_fanout.py --in-process [N]   # the store and service only
+
+The same registration and group command in ONE process, without a network:
+the bridge service (service.Bridge) on a real store (a SQLite file, a durable
+PostgreSQL from tests/postgres.py) and N test-double devices on the
+in-process transport (local_transport.LocalTransport), each ANNOUNCE sent by
+64 concurrent registrations, each command answered with a RESULT at once. It
+times what the store and the service cost, apart from CoAP. It uses only
+interfaces older than the batching, so the same file run against an older
+checkout (PYTHONPATH) gives the before column of one comparison.
 """
 import asyncio
 import json
@@ -127,9 +138,90 @@ def fmt(r):
         r["last"], ok, r["devices"] / r["last"], r["cpu"]["bridge"])
 
 
+# ------------------------------------------------------------------ in one process
+
+class AnsweringDevice:
+    """Test double of a heat pump on the in-process transport: ANNOUNCEs, and answers
+    every request with a RESULT."""
+
+    def __init__(self, device_id):
+        self.id = device_id
+
+    def announce(self):
+        from spot.core import frame as F
+        return F.encode(F.ANNOUNCE, 0, 1, {0: self.id, 1: [[0x10, 1, 0]]})
+
+    def receive(self, frame, now, peer):
+        from spot.core import frame as F
+        _, sid, mid, _ = F.decode(frame)
+        return F.encode(F.RESULT, sid, mid, None)
+
+
+async def in_process_cell(n, url, data):
+    from spot.cloud_bridge import config as C
+    from spot.cloud_bridge.local_transport import LocalTransport
+    from spot.cloud_bridge.service import Bridge
+    from spot.cloud_bridge.store import Q, open_store
+    store = await open_store(url)
+    bridge = Bridge(C.load(None, data=data), store)
+    await bridge.start()
+    try:
+        local = LocalTransport(bridge)
+        fleet = [AnsweringDevice("hp-%05d" % i) for i in range(n)]
+        gate = asyncio.Semaphore(64)
+
+        async def register(dev):
+            async with gate:
+                await local.connect(dev.id, dev)
+        t0 = time.perf_counter()
+        await asyncio.gather(*(register(dev) for dev in fleet))
+        registered = time.perf_counter() - t0
+        await bridge.deliveries_done()        # the clock sets that follow registration
+
+        def group():
+            yield Q("INSERT INTO device_groups (device, grp) SELECT id, 'all' FROM devices", ())
+        await store._run(group)
+        t0 = time.perf_counter()
+        commands, refused = await bridge.submit_group("operator", "all", 0x10, 2, {8: 2})
+        queued = time.perf_counter() - t0
+        await bridge.deliveries_done()
+        last = time.perf_counter() - t0
+        done = sum(1 for c in await store.list_commands(limit=n) if c.status == "done")
+        assert len(commands) == n and not refused and done == n, (len(commands), done)
+        return {"registered_s": registered, "queued_s": queued, "last": last}
+    finally:
+        await bridge.stop()
+        await store.close()
+
+
+def in_process(argv):
+    n = int(argv[0]) if argv else 10000
+    tmp = tempfile.mkdtemp(prefix="spot-fanout-inproc-")
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    import postgres
+    pg = postgres.PostgresServer(durable=True).start()
+    try:
+        rows = []
+        for store in ("SQLite", "PostgreSQL"):
+            url = ("sqlite:///" + os.path.join(tmp, "inproc.db") if store == "SQLite"
+                   else pg.create_database("inproc"))
+            r = asyncio.run(in_process_cell(n, url, tempfile.mkdtemp(dir=tmp)))
+            rows.append("| %s | %d | %.2f | %.2f | %.2f |" % (
+                store, n, r["registered_s"], r["queued_s"], r["last"]))
+    finally:
+        pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("| store | devices | registration s | group command queued s | last done s |")
+    print("|---|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
 def main(argv):
     if argv[:1] == ["--devices"]:
         asyncio.run(devices(int(argv[1]), argv[2], int(argv[3])))
+        return
+    if argv[:1] == ["--in-process"]:
+        in_process(argv[1:])
         return
     quick = "--quick" in argv
     raise_fd_limit()

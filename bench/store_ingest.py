@@ -2,6 +2,8 @@
 
     python3 bench/store_ingest.py             # markdown tables for docs/benchmarks.md
     python3 bench/store_ingest.py --quick     # a smaller smoke run
+    python3 bench/store_ingest.py --interleave 3   # PostgreSQL layouts, cells in turn
+    python3 bench/store_ingest.py --breakdown      # where a PostgreSQL batch's time goes
 
 One batch = one add_telemetry() call (one transaction) holding one NOTIFY
 from each of N devices: the heat pump's nine values (p, q, v, i, flow, dhw,
@@ -17,9 +19,11 @@ each series has a page of history, every batch dirties about one index page
 per series: the cost per batch grows with the history already stored until it
 levels off. The second table shows it (1 000 devices, 60 batches).
 
-PostgreSQL runs each size twice: history rows by COPY (the store's path),
-and by one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING
-(store.copy_telemetry = False, the path before): the third table.
+PostgreSQL runs each size three ways on the same server: the store as it is
+(telemetry partitioned by day, schema 2; binary COPY), the path before
+(schema 1: one plain telemetry table, made here as that schema made it; text
+COPY, store.binary_copy = False), and the plain table with binary COPY (what
+the COPY format alone changes): the third table.
 
 Both databases are durable as configured for production: SQLite in WAL mode
 with synchronous=FULL on a local file; PostgreSQL (a throwaway server from
@@ -59,10 +63,28 @@ def batch(devices, t):
     return rows
 
 
-async def run_cell(url, n, batches, copy=True):
+SCHEMA_1_TELEMETRY = (   # what the PostgreSQL store made before partitioning
+    "CREATE TABLE schema_version (version integer NOT NULL, applied_at double precision NOT NULL)",
+    "INSERT INTO schema_version VALUES (1, 0)",
+    "CREATE TABLE telemetry (device text NOT NULL, service smallint NOT NULL, object integer "
+    "NOT NULL, t double precision NOT NULL, value json NOT NULL, "
+    "PRIMARY KEY (device, service, object, t))",
+    "CREATE INDEX telemetry_t ON telemetry USING brin (t)",
+)
+
+
+def schema_1(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:
+        for stmt in SCHEMA_1_TELEMETRY:
+            db.execute(stmt)
+    return url
+
+
+async def run_cell(url, n, batches, binary=True):
     """Seconds taken by each of `batches` timed batches from n devices."""
     store = await open_store(url)
-    store.copy_telemetry = copy     # PostgreSQL: COPY, or INSERT ... ON CONFLICT only
+    store.binary_copy = binary      # PostgreSQL: COPY format (SQLite: no effect)
     try:
         devices = ["hp-%05d" % i for i in range(n)]
         await store.upsert_devices([(d, [[2, 1, 0], [4, 1, 0], [HEAT_PUMP, 1, 0]], [], 0)
@@ -83,7 +105,89 @@ async def run_cell(url, n, batches, copy=True):
         await store.close()
 
 
+def interleaved(repeats, n=1000, k=10):
+    """`--interleave R`: the three PostgreSQL layouts in turn, R times (rows/s each)."""
+    import logging
+    logging.disable(logging.WARNING)   # the schema-1 notice, once per cell
+    got = {}
+    with postgres.PostgresServer(durable=True) as pg:
+        for r in range(repeats):
+            for name in ("now", "before", "plain binary"):
+                db = "i%d_%s" % (r, name.replace(" ", "_"))
+                url = pg.create_database(db)
+                if name != "now":
+                    schema_1(url)
+                ts = asyncio.run(run_cell(url, n, k, binary=(name != "before")))
+                got.setdefault(name, []).append(n * len(OBJECTS) * k / sum(ts))
+                pg.drop_database(db)
+    print("PostgreSQL, %d devices per batch, %d batches per cell, cells interleaved %d times, "
+          "rows/s:" % (n, k, repeats))
+    print()
+    print("| layout | " + " | ".join("run %d" % (r + 1) for r in range(repeats)) + " |")
+    print("|---|" + "---:|" * repeats)
+    for name, v in got.items():
+        print("| %s | " % name + " | ".join("%.0f" % x for x in v) + " |")
+
+
+def breakdown(n=1000, k=10):
+    """`--breakdown`: where a PostgreSQL batch's time goes, ms per batch (the store as
+    it is; psycopg calls and the row preparation timed by wrapping them)."""
+    import psycopg
+    from spot.cloud_bridge import store as S
+    from spot.cloud_bridge import store_postgres as P
+    acc = {}
+
+    def timed(key, fn):
+        async def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return await fn(*a, **kw)
+            finally:
+                name = key(a)
+                acc[name] = acc.get(name, 0) + time.perf_counter() - t0
+        return wrapper
+
+    P._copy = timed(lambda a: "COPY history rows", P._copy)
+    psycopg.AsyncCursor.execute = timed(lambda a: str(a[1])[:24] + "...",
+                                        psycopg.AsyncCursor.execute)
+    prepare = S.prepare_telemetry
+
+    def timed_prepare(rows):
+        t0 = time.perf_counter()
+        try:
+            return prepare(rows)
+        finally:
+            acc["prepare rows"] = acc.get("prepare rows", 0) + time.perf_counter() - t0
+    S.prepare_telemetry = timed_prepare
+
+    async def cell(url):
+        store = await open_store(url)
+        try:
+            devices = ["hp-%05d" % i for i in range(n)]
+            await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in devices], T0)
+            await store.add_telemetry(batch(devices, T0))
+            acc.clear()
+            t0 = time.perf_counter()
+            for j in range(k):
+                await store.add_telemetry(batch(devices, T0 + 300 * (j + 1)))
+            acc["whole add_telemetry"] = time.perf_counter() - t0
+        finally:
+            await store.close()
+    with postgres.PostgresServer(durable=True) as pg:
+        asyncio.run(cell(pg.create_database("breakdown")))
+    print("PostgreSQL, %d devices per batch (%d rows), ms per batch:" % (n, n * len(OBJECTS)))
+    print()
+    print("| part | ms |")
+    print("|---|---:|")
+    for name, v in sorted(acc.items(), key=lambda x: -x[1]):
+        print("| %s | %.1f |" % (name, 1000 * v / k))
+
+
 def main(argv):
+    if argv[:1] == ["--interleave"]:
+        return interleaved(int(argv[1]))
+    if argv[:1] == ["--breakdown"]:
+        return breakdown()
     quick = "--quick" in argv
     plan = QUICK if quick else PLAN
     growth = 0 if quick else GROWTH_BATCHES
@@ -100,8 +204,11 @@ def main(argv):
                 db = "ingest_%d" % n
                 times[("PostgreSQL", n)] = asyncio.run(run_cell(pg.create_database(db), n, k))
                 pg.drop_database(db)
-                times[("PostgreSQL INSERT", n)] = asyncio.run(
-                    run_cell(pg.create_database(db), n, plan[n], copy=False))
+                times[("PostgreSQL before", n)] = asyncio.run(
+                    run_cell(schema_1(pg.create_database(db)), n, plan[n], binary=False))
+                pg.drop_database(db)
+                times[("PostgreSQL plain binary", n)] = asyncio.run(
+                    run_cell(schema_1(pg.create_database(db)), n, plan[n]))
                 pg.drop_database(db)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -119,17 +226,17 @@ def main(argv):
             n, rows, k, rows * k / sum(sq), rows * k / sum(pq),
             1000 * sum(sq) / k, 1000 * sum(pq) / k))
     print()
-    print("PostgreSQL history rows by COPY (the store's path) against one INSERT ... SELECT "
-          "FROM unnest(arrays) ON CONFLICT DO NOTHING per batch (the path before), "
-          "same run:")
+    print("PostgreSQL: the store now (telemetry partitioned by day, binary COPY) against "
+          "the store before (schema 1: one plain table, text COPY) and the plain table "
+          "with binary COPY, same run, rows/s:")
     print()
-    print("| devices per batch | COPY rows/s | INSERT rows/s | COPY / INSERT |")
-    print("|---:|---:|---:|---:|")
+    print("| devices per batch | now | before | plain table, binary COPY | now / before |")
+    print("|---:|---:|---:|---:|---:|")
     for n, k in plan.items():
         rows = n * len(OBJECTS)
-        cp = rows * k / sum(times[("PostgreSQL", n)][:k])
-        ins = rows * k / sum(times[("PostgreSQL INSERT", n)][:k])
-        print("| %d | %.0f | %.0f | %.2f |" % (n, cp, ins, cp / ins))
+        now, before, plain = (rows * k / sum(times[(name, n)][:k]) for name in (
+            "PostgreSQL", "PostgreSQL before", "PostgreSQL plain binary"))
+        print("| %d | %.0f | %.0f | %.0f | %.2f |" % (n, now, before, plain, now / before))
     if growth:
         print()
         print("Cost per batch as history builds up (%d devices, %d rows per batch), "

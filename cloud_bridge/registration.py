@@ -34,6 +34,7 @@ from collections import OrderedDict
 
 from ..core.errors import BUSY, MALFORMED, NOT_AUTHORISED
 from ..core.mqtt_binding import check_level
+from .coalesce import Coalesced
 
 PLAIN_POLICIES = ("off", "loopback", "open")
 PLAIN_PREFIX = "coap:"
@@ -178,3 +179,19 @@ class Admission:
     def forget(self, device):
         self.plain_ids.discard(device)
         self.held.pop(device, None)
+
+
+class Registrar:
+    """ANNOUNCEs that arrive together registered in one store transaction
+    (store.register_devices through a coalesce.Coalesced): a reconnect storm of
+    ten thousand devices costs a few hundred commits, not ten thousand. Each
+    caller gets its own outcome (True new, False known) or its own error
+    (ClaimRefused, InvalidValue) only after the transaction committed, so an
+    ANNOUNCE is answered only once its registration is stored."""
+
+    def __init__(self, store):
+        self._batch = Coalesced(store.register_devices)
+
+    async def register(self, announce):
+        """Register one store.Announce; raises what upsert_device would."""
+        return await self._batch(announce)

@@ -25,7 +25,8 @@ from .ingest import Ingest, notify_rows
 from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
-from .registration import Admission, Refused, check_device_id, may_claim
+from .registration import Admission, Refused, Registrar, check_device_id, may_claim
+from .delivery_writes import DeliveryWrites
 from .subscriptions import SubscriptionBook
 from .tasks import cancel_and_wait
 from . import store as S
@@ -88,6 +89,8 @@ class Bridge:
         self._tasks = []
         self.peers = PeerLog(self.metrics)          # refused peer input: counted, logged rarely
         self.admission = Admission(config, clock)   # who may register which id, how fast
+        self.registrar = Registrar(store)           # ANNOUNCEs arriving together: one commit
+        self.writes = DeliveryWrites(store, config, clock)   # deliveries' writes, batched
         self.store_problem = None   # the last store failure not yet resolved (health)
         self.store_corrupt = False  # the database is damaged: store nothing more in it
         self._store_log = PeerLog(self.metrics, metric="store_errors")
@@ -226,12 +229,11 @@ class Bridge:
         consumes = body.get(A_CONSUMES, [])
         owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
         try:
-            await self.store.upsert_device(device, body[A_SERVICES],
-                                           consumes if type(consumes) is list else [], flags, now,
-                                           credential_ref=identity,
-                                           first_pairings=owners,
-                                           first_audit=("bridge", "register", {"via": via}),
-                                           claim=lambda held: may_claim(held, identity))
+            await self.registrar.register(S.Announce(
+                device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
+                credential_ref=identity, first_pairings=owners,
+                first_audit=("bridge", "register", {"via": via}),
+                claim=lambda held: may_claim(held, identity)))
         except S.ClaimRefused as e:
             self.admission.registered(device, e.held)   # another instance registered it
             self._reject("claim_refused", "%s from %s" % (device, source or via),
@@ -252,7 +254,9 @@ class Bridge:
         self.clocks.registered(device, body[A_SERVICES])
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
                           "sleepy": bool(flags & FLAG_SLEEPY)})
-        await self._set_presence(device, "online", now)
+        if self.presence.get(device) != "online":   # the registration stored it online
+            self.presence[device] = "online"
+            self.hub.publish({"type": "presence", "device": device, "presence": "online"})
         self._kick(device)
         return F.encode(F.RESULT, 0, mid, {0: int(now)})
 
@@ -323,39 +327,42 @@ class Bridge:
             # not its command's whole timeout: the others' commands go on
             timer = asyncio.get_running_loop().call_later(SLOT_HOLD, release)
             try:
-                going_on = await self._exchange(device)
+                going_on = await self._exchange(device, release)
             finally:
                 timer.cancel()
                 release()
             if not going_on:
                 return
 
-    async def _exchange(self, device):
+    async def _exchange(self, device, answered=lambda: None):
         """Claim, send and settle the device's next command: False when delivery stops
-        (nothing queued, no route, or the device did not answer)."""
+        (nothing queued, no route, or the device did not answer). answered() is called
+        once the device answered or timed out (its in-flight slot is free before the
+        outcome is written: the writes of many deliveries go together)."""
         transport = self.transports.get(self.routes.get(device))
         if transport is None:
             return False
         if device in self.clocks.due:
             return await self._set_clock(device, transport)
-        now = self.clock()
-        cmd = await self.store.claim(device, now, self.config.instance)
+        cmd = await self.writes.claim(device)
         if cmd is None:
             return False
         mid = self._next_mid(device)
         frame = F.encode(cmd.op, cmd.service, mid, cmd.body)
         try:
-            await self.store.mark_sent(cmd.id, mid, now, self.config.instance)
+            await self.writes.sent(cmd.id, mid)
         except S.CommandStateError:   # its route was handed to another instance meanwhile
             return False
         self._command_event(cmd.id, device, "sent")
         try:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
         except (asyncio.TimeoutError, TimeoutError, ConnectionError, OSError) as e:
+            answered()
             await self._finish(cmd, "timeout", str(e) or "no answer")
             self._subscription_answered(cmd, mid, None, None)
             self._stalled.add(device)
             return False  # the device went quiet: wait until it is heard again
+        answered()
         try:
             if not reply:
                 raise SpotError(MALFORMED, "no answer frame")
@@ -384,8 +391,7 @@ class Bridge:
         return True
 
     async def _finish(self, cmd, status, result):
-        now = self.clock()
-        if await self.store.complete(cmd.id, status, result, now):  # plans follow (store)
+        if await self.writes.finish(cmd.id, status, result):  # plans follow (store)
             self.metrics.inc("commands", status=status)
             self._command_event(cmd.id, cmd.device, status, result)
 
@@ -393,8 +399,10 @@ class Bridge:
         self.hub.publish({"type": "command", "id": cid, "device": device, "status": status,
                           "result": result})
 
-    async def _authorise(self, actor, device, op, sid):
-        role = await self.store.role_of(device, actor)
+    async def _authorise(self, actor, device, op, sid, role=False):
+        """The actor's role on the device, or Forbidden (role: already read; None: unpaired)."""
+        if role is False:
+            role = await self.store.role_of(device, actor)
         if role is None or not allowed(role, op, sid):
             self.metrics.inc("frames_rejected", reason="not_authorised")
             await self.store.audit(actor, "refused", device,
@@ -481,9 +489,11 @@ class Bridge:
         Returns ([Command], [refused device])."""
         self._check_request(service, op, body)
         allowed_devices, refused, managed = [], [], []
-        for device in await self.store.devices_in_group(group):
+        members = await self.store.devices_in_group(group)
+        roles = await self.store.roles_of(members, actor)   # one query for the group
+        for device in members:
             try:
-                role = await self._authorise(actor, device, op, service)
+                role = await self._authorise(actor, device, op, service, roles.get(device))
                 if self._subscription_refusal(actor, device, role, op, service, body):
                     raise Forbidden(device)
                 allowed_devices.append(device)

@@ -40,6 +40,10 @@ Decisions, documented once:
   | rejected. A command may also be completed straight from queued or claimed
   (e.g. rejected by access control). complete() on a command that is already
   final returns False and changes nothing (a late RESULT racing a timeout).
+- Fleet-wide bursts have many-item methods (register_devices, claim_many,
+  mark_sent_many, complete_many, enqueue_many): one transaction for all,
+  and per item the outcome (or the error, as a value) its single-item method
+  gives; the single-item methods are these with one item.
 """
 import abc
 import asyncio
@@ -459,6 +463,9 @@ Result = namedtuple("Result", "rows count")  # rows (or []) and the row count
 # PostgreSQL only: COPY rows into a table, in a savepoint; count None if a row
 # broke a unique key (nothing of it stays: the script falls back to INSERT)
 Copy = namedtuple("Copy", "table columns seq")
+# one ANNOUNCE to register (register_devices): what upsert_device takes
+Announce = namedtuple("Announce", "id services consumes flags now credential_ref "
+                      "first_pairings first_audit claim", defaults=(None, (), None, None))
 
 
 def _in(n):
@@ -471,17 +478,37 @@ def _no_groups():
     yield
 
 
+def _rounds(items, key):
+    """items split into lists in which no key repeats, in order (the first of each
+    key in the first round, its second in the second ...): one bulk statement per
+    round, so an item listed twice is applied after the first, not merged with it."""
+    rounds, seen = [], {}
+    for item in items:
+        k = key(item)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(item)
+    return rounds
+
+
 class Store(abc.ABC):
     """The bridge's storage. Backends implement _run, open and close."""
 
     dialect = None          # "sqlite" or "postgresql"
     copy_telemetry = True   # postgresql: new history rows by COPY (False: always INSERT)
+    schema = SCHEMA_VERSION  # the schema version this backend creates (PostgreSQL: 2)
 
     # -- backend
 
     @abc.abstractmethod
     async def _run(self, script, write=True):
         """Run script() (a transaction script) in one transaction; return its value."""
+
+    async def _make_room(self, rows):
+        """Before storing prepared telemetry rows: make room for them (PostgreSQL:
+        the time partitions they fall in)."""
 
     async def _offload(self, fn, *args):
         """Run CPU-heavy preparation off the event loop."""
@@ -513,11 +540,11 @@ class Store(abc.ABC):
         v = r.rows[0][0]
         if v is None:
             yield Q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                    (SCHEMA_VERSION, float(now)))
-            v = SCHEMA_VERSION
-        if v > SCHEMA_VERSION:
+                    (self.schema, float(now)))
+            v = self.schema
+        if v > self.schema:
             raise SchemaError("database schema version %d is newer than this bridge's %d"
-                              % (v, SCHEMA_VERSION))
+                              % (v, self.schema))
         # migrations from older versions go here (none: version 1 is the first)
         return v
 
@@ -566,33 +593,74 @@ class Store(abc.ABC):
         transaction for a known device; False raises ClaimRefused and changes nothing.
         Returns True for a new device.
         """
-        check_time(now, "now")
-        row = self._device_row(id, services, consumes, flags, now, credential_ref)
-        pairings = list(first_pairings)
-        for controller, role in pairings:
-            check_name(controller, "controller")
-            check_choice(role, ROLES, "role")
-        if first_audit is not None:
-            check_name(first_audit[0], "actor")
-            check_name(first_audit[1], "action")
-            audit_detail = dump_value(first_audit[2])
+        outcome = (await self.register_devices([Announce(
+            id, services, consumes, flags, now, credential_ref, first_pairings, first_audit,
+            claim)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def register_devices(self, announces):
+        """upsert_device() for many Announces in ONE transaction (ANNOUNCEs that
+        arrived together): per announce, in order, True (new device), False, or
+        the InvalidValue / ClaimRefused that upsert_device would raise (that one
+        changes nothing, the others are stored). An id listed twice is
+        registered twice, in order."""
+        items = list(announces)
+        out = [None] * len(items)
+        valid = []
+        for i, a in enumerate(items):
+            try:
+                check_time(a.now, "now")
+                row = self._device_row(a.id, a.services, a.consumes, a.flags, a.now,
+                                       a.credential_ref)
+                pairings = [(check_name(c, "controller"), check_choice(r, ROLES, "role"))
+                            for c, r in a.first_pairings]
+                audit = None
+                if a.first_audit is not None:
+                    audit = (float(a.now), check_name(a.first_audit[0], "actor"),
+                             check_name(a.first_audit[1], "action"), a.id,
+                             dump_value(a.first_audit[2]))
+                valid.append((i, a, row, pairings, audit))
+            except InvalidValue as e:
+                out[i] = e
+        pg = self.dialect == "postgresql"
+        none = dump_value(None)
 
         def script():
-            r = yield Q("SELECT credential_ref FROM devices WHERE id = ?", (id,))
-            if r.rows and claim is not None and not claim(r.rows[0][0]):
-                raise ClaimRefused(id, r.rows[0][0])
-            yield Q(self._UPSERT, row)
-            if r.rows:
-                return False
-            for controller, role in pairings:
-                yield Q("INSERT INTO pairings (" + PAIRING_COLS + ") VALUES (?, ?, ?, ?, ?) "
-                        "ON CONFLICT (device, controller) DO UPDATE SET role = excluded.role",
-                        (id, controller, role, dump_value(None), float(now)))
-            if first_audit is not None:
-                yield Q("INSERT INTO audit (at, actor, action, target, detail) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (float(now), first_audit[0], first_audit[1], id, audit_detail))
-            return True
+            res = list(out)
+            for part in _rounds(valid, lambda v: v[1].id):
+                ids = [v[1].id for v in part]
+                if pg:
+                    r = yield Q("SELECT id, credential_ref FROM devices WHERE id = ANY(?)", (ids,))
+                else:
+                    r = yield Q("SELECT id, credential_ref FROM devices WHERE id IN "
+                                "(SELECT value FROM json_each(?))", (json.dumps(ids),))
+                held = dict(r.rows)
+                take = []
+                for v in part:
+                    i, a = v[0], v[1]
+                    if a.id in held and a.claim is not None and not a.claim(held[a.id]):
+                        res[i] = ClaimRefused(a.id, held[a.id])
+                    else:
+                        res[i] = a.id not in held
+                        take.append(v)
+                if not take:
+                    continue
+                take.sort(key=lambda v: v[1].id)    # one lock order
+                yield Many(self._UPSERT, [v[2] for v in take])
+                new = [v for v in take if v[1].id not in held]
+                pair_rows = [(v[1].id, c, role, none, float(v[1].now))
+                             for v in new for c, role in v[3]]
+                if pair_rows:
+                    yield Many("INSERT INTO pairings (" + PAIRING_COLS + ") "
+                               "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device, controller) "
+                               "DO UPDATE SET role = excluded.role", pair_rows)
+                audit_rows = [v[4] for v in new if v[4] is not None]
+                if audit_rows:
+                    yield Many("INSERT INTO audit (at, actor, action, target, detail) "
+                               "VALUES (?, ?, ?, ?, ?)", audit_rows)
+            return res
         return await self._run(script)
 
     async def upsert_devices(self, announces, now):
@@ -841,6 +909,7 @@ class Store(abc.ABC):
             out, latest = prepare_telemetry(rows)
         ids = sorted({r[0] for r in latest})
         pg = self.dialect == "postgresql"
+        await self._make_room(out)
 
         def script():
             unknown = yield from self._s_unknown_devices(ids)
@@ -976,14 +1045,34 @@ class Store(abc.ABC):
         for device in devices:
             self._check_command(device, service, op, actor, now, expires_at, timeout)
         b = dump_value(body)
+        if len(devices) < 2 or self.dialect != "postgresql":
+            def script():
+                ids = []
+                for device in devices:
+                    ids.append((yield from self._s_enqueue(device, service, op, b, actor, now,
+                                                           expires_at, timeout)))
+                return ids
+            return await self._run(script)
+        params = (service, op, b, actor, float(now),
+                  None if expires_at is None else float(expires_at),
+                  None if timeout is None else float(timeout))
 
-        def script():
-            ids = []
-            for device in devices:
-                ids.append((yield from self._s_enqueue(device, service, op, b, actor, now,
-                                                       expires_at, timeout)))
+        def bulk():   # PostgreSQL: one statement per round of distinct devices
+            unknown = set((yield from self._s_unknown_devices(sorted(set(devices)))))
+            if unknown:
+                raise UnknownDevice([next(d for d in devices if d in unknown)])
+            ids = [None] * len(devices)
+            for part in _rounds(range(len(devices)), lambda i: devices[i]):
+                r = yield Q("INSERT INTO commands (device, service, op, body, actor, status, "
+                            "created_at, expires_at, timeout) SELECT d, ?, ?, ?, ?, 'queued', "
+                            "?, ?, ? FROM unnest(?::text[]) WITH ORDINALITY AS u(d, n) "
+                            "ORDER BY n RETURNING id, device",
+                            params + ([devices[i] for i in part],))
+                got = dict((dev, cid) for cid, dev in r.rows)
+                for i in part:
+                    ids[i] = got[devices[i]]
             return ids
-        return await self._run(script)
+        return await self._run(bulk)
 
     async def next_pending(self, device, now):
         """The oldest queued, unexpired command for the device, or None (changes nothing)."""
@@ -1005,7 +1094,15 @@ class Store(abc.ABC):
         With `lease` (seconds), a command another instance claimed at or before
         now - lease and never sent (that instance died) may be claimed again.
         """
-        check_device(device)
+        return (await self.claim_many([device], now, instance_id, lease))[0]
+
+    async def claim_many(self, devices, now, instance_id, lease=None):
+        """claim() for each of devices in ONE transaction (a fan-out's deliveries):
+        [Command or None] in the order given. A device listed twice gets its two
+        oldest commands."""
+        devices = list(devices)
+        for device in devices:
+            check_device(device)
         check_time(now, "now")
         check_name(instance_id, "instance_id")
         if lease is not None:
@@ -1013,20 +1110,43 @@ class Store(abc.ABC):
             if lease <= 0:
                 raise InvalidValue("lease must be positive")
         stale = "" if lease is None else " OR (status = 'claimed' AND claimed_at <= ?)"
-        params = [instance_id, float(now), device, float(now)]
-        if lease is not None:
-            params.append(float(now - lease))
-            params.append(float(now - lease))
-        skip = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
-        sql = ("UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
-               "WHERE id = (SELECT id FROM commands WHERE device = ? "
-               "AND (expires_at IS NULL OR expires_at > ?) AND (status = 'queued'" + stale + ") "
-               "ORDER BY id LIMIT 1" + skip + ") "
-               "AND (status = 'queued'" + stale + ") RETURNING " + COMMAND_COLS)
+        extra = () if lease is None else (float(now - lease),)
+        cond = "(status = 'queued'" + stale + ")"
+        pick = ("SELECT id FROM commands WHERE device = %s "
+                "AND (expires_at IS NULL OR expires_at > ?) AND " + cond + " ORDER BY id LIMIT 1")
+        head = "UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+        tail = " AND " + cond + " RETURNING " + COMMAND_COLS
+        pg = self.dialect == "postgresql"
 
         def script():
-            r = yield Q(sql, tuple(params))
-            return command_of(r.rows[0]) if r.rows else None
+            out = [None] * len(devices)
+            for part in _rounds(range(len(devices)), lambda i: devices[i]):
+                if pg:   # one statement for the round; a row another claimer holds is skipped
+                    # (MATERIALIZED: the picks are made once, not again for each row updated)
+                    r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid FROM "
+                                "unnest(?::text[]) AS d(dev) CROSS JOIN LATERAL ("
+                                + pick % "d.dev" + " FOR UPDATE SKIP LOCKED) AS c) "
+                                + head + "FROM picked WHERE commands.id = picked.pid" + tail,
+                                ([devices[i] for i in part], float(now)) + extra
+                                + (instance_id, float(now)) + extra)
+                    got = {row[1]: command_of(row) for row in r.rows}
+                    for i in part:
+                        out[i] = got.get(devices[i])
+                    continue
+                # SQLite: one look for the round's devices, then one UPDATE per device
+                # that has a command (after a reconnect storm most have none)
+                c = yield Q("SELECT device, min(id) FROM commands WHERE device IN "
+                            "(SELECT value FROM json_each(?)) AND (expires_at IS NULL OR "
+                            "expires_at > ?) AND " + cond + " GROUP BY device",
+                            (json.dumps([devices[i] for i in part]), float(now)) + extra)
+                oldest = dict(c.rows)
+                for i in part:
+                    if devices[i] not in oldest:
+                        continue
+                    r = yield Q(head + "WHERE id = ?" + tail,
+                                (instance_id, float(now), oldest[devices[i]]) + extra)
+                    out[i] = command_of(r.rows[0]) if r.rows else None
+            return out
         return await self._run(script)
 
     def _s_missing_or_state(self, command_id, wanted):
@@ -1043,23 +1163,54 @@ class Store(abc.ABC):
         With instance_id, the command must be claimed by that instance. Raises
         CommandStateError otherwise (e.g. it expired meanwhile: do not send).
         """
-        check_int(command_id, 1, 2**63 - 1, "command id")
-        check_int(mid, 0, 0xFFFF, "mid")
+        outcome = (await self.mark_sent_many([(command_id, mid)], now, instance_id))[0]
+        if outcome is not None:
+            raise outcome
+
+    async def mark_sent_many(self, sends, now, instance_id=None):
+        """mark_sent() for many (command id, mid) in ONE transaction: per send, in
+        order, None (recorded) or the UnknownCommand / CommandStateError that
+        mark_sent would raise (that command is left as it was)."""
+        sends = [tuple(x) for x in sends]
+        for command_id, mid in sends:
+            check_int(command_id, 1, 2**63 - 1, "command id")
+            check_int(mid, 0, 0xFFFF, "mid")
         check_time(now, "now")
         if instance_id is None:
-            cond, wanted, params = "status IN ('queued', 'claimed', 'sent')", \
-                "queued, claimed or sent", (mid, float(now), command_id)
+            cond, wanted, extra = "status IN ('queued', 'claimed', 'sent')", \
+                "queued, claimed or sent", ()
         else:
             check_name(instance_id, "instance_id")
             cond, wanted = "status IN ('claimed', 'sent') AND claimed_by = ?", \
                 "claimed by %r" % instance_id
-            params = (mid, float(now), command_id, instance_id)
+            extra = (instance_id,)
+        pg = self.dialect == "postgresql"
 
         def script():
-            r = yield Q("UPDATE commands SET status = 'sent', mid = ?, sent_at = ? "
-                        "WHERE id = ? AND " + cond + " RETURNING id", params)
-            if not r.rows:
-                yield from self._s_missing_or_state(command_id, wanted)
+            out = [None] * len(sends)
+            for part in _rounds(range(len(sends)), lambda i: sends[i][0]):
+                if pg:
+                    r = yield Q("UPDATE commands SET status = 'sent', mid = v.mid, sent_at = ? "
+                                "FROM unnest(?::bigint[], ?::integer[]) AS v(cid, mid) "
+                                "WHERE commands.id = v.cid AND " + cond + " RETURNING commands.id",
+                                (float(now), [sends[i][0] for i in part],
+                                 [sends[i][1] for i in part]) + extra)
+                    done = {row[0] for row in r.rows}
+                    missed = [i for i in part if sends[i][0] not in done]
+                else:
+                    missed = []
+                    for i in part:
+                        r = yield Q("UPDATE commands SET status = 'sent', mid = ?, sent_at = ? "
+                                    "WHERE id = ? AND " + cond + " RETURNING id",
+                                    (sends[i][1], float(now), sends[i][0]) + extra)
+                        if not r.rows:
+                            missed.append(i)
+                for i in missed:
+                    try:
+                        yield from self._s_missing_or_state(sends[i][0], wanted)
+                    except StoreError as e:
+                        out[i] = e
+            return out
         return await self._run(script)
 
     def _s_plan_outcome(self, ids, status, now):
@@ -1079,22 +1230,65 @@ class Store(abc.ABC):
         changes). A plan pushed by this command becomes accepted (done) or
         failed (anything else).
         """
-        check_int(command_id, 1, 2**63 - 1, "command id")
-        check_choice(status, FINAL_STATUSES, "status")
+        outcome = (await self.complete_many([(command_id, status, result)], now))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def complete_many(self, completions, now):
+        """complete() for many (command id, status, result) in ONE transaction: per
+        completion, in order, True, False (already final) or the InvalidValue /
+        UnknownCommand that complete would raise (that one changes nothing)."""
         check_time(now, "now")
-        res = dump_value(result)
+        items = [tuple(x) for x in completions]
+        out = [None] * len(items)
+        valid = []
+        for i, (command_id, status, result) in enumerate(items):
+            try:
+                check_int(command_id, 1, 2**63 - 1, "command id")
+                check_choice(status, FINAL_STATUSES, "status")
+                valid.append((i, command_id, status, dump_value(result)))
+            except InvalidValue as e:
+                out[i] = e
+        pg = self.dialect == "postgresql"
 
         def script():
-            r = yield Q("UPDATE commands SET status = ?, result = ?, completed_at = ? "
-                        "WHERE id = ? AND status IN ('queued', 'claimed', 'sent') RETURNING id",
-                        (status, res, float(now), command_id))
-            if not r.rows:
-                e = yield Q("SELECT 1 FROM commands WHERE id = ?", (command_id,))
-                if not e.rows:
-                    raise UnknownCommand(command_id)
-                return False
-            yield from self._s_plan_outcome([command_id], status, now)
-            return True
+            res = list(out)
+            for part in _rounds(valid, lambda v: v[1]):
+                if pg:
+                    r = yield Q("UPDATE commands SET status = v.st, result = v.res, "
+                                "completed_at = ? FROM unnest(?::bigint[], ?::text[], ?::json[]) "
+                                "AS v(cid, st, res) WHERE commands.id = v.cid "
+                                "AND commands.status IN ('queued', 'claimed', 'sent') "
+                                "RETURNING commands.id",
+                                (float(now), [v[1] for v in part], [v[2] for v in part],
+                                 [v[3] for v in part]))
+                    finished = {row[0] for row in r.rows}
+                else:
+                    finished = set()
+                    for _, cid, st, rs in part:
+                        r = yield Q("UPDATE commands SET status = ?, result = ?, completed_at = ? "
+                                    "WHERE id = ? AND status IN ('queued', 'claimed', 'sent') "
+                                    "RETURNING id", (st, rs, float(now), cid))
+                        if r.rows:
+                            finished.add(cid)
+                missed = [v[1] for v in part if v[1] not in finished]
+                known = set()
+                for k in range(0, len(missed), 500):
+                    chunk = missed[k:k + 500]
+                    e = yield Q("SELECT id FROM commands WHERE id IN (" + _in(len(chunk)) + ")",
+                                tuple(chunk))
+                    known.update(x[0] for x in e.rows)
+                by_status = {}
+                for i, cid, st, _ in part:
+                    if cid in finished:
+                        res[i] = True
+                        by_status.setdefault(st, []).append(cid)
+                    else:
+                        res[i] = False if cid in known else UnknownCommand(cid)
+                for st, ids in sorted(by_status.items()):
+                    yield from self._s_plan_outcome(ids, st, now)
+            return res
         return await self._run(script)
 
     async def get_command(self, command_id):
@@ -1338,6 +1532,25 @@ class Store(abc.ABC):
             r = yield Q("SELECT role FROM pairings WHERE device = ? AND controller = ?",
                         (device, controller))
             return r.rows[0][0] if r.rows else None
+        return await self._run(script, write=False)
+
+    async def roles_of(self, devices, controller):
+        """{device: role} of the controller on each of devices it is paired with (a
+        group command's access check in one query, not one per device)."""
+        devices = list(devices)
+        for device in devices:
+            check_device(device)
+        check_name(controller, "controller")
+
+        def script():
+            if self.dialect == "postgresql":
+                r = yield Q("SELECT device, role FROM pairings WHERE controller = ? "
+                            "AND device = ANY(?)", (controller, devices))
+            else:
+                r = yield Q("SELECT device, role FROM pairings WHERE controller = ? AND device "
+                            "IN (SELECT value FROM json_each(?))",
+                            (controller, json.dumps(devices)))
+            return dict(r.rows)
         return await self._run(script, write=False)
 
     # -- audit log

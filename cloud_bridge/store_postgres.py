@@ -12,17 +12,40 @@ upsert; the latest table leaves half of each page free so that its
 updates stay HOT (no index update). JSON columns use the `json` type (the
 text is kept as written), so floats such as 1e+20 keep their type.
 
+Telemetry history is partitioned by time (schema version 2): one partition
+per `partition_seconds` (a day by default) of `t`, created ahead as batches
+arrive (the partition of a batch's median time and the next one), plus a
+DEFAULT partition for rows whose range has none (a device clock far off, data
+older than the first partition). Retention drops whole partitions and deletes
+only what is left before the cut (in the default partition and the partition
+the cut falls in), so prune_telemetry keeps its meaning: every row older than
+the cut goes, the latest values stay. COPY sends rows in binary. A database
+made before partitioning (schema version 1, telemetry one plain table) keeps
+working as it is: rows go into that table and retention deletes rows; the
+bridge logs that it is not partitioned (docs/benchmarks.md says how to move
+the data to a partitioned table).
+
 Needs: pip install "psycopg[binary,pool]".
 """
+import logging
+import math
+import re
 import time
 
 import psycopg
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .store import Store, Copy, Many, Result, StoreError, StoreUnavailable
+from .store import Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, check_time
+
+log = logging.getLogger("spot.store")
 
 RETRIES = 3
+SCHEMA = 2                  # 1: telemetry one plain table; 2: partitioned by time
+PARTITION_SECONDS = 86400   # one telemetry partition per day of t
+LOCK_SCHEMA, LOCK_PARTITIONS = 7012, 7013   # advisory locks
+COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json as its text
+_PART = re.compile(r"telemetry_(\d+)_(\d+)$")
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -44,15 +67,17 @@ DDL = (
         PRIMARY KEY (device, grp))""",
     "CREATE INDEX IF NOT EXISTS device_groups_grp ON device_groups (grp, device)",
     # no foreign key (it would lock device rows on every insert):
-    # add_telemetry checks the batch's devices once
+    # add_telemetry checks the batch's devices once. Partitioned by time
+    # (schema 2): retention drops partitions (a schema-1 database keeps its
+    # plain table)
     """CREATE TABLE IF NOT EXISTS telemetry (
         device text NOT NULL,
         service smallint NOT NULL,
         object integer NOT NULL,
         t double precision NOT NULL,
         value json NOT NULL,
-        PRIMARY KEY (device, service, object, t))""",
-    # rows arrive roughly in time order: a BRIN index makes pruning cheap
+        PRIMARY KEY (device, service, object, t)) PARTITION BY RANGE (t)""",
+    # a BRIN index on t: the rows before a retention cut inside a partition
     "CREATE INDEX IF NOT EXISTS telemetry_t ON telemetry USING brin (t)",
     """CREATE TABLE IF NOT EXISTS latest (
         device text NOT NULL,
@@ -141,12 +166,16 @@ async def _configure(conn):
     conn.adapters.register_loader("json", TextLoader)
 
 
-async def _copy(conn, cur, stmt):
+async def _copy(conn, cur, stmt, binary=True):
     """COPY stmt.seq into stmt.table in a savepoint; Result count None on a unique violation."""
     sql = "COPY %s (%s) FROM STDIN" % (stmt.table, ", ".join(stmt.columns))
+    if binary:
+        sql += " (FORMAT BINARY)"
     try:
         async with conn.transaction():      # a savepoint: a refused COPY leaves nothing
             async with cur.copy(sql) as copy:
+                if binary:
+                    copy.set_types(COPY_TYPES[stmt.table])
                 for row in stmt.seq:
                     await copy.write_row(row)
     except psycopg.errors.UniqueViolation:
@@ -158,12 +187,19 @@ class PostgresStore(Store):
     """Store on a PostgreSQL database; conninfo is a libpq URL or DSN."""
 
     dialect = "postgresql"
+    schema = SCHEMA
+    binary_copy = True      # COPY in binary (False: text, the path before; benchmarks)
 
-    def __init__(self, conninfo, min_size=1, max_size=8, timeout=30.0):
+    def __init__(self, conninfo, min_size=1, max_size=8, timeout=30.0,
+                 partition_seconds=PARTITION_SECONDS):
         self.conninfo = conninfo
         self.min_size = min_size
         self.max_size = max_size
         self.timeout = timeout
+        self.partition_seconds = partition_seconds
+        self.partitioned = None   # telemetry partitioned (schema 2)? known once open
+        self._parts = set()       # partition numbers (t // partition_seconds) known to exist
+        self._no_part = set()     # partition numbers that cannot be made (rows in default)
         self._pool = None
 
     async def _run(self, script, write=True):
@@ -185,8 +221,7 @@ class PostgresStore(Store):
             except psycopg.Error as e:
                 raise StoreError("postgresql: %s" % e) from e
 
-    @staticmethod
-    async def _drive(conn, gen):
+    async def _drive(self, conn, gen):
         try:
             stmt = next(gen)
         except StopIteration as stop:
@@ -197,7 +232,7 @@ class PostgresStore(Store):
                     await cur.executemany(_pg(stmt.sql), stmt.seq)
                     res = Result([], cur.rowcount)
                 elif type(stmt) is Copy:
-                    res = await _copy(conn, cur, stmt)
+                    res = await _copy(conn, cur, stmt, self.binary_copy)
                 else:
                     await cur.execute(_pg(stmt.sql), stmt.params)
                     res = Result(await cur.fetchall() if cur.description else [],
@@ -222,12 +257,100 @@ class PostgresStore(Store):
         self._pool = pool
         try:
             await self._run(lambda: self._s_schema(DDL, time.time()))
+            await self._run(self._s_layout)
         except BaseException:
             await self.close()
             raise
+        if not self.partitioned:
+            log.warning("the PostgreSQL store's telemetry is one plain table (schema "
+                        "version 1): it works, but retention deletes rows instead of "
+                        "dropping time partitions")
         return self
 
     async def close(self):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    # -- time partitions of telemetry (schema 2)
+
+    def _s_layout(self):
+        """Find whether telemetry is partitioned (give it its default partition) and
+        which partitions exist."""
+        r = yield Q("SELECT relkind::text FROM pg_class WHERE oid = 'telemetry'::regclass", ())
+        self.partitioned = r.rows[0][0] == "p"
+        if self.partitioned:
+            yield Q("CREATE TABLE IF NOT EXISTS telemetry_other PARTITION OF telemetry DEFAULT",
+                    ())
+            self._parts = {lo // self.partition_seconds
+                           for lo, hi, _ in (yield from self._s_partitions())
+                           if hi - lo == self.partition_seconds}
+
+    def _s_partitions(self):
+        """[(first t, end t, name)] of the time partitions, oldest first."""
+        r = yield Q("SELECT c.relname::text FROM pg_inherits i JOIN pg_class c "
+                    "ON c.oid = i.inhrelid WHERE i.inhparent = 'telemetry'::regclass", ())
+        found = []
+        for (name,) in r.rows:
+            m = _PART.match(name)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2)), name))
+        return sorted(found)
+
+    def _s_add_partition(self, k):
+        w = self.partition_seconds
+        yield Q("SELECT pg_advisory_xact_lock(%d)" % LOCK_PARTITIONS, ())
+        yield Q("CREATE TABLE IF NOT EXISTS telemetry_%d_%d PARTITION OF telemetry "
+                "FOR VALUES FROM (%d) TO (%d)" % (k * w, (k + 1) * w, k * w, (k + 1) * w), ())
+
+    async def _make_room(self, rows):
+        """The partition of the batch's median time and the next one exist (made now
+        if not, each in its own transaction). A partition that cannot be made (the
+        default partition already holds rows of its range) is not tried again: its
+        rows stay in the default partition."""
+        if not self.partitioned or not rows:
+            return
+        w = self.partition_seconds
+        k0, k1 = math.floor(rows[0][3] / w), math.floor(rows[-1][3] / w)
+        if k0 == k1 and k0 in self._parts and k0 + 1 in self._parts:
+            return     # the usual batch: one partition, the next one made already
+        ts = sorted(r[3] for r in rows)
+        k = math.floor(ts[len(ts) // 2] / w)
+        for part in (k, k + 1):
+            if part in self._parts or part in self._no_part:
+                continue
+            try:
+                await self._run(lambda: self._s_add_partition(part))
+                self._parts.add(part)
+            except StoreError as e:
+                if isinstance(e, StoreUnavailable):
+                    raise
+                self._no_part.add(part)
+                log.warning("telemetry partition from t=%d not made (rows stay in the "
+                            "default partition): %s", part * w, e)
+
+    async def prune_telemetry(self, before_t):
+        """Delete telemetry older than before_t: whole partitions that end by then are
+        dropped (their rows counted first), the rest deleted row by row."""
+        if not self.partitioned:
+            return await super().prune_telemetry(before_t)
+        check_time(before_t, "before_t")
+        cut = float(before_t)
+
+        def script():
+            yield Q("SELECT pg_advisory_xact_lock(%d)" % LOCK_PARTITIONS, ())
+            gone, dropped = 0, []
+            for lo, hi, name in (yield from self._s_partitions()):
+                if hi <= cut:
+                    r = yield Q("SELECT count(*) FROM " + name, ())
+                    gone += r.rows[0][0]
+                    yield Q("DROP TABLE " + name, ())
+                    dropped.append((lo, hi))
+            r = yield Q("DELETE FROM telemetry WHERE t < ?", (cut,))
+            return gone + r.count, dropped
+        count, dropped = await self._run(script)
+        w = self.partition_seconds
+        for lo, hi in dropped:
+            if hi - lo == w:
+                self._parts.discard(lo // w)
+        return count

@@ -1,0 +1,325 @@
+"""The store's many-item writes (a fan-out's claims, sends and completions, a burst
+of ANNOUNCEs) on SQLite and PostgreSQL, and PostgreSQL's time-partitioned telemetry.
+
+Each batch is one transaction and gives each item its own outcome: the same
+answer, item by item, as the single-item method would give.
+"""
+import asyncio
+
+import pytest
+
+from spot.cloud_bridge import store as S
+from spot.cloud_bridge.store import open_store
+from spot.cloud_bridge.coalesce import Coalesced
+
+from test_store import HP, T0, WRITE, add_device, pg_server, store_test, store_url  # noqa: F401
+
+BRIDGE = "bridge-a"
+
+
+async def queued(s, devices, n=1):
+    ids = []
+    for k in range(n):
+        ids += await s.enqueue_many(devices, HP, WRITE, {8: k}, "op", T0)
+    return ids
+
+
+# ------------------------------------------------------------------ commands
+
+@store_test
+async def test_claim_many_gives_each_device_its_oldest_queued_command(s, url):
+    for d in ("hp-1", "hp-2", "hp-3"):
+        await add_device(s, d)
+    first = await queued(s, ["hp-1", "hp-2"])
+    await queued(s, ["hp-1", "hp-2"])
+    got = await s.claim_many(["hp-2", "hp-3", "hp-1"], T0 + 1, BRIDGE)
+    assert [c and c.id for c in got] == [first[1], None, first[0]]
+    assert all(c.status == "claimed" and c.claimed_by == BRIDGE for c in (got[0], got[2]))
+
+
+@store_test
+async def test_claim_many_with_a_device_twice_gives_its_two_oldest_commands(s, url):
+    await add_device(s)
+    ids = await queued(s, ["hp-1"], 3)
+    got = await s.claim_many(["hp-1", "hp-1"], T0 + 1, BRIDGE)
+    assert [c.id for c in got] == ids[:2]
+    assert (await s.claim("hp-1", T0 + 1, BRIDGE)).id == ids[2]
+
+
+@store_test
+async def test_mark_sent_many_records_each_and_refuses_each_on_its_own(s, url):
+    for d in ("hp-1", "hp-2"):
+        await add_device(s, d)
+    a, b = await queued(s, ["hp-1", "hp-2"])
+    await s.claim_many(["hp-1"], T0 + 1, BRIDGE)       # b is not claimed by us
+    out = await s.mark_sent_many([(a, 7), (b, 8), (999, 9)], T0 + 2, BRIDGE)
+    assert out[0] is None
+    assert isinstance(out[1], S.CommandStateError)
+    assert isinstance(out[2], S.UnknownCommand)
+    ca, cb = await s.get_commands([a, b])
+    assert (ca.status, ca.mid, ca.sent_at) == ("sent", 7, T0 + 2)
+    assert (cb.status, cb.mid) == ("queued", None)
+
+
+@store_test
+async def test_complete_many_finishes_each_once_and_moves_its_plan(s, url):
+    for d in ("hp-1", "hp-2"):
+        await add_device(s, d)
+    a, b = await queued(s, ["hp-1", "hp-2"])
+    p = await s.enqueue_plan("hp-1", [5, T0, T0 + 60, 1, {HP: {8: 1}}], "op", T0)
+    await s.complete(b, "timeout", "no answer", T0 + 1)
+    out = await s.complete_many([(a, "done", {0: 1}), (b, "done", None), (p, "error", [4, "x"]),
+                                 (999, "done", None), (a, "nonsense", None)], T0 + 2)
+    assert out[:3] == [True, False, True]
+    assert isinstance(out[3], S.UnknownCommand) and isinstance(out[4], S.InvalidValue)
+    ca, cb = await s.get_commands([a, b])
+    assert (ca.status, ca.result, ca.completed_at) == ("done", {0: 1}, T0 + 2)
+    assert (cb.status, cb.result) == ("timeout", "no answer")
+    assert (await s.list_plans("hp-1", T0, include_inactive=True))[0].status == "failed"
+
+
+@store_test
+async def test_group_enqueue_with_a_device_twice_queues_both_in_order(s, url):
+    for d in ("hp-1", "hp-2"):
+        await add_device(s, d)
+    ids = await s.enqueue_many(["hp-2", "hp-1", "hp-2"], HP, WRITE, {8: 1}, "op", T0)
+    cmds = await s.get_commands(ids)
+    assert [c.device for c in cmds] == ["hp-2", "hp-1", "hp-2"]
+    assert len(set(ids)) == 3 and ids[0] < ids[2]
+    with pytest.raises(S.UnknownDevice, match="'ghost'"):
+        await s.enqueue_many(["hp-1", "ghost"], HP, WRITE, {8: 1}, "op", T0)
+    assert len(await s.list_commands()) == 3
+
+
+# ------------------------------------------------------------------ registration
+
+def announce(dev, identity=None, claim=None, services=((HP, 1, 0),)):
+    return S.Announce(dev, [list(x) for x in services], [], 0, T0, identity,
+                      [("operator", "owner")], ("bridge", "register", {"via": "test"}), claim)
+
+
+@store_test
+async def test_register_devices_answers_each_announce_on_its_own(s, url):
+    await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0, credential_ref="dtls:a")
+    out = await s.register_devices([
+        announce("hp-2", "dtls:b"),
+        announce("hp-1", "dtls:c", claim=lambda held: held == "dtls:c"),   # refused
+        announce("hp-3", services=[[HP, 1, 0, 9]]),                        # malformed
+        announce("hp-1", "dtls:a", claim=lambda held: held == "dtls:a"),   # its owner
+    ])
+    assert out[0] is True and out[3] is False
+    assert isinstance(out[1], S.ClaimRefused) and isinstance(out[2], S.InvalidValue)
+    assert (await s.get_device("hp-1")).credential_ref == "dtls:a"
+    assert await s.get_device("hp-3") is None
+    assert await s.role_of("hp-2", "operator") == "owner"
+    assert [e.target for e in await s.list_audit()] == ["hp-2"]
+
+
+@store_test
+async def test_register_devices_with_an_id_twice_registers_it_new_then_known(s, url):
+    out = await s.register_devices([announce("hp-1", "dtls:a"), announce("hp-1", "dtls:a")])
+    assert out == [True, False]
+    assert [p.controller for p in await s.pairings("hp-1")] == ["operator"]
+
+
+# ------------------------------------------------------------------ coalescing
+
+def test_calls_arriving_together_run_as_one_batch_each_with_its_own_outcome():
+    seen = []
+
+    async def run_many(items):
+        seen.append(list(items))
+        return [ValueError(i) if i < 0 else i * 10 for i in items]
+
+    async def main():
+        c = Coalesced(run_many)
+        out = await asyncio.gather(*(c(i) for i in (1, -2, 3)), return_exceptions=True)
+        assert out[0] == 10 and out[2] == 30 and isinstance(out[1], ValueError)
+        assert seen == [[1, -2, 3]]
+        assert await c(4) == 40
+        assert seen[-1] == [4]
+    asyncio.run(main())
+
+
+def test_a_failed_batch_fails_every_caller_in_it():
+    async def run_many(items):
+        raise S.StoreUnavailable("down")
+
+    async def main():
+        c = Coalesced(run_many)
+        out = await asyncio.gather(c(1), c(2), return_exceptions=True)
+        assert all(isinstance(e, S.StoreUnavailable) for e in out)
+    asyncio.run(main())
+
+
+def test_items_arriving_while_a_batch_is_written_go_in_the_next_one():
+    seen = []
+    gate = asyncio.Event
+
+    async def main():
+        release = gate()
+
+        async def run_many(items):
+            seen.append(list(items))
+            await release.wait()
+            return items
+
+        c = Coalesced(run_many)
+        first = asyncio.ensure_future(c(1))
+        await asyncio.sleep(0.01)
+        later = [asyncio.ensure_future(c(i)) for i in (2, 3)]
+        await asyncio.sleep(0.01)
+        assert seen == [[1]] and not first.done()
+        release.set()
+        assert await asyncio.gather(first, *later) == [1, 2, 3]
+        assert seen == [[1], [2, 3]]
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ partitions
+
+def pg_test(fn):
+    """A store test on PostgreSQL only (partitions are PostgreSQL's)."""
+    def test(pg_server):
+        name = "part_%s" % fn.__name__[-40:]
+        url = pg_server.create_database(name)
+        try:
+            asyncio.run(asyncio.wait_for(fn(url), 60))
+        finally:
+            pg_server.drop_database(name)
+    test.__name__ = fn.__name__
+    return test
+
+
+async def partitions(s):
+    def script():
+        return [(lo, hi) for lo, hi, _ in (yield from s._s_partitions())]
+    return await s._run(script, write=False)
+
+
+async def rows_in(s, table):
+    def script():
+        r = yield S.Q("SELECT count(*) FROM " + table, ())
+        return r.rows[0][0]
+    return await s._run(script, write=False)
+
+
+DAY = 86400
+
+
+@pg_test
+async def test_postgresql_telemetry_goes_into_day_partitions_made_ahead(url):
+    s = await open_store(url)
+    try:
+        assert s.partitioned
+        await add_device(s)
+        day = T0 // DAY * DAY
+        await s.add_telemetry([("hp-1", HP, 8, T0 + i, i) for i in range(3)])
+        assert await partitions(s) == [(day, day + DAY), (day + DAY, day + 2 * DAY)]
+        assert await rows_in(s, "telemetry_%d_%d" % (day, day + DAY)) == 3
+        assert await rows_in(s, "telemetry_other") == 0
+    finally:
+        await s.close()
+
+
+@pg_test
+async def test_postgresql_rows_far_from_the_batchs_time_land_in_the_default_partition(url):
+    s = await open_store(url)
+    try:
+        await add_device(s)
+        rows = [("hp-1", HP, 8, T0 + i, i) for i in range(5)] + [("hp-1", HP, 8, 1000.0, -1)]
+        assert await s.add_telemetry(rows) == 6
+        assert await rows_in(s, "telemetry_other") == 1
+        assert (await s.history("hp-1", HP, 8, limit=1)) == [(1000, -1)]
+        assert await s.add_telemetry(rows) == 0          # stored once: idempotent
+    finally:
+        await s.close()
+
+
+@pg_test
+async def test_postgresql_retention_drops_whole_partitions_and_counts_their_rows(url):
+    s = await open_store(url)
+    try:
+        await add_device(s)
+        day = T0 // DAY * DAY
+        for k in range(3):
+            await s.add_telemetry([("hp-1", HP, 8, day + k * DAY + i, k) for i in range(4)])
+        await s.add_telemetry([("hp-1", HP, 9, 1000.0, 1)])   # default partition
+        cut = day + 2 * DAY + 2
+        assert await s.prune_telemetry(cut) == 4 + 4 + 2 + 1
+        assert (day, day + DAY) not in await partitions(s)
+        assert (day + DAY, day + 2 * DAY) not in await partitions(s)
+        assert [t for t, _ in await s.history("hp-1", HP, 8)] == [cut, cut + 1]
+        assert await s.latest("hp-1") == {(HP, 8): (2, day + 2 * DAY + 3), (HP, 9): (1, 1000)}
+        # a dropped day gets its partition back when rows for it come again
+        await s.add_telemetry([("hp-1", HP, 8, day + 5, 9)])
+        assert (day, day + DAY) in await partitions(s)
+    finally:
+        await s.close()
+
+
+@pg_test
+async def test_a_postgresql_database_from_before_partitioning_keeps_working(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:   # what schema 1 made
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL, "
+                   "applied_at double precision NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1, 0)")
+        db.execute("CREATE TABLE telemetry (device text NOT NULL, service smallint NOT NULL, "
+                   "object integer NOT NULL, t double precision NOT NULL, value json NOT NULL, "
+                   "PRIMARY KEY (device, service, object, t))")
+    s = await open_store(url)
+    try:
+        assert await s.schema_version() == 1 and s.partitioned is False
+        await add_device(s)
+        assert await s.add_telemetry([("hp-1", HP, 8, T0 + i, i) for i in range(3)]) == 3
+        assert await s.prune_telemetry(T0 + 1) == 1
+        assert await partitions(s) == []
+        assert [t for t, _ in await s.history("hp-1", HP, 8)] == [T0 + 1, T0 + 2]
+    finally:
+        await s.close()
+
+
+# the steps docs/benchmarks.md gives to move a schema-1 database to partitions
+MIGRATE_BEFORE_START = (
+    "ALTER TABLE telemetry RENAME TO telemetry_v1",
+    "ALTER INDEX telemetry_pkey RENAME TO telemetry_v1_pkey",
+    "ALTER INDEX IF EXISTS telemetry_t RENAME TO telemetry_v1_t",
+    "INSERT INTO schema_version VALUES (2, extract(epoch FROM now()))",
+)
+MIGRATE_AFTER_START = (
+    "INSERT INTO telemetry SELECT * FROM telemetry_v1 ON CONFLICT DO NOTHING",
+    "DROP TABLE telemetry_v1",
+)
+
+
+@pg_test
+async def test_the_documented_steps_move_a_schema_1_database_to_partitions(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:   # what schema 1 made, with rows
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL, "
+                   "applied_at double precision NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1, 0)")
+        db.execute("CREATE TABLE telemetry (device text NOT NULL, service smallint NOT NULL, "
+                   "object integer NOT NULL, t double precision NOT NULL, value json NOT NULL, "
+                   "PRIMARY KEY (device, service, object, t))")
+        db.execute("CREATE INDEX telemetry_t ON telemetry USING brin (t)")
+    s = await open_store(url)
+    await add_device(s)
+    await s.add_telemetry([("hp-1", HP, 8, T0 + i, i) for i in range(3)])
+    await s.close()
+    with psycopg.connect(url) as db:
+        for stmt in MIGRATE_BEFORE_START:
+            db.execute(stmt)
+    s = await open_store(url)
+    try:
+        with psycopg.connect(url) as db:
+            for stmt in MIGRATE_AFTER_START:
+                db.execute(stmt)
+        assert s.partitioned and await s.schema_version() == 2
+        assert await s.history("hp-1", HP, 8) == [(T0, 0), (T0 + 1, 1), (T0 + 2, 2)]
+        await s.add_telemetry([("hp-1", HP, 8, T0 + 3, 3)])
+        assert await s.prune_telemetry(T0 + 1) == 1
+        assert len(await s.history("hp-1", HP, 8)) == 3
+    finally:
+        await s.close()
