@@ -94,6 +94,11 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
             from .instances import Instances
             p.instances = p.bridge.instances = await Instances(p.bridge, p.store,
                                                                config.instance).start()
+        else:   # one instance: what it claimed and never sent before it stopped goes out again
+            freed = await p.store.release_claims(config.instance)
+            if freed:
+                log.warning("%d command(s) claimed before the bridge stopped and never sent "
+                            "are queued again", len(freed))
         host, port = config.coap_addr
         creds = None
         if config.psk:

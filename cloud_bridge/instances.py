@@ -37,7 +37,7 @@ import zlib
 
 import psycopg
 
-from .store import Q, StoreError
+from .store import Q, StoreError, s_release_claims
 
 log = logging.getLogger("spot.bridge.instances")
 
@@ -97,13 +97,6 @@ def _s_take_routes(instance, routes, now):
     return taken
 
 
-def _s_free_claims(owner):
-    """Queue again the commands `owner` claimed and never sent; their devices."""
-    r = yield Q("UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
-                "WHERE status = 'claimed' AND claimed_by = ? RETURNING device", (owner,))
-    return [row[0] for row in r.rows]
-
-
 def _s_orphaned_claims(instance, before):
     """Free the claims (made at or before `before`) of instance ids no running bridge
     holds: the instance died between claiming and sending. Returns their devices."""
@@ -116,7 +109,7 @@ def _s_orphaned_claims(instance, before):
         got = yield Q("SELECT pg_try_advisory_xact_lock(?, ?)",
                       (INSTANCE_LOCK, instance_key(owner)))
         if got.rows[0][0]:
-            devices += yield from _s_free_claims(owner)
+            devices += yield from s_release_claims(owner)
     return devices
 
 
@@ -174,7 +167,7 @@ class Instances:
         await self._connect()
         # this id runs nowhere else (its lock is ours): its unsent claims are from before
         # a crash, and are delivered again
-        freed = await self.store._run(lambda: _s_free_claims(self.instance))
+        freed = await self.store.release_claims(self.instance)
         if freed:
             log.warning("%d command(s) claimed before this instance stopped are queued again",
                         len(freed))

@@ -1086,6 +1086,13 @@ class Store(abc.ABC):
             return command_of(r.rows[0]) if r.rows else None
         return await self._run(script, write=False)
 
+    async def release_claims(self, instance_id):
+        """Queue again every command instance_id claimed and never sent (it stopped
+        between the claim and the send: nothing went out); the device of each, one a command.
+        Call only while no running bridge holds that id."""
+        check_name(instance_id, "instance_id")
+        return await self._run(lambda: s_release_claims(instance_id))
+
     async def claim(self, device, now, instance_id, lease=None):
         """Take the oldest queued, unexpired command of the device for this instance.
 
@@ -1586,6 +1593,16 @@ class Store(abc.ABC):
             r = yield Q(sql, params)
             return [audit_of(x) for x in r.rows]
         return await self._run(script, write=False)
+
+
+# ---------------------------------------------------------------- shared scripts
+
+def s_release_claims(owner):
+    """Transaction script of Store.release_claims (also run by cloud_bridge.instances
+    inside its own lock checks)."""
+    r = yield Q("UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
+                "WHERE status = 'claimed' AND claimed_by = ? RETURNING device", (owner,))
+    return [row[0] for row in r.rows]
 
 
 # ---------------------------------------------------------------- factory

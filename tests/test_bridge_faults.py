@@ -226,6 +226,30 @@ def test_a_command_queued_for_an_offline_device_survives_kill_9_and_is_delivered
     asyncio.run(main())
 
 
+def test_a_command_claimed_but_not_sent_when_the_bridge_died_is_delivered_after_restart(
+        bridges):
+    bridge = bridges(offline_after=2)
+    fleet = Fleet({"heat_pump": 1}, seed=7, t0=int(time.time()))
+    node = fleet.devices[0].node
+
+    async def claimed_as_the_dead_bridge(command_id):
+        store = await open_store(bridge.store_url)
+        try:   # what the bridge had written when it died between the claim and the send
+            c = await store.claim("hp-0001", time.time(), "bridge-1")
+            assert c.id == command_id and c.status == "claimed"
+        finally:
+            await store.close()
+
+    async def main():
+        cmd = await command_for_a_silent_device(bridge, fleet)
+        bridge.kill()
+        await claimed_as_the_dead_bridge(cmd["id"])
+        await asyncio.to_thread(bridge.start)
+        assert await command_status(bridge, cmd["id"]) == "queued"
+        await delivered_when_back(bridge, node, cmd["id"], "the claimed command was lost")
+    asyncio.run(main())
+
+
 # ---------------------------------------------------------------- (d) frames to refuse
 
 class RawCoap:

@@ -714,6 +714,25 @@ async def test_a_stale_claim_can_be_taken_over_after_the_lease(s, url):
 
 
 @store_test
+async def test_release_claims_queues_again_only_what_that_instance_claimed_and_never_sent(s, url):
+    await add_device(s)
+    await add_device(s, "hp-2")
+    a1 = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0)
+    a2 = await s.enqueue("hp-1", HP, WRITE, {7: 2}, "alice", T0)
+    b = await s.enqueue("hp-2", HP, WRITE, {7: 3}, "alice", T0)
+    await s.claim("hp-1", T0 + 1, "bridge-a")
+    await s.claim("hp-1", T0 + 1, "bridge-a")
+    await s.mark_sent(a2, 5, T0 + 2, instance_id="bridge-a")   # went out: stays sent
+    await s.claim("hp-2", T0 + 1, "bridge-b")
+    assert await s.release_claims("bridge-a") == ["hp-1"]
+    got = {c: (await s.get_command(c)) for c in (a1, a2, b)}
+    assert (got[a1].status, got[a1].claimed_by) == ("queued", None)
+    assert got[a2].status == "sent"
+    assert (got[b].status, got[b].claimed_by) == ("claimed", "bridge-b")
+    assert (await s.claim("hp-1", T0 + 3, "bridge-a")).id == a1
+
+
+@store_test
 async def test_mark_sent_records_mid_and_time(s, url):
     await add_device(s)
     cid = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0)
