@@ -171,8 +171,10 @@ class ServerSide:
         resp = self._pre_handle(req, msg, now)
         if resp is None:
             resp = self._call(req)
-            if resp is None:  # separate response later
-                return coap.encode_message(_ACK, _EMPTY, msg.mid) if req.confirmable else None
+            if resp is None:  # separate response later (or piggy-backed: hold_acks)
+                if req.confirmable and not self.ep.hold_acks:
+                    return coap.encode_message(_ACK, _EMPTY, msg.mid)
+                return None
         return self._answer(req, resp, now, True)
 
     def _pre_handle(self, req, msg, now):
@@ -338,7 +340,7 @@ class ServerSide:
         if req.responded:
             raise ValueError('request already answered')
         req.responded = True
-        self._answer(req, resp, now, False)
+        return self._answer(req, resp, now, self.ep.hold_acks)
 
     # ---- observe ------------------------------------------------------------------------
 
