@@ -162,6 +162,7 @@ class ServerSide:
         try:
             req = Request(msg, addr)
         except CoapError as err:
+            self.ep.stats['bad'] += 1
             mid = self.ep.next_mid() if msg.mtype == _NON else None
             reply = coap.error_reply(err, mid)
             if msg.mtype == _NON and reply is not None:
