@@ -113,6 +113,11 @@ class CoapLink:
         for server in self.servers:
             await server.stop()
 
+    @property
+    def port(self):
+        """The coap:// port (coaps:// is the next one)."""
+        return self.servers[0].port
+
     def route(self, device):
         """The remote a registered device's commands go to (None: not registered)."""
         server = self._server_of(device)
