@@ -2,6 +2,9 @@
 
     python3 bench/bridge_ingest.py            # markdown table for docs/benchmarks.md
     python3 bench/bridge_ingest.py --quick    # 100 and 1 000 devices, SQLite only
+    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --aiocoap --floor
+        # one cell; with --aiocoap each CoAP cell runs again with coap:// on aiocoap
+        # (coap_fast = false, the path before) and --floor adds the SQLite store alone
 
 Each cell runs `spot bridge` (the real service: store, CoAP link, MQTT link,
 HTTP API) as its own process on a fresh store, and a load generator as a
@@ -199,8 +202,9 @@ class BridgeProcess:
     """`spot bridge` as a subprocess on free 127.0.0.1 ports and its own data dir."""
 
     def __init__(self, data, store=None, mqtt=None, offline_after=3600, command_timeout=30,
-                 http_port=None, coap_port=None, log_level="warning"):
+                 http_port=None, coap_port=None, log_level="warning", coap_fast=True):
         self.data = data
+        self.coap_fast = coap_fast   # False: coap:// on aiocoap (the path before coap_fast)
         self.store = store
         self.mqtt = mqtt
         self.offline_after = offline_after
@@ -234,8 +238,9 @@ class BridgeProcess:
         os.makedirs(self.data, exist_ok=True)
         cfg = os.path.join(self.data, "bridge.toml")
         with open(cfg, "w") as f:
-            f.write("[bridge]\noffline_after = %s\ncommand_timeout = %s\n"
-                    % (self.offline_after, self.command_timeout))
+            f.write("[bridge]\noffline_after = %s\ncommand_timeout = %s\ncoap_fast = %s\n"
+                    % (self.offline_after, self.command_timeout,
+                       "true" if self.coap_fast else "false"))
             # the fleets register all at once: measure the data path, not the admission limits
             f.write("[registration]\ntotal_burst = 1000000\nmax_plain = 1000000\n")
         argv = [sys.executable, "-m", "spot.cli", "bridge", "--config", cfg, "--data", self.data,
@@ -880,11 +885,11 @@ def fresh_broker(tmp, defaults=False):
 
 
 def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db_pids=(),
-             nvalues=0):
+             nvalues=0, coap_fast=True):
     rows_per_frame = len(values_of(nvalues))
     data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
     broker = fresh_broker(tmp, broker_defaults) if transport == "mqtt" else None
-    bridge = BridgeProcess(data, store=store_url,
+    bridge = BridgeProcess(data, store=store_url, coap_fast=coap_fast,
                            mqtt="mqtt://127.0.0.1:%d" % broker.port if broker else None)
     gen = None
     try:
@@ -936,6 +941,7 @@ def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db
             print("stored %d rows of %d acknowledged: bridge log kept in %s"
                   % (stored, acked * rows_per_frame, keep), file=sys.stderr)
         return {"transport": transport, "store": store_kind, "devices": n, "registered_s": reg,
+                "coap": "fast" if coap_fast else "aiocoap",
                 "settled_s": settled,
                 "acked": acked, "seconds": seconds, "fps": acked / seconds,
                 "rows_s": stored / seconds, "stored_rows": stored,
@@ -975,10 +981,20 @@ def fmt_cell(r):
            if r["transport"] == "coap" else "-")
     ms = 10.0 * c["bridge"] * c["wall"] / r["acked"] if r["acked"] else float("nan")
     return "| %s | %s | %d | %.1f | %d | %.0f | %.0f | %s | %s | %.0f | %.2f | %.0f | %.0f |" % (
-        "CoAP" if r["transport"] == "coap" else "MQTT",
+        "MQTT" if r["transport"] != "coap" else
+        "CoAP" if r.get("coap", "fast") == "fast" else "CoAP (aiocoap)",
         "SQLite" if r["store"] == "sqlite" else "PostgreSQL", r["devices"],
         r["registered_s"], r["acked"], r["fps"], r["rows_s"], ok, lat,
         c["bridge"], ms, c["loadgen"], c["machine"])
+
+
+def store_floor(tmp):
+    """Rows/s the SQLite store takes alone (bench/store_ingest.py's cell, 1 000 devices,
+    one transaction per batch): the ceiling a bridge process can approach."""
+    import store_ingest
+    times = asyncio.run(store_ingest.run_cell(
+        "sqlite:///" + os.path.join(tmp, "floor.db"), 1000, 10))
+    return 1000 * len(store_ingest.OBJECTS) * len(times) / sum(times)
 
 
 def main(argv):
@@ -995,8 +1011,9 @@ def main(argv):
     began = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="spot-bridge-bench-")
     results = []
-    pg = None
+    pg = floor = None
     try:
+        floor = store_floor(tmp) if "--floor" in argv else None
         sizes = SIZES[:2] if quick else SIZES
         stores = ["sqlite"] if quick else ["sqlite", "postgresql"]
         if "postgresql" in stores:
@@ -1017,6 +1034,12 @@ def main(argv):
                                  db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
                     results.append(r)
                     print(fmt_cell(r), file=sys.stderr, flush=True)
+                    if transport == "coap" and "--aiocoap" in argv:   # the path before, same run
+                        r = run_cell(tmp, transport, store_kind, n, url + "-aiocoap"
+                                     if store_kind == "sqlite" else url, coap_fast=False,
+                                     db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
+                        results.append(r)
+                        print(fmt_cell(r), file=sys.stderr, flush=True)
                     if store_kind == "postgresql":
                         pg.drop_database("cell_%d" % k)
         cap, big = None, []
@@ -1061,6 +1084,14 @@ def main(argv):
         kept = cap["stored_rows"] // cap["rows_per_frame"]
         print("| %d | %d | %d (%.0f %%) |" % (cap["acked"], kept, cap["acked"] - kept,
                                             100.0 * (cap["acked"] - kept) / cap["acked"]))
+    if floor is not None:
+        print()
+        print("SQLite store alone in the same run (bench/store_ingest.py, 1 000 devices a "
+              "transaction): %.0f rows/s = %.0f frames/s of %d rows; CoAP SQLite cells: %s"
+              % (floor, floor / ROWS_PER_FRAME, ROWS_PER_FRAME, ", ".join(
+                  "%d devices %.0f %%" % (r["devices"], 100.0 * r["fps"] * ROWS_PER_FRAME / floor)
+                  for r in results if r["transport"] == "coap" and r["store"] == "sqlite"
+                  and r.get("coap") == "fast")))
     print()
     print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(),
                                                     os.cpu_count(), time.perf_counter() - began))

@@ -37,6 +37,8 @@ PARTS = (
         r"cloud_bridge/store|/sqlite3/|/psycopg|/psycopg_pool")),
     ("SPOT frame decode (core/frame.py, core/cbor.py, cloud_bridge/frame_decode.py)",
      re.compile(r"/core/(cbor|frame)\.py|/cloud_bridge/frame_decode\.py")),
+    ("SPOT CoAP endpoint (core/coap*.py, cloud_bridge/coap_fast.py: the coap:// path)",
+     re.compile(r"/core/coap[a-z_]*\.py|/cloud_bridge/coap_fast\.py")),
     ("bridge ingest (cloud_bridge/: service, ingest, coap_link, metrics, events; "
      "ports/cpython/ CoAP adapter)", re.compile(r"/cloud_bridge/|/ports/cpython/")),
     ("aiocoap (message parsing, exchange state, transports)", re.compile(r"/aiocoap/")),
