@@ -4,8 +4,10 @@ A transport awaits `add(rows)`. Group commit: while one transaction is being
 committed, the rows of every caller that arrives meanwhile wait together and go
 to the store in the next transaction, started as soon as the previous one
 ended (an idle ingest starts one at the next loop turn, so frames read in the
-same turn share it). Batches grow with the load, and no frame waits on a
-timer. Each caller resumes only when the transaction holding its rows
+same turn share it). Batches grow with the load; under load a transaction
+starts at most every `interval` seconds (5 ms: at most 200 commits a second,
+each one fsync), so the batches are bigger still and an idle frame waits on
+no timer. Each caller resumes only when the transaction holding its rows
 committed, so a device (CoAP ACK, MQTT PUBACK) is answered only for telemetry
 that is durable; when it fails, every caller of that transaction gets the error
 and nothing of it is acknowledged.
@@ -37,9 +39,10 @@ def notify_rows(device, frame_body, sid, now):
 
 
 class Ingest:
-    def __init__(self, store, max_batch=20000):
+    def __init__(self, store, max_batch=20000, interval=0.005):
         self.store = store
         self.max_batch = max_batch   # rows a transaction takes at most (whole callers)
+        self.interval = interval     # seconds from one transaction's start to the next's, at least
         self._rows = []
         self._waiters = []           # (future, how many of _rows are its)
         self._committing = None      # the task committing batch after batch
@@ -59,9 +62,14 @@ class Ingest:
 
     async def _commit_all(self):
         try:
+            loop = asyncio.get_running_loop()
             await asyncio.sleep(0)   # the frames of this loop turn join the first batch
             while self._waiters:
+                began = loop.time()
                 await self._commit(*self._take())
+                rest = self.interval - (loop.time() - began)
+                if rest > 0 and self._waiters and len(self._rows) < self.max_batch:
+                    await asyncio.sleep(rest)   # let the next batch grow: fewer commits
         finally:
             self._committing = None
 
