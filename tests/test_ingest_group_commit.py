@@ -51,7 +51,7 @@ def run(coro):
 def test_frames_of_one_loop_turn_share_one_transaction():
     async def main():
         store = FakeStore()
-        ingest = Ingest(store)
+        ingest = Ingest(store, interval=0)
         calls = [asyncio.ensure_future(ingest.add(rows("hp-%d" % i))) for i in range(3)]
         await turns()
         assert [len(b) for b in store.batches] == [6]
@@ -65,7 +65,7 @@ def test_frames_of_one_loop_turn_share_one_transaction():
 def test_frames_arriving_during_a_commit_go_together_in_the_next_one():
     async def main():
         store = FakeStore()
-        ingest = Ingest(store)
+        ingest = Ingest(store, interval=0)
         first = asyncio.ensure_future(ingest.add(rows("hp-0")))
         await turns()
         later = [asyncio.ensure_future(ingest.add(rows("hp-%d" % i))) for i in (1, 2, 3)]
@@ -85,7 +85,7 @@ def test_frames_arriving_during_a_commit_go_together_in_the_next_one():
 def test_a_failed_commit_fails_every_caller_of_it_and_no_other():
     async def main():
         store = FakeStore()
-        ingest = Ingest(store)
+        ingest = Ingest(store, interval=0)
         doomed = [asyncio.ensure_future(ingest.add(rows("hp-%d" % i))) for i in (1, 2)]
         await turns()
         spared = asyncio.ensure_future(ingest.add(rows("hp-3")))
@@ -103,7 +103,7 @@ def test_a_failed_commit_fails_every_caller_of_it_and_no_other():
 def test_a_batch_holds_whole_callers_up_to_max_batch_rows():
     async def main():
         store = FakeStore()
-        ingest = Ingest(store, max_batch=5)
+        ingest = Ingest(store, max_batch=5, interval=0)
         calls = [asyncio.ensure_future(ingest.add(rows("hp-%d" % i))) for i in range(3)]
         await turns()
         store.commit(0)
@@ -117,7 +117,7 @@ def test_a_batch_holds_whole_callers_up_to_max_batch_rows():
 def test_close_commits_what_is_waiting():
     async def main():
         store = FakeStore()
-        ingest = Ingest(store)
+        ingest = Ingest(store, interval=0)
         call = asyncio.ensure_future(ingest.add(rows("hp-1")))
         await turns()
         closing = asyncio.ensure_future(ingest.close())
@@ -126,4 +126,23 @@ def test_close_commits_what_is_waiting():
         await closing
         await call
         assert ingest.stored == 2
+    run(main())
+
+
+def test_under_load_the_next_transaction_starts_an_interval_after_the_last_began():
+    async def main():
+        loop = asyncio.get_running_loop()
+        store = FakeStore()
+        ingest = Ingest(store, interval=0.2)
+        first = asyncio.ensure_future(ingest.add(rows("hp-0")))
+        await turns()
+        began = loop.time()
+        later = asyncio.ensure_future(ingest.add(rows("hp-1")))
+        store.commit(0)
+        await first
+        while len(store.batches) < 2:
+            await asyncio.sleep(0.01)
+        assert loop.time() - began >= 0.19
+        store.commit(1)
+        await later
     run(main())
