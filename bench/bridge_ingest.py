@@ -2,9 +2,14 @@
 
     python3 bench/bridge_ingest.py            # markdown table for docs/benchmarks.md
     python3 bench/bridge_ingest.py --quick    # 100 and 1 000 devices, SQLite only
+    python3 bench/bridge_ingest.py --target=HOST:PORT --devices=1000 --seconds=8
+        # against a bridge already running (yours): see docs/benchmarks.md
     python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --aiocoap --floor
         # one cell; with --aiocoap each CoAP cell runs again with coap:// on aiocoap
         # (coap_fast = false, the path before) and --floor adds the SQLite store alone
+    mkdir /tmp/base && git archive main | tar -x -C /tmp/base
+    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --baseline=/tmp/base
+        # each cell again with the bridge from another tree (e.g. before a change)
 
 Each cell runs `spot bridge` (the real service: store, CoAP link, MQTT link,
 HTTP API) as its own process on a fresh store, and a load generator as a
@@ -202,8 +207,10 @@ class BridgeProcess:
     """`spot bridge` as a subprocess on free 127.0.0.1 ports and its own data dir."""
 
     def __init__(self, data, store=None, mqtt=None, offline_after=3600, command_timeout=30,
-                 http_port=None, coap_port=None, log_level="warning", coap_fast=True):
+                 http_port=None, coap_port=None, log_level="warning", coap_fast=True,
+                 code=None):
         self.data = data
+        self.code = code             # a directory holding another `spot` package to run
         self.coap_fast = coap_fast   # False: coap:// on aiocoap (the path before coap_fast)
         self.store = store
         self.mqtt = mqtt
@@ -238,9 +245,10 @@ class BridgeProcess:
         os.makedirs(self.data, exist_ok=True)
         cfg = os.path.join(self.data, "bridge.toml")
         with open(cfg, "w") as f:
-            f.write("[bridge]\noffline_after = %s\ncommand_timeout = %s\ncoap_fast = %s\n"
-                    % (self.offline_after, self.command_timeout,
-                       "true" if self.coap_fast else "false"))
+            f.write("[bridge]\noffline_after = %s\ncommand_timeout = %s\n"
+                    % (self.offline_after, self.command_timeout))
+            if not self.code:   # (other code may not know the setting)
+                f.write("coap_fast = %s\n" % ("true" if self.coap_fast else "false"))
             # the fleets register all at once: measure the data path, not the admission limits
             f.write("[registration]\ntotal_burst = 1000000\nmax_plain = 1000000\n")
         argv = [sys.executable, "-m", "spot.cli", "bridge", "--config", cfg, "--data", self.data,
@@ -251,7 +259,8 @@ class BridgeProcess:
         if self.mqtt:
             argv += ["--mqtt", self.mqtt]
         self.log = open(os.path.join(self.data, "bridge.log"), "ab")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log)
+        env = dict(os.environ, PYTHONPATH=self.code) if self.code else None
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, env=env)
         line = self._readline(timeout)
         if "SPOT bridge running" not in line:
             self.kill()
@@ -885,11 +894,11 @@ def fresh_broker(tmp, defaults=False):
 
 
 def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db_pids=(),
-             nvalues=0, coap_fast=True):
+             nvalues=0, coap_fast=True, code=None):
     rows_per_frame = len(values_of(nvalues))
     data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
     broker = fresh_broker(tmp, broker_defaults) if transport == "mqtt" else None
-    bridge = BridgeProcess(data, store=store_url, coap_fast=coap_fast,
+    bridge = BridgeProcess(data, store=store_url, coap_fast=coap_fast, code=code,
                            mqtt="mqtt://127.0.0.1:%d" % broker.port if broker else None)
     gen = None
     try:
@@ -941,7 +950,7 @@ def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db
             print("stored %d rows of %d acknowledged: bridge log kept in %s"
                   % (stored, acked * rows_per_frame, keep), file=sys.stderr)
         return {"transport": transport, "store": store_kind, "devices": n, "registered_s": reg,
-                "coap": "fast" if coap_fast else "aiocoap",
+                "coap": "fast" if coap_fast else "aiocoap", "code": "baseline" if code else "",
                 "settled_s": settled,
                 "acked": acked, "seconds": seconds, "fps": acked / seconds,
                 "rows_s": stored / seconds, "stored_rows": stored,
@@ -981,11 +990,20 @@ def fmt_cell(r):
            if r["transport"] == "coap" else "-")
     ms = 10.0 * c["bridge"] * c["wall"] / r["acked"] if r["acked"] else float("nan")
     return "| %s | %s | %d | %.1f | %d | %.0f | %.0f | %s | %s | %.0f | %.2f | %.0f | %.0f |" % (
-        "MQTT" if r["transport"] != "coap" else
-        "CoAP" if r.get("coap", "fast") == "fast" else "CoAP (aiocoap)",
+        ("MQTT" if r["transport"] != "coap" else
+         "CoAP" if r.get("coap", "fast") == "fast" or r.get("code") else "CoAP (aiocoap)")
+        + (" (baseline)" if r.get("code") else ""),
         "SQLite" if r["store"] == "sqlite" else "PostgreSQL", r["devices"],
         r["registered_s"], r["acked"], r["fps"], r["rows_s"], ok, lat,
         c["bridge"], ms, c["loadgen"], c["machine"])
+
+
+def baseline_path(source, tmp):
+    """A PYTHONPATH under which `import spot` is the project tree at `source` (e.g. a
+    `git archive` of the main branch), for --baseline=DIR."""
+    d = tempfile.mkdtemp(dir=tmp, prefix="baseline-")
+    os.symlink(os.path.abspath(source), os.path.join(d, "spot"))
+    return d
 
 
 def store_floor(tmp):
@@ -997,9 +1015,59 @@ def store_floor(tmp):
     return 1000 * len(store_ingest.OBJECTS) * len(times) / sum(times)
 
 
+def option(argv, name, default=None):
+    """The value of --name=value in argv (the last one), else default."""
+    got = [a.split("=", 1)[1] for a in argv if a.startswith("--%s=" % name)]
+    return got[-1] if got else default
+
+
+async def against(host, port, n, seconds, prefix, bind):
+    """The CoAP cell against a bridge already running (an operator's deployment)."""
+    fleet = await CoapFleet(n, (host, port), prefix=prefix).open(bind)
+    try:
+        try:
+            reg = await fleet.register(timeout=max(60.0, n / 50.0))
+        except asyncio.TimeoutError:
+            raise SystemExit("devices not registered in time: does the bridge's [registration] "
+                             "plain policy admit this host (plain = \"open\", or allow = "
+                             "[\"<this host's address>/32\"]) and are total_burst and "
+                             "max_plain above %d?" % n)
+        st = await fleet.telemetry(seconds)
+    finally:
+        fleet.close()
+    return reg, st
+
+
+def main_against(argv):
+    host, port = option(argv, "target").rsplit(":", 1)
+    host = host.strip("[]")
+    n = int(option(argv, "devices", "1000"))
+    seconds = float(option(argv, "seconds", str(LOAD_SECONDS)))
+    prefix = option(argv, "prefix", "bench")
+    local = host in ("127.0.0.1", "localhost", "::1")
+    bind = option(argv, "bind", "127.0.0.1" if local else "0.0.0.0")
+    raise_fd_limit()
+    reg, st = asyncio.run(against(host, int(port), n, seconds, prefix, bind))
+    print("CoAP ingest against %s:%s, %d devices (%s-00001 ...), closed loop of %d requests "
+          "in flight for %.0f s; one frame = a %d-value heat pump NOTIFY (%d bytes)"
+          % (host, port, n, prefix, WINDOW, seconds, ROWS_PER_FRAME,
+             len(notify_template()(T0))))
+    print()
+    print("| devices | registration s | frames acked | frames/s | rows/s | refused (not 2.xx) "
+          "| timed out | ack ms p50 / p99 | retransmissions |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| %d | %.1f | %d | %.0f | %.0f | %d | %d | %.0f / %.0f | %d |" % (
+        n, reg, st["acked"], st["acked"] / st["seconds"],
+        st["acked"] * ROWS_PER_FRAME / st["seconds"], st["failed"], st["timeouts"],
+        st["p50_ms"], st["p99_ms"], st["retransmits"]))
+
+
 def main(argv):
     if argv[:1] == ["--loadgen"]:
         asyncio.run(loadgen(argv[1:]))
+        return
+    if option(argv, "target"):
+        main_against(argv)
         return
     quick = "--quick" in argv
     only = [a.split("=", 1)[1] for a in argv if a.startswith("--only=")]
@@ -1012,6 +1080,8 @@ def main(argv):
     tmp = tempfile.mkdtemp(prefix="spot-bridge-bench-")
     results = []
     pg = floor = None
+    baseline = [a.split("=", 1)[1] for a in argv if a.startswith("--baseline=")]
+    baseline = baseline_path(baseline[0], tmp) if baseline else None
     try:
         floor = store_floor(tmp) if "--floor" in argv else None
         sizes = SIZES[:2] if quick else SIZES
@@ -1034,6 +1104,12 @@ def main(argv):
                                  db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
                     results.append(r)
                     print(fmt_cell(r), file=sys.stderr, flush=True)
+                    if baseline:   # the same cell on the other code, in the same run
+                        r = run_cell(tmp, transport, store_kind, n, url + "-base"
+                                     if store_kind == "sqlite" else url, code=baseline,
+                                     db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
+                        results.append(r)
+                        print(fmt_cell(r), file=sys.stderr, flush=True)
                     if transport == "coap" and "--aiocoap" in argv:   # the path before, same run
                         r = run_cell(tmp, transport, store_kind, n, url + "-aiocoap"
                                      if store_kind == "sqlite" else url, coap_fast=False,
