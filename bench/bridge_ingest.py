@@ -8,8 +8,9 @@
         # one cell; with --aiocoap each CoAP cell runs again with coap:// on aiocoap
         # (coap_fast = false, the path before) and --floor adds the SQLite store alone
     mkdir /tmp/base && git archive main | tar -x -C /tmp/base
-    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --baseline=/tmp/base
-        # each cell again with the bridge from another tree (e.g. before a change)
+    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --baseline=/tmp/base --repeat=3
+        # each cell again with the bridge from another tree (e.g. before a change),
+        # alternating, three times
 
 Each cell runs `spot bridge` (the real service: store, CoAP link, MQTT link,
 HTTP API) as its own process on a fresh store, and a load generator as a
@@ -998,6 +999,34 @@ def fmt_cell(r):
         c["bridge"], ms, c["loadgen"], c["machine"])
 
 
+def ratio_lines(results):
+    """Per cell with several variants: each one's median frames/s and CPU ms per frame,
+    and its ratio to this tree's."""
+    groups = collections.OrderedDict()
+    for r in results:
+        label = "baseline" if r.get("code") else "aiocoap" if r.get("coap") == "aiocoap" \
+            else "this tree"
+        groups.setdefault((r["transport"], r["store"], r["devices"]), {}).setdefault(
+            label, []).append(r)
+    out = []
+    for (transport, store, n), by in groups.items():
+        if len(by) < 2 or "this tree" not in by:
+            continue
+
+        def med(rs, f):
+            return percentile([f(r) for r in rs], 50)
+        fps = {k: med(v, lambda r: r["fps"]) for k, v in by.items()}
+        ms = {k: med(v, lambda r: 10.0 * r["cpu"]["bridge"] * r["cpu"]["wall"] / r["acked"])
+              for k, v in by.items()}
+        out.append("%s %s %d devices, medians of %d runs each: " % (
+            transport.upper() if transport == "mqtt" else "CoAP", store, n,
+            len(by["this tree"])) + "; ".join(
+            "%s %.0f frames/s (%.2fx), %.2f ms CPU/frame (%.2fx)" % (
+                k, fps[k], fps["this tree"] / fps[k], ms[k], ms[k] / ms["this tree"])
+            for k in by))
+    return out
+
+
 def baseline_path(source, tmp):
     """A PYTHONPATH under which `import spot` is the project tree at `source` (e.g. a
     `git archive` of the main branch), for --baseline=DIR."""
@@ -1090,34 +1119,29 @@ def main(argv):
             import postgres
             pg = postgres.PostgresServer(durable=True).start()
         k = 0
+        repeat = int(option(argv, "repeat", "1"))
         for transport in ("coap", "mqtt"):
+            # this tree; with --baseline the other tree; with --aiocoap coap:// on aiocoap:
+            # one after the other, --repeat times, so that their ratios come from one run
+            variants = [{}] + ([{"code": baseline}] if baseline else []) + (
+                [{"coap_fast": False}] if transport == "coap" and "--aiocoap" in argv else [])
             for store_kind in stores:
                 for n in sizes:
                     if only and "%s-%s-%d" % (transport, store_kind, n) not in only:
                         continue
-                    k += 1
-                    if store_kind == "sqlite":
-                        url = "sqlite:///" + os.path.join(tmp, "cell-%d.db" % k)
-                    else:
-                        url = pg.create_database("cell_%d" % k)
-                    r = run_cell(tmp, transport, store_kind, n, url,
-                                 db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
-                    results.append(r)
-                    print(fmt_cell(r), file=sys.stderr, flush=True)
-                    if baseline:   # the same cell on the other code, in the same run
-                        r = run_cell(tmp, transport, store_kind, n, url + "-base"
-                                     if store_kind == "sqlite" else url, code=baseline,
-                                     db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
-                        results.append(r)
-                        print(fmt_cell(r), file=sys.stderr, flush=True)
-                    if transport == "coap" and "--aiocoap" in argv:   # the path before, same run
-                        r = run_cell(tmp, transport, store_kind, n, url + "-aiocoap"
-                                     if store_kind == "sqlite" else url, coap_fast=False,
-                                     db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
-                        results.append(r)
-                        print(fmt_cell(r), file=sys.stderr, flush=True)
-                    if store_kind == "postgresql":
-                        pg.drop_database("cell_%d" % k)
+                    for _ in range(repeat):
+                        for variant in variants:
+                            k += 1
+                            if store_kind == "sqlite":
+                                url = "sqlite:///" + os.path.join(tmp, "cell-%d.db" % k)
+                            else:
+                                url = pg.create_database("cell_%d" % k)
+                            r = run_cell(tmp, transport, store_kind, n, url, db_pids=pg_backends(
+                                pg) if store_kind == "postgresql" else (), **variant)
+                            results.append(r)
+                            print(fmt_cell(r), file=sys.stderr, flush=True)
+                            if store_kind == "postgresql":
+                                pg.drop_database("cell_%d" % k)
         cap, big = None, []
         if not quick and not only:
             for transport in ("coap", "mqtt"):
@@ -1160,6 +1184,11 @@ def main(argv):
         kept = cap["stored_rows"] // cap["rows_per_frame"]
         print("| %d | %d | %d (%.0f %%) |" % (cap["acked"], kept, cap["acked"] - kept,
                                             100.0 * (cap["acked"] - kept) / cap["acked"]))
+    ratios = ratio_lines(results)
+    if ratios:
+        print()
+        for line in ratios:
+            print(line)
     if floor is not None:
         print()
         print("SQLite store alone in the same run (bench/store_ingest.py, 1 000 devices a "
