@@ -20,6 +20,7 @@ first. A remote is the socket address (host, port[, flow, scope]).
 import asyncio
 import collections
 import logging
+import socket
 
 from ..core import coap
 from ..core.coap_binding import BUS, CF_SPOT
@@ -129,7 +130,8 @@ class FastBusServer(BusRoutes):
     devices, consumes, start, stop, send_frame, subscribe)."""
 
     def __init__(self, host="127.0.0.1", port=5683, on_frame=None, on_unparsable=None,
-                 max_frames=1000, max_dedupe=65536, max_exchanges=4096):
+                 max_frames=1000, max_dedupe=65536, max_exchanges=4096,
+                 receive_buffer=4 << 20):
         self.host = host
         self.port = port
         self.on_frame = on_frame
@@ -138,6 +140,7 @@ class FastBusServer(BusRoutes):
         self.consumes = {}     # device id -> tuple of service ids it consumes
         self.frames = []       # (remote, frame) received without a callback
         self.max_frames = max_frames
+        self.receive_buffer = receive_buffer   # SO_RCVBUF asked for, bytes
         self.unparsable = 0
         self.endpoint = FleetEndpoint(
             self._handle, hold_acks=True, max_body=65536, max_datagram=4096,
@@ -154,6 +157,11 @@ class FastBusServer(BusRoutes):
         transport, _ = await loop.create_datagram_endpoint(lambda: self.driver,
                                                            local_addr=(self.host, self.port))
         self.port = transport.get_extra_info("sockname")[1]
+        sock = transport.get_extra_info("socket")
+        try:   # room for a burst of the fleet's datagrams (the kernel caps it at rmem_max)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        except OSError:
+            pass
         return self
 
     async def stop(self):
