@@ -67,6 +67,19 @@ class _Driver(DeviceServer):
         super().__init__(endpoint)
         self.on_events = on_events
         self.on_bad = on_bad
+        self._state = None   # what the timer was set for (see _schedule)
+
+    def _schedule(self):
+        """Set the timer only when the endpoint's timers may have moved: it sent something
+        (a new CON, a retransmission) or its pending transmissions or exchanges changed.
+        next_timeout() looks at every one of them, too much to do for every datagram of
+        a fleet (a NOTIFY changes none of them: its answer goes out later, in a batch)."""
+        ep = self.device
+        state = (ep.stats["tx"], len(ep._pending), len(ep.client.exchanges))
+        if state == self._state and self._timer is not None:
+            return
+        self._state = state
+        super()._schedule()
 
     def datagram_received(self, data, addr):
         stats = self.device.stats

@@ -164,3 +164,41 @@ def test_a_method_other_than_post_on_the_bus_is_4_05(tmp_path, method):
                 == "4.05"
             device.close()
     run(main())
+
+
+class LossyDevice(asyncio.DatagramProtocol):
+    """Test double: a device socket that drops the first request it gets and answers the
+    next ones with a piggy-backed 2.04 carrying a RESULT frame."""
+
+    def __init__(self):
+        self.seen = 0
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.seen += 1
+        if self.seen == 1:
+            return
+        msg = M.decode(data)
+        mid = F.message_id(msg.payload)
+        self.transport.sendto(M.encode_message(M.ACK, M.CHANGED, msg.mid, msg.token,
+                                               [(M.CONTENT_FORMAT, CF_SPOT)],
+                                               F.encode(F.RESULT, HP, mid)), addr)
+
+
+def test_a_command_whose_datagram_is_lost_is_sent_again_and_answered():
+    async def main():
+        server = await FastBusServer("127.0.0.1", 0).start()
+        loop = asyncio.get_running_loop()
+        transport, device = await loop.create_datagram_endpoint(
+            LossyDevice, local_addr=("127.0.0.1", 0))
+        try:
+            reply = await server.send_frame(transport.get_extra_info("sockname"),
+                                            F.encode(F.WRITE, HP, 9, {7: 300}), timeout=20)
+            assert F.decode(reply) == (F.RESULT, HP, 9, None) and device.seen == 2
+        finally:
+            transport.close()
+            await server.stop()
+    run(main())
