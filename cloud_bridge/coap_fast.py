@@ -107,16 +107,20 @@ class FastSubscription:
         self._notes = asyncio.Queue()
 
     def take(self, ev):
+        # over: an answer without Observe (the device keeps no observation), an error
+        # notification, a Reset, a timeout
+        ended = ev.observe is None
         if not self.first.done():
             if ev.kind == EV_RESPONSE:
                 self.result = ev.payload or None
                 self.first.set_result(ev)
             else:
                 self.first.set_exception(ConnectionError("subscription failed (%d)" % ev.kind))
-            return
-        if ev.kind == EV_NOTIFICATION and ev.code >> 5 == 2:
+        elif ev.kind == EV_NOTIFICATION and ev.code >> 5 == 2:
             self._notes.put_nowait(ev.payload)
-        else:   # an error notification, a Reset, a timeout: the observation is over
+        else:
+            ended = True
+        if ended:
             self._notes.put_nowait(ConnectionError("observation ended (%d, code %d)"
                                                    % (ev.kind, ev.code)))
             self.server.forget_exchange(self.token)

@@ -202,3 +202,35 @@ def test_a_command_whose_datagram_is_lost_is_sent_again_and_answered():
             transport.close()
             await server.stop()
     run(main())
+
+
+class UnobservableDevice(LossyDevice):
+    """Test double: answers every request at once (2.04, a RESULT) and never with
+    Observe: it keeps no observation."""
+
+    def datagram_received(self, data, addr):
+        self.seen += 1
+        msg = M.decode(data)
+        self.transport.sendto(M.encode_message(M.ACK, M.CHANGED, msg.mid, msg.token,
+                                               [(M.CONTENT_FORMAT, CF_SPOT)],
+                                               F.encode(F.RESULT, HP, 5)), addr)
+
+
+def test_a_subscription_the_device_does_not_observe_ends_after_its_answer():
+    async def main():
+        server = await FastBusServer("127.0.0.1", 0).start()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(UnobservableDevice,
+                                                           local_addr=("127.0.0.1", 0))
+        try:
+            sub = await server.subscribe(transport.get_extra_info("sockname"),
+                                         F.encode(F.SUBSCRIBE, HP, 5, {8: None}))
+            assert F.decode(sub.result) == (F.RESULT, HP, 5, None)
+            with pytest.raises(ConnectionError):
+                async for _ in sub:
+                    raise AssertionError("a notification from a device that keeps none")
+            assert server._exchanges == {}
+        finally:
+            transport.close()
+            await server.stop()
+    run(main())
