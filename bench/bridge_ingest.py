@@ -2,6 +2,15 @@
 
     python3 bench/bridge_ingest.py            # markdown table for docs/benchmarks.md
     python3 bench/bridge_ingest.py --quick    # 100 and 1 000 devices, SQLite only
+    python3 bench/bridge_ingest.py --target=HOST:PORT --devices=1000 --seconds=8
+        # against a bridge already running (yours): see docs/benchmarks.md
+    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --aiocoap --floor
+        # one cell; with --aiocoap each CoAP cell runs again with coap:// on aiocoap
+        # (coap_fast = false, the path before) and --floor adds the SQLite store alone
+    mkdir /tmp/base && git archive main | tar -x -C /tmp/base
+    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --baseline=/tmp/base --repeat=3
+        # each cell again with the bridge from another tree (e.g. before a change),
+        # alternating, three times
 
 Each cell runs `spot bridge` (the real service: store, CoAP link, MQTT link,
 HTTP API) as its own process on a fresh store, and a load generator as a
@@ -199,8 +208,11 @@ class BridgeProcess:
     """`spot bridge` as a subprocess on free 127.0.0.1 ports and its own data dir."""
 
     def __init__(self, data, store=None, mqtt=None, offline_after=3600, command_timeout=30,
-                 http_port=None, coap_port=None, log_level="warning", extra_args=()):
+                 http_port=None, coap_port=None, log_level="warning", coap_fast=True,
+                 code=None, extra_args=()):
         self.data = data
+        self.code = code             # a directory holding another `spot` package to run
+        self.coap_fast = coap_fast   # False: coap:// on aiocoap (the path before coap_fast)
         self.extra_args = list(extra_args)   # more `spot bridge` flags (e.g. --instance)
         self.store = store
         self.mqtt = mqtt
@@ -237,6 +249,8 @@ class BridgeProcess:
         with open(cfg, "w") as f:
             f.write("[bridge]\noffline_after = %s\ncommand_timeout = %s\n"
                     % (self.offline_after, self.command_timeout))
+            if not self.code:   # (other code may not know the setting)
+                f.write("coap_fast = %s\n" % ("true" if self.coap_fast else "false"))
             # the fleets register all at once: measure the data path, not the admission limits
             f.write("[registration]\ntotal_burst = 1000000\nmax_plain = 1000000\n")
         argv = [sys.executable, "-m", "spot.cli", "bridge", "--config", cfg, "--data", self.data,
@@ -248,7 +262,8 @@ class BridgeProcess:
             argv += ["--mqtt", self.mqtt]
         argv += self.extra_args
         self.log = open(os.path.join(self.data, "bridge.log"), "ab")
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log)
+        env = dict(os.environ, PYTHONPATH=self.code) if self.code else None
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, env=env)
         line = self._readline(timeout)
         if "SPOT bridge running" not in line:
             self.kill()
@@ -883,11 +898,11 @@ def fresh_broker(tmp, defaults=False):
 
 
 def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db_pids=(),
-             nvalues=0):
+             nvalues=0, coap_fast=True, code=None):
     rows_per_frame = len(values_of(nvalues))
     data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
     broker = fresh_broker(tmp, broker_defaults) if transport == "mqtt" else None
-    bridge = BridgeProcess(data, store=store_url,
+    bridge = BridgeProcess(data, store=store_url, coap_fast=coap_fast, code=code,
                            mqtt="mqtt://127.0.0.1:%d" % broker.port if broker else None)
     gen = None
     try:
@@ -939,6 +954,7 @@ def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db
             print("stored %d rows of %d acknowledged: bridge log kept in %s"
                   % (stored, acked * rows_per_frame, keep), file=sys.stderr)
         return {"transport": transport, "store": store_kind, "devices": n, "registered_s": reg,
+                "coap": "fast" if coap_fast else "aiocoap", "code": "baseline" if code else "",
                 "settled_s": settled,
                 "acked": acked, "seconds": seconds, "fps": acked / seconds,
                 "rows_s": stored / seconds, "stored_rows": stored,
@@ -978,15 +994,131 @@ def fmt_cell(r):
            if r["transport"] == "coap" else "-")
     ms = 10.0 * c["bridge"] * c["wall"] / r["acked"] if r["acked"] else float("nan")
     return "| %s | %s | %d | %.1f | %d | %.0f | %.0f | %s | %s | %.0f | %.2f | %.0f | %.0f |" % (
-        "CoAP" if r["transport"] == "coap" else "MQTT",
+        ("MQTT" if r["transport"] != "coap" else
+         "CoAP" if r.get("coap", "fast") == "fast" or r.get("code") else "CoAP (aiocoap)")
+        + (" (baseline)" if r.get("code") else ""),
         "SQLite" if r["store"] == "sqlite" else "PostgreSQL", r["devices"],
         r["registered_s"], r["acked"], r["fps"], r["rows_s"], ok, lat,
         c["bridge"], ms, c["loadgen"], c["machine"])
 
 
+def ratio_lines(results):
+    """Per cell with several variants: each one's median frames/s and CPU ms per frame,
+    and its ratio to this tree's."""
+    groups = collections.OrderedDict()
+    for r in results:
+        label = "baseline" if r.get("code") else "aiocoap" if r.get("coap") == "aiocoap" \
+            else "this tree"
+        groups.setdefault((r["transport"], r["store"], r["devices"]), {}).setdefault(
+            label, []).append(r)
+    out = []
+    for (transport, store, n), by in groups.items():
+        if len(by) < 2 or "this tree" not in by:
+            continue
+
+        def med(rs, f):
+            return percentile([f(r) for r in rs], 50)
+        fps = {k: med(v, lambda r: r["fps"]) for k, v in by.items()}
+        ms = {k: med(v, lambda r: 10.0 * r["cpu"]["bridge"] * r["cpu"]["wall"] / r["acked"])
+              for k, v in by.items()}
+        out.append("%s %s %d devices, medians of %d runs each: " % (
+            transport.upper() if transport == "mqtt" else "CoAP", store, n,
+            len(by["this tree"])) + "; ".join(
+            "%s %.0f frames/s, %.2f ms CPU/frame%s" % (
+                k, fps[k], ms[k], "" if k == "this tree" else
+                " (this tree: %.2fx the frames/s, %.2fx less CPU per frame)"
+                % (fps["this tree"] / fps[k], ms[k] / ms["this tree"]))
+            for k in by))
+    return out
+
+
+def baseline_path(source, tmp):
+    """A PYTHONPATH under which `import spot` is the project tree at `source` (e.g. a
+    `git archive` of the main branch), for --baseline=DIR."""
+    if not os.path.isfile(os.path.join(source, "cli.py")):
+        raise SystemExit("--baseline=%s: not a project tree (no cli.py at its top)" % source)
+    d = tempfile.mkdtemp(dir=tmp, prefix="baseline-")
+    os.symlink(os.path.abspath(source), os.path.join(d, "spot"))
+    return d
+
+
+def store_floor(tmp, devices=1000, batches=10):
+    """Frames/s the SQLite store takes alone: the bench's own NOTIFY rows (21 values),
+    one transaction per batch of one frame from each of `devices` (the largest batch
+    group commit makes here), through Store.add_telemetry as the bridge calls it."""
+    from spot.cloud_bridge.store import open_store
+
+    async def run():
+        store = await open_store("sqlite:///" + os.path.join(tmp, "floor.db"))
+        try:
+            ids = ["hp-%05d" % i for i in range(devices)]
+            await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in ids], T0)
+            taken = 0.0
+            for k in range(batches + 1):
+                rows = [(d, HEAT_PUMP, o, T0 + k, v) for d in ids for o, v in VALUES.items()]
+                began = time.perf_counter()
+                await store.add_telemetry(rows)
+                if k:   # the first one creates the latest-value rows: warm-up
+                    taken += time.perf_counter() - began
+            return devices * batches / taken
+        finally:
+            await store.close()
+    return asyncio.run(run())
+
+
+def option(argv, name, default=None):
+    """The value of --name=value in argv (the last one), else default."""
+    got = [a.split("=", 1)[1] for a in argv if a.startswith("--%s=" % name)]
+    return got[-1] if got else default
+
+
+async def against(host, port, n, seconds, prefix, bind):
+    """The CoAP cell against a bridge already running (an operator's deployment)."""
+    fleet = await CoapFleet(n, (host, port), prefix=prefix).open(bind)
+    try:
+        try:
+            reg = await fleet.register(timeout=max(60.0, n / 50.0))
+        except asyncio.TimeoutError:
+            raise SystemExit("devices not registered in time: does the bridge's [registration] "
+                             "plain policy admit this host (plain = \"open\", or allow = "
+                             "[\"<this host's address>/32\"]) and are total_burst and "
+                             "max_plain above %d?" % n)
+        st = await fleet.telemetry(seconds)
+    finally:
+        fleet.close()
+    return reg, st
+
+
+def main_against(argv):
+    host, port = option(argv, "target").rsplit(":", 1)
+    host = host.strip("[]")
+    n = int(option(argv, "devices", "1000"))
+    seconds = float(option(argv, "seconds", str(LOAD_SECONDS)))
+    prefix = option(argv, "prefix", "bench")
+    local = host in ("127.0.0.1", "localhost", "::1")
+    bind = option(argv, "bind", "127.0.0.1" if local else "0.0.0.0")
+    raise_fd_limit()
+    reg, st = asyncio.run(against(host, int(port), n, seconds, prefix, bind))
+    print("CoAP ingest against %s:%s, %d devices (%s-00001 ...), closed loop of %d requests "
+          "in flight for %.0f s; one frame = a %d-value heat pump NOTIFY (%d bytes)"
+          % (host, port, n, prefix, WINDOW, seconds, ROWS_PER_FRAME,
+             len(notify_template()(T0))))
+    print()
+    print("| devices | registration s | frames acked | frames/s | rows/s | refused (not 2.xx) "
+          "| timed out | ack ms p50 / p99 | retransmissions |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| %d | %.1f | %d | %.0f | %.0f | %d | %d | %.0f / %.0f | %d |" % (
+        n, reg, st["acked"], st["acked"] / st["seconds"],
+        st["acked"] * ROWS_PER_FRAME / st["seconds"], st["failed"], st["timeouts"],
+        st["p50_ms"], st["p99_ms"], st["retransmits"]))
+
+
 def main(argv):
     if argv[:1] == ["--loadgen"]:
         asyncio.run(loadgen(argv[1:]))
+        return
+    if option(argv, "target"):
+        main_against(argv)
         return
     quick = "--quick" in argv
     only = [a.split("=", 1)[1] for a in argv if a.startswith("--only=")]
@@ -998,30 +1130,40 @@ def main(argv):
     began = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="spot-bridge-bench-")
     results = []
-    pg = None
+    pg = floor = None
+    baseline = [a.split("=", 1)[1] for a in argv if a.startswith("--baseline=")]
+    baseline = baseline_path(baseline[0], tmp) if baseline else None
     try:
+        floor = store_floor(tmp) if "--floor" in argv else None
         sizes = SIZES[:2] if quick else SIZES
         stores = ["sqlite"] if quick else ["sqlite", "postgresql"]
         if "postgresql" in stores:
             import postgres
             pg = postgres.PostgresServer(durable=True).start()
         k = 0
+        repeat = int(option(argv, "repeat", "1"))
         for transport in ("coap", "mqtt"):
+            # this tree; with --baseline the other tree; with --aiocoap coap:// on aiocoap:
+            # one after the other, --repeat times, so that their ratios come from one run
+            variants = [{}] + ([{"code": baseline}] if baseline else []) + (
+                [{"coap_fast": False}] if transport == "coap" and "--aiocoap" in argv else [])
             for store_kind in stores:
                 for n in sizes:
                     if only and "%s-%s-%d" % (transport, store_kind, n) not in only:
                         continue
-                    k += 1
-                    if store_kind == "sqlite":
-                        url = "sqlite:///" + os.path.join(tmp, "cell-%d.db" % k)
-                    else:
-                        url = pg.create_database("cell_%d" % k)
-                    r = run_cell(tmp, transport, store_kind, n, url,
-                                 db_pids=pg_backends(pg) if store_kind == "postgresql" else ())
-                    results.append(r)
-                    print(fmt_cell(r), file=sys.stderr, flush=True)
-                    if store_kind == "postgresql":
-                        pg.drop_database("cell_%d" % k)
+                    for _ in range(repeat):
+                        for variant in variants:
+                            k += 1
+                            if store_kind == "sqlite":
+                                url = "sqlite:///" + os.path.join(tmp, "cell-%d.db" % k)
+                            else:
+                                url = pg.create_database("cell_%d" % k)
+                            r = run_cell(tmp, transport, store_kind, n, url, db_pids=pg_backends(
+                                pg) if store_kind == "postgresql" else (), **variant)
+                            results.append(r)
+                            print(fmt_cell(r), file=sys.stderr, flush=True)
+                            if store_kind == "postgresql":
+                                pg.drop_database("cell_%d" % k)
         cap, big = None, []
         if not quick and not only:
             for transport in ("coap", "mqtt"):
@@ -1064,6 +1206,20 @@ def main(argv):
         kept = cap["stored_rows"] // cap["rows_per_frame"]
         print("| %d | %d | %d (%.0f %%) |" % (cap["acked"], kept, cap["acked"] - kept,
                                             100.0 * (cap["acked"] - kept) / cap["acked"]))
+    ratios = ratio_lines(results)
+    if ratios:
+        print()
+        for line in ratios:
+            print(line)
+    if floor is not None:
+        print()
+        print("SQLite store alone in the same run (store_floor(): these frames, one from "
+              "each of 1 000 devices a transaction): %.0f frames/s (%.0f rows/s); CoAP SQLite "
+              "cells of this tree against it: %s"
+              % (floor, floor * ROWS_PER_FRAME, ", ".join(
+                  "%d devices %.0f %%" % (r["devices"], 100.0 * r["fps"] / floor)
+                  for r in results if r["transport"] == "coap" and r["store"] == "sqlite"
+                  and r.get("coap") == "fast" and not r.get("code"))))
     print()
     print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(),
                                                     os.cpu_count(), time.perf_counter() - began))

@@ -1,6 +1,7 @@
 """Memory of one bridge process per registered device: RSS at 0, 1 000 and 10 000 devices.
 
     python3 bench/bridge_memory.py
+    python3 bench/bridge_memory.py --aiocoap   # also with coap:// on aiocoap, same run
 
 `spot bridge` (the real service, SQLite store in its data directory) runs as
 its own process; a second process holds 10 000 light CoAP devices
@@ -72,9 +73,16 @@ def main(argv):
         return
     raise_fd_limit()
     began = time.perf_counter()
+    for fast in (True, False) if "--aiocoap" in argv else (True,):
+        measure(fast)
+    print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(), os.cpu_count(),
+                                                    time.perf_counter() - began))
+
+
+def measure(coap_fast):
     tmp = tempfile.mkdtemp(prefix="spot-memory-bench-")
     rows = []
-    bridge = BridgeProcess(os.path.join(tmp, "data"))
+    bridge = BridgeProcess(os.path.join(tmp, "data"), coap_fast=coap_fast)
     gen = None
     try:
         bridge.start()
@@ -107,7 +115,8 @@ def main(argv):
         shutil.rmtree(tmp, ignore_errors=True)
 
     mib = 1024.0 * 1024.0
-    print("Bridge process RSS (`spot bridge`, SQLite store) by registered CoAP devices")
+    print("Bridge process RSS (`spot bridge`, SQLite store) by registered CoAP devices, "
+          "coap:// on %s" % ("SPOT's endpoint (coap_fast)" if coap_fast else "aiocoap"))
     print()
     print("| registered devices | RSS MiB | registration s | RSS per device over the previous "
           "row, bytes |")
@@ -126,8 +135,7 @@ def main(argv):
     print("Slope from %d to %d devices: %.1f KiB per device; %d devices on the bridge's "
           "health endpoint." % (first[0], last[0], (last[1] - first[1]) / (last[0] - first[0])
                                 / 1024, health["devices"]))
-    print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(), os.cpu_count(),
-                                                    time.perf_counter() - began))
+    print()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python3 bench/bridge_profile.py                 # 1 000 devices, SQLite, 20 s
     python3 bench/bridge_profile.py 1000 30 postgresql
     python3 bench/bridge_profile.py --stacks=stacks.txt   # keep py-spy's raw stacks
+    python3 bench/bridge_profile.py 1000 20 sqlite mqtt   # the MQTT ingest path (mosquitto)
 
 Runs `spot bridge` and the CoAP load generator of bench/bridge_ingest.py
 (21-value heat pump NOTIFY frames, closed loop), and while the load runs
@@ -37,9 +38,12 @@ PARTS = (
         r"cloud_bridge/store|/sqlite3/|/psycopg|/psycopg_pool")),
     ("SPOT frame decode (core/frame.py, core/cbor.py, cloud_bridge/frame_decode.py)",
      re.compile(r"/core/(cbor|frame)\.py|/cloud_bridge/frame_decode\.py")),
+    ("SPOT CoAP endpoint (core/coap*.py, cloud_bridge/coap_fast.py: the coap:// path)",
+     re.compile(r"/core/coap[a-z_]*\.py|/cloud_bridge/coap_fast\.py")),
     ("bridge ingest (cloud_bridge/: service, ingest, coap_link, metrics, events; "
      "ports/cpython/ CoAP adapter)", re.compile(r"/cloud_bridge/|/ports/cpython/")),
     ("aiocoap (message parsing, exchange state, transports)", re.compile(r"/aiocoap/")),
+    ("paho-mqtt (its network thread: packets in, PUBACKs out)", re.compile(r"/paho/")),
     ("asyncio event loop and selectors", re.compile(r"/asyncio/|/selectors\.py")),
     ("thread-pool hand-off (concurrent.futures: the store's worker thread waking)",
      re.compile(r"/concurrent/futures/")),
@@ -74,12 +78,13 @@ def main(argv):
     n = int(argv[0]) if argv else 1000
     seconds = float(argv[1]) if len(argv) > 1 else 20.0
     store_kind = argv[2] if len(argv) > 2 else "sqlite"
+    transport = argv[3] if len(argv) > 3 else "coap"
     spy_bin = shutil.which("py-spy")
     if spy_bin is None:
         raise SystemExit("needs py-spy (pip install py-spy)")
     B.raise_fd_limit()
     tmp = tempfile.mkdtemp(prefix="spot-profile-")
-    pg = None
+    pg = broker = None
     gen = None
     try:
         store = None
@@ -88,11 +93,20 @@ def main(argv):
             import postgres
             pg = postgres.PostgresServer(durable=True).start()
             store = pg.create_database("profile")
-        bridge = B.BridgeProcess(os.path.join(tmp, "bridge"), store=store)
+        if transport == "mqtt":
+            broker = B.fresh_broker(tmp)
+        bridge = B.BridgeProcess(os.path.join(tmp, "bridge"), store=store,
+                                 mqtt="mqtt://127.0.0.1:%d" % broker.port if broker else None)
         bridge.start()
         try:
-            gen = B.LoadGen("coap", n, "127.0.0.1", bridge.coap_port, seconds, B.WINDOW, 0)
-            gen.read()
+            if broker is None:
+                gen = B.LoadGen("coap", n, "127.0.0.1", bridge.coap_port, seconds, B.WINDOW, 0)
+                gen.read()
+            else:   # enough frames to keep the bridge busy for the sampled seconds
+                frames = int(B.MQTT_GUESS[store_kind] * seconds * 2)
+                gen = B.LoadGen("mqtt", n, "127.0.0.1", broker.port, frames, B.WINDOW, 0)
+                gen.read()
+                B.wait_until(lambda: bridge.get("/api/v1/health")["devices"] >= n, 300)
             B.settle(bridge.pid)
             out = os.path.join(tmp, "stacks.txt")
             spy = subprocess.Popen([spy_bin, "record", "-p", str(bridge.pid), "-r", "200",
@@ -100,12 +114,22 @@ def main(argv):
                                     "-o", out], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             gen.go()
-            st = gen.read()
+            if broker is not None:
+                rows0 = bridge.metric("spot_bridge_telemetry_rows_total")
+                t0 = B.time.monotonic()
+                spy.wait(seconds + 60)
+                done = bridge.metric("spot_bridge_telemetry_rows_total") - rows0
+                st = {"acked": done / B.ROWS_PER_FRAME, "seconds": B.time.monotonic() - t0}
+                gen.read()
+            else:
+                st = gen.read()
             spy.wait(seconds + 60)
         finally:
             if gen is not None and gen.proc.poll() is None:
                 gen.proc.kill()
             bridge.stop()
+            if broker is not None:
+                broker.stop()
         counts = collections.Counter()
         with open(out) as f:
             for line in f:
@@ -119,9 +143,10 @@ def main(argv):
             pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     total = sum(counts.values())
-    print("Bridge CPU on the CoAP ingest path, %d devices, %s, %.0f frames/s acknowledged "
+    print("Bridge CPU on the %s ingest path, %d devices, %s, %.0f frames/s stored "
           "during the sampled run; %d samples (py-spy, 200 Hz, all threads, idle excluded)"
-          % (n, "SQLite" if store_kind == "sqlite" else "PostgreSQL",
+          % ("MQTT" if transport == "mqtt" else "CoAP", n,
+             "SQLite" if store_kind == "sqlite" else "PostgreSQL",
              st["acked"] / st["seconds"], total))
     print()
     print("| part | share of bridge CPU |")

@@ -109,7 +109,8 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
             from .pairing import Keyring, PairingService
             keyring = Keyring(config.keys)
             p.bridge.pairing = PairingService(p.bridge, keyring)
-        p.coap = await CoapLink(p.bridge, host, port, credentials=creds, keyring=keyring).start()
+        p.coap = await CoapLink(p.bridge, host, port, credentials=creds, keyring=keyring,
+                                fast=config.coap_fast).start()
         if config.mqtt_url:
             from .mqtt_link import MqttLink
             p.mqtt = await MqttLink(p.bridge, config.mqtt_url, config.mqtt_ca or None,

@@ -1,5 +1,12 @@
 """The bridge's CoAP side: devices register and send telemetry to /s, and the
-bridge sends them commands there (ports/cpython/coap_transport, aiocoap).
+bridge sends them commands there.
+
+Two servers, one wire: plain coap:// on the configured port is served by SPOT's
+own endpoint (cloud_bridge.coap_fast) unless the bridge has an OSCORE keyring
+(OSCORE runs on that port, so aiocoap serves it then) or `coap_fast = false`;
+coaps:// (DTLS, the next port) and OSCORE by aiocoap
+(ports/cpython/coap_transport). A device's commands go back through the server
+it registered through.
 
 A device is known by the address its accepted ANNOUNCE came from; telemetry
 from an address that has not announced is refused (ERROR not-authorised, CoAP
@@ -34,6 +41,7 @@ from ..core import frame as F
 from ..core.errors import BUSY, MALFORMED, NOT_AUTHORISED, SpotError
 from ..core.node import A_ID
 from ..ports.cpython.coap_transport import BridgeCoapServer
+from .coap_fast import FastBusServer
 from .registration import Refused, source_ip
 from .store import StoreError
 from .tasks import cancel_and_wait
@@ -46,6 +54,16 @@ BROADCAST_CONCURRENCY = 64   # informational frames in flight at once during a b
 def _refuse(frame, code, text):
     mid = F.message_id(frame)
     return None if mid is None else F.error(frame[1], mid, code, text)
+
+
+def _sockaddr(remote):
+    """(host, port, ...) of a request's sender: the fast path's remote, or aiocoap's."""
+    return remote if type(remote) is tuple else getattr(remote, "sockaddr", None) or ("",)
+
+
+def _where(remote):
+    """The key a device in the clear is known by: its address (per server kind)."""
+    return remote if type(remote) is tuple else remote.uri_base
 
 
 def _announced_id(frame):
@@ -61,15 +79,22 @@ def _announced_id(frame):
 class CoapLink:
     name = "coap"
 
-    def __init__(self, bridge, host, port, credentials=None, keyring=None):
+    def __init__(self, bridge, host, port, credentials=None, keyring=None, fast=True):
         self.bridge = bridge
         self.keyring = keyring
-        self.server = BridgeCoapServer(
-            host, port, on_frame=self._frame, credentials=credentials,
-            oscore=None if keyring is None else keyring.credentials,
-            on_unparsable=self._unparsable)
-        self.by_address = {}   # remote uri_base -> device id (devices in the clear)
-        self.address_of = {}   # device id -> its uri_base in by_address
+        self.fast = None     # plain coap:// on SPOT's endpoint
+        self.server = None   # aiocoap: coaps://, OSCORE (and coap:// without the fast path)
+        if fast and keyring is None:
+            self.fast = FastBusServer(host, port, on_frame=self._frame,
+                                      on_unparsable=self._unparsable)
+        if self.fast is None or credentials is not None:
+            self.server = BridgeCoapServer(
+                host, port, on_frame=self._frame, credentials=credentials,
+                oscore=None if keyring is None else keyring.credentials,
+                on_unparsable=self._unparsable, plain=self.fast is None)
+        self.servers = [s for s in (self.fast, self.server) if s is not None]
+        self.by_address = {}   # remote address (_where) -> device id (devices in the clear)
+        self.address_of = {}   # device id -> its address in by_address
         self.observations = {}   # (device, sid, subscription id) -> (BusSubscription, task)
         bridge.add_transport(self.name, self)
 
@@ -79,12 +104,31 @@ class CoapLink:
         self.bridge.peers.report("coap_unparsable", host, type(error).__name__)
 
     async def start(self):
-        await self.server.start()
+        for server in self.servers:
+            await server.start()
         return self
 
     async def stop(self):
         await cancel_and_wait([task for _, task in self.observations.values()])
-        await self.server.stop()
+        for server in self.servers:
+            await server.stop()
+
+    @property
+    def port(self):
+        """The coap:// port (coaps:// is the next one)."""
+        return self.servers[0].port
+
+    def route(self, device):
+        """The remote a registered device's commands go to (None: not registered)."""
+        server = self._server_of(device)
+        return None if server is None else server.devices[device]
+
+    def _server_of(self, device):
+        """The server a registered device's route is in, else None."""
+        for server in self.servers:
+            if device in server.devices:
+                return server
+        return None
 
     def _context_owner(self, remote):
         """The commissioned device whose OSCORE context protected the request, or None."""
@@ -111,7 +155,7 @@ class CoapLink:
             route = self.server.devices.get(owner)
             device = owner if owner is not None and self._context_owner(route) == owner else None
         else:
-            device = self.by_address.get(remote.uri_base)
+            device = self.by_address.get(_where(remote))
             if self._commissioned(device):   # commissioned since it registered in the clear
                 return self._wrong_credentials(frame)
         if device is None:
@@ -125,7 +169,7 @@ class CoapLink:
 
     def _dtls_identity(self, remote):
         """The PSK identity of a coaps:// request, else None."""
-        creds = self.server.credentials
+        creds = self.server.credentials if self.server is not None else None
         for claim in getattr(remote, "authenticated_claims", None) or ():
             item = creds.get(claim) if creds is not None else None
             identity = getattr(item, "client_identity", None)
@@ -140,27 +184,33 @@ class CoapLink:
         dtls = self._dtls_identity(remote)
         if dtls is not None:
             return "dtls:" + dtls
-        host = (getattr(remote, "sockaddr", None) or ("",))[0]
-        return self.bridge.admission.identity_for_plain(host)
+        return self.bridge.admission.identity_for_plain(_sockaddr(remote)[0])
 
     async def _announce(self, frame, remote, owner, protected):
         claimed = _announced_id(frame)
         if claimed is not None and (protected or self._commissioned(claimed)) \
                 and claimed != owner:
             return self._wrong_credentials(frame)
-        source = remote.uri_base
+        source = _where(remote)
+        if type(source) is tuple:   # as aiocoap names it, for the logs and the rate limits
+            source = "coap://%s:%d" % (("[%s]" if ":" in source[0] else "%s") % source[0],
+                                       source[1])
         try:
             identity = self._identity(remote, owner, protected)
         except Refused as e:
-            self.bridge.peers.report(e.reason, str(source_ip(
-                (getattr(remote, "sockaddr", None) or ("",))[0]) or source), e.text)
+            self.bridge.peers.report(e.reason, str(source_ip(_sockaddr(remote)[0]) or source),
+                                     e.text)
             return _refuse(frame, e.code, e.text)
         reply = await self.bridge.device_frame(self.name, owner, frame, identity=identity,
                                                source=source)
         if reply is None:   # the bridge refused it (malformed, invalid)
             return _refuse(frame, MALFORMED, "announce refused")
         if reply[0] & 0x0F == F.RESULT and claimed is not None:
-            self._remember(claimed, None if protected else remote.uri_base)
+            self._remember(claimed, None if protected else _where(remote))
+            for server in self.servers:   # its route is recorded in the one it came through
+                if (server is self.fast) != (type(remote) is tuple):
+                    server.devices.pop(claimed, None)
+                    server.consumes.pop(claimed, None)
         return reply
 
     def _remember(self, device, where):
@@ -178,22 +228,24 @@ class CoapLink:
     def forget(self, device):
         """Drop the device's route (it was deleted): it must register again."""
         self._remember(device, None)
-        self.server.devices.pop(device, None)
-        self.server.consumes.pop(device, None)
+        for server in self.servers:
+            server.devices.pop(device, None)
+            server.consumes.pop(device, None)
 
     async def request(self, device, frame, timeout):
-        if device not in self.server.devices:
+        server = self._server_of(device)
+        if server is None:
             raise ConnectionError("%s has not registered over CoAP" % device)
         try:
             if frame[0] & 0x0F == F.SUBSCRIBE:
-                return await self._subscribe(device, frame, timeout)
-            return await self.server.send_frame(device, frame, timeout)
+                return await self._subscribe(server, device, frame, timeout)
+            return await server.send_frame(device, frame, timeout)
         except NetworkError as e:   # e.g. its DTLS session is closed: no way to it now
             raise ConnectionError("%s unreachable: %s" % (device, e)) from e
 
-    async def _subscribe(self, device, frame, timeout):
+    async def _subscribe(self, server, device, frame, timeout):
         """SUBSCRIBE as an observation; its notifications go on to the bridge."""
-        sub = await self.server.subscribe(device, frame, timeout)
+        sub = await server.subscribe(device, frame, timeout)
         if not sub.result or sub.result[0] & 0x0F != F.RESULT:
             sub.cancel()
             return sub.result or None
@@ -235,11 +287,12 @@ class CoapLink:
         BROADCAST_CONCURRENCY at a time; a device that fails is counted, not retried."""
         slots = asyncio.Semaphore(BROADCAST_CONCURRENCY)
 
-        async def one(device):
+        async def one(server, device):
             async with slots:
                 try:
-                    await self.server.send_frame(device, frame, timeout=5)
+                    await server.send_frame(device, frame, timeout=5)
                 except Exception:
                     self.bridge.metrics.inc("broadcast_failures", transport=self.name)
-        await asyncio.gather(*[one(device) for device, sids in list(self.server.consumes.items())
-                               if service in sids and device in self.server.devices])
+        await asyncio.gather(*[one(server, device) for server in self.servers
+                               for device, sids in list(server.consumes.items())
+                               if service in sids and device in server.devices])

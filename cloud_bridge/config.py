@@ -5,6 +5,7 @@
     store = "sqlite:spot-data/bridge.db"      # or "postgresql://user@host:5432/db"
     http = "127.0.0.1:8080"             # API, dashboard, /metrics
     coap = "127.0.0.1:5683"             # devices; DTLS on the next port ("0.0.0.0:5683": all)
+    coap_fast = true                    # coap:// on SPOT's endpoint; false: on aiocoap
     instance = "bridge-1"               # this instance's id, unique among those sharing a
                                         #   PostgreSQL store (docs/scale-out.md)
     keys = "spot-data/keys"             # OSCORE keyring: commissioned devices (optional)
@@ -61,6 +62,7 @@ class Config:
     store: str = ""
     http: str = "127.0.0.1:8080"
     coap: str = "127.0.0.1:5683"
+    coap_fast: bool = True      # plain coap:// on SPOT's endpoint (cloud_bridge.coap_fast)
     instance: str = "bridge-1"
     keys: str = ""
     retention_days: float = 30
@@ -99,7 +101,7 @@ class Config:
 
 
 _SECTIONS = {
-    "bridge": ("data", "store", "http", "coap", "instance", "keys", "retention_days",
+    "bridge": ("data", "store", "http", "coap", "coap_fast", "instance", "keys", "retention_days",
                "offline_after", "command_timeout", "command_expiry", "commands_in_flight"),
     "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group"},
     "access": ("operator", "tokens", "hosts"),
@@ -135,6 +137,8 @@ def load(path=None, **overrides):
     if type(cfg.commands_in_flight) is not int or cfg.commands_in_flight < 1:
         raise ValueError("commands_in_flight must be a positive integer, got %r"
                          % (cfg.commands_in_flight,))
+    if type(cfg.coap_fast) is not bool:
+        raise ValueError("coap_fast must be true or false, got %r" % (cfg.coap_fast,))
     _check_registration(cfg)
     if type(cfg.instance) is not str or not INSTANCE_ID.fullmatch(cfg.instance):
         raise ValueError("[bridge] instance must be 1..64 letters, digits, '.', '_' or '-' "

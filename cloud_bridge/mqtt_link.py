@@ -7,8 +7,14 @@ while devices publish, gets those messages from the broker when it is back.
 The broker must queue enough for it: raise max_queued_messages and
 max_inflight_messages for the bridge's client above mosquitto's defaults.
 Commands go out on the device's /down topic.
+
+Messages cross from paho's network thread to the event loop in batches: paho's
+thread appends to one queue (in arrival order, births and telemetry alike) and
+wakes the loop only when the queue was empty, so a burst costs one wake-up, not
+one per message.
 """
 import asyncio
+import collections
 from urllib.parse import urlsplit
 
 from ..ports.cpython.mqtt_transport import BridgeMqtt
@@ -26,11 +32,15 @@ class MqttLink:
         self.bridge = bridge
         self.loop = asyncio.get_running_loop()
         self._announcing = {}   # device -> its ANNOUNCE being registered
+        self._inbox = collections.deque()   # (handler, args) from paho's thread, in order
+        self._woken = False                 # a _drain is scheduled on the loop
         self.client = BridgeMqtt(u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883),
                                  client_id=client_id, share_group=share_group or None, tls=tls,
-                                 username=u.username, password=u.password, loop=self.loop,
-                                 on_telemetry=self._telemetry, on_announce=self._announce,
-                                 on_presence=self._presence, ack_telemetry=True,
+                                 username=u.username, password=u.password,
+                                 # loop=None: callbacks run in paho's thread and _post them
+                                 on_telemetry=self._post(self._telemetry),
+                                 on_announce=self._post(self._announce),
+                                 on_presence=self._post(self._presence), ack_telemetry=True,
                                  # a persistent session: what the broker acknowledged to
                                  # devices while this bridge was down is delivered later
                                  clean_session=False)
@@ -45,6 +55,22 @@ class MqttLink:
 
     async def stop(self):
         await self.loop.run_in_executor(None, self.client.stop)
+
+    def _post(self, handler):
+        """A callback for paho's thread that queues handler(*args) for the event loop."""
+        def post(*args):
+            self._inbox.append((handler, args))
+            if not self._woken:
+                self._woken = True
+                self.loop.call_soon_threadsafe(self._drain)
+        return post
+
+    def _drain(self):
+        self._woken = False   # first: what paho queues from now on wakes the loop again
+        inbox = self._inbox
+        while inbox:
+            handler, args = inbox.popleft()
+            handler(*args)
 
     def _telemetry(self, device, frame, ack=None):
         async def store():

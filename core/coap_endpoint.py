@@ -76,14 +76,18 @@ class Endpoint:
     ids, each with its reply), max_observers, max_exchanges (client), max_buffers
     (Block1 reassemblies and Block2 snapshots each), max_events.  On a small board use
     e.g. block_szx=4, max_body=1024, max_datagram=400, max_dedupe=6, max_buffers=1.
+    hold_acks: a CON request whose handler returned None gets no empty ACK; respond()
+    then piggy-backs the response on the ACK (a server that answers within the ACK
+    timeout, e.g. after a store commit); duplicates meanwhile are ignored.
     """
 
     def __init__(self, handler=None, rand=None, block_szx=6, max_body=4096,
                  max_datagram=1280, max_pending=8, max_dedupe=16, max_observers=8,
                  max_exchanges=8, max_buffers=2, max_events=32, notify_con_every=8,
                  ack_timeout_ms=_ACK_TIMEOUT_MS, max_retransmit=_MAX_RETRANSMIT,
-                 extra_options=None):
+                 extra_options=None, hold_acks=False):
         self.rand = rand or _default_rand()
+        self.hold_acks = hold_acks
         self.max_datagram = max_datagram
         self.max_pending = max_pending
         self.max_dedupe = max_dedupe
@@ -193,8 +197,15 @@ class Endpoint:
         self.client.cancel(token)
 
     def respond(self, request, response):
-        """Send the separate response to a request whose handler returned None."""
-        self.server.respond(request, response, self.now)
+        """Send the response to a request whose handler returned None (separate, or
+        piggy-backed on the ACK with hold_acks, then also the reply to its duplicates)."""
+        reply = self.server.respond(request, response, self.now)
+        if reply is not None:
+            key = (request.addr, request.msg.mid)
+            seen = self._dedupe.get(key)
+            if seen is not None:
+                self._dedupe[key] = (seen[0], reply)
+            self.send(request.addr, reply)
 
     def notify(self, path, response=None):
         """Notify observers of `path`; response None re-runs the handler per observer."""

@@ -162,6 +162,7 @@ class ServerSide:
         try:
             req = Request(msg, addr)
         except CoapError as err:
+            self.ep.stats['bad'] += 1
             mid = self.ep.next_mid() if msg.mtype == _NON else None
             reply = coap.error_reply(err, mid)
             if msg.mtype == _NON and reply is not None:
@@ -171,8 +172,10 @@ class ServerSide:
         resp = self._pre_handle(req, msg, now)
         if resp is None:
             resp = self._call(req)
-            if resp is None:  # separate response later
-                return coap.encode_message(_ACK, _EMPTY, msg.mid) if req.confirmable else None
+            if resp is None:  # separate response later (or piggy-backed: hold_acks)
+                if req.confirmable and not self.ep.hold_acks:
+                    return coap.encode_message(_ACK, _EMPTY, msg.mid)
+                return None
         return self._answer(req, resp, now, True)
 
     def _pre_handle(self, req, msg, now):
@@ -338,7 +341,7 @@ class ServerSide:
         if req.responded:
             raise ValueError('request already answered')
         req.responded = True
-        self._answer(req, resp, now, False)
+        return self._answer(req, resp, now, self.ep.hold_acks)
 
     # ---- observe ------------------------------------------------------------------------
 

@@ -77,3 +77,17 @@ def test_registration_settings_are_read_from_their_section(tmp_path):
     cfg.write_text('[registration]\nplain = "open"\nallow = ["hp-*"]\nsource_burst = 2\n')
     c = C.load(str(cfg))
     assert (c.reg_plain, c.reg_allow, c.reg_source_burst) == ("open", ["hp-*"], 2)
+
+
+def test_coap_fast_is_on_by_default_and_false_in_toml_turns_it_off(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("[bridge]\ncoap_fast = false\n")
+    assert C.load(None).coap_fast is True
+    assert C.load(str(cfg)).coap_fast is False
+
+
+def test_coap_fast_that_is_not_a_boolean_is_refused(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text('[bridge]\ncoap_fast = "yes"\n')
+    with pytest.raises(ValueError, match="coap_fast"):
+        C.load(str(cfg))

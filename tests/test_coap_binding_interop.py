@@ -4,7 +4,8 @@
   (ports/micropython/coap_loop.CoapLoop driving core.coap_binding.CoapDevice).
 - aiocoap as client, plain and with OSCORE (aiocoap's own OSCORE contexts from the
   same secrets and ids), against the asyncio device server (serve_device).
-- aiocoap as the bridge (BridgeCoapServer): the device registers with its ANNOUNCE,
+- aiocoap as the bridge (BridgeCoapServer), and the bridge's own coap:// server
+  (cloud_bridge.coap_fast.FastBusServer) in the same tests: the device registers with its ANNOUNCE,
   the bridge writes and subscribes over /s.
 Every server binds a free port and stops at the end of its test; every wait has a
 timeout.
@@ -36,6 +37,7 @@ from spot.core.node import Node
 from spot.core.oscore import SecurityContext
 from spot.core.roster import Roster, OWNER, MONITOR
 from spot.core.services import HEAT_PUMP as HP
+from spot.cloud_bridge.coap_fast import FastBusServer
 from spot.ports.cpython.coap_transport import BridgeCoapServer, serve_device
 from spot.ports.micropython.coap_loop import CoapLoop
 from spot.profiles import heat_pump
@@ -378,10 +380,11 @@ def test_monitor_role_put_is_not_authorised_4_01(tmp_path):
 
 # ---- aiocoap as the bridge ----------------------------------------------------------------------
 
-def test_device_registers_with_its_announce_and_the_bridge_writes_over_the_bus():
+@pytest.mark.parametrize("Server", [BridgeCoapServer, FastBusServer])
+def test_device_registers_with_its_announce_and_the_bridge_writes_over_the_bus(Server):
     async def main():
         node = heat_pump_node()
-        bridge = await BridgeCoapServer("127.0.0.1", free_port()).start()
+        bridge = await Server("127.0.0.1", free_port()).start()
         dev = await serve_device(node, bridge=("127.0.0.1", bridge.port), lifetime=60)
         try:
             await wait_for(lambda: dev.device.registered)
@@ -399,10 +402,11 @@ def test_device_registers_with_its_announce_and_the_bridge_writes_over_the_bus()
     run_async(main())
 
 
-def test_bridge_subscribes_over_the_bus_and_receives_notify_frames():
+@pytest.mark.parametrize("Server", [BridgeCoapServer, FastBusServer])
+def test_bridge_subscribes_over_the_bus_and_receives_notify_frames(Server):
     async def main():
         node = heat_pump_node()
-        bridge = await BridgeCoapServer("127.0.0.1", free_port()).start()
+        bridge = await Server("127.0.0.1", free_port()).start()
         dev = await serve_device(node, bridge=("127.0.0.1", bridge.port))
         try:
             await wait_for(lambda: "hp-1" in bridge.devices)
@@ -420,9 +424,10 @@ def test_bridge_subscribes_over_the_bus_and_receives_notify_frames():
     run_async(main())
 
 
-def test_bridge_refuses_an_announce_without_device_id():
+@pytest.mark.parametrize("Server", [BridgeCoapServer, FastBusServer])
+def test_bridge_refuses_an_announce_without_device_id(Server):
     async def main():
-        bridge = await BridgeCoapServer("127.0.0.1", free_port()).start()
+        bridge = await Server("127.0.0.1", free_port()).start()
         ctx = await aiocoap.Context.create_client_context()
         try:
             r = await aio_request(ctx, aiocoap.POST, "coap://127.0.0.1:%d/s" % bridge.port,
@@ -436,20 +441,24 @@ def test_bridge_refuses_an_announce_without_device_id():
     run_async(main())
 
 
-def test_a_refused_announce_does_not_redirect_the_next_command():
+@pytest.mark.parametrize("Server", [BridgeCoapServer, FastBusServer])
+def test_a_refused_announce_does_not_redirect_the_next_command(Server):
     """A spoofed ANNOUNCE for a registered id, from another address, that on_frame
     refuses leaves the route alone: the real device still gets the next command."""
     async def main():
         node = heat_pump_node()
         bridge = None
 
+        def where(remote):   # aiocoap's remote, or the fast server's socket address
+            return getattr(remote, "uri_base", remote)
+
         def first_come(frame, remote):   # a registered id stays with its first address
             mid = F.message_id(frame)
             known = bridge.devices.get(F.decode(frame)[3][0])
-            if known is not None and known.uri_base != remote.uri_base:
+            if known is not None and where(known) != where(remote):
                 return F.error(0, mid, NOT_AUTHORISED, "id taken")
             return F.encode(F.RESULT, 0, mid)
-        bridge = await BridgeCoapServer("127.0.0.1", free_port(), on_frame=first_come).start()
+        bridge = await Server("127.0.0.1", free_port(), on_frame=first_come).start()
         dev = await serve_device(node, bridge=("127.0.0.1", bridge.port), lifetime=60)
         spoofer = await aiocoap.Context.create_client_context()
         try:

@@ -32,7 +32,7 @@ def test_the_operator_deletes_a_device_which_frees_its_id_and_is_audited(tmp_pat
             status, _, _ = await call(parts, "DELETE", "/api/v1/devices/hp-1")
             assert status == 204
             assert await parts.store.get_device("hp-1") is None
-            assert "hp-1" not in parts.coap.server.devices and "hp-1" not in parts.bridge.known
+            assert parts.coap.route("hp-1") is None and "hp-1" not in parts.bridge.known
             _, entries, _ = await call(parts, "GET", "/api/v1/audit?target=hp-1")
             assert entries[0]["action"] == "delete" and entries[0]["actor"] == "operator"
             # the id is free: the device at its new address registers again

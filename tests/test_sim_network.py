@@ -154,7 +154,7 @@ def test_a_broadcast_over_coap_reaches_the_consumers_only_despite_a_garbled_anno
                 garbled = F.encode(F.ANNOUNCE, 0, 1, {0: "odd-1", 1: [[HEAT_PUMP, 1, 0]], 2: "x"})
                 await client.request(aiocoap.Message(
                     code=aiocoap.POST, payload=garbled,
-                    uri="coap://127.0.0.1:%d/s" % bridge.transports["coap"].server.port)).response
+                    uri="coap://127.0.0.1:%d/s" % bridge.transports["coap"].port)).response
                 t = int(time.time())
                 await bridge.broadcast("operator", PRICE, {1: [t, 900, [800, 900, 1200, 700]]})
                 assert em.node.signals.get(PRICE) is not None

@@ -27,7 +27,8 @@ from aiocoap.interfaces import EndpointAddress
 from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
 
 from ...core import frame as F
-from ...core.coap import CoapMessage, CON, OBSERVE, BLOCK1, BLOCK2, SIZE1, SIZE2
+from ...core.coap import (CoapMessage, CON, OBSERVE, BLOCK1, BLOCK2, SIZE1, SIZE2,
+                          BAD_REQUEST)
 from ...core.coap_binding import CoapBinding, CoapDevice, CF_SPOT, BUS, coap_code
 from ...core.coap_endpoint import Endpoint
 from ...core.coap_server import Request
@@ -56,17 +57,23 @@ def _credentials_map(credentials):
     return creds
 
 
+def reply_code(reply, ok_code):
+    """The CoAP response code for a bus reply frame: ok_code, or for an ERROR frame the
+    code its SPOT error maps to (spec 8; 4.00 for a malformed ERROR frame)."""
+    if reply is not None and F.peek(reply) is not None and reply[0] & 0x0F == F.ERROR:
+        try:
+            return coap_code(F.decode(reply)[3][0])
+        except Exception:  # a malformed ERROR frame from a callback: still 4.00
+            return BAD_REQUEST
+    return ok_code
+
+
 def _frame_message(reply, ok_code):
     """aiocoap response for a bus reply frame (ERROR frames carry the mapped code)."""
     if reply is None:
         return aiocoap.Message(code=ok_code)
-    code = ok_code
-    if F.peek(reply) is not None and reply[0] & 0x0F == F.ERROR:
-        try:
-            code = coap_code(F.decode(reply)[3][0])
-        except Exception:  # a malformed ERROR frame from a callback: still 4.00
-            code = aiocoap.BAD_REQUEST
-    return aiocoap.Message(code=code, payload=reply, content_format=CF_SPOT)
+    return aiocoap.Message(code=reply_code(reply, ok_code), payload=reply,
+                           content_format=CF_SPOT)
 
 
 # ---------------------------------------------------------------- bridge side
@@ -203,78 +210,12 @@ def _end_dtls_sessions(context):
             session._inject_error(LibraryShutdown("bridge stopping"))
 
 
-class BridgeCoapServer:
-    """The bridge's CoAP side: an aiocoap server with the /s bus resource.
-
-    on_frame(frame, remote) -> reply frame or None (may be async) gets every frame
-    POSTed to /s; without it ANNOUNCE frames are answered RESULT and the rest is
-    kept in `frames`. An ANNOUNCE answered RESULT (and only then) records its
-    sender as the device's route: `devices` (device id -> remote), `consumes`
-    (device id -> the service ids it consumes, for broadcasts); a refused ANNOUNCE
-    changes neither.
-    credentials: aiocoap credentials (dict or CredentialsMap) with DTLS PSKs to
-    also serve coaps:// on port + 1 (aiocoap's tinydtls_server).
-    oscore: aiocoap credentials (dict or CredentialsMap) with OSCORE security
-    contexts: protected requests to /s are verified with them (the remote is then
-    an aiocoap OSCOREAddress naming the context) and answered protected; frames
-    sent to such a remote go out protected. It is read on every request, so
-    contexts added to a CredentialsMap later are used from then on.
-    on_unparsable(address, error): told about each datagram aiocoap cannot decode
-    (dropped; default: counted in `unparsable`, never logged).
-    """
-
-    def __init__(self, host="127.0.0.1", port=5683, on_frame=None, credentials=None,
-                 max_frames=1000, oscore=None, on_unparsable=None):
-        self.host = host
-        self.port = port
-        self.on_frame = on_frame
-        self.credentials = _credentials_map(credentials)
-        self.oscore = _credentials_map(oscore)
-        self.devices = {}      # device id -> aiocoap remote
-        self.consumes = {}     # device id -> tuple of service ids it consumes
-        self.frames = []       # (remote, frame) received without a callback
-        self.max_frames = max_frames
-        self.context = None
-        self.unparsable = 0
-        self.on_unparsable = on_unparsable
-
-    async def start(self):
-        site = aiocoap.resource.Site()
-        site.add_resource([BUS], _BusResource(self))
-        site.add_resource([".well-known", "core"],
-                          aiocoap.resource.WKCResource(site.get_resources_as_linkheader))
-        transports = ["udp6"]
-        if self.oscore is not None:
-            # the OSCORE request interface first: it takes requests to OSCOREAddress remotes
-            transports.insert(0, "oscore")
-            site = OscoreSiteWrapper(site, self.oscore)
-        if self.credentials is not None:
-            transports.append("tinydtls_server")
-        self.context = await aiocoap.Context.create_server_context(
-            site, bind=(self.host, self.port), transports=transports,
-            server_credentials=self.credentials)
-        if self.credentials is not None:
-            _send_on_dtls_sessions(self.context)
-        _guard_decoding(self.context, self._unparsable)
-        return self
-
-    def _unparsable(self, address, error):
-        self.unparsable += 1
-        if self.on_unparsable is not None:
-            self.on_unparsable(address, error)
-
-    async def stop(self):
-        if self.context is not None:
-            if self.credentials is not None:
-                _end_dtls_sessions(self.context)
-            await self.context.shutdown()
-            self.context = None
-
-    async def __aenter__(self):
-        return await self.start()
-
-    async def __aexit__(self, *exc):
-        await self.stop()
+class BusRoutes:
+    """What both bridge CoAP servers (this aiocoap one, cloud_bridge.coap_fast) do with a
+    frame POSTed to /s: on_frame(frame, remote) answers it (without one, ANNOUNCE frames
+    are answered RESULT and the rest kept in `frames`), and an ANNOUNCE answered RESULT
+    (only then) records its sender as the device's route in `devices` and the services
+    it consumes in `consumes`."""
 
     async def on_bus_frame(self, frame, remote):
         head = F.peek(frame)
@@ -307,6 +248,82 @@ class BridgeCoapServer:
             consumes = body.get(A_CONSUMES)
             self.consumes[body[A_ID]] = tuple(
                 sid for sid in consumes if type(sid) is int) if type(consumes) is list else ()
+
+
+class BridgeCoapServer(BusRoutes):
+    """The bridge's CoAP side: an aiocoap server with the /s bus resource.
+
+    on_frame(frame, remote) -> reply frame or None (may be async) gets every frame
+    POSTed to /s; without it ANNOUNCE frames are answered RESULT and the rest is
+    kept in `frames`. An ANNOUNCE answered RESULT (and only then) records its
+    sender as the device's route: `devices` (device id -> remote), `consumes`
+    (device id -> the service ids it consumes, for broadcasts); a refused ANNOUNCE
+    changes neither.
+    credentials: aiocoap credentials (dict or CredentialsMap) with DTLS PSKs to
+    also serve coaps:// on port + 1 (aiocoap's tinydtls_server).
+    oscore: aiocoap credentials (dict or CredentialsMap) with OSCORE security
+    contexts: protected requests to /s are verified with them (the remote is then
+    an aiocoap OSCOREAddress naming the context) and answered protected; frames
+    sent to such a remote go out protected. It is read on every request, so
+    contexts added to a CredentialsMap later are used from then on.
+    on_unparsable(address, error): told about each datagram aiocoap cannot decode
+    (dropped; default: counted in `unparsable`, never logged).
+    plain=False: no coap:// socket (only coaps://; OSCORE needs one, so then it stays).
+    """
+
+    def __init__(self, host="127.0.0.1", port=5683, on_frame=None, credentials=None,
+                 max_frames=1000, oscore=None, on_unparsable=None, plain=True):
+        self.plain = plain     # False: no coap:// here (cloud_bridge.coap_fast serves it)
+        self.host = host
+        self.port = port
+        self.on_frame = on_frame
+        self.credentials = _credentials_map(credentials)
+        self.oscore = _credentials_map(oscore)
+        self.devices = {}      # device id -> aiocoap remote
+        self.consumes = {}     # device id -> tuple of service ids it consumes
+        self.frames = []       # (remote, frame) received without a callback
+        self.max_frames = max_frames
+        self.context = None
+        self.unparsable = 0
+        self.on_unparsable = on_unparsable
+
+    async def start(self):
+        site = aiocoap.resource.Site()
+        site.add_resource([BUS], _BusResource(self))
+        site.add_resource([".well-known", "core"],
+                          aiocoap.resource.WKCResource(site.get_resources_as_linkheader))
+        transports = ["udp6"] if self.plain or self.oscore is not None else []
+        if self.oscore is not None:
+            # the OSCORE request interface first: it takes requests to OSCOREAddress remotes
+            transports.insert(0, "oscore")
+            site = OscoreSiteWrapper(site, self.oscore)
+        if self.credentials is not None:
+            transports.append("tinydtls_server")
+        self.context = await aiocoap.Context.create_server_context(
+            site, bind=(self.host, self.port), transports=transports,
+            server_credentials=self.credentials)
+        if self.credentials is not None:
+            _send_on_dtls_sessions(self.context)
+        _guard_decoding(self.context, self._unparsable)
+        return self
+
+    def _unparsable(self, address, error):
+        self.unparsable += 1
+        if self.on_unparsable is not None:
+            self.on_unparsable(address, error)
+
+    async def stop(self):
+        if self.context is not None:
+            if self.credentials is not None:
+                _end_dtls_sessions(self.context)
+            await self.context.shutdown()
+            self.context = None
+
+    async def __aenter__(self):
+        return await self.start()
+
+    async def __aexit__(self, *exc):
+        await self.stop()
 
     def _target(self, msg, device):
         if isinstance(device, str) and device in self.devices:

@@ -184,6 +184,29 @@ def test_duplicate_of_deferred_request_replays_empty_ack():
     assert len(pending) == 1
 
 
+def test_hold_acks_piggybacks_the_later_response_on_the_ack():
+    pending = []
+    ep = Endpoint(lambda req: pending.append(req), rand=Counter(), hold_acks=True)
+    assert ep.receive(con_get(0x33, token=b'\x56'), C, 0) == []
+    ep.respond(pending[0], Response(coap.CHANGED, b'stored'))
+    resp = only(ep.step(5))
+    assert (resp.mtype, resp.code, resp.mid, resp.token, resp.payload) == (
+        coap.ACK, coap.CHANGED, 0x33, b'\x56', b'stored')
+    assert ep.next_timeout(5) is None                    # nothing to retransmit
+
+
+def test_hold_acks_duplicate_is_ignored_until_answered_then_replayed():
+    pending = []
+    ep = Endpoint(lambda req: pending.append(req), rand=Counter(), hold_acks=True)
+    ep.receive(con_get(0x34), C, 0)
+    assert ep.receive(con_get(0x34), C, 2000) == []
+    ep.respond(pending[0], Response(coap.CHANGED))
+    first = only(ep.step(2001))
+    again = only(ep.receive(con_get(0x34), C, 3000))
+    assert len(pending) == 1 and (again.mtype, again.code, again.mid) == (
+        first.mtype, first.code, first.mid) == (coap.ACK, coap.CHANGED, 0x34)
+
+
 def test_answering_twice_is_refused():
     pending = []
     ep = Endpoint(lambda req: pending.append(req), rand=Counter())

@@ -1,0 +1,303 @@
+"""The bridge's plain-UDP CoAP (coap://) on SPOT's own sans-I/O endpoint.
+
+FastBusServer serves the bus resource /s for cloud_bridge.coap_link exactly as
+ports/cpython/coap_transport.BridgeCoapServer does on aiocoap (the same
+BusRoutes: on_frame callback, `devices` and `consumes` routes; the same
+response codes), on core.coap_endpoint.Endpoint driven by one asyncio
+DatagramProtocol: a tenth of aiocoap's CPU per request (bench/coap_rps.py).
+It also sends the bridge's commands (POST /s) and observations (FETCH /s,
+Observe 0) to the devices that registered through it. aiocoap stays for
+coaps:// (DTLS, port + 1) and, when the bridge has an OSCORE keyring, for the
+plain port as well (coap_link decides); the wire is the same either way.
+
+Stored = acknowledged: a POST to /s is answered in the ACK (hold_acks: no empty
+ACK first) only once the bridge's callback returned, i.e. after its rows were
+committed; a retransmission meanwhile is ignored, one after it is answered
+from the endpoint's cache without calling the bridge again. The cache holds
+the last max_dedupe message ids of all peers (FleetEndpoint), oldest dropped
+first. A remote is the socket address (host, port[, flow, scope]).
+"""
+import asyncio
+import collections
+import logging
+import socket
+
+from ..core import coap
+from ..core.coap_binding import BUS, CF_SPOT
+from ..core.coap_endpoint import (Endpoint, Response, CoapBusy, EV_RESPONSE,
+                                  EV_NOTIFICATION)
+from ..ports.cpython.coap_transport import BusRoutes, DeviceServer, reply_code
+from .tasks import cancel_and_wait
+
+log = logging.getLogger("spot.bridge.coap")
+
+_LINKS = b'</s>;rt="spot.bus";ct=65000'   # /.well-known/core (RFC 6690)
+_LINK_FORMAT = 40
+_CON_LIFETIME_MS = 247000                 # EXCHANGE_LIFETIME (RFC 7252 4.8.2)
+_NON_LIFETIME_MS = 145000
+
+
+class FleetEndpoint(Endpoint):
+    """core's Endpoint with a dedupe cache sized for a fleet: in arrival order, so the
+    oldest entry goes first in O(1) when it expired or the cache is full (core's own
+    scans the table, right for the handful of entries a board keeps)."""
+
+    def __init__(self, handler, **options):
+        super().__init__(handler, **options)
+        self._dedupe = collections.OrderedDict()
+
+    def _remember(self, key, now, reply, mtype):
+        cache = self._dedupe
+        while cache:
+            oldest = next(iter(cache))
+            if cache[oldest][0] > now and len(cache) < self.max_dedupe:
+                break
+            del cache[oldest]
+        cache.pop(key, None)
+        con = mtype == coap.CON
+        cache[key] = (now + (_CON_LIFETIME_MS if con else _NON_LIFETIME_MS),
+                      reply if con else None)
+
+
+class _Driver(DeviceServer):
+    """The endpoint on its UDP socket (DeviceServer's clock and timers); client events
+    go to the server after every turn."""
+
+    def __init__(self, endpoint, on_events, on_bad):
+        super().__init__(endpoint)
+        self.on_events = on_events
+        self.on_bad = on_bad
+        self._state = None   # what the timer was set for (see _schedule)
+
+    def _schedule(self):
+        """Set the timer only when the endpoint's timers may have moved: it sent something
+        (a new CON, a retransmission) or its pending transmissions or exchanges changed.
+        next_timeout() looks at every one of them, too much to do for every datagram of
+        a fleet (a NOTIFY changes none of them: its answer goes out later, in a batch)."""
+        ep = self.device
+        state = (ep.stats["tx"], len(ep._pending), len(ep.client.exchanges))
+        if state == self._state and self._timer is not None:
+            return
+        self._state = state
+        super()._schedule()
+
+    def datagram_received(self, data, addr):
+        stats = self.device.stats
+        bad = stats["bad"]
+        self._run(self.device.receive, data, addr)
+        if stats["bad"] != bad:   # not CoAP, or a request it cannot read: answered or dropped
+            self.on_bad(addr)
+
+    def _run(self, fn, *args):
+        super()._run(fn, *args)
+        events = self.device.events()
+        if events:
+            self.on_events(events)
+
+
+class FastSubscription:
+    """An observation of a device's /s (as coap_transport.BusSubscription): `result`
+    is the first answer's frame; iterate for the NOTIFY frames; cancel() ends it."""
+
+    def __init__(self, server, token):
+        self.server = server
+        self.token = token
+        self.result = None
+        self.first = asyncio.get_running_loop().create_future()
+        self._notes = asyncio.Queue()
+
+    def take(self, ev):
+        # over: an answer without Observe (the device keeps no observation), an error
+        # notification, a Reset, a timeout
+        ended = ev.observe is None
+        if not self.first.done():
+            if ev.kind == EV_RESPONSE:
+                self.result = ev.payload or None
+                self.first.set_result(ev)
+            else:
+                self.first.set_exception(ConnectionError("subscription failed (%d)" % ev.kind))
+        elif ev.kind == EV_NOTIFICATION and ev.code >> 5 == 2:
+            self._notes.put_nowait(ev.payload)
+        else:
+            ended = True
+        if ended:
+            self._notes.put_nowait(ConnectionError("observation ended (%d, code %d)"
+                                                   % (ev.kind, ev.code)))
+            self.server.forget_exchange(self.token)
+
+    def __aiter__(self):
+        return self._frames()
+
+    async def _frames(self):
+        while True:
+            note = await self._notes.get()
+            if note is None:
+                return
+            if isinstance(note, Exception):
+                raise note
+            yield note
+
+    def cancel(self):
+        if self.server.forget_exchange(self.token):
+            self._notes.put_nowait(None)
+
+
+class FastBusServer(BusRoutes):
+    """/s over plain UDP on core's endpoint; interface of BridgeCoapServer (on_frame,
+    devices, consumes, start, stop, send_frame, subscribe)."""
+
+    def __init__(self, host="127.0.0.1", port=5683, on_frame=None, on_unparsable=None,
+                 max_frames=1000, max_dedupe=65536, max_exchanges=4096,
+                 receive_buffer=4 << 20):
+        self.host = host
+        self.port = port
+        self.on_frame = on_frame
+        self.on_unparsable = on_unparsable
+        self.devices = {}      # device id -> socket address
+        self.consumes = {}     # device id -> tuple of service ids it consumes
+        self.frames = []       # (remote, frame) received without a callback
+        self.max_frames = max_frames
+        self.receive_buffer = receive_buffer   # SO_RCVBUF asked for, bytes
+        self.unparsable = 0
+        self.endpoint = FleetEndpoint(
+            self._handle, hold_acks=True, max_body=65536, max_datagram=4096,
+            max_dedupe=max_dedupe, max_pending=max_exchanges, max_exchanges=max_exchanges,
+            max_buffers=1024, max_observers=0, max_events=max_exchanges * 4)
+        self.driver = None
+        self._exchanges = {}   # token -> future of a command, or a FastSubscription
+        self._serving = set()  # tasks answering requests
+        self._flush_due = False
+
+    async def start(self):
+        loop = asyncio.get_running_loop()
+        self.driver = _Driver(self.endpoint, self._events, self._unparsable)
+        transport, _ = await loop.create_datagram_endpoint(lambda: self.driver,
+                                                           local_addr=(self.host, self.port))
+        self.port = transport.get_extra_info("sockname")[1]
+        sock = transport.get_extra_info("socket")
+        try:   # room for a burst of the fleet's datagrams (the kernel caps it at rmem_max)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+        except OSError:
+            pass
+        return self
+
+    async def stop(self):
+        await cancel_and_wait(list(self._serving))
+        for token in list(self._exchanges):
+            item = self._exchanges[token]
+            if isinstance(item, FastSubscription):
+                item.cancel()
+            elif not item.done():
+                item.set_exception(ConnectionError("bridge stopping"))
+        self._exchanges.clear()
+        if self.driver is not None:
+            self.driver.close()
+            self.driver = None
+
+    # ---- requests from devices ------------------------------------------------------
+
+    def _unparsable(self, addr):
+        self.unparsable += 1
+        if self.on_unparsable is not None:
+            self.on_unparsable(addr, ValueError("not a CoAP message the endpoint can read"))
+
+    def _handle(self, req):
+        path = req.path
+        if len(path) == 1 and path[0] == BUS:
+            if req.code != coap.POST:
+                return Response(coap.METHOD_NOT_ALLOWED)
+            if req.content_format is not None and req.content_format != CF_SPOT:
+                return Response(coap.UNSUPPORTED_CONTENT_FORMAT)
+            if not req.payload:
+                return Response(coap.BAD_REQUEST, b"no frame")
+            task = asyncio.ensure_future(self._serve(req))
+            self._serving.add(task)
+            task.add_done_callback(self._serving.discard)
+            return None   # answered by _serve, piggy-backed on the ACK
+        if path == [".well-known", "core"] and req.code == coap.GET:
+            return Response(coap.CONTENT, _LINKS, _LINK_FORMAT)
+        return Response(coap.NOT_FOUND)
+
+    async def _serve(self, req):
+        try:
+            reply = await self.on_bus_frame(req.payload, req.addr)
+            resp = Response(reply_code(reply, coap.CHANGED), reply or b"",
+                            None if reply is None else CF_SPOT)
+        except Exception:   # a bug, not the device's fault: 5.00, nothing acknowledged
+            log.exception("CoAP request to /s")
+            resp = Response(coap.INTERNAL_SERVER_ERROR)
+        self.endpoint.respond(req, resp)
+        self._flush_soon()
+
+    def _flush_soon(self):
+        """Send what respond() queued, once per loop turn for every answer of that turn."""
+        if not self._flush_due and self.driver is not None:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self):
+        self._flush_due = False
+        if self.driver is not None:
+            self.driver.poke()
+
+    # ---- requests to devices --------------------------------------------------------
+
+    def _addr(self, device):
+        addr = self.devices.get(device) if isinstance(device, str) else device
+        if not isinstance(addr, tuple):
+            raise ConnectionError("%s has not registered over plain CoAP" % (device,))
+        return addr
+
+    def _request(self, device, code, frame, observe=None):
+        if self.driver is None:
+            raise ConnectionError("CoAP not started")
+        try:
+            return self.endpoint.request(self._addr(device), code, BUS, frame,
+                                         observe=observe, content_format=CF_SPOT)
+        except CoapBusy as e:
+            raise ConnectionError("too many requests to devices in flight") from e
+
+    async def send_frame(self, device, frame, timeout=10.0):
+        """POST frame to a device's /s (a registered id or (host, port)); its reply frame
+        (None if it sent none). ConnectionError when it does not answer."""
+        token = self._request(device, coap.POST, frame)
+        done = self._exchanges[token] = asyncio.get_running_loop().create_future()
+        self._flush_soon()
+        try:
+            ev = await asyncio.wait_for(done, timeout)
+        finally:
+            self.forget_exchange(token)
+        return ev.payload or None
+
+    async def subscribe(self, device, frame, timeout=10.0):
+        """A SUBSCRIBE frame as FETCH /s with Observe 0; a FastSubscription."""
+        token = self._request(device, coap.FETCH, frame, observe=0)
+        sub = self._exchanges[token] = FastSubscription(self, token)
+        self._flush_soon()
+        try:
+            await asyncio.wait_for(sub.first, timeout)
+        except BaseException:
+            sub.cancel()
+            raise
+        return sub
+
+    def forget_exchange(self, token):
+        """End a command or observation (later notifications get a Reset); False if gone."""
+        if self._exchanges.pop(token, None) is None:
+            return False
+        self.endpoint.cancel(token)
+        return True
+
+    def _events(self, events):
+        for ev in events:
+            item = self._exchanges.get(ev.token)
+            if item is None:
+                continue
+            if isinstance(item, FastSubscription):
+                item.take(ev)
+            elif not item.done():
+                del self._exchanges[ev.token]
+                if ev.kind == EV_RESPONSE:
+                    item.set_result(ev)
+                else:
+                    item.set_exception(ConnectionError("no answer (%d)" % ev.kind))

@@ -1,0 +1,236 @@
+"""The bridge's plain coap:// on SPOT's own endpoint (cloud_bridge/coap_fast.py), against
+real peers: libcoap's coap-client-notls and aiocoap as clients of a running bridge.
+
+RawCoap (tests/adversarial_peers.py) is a test double, used only where a real client
+cannot be made to do it: sending the very same datagram twice.
+"""
+import asyncio
+import shutil
+import subprocess
+
+import aiocoap
+import pytest
+
+from adversarial_peers import HP, RawCoap, announce, bridge, code, notify
+from netutil import free_udp_port
+from spot.cloud_bridge.coap_fast import FastBusServer
+from spot.cloud_bridge.store import StoreError
+from spot.core import coap as M
+from spot.core import frame as F
+from spot.core.coap_binding import CF_SPOT
+
+COAP_CLIENT = shutil.which("coap-client-notls")
+
+
+def run(coro, timeout=60):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def coap_client(*args, timeout=20):
+    """coap-client-notls's run (off the event loop: the bridge runs on it)."""
+    assert COAP_CLIENT, "coap-client-notls missing: install Debian package libcoap3-bin"
+    return await asyncio.to_thread(subprocess.run, [COAP_CLIENT, "-B", "5"] + list(args),
+                                   capture_output=True, timeout=timeout)
+
+
+async def libcoap_post(tmp_path, frame, port, local_port):
+    """POST frame to the bridge's /s from local_port; (return code, reply frame bytes)."""
+    src, out = tmp_path / "frame.spot", tmp_path / "reply.spot"
+    src.write_bytes(frame)
+    if out.exists():
+        out.unlink()
+    r = await coap_client("-m", "post", "-t", str(CF_SPOT), "-p", str(local_port),
+                          "-f", str(src), "-o", str(out), "coap://127.0.0.1:%d/s" % port)
+    return r, out.read_bytes() if out.exists() else b""
+
+
+async def rows(parts, device):
+    return len(await parts.store.history(device, HP, 11))
+
+
+def test_the_bridge_serves_plain_coap_on_its_own_endpoint_and_dtls_on_aiocoap(tmp_path):
+    async def main():
+        async with bridge(tmp_path, psk={"dev-1": "00" * 16}) as parts:
+            assert isinstance(parts.coap.fast, FastBusServer)
+            assert parts.coap.server.plain is False        # aiocoap: coaps:// only
+            assert parts.coap.port == parts.coap_port
+    run(main())
+
+
+def test_libcoap_discovers_the_bus_resource(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            r = await coap_client("-m", "get",
+                                  "coap://127.0.0.1:%d/.well-known/core" % parts.coap_port)
+            assert r.returncode == 0 and b'</s>;rt="spot.bus";ct=65000' in r.stdout
+    run(main())
+
+
+def test_libcoap_registers_and_its_telemetry_is_stored_before_the_2_04(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            local = free_udp_port()
+            r, reply = await libcoap_post(tmp_path, announce("hp-1"), parts.coap_port, local)
+            assert r.returncode == 0 and F.decode(reply)[0] == F.RESULT
+            r, reply = await libcoap_post(tmp_path, notify(mid=2, values={11: 215}),
+                                          parts.coap_port, local)
+            assert r.returncode == 0 and reply == b""       # 2.04, no payload
+            assert await rows(parts, "hp-1") == 1           # stored when answered
+    run(main())
+
+
+def test_libcoap_telemetry_from_another_port_is_4_01_and_not_stored(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            r, _ = await libcoap_post(tmp_path, announce("hp-1"), parts.coap_port,
+                                      free_udp_port())
+            assert r.returncode == 0
+            r, _ = await libcoap_post(tmp_path, notify(mid=2), parts.coap_port,
+                                      free_udp_port())
+            assert b"4.01" in r.stderr + r.stdout, r
+            assert await rows(parts, "hp-1") == 0
+    run(main())
+
+
+def test_libcoap_telemetry_the_store_refuses_is_5_03_and_not_stored(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            local = free_udp_port()
+            await libcoap_post(tmp_path, announce("hp-1"), parts.coap_port, local)
+            add = parts.store.add_telemetry
+
+            async def failing(batch):
+                raise StoreError("disk full (test)")
+            parts.store.add_telemetry = failing
+            r, _ = await libcoap_post(tmp_path, notify(mid=2), parts.coap_port, local)
+            parts.store.add_telemetry = add
+            assert b"5.03" in r.stderr + r.stdout, r
+            assert await rows(parts, "hp-1") == 0
+    run(main())
+
+
+def test_aiocoap_client_registers_sends_telemetry_and_a_stranger_gets_4_01(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            uri = "coap://127.0.0.1:%d/s" % parts.coap_port
+            device = await aiocoap.Context.create_client_context()
+            stranger = await aiocoap.Context.create_client_context()
+            try:
+                async def post(ctx, frame):
+                    msg = aiocoap.Message(code=aiocoap.POST, uri=uri, payload=frame,
+                                          content_format=CF_SPOT)
+                    return await asyncio.wait_for(ctx.request(msg).response, 10)
+                resp = await post(device, announce("hp-1"))
+                assert resp.code == aiocoap.CHANGED and F.decode(resp.payload)[0] == F.RESULT
+                for mid in range(2, 12):
+                    resp = await post(device, notify(mid=mid, t=1700000000 + mid))
+                    assert resp.code == aiocoap.CHANGED
+                resp = await post(stranger, notify(mid=20))
+                assert resp.code == aiocoap.UNAUTHORIZED and F.decode(resp.payload)[0] == F.ERROR
+                assert await rows(parts, "hp-1") == 10
+            finally:
+                await device.shutdown()
+                await stranger.shutdown()
+    run(main())
+
+
+def test_a_retransmitted_notify_is_answered_from_the_cache_and_stored_once(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await RawCoap.open()
+            await device.post(announce("hp-1"), parts.coap_port)
+            opts = [(M.URI_PATH, "s"), (M.CONTENT_FORMAT, CF_SPOT)]
+            datagram = M.encode_message(M.CON, M.POST, 0x4242, b"tk", opts, notify(mid=5))
+            answers = []
+            for _ in range(2):
+                device.send(datagram, parts.coap_port)
+                answers.append(await asyncio.wait_for(device.replies.get(), 5))
+            assert answers[0] == answers[1]
+            assert code(M.decode(answers[0]).code) == "2.04"
+            assert await rows(parts, "hp-1") == 1
+            assert parts.bridge.metrics.value("telemetry_rows") == 1
+            device.close()
+    run(main())
+
+
+@pytest.mark.parametrize("method", [M.GET, M.PUT])
+def test_a_method_other_than_post_on_the_bus_is_4_05(tmp_path, method):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await RawCoap.open()
+            device.send(M.encode_message(M.CON, method, 7, b"t", [(M.URI_PATH, "s")]),
+                        parts.coap_port)
+            assert code(M.decode(await asyncio.wait_for(device.replies.get(), 5)).code) \
+                == "4.05"
+            device.close()
+    run(main())
+
+
+class LossyDevice(asyncio.DatagramProtocol):
+    """Test double: a device socket that drops the first request it gets and answers the
+    next ones with a piggy-backed 2.04 carrying a RESULT frame."""
+
+    def __init__(self):
+        self.seen = 0
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.seen += 1
+        if self.seen == 1:
+            return
+        msg = M.decode(data)
+        mid = F.message_id(msg.payload)
+        self.transport.sendto(M.encode_message(M.ACK, M.CHANGED, msg.mid, msg.token,
+                                               [(M.CONTENT_FORMAT, CF_SPOT)],
+                                               F.encode(F.RESULT, HP, mid)), addr)
+
+
+def test_a_command_whose_datagram_is_lost_is_sent_again_and_answered():
+    async def main():
+        server = await FastBusServer("127.0.0.1", 0).start()
+        loop = asyncio.get_running_loop()
+        transport, device = await loop.create_datagram_endpoint(
+            LossyDevice, local_addr=("127.0.0.1", 0))
+        try:
+            reply = await server.send_frame(transport.get_extra_info("sockname"),
+                                            F.encode(F.WRITE, HP, 9, {7: 300}), timeout=20)
+            assert F.decode(reply) == (F.RESULT, HP, 9, None) and device.seen == 2
+        finally:
+            transport.close()
+            await server.stop()
+    run(main())
+
+
+class UnobservableDevice(LossyDevice):
+    """Test double: answers every request at once (2.04, a RESULT) and never with
+    Observe: it keeps no observation."""
+
+    def datagram_received(self, data, addr):
+        self.seen += 1
+        msg = M.decode(data)
+        self.transport.sendto(M.encode_message(M.ACK, M.CHANGED, msg.mid, msg.token,
+                                               [(M.CONTENT_FORMAT, CF_SPOT)],
+                                               F.encode(F.RESULT, HP, 5)), addr)
+
+
+def test_a_subscription_the_device_does_not_observe_ends_after_its_answer():
+    async def main():
+        server = await FastBusServer("127.0.0.1", 0).start()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(UnobservableDevice,
+                                                           local_addr=("127.0.0.1", 0))
+        try:
+            sub = await server.subscribe(transport.get_extra_info("sockname"),
+                                         F.encode(F.SUBSCRIBE, HP, 5, {8: None}))
+            assert F.decode(sub.result) == (F.RESULT, HP, 5, None)
+            with pytest.raises(ConnectionError):
+                async for _ in sub:
+                    raise AssertionError("a notification from a device that keeps none")
+            assert server._exchanges == {}
+        finally:
+            transport.close()
+            await server.stop()
+    run(main())
