@@ -80,7 +80,7 @@ class Iec61850Plugin:
         """Is the device's logical device in the running server yet?"""
         ld = self.acsi.model.by_device.get(device)
         return (ld is not None and self.service is not None
-                and ld.domain in self.service.served.logical_devices)
+                and self.service.served.loaded(ld.domain))
 
     async def start(self):
         await self._serve()
