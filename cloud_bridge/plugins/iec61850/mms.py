@@ -23,6 +23,7 @@ and the bridge's event loop:
   plate location) into Acsi.write and refuses every other write.
 """
 import asyncio
+import concurrent.futures
 import logging
 import queue
 import socket
@@ -139,7 +140,7 @@ class MmsService:
         self.model = model
 
     def stop(self):
-        self._updates.put(None)
+        self._updates.put(None)   # a push_many queued after this is never done: stop cancels its waiter
         self.server.stop()
         self._updater.join(timeout=5)
 
@@ -147,17 +148,27 @@ class MmsService:
 
     def push(self, domain, values):
         """Queue the LD's values; the updater writes those that changed."""
-        self._updates.put((domain, values))
+        self._updates.put([(domain, values)])
+
+    def push_many(self, jobs):
+        """Queue [(domain, values)]; a concurrent Future done once they are written."""
+        done = concurrent.futures.Future()
+        self._updates.put(jobs + [done])
+        return done
 
     def _apply_forever(self):
         while True:
-            job = self._updates.get()
-            if job is None:
+            jobs = self._updates.get()
+            if jobs is None:
                 return
-            try:
-                self.served.push(*job)
-            except Exception:
-                log.exception("updating %s failed", job[0])
+            for job in jobs:
+                if isinstance(job, concurrent.futures.Future):
+                    job.set_result(None)
+                    continue
+                try:
+                    self.served.push(*job)
+                except Exception:
+                    log.exception("updating %s failed", job[0])
 
     # ------------------------------------------------------------ controls
 
