@@ -109,18 +109,18 @@ class Iec61850Plugin:
         self.port = self.service.port   # port 0: keep the one picked for restarts
         await cancel_and_wait([self._loading] if self._loading is not None else [])
         self._loading = asyncio.ensure_future(self._load(service, list(self.acsi.model.lds)))
-        self._fetch_name_plates(self.acsi.model.by_device)
         self.ctx.log.info("IEC 61850 server %s on %s:%d with %d logical devices",
                           self.acsi.ied_name, self.host, self.port, len(self.acsi.model.lds))
 
     async def _load(self, service, domains, chunk=100):
         """Every LD's values, chunk LDs at a time, each chunk applied before the next is
         read (the server listens meanwhile; an LD not loaded yet answers reads with
-        temporarily-unavailable)."""
+        temporarily-unavailable); then the devices' name plates, in the background."""
         for first in range(0, len(domains), chunk):
             jobs = [(d, await self.acsi.ld_values(d)) for d in domains[first:first + chunk]
                     if d in self.acsi.model.lds]
             await asyncio.wrap_future(service.push_many(jobs))
+        self._fetch_name_plates(self.acsi.model.by_device)
 
     def _fetch_name_plates(self, devices):
         """READ the name plate of each of these devices not read yet, in the background."""
