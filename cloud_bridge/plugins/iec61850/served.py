@@ -79,6 +79,7 @@ class Shape:
                     self.btypes.append(da.btype)
                     self.leaves.append(node)
         self.index = {item: i for i, item in enumerate(self.items)}
+        self.slot = {node: i for i, node in enumerate(self.leaves)}   # template leaf -> index
 
     def node(self, item):
         parts = item.split("$")
@@ -108,10 +109,9 @@ class Device:
 
     def value(self, node):
         """The MMS data of a leaf of the template."""
-        item = node.item
-        if self.overlay is not None and item in self.overlay:
-            return self.overlay[item]
-        i = self.shape.index.get(item)
+        if self.overlay is not None and node in self.overlay:
+            return self.overlay[node]
+        i = self.shape.slot.get(node)
         if i is not None and self.values is not None:
             v = self.values[i]
             if type(v) not in _PLAIN:      # data set as it is (a write the device took)
@@ -120,14 +120,21 @@ class Device:
         return self.shape.default(node, self.domain)
 
     def put(self, node, data):
-        item = node.item
-        i = self.shape.index.get(item)
+        i = self.shape.slot.get(node)
         if i is not None and self.values is not None:
             self.values[i] = data
         else:
             if self.overlay is None:
-                self.overlay = {}
-            self.overlay[item] = data
+                self.overlay = {}      # keyed by template node (one per item of the shape)
+            self.overlay[node] = data
+
+    def data(self, node):
+        """The MMS data of a template node (a structure member by member)."""
+        if node.children:
+            members = [self.data(c) for c in node.children.values()]
+            return ArrayData(members) if isinstance(node.mms_type, ArrayType) \
+                else StructureData(members)
+        return self.value(node)
 
 
 class View:
@@ -154,11 +161,7 @@ class View:
         return None if c is None else View(self.device, c, self)
 
     def data(self):
-        if self.t.children:
-            members = [View(self.device, c, self).data() for c in self.t.children.values()]
-            return ArrayData(members) if isinstance(self.t.mms_type, ArrayType) \
-                else StructureData(members)
-        return self.device.value(self.t)
+        return self.device.data(self.t)
 
     def leaves(self):
         if not self.t.children:
@@ -308,7 +311,7 @@ class ServedFleet(IedModel):
         if device.values is None and template.fc not in ("BR", "RP", "CO", "CF"):
             return ACCESS_TEMPORARILY_UNAVAILABLE    # not loaded yet: no made-up value
         with self.lock:
-            return View(device, template).data()
+            return device.data(template)
 
     # --- values ----------------------------------------------------------------
 
