@@ -167,6 +167,8 @@ async def one_size(n, args):
         while len(plugin.acsi.fetched) < n and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         plates = time.perf_counter() - start
+        while not plugin.settled:   # the name plates' values written before measuring
+            await asyncio.sleep(0.2)
         await asyncio.sleep(1)
         after = rss_kb()
         try:

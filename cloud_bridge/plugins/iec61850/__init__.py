@@ -77,6 +77,11 @@ class Iec61850Plugin:
     def bound_port(self):
         return self.service.port if self.service is not None else None
 
+    @property
+    def settled(self):
+        """No device change waits to be written into the served model."""
+        return not self._dirty and (self.service is None or self.service.idle())
+
     def serving(self, device):
         """Is the device's logical device in the running server yet?"""
         ld = self.acsi.model.by_device.get(device)
@@ -117,9 +122,9 @@ class Iec61850Plugin:
         read (the server listens meanwhile; an LD not loaded yet answers reads with
         temporarily-unavailable); then the devices' name plates, in the background."""
         for first in range(0, len(domains), chunk):
-            jobs = [(d, await self.acsi.ld_values(d)) for d in domains[first:first + chunk]
-                    if d in self.acsi.model.lds]
-            await asyncio.wrap_future(service.push_many(jobs))
+            part = [d for d in domains[first:first + chunk] if d in self.acsi.model.lds]
+            got = await asyncio.gather(*(self.acsi.ld_values(d) for d in part))  # store reads queue up
+            await asyncio.wrap_future(service.push_many(list(zip(part, got))))
         self._fetch_name_plates(self.acsi.model.by_device)
 
     def _fetch_name_plates(self, devices):

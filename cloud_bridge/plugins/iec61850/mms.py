@@ -150,6 +150,10 @@ class MmsService:
         """Queue the LD's values; the updater writes those that changed."""
         self._updates.put([(domain, values)])
 
+    def idle(self):
+        """Nothing queued for the updater (it may still be writing the last job)."""
+        return self._updates.empty()
+
     def push_many(self, jobs):
         """Queue [(domain, values)]; a concurrent Future done once they are written."""
         done = concurrent.futures.Future()
