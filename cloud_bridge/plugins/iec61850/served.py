@@ -78,7 +78,6 @@ class Shape:
                     self.items.append(item)
                     self.btypes.append(da.btype)
                     self.leaves.append(node)
-        self.index = {item: i for i, item in enumerate(self.items)}
         self.slot = {node: i for i, node in enumerate(self.leaves)}   # template leaf -> index
 
     def node(self, item):
