@@ -191,6 +191,23 @@ def test_a_cancel_after_select_from_libiec61850_releases_the_selection(tmp_path)
     run(main())
 
 
+def test_an_abort_from_libiec61850_releases_its_selection_to_another_client(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            g = dev(rig, "generator")
+            ref = rig.domain(g) + "/DRCC1.DERStop"
+            other = {}
+
+            async def after_abort():   # the aborting client's process is still running
+                other["res"] = await peer(RUST, rig.port, [["operate", ref, "bool", True]])
+            res = await peer(LIB, rig.port, [["select_only", ref, "bool", True], ["abort"],
+                                              ["sleep", 6]], on_ready=after_abort)
+            assert res[0] == {"ok": True} and "ok" in res[1], res
+            assert ok(other["res"]) == [{"model": 4}]
+            assert [c.body for c in await rig.commands(g)] == [[12]]
+    run(main())
+
+
 def test_a_time_activated_operate_is_refused_and_nothing_is_queued(tmp_path):
     """The model's Oper has no operTm (TimeActivatedOperate is not supported, and
     libiec61850's control API leaves operTm out for it); an Oper carrying one anyway

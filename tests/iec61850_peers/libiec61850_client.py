@@ -10,6 +10,7 @@ Steps: ["lds"], ["dir", do_ref], ["sleep", seconds] (prints READY first), ["lns"
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
 ["oper_only", ref, kind, value] (no select), ["select_only", ref, kind, value],
 ["select_cancel_oper", ref, kind, value] (SBOw, Cancel, then Oper without a new select),
+["abort"] (ACSE abort of the association; the process stays),
 ["oper_at", ref, kind, value, seconds] (an Oper carrying operTm, now + seconds: a
 TimeActivatedOperate, written as the raw 7-member structure),
 ["write", ref, fc, kind, value],
@@ -235,6 +236,11 @@ def run(con, client, step):
         return {"error": "select refused", "cause": L.ControlObjectClient_getLastApplError(ctl).addCause}
     if op in ("operate", "oper_only"):
         return control(con, step[1], step[2], step[3], op == "operate")
+    if op == "abort":
+        err = L.IedConnection_abort(con)
+        err = unpack(err)[1] if isinstance(err, (list, tuple)) else err
+        return {"ok": L.IedConnection_getState(con)} if not err else {"error": "abort %d" % err,
+                                                                        "cause": err}
     if op == "select_cancel_oper":
         ctl = L.ControlObjectClient_create(step[1], con)
         KEEP.append(ctl)
