@@ -5,8 +5,12 @@ start-up time and memory per device, with the same read over the HTTP API.
 
 For each fleet size a fresh bridge (SQLite store) with N simulated
 batteries on the in-process transport registers them, then starts the
-iec61850 plugin (measured: model + SCL + served model build, and the
-process's resident memory before and after, per device). One libiec61850
+iec61850 plugin (measured: the time until it listens, until every LD's
+values are loaded, and the process's resident memory per device before and
+after; then again after the plugin has read every device's name plate
+through the command queue). The devices register through the bridge's own
+path (ANNOUNCE and a telemetry NOTIFY handed to Bridge.device_frame), 250
+concurrently. One libiec61850
 client (pyiec61850-ng, its own process, tests/iec61850_peers) then
 
 - reads one measurement (ZBAT1.SocPct, FC MX) --reads times in a row;
@@ -110,6 +114,18 @@ async def report_latency(bridge, port, domain, device, count):
         await proc.wait()
 
 
+async def register(local, n, at_once=250):
+    """N SimDevices registered through the bridge's own path (ANNOUNCE, then a
+    telemetry NOTIFY, each handed to Bridge.device_frame by the in-process
+    transport), at_once of them concurrently."""
+    t0 = int(time.time())
+    for first in range(0, n, at_once):
+        devs = [SimDevice("battery", "bat%05d" % i, seed=i, t0=t0)
+                for i in range(first, min(n, first + at_once))]
+        await asyncio.gather(*(local.connect(d.device_id, d) for d in devs))
+        await asyncio.gather(*(local.uplink(d.device_id, d.advance(t0 + 1)) for d in devs))
+
+
 async def one_size(n, args):
     with tempfile.TemporaryDirectory() as data:
         cfg = C.load(None, data=data, offline_after=3600,
@@ -119,33 +135,52 @@ async def one_size(n, args):
         await bridge.start()
         host = PluginHost(bridge, cfg.plugins).load()
         local = LocalTransport(bridge)
-        t0 = int(time.time())
-        for i in range(n):
-            d = SimDevice("battery", "bat%05d" % i, seed=i, t0=t0)
-            await local.connect(d.device_id, d)
-            await local.uplink(d.device_id, d.advance(t0 + 1))
+        began = time.perf_counter()
+        await register(local, n)
         await bridge.ingest.close()
+        registered = time.perf_counter() - began
         runner = web.AppRunner(make_app(bridge), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         http_port = runner.addresses[0][1]
         before = rss_kb()
-        start = time.perf_counter()
-        await host.start()
         plugin = host.plugins["iec61850"][0]
-        startup = time.perf_counter() - start
-        deadline = time.monotonic() + 300   # let the plugin's name plate READs finish first
+        start = time.perf_counter()
+        timed = {}
+        plugin_start = plugin.start
+
+        async def timed_start():   # the plugin's own start, without the host's pairings
+            timed["began"] = time.perf_counter()
+            await plugin_start()
+            timed["ended"] = time.perf_counter()
+        plugin.start = timed_start
+        await host.start()
+        hosted = time.perf_counter() - start
+        startup = timed["ended"] - timed["began"]
+        start = timed["began"]
+        while not all(plugin.serving(d) for d in plugin.acsi.model.by_device):
+            await asyncio.sleep(0.1)
+        loaded = time.perf_counter() - start
+        served = rss_kb()
+        deadline = time.monotonic() + args.name_plates   # let the name plate READs finish first
         while len(plugin.acsi.fetched) < n and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
+        plates = time.perf_counter() - start
+        while not plugin.settled:   # the name plates' values written before measuring
+            await asyncio.sleep(0.2)
         await asyncio.sleep(1)
         after = rss_kb()
         try:
             port = plugin.bound_port
             domain = plugin.acsi.model.by_device["bat00000"].domain
-            print("\n== %d devices: plugin start (model, SCL, served model) %.2f s, "
-                  "resident memory +%.0f KB per device (%d name plates read)"
-                  % (n, startup, (after - before) / n, len(plugin.acsi.fetched)))
+            print("\n== %d devices (registered in %.1f s): host start (pairing the plugin with "
+                  "every device, then the plugin) %.2f s; plugin start (model, served model, "
+                  "listening) %.2f s, every LD's values loaded %.2f s after it began; resident "
+                  "memory per device: +%.1f KB then, +%.1f KB once %d name plates were read "
+                  "(%.0f s after it began)"
+                  % (n, registered, hosted, startup, loaded, (served - before) / n,
+                     (after - before) / n, len(plugin.acsi.fetched), plates))
             reads = (await peer(port, [["time_read", domain + "/ZBAT1.SocPct", "MX", args.reads]]))[0]
             print(line("MMS read (libiec61850)", reads))
             proc = await asyncio.create_subprocess_exec(   # the loop serves it meanwhile
@@ -178,5 +213,7 @@ if __name__ == "__main__":
     ap.add_argument("--reads", type=int, default=500)
     ap.add_argument("--controls", type=int, default=100)
     ap.add_argument("--reports", type=int, default=20)
+    ap.add_argument("--name-plates", type=float, default=300,
+                    help="seconds to wait for the plugin's name plate READs before measuring")
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(main(ap.parse_args()))

@@ -179,6 +179,51 @@ def test_an_operate_without_select_is_refused_and_nothing_is_queued(tmp_path):
     run(main())
 
 
+def test_a_cancel_after_select_from_libiec61850_releases_the_selection(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            g = dev(rig, "generator")
+            ref = rig.domain(g) + "/DRCC1.DERStop"
+            res = ok(await peer(LIB, rig.port, [["select_cancel_oper", ref, "bool", True]]))
+            # selected, cancelled, then the Oper of the same association finds no selection
+            assert res == [{"select": True, "cancel": True, "operate": False, "cause": 18}]
+            assert await rig.commands(g) == []
+    run(main())
+
+
+def test_an_abort_from_libiec61850_releases_its_selection_to_another_client(tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            g = dev(rig, "generator")
+            ref = rig.domain(g) + "/DRCC1.DERStop"
+            other = {}
+
+            async def after_abort():   # the aborting client's process is still running
+                other["res"] = await peer(RUST, rig.port, [["operate", ref, "bool", True]])
+            res = await peer(LIB, rig.port, [["select_only", ref, "bool", True], ["abort"],
+                                              ["sleep", 6]], on_ready=after_abort)
+            assert res[0] == {"ok": True} and "ok" in res[1], res
+            assert ok(other["res"]) == [{"model": 4}]
+            assert [c.body for c in await rig.commands(g)] == [[12]]
+    run(main())
+
+
+def test_a_time_activated_operate_is_refused_and_nothing_is_queued(tmp_path):
+    """The model's Oper has no operTm (TimeActivatedOperate is not supported, and
+    libiec61850's control API leaves operTm out for it); an Oper carrying one anyway
+    is refused type-inconsistent, while the same Oper without it runs."""
+    async def main():
+        async with mms_fleet(tmp_path, FLEET) as rig:
+            b = dev(rig, "battery")
+            ref = rig.domain(b) + "/DRCC1.OutWSet"
+            res = await peer(LIB, rig.port, [["oper_at", ref, "apc", 1000, 30],
+                                              ["operate", ref, "apc", 1000]])
+            assert res[0] == {"error": "write error 25", "cause": 25}   # type-inconsistent
+            assert ok(res[1:]) == [{"model": 1}]
+            assert [c.status for c in await rig.commands(b)] == ["done"]
+    run(main())
+
+
 def test_an_object_selected_by_one_client_is_refused_to_another(tmp_path):
     async def main():
         async with mms_fleet(tmp_path, FLEET) as rig:

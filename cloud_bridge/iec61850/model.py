@@ -152,12 +152,19 @@ class Rcb:
 
 
 class LD:
+    """One device's logical device. Its lns and datasets are those of its shape
+    (the tuple of its services), shared by every LD of that shape: read-only."""
     __slots__ = ("inst", "domain", "device", "services", "lns", "datasets", "rcbs")
 
     def __init__(self, ied_name, inst, device, services):
         self.inst, self.device, self.services = inst, device, services
         self.domain = ied_name + inst
         self.lns, self.datasets, self.rcbs = {}, {}, []
+
+    @property
+    def shape(self):
+        """What decides the LD's logical nodes: its services."""
+        return tuple(self.services)
 
 
 class Model:
@@ -237,13 +244,13 @@ def _ln(ld, lnclass, desc):
     return ln
 
 
-def _base_lns(ld, ied_name):
-    lln0 = LN("LLN0", "", "logical node zero of %s" % ld.device)
+def _base_lns(ld):
+    lln0 = LN("LLN0", "", "logical node zero")
     lln0.dos["Beh"] = _new_do("Beh", "ENS_BEH", None, False)
     lln0.dos["Health"] = _new_do("Health", "ENS_HEALTH", None, False)
     lln0.dos["NamPlt"] = _new_do("NamPlt", "LPL", None, False)
     ld.lns["LLN0"] = lln0
-    lphd = LN("LPHD", "1", "physical device %s" % ld.device)
+    lphd = LN("LPHD", "1", "physical device")
     lphd.dos["PhyNam"] = _new_do("PhyNam", "DPL", None, False)
     lphd.dos["PhyHealth"] = _new_do("PhyHealth", "ENS_HEALTH", None, False)
     lphd.dos["Proxy"] = _new_do("Proxy", "SPS", None, False)
@@ -318,6 +325,7 @@ def _datasets(ld):
     """A fixed data set per LN (its ST and MX data objects) and one of them all,
     with an unbuffered and a buffered report control block on the latter."""
     every = []
+    ld.datasets = {}
     for ln in ld.lns.values():
         members = [(ln.name, fc, do.name) for do in ln.dos.values()
                    for fc in do.fcs() if fc in ("ST", "MX")]
@@ -325,16 +333,36 @@ def _datasets(ld):
             ld.datasets[ln.name] = members
         every.extend(members)
     ld.datasets["All"] = every
+
+
+def _rcbs(ld):
     ld.rcbs = [Rcb("urcbAll", False, "All", ld.domain + "/LLN0$RP$urcbAll"),
                Rcb("brcbAll", True, "All", ld.domain + "/LLN0$BR$brcbAll")]
 
 
+def _shaped(ld, shapes):
+    """Give ld the logical nodes and data sets of its shape, built once per shape
+    (shapes: {shape: (lns, datasets)}) and shared: 10 000 batteries hold one set."""
+    got = shapes.get(ld.shape)
+    if got is None:
+        _base_lns(ld)
+        for sid in ld.services:
+            _add_profile(ld, sid)
+        _add_schedule(ld)
+        _datasets(ld)
+        got = shapes[ld.shape] = (ld.lns, ld.datasets)
+    ld.lns, ld.datasets = got
+    _rcbs(ld)
+
+
 def build_model(devices, ied_name="SPOT", devices_filter=None):
     """The Model of these devices (store Device records), in device id order.
-    devices_filter(device) -> bool keeps only some."""
+    devices_filter(device) -> bool keeps only some. LDs of the same services
+    share their (read-only) logical nodes and data sets."""
     check_ied_name(ied_name)
     model = Model(ied_name)
     taken = set()
+    shapes = {}
     for d in sorted(devices, key=lambda d: d.id):
         if devices_filter is not None and not devices_filter(d):
             continue
@@ -342,11 +370,7 @@ def build_model(devices, ied_name="SPOT", devices_filter=None):
         taken.add(inst)
         sids = sorted({s[0] for s in d.services if isinstance(s, (list, tuple)) and s})
         ld = LD(ied_name, inst, d.id, sids)
-        _base_lns(ld, ied_name)
-        for sid in sids:
-            _add_profile(ld, sid)
-        _add_schedule(ld)
-        _datasets(ld)
+        _shaped(ld, shapes)
         model.lds[ld.domain] = ld
         model.by_device[d.id] = ld
     return model

@@ -9,6 +9,10 @@ prints READY once its RCB is enabled, then waits for the reports.
 Steps: ["lds"], ["dir", do_ref], ["sleep", seconds] (prints READY first), ["lns", ld], ["vars", ld], ["read", ref, fc],
 ["operate", ref, kind, value] (kind apc | bool | int; selects first for SBO),
 ["oper_only", ref, kind, value] (no select), ["select_only", ref, kind, value],
+["select_cancel_oper", ref, kind, value] (SBOw, Cancel, then Oper without a new select),
+["abort"] (ACSE abort of the association; the process stays),
+["oper_at", ref, kind, value, seconds] (an Oper carrying operTm, now + seconds: a
+TimeActivatedOperate, written as the raw 7-member structure),
 ["write", ref, fc, kind, value],
 ["report", rcb_ref, seconds, count], ["brcb", rcb_ref, seconds, count, entry_id hex | null],
 and for bench/iec61850_rw.py ["time_read", ref, fc, n], ["time_operate", ref, kind, n],
@@ -232,6 +236,35 @@ def run(con, client, step):
         return {"error": "select refused", "cause": L.ControlObjectClient_getLastApplError(ctl).addCause}
     if op in ("operate", "oper_only"):
         return control(con, step[1], step[2], step[3], op == "operate")
+    if op == "abort":
+        err = L.IedConnection_abort(con)
+        err = unpack(err)[1] if isinstance(err, (list, tuple)) else err
+        return {"ok": L.IedConnection_getState(con)} if not err else {"error": "abort %d" % err,
+                                                                        "cause": err}
+    if op == "select_cancel_oper":
+        ctl = L.ControlObjectClient_create(step[1], con)
+        KEEP.append(ctl)
+        val = mms_value(step[2], step[3])
+        out = {"select": bool(L.ControlObjectClient_selectWithValue(ctl, val)),
+               "cancel": bool(L.ControlObjectClient_cancel(ctl))}
+        out["operate"] = bool(L.ControlObjectClient_operate(ctl, mms_value(step[2], step[3]), 0))
+        out["cause"] = L.ControlObjectClient_getLastApplError(ctl).addCause
+        return {"ok": out}
+    if op == "oper_at":   # Oper with operTm (IEC 61850-8-1: ctlVal, operTm, origin, ctlNum, T, Test, Check)
+        now_ms = int(time.time() * 1000)
+        members = [mms_value(step[2], step[3]), L.MmsValue_newUtcTimeByMsTime(now_ms + int(step[4] * 1000))]
+        origin = L.MmsValue_createEmptyStructure(2)
+        L.MmsValue_setElement(origin, 0, L.MmsValue_newIntegerFromInt16(3))
+        L.MmsValue_setElement(origin, 1, L.MmsValue_newOctetString(0, 0))
+        members += [origin, L.MmsValue_newUnsignedFromUint32(1), L.MmsValue_newUtcTimeByMsTime(now_ms),
+                    L.MmsValue_newBoolean(False), L.MmsValue_newBitString(2)]
+        oper = L.MmsValue_createEmptyStructure(len(members))
+        for i, m in enumerate(members):
+            L.MmsValue_setElement(oper, i, m)
+        ref = step[1] + ".Oper"
+        err = L.IedConnection_writeObject(con, ref, L.IEC61850_FC_CO, oper)
+        err = unpack(err)[1] if isinstance(err, (list, tuple)) else err
+        return {"ok": True} if not err else {"error": "write error %d" % err, "cause": err}
     if op == "write":
         val = mms_value(step[3], step[4])
         err = L.IedConnection_writeObject(con, step[1], FCS[step[2]], val)

@@ -68,6 +68,7 @@ class Iec61850Plugin:
         self._wake = asyncio.Event()
         self._rebuild = False
         self._task = None
+        self._loading = None    # the task loading every LD's values after a (re)start
         self._fetching = set()
         self._fetches = set()   # name plate READs running
         self._fetch_slots = asyncio.Semaphore(8)
@@ -76,18 +77,24 @@ class Iec61850Plugin:
     def bound_port(self):
         return self.service.port if self.service is not None else None
 
+    @property
+    def settled(self):
+        """No device change waits to be written into the served model."""
+        return not self._dirty and (self.service is None or self.service.idle())
+
     def serving(self, device):
         """Is the device's logical device in the running server yet?"""
         ld = self.acsi.model.by_device.get(device)
         return (ld is not None and self.service is not None
-                and ld.domain in self.service.served.logical_devices)
+                and self.service.served.loaded(ld.domain))
 
     async def start(self):
         await self._serve()
         self._task = asyncio.ensure_future(self._refresh_forever())
 
     async def stop(self):
-        await cancel_and_wait(([self._task] if self._task else []) + list(self._fetches))
+        await cancel_and_wait([t for t in (self._task, self._loading) if t is not None]
+                              + list(self._fetches))
         await self.acsi.close()
         if self.service is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
@@ -103,13 +110,22 @@ class Iec61850Plugin:
         service = MmsService(self.acsi, loop, self.host, self.port,
                              self.options.get("idle_timeout", 600.0),
                              self.options.get("send_timeout", 10.0))
-        for domain in self.acsi.model.lds:
-            service.push(domain, await self.acsi.ld_values(domain))
         self.service = service.start()
         self.port = self.service.port   # port 0: keep the one picked for restarts
-        self._fetch_name_plates(self.acsi.model.by_device)
+        await cancel_and_wait([self._loading] if self._loading is not None else [])
+        self._loading = asyncio.ensure_future(self._load(service, list(self.acsi.model.lds)))
         self.ctx.log.info("IEC 61850 server %s on %s:%d with %d logical devices",
                           self.acsi.ied_name, self.host, self.port, len(self.acsi.model.lds))
+
+    async def _load(self, service, domains, chunk=100):
+        """Every LD's values, chunk LDs at a time, each chunk applied before the next is
+        read (the server listens meanwhile; an LD not loaded yet answers reads with
+        temporarily-unavailable); then the devices' name plates, in the background."""
+        for first in range(0, len(domains), chunk):
+            part = [d for d in domains[first:first + chunk] if d in self.acsi.model.lds]
+            got = await asyncio.gather(*(self.acsi.ld_values(d) for d in part))  # store reads queue up
+            await asyncio.wrap_future(service.push_many(list(zip(part, got))))
+        self._fetch_name_plates(self.acsi.model.by_device)
 
     def _fetch_name_plates(self, devices):
         """READ the name plate of each of these devices not read yet, in the background."""

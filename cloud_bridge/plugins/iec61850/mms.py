@@ -1,14 +1,15 @@
 """The fleet model served over MMS (IEC 61850-8-1) by open61850's server.
 
-The served model is built from the SCL that cloud_bridge/iec61850/scl.py
-writes from model.py, so the file a utility imports and what a client
-browses are the same. open61850 runs one thread per client; this module is
-the seam between those threads and the bridge's event loop:
+The served model (served.py) is built from the SCL that
+cloud_bridge/iec61850/scl.py writes from model.py, one LD per shape, so the
+file a utility imports and what a client browses are the same. open61850
+runs one thread per client; this module is the seam between those threads
+and the bridge's event loop:
 
 - values: the loop computes them (model.values) and hands them to one
   updater thread, which writes the changed ones into the served model (its
-  report engine then sends URCB / BRCB reports); a client that stops
-  reading never blocks the loop;
+  report engine, FleetReports, then sends URCB / BRCB reports); a client
+  that stops reading never blocks the loop;
 - controls: open61850's ControlEngine runs the control models (direct /
   SBO, normal / enhanced security); its check calls Acsi.check_control (so
   a refused control gets its AddCause before anything is queued) and its
@@ -16,46 +17,31 @@ the seam between those threads and the bridge's event loop:
   normal security, or returning IN_EXECUTION and ending the command with
   ControlEngine.finish (CommandTermination) for enhanced security;
 - growth: a device that registers later is added to the running server
-  (add: its LD parsed from its own SCL and merged into the served model,
-  its report control blocks registered), no restart;
+  (add: a Device of its shape, the shape's SCL parsed if it is new), no
+  restart;
 - SetDataValues: a write hook turns writes of settings (SP, and the name
   plate location) into Acsi.write and refuses every other write.
 """
 import asyncio
-import io
+import concurrent.futures
 import logging
 import queue
 import socket
 import struct
 import threading
-from datetime import datetime, timezone
 
-from open61850.data import BoolData, FloatData, IntData, StructureData, TimestampData, UIntData
-from open61850.server import IedModel, MmsServer
+from open61850.data import BoolData, FloatData, IntData, StructureData, UIntData
+from open61850.mms import pdu
+from open61850.server import MmsServer
 from open61850.server import control as OC
-from open61850.server.reporting import ReportControl
 from open61850.server.model import _fits as fits_type
 
 from ...iec61850 import acsi as A
 from ...iec61850 import cdc as C
 from ...iec61850 import model as X
-from ...iec61850.scl import write_scl
+from .served import FleetReports, ServedFleet
 
 log = logging.getLogger("spot.bridge.plugin.iec61850")
-
-
-def _quality_int(mask):
-    """A model quality mask as the integer open61850 makes a 13-bit bit-string of."""
-    return sum(1 << (X.Q_BITS - 1 - i) for i in range(X.Q_BITS) if mask >> i & 1)
-
-
-def to_served(btype, value):
-    """A model value as what open61850's IedModel.set takes for a basic type."""
-    if btype == "Quality":
-        return _quality_int(value)
-    if btype == "Timestamp":
-        return TimestampData(datetime.fromtimestamp(max(0.0, value), timezone.utc))
-    return value
 
 
 def from_served(data):
@@ -69,12 +55,31 @@ def from_served(data):
 
 
 class _BridgeMmsServer(MmsServer):
-    """open61850's server with socket limits: a client that sends nothing for
-    idle_timeout seconds, or reads nothing for send_timeout, is dropped
-    (overrides MmsServer._serve, open61850 0.9's per-client entry, to set them)."""
+    """open61850's server over a ServedFleet, with socket limits: a client that
+    sends nothing for idle_timeout seconds, or reads nothing for send_timeout, is
+    dropped (overrides MmsServer._serve, open61850 0.9's per-client entry, to set
+    them); its report engine is FleetReports, its name lists the fleet's."""
 
     idle_timeout = 600.0
     send_timeout = 10.0
+
+    def start(self):
+        if self.reports is None and self.reports_enabled:
+            self.reports = FleetReports(self)
+        super().start()
+
+    def names(self, object_class, domain):
+        fleet = self.model
+        if object_class == pdu.OBJECT_CLASS_DOMAIN:
+            return fleet.domains() if domain is None else []
+        device = fleet.devices.get(domain) if domain is not None else None
+        if device is None:
+            return []
+        if object_class == pdu.OBJECT_CLASS_NAMED_VARIABLE:
+            return device.shape.names
+        if object_class == pdu.OBJECT_CLASS_NAMED_VARIABLE_LIST:
+            return device.shape.dataset_names
+        return []
 
     def _serve(self, client, peer):
         for opt, secs in ((socket.SO_RCVTIMEO, self.idle_timeout),
@@ -85,37 +90,43 @@ class _BridgeMmsServer(MmsServer):
         super()._serve(client, peer)
 
 
+class _Every:
+    """ControlEngine.checks / .handlers for every control object of the fleet:
+    get(key) asks make(domain, item) instead of a dict of 100 000 entries."""
+
+    def __init__(self, make):
+        self.make = make
+
+    def get(self, key, default=None):
+        got = self.make(*key)
+        return default if got is None else got
+
+
 class MmsService:
-    """One running MMS server for one model (rebuilt when the model changes)."""
+    """One running MMS server for one model (rebuilt when an LD is renamed)."""
 
     def __init__(self, acsi, loop, host, port, idle_timeout=600.0, send_timeout=10.0):
         self.acsi = acsi
         self.loop = loop
         self.host, self.port = host, port
         self.model = acsi.model
-        self.served = IedModel.from_scl(io.BytesIO(write_scl(self.model, host, port)))
+        self.served = ServedFleet(self.model.ied_name, host, port)
+        self.served.add(self.model.lds.values())
         self.server = _BridgeMmsServer(self.served, host, port, vendor="SPOT",
                                        model_name="spot-bridge")
         self.server.idle_timeout, self.server.send_timeout = idle_timeout, send_timeout
-        self._pushed = {}           # domain -> {item: value} as last written
         self._updates = queue.Queue()
         self._updater = threading.Thread(target=self._apply_forever, name="iec61850-values",
                                          daemon=True)
-        self._btypes = {}           # (domain, item) -> btype
-        self._index(self.model.lds.values())
-
-    def _index(self, lds):
-        for ld in lds:
-            for ln in ld.lns.values():
-                for item, _fc, da, _do in X.leaves(ln):
-                    self._btypes[(ld.domain, item)] = da.btype
 
     # ------------------------------------------------------------ life
 
     def start(self):
         self.server.start()
         self.port = self.server.port
-        self._hook_controls()
+        engine = self.server.controls
+        engine.checks = _Every(lambda domain, item: self._check)
+        engine.handlers = _Every(self._handler_of)
         self.server.write_hooks.insert(0, self._type_guard)
         self.server.write_hooks.append(self._on_write)
         self._updater.start()
@@ -124,27 +135,12 @@ class MmsService:
     def add(self, model, domains):
         """Serve the logical devices `domains` of `model` (a newer build of the same
         fleet) alongside those already served, without a restart; their values come
-        with the next push. Runs the SCL parsing on the caller's thread."""
-        part = X.Model(model.ied_name)
-        part.lds = {d: model.lds[d] for d in domains}
-        sub = IedModel.from_scl(io.BytesIO(write_scl(part, self.host, self.port)))
-        engine = self.server.reports
-        with self.served.lock:
-            for d in domains:
-                self.served.logical_devices[d] = sub.logical_devices[d]
-            self.served.data_sets.update(sub.data_sets)
-            for d in domains:
-                for ln in sub.logical_devices[d].values():
-                    for fc in ("BR", "RP"):
-                        blocks = ln.child(fc)
-                        for block in (blocks.children.values() if blocks is not None else ()):
-                            engine.controls[(d, block.item)] = ReportControl(engine, d, block)
+        with the next push."""
+        self.served.add([model.lds[d] for d in domains])
         self.model = model
-        self._index(part.lds.values())
-        self._hook_controls(part.lds.values())
 
     def stop(self):
-        self._updates.put(None)
+        self._updates.put(None)   # a push_many queued after this is never done: stop cancels its waiter
         self.server.stop()
         self._updater.join(timeout=5)
 
@@ -152,46 +148,43 @@ class MmsService:
 
     def push(self, domain, values):
         """Queue the LD's values; the updater writes those that changed."""
-        self._updates.put((domain, values))
+        self._updates.put([(domain, values)])
+
+    def idle(self):
+        """Nothing queued for the updater (it may still be writing the last job)."""
+        return self._updates.empty()
+
+    def push_many(self, jobs):
+        """Queue [(domain, values)]; a concurrent Future done once they are written."""
+        done = concurrent.futures.Future()
+        self._updates.put(jobs + [done])
+        return done
 
     def _apply_forever(self):
         while True:
-            job = self._updates.get()
-            if job is None:
+            jobs = self._updates.get()
+            if jobs is None:
                 return
-            try:
-                self._apply(*job)
-            except Exception:
-                log.exception("updating %s failed", job[0])
-
-    def _apply(self, domain, values):
-        last = self._pushed.setdefault(domain, {})
-        changed = [(k, v) for k, v in values.items() if last.get(k, object()) != v]
-        if not changed:
-            return
-        with self.served.batch():
-            for item, v in changed:
-                btype = self._btypes.get((domain, item))
-                if btype is None or item.split("$")[1] == "CO":
+            for job in jobs:
+                if isinstance(job, concurrent.futures.Future):
+                    job.set_result(None)
                     continue
                 try:
-                    self.served.set("%s/%s" % (domain, item), to_served(btype, v))
-                except (TypeError, ValueError, KeyError, OverflowError) as e:
-                    log.warning("%s/%s: %r not served: %s", domain, item, v, e)
-                    continue
-                last[item] = v
+                    self.served.push(*job)
+                except Exception:
+                    log.exception("updating %s failed", job[0])
 
     # ------------------------------------------------------------ controls
 
-    def _hook_controls(self, lds=None):
-        engine = self.server.controls
-        for ld in (self.model.lds.values() if lds is None else lds):
-            for ln in ld.lns.values():
-                for do in ln.dos.values():
-                    if do.controllable and do.ctl_model not in (None, C.STATUS_ONLY):
-                        ref = "%s/%s$CO$%s" % (ld.domain, ln.name, do.name)
-                        engine.set_check(ref, self._check)
-                        engine.set_handler(ref, self._handler(do.ctl_model))
+    def _handler_of(self, domain, item):
+        """The handler of a control object (by its control model), None if it has none."""
+        try:
+            do = X.find(self.model, domain, item).obj
+        except (KeyError, AttributeError):
+            return None
+        if not isinstance(do, X.DO) or do.ctl_model in (None, C.STATUS_ONLY):
+            return None
+        return self._handler(do.ctl_model)
 
     def _check(self, command):
         try:
