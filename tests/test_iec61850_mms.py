@@ -337,6 +337,23 @@ def test_a_brcb_replays_what_was_buffered_while_the_client_was_away(tmp_path):
     run(main())
 
 
+def test_report_blocks_past_the_configured_number_are_refused_and_the_others_keep_working(
+        tmp_path):
+    async def main():
+        async with mms_fleet(tmp_path, {"meter": 2}, report_blocks=2) as rig:
+            d1, d2 = (rig.domain(d.device_id) for d in rig.fleet.devices)
+            res = await peer(LIB, rig.port, [
+                ["write", d1 + "/LLN0.urcbAll01.GI", "RP", "bool", False],
+                ["write", d1 + "/LLN0.brcbAll01.PurgeBuf", "BR", "bool", False],
+                ["write", d2 + "/LLN0.urcbAll01.GI", "RP", "bool", False],   # a third
+                ["write", d1 + "/LLN0.urcbAll01.GI", "RP", "bool", False]])  # one it has
+            assert [("ok" in r) for r in res] == [True, True, False, True], res
+            assert res[2]["cause"] == 26   # libiec61850's IED_ERROR_TEMPORARILY_UNAVAILABLE
+            got = ok(await peer(LIB, rig.port, [["report", d1 + "/LLN0.RP.urcbAll01", 20, 1]]))[0]
+            assert got and got[0]["rpt_id"] == d1 + "/LLN0$RP$urcbAll"
+    run(main())
+
+
 def test_a_device_going_offline_shows_invalid_old_data_and_refuses_controls(tmp_path):
     async def main():
         async with mms_fleet(tmp_path, {"meter": 1}, quiet=[("battery", "bat.quiet")]) as rig:

@@ -33,7 +33,8 @@ OPT_SEQ_NUM, OPT_TIME_STAMP, OPT_REASON, OPT_DATA_SET, OPT_ENTRY_ID = 1, 2, 4, 8
 KEEP = []   # report subscribers live as long as the process
 
 FCS = {"ST": L.IEC61850_FC_ST, "MX": L.IEC61850_FC_MX, "SP": L.IEC61850_FC_SP,
-       "CF": L.IEC61850_FC_CF, "DC": L.IEC61850_FC_DC, "CO": L.IEC61850_FC_CO}
+       "CF": L.IEC61850_FC_CF, "DC": L.IEC61850_FC_DC, "CO": L.IEC61850_FC_CO,
+       "BR": L.IEC61850_FC_BR, "RP": L.IEC61850_FC_RP}
 
 
 def names(linked):

@@ -13,6 +13,8 @@ cloud_bridge/iec61850 (the SCL of `spot iec61850 scl` is the same model).
     control_timeout = 10       # seconds a control / write waits for the device
     idle_timeout = 600         # drop a client that sends nothing for this long
     send_timeout = 10          # drop a client that reads nothing for this long
+    report_blocks = 1000       # report control blocks clients may configure, all LDs
+                               # together (each holds state; a BRCB up to 256 KB buffered)
 
 A device that registers later is added to the running server (its own
 logical device; clients see it in the next GetServerDirectory). Entry point: iec61850 =
@@ -25,7 +27,7 @@ from ...tasks import cancel_and_wait
 
 OPTIONS = {"address": str, "port": int, "ied_name": str, "groups": list, "devices": list,
            "control_timeout": (int, float), "idle_timeout": (int, float),
-           "send_timeout": (int, float)}
+           "send_timeout": (int, float), "report_blocks": int}
 DEFAULT_PORT = 10102
 
 
@@ -41,6 +43,8 @@ def check_options(options):
     port = options.get("port", DEFAULT_PORT)
     if not 0 <= port <= 65535:
         raise ValueError("iec61850: port must be 0..65535")
+    if options.get("report_blocks", 1) < 1:
+        raise ValueError("iec61850: report_blocks must be at least 1")
     for key in ("groups", "devices"):
         if not all(isinstance(x, str) for x in options.get(key, [])):
             raise ValueError("iec61850: %s must be a list of strings" % key)
@@ -109,7 +113,8 @@ class Iec61850Plugin:
             await loop.run_in_executor(None, old.stop)
         service = MmsService(self.acsi, loop, self.host, self.port,
                              self.options.get("idle_timeout", 600.0),
-                             self.options.get("send_timeout", 10.0))
+                             self.options.get("send_timeout", 10.0),
+                             self.options.get("report_blocks", 1000))
         self.service = service.start()
         self.port = self.service.port   # port 0: keep the one picked for restarts
         await cancel_and_wait([self._loading] if self._loading is not None else [])

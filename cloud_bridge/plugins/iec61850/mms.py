@@ -63,9 +63,12 @@ class _BridgeMmsServer(MmsServer):
     idle_timeout = 600.0
     send_timeout = 10.0
 
+    report_blocks = FleetReports.max_blocks
+
     def start(self):
         if self.reports is None and self.reports_enabled:
             self.reports = FleetReports(self)
+            self.reports.max_blocks = self.report_blocks
         super().start()
 
     def names(self, object_class, domain):
@@ -105,7 +108,8 @@ class _Every:
 class MmsService:
     """One running MMS server for one model (rebuilt when an LD is renamed)."""
 
-    def __init__(self, acsi, loop, host, port, idle_timeout=600.0, send_timeout=10.0):
+    def __init__(self, acsi, loop, host, port, idle_timeout=600.0, send_timeout=10.0,
+                 report_blocks=FleetReports.max_blocks):
         self.acsi = acsi
         self.loop = loop
         self.host, self.port = host, port
@@ -115,6 +119,7 @@ class MmsService:
         self.server = _BridgeMmsServer(self.served, host, port, vendor="SPOT",
                                        model_name="spot-bridge")
         self.server.idle_timeout, self.server.send_timeout = idle_timeout, send_timeout
+        self.server.report_blocks = report_blocks
         self._updates = queue.Queue()
         self._updater = threading.Thread(target=self._apply_forever, name="iec61850-values",
                                          daemon=True)

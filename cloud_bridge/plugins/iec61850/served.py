@@ -353,6 +353,8 @@ class FleetReports(ReportEngine):
     a client first writes to it; a change is matched against the blocks of its
     own domain only (by member name, not by scanning every block)."""
 
+    max_blocks = 1000   # blocks clients may configure, all LDs together (see _on_write)
+
     def __init__(self, server):
         self.by_domain = {}     # domain -> [ReportControl]
         super().__init__(server)
@@ -370,10 +372,17 @@ class FleetReports(ReportEngine):
         return rcb
 
     def _on_write(self, connection, name, value):
+        """A block gets its state (and, buffered, its buffer of up to 256 KB) on its
+        first write; past max_blocks such blocks a write to a new one is refused
+        temporarily-unavailable, so clients configuring the reports of every LD of a
+        large fleet cannot grow the bridge without bound."""
         parts = name.item.split("$")
         if len(parts) >= 3 and parts[1] in ("BR", "RP"):
+            key = (name.domain or "", "$".join(parts[:3]))
             with self._lock:
-                self.block(name.domain or "", "$".join(parts[:3]))
+                if key not in self.controls and len(self.controls) >= self.max_blocks:
+                    return ACCESS_TEMPORARILY_UNAVAILABLE
+                self.block(*key)
         return super()._on_write(connection, name, value)
 
     def _domain_of(self, leaf):
