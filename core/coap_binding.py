@@ -315,6 +315,14 @@ def _subscribed(subs, obs):
     return False
 
 
+def _is_value(table, v):
+    # whether v itself (not an equal frame) is a value of the dict table
+    for key in table:
+        if table[key] is v:
+            return True
+    return False
+
+
 def _seconds(now_ms):
     return now_ms // 1000
 
@@ -491,18 +499,18 @@ class CoapDevice:
             self._post_waiting()
 
     def _post_waiting(self):
-        sent = [f for f in self.posted.values()]
+        # (no list of the posted frames, no generator: a notification turn allocates little)
+        posted = self.posted
         for f in self.outbox:
-            if not self.registered or len(self.posted) >= self.max_posts:
+            if not self.registered or len(posted) >= self.max_posts:
                 return
-            if any(x is f for x in sent):
+            if _is_value(posted, f):
                 continue
             try:
                 token, _ = self._post(f)
             except self._post_errors():
                 return
-            self.posted[token] = f
-            sent.append(f)
+            posted[token] = f
 
     def _client_events(self, now):
         for ev in self.ep.events():
