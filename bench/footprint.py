@@ -2,11 +2,13 @@
 (objects the size of an ESP32's or RP2040's; tests/mp_real.py), against the real
 `spot bridge` over real UDP (CoAP) and a real mosquitto (MQTT).
 
-    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen] [--garbage-only]
-                               [--json FILE]
+    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen|romfs|mpy]
+                               [--garbage-only] [--json FILE]
 
 For each way of holding the code (.mpy files on the file system: the interpreter with
-only asyncio frozen; frozen: SPOT frozen into the interpreter, as code in flash), each
+only asyncio frozen; ROMFS: the same .mpy files in a ROMFS image held outside the heap,
+as in a board's flash, their bytecode run in place (tests/mp_real.romfs_interpreter);
+frozen: SPOT frozen into the interpreter, as code in flash), each
 transport and each of heat pump (examples/unix_heat_pump.py, its plant model) and
 meter (fixed readings), with bench/mp_footprint_driver.py as the main script (.mpy):
 
@@ -46,9 +48,10 @@ from spot.ports.cpython import deploy as D  # noqa: E402
 
 SCENARIO_S = 12
 LO, HI, STEP = 16, 192, 2      # KB
-CONFIGS = [(mode, profile, transport) for mode in ("mpy", "frozen")
+CONFIGS = [(mode, profile, transport) for mode in ("mpy", "romfs", "frozen")
            for transport in ("coap", "mqtt") for profile in ("heat_pump", "meter")]
 GOALS = {("frozen", "heap"): 32, ("frozen", "retained"): 16 * 1024, ("mpy", "heap"): 80,
+         ("romfs", "heap"): 48,
          "garbage_notification": 256, "growth": 256}
 
 
@@ -91,6 +94,14 @@ class Rig:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             D.compile_module(name, dest)
         self.mpy_path = drv + ":" + ex + ":" + lib + ":.frozen"
+        # ROMFS: the bundle and the example, as .mpy, in an image outside the heap
+        self.romfs = os.path.join(tmp, "micropython-romfs")
+        shutil.copy(mp_real.romfs_interpreter(), self.romfs)
+        rom = os.path.join(tmp, "romfs-src")
+        shutil.copytree(lib, os.path.join(rom, "lib"))
+        shutil.copy(os.path.join(ex, "unix_heat_pump.mpy"), os.path.join(rom, "lib"))
+        self.romfs_image = mp_real.romfs_image(rom, os.path.join(tmp, "spot.romfs"))
+        self.romfs_path = drv + ":/rom/lib:.frozen"
 
     def close(self):
         self.bridge.stop()
@@ -111,8 +122,10 @@ class Rig:
                "plan": {"heat_pump": {"sg_ready": 2}} if profile == "heat_pump" else None}
         with open(os.path.join(d, "spot.json"), "w") as f:
             json.dump(cfg, f)
-        env = dict(os.environ, MICROPYPATH=self.frozen_path if mode == "frozen" else self.mpy_path)
-        binary = self.frozen if mode == "frozen" else self.base
+        env = dict(os.environ, MICROPYPATH={"frozen": self.frozen_path, "romfs": self.romfs_path,
+                                            "mpy": self.mpy_path}[mode],
+                   SPOT_ROMFS=self.romfs_image)
+        binary = {"frozen": self.frozen, "romfs": self.romfs, "mpy": self.base}[mode]
         proc = subprocess.Popen([binary, "-X", "heapsize=%dk" % heap if isinstance(heap, int)
                                  else "heapsize=" + heap, "-m", "mp_footprint_driver",
                                  "spot.json"] + args, cwd=d, env=env, stdout=subprocess.PIPE,
@@ -230,7 +243,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--only", help="mpy or frozen")
+    ap.add_argument("--only", help="mpy, romfs or frozen")
     ap.add_argument("--garbage-only", action="store_true",
                     help="only the garbage figures (no heap bisection, no long runs)")
     ap.add_argument("--json")
@@ -262,7 +275,8 @@ def main():
     for c in configs:
         r = results[c]
         print("| %s, %s, %s | %s | %s | %s | %s | %s |" % (
-            c[1].replace("_", " "), c[2], ".mpy on the file system" if c[0] == "mpy" else "frozen",
+            c[1].replace("_", " "), c[2], {"mpy": ".mpy on the file system", "romfs": "ROMFS image",
+                                          "frozen": "frozen"}[c[0]],
             "%dk" % r["heap"] if r["heap"] else "> %dk" % HI,
             "%dk" % r["long_heap"] if r.get("long_heap") else "> %dk" % (
                 (r["heap"] or HI) + (LONG_STEPS - 1) * STEP),

@@ -186,6 +186,98 @@ def frozen_interpreter():
     return binary
 
 
+ROMFS = "spot-romfs"         # BUILD=build-spot-romfs: asyncio frozen, a ROMFS image outside the heap
+# The unix port's ROMFS segment is a fixed empty image; this build takes its image from
+# the file named by $SPOT_ROMFS, read into memory outside the GC heap (as flash on a
+# board), so that modules imported from /rom run their bytecode in place.
+_ROMFS_VARIANT = ("ports/unix/variants/mpconfigvariant_common.h",
+                  "#define MICROPY_VFS_ROM_IOCTL          (0)",
+                  "#define MICROPY_VFS_ROM_IOCTL          (1)")
+_ROMFS_MAIN = ("ports/unix/main.c", """static uint8_t romfs_buf[4] = { 0xd2, 0xcd, 0x31, 0x00 }; // empty ROMFS
+static const MP_DEFINE_MEMORYVIEW_OBJ(romfs_obj, 'B', 0, sizeof(romfs_buf), romfs_buf);
+
+mp_obj_t mp_vfs_rom_ioctl(size_t n_args, const mp_obj_t *args) {
+""", """static uint8_t romfs_buf[4] = { 0xd2, 0xcd, 0x31, 0x00 }; // empty ROMFS
+static MP_DEFINE_MEMORYVIEW_OBJ(romfs_obj, 'B', 0, sizeof(romfs_buf), romfs_buf);
+
+// SPOT: the image in the file $SPOT_ROMFS, read once into memory outside the GC heap
+static void romfs_load(void) {
+    static bool loaded = false;
+    const char *path = getenv("SPOT_ROMFS");
+    if (loaded || path == NULL) {
+        return;
+    }
+    loaded = true;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *image = malloc(n > 0 ? n : 1);
+    if (image != NULL && n > 0 && fread(image, 1, n, f) == (size_t)n) {
+        romfs_obj.items = image;
+        romfs_obj.len = n;
+    }
+    fclose(f);
+}
+
+mp_obj_t mp_vfs_rom_ioctl(size_t n_args, const mp_obj_t *args) {
+    romfs_load();
+""")
+
+
+def romfs_interpreter():
+    """Path of the 32-bit unix MicroPython (asyncio frozen) whose ROMFS segment is the
+    image in the file $SPOT_ROMFS (mount it with vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2,
+    0)), '/rom')); built once from a patched copy of the source tree."""
+    interpreter()
+    tree, home = source()
+    rtree = os.path.join(home, "romfs-tree")
+    binary = os.path.join(rtree, "ports", "unix", "build-" + ROMFS, "micropython")
+    if os.path.isfile(binary):
+        return binary
+    with _locked(home):
+        if os.path.isfile(binary):
+            return binary
+        if not os.path.isdir(rtree):
+            tmp = rtree + ".tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(tree, tmp, symlinks=True, ignore=lambda d, names: [
+                n for n in names if n.startswith("build-")])
+            for rel, old, new in (_ROMFS_VARIANT, _ROMFS_MAIN):
+                path = os.path.join(tmp, rel)
+                with open(path) as f:
+                    text = f.read()
+                if old not in text:
+                    raise Unavailable("cannot patch %s for ROMFS: this MicroPython differs" % rel)
+                with open(path, "w") as f:
+                    f.write(text.replace(old, new))
+            os.rename(tmp, rtree)
+        manifest = os.path.join(home, "manifest-base.py")
+        _make(rtree, home, "build-" + ROMFS, manifest, os.path.join(home, "build-romfs.log"))
+    return binary
+
+
+def romfs_image(src_dir, dest):
+    """Write the ROMFS image of the files under src_dir (.mpy as they are) to dest, with
+    the source tree's tools/mpremote (what `mpremote romfs build` does)."""
+    import importlib.util
+    tree, _ = source()
+    spec = importlib.util.spec_from_file_location(
+        "_spot_romfs", os.path.join(tree, "tools", "mpremote", "mpremote", "romfs.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import contextlib as _c
+    import io
+    with _c.redirect_stdout(io.StringIO()):    # it lists every file
+        image = mod.make_romfs(src_dir, mpy_cross=False)
+    with open(dest, "wb") as f:
+        f.write(image)
+    return dest
+
+
 def frozen_or_skip():
     """frozen_interpreter(), or a pytest skip naming MPY_DIR where there is no source
     (a build that fails fails the test)."""
