@@ -2,7 +2,7 @@
 (objects the size of an ESP32's or RP2040's; tests/mp_real.py), against the real
 `spot bridge` over real UDP (CoAP) and a real mosquitto (MQTT).
 
-    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen|romfs|mpy]
+    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen,romfs,mpy]
                                [--garbage-only] [--json FILE]
 
 For each way of holding the code (.mpy files on the file system: the interpreter with
@@ -243,7 +243,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--only", help="mpy, romfs or frozen")
+    ap.add_argument("--only", help="mpy, romfs or frozen (or several, comma-separated)")
     ap.add_argument("--garbage-only", action="store_true",
                     help="only the garbage figures (no heap bisection, no long runs)")
     ap.add_argument("--json")
@@ -252,7 +252,7 @@ def main():
     rig = Rig(tmp)
     results = {}
     try:
-        configs = [c for c in CONFIGS if not args.only or c[0] == args.only]
+        configs = [c for c in CONFIGS if not args.only or c[0] in args.only.split(",")]
 
         def measure(c):
             r = results[c] = {"heap": None if args.garbage_only
