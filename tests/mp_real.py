@@ -260,6 +260,23 @@ def romfs_interpreter():
     return binary
 
 
+def mpy_lib(dest):
+    """Compile every module frozen_modules() names and the unix examples to .mpy under
+    dest (spot/..., unix_heat_pump.mpy): the code of a device on its file system or
+    in a ROMFS image; dest."""
+    from spot.ports.cpython import deploy as D
+    for name, path in frozen_modules().items():
+        rel = os.path.relpath(path, REPO)
+        out = os.path.join(dest, "spot", os.path.splitext(rel)[0] + ".mpy")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        D.compile_module(name, out)
+    for m in UNIX_MAINS:
+        subprocess.run(D.mpy_cross_command() + ["-O3", "-o", os.path.join(dest, m + ".mpy"),
+                                                os.path.join(REPO, "examples", m + ".py")],
+                       check=True)
+    return dest
+
+
 def romfs_image(src_dir, dest):
     """Write the ROMFS image of the files under src_dir (.mpy as they are) to dest, with
     the source tree's tools/mpremote (what `mpremote romfs build` does)."""
