@@ -21,8 +21,9 @@ meter (fixed readings), with bench/mp_footprint_driver.py as the main script (.m
                   no MemoryError caught: runs at the scenario's smallest heap and the
                   LONG_STEPS - 1 next sizes up, side by side
   retained        gc.mem_alloc() after gc.collect(), less the same before SPOT was
-                  imported (asyncio and the driver loaded): once registered ("after
-                  boot"), and at the end of that run
+                  imported (asyncio and the driver loaded): once registered and its
+                  first telemetry sent (a telemetry period later: "after boot"), and
+                  at the end of that run; each between two exchanges
   garbage         bytes allocated with the collector off per idle turn and per
                   notification (mp_footprint_driver: the turn sending it and those
                   taking its acknowledgement, less idle turns)
@@ -47,6 +48,7 @@ from mosquitto import Broker  # noqa: E402
 from spot.ports.cpython import deploy as D  # noqa: E402
 
 SCENARIO_S = 12
+TELEMETRY_S = 10
 LO, HI, STEP = 16, 192, 2      # KB
 CONFIGS = [(mode, profile, transport) for mode in ("mpy", "romfs", "frozen")
            for transport in ("coap", "mqtt") for profile in ("heat_pump", "meter")]
@@ -102,7 +104,7 @@ class Rig:
         os.makedirs(d)
         uri = ("coap://127.0.0.1:%d" % self.bridge.coap_port if transport == "coap"
                else self.mqtt)
-        cfg = {"id": dev_id, "profile": profile, "bridge": uri, "telemetry": 10,
+        cfg = {"id": dev_id, "profile": profile, "bridge": uri, "telemetry": TELEMETRY_S,
                "wdt_ms": 0, "comm_timeout": 600,
                "plan": {"heat_pump": {"sg_ready": 2}} if profile == "heat_pump" else None}
         with open(os.path.join(d, "spot.json"), "w") as f:
@@ -196,7 +198,8 @@ LONG_STEPS = 5    # long runs at the smallest heap and the next sizes up, side b
 def long_run(rig, mode, profile, transport, heap, minutes):
     """Serve `minutes` at heap, heap + STEP, ...: the smallest size that lived through
     it with no MemoryError caught, and its retained heap after boot and at the end."""
-    procs = [(kb, rig.device(mode, profile, transport, kb, ["run", "30"], None)[0])
+    procs = [(kb, rig.device(mode, profile, transport, kb, ["run", "30", str(TELEMETRY_S + 1)],
+                             None)[0])
              for kb in range(heap, heap + LONG_STEPS * STEP, STEP)]
     time.sleep(minutes * 60 + 5)
     runs = []

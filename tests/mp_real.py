@@ -37,7 +37,7 @@ BASE = "spot-i386"           # BUILD=build-spot-i386: asyncio frozen, nothing of
 # (MQTT) as the smallest heaps of its scenario (docs/benchmarks.md, "MicroPython
 # footprint on the real interpreter"). The caps sit a little above, so that a
 # regression of the footprint fails the tests.
-HEAP_CAPS = {"coap": "48k", "mqtt": "48k"}
+HEAP_CAPS = {"coap": "48k", "mqtt": "48k", "romfs": "48k"}
 RESET_EXIT = 75              # ports/micropython/board.py RESET_EXIT
 # the examples that run on the unix port, frozen as modules beside the package
 UNIX_MAINS = ("unix_heat_pump",)
@@ -310,11 +310,12 @@ class DeviceProcess:
     in its own directory (the config and the runtime's state files), started, stopped
     with SIGTERM or killed, its output kept in device.log there."""
 
-    def __init__(self, binary, workdir, cfg, heap, main="unix_heat_pump"):
+    def __init__(self, binary, workdir, cfg, heap, main="unix_heat_pump", env=None):
         self.binary = binary
         self.dir = str(workdir)
         self.heap = heap
         self.main = main
+        self.env = env           # extra environment (MICROPYPATH, SPOT_ROMFS)
         self.proc = None
         os.makedirs(self.dir, exist_ok=True)
         import json
@@ -325,7 +326,8 @@ class DeviceProcess:
         self.log = open(os.path.join(self.dir, "device.log"), "ab")
         self.proc = subprocess.Popen(
             [self.binary, "-X", "heapsize=%s" % self.heap, "-m", self.main, "spot.json"],
-            cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
+            cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **self.env) if self.env else None)
         return self
 
     def running(self):

@@ -115,7 +115,7 @@ def test_the_retained_heap_does_not_grow_while_the_device_sends_telemetry(
         micropython, bridges, tmp_path):
     # telemetry every second for 40 s: the tables (exchanges, message ids, outbox) fill
     # and empty again, nothing is kept
-    got = driver(micropython, bridges(), tmp_path / "dev", ["run", "8"], 44)
+    got = driver(micropython, bridges(), tmp_path / "dev", ["run", "8", "2"], 46)
     boot = int(got["boot"][0])
     seconds, end, mem_errors = [int(x) for x in got["at"][-1].split()[:3]]
     assert seconds >= 32 and mem_errors == 0, got
