@@ -1,9 +1,11 @@
-"""The heat pump from a ROMFS image on a real MicroPython, under issue 14's heap goal.
+"""The heat pump from a ROMFS image on a real MicroPython, under a heap cap.
 
 SPOT and examples/unix_heat_pump.py as .mpy in a ROMFS image (tests/mp_real.py
 romfs_image) that the 32-bit unix MicroPython holds outside its GC heap, as a board
 holds it in flash, so their bytecode runs in place (mp_real.romfs_interpreter). Under
-a fixed heap of mp_real.HEAP_CAPS["romfs"] the device must register with the real
+a fixed heap of mp_real.HEAP_CAPS["romfs"] (a little above the measured smallest heap;
+issue 14's goal, 48k, is not met: the names of the modules are interned on the heap
+at import) the device must register with the real
 `spot bridge` over CoAP, have its telemetry stored and do a WRITE, with no
 MemoryError caught; a regression of the footprint fails this test.
 """
@@ -35,7 +37,7 @@ def wait(cond, timeout=30):
     return asyncio.run(until(cond, timeout, every=0.2))
 
 
-def test_the_heat_pump_from_a_romfs_image_serves_in_its_heap_goal(romfs, bridges, tmp_path):
+def test_the_heat_pump_from_a_romfs_image_serves_under_its_heap_cap(romfs, bridges, tmp_path):
     binary, image = romfs
     bridge = bridges()
     cfg = {"id": "hp-rom", "profile": "heat_pump", "telemetry": 1, "wdt_ms": 0,
