@@ -2,7 +2,7 @@
 the size of an ESP32's or RP2040's), with real sockets, a fixed heap (-X heapsize)
 and SPOT's device code frozen into it (code in flash) or as .mpy on its file system.
 
-    python3 tests/mp_real.py build     # what tools/test.sh runs: build once, print its path
+    python3 tests/mp_real.py build     # what tools/test.sh runs: build once, print the paths
 
 Source: $MPY_DIR, a MicroPython source tree, else the vendored tarball
 ../shared/vendor/micropython-*-src.tar.gz beside the clone (MIT; see its README),
@@ -356,6 +356,7 @@ def main(argv):
     try:
         print(interpreter())
         print(frozen_interpreter())
+        print(romfs_interpreter())
     except Unavailable as e:
         print("real-MicroPython tests will skip: %s" % e)
     return 0
