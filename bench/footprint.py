@@ -2,11 +2,13 @@
 (objects the size of an ESP32's or RP2040's; tests/mp_real.py), against the real
 `spot bridge` over real UDP (CoAP) and a real mosquitto (MQTT).
 
-    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen] [--garbage-only]
-                               [--json FILE]
+    python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen,romfs,mpy]
+                               [--garbage-only] [--json FILE]
 
 For each way of holding the code (.mpy files on the file system: the interpreter with
-only asyncio frozen; frozen: SPOT frozen into the interpreter, as code in flash), each
+only asyncio frozen; ROMFS: the same .mpy files in a ROMFS image held outside the heap,
+as in a board's flash, their bytecode run in place (tests/mp_real.romfs_interpreter);
+frozen: SPOT frozen into the interpreter, as code in flash), each
 transport and each of heat pump (examples/unix_heat_pump.py, its plant model) and
 meter (fixed readings), with bench/mp_footprint_driver.py as the main script (.mpy):
 
@@ -19,8 +21,9 @@ meter (fixed readings), with bench/mp_footprint_driver.py as the main script (.m
                   no MemoryError caught: runs at the scenario's smallest heap and the
                   LONG_STEPS - 1 next sizes up, side by side
   retained        gc.mem_alloc() after gc.collect(), less the same before SPOT was
-                  imported (asyncio and the driver loaded): once registered ("after
-                  boot"), and at the end of that run
+                  imported (asyncio and the driver loaded): once registered and its
+                  first telemetry sent (a telemetry period later: "after boot"), and
+                  at the end of that run; each between two exchanges
   garbage         bytes allocated with the collector off per idle turn and per
                   notification (mp_footprint_driver: the turn sending it and those
                   taking its acknowledgement, less idle turns)
@@ -45,10 +48,12 @@ from mosquitto import Broker  # noqa: E402
 from spot.ports.cpython import deploy as D  # noqa: E402
 
 SCENARIO_S = 12
+TELEMETRY_S = 10
 LO, HI, STEP = 16, 192, 2      # KB
-CONFIGS = [(mode, profile, transport) for mode in ("mpy", "frozen")
+CONFIGS = [(mode, profile, transport) for mode in ("mpy", "romfs", "frozen")
            for transport in ("coap", "mqtt") for profile in ("heat_pump", "meter")]
 GOALS = {("frozen", "heap"): 32, ("frozen", "retained"): 16 * 1024, ("mpy", "heap"): 80,
+         ("romfs", "heap"): 48,
          "garbage_notification": 256, "growth": 256}
 
 
@@ -71,26 +76,19 @@ class Rig:
         self.n = 0
         self.lock = threading.Lock()
         drv = os.path.join(tmp, "driver")       # the driver, .mpy either way
-        ex = os.path.join(tmp, "example")       # unix_heat_pump: frozen, or .mpy here
-        for src, d in ((os.path.join(HERE, "mp_footprint_driver.py"), drv),
-                       (os.path.join(REPO, "examples", "unix_heat_pump.py"), ex)):
-            os.makedirs(d)
-            name = os.path.splitext(os.path.basename(src))[0]
-            subprocess.run(D.mpy_cross_command() + ["-O3", "-o", os.path.join(d, name + ".mpy"),
-                                                    src], check=True)
+        os.makedirs(drv)
+        subprocess.run(D.mpy_cross_command() + ["-O3", "-o", os.path.join(
+            drv, "mp_footprint_driver.mpy"), os.path.join(HERE, "mp_footprint_driver.py")],
+            check=True)
         self.frozen_path = drv + ":.frozen"
-        lib = os.path.join(tmp, "bundle")
-        names = set()
-        for profile, transport in (("heat_pump", "coap"), ("heat_pump", "mqtt"),
-                                   ("meter", "coap"), ("meter", "mqtt")):
-            names.update(D.modules_for(profile, transport,
-                                       main=os.path.join(REPO, "examples", "unix_heat_pump.py")))
-        for name in names:
-            rel = os.path.relpath(D.module_file(name), REPO)
-            dest = os.path.join(lib, "spot", os.path.splitext(rel)[0] + ".mpy")
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            D.compile_module(name, dest)
-        self.mpy_path = drv + ":" + ex + ":" + lib + ":.frozen"
+        # SPOT and the example as .mpy: on the file system, or in a ROMFS image
+        lib = mp_real.mpy_lib(os.path.join(tmp, "romfs-src", "lib"))
+        self.mpy_path = drv + ":" + lib + ":.frozen"
+        self.romfs = os.path.join(tmp, "micropython-romfs")
+        shutil.copy(mp_real.romfs_interpreter(), self.romfs)
+        self.romfs_image = mp_real.romfs_image(os.path.dirname(lib),
+                                               os.path.join(tmp, "spot.romfs"))
+        self.romfs_path = drv + ":/rom/lib:.frozen"
 
     def close(self):
         self.bridge.stop()
@@ -106,13 +104,15 @@ class Rig:
         os.makedirs(d)
         uri = ("coap://127.0.0.1:%d" % self.bridge.coap_port if transport == "coap"
                else self.mqtt)
-        cfg = {"id": dev_id, "profile": profile, "bridge": uri, "telemetry": 10,
+        cfg = {"id": dev_id, "profile": profile, "bridge": uri, "telemetry": TELEMETRY_S,
                "wdt_ms": 0, "comm_timeout": 600,
                "plan": {"heat_pump": {"sg_ready": 2}} if profile == "heat_pump" else None}
         with open(os.path.join(d, "spot.json"), "w") as f:
             json.dump(cfg, f)
-        env = dict(os.environ, MICROPYPATH=self.frozen_path if mode == "frozen" else self.mpy_path)
-        binary = self.frozen if mode == "frozen" else self.base
+        env = dict(os.environ, MICROPYPATH={"frozen": self.frozen_path, "romfs": self.romfs_path,
+                                            "mpy": self.mpy_path}[mode],
+                   SPOT_ROMFS=self.romfs_image)
+        binary = {"frozen": self.frozen, "romfs": self.romfs, "mpy": self.base}[mode]
         proc = subprocess.Popen([binary, "-X", "heapsize=%dk" % heap if isinstance(heap, int)
                                  else "heapsize=" + heap, "-m", "mp_footprint_driver",
                                  "spot.json"] + args, cwd=d, env=env, stdout=subprocess.PIPE,
@@ -198,7 +198,8 @@ LONG_STEPS = 5    # long runs at the smallest heap and the next sizes up, side b
 def long_run(rig, mode, profile, transport, heap, minutes):
     """Serve `minutes` at heap, heap + STEP, ...: the smallest size that lived through
     it with no MemoryError caught, and its retained heap after boot and at the end."""
-    procs = [(kb, rig.device(mode, profile, transport, kb, ["run", "30"], None)[0])
+    procs = [(kb, rig.device(mode, profile, transport, kb, ["run", "30", str(TELEMETRY_S + 1)],
+                             None)[0])
              for kb in range(heap, heap + LONG_STEPS * STEP, STEP)]
     time.sleep(minutes * 60 + 5)
     runs = []
@@ -230,7 +231,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--only", help="mpy or frozen")
+    ap.add_argument("--only", help="mpy, romfs or frozen (or several, comma-separated)")
     ap.add_argument("--garbage-only", action="store_true",
                     help="only the garbage figures (no heap bisection, no long runs)")
     ap.add_argument("--json")
@@ -239,7 +240,7 @@ def main():
     rig = Rig(tmp)
     results = {}
     try:
-        configs = [c for c in CONFIGS if not args.only or c[0] == args.only]
+        configs = [c for c in CONFIGS if not args.only or c[0] in args.only.split(",")]
 
         def measure(c):
             r = results[c] = {"heap": None if args.garbage_only
@@ -262,7 +263,8 @@ def main():
     for c in configs:
         r = results[c]
         print("| %s, %s, %s | %s | %s | %s | %s | %s |" % (
-            c[1].replace("_", " "), c[2], ".mpy on the file system" if c[0] == "mpy" else "frozen",
+            c[1].replace("_", " "), c[2], {"mpy": ".mpy on the file system", "romfs": "ROMFS image",
+                                          "frozen": "frozen"}[c[0]],
             "%dk" % r["heap"] if r["heap"] else "> %dk" % HI,
             "%dk" % r["long_heap"] if r.get("long_heap") else "> %dk" % (
                 (r["heap"] or HI) + (LONG_STEPS - 1) * STEP),

@@ -1,13 +1,15 @@
 """The device bench/footprint.py runs on the real MicroPython (compiled to .mpy).
 
-    micropython -X heapsize=H -m mp_footprint_driver spot.json run|garbage [report_s]
+    micropython -X heapsize=H -m mp_footprint_driver spot.json run|garbage [report_s [boot_s]]
 
 Boots the board runtime from the config (the heat pump of examples/unix_heat_pump.py
 with its plant model, or a meter with fixed readings), against the real bridge.
 Prints "SPOT-FP key value" lines; heap figures are gc.mem_alloc() after gc.collect()
 minus the same before SPOT was imported (asyncio and this driver are loaded by then).
-  run      boot, then serve (asyncio), printing the retained heap once registered
-           ("boot") and every report_s ("at <s>"), with the MemoryErrors caught
+  run      boot, then serve (asyncio), printing the retained heap once registered and
+           boot_s later ("boot") and every report_s ("at <s>"), with the
+           MemoryErrors caught; each taken when no exchange is open (the link idle),
+           at most 2 s later
   garbage  boot, register, then count bytes allocated with the collector off, per
            idle turn and per notification (the turn that sends it and those that
            take its acknowledgement, less as many idle turns), over N of each
@@ -63,21 +65,35 @@ def boot(path):
     return dev, change
 
 
-async def report(dev, base, every):
+async def settled(dev):
+    # the heap between two exchanges: a notification in flight (its exchange, datagram,
+    # timer) is working memory, not retained growth; waits at most 2 s
+    for _ in range(100):
+        if dev.link.idle(dev.clock()):
+            return
+        await asyncio.sleep_ms(20)
+
+
+async def report(dev, base, every, wait_s):
     while not dev.link.up():
         await asyncio.sleep_ms(20)
+    # "after boot": registered, and wait_s later (a telemetry period: its first telemetry
+    # sent, the tables a notification uses have their room), between exchanges
+    await asyncio.sleep(wait_s)
+    await settled(dev)
     out('boot', heap() - base)
     t0 = time.ticks_ms()
     while True:
         await asyncio.sleep(every)
+        await settled(dev)
         out('at', '%d %d %d %d' % (time.ticks_diff(time.ticks_ms(), t0) // 1000, heap() - base,
                                     dev.mem_errors, dev.errors))
 
 
-async def run(path, every):
+async def run(path, every, wait_s):
     base = heap()
     dev, _ = boot(path)
-    asyncio.create_task(report(dev, base, every))
+    asyncio.create_task(report(dev, base, every, wait_s))
     await dev.run()
 
 
@@ -135,7 +151,8 @@ async def garbage(path):
 def main():
     path, mode = sys.argv[1], sys.argv[2]
     if mode == 'run':
-        asyncio.run(run(path, int(sys.argv[3]) if len(sys.argv) > 3 else 10))
+        asyncio.run(run(path, int(sys.argv[3]) if len(sys.argv) > 3 else 10,
+                        int(sys.argv[4]) if len(sys.argv) > 4 else 0))
     else:
         asyncio.run(garbage(path))
 

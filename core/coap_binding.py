@@ -315,6 +315,14 @@ def _subscribed(subs, obs):
     return False
 
 
+def _is_value(table, v):
+    # whether v itself (not an equal frame) is a value of the dict table
+    for key in table:
+        if table[key] is v:
+            return True
+    return False
+
+
 def _seconds(now_ms):
     return now_ms // 1000
 
@@ -376,6 +384,8 @@ class CoapDevice:
         self.posted = {}           # token -> frame being POSTed
         self.dropped = 0           # telemetry frames lost to a full outbox
         self._emit = self._notified   # bound once: step() hands it to node.step()
+        self._post_template = coap.set_uri(coap.CoapMessage(coap.CON, POST), BUS).add(
+            coap.CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
 
     # ---- driven like an Endpoint (times in ms) ---------------------------------------------
 
@@ -456,6 +466,8 @@ class CoapDevice:
         binding is kept for the answer), repeating the bridge's Echo value if given;
         (token, OSCORE binding). Raises CoapBusy or OscoreError."""
         echoed = None if echo is None else [(coap.ECHO, echo)]
+        if self.bridge_ctx is None and echo is None:    # the usual POST: one template
+            return self.ep.client.request_like(self.bridge, self._post_template, frame), None
         if self.bridge_ctx is None:
             return self.ep.request(self.bridge, POST, BUS, frame, content_format=CF_SPOT,
                                    options=echoed), None
@@ -491,18 +503,18 @@ class CoapDevice:
             self._post_waiting()
 
     def _post_waiting(self):
-        sent = [f for f in self.posted.values()]
+        # (no list of the posted frames, no generator: a notification turn allocates little)
+        posted = self.posted
         for f in self.outbox:
-            if not self.registered or len(self.posted) >= self.max_posts:
+            if not self.registered or len(posted) >= self.max_posts:
                 return
-            if any(x is f for x in sent):
+            if _is_value(posted, f):
                 continue
             try:
                 token, _ = self._post(f)
             except self._post_errors():
                 return
-            self.posted[token] = f
-            sent.append(f)
+            posted[token] = f
 
     def _client_events(self, now):
         for ev in self.ep.events():
@@ -522,8 +534,11 @@ class CoapDevice:
                 self._events.append(ev)
 
     def _stored(self, frame):
-        # (not inline in _client_events: the comprehension's cell would be made every turn)
-        self.outbox = [f for f in self.outbox if f is not frame]
+        outbox = self.outbox
+        for i in range(len(outbox)):   # in place: no new list per acknowledgement
+            if outbox[i] is frame:
+                outbox.pop(i)
+                return
 
     def _outcome(self, ev, bind):
         """(code, options, payload) of the bridge's answer, the inner ones when it is

@@ -115,7 +115,15 @@ class ClientSide:
         if options:
             for num, value in options:
                 tmpl.add(num, value)
-        ex = Exchange(self._new_token(), addr, tmpl, payload or b'', self.block_szx)
+        return self.request_like(addr, tmpl, payload)
+
+    def request_like(self, addr, template, payload):
+        """request() of a prebuilt template (a CoapMessage without mid, token and
+        payload, read and never changed here): a device sending the same request over
+        and over builds it once."""
+        if len(self.exchanges) >= self.max_exchanges:
+            raise CoapBusy('too many open exchanges')
+        ex = Exchange(self._new_token(), addr, template, payload or b'', self.block_szx)
         self.exchanges[ex.token] = ex
         self._send(ex)
         return ex.token
@@ -127,14 +135,24 @@ class ClientSide:
 
     def _new_token(self):
         while True:
-            token = (self.ep.rand() & 0xFFFFFFFF).to_bytes(4, 'big')
+            r = self.ep.rand()
+            if r > 0xFFFFFFFF:     # (a mask made a big int on a 32-bit board even when idle)
+                r &= 0xFFFFFFFF
+            token = r.to_bytes(4, 'big')
             if token not in self.exchanges:
                 return token
 
     def _send(self, ex, block2_num=None):
         t = ex.template
-        msg = CoapMessage(t.mtype, t.code, self.ep.next_mid(), ex.token, list(t.options))
         body = ex.body
+        if block2_num is None and t.mtype == _CON and len(body) <= block_size(ex.b1_szx) \
+                and not ex.b1_off:   # the usual request: no copy of the template
+            mid = self.ep.next_mid()
+            ex.due = -1
+            ex.tx = self.ep.send_con(ex.addr, mid, coap.encode_message(
+                _CON, t.code, mid, ex.token, t.options, body), _TX_REQUEST, ex, force=True)
+            return
+        msg = CoapMessage(t.mtype, t.code, self.ep.next_mid(), ex.token, list(t.options))
         if block2_num is not None:
             msg.remove(_OBSERVE)
             msg.add(_BLOCK2, encode_block(block2_num, False, ex.b2_szx))

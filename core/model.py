@@ -60,7 +60,7 @@ SCALE = const(8)
 class Service:
     """Run-time view of one profile table."""
 
-    __slots__ = ("sid", "name", "version", "rows", "by_id", "by_name")
+    __slots__ = ("sid", "name", "version", "rows", "by_id", "_by_name")
 
     def __init__(self, sid, name, version, rows):
         self.sid = sid
@@ -68,10 +68,23 @@ class Service:
         self.version = version
         self.rows = rows
         self.by_id = {}
-        self.by_name = {}
+        self._by_name = None
         for r in rows:
             self.by_id[r[ID]] = r
-            self.by_name[r[NAME]] = r
+
+    @property
+    def by_name(self):
+        """{name: row}, made on first use (a device finds its few names with named())."""
+        if self._by_name is None:
+            self._by_name = {r[NAME]: r for r in self.rows}
+        return self._by_name
+
+    def named(self, name):
+        """The row called name, or None (no table made: boards look up names at boot)."""
+        for r in self.rows:
+            if r[NAME] == name:
+                return r
+        return None
 
     def row(self, oid):
         r = self.by_id.get(oid)

@@ -88,6 +88,7 @@ class Node:
         self.dropped = 0
         self._read = self.wire     # bound once: step() hands it on every turn
         self._body = [None, None]  # a NOTIFY body, refilled per frame
+        self._values = {}          # its values, refilled per frame (subscriptions.due_values)
         self._buf = bytearray()    # frame encode buffer, reused (grows to the largest frame)
         self._plan_due = 0
         self._plan_local = 0   # _plan_due in node seconds (set with it by _apply_plans)
@@ -376,7 +377,7 @@ class Node:
         out = None
         body = self._body
         for s in self.subs.subs:
-            values = due_values(s, now, self._read)
+            values = due_values(s, now, self._read, self._values)
             if values is not None:
                 body[0] = int(self.unix(now)) if self.time_known else None
                 body[1] = values

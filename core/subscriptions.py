@@ -126,11 +126,12 @@ class Subscriptions:
         return t
 
 
-def due_values(sub, now, read):
+def due_values(sub, now, read, values=None):
     """{oid: value} to notify now for one subscription [peer, sid, mid, table], or None;
-    read(sid, oid) gives values. Marks them sent."""
+    read(sid, oid) gives values. Marks them sent. values: a dict to fill (emptied
+    first; a node reuses one, so a notification makes no dict)."""
     table = sub[3]
-    values = None
+    found = False
     for oid in table:
         st = table[oid]
         age = now - st[_SENT]
@@ -138,8 +139,11 @@ def due_values(sub, now, read):
             v = read(sub[1], oid)
             if values is None:
                 values = {}
+            elif not found:
+                values.clear()
+            found = True
             values[oid] = v
             st[_LAST] = v
             st[_SENT] = now
             st[_DIRTY] = False
-    return values
+    return values if found else None

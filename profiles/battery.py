@@ -1,9 +1,19 @@
 """Battery (stationary storage) profile: state of charge, capacity and
 health, charge / discharge limits, a power set-point (+ charge,
 - discharge, as p) and an operating mode."""
-from ..core.model import ANALOG, ENUM, COUNTER, R, RW, M, O
+from ..core.compat import const
 from ..core.services import BATTERY
 from .common import ELECTRICAL
+
+# core.model's numbers as constants of this module: OBJECTS is then one constant,
+# which frozen code keeps in flash instead of building it on the heap
+_ANALOG = const(1)
+_ENUM = const(3)
+_COUNTER = const(4)
+_R = const(1)
+_RW = const(3)
+_M = const(1)
+_O = const(0)
 
 SERVICE = BATTERY
 NAME = "battery"
@@ -26,23 +36,23 @@ ST_FAULT = 5
 
 OBJECTS = ELECTRICAL + (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (6, "soc", ANALOG, "%", R, M, 0, 100, -1),
-    (7, "power_setpoint", ANALOG, "W", RW, M, -1e7, 1e7, 0),
-    (8, "mode", ENUM, "", RW, M, 0, 4, 0),
-    (9, "capacity", ANALOG, "Wh", R, M, 0, 1e8, 0),
-    (10, "charge_limit", ANALOG, "W", RW, M, 0, 1e7, 0),
-    (11, "discharge_limit", ANALOG, "W", RW, M, 0, 1e7, 0),
-    (12, "state", ENUM, "", R, M, 0, 5, 0),
-    (13, "temperature", ANALOG, "Cel", R, O, -40, 100, -1),
-    (14, "soh", ANALOG, "%", R, O, 0, 100, -1),
-    (15, "energy_in", COUNTER, "Wh", R, M, 0, None, 0),
-    (16, "energy_out", COUNTER, "Wh", R, M, 0, None, 0),
-    (17, "cycles", COUNTER, "1", R, O, 0, None, 0),
-    (18, "soc_min", ANALOG, "%", RW, O, 0, 100, -1),
-    (19, "soc_max", ANALOG, "%", RW, O, 0, 100, -1),
-    (20, "q_setpoint", ANALOG, "var", RW, O, -1e7, 1e7, 0),
-    (21, "max_charge_power", ANALOG, "W", R, O, 0, 1e7, 0),
-    (22, "max_discharge_power", ANALOG, "W", R, O, 0, 1e7, 0),
-    (23, "stored_energy", ANALOG, "Wh", R, O, 0, 1e8, 0),
-    (24, "nominal_capacity", ANALOG, "Wh", R, O, 0, 1e8, 0),
+    (6, "soc", _ANALOG, "%", _R, _M, 0, 100, -1),
+    (7, "power_setpoint", _ANALOG, "W", _RW, _M, -1e7, 1e7, 0),
+    (8, "mode", _ENUM, "", _RW, _M, 0, 4, 0),
+    (9, "capacity", _ANALOG, "Wh", _R, _M, 0, 1e8, 0),
+    (10, "charge_limit", _ANALOG, "W", _RW, _M, 0, 1e7, 0),
+    (11, "discharge_limit", _ANALOG, "W", _RW, _M, 0, 1e7, 0),
+    (12, "state", _ENUM, "", _R, _M, 0, 5, 0),
+    (13, "temperature", _ANALOG, "Cel", _R, _O, -40, 100, -1),
+    (14, "soh", _ANALOG, "%", _R, _O, 0, 100, -1),
+    (15, "energy_in", _COUNTER, "Wh", _R, _M, 0, None, 0),
+    (16, "energy_out", _COUNTER, "Wh", _R, _M, 0, None, 0),
+    (17, "cycles", _COUNTER, "1", _R, _O, 0, None, 0),
+    (18, "soc_min", _ANALOG, "%", _RW, _O, 0, 100, -1),
+    (19, "soc_max", _ANALOG, "%", _RW, _O, 0, 100, -1),
+    (20, "q_setpoint", _ANALOG, "var", _RW, _O, -1e7, 1e7, 0),
+    (21, "max_charge_power", _ANALOG, "W", _R, _O, 0, 1e7, 0),
+    (22, "max_discharge_power", _ANALOG, "W", _R, _O, 0, 1e7, 0),
+    (23, "stored_energy", _ANALOG, "Wh", _R, _O, 0, 1e8, 0),
+    (24, "nominal_capacity", _ANALOG, "Wh", _R, _O, 0, 1e8, 0),
 )

@@ -1,18 +1,25 @@
 """Rows every device profile starts with: the electrical state at the
 connection point (ids 1-5, the same in every profile)."""
-from ..core.model import ANALOG, R, M, O
+from ..core.compat import const
 
-P = 1
-Q = 2
-V = 3
-I = 4
-HZ = 5
+# core.model's numbers as constants of this module: OBJECTS is then one constant,
+# which frozen code keeps in flash instead of building it on the heap
+_ANALOG = const(1)
+_R = const(1)
+_M = const(1)
+_O = const(0)
+
+P = const(1)
+Q = const(2)
+V = const(3)
+I = const(4)
+HZ = const(5)
 
 ELECTRICAL = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (P, "p", ANALOG, "W", R, M, -1e7, 1e7, 0),         # active power, + = consumption
-    (Q, "q", ANALOG, "var", R, O, -1e7, 1e7, 0),       # reactive power
-    (V, "v", ANALOG, "V", R, M, 0, 1000, -1),          # voltage (phase-neutral)
-    (I, "i", ANALOG, "A", R, O, -1000, 1000, -2),      # current
-    (HZ, "f", ANALOG, "Hz", R, O, 40, 70, -2),         # frequency
+    (P, "p", _ANALOG, "W", _R, _M, -1e7, 1e7, 0),         # active power, + = consumption
+    (Q, "q", _ANALOG, "var", _R, _O, -1e7, 1e7, 0),       # reactive power
+    (V, "v", _ANALOG, "V", _R, _M, 0, 1000, -1),          # voltage (phase-neutral)
+    (I, "i", _ANALOG, "A", _R, _O, -1000, 1000, -2),      # current
+    (HZ, "f", _ANALOG, "Hz", _R, _O, 40, 70, -2),         # frequency
 )

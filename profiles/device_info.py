@@ -2,8 +2,18 @@
 
 Read once after ANNOUNCE (which already lists the services and versions);
 only `label` is writable (an installer-given name or place)."""
-from ..core.model import ANALOG, ENUM, TEXT, R, RW, M, O
+from ..core.compat import const
 from ..core.services import DEVICE_INFO
+
+# core.model's numbers as constants of this module: OBJECTS is then one constant,
+# which frozen code keeps in flash instead of building it on the heap
+_ANALOG = const(1)
+_ENUM = const(3)
+_TEXT = const(8)
+_R = const(1)
+_RW = const(3)
+_M = const(1)
+_O = const(0)
 
 SERVICE = DEVICE_INFO
 NAME = "device_info"
@@ -11,14 +21,14 @@ VERSION = (1, 0)
 
 OBJECTS = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (1, "vendor", TEXT, "", R, M, None, 32, 0),
-    (2, "model", TEXT, "", R, M, None, 32, 0),
-    (3, "serial", TEXT, "", R, M, None, 32, 0),
-    (4, "firmware", TEXT, "", R, M, None, 16, 0),
-    (5, "device_class", ENUM, "", R, M, 0, 0xFF, 0),  # service id of the main profile
-    (6, "nominal_power", ANALOG, "W", R, M, 0, 1e7, 0),
-    (7, "hardware", TEXT, "", R, O, None, 16, 0),
-    (8, "phases", ENUM, "", R, O, 1, 3, 0),
-    (9, "nominal_voltage", ANALOG, "V", R, O, 0, 1000, 0),
-    (10, "label", TEXT, "", RW, O, None, 32, 0),
+    (1, "vendor", _TEXT, "", _R, _M, None, 32, 0),
+    (2, "model", _TEXT, "", _R, _M, None, 32, 0),
+    (3, "serial", _TEXT, "", _R, _M, None, 32, 0),
+    (4, "firmware", _TEXT, "", _R, _M, None, 16, 0),
+    (5, "device_class", _ENUM, "", _R, _M, 0, 0xFF, 0),  # service id of the main profile
+    (6, "nominal_power", _ANALOG, "W", _R, _M, 0, 1e7, 0),
+    (7, "hardware", _TEXT, "", _R, _O, None, 16, 0),
+    (8, "phases", _ENUM, "", _R, _O, 1, 3, 0),
+    (9, "nominal_voltage", _ANALOG, "V", _R, _O, 0, 1000, 0),
+    (10, "label", _TEXT, "", _RW, _O, None, 32, 0),
 )

@@ -3,8 +3,16 @@
 A device running out of memory over and over resets itself (ports/micropython/
 device.py); how often it did, and whether the last boot was such a reset, are
 kept in a small state file and reported to the bridge after the reboot."""
-from ..core.model import ANALOG, ENUM, COUNTER, R, M
+from ..core.compat import const
 from ..core.services import DIAGNOSTICS
+
+# core.model's numbers as constants of this module: OBJECTS is then one constant,
+# which frozen code keeps in flash instead of building it on the heap
+_ANALOG = const(1)
+_ENUM = const(3)
+_COUNTER = const(4)
+_R = const(1)
+_M = const(1)
 
 SERVICE = DIAGNOSTICS
 NAME = "diagnostics"
@@ -17,7 +25,7 @@ BOOT_WATCHDOG = 2      # the hardware watchdog reset it (a stuck loop)
 
 OBJECTS = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (1, "mem_resets", COUNTER, "1", R, M, 0, None, 0),
-    (2, "reset_cause", ENUM, "", R, M, 0, 2, 0),
-    (3, "mem_errors", ANALOG, "1", R, M, 0, 0xFFFFFFFF, 0),
+    (1, "mem_resets", _COUNTER, "1", _R, _M, 0, None, 0),
+    (2, "reset_cause", _ENUM, "", _R, _M, 0, 2, 0),
+    (3, "mem_errors", _ANALOG, "1", _R, _M, 0, 0xFFFFFFFF, 0),
 )

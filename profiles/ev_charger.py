@@ -2,9 +2,21 @@
 pilot A-F), current limits, enable, the driver's energy request and
 departure time (ISO 15118), vehicle SoC and V2G capability. p and i of the
 electrical rows are the charging power and the per-phase current."""
-from ..core.model import ANALOG, BINARY, ENUM, COUNTER, TIME, R, RW, M, O
+from ..core.compat import const
 from ..core.services import EV_CHARGER
 from .common import ELECTRICAL
+
+# core.model's numbers as constants of this module: OBJECTS is then one constant,
+# which frozen code keeps in flash instead of building it on the heap
+_ANALOG = const(1)
+_BINARY = const(2)
+_ENUM = const(3)
+_COUNTER = const(4)
+_TIME = const(5)
+_R = const(1)
+_RW = const(3)
+_M = const(1)
+_O = const(0)
 
 SERVICE = EV_CHARGER
 NAME = "ev_charger"
@@ -29,20 +41,20 @@ PLUG_F = 5   # EVSE error
 
 OBJECTS = ELECTRICAL + (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (6, "session_state", ENUM, "", R, M, 0, 6, 0),
-    (7, "plug_state", ENUM, "", R, M, 0, 5, 0),
-    (8, "current_limit", ANALOG, "A", RW, M, 0, 80, -1),
-    (9, "enabled", BINARY, "", RW, M, None, None, 0),
-    (10, "session_energy", ANALOG, "Wh", R, M, 0, 1e6, 0),
-    (11, "min_current", ANALOG, "A", R, M, 0, 80, -1),
-    (12, "max_current", ANALOG, "A", R, M, 0, 80, -1),
-    (13, "energy_requested", ANALOG, "Wh", RW, O, 0, 1e6, 0),
-    (14, "departure_time", TIME, "s", RW, O, None, None, 0),
-    (15, "vehicle_soc", ANALOG, "%", R, O, 0, 100, 0),
-    (16, "v2g_capable", BINARY, "", R, O, None, None, 0),
-    (17, "energy_in", COUNTER, "Wh", R, M, 0, None, 0),
-    (18, "energy_out", COUNTER, "Wh", R, O, 0, None, 0),
-    (19, "phases", ENUM, "", R, O, 1, 3, 0),
-    (20, "power_setpoint", ANALOG, "W", RW, O, -1e6, 1e6, 0),
-    (21, "session_start", TIME, "s", R, O, None, None, 0),
+    (6, "session_state", _ENUM, "", _R, _M, 0, 6, 0),
+    (7, "plug_state", _ENUM, "", _R, _M, 0, 5, 0),
+    (8, "current_limit", _ANALOG, "A", _RW, _M, 0, 80, -1),
+    (9, "enabled", _BINARY, "", _RW, _M, None, None, 0),
+    (10, "session_energy", _ANALOG, "Wh", _R, _M, 0, 1e6, 0),
+    (11, "min_current", _ANALOG, "A", _R, _M, 0, 80, -1),
+    (12, "max_current", _ANALOG, "A", _R, _M, 0, 80, -1),
+    (13, "energy_requested", _ANALOG, "Wh", _RW, _O, 0, 1e6, 0),
+    (14, "departure_time", _TIME, "s", _RW, _O, None, None, 0),
+    (15, "vehicle_soc", _ANALOG, "%", _R, _O, 0, 100, 0),
+    (16, "v2g_capable", _BINARY, "", _R, _O, None, None, 0),
+    (17, "energy_in", _COUNTER, "Wh", _R, _M, 0, None, 0),
+    (18, "energy_out", _COUNTER, "Wh", _R, _O, 0, None, 0),
+    (19, "phases", _ENUM, "", _R, _O, 1, 3, 0),
+    (20, "power_setpoint", _ANALOG, "W", _RW, _O, -1e6, 1e6, 0),
+    (21, "session_start", _TIME, "s", _R, _O, None, None, 0),
 )

@@ -1,8 +1,18 @@
 """Grid profile (informational): the state of the grid the device is on,
 an emergency flag, a demand-response level and the expected import
 capacity. Commands that act on a device go through its own profile."""
-from ..core.model import ENUM, BINARY, TIME, SCHEDULE, R, M, O
+from ..core.compat import const
 from ..core.services import GRID
+
+# core.model's numbers as constants of this module: OBJECTS is then one constant,
+# which frozen code keeps in flash instead of building it on the heap
+_ENUM = const(3)
+_BINARY = const(2)
+_TIME = const(5)
+_SCHEDULE = const(6)
+_R = const(1)
+_M = const(1)
+_O = const(0)
 
 SERVICE = GRID
 NAME = "grid"
@@ -16,9 +26,9 @@ CEASE = 3       # cease to energise: inverters stop injecting
 
 OBJECTS = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (1, "grid_state", ENUM, "", R, M, 0, 3, 0),
-    (2, "emergency", BINARY, "", R, M, None, None, 0),
-    (3, "dr_level", ENUM, "", R, O, 0, 3, 0),       # OpenADR SIMPLE level
-    (4, "state_until", TIME, "s", R, O, None, None, 0),
-    (5, "import_capacity_forecast", SCHEDULE, "W", R, O, 0, 1e7, 0),
+    (1, "grid_state", _ENUM, "", _R, _M, 0, 3, 0),
+    (2, "emergency", _BINARY, "", _R, _M, None, None, 0),
+    (3, "dr_level", _ENUM, "", _R, _O, 0, 3, 0),       # OpenADR SIMPLE level
+    (4, "state_until", _TIME, "s", _R, _O, None, None, 0),
+    (5, "import_capacity_forecast", _SCHEDULE, "W", _R, _O, 0, 1e7, 0),
 )

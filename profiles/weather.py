@@ -1,7 +1,15 @@
 """Weather profile (informational): outdoor temperature and solar
 irradiance, now and forecast, for devices that plan heat or PV output."""
-from ..core.model import ANALOG, SCHEDULE, R, M, O
+from ..core.compat import const
 from ..core.services import WEATHER
+
+# core.model's numbers as constants of this module: OBJECTS is then one constant,
+# which frozen code keeps in flash instead of building it on the heap
+_ANALOG = const(1)
+_SCHEDULE = const(6)
+_R = const(1)
+_M = const(1)
+_O = const(0)
 
 SERVICE = WEATHER
 NAME = "weather"
@@ -9,10 +17,10 @@ VERSION = (1, 0)
 
 OBJECTS = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (1, "outdoor_temp_forecast", SCHEDULE, "Cel", R, M, -50, 60, -1),
-    (2, "irradiance_forecast", SCHEDULE, "W/m2", R, O, 0, 1500, 0),
-    (3, "outdoor_temp", ANALOG, "Cel", R, O, -50, 60, -1),
-    (4, "irradiance", ANALOG, "W/m2", R, O, 0, 1500, 0),
-    (5, "cloud_cover_forecast", SCHEDULE, "%", R, O, 0, 100, 0),
-    (6, "wind_speed", ANALOG, "m/s", R, O, 0, 75, -1),
+    (1, "outdoor_temp_forecast", _SCHEDULE, "Cel", _R, _M, -50, 60, -1),
+    (2, "irradiance_forecast", _SCHEDULE, "W/m2", _R, _O, 0, 1500, 0),
+    (3, "outdoor_temp", _ANALOG, "Cel", _R, _O, -50, 60, -1),
+    (4, "irradiance", _ANALOG, "W/m2", _R, _O, 0, 1500, 0),
+    (5, "cloud_cover_forecast", _SCHEDULE, "%", _R, _O, 0, 100, 0),
+    (6, "wind_speed", _ANALOG, "m/s", _R, _O, 0, 75, -1),
 )

@@ -146,7 +146,7 @@ def plan_entries(plan, services):
             raise ValueError('config: plan names unknown service %r' % sname)
         objs = out[svc.sid] = {}
         for oname in plan[sname]:
-            row = svc.by_name.get(oname)
+            row = svc.named(oname)
             if row is None:
                 raise ValueError('config: plan names unknown object %s.%s' % (sname, oname))
             objs[row[0]] = to_wire(row, plan[sname][oname])

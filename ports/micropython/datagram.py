@@ -9,7 +9,8 @@ queued back to back (it reads until the buffer is full or nothing is left), so t
 recvfrom() stays, with a spare block of the same size kept aside: when recvfrom()
 finds no room, the spare is given back and the receive tried once more (the datagram
 waits in the socket meanwhile), and the spare is taken again at a later receive.
-Addresses come out hashable: the unix port gives raw sockaddr bytearrays."""
+Addresses come out hashable: the unix port gives raw sockaddr bytearrays, copied to
+bytes except the one set as `known` (the bridge's), which is handed out itself."""
 
 
 def addr_key(addr):
@@ -27,6 +28,7 @@ class Receiver:
         self.buf = bytearray(size)     # the receive buffer (CPython), else the spare
         self.mv = memoryview(self.buf) if self.into else None
         self.spare_used = 0            # receives that needed the spare block
+        self.known = None              # an address key (the bridge's) handed out as it is
 
     def recv(self):
         sock = self.sock
@@ -49,4 +51,5 @@ class Receiver:
                     self.buf = bytearray(self.size)
                 except MemoryError:
                     pass
-        return data, addr_key(addr)
+        known = self.known
+        return data, known if addr == known else addr_key(addr)

@@ -10,6 +10,10 @@ from ...core.coap_endpoint import Endpoint
 from ...core.coap_binding import CoapDevice
 from ...core.compat import const
 from .datagram import Receiver, addr_key
+try:
+    from os import urandom
+except ImportError:        # a port without it (the WebAssembly build): the endpoint's own
+    urandom = None
 
 _MAX_DATAGRAM = const(400)
 
@@ -27,7 +31,7 @@ class CoapLink:
         self.lost = 0            # datagrams the socket refused to send
         self._rx = None          # datagram.Receiver of the socket
         cfg = dev.cfg
-        self.ep = Endpoint(block_szx=4, max_body=1024, max_datagram=_MAX_DATAGRAM, max_pending=4,
+        self.ep = Endpoint(rand=_rand if urandom else None, block_szx=4, max_body=1024, max_datagram=_MAX_DATAGRAM, max_pending=4,
                            max_dedupe=6, max_observers=4, max_exchanges=4, max_buffers=1,
                            max_events=8)
         oscore = None
@@ -49,7 +53,8 @@ class CoapLink:
         sock = net.socket(ai[0], net.SOCK_DGRAM)
         sock.bind(net.getaddrinfo('0.0.0.0', self.dev.cfg['port'])[0][-1])
         sock.setblocking(False)
-        self._rx = Receiver(sock, _MAX_DATAGRAM + 1)   # one more byte shows oversize
+        self._rx = rx = Receiver(sock, _MAX_DATAGRAM + 1)   # one more byte shows oversize
+        rx.known = bridge
         self.sock = sock
         self._poller = p = _poller(sock)
         self._ipoll = hasattr(p, 'ipoll')
@@ -105,6 +110,13 @@ class CoapLink:
                 self.sock.sendto(data, addr)
             except OSError:   # no route now: CoAP retransmits, registration backs off
                 self.lost += 1
+
+
+def _rand():
+    # 30 random bits as a small int: the endpoint's 32-bit default is a big int (a heap
+    # object) on a 32-bit board, two per request (its token and its retransmission timer)
+    b = urandom(4)
+    return (b[0] & 0x3F) << 24 | b[1] << 16 | b[2] << 8 | b[3]
 
 
 def _poller(sock):

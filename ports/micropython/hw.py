@@ -24,7 +24,7 @@ def bind(node, name, get=None, set=None, service=None, wire=False):
     `scale` attribute (hw.Ntc) must have the object's scale when bound with wire=True."""
     services = node.services
     for sid in services:
-        row = services[sid].by_name.get(name)
+        row = services[sid].named(name)
         if row is not None and (sid == service or (service is None and sid >= 0x10)):
             if wire and getattr(get, 'scale', row[SCALE]) != row[SCALE]:
                 raise ValueError('%s has scale %s, the getter %s' % (name, row[SCALE], get.scale))
