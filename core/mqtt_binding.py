@@ -294,7 +294,7 @@ class MqttDevice:
             v = node.wire(sid, oid)
             if v is not None:
                 values[oid] = v
-        body = [int(node.unix(self.node_clock(now))) if node.time_known else None, values]
+        body = [node.stamp(self.node_clock(now)), values]
         return self.publish_notify(F.encode(F.NOTIFY, sid, 0, body), now)
 
     def _send(self, frame, qos, ctx, reply, now):

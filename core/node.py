@@ -34,6 +34,7 @@ EV_PLAN = const(4)      # (EV_PLAN, PLANS, None, plan id): the active plan chang
 EV_FALLBACK = const(5)  # (EV_FALLBACK, PLANS, None, bool): fallback entered / left
 
 UNIX_TIME = const(1)  # object of the TIME service
+MAX_STEP_BACK = const(86400)  # a clock set further back than this before a stamp: it was wrong
 
 TIME_OBJECTS = (
     (UNIX_TIME, "unix_time", model.TIME, "s", model.RW, model.M, None, None, 0),
@@ -82,6 +83,7 @@ class Node:
         self.sleepy = sleepy
         self.clock_offset = 0
         self.time_known = False
+        self.stamped = None    # the latest time put on a NOTIFY (set_time never goes before it)
         self.last_contact = None
         self.fallback = False
         self.authorise = None  # callable(peer, op, sid) -> bool, set by a port
@@ -169,13 +171,27 @@ class Node:
             self.filter.remove(sid)
 
     def set_time(self, unix_s, now):
-        """The node's clock: Unix seconds unix_s at node time now (seconds)."""
+        """The node's clock: Unix seconds unix_s at node time now (seconds). It never goes
+        back to or before a time already put on a NOTIFY (that time + 1 instead), so no
+        two readings of one object share a time (spec 3.1); a set more than a day back
+        is taken as it is (the clock was wrong, not fast)."""
+        last = self.stamped
+        if last is not None and last - MAX_STEP_BACK < unix_s <= last:
+            unix_s = last + 1
         self.clock_offset = unix_s - now
         self.time_known = True
         self._plan_due = 0    # plans are looked at again, on the new clock
 
     def unix(self, now):
         return now + self.clock_offset
+
+    def stamp(self, now):
+        """The time of a NOTIFY made at node time now (None while the clock is unset),
+        remembered for set_time."""
+        if not self.time_known:
+            return None
+        t = self.stamped = int(now + self.clock_offset)
+        return t
 
     def pop_events(self):
         ev = self.events
@@ -379,7 +395,7 @@ class Node:
         for s in self.subs.subs:
             values = due_values(s, now, self._read, self._values)
             if values is not None:
-                body[0] = int(self.unix(now)) if self.time_known else None
+                body[0] = self.stamp(now)
                 body[1] = values
                 frame = F.encode(F.NOTIFY, s[1], s[2], body, self._buf)
                 body[1] = None

@@ -137,10 +137,19 @@ def test_after_kill_9_every_acknowledged_telemetry_row_is_stored_and_devices_car
             assert await until(recovered, timeout=30), (
                 [s.device.registrations for s in devices.servers.values()],
                 devices.count(devices.acknowledged()), killed_at, produced_while_down)
+            settled = devices.count(devices.acknowledged()) + 60
+
+            async def streaming_again():   # past the clock set that follows re-registration
+                return devices.count(devices.acknowledged()) >= settled
+            assert await until(streaming_again, timeout=30)
         finally:
             await devices.stop()
         acknowledged = devices.acknowledged()
         assert all(s.device.dropped == 0 for s in devices.servers.values())
+        for frames in acknowledged.values():   # the clock set at re-registration went no
+            stamps = [F.decode(f)[1:4:2] for f in frames]   # time back: no time twice
+            stamps = [(sid, body[0]) for sid, body in stamps]
+            assert len(set(stamps)) == len(stamps), "a NOTIFY time was used twice"
         await asyncio.to_thread(bridge.stop)
         assert await missing_rows(bridge.store_url, acknowledged) == []
     asyncio.run(main())

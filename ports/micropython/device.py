@@ -124,8 +124,8 @@ class Device:
                     values[r[0]] = v
         if values:
             now = self.clock()
-            t = int(node.unix(now // 1000)) if node.time_known else None
-            self.link.telemetry(F.encode(F.NOTIFY, sid, 0, [t, values]), now)
+            self.link.telemetry(F.encode(F.NOTIFY, sid, 0, [node.stamp(now // 1000), values]),
+                                now)
 
     # ---- the loop ------------------------------------------------------------------------
 

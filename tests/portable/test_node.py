@@ -212,6 +212,32 @@ def test_notify_carries_unix_time_only_once_clock_is_set():
     assert F.decode(node.step(103)[0][1])[3][0] == T0 + 1
 
 
+def _notify_time(node, value, now):
+    node.set(HP, FLOW_TEMP, value)
+    return F.decode(node.step(now)[0][1])[3][0]
+
+
+def test_a_clock_set_never_takes_notify_times_back_to_a_time_already_sent():
+    node = make_node()
+    ask(node, F.SUBSCRIBE, {FLOW_TEMP: None}, mid=7, now=100)
+    ask(node, F.WRITE, {1: T0}, sid=2, now=100)
+    assert _notify_time(node, 41.0, 130) == T0 + 30
+    ask(node, F.WRITE, {1: T0 + 5}, sid=2, now=131)   # 26 s back: before what was sent
+    assert _notify_time(node, 42.0, 131) == T0 + 31   # the last NOTIFY's time + 1
+    assert _notify_time(node, 43.0, 132) == T0 + 32
+
+
+def test_a_clock_set_forward_or_more_than_a_day_back_is_taken_as_written():
+    node = make_node()
+    ask(node, F.SUBSCRIBE, {FLOW_TEMP: None}, mid=7, now=100)
+    ask(node, F.WRITE, {1: T0}, sid=2, now=100)
+    assert _notify_time(node, 41.0, 101) == T0 + 1
+    ask(node, F.WRITE, {1: T0 + 50}, sid=2, now=102)
+    assert _notify_time(node, 42.0, 102) == T0 + 50
+    ask(node, F.WRITE, {1: T0 - 90000}, sid=2, now=103)   # the clock was a day wrong
+    assert _notify_time(node, 43.0, 103) == T0 - 90000
+
+
 def test_change_below_step_threshold_is_not_notified():
     node = make_node()
     node.set(HP, FLOW_TEMP, 40.0)
