@@ -172,11 +172,11 @@ class Node:
 
     def set_time(self, unix_s, now):
         """The node's clock: Unix seconds unix_s at node time now (seconds). It never goes
-        back to or before a time already put on a NOTIFY (that time + 1 instead), so no
-        two readings of one object share a time (spec 3.1); a set more than a day back
-        is taken as it is (the clock was wrong, not fast)."""
+        back before a time already put on a NOTIFY (that time + 1 instead), so a reading
+        is never stamped with a time an earlier one had (spec 3.1); a set more than a day
+        back is taken as it is (the clock was wrong, not fast)."""
         last = self.stamped
-        if last is not None and last - MAX_STEP_BACK < unix_s <= last:
+        if last is not None and last - MAX_STEP_BACK < unix_s < last:
             unix_s = last + 1
         self.clock_offset = unix_s - now
         self.time_known = True

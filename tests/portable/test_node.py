@@ -232,6 +232,8 @@ def test_a_clock_set_forward_or_more_than_a_day_back_is_taken_as_written():
     ask(node, F.SUBSCRIBE, {FLOW_TEMP: None}, mid=7, now=100)
     ask(node, F.WRITE, {1: T0}, sid=2, now=100)
     assert _notify_time(node, 41.0, 101) == T0 + 1
+    ask(node, F.WRITE, {1: T0 + 1}, sid=2, now=101)       # in step: the very second sent
+    assert _notify_time(node, 41.5, 102) == T0 + 2
     ask(node, F.WRITE, {1: T0 + 50}, sid=2, now=102)
     assert _notify_time(node, 42.0, 102) == T0 + 50
     ask(node, F.WRITE, {1: T0 - 90000}, sid=2, now=103)   # the clock was a day wrong
