@@ -193,7 +193,9 @@ def _guard_decoding(context, on_unparsable):
 def _end_dtls_sessions(context):
     """End the DTLS sessions devices opened before aiocoap shuts down: a close_notify
     to each device (it handshakes again at once when it next has something to say)
-    and its pending exchanges failed while the message layer still takes errors.
+    and its pending exchanges failed while the message layer still takes errors. The
+    socket stops being read first: a device handshaking again meanwhile would open a
+    session that only the shutdown fails (seen under load).
     aiocoap 0.4 does the second only after that layer is gone, which logs "Internal
     shutdown sequence mismatch" once per session."""
     from aiocoap.error import LibraryShutdown
@@ -202,6 +204,9 @@ def _end_dtls_sessions(context):
         mi = getattr(getattr(ri, "token_interface", None), "message_interface", None)
         if not isinstance(mi, dtls_server.MessageInterfaceTinyDTLSServer):
             continue
+        transport = getattr(mi._pool, "_transport", None)
+        if transport is not None:   # no new session between these closes and the shutdown
+            transport.pause_reading()
         for session in list(getattr(mi._pool, "_connections", {}).values()):
             try:
                 session._dtls_socket.close(session._dtls_session)   # close_notify
