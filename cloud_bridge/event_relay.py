@@ -23,6 +23,7 @@ import logging
 import psycopg
 
 from .store import Q, StoreError, dump_value, load_value
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("spot.bridge.events")
 
@@ -79,13 +80,7 @@ class EventRelay:
         return self
 
     async def stop(self):
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         self.bridge.hub.unsubscribe(self._queue)
 

@@ -38,6 +38,7 @@ import zlib
 import psycopg
 
 from .store import Q, StoreError, s_release_claims
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("spot.bridge.instances")
 
@@ -177,13 +178,7 @@ class Instances:
         return self
 
     async def stop(self):
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self._conn is not None:
             await self._conn.close()

@@ -17,6 +17,8 @@ import logging
 
 import psycopg
 
+from .tasks import cancel_and_wait
+
 log = logging.getLogger("spot.bridge.leader")
 
 LEADER_LOCK = (7014, 1)   # advisory lock (class, key) of the deployment's leader
@@ -42,13 +44,8 @@ class Leadership:
         return self
 
     async def stop(self):
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         await self._step_down()
 
     async def _try(self):
