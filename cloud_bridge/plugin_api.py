@@ -32,6 +32,16 @@ def options_with_defaults(plugin, options, table):
     return {k: options.get(k, d) for k, (d, _) in table.items()}
 
 
+def member_filter(options):
+    """Which devices a plugin acts for, from its `groups` and `devices` options: a
+    predicate device -> bool (a device named in `devices` or in one of `groups`),
+    or None when both are empty (every device)."""
+    groups, ids = set(options.get("groups") or ()), set(options.get("devices") or ())
+    if not groups and not ids:
+        return None
+    return lambda d: d.id in ids or not groups.isdisjoint(d.groups or ())
+
+
 class PluginContext:
     def __init__(self, bridge, name, options):
         self.bridge = bridge

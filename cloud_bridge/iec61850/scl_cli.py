@@ -19,7 +19,8 @@ async def _devices(config):
 
 def cmd_scl(args):
     from .. import config as C
-    from ..plugins.iec61850 import check_options, devices_filter, DEFAULT_PORT
+    from ..plugin_api import member_filter
+    from ..plugins.iec61850 import check_options, DEFAULT_PORT
     from ..store import StoreError
     try:
         config = C.load(args.config, data=args.data, store=args.store)
@@ -28,7 +29,7 @@ def cmd_scl(args):
         check_options(options)
         devices = asyncio.run(_devices(config))
         model = X.build_model(devices, args.ied_name or options.get("ied_name", "SPOT"),
-                              devices_filter(options))
+                              member_filter(options))
     except (OSError, ValueError, StoreError) as e:
         print("spot iec61850 scl: %s" % e, file=sys.stderr)
         return 2

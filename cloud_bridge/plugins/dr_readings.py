@@ -8,6 +8,7 @@ older than `max_age` seconds is left out of the sum rather than counted stale.
 """
 from ...core.services import (HEAT_PUMP, PV_INVERTER, BATTERY, EV_CHARGER, METER, GENERATOR,
                                ENERGY_MANAGER)
+from ..plugin_api import member_filter
 from .dr_translate import DeviceView, capable, needs_readings, readings_of, service
 
 P = 1   # active power, W (scale 0), the same object id in every device profile
@@ -27,10 +28,8 @@ ENERGY = {
 def taking_part(devices, opts):
     """The devices a demand-response plugin acts for: its `groups` and `devices` options
     (a device in either takes part); both empty: every device."""
-    groups, ids = set(opts["groups"]), set(opts["devices"])
-    if not groups and not ids:
-        return devices
-    return [d for d in devices if d.id in ids or groups.intersection(d.groups)]
+    keep = member_filter(opts)
+    return devices if keep is None else [d for d in devices if keep(d)]
 
 
 async def device_views(ev, ids, by_id, latest):

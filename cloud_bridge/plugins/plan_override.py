@@ -57,3 +57,14 @@ async def withdraw_plan(ctx, device, pid):
         await ctx.cancel_plan(device, pid)
     except (Forbidden, BadRequest, LookupError) as e:
         ctx.log.warning("%s: could not withdraw plan %d of %s: %s", ctx.name, pid, device, e)
+
+
+async def withdraw_event(ctx, active, event_id):
+    """An event is over: take its record {"plan_id", "devices", ...} out of `active`
+    and withdraw its plan from each of its devices. The record, or None if the
+    event was not running."""
+    rec = active.pop(event_id, None)
+    if rec is not None:
+        for device in sorted(rec["devices"]):
+            await withdraw_plan(ctx, device, rec["plan_id"])
+    return rec

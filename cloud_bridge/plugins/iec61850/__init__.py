@@ -23,6 +23,7 @@ logical device; clients see it in the next GetServerDirectory). Entry point: iec
 import asyncio
 
 from ...iec61850.acsi import Acsi
+from ...plugin_api import member_filter
 from ...tasks import cancel_and_wait
 
 OPTIONS = {"address": str, "port": int, "ied_name": str, "groups": list, "devices": list,
@@ -51,21 +52,13 @@ def check_options(options):
     return options
 
 
-def devices_filter(options):
-    """The device filter of the options (None: every device)."""
-    groups, devices = set(options.get("groups", [])), set(options.get("devices", []))
-    if not groups and not devices:
-        return None
-    return lambda d: d.id in devices or bool(groups.intersection(d.groups))
-
-
 class Iec61850Plugin:
     def __init__(self, ctx):
         self.ctx = ctx
         self.options = check_options(dict(ctx.options))
         self.host = self.options.get("address", "127.0.0.1")
         self.port = self.options.get("port", DEFAULT_PORT)
-        self.acsi = Acsi(ctx, self.options.get("ied_name", "SPOT"), devices_filter(self.options),
+        self.acsi = Acsi(ctx, self.options.get("ied_name", "SPOT"), member_filter(self.options),
                          self.options.get("control_timeout", 10.0))
         self.service = None
         self._dirty = set()

@@ -34,7 +34,7 @@ from ...service import Forbidden, BadRequest, allowed
 from ...plugin_api import options_with_defaults
 from ...tasks import cancel_and_wait
 from ..dr_readings import device_views, taking_part
-from ..plan_override import overridden_events, withdraw_plan
+from ..plan_override import overridden_events, withdraw_event, withdraw_plan
 from . import translate as T
 from .reports import Reports
 
@@ -477,11 +477,9 @@ class Ven:
             self._spawn_opt_out(ev["id"], ev["mod"], refused, "notParticipating")
 
     async def _withdraw(self, event_id, reason):
-        rec = self.active.pop(event_id, None)
+        rec = await withdraw_event(self.ctx, self.active, event_id)
         if rec is None:
             return
-        for device in sorted(rec["devices"]):
-            await self._cancel_plan(device, rec["plan_id"])
         await self._audit("openadr.withdrawn", {"event": event_id, "reason": reason,
                                                "devices": len(rec["devices"])})
 

@@ -35,7 +35,7 @@ from ....core import frame as F
 from ....core.services import PLANS, PRICE
 from .. import dr_translate as D
 from ..dr_readings import aggregate, device_views, main_service, taking_part
-from ..plan_override import overridden_events, withdraw_plan
+from ..plan_override import overridden_events, withdraw_event, withdraw_plan
 from . import translate as T
 from .client import VtnClient, VtnError, VtnUnreachable, AuthError
 from .webhook import Webhook
@@ -405,13 +405,11 @@ class Ven:
             "price": price is not None, "signals": [s[0] for s in ev["signals"]]})
 
     async def _withdraw(self, event_id, reason):
-        rec = self.active.pop(event_id, None)
         self.overridden.pop(event_id, None)
         self.reports.pop(event_id, None)
+        rec = await withdraw_event(self.ctx, self.active, event_id)
         if rec is None:
             return
-        for device in sorted(rec["devices"]):
-            await self._cancel_plan(device, rec["plan_id"])
         await self._audit("openadr3.withdrawn", {"event": event_id, "reason": reason,
                                                 "devices": len(rec["devices"])})
 

@@ -28,6 +28,7 @@ import time
 from ...iec61850 import acsi as A
 from ...iec61850 import cdc as C
 from ...iec61850 import model as X
+from ...plugin_api import member_filter
 from ...tasks import cancel_and_wait
 from . import mms_data as D
 
@@ -74,13 +75,8 @@ def binary_time(t):
 
 class MmsServices:
     def __init__(self, ctx, opts, clock=time.monotonic):
-        devices, groups = set(opts["devices"]), set(opts["groups"])
-        keep = None
-        if devices or groups:
-            def keep(d):
-                return d.id in devices or bool(groups & set(d.groups or ()))
-        self.keep = keep
-        self.acsi = A.Acsi(ctx, opts["ied_name"], keep, opts["control_timeout"])
+        self.keep = member_filter(opts)
+        self.acsi = A.Acsi(ctx, opts["ied_name"], self.keep, opts["control_timeout"])
         self.clock = clock
         self.selected = {}       # (jid, domain, control) -> deadline of the selection
         self.seq = {}            # domain -> next report SeqNum
