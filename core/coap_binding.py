@@ -340,7 +340,8 @@ class CoapDevice:
     alarms) are POSTed to the bridge's /s as confirmable requests, at most
     `max_posts` at a time; the rest wait in an outbox of `max_outbox` frames
     (the oldest is dropped, and counted, when it overflows). A frame leaves
-    the outbox only when the bridge answered it, i.e. once it is stored.
+    the outbox only when the bridge answered it: 2.xx once it is stored, or
+    4.00 / 4.13 refusing the frame itself (counted in `dropped`).
     """
 
     def __init__(self, node, endpoint, bridge_addr=None, oscore=None, bridge_kid=None,
@@ -382,7 +383,7 @@ class CoapDevice:
         self.max_outbox = max_outbox
         self.outbox = []           # telemetry frames not yet answered by the bridge
         self.posted = {}           # token -> frame being POSTed
-        self.dropped = 0           # telemetry frames lost to a full outbox
+        self.dropped = 0           # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
         self._emit = self._notified   # bound once: step() hands it to node.step()
         self._post_template = coap.set_uri(coap.CoapMessage(coap.CON, POST), BUS).add(
             coap.CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
@@ -528,6 +529,10 @@ class CoapDevice:
                 got = self._outcome(ev, bind)
                 if got is not None and got[0] >> 5 == 2:  # stored by the bridge
                     self._stored(frame)
+                elif got is not None and (got[0] == BAD_REQUEST
+                                          or got[0] == REQUEST_ENTITY_TOO_LARGE):
+                    self._stored(frame)   # refused for what it says: sending it again
+                    self.dropped += 1     # cannot succeed (spec 9.1), so it is dropped
                 else:   # no answer or refused: register again, resend then
                     self._refused(got, False, now)
             elif len(self._events) < self.max_events:

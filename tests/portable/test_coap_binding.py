@@ -585,6 +585,38 @@ def test_refused_registration_is_retried_with_back_off():
     assert dev.next_timeout(15000) == 30000
 
 
+def registered_device():
+    node, dev = device(bridge_addr=BRIDGE)
+    [(_, req)] = step(dev, 0)
+    answer(dev, req, F.encode(F.RESULT, 0, 1), now=10)
+    return node, dev
+
+
+def test_telemetry_the_bridge_refuses_as_out_of_range_is_dropped_and_counted():
+    _, dev = registered_device()
+    dev.send_telemetry([telemetry()])
+    [(_, post)] = step(dev, 10)
+    answer(dev, post, F.error(HP, 0, E.OUT_OF_RANGE), code=coap.BAD_REQUEST, now=20)
+    assert dev.outbox == [] and dev.dropped == 1
+    assert dev.registered      # the refusal is of the frame, not of the device
+
+
+def test_telemetry_the_bridge_refuses_as_too_large_is_dropped_and_counted():
+    _, dev = registered_device()
+    dev.send_telemetry([telemetry()])
+    [(_, post)] = step(dev, 10)
+    answer(dev, post, F.error(HP, 0, E.TOO_LARGE), code=coap.REQUEST_ENTITY_TOO_LARGE, now=20)
+    assert dev.outbox == [] and dev.dropped == 1 and dev.registered
+
+
+def test_telemetry_answered_busy_stays_in_the_outbox_and_the_device_registers_again():
+    _, dev = registered_device()
+    dev.send_telemetry([telemetry()])
+    [(_, post)] = step(dev, 10)
+    answer(dev, post, F.error(HP, 0, E.BUSY), code=coap.SERVICE_UNAVAILABLE, now=20)
+    assert dev.outbox == [telemetry()] and dev.dropped == 0 and not dev.registered
+
+
 def test_result_for_another_message_id_is_not_a_registration():
     _, dev = device(bridge_addr=BRIDGE)
     [(_, req)] = step(dev, 0)
