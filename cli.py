@@ -316,8 +316,12 @@ def cmd_bundle(args):
     """Compile the modules one profile needs to .mpy, with its config, into a directory."""
     from .ports.cpython import deploy as D
     try:
+        if args.freeze and args.romfs:
+            raise D.BundleError("--freeze and --romfs are two ways to hold the code: pick one")
         if args.freeze:
             files = D.freeze(args.profile, args.out, **_bundle_args(args))
+        elif args.romfs:
+            files = D.romfs(args.profile, args.out, args.romfs, **_bundle_args(args))
         else:
             files = D.bundle(args.profile, args.out, **_bundle_args(args))
     except D.BundleError as e:
@@ -328,6 +332,11 @@ def cmd_bundle(args):
     if args.freeze:
         print("spot bundle: %d files in %s; build the firmware with FROZEN_MANIFEST=%s"
               % (len(files), args.out, os.path.join(os.path.abspath(args.out), "manifest.py")),
+              file=sys.stderr)
+    elif args.romfs:
+        print("spot bundle: ROMFS image %s (%d bytes); put it on the board with `mpremote "
+              "romfs deploy %s`, and %s with `mpremote fs cp`"
+              % (args.romfs, os.path.getsize(args.romfs), args.romfs, " ".join(files)),
               file=sys.stderr)
     else:
         print("spot bundle: %d files, %d bytes of .mpy in %s"
@@ -414,6 +423,9 @@ def build_parser():
             b.add_argument("--freeze", action="store_true",
                            help="instead of .mpy files, write the sources and a manifest.py to "
                                 "freeze them into a firmware build (code in flash, not heap)")
+            b.add_argument("--romfs", metavar="FILE",
+                           help="write the .mpy files as a ROMFS image to FILE (for `mpremote "
+                                "romfs deploy`; run from flash), only main.py and spot.json to --out")
         else:
             b.add_argument("--device", required=True, help="serial port of the board (mpremote connect)")
             b.add_argument("--out", help="also keep the bundle in this directory")

@@ -498,22 +498,31 @@ class StreamParser:
         return len(self._buf) - self._pos
 
     def feed(self, data):
+        self.add(data)
+        return self._packets()
+
+    def add(self, data):
+        """Take a chunk; next_packet() then gives its packets one by one."""
         if self._pos:
             self._buf[:self._pos] = b''
             self._pos = 0
         self._buf.extend(data)
-        return self._packets()
 
     def _packets(self):
         while True:
-            try:
-                p = self._next()
-            except MqttError:
-                self.reset()
-                raise
+            p = self.next_packet()
             if p is None:
                 return
             yield p
+
+    def next_packet(self):
+        """The next whole packet taken, or None (no generator: a board's client
+        calls this per chunk)."""
+        try:
+            return self._next()
+        except MqttError:
+            self.reset()
+            raise
 
     def _next(self):
         buf = self._buf

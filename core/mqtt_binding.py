@@ -180,6 +180,9 @@ class MqttDevice:
         self.unsent = 0        # frames that could not be queued for sending
         self.births = 0        # ANNOUNCE births queued
         self._signals = []     # services whose signal topic is subscribed
+        self._topics = {}      # sid -> its up topic as bytes, built once
+        self._now = 0          # ms of the step() running (for _notified)
+        self._emit = self._notified   # bound once: step() hands it to node.step()
         self._down = ROOT + device_id + "/+/down/#"
         client.subscribe([(self._down, 1)])
         self._sync_signals(None)
@@ -298,7 +301,12 @@ class MqttDevice:
         return self.publish_notify(F.encode(F.NOTIFY, sid, 0, body), now)
 
     def _send(self, frame, qos, ctx, reply, now):
-        topic = up_topic(self.device_id, frame[1], reply)
+        sid = frame[1]
+        topic = None if reply is not None else self._topics.get(sid)
+        if topic is None:
+            topic = up_topic(self.device_id, sid, reply).encode()
+            if reply is None:
+                self._topics[sid] = topic
         payload = frame
         if ctx is not None:
             try:
@@ -328,14 +336,17 @@ class MqttDevice:
         node consumes (subscribe, unsubscribe, new birth)."""
         if self._sync_signals(now):
             self.birth(now)
-        for peer, frame in self.node.step(self.node_clock(now)):
-            ctx = None
-            if self.contexts:
-                ctx = self._context_of(peer)
-                if ctx is None:  # its context was withdrawn: nobody may read it
-                    self.unsent += 1
-                    continue
-            self._send(frame, self.qos_telemetry, ctx, None, now)
+        self._now = now
+        self.node.step(self.node_clock(now), self._emit)   # no list per turn
+
+    def _notified(self, peer, frame):
+        ctx = None
+        if self.contexts:
+            ctx = self._context_of(peer)
+            if ctx is None:  # its context was withdrawn: nobody may read it
+                self.unsent += 1
+                return
+        self._send(frame, self.qos_telemetry, ctx, None, self._now)
 
     def next_timeout(self, now):
         """Milliseconds until step() has work, or None."""

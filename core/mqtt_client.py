@@ -109,6 +109,7 @@ class MemoryOutbox:
 
 class MqttClient:
     """One MQTT session seen from the device. See the module docstring."""
+    puback_events = True   # False: a PUBACK makes no EV_PUBACK (a board's link needs none)
 
     def __init__(self, client_id, keepalive=60, clean_session=True, will=None,
                  username=None, password=None, outbox=None, retry_ms=10000,
@@ -225,9 +226,16 @@ class MqttClient:
             self._next_id = self._next_id % 65535 + 1
             pid = self._next_id
             if pid not in self._sent_at and pid not in self._pending:
-                if not any(p == pid for p, _ in self.outbox):
+                if not len(self.outbox) or not self._in_outbox(pid):
                     return pid
         raise OutboxFull('no free packet identifier')
+
+    def _in_outbox(self, pid):
+        # queued while offline, so not in _sent_at yet
+        for p, _ in self.outbox:
+            if p == pid:
+                return True
+        return False
 
     # -------------------------------------------------------------- API
 
@@ -317,18 +325,26 @@ class MqttClient:
     def receive(self, data, now):
         """Feed bytes from the socket; returns events. Replies (PUBACK,
         outbox replay) wait in data_to_send() until the events are handled."""
+        self.take_in(data, now)
+        return self.take_events()
+
+    def take_in(self, data, now):
+        """receive() that leaves the events in has_events()/take_events() (a turn
+        without any makes no list)."""
         self._now = now
         if self.state == DISCONNECTED:
-            return self.take_events()
+            return
         self._last_recv = now
+        parser = self._parser
         try:
-            for p in self._parser.feed(data):
-                self._handle(p, now)
-                if self.state == DISCONNECTED:
+            parser.add(data)
+            while self.state != DISCONNECTED:
+                p = parser.next_packet()
+                if p is None:
                     break
+                self._handle(p, now)
         except MqttError as e:
             self._close('malformed packet: %s' % e, True)
-        return self.take_events()
 
     def _protocol_error(self, what):
         self._close('protocol error: ' + what, True)
@@ -355,9 +371,10 @@ class MqttClient:
         elif t == PUBACK:
             if self.outbox.ack(p.pid):
                 self._sent_at.pop(p.pid, None)
-                e = Event(EV_PUBACK)
-                e.pid = p.pid
-                self._events.append(e)
+                if self.puback_events:
+                    e = Event(EV_PUBACK)
+                    e.pid = p.pid
+                    self._events.append(e)
             # else: a late duplicate ack after a retransmission; ignore
         elif t == SUBACK or t == UNSUBACK:
             if self._pending.pop(p.pid, None) is None:
@@ -419,7 +436,8 @@ class MqttClient:
             return b''
         sent_at = self._sent_at
         out = self._out
-        for pid, packet in self.outbox if len(self.outbox) else ():  # (no iterator made idle)
+        retry = self._retry_at()       # the packets are read only when one is due
+        for pid, packet in self.outbox if retry is not None and now >= retry else ():
             t = sent_at.get(pid)
             if t is not None and now - t >= self.retry_ms:
                 out.append(packet[0] | 0x08)
@@ -444,12 +462,22 @@ class MqttClient:
                 deadline = min(self._last_sent, self._last_recv) + self.keepalive_ms
             else:
                 deadline = None
-            for pid, _ in self.outbox if len(self.outbox) else ():
-                t = self._sent_at.get(pid)
-                if t is not None and (deadline is None or t + self.retry_ms < deadline):
-                    deadline = t + self.retry_ms
+            retry = self._retry_at()
+            if retry is not None and (deadline is None or retry < deadline):
+                deadline = retry
         else:
             return None
         if deadline is None:
             return None
         return max(0, deadline - now)
+
+    def _retry_at(self):
+        # ms when the oldest unacknowledged PUBLISH is due again, None if none; from
+        # _sent_at (every sent one is there), not the outbox, which may be a file
+        sent_at = self._sent_at
+        first = None
+        for pid in sent_at:
+            t = sent_at[pid]
+            if first is None or t < first:
+                first = t
+        return None if first is None else first + self.retry_ms

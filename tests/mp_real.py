@@ -278,20 +278,10 @@ def mpy_lib(dest):
 
 
 def romfs_image(src_dir, dest):
-    """Write the ROMFS image of the files under src_dir (.mpy as they are) to dest, with
-    the source tree's tools/mpremote (what `mpremote romfs build` does)."""
-    import importlib.util
-    tree, _ = source()
-    spec = importlib.util.spec_from_file_location(
-        "_spot_romfs", os.path.join(tree, "tools", "mpremote", "mpremote", "romfs.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    import contextlib as _c
-    import io
-    with _c.redirect_stdout(io.StringIO()):    # it lists every file
-        image = mod.make_romfs(src_dir, mpy_cross=False)
-    with open(dest, "wb") as f:
-        f.write(image)
+    """Write the ROMFS image of the files under src_dir (.mpy as they are) to dest
+    (what `spot bundle --romfs` writes: ports/cpython/deploy.romfs_image); dest."""
+    from spot.ports.cpython import deploy as D
+    D.romfs_image(src_dir, dest)
     return dest
 
 
@@ -307,7 +297,7 @@ def frozen_or_skip():
 
 class DeviceProcess:
     """A device on the real interpreter: `micropython -X heapsize=HEAP -m MAIN spot.json`
-    in its own directory (the config and the runtime's state files), started, stopped
+    (MAIN a file name such as main.py: that script in the directory) in its own directory (the config and the runtime's state files), started, stopped
     with SIGTERM or killed, its output kept in device.log there."""
 
     def __init__(self, binary, workdir, cfg, heap, main="unix_heat_pump", env=None):
@@ -325,7 +315,8 @@ class DeviceProcess:
     def start(self):
         self.log = open(os.path.join(self.dir, "device.log"), "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "-X", "heapsize=%s" % self.heap, "-m", self.main, "spot.json"],
+            [self.binary, "-X", "heapsize=%s" % self.heap]
+            + ([self.main] if self.main.endswith(".py") else ["-m", self.main]) + ["spot.json"],
             cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT,
             env=dict(os.environ, **self.env) if self.env else None)
         return self

@@ -286,6 +286,25 @@ def test_cli_bundle_lists_its_files_and_their_size(tmp_path):
     assert ("%d bytes of .mpy" % size) in r.stderr
 
 
+def test_cli_bundle_romfs_writes_the_image_and_leaves_only_main_and_config_for_the_fs(tmp_path):
+    cfg = write_config(tmp_path / "hp.json")
+    image = tmp_path / "hp.romfs"
+    r = spot("bundle", "--profile", "heat_pump", "--config", str(cfg), "--out",
+             str(tmp_path / "fs"), "--romfs", str(image))
+    assert r.returncode == 0, r.stderr
+    assert sorted(r.stdout.split()) == ["main.py", "spot.json"]
+    assert sorted(os.listdir(tmp_path / "fs")) == ["main.py", "spot.json"]
+    assert image.read_bytes()[:3] == b"\xd2\xcd\x31"      # a ROMFS header
+    assert ("mpremote romfs deploy %s" % image) in r.stderr
+
+
+def test_cli_bundle_refuses_freeze_and_romfs_together(tmp_path):
+    r = spot("bundle", "--profile", "heat_pump", "--freeze", "--romfs", str(tmp_path / "x"),
+             "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "pick one" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
 # ---- deploy with a fake mpremote ---------------------------------------------------------
 
 FAKE_MPREMOTE = r'''#!%(python)s

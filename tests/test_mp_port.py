@@ -737,6 +737,20 @@ def case_flash_outbox_keeps_order_across_reloads_and_ignores_a_torn_tail():
         assert not box.room(1)
 
 
+def case_flash_outbox_is_emptied_in_place_when_nothing_waits():
+    path = tmpdir() + 'emptied'
+    box = FileOutbox(path)
+    box.append(4, b'packet-4')
+    box.append(5, b'packet-5')
+    assert box.ack(4) and list(FileOutbox(path)) == [(5, b'packet-5')]
+    assert box.ack(5)
+    with open(path, 'rb') as f:
+        assert f.read() == b''
+    assert len(FileOutbox(path)) == 0
+    box.append(6, b'packet-6')
+    assert list(FileOutbox(path)) == [(6, b'packet-6')]
+
+
 def case_sg_ready_drives_the_relay_pair():
     a, b = Pin(), Pin()
     sg = hw.SgReady(a, b)

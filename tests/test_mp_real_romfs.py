@@ -1,8 +1,11 @@
 """The heat pump from a ROMFS image on a real MicroPython, under a heap cap.
 
-SPOT and examples/unix_heat_pump.py as .mpy in a ROMFS image (tests/mp_real.py
-romfs_image) that the 32-bit unix MicroPython holds outside its GC heap, as a board
-holds it in flash, so their bytecode runs in place (mp_real.romfs_interpreter). Under
+The image is what a board user makes: `spot bundle --romfs` with
+examples/unix_heat_pump.py as main script writes SPOT's modules as .mpy into a ROMFS
+image (for `mpremote romfs deploy`) and main.py beside it. The 32-bit unix
+MicroPython holds the image outside its GC heap, as a board holds it in flash, mounted
+at /rom, so the bytecode runs in place (mp_real.romfs_interpreter); main.py runs from
+the device's directory, as from a board's file system. Under
 a fixed heap of mp_real.HEAP_CAPS["romfs"] (a little above the measured smallest heap;
 issue 14's goal, 48k, is not met: the names of the modules are interned on the heap
 at import) the device must register with the real
@@ -10,6 +13,10 @@ at import) the device must register with the real
 MemoryError caught; a regression of the footprint fails this test.
 """
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -27,9 +34,16 @@ def romfs(tmp_path_factory):
         binary = mp_real.romfs_interpreter()
     except mp_real.NoSource as e:
         pytest.skip(str(e))
-    src = tmp_path_factory.mktemp("romfs")
-    mp_real.mpy_lib(str(src / "lib"))
-    return binary, mp_real.romfs_image(str(src), str(src / "spot.romfs"))
+    out = tmp_path_factory.mktemp("bundle")
+    image = str(out / "spot.romfs")
+    r = subprocess.run([sys.executable, "-m", "spot.cli", "bundle", "--profile", "heat_pump",
+                        "--transport", "coap", "--main",
+                        str(mp_real.REPO) + "/examples/unix_heat_pump.py",
+                        "--out", str(out / "fs"), "--romfs", image],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["main.py"]     # only the script is left for the file system
+    return binary, image, str(out / "fs" / "main.py")
 
 
 def wait(cond, timeout=30):
@@ -37,12 +51,13 @@ def wait(cond, timeout=30):
 
 
 def test_the_heat_pump_from_a_romfs_image_serves_under_its_heap_cap(romfs, bridges, tmp_path):
-    binary, image = romfs
+    binary, image, main = romfs
     bridge = bridges()
     cfg = {"id": "hp-rom", "profile": "heat_pump", "telemetry": 1, "wdt_ms": 0,
            "bridge": "coap://127.0.0.1:%d" % bridge.coap_port}
-    dev = mp_real.DeviceProcess(binary, tmp_path / "dev", cfg, HEAP,
+    dev = mp_real.DeviceProcess(binary, tmp_path / "dev", cfg, HEAP, main="main.py",
                                 env={"MICROPYPATH": "/rom/lib:.frozen", "SPOT_ROMFS": image})
+    shutil.copy(main, dev.dir)
     dev.start()
     try:
         def get(path):
@@ -65,3 +80,25 @@ def test_the_heat_pump_from_a_romfs_image_serves_under_its_heap_cap(romfs, bridg
         assert dev.running(), dev.output()
     finally:
         dev.stop()
+
+
+LIST_ROM = """
+import os
+def walk(d):
+    for e in os.ilistdir(d):
+        p = d + '/' + e[0]
+        walk(p) if e[1] == 0x4000 else print('ROM', p)
+walk('/rom')
+"""
+
+
+def test_the_image_holds_the_bundles_modules_as_mpy_under_rom_lib(romfs):
+    from spot.ports.cpython import deploy as D
+    binary, image, main = romfs
+    r = subprocess.run([binary, "-c", LIST_ROM], capture_output=True, text=True, timeout=30,
+                       env={"SPOT_ROMFS": image, "MICROPYPATH": ".frozen"})
+    held = sorted(ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("ROM "))
+    want = sorted("/rom/lib/spot/%s.mpy" % os.path.splitext(
+        os.path.relpath(D.module_file(n), mp_real.REPO))[0].replace(os.sep, "/")
+        for n in D.modules_for("heat_pump", "coap", main=main))
+    assert held == want, r.stdout + r.stderr

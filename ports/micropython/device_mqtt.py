@@ -47,6 +47,7 @@ class MqttLink:
             outbox = FileOutbox(dev.files + 'spot.outbox')
         self.client = make_client(cfg['id'], keepalive=cfg['lifetime'], username=cfg['user'],
                                   password=cfg['password'], outbox=outbox)
+        self.client.puback_events = False   # nothing here waits for one
         self.mqtt = MqttDevice(dev.node, self.client, cfg['id'], bridge_ctx=dev.ctx,
                                qos_telemetry=cfg['qos'])
         self.sock = None
@@ -100,7 +101,9 @@ class MqttLink:
                 if not n:
                     self._events(c.connection_lost('closed by the broker', now), now)
                     break
-                self._events(c.receive(self._mv[:n], now), now)   # the client copies it
+                c.take_in(self._mv[:n], now)   # the client copies it
+                if c.has_events():
+                    self._events(c.take_events(), now)
                 self._send(c.data_to_send())
                 if n < _READ:
                     break
@@ -190,8 +193,10 @@ class MqttLink:
         self._out = b''
 
     def _send(self, data):
+        # data is the client's to give away (data_to_send() starts a new buffer): kept
+        # as it is until written, copied only behind bytes not yet written
         if data:
-            self._out = self._out + data if self._out else bytes(data)
+            self._out = self._out + data if self._out else data
         while self._out and self.sock is not None:
             try:
                 n = self.sock.write(self._out)
@@ -203,4 +208,4 @@ class MqttLink:
                 return
             if not n:
                 return
-            self._out = self._out[n:]
+            self._out = self._out[n:] if n < len(self._out) else b''

@@ -20,6 +20,8 @@ class FileOutbox:
         self._index = []      # [pid, offset, length] in publish order
         self._bytes = 0
         self._size = 0        # bytes in the log file
+        self._rec = bytearray(5)              # a record's header, written in place
+        self._ack_rec = memoryview(self._rec)[:3]
         self._load()
 
     def _load(self):
@@ -58,7 +60,7 @@ class FileOutbox:
         if not self.room(n) or n > 0xFFFF:
             raise OutboxFull('outbox holds %d messages, %d bytes' % (len(self._index), self._bytes))
         with open(self.path, 'ab') as f:
-            f.write(bytes((0x50, pid >> 8, pid & 0xFF, n >> 8, n & 0xFF)))
+            f.write(self._record(0x50, pid, n))
             f.write(packet)
         self._index.append([pid, self._size + 5, n])
         self._size += 5 + n
@@ -67,13 +69,26 @@ class FileOutbox:
     def ack(self, pid):
         if not self._forget(pid):
             return False
-        if not self._index or self._size - self._bytes - 5 * len(self._index) > self._bytes:
+        if not self._index:     # nothing waits: the log is emptied in place
+            open(self.path, 'wb').close()
+            self._size = 0
+        elif self._size - self._bytes - 5 * len(self._index) > self._bytes:
             self._rewrite()
         else:
+            self._record(0x41, pid, 0)
             with open(self.path, 'ab') as f:
-                f.write(bytes((0x41, pid >> 8, pid & 0xFF)))
+                f.write(self._ack_rec)
             self._size += 3
         return True
+
+    def _record(self, kind, pid, n):
+        r = self._rec
+        r[0] = kind
+        r[1] = pid >> 8
+        r[2] = pid & 0xFF
+        r[3] = n >> 8
+        r[4] = n & 0xFF
+        return r
 
     def _forget(self, pid):
         for i in range(len(self._index)):
@@ -91,7 +106,7 @@ class FileOutbox:
             index = []
             for pid, packet in items:
                 n = len(packet)
-                f.write(bytes((0x50, pid >> 8, pid & 0xFF, n >> 8, n & 0xFF)))
+                f.write(self._record(0x50, pid, n))
                 f.write(packet)
                 index.append([pid, pos + 5, n])
                 pos += 5 + n

@@ -169,6 +169,50 @@ def test_qos1_publish_stays_in_outbox_until_puback():
     assert len(c.outbox) == 0
 
 
+def test_a_client_without_puback_events_takes_the_ack_silently():
+    c, b = connected_client()
+    c.puback_events = False
+    pid = c.publish('a', b'x', 1, now=10)
+    b.take(c.data_to_send())
+    c.take_in(encode_puback(pid), 20)
+    assert not c.has_events() and len(c.outbox) == 0
+    assert c.step(20000) == b''          # acknowledged: never sent again
+
+
+def test_take_in_leaves_the_events_for_take_events():
+    c, b = connected_client()
+    c.take_in(encode_publish('a', b'x', 1, False, False, 7), 5)
+    assert c.has_events()
+    ev = c.take_events()
+    assert kinds(ev) == [EV_MESSAGE] and ev[0].payload == b'x'
+    assert not c.has_events()
+    assert [p.type for p in b.take(c.data_to_send())] == [PUBACK]
+
+
+class CountingOutbox(MemoryOutbox):
+    """A MemoryOutbox (test double) counting how often its packets are read, as a
+    flash outbox reads them from its file."""
+    reads = 0
+
+    def __iter__(self):
+        self.reads += 1
+        return MemoryOutbox.__iter__(self)
+
+
+def test_timers_read_the_outbox_only_when_a_retransmission_is_due():
+    box = CountingOutbox()
+    c, b = connected_client(retry_ms=3000, outbox=box)
+    box.reads = 0                    # (read once when the client was made)
+    pid = c.publish('a', b'x', 1, now=100)
+    b.take(c.data_to_send())
+    for now in (200, 1000, 3099):
+        assert c.step(now) == b''
+        assert c.next_timeout(now) == 3100 - now
+    assert box.reads == 0
+    again = b.take(c.step(3100))
+    assert [(p.pid, p.dup) for p in again] == [(pid, True)] and box.reads == 1
+
+
 def test_unknown_puback_is_ignored():
     c, b = connected_client()
     assert c.receive(encode_puback(999), 5) == []

@@ -276,6 +276,34 @@ def test_parser_yields_good_packets_before_garbage():
     assert p.buffered() == 0
 
 
+def test_parser_next_packet_gives_the_packets_of_added_chunks_one_by_one():
+    p = StreamParser()
+    p.add(STREAM[:5])
+    first = p.next_packet()
+    assert first is not None and p.next_packet() is None   # the PUBLISH is partial
+    p.add(STREAM[5:])
+    rest = []
+    while True:
+        q = p.next_packet()
+        if q is None:
+            break
+        rest.append(q)
+    assert summary([first] + rest) == summary(parse_all(STREAM))
+    assert p.buffered() == 0
+
+
+def test_parser_next_packet_resets_after_garbage():
+    p = StreamParser()
+    p.add(PINGRESP_PACKET + h('f0 00'))
+    assert p.next_packet().type == PINGRESP
+    try:
+        p.next_packet()
+        assert False, 'garbage accepted'
+    except MqttError:
+        pass
+    assert p.buffered() == 0
+
+
 def test_parser_rejects_oversized_before_body_arrives():
     # announces 1000-byte body; max packet 256; only the header is there
     msg = raises_mqtt(h('30 e8 07'), max_packet=256)
