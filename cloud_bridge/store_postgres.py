@@ -117,11 +117,12 @@ DDL = (
                             UNION ALL SELECT y.*, 1 FROM unnest(incoming) y) a
                       ORDER BY a.service, a.object, a.t DESC, a.src) u);
     END $$""",
+    """CREATE TABLE IF NOT EXISTS latest_device (
+        device text PRIMARY KEY,
+        points latest_point[] NOT NULL) WITH (fillfactor = 50)""",
+    # (made in a schema-1/2 database too, empty: docs/benchmarks.md's migration fills it)
     """DO $$ BEGIN
         IF to_regclass('latest') IS NULL THEN
-            CREATE TABLE IF NOT EXISTS latest_device (
-                device text PRIMARY KEY,
-                points latest_point[] NOT NULL) WITH (fillfactor = 50);
             CREATE VIEW latest AS SELECT d.device, p.service, p.object, p.t, p.value
                 FROM latest_device d CROSS JOIN LATERAL unnest(d.points) p;
             CREATE RULE latest_delete AS ON DELETE TO latest
