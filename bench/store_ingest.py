@@ -4,6 +4,10 @@
     python3 bench/store_ingest.py --quick     # a smaller smoke run
     python3 bench/store_ingest.py --interleave 3   # PostgreSQL layouts, cells in turn
     python3 bench/store_ingest.py --breakdown      # where a PostgreSQL batch's time goes
+    python3 bench/store_ingest.py --against DIR --rounds 3
+        # this tree against another checkout (DIR: e.g. `git archive main` unpacked),
+        # cells in turn on one server, each in its own process; also this tree on a
+        # schema-2 database (latest values one row per object) and SQLite
 
 One batch = one add_telemetry() call (one transaction) holding one NOTIFY
 from each of N devices: the heat pump's nine values (p, q, v, i, flow, dhw,
@@ -129,6 +133,87 @@ def interleaved(repeats, n=1000, k=10):
         print("| %s | " % name + " | ".join("%.0f" % x for x in v) + " |")
 
 
+SCHEMA_2_LATEST = (   # the latest table of schema 1 and 2 (one row per object)
+    "CREATE TABLE schema_version (version integer NOT NULL, applied_at double precision NOT NULL)",
+    "INSERT INTO schema_version VALUES (2, 0)",
+    "CREATE TABLE latest (device text NOT NULL, service smallint NOT NULL, "
+    "object integer NOT NULL, t double precision NOT NULL, value json NOT NULL, "
+    "PRIMARY KEY (device, service, object)) WITH (fillfactor = 50)",
+)
+
+
+def schema_2(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:
+        for stmt in SCHEMA_2_LATEST:
+            db.execute(stmt)
+    return url
+
+
+def cell_process(url, n, k, tree=None):
+    """run_cell in a child process, importing `spot` from `tree` (None: this tree)."""
+    import json
+    import subprocess
+    env = dict(os.environ)
+    if tree is not None:
+        link = tempfile.mkdtemp(prefix="spot-tree-")
+        os.symlink(os.path.abspath(tree), os.path.join(link, "spot"))
+        env["PYTHONPATH"] = link + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--cell", url,
+                              str(n), str(k)], env=env, check=True, capture_output=True,
+                             text=True).stdout
+    finally:
+        if tree is not None:
+            shutil.rmtree(link, ignore_errors=True)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def against(tree, rounds, plan=((1000, 10), (10000, 3))):
+    """`--against DIR`: rows/s of this tree and of DIR's, cells in turn (same server)."""
+    began = time.perf_counter()
+    load = os.getloadavg()
+    got = {}
+    tmp = tempfile.mkdtemp(prefix="spot-bench-")
+    try:
+        with postgres.PostgresServer(durable=True) as pg:
+            for r in range(rounds):
+                for n, k in plan:
+                    rows = n * len(OBJECTS) * k
+                    for name in ("before", "now", "now, schema-2 database", "SQLite"):
+                        db = "a%d_%d" % (r, n)
+                        if name == "SQLite":
+                            url = "sqlite://" + os.path.join(tmp, "a%d_%d.db" % (r, n))
+                        else:
+                            url = pg.create_database(db)
+                        if name == "now, schema-2 database":
+                            schema_2(url)
+                        ts = cell_process(url, n, k, tree if name == "before" else None)
+                        got.setdefault((n, name), []).append(rows / sum(ts))
+                        if name != "SQLite":
+                            pg.drop_database(db)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("Telemetry ingest, rows/s (store only, one transaction per batch of one 9-value "
+          "NOTIFY from each of N devices); before = %s; cells in turn, %d rounds:"
+          % (tree, rounds))
+    print()
+    print("| devices per batch | store | " + " | ".join("run %d" % (r + 1)
+                                                       for r in range(rounds)) + " |")
+    print("|---:|---|" + "---:|" * rounds)
+    for (n, name), v in got.items():
+        print("| %d | %s | " % (n, name) + " | ".join("%.0f" % x for x in v) + " |")
+    print()
+    print("| devices per batch | now / before (per run) |")
+    print("|---:|---|")
+    for n, _ in plan:
+        print("| %d | %s |" % (n, ", ".join("%.2f" % (a / b) for a, b in zip(
+            got[(n, "now")], got[(n, "before")]))))
+    print()
+    print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
+          "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
+
+
 def breakdown(n=1000, k=10):
     """`--breakdown`: where a PostgreSQL batch's time goes, ms per batch (the store as
     it is; psycopg calls and the row preparation timed by wrapping them)."""
@@ -184,6 +269,12 @@ def breakdown(n=1000, k=10):
 
 
 def main(argv):
+    if argv[:1] == ["--cell"]:
+        import json
+        print(json.dumps(asyncio.run(run_cell(argv[1], int(argv[2]), int(argv[3])))))
+        return
+    if argv[:1] == ["--against"]:
+        return against(argv[1], int(argv[3]) if argv[2:3] == ["--rounds"] else 3)
     if argv[:1] == ["--interleave"]:
         return interleaved(int(argv[1]))
     if argv[:1] == ["--breakdown"]:
