@@ -8,6 +8,8 @@
         # this tree against another checkout (DIR: e.g. `git archive main` unpacked),
         # cells in turn on one server, each in its own process; also this tree on a
         # schema-2 database (latest values one row per object) and SQLite
+    python3 bench/store_ingest.py --fleet          # readers of the latest values, both
+        # PostgreSQL layouts (fleet figures, power sample, alarm filter, one device)
 
 One batch = one add_telemetry() call (one transaction) holding one NOTIFY
 from each of N devices: the heat pump's nine values (p, q, v, i, flow, dhw,
@@ -214,6 +216,55 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
           "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
 
 
+def fleet_readers(n=10000, repeats=5):
+    """`--fleet`: ms (median of `repeats`) of the readers of the latest values with n
+    heat pumps, on the one-row-per-device layout (schema 3) and one row per object."""
+    import logging
+    import statistics
+    from spot.cloud_bridge import store_fleet as F
+    logging.disable(logging.WARNING)
+    devices = ["hp-%05d" % i for i in range(n)]
+    now = T0 + 300
+
+    async def cell(url):
+        store = await open_store(url)
+        try:
+            await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in devices], T0)
+            for k in range(0, n, 1000):
+                await store.add_telemetry(batch(devices[k:k + 1000], now))
+            timed = {"fleet_totals (fleet summary)": lambda: F.fleet_totals(store, now),
+                     "sample_power (power series point)": lambda: F.sample_power(store, now),
+                     "device page, alarm=true": lambda: store.list_devices_page(
+                         limit=50, alarm=True),
+                     "device page, alarm=false": lambda: store.list_devices_page(
+                         limit=50, alarm=False),
+                     "latest() of one device": lambda: store.latest(devices[n // 2])}
+            got = {}
+            for name, fn in timed.items():
+                ts = []
+                for r in range(repeats):
+                    now_r = now + r     # sample_power writes one point per time
+                    if name.startswith("sample"):
+                        fn = (lambda t: lambda: F.sample_power(store, t))(now_r)
+                    t0 = time.perf_counter()
+                    await fn()
+                    ts.append(time.perf_counter() - t0)
+                got[name] = 1000 * statistics.median(ts)
+            return got
+        finally:
+            await store.close()
+    with postgres.PostgresServer(durable=True) as pg:
+        per_device = asyncio.run(cell(pg.create_database("fleet_3")))
+        per_object = asyncio.run(cell(schema_2(pg.create_database("fleet_2"))))
+    print("Readers of the latest values, %d devices x %d values, ms (median of %d):"
+          % (n, len(OBJECTS), repeats))
+    print()
+    print("| reader | one row per device (schema 3) | one row per object (schema 2) |")
+    print("|---|---:|---:|")
+    for name in per_device:
+        print("| %s | %.1f | %.1f |" % (name, per_device[name], per_object[name]))
+
+
 def breakdown(n=1000, k=10):
     """`--breakdown`: where a PostgreSQL batch's time goes, ms per batch (the store as
     it is; psycopg calls and the row preparation timed by wrapping them)."""
@@ -277,6 +328,8 @@ def main(argv):
         return against(argv[1], int(argv[3]) if argv[2:3] == ["--rounds"] else 3)
     if argv[:1] == ["--interleave"]:
         return interleaved(int(argv[1]))
+    if argv[:1] == ["--fleet"]:
+        return fleet_readers()
     if argv[:1] == ["--breakdown"]:
         return breakdown()
     quick = "--quick" in argv
