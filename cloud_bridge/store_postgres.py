@@ -10,7 +10,17 @@ batch holding rows already stored falls back to one INSERT ... SELECT FROM
 unnest(arrays) ON CONFLICT DO NOTHING), the latest values by one unnest
 upsert; the latest table leaves half of each page free so that its
 updates stay HOT (no index update). JSON columns use the `json` type (the
-text is kept as written), so floats such as 1e+20 keep their type.
+text is kept as written), so floats such as 1e+20 keep their type. The COPY
+stream and the upsert's arrays are built here in PostgreSQL's binary form.
+
+The latest values are one row per device (schema version 3): `latest_device`
+holds a device's points (service, object, t, value) in one array, merged by
+the function spot_latest_merge (per object the greatest t, the stored point
+on equal t), so a batch from N devices upserts N rows, not one per value.
+Readers see the view `latest` (device, service, object, t, value), one row
+per object as the table of schema 1 and 2 was; a database of those keeps its
+table and is written one row per object (docs/benchmarks.md gives the step
+that moves it).
 
 Telemetry history is partitioned by time (schema version 2): one partition
 per `partition_seconds` (a day by default) of `t`, created ahead as batches
