@@ -284,6 +284,11 @@ def breakdown(n=1000, k=10):
         return wrapper
 
     P._copy = timed(lambda a: "COPY history rows", P._copy)
+    psycopg.AsyncTransaction.__aexit__ = timed(
+        lambda a: "commit" if a[0]._outer_transaction else "savepoint release",
+        psycopg.AsyncTransaction.__aexit__)
+    P.AsyncConnectionPool.getconn = timed(lambda a: "pool: take a connection",
+                                          P.AsyncConnectionPool.getconn)
     psycopg.AsyncCursor.execute = timed(lambda a: str(a[1])[:24] + "...",
                                         psycopg.AsyncCursor.execute)
     prepare = S.prepare_telemetry
