@@ -4,6 +4,12 @@
     python3 bench/store_ingest.py --quick     # a smaller smoke run
     python3 bench/store_ingest.py --interleave 3   # PostgreSQL layouts, cells in turn
     python3 bench/store_ingest.py --breakdown      # where a PostgreSQL batch's time goes
+    python3 bench/store_ingest.py --against DIR --rounds 3
+        # this tree against another checkout (DIR: e.g. `git archive main` unpacked),
+        # cells in turn on one server, each in its own process; also this tree on a
+        # schema-2 database (latest values one row per object) and SQLite
+    python3 bench/store_ingest.py --fleet          # readers of the latest values, both
+        # PostgreSQL layouts (fleet figures, power sample, alarm filter, one device)
 
 One batch = one add_telemetry() call (one transaction) holding one NOTIFY
 from each of N devices: the heat pump's nine values (p, q, v, i, flow, dhw,
@@ -129,6 +135,136 @@ def interleaved(repeats, n=1000, k=10):
         print("| %s | " % name + " | ".join("%.0f" % x for x in v) + " |")
 
 
+SCHEMA_2_LATEST = (   # the latest table of schema 1 and 2 (one row per object)
+    "CREATE TABLE schema_version (version integer NOT NULL, applied_at double precision NOT NULL)",
+    "INSERT INTO schema_version VALUES (2, 0)",
+    "CREATE TABLE latest (device text NOT NULL, service smallint NOT NULL, "
+    "object integer NOT NULL, t double precision NOT NULL, value json NOT NULL, "
+    "PRIMARY KEY (device, service, object)) WITH (fillfactor = 50)",
+)
+
+
+def schema_2(url):
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:
+        for stmt in SCHEMA_2_LATEST:
+            db.execute(stmt)
+    return url
+
+
+def cell_process(url, n, k, tree=None):
+    """run_cell in a child process, importing `spot` from `tree` (None: this tree)."""
+    import json
+    import subprocess
+    env = dict(os.environ)
+    if tree is not None:
+        link = tempfile.mkdtemp(prefix="spot-tree-")
+        os.symlink(os.path.abspath(tree), os.path.join(link, "spot"))
+        env["PYTHONPATH"] = link + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--cell", url,
+                              str(n), str(k)], env=env, check=True, capture_output=True,
+                             text=True).stdout
+    finally:
+        if tree is not None:
+            shutil.rmtree(link, ignore_errors=True)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def against(tree, rounds, plan=((1000, 10), (10000, 3))):
+    """`--against DIR`: rows/s of this tree and of DIR's, cells in turn (same server)."""
+    began = time.perf_counter()
+    load = os.getloadavg()
+    got = {}
+    tmp = tempfile.mkdtemp(prefix="spot-bench-")
+    try:
+        with postgres.PostgresServer(durable=True) as pg:
+            for r in range(rounds):
+                for n, k in plan:
+                    rows = n * len(OBJECTS) * k
+                    for name in ("before", "now", "now, schema-2 database", "SQLite"):
+                        db = "a%d_%d" % (r, n)
+                        if name == "SQLite":
+                            url = "sqlite://" + os.path.join(tmp, "a%d_%d.db" % (r, n))
+                        else:
+                            url = pg.create_database(db)
+                        if name == "now, schema-2 database":
+                            schema_2(url)
+                        ts = cell_process(url, n, k, tree if name == "before" else None)
+                        got.setdefault((n, name), []).append(rows / sum(ts))
+                        if name != "SQLite":
+                            pg.drop_database(db)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("Telemetry ingest, rows/s (store only, one transaction per batch of one 9-value "
+          "NOTIFY from each of N devices); before = %s; cells in turn, %d rounds:"
+          % (tree, rounds))
+    print()
+    print("| devices per batch | store | " + " | ".join("run %d" % (r + 1)
+                                                       for r in range(rounds)) + " |")
+    print("|---:|---|" + "---:|" * rounds)
+    for (n, name), v in got.items():
+        print("| %d | %s | " % (n, name) + " | ".join("%.0f" % x for x in v) + " |")
+    print()
+    print("| devices per batch | now / before (per run) |")
+    print("|---:|---|")
+    for n, _ in plan:
+        print("| %d | %s |" % (n, ", ".join("%.2f" % (a / b) for a, b in zip(
+            got[(n, "now")], got[(n, "before")]))))
+    print()
+    print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
+          "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
+
+
+def fleet_readers(n=10000, repeats=5):
+    """`--fleet`: ms (median of `repeats`) of the readers of the latest values with n
+    heat pumps, on the one-row-per-device layout (schema 3) and one row per object."""
+    import logging
+    import statistics
+    from spot.cloud_bridge import store_fleet as F
+    logging.disable(logging.WARNING)
+    devices = ["hp-%05d" % i for i in range(n)]
+    now = T0 + 300
+
+    async def cell(url):
+        store = await open_store(url)
+        try:
+            await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in devices], T0)
+            for k in range(0, n, 1000):
+                await store.add_telemetry(batch(devices[k:k + 1000], now))
+            timed = {"fleet_totals (fleet summary)": lambda: F.fleet_totals(store, now),
+                     "sample_power (power series point)": lambda: F.sample_power(store, now),
+                     "device page, alarm=true": lambda: store.list_devices_page(
+                         limit=50, alarm=True),
+                     "device page, alarm=false": lambda: store.list_devices_page(
+                         limit=50, alarm=False),
+                     "latest() of one device": lambda: store.latest(devices[n // 2])}
+            got = {}
+            for name, fn in timed.items():
+                ts = []
+                for r in range(repeats):
+                    now_r = now + r     # sample_power writes one point per time
+                    if name.startswith("sample"):
+                        fn = (lambda t: lambda: F.sample_power(store, t))(now_r)
+                    t0 = time.perf_counter()
+                    await fn()
+                    ts.append(time.perf_counter() - t0)
+                got[name] = 1000 * statistics.median(ts)
+            return got
+        finally:
+            await store.close()
+    with postgres.PostgresServer(durable=True) as pg:
+        per_device = asyncio.run(cell(pg.create_database("fleet_3")))
+        per_object = asyncio.run(cell(schema_2(pg.create_database("fleet_2"))))
+    print("Readers of the latest values, %d devices x %d values, ms (median of %d):"
+          % (n, len(OBJECTS), repeats))
+    print()
+    print("| reader | one row per device (schema 3) | one row per object (schema 2) |")
+    print("|---|---:|---:|")
+    for name in per_device:
+        print("| %s | %.1f | %.1f |" % (name, per_device[name], per_object[name]))
+
+
 def breakdown(n=1000, k=10):
     """`--breakdown`: where a PostgreSQL batch's time goes, ms per batch (the store as
     it is; psycopg calls and the row preparation timed by wrapping them)."""
@@ -148,6 +284,11 @@ def breakdown(n=1000, k=10):
         return wrapper
 
     P._copy = timed(lambda a: "COPY history rows", P._copy)
+    psycopg.AsyncTransaction.__aexit__ = timed(
+        lambda a: "commit" if a[0]._outer_transaction else "savepoint release",
+        psycopg.AsyncTransaction.__aexit__)
+    P.AsyncConnectionPool.getconn = timed(lambda a: "pool: take a connection",
+                                          P.AsyncConnectionPool.getconn)
     psycopg.AsyncCursor.execute = timed(lambda a: str(a[1])[:24] + "...",
                                         psycopg.AsyncCursor.execute)
     prepare = S.prepare_telemetry
@@ -184,8 +325,16 @@ def breakdown(n=1000, k=10):
 
 
 def main(argv):
+    if argv[:1] == ["--cell"]:
+        import json
+        print(json.dumps(asyncio.run(run_cell(argv[1], int(argv[2]), int(argv[3])))))
+        return
+    if argv[:1] == ["--against"]:
+        return against(argv[1], int(argv[3]) if argv[2:3] == ["--rounds"] else 3)
     if argv[:1] == ["--interleave"]:
         return interleaved(int(argv[1]))
+    if argv[:1] == ["--fleet"]:
+        return fleet_readers()
     if argv[:1] == ["--breakdown"]:
         return breakdown()
     quick = "--quick" in argv

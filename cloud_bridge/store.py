@@ -928,13 +928,7 @@ class Store(abc.ABC):
                                 "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "
                                 "?::float8[], ?::json[]) ON CONFLICT DO NOTHING",
                                 [list(c) for c in cols])
-                lcols = [list(c) for c in zip(*latest)]
-                yield Q("INSERT INTO latest (device, service, object, t, value) "
-                        "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "
-                        "?::float8[], ?::json[]) "
-                        "ON CONFLICT (device, service, object) DO UPDATE "
-                        "SET t = excluded.t, value = excluded.value "
-                        "WHERE latest.t < excluded.t", lcols)
+                yield from self._s_upsert_latest(latest)
             else:
                 r = yield Many("INSERT OR IGNORE INTO telemetry "
                                "(device, service, object, t, value) VALUES (?, ?, ?, ?, ?)",

@@ -10,7 +10,17 @@ batch holding rows already stored falls back to one INSERT ... SELECT FROM
 unnest(arrays) ON CONFLICT DO NOTHING), the latest values by one unnest
 upsert; the latest table leaves half of each page free so that its
 updates stay HOT (no index update). JSON columns use the `json` type (the
-text is kept as written), so floats such as 1e+20 keep their type.
+text is kept as written), so floats such as 1e+20 keep their type. The COPY
+stream and the upsert's arrays are built here in PostgreSQL's binary form.
+
+The latest values are one row per device (schema version 3): `latest_device`
+holds a device's points (service, object, t, value) in one array, merged by
+the function spot_latest_merge (per object the greatest t, the stored point
+on equal t), so a batch from N devices upserts N rows, not one per value.
+Readers see the view `latest` (device, service, object, t, value), one row
+per object as the table of schema 1 and 2 was; a database of those keeps its
+table and is written one row per object (docs/benchmarks.md gives the step
+that moves it).
 
 Telemetry history is partitioned by time (schema version 2): one partition
 per `partition_seconds` (a day by default) of `t`, created ahead as batches
@@ -30,9 +40,13 @@ Needs: pip install "psycopg[binary,pool]".
 import logging
 import math
 import re
+import struct
 import time
+from collections import namedtuple
 
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -41,10 +55,14 @@ from .store import Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, c
 log = logging.getLogger("spot.store")
 
 RETRIES = 3
-SCHEMA = 2                  # 1: telemetry one plain table; 2: partitioned by time
+SCHEMA = 3                  # 1: telemetry one plain table; 2: partitioned by time;
+                            # 3: latest values one row per device
 PARTITION_SECONDS = 86400   # one telemetry partition per day of t
 LOCK_SCHEMA, LOCK_PARTITIONS = 7012, 7013   # advisory locks
 COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json as its text
+# a statement with psycopg placeholders (%b: the parameter goes in binary, which
+# for arrays of thousands of values is about half the cost of the text form)
+QB = namedtuple("QB", "sql params")
 _PART = re.compile(r"telemetry_(\d+)_(\d+)$")
 
 DDL = (
@@ -79,13 +97,52 @@ DDL = (
         PRIMARY KEY (device, service, object, t)) PARTITION BY RANGE (t)""",
     # a BRIN index on t: the rows before a retention cut inside a partition
     "CREATE INDEX IF NOT EXISTS telemetry_t ON telemetry USING brin (t)",
-    """CREATE TABLE IF NOT EXISTS latest (
-        device text NOT NULL,
-        service smallint NOT NULL,
-        object integer NOT NULL,
-        t double precision NOT NULL,
-        value json NOT NULL,
-        PRIMARY KEY (device, service, object)) WITH (fillfactor = 50)""",
+    # latest values (schema 3): one row per device, its points in one array in
+    # (service, object) order, merged by spot_latest_merge; readers see the view
+    # `latest`, one row per point (device, service, object, t, value), as the
+    # table of schema 1 and 2 was (such a database keeps that table)
+    """DO $$ BEGIN
+        IF to_regtype('latest_point') IS NULL THEN
+            CREATE TYPE latest_point AS (
+                service smallint, object integer, t double precision, value json);
+        END IF;
+    END $$""",
+    """CREATE OR REPLACE FUNCTION spot_latest_merge(stored latest_point[],
+            incoming latest_point[]) RETURNS latest_point[] LANGUAGE plpgsql IMMUTABLE AS $$
+    DECLARE k integer := cardinality(incoming);
+    BEGIN
+        -- the usual case: the objects stored, in the same order, each one newer
+        IF cardinality(stored) = k THEN
+            FOR i IN 1..k LOOP
+                EXIT WHEN stored[i].service <> incoming[i].service
+                    OR stored[i].object <> incoming[i].object OR stored[i].t >= incoming[i].t;
+                IF i = k THEN
+                    RETURN incoming;
+                END IF;
+            END LOOP;
+        END IF;
+        -- per object the greatest t; on equal t the stored point stays
+        RETURN (SELECT array_agg(ROW(u.service, u.object, u.t, u.value)::latest_point
+                                 ORDER BY u.service, u.object)
+                FROM (SELECT DISTINCT ON (a.service, a.object) a.service, a.object, a.t, a.value
+                      FROM (SELECT x.*, 0 AS src FROM unnest(stored) x
+                            UNION ALL SELECT y.*, 1 FROM unnest(incoming) y) a
+                      ORDER BY a.service, a.object, a.t DESC, a.src) u);
+    END $$""",
+    """CREATE TABLE IF NOT EXISTS latest_device (
+        device text PRIMARY KEY,
+        points latest_point[] NOT NULL) WITH (fillfactor = 50)""",
+    # (made in a schema-1/2 database too, empty: docs/benchmarks.md's migration fills it)
+    """DO $$ BEGIN
+        IF to_regclass('latest') IS NULL THEN
+            CREATE VIEW latest AS SELECT d.device, p.service, p.object, p.t, p.value
+                FROM latest_device d CROSS JOIN LATERAL unnest(d.points) p;
+            CREATE RULE latest_delete AS ON DELETE TO latest
+                DO INSTEAD DELETE FROM latest_device WHERE device = old.device;
+        ELSIF (SELECT relkind FROM pg_class WHERE oid = 'latest'::regclass) = 'r' THEN
+            CREATE INDEX IF NOT EXISTS latest_object ON latest (object, service);
+        END IF;
+    END $$""",
     """CREATE TABLE IF NOT EXISTS commands (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         device text NOT NULL REFERENCES devices (id),
@@ -140,7 +197,6 @@ DDL = (
     # fleet view (store_fleet): counts by presence, one object across the fleet,
     # plans in force, and the sampled power-by-profile series
     "CREATE INDEX IF NOT EXISTS devices_presence ON devices (presence, id)",
-    "CREATE INDEX IF NOT EXISTS latest_object ON latest (object, service)",
     "CREATE INDEX IF NOT EXISTS plans_expiry ON plans (expiry)",
     """CREATE TABLE IF NOT EXISTS fleet_power (
         t double precision NOT NULL,
@@ -151,6 +207,110 @@ DDL = (
 )
 
 _SQL = {}
+
+
+# the latest values of a batch, (device, service, object, t, value) rows sorted
+# by key: one row per device (schema 3) or per object (schema 1 and 2)
+UPSERT_LATEST_DEVICE = (
+    "INSERT INTO latest_device (device, points) "
+    "SELECT d, array_agg(ROW(s, o, t, v)::latest_point ORDER BY s, o) "
+    "FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
+    "AS u (d, s, o, t, v) GROUP BY d ORDER BY d "
+    "ON CONFLICT (device) DO UPDATE "
+    "SET points = spot_latest_merge(latest_device.points, excluded.points)")
+UPSERT_LATEST_OBJECT = (
+    "INSERT INTO latest (device, service, object, t, value) "
+    "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
+    "ON CONFLICT (device, service, object) DO UPDATE "
+    "SET t = excluded.t, value = excluded.value WHERE latest.t < excluded.t")
+
+_COPY_HEAD = b"PGCOPY\n\xff\r\n\0" + bytes(8)     # signature, flags, no extension
+_COPY_END = b"\xff\xff"
+_ROW_HEAD = struct.Struct("!hi").pack          # 5 fields; the device's length
+_ROW_REST = struct.Struct("!ihiiidi").pack     # service, object, t; the value's length
+
+
+_ARRAY_HEAD = struct.Struct("!iiiii").pack   # 1 dimension, no NULLs, element oid, n, from 1
+_LENGTH = struct.Struct("!i").pack
+
+
+class Array(bytes):
+    """A one-dimensional array parameter already in PostgreSQL's binary form (psycopg
+    dumps a Python list element by element: about three times slower)."""
+    __slots__ = ()
+
+
+def _array_dumper(name, array_oid):
+    return type(name, (Dumper,), {"format": Format.BINARY, "oid": array_oid,
+                                  "dump": lambda self, obj: obj})
+
+
+class TextArray(Array):
+    __slots__ = ()
+
+
+class Int2Array(Array):
+    __slots__ = ()
+
+
+class Int4Array(Array):
+    __slots__ = ()
+
+
+class Float8Array(Array):
+    __slots__ = ()
+
+
+DUMPERS = {TextArray: _array_dumper("TextArrayDumper", 1009),
+           Int2Array: _array_dumper("Int2ArrayDumper", 1005),
+           Int4Array: _array_dumper("Int4ArrayDumper", 1007),
+           Float8Array: _array_dumper("Float8ArrayDumper", 1022)}
+
+
+def _texts(items):
+    parts = [_ARRAY_HEAD(1, 0, 25, len(items), 1)]
+    done = {}
+    for x in items:
+        b = done.get(x)
+        if b is None:
+            e = x.encode()
+            b = done[x] = _LENGTH(len(e)) + e
+        parts.append(b)
+    return TextArray(b"".join(parts))
+
+
+def row_arrays(rows):
+    """Rows (device, service, object, float t, JSON text) as the five array parameters
+    text[], smallint[], integer[], float8[], text[] (the values' JSON text)."""
+    n = len(rows)
+    devs, sids, oids, ts, vals = zip(*rows)
+    return (_texts(devs),
+            Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + struct.pack(
+                "!" + "ih" * n, *[x for v in sids for x in (2, v)])),
+            Int4Array(_ARRAY_HEAD(1, 0, 23, n, 1) + struct.pack(
+                "!" + "ii" * n, *[x for v in oids for x in (4, v)])),
+            Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + struct.pack(
+                "!" + "id" * n, *[x for v in ts for x in (8, v)])),
+            _texts(vals))
+
+
+def copy_payload(rows):
+    """The whole binary COPY stream of telemetry rows (device, service, object, float
+    t, JSON text): the row layout of COPY_TYPES["telemetry"], built in one pass."""
+    heads = {}
+    out = [_COPY_HEAD]
+    add = out.append
+    for dev, sid, oid, t, v in rows:
+        h = heads.get(dev)
+        if h is None:
+            b = dev.encode()
+            h = heads[dev] = _ROW_HEAD(5, len(b)) + b
+        b = v.encode()
+        add(h)
+        add(_ROW_REST(2, sid, 4, oid, 8, t, len(b)))
+        add(b)
+    add(_COPY_END)
+    return b"".join(out)
 
 
 def _pg(sql):
@@ -164,6 +324,8 @@ def _pg(sql):
 async def _configure(conn):
     # json columns come back as the stored text; store.load_value decodes it
     conn.adapters.register_loader("json", TextLoader)
+    for cls, dumper in DUMPERS.items():
+        conn.adapters.register_dumper(cls, dumper)
 
 
 async def _copy(conn, cur, stmt, binary=True):
@@ -174,10 +336,13 @@ async def _copy(conn, cur, stmt, binary=True):
     try:
         async with conn.transaction():      # a savepoint: a refused COPY leaves nothing
             async with cur.copy(sql) as copy:
-                if binary:
-                    copy.set_types(COPY_TYPES[stmt.table])
-                for row in stmt.seq:
-                    await copy.write_row(row)
+                if binary and stmt.table == "telemetry":
+                    await copy.write(copy_payload(stmt.seq))
+                else:
+                    if binary:
+                        copy.set_types(COPY_TYPES[stmt.table])
+                    for row in stmt.seq:
+                        await copy.write_row(row)
     except psycopg.errors.UniqueViolation:
         return Result([], None)
     return Result([], cur.rowcount)
@@ -198,6 +363,7 @@ class PostgresStore(Store):
         self.timeout = timeout
         self.partition_seconds = partition_seconds
         self.partitioned = None   # telemetry partitioned (schema 2)? known once open
+        self.latest_per_device = None   # latest values one row per device (schema 3)?
         self._parts = set()       # partition numbers (t // partition_seconds) known to exist
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
         self._pool = None
@@ -231,6 +397,10 @@ class PostgresStore(Store):
                 if type(stmt) is Many:
                     await cur.executemany(_pg(stmt.sql), stmt.seq)
                     res = Result([], cur.rowcount)
+                elif type(stmt) is QB:
+                    await cur.execute(stmt.sql, stmt.params)
+                    res = Result(await cur.fetchall() if cur.description else [],
+                                 cur.rowcount)
                 elif type(stmt) is Copy:
                     res = await _copy(conn, cur, stmt, self.binary_copy)
                 else:
@@ -265,12 +435,22 @@ class PostgresStore(Store):
             log.warning("the PostgreSQL store's telemetry is one plain table (schema "
                         "version 1): it works, but retention deletes rows instead of "
                         "dropping time partitions")
+        if not self.latest_per_device:
+            log.warning("the PostgreSQL store's latest values are one row per object "
+                        "(schema version 1 or 2): it works, but each batch writes a row "
+                        "per value instead of one per device")
         return self
 
     async def close(self):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    def _s_upsert_latest(self, latest):
+        """Move the latest values forward: per object the greatest t stays (on equal t
+        the stored one), one row per device (schema 3) or per object (before)."""
+        yield QB(UPSERT_LATEST_DEVICE if self.latest_per_device else UPSERT_LATEST_OBJECT,
+                 row_arrays(latest))
 
     # -- time partitions of telemetry (schema 2)
 
@@ -279,6 +459,8 @@ class PostgresStore(Store):
         which partitions exist."""
         r = yield Q("SELECT relkind::text FROM pg_class WHERE oid = 'telemetry'::regclass", ())
         self.partitioned = r.rows[0][0] == "p"
+        r = yield Q("SELECT relkind::text FROM pg_class WHERE oid = 'latest'::regclass", ())
+        self.latest_per_device = r.rows[0][0] == "v"
         if self.partitioned:
             yield Q("CREATE TABLE IF NOT EXISTS telemetry_other PARTITION OF telemetry DEFAULT",
                     ())
