@@ -15,13 +15,13 @@ import time
 from ..core import frame as F
 from ..core import roster as R
 from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
-from ..core.errors import BUSY
+from ..core.errors import BUSY, OUT_OF_RANGE
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
 from .events import EventHub
 from .frame_decode import decode as decode_frame
-from .ingest import Ingest, notify_rows
+from .ingest import Ingest, TimeTaken, notify_rows
 from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
@@ -167,11 +167,16 @@ class Bridge:
             except ValueError as e:
                 self._reject("malformed", device, str(e))
                 return F.error(sid, mid, MALFORMED, str(e))
-            await self._store_telemetry(rows)
+            try:
+                await self._store_telemetry(rows)
+            except TimeTaken as e:   # that time is stored with other values: nothing stored
+                self._reject("time_taken", device, str(e))
+                return F.error(sid, mid, OUT_OF_RANGE, str(e))
             self.metrics.inc("telemetry_rows", len(rows))
-            self.hub.publish({"type": "telemetry", "device": device, "service": sid,
-                              "t": rows[0][3] if rows else int(now),
-                              "values": {str(r[2]): r[4] for r in rows}})
+            if self.hub.listened():
+                self.hub.publish({"type": "telemetry", "device": device, "service": sid,
+                                  "t": rows[0][3] if rows else int(now),
+                                  "values": {str(r[2]): r[4] for r in rows}})
             return None
         if op in F.REQUESTS:
             return F.error(sid, mid, UNSUPPORTED, "the bridge serves no objects")
