@@ -95,6 +95,83 @@ class _Driver(DeviceServer):
             self.on_events(events)
 
 
+class _UdpSocket:
+    """The driver's UDP socket on the loop, read a burst per wake-up: asyncio's datagram
+    transport reads one datagram per wake-up, so under load the loop would select
+    once per datagram. What the kernel cannot take now is sent when it can, in
+    order (as asyncio's transport does). The transport interface DeviceServer uses."""
+
+    def __init__(self, loop, sock, protocol, most=256):
+        self.loop = loop
+        self.sock = sock
+        self.protocol = protocol
+        self.most = most             # datagrams read per wake-up at most
+        self._backlog = collections.deque()
+        self._closing = False
+        loop.add_reader(sock.fileno(), self._read)
+        protocol.connection_made(self)
+
+    def get_extra_info(self, name, default=None):
+        if name == "sockname":
+            return self.sock.getsockname()
+        return self.sock if name == "socket" else default
+
+    def is_closing(self):
+        return self._closing
+
+    def _read(self):
+        sock, protocol = self.sock, self.protocol
+        for _ in range(self.most):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:   # an ICMP error for an earlier send
+                protocol.error_received(e)
+                return
+            protocol.datagram_received(data, addr)
+            if self._closing:
+                return
+
+    def sendto(self, data, addr):
+        if self._closing:
+            return
+        if not self._backlog:
+            try:
+                self.sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self.loop.add_writer(self.sock.fileno(), self._write)
+            except OSError as e:
+                self.protocol.error_received(e)
+                return
+        self._backlog.append((data, addr))
+
+    def _write(self):
+        backlog = self._backlog
+        while backlog:
+            data, addr = backlog[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self.protocol.error_received(e)
+            backlog.popleft()
+        self.loop.remove_writer(self.sock.fileno())
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self.loop.remove_reader(self.sock.fileno())
+        if self._backlog:
+            self.loop.remove_writer(self.sock.fileno())
+            self._backlog.clear()
+        self.sock.close()
+        self.protocol.connection_lost(None)
+
+
 class FastSubscription:
     """An observation of a device's /s (as coap_transport.BusSubscription): `result`
     is the first answer's frame; iterate for the NOTIFY frames; cancel() ends it."""
@@ -171,14 +248,22 @@ class FastBusServer(BusRoutes):
     async def start(self):
         loop = asyncio.get_running_loop()
         self.driver = _Driver(self.endpoint, self._events, self._unparsable)
-        transport, _ = await loop.create_datagram_endpoint(lambda: self.driver,
-                                                           local_addr=(self.host, self.port))
-        self.port = transport.get_extra_info("sockname")[1]
-        sock = transport.get_extra_info("socket")
-        try:   # room for a burst of the fleet's datagrams (the kernel caps it at rmem_max)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
-        except OSError:
-            pass
+        family, _, _, _, where = (await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE))[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            try:   # room for a burst of the fleet's datagrams (the kernel caps it at rmem_max)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            except OSError:
+                pass
+            sock.bind(where)
+            _UdpSocket(loop, sock, self.driver)
+        except BaseException:
+            sock.close()
+            self.driver = None
+            raise
+        self.port = sock.getsockname()[1]
         return self
 
     async def stop(self):
