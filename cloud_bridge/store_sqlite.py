@@ -149,9 +149,11 @@ _UPSERT_LATEST = {n: "INSERT INTO latest (device, service, object, t, value) "
                      "WHERE latest.t < excluded.t" for n in _SIZES}
 
 
-def _s_insert(statements, rows):
-    """Insert stored-form rows with the statements of _SIZES rows; how many were new."""
-    flat = list(chain.from_iterable(rows))
+def _s_insert(statements, rows, flat=None):
+    """Insert rows (flat: their parameters in one list, if made) with the statements of
+    _SIZES rows; how many were new."""
+    if flat is None:
+        flat = list(chain.from_iterable(rows))
     i, n, new = 0, len(rows), 0
     for size in _SIZES:
         while n - i >= size:
@@ -159,6 +161,22 @@ def _s_insert(statements, rows):
             new += r.count
             i += size
     return new
+
+
+def _bindable(rows):
+    """The parameters of checked telemetry rows (device, service, object, t, value) in one
+    list, bound as they are when every value is an integer SQLite holds: the columns'
+    affinity then stores what prepare_telemetry would (t REAL; value TEXT: an integer
+    as its decimal digits). Else None (rows with floats, text, ... are encoded)."""
+    flat = list(chain.from_iterable(rows))
+    values = flat[4::5]
+    if set(map(type, values)) <= _INT and (not values or (
+            min(values) >= -0x8000000000000000 and max(values) <= 0x7FFFFFFFFFFFFFFF)):
+        return flat
+    return None
+
+
+_INT = frozenset((int,))
 
 
 def _text(v):
@@ -376,7 +394,7 @@ class SqliteStore(Store):
         """Store.add_telemetry_frames in one transaction, refusing conflicting frames.
 
         The rows are taken as checked (ingest.notify_rows); the store thread only
-        encodes them. When every row is new (the usual case) that is all; when some
+        encodes them, and not even that when all values are integers (_bindable). When every row is new (the usual case) that is all; when some
         key (device, service, object, t) is already stored, or twice in the batch,
         the inserts are rolled back and done again without the frames that give such
         a key another value than the one stored (or than an earlier frame of the
@@ -389,16 +407,20 @@ class SqliteStore(Store):
             unknown = yield from self._s_unknown_devices(ids)
             if unknown:
                 raise UnknownDevice(unknown)
-            enc = [[(d, s, o, float(t), _text(v)) for d, s, o, t, v in rows] for rows in frames]
-            rows = list(chain.from_iterable(enc))
+            rows = list(chain.from_iterable(frames))
+            flat = _bindable(rows)
+            if flat is None:
+                rows = [(d, s, o, float(t), _text(v)) for d, s, o, t, v in rows]
             refused = [False] * len(frames)
             yield Q("SAVEPOINT telemetry", ())
-            if (yield from _s_insert(_INSERT_TELEMETRY, rows)) != len(rows):
+            if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
                 yield Q("ROLLBACK TO telemetry", ())
+                enc = [[(d, s, o, float(t), _text(v)) for d, s, o, t, v in fr] for fr in frames]
                 refused = yield from _s_conflicts(enc)
                 rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
+                flat = None
                 yield from _s_insert(_INSERT_TELEMETRY, rows)
-            yield from _s_insert(_UPSERT_LATEST, rows)
+            yield from _s_insert(_UPSERT_LATEST, rows, flat)
             yield Q("RELEASE telemetry", ())
             return refused
         return await self._run(script)

@@ -12,7 +12,7 @@ import aiocoap
 
 from adversarial_peers import HP, announce, bridge, notify
 from netutil import free_udp_port
-from spot.cloud_bridge.store import open_store
+from spot.cloud_bridge.store import Q, open_store
 from spot.core import errors as E
 from spot.core import frame as F
 from spot.core.coap_binding import CF_SPOT
@@ -83,4 +83,30 @@ def test_in_one_transaction_the_first_frame_for_a_time_is_stored_and_a_contradic
             assert await store.history("hp-1", HP, 13) == []
         finally:
             await store.close()
+    asyncio.run(main())
+
+
+def test_frames_are_stored_as_add_telemetry_stores_the_same_rows(tmp_path):
+    """The group commit's path (integers bound as they are, other values encoded) and
+    Store.add_telemetry keep the same text and time in both tables."""
+    frames = [[("hp-1", HP, 1, 1700000001, 5), ("hp-1", HP, 2, 1700000001, -2 ** 63)],
+              [("hp-1", HP, 1, 1700000002, 0.1 + 0.2), ("hp-1", HP, 2, 1700000002, True),
+               ("hp-1", HP, 3, 1700000002, 2 ** 64), ("hp-1", HP, 4, 1700000002, "on")]]
+
+    async def tables(name, add):
+        store = await open_store("sqlite:///" + str(tmp_path / name))
+        try:
+            await store.upsert_device("hp-1", [[HP, 1, 0]], [], 0, 1700000000)
+            await add(store)
+            return [await store._run(lambda: (yield Q(
+                "SELECT device, service, object, t, typeof(t), value, typeof(value) FROM %s "
+                "ORDER BY device, service, object, t" % table, ())), write=False)
+                for table in ("telemetry", "latest")]
+        finally:
+            await store.close()
+
+    async def main():
+        by_frames = await tables("a.db", lambda s: s.add_telemetry_frames(frames))
+        by_rows = await tables("b.db", lambda s: s.add_telemetry([r for f in frames for r in f]))
+        assert by_frames == by_rows and len(by_frames[0].rows) == 6
     asyncio.run(main())
