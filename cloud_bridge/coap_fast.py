@@ -31,6 +31,9 @@ from .tasks import cancel_and_wait
 
 log = logging.getLogger("spot.bridge.coap")
 
+LATER = object()    # from on_frame_nowait: this frame needs on_frame (a coroutine)
+PENDING = object()  # from on_frame_nowait: its answer callback comes later
+
 _LINKS = b'</s>;rt="spot.bus";ct=65000'   # /.well-known/core (RFC 6690)
 _LINK_FORMAT = 40
 _CON_LIFETIME_MS = 247000                 # EXCHANGE_LIFETIME (RFC 7252 4.8.2)
@@ -225,10 +228,14 @@ class FastBusServer(BusRoutes):
 
     def __init__(self, host="127.0.0.1", port=5683, on_frame=None, on_unparsable=None,
                  max_frames=1000, max_dedupe=65536, max_exchanges=4096,
-                 receive_buffer=4 << 20):
+                 receive_buffer=4 << 20, on_frame_nowait=None):
         self.host = host
         self.port = port
         self.on_frame = on_frame
+        # on_frame_nowait(frame, remote, answer): on_frame without a task per request,
+        # tried first: the reply frame (or None) now, PENDING (answer(reply, error) is
+        # called later), or LATER (an ANNOUNCE: ask on_frame)
+        self.on_frame_nowait = on_frame_nowait
         self.on_unparsable = on_unparsable
         self.devices = {}      # device id -> socket address
         self.consumes = {}     # device id -> tuple of service ids it consumes
@@ -295,6 +302,17 @@ class FastBusServer(BusRoutes):
                 return Response(coap.UNSUPPORTED_CONTENT_FORMAT)
             if not req.payload:
                 return Response(coap.BAD_REQUEST, b"no frame")
+            if self.on_frame_nowait is not None:
+                try:
+                    out = self.on_frame_nowait(req.payload, req.addr,
+                                               lambda reply, error: self._reply(req, reply, error))
+                except Exception as e:   # a bug, not the device's fault: 5.00
+                    self._reply(req, None, e)
+                    return None
+                if out is not LATER:
+                    if out is not PENDING:
+                        self._reply(req, out)
+                    return None
             task = asyncio.ensure_future(self._serve(req))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
@@ -306,11 +324,20 @@ class FastBusServer(BusRoutes):
     async def _serve(self, req):
         try:
             reply = await self.on_bus_frame(req.payload, req.addr)
+        except Exception as e:
+            self._reply(req, None, e)
+        else:
+            self._reply(req, reply)
+
+    def _reply(self, req, reply, error=None):
+        """Answer req with a reply frame (or None); 5.00 for an error (a bug, not the
+        device's fault: nothing acknowledged)."""
+        if error is not None:
+            log.error("CoAP request to /s", exc_info=error)
+            resp = Response(coap.INTERNAL_SERVER_ERROR)
+        else:
             resp = Response(reply_code(reply, coap.CHANGED), reply or b"",
                             None if reply is None else CF_SPOT)
-        except Exception:   # a bug, not the device's fault: 5.00, nothing acknowledged
-            log.exception("CoAP request to /s")
-            resp = Response(coap.INTERNAL_SERVER_ERROR)
         self.endpoint.respond(req, resp)
         self._flush_soon()
 

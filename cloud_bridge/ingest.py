@@ -16,11 +16,23 @@ its device other values is refused (TimeTaken), nothing of it stored, while the
 rest of the transaction commits.
 """
 import asyncio
+import logging
 from math import isfinite
 
 from .store import prepare_telemetry, InvalidValue
 
 MAX_SKEW = 86400          # a NOTIFY time further ahead than this is refused
+
+log = logging.getLogger("spot.bridge.ingest")
+
+
+def settle(fut, value, error):
+    """Give fut value, or error when there is one (nothing if it is already done)."""
+    if not fut.done():
+        if error is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(error)
 
 
 class TimeTaken(ValueError):
@@ -72,7 +84,7 @@ class Ingest:
         self.store = store
         self.max_batch = max_batch   # rows a transaction takes at most (whole callers)
         self.interval = interval     # seconds from one transaction's start to the next's, at least
-        self._waiters = []           # (future, its rows), in arrival order
+        self._waiters = []           # (done callback, its rows), in arrival order
         self._waiting = 0            # rows in _waiters
         self._committing = None      # the task committing batch after batch
         self.stored = 0
@@ -81,14 +93,21 @@ class Ingest:
     async def add(self, rows):
         """Store rows (one frame's, as notify_rows makes them); returns after the
         transaction holding them committed. TimeTaken: refused, nothing stored."""
-        if not rows:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append((fut, rows))
+        if rows:
+            fut = asyncio.get_running_loop().create_future()
+            self.submit(rows, lambda error: settle(fut, None, error))
+            await fut
+
+    def submit(self, rows, done):
+        """add() without a coroutine or a future: done(error) is called once the
+        transaction holding the rows (not empty) ended, error None when it committed,
+        TimeTaken or the store's error when not (called from the commit, in the loop,
+        for every frame of it in turn: a transport answers a burst without a loop
+        turn per frame)."""
+        self._waiters.append((done, rows))
         self._waiting += len(rows)
         if self._committing is None:
             self._committing = asyncio.ensure_future(self._commit_all())
-        await fut
 
     async def _commit_all(self):
         try:
@@ -128,15 +147,16 @@ class Ingest:
         except Exception as e:  # every waiter learns; nothing was acknowledged
             error = e
         finally:  # even when cancelled: no waiter is left hanging
-            for k, (w, rows) in enumerate(waiters):
-                if not w.done():
-                    if error is not None:
-                        w.set_exception(error)
-                    elif refused[k]:
-                        w.set_exception(TimeTaken(
-                            "time %s already stored with other values" % (rows[0][3],)))
-                    else:
-                        w.set_result(None)
+            for k, (done, rows) in enumerate(waiters):
+                if error is None and refused[k]:
+                    outcome = TimeTaken("time %s already stored with other values"
+                                        % (rows[0][3],))
+                else:
+                    outcome = error
+                try:
+                    done(outcome)
+                except Exception:   # one caller's bug: the others are still answered
+                    log.exception("telemetry caller")
 
     async def close(self):
         """Commit what is waiting (callers already answered are not touched)."""
