@@ -1045,7 +1045,8 @@ def baseline_path(source, tmp):
 def store_floor(tmp, devices=1000, batches=10):
     """Frames/s the SQLite store takes alone: the bench's own NOTIFY rows (21 values),
     one transaction per batch of one frame from each of `devices` (the largest batch
-    group commit makes here), through Store.add_telemetry as the bridge calls it."""
+    group commit makes here), through Store.add_telemetry_frames as the bridge's ingest
+    calls it (add_telemetry in a tree without it: a --baseline)."""
     from spot.cloud_bridge.store import open_store
 
     async def run():
@@ -1055,9 +1056,13 @@ def store_floor(tmp, devices=1000, batches=10):
             await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in ids], T0)
             taken = 0.0
             for k in range(batches + 1):
-                rows = [(d, HEAT_PUMP, o, T0 + k, v) for d in ids for o, v in VALUES.items()]
+                frames = [[(d, HEAT_PUMP, o, T0 + k, v) for o, v in VALUES.items()]
+                          for d in ids]
                 began = time.perf_counter()
-                await store.add_telemetry(rows)
+                if hasattr(store, "add_telemetry_frames"):
+                    await store.add_telemetry_frames(frames)
+                else:
+                    await store.add_telemetry([r for f in frames for r in f])
                 if k:   # the first one creates the latest-value rows: warm-up
                     taken += time.perf_counter() - began
             return devices * batches / taken

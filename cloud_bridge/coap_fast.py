@@ -31,6 +31,9 @@ from .tasks import cancel_and_wait
 
 log = logging.getLogger("spot.bridge.coap")
 
+LATER = object()    # from on_frame_nowait: this frame needs on_frame (a coroutine)
+PENDING = object()  # from on_frame_nowait: its answer callback comes later
+
 _LINKS = b'</s>;rt="spot.bus";ct=65000'   # /.well-known/core (RFC 6690)
 _LINK_FORMAT = 40
 _CON_LIFETIME_MS = 247000                 # EXCHANGE_LIFETIME (RFC 7252 4.8.2)
@@ -95,6 +98,83 @@ class _Driver(DeviceServer):
             self.on_events(events)
 
 
+class _UdpSocket:
+    """The driver's UDP socket on the loop, read a burst per wake-up: asyncio's datagram
+    transport reads one datagram per wake-up, so under load the loop would select
+    once per datagram. What the kernel cannot take now is sent when it can, in
+    order (as asyncio's transport does). The transport interface DeviceServer uses."""
+
+    def __init__(self, loop, sock, protocol, most=256):
+        self.loop = loop
+        self.sock = sock
+        self.protocol = protocol
+        self.most = most             # datagrams read per wake-up at most
+        self._backlog = collections.deque()
+        self._closing = False
+        loop.add_reader(sock.fileno(), self._read)
+        protocol.connection_made(self)
+
+    def get_extra_info(self, name, default=None):
+        if name == "sockname":
+            return self.sock.getsockname()
+        return self.sock if name == "socket" else default
+
+    def is_closing(self):
+        return self._closing
+
+    def _read(self):
+        sock, protocol = self.sock, self.protocol
+        for _ in range(self.most):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:   # an ICMP error for an earlier send
+                protocol.error_received(e)
+                return
+            protocol.datagram_received(data, addr)
+            if self._closing:
+                return
+
+    def sendto(self, data, addr):
+        if self._closing:
+            return
+        if not self._backlog:
+            try:
+                self.sock.sendto(data, addr)
+                return
+            except (BlockingIOError, InterruptedError):
+                self.loop.add_writer(self.sock.fileno(), self._write)
+            except OSError as e:
+                self.protocol.error_received(e)
+                return
+        self._backlog.append((data, addr))
+
+    def _write(self):
+        backlog = self._backlog
+        while backlog:
+            data, addr = backlog[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                self.protocol.error_received(e)
+            backlog.popleft()
+        self.loop.remove_writer(self.sock.fileno())
+
+    def close(self):
+        if self._closing:
+            return
+        self._closing = True
+        self.loop.remove_reader(self.sock.fileno())
+        if self._backlog:
+            self.loop.remove_writer(self.sock.fileno())
+            self._backlog.clear()
+        self.sock.close()
+        self.protocol.connection_lost(None)
+
+
 class FastSubscription:
     """An observation of a device's /s (as coap_transport.BusSubscription): `result`
     is the first answer's frame; iterate for the NOTIFY frames; cancel() ends it."""
@@ -148,10 +228,14 @@ class FastBusServer(BusRoutes):
 
     def __init__(self, host="127.0.0.1", port=5683, on_frame=None, on_unparsable=None,
                  max_frames=1000, max_dedupe=65536, max_exchanges=4096,
-                 receive_buffer=4 << 20):
+                 receive_buffer=4 << 20, on_frame_nowait=None):
         self.host = host
         self.port = port
         self.on_frame = on_frame
+        # on_frame_nowait(frame, remote, answer): on_frame without a task per request,
+        # tried first: the reply frame (or None) now, PENDING (answer(reply, error) is
+        # called later), or LATER (an ANNOUNCE: ask on_frame)
+        self.on_frame_nowait = on_frame_nowait
         self.on_unparsable = on_unparsable
         self.devices = {}      # device id -> socket address
         self.consumes = {}     # device id -> tuple of service ids it consumes
@@ -171,14 +255,22 @@ class FastBusServer(BusRoutes):
     async def start(self):
         loop = asyncio.get_running_loop()
         self.driver = _Driver(self.endpoint, self._events, self._unparsable)
-        transport, _ = await loop.create_datagram_endpoint(lambda: self.driver,
-                                                           local_addr=(self.host, self.port))
-        self.port = transport.get_extra_info("sockname")[1]
-        sock = transport.get_extra_info("socket")
-        try:   # room for a burst of the fleet's datagrams (the kernel caps it at rmem_max)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
-        except OSError:
-            pass
+        family, _, _, _, where = (await loop.getaddrinfo(
+            self.host, self.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE))[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            try:   # room for a burst of the fleet's datagrams (the kernel caps it at rmem_max)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            except OSError:
+                pass
+            sock.bind(where)
+            _UdpSocket(loop, sock, self.driver)
+        except BaseException:
+            sock.close()
+            self.driver = None
+            raise
+        self.port = sock.getsockname()[1]
         return self
 
     async def stop(self):
@@ -210,6 +302,17 @@ class FastBusServer(BusRoutes):
                 return Response(coap.UNSUPPORTED_CONTENT_FORMAT)
             if not req.payload:
                 return Response(coap.BAD_REQUEST, b"no frame")
+            if self.on_frame_nowait is not None:
+                try:
+                    out = self.on_frame_nowait(req.payload, req.addr,
+                                               lambda reply, error: self._reply(req, reply, error))
+                except Exception as e:   # a bug, not the device's fault: 5.00
+                    self._reply(req, None, e)
+                    return None
+                if out is not LATER:
+                    if out is not PENDING:
+                        self._reply(req, out)
+                    return None
             task = asyncio.ensure_future(self._serve(req))
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
@@ -221,11 +324,20 @@ class FastBusServer(BusRoutes):
     async def _serve(self, req):
         try:
             reply = await self.on_bus_frame(req.payload, req.addr)
+        except Exception as e:
+            self._reply(req, None, e)
+        else:
+            self._reply(req, reply)
+
+    def _reply(self, req, reply, error=None):
+        """Answer req with a reply frame (or None); 5.00 for an error (a bug, not the
+        device's fault: nothing acknowledged)."""
+        if error is not None:
+            log.error("CoAP request to /s", exc_info=error)
+            resp = Response(coap.INTERNAL_SERVER_ERROR)
+        else:
             resp = Response(reply_code(reply, coap.CHANGED), reply or b"",
                             None if reply is None else CF_SPOT)
-        except Exception:   # a bug, not the device's fault: 5.00, nothing acknowledged
-            log.exception("CoAP request to /s")
-            resp = Response(coap.INTERNAL_SERVER_ERROR)
         self.endpoint.respond(req, resp)
         self._flush_soon()
 

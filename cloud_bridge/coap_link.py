@@ -41,7 +41,9 @@ from ..core import frame as F
 from ..core.errors import BUSY, MALFORMED, NOT_AUTHORISED, SpotError
 from ..core.node import A_ID
 from ..ports.cpython.coap_transport import BridgeCoapServer
-from .coap_fast import FastBusServer
+from .coap_fast import LATER, PENDING, FastBusServer
+from .ingest import settle
+from . import service
 from .registration import Refused, source_ip
 from .store import StoreError
 from .tasks import cancel_and_wait
@@ -86,6 +88,7 @@ class CoapLink:
         self.server = None   # aiocoap: coaps://, OSCORE (and coap:// without the fast path)
         if fast and keyring is None:
             self.fast = FastBusServer(host, port, on_frame=self._frame,
+                                      on_frame_nowait=self.frame_nowait,
                                       on_unparsable=self._unparsable)
         if self.fast is None or credentials is not None:
             self.server = BridgeCoapServer(
@@ -145,11 +148,25 @@ class CoapLink:
         return _refuse(frame, NOT_AUTHORISED, "credentials of another device")
 
     async def _frame(self, frame, remote):
+        fut = asyncio.get_running_loop().create_future()
+        out = self.frame_nowait(frame, remote, lambda reply, error: settle(fut, reply, error))
+        if out is LATER:
+            return await self._announce(frame, remote, self._context_owner(remote),
+                                        getattr(remote, "security_context", None) is not None)
+        if out is PENDING:
+            return await fut
+        return out
+
+    def frame_nowait(self, frame, remote, answer):
+        """_frame without a coroutine (coap_fast answers a burst of NOTIFYs this way): the
+        reply now; or PENDING, and answer(reply, None) comes once the bridge stored the
+        frame's rows (or did not: BUSY), answer(None, error) if it failed; or LATER (an
+        ANNOUNCE: await _frame)."""
         owner = self._context_owner(remote)
         protected = getattr(remote, "security_context", None) is not None
         head = F.peek(frame)
         if head is not None and head[1] == F.ANNOUNCE:
-            return await self._announce(frame, remote, owner, protected)
+            return LATER
         if protected:
             # known by its context; it must have announced in it since the link started
             route = self.server.devices.get(owner)
@@ -161,11 +178,22 @@ class CoapLink:
         if device is None:
             self.bridge.metrics.inc("frames_rejected", reason="unknown_device")
             return _refuse(frame, NOT_AUTHORISED, "announce first")
+
+        def stored(reply, error):
+            if isinstance(error, StoreError):
+                answer(self._not_stored(frame), None)
+            else:
+                answer(reply, error)
         try:
-            return await self.bridge.device_frame(self.name, device, frame)
-        except StoreError:   # not stored: not acknowledged (counted, logged by the bridge)
-            self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
-            return _refuse(frame, BUSY, "not stored, retry later")
+            out = self.bridge.device_frame_nowait(self.name, device, frame, stored)
+        except StoreError:
+            return self._not_stored(frame)
+        return PENDING if out is service.PENDING else out
+
+    def _not_stored(self, frame):
+        """Not stored: not acknowledged (counted, logged by the bridge)."""
+        self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+        return _refuse(frame, BUSY, "not stored, retry later")
 
     def _dtls_identity(self, remote):
         """The PSK identity of a coaps:// request, else None."""

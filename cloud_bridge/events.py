@@ -22,6 +22,10 @@ class EventHub:
     def unsubscribe(self, q):
         self._subscribers.discard(q)
 
+    def listened(self):
+        """True when someone subscribed (an event need not be built otherwise)."""
+        return bool(self._subscribers)
+
     def publish(self, event):
         for q in self._subscribers:
             if q.full():

@@ -10,14 +10,33 @@ each one fsync), so the batches are bigger still and an idle frame waits on
 no timer. Each caller resumes only when the transaction holding its rows
 committed, so a device (CoAP ACK, MQTT PUBACK) is answered only for telemetry
 that is durable; when it fails, every caller of that transaction gets the error
-and nothing of it is acknowledged.
+and nothing of it is acknowledged. The store answers each caller's frame on its
+own (Store.add_telemetry_frames): a frame that gives a time already stored for
+its device other values is refused (TimeTaken), nothing of it stored, while the
+rest of the transaction commits.
 """
 import asyncio
+import logging
 from math import isfinite
 
 from .store import prepare_telemetry, InvalidValue
 
 MAX_SKEW = 86400          # a NOTIFY time further ahead than this is refused
+
+log = logging.getLogger("spot.bridge.ingest")
+
+
+def settle(fut, value, error):
+    """Give fut value, or error when there is one (nothing if it is already done)."""
+    if not fut.done():
+        if error is None:
+            fut.set_result(value)
+        else:
+            fut.set_exception(error)
+
+
+class TimeTaken(ValueError):
+    """A NOTIFY whose (device, service, object, time) is stored with other values."""
 
 
 def notify_rows(device, frame_body, sid, now):
@@ -43,15 +62,21 @@ def notify_rows(device, frame_body, sid, now):
 
 def _plain(values):
     """True when the store takes every {object: value} as it is (object ids in range,
-    values integers or finite floats), so only other frames need its full check."""
-    for oid in values:
-        if type(oid) is not int or not 0 <= oid <= 0x7FFFFFFF:
-            return False
-    for v in values.values():
-        tv = type(v)
-        if tv is not int and (tv is not float or not isfinite(v)):
-            return False
-    return True
+    values integers or finite floats), so only other frames need its full check.
+    Whole key and value sets are looked at with C-speed builtins."""
+    if not values:
+        return True
+    if (not set(map(type, values)) <= _INT or min(values) < 0
+            or max(values) > 0x7FFFFFFF):
+        return False
+    kinds = set(map(type, values.values()))
+    if kinds <= _INT:
+        return True
+    return kinds <= _NUMBERS and all(map(isfinite, values.values()))
+
+
+_INT = frozenset((int,))
+_NUMBERS = frozenset((int, float))
 
 
 class Ingest:
@@ -59,22 +84,30 @@ class Ingest:
         self.store = store
         self.max_batch = max_batch   # rows a transaction takes at most (whole callers)
         self.interval = interval     # seconds from one transaction's start to the next's, at least
-        self._rows = []
-        self._waiters = []           # (future, how many of _rows are its)
+        self._waiters = []           # (done callback, its rows), in arrival order
+        self._waiting = 0            # rows in _waiters
         self._committing = None      # the task committing batch after batch
         self.stored = 0
         self.transactions = 0
 
     async def add(self, rows):
-        """Store rows; returns after the transaction holding them committed."""
-        if not rows:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._rows.extend(rows)
-        self._waiters.append((fut, len(rows)))
+        """Store rows (one frame's, as notify_rows makes them); returns after the
+        transaction holding them committed. TimeTaken: refused, nothing stored."""
+        if rows:
+            fut = asyncio.get_running_loop().create_future()
+            self.submit(rows, lambda error: settle(fut, None, error))
+            await fut
+
+    def submit(self, rows, done):
+        """add() without a coroutine or a future: done(error) is called once the
+        transaction holding the rows (not empty) ended, error None when it committed,
+        TimeTaken or the store's error when not (called from the commit, in the loop,
+        for every frame of it in turn: a transport answers a burst without a loop
+        turn per frame)."""
+        self._waiters.append((done, rows))
+        self._waiting += len(rows)
         if self._committing is None:
             self._committing = asyncio.ensure_future(self._commit_all())
-        await fut
 
     async def _commit_all(self):
         try:
@@ -84,41 +117,46 @@ class Ingest:
                 began = loop.time()
                 await self._commit(*self._take())
                 rest = self.interval - (loop.time() - began)
-                if rest > 0 and self._waiters and len(self._rows) < self.max_batch:
+                if rest > 0 and self._waiters and self._waiting < self.max_batch:
                     await asyncio.sleep(rest)   # let the next batch grow: fewer commits
         finally:
             self._committing = None
 
     def _take(self):
         """The next batch: whole callers, up to max_batch rows (at least one caller)."""
-        waiters, n = self._waiters, 0
-        k = 0
-        while k < len(waiters) and (k == 0 or n + waiters[k][1] <= self.max_batch):
-            n += waiters[k][1]
+        waiters = self._waiters
+        if self._waiting <= self.max_batch:   # the usual case: everything waiting
+            self._waiters, self._waiting = [], 0
+            return (waiters,)
+        n = k = 0
+        while k < len(waiters) and (k == 0 or n + len(waiters[k][1]) <= self.max_batch):
+            n += len(waiters[k][1])
             k += 1
-        if k == len(waiters):   # the usual case: everything waiting
-            rows, self._rows, self._waiters = self._rows, [], []
-            return rows, waiters
-        rows, self._rows = self._rows[:n], self._rows[n:]
         batch, self._waiters = waiters[:k], waiters[k:]
-        return rows, batch
+        self._waiting -= n
+        return (batch,)
 
-    async def _commit(self, rows, waiters):
+    async def _commit(self, waiters):
         error = ConnectionError("telemetry not stored")
+        refused = ()
         try:
-            await self.store.add_telemetry(rows)
+            refused = await self.store.add_telemetry_frames([rows for _, rows in waiters])
             error = None
-            self.stored += len(rows)
+            self.stored += sum(len(rows) for (_, rows), no in zip(waiters, refused) if not no)
             self.transactions += 1
         except Exception as e:  # every waiter learns; nothing was acknowledged
             error = e
         finally:  # even when cancelled: no waiter is left hanging
-            for w, _ in waiters:
-                if not w.done():
-                    if error is None:
-                        w.set_result(None)
-                    else:
-                        w.set_exception(error)
+            for k, (done, rows) in enumerate(waiters):
+                if error is None and refused[k]:
+                    outcome = TimeTaken("time %s already stored with other values"
+                                        % (rows[0][3],))
+                else:
+                    outcome = error
+                try:
+                    done(outcome)
+                except Exception:   # one caller's bug: the others are still answered
+                    log.exception("telemetry caller")
 
     async def close(self):
         """Commit what is waiting (callers already answered are not touched)."""

@@ -11,13 +11,16 @@ Commands go out on the device's /down topic.
 Messages cross from paho's network thread to the event loop in batches: paho's
 thread appends to one queue (in arrival order, births and telemetry alike) and
 wakes the loop only when the queue was empty, so a burst costs one wake-up, not
-one per message.
+one per message. A NOTIFY then needs no task: the group commit calls back, and
+the callback sends the PUBACK.
 """
 import asyncio
 import collections
 from urllib.parse import urlsplit
 
+from ..core import frame as F
 from ..ports.cpython.mqtt_transport import BridgeMqtt
+from .service import PENDING
 
 
 class MqttLink:
@@ -73,6 +76,23 @@ class MqttLink:
             handler(*args)
 
     def _telemetry(self, device, frame, ack=None):
+        head = F.peek(frame)
+        if device not in self._announcing and (head is None or head[1] != F.ANNOUNCE):
+            # the usual message: answered from the group commit, no task per message
+            def stored(reply, error):
+                if error is not None:   # not stored: no PUBACK, the broker sends it again
+                    self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+                elif ack is not None:
+                    ack()
+            try:
+                out = self.bridge.device_frame_nowait(self.name, device, frame, stored)
+            except Exception as e:
+                stored(None, e)
+                return
+            if out is not PENDING:
+                stored(out, None)
+            return
+
         async def store():
             pending = self._announcing.get(device)
             if pending is not None:  # its birth arrived first: register before storing

@@ -9,19 +9,20 @@ sharing the store) carries on: queued commands are delivered when their
 device is next heard from, and telemetry is acknowledged only once stored.
 """
 import asyncio
+import collections
 import logging
 import time
 
 from ..core import frame as F
 from ..core import roster as R
 from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
-from ..core.errors import BUSY
+from ..core.errors import BUSY, OUT_OF_RANGE
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
 from .events import EventHub
 from .frame_decode import decode as decode_frame
-from .ingest import Ingest, notify_rows
+from .ingest import Ingest, TimeTaken, notify_rows, settle
 from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
@@ -65,6 +66,12 @@ def _once(fn):
 def allowed(role_name, op, sid):
     """Does a role (by name) allow op on service sid? (core.roster's policy)"""
     return R.role_allows(ROLE_IDS[role_name], op, sid)
+
+
+# device_frame_nowait: an ANNOUNCE it leaves to device_frame (registering is a coroutine),
+# or the answer to come by callback
+_Announce = collections.namedtuple("_Announce", "body now mid")
+PENDING = object()
 
 
 class Bridge:
@@ -143,6 +150,21 @@ class Bridge:
         registers under and is rate-limited by (see announce). Telemetry the
         store cannot take raises StoreError: the transport must not acknowledge it.
         """
+        fut = asyncio.get_running_loop().create_future()
+        out = self.device_frame_nowait(via, device, frame,
+                                       lambda reply, error: settle(fut, reply, error))
+        if type(out) is _Announce:
+            return await self.announce(via, out.body, out.now, out.mid, expected=device,
+                                       identity=identity, source=source)
+        if out is PENDING:
+            return await fut
+        return out
+
+    def device_frame_nowait(self, via, device, frame, answer):
+        """device_frame without a coroutine, for a transport answering many frames a loop
+        turn: the reply frame (or None) now; or PENDING (a NOTIFY): answer(reply, None)
+        is called once its rows are stored, answer(None, StoreError) when they are not;
+        or, for an ANNOUNCE, an _Announce for device_frame to register."""
         now = self.clock()
         try:
             op, sid, mid, body = decode_frame(frame, max_size=65536)
@@ -152,8 +174,7 @@ class Bridge:
             return None if mid is None else F.error(frame[1], mid, e.code, e.detail)
         self.metrics.inc("frames_received", op=F.OP_NAMES[op])
         if op == F.ANNOUNCE:
-            return await self.announce(via, body, now, mid, expected=device, identity=identity,
-                                       source=source)
+            return _Announce(body, now, mid)
         if device is None or device not in self.known:
             self._reject("unknown_device", device)
             return F.error(sid, mid, NOT_AUTHORISED, "announce first")
@@ -167,30 +188,46 @@ class Bridge:
             except ValueError as e:
                 self._reject("malformed", device, str(e))
                 return F.error(sid, mid, MALFORMED, str(e))
-            await self._store_telemetry(rows)
-            self.metrics.inc("telemetry_rows", len(rows))
-            self.hub.publish({"type": "telemetry", "device": device, "service": sid,
-                              "t": rows[0][3] if rows else int(now),
-                              "values": {str(r[2]): r[4] for r in rows}})
-            return None
+            if not rows:
+                self._telemetry_stored(device, sid, rows, int(now))
+                return None
+            self._store_telemetry(rows, lambda error: self._stored(error, answer, device, sid,
+                                                                   mid, rows))
+            return PENDING
         if op in F.REQUESTS:
             return F.error(sid, mid, UNSUPPORTED, "the bridge serves no objects")
         return None  # RESULT/ERROR outside a request() exchange: late, already timed out
 
+    def _stored(self, error, answer, device, sid, mid, rows):
+        """A NOTIFY's rows are stored (error None) or not: answer(reply, error) says so."""
+        if isinstance(error, TimeTaken):   # that time is stored with other values
+            self._reject("time_taken", device, str(error))
+            answer(F.error(sid, mid, OUT_OF_RANGE, str(error)), None)
+        elif error is not None:
+            if isinstance(error, S.StoreError):
+                self.store_failed("telemetry", error)
+            answer(None, error)
+        else:
+            self._telemetry_stored(device, sid, rows, rows[0][3])
+            answer(None, None)
+
+    def _telemetry_stored(self, device, sid, rows, t):
+        self.metrics.inc("telemetry_rows", len(rows))
+        if self.hub.listened():
+            self.hub.publish({"type": "telemetry", "device": device, "service": sid,
+                              "t": t, "values": {str(r[2]): r[4] for r in rows}})
+
     def _reject(self, reason, device, detail=None):
         self.peers.report(reason, device, detail or "")
 
-    async def _store_telemetry(self, rows):
-        """Store rows (ingest); StoreError when they are not stored, and then nothing is
-        acknowledged. A damaged database takes nothing more until it is recovered."""
+    def _store_telemetry(self, rows, done):
+        """Store rows (ingest): done(error) once stored (None) or not (StoreError, and then
+        nothing is acknowledged). A damaged database takes nothing more until it is
+        recovered: raises StoreCorrupt at once."""
         if self.store_corrupt:
             raise S.StoreCorrupt("the store is damaged: telemetry refused (%s)"
                                  % self.store_problem)
-        try:
-            await self.ingest.add(rows)
-        except S.StoreError as e:
-            self.store_failed("telemetry", e)
-            raise
+        self.ingest.submit(rows, done)
 
     def store_failed(self, what, error):
         """Note a store failure: /health reports it, a damaged store refuses telemetry."""

@@ -941,6 +941,18 @@ class Store(abc.ABC):
             return r.count
         return await self._run(script)
 
+    async def add_telemetry_frames(self, frames):
+        """Store the rows of several NOTIFY frames (a list of row lists, each row checked
+        as ingest.notify_rows checks it) in one transaction; [refused] per frame.
+
+        A refused frame (True) gave a stored (device, service, object, t) another
+        value: nothing of it is stored. This default stores every frame through
+        add_telemetry (a stored key keeps its value, nothing is refused); SQLite
+        refuses such frames.
+        """
+        await self.add_telemetry([r for rows in frames for r in rows])
+        return [False] * len(frames)
+
     async def latest(self, device):
         """{(service, object): (value, t)}: the newest value of every object ({} if unknown)."""
         check_device(device)

@@ -20,8 +20,10 @@ import asyncio
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 
-from .store import Store, Many, Result, StoreError, StoreUnavailable, StoreCorrupt
+from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
+                    UnknownDevice, prepare_telemetry, dump_value)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
@@ -129,6 +131,64 @@ DDL = (
 )
 
 
+# Telemetry goes in as multi-row INSERTs of prebuilt parameters: one statement runs
+# SQLite's C code for up to _SIZES[0] rows with the GIL released once, where
+# executemany binds and steps row by row and takes the GIL back for each row
+# (with the event loop's thread busy, each take waits for it). A batch is cut
+# into statements of these sizes (a few per batch), each prepared once and kept
+# in the connection's statement cache.
+_SIZES = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
+    else (128, 64, 32, 16, 8, 4, 2, 1)   # SQLite before 3.32 takes 999 parameters at most
+_INSERT_TELEMETRY = {n: "INSERT OR IGNORE INTO telemetry (device, service, object, t, value) "
+                        "VALUES " + ",".join(("(?,?,?,?,?)",) * n) for n in _SIZES}
+# rows of one key in one statement go in order: the greatest t wins, the first on equal t
+_UPSERT_LATEST = {n: "INSERT INTO latest (device, service, object, t, value) "
+                     "VALUES " + ",".join(("(?,?,?,?,?)",) * n) + " "
+                     "ON CONFLICT (device, service, object) DO UPDATE "
+                     "SET t = excluded.t, value = excluded.value "
+                     "WHERE latest.t < excluded.t" for n in _SIZES}
+
+
+def _s_insert(statements, rows, flat=None):
+    """Insert rows (flat: their parameters in one list, if made) with the statements of
+    _SIZES rows; how many were new."""
+    if flat is None:
+        flat = list(chain.from_iterable(rows))
+    i, n, new = 0, len(rows), 0
+    for size in _SIZES:
+        while n - i >= size:
+            r = yield Q(statements[size], flat[5 * i:5 * (i + size)])
+            new += r.count
+            i += size
+    return new
+
+
+def _bindable(rows):
+    """The parameters of checked telemetry rows (device, service, object, t, value) in one
+    list, bound as they are when every value is an integer SQLite holds: the columns'
+    affinity then stores what prepare_telemetry would (t REAL; value TEXT: an integer
+    as its decimal digits). Else None (rows with floats, text, ... are encoded)."""
+    flat = list(chain.from_iterable(rows))
+    values = flat[4::5]
+    if set(map(type, values)) <= _INT and (not values or (
+            min(values) >= -0x8000000000000000 and max(values) <= 0x7FFFFFFFFFFFFFFF)):
+        return flat
+    return None
+
+
+_INT = frozenset((int,))
+
+
+def _text(v):
+    """A checked telemetry value as stored (store.prepare_telemetry's encoding)."""
+    tv = type(v)
+    if tv is int:
+        return str(v)
+    if tv is float:
+        return repr(v)
+    return dump_value(v)
+
+
 def _steps(c, script):
     """Execute a transaction script's statements on connection c; its return value."""
     gen = script()
@@ -154,6 +214,31 @@ def _settle(batch, outcomes):
                 done.set_result(value)
             else:
                 done.set_exception(value)
+
+
+def _s_conflicts(frames):
+    """[refused] for each frame of stored-form rows: True if a row of it has the key
+    (device, service, object, t) of a stored row, or of a row of an earlier frame
+    taken here, with another value."""
+    rows = list(chain.from_iterable(frames))
+    stored = {}
+    for i in range(0, len(rows), 256):
+        part = rows[i:i + 256]
+        r = yield Q("WITH b (device, service, object, t) AS (VALUES %s) "
+                    "SELECT telemetry.device, telemetry.service, telemetry.object, "
+                    "telemetry.t, telemetry.value FROM b JOIN telemetry USING "
+                    "(device, service, object, t)" % ",".join(("(?,?,?,?)",) * len(part)),
+                    [x for row in part for x in row[:4]])
+        for d, s, o, t, v in r.rows:
+            stored[(d, s, o, t)] = v
+    refused = []
+    for rows in frames:
+        bad = any(stored.get(r[:4], r[4]) != r[4] for r in rows)
+        if not bad:
+            for r in rows:   # taken: a later frame of the batch must agree with it
+                stored.setdefault(r[:4], r[4])
+        refused.append(bad)
+    return refused
 
 
 class SqliteStore(Store):
@@ -285,6 +370,60 @@ class SqliteStore(Store):
         c, self._conn = self._conn, None
         if c is not None:
             c.close()
+
+    # -- telemetry (the same tables and rules as Store.add_telemetry, in fewer statements)
+
+    async def add_telemetry(self, rows):
+        if type(rows) not in (list, tuple):
+            rows = list(rows)
+        if not rows:
+            return 0
+        out, latest = prepare_telemetry(rows)
+        ids = sorted({r[0] for r in latest})
+
+        def script():
+            unknown = yield from self._s_unknown_devices(ids)
+            if unknown:
+                raise UnknownDevice(unknown)
+            new = yield from _s_insert(_INSERT_TELEMETRY, out)
+            yield from _s_insert(_UPSERT_LATEST, latest)
+            return new
+        return await self._run(script)
+
+    async def add_telemetry_frames(self, frames):
+        """Store.add_telemetry_frames in one transaction, refusing conflicting frames.
+
+        The rows are taken as checked (ingest.notify_rows); the store thread only
+        encodes them, and not even that when all values are integers (_bindable). When every row is new (the usual case) that is all; when some
+        key (device, service, object, t) is already stored, or twice in the batch,
+        the inserts are rolled back and done again without the frames that give such
+        a key another value than the one stored (or than an earlier frame of the
+        batch): those are refused, nothing of them stored; a frame repeating stored
+        values (a retransmission) is taken and stored once.
+        """
+        ids = sorted({rows[0][0] for rows in frames if rows})
+
+        def script():
+            unknown = yield from self._s_unknown_devices(ids)
+            if unknown:
+                raise UnknownDevice(unknown)
+            rows = list(chain.from_iterable(frames))
+            flat = _bindable(rows)
+            if flat is None:
+                rows = [(d, s, o, float(t), _text(v)) for d, s, o, t, v in rows]
+            refused = [False] * len(frames)
+            yield Q("SAVEPOINT telemetry", ())
+            if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
+                yield Q("ROLLBACK TO telemetry", ())
+                enc = [[(d, s, o, float(t), _text(v)) for d, s, o, t, v in fr] for fr in frames]
+                refused = yield from _s_conflicts(enc)
+                rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
+                flat = None
+                yield from _s_insert(_INSERT_TELEMETRY, rows)
+            yield from _s_insert(_UPSERT_LATEST, rows, flat)
+            yield Q("RELEASE telemetry", ())
+            return refused
+        return await self._run(script)
 
     # -- lifecycle
 

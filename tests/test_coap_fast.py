@@ -97,13 +97,13 @@ def test_libcoap_telemetry_the_store_refuses_is_5_03_and_not_stored(tmp_path):
         async with bridge(tmp_path) as parts:
             local = free_udp_port()
             await libcoap_post(tmp_path, announce("hp-1"), parts.coap_port, local)
-            add = parts.store.add_telemetry
+            add = parts.store.add_telemetry_frames
 
-            async def failing(batch):
+            async def failing(frames):
                 raise StoreError("disk full (test)")
-            parts.store.add_telemetry = failing
+            parts.store.add_telemetry_frames = failing
             r, _ = await libcoap_post(tmp_path, notify(mid=2), parts.coap_port, local)
-            parts.store.add_telemetry = add
+            parts.store.add_telemetry_frames = add
             assert b"5.03" in r.stderr + r.stdout, r
             assert await rows(parts, "hp-1") == 0
     run(main())

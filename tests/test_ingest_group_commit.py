@@ -2,7 +2,7 @@
 goes to the store together in the next one; each caller resumes only after the commit
 that holds its rows, and a failed commit answers all its callers with the error.
 
-FakeStore is a test double: add_telemetry records each batch and waits until the test
+FakeStore is a test double: add_telemetry_frames records each batch and waits until the test
 lets it commit (or fail).
 """
 import asyncio
@@ -14,18 +14,18 @@ from spot.cloud_bridge.store import StoreError
 
 
 class FakeStore:
-    """Test double: each add_telemetry(rows) is a transaction the test ends by hand."""
+    """Test double: each add_telemetry_frames(frames) is a transaction the test ends by hand."""
 
     def __init__(self):
         self.batches = []
         self.gates = []
 
-    async def add_telemetry(self, rows):
+    async def add_telemetry_frames(self, frames):
         gate = asyncio.get_running_loop().create_future()
-        self.batches.append(list(rows))
+        self.batches.append([r for rows in frames for r in rows])
         self.gates.append(gate)
         await gate
-        return len(rows)
+        return [False] * len(frames)
 
     def commit(self, k=-1, error=None):
         gate = self.gates[k]
