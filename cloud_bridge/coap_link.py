@@ -95,6 +95,8 @@ class CoapLink:
                 oscore=None if keyring is None else keyring.credentials,
                 on_unparsable=self._unparsable, plain=self.fast is None)
         self.servers = [s for s in (self.fast, self.server) if s is not None]
+        for server in self.servers:   # routes read from ANNOUNCEs with cbor2's decoder
+            server.decode = decode_frame
         self.by_address = {}   # remote address (_where) -> device id (devices in the clear)
         self.address_of = {}   # device id -> its address in by_address
         self.observations = {}   # (device, sid, subscription id) -> (BusSubscription, task)

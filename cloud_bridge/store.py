@@ -594,14 +594,19 @@ class Store(abc.ABC):
                    "ON CONFLICT (device, controller) DO UPDATE SET role = excluded.role")
     _AUDIT_FIRST = "INSERT INTO audit (at, actor, action, target, detail) %s"
 
-    def _s_insert_rows(self, sql, rows):
-        """Run an INSERT template (%s: the rows' source) for rows (tuples of one length):
-        PostgreSQL one statement per row (psycopg pipelines them), SQLite ONE statement
-        with the rows in a JSON parameter (sqlite_rows)."""
+    _UPSERT_TYPES = ("text", "json", "json", "int4", "text", "float8", "float8", "text", "float8")
+    _PAIR_TYPES = ("text", "text", "text", "json", "float8")
+    _AUDIT_TYPES = ("float8", "text", "text", "text", "json")
+
+    def _s_insert_rows(self, sql, rows, types):
+        """Run an INSERT template (%s: the rows' source) for rows (tuples of one length,
+        of PostgreSQL `types`) in ONE statement: PostgreSQL a column array each
+        (unnest), SQLite the rows in one JSON parameter (sqlite_rows)."""
         if not rows:
             return
         if self.dialect == "postgresql":
-            yield Many(sql % ("VALUES (%s)" % _in(len(rows[0]))), rows)
+            yield Q(sql % ("SELECT * FROM unnest(%s)" % ", ".join("?::%s[]" % t for t in types)),
+                    tuple(list(col) for col in zip(*rows)))
         else:
             yield Q(sql % ("SELECT %s FROM json_each(?) WHERE true"
                            % sqlite_rows.rows_in(len(rows[0]))), (sqlite_rows.dumps(rows),))
@@ -690,9 +695,10 @@ class Store(abc.ABC):
                 pair_rows = [(v[1].id, c, role, none, float(v[1].now))
                              for v in new for c, role in v[3]]
                 audit_rows = [v[4] for v in new if v[4] is not None]
-                yield from self._s_insert_rows(self._UPSERT, [v[2] for v in take])
-                yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows)
-                yield from self._s_insert_rows(self._AUDIT_FIRST, audit_rows)
+                yield from self._s_insert_rows(self._UPSERT, [v[2] for v in take],
+                                               self._UPSERT_TYPES)
+                yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows, self._PAIR_TYPES)
+                yield from self._s_insert_rows(self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)
             return res
         return await self._run(script)
 
@@ -716,7 +722,8 @@ class Store(abc.ABC):
 
         def script():
             new = yield from self._s_unknown_devices(ids)
-            yield from self._s_insert_rows(self._UPSERT, [rows[i] for i in ids])  # one lock order
+            yield from self._s_insert_rows(self._UPSERT, [rows[i] for i in ids],  # one lock order
+                                           self._UPSERT_TYPES)
             return sorted(new)
         return await self._run(script)
 
