@@ -2,6 +2,17 @@
 
     python3 bench/bridge_fanout.py            # markdown table for docs/benchmarks.md
     python3 bench/bridge_fanout.py --quick    # 100 and 1 000 devices, SQLite only
+    python3 bench/bridge_fanout.py --sizes=1000,10000 --baseline=/tmp/base --repeat=2
+    python3 bench/bridge_fanout.py --sizes=10000 --stores=sqlite --profile=/tmp/prof
+
+Options: --sizes=N,N (devices per cell), --stores=sqlite,postgresql, --window=64
+(ANNOUNCEs the device process keeps in flight while registering),
+--baseline=DIR (a project tree, e.g. `git archive main`: every cell is run with
+that code too, alternating with this tree's, so before/after come from one
+run), --repeat=K (each cell K times), --profile=DIR (py-spy samples the bridge
+during registration and during the fan-out: DIR/<cell>-register.txt and
+-fanout.txt, raw collapsed stacks, plus a summary by function printed to
+stderr).
 
 Each cell runs `spot bridge` (the real service) on a fresh store and, as a
 second process, N light CoAP devices (bench/bridge_ingest.CoapFleet: one UDP
@@ -44,8 +55,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bridge_ingest import (BridgeProcess, CoapFleet, CpuWindow, percentile,  # noqa: E402
-                           raise_fd_limit, settle, wait_progress)
+from bridge_ingest import (BridgeProcess, CoapFleet, CpuWindow, baseline_path,  # noqa: E402
+                           percentile, raise_fd_limit, settle, wait_progress)
 
 SIZES = (100, 1000, 10000)
 COMMAND = {"service": "heat_pump", "op": "write", "values": {"sg_ready": 2}}
@@ -53,14 +64,17 @@ COMMAND = {"service": "heat_pump", "op": "write", "values": {"sg_ready": 2}}
 
 # ------------------------------------------------------------------ the device process
 
-async def devices(n, host, port):
-    """`--devices N HOST PORT`: register N devices, then answer commands until told
-    `report` on stdin; print what they received."""
+async def devices(n, host, port, window):
+    """`--devices N HOST PORT WINDOW`: open N sockets, say so, register the N devices
+    when told `go` on stdin (WINDOW ANNOUNCEs in flight), then answer commands until
+    told `report`; print what they received."""
     raise_fd_limit()
     fleet = await CoapFleet(n, (host, port)).open()
-    reg = await fleet.register()
-    print(json.dumps({"registered": reg}), flush=True)
     loop = asyncio.get_running_loop()
+    print(json.dumps({"opened": n}), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)
+    reg = await fleet.register(concurrency=window)
+    print(json.dumps({"registered": reg, "retransmits": fleet.retransmits}), flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
     times = [t for t, _ in fleet.commanded.values()]
     print(json.dumps({"commanded": len(fleet.commanded), "served": fleet.requests_served,
@@ -86,20 +100,77 @@ def store_query(url, sql):
         return rows
 
 
-def run_cell(tmp, n, store_url):
+class Sampler:
+    """py-spy recording one process into a raw collapsed-stacks file until stop()."""
+
+    def __init__(self, pid, out):
+        import subprocess
+        self.out = out
+        self.proc = subprocess.Popen(
+            [shutil.which("py-spy"), "record", "-p", str(pid), "-r", "200", "-f", "raw",
+             "--nonblocking", "--full-filenames", "-o", out],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)   # py-spy attaches
+
+    def stop(self):
+        import signal
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(60)
+        return self.out
+
+
+def summarise(path, top=25):
+    """The functions most samples were in (innermost SPOT or library frame), as text."""
+    import collections
+    import re
+    own, total = collections.Counter(), 0
+    frame = re.compile(r"^(.*) \(([^():]+):\d+\)$")
+    with open(path) as f:
+        for line in f:
+            stack, _, k = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            k = int(k)
+            total += k
+            seen = set()
+            for fr in stack.split(";"):
+                m = frame.match(fr)
+                name = "%s (%s)" % (m.group(1), "/".join(m.group(2).split("/")[-2:])) if m else fr
+                if name not in seen:   # inclusive: once per stack
+                    seen.add(name)
+                    own[name] += k
+    lines = ["%d samples in %s; inclusive share per function:" % (total, os.path.basename(path))]
+    for name, k in own.most_common(top):
+        lines.append("  %5.1f %%  %s" % (100.0 * k / max(1, total), name))
+    return "\n".join(lines)
+
+
+def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label=""):
     import subprocess
     data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
-    bridge = BridgeProcess(data, store=store_url, command_timeout=60)
+    bridge = BridgeProcess(data, store=store_url, command_timeout=60, code=code)
     gen = None
     try:
         bridge.start()
         gen = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--devices", str(n),
-                                "127.0.0.1", str(bridge.coap_port)],
+                                "127.0.0.1", str(bridge.coap_port), str(window)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        reg = json.loads(gen.stdout.readline())["registered"]
+        json.loads(gen.stdout.readline())   # its sockets are open
+        spy = Sampler(bridge.pid, os.path.join(profile, label + "-register.txt")) \
+            if profile else None
+        reg_cpu = CpuWindow(bridge=bridge.pid, devices=gen.pid).start()
+        gen.stdin.write("go\n")
+        gen.stdin.flush()
+        registered = json.loads(gen.stdout.readline())
+        reg = registered["registered"]
+        reg_cpu = reg_cpu.stop()
+        if spy is not None:
+            print(summarise(spy.stop()), file=sys.stderr, flush=True)
         settle(bridge.pid)
         store_query(store_url, "INSERT INTO device_groups (device, grp) "
                                "SELECT id, 'all' FROM devices")
+        spy = Sampler(bridge.pid, os.path.join(profile, label + "-fanout.txt")) \
+            if profile else None
         cpu = CpuWindow(bridge=bridge.pid, devices=gen.pid).start()
         t_post = time.time()
         status, answer = bridge.post("/api/v1/groups/all/commands", COMMAND, timeout=600)
@@ -109,6 +180,8 @@ def run_cell(tmp, n, store_url):
             lambda: bridge.metric("spot_bridge_commands_total", status="done"), n,
             stall=30, timeout=600, every=0.1)
         usage = cpu.stop()
+        if spy is not None:
+            print(summarise(spy.stop()), file=sys.stderr, flush=True)
         gen.stdin.write("report\n")
         gen.stdin.flush()
         dev = json.loads(gen.stdout.readline())
@@ -119,11 +192,13 @@ def run_cell(tmp, n, store_url):
         for s, _ in rows:
             statuses[s] = statuses.get(s, 0) + 1
         lat = [c - t_post for s, c in rows if s == "done"]
-        return {"devices": n, "registered_s": reg, "queued_s": t_queued,
+        return {"devices": n, "registered_s": reg, "reg_cpu": reg_cpu,
+                "reg_retransmits": registered.get("retransmits"), "queued_s": t_queued,
                 "p50": percentile(lat, 50), "p99": percentile(lat, 99),
                 "last": max(lat) if lat else float("nan"), "statuses": statuses,
                 "all_done": done and statuses.get("done") == n, "device_side": dev,
-                "cpu": usage, "store": "SQLite" if store_url.startswith("sqlite") else "PostgreSQL"}
+                "cpu": usage, "code": "before" if code else "after",
+                "store": "SQLite" if store_url.startswith("sqlite") else "PostgreSQL"}
     finally:
         if gen is not None and gen.poll() is None:
             gen.kill()
@@ -133,9 +208,17 @@ def run_cell(tmp, n, store_url):
 def fmt(r):
     ok = "yes" if r["all_done"] and r["device_side"]["commanded"] == r["devices"] \
         else "NO %s, %d devices commanded" % (r["statuses"], r["device_side"]["commanded"])
-    return "| %s | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %s | %.0f | %.0f |" % (
-        r["store"], r["devices"], r["registered_s"], r["queued_s"], r["p50"], r["p99"],
-        r["last"], ok, r["devices"] / r["last"], r["cpu"]["bridge"])
+    return ("| %s | %s | %d | %.2f | %.0f / %.0f / %.0f | %.2f | %.2f | %.2f | %.2f | %s "
+            "| %.0f / %.0f / %.0f |") % (
+        r["store"], r["code"], r["devices"], r["registered_s"], r["reg_cpu"]["bridge"],
+        r["reg_cpu"]["devices"], r["reg_cpu"]["machine"], r["queued_s"], r["p50"], r["p99"],
+        r["last"], ok, r["cpu"]["bridge"], r["cpu"]["devices"], r["cpu"]["machine"])
+
+
+HEADER = ("| store | code | devices | registration s | CPU % bridge / devices / machine "
+          "| POST answered (all queued) s | done p50 s | done p99 s | last done s "
+          "| all done, each device once | CPU % bridge / devices / machine |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 
 
 # ------------------------------------------------------------------ in one process
@@ -216,52 +299,74 @@ def in_process(argv):
     print("\n".join(rows))
 
 
+def option(argv, name, default=None):
+    got = [a.split("=", 1)[1] for a in argv if a.startswith("--%s=" % name)]
+    return got[-1] if got else default
+
+
 def main(argv):
     if argv[:1] == ["--devices"]:
-        asyncio.run(devices(int(argv[1]), argv[2], int(argv[3])))
+        asyncio.run(devices(int(argv[1]), argv[2], int(argv[3]),
+                            int(argv[4]) if len(argv) > 4 else 64))
         return
     if argv[:1] == ["--in-process"]:
         in_process(argv[1:])
         return
     quick = "--quick" in argv
+    sizes = [int(x) for x in option(argv, "sizes", "").split(",") if x] \
+        or list(SIZES[:2] if quick else SIZES)
+    stores = option(argv, "stores", "sqlite" if quick else "sqlite,postgresql").split(",")
+    window = int(option(argv, "window", "64"))
+    repeat = int(option(argv, "repeat", "1"))
+    profile = option(argv, "profile")
+    if profile:
+        os.makedirs(profile, exist_ok=True)
     raise_fd_limit()
     began = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix="spot-fanout-bench-")
+    base = option(argv, "baseline")
+    codes = [None, baseline_path(base, tmp)] if base else [None]
     results = []
     pg = None
+    load = [os.getloadavg()[0]]
     try:
-        stores = ["sqlite"] if quick else ["sqlite", "postgresql"]
         if "postgresql" in stores:
             sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
             import postgres
             pg = postgres.PostgresServer(durable=True).start()
-        for k, (store, n) in enumerate((s, n) for s in stores
-                                       for n in (SIZES[:2] if quick else SIZES)):
-            if store == "sqlite":
-                url = "sqlite:///" + os.path.join(tmp, "fanout-%d.db" % k)
-            else:
-                url = pg.create_database("fanout_%d" % k)
-            r = run_cell(tmp, n, url)
-            results.append(r)
-            print(fmt(r), file=sys.stderr, flush=True)
-            if store == "postgresql":
-                pg.drop_database("fanout_%d" % k)
+        k = 0
+        for rep in range(repeat):
+            for store in stores:
+                for n in sizes:
+                    # alternate which code goes first, so neither always meets the fresher machine
+                    for code in (codes if rep % 2 == 0 else codes[::-1]):
+                        k += 1
+                        if store == "sqlite":
+                            url = "sqlite:///" + os.path.join(tmp, "fanout-%d.db" % k)
+                        else:
+                            url = pg.create_database("fanout_%d" % k)
+                        label = "%s-%d-%s-%d" % (store, n, "before" if code else "after", rep)
+                        r = run_cell(tmp, n, url, code, window, profile, label)
+                        results.append(r)
+                        load.append(os.getloadavg()[0])
+                        print(fmt(r), file=sys.stderr, flush=True)
+                        if store == "postgresql":
+                            pg.drop_database("fanout_%d" % k)
     finally:
         if pg is not None:
             pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print("One group command (POST /api/v1/groups/all/commands, a heat pump write) to N "
-          "CoAP devices, one bridge process; seconds from the POST")
+          "CoAP devices, one bridge process; seconds from the POST; registration with %d "
+          "ANNOUNCEs in flight" % window)
     print()
-    print("| store | devices | registration s | POST answered (all queued) s | done p50 s "
-          "| done p99 s | last done s | all done, each device once | commands/s "
-          "| bridge CPU % |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    print(HEADER)
     for r in results:
         print(fmt(r))
     print()
-    print("CPython %s, %d cores; whole run %.0f s" % (platform.python_version(), os.cpu_count(),
-                                                    time.perf_counter() - began))
+    print("CPython %s, %d cores; whole run %.0f s; 1-minute load average %.1f-%.1f"
+          % (platform.python_version(), os.cpu_count(), time.perf_counter() - began,
+             min(load), max(load)))
     print(json.dumps(results), file=sys.stderr)
 
 

@@ -130,6 +130,7 @@ class Admission:
         self._sources = OrderedDict()   # source -> Bucket
         self.plain_ids = set()          # registered ids held by a plain-CoAP address
         self.held = {}                  # registered id -> the identity holding it (a cache)
+        self._plain_of = {}             # source host -> its plain-CoAP identity
 
     def check_claim(self, device, identity):
         """Refused when the cache already says another identity holds the id (the store
@@ -140,7 +141,15 @@ class Admission:
                           "device registered under another identity")
 
     def identity_for_plain(self, host):
-        return plain_identity(self.config.reg_plain, host)
+        """plain_identity under this bridge's policy, remembered per host (parsing the
+        address is most of an ANNOUNCE's admission cost in a reconnect storm)."""
+        identity = self._plain_of.get(host)
+        if identity is None:
+            identity = plain_identity(self.config.reg_plain, host)
+            if len(self._plain_of) >= MAX_SOURCES:
+                self._plain_of.clear()
+            self._plain_of[host] = identity
+        return identity
 
     def check_new(self, device, identity, source):
         """Refused unless a new id may register now (allow-list, rates, plain cap);

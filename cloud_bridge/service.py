@@ -28,6 +28,7 @@ from .metrics import Metrics
 from .peer_log import PeerLog
 from .registration import Admission, Refused, Registrar, check_device_id, may_claim
 from .delivery_writes import DeliveryWrites
+from .slots import Slots
 from .subscriptions import SubscriptionBook
 from .tasks import cancel_and_wait
 from . import store as S
@@ -90,7 +91,7 @@ class Bridge:
         self.pairing = None    # a cloud_bridge.pairing.PairingService when a keyring is set
         self._seen = {}        # device -> last time heard, not yet written
         self._delivery = {}    # device -> delivery task
-        self._in_flight = asyncio.Semaphore(config.commands_in_flight)
+        self._in_flight = Slots(config.commands_in_flight)
         self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
         self._tasks = []
@@ -403,7 +404,7 @@ class Bridge:
         try:
             if not reply:
                 raise SpotError(MALFORMED, "no answer frame")
-            op, _, rmid, body = F.decode(reply, max_size=65536)
+            op, _, rmid, body = decode_frame(reply, max_size=65536)
         except SpotError as e:
             await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
             self._subscription_answered(cmd, mid, None, None)

@@ -59,6 +59,7 @@ from urllib.parse import urlsplit, unquote
 from ..core import frame as _frame
 from ..core import plans as _plans
 from ..core.roster import ROLE_NAMES
+from . import sqlite_rows
 
 SCHEMA_VERSION = 1
 
@@ -472,6 +473,26 @@ def _in(n):
     return ",".join("?" * n)
 
 
+# SQLite: command rows read in one step (sqlite_rows); the REAL columns of COMMAND_COLS
+_COMMAND_REALS = (7, 8, 9, 11, 13, 14)
+_SQLITE_COMMANDS = sqlite_rows.rows_out(COMMAND_COLS, [c.strip() for i, c in enumerate(
+    COMMAND_COLS.split(",")) if i in _COMMAND_REALS])
+
+
+# SQLite: a batch's rows (one JSON parameter) as table v(columns) to join an UPDATE with;
+# materialized, so the planner looks each row up by its key instead of scanning for it
+_SQLITE_ROWS = "WITH v(%s) AS MATERIALIZED (SELECT %s FROM json_each(?)) "
+
+
+def _state_error(command_id, state, wanted):
+    """UnknownCommand (state None) or the CommandStateError for a command found in
+    state (status, claimed_by) when it had to be `wanted`."""
+    if state is None:
+        return UnknownCommand(command_id)
+    return CommandStateError("command %d is %s (claimed by %r), not %s"
+                             % (command_id, state[0], state[1], wanted))
+
+
 def _no_groups():
     """A transaction-script step that runs nothing and yields no groups."""
     return {}
@@ -561,14 +582,34 @@ class Store(abc.ABC):
         if not r.rows:
             raise UnknownDevice([device])
 
-    _UPSERT = ("INSERT INTO devices (" + DEVICE_COLS + ") "
-               "VALUES (?, ?, ?, ?, ?, ?, ?, 'online', ?) "
+    # %s: where the rows come from (_s_insert_rows)
+    _UPSERT = ("INSERT INTO devices (" + DEVICE_COLS + ") %s "
                "ON CONFLICT (id) DO UPDATE SET services = excluded.services, "
                "consumes = excluded.consumes, flags = excluded.flags, "
                "credential_ref = COALESCE(excluded.credential_ref, devices.credential_ref), "
                "last_seen = excluded.last_seen, presence = 'online', "
                "presence_at = CASE WHEN devices.presence = 'online' "
                "THEN devices.presence_at ELSE excluded.presence_at END")
+    _PAIR_FIRST = ("INSERT INTO pairings (" + PAIRING_COLS + ") %s "
+                   "ON CONFLICT (device, controller) DO UPDATE SET role = excluded.role")
+    _AUDIT_FIRST = "INSERT INTO audit (at, actor, action, target, detail) %s"
+
+    _UPSERT_TYPES = ("text", "json", "json", "int4", "text", "float8", "float8", "text", "float8")
+    _PAIR_TYPES = ("text", "text", "text", "json", "float8")
+    _AUDIT_TYPES = ("float8", "text", "text", "text", "json")
+
+    def _s_insert_rows(self, sql, rows, types):
+        """Run an INSERT template (%s: the rows' source) for rows (tuples of one length,
+        of PostgreSQL `types`) in ONE statement: PostgreSQL a column array each
+        (unnest), SQLite the rows in one JSON parameter (sqlite_rows)."""
+        if not rows:
+            return
+        if self.dialect == "postgresql":
+            yield Q(sql % ("SELECT * FROM unnest(%s)" % ", ".join("?::%s[]" % t for t in types)),
+                    tuple(list(col) for col in zip(*rows)))
+        else:
+            yield Q(sql % ("SELECT %s FROM json_each(?) WHERE true"
+                           % sqlite_rows.rows_in(len(rows[0]))), (sqlite_rows.dumps(rows),))
 
     @staticmethod
     def _device_row(id, services, consumes, flags, now, credential_ref):
@@ -578,7 +619,7 @@ class Store(abc.ABC):
         check_int(flags, 0, 0x7FFFFFFF, "flags")
         if credential_ref is not None:
             check_name(credential_ref, "credential_ref")
-        return (id, sv, cs, flags, credential_ref, float(now), float(now), float(now))
+        return (id, sv, cs, flags, credential_ref, float(now), float(now), "online", float(now))
 
     async def upsert_device(self, id, services, consumes, flags, now, credential_ref=None,
                             first_pairings=(), first_audit=None, claim=None):
@@ -633,10 +674,12 @@ class Store(abc.ABC):
                 ids = [v[1].id for v in part]
                 if pg:
                     r = yield Q("SELECT id, credential_ref FROM devices WHERE id = ANY(?)", (ids,))
-                else:
-                    r = yield Q("SELECT id, credential_ref FROM devices WHERE id IN "
-                                "(SELECT value FROM json_each(?))", (json.dumps(ids),))
-                held = dict(r.rows)
+                    held = dict(r.rows)
+                else:   # SQLite: each statement of few steps (sqlite_rows)
+                    r = yield Q("SELECT " + sqlite_rows.rows_out("id, credential_ref") +
+                                " FROM devices WHERE id IN (SELECT value FROM json_each(?))",
+                                (json.dumps(ids),))
+                    held = dict(sqlite_rows.unpack(r.rows[0][0]))
                 take = []
                 for v in part:
                     i, a = v[0], v[1]
@@ -648,18 +691,14 @@ class Store(abc.ABC):
                 if not take:
                     continue
                 take.sort(key=lambda v: v[1].id)    # one lock order
-                yield Many(self._UPSERT, [v[2] for v in take])
                 new = [v for v in take if v[1].id not in held]
                 pair_rows = [(v[1].id, c, role, none, float(v[1].now))
                              for v in new for c, role in v[3]]
-                if pair_rows:
-                    yield Many("INSERT INTO pairings (" + PAIRING_COLS + ") "
-                               "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device, controller) "
-                               "DO UPDATE SET role = excluded.role", pair_rows)
                 audit_rows = [v[4] for v in new if v[4] is not None]
-                if audit_rows:
-                    yield Many("INSERT INTO audit (at, actor, action, target, detail) "
-                               "VALUES (?, ?, ?, ?, ?)", audit_rows)
+                yield from self._s_insert_rows(self._UPSERT, [v[2] for v in take],
+                                               self._UPSERT_TYPES)
+                yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows, self._PAIR_TYPES)
+                yield from self._s_insert_rows(self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)
             return res
         return await self._run(script)
 
@@ -683,7 +722,8 @@ class Store(abc.ABC):
 
         def script():
             new = yield from self._s_unknown_devices(ids)
-            yield Many(self._UPSERT, [rows[i] for i in ids])   # one lock order
+            yield from self._s_insert_rows(self._UPSERT, [rows[i] for i in ids],  # one lock order
+                                           self._UPSERT_TYPES)
             return sorted(new)
         return await self._run(script)
 
@@ -1146,28 +1186,30 @@ class Store(abc.ABC):
                     for i in part:
                         out[i] = got.get(devices[i])
                     continue
-                # SQLite: one look for the round's devices, then one UPDATE per device
-                # that has a command (after a reconnect storm most have none)
-                c = yield Q("SELECT device, min(id) FROM commands WHERE device IN "
+                # SQLite (one writer at a time: what is read stays so until the commit):
+                # the round's picks read whole in one row, then claimed in one UPDATE
+                c = yield Q("SELECT " + _SQLITE_COMMANDS + " FROM commands WHERE id IN ("
+                            "SELECT min(id) FROM commands WHERE device IN "
                             "(SELECT value FROM json_each(?)) AND (expires_at IS NULL OR "
-                            "expires_at > ?) AND " + cond + " GROUP BY device",
+                            "expires_at > ?) AND " + cond + " GROUP BY device)",
                             (json.dumps([devices[i] for i in part]), float(now)) + extra)
-                oldest = dict(c.rows)
+                picked = sqlite_rows.unpack(c.rows[0][0], _COMMAND_REALS)
+                if not picked:
+                    continue
+                yield Q(head + "WHERE id IN (SELECT value FROM json_each(?))",
+                        (instance_id, float(now), json.dumps([row[0] for row in picked])))
+                got = {}
+                for row in picked:
+                    row[6], row[10], row[11] = CLAIMED, instance_id, float(now)
+                    got[row[1]] = command_of(row)
                 for i in part:
-                    if devices[i] not in oldest:
-                        continue
-                    r = yield Q(head + "WHERE id = ?" + tail,
-                                (instance_id, float(now), oldest[devices[i]]) + extra)
-                    out[i] = command_of(r.rows[0]) if r.rows else None
+                    out[i] = got.get(devices[i])
             return out
         return await self._run(script)
 
     def _s_missing_or_state(self, command_id, wanted):
         r = yield Q("SELECT status, claimed_by FROM commands WHERE id = ?", (command_id,))
-        if not r.rows:
-            raise UnknownCommand(command_id)
-        raise CommandStateError("command %d is %s (claimed by %r), not %s"
-                                % (command_id, r.rows[0][0], r.rows[0][1], wanted))
+        raise _state_error(command_id, r.rows[0] if r.rows else None, wanted)
 
     async def mark_sent(self, command_id, mid, now, instance_id=None):
         """Record that the command went out with message id `mid` at `now`.
@@ -1199,6 +1241,11 @@ class Store(abc.ABC):
             extra = (instance_id,)
         pg = self.dialect == "postgresql"
 
+        def may_send(state):   # (status, claimed_by) of a command meets cond
+            return state is not None and (state[0] in OPEN_STATUSES if instance_id is None
+                                          else state[0] in (CLAIMED, SENT)
+                                          and state[1] == instance_id)
+
         def script():
             out = [None] * len(sends)
             for part in _rounds(range(len(sends)), lambda i: sends[i][0]):
@@ -1210,14 +1257,21 @@ class Store(abc.ABC):
                                  [sends[i][1] for i in part]) + extra)
                     done = {row[0] for row in r.rows}
                     missed = [i for i in part if sends[i][0] not in done]
-                else:
-                    missed = []
+                else:   # SQLite: the round's states in one row, then one UPDATE
+                    r = yield Q("SELECT " + sqlite_rows.rows_out("id, status, claimed_by") +
+                                " FROM commands WHERE id IN (SELECT value FROM json_each(?))",
+                                (json.dumps([sends[i][0] for i in part]),))
+                    state = {row[0]: row[1:] for row in sqlite_rows.unpack(r.rows[0][0])}
+                    go = [sends[i] for i in part if may_send(state.get(sends[i][0]))]
+                    if go:
+                        yield Q(_SQLITE_ROWS % ("cid, mid", sqlite_rows.rows_in(2)) +
+                                "UPDATE commands SET status = 'sent', mid = v.mid, sent_at = ? "
+                                "FROM v WHERE commands.id = v.cid AND " + cond,
+                                (json.dumps(go), float(now)) + extra)
                     for i in part:
-                        r = yield Q("UPDATE commands SET status = 'sent', mid = ?, sent_at = ? "
-                                    "WHERE id = ? AND " + cond + " RETURNING id",
-                                    (sends[i][1], float(now), sends[i][0]) + extra)
-                        if not r.rows:
-                            missed.append(i)
+                        if not may_send(state.get(sends[i][0])):
+                            out[i] = _state_error(sends[i][0], state.get(sends[i][0]), wanted)
+                    continue
                 for i in missed:
                     try:
                         yield from self._s_missing_or_state(sends[i][0], wanted)
@@ -1277,21 +1331,27 @@ class Store(abc.ABC):
                                 (float(now), [v[1] for v in part], [v[2] for v in part],
                                  [v[3] for v in part]))
                     finished = {row[0] for row in r.rows}
-                else:
-                    finished = set()
-                    for _, cid, st, rs in part:
-                        r = yield Q("UPDATE commands SET status = ?, result = ?, completed_at = ? "
-                                    "WHERE id = ? AND status IN ('queued', 'claimed', 'sent') "
-                                    "RETURNING id", (st, rs, float(now), cid))
-                        if r.rows:
-                            finished.add(cid)
-                missed = [v[1] for v in part if v[1] not in finished]
-                known = set()
-                for k in range(0, len(missed), 500):
-                    chunk = missed[k:k + 500]
-                    e = yield Q("SELECT id FROM commands WHERE id IN (" + _in(len(chunk)) + ")",
-                                tuple(chunk))
-                    known.update(x[0] for x in e.rows)
+                    missed = [v[1] for v in part if v[1] not in finished]
+                    known = set()
+                    for k in range(0, len(missed), 500):
+                        chunk = missed[k:k + 500]
+                        e = yield Q("SELECT id FROM commands WHERE id IN (" + _in(len(chunk))
+                                    + ")", tuple(chunk))
+                        known.update(x[0] for x in e.rows)
+                else:   # SQLite: the round's states in one row, then one UPDATE
+                    r = yield Q("SELECT " + sqlite_rows.rows_out("id, status") +
+                                " FROM commands WHERE id IN (SELECT value FROM json_each(?))",
+                                (json.dumps([v[1] for v in part]),))
+                    state = dict(sqlite_rows.unpack(r.rows[0][0]))
+                    known = set(state)
+                    finished = {cid for cid, st in state.items() if st in OPEN_STATUSES}
+                    if finished:
+                        yield Q(_SQLITE_ROWS % ("cid, st, res", sqlite_rows.rows_in(3)) +
+                                "UPDATE commands SET status = v.st, result = v.res, "
+                                "completed_at = ? FROM v WHERE commands.id = v.cid "
+                                "AND commands.status IN ('queued', 'claimed', 'sent')",
+                                (json.dumps([v[1:] for v in part if v[1] in finished]),
+                                 float(now)))
                 by_status = {}
                 for i, cid, st, _ in part:
                     if cid in finished:

@@ -91,6 +91,61 @@ async def test_group_enqueue_with_a_device_twice_queues_both_in_order(s, url):
     assert len(await s.list_commands()) == 3
 
 
+@store_test
+async def test_a_claimed_sent_and_completed_command_reads_back_exactly_as_written(s, url):
+    await add_device(s)
+    now = T0 + 0.1234567890123   # times of full float precision stay exact
+    cid = (await s.enqueue_many(["hp-1"], HP, WRITE, {8: 1.5}, "op", now, now + 3600.000001,
+                                12.345678901234567))[0]
+    claimed = (await s.claim_many(["hp-1"], now + 1e-6, BRIDGE))[0]
+    assert claimed == await s.get_command(cid)
+    assert (claimed.created_at, claimed.claimed_at, claimed.timeout) == (
+        now, now + 1e-6, 12.345678901234567)
+    assert await s.mark_sent_many([(cid, 65535)], now + 2e-6, BRIDGE) == [None]
+    assert await s.complete_many([(cid, "done", {0: [1, "x"]})], now + 3e-6) == [True]
+    done = await s.get_command(cid)
+    assert (done.mid, done.sent_at, done.completed_at, done.result) == (
+        65535, now + 2e-6, now + 3e-6, {0: [1, "x"]})
+
+
+def _sqlite_statements(s):
+    """A list that collects every SQL statement the SQLite store runs from now on."""
+    seen = []
+
+    def trace():
+        s._conn.set_trace_callback(seen.append)
+    return seen, s._call(trace)
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_sqlite_writes_a_batch_of_any_size_with_the_same_statements(store_url):
+    """Each statement step hands the GIL to the event loop and back: a fan-out's batch
+    is a fixed number of statements, not one per command."""
+    async def batch_of(s, n):
+        devices = ["hp-%d" % i for i in range(n)]
+        for d in devices:
+            await add_device(s, d)
+        await queued(s, devices)
+        seen, tracing = _sqlite_statements(s)
+        await tracing
+        cmds = await s.claim_many(devices, T0 + 1, BRIDGE)
+        await s.mark_sent_many([(c.id, 1) for c in cmds], T0 + 2, BRIDGE)
+        await s.complete_many([(c.id, "done", None) for c in cmds], T0 + 3)
+        await s.register_devices([announce("new-%d" % i) for i in range(n)])
+        return len(seen)
+
+    async def main():
+        counts = []
+        for n in (2, 50):
+            s = await open_store(store_url.replace(".db", "-%d.db" % n))
+            try:
+                counts.append(await batch_of(s, n))
+            finally:
+                await s.close()
+        assert counts[0] == counts[1]
+    asyncio.run(main())
+
+
 # ------------------------------------------------------------------ registration
 
 def announce(dev, identity=None, claim=None, services=((HP, 1, 0),)):
@@ -113,6 +168,15 @@ async def test_register_devices_answers_each_announce_on_its_own(s, url):
     assert await s.get_device("hp-3") is None
     assert await s.role_of("hp-2", "operator") == "owner"
     assert [e.target for e in await s.list_audit()] == ["hp-2"]
+
+
+@store_test
+async def test_register_devices_keeps_each_announces_own_time_exactly(s, url):
+    times = [T0 + 0.1 * k + 1e-7 for k in range(5)]
+    await s.register_devices([announce("hp-%d" % k)._replace(now=t) for k, t in enumerate(times)])
+    for k, t in enumerate(times):
+        d = await s.get_device("hp-%d" % k)
+        assert (d.first_seen, d.last_seen, d.presence_at, d.presence) == (t, t, t, "online")
 
 
 @store_test
