@@ -18,6 +18,10 @@ COPIES = {
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
+    "core.frame": ("core.errors",),
+    "core.model": ("core.errors",),
+    "core.subscriptions": ("core.errors",),
+    "ports.micropython.device": ("core.model", "core.services"),
 }
 # a copy whose name differs from its original's: (module, copy) -> (module, original)
 RENAMED = {
@@ -54,3 +58,11 @@ def test_a_private_copy_has_the_number_of_its_original(name):
                 checked += 1
                 break
     assert checked, "%s copies no number" % name
+
+
+def test_a_profiles_service_id_is_the_one_core_services_allocates():
+    from spot.core import services
+    from spot.profiles import registry
+    for name in sorted(registry.PROFILES) + ["diagnostics"]:
+        mod = importlib.import_module("spot.profiles." + name)
+        assert mod.SERVICE == getattr(services, name.upper()), name
