@@ -86,9 +86,10 @@ class Node:
         for sid in self.services:
             self.values[sid] = {}
         self.signals = {}
-        self.getters = {}    # (sid, oid) -> (row, get, wire): see bind()
-        self.setters = {}    # (sid, oid) -> (row, set, wire)
-        self._getter = {}    # oid << 8 | sid -> (row, get, wire): looked up without a tuple
+        # bind(): oid << 8 | sid -> (row, get, wire) / (row, set, wire), keys made without
+        # a tuple (a board's heap holds no key objects, a lookup makes none)
+        self.getters = {}
+        self.setters = {}
         self.events = []
         self.subs = Subscriptions(max_subs)
         self.plans = Plans(max_plans, max_horizon)
@@ -128,13 +129,13 @@ class Node:
         """
         row = self._service(sid).row(oid)
         if get is not None:
-            self.getters[(sid, oid)] = self._getter[oid << 8 | sid] = (row, get, wire)
+            self.getters[oid << 8 | sid] = (row, get, wire)
         if set is not None:
-            self.setters[(sid, oid)] = (row, set, wire)
+            self.setters[oid << 8 | sid] = (row, set, wire)
 
     def bound(self, sid, oid):
         """Whether a getter is bound to (sid, oid)."""
-        return (oid << 8 | sid) in self._getter
+        return (oid << 8 | sid) in self.getters
 
     def set(self, sid, oid, value, now=None):
         """Update an object locally (a measurement) from an SI value."""
@@ -469,7 +470,7 @@ class Node:
         """Current wire value of (sid, oid), through a bound getter if any."""
         if sid == _TIME and oid == UNIX_TIME:
             return int(self._now + self.clock_offset) if self.time_known else None
-        g = self._getter.get(oid << 8 | sid)
+        g = self.getters.get(oid << 8 | sid)
         if g is not None:
             v = g[1]()
             return v if v is None or g[2] else model.to_wire(g[0], v)
@@ -488,6 +489,6 @@ class Node:
         self.events.append((EV_WRITE, sid, oid, None))
 
     def _set_hw(self, sid, oid, wire):
-        s = self.setters.get((sid, oid))
+        s = self.setters.get(oid << 8 | sid)
         if s is not None:
             s[1](wire if wire is None or s[2] else model.from_wire(s[0], wire))
