@@ -24,8 +24,9 @@ import socket
 
 from ..core import coap
 from ..core.coap_binding import BUS, CF_SPOT
-from ..core.coap_endpoint import (Endpoint, Response, CoapBusy, EV_RESPONSE,
-                                  EV_NOTIFICATION)
+from ..core.coap_endpoint import Endpoint
+from ..core.coap_server import Response
+from ..core.coap_client import CoapBusy, EV_RESPONSE, EV_NOTIFICATION
 from ..ports.cpython.coap_transport import BusRoutes, DeviceServer, reply_code
 from .tasks import cancel_and_wait
 

@@ -22,28 +22,42 @@ from .compat import const, hexlify
 from . import cbor
 from . import coap
 from . import frame as F
-from .coap import (POST, FETCH, CONTENT, CHANGED, BAD_REQUEST, UNAUTHORIZED,
-                   NOT_FOUND, METHOD_NOT_ALLOWED, REQUEST_ENTITY_TOO_LARGE,
-                   UNSUPPORTED_CONTENT_FORMAT, SERVICE_UNAVAILABLE, CF_CBOR)
 from .coap_server import Response
-from .coap_client import EV_RESPONSE, CoapBusy, NOTHING
-from .errors import SpotError, UNSUPPORTED
+from .coap_client import CoapBusy, NOTHING
+from .errors import SpotError
+
+# core.coap's, core.coap_client's and core.errors' numbers as constants of this module:
+# no global slot holds them on a board
+_POST = const(2)
+_FETCH = const(5)
+_CONTENT = const(69)
+_CHANGED = const(68)
+_BAD_REQUEST = const(128)
+_UNAUTHORIZED = const(129)
+_NOT_FOUND = const(132)
+_METHOD_NOT_ALLOWED = const(133)
+_REQUEST_ENTITY_TOO_LARGE = const(141)
+_UNSUPPORTED_CONTENT_FORMAT = const(143)
+_SERVICE_UNAVAILABLE = const(163)
+_CF_CBOR = const(60)
+_EV_RESPONSE = const(1)
+_UNSUPPORTED = const(10)
 
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
 
 # spec section 8: the CoAP response code of SPOT error codes 1 to 10, in order
 _CODES = bytes((
-    NOT_FOUND,                  # 1 unknown-service
-    NOT_FOUND,                  # 2 unknown-object
-    METHOD_NOT_ALLOWED,         # 3 read-only
-    BAD_REQUEST,                # 4 out-of-range
-    BAD_REQUEST,                # 5 wrong-type
-    UNAUTHORIZED,               # 6 not-authorised
-    REQUEST_ENTITY_TOO_LARGE,   # 7 too-large
-    SERVICE_UNAVAILABLE,        # 8 busy
-    BAD_REQUEST,                # 9 malformed
-    METHOD_NOT_ALLOWED,         # 10 unsupported
+    _NOT_FOUND,                  # 1 unknown-service
+    _NOT_FOUND,                  # 2 unknown-object
+    _METHOD_NOT_ALLOWED,         # 3 read-only
+    _BAD_REQUEST,                # 4 out-of-range
+    _BAD_REQUEST,                # 5 wrong-type
+    _UNAUTHORIZED,               # 6 not-authorised
+    _REQUEST_ENTITY_TOO_LARGE,   # 7 too-large
+    _SERVICE_UNAVAILABLE,        # 8 busy
+    _BAD_REQUEST,                # 9 malformed
+    _METHOD_NOT_ALLOWED,         # 10 unsupported
 ))
 
 
@@ -51,7 +65,7 @@ def coap_code(spot_code):
     """CoAP response code for a SPOT error code (4.00 for unknown codes)."""
     if type(spot_code) is int and 0 < spot_code <= len(_CODES):
         return _CODES[spot_code - 1]
-    return BAD_REQUEST
+    return _BAD_REQUEST
 
 
 def error_response(code, text):
@@ -73,7 +87,7 @@ class Observation:
         self.oid = oid          # None: a bus observation (whole NOTIFY frames)
         self.path = path
         self.pending = None     # Response for the next notification
-        self.note = Response(CONTENT, b'', CF_SPOT if oid is None else CF_CBOR)  # reused
+        self.note = Response(_CONTENT, b'', CF_SPOT if oid is None else _CF_CBOR)  # reused
 
 
 class CoapBinding:
@@ -114,34 +128,34 @@ class CoapBinding:
             try:
                 from . import coap_rest
             except ImportError:     # a bundle without the REST view (spot bundle --rest)
-                return error_response(NOT_FOUND, 'only /s')
+                return error_response(_NOT_FOUND, 'only /s')
             if n == 2 and path[0] == '.well-known' and path[1] == 'core':
                 return coap_rest.well_known(self, req)
             return coap_rest.rest(self, req, peer, observe)
-        return error_response(NOT_FOUND, 'no such resource')
+        return error_response(_NOT_FOUND, 'no such resource')
 
     # ---- the bus resource ----------------------------------------------------------------
 
     def _bus(self, req, peer, observe):
         if req.content_format is not None and req.content_format != CF_SPOT:
-            return error_response(UNSUPPORTED_CONTENT_FORMAT,
+            return error_response(_UNSUPPORTED_CONTENT_FORMAT,
                                   'SPOT frames only')
         code = req.code
-        if code != POST and code != FETCH:
-            return error_response(METHOD_NOT_ALLOWED, 'POST or FETCH')
+        if code != _POST and code != _FETCH:
+            return error_response(_METHOD_NOT_ALLOWED, 'POST or FETCH')
         frame = req.payload
         if not frame:
-            return error_response(BAD_REQUEST, 'no frame')
+            return error_response(_BAD_REQUEST, 'no frame')
         mid = F.message_id(frame)
         if mid is None or frame[0] >> 4 != F.VERSION:
             op = 0   # not a request this view treats specially: the node decides
         else:
             op = frame[0] & 0x0F
-        if code == POST:
+        if code == _POST:
             if op == F.SUBSCRIBE:
-                return self._frame(F.error(frame[1], mid, UNSUPPORTED,
-                                           'SUBSCRIBE needs FETCH with Observe'), CHANGED)
-            return self._frame(self.node.receive(frame, self.now, peer), CHANGED)
+                return self._frame(F.error(frame[1], mid, _UNSUPPORTED,
+                                           'SUBSCRIBE needs FETCH with Observe'), _CHANGED)
+            return self._frame(self.node.receive(frame, self.now, peer), _CHANGED)
         if op == F.SUBSCRIBE and observe == 0:
             return self._observe_bus(req, peer, frame, frame[1], mid)
         if op == F.SUBSCRIBE and observe == 1:
@@ -149,13 +163,13 @@ class CoapBinding:
             if obs is not None and (obs.peer, obs.sid, obs.mid) == (peer, frame[1], mid):
                 self._drop(obs)
             return self._frame(self.node.receive(
-                F.encode(F.UNSUBSCRIBE, frame[1], mid, mid), self.now, peer), CONTENT)
+                F.encode(F.UNSUBSCRIBE, frame[1], mid, mid), self.now, peer), _CONTENT)
         if op == F.READ and observe is None:
-            return self._frame(self.node.receive(frame, self.now, peer), CONTENT)
+            return self._frame(self.node.receive(frame, self.now, peer), _CONTENT)
         if mid is None:
-            return error_response(BAD_REQUEST, 'short frame')
-        return self._frame(F.error(frame[1], mid, UNSUPPORTED,
-                                   'FETCH takes READ or SUBSCRIBE'), CONTENT)
+            return error_response(_BAD_REQUEST, 'short frame')
+        return self._frame(F.error(frame[1], mid, _UNSUPPORTED,
+                                   'FETCH takes READ or SUBSCRIBE'), _CONTENT)
 
     def _observe_bus(self, req, peer, frame, sid, mid):
         key = (req.addr, req.token)
@@ -169,7 +183,7 @@ class CoapBinding:
                 if o.peer == peer and o.sid == sid and o.mid == mid and o is not old:
                     self._drop(o)
             self._observing(req, Observation(req.addr, req.token, peer, sid, mid, None, BUS))
-        return self._frame(reply, CONTENT)
+        return self._frame(reply, _CONTENT)
 
     def _frame(self, reply, ok_code):
         # the answer of the bus, in one reused Response: the server encodes it at once
@@ -182,7 +196,7 @@ class CoapBinding:
             try:
                 r.code = coap_code(F.decode(reply, len(reply))[3][0])
             except (SpotError, TypeError, IndexError, KeyError):
-                r.code = BAD_REQUEST
+                r.code = _BAD_REQUEST
         return r
 
     # ---- observations ---------------------------------------------------------------------
@@ -291,7 +305,7 @@ class CoapBinding:
             if key not in live:
                 self._forget(obs)
             elif (obs.peer, obs.sid, obs.mid) not in subs:
-                obs.pending = Response(NOT_FOUND, b'subscription ended')
+                obs.pending = Response(_NOT_FOUND, b'subscription ended')
                 if obs.path not in paths:
                     paths.append(obs.path)
         for p in paths:
@@ -385,7 +399,7 @@ class CoapDevice:
         self.posted = {}           # token -> frame being POSTed
         self.dropped = 0           # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
         self._emit = self._notified   # bound once: step() hands it to node.step()
-        self._post_template = coap.set_uri(coap.CoapMessage(coap.CON, POST), BUS).add(
+        self._post_template = coap.set_uri(coap.CoapMessage(coap.CON, _POST), BUS).add(
             coap.CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
 
     # ---- driven like an Endpoint (times in ms) ---------------------------------------------
@@ -470,11 +484,11 @@ class CoapDevice:
         if self.bridge_ctx is None and echo is None:    # the usual POST: one template
             return self.ep.client.request_like(self.bridge, self._post_template, frame), None
         if self.bridge_ctx is None:
-            return self.ep.request(self.bridge, POST, BUS, frame, content_format=CF_SPOT,
+            return self.ep.request(self.bridge, _POST, BUS, frame, content_format=CF_SPOT,
                                    options=echoed), None
         inner = [(coap.URI_PATH, BUS.encode()), (coap.CONTENT_FORMAT, coap.encode_uint(CF_SPOT))]
         code, option, payload, bind = self.bridge_ctx.protect_request(
-            POST, (inner + echoed) if echoed else inner, frame)
+            _POST, (inner + echoed) if echoed else inner, frame)
         token = self.ep.request(self.bridge, code, '', payload, options=[(coap.OSCORE, option)])
         self._binds[token] = bind
         return token, bind
@@ -548,7 +562,7 @@ class CoapDevice:
     def _outcome(self, ev, bind):
         """(code, options, payload) of the bridge's answer, the inner ones when it is
         protected; None for no answer, or one that does not verify."""
-        if ev.kind != EV_RESPONSE:
+        if ev.kind != _EV_RESPONSE:
             return None
         if self.bridge_ctx is None:
             return ev.code, ev.msg.options, ev.payload
@@ -582,7 +596,7 @@ class CoapDevice:
         or at once repeating the Echo of a 4.01 (RFC 9175: a bridge that lost its replay
         state asks for it) unless this very request already carried one."""
         echo = None
-        if got is not None and got[0] == UNAUTHORIZED and not echoed:
+        if got is not None and got[0] == _UNAUTHORIZED and not echoed:
             for number, value in got[1]:
                 if number == coap.ECHO:
                     echo = value

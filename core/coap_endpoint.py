@@ -16,9 +16,8 @@ datagrams.  coap_server does requests (blocks, observe); coap_client does exchan
 from .compat import const
 from . import coap
 from .coap import CoapError
-from .coap_server import ServerSide, Request, Response  # noqa: F401
-from .coap_client import (ClientSide, Event, CoapBusy, NOTHING,  # noqa: F401
-                          EV_RESPONSE, EV_NOTIFICATION, EV_TIMEOUT, EV_RESET, EV_ERROR)
+from .coap_server import ServerSide
+from .coap_client import ClientSide, NOTHING
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
 _CON = const(0)

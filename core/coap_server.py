@@ -7,7 +7,7 @@ notifications for registered observers.  Used by coap_endpoint.Endpoint, not on 
 from .compat import const
 from . import coap
 from .coap import CoapError, decode_block, block_size
-from .coap_client import Event, EV_ERROR, NOTHING
+from .coap_client import Event, NOTHING
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
 _CON = const(0)
@@ -38,6 +38,7 @@ _METHOD_NOT_ALLOWED = const(133)
 _REQUEST_ENTITY_INCOMPLETE = const(136)
 _REQUEST_ENTITY_TOO_LARGE = const(141)
 _INTERNAL_SERVER_ERROR = const(160)
+_EV_ERROR = const(5)      # coap_client.EV_ERROR
 _PROXYING_NOT_SUPPORTED = const(165)
 
 _BUFFER_LIFETIME_MS = const(60000)       # idle Block1 reassembly / Block2 snapshot kept
@@ -467,6 +468,6 @@ def _store(table, key, entry, cap):
 
 
 def _error_event(req, exc):
-    ev = Event(EV_ERROR, req.token, req.addr)
+    ev = Event(_EV_ERROR, req.token, req.addr)
     ev.error = exc
     return ev

@@ -10,7 +10,12 @@ A receiver can route or drop a frame on bytes 0-1 alone (see peek()).
 """
 from .compat import const
 from . import cbor
-from .errors import SpotError, MALFORMED, TOO_LARGE, UNSUPPORTED
+from .errors import SpotError
+
+# core.errors' codes, copied: no global slot holds them on a board
+_TOO_LARGE = const(7)
+_MALFORMED = const(9)
+_UNSUPPORTED = const(10)
 
 VERSION = const(1)
 HEADER_SIZE = const(4)
@@ -70,21 +75,21 @@ def decode(frame, max_size=MAX_FRAME):
     (short header, bad CBOR). The caller answers with message_id(frame).
     """
     if len(frame) > max_size:
-        raise SpotError(TOO_LARGE, max_size)
+        raise SpotError(_TOO_LARGE, max_size)
     if len(frame) < HEADER_SIZE:
-        raise SpotError(MALFORMED, "short header")
+        raise SpotError(_MALFORMED, "short header")
     b = frame[0]
     if b >> 4 != VERSION:
-        raise SpotError(UNSUPPORTED, "version %d" % (b >> 4))
+        raise SpotError(_UNSUPPORTED, "version %d" % (b >> 4))
     op = b & 0x0F
     if op == 0 or op > ERROR:
-        raise SpotError(UNSUPPORTED, "op %d" % op)
+        raise SpotError(_UNSUPPORTED, "op %d" % op)
     body = None
     if len(frame) > HEADER_SIZE:
         try:
             body = cbor.loads(frame, start=HEADER_SIZE)
         except cbor.CBORError as e:
-            raise SpotError(MALFORMED, str(e))
+            raise SpotError(_MALFORMED, str(e))
     return op, frame[1], (frame[2] << 8) | frame[3], body
 
 

@@ -12,8 +12,13 @@ SCHEDULE and CURVE: they bound every value / coordinate).
 Values are held and sent in wire form; to_wire()/from_wire() convert.
 """
 from .compat import const
-from .errors import (SpotError, UNKNOWN_OBJECT, OUT_OF_RANGE, WRONG_TYPE,
-                     TOO_LARGE)
+from .errors import SpotError
+
+# core.errors' codes, copied: no global slot holds them on a board
+_UNKNOWN_OBJECT = const(2)
+_OUT_OF_RANGE = const(4)
+_WRONG_TYPE = const(5)
+_TOO_LARGE = const(7)
 
 # object types
 NONE = const(0)      # no value: an INVOKE action without argument
@@ -89,7 +94,7 @@ class Service:
     def row(self, oid):
         r = self.by_id.get(oid)
         if r is None:
-            raise SpotError(UNKNOWN_OBJECT, oid)
+            raise SpotError(_UNKNOWN_OBJECT, oid)
         return r
 
 
@@ -153,13 +158,13 @@ def _number(row, v):
     # check one scaled/float number against type and range
     tv = type(v)
     if tv is not int and (tv is not float or row[SCALE] is not None):
-        raise SpotError(WRONG_TYPE, row[ID])
+        raise SpotError(_WRONG_TYPE, row[ID])
     lo = row[LO]
     hi = row[HI]
     if lo is not None or hi is not None:
         si = _unscaled(v, row[SCALE])
         if (lo is not None and si < lo) or (hi is not None and si > hi):
-            raise SpotError(OUT_OF_RANGE, row[ID])
+            raise SpotError(_OUT_OF_RANGE, row[ID])
 
 
 def _uint(v):
@@ -170,9 +175,9 @@ def check_schedule(oid, v, check_slot):
     """Raise SpotError unless v is [start, step, slots]; check_slot(x) each slot."""
     if (type(v) is not list or len(v) != 3 or not _uint(v[0])
             or not _uint(v[1]) or v[1] == 0 or type(v[2]) is not list):
-        raise SpotError(WRONG_TYPE, oid)
+        raise SpotError(_WRONG_TYPE, oid)
     if len(v[2]) > MAX_SLOTS:
-        raise SpotError(TOO_LARGE, oid)
+        raise SpotError(_TOO_LARGE, oid)
     for x in v[2]:
         if x is not None:
             check_slot(x)
@@ -186,39 +191,39 @@ def check(row, v):
         _number(row, v)
     elif t == BINARY:
         if type(v) is not bool:
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
     elif t == ENUM or t == COUNTER or t == TIME:
         if not _uint(v):
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
         if t != TIME:
             _number(row, v)
     elif t == TEXT:
         if type(v) is not str:
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
         if row[HI] is not None and len(v) > row[HI]:
-            raise SpotError(TOO_LARGE, oid)
+            raise SpotError(_TOO_LARGE, oid)
     elif t == SCHEDULE:
         check_schedule(oid, v, lambda x: _number(row, x))
     elif t == CURVE:
         if type(v) is not list or len(v) & 1 or len(v) < 4:
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
         if len(v) > 2 * MAX_POINTS:
-            raise SpotError(TOO_LARGE, oid)
+            raise SpotError(_TOO_LARGE, oid)
         for x in v:
             _number(row, x)
     elif t == ALARM:
         if (type(v) is not list or len(v) != 4 or not _uint(v[0])
                 or not _uint(v[1]) or not _uint(v[2]) or type(v[3]) is not bool):
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
     elif t == NONE:
         if v is not None:
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
     elif t == MAP:
         if type(v) is not dict:
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
     elif t == PLAN:
         if type(v) is not list:
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
 
 
 def schedule_at(value, t):

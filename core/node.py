@@ -16,13 +16,26 @@ setters to objects with bind().
 from .compat import const
 from . import frame as F
 from . import model
-from .errors import (SpotError, UNKNOWN_SERVICE, UNKNOWN_OBJECT, READ_ONLY,
-                     MALFORMED, UNSUPPORTED, NOT_AUTHORISED)
+from .errors import SpotError
 from .filter import ServiceFilter
 from .subscriptions import Subscriptions, parse_attrs, due_values
 from .plans import Plans, check_entries, is_series
 from . import plans as P
-from .services import NODE, TIME, PLANS
+
+# core.errors', core.services' and core.model's numbers as constants of this module: no
+# global slot holds them, and TIME_OBJECTS is one constant (in flash when frozen)
+_UNKNOWN_SERVICE = const(1)
+_UNKNOWN_OBJECT = const(2)
+_READ_ONLY = const(3)
+_MALFORMED = const(9)
+_UNSUPPORTED = const(10)
+_NOT_AUTHORISED = const(6)
+_NODE = const(0)
+_TIME = const(2)
+_PLANS = const(4)
+_TIME_TYPE = const(5)    # model.TIME, the type
+_RW = const(3)
+_M = const(1)
 
 NOTHING = []  # shared empty result of step() when nothing is due: read results, never change them
 
@@ -37,7 +50,7 @@ UNIX_TIME = const(1)  # object of the TIME service
 MAX_STEP_BACK = const(86400)  # a clock set further back than this before a stamp: it was wrong
 
 TIME_OBJECTS = (
-    (UNIX_TIME, "unix_time", model.TIME, "s", model.RW, model.M, None, None, 0),
+    (UNIX_TIME, "unix_time", _TIME_TYPE, "s", _RW, _M, None, None, 0),
 )
 
 # ANNOUNCE body keys
@@ -57,14 +70,14 @@ class Node:
         for p in profiles:
             s = model.service_of(p)
             self.services[s.sid] = s
-        self.services[TIME] = model.Service(TIME, "time", (1, 0), TIME_OBJECTS)
+        self.services[_TIME] = model.Service(_TIME, "time", (1, 0), TIME_OBJECTS)
         controllable = False
         for s in self.services.values():
             for r in s.rows:
-                if r[model.ACCESS] & model.W and s.sid != TIME:
+                if r[model.ACCESS] & model.W and s.sid != _TIME:
                     controllable = True
         if controllable:
-            self.services[PLANS] = model.service_of(P)
+            self.services[_PLANS] = model.service_of(P)
         self.consumes = tuple(consumes)
         self.filter = ServiceFilter(self.services)
         for sid in self.consumes:
@@ -73,9 +86,10 @@ class Node:
         for sid in self.services:
             self.values[sid] = {}
         self.signals = {}
-        self.getters = {}    # (sid, oid) -> (row, get, wire): see bind()
-        self.setters = {}    # (sid, oid) -> (row, set, wire)
-        self._getter = {}    # oid << 8 | sid -> (row, get, wire): looked up without a tuple
+        # bind(): oid << 8 | sid -> (row, get, wire) / (row, set, wire), keys made without
+        # a tuple (a board's heap holds no key objects, a lookup makes none)
+        self.getters = {}
+        self.setters = {}
         self.events = []
         self.subs = Subscriptions(max_subs)
         self.plans = Plans(max_plans, max_horizon)
@@ -97,7 +111,7 @@ class Node:
         self._now = 0
         self._peer = None
         if controllable:
-            v = self.values[PLANS]
+            v = self.values[_PLANS]
             v[P.COMM_TIMEOUT] = comm_timeout
             v[P.ACTIVE] = 0
             v[P.FALLBACK] = False
@@ -115,13 +129,13 @@ class Node:
         """
         row = self._service(sid).row(oid)
         if get is not None:
-            self.getters[(sid, oid)] = self._getter[oid << 8 | sid] = (row, get, wire)
+            self.getters[oid << 8 | sid] = (row, get, wire)
         if set is not None:
-            self.setters[(sid, oid)] = (row, set, wire)
+            self.setters[oid << 8 | sid] = (row, set, wire)
 
     def bound(self, sid, oid):
         """Whether a getter is bound to (sid, oid)."""
-        return (oid << 8 | sid) in self._getter
+        return (oid << 8 | sid) in self.getters
 
     def set(self, sid, oid, value, now=None):
         """Update an object locally (a measurement) from an SI value."""
@@ -142,7 +156,7 @@ class Node:
         if entries:
             check_entries(self.services, entries)
         self.plans.default = entries or {}
-        self._store(PLANS, P.DEFAULT, self.plans.default)
+        self._store(_PLANS, P.DEFAULT, self.plans.default)
         self._plan_due = 0
 
     def report(self, sid, attrs, now, peer=None, sub_id=0):
@@ -209,7 +223,7 @@ class Node:
             body[A_CONSUMES] = list(self.consumes)
         if self.sleepy:
             body[A_FLAGS] = FLAG_SLEEPY
-        return F.encode(F.ANNOUNCE, NODE, mid, body)
+        return F.encode(F.ANNOUNCE, _NODE, mid, body)
 
     # ------------------------------------------------------------ frames in
 
@@ -227,7 +241,7 @@ class Node:
         if not self.filter.accepts(frame):
             self.dropped += 1
             if is_request and ver == F.VERSION:
-                return F.error(sid, mid, UNKNOWN_SERVICE)
+                return F.error(sid, mid, _UNKNOWN_SERVICE)
             return None
         try:
             op, sid, mid, body = F.decode(frame, self.max_frame)
@@ -245,9 +259,9 @@ class Node:
             return None
         if not is_request or sid not in self.services:
             self.dropped += 1
-            return F.error(sid, mid, UNKNOWN_SERVICE) if is_request else None
+            return F.error(sid, mid, _UNKNOWN_SERVICE) if is_request else None
         if self.authorise is not None and not self.authorise(peer, op, sid):
-            return F.error(sid, mid, NOT_AUTHORISED)
+            return F.error(sid, mid, _NOT_AUTHORISED)
         self._peer = peer
         svc = self.services[sid]
         try:
@@ -261,7 +275,7 @@ class Node:
                 result = self._do_subscribe(svc, mid, body, now, peer)
             else:   # UNSUBSCRIBE
                 if body is not None and (type(body) is not int or body < 0):
-                    raise SpotError(MALFORMED, "UNSUBSCRIBE takes [id]")
+                    raise SpotError(_MALFORMED, "UNSUBSCRIBE takes [id]")
                 result = self.subs.remove(peer, sid, body)
         except SpotError as e:
             return F.error(sid, mid, e.code, e.detail)
@@ -275,15 +289,15 @@ class Node:
         rows = []
         for oid in oids:
             if type(oid) is not int:
-                raise SpotError(MALFORMED, "bad object id")
+                raise SpotError(_MALFORMED, "bad object id")
             row = svc.by_id.get(oid)
             if row is None:
                 continue
             if not row[model.ACCESS] & need:
-                raise SpotError(READ_ONLY if need != model.R else UNSUPPORTED, oid)
+                raise SpotError(_READ_ONLY if need != model.R else _UNSUPPORTED, oid)
             rows.append(row)
         if not rows:
-            raise SpotError(UNKNOWN_OBJECT, oids[0] if len(oids) == 1 else None)
+            raise SpotError(_UNKNOWN_OBJECT, oids[0] if len(oids) == 1 else None)
         return rows
 
     def _do_read(self, svc, body):
@@ -295,36 +309,36 @@ class Node:
                     out[r[model.ID]] = self.wire(sid, r[model.ID])
             return out
         if type(body) is not list:
-            raise SpotError(MALFORMED, "READ takes [oid...]")
+            raise SpotError(_MALFORMED, "READ takes [oid...]")
         for oid in body:   # as _known(), without the list of rows
             if type(oid) is not int:
-                raise SpotError(MALFORMED, "bad object id")
+                raise SpotError(_MALFORMED, "bad object id")
             row = svc.by_id.get(oid)
             if row is not None:
                 if not row[model.ACCESS] & model.R:
-                    raise SpotError(UNSUPPORTED, oid)
+                    raise SpotError(_UNSUPPORTED, oid)
                 out[oid] = self.wire(sid, oid)
         if not out:
-            raise SpotError(UNKNOWN_OBJECT, body[0] if len(body) == 1 else None)
+            raise SpotError(_UNKNOWN_OBJECT, body[0] if len(body) == 1 else None)
         return out
 
     def _do_write(self, svc, body, now):
         if type(body) is not dict or not body:
-            raise SpotError(MALFORMED, "WRITE takes {oid: value}")
+            raise SpotError(_MALFORMED, "WRITE takes {oid: value}")
         oids = list(body)
         rows = self._known(svc, oids, model.W)
         sid = svc.sid
         for r in rows:  # check everything before changing anything
             v = body[r[model.ID]]
             model.check(r, v)
-            if sid == PLANS and r[model.ID] == P.DEFAULT and v:
+            if sid == _PLANS and r[model.ID] == P.DEFAULT and v:
                 check_entries(self.services, v, self._may_write)
         for r in rows:
             oid = r[model.ID]
             v = body[oid]
-            if sid == TIME:   # UNIX_TIME, its only writable object
+            if sid == _TIME:   # UNIX_TIME, its only writable object
                 self.set_time(v, now)
-            elif sid == PLANS and oid == P.DEFAULT:
+            elif sid == _PLANS and oid == P.DEFAULT:
                 self.plans.default = v
                 self._plan_due = 0
             self._write(sid, oid, v)
@@ -332,11 +346,11 @@ class Node:
 
     def _do_invoke(self, svc, body, now):
         if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
-            raise SpotError(MALFORMED, "INVOKE takes [oid, arg]")
+            raise SpotError(_MALFORMED, "INVOKE takes [oid, arg]")
         row = self._known(svc, body[:1], model.X)[0]
         arg = body[1] if len(body) == 2 else None
         oid = row[model.ID]
-        if svc.sid == PLANS:
+        if svc.sid == _PLANS:
             return self._plan_invoke(oid, arg, now)
         model.check(row, arg)
         self._set_hw(svc.sid, oid, arg)
@@ -354,15 +368,15 @@ class Node:
             skipped = check_entries(self.services, arg[4], self._may_write) or None
             self.plans.push(arg)
         else:
-            model.check(self.services[PLANS].row(oid), arg)
+            model.check(self.services[_PLANS].row(oid), arg)
             self.plans.cancel(arg)
-        self._store(PLANS, P.LIST, self.plans.summary())
+        self._store(_PLANS, P.LIST, self.plans.summary())
         self._plan_due = 0
         return skipped
 
     def _do_subscribe(self, svc, mid, body, now, peer):
         if type(body) is not dict or not body:
-            raise SpotError(MALFORMED, "SUBSCRIBE takes {oid: attrs}")
+            raise SpotError(_MALFORMED, "SUBSCRIBE takes {oid: attrs}")
         oids = list(body)
         rows = self._known(svc, oids, model.R)
         objects = {}
@@ -382,13 +396,13 @@ class Node:
         each to emit(peer, frame) and return an empty list (no list made per turn)."""
         self._now = now
         if (not self.fallback and self.last_contact is not None and self.plans.temp
-                and PLANS in self.services
-                and now - self.last_contact >= self.values[PLANS][P.COMM_TIMEOUT]):
+                and _PLANS in self.services
+                and now - self.last_contact >= self.values[_PLANS][P.COMM_TIMEOUT]):
             self._set_fallback(True)
         # Unix seconds are past MicroPython's small ints on 32-bit boards (a heap object
         # each): compared in node seconds (_plan_local), made only when used
         due = self._plan_due
-        if PLANS in self.services and due is not None and (due == 0 or now >= self._plan_local):
+        if _PLANS in self.services and due is not None and (due == 0 or now >= self._plan_local):
             self._apply_plans(self.unix(now))
         out = None
         body = self._body
@@ -410,9 +424,9 @@ class Node:
     def next_deadline(self, now):
         """Seconds until step() has work, or None if only input can cause any."""
         best = self.subs.next_deadline()
-        if PLANS in self.services:
+        if _PLANS in self.services:
             if self.plans.temp and self.last_contact is not None and not self.fallback:
-                d = self.last_contact + self.values[PLANS][P.COMM_TIMEOUT]
+                d = self.last_contact + self.values[_PLANS][P.COMM_TIMEOUT]
                 best = d if best is None or d < best else best
             if self._plan_due is not None:
                 d = self._plan_local if self._plan_due else 0
@@ -421,14 +435,14 @@ class Node:
 
     def _set_fallback(self, on):
         self.fallback = on
-        self._store(PLANS, P.FALLBACK, on)
-        self.events.append((EV_FALLBACK, PLANS, None, on))
+        self._store(_PLANS, P.FALLBACK, on)
+        self.events.append((EV_FALLBACK, _PLANS, None, on))
         self._plan_due = 0
 
     def _apply_plans(self, t):
         plans = self.plans
         if plans.expire(t):
-            self._store(PLANS, P.LIST, plans.summary())
+            self._store(_PLANS, P.LIST, plans.summary())
         for sid, oid in plans.governed():
             svc = self.services.get(sid)
             row = svc.by_id.get(oid) if svc is not None else None
@@ -438,9 +452,9 @@ class Node:
             if v is not None and v != self.wire(sid, oid):
                 self._write(sid, oid, v)
         active = plans.active(t, self.fallback)
-        if active != self.values[PLANS].get(P.ACTIVE):
-            self._store(PLANS, P.ACTIVE, active)
-            self.events.append((EV_PLAN, PLANS, None, active))
+        if active != self.values[_PLANS].get(P.ACTIVE):
+            self._store(_PLANS, P.ACTIVE, active)
+            self.events.append((EV_PLAN, _PLANS, None, active))
         self._plan_due = due = plans.next_edge(t)
         self._plan_local = None if due is None else due - self.clock_offset   # node seconds
 
@@ -449,14 +463,14 @@ class Node:
     def _service(self, sid):
         svc = self.services.get(sid)
         if svc is None:
-            raise SpotError(UNKNOWN_SERVICE, sid)
+            raise SpotError(_UNKNOWN_SERVICE, sid)
         return svc
 
     def wire(self, sid, oid):
         """Current wire value of (sid, oid), through a bound getter if any."""
-        if sid == TIME and oid == UNIX_TIME:
+        if sid == _TIME and oid == UNIX_TIME:
             return int(self._now + self.clock_offset) if self.time_known else None
-        g = self._getter.get(oid << 8 | sid)
+        g = self.getters.get(oid << 8 | sid)
         if g is not None:
             v = g[1]()
             return v if v is None or g[2] else model.to_wire(g[0], v)
@@ -475,6 +489,6 @@ class Node:
         self.events.append((EV_WRITE, sid, oid, None))
 
     def _set_hw(self, sid, oid, wire):
-        s = self.setters.get((sid, oid))
+        s = self.setters.get(oid << 8 | sid)
         if s is not None:
             s[1](wire if wire is None or s[2] else model.from_wire(s[0], wire))

@@ -13,11 +13,32 @@ fallback: temporary plans are suspended and the default plan governs.
 """
 from .compat import const
 from . import model
-from .model import (PLAN, ENUM, MAP, ANALOG, BINARY, R, W, X, RW, M,
-                    TYPE, ACCESS, SCHEDULE, CURVE)
-from .errors import (SpotError, MALFORMED, OUT_OF_RANGE, BUSY, UNKNOWN_OBJECT, READ_ONLY,
-                     NOT_AUTHORISED)
-from .services import PLANS, TIME
+from .errors import SpotError
+
+# core.model's, core.errors' and core.services' numbers as constants of this module:
+# OBJECTS is then one constant (in flash when frozen), and no global slot holds them
+_PLAN = const(10)
+_ENUM = const(3)
+_MAP = const(11)
+_ANALOG = const(1)
+_BINARY = const(2)
+_R = const(1)
+_W = const(2)
+_X = const(4)
+_RW = const(3)
+_M = const(1)
+_TYPE = const(2)
+_ACCESS = const(4)
+_SCHEDULE = const(6)
+_CURVE = const(7)
+_MALFORMED = const(9)
+_OUT_OF_RANGE = const(4)
+_BUSY = const(8)
+_UNKNOWN_OBJECT = const(2)
+_READ_ONLY = const(3)
+_NOT_AUTHORISED = const(6)
+_PLANS = const(4)
+_TIME_SID = const(2)      # core.services.TIME (core.model.TIME is a type)
 
 PUSH = const(1)
 CANCEL = const(2)
@@ -27,18 +48,18 @@ COMM_TIMEOUT = const(5)
 LIST = const(6)
 FALLBACK = const(7)
 
-SERVICE = PLANS
+SERVICE = _PLANS
 NAME = "plans"
 VERSION = (1, 0)
 OBJECTS = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (PUSH, "push", PLAN, "", X, M, None, None, 0),
-    (CANCEL, "cancel", ENUM, "", X, M, 1, 0xFFFFFFFF, 0),
-    (DEFAULT, "default_plan", MAP, "", RW, M, None, None, 0),
-    (ACTIVE, "active_plan", ENUM, "", R, M, 0, 0xFFFFFFFF, 0),
-    (COMM_TIMEOUT, "comm_timeout", ANALOG, "s", RW, M, 10, 604800, 0),
-    (LIST, "plans", PLAN, "", R, M, None, None, 0),
-    (FALLBACK, "fallback", BINARY, "", R, M, None, None, 0),
+    (PUSH, "push", _PLAN, "", _X, _M, None, None, 0),
+    (CANCEL, "cancel", _ENUM, "", _X, _M, 1, 0xFFFFFFFF, 0),
+    (DEFAULT, "default_plan", _MAP, "", _RW, _M, None, None, 0),
+    (ACTIVE, "active_plan", _ENUM, "", _R, _M, 0, 0xFFFFFFFF, 0),
+    (COMM_TIMEOUT, "comm_timeout", _ANALOG, "s", _RW, _M, 10, 604800, 0),
+    (LIST, "plans", _PLAN, "", _R, _M, None, None, 0),
+    (FALLBACK, "fallback", _BINARY, "", _R, _M, None, None, 0),
 )
 
 MAX_PRIMACY = const(255)
@@ -54,7 +75,7 @@ _SEQ = const(5)
 
 def is_series(row):
     """True for objects whose value is itself a list (schedule, curve)."""
-    return row[TYPE] == SCHEDULE or row[TYPE] == CURVE
+    return row[_TYPE] == _SCHEDULE or row[_TYPE] == _CURVE
 
 
 def check_entries(services, entries, may_write=None):
@@ -66,23 +87,23 @@ def check_entries(services, entries, may_write=None):
     UNKNOWN_OBJECT if nothing is left.
     """
     if type(entries) is not dict:
-        raise SpotError(MALFORMED, "entries not a map")
+        raise SpotError(_MALFORMED, "entries not a map")
     skipped = []
     known = 0
     for sid in entries:
         objs = entries[sid]
         if type(objs) is not dict:
-            raise SpotError(MALFORMED, "entries not a map")
+            raise SpotError(_MALFORMED, "entries not a map")
         svc = services.get(sid)
         if svc is not None and may_write is not None and not may_write(sid):
-            raise SpotError(NOT_AUTHORISED, sid)
+            raise SpotError(_NOT_AUTHORISED, sid)
         for oid in objs:
-            row = svc.by_id.get(oid) if svc is not None and sid != PLANS and sid != TIME else None
+            row = svc.by_id.get(oid) if svc is not None and sid != _PLANS and sid != _TIME_SID else None
             if row is None:
                 skipped.append([sid, oid])
                 continue
-            if not row[ACCESS] & W:
-                raise SpotError(READ_ONLY, oid)
+            if not row[_ACCESS] & _W:
+                raise SpotError(_READ_ONLY, oid)
             v = objs[oid]
             if type(v) is list and not is_series(row):
                 model.check_schedule(oid, v, lambda x: model.check(row, x))
@@ -90,7 +111,7 @@ def check_entries(services, entries, may_write=None):
                 model.check(row, v)
             known += 1
     if not known:
-        raise SpotError(UNKNOWN_OBJECT, "no known object")
+        raise SpotError(_UNKNOWN_OBJECT, "no known object")
     return skipped
 
 
@@ -120,17 +141,17 @@ class Plans:
     def check_plan(self, plan, now):
         """Validate the header of a pushed plan (not its entries)."""
         if type(plan) is not list or len(plan) != 5:
-            raise SpotError(MALFORMED, "plan is [id, start, expiry, primacy, entries]")
+            raise SpotError(_MALFORMED, "plan is [id, start, expiry, primacy, entries]")
         pid, start, expiry, primacy = plan[0], plan[1], plan[2], plan[3]
         for v in (pid, start, expiry, primacy):
             if type(v) is not int or v < 0:
-                raise SpotError(MALFORMED, "plan header not unsigned")
+                raise SpotError(_MALFORMED, "plan header not unsigned")
         if pid == 0 or primacy > MAX_PRIMACY:
-            raise SpotError(OUT_OF_RANGE, "plan id or primacy")
+            raise SpotError(_OUT_OF_RANGE, "plan id or primacy")
         if expiry <= start or expiry <= now or expiry - now > self.max_horizon:
-            raise SpotError(OUT_OF_RANGE, "plan expiry")
+            raise SpotError(_OUT_OF_RANGE, "plan expiry")
         if len(self.temp) >= self.max_plans and self.find(pid) is None:
-            raise SpotError(BUSY, "plans full")
+            raise SpotError(_BUSY, "plans full")
 
     def find(self, pid):
         for p in self.temp:
@@ -152,7 +173,7 @@ class Plans:
     def cancel(self, pid):
         p = self.find(pid)
         if p is None:
-            raise SpotError(UNKNOWN_OBJECT, pid)
+            raise SpotError(_UNKNOWN_OBJECT, pid)
         self.temp.remove(p)
 
     def expire(self, t):

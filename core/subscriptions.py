@@ -13,7 +13,12 @@ Per object the attributes are (all optional, in the object's wire units):
 Without st/gt/lt any change notifies (still no faster than pmin).
 """
 from .compat import const
-from .errors import SpotError, MALFORMED, BUSY, UNKNOWN_OBJECT
+from .errors import SpotError
+
+# core.errors' codes, copied: no global slot holds them on a board
+_UNKNOWN_OBJECT = const(2)
+_BUSY = const(8)
+_MALFORMED = const(9)
 
 PMIN = const(0)
 PMAX = const(1)
@@ -32,19 +37,19 @@ def parse_attrs(attrs):
     if attrs is None:
         return a
     if type(attrs) is not dict:
-        raise SpotError(MALFORMED, "attrs not a map")
+        raise SpotError(_MALFORMED, "attrs not a map")
     for k in attrs:
         v = attrs[k]
         if type(k) is not int or k < 0 or k > LT:
             continue  # unknown attribute: skipped (newer minor version)
         if k <= PMAX:
             if type(v) is not int or v < 0:
-                raise SpotError(MALFORMED, "pmin/pmax not unsigned")
+                raise SpotError(_MALFORMED, "pmin/pmax not unsigned")
         elif type(v) is not int and type(v) is not float:
-            raise SpotError(MALFORMED, "threshold not a number")
+            raise SpotError(_MALFORMED, "threshold not a number")
         a[k] = v
     if a[PMAX] is not None and (a[PMAX] == 0 or a[PMAX] < a[PMIN]):
-        raise SpotError(MALFORMED, "pmax 0 or below pmin")
+        raise SpotError(_MALFORMED, "pmax 0 or below pmin")
     return a
 
 
@@ -88,7 +93,7 @@ class Subscriptions:
                 s[3] = table
                 return
         if len(self.subs) >= self.max_subs:
-            raise SpotError(BUSY, "subscriptions full")
+            raise SpotError(_BUSY, "subscriptions full")
         self.subs.append([peer, sid, mid, table])
 
     def remove(self, peer, sid, mid):
@@ -96,7 +101,7 @@ class Subscriptions:
         keep = [s for s in self.subs
                 if not (s[0] == peer and s[1] == sid and (mid is None or s[2] == mid))]
         if len(keep) == len(self.subs) and mid is not None:
-            raise SpotError(UNKNOWN_OBJECT, "subscription")
+            raise SpotError(_UNKNOWN_OBJECT, "subscription")
         self.subs = keep
 
     def drop_peer(self, peer):

@@ -2,7 +2,6 @@
 health, charge / discharge limits, a power set-point (+ charge,
 - discharge, as p) and an operating mode."""
 from ..core.compat import const
-from ..core.services import BATTERY
 from .common import ELECTRICAL
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
@@ -15,7 +14,7 @@ _RW = const(3)
 _M = const(1)
 _O = const(0)
 
-SERVICE = BATTERY
+SERVICE = const(0x12)  # core.services.BATTERY, copied: a board imports no services
 NAME = "battery"
 VERSION = (1, 0)
 

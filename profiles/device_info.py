@@ -3,7 +3,6 @@
 Read once after ANNOUNCE (which already lists the services and versions);
 only `label` is writable (an installer-given name or place)."""
 from ..core.compat import const
-from ..core.services import DEVICE_INFO
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
 # which frozen code keeps in flash instead of building it on the heap
@@ -15,7 +14,7 @@ _RW = const(3)
 _M = const(1)
 _O = const(0)
 
-SERVICE = DEVICE_INFO
+SERVICE = const(0x01)  # core.services.DEVICE_INFO, copied: a board imports no services
 NAME = "device_info"
 VERSION = (1, 0)
 

@@ -4,7 +4,6 @@ A device running out of memory over and over resets itself (ports/micropython/
 device.py); how often it did, and whether the last boot was such a reset, are
 kept in a small state file and reported to the bridge after the reboot."""
 from ..core.compat import const
-from ..core.services import DIAGNOSTICS
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
 # which frozen code keeps in flash instead of building it on the heap
@@ -14,7 +13,7 @@ _COUNTER = const(4)
 _R = const(1)
 _M = const(1)
 
-SERVICE = DIAGNOSTICS
+SERVICE = const(0x09)  # core.services.DIAGNOSTICS, copied: a board imports no services
 NAME = "diagnostics"
 VERSION = (1, 0)
 

@@ -4,7 +4,6 @@ commands it turns into device commands (import / export limits, a
 proportional reduction, an operating mode). Electrical rows are the site's
 connection point."""
 from ..core.compat import const
-from ..core.services import ENERGY_MANAGER
 from .common import ELECTRICAL
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
@@ -18,7 +17,7 @@ _RW = const(3)
 _M = const(1)
 _O = const(0)
 
-SERVICE = ENERGY_MANAGER
+SERVICE = const(0x16)  # core.services.ENERGY_MANAGER, copied: a board imports no services
 NAME = "energy_manager"
 VERSION = (1, 0)
 

@@ -3,7 +3,6 @@ pilot A-F), current limits, enable, the driver's energy request and
 departure time (ISO 15118), vehicle SoC and V2G capability. p and i of the
 electrical rows are the charging power and the per-phase current."""
 from ..core.compat import const
-from ..core.services import EV_CHARGER
 from .common import ELECTRICAL
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
@@ -18,7 +17,7 @@ _RW = const(3)
 _M = const(1)
 _O = const(0)
 
-SERVICE = EV_CHARGER
+SERVICE = const(0x13)  # core.services.EV_CHARGER, copied: a board imports no services
 NAME = "ev_charger"
 VERSION = (1, 0)
 

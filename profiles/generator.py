@@ -3,7 +3,6 @@ available capacity and overload capacity, status and start / stop.
 Set-points and capacities count generation positive; p (load convention)
 is negative while generating."""
 from ..core.compat import const
-from ..core.services import GENERATOR
 from .common import ELECTRICAL
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
@@ -18,7 +17,7 @@ _X = const(4)
 _M = const(1)
 _O = const(0)
 
-SERVICE = GENERATOR
+SERVICE = const(0x15)  # core.services.GENERATOR, copied: a board imports no services
 NAME = "generator"
 VERSION = (1, 0)
 

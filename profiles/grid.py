@@ -2,7 +2,6 @@
 an emergency flag, a demand-response level and the expected import
 capacity. Commands that act on a device go through its own profile."""
 from ..core.compat import const
-from ..core.services import GRID
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
 # which frozen code keeps in flash instead of building it on the heap
@@ -14,7 +13,7 @@ _R = const(1)
 _M = const(1)
 _O = const(0)
 
-SERVICE = GRID
+SERVICE = const(0x07)  # core.services.GRID, copied: a board imports no services
 NAME = "grid"
 VERSION = (1, 0)
 

@@ -1,7 +1,6 @@
 """Heat pump profile: SG-Ready state, flow and hot-water set-points and
 temperatures, power adjustment, pause and start-time adjustment."""
 from ..core.compat import const
-from ..core.services import HEAT_PUMP
 from .common import ELECTRICAL
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
@@ -15,7 +14,7 @@ _X = const(4)
 _M = const(1)
 _O = const(0)
 
-SERVICE = HEAT_PUMP
+SERVICE = const(0x10)  # core.services.HEAT_PUMP, copied: a board imports no services
 NAME = "heat_pump"
 VERSION = (1, 0)
 

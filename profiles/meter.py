@@ -2,7 +2,6 @@
 factor, active tariff and alarm at the site's connection point. The
 electrical rows hold the totals (v: mean phase voltage, i: largest phase)."""
 from ..core.compat import const
-from ..core.services import METER
 from .common import ELECTRICAL
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
@@ -18,7 +17,7 @@ _RW = const(3)
 _M = const(1)
 _O = const(0)
 
-SERVICE = METER
+SERVICE = const(0x14)  # core.services.METER, copied: a board imports no services
 NAME = "meter"
 VERSION = (1, 0)
 

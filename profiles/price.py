@@ -4,7 +4,6 @@ Served by a price source (the cloud bridge, an energy manager) and consumed
 by devices that plan their own operation; nothing in it is commanded.
 Prices are in `currency` per MWh (0.1 resolution = 0.01 cent/kWh)."""
 from ..core.compat import const
-from ..core.services import PRICE
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
 # which frozen code keeps in flash instead of building it on the heap
@@ -15,7 +14,7 @@ _R = const(1)
 _M = const(1)
 _O = const(0)
 
-SERVICE = PRICE
+SERVICE = const(0x05)  # core.services.PRICE, copied: a board imports no services
 NAME = "price"
 VERSION = (1, 0)
 

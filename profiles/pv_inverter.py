@@ -2,7 +2,6 @@
 power factor, volt-var, frequency-watt, ramp rate, connect / cease to
 energise) and production measurements. p is negative while producing."""
 from ..core.compat import const
-from ..core.services import PV_INVERTER
 from .common import ELECTRICAL
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
@@ -19,7 +18,7 @@ _X = const(4)
 _M = const(1)
 _O = const(0)
 
-SERVICE = PV_INVERTER
+SERVICE = const(0x11)  # core.services.PV_INVERTER, copied: a board imports no services
 NAME = "pv_inverter"
 VERSION = (1, 0)
 

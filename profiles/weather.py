@@ -1,7 +1,6 @@
 """Weather profile (informational): outdoor temperature and solar
 irradiance, now and forecast, for devices that plan heat or PV output."""
 from ..core.compat import const
-from ..core.services import WEATHER
 
 # core.model's numbers as constants of this module: OBJECTS is then one constant,
 # which frozen code keeps in flash instead of building it on the heap
@@ -11,7 +10,7 @@ _R = const(1)
 _M = const(1)
 _O = const(0)
 
-SERVICE = WEATHER
+SERVICE = const(0x06)  # core.services.WEATHER, copied: a board imports no services
 NAME = "weather"
 VERSION = (1, 0)
 

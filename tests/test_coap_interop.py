@@ -22,7 +22,9 @@ from loop_call import call_on
 from netutil import bind_retrying
 
 from spot.core import coap
-from spot.core.coap_endpoint import (Endpoint, Response, EV_RESPONSE, EV_NOTIFICATION)
+from spot.core.coap_endpoint import Endpoint
+from spot.core.coap_server import Response
+from spot.core.coap_client import EV_RESPONSE, EV_NOTIFICATION
 from spot.ports.micropython.coap_loop import CoapLoop
 
 LARGE = bytes(ord('a') + i % 26 for i in range(3072))       # 3 KB, printable

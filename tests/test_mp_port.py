@@ -20,7 +20,8 @@ except ImportError:
 
 from spot.core import coap, frame as F
 from spot.core import mqtt as M
-from spot.core.coap_endpoint import Endpoint, EV_RESPONSE, EV_NOTIFICATION
+from spot.core.coap_endpoint import Endpoint
+from spot.core.coap_client import EV_RESPONSE, EV_NOTIFICATION
 from spot.core.coap_server import Response
 from spot.core.coap_binding import CF_SPOT
 from spot.core.mqtt_binding import parse_topic, down_topic, UP, ANNOUNCE

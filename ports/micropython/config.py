@@ -13,27 +13,28 @@ the node's wire form. Keys in "oscore" are hex strings.
 """
 import json
 
-DEFAULTS = {
-    'wifi': None,          # [ssid, key]; None: Ethernet or already up
-    'eth': None,           # network.LAN arguments, e.g. {"mdc": 23, "mdio": 18,
-                           # "phy_type": "PHY_LAN8720", "phy_addr": 1}: Ethernet
-    'oscore': None,        # {secret, salt, sender, recipient[, context]} in hex
-    'user': None,          # MQTT user name and password
-    'password': None,
-    'ca': None,            # CA certificate file (DER) for mqtts://
-    'plan': None,          # default plan by names, SI units
-    'comm_timeout': 900,   # s without the controller before the default plan governs
-    'telemetry': 60,       # s between telemetry reports (0: none)
-    'qos': 1,              # MQTT telemetry QoS (0 or 1): 1 queues while the link is down
-    'lifetime': 300,       # s between CoAP registrations / MQTT keep-alive
-    'port': 0,             # local UDP port for CoAP (0: any)
-    'sleepy': False,       # wake, send what is queued, take what waits, sleep
-    'awake_s': 10,         # s to stay awake after the link is up (sleepy)
-    'sleep_s': 300,        # s of deep sleep between wakes (sleepy)
-    'wdt_ms': 30000,       # watchdog timeout (0: no watchdog)
-    'backoff_ms': [1000, 60000],  # first and longest delay between reconnects
-    'mem_reset': 10,       # MemoryErrors within a minute that reset the board (0: never)
-}
+# (key, default) pairs, one constant (in flash when frozen); with_defaults() makes the dict
+DEFAULTS = (
+    ('wifi', None),          # [ssid, key]; None: Ethernet or already up
+    ('eth', None),           # network.LAN arguments, e.g. {"mdc": 23, "mdio": 18,
+                             # "phy_type": "PHY_LAN8720", "phy_addr": 1}: Ethernet
+    ('oscore', None),        # {secret, salt, sender, recipient[, context]} in hex
+    ('user', None),          # MQTT user name and password
+    ('password', None),
+    ('ca', None),            # CA certificate file (DER) for mqtts://
+    ('plan', None),          # default plan by names, SI units
+    ('comm_timeout', 900),   # s without the controller before the default plan governs
+    ('telemetry', 60),       # s between telemetry reports (0: none)
+    ('qos', 1),              # MQTT telemetry QoS (0 or 1): 1 queues while the link is down
+    ('lifetime', 300),       # s between CoAP registrations / MQTT keep-alive
+    ('port', 0),             # local UDP port for CoAP (0: any)
+    ('sleepy', False),       # wake, send what is queued, take what waits, sleep
+    ('awake_s', 10),         # s to stay awake after the link is up (sleepy)
+    ('sleep_s', 300),        # s of deep sleep between wakes (sleepy)
+    ('wdt_ms', 30000),       # watchdog timeout (0: no watchdog)
+    ('backoff_ms', (1000, 60000)),  # first and longest delay between reconnects
+    ('mem_reset', 10),       # MemoryErrors within a minute that reset the board (0: never)
+)
 
 SCHEMES = {'coap': 5683, 'mqtt': 1883, 'mqtts': 8883}
 
@@ -72,7 +73,7 @@ def check(cfg):
     if cfg['qos'] > 1:
         _bad('qos', '0 or 1')
     b = cfg['backoff_ms']
-    if not (type(b) is list and len(b) == 2 and _uint(b[0]) and _uint(b[1])
+    if not (type(b) in (list, tuple) and len(b) == 2 and _uint(b[0]) and _uint(b[1])
             and 0 < b[0] <= b[1]):
         _bad('backoff_ms', '[first, longest] with 0 < first <= longest')
     w = cfg['wifi']

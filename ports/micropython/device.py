@@ -37,14 +37,16 @@ work; run() sleeps that long but at most poll_ms, the latency of input.
 from ...core import frame as F
 from ...core.compat import const
 from ...core.node import Node
-from ...core.model import ACCESS, R
-from ...core.services import DIAGNOSTICS
 from ...profiles import diagnostics
 from . import config as C
 
 POLL_MS = const(50)        # longest sleep between two looks at the socket
 _SAMPLE_MS = const(1000)   # bound getters of subscribed objects are read this often
 _MEM_WINDOW_MS = const(60000)   # cfg mem_reset MemoryErrors within this reset the board
+# core.model's and core.services' numbers, copied: no global slot holds them on a board
+_ACCESS = const(4)
+_R = const(1)
+_DIAGNOSTICS = const(9)
 
 
 class Device:
@@ -118,7 +120,7 @@ class Device:
         sid = sid or self.sid
         values = {}
         for r in node.services[sid].rows:
-            if r[ACCESS] & R:
+            if r[_ACCESS] & _R:
                 v = node.wire(sid, r[0])
                 if v is not None:
                     values[r[0]] = v
@@ -179,15 +181,15 @@ class Device:
         attrs = {}
         for r in node.services[self.sid].rows:
             oid = r[0]
-            if r[ACCESS] & R and (node.bound(self.sid, oid)
+            if r[_ACCESS] & _R and (node.bound(self.sid, oid)
                                   or node.values[self.sid].get(oid) is not None):
                 attrs[oid] = {0: t, 1: t}
         if t and attrs:
             node.report(self.sid, attrs, now // 1000, self.link.report_peer())
         if self.cfg['sleepy']:
             self.telemetry_now()
-        if node.wire(DIAGNOSTICS, 2):    # the last boot was a reset of ours or the watchdog's
-            self.telemetry_now(DIAGNOSTICS)
+        if node.wire(_DIAGNOSTICS, 2):    # the last boot was a reset of ours or the watchdog's
+            self.telemetry_now(_DIAGNOSTICS)
 
     def poll(self):
         """One turn: move bytes, step the node and the protocol; ms until the next turn."""
@@ -241,7 +243,7 @@ class Device:
         reset = getattr(self.board, 'reset', None)
         if limit and m[0] >= limit and reset is not None:
             try:
-                self.state_file('diag', '%d %d' % (self.node.wire(DIAGNOSTICS, 1) + 1,
+                self.state_file('diag', '%d %d' % (self.node.wire(_DIAGNOSTICS, 1) + 1,
                                                    diagnostics.BOOT_OUT_OF_MEMORY))
             except (MemoryError, OSError):
                 pass   # reset anyway: a device that cannot allocate serves nothing
@@ -262,9 +264,9 @@ class Device:
             check = getattr(self.board, 'watchdog_reset', None)
             if check is not None and check():
                 cause = diagnostics.BOOT_WATCHDOG
-        node.set(DIAGNOSTICS, 1, resets)
-        node.set(DIAGNOSTICS, 2, cause)
-        node.bind(DIAGNOSTICS, 3, self._mem_errors, None, True)
+        node.set(_DIAGNOSTICS, 1, resets)
+        node.set(_DIAGNOSTICS, 2, cause)
+        node.bind(_DIAGNOSTICS, 3, self._mem_errors, None, True)
 
     def _mem_errors(self):
         return self.mem_errors

@@ -4,8 +4,10 @@ Fake clock (integer ms passed in) and fake random source.  Portable: plain asser
 """
 from spot.core import coap
 from spot.core.coap import CoapMessage
-from spot.core.coap_endpoint import (Endpoint, Response, CoapBusy, EV_RESPONSE,
-                                     EV_NOTIFICATION, EV_TIMEOUT, EV_RESET, EV_ERROR)
+from spot.core.coap_endpoint import Endpoint
+from spot.core.coap_server import Response
+from spot.core.coap_client import (CoapBusy, EV_RESPONSE, EV_NOTIFICATION, EV_TIMEOUT, EV_RESET,
+                                   EV_ERROR)
 
 C = ('10.0.0.1', 40000)   # addresses are opaque keys for the endpoint
 S = ('10.0.0.2', 5683)
@@ -731,7 +733,7 @@ def test_mutated_datagrams_never_raise_and_tables_stay_bounded():
 
 
 def test_idle_endpoint_returns_the_shared_empty_lists():
-    from spot.core.coap_endpoint import NOTHING
+    from spot.core.coap_client import NOTHING
     client, server, link = pair(text_handler()[0])
     assert server.step(0) is NOTHING and server.events() is NOTHING
     client.request(S, coap.GET, 'test')

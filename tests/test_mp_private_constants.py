@@ -1,0 +1,68 @@
+"""Device-side modules copy the numbers they use from the modules that define them
+(core.model, core.errors, core.services, core.coap, core.frame, ...) as private
+MicroPython constants (`_NAME = const(n)`): mpy-cross folds them into the code, so on
+a board they take no slot in the module's globals, import nothing and intern no name
+(docs/benchmarks.md, "MicroPython footprint on the real interpreter"). A copy is
+`_` + the defining module's public name; this checks that every copy still has the
+number of its original (on CPython, where the copies are module attributes).
+Profiles' row constants are checked by test_mp_profile_tables.py."""
+import importlib
+
+import pytest
+
+# module holding copies -> the modules it copies from
+COPIES = {
+    "core.plans": ("core.model", "core.errors", "core.services"),
+    "core.node": ("core.errors", "core.services"),
+    "core.coap_binding": ("core.coap", "core.coap_client", "core.errors"),
+    "core.coap_client": ("core.coap",),
+    "core.coap_server": ("core.coap", "core.coap_client"),
+    "core.coap_endpoint": ("core.coap",),
+    "core.frame": ("core.errors",),
+    "core.model": ("core.errors",),
+    "core.subscriptions": ("core.errors",),
+    "ports.micropython.device": ("core.model", "core.services"),
+}
+# a copy whose name differs from its original's: (module, copy) -> (module, original)
+RENAMED = {
+    ("core.plans", "_TIME_SID"): ("core.services", "TIME"),
+    ("core.node", "_TIME_TYPE"): ("core.model", "TIME"),
+    ("core.node", "_RW"): ("core.model", "RW"),
+    ("core.node", "_M"): ("core.model", "M"),
+}
+
+
+def module(name):
+    return importlib.import_module("spot." + name)
+
+
+def copies(name):
+    mod = module(name)
+    for attr, value in sorted(vars(mod).items()):
+        if attr.startswith("_") and not attr.startswith("__") and type(value) is int:
+            yield attr, value
+
+
+@pytest.mark.parametrize("name", sorted(COPIES))
+def test_a_private_copy_has_the_number_of_its_original(name):
+    checked = 0
+    for attr, value in copies(name):
+        if (name, attr) in RENAMED:
+            src, original = RENAMED[(name, attr)]
+            assert getattr(module(src), original) == value, (attr, src, original)
+            checked += 1
+            continue
+        for src in COPIES[name]:
+            if hasattr(module(src), attr[1:]):
+                assert getattr(module(src), attr[1:]) == value, (attr, src)
+                checked += 1
+                break
+    assert checked, "%s copies no number" % name
+
+
+def test_a_profiles_service_id_is_the_one_core_services_allocates():
+    from spot.core import services
+    from spot.profiles import registry
+    for name in sorted(registry.PROFILES) + ["diagnostics"]:
+        mod = importlib.import_module("spot.profiles." + name)
+        assert mod.SERVICE == getattr(services, name.upper()), name
