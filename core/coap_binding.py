@@ -543,8 +543,8 @@ class CoapDevice:
                 got = self._outcome(ev, bind)
                 if got is not None and got[0] >> 5 == 2:  # stored by the bridge
                     self._stored(frame)
-                elif got is not None and (got[0] == BAD_REQUEST
-                                          or got[0] == REQUEST_ENTITY_TOO_LARGE):
+                elif got is not None and (got[0] == _BAD_REQUEST
+                                          or got[0] == _REQUEST_ENTITY_TOO_LARGE):
                     self._stored(frame)   # refused for what it says: sending it again
                     self.dropped += 1     # cannot succeed (spec 9.1), so it is dropped
                 else:   # no answer or refused: register again, resend then
