@@ -24,6 +24,7 @@ from spot.core.coap_endpoint import Endpoint
 from spot.core.coap_client import EV_RESPONSE, EV_NOTIFICATION
 from spot.core.coap_server import Response
 from spot.core.coap_binding import CF_SPOT
+from spot.core.node import EV_WRITE
 from spot.core.mqtt_binding import parse_topic, down_topic, UP, ANNOUNCE
 from spot.core.mqtt_client import MemoryOutbox
 from spot.core.services import HEAT_PUMP as HP, PLANS, NODE
@@ -494,6 +495,27 @@ def case_a_write_reaches_the_hardware_setter():
     w.run_until(3000)
     assert w.peer.frames(token)[0][0] == F.ERROR
     assert (w.pins[0].v, w.pins[1].v) == (1, 1)
+
+
+def case_node_events_reach_the_firmware_hook_once_and_are_not_kept():
+    w = coap_world()
+    seen = []
+    w.dev.on_event = seen.append
+    w.peer.ask(F.WRITE, HP, 6, {SG_READY: 4})
+    w.run_until(2000)
+    assert (EV_WRITE, HP, SG_READY, None) in seen
+    assert w.dev.node.events == []
+    n = len(seen)
+    w.run_until(4000)
+    assert len(seen) == n                  # each event is handed over once
+
+
+def case_node_events_are_not_kept_without_a_firmware_hook():
+    w = coap_world()
+    for mid in range(6, 12):               # writes the firmware never looks at
+        w.peer.ask(F.WRITE, HP, mid, {SG_READY: 2})
+        w.run_until(1000 + 500 * mid)
+    assert w.dev.node.events == []
 
 
 def case_a_subscription_notifies_at_pmax_and_after_pmin_on_change():

@@ -33,6 +33,9 @@ serves the diagnostics service (profiles/diagnostics) and, after such a reset or
 watchdog's, sends it to the bridge once the link is up.
 poll() is the whole loop body: non-blocking, it returns the ms until it has
 work; run() sleeps that long but at most poll_ms, the latency of input.
+What the node did for the network (a WRITE, an INVOKE, a plan or fallback
+change, a signal: core.node's EV_* tuples) goes to `dev.on_event(ev)` if the
+firmware set one, and is then forgotten: the node's list never grows.
 """
 from ...core import frame as F
 from ...core.compat import const
@@ -76,6 +79,7 @@ class Device:
                                 comm_timeout=cfg['comm_timeout'], sleepy=bool(cfg['sleepy']))
         self.sid = profile.SERVICE
         node.set_default_plan(C.plan_entries(cfg['plan'], node.services))
+        self.on_event = None      # firmware's hook: on_event((kind, sid, oid, arg)) per node event
         self.errors = 0           # exceptions caught in the loop
         self.last_error = None
         self.mem_errors = 0       # MemoryErrors caught since boot
@@ -203,6 +207,9 @@ class Device:
             self.errors += 1
             self.last_error = e
             wait = POLL_MS
+        events = self.node.events
+        if events:
+            self._hand_over(events)
         if self.ctx is not None:
             self._keep_seq(self)
         if self.cfg['sleepy']:
@@ -214,6 +221,18 @@ class Device:
             d = self._sampled + _SAMPLE_MS - now
             wait = d if wait is None or d < wait else wait
         return wait
+
+    def _hand_over(self, events):
+        # the node's events to the firmware, then out of the list (in place: no new list)
+        hook = self.on_event
+        try:
+            if hook is not None:
+                for ev in events:
+                    hook(ev)
+        except Exception as e:   # the firmware's fault: counted, the events still go
+            self.errors += 1
+            self.last_error = e
+        events.clear()
 
     def _sample(self, now):
         # a bound getter changes without the node seeing it: read the subscribed ones
