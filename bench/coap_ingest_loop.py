@@ -11,7 +11,8 @@ round waits for its 128 answers (they are caught before the socket). No
 network, no load generator: what is measured is the bridge's own work.
 
 Printed per variant: CPU microseconds per frame of the loop thread and of the
-whole process (loop + SQLite worker thread), then, in a second pass under
+whole process (loop + SQLite worker thread); for this tree the store thread's
+part by statement (the store's statement runner wrapped); then, in a pass under
 cProfile (deterministic: it does not depend on the machine's load), the Python
 function calls per frame made on the loop thread. With --baseline each variant
 runs in its own process, alternating, `spot` imported from that tree.
@@ -43,6 +44,7 @@ async def measure(rounds, profile):
         async with bridge(__import__("pathlib").Path(tmp), reg_total_burst=10 ** 6,
                           reg_max_plain=10 ** 6, reg_source_burst=10 ** 6) as parts:
             driver = parts.coap.fast.driver
+            statements = time_statements(parts.store)
             answered, waiting = [], [None]
 
             def sendto(data, addr):   # the answers, caught before the socket
@@ -85,6 +87,7 @@ async def measure(rounds, profile):
                     if profile:
                         profiler.disable()
             await run(20, 0)   # warm-up
+            statements.clear()
             loop0, proc0 = time.thread_time(), time.process_time()
             await run(rounds, 20 * WINDOW)
             n = rounds * WINDOW
@@ -92,7 +95,57 @@ async def measure(rounds, profile):
                    "process_us": 1e6 * (time.process_time() - proc0) / n}
             if profile:
                 out["calls"] = pstats.Stats(profiler).total_calls / n
+            out["store_us"] = {k: 1e6 * v / n for k, v in statements.items()}
             return out
+
+
+def time_statements(store):
+    """Store-thread CPU by part (a SQLite store of this tree: its _steps and
+    _in_transaction, wrapped); {} for another store or tree."""
+    try:
+        from spot.cloud_bridge import store_sqlite as SS
+        steps, in_transaction = SS._steps, store._in_transaction
+    except (ImportError, AttributeError):
+        return {}
+    spent = {}
+
+    def add(key, t):
+        spent[key] = spent.get(key, 0.0) + time.thread_time() - t
+
+    class Timed:
+        def __init__(self, c):
+            self.c = c
+
+        def execute(self, sql, params=()):
+            t = time.thread_time()
+            try:
+                return self.c.execute(sql, params)
+            finally:
+                add(" ".join(sql.split()[:3]), t)
+
+        def executemany(self, sql, seq):
+            t = time.thread_time()
+            try:
+                return self.c.executemany(sql, seq)
+            finally:
+                add(" ".join(sql.split()[:3]), t)
+
+    def timed_steps(c, script):
+        t = time.thread_time()
+        try:
+            return steps(Timed(c), script)
+        finally:
+            add("transaction scripts (statements and their Python)", t)
+
+    def timed_transaction(begin, work):
+        t = time.thread_time()
+        try:
+            return in_transaction(begin, work)
+        finally:
+            add("transactions (scripts, BEGIN, COMMIT)", t)
+    SS._steps = timed_steps
+    store._in_transaction = timed_transaction
+    return spent
 
 
 def child(argv):
@@ -130,6 +183,13 @@ def main(argv):
             for name, code in variants:
                 r = run_variant(code, rounds, False)
                 print("| %s | %.1f | %.1f |" % (name, r["loop_us"], r["process_us"]))
+                if code is None:
+                    r_this = r
+        print()
+        print("Store thread of this tree's last run, CPU us per frame by part:")
+        print()
+        for k, v in sorted(r_this["store_us"].items(), key=lambda kv: -kv[1])[:6]:
+            print("- %s: %.1f" % (k, v))
         print()
         print("| variant | Python calls per frame on the loop thread (cProfile) |")
         print("|---|---:|")
