@@ -1,0 +1,204 @@
+"""The bridge's event-loop thread on the coap:// NOTIFY path, in one process.
+
+    python3 bench/coap_ingest_loop.py                          # this tree
+    python3 bench/coap_ingest_loop.py --baseline=/tmp/base --repeat=3
+
+A bridge (tests/adversarial_peers.bridge: real SQLite store, CoAP link, HTTP)
+runs in this process; 1 000 devices register, then rounds of 128 NOTIFY
+datagrams (21 values, confirmable POSTs to /s, one per device in turn) are
+handed straight to coap_fast's driver, as its socket reader would, and each
+round waits for its 128 answers (they are caught before the socket). No
+network, no load generator: what is measured is the bridge's own work.
+
+Printed per variant: CPU microseconds per frame of the loop thread and of the
+whole process (loop + SQLite worker thread); for this tree the store thread's
+part by statement (the store's statement runner wrapped); then, in a pass under
+cProfile (deterministic: it does not depend on the machine's load), the Python
+function calls per frame made on the loop thread. With --baseline each variant
+runs in its own process, alternating, `spot` imported from that tree.
+"""
+import asyncio
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+DEVICES, WINDOW = 1000, 128
+VALUES = {i: 1000 + 7 * i for i in range(1, 22)}
+
+
+async def measure(rounds, profile):
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from adversarial_peers import bridge, announce
+    from spot.core import coap as M, frame as F
+    from spot.core.coap_binding import CF_SPOT
+
+    with tempfile.TemporaryDirectory() as tmp:
+        async with bridge(__import__("pathlib").Path(tmp), reg_total_burst=10 ** 6,
+                          reg_max_plain=10 ** 6, reg_source_burst=10 ** 6) as parts:
+            driver = parts.coap.fast.driver
+            statements = time_statements(parts.store)
+            answered, waiting = [], [None]
+
+            def sendto(data, addr):   # the answers, caught before the socket
+                answered.append(addr)
+                if waiting[0] is not None and len(answered) >= WINDOW \
+                        and not waiting[0].done():
+                    waiting[0].set_result(None)
+            driver.transport.sendto = sendto
+            options = [(M.URI_PATH, "s"), (M.CONTENT_FORMAT, CF_SPOT)]
+            addrs = [("127.0.0.1", 20000 + i) for i in range(DEVICES)]
+            mid = [1]
+
+            def datagram(frame):
+                mid[0] = (mid[0] + 1) & 0xFFFF
+                return M.encode_message(M.CON, M.POST, mid[0], b"t%d" % mid[0], options, frame)
+            for i, a in enumerate(addrs):
+                driver.datagram_received(datagram(announce("hp-%05d" % i)), a)
+                await asyncio.sleep(0)
+            while len(answered) < DEVICES:
+                await asyncio.sleep(0.01)
+            t0 = int(time.time()) - 80000
+            frames, profiler = {}, cProfile.Profile()
+
+            async def run(n, first):
+                for r in range(n):
+                    answered.clear()
+                    waiting[0] = asyncio.get_running_loop().create_future()
+                    batch = []
+                    for j in range(WINDOW):
+                        k = first + r * WINDOW + j
+                        t = t0 + k // DEVICES
+                        if t not in frames:
+                            frames[t] = F.encode(F.NOTIFY, 16, 5, [t, VALUES])
+                        batch.append((datagram(frames[t]), addrs[k % DEVICES]))
+                    if profile:
+                        profiler.enable()
+                    for data, addr in batch:
+                        driver.datagram_received(data, addr)
+                    await waiting[0]
+                    if profile:
+                        profiler.disable()
+            await run(20, 0)   # warm-up
+            statements.clear()
+            loop0, proc0 = time.thread_time(), time.process_time()
+            await run(rounds, 20 * WINDOW)
+            n = rounds * WINDOW
+            out = {"loop_us": 1e6 * (time.thread_time() - loop0) / n,
+                   "process_us": 1e6 * (time.process_time() - proc0) / n}
+            if profile:
+                out["calls"] = pstats.Stats(profiler).total_calls / n
+            out["store_us"] = {k: 1e6 * v / n for k, v in statements.items()}
+            return out
+
+
+def time_statements(store):
+    """Store-thread CPU by part (a SQLite store of this tree: its _steps and
+    _in_transaction, wrapped); {} for another store or tree."""
+    try:
+        from spot.cloud_bridge import store_sqlite as SS
+        steps, in_transaction = SS._steps, store._in_transaction
+    except (ImportError, AttributeError):
+        return {}
+    spent = {}
+
+    def add(key, t):
+        spent[key] = spent.get(key, 0.0) + time.thread_time() - t
+
+    class Timed:
+        def __init__(self, c):
+            self.c = c
+
+        def execute(self, sql, params=()):
+            t = time.thread_time()
+            try:
+                return self.c.execute(sql, params)
+            finally:
+                add(" ".join(sql.split()[:3]), t)
+
+        def executemany(self, sql, seq):
+            t = time.thread_time()
+            try:
+                return self.c.executemany(sql, seq)
+            finally:
+                add(" ".join(sql.split()[:3]), t)
+
+    def timed_steps(c, script):
+        t = time.thread_time()
+        try:
+            return steps(Timed(c), script)
+        finally:
+            add("transaction scripts (statements and their Python)", t)
+
+    def timed_transaction(begin, work):
+        t = time.thread_time()
+        try:
+            return in_transaction(begin, work)
+        finally:
+            add("transactions (scripts, BEGIN, COMMIT)", t)
+    SS._steps = timed_steps
+    store._in_transaction = timed_transaction
+    return spent
+
+
+def child(argv):
+    rounds, profile = int(argv[0]), argv[1] == "1"
+    print(repr(asyncio.run(measure(rounds, profile))))
+
+
+def run_variant(code, rounds, profile):
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = code
+    out = subprocess.run([sys.executable, __file__, "--child", str(rounds), str(int(profile))],
+                         capture_output=True, text=True, env=env, timeout=600)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return eval(out.stdout.strip().splitlines()[-1])   # noqa: S307 (our own child's dict)
+
+
+def main(argv):
+    if argv[:1] == ["--child"]:
+        return child(argv[1:])
+    from bridge_ingest import baseline_path, option
+    repeat = int(option(argv, "repeat", 2))
+    rounds = int(option(argv, "rounds", 150))
+    base = option(argv, "baseline")
+    with tempfile.TemporaryDirectory() as tmp:
+        variants = [("this tree", None)]
+        if base:
+            variants.append(("baseline", baseline_path(base, tmp)))
+        print("load average before: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+        print()
+        print("| variant | loop thread CPU us per frame | process CPU us per frame |")
+        print("|---|---:|---:|")
+        for _ in range(repeat):
+            for name, code in variants:
+                r = run_variant(code, rounds, False)
+                print("| %s | %.1f | %.1f |" % (name, r["loop_us"], r["process_us"]))
+                if code is None:
+                    r_this = r
+        print()
+        print("Store thread of this tree's last run, CPU us per frame by part:")
+        print()
+        for k, v in sorted(r_this["store_us"].items(), key=lambda kv: -kv[1])[:6]:
+            print("- %s: %.1f" % (k, v))
+        print()
+        print("| variant | Python calls per frame on the loop thread (cProfile) |")
+        print("|---|---:|")
+        for name, code in variants:
+            r = run_variant(code, 50, True)
+            print("| %s | %.1f |" % (name, r["calls"]))
+        print()
+        print("load average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
