@@ -40,16 +40,14 @@ Needs: pip install "psycopg[binary,pool]".
 import logging
 import math
 import re
-import struct
 import time
 from collections import namedtuple
 
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .pg_binary import DUMPERS, copy_payload, row_arrays
 from .store import Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, check_time
 
 log = logging.getLogger("spot.store")
@@ -224,95 +222,6 @@ UPSERT_LATEST_OBJECT = (
     "ON CONFLICT (device, service, object) DO UPDATE "
     "SET t = excluded.t, value = excluded.value WHERE latest.t < excluded.t")
 
-_COPY_HEAD = b"PGCOPY\n\xff\r\n\0" + bytes(8)     # signature, flags, no extension
-_COPY_END = b"\xff\xff"
-_ROW_HEAD = struct.Struct("!hi").pack          # 5 fields; the device's length
-_ROW_REST = struct.Struct("!ihiiidi").pack     # service, object, t; the value's length
-
-
-_ARRAY_HEAD = struct.Struct("!iiiii").pack   # 1 dimension, no NULLs, element oid, n, from 1
-_LENGTH = struct.Struct("!i").pack
-
-
-class Array(bytes):
-    """A one-dimensional array parameter already in PostgreSQL's binary form (psycopg
-    dumps a Python list element by element: about three times slower)."""
-    __slots__ = ()
-
-
-def _array_dumper(name, array_oid):
-    return type(name, (Dumper,), {"format": Format.BINARY, "oid": array_oid,
-                                  "dump": lambda self, obj: obj})
-
-
-class TextArray(Array):
-    __slots__ = ()
-
-
-class Int2Array(Array):
-    __slots__ = ()
-
-
-class Int4Array(Array):
-    __slots__ = ()
-
-
-class Float8Array(Array):
-    __slots__ = ()
-
-
-DUMPERS = {TextArray: _array_dumper("TextArrayDumper", 1009),
-           Int2Array: _array_dumper("Int2ArrayDumper", 1005),
-           Int4Array: _array_dumper("Int4ArrayDumper", 1007),
-           Float8Array: _array_dumper("Float8ArrayDumper", 1022)}
-
-
-def _texts(items):
-    parts = [_ARRAY_HEAD(1, 0, 25, len(items), 1)]
-    done = {}
-    for x in items:
-        b = done.get(x)
-        if b is None:
-            e = x.encode()
-            b = done[x] = _LENGTH(len(e)) + e
-        parts.append(b)
-    return TextArray(b"".join(parts))
-
-
-def row_arrays(rows):
-    """Rows (device, service, object, float t, JSON text) as the five array parameters
-    text[], smallint[], integer[], float8[], text[] (the values' JSON text)."""
-    n = len(rows)
-    devs, sids, oids, ts, vals = zip(*rows)
-    return (_texts(devs),
-            Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + struct.pack(
-                "!" + "ih" * n, *[x for v in sids for x in (2, v)])),
-            Int4Array(_ARRAY_HEAD(1, 0, 23, n, 1) + struct.pack(
-                "!" + "ii" * n, *[x for v in oids for x in (4, v)])),
-            Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + struct.pack(
-                "!" + "id" * n, *[x for v in ts for x in (8, v)])),
-            _texts(vals))
-
-
-def copy_payload(rows):
-    """The whole binary COPY stream of telemetry rows (device, service, object, float
-    t, JSON text): the row layout of COPY_TYPES["telemetry"], built in one pass."""
-    heads = {}
-    out = [_COPY_HEAD]
-    add = out.append
-    for dev, sid, oid, t, v in rows:
-        h = heads.get(dev)
-        if h is None:
-            b = dev.encode()
-            h = heads[dev] = _ROW_HEAD(5, len(b)) + b
-        b = v.encode()
-        add(h)
-        add(_ROW_REST(2, sid, 4, oid, 8, t, len(b)))
-        add(b)
-    add(_COPY_END)
-    return b"".join(out)
-
-
 def _pg(sql):
     """The statement with psycopg placeholders (scripts use `?`)."""
     s = _SQL.get(sql)
@@ -397,14 +306,11 @@ class PostgresStore(Store):
                 if type(stmt) is Many:
                     await cur.executemany(_pg(stmt.sql), stmt.seq)
                     res = Result([], cur.rowcount)
-                elif type(stmt) is QB:
-                    await cur.execute(stmt.sql, stmt.params)
-                    res = Result(await cur.fetchall() if cur.description else [],
-                                 cur.rowcount)
                 elif type(stmt) is Copy:
                     res = await _copy(conn, cur, stmt, self.binary_copy)
                 else:
-                    await cur.execute(_pg(stmt.sql), stmt.params)
+                    await cur.execute(stmt.sql if type(stmt) is QB else _pg(stmt.sql),
+                                      stmt.params)
                     res = Result(await cur.fetchall() if cur.description else [],
                                  cur.rowcount)
             try:
