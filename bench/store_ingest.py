@@ -26,10 +26,11 @@ per series: the cost per batch grows with the history already stored until it
 levels off. The second table shows it (1 000 devices, 60 batches).
 
 PostgreSQL runs each size three ways on the same server: the store as it is
-(telemetry partitioned by day, schema 2; binary COPY), the path before
-(schema 1: one plain telemetry table, made here as that schema made it; text
-COPY, store.binary_copy = False), and the plain table with binary COPY (what
-the COPY format alone changes): the third table.
+(schema 3: telemetry partitioned by day, latest values one row per device;
+binary COPY), the telemetry path before (schema 1: one plain telemetry table,
+made here as that schema made it; text COPY, store.binary_copy = False), and
+the plain table with binary COPY (what the COPY format alone changes): the
+third table. `--against` compares with another checkout's code instead.
 
 Both databases are durable as configured for production: SQLite in WAL mode
 with synchronous=FULL on a local file; PostgreSQL (a throwaway server from
