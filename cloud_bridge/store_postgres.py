@@ -37,6 +37,7 @@ the data to a partitioned table).
 
 Needs: pip install "psycopg[binary,pool]".
 """
+import hashlib
 import logging
 import math
 import re
@@ -48,6 +49,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .pg_binary import DUMPERS, copy_payload, row_arrays
+from .store_fleet import alarm_point_sql, fleet_point_sql
 from .store import Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, check_time
 
 log = logging.getLogger("spot.store")
@@ -127,9 +129,36 @@ DDL = (
                             UNION ALL SELECT y.*, 1 FROM unnest(incoming) y) a
                       ORDER BY a.service, a.object, a.t DESC, a.src) u);
     END $$""",
+    # what the readers across the fleet need, computed from the points in the
+    # same statement that writes them (generated columns): `alarm` (the device
+    # list's alarm filter, by a partial index) and `fleet`, the points the fleet
+    # figures and the power sample read (store_fleet)
+    """CREATE OR REPLACE FUNCTION spot_latest_alarm(points latest_point[]) RETURNS boolean
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+        $$ SELECT EXISTS (SELECT 1 FROM unnest(points) l WHERE %s) $$"""
+    % alarm_point_sql("postgresql"),
+    """CREATE OR REPLACE FUNCTION spot_latest_fleet(points latest_point[])
+        RETURNS latest_point[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+        $$ SELECT COALESCE(array_agg(l), '{}') FROM unnest(points) l WHERE %s $$"""
+    % fleet_point_sql(),
     """CREATE TABLE IF NOT EXISTS latest_device (
         device text PRIMARY KEY,
-        points latest_point[] NOT NULL) WITH (fillfactor = 50)""",
+        points latest_point[] NOT NULL,
+        alarm boolean GENERATED ALWAYS AS (spot_latest_alarm(points)) STORED,
+        fleet latest_point[] GENERATED ALWAYS AS (spot_latest_fleet(points)) STORED)
+        WITH (fillfactor = 50)""",
+    "CREATE INDEX IF NOT EXISTS latest_device_alarm ON latest_device (device) WHERE alarm",
+    # the rules of those columns (alarm objects, fleet terms) come from the profile
+    # tables: when a version changes them, every row is computed again, once
+    "CREATE TABLE IF NOT EXISTS latest_rules (rules text NOT NULL)",
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM latest_rules WHERE rules = '%s') THEN
+            UPDATE latest_device SET points = points;
+            DELETE FROM latest_rules;
+            INSERT INTO latest_rules VALUES ('%s');
+        END IF;
+    END $$""" % ((hashlib.sha256((alarm_point_sql("postgresql") + fleet_point_sql()).encode())
+                  .hexdigest(),) * 2),
     # (made in a schema-1/2 database too, empty: docs/benchmarks.md's migration fills it)
     """DO $$ BEGIN
         IF to_regclass('latest') IS NULL THEN
