@@ -80,10 +80,13 @@ def num(dialect, col):
     return "CASE WHEN json_type(%s) IN ('integer', 'real') THEN CAST(%s AS REAL) END" % (col, col)
 
 
-def alarm_point_sql(dialect, l="l"):
+def alarm_point_sql(dialect, l="l", keys_only=False):
     """SQL true when the latest value `l` (columns service, object, value) is an active
     alarm: the alarms service's active_count above 0, or an alarm-type object whose
-    "active" flag is set."""
+    "active" flag is set (keys_only: when it is one of those objects, active or not)."""
+    if keys_only:
+        return "((%s.service, %s.object) IN (%s))" % (l, l, ", ".join(
+            "(%d, %d)" % x for x in [ALARM_COUNT] + alarm_objects()))
     if dialect == "postgresql":
         flag = "(%s.value->>3) = 'true'" % l
         kind = "json_typeof(%s.value) = 'array'" % l

@@ -63,6 +63,8 @@ COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json 
 # a statement with psycopg placeholders (%b: the parameter goes in binary, which
 # for arrays of thousands of values is about half the cost of the text form)
 QB = namedtuple("QB", "sql params")
+# the points kept in latest_device.fleet: what the fleet figures read, and alarms
+FLEET_POINT = "(%s OR %s)" % (fleet_point_sql(), alarm_point_sql("postgresql", keys_only=True))
 _PART = re.compile(r"telemetry_(\d+)_(\d+)$")
 
 DDL = (
@@ -129,10 +131,11 @@ DDL = (
                             UNION ALL SELECT y.*, 1 FROM unnest(incoming) y) a
                       ORDER BY a.service, a.object, a.t DESC, a.src) u);
     END $$""",
-    # what the readers across the fleet need, computed from the points in the
-    # same statement that writes them (generated columns): `alarm` (the device
-    # list's alarm filter, by a partial index) and `fleet`, the points the fleet
-    # figures and the power sample read (store_fleet)
+    # what the readers across the fleet need, kept beside the points by the
+    # statement that writes them (UPSERT_LATEST_DEVICE): `fleet`, the points the
+    # fleet figures, the power sample and the alarm flag read (store_fleet), merged
+    # as the points are; `alarm` (an active alarm in them: the device list's alarm
+    # filter, by a partial index), NULL until the device reports an alarm object
     """CREATE OR REPLACE FUNCTION spot_latest_alarm(points latest_point[]) RETURNS boolean
         LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
         $$ SELECT EXISTS (SELECT 1 FROM unnest(points) l WHERE %s) $$"""
@@ -140,24 +143,24 @@ DDL = (
     """CREATE OR REPLACE FUNCTION spot_latest_fleet(points latest_point[])
         RETURNS latest_point[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
         $$ SELECT COALESCE(array_agg(l), '{}') FROM unnest(points) l WHERE %s $$"""
-    % fleet_point_sql(),
+    % FLEET_POINT,
     """CREATE TABLE IF NOT EXISTS latest_device (
         device text PRIMARY KEY,
         points latest_point[] NOT NULL,
-        alarm boolean GENERATED ALWAYS AS (spot_latest_alarm(points)) STORED,
-        fleet latest_point[] GENERATED ALWAYS AS (spot_latest_fleet(points)) STORED)
-        WITH (fillfactor = 50)""",
+        fleet latest_point[] NOT NULL,
+        alarm boolean) WITH (fillfactor = 50)""",
     "CREATE INDEX IF NOT EXISTS latest_device_alarm ON latest_device (device) WHERE alarm",
     # the rules of those columns (alarm objects, fleet terms) come from the profile
     # tables: when a version changes them, every row is computed again, once
     "CREATE TABLE IF NOT EXISTS latest_rules (rules text NOT NULL)",
     """DO $$ BEGIN
         IF NOT EXISTS (SELECT 1 FROM latest_rules WHERE rules = '%s') THEN
-            UPDATE latest_device SET points = points;
+            UPDATE latest_device SET fleet = spot_latest_fleet(points),
+                alarm = spot_latest_alarm(points);
             DELETE FROM latest_rules;
             INSERT INTO latest_rules VALUES ('%s');
         END IF;
-    END $$""" % ((hashlib.sha256((alarm_point_sql("postgresql") + fleet_point_sql()).encode())
+    END $$""" % ((hashlib.sha256((alarm_point_sql("postgresql") + FLEET_POINT).encode())
                   .hexdigest(),) * 2),
     # (made in a schema-1/2 database too, empty: docs/benchmarks.md's migration fills it)
     """DO $$ BEGIN
@@ -239,12 +242,24 @@ _SQL = {}
 # the latest values of a batch, (device, service, object, t, value) rows sorted
 # by key: one row per device (schema 3) or per object (schema 1 and 2)
 UPSERT_LATEST_DEVICE = (
-    "INSERT INTO latest_device (device, points) "
-    "SELECT d, array_agg(ROW(s, o, t, v)::latest_point ORDER BY s, o) "
-    "FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
-    "AS u (d, s, o, t, v) GROUP BY d ORDER BY d "
+    "INSERT INTO latest_device (device, points, fleet, alarm) "
+    "SELECT l.device, array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point "
+    "ORDER BY l.service, l.object), "
+    "COALESCE(array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point "
+    "ORDER BY l.service, l.object) FILTER (WHERE %s), '{}'), "
+    "bool_or(%s) FILTER (WHERE %s) "
+    "FROM unnest(%%b::text[], %%b::smallint[], %%b::integer[], %%b::float8[], %%b::json[]) "
+    "AS l (device, service, object, t, value) GROUP BY l.device ORDER BY l.device "
     "ON CONFLICT (device) DO UPDATE "
-    "SET points = spot_latest_merge(latest_device.points, excluded.points)")
+    "SET points = spot_latest_merge(latest_device.points, excluded.points), "
+    # the fleet points merged as the points are (a batch without any keeps them)
+    "fleet = CASE WHEN cardinality(excluded.fleet) = 0 THEN latest_device.fleet "
+    "ELSE spot_latest_merge(latest_device.fleet, excluded.fleet) END, "
+    # the flag computed again only when the batch brings an alarm object
+    "alarm = CASE WHEN excluded.alarm IS NULL THEN latest_device.alarm "
+    "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END"
+    % (FLEET_POINT.replace("%", "%%"), alarm_point_sql("postgresql").replace("%", "%%"),
+       alarm_point_sql("postgresql", keys_only=True).replace("%", "%%")))
 UPSERT_LATEST_OBJECT = (
     "INSERT INTO latest (device, service, object, t, value) "
     "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "

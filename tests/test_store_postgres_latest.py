@@ -27,9 +27,10 @@ SCHEMA_2_LATEST = (   # what schema 1 and 2 made for the latest values
 # the step docs/benchmarks.md gives to move a schema-2 database's latest values
 # to one row per device (every bridge stopped, after this version opened it once)
 MIGRATE_LATEST = (
-    "INSERT INTO latest_device (device, points) "
-    "SELECT device, array_agg(ROW(service, object, t, value)::latest_point "
-    "ORDER BY service, object) FROM latest GROUP BY device",
+    "INSERT INTO latest_device (device, points, fleet, alarm) "
+    "SELECT device, points, spot_latest_fleet(points), spot_latest_alarm(points) "
+    "FROM (SELECT device, array_agg(ROW(service, object, t, value)::latest_point "
+    "ORDER BY service, object) AS points FROM latest GROUP BY device) x",
     "DROP TABLE latest",
     "INSERT INTO schema_version VALUES (3, extract(epoch FROM now()))",
 )
@@ -181,7 +182,8 @@ ALARM_STEPS = (
     ([("m-1", METER, 22, T0, [T0, 7, 2, True]), ("m-1", METER, 1, T0, 300)], ["m-1"]),
     ([("hp-1", ALARMS, 2, T0, 1), ("hp-2", ALARMS, 2, T0, 0), ("hp-1", HP, 1, T0, 2000),
       ("hp-2", HP, 1, T0 - 3600, 1500), ("hp-2", HP, 20, T0, 3000)], ["hp-1", "m-1"]),
-    ([("m-1", METER, 22, T0 + 5, [T0, 7, 2, False])], ["hp-1"]),
+    ([("m-1", METER, 22, T0 + 5, [T0, 7, 2, False]), ("hp-1", HP, 1, T0 + 5, 2100)],
+     ["hp-1"]),
     ([("m-1", METER, 22, T0 + 3, [T0, 7, 2, True])], ["hp-1"]),          # late: stays clear
     ([("hp-1", ALARMS, 2, T0 + 5, 0), ("hp-2", ALARMS, 2, T0 + 5, 2.5),
       ("bat-1", BAT, 1, T0 + 5, -800), ("bat-1", BAT, 9, T0 + 5, 10000),
@@ -241,9 +243,7 @@ async def test_postgresql_alarm_rules_changed_are_applied_to_every_stored_device
     assert [d.id for d in await s.list_devices_page(alarm=True)] == ["m-1"]
     await s.close()
     with psycopg.connect(url) as db:    # as an older version's rules left it
-        db.execute("CREATE OR REPLACE FUNCTION spot_latest_alarm(points latest_point[]) "
-                   "RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT false $$")
-        db.execute("UPDATE latest_device SET points = points")
+        db.execute("UPDATE latest_device SET fleet = '{}', alarm = NULL")
         db.execute("UPDATE latest_rules SET rules = 'older'")
     s = await open_store(url)
     try:
