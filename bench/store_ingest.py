@@ -8,7 +8,7 @@
         # this tree against another checkout (DIR: e.g. `git archive main` unpacked),
         # cells in turn on one server, each in its own process; also this tree on a
         # schema-2 database (latest values one row per object) and SQLite
-    python3 bench/store_ingest.py --fleet [--against DIR ...] [--devices N]
+    python3 bench/store_ingest.py --fleet [--against DIR ...] [--devices N] [--rounds R]
         # readers of the latest values (fleet figures, power sample, alarm filter,
         # one device): this tree on both PostgreSQL layouts, and each DIR's code
 
@@ -258,11 +258,11 @@ def fleet_cell(url, n=10000, repeats=5):
     return asyncio.run(cell())
 
 
-def fleet_readers(trees=(), n=10000):
+def fleet_readers(trees=(), n=10000, rounds=3):
     """`--fleet [--against DIR ...]`: the readers of the latest values with n heat pumps,
     this tree on a new database (one latest row per device) and on a schema-2 one (one
     row per object), and each other checkout DIR on a new database; each cell its own
-    process, on one server, in turn."""
+    process, on one server, in turn, `rounds` times (the median of the rounds shown)."""
     import json
     import subprocess
     load = os.getloadavg()
@@ -271,7 +271,7 @@ def fleet_readers(trees=(), n=10000):
     cells += [(tree, tree, False) for tree in trees]
     got = {}
     with postgres.PostgresServer(durable=True) as pg:
-        for i, (name, tree, old) in enumerate(cells):
+        for i, (name, tree, old) in [c for _ in range(rounds) for c in enumerate(cells)]:
             url = pg.create_database("fleet_%d" % i)
             if old:
                 schema_2(url)
@@ -288,15 +288,17 @@ def fleet_readers(trees=(), n=10000):
             finally:
                 if link:
                     shutil.rmtree(link, ignore_errors=True)
-            got[name] = json.loads(out.strip().splitlines()[-1])
+            got.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1]))
             pg.drop_database("fleet_%d" % i)
-    print("Readers of the latest values, %d devices x %d values, ms (median of 5):"
-          % (n, len(OBJECTS)))
+    import statistics
+    print("Readers of the latest values, %d devices x %d values, ms (median of 5 calls, "
+          "then of %d rounds):" % (n, len(OBJECTS), rounds))
     print()
     print("| reader | " + " | ".join(got) + " |")
     print("|---|" + "---:|" * len(got))
-    for reader in got["this tree"]:
-        print("| %s | " % reader + " | ".join("%.1f" % got[c][reader] for c in got) + " |")
+    for reader in got["this tree"][0]:
+        print("| %s | " % reader + " | ".join("%.1f" % statistics.median(
+            r[reader] for r in got[c]) for c in got) + " |")
     print()
     print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; whole run %.0f s"
           % (load + os.getloadavg() + (time.perf_counter() - began,)))
@@ -377,7 +379,8 @@ def main(argv):
     if argv[:1] == ["--fleet"]:
         trees = [argv[i + 1] for i, a in enumerate(argv) if a == "--against"]
         n = int(argv[argv.index("--devices") + 1]) if "--devices" in argv else 10000
-        return fleet_readers(trees, n)
+        rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 3
+        return fleet_readers(trees, n, rounds)
     if argv[:1] == ["--breakdown"]:
         return breakdown()
     quick = "--quick" in argv

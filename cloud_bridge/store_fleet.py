@@ -128,8 +128,9 @@ def fleet_point_sql(l="l"):
 def _latest(store):
     """The latest values the fleet figures read, as `l` (device, service, object, t, value)."""
     if getattr(store, "latest_per_device", False):
-        return ("(SELECT d.device, f.service, f.object, f.t, f.value FROM latest_device d "
-                "CROSS JOIN LATERAL unnest(d.fleet) f) l")
+        # unnest in the select list: no function scan set up per device
+        return ("(SELECT x.device, (x.f).service, (x.f).object, (x.f).t, (x.f).value "
+                "FROM (SELECT d.device, unnest(d.fleet) AS f FROM latest_device d) x) l")
     return "latest l"
 
 

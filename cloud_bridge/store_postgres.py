@@ -20,7 +20,10 @@ on equal t), so a batch from N devices upserts N rows, not one per value.
 Readers see the view `latest` (device, service, object, t, value), one row
 per object as the table of schema 1 and 2 was; a database of those keeps its
 table and is written one row per object (docs/benchmarks.md gives the step
-that moves it).
+that moves it). Readers across the fleet do not unnest every device's points:
+the same upsert keeps beside them `fleet` (the points the fleet figures, the
+power sample and the alarm flag read) and `alarm` (the device list's alarm
+filter, by a partial index), see store_fleet.
 
 Telemetry history is partitioned by time (schema version 2): one partition
 per `partition_seconds` (a day by default) of `t`, created ahead as batches
