@@ -8,8 +8,9 @@
         # this tree against another checkout (DIR: e.g. `git archive main` unpacked),
         # cells in turn on one server, each in its own process; also this tree on a
         # schema-2 database (latest values one row per object) and SQLite
-    python3 bench/store_ingest.py --fleet          # readers of the latest values, both
-        # PostgreSQL layouts (fleet figures, power sample, alarm filter, one device)
+    python3 bench/store_ingest.py --fleet [--against DIR ...] [--devices N] [--rounds R]
+        # readers of the latest values (fleet figures, power sample, alarm filter,
+        # one device): this tree on both PostgreSQL layouts, and each DIR's code
 
 One batch = one add_telemetry() call (one transaction) holding one NOTIFY
 from each of N devices: the heat pump's nine values (p, q, v, i, flow, dhw,
@@ -26,10 +27,11 @@ per series: the cost per batch grows with the history already stored until it
 levels off. The second table shows it (1 000 devices, 60 batches).
 
 PostgreSQL runs each size three ways on the same server: the store as it is
-(telemetry partitioned by day, schema 2; binary COPY), the path before
-(schema 1: one plain telemetry table, made here as that schema made it; text
-COPY, store.binary_copy = False), and the plain table with binary COPY (what
-the COPY format alone changes): the third table.
+(schema 3: telemetry partitioned by day, latest values one row per device;
+binary COPY), the telemetry path before (schema 1: one plain telemetry table,
+made here as that schema made it; text COPY, store.binary_copy = False), and
+the plain table with binary COPY (what the COPY format alone changes): the
+third table. `--against` compares with another checkout's code instead.
 
 Both databases are durable as configured for production: SQLite in WAL mode
 with synchronous=FULL on a local file; PostgreSQL (a throwaway server from
@@ -216,9 +218,9 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
           "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
 
 
-def fleet_readers(n=10000, repeats=5):
-    """`--fleet`: ms (median of `repeats`) of the readers of the latest values with n
-    heat pumps, on the one-row-per-device layout (schema 3) and one row per object."""
+def fleet_cell(url, n=10000, repeats=5):
+    """ms (median of `repeats`) of each reader of the latest values with n heat pumps
+    stored at `url` (a fresh database)."""
     import logging
     import statistics
     from spot.cloud_bridge import store_fleet as F
@@ -226,7 +228,7 @@ def fleet_readers(n=10000, repeats=5):
     devices = ["hp-%05d" % i for i in range(n)]
     now = T0 + 300
 
-    async def cell(url):
+    async def cell():
         store = await open_store(url)
         try:
             await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in devices], T0)
@@ -253,16 +255,53 @@ def fleet_readers(n=10000, repeats=5):
             return got
         finally:
             await store.close()
+    return asyncio.run(cell())
+
+
+def fleet_readers(trees=(), n=10000, rounds=3):
+    """`--fleet [--against DIR ...]`: the readers of the latest values with n heat pumps,
+    this tree on a new database (one latest row per device) and on a schema-2 one (one
+    row per object), and each other checkout DIR on a new database; each cell its own
+    process, on one server, in turn, `rounds` times (the median of the rounds shown)."""
+    import json
+    import subprocess
+    load = os.getloadavg()
+    began = time.perf_counter()
+    cells = [("this tree", None, False), ("this tree, schema-2 database", None, True)]
+    cells += [(tree, tree, False) for tree in trees]
+    got = {}
     with postgres.PostgresServer(durable=True) as pg:
-        per_device = asyncio.run(cell(pg.create_database("fleet_3")))
-        per_object = asyncio.run(cell(schema_2(pg.create_database("fleet_2"))))
-    print("Readers of the latest values, %d devices x %d values, ms (median of %d):"
-          % (n, len(OBJECTS), repeats))
+        for i, (name, tree, old) in [c for _ in range(rounds) for c in enumerate(cells)]:
+            url = pg.create_database("fleet_%d" % i)
+            if old:
+                schema_2(url)
+            env = dict(os.environ)
+            link = None
+            if tree is not None:
+                link = tempfile.mkdtemp(prefix="spot-tree-")
+                os.symlink(os.path.abspath(tree), os.path.join(link, "spot"))
+                env["PYTHONPATH"] = link + os.pathsep + env.get("PYTHONPATH", "")
+            try:
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--fleet-cell",
+                                      url, str(n)], env=env, check=True, capture_output=True,
+                                     text=True).stdout
+            finally:
+                if link:
+                    shutil.rmtree(link, ignore_errors=True)
+            got.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1]))
+            pg.drop_database("fleet_%d" % i)
+    import statistics
+    print("Readers of the latest values, %d devices x %d values, ms (median of 5 calls, "
+          "then of %d rounds):" % (n, len(OBJECTS), rounds))
     print()
-    print("| reader | one row per device (schema 3) | one row per object (schema 2) |")
-    print("|---|---:|---:|")
-    for name in per_device:
-        print("| %s | %.1f | %.1f |" % (name, per_device[name], per_object[name]))
+    print("| reader | " + " | ".join(got) + " |")
+    print("|---|" + "---:|" * len(got))
+    for reader in got["this tree"][0]:
+        print("| %s | " % reader + " | ".join("%.1f" % statistics.median(
+            r[reader] for r in got[c]) for c in got) + " |")
+    print()
+    print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; whole run %.0f s"
+          % (load + os.getloadavg() + (time.perf_counter() - began,)))
 
 
 def breakdown(n=1000, k=10):
@@ -333,8 +372,15 @@ def main(argv):
         return against(argv[1], int(argv[3]) if argv[2:3] == ["--rounds"] else 3)
     if argv[:1] == ["--interleave"]:
         return interleaved(int(argv[1]))
+    if argv[:1] == ["--fleet-cell"]:
+        import json
+        print(json.dumps(fleet_cell(argv[1], int(argv[2]))))
+        return
     if argv[:1] == ["--fleet"]:
-        return fleet_readers()
+        trees = [argv[i + 1] for i, a in enumerate(argv) if a == "--against"]
+        n = int(argv[argv.index("--devices") + 1]) if "--devices" in argv else 10000
+        rounds = int(argv[argv.index("--rounds") + 1]) if "--rounds" in argv else 3
+        return fleet_readers(trees, n, rounds)
     if argv[:1] == ["--breakdown"]:
         return breakdown()
     quick = "--quick" in argv

@@ -818,7 +818,7 @@ class Store(abc.ABC):
                 params.append(profile)
         if alarm is not None:
             from .store_fleet import alarm_sql
-            cond, cond_params = alarm_sql(self.dialect, "d.id")
+            cond, cond_params = alarm_sql(self, "d.id")
             sql += (" AND " if alarm else " AND NOT ") + cond
             params.extend(cond_params)
         if after is not None:

@@ -80,22 +80,58 @@ def num(dialect, col):
     return "CASE WHEN json_type(%s) IN ('integer', 'real') THEN CAST(%s AS REAL) END" % (col, col)
 
 
-def alarm_sql(dialect, device_col):
-    """SQL (and its parameters) true when the device has an active alarm in its latest values."""
+def alarm_point_sql(dialect, l="l", keys_only=False):
+    """SQL true when the latest value `l` (columns service, object, value) is an active
+    alarm: the alarms service's active_count above 0, or an alarm-type object whose
+    "active" flag is set (keys_only: when it is one of those objects, active or not)."""
+    if keys_only:
+        return "((%s.service, %s.object) IN (%s))" % (l, l, ", ".join(
+            "(%d, %d)" % x for x in [ALARM_COUNT] + alarm_objects()))
     if dialect == "postgresql":
-        flag = "(l.value->>3) = 'true'"
+        flag = "(%s.value->>3) = 'true'" % l
+        kind = "json_typeof(%s.value) = 'array'" % l
+        # numeric, not float8: any JSON number compares (1e400 too)
+        count = ("CASE WHEN json_typeof(%s.value) = 'number' THEN (%s.value::text)::numeric END"
+                 % (l, l))
     else:
-        flag = "json_extract(l.value, '$[3]') = 1"
-    terms = ["(l.service = ? AND l.object = ? AND %s > 0)" % num(dialect, "l.value")]
-    params = list(ALARM_COUNT)
+        flag = "json_extract(%s.value, '$[3]') = 1" % l
+        kind = "json_type(%s.value) = 'array'" % l
+        count = num(dialect, l + ".value")
+    terms = ["(%s.service = %d AND %s.object = %d AND %s > 0)"
+             % ((l, ALARM_COUNT[0], l, ALARM_COUNT[1], count))]
     for sid, oid in alarm_objects():
-        terms.append("(l.service = ? AND l.object = ? AND json_type_ok AND %s)" % flag)
-        params += [sid, oid]
-    kind = ("json_typeof(l.value) = 'array'" if dialect == "postgresql"
-            else "json_type(l.value) = 'array'")
-    sql = ("EXISTS (SELECT 1 FROM latest l WHERE l.device = %s AND (%s))"
-           % (device_col, " OR ".join(terms).replace("json_type_ok", kind)))
-    return sql, params
+        terms.append("(%s.service = %d AND %s.object = %d AND %s AND %s)"
+                     % (l, sid, l, oid, kind, flag))
+    return "(" + " OR ".join(terms) + ")"
+
+
+def alarm_sql(store, device_col):
+    """SQL (and its parameters) true when the device has an active alarm in its latest
+    values; one row per device (PostgreSQL schema 3) keeps it as the column `alarm`."""
+    if getattr(store, "latest_per_device", False):
+        return ("EXISTS (SELECT 1 FROM latest_device a WHERE a.device = %s AND a.alarm)"
+                % device_col, [])
+    return ("EXISTS (SELECT 1 FROM latest l WHERE l.device = %s AND %s)"
+            % (device_col, alarm_point_sql(store.dialect)), [])
+
+
+def fleet_point_sql(l="l"):
+    """PostgreSQL: true for the latest values the fleet figures read (every profile's
+    active power, the FLEX terms); one row per device keeps them as the column `fleet`."""
+    flex = sorted({(sid, _object_id(sid, name)) for terms in FLEX.values()
+                   for sid, name, _ in terms})
+    return ("((%s.object = %d AND %s.service >= %d AND %s.service < %d) OR (%s.service, %s.object)"
+            " IN (%s))" % (l, P, l, PROFILES[0], l, PROFILES[-1] + 1, l, l,
+                           ", ".join("(%d, %d)" % x for x in flex)))
+
+
+def _latest(store):
+    """The latest values the fleet figures read, as `l` (device, service, object, t, value)."""
+    if getattr(store, "latest_per_device", False):
+        # unnest in the select list: no function scan set up per device
+        return ("(SELECT x.device, (x.f).service, (x.f).object, (x.f).t, (x.f).value "
+                "FROM (SELECT d.device, unnest(d.fleet) AS f FROM latest_device d) x) l")
+    return "latest l"
 
 
 def _terms():
@@ -119,9 +155,9 @@ async def fleet_totals(store, now, max_age=MAX_AGE, controller=None):
             else "{}")
     values_sql = (
         "SELECT service, object, SUM(v), SUM(CASE WHEN v > 0 THEN v ELSE 0 END), COUNT(v) "
-        "FROM (SELECT l.service AS service, l.object AS object, %s AS v FROM latest l%s "
+        "FROM (SELECT l.service AS service, l.object AS object, %s AS v FROM %s%s "
         "WHERE l.object IN (%s) AND l.service IN (%s) AND l.t >= ?) x GROUP BY service, object"
-        % (v, join.format("l.device") if controller else "", ",".join("?" * len(objects)), ",".join("?" * len(services))))
+        % (v, _latest(store), join.format("l.device") if controller else "", ",".join("?" * len(objects)), ",".join("?" * len(services))))
     values_params = (([controller] if controller else []) + objects + services
                      + [float(now) - max_age])
     presence_sql = ("SELECT d.presence, COUNT(*) FROM devices d%s GROUP BY d.presence"
@@ -158,9 +194,9 @@ async def sample_power(store, now, max_age=MAX_AGE):
     check_time(now, "now")
     v = num(store.dialect, "l.value")
     sql = ("INSERT INTO fleet_power (t, service, watts, devices) "
-           "SELECT ?, l.service, COALESCE(SUM(%s), 0), COUNT(*) FROM latest l "
+           "SELECT ?, l.service, COALESCE(SUM(%s), 0), COUNT(*) FROM %s "
            "WHERE l.object = ? AND l.service >= ? AND l.service < ? AND l.t >= ? "
-           "GROUP BY l.service ON CONFLICT (t, service) DO NOTHING" % v)
+           "GROUP BY l.service ON CONFLICT (t, service) DO NOTHING" % (v, _latest(store)))
     params = (float(now), P, PROFILES[0], PROFILES[-1] + 1, float(now) - max_age)
 
     def script():

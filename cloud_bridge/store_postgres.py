@@ -20,7 +20,10 @@ on equal t), so a batch from N devices upserts N rows, not one per value.
 Readers see the view `latest` (device, service, object, t, value), one row
 per object as the table of schema 1 and 2 was; a database of those keeps its
 table and is written one row per object (docs/benchmarks.md gives the step
-that moves it).
+that moves it). Readers across the fleet do not unnest every device's points:
+the same upsert keeps beside them `fleet` (the points the fleet figures, the
+power sample and the alarm flag read) and `alarm` (the device list's alarm
+filter, by a partial index), see store_fleet.
 
 Telemetry history is partitioned by time (schema version 2): one partition
 per `partition_seconds` (a day by default) of `t`, created ahead as batches
@@ -37,19 +40,19 @@ the data to a partitioned table).
 
 Needs: pip install "psycopg[binary,pool]".
 """
+import hashlib
 import logging
 import math
 import re
-import struct
 import time
 from collections import namedtuple
 
 import psycopg
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .pg_binary import DUMPERS, copy_payload, row_arrays
+from .store_fleet import alarm_point_sql, fleet_point_sql
 from .store import Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, check_time
 
 log = logging.getLogger("spot.store")
@@ -63,6 +66,8 @@ COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json 
 # a statement with psycopg placeholders (%b: the parameter goes in binary, which
 # for arrays of thousands of values is about half the cost of the text form)
 QB = namedtuple("QB", "sql params")
+# the points kept in latest_device.fleet: what the fleet figures read, and alarms
+FLEET_POINT = "(%s OR %s)" % (fleet_point_sql(), alarm_point_sql("postgresql", keys_only=True))
 _PART = re.compile(r"telemetry_(\d+)_(\d+)$")
 
 DDL = (
@@ -129,9 +134,37 @@ DDL = (
                             UNION ALL SELECT y.*, 1 FROM unnest(incoming) y) a
                       ORDER BY a.service, a.object, a.t DESC, a.src) u);
     END $$""",
+    # what the readers across the fleet need, kept beside the points by the
+    # statement that writes them (UPSERT_LATEST_DEVICE): `fleet`, the points the
+    # fleet figures, the power sample and the alarm flag read (store_fleet), merged
+    # as the points are; `alarm` (an active alarm in them: the device list's alarm
+    # filter, by a partial index), NULL until the device reports an alarm object
+    """CREATE OR REPLACE FUNCTION spot_latest_alarm(points latest_point[]) RETURNS boolean
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+        $$ SELECT EXISTS (SELECT 1 FROM unnest(points) l WHERE %s) $$"""
+    % alarm_point_sql("postgresql"),
+    """CREATE OR REPLACE FUNCTION spot_latest_fleet(points latest_point[])
+        RETURNS latest_point[] LANGUAGE sql IMMUTABLE PARALLEL SAFE AS
+        $$ SELECT COALESCE(array_agg(l), '{}') FROM unnest(points) l WHERE %s $$"""
+    % FLEET_POINT,
     """CREATE TABLE IF NOT EXISTS latest_device (
         device text PRIMARY KEY,
-        points latest_point[] NOT NULL) WITH (fillfactor = 50)""",
+        points latest_point[] NOT NULL,
+        fleet latest_point[] NOT NULL,
+        alarm boolean) WITH (fillfactor = 50)""",
+    "CREATE INDEX IF NOT EXISTS latest_device_alarm ON latest_device (device) WHERE alarm",
+    # the rules of those columns (alarm objects, fleet terms) come from the profile
+    # tables: when a version changes them, every row is computed again, once
+    "CREATE TABLE IF NOT EXISTS latest_rules (rules text NOT NULL)",
+    """DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM latest_rules WHERE rules = '%s') THEN
+            UPDATE latest_device SET fleet = spot_latest_fleet(points),
+                alarm = spot_latest_alarm(points);
+            DELETE FROM latest_rules;
+            INSERT INTO latest_rules VALUES ('%s');
+        END IF;
+    END $$""" % ((hashlib.sha256((alarm_point_sql("postgresql") + FLEET_POINT).encode())
+                  .hexdigest(),) * 2),
     # (made in a schema-1/2 database too, empty: docs/benchmarks.md's migration fills it)
     """DO $$ BEGIN
         IF to_regclass('latest') IS NULL THEN
@@ -212,106 +245,29 @@ _SQL = {}
 # the latest values of a batch, (device, service, object, t, value) rows sorted
 # by key: one row per device (schema 3) or per object (schema 1 and 2)
 UPSERT_LATEST_DEVICE = (
-    "INSERT INTO latest_device (device, points) "
-    "SELECT d, array_agg(ROW(s, o, t, v)::latest_point ORDER BY s, o) "
-    "FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
-    "AS u (d, s, o, t, v) GROUP BY d ORDER BY d "
+    "INSERT INTO latest_device (device, points, fleet, alarm) "
+    "SELECT l.device, array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point "
+    "ORDER BY l.service, l.object), "
+    "COALESCE(array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point "
+    "ORDER BY l.service, l.object) FILTER (WHERE %s), '{}'), "
+    "bool_or(%s) FILTER (WHERE %s) "
+    "FROM unnest(%%b::text[], %%b::smallint[], %%b::integer[], %%b::float8[], %%b::json[]) "
+    "AS l (device, service, object, t, value) GROUP BY l.device ORDER BY l.device "
     "ON CONFLICT (device) DO UPDATE "
-    "SET points = spot_latest_merge(latest_device.points, excluded.points)")
+    "SET points = spot_latest_merge(latest_device.points, excluded.points), "
+    # the fleet points merged as the points are (a batch without any keeps them)
+    "fleet = CASE WHEN cardinality(excluded.fleet) = 0 THEN latest_device.fleet "
+    "ELSE spot_latest_merge(latest_device.fleet, excluded.fleet) END, "
+    # the flag computed again only when the batch brings an alarm object
+    "alarm = CASE WHEN excluded.alarm IS NULL THEN latest_device.alarm "
+    "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END"
+    % (FLEET_POINT.replace("%", "%%"), alarm_point_sql("postgresql").replace("%", "%%"),
+       alarm_point_sql("postgresql", keys_only=True).replace("%", "%%")))
 UPSERT_LATEST_OBJECT = (
     "INSERT INTO latest (device, service, object, t, value) "
     "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
     "ON CONFLICT (device, service, object) DO UPDATE "
     "SET t = excluded.t, value = excluded.value WHERE latest.t < excluded.t")
-
-_COPY_HEAD = b"PGCOPY\n\xff\r\n\0" + bytes(8)     # signature, flags, no extension
-_COPY_END = b"\xff\xff"
-_ROW_HEAD = struct.Struct("!hi").pack          # 5 fields; the device's length
-_ROW_REST = struct.Struct("!ihiiidi").pack     # service, object, t; the value's length
-
-
-_ARRAY_HEAD = struct.Struct("!iiiii").pack   # 1 dimension, no NULLs, element oid, n, from 1
-_LENGTH = struct.Struct("!i").pack
-
-
-class Array(bytes):
-    """A one-dimensional array parameter already in PostgreSQL's binary form (psycopg
-    dumps a Python list element by element: about three times slower)."""
-    __slots__ = ()
-
-
-def _array_dumper(name, array_oid):
-    return type(name, (Dumper,), {"format": Format.BINARY, "oid": array_oid,
-                                  "dump": lambda self, obj: obj})
-
-
-class TextArray(Array):
-    __slots__ = ()
-
-
-class Int2Array(Array):
-    __slots__ = ()
-
-
-class Int4Array(Array):
-    __slots__ = ()
-
-
-class Float8Array(Array):
-    __slots__ = ()
-
-
-DUMPERS = {TextArray: _array_dumper("TextArrayDumper", 1009),
-           Int2Array: _array_dumper("Int2ArrayDumper", 1005),
-           Int4Array: _array_dumper("Int4ArrayDumper", 1007),
-           Float8Array: _array_dumper("Float8ArrayDumper", 1022)}
-
-
-def _texts(items):
-    parts = [_ARRAY_HEAD(1, 0, 25, len(items), 1)]
-    done = {}
-    for x in items:
-        b = done.get(x)
-        if b is None:
-            e = x.encode()
-            b = done[x] = _LENGTH(len(e)) + e
-        parts.append(b)
-    return TextArray(b"".join(parts))
-
-
-def row_arrays(rows):
-    """Rows (device, service, object, float t, JSON text) as the five array parameters
-    text[], smallint[], integer[], float8[], text[] (the values' JSON text)."""
-    n = len(rows)
-    devs, sids, oids, ts, vals = zip(*rows)
-    return (_texts(devs),
-            Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + struct.pack(
-                "!" + "ih" * n, *[x for v in sids for x in (2, v)])),
-            Int4Array(_ARRAY_HEAD(1, 0, 23, n, 1) + struct.pack(
-                "!" + "ii" * n, *[x for v in oids for x in (4, v)])),
-            Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + struct.pack(
-                "!" + "id" * n, *[x for v in ts for x in (8, v)])),
-            _texts(vals))
-
-
-def copy_payload(rows):
-    """The whole binary COPY stream of telemetry rows (device, service, object, float
-    t, JSON text): the row layout of COPY_TYPES["telemetry"], built in one pass."""
-    heads = {}
-    out = [_COPY_HEAD]
-    add = out.append
-    for dev, sid, oid, t, v in rows:
-        h = heads.get(dev)
-        if h is None:
-            b = dev.encode()
-            h = heads[dev] = _ROW_HEAD(5, len(b)) + b
-        b = v.encode()
-        add(h)
-        add(_ROW_REST(2, sid, 4, oid, 8, t, len(b)))
-        add(b)
-    add(_COPY_END)
-    return b"".join(out)
-
 
 def _pg(sql):
     """The statement with psycopg placeholders (scripts use `?`)."""
@@ -397,14 +353,11 @@ class PostgresStore(Store):
                 if type(stmt) is Many:
                     await cur.executemany(_pg(stmt.sql), stmt.seq)
                     res = Result([], cur.rowcount)
-                elif type(stmt) is QB:
-                    await cur.execute(stmt.sql, stmt.params)
-                    res = Result(await cur.fetchall() if cur.description else [],
-                                 cur.rowcount)
                 elif type(stmt) is Copy:
                     res = await _copy(conn, cur, stmt, self.binary_copy)
                 else:
-                    await cur.execute(_pg(stmt.sql), stmt.params)
+                    await cur.execute(stmt.sql if type(stmt) is QB else _pg(stmt.sql),
+                                      stmt.params)
                     res = Result(await cur.fetchall() if cur.description else [],
                                  cur.rowcount)
             try:

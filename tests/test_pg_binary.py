@@ -1,0 +1,36 @@
+"""The store's own PostgreSQL binary forms read back by psycopg's parsers: the COPY
+stream is byte for byte what psycopg's row-by-row writer makes, each array
+parameter loads as the list it was built from."""
+import psycopg
+from psycopg.adapt import Transformer
+from psycopg.pq import Format
+
+from spot.cloud_bridge.pg_binary import copy_payload, row_arrays
+
+ROWS = [("hp-1", 16, 1, 1700000000.0, "1234"), ("hp-1", 16, 0x7FFFFFFF, 1700000000.5, "-8.25"),
+        ("wärme-2", 255, 0, 0.0, '[1, true, "é"]'), ("pv-3", 0, 2, -1.0, "1e+20")]
+
+
+def psycopg_copy_stream(rows):
+    """What psycopg's binary COPY writer sends for rows (its formatter, no server)."""
+    from psycopg._copy_base import BinaryFormatter
+    tx = Transformer()
+    tx.set_dumper_types([psycopg.adapters.types[n].oid for n in
+                         ("text", "int2", "int4", "float8", "text")], Format.BINARY)
+    f = BinaryFormatter(tx)
+    out = b"".join(bytes(f.write_row(r)) for r in rows)
+    return out + bytes(f.end())
+
+
+def test_the_copy_stream_is_what_psycopgs_row_writer_makes():
+    assert copy_payload(ROWS) == psycopg_copy_stream(ROWS)
+
+
+def test_the_array_parameters_load_as_the_columns_they_came_from():
+    tx = Transformer()
+    arrays = row_arrays(ROWS)
+    oids = [psycopg.adapters.types[n].array_oid for n in
+            ("text", "int2", "int4", "float8", "text")]
+    got = [tx.get_loader(oid, Format.BINARY).load(a) for oid, a in zip(oids, arrays)]
+    assert got == [list(c) for c in zip(*ROWS)]
+
