@@ -409,15 +409,49 @@ def prepare_telemetry(rows):
             s = repr(v)
         else:
             s = dump_value(v)
-        row = (dev, sid, oid, float(t), s)
-        out.append(row)
-        key = (dev, sid, oid)
+        out.append((dev, sid, oid, float(t), s))
+    latest = latest_of(out)
+    for dev in {r[0] for r in latest}:
+        check_device(dev)
+    return out, latest
+
+
+def latest_of(rows):
+    """Of stored-form rows (device, service, object, float t, text), per (device, service,
+    object) the row with the greatest t (the first one on equal t), sorted by key so that
+    concurrent writers take row locks in one order."""
+    best = {}
+    for row in rows:
+        key = row[:3]
         old = best.get(key)
         if old is None or row[3] > old[3]:
             best[key] = row
-    for dev in {k[0] for k in best}:
-        check_device(dev)
-    return out, [best[k] for k in sorted(best)]
+    return [best[k] for k in sorted(best)]
+
+
+def s_conflicts(frames):
+    """[refused] for each frame of stored-form rows: True if a row of it has the key
+    (device, service, object, t) of a stored row, or of a row of an earlier frame
+    taken here, with another value (a script step: it reads the stored rows)."""
+    rows = [r for fr in frames for r in fr]
+    stored = {}
+    for i in range(0, len(rows), 256):
+        part = rows[i:i + 256]
+        r = yield Q("WITH b (device, service, object, t) AS (VALUES %s) "
+                    "SELECT telemetry.device, telemetry.service, telemetry.object, "
+                    "telemetry.t, telemetry.value FROM b JOIN telemetry USING "
+                    "(device, service, object, t)" % ",".join(("(?,?,?,?)",) * len(part)),
+                    [x for row in part for x in row[:4]])
+        for d, sv, o, t, v in r.rows:
+            stored[(d, sv, o, t)] = v
+    refused = []
+    for fr in frames:
+        bad = any(stored.get(r[:4], r[4]) != r[4] for r in fr)
+        if not bad:
+            for r in fr:   # taken: a later frame of the batch must agree with it
+                stored.setdefault(r[:4], r[4])
+        refused.append(bad)
+    return refused
 
 
 # ---------------------------------------------------------- row converters
@@ -464,6 +498,12 @@ Result = namedtuple("Result", "rows count")  # rows (or []) and the row count
 # PostgreSQL only: COPY rows into a table, in a savepoint; count None if a row
 # broke a unique key (nothing of it stays: the script falls back to INSERT)
 Copy = namedtuple("Copy", "table columns seq")
+# PostgreSQL: a batch's history rows (as arrays of its columns), those already stored skipped
+PG_INSERT_TELEMETRY_IGNORING = (
+    "INSERT INTO telemetry (device, service, object, t, value) "
+    "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], ?::float8[], ?::json[]) "
+    "ON CONFLICT DO NOTHING")
+TELEMETRY_COLUMNS = ("device", "service", "object", "t", "value")
 # one ANNOUNCE to register (register_devices): what upsert_device takes
 Announce = namedtuple("Announce", "id services consumes flags now credential_ref "
                       "first_pairings first_audit claim", defaults=(None, (), None, None))
@@ -960,14 +1000,9 @@ class Store(abc.ABC):
                 # stored (a frame sent again) by INSERT ... ON CONFLICT DO NOTHING
                 r = Result([], None)
                 if self.copy_telemetry:
-                    r = yield Copy("telemetry", ("device", "service", "object", "t", "value"),
-                                   out)
+                    r = yield Copy("telemetry", TELEMETRY_COLUMNS, out)
                 if r.count is None:
-                    cols = list(zip(*out))
-                    r = yield Q("INSERT INTO telemetry (device, service, object, t, value) "
-                                "SELECT * FROM unnest(?::text[], ?::smallint[], ?::integer[], "
-                                "?::float8[], ?::json[]) ON CONFLICT DO NOTHING",
-                                [list(c) for c in cols])
+                    r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*out)])
                 yield from self._s_upsert_latest(latest)
             else:
                 r = yield Many("INSERT OR IGNORE INTO telemetry "
@@ -985,13 +1020,12 @@ class Store(abc.ABC):
         """Store the rows of several NOTIFY frames (a list of row lists, each row checked
         as ingest.notify_rows checks it) in one transaction; [refused] per frame.
 
-        A refused frame (True) gave a stored (device, service, object, t) another
-        value: nothing of it is stored. This default stores every frame through
-        add_telemetry (a stored key keeps its value, nothing is refused); SQLite
-        refuses such frames.
+        A refused frame (True) gave a stored (device, service, object, t), or one an
+        earlier frame of the batch gave, another value: nothing of it is stored. A
+        frame repeating stored values (a retransmission) is taken and stored once.
+        Each backend does it in its own statements (store_sqlite, store_postgres).
         """
-        await self.add_telemetry([r for rows in frames for r in rows])
-        return [False] * len(frames)
+        raise NotImplementedError
 
     async def latest(self, device):
         """{(service, object): (value, t)}: the newest value of every object ({} if unknown)."""

@@ -53,7 +53,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .pg_binary import DUMPERS, copy_payload, row_arrays
 from .store_fleet import alarm_point_sql, fleet_point_sql
-from .store import Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, check_time
+from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
+                    PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_time, latest_of,
+                    prepare_telemetry, s_conflicts)
 
 log = logging.getLogger("spot.store")
 
@@ -398,6 +400,46 @@ class PostgresStore(Store):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    async def add_telemetry_frames(self, frames):
+        """Store.add_telemetry_frames: the batch's rows by one COPY (every row new, the
+        usual case); when some key is already stored or twice in the batch, the COPY's
+        savepoint is rolled back, the frames giving such a key another value are
+        refused, and the others go in by INSERT ... ON CONFLICT DO NOTHING."""
+        rows = [r for fr in frames for r in fr]
+        if not rows:
+            return [False] * len(frames)
+        if len(rows) > 200:
+            out, latest = await self._offload(prepare_telemetry, rows)
+        else:
+            out, latest = prepare_telemetry(rows)
+        ids = sorted({r[0] for r in latest})
+        await self._make_room(out)
+
+        def script():
+            unknown = yield from self._s_unknown_devices(ids)
+            if unknown:
+                raise UnknownDevice(unknown)
+            refused = [False] * len(frames)
+            r = Result([], None)
+            if self.copy_telemetry:
+                r = yield Copy("telemetry", TELEMETRY_COLUMNS, out)
+            if r.count is None:
+                enc, i = [], 0
+                for fr in frames:
+                    enc.append(out[i:i + len(fr)])
+                    i += len(fr)
+                refused = yield from s_conflicts(enc)
+                keep = [x for k, fr in enumerate(enc) if not refused[k] for x in fr]
+                if keep:
+                    yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*keep)])
+                kept = latest_of(keep)
+            else:
+                kept = latest
+            if kept:
+                yield from self._s_upsert_latest(kept)
+            return refused
+        return await self._run(script)
 
     def _s_upsert_latest(self, latest):
         """Move the latest values forward: per object the greatest t stays (on equal t

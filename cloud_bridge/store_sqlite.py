@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
 from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
-                    UnknownDevice, prepare_telemetry, dump_value)
+                    UnknownDevice, prepare_telemetry, dump_value, s_conflicts)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
@@ -216,31 +216,6 @@ def _settle(batch, outcomes):
                 done.set_exception(value)
 
 
-def _s_conflicts(frames):
-    """[refused] for each frame of stored-form rows: True if a row of it has the key
-    (device, service, object, t) of a stored row, or of a row of an earlier frame
-    taken here, with another value."""
-    rows = list(chain.from_iterable(frames))
-    stored = {}
-    for i in range(0, len(rows), 256):
-        part = rows[i:i + 256]
-        r = yield Q("WITH b (device, service, object, t) AS (VALUES %s) "
-                    "SELECT telemetry.device, telemetry.service, telemetry.object, "
-                    "telemetry.t, telemetry.value FROM b JOIN telemetry USING "
-                    "(device, service, object, t)" % ",".join(("(?,?,?,?)",) * len(part)),
-                    [x for row in part for x in row[:4]])
-        for d, s, o, t, v in r.rows:
-            stored[(d, s, o, t)] = v
-    refused = []
-    for rows in frames:
-        bad = any(stored.get(r[:4], r[4]) != r[4] for r in rows)
-        if not bad:
-            for r in rows:   # taken: a later frame of the batch must agree with it
-                stored.setdefault(r[:4], r[4])
-        refused.append(bad)
-    return refused
-
-
 class SqliteStore(Store):
     """Store on one SQLite file. timeout: seconds to wait for another writer."""
 
@@ -416,7 +391,7 @@ class SqliteStore(Store):
             if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
                 yield Q("ROLLBACK TO telemetry", ())
                 enc = [[(d, s, o, float(t), _text(v)) for d, s, o, t, v in fr] for fr in frames]
-                refused = yield from _s_conflicts(enc)
+                refused = yield from s_conflicts(enc)
                 rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
                 flat = None
                 yield from _s_insert(_INSERT_TELEMETRY, rows)

@@ -1089,3 +1089,44 @@ async def test_device_pages_follow_ids_and_filters(s, url):
     assert [(d.id, d.groups) for d in both] == [("d-04", ["north"])]
     await s.set_presence("d-05", "offline", T0 + 1)
     assert [d.id for d in await s.list_devices_page(None, 5, presence="offline")] == ["d-05"]
+
+
+# ---- telemetry frames of one group commit (spec 3.1: a time's values are kept as first stored)
+
+@store_test
+async def test_frames_of_one_batch_giving_a_time_other_values_than_an_earlier_frame_are_refused(s, url):
+    await add_device(s)
+    t = T0 + 100
+    frames = [[("hp-1", HP, 11, t, 215)],
+              [("hp-1", HP, 11, t, 215), ("hp-1", HP, 12, t, 1)],   # agrees
+              [("hp-1", HP, 11, t, 216), ("hp-1", HP, 13, t, 2)]]   # contradicts
+    assert await s.add_telemetry_frames(frames) == [False, False, True]
+    assert await s.history("hp-1", HP, 11) == [(t, 215)]
+    assert await s.history("hp-1", HP, 12) == [(t, 1)]
+    assert await s.history("hp-1", HP, 13) == []
+    assert (await s.latest("hp-1")).get((HP, 13)) is None
+
+
+@store_test
+async def test_a_frame_repeating_stored_values_is_taken_and_stored_once(s, url):
+    await add_device(s)
+    t = T0 + 100
+    frame = [("hp-1", HP, 11, t, 0.1 + 0.2), ("hp-1", HP, 12, t, "on"), ("hp-1", HP, 13, t, 7)]
+    assert await s.add_telemetry_frames([frame]) == [False]
+    assert await s.add_telemetry_frames([frame, [("hp-1", HP, 11, t + 1, 1.5)]]) == [False, False]
+    assert await s.history("hp-1", HP, 11) == [(t, 0.1 + 0.2), (t + 1, 1.5)]
+    assert await s.history("hp-1", HP, 12) == [(t, "on")]
+
+
+@store_test
+async def test_a_frame_giving_a_stored_time_other_values_is_refused_and_changes_nothing(s, url):
+    await add_device(s)
+    t = T0 + 100
+    assert await s.add_telemetry_frames([[("hp-1", HP, 11, t, 215)]]) == [False]
+    later = [("hp-1", HP, 11, t + 5, 220)]
+    contradicting = [("hp-1", HP, 11, t, 300), ("hp-1", HP, 12, t + 9, 1)]
+    assert await s.add_telemetry_frames([later, contradicting]) == [False, True]
+    assert await s.history("hp-1", HP, 11) == [(t, 215), (t + 5, 220)]
+    assert await s.history("hp-1", HP, 12) == []
+    latest = await s.latest("hp-1")
+    assert latest[(HP, 11)] == (220, t + 5) and (HP, 12) not in latest
