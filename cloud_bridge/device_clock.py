@@ -47,7 +47,7 @@ class DeviceClocks:
         """The WRITE that sets a clock to now, rounded up to the next second: a device
         whose clock is in step is never set back into a second it has already used to
         stamp telemetry (a second NOTIFY with the same time and other values would be
-        dropped by the store as a duplicate after it was acknowledged)."""
+        refused by the store, and its readings lost)."""
         whole = int(now)
         return F.encode(F.WRITE, TIME, mid, {UNIX_TIME: whole + (whole < now)})
 
