@@ -1125,7 +1125,7 @@ class Store(abc.ABC):
         for device in devices:
             self._check_command(device, service, op, actor, now, expires_at, timeout)
         b = dump_value(body)
-        if len(devices) < 2 or self.dialect != "postgresql":
+        if len(devices) < 2:
             def script():
                 ids = []
                 for device in devices:
@@ -1137,10 +1137,19 @@ class Store(abc.ABC):
                   None if expires_at is None else float(expires_at),
                   None if timeout is None else float(timeout))
 
-        def bulk():   # PostgreSQL: one statement per round of distinct devices
+        def bulk():   # few statements whatever the number of devices
             unknown = set((yield from self._s_unknown_devices(sorted(set(devices)))))
             if unknown:
                 raise UnknownDevice([next(d for d in devices if d in unknown)])
+            if self.dialect != "postgresql":   # SQLite: one INSERT, the ids read in one row
+                r = yield Q("SELECT max(id) FROM commands", ())
+                yield Q("INSERT INTO commands (device, service, op, body, actor, status, "
+                        "created_at, expires_at, timeout) SELECT value, ?, ?, ?, ?, 'queued', "
+                        "?, ?, ? FROM json_each(?) ORDER BY key", params + (json.dumps(devices),))
+                # the only writer: the rows after the old largest id are these, in order
+                r = yield Q("SELECT json_group_array(id) FROM (SELECT id FROM commands "
+                            "WHERE id > ? ORDER BY id)", (r.rows[0][0] or 0,))
+                return sorted(json.loads(r.rows[0][0]))
             ids = [None] * len(devices)
             for part in _rounds(range(len(devices)), lambda i: devices[i]):
                 r = yield Q("INSERT INTO commands (device, service, op, body, actor, status, "
@@ -1415,6 +1424,12 @@ class Store(abc.ABC):
 
         def script():
             found = {}
+            if self.dialect != "postgresql":   # SQLite: all of them in one row
+                r = yield Q("SELECT " + _SQLITE_COMMANDS + " FROM commands WHERE id IN "
+                            "(SELECT value FROM json_each(?))", (json.dumps(ids),))
+                found = {row[0]: command_of(row)
+                         for row in sqlite_rows.unpack(r.rows[0][0], _COMMAND_REALS)}
+                return [found.get(i) for i in ids]
             for i in range(0, len(ids), 500):   # within every SQL engine's parameter limit
                 chunk = ids[i:i + 500]
                 r = yield Q("SELECT " + COMMAND_COLS + " FROM commands WHERE id IN (%s)"

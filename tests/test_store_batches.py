@@ -119,15 +119,16 @@ def _sqlite_statements(s):
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_sqlite_writes_a_batch_of_any_size_with_the_same_statements(store_url):
-    """Each statement step hands the GIL to the event loop and back: a fan-out's batch
-    is a fixed number of statements, not one per command."""
+    """Each statement step hands the GIL to the event loop and back: a group command's
+    queueing and a fan-out's batch are a fixed number of statements, not one per
+    command."""
     async def batch_of(s, n):
         devices = ["hp-%d" % i for i in range(n)]
         for d in devices:
             await add_device(s, d)
-        await queued(s, devices)
         seen, tracing = _sqlite_statements(s)
         await tracing
+        await s.get_commands(await queued(s, devices))
         cmds = await s.claim_many(devices, T0 + 1, BRIDGE)
         await s.mark_sent_many([(c.id, 1) for c in cmds], T0 + 2, BRIDGE)
         await s.complete_many([(c.id, "done", None) for c in cmds], T0 + 3)
