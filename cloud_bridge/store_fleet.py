@@ -10,7 +10,9 @@ Every figure is computed by the database from the stored latest values
 device to add them up, so a fleet page costs the same with 100 000 devices
 as with ten. Only values fresher than `max_age` seconds count ("now" means
 reported recently); `controller` (optional) restricts everything to the
-devices that actor is paired with.
+devices that actor is paired with. On PostgreSQL's one latest row per device
+(schema 3) they read the columns the store keeps beside the points: `fleet`
+(the points these figures and alarm_point_sql read) and `alarm`.
 
 What the flexibility figures add up is data (FLEX below), per profile object:
 deferrable energy (heat pumps' and energy managers' deferrable_energy, plus
