@@ -45,6 +45,12 @@ class Receiver:
             import gc
             gc.collect()
             data, addr = sock.recvfrom(self.size)
+            # the spare again at once, from the block that recvfrom() has just freed:
+            # after the datagram is handled, its objects may have split that block
+            try:
+                self.buf = bytearray(self.size)
+            except MemoryError:
+                pass
         else:
             if self.buf is None:
                 try:
