@@ -385,7 +385,6 @@ def prepare_telemetry(rows):
     concurrent writers take row locks in one order.
     """
     out = []
-    best = {}
     isfinite = math.isfinite
     for n, r in enumerate(rows):
         try:
