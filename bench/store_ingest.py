@@ -81,12 +81,17 @@ SCHEMA_1_TELEMETRY = (   # what the PostgreSQL store made before partitioning
 )
 
 
-def schema_1(url):
+def made(url, statements):
+    """url, its database made as `statements` (an older schema's tables) make it."""
     import psycopg
     with psycopg.connect(url, autocommit=True) as db:
-        for stmt in SCHEMA_1_TELEMETRY:
+        for stmt in statements:
             db.execute(stmt)
     return url
+
+
+def schema_1(url):
+    return made(url, SCHEMA_1_TELEMETRY)
 
 
 async def run_cell(url, n, batches, binary=True):
@@ -147,11 +152,7 @@ SCHEMA_2_LATEST = (   # the latest table of schema 1 and 2 (one row per object)
 
 
 def schema_2(url):
-    import psycopg
-    with psycopg.connect(url, autocommit=True) as db:
-        for stmt in SCHEMA_2_LATEST:
-            db.execute(stmt)
-    return url
+    return made(url, SCHEMA_2_LATEST)
 
 
 def cell_process(url, n, k, tree=None):

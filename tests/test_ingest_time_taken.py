@@ -1,8 +1,8 @@
 """A NOTIFY for a time already stored (spec 3.1): the same values again are a
 retransmission, acknowledged and stored once; other values are refused (ERROR
 out-of-range, CoAP 4.00) and change nothing, over real CoAP (libcoap's
-coap-client-notls and aiocoap against a running bridge) and within one group commit (the
-SQLite store's add_telemetry_frames). aiocoap is the client where the test reads
+coap-client-notls and aiocoap against a running bridge); within one group commit, on
+both stores, in tests/test_store.py. aiocoap is the client where the test reads
 the ERROR frame (coap-client prints a payload's bytes as text).
 """
 import asyncio
@@ -65,25 +65,6 @@ def test_a_notify_giving_a_stored_time_other_values_is_refused_and_nothing_of_it
             finally:
                 await device.shutdown()
     run(main())
-
-
-def test_in_one_transaction_the_first_frame_for_a_time_is_stored_and_a_contradicting_one_refused(
-        tmp_path):
-    async def main():
-        store = await open_store("sqlite:///" + str(tmp_path / "s.db"))
-        try:
-            await store.upsert_device("hp-1", [[HP, 1, 0]], [], 0, 1700000000)
-            t = 1700000100
-            frames = [[("hp-1", HP, 11, t, 215)],
-                      [("hp-1", HP, 11, t, 215), ("hp-1", HP, 12, t, 1)],   # agrees
-                      [("hp-1", HP, 11, t, 216), ("hp-1", HP, 13, t, 2)]]   # contradicts
-            assert await store.add_telemetry_frames(frames) == [False, False, True]
-            assert await store.history("hp-1", HP, 11) == [(t, 215)]
-            assert await store.history("hp-1", HP, 12) == [(t, 1)]
-            assert await store.history("hp-1", HP, 13) == []
-        finally:
-            await store.close()
-    asyncio.run(main())
 
 
 def test_frames_are_stored_as_add_telemetry_stores_the_same_rows(tmp_path):
