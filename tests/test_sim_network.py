@@ -33,13 +33,13 @@ def test_spot_sim_listen_serves_each_device_on_its_own_port_to_libcoap():
         port = free_udp_ports(2)
         proc = subprocess.Popen([sys.executable, "-m", "spot.cli", "sim", "heat_pump", "--count",
                                  "2", "--listen", "coap://127.0.0.1:%d" % port, "--duration",
-                                 "20", "--speed", "60"], stdout=subprocess.PIPE,
+                                 "300", "--speed", "60"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         lines = [proc.stdout.readline().strip() for _ in range(2)]
         if lines[0] or attempt == 2:
             break
         proc.wait(10)
-    try:
+    try:   # (terminated below; the duration only keeps it from outliving a lost test)
         assert lines == ["hp-0001 coap://127.0.0.1:%d" % port,
                          "hp-0002 coap://127.0.0.1:%d" % (port + 1)], proc.stderr.read() if not lines[0] else ""
         time.sleep(1.5)  # a few simulated minutes of physics
