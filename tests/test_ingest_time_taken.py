@@ -1,8 +1,9 @@
 """A NOTIFY for a time already stored (spec 3.1): the same values again are a
 retransmission, acknowledged and stored once; other values are refused (ERROR
 out-of-range, CoAP 4.00) and change nothing, over real CoAP (libcoap's
-coap-client-notls and aiocoap against a running bridge); within one group commit, on
-both stores, in tests/test_store.py. aiocoap is the client where the test reads
+coap-client-notls and aiocoap against a running bridge), and the device taking the
+refused frame out of its outbox (core.coap_binding.CoapDevice on a real socket); within
+one group commit, on both stores, in tests/test_store.py. aiocoap is the client where the test reads
 the ERROR frame (coap-client prints a payload's bytes as text).
 """
 import asyncio
@@ -91,3 +92,39 @@ def test_frames_are_stored_as_add_telemetry_stores_the_same_rows(tmp_path):
         by_rows = await tables("b.db", lambda s: s.add_telemetry([r for f in frames for r in f]))
         assert by_frames == by_rows and len(by_frames[0].rows) == 6
     asyncio.run(main())
+
+
+def test_a_device_drops_the_frame_the_bridge_refuses_and_its_telemetry_goes_on(tmp_path):
+    """The device side of the refusal (spec 9.1): core.coap_binding.CoapDevice, served on
+    a real UDP socket, takes a 4.00 for a NOTIFY out of its outbox (counted in
+    `dropped`) instead of resending it for ever, stays registered, and the next
+    frame is stored."""
+    from spot.core.node import Node
+    from spot.ports.cpython.coap_transport import serve_device
+    from spot.profiles import heat_pump
+    from waiting import until
+
+    async def main():
+        async with bridge(tmp_path) as parts:
+            node = Node([heat_pump], "hp-1")
+            dev = await serve_device(node, bridge=("127.0.0.1", parts.coap_port))
+            device = dev.device
+            try:
+                assert await until(lambda: device.registered, timeout=15)
+                t = int(time.time()) - 60
+                device.send_telemetry([notify(0, t, {11: 215})])
+                dev.poke()
+                assert await until(lambda: not device.outbox, timeout=15)
+                assert await stored(parts, "hp-1") == [(t, 215)]
+                device.send_telemetry([notify(0, t, {11: 300})])   # the same time, another value
+                dev.poke()
+                assert await until(lambda: device.dropped == 1, timeout=15)
+                assert device.outbox == [] and device.registered
+                device.send_telemetry([notify(0, t + 1, {11: 301})])
+                dev.poke()
+                assert await until(lambda: not device.outbox, timeout=15)
+                assert await stored(parts, "hp-1") == [(t, 215), (t + 1, 301)]
+                assert device.dropped == 1
+            finally:
+                dev.close()
+    run(main())
