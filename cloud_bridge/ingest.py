@@ -115,7 +115,7 @@ class Ingest:
             await asyncio.sleep(0)   # the frames of this loop turn join the first batch
             while self._waiters:
                 began = loop.time()
-                await self._commit(*self._take())
+                await self._commit(self._take())
                 rest = self.interval - (loop.time() - began)
                 if rest > 0 and self._waiters and self._waiting < self.max_batch:
                     await asyncio.sleep(rest)   # let the next batch grow: fewer commits
@@ -127,14 +127,14 @@ class Ingest:
         waiters = self._waiters
         if self._waiting <= self.max_batch:   # the usual case: everything waiting
             self._waiters, self._waiting = [], 0
-            return (waiters,)
+            return waiters
         n = k = 0
         while k < len(waiters) and (k == 0 or n + len(waiters[k][1]) <= self.max_batch):
             n += len(waiters[k][1])
             k += 1
         batch, self._waiters = waiters[:k], waiters[k:]
         self._waiting -= n
-        return (batch,)
+        return batch
 
     async def _commit(self, waiters):
         error = ConnectionError("telemetry not stored")
@@ -163,4 +163,4 @@ class Ingest:
         if self._committing is not None:
             await asyncio.shield(self._committing)
         while self._waiters:
-            await self._commit(*self._take())
+            await self._commit(self._take())
