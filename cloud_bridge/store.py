@@ -401,18 +401,23 @@ def prepare_telemetry(rows):
         tt = type(t)
         if (tt is not int and tt is not float) or not isfinite(t):
             check_time(t, "telemetry row %d time" % n)
-        tv = type(v)
-        if tv is int:
-            s = str(v)
-        elif tv is float and isfinite(v):
-            s = repr(v)
-        else:
-            s = dump_value(v)
-        out.append((dev, sid, oid, float(t), s))
+        # (an integer's text here: the usual value, without a call per row)
+        out.append((dev, sid, oid, float(t), str(v) if type(v) is int else value_text(v)))
     latest = latest_of(out)
     for dev in {r[0] for r in latest}:
         check_device(dev)
     return out, latest
+
+
+def value_text(v):
+    """A telemetry value as the tables hold it: an integer's digits, a finite float's
+    repr, anything else as dump_value writes it (which refuses what cannot be stored)."""
+    tv = type(v)
+    if tv is int:
+        return str(v)
+    if tv is float and math.isfinite(v):
+        return repr(v)
+    return dump_value(v)
 
 
 def latest_of(rows):
@@ -977,43 +982,9 @@ class Store(abc.ABC):
         Also moves the latest-value table forward. Returns how many rows were
         new (rows already stored for the same time are ignored). Raises
         UnknownDevice (storing nothing) if any device is not registered.
+        Each backend does it in its own statements (store_sqlite, store_postgres).
         """
-        if type(rows) not in (list, tuple):
-            rows = list(rows)
-        if not rows:
-            return 0
-        if len(rows) > 200:
-            out, latest = await self._offload(prepare_telemetry, rows)
-        else:
-            out, latest = prepare_telemetry(rows)
-        ids = sorted({r[0] for r in latest})
-        pg = self.dialect == "postgresql"
-        await self._make_room(out)
-
-        def script():
-            unknown = yield from self._s_unknown_devices(ids)
-            if unknown:
-                raise UnknownDevice(unknown)
-            if pg:
-                # new rows (the usual case) by COPY; a batch with rows already
-                # stored (a frame sent again) by INSERT ... ON CONFLICT DO NOTHING
-                r = Result([], None)
-                if self.copy_telemetry:
-                    r = yield Copy("telemetry", TELEMETRY_COLUMNS, out)
-                if r.count is None:
-                    r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*out)])
-                yield from self._s_upsert_latest(latest)
-            else:
-                r = yield Many("INSERT OR IGNORE INTO telemetry "
-                               "(device, service, object, t, value) VALUES (?, ?, ?, ?, ?)",
-                               out)
-                yield Many("INSERT INTO latest (device, service, object, t, value) "
-                           "VALUES (?, ?, ?, ?, ?) "
-                           "ON CONFLICT (device, service, object) DO UPDATE "
-                           "SET t = excluded.t, value = excluded.value "
-                           "WHERE latest.t < excluded.t", latest)
-            return r.count
-        return await self._run(script)
+        raise NotImplementedError
 
     async def add_telemetry_frames(self, frames):
         """Store the rows of several NOTIFY frames (a list of row lists, each row checked

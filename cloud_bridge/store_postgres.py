@@ -401,14 +401,27 @@ class PostgresStore(Store):
         if pool is not None:
             await pool.close()
 
+    async def add_telemetry(self, rows):
+        if type(rows) not in (list, tuple):
+            rows = list(rows)
+        return (await self._telemetry([rows], refuse=False))[0]
+
     async def add_telemetry_frames(self, frames):
         """Store.add_telemetry_frames: the batch's rows by one COPY (every row new, the
         usual case); when some key is already stored or twice in the batch, the COPY's
         savepoint is rolled back, the frames giving such a key another value are
         refused, and the others go in by INSERT ... ON CONFLICT DO NOTHING."""
+        return (await self._telemetry(frames, refuse=True))[1]
+
+    async def _telemetry(self, frames, refuse):
+        """(rows new, [refused] per frame) of storing the frames' rows in one transaction:
+        one COPY when every row is new; else INSERT ... ON CONFLICT DO NOTHING, of every
+        row (refuse False: a stored key keeps its value) or of the frames that agree
+        with what is stored (refuse True). The latest values move forward with them."""
+        refused = [False] * len(frames)
         rows = [r for fr in frames for r in fr]
         if not rows:
-            return [False] * len(frames)
+            return 0, refused
         if len(rows) > 200:
             out, latest = await self._offload(prepare_telemetry, rows)
         else:
@@ -420,25 +433,25 @@ class PostgresStore(Store):
             unknown = yield from self._s_unknown_devices(ids)
             if unknown:
                 raise UnknownDevice(unknown)
-            refused = [False] * len(frames)
             r = Result([], None)
             if self.copy_telemetry:
                 r = yield Copy("telemetry", TELEMETRY_COLUMNS, out)
-            if r.count is None:
+            taken, kept, no = out, latest, refused
+            if r.count is None and refuse:
                 enc, i = [], 0
                 for fr in frames:
                     enc.append(out[i:i + len(fr)])
                     i += len(fr)
-                refused = yield from s_conflicts(enc)
-                keep = [x for k, fr in enumerate(enc) if not refused[k] for x in fr]
-                if keep:
-                    yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*keep)])
-                kept = latest_of(keep)
-            else:
-                kept = latest
+                no = yield from s_conflicts(enc)
+                taken = [x for k, fr in enumerate(enc) if not no[k] for x in fr]
+                kept = latest_of(taken)
+            if r.count is None:
+                r = Result([], 0)
+                if taken:
+                    r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*taken)])
             if kept:
                 yield from self._s_upsert_latest(kept)
-            return refused
+            return r.count, no
         return await self._run(script)
 
     def _s_upsert_latest(self, latest):

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
 from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
-                    UnknownDevice, prepare_telemetry, dump_value, s_conflicts)
+                    UnknownDevice, prepare_telemetry, s_conflicts, value_text)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
@@ -177,16 +177,6 @@ def _bindable(rows):
 
 
 _INT = frozenset((int,))
-
-
-def _text(v):
-    """A checked telemetry value as stored (store.prepare_telemetry's encoding)."""
-    tv = type(v)
-    if tv is int:
-        return str(v)
-    if tv is float:
-        return repr(v)
-    return dump_value(v)
 
 
 def _steps(c, script):
@@ -385,12 +375,12 @@ class SqliteStore(Store):
             rows = list(chain.from_iterable(frames))
             flat = _bindable(rows)
             if flat is None:
-                rows = [(d, s, o, float(t), _text(v)) for d, s, o, t, v in rows]
+                rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
             refused = [False] * len(frames)
             yield Q("SAVEPOINT telemetry", ())
             if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
                 yield Q("ROLLBACK TO telemetry", ())
-                enc = [[(d, s, o, float(t), _text(v)) for d, s, o, t, v in fr] for fr in frames]
+                enc = [[(d, s, o, float(t), value_text(v)) for d, s, o, t, v in fr] for fr in frames]
                 refused = yield from s_conflicts(enc)
                 rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
                 flat = None
