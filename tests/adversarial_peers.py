@@ -88,9 +88,12 @@ class RawCoap(asyncio.DatagramProtocol):
         opts = [(M.URI_PATH, p) for p in path] + [(M.CONTENT_FORMAT, CF_SPOT)]
         self.send(M.encode_message(M.CON, M.POST, self._mid, b"t%d" % self._mid, opts, frame),
                   port)
+        token = b"t%d" % self._mid
         while True:
             msg = M.decode(await asyncio.wait_for(self.replies.get(), timeout))
-            if msg.mid == self._mid:
+            # the answer, not a request of the bridge's (its clock WRITE) that happens to
+            # carry the same message id
+            if msg.mid == self._mid and msg.token == token and msg.code >= 0x40:
                 return msg.code, msg.payload
 
 
