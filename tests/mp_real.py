@@ -43,6 +43,7 @@ RESET_EXIT = 75              # ports/micropython/board.py RESET_EXIT
 # the examples that run on the unix port, frozen as modules beside the package
 UNIX_MAINS = ("unix_heat_pump",)
 # what the frozen variant holds: every module a board needs for these (profile, transport)s
+FROZEN_KEPT = 4              # frozen builds kept in the cache, most recently used first
 FROZEN_SETS = (("heat_pump", "coap"), ("heat_pump", "mqtt"), ("meter", "coap"), ("meter", "mqtt"))
 
 
@@ -156,10 +157,10 @@ def frozen_interpreter():
     build = "build-frozen-" + key
     binary = os.path.join(tree, "ports", "unix", build, "micropython")
     if os.path.isfile(binary):
-        return binary
+        return _used(binary)
     with _locked(home):
         if os.path.isfile(binary):
-            return binary
+            return _used(binary)
         src = os.path.join(home, "frozen-" + key)
         shutil.rmtree(src, ignore_errors=True)
         for name, path in mods.items():
@@ -181,9 +182,18 @@ def frozen_interpreter():
                        check=True)
         os.remove(os.path.join(unix, build, "micropython"))
         _make(tree, home, build, manifest, os.path.join(home, build + ".log"))
-        for old in glob.glob(os.path.join(unix, "build-frozen-*")):   # keep the cache small
+        # keep the cache small, but not so small that two checkouts testing at once
+        # delete each other's interpreter: the most recently used builds stay
+        olds = sorted(glob.glob(os.path.join(unix, "build-frozen-*")), key=os.path.getmtime)
+        for old in olds[:-FROZEN_KEPT]:
             if os.path.basename(old) != build:
                 shutil.rmtree(old, ignore_errors=True)
+    return _used(binary)
+
+
+def _used(binary):
+    """binary, its build directory marked as just used (the cache drops the oldest)."""
+    os.utime(os.path.dirname(binary))
     return binary
 
 
