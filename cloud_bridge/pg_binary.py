@@ -1,6 +1,8 @@
 """PostgreSQL's binary forms, built in Python for the store's bulk telemetry writes.
 
     copy_payload(rows)   # the whole binary COPY stream of telemetry rows
+    frames_of(rows)      # the same rows grouped by frame (device, service, t)
+    frame_copy_payload(frames)   # the binary COPY stream of those frames (schema 4)
     row_arrays(rows)     # the same rows as five one-dimensional array parameters
     DUMPERS              # register on a connection: psycopg then sends those arrays as-is
 
@@ -80,5 +82,51 @@ def copy_payload(rows):
         add(h)
         add(_ROW_REST(2, sid, 4, oid, 8, t, len(b)))
         add(b)
+    add(_COPY_END)
+    return b"".join(out)
+
+
+_FRAME_REST = struct.Struct("!ihid").pack      # service, t
+_ARRAY_FIELD = struct.Struct("!iiiiii").pack   # field length, 1 dimension, no NULLs, oid, n, 1
+
+
+def frames_of(rows):
+    """Rows (device, service, object, float t, JSON text) grouped by frame: ([(device,
+    service, t, [object], [JSON text])] in first-seen order, whether some (device,
+    service, object, t) is there twice)."""
+    by = {}
+    for dev, sid, oid, t, v in rows:
+        f = by.get((dev, sid, t))
+        if f is None:
+            by[(dev, sid, t)] = ([oid], [v])
+        else:
+            f[0].append(oid)
+            f[1].append(v)
+    frames = [(k[0], k[1], k[2], o, v) for k, (o, v) in by.items()]
+    twice = len(by) != len(rows) and any(len(set(f[3])) != len(f[3]) for f in frames)
+    return frames, twice
+
+
+def frame_copy_payload(frames):
+    """The whole binary COPY stream of history frames (device, service, float t,
+    [object], [JSON text]) as text, int2, float8, int4[] and json[]."""
+    heads = {}
+    out = [_COPY_HEAD]
+    add = out.append
+    for dev, sid, t, oids, vals in frames:
+        h = heads.get(dev)
+        if h is None:
+            b = dev.encode()
+            h = heads[dev] = _ROW_HEAD(5, len(b)) + b
+        n = len(oids)
+        add(h)
+        add(_FRAME_REST(2, sid, 8, t))
+        add(_ARRAY_FIELD(20 + 8 * n, 1, 0, 23, n, 1))
+        add(struct.pack("!" + "ii" * n, *[x for o in oids for x in (4, o)]))
+        vs = [v.encode() for v in vals]
+        add(_ARRAY_FIELD(20 + 4 * n + sum(map(len, vs)), 1, 0, 114, n, 1))
+        for b in vs:
+            add(_LENGTH(len(b)))
+            add(b)
     add(_COPY_END)
     return b"".join(out)
