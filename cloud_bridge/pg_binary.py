@@ -110,8 +110,8 @@ def frames_of(rows):
 def frame_copy_payload(frames):
     """The whole binary COPY stream of history frames (device, service, float t,
     [object], [JSON text]) as text, int2, float8, int4[] and json[]."""
-    heads = {}
-    out = [_COPY_HEAD]
+    heads, objects = {}, {}     # a device's field, a frame's object ids (the same
+    out = [_COPY_HEAD]          # few sets across a fleet of one profile)
     add = out.append
     for dev, sid, t, oids, vals in frames:
         h = heads.get(dev)
@@ -119,10 +119,14 @@ def frame_copy_payload(frames):
             b = dev.encode()
             h = heads[dev] = _ROW_HEAD(5, len(b)) + b
         n = len(oids)
+        key = tuple(oids)
+        o = objects.get(key)
+        if o is None:
+            o = objects[key] = _ARRAY_FIELD(20 + 8 * n, 1, 0, 23, n, 1) + struct.pack(
+                "!" + "ii" * n, *[x for o in oids for x in (4, o)])
         add(h)
         add(_FRAME_REST(2, sid, 8, t))
-        add(_ARRAY_FIELD(20 + 8 * n, 1, 0, 23, n, 1))
-        add(struct.pack("!" + "ii" * n, *[x for o in oids for x in (4, o)]))
+        add(o)
         vs = [v.encode() for v in vals]
         add(_ARRAY_FIELD(20 + 4 * n + sum(map(len, vs)), 1, 0, 114, n, 1))
         for b in vs:
