@@ -38,6 +38,18 @@ working as it is: rows go into that table and retention deletes rows; the
 bridge logs that it is not partitioned (docs/benchmarks.md says how to move
 the data to a partitioned table).
 
+Telemetry history is one row per frame (schema version 4): `telemetry_frame`
+(device, service, t, objects integer[], vals json[]), keyed (device, service,
+t), so a batch from N devices COPYs N rows and its key index takes N entries,
+not one per value. Readers see the view `telemetry` (device, service, object,
+t, value), one row per value as the table of schema 1-3 was (history reads by
+the key's (device, service) and t, then picks the object); a delete of values
+deletes their whole frames. A frame whose (device, service, t) is stored
+already takes the COPY's fallback: values of objects the stored frame lacks are
+added to it, stored ones stay (spec 3.1's refusal is decided before, as for
+one row per value). A database of schema 1-3 keeps its table of one row per
+value (docs/benchmarks.md gives the step that moves it).
+
 Needs: pip install "psycopg[binary,pool]".
 """
 import hashlib
