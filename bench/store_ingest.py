@@ -340,15 +340,25 @@ def breakdown(n=1000, k=10):
                                           P.AsyncConnectionPool.getconn)
     psycopg.AsyncCursor.execute = timed(lambda a: str(a[1])[:24] + "...",
                                         psycopg.AsyncCursor.execute)
-    prepare = S.prepare_telemetry
 
-    def timed_prepare(rows):
-        t0 = time.perf_counter()
-        try:
-            return prepare(rows)
-        finally:
-            acc["prepare rows"] = acc.get("prepare rows", 0) + time.perf_counter() - t0
-    S.prepare_telemetry = timed_prepare
+    def timed_sync(name, fn):
+        def wrapper(*a):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                acc[name] = acc.get(name, 0) + time.perf_counter() - t0
+        return wrapper
+    # the Python parts (the preparation runs in a worker thread; the store module
+    # calls them by its own names, so both modules' names are wrapped)
+    S.prepare_telemetry = P.prepare_telemetry = timed_sync(
+        "preparing the rows (checks, JSON text; worker thread)", S.prepare_telemetry)
+    for name, what in (("frames_of", "grouping rows by frame (worker thread)"),
+                       ("copy_payload", "building the COPY stream (in the COPY's time)"),
+                       ("frame_copy_payload", "building the COPY stream (in the COPY's time)"),
+                       ("row_arrays", "building the latest values' arrays")):
+        if hasattr(P, name):
+            setattr(P, name, timed_sync(what, getattr(P, name)))
 
     async def cell(url):
         store = await open_store(url)
