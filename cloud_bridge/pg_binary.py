@@ -134,3 +134,13 @@ def frame_copy_payload(frames):
             add(b)
     add(_COPY_END)
     return b"".join(out)
+
+
+def frame_keys(frames):
+    """The frames' keys (device, service, t) as three array parameters text[],
+    smallint[], float8[]."""
+    n = len(frames)
+    devs, sids, ts = zip(*[f[:3] for f in frames])
+    return (_texts(devs),
+            Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + b"".join(map(_INT2, repeat(2, n), sids))),
+            Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + b"".join(map(_FLOAT8, repeat(8, n), ts))))

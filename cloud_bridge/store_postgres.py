@@ -63,7 +63,8 @@ import psycopg
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .pg_binary import DUMPERS, copy_payload, frame_copy_payload, frames_of, row_arrays
+from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
+                        row_arrays)
 from .store_fleet import alarm_point_sql, fleet_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
                     PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_time, latest_of,
@@ -322,6 +323,16 @@ UPSERT_LATEST_DEVICE = (
     "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END"
     % (FLEET_POINT.replace("%", "%%"), alarm_point_sql("postgresql").replace("%", "%%"),
        alarm_point_sql("postgresql", keys_only=True).replace("%", "%%")))
+# the same from a batch's frames just COPYed (schema 4; every (device, service) in one
+# frame of the batch, so its values are the batch's latest): read back by their keys
+UPSERT_LATEST_FROM_FRAMES = UPSERT_LATEST_DEVICE.replace(
+    "FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
+    "AS l (device, service, object, t, value)",
+    "FROM (SELECT f.device, f.service, v.object, f.t, v.value "
+    "FROM unnest(%b::text[], %b::smallint[], %b::float8[]) AS k (device, service, t) "
+    "JOIN telemetry_frame f USING (device, service, t) "
+    "CROSS JOIN LATERAL unnest(f.objects, f.vals) AS v (object, value)) AS l")
+assert UPSERT_LATEST_FROM_FRAMES != UPSERT_LATEST_DEVICE
 UPSERT_LATEST_OBJECT = (
     "INSERT INTO latest (device, service, object, t, value) "
     "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
@@ -394,9 +405,11 @@ async def _copy_frames(conn, cur, sql, frames):
 
 
 def _prepare_frames(rows):
-    """prepare_telemetry's (rows, latest), and the rows grouped by frame (frames_of)."""
+    """prepare_telemetry's (rows, latest), the rows grouped by frame (frames_of), and
+    whether each (device, service) is in one frame only."""
     out, latest = prepare_telemetry(rows)
-    return out, latest, frames_of(out)
+    frames = frames_of(out)
+    return out, latest, frames, len({f[:2] for f in frames[0]}) == len(frames[0])
 
 
 class PostgresStore(Store):
@@ -525,6 +538,8 @@ class PostgresStore(Store):
         out, latest = prepared[:2]
         # schema 4: one COPY of frames, unless a value is twice in the batch
         grouped, twice = prepared[2] if self.frames else (None, False)
+        # the latest values from the frames once COPYed (one frame per device, service)
+        from_frames = self.frames and self.latest_per_device and prepared[3]
         ids = sorted({r[0] for r in latest})
         await self._make_room(out)
 
@@ -536,6 +551,7 @@ class PostgresStore(Store):
             if self.copy_telemetry and not twice:
                 r = yield (Copy("telemetry_frame", FRAME_COLUMNS, grouped) if self.frames
                            else Copy("telemetry", TELEMETRY_COLUMNS, out))
+            copied = r.count is not None
             taken, kept, no = out, latest, refused
             if r.count is None and refuse:
                 enc, i = [], 0
@@ -552,7 +568,9 @@ class PostgresStore(Store):
                     r = Result([], r.rows[0][0])
                 elif taken:
                     r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*taken)])
-            if kept:
+            if kept and copied and from_frames:
+                yield QB(UPSERT_LATEST_FROM_FRAMES, frame_keys(grouped))
+            elif kept:
                 yield from self._s_upsert_latest(kept)
             return r.count, no
         return await self._run(script)

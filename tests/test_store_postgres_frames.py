@@ -216,3 +216,45 @@ async def test_the_documented_step_moves_history_to_one_row_per_frame(url):
         assert await s.history("hp-1", HP, 1) == before[1][3:]
     finally:
         await s.close()
+
+
+def notifies(seed, n=20):
+    """Batches of one frame per device and service (the usual batch), times that go
+    back now and then (a late frame) and sets of objects that change."""
+    rnd = random.Random(seed)
+    def frame(d, sid, t):
+        return [(d, sid, o, t, rnd.randrange(-99, 99))
+                for o in rnd.sample((1, 2, 3, 8, 9), rnd.randrange(1, 6))]
+    return [[frame(d, sid, T0 + rnd.randrange(40)) for d in DEVICES for sid in (HP, ALARMS)]
+            for _ in range(n)]
+
+
+async def latest_answers(url, seed):
+    s = await open_store(url)
+    try:
+        for d in DEVICES:
+            await add_device(s, d)
+        got = []
+        for b in notifies(seed):
+            got.append((await s.add_telemetry_frames(b),
+                        [await s.latest(d) for d in DEVICES]))   # after each batch
+        return got
+    finally:
+        await s.close()
+
+
+@pg_test
+async def test_latest_values_taken_from_the_frames_just_stored_answer_as_sqlite_does(url):
+    for seed in (7, 8):
+        tmp = tempfile.mkdtemp(prefix="spot-frames-")
+        try:
+            want = await latest_answers("sqlite://" + os.path.join(tmp, "b.db"), seed)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        assert await latest_answers(url, seed) == want, seed
+        s = await open_store(url)
+        try:
+            for d in DEVICES:
+                assert await s.delete_device(d, "op", T0)
+        finally:
+            await s.close()
