@@ -356,7 +356,8 @@ def breakdown(n=1000, k=10):
     for name, what in (("frames_of", "grouping rows by frame (worker thread)"),
                        ("copy_payload", "building the COPY stream (in the COPY's time)"),
                        ("frame_copy_payload", "building the COPY stream (in the COPY's time)"),
-                       ("row_arrays", "building the latest values' arrays")):
+                       ("row_arrays", "building the latest values' arrays"),
+                       ("frame_keys", "building the latest values' arrays")):
         if hasattr(P, name):
             setattr(P, name, timed_sync(what, getattr(P, name)))
 

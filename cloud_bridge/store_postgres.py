@@ -324,13 +324,17 @@ UPSERT_LATEST_DEVICE = (
     % (FLEET_POINT.replace("%", "%%"), alarm_point_sql("postgresql").replace("%", "%%"),
        alarm_point_sql("postgresql", keys_only=True).replace("%", "%%")))
 # the same from a batch's frames just COPYed (schema 4; every (device, service) in one
-# frame of the batch, so its values are the batch's latest): read back by their keys
+# frame of the batch, so its values are the batch's latest): read back by their keys,
+# one index lookup each (OFFSET 0 keeps it a lookup: a join could scan the partition),
+# in device order (the grouping then needs no sort)
 UPSERT_LATEST_FROM_FRAMES = UPSERT_LATEST_DEVICE.replace(
     "FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
     "AS l (device, service, object, t, value)",
-    "FROM (SELECT f.device, f.service, v.object, f.t, v.value "
-    "FROM unnest(%b::text[], %b::smallint[], %b::float8[]) AS k (device, service, t) "
-    "JOIN telemetry_frame f USING (device, service, t) "
+    "FROM (SELECT k.device, k.service, v.object, k.t, v.value "
+    "FROM (SELECT * FROM unnest(%b::text[], %b::smallint[], %b::float8[]) "
+    "AS k (device, service, t) ORDER BY device) k "
+    "CROSS JOIN LATERAL (SELECT f.objects, f.vals FROM telemetry_frame f "
+    "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
     "CROSS JOIN LATERAL unnest(f.objects, f.vals) AS v (object, value)) AS l")
 assert UPSERT_LATEST_FROM_FRAMES != UPSERT_LATEST_DEVICE
 UPSERT_LATEST_OBJECT = (
