@@ -7,7 +7,8 @@
     python3 bench/store_ingest.py --against DIR --rounds 3
         # this tree against another checkout (DIR: e.g. `git archive main` unpacked),
         # cells in turn on one server, each in its own process; also this tree on a
-        # schema-2 database (latest values one row per object) and SQLite
+        # schema-3 database (history one row per value), on a schema-2 one (latest
+        # values one row per object too) and SQLite
     python3 bench/store_ingest.py --fleet [--against DIR ...] [--devices N] [--rounds R]
         # readers of the latest values (fleet figures, power sample, alarm filter,
         # one device): this tree on both PostgreSQL layouts, and each DIR's code
@@ -27,8 +28,8 @@ per series: the cost per batch grows with the history already stored until it
 levels off. The second table shows it (1 000 devices, 60 batches).
 
 PostgreSQL runs each size three ways on the same server: the store as it is
-(schema 3: telemetry partitioned by day, latest values one row per device;
-binary COPY), the telemetry path before (schema 1: one plain telemetry table,
+(schema 4: telemetry partitioned by day, history one row per frame, latest
+values one row per device; binary COPY), the telemetry path before (schema 1: one plain telemetry table,
 made here as that schema made it; text COPY, store.binary_copy = False), and
 the plain table with binary COPY (what the COPY format alone changes): the
 third table. `--against` compares with another checkout's code instead.
@@ -155,6 +156,11 @@ def schema_2(url):
     return made(url, SCHEMA_2_LATEST)
 
 
+def schema_3(url):
+    """A database as schema 3 leaves it: this tree keeps its history one row per value."""
+    return made(url, SCHEMA_2_LATEST[:1] + ("INSERT INTO schema_version VALUES (3, 0)",))
+
+
 def cell_process(url, n, k, tree=None):
     """run_cell in a child process, importing `spot` from `tree` (None: this tree)."""
     import json
@@ -185,7 +191,8 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
             for r in range(rounds):
                 for n, k in plan:
                     rows = n * len(OBJECTS) * k
-                    for name in ("before", "now", "now, schema-2 database", "SQLite"):
+                    for name in ("before", "now", "now, schema-3 database",
+                                 "now, schema-2 database", "SQLite"):
                         db = "a%d_%d" % (r, n)
                         if name == "SQLite":
                             url = "sqlite://" + os.path.join(tmp, "a%d_%d.db" % (r, n))
@@ -193,6 +200,8 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
                             url = pg.create_database(db)
                         if name == "now, schema-2 database":
                             schema_2(url)
+                        if name == "now, schema-3 database":
+                            schema_3(url)
                         ts = cell_process(url, n, k, tree if name == "before" else None)
                         got.setdefault((n, name), []).append(rows / sum(ts))
                         if name != "SQLite":
@@ -209,11 +218,11 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
     for (n, name), v in got.items():
         print("| %d | %s | " % (n, name) + " | ".join("%.0f" % x for x in v) + " |")
     print()
-    print("| devices per batch | now / before (per run) |")
-    print("|---:|---|")
+    print("| devices per batch | now / before (per run) | now / now on a schema-3 database |")
+    print("|---:|---|---|")
     for n, _ in plan:
-        print("| %d | %s |" % (n, ", ".join("%.2f" % (a / b) for a, b in zip(
-            got[(n, "now")], got[(n, "before")]))))
+        print("| %d | %s |" % (n, " | ".join(", ".join("%.2f" % (a / b) for a, b in zip(
+            got[(n, "now")], got[(n, other)])) for other in ("before", "now, schema-3 database"))))
     print()
     print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
           "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
@@ -331,15 +340,26 @@ def breakdown(n=1000, k=10):
                                           P.AsyncConnectionPool.getconn)
     psycopg.AsyncCursor.execute = timed(lambda a: str(a[1])[:24] + "...",
                                         psycopg.AsyncCursor.execute)
-    prepare = S.prepare_telemetry
 
-    def timed_prepare(rows):
-        t0 = time.perf_counter()
-        try:
-            return prepare(rows)
-        finally:
-            acc["prepare rows"] = acc.get("prepare rows", 0) + time.perf_counter() - t0
-    S.prepare_telemetry = timed_prepare
+    def timed_sync(name, fn):
+        def wrapper(*a):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                acc[name] = acc.get(name, 0) + time.perf_counter() - t0
+        return wrapper
+    # the Python parts (the preparation runs in a worker thread; the store module
+    # calls them by its own names, so both modules' names are wrapped)
+    S.prepare_telemetry = P.prepare_telemetry = timed_sync(
+        "preparing the rows (checks, JSON text; worker thread)", S.prepare_telemetry)
+    for name, what in (("frames_of", "grouping rows by frame (worker thread)"),
+                       ("copy_payload", "building the COPY stream (in the COPY's time)"),
+                       ("frame_copy_payload", "building the COPY stream (in the COPY's time)"),
+                       ("row_arrays", "building the latest values' arrays"),
+                       ("frame_keys", "building the latest values' arrays")):
+        if hasattr(P, name):
+            setattr(P, name, timed_sync(what, getattr(P, name)))
 
     async def cell(url):
         store = await open_store(url)

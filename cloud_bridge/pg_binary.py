@@ -1,6 +1,8 @@
 """PostgreSQL's binary forms, built in Python for the store's bulk telemetry writes.
 
     copy_payload(rows)   # the whole binary COPY stream of telemetry rows
+    frames_of(rows)      # the same rows grouped by frame (device, service, t)
+    frame_copy_payload(frames)   # the binary COPY stream of those frames (schema 4)
     row_arrays(rows)     # the same rows as five one-dimensional array parameters
     DUMPERS              # register on a connection: psycopg then sends those arrays as-is
 
@@ -10,6 +12,7 @@ dumpers), about three times slower for a batch of thousands of rows; here each
 is one pass with precompiled structs.
 """
 import struct
+from itertools import repeat
 
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
@@ -20,6 +23,8 @@ _ROW_HEAD = struct.Struct("!hi").pack          # 5 fields; the device's length
 _ROW_REST = struct.Struct("!ihiiidi").pack     # service, object, t; the value's length
 _ARRAY_HEAD = struct.Struct("!iiiii").pack   # 1 dimension, no NULLs, element oid, n, from 1
 _LENGTH = struct.Struct("!i").pack
+# one array element with its length (a map over these beats one struct.pack of all)
+_INT2, _INT4, _FLOAT8 = (struct.Struct(f).pack for f in ("!ih", "!ii", "!id"))
 
 
 def _array_type(name, array_oid):
@@ -56,12 +61,9 @@ def row_arrays(rows):
     n = len(rows)
     devs, sids, oids, ts, vals = zip(*rows)
     return (_texts(devs),
-            Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + struct.pack(
-                "!" + "ih" * n, *[x for v in sids for x in (2, v)])),
-            Int4Array(_ARRAY_HEAD(1, 0, 23, n, 1) + struct.pack(
-                "!" + "ii" * n, *[x for v in oids for x in (4, v)])),
-            Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + struct.pack(
-                "!" + "id" * n, *[x for v in ts for x in (8, v)])),
+            Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + b"".join(map(_INT2, repeat(2, n), sids))),
+            Int4Array(_ARRAY_HEAD(1, 0, 23, n, 1) + b"".join(map(_INT4, repeat(4, n), oids))),
+            Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + b"".join(map(_FLOAT8, repeat(8, n), ts))),
             _texts(vals))
 
 
@@ -82,3 +84,63 @@ def copy_payload(rows):
         add(b)
     add(_COPY_END)
     return b"".join(out)
+
+
+_FRAME_REST = struct.Struct("!ihid").pack      # service, t
+_ARRAY_FIELD = struct.Struct("!iiiiii").pack   # field length, 1 dimension, no NULLs, oid, n, 1
+
+
+def frames_of(rows):
+    """Rows (device, service, object, float t, JSON text) grouped by frame: ([(device,
+    service, t, [object], [JSON text])] in first-seen order, whether some (device,
+    service, object, t) is there twice)."""
+    by = {}
+    for dev, sid, oid, t, v in rows:
+        f = by.get((dev, sid, t))
+        if f is None:
+            by[(dev, sid, t)] = ([oid], [v])
+        else:
+            f[0].append(oid)
+            f[1].append(v)
+    frames = [(k[0], k[1], k[2], o, v) for k, (o, v) in by.items()]
+    twice = len(by) != len(rows) and any(len(set(f[3])) != len(f[3]) for f in frames)
+    return frames, twice
+
+
+def frame_copy_payload(frames):
+    """The whole binary COPY stream of history frames (device, service, float t,
+    [object], [JSON text]) as text, int2, float8, int4[] and json[]."""
+    heads, objects = {}, {}     # a device's field, a frame's object ids (the same
+    out = [_COPY_HEAD]          # few sets across a fleet of one profile)
+    add = out.append
+    for dev, sid, t, oids, vals in frames:
+        h = heads.get(dev)
+        if h is None:
+            b = dev.encode()
+            h = heads[dev] = _ROW_HEAD(5, len(b)) + b
+        n = len(oids)
+        key = tuple(oids)
+        o = objects.get(key)
+        if o is None:
+            o = objects[key] = _ARRAY_FIELD(20 + 8 * n, 1, 0, 23, n, 1) + struct.pack(
+                "!" + "ii" * n, *[x for o in oids for x in (4, o)])
+        add(h)
+        add(_FRAME_REST(2, sid, 8, t))
+        add(o)
+        vs = [v.encode() for v in vals]
+        add(_ARRAY_FIELD(20 + 4 * n + sum(map(len, vs)), 1, 0, 114, n, 1))
+        for b in vs:
+            add(_LENGTH(len(b)))
+            add(b)
+    add(_COPY_END)
+    return b"".join(out)
+
+
+def frame_keys(frames):
+    """The frames' keys (device, service, t) as three array parameters text[],
+    smallint[], float8[]."""
+    n = len(frames)
+    devs, sids, ts = zip(*[f[:3] for f in frames])
+    return (_texts(devs),
+            Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + b"".join(map(_INT2, repeat(2, n), sids))),
+            Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + b"".join(map(_FLOAT8, repeat(8, n), ts))))

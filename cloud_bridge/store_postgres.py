@@ -38,6 +38,18 @@ working as it is: rows go into that table and retention deletes rows; the
 bridge logs that it is not partitioned (docs/benchmarks.md says how to move
 the data to a partitioned table).
 
+Telemetry history is one row per frame (schema version 4): `telemetry_frame`
+(device, service, t, objects integer[], vals json[]), keyed (device, service,
+t), so a batch from N devices COPYs N rows and its key index takes N entries,
+not one per value. Readers see the view `telemetry` (device, service, object,
+t, value), one row per value as the table of schema 1-3 was (history reads by
+the key's (device, service) and t, then picks the object); a delete of values
+deletes their whole frames. A frame whose (device, service, t) is stored
+already takes the COPY's fallback: values of objects the stored frame lacks are
+added to it, stored ones stay (spec 3.1's refusal is decided before, as for
+one row per value). A database of schema 1-3 keeps its table of one row per
+value (docs/benchmarks.md gives the step that moves it).
+
 Needs: pip install "psycopg[binary,pool]".
 """
 import hashlib
@@ -51,7 +63,8 @@ import psycopg
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .pg_binary import DUMPERS, copy_payload, row_arrays
+from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
+                        row_arrays)
 from .store_fleet import alarm_point_sql, fleet_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
                     PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_time, latest_of,
@@ -60,11 +73,13 @@ from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, 
 log = logging.getLogger("spot.store")
 
 RETRIES = 3
-SCHEMA = 3                  # 1: telemetry one plain table; 2: partitioned by time;
-                            # 3: latest values one row per device
+SCHEMA = 4                  # 1: telemetry one plain table; 2: partitioned by time;
+                            # 3: latest values one row per device; 4: history one
+                            # row per frame
 PARTITION_SECONDS = 86400   # one telemetry partition per day of t
 LOCK_SCHEMA, LOCK_PARTITIONS = 7012, 7013   # advisory locks
 COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json as its text
+FRAME_COLUMNS = ("device", "service", "t", "objects", "vals")
 # a statement with psycopg placeholders (%b: the parameter goes in binary, which
 # for arrays of thousands of values is about half the cost of the text form)
 QB = namedtuple("QB", "sql params")
@@ -94,16 +109,59 @@ DDL = (
     # no foreign key (it would lock device rows on every insert):
     # add_telemetry checks the batch's devices once. Partitioned by time
     # (schema 2): retention drops partitions (a schema-1 database keeps its
-    # plain table)
-    """CREATE TABLE IF NOT EXISTS telemetry (
+    # plain table). History one row per frame (schema 4): a NOTIFY's values as
+    # parallel arrays, keyed (device, service, t); made empty in an older
+    # database too (docs/benchmarks.md's migration fills it)
+    """CREATE TABLE IF NOT EXISTS telemetry_frame (
         device text NOT NULL,
         service smallint NOT NULL,
-        object integer NOT NULL,
         t double precision NOT NULL,
-        value json NOT NULL,
-        PRIMARY KEY (device, service, object, t)) PARTITION BY RANGE (t)""",
+        objects integer[] NOT NULL,
+        vals json[] NOT NULL,
+        PRIMARY KEY (device, service, t)) PARTITION BY RANGE (t)""",
     # a BRIN index on t: the rows before a retention cut inside a partition
-    "CREATE INDEX IF NOT EXISTS telemetry_t ON telemetry USING brin (t)",
+    "CREATE INDEX IF NOT EXISTS telemetry_frame_t ON telemetry_frame USING brin (t)",
+    # readers see `telemetry` (device, service, object, t, value), one row per value:
+    # a view of the frames (schema 4), or the table of one row per value that a
+    # database of schema 1-3 keeps (made here when it lacks it: the schema-2 step)
+    """DO $$ BEGIN
+        IF to_regclass('telemetry') IS NULL THEN
+            IF (SELECT max(version) FROM schema_version) < 4 THEN
+                CREATE TABLE telemetry (
+                    device text NOT NULL,
+                    service smallint NOT NULL,
+                    object integer NOT NULL,
+                    t double precision NOT NULL,
+                    value json NOT NULL,
+                    PRIMARY KEY (device, service, object, t)) PARTITION BY RANGE (t);
+            ELSE
+                CREATE VIEW telemetry AS SELECT f.device, f.service, v.object, f.t, v.value
+                    FROM telemetry_frame f CROSS JOIN LATERAL unnest(f.objects, f.vals)
+                    AS v (object, value);
+                -- a delete of values deletes their whole frames (by device or time)
+                CREATE RULE telemetry_delete AS ON DELETE TO telemetry DO INSTEAD
+                    DELETE FROM telemetry_frame WHERE device = old.device
+                    AND service = old.service AND t = old.t;
+            END IF;
+        END IF;
+        IF (SELECT relkind FROM pg_class WHERE oid = 'telemetry'::regclass) <> 'v' THEN
+            CREATE INDEX IF NOT EXISTS telemetry_t ON telemetry USING brin (t);
+        END IF;
+    END $$""",
+    # adds to a stored frame the values of objects it does not hold (stored ones stay)
+    """CREATE OR REPLACE FUNCTION spot_frame_add(stored_objects integer[], stored_vals json[],
+            new_objects integer[], new_vals json[], OUT objects integer[], OUT vals json[])
+        LANGUAGE plpgsql IMMUTABLE AS $$
+    BEGIN
+        objects := stored_objects;
+        vals := stored_vals;
+        FOR i IN 1..cardinality(new_objects) LOOP
+            IF new_objects[i] <> ALL (objects) THEN
+                objects := objects || new_objects[i];
+                vals := vals || new_vals[i];
+            END IF;
+        END LOOP;
+    END $$""",
     # latest values (schema 3): one row per device, its points in one array in
     # (service, object) order, merged by spot_latest_merge; readers see the view
     # `latest`, one row per point (device, service, object, t, value), as the
@@ -265,11 +323,41 @@ UPSERT_LATEST_DEVICE = (
     "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END"
     % (FLEET_POINT.replace("%", "%%"), alarm_point_sql("postgresql").replace("%", "%%"),
        alarm_point_sql("postgresql", keys_only=True).replace("%", "%%")))
+# the same from a batch's frames just COPYed (schema 4; every (device, service) in one
+# frame of the batch, so its values are the batch's latest): read back by their keys,
+# one index lookup each (OFFSET 0 keeps it a lookup: a join could scan the partition),
+# in device order (the grouping then needs no sort)
+UPSERT_LATEST_FROM_FRAMES = UPSERT_LATEST_DEVICE.replace(
+    "FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
+    "AS l (device, service, object, t, value)",
+    "FROM (SELECT k.device, k.service, v.object, k.t, v.value "
+    "FROM (SELECT * FROM unnest(%b::text[], %b::smallint[], %b::float8[]) "
+    "AS k (device, service, t) ORDER BY device) k "
+    "CROSS JOIN LATERAL (SELECT f.objects, f.vals FROM telemetry_frame f "
+    "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
+    "CROSS JOIN LATERAL unnest(f.objects, f.vals) AS v (object, value)) AS l")
+assert UPSERT_LATEST_FROM_FRAMES != UPSERT_LATEST_DEVICE
 UPSERT_LATEST_OBJECT = (
     "INSERT INTO latest (device, service, object, t, value) "
     "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
     "ON CONFLICT (device, service, object) DO UPDATE "
     "SET t = excluded.t, value = excluded.value WHERE latest.t < excluded.t")
+# history one row per frame (schema 4): a batch's values (device, service, object, t,
+# value) whose (device, service, object, t) is not stored (the first of the batch
+# if twice), added to their frames; the count of values added
+INSERT_FRAMES_IGNORING = (
+    "WITH l AS (SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], "
+    "%b::float8[], %b::json[]) WITH ORDINALITY AS l (device, service, object, t, value, n)), "
+    "new AS (SELECT DISTINCT ON (l.device, l.service, l.object, l.t) l.* FROM l "
+    "WHERE NOT EXISTS (SELECT 1 FROM telemetry_frame f WHERE f.device = l.device "
+    "AND f.service = l.service AND f.t = l.t AND l.object = ANY (f.objects)) "
+    "ORDER BY l.device, l.service, l.object, l.t, l.n), "
+    "ins AS (INSERT INTO telemetry_frame AS f (device, service, t, objects, vals) "
+    "SELECT device, service, t, array_agg(object ORDER BY n), array_agg(value ORDER BY n) "
+    "FROM new GROUP BY device, service, t ORDER BY device, service, t "
+    "ON CONFLICT (device, service, t) DO UPDATE SET (objects, vals) = "
+    "(SELECT * FROM spot_frame_add(f.objects, f.vals, excluded.objects, excluded.vals))) "
+    "SELECT count(*) FROM new")
 
 def _pg(sql):
     """The statement with psycopg placeholders (scripts use `?`)."""
@@ -289,6 +377,8 @@ async def _configure(conn):
 async def _copy(conn, cur, stmt, binary=True):
     """COPY stmt.seq into stmt.table in a savepoint; Result count None on a unique violation."""
     sql = "COPY %s (%s) FROM STDIN" % (stmt.table, ", ".join(stmt.columns))
+    if stmt.table == "telemetry_frame":
+        return await _copy_frames(conn, cur, sql + " (FORMAT BINARY)", stmt.seq)
     if binary:
         sql += " (FORMAT BINARY)"
     try:
@@ -304,6 +394,26 @@ async def _copy(conn, cur, stmt, binary=True):
     except psycopg.errors.UniqueViolation:
         return Result([], None)
     return Result([], cur.rowcount)
+
+
+async def _copy_frames(conn, cur, sql, frames):
+    """History frames (schema 4) by one binary COPY in a savepoint; Result count None
+    when a frame's (device, service, t) is stored already."""
+    try:
+        async with conn.transaction():
+            async with cur.copy(sql) as copy:
+                await copy.write(frame_copy_payload(frames))
+    except psycopg.errors.UniqueViolation:
+        return Result([], None)
+    return Result([], sum(len(f[3]) for f in frames))
+
+
+def _prepare_frames(rows):
+    """prepare_telemetry's (rows, latest), the rows grouped by frame (frames_of), and
+    whether each (device, service) is in one frame only."""
+    out, latest = prepare_telemetry(rows)
+    frames = frames_of(out)
+    return out, latest, frames, len({f[:2] for f in frames[0]}) == len(frames[0])
 
 
 class PostgresStore(Store):
@@ -322,6 +432,8 @@ class PostgresStore(Store):
         self.partition_seconds = partition_seconds
         self.partitioned = None   # telemetry partitioned (schema 2)? known once open
         self.latest_per_device = None   # latest values one row per device (schema 3)?
+        self.frames = None        # history one row per frame (schema 4)?
+        self._history = "telemetry"   # the table history rows go into
         self._parts = set()       # partition numbers (t // partition_seconds) known to exist
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
         self._pool = None
@@ -422,10 +534,16 @@ class PostgresStore(Store):
         rows = [r for fr in frames for r in fr]
         if not rows:
             return 0, refused
+        prepare = _prepare_frames if self.frames else prepare_telemetry
         if len(rows) > 200:
-            out, latest = await self._offload(prepare_telemetry, rows)
+            prepared = await self._offload(prepare, rows)
         else:
-            out, latest = prepare_telemetry(rows)
+            prepared = prepare(rows)
+        out, latest = prepared[:2]
+        # schema 4: one COPY of frames, unless a value is twice in the batch
+        grouped, twice = prepared[2] if self.frames else (None, False)
+        # the latest values from the frames once COPYed (one frame per device, service)
+        from_frames = self.frames and self.latest_per_device and prepared[3]
         ids = sorted({r[0] for r in latest})
         await self._make_room(out)
 
@@ -434,8 +552,10 @@ class PostgresStore(Store):
             if unknown:
                 raise UnknownDevice(unknown)
             r = Result([], None)
-            if self.copy_telemetry:
-                r = yield Copy("telemetry", TELEMETRY_COLUMNS, out)
+            if self.copy_telemetry and not twice:
+                r = yield (Copy("telemetry_frame", FRAME_COLUMNS, grouped) if self.frames
+                           else Copy("telemetry", TELEMETRY_COLUMNS, out))
+            copied = r.count is not None
             taken, kept, no = out, latest, refused
             if r.count is None and refuse:
                 enc, i = [], 0
@@ -447,9 +567,14 @@ class PostgresStore(Store):
                 kept = latest_of(taken)
             if r.count is None:
                 r = Result([], 0)
-                if taken:
+                if taken and self.frames:
+                    r = yield QB(INSERT_FRAMES_IGNORING, row_arrays(taken))
+                    r = Result([], r.rows[0][0])
+                elif taken:
                     r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*taken)])
-            if kept:
+            if kept and copied and from_frames:
+                yield QB(UPSERT_LATEST_FROM_FRAMES, frame_keys(grouped))
+            elif kept:
                 yield from self._s_upsert_latest(kept)
             return r.count, no
         return await self._run(script)
@@ -466,12 +591,14 @@ class PostgresStore(Store):
         """Find whether telemetry is partitioned (give it its default partition) and
         which partitions exist."""
         r = yield Q("SELECT relkind::text FROM pg_class WHERE oid = 'telemetry'::regclass", ())
-        self.partitioned = r.rows[0][0] == "p"
+        self.frames = r.rows[0][0] == "v"
+        self.partitioned = self.frames or r.rows[0][0] == "p"
+        self._history = "telemetry_frame" if self.frames else "telemetry"
         r = yield Q("SELECT relkind::text FROM pg_class WHERE oid = 'latest'::regclass", ())
         self.latest_per_device = r.rows[0][0] == "v"
         if self.partitioned:
-            yield Q("CREATE TABLE IF NOT EXISTS telemetry_other PARTITION OF telemetry DEFAULT",
-                    ())
+            yield Q("CREATE TABLE IF NOT EXISTS telemetry_other PARTITION OF %s DEFAULT"
+                    % self._history, ())
             self._parts = {lo // self.partition_seconds
                            for lo, hi, _ in (yield from self._s_partitions())
                            if hi - lo == self.partition_seconds}
@@ -479,7 +606,8 @@ class PostgresStore(Store):
     def _s_partitions(self):
         """[(first t, end t, name)] of the time partitions, oldest first."""
         r = yield Q("SELECT c.relname::text FROM pg_inherits i JOIN pg_class c "
-                    "ON c.oid = i.inhrelid WHERE i.inhparent = 'telemetry'::regclass", ())
+                    "ON c.oid = i.inhrelid WHERE i.inhparent = '%s'::regclass" % self._history,
+                    ())
         found = []
         for (name,) in r.rows:
             m = _PART.match(name)
@@ -490,8 +618,9 @@ class PostgresStore(Store):
     def _s_add_partition(self, k):
         w = self.partition_seconds
         yield Q("SELECT pg_advisory_xact_lock(%d)" % LOCK_PARTITIONS, ())
-        yield Q("CREATE TABLE IF NOT EXISTS telemetry_%d_%d PARTITION OF telemetry "
-                "FOR VALUES FROM (%d) TO (%d)" % (k * w, (k + 1) * w, k * w, (k + 1) * w), ())
+        yield Q("CREATE TABLE IF NOT EXISTS telemetry_%d_%d PARTITION OF %s "
+                "FOR VALUES FROM (%d) TO (%d)"
+                % (k * w, (k + 1) * w, self._history, k * w, (k + 1) * w), ())
 
     async def _make_room(self, rows):
         """The partition of the batch's median time and the next one exist (made now
@@ -526,16 +655,23 @@ class PostgresStore(Store):
             return await super().prune_telemetry(before_t)
         check_time(before_t, "before_t")
         cut = float(before_t)
+        # the values a partition holds
+        counted = "COALESCE(sum(cardinality(objects)), 0)" if self.frames else "count(*)"
 
         def script():
             yield Q("SELECT pg_advisory_xact_lock(%d)" % LOCK_PARTITIONS, ())
             gone, dropped = 0, []
             for lo, hi, name in (yield from self._s_partitions()):
                 if hi <= cut:
-                    r = yield Q("SELECT count(*) FROM " + name, ())
+                    r = yield Q("SELECT %s FROM %s" % (counted, name), ())
                     gone += r.rows[0][0]
                     yield Q("DROP TABLE " + name, ())
                     dropped.append((lo, hi))
+            if self.frames:
+                r = yield Q("WITH d AS (DELETE FROM telemetry_frame WHERE t < ? "
+                            "RETURNING cardinality(objects) AS n) "
+                            "SELECT COALESCE(sum(n), 0) FROM d", (cut,))
+                return gone + r.rows[0][0], dropped
             r = yield Q("DELETE FROM telemetry WHERE t < ?", (cut,))
             return gone + r.count, dropped
         count, dropped = await self._run(script)

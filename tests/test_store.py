@@ -78,8 +78,9 @@ def same(a, b):
 
 @store_test
 async def test_new_store_has_its_backends_schema_version(s, url):
-    # SQLite 1; PostgreSQL 3 (telemetry partitioned by time, latest values per device)
-    assert await s.schema_version() == (3 if s.dialect == "postgresql" else 1)
+    # SQLite 1; PostgreSQL 4 (telemetry partitioned by time, latest values per device,
+    # history one row per frame)
+    assert await s.schema_version() == (4 if s.dialect == "postgresql" else 1)
 
 
 @store_test
