@@ -562,7 +562,7 @@ def test_device_posts_its_announce_to_the_bridge_bus_at_start():
     assert addr == BRIDGE and (req.mtype, req.code) == (coap.CON, coap.POST)
     assert req.get_all(coap.URI_PATH) == [b's']
     assert req.get_uint(coap.CONTENT_FORMAT) == CF_SPOT
-    assert req.payload == node.announce(1)
+    assert req.payload == node.announce(1, BRIDGE)
 
 
 def test_result_registers_and_the_update_follows_after_lifetime():
@@ -572,7 +572,7 @@ def test_result_registers_and_the_update_follows_after_lifetime():
     assert dev.registered and dev.registrations == 1
     assert dev.next_timeout(50) == 300000
     [(_, again)] = step(dev, 300050)
-    assert again.payload == node.announce(2)
+    assert again.payload == node.announce(2, BRIDGE)
 
 
 def test_refused_registration_is_retried_with_back_off():
@@ -659,7 +659,7 @@ def test_a_4_01_with_echo_is_repeated_at_once_with_that_echo():
     echo_answer(dev, req, b'fresh-1', now=10)
     assert not dev.registered and dev.next_timeout(10) == 0
     [(_, again)] = step(dev, 10)
-    assert again.get(coap.ECHO) == b'fresh-1' and again.payload == node.announce(2)
+    assert again.get(coap.ECHO) == b'fresh-1' and again.payload == node.announce(2, BRIDGE)
     answer(dev, again, F.encode(F.RESULT, 0, 2), now=20)
     assert dev.registered and dev.registrations == 1
 
@@ -721,7 +721,7 @@ def test_a_protected_echo_is_repeated_inside_the_protected_registration():
     [(_, d)] = dev.step(0)
     req, opts, frame, binding = bridge_reads(bridge, d)
     assert req.get(coap.ECHO) is None                  # not visible outside
-    assert (coap.ECHO, b'fresh-2') in opts and frame == node.announce(2)
+    assert (coap.ECHO, b'fresh-2') in opts and frame == node.announce(2, BRIDGE_KID)
     bridge_answers(dev, bridge, req, binding, coap.CHANGED, (), F.encode(F.RESULT, 0, 2))
     assert dev.registered
 
@@ -748,7 +748,7 @@ def test_protected_telemetry_answered_echo_registers_again_at_once_then_resends(
     assert dev.outbox == [telemetry()] and dev.next_timeout(20) == 0
     [(_, d)] = dev.step(20)
     req, opts, frame, binding = bridge_reads(bridge, d)
-    assert frame == node.announce(2) and (coap.ECHO, b'fresh-3') in opts
+    assert frame == node.announce(2, BRIDGE_KID) and (coap.ECHO, b'fresh-3') in opts
     bridge_answers(dev, bridge, req, binding, coap.CHANGED, (), F.encode(F.RESULT, 0, 2), now=30)
     [(_, d)] = dev.step(30)
     req, _, frame, binding = bridge_reads(bridge, d)
