@@ -195,7 +195,9 @@ class Node:
             unix_s = last + 1
         self.clock_offset = unix_s - now
         self.time_known = True
-        self._plan_due = 0    # plans are looked at again, on the new clock
+        self._plan_due = 0    # plans are looked at again, on the new clock, at once: a
+        if _PLANS in self.services:   # write right after this is not undone at the next step
+            self._apply_plans(unix_s)
 
     def unix(self, now):
         return now + self.clock_offset
