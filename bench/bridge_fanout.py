@@ -7,6 +7,9 @@
 
 Options: --sizes=N,N (devices per cell), --stores=sqlite,postgresql, --window=64
 (ANNOUNCEs the device process keeps in flight while registering),
+--clock=result,write (the devices take their clock from the registration's
+RESULT, ANNOUNCE flag bit 1 of spec 3.1, the default; or are old-style devices
+that get a clock WRITE after registering: a cell for each kind given),
 --baseline=DIR (a project tree, e.g. `git archive main`: every cell is run with
 that code too, alternating with this tree's, so before/after come from one
 run), --repeat=K (each cell K times), --profile=DIR (py-spy samples the bridge
@@ -31,6 +34,12 @@ p99, the time to the last device, and the time the POST took to answer 202
 (every command queued: the API answers only after queueing all N).
 The store is read directly at the end to count statuses: every command must
 be done and every device must have received exactly its command.
+Registration: "registration s" until every device had the RESULT to its
+ANNOUNCE; "every clock set s" until the last clock WRITE that follows was
+answered too (the same as registration when the devices take the time from the
+RESULT and the bridge knows flag bit 1); "bridge CPU s, registration to idle"
+the bridge process's CPU from the first ANNOUNCE until it is idle again (clock
+sets and delivery checks included).
 
     python3 bench/bridge_fanout.py --in-process [N]   # the store and service only
 
@@ -57,7 +66,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bridge_ingest import (BridgeProcess, CoapFleet, CpuWindow, baseline_path,  # noqa: E402
-                           percentile, raise_fd_limit, settle, wait_progress)
+                           cpu_seconds, percentile, raise_fd_limit, settle, wait_progress)
+from spot.core.node import FLAG_CLOCK  # noqa: E402
 
 SIZES = (100, 1000, 10000)
 COMMAND = {"service": "heat_pump", "op": "write", "values": {"sg_ready": 2}}
@@ -65,12 +75,16 @@ COMMAND = {"service": "heat_pump", "op": "write", "values": {"sg_ready": 2}}
 
 # ------------------------------------------------------------------ the device process
 
-async def devices(n, host, port, window):
-    """`--devices N HOST PORT WINDOW`: open N sockets, say so, register the N devices
-    when told `go` on stdin (WINDOW ANNOUNCEs in flight), then answer commands until
-    told `report`; print what they received."""
+async def devices(n, host, port, window, flags=None):
+    """`--devices N HOST PORT WINDOW [FLAGS]`: open N sockets, say so, register the N
+    devices when told `go` on stdin (WINDOW ANNOUNCEs in flight; ANNOUNCE flags FLAGS,
+    0: old-style devices that get a clock WRITE), then answer commands until told
+    `report`; print what they received."""
     raise_fd_limit()
-    fleet = await CoapFleet(n, (host, port)).open()
+    fleet = CoapFleet(n, (host, port))
+    if flags is not None:
+        fleet.flags = flags
+    await fleet.open()
     loop = asyncio.get_running_loop()
     print(json.dumps({"opened": n}), flush=True)
     await loop.run_in_executor(None, sys.stdin.readline)
@@ -146,7 +160,7 @@ def summarise(path, top=25):
     return "\n".join(lines)
 
 
-def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label=""):
+def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label="", clock="result"):
     import subprocess
     data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
     bridge = BridgeProcess(data, store=store_url, command_timeout=60, code=code)
@@ -154,20 +168,29 @@ def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label=""):
     try:
         bridge.start()
         gen = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--devices", str(n),
-                                "127.0.0.1", str(bridge.coap_port), str(window)],
+                                "127.0.0.1", str(bridge.coap_port), str(window),
+                                str(FLAG_CLOCK if clock == "result" else 0)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         json.loads(gen.stdout.readline())   # its sockets are open
         spy = Sampler(bridge.pid, os.path.join(profile, label + "-register.txt")) \
             if profile else None
         reg_cpu = CpuWindow(bridge=bridge.pid, devices=gen.pid).start()
+        bridge_cpu0, t_go = cpu_seconds(bridge.pid), time.monotonic()
         gen.stdin.write("go\n")
         gen.stdin.flush()
         registered = json.loads(gen.stdout.readline())
         reg = registered["registered"]
         reg_cpu = reg_cpu.stop()
+        # the clock WRITEs that follow (none from this tree to devices taking the RESULT's)
+        writes = 0 if code is None and clock == "result" else n
+        wait_progress(lambda: bridge.metric("spot_bridge_clock_sets_total", status="done"),
+                      writes, stall=30, timeout=600, every=0.2)
+        clocked = max(reg, time.monotonic() - t_go)
+        clock_writes = bridge.metric("spot_bridge_clock_sets_total", status="done")
         if spy is not None:
             print(summarise(spy.stop()), file=sys.stderr, flush=True)
         settle(bridge.pid)
+        settled_cpu = cpu_seconds(bridge.pid) - bridge_cpu0
         store_query(store_url, "INSERT INTO device_groups (device, grp) "
                                "SELECT id, 'all' FROM devices")
         spy = Sampler(bridge.pid, os.path.join(profile, label + "-fanout.txt")) \
@@ -193,7 +216,9 @@ def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label=""):
         for s, _ in rows:
             statuses[s] = statuses.get(s, 0) + 1
         lat = [c - t_post for s, c in rows if s == "done"]
-        return {"devices": n, "registered_s": reg, "reg_cpu": reg_cpu,
+        return {"devices": n, "registered_s": reg, "reg_cpu": reg_cpu, "clock": clock,
+                "clocked_s": clocked, "clock_writes": clock_writes,
+                "reg_bridge_cpu_s": settled_cpu,
                 "reg_retransmits": registered.get("retransmits"), "queued_s": t_queued,
                 "p50": percentile(lat, 50), "p99": percentile(lat, 99),
                 "last": max(lat) if lat else float("nan"), "statuses": statuses,
@@ -209,17 +234,21 @@ def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label=""):
 def fmt(r):
     ok = "yes" if r["all_done"] and r["device_side"]["commanded"] == r["devices"] \
         else "NO %s, %d devices commanded" % (r["statuses"], r["device_side"]["commanded"])
-    return ("| %s | %s | %d | %.2f | %.0f / %.0f / %.0f | %.2f | %.2f | %.2f | %.2f | %s "
-            "| %.0f / %.0f / %.0f |") % (
-        r["store"], r["code"], r["devices"], r["registered_s"], r["reg_cpu"]["bridge"],
-        r["reg_cpu"]["devices"], r["reg_cpu"]["machine"], r["queued_s"], r["p50"], r["p99"],
-        r["last"], ok, r["cpu"]["bridge"], r["cpu"]["devices"], r["cpu"]["machine"])
+    return ("| %s | %s | %s | %d | %.2f | %.0f / %.0f / %.0f | %.2f | %d | %.2f | %.2f | %.2f "
+            "| %.2f | %.2f | %s | %.0f / %.0f / %.0f |") % (
+        r["store"], r["code"], r["clock"], r["devices"], r["registered_s"],
+        r["reg_cpu"]["bridge"], r["reg_cpu"]["devices"], r["reg_cpu"]["machine"],
+        r["clocked_s"], r["clock_writes"], r["reg_bridge_cpu_s"],
+        r["queued_s"], r["p50"], r["p99"], r["last"], ok, r["cpu"]["bridge"],
+        r["cpu"]["devices"], r["cpu"]["machine"])
 
 
-HEADER = ("| store | code | devices | registration s | CPU % bridge / devices / machine "
+HEADER = ("| store | code | devices' clock | devices | registration s "
+          "| CPU % bridge / devices / machine | every clock set s | clock WRITEs "
+          "| bridge CPU s, registration to idle "
           "| POST answered (all queued) s | done p50 s | done p99 s | last done s "
           "| all done, each device once | CPU % bridge / devices / machine |\n"
-          "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
 
 
 # ------------------------------------------------------------------ in one process
@@ -313,7 +342,8 @@ def option(argv, name, default=None):
 def main(argv):
     if argv[:1] == ["--devices"]:
         asyncio.run(devices(int(argv[1]), argv[2], int(argv[3]),
-                            int(argv[4]) if len(argv) > 4 else 64))
+                            int(argv[4]) if len(argv) > 4 else 64,
+                            int(argv[5]) if len(argv) > 5 else None))
         return
     if argv[:1] == ["--in-process"]:
         in_process(argv[1:])
@@ -325,6 +355,7 @@ def main(argv):
     window = int(option(argv, "window", "64"))
     repeat = int(option(argv, "repeat", "1"))
     profile = option(argv, "profile")
+    clocks = option(argv, "clock", "result").split(",")
     if profile:
         os.makedirs(profile, exist_ok=True)
     raise_fd_limit()
@@ -343,7 +374,7 @@ def main(argv):
         k = 0
         for rep in range(repeat):
             for store in stores:
-                for n in sizes:
+                for n, clock in [(n, c) for n in sizes for c in clocks]:
                     # alternate which code goes first, so neither always meets the fresher machine
                     for code in (codes if rep % 2 == 0 else codes[::-1]):
                         k += 1
@@ -351,8 +382,9 @@ def main(argv):
                             url = "sqlite:///" + os.path.join(tmp, "fanout-%d.db" % k)
                         else:
                             url = pg.create_database("fanout_%d" % k)
-                        label = "%s-%d-%s-%d" % (store, n, "before" if code else "after", rep)
-                        r = run_cell(tmp, n, url, code, window, profile, label)
+                        label = "%s-%d-%s-%s-%d" % (store, n, clock,
+                                                    "before" if code else "after", rep)
+                        r = run_cell(tmp, n, url, code, window, profile, label, clock)
                         results.append(r)
                         load.append(os.getloadavg()[0])
                         print(fmt(r), file=sys.stderr, flush=True)

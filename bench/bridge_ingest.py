@@ -74,7 +74,7 @@ from netutil import free_tcp_port, free_udp_port  # noqa: E402  (tests/netutil.p
 from spot.core import coap as C  # noqa: E402
 from spot.core import frame as F  # noqa: E402
 from spot.core.coap_binding import CF_SPOT, BUS  # noqa: E402
-from spot.core.node import A_ID, A_SERVICES  # noqa: E402
+from spot.core.node import A_ID, A_SERVICES, A_FLAGS, FLAG_CLOCK  # noqa: E402
 from spot.core.services import HEAT_PUMP  # noqa: E402
 
 T0 = int(time.time()) // 60 * 60 - 86400   # telemetry times: from a day ago (within retention)
@@ -355,8 +355,13 @@ def notify_template(values=VALUES, sid=HEAT_PUMP):
     return lambda t: head + t.to_bytes(4, "big") + tail
 
 
-def announce_frame(device, mid):
-    return F.encode(F.ANNOUNCE, 0, mid, {A_ID: device, A_SERVICES: SERVICES})
+def announce_frame(device, mid, flags=FLAG_CLOCK):
+    """The ANNOUNCE of a bench device: by default it takes its clock from the RESULT
+    (spec 3.1, flag bit 1) as a CoAP device does; flags=0: one from before that."""
+    body = {A_ID: device, A_SERVICES: SERVICES}
+    if flags:
+        body[A_FLAGS] = flags
+    return F.encode(F.ANNOUNCE, 0, mid, body)
 
 
 _POST_OPTS = C.encode_message(C.CON, C.POST, 0, b"\0\0\0\0",
@@ -405,6 +410,7 @@ class CoapFleet:
         self.retransmits = 0
         self.commanded = {}      # device index -> (first request time, frame)
         self.requests_served = 0
+        self.flags = FLAG_CLOCK    # ANNOUNCE flags (0: old-style devices, a clock WRITE each)
         self._sweeper = None
 
     async def open(self, host="127.0.0.1"):
@@ -530,7 +536,7 @@ class CoapFleet:
                 i = left.popleft()
                 state["open"] += 1
                 mid = (self.mids[i] + 1) & 0xFFFF
-                self.post(i, announce_frame(self.ids[i], mid),
+                self.post(i, announce_frame(self.ids[i], mid, self.flags),
                           lambda code, data, i=i, mid=mid: answered(i, mid, code, data))
 
         def answered(i, mid, code, data):
@@ -736,7 +742,8 @@ class MqttFleet:
             if left[0] == 0:
                 fut.set_result(None)
         for i, dev in enumerate(self.ids):
-            self.publish(i, "spot/v1/%s/announce" % dev, announce_frame(dev, 0), one, retain=True)
+            self.publish(i, "spot/v1/%s/announce" % dev, announce_frame(dev, 0, 0), one,
+                         retain=True)   # a birth: no flag bit 1 over MQTT (spec 9.2)
         await asyncio.wait_for(fut, 120)
 
     async def telemetry(self, frames, window=WINDOW, per_device=2, frame_of=None):

@@ -26,6 +26,7 @@ from .service import PENDING
 class MqttLink:
     name = "mqtt"
     shared_by_instances = True   # every instance reaches every device through the broker
+    answers_announce = False     # no RESULT to a birth: a device's clock is WRITTEN (spec 3.1)
 
     def __init__(self, bridge, url, ca=None, share_group=None, client_id="spot-bridge"):
         u = urlsplit(url)

@@ -289,14 +289,16 @@ class Bridge:
             except S.StoreError as e:
                 self.store_failed("route", e)
                 return F.error(0, mid, BUSY, "not registered, retry later")
-        self.clocks.registered(device, body[A_SERVICES])
+        answered = getattr(self.transports.get(via), "answers_announce", True)
+        result = self.clocks.registered(device, body[A_SERVICES], flags if answered else 0,
+                                        self.clock())
         self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
                           "sleepy": bool(flags & FLAG_SLEEPY)})
         if self.presence.get(device) != "online":   # the registration stored it online
             self.presence[device] = "online"
             self.hub.publish({"type": "presence", "device": device, "presence": "online"})
         self._kick(device)
-        return F.encode(F.RESULT, 0, mid, {0: int(now)})
+        return F.encode(F.RESULT, 0, mid, result)
 
     async def presence_changed(self, device, presence):
         """A transport saw a device come or go (MQTT birth / will)."""

@@ -26,8 +26,8 @@ from .coap_server import Response
 from .coap_client import CoapBusy, NOTHING
 from .errors import SpotError
 
-# core.coap's, core.coap_client's and core.errors' numbers as constants of this module:
-# no global slot holds them on a board
+# core.coap's, core.coap_client's, core.errors', core.frame's and core.services' numbers as
+# constants of this module: no global slot holds them on a board
 _POST = const(2)
 _FETCH = const(5)
 _CONTENT = const(69)
@@ -42,6 +42,8 @@ _SERVICE_UNAVAILABLE = const(163)
 _CF_CBOR = const(60)
 _EV_RESPONSE = const(1)
 _UNSUPPORTED = const(10)
+_WRITE = const(2)
+_TIME = const(2)
 
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
@@ -386,7 +388,7 @@ class CoapDevice:
         self._events = []
         self._delay = retry
         self._reg_due = None if bridge_addr is None else 0
-        self._reg = None           # (token, mid, sent with an Echo) of the open registration
+        self._reg = None           # (token, mid, sent with an Echo, bridge peer): open registration
         self._echo = None          # Echo value (RFC 9175) the next registration repeats
         self._binds = {}           # token -> OSCORE binding of a protected POST to the bridge
         self._reg_mid = 0
@@ -505,11 +507,13 @@ class CoapDevice:
         echo = self._echo
         self._echo = None
         try:
-            token, _ = self._post(self.node.announce(self._reg_mid), echo)
+            # the bridge's requests come from its OSCORE kid, else its address
+            peer = self.bridge if self.bridge_ctx is None else self.bridge_ctx.recipient_id
+            token, _ = self._post(self.node.announce(self._reg_mid, peer), echo)
         except self._post_errors():   # too many exchanges; OSCORE numbers exhausted
             self._failed(now)
             return
-        self._reg = (token, self._reg_mid, echo is not None)
+        self._reg = (token, self._reg_mid, echo is not None, peer)
         self._reg_due = None
 
     def _post_outbox(self):
@@ -583,6 +587,9 @@ class CoapDevice:
         head = F.peek(payload) if payload else None
         if (code >> 5 == 2 and head is not None and head[1] == F.RESULT
                 and F.message_id(payload) == reg[1]):
+            if len(payload) > 4:   # the bridge's time (spec 3.1), taken as its WRITE of it
+                self.node.receive(bytes((payload[0] & 0xF0 | _WRITE, _TIME)) + payload[2:],
+                                  self.node_clock(now), reg[3])
             self.registered = True
             self.registrations += 1
             self._delay = self.retry

@@ -59,6 +59,7 @@ A_SERVICES = const(1)
 A_CONSUMES = const(2)
 A_FLAGS = const(3)
 FLAG_SLEEPY = const(1)
+FLAG_CLOCK = const(2)   # takes the clock from the registration's RESULT (spec 3.1)
 
 
 class Node:
@@ -194,7 +195,9 @@ class Node:
             unix_s = last + 1
         self.clock_offset = unix_s - now
         self.time_known = True
-        self._plan_due = 0    # plans are looked at again, on the new clock
+        self._plan_due = 0    # plans are looked at again, on the new clock, at once: a
+        if _PLANS in self.services:   # write right after this is not undone at the next step
+            self._apply_plans(unix_s)
 
     def unix(self, now):
         return now + self.clock_offset
@@ -212,8 +215,10 @@ class Node:
         self.events = []
         return ev
 
-    def announce(self, mid=0):
-        """An ANNOUNCE frame: identity, services with versions, consumed services."""
+    def announce(self, mid=0, bridge=None):
+        """An ANNOUNCE frame: identity, services with versions, consumed services. bridge:
+        the peer whose RESULT to it brings the time (CoAP): flag bit 1 if it may set the
+        clock (spec 3.1)."""
         svcs = []
         for sid in sorted(self.services):
             s = self.services[sid]
@@ -221,8 +226,12 @@ class Node:
         body = {A_ID: self.device_id, A_SERVICES: svcs}
         if self.consumes:
             body[A_CONSUMES] = list(self.consumes)
-        if self.sleepy:
-            body[A_FLAGS] = FLAG_SLEEPY
+        flags = FLAG_SLEEPY if self.sleepy else 0
+        if bridge is not None and (self.authorise is None
+                                   or self.authorise(bridge, F.WRITE, _TIME)):
+            flags |= FLAG_CLOCK
+        if flags:
+            body[A_FLAGS] = flags
         return F.encode(F.ANNOUNCE, _NODE, mid, body)
 
     # ------------------------------------------------------------ frames in

@@ -206,8 +206,9 @@ class Rand:
 class CoapBridge:
     """A bridge's CoAP side: answers ANNOUNCE with RESULT, stores telemetry, asks the device."""
 
-    def __init__(self):
+    def __init__(self, clock=None):
         self.ep = Endpoint(self.handle, rand=Rand())
+        self.clock = clock      # Unix time put in the RESULT to an ANNOUNCE with flag bit 1
         self.announces = []
         self.telemetry = []     # decoded NOTIFY bodies POSTed by the device
         self.answers = {}       # token -> [events]
@@ -217,8 +218,10 @@ class CoapBridge:
         op = frame[0] & 0x0F
         mid = F.message_id(frame)
         if op == F.ANNOUNCE:
-            self.announces.append(F.decode(frame)[3])
-            return Response(coap.CHANGED, F.encode(F.RESULT, NODE, mid), CF_SPOT)
+            body = F.decode(frame)[3]
+            self.announces.append(body)
+            clock = {1: self.clock} if self.clock and body.get(3, 0) & 2 else None
+            return Response(coap.CHANGED, F.encode(F.RESULT, NODE, mid, clock), CF_SPOT)
         if op == F.NOTIFY:
             self.telemetry.append(F.decode(frame)[3])
             return Response(coap.CHANGED)
@@ -583,12 +586,23 @@ def case_a_freshly_booted_device_takes_a_plan_once_the_bridge_set_its_clock():
     assert (w.pins[0].v, w.pins[1].v) == (0, 1)          # SG-Ready 3: the plan in force
 
 
+def case_a_booted_device_takes_its_clock_from_the_registration_result():
+    # spec 3.1: flag bit 1 in the ANNOUNCE, the time in the RESULT, no WRITE needed
+    w = World(coap_config(), CoapBridge(clock=1700000000))
+    w.run_until(1000)
+    assert w.peer.announces[0][3] == 2                   # FLAG_CLOCK
+    token = w.peer.ask(F.INVOKE, PLANS, 8, [1, [1, 1700000000, 1700003600, 10,
+                                                {HP: {SG_READY: 3}}]])
+    w.run_until(2000)
+    assert w.peer.frames(token) == [(F.RESULT, PLANS, 8, None)]
+
+
 def case_a_sleepy_device_sends_what_is_queued_then_deep_sleeps():
     w = World(coap_config(sleepy=True, awake_s=5, sleep_s=600, telemetry=0), CoapBridge())
     w.run_until(60000)
     assert w.result == 'slept'
     assert w.board.slept == [600000]
-    assert w.peer.announces[0][3] == 1                   # FLAG_SLEEPY
+    assert w.peer.announces[0][3] == 3     # FLAG_SLEEPY | FLAG_CLOCK (the bridge sets its clock)
     assert [t[1][FLOW_TEMP] for t in w.peer.telemetry] == [352]
 
 

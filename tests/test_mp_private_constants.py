@@ -14,7 +14,8 @@ import pytest
 COPIES = {
     "core.plans": ("core.model", "core.errors", "core.services"),
     "core.node": ("core.errors", "core.services"),
-    "core.coap_binding": ("core.coap", "core.coap_client", "core.errors"),
+    "core.coap_binding": ("core.coap", "core.coap_client", "core.errors", "core.frame",
+                          "core.services"),
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),

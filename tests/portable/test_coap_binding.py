@@ -13,9 +13,9 @@ from spot.core.coap_binding import CoapDevice, CF_SPOT, coap_code
 from spot.core.coap_rest import parse_query, links as rest_links, SUB_MID_TOP
 from spot.core.coap_oscore import OscoreServer, OPTION_FORMAT
 from spot.core.oscore import SecurityContext
-from spot.core.node import Node, EV_INVOKE
+from spot.core.node import Node, EV_INVOKE, EV_WRITE, FLAG_CLOCK
 from spot.core.roster import Roster, MONITOR
-from spot.core.services import HEAT_PUMP as HP
+from spot.core.services import HEAT_PUMP as HP, TIME
 from spot.profiles import heat_pump
 
 C = ('10.0.0.1', 40000)
@@ -562,7 +562,7 @@ def test_device_posts_its_announce_to_the_bridge_bus_at_start():
     assert addr == BRIDGE and (req.mtype, req.code) == (coap.CON, coap.POST)
     assert req.get_all(coap.URI_PATH) == [b's']
     assert req.get_uint(coap.CONTENT_FORMAT) == CF_SPOT
-    assert req.payload == node.announce(1)
+    assert req.payload == node.announce(1, BRIDGE)
 
 
 def test_result_registers_and_the_update_follows_after_lifetime():
@@ -572,7 +572,7 @@ def test_result_registers_and_the_update_follows_after_lifetime():
     assert dev.registered and dev.registrations == 1
     assert dev.next_timeout(50) == 300000
     [(_, again)] = step(dev, 300050)
-    assert again.payload == node.announce(2)
+    assert again.payload == node.announce(2, BRIDGE)
 
 
 def test_refused_registration_is_retried_with_back_off():
@@ -583,6 +583,57 @@ def test_refused_registration_is_retried_with_back_off():
     [(_, req)] = step(dev, 15000)
     answer(dev, req, b'', code=coap.NOT_FOUND, now=15000)
     assert dev.next_timeout(15000) == 30000
+
+
+# -- the clock in the registration's RESULT (spec 3.1)
+
+T = 1700000000
+
+
+def announced_flags(req):
+    return F.decode(req.payload)[3].get(3, 0)
+
+
+def test_a_device_whose_clock_is_the_bridges_sets_flag_bit_1():
+    _, dev = device(bridge_addr=BRIDGE)
+    [(_, req)] = step(dev, 0)
+    assert announced_flags(req) == FLAG_CLOCK
+
+
+def test_the_time_in_the_registration_result_sets_the_clock_as_of_its_receipt():
+    node, dev = device(bridge_addr=BRIDGE)
+    [(_, req)] = step(dev, 0)
+    answer(dev, req, F.encode(F.RESULT, 0, 1, {1: T}), now=5000)
+    assert dev.registered and node.time_known and node.unix(5) == T
+    assert (EV_WRITE, TIME, 1, None) in node.pop_events()    # as a WRITE of unix_time
+
+
+def test_a_result_without_key_1_leaves_the_clock_to_the_bridges_write():
+    node, dev = device(bridge_addr=BRIDGE)
+    [(_, req)] = step(dev, 0)
+    answer(dev, req, F.encode(F.RESULT, 0, 1, {0: T}), now=5000)   # a bridge before bit 1
+    assert dev.registered and not node.time_known
+    r = Client(dev, BRIDGE).ask(coap.POST, 's', F.encode(F.WRITE, TIME, 9, {1: T}), now=6000)
+    assert r.code == coap.CHANGED and node.unix(6) == T
+
+
+def test_the_time_in_the_result_never_sets_the_clock_back_before_a_notify_time():
+    node, dev = device(bridge_addr=BRIDGE)
+    node.set_time(T, 0)
+    assert node.stamp(10) == T + 10
+    [(_, req)] = step(dev, 10000)
+    answer(dev, req, F.encode(F.RESULT, 0, 1, {1: T + 5}), now=10000)
+    assert node.unix(10) == T + 11
+
+
+def test_a_node_whose_clock_is_not_the_bridges_sets_no_flag_and_ignores_the_time():
+    node, dev = device(bridge_addr=BRIDGE)
+    node.set_time(T, 0)
+    node.authorise = lambda peer, op, sid: not (sid == TIME and op == F.WRITE)
+    [(_, req)] = step(dev, 0)
+    assert announced_flags(req) == 0
+    answer(dev, req, F.encode(F.RESULT, 0, 1, {1: T + 3600}), now=1000)
+    assert dev.registered and node.unix(1) == T + 1
 
 
 def registered_device():
@@ -659,7 +710,7 @@ def test_a_4_01_with_echo_is_repeated_at_once_with_that_echo():
     echo_answer(dev, req, b'fresh-1', now=10)
     assert not dev.registered and dev.next_timeout(10) == 0
     [(_, again)] = step(dev, 10)
-    assert again.get(coap.ECHO) == b'fresh-1' and again.payload == node.announce(2)
+    assert again.get(coap.ECHO) == b'fresh-1' and again.payload == node.announce(2, BRIDGE)
     answer(dev, again, F.encode(F.RESULT, 0, 2), now=20)
     assert dev.registered and dev.registrations == 1
 
@@ -721,7 +772,7 @@ def test_a_protected_echo_is_repeated_inside_the_protected_registration():
     [(_, d)] = dev.step(0)
     req, opts, frame, binding = bridge_reads(bridge, d)
     assert req.get(coap.ECHO) is None                  # not visible outside
-    assert (coap.ECHO, b'fresh-2') in opts and frame == node.announce(2)
+    assert (coap.ECHO, b'fresh-2') in opts and frame == node.announce(2, BRIDGE_KID)
     bridge_answers(dev, bridge, req, binding, coap.CHANGED, (), F.encode(F.RESULT, 0, 2))
     assert dev.registered
 
@@ -748,7 +799,7 @@ def test_protected_telemetry_answered_echo_registers_again_at_once_then_resends(
     assert dev.outbox == [telemetry()] and dev.next_timeout(20) == 0
     [(_, d)] = dev.step(20)
     req, opts, frame, binding = bridge_reads(bridge, d)
-    assert frame == node.announce(2) and (coap.ECHO, b'fresh-3') in opts
+    assert frame == node.announce(2, BRIDGE_KID) and (coap.ECHO, b'fresh-3') in opts
     bridge_answers(dev, bridge, req, binding, coap.CHANGED, (), F.encode(F.RESULT, 0, 2), now=30)
     [(_, d)] = dev.step(30)
     req, _, frame, binding = bridge_reads(bridge, d)

@@ -266,7 +266,7 @@ def test_registration_is_protected_with_the_bridge_context():
     code, opts, payload, binding = bridge.unprotect_request(req.get(coap.OSCORE), req.payload)
     assert code == coap.POST and option(opts, coap.URI_PATH) == b's'
     assert coap.decode_uint(option(opts, coap.CONTENT_FORMAT)) == CF_SPOT
-    assert payload == node.announce(1)
+    assert payload == node.announce(1, BRIDGE_KID)
     outer, opt, ct = bridge.protect_response(binding, coap.CHANGED, [], F.encode(F.RESULT, 0, 1))
     ack = coap.encode_message(coap.ACK, outer, req.mid, req.token, [(coap.OSCORE, opt)], ct)
     dev.receive(ack, BRIDGE, 100)

@@ -192,6 +192,16 @@ def test_silence_without_temporary_plans_is_not_fallback():
     assert node.get(HP, LIMIT) == 2000  # a direct write stands while no plan changes
 
 
+def test_a_write_right_after_a_clock_set_is_not_undone_by_the_plans():
+    # the bridge's first command may reach the node before its next step (spec 3.1:
+    # the clock comes with the registration's answer, the command right after it)
+    node = make_node()
+    node.receive(F.encode(F.WRITE, 2, 4, {1: T0 + 100}), T0 + 1)   # time: unix_time
+    node.receive(F.encode(F.WRITE, HP, 5, {SG: 4}), T0 + 1)
+    node.step(T0 + 2)
+    assert node.get(HP, SG) == 4
+
+
 def test_local_default_plan_is_checked_and_applied():
     node = Node([heat_pump], "hp-1")
     node.set_default_plan({HP: {SG: 2}})
