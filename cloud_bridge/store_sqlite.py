@@ -210,6 +210,7 @@ class SqliteStore(Store):
     """Store on one SQLite file. timeout: seconds to wait for another writer."""
 
     dialect = "sqlite"
+    takes_frames_late = True   # add_telemetry_frames takes a function of the frames
 
     def __init__(self, path, timeout=10.0):
         self.path = path
@@ -365,30 +366,43 @@ class SqliteStore(Store):
         a key another value than the one stored (or than an earlier frame of the
         batch): those are refused, nothing of them stored; a frame repeating stored
         values (a retransmission) is taken and stored once.
-        """
-        ids = sorted({rows[0][0] for rows in frames if rows})
 
-        def script():
-            unknown = yield from self._s_unknown_devices(ids)
-            if unknown:
-                raise UnknownDevice(unknown)
-            rows = list(chain.from_iterable(frames))
-            flat = _bindable(rows)
-            if flat is None:
-                rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
-            refused = [False] * len(frames)
-            yield Q("SAVEPOINT telemetry", ())
-            if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
-                yield Q("ROLLBACK TO telemetry", ())
-                enc = [[(d, s, o, float(t), value_text(v)) for d, s, o, t, v in fr] for fr in frames]
-                refused = yield from s_conflicts(enc)
-                rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
-                flat = None
-                yield from _s_insert(_INSERT_TELEMETRY, rows)
-            yield from _s_insert(_UPSERT_LATEST, rows, flat)
-            yield Q("RELEASE telemetry", ())
-            return refused
-        return await self._run(script)
+        frames may also be a function returning them (takes_frames_late): it is
+        called on the store's thread just before the transaction begins, not on the
+        event loop, so a caller (the ingest) queues the next transaction while the
+        one before still runs, and it takes what arrived until then: the store's
+        thread goes from one commit to the next without a round trip through the
+        loop. [] from it stores nothing; it is not called if the store closed first.
+        """
+        if callable(frames):
+            def work():
+                taken = frames()
+                return self._drive(lambda: self._s_frames(taken), True) if taken else []
+            return await self._call(work)
+        return await self._run(lambda: self._s_frames(frames))
+
+    def _s_frames(self, frames):
+        """add_telemetry_frames' transaction script."""
+        ids = sorted({rows[0][0] for rows in frames if rows})
+        unknown = yield from self._s_unknown_devices(ids)
+        if unknown:
+            raise UnknownDevice(unknown)
+        rows = list(chain.from_iterable(frames))
+        flat = _bindable(rows)
+        if flat is None:
+            rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
+        refused = [False] * len(frames)
+        yield Q("SAVEPOINT telemetry", ())
+        if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
+            yield Q("ROLLBACK TO telemetry", ())
+            enc = [[(d, s, o, float(t), value_text(v)) for d, s, o, t, v in fr] for fr in frames]
+            refused = yield from s_conflicts(enc)
+            rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
+            flat = None
+            yield from _s_insert(_INSERT_TELEMETRY, rows)
+        yield from _s_insert(_UPSERT_LATEST, rows, flat)
+        yield Q("RELEASE telemetry", ())
+        return refused
 
     # -- lifecycle
 
