@@ -8,7 +8,9 @@ runs in this process; 1 000 devices register, then rounds of 128 NOTIFY
 datagrams (21 values, confirmable POSTs to /s, one per device in turn) are
 handed straight to coap_fast's driver, as its socket reader would, and each
 round waits for its 128 answers (they are caught before the socket). No
-network, no load generator: what is measured is the bridge's own work.
+network, no load generator: what is measured is the bridge's own work, with
+the interpreter settings `spot bridge` applies (cloud_bridge/serving.py, in a
+tree that has it).
 
 Printed per variant: CPU microseconds per frame of the loop thread and of the
 whole process (loop + SQLite worker thread); for this tree the store thread's
@@ -43,6 +45,11 @@ async def measure(rounds, profile):
     with tempfile.TemporaryDirectory() as tmp:
         async with bridge(__import__("pathlib").Path(tmp), reg_total_burst=10 ** 6,
                           reg_max_plain=10 ** 6, reg_source_burst=10 ** 6) as parts:
+            try:   # the interpreter settings `spot bridge` applies once started
+                from spot.cloud_bridge.serving import tune_for_serving
+                tune_for_serving()
+            except ImportError:   # a tree before them (a --baseline)
+                pass
             driver = parts.coap.fast.driver
             statements = time_statements(parts.store)
             answered, waiting = [], [None]
