@@ -31,7 +31,8 @@ _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN
 _CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")   # the file is damaged
 
 MAX_BATCH = 64   # write scripts per group commit: fewer fsyncs, yet no bursts of work
-WAL_PAGES = 10000   # pages in the WAL that start a checkpoint (SQLite's default: 1 000)
+PAGE_SIZE = 8192          # bytes a page, for a new database (SQLite's default: 4 096)
+WAL_BYTES = 40 << 20      # WAL that starts a checkpoint (SQLite's default: 1 000 pages)
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -320,12 +321,16 @@ class SqliteStore(Store):
     def _connect(self):
         try:
             c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            # a new database gets PAGE_SIZE pages (an existing one keeps its own): a
+            # telemetry commit writes fewer, larger pages to the WAL
+            c.execute("PRAGMA page_size = %d" % PAGE_SIZE)
             mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             c.execute("PRAGMA synchronous = FULL")
-            # a checkpoint every WAL_PAGES pages (40 MiB of WAL) instead of 1 000: a page
+            # a checkpoint every WAL_BYTES of WAL instead of SQLite's 1 000 pages: a page
             # written by many commits is copied to the database once (under telemetry
-            # load a commit writes hundreds of pages; COMMIT took a quarter less CPU)
-            c.execute("PRAGMA wal_autocheckpoint = %d" % WAL_PAGES)
+            # load each commit writes hundreds of pages)
+            page = c.execute("PRAGMA page_size").fetchone()[0]
+            c.execute("PRAGMA wal_autocheckpoint = %d" % max(1000, WAL_BYTES // page))
             c.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as e:
             if getattr(e, "sqlite_errorname", "").startswith(_CORRUPT):
