@@ -2,20 +2,27 @@
 
     python3 bench/coap_ingest_loop.py                          # this tree
     python3 bench/coap_ingest_loop.py --baseline=/tmp/base --repeat=3
+    python3 bench/coap_ingest_loop.py --baseline=/tmp/base --seconds=6   # + closed loop
 
 A bridge (tests/adversarial_peers.bridge: real SQLite store, CoAP link, HTTP)
 runs in this process; 1 000 devices register, then rounds of 128 NOTIFY
 datagrams (21 values, confirmable POSTs to /s, one per device in turn) are
 handed straight to coap_fast's driver, as its socket reader would, and each
 round waits for its 128 answers (they are caught before the socket). No
-network, no load generator: what is measured is the bridge's own work.
+network, no load generator: what is measured is the bridge's own work, with
+the interpreter settings `spot bridge` applies (cloud_bridge/serving.py, in a
+tree that has it).
 
 Printed per variant: CPU microseconds per frame of the loop thread and of the
 whole process (loop + SQLite worker thread); for this tree the store thread's
 part by statement (the store's statement runner wrapped); then, in a pass under
 cProfile (deterministic: it does not depend on the machine's load), the Python
-function calls per frame made on the loop thread. With --baseline each variant
-runs in its own process, alternating, `spot` imported from that tree.
+function calls per frame made on the loop thread. With --seconds, also a closed
+loop: 128 frames in flight, each answer sends the next frame, for that long
+after a 2 s warm-up: frames/s, CPU per frame, and how many cores the process
+kept busy (above 1: the store's thread and the loop's ran at the same time).
+With --baseline each variant runs in its own process, alternating, `spot`
+imported from that tree.
 """
 import asyncio
 import cProfile
@@ -34,7 +41,7 @@ DEVICES, WINDOW = 1000, 128
 VALUES = {i: 1000 + 7 * i for i in range(1, 22)}
 
 
-async def measure(rounds, profile):
+async def measure(rounds, profile, seconds=0):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from adversarial_peers import bridge, announce
     from spot.core import coap as M, frame as F
@@ -43,6 +50,11 @@ async def measure(rounds, profile):
     with tempfile.TemporaryDirectory() as tmp:
         async with bridge(__import__("pathlib").Path(tmp), reg_total_burst=10 ** 6,
                           reg_max_plain=10 ** 6, reg_source_burst=10 ** 6) as parts:
+            try:   # the interpreter settings `spot bridge` applies once started
+                from spot.cloud_bridge.serving import tune_for_serving
+                tune_for_serving()
+            except ImportError:   # a tree before them (a --baseline)
+                pass
             driver = parts.coap.fast.driver
             statements = time_statements(parts.store)
             answered, waiting = [], [None]
@@ -67,6 +79,35 @@ async def measure(rounds, profile):
                 await asyncio.sleep(0.01)
             t0 = int(time.time()) - 80000
             frames, profiler = {}, cProfile.Profile()
+
+            def frame_of(k):
+                t = t0 + k // DEVICES
+                if t not in frames:
+                    frames[t] = F.encode(F.NOTIFY, 16, 5, [t, VALUES])
+                return datagram(frames[t]), addrs[k % DEVICES]
+            if seconds:   # closed loop: each answer sends the next frame (WINDOW in flight)
+                loop, sent = asyncio.get_running_loop(), [0]
+
+                def send_next():
+                    sent[0] += 1
+                    driver.datagram_received(*frame_of(sent[0]))
+
+                def sendto_next(data, addr):
+                    answered.append(addr)
+                    loop.call_soon(send_next)
+                driver.transport.sendto = sendto_next
+                answered.clear()
+                for _ in range(WINDOW):
+                    send_next()
+                await asyncio.sleep(2.0)   # warm-up
+                n0, wall0 = len(answered), time.perf_counter()
+                loop0, proc0 = time.thread_time(), time.process_time()
+                await asyncio.sleep(seconds)
+                n = len(answered) - n0
+                wall = time.perf_counter() - wall0
+                return {"fps": n / wall, "loop_us": 1e6 * (time.thread_time() - loop0) / n,
+                        "process_us": 1e6 * (time.process_time() - proc0) / n,
+                        "cores": (time.process_time() - proc0) / wall}
 
             async def run(n, first):
                 for r in range(n):
@@ -149,15 +190,16 @@ def time_statements(store):
 
 
 def child(argv):
-    rounds, profile = int(argv[0]), argv[1] == "1"
-    print(repr(asyncio.run(measure(rounds, profile))))
+    rounds, profile, seconds = int(argv[0]), argv[1] == "1", float(argv[2])
+    print(repr(asyncio.run(measure(rounds, profile, seconds))))
 
 
-def run_variant(code, rounds, profile):
+def run_variant(code, rounds, profile, seconds=0):
     env = dict(os.environ)
     if code:
         env["PYTHONPATH"] = code
-    out = subprocess.run([sys.executable, __file__, "--child", str(rounds), str(int(profile))],
+    out = subprocess.run([sys.executable, __file__, "--child", str(rounds), str(int(profile)),
+                          str(seconds)],
                          capture_output=True, text=True, env=env, timeout=600)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -170,6 +212,7 @@ def main(argv):
     from bridge_ingest import baseline_path, option
     repeat = int(option(argv, "repeat", 2))
     rounds = int(option(argv, "rounds", 150))
+    seconds = float(option(argv, "seconds", 0))
     base = option(argv, "baseline")
     with tempfile.TemporaryDirectory() as tmp:
         variants = [("this tree", None)]
@@ -185,6 +228,19 @@ def main(argv):
                 print("| %s | %.1f | %.1f |" % (name, r["loop_us"], r["process_us"]))
                 if code is None:
                     r_this = r
+        if seconds:
+            print()
+            print("Closed loop, %d in flight, %g s a variant (each answer sends the next "
+                  "frame):" % (WINDOW, seconds))
+            print()
+            print("| variant | frames/s | loop thread CPU us per frame | process CPU us per "
+                  "frame | cores busy (process CPU / wall) |")
+            print("|---|---:|---:|---:|---:|")
+            for _ in range(repeat):
+                for name, code in variants:
+                    r = run_variant(code, 0, False, seconds)
+                    print("| %s | %.0f | %.1f | %.1f | %.2f |" % (
+                        name, r["fps"], r["loop_us"], r["process_us"], r["cores"]))
         print()
         print("Store thread of this tree's last run, CPU us per frame by part:")
         print()

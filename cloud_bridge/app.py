@@ -22,6 +22,7 @@ from .coap_link import CoapLink
 from .peer_log import RateLimitFilter
 from .plugin_api import PluginHost
 from .service import Bridge
+from .serving import tune_for_serving
 from .store import open_store
 
 log = logging.getLogger("spot.bridge")
@@ -178,6 +179,7 @@ async def serve_until_stopped(config, ready=None):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with running_bridge(config) as parts:
+        tune_for_serving()
         if ready is not None:
             await ready(parts)
         await stop.wait()

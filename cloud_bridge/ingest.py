@@ -14,9 +14,18 @@ and nothing of it is acknowledged. The store answers each caller's frame on its
 own (Store.add_telemetry_frames): a frame that gives a time already stored for
 its device other values is refused (TimeTaken), nothing of it stored, while the
 rest of the transaction commits.
+
+A store that takes_frames_late (SQLite) is given the next transaction while
+the one before still commits: the store's thread takes what waits when it
+begins it, so it goes from commit to commit without waiting for the event loop
+to hand it the next batch (the loop only answers the callers of the last one),
+and the loop's decoding of new frames overlaps the store's work on the other
+core. The interval is then kept on the store's thread, before it takes.
 """
 import asyncio
 import logging
+import threading
+import time
 from math import isfinite
 
 from .store import prepare_telemetry, InvalidValue
@@ -89,6 +98,13 @@ class Ingest:
         self._committing = None      # the task committing batch after batch
         self.stored = 0
         self.transactions = 0
+        # a store taking its batch itself (takes_frames_late): _waiters is shared with
+        # its thread under _lock; _queued: a transaction is queued that will take them
+        self._late = getattr(store, "takes_frames_late", False)
+        self._lock = threading.Lock()
+        self._queued = False
+        self._in_flight = set()      # tasks of queued and running transactions
+        self._began = 0.0            # time.monotonic() of the last transaction's take
 
     async def add(self, rows):
         """Store rows (one frame's, as notify_rows makes them); returns after the
@@ -104,6 +120,15 @@ class Ingest:
         TimeTaken or the store's error when not (called from the commit, in the loop,
         for every frame of it in turn: a transport answers a burst without a loop
         turn per frame)."""
+        if self._late:
+            with self._lock:
+                self._waiters.append((done, rows))
+                self._waiting += len(rows)
+                if self._queued:
+                    return
+                self._queued = True
+            self._queue_taken()
+            return
         self._waiters.append((done, rows))
         self._waiting += len(rows)
         if self._committing is None:
@@ -147,19 +172,71 @@ class Ingest:
         except Exception as e:  # every waiter learns; nothing was acknowledged
             error = e
         finally:  # even when cancelled: no waiter is left hanging
-            for k, (done, rows) in enumerate(waiters):
-                if error is None and refused[k]:
-                    outcome = TimeTaken("time %s already stored with other values"
-                                        % (rows[0][3],))
-                else:
-                    outcome = error
-                try:
-                    done(outcome)
-                except Exception:   # one caller's bug: the others are still answered
-                    log.exception("telemetry caller")
+            self._answer(waiters, refused, error)
+
+    def _queue_taken(self):
+        task = asyncio.ensure_future(self._commit_taken())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    def _take_now(self, claim):
+        """On the store's thread, as its transaction begins: the batch's frames (the
+        batch in claim[0]); [] if the loop gave the claim up (claim[0] False)."""
+        rest = self.interval - (time.monotonic() - self._began)
+        if rest > 0 and self._waiting < self.max_batch:
+            time.sleep(rest)   # let the batch grow: fewer commits (the GIL is released)
+        with self._lock:
+            if claim[0] is False:
+                return []
+            self._began = time.monotonic()
+            claim[0] = batch = self._take()
+            self._queued = False   # what arrives now needs the next transaction
+        return [rows for _, rows in batch]
+
+    async def _commit_taken(self):
+        """One transaction of a store that takes its batch (takes_frames_late); its
+        callers answered once it ended, as _commit does."""
+        claim = [None]
+        error = ConnectionError("telemetry not stored")
+        refused = ()
+        try:
+            refused = await self.store.add_telemetry_frames(lambda: self._take_now(claim))
+            error = None
+        except Exception as e:   # every caller of it learns; nothing was acknowledged
+            error = e
+        finally:   # even when cancelled: no caller is left hanging
+            with self._lock:
+                waiters = claim[0]
+                if waiters is None:   # never taken (the store failed or closed first):
+                    claim[0] = False  # what waits was this transaction's; it fails
+                    waiters = self._take()
+                    self._queued = False
+                again = bool(self._waiters) and not self._queued
+                self._queued = self._queued or again
+            if error is None and waiters:
+                self.stored += sum(len(rows) for (_, rows), no in zip(waiters, refused)
+                                   if not no)
+                self.transactions += 1
+            self._answer(waiters, refused, error)
+            if again:   # more than max_batch waited: the rest goes next
+                self._queue_taken()
+
+    def _answer(self, waiters, refused, error):
+        """Call each waiter's done with its outcome (error None: committed)."""
+        for k, (done, rows) in enumerate(waiters):
+            if error is None and refused[k]:
+                outcome = TimeTaken("time %s already stored with other values" % (rows[0][3],))
+            else:
+                outcome = error
+            try:
+                done(outcome)
+            except Exception:   # one caller's bug: the others are still answered
+                log.exception("telemetry caller")
 
     async def close(self):
         """Commit what is waiting (callers already answered are not touched)."""
+        while self._in_flight:
+            await asyncio.wait(set(self._in_flight))
         if self._committing is not None:
             await asyncio.shield(self._committing)
         while self._waiters:

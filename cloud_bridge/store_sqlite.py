@@ -31,6 +31,8 @@ _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN
 _CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")   # the file is damaged
 
 MAX_BATCH = 64   # write scripts per group commit: fewer fsyncs, yet no bursts of work
+PAGE_SIZE = 8192          # bytes a page, for a new database (SQLite's default: 4 096)
+WAL_BYTES = 40 << 20      # WAL that starts a checkpoint (SQLite's default: 1 000 pages)
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -210,6 +212,7 @@ class SqliteStore(Store):
     """Store on one SQLite file. timeout: seconds to wait for another writer."""
 
     dialect = "sqlite"
+    takes_frames_late = True   # add_telemetry_frames takes a function of the frames
 
     def __init__(self, path, timeout=10.0):
         self.path = path
@@ -318,8 +321,16 @@ class SqliteStore(Store):
     def _connect(self):
         try:
             c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            # a new database gets PAGE_SIZE pages (an existing one keeps its own): a
+            # telemetry commit writes fewer, larger pages to the WAL
+            c.execute("PRAGMA page_size = %d" % PAGE_SIZE)
             mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             c.execute("PRAGMA synchronous = FULL")
+            # a checkpoint every WAL_BYTES of WAL instead of SQLite's 1 000 pages: a page
+            # written by many commits is copied to the database once (under telemetry
+            # load each commit writes hundreds of pages)
+            page = c.execute("PRAGMA page_size").fetchone()[0]
+            c.execute("PRAGMA wal_autocheckpoint = %d" % max(1000, WAL_BYTES // page))
             c.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as e:
             if getattr(e, "sqlite_errorname", "").startswith(_CORRUPT):
@@ -365,30 +376,43 @@ class SqliteStore(Store):
         a key another value than the one stored (or than an earlier frame of the
         batch): those are refused, nothing of them stored; a frame repeating stored
         values (a retransmission) is taken and stored once.
-        """
-        ids = sorted({rows[0][0] for rows in frames if rows})
 
-        def script():
-            unknown = yield from self._s_unknown_devices(ids)
-            if unknown:
-                raise UnknownDevice(unknown)
-            rows = list(chain.from_iterable(frames))
-            flat = _bindable(rows)
-            if flat is None:
-                rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
-            refused = [False] * len(frames)
-            yield Q("SAVEPOINT telemetry", ())
-            if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
-                yield Q("ROLLBACK TO telemetry", ())
-                enc = [[(d, s, o, float(t), value_text(v)) for d, s, o, t, v in fr] for fr in frames]
-                refused = yield from s_conflicts(enc)
-                rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
-                flat = None
-                yield from _s_insert(_INSERT_TELEMETRY, rows)
-            yield from _s_insert(_UPSERT_LATEST, rows, flat)
-            yield Q("RELEASE telemetry", ())
-            return refused
-        return await self._run(script)
+        frames may also be a function returning them (takes_frames_late): it is
+        called on the store's thread just before the transaction begins, not on the
+        event loop, so a caller (the ingest) queues the next transaction while the
+        one before still runs, and it takes what arrived until then: the store's
+        thread goes from one commit to the next without a round trip through the
+        loop. [] from it stores nothing; it is not called if the store closed first.
+        """
+        if callable(frames):
+            def work():
+                taken = frames()
+                return self._drive(lambda: self._s_frames(taken), True) if taken else []
+            return await self._call(work)
+        return await self._run(lambda: self._s_frames(frames))
+
+    def _s_frames(self, frames):
+        """add_telemetry_frames' transaction script."""
+        ids = sorted({rows[0][0] for rows in frames if rows})
+        unknown = yield from self._s_unknown_devices(ids)
+        if unknown:
+            raise UnknownDevice(unknown)
+        rows = list(chain.from_iterable(frames))
+        flat = _bindable(rows)
+        if flat is None:
+            rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
+        refused = [False] * len(frames)
+        yield Q("SAVEPOINT telemetry", ())
+        if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
+            yield Q("ROLLBACK TO telemetry", ())
+            enc = [[(d, s, o, float(t), value_text(v)) for d, s, o, t, v in fr] for fr in frames]
+            refused = yield from s_conflicts(enc)
+            rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
+            flat = None
+            yield from _s_insert(_INSERT_TELEMETRY, rows)
+        yield from _s_insert(_UPSERT_LATEST, rows, flat)
+        yield Q("RELEASE telemetry", ())
+        return refused
 
     # -- lifecycle
 
