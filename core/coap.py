@@ -69,19 +69,20 @@ CF_CBOR = const(60)
 
 _PAYLOAD_MARKER = const(0xFF)
 
-# Options this codec understands: number -> (min length, max length, repeatable).
+# Options this codec understands: (number, min length, max length, repeatable), by number;
+# a constant tuple, so frozen code keeps it in flash (a dict would be built on the heap).
 # OSCORE is deliberately absent: an endpoint without an OSCORE layer must answer 4.02
 # (pass extra_options={OSCORE: (0, 255, False)} to decode() once one is in place).
-_FORMATS = {
-    _IF_MATCH: (0, 8, True), _URI_HOST: (1, 255, False), ETAG: (1, 8, True),
-    _IF_NONE_MATCH: (0, 0, False), OBSERVE: (0, 3, False), _URI_PORT: (0, 2, False),
-    _LOCATION_PATH: (0, 255, True), URI_PATH: (0, 255, True), CONTENT_FORMAT: (0, 2, False),
-    MAX_AGE: (0, 4, False), URI_QUERY: (0, 255, True), ACCEPT: (0, 2, False),
-    _LOCATION_QUERY: (0, 255, True), BLOCK2: (0, 3, False), BLOCK1: (0, 3, False),
-    SIZE2: (0, 4, False), PROXY_URI: (1, 1034, False), PROXY_SCHEME: (1, 255, False),
-    SIZE1: (0, 4, False), ECHO: (1, 40, False), _NO_RESPONSE: (0, 1, False),
-    _REQUEST_TAG: (0, 8, True),
-}
+_FORMATS = (
+    (_IF_MATCH, 0, 8, True), (_URI_HOST, 1, 255, False), (ETAG, 1, 8, True),
+    (_IF_NONE_MATCH, 0, 0, False), (OBSERVE, 0, 3, False), (_URI_PORT, 0, 2, False),
+    (_LOCATION_PATH, 0, 255, True), (URI_PATH, 0, 255, True), (CONTENT_FORMAT, 0, 2, False),
+    (MAX_AGE, 0, 4, False), (URI_QUERY, 0, 255, True), (ACCEPT, 0, 2, False),
+    (_LOCATION_QUERY, 0, 255, True), (BLOCK2, 0, 3, False), (BLOCK1, 0, 3, False),
+    (SIZE2, 0, 4, False), (PROXY_URI, 1, 1034, False), (PROXY_SCHEME, 1, 255, False),
+    (SIZE1, 0, 4, False), (ECHO, 1, 40, False), (_NO_RESPONSE, 0, 1, False),
+    (_REQUEST_TAG, 0, 8, True),
+)
 
 
 class CoapError(Exception):
@@ -385,13 +386,20 @@ def _check_options(msg, request, extra):
     prev = -1
     for idx in range(len(msg.options)):
         num, value = msg.options[idx]
-        fmt = _FORMATS.get(num)
+        fmt = None
+        i = 1                  # where (min, max, repeatable) starts in fmt
+        for f in _FORMATS:
+            if f[0] >= num:
+                if f[0] == num:
+                    fmt = f
+                break
         if fmt is None and extra:
             fmt = extra.get(num)
+            i = 0
         if fmt is None:
             ok = not num & 1   # unknown elective options are passed on untouched
         else:
-            ok = fmt[0] <= len(value) <= fmt[1] and (fmt[2] or num != prev)
+            ok = fmt[i] <= len(value) <= fmt[i + 1] and (fmt[i + 2] or num != prev)
         if ok and (num == BLOCK1 or num == BLOCK2) and decode_uint(value) & 7 == 7:
             # SZX 7 is reserved: a request carrying it is a 4.00 (RFC 7959 2.2)
             if request:
