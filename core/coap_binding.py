@@ -42,6 +42,9 @@ _SERVICE_UNAVAILABLE = const(163)
 _CF_CBOR = const(60)
 _EV_RESPONSE = const(1)
 _UNSUPPORTED = const(10)
+_CON = const(0)
+_OSCORE = const(9)
+_CONTENT_FORMAT = const(12)
 
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
@@ -368,7 +371,7 @@ class CoapDevice:
         if oscore is not None:
             oscore.handler = self.binding.handle
             extra = dict(endpoint.extra_options or {})
-            extra[coap.OSCORE] = (0, 255, False)
+            extra[_OSCORE] = (0, 255, False)
             endpoint.extra_options = extra
             endpoint.server.handler = oscore
         else:
@@ -399,8 +402,8 @@ class CoapDevice:
         self.posted = {}           # token -> frame being POSTed
         self.dropped = 0           # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
         self._emit = self._notified   # bound once: step() hands it to node.step()
-        self._post_template = coap.set_uri(coap.CoapMessage(coap.CON, _POST), BUS).add(
-            coap.CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
+        self._post_template = coap.set_uri(coap.CoapMessage(_CON, _POST), BUS).add(
+            _CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
 
     # ---- driven like an Endpoint (times in ms) ---------------------------------------------
 

@@ -15,6 +15,7 @@ COPIES = {
     "core.plans": ("core.model", "core.errors", "core.services"),
     "core.node": ("core.errors", "core.services"),
     "core.coap_binding": ("core.coap", "core.coap_client", "core.errors"),
+    "core.coap": ("core.coap_numbers",),
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
