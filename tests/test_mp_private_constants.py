@@ -13,16 +13,17 @@ import pytest
 # module holding copies -> the modules it copies from
 COPIES = {
     "core.plans": ("core.model", "core.errors", "core.services"),
-    "core.node": ("core.errors", "core.services"),
+    "core.node": ("core.errors", "core.services", "core.model"),
     "core.coap_binding": ("core.coap", "core.coap_client", "core.errors"),
     "core.coap": ("core.coap_numbers",),
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
     "core.frame": ("core.errors",),
-    "core.model": ("core.errors",),
+    "core.model": ("core.errors", "core.model_numbers"),
     "core.subscriptions": ("core.errors",),
     "ports.micropython.device": ("core.model", "core.services"),
+    "ports.micropython.hw": ("core.model",),
 }
 # a copy whose name differs from its original's: (module, copy) -> (module, original)
 RENAMED = {
