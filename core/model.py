@@ -60,17 +60,22 @@ else:
 class Service:
     """Run-time view of one profile table."""
 
-    __slots__ = ("sid", "name", "version", "rows", "by_id", "_by_name")
+    __slots__ = ("sid", "name", "version", "rows", "_by_id", "_by_name")
 
     def __init__(self, sid, name, version, rows):
         self.sid = sid
         self.name = name
         self.version = version
         self.rows = rows
-        self.by_id = {}
+        self._by_id = None
         self._by_name = None
-        for r in rows:
-            self.by_id[r[_ID]] = r
+
+    @property
+    def by_id(self):
+        """{id: row}, made on first use (a board finds its rows with get(): no table)."""
+        if self._by_id is None:
+            self._by_id = {r[_ID]: r for r in self.rows}
+        return self._by_id
 
     @property
     def by_name(self):
@@ -78,6 +83,16 @@ class Service:
         if self._by_name is None:
             self._by_name = {r[_NAME]: r for r in self.rows}
         return self._by_name
+
+    def get(self, oid):
+        """The row of object oid, or None: from by_id once it is made, else found in the
+        rows (a profile's few dozen; a board keeps no table of them)."""
+        if self._by_id is not None:
+            return self._by_id.get(oid)
+        for r in self.rows:
+            if r[_ID] == oid:
+                return r
+        return None
 
     def named(self, name):
         """The row called name, or None (no table made: boards look up names at boot)."""
@@ -87,7 +102,7 @@ class Service:
         return None
 
     def row(self, oid):
-        r = self.by_id.get(oid)
+        r = self.get(oid)
         if r is None:
             raise SpotError(_UNKNOWN_OBJECT, oid)
         return r

@@ -295,7 +295,7 @@ class Node:
         for oid in oids:
             if type(oid) is not int:
                 raise SpotError(_MALFORMED, "bad object id")
-            row = svc.by_id.get(oid)
+            row = svc.get(oid)
             if row is None:
                 continue
             if not row[_ACCESS] & need:
@@ -318,7 +318,7 @@ class Node:
         for oid in body:   # as _known(), without the list of rows
             if type(oid) is not int:
                 raise SpotError(_MALFORMED, "bad object id")
-            row = svc.by_id.get(oid)
+            row = svc.get(oid)
             if row is not None:
                 if not row[_ACCESS] & _R:
                     raise SpotError(_UNSUPPORTED, oid)
@@ -347,7 +347,7 @@ class Node:
                 self.plans.default = v
                 self._plan_due = 0
             self._write(sid, oid, v)
-        return [oid for oid in oids if oid not in svc.by_id] or None
+        return [oid for oid in oids if svc.get(oid) is None] or None
 
     def _do_invoke(self, svc, body, now):
         if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
@@ -450,7 +450,7 @@ class Node:
             self._store(_PLANS, P.LIST, plans.summary())
         for sid, oid in plans.governed():
             svc = self.services.get(sid)
-            row = svc.by_id.get(oid) if svc is not None else None
+            row = svc.get(oid) if svc is not None else None
             if row is None:
                 continue
             v, _ = plans.value_at(sid, oid, is_series(row), t, self.fallback)
