@@ -80,32 +80,20 @@ class Endpoint:
     timeout, e.g. after a store commit); duplicates meanwhile are ignored.
     """
 
-    # settings most endpoints leave at their defaults are class attributes, set on the
-    # instance only when they differ: on MicroPython an instance's attribute table holds
-    # only what was set (15 entries, not 19: a 17-slot table, not a 23-slot one)
-    hold_acks = False
-    extra_options = None
-    ack_timeout_ms = _ACK_TIMEOUT_MS
-    max_retransmit = _MAX_RETRANSMIT
-
     def __init__(self, handler=None, rand=None, block_szx=6, max_body=4096,
                  max_datagram=1280, max_pending=8, max_dedupe=16, max_observers=8,
                  max_exchanges=8, max_buffers=2, max_events=32, notify_con_every=8,
                  ack_timeout_ms=_ACK_TIMEOUT_MS, max_retransmit=_MAX_RETRANSMIT,
                  extra_options=None, hold_acks=False):
         self.rand = rand or _default_rand()
-        if hold_acks:
-            self.hold_acks = hold_acks
+        self.hold_acks = hold_acks
         self.max_datagram = max_datagram
         self.max_pending = max_pending
         self.max_dedupe = max_dedupe
         self.max_events = max_events
-        if ack_timeout_ms != _ACK_TIMEOUT_MS:
-            self.ack_timeout_ms = ack_timeout_ms
-        if max_retransmit != _MAX_RETRANSMIT:
-            self.max_retransmit = max_retransmit
-        if extra_options is not None:
-            self.extra_options = extra_options
+        self.ack_timeout_ms = ack_timeout_ms
+        self.max_retransmit = max_retransmit
+        self.extra_options = extra_options
         self.now = 0
         self._mid = self.rand() & 0xFFFF
         self._outbox = []

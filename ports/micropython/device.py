@@ -60,15 +60,6 @@ _RX_MQTT = const(512)
 class Device:
     """One node on one board. See the module docstring."""
 
-    # what stays at its default until something happens is a class attribute: on
-    # MicroPython an instance's attribute table holds only what was set (16, not 22)
-    on_event = None     # firmware's hook: on_event((kind, sid, oid, arg)) per node event
-    errors = 0          # exceptions caught in the loop
-    last_error = None
-    mem_errors = 0      # MemoryErrors caught since boot
-    ctx = None          # the OSCORE context (device_oscore), if configured
-    _up_at = None
-
     def __init__(self, cfg, profile, net=None, clock=None, sleep=None, board=None, files='',
                  poll_ms=POLL_MS):
         self.cfg = cfg = C.check(C.with_defaults(cfg))
@@ -95,12 +86,18 @@ class Device:
                                 comm_timeout=cfg['comm_timeout'], sleepy=bool(cfg['sleepy']))
         self.sid = profile.SERVICE
         node.set_default_plan(C.plan_entries(cfg['plan'], node.services))
+        self.on_event = None      # firmware's hook: on_event((kind, sid, oid, arg)) per node event
+        self.errors = 0           # exceptions caught in the loop
+        self.last_error = None
+        self.mem_errors = 0       # MemoryErrors caught since boot
         self._mem = [0, 0]        # MemoryErrors in the current window, when it began
         self._diag_boot()
         self.state = 'boot'       # boot, net, run, sleep, slept, stopped
         self._stop = False
         self._active = 0          # ms of the last request or link-up (sleepy)
+        self._up_at = None
         self._sampled = -_SAMPLE_MS
+        self.ctx = None
         if cfg['oscore']:
             from . import device_oscore
             self.ctx = device_oscore.context(self)
