@@ -52,7 +52,7 @@ _R = const(1)
 _DIAGNOSTICS = const(9)
 # the links' receive blocks (device_coap: _MAX_DATAGRAM + 1, device_mqtt: _READ), taken
 # first at boot: a heap fragmented by what is built after may have kilobytes free and
-# no block this long (tests/test_mp_port.py checks the sizes)
+# no block this long (tests/test_mp_datagram.py checks the sizes)
 _RX_COAP = const(401)
 _RX_MQTT = const(512)
 
