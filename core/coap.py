@@ -4,84 +4,68 @@ Sans-I/O and allocation-light: decode() turns one datagram into a CoapMessage, e
 turns a CoapMessage back into bytes.  Malformed input raises CoapError, which carries how a
 receiver should answer (nothing, a Reset, or an error response code); error_reply() builds
 that answer.  Option values are kept as bytes; uint, block and string helpers convert them.
+CoAP's numbers by name (coap.GET, coap.URI_PATH, ...) are core/coap_numbers', read through
+this module.
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 
-# Message types
-CON = const(0)
-NON = const(1)
-ACK = const(2)
-RST = const(3)
+if MICROPYTHON:
+    def __getattr__(name):
+        # coap.GET, `from .coap import GET`: core/coap_numbers, imported on first use (this
+        # module and the device-side ones use private copies and never ask)
+        from . import coap_numbers
+        return getattr(coap_numbers, name)
+else:
+    from .coap_numbers import *  # noqa: F401,F403  CoAP's numbers as this module's attributes
 
-# Codes: class << 5 | detail.  0.00 is the Empty message, 0.xx requests.
-EMPTY = const(0)
-GET = const(1)
-POST = const(2)
-PUT = const(3)
-DELETE = const(4)
-FETCH = const(5)
-CHANGED = const(68)                     # 2.04
-CONTENT = const(69)                     # 2.05
-CONTINUE = const(95)                    # 2.31
-BAD_REQUEST = const(128)                # 4.00
-UNAUTHORIZED = const(129)               # 4.01
-BAD_OPTION = const(130)                 # 4.02
-NOT_FOUND = const(132)                  # 4.04
-METHOD_NOT_ALLOWED = const(133)         # 4.05
-NOT_ACCEPTABLE = const(134)             # 4.06
-REQUEST_ENTITY_INCOMPLETE = const(136)  # 4.08
-REQUEST_ENTITY_TOO_LARGE = const(141)   # 4.13
-UNSUPPORTED_CONTENT_FORMAT = const(143)  # 4.15
-INTERNAL_SERVER_ERROR = const(160)      # 5.00
-SERVICE_UNAVAILABLE = const(163)        # 5.03
-PROXYING_NOT_SUPPORTED = const(165)     # 5.05
-
-# Option numbers (odd = critical)
+# core/coap_numbers.py's numbers that this module uses, and option numbers only it
+# knows, as private constants: no global slot holds them on a board
+_CON = const(0)
+_NON = const(1)
+_ACK = const(2)
+_RST = const(3)
+_EMPTY = const(0)
+_BAD_REQUEST = const(128)
+_BAD_OPTION = const(130)
+_REQUEST_ENTITY_TOO_LARGE = const(141)
+_ETAG = const(4)
+_OBSERVE = const(6)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_MAX_AGE = const(14)
+_URI_QUERY = const(15)
+_ACCEPT = const(17)
+_BLOCK2 = const(23)
+_BLOCK1 = const(27)
+_SIZE2 = const(28)
+_PROXY_URI = const(35)
+_PROXY_SCHEME = const(39)
+_SIZE1 = const(60)
+_ECHO = const(252)
 _IF_MATCH = const(1)
 _URI_HOST = const(3)
-ETAG = const(4)
 _IF_NONE_MATCH = const(5)
-OBSERVE = const(6)
 _URI_PORT = const(7)
 _LOCATION_PATH = const(8)
-OSCORE = const(9)
-URI_PATH = const(11)
-CONTENT_FORMAT = const(12)
-MAX_AGE = const(14)
-URI_QUERY = const(15)
-ACCEPT = const(17)
 _LOCATION_QUERY = const(20)
-BLOCK2 = const(23)
-BLOCK1 = const(27)
-SIZE2 = const(28)
-PROXY_URI = const(35)
-PROXY_SCHEME = const(39)
-SIZE1 = const(60)
-ECHO = const(252)
 _NO_RESPONSE = const(258)
 _REQUEST_TAG = const(292)
-
-# Content-Formats
-CF_TEXT = const(0)
-CF_LINK_FORMAT = const(40)
-CF_JSON = const(50)
-CF_CBOR = const(60)
-
 _PAYLOAD_MARKER = const(0xFF)
 
-# Options this codec understands: number -> (min length, max length, repeatable).
+# Options this codec understands: (number, min length, max length, repeatable), by number;
+# a constant tuple, so frozen code keeps it in flash (a dict would be built on the heap).
 # OSCORE is deliberately absent: an endpoint without an OSCORE layer must answer 4.02
 # (pass extra_options={OSCORE: (0, 255, False)} to decode() once one is in place).
-_FORMATS = {
-    _IF_MATCH: (0, 8, True), _URI_HOST: (1, 255, False), ETAG: (1, 8, True),
-    _IF_NONE_MATCH: (0, 0, False), OBSERVE: (0, 3, False), _URI_PORT: (0, 2, False),
-    _LOCATION_PATH: (0, 255, True), URI_PATH: (0, 255, True), CONTENT_FORMAT: (0, 2, False),
-    MAX_AGE: (0, 4, False), URI_QUERY: (0, 255, True), ACCEPT: (0, 2, False),
-    _LOCATION_QUERY: (0, 255, True), BLOCK2: (0, 3, False), BLOCK1: (0, 3, False),
-    SIZE2: (0, 4, False), PROXY_URI: (1, 1034, False), PROXY_SCHEME: (1, 255, False),
-    SIZE1: (0, 4, False), ECHO: (1, 40, False), _NO_RESPONSE: (0, 1, False),
-    _REQUEST_TAG: (0, 8, True),
-}
+_FORMATS = (
+    (_IF_MATCH, 0, 8, True), (_URI_HOST, 1, 255, False), (_ETAG, 1, 8, True),
+    (_IF_NONE_MATCH, 0, 0, False), (_OBSERVE, 0, 3, False), (_URI_PORT, 0, 2, False),
+    (_LOCATION_PATH, 0, 255, True), (_URI_PATH, 0, 255, True), (_CONTENT_FORMAT, 0, 2, False),
+    (_MAX_AGE, 0, 4, False), (_URI_QUERY, 0, 255, True), (_ACCEPT, 0, 2, False),
+    (_LOCATION_QUERY, 0, 255, True), (_BLOCK2, 0, 3, False), (_BLOCK1, 0, 3, False),
+    (_SIZE2, 0, 4, False), (_PROXY_URI, 1, 1034, False), (_PROXY_SCHEME, 1, 255, False),
+    (_SIZE1, 0, 4, False), (_ECHO, 1, 40, False), (_NO_RESPONSE, 0, 1, False),
+    (_REQUEST_TAG, 0, 8, True),
+)
 
 
 class CoapError(Exception):
@@ -108,7 +92,7 @@ class CoapMessage:
 
     __slots__ = ('mtype', 'code', 'mid', 'token', 'options', 'payload')
 
-    def __init__(self, mtype=CON, code=EMPTY, mid=0, token=b'', options=None, payload=b''):
+    def __init__(self, mtype=_CON, code=_EMPTY, mid=0, token=b'', options=None, payload=b''):
         self.mtype = mtype
         self.code = code
         self.mid = mid
@@ -325,19 +309,19 @@ def decode(data, max_size=0, extra_options=None):
             raise ValueError('bad token length')
         if 4 + tkl > n:
             raise ValueError('truncated token')
-        if code == EMPTY:
+        if code == _EMPTY:
             if n > 4:
                 raise ValueError('empty message with content')
-            return CoapMessage(mtype, EMPTY, mid)
+            return CoapMessage(mtype, _EMPTY, mid)
         token = data[4:4 + tkl]
         if cls == 1 or cls == 3 or cls > 5:
             raise ValueError('reserved code class')
-        if mtype == RST or (mtype == ACK and cls == 0):
+        if mtype == _RST or (mtype == _ACK and cls == 0):
             raise CoapError('bad type for code', mtype, mid, token)
         if max_size and n > max_size:
             if cls == 0:
                 raise CoapError('datagram too large', mtype, mid, token,
-                                REQUEST_ENTITY_TOO_LARGE, False, [(SIZE1, encode_uint(max_size))])
+                                _REQUEST_ENTITY_TOO_LARGE, False, [(_SIZE1, encode_uint(max_size))])
             raise ValueError('datagram too large')
         num = 0
         i = 4 + tkl
@@ -360,7 +344,7 @@ def decode(data, max_size=0, extra_options=None):
             options.append((num, data[i:i + length]))
             i += length
     except (ValueError, IndexError) as e:
-        raise CoapError(str(e) or 'truncated option', mtype, mid, token, 0, mtype == CON)
+        raise CoapError(str(e) or 'truncated option', mtype, mid, token, 0, mtype == _CON)
     msg = CoapMessage(mtype, code, mid, token, options, payload)
     _check_options(msg, cls == 0, extra_options)
     return msg
@@ -385,26 +369,33 @@ def _check_options(msg, request, extra):
     prev = -1
     for idx in range(len(msg.options)):
         num, value = msg.options[idx]
-        fmt = _FORMATS.get(num)
+        fmt = None
+        i = 1                  # where (min, max, repeatable) starts in fmt
+        for f in _FORMATS:
+            if f[0] >= num:
+                if f[0] == num:
+                    fmt = f
+                break
         if fmt is None and extra:
             fmt = extra.get(num)
+            i = 0
         if fmt is None:
             ok = not num & 1   # unknown elective options are passed on untouched
         else:
-            ok = fmt[0] <= len(value) <= fmt[1] and (fmt[2] or num != prev)
-        if ok and (num == BLOCK1 or num == BLOCK2) and decode_uint(value) & 7 == 7:
+            ok = fmt[i] <= len(value) <= fmt[i + 1] and (fmt[i + 2] or num != prev)
+        if ok and (num == _BLOCK1 or num == _BLOCK2) and decode_uint(value) & 7 == 7:
             # SZX 7 is reserved: a request carrying it is a 4.00 (RFC 7959 2.2)
             if request:
                 raise CoapError('reserved block size', msg.mtype, msg.mid, msg.token,
-                                BAD_REQUEST)
+                                _BAD_REQUEST)
             ok = False
         prev = num
         if not ok:
             if num & 1:
                 # a CON request gets 4.02, a NON request is dropped, a CON response Reset
-                con = msg.mtype == CON
+                con = msg.mtype == _CON
                 raise CoapError('unrecognized critical option %d' % num, msg.mtype, msg.mid,
-                                msg.token, BAD_OPTION if con and request else 0,
+                                msg.token, _BAD_OPTION if con and request else 0,
                                 con and not request)
             if keep is None:
                 keep = msg.options[:idx]
@@ -421,13 +412,13 @@ def error_reply(err, mid=None):
     (with message id `mid`) for NON requests when a mid is given.
     """
     if err.code:
-        if err.mtype == CON:
-            return encode_message(ACK, err.code, err.mid, err.token, err.options or ())
-        if err.mtype == NON and mid is not None:
-            return encode_message(NON, err.code, mid, err.token, err.options or ())
+        if err.mtype == _CON:
+            return encode_message(_ACK, err.code, err.mid, err.token, err.options or ())
+        if err.mtype == _NON and mid is not None:
+            return encode_message(_NON, err.code, mid, err.token, err.options or ())
         return None
     if err.rst and err.mid is not None:
-        return encode_message(RST, EMPTY, err.mid)
+        return encode_message(_RST, _EMPTY, err.mid)
     return None
 
 
@@ -442,8 +433,8 @@ def split_path(path):
 def set_uri(msg, path, query=None):
     """Add Uri-Path options for `path` and Uri-Query options for a list of 'k=v' strings."""
     for seg in split_path(path):
-        msg.add(URI_PATH, seg)
+        msg.add(_URI_PATH, seg)
     if query:
         for q in query:
-            msg.add(URI_QUERY, q)
+            msg.add(_URI_QUERY, q)
     return msg

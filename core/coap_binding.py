@@ -44,6 +44,11 @@ _EV_RESPONSE = const(1)
 _UNSUPPORTED = const(10)
 _WRITE = const(2)
 _TIME = const(2)
+_CON = const(0)
+_OSCORE = const(9)
+_URI_PATH = const(11)
+_CONTENT_FORMAT = const(12)
+_ECHO = const(252)
 
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
@@ -370,7 +375,7 @@ class CoapDevice:
         if oscore is not None:
             oscore.handler = self.binding.handle
             extra = dict(endpoint.extra_options or {})
-            extra[coap.OSCORE] = (0, 255, False)
+            extra[_OSCORE] = (0, 255, False)
             endpoint.extra_options = extra
             endpoint.server.handler = oscore
         else:
@@ -401,8 +406,8 @@ class CoapDevice:
         self.posted = {}           # token -> frame being POSTed
         self.dropped = 0           # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
         self._emit = self._notified   # bound once: step() hands it to node.step()
-        self._post_template = coap.set_uri(coap.CoapMessage(coap.CON, _POST), BUS).add(
-            coap.CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
+        self._post_template = coap.set_uri(coap.CoapMessage(_CON, _POST), BUS).add(
+            _CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
 
     # ---- driven like an Endpoint (times in ms) ---------------------------------------------
 
@@ -482,16 +487,16 @@ class CoapDevice:
         """POST frame to the bridge's /s, OSCORE-protected with its context if set (the
         binding is kept for the answer), repeating the bridge's Echo value if given;
         (token, OSCORE binding). Raises CoapBusy or OscoreError."""
-        echoed = None if echo is None else [(coap.ECHO, echo)]
+        echoed = None if echo is None else [(_ECHO, echo)]
         if self.bridge_ctx is None and echo is None:    # the usual POST: one template
             return self.ep.client.request_like(self.bridge, self._post_template, frame), None
         if self.bridge_ctx is None:
             return self.ep.request(self.bridge, _POST, BUS, frame, content_format=CF_SPOT,
                                    options=echoed), None
-        inner = [(coap.URI_PATH, BUS.encode()), (coap.CONTENT_FORMAT, coap.encode_uint(CF_SPOT))]
+        inner = [(_URI_PATH, BUS.encode()), (_CONTENT_FORMAT, coap.encode_uint(CF_SPOT))]
         code, option, payload, bind = self.bridge_ctx.protect_request(
             _POST, (inner + echoed) if echoed else inner, frame)
-        token = self.ep.request(self.bridge, code, '', payload, options=[(coap.OSCORE, option)])
+        token = self.ep.request(self.bridge, code, '', payload, options=[(_OSCORE, option)])
         self._binds[token] = bind
         return token, bind
 
@@ -605,7 +610,7 @@ class CoapDevice:
         echo = None
         if got is not None and got[0] == _UNAUTHORIZED and not echoed:
             for number, value in got[1]:
-                if number == coap.ECHO:
+                if number == _ECHO:
                     echo = value
         if echo is None:
             return self._failed(now)

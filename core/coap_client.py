@@ -45,7 +45,8 @@ class CoapBusy(Exception):
 class Event:
     """Outcome of a client exchange. payload is the whole (reassembled) body."""
 
-    __slots__ = ('kind', 'token', 'addr', 'code', 'payload', 'msg', 'observe', 'error')
+    observe = None      # defaults as class attributes: see Exchange
+    error = None
 
     def __init__(self, kind, token, addr, msg=None, payload=b''):
         self.kind = kind
@@ -54,8 +55,6 @@ class Event:
         self.msg = msg
         self.code = msg.code if msg is not None else 0
         self.payload = payload
-        self.observe = None
-        self.error = None
 
     def content_format(self):
         return None if self.msg is None else self.msg.get_uint(_CONTENT_FORMAT)
@@ -67,27 +66,30 @@ class Event:
 
 
 class Exchange:
-    __slots__ = ('token', 'addr', 'template', 'body', 'b1_off', 'b1_szx', 'b2_szx', 'buf',
-                 'observe', 'established', 'obs_seq', 'obs_time', 'tx', 'due', 'parent',
-                 'child')
+    # What most exchanges never change is a class attribute (its default): on MicroPython,
+    # where __slots__ does nothing, each instance holds its attributes in a hash table
+    # grown one step at a time, so an exchange setting 8 of them holds an 8-entry table,
+    # not a 17-entry one (and makes none of the intermediate tables on a tight heap).
+    b1_off = 0
+    buf = None            # Block2 reassembly
+    observe = False
+    established = False
+    obs_seq = -1
+    obs_time = 0
+    parent = None         # set on a fetch of a notification's remaining blocks
+    child = None
 
     def __init__(self, token, addr, template, body, szx):
         self.token = token
         self.addr = addr
         self.template = template   # request without token/mid/payload/block options
         self.body = body           # request payload, b'' once fully sent
-        self.b1_off = 0
         self.b1_szx = szx
         self.b2_szx = szx
-        self.buf = None            # Block2 reassembly
-        self.observe = template.get_uint(_OBSERVE) == 0
-        self.established = False
-        self.obs_seq = -1
-        self.obs_time = 0
+        if template.get_uint(_OBSERVE) == 0:
+            self.observe = True
         self.tx = None
         self.due = -1              # response deadline (-1: none)
-        self.parent = None         # set on a fetch of a notification's remaining blocks
-        self.child = None
 
 
 class ClientSide:

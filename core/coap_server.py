@@ -51,9 +51,13 @@ _TX_RESPONSE = const(3)
 class Request:
     """What a handler sees: code, path/query segments, payload, formats, observe, peer."""
 
-    __slots__ = ('addr', 'msg', 'code', 'token', 'path', 'query', 'payload',
-                 'content_format', 'accept', 'observe', 'confirmable', 'notification',
-                 'responded', 'block1')
+    # What most requests never change is a class attribute (its default): on MicroPython,
+    # where __slots__ does nothing, each instance holds its attributes in a hash table
+    # grown one step at a time (core/coap_client.Exchange): 10 entries, not 14 (17 slots)
+    accept = None
+    notification = False   # True when rendered for an Observe notification
+    responded = False
+    block1 = None          # (num, more, szx) to echo once a Block1 body is whole
 
     def __init__(self, msg, addr):
         self.addr = addr
@@ -65,7 +69,6 @@ class Request:
             raise CoapError('Uri-Path/Uri-Query not UTF-8', msg.mtype, msg.mid, msg.token,
                             _BAD_REQUEST)
         self.confirmable = msg.mtype == _CON
-        self.notification = False   # True when rendered for an Observe notification
         self.renew(path, query)
 
     def renew(self, path, query):
@@ -78,10 +81,14 @@ class Request:
         self.query = query
         self.payload = msg.payload
         self.content_format = msg.get_uint(_CONTENT_FORMAT)
-        self.accept = msg.get_uint(_ACCEPT)
+        accept = msg.get_uint(_ACCEPT)
+        if accept is not None or self.accept is not None:
+            self.accept = accept
         self.observe = msg.get_uint(_OBSERVE)
-        self.responded = False
-        self.block1 = None          # (num, more, szx) to echo once a Block1 body is whole
+        if self.responded:          # a used one: the defaults again
+            self.responded = False
+        if self.block1 is not None:
+            self.block1 = None
 
     def option(self, number, default=None):
         return self.msg.get(number, default)

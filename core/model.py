@@ -11,7 +11,7 @@ lo/hi bound the value in SI units (for TEXT: hi is the maximum length; for
 SCHEDULE and CURVE: they bound every value / coordinate).
 Values are held and sent in wire form; to_wire()/from_wire() convert.
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 from .errors import SpotError
 
 # core.errors' codes, copied: no global slot holds them on a board
@@ -20,79 +20,89 @@ _OUT_OF_RANGE = const(4)
 _WRONG_TYPE = const(5)
 _TOO_LARGE = const(7)
 
-# object types
-NONE = const(0)      # no value: an INVOKE action without argument
-ANALOG = const(1)    # number with unit; scaled integer or float on the wire
-BINARY = const(2)    # true / false
-ENUM = const(3)      # unsigned integer from lo to hi
-COUNTER = const(4)   # unsigned, monotonic (energy, events); scaled integer
-TIME = const(5)      # unsigned Unix seconds (UTC)
-SCHEDULE = const(6)  # [start, step, [v0, v1, ...]]: slot i covers start+i*step
-CURVE = const(7)     # [x0, y0, x1, y1, ...]: points of a piecewise-linear curve
-TEXT = const(8)      # UTF-8 string of at most hi characters
-ALARM = const(9)     # [time, code, severity, active]
-PLAN = const(10)     # [id, start, expiry, primacy, {service: {object: value}}]
-MAP = const(11)      # a CBOR map checked by the service itself (plan entries)
+# core/model_numbers.py's numbers that this module uses, as private constants: no
+# global slot holds them on a board
+_NONE = const(0)
+_ANALOG = const(1)
+_BINARY = const(2)
+_ENUM = const(3)
+_COUNTER = const(4)
+_TIME = const(5)
+_SCHEDULE = const(6)
+_CURVE = const(7)
+_TEXT = const(8)
+_ALARM = const(9)
+_PLAN = const(10)
+_MAP = const(11)
+_MAX_SLOTS = const(192)
+_MAX_POINTS = const(16)
+_ID = const(0)
+_NAME = const(1)
+_TYPE = const(2)
+_LO = const(6)
+_HI = const(7)
+_SCALE = const(8)
 
 TYPE_NAMES = ("none", "analog", "binary", "enum", "counter", "time",
               "schedule", "curve", "text", "alarm", "plan", "map")
 
-# access rights
-R = const(1)
-W = const(2)
-X = const(4)  # INVOKE
-RW = const(3)
-RX = const(5)
 
-M = const(1)  # mandatory
-O = const(0)  # optional
-
-MAX_SLOTS = const(192)  # schedule slots (two days of quarter hours)
-MAX_POINTS = const(16)  # curve points
-
-# row fields
-ID = const(0)
-NAME = const(1)
-TYPE = const(2)
-UNIT = const(3)
-ACCESS = const(4)
-MANDATORY = const(5)
-LO = const(6)
-HI = const(7)
-SCALE = const(8)
+if MICROPYTHON:
+    def __getattr__(name):
+        # model.ANALOG, `from .model import ANALOG`: core/model_numbers, imported on first
+        # use (this module and the device-side ones use private copies and never ask)
+        from . import model_numbers
+        return getattr(model_numbers, name)
+else:
+    from .model_numbers import *  # noqa: F401,F403  the numbers as this module's attributes
 
 
 class Service:
     """Run-time view of one profile table."""
 
-    __slots__ = ("sid", "name", "version", "rows", "by_id", "_by_name")
+    __slots__ = ("sid", "name", "version", "rows", "_by_id", "_by_name")
 
     def __init__(self, sid, name, version, rows):
         self.sid = sid
         self.name = name
         self.version = version
         self.rows = rows
-        self.by_id = {}
+        self._by_id = None
         self._by_name = None
-        for r in rows:
-            self.by_id[r[ID]] = r
+
+    @property
+    def by_id(self):
+        """{id: row}, made on first use (a board finds its rows with get(): no table)."""
+        if self._by_id is None:
+            self._by_id = {r[_ID]: r for r in self.rows}
+        return self._by_id
 
     @property
     def by_name(self):
         """{name: row}, made on first use (a device finds its few names with named())."""
         if self._by_name is None:
-            self._by_name = {r[NAME]: r for r in self.rows}
+            self._by_name = {r[_NAME]: r for r in self.rows}
         return self._by_name
+
+    def get(self, oid):
+        """The row of object oid, or None: from by_id once it is made, else found in the
+        rows (a profile's few dozen; a board keeps no table of them)."""
+        if self._by_id is not None:
+            return self._by_id.get(oid)
+        for r in self.rows:
+            if r[_ID] == oid:
+                return r
+        return None
 
     def named(self, name):
         """The row called name, or None (no table made: boards look up names at boot)."""
         for r in self.rows:
-            if r[NAME] == name:
+            if r[_NAME] == name:
                 return r
         return None
 
     def row(self, oid):
-        r = self.by_id.get(oid)
+        r = self.get(oid)
         if r is None:
             raise SpotError(_UNKNOWN_OBJECT, oid)
         return r
@@ -128,13 +138,13 @@ def _unscaled(n, scale):
 def _convert(row, value, number):
     # value with every number of it passed through number(n, scale); the lists are
     # built in _each, so the common scalar path makes no closure cells on MicroPython
-    t = row[TYPE]
-    if t == ANALOG or t == COUNTER:
-        return number(value, row[SCALE])
-    if t == SCHEDULE:
-        return [value[0], value[1], _each(value[2], row[SCALE], number)]
-    if t == CURVE:
-        return _each(value, row[SCALE], number)
+    t = row[_TYPE]
+    if t == _ANALOG or t == _COUNTER:
+        return number(value, row[_SCALE])
+    if t == _SCHEDULE:
+        return [value[0], value[1], _each(value[2], row[_SCALE], number)]
+    if t == _CURVE:
+        return _each(value, row[_SCALE], number)
     return value
 
 
@@ -149,7 +159,7 @@ def to_wire(row, value):
 
 def from_wire(row, value):
     """SI value of a wire value for the object row."""
-    if not row[SCALE]:   # None or 0: the wire value is the SI value
+    if not row[_SCALE]:   # None or 0: the wire value is the SI value
         return value
     return _convert(row, value, _unscaled)
 
@@ -157,14 +167,14 @@ def from_wire(row, value):
 def _number(row, v):
     # check one scaled/float number against type and range
     tv = type(v)
-    if tv is not int and (tv is not float or row[SCALE] is not None):
-        raise SpotError(_WRONG_TYPE, row[ID])
-    lo = row[LO]
-    hi = row[HI]
+    if tv is not int and (tv is not float or row[_SCALE] is not None):
+        raise SpotError(_WRONG_TYPE, row[_ID])
+    lo = row[_LO]
+    hi = row[_HI]
     if lo is not None or hi is not None:
-        si = _unscaled(v, row[SCALE])
+        si = _unscaled(v, row[_SCALE])
         if (lo is not None and si < lo) or (hi is not None and si > hi):
-            raise SpotError(_OUT_OF_RANGE, row[ID])
+            raise SpotError(_OUT_OF_RANGE, row[_ID])
 
 
 def _uint(v):
@@ -176,7 +186,7 @@ def check_schedule(oid, v, check_slot):
     if (type(v) is not list or len(v) != 3 or not _uint(v[0])
             or not _uint(v[1]) or v[1] == 0 or type(v[2]) is not list):
         raise SpotError(_WRONG_TYPE, oid)
-    if len(v[2]) > MAX_SLOTS:
+    if len(v[2]) > _MAX_SLOTS:
         raise SpotError(_TOO_LARGE, oid)
     for x in v[2]:
         if x is not None:
@@ -185,43 +195,43 @@ def check_schedule(oid, v, check_slot):
 
 def check(row, v):
     """Raise SpotError unless wire value v fits the object row."""
-    t = row[TYPE]
-    oid = row[ID]
-    if t == ANALOG:
+    t = row[_TYPE]
+    oid = row[_ID]
+    if t == _ANALOG:
         _number(row, v)
-    elif t == BINARY:
+    elif t == _BINARY:
         if type(v) is not bool:
             raise SpotError(_WRONG_TYPE, oid)
-    elif t == ENUM or t == COUNTER or t == TIME:
+    elif t == _ENUM or t == _COUNTER or t == _TIME:
         if not _uint(v):
             raise SpotError(_WRONG_TYPE, oid)
-        if t != TIME:
+        if t != _TIME:
             _number(row, v)
-    elif t == TEXT:
+    elif t == _TEXT:
         if type(v) is not str:
             raise SpotError(_WRONG_TYPE, oid)
-        if row[HI] is not None and len(v) > row[HI]:
+        if row[_HI] is not None and len(v) > row[_HI]:
             raise SpotError(_TOO_LARGE, oid)
-    elif t == SCHEDULE:
+    elif t == _SCHEDULE:
         check_schedule(oid, v, lambda x: _number(row, x))
-    elif t == CURVE:
+    elif t == _CURVE:
         if type(v) is not list or len(v) & 1 or len(v) < 4:
             raise SpotError(_WRONG_TYPE, oid)
-        if len(v) > 2 * MAX_POINTS:
+        if len(v) > 2 * _MAX_POINTS:
             raise SpotError(_TOO_LARGE, oid)
         for x in v:
             _number(row, x)
-    elif t == ALARM:
+    elif t == _ALARM:
         if (type(v) is not list or len(v) != 4 or not _uint(v[0])
                 or not _uint(v[1]) or not _uint(v[2]) or type(v[3]) is not bool):
             raise SpotError(_WRONG_TYPE, oid)
-    elif t == NONE:
+    elif t == _NONE:
         if v is not None:
             raise SpotError(_WRONG_TYPE, oid)
-    elif t == MAP:
+    elif t == _MAP:
         if type(v) is not dict:
             raise SpotError(_WRONG_TYPE, oid)
-    elif t == PLAN:
+    elif t == _PLAN:
         if type(v) is not list:
             raise SpotError(_WRONG_TYPE, oid)
 

@@ -28,7 +28,6 @@ the cloud side.
 from .compat import const
 from . import frame as F
 from .errors import NOT_AUTHORISED
-from .model import ID, ACCESS, R
 from .mqtt_client import MqttClient, OutboxFull, CONNECTED, EV_CONNECTED, EV_MESSAGE
 
 ROOT = "spot/v1/"
@@ -43,6 +42,11 @@ ANNOUNCE = const(3)    # spot/v1/<device>/announce
 SIGNAL_TOPIC = const(4)  # spot/v1/signal/<sid>
 
 _HEX = "0123456789abcdef"
+# core.model's row fields and access right, copied: no global slot holds them on a board,
+# and a board never imports core/model_numbers for them
+_ID = const(0)
+_ACCESS = const(4)
+_R = const(1)
 
 
 # ---------------------------------------------------------------- topics
@@ -291,7 +295,7 @@ class MqttDevice:
         if svc is None:
             raise ValueError("service not served")
         if oids is None:
-            oids = [r[ID] for r in svc.rows if r[ACCESS] & R]
+            oids = [r[_ID] for r in svc.rows if r[_ACCESS] & _R]
         values = {}
         for oid in oids:
             v = node.wire(sid, oid)

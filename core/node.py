@@ -36,6 +36,11 @@ _PLANS = const(4)
 _TIME_TYPE = const(5)    # model.TIME, the type
 _RW = const(3)
 _M = const(1)
+_ID = const(0)          # core.model's row field and access rights
+_ACCESS = const(4)
+_R = const(1)
+_W = const(2)
+_X = const(4)
 
 NOTHING = []  # shared empty result of step() when nothing is due: read results, never change them
 
@@ -75,7 +80,7 @@ class Node:
         controllable = False
         for s in self.services.values():
             for r in s.rows:
-                if r[model.ACCESS] & model.W and s.sid != _TIME:
+                if r[_ACCESS] & _W and s.sid != _TIME:
                     controllable = True
         if controllable:
             self.services[_PLANS] = model.service_of(P)
@@ -299,11 +304,11 @@ class Node:
         for oid in oids:
             if type(oid) is not int:
                 raise SpotError(_MALFORMED, "bad object id")
-            row = svc.by_id.get(oid)
+            row = svc.get(oid)
             if row is None:
                 continue
-            if not row[model.ACCESS] & need:
-                raise SpotError(_READ_ONLY if need != model.R else _UNSUPPORTED, oid)
+            if not row[_ACCESS] & need:
+                raise SpotError(_READ_ONLY if need != _R else _UNSUPPORTED, oid)
             rows.append(row)
         if not rows:
             raise SpotError(_UNKNOWN_OBJECT, oids[0] if len(oids) == 1 else None)
@@ -314,17 +319,17 @@ class Node:
         sid = svc.sid
         if body is None:
             for r in svc.rows:
-                if r[model.ACCESS] & model.R:
-                    out[r[model.ID]] = self.wire(sid, r[model.ID])
+                if r[_ACCESS] & _R:
+                    out[r[_ID]] = self.wire(sid, r[_ID])
             return out
         if type(body) is not list:
             raise SpotError(_MALFORMED, "READ takes [oid...]")
         for oid in body:   # as _known(), without the list of rows
             if type(oid) is not int:
                 raise SpotError(_MALFORMED, "bad object id")
-            row = svc.by_id.get(oid)
+            row = svc.get(oid)
             if row is not None:
-                if not row[model.ACCESS] & model.R:
+                if not row[_ACCESS] & _R:
                     raise SpotError(_UNSUPPORTED, oid)
                 out[oid] = self.wire(sid, oid)
         if not out:
@@ -335,15 +340,15 @@ class Node:
         if type(body) is not dict or not body:
             raise SpotError(_MALFORMED, "WRITE takes {oid: value}")
         oids = list(body)
-        rows = self._known(svc, oids, model.W)
+        rows = self._known(svc, oids, _W)
         sid = svc.sid
         for r in rows:  # check everything before changing anything
-            v = body[r[model.ID]]
+            v = body[r[_ID]]
             model.check(r, v)
-            if sid == _PLANS and r[model.ID] == P.DEFAULT and v:
+            if sid == _PLANS and r[_ID] == P.DEFAULT and v:
                 check_entries(self.services, v, self._may_write)
         for r in rows:
-            oid = r[model.ID]
+            oid = r[_ID]
             v = body[oid]
             if sid == _TIME:   # UNIX_TIME, its only writable object
                 self.set_time(v, now)
@@ -351,14 +356,14 @@ class Node:
                 self.plans.default = v
                 self._plan_due = 0
             self._write(sid, oid, v)
-        return [oid for oid in oids if oid not in svc.by_id] or None
+        return [oid for oid in oids if svc.get(oid) is None] or None
 
     def _do_invoke(self, svc, body, now):
         if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
             raise SpotError(_MALFORMED, "INVOKE takes [oid, arg]")
-        row = self._known(svc, body[:1], model.X)[0]
+        row = self._known(svc, body[:1], _X)[0]
         arg = body[1] if len(body) == 2 else None
-        oid = row[model.ID]
+        oid = row[_ID]
         if svc.sid == _PLANS:
             return self._plan_invoke(oid, arg, now)
         model.check(row, arg)
@@ -387,11 +392,11 @@ class Node:
         if type(body) is not dict or not body:
             raise SpotError(_MALFORMED, "SUBSCRIBE takes {oid: attrs}")
         oids = list(body)
-        rows = self._known(svc, oids, model.R)
+        rows = self._known(svc, oids, _R)
         objects = {}
         current = {}
         for r in rows:
-            oid = r[model.ID]
+            oid = r[_ID]
             v = self.wire(svc.sid, oid)
             objects[oid] = (parse_attrs(body[oid]), v)
             current[oid] = v
@@ -454,7 +459,7 @@ class Node:
             self._store(_PLANS, P.LIST, plans.summary())
         for sid, oid in plans.governed():
             svc = self.services.get(sid)
-            row = svc.by_id.get(oid) if svc is not None else None
+            row = svc.get(oid) if svc is not None else None
             if row is None:
                 continue
             v, _ = plans.value_at(sid, oid, is_series(row), t, self.fallback)

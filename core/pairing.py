@@ -52,16 +52,24 @@ REMOVE_PEER = const(2)
 PEERS = const(3)
 MAX_PEERS = const(4)
 SEQ = const(5)
+# core.model's types and access rights, copied: the table is a constant (in flash when
+# frozen) and a board never imports core/model_numbers for them
+_ENUM = const(3)
+_COUNTER = const(4)
+_MAP = const(11)
+_R = const(1)
+_X = const(4)
+_M = const(1)
 
 NAME = "security"
 VERSION = (1, 0)
 OBJECTS = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (ADD_PEER, "add_peer", model.MAP, "", model.X, model.M, None, None, 0),
-    (REMOVE_PEER, "remove_peer", model.MAP, "", model.X, model.M, None, None, 0),
-    (PEERS, "peers", model.MAP, "", model.R, model.M, None, None, 0),
-    (MAX_PEERS, "max_peers", model.ENUM, "", model.R, model.M, 0, 255, 0),
-    (SEQ, "seq", model.COUNTER, "", model.R, model.M, None, None, 0),
+    (ADD_PEER, "add_peer", _MAP, "", _X, _M, None, None, 0),
+    (REMOVE_PEER, "remove_peer", _MAP, "", _X, _M, None, None, 0),
+    (PEERS, "peers", _MAP, "", _R, _M, None, None, 0),
+    (MAX_PEERS, "max_peers", _ENUM, "", _R, _M, 0, 255, 0),
+    (SEQ, "seq", _COUNTER, "", _R, _M, None, None, 0),
 )
 
 # keys of the add_peer / remove_peer argument

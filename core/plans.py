@@ -98,7 +98,7 @@ def check_entries(services, entries, may_write=None):
         if svc is not None and may_write is not None and not may_write(sid):
             raise SpotError(_NOT_AUTHORISED, sid)
         for oid in objs:
-            row = svc.by_id.get(oid) if svc is not None and sid != _PLANS and sid != _TIME_SID else None
+            row = svc.get(oid) if svc is not None and sid != _PLANS and sid != _TIME_SID else None
             if row is None:
                 skipped.append([sid, oid])
                 continue

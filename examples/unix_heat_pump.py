@@ -6,7 +6,8 @@
         --out hp && cd hp && MICROPYPATH=lib:.frozen micropython -X heapsize=128k main.py
 
 (.mpy files need about 108k of heap; frozen into the interpreter with SPOT, as
-tests/mp_real.py does, 34k: `micropython -X heapsize=36k -m unix_heat_pump spot.json`).
+tests/mp_real.py does, 34k over CoAP and 32k over MQTT: `micropython -X heapsize=34k -m
+unix_heat_pump spot.json`).
 
 The model, in the profile's wire units (0.1 Cel, W, Wh; integers only, as a board's
 drivers would give): the compressor runs at 2 kW while the flow is below its

@@ -47,3 +47,15 @@ def test_without_a_spare_a_receive_without_room_raises_and_leaves_the_datagram()
         rx.recv()
     assert sock.datagrams == [b"kept"]
     assert rx.recv() == (b"kept", b"addr")
+
+
+def test_a_receiver_keeps_the_block_it_is_given_as_its_spare():
+    block = bytearray(SIZE)
+    assert Receiver(FakeUdpSocket([]), SIZE, block).buf is block
+    assert Receiver(FakeUdpSocket([]), SIZE, bytearray(SIZE - 1)).buf is not None   # wrong size: its own
+
+
+def test_the_device_takes_at_boot_the_receive_blocks_its_links_use():
+    from spot.ports.micropython import device, device_coap, device_mqtt
+    assert device._RX_COAP == device_coap._MAX_DATAGRAM + 1
+    assert device._RX_MQTT == device_mqtt._READ

@@ -13,16 +13,20 @@ import pytest
 # module holding copies -> the modules it copies from
 COPIES = {
     "core.plans": ("core.model", "core.errors", "core.services"),
-    "core.node": ("core.errors", "core.services"),
+    "core.node": ("core.errors", "core.services", "core.model"),
     "core.coap_binding": ("core.coap", "core.coap_client", "core.errors", "core.frame",
                           "core.services"),
+    "core.coap": ("core.coap_numbers",),
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
     "core.frame": ("core.errors",),
-    "core.model": ("core.errors",),
+    "core.mqtt_binding": ("core.model",),
+    "core.pairing": ("core.model",),
+    "core.model": ("core.errors", "core.model_numbers"),
     "core.subscriptions": ("core.errors",),
     "ports.micropython.device": ("core.model", "core.services"),
+    "ports.micropython.hw": ("core.model",),
 }
 # a copy whose name differs from its original's: (module, copy) -> (module, original)
 RENAMED = {
@@ -67,3 +71,47 @@ def test_a_profiles_service_id_is_the_one_core_services_allocates():
     for name in sorted(registry.PROFILES) + ["diagnostics"]:
         mod = importlib.import_module("spot.profiles." + name)
         assert mod.SERVICE == getattr(services, name.upper()), name
+
+
+# modules a board loads only with an optional part of a bundle (the CoAP REST view,
+# OSCORE): they may read the numbers by name, importing core/coap_numbers when loaded
+OPTIONAL = ("spot.core.coap_rest", "spot.core.coap_oscore")
+
+
+def _reads_by_name(path, numbers):
+    """(line, text) of each place in the source at path that reads one of `numbers`
+    ({module: names}) by name: `from .coap import GET`, `coap.GET` after `from . import
+    coap`."""
+    import ast
+    tree = ast.parse(open(path).read())
+    aliases = {}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            mod = (node.module or "").split(".")[-1]
+            for a in node.names:
+                if mod in numbers and a.name in numbers[mod]:
+                    found.append((node.lineno, "from %s import %s" % (mod, a.name)))
+                if a.name in numbers:
+                    aliases[a.asname or a.name] = a.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in aliases and node.attr in numbers[aliases[node.value.id]]):
+            found.append((node.lineno, "%s.%s" % (node.value.id, node.attr)))
+    return found
+
+
+def test_no_module_of_a_board_reads_coap_or_model_numbers_by_name():
+    # on a board such a read imports core/coap_numbers or core/model_numbers (their
+    # module __getattr__): heap the device pays for at run time, e.g. on its first 4.01
+    import mp_real
+    numbers = {m: {k for k, v in vars(module("core.%s_numbers" % m)).items()
+                   if k.isupper() and type(v) is int} for m in ("coap", "model")}
+    reads = {}
+    for name, path in mp_real.frozen_modules().items():
+        if name.endswith("_numbers") or name in OPTIONAL:
+            continue
+        found = _reads_by_name(path, numbers)
+        if found:
+            reads[name] = found
+    assert reads == {}

@@ -19,13 +19,15 @@ def addr_key(addr):
 
 
 class Receiver:
-    """recv() -> (datagram bytes, sender address) from sock, at most size bytes."""
+    """recv() -> (datagram bytes, sender address) from sock, at most size bytes; buf,
+    if given, is the block to use (size bytes, taken early while the heap was whole)."""
 
-    def __init__(self, sock, size):
+    def __init__(self, sock, size, buf=None):
         self.sock = sock
         self.size = size
         self.into = hasattr(sock, 'recvfrom_into')
-        self.buf = bytearray(size)     # the receive buffer (CPython), else the spare
+        # the receive buffer (CPython), else the spare
+        self.buf = buf if buf is not None and len(buf) == size else bytearray(size)
         self.mv = memoryview(self.buf) if self.into else None
         self.spare_used = 0            # receives that needed the spare block
         self.known = None              # an address key (the bridge's) handed out as it is

@@ -50,6 +50,11 @@ _MEM_WINDOW_MS = const(60000)   # cfg mem_reset MemoryErrors within this reset t
 _ACCESS = const(4)
 _R = const(1)
 _DIAGNOSTICS = const(9)
+# the links' receive blocks (device_coap: _MAX_DATAGRAM + 1, device_mqtt: _READ), taken
+# first at boot: a heap fragmented by what is built after may have kilobytes free and
+# no block this long (tests/test_mp_datagram.py checks the sizes)
+_RX_COAP = const(401)
+_RX_MQTT = const(512)
 
 
 class Device:
@@ -58,6 +63,8 @@ class Device:
     def __init__(self, cfg, profile, net=None, clock=None, sleep=None, board=None, files='',
                  poll_ms=POLL_MS):
         self.cfg = cfg = C.check(C.with_defaults(cfg))
+        scheme, host, port = C.parse_uri(cfg['bridge'])
+        self._rx = bytearray(_RX_COAP if scheme == 'coap' else _RX_MQTT)
         if board is None or clock is None:
             from . import board as real_board
             board = board or real_board
@@ -95,7 +102,6 @@ class Device:
             from . import device_oscore
             self.ctx = device_oscore.context(self)
             self._keep_seq = device_oscore.keep_seq
-        scheme, host, port = C.parse_uri(cfg['bridge'])
         # each transport's link lives in its own module: a board loads only its own, and a
         # bundle (ports/cpython/deploy.py) carries only the one its transport needs
         if scheme == 'coap':
@@ -289,6 +295,12 @@ class Device:
 
     def _mem_errors(self):
         return self.mem_errors
+
+    def take_rx(self, size):
+        """The link's receive buffer: the block taken at boot if it has this size."""
+        buf = self._rx
+        self._rx = None
+        return buf if buf is not None and len(buf) == size else bytearray(size)
 
     def activity(self, now):
         """The link saw a request: stay awake for another awake period (sleepy)."""

@@ -53,7 +53,8 @@ class CoapLink:
         sock = net.socket(ai[0], net.SOCK_DGRAM)
         sock.bind(net.getaddrinfo('0.0.0.0', self.dev.cfg['port'])[0][-1])
         sock.setblocking(False)
-        self._rx = rx = Receiver(sock, _MAX_DATAGRAM + 1)   # one more byte shows oversize
+        # one more byte shows oversize; the block the Device took for it at boot
+        self._rx = rx = Receiver(sock, _MAX_DATAGRAM + 1, self.dev.take_rx(_MAX_DATAGRAM + 1))
         rx.known = bridge
         self.sock = sock
         self._poller = p = _poller(sock)

@@ -56,7 +56,7 @@ class MqttLink:
         self.connections = 0
         self.last_error = None
         self._out = b''
-        self._buf = bytearray(_READ)
+        self._buf = dev.take_rx(_READ)   # the block the Device took for it at boot
         self._into = None        # the socket's readinto (recv_into), bound at connect
         self._mv = memoryview(self._buf)
 

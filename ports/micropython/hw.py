@@ -14,7 +14,8 @@ methods (value(), read_u16()), so tests pass fakes.
 from array import array
 
 from ...core.compat import const
-from ...core.model import SCALE
+
+_SCALE = const(8)     # core.model's row field, copied: no global slot holds it on a board
 
 
 def bind(node, name, get=None, set=None, service=None, wire=False):
@@ -26,8 +27,8 @@ def bind(node, name, get=None, set=None, service=None, wire=False):
     for sid in services:
         row = services[sid].named(name)
         if row is not None and (sid == service or (service is None and sid >= 0x10)):
-            if wire and getattr(get, 'scale', row[SCALE]) != row[SCALE]:
-                raise ValueError('%s has scale %s, the getter %s' % (name, row[SCALE], get.scale))
+            if wire and getattr(get, 'scale', row[_SCALE]) != row[_SCALE]:
+                raise ValueError('%s has scale %s, the getter %s' % (name, row[_SCALE], get.scale))
             node.bind(sid, row[0], get, set, wire)
             return
     raise ValueError('no object %r to bind' % name)
