@@ -7,8 +7,8 @@
     python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --aiocoap --floor
         # one cell; with --aiocoap each CoAP cell runs again with coap:// on aiocoap
         # (coap_fast = false, the path before) and --floor adds the SQLite store alone
-    mkdir /tmp/base && git archive main | tar -x -C /tmp/base
-    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --baseline=/tmp/base --repeat=3
+    mkdir ../spot-before && git archive main | tar -x -C ../spot-before
+    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --baseline=../spot-before --repeat=3
         # each cell again with the bridge from another tree (e.g. before a change),
         # alternating, three times
 

@@ -1,8 +1,8 @@
 """The bridge's event-loop thread on the coap:// NOTIFY path, in one process.
 
     python3 bench/coap_ingest_loop.py                          # this tree
-    python3 bench/coap_ingest_loop.py --baseline=/tmp/base --repeat=3
-    python3 bench/coap_ingest_loop.py --baseline=/tmp/base --seconds=6   # + closed loop
+    python3 bench/coap_ingest_loop.py --baseline=../spot-before --repeat=3
+    python3 bench/coap_ingest_loop.py --baseline=../spot-before --seconds=6   # + closed loop
 
 A bridge (tests/adversarial_peers.bridge: real SQLite store, CoAP link, HTTP)
 runs in this process; 1 000 devices register, then rounds of 128 NOTIFY

@@ -2,7 +2,7 @@
 a bench cell: where the store thread's time goes per frame.
 
     python3 bench/sqlite_ingest_batches.py                       # this tree
-    python3 bench/sqlite_ingest_batches.py --baseline=/tmp/base --repeat=2 --key-order
+    python3 bench/sqlite_ingest_batches.py --baseline=../spot-before --repeat=2 --key-order
 
 bench/bridge_ingest.py's --floor stores 10 batches of one frame from each of
 1 000 devices on a fresh table; under the bridge's closed loop (128 frames in
