@@ -91,6 +91,7 @@ class Bridge:
         self.pairing = None    # a cloud_bridge.pairing.PairingService when a keyring is set
         self._seen = {}        # device -> last time heard, not yet written
         self._delivery = {}    # device -> delivery task
+        self._kicked = set()   # devices kicked while their delivery ran: look again after it
         self._in_flight = Slots(config.commands_in_flight)
         self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
@@ -342,6 +343,8 @@ class Bridge:
             task = asyncio.ensure_future(self._deliver(device))
             self._delivery[device] = task
             task.add_done_callback(lambda t, d=device: self._delivered(d, t))
+        else:   # it may have found the queue empty already: it looks again when it ends
+            self._kicked.add(device)
 
     async def deliveries_done(self):
         """Wait until no delivery is running (tests, benchmarks, orderly shutdown)."""
@@ -354,6 +357,10 @@ class Bridge:
             del self._delivery[device]
         if not task.cancelled() and task.exception() is not None:
             log.error("delivery to %s failed: %r", device, task.exception())
+        if device in self._kicked:   # a command queued while it ended is not left waiting
+            self._kicked.discard(device)
+            if not task.cancelled() and device not in self._stalled:   # (stalled: when heard)
+                self._kick(device)
 
     async def _deliver(self, device):
         """Send the device's queued commands one by one while it answers; across all

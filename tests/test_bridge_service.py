@@ -76,6 +76,25 @@ def test_announce_registers_device_with_profiles_and_operator_as_owner(tmp_path)
     run(main())
 
 
+def test_a_command_queued_as_the_delivery_finds_the_queue_empty_is_delivered(tmp_path):
+    async def main():
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            claim, late = bridge.writes.claim, []
+
+            async def claim_then_a_command_comes(device):
+                cmd = await claim(device)
+                if cmd is None and not late:   # the queue looked empty: now one is queued
+                    late.append(await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE,
+                                                    {6: 1}))
+                return cmd
+            bridge.writes.claim = claim_then_a_command_comes
+            await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 2})
+            await settle(bridge)
+            assert (await bridge.store.get_command(late[0].id)).status == "done"
+            assert dev.node.get(HEAT_PUMP, 6) == 1
+    run(main())
+
+
 def test_telemetry_is_stored_and_becomes_latest(tmp_path):
     async def main():
         async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
