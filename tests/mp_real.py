@@ -141,6 +141,15 @@ def frozen_modules():
     return {n: D.module_file(n) for n in sorted(names)}
 
 
+def _in_package(name, path):
+    """The path of module `name` (source file `path`) inside the spot package, from its
+    name: right wherever the package is imported from (a checkout, a link to one)."""
+    parts = name.split(".")[1:]
+    if os.path.basename(path) == "__init__.py":
+        parts.append("__init__")
+    return os.path.join(*parts) + ".py"
+
+
 def frozen_interpreter():
     """Path of the 32-bit unix MicroPython with asyncio, SPOT's device modules (both
     transports, heat pump and meter) and the unix examples frozen (run one with
@@ -164,7 +173,7 @@ def frozen_interpreter():
         src = os.path.join(home, "frozen-" + key)
         shutil.rmtree(src, ignore_errors=True)
         for name, path in mods.items():
-            rel = os.path.relpath(path, REPO)
+            rel = _in_package(name, path)
             dest = os.path.join(src, "spot", rel)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copyfile(path, dest)
@@ -277,7 +286,7 @@ def mpy_lib(dest):
     in a ROMFS image; dest."""
     from spot.ports.cpython import deploy as D
     for name, path in frozen_modules().items():
-        rel = os.path.relpath(path, REPO)
+        rel = _in_package(name, path)
         out = os.path.join(dest, "spot", os.path.splitext(rel)[0] + ".mpy")
         os.makedirs(os.path.dirname(out), exist_ok=True)
         D.compile_module(name, out)
