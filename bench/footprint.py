@@ -4,6 +4,7 @@
 
     python3 bench/footprint.py [--minutes 10] [--trials 3] [--only frozen,romfs,mpy]
                                [--garbage-only] [--json FILE]
+    python3 bench/footprint.py --long-at frozen/heat_pump/coap/32 [--trials 3] [--minutes 10]
 
 For each way of holding the code (.mpy files on the file system: the interpreter with
 only asyncio frozen; ROMFS: the same .mpy files in a ROMFS image held outside the heap,
@@ -195,12 +196,12 @@ def smallest_heap(rig, mode, profile, transport, trials):
 LONG_STEPS = 5    # long runs at the smallest heap and the next sizes up, side by side
 
 
-def long_run(rig, mode, profile, transport, heap, minutes):
-    """Serve `minutes` at heap, heap + STEP, ...: the smallest size that lived through
-    it with no MemoryError caught, and its retained heap after boot and at the end."""
+def long_runs(rig, mode, profile, transport, heaps, minutes):
+    """One device per size in heaps (KB), side by side, serving `minutes`: for each, its
+    retained heap after boot and at the end, its last reading and MemoryErrors caught."""
     procs = [(kb, rig.device(mode, profile, transport, kb, ["run", "30", str(TELEMETRY_S + 1)],
                              None)[0])
-             for kb in range(heap, heap + LONG_STEPS * STEP, STEP)]
+             for kb in heaps]
     time.sleep(minutes * 60 + 5)
     runs = []
     for kb, proc in procs:
@@ -213,6 +214,14 @@ def long_run(rig, mode, profile, transport, heap, minutes):
                      "mem_errors": int(at[-1][2]) if at else None,
                      "survived": code is None and bool(at) and at[-1][2] == "0",
                      "exit": code, "tail": out.strip().splitlines()[-3:]})
+    return runs
+
+
+def long_run(rig, mode, profile, transport, heap, minutes):
+    """Serve `minutes` at heap, heap + STEP, ...: the smallest size that lived through
+    it with no MemoryError caught, and its retained heap after boot and at the end."""
+    runs = long_runs(rig, mode, profile, transport,
+                     range(heap, heap + LONG_STEPS * STEP, STEP), minutes)
     for r in runs:
         if r["survived"]:
             return dict(r, failed_below=[x for x in runs if x["long_heap"] < r["long_heap"]])
@@ -234,10 +243,28 @@ def main():
     ap.add_argument("--only", help="mpy, romfs or frozen (or several, comma-separated)")
     ap.add_argument("--garbage-only", action="store_true",
                     help="only the garbage figures (no heap bisection, no long runs)")
+    ap.add_argument("--long-at", metavar="MODE/PROFILE/TRANSPORT/KB",
+                    help="only --trials devices of one configuration at one heap serving "
+                         "--minutes side by side, e.g. frozen/heat_pump/coap/32")
     ap.add_argument("--json")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="spot-footprint-")
     rig = Rig(tmp)
+    if args.long_at:
+        mode, profile, transport, kb = args.long_at.split("/")
+        try:
+            runs = long_runs(rig, mode, profile, transport, [int(kb)] * args.trials, args.minutes)
+        finally:
+            rig.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        for r in runs:
+            print("%s/%s/%s %dk: %s, %s s, %s MemoryErrors, retained after boot %s, at the "
+                  "end %s" % (mode, profile, transport, r["long_heap"],
+                              "served" if r["survived"] else "failed (exit %s)" % r["exit"],
+                              r["end_s"], r["mem_errors"], r["boot"], r["end"]))
+        print("%d of %d served %g minutes" % (sum(r["survived"] for r in runs), len(runs),
+                                              args.minutes))
+        return
     results = {}
     try:
         configs = [c for c in CONFIGS if not args.only or c[0] in args.only.split(",")]

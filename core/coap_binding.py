@@ -49,6 +49,13 @@ _OSCORE = const(9)
 _URI_PATH = const(11)
 _CONTENT_FORMAT = const(12)
 _ECHO = const(252)
+# core/frame_numbers' numbers, copied: no global slot holds them on a board
+_ERROR = const(9)
+_READ = const(1)
+_RESULT = const(8)
+_SUBSCRIBE = const(4)
+_UNSUBSCRIBE = const(5)
+_VERSION = const(1)
 
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
@@ -154,24 +161,24 @@ class CoapBinding:
         if not frame:
             return error_response(_BAD_REQUEST, 'no frame')
         mid = F.message_id(frame)
-        if mid is None or frame[0] >> 4 != F.VERSION:
+        if mid is None or frame[0] >> 4 != _VERSION:
             op = 0   # not a request this view treats specially: the node decides
         else:
             op = frame[0] & 0x0F
         if code == _POST:
-            if op == F.SUBSCRIBE:
+            if op == _SUBSCRIBE:
                 return self._frame(F.error(frame[1], mid, _UNSUPPORTED,
                                            'SUBSCRIBE needs FETCH with Observe'), _CHANGED)
             return self._frame(self.node.receive(frame, self.now, peer), _CHANGED)
-        if op == F.SUBSCRIBE and observe == 0:
+        if op == _SUBSCRIBE and observe == 0:
             return self._observe_bus(req, peer, frame, frame[1], mid)
-        if op == F.SUBSCRIBE and observe == 1:
+        if op == _SUBSCRIBE and observe == 1:
             obs = self.observations.get((req.addr, req.token))
             if obs is not None and (obs.peer, obs.sid, obs.mid) == (peer, frame[1], mid):
                 self._drop(obs)
             return self._frame(self.node.receive(
-                F.encode(F.UNSUBSCRIBE, frame[1], mid, mid), self.now, peer), _CONTENT)
-        if op == F.READ and observe is None:
+                F.encode(_UNSUBSCRIBE, frame[1], mid, mid), self.now, peer), _CONTENT)
+        if op == _READ and observe is None:
             return self._frame(self.node.receive(frame, self.now, peer), _CONTENT)
         if mid is None:
             return error_response(_BAD_REQUEST, 'short frame')
@@ -184,7 +191,7 @@ class CoapBinding:
         if old is not None and (old.peer != peer or old.sid != sid or old.mid != mid):
             self._forget(old)
         reply = self.node.receive(frame, self.now, peer)
-        if reply is not None and reply[0] & 0x0F == F.RESULT:
+        if reply is not None and reply[0] & 0x0F == _RESULT:
             for o in list(self.observations.values()):
                 # one CoAP observation per subscription: a new token takes it over
                 if o.peer == peer and o.sid == sid and o.mid == mid and o is not old:
@@ -199,7 +206,7 @@ class CoapBinding:
         r.code = ok_code
         r.payload = reply or b''
         r.content_format = None if reply is None else CF_SPOT
-        if reply is not None and reply[0] & 0x0F == F.ERROR:
+        if reply is not None and reply[0] & 0x0F == _ERROR:
             try:
                 r.code = coap_code(F.decode(reply, len(reply))[3][0])
             except (SpotError, TypeError, IndexError, KeyError):
@@ -222,7 +229,7 @@ class CoapBinding:
         if obs is None or obs.peer != peer:
             return
         self._drop(obs)
-        self.node.receive(F.encode(F.UNSUBSCRIBE, obs.sid, obs.mid, obs.mid), self.now, peer)
+        self.node.receive(F.encode(_UNSUBSCRIBE, obs.sid, obs.mid, obs.mid), self.now, peer)
 
     def _forget(self, obs):
         """Drop an observation and its subscription without a request (no contact)."""
@@ -590,7 +597,7 @@ class CoapDevice:
         code, _, payload = got
         self.last_answer = payload
         head = F.peek(payload) if payload else None
-        if (code >> 5 == 2 and head is not None and head[1] == F.RESULT
+        if (code >> 5 == 2 and head is not None and head[1] == _RESULT
                 and F.message_id(payload) == reg[1]):
             if len(payload) > 4:   # the bridge's time (spec 3.1), taken as its WRITE of it
                 self.node.receive(bytes((payload[0] & 0xF0 | _WRITE, _TIME)) + payload[2:],

@@ -33,7 +33,7 @@ QUERY_ATTRS = {'pmin': PMIN, 'pmax': PMAX, 'st': ST, 'gt': GT, 'lt': LT}
 
 def diagnostic(code, detail=None):
     """Diagnostic payload text of an ERROR: 'out-of-range 7', 'malformed truncated'."""
-    text = E.NAMES.get(code, 'error')
+    text = E.name(code)
     if detail is not None:
         text += ' ' + str(detail)
     return text.encode()

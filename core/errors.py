@@ -1,35 +1,42 @@
-"""SPOT error codes, carried in ERROR frames as [code] or [code, detail]."""
-from .compat import const
+"""SPOT error codes, carried in ERROR frames as [code] or [code, detail].
 
-UNKNOWN_SERVICE = const(1)  # the node does not serve this service
-UNKNOWN_OBJECT = const(2)   # no such object (or subscription, or plan) in the service
-READ_ONLY = const(3)        # the object does not allow this operation (access)
-OUT_OF_RANGE = const(4)     # value outside the object's range or limits
-WRONG_TYPE = const(5)       # value of the wrong CBOR type or shape for the object
-NOT_AUTHORISED = const(6)   # peer not paired, or its role may not do this
-TOO_LARGE = const(7)        # frame or value larger than the node accepts
-BUSY = const(8)             # no room now (subscriptions, plans, queue); retry later
-MALFORMED = const(9)        # body is not valid CBOR or not the operation's shape
-UNSUPPORTED = const(10)     # protocol version or operation not supported
+The codes by name (errors.MALFORMED, ...) are core/errors_numbers', read through this
+module; `NAMES` maps each code to its name, `name(code)` gives one.
+"""
+from .compat import MICROPYTHON
 
-NAMES = {
-    UNKNOWN_SERVICE: "unknown-service",
-    UNKNOWN_OBJECT: "unknown-object",
-    READ_ONLY: "read-only",
-    OUT_OF_RANGE: "out-of-range",
-    WRONG_TYPE: "wrong-type",
-    NOT_AUTHORISED: "not-authorised",
-    TOO_LARGE: "too-large",
-    BUSY: "busy",
-    MALFORMED: "malformed",
-    UNSUPPORTED: "unsupported",
-}
+# each code's name, at its index (0: none): a constant tuple, in flash on a board
+_NAMES = ("error", "unknown-service", "unknown-object", "read-only", "out-of-range",
+          "wrong-type", "not-authorised", "too-large", "busy", "malformed", "unsupported")
+
+
+def name(code):
+    """The name of an error code ("error" for a code SPOT does not define)."""
+    return _NAMES[code] if type(code) is int and 0 < code < len(_NAMES) else "error"
+
+
+def _names():
+    return {code: _NAMES[code] for code in range(1, len(_NAMES))}
+
+
+if MICROPYTHON:
+    def __getattr__(attr):
+        # errors.MALFORMED, `from .errors import MALFORMED`: core/errors_numbers, imported
+        # on first use (this module and the device-side ones use private copies and never
+        # ask); errors.NAMES built on use
+        if attr == "NAMES":
+            return _names()
+        from . import errors_numbers
+        return getattr(errors_numbers, attr)
+else:
+    from .errors_numbers import *  # noqa: F401,F403  the codes as this module's attributes
+    NAMES = _names()
 
 
 class SpotError(Exception):
     """A request that must be answered with ERROR(code, detail) and change nothing."""
 
     def __init__(self, code, detail=None):
-        super().__init__(NAMES.get(code, "error"), detail)
+        super().__init__(name(code), detail)
         self.code = code
         self.detail = detail

@@ -27,7 +27,6 @@ the cloud side.
 """
 from .compat import const
 from . import frame as F
-from .errors import NOT_AUTHORISED
 from .mqtt_client import MqttClient, OutboxFull, CONNECTED, EV_CONNECTED, EV_MESSAGE
 
 ROOT = "spot/v1/"
@@ -47,6 +46,13 @@ _HEX = "0123456789abcdef"
 _ID = const(0)
 _ACCESS = const(4)
 _R = const(1)
+# core/frame_numbers' numbers, copied: no global slot holds them on a board
+_HEADER_SIZE = const(4)
+_NOTIFY = const(6)
+_VERSION = const(1)
+_READ = const(1)
+_UNSUBSCRIBE = const(5)
+_NOT_AUTHORISED = const(6)    # core.errors'
 
 
 # ---------------------------------------------------------------- topics
@@ -231,10 +237,10 @@ class MqttDevice:
             return self._drop("no frame header")
         if frame[1] != sid:
             return self._drop("service differs from the topic")
-        if frame[0] & 0x0F not in F.REQUESTS:
+        if not _READ <= frame[0] & 0x0F <= _UNSUBSCRIBE:   # not a request
             return self._drop("not a request")
         if ctx is None and self.contexts:
-            answer = F.error(sid, mid, NOT_AUTHORISED)
+            answer = F.error(sid, mid, _NOT_AUTHORISED)
         else:
             peer = self.peer if ctx is None else ctx.recipient_id
             answer = self.node.receive(frame, self.node_clock(now), peer)
@@ -244,8 +250,8 @@ class MqttDevice:
     def _signal(self, sid, payload, now):
         if sid not in self.node.consumes:
             return self._drop("signal not consumed")
-        if (len(payload) < F.HEADER_SIZE or payload[1] != sid
-                or payload[0] != (F.VERSION << 4 | F.NOTIFY)):
+        if (len(payload) < _HEADER_SIZE or payload[1] != sid
+                or payload[0] != (_VERSION << 4 | _NOTIFY)):
             return self._drop("signal topic carries only NOTIFY of its service")
         self.node.receive(payload, self.node_clock(now), None)
 
@@ -282,7 +288,7 @@ class MqttDevice:
     def publish_notify(self, frame, now):
         """Publish a NOTIFY frame on its service's up topic at the telemetry
         QoS, sealed for the bridge when configured. False if not queued."""
-        if len(frame) < F.HEADER_SIZE or frame[0] != (F.VERSION << 4 | F.NOTIFY):
+        if len(frame) < _HEADER_SIZE or frame[0] != (_VERSION << 4 | _NOTIFY):
             raise ValueError("not a NOTIFY frame")
         ctx = self.contexts[0] if self.contexts else None
         return self._send(frame, self.qos_telemetry, ctx, None, now)
@@ -302,7 +308,7 @@ class MqttDevice:
             if v is not None:
                 values[oid] = v
         body = [node.stamp(self.node_clock(now)), values]
-        return self.publish_notify(F.encode(F.NOTIFY, sid, 0, body), now)
+        return self.publish_notify(F.encode(_NOTIFY, sid, 0, body), now)
 
     def _send(self, frame, qos, ctx, reply, now):
         sid = frame[1]

@@ -41,6 +41,24 @@ _ACCESS = const(4)
 _R = const(1)
 _W = const(2)
 _X = const(4)
+# core/frame_numbers' numbers, copied: no global slot holds them on a board
+_ANNOUNCE = const(7)
+_INVOKE = const(3)
+_MAX_FRAME = const(1024)
+_NOTIFY = const(6)
+_READ = const(1)
+_RESULT = const(8)
+_SUBSCRIBE = const(4)
+_VERSION = const(1)
+_WRITE = const(2)
+_UNSUBSCRIBE = const(5)
+# core.plans' object ids, copied
+_PUSH = const(1)
+_DEFAULT = const(3)
+_ACTIVE = const(4)
+_COMM_TIMEOUT = const(5)
+_LIST = const(6)
+_FALLBACK = const(7)
 
 NOTHING = []  # shared empty result of step() when nothing is due: read results, never change them
 
@@ -68,7 +86,7 @@ FLAG_CLOCK = const(2)   # takes the clock from the registration's RESULT (spec 3
 
 
 class Node:
-    def __init__(self, profiles, device_id="", consumes=(), max_frame=F.MAX_FRAME,
+    def __init__(self, profiles, device_id="", consumes=(), max_frame=_MAX_FRAME,
                  max_subs=8, max_plans=4, comm_timeout=900, max_horizon=172800,
                  sleepy=False):
         self.device_id = device_id
@@ -118,9 +136,9 @@ class Node:
         self._peer = None
         if controllable:
             v = self.values[_PLANS]
-            v[P.COMM_TIMEOUT] = comm_timeout
-            v[P.ACTIVE] = 0
-            v[P.FALLBACK] = False
+            v[_COMM_TIMEOUT] = comm_timeout
+            v[_ACTIVE] = 0
+            v[_FALLBACK] = False
 
     # ------------------------------------------------------------ firmware API
 
@@ -162,7 +180,7 @@ class Node:
         if entries:
             check_entries(self.services, entries)
         self.plans.default = entries or {}
-        self._store(_PLANS, P.DEFAULT, self.plans.default)
+        self._store(_PLANS, _DEFAULT, self.plans.default)
         self._plan_due = 0
 
     def report(self, sid, attrs, now, peer=None, sub_id=0):
@@ -233,11 +251,11 @@ class Node:
             body[A_CONSUMES] = list(self.consumes)
         flags = FLAG_SLEEPY if self.sleepy else 0
         if bridge is not None and (self.authorise is None
-                                   or self.authorise(bridge, F.WRITE, _TIME)):
+                                   or self.authorise(bridge, _WRITE, _TIME)):
             flags |= FLAG_CLOCK
         if flags:
             body[A_FLAGS] = flags
-        return F.encode(F.ANNOUNCE, _NODE, mid, body)
+        return F.encode(_ANNOUNCE, _NODE, mid, body)
 
     # ------------------------------------------------------------ frames in
 
@@ -251,10 +269,10 @@ class Node:
         op = frame[0] & 0x0F
         sid = frame[1]
         mid = F.message_id(frame)
-        is_request = op in F.REQUESTS and mid is not None
+        is_request = _READ <= op <= _UNSUBSCRIBE and mid is not None
         if not self.filter.accepts(frame):
             self.dropped += 1
-            if is_request and ver == F.VERSION:
+            if is_request and ver == _VERSION:
                 return F.error(sid, mid, _UNKNOWN_SERVICE)
             return None
         try:
@@ -262,10 +280,10 @@ class Node:
         except SpotError as e:
             self.dropped += 1
             return F.error(sid, mid, e.code, e.detail) if is_request else None
-        if op == F.NOTIFY and sid in self.consumes:
+        if op == _NOTIFY and sid in self.consumes:
             # peer None: the transport vouches for the sender (an MQTT broker's ACL)
             if peer is not None and self.authorise is not None \
-                    and not self.authorise(peer, F.WRITE, sid):
+                    and not self.authorise(peer, _WRITE, sid):
                 self.dropped += 1
                 return None
             self.signals[sid] = body
@@ -279,13 +297,13 @@ class Node:
         self._peer = peer
         svc = self.services[sid]
         try:
-            if op == F.READ:
+            if op == _READ:
                 result = self._do_read(svc, body)
-            elif op == F.WRITE:
+            elif op == _WRITE:
                 result = self._do_write(svc, body, now)
-            elif op == F.INVOKE:
+            elif op == _INVOKE:
                 result = self._do_invoke(svc, body, now)
-            elif op == F.SUBSCRIBE:
+            elif op == _SUBSCRIBE:
                 result = self._do_subscribe(svc, mid, body, now, peer)
             else:   # UNSUBSCRIBE
                 if body is not None and (type(body) is not int or body < 0):
@@ -296,7 +314,7 @@ class Node:
         if self.fallback:   # only a request that was carried out is contact
             self._set_fallback(False)
         self.last_contact = now
-        return F.encode(F.RESULT, sid, mid, result, self._buf)
+        return F.encode(_RESULT, sid, mid, result, self._buf)
 
     def _known(self, svc, oids, need):
         # rows of the known oids (unknown ones skipped), checking access bits
@@ -345,14 +363,14 @@ class Node:
         for r in rows:  # check everything before changing anything
             v = body[r[_ID]]
             model.check(r, v)
-            if sid == _PLANS and r[_ID] == P.DEFAULT and v:
+            if sid == _PLANS and r[_ID] == _DEFAULT and v:
                 check_entries(self.services, v, self._may_write)
         for r in rows:
             oid = r[_ID]
             v = body[oid]
             if sid == _TIME:   # UNIX_TIME, its only writable object
                 self.set_time(v, now)
-            elif sid == _PLANS and oid == P.DEFAULT:
+            elif sid == _PLANS and oid == _DEFAULT:
                 self.plans.default = v
                 self._plan_due = 0
             self._write(sid, oid, v)
@@ -373,18 +391,18 @@ class Node:
 
     def _may_write(self, sid):
         """May the peer of the request being handled write service sid (plan entries)?"""
-        return self.authorise is None or self.authorise(self._peer, F.WRITE, sid)
+        return self.authorise is None or self.authorise(self._peer, _WRITE, sid)
 
     def _plan_invoke(self, oid, arg, now):
         skipped = None
-        if oid == P.PUSH:
+        if oid == _PUSH:
             self.plans.check_plan(arg, self.unix(now))
             skipped = check_entries(self.services, arg[4], self._may_write) or None
             self.plans.push(arg)
         else:
             model.check(self.services[_PLANS].row(oid), arg)
             self.plans.cancel(arg)
-        self._store(_PLANS, P.LIST, self.plans.summary())
+        self._store(_PLANS, _LIST, self.plans.summary())
         self._plan_due = 0
         return skipped
 
@@ -411,7 +429,7 @@ class Node:
         self._now = now
         if (not self.fallback and self.last_contact is not None and self.plans.temp
                 and _PLANS in self.services
-                and now - self.last_contact >= self.values[_PLANS][P.COMM_TIMEOUT]):
+                and now - self.last_contact >= self.values[_PLANS][_COMM_TIMEOUT]):
             self._set_fallback(True)
         # Unix seconds are past MicroPython's small ints on 32-bit boards (a heap object
         # each): compared in node seconds (_plan_local), made only when used
@@ -425,7 +443,7 @@ class Node:
             if values is not None:
                 body[0] = self.stamp(now)
                 body[1] = values
-                frame = F.encode(F.NOTIFY, s[1], s[2], body, self._buf)
+                frame = F.encode(_NOTIFY, s[1], s[2], body, self._buf)
                 body[1] = None
                 if emit is not None:
                     emit(s[0], frame)
@@ -440,7 +458,7 @@ class Node:
         best = self.subs.next_deadline()
         if _PLANS in self.services:
             if self.plans.temp and self.last_contact is not None and not self.fallback:
-                d = self.last_contact + self.values[_PLANS][P.COMM_TIMEOUT]
+                d = self.last_contact + self.values[_PLANS][_COMM_TIMEOUT]
                 best = d if best is None or d < best else best
             if self._plan_due is not None:
                 d = self._plan_local if self._plan_due else 0
@@ -449,14 +467,14 @@ class Node:
 
     def _set_fallback(self, on):
         self.fallback = on
-        self._store(_PLANS, P.FALLBACK, on)
+        self._store(_PLANS, _FALLBACK, on)
         self.events.append((EV_FALLBACK, _PLANS, None, on))
         self._plan_due = 0
 
     def _apply_plans(self, t):
         plans = self.plans
         if plans.expire(t):
-            self._store(_PLANS, P.LIST, plans.summary())
+            self._store(_PLANS, _LIST, plans.summary())
         for sid, oid in plans.governed():
             svc = self.services.get(sid)
             row = svc.get(oid) if svc is not None else None
@@ -466,8 +484,8 @@ class Node:
             if v is not None and v != self.wire(sid, oid):
                 self._write(sid, oid, v)
         active = plans.active(t, self.fallback)
-        if active != self.values[_PLANS].get(P.ACTIVE):
-            self._store(_PLANS, P.ACTIVE, active)
+        if active != self.values[_PLANS].get(_ACTIVE):
+            self._store(_PLANS, _ACTIVE, active)
             self.events.append((EV_PLAN, _PLANS, None, active))
         self._plan_due = due = plans.next_edge(t)
         self._plan_local = None if due is None else due - self.clock_offset   # node seconds

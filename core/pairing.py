@@ -38,10 +38,9 @@ than reuse a nonce). Portable, no I/O.
 """
 from .compat import const
 from . import cbor
-from . import frame as F
 from . import model
 from .ccm import Ccm, AuthenticationError
-from .errors import SpotError, MALFORMED, WRONG_TYPE, OUT_OF_RANGE, NOT_AUTHORISED, BUSY
+from .errors import SpotError
 from .hkdf import hkdf_extract, hkdf_expand
 from .oscore import SecurityContext
 from .roster import POLICY, OWNER, INSTALLER
@@ -60,6 +59,16 @@ _MAP = const(11)
 _R = const(1)
 _X = const(4)
 _M = const(1)
+# core/frame_numbers' numbers, copied: no global slot holds them on a board
+_READ = const(1)
+_SUBSCRIBE = const(4)
+_UNSUBSCRIBE = const(5)
+# core.errors' codes, copied
+_OUT_OF_RANGE = const(4)
+_WRONG_TYPE = const(5)
+_NOT_AUTHORISED = const(6)
+_BUSY = const(8)
+_MALFORMED = const(9)
 
 NAME = "security"
 VERSION = (1, 0)
@@ -88,7 +97,7 @@ MIN_SECRET = const(16)
 MAX_SECRET = const(64)
 MAX_SALT = const(64)
 
-_READS = (F.READ, F.SUBSCRIBE, F.UNSUBSCRIBE)
+_READS = (_READ, _SUBSCRIBE, _UNSUBSCRIBE)
 
 
 def wrap_key(master_secret, master_salt=b""):
@@ -176,7 +185,7 @@ class DevicePairing:
             (K_SEQ, K_KID, K_NONCE, K_BOX)
         for k in need:
             if k not in arg:
-                raise SpotError(MALFORMED, "argument key %d missing" % k)
+                raise SpotError(_MALFORMED, "argument key %d missing" % k)
         seq = arg[K_SEQ]
         kid = arg[K_KID]
         nonce = arg[K_NONCE]
@@ -184,22 +193,22 @@ class DevicePairing:
         role = arg[K_ROLE] if with_role else None
         if (not _uint(seq) or type(kid) is not bytes or type(nonce) is not bytes
                 or type(box) is not bytes or (with_role and type(role) is not int)):
-            raise SpotError(WRONG_TYPE, oid)
+            raise SpotError(_WRONG_TYPE, oid)
         if len(kid) > MAX_ID or len(nonce) != NONCE_LEN or len(box) < TAG_LEN:
-            raise SpotError(OUT_OF_RANGE, oid)
+            raise SpotError(_OUT_OF_RANGE, oid)
         if with_role and role not in POLICY:
-            raise SpotError(OUT_OF_RANGE, "role")
+            raise SpotError(_OUT_OF_RANGE, "role")
         if kid == self.bridge_kid:
-            raise SpotError(OUT_OF_RANGE, "the bridge's kid")
+            raise SpotError(_OUT_OF_RANGE, "the bridge's kid")
         if seq <= self.seq:
-            raise SpotError(NOT_AUTHORISED, "stale seq")
+            raise SpotError(_NOT_AUTHORISED, "stale seq")
         return seq, kid, role, nonce, box
 
     def _open(self, oid, seq, kid, role, nonce, box):
         try:
             return self._ccm.decrypt(nonce, box, _aad(oid, seq, kid, role))
         except AuthenticationError:
-            raise SpotError(NOT_AUTHORISED, "bad seal")
+            raise SpotError(_NOT_AUTHORISED, "bad seal")
 
     def _add(self, arg):
         seq, kid, role, nonce, box = self._fields(ADD_PEER, arg, True)
@@ -207,18 +216,18 @@ class DevicePairing:
         try:
             cred = cbor.loads(plain)
         except cbor.CBORError:
-            raise SpotError(MALFORMED, "credential")
+            raise SpotError(_MALFORMED, "credential")
         if type(cred) is not list or len(cred) < 3:
-            raise SpotError(MALFORMED, "credential")
+            raise SpotError(_MALFORMED, "credential")
         secret, salt, sender_id = cred[0], cred[1], cred[2]
         if type(secret) is not bytes or type(salt) is not bytes or type(sender_id) is not bytes:
-            raise SpotError(WRONG_TYPE, "credential")
+            raise SpotError(_WRONG_TYPE, "credential")
         if (not MIN_SECRET <= len(secret) <= MAX_SECRET or len(salt) > MAX_SALT
                 or not _id_ok(sender_id) or sender_id == kid):
-            raise SpotError(OUT_OF_RANGE, "credential")
+            raise SpotError(_OUT_OF_RANGE, "credential")
         roles = self.roster.roles
         if kid not in roles and len(roles) >= self.roster.max_peers:
-            raise SpotError(BUSY, "roster full")
+            raise SpotError(_BUSY, "roster full")
         ctx = SecurityContext(secret, sender_id, kid, salt, persisted_seq=0)
         peers = dict(self.peers)
         peers[kid] = [role, secret, salt, sender_id, ctx]
@@ -233,7 +242,7 @@ class DevicePairing:
     def _remove(self, arg):
         seq, kid, _, nonce, box = self._fields(REMOVE_PEER, arg, False)
         if self._open(REMOVE_PEER, seq, kid, None, nonce, box):
-            raise SpotError(MALFORMED, "remove_peer seals nothing")
+            raise SpotError(_MALFORMED, "remove_peer seals nothing")
         peers = dict(self.peers)
         peers.pop(kid, None)
         self._commit(seq, peers)
@@ -263,7 +272,7 @@ class DevicePairing:
             try:
                 self.save(cbor.dumps({0: seq, 1: recs}))
             except OSError:
-                raise SpotError(BUSY, "store failed")
+                raise SpotError(_BUSY, "store failed")
         saved_rx = {}
         for kid in floors:
             ctx = peers[kid][4]

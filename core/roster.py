@@ -7,8 +7,14 @@ kid or a DTLS PSK identity), never by a network address. A node calls
 ERROR not-authorised and changes nothing.
 """
 from .compat import const
-from . import frame as F
 from .services import DEVICE_INFO, TIME, SECURITY
+
+# core/frame_numbers' numbers, copied: no global slot holds them on a board
+_READ = const(1)
+_WRITE = const(2)
+_INVOKE = const(3)
+_SUBSCRIBE = const(4)
+_UNSUBSCRIBE = const(5)
 
 OWNER = const(1)       # the device's owner (and the bridge acting for users)
 INSTALLER = const(2)   # commissioning: everything, including device settings
@@ -18,8 +24,8 @@ MONITOR = const(4)     # read and subscribe only
 ROLE_NAMES = {OWNER: "owner", INSTALLER: "installer", AGGREGATOR: "aggregator",
               MONITOR: "monitor"}
 
-_READS = (F.READ, F.SUBSCRIBE, F.UNSUBSCRIBE)
-_ALL = _READS + (F.WRITE, F.INVOKE)
+_READS = (_READ, _SUBSCRIBE, _UNSUBSCRIBE)
+_ALL = _READS + (_WRITE, _INVOKE)
 
 # role -> (operations allowed, services closed to its writes, services closed to it
 # entirely). The roster (SECURITY) says who controls the device: only an owner or an
@@ -64,5 +70,5 @@ def role_allows(role, op, sid):
     """True if the role may perform op on service sid."""
     ops, no_writes, closed = POLICY[role]
     return (op in ops and sid not in closed
-            and not (sid in no_writes and (op == F.WRITE or op == F.INVOKE)))
+            and not (sid in no_writes and (op == _WRITE or op == _INVOKE)))
 

@@ -13,19 +13,20 @@ import pytest
 # module holding copies -> the modules it copies from
 COPIES = {
     "core.plans": ("core.model", "core.errors", "core.services"),
-    "core.node": ("core.errors", "core.services", "core.model"),
+    "core.node": ("core.errors", "core.services", "core.model", "core.frame", "core.plans"),
     "core.coap_binding": ("core.coap", "core.coap_client", "core.errors", "core.frame",
                           "core.services"),
     "core.coap": ("core.coap_numbers",),
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
-    "core.frame": ("core.errors",),
-    "core.mqtt_binding": ("core.model",),
-    "core.pairing": ("core.model",),
+    "core.frame": ("core.errors", "core.frame_numbers"),
+    "core.mqtt_binding": ("core.frame", "core.errors", "core.model"),
+    "core.pairing": ("core.model", "core.frame", "core.errors"),
+    "core.roster": ("core.frame",),
     "core.model": ("core.errors", "core.model_numbers"),
     "core.subscriptions": ("core.errors",),
-    "ports.micropython.device": ("core.model", "core.services"),
+    "ports.micropython.device": ("core.model", "core.services", "core.frame"),
     "ports.micropython.hw": ("core.model",),
 }
 # a copy whose name differs from its original's: (module, copy) -> (module, original)
@@ -74,7 +75,7 @@ def test_a_profiles_service_id_is_the_one_core_services_allocates():
 
 
 # modules a board loads only with an optional part of a bundle (the CoAP REST view,
-# OSCORE): they may read the numbers by name, importing core/coap_numbers when loaded
+# OSCORE): they may read the numbers by name, importing core/*_numbers when loaded
 OPTIONAL = ("spot.core.coap_rest", "spot.core.coap_oscore")
 
 
@@ -101,12 +102,15 @@ def _reads_by_name(path, numbers):
     return found
 
 
-def test_no_module_of_a_board_reads_coap_or_model_numbers_by_name():
-    # on a board such a read imports core/coap_numbers or core/model_numbers (their
-    # module __getattr__): heap the device pays for at run time, e.g. on its first 4.01
+def test_no_module_of_a_board_reads_numbers_by_name():
+    # on a board such a read of CoAP's, the model's, the frame's or the error codes'
+    # numbers imports core/coap_numbers, model_numbers, frame_numbers or errors_numbers
+    # (their module __getattr__): heap the device pays for at run time, e.g. on its
+    # first 4.01
     import mp_real
     numbers = {m: {k for k, v in vars(module("core.%s_numbers" % m)).items()
-                   if k.isupper() and type(v) is int} for m in ("coap", "model")}
+                   if k.isupper() and type(v) in (int, tuple)}
+               for m in ("coap", "model", "frame", "errors")}
     reads = {}
     for name, path in mp_real.frozen_modules().items():
         if name.endswith("_numbers") or name in OPTIONAL:

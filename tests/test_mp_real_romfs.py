@@ -99,6 +99,6 @@ def test_the_image_holds_the_bundles_modules_as_mpy_under_rom_lib(romfs):
                        env={"SPOT_ROMFS": image, "MICROPYPATH": ".frozen"})
     held = sorted(ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("ROM "))
     want = sorted("/rom/lib/spot/%s.mpy" % os.path.splitext(
-        os.path.relpath(D.module_file(n), mp_real.REPO))[0].replace(os.sep, "/")
+        mp_real._in_package(n, D.module_file(n)))[0].replace(os.sep, "/")
         for n in D.modules_for("heat_pump", "coap", main=main))
     assert held == want, r.stdout + r.stderr

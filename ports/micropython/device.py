@@ -55,6 +55,8 @@ _DIAGNOSTICS = const(9)
 # no block this long (tests/test_mp_datagram.py checks the sizes)
 _RX_COAP = const(401)
 _RX_MQTT = const(512)
+# core/frame_numbers' numbers, copied: no global slot holds them on a board
+_NOTIFY = const(6)
 
 
 class Device:
@@ -136,7 +138,7 @@ class Device:
                     values[r[0]] = v
         if values:
             now = self.clock()
-            self.link.telemetry(F.encode(F.NOTIFY, sid, 0, [node.stamp(now // 1000), values]),
+            self.link.telemetry(F.encode(_NOTIFY, sid, 0, [node.stamp(now // 1000), values]),
                                 now)
 
     # ---- the loop ------------------------------------------------------------------------
