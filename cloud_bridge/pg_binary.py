@@ -67,6 +67,14 @@ def row_arrays(rows):
             _texts(vals))
 
 
+def _row_head(heads, dev):
+    """The start of a device's COPY rows (field count, the device's text field), kept in
+    heads: built once per device of a stream."""
+    b = dev.encode()
+    h = heads[dev] = _ROW_HEAD(5, len(b)) + b
+    return h
+
+
 def copy_payload(rows):
     """The whole binary COPY stream of telemetry rows (device, service, object, float
     t, JSON text) as text, int2, int4, float8 and text (json's binary form is its text)."""
@@ -74,12 +82,8 @@ def copy_payload(rows):
     out = [_COPY_HEAD]
     add = out.append
     for dev, sid, oid, t, v in rows:
-        h = heads.get(dev)
-        if h is None:
-            b = dev.encode()
-            h = heads[dev] = _ROW_HEAD(5, len(b)) + b
         b = v.encode()
-        add(h)
+        add(heads.get(dev) or _row_head(heads, dev))
         add(_ROW_REST(2, sid, 4, oid, 8, t, len(b)))
         add(b)
     add(_COPY_END)
@@ -114,10 +118,7 @@ def frame_copy_payload(frames):
     out = [_COPY_HEAD]          # few sets across a fleet of one profile)
     add = out.append
     for dev, sid, t, oids, vals in frames:
-        h = heads.get(dev)
-        if h is None:
-            b = dev.encode()
-            h = heads[dev] = _ROW_HEAD(5, len(b)) + b
+        h = heads.get(dev) or _row_head(heads, dev)
         n = len(oids)
         key = tuple(oids)
         o = objects.get(key)
