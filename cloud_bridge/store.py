@@ -564,6 +564,7 @@ class Store(abc.ABC):
     dialect = None          # "sqlite" or "postgresql"
     copy_telemetry = True   # postgresql: new history rows by COPY (False: always INSERT)
     schema = SCHEMA_VERSION  # the schema version this backend creates (PostgreSQL: 2)
+    history_table = "telemetry"   # the table (or view) delete_device deletes history from
 
     # -- backend
 
@@ -901,7 +902,7 @@ class Store(abc.ABC):
             r = yield Q("SELECT 1 FROM devices WHERE id = ?", (id,))
             if not r.rows:
                 return False
-            for table in ("telemetry", "latest", "plans", "commands", "pairings",
+            for table in (self.history_table, "latest", "plans", "commands", "pairings",
                           "device_groups"):   # plans before the commands they name
                 yield Q("DELETE FROM " + table + " WHERE device = ?", (id,))
             yield Q("DELETE FROM devices WHERE id = ?", (id,))

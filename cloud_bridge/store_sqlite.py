@@ -22,8 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
+from . import sqlite_frames
 from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
-                    UnknownDevice, prepare_telemetry, s_conflicts, value_text)
+                    UnknownDevice, check_time, prepare_telemetry, s_conflicts, value_text)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
@@ -53,14 +54,9 @@ DDL = (
         grp TEXT NOT NULL,
         PRIMARY KEY (device, grp)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS device_groups_grp ON device_groups (grp, device)",
-    # no foreign key: add_telemetry checks the batch's devices once
-    """CREATE TABLE IF NOT EXISTS telemetry (
-        device TEXT NOT NULL,
-        service INTEGER NOT NULL,
-        object INTEGER NOT NULL,
-        t REAL NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (device, service, object, t)) WITHOUT ROWID""",
+    # no foreign key: add_telemetry checks the batch's devices once. History one row
+    # per frame, read through the view `telemetry` (sqlite_frames; schema 2)
+    sqlite_frames.FRAME_TABLE,
     """CREATE TABLE IF NOT EXISTS latest (
         device TEXT NOT NULL,
         service INTEGER NOT NULL,
@@ -141,8 +137,6 @@ DDL = (
 # in the connection's statement cache.
 _SIZES = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
     else (128, 64, 32, 16, 8, 4, 2, 1)   # SQLite before 3.32 takes 999 parameters at most
-_INSERT_TELEMETRY = {n: "INSERT OR IGNORE INTO telemetry (device, service, object, t, value) "
-                        "VALUES " + ",".join(("(?,?,?,?,?)",) * n) for n in _SIZES}
 # rows of one key in one statement go in order: the greatest t wins, the first on equal t
 _UPSERT_LATEST = {n: "INSERT INTO latest (device, service, object, t, value) "
                      "VALUES " + ",".join(("(?,?,?,?,?)",) * n) + " "
@@ -181,6 +175,22 @@ def _bindable(rows):
 _INT = frozenset((int,))
 
 
+def _s_history(rows):
+    """History of checked stored-form rows, one row per frame (sqlite_frames): those
+    of a stored (device, service, object, t) ignored, the first one if twice; how many
+    were new (a script step)."""
+    by, twice = sqlite_frames.grouped(rows)
+    yield Q("SAVEPOINT history", ())
+    if not twice and (yield from sqlite_frames.s_insert(
+            sqlite_frames.INSERT, sqlite_frames.flat_of(by))) == len(by):
+        new = len(rows)
+    else:   # a frame's time stored already: its values merged into the stored frame
+        yield Q("ROLLBACK TO history", ())
+        new = yield from sqlite_frames.s_add_values(by)
+    yield Q("RELEASE history", ())
+    return new
+
+
 def _steps(c, script):
     """Execute a transaction script's statements on connection c; its return value."""
     gen = script()
@@ -212,6 +222,8 @@ class SqliteStore(Store):
     """Store on one SQLite file. timeout: seconds to wait for another writer."""
 
     dialect = "sqlite"
+    schema = sqlite_frames.SCHEMA
+    history_table = "telemetry_frame"   # delete_device deletes a device's history there
     takes_frames_late = True   # add_telemetry_frames takes a function of the frames
 
     def __init__(self, path, timeout=10.0):
@@ -361,7 +373,7 @@ class SqliteStore(Store):
             unknown = yield from self._s_unknown_devices(ids)
             if unknown:
                 raise UnknownDevice(unknown)
-            new = yield from _s_insert(_INSERT_TELEMETRY, out)
+            new = yield from _s_history(out)
             yield from _s_insert(_UPSERT_LATEST, latest)
             return new
         return await self._run(script)
@@ -399,20 +411,42 @@ class SqliteStore(Store):
             raise UnknownDevice(unknown)
         rows = list(chain.from_iterable(frames))
         flat = _bindable(rows)
-        if flat is None:
-            rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
+        # one history row per frame (sqlite_frames), its values as stored text
+        packed = sqlite_frames.pack(frames, value_text if flat is None else str)
         refused = [False] * len(frames)
         yield Q("SAVEPOINT telemetry", ())
-        if (yield from _s_insert(_INSERT_TELEMETRY, rows, flat)) != len(rows):
+        if packed is None or (yield from sqlite_frames.s_insert(
+                sqlite_frames.INSERT, packed)) != len(packed) // 4:
             yield Q("ROLLBACK TO telemetry", ())
             enc = [[(d, s, o, float(t), value_text(v)) for d, s, o, t, v in fr] for fr in frames]
             refused = yield from s_conflicts(enc)
             rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
             flat = None
-            yield from _s_insert(_INSERT_TELEMETRY, rows)
+            yield from sqlite_frames.s_add_values(sqlite_frames.grouped(rows)[0])
+        elif flat is None:
+            rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
         yield from _s_insert(_UPSERT_LATEST, rows, flat)
         yield Q("RELEASE telemetry", ())
         return refused
+
+    def _s_schema(self, ddl, now):
+        """Store._s_schema, then a schema-1 database's history moved to frames
+        (sqlite_frames) and the view `telemetry` made."""
+        v = yield from super()._s_schema(ddl, now)
+        if v < sqlite_frames.SCHEMA:
+            yield from sqlite_frames.s_migrate()
+            yield Q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (sqlite_frames.SCHEMA, float(now)))
+            v = sqlite_frames.SCHEMA
+        for stmt in sqlite_frames.VIEW:
+            yield Q(stmt, ())
+        return v
+
+    async def prune_telemetry(self, before_t):
+        """Store.prune_telemetry: the frames older than before_t deleted, the values
+        they held counted."""
+        check_time(before_t, "before_t")
+        return await self._run(lambda: sqlite_frames.s_prune(float(before_t)))
 
     # -- lifecycle
 
