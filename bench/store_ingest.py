@@ -9,6 +9,8 @@
         # cells in turn on one server, each in its own process; also this tree on a
         # schema-3 database (history one row per value), on a schema-2 one (latest
         # values one row per object too) and SQLite
+    python3 bench/store_ingest.py --sqlite-against DIR --rounds 2
+        # SQLite only: this tree against DIR's, cells in turn, each in its own process
     python3 bench/store_ingest.py --fleet [--against DIR ...] [--devices N] [--rounds R]
         # readers of the latest values (fleet figures, power sample, alarm filter,
         # one device): this tree on both PostgreSQL layouts, and each DIR's code
@@ -178,6 +180,39 @@ def cell_process(url, n, k, tree=None):
         if tree is not None:
             shutil.rmtree(link, ignore_errors=True)
     return json.loads(out.strip().splitlines()[-1])
+
+
+def against_sqlite(tree, rounds, plan=((1000, 10), (10000, 3))):
+    """`--sqlite-against DIR`: SQLite rows/s of this tree and of DIR's, cells in turn."""
+    began = time.perf_counter()
+    load = os.getloadavg()
+    got = {}
+    tmp = tempfile.mkdtemp(prefix="spot-bench-")
+    try:
+        for r in range(rounds):
+            for n, k in plan:
+                for name in ("before", "now"):
+                    url = "sqlite://" + os.path.join(tmp, "s%d_%d_%s.db" % (r, n, name))
+                    ts = cell_process(url, n, k, tree if name == "before" else None)
+                    got.setdefault((n, name), []).append(n * len(OBJECTS) * k / sum(ts))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("SQLite telemetry ingest, rows/s (store only, one transaction per batch of one "
+          "9-value NOTIFY from each of N devices); before = %s; cells in turn, %d rounds:"
+          % (tree, rounds))
+    print()
+    print("| devices per batch | store | " + " | ".join("run %d" % (r + 1)
+                                                       for r in range(rounds)) + " |")
+    print("|---:|---|" + "---:|" * rounds)
+    for (n, name), v in got.items():
+        print("| %d | SQLite %s | " % (n, name) + " | ".join("%.0f" % x for x in v) + " |")
+    print()
+    for n, _ in plan:
+        print("%d devices: now / before per run %s" % (n, ", ".join(
+            "%.2f" % (a / b) for a, b in zip(got[(n, "now")], got[(n, "before")]))))
+    print()
+    print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
+          "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
 
 
 def against(tree, rounds, plan=((1000, 10), (10000, 3))):
@@ -391,6 +426,8 @@ def main(argv):
         return
     if argv[:1] == ["--against"]:
         return against(argv[1], int(argv[3]) if argv[2:3] == ["--rounds"] else 3)
+    if argv[:1] == ["--sqlite-against"]:
+        return against_sqlite(argv[1], int(argv[3]) if argv[2:3] == ["--rounds"] else 3)
     if argv[:1] == ["--interleave"]:
         return interleaved(int(argv[1]))
     if argv[:1] == ["--fleet-cell"]:

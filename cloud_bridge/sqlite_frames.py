@@ -71,22 +71,46 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _key = itemgetter(0, 1, 3)
 _object = itemgetter(2)
 _value = itemgetter(4)
+_TEMPLATES = {}   # a tuple of object ids -> the vals text with %s for each value
 
 
-def pack(frames, text):
+def _template(objects):
+    """'{"<id>":"%s",...}' for these object ids (cached), None if one is there twice."""
+    if len(set(objects)) != len(objects):
+        return None
+    t = '{' + ','.join('"%d":"%%s"' % o for o in objects) + '}'
+    if len(_TEMPLATES) < 4096:   # a fleet has a few sets (one per profile and firmware)
+        _TEMPLATES[objects] = t
+    return t
+
+
+def vals_text(objects, values, template=None):
+    """A frame's `vals` from its object ids and values (ints, or value texts), both
+    tuples: the object's template filled in, or JSON-encoded when a text holds a
+    character a JSON string must escape."""
+    v = (template or _TEMPLATES.get(objects) or _template(objects)) % values
+    if v.count('"') != 4 * len(objects) or "\\" in v:
+        v = _dumps(dict(zip(objects, map(str, values))))
+    return v
+
+
+def pack(frames, text=None):
     """The parameters (device, service, float t, vals) of each frame's row, flat, when
     every frame's rows have one (device, service, t) and no object twice (the usual
-    NOTIFY); else None. text: the function giving a row's value its stored text."""
+    NOTIFY); else None. text: the function giving a row's value its stored text (None:
+    the values are ints, written as their digits)."""
     flat = []
     add = flat.extend
     for fr in frames:
         if not fr:
             continue
-        vals = dict(zip(map(_object, fr), map(text, map(_value, fr))))
-        if len(vals) != len(fr) or len(set(map(_key, fr))) != 1:
+        objects = tuple(map(_object, fr))
+        template = _TEMPLATES.get(objects) or _template(objects)
+        if template is None or len(set(map(_key, fr))) != 1:
             return None
+        values = tuple(map(_value, fr)) if text is None else tuple(map(text, map(_value, fr)))
         d, s, _, t, _ = fr[0]
-        add((d, s, float(t), _dumps(vals)))
+        add((d, s, float(t), vals_text(objects, values, template)))
     return flat
 
 
@@ -133,7 +157,7 @@ def flat_of(by):
     """The parameters of grouped() frames' rows, flat."""
     flat = []
     for (d, s, t), vals in by.items():
-        flat.extend((d, s, t, _dumps(vals)))
+        flat.extend((d, s, t, vals_text(tuple(vals), tuple(vals.values()))))
     return flat
 
 
@@ -153,7 +177,7 @@ def s_add_values(by):
             vals = {**old, **vals}
         else:
             new += len(vals)
-        flat.extend((k[0], k[1], k[2], _dumps(vals)))
+        flat.extend((k[0], k[1], k[2], vals_text(tuple(vals), tuple(vals.values()))))
     yield from s_insert(PUT, flat)
     return new
 

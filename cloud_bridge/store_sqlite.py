@@ -412,7 +412,7 @@ class SqliteStore(Store):
         rows = list(chain.from_iterable(frames))
         flat = _bindable(rows)
         # one history row per frame (sqlite_frames), its values as stored text
-        packed = sqlite_frames.pack(frames, value_text if flat is None else str)
+        packed = sqlite_frames.pack(frames, value_text if flat is None else None)
         refused = [False] * len(frames)
         yield Q("SAVEPOINT telemetry", ())
         if packed is None or (yield from sqlite_frames.s_insert(
