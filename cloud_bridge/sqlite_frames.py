@@ -26,7 +26,6 @@ changes. It takes time in proportion to the history stored (docs/benchmarks.md).
 """
 import json
 from itertools import chain
-from operator import itemgetter
 
 from .store import Q
 
@@ -68,9 +67,6 @@ PUT = {n: "INSERT INTO telemetry_frame (device, service, t, vals) VALUES "
           "DO UPDATE SET vals = excluded.vals" for n in SIZES}
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_key = itemgetter(0, 1, 3)
-_object = itemgetter(2)
-_value = itemgetter(4)
 _TEMPLATES = {}   # a tuple of object ids -> the vals text with %s for each value
 
 
@@ -104,13 +100,14 @@ def pack(frames, text=None):
     for fr in frames:
         if not fr:
             continue
-        objects = tuple(map(_object, fr))
+        d, s, objects, t, values = zip(*fr)   # the frame's columns
+        n = len(fr)
         template = _TEMPLATES.get(objects) or _template(objects)
-        if template is None or len(set(map(_key, fr))) != 1:
+        if template is None or d.count(d[0]) != n or s.count(s[0]) != n or t.count(t[0]) != n:
             return None
-        values = tuple(map(_value, fr)) if text is None else tuple(map(text, map(_value, fr)))
-        d, s, _, t, _ = fr[0]
-        add((d, s, float(t), vals_text(objects, values, template)))
+        if text is not None:
+            values = tuple(map(text, values))
+        add((d[0], s[0], float(t[0]), vals_text(objects, values, template)))
     return flat
 
 
