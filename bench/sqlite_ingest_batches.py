@@ -16,7 +16,8 @@ store thread's CPU (and wall) per frame by statement. With --baseline the
 store of another tree runs too; with --key-order, this tree again with the
 telemetry table keyed (device, service, t, object) (a frame's rows side by
 side) instead of (device, service, object, t): measured, not adopted (see
-docs/benchmarks.md). Each variant in its own process, alternating.
+docs/benchmarks.md; a tree keeping history one row per frame, SQLite schema 2,
+has no such key and refuses it). Each variant in its own process, alternating.
 """
 import asyncio
 import collections
@@ -38,9 +39,13 @@ async def measure(batch, nframes, key_order):
     from spot.cloud_bridge import store_sqlite as SS
     from spot.cloud_bridge.store import open_store
     if key_order:
-        SS.DDL = tuple(d.replace("PRIMARY KEY (device, service, object, t)) WITHOUT ROWID",
-                                 "PRIMARY KEY (device, service, t, object)) WITHOUT ROWID")
-                       for d in SS.DDL)
+        ddl = tuple(d.replace("PRIMARY KEY (device, service, object, t)) WITHOUT ROWID",
+                              "PRIMARY KEY (device, service, t, object)) WITHOUT ROWID")
+                    for d in SS.DDL)
+        if ddl == SS.DDL:
+            raise SystemExit("--key-order: this tree's history has no row per value "
+                             "(one row per frame, schema 2)")
+        SS.DDL = ddl
     wall, cpu = collections.Counter(), collections.Counter()
 
     class Timed:
