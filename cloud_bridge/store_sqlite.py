@@ -15,6 +15,10 @@ only after that commit. A thousand concurrent command deliveries thus cost a
 few fsyncs instead of three thousand. Reads issued while writes wait queue
 behind them, so every call sees the calls issued before it; a call cancelled
 before its batch starts is not run; close() first finishes what waits.
+
+Telemetry history is one row per frame (schema 2, sqlite_frames): a NOTIFY's
+values in one row keyed (device, service, t), read through the view
+`telemetry` one row per value; a schema-1 database is migrated when opened.
 """
 import asyncio
 import sqlite3
