@@ -182,7 +182,7 @@ def cell_process(url, n, k, tree=None):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def against_sqlite(tree, rounds, plan=((1000, 10), (10000, 3))):
+def against_sqlite(tree, rounds, plan=((1000, 30), (10000, 5))):
     """`--sqlite-against DIR`: SQLite rows/s of this tree and of DIR's, cells in turn."""
     began = time.perf_counter()
     load = os.getloadavg()
