@@ -25,6 +25,7 @@ frames, the old table dropped and the view made; if anything fails nothing
 changes. It takes time in proportion to the history stored (docs/benchmarks.md).
 """
 import json
+import sqlite3
 from itertools import chain
 
 from .store import Q
@@ -57,8 +58,9 @@ MIGRATE = (
     "DROP TABLE telemetry",
 )
 
-# frames in per statement (SQLite before 3.32 takes 999 parameters at most)
-SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+# frames in per statement (SQLite before 3.32 takes 999 parameters at most: 4 a frame)
+SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
+    else (128, 64, 32, 16, 8, 4, 2, 1)
 INSERT = {n: "INSERT OR IGNORE INTO telemetry_frame (device, service, t, vals) VALUES "
              + ",".join(("(?,?,?,?)",) * n) for n in SIZES}
 # a frame with values added to it (or a new one)

@@ -95,6 +95,27 @@ def test_a_second_frame_at_a_stored_time_adds_its_new_objects_and_keeps_stored_v
     assert len(frame_rows(tmp_path / "b.db")) == 1
 
 
+def test_a_batch_of_more_frames_than_one_statement_takes_refuses_only_the_conflicting_one(
+        tmp_path):
+    devices = ["hp-%03d" % i for i in range(300)]
+
+    async def main():
+        s = await opened(tmp_path / "b.db", devices)
+        try:
+            await s.add_telemetry_frames([frame(devices[299], T0, {1: 1})])
+            batch = [frame(dev, T0, {1: i, 2: i}) for i, dev in enumerate(devices)]
+            refused = await s.add_telemetry_frames(batch)
+            assert refused == [False] * 299 + [True]
+            assert await s.history(devices[0], HP, 2) == [(T0, 0)]
+            assert await s.history(devices[298], HP, 2) == [(T0, 298)]
+            assert await s.history(devices[299], HP, 1) == [(T0, 1)]
+            assert await s.history(devices[299], HP, 2) == []
+        finally:
+            await s.close()
+    run(main())
+    assert len(frame_rows(tmp_path / "b.db")) == 300
+
+
 def test_add_telemetry_counts_only_values_not_stored_before(tmp_path):
     async def main():
         s = await opened(tmp_path / "b.db")
