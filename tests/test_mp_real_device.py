@@ -143,3 +143,36 @@ def test_a_bundle_of_mpy_files_with_the_unix_example_as_main_registers_with_the_
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert "Error" not in output, output
+
+
+def test_a_subscription_through_the_api_is_observed_on_the_board_in_its_heap_cap(
+        micropython, bridges, tmp_path):
+    # Observe is imported on the device with the first observation (core/coap_observe):
+    # under the CI heap cap, after the bridge has made the device's heap what it is
+    # (registration, a WRITE), it must load and serve. No periodic telemetry: every value
+    # stored came from the observation's notifications; then the subscription ends.
+    bridge = bridges(offline_after=30)
+    cfg = dict(device_config("coap://127.0.0.1:%d" % bridge.coap_port), telemetry=0,
+               comm_timeout=600, lifetime=300)
+    dev = mp_real.DeviceProcess(micropython, tmp_path / "dev", cfg, HEAP["coap"])
+    dev.start()
+    try:
+        assert wait(lambda: (device_json(bridge) or {}).get("presence") == "online"), \
+            dev.output()
+        cid = command(bridge, {"service": "heat_pump", "op": "write",
+                               "values": {"flow_setpoint": 70}})   # the compressor runs
+        assert wait(lambda: done(bridge, cid)), "the WRITE was not done"
+        assert not history(bridge, "flow_temp")
+        cid = command(bridge, {"service": "heat_pump", "op": "subscribe",
+                               "objects": ["flow_temp"], "attributes": {"pmin": 1, "pmax": 1}})
+        assert wait(lambda: done(bridge, cid)), "the subscription was not done"
+        sub = bridge.call("GET", "/api/v1/commands/%d" % cid)[1]["subscription"]
+        assert wait(lambda: len(history(bridge, "flow_temp")) >= 3), \
+            "no notifications stored: %s" % dev.output()
+        cid = command(bridge, {"service": "heat_pump", "op": "unsubscribe",
+                               "subscription": sub})
+        assert wait(lambda: done(bridge, cid)), "the unsubscribe was not done"
+        assert dev.running(), dev.output()
+    finally:
+        dev.stop()
+    assert "MemoryError" not in dev.output() and "Traceback" not in dev.output()
