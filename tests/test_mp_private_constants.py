@@ -20,6 +20,7 @@ COPIES = {
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
+    "core.coap_observe": ("core.coap", "core.frame"),
     "core.frame": ("core.errors", "core.frame_numbers"),
     "core.mqtt_binding": ("core.frame", "core.errors", "core.model"),
     "core.pairing": ("core.model", "core.frame", "core.errors"),
@@ -35,6 +36,7 @@ RENAMED = {
     ("core.node", "_TIME_TYPE"): ("core.model", "TIME"),
     ("core.node", "_RW"): ("core.model", "RW"),
     ("core.node", "_M"): ("core.model", "M"),
+    ("core.coap_observe", "_CF_SPOT"): ("core.coap_binding", "CF_SPOT"),
 }
 
 
