@@ -3,7 +3,8 @@
 ServerSide turns a request message into a Request for the application handler and its
 Response into response messages: piggy-backed, separate (respond()), block-wise, and
 notifications for registered observers (core.coap_observe, imported with the first
-observation).  Used by coap_endpoint.Endpoint, not on its own.
+observation; blocks: core.coap_blocks, with the first block).  Used by
+coap_endpoint.Endpoint, not on its own.
 """
 from .compat import const
 from . import coap
@@ -31,18 +32,15 @@ _PROXY_URI = const(35)
 _PROXY_SCHEME = const(39)
 _SIZE1 = const(60)
 _CONTENT = const(69)
-_CONTINUE = const(95)
 _BAD_REQUEST = const(128)
 _BAD_OPTION = const(130)
 _NOT_FOUND = const(132)
 _METHOD_NOT_ALLOWED = const(133)
-_REQUEST_ENTITY_INCOMPLETE = const(136)
 _REQUEST_ENTITY_TOO_LARGE = const(141)
 _INTERNAL_SERVER_ERROR = const(160)
 _EV_ERROR = const(5)      # coap_client.EV_ERROR
 _PROXYING_NOT_SUPPORTED = const(165)
 
-_BUFFER_LIFETIME_MS = const(60000)       # idle Block1 reassembly / Block2 snapshot kept
 _TX_RESPONSE = const(3)  # Transmission kind of this side (as coap_endpoint's)
 
 
@@ -126,7 +124,7 @@ class ServerSide:
         self.block_szx = block_szx
         self.con_every = con_every
         self.observers = {}    # (addr, uri key) -> coap_observe.Observer
-        self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1
+        self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1 (coap_blocks)
         self._snap = {}        # (addr, uri key) -> [Response, last use, code]   Block2
         self._seq = 1
         self._buf = bytearray()   # response encode buffer, reused
@@ -165,7 +163,8 @@ class ServerSide:
             return Response(_NOT_FOUND)
         b1 = msg.get_block(_BLOCK1)
         if b1 is not None:
-            resp = self._block1(req, (req.addr, req.uri_key()), b1, now)
+            from . import coap_blocks
+            resp = coap_blocks.block1(self, req, (req.addr, req.uri_key()), b1, now)
             if resp is not None:
                 return resp
         elif len(msg.payload) > self.max_body:
@@ -191,42 +190,6 @@ class ServerSide:
 
     def _too_large(self):
         return Response(_REQUEST_ENTITY_TOO_LARGE, options=[(_SIZE1, self.max_body)])
-
-    def _block1(self, req, key, b1, now):
-        num, more, szx = b1
-        size = block_size(szx)
-        payload = req.payload
-        entry = self._rx.get(key)
-        if num == 0:
-            size1 = req.msg.get_uint(_SIZE1)
-            if size1 is not None and size1 > self.max_body:
-                self._rx.pop(key, None)
-                return self._too_large()
-            entry = None
-        elif entry is None or entry[2] != req.code or len(entry[0]) != num * size:
-            self._rx.pop(key, None)
-            return Response(_REQUEST_ENTITY_INCOMPLETE)
-        if more and len(payload) != size:
-            self._rx.pop(key, None)
-            return Response(_BAD_REQUEST, b'Block1 payload size mismatch')
-        have = len(entry[0]) if entry is not None else 0
-        if have + len(payload) > self.max_body:
-            self._rx.pop(key, None)
-            return self._too_large()
-        if not more:
-            if entry is not None:
-                entry[0] += payload
-                req.payload = bytes(entry[0])
-                del self._rx[key]
-            req.block1 = (num, False, szx)
-            return None
-        if entry is None:
-            entry = [bytearray(), now, req.code]
-            _store(self._rx, key, entry, self.max_buffers)
-        entry[0] += payload
-        entry[1] = now
-        req.block1 = (num, True, min(szx, self.block_szx))
-        return Response(_CONTINUE)
 
     # ---- responses ----------------------------------------------------------------------
 
@@ -267,25 +230,12 @@ class ServerSide:
         size = block_size(szx)
         block2 = size2 = None
         if len(payload) > size or num > 0:
-            start = num * size
-            if start >= len(payload):
+            from . import coap_blocks
+            cut = coap_blocks.block2(self, req, resp, num, szx, now)
+            if cut is None:
                 return coap.encode_message(mtype, _BAD_OPTION, mid, req.token, (),
                                            b'block out of range')
-            more = start + size < len(payload)
-            block2 = (num << 4) | (8 if more else 0) | szx
-            key = (req.addr, req.uri_key())
-            if num == 0:
-                size2 = len(payload)
-            if more:
-                snap = self._snap.get(key)
-                if snap is None or snap[0].payload is not resp.payload:
-                    # a copy: the handler may reuse its Response for the next body
-                    snap = Response(resp.code, resp.payload, resp.content_format, resp.max_age,
-                                    resp.etag, resp.options)
-                    _store(self._snap, key, [snap, now, req.code], self.max_buffers)
-            else:
-                self._snap.pop(key, None)
-            payload = payload[start:start + size]
+            payload, block2, size2 = cut
         b1 = req.block1
         block1 = None if b1 is None else (b1[0] << 4) | (8 if b1[1] else 0) | b1[2]
         if resp.options:   # rare (Size1 of a 4.13): merged and sorted as a list
@@ -315,22 +265,9 @@ class ServerSide:
     # ---- timers ---------------------------------------------------------------------------
 
     def step(self, now):
-        _expire(self._rx, now)
-        _expire(self._snap, now)
-
-
-def _expire(table, now):
-    # drop entries [.., last use ms] older than _BUFFER_LIFETIME_MS; idle turns allocate
-    # nothing: no list, and no closure cells (a comprehension here makes them per call)
-    for k in table:
-        if now - table[k][1] > _BUFFER_LIFETIME_MS:
-            _drop_old(table, now)
-            return
-
-
-def _drop_old(table, now):
-    for key in [k for k in table if now - table[k][1] > _BUFFER_LIFETIME_MS]:
-        del table[key]
+        if self._rx or self._snap:   # block-wise transfers under way
+            from . import coap_blocks
+            coap_blocks.expire(self, now)
 
 
 def _strings(msg, number):
@@ -342,17 +279,6 @@ def _strings(msg, number):
                 out = []
             out.append(bytes(value).decode())
     return out
-
-
-def _store(table, key, entry, cap):
-    """Insert into a capped table, evicting the least recently used entry."""
-    if key not in table and len(table) >= cap:
-        oldest = None
-        for k, v in table.items():
-            if oldest is None or v[1] < table[oldest][1]:
-                oldest = k
-        del table[oldest]
-    table[key] = entry
 
 
 def _error_event(req, exc):
