@@ -14,6 +14,7 @@ from . import cbor
 from . import coap
 from . import frame as F
 from .coap_server import Request, Response
+from .coap_binding import BUS, CF_SPOT
 from .errors import SpotError
 
 _CON = const(0)
@@ -22,7 +23,6 @@ _CONTENT = const(69)
 _NOT_FOUND = const(132)
 _BLOCK2 = const(23)
 _CF_CBOR = const(60)
-_CF_SPOT = const(65000)          # core.coap_binding.CF_SPOT
 _UNSUBSCRIBE = const(5)          # core/frame_numbers
 _RESULT = const(8)
 _CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
@@ -171,7 +171,7 @@ class Observation:
         self.oid = oid          # None: a bus observation (whole NOTIFY frames)
         self.path = path
         self.pending = None     # Response for the next notification
-        self.note = Response(_CONTENT, b'', _CF_SPOT if oid is None else _CF_CBOR)  # reused
+        self.note = Response(_CONTENT, b'', CF_SPOT if oid is None else _CF_CBOR)  # reused
 
 
 def observe_bus(b, req, peer, frame, sid, mid):
@@ -186,7 +186,7 @@ def observe_bus(b, req, peer, frame, sid, mid):
             # one CoAP observation per subscription: a new token takes it over
             if o.peer == peer and o.sid == sid and o.mid == mid and o is not old:
                 drop(b, o)
-        observing(b, req, Observation(req.addr, req.token, peer, sid, mid, None, req.path[0]))
+        observing(b, req, Observation(req.addr, req.token, peer, sid, mid, None, BUS))
     return b._frame(reply, _CONTENT)
 
 

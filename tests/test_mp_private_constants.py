@@ -37,7 +37,6 @@ RENAMED = {
     ("core.node", "_TIME_TYPE"): ("core.model", "TIME"),
     ("core.node", "_RW"): ("core.model", "RW"),
     ("core.node", "_M"): ("core.model", "M"),
-    ("core.coap_observe", "_CF_SPOT"): ("core.coap_binding", "CF_SPOT"),
 }
 
 
