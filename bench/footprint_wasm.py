@@ -390,7 +390,7 @@ def module_heap(tmp):
     out = os.path.join(tmp, "heat_pump_coap")
     files = D.bundle("heat_pump", out, main=os.path.join(REPO, "examples", "esp32_heat_pump.py"))
     order = ["core.compat", "core.errors", "core.services", "core.cbor", "core.frame",
-             "core.model", "core.filter", "core.subscriptions", "core.plans", "core.node",
+             "core.model", "core.subscriptions", "core.plans", "core.node",
              "core.coap", "core.coap_client", "core.coap_server", "core.coap_endpoint",
              "core.coap_binding", "core.coap_rest", "profiles.common", "profiles.heat_pump",
              "ports.micropython.config", "ports.micropython.board", "ports.micropython.hw",

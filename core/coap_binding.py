@@ -8,6 +8,8 @@ CoapBinding is the request handler of a core.coap_endpoint.Endpoint:
     GET  /.well-known/core               RFC 6690 discovery  } core.coap_rest, imported
     GET|PUT|POST /<service>[/<object>]   the REST view       } on the first such request
 
+Observations (Observe, core.coap_observe) are imported with the first one.
+
 Every request becomes a SPOT frame handed to node.receive(), so checks, access
 control and state are exactly the node's; ERROR codes become CoAP codes as spec
 section 8 says.
@@ -18,8 +20,7 @@ bridge's /s every `lifetime` seconds) together. It is driven like an Endpoint --
 receive(datagram, addr, now_ms), step(now_ms), next_timeout(now_ms), events() --
 so ports/micropython/coap_loop.CoapLoop runs it as it is.
 """
-from .compat import const, hexlify
-from . import cbor
+from .compat import const
 from . import coap
 from . import frame as F
 from .coap_server import Response
@@ -39,7 +40,6 @@ _METHOD_NOT_ALLOWED = const(133)
 _REQUEST_ENTITY_TOO_LARGE = const(141)
 _UNSUPPORTED_CONTENT_FORMAT = const(143)
 _SERVICE_UNAVAILABLE = const(163)
-_CF_CBOR = const(60)
 _EV_RESPONSE = const(1)
 _UNSUPPORTED = const(10)
 _WRITE = const(2)
@@ -87,23 +87,6 @@ def error_response(code, text):
     return Response(code, text if isinstance(text, bytes) else text.encode())
 
 
-class Observation:
-    """One CoAP observation carrying one SPOT subscription (peer, sid, mid)."""
-
-    __slots__ = ('addr', 'token', 'peer', 'sid', 'mid', 'oid', 'path', 'pending', 'note')
-
-    def __init__(self, addr, token, peer, sid, mid, oid, path):
-        self.addr = addr
-        self.token = token
-        self.peer = peer
-        self.sid = sid
-        self.mid = mid
-        self.oid = oid          # None: a bus observation (whole NOTIFY frames)
-        self.path = path
-        self.pending = None     # Response for the next notification
-        self.note = Response(_CONTENT, b'', CF_SPOT if oid is None else _CF_CBOR)  # reused
-
-
 class CoapBinding:
     """Maps CoAP requests onto node frames; handle(req, peer) is the handler.
 
@@ -116,7 +99,7 @@ class CoapBinding:
         self.node = node
         self.ep = endpoint
         self.now = 0
-        self.observations = {}   # (addr, token) -> Observation
+        self.observations = {}   # (addr, token) -> coap_observe.Observation
         self.unrouted = 0        # NOTIFYs no CoAP observation carries
         self._mid = 0
         self._links = None
@@ -128,14 +111,16 @@ class CoapBinding:
         if peer is None:
             peer = req.addr
         if req.notification:
-            return self._notification(req)
+            from . import coap_observe
+            return coap_observe.notification(self, req)
         observe = req.observe
         req.observe = None       # only a registration below turns it back on
         path = req.path
         n = len(path)
         bus = n == 1 and path[0] == BUS
-        if observe == 1 and not bus:
-            self._deregister(req.addr, req.token, peer)
+        if observe == 1 and not bus and self.observations:
+            from . import coap_observe
+            coap_observe.deregister(self, req.addr, req.token, peer)
         if bus:
             return self._bus(req, peer, observe)
         if n == 1 or n == 2:
@@ -171,11 +156,13 @@ class CoapBinding:
                                            'SUBSCRIBE needs FETCH with Observe'), _CHANGED)
             return self._frame(self.node.receive(frame, self.now, peer), _CHANGED)
         if op == _SUBSCRIBE and observe == 0:
-            return self._observe_bus(req, peer, frame, frame[1], mid)
+            from . import coap_observe
+            return coap_observe.observe_bus(self, req, peer, frame, frame[1], mid)
         if op == _SUBSCRIBE and observe == 1:
             obs = self.observations.get((req.addr, req.token))
             if obs is not None and (obs.peer, obs.sid, obs.mid) == (peer, frame[1], mid):
-                self._drop(obs)
+                from . import coap_observe
+                coap_observe.drop(self, obs)
             return self._frame(self.node.receive(
                 F.encode(_UNSUBSCRIBE, frame[1], mid, mid), self.now, peer), _CONTENT)
         if op == _READ and observe is None:
@@ -184,20 +171,6 @@ class CoapBinding:
             return error_response(_BAD_REQUEST, 'short frame')
         return self._frame(F.error(frame[1], mid, _UNSUPPORTED,
                                    'FETCH takes READ or SUBSCRIBE'), _CONTENT)
-
-    def _observe_bus(self, req, peer, frame, sid, mid):
-        key = (req.addr, req.token)
-        old = self.observations.get(key)
-        if old is not None and (old.peer != peer or old.sid != sid or old.mid != mid):
-            self._forget(old)
-        reply = self.node.receive(frame, self.now, peer)
-        if reply is not None and reply[0] & 0x0F == _RESULT:
-            for o in list(self.observations.values()):
-                # one CoAP observation per subscription: a new token takes it over
-                if o.peer == peer and o.sid == sid and o.mid == mid and o is not old:
-                    self._drop(o)
-            self._observing(req, Observation(req.addr, req.token, peer, sid, mid, None, BUS))
-        return self._frame(reply, _CONTENT)
 
     def _frame(self, reply, ok_code):
         # the answer of the bus, in one reused Response: the server encodes it at once
@@ -213,85 +186,15 @@ class CoapBinding:
                 r.code = _BAD_REQUEST
         return r
 
-    # ---- observations ---------------------------------------------------------------------
-
-    def _observing(self, req, obs):
-        """Register obs and let the endpoint keep the CoAP observation under its token."""
-        self.observations[(obs.addr, obs.token)] = obs
-        req.observe = 0
-        # the endpoint keys observers by (address, uri); with the token in the key a
-        # client may hold several observations of one resource (RFC 7641 4.1)
-        req.query = ['\x00' + hexlify(req.token)]
-
-    def _deregister(self, addr, token, peer):
-        """Observe 1: the client ends the observation (and its subscription)."""
-        obs = self.observations.get((addr, token))
-        if obs is None or obs.peer != peer:
-            return
-        self._drop(obs)
-        self.node.receive(F.encode(_UNSUBSCRIBE, obs.sid, obs.mid, obs.mid), self.now, peer)
-
-    def _forget(self, obs):
-        """Drop an observation and its subscription without a request (no contact)."""
-        self._drop(obs)
-        try:
-            self.node.subs.remove(obs.peer, obs.sid, obs.mid)
-        except SpotError:
-            pass
-
-    def _drop(self, obs):
-        """Drop an observation and the endpoint's observer of it."""
-        addr, token = obs.addr, obs.token
-        self.observations.pop((addr, token), None)
-        if self.ep is not None:
-            table = self.ep.server.observers
-            for k in [k for k in table if table[k].addr == addr and table[k].token == token]:
-                del table[k]
-
-    def _notification(self, req):
-        table = self.observations
-        for key in table:   # (no key tuple to build: a notification turn allocates little)
-            obs = table[key]
-            if obs.addr == req.addr and obs.token == req.token:
-                break
-        else:
-            return None
-        if obs.pending is None:
-            return None
-        resp = obs.pending
-        obs.pending = None
-        if resp.code >> 5 != 2:
-            # a final notification: the endpoint still sends it, then the observer is gone
-            self._drop(obs)
-        return resp
+    # ---- observations (core.coap_observe, imported with the first) ---------------------
 
     def notify(self, peer, frame):
         """Send one NOTIFY frame of node.step() as the notification of its observation."""
-        sid = frame[1]
-        mid = F.message_id(frame)
-        table = self.observations
-        for key in table:
-            obs = table[key]
-            if obs.mid == mid and obs.sid == sid and obs.peer == peer:
-                break
+        if self.observations:
+            from . import coap_observe
+            coap_observe.notify_frame(self, peer, frame)
         else:
             self.unrouted += 1
-            return
-        note = obs.note
-        if obs.oid is None:
-            note.payload = frame
-        else:
-            values = F.decode(frame, len(frame))[3][1]
-            if obs.oid not in values:
-                return
-            note.payload = cbor.dumps(values[obs.oid])
-        # each observer renders only its own pending notification, so notifying the
-        # path at once serves this note; other notes of the path find theirs later
-        if self.ep is not None:
-            obs.pending = note
-            self.ep.notify(obs.path)
-            obs.pending = None   # its observer was gone; sweep() ends it
-        note.payload = b''
 
     def sweep(self):
         """Keep observations, endpoint observers and node subscriptions in step.
@@ -300,47 +203,9 @@ class CoapBinding:
         replaced) loses its subscription; one whose subscription was ended by an
         UNSUBSCRIBE gets a final 4.04 notification.
         """
-        if self.ep is None or not self.observations:
-            return
-        table = self.ep.server.observers
-        subs = self.node.subs.subs
-        mine = self.observations
-        for key in mine:   # the usual case, without allocating
-            obs = mine[key]
-            if not _observed(table, obs) or not _subscribed(subs, obs):
-                break
-        else:
-            return
-        live = [(o.addr, o.token) for o in table.values()]
-        subs = [(s[0], s[1], s[2]) for s in self.node.subs.subs]
-        paths = []
-        for key in list(self.observations):
-            obs = self.observations[key]
-            if key not in live:
-                self._forget(obs)
-            elif (obs.peer, obs.sid, obs.mid) not in subs:
-                obs.pending = Response(_NOT_FOUND, b'subscription ended')
-                if obs.path not in paths:
-                    paths.append(obs.path)
-        for p in paths:
-            self.ep.notify(p)
-        for obs in self.observations.values():
-            obs.pending = None   # its observer was gone; the next sweep() ends it
-
-
-def _observed(observers, obs):
-    for key in observers:
-        o = observers[key]
-        if o.addr == obs.addr and o.token == obs.token:
-            return True
-    return False
-
-
-def _subscribed(subs, obs):
-    for s in subs:
-        if s[0] == obs.peer and s[1] == obs.sid and s[2] == obs.mid:
-            return True
-    return False
+        if self.ep is not None and self.observations:
+            from . import coap_observe
+            coap_observe.sweep(self)
 
 
 def _is_value(table, v):

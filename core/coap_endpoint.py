@@ -11,7 +11,8 @@ so an idle turn allocates nothing.
 
 This layer does message ids, CON retransmission with exponential back-off, duplicate
 detection with replay of the cached answer, ACK/RST matching and error answers for bad
-datagrams.  coap_server does requests (blocks, observe); coap_client does exchanges.
+datagrams.  coap_server does requests (blocks; observe in coap_observe, imported with the
+first observation); coap_client does exchanges.
 """
 from .compat import const
 from . import coap
@@ -208,7 +209,10 @@ class Endpoint:
 
     def notify(self, path, response=None):
         """Notify observers of `path`; response None re-runs the handler per observer."""
-        return self.server.notify(path, response, self.now)
+        if not self.server.observers:
+            return 0
+        from . import coap_observe
+        return coap_observe.notify_path(self.server, path, response, self.now)
 
     def events(self):
         """Drain and return client events (Event objects) in arrival order."""
@@ -278,19 +282,22 @@ class Endpoint:
     def _on_ack_or_reset(self, msg, addr, now):
         tx = self._pending.pop((addr, msg.mid), None)
         if tx is None:
-            if msg.mtype == _RST:
-                self.server.on_reset(addr, msg.mid)
+            if msg.mtype == _RST and self.server.observers:
+                from . import coap_observe
+                coap_observe.on_reset(self.server, addr, msg.mid)
             return
         if tx.kind == _TX_REQUEST:
             self.client.on_ack(tx.owner, msg, addr, now)
         elif tx.kind == _TX_NOTIFY:
-            self.server.on_notify_answer(tx.owner, tx, msg.mtype == _RST)
+            from . import coap_observe
+            coap_observe.on_notify_answer(self.server, tx.owner, tx, msg.mtype == _RST)
 
     def _gave_up(self, tx, now):
         if tx.kind == _TX_REQUEST:
             self.client.on_give_up(tx.owner, now)
         elif tx.kind == _TX_NOTIFY:
-            self.server.on_notify_answer(tx.owner, tx, True)
+            from . import coap_observe
+            coap_observe.on_notify_answer(self.server, tx.owner, tx, True)
 
     def _remember(self, key, now, reply, mtype):
         cache = self._dedupe

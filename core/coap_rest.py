@@ -21,7 +21,8 @@ from .coap import (GET, POST, PUT, CONTENT, CHANGED, BAD_REQUEST, NOT_FOUND,
                    METHOD_NOT_ALLOWED, NOT_ACCEPTABLE, UNSUPPORTED_CONTENT_FORMAT, CF_CBOR,
                    CF_LINK_FORMAT)
 from .coap_server import Response
-from .coap_binding import BUS, CF_SPOT, Observation, coap_code, error_response
+from .coap_binding import BUS, CF_SPOT, coap_code, error_response
+from .coap_observe import Observation, forget, observing
 from . import errors as E
 from .errors import SpotError
 from .subscriptions import PMIN, PMAX, ST, GT, LT
@@ -172,14 +173,14 @@ def _observe_object(b, req, peer, sid, oid):
         if old.peer == peer and old.sid == sid and old.oid is not None:
             mid = old.mid    # the same token again: renew the subscription
         else:
-            b._forget(old)
+            forget(b, old)
     if mid is None:
         mid = _free_mid(b.node, peer, sid)
     reply = b.node.receive(F.encode(F.SUBSCRIBE, sid, mid, {oid: attrs}), b.now, peer)
     op, _, _, body = F.decode(reply, len(reply))
     if op != F.RESULT:
         return _spot_error(b, sid, body)
-    b._observing(req, Observation(req.addr, req.token, peer, sid, mid, oid, req.path_str()))
+    observing(b, req, Observation(req.addr, req.token, peer, sid, mid, oid, req.path_str()))
     return Response(CONTENT, cbor.dumps(body.get(oid)), CF_CBOR)
 
 

@@ -2,7 +2,9 @@
 
 ServerSide turns a request message into a Request for the application handler and its
 Response into response messages: piggy-backed, separate (respond()), block-wise, and
-notifications for registered observers.  Used by coap_endpoint.Endpoint, not on its own.
+notifications for registered observers (core.coap_observe, imported with the first
+observation; blocks: core.coap_blocks, with the first block).  Used by
+coap_endpoint.Endpoint, not on its own.
 """
 from .compat import const
 from . import coap
@@ -30,22 +32,16 @@ _PROXY_URI = const(35)
 _PROXY_SCHEME = const(39)
 _SIZE1 = const(60)
 _CONTENT = const(69)
-_CONTINUE = const(95)
 _BAD_REQUEST = const(128)
 _BAD_OPTION = const(130)
 _NOT_FOUND = const(132)
 _METHOD_NOT_ALLOWED = const(133)
-_REQUEST_ENTITY_INCOMPLETE = const(136)
 _REQUEST_ENTITY_TOO_LARGE = const(141)
 _INTERNAL_SERVER_ERROR = const(160)
 _EV_ERROR = const(5)      # coap_client.EV_ERROR
 _PROXYING_NOT_SUPPORTED = const(165)
 
-_BUFFER_LIFETIME_MS = const(60000)       # idle Block1 reassembly / Block2 snapshot kept
-_CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
-_OBSERVE_MASK = const(0xFFFFFF)
-_TX_NOTIFY = const(2)    # Transmission kinds of this side (as coap_endpoint's)
-_TX_RESPONSE = const(3)
+_TX_RESPONSE = const(3)  # Transmission kind of this side (as coap_endpoint's)
 
 
 class Request:
@@ -117,35 +113,6 @@ class Response:
         self.options = options
 
 
-class Observer:
-    __slots__ = ('addr', 'token', 'msg', 'path', 'key', 'since_con', 'last_con', 'tx',
-                 'last_mid', 'req', 'segments')
-
-    def __init__(self, req, now):
-        self.addr = req.addr
-        self.token = req.token
-        self.msg = req.msg
-        self.path = req.path_str()
-        self.key = (req.addr, req.uri_key())
-        self.since_con = 0
-        self.last_con = now
-        self.tx = None        # CON notification in flight
-        self.last_mid = -1    # last NON notification (a Reset to it deregisters)
-        self.req = None       # the Request its notifications are rendered from, made once
-        self.segments = None  # (path, query) lists of that Request
-
-    def request(self):
-        """The Request of a notification: made at the first, renewed for the next ones."""
-        req = self.req
-        if req is None:
-            req = self.req = Request(self.msg, self.addr)
-            self.segments = (req.path, req.query)
-        else:
-            req.renew(self.segments[0], self.segments[1])
-        req.notification = True
-        return req
-
-
 class ServerSide:
     def __init__(self, ep, handler, max_observers, max_body, max_buffers, block_szx,
                  con_every):
@@ -156,12 +123,12 @@ class ServerSide:
         self.max_buffers = max_buffers
         self.block_szx = block_szx
         self.con_every = con_every
-        self.observers = {}    # (addr, uri key) -> Observer
-        self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1
+        self.observers = {}    # (addr, uri key) -> coap_observe.Observer
+        self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1 (coap_blocks)
         self._snap = {}        # (addr, uri key) -> [Response, last use, code]   Block2
         self._seq = 1
         self._buf = bytearray()   # response encode buffer, reused
-        self._batch = []          # observers being notified, reused
+        self._batch = []          # observers being notified, reused (coap_observe.notify)
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -196,7 +163,8 @@ class ServerSide:
             return Response(_NOT_FOUND)
         b1 = msg.get_block(_BLOCK1)
         if b1 is not None:
-            resp = self._block1(req, (req.addr, req.uri_key()), b1, now)
+            from . import coap_blocks
+            resp = coap_blocks.block1(self, req, (req.addr, req.uri_key()), b1, now)
             if resp is not None:
                 return resp
         elif len(msg.payload) > self.max_body:
@@ -207,10 +175,8 @@ class ServerSide:
             if snap is not None and snap[2] == msg.code:
                 snap[1] = now
                 return snap[0]
-        if req.observe == 1:
-            obs = self.observers.get((req.addr, req.uri_key()))
-            if obs is not None:
-                self._drop_observer(obs)
+        if req.observe == 1 and self.observers:
+            self.observers.pop((req.addr, req.uri_key()), None)
         return None
 
     def _call(self, req):
@@ -225,56 +191,14 @@ class ServerSide:
     def _too_large(self):
         return Response(_REQUEST_ENTITY_TOO_LARGE, options=[(_SIZE1, self.max_body)])
 
-    def _block1(self, req, key, b1, now):
-        num, more, szx = b1
-        size = block_size(szx)
-        payload = req.payload
-        entry = self._rx.get(key)
-        if num == 0:
-            size1 = req.msg.get_uint(_SIZE1)
-            if size1 is not None and size1 > self.max_body:
-                self._rx.pop(key, None)
-                return self._too_large()
-            entry = None
-        elif entry is None or entry[2] != req.code or len(entry[0]) != num * size:
-            self._rx.pop(key, None)
-            return Response(_REQUEST_ENTITY_INCOMPLETE)
-        if more and len(payload) != size:
-            self._rx.pop(key, None)
-            return Response(_BAD_REQUEST, b'Block1 payload size mismatch')
-        have = len(entry[0]) if entry is not None else 0
-        if have + len(payload) > self.max_body:
-            self._rx.pop(key, None)
-            return self._too_large()
-        if not more:
-            if entry is not None:
-                entry[0] += payload
-                req.payload = bytes(entry[0])
-                del self._rx[key]
-            req.block1 = (num, False, szx)
-            return None
-        if entry is None:
-            entry = [bytearray(), now, req.code]
-            _store(self._rx, key, entry, self.max_buffers)
-        entry[0] += payload
-        entry[1] = now
-        req.block1 = (num, True, min(szx, self.block_szx))
-        return Response(_CONTINUE)
-
     # ---- responses ----------------------------------------------------------------------
 
     def _answer(self, req, resp, now, piggyback):
         """Encode resp for req: the ACK for a CON (piggyback) or queue it as a NON/CON."""
         seq = None
         if req.observe == 0 and (req.code == _GET or req.code == _FETCH) and not req.notification:
-            b2 = req.msg.get_block(_BLOCK2)
-            if resp.code >> 5 == 2:
-                if (b2 is None or b2[0] == 0) and self._register(req, now):
-                    seq = self._next_seq()
-            else:
-                obs = self.observers.get((req.addr, req.uri_key()))
-                if obs is not None:
-                    self._drop_observer(obs)
+            from . import coap_observe
+            seq = coap_observe.answer_seq(self, req, resp, now)
         if piggyback and req.confirmable:
             return self._datagram(req, resp, _ACK, req.msg.mid, seq, now)
         mid = self.ep.next_mid()
@@ -306,25 +230,12 @@ class ServerSide:
         size = block_size(szx)
         block2 = size2 = None
         if len(payload) > size or num > 0:
-            start = num * size
-            if start >= len(payload):
+            from . import coap_blocks
+            cut = coap_blocks.block2(self, req, resp, num, szx, now)
+            if cut is None:
                 return coap.encode_message(mtype, _BAD_OPTION, mid, req.token, (),
                                            b'block out of range')
-            more = start + size < len(payload)
-            block2 = (num << 4) | (8 if more else 0) | szx
-            key = (req.addr, req.uri_key())
-            if num == 0:
-                size2 = len(payload)
-            if more:
-                snap = self._snap.get(key)
-                if snap is None or snap[0].payload is not resp.payload:
-                    # a copy: the handler may reuse its Response for the next body
-                    snap = Response(resp.code, resp.payload, resp.content_format, resp.max_age,
-                                    resp.etag, resp.options)
-                    _store(self._snap, key, [snap, now, req.code], self.max_buffers)
-            else:
-                self._snap.pop(key, None)
-            payload = payload[start:start + size]
+            payload, block2, size2 = cut
         b1 = req.block1
         block1 = None if b1 is None else (b1[0] << 4) | (8 if b1[1] else 0) | b1[2]
         if resp.options:   # rare (Size1 of a 4.13): merged and sorted as a list
@@ -351,105 +262,12 @@ class ServerSide:
         req.responded = True
         return self._answer(req, resp, now, self.ep.hold_acks)
 
-    # ---- observe ------------------------------------------------------------------------
-
-    def _next_seq(self):
-        seq = self._seq
-        self._seq = (seq + 1) & _OBSERVE_MASK
-        return seq
-
-    def _register(self, req, now):
-        key = (req.addr, req.uri_key())
-        old = self.observers.get(key)
-        if old is None and len(self.observers) >= self.max_observers:
-            return False
-        obs = Observer(req, now)
-        if old is not None:
-            obs.tx = old.tx
-            if old.tx is not None:
-                old.tx.owner = obs
-        self.observers[key] = obs
-        return True
-
-    def _drop_observer(self, obs):
-        if self.observers.get(obs.key) is obs:
-            del self.observers[obs.key]
-
-    def notify(self, path, response, now):
-        """Send the current state to each observer of `path`; returns how many were sent."""
-        if type(path) is not str or path.startswith('/') or path.endswith('/'):
-            path = '/'.join(coap.split_path(path))
-        batch = self._batch
-        if batch:   # a handler notifying while a notification renders: a list of its own
-            batch = []
-        table = self.observers
-        for key in table:
-            if table[key].path == path:
-                batch.append(table[key])
-        sent = 0
-        try:
-            for obs in batch:
-                req = obs.request()
-                resp = response if response is not None else self._call(req)
-                if resp is not None:
-                    self._notify_one(obs, req, resp, now)
-                    sent += 1
-        finally:
-            batch.clear()
-        return sent
-
-    def _notify_one(self, obs, req, resp, now):
-        ok = resp.code >> 5 == 2
-        con = (not ok or obs.tx is not None or obs.since_con + 1 >= self.con_every or
-               now - obs.last_con >= _CON_NOTIFY_MAX_AGE_MS)
-        mid = self.ep.next_mid()
-        seq = self._next_seq() if ok else None
-        if not ok:
-            self._drop_observer(obs)
-        if con:
-            data = self._datagram(req, resp, _CON, mid, seq, now)
-            tx = self.ep.send_con(obs.addr, mid, data, _TX_NOTIFY, obs, replace=obs.tx)
-            if tx is not None:
-                obs.tx = tx
-                obs.since_con = 0
-                obs.last_con = now
-                return
-        self.ep.send(obs.addr, self._datagram(req, resp, _NON, mid, seq, now))
-        obs.since_con += 1
-        obs.last_mid = mid
-
-    def on_notify_answer(self, obs, tx, reset):
-        """ACK, RST or give-up for a CON notification."""
-        if obs.tx is tx:
-            obs.tx = None
-        if reset:
-            self._drop_observer(obs)
-
-    def on_reset(self, addr, mid):
-        """A Reset matching no pending CON: maybe the answer to a NON notification."""
-        for obs in list(self.observers.values()):
-            if obs.addr == addr and obs.last_mid == mid:
-                self._drop_observer(obs)
-
     # ---- timers ---------------------------------------------------------------------------
 
     def step(self, now):
-        _expire(self._rx, now)
-        _expire(self._snap, now)
-
-
-def _expire(table, now):
-    # drop entries [.., last use ms] older than _BUFFER_LIFETIME_MS; idle turns allocate
-    # nothing: no list, and no closure cells (a comprehension here makes them per call)
-    for k in table:
-        if now - table[k][1] > _BUFFER_LIFETIME_MS:
-            _drop_old(table, now)
-            return
-
-
-def _drop_old(table, now):
-    for key in [k for k in table if now - table[k][1] > _BUFFER_LIFETIME_MS]:
-        del table[key]
+        if self._rx or self._snap:   # block-wise transfers under way
+            from . import coap_blocks
+            coap_blocks.expire(self, now)
 
 
 def _strings(msg, number):
@@ -461,17 +279,6 @@ def _strings(msg, number):
                 out = []
             out.append(bytes(value).decode())
     return out
-
-
-def _store(table, key, entry, cap):
-    """Insert into a capped table, evicting the least recently used entry."""
-    if key not in table and len(table) >= cap:
-        oldest = None
-        for k, v in table.items():
-            if oldest is None or v[1] < table[oldest][1]:
-                oldest = k
-        del table[oldest]
-    table[key] = entry
 
 
 def _error_event(req, exc):

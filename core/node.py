@@ -17,7 +17,6 @@ from .compat import const
 from . import frame as F
 from . import model
 from .errors import SpotError
-from .filter import ServiceFilter
 from .subscriptions import Subscriptions, parse_attrs, due_values
 from .plans import Plans, check_entries, is_series
 from . import plans as P
@@ -102,10 +101,9 @@ class Node:
                     controllable = True
         if controllable:
             self.services[_PLANS] = model.service_of(P)
+        # informational services taken (spec 7); with self.services, the set of services
+        # whose frames are read past byte 1 (receive())
         self.consumes = tuple(consumes)
-        self.filter = ServiceFilter(self.services)
-        for sid in self.consumes:
-            self.filter.add(sid)
         self.values = {}
         for sid in self.services:
             self.values[sid] = {}
@@ -200,13 +198,10 @@ class Node:
         """Start taking informational broadcasts of service sid (run-time filter)."""
         if sid not in self.consumes:
             self.consumes = self.consumes + (sid,)
-        self.filter.add(sid)
 
     def ignore(self, sid):
         """Stop taking broadcasts of service sid; they are dropped from the header."""
         self.consumes = tuple(s for s in self.consumes if s != sid)
-        if sid not in self.services:
-            self.filter.remove(sid)
 
     def set_time(self, unix_s, now):
         """The node's clock: Unix seconds unix_s at node time now (seconds). It never goes
@@ -270,7 +265,7 @@ class Node:
         sid = frame[1]
         mid = F.message_id(frame)
         is_request = _READ <= op <= _UNSUBSCRIBE and mid is not None
-        if not self.filter.accepts(frame):
+        if sid not in self.services and sid not in self.consumes:   # from byte 1 alone
             self.dropped += 1
             if is_request and ver == _VERSION:
                 return F.error(sid, mid, _UNKNOWN_SERVICE)

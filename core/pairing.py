@@ -159,7 +159,6 @@ class DevicePairing:
         roster.pair(self.bridge_kid, OWNER)
         node.services[SECURITY] = model.Service(SECURITY, NAME, VERSION, OBJECTS)
         node.values[SECURITY] = {}
-        node.filter.add(SECURITY)
         node.bind(SECURITY, ADD_PEER, set=self._add)
         node.bind(SECURITY, REMOVE_PEER, set=self._remove)
         node.set(SECURITY, MAX_PEERS, roster.max_peers)

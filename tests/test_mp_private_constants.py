@@ -20,6 +20,8 @@ COPIES = {
     "core.coap_client": ("core.coap",),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
+    "core.coap_observe": ("core.coap", "core.frame"),
+    "core.coap_blocks": ("core.coap",),
     "core.frame": ("core.errors", "core.frame_numbers"),
     "core.mqtt_binding": ("core.frame", "core.errors", "core.model"),
     "core.pairing": ("core.model", "core.frame", "core.errors"),

@@ -143,3 +143,89 @@ def test_a_bundle_of_mpy_files_with_the_unix_example_as_main_registers_with_the_
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert "Error" not in output, output
+
+
+def test_a_subscription_through_the_api_is_observed_on_the_board_in_its_heap_cap(
+        micropython, bridges, tmp_path):
+    # Observe is imported on the device with the first observation (core/coap_observe):
+    # under the CI heap cap, after the bridge has made the device's heap what it is
+    # (registration, a WRITE), it must load and serve. No periodic telemetry: every value
+    # stored came from the observation's notifications; then the subscription ends.
+    bridge = bridges(offline_after=30)
+    cfg = dict(device_config("coap://127.0.0.1:%d" % bridge.coap_port), telemetry=0,
+               comm_timeout=600, lifetime=300)
+    dev = mp_real.DeviceProcess(micropython, tmp_path / "dev", cfg, HEAP["coap"])
+    dev.start()
+    try:
+        assert wait(lambda: (device_json(bridge) or {}).get("presence") == "online"), \
+            dev.output()
+        cid = command(bridge, {"service": "heat_pump", "op": "write",
+                               "values": {"flow_setpoint": 70}})   # the compressor runs
+        assert wait(lambda: done(bridge, cid)), "the WRITE was not done"
+        assert not history(bridge, "flow_temp")
+        cid = command(bridge, {"service": "heat_pump", "op": "subscribe",
+                               "objects": ["flow_temp"], "attributes": {"pmin": 1, "pmax": 1}})
+        assert wait(lambda: done(bridge, cid)), "the subscription was not done"
+        sub = bridge.call("GET", "/api/v1/commands/%d" % cid)[1]["subscription"]
+        assert wait(lambda: len(history(bridge, "flow_temp")) >= 3), \
+            "no notifications stored: %s" % dev.output()
+        cid = command(bridge, {"service": "heat_pump", "op": "unsubscribe",
+                               "subscription": sub})
+        assert wait(lambda: done(bridge, cid)), "the unsubscribe was not done"
+        assert dev.running(), dev.output()
+    finally:
+        dev.stop()
+    assert "MemoryError" not in dev.output() and "Traceback" not in dev.output()
+
+
+def test_a_request_in_block1_blocks_is_reassembled_on_the_board_in_its_heap_cap(
+        micropython, bridges, tmp_path):
+    # Block-wise transfers are imported on the device with the first block
+    # (core/coap_blocks): a client sending a WRITE in 16-byte Block1 blocks (the core's
+    # endpoint on CPython, over real UDP) to the registered device under the CI heap cap
+    # gets the WRITE's RESULT, and the bridge then reads the value written
+    import socket
+    from netutil import free_udp_port
+    from spot.core import frame as F
+    from spot.core.coap_endpoint import Endpoint
+    from spot.core.coap_client import EV_RESPONSE
+    from spot.core.coap_binding import CF_SPOT
+    bridge = bridges(offline_after=30)
+    port = free_udp_port()
+    cfg = dict(device_config("coap://127.0.0.1:%d" % bridge.coap_port), telemetry=0,
+               comm_timeout=600, lifetime=300, port=port)
+    dev = mp_real.DeviceProcess(micropython, tmp_path / "dev", cfg, HEAP["coap"])
+    dev.start()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    try:
+        assert wait(lambda: (device_json(bridge) or {}).get("presence") == "online"), \
+            dev.output()
+        client = Endpoint(block_szx=0)      # 16-byte blocks
+        frame = F.encode(F.WRITE, 0x10, 77, {7: 625, 13: 215, 9: 480})   # > 16 bytes
+        token = client.request(("127.0.0.1", port), 2, "s", frame, content_format=CF_SPOT)
+        got = []
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            for addr, data in client.step(int(time.monotonic() * 1000)):
+                sock.sendto(data, addr)
+            try:
+                data, addr = sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            for addr, data in client.receive(data, addr, int(time.monotonic() * 1000)):
+                sock.sendto(data, addr)
+            got = [ev for ev in client.events() if ev.token == token]
+        assert got and got[0].kind == EV_RESPONSE and got[0].code == 68, (got, dev.output())
+        assert F.decode(got[0].payload)[0] == F.RESULT
+        cid = command(bridge, {"service": "heat_pump", "op": "read",
+                               "objects": ["flow_setpoint", "room_setpoint"]})
+        assert wait(lambda: done(bridge, cid)), "the READ was not done"
+        values = bridge.call("GET", "/api/v1/commands/%d" % cid)[1]["values"]
+        assert values["flow_setpoint"]["value"] == 62.5, values
+        assert dev.running(), dev.output()
+    finally:
+        sock.close()
+        dev.stop()
+    assert "MemoryError" not in dev.output() and "Traceback" not in dev.output()

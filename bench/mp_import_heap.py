@@ -1,0 +1,173 @@
+"""Heap each module of a board's bundle holds once imported, on the real MicroPython (the
+32-bit unix port with SPOT frozen, tests/mp_real.py): bytes, functions (module level),
+classes, their methods, and globals, per module.
+
+    python3 bench/mp_import_heap.py [--profile heat_pump] [--transport coap]
+                                    [--binary PATH[=TREE]]...
+
+The modules of the bundle (ports/cpython/deploy.modules_for, with examples/unix_heat_pump.py
+as main) are imported one by one, each after the modules its top level imports, so a
+module's figure is its own: gc.mem_alloc() after gc.collect() around its import. The
+numbers modules (core/*_numbers: imported only by code asking for a number by name) and
+what the device loads only on a rare path (OSCORE, sleep, Observe, blocks) are left out: what is
+listed is what a device serving its profile holds. Default binary: this tree's frozen
+interpreter. `--binary PATH=TREE` measures another build, its module list taken from the
+checkout TREE (e.g. the tree before a change, `git archive main`, built with its own
+tests/mp_real.py), so that two builds are compared in one run.
+"""
+import argparse
+import ast
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+import mp_real  # noqa: E402
+from spot.ports.cpython import deploy as D  # noqa: E402
+
+# what a device serving its profile does not load (see the module docstring)
+RARE = ("spot.ports.micropython.device_sleepy", "spot.core.coap_observe", "spot.core.coap_blocks")
+
+PROBE = """\
+import gc
+import sys
+import asyncio
+names = open('modules.txt').read().split()
+FUNCTION = type(lambda: 0)
+
+
+def heap():
+    gc.collect()
+    gc.collect()
+    return gc.mem_alloc()
+
+
+sizes = []
+for n in names:
+    a = heap()
+    __import__(n)
+    sizes.append(heap() - a)
+seen = set()
+for i in range(len(names)):
+    d = sys.modules[names[i]].__dict__
+    fn = cl = meth = 0
+    for k in d:
+        v = d[k]
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if type(v) is FUNCTION:
+            fn += 1
+        elif isinstance(v, type):
+            cl += 1
+            for m in v.__dict__:
+                if type(v.__dict__[m]) is FUNCTION:
+                    meth += 1
+    print('SPOT-IMPORT', names[i], sizes[i], fn, cl, meth, len(d))
+"""
+
+
+def _top_imports(name, mods):
+    """Modules of mods that module `name` imports at its top level (not in functions)."""
+    with open(D.module_file(name)) as f:
+        tree = ast.parse(f.read())
+    pkg = name if D._is_package(name) else name.rpartition(".")[0]
+    found = []
+    for node in tree.body:
+        nodes = [node]
+        if isinstance(node, ast.Try):
+            nodes = node.body + [x for h in node.handlers for x in h.body]
+        for n in nodes:
+            if isinstance(n, ast.ImportFrom):
+                mod = n.module or ""
+                if n.level:
+                    base = pkg.split(".")
+                    mod = ".".join(base[:len(base) - n.level + 1] + ([mod] if mod else []))
+                found.append(mod)
+                found.extend(mod + "." + a.name for a in n.names)
+            elif isinstance(n, ast.Import):
+                found.extend(a.name for a in n.names)
+    return [m for m in found if m in mods]
+
+
+def import_order(profile, transport, tree=REPO):
+    """The bundle's steady-state modules of the checkout `tree`, each after its imports."""
+    saved = D.REPO
+    D.REPO = tree     # module_file() resolves the package's modules under D.REPO
+    try:
+        mods = [m for m in D.modules_for(profile, transport,
+                                         main=os.path.join(tree, "examples", "unix_heat_pump.py"))
+                if not m.endswith("_numbers") and m not in RARE]
+        order = []
+
+        def visit(m, stack):
+            if m in order or m in stack:
+                return
+            parts = m.split(".")
+            for i in range(1, len(parts)):
+                visit(".".join(parts[:i]), stack + (m,))
+            for d in _top_imports(m, mods):
+                visit(d, stack + (m,))
+            order.append(m)
+        for m in mods:
+            visit(m, ())
+        return order + ["unix_heat_pump"]
+    finally:
+        D.REPO = saved
+
+
+def measure(binary, names):
+    """{module: (bytes, functions, classes, methods, globals)} on binary."""
+    with tempfile.TemporaryDirectory(prefix="spot-import-heap-") as d:
+        with open(os.path.join(d, "modules.txt"), "w") as f:
+            f.write("\n".join(names))   # a long argv crashes the unix port (uncaught NLR)
+        with open(os.path.join(d, "probe.py"), "w") as f:
+            f.write(PROBE)
+        r = subprocess.run([binary, "-X", "heapsize=256k", "probe.py"], cwd=d,
+                           env=dict(os.environ, MICROPYPATH=".frozen"),
+                           capture_output=True, text=True, timeout=60)
+    out = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("SPOT-IMPORT "):
+            f = line.split()
+            out[f[1]] = tuple(int(x) for x in f[2:])
+    if not out:
+        raise SystemExit("the probe failed on %s: %s" % (binary, (r.stdout + r.stderr)[-800:]))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="heat_pump")
+    ap.add_argument("--transport", default="coap")
+    ap.add_argument("--binary", action="append", metavar="PATH[=TREE]",
+                    help="a frozen interpreter (default: this tree's), its modules from TREE")
+    args = ap.parse_args()
+    runs = []
+    for spec in args.binary or [mp_real.frozen_interpreter()]:
+        binary, _, tree = spec.partition("=")
+        order = import_order(args.profile, args.transport, os.path.abspath(tree or REPO))
+        runs.append((binary, order, measure(binary, order)))
+    names = []
+    for _, order, _ in runs:
+        names.extend(n for n in order if n not in names)
+    cols = " | ".join("bytes, functions, classes, methods, globals" for _ in runs)
+    print("| module | %s |" % cols)
+    print("|---|%s" % ("---:|" * len(runs)))
+    for n in names:
+        cells = []
+        for _, _, got in runs:
+            v = got.get(n)
+            cells.append("-" if v is None else "%d, %d, %d, %d, %d" % v)
+        print("| %s | %s |" % (n, " | ".join(cells)))
+    print("| total | %s |" % " | ".join(
+        "%d, %d, %d, %d, %d" % tuple(sum(v[i] for v in got.values()) for i in range(5))
+        for _, _, got in runs))
+
+
+if __name__ == "__main__":
+    main()
