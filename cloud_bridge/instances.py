@@ -247,16 +247,18 @@ class Instances:
 
     async def routed(self, device, transport, address):
         """Record that this instance reaches device through transport (after its
-        ANNOUNCE was accepted here); returns when the record has committed. Routes
-        of devices registered through one transaction are written together."""
+        ANNOUNCE was accepted here); returns when the record has committed: True when
+        the route was taken over from another instance (the commands it claimed and
+        never sent are queued again). Routes of devices registered through one
+        transaction are written together."""
         link = self.bridge.transports.get(transport)
         if getattr(link, "shared_by_instances", False) or device in self.held:
-            return
+            return False
         fut = asyncio.get_running_loop().create_future()
         self._pending.append((device, transport, address, fut))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.ensure_future(self._flush())
-        await fut
+        return await fut
 
     async def _flush(self):
         while self._pending:
@@ -276,9 +278,10 @@ class Instances:
             if taken:
                 self.bridge.metrics.inc("route_handovers", len(taken))
                 log.info("took over the routes of %d device(s), e.g. %s", len(taken), taken[0])
-            for *_, fut in batch:
+            taken = set(taken)
+            for device, *_, fut in batch:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(device in taken)
 
     async def route_of(self, device):
         """(instance, transport, address, at) of the device's route, or None."""
@@ -305,6 +308,10 @@ class Instances:
         except StoreError as e:   # the holders' periodic look still finds the commands
             log.warning("wake-up not sent: %s", e)
 
+    def look_soon(self):
+        """Look (below) again soon, after a look that may have missed a route."""
+        self._look.set()
+
     async def look(self):
         """Drop routes other instances took over; queue again what dead instances claimed;
         deliver what waits for devices here."""
@@ -323,8 +330,9 @@ class Instances:
                 self.lose(device)
         for device in await self.store._run(
                 lambda: _s_waiting(self.instance, since - ROUTE_WINDOW), write=False):
-            if device in self.held and device not in self.bridge._stalled \
-                    and self.bridge.presence.get(device) == "online":
+            if device in self.held and device not in self.bridge._stalled and (
+                    self.bridge.presence.get(device) == "online"
+                    or device in self.bridge._registering):   # kicked once registered
                 self.bridge._kick(device)
 
     def lose(self, device):

@@ -194,13 +194,21 @@ class Registrar:
     """ANNOUNCEs that arrive together registered in one store transaction
     (store.register_devices through a coalesce.Coalesced): a reconnect storm of
     ten thousand devices costs a few hundred commits, not ten thousand. Each
-    caller gets its own outcome (True new, False known) or its own error
-    (ClaimRefused, InvalidValue) only after the transaction committed, so an
-    ANNOUNCE is answered only once its registration is stored."""
+    caller gets its own outcome or its own error (ClaimRefused, InvalidValue)
+    only after the transaction committed, so an ANNOUNCE is answered only once
+    its registration is stored. The same transaction says which of the devices
+    have commands queued: only those need a delivery started."""
 
     def __init__(self, store):
-        self._batch = Coalesced(store.register_devices)
+        self._batch = Coalesced(self._register_many)
+        self._store = store
+
+    async def _register_many(self, announces):
+        outcomes, waiting = await self._store.register_devices_waiting(announces)
+        return [o if isinstance(o, BaseException) else a.id in waiting
+                for o, a in zip(outcomes, announces)]
 
     async def register(self, announce):
-        """Register one store.Announce; raises what upsert_device would."""
+        """Register one store.Announce: True when the device had a command queued as
+        it was stored; raises what upsert_device would."""
         return await self._batch(announce)

@@ -691,6 +691,13 @@ class Store(abc.ABC):
         the InvalidValue / ClaimRefused that upsert_device would raise (that one
         changes nothing, the others are stored). An id listed twice is
         registered twice, in order."""
+        return (await self.register_devices_waiting(announces))[0]
+
+    async def register_devices_waiting(self, announces):
+        """register_devices(), and in the same transaction the ids among the registered
+        that have a queued command then: (outcomes, set of ids). A device with none
+        needs no delivery for its registration (a command queued after this
+        transaction commits is its queuer's to deliver)."""
         items = list(announces)
         out = [None] * len(items)
         valid = []
@@ -714,6 +721,7 @@ class Store(abc.ABC):
 
         def script():
             res = list(out)
+            stored = []
             for part in _rounds(valid, lambda v: v[1].id):
                 ids = [v[1].id for v in part]
                 if pg:
@@ -743,8 +751,21 @@ class Store(abc.ABC):
                                                self._UPSERT_TYPES)
                 yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows, self._PAIR_TYPES)
                 yield from self._s_insert_rows(self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)
-            return res
+                stored += [v[1].id for v in take]
+            waiting = (yield from self._s_queued_of(stored)) if stored else set()
+            return res, waiting
         return await self._run(script)
+
+    def _s_queued_of(self, ids):
+        """The ids among `ids` with a queued command (expired or not: the claim decides)."""
+        if self.dialect == "postgresql":
+            r = yield Q("SELECT DISTINCT device FROM commands WHERE device = ANY(?) "
+                        "AND status = 'queued'", (list(set(ids)),))
+            return {row[0] for row in r.rows}
+        r = yield Q("SELECT json_group_array(device) FROM (SELECT DISTINCT device FROM "
+                    "commands WHERE device IN (SELECT value FROM json_each(?)) "
+                    "AND status = 'queued')", (json.dumps(sorted(set(ids))),))
+        return set(json.loads(r.rows[0][0]))
 
     async def upsert_devices(self, announces, now):
         """upsert_device for many devices in one transaction (a reconnect storm).
