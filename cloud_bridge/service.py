@@ -16,7 +16,7 @@ import time
 from ..core import frame as F
 from ..core import roster as R
 from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
-from ..core.errors import BUSY, OUT_OF_RANGE
+from ..core.errors import OUT_OF_RANGE
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
@@ -294,13 +294,16 @@ class Bridge:
         flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
         consumes = body.get(A_CONSUMES, [])
         owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
-        wakes = self.instances.wakes_heard if self.instances is not None else 0
+        route, wakes = None, 0
+        if self.instances is not None:   # commands to it go out through this instance now
+            route = self.instances.route_to_record(device, via, source)
+            wakes = self.instances.wakes_heard
         try:
             waiting = await self.registrar.register(S.Announce(
                 device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
                 credential_ref=identity, first_pairings=owners,
                 first_audit=("bridge", "register", {"via": via}),
-                claim=lambda held: may_claim(held, identity)))
+                claim=lambda held: may_claim(held, identity)), route)
         except S.ClaimRefused as e:
             self.admission.registered(device, e.held)   # another instance registered it
             self._reject("claim_refused", "%s from %s" % (device, source or via),
@@ -313,17 +316,10 @@ class Bridge:
         self.known.add(device)
         self.admission.registered(device, identity)
         self.routes[device] = via
-        if self.instances is not None:   # commands to it go out through this instance now
-            try:
-                # taken over: the claims the old holder never sent are queued again
-                waiting = await self.instances.routed(device, via, source) or waiting
-            except S.StoreError as e:
-                self.store_failed("route", e)
-                return F.error(0, mid, BUSY, "not registered, retry later"), False
-            if self.instances.wakes_heard != wakes:
-                # a command queued on another instance meanwhile may have been looked
-                # for before this route was stored: look again now that it is
-                self.instances.look_soon()
+        if self.instances is not None and self.instances.wakes_heard != wakes:
+            # a command queued on another instance meanwhile may have been looked for
+            # before this device's route was stored: look again now that it is
+            self.instances.look_soon()
         answered = getattr(self.transports.get(via), "answers_announce", True)
         result = self.clocks.registered(device, body[A_SERVICES], flags if answered else 0,
                                         self.clock())

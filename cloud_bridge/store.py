@@ -692,11 +692,13 @@ class Store(abc.ABC):
         registered twice, in order."""
         return (await self.register_devices_waiting(announces))[0]
 
-    async def register_devices_waiting(self, announces):
+    async def register_devices_waiting(self, announces, then=None):
         """register_devices(), and in the same transaction the ids among the registered
-        that have a queued command then: (outcomes, set of ids). A device with none
-        needs no delivery for its registration (a command queued after this
-        transaction commits is its queuer's to deliver)."""
+        that have a queued command then: (outcomes, set of ids, then's value). A device
+        with none needs no delivery for its registration (a command queued after this
+        transaction commits is its queuer's to deliver). then (optional): then(ids
+        registered) -> a transaction script run last in the same transaction (the
+        routes of several instances, cloud_bridge/instances.py); None without it."""
         items = list(announces)
         out = [None] * len(items)
         valid = []
@@ -746,6 +748,7 @@ class Store(abc.ABC):
                 pair_rows = [(v[1].id, c, role, none, float(v[1].now))
                              for v in new for c, role in v[3]]
                 audit_rows = [v[4] for v in new if v[4] is not None]
+                stored += [v[1].id for v in take]
                 if pg:   # one statement: the three writes, then what is queued for them
                     waiting |= yield from self._s_register_pg(
                         [v[2] for v in take], pair_rows, audit_rows)
@@ -754,10 +757,10 @@ class Store(abc.ABC):
                                                self._UPSERT_TYPES)
                 yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows, self._PAIR_TYPES)
                 yield from self._s_insert_rows(self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)
-                stored += [v[1].id for v in take]
-            if stored:
+            if stored and not pg:
                 waiting |= yield from self._s_queued_of(stored)
-            return res, waiting
+            value = (yield from then(stored)) if then is not None and stored else None
+            return res, waiting, value
         return await self._run(script)
 
     def _s_register_pg(self, device_rows, pair_rows, audit_rows):

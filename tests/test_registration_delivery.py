@@ -11,6 +11,7 @@ only the registration can start the delivery).
 import asyncio
 import itertools
 
+import psycopg
 import pytest
 
 from spot.cloud_bridge import config as C
@@ -22,11 +23,12 @@ from spot.core import frame as F
 from spot.core.services import HEAT_PUMP
 
 from test_bridge_service import T0, Clock, hp, make_bridge, settle
-from test_store import pg_server  # noqa: F401  (a fixture)
+from test_store import pg_server  # noqa: F401,F811  (a fixture)
 from waiting import until
 
 _numbers = itertools.count(1)
 FOREVER = 3600.0   # an instance's periodic look: never within a test
+GATE = (4242, 1)   # an advisory lock a test holds a transaction at
 
 
 async def register(local, device_id, dev):
@@ -47,8 +49,8 @@ def during_registration(bridge, then):
     has answered the ANNOUNCE (the registration is in flight)."""
     register_one = bridge.registrar.register
 
-    async def register_then(announce):
-        waiting = await register_one(announce)
+    async def register_then(announce, route=None):
+        waiting = await register_one(announce, route)
         await then()
         return waiting
     bridge.registrar.register = register_then
@@ -164,36 +166,46 @@ def test_a_command_queued_on_another_instance_while_the_registration_is_in_fligh
     async def main():
         a, local = await instance(tmp_path, pg_url, "a")
         b, _ = await instance(tmp_path, pg_url, "b")
+        gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
         try:
             dev = hp()
             await register(local, "hp-1", dev)   # routed through a from now on
             await away(a, "hp-1")
-            # a's route row is taken away for the moment, as before a new device's
-            # route is stored: a wake-up now finds no device of a's
+            # its route row goes, as if it registered with a for the first time
             def no_routes():
                 yield Q("DELETE FROM device_routes", ())
             await a.store._run(no_routes)
             a.instances.held.clear()
+            # the registration's transaction, its queued commands read, waits at GATE
+            # before it records the route
+            record, reached = a.instances.s_record, []
+
+            def held_back(routes):
+                reached.append(1)
+                yield Q("SELECT pg_advisory_xact_lock(?, ?)", GATE)
+                return (yield from record(routes))
+            a.instances.s_record = held_back
             looked, look = [], a.instances.look
 
             async def counted_look():
                 await look()
                 looked.append(1)
             a.instances.look = counted_look
-            late = []
-
-            async def b_queues_a_command():   # b wakes a; a looks before its route is stored
-                late.append(await b.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1}))
-                assert await until(lambda: looked, timeout=30), "a did not look when woken"
-            during_registration(a, b_queues_a_command)
-            await register(local, "hp-1", dev)
+            await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
+            registering = asyncio.ensure_future(register(local, "hp-1", dev))
+            assert await until(lambda: reached)
+            cmd = await b.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1})   # wakes a
+            assert await until(lambda: looked, timeout=30), "a did not look when woken"
+            await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
+            await registering
 
             async def delivered():
-                return (await a.store.get_command(late[0].id)).status == "done"
+                return (await a.store.get_command(cmd.id)).status == "done"
             assert await until(delivered, timeout=30), "the command waits for the next poll"
             assert dev.node.get(HEAT_PUMP, 6) == 1
             assert len(looked) >= 2   # a looked again once the route was stored
         finally:
+            await gate.close()
             await stop(b)
             await stop(a)
     asyncio.run(main())

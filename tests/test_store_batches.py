@@ -193,7 +193,7 @@ async def test_registering_says_which_devices_have_a_command_queued(s, url):
         await add_device(s, d)
     await queued(s, ["hp-1", "hp-2"])
     await s.claim("hp-2", T0 + 1, BRIDGE)   # its only command is claimed: none waits
-    out, waiting = await s.register_devices_waiting(
+    out, waiting, _ = await s.register_devices_waiting(
         [announce(d) for d in ("hp-1", "hp-2", "hp-3", "hp-4")])
     assert out == [False, False, False, True]
     assert waiting == {"hp-1"}
@@ -203,7 +203,7 @@ async def test_registering_says_which_devices_have_a_command_queued(s, url):
 async def test_a_refused_registration_is_not_reported_waiting(s, url):
     await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0, credential_ref="dtls:a")
     await queued(s, ["hp-1"])
-    out, waiting = await s.register_devices_waiting(
+    out, waiting, _ = await s.register_devices_waiting(
         [announce("hp-1", "dtls:b", claim=lambda held: held == "dtls:b")])
     assert isinstance(out[0], S.ClaimRefused) and waiting == set()
 
