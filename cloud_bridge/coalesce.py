@@ -13,11 +13,9 @@ transaction committed): an outcome that is an exception instance is raised
 to that caller alone; an exception from run_many itself (the transaction
 failed: nothing of it is stored) is raised to every caller of the batch.
 
-At most `in_flight` batches of a Coalesced run at a time (one unless told), so
-a batch is as large as what waited: few transactions under load, one tick of
-delay when idle. With two, the items that arrive while one batch is being
-written go to the store beside it instead of after it (registration: the
-loop decodes the next ANNOUNCEs while the store writes the last ones).
+At most one batch of a Coalesced is in flight at a time, so a batch is as
+large as what waited: few transactions under load, one tick of delay when
+idle.
 """
 import asyncio
 
@@ -25,30 +23,22 @@ import asyncio
 class Coalesced:
     """One item in, its outcome out; run_many(items) -> [outcome per item]."""
 
-    def __init__(self, run_many, max_batch=2000, in_flight=1):
+    def __init__(self, run_many, max_batch=2000):
         self.run_many = run_many
         self.max_batch = max_batch
-        self.in_flight = in_flight
         self._waiting = []       # [(item, future)]
-        self._flushers = set()   # tasks writing batches
-        self._gathering = False  # a flusher waits one tick before it takes its batch
+        self._flusher = None
         self.batches = 0         # batches run (metrics, tests)
 
     async def __call__(self, item):
         fut = asyncio.get_running_loop().create_future()
         self._waiting.append((item, fut))
-        if not self._gathering:
-            self._flushers = {t for t in self._flushers if not t.done()}
-            if len(self._flushers) < self.in_flight:
-                self._gathering = True
-                self._flushers.add(asyncio.ensure_future(self._flush()))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
         return await fut
 
     async def _flush(self):
-        try:
-            await asyncio.sleep(0)   # one tick: what arrives with this item joins it
-        finally:
-            self._gathering = False
+        await asyncio.sleep(0)   # one tick: what arrives with this item joins it
         while self._waiting:
             batch = self._waiting[:self.max_batch]
             del self._waiting[:len(batch)]
@@ -75,6 +65,5 @@ class Coalesced:
 
     async def close(self):
         """Wait for what is waiting to be written."""
-        running = [t for t in self._flushers if not t.done()]
-        if running:
-            await asyncio.wait(running)
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher])

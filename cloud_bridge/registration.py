@@ -28,7 +28,6 @@ total_per_second), and a cap on devices registered over plain CoAP
 (max_plain). A refusal for a limit is `busy` (CoAP 5.03), so a device retries
 later. MQTT registrations meet the allow-list only (the broker authenticates).
 """
-import asyncio
 import fnmatch
 import ipaddress
 from collections import OrderedDict
@@ -203,12 +202,9 @@ class Registrar:
     devices' routes through this instance too."""
 
     def __init__(self, store):
-        # two batches at a time: the next ANNOUNCEs go to the store while the last are
-        # written; an id is in one of them at most (register)
-        self._batch = Coalesced(self._register_many, in_flight=2)
+        self._batch = Coalesced(self._register_many)
         self._store = store
         self.routes = None
-        self._storing = {}   # id -> a future done when its registration in the store ends
 
     async def _register_many(self, items):
         announces = [a for a, _ in items]
@@ -226,13 +222,5 @@ class Registrar:
         """Register one store.Announce: True when the device has something to deliver
         (a command queued as it was stored, or claims of the instance whose route it
         took over); raises what upsert_device would. route: (transport, address) to
-        record as this instance's, in the same transaction (`routes` only). ANNOUNCEs
-        of one id are stored one after the other, so each sees who holds the id."""
-        while announce.id in self._storing:
-            await asyncio.wait([self._storing[announce.id]])
-        done = self._storing[announce.id] = asyncio.get_running_loop().create_future()
-        try:
-            return await self._batch((announce, route))
-        finally:
-            del self._storing[announce.id]
-            done.set_result(None)
+        record as this instance's, in the same transaction (`routes` only)."""
+        return await self._batch((announce, route))

@@ -209,29 +209,3 @@ def test_a_command_queued_on_another_instance_while_the_registration_is_in_fligh
             await stop(b)
             await stop(a)
     asyncio.run(main())
-
-
-def test_two_identities_announcing_one_new_id_at_once_leave_it_with_the_first(tmp_path, pg_url):
-    async def main():
-        a, _ = await instance(tmp_path, pg_url, "a")
-        try:
-            register_many, gate = a.store.register_devices_waiting, asyncio.Event()
-
-            async def gated(announces, then=None):   # the first batch waits in the store
-                await gate.wait()
-                return await register_many(announces, then)
-            a.store.register_devices_waiting = gated
-            frame = hp("hp-9").node.announce(bridge="bridge")
-            first = asyncio.ensure_future(
-                a.device_frame("local", None, frame, identity="dtls:first"))
-            await asyncio.sleep(0.05)
-            second = asyncio.ensure_future(
-                a.device_frame("local", None, frame, identity="dtls:second"))
-            await asyncio.sleep(0.05)
-            gate.set()
-            assert F.decode(await first)[0] == F.RESULT
-            assert F.decode(await second)[0] == F.ERROR
-            assert (await a.store.get_device("hp-9")).credential_ref == "dtls:first"
-        finally:
-            await stop(a)
-    asyncio.run(main())

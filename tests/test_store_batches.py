@@ -262,31 +262,6 @@ def test_items_arriving_while_a_batch_is_written_go_in_the_next_one():
     asyncio.run(main())
 
 
-def test_with_two_in_flight_items_arriving_while_a_batch_is_written_go_to_the_store_beside_it():
-    seen = []
-
-    async def main():
-        release = asyncio.Event()
-
-        async def run_many(items):
-            seen.append(list(items))
-            await release.wait()
-            return items
-
-        c = Coalesced(run_many, in_flight=2)
-        first = asyncio.ensure_future(c(1))
-        await asyncio.sleep(0.01)
-        second = [asyncio.ensure_future(c(i)) for i in (2, 3)]
-        await asyncio.sleep(0.01)
-        third = asyncio.ensure_future(c(4))   # two batches run: it waits for one of them
-        await asyncio.sleep(0.01)
-        assert seen == [[1], [2, 3]]
-        release.set()
-        assert await asyncio.gather(first, *second, third) == [1, 2, 3, 4]
-        assert seen == [[1], [2, 3], [4]]
-    asyncio.run(main())
-
-
 # ------------------------------------------------------------------ partitions
 
 def pg_test(fn):
