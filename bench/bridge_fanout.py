@@ -66,7 +66,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bridge_ingest import (BridgeProcess, CoapFleet, CpuWindow, baseline_path,  # noqa: E402
-                           cpu_seconds, percentile, raise_fd_limit, settle, wait_progress)
+                           cpu_seconds, percentile, raise_fd_limit, settle, wait_progress,
+                           wait_until)
 from spot.core.node import FLAG_CLOCK  # noqa: E402
 
 SIZES = (100, 1000, 10000)
@@ -181,11 +182,12 @@ def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label="", cl
         registered = json.loads(gen.stdout.readline())
         reg = registered["registered"]
         reg_cpu = reg_cpu.stop()
-        # the clock WRITEs that follow (none from this tree to devices taking the RESULT's)
-        writes = 0 if code is None and clock == "result" else n
-        wait_progress(lambda: bridge.metric("spot_bridge_clock_sets_total", status="done"),
-                      writes, stall=30, timeout=600, every=0.2)
-        clocked = max(reg, time.monotonic() - t_go)
+        # the clock WRITEs that follow (none to devices taking the RESULT's, unless the
+        # baseline is older than flag bit 1 and sends them anyway)
+        sets = lambda: bridge.metric("spot_bridge_clock_sets_total", status="done")  # noqa: E731
+        writes = n if clock == "write" or (code is not None and wait_until(sets, 1.0)) else 0
+        wait_progress(sets, writes, stall=30, timeout=600, every=0.2)
+        clocked = max(reg, time.monotonic() - t_go) if writes else reg
         clock_writes = bridge.metric("spot_bridge_clock_sets_total", status="done")
         if spy is not None:
             print(summarise(spy.stop()), file=sys.stderr, flush=True)

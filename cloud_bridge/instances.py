@@ -9,7 +9,8 @@ Every `spot bridge` sharing a PostgreSQL database runs one `Instances`
 - The route of every device reached through a transport bound to one process
   (CoAP: the device's address is known to the instance it registered with):
   table device_routes (device -> instance, transport, address, at). An
-  accepted ANNOUNCE records it; when the device registers with another
+  accepted ANNOUNCE records it, in its registration's transaction; when the
+  device registers with another
   instance the route is handed over in one transaction: the new holder's id
   is written and commands the old holder claimed but never sent go back to
   the queue. Devices on a transport every instance reaches (MQTT through the
@@ -144,8 +145,6 @@ class Instances:
         self.instance = instance
         self.poll = poll
         self.held = set()      # devices whose route this instance recorded and still holds
-        self._pending = []     # [(device, transport, address, future)] to record
-        self._flushing = None
         self._wake_due = False
         self._looked = 0.0     # when hand-overs were last read
         self._look = asyncio.Event()
@@ -173,6 +172,7 @@ class Instances:
             log.warning("%d command(s) claimed before this instance stopped are queued again",
                         len(freed))
         self._looked = self.bridge.clock() - ROUTE_WINDOW
+        self.bridge.registrar.routes = self   # routes recorded with the registrations
         self._tasks = [asyncio.ensure_future(self._listen()),
                        asyncio.ensure_future(self._look_forever())]
         return self
@@ -245,40 +245,31 @@ class Instances:
 
     # ------------------------------------------------------------ routes
 
-    async def routed(self, device, transport, address):
-        """Record that this instance reaches device through transport (after its
-        ANNOUNCE was accepted here); returns when the record has committed. Routes
-        of devices registered through one transaction are written together."""
+    def route_to_record(self, device, transport, address):
+        """(transport, address) to record as this instance's route of device with its
+        registration (registration.Registrar, one transaction), or None: the device
+        is on a transport every instance reaches, or its route is held here already."""
         link = self.bridge.transports.get(transport)
         if getattr(link, "shared_by_instances", False) or device in self.held:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._pending.append((device, transport, address, fut))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.ensure_future(self._flush())
-        await fut
+            return None
+        return (transport, address)
 
-    async def _flush(self):
-        while self._pending:
-            batch, self._pending = self._pending, []
-            latest = {}
-            for device, transport, address, _ in batch:   # one row per device
-                latest[device] = (device, transport, address)
-            try:
-                taken = await self.store._run(lambda: _s_take_routes(
-                    self.instance, sorted(latest.values()), self.bridge.clock()))
-            except Exception as e:
-                for *_, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(e)
-                continue
-            self.held.update(latest)
-            if taken:
-                self.bridge.metrics.inc("route_handovers", len(taken))
-                log.info("took over the routes of %d device(s), e.g. %s", len(taken), taken[0])
-            for *_, fut in batch:
-                if not fut.done():
-                    fut.set_result(None)
+    def s_record(self, routes):
+        """Transaction script: record routes [(device, transport, address)] as this
+        instance's; (their devices, the set of those taken over from another instance,
+        whose unsent claims are queued again)."""
+        latest = {r[0]: r for r in routes}   # one row per device
+        taken = yield from _s_take_routes(self.instance, sorted(latest.values()),
+                                          self.bridge.clock())
+        return list(latest), set(taken)
+
+    def recorded(self, devices, taken):
+        """The routes of s_record committed: the devices taken over (a set)."""
+        self.held.update(devices)
+        if taken:
+            self.bridge.metrics.inc("route_handovers", len(taken))
+            log.info("took over the routes of %d device(s), e.g. %s", len(taken), min(taken))
+        return taken
 
     async def route_of(self, device):
         """(instance, transport, address, at) of the device's route, or None."""
@@ -305,6 +296,10 @@ class Instances:
         except StoreError as e:   # the holders' periodic look still finds the commands
             log.warning("wake-up not sent: %s", e)
 
+    def look_soon(self):
+        """Look (below) again soon, after a look that may have missed a route."""
+        self._look.set()
+
     async def look(self):
         """Drop routes other instances took over; queue again what dead instances claimed;
         deliver what waits for devices here."""
@@ -323,8 +318,9 @@ class Instances:
                 self.lose(device)
         for device in await self.store._run(
                 lambda: _s_waiting(self.instance, since - ROUTE_WINDOW), write=False):
-            if device in self.held and device not in self.bridge._stalled \
-                    and self.bridge.presence.get(device) == "online":
+            if device in self.held and device not in self.bridge._stalled and (
+                    self.bridge.presence.get(device) == "online"
+                    or device in self.bridge._registering):   # kicked once registered
                 self.bridge._kick(device)
 
     def lose(self, device):

@@ -194,13 +194,33 @@ class Registrar:
     """ANNOUNCEs that arrive together registered in one store transaction
     (store.register_devices through a coalesce.Coalesced): a reconnect storm of
     ten thousand devices costs a few hundred commits, not ten thousand. Each
-    caller gets its own outcome (True new, False known) or its own error
-    (ClaimRefused, InvalidValue) only after the transaction committed, so an
-    ANNOUNCE is answered only once its registration is stored."""
+    caller gets its own outcome or its own error (ClaimRefused, InvalidValue)
+    only after the transaction committed, so an ANNOUNCE is answered only once
+    its registration is stored. The same transaction says which of the devices
+    have commands queued: only those need a delivery started. With several
+    instances (`routes`, a cloud_bridge.instances.Instances) it records the
+    devices' routes through this instance too."""
 
     def __init__(self, store):
-        self._batch = Coalesced(store.register_devices)
+        self._batch = Coalesced(self._register_many)
+        self._store = store
+        self.routes = None
 
-    async def register(self, announce):
-        """Register one store.Announce; raises what upsert_device would."""
-        return await self._batch(announce)
+    async def _register_many(self, items):
+        announces = [a for a, _ in items]
+        routes = {a.id: (a.id,) + route for a, route in items if route is not None}
+        then = None
+        if routes and self.routes is not None:
+            then = lambda ids: self.routes.s_record([routes[d] for d in ids if d in routes])  # noqa: E731
+        outcomes, waiting, recorded = await self._store.register_devices_waiting(announces, then)
+        if recorded is not None:
+            waiting |= self.routes.recorded(*recorded)
+        return [o if isinstance(o, BaseException) else a.id in waiting
+                for o, a in zip(outcomes, announces)]
+
+    async def register(self, announce, route=None):
+        """Register one store.Announce: True when the device has something to deliver
+        (a command queued as it was stored, or claims of the instance whose route it
+        took over); raises what upsert_device would. route: (transport, address) to
+        record as this instance's, in the same transaction (`routes` only)."""
+        return await self._batch((announce, route))

@@ -16,7 +16,7 @@ import time
 from ..core import frame as F
 from ..core import roster as R
 from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
-from ..core.errors import BUSY, OUT_OF_RANGE
+from ..core.errors import OUT_OF_RANGE
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
@@ -92,6 +92,8 @@ class Bridge:
         self._seen = {}        # device -> last time heard, not yet written
         self._delivery = {}    # device -> delivery task
         self._kicked = set()   # devices kicked while their delivery ran: look again after it
+        self._registering = {}   # device -> its registrations in flight
+        self._kicked_registering = set()   # kicked meanwhile: delivered when it is stored
         self._in_flight = Slots(config.commands_in_flight)
         self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
@@ -264,32 +266,60 @@ class Bridge:
             self._reject(e.reason, "%s from %s" % (device, source or via),
                          "%s (identity %s)" % (e.text, identity))
             return F.error(0, mid, e.code, e.text)
+        # a device is delivered to after its registration only if the registration's
+        # transaction found a command queued, or something kicked it meanwhile
+        self._registering[device] = self._registering.get(device, 0) + 1
+        deliver = False
+        try:
+            reply, deliver = await self._register(via, body, now, mid, device, identity, source)
+            return reply
+        finally:
+            if self._registration_ended(device) or deliver:
+                self._kick(device)
+
+    def _registration_ended(self, device):
+        """One registration of device ended: True when it was the last in flight and
+        the device was kicked meanwhile (the kick waited for it)."""
+        left = self._registering.pop(device) - 1
+        if left:
+            self._registering[device] = left
+            return False
+        if device in self._kicked_registering:
+            self._kicked_registering.discard(device)
+            return True
+        return False
+
+    async def _register(self, via, body, now, mid, device, identity, source):
+        """announce()'s store part: (reply frame, whether the device needs a delivery)."""
         flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
         consumes = body.get(A_CONSUMES, [])
         owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
+        route, wakes = None, 0
+        if self.instances is not None:   # commands to it go out through this instance now
+            route = self.instances.route_to_record(device, via, source)
+            wakes = self.instances.wakes_heard
         try:
-            await self.registrar.register(S.Announce(
+            waiting = await self.registrar.register(S.Announce(
                 device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
                 credential_ref=identity, first_pairings=owners,
                 first_audit=("bridge", "register", {"via": via}),
-                claim=lambda held: may_claim(held, identity)))
+                claim=lambda held: may_claim(held, identity)), route)
         except S.ClaimRefused as e:
             self.admission.registered(device, e.held)   # another instance registered it
             self._reject("claim_refused", "%s from %s" % (device, source or via),
                          "device registered under another identity (identity %s)" % identity)
-            return F.error(0, mid, NOT_AUTHORISED, "device registered under another identity")
+            return F.error(0, mid, NOT_AUTHORISED,
+                           "device registered under another identity"), False
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))
-            return F.error(0, mid, MALFORMED, str(e))
+            return F.error(0, mid, MALFORMED, str(e)), False
         self.known.add(device)
         self.admission.registered(device, identity)
         self.routes[device] = via
-        if self.instances is not None:   # commands to it go out through this instance now
-            try:
-                await self.instances.routed(device, via, source)
-            except S.StoreError as e:
-                self.store_failed("route", e)
-                return F.error(0, mid, BUSY, "not registered, retry later")
+        if self.instances is not None and self.instances.wakes_heard != wakes:
+            # a command queued on another instance meanwhile may have been looked for
+            # before this device's route was stored: look again now that it is
+            self.instances.look_soon()
         answered = getattr(self.transports.get(via), "answers_announce", True)
         result = self.clocks.registered(device, body[A_SERVICES], flags if answered else 0,
                                         self.clock())
@@ -298,8 +328,7 @@ class Bridge:
         if self.presence.get(device) != "online":   # the registration stored it online
             self.presence[device] = "online"
             self.hub.publish({"type": "presence", "device": device, "presence": "online"})
-        self._kick(device)
-        return F.encode(F.RESULT, 0, mid, result)
+        return F.encode(F.RESULT, 0, mid, result), waiting or device in self.clocks.due
 
     async def presence_changed(self, device, presence):
         """A transport saw a device come or go (MQTT birth / will)."""
@@ -338,6 +367,9 @@ class Bridge:
     def _kick(self, device):
         if self.instances is not None and device not in self.routes:
             self.instances.wake()   # another instance may hold its route
+        if device in self._registering:   # its registration kicks it once stored
+            self._kicked_registering.add(device)
+            return
         task = self._delivery.get(device)
         if task is None or task.done():
             task = asyncio.ensure_future(self._deliver(device))

@@ -650,8 +650,7 @@ class Store(abc.ABC):
         if not rows:
             return
         if self.dialect == "postgresql":
-            yield Q(sql % ("SELECT * FROM unnest(%s)" % ", ".join("?::%s[]" % t for t in types)),
-                    tuple(list(col) for col in zip(*rows)))
+            yield Q(sql % _pg_unnest(types), tuple(list(col) for col in zip(*rows)))
         else:
             yield Q(sql % ("SELECT %s FROM json_each(?) WHERE true"
                            % sqlite_rows.rows_in(len(rows[0]))), (sqlite_rows.dumps(rows),))
@@ -692,6 +691,15 @@ class Store(abc.ABC):
         the InvalidValue / ClaimRefused that upsert_device would raise (that one
         changes nothing, the others are stored). An id listed twice is
         registered twice, in order."""
+        return (await self.register_devices_waiting(announces))[0]
+
+    async def register_devices_waiting(self, announces, then=None):
+        """register_devices(), and in the same transaction the ids among the registered
+        that have a queued command then: (outcomes, set of ids, then's value). A device
+        with none needs no delivery for its registration (a command queued after this
+        transaction commits is its queuer's to deliver). then (optional): then(ids
+        registered) -> a transaction script run last in the same transaction (the
+        routes of several instances, cloud_bridge/instances.py); None without it."""
         items = list(announces)
         out = [None] * len(items)
         valid = []
@@ -715,6 +723,7 @@ class Store(abc.ABC):
 
         def script():
             res = list(out)
+            stored, waiting = [], set()
             for part in _rounds(valid, lambda v: v[1].id):
                 ids = [v[1].id for v in part]
                 if pg:
@@ -740,12 +749,45 @@ class Store(abc.ABC):
                 pair_rows = [(v[1].id, c, role, none, float(v[1].now))
                              for v in new for c, role in v[3]]
                 audit_rows = [v[4] for v in new if v[4] is not None]
+                stored += [v[1].id for v in take]
+                if pg:   # one statement: the three writes, then what is queued for them
+                    waiting |= yield from self._s_register_pg(
+                        [v[2] for v in take], pair_rows, audit_rows)
+                    continue
                 yield from self._s_insert_rows(self._UPSERT, [v[2] for v in take],
                                                self._UPSERT_TYPES)
                 yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows, self._PAIR_TYPES)
                 yield from self._s_insert_rows(self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)
-            return res
+            if stored and not pg:
+                waiting |= yield from self._s_queued_of(stored)
+            value = (yield from then(stored)) if then is not None and stored else None
+            return res, waiting, value
         return await self._run(script)
+
+    def _s_register_pg(self, device_rows, pair_rows, audit_rows):
+        """PostgreSQL: the registration's writes as data-modifying CTEs of ONE statement
+        (each runs once, to completion) whose query gives the devices with a queued
+        command; the set of them."""
+        ctes, params = [], ()
+        for name, sql, rows, types in (("d", self._UPSERT, device_rows, self._UPSERT_TYPES),
+                                       ("p", self._PAIR_FIRST, pair_rows, self._PAIR_TYPES),
+                                       ("a", self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)):
+            if rows:
+                ctes.append("%s AS (%s)" % (name, sql % _pg_unnest(types)))
+                params += tuple(list(col) for col in zip(*rows))
+        r = yield Q("WITH " + ", ".join(ctes) + " SELECT DISTINCT device FROM commands "
+                    "WHERE device = ANY(?) AND status = 'queued'",
+                    params + ([row[0] for row in device_rows],))
+        return {row[0] for row in r.rows}
+
+    @staticmethod
+    def _s_queued_of(ids):
+        """SQLite: the ids among `ids` with a queued command (expired or not: the claim
+        decides), read in one row."""
+        r = yield Q("SELECT json_group_array(device) FROM (SELECT DISTINCT device FROM "
+                    "commands WHERE device IN (SELECT value FROM json_each(?)) "
+                    "AND status = 'queued')", (json.dumps(sorted(set(ids))),))
+        return set(json.loads(r.rows[0][0]))
 
     async def upsert_devices(self, announces, now):
         """upsert_device for many devices in one transaction (a reconnect storm).
@@ -1682,6 +1724,11 @@ class Store(abc.ABC):
 
 
 # ---------------------------------------------------------------- shared scripts
+
+def _pg_unnest(types):
+    """PostgreSQL: the rows source of a column array per type, one `?` each."""
+    return "SELECT * FROM unnest(%s)" % ", ".join("?::%s[]" % t for t in types)
+
 
 def s_release_claims(owner):
     """Transaction script of Store.release_claims (also run by cloud_bridge.instances

@@ -187,6 +187,27 @@ async def test_register_devices_with_an_id_twice_registers_it_new_then_known(s, 
     assert [p.controller for p in await s.pairings("hp-1")] == ["operator"]
 
 
+@store_test
+async def test_registering_says_which_devices_have_a_command_queued(s, url):
+    for d in ("hp-1", "hp-2", "hp-3"):
+        await add_device(s, d)
+    await queued(s, ["hp-1", "hp-2"])
+    await s.claim("hp-2", T0 + 1, BRIDGE)   # its only command is claimed: none waits
+    out, waiting, _ = await s.register_devices_waiting(
+        [announce(d) for d in ("hp-1", "hp-2", "hp-3", "hp-4")])
+    assert out == [False, False, False, True]
+    assert waiting == {"hp-1"}
+
+
+@store_test
+async def test_a_refused_registration_is_not_reported_waiting(s, url):
+    await s.upsert_device("hp-1", [[HP, 1, 0]], [], 0, T0, credential_ref="dtls:a")
+    await queued(s, ["hp-1"])
+    out, waiting, _ = await s.register_devices_waiting(
+        [announce("hp-1", "dtls:b", claim=lambda held: held == "dtls:b")])
+    assert isinstance(out[0], S.ClaimRefused) and waiting == set()
+
+
 # ------------------------------------------------------------------ coalescing
 
 def test_calls_arriving_together_run_as_one_batch_each_with_its_own_outcome():

@@ -1,0 +1,211 @@
+"""A registration starts a delivery only for a device that has something to deliver:
+a command queued when its registration was stored, a command queued while the
+registration was in flight, claims another instance never sent, a clock to set.
+
+In-process devices (SimDevice on the local transport) that take their clock from
+the registration's RESULT (ANNOUNCE flag bit 1), so no clock WRITE follows;
+a real SQLite store, and a real PostgreSQL server for the instances' part
+(cloud_bridge/instances.py, its periodic look set far beyond the test so that
+only the registration can start the delivery).
+"""
+import asyncio
+import itertools
+
+import psycopg
+import pytest
+
+from spot.cloud_bridge import config as C
+from spot.cloud_bridge.instances import Instances, _s_ddl, _s_take_routes
+from spot.cloud_bridge.local_transport import LocalTransport
+from spot.cloud_bridge.service import Bridge
+from spot.cloud_bridge.store import Q, open_store
+from spot.core import frame as F
+from spot.core.services import HEAT_PUMP
+
+from test_bridge_service import T0, Clock, hp, make_bridge, settle
+from test_store import pg_server  # noqa: F401,F811  (a fixture)
+from waiting import until
+
+_numbers = itertools.count(1)
+FOREVER = 3600.0   # an instance's periodic look: never within a test
+GATE = (4242, 1)   # an advisory lock a test holds a transaction at
+
+
+async def register(local, device_id, dev):
+    """ANNOUNCE dev on the local transport as a device that takes the RESULT's clock."""
+    local.devices[device_id] = dev
+    reply = await local.bridge.device_frame(local.name, None, dev.node.announce(bridge="bridge"))
+    assert F.decode(reply)[0] == F.RESULT
+    return reply
+
+
+async def away(bridge, device_id):
+    """The device went offline (as the sweep marks a silent one)."""
+    await bridge._set_presence(device_id, "offline", bridge.clock())
+
+
+def during_registration(bridge, then):
+    """Run `then()` after the registration's transaction committed, before the bridge
+    has answered the ANNOUNCE (the registration is in flight)."""
+    register_one = bridge.registrar.register
+
+    async def register_then(announce, route=None):
+        waiting = await register_one(announce, route)
+        await then()
+        return waiting
+    bridge.registrar.register = register_then
+
+
+# ------------------------------------------------------------------ one instance (SQLite)
+
+def test_a_device_registering_with_nothing_queued_gets_no_delivery(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        try:
+            await register(local, "hp-1", hp())
+            await settle(bridge)
+            assert (await bridge.store.get_device("hp-1")).presence == "online"
+            assert bridge.writes._claim.batches == 0   # the store was not asked for commands
+            assert local.requests == 0
+        finally:
+            await bridge.stop()
+    asyncio.run(main())
+
+
+def test_a_command_queued_while_the_device_was_away_is_delivered_when_it_registers(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        try:
+            dev = hp()
+            await register(local, "hp-1", dev)
+            await away(bridge, "hp-1")
+            cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "queued"
+            await register(local, "hp-1", dev)
+            await settle(bridge)
+            assert (await bridge.store.get_command(cmd.id)).status == "done"
+            assert dev.node.get(HEAT_PUMP, 6) == 3
+        finally:
+            await bridge.stop()
+    asyncio.run(main())
+
+
+def test_a_command_queued_while_the_registration_is_in_flight_is_delivered(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        try:
+            dev = hp()
+            await register(local, "hp-1", dev)
+            await away(bridge, "hp-1")
+            late = []
+
+            async def a_command_comes():   # queued (and kicked) after the store looked
+                late.append(await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1}))
+            during_registration(bridge, a_command_comes)
+            await register(local, "hp-1", dev)
+            await settle(bridge)
+            assert (await bridge.store.get_command(late[0].id)).status == "done"
+            assert dev.node.get(HEAT_PUMP, 6) == 1
+        finally:
+            await bridge.stop()
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ instances (PostgreSQL)
+
+@pytest.fixture
+def pg_url(pg_server):  # noqa: F811
+    name = "regdel%d" % next(_numbers)
+    yield pg_server.create_database(name)
+    pg_server.drop_database(name)
+
+
+async def instance(tmp_path, pg_url, name):
+    """A bridge instance `name` on the PostgreSQL store, its local transport."""
+    config = C.load(None, data=str(tmp_path / name), store=pg_url, instance=name)
+    store = await open_store(pg_url)
+    bridge = Bridge(config, store, clock=Clock(T0 + 10))
+    await bridge.start()
+    bridge.instances = await Instances(bridge, store, name, poll=FOREVER).start()
+    return bridge, LocalTransport(bridge)
+
+
+async def stop(bridge):
+    await bridge.instances.stop()
+    await bridge.stop()
+    await bridge.store.close()
+
+
+def test_a_command_another_instance_claimed_and_never_sent_is_delivered_when_its_device_registers_here(
+        tmp_path, pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        try:   # hp-1 was routed through b, which claimed its command and died unsent
+            await store._run(_s_ddl)
+            await store.upsert_device("hp-1", [[HEAT_PUMP, 1, 0]], [], 0, T0)
+            await store._run(lambda: _s_take_routes("b", [("hp-1", "coap", "coap://b")], T0))
+            cid = await store.enqueue("hp-1", HEAT_PUMP, F.WRITE, {6: 2}, "operator", T0, T0 + 60)
+            assert (await store.claim("hp-1", T0, "b")).id == cid
+        finally:
+            await store.close()
+        a, local = await instance(tmp_path, pg_url, "a")
+        try:
+            dev = hp()
+            await register(local, "hp-1", dev)
+            await settle(a)
+            assert (await a.store.get_command(cid)).status == "done"
+            assert dev.node.get(HEAT_PUMP, 6) == 2
+        finally:
+            await stop(a)
+    asyncio.run(main())
+
+
+def test_a_command_queued_on_another_instance_while_the_registration_is_in_flight_is_delivered(
+        tmp_path, pg_url):
+    async def main():
+        a, local = await instance(tmp_path, pg_url, "a")
+        b, _ = await instance(tmp_path, pg_url, "b")
+        gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            dev = hp()
+            await register(local, "hp-1", dev)   # routed through a from now on
+            await away(a, "hp-1")
+            # its route row goes, as if it registered with a for the first time
+            def no_routes():
+                yield Q("DELETE FROM device_routes", ())
+            await a.store._run(no_routes)
+            a.instances.held.clear()
+            # the registration's transaction, its queued commands read, waits at GATE
+            # before it records the route
+            record, reached = a.instances.s_record, []
+
+            def held_back(routes):
+                reached.append(1)
+                yield Q("SELECT pg_advisory_xact_lock(?, ?)", GATE)
+                return (yield from record(routes))
+            a.instances.s_record = held_back
+            looked, look = [], a.instances.look
+
+            async def counted_look():
+                await look()
+                looked.append(1)
+            a.instances.look = counted_look
+            await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
+            registering = asyncio.ensure_future(register(local, "hp-1", dev))
+            assert await until(lambda: reached)
+            cmd = await b.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1})   # wakes a
+            assert await until(lambda: looked, timeout=30), "a did not look when woken"
+            await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
+            await registering
+
+            async def delivered():
+                return (await a.store.get_command(cmd.id)).status == "done"
+            assert await until(delivered, timeout=30), "the command waits for the next poll"
+            assert dev.node.get(HEAT_PUMP, 6) == 1
+            assert len(looked) >= 2   # a looked again once the route was stored
+        finally:
+            await gate.close()
+            await stop(b)
+            await stop(a)
+    asyncio.run(main())
