@@ -353,7 +353,8 @@ def breakdown(n=1000, k=10):
     # calls them by its own names, so both modules' names are wrapped)
     S.prepare_telemetry = P.prepare_telemetry = timed_sync(
         "preparing the rows (checks, JSON text; worker thread)", S.prepare_telemetry)
-    for name, what in (("frames_of", "grouping rows by frame (worker thread)"),
+    for name, what in (("encode_telemetry", "preparing the rows (checks, JSON text; worker thread)"),
+                       ("frames_of", "grouping rows by frame (worker thread)"),
                        ("copy_payload", "building the COPY stream (in the COPY's time)"),
                        ("frame_copy_payload", "building the COPY stream (in the COPY's time)"),
                        ("row_arrays", "building the latest values' arrays"),

@@ -99,13 +99,20 @@ def frames_of(rows):
     service, t, [object], [JSON text])] in first-seen order, whether some (device,
     service, object, t) is there twice)."""
     by = {}
+    ldev = lsid = lt = objs = vals = None
     for dev, sid, oid, t, v in rows:
+        # a frame's rows usually come one after the other: no key built for those
+        if t == lt and sid == lsid and dev == ldev:
+            objs.append(oid)
+            vals.append(v)
+            continue
         f = by.get((dev, sid, t))
         if f is None:
-            by[(dev, sid, t)] = ([oid], [v])
-        else:
-            f[0].append(oid)
-            f[1].append(v)
+            f = by[(dev, sid, t)] = ([], [])
+        objs, vals = f
+        objs.append(oid)
+        vals.append(v)
+        ldev, lsid, lt = dev, sid, t
     frames = [(k[0], k[1], k[2], o, v) for k, (o, v) in by.items()]
     twice = len(by) != len(rows) and any(len(set(f[3])) != len(f[3]) for f in frames)
     return frames, twice
@@ -125,14 +132,13 @@ def frame_copy_payload(frames):
         if o is None:
             o = objects[key] = _ARRAY_FIELD(20 + 8 * n, 1, 0, 23, n, 1) + struct.pack(
                 "!" + "ii" * n, *[x for o in oids for x in (4, o)])
+        # the values' elements, each its length and its text
+        body = b"".join([_LENGTH(len(b := v.encode())) + b for v in vals])
         add(h)
         add(_FRAME_REST(2, sid, 8, t))
         add(o)
-        vs = [v.encode() for v in vals]
-        add(_ARRAY_FIELD(20 + 4 * n + sum(map(len, vs)), 1, 0, 114, n, 1))
-        for b in vs:
-            add(_LENGTH(len(b)))
-            add(b)
+        add(_ARRAY_FIELD(20 + len(body), 1, 0, 114, n, 1))
+        add(body)
     add(_COPY_END)
     return b"".join(out)
 

@@ -67,8 +67,8 @@ from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, f
                         row_arrays)
 from .store_fleet import alarm_point_sql, fleet_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
-                    PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_time, latest_of,
-                    prepare_telemetry, s_conflicts)
+                    PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_device, check_time,
+                    encode_telemetry, latest_of, prepare_telemetry, s_conflicts)
 
 log = logging.getLogger("spot.store")
 
@@ -409,11 +409,14 @@ async def _copy_frames(conn, cur, sql, frames):
 
 
 def _prepare_frames(rows):
-    """prepare_telemetry's (rows, latest), the rows grouped by frame (frames_of), and
-    whether each (device, service) is in one frame only."""
-    out, latest = prepare_telemetry(rows)
+    """prepare_telemetry's (rows, latest) with latest None (the usual batch does not need
+    them: latest_of when it does), the rows grouped by frame (frames_of), and whether
+    each (device, service) is in one frame only."""
+    out = encode_telemetry(rows)
     frames = frames_of(out)
-    return out, latest, frames, len({f[:2] for f in frames[0]}) == len(frames[0])
+    for dev in {f[0] for f in frames[0]}:
+        check_device(dev)
+    return out, None, frames, len({f[:2] for f in frames[0]}) == len(frames[0])
 
 
 class PostgresStore(Store):
@@ -544,7 +547,7 @@ class PostgresStore(Store):
         grouped, twice = prepared[2] if self.frames else (None, False)
         # the latest values from the frames once COPYed (one frame per device, service)
         from_frames = self.frames and self.latest_per_device and prepared[3]
-        ids = sorted({r[0] for r in latest})
+        ids = sorted({f[0] for f in grouped} if latest is None else {r[0] for r in latest})
         await self._make_room(out)
 
         def script():
@@ -572,9 +575,12 @@ class PostgresStore(Store):
                     r = Result([], r.rows[0][0])
                 elif taken:
                     r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*taken)])
-            if kept and copied and from_frames:
+            if copied and from_frames:
                 yield QB(UPSERT_LATEST_FROM_FRAMES, frame_keys(grouped))
-            elif kept:
+                return r.count, no
+            if kept is None:
+                kept = latest_of(taken)
+            if kept:
                 yield from self._s_upsert_latest(kept)
             return r.count, no
         return await self._run(script)
