@@ -65,7 +65,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
                         row_arrays)
-from .store_fleet import alarm_point_sql, fleet_point_sql
+from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, with_keys
+from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
                     PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_device, check_time,
                     encode_telemetry, latest_of, prepare_telemetry, s_conflicts)
@@ -73,9 +74,9 @@ from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, 
 log = logging.getLogger("spot.store")
 
 RETRIES = 3
-SCHEMA = 4                  # 1: telemetry one plain table; 2: partitioned by time;
+SCHEMA = 5                  # 1: telemetry one plain table; 2: partitioned by time;
                             # 3: latest values one row per device; 4: history one
-                            # row per frame
+                            # row per frame; 5: latest rows keep keys, t_max (pg_latest)
 PARTITION_SECONDS = 86400   # one telemetry partition per day of t
 LOCK_SCHEMA, LOCK_PARTITIONS = 7012, 7013   # advisory locks
 COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json as its text
@@ -83,8 +84,6 @@ FRAME_COLUMNS = ("device", "service", "t", "objects", "vals")
 # a statement with psycopg placeholders (%b: the parameter goes in binary, which
 # for arrays of thousands of values is about half the cost of the text form)
 QB = namedtuple("QB", "sql params")
-# the points kept in latest_device.fleet: what the fleet figures read, and alarms
-FLEET_POINT = "(%s OR %s)" % (fleet_point_sql(), alarm_point_sql("postgresql", keys_only=True))
 _PART = re.compile(r"telemetry_(\d+)_(\d+)$")
 
 DDL = (
@@ -211,7 +210,9 @@ DDL = (
         device text PRIMARY KEY,
         points latest_point[] NOT NULL,
         fleet latest_point[] NOT NULL,
-        alarm boolean) WITH (fillfactor = 50)""",
+        alarm boolean,
+        keys bigint[],
+        t_max double precision) WITH (fillfactor = 50)""",     # keys, t_max: schema 5
     "CREATE INDEX IF NOT EXISTS latest_device_alarm ON latest_device (device) WHERE alarm",
     # the rules of those columns (alarm objects, fleet terms) come from the profile
     # tables: when a version changes them, every row is computed again, once
@@ -337,6 +338,9 @@ UPSERT_LATEST_FROM_FRAMES = UPSERT_LATEST_DEVICE.replace(
     "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
     "CROSS JOIN LATERAL unnest(f.objects, f.vals) AS v (object, value)) AS l")
 assert UPSERT_LATEST_FROM_FRAMES != UPSERT_LATEST_DEVICE
+# the same keeping the columns of schema 5 (pg_latest)
+UPSERT_LATEST_DEVICE_KEYED = with_keys(UPSERT_LATEST_DEVICE)
+UPSERT_LATEST_FROM_FRAMES_KEYED = with_keys(UPSERT_LATEST_FROM_FRAMES)
 UPSERT_LATEST_OBJECT = (
     "INSERT INTO latest (device, service, object, t, value) "
     "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
@@ -436,6 +440,7 @@ class PostgresStore(Store):
         self.partitioned = None   # telemetry partitioned (schema 2)? known once open
         self.latest_per_device = None   # latest values one row per device (schema 3)?
         self.frames = None        # history one row per frame (schema 4)?
+        self.latest_keys = None   # latest rows keep keys and t_max (schema 5)?
         self._history = "telemetry"   # the table history rows go into
         self._parts = set()       # partition numbers (t // partition_seconds) known to exist
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
@@ -548,6 +553,7 @@ class PostgresStore(Store):
         # the latest values from the frames once COPYed (one frame per device, service)
         from_frames = self.frames and self.latest_per_device and prepared[3]
         ids = sorted({f[0] for f in grouped} if latest is None else {r[0] for r in latest})
+        one_each = self.frames and len(grouped) == len(ids)    # each device in one frame
         await self._make_room(out)
 
         def script():
@@ -576,7 +582,9 @@ class PostgresStore(Store):
                 elif taken:
                     r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*taken)])
             if copied and from_frames:
-                yield QB(UPSERT_LATEST_FROM_FRAMES, frame_keys(grouped))
+                yield QB(UPSERT_ONE_FRAME if one_each and self.latest_keys
+                         else UPSERT_LATEST_FROM_FRAMES_KEYED if self.latest_keys
+                         else UPSERT_LATEST_FROM_FRAMES, frame_keys(grouped))
                 return r.count, no
             if kept is None:
                 kept = latest_of(taken)
@@ -588,7 +596,8 @@ class PostgresStore(Store):
     def _s_upsert_latest(self, latest):
         """Move the latest values forward: per object the greatest t stays (on equal t
         the stored one), one row per device (schema 3) or per object (before)."""
-        yield QB(UPSERT_LATEST_DEVICE if self.latest_per_device else UPSERT_LATEST_OBJECT,
+        yield QB(UPSERT_LATEST_DEVICE_KEYED if self.latest_keys
+                 else UPSERT_LATEST_DEVICE if self.latest_per_device else UPSERT_LATEST_OBJECT,
                  row_arrays(latest))
 
     # -- time partitions of telemetry (schema 2)
@@ -602,6 +611,8 @@ class PostgresStore(Store):
         self._history = "telemetry_frame" if self.frames else "telemetry"
         r = yield Q("SELECT relkind::text FROM pg_class WHERE oid = 'latest'::regclass", ())
         self.latest_per_device = r.rows[0][0] == "v"
+        r = yield Q("SELECT max(version) FROM schema_version", ())
+        self.latest_keys = self.latest_per_device and r.rows[0][0] >= 5
         if self.partitioned:
             yield Q("CREATE TABLE IF NOT EXISTS telemetry_other PARTITION OF %s DEFAULT"
                     % self._history, ())

@@ -80,7 +80,7 @@ def same(a, b):
 async def test_new_store_has_its_backends_schema_version(s, url):
     # SQLite 1; PostgreSQL 4 (telemetry partitioned by time, latest values per device,
     # history one row per frame)
-    assert await s.schema_version() == (4 if s.dialect == "postgresql" else 1)
+    assert await s.schema_version() == (5 if s.dialect == "postgresql" else 1)
 
 
 @store_test
