@@ -171,3 +171,24 @@ async def test_the_documented_step_moves_a_schema_4_database_to_schema_5(url):
     finally:
         await s.close()
     assert got == (await sqlite_latest_answers(5))[20:]
+
+
+@pg_test
+async def test_two_stores_writing_one_device_at_once_keep_its_newest_points_and_keys(url):
+    import asyncio
+    s, s2 = await open_store(url), await open_store(url)
+    try:
+        for d in DEVICES:
+            await add_device(s, d)
+
+        async def writer(store, times):
+            for t in times:
+                await store.add_telemetry_frames([[(d, HP, o, T0 + t, t) for o in (1, 2, 3)]
+                                                  for d in DEVICES])
+        # one writer ahead of the other: half its frames are late when they arrive
+        await asyncio.gather(writer(s, range(0, 60, 2)), writer(s2, range(59, 0, -2)))
+        assert await s2.latest("hp-2") == {(HP, o): (59, T0 + 59) for o in (1, 2, 3)}
+        assert await wrong_keys(url) == 0
+    finally:
+        await s.close()
+        await s2.close()
