@@ -4,6 +4,7 @@
     frames_of(rows)      # the same rows grouped by frame (device, service, t)
     frame_copy_payload(frames)   # the binary COPY stream of those frames (schema 4)
     row_arrays(rows)     # the same rows as five one-dimensional array parameters
+    text_array(ids)      # strings as one text[] parameter (device ids)
     DUMPERS              # register on a connection: psycopg then sends those arrays as-is
 
 Rows are (device, service, object, float t, JSON text), as store.prepare_telemetry
@@ -41,6 +42,13 @@ Int4Array, _Int4Dumper = _array_type("Int4Array", 1007)
 Float8Array, _Float8Dumper = _array_type("Float8Array", 1022)
 DUMPERS = {TextArray: _TextDumper, Int2Array: _Int2Dumper, Int4Array: _Int4Dumper,
            Float8Array: _Float8Dumper}
+
+
+def text_array(items):
+    """Distinct strings (device ids) as one text[] parameter: each element encoded in
+    turn (_texts' cache only pays when most of them repeat)."""
+    return TextArray(_ARRAY_HEAD(1, 0, 25, len(items), 1)
+                     + b"".join([_LENGTH(len(b := x.encode())) + b for x in items]))
 
 
 def _texts(items):
@@ -148,6 +156,6 @@ def frame_keys(frames):
     smallint[], float8[]."""
     n = len(frames)
     devs, sids, ts = zip(*[f[:3] for f in frames])
-    return (_texts(devs),
+    return (text_array(devs),
             Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + b"".join(map(_INT2, repeat(2, n), sids))),
             Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + b"".join(map(_FLOAT8, repeat(8, n), ts))))

@@ -64,7 +64,7 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
-                        row_arrays)
+                        row_arrays, text_array)
 from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, with_keys
 from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
@@ -592,6 +592,13 @@ class PostgresStore(Store):
                 yield from self._s_upsert_latest(kept)
             return r.count, no
         return await self._run(script)
+
+    def _s_unknown_devices(self, ids):
+        """Store._s_unknown_devices with the ids sent as one binary text[] (psycopg's
+        list dumper took about 2 ms per 1 000 ids)."""
+        r = yield QB("SELECT d FROM unnest(%b::text[]) AS d "
+                     "WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = d)", (text_array(ids),))
+        return [x[0] for x in r.rows]
 
     def _s_upsert_latest(self, latest):
         """Move the latest values forward: per object the greatest t stays (on equal t
