@@ -79,6 +79,10 @@ SCHEMA = 5                  # 1: telemetry one plain table; 2: partitioned by ti
                             # row per frame; 5: latest rows keep keys, t_max (pg_latest)
 PARTITION_SECONDS = 86400   # one telemetry partition per day of t
 LOCK_SCHEMA, LOCK_PARTITIONS = 7012, 7013   # advisory locks
+# a telemetry batch from more devices than this runs without JIT compilation: the
+# planner's cost for the latest values' upsert passes jit_above_cost from about 3 500
+# devices, and compiling it took 40-50 ms a batch (docs/benchmarks.md, schema 5)
+NO_JIT_DEVICES = 2000
 COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json as its text
 FRAME_COLUMNS = ("device", "service", "t", "objects", "vals")
 # a statement with psycopg placeholders (%b: the parameter goes in binary, which
@@ -557,6 +561,8 @@ class PostgresStore(Store):
         await self._make_room(out)
 
         def script():
+            if len(ids) > NO_JIT_DEVICES:
+                yield Q("SET LOCAL jit = off", ())
             unknown = yield from self._s_unknown_devices(ids)
             if unknown:
                 raise UnknownDevice(unknown)

@@ -192,3 +192,19 @@ async def test_two_stores_writing_one_device_at_once_keep_its_newest_points_and_
     finally:
         await s.close()
         await s2.close()
+
+
+@pg_test
+async def test_a_batch_from_more_devices_than_the_jit_limit_is_stored_whole(url):
+    from spot.cloud_bridge.store_postgres import NO_JIT_DEVICES
+    devs = ["d%05d" % i for i in range(NO_JIT_DEVICES + 1)]
+    s = await open_store(url)
+    try:
+        await s.upsert_devices([(d, [[HP, 1, 0]], [], 0) for d in devs], T0)
+        for t in (T0, T0 + 60):
+            assert await s.add_telemetry([(d, HP, o, t, o) for d in devs for o in (1, 2)]) \
+                == 2 * len(devs)
+        assert await s.latest(devs[-1]) == {(HP, 1): (1, T0 + 60), (HP, 2): (2, T0 + 60)}
+        assert await wrong_keys(url) == 0
+    finally:
+        await s.close()
