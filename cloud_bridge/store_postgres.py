@@ -50,6 +50,11 @@ added to it, stored ones stay (spec 3.1's refusal is decided before, as for
 one row per value). A database of schema 1-3 keeps its table of one row per
 value (docs/benchmarks.md gives the step that moves it).
 
+Latest rows keep their points' keys and greatest t (schema version 5, pg_latest):
+a device's usual frame (the stored objects, a later time) replaces its points
+without the merge function; other rows merge as before. A database of schema 3
+or 4 merges every row until docs/benchmarks.md's step adds the two columns.
+
 Needs: pip install "psycopg[binary,pool]".
 """
 import hashlib
