@@ -104,8 +104,9 @@ _ARRAY_FIELD = struct.Struct("!iiiiii").pack   # field length, 1 dimension, no N
 
 def frames_of(rows):
     """Rows (device, service, object, float t, JSON text) grouped by frame: ([(device,
-    service, t, [object], [JSON text])] in first-seen order, whether some (device,
-    service, object, t) is there twice)."""
+    service, t, [object], [JSON text])] in first-seen order, each frame's objects in
+    ascending order (the latest values' upsert builds its points in that order),
+    whether some (device, service, object, t) is there twice)."""
     by = {}
     ldev = lsid = lt = objs = vals = None
     for dev, sid, oid, t, v in rows:
@@ -121,7 +122,13 @@ def frames_of(rows):
         objs.append(oid)
         vals.append(v)
         ldev, lsid, lt = dev, sid, t
-    frames = [(k[0], k[1], k[2], o, v) for k, (o, v) in by.items()]
+    frames = []
+    for k, (o, v) in by.items():
+        ordered = sorted(o)
+        if ordered != o:       # (a stable sort: a repeated object keeps its rows' order)
+            v = [v[i] for i in sorted(range(len(o)), key=o.__getitem__)]
+            o = ordered
+        frames.append((k[0], k[1], k[2], o, v))
     twice = len(by) != len(rows) and any(len(set(f[3])) != len(f[3]) for f in frames)
     return frames, twice
 

@@ -48,7 +48,11 @@ _FAST = "latest_device.keys = excluded.keys AND latest_device.t_max < excluded.t
 # each device in one frame (the usual batch): the frames read back by their keys in
 # device order (the order every writer takes the rows' locks in), each frame's points
 # built from its own arrays (no grouping of the batch's values), and the merge only
-# where the fast path does not hold. Parameters: frame_keys(frames).
+# where the fast path does not hold. Parameters: frame_keys(frames). A frame's objects
+# are stored ascending (pg_binary.frames_of) and unnest reads an array in its order,
+# so the points, fleet points and keys come out in key order with no sort per frame
+# (were they not, nothing would be wrong: the keys would differ from the stored
+# ones, and the merge, which sorts, would run).
 UPSERT_ONE_FRAME = (
     "INSERT INTO latest_device (device, points, fleet, alarm, keys, t_max) "
     "SELECT k.device, p.points, p.fleet, p.alarm, p.keys, k.t "
@@ -57,13 +61,12 @@ UPSERT_ONE_FRAME = (
     "CROSS JOIN LATERAL (SELECT f.objects, f.vals FROM telemetry_frame f "
     "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
     "CROSS JOIN LATERAL (SELECT "
-    "array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point ORDER BY l.object) "
-    "AS points, "
-    "COALESCE(array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point "
-    "ORDER BY l.object) FILTER (WHERE " + _pct(FLEET_POINT) + "), '{}') AS fleet, "
+    "array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point) AS points, "
+    "COALESCE(array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point) "
+    "FILTER (WHERE " + _pct(FLEET_POINT) + "), '{}') AS fleet, "
     "bool_or(" + _pct(alarm_point_sql("postgresql")) + ") FILTER (WHERE "
     + _pct(alarm_point_sql("postgresql", keys_only=True)) + ") AS alarm, "
-    "array_agg(" + KEY + " ORDER BY l.object) AS keys "
+    "array_agg(" + KEY + ") AS keys "
     "FROM (SELECT k.service, v.object, k.t, v.value "
     "FROM unnest(f.objects, f.vals) AS v (object, value)) l) p "
     "ON CONFLICT (device) DO UPDATE SET "

@@ -43,3 +43,8 @@ def test_rows_of_one_frame_apart_in_the_batch_go_into_that_frame():
     assert frames == [("hp-1", 16, 5.0, [1, 2, 4], ["1", "3", "5"]),
                       ("hp-2", 16, 5.0, [1], ["2"]), ("hp-1", 16, 6.0, [3], ["4"])]
     assert not twice
+
+
+def test_a_frames_objects_come_out_ascending_with_their_values():
+    rows = [("hp-1", 16, 8, 5.0, "80"), ("hp-1", 16, 2, 5.0, "20"), ("hp-1", 16, 5, 5.0, "50")]
+    assert frames_of(rows)[0] == [("hp-1", 16, 5.0, [2, 5, 8], ["20", "50", "80"])]
