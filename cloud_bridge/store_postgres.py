@@ -70,6 +70,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
                         row_arrays, text_array)
+from .gc_pause import gc_paused
 from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, with_keys
 from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
@@ -414,11 +415,19 @@ async def _copy_frames(conn, cur, sql, frames):
     when a frame's (device, service, t) is stored already."""
     try:
         async with conn.transaction():
+            with gc_paused():
+                payload = frame_copy_payload(frames)
             async with cur.copy(sql) as copy:
-                await copy.write(frame_copy_payload(frames))
+                await copy.write(payload)
     except psycopg.errors.UniqueViolation:
         return Result([], None)
     return Result([], sum(len(f[3]) for f in frames))
+
+
+def _gc_paused_call(fn, *args):
+    """fn(*args) with the cyclic collector held off (gc_pause: a batch's rows)."""
+    with gc_paused():
+        return fn(*args)
 
 
 def _prepare_frames(rows):
@@ -553,7 +562,7 @@ class PostgresStore(Store):
             return 0, refused
         prepare = _prepare_frames if self.frames else prepare_telemetry
         if len(rows) > 200:
-            prepared = await self._offload(prepare, rows)
+            prepared = await self._offload(_gc_paused_call, prepare, rows)
         else:
             prepared = prepare(rows)
         out, latest = prepared[:2]
@@ -593,9 +602,11 @@ class PostgresStore(Store):
                 elif taken:
                     r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*taken)])
             if copied and from_frames:
+                with gc_paused():
+                    keys = frame_keys(grouped)
                 yield QB(UPSERT_ONE_FRAME if one_each and self.latest_keys
                          else UPSERT_LATEST_FROM_FRAMES_KEYED if self.latest_keys
-                         else UPSERT_LATEST_FROM_FRAMES, frame_keys(grouped))
+                         else UPSERT_LATEST_FROM_FRAMES, keys)
                 return r.count, no
             if kept is None:
                 kept = latest_of(taken)
