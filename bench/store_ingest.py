@@ -7,8 +7,8 @@
     python3 bench/store_ingest.py --against DIR --rounds 3
         # this tree against another checkout (DIR: e.g. `git archive main` unpacked),
         # cells in turn on one server, each in its own process; also this tree on a
-        # schema-3 database (history one row per value), on a schema-2 one (latest
-        # values one row per object too) and SQLite
+        # schema-4 database (every latest row merged), a schema-3 one (history one row
+        # per value too), a schema-2 one (latest values one row per object too), SQLite
     python3 bench/store_ingest.py --sqlite-against DIR --rounds 2
         # SQLite only: this tree against DIR's, cells in turn, each in its own process
     python3 bench/store_ingest.py --fleet [--against DIR ...] [--devices N] [--rounds R]
@@ -163,6 +163,11 @@ def schema_3(url):
     return made(url, SCHEMA_2_LATEST[:1] + ("INSERT INTO schema_version VALUES (3, 0)",))
 
 
+def schema_4(url):
+    """A database as schema 4 leaves it: this tree merges every latest row (no keys)."""
+    return made(url, SCHEMA_2_LATEST[:1] + ("INSERT INTO schema_version VALUES (4, 0)",))
+
+
 def cell_process(url, n, k, tree=None):
     """run_cell in a child process, importing `spot` from `tree` (None: this tree)."""
     import json
@@ -226,8 +231,8 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
             for r in range(rounds):
                 for n, k in plan:
                     rows = n * len(OBJECTS) * k
-                    for name in ("before", "now", "now, schema-3 database",
-                                 "now, schema-2 database", "SQLite"):
+                    for name in ("before", "now", "now, schema-4 database",
+                                 "now, schema-3 database", "now, schema-2 database", "SQLite"):
                         db = "a%d_%d" % (r, n)
                         if name == "SQLite":
                             url = "sqlite://" + os.path.join(tmp, "a%d_%d.db" % (r, n))
@@ -237,6 +242,8 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
                             schema_2(url)
                         if name == "now, schema-3 database":
                             schema_3(url)
+                        if name == "now, schema-4 database":
+                            schema_4(url)
                         ts = cell_process(url, n, k, tree if name == "before" else None)
                         got.setdefault((n, name), []).append(rows / sum(ts))
                         if name != "SQLite":
@@ -253,11 +260,13 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
     for (n, name), v in got.items():
         print("| %d | %s | " % (n, name) + " | ".join("%.0f" % x for x in v) + " |")
     print()
-    print("| devices per batch | now / before (per run) | now / now on a schema-3 database |")
-    print("|---:|---|---|")
+    print("| devices per batch | now / before (per run) | now / now on a schema-4 database "
+          "| now / now on a schema-3 database |")
+    print("|---:|---|---|---|")
     for n, _ in plan:
         print("| %d | %s |" % (n, " | ".join(", ".join("%.2f" % (a / b) for a, b in zip(
-            got[(n, "now")], got[(n, other)])) for other in ("before", "now, schema-3 database"))))
+            got[(n, "now")], got[(n, other)])) for other in (
+                "before", "now, schema-4 database", "now, schema-3 database"))))
     print()
     print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
           "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
@@ -388,7 +397,8 @@ def breakdown(n=1000, k=10):
     # calls them by its own names, so both modules' names are wrapped)
     S.prepare_telemetry = P.prepare_telemetry = timed_sync(
         "preparing the rows (checks, JSON text; worker thread)", S.prepare_telemetry)
-    for name, what in (("frames_of", "grouping rows by frame (worker thread)"),
+    for name, what in (("encode_telemetry", "preparing the rows (checks, JSON text; worker thread)"),
+                       ("frames_of", "grouping rows by frame (worker thread)"),
                        ("copy_payload", "building the COPY stream (in the COPY's time)"),
                        ("frame_copy_payload", "building the COPY stream (in the COPY's time)"),
                        ("row_arrays", "building the latest values' arrays"),

@@ -4,6 +4,7 @@
     frames_of(rows)      # the same rows grouped by frame (device, service, t)
     frame_copy_payload(frames)   # the binary COPY stream of those frames (schema 4)
     row_arrays(rows)     # the same rows as five one-dimensional array parameters
+    text_array(ids)      # strings as one text[] parameter (device ids)
     DUMPERS              # register on a connection: psycopg then sends those arrays as-is
 
 Rows are (device, service, object, float t, JSON text), as store.prepare_telemetry
@@ -41,6 +42,13 @@ Int4Array, _Int4Dumper = _array_type("Int4Array", 1007)
 Float8Array, _Float8Dumper = _array_type("Float8Array", 1022)
 DUMPERS = {TextArray: _TextDumper, Int2Array: _Int2Dumper, Int4Array: _Int4Dumper,
            Float8Array: _Float8Dumper}
+
+
+def text_array(items):
+    """Distinct strings (device ids) as one text[] parameter: each element encoded in
+    turn (_texts' cache only pays when most of them repeat)."""
+    return TextArray(_ARRAY_HEAD(1, 0, 25, len(items), 1)
+                     + b"".join([_LENGTH(len(b := x.encode())) + b for x in items]))
 
 
 def _texts(items):
@@ -96,17 +104,31 @@ _ARRAY_FIELD = struct.Struct("!iiiiii").pack   # field length, 1 dimension, no N
 
 def frames_of(rows):
     """Rows (device, service, object, float t, JSON text) grouped by frame: ([(device,
-    service, t, [object], [JSON text])] in first-seen order, whether some (device,
-    service, object, t) is there twice)."""
+    service, t, [object], [JSON text])] in first-seen order, each frame's objects in
+    ascending order (the latest values' upsert builds its points in that order),
+    whether some (device, service, object, t) is there twice)."""
     by = {}
+    ldev = lsid = lt = objs = vals = None
     for dev, sid, oid, t, v in rows:
+        # a frame's rows usually come one after the other: no key built for those
+        if t == lt and sid == lsid and dev == ldev:
+            objs.append(oid)
+            vals.append(v)
+            continue
         f = by.get((dev, sid, t))
         if f is None:
-            by[(dev, sid, t)] = ([oid], [v])
-        else:
-            f[0].append(oid)
-            f[1].append(v)
-    frames = [(k[0], k[1], k[2], o, v) for k, (o, v) in by.items()]
+            f = by[(dev, sid, t)] = ([], [])
+        objs, vals = f
+        objs.append(oid)
+        vals.append(v)
+        ldev, lsid, lt = dev, sid, t
+    frames = []
+    for k, (o, v) in by.items():
+        ordered = sorted(o)
+        if ordered != o:       # (a stable sort: a repeated object keeps its rows' order)
+            v = [v[i] for i in sorted(range(len(o)), key=o.__getitem__)]
+            o = ordered
+        frames.append((k[0], k[1], k[2], o, v))
     twice = len(by) != len(rows) and any(len(set(f[3])) != len(f[3]) for f in frames)
     return frames, twice
 
@@ -125,14 +147,13 @@ def frame_copy_payload(frames):
         if o is None:
             o = objects[key] = _ARRAY_FIELD(20 + 8 * n, 1, 0, 23, n, 1) + struct.pack(
                 "!" + "ii" * n, *[x for o in oids for x in (4, o)])
+        # the values' elements, each its length and its text
+        body = b"".join([_LENGTH(len(b := v.encode())) + b for v in vals])
         add(h)
         add(_FRAME_REST(2, sid, 8, t))
         add(o)
-        vs = [v.encode() for v in vals]
-        add(_ARRAY_FIELD(20 + 4 * n + sum(map(len, vs)), 1, 0, 114, n, 1))
-        for b in vs:
-            add(_LENGTH(len(b)))
-            add(b)
+        add(_ARRAY_FIELD(20 + len(body), 1, 0, 114, n, 1))
+        add(body)
     add(_COPY_END)
     return b"".join(out)
 
@@ -142,6 +163,6 @@ def frame_keys(frames):
     smallint[], float8[]."""
     n = len(frames)
     devs, sids, ts = zip(*[f[:3] for f in frames])
-    return (_texts(devs),
+    return (text_array(devs),
             Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + b"".join(map(_INT2, repeat(2, n), sids))),
             Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + b"".join(map(_FLOAT8, repeat(8, n), ts))))

@@ -384,6 +384,17 @@ def prepare_telemetry(rows):
     with the greatest t (the first one on equal t), sorted by key so that
     concurrent writers take row locks in one order.
     """
+    out = encode_telemetry(rows)
+    latest = latest_of(out)
+    for dev in {r[0] for r in latest}:
+        check_device(dev)
+    return out, latest
+
+
+def encode_telemetry(rows):
+    """prepare_telemetry's rows without the latest values: each row checked and encoded
+    as (device, service, object, float t, JSON text), in the batch's order (a device
+    name other than a str is refused here; the caller checks each distinct name)."""
     out = []
     isfinite = math.isfinite
     for n, r in enumerate(rows):
@@ -403,10 +414,7 @@ def prepare_telemetry(rows):
             check_time(t, "telemetry row %d time" % n)
         # (an integer's text here: the usual value, without a call per row)
         out.append((dev, sid, oid, float(t), str(v) if type(v) is int else value_text(v)))
-    latest = latest_of(out)
-    for dev in {r[0] for r in latest}:
-        check_device(dev)
-    return out, latest
+    return out
 
 
 def value_text(v):

@@ -50,6 +50,11 @@ added to it, stored ones stay (spec 3.1's refusal is decided before, as for
 one row per value). A database of schema 1-3 keeps its table of one row per
 value (docs/benchmarks.md gives the step that moves it).
 
+Latest rows keep their points' keys and greatest t (schema version 5, pg_latest):
+a device's usual frame (the stored objects, a later time) replaces its points
+without the merge function; other rows merge as before. A database of schema 3
+or 4 merges every row until docs/benchmarks.md's step adds the two columns.
+
 Needs: pip install "psycopg[binary,pool]".
 """
 import hashlib
@@ -64,27 +69,31 @@ from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
-                        row_arrays)
-from .store_fleet import alarm_point_sql, fleet_point_sql
+                        row_arrays, text_array)
+from .gc_pause import gc_paused
+from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, with_keys
+from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
-                    PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_time, latest_of,
-                    prepare_telemetry, s_conflicts)
+                    PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_device, check_time,
+                    encode_telemetry, latest_of, prepare_telemetry, s_conflicts)
 
 log = logging.getLogger("spot.store")
 
 RETRIES = 3
-SCHEMA = 4                  # 1: telemetry one plain table; 2: partitioned by time;
+SCHEMA = 5                  # 1: telemetry one plain table; 2: partitioned by time;
                             # 3: latest values one row per device; 4: history one
-                            # row per frame
+                            # row per frame; 5: latest rows keep keys, t_max (pg_latest)
 PARTITION_SECONDS = 86400   # one telemetry partition per day of t
 LOCK_SCHEMA, LOCK_PARTITIONS = 7012, 7013   # advisory locks
+# a telemetry batch from more devices than this runs without JIT compilation: the
+# planner's cost for the latest values' upsert passes jit_above_cost from about 3 500
+# devices, and compiling it took 40-50 ms a batch (docs/benchmarks.md, schema 5)
+NO_JIT_DEVICES = 2000
 COPY_TYPES = {"telemetry": ["text", "int2", "int4", "float8", "text"]}   # json as its text
 FRAME_COLUMNS = ("device", "service", "t", "objects", "vals")
 # a statement with psycopg placeholders (%b: the parameter goes in binary, which
 # for arrays of thousands of values is about half the cost of the text form)
 QB = namedtuple("QB", "sql params")
-# the points kept in latest_device.fleet: what the fleet figures read, and alarms
-FLEET_POINT = "(%s OR %s)" % (fleet_point_sql(), alarm_point_sql("postgresql", keys_only=True))
 _PART = re.compile(r"telemetry_(\d+)_(\d+)$")
 
 DDL = (
@@ -211,7 +220,9 @@ DDL = (
         device text PRIMARY KEY,
         points latest_point[] NOT NULL,
         fleet latest_point[] NOT NULL,
-        alarm boolean) WITH (fillfactor = 50)""",
+        alarm boolean,
+        keys bigint[],
+        t_max double precision) WITH (fillfactor = 50)""",     # keys, t_max: schema 5
     "CREATE INDEX IF NOT EXISTS latest_device_alarm ON latest_device (device) WHERE alarm",
     # the rules of those columns (alarm objects, fleet terms) come from the profile
     # tables: when a version changes them, every row is computed again, once
@@ -337,6 +348,9 @@ UPSERT_LATEST_FROM_FRAMES = UPSERT_LATEST_DEVICE.replace(
     "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
     "CROSS JOIN LATERAL unnest(f.objects, f.vals) AS v (object, value)) AS l")
 assert UPSERT_LATEST_FROM_FRAMES != UPSERT_LATEST_DEVICE
+# the same keeping the columns of schema 5 (pg_latest)
+UPSERT_LATEST_DEVICE_KEYED = with_keys(UPSERT_LATEST_DEVICE)
+UPSERT_LATEST_FROM_FRAMES_KEYED = with_keys(UPSERT_LATEST_FROM_FRAMES)
 UPSERT_LATEST_OBJECT = (
     "INSERT INTO latest (device, service, object, t, value) "
     "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
@@ -401,19 +415,30 @@ async def _copy_frames(conn, cur, sql, frames):
     when a frame's (device, service, t) is stored already."""
     try:
         async with conn.transaction():
+            with gc_paused():
+                payload = frame_copy_payload(frames)
             async with cur.copy(sql) as copy:
-                await copy.write(frame_copy_payload(frames))
+                await copy.write(payload)
     except psycopg.errors.UniqueViolation:
         return Result([], None)
     return Result([], sum(len(f[3]) for f in frames))
 
 
+def _gc_paused_call(fn, *args):
+    """fn(*args) with the cyclic collector held off (gc_pause: a batch's rows)."""
+    with gc_paused():
+        return fn(*args)
+
+
 def _prepare_frames(rows):
-    """prepare_telemetry's (rows, latest), the rows grouped by frame (frames_of), and
-    whether each (device, service) is in one frame only."""
-    out, latest = prepare_telemetry(rows)
+    """prepare_telemetry's (rows, latest) with latest None (the usual batch does not need
+    them: latest_of when it does), the rows grouped by frame (frames_of), and whether
+    each (device, service) is in one frame only."""
+    out = encode_telemetry(rows)
     frames = frames_of(out)
-    return out, latest, frames, len({f[:2] for f in frames[0]}) == len(frames[0])
+    for dev in {f[0] for f in frames[0]}:
+        check_device(dev)
+    return out, None, frames, len({f[:2] for f in frames[0]}) == len(frames[0])
 
 
 class PostgresStore(Store):
@@ -433,6 +458,7 @@ class PostgresStore(Store):
         self.partitioned = None   # telemetry partitioned (schema 2)? known once open
         self.latest_per_device = None   # latest values one row per device (schema 3)?
         self.frames = None        # history one row per frame (schema 4)?
+        self.latest_keys = None   # latest rows keep keys and t_max (schema 5)?
         self._history = "telemetry"   # the table history rows go into
         self._parts = set()       # partition numbers (t // partition_seconds) known to exist
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
@@ -536,7 +562,7 @@ class PostgresStore(Store):
             return 0, refused
         prepare = _prepare_frames if self.frames else prepare_telemetry
         if len(rows) > 200:
-            prepared = await self._offload(prepare, rows)
+            prepared = await self._offload(_gc_paused_call, prepare, rows)
         else:
             prepared = prepare(rows)
         out, latest = prepared[:2]
@@ -544,10 +570,13 @@ class PostgresStore(Store):
         grouped, twice = prepared[2] if self.frames else (None, False)
         # the latest values from the frames once COPYed (one frame per device, service)
         from_frames = self.frames and self.latest_per_device and prepared[3]
-        ids = sorted({r[0] for r in latest})
+        ids = sorted({f[0] for f in grouped} if latest is None else {r[0] for r in latest})
+        one_each = self.frames and len(grouped) == len(ids)    # each device in one frame
         await self._make_room(out)
 
         def script():
+            if len(ids) > NO_JIT_DEVICES:
+                yield Q("SET LOCAL jit = off", ())
             unknown = yield from self._s_unknown_devices(ids)
             if unknown:
                 raise UnknownDevice(unknown)
@@ -572,17 +601,32 @@ class PostgresStore(Store):
                     r = Result([], r.rows[0][0])
                 elif taken:
                     r = yield Q(PG_INSERT_TELEMETRY_IGNORING, [list(c) for c in zip(*taken)])
-            if kept and copied and from_frames:
-                yield QB(UPSERT_LATEST_FROM_FRAMES, frame_keys(grouped))
-            elif kept:
+            if copied and from_frames:
+                with gc_paused():
+                    keys = frame_keys(grouped)
+                yield QB(UPSERT_ONE_FRAME if one_each and self.latest_keys
+                         else UPSERT_LATEST_FROM_FRAMES_KEYED if self.latest_keys
+                         else UPSERT_LATEST_FROM_FRAMES, keys)
+                return r.count, no
+            if kept is None:
+                kept = latest_of(taken)
+            if kept:
                 yield from self._s_upsert_latest(kept)
             return r.count, no
         return await self._run(script)
 
+    def _s_unknown_devices(self, ids):
+        """Store._s_unknown_devices with the ids sent as one binary text[] (psycopg's
+        list dumper took about 2 ms per 1 000 ids)."""
+        r = yield QB("SELECT d FROM unnest(%b::text[]) AS d "
+                     "WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = d)", (text_array(ids),))
+        return [x[0] for x in r.rows]
+
     def _s_upsert_latest(self, latest):
         """Move the latest values forward: per object the greatest t stays (on equal t
         the stored one), one row per device (schema 3) or per object (before)."""
-        yield QB(UPSERT_LATEST_DEVICE if self.latest_per_device else UPSERT_LATEST_OBJECT,
+        yield QB(UPSERT_LATEST_DEVICE_KEYED if self.latest_keys
+                 else UPSERT_LATEST_DEVICE if self.latest_per_device else UPSERT_LATEST_OBJECT,
                  row_arrays(latest))
 
     # -- time partitions of telemetry (schema 2)
@@ -596,6 +640,8 @@ class PostgresStore(Store):
         self._history = "telemetry_frame" if self.frames else "telemetry"
         r = yield Q("SELECT relkind::text FROM pg_class WHERE oid = 'latest'::regclass", ())
         self.latest_per_device = r.rows[0][0] == "v"
+        r = yield Q("SELECT max(version) FROM schema_version", ())
+        self.latest_keys = self.latest_per_device and r.rows[0][0] >= 5
         if self.partitioned:
             yield Q("CREATE TABLE IF NOT EXISTS telemetry_other PARTITION OF %s DEFAULT"
                     % self._history, ())

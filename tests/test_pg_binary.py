@@ -5,7 +5,7 @@ import psycopg
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
 
-from spot.cloud_bridge.pg_binary import copy_payload, row_arrays
+from spot.cloud_bridge.pg_binary import copy_payload, frames_of, row_arrays
 
 ROWS = [("hp-1", 16, 1, 1700000000.0, "1234"), ("hp-1", 16, 0x7FFFFFFF, 1700000000.5, "-8.25"),
         ("wärme-2", 255, 0, 0.0, '[1, true, "é"]'), ("pv-3", 0, 2, -1.0, "1e+20")]
@@ -34,3 +34,17 @@ def test_the_array_parameters_load_as_the_columns_they_came_from():
     got = [tx.get_loader(oid, Format.BINARY).load(a) for oid, a in zip(oids, arrays)]
     assert got == [list(c) for c in zip(*ROWS)]
 
+
+
+def test_rows_of_one_frame_apart_in_the_batch_go_into_that_frame():
+    rows = [("hp-1", 16, 1, 5.0, "1"), ("hp-2", 16, 1, 5.0, "2"), ("hp-1", 16, 2, 5.0, "3"),
+            ("hp-1", 16, 3, 6.0, "4"), ("hp-1", 16, 4, 5.0, "5")]
+    frames, twice = frames_of(rows)
+    assert frames == [("hp-1", 16, 5.0, [1, 2, 4], ["1", "3", "5"]),
+                      ("hp-2", 16, 5.0, [1], ["2"]), ("hp-1", 16, 6.0, [3], ["4"])]
+    assert not twice
+
+
+def test_a_frames_objects_come_out_ascending_with_their_values():
+    rows = [("hp-1", 16, 8, 5.0, "80"), ("hp-1", 16, 2, 5.0, "20"), ("hp-1", 16, 5, 5.0, "50")]
+    assert frames_of(rows)[0] == [("hp-1", 16, 5.0, [2, 5, 8], ["20", "50", "80"])]

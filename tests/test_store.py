@@ -78,9 +78,9 @@ def same(a, b):
 
 @store_test
 async def test_new_store_has_its_backends_schema_version(s, url):
-    # SQLite 1; PostgreSQL 4 (telemetry partitioned by time, latest values per device,
-    # history one row per frame)
-    assert await s.schema_version() == (4 if s.dialect == "postgresql" else 2)
+    # SQLite 2 (history one row per frame); PostgreSQL 5 (telemetry partitioned by time,
+    # latest values per device with their keys, history one row per frame)
+    assert await s.schema_version() == (5 if s.dialect == "postgresql" else 2)
 
 
 @store_test

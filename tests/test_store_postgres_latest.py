@@ -90,7 +90,7 @@ async def latest_rows(s):
 async def test_postgresql_keeps_one_latest_row_per_device(url):
     s = await open_store(url)
     try:
-        assert s.latest_per_device and await s.schema_version() == 4
+        assert s.latest_per_device and await s.schema_version() == 5
         await add_device(s)
         await add_device(s, "hp-2")
         rows = [(d, HP, o, T0, o) for d in ("hp-1", "hp-2") for o in range(1, 10)]
