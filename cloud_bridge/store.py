@@ -619,7 +619,8 @@ class Store(abc.ABC):
         if v > self.schema:
             raise SchemaError("database schema version %d is newer than this bridge's %d"
                               % (v, self.schema))
-        # migrations from older versions go here (none: version 1 is the first)
+        # a backend's own migrations follow in its override (SqliteStore: schema 1 -> 2,
+        # sqlite_frames); PostgreSQL's older schemas keep working as they are
         return v
 
     async def schema_version(self):
