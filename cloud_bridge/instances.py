@@ -259,6 +259,8 @@ class Instances:
         instance's; (their devices, the set of those taken over from another instance,
         whose unsent claims are queued again)."""
         latest = {r[0]: r for r in routes}   # one row per device
+        if not latest:   # every device with a route was refused: no statement to run
+            return [], set()
         taken = yield from _s_take_routes(self.instance, sorted(latest.values()),
                                           self.bridge.clock())
         return list(latest), set(taken)

@@ -121,6 +121,14 @@ def pg_url(pg_server):  # noqa: F811
     pg_server.drop_database(name)
 
 
+def test_a_batch_whose_routed_devices_were_all_refused_records_no_route():
+    # the registration's transaction runs no route statement for an empty list
+    script = Instances.s_record(object.__new__(Instances), [])
+    with pytest.raises(StopIteration) as done:
+        next(script)
+    assert done.value.value == ([], set())
+
+
 async def instance(tmp_path, pg_url, name):
     """A bridge instance `name` on the PostgreSQL store, its local transport."""
     config = C.load(None, data=str(tmp_path / name), store=pg_url, instance=name)
