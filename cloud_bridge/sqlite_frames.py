@@ -113,13 +113,14 @@ def pack(frames, text=None):
     return flat
 
 
-def s_insert(statements, flat):
-    """Insert frames' rows (flat parameters, 4 a frame) with the statements of SIZES
-    frames; how many were new (a script step)."""
-    i, n, new = 0, len(flat) // 4, 0
-    for size in SIZES:
+def s_insert(statements, flat, width=4, sizes=SIZES):
+    """Insert rows of `width` parameters each (flat: all of them in one list; frames: 4)
+    with the statements of `sizes` rows, largest first; how many were new (a script
+    step). store_sqlite inserts its rows of one value each (5) with it too."""
+    i, n, new = 0, len(flat) // width, 0
+    for size in sizes:
         while n - i >= size:
-            r = yield Q(statements[size], flat[4 * i:4 * (i + size)])
+            r = yield Q(statements[size], flat[width * i:width * (i + size)])
             new += r.count
             i += size
     return new

@@ -154,13 +154,7 @@ def _s_insert(statements, rows, flat=None):
     _SIZES rows; how many were new."""
     if flat is None:
         flat = list(chain.from_iterable(rows))
-    i, n, new = 0, len(rows), 0
-    for size in _SIZES:
-        while n - i >= size:
-            r = yield Q(statements[size], flat[5 * i:5 * (i + size)])
-            new += r.count
-            i += size
-    return new
+    return (yield from sqlite_frames.s_insert(statements, flat, 5, _SIZES))
 
 
 def _bindable(rows):
