@@ -205,19 +205,25 @@ def against_sqlite(tree, rounds, plan=((1000, 30), (10000, 5))):
     print("SQLite telemetry ingest, rows/s (store only, one transaction per batch of one "
           "9-value NOTIFY from each of N devices); before = %s; cells in turn, %d rounds:"
           % (tree, rounds))
-    print()
-    print("| devices per batch | store | " + " | ".join("run %d" % (r + 1)
-                                                       for r in range(rounds)) + " |")
-    print("|---:|---|" + "---:|" * rounds)
-    for (n, name), v in got.items():
-        print("| %d | SQLite %s | " % (n, name) + " | ".join("%.0f" % x for x in v) + " |")
-    print()
+    print_rates(got, rounds, "SQLite %s")
     for n, _ in plan:
         print("%d devices: now / before per run %s" % (n, ", ".join(
             "%.2f" % (a / b) for a, b in zip(got[(n, "now")], got[(n, "before")]))))
     print()
     print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
           "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
+
+
+def print_rates(got, rounds, store="%s"):
+    """The table of rows/s per run of got {(devices, name): [rows/s per run]}, each
+    row's store column `store` % name, between blank lines."""
+    print()
+    print("| devices per batch | store | " + " | ".join("run %d" % (r + 1)
+                                                       for r in range(rounds)) + " |")
+    print("|---:|---|" + "---:|" * rounds)
+    for (n, name), v in got.items():
+        print("| %d | " % n + store % name + " | " + " | ".join("%.0f" % x for x in v) + " |")
+    print()
 
 
 def against(tree, rounds, plan=((1000, 10), (10000, 3))):
@@ -253,13 +259,7 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
     print("Telemetry ingest, rows/s (store only, one transaction per batch of one 9-value "
           "NOTIFY from each of N devices); before = %s; cells in turn, %d rounds:"
           % (tree, rounds))
-    print()
-    print("| devices per batch | store | " + " | ".join("run %d" % (r + 1)
-                                                       for r in range(rounds)) + " |")
-    print("|---:|---|" + "---:|" * rounds)
-    for (n, name), v in got.items():
-        print("| %d | %s | " % (n, name) + " | ".join("%.0f" % x for x in v) + " |")
-    print()
+    print_rates(got, rounds)
     print("| devices per batch | now / before (per run) | now / now on a schema-4 database "
           "| now / now on a schema-3 database |")
     print("|---:|---|---|---|")
