@@ -35,7 +35,6 @@ def test_the_array_parameters_load_as_the_columns_they_came_from():
     assert got == [list(c) for c in zip(*ROWS)]
 
 
-
 def test_rows_of_one_frame_apart_in_the_batch_go_into_that_frame():
     rows = [("hp-1", 16, 1, 5.0, "1"), ("hp-2", 16, 1, 5.0, "2"), ("hp-1", 16, 2, 5.0, "3"),
             ("hp-1", 16, 3, 6.0, "4"), ("hp-1", 16, 4, 5.0, "5")]
