@@ -172,7 +172,7 @@ class Instances:
             log.warning("%d command(s) claimed before this instance stopped are queued again",
                         len(freed))
         self._looked = self.bridge.clock() - ROUTE_WINDOW
-        self.bridge.registrar.routes = self   # routes recorded with the registrations
+        self.bridge.registrar.instances = self   # routes recorded with the registrations
         self._tasks = [asyncio.ensure_future(self._listen()),
                        asyncio.ensure_future(self._look_forever())]
         return self

@@ -198,23 +198,25 @@ class Registrar:
     only after the transaction committed, so an ANNOUNCE is answered only once
     its registration is stored. The same transaction says which of the devices
     have commands queued: only those need a delivery started. With several
-    instances (`routes`, a cloud_bridge.instances.Instances) it records the
+    instances (`instances`, a cloud_bridge.instances.Instances) it records the
     devices' routes through this instance too."""
 
     def __init__(self, store):
         self._batch = Coalesced(self._register_many)
         self._store = store
-        self.routes = None
+        self.instances = None   # a cloud_bridge.instances.Instances once it started
 
     async def _register_many(self, items):
         announces = [a for a, _ in items]
-        routes = {a.id: (a.id,) + route for a, route in items if route is not None}
-        then = None
-        if routes and self.routes is not None:
-            then = lambda ids: self.routes.s_record([routes[d] for d in ids if d in routes])  # noqa: E731
+        to_record = {a.id: (a.id,) + route for a, route in items if route is not None}
+        instances, then = self.instances, None
+        if to_record and instances is not None:
+            def record(ids):   # the routes of the devices registered, in the transaction
+                return instances.s_record([to_record[d] for d in ids if d in to_record])
+            then = record
         outcomes, waiting, recorded = await self._store.register_devices_waiting(announces, then)
         if recorded is not None:
-            waiting |= self.routes.recorded(*recorded)
+            waiting |= instances.recorded(*recorded)
         return [o if isinstance(o, BaseException) else a.id in waiting
                 for o, a in zip(outcomes, announces)]
 
@@ -222,5 +224,5 @@ class Registrar:
         """Register one store.Announce: True when the device has something to deliver
         (a command queued as it was stored, or claims of the instance whose route it
         took over); raises what upsert_device would. route: (transport, address) to
-        record as this instance's, in the same transaction (`routes` only)."""
+        record as this instance's, in the same transaction (`instances` only)."""
         return await self._batch((announce, route))
