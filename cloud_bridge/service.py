@@ -16,7 +16,7 @@ import time
 from ..core import frame as F
 from ..core import roster as R
 from ..core.errors import SpotError, UNSUPPORTED, NOT_AUTHORISED, MALFORMED, UNKNOWN_OBJECT
-from ..core.errors import OUT_OF_RANGE
+from ..core.errors import BUSY, OUT_OF_RANGE
 from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
@@ -313,6 +313,9 @@ class Bridge:
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))
             return F.error(0, mid, MALFORMED, str(e)), False
+        except S.StoreError as e:   # nothing registered, no route recorded: one transaction
+            self.store_failed("registration", e)
+            return F.error(0, mid, BUSY, "not registered, retry later"), False
         self.known.add(device)
         self.admission.registered(device, identity)
         self.routes[device] = via

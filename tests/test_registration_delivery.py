@@ -18,8 +18,9 @@ from spot.cloud_bridge import config as C
 from spot.cloud_bridge.instances import Instances, _s_ddl, _s_take_routes
 from spot.cloud_bridge.local_transport import LocalTransport
 from spot.cloud_bridge.service import Bridge
-from spot.cloud_bridge.store import Q, open_store
+from spot.cloud_bridge.store import Q, StoreUnavailable, open_store
 from spot.core import frame as F
+from spot.core.errors import BUSY
 from spot.core.services import HEAT_PUMP
 
 from test_bridge_service import T0, Clock, hp, make_bridge, settle
@@ -107,6 +108,27 @@ def test_a_command_queued_while_the_registration_is_in_flight_is_delivered(tmp_p
             await settle(bridge)
             assert (await bridge.store.get_command(late[0].id)).status == "done"
             assert dev.node.get(HEAT_PUMP, 6) == 1
+        finally:
+            await bridge.stop()
+    asyncio.run(main())
+
+
+def test_a_registration_the_store_cannot_take_is_answered_busy_and_changes_nothing(tmp_path):
+    async def main():
+        bridge, local = await make_bridge(tmp_path, Clock())
+        try:
+            async def unavailable(announces, then=None):
+                raise StoreUnavailable("disk gone")
+            bridge.store.register_devices_waiting = unavailable
+            local.devices["hp-1"] = dev = hp()
+            reply = await bridge.device_frame(local.name, None,
+                                              dev.node.announce(bridge="bridge"))
+            op, _, _, body = F.decode(reply)
+            assert op == F.ERROR and body[0] == BUSY
+            assert "hp-1" not in bridge.known and "hp-1" not in bridge.routes
+            assert bridge.presence.get("hp-1") != "online"
+            assert "registration failed" in bridge.store_problem
+            assert await bridge.store.get_device("hp-1") is None
         finally:
             await bridge.stop()
     asyncio.run(main())
