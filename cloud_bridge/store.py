@@ -61,7 +61,7 @@ from ..core import plans as _plans
 from ..core.roster import ROLE_NAMES
 from . import sqlite_rows
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1   # the tables common to both backends; each backend's own is its `schema`
 
 PRESENCE = ("online", "sleeping", "offline")
 
@@ -571,7 +571,7 @@ class Store(abc.ABC):
 
     dialect = None          # "sqlite" or "postgresql"
     copy_telemetry = True   # postgresql: new history rows by COPY (False: always INSERT)
-    schema = SCHEMA_VERSION  # the schema version this backend creates (PostgreSQL: 2)
+    schema = SCHEMA_VERSION  # the schema version a backend creates (SQLite 2, PostgreSQL 5)
     history_table = "telemetry"   # the table (or view) delete_device deletes history from
 
     # -- backend
