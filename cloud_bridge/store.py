@@ -61,7 +61,7 @@ from ..core import plans as _plans
 from ..core.roster import ROLE_NAMES
 from . import sqlite_rows
 
-SCHEMA_VERSION = 1   # the tables common to both backends; each backend's own is its `schema`
+SCHEMA_VERSION = 1   # the first schema version; each backend creates its own (Store.schema)
 
 PRESENCE = ("online", "sleeping", "offline")
 
