@@ -1,6 +1,7 @@
 """A registration starts a delivery only for a device that has something to deliver:
 a command queued when its registration was stored, a command queued while the
 registration was in flight, claims another instance never sent, a clock to set.
+A registration the store cannot take is answered BUSY and changes nothing.
 
 In-process devices (SimDevice on the local transport) that take their clock from
 the registration's RESULT (ANNOUNCE flag bit 1), so no clock WRITE follows;
