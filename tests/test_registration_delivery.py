@@ -10,6 +10,7 @@ a real SQLite store, and a real PostgreSQL server for the instances' part
 only the registration can start the delivery).
 """
 import asyncio
+import contextlib
 import itertools
 
 import psycopg
@@ -58,29 +59,41 @@ def during_registration(bridge, then):
     bridge.registrar.register = register_then
 
 
+@contextlib.asynccontextmanager
+async def one_bridge(tmp_path):
+    """A started bridge on SQLite (clock at T0) and its local transport; stopped after."""
+    bridge, local = await make_bridge(tmp_path, Clock())
+    try:
+        yield bridge, local
+    finally:
+        await bridge.stop()
+
+
+async def registered_then_away(bridge, local):
+    """hp-1 registered once, then offline: the device (its SimDevice)."""
+    dev = hp()
+    await register(local, "hp-1", dev)
+    await away(bridge, "hp-1")
+    return dev
+
+
 # ------------------------------------------------------------------ one instance (SQLite)
 
 def test_a_device_registering_with_nothing_queued_gets_no_delivery(tmp_path):
     async def main():
-        bridge, local = await make_bridge(tmp_path, Clock())
-        try:
+        async with one_bridge(tmp_path) as (bridge, local):
             await register(local, "hp-1", hp())
             await settle(bridge)
             assert (await bridge.store.get_device("hp-1")).presence == "online"
             assert bridge.writes._claim.batches == 0   # the store was not asked for commands
             assert local.requests == 0
-        finally:
-            await bridge.stop()
     asyncio.run(main())
 
 
 def test_a_command_queued_while_the_device_was_away_is_delivered_when_it_registers(tmp_path):
     async def main():
-        bridge, local = await make_bridge(tmp_path, Clock())
-        try:
-            dev = hp()
-            await register(local, "hp-1", dev)
-            await away(bridge, "hp-1")
+        async with one_bridge(tmp_path) as (bridge, local):
+            dev = await registered_then_away(bridge, local)
             cmd = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
             await settle(bridge)
             assert (await bridge.store.get_command(cmd.id)).status == "queued"
@@ -88,18 +101,13 @@ def test_a_command_queued_while_the_device_was_away_is_delivered_when_it_registe
             await settle(bridge)
             assert (await bridge.store.get_command(cmd.id)).status == "done"
             assert dev.node.get(HEAT_PUMP, 6) == 3
-        finally:
-            await bridge.stop()
     asyncio.run(main())
 
 
 def test_a_command_queued_while_the_registration_is_in_flight_is_delivered(tmp_path):
     async def main():
-        bridge, local = await make_bridge(tmp_path, Clock())
-        try:
-            dev = hp()
-            await register(local, "hp-1", dev)
-            await away(bridge, "hp-1")
+        async with one_bridge(tmp_path) as (bridge, local):
+            dev = await registered_then_away(bridge, local)
             late = []
 
             async def a_command_comes():   # queued (and kicked) after the store looked
@@ -109,15 +117,12 @@ def test_a_command_queued_while_the_registration_is_in_flight_is_delivered(tmp_p
             await settle(bridge)
             assert (await bridge.store.get_command(late[0].id)).status == "done"
             assert dev.node.get(HEAT_PUMP, 6) == 1
-        finally:
-            await bridge.stop()
     asyncio.run(main())
 
 
 def test_a_registration_the_store_cannot_take_is_answered_busy_and_changes_nothing(tmp_path):
     async def main():
-        bridge, local = await make_bridge(tmp_path, Clock())
-        try:
+        async with one_bridge(tmp_path) as (bridge, local):
             async def unavailable(announces, then=None):
                 raise StoreUnavailable("disk gone")
             bridge.store.register_devices_waiting = unavailable
@@ -130,8 +135,6 @@ def test_a_registration_the_store_cannot_take_is_answered_busy_and_changes_nothi
             assert bridge.presence.get("hp-1") != "online"
             assert "registration failed" in bridge.store_problem
             assert await bridge.store.get_device("hp-1") is None
-        finally:
-            await bridge.stop()
     asyncio.run(main())
 
 
