@@ -4,8 +4,8 @@ What the readers see is tested on both stores in tests/test_store.py; here what
 is particular to the layout: one row per frame, values read back exactly
 through the view, a second frame at a stored time merged by spec 3.1's rule,
 retention and device deletion on the frame table, history reads by the frame
-key, and a database of schema 1 (one row per value) migrated when opened, on
-a real file made with that schema's statements.
+key, and a database of schema 1 (one row per value) migrated when opened (or left as it
+was when the migration fails), on a real file made with that schema's statements.
 """
 import asyncio
 import math
@@ -14,7 +14,7 @@ import sqlite3
 import pytest
 
 from spot.cloud_bridge import sqlite_frames, store_sqlite
-from spot.cloud_bridge.store import open_store
+from spot.cloud_bridge.store import StoreError, open_store
 
 T0 = 1700000000
 HP = 0x10
@@ -273,3 +273,19 @@ def test_reopening_a_migrated_database_changes_nothing(tmp_path):
     with sqlite3.connect(str(path)) as db:
         assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() \
             == [(1,), (2,)]
+
+
+def test_a_migration_that_fails_leaves_the_schema_1_database_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    schema_1_file(path)
+    # the move's last step fails, after the frames were written and the table dropped
+    monkeypatch.setattr(sqlite_frames, "MIGRATE", sqlite_frames.MIGRATE + ("SELECT no_such()",))
+    with pytest.raises(StoreError, match="no_such"):
+        run(_close(open_store("sqlite://" + str(path))))
+    with sqlite3.connect(str(path)) as db:
+        kind = db.execute("SELECT type FROM sqlite_master WHERE name = 'telemetry'").fetchone()
+        assert kind == ("table",)
+        assert db.execute("SELECT count(*) FROM telemetry").fetchone() == (len(OLD_ROWS),)
+        assert db.execute("SELECT max(version) FROM schema_version").fetchone() == (1,)
+        frames = db.execute("SELECT name FROM sqlite_master WHERE name = 'telemetry_frame'")
+        assert frames.fetchone() is None
