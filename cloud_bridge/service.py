@@ -248,7 +248,8 @@ class Bridge:
         identity: who the transport authenticated ("dtls:<psk identity>", "oscore:<id>",
         "mqtt", "coap:<ip>"; None: an in-process transport); an id registered under
         one identity can be claimed again only as registration.may_claim allows.
-        source: the sender's address, for the per-source limit on new ids."""
+        source: the sender's address, for the per-source limit on new ids. A registration
+        the store cannot take is answered ERROR busy and changes nothing."""
         if (type(body) is not dict or type(body.get(A_ID)) is not str or not body[A_ID]
                 or type(body.get(A_SERVICES)) is not list):
             self._reject("malformed", expected, "ANNOUNCE body")
