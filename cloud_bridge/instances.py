@@ -10,10 +10,9 @@ Every `spot bridge` sharing a PostgreSQL database runs one `Instances`
   (CoAP: the device's address is known to the instance it registered with):
   table device_routes (device -> instance, transport, address, at). An
   accepted ANNOUNCE records it, in its registration's transaction; when the
-  device registers with another
-  instance the route is handed over in one transaction: the new holder's id
-  is written and commands the old holder claimed but never sent go back to
-  the queue. Devices on a transport every instance reaches (MQTT through the
+  device registers with another instance the route is handed over in that
+  transaction: the new holder's id is written and commands the old holder
+  claimed but never sent go back to the queue. Devices on a transport every instance reaches (MQTT through the
   shared broker: `shared_by_instances = True`) have no route row; any
   instance delivers their commands and the queue's claim gives each command
   to one of them.
