@@ -166,7 +166,7 @@ def s_add_values(by):
     added to the stored frame (its values stay), or a new frame. How many were added
     (a script step)."""
     stored = yield from s_stored(list(by))
-    flat, new = [], 0
+    put, new = {}, 0
     for k, vals in by.items():
         old = stored.get(k)
         if old is not None:
@@ -177,8 +177,8 @@ def s_add_values(by):
             vals = {**old, **vals}
         else:
             new += len(vals)
-        flat.extend((k[0], k[1], k[2], vals_text(tuple(vals), tuple(vals.values()))))
-    yield from s_insert(PUT, flat)
+        put[k] = vals
+    yield from s_insert(PUT, flat_of(put))
     return new
 
 
