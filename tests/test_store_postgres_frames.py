@@ -86,12 +86,23 @@ async def answers(url, seed, refuse):
         await s.close()
 
 
-async def sqlite_answers(seed, refuse):
+async def on_sqlite(answers, *args):
+    """answers(url, *args) on a fresh SQLite file: what PostgreSQL is compared with."""
     tmp = tempfile.mkdtemp(prefix="spot-frames-")
     try:
-        return await answers("sqlite://" + os.path.join(tmp, "bridge.db"), seed, refuse)
+        return await answers("sqlite://" + os.path.join(tmp, "bridge.db"), *args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def forget(url, devices):
+    """Delete the devices and their telemetry, so that the next seed starts from none."""
+    s = await open_store(url)
+    try:
+        for d in devices:
+            assert await s.delete_device(d, "op", T0)
+    finally:
+        await s.close()
 
 
 @pg_test
@@ -114,7 +125,7 @@ async def test_postgresql_keeps_one_history_row_per_frame(url):
 async def test_postgresql_history_per_frame_counts_and_answers_as_sqlite_does(url):
     for seed in (1, 2, 3):
         got = await answers(url, seed, refuse=False)
-        assert got == await sqlite_answers(seed, refuse=False), seed
+        assert got == await on_sqlite(answers, seed, False), seed
         s = await open_store(url)
         try:
             for d in DEVICES:
@@ -129,13 +140,8 @@ async def test_postgresql_history_per_frame_refuses_the_frames_sqlite_refuses(ur
     for seed in (4, 5, 6):
         got = await answers(url, seed, refuse=True)
         assert any(True in refused for refused in got[0])      # the rule was exercised
-        assert got == await sqlite_answers(seed, refuse=True), seed
-        s = await open_store(url)
-        try:
-            for d in DEVICES:
-                assert await s.delete_device(d, "op", T0)
-        finally:
-            await s.close()
+        assert got == await on_sqlite(answers, seed, True), seed
+        await forget(url, DEVICES)
 
 
 @pg_test
@@ -246,15 +252,6 @@ async def latest_answers(url, seed):
 @pg_test
 async def test_latest_values_taken_from_the_frames_just_stored_answer_as_sqlite_does(url):
     for seed in (7, 8):
-        tmp = tempfile.mkdtemp(prefix="spot-frames-")
-        try:
-            want = await latest_answers("sqlite://" + os.path.join(tmp, "b.db"), seed)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        want = await on_sqlite(latest_answers, seed)
         assert await latest_answers(url, seed) == want, seed
-        s = await open_store(url)
-        try:
-            for d in DEVICES:
-                assert await s.delete_device(d, "op", T0)
-        finally:
-            await s.close()
+        await forget(url, DEVICES)

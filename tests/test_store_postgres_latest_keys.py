@@ -5,10 +5,7 @@ Whatever path a batch takes (the usual frame taken as it comes, or the merge),
 latest() gives the answers SQLite gives for the same frames, and every row's
 keys and t_max are what its points make them.
 """
-import os
 import random
-import shutil
-import tempfile
 
 import psycopg
 
@@ -16,6 +13,7 @@ from spot.cloud_bridge.store import open_store
 
 from test_store import HP, T0, add_device, pg_server  # noqa: F401
 from test_store_batches import pg_test
+from test_store_postgres_frames import forget, on_sqlite
 
 # the step docs/benchmarks.md gives to move a schema-4 database to schema 5 (every
 # bridge stopped), run in one transaction
@@ -75,24 +73,11 @@ async def latest_answers(url, seed, check_keys=False):
         await s.close()
 
 
-async def sqlite_latest_answers(seed):
-    tmp = tempfile.mkdtemp(prefix="spot-keys-")
-    try:
-        return await latest_answers("sqlite://" + os.path.join(tmp, "b.db"), seed)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 @pg_test
 async def test_latest_values_from_one_frame_per_device_answer_as_sqlite_does(url):
     for seed in (1, 2):
-        assert await latest_answers(url, seed) == await sqlite_latest_answers(seed), seed
-        s = await open_store(url)
-        try:
-            for d in DEVICES:
-                assert await s.delete_device(d, "op", T0)
-        finally:
-            await s.close()
+        assert await latest_answers(url, seed) == await on_sqlite(latest_answers, seed), seed
+        await forget(url, DEVICES)
 
 
 @pg_test
@@ -141,7 +126,7 @@ async def test_a_schema_4_postgresql_database_keeps_merging_every_row(url):
         assert await s.schema_version() == 4 and s.latest_per_device and not s.latest_keys
     finally:
         await s.close()
-    assert got == await sqlite_latest_answers(4)
+    assert got == await on_sqlite(latest_answers, 4)
 
 
 @pg_test
@@ -170,7 +155,7 @@ async def test_the_documented_step_moves_a_schema_4_database_to_schema_5(url):
         assert await wrong_keys(url) == 0
     finally:
         await s.close()
-    assert got == (await sqlite_latest_answers(5))[20:]
+    assert got == (await on_sqlite(latest_answers, 5))[20:]
 
 
 @pg_test
