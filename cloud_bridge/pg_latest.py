@@ -19,7 +19,7 @@ the greatest of all is kept too). A row whose keys are NULL (made before schema
 5 and not migrated) always merges and keeps NULL keys.
 
     UPSERT_ONE_FRAME    # the batch's frames just COPYed, one per device: the fast path
-    with_keys(sql)      # schema 3's other upserts, keeping keys and t_max as they go
+    upsert_grouped(rows, keyed)  # the other upserts: schema 3's, or 5's keeping keys and t_max
     FLEET_POINT         # SQL: the points kept in latest_device.fleet
 """
 from .store_fleet import alarm_point_sql, fleet_point_sql
@@ -81,13 +81,28 @@ UPSERT_ONE_FRAME = (
     + _KEYS)
 
 
-def with_keys(sql):
-    """Schema 3's upsert `sql` (rows `l` grouped by device) also writing keys and t_max
-    (no fast path: it merges as before)."""
-    head = "INSERT INTO latest_device (device, points, fleet, alarm) "
-    assert sql.startswith(head) and sql.count("bool_or(") == 1
-    cut = sql.index("FROM ", sql.index("bool_or("))
-    return ("INSERT INTO latest_device (device, points, fleet, alarm, keys, t_max) "
-            + sql[len(head):cut] + ", array_agg(%s ORDER BY l.service, l.object), max(l.t) "
-            % KEY + sql[cut:] + ", " + _KEYS)
-
+def upsert_grouped(rows, keyed):
+    """The upsert of latest_device from `rows`, a FROM item naming its rows `l`
+    (device, service, object, t, value), grouped by device and merged with the stored
+    points (schema 3); with `keyed` also writing keys and t_max (schema 5, always
+    merging: the fast path is UPSERT_ONE_FRAME's)."""
+    point = "ROW(l.service, l.object, l.t, l.value)::latest_point"
+    return (
+        "INSERT INTO latest_device (device, points, fleet, alarm"
+        + (", keys, t_max" if keyed else "") + ") "
+        "SELECT l.device, array_agg(" + point + " ORDER BY l.service, l.object), "
+        "COALESCE(array_agg(" + point + " ORDER BY l.service, l.object) "
+        "FILTER (WHERE " + _pct(FLEET_POINT) + "), '{}'), "
+        "bool_or(" + _pct(alarm_point_sql("postgresql")) + ") FILTER (WHERE "
+        + _pct(alarm_point_sql("postgresql", keys_only=True)) + ")"
+        + (", array_agg(" + KEY + " ORDER BY l.service, l.object), max(l.t)" if keyed else "")
+        + " FROM " + rows + " GROUP BY l.device ORDER BY l.device "
+        "ON CONFLICT (device) DO UPDATE "
+        "SET points = spot_latest_merge(latest_device.points, excluded.points), "
+        # the fleet points merged as the points are (a batch without any keeps them)
+        "fleet = CASE WHEN cardinality(excluded.fleet) = 0 THEN latest_device.fleet "
+        "ELSE spot_latest_merge(latest_device.fleet, excluded.fleet) END, "
+        # the flag computed again only when the batch brings an alarm object
+        "alarm = CASE WHEN excluded.alarm IS NULL THEN latest_device.alarm "
+        "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END"
+        + (", " + _KEYS if keyed else ""))

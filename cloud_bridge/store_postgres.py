@@ -71,7 +71,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
                         row_arrays, text_array)
 from .gc_pause import gc_paused
-from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, with_keys
+from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, upsert_grouped
 from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
                     PG_INSERT_TELEMETRY_IGNORING, TELEMETRY_COLUMNS, check_device, check_time,
@@ -314,43 +314,23 @@ _SQL = {}
 
 
 # the latest values of a batch, (device, service, object, t, value) rows sorted
-# by key: one row per device (schema 3) or per object (schema 1 and 2)
-UPSERT_LATEST_DEVICE = (
-    "INSERT INTO latest_device (device, points, fleet, alarm) "
-    "SELECT l.device, array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point "
-    "ORDER BY l.service, l.object), "
-    "COALESCE(array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point "
-    "ORDER BY l.service, l.object) FILTER (WHERE %s), '{}'), "
-    "bool_or(%s) FILTER (WHERE %s) "
-    "FROM unnest(%%b::text[], %%b::smallint[], %%b::integer[], %%b::float8[], %%b::json[]) "
-    "AS l (device, service, object, t, value) GROUP BY l.device ORDER BY l.device "
-    "ON CONFLICT (device) DO UPDATE "
-    "SET points = spot_latest_merge(latest_device.points, excluded.points), "
-    # the fleet points merged as the points are (a batch without any keeps them)
-    "fleet = CASE WHEN cardinality(excluded.fleet) = 0 THEN latest_device.fleet "
-    "ELSE spot_latest_merge(latest_device.fleet, excluded.fleet) END, "
-    # the flag computed again only when the batch brings an alarm object
-    "alarm = CASE WHEN excluded.alarm IS NULL THEN latest_device.alarm "
-    "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END"
-    % (FLEET_POINT.replace("%", "%%"), alarm_point_sql("postgresql").replace("%", "%%"),
-       alarm_point_sql("postgresql", keys_only=True).replace("%", "%%")))
+# by key: one row per device (schema 3, 5 keyed) or per object (schema 1 and 2)
+_BATCH_ROWS = ("unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
+               "AS l (device, service, object, t, value)")
 # the same from a batch's frames just COPYed (schema 4; every (device, service) in one
 # frame of the batch, so its values are the batch's latest): read back by their keys,
 # one index lookup each (OFFSET 0 keeps it a lookup: a join could scan the partition),
 # in device order (the grouping then needs no sort)
-UPSERT_LATEST_FROM_FRAMES = UPSERT_LATEST_DEVICE.replace(
-    "FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
-    "AS l (device, service, object, t, value)",
-    "FROM (SELECT k.device, k.service, v.object, k.t, v.value "
-    "FROM (SELECT * FROM unnest(%b::text[], %b::smallint[], %b::float8[]) "
-    "AS k (device, service, t) ORDER BY device) k "
-    "CROSS JOIN LATERAL (SELECT f.objects, f.vals FROM telemetry_frame f "
-    "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
-    "CROSS JOIN LATERAL unnest(f.objects, f.vals) AS v (object, value)) AS l")
-assert UPSERT_LATEST_FROM_FRAMES != UPSERT_LATEST_DEVICE
-# the same keeping the columns of schema 5 (pg_latest)
-UPSERT_LATEST_DEVICE_KEYED = with_keys(UPSERT_LATEST_DEVICE)
-UPSERT_LATEST_FROM_FRAMES_KEYED = with_keys(UPSERT_LATEST_FROM_FRAMES)
+_FRAME_ROWS = ("(SELECT k.device, k.service, v.object, k.t, v.value "
+               "FROM (SELECT * FROM unnest(%b::text[], %b::smallint[], %b::float8[]) "
+               "AS k (device, service, t) ORDER BY device) k "
+               "CROSS JOIN LATERAL (SELECT f.objects, f.vals FROM telemetry_frame f "
+               "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
+               "CROSS JOIN LATERAL unnest(f.objects, f.vals) AS v (object, value)) AS l")
+UPSERT_LATEST_DEVICE = upsert_grouped(_BATCH_ROWS, keyed=False)
+UPSERT_LATEST_FROM_FRAMES = upsert_grouped(_FRAME_ROWS, keyed=False)
+UPSERT_LATEST_DEVICE_KEYED = upsert_grouped(_BATCH_ROWS, keyed=True)
+UPSERT_LATEST_FROM_FRAMES_KEYED = upsert_grouped(_FRAME_ROWS, keyed=True)
 UPSERT_LATEST_OBJECT = (
     "INSERT INTO latest (device, service, object, t, value) "
     "SELECT * FROM unnest(%b::text[], %b::smallint[], %b::integer[], %b::float8[], %b::json[]) "
