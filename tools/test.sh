@@ -4,7 +4,7 @@
 # Debian packages (needs root or sudo): real peers and build tools for the tests.
 # npm: the MicroPython 1.27 WebAssembly build the portable tests run under, and Prism
 #      (OpenAPI mock server) for the OpenADR 3 contract tests.
-# pip: the project with its [test] extra.
+# pip: the project with its [test] extra (pytest-xdist runs the files on two workers).
 # MicroPython: the unix port built 32-bit from ../shared/vendor (or $MPY_DIR), cached in
 # ~/.cache/spot-micropython (tests/mp_real.py); without a source its tests skip.
 set -euo pipefail
@@ -39,5 +39,5 @@ python3 tests/ieee2030_5_peer.py --install
 echo "== building MicroPython 32-bit (unix port) for the real-interpreter tests (cached)"
 python3 tests/mp_real.py build
 
-echo "== running the tests"
-exec python3 -m pytest "$@"
+echo "== running the tests (two workers, one file at a time each)"
+exec python3 -m pytest -n 2 --dist loadfile "$@"
