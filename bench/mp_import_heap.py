@@ -10,8 +10,8 @@ as main) are imported one by one, each after the modules its top level imports, 
 module's figure is its own: gc.mem_alloc() after gc.collect() around its import. The
 numbers modules (core/*_numbers: imported only by code asking for a number by name) and
 what the device loads only on a rare path (OSCORE, sleep, Observe, blocks, CBOR floats
-and the strict UTF-8 check) are left out: what is
-listed is what a device serving its profile holds. Default binary: this tree's frozen
+and the strict UTF-8 check) are left out: what is listed is what a device serving its
+profile holds. Default binary: this tree's frozen
 interpreter. `--binary PATH=TREE` measures another build, its module list taken from the
 checkout TREE (e.g. the tree before a change, `git archive main`, built with its own
 tests/mp_real.py), so that two builds are compared in one run.
