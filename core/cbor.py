@@ -12,15 +12,13 @@ Types: int (64-bit range), bool, None, float, str, bytes (bytearray and
 memoryview encode as bytes), list/tuple (encode as arrays, decode as lists),
 dict with int, str or bytes keys.
 """
-import struct
-
 from .compat import const
 
 MAX_DEPTH = const(16)  # default nesting limit for decoding
 MAX_ITEMS = const(4096)  # default limit on one string's bytes or one container's items
 
 _UINT64_MAX = 0xFFFFFFFFFFFFFFFF
-_F32_MAX = 3.4028234663852886e38
+_float = None   # core.cbor_float, imported with the first float (_floats())
 
 
 class CBORError(ValueError):
@@ -29,7 +27,8 @@ class CBORError(ValueError):
 
 # MicroPython's bytes.decode() checks only the shape of UTF-8 sequences: it lets
 # surrogates, overlong forms and code points past U+10FFFF through. Probe for
-# that once; on such a runtime non-ASCII text strings get the strict check below.
+# that once; on such a runtime non-ASCII text strings get the strict check of
+# core.cbor_utf8 (imported with the first one).
 try:
     b"\xed\xa0\x80".decode("utf-8")
     _LAX_UTF8 = True
@@ -37,40 +36,14 @@ except UnicodeError:
     _LAX_UTF8 = False
 
 
-def _utf8_valid(b):
-    """True if bytes b are well-formed UTF-8 (RFC 3629), checked byte by byte."""
-    i = 0
-    n = len(b)
-    while i < n:
-        c = b[i]
-        if c < 0x80:
-            i += 1
-            continue
-        lo = 0x80
-        hi = 0xBF
-        if 0xC2 <= c <= 0xDF:
-            k = 1
-        elif 0xE0 <= c <= 0xEF:
-            k = 2
-            if c == 0xE0:
-                lo = 0xA0  # overlong
-            elif c == 0xED:
-                hi = 0x9F  # surrogates
-        elif 0xF0 <= c <= 0xF4:
-            k = 3
-            if c == 0xF0:
-                lo = 0x90  # overlong
-            elif c == 0xF4:
-                hi = 0x8F  # past U+10FFFF
-        else:
-            return False
-        if i + k >= n or not lo <= b[i + 1] <= hi:
-            return False
-        for j in range(i + 2, i + k + 1):
-            if b[j] & 0xC0 != 0x80:
-                return False
-        i += k + 1
-    return True
+def _floats():
+    # a board's values are integers: the float code is loaded only when one comes, and
+    # kept here so that the bridge (CPython) does not look the module up per float
+    global _float
+    if _float is None:
+        from . import cbor_float
+        _float = cbor_float
+    return _float
 
 
 # ---------------------------------------------------------------- encoding
@@ -99,48 +72,6 @@ def _head(out, major, n):
     while shift >= 0:   # big-endian, byte by byte: no intermediate bytes object
         out.append((n >> shift) & 0xFF)
         shift -= 8
-
-
-def half_bits(f32):
-    """IEEE half-precision bits for the single-precision bits f32, or -1 if inexact."""
-    sign = (f32 >> 16) & 0x8000
-    exp = (f32 >> 23) & 0xFF
-    man = f32 & 0x7FFFFF
-    if exp == 0xFF:
-        return 0x7E00 if man else sign | 0x7C00
-    if exp == 0:
-        return sign if man == 0 else -1
-    e = exp - 127
-    if -14 <= e <= 15:
-        if man & 0x1FFF:
-            return -1
-        return sign | ((e + 15) << 10) | (man >> 13)
-    if -24 <= e < -14:  # half subnormal
-        full = man | 0x800000
-        shift = 13 - 14 - e
-        if full & ((1 << shift) - 1):
-            return -1
-        return sign | (full >> shift)
-    return -1
-
-
-def _float(out, x):
-    if x != x:  # NaN, canonical form
-        out.extend(b"\xf9\x7e\x00")
-        return
-    b32 = struct.pack(">f", x) if -_F32_MAX <= x <= _F32_MAX or x - x != x - x else None
-    if b32 is not None and struct.unpack(">f", b32)[0] == x:
-        h = half_bits(struct.unpack(">I", b32)[0])
-        if h >= 0:
-            out.append(0xF9)
-            out.append(h >> 8)
-            out.append(h & 0xFF)
-        else:
-            out.append(0xFA)
-            out.extend(b32)
-    else:
-        out.append(0xFB)
-        out.extend(struct.pack(">d", x))
 
 
 def _map(out, obj):
@@ -191,7 +122,7 @@ def encode_into(out, obj):
     elif obj is None:
         out.append(0xF6)
     elif t is float:
-        _float(out, obj)
+        _floats().encode(out, obj)
     elif t is str:
         try:
             b = obj.encode("utf-8")
@@ -221,19 +152,6 @@ def dumps(obj):
 
 
 # ---------------------------------------------------------------- decoding
-
-
-def half_to_float(h):
-    """The float value of IEEE half-precision bits h."""
-    exp = (h >> 10) & 0x1F
-    man = h & 0x3FF
-    if exp == 0:
-        val = man * 5.960464477539063e-08  # 2**-24
-    elif exp == 31:
-        val = float("nan") if man else float("inf")
-    else:
-        val = (1024 + man) * (2.0 ** (exp - 25))
-    return -val if h & 0x8000 else val
 
 
 class _Decoder:
@@ -297,8 +215,10 @@ class _Decoder:
                 text = raw.decode("utf-8")
             except UnicodeError:
                 raise CBORError("invalid UTF-8 in text string")
-            if _LAX_UTF8 and len(text) != n and not _utf8_valid(raw):
-                raise CBORError("invalid UTF-8 in text string")
+            if _LAX_UTF8 and len(text) != n:
+                from .cbor_utf8 import valid
+                if not valid(raw):
+                    raise CBORError("invalid UTF-8 in text string")
             return text
         if major == 6:
             raise CBORError("unsupported tag %d" % n)
@@ -325,11 +245,9 @@ class _Decoder:
             return (False, True, None)[ai - 20]
         if not 25 <= ai <= 27:
             raise CBORError("unsupported simple value %d" % ai)
-        buf = self.buf
-        p = self._take(1 << (ai - 24))
-        if ai == 25:
-            return half_to_float((buf[p] << 8) | buf[p + 1])
-        return struct.unpack(">f" if ai == 26 else ">d", buf[p:self.pos])[0]
+        size = 1 << (ai - 24)
+        p = self._take(size)
+        return _floats().decode(self.buf, p, size)
 
 
 def decode_prefix(data, pos=0, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):

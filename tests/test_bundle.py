@@ -125,6 +125,8 @@ dev = device.Device(config.load(), heat_pump, net=Net(), board=Board(), clock=la
 print('PLAN', dev.node.plans.default)
 print('LINK', type(dev.link).__name__)
 print('LOADED', sorted(m for m in sys.modules if m.startswith('spot.ports')))
+dev.node.announce()
+print('RARE', [m for m in ('spot.core.cbor_float', 'spot.core.cbor_utf8') if m in sys.modules])
 """
     r = mp.run_micropython(script, fs)
     assert "FILE /lib/spot/core/coap_binding.mpy" in r.stdout
@@ -137,6 +139,9 @@ print('LOADED', sorted(m for m in sys.modules if m.startswith('spot.ports')))
             "'spot.ports.micropython.datagram', 'spot.ports.micropython.device', "
             "'spot.ports.micropython.device_coap', "
             "'spot.ports.micropython.hw']") in r.stdout
+    # a board's values are integers: the CBOR float code and the strict UTF-8 check
+    # (core/cbor_float, core/cbor_utf8) stay unloaded through boot and an ANNOUNCE
+    assert "RARE []" in r.stdout
 
 
 REST_SCRIPT = """

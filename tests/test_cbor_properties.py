@@ -12,7 +12,7 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from spot.core import cbor
+from spot.core import cbor, cbor_float, cbor_utf8
 from spot.core.cbor import CBORError
 
 settings.register_profile(
@@ -259,7 +259,7 @@ def test_half_bits_matches_struct_for_all_exact_halves():
     for bits in range(2**16):
         x = struct.unpack(">e", bits.to_bytes(2, "big"))[0]
         f32 = int.from_bytes(struct.pack(">f", x), "big")
-        h = cbor.half_bits(f32)
+        h = cbor_float.half_bits(f32)
         if math.isnan(x):
             assert h == 0x7E00
         else:
@@ -336,7 +336,7 @@ def test_portable_utf8_check_agrees_with_python(raw):
         valid = True
     except UnicodeDecodeError:
         valid = False
-    assert cbor._utf8_valid(raw) is valid
+    assert cbor_utf8.valid(raw) is valid
 
 
 @pytest.mark.parametrize("raw", [b"\xed\xa0\x80", b"\xed\xbf\xbf", b"\xc0\xaf", b"\xc1\xbf",
@@ -344,13 +344,13 @@ def test_portable_utf8_check_agrees_with_python(raw):
                                  b"\xf0\x8f\xbf\xbf", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80",
                                  b"\xf8\x88\x80\x80\x80", b"a\xe6\xb0", b"\xe6\xb0a"])
 def test_portable_utf8_check_rejects_surrogates_overlongs_and_out_of_range(raw):
-    assert cbor._utf8_valid(raw) is False
+    assert cbor_utf8.valid(raw) is False
 
 
 @pytest.mark.parametrize("raw", ["\u007f", "\u0080", "\u07ff", "\u0800", "\ud7ff", "\ue000",
                                  "\uffff", "\U00010000", "\U0010ffff"])
 def test_portable_utf8_check_accepts_boundary_code_points(raw):
-    assert cbor._utf8_valid(raw.encode("utf-8")) is True
+    assert cbor_utf8.valid(raw.encode("utf-8")) is True
 
 
 def test_lax_runtime_path_rejects_what_python_decode_lets_through(monkeypatch):
