@@ -109,7 +109,7 @@ async def measure(rounds, profile, seconds=0):
                         "process_us": 1e6 * (time.process_time() - proc0) / n,
                         "cores": (time.process_time() - proc0) / wall}
 
-            async def run(n, first):
+            async def run(n, first, profile=False):
                 for r in range(n):
                     answered.clear()
                     waiting[0] = asyncio.get_running_loop().create_future()
@@ -130,7 +130,7 @@ async def measure(rounds, profile, seconds=0):
             await run(20, 0)   # warm-up
             statements.clear()
             loop0, proc0 = time.thread_time(), time.process_time()
-            await run(rounds, 20 * WINDOW)
+            await run(rounds, 20 * WINDOW, profile)
             n = rounds * WINDOW
             out = {"loop_us": 1e6 * (time.thread_time() - loop0) / n,
                    "process_us": 1e6 * (time.process_time() - proc0) / n}
