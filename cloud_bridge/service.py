@@ -207,16 +207,16 @@ class Bridge:
 
     def _stored(self, answer, device, sid, mid, rows, error):
         """A NOTIFY's rows are stored (error None) or not: answer(reply, error) says so."""
-        if isinstance(error, TimeTaken):   # that time is stored with other values
+        if error is None:
+            self._telemetry_stored(device, sid, rows, rows[0][3])
+            answer(None, None)
+        elif isinstance(error, TimeTaken):   # that time is stored with other values
             self._reject("time_taken", device, str(error))
             answer(F.error(sid, mid, OUT_OF_RANGE, str(error)), None)
-        elif error is not None:
+        else:
             if isinstance(error, S.StoreError):
                 self.store_failed("telemetry", error)
             answer(None, error)
-        else:
-            self._telemetry_stored(device, sid, rows, rows[0][3])
-            answer(None, None)
 
     def _telemetry_stored(self, device, sid, rows, t):
         self.metrics.count(self._rows_stored, len(rows))
