@@ -21,8 +21,9 @@ function calls per frame made on the loop thread, and the loop thread's time by
 stage of a NOTIFY's path (STAGES: datagram in and CoAP parse, CBOR decode,
 frame checks, hand-off to the store, the answer after the commit). With
 --seconds, also a closed loop: 128 frames in flight, each answer sends the next frame, for that long
-after a 2 s warm-up: frames/s, CPU per frame, and how many cores the process
-kept busy (above 1: the store's thread and the loop's ran at the same time).
+after a 2 s warm-up: frames/s, CPU per frame, how many cores the process
+kept busy (above 1: the store's thread and the loop's ran at the same time)
+and the frames a transaction held on average.
 With --baseline each variant runs in its own process, alternating, `spot`
 imported from that tree.
 """
@@ -102,14 +103,16 @@ async def measure(rounds, profile, seconds=0):
                 for _ in range(WINDOW):
                     send_next()
                 await asyncio.sleep(2.0)   # warm-up
-                n0, wall0 = len(answered), time.perf_counter()
+                ingest = parts.bridge.ingest
+                n0, wall0, tx0 = len(answered), time.perf_counter(), ingest.transactions
                 loop0, proc0 = time.thread_time(), time.process_time()
                 await asyncio.sleep(seconds)
                 n = len(answered) - n0
                 wall = time.perf_counter() - wall0
                 return {"fps": n / wall, "loop_us": 1e6 * (time.thread_time() - loop0) / n,
                         "process_us": 1e6 * (time.process_time() - proc0) / n,
-                        "cores": (time.process_time() - proc0) / wall}
+                        "cores": (time.process_time() - proc0) / wall,
+                        "per_tx": n / max(1, ingest.transactions - tx0)}
 
             async def run(n, first, profile=False):
                 for r in range(n):
@@ -305,13 +308,14 @@ def main(argv):
                   "frame):" % (WINDOW, seconds))
             print()
             print("| variant | frames/s | loop thread CPU us per frame | process CPU us per "
-                  "frame | cores busy (process CPU / wall) |")
-            print("|---|---:|---:|---:|---:|")
+                  "frame | cores busy (process CPU / wall) | frames per transaction |")
+            print("|---|---:|---:|---:|---:|---:|")
             for _ in range(repeat):
                 for name, code in variants:
                     r = run_variant(code, 0, False, seconds)
-                    print("| %s | %.0f | %.1f | %.1f | %.2f |" % (
-                        name, r["fps"], r["loop_us"], r["process_us"], r["cores"]))
+                    print("| %s | %.0f | %.1f | %.1f | %.2f | %.1f |" % (
+                        name, r["fps"], r["loop_us"], r["process_us"], r["cores"],
+                        r["per_tx"]))
         print()
         print("Store thread of this tree's last run, CPU us per frame by part:")
         print()
