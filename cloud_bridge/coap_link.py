@@ -169,9 +169,7 @@ class CoapLink:
         ANNOUNCE: await _frame)."""
         if len(frame) > 1 and frame[0] & 0x0F == F.ANNOUNCE:
             return LATER
-        if type(remote) is tuple:   # coap_fast's: in the clear (it serves no keyring)
-            device = self.by_address.get(remote)
-        elif getattr(remote, "security_context", None) is not None:
+        if type(remote) is not tuple and getattr(remote, "security_context", None) is not None:
             # known by its context; it must have announced in it since the link started
             owner = self._context_owner(remote)
             route = self.server.devices.get(owner)
