@@ -17,10 +17,13 @@ Printed per variant: CPU microseconds per frame of the loop thread and of the
 whole process (loop + SQLite worker thread); for this tree the store thread's
 part by statement (the store's statement runner wrapped); then, in a pass under
 cProfile (deterministic: it does not depend on the machine's load), the Python
-function calls per frame made on the loop thread. With --seconds, also a closed
-loop: 128 frames in flight, each answer sends the next frame, for that long
-after a 2 s warm-up: frames/s, CPU per frame, and how many cores the process
-kept busy (above 1: the store's thread and the loop's ran at the same time).
+function calls per frame made on the loop thread, and the loop thread's time by
+stage of a NOTIFY's path (STAGES: datagram in and CoAP parse, CBOR decode,
+frame checks, hand-off to the store, the answer after the commit). With
+--seconds, also a closed loop: 128 frames in flight, each answer sends the next frame, for that long
+after a 2 s warm-up: frames/s, CPU per frame, how many cores the process
+kept busy (above 1: the store's thread and the loop's ran at the same time)
+and the frames a transaction held on average.
 With --baseline each variant runs in its own process, alternating, `spot`
 imported from that tree.
 """
@@ -100,16 +103,18 @@ async def measure(rounds, profile, seconds=0):
                 for _ in range(WINDOW):
                     send_next()
                 await asyncio.sleep(2.0)   # warm-up
-                n0, wall0 = len(answered), time.perf_counter()
+                ingest = parts.bridge.ingest
+                n0, wall0, tx0 = len(answered), time.perf_counter(), ingest.transactions
                 loop0, proc0 = time.thread_time(), time.process_time()
                 await asyncio.sleep(seconds)
                 n = len(answered) - n0
                 wall = time.perf_counter() - wall0
                 return {"fps": n / wall, "loop_us": 1e6 * (time.thread_time() - loop0) / n,
                         "process_us": 1e6 * (time.process_time() - proc0) / n,
-                        "cores": (time.process_time() - proc0) / wall}
+                        "cores": (time.process_time() - proc0) / wall,
+                        "per_tx": n / max(1, ingest.transactions - tx0)}
 
-            async def run(n, first):
+            async def run(n, first, profile=False):
                 for r in range(n):
                     answered.clear()
                     waiting[0] = asyncio.get_running_loop().create_future()
@@ -130,14 +135,83 @@ async def measure(rounds, profile, seconds=0):
             await run(20, 0)   # warm-up
             statements.clear()
             loop0, proc0 = time.thread_time(), time.process_time()
-            await run(rounds, 20 * WINDOW)
+            await run(rounds, 20 * WINDOW, profile)
             n = rounds * WINDOW
             out = {"loop_us": 1e6 * (time.thread_time() - loop0) / n,
                    "process_us": 1e6 * (time.process_time() - proc0) / n}
             if profile:
-                out["calls"] = pstats.Stats(profiler).total_calls / n
+                stats = pstats.Stats(profiler)
+                out["calls"] = stats.total_calls / n
+                out["stages"] = stages(stats)
             out["store_us"] = {k: 1e6 * v / n for k, v in statements.items()}
             return out
+
+
+# The loop thread's path of a NOTIFY, by stage: (stage, {file name: functions or "*"});
+# functions of both trees (before and after the coap_fast NOTIFY path) are listed, a
+# name:line where a file has two of that name (core/coap_server.py: Request, Response)
+STAGES = (
+    ("datagram in, CoAP parse, duplicate check", {
+        "coap_fast.py": {"datagram_received", "_bus_post", "_remember", "_run", "_schedule",
+                         "is_closing", "_handle", "_read"},
+        "coap.py": {"decode", "_check_options", "get", "get_uint", "get_block", "decode_uint",
+                    "__init__", "_read_ext"},
+        "coap_server.py": {"on_request", "__init__:58", "renew", "_strings", "_pre_handle",
+                           "_call"},
+        "coap_endpoint.py": {"receive", "_flush", "next_timeout", "events"},
+        "coap_client.py": {"arm", "next_due"},
+        "coap_transport.py": {"_run", "now", "_schedule", "_cancel"}}),
+    ("CBOR decode (cbor2 C and core's strictness checks)", {"frame_decode.py": "*"}),
+    ("frame checks: link, bridge, NOTIFY rows", {
+        "coap_link.py": {"frame_nowait", "_where", "_context_owner", "_commissioned"},
+        "service.py": {"device_frame_nowait", "_heard", "_store_telemetry"},
+        "device_clock.py": "*", "ingest.py": {"notify_rows", "_plain", "<listcomp>"},
+        "metrics.py": "*", "frame.py": {"peek"}}),
+    ("hand to the store (group commit queue)", {"ingest.py": {"submit", "_queue_taken"}}),
+    ("after the commit: callbacks, ACK encode and send", {
+        "ingest.py": {"_answer", "_commit_taken", "<genexpr>"},
+        "service.py": {"_stored", "_telemetry_stored", "<lambda>"},
+        "events.py": {"listened"}, "coap_link.py": {"stored", "_stored"},
+        "coap_fast.py": {"_reply", "_ack", "_send", "_flush_soon", "_flush", "<lambda>",
+                         "sendto"},
+        "coap_server.py": {"respond", "_answer", "_datagram", "__init__:106"},
+        "coap.py": {"put_header", "put_option", "put_payload", "_ext", "block_size",
+                    "encode_message", "_uint_len"},
+        "coap_endpoint.py": {"respond", "send", "step", "poke"},
+        "coap_transport.py": {"reply_code", "poke"},
+        "coap_ingest_loop.py": {"sendto"}}),
+)
+OTHER = "asyncio loop, futures, the rest"
+
+
+def stage_of(func):
+    """The STAGES name of a profiled function (file, line, name), None if none."""
+    name = func[0].replace("\\", "/").rsplit("/", 1)[-1]
+    for stage, files in STAGES:
+        names = files.get(name)
+        if names == "*" or (names and (func[2] in names or "%s:%d" % (func[2], func[1])
+                                           in names)):
+            return stage
+    return None
+
+
+def stages(stats):
+    """Loop-thread seconds by stage from a cProfile run: each function's own time, a
+    builtin's (cbor2, len, dict.get, ...) charged to its callers in proportion; the
+    event loop's wait in epoll left out (it is not work)."""
+    out = {}
+    for func, (_, _, tt, _, callers) in stats.stats.items():
+        if "poll" in func[2] and func[0] == "~":
+            continue
+        stage = stage_of(func)
+        if stage is None and func[0] == "~" and callers:
+            total = sum(c[2] for c in callers.values()) or 1.0
+            for caller, c in callers.items():
+                key = stage_of(caller) or OTHER
+                out[key] = out.get(key, 0.0) + tt * c[2] / total
+            continue
+        out[stage or OTHER] = out.get(stage or OTHER, 0.0) + tt
+    return out
 
 
 def time_statements(store):
@@ -234,24 +308,35 @@ def main(argv):
                   "frame):" % (WINDOW, seconds))
             print()
             print("| variant | frames/s | loop thread CPU us per frame | process CPU us per "
-                  "frame | cores busy (process CPU / wall) |")
-            print("|---|---:|---:|---:|---:|")
+                  "frame | cores busy (process CPU / wall) | frames per transaction |")
+            print("|---|---:|---:|---:|---:|---:|")
             for _ in range(repeat):
                 for name, code in variants:
                     r = run_variant(code, 0, False, seconds)
-                    print("| %s | %.0f | %.1f | %.1f | %.2f |" % (
-                        name, r["fps"], r["loop_us"], r["process_us"], r["cores"]))
+                    print("| %s | %.0f | %.1f | %.1f | %.2f | %.1f |" % (
+                        name, r["fps"], r["loop_us"], r["process_us"], r["cores"],
+                        r["per_tx"]))
         print()
         print("Store thread of this tree's last run, CPU us per frame by part:")
         print()
         for k, v in sorted(r_this["store_us"].items(), key=lambda kv: -kv[1])[:6]:
             print("- %s: %.1f" % (k, v))
         print()
+        profiled = [(name, run_variant(code, 50, True)) for name, code in variants]
         print("| variant | Python calls per frame on the loop thread (cProfile) |")
         print("|---|---:|")
-        for name, code in variants:
-            r = run_variant(code, 50, True)
+        for name, r in profiled:
             print("| %s | %.1f |" % (name, r["calls"]))
+        print()
+        print("The loop thread's work by stage (cProfile, shares of its time: the profiler "
+              "inflates small functions, so shares only):")
+        print()
+        print("| stage | " + " | ".join(name for name, _ in profiled) + " |")
+        print("|---|" + "---:|" * len(profiled))
+        for stage in [st for st, _ in STAGES] + [OTHER]:
+            print("| %s | %s |" % (stage, " | ".join(
+                "%.0f %%" % (100.0 * r["stages"].get(stage, 0.0) / sum(r["stages"].values()))
+                for _, r in profiled)))
         print()
         print("load average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
 

@@ -16,21 +16,36 @@ committed; a retransmission meanwhile is ignored, one after it is answered
 from the endpoint's cache without calling the bridge again. The cache holds
 the last max_dedupe message ids of all peers (FleetEndpoint), oldest dropped
 first. A remote is the socket address (host, port[, flow, scope]).
+
+The datagram devices send most, a confirmable POST to /s with only the
+options Uri-Path "s" and Content-Format 65000 and a frame, is recognised by
+its bytes (FastBusServer._bus_post) and goes straight to the bridge, without
+the endpoint's message and request objects; its empty 2.04 ACK, once the
+frame is stored, is four bytes and the token, cached for retransmissions as
+the endpoint caches its answers. Every other datagram, and every other answer
+(an ERROR frame, a 5.00), takes the endpoint's general path.
 """
 import asyncio
 import collections
 import logging
 import socket
+from functools import partial
 
 from ..core import coap
 from ..core.coap_binding import BUS, CF_SPOT
 from ..core.coap_endpoint import Endpoint
-from ..core.coap_server import Response
+from ..core.coap_server import Request, Response
 from ..core.coap_client import CoapBusy, EV_RESPONSE, EV_NOTIFICATION
 from ..ports.cpython.coap_transport import BusRoutes, DeviceServer, reply_code
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("spot.bridge.coap")
+
+# a POST to /s as devices send it: after the token, Uri-Path "s" then Content-Format
+# 65000 (or none) then the payload marker
+_POST_S_CF = b"\xb1s\x12\xfd\xe8\xff"
+_POST_S = b"\xb1s\xff"
+_ACK_CHANGED = (2 << 5) | 4               # 2.04 in an ACK
 
 LATER = object()    # from on_frame_nowait: this frame needs on_frame (a coroutine)
 PENDING = object()  # from on_frame_nowait: its answer callback comes later
@@ -67,10 +82,11 @@ class _Driver(DeviceServer):
     """The endpoint on its UDP socket (DeviceServer's clock and timers); client events
     go to the server after every turn."""
 
-    def __init__(self, endpoint, on_events, on_bad):
+    def __init__(self, endpoint, on_events, on_bad, on_post=None):
         super().__init__(endpoint)
         self.on_events = on_events
         self.on_bad = on_bad
+        self.on_post = on_post   # on_post(data, addr): True when it took the datagram
         self._state = None   # what the timer was set for (see _schedule)
 
     def _schedule(self):
@@ -86,6 +102,8 @@ class _Driver(DeviceServer):
         super()._schedule()
 
     def datagram_received(self, data, addr):
+        if self.on_post is not None and self.on_post(data, addr):
+            return
         stats = self.device.stats
         bad = stats["bad"]
         self._run(self.device.receive, data, addr)
@@ -255,7 +273,8 @@ class FastBusServer(BusRoutes):
 
     async def start(self):
         loop = asyncio.get_running_loop()
-        self.driver = _Driver(self.endpoint, self._events, self._unparsable)
+        self.driver = _Driver(self.endpoint, self._events, self._unparsable,
+                              None if self.on_frame_nowait is None else self._bus_post)
         family, _, _, _, where = (await loop.getaddrinfo(
             self.host, self.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE))[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -314,13 +333,84 @@ class FastBusServer(BusRoutes):
                     if out is not PENDING:
                         self._reply(req, out)
                     return None
-            task = asyncio.ensure_future(self._serve(req))
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+            self._serve_later(req)
             return None   # answered by _serve, piggy-backed on the ACK
         if path == [".well-known", "core"] and req.code == coap.GET:
             return Response(coap.CONTENT, _LINKS, _LINK_FORMAT)
         return Response(coap.NOT_FOUND)
+
+    def _bus_post(self, data, addr):
+        """The usual device datagram, a CON POST to /s of a frame with no other options
+        than Uri-Path and Content-Format 65000, read from its bytes and handed to
+        on_frame_nowait as _handle does; False for any other datagram (the endpoint
+        reads it). A retransmission is answered from the endpoint's duplicate cache."""
+        n = len(data)
+        if n < 8 or data[0] & 0xF0 != 0x40 or data[1] != 2:   # CoAP 1, CON, 0.02 POST
+            return False
+        tkl = data[0] & 15
+        i = 4 + tkl
+        if data[i:i + 6] == _POST_S_CF:
+            j = i + 6
+        elif data[i:i + 3] == _POST_S:
+            j = i + 3
+        else:
+            return False
+        ep = self.endpoint
+        if tkl > 8 or j >= n or n > ep.max_datagram:
+            return False
+        ep.stats["rx"] += 1
+        mid = (data[2] << 8) | data[3]
+        key = (addr, mid)
+        now = self.driver.now()
+        seen = ep._dedupe.get(key)
+        if seen is not None and seen[0] > now:
+            ep.stats["dup"] += 1
+            if seen[1] is not None:
+                self._send(seen[1], addr)
+            return True
+        ep._remember(key, now, None, coap.CON)
+        answer = partial(self._ack, data, addr, key)
+        try:
+            out = self.on_frame_nowait(data[j:], addr, answer)
+        except Exception as e:   # a bug, not the device's fault: 5.00
+            answer(None, e)
+            return True
+        if out is LATER:
+            self._serve_later(self._request_of(data, addr))
+        elif out is not PENDING:
+            answer(out, None)
+        return True
+
+    def _ack(self, data, addr, key, reply, error):
+        """Answer a _bus_post datagram: the empty 2.04 ACK written here, anything else
+        (a reply frame, an error) by _reply on the endpoint's request of it."""
+        if reply is not None or error is not None:
+            self._reply(self._request_of(data, addr), reply, error)
+            return
+        tkl = data[0] & 15
+        ack = bytes((0x60 | tkl, _ACK_CHANGED, data[2], data[3])) + data[4:4 + tkl]
+        cache = self.endpoint._dedupe
+        seen = cache.get(key)
+        if seen is not None:
+            cache[key] = (seen[0], ack)
+        self._send(ack, addr)
+
+    def _request_of(self, data, addr):
+        """The endpoint's Request of a datagram _bus_post took (it reads the same)."""
+        ep = self.endpoint
+        ep.now = self.driver.now()
+        return Request(coap.decode(data, ep.max_datagram, ep.extra_options), addr)
+
+    def _send(self, data, addr):
+        driver = self.driver
+        if driver is not None and not driver.transport.is_closing():
+            self.endpoint.stats["tx"] += 1
+            driver.transport.sendto(data, addr)
+
+    def _serve_later(self, req):
+        task = asyncio.ensure_future(self._serve(req))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
 
     async def _serve(self, req):
         try:

@@ -34,6 +34,7 @@ book too.
 """
 import asyncio
 import logging
+from functools import partial
 
 from aiocoap.error import NetworkError
 
@@ -166,13 +167,11 @@ class CoapLink:
         reply now; or PENDING, and answer(reply, None) comes once the bridge stored the
         frame's rows (or did not: BUSY), answer(None, error) if it failed; or LATER (an
         ANNOUNCE: await _frame)."""
-        owner = self._context_owner(remote)
-        protected = getattr(remote, "security_context", None) is not None
-        head = F.peek(frame)
-        if head is not None and head[1] == F.ANNOUNCE:
+        if len(frame) > 1 and frame[0] & 0x0F == F.ANNOUNCE:
             return LATER
-        if protected:
+        if type(remote) is not tuple and getattr(remote, "security_context", None) is not None:
             # known by its context; it must have announced in it since the link started
+            owner = self._context_owner(remote)
             route = self.server.devices.get(owner)
             device = owner if owner is not None and self._context_owner(route) == owner else None
         else:
@@ -182,17 +181,19 @@ class CoapLink:
         if device is None:
             self.bridge.metrics.inc("frames_rejected", reason="unknown_device")
             return _refuse(frame, NOT_AUTHORISED, "announce first")
-
-        def stored(reply, error):
-            if isinstance(error, StoreError):
-                answer(self._not_stored(frame), None)
-            else:
-                answer(reply, error)
         try:
-            out = self.bridge.device_frame_nowait(self.name, device, frame, stored)
+            out = self.bridge.device_frame_nowait(self.name, device, frame,
+                                                  partial(self._stored, frame, answer))
         except StoreError:
             return self._not_stored(frame)
         return PENDING if out is service.PENDING else out
+
+    def _stored(self, frame, answer, reply, error):
+        """frame_nowait's answer once the bridge stored its rows or did not (BUSY)."""
+        if error is not None and isinstance(error, StoreError):
+            answer(self._not_stored(frame), None)
+        else:
+            answer(reply, error)
 
     def _not_stored(self, frame):
         """Not stored: not acknowledged (counted, logged by the bridge)."""

@@ -12,7 +12,15 @@ class Metrics:
         self._help[name] = text
 
     def inc(self, name, amount=1, **labels):
-        key = (name, tuple(sorted(labels.items())))
+        self.count(self.key(name, **labels), amount)
+
+    @staticmethod
+    def key(name, **labels):
+        """A counter's key, made once for count() where a counter moves for every frame."""
+        return (name, tuple(sorted(labels.items())))
+
+    def count(self, key, amount=1):
+        """inc() of the counter of a key()."""
         self._counters[key] = self._counters.get(key, 0) + amount
 
     def value(self, name, **labels):

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import time
+from functools import partial
 
 from ..core import frame as F
 from ..core import roster as R
@@ -109,6 +110,9 @@ class Bridge:
         self.clocks = DeviceClocks()   # devices whose clock the bridge sets (spec 3.1)
         self.instances = None   # cloud_bridge.instances.Instances when instances share the store
         self._describe_metrics()
+        # the counters every frame moves, their keys made once
+        self._received = tuple(Metrics.key("frames_received", op=op) for op in F.OP_NAMES)
+        self._rows_stored = Metrics.key("telemetry_rows")
 
     def _describe_metrics(self):
         m = self.metrics
@@ -176,7 +180,7 @@ class Bridge:
             self._reject("malformed", device, str(e.detail))
             mid = F.message_id(frame)  # answer what can be answered: nothing is stored
             return None if mid is None else F.error(frame[1], mid, e.code, e.detail)
-        self.metrics.inc("frames_received", op=F.OP_NAMES[op])
+        self.metrics.count(self._received[op])
         if op == F.ANNOUNCE:
             return _Announce(body, now, mid)
         if device is None or device not in self.known:
@@ -195,28 +199,27 @@ class Bridge:
             if not rows:
                 self._telemetry_stored(device, sid, rows, int(now))
                 return None
-            self._store_telemetry(rows, lambda error: self._stored(error, answer, device, sid,
-                                                                   mid, rows))
+            self._store_telemetry(rows, partial(self._stored, answer, device, sid, mid, rows))
             return PENDING
         if op in F.REQUESTS:
             return F.error(sid, mid, UNSUPPORTED, "the bridge serves no objects")
         return None  # RESULT/ERROR outside a request() exchange: late, already timed out
 
-    def _stored(self, error, answer, device, sid, mid, rows):
+    def _stored(self, answer, device, sid, mid, rows, error):
         """A NOTIFY's rows are stored (error None) or not: answer(reply, error) says so."""
-        if isinstance(error, TimeTaken):   # that time is stored with other values
+        if error is None:
+            self._telemetry_stored(device, sid, rows, rows[0][3])
+            answer(None, None)
+        elif isinstance(error, TimeTaken):   # that time is stored with other values
             self._reject("time_taken", device, str(error))
             answer(F.error(sid, mid, OUT_OF_RANGE, str(error)), None)
-        elif error is not None:
+        else:
             if isinstance(error, S.StoreError):
                 self.store_failed("telemetry", error)
             answer(None, error)
-        else:
-            self._telemetry_stored(device, sid, rows, rows[0][3])
-            answer(None, None)
 
     def _telemetry_stored(self, device, sid, rows, t):
-        self.metrics.inc("telemetry_rows", len(rows))
+        self.metrics.count(self._rows_stored, len(rows))
         if self.hub.listened():
             self.hub.publish({"type": "telemetry", "device": device, "service": sid,
                               "t": t, "values": {str(r[2]): r[4] for r in rows}})

@@ -13,6 +13,7 @@ import pytest
 
 from adversarial_peers import HP, RawCoap, announce, bridge, code, notify
 from netutil import free_udp_port
+from waiting import until
 from spot.cloud_bridge.coap_fast import FastBusServer
 from spot.cloud_bridge.store import StoreError
 from spot.core import coap as M
@@ -233,4 +234,75 @@ def test_a_subscription_the_device_does_not_observe_ends_after_its_answer():
         finally:
             transport.close()
             await server.stop()
+    run(main())
+
+
+def _bus_post(mid, frame, token=b"tk", extra=()):
+    """A CON POST to /s as devices send it (Uri-Path, Content-Format), plus extra options."""
+    opts = [(M.URI_PATH, "s"), (M.CONTENT_FORMAT, CF_SPOT)] + list(extra)
+    return M.encode_message(M.CON, M.POST, mid, token, opts, frame)
+
+
+def test_a_notify_retransmitted_before_its_commit_is_not_answered_until_stored(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await RawCoap.open()
+            await device.post(announce("hp-1"), parts.coap_port)
+            gate, add = asyncio.Event(), parts.store.add_telemetry_frames
+
+            async def held(frames):   # the store's transaction waits for the gate
+                await gate.wait()
+                return await add(frames)
+            parts.store.add_telemetry_frames = held
+            stats = parts.coap.fast.endpoint.stats
+            dups = stats["dup"]
+            datagram = _bus_post(0x4343, notify(mid=6))
+            device.send(datagram, parts.coap_port)
+            device.send(datagram, parts.coap_port)
+            assert await until(lambda: stats["dup"] == dups + 1)
+            assert device.replies.empty() and await rows(parts, "hp-1") == 0
+            gate.set()
+            first = await asyncio.wait_for(device.replies.get(), 5)
+            assert code(M.decode(first).code) == "2.04" and await rows(parts, "hp-1") == 1
+            device.send(datagram, parts.coap_port)   # after the commit: the cached ACK
+            assert await asyncio.wait_for(device.replies.get(), 5) == first
+            assert device.replies.empty() and await rows(parts, "hp-1") == 1
+            device.close()
+    run(main())
+
+
+def test_a_notify_with_other_options_gets_the_same_ack_as_the_usual_one(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await RawCoap.open()
+            await device.post(announce("hp-1"), parts.coap_port)
+            usual = _bus_post(0x0101, notify(mid=7, t=1000))
+            # an elective option the endpoint does not know: read by its general path
+            other = _bus_post(0x0102, notify(mid=8, t=1001), extra=[(2048, b"x")])
+            acks = []
+            for datagram in (usual, other):
+                device.send(datagram, parts.coap_port)
+                acks.append(await asyncio.wait_for(device.replies.get(), 5))
+            assert acks[0][4:] == acks[1][4:] and acks[0][:2] == acks[1][:2]
+            assert [M.decode(a).mid for a in acks] == [0x0101, 0x0102]
+            assert code(M.decode(acks[0]).code) == "2.04" and M.decode(acks[0]).payload == b""
+            assert await rows(parts, "hp-1") == 2
+            device.close()
+    run(main())
+
+
+def test_a_refused_notify_is_answered_with_its_error_again_when_retransmitted(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await RawCoap.open()   # never announced: 4.01, nothing stored
+            datagram = _bus_post(0x5151, notify(mid=9))
+            answers = []
+            for _ in range(2):
+                device.send(datagram, parts.coap_port)
+                answers.append(await asyncio.wait_for(device.replies.get(), 5))
+            assert answers[0] == answers[1]
+            msg = M.decode(answers[0])
+            assert code(msg.code) == "4.01" and F.decode(msg.payload)[0] == F.ERROR
+            assert await parts.store.history("hp-1", HP, 11) == []
+            device.close()
     run(main())

@@ -79,6 +79,44 @@ def test_values_needing_json_escapes_read_back_exactly(tmp_path):
     run(main())
 
 
+def test_the_latest_values_of_a_batch_of_frames_are_those_of_its_rows_one_by_one(tmp_path):
+    values = {1: 'say "hi" \\ back', 2: "é\n\t", 3: 0.1, 4: 1e20, 5: -0.0, 6: b"\x00\xff",
+              7: {1: [True, None]}, 8: 2 ** 63 - 1, 9: -(2 ** 70), 10: 1007, 11: False}
+    ints = {1: 5, 2: -7, 3: 2 ** 70}
+
+    def latest_rows(path):
+        with sqlite3.connect(str(path)) as db:
+            return db.execute("SELECT device, service, object, t, value, typeof(value) "
+                              "FROM latest ORDER BY device, service, object").fetchall()
+
+    async def main(path, frames_path):
+        s = await opened(path, ("hp-1", "hp-2"))
+        try:
+            if frames_path:   # newest first in one batch, then an older frame alone
+                assert await s.add_telemetry_frames([
+                    frame("hp-1", T0 + 60, values), frame("hp-2", T0, ints),
+                    frame("hp-1", T0, {1: "old", 10: 1}), frame("hp-2", T0 + 60, {2: 8})]) \
+                    == [False] * 4
+                assert await s.add_telemetry_frames([frame("hp-2", T0 + 30, {1: 6, 2: 9})]) \
+                    == [False]
+            else:             # the same through add_telemetry: one latest row per value
+                for rows in (frame("hp-1", T0 + 60, values) + frame("hp-2", T0, ints)
+                             + frame("hp-1", T0, {1: "old", 10: 1})
+                             + frame("hp-2", T0 + 60, {2: 8}),
+                             frame("hp-2", T0 + 30, {1: 6, 2: 9})):
+                    await s.add_telemetry(rows)
+            latest = await s.latest("hp-1")
+            assert {k[1]: v for k, v in latest.items()} == {
+                o: (v, T0 + 60) for o, v in values.items()}
+            assert await s.latest("hp-2") == {(HP, 1): (6, T0 + 30), (HP, 2): (8, T0 + 60),
+                                              (HP, 3): (2 ** 70, T0)}
+        finally:
+            await s.close()
+    run(main(tmp_path / "frames.db", True))
+    run(main(tmp_path / "rows.db", False))
+    assert latest_rows(tmp_path / "frames.db") == latest_rows(tmp_path / "rows.db")
+
+
 def test_a_second_frame_at_a_stored_time_adds_its_new_objects_and_keeps_stored_values(tmp_path):
     async def main():
         s = await opened(tmp_path / "b.db")
