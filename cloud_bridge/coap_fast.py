@@ -323,16 +323,17 @@ class FastBusServer(BusRoutes):
             if not req.payload:
                 return Response(coap.BAD_REQUEST, b"no frame")
             if self.on_frame_nowait is not None:
+                # an answer known now is returned, not respond()ed: the endpoint caches
+                # what the handler returns for the retransmissions (a respond() inside
+                # the handler would come before its cache entry, and be lost to them)
                 try:
-                    out = self.on_frame_nowait(req.payload, req.addr,
-                                               lambda reply, error: self._reply(req, reply, error))
+                    out = self.on_frame_nowait(req.payload, req.addr, partial(self._reply, req))
                 except Exception as e:   # a bug, not the device's fault: 5.00
-                    self._reply(req, None, e)
+                    return self._response(None, e)
+                if out is PENDING:
                     return None
                 if out is not LATER:
-                    if out is not PENDING:
-                        self._reply(req, out)
-                    return None
+                    return self._response(out)
             self._serve_later(req)
             return None   # answered by _serve, piggy-backed on the ACK
         if path == [".well-known", "core"] and req.code == coap.GET:
@@ -423,14 +424,17 @@ class FastBusServer(BusRoutes):
     def _reply(self, req, reply, error=None):
         """Answer req with a reply frame (or None); 5.00 for an error (a bug, not the
         device's fault: nothing acknowledged)."""
+        self.endpoint.respond(req, self._response(reply, error))
+        self._flush_soon()
+
+    @staticmethod
+    def _response(reply, error=None):
+        """The Response of a reply frame (or None), 5.00 for an error (logged)."""
         if error is not None:
             log.error("CoAP request to /s", exc_info=error)
-            resp = Response(coap.INTERNAL_SERVER_ERROR)
-        else:
-            resp = Response(reply_code(reply, coap.CHANGED), reply or b"",
-                            None if reply is None else CF_SPOT)
-        self.endpoint.respond(req, resp)
-        self._flush_soon()
+            return Response(coap.INTERNAL_SERVER_ERROR)
+        return Response(reply_code(reply, coap.CHANGED), reply or b"",
+                        None if reply is None else CF_SPOT)
 
     def _flush_soon(self):
         """Send what respond() queued, once per loop turn for every answer of that turn."""

@@ -49,6 +49,21 @@ async def rows(parts, device):
     return len(await parts.store.history(device, HP, 11))
 
 
+async def sent_twice(device, datagram, port):
+    """The answers to a datagram sent, then sent again once answered (a retransmission)."""
+    answers = []
+    for _ in range(2):
+        device.send(datagram, port)
+        answers.append(await asyncio.wait_for(device.replies.get(), 5))
+    return answers
+
+
+def _bus_post(mid, frame, token=b"tk", extra=()):
+    """A CON POST to /s as devices send it (Uri-Path, Content-Format), plus extra options."""
+    opts = [(M.URI_PATH, "s"), (M.CONTENT_FORMAT, CF_SPOT)] + list(extra)
+    return M.encode_message(M.CON, M.POST, mid, token, opts, frame)
+
+
 def test_the_bridge_serves_plain_coap_on_its_own_endpoint_and_dtls_on_aiocoap(tmp_path):
     async def main():
         async with bridge(tmp_path, psk={"dev-1": "00" * 16}) as parts:
@@ -140,12 +155,7 @@ def test_a_retransmitted_notify_is_answered_from_the_cache_and_stored_once(tmp_p
         async with bridge(tmp_path) as parts:
             device = await RawCoap.open()
             await device.post(announce("hp-1"), parts.coap_port)
-            opts = [(M.URI_PATH, "s"), (M.CONTENT_FORMAT, CF_SPOT)]
-            datagram = M.encode_message(M.CON, M.POST, 0x4242, b"tk", opts, notify(mid=5))
-            answers = []
-            for _ in range(2):
-                device.send(datagram, parts.coap_port)
-                answers.append(await asyncio.wait_for(device.replies.get(), 5))
+            answers = await sent_twice(device, _bus_post(0x4242, notify(mid=5)), parts.coap_port)
             assert answers[0] == answers[1]
             assert code(M.decode(answers[0]).code) == "2.04"
             assert await rows(parts, "hp-1") == 1
@@ -237,12 +247,6 @@ def test_a_subscription_the_device_does_not_observe_ends_after_its_answer():
     run(main())
 
 
-def _bus_post(mid, frame, token=b"tk", extra=()):
-    """A CON POST to /s as devices send it (Uri-Path, Content-Format), plus extra options."""
-    opts = [(M.URI_PATH, "s"), (M.CONTENT_FORMAT, CF_SPOT)] + list(extra)
-    return M.encode_message(M.CON, M.POST, mid, token, opts, frame)
-
-
 def test_a_notify_retransmitted_before_its_commit_is_not_answered_until_stored(tmp_path):
     async def main():
         async with bridge(tmp_path) as parts:
@@ -291,15 +295,18 @@ def test_a_notify_with_other_options_gets_the_same_ack_as_the_usual_one(tmp_path
     run(main())
 
 
-def test_a_refused_notify_is_answered_with_its_error_again_when_retransmitted(tmp_path):
+# the usual datagram (coap_fast's byte-level path), and one with an elective option
+# the endpoint does not know (its general path)
+PATHS = pytest.mark.parametrize("extra", [(), [(2048, b"x")]], ids=["usual", "other-options"])
+
+
+@PATHS
+def test_a_refused_notify_is_answered_with_its_error_again_when_retransmitted(tmp_path, extra):
     async def main():
         async with bridge(tmp_path) as parts:
             device = await RawCoap.open()   # never announced: 4.01, nothing stored
-            datagram = _bus_post(0x5151, notify(mid=9))
-            answers = []
-            for _ in range(2):
-                device.send(datagram, parts.coap_port)
-                answers.append(await asyncio.wait_for(device.replies.get(), 5))
+            answers = await sent_twice(device, _bus_post(0x5151, notify(mid=9), extra=extra),
+                                       parts.coap_port)
             assert answers[0] == answers[1]
             msg = M.decode(answers[0])
             assert code(msg.code) == "4.01" and F.decode(msg.payload)[0] == F.ERROR
