@@ -384,7 +384,10 @@ class FastBusServer(BusRoutes):
 
     def _ack(self, data, addr, key, reply, error):
         """Answer a _bus_post datagram: the empty 2.04 ACK written here, anything else
-        (a reply frame, an error) by _reply on the endpoint's request of it."""
+        (a reply frame, an error) by _reply on the endpoint's request of it. After stop()
+        (a commit that ended after it) there is no socket to answer on: nothing."""
+        if self.driver is None:
+            return
         if reply is not None or error is not None:
             self._reply(self._request_of(data, addr), reply, error)
             return

@@ -14,11 +14,12 @@ import pytest
 from adversarial_peers import HP, RawCoap, announce, bridge, code, notify
 from netutil import free_udp_port
 from waiting import until
-from spot.cloud_bridge.coap_fast import FastBusServer
+from spot.cloud_bridge.coap_fast import PENDING, FastBusServer
 from spot.cloud_bridge.store import StoreError
 from spot.core import coap as M
 from spot.core import frame as F
 from spot.core.coap_binding import CF_SPOT
+from spot.core.errors import BUSY
 
 COAP_CLIENT = shutil.which("coap-client-notls")
 
@@ -312,4 +313,26 @@ def test_a_refused_notify_is_answered_with_its_error_again_when_retransmitted(tm
             assert code(msg.code) == "4.01" and F.decode(msg.payload)[0] == F.ERROR
             assert await parts.store.history("hp-1", HP, 11) == []
             device.close()
+    run(main())
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["stored", "refused"])
+def test_a_notify_answered_after_the_server_stopped_sends_nothing_and_raises_nothing(refused):
+    async def main():
+        answers = []
+
+        def on_frame_nowait(frame, remote, answer):   # the commit ends after the stop
+            answers.append(answer)
+            return PENDING
+        server = await FastBusServer("127.0.0.1", 0, on_frame_nowait=on_frame_nowait).start()
+        device = await RawCoap.open()
+        try:
+            device.send(_bus_post(0x6161, notify(mid=10)), server.port)
+            assert await until(lambda: answers)
+        finally:
+            await server.stop()
+        answers[0](F.error(HP, 10, BUSY, "not stored") if refused else None, None)
+        await asyncio.sleep(0)   # a flush it might have asked for
+        assert device.replies.empty()
+        device.close()
     run(main())
