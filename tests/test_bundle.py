@@ -127,6 +127,14 @@ print('LINK', type(dev.link).__name__)
 print('LOADED', sorted(m for m in sys.modules if m.startswith('spot.ports')))
 dev.node.announce()
 print('RARE', [m for m in ('spot.core.cbor_float', 'spot.core.cbor_utf8') if m in sys.modules])
+from spot.core import cbor
+print('FLOAT', cbor.loads(b'\\xf9\\x3e\\x00'), cbor.dumps(-0.1))
+try:
+    cbor.loads(b'\\x63\\xed\\xa0\\x80')
+    print('SURROGATE accepted')
+except cbor.CBORError as e:
+    print('SURROGATE', e)
+print('RARE AFTER', [m for m in ('spot.core.cbor_float', 'spot.core.cbor_utf8') if m in sys.modules])
 """
     r = mp.run_micropython(script, fs)
     assert "FILE /lib/spot/core/coap_binding.mpy" in r.stdout
@@ -142,6 +150,10 @@ print('RARE', [m for m in ('spot.core.cbor_float', 'spot.core.cbor_utf8') if m i
     # a board's values are integers: the CBOR float code and the strict UTF-8 check
     # (core/cbor_float, core/cbor_utf8) stay unloaded through boot and an ANNOUNCE
     assert "RARE []" in r.stdout
+    # and they load from .mpy when a float or a non-ASCII string comes
+    assert "FLOAT 1.5 b'\\xfb\\xbf\\xb9\\x99\\x99\\x99\\x99\\x99\\x9a'" in r.stdout
+    assert "SURROGATE invalid UTF-8 in text string" in r.stdout
+    assert "RARE AFTER ['spot.core.cbor_float', 'spot.core.cbor_utf8']" in r.stdout
 
 
 REST_SCRIPT = """
