@@ -50,13 +50,21 @@ async def rows(parts, device):
     return len(await parts.store.history(device, HP, 11))
 
 
-async def sent_twice(device, datagram, port):
-    """The answers to a datagram sent, then sent again once answered (a retransmission)."""
+async def answered(device, port, *datagrams):
+    """The answers to datagrams, each sent once the one before was answered (the same
+    one twice: a retransmission)."""
     answers = []
-    for _ in range(2):
+    for datagram in datagrams:
         device.send(datagram, port)
         answers.append(await asyncio.wait_for(device.replies.get(), 5))
     return answers
+
+
+async def announced(parts, device_id="hp-1"):
+    """A RawCoap device that registered as device_id with the bridge of parts."""
+    device = await RawCoap.open()
+    await device.post(announce(device_id), parts.coap_port)
+    return device
 
 
 def _bus_post(mid, frame, token=b"tk", extra=()):
@@ -154,9 +162,9 @@ def test_aiocoap_client_registers_sends_telemetry_and_a_stranger_gets_4_01(tmp_p
 def test_a_retransmitted_notify_is_answered_from_the_cache_and_stored_once(tmp_path):
     async def main():
         async with bridge(tmp_path) as parts:
-            device = await RawCoap.open()
-            await device.post(announce("hp-1"), parts.coap_port)
-            answers = await sent_twice(device, _bus_post(0x4242, notify(mid=5)), parts.coap_port)
+            device = await announced(parts)
+            datagram = _bus_post(0x4242, notify(mid=5))
+            answers = await answered(device, parts.coap_port, datagram, datagram)
             assert answers[0] == answers[1]
             assert code(M.decode(answers[0]).code) == "2.04"
             assert await rows(parts, "hp-1") == 1
@@ -251,8 +259,7 @@ def test_a_subscription_the_device_does_not_observe_ends_after_its_answer():
 def test_a_notify_retransmitted_before_its_commit_is_not_answered_until_stored(tmp_path):
     async def main():
         async with bridge(tmp_path) as parts:
-            device = await RawCoap.open()
-            await device.post(announce("hp-1"), parts.coap_port)
+            device = await announced(parts)
             gate, add = asyncio.Event(), parts.store.add_telemetry_frames
 
             async def held(frames):   # the store's transaction waits for the gate
@@ -279,15 +286,11 @@ def test_a_notify_retransmitted_before_its_commit_is_not_answered_until_stored(t
 def test_a_notify_with_other_options_gets_the_same_ack_as_the_usual_one(tmp_path):
     async def main():
         async with bridge(tmp_path) as parts:
-            device = await RawCoap.open()
-            await device.post(announce("hp-1"), parts.coap_port)
+            device = await announced(parts)
             usual = _bus_post(0x0101, notify(mid=7, t=1000))
             # an elective option the endpoint does not know: read by its general path
             other = _bus_post(0x0102, notify(mid=8, t=1001), extra=[(2048, b"x")])
-            acks = []
-            for datagram in (usual, other):
-                device.send(datagram, parts.coap_port)
-                acks.append(await asyncio.wait_for(device.replies.get(), 5))
+            acks = await answered(device, parts.coap_port, usual, other)
             assert acks[0][4:] == acks[1][4:] and acks[0][:2] == acks[1][:2]
             assert [M.decode(a).mid for a in acks] == [0x0101, 0x0102]
             assert code(M.decode(acks[0]).code) == "2.04" and M.decode(acks[0]).payload == b""
@@ -306,8 +309,8 @@ def test_a_refused_notify_is_answered_with_its_error_again_when_retransmitted(tm
     async def main():
         async with bridge(tmp_path) as parts:
             device = await RawCoap.open()   # never announced: 4.01, nothing stored
-            answers = await sent_twice(device, _bus_post(0x5151, notify(mid=9), extra=extra),
-                                       parts.coap_port)
+            datagram = _bus_post(0x5151, notify(mid=9), extra=extra)
+            answers = await answered(device, parts.coap_port, datagram, datagram)
             assert answers[0] == answers[1]
             msg = M.decode(answers[0])
             assert code(msg.code) == "4.01" and F.decode(msg.payload)[0] == F.ERROR
