@@ -144,6 +144,7 @@ class Instances:
         self.instance = instance
         self.poll = poll
         self.held = set()      # devices whose route this instance recorded and still holds
+        self.stopped = False   # stop() began: registrations are refused (busy)
         self._wake_due = False
         self._looked = 0.0     # when hand-overs were last read
         self._look = asyncio.Event()
@@ -177,6 +178,11 @@ class Instances:
         return self
 
     async def stop(self):
+        """Stop serving: registrations from now on are refused busy (nothing stored, no
+        route under this id, which no running bridge holds once its lock goes); the
+        ones in flight are stored first, while the lock is still held."""
+        self.stopped = True
+        await self.bridge.registrar.settled()
         await cancel_and_wait(self._tasks)
         self._tasks = []
         if self._conn is not None:

@@ -26,7 +26,7 @@ from .ingest import Ingest, TimeTaken, notify_rows, settle
 from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
-from .registration import Admission, Refused, Registrar, check_device_id, may_claim
+from .registration import Admission, Claim, Refused, Registrar, check_device_id
 from .delivery_writes import DeliveryWrites
 from .slots import Slots
 from .subscriptions import SubscriptionBook
@@ -304,7 +304,7 @@ class Bridge:
                 device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
                 credential_ref=identity, first_pairings=owners,
                 first_audit=("bridge", "register", {"via": via}),
-                claim=lambda held: may_claim(held, identity)), route)
+                claim=Claim(identity)), route)
         except S.ClaimRefused as e:
             self.admission.registered(device, e.held)   # another instance registered it
             self._reject("claim_refused", "%s from %s" % (device, source or via),
@@ -314,6 +314,9 @@ class Bridge:
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))
             return F.error(0, mid, MALFORMED, str(e)), False
+        except Refused as e:   # this instance is stopping: nothing stored
+            self._reject(e.reason, device, e.text)
+            return F.error(0, mid, e.code, e.text), False
         except S.StoreError as e:   # nothing registered, no route recorded: one transaction
             self.store_failed("registration", e)
             return F.error(0, mid, BUSY, "not registered, retry later"), False

@@ -580,6 +580,11 @@ class Store(abc.ABC):
     async def _run(self, script, write=True):
         """Run script() (a transaction script) in one transaction; return its value."""
 
+    async def _run_single(self, script):
+        """_run for a script of ONE statement that may run twice with the same outcome
+        (PostgresStore runs it as its own transaction, no BEGIN and COMMIT)."""
+        return await self._run(script)
+
     async def _make_room(self, rows):
         """Before storing prepared telemetry rows: make room for them (PostgreSQL:
         the time partitions they fall in)."""
@@ -729,11 +734,22 @@ class Store(abc.ABC):
                 out[i] = e
         pg = self.dialect == "postgresql"
         none = dump_value(None)
+        rounds = _rounds(valid, lambda v: v[1].id)
+        # PostgreSQL decides the claims inside its writing statement when they say how
+        # (a `sql_rule`, registration.Claim); any other claim is asked after a read
+        rules = {getattr(v[1].claim, "sql_rule", None) for v in valid if v[1].claim is not None}
+        in_sql = pg and None not in rules and len(rules) <= 1
+        rule = rules.pop() if in_sql and rules else None
 
         def script():
             res = list(out)
             stored, waiting = [], set()
-            for part in _rounds(valid, lambda v: v[1].id):
+            for part in rounds:
+                if in_sql:
+                    written, queued = yield from self._s_register_pg(part, rule, res, none)
+                    stored += written
+                    waiting |= queued
+                    continue
                 ids = [v[1].id for v in part]
                 if pg:
                     r = yield Q("SELECT id, credential_ref FROM devices WHERE id = ANY(?)", (ids,))
@@ -753,16 +769,17 @@ class Store(abc.ABC):
                         take.append(v)
                 if not take:
                     continue
+                if pg:   # the claims are decided: the same one statement writes
+                    written, queued = yield from self._s_register_pg(take, None, res, none)
+                    stored += written
+                    waiting |= queued
+                    continue
                 take.sort(key=lambda v: v[1].id)    # one lock order
                 new = [v for v in take if v[1].id not in held]
                 pair_rows = [(v[1].id, c, role, none, float(v[1].now))
                              for v in new for c, role in v[3]]
                 audit_rows = [v[4] for v in new if v[4] is not None]
                 stored += [v[1].id for v in take]
-                if pg:   # one statement: the three writes, then what is queued for them
-                    waiting |= yield from self._s_register_pg(
-                        [v[2] for v in take], pair_rows, audit_rows)
-                    continue
                 yield from self._s_insert_rows(self._UPSERT, [v[2] for v in take],
                                                self._UPSERT_TYPES)
                 yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows, self._PAIR_TYPES)
@@ -771,23 +788,69 @@ class Store(abc.ABC):
                 waiting |= yield from self._s_queued_of(stored)
             value = (yield from then(stored)) if then is not None and stored else None
             return res, waiting, value
+        if in_sql and len(rounds) <= 1 and then is None:
+            return await self._run_single(script)   # one statement: its own transaction
         return await self._run(script)
 
-    def _s_register_pg(self, device_rows, pair_rows, audit_rows):
-        """PostgreSQL: the registration's writes as data-modifying CTEs of ONE statement
-        (each runs once, to completion) whose query gives the devices with a queued
-        command; the set of them."""
-        ctes, params = [], ()
-        for name, sql, rows, types in (("d", self._UPSERT, device_rows, self._UPSERT_TYPES),
-                                       ("p", self._PAIR_FIRST, pair_rows, self._PAIR_TYPES),
-                                       ("a", self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)):
-            if rows:
-                ctes.append("%s AS (%s)" % (name, sql % _pg_unnest(types)))
-                params += tuple(list(col) for col in zip(*rows))
-        r = yield Q("WITH " + ", ".join(ctes) + " SELECT DISTINCT device FROM commands "
-                    "WHERE device = ANY(?) AND status = 'queued'",
-                    params + ([row[0] for row in device_rows],))
-        return {row[0] for row in r.rows}
+    # PostgreSQL's registration statement (_s_register_pg): the batch's device rows and
+    # the claimant of each as table n; `old` the stored rows of their ids (locked, in id
+    # order); `ok` the rows whose claim holds (%(rule)s: the claim's SQL rule over
+    # o.credential_ref and n.claimant, or n.checked: decided already)
+    _REG_PG = (
+        "WITH n AS (SELECT * FROM unnest(%(n)s) AS n(id, services, consumes, flags, "
+        "credential_ref, first_seen, last_seen, presence, presence_at, claimant, checked)), "
+        "old AS (SELECT id, credential_ref FROM devices WHERE id IN (SELECT id FROM n) "
+        "ORDER BY id FOR NO KEY UPDATE), "
+        "ok AS (SELECT n.* FROM n LEFT JOIN old o ON o.id = n.id "
+        "WHERE o.id IS NULL OR n.checked OR %(rule)s), "
+        "d AS (%(upsert)s RETURNING id), "
+        "p AS (%(pair)s), a AS (%(audit)s) "
+        "SELECT 0, id, credential_ref FROM old UNION ALL SELECT 1, id, NULL FROM d "
+        "UNION ALL (SELECT DISTINCT 2, device, NULL FROM commands "
+        "WHERE device IN (SELECT id FROM d) AND status = 'queued')")
+    # first pairings and audit rows: only of the devices written that were not stored
+    _REG_PG_FIRST = (" AS x(%s) WHERE x.%s IN (SELECT id FROM d) "
+                     "AND x.%s NOT IN (SELECT id FROM old)")
+
+    def _s_register_pg(self, part, rule, res, none):
+        """PostgreSQL: one round of registrations (ids unique) in ONE statement: the read
+        of who holds the ids, the claims (rule: the claims' SQL rule; None: the rows of
+        `part` are claimed already), the device upsert, the new devices' first pairings
+        and audit rows, and the devices with a queued command. Sets res[i] per item (new,
+        or ClaimRefused); returns (the ids written, the set of those with a command
+        queued)."""
+        from .pg_binary import column_arrays   # PostgreSQL only: psycopg is optional
+        by_id = {v[1].id: v for v in sorted(part, key=lambda v: v[1].id)}
+        rows = [v[2] + (v[1].claim.identity if rule is not None and v[1].claim is not None
+                        else None, rule is None or v[1].claim is None)
+                for v in by_id.values()]
+        pair_rows = [(v[1].id, c, role, none, float(v[1].now))
+                     for v in by_id.values() for c, role in v[3]]
+        audit_rows = [v[4] for v in by_id.values() if v[4] is not None]
+        first = self._REG_PG_FIRST
+        sql = self._REG_PG % {
+            "n": ", ".join("?::%s[]" % t for t in self._UPSERT_TYPES + ("text", "bool")),
+            "rule": rule("o.credential_ref", "n.claimant") if rule is not None else "false",
+            "upsert": self._UPSERT % ("SELECT " + DEVICE_COLS + " FROM ok ORDER BY id"),
+            "pair": self._PAIR_FIRST % (_pg_unnest(self._PAIR_TYPES) + first % (
+                PAIRING_COLS, "device", "device")),
+            "audit": self._AUDIT_FIRST % (_pg_unnest(self._AUDIT_TYPES) + first % (
+                "at, actor, action, target, detail", "target", "target"))}
+        r = yield Q(sql, column_arrays(self._UPSERT_TYPES + ("text", "bool"), rows)
+                    + column_arrays(self._PAIR_TYPES, pair_rows)
+                    + column_arrays(self._AUDIT_TYPES, audit_rows))
+        held, written, queued = {}, [], set()
+        for kind, dev, cred in r.rows:
+            if kind == 0:
+                held[dev] = cred
+            elif kind == 1:
+                written.append(dev)
+            else:
+                queued.add(dev)
+        done = set(written)
+        for dev, v in by_id.items():
+            res[v[0]] = (dev not in held) if dev in done else ClaimRefused(dev, held.get(dev))
+        return written, queued
 
     @staticmethod
     def _s_queued_of(ids):

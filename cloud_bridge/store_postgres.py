@@ -464,26 +464,46 @@ class PostgresStore(Store):
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
         self._pool = None
 
-    async def _run(self, script, write=True):
+    async def _run(self, script, write=True, tx=True):
+        """script() in one transaction (tx False: a script of one statement, run as its
+        own transaction, that may run twice). The pool does not check a connection at
+        checkout (a round trip per transaction): a connection that died while idle
+        (server restart, idle timeout, pg_terminate_backend) fails its first round
+        trip, before anything of the script ran, and the script runs again on another
+        connection (the pool drops the dead one), up to `max_size` times."""
         pool = self._pool
         if pool is None:
             raise StoreUnavailable("store is closed")
-        for attempt in range(RETRIES + 1):
+        attempt = stale = 0
+        while True:
+            began = []   # a round trip of this attempt answered: its connection is alive
             try:
                 async with pool.connection() as conn:
+                    if not tx:
+                        return await self._drive(conn, script(), began)
                     async with conn.transaction():
+                        began.append(True)
                         return await self._drive(conn, script())
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as e:
                 if attempt == RETRIES:
                     raise StoreError("postgresql: %s" % e) from e
+                attempt += 1
             except PoolTimeout as e:
                 raise StoreUnavailable("postgresql: no connection: %s" % e) from e
             except psycopg.OperationalError as e:
-                raise StoreUnavailable("postgresql: %s" % e) from e
+                if began or stale >= self.max_size:
+                    raise StoreUnavailable("postgresql: %s" % e) from e
+                stale += 1
+                log.info("a pooled PostgreSQL connection was dead (%s): trying another", e)
             except psycopg.Error as e:
                 raise StoreError("postgresql: %s" % e) from e
 
-    async def _drive(self, conn, gen):
+    async def _run_single(self, script):
+        return await self._run(script, tx=False)
+
+    async def _drive(self, conn, gen, began=None):
+        """Run the transaction script gen on conn; began (a list): True appended once
+        its first statement was answered."""
         try:
             stmt = next(gen)
         except StopIteration as stop:
@@ -500,6 +520,8 @@ class PostgresStore(Store):
                                       stmt.params)
                     res = Result(await cur.fetchall() if cur.description else [],
                                  cur.rowcount)
+            if began is not None and not began:
+                began.append(True)
             try:
                 stmt = gen.send(res)
             except StopIteration as stop:
@@ -511,7 +533,7 @@ class PostgresStore(Store):
         pool = AsyncConnectionPool(
             self.conninfo, min_size=self.min_size, max_size=self.max_size, open=False,
             kwargs={"autocommit": True}, configure=_configure, timeout=self.timeout,
-            check=AsyncConnectionPool.check_connection, name="spot-store")
+            name="spot-store")   # no check at checkout: _run tries a dead one's script again
         try:
             await pool.open(wait=True, timeout=self.timeout)
         except (PoolTimeout, psycopg.Error) as e:

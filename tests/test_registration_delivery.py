@@ -243,3 +243,53 @@ def test_a_command_queued_on_another_instance_while_the_registration_is_in_fligh
             await stop(b)
             await stop(a)
     asyncio.run(main())
+
+
+def test_a_registration_after_the_instance_stopped_is_refused_busy_and_records_nothing(
+        tmp_path, pg_url):
+    async def main():
+        a, local = await instance(tmp_path, pg_url, "a")
+        try:
+            await a.instances.stop()
+            local.devices["hp-1"] = dev = hp()
+            reply = await a.device_frame(local.name, None, dev.node.announce(bridge="bridge"))
+            op, _, _, body = F.decode(reply)
+            assert op == F.ERROR and body[0] == BUSY
+            assert "hp-1" not in a.known and "hp-1" not in a.routes
+            assert await a.store.get_device("hp-1") is None
+            assert await a.instances.route_of("hp-1") is None
+        finally:
+            await a.stop()
+            await a.store.close()
+    asyncio.run(main())
+
+
+def test_a_registration_in_flight_when_the_instance_stops_is_stored_before_it_stops(
+        tmp_path, pg_url):
+    async def main():
+        a, local = await instance(tmp_path, pg_url, "a")
+        gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:   # the registration's transaction waits at GATE before it records the route
+            record, reached = a.instances.s_record, []
+
+            def held_back(routes):
+                reached.append(1)
+                yield Q("SELECT pg_advisory_xact_lock(?, ?)", GATE)
+                return (yield from record(routes))
+            a.instances.s_record = held_back
+            await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
+            registering = asyncio.ensure_future(register(local, "hp-1", hp()))
+            assert await until(lambda: reached)
+            stopping = asyncio.ensure_future(a.instances.stop())
+            # without the wait, stop() ends in a few loop turns (its tasks, its connection)
+            await asyncio.wait([stopping], timeout=0.2)
+            assert not stopping.done()   # it waits for the registration in flight
+            await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
+            await registering   # answered RESULT: stored
+            await stopping
+            assert (await a.instances.route_of("hp-1"))[0] == "a"
+        finally:
+            await gate.close()
+            await a.stop()
+            await a.store.close()
+    asyncio.run(main())
