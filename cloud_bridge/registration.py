@@ -235,10 +235,8 @@ class Registrar:
         announces = [a for a, _ in items]
         to_record = {a.id: (a.id,) + route for a, route in items if route is not None}
         then = None
-        if to_record and instances is not None:
-            def record(ids):   # the routes of the devices registered, in the transaction
-                return instances.s_record([to_record[d] for d in ids if d in to_record])
-            then = record
+        if to_record and instances is not None:   # in the registration's transaction
+            then = instances.route_record(to_record)
         outcomes, waiting, recorded = await self._store.register_devices_waiting(announces, then)
         if recorded is not None:
             waiting |= instances.recorded(*recorded)

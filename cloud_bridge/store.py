@@ -713,7 +713,9 @@ class Store(abc.ABC):
         with none needs no delivery for its registration (a command queued after this
         transaction commits is its queuer's to deliver). then (optional): then(ids
         registered) -> a transaction script run last in the same transaction (the
-        routes of several instances, cloud_bridge/instances.py); None without it."""
+        routes of several instances, cloud_bridge/instances.py); None without it.
+        PostgreSQL folds a `then` that has sql_parts (instances.RouteRecord) into
+        its registration statement."""
         items = list(announces)
         out = [None] * len(items)
         valid = []
@@ -740,15 +742,19 @@ class Store(abc.ABC):
         rules = {getattr(v[1].claim, "sql_rule", None) for v in valid if v[1].claim is not None}
         in_sql = pg and None not in rules and len(rules) <= 1
         rule = rules.pop() if in_sql and rules else None
+        fold = then if in_sql and len(rounds) <= 1 and hasattr(then, "sql_parts") else None
 
         def script():
             res = list(out)
             stored, waiting = [], set()
             for part in rounds:
                 if in_sql:
-                    written, queued = yield from self._s_register_pg(part, rule, res, none)
+                    written, queued, routed = yield from self._s_register_pg(
+                        part, rule, res, none, fold)
                     stored += written
                     waiting |= queued
+                    if fold is not None:
+                        return res, waiting, fold.result(routed) if stored else None
                     continue
                 ids = [v[1].id for v in part]
                 if pg:
@@ -770,7 +776,7 @@ class Store(abc.ABC):
                 if not take:
                     continue
                 if pg:   # the claims are decided: the same one statement writes
-                    written, queued = yield from self._s_register_pg(take, None, res, none)
+                    written, queued, _ = yield from self._s_register_pg(take, None, res, none)
                     stored += written
                     waiting |= queued
                     continue
@@ -788,37 +794,40 @@ class Store(abc.ABC):
                 waiting |= yield from self._s_queued_of(stored)
             value = (yield from then(stored)) if then is not None and stored else None
             return res, waiting, value
-        if in_sql and len(rounds) <= 1 and then is None:
+        if in_sql and len(rounds) <= 1 and (then is None or fold is not None):
             return await self._run_single(script)   # one statement: its own transaction
         return await self._run(script)
 
     # PostgreSQL's registration statement (_s_register_pg): the batch's device rows and
     # the claimant of each as table n; `old` the stored rows of their ids (locked, in id
     # order); `ok` the rows whose claim holds (%(rule)s: the claim's SQL rule over
-    # o.credential_ref and n.claimant, or n.checked: decided already)
+    # o.credential_ref and n.claimant, or n.checked: decided already). `old` is read
+    # whole (count) before `ok` gives a row: a row the upsert changed first would be
+    # skipped by old's lock (changed by this statement), and the device taken for new
     _REG_PG = (
         "WITH n AS (SELECT * FROM unnest(%(n)s) AS n(id, services, consumes, flags, "
         "credential_ref, first_seen, last_seen, presence, presence_at, claimant, checked)), "
         "old AS (SELECT id, credential_ref FROM devices WHERE id IN (SELECT id FROM n) "
         "ORDER BY id FOR NO KEY UPDATE), "
         "ok AS (SELECT n.* FROM n LEFT JOIN old o ON o.id = n.id "
-        "WHERE o.id IS NULL OR n.checked OR %(rule)s), "
+        "WHERE (SELECT count(*) FROM old) >= 0 AND (o.id IS NULL OR n.checked OR %(rule)s)), "
         "d AS (%(upsert)s RETURNING id), "
-        "p AS (%(pair)s), a AS (%(audit)s) "
+        "p AS (%(pair)s), a AS (%(audit)s)%(more)s "
         "SELECT 0, id, credential_ref FROM old UNION ALL SELECT 1, id, NULL FROM d "
         "UNION ALL (SELECT DISTINCT 2, device, NULL FROM commands "
-        "WHERE device IN (SELECT id FROM d) AND status = 'queued')")
+        "WHERE device IN (SELECT id FROM d) AND status = 'queued')%(rows)s")
     # first pairings and audit rows: only of the devices written that were not stored
     _REG_PG_FIRST = (" AS x(%s) WHERE x.%s IN (SELECT id FROM d) "
                      "AND x.%s NOT IN (SELECT id FROM old)")
 
-    def _s_register_pg(self, part, rule, res, none):
+    def _s_register_pg(self, part, rule, res, none, fold=None):
         """PostgreSQL: one round of registrations (ids unique) in ONE statement: the read
         of who holds the ids, the claims (rule: the claims' SQL rule; None: the rows of
         `part` are claimed already), the device upsert, the new devices' first pairings
         and audit rows, and the devices with a queued command. Sets res[i] per item (new,
         or ClaimRefused); returns (the ids written, the set of those with a command
-        queued)."""
+        queued, the rows (kind, device) of fold's parts: fold, a `then` with sql_parts
+        over the CTE d of the ids written, run in the same statement)."""
         from .pg_binary import column_arrays   # PostgreSQL only: psycopg is optional
         by_id = {v[1].id: v for v in sorted(part, key=lambda v: v[1].id)}
         rows = [v[2] + (v[1].claim.identity if rule is not None and v[1].claim is not None
@@ -828,7 +837,9 @@ class Store(abc.ABC):
                      for v in by_id.values() for c, role in v[3]]
         audit_rows = [v[4] for v in by_id.values() if v[4] is not None]
         first = self._REG_PG_FIRST
+        ctes, cte_params, rows_sql, rows_params = fold.sql_parts("d") if fold else ("", (), "", ())
         sql = self._REG_PG % {
+            "more": ", " + ctes if ctes else "", "rows": rows_sql,
             "n": ", ".join("?::%s[]" % t for t in self._UPSERT_TYPES + ("text", "bool")),
             "rule": rule("o.credential_ref", "n.claimant") if rule is not None else "false",
             "upsert": self._UPSERT % ("SELECT " + DEVICE_COLS + " FROM ok ORDER BY id"),
@@ -838,19 +849,22 @@ class Store(abc.ABC):
                 "at, actor, action, target, detail", "target", "target"))}
         r = yield Q(sql, column_arrays(self._UPSERT_TYPES + ("text", "bool"), rows)
                     + column_arrays(self._PAIR_TYPES, pair_rows)
-                    + column_arrays(self._AUDIT_TYPES, audit_rows))
-        held, written, queued = {}, [], set()
+                    + column_arrays(self._AUDIT_TYPES, audit_rows) + tuple(cte_params)
+                    + tuple(rows_params))
+        held, written, queued, routed = {}, [], set(), []
         for kind, dev, cred in r.rows:
             if kind == 0:
                 held[dev] = cred
             elif kind == 1:
                 written.append(dev)
-            else:
+            elif kind == 2:
                 queued.add(dev)
+            else:
+                routed.append((kind, dev))
         done = set(written)
         for dev, v in by_id.items():
             res[v[0]] = (dev not in held) if dev in done else ClaimRefused(dev, held.get(dev))
-        return written, queued
+        return written, queued, routed
 
     @staticmethod
     def _s_queued_of(ids):
