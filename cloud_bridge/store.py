@@ -580,9 +580,16 @@ class Store(abc.ABC):
     async def _run(self, script, write=True):
         """Run script() (a transaction script) in one transaction; return its value."""
 
+    async def _run_one_round(self, script, one):
+        """A batch's script: when `one` (PostgreSQL, one round), its first statement
+        makes every write and the statements after it only read why an item missed
+        (they may see a later state): run as _run_single; else in one transaction."""
+        return await (self._run_single(script) if one else self._run(script))
+
     async def _run_single(self, script):
-        """_run for a script of ONE statement that may run twice with the same outcome
-        (PostgresStore runs it as its own transaction, no BEGIN and COMMIT)."""
+        """_run for a script of ONE statement (PostgresStore runs it as its own
+        transaction, without the round trips of BEGIN and COMMIT; a statement after
+        it, a read, as one more)."""
         return await self._run(script)
 
     async def _make_room(self, rows):
@@ -1313,9 +1320,11 @@ class Store(abc.ABC):
         tail = " AND " + cond + " RETURNING " + COMMAND_COLS
         pg = self.dialect == "postgresql"
 
+        rounds = _rounds(range(len(devices)), lambda i: devices[i])
+
         def script():
             out = [None] * len(devices)
-            for part in _rounds(range(len(devices)), lambda i: devices[i]):
+            for part in rounds:
                 if pg:   # one statement for the round; a row another claimer holds is skipped
                     # (MATERIALIZED: the picks are made once, not again for each row updated)
                     r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid FROM "
@@ -1347,7 +1356,7 @@ class Store(abc.ABC):
                 for i in part:
                     out[i] = got.get(devices[i])
             return out
-        return await self._run(script)
+        return await self._run_one_round(script, pg and len(rounds) <= 1)
 
     def _s_missing_or_state(self, command_id, wanted):
         r = yield Q("SELECT status, claimed_by FROM commands WHERE id = ?", (command_id,))
@@ -1388,9 +1397,11 @@ class Store(abc.ABC):
                                           else state[0] in (CLAIMED, SENT)
                                           and state[1] == instance_id)
 
+        rounds = _rounds(range(len(sends)), lambda i: sends[i][0])
+
         def script():
             out = [None] * len(sends)
-            for part in _rounds(range(len(sends)), lambda i: sends[i][0]):
+            for part in rounds:
                 if pg:
                     r = yield Q("UPDATE commands SET status = 'sent', mid = v.mid, sent_at = ? "
                                 "FROM unnest(?::bigint[], ?::integer[]) AS v(cid, mid) "
@@ -1420,7 +1431,7 @@ class Store(abc.ABC):
                     except StoreError as e:
                         out[i] = e
             return out
-        return await self._run(script)
+        return await self._run_one_round(script, pg and len(rounds) <= 1)
 
     def _s_plan_outcome(self, ids, status, now):
         plan_status = "accepted" if status == "done" else "failed"
@@ -1461,17 +1472,23 @@ class Store(abc.ABC):
                 out[i] = e
         pg = self.dialect == "postgresql"
 
+        rounds = _rounds(valid, lambda v: v[1])
+
         def script():
             res = list(out)
-            for part in _rounds(valid, lambda v: v[1]):
-                if pg:
-                    r = yield Q("UPDATE commands SET status = v.st, result = v.res, "
+            for part in rounds:
+                if pg:   # the commands, and the plans they pushed (_s_plan_outcome), at once
+                    r = yield Q("WITH c AS (UPDATE commands SET status = v.st, result = v.res, "
                                 "completed_at = ? FROM unnest(?::bigint[], ?::text[], ?::json[]) "
                                 "AS v(cid, st, res) WHERE commands.id = v.cid "
                                 "AND commands.status IN ('queued', 'claimed', 'sent') "
-                                "RETURNING commands.id",
+                                "RETURNING commands.id, v.st), "
+                                "pl AS (UPDATE plans SET status = CASE WHEN c.st = 'done' "
+                                "THEN 'accepted' ELSE 'failed' END, updated_at = ? FROM c "
+                                "WHERE plans.status = 'queued' AND plans.command_id = c.id) "
+                                "SELECT id FROM c",
                                 (float(now), [v[1] for v in part], [v[2] for v in part],
-                                 [v[3] for v in part]))
+                                 [v[3] for v in part], float(now)))
                     finished = {row[0] for row in r.rows}
                     missed = [v[1] for v in part if v[1] not in finished]
                     known = set()
@@ -1501,10 +1518,10 @@ class Store(abc.ABC):
                         by_status.setdefault(st, []).append(cid)
                     else:
                         res[i] = False if cid in known else UnknownCommand(cid)
-                for st, ids in sorted(by_status.items()):
+                for st, ids in sorted(by_status.items()) if not pg else ():
                     yield from self._s_plan_outcome(ids, st, now)
             return res
-        return await self._run(script)
+        return await self._run_one_round(script, pg and len(rounds) <= 1)
 
     async def get_command(self, command_id):
         """The Command, or None."""

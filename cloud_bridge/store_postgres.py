@@ -61,6 +61,7 @@ import hashlib
 import logging
 import math
 import re
+import select
 import time
 from collections import namedtuple
 
@@ -424,6 +425,16 @@ async def _copy_frames(conn, cur, sql, frames):
     return Result([], sum(len(f[3]) for f in frames))
 
 
+async def _alive(conn):
+    """The pool's check of a connection it hands out, without a round trip: an idle
+    connection has nothing to read unless the server sent something, which is how a
+    connection closed by the server (restart, idle timeout, pg_terminate_backend: a
+    FATAL message, then end of stream) shows; only then is it checked with a round
+    trip (raises when dead: the pool drops it and hands out another)."""
+    if select.select([conn.fileno()], [], [], 0)[0]:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def _gc_paused_call(fn, *args):
     """fn(*args) with the cyclic collector held off (gc_pause: a batch's rows)."""
     with gc_paused():
@@ -465,45 +476,32 @@ class PostgresStore(Store):
         self._pool = None
 
     async def _run(self, script, write=True, tx=True):
-        """script() in one transaction (tx False: a script of one statement, run as its
-        own transaction, that may run twice). The pool does not check a connection at
-        checkout (a round trip per transaction): a connection that died while idle
-        (server restart, idle timeout, pg_terminate_backend) fails its first round
-        trip, before anything of the script ran, and the script runs again on another
-        connection (the pool drops the dead one), up to `max_size` times."""
+        """script() in one transaction (tx False: a script of ONE statement, run as its
+        own transaction without BEGIN and COMMIT, a round trip each)."""
         pool = self._pool
         if pool is None:
             raise StoreUnavailable("store is closed")
-        attempt = stale = 0
-        while True:
-            began = []   # a round trip of this attempt answered: its connection is alive
+        for attempt in range(RETRIES + 1):
             try:
                 async with pool.connection() as conn:
                     if not tx:
-                        return await self._drive(conn, script(), began)
+                        return await self._drive(conn, script())
                     async with conn.transaction():
-                        began.append(True)
                         return await self._drive(conn, script())
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as e:
                 if attempt == RETRIES:
                     raise StoreError("postgresql: %s" % e) from e
-                attempt += 1
             except PoolTimeout as e:
                 raise StoreUnavailable("postgresql: no connection: %s" % e) from e
             except psycopg.OperationalError as e:
-                if began or stale >= self.max_size:
-                    raise StoreUnavailable("postgresql: %s" % e) from e
-                stale += 1
-                log.info("a pooled PostgreSQL connection was dead (%s): trying another", e)
+                raise StoreUnavailable("postgresql: %s" % e) from e
             except psycopg.Error as e:
                 raise StoreError("postgresql: %s" % e) from e
 
     async def _run_single(self, script):
         return await self._run(script, tx=False)
 
-    async def _drive(self, conn, gen, began=None):
-        """Run the transaction script gen on conn; began (a list): True appended once
-        its first statement was answered."""
+    async def _drive(self, conn, gen):
         try:
             stmt = next(gen)
         except StopIteration as stop:
@@ -520,8 +518,6 @@ class PostgresStore(Store):
                                       stmt.params)
                     res = Result(await cur.fetchall() if cur.description else [],
                                  cur.rowcount)
-            if began is not None and not began:
-                began.append(True)
             try:
                 stmt = gen.send(res)
             except StopIteration as stop:
@@ -533,7 +529,7 @@ class PostgresStore(Store):
         pool = AsyncConnectionPool(
             self.conninfo, min_size=self.min_size, max_size=self.max_size, open=False,
             kwargs={"autocommit": True}, configure=_configure, timeout=self.timeout,
-            name="spot-store")   # no check at checkout: _run tries a dead one's script again
+            check=_alive, name="spot-store")
         try:
             await pool.open(wait=True, timeout=self.timeout)
         except (PoolTimeout, psycopg.Error) as e:

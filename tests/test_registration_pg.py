@@ -1,7 +1,8 @@
 """PostgreSQL registers a batch in one statement: it decides the claims itself
 (registration.Claim.sql_rule) exactly as may_claim does, and a batch with a
 claim it cannot put in SQL still registers; a pooled connection that died while
-idle is replaced and the registration stored (the pool checks none at checkout).
+idle is replaced and the registration stored (the pool checks one at checkout
+without a round trip: store_postgres._alive).
 
 A real PostgreSQL server (tests/postgres.py, the session's cluster).
 """
@@ -16,6 +17,7 @@ from spot.cloud_bridge.store import Announce, ClaimRefused, open_store
 from spot.core.services import HEAT_PUMP
 
 from test_store import pg_server  # noqa: F401  (a fixture)
+from waiting import until
 
 _numbers = itertools.count(1)
 T0 = 1_700_000_000.0
@@ -92,6 +94,19 @@ def test_a_batch_with_a_claim_not_in_sql_is_decided_by_it(pg_url):
     asyncio.run(main())
 
 
+async def kill_others(admin):
+    """End every other connection to admin's database; once they are gone, how many."""
+    others = ("FROM pg_stat_activity WHERE datname = current_database() "
+              "AND pid <> pg_backend_pid()")
+    cur = await admin.execute("SELECT count(pg_terminate_backend(pid)) " + others)
+    killed = (await cur.fetchone())[0]
+
+    async def gone():
+        return (await (await admin.execute("SELECT count(*) " + others)).fetchone())[0] == 0
+    assert await until(gone)
+    return killed
+
+
 def test_a_pooled_connection_that_died_is_replaced_and_the_registration_stored(pg_url):
     async def main():
         store = await open_store(pg_url)
@@ -99,16 +114,11 @@ def test_a_pooled_connection_that_died_is_replaced_and_the_registration_stored(p
         try:
             await store.register_devices_waiting([announce("hp-1", "dtls:a", Claim("dtls:a"))])
             # every connection of the store's pool dies while idle (a server restart)
-            cur = await admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            assert (await cur.fetchone())[0] >= 1
+            assert await kill_others(admin) >= 1
             out, _, _ = await store.register_devices_waiting(
                 [announce("hp-2", "dtls:a", Claim("dtls:a"))])   # one statement, no BEGIN
             assert out == [True]
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            assert await kill_others(admin) >= 1
             assert await store.upsert_device("hp-3", [[HEAT_PUMP, 1, 0]], [], 0, T0)  # a transaction
             assert {d.id for d in await store.list_devices()} == {"hp-1", "hp-2", "hp-3"}
         finally:
