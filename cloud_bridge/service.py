@@ -146,17 +146,18 @@ class Bridge:
 
     # ------------------------------------------------------------ from devices
 
-    async def device_frame(self, via, device, frame, identity=None, source=None):
+    async def device_frame(self, via, device, frame, identity=None, source=None, decoded=None):
         """Handle one frame a device sent; return the reply frame for it, or None.
 
         device is who the transport authenticated or addressed (None if it
         cannot tell before an ANNOUNCE); identity and source are what an ANNOUNCE
         registers under and is rate-limited by (see announce). Telemetry the
         store cannot take raises StoreError: the transport must not acknowledge it.
+        decoded: the frame as decode_frame gave it, if the transport decoded it already.
         """
         fut = asyncio.get_running_loop().create_future()
         out = self.device_frame_nowait(via, device, frame,
-                                       lambda reply, error: settle(fut, reply, error))
+                                       lambda reply, error: settle(fut, reply, error), decoded)
         if type(out) is _Announce:
             return await self.announce(via, out.body, out.now, out.mid, expected=device,
                                        identity=identity, source=source)
@@ -164,14 +165,14 @@ class Bridge:
             return await fut
         return out
 
-    def device_frame_nowait(self, via, device, frame, answer):
+    def device_frame_nowait(self, via, device, frame, answer, decoded=None):
         """device_frame without a coroutine, for a transport answering many frames a loop
         turn: the reply frame (or None) now; or PENDING (a NOTIFY): answer(reply, None)
         is called once its rows are stored, answer(None, StoreError) when they are not;
         or, for an ANNOUNCE, an _Announce for device_frame to register."""
         now = self.clock()
         try:
-            op, sid, mid, body = decode_frame(frame, max_size=65536)
+            op, sid, mid, body = decoded or decode_frame(frame, max_size=65536)
         except SpotError as e:
             self._reject("malformed", device, str(e.detail))
             mid = F.message_id(frame)  # answer what can be answered: nothing is stored
