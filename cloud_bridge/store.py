@@ -1331,7 +1331,8 @@ class Store(abc.ABC):
                                 "unnest(?::text[]) AS d(dev) CROSS JOIN LATERAL ("
                                 + pick % "d.dev" + " FOR UPDATE SKIP LOCKED) AS c) "
                                 + head + "FROM picked WHERE commands.id = picked.pid" + tail,
-                                ([devices[i] for i in part], float(now)) + extra
+                                (_pg_array("text", [devices[i] for i in part]), float(now))
+                                + extra
                                 + (instance_id, float(now)) + extra)
                     got = {row[1]: command_of(row) for row in r.rows}
                     for i in part:
@@ -1406,8 +1407,8 @@ class Store(abc.ABC):
                     r = yield Q("UPDATE commands SET status = 'sent', mid = v.mid, sent_at = ? "
                                 "FROM unnest(?::bigint[], ?::integer[]) AS v(cid, mid) "
                                 "WHERE commands.id = v.cid AND " + cond + " RETURNING commands.id",
-                                (float(now), [sends[i][0] for i in part],
-                                 [sends[i][1] for i in part]) + extra)
+                                (float(now), _pg_array("int8", [sends[i][0] for i in part]),
+                                 _pg_array("int4", [sends[i][1] for i in part])) + extra)
                     done = {row[0] for row in r.rows}
                     missed = [i for i in part if sends[i][0] not in done]
                 else:   # SQLite: the round's states in one row, then one UPDATE
@@ -1487,8 +1488,9 @@ class Store(abc.ABC):
                                 "THEN 'accepted' ELSE 'failed' END, updated_at = ? FROM c "
                                 "WHERE plans.status = 'queued' AND plans.command_id = c.id) "
                                 "SELECT id FROM c",
-                                (float(now), [v[1] for v in part], [v[2] for v in part],
-                                 [v[3] for v in part], float(now)))
+                                (float(now), _pg_array("int8", [v[1] for v in part]),
+                                 _pg_array("text", [v[2] for v in part]),
+                                 _pg_array("json", [v[3] for v in part]), float(now)))
                     finished = {row[0] for row in r.rows}
                     missed = [v[1] for v in part if v[1] not in finished]
                     known = set()
@@ -1827,6 +1829,12 @@ class Store(abc.ABC):
 
 
 # ---------------------------------------------------------------- shared scripts
+
+def _pg_array(pgtype, values):
+    """PostgreSQL: values as one binary array parameter (pg_binary.column_array)."""
+    from .pg_binary import column_array   # psycopg is optional: only a PostgreSQL store
+    return column_array(pgtype, values)
+
 
 def _pg_unnest(types):
     """PostgreSQL: the rows source of a column array per type, one `?` each."""
