@@ -37,6 +37,7 @@ import zlib
 
 import psycopg
 
+from .pg_binary import column_array
 from .store import Q, StoreError, s_release_claims
 from .tasks import cancel_and_wait
 
@@ -171,8 +172,8 @@ class RouteRecord:
             "AND claimed_by <> ?), "
             "rn AS (SELECT pg_notify(?, ?) FROM (SELECT 1 FROM rold LIMIT 1) AS x)"
             % {"w": written})
-        params = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], me, me,
-                  float(self.instances.bridge.clock()), me, ROUTE, me)
+        params = tuple(column_array("text", [r[k] for r in rows]) for k in range(3)) + (
+            me, me, float(self.instances.bridge.clock()), me, ROUTE, me)
         selects = (" UNION ALL SELECT 3, device, NULL FROM rup "
                    "UNION ALL SELECT 4, device, NULL FROM rold "
                    "UNION ALL SELECT 5, NULL, NULL FROM rn")

@@ -55,6 +55,11 @@ a device's usual frame (the stored objects, a later time) replaces its points
 without the merge function; other rows merge as before. A database of schema 3
 or 4 merges every row until docs/benchmarks.md's step adds the two columns.
 
+Round trips: the pool checks a connection it hands out without one (_alive); a
+batch whose writes are one statement (a registration with its routes, a round of
+claims, sends or completions) runs as its own transaction, without BEGIN and
+COMMIT (_run_single); the batches' column arrays go in binary (pg_binary).
+
 Needs: pip install "psycopg[binary,pool]".
 """
 import hashlib
