@@ -71,14 +71,16 @@ def _where(remote):
 
 
 def _announced_id(frame):
-    """The device id an ANNOUNCE claims, or None when it names none."""
+    """(the device id an ANNOUNCE claims or None when it names none, the frame decoded
+    or None when it does not decode)."""
     try:
         # the bridge's own limit: no padding around it; core's reading, cbor2's speed
-        body = decode_frame(frame, max_size=65536)[3]
+        decoded = decode_frame(frame, max_size=65536)
     except SpotError:
-        return None
+        return None, None
+    body = decoded[3]
     device = body.get(A_ID) if isinstance(body, dict) else None
-    return device if isinstance(device, str) else None
+    return (device if isinstance(device, str) else None), decoded
 
 
 class CoapLink:
@@ -220,7 +222,7 @@ class CoapLink:
         return self.bridge.admission.identity_for_plain(_sockaddr(remote)[0])
 
     async def _announce(self, frame, remote, owner, protected):
-        claimed = _announced_id(frame)
+        claimed, decoded = _announced_id(frame)
         if claimed is not None and (protected or self._commissioned(claimed)) \
                 and claimed != owner:
             return self._wrong_credentials(frame)
@@ -235,7 +237,7 @@ class CoapLink:
                                      e.text)
             return _refuse(frame, e.code, e.text)
         reply = await self.bridge.device_frame(self.name, owner, frame, identity=identity,
-                                               source=source)
+                                               source=source, decoded=decoded)
         if reply is None:   # the bridge refused it (malformed, invalid)
             return _refuse(frame, MALFORMED, "announce refused")
         if reply[0] & 0x0F == F.RESULT and claimed is not None:

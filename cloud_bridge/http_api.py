@@ -369,11 +369,10 @@ async def group_command(request):
     group = request.match_info["group"]
     S.check_name(group, "group")
     sid, op, body, expires_in, timeout = V.build_command(await read_json(request))
-    members = await bridge.store.devices_in_group(group)
-    if not members:
-        raise V.ApiError(404, "no device in group %r" % group)
     done, refused = await bridge.submit_group(actor, group, sid, op, body,
                                               expires_in=expires_in, timeout=timeout)
+    if not done and not refused:   # the group's members are read once, by submit_group
+        raise V.ApiError(404, "no device in group %r" % group)
     # counts, not ids: refused devices may be ones the caller may not even see
     return ok({"group": group, "commands": [V.command_json(c) for c in done],
                "queued": len(done), "refused": len(refused)}, 202)

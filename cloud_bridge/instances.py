@@ -37,6 +37,7 @@ import zlib
 
 import psycopg
 
+from .pg_binary import column_array
 from .store import Q, StoreError, s_release_claims
 from .tasks import cancel_and_wait
 
@@ -135,6 +136,55 @@ def _s_route_of(device):
     return tuple(r.rows[0]) if r.rows else None
 
 
+class RouteRecord:
+    """A registration batch's routes to record as this instance's in its transaction
+    (Store.register_devices_waiting's `then`): called with the ids registered, the
+    transaction script s_record; or, on PostgreSQL, folded into the registration's one
+    statement (sql_parts: the same hand-over, its notification included)."""
+
+    def __init__(self, instances, routes):
+        self.instances = instances
+        self.routes = routes      # device -> (device, transport, address)
+
+    def __call__(self, ids):
+        return self.instances.s_record([self.routes[d] for d in ids if d in self.routes])
+
+    def sql_parts(self, written):
+        """(CTEs, their parameters, result branches, their parameters) for a statement
+        whose CTE `written` (id) holds the devices registered: the routes of those
+        recorded (result rows (3, device)), the ones taken from another instance (rows
+        (4, device)) with their unsent claims queued again and NOTIFY spot_route."""
+        me = self.instances.instance
+        rows = sorted(self.routes.values())
+        ctes = (
+            "rin AS (SELECT * FROM unnest(?::text[], ?::text[], ?::text[]) AS r(device, "
+            "transport, address) WHERE r.device IN (SELECT id FROM %(w)s)), "
+            "rold AS (SELECT device FROM device_routes WHERE device IN (SELECT device FROM rin) "
+            "AND instance <> ? ORDER BY device FOR UPDATE), "
+            "rup AS (INSERT INTO device_routes (device, instance, transport, address, at) "
+            "SELECT device, ?, transport, address, ? FROM rin "
+            "WHERE (SELECT count(*) FROM rold) >= 0 ORDER BY device "   # rold locks first
+            "ON CONFLICT (device) DO UPDATE SET instance = excluded.instance, "
+            "transport = excluded.transport, address = excluded.address, at = excluded.at "
+            "RETURNING device), "
+            "rq AS (UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
+            "WHERE device IN (SELECT device FROM rold) AND status = 'claimed' "
+            "AND claimed_by <> ?), "
+            "rn AS (SELECT pg_notify(?, ?) FROM (SELECT 1 FROM rold LIMIT 1) AS x)"
+            % {"w": written})
+        params = tuple(column_array("text", [r[k] for r in rows]) for k in range(3)) + (
+            me, me, float(self.instances.bridge.clock()), me, ROUTE, me)
+        selects = (" UNION ALL SELECT 3, device, NULL FROM rup "
+                   "UNION ALL SELECT 4, device, NULL FROM rold "
+                   "UNION ALL SELECT 5, NULL, NULL FROM rn")
+        return ctes, params, selects, ()
+
+    @staticmethod
+    def result(rows):
+        """sql_parts' result rows (kind, device) -> what s_record returns."""
+        return ([d for k, d in rows if k == 3], {d for k, d in rows if k == 4})
+
+
 class Instances:
     """This instance's part in a multi-instance deployment (see the module docstring)."""
 
@@ -144,6 +194,7 @@ class Instances:
         self.instance = instance
         self.poll = poll
         self.held = set()      # devices whose route this instance recorded and still holds
+        self.stopped = False   # stop() began: registrations are refused (busy)
         self._wake_due = False
         self._looked = 0.0     # when hand-overs were last read
         self._look = asyncio.Event()
@@ -177,6 +228,11 @@ class Instances:
         return self
 
     async def stop(self):
+        """Stop serving: registrations from now on are refused busy (nothing stored, no
+        route under this id, which no running bridge holds once its lock goes); the
+        ones in flight are stored first, while the lock is still held."""
+        self.stopped = True
+        await self.bridge.registrar.settled()
         await cancel_and_wait(self._tasks)
         self._tasks = []
         if self._conn is not None:
@@ -263,6 +319,11 @@ class Instances:
         taken = yield from _s_take_routes(self.instance, sorted(latest.values()),
                                           self.bridge.clock())
         return list(latest), set(taken)
+
+    def route_record(self, routes):
+        """The `then` of the registration batch recording routes {device: (device,
+        transport, address)}: a RouteRecord."""
+        return RouteRecord(self, routes)
 
     def recorded(self, devices, taken):
         """The routes of s_record committed: the devices taken over (a set)."""

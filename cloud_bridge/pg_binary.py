@@ -5,6 +5,8 @@
     frame_copy_payload(frames)   # the binary COPY stream of those frames (schema 4)
     row_arrays(rows)     # the same rows as five one-dimensional array parameters
     text_array(ids)      # strings as one text[] parameter (device ids)
+    column_array(type, values)   # any values as one array parameter, NULLs kept
+    column_arrays(types, rows)   # rows as one such array per column
     DUMPERS              # register on a connection: psycopg then sends those arrays as-is
 
 Rows are (device, service, object, float t, JSON text), as store.prepare_telemetry
@@ -40,8 +42,46 @@ TextArray, _TextDumper = _array_type("TextArray", 1009)
 Int2Array, _Int2Dumper = _array_type("Int2Array", 1005)
 Int4Array, _Int4Dumper = _array_type("Int4Array", 1007)
 Float8Array, _Float8Dumper = _array_type("Float8Array", 1022)
+BoolArray, _BoolDumper = _array_type("BoolArray", 1000)
+Int8Array, _Int8Dumper = _array_type("Int8Array", 1016)
 DUMPERS = {TextArray: _TextDumper, Int2Array: _Int2Dumper, Int4Array: _Int4Dumper,
-           Float8Array: _Float8Dumper}
+           Float8Array: _Float8Dumper, BoolArray: _BoolDumper, Int8Array: _Int8Dumper}
+_INT8 = struct.Struct("!iq").pack
+_NULL = _LENGTH(-1)
+_BOOL = {True: _LENGTH(1) + b"\1", False: _LENGTH(1) + b"\0"}
+
+
+def _text_element(x):
+    if x is None:
+        return _NULL
+    b = x.encode()
+    return _LENGTH(len(b)) + b
+
+
+# per column type: (array class, element oid, element with its length; None -> NULL)
+_COLUMNS = {
+    "text": (TextArray, 25, _text_element),
+    "json": (TextArray, 25, _text_element),     # the JSON text; the statement casts it
+    "int4": (Int4Array, 23, lambda x: _NULL if x is None else _INT4(4, x)),
+    "int8": (Int8Array, 20, lambda x: _NULL if x is None else _INT8(8, x)),
+    "float8": (Float8Array, 701, lambda x: _NULL if x is None else _FLOAT8(8, x)),
+    "bool": (BoolArray, 16, lambda x: _NULL if x is None else _BOOL[bool(x)]),
+}
+
+
+def column_array(pgtype, values):
+    """Values as one binary array parameter of PostgreSQL type pgtype[] (text, json as
+    its text, int4, int8, float8, bool); None is NULL. The statement casts it
+    (`?::json[]`)."""
+    cls, oid, element = _COLUMNS[pgtype]
+    return cls(_ARRAY_HEAD(1, 1 if None in values else 0, oid, len(values), 1)
+               + b"".join(map(element, values)))
+
+
+def column_arrays(types, rows):
+    """Rows (tuples of one length) as one column_array per column of `types`."""
+    cols = list(zip(*rows)) if rows else [()] * len(types)
+    return tuple(column_array(t, col) for t, col in zip(types, cols))
 
 
 def text_array(items):

@@ -76,6 +76,27 @@ def may_claim(held, claimant):
     return is_plain(held) and not is_plain(claimant)
 
 
+class Claim:
+    """The claim= of a store.Announce registering under `identity`: may_claim(held,
+    identity) when called, and the same rule as a SQL condition (sql_rule), so a store
+    can decide it inside the statement that writes the registration."""
+
+    __slots__ = ("identity",)
+
+    def __init__(self, identity):
+        self.identity = identity
+
+    def __call__(self, held):
+        return may_claim(held, self.identity)
+
+    @staticmethod
+    def sql_rule(held, claimant):
+        """may_claim over two SQL text expressions (NULL: no identity)."""
+        plain = "(%s IS NULL OR %s LIKE '" + PLAIN_PREFIX + "%%')"
+        return "(%s IS NULL OR %s = %s OR (%s AND NOT %s))" % (
+            held, held, claimant, plain % (held, held), plain % (claimant, claimant))
+
+
 def source_ip(host):
     """The IP address of a source host text, IPv4-mapped IPv6 unwrapped; None if not one."""
     try:
@@ -207,22 +228,29 @@ class Registrar:
         self.instances = None   # a cloud_bridge.instances.Instances once it started
 
     async def _register_many(self, items):
+        instances = self.instances
+        if instances is not None and instances.stopped:   # its routes would be nobody's
+            return [Refused(BUSY, "instance_stopped", "this bridge instance is stopping: "
+                            "register with another") for _ in items]
         announces = [a for a, _ in items]
         to_record = {a.id: (a.id,) + route for a, route in items if route is not None}
-        instances, then = self.instances, None
-        if to_record and instances is not None:
-            def record(ids):   # the routes of the devices registered, in the transaction
-                return instances.s_record([to_record[d] for d in ids if d in to_record])
-            then = record
+        then = None
+        if to_record and instances is not None:   # in the registration's transaction
+            then = instances.route_record(to_record)
         outcomes, waiting, recorded = await self._store.register_devices_waiting(announces, then)
         if recorded is not None:
             waiting |= instances.recorded(*recorded)
         return [o if isinstance(o, BaseException) else a.id in waiting
                 for o, a in zip(outcomes, announces)]
 
+    async def settled(self):
+        """Wait for the registrations handed in so far to be stored (or refused)."""
+        await self._batch.close()
+
     async def register(self, announce, route=None):
         """Register one store.Announce: True when the device has something to deliver
         (a command queued as it was stored, or claims of the instance whose route it
-        took over); raises what upsert_device would. route: (transport, address) to
+        took over); raises what upsert_device would, or Refused (busy) once `instances`
+        stopped. route: (transport, address) to
         record as this instance's, in the same transaction (`instances` only)."""
         return await self._batch((announce, route))

@@ -27,7 +27,7 @@ from .ingest import Ingest, TimeTaken, notify_rows, settle
 from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
-from .registration import Admission, Refused, Registrar, check_device_id, may_claim
+from .registration import Admission, Claim, Refused, Registrar, check_device_id
 from .delivery_writes import DeliveryWrites
 from .slots import Slots
 from .subscriptions import SubscriptionBook
@@ -150,17 +150,18 @@ class Bridge:
 
     # ------------------------------------------------------------ from devices
 
-    async def device_frame(self, via, device, frame, identity=None, source=None):
+    async def device_frame(self, via, device, frame, identity=None, source=None, decoded=None):
         """Handle one frame a device sent; return the reply frame for it, or None.
 
         device is who the transport authenticated or addressed (None if it
         cannot tell before an ANNOUNCE); identity and source are what an ANNOUNCE
         registers under and is rate-limited by (see announce). Telemetry the
         store cannot take raises StoreError: the transport must not acknowledge it.
+        decoded: the frame as decode_frame gave it, if the transport decoded it already.
         """
         fut = asyncio.get_running_loop().create_future()
         out = self.device_frame_nowait(via, device, frame,
-                                       lambda reply, error: settle(fut, reply, error))
+                                       lambda reply, error: settle(fut, reply, error), decoded)
         if type(out) is _Announce:
             return await self.announce(via, out.body, out.now, out.mid, expected=device,
                                        identity=identity, source=source)
@@ -168,14 +169,14 @@ class Bridge:
             return await fut
         return out
 
-    def device_frame_nowait(self, via, device, frame, answer):
+    def device_frame_nowait(self, via, device, frame, answer, decoded=None):
         """device_frame without a coroutine, for a transport answering many frames a loop
         turn: the reply frame (or None) now; or PENDING (a NOTIFY): answer(reply, None)
         is called once its rows are stored, answer(None, StoreError) when they are not;
         or, for an ANNOUNCE, an _Announce for device_frame to register."""
         now = self.clock()
         try:
-            op, sid, mid, body = decode_frame(frame, max_size=65536)
+            op, sid, mid, body = decoded or decode_frame(frame, max_size=65536)
         except SpotError as e:
             self._reject("malformed", device, str(e.detail))
             mid = F.message_id(frame)  # answer what can be answered: nothing is stored
@@ -307,7 +308,7 @@ class Bridge:
                 device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
                 credential_ref=identity, first_pairings=owners,
                 first_audit=("bridge", "register", {"via": via}),
-                claim=lambda held: may_claim(held, identity)), route)
+                claim=Claim(identity)), route)
         except S.ClaimRefused as e:
             self.admission.registered(device, e.held)   # another instance registered it
             self._reject("claim_refused", "%s from %s" % (device, source or via),
@@ -317,6 +318,9 @@ class Bridge:
         except (S.InvalidValue, ValueError) as e:
             self._reject("malformed", device, str(e))
             return F.error(0, mid, MALFORMED, str(e)), False
+        except Refused as e:   # this instance is stopping: nothing stored
+            self._reject(e.reason, device, e.text)
+            return F.error(0, mid, e.code, e.text), False
         except S.StoreError as e:   # nothing registered, no route recorded: one transaction
             self.store_failed("registration", e)
             return F.error(0, mid, BUSY, "not registered, retry later"), False

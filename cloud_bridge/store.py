@@ -580,6 +580,18 @@ class Store(abc.ABC):
     async def _run(self, script, write=True):
         """Run script() (a transaction script) in one transaction; return its value."""
 
+    async def _run_one_round(self, script, one):
+        """A batch's script: when `one` (PostgreSQL, one round), its first statement
+        makes every write and the statements after it only read why an item missed
+        (they may see a later state): run as _run_single; else in one transaction."""
+        return await (self._run_single(script) if one else self._run(script))
+
+    async def _run_single(self, script):
+        """_run for a script of ONE statement (PostgresStore runs it as its own
+        transaction, without the round trips of BEGIN and COMMIT; a statement after
+        it, a read, as one more)."""
+        return await self._run(script)
+
     async def _make_room(self, rows):
         """Before storing prepared telemetry rows: make room for them (PostgreSQL:
         the time partitions they fall in)."""
@@ -708,7 +720,9 @@ class Store(abc.ABC):
         with none needs no delivery for its registration (a command queued after this
         transaction commits is its queuer's to deliver). then (optional): then(ids
         registered) -> a transaction script run last in the same transaction (the
-        routes of several instances, cloud_bridge/instances.py); None without it."""
+        routes of several instances, cloud_bridge/instances.py); None without it.
+        PostgreSQL folds a `then` that has sql_parts (instances.RouteRecord) into
+        its registration statement."""
         items = list(announces)
         out = [None] * len(items)
         valid = []
@@ -729,11 +743,26 @@ class Store(abc.ABC):
                 out[i] = e
         pg = self.dialect == "postgresql"
         none = dump_value(None)
+        rounds = _rounds(valid, lambda v: v[1].id)
+        # PostgreSQL decides the claims inside its writing statement when they say how
+        # (a `sql_rule`, registration.Claim); any other claim is asked after a read
+        rules = {getattr(v[1].claim, "sql_rule", None) for v in valid if v[1].claim is not None}
+        in_sql = pg and None not in rules and len(rules) <= 1
+        rule = rules.pop() if in_sql and rules else None
+        fold = then if in_sql and len(rounds) <= 1 and hasattr(then, "sql_parts") else None
 
         def script():
             res = list(out)
             stored, waiting = [], set()
-            for part in _rounds(valid, lambda v: v[1].id):
+            for part in rounds:
+                if in_sql:
+                    written, queued, routed = yield from self._s_register_pg(
+                        part, rule, res, none, fold)
+                    stored += written
+                    waiting |= queued
+                    if fold is not None:
+                        return res, waiting, fold.result(routed) if stored else None
+                    continue
                 ids = [v[1].id for v in part]
                 if pg:
                     r = yield Q("SELECT id, credential_ref FROM devices WHERE id = ANY(?)", (ids,))
@@ -753,16 +782,17 @@ class Store(abc.ABC):
                         take.append(v)
                 if not take:
                     continue
+                if pg:   # the claims are decided: the same one statement writes
+                    written, queued, _ = yield from self._s_register_pg(take, None, res, none)
+                    stored += written
+                    waiting |= queued
+                    continue
                 take.sort(key=lambda v: v[1].id)    # one lock order
                 new = [v for v in take if v[1].id not in held]
                 pair_rows = [(v[1].id, c, role, none, float(v[1].now))
                              for v in new for c, role in v[3]]
                 audit_rows = [v[4] for v in new if v[4] is not None]
                 stored += [v[1].id for v in take]
-                if pg:   # one statement: the three writes, then what is queued for them
-                    waiting |= yield from self._s_register_pg(
-                        [v[2] for v in take], pair_rows, audit_rows)
-                    continue
                 yield from self._s_insert_rows(self._UPSERT, [v[2] for v in take],
                                                self._UPSERT_TYPES)
                 yield from self._s_insert_rows(self._PAIR_FIRST, pair_rows, self._PAIR_TYPES)
@@ -771,23 +801,77 @@ class Store(abc.ABC):
                 waiting |= yield from self._s_queued_of(stored)
             value = (yield from then(stored)) if then is not None and stored else None
             return res, waiting, value
+        if in_sql and len(rounds) <= 1 and (then is None or fold is not None):
+            return await self._run_single(script)   # one statement: its own transaction
         return await self._run(script)
 
-    def _s_register_pg(self, device_rows, pair_rows, audit_rows):
-        """PostgreSQL: the registration's writes as data-modifying CTEs of ONE statement
-        (each runs once, to completion) whose query gives the devices with a queued
-        command; the set of them."""
-        ctes, params = [], ()
-        for name, sql, rows, types in (("d", self._UPSERT, device_rows, self._UPSERT_TYPES),
-                                       ("p", self._PAIR_FIRST, pair_rows, self._PAIR_TYPES),
-                                       ("a", self._AUDIT_FIRST, audit_rows, self._AUDIT_TYPES)):
-            if rows:
-                ctes.append("%s AS (%s)" % (name, sql % _pg_unnest(types)))
-                params += tuple(list(col) for col in zip(*rows))
-        r = yield Q("WITH " + ", ".join(ctes) + " SELECT DISTINCT device FROM commands "
-                    "WHERE device = ANY(?) AND status = 'queued'",
-                    params + ([row[0] for row in device_rows],))
-        return {row[0] for row in r.rows}
+    # PostgreSQL's registration statement (_s_register_pg): the batch's device rows and
+    # the claimant of each as table n; `old` the stored rows of their ids (locked, in id
+    # order); `ok` the rows whose claim holds (%(rule)s: the claim's SQL rule over
+    # o.credential_ref and n.claimant, or n.checked: decided already). `old` is read
+    # whole (count) before `ok` gives a row: a row the upsert changed first would be
+    # skipped by old's lock (changed by this statement), and the device taken for new
+    _REG_PG = (
+        "WITH n AS (SELECT * FROM unnest(%(n)s) AS n(id, services, consumes, flags, "
+        "credential_ref, first_seen, last_seen, presence, presence_at, claimant, checked)), "
+        "old AS (SELECT id, credential_ref FROM devices WHERE id IN (SELECT id FROM n) "
+        "ORDER BY id FOR NO KEY UPDATE), "
+        "ok AS (SELECT n.* FROM n LEFT JOIN old o ON o.id = n.id "
+        "WHERE (SELECT count(*) FROM old) >= 0 AND (o.id IS NULL OR n.checked OR %(rule)s)), "
+        "d AS (%(upsert)s RETURNING id), "
+        "p AS (%(pair)s), a AS (%(audit)s)%(more)s "
+        "SELECT 0, id, credential_ref FROM old UNION ALL SELECT 1, id, NULL FROM d "
+        "UNION ALL (SELECT DISTINCT 2, device, NULL FROM commands "
+        "WHERE device IN (SELECT id FROM d) AND status = 'queued')%(rows)s")
+    # first pairings and audit rows: only of the devices written that were not stored
+    _REG_PG_FIRST = (" AS x(%s) WHERE x.%s IN (SELECT id FROM d) "
+                     "AND x.%s NOT IN (SELECT id FROM old)")
+
+    def _s_register_pg(self, part, rule, res, none, fold=None):
+        """PostgreSQL: one round of registrations (ids unique) in ONE statement: the read
+        of who holds the ids, the claims (rule: the claims' SQL rule; None: the rows of
+        `part` are claimed already), the device upsert, the new devices' first pairings
+        and audit rows, and the devices with a queued command. Sets res[i] per item (new,
+        or ClaimRefused); returns (the ids written, the set of those with a command
+        queued, the rows (kind, device) of fold's parts: fold, a `then` with sql_parts
+        over the CTE d of the ids written, run in the same statement)."""
+        from .pg_binary import column_arrays   # PostgreSQL only: psycopg is optional
+        by_id = {v[1].id: v for v in sorted(part, key=lambda v: v[1].id)}
+        rows = [v[2] + (v[1].claim.identity if rule is not None and v[1].claim is not None
+                        else None, rule is None or v[1].claim is None)
+                for v in by_id.values()]
+        pair_rows = [(v[1].id, c, role, none, float(v[1].now))
+                     for v in by_id.values() for c, role in v[3]]
+        audit_rows = [v[4] for v in by_id.values() if v[4] is not None]
+        first = self._REG_PG_FIRST
+        ctes, cte_params, rows_sql, rows_params = fold.sql_parts("d") if fold else ("", (), "", ())
+        sql = self._REG_PG % {
+            "more": ", " + ctes if ctes else "", "rows": rows_sql,
+            "n": ", ".join("?::%s[]" % t for t in self._UPSERT_TYPES + ("text", "bool")),
+            "rule": rule("o.credential_ref", "n.claimant") if rule is not None else "false",
+            "upsert": self._UPSERT % ("SELECT " + DEVICE_COLS + " FROM ok ORDER BY id"),
+            "pair": self._PAIR_FIRST % (_pg_unnest(self._PAIR_TYPES) + first % (
+                PAIRING_COLS, "device", "device")),
+            "audit": self._AUDIT_FIRST % (_pg_unnest(self._AUDIT_TYPES) + first % (
+                "at, actor, action, target, detail", "target", "target"))}
+        r = yield Q(sql, column_arrays(self._UPSERT_TYPES + ("text", "bool"), rows)
+                    + column_arrays(self._PAIR_TYPES, pair_rows)
+                    + column_arrays(self._AUDIT_TYPES, audit_rows) + tuple(cte_params)
+                    + tuple(rows_params))
+        held, written, queued, routed = {}, [], set(), []
+        for kind, dev, cred in r.rows:
+            if kind == 0:
+                held[dev] = cred
+            elif kind == 1:
+                written.append(dev)
+            elif kind == 2:
+                queued.add(dev)
+            else:
+                routed.append((kind, dev))
+        done = set(written)
+        for dev, v in by_id.items():
+            res[v[0]] = (dev not in held) if dev in done else ClaimRefused(dev, held.get(dev))
+        return written, queued, routed
 
     @staticmethod
     def _s_queued_of(ids):
@@ -1236,16 +1320,19 @@ class Store(abc.ABC):
         tail = " AND " + cond + " RETURNING " + COMMAND_COLS
         pg = self.dialect == "postgresql"
 
+        rounds = _rounds(range(len(devices)), lambda i: devices[i])
+
         def script():
             out = [None] * len(devices)
-            for part in _rounds(range(len(devices)), lambda i: devices[i]):
+            for part in rounds:
                 if pg:   # one statement for the round; a row another claimer holds is skipped
                     # (MATERIALIZED: the picks are made once, not again for each row updated)
                     r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid FROM "
                                 "unnest(?::text[]) AS d(dev) CROSS JOIN LATERAL ("
                                 + pick % "d.dev" + " FOR UPDATE SKIP LOCKED) AS c) "
                                 + head + "FROM picked WHERE commands.id = picked.pid" + tail,
-                                ([devices[i] for i in part], float(now)) + extra
+                                (_pg_array("text", [devices[i] for i in part]), float(now))
+                                + extra
                                 + (instance_id, float(now)) + extra)
                     got = {row[1]: command_of(row) for row in r.rows}
                     for i in part:
@@ -1270,7 +1357,7 @@ class Store(abc.ABC):
                 for i in part:
                     out[i] = got.get(devices[i])
             return out
-        return await self._run(script)
+        return await self._run_one_round(script, pg and len(rounds) <= 1)
 
     def _s_missing_or_state(self, command_id, wanted):
         r = yield Q("SELECT status, claimed_by FROM commands WHERE id = ?", (command_id,))
@@ -1311,15 +1398,17 @@ class Store(abc.ABC):
                                           else state[0] in (CLAIMED, SENT)
                                           and state[1] == instance_id)
 
+        rounds = _rounds(range(len(sends)), lambda i: sends[i][0])
+
         def script():
             out = [None] * len(sends)
-            for part in _rounds(range(len(sends)), lambda i: sends[i][0]):
+            for part in rounds:
                 if pg:
                     r = yield Q("UPDATE commands SET status = 'sent', mid = v.mid, sent_at = ? "
                                 "FROM unnest(?::bigint[], ?::integer[]) AS v(cid, mid) "
                                 "WHERE commands.id = v.cid AND " + cond + " RETURNING commands.id",
-                                (float(now), [sends[i][0] for i in part],
-                                 [sends[i][1] for i in part]) + extra)
+                                (float(now), _pg_array("int8", [sends[i][0] for i in part]),
+                                 _pg_array("int4", [sends[i][1] for i in part])) + extra)
                     done = {row[0] for row in r.rows}
                     missed = [i for i in part if sends[i][0] not in done]
                 else:   # SQLite: the round's states in one row, then one UPDATE
@@ -1343,7 +1432,7 @@ class Store(abc.ABC):
                     except StoreError as e:
                         out[i] = e
             return out
-        return await self._run(script)
+        return await self._run_one_round(script, pg and len(rounds) <= 1)
 
     def _s_plan_outcome(self, ids, status, now):
         plan_status = "accepted" if status == "done" else "failed"
@@ -1384,17 +1473,24 @@ class Store(abc.ABC):
                 out[i] = e
         pg = self.dialect == "postgresql"
 
+        rounds = _rounds(valid, lambda v: v[1])
+
         def script():
             res = list(out)
-            for part in _rounds(valid, lambda v: v[1]):
-                if pg:
-                    r = yield Q("UPDATE commands SET status = v.st, result = v.res, "
+            for part in rounds:
+                if pg:   # the commands, and the plans they pushed (_s_plan_outcome), at once
+                    r = yield Q("WITH c AS (UPDATE commands SET status = v.st, result = v.res, "
                                 "completed_at = ? FROM unnest(?::bigint[], ?::text[], ?::json[]) "
                                 "AS v(cid, st, res) WHERE commands.id = v.cid "
                                 "AND commands.status IN ('queued', 'claimed', 'sent') "
-                                "RETURNING commands.id",
-                                (float(now), [v[1] for v in part], [v[2] for v in part],
-                                 [v[3] for v in part]))
+                                "RETURNING commands.id, v.st), "
+                                "pl AS (UPDATE plans SET status = CASE WHEN c.st = 'done' "
+                                "THEN 'accepted' ELSE 'failed' END, updated_at = ? FROM c "
+                                "WHERE plans.status = 'queued' AND plans.command_id = c.id) "
+                                "SELECT id FROM c",
+                                (float(now), _pg_array("int8", [v[1] for v in part]),
+                                 _pg_array("text", [v[2] for v in part]),
+                                 _pg_array("json", [v[3] for v in part]), float(now)))
                     finished = {row[0] for row in r.rows}
                     missed = [v[1] for v in part if v[1] not in finished]
                     known = set()
@@ -1424,10 +1520,10 @@ class Store(abc.ABC):
                         by_status.setdefault(st, []).append(cid)
                     else:
                         res[i] = False if cid in known else UnknownCommand(cid)
-                for st, ids in sorted(by_status.items()):
+                for st, ids in sorted(by_status.items()) if not pg else ():
                     yield from self._s_plan_outcome(ids, st, now)
             return res
-        return await self._run(script)
+        return await self._run_one_round(script, pg and len(rounds) <= 1)
 
     async def get_command(self, command_id):
         """The Command, or None."""
@@ -1733,6 +1829,12 @@ class Store(abc.ABC):
 
 
 # ---------------------------------------------------------------- shared scripts
+
+def _pg_array(pgtype, values):
+    """PostgreSQL: values as one binary array parameter (pg_binary.column_array)."""
+    from .pg_binary import column_array   # psycopg is optional: only a PostgreSQL store
+    return column_array(pgtype, values)
+
 
 def _pg_unnest(types):
     """PostgreSQL: the rows source of a column array per type, one `?` each."""

@@ -55,12 +55,18 @@ a device's usual frame (the stored objects, a later time) replaces its points
 without the merge function; other rows merge as before. A database of schema 3
 or 4 merges every row until docs/benchmarks.md's step adds the two columns.
 
+Round trips: the pool checks a connection it hands out without one (_alive); a
+batch whose writes are one statement (a registration with its routes, a round of
+claims, sends or completions) runs as its own transaction, without BEGIN and
+COMMIT (_run_single); the batches' column arrays go in binary (pg_binary).
+
 Needs: pip install "psycopg[binary,pool]".
 """
 import hashlib
 import logging
 import math
 import re
+import select
 import time
 from collections import namedtuple
 
@@ -404,6 +410,16 @@ async def _copy_frames(conn, cur, sql, frames):
     return Result([], sum(len(f[3]) for f in frames))
 
 
+async def _alive(conn):
+    """The pool's check of a connection it hands out, without a round trip: an idle
+    connection has nothing to read unless the server sent something, which is how a
+    connection closed by the server (restart, idle timeout, pg_terminate_backend: a
+    FATAL message, then end of stream) shows; only then is it checked with a round
+    trip (raises when dead: the pool drops it and hands out another)."""
+    if select.select([conn.fileno()], [], [], 0)[0]:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def _gc_paused_call(fn, *args):
     """fn(*args) with the cyclic collector held off (gc_pause: a batch's rows)."""
     with gc_paused():
@@ -444,13 +460,17 @@ class PostgresStore(Store):
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
         self._pool = None
 
-    async def _run(self, script, write=True):
+    async def _run(self, script, write=True, tx=True):
+        """script() in one transaction (tx False: a script of ONE statement, run as its
+        own transaction without BEGIN and COMMIT, a round trip each)."""
         pool = self._pool
         if pool is None:
             raise StoreUnavailable("store is closed")
         for attempt in range(RETRIES + 1):
             try:
                 async with pool.connection() as conn:
+                    if not tx:
+                        return await self._drive(conn, script())
                     async with conn.transaction():
                         return await self._drive(conn, script())
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as e:
@@ -462,6 +482,9 @@ class PostgresStore(Store):
                 raise StoreUnavailable("postgresql: %s" % e) from e
             except psycopg.Error as e:
                 raise StoreError("postgresql: %s" % e) from e
+
+    async def _run_single(self, script):
+        return await self._run(script, tx=False)
 
     async def _drive(self, conn, gen):
         try:
@@ -491,7 +514,7 @@ class PostgresStore(Store):
         pool = AsyncConnectionPool(
             self.conninfo, min_size=self.min_size, max_size=self.max_size, open=False,
             kwargs={"autocommit": True}, configure=_configure, timeout=self.timeout,
-            check=AsyncConnectionPool.check_connection, name="spot-store")
+            check=_alive, name="spot-store")
         try:
             await pool.open(wait=True, timeout=self.timeout)
         except (PoolTimeout, psycopg.Error) as e:

@@ -5,7 +5,7 @@ import psycopg
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
 
-from spot.cloud_bridge.pg_binary import copy_payload, frames_of, row_arrays
+from spot.cloud_bridge.pg_binary import column_arrays, copy_payload, frames_of, row_arrays
 
 ROWS = [("hp-1", 16, 1, 1700000000.0, "1234"), ("hp-1", 16, 0x7FFFFFFF, 1700000000.5, "-8.25"),
         ("wärme-2", 255, 0, 0.0, '[1, true, "é"]'), ("pv-3", 0, 2, -1.0, "1e+20")]
@@ -33,6 +33,20 @@ def test_the_array_parameters_load_as_the_columns_they_came_from():
             ("text", "int2", "int4", "float8", "text")]
     got = [tx.get_loader(oid, Format.BINARY).load(a) for oid, a in zip(oids, arrays)]
     assert got == [list(c) for c in zip(*ROWS)]
+
+
+def test_column_arrays_load_as_their_columns_nulls_included():
+    rows = [("hp-1", '{"1": 2}', 7, 2**40, 1.5, True), (None, None, None, None, None, None),
+            ("wärme-2", "[]", -1, -(2**63), -0.0, False)]
+    types = ("text", "json", "int4", "int8", "float8", "bool")
+    tx = Transformer()
+    oids = [psycopg.adapters.types[n].array_oid for n in
+            ("text", "text", "int4", "int8", "float8", "bool")]   # json goes as its text
+    got = [tx.get_loader(oid, Format.BINARY).load(a)
+           for oid, a in zip(oids, column_arrays(types, rows))]
+    assert got == [list(c) for c in zip(*rows)]
+    assert [tx.get_loader(oid, Format.BINARY).load(a)
+            for oid, a in zip(oids, column_arrays(types, []))] == [[]] * len(types)
 
 
 def test_rows_of_one_frame_apart_in_the_batch_go_into_that_frame():

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from spot.cloud_bridge import config as C
-from spot.cloud_bridge.instances import Instances, _s_ddl, _s_take_routes
+from spot.cloud_bridge.instances import Instances, RouteRecord, _s_ddl, _s_take_routes
 from spot.cloud_bridge.local_transport import LocalTransport
 from spot.cloud_bridge.service import Bridge
 from spot.cloud_bridge.store import Q, StoreUnavailable, open_store
@@ -165,6 +165,30 @@ async def instance(tmp_path, pg_url, name):
     return bridge, LocalTransport(bridge)
 
 
+def held_at_gate(instances):
+    """This instance's registrations wait at the advisory lock GATE inside their
+    transaction, after their routes were written, before they commit (on PostgreSQL
+    the registration and its routes are one statement: the wait is its last part)."""
+    class Gated(RouteRecord):
+        def __call__(self, ids):
+            yield Q("SELECT pg_advisory_xact_lock(?, ?)", GATE)
+            return (yield from super().__call__(ids))
+
+        def sql_parts(self, written):
+            ctes, params, rows, rows_params = super().sql_parts(written)
+            return (ctes + ", gate AS (SELECT pg_advisory_xact_lock(?, ?))",
+                    tuple(params) + GATE, rows + " UNION ALL SELECT 6, NULL, NULL FROM gate",
+                    rows_params)
+    instances.route_record = lambda routes: Gated(instances, routes)
+
+
+async def waiting_at_gate(conn):
+    """A transaction waits for an advisory lock (GATE, held on conn)."""
+    cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                             "AND NOT granted")
+    return (await cur.fetchone())[0] > 0
+
+
 async def stop(bridge):
     await bridge.instances.stop()
     await bridge.stop()
@@ -211,14 +235,8 @@ def test_a_command_queued_on_another_instance_while_the_registration_is_in_fligh
             await a.store._run(no_routes)
             a.instances.held.clear()
             # the registration's transaction, its queued commands read, waits at GATE
-            # before it records the route
-            record, reached = a.instances.s_record, []
-
-            def held_back(routes):
-                reached.append(1)
-                yield Q("SELECT pg_advisory_xact_lock(?, ?)", GATE)
-                return (yield from record(routes))
-            a.instances.s_record = held_back
+            # before it commits the route
+            held_at_gate(a.instances)
             looked, look = [], a.instances.look
 
             async def counted_look():
@@ -227,7 +245,7 @@ def test_a_command_queued_on_another_instance_while_the_registration_is_in_fligh
             a.instances.look = counted_look
             await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
             registering = asyncio.ensure_future(register(local, "hp-1", dev))
-            assert await until(lambda: reached)
+            assert await until(lambda: waiting_at_gate(gate))
             cmd = await b.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 1})   # wakes a
             assert await until(lambda: looked, timeout=30), "a did not look when woken"
             await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
@@ -242,4 +260,48 @@ def test_a_command_queued_on_another_instance_while_the_registration_is_in_fligh
             await gate.close()
             await stop(b)
             await stop(a)
+    asyncio.run(main())
+
+
+def test_a_registration_after_the_instance_stopped_is_refused_busy_and_records_nothing(
+        tmp_path, pg_url):
+    async def main():
+        a, local = await instance(tmp_path, pg_url, "a")
+        try:
+            await a.instances.stop()
+            local.devices["hp-1"] = dev = hp()
+            reply = await a.device_frame(local.name, None, dev.node.announce(bridge="bridge"))
+            op, _, _, body = F.decode(reply)
+            assert op == F.ERROR and body[0] == BUSY
+            assert "hp-1" not in a.known and "hp-1" not in a.routes
+            assert await a.store.get_device("hp-1") is None
+            assert await a.instances.route_of("hp-1") is None
+        finally:
+            await a.stop()
+            await a.store.close()
+    asyncio.run(main())
+
+
+def test_a_registration_in_flight_when_the_instance_stops_is_stored_before_it_stops(
+        tmp_path, pg_url):
+    async def main():
+        a, local = await instance(tmp_path, pg_url, "a")
+        gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:   # the registration's transaction waits at GATE before it commits the route
+            held_at_gate(a.instances)
+            await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
+            registering = asyncio.ensure_future(register(local, "hp-1", hp()))
+            assert await until(lambda: waiting_at_gate(gate))
+            stopping = asyncio.ensure_future(a.instances.stop())
+            # without the wait, stop() ends in a few loop turns (its tasks, its connection)
+            await asyncio.wait([stopping], timeout=0.2)
+            assert not stopping.done()   # it waits for the registration in flight
+            await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
+            await registering   # answered RESULT: stored
+            await stopping
+            assert (await a.instances.route_of("hp-1"))[0] == "a"
+        finally:
+            await gate.close()
+            await a.stop()
+            await a.store.close()
     asyncio.run(main())

@@ -1,0 +1,127 @@
+"""PostgreSQL registers a batch in one statement: it decides the claims itself
+(registration.Claim.sql_rule) exactly as may_claim does, and a batch with a
+claim it cannot put in SQL still registers; a pooled connection that died while
+idle is replaced and the registration stored (the pool checks one at checkout
+without a round trip: store_postgres._alive).
+
+A real PostgreSQL server (tests/postgres.py, the session's cluster).
+"""
+import asyncio
+import itertools
+
+import psycopg
+import pytest
+
+from spot.cloud_bridge.registration import Claim, may_claim
+from spot.cloud_bridge.store import Announce, ClaimRefused, open_store
+from spot.core.services import HEAT_PUMP
+
+from test_store import pg_server  # noqa: F401  (a fixture)
+from waiting import until
+
+_numbers = itertools.count(1)
+T0 = 1_700_000_000.0
+IDENTITIES = (None, "coap:127.0.0.1", "coap:10.0.0.9", "dtls:a", "dtls:b", "oscore:hp-1")
+
+
+@pytest.fixture
+def pg_url(pg_server):  # noqa: F811
+    name = "regpg%d" % next(_numbers)
+    yield pg_server.create_database(name)
+    pg_server.drop_database(name)
+
+
+def announce(dev, identity, claim, t=T0):
+    return Announce(dev, [[HEAT_PUMP, 1, 0]], [], 2, t, identity,
+                    [("operator", "owner")], ("bridge", "register", {}), claim)
+
+
+def test_postgresql_decides_each_claim_in_its_statement_as_may_claim_does(pg_url):
+    pairs = [(held, claimant) for held in IDENTITIES for claimant in IDENTITIES]
+
+    async def main():
+        store = await open_store(pg_url)
+        try:   # device k registered first under held, then claimed by claimant
+            first = [announce("hp-%d" % k, held, None) for k, (held, _) in enumerate(pairs)]
+            assert (await store.register_devices_waiting(first))[0] == [True] * len(pairs)
+            again = [announce("hp-%d" % k, claimant, Claim(claimant), T0 + 1)
+                     for k, (_, claimant) in enumerate(pairs)]
+            out, waiting, _ = await store.register_devices_waiting(again)
+            assert waiting == set()
+            for k, (held, claimant) in enumerate(pairs):
+                device = await store.get_device("hp-%d" % k)
+                if may_claim(held, claimant):
+                    assert out[k] is False, (held, claimant)
+                    assert device.credential_ref == (claimant or held)
+                    assert device.last_seen == T0 + 1
+                else:
+                    assert isinstance(out[k], ClaimRefused), (held, claimant)
+                    assert out[k].held == held
+                    assert device.credential_ref == held and device.last_seen == T0
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_new_device_gets_its_owner_and_audit_row_once(pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        try:
+            for t in (T0, T0 + 1):
+                await store.register_devices_waiting([announce("hp-1", "dtls:a", Claim("dtls:a"), t)])
+            assert [(p.controller, p.role) for p in await store.pairings("hp-1")] == [
+                ("operator", "owner")]
+            assert len([e for e in await store.list_audit(target="hp-1")
+                        if e.action == "register"]) == 1
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_batch_with_a_claim_not_in_sql_is_decided_by_it(pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        try:
+            await store.register_devices_waiting([announce("hp-1", "dtls:a", None),
+                                                  announce("hp-2", "dtls:a", None)])
+            out, _, _ = await store.register_devices_waiting([
+                announce("hp-1", "dtls:b", lambda held: held == "dtls:b", T0 + 1),
+                announce("hp-2", "dtls:b", Claim("dtls:b"), T0 + 1)])
+            assert isinstance(out[0], ClaimRefused) and isinstance(out[1], ClaimRefused)
+            assert (await store.get_device("hp-1")).last_seen == T0
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+async def kill_others(admin):
+    """End every other connection to admin's database; once they are gone, how many."""
+    others = ("FROM pg_stat_activity WHERE datname = current_database() "
+              "AND pid <> pg_backend_pid()")
+    cur = await admin.execute("SELECT count(pg_terminate_backend(pid)) " + others)
+    killed = (await cur.fetchone())[0]
+
+    async def gone():
+        return (await (await admin.execute("SELECT count(*) " + others)).fetchone())[0] == 0
+    assert await until(gone)
+    return killed
+
+
+def test_a_pooled_connection_that_died_is_replaced_and_the_registration_stored(pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        admin = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            await store.register_devices_waiting([announce("hp-1", "dtls:a", Claim("dtls:a"))])
+            # every connection of the store's pool dies while idle (a server restart)
+            assert await kill_others(admin) >= 1
+            out, _, _ = await store.register_devices_waiting(
+                [announce("hp-2", "dtls:a", Claim("dtls:a"))])   # one statement, no BEGIN
+            assert out == [True]
+            assert await kill_others(admin) >= 1
+            assert await store.upsert_device("hp-3", [[HEAT_PUMP, 1, 0]], [], 0, T0)  # a transaction
+            assert {d.id for d in await store.list_devices()} == {"hp-1", "hp-2", "hp-3"}
+        finally:
+            await admin.close()
+            await store.close()
+    asyncio.run(main())
