@@ -415,8 +415,11 @@ async def _alive(conn):
     connection has nothing to read unless the server sent something, which is how a
     connection closed by the server (restart, idle timeout, pg_terminate_backend: a
     FATAL message, then end of stream) shows; only then is it checked with a round
-    trip (raises when dead: the pool drops it and hands out another)."""
-    if select.select([conn.fileno()], [], [], 0)[0]:
+    trip (raises when dead: the pool drops it and hands out another). poll, not
+    select: a busy bridge's descriptors pass select's limit (1024)."""
+    readable = select.poll()
+    readable.register(conn.fileno(), select.POLLIN)
+    if readable.poll(0):
         await AsyncConnectionPool.check_connection(conn)
 
 

@@ -125,3 +125,36 @@ def test_a_pooled_connection_that_died_is_replaced_and_the_registration_stored(p
             await admin.close()
             await store.close()
     asyncio.run(main())
+
+
+def test_a_store_whose_connections_have_high_descriptor_numbers_still_works(pg_url):
+    """A busy bridge has over a thousand sockets open: the pool's checkout check
+    (store_postgres._alive) must work with a descriptor past select()'s limit."""
+    import os
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("the hard limit of open files is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = []
+
+    async def main():
+        while True:   # every descriptor below 1024 taken: the pool's connections get higher ones
+            fd = os.open(os.devnull, os.O_RDONLY)
+            filler.append(fd)
+            if fd >= 1030:
+                break
+        store = await open_store(pg_url)
+        try:
+            for dev in ("hp-1", "hp-2"):   # each checked out, so checked, again
+                out, _, _ = await asyncio.wait_for(store.register_devices_waiting(
+                    [announce(dev, "dtls:a", Claim("dtls:a"))]), 30)
+                assert out == [True]
+        finally:
+            await store.close()
+    try:
+        asyncio.run(main())
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
