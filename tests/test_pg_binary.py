@@ -1,11 +1,17 @@
 """The store's own PostgreSQL binary forms read back by psycopg's parsers: the COPY
 stream is byte for byte what psycopg's row-by-row writer makes, each array
-parameter loads as the list it was built from."""
+parameter loads as the list it was built from (and, through a real PostgreSQL
+server, tests/postgres.py, as the values it was built from)."""
+import asyncio
+
 import psycopg
 from psycopg.adapt import Transformer
 from psycopg.pq import Format
 
-from spot.cloud_bridge.pg_binary import column_arrays, copy_payload, frames_of, row_arrays
+from spot.cloud_bridge.pg_binary import (DUMPERS, column_arrays, copy_payload, frames_of,
+                                         row_arrays)
+
+from test_store import pg_server  # noqa: F401  (a fixture)
 
 ROWS = [("hp-1", 16, 1, 1700000000.0, "1234"), ("hp-1", 16, 0x7FFFFFFF, 1700000000.5, "-8.25"),
         ("wärme-2", 255, 0, 0.0, '[1, true, "é"]'), ("pv-3", 0, 2, -1.0, "1e+20")]
@@ -61,3 +67,35 @@ def test_rows_of_one_frame_apart_in_the_batch_go_into_that_frame():
 def test_a_frames_objects_come_out_ascending_with_their_values():
     rows = [("hp-1", 16, 8, 5.0, "80"), ("hp-1", 16, 2, 5.0, "20"), ("hp-1", 16, 5, 5.0, "50")]
     assert frames_of(rows)[0] == [("hp-1", 16, 5.0, [2, 5, 8], ["20", "50", "80"])]
+
+
+def test_column_arrays_reach_the_server_as_the_values_they_came_from(pg_server):  # noqa: F811
+    """pg_binary.column_arrays' edge cases through a real server: NULLs, empty arrays,
+    text beyond ASCII and long, each integer type's ends, float specials, JSON text."""
+    types = ("text", "json", "int4", "int8", "float8", "bool")
+    rows = [("wärme-2 ☃ 🔥", '{"é": "🔥"}', 2**31 - 1, 2**63 - 1, float("inf"), True),
+            (None, None, None, None, None, None),
+            ("x" * 100_000, '"%s"' % ("y" * 100_000), -(2**31), -(2**63), -0.0, False),
+            ("", "null", 0, 0, 1e-300, None)]
+
+    pg_url = pg_server.create_database("pgbinary")
+
+    async def main():
+        conn = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:
+            for cls, dumper in DUMPERS.items():
+                conn.adapters.register_dumper(cls, dumper)
+            for batch in (rows, []):
+                cur = await conn.execute(
+                    "SELECT " + ", ".join("%%s::%s[]::text[]" % t if t == "json"
+                                          else "%%s::%s[]" % t for t in types),
+                    column_arrays(types, batch))
+                got = list(await cur.fetchone())
+                want = [list(c) for c in zip(*batch)] if batch else [[]] * len(types)
+                assert got == want
+        finally:
+            await conn.close()
+    try:
+        asyncio.run(main())
+    finally:
+        pg_server.drop_database("pgbinary")
