@@ -158,4 +158,3 @@ def test_a_store_whose_connections_have_high_descriptor_numbers_still_works(pg_u
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
