@@ -77,6 +77,15 @@ def _s_ddl():
         yield Q(stmt, ())
 
 
+# the routes' write (%s: the rows' source) and the hand-over's requeue of the unsent
+# claims of other instances (%s: which devices), as _s_take_routes and RouteRecord run them
+_ROUTE_UPSERT = ("INSERT INTO device_routes (device, instance, transport, address, at) %s "
+                 "ON CONFLICT (device) DO UPDATE SET instance = excluded.instance, "
+                 "transport = excluded.transport, address = excluded.address, at = excluded.at")
+_REQUEUE = ("UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
+            "WHERE device %s AND status = 'claimed' AND claimed_by <> ?")
+
+
 def _s_take_routes(instance, routes, now):
     """Record routes [(device, transport, address)] as held by instance; return the
     devices taken over from another instance (their unsent claims are queued again)."""
@@ -84,17 +93,13 @@ def _s_take_routes(instance, routes, now):
     r = yield Q("SELECT device FROM device_routes WHERE device = ANY(?) AND instance <> ? "
                 "ORDER BY device FOR UPDATE", (devices, instance))
     taken = [row[0] for row in r.rows]
-    yield Q("INSERT INTO device_routes (device, instance, transport, address, at) "
-            "SELECT d, ?, t, a, ? FROM unnest(?::text[], ?::text[], ?::text[]) AS n(d, t, a) "
-            "ORDER BY d ON CONFLICT (device) DO UPDATE SET instance = excluded.instance, "
-            "transport = excluded.transport, address = excluded.address, at = excluded.at",
+    yield Q(_ROUTE_UPSERT % "SELECT d, ?, t, a, ? FROM unnest(?::text[], ?::text[], "
+            "?::text[]) AS n(d, t, a) ORDER BY d",
             (instance, float(now), devices, [r[1] for r in routes], [r[2] for r in routes]))
     if taken:
         # claimed by the instance that held the route and never sent (it died, or the
         # device left it): the new holder delivers them
-        yield Q("UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
-                "WHERE device = ANY(?) AND status = 'claimed' AND claimed_by <> ?",
-                (taken, instance))
+        yield Q(_REQUEUE % "= ANY(?)", (taken, instance))
         yield Q("SELECT pg_notify(?, ?)", (ROUTE, instance))
     return taken
 
@@ -158,20 +163,14 @@ class RouteRecord:
         rows = sorted(self.routes.values())
         ctes = (
             "rin AS (SELECT * FROM unnest(?::text[], ?::text[], ?::text[]) AS r(device, "
-            "transport, address) WHERE r.device IN (SELECT id FROM %(w)s)), "
+            "transport, address) WHERE r.device IN (SELECT id FROM " + written + ")), "
             "rold AS (SELECT device FROM device_routes WHERE device IN (SELECT device FROM rin) "
             "AND instance <> ? ORDER BY device FOR UPDATE), "
-            "rup AS (INSERT INTO device_routes (device, instance, transport, address, at) "
-            "SELECT device, ?, transport, address, ? FROM rin "
-            "WHERE (SELECT count(*) FROM rold) >= 0 ORDER BY device "   # rold locks first
-            "ON CONFLICT (device) DO UPDATE SET instance = excluded.instance, "
-            "transport = excluded.transport, address = excluded.address, at = excluded.at "
-            "RETURNING device), "
-            "rq AS (UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
-            "WHERE device IN (SELECT device FROM rold) AND status = 'claimed' "
-            "AND claimed_by <> ?), "
-            "rn AS (SELECT pg_notify(?, ?) FROM (SELECT 1 FROM rold LIMIT 1) AS x)"
-            % {"w": written})
+            "rup AS (" + _ROUTE_UPSERT % ("SELECT device, ?, transport, address, ? FROM rin "
+                                          "WHERE (SELECT count(*) FROM rold) >= 0 "   # rold first
+                                          "ORDER BY device") + " RETURNING device), "
+            "rq AS (" + _REQUEUE % "IN (SELECT device FROM rold)" + "), "
+            "rn AS (SELECT pg_notify(?, ?) FROM (SELECT 1 FROM rold LIMIT 1) AS x)")
         params = tuple(column_array("text", [r[k] for r in rows]) for k in range(3)) + (
             me, me, float(self.instances.bridge.clock()), me, ROUTE, me)
         selects = (" UNION ALL SELECT 3, device, NULL FROM rup "
