@@ -78,12 +78,17 @@ def _s_ddl():
 
 
 # the routes' write (%s: the rows' source) and the hand-over's requeue of the unsent
-# claims of other instances (%s: which devices), as _s_take_routes and RouteRecord run them
+# claims of other instances (%s: which devices), as _s_take_routes and RouteRecord run them.
+# The requeue takes the queued rows too (unchanged by it): a command the old holder claims
+# after the statement's snapshot (it was queued there) is then waited for and re-read as
+# claimed, and queued again; a condition on 'claimed' alone skips it, and it stays the
+# old holder's, never sent.
 _ROUTE_UPSERT = ("INSERT INTO device_routes (device, instance, transport, address, at) %s "
                  "ON CONFLICT (device) DO UPDATE SET instance = excluded.instance, "
                  "transport = excluded.transport, address = excluded.address, at = excluded.at")
 _REQUEUE = ("UPDATE commands SET status = 'queued', claimed_by = NULL, claimed_at = NULL "
-            "WHERE device %s AND status = 'claimed' AND claimed_by <> ?")
+            "WHERE device %s AND status IN ('queued', 'claimed') "
+            "AND claimed_by IS DISTINCT FROM ?")
 
 
 def _s_take_routes(instance, routes, now):

@@ -219,6 +219,41 @@ def test_a_command_another_instance_claimed_and_never_sent_is_delivered_when_its
     asyncio.run(main())
 
 
+def test_a_command_the_old_instance_claims_while_the_registration_is_in_flight_is_delivered(
+        tmp_path, pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        try:   # hp-1 routed through b, a command queued for it
+            await store._run(_s_ddl)
+            await store.upsert_device("hp-1", [[HEAT_PUMP, 1, 0]], [], 0, T0)
+            await store._run(lambda: _s_take_routes("b", [("hp-1", "coap", "coap://b")], T0))
+            cid = await store.enqueue("hp-1", HEAT_PUMP, F.WRITE, {6: 2}, "operator", T0, T0 + 60)
+        finally:
+            await store.close()
+        a, local = await instance(tmp_path, pg_url, "a")
+        gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:   # the registration takes hp-1's route; while it is in flight b claims the
+            # command (it still believes it holds the route), then dies unsent
+            held_at_gate(a.instances)
+            await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
+            dev = hp()
+            registering = asyncio.ensure_future(register(local, "hp-1", dev))
+            assert await until(lambda: waiting_at_gate(gate))
+            assert (await a.store.claim("hp-1", T0, "b")).id == cid
+            await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
+            await registering
+            await settle(a)
+
+            async def delivered():
+                return (await a.store.get_command(cid)).status == "done"
+            assert await until(delivered), "the claim b took during the hand-over stays b's"
+            assert dev.node.get(HEAT_PUMP, 6) == 2
+        finally:
+            await gate.close()
+            await stop(a)
+    asyncio.run(main())
+
+
 def test_a_command_queued_on_another_instance_while_the_registration_is_in_flight_is_delivered(
         tmp_path, pg_url):
     async def main():
