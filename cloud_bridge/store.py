@@ -810,7 +810,10 @@ class Store(abc.ABC):
     # order); `ok` the rows whose claim holds (%(rule)s: the claim's SQL rule over
     # o.credential_ref and n.claimant, or n.checked: decided already). `old` is read
     # whole (count) before `ok` gives a row: a row the upsert changed first would be
-    # skipped by old's lock (changed by this statement), and the device taken for new
+    # skipped by old's lock (changed by this statement), and the device taken for new.
+    # The upsert's update checks the claim again (%(recheck)s) against the row it meets:
+    # a row another statement inserted after `old` was read (a first registration of
+    # the same id at the same time) is updated only if the claim holds against it
     _REG_PG = (
         "WITH n AS (SELECT * FROM unnest(%(n)s) AS n(id, services, consumes, flags, "
         "credential_ref, first_seen, last_seen, presence, presence_at, claimant, checked)), "
@@ -818,7 +821,8 @@ class Store(abc.ABC):
         "ORDER BY id FOR NO KEY UPDATE), "
         "ok AS (SELECT n.* FROM n LEFT JOIN old o ON o.id = n.id "
         "WHERE (SELECT count(*) FROM old) >= 0 AND (o.id IS NULL OR n.checked OR %(rule)s)), "
-        "d AS (%(upsert)s RETURNING id), "
+        "d AS (%(upsert)s WHERE EXISTS (SELECT 1 FROM n WHERE n.id = excluded.id AND "
+        "(n.checked OR %(recheck)s)) RETURNING id), "
         "p AS (%(pair)s), a AS (%(audit)s)%(more)s "
         "SELECT 0, id, credential_ref FROM old UNION ALL SELECT 1, id, NULL FROM d "
         "UNION ALL (SELECT DISTINCT 2, device, NULL FROM commands "
@@ -849,6 +853,8 @@ class Store(abc.ABC):
             "more": ", " + ctes if ctes else "", "rows": rows_sql,
             "n": ", ".join("?::%s[]" % t for t in self._UPSERT_TYPES + ("text", "bool")),
             "rule": rule("o.credential_ref", "n.claimant") if rule is not None else "false",
+            "recheck": rule("devices.credential_ref", "n.claimant") if rule is not None
+            else "false",
             "upsert": self._UPSERT % ("SELECT " + DEVICE_COLS + " FROM ok ORDER BY id"),
             "pair": self._PAIR_FIRST % (_pg_unnest(self._PAIR_TYPES) + first % (
                 PAIRING_COLS, "device", "device")),

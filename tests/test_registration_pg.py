@@ -1,8 +1,9 @@
 """PostgreSQL registers a batch in one statement: it decides the claims itself
 (registration.Claim.sql_rule) exactly as may_claim does, and a batch with a
-claim it cannot put in SQL still registers; a pooled connection that died while
-idle is replaced and the registration stored (the pool checks one at checkout
-without a round trip: store_postgres._alive).
+claim it cannot put in SQL still registers; of two first registrations of one id
+at the same moment, the later is claimed against the earlier's identity; a pooled
+connection that died while idle is replaced and the registration stored (the pool
+checks one at checkout without a round trip: store_postgres._alive).
 
 A real PostgreSQL server (tests/postgres.py, the session's cluster).
 """
@@ -158,3 +159,55 @@ def test_a_store_whose_connections_have_high_descriptor_numbers_still_works(pg_u
         for fd in filler:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+GATE = (4243, 1)   # an advisory lock a test holds a registration statement at
+
+
+class HeldAtGate:
+    """A `then` folded into the registration statement (as instances.RouteRecord is)
+    whose last part waits at the advisory lock GATE: the statement has written its
+    rows and not committed."""
+
+    @staticmethod
+    def sql_parts(written):
+        return ("gate AS (SELECT pg_advisory_xact_lock(?, ?))", GATE,
+                " UNION ALL SELECT 6, NULL, NULL FROM gate", ())
+
+    @staticmethod
+    def result(rows):
+        return rows
+
+
+def test_a_first_registration_of_an_id_at_the_same_time_as_another_is_claimed_against_it(
+        pg_url):
+    async def main():
+        first_store, second_store = await open_store(pg_url), await open_store(pg_url)
+        gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:   # dtls:a registers hp-1 first; before it commits, a plain CoAP source does
+            await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
+            first = asyncio.ensure_future(first_store.register_devices_waiting(
+                [announce("hp-1", "dtls:a", Claim("dtls:a"))], HeldAtGate()))
+
+            async def held():
+                cur = await gate.execute("SELECT count(*) FROM pg_locks "
+                                         "WHERE locktype = 'advisory' AND NOT granted")
+                return (await cur.fetchone())[0] > 0
+            assert await until(held)
+            second = asyncio.ensure_future(second_store.register_devices_waiting(
+                [announce("hp-1", "coap:10.0.0.9", Claim("coap:10.0.0.9"), T0 + 1)]))
+
+            async def second_waits():   # for the first one's row
+                cur = await gate.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                return (await cur.fetchone())[0] >= 2
+            assert await until(second_waits)
+            await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
+            assert (await first)[0] == [True]
+            assert isinstance((await second)[0][0], ClaimRefused)
+            device = await first_store.get_device("hp-1")
+            assert (device.credential_ref, device.last_seen) == ("dtls:a", T0)
+        finally:
+            await gate.close()
+            await first_store.close()
+            await second_store.close()
+    asyncio.run(main())
