@@ -811,9 +811,10 @@ class Store(abc.ABC):
     # o.credential_ref and n.claimant, or n.checked: decided already). `old` is read
     # whole (count) before `ok` gives a row: a row the upsert changed first would be
     # skipped by old's lock (changed by this statement), and the device taken for new.
-    # The upsert's update checks the claim again (%(recheck)s) against the row it meets:
-    # a row another statement inserted after `old` was read (a first registration of
-    # the same id at the same time) is updated only if the claim holds against it
+    # The upsert's update checks the claim again (%(recheck)s) against a row it meets
+    # that `old` did not read: one another statement inserted meanwhile (a first
+    # registration of the same id at the same time) is updated only if the claim holds
+    # against it (old's rows first: a hashed look-up, not a scan of n for each row)
     _REG_PG = (
         "WITH n AS (SELECT * FROM unnest(%(n)s) AS n(id, services, consumes, flags, "
         "credential_ref, first_seen, last_seen, presence, presence_at, claimant, checked)), "
@@ -821,8 +822,8 @@ class Store(abc.ABC):
         "ORDER BY id FOR NO KEY UPDATE), "
         "ok AS (SELECT n.* FROM n LEFT JOIN old o ON o.id = n.id "
         "WHERE (SELECT count(*) FROM old) >= 0 AND (o.id IS NULL OR n.checked OR %(rule)s)), "
-        "d AS (%(upsert)s WHERE EXISTS (SELECT 1 FROM n WHERE n.id = excluded.id AND "
-        "(n.checked OR %(recheck)s)) RETURNING id), "
+        "d AS (%(upsert)s WHERE devices.id IN (SELECT id FROM old) OR EXISTS (SELECT 1 "
+        "FROM n WHERE n.id = excluded.id AND (n.checked OR %(recheck)s)) RETURNING id), "
         "p AS (%(pair)s), a AS (%(audit)s)%(more)s "
         "SELECT 0, id, credential_ref FROM old UNION ALL SELECT 1, id, NULL FROM d "
         "UNION ALL (SELECT DISTINCT 2, device, NULL FROM commands "
