@@ -3,7 +3,7 @@
     python3 bench/bridge_fanout.py            # markdown table for docs/benchmarks.md
     python3 bench/bridge_fanout.py --quick    # 100 and 1 000 devices, SQLite only
     python3 bench/bridge_fanout.py --sizes=1000,10000 --baseline=../spot-before --repeat=2
-    python3 bench/bridge_fanout.py --sizes=10000 --stores=sqlite --profile=/tmp/prof
+    python3 bench/bridge_fanout.py --sizes=10000 --stores=sqlite --profile=prof
 
 Options: --sizes=N,N (devices per cell), --stores=sqlite,postgresql, --window=64
 (ANNOUNCEs the device process keeps in flight while registering),

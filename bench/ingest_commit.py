@@ -1,8 +1,8 @@
 """Group commit alone: cloud_bridge/ingest.py on a real SQLite store, no network.
 
     python3 bench/ingest_commit.py                       # this tree
-    mkdir /tmp/base && git archive <commit> | tar -x -C /tmp/base
-    python3 bench/ingest_commit.py --baseline=/tmp/base  # and that tree's, alternating
+    mkdir ../spot-before && git archive <commit> | tar -x -C ../spot-before
+    python3 bench/ingest_commit.py --baseline=../spot-before  # and that tree's, alternating
 
 N simulated devices (default 1 000) each await Ingest.add() of one 21-value
 heat pump NOTIFY (the rows bench/bridge_ingest.py's frames make) in a closed
