@@ -374,7 +374,7 @@ async def group_command(request):
     if not done and not refused:   # the group's members are read once, by submit_group
         raise V.ApiError(404, "no device in group %r" % group)
     # counts, not ids: refused devices may be ones the caller may not even see
-    return ok({"group": group, "commands": [V.command_json(c) for c in done],
+    return ok({"group": group, "commands": V.commands_json(done),
                "queued": len(done), "refused": len(refused)}, 202)
 
 

@@ -595,6 +595,25 @@ def command_json(c):
     }
 
 
+def commands_json(cs):
+    """[command_json(c) for c in cs], faster for a group command's: a command that
+    differs from the one before it only in id and device (the same body and result
+    objects, equal other fields) gets a copy of that one's JSON with its own two."""
+    out, last, shared = [], None, None
+    for c in cs:
+        if last is None or not (c.body is last.body and c.result is last.result
+                                and _rest(c) == _rest(last)):
+            shared = command_json(c)
+        out.append(dict(shared, id=c.id, device=c.device))
+        last = c
+    return out
+
+
+def _rest(c):
+    return (c.service, c.op, c.actor, c.status, c.created_at, c.expires_at, c.timeout,
+            c.claimed_by, c.claimed_at, c.mid, c.sent_at, c.completed_at)
+
+
 def result_values(c):
     """A done READ's or SUBSCRIBE's result by object name: {name: {value (SI), unit}};
     None for other commands ("result" keeps the wire form)."""

@@ -600,15 +600,18 @@ class Bridge:
             return []
         now = self.clock()
         expires = now + (expires_in if expires_in is not None else self.config.command_expiry)
+        timeout = timeout or self.config.command_timeout
         ids = await self.store.enqueue_many(devices, service, op, body, actor, now, expires,
-                                            timeout or self.config.command_timeout)
+                                            timeout)
         if op == F.SUBSCRIBE:   # in the book before delivery can settle it
             for cid, device, manager in zip(ids, devices, managed):
                 self.subscriptions.queue(cid, device, actor, manager)
         for cid, device in zip(ids, devices):
             self._command_event(cid, device, "queued")
             self._kick(device)
-        return await self.store.get_commands(ids)
+        # what the store holds now (committed), not read back: a read of every row would
+        # hold the store's queue while the first deliveries wait to record their sends
+        return S.queued_commands(ids, devices, service, op, body, actor, now, expires, timeout)
 
     async def push_plan(self, actor, device, plan_id, start, expiry, primacy, entries,
                         expires_in=None):

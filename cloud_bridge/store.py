@@ -489,6 +489,18 @@ def command_of(r):
                    t_out(r[14]), load_value(r[15]))
 
 
+def queued_commands(ids, devices, service, op, body, actor, now, expires_at, timeout):
+    """The Commands that enqueue_many(devices, service, op, body, actor, now, expires_at,
+    timeout) stored under ids, as get_commands would read them right after (status
+    queued): a group command's answer without reading its 10 000 rows back while their
+    deliveries start. The body is its stored form decoded, once, and shared."""
+    stored = load_value(dump_value(body))
+    created, expires = t_out(float(now)), t_out(None if expires_at is None else float(expires_at))
+    timeout = t_out(None if timeout is None else float(timeout))
+    return [Command(cid, device, service, op, stored, actor, "queued", created, expires, timeout,
+                    None, None, None, None, None, None) for cid, device in zip(ids, devices)]
+
+
 def plan_of(r):
     return Plan(r[0], r[1], t_out(r[2]), t_out(r[3]), r[4], load_value(r[5]), r[6], r[7],
                 r[8], t_out(r[9]), t_out(r[10]))

@@ -507,6 +507,16 @@ async def test_enqueue_many_queues_one_command_per_device_in_order(s, url):
 
 
 @store_test
+async def test_queued_commands_are_the_commands_enqueue_many_stored_as_read_back(s, url):
+    for dev in ("hp-1", "hp-2"):
+        await add_device(s, dev)
+    body = {6: 3.5, 7: b"\x00\xff", 8: [1, {"a": float("inf")}], 9: {"x": None}}
+    args = (HP, WRITE, body, "op", T0 + 0.25, T0 + 60, 5)
+    ids = await s.enqueue_many(["hp-2", "hp-1"], *args)
+    assert S.queued_commands(ids, ["hp-2", "hp-1"], *args) == await s.get_commands(ids)
+
+
+@store_test
 async def test_enqueue_many_and_get_commands_take_any_iterable(s, url):
     await add_device(s)
     ids = await s.enqueue_many(iter(["hp-1", "hp-1"]), HP, WRITE, {6: 1}, "op", T0)
