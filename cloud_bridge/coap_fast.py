@@ -28,6 +28,7 @@ the endpoint caches its answers. Every other datagram, and every other answer
 import asyncio
 import collections
 import logging
+import os
 import socket
 from functools import partial
 
@@ -54,6 +55,24 @@ _LINKS = b'</s>;rt="spot.bus";ct=65000'   # /.well-known/core (RFC 6690)
 _LINK_FORMAT = 40
 _CON_LIFETIME_MS = 247000                 # EXCHANGE_LIFETIME (RFC 7252 4.8.2)
 _NON_LIFETIME_MS = 145000
+
+
+def _random_ahead(size=128):
+    """32 random bits a call from os.urandom, drawn `size` bytes at a time. The bridge
+    draws two for each command it sends (token, ACK timeout) and each system call lets
+    the GIL go: with the store's thread busy one took about 0.1 ms instead of 0.4 us
+    (a twentieth of the loop in a 10 000-device fan-out). A board keeps core's
+    default, one call a draw, and no buffer in its heap."""
+    ahead = memoryview(b"")
+
+    def rand():
+        nonlocal ahead
+        if len(ahead) < 4:
+            ahead = memoryview(os.urandom(size))
+        bits = int.from_bytes(ahead[:4], "big")
+        ahead = ahead[4:]
+        return bits
+    return rand
 
 
 class FleetEndpoint(Endpoint):
@@ -263,7 +282,7 @@ class FastBusServer(BusRoutes):
         self.receive_buffer = receive_buffer   # SO_RCVBUF asked for, bytes
         self.unparsable = 0
         self.endpoint = FleetEndpoint(
-            self._handle, hold_acks=True, max_body=65536, max_datagram=4096,
+            self._handle, rand=_random_ahead(), hold_acks=True, max_body=65536, max_datagram=4096,
             max_dedupe=max_dedupe, max_pending=max_exchanges, max_exchanges=max_exchanges,
             max_buffers=1024, max_observers=0, max_events=max_exchanges * 4)
         self.driver = None

@@ -38,29 +38,16 @@ _ACK_TIMEOUT_MS = const(2000)
 _MAX_RETRANSMIT = const(4)
 _EXCHANGE_LIFETIME_MS = const(247000)
 _NON_LIFETIME_MS = const(145000)
-_RAND_AHEAD = const(128)   # random bytes drawn per system call (32 draws)
 
 
 def _default_rand():
-    """32 random bits a call: os.urandom's, drawn _RAND_AHEAD bytes at a time (a bridge
-    draws two for each command it sends: one system call each was a twentieth of its
-    loop in a 10 000-device fan-out), else the random module's."""
     try:
         from os import urandom
         urandom(4)
+        return lambda: int.from_bytes(urandom(4), 'big')
     except (ImportError, AttributeError, OSError, NotImplementedError):
         import random
         return lambda: random.getrandbits(32)
-    ahead = [b'', 0]   # bytes drawn ahead, offset of the next unused four
-
-    def rand():
-        buf, i = ahead
-        if i + 4 > len(buf):
-            buf, i = urandom(_RAND_AHEAD), 0
-            ahead[0] = buf
-        ahead[1] = i + 4
-        return int.from_bytes(buf[i:i + 4], 'big')
-    return rand
 
 
 class Transmission:

@@ -14,6 +14,7 @@ import pytest
 from adversarial_peers import HP, RawCoap, announce, bridge, code, notify
 from netutil import free_udp_port
 from waiting import until
+from spot.cloud_bridge import coap_fast
 from spot.cloud_bridge.coap_fast import PENDING, FastBusServer
 from spot.cloud_bridge.store import StoreError
 from spot.core import coap as M
@@ -339,3 +340,15 @@ def test_a_notify_answered_after_the_server_stopped_sends_nothing_and_raises_not
         assert device.replies.empty()
         device.close()
     run(main())
+
+
+def test_the_bridge_endpoint_draws_random_numbers_from_urandom_a_block_at_a_time(monkeypatch):
+    calls = []
+
+    def urandom(n):
+        calls.append(n)
+        return bytes(range(len(calls) * 16, len(calls) * 16 + n))
+    monkeypatch.setattr(coap_fast.os, "urandom", urandom)
+    rand = coap_fast._random_ahead(8)
+    assert [rand(), rand(), rand()] == [0x10111213, 0x14151617, 0x20212223]
+    assert calls == [8, 8]
