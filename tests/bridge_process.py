@@ -63,8 +63,15 @@ class BridgeProcess:
                 line += chunk
         if b"SPOT bridge running" not in line:
             self.kill()
-            with open(os.path.join(self.data, "bridge.log"), "rb") as f:
-                raise AssertionError("spot bridge did not start: %r %s" % (line, f.read()[-2000:]))
+            log = os.path.join(self.data, "bridge.log")
+            with open(log, "rb") as f:
+                said = f.read()[-2000:]
+            # kept apart, so that the log of the run that starts is that run's alone
+            # (bridges() tries again when a probed port was taken meanwhile)
+            with open(log + ".failed-starts", "ab") as f, open(log, "rb") as g:
+                f.write(g.read())
+            os.remove(log)
+            raise AssertionError("spot bridge did not start: %r %s" % (line, said))
         return self
 
     def kill(self):
