@@ -609,9 +609,12 @@ def commands_json(cs):
     return out
 
 
+# a Command's fields other than id, device, body and result (compared by identity)
+_REST = tuple(f for f in S.Command.__slots__ if f not in ("id", "device", "body", "result"))
+
+
 def _rest(c):
-    return (c.service, c.op, c.actor, c.status, c.created_at, c.expires_at, c.timeout,
-            c.claimed_by, c.claimed_at, c.mid, c.sent_at, c.completed_at)
+    return tuple(getattr(c, f) for f in _REST)
 
 
 def result_values(c):
