@@ -189,6 +189,25 @@ async def waiting_at_gate(conn):
     return (await cur.fetchone())[0] > 0
 
 
+async def routed_through_b_with_a_command(pg_url):
+    """hp-1 registered and routed through instance b, a WRITE queued for it: its id."""
+    store = await open_store(pg_url)
+    try:
+        await store._run(_s_ddl)
+        await store.upsert_device("hp-1", [[HEAT_PUMP, 1, 0]], [], 0, T0)
+        await store._run(lambda: _s_take_routes("b", [("hp-1", "coap", "coap://b")], T0))
+        return await store.enqueue("hp-1", HEAT_PUMP, F.WRITE, {6: 2}, "operator", T0, T0 + 60)
+    finally:
+        await store.close()
+
+
+def done(bridge, cid):
+    """For until(): whether command cid is done."""
+    async def check():
+        return (await bridge.store.get_command(cid)).status == "done"
+    return check
+
+
 async def stop(bridge):
     await bridge.instances.stop()
     await bridge.stop()
@@ -198,12 +217,10 @@ async def stop(bridge):
 def test_a_command_another_instance_claimed_and_never_sent_is_delivered_when_its_device_registers_here(
         tmp_path, pg_url):
     async def main():
+        # hp-1 was routed through b, which claimed its command and died unsent
+        cid = await routed_through_b_with_a_command(pg_url)
         store = await open_store(pg_url)
-        try:   # hp-1 was routed through b, which claimed its command and died unsent
-            await store._run(_s_ddl)
-            await store.upsert_device("hp-1", [[HEAT_PUMP, 1, 0]], [], 0, T0)
-            await store._run(lambda: _s_take_routes("b", [("hp-1", "coap", "coap://b")], T0))
-            cid = await store.enqueue("hp-1", HEAT_PUMP, F.WRITE, {6: 2}, "operator", T0, T0 + 60)
+        try:
             assert (await store.claim("hp-1", T0, "b")).id == cid
         finally:
             await store.close()
@@ -222,14 +239,7 @@ def test_a_command_another_instance_claimed_and_never_sent_is_delivered_when_its
 def test_a_command_the_old_instance_claims_while_the_registration_is_in_flight_is_delivered(
         tmp_path, pg_url):
     async def main():
-        store = await open_store(pg_url)
-        try:   # hp-1 routed through b, a command queued for it
-            await store._run(_s_ddl)
-            await store.upsert_device("hp-1", [[HEAT_PUMP, 1, 0]], [], 0, T0)
-            await store._run(lambda: _s_take_routes("b", [("hp-1", "coap", "coap://b")], T0))
-            cid = await store.enqueue("hp-1", HEAT_PUMP, F.WRITE, {6: 2}, "operator", T0, T0 + 60)
-        finally:
-            await store.close()
+        cid = await routed_through_b_with_a_command(pg_url)
         a, local = await instance(tmp_path, pg_url, "a")
         gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
         try:   # the registration takes hp-1's route; while it is in flight b claims the
@@ -243,10 +253,7 @@ def test_a_command_the_old_instance_claims_while_the_registration_is_in_flight_i
             await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
             await registering
             await settle(a)
-
-            async def delivered():
-                return (await a.store.get_command(cid)).status == "done"
-            assert await until(delivered), "the claim b took during the hand-over stays b's"
+            assert await until(done(a, cid)), "the claim b took during the hand-over stays b's"
             assert dev.node.get(HEAT_PUMP, 6) == 2
         finally:
             await gate.close()
@@ -285,10 +292,7 @@ def test_a_command_queued_on_another_instance_while_the_registration_is_in_fligh
             assert await until(lambda: looked, timeout=30), "a did not look when woken"
             await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
             await registering
-
-            async def delivered():
-                return (await a.store.get_command(cmd.id)).status == "done"
-            assert await until(delivered, timeout=30), "the command waits for the next poll"
+            assert await until(done(a, cmd.id), timeout=30), "the command waits for the next poll"
             assert dev.node.get(HEAT_PUMP, 6) == 1
             assert len(looked) >= 2   # a looked again once the route was stored
         finally:
