@@ -169,9 +169,10 @@ class CoapLink:
         reply now; or PENDING, and answer(reply, None) comes once the bridge stored the
         frame's rows (or did not: BUSY), answer(None, error) if it failed; or LATER (an
         ANNOUNCE: await _frame)."""
-        if len(frame) > 1 and frame[0] & 0x0F == F.ANNOUNCE:
+        head = F.peek(frame)
+        if head is not None and head[1] == F.ANNOUNCE:
             return LATER
-        if type(remote) is not tuple and getattr(remote, "security_context", None) is not None:
+        if getattr(remote, "security_context", None) is not None:
             # known by its context; it must have announced in it since the link started
             owner = self._context_owner(remote)
             route = self.server.devices.get(owner)
@@ -192,7 +193,7 @@ class CoapLink:
 
     def _stored(self, frame, answer, reply, error):
         """frame_nowait's answer once the bridge stored its rows or did not (BUSY)."""
-        if error is not None and isinstance(error, StoreError):
+        if isinstance(error, StoreError):
             answer(self._not_stored(frame), None)
         else:
             answer(reply, error)
