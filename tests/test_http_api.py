@@ -427,6 +427,16 @@ def test_group_command_fans_out_and_counts_refused_devices(tmp_path):
              devices=(("heat_pump", "hp-0001"), ("heat_pump", "hp-0002")))
 
 
+def test_group_command_with_a_bad_body_is_refused_400_even_for_an_empty_group(tmp_path):
+    async def body(api):
+        status, err = await api.post("/api/v1/groups/south/commands",
+                                     {"service": "heat_pump", "op": "fly"})
+        assert status == 400 and err["error"].startswith("op must be one of"), err
+        _, cmds = await api.get("/api/v1/devices/hp-0001/commands")
+        assert cmds == []
+    scenario(tmp_path, body)
+
+
 # ------------------------------------------------------------------ plans
 
 def test_plan_with_si_values_is_pushed_accepted_and_listed(tmp_path):
