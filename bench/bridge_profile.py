@@ -40,6 +40,8 @@ PARTS = (
      re.compile(r"/core/(cbor|frame)\.py|/cloud_bridge/frame_decode\.py")),
     ("SPOT CoAP endpoint (core/coap*.py, cloud_bridge/coap_fast.py: the coap:// path)",
      re.compile(r"/core/coap[a-z_]*\.py|/cloud_bridge/coap_fast\.py")),
+    ("SPOT MQTT session (core/mqtt*.py, cloud_bridge/mqtt_session.py: packets in, PUBACKs out)",
+     re.compile(r"/core/mqtt[a-z_]*\.py|/cloud_bridge/mqtt_session\.py")),
     ("bridge ingest (cloud_bridge/: service, ingest, coap_link, metrics, events; "
      "ports/cpython/ CoAP adapter)", re.compile(r"/cloud_bridge/|/ports/cpython/")),
     ("aiocoap (message parsing, exchange state, transports)", re.compile(r"/aiocoap/")),

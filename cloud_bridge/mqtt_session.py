@@ -107,9 +107,10 @@ class MqttSession(asyncio.Protocol):
         self._flush_due = False
         self._timer = None
         self._stopping = False
-        self._delay = reconnect_delay[0]
+        self._delay = None         # the last wait before reconnecting; None after a CONNACK
         self._sub_pid = None
         self._connecting = None
+        self._lost = None          # stop() waits on it for the socket to close
 
     # ------------------------------------------------------------ lifecycle
 
@@ -136,8 +137,12 @@ class MqttSession(asyncio.Protocol):
         if transport is not None:
             self._flush()
             transport.write(self.client.disconnect(self._now()))
-            transport.close()
-            self.transport = None
+            self._lost = self.loop.create_future()
+            transport.close()   # the DISCONNECT goes out before the socket closes
+            try:
+                await asyncio.wait_for(self._lost, 2)
+            except asyncio.TimeoutError:
+                transport.abort()
 
     def _now(self):
         return int(self.loop.time() * 1000)
@@ -151,16 +156,18 @@ class MqttSession(asyncio.Protocol):
                 return
             except (OSError, ssl.SSLError) as e:
                 self.last_error = "connect to %s:%s failed: %s" % (self.host, self.port, e)
-                log.info("MQTT %s; again in %s s", self.last_error, self._delay)
+                log.info("MQTT %s; again in %s s", self.last_error, self._next_delay())
             await asyncio.sleep(self._delay)
-            self._delay = min(self._delay * 2, self.reconnect_delay[1])
+
+    def _next_delay(self):
+        """1, 2, 4 ... 30 s (reconnect_delay) since the last CONNACK."""
+        first, most = self.reconnect_delay
+        self._delay = first if self._delay is None else min(self._delay * 2, most)
+        return self._delay
 
     def _reconnect_later(self):
-        if self._stopping:
-            return
-        delay = self._delay
-        self._delay = min(self._delay * 2, self.reconnect_delay[1])
-        self.loop.call_later(delay, self._restart)
+        if not self._stopping:
+            self.loop.call_later(self._next_delay(), self._restart)
 
     def _restart(self):
         if not self._stopping and self.transport is None:
@@ -177,6 +184,8 @@ class MqttSession(asyncio.Protocol):
 
     def connection_lost(self, exc):
         self.transport = None
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -210,7 +219,7 @@ class MqttSession(asyncio.Protocol):
                     log.exception("handling MQTT message on %r", e.topic)
             elif kind == EV_CONNECTED:
                 self.connections += 1
-                self._delay = self.reconnect_delay[0]
+                self._delay = None
                 # every time, session present or not: the filters may have changed
                 self._sub_pid = self.client.subscribe_now(self.filters)
             elif kind == EV_SUBACK:
