@@ -45,7 +45,7 @@ PARTS = (
     ("bridge ingest (cloud_bridge/: service, ingest, coap_link, metrics, events; "
      "ports/cpython/ CoAP adapter)", re.compile(r"/cloud_bridge/|/ports/cpython/")),
     ("aiocoap (message parsing, exchange state, transports)", re.compile(r"/aiocoap/")),
-    ("paho-mqtt (its network thread: packets in, PUBACKs out)", re.compile(r"/paho/")),
+    ("paho-mqtt (its network thread, in trees before the MQTT session)", re.compile(r"/paho/")),
     ("asyncio event loop and selectors", re.compile(r"/asyncio/|/selectors\.py")),
     ("thread-pool hand-off (concurrent.futures: the store's worker thread waking)",
      re.compile(r"/concurrent/futures/")),

@@ -1,4 +1,9 @@
-"""SPOT over MQTT, cloud side: the bridge's transport on paho-mqtt 2.x.
+"""SPOT over MQTT, cloud side, on paho-mqtt 2.x (`pip install ".[paho]"`).
+
+`spot bridge` does not use this module: its MQTT link is cloud_bridge/mqtt_link.py
+on core's sans-I/O client in the event loop (cloud_bridge/mqtt_session.py). This
+one is for other cloud-side programs that want a thread of their own and OSCORE
+contexts per device.
 
 BridgeMqtt keeps one MQTT 3.1.1 session (TLS optional) and speaks the topic
 scheme of spec section 9.2 (core.mqtt_binding):
