@@ -6,7 +6,9 @@ sent, and the session is persistent (a fixed client id, clean session off), so
 a bridge that dies mid-way, or is down while devices publish, gets those
 messages from the broker when it is back. The broker must queue enough for
 it: raise max_queued_messages and max_inflight_messages for the bridge's
-client above mosquitto's defaults. Commands go out on the device's /down topic
+client above mosquitto's defaults, and keep message_size_limit at what the
+bridge should hold in memory for one message (the bridge takes any size MQTT
+allows: one it refused would come back after every reconnect). Commands go out on the device's /down topic
 at QoS 1 (queued while the link is down); the RESULT or ERROR is matched by
 (device, message id).
 

@@ -24,14 +24,17 @@ import asyncio
 import logging
 import ssl
 
-from ..core.mqtt import encode_puback
+from ..core.mqtt import MAX_REMAINING_LENGTH, encode_puback
 from ..core.mqtt_client import (MqttClient, DISCONNECTED, EV_CONNECTED, EV_DISCONNECTED,
                                 EV_MESSAGE, EV_SUBACK)
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0   # seconds between runs of the client's timers
-MAX_PACKET = 1 << 20
+# No limit of the bridge's own below MQTT's (as paho had none): a packet refused here
+# would come back from the broker after every reconnect. The broker's limit
+# (mosquitto's message_size_limit) is the one that protects the bridge.
+MAX_PACKET = MAX_REMAINING_LENGTH + 5
 
 
 class _Outbox:
@@ -86,7 +89,7 @@ class MqttSession(asyncio.Protocol):
 
     def __init__(self, host, port, client_id, filters, on_message, ssl_context=None,
                  username=None, password=None, keepalive=30, clean_session=False,
-                 reconnect_delay=(1, 30), on_ready=None):
+                 reconnect_delay=(1, 30), on_ready=None, max_packet=MAX_PACKET):
         self.host = host
         self.port = port
         self.ssl = ssl_context
@@ -96,7 +99,7 @@ class MqttSession(asyncio.Protocol):
         self.reconnect_delay = reconnect_delay
         self.client = _Client(client_id, keepalive=keepalive, clean_session=clean_session,
                               username=username, password=password, outbox=_Outbox(),
-                              retry_ms=60000, max_packet=MAX_PACKET)
+                              retry_ms=60000, max_packet=max_packet)
         self.loop = None
         self.transport = None
         self.generation = 0        # counts connections; an ack names the one it is for

@@ -176,10 +176,10 @@ class FakeBroker:
         await self.server.wait_closed()
 
 
-def session_on(fake, received):
+def session_on(fake, received, **options):
     s = MqttSession("127.0.0.1", fake.port, "spot-test", [("spot/v1/+/+/up", 1)],
                     lambda topic, payload, pid, gen: received.append((topic, pid, gen)),
-                    reconnect_delay=QUICK)
+                    reconnect_delay=QUICK, **options)
     return s.start()
 
 
@@ -202,16 +202,16 @@ def test_a_malformed_packet_from_the_broker_closes_the_connection_with_the_reaso
     asyncio.run(asyncio.wait_for(main(), 20))
 
 
-def test_a_packet_longer_than_the_maximum_is_refused_before_it_is_read():
+def test_a_packet_longer_than_the_session_s_maximum_is_refused_before_it_is_read():
     async def main():
         fake = await FakeBroker().start()
-        session = session_on(fake, [])
+        session = session_on(fake, [], max_packet=4096)
         try:
             assert await until(session.ready.is_set)
             fake.send(b"\x30\xff\xff\xff\x7f")   # announces 256 MiB
             assert await until(lambda: fake.closed[0])
-            assert session.last_error.startswith("malformed packet: packet of 268435460 bytes "
-                                                 "exceeds the maximum")
+            assert session.last_error == ("malformed packet: packet of 268435460 bytes "
+                                          "exceeds the maximum of 4096")
         finally:
             await session.stop()
             await fake.close()
