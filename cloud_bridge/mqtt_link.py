@@ -81,12 +81,17 @@ class MqttLink:
         return filters
 
     async def start(self, timeout=10):
-        self.session.start()
-        try:   # as before: a broker not there yet is reconnected to in the background
-            await asyncio.wait_for(self.session.ready.wait(), timeout)
-        except asyncio.TimeoutError:
-            log.warning("MQTT not subscribed after %s s (%s); retrying in the background",
-                        timeout, self.session.last_error)
+        """Connect; returns once subscribed, or after the first failure (a broker not
+        there yet, a refused login or certificate: retried in the background)."""
+        session = self.session.start()
+        waits = [asyncio.ensure_future(session.ready.wait()),
+                 asyncio.ensure_future(session.failed.wait())]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if not session.ready.is_set():
+            log.warning("MQTT not subscribed yet (%s); retrying in the background",
+                        session.last_error or "no answer in %s s" % timeout)
         return self
 
     async def stop(self):

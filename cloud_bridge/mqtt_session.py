@@ -31,6 +31,7 @@ from ..core.mqtt_client import (MqttClient, DISCONNECTED, EV_CONNECTED, EV_DISCO
 log = logging.getLogger(__name__)
 
 TICK = 1.0   # seconds between runs of the client's timers
+CONNECT_TIMEOUT = 15.0   # seconds for TCP and TLS to a broker (then the next try)
 # No limit of the bridge's own below MQTT's (as paho had none): a packet refused here
 # would come back from the broker after every reconnect. The broker's limit
 # (mosquitto's message_size_limit) is the one that protects the bridge.
@@ -105,7 +106,8 @@ class MqttSession(asyncio.Protocol):
         self.generation = 0        # counts connections; an ack names the one it is for
         self.connections = 0       # CONNACKs received
         self.last_error = None     # why the last connection ended
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()     # subscribed on the current connection
+        self.failed = asyncio.Event()    # the last attempt or connection ended in an error
         self._acks = bytearray()   # PUBACKs of this loop turn
         self._flush_due = False
         self._timer = None
@@ -153,12 +155,14 @@ class MqttSession(asyncio.Protocol):
     async def _connect(self):
         while not self._stopping:
             try:
-                await self.loop.create_connection(
+                await asyncio.wait_for(self.loop.create_connection(
                     lambda: self, self.host, self.port, ssl=self.ssl,
-                    server_hostname=self.host if self.ssl is not None else None)
+                    server_hostname=self.host if self.ssl is not None else None),
+                    CONNECT_TIMEOUT)
                 return
-            except (OSError, ssl.SSLError) as e:
+            except (OSError, ssl.SSLError) as e:   # TimeoutError is an OSError
                 self.last_error = "connect to %s:%s failed: %s" % (self.host, self.port, e)
+                self.failed.set()
                 log.info("MQTT %s; again in %s s", self.last_error, self._next_delay())
             await asyncio.sleep(self._delay)
 
@@ -232,7 +236,9 @@ class MqttSession(asyncio.Protocol):
                         self.last_error = "subscription refused: %s" % (
                             [self.filters[i][0] for i in refused if i < len(self.filters)])
                         log.error("MQTT %s", self.last_error)
+                        self.failed.set()
                     else:
+                        self.failed.clear()
                         self.ready.set()
                         if self.on_ready is not None:
                             self.on_ready()
@@ -240,6 +246,7 @@ class MqttSession(asyncio.Protocol):
                 self.ready.clear()
                 if e.error:
                     self.last_error = e.reason
+                    self.failed.set()
                     log.warning("MQTT link to %s:%s closed: %s", self.host, self.port, e.reason)
                 if self.transport is not None:
                     self.transport.close()   # connection_lost reconnects

@@ -81,13 +81,12 @@ def test_the_link_connects_again_after_the_broker_restarts_and_stores_what_follo
         async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
             session = parts.mqtt.session
             session.reconnect_delay = QUICK
-            device = await registered_device(parts, broker.port)
-            device.stop()
+            assert session.ready.is_set()
             broker.stop()
             assert await until(lambda: not session.ready.is_set())
             await asyncio.to_thread(broker.start)   # same port, its persisted sessions
             assert await until(session.ready.is_set)
-            device = Device(broker.port)
+            device = await registered_device(parts, broker.port)
             try:
                 t = int(time.time()) - 30
                 await device.publish("spot/v1/hp-mq/10/up", notify(t=t, values={11: 9}))
@@ -117,6 +116,27 @@ def test_over_mqtts_with_the_ca_a_birth_registers_the_device(tmp_path):
                 assert parts.mqtt.session.ready.is_set()
                 assert await until(lambda: "hp-tls" in parts.bridge.known)
         asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        tls_broker.stop()
+
+
+def test_over_mqtts_a_broker_whose_certificate_the_ca_did_not_sign_is_not_trusted(tmp_path):
+    certs = make_ca_and_server_cert(str(tmp_path))
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    wrong_ca = make_ca_and_server_cert(str(other))["ca"]
+    d = tmp_path / "tls-broker"
+    d.mkdir()
+    tls_broker = Broker(str(d), tls=certs)
+    tls_broker.start()
+    try:
+        async def main():
+            async with bridge(tmp_path, mqtt_url="mqtts://127.0.0.1:%d" % tls_broker.port,
+                              mqtt_ca=wrong_ca) as parts:
+                session = parts.mqtt.session
+                assert not session.ready.is_set() and session.connections == 0
+                assert "CERTIFICATE_VERIFY_FAILED" in session.last_error
+        asyncio.run(asyncio.wait_for(main(), 40))
     finally:
         tls_broker.stop()
 
