@@ -27,7 +27,7 @@ second process: N simulated devices that speak the real protocol.
   each publishes its birth (ANNOUNCE, retained) and, once the bridge has
   registered every device, NOTIFY frames on spot/v1/<dev>/10/up at QoS 1. The
   broker acknowledges the device; the bridge acknowledges the broker only
-  after commit (paho manual ack), so the generator publishes a fixed number
+  after commit (its MQTT session holds the PUBACK), so the generator publishes a fixed number
   of frames as fast as the broker takes them and the bench times how long
   the bridge takes to store them all (from the first publish to the last
   row counted in /metrics). The broker runs with unlimited queue and
@@ -43,7 +43,7 @@ bridge is stopped and the telemetry table is counted: stored rows must equal
 acknowledged frames x values (CoAP: 2.04 received by the device; MQTT:
 PUBACK from the broker).
 
-CPU: the bridge process (all its threads: event loop, SQLite worker, paho),
+CPU: the bridge process (all its threads: event loop, SQLite worker),
 the load generator, and the whole machine (/proc/stat) over the timed
 window; 100 % = one core. Registration (ANNOUNCE to stored) is timed too.
 

@@ -5,6 +5,7 @@
     python3 bench/bridge_profile.py 1000 30 postgresql
     python3 bench/bridge_profile.py --stacks=stacks.txt   # keep py-spy's raw stacks
     python3 bench/bridge_profile.py 1000 20 sqlite mqtt   # the MQTT ingest path (mosquitto)
+    python3 bench/bridge_profile.py 1000 20 sqlite mqtt --baseline=../spot-before   # another tree
 
 Runs `spot bridge` and the CoAP load generator of bench/bridge_ingest.py
 (21-value heat pump NOTIFY frames, closed loop), and while the load runs
@@ -12,7 +13,9 @@ samples the bridge with py-spy (every thread, idle time excluded, the
 process is not paused: --nonblocking). Each sample is charged to the
 innermost frame of its stack that belongs to one of the parts below (so a
 SPOT decode called from aiocoap's callback counts as SPOT decode); the
-table gives each part's share of the samples, i.e. of bridge CPU.
+table gives each part's share of the samples, i.e. of bridge CPU; a second table
+splits the samples by thread (the event loop, the store's worker, paho's network
+thread in trees that have one).
 
 Then, in the same run, the frame decode alone: core/frame.py's decode (pure
 Python) against the bridge's (cloud_bridge/frame_decode.py: cbor2's C
@@ -40,14 +43,30 @@ PARTS = (
      re.compile(r"/core/(cbor|frame)\.py|/cloud_bridge/frame_decode\.py")),
     ("SPOT CoAP endpoint (core/coap*.py, cloud_bridge/coap_fast.py: the coap:// path)",
      re.compile(r"/core/coap[a-z_]*\.py|/cloud_bridge/coap_fast\.py")),
+    ("SPOT MQTT session (core/mqtt*.py, cloud_bridge/mqtt_session.py: packets in, PUBACKs out)",
+     re.compile(r"/core/mqtt[a-z_]*\.py|/cloud_bridge/mqtt_session\.py")),
     ("bridge ingest (cloud_bridge/: service, ingest, coap_link, metrics, events; "
      "ports/cpython/ CoAP adapter)", re.compile(r"/cloud_bridge/|/ports/cpython/")),
     ("aiocoap (message parsing, exchange state, transports)", re.compile(r"/aiocoap/")),
-    ("paho-mqtt (its network thread: packets in, PUBACKs out)", re.compile(r"/paho/")),
+    ("paho-mqtt (its network thread, in trees before the MQTT session)", re.compile(r"/paho/")),
     ("asyncio event loop and selectors", re.compile(r"/asyncio/|/selectors\.py")),
     ("thread-pool hand-off (concurrent.futures: the store's worker thread waking)",
      re.compile(r"/concurrent/futures/")),
 )
+THREADS = (   # (thread, a function only its stacks hold)
+    ("event loop", "run_forever"),
+    ("store's worker thread", "/concurrent/futures/thread.py"),
+    ("paho's network thread", "/paho/"),
+)
+
+
+def thread_of(stack):
+    for name, mark in THREADS:
+        if mark in stack:
+            return name
+    return "other threads"
+
+
 FRAME = re.compile(r"\(([^():]+):\d+\)$")
 
 
@@ -74,7 +93,8 @@ def decode_times(number=20000):
 
 def main(argv):
     keep = [a.split("=", 1)[1] for a in argv if a.startswith("--stacks=")]
-    argv = [a for a in argv if not a.startswith("--stacks=")]
+    baseline = [a.split("=", 1)[1] for a in argv if a.startswith("--baseline=")]
+    argv = [a for a in argv if not a.startswith(("--stacks=", "--baseline="))]
     n = int(argv[0]) if argv else 1000
     seconds = float(argv[1]) if len(argv) > 1 else 20.0
     store_kind = argv[2] if len(argv) > 2 else "sqlite"
@@ -96,6 +116,7 @@ def main(argv):
         if transport == "mqtt":
             broker = B.fresh_broker(tmp)
         bridge = B.BridgeProcess(os.path.join(tmp, "bridge"), store=store,
+                                 code=B.baseline_path(baseline[0], tmp) if baseline else None,
                                  mqtt="mqtt://127.0.0.1:%d" % broker.port if broker else None)
         bridge.start()
         try:
@@ -131,11 +152,13 @@ def main(argv):
             if broker is not None:
                 broker.stop()
         counts = collections.Counter()
+        threads = collections.Counter()
         with open(out) as f:
             for line in f:
                 stack, _, k = line.rstrip("\n").rpartition(" ")
                 if stack:
                     counts[classify(stack)] += int(k)
+                    threads[thread_of(stack)] += int(k)
         if keep:
             shutil.copy(out, keep[0])
     finally:
@@ -152,6 +175,11 @@ def main(argv):
     print("| part | share of bridge CPU |")
     print("|---|---:|")
     for name, k in counts.most_common():
+        print("| %s | %.0f %% |" % (name, 100.0 * k / total))
+    print()
+    print("| thread | share of bridge CPU |")
+    print("|---|---:|")
+    for name, k in threads.most_common():
         print("| %s | %.0f %% |" % (name, 100.0 * k / total))
     core_us, bridge_us = decode_times()
     print()

@@ -1,26 +1,41 @@
-"""The bridge's MQTT side (ports/cpython/mqtt_transport.BridgeMqtt on paho).
+"""The bridge's MQTT side: the topic scheme of spec 9.2 on cloud_bridge/mqtt_session.py
+(core's sans-I/O MQTT client on the event loop, no network thread).
 
 Births and deaths drive presence; telemetry is stored before its PUBACK is
-sent (paho manual acknowledgement), and the session is persistent (a fixed
-client id, clean session off), so a bridge that dies mid-way, or is down
-while devices publish, gets those messages from the broker when it is back.
-The broker must queue enough for it: raise max_queued_messages and
-max_inflight_messages for the bridge's client above mosquitto's defaults.
-Commands go out on the device's /down topic.
+sent, and the session is persistent (a fixed client id, clean session off), so
+a bridge that dies mid-way, or is down while devices publish, gets those
+messages from the broker when it is back. The broker must queue enough for
+it: raise max_queued_messages and max_inflight_messages for the bridge's
+client above mosquitto's defaults, and keep message_size_limit at what the
+bridge should hold in memory for one message (the bridge takes any size MQTT
+allows: one it refused would come back after every reconnect). Commands go out on the device's /down topic
+at QoS 1 (queued while the link is down); the RESULT or ERROR is matched by
+(device, message id).
 
-Messages cross from paho's network thread to the event loop in batches: paho's
-thread appends to one queue (in arrival order, births and telemetry alike) and
-wakes the loop only when the queue was empty, so a burst costs one wake-up, not
-one per message. A NOTIFY then needs no task: the group commit calls back, and
-the callback sends the PUBACK.
+Scale-out: with share_group, /up is subscribed as $share/<group>/..., so the
+instances of one group split the devices' traffic; each instance then
+publishes its requests with a reply level (its client id) and the device
+answers on .../up/<reply>, which only that instance subscribes. Births and
+deaths are subscribed without $share: every instance knows every device's
+presence.
+
+A NOTIFY needs no task: the group commit calls back, and the callback queues
+the PUBACK; the session writes the PUBACKs of one loop turn at once.
 """
 import asyncio
-import collections
+import logging
+import ssl
 from urllib.parse import urlsplit
 
 from ..core import frame as F
-from ..ports.cpython.mqtt_transport import BridgeMqtt
+from ..core.mqtt_binding import (UP, ANNOUNCE, ROOT, check_level, down_topic, signal_topic,
+                                 parse_topic)
+from ..core.secure_frame import is_sealed
+from ..ports.cpython.mqtt_births import birth_of
+from .mqtt_session import MqttSession
 from .service import PENDING
+
+log = logging.getLogger(__name__)
 
 
 class MqttLink:
@@ -32,59 +47,113 @@ class MqttLink:
         u = urlsplit(url)
         if u.scheme not in ("mqtt", "mqtts"):
             raise ValueError("MQTT url must be mqtt://host:port or mqtts://host:port")
-        tls = {"ca_certs": ca} if u.scheme == "mqtts" else None
+        tls = ssl.create_default_context(cafile=ca) if u.scheme == "mqtts" else None
+        if share_group:
+            check_level(share_group, "share group")
+            check_level(client_id, "reply key")
         self.bridge = bridge
-        self.loop = asyncio.get_running_loop()
+        self.client_id = client_id
+        self.share_group = share_group or None
+        self.reply_key = client_id if self.share_group else None
+        self.presence = {}      # device -> True (birth) / False (death)
+        self.dropped = 0        # messages dropped (outside the scheme, not a frame)
+        self.last_drop = None
+        self.unmatched = 0      # answers without a pending request
+        self._pending = {}      # (device, mid) -> (sid, future)
         self._announcing = {}   # device -> its ANNOUNCE being registered
-        self._inbox = collections.deque()   # (handler, args) from paho's thread, in order
-        self._woken = False                 # a _drain is scheduled on the loop
-        self.client = BridgeMqtt(u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883),
-                                 client_id=client_id, share_group=share_group or None, tls=tls,
-                                 username=u.username, password=u.password,
-                                 # loop=None: callbacks run in paho's thread and _post them
-                                 on_telemetry=self._post(self._telemetry),
-                                 on_announce=self._post(self._announce),
-                                 on_presence=self._post(self._presence), ack_telemetry=True,
-                                 # a persistent session: what the broker acknowledged to
-                                 # devices while this bridge was down is delivered later
-                                 clean_session=False)
+        self.session = MqttSession(u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883),
+                                   client_id, self._filters(), self._message, ssl_context=tls,
+                                   username=u.username, password=u.password,
+                                   # a persistent session: what the broker acknowledged to
+                                   # devices while this bridge was down is delivered later
+                                   clean_session=False)
         bridge.add_transport(self.name, self)
-        bridge.metrics.gauge("mqtt_dropped", lambda: self.client.dropped,
+        bridge.metrics.gauge("mqtt_dropped", lambda: self.dropped,
                              "MQTT messages dropped: outside the topic scheme, not a frame")
 
+    def _filters(self):
+        up = ROOT + "+/+/up"
+        if self.share_group is not None:
+            up = "$share/%s/%s" % (self.share_group, up)
+        filters = [(up, 1), (ROOT + "+/announce", 1)]
+        if self.reply_key is not None:
+            filters.append((ROOT + "+/+/up/" + self.reply_key, 1))
+        return filters
+
     async def start(self, timeout=10):
-        self.client.start()
-        await self.loop.run_in_executor(None, self.client.wait_ready, timeout)
+        """Connect; returns once subscribed, or after the first failure (a broker not
+        there yet, a refused login or certificate: retried in the background)."""
+        session = self.session.start()
+        waits = [asyncio.ensure_future(session.ready.wait()),
+                 asyncio.ensure_future(session.failed.wait())]
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if not session.ready.is_set():
+            log.warning("MQTT not subscribed yet (%s); retrying in the background",
+                        session.last_error or "no answer in %s s" % timeout)
         return self
 
     async def stop(self):
-        await self.loop.run_in_executor(None, self.client.stop)
+        await self.session.stop()
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for _, fut in pending:
+            if not fut.done():
+                fut.set_exception(ConnectionError("bridge transport stopped"))
 
-    def _post(self, handler):
-        """A callback for paho's thread that queues handler(*args) for the event loop."""
-        def post(*args):
-            self._inbox.append((handler, args))
-            if not self._woken:
-                self._woken = True
-                self.loop.call_soon_threadsafe(self._drain)
-        return post
+    # ------------------------------------------------------------ input
 
-    def _drain(self):
-        self._woken = False   # first: what paho queues from now on wakes the loop again
-        inbox = self._inbox
-        while inbox:
-            handler, args = inbox.popleft()
-            handler(*args)
+    def _drop(self, why):
+        self.dropped += 1
+        self.last_drop = why
 
-    def _telemetry(self, device, frame, ack=None):
+    def _message(self, topic, payload, pid, generation):
+        """One PUBLISH from the session; acknowledged now, or (a NOTIFY) once stored."""
+        if not self._take(topic, payload, pid, generation) and pid:
+            self.session.ack(pid, generation)
+
+    def _take(self, topic, payload, pid, generation):
+        """Handle one message; True if its PUBACK waits for the store."""
+        t = parse_topic(topic)
+        if t is None:
+            return self._drop("topic outside the scheme")
+        kind, device, sid, reply = t
+        if kind == ANNOUNCE:
+            return self._announce(device, payload)
+        if kind != UP or (reply is not None and reply != self.reply_key):
+            return self._drop("not a topic for the bridge")
+        if is_sealed(payload):
+            return self._drop("sealed frame without a context")
+        mid = F.message_id(payload)
+        if mid is None or payload[1] != sid or payload[0] >> 4 != F.VERSION:
+            return self._drop("not a frame of the topic's service")
+        op = payload[0] & 0x0F
+        if op == F.NOTIFY:
+            self._telemetry(device, payload, pid, generation)
+            return True
+        if op not in (F.RESULT, F.ERROR):
+            return self._drop("not an answer or notification")
+        entry = self._pending.get((device, mid))
+        if entry is None or entry[0] != sid:
+            self.unmatched += 1
+            return
+        del self._pending[(device, mid)]
+        if not entry[1].done():
+            entry[1].set_result(payload)
+
+    def _telemetry(self, device, frame, pid, generation):
+        session = self.session
+
+        def stored(reply, error):
+            if error is not None:   # not stored: no PUBACK, the broker sends it again
+                self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+            elif pid:
+                session.ack(pid, generation)
+
         head = F.peek(frame)
         if device not in self._announcing and (head is None or head[1] != F.ANNOUNCE):
             # the usual message: answered from the group commit, no task per message
-            def stored(reply, error):
-                if error is not None:   # not stored: no PUBACK, the broker sends it again
-                    self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
-                elif ack is not None:
-                    ack()
             try:
                 out = self.bridge.device_frame_nowait(self.name, device, frame, stored)
             except Exception as e:
@@ -100,29 +169,60 @@ class MqttLink:
                 await asyncio.shield(pending)
             try:
                 await self.bridge.device_frame(self.name, device, frame)
-            except Exception:  # not stored: no PUBACK, the broker sends it again
-                self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+            except Exception as e:
+                stored(None, e)
                 return
-            if ack is not None:
-                ack()
+            stored(None, None)
         asyncio.ensure_future(store())
 
-    def _announce(self, device, body):
-        # registered under "mqtt": the broker authenticated the publisher and its ACL
-        # decides who may publish on this device's topics; a CoAP identity cannot claim it
-        task = asyncio.ensure_future(self.bridge.announce(self.name, body, self.bridge.clock(),
-                                                          identity="mqtt"))
-        self._announcing[device] = task
-        task.add_done_callback(
-            lambda t: self._announcing.pop(device, None) if self._announcing.get(device) is t
-            else None)
+    def _announce(self, device, payload):
+        try:
+            body = birth_of(device, payload)
+        except ValueError as e:
+            return self._drop(str(e))
+        online = body is not None
+        if online:
+            # registered under "mqtt": the broker authenticated the publisher and its ACL
+            # decides who may publish on this device's topics; a CoAP identity cannot claim it
+            task = asyncio.ensure_future(self.bridge.announce(
+                self.name, body, self.bridge.clock(), identity="mqtt"))
+            self._announcing[device] = task
+            task.add_done_callback(
+                lambda t: self._announcing.pop(device, None)
+                if self._announcing.get(device) is t else None)
+        if self.presence.get(device) is not online:
+            self.presence[device] = online
+            asyncio.ensure_future(self.bridge.presence_changed(
+                device, "online" if online else "offline"))
 
-    def _presence(self, device, online):
-        asyncio.ensure_future(self.bridge.presence_changed(device, "online" if online else "offline"))
+    # ------------------------------------------------------------ output
 
     async def request(self, device, frame, timeout):
-        return await asyncio.wrap_future(self.client.send(device, frame, timeout=timeout))
+        """Publish request frame on device's /down topic (QoS 1); the answer frame,
+        or TimeoutError after timeout seconds."""
+        check_level(device)
+        mid = F.message_id(frame)
+        if mid is None or frame[0] >> 4 != F.VERSION or frame[0] & 0x0F not in F.REQUESTS:
+            raise ValueError("not a request frame")
+        sid = frame[1]
+        key = (device, mid)
+        if key in self._pending:
+            raise ValueError("message id %d is outstanding for %s" % (mid, device))
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[key] = (sid, fut)
+        try:
+            self.session.publish(down_topic(device, sid, self.reply_key), bytes(frame), 1)
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError("no answer in time") from None
+        finally:
+            entry = self._pending.get(key)
+            if entry is not None and entry[1] is fut:
+                del self._pending[key]
 
     async def broadcast(self, service, frame):
-        self.client.broadcast(service, frame)
-
+        """An informational NOTIFY of service on spot/v1/signal/<sid>, QoS 1, retained."""
+        if (len(frame) < F.HEADER_SIZE or frame[0] != (F.VERSION << 4 | F.NOTIFY)
+                or frame[1] != service):
+            raise ValueError("a broadcast is a NOTIFY frame of its service")
+        self.session.publish(signal_topic(service), bytes(frame), 1, retain=True)

@@ -110,6 +110,8 @@ class MemoryOutbox:
 class MqttClient:
     """One MQTT session seen from the device. See the module docstring."""
     puback_events = True   # False: a PUBACK makes no EV_PUBACK (a board's link needs none)
+    ack_on_receive = True  # False: the owner sends each QoS 1 message's PUBACK itself
+                           # (encode_puback), e.g. once it has stored the message
 
     def __init__(self, client_id, keepalive=60, clean_session=True, will=None,
                  username=None, password=None, outbox=None, retry_ms=10000,
@@ -366,7 +368,7 @@ class MqttClient:
             e.dup = p.dup
             e.pid = p.pid
             self._events.append(e)
-            if p.qos:
+            if p.qos and self.ack_on_receive:
                 self._out += encode_puback(p.pid)
         elif t == PUBACK:
             if self.outbox.ack(p.pid):

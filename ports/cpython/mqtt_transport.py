@@ -1,4 +1,9 @@
-"""SPOT over MQTT, cloud side: the bridge's transport on paho-mqtt 2.x.
+"""SPOT over MQTT, cloud side, on paho-mqtt 2.x (`pip install ".[paho]"`).
+
+`spot bridge` does not use this module: its MQTT link is cloud_bridge/mqtt_link.py
+on core's sans-I/O client in the event loop (cloud_bridge/mqtt_session.py). This
+one is for other cloud-side programs that want a thread of their own and OSCORE
+contexts per device.
 
 BridgeMqtt keeps one MQTT 3.1.1 session (TLS optional) and speaks the topic
 scheme of spec section 9.2 (core.mqtt_binding):
@@ -43,10 +48,9 @@ import paho.mqtt.client as mqtt
 from ...core import frame as F
 from ...core.mqtt_binding import (UP, ANNOUNCE, check_level, down_topic, signal_topic,
                                   parse_topic, ROOT)
-from ...core.errors import SpotError
-from ...core.node import A_ID
 from ...core.oscore import OscoreError
 from ...core.secure_frame import seal, open_sealed, is_sealed
+from .mqtt_births import birth_of
 
 log = logging.getLogger(__name__)
 
@@ -358,15 +362,13 @@ class BridgeMqtt:
             fut.set_result(frame)
 
     def _announce(self, device, payload):
-        if not payload:  # death: will or clean shutdown (and no retained birth left)
+        try:
+            body = birth_of(device, payload)
+        except ValueError as e:
+            return self._drop(str(e))
+        if body is None:
             online = False
         else:
-            try:
-                op, sid, _, body = F.decode(payload)
-            except SpotError as e:
-                return self._drop("bad ANNOUNCE: %s" % (e,))
-            if op != F.ANNOUNCE or type(body) is not dict or body.get(A_ID) != device:
-                return self._drop("ANNOUNCE not of the topic's device")
             self.announces[device] = body
             self._emit(self.on_announce, device, body)
             online = True

@@ -1,0 +1,294 @@
+"""The bridge's MQTT 3.1.1 session on asyncio: core's sans-I/O client, no thread.
+
+MqttSession keeps one connection to the broker (TCP or TLS) and drives
+core.mqtt_client.MqttClient from an asyncio.Protocol on the event loop:
+
+- packets are parsed where they arrive (data_received), and each PUBLISH goes
+  to on_message(topic, payload, pid, generation) at once, on the loop;
+- a QoS 1 message is acknowledged only when its owner calls ack(pid,
+  generation) (the bridge does after its store commit); the PUBACKs of one
+  loop turn go out in one socket write after the callbacks that made them;
+  an ack for a message of an earlier connection is dropped (the broker sends
+  that message again on the new one, and its packet id may by then name
+  another message);
+- the session is what the caller asks for (a fixed client id with
+  clean_session off keeps the bridge's messages at the broker while it is
+  away); the filters are subscribed again after every CONNACK;
+- publish() queues QoS 1 messages in an outbox while the link is down and
+  sends them after the next CONNACK; keep-alive and the CONNACK timeout run on
+  a one-second timer;
+- a malformed packet, a refused CONNACK or a dead link closes the connection
+  (last_error says why) and it is opened again after 1, 2, 4 ... 30 s.
+"""
+import asyncio
+import logging
+import ssl
+
+from ..core.mqtt import MAX_REMAINING_LENGTH, encode_puback
+from ..core.mqtt_client import (MqttClient, DISCONNECTED, EV_CONNECTED, EV_DISCONNECTED,
+                                EV_MESSAGE, EV_SUBACK)
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0   # seconds between runs of the client's timers
+CONNECT_TIMEOUT = 15.0   # seconds for TCP and TLS to a broker (then the next try)
+# No limit of the bridge's own below MQTT's (as paho had none): a packet refused here
+# would come back from the broker after every reconnect. The broker's limit
+# (mosquitto's message_size_limit) is the one that protects the bridge.
+MAX_PACKET = MAX_REMAINING_LENGTH + 5
+
+
+class _Outbox:
+    """Unacknowledged QoS 1 PUBLISH packets by packet id, oldest first (a dict:
+    a command fan-out may have thousands in flight; core's MemoryOutbox is a
+    board's short list)."""
+
+    def __init__(self, max_messages=60000):
+        self.max_messages = max_messages
+        self._items = {}
+
+    def room(self, size):
+        return len(self._items) < self.max_messages
+
+    def append(self, pid, packet):
+        self._items[pid] = packet
+
+    def ack(self, pid):
+        return self._items.pop(pid, None) is not None
+
+    def __contains__(self, pid):
+        return pid in self._items
+
+    def __iter__(self):
+        return iter(list(self._items.items()))
+
+    def __len__(self):
+        return len(self._items)
+
+
+class _Client(MqttClient):
+    """core's client with the bridge's acknowledgements and a dict outbox."""
+    ack_on_receive = False
+    puback_events = False
+
+    def _in_outbox(self, pid):
+        return pid in self.outbox
+
+    def subscribe_now(self, filters):
+        """SUBSCRIBE filters on this connection (not remembered: the session
+        sends them after every CONNACK itself); the packet id."""
+        return self._send_subscribe(filters)
+
+
+class MqttSession(asyncio.Protocol):
+    """One MQTT session of the bridge. See the module docstring.
+
+    filters: [(topic filter, qos)] subscribed after every CONNACK.
+    on_message(topic, payload, pid, generation): a PUBLISH (pid 0 for QoS 0).
+    on_ready(): the first SUBACK of a connection granted every filter.
+    """
+
+    def __init__(self, host, port, client_id, filters, on_message, ssl_context=None,
+                 username=None, password=None, keepalive=30, clean_session=False,
+                 reconnect_delay=(1, 30), on_ready=None, max_packet=MAX_PACKET):
+        self.host = host
+        self.port = port
+        self.ssl = ssl_context
+        self.filters = list(filters)
+        self.on_message = on_message
+        self.on_ready = on_ready
+        self.reconnect_delay = reconnect_delay
+        self.client = _Client(client_id, keepalive=keepalive, clean_session=clean_session,
+                              username=username, password=password, outbox=_Outbox(),
+                              retry_ms=60000, max_packet=max_packet)
+        self.loop = None
+        self.transport = None
+        self.generation = 0        # counts connections; an ack names the one it is for
+        self.connections = 0       # CONNACKs received
+        self.last_error = None     # why the last connection ended
+        self.ready = asyncio.Event()     # subscribed on the current connection
+        self.failed = asyncio.Event()    # the last attempt or connection ended in an error
+        self._acks = bytearray()   # PUBACKs of this loop turn
+        self._flush_due = False
+        self._timer = None
+        self._stopping = False
+        self._delay = None         # the last wait before reconnecting; None after a CONNACK
+        self._sub_pid = None
+        self._connecting = None
+        self._lost = None          # stop() waits on it for the socket to close
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self):
+        """Connect in the background; reconnects by itself until stop()."""
+        self.loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._connecting = asyncio.ensure_future(self._connect())
+        return self
+
+    @property
+    def connected(self):
+        return self.transport is not None and self.client.state != DISCONNECTED
+
+    async def stop(self):
+        """A clean DISCONNECT (the broker keeps the session), no reconnect."""
+        self._stopping = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self.transport
+        if transport is not None:
+            self._flush()
+            transport.write(self.client.disconnect(self._now()))
+            self._lost = self.loop.create_future()
+            transport.close()   # the DISCONNECT goes out before the socket closes
+            try:
+                await asyncio.wait_for(self._lost, 2)
+            except asyncio.TimeoutError:
+                transport.abort()
+
+    def _now(self):
+        return int(self.loop.time() * 1000)
+
+    async def _connect(self):
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self.loop.create_connection(
+                    lambda: self, self.host, self.port, ssl=self.ssl,
+                    server_hostname=self.host if self.ssl is not None else None),
+                    CONNECT_TIMEOUT)
+                return
+            except (OSError, ssl.SSLError) as e:   # TimeoutError is an OSError
+                self.last_error = "connect to %s:%s failed: %s" % (self.host, self.port, e)
+                self.failed.set()
+                log.info("MQTT %s; again in %s s", self.last_error, self._next_delay())
+            await asyncio.sleep(self._delay)
+
+    def _next_delay(self):
+        """1, 2, 4 ... 30 s (reconnect_delay) since the last CONNACK."""
+        first, most = self.reconnect_delay
+        self._delay = first if self._delay is None else min(self._delay * 2, most)
+        return self._delay
+
+    def _reconnect_later(self):
+        if not self._stopping:
+            self.loop.call_later(self._next_delay(), self._restart)
+
+    def _restart(self):
+        if not self._stopping and self.transport is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.generation += 1
+        self._acks = bytearray()   # what was not sent belongs to the old connection
+        transport.write(self.client.connect(self._now()))
+        self._tick()
+
+    def connection_lost(self, exc):
+        self.transport = None
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        reason = "connection lost" if exc is None else "connection lost: %s" % (exc,)
+        self._events(self.client.connection_lost(reason, self._now()))
+        self._reconnect_later()
+
+    def data_received(self, data):
+        client = self.client
+        client.take_in(data, self._now())
+        if client.has_events():
+            self._events(client.take_events())
+        out = client.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+
+    def eof_received(self):
+        return False   # close the transport: connection_lost follows
+
+    # ------------------------------------------------------------ events
+
+    def _events(self, events):
+        on_message = self.on_message
+        generation = self.generation
+        for e in events:
+            kind = e.kind
+            if kind == EV_MESSAGE:
+                try:
+                    on_message(e.topic, e.payload, e.pid, generation)
+                except Exception:   # one bad message must not end the session
+                    log.exception("handling MQTT message on %r", e.topic)
+            elif kind == EV_CONNECTED:
+                self.connections += 1
+                self._delay = None
+                # every time, session present or not: the filters may have changed
+                self._sub_pid = self.client.subscribe_now(self.filters)
+            elif kind == EV_SUBACK:
+                if e.pid == self._sub_pid:
+                    refused = [i for i, c in enumerate(e.granted) if c == 0x80]
+                    if refused:
+                        self.last_error = "subscription refused: %s" % (
+                            [self.filters[i][0] for i in refused if i < len(self.filters)])
+                        log.error("MQTT %s", self.last_error)
+                        self.failed.set()
+                    else:
+                        self.failed.clear()
+                        self.ready.set()
+                        if self.on_ready is not None:
+                            self.on_ready()
+            elif kind == EV_DISCONNECTED:
+                self.ready.clear()
+                if e.error:
+                    self.last_error = e.reason
+                    self.failed.set()
+                    log.warning("MQTT link to %s:%s closed: %s", self.host, self.port, e.reason)
+                if self.transport is not None:
+                    self.transport.close()   # connection_lost reconnects
+
+    def _tick(self):
+        self._timer = None
+        if self.transport is None:
+            return
+        client = self.client
+        out = client.step(self._now())
+        if out:
+            self.transport.write(out)
+        if client.has_events():
+            self._events(client.take_events())
+        if self.transport is not None:
+            self._timer = self.loop.call_later(TICK, self._tick)
+
+    # ------------------------------------------------------------ output
+
+    def ack(self, pid, generation):
+        """PUBACK pid (a message of connection `generation`) in this turn's one write."""
+        if generation != self.generation or self.transport is None:
+            return False
+        self._acks += encode_puback(pid)
+        if not self._flush_due:
+            self._flush_due = True
+            self.loop.call_soon(self._flush)
+        return True
+
+    def _flush(self):
+        self._flush_due = False
+        acks = self._acks
+        if acks and self.transport is not None:
+            self._acks = bytearray()
+            self.transport.write(acks)
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        """Publish now, or (QoS 1) from the outbox after the next CONNACK; the
+        packet id (0 for QoS 0). Raises OutboxFull."""
+        client = self.client
+        pid = client.publish(topic, payload, qos, retain, self._now())
+        out = client.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+        return pid

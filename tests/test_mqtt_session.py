@@ -1,0 +1,266 @@
+"""The bridge's MQTT session on asyncio (cloud_bridge/mqtt_session.py, core's sans-I/O
+client): against a real mosquitto, telemetry not stored is not acknowledged and the
+broker delivers it again after a reconnect, the link comes back after the broker
+restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed packet
+closes the connection with a clear error and an acknowledgement never crosses
+connections."""
+import asyncio
+import time
+
+import paho.mqtt.client as mqtt
+
+from adversarial_peers import HP, announce, bridge, notify
+from mosquitto import Broker, make_ca_and_server_cert, mosquitto_pub
+from netutil import free_tcp_port
+from spot.cloud_bridge.mqtt_session import MqttSession
+from spot.cloud_bridge.store import StoreError
+from spot.core import mqtt as M
+from waiting import until
+
+QUICK = (0.05, 0.5)   # reconnect delays for a test: first, most
+
+
+class Device:
+    """A device publishing at QoS 1 through the broker (paho, a real client)."""
+
+    def __init__(self, port, client_id="hp-mq"):
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv311)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    async def publish(self, topic, payload, retain=False):
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        await asyncio.to_thread(info.wait_for_publish, 5)
+        assert info.is_published()   # the broker acknowledged the device
+
+    def stop(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def registered_device(parts, port):
+    device = Device(port)
+    await device.publish("spot/v1/hp-mq/announce", announce("hp-mq"), retain=True)
+    assert await until(lambda: "hp-mq" in parts.bridge.known)
+    return device
+
+
+def test_telemetry_the_store_refused_is_delivered_again_after_a_reconnect_and_stored(
+        tmp_path, broker):
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            session = parts.mqtt.session
+            session.reconnect_delay = QUICK
+            device = await registered_device(parts, broker.port)
+            try:
+                t = int(time.time()) - 60
+
+                async def failing(frames):
+                    raise StoreError("disk full (test)")
+                add, parts.store.add_telemetry_frames = parts.store.add_telemetry_frames, failing
+                await device.publish("spot/v1/hp-mq/10/up", notify(t=t, values={11: 7}))
+                assert await until(lambda: parts.bridge.metrics.value(
+                    "telemetry_not_stored", transport="mqtt") == 1)
+                parts.store.add_telemetry_frames = add
+                connections = session.connections
+                session.transport.close()   # the link drops; no PUBACK went out for it
+                assert await until(lambda: session.connections == connections + 1)
+
+                async def stored():
+                    return await parts.store.history("hp-mq", HP, 11) == [(t, 7)]
+                assert await until(stored)   # the broker sent it again on the new connection
+            finally:
+                device.stop()
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_the_link_connects_again_after_the_broker_restarts_and_stores_what_follows(
+        tmp_path, broker):
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            session = parts.mqtt.session
+            session.reconnect_delay = QUICK
+            assert session.ready.is_set()
+            broker.stop()
+            assert await until(lambda: not session.ready.is_set())
+            await asyncio.to_thread(broker.start)   # same port, its persisted sessions
+            assert await until(session.ready.is_set)
+            device = await registered_device(parts, broker.port)
+            try:
+                t = int(time.time()) - 30
+                await device.publish("spot/v1/hp-mq/10/up", notify(t=t, values={11: 9}))
+
+                async def stored():
+                    return await parts.store.history("hp-mq", HP, 11) == [(t, 9)]
+                assert await until(stored)
+            finally:
+                device.stop()
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_over_mqtts_with_the_ca_a_birth_registers_the_device(tmp_path):
+    certs = make_ca_and_server_cert(str(tmp_path))
+    d = tmp_path / "tls-broker"
+    d.mkdir()
+    tls_broker = Broker(str(d), tls=certs)
+    tls_broker.start()
+    try:
+        mosquitto_pub(tls_broker, "--cafile", certs["ca"], "-q", "1", "-r",
+                      "-t", "spot/v1/hp-tls/announce", "-s",
+                      stdin=_file(tmp_path / "birth", announce("hp-tls")))
+
+        async def main():
+            async with bridge(tmp_path, mqtt_url="mqtts://127.0.0.1:%d" % tls_broker.port,
+                              mqtt_ca=certs["ca"]) as parts:
+                assert parts.mqtt.session.ready.is_set()
+                assert await until(lambda: "hp-tls" in parts.bridge.known)
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        tls_broker.stop()
+
+
+def test_over_mqtts_a_broker_whose_certificate_the_ca_did_not_sign_is_not_trusted(tmp_path):
+    certs = make_ca_and_server_cert(str(tmp_path))
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    wrong_ca = make_ca_and_server_cert(str(other))["ca"]
+    d = tmp_path / "tls-broker"
+    d.mkdir()
+    tls_broker = Broker(str(d), tls=certs)
+    tls_broker.start()
+    try:
+        async def main():
+            async with bridge(tmp_path, mqtt_url="mqtts://127.0.0.1:%d" % tls_broker.port,
+                              mqtt_ca=wrong_ca) as parts:
+                session = parts.mqtt.session
+                assert not session.ready.is_set() and session.connections == 0
+                assert "CERTIFICATE_VERIFY_FAILED" in session.last_error
+        asyncio.run(asyncio.wait_for(main(), 40))
+    finally:
+        tls_broker.stop()
+
+
+def _file(path, data):
+    path.write_bytes(data)
+    return open(path, "rb")
+
+
+class FakeBroker:
+    """A scripted MQTT broker (test double, not a peer): answers CONNECT with CONNACK
+    and SUBSCRIBE with SUBACK, records every packet a connection sends, and lets the
+    test write raw bytes to the latest connection."""
+
+    def __init__(self):
+        self.conns = []         # one list of received packets per connection
+        self.closed = []        # connection index -> True once the client closed it
+        self.writers = []
+        self.server = None
+        self.port = None
+
+    async def start(self):
+        self.port = free_tcp_port()
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def _serve(self, reader, writer):
+        n = len(self.conns)
+        got = []
+        self.conns.append(got)
+        self.closed.append(False)
+        self.writers.append(writer)
+        parser = M.StreamParser()
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                for p in parser.feed(data):
+                    got.append(p)
+                    if p.type == M.CONNECT:
+                        writer.write(M.encode_connack(n > 0, 0))
+                    elif p.type == M.SUBSCRIBE:
+                        writer.write(M.encode_suback(p.pid, [1] * len(p.filters)))
+        except ConnectionError:
+            pass
+        self.closed[n] = True
+        writer.close()
+
+    def send(self, data):
+        self.writers[-1].write(data)
+
+    async def close(self):
+        for w in self.writers:
+            w.close()
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def session_on(fake, received, **options):
+    s = MqttSession("127.0.0.1", fake.port, "spot-test", [("spot/v1/+/+/up", 1)],
+                    lambda topic, payload, pid, gen: received.append((topic, pid, gen)),
+                    reconnect_delay=QUICK, **options)
+    return s.start()
+
+
+def test_a_malformed_packet_from_the_broker_closes_the_connection_with_the_reason():
+    async def main():
+        fake = await FakeBroker().start()
+        received = []
+        session = session_on(fake, received)
+        try:
+            assert await until(session.ready.is_set)
+            fake.send(b"\x36\x02\x00\x00")   # PUBLISH with QoS 3
+            assert await until(lambda: fake.closed[0])
+            assert session.last_error == "malformed packet: PUBLISH with QoS 3"
+            assert received == []
+            assert await until(lambda: len(fake.conns) == 2)   # and it connects again
+            assert fake.conns[1][0].type == M.CONNECT
+        finally:
+            await session.stop()
+            await fake.close()
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_a_packet_longer_than_the_session_s_maximum_is_refused_before_it_is_read():
+    async def main():
+        fake = await FakeBroker().start()
+        session = session_on(fake, [], max_packet=4096)
+        try:
+            assert await until(session.ready.is_set)
+            fake.send(b"\x30\xff\xff\xff\x7f")   # announces 256 MiB
+            assert await until(lambda: fake.closed[0])
+            assert session.last_error == ("malformed packet: packet of 268435460 bytes "
+                                          "exceeds the maximum of 4096")
+        finally:
+            await session.stop()
+            await fake.close()
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_an_acknowledgement_for_a_message_of_an_earlier_connection_is_not_sent():
+    async def main():
+        fake = await FakeBroker().start()
+        received = []
+        session = session_on(fake, received)
+        publish = M.encode_publish("spot/v1/hp-1/10/up", b"x", qos=1, pid=7)
+        try:
+            assert await until(session.ready.is_set)
+            fake.send(publish)
+            assert await until(lambda: len(received) == 1)
+            fake.writers[0].close()   # the broker drops the link before the PUBACK
+            assert await until(lambda: len(fake.conns) == 2 and session.ready.is_set())
+            fake.send(M.encode_publish("spot/v1/hp-1/10/up", b"x", qos=1, dup=True, pid=7))
+            assert await until(lambda: len(received) == 2)
+            (_, _, old), (_, _, new) = received
+            assert session.ack(7, old) is False    # pid 7 may name another message now
+            assert session.ack(7, new) is True
+
+            def pubacks():
+                return [p.pid for p in fake.conns[1] if p.type == M.PUBACK]
+            assert await until(lambda: pubacks() == [7])
+            assert not [p for p in fake.conns[0] if p.type == M.PUBACK]
+        finally:
+            await session.stop()
+            await fake.close()
+    asyncio.run(asyncio.wait_for(main(), 20))
