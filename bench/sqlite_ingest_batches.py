@@ -130,7 +130,10 @@ def main(argv):
                 r = run_variant(code, batch, nframes, key_order)
                 parts = dict(r["parts"])
                 ins = parts.pop("INSERT OR IGNORE", (0, 0))
-                latest = parts.pop("INSERT INTO latest", (0, 0))
+                # one statement (one row per value), or two (SQLite schema 3: latest_frame,
+                # latest_fleet)
+                latest = [sum(x) for x in zip((0, 0), *(parts.pop(key) for key in list(parts)
+                                                        if key.startswith("INSERT INTO latest")))]
                 commit = parts.pop("COMMIT", (0, 0))
                 rest = sum(c for c, _ in parts.values())
                 print("| %s | %.0f | %.1f | %.1f | %.1f | %.1f / %.1f | %.1f |" % (

@@ -1,0 +1,252 @@
+"""SQLite latest values one row per device and service (schema 3), read as one row per value.
+
+Schema 2 kept one `latest` row per (device, service, object): a 21-value NOTIFY
+was 21 upserts. Here a device's latest values of one service are one row of
+`latest_frame` keyed (device, service):
+
+- `vals`: {"<object id>": "<value text>", ...}, the texts the old table held
+  (the history's `vals` format, sqlite_frames), so a NOTIFY's row is the very
+  text its history row got;
+- `t`: the greatest time of its values; `ts`: NULL when every value has that
+  time, else {"<object id>": t, ...} giving the others theirs;
+- `keys`: the object ids of `vals`, comma-separated, in its order.
+
+The usual NOTIFY (the objects of the stored row, in its order, at a later time
+than all of them) replaces the row in one upsert, decided by SQL (`keys` equal,
+`t` greater): every stored value is older than the incoming one of its object.
+Any other batch (a late frame, another set of objects, a frame at a stored time)
+is merged here in Python from the stored rows by the rule of schema 2's upsert:
+per object the greatest t, the stored value on equal t, the first of the batch
+on equal t (s_merge; the merge is idempotent, so a batch whose upsert fell
+short is merged whole).
+
+Readers see the view `latest` (device, service, object, t, value), one row per
+value as the table was (Store.latest reads it by device). A DELETE on the view
+deletes the device's latest values (as PostgreSQL's rule does; delete_device).
+The fleet figures, the power sample and the alarm filter (store_fleet) read
+`latest_fleet` instead: the old table's layout and upsert, for the objects they
+read alone (FLEET_POINT: each profile's active power, the flexibility terms,
+the alarm objects; two of a heat pump's 21), with its (object, service) index.
+Which objects those are is data of this version (`latest_fleet_rules`): a
+version reading others fills the table again from the view when it opens the
+database.
+
+A database of schema 2 is migrated when opened (s_migrate, in the schema
+transaction): the old table's rows grouped per (device, service), the table
+dropped; the fleet rows are then filled from the view.
+"""
+import json
+import sqlite3
+from itertools import chain
+
+from . import sqlite_frames
+from .store import Q
+from .store_fleet import FLEX, P, PROFILES, ALARM_COUNT, alarm_objects, alarm_point_sql, \
+    fleet_point_sql, _object_id
+
+SCHEMA = 3      # 2: latest one row per value; 3: one row per (device, service)
+
+TABLES = (
+    """CREATE TABLE IF NOT EXISTS latest_frame (
+        device TEXT NOT NULL,
+        service INTEGER NOT NULL,
+        t REAL NOT NULL,
+        keys TEXT NOT NULL,
+        vals TEXT NOT NULL,
+        ts TEXT,
+        PRIMARY KEY (device, service)) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS latest_fleet (
+        device TEXT NOT NULL,
+        service INTEGER NOT NULL,
+        object INTEGER NOT NULL,
+        t REAL NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device, service, object)) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS latest_fleet_object ON latest_fleet (object, service)",
+    "CREATE TABLE IF NOT EXISTS latest_fleet_rules (rules TEXT NOT NULL)",
+)
+
+# made after the migration (schema 2's table has the view's name)
+VIEW = (
+    """CREATE VIEW IF NOT EXISTS latest (device, service, object, t, value) AS
+        SELECT l.device, l.service, CAST(j.key AS INTEGER),
+            CASE WHEN l.ts IS NULL THEN l.t ELSE COALESCE(
+                CAST(json_extract(l.ts, '$."' || j.key || '"') AS REAL), l.t) END,
+            j.value
+        FROM latest_frame l, json_each(l.vals) j""",
+    """CREATE TRIGGER IF NOT EXISTS latest_delete INSTEAD OF DELETE ON latest BEGIN
+        DELETE FROM latest_frame WHERE device = old.device;
+        DELETE FROM latest_fleet WHERE device = old.device; END""",
+)
+
+# schema 2 -> 3: each (device, service) of the old table becomes one row; times as
+# 17 significant digits (SQLite's JSON writes 15), which read back as the same REAL
+MIGRATE = (
+    "INSERT INTO latest_frame (device, service, t, keys, vals, ts) "
+    "SELECT device, service, max(t), group_concat(object, ','), "
+    "json_group_object(CAST(object AS TEXT), CAST(value AS TEXT)), "
+    "CASE WHEN min(t) = max(t) THEN NULL ELSE "
+    "json_group_object(CAST(object AS TEXT), json(printf('%!.17g', t))) END "
+    "FROM (SELECT * FROM latest ORDER BY device, service, object) GROUP BY device, service",
+    "DROP TABLE latest",
+)
+
+# the objects latest_fleet keeps, as SQL on `l` (service, object) and as Python data
+FLEET_POINT = "(%s OR %s)" % (fleet_point_sql(), alarm_point_sql("sqlite", keys_only=True))
+
+
+def _fleet_objects():
+    """{service: frozenset of object ids} of FLEET_POINT."""
+    pairs = {(sid, P) for sid in PROFILES}
+    pairs.update((sid, _object_id(sid, name)) for terms in FLEX.values()
+                 for sid, name, _ in terms)
+    pairs.update([ALARM_COUNT] + alarm_objects())
+    out = {}
+    for sid, oid in pairs:
+        out.setdefault(sid, set()).add(oid)
+    return {sid: frozenset(oids) for sid, oids in out.items()}
+
+
+FLEET = _fleet_objects()
+_NONE = frozenset()
+
+SIZES = (128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
+    else (64, 32, 16, 8, 4, 2, 1)   # 6 parameters a row (999 at most before 3.32)
+# the usual frame: the row replaced when it holds the same objects, all older
+FAST = {n: "INSERT INTO latest_frame (device, service, t, vals, keys) VALUES "
+           + ",".join(("(?,?,?,?,?)",) * n) + " ON CONFLICT (device, service) DO UPDATE "
+           "SET t = excluded.t, vals = excluded.vals, ts = NULL "
+           "WHERE latest_frame.keys = excluded.keys AND latest_frame.t < excluded.t"
+        for n in SIZES}
+# a merged row written as it is
+PUT = {n: "INSERT INTO latest_frame (device, service, t, keys, vals, ts) VALUES "
+          + ",".join(("(?,?,?,?,?,?)",) * n) + " ON CONFLICT (device, service) DO UPDATE "
+          "SET t = excluded.t, keys = excluded.keys, vals = excluded.vals, ts = excluded.ts"
+       for n in SIZES}
+# schema 2's upsert on the fleet rows: rows of one key in one statement go in order,
+# the greatest t wins, the first on equal t
+FLEET_SIZES = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
+    else (128, 64, 32, 16, 8, 4, 2, 1)
+UPSERT_FLEET = {n: "INSERT INTO latest_fleet (device, service, object, t, value) VALUES "
+                   + ",".join(("(?,?,?,?,?)",) * n) + " "
+                   "ON CONFLICT (device, service, object) DO UPDATE "
+                   "SET t = excluded.t, value = excluded.value "
+                   "WHERE latest_fleet.t < excluded.t" for n in FLEET_SIZES}
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def s_frames(packed, keys, rows):
+    """The latest values of frames just stored as history (sqlite_frames.pack's
+    `packed`, their `keys`, and their rows (device, service, object, t, value: an int
+    or its stored text) in batch order): one upsert replacing the rows of the usual
+    frames, the batch merged if one was not (a script step)."""
+    n = len(keys)
+    flat = []   # (device, service, t, vals, keys) a frame
+    add = flat.extend
+    for i in range(n):
+        add(packed[4 * i:4 * i + 4])
+        flat.append(keys[i])
+    done = yield from sqlite_frames.s_insert(FAST, flat, 5, SIZES)
+    if done != n:
+        yield from s_merge(rows)
+    yield from s_fleet(rows)
+
+
+def s_rows(rows):
+    """The latest values of any stored-form rows, in batch order (a script step)."""
+    yield from s_merge(rows)
+    yield from s_fleet(rows)
+
+
+def s_fleet(rows):
+    """Schema 2's upsert of the rows' fleet objects into latest_fleet (a script step)."""
+    fleet = [r for r in rows if r[2] in FLEET.get(r[1], _NONE)]
+    if fleet:
+        yield from sqlite_frames.s_insert(UPSERT_FLEET, list(chain.from_iterable(fleet)), 5,
+                                          FLEET_SIZES)
+
+
+def _text(v):
+    return v if type(v) is str else str(v)   # a stored text, or an int (_bindable rows)
+
+
+def s_merge(rows):
+    """Merge rows (device, service, object, t, value) into the stored latest values:
+    per object the greatest t, the stored value on equal t, the first row on equal t;
+    the rows that change written (a script step)."""
+    by = {}
+    for d, s, o, t, v in rows:
+        f = by.get((d, s))
+        if f is None:
+            f = by[(d, s)] = {}
+        t = float(t)
+        old = f.get(o)
+        if old is None or t > old[0]:
+            f[o] = (t, _text(v))
+    stored = yield from _s_stored(list(by))
+    flat = []
+    for k, new in by.items():
+        have = stored.get(k)
+        if have is None:
+            merged, order = new, list(new)
+        else:
+            merged = dict(have)
+            for o, tv in new.items():
+                old = merged.get(o)
+                if old is None or tv[0] > old[0]:
+                    merged[o] = tv
+            if merged == have:
+                continue
+            # the incoming objects' order first: the next such frame takes the fast path
+            order = list(new) + [o for o in have if o not in new]
+        flat.extend(_row(k, order, merged))
+    yield from sqlite_frames.s_insert(PUT, flat, 6, SIZES)
+
+
+def _row(key, order, merged):
+    """The parameters of latest_frame's row of `merged` {object: (t, text)}."""
+    t = max(tv[0] for tv in merged.values())
+    objects = tuple(order)
+    vals = sqlite_frames.vals_text(objects, tuple(merged[o][1] for o in objects))
+    ts = {str(o): merged[o][0] for o in objects if merged[o][0] != t}
+    return (key[0], key[1], t, sqlite_frames.keys_text(objects), vals,
+            _dumps(ts) if ts else None)
+
+
+def _s_stored(keys):
+    """{(device, service): {object: (t, text)}} of the stored rows of these keys, each
+    in its stored order (a script step)."""
+    got = {}
+    for i in range(0, len(keys), 256):
+        part = keys[i:i + 256]
+        r = yield Q("WITH k (device, service) AS (VALUES %s) SELECT l.device, l.service, "
+                    "l.t, l.vals, l.ts FROM k JOIN latest_frame l USING (device, service)"
+                    % ",".join(("(?,?)",) * len(part)), list(chain.from_iterable(part)))
+        for d, s, t, vals, ts in r.rows:
+            ts = json.loads(ts) if ts else {}
+            got[(d, s)] = {int(o): (float(ts.get(o, t)), v) for o, v in json.loads(vals).items()}
+    return got
+
+
+def s_migrate():
+    """Schema 2 -> 3 when the database still has the table of one row per value (a
+    script step; the caller records the version)."""
+    r = yield Q("SELECT type FROM sqlite_master WHERE name = 'latest'", ())
+    if r.rows and r.rows[0][0] == "table":
+        for stmt in MIGRATE:
+            yield Q(stmt, ())
+
+
+def s_rules():
+    """latest_fleet filled again from the view when it was kept for other objects than
+    this version's FLEET_POINT (or never: a new or migrated database); a script step."""
+    r = yield Q("SELECT rules FROM latest_fleet_rules", ())
+    if [x[0] for x in r.rows] == [FLEET_POINT]:
+        return
+    yield Q("DELETE FROM latest_fleet", ())
+    yield Q("INSERT INTO latest_fleet (device, service, object, t, value) "
+            "SELECT l.device, l.service, l.object, l.t, l.value FROM latest l WHERE "
+            + FLEET_POINT, ())
+    yield Q("DELETE FROM latest_fleet_rules", ())
+    yield Q("INSERT INTO latest_fleet_rules (rules) VALUES (?)", (FLEET_POINT,))
