@@ -32,8 +32,9 @@ version reading others fills the table again from the view when it opens the
 database.
 
 A database of schema 2 is migrated when opened (s_migrate, in the schema
-transaction): the old table's rows grouped per (device, service), the table
-dropped; the fleet rows are then filled from the view.
+transaction): the fleet objects' rows copied from the old table, its rows
+grouped per (device, service), the table dropped. If anything fails nothing
+changes.
 """
 import json
 import sqlite3
@@ -79,15 +80,20 @@ VIEW = (
         DELETE FROM latest_fleet WHERE device = old.device; END""",
 )
 
-# schema 2 -> 3: each (device, service) of the old table becomes one row; times as
-# 17 significant digits (SQLite's JSON writes 15), which read back as the same REAL
+# schema 2 -> 3: each (device, service) of the old table becomes one row (the table's
+# key order: its objects ascending), the times of its values other than the greatest
+# written after (17 significant digits: SQLite's JSON writes 15; they read back as
+# the same REAL)
 MIGRATE = (
     "INSERT INTO latest_frame (device, service, t, keys, vals, ts) "
     "SELECT device, service, max(t), group_concat(object, ','), "
-    "json_group_object(CAST(object AS TEXT), CAST(value AS TEXT)), "
-    "CASE WHEN min(t) = max(t) THEN NULL ELSE "
-    "json_group_object(CAST(object AS TEXT), json(printf('%!.17g', t))) END "
-    "FROM (SELECT * FROM latest ORDER BY device, service, object) GROUP BY device, service",
+    "json_group_object(CAST(object AS TEXT), CAST(value AS TEXT)), NULL "
+    "FROM latest GROUP BY device, service",
+    "UPDATE latest_frame SET ts = (SELECT json_group_object(CAST(o.object AS TEXT), "
+    "json(printf('%!.17g', o.t))) FROM latest o WHERE o.device = latest_frame.device "
+    "AND o.service = latest_frame.service AND o.t <> latest_frame.t) "
+    "WHERE EXISTS (SELECT 1 FROM latest o WHERE o.device = latest_frame.device "
+    "AND o.service = latest_frame.service AND o.t <> latest_frame.t)",
     "DROP TABLE latest",
 )
 
@@ -234,16 +240,22 @@ def s_migrate():
     script step; the caller records the version)."""
     r = yield Q("SELECT type FROM sqlite_master WHERE name = 'latest'", ())
     if r.rows and r.rows[0][0] == "table":
+        yield from _s_fill_fleet()   # from the old table: quicker than through the view
         for stmt in MIGRATE:
             yield Q(stmt, ())
 
 
 def s_rules():
     """latest_fleet filled again from the view when it was kept for other objects than
-    this version's FLEET_POINT (or never: a new or migrated database); a script step."""
+    this version's FLEET_POINT (or never: a new database); a script step."""
     r = yield Q("SELECT rules FROM latest_fleet_rules", ())
-    if [x[0] for x in r.rows] == [FLEET_POINT]:
-        return
+    if [x[0] for x in r.rows] != [FLEET_POINT]:
+        yield from _s_fill_fleet()
+
+
+def _s_fill_fleet():
+    """latest_fleet made again from `latest` (schema 2's table, or the view) by this
+    version's FLEET_POINT, and the rules recorded (a script step)."""
     yield Q("DELETE FROM latest_fleet", ())
     yield Q("INSERT INTO latest_fleet (device, service, object, t, value) "
             "SELECT l.device, l.service, l.object, l.t, l.value FROM latest l WHERE "
