@@ -11,11 +11,13 @@ was 21 upserts. Here a device's latest values of one service are one row of
   time, else {"<object id>": t, ...} giving the others theirs;
 - `keys`: the object ids of `vals`, comma-separated, in its order.
 
-The usual NOTIFY (the objects of the stored row, in its order, at a later time
-than all of them) replaces the row in one upsert, decided by SQL (`keys` equal,
-`t` greater): every stored value is older than the incoming one of its object.
-Any other batch (a late frame, another set of objects, a frame at a stored time)
-is merged here in Python from the stored rows by the rule of schema 2's upsert:
+A NOTIFY later than every value of its stored row goes in by one upsert, decided
+by SQL (`t` greater): every stored value is older than the incoming one of its
+object. The usual one (the objects of the stored row, in its order) replaces the
+row; one with other objects (a device notifying what changed) is patched in
+(json_patch), the values it lacks kept with their times. Any other batch (a late
+frame, a frame at a stored time) is merged here in Python from the stored rows
+by the rule of schema 2's upsert:
 per object the greatest t, the stored value on equal t, the first of the batch
 on equal t (s_merge; the merge is idempotent, so a batch whose upsert fell
 short is merged whole).
@@ -118,11 +120,26 @@ _NONE = frozenset()
 
 SIZES = (128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
     else (64, 32, 16, 8, 4, 2, 1)   # 6 parameters a row (999 at most before 3.32)
-# the usual frame: the row replaced when it holds the same objects, all older
+# A frame newer than every value of its stored row (the usual frame): the row
+# replaced when it holds the same objects in the same order; else the frame's values
+# patched in (json_patch: its objects' values replaced, the others' kept), and `ts`
+# given the kept values' times (each its time in `ts`, or the row's old t) without the
+# frame's objects, which take the row's new t.
+_SAME = "latest_frame.keys = excluded.keys"
+_OLD_T = "printf('%!.17g', latest_frame.t)"   # 17 digits: read back as the same REAL
 FAST = {n: "INSERT INTO latest_frame (device, service, t, vals, keys) VALUES "
            + ",".join(("(?,?,?,?,?)",) * n) + " ON CONFLICT (device, service) DO UPDATE "
-           "SET t = excluded.t, vals = excluded.vals, ts = NULL "
-           "WHERE latest_frame.keys = excluded.keys AND latest_frame.t < excluded.t"
+           "SET t = excluded.t, "
+           "vals = CASE WHEN " + _SAME + " THEN excluded.vals "
+           "ELSE json_patch(latest_frame.vals, excluded.vals) END, "
+           "ts = CASE WHEN " + _SAME + " THEN NULL ELSE NULLIF(json_patch(json_patch("
+           "'{\"' || replace(latest_frame.keys, ',', '\":' || " + _OLD_T + " || ',\"') "
+           "|| '\":' || " + _OLD_T + " || '}', COALESCE(latest_frame.ts, '{}')), "
+           "'{\"' || replace(excluded.keys, ',', '\":null,\"') || '\":null}'), '{}') END, "
+           "keys = CASE WHEN " + _SAME + " THEN excluded.keys "
+           "ELSE (SELECT group_concat(j.key, ',') FROM "
+           "json_each(json_patch(latest_frame.vals, excluded.vals)) j) END "
+           "WHERE latest_frame.t < excluded.t"
         for n in SIZES}
 # a merged row written as it is
 PUT = {n: "INSERT INTO latest_frame (device, service, t, keys, vals, ts) VALUES "

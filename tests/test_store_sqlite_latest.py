@@ -12,6 +12,7 @@ as they were when the migration fails); the fleet table follows this version's
 rules; a device's deletion leaves none of its rows.
 """
 import asyncio
+import json
 import random
 import sqlite3
 
@@ -116,26 +117,39 @@ def test_random_batches_leave_the_latest_values_schema_2_leaves(tmp_path):
         assert db.execute("SELECT count(*) FROM latest_fleet").fetchone()[0] > 0
 
 
-def test_the_usual_frame_replaces_its_row_and_a_subset_keeps_the_older_values(tmp_path):
+def test_a_newer_subset_is_patched_in_and_the_values_it_lacks_keep_their_times(tmp_path):
     values = {o: 100 + o for o in range(1, 22)}
+    t1 = T0 + 10 + 1 / 3   # a time 15 digits would not keep
 
-    async def main():
+    def row(db):
+        (keys, t, ts), = db.execute("SELECT keys, t, ts FROM latest_frame").fetchall()
+        return keys, t, ts
+
+    async def main(db):
         s = await opened(tmp_path / "b.db")
         try:
             for k in range(3):
                 await s.add_telemetry_frames([frame("hp-1", T0 + k, values)])
-            await s.add_telemetry_frames([frame("hp-1", T0 + 10, {5: 7, 1: 8})])
+            assert row(db) == (",".join(map(str, values)), T0 + 2, None)   # replaced
+            await s.add_telemetry_frames([frame("hp-1", t1, {5: 7, 1: 8, 22: 9})])
             latest = await s.latest("hp-1")
-            assert latest[(HP, 5)] == (7, T0 + 10) and latest[(HP, 1)] == (8, T0 + 10)
-            assert latest[(HP, 6)] == (106, T0 + 2) and len(latest) == 21
+            assert latest[(HP, 5)] == (7, t1) and latest[(HP, 22)] == (9, t1)
+            assert latest[(HP, 6)] == (106, T0 + 2) and len(latest) == 22
+            keys, t, ts = row(db)
+            assert keys == ",".join(map(str, values)) + ",22" and t == t1
+            assert set(json.loads(ts)) == {str(o) for o in values} - {"1", "5"}
+            await s.add_telemetry_frames([frame("hp-1", t1 + 1, {6: 1})])
+            latest = await s.latest("hp-1")
+            assert latest[(HP, 5)] == (7, t1) and latest[(HP, 6)] == (1, t1 + 1)
+            assert latest[(HP, 7)] == (107, T0 + 2)
+            # all of them again: one row, one time
+            await s.add_telemetry_frames([frame("hp-1", T0 + 20, {**values, 22: 0})])
+            assert row(db)[1:] == (T0 + 20, None)
         finally:
             await s.close()
-    run(main())
+    run(_close(opened(tmp_path / "b.db", ())))
     with sqlite3.connect(str(tmp_path / "b.db")) as db:
-        (keys, t, ts), = db.execute("SELECT keys, t, ts FROM latest_frame").fetchall()
-    # the incoming objects first (the next such frame takes the one-statement path)
-    assert keys.split(",")[:2] == ["5", "1"] and t == T0 + 10
-    assert ts is not None and '"5"' not in ts and '"6"' in ts
+        run(main(db))
 
 
 def test_the_fleet_objects_kept_are_those_fleet_point_names():
