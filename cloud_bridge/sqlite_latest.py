@@ -7,17 +7,18 @@ was 21 upserts. Here a device's latest values of one service are one row of
 - `vals`: {"<object id>": "<value text>", ...}, the texts the old table held
   (the history's `vals` format, sqlite_frames), so a NOTIFY's row is the very
   text its history row got;
-- `t`: the greatest time of its values; `ts`: NULL when every value has that
-  time, else {"<object id>": t, ...} giving the others theirs;
-- `keys`: the object ids of `vals`, comma-separated, in its order.
+- `tv`: {"<object id>": t, ...}, each value's time (a float's shortest text,
+  read back as the same REAL); `t`: the greatest of them;
+- `keys`: the object ids of `vals`, comma-separated, in its order, or NULL
+  (not known: the row was patched).
 
 A NOTIFY later than every value of its stored row goes in by one upsert, decided
 by SQL (`t` greater): every stored value is older than the incoming one of its
-object. The usual one (the objects of the stored row, in its order) replaces the
-row; one with other objects (a device notifying what changed) is patched in
-(json_patch), the values it lacks kept with their times. Any other batch (a late
-frame, a frame at a stored time) is merged here in Python from the stored rows
-by the rule of schema 2's upsert:
+object. The usual one (the objects of the stored row, in its order: `keys`
+equal) replaces the row; one with other objects (a device notifying what
+changed) is patched in (json_patch of `vals` and of `tv`), the values it lacks
+kept with their times. Any other batch (a late frame, a frame at a stored time)
+is merged here in Python from the stored rows by the rule of schema 2's upsert:
 per object the greatest t, the stored value on equal t, the first of the batch
 on equal t (s_merge; the merge is idempotent, so a batch whose upsert fell
 short is merged whole).
@@ -54,9 +55,9 @@ TABLES = (
         device TEXT NOT NULL,
         service INTEGER NOT NULL,
         t REAL NOT NULL,
-        keys TEXT NOT NULL,
         vals TEXT NOT NULL,
-        ts TEXT,
+        tv TEXT NOT NULL,
+        keys TEXT,
         PRIMARY KEY (device, service)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS latest_fleet (
         device TEXT NOT NULL,
@@ -73,9 +74,7 @@ TABLES = (
 VIEW = (
     """CREATE VIEW IF NOT EXISTS latest (device, service, object, t, value) AS
         SELECT l.device, l.service, CAST(j.key AS INTEGER),
-            CASE WHEN l.ts IS NULL THEN l.t ELSE COALESCE(
-                CAST(json_extract(l.ts, '$."' || j.key || '"') AS REAL), l.t) END,
-            j.value
+            CAST(json_extract(l.tv, '$."' || j.key || '"') AS REAL), j.value
         FROM latest_frame l, json_each(l.vals) j""",
     """CREATE TRIGGER IF NOT EXISTS latest_delete INSTEAD OF DELETE ON latest BEGIN
         DELETE FROM latest_frame WHERE device = old.device;
@@ -83,17 +82,20 @@ VIEW = (
 )
 
 # schema 2 -> 3: each (device, service) of the old table becomes one row (the table's
-# key order: its objects ascending), the times of its values other than the greatest
-# written after (17 significant digits: SQLite's JSON writes 15; they read back as
-# the same REAL)
+# key order: its objects ascending), `tv` made from the keys and the greatest t, then
+# written again value by value where the times differ (17 significant digits:
+# SQLite's JSON writes 15; they read back as the same REAL)
+_MAX_T = "printf('%!.17g', max(t))"
 MIGRATE = (
-    "INSERT INTO latest_frame (device, service, t, keys, vals, ts) "
-    "SELECT device, service, max(t), group_concat(object, ','), "
-    "json_group_object(CAST(object AS TEXT), CAST(value AS TEXT)), NULL "
+    "INSERT INTO latest_frame (device, service, t, vals, tv, keys) "
+    "SELECT device, service, max(t), "
+    "json_group_object(CAST(object AS TEXT), CAST(value AS TEXT)), "
+    "'{\"' || replace(group_concat(object, ','), ',', '\":' || " + _MAX_T + " || ',\"') "
+    "|| '\":' || " + _MAX_T + " || '}', group_concat(object, ',') "
     "FROM latest GROUP BY device, service",
-    "UPDATE latest_frame SET ts = (SELECT json_group_object(CAST(o.object AS TEXT), "
+    "UPDATE latest_frame SET tv = (SELECT json_group_object(CAST(o.object AS TEXT), "
     "json(printf('%!.17g', o.t))) FROM latest o WHERE o.device = latest_frame.device "
-    "AND o.service = latest_frame.service AND o.t <> latest_frame.t) "
+    "AND o.service = latest_frame.service) "
     "WHERE EXISTS (SELECT 1 FROM latest o WHERE o.device = latest_frame.device "
     "AND o.service = latest_frame.service AND o.t <> latest_frame.t)",
     "DROP TABLE latest",
@@ -121,30 +123,24 @@ _NONE = frozenset()
 SIZES = (128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
     else (64, 32, 16, 8, 4, 2, 1)   # 6 parameters a row (999 at most before 3.32)
 # A frame newer than every value of its stored row (the usual frame): the row
-# replaced when it holds the same objects in the same order; else the frame's values
-# patched in (json_patch: its objects' values replaced, the others' kept), and `ts`
-# given the kept values' times (each its time in `ts`, or the row's old t) without the
-# frame's objects, which take the row's new t.
+# replaced when it holds the same objects in the same order (`keys`); else the
+# frame's values and times patched in (json_patch: its objects' replaced, the
+# others' kept) and `keys` unknown (NULL: such a row is patched from then on).
 _SAME = "latest_frame.keys = excluded.keys"
-_OLD_T = "printf('%!.17g', latest_frame.t)"   # 17 digits: read back as the same REAL
-FAST = {n: "INSERT INTO latest_frame (device, service, t, vals, keys) VALUES "
-           + ",".join(("(?,?,?,?,?)",) * n) + " ON CONFLICT (device, service) DO UPDATE "
+FAST = {n: "INSERT INTO latest_frame (device, service, t, vals, tv, keys) VALUES "
+           + ",".join(("(?,?,?,?,?,?)",) * n) + " ON CONFLICT (device, service) DO UPDATE "
            "SET t = excluded.t, "
            "vals = CASE WHEN " + _SAME + " THEN excluded.vals "
            "ELSE json_patch(latest_frame.vals, excluded.vals) END, "
-           "ts = CASE WHEN " + _SAME + " THEN NULL ELSE NULLIF(json_patch(json_patch("
-           "'{\"' || replace(latest_frame.keys, ',', '\":' || " + _OLD_T + " || ',\"') "
-           "|| '\":' || " + _OLD_T + " || '}', COALESCE(latest_frame.ts, '{}')), "
-           "'{\"' || replace(excluded.keys, ',', '\":null,\"') || '\":null}'), '{}') END, "
-           "keys = CASE WHEN " + _SAME + " THEN excluded.keys "
-           "ELSE (SELECT group_concat(j.key, ',') FROM "
-           "json_each(json_patch(latest_frame.vals, excluded.vals)) j) END "
+           "tv = CASE WHEN " + _SAME + " THEN excluded.tv "
+           "ELSE json_patch(latest_frame.tv, excluded.tv) END, "
+           "keys = CASE WHEN " + _SAME + " THEN excluded.keys END "
            "WHERE latest_frame.t < excluded.t"
         for n in SIZES}
 # a merged row written as it is
-PUT = {n: "INSERT INTO latest_frame (device, service, t, keys, vals, ts) VALUES "
+PUT = {n: "INSERT INTO latest_frame (device, service, t, vals, tv, keys) VALUES "
           + ",".join(("(?,?,?,?,?,?)",) * n) + " ON CONFLICT (device, service) DO UPDATE "
-          "SET t = excluded.t, keys = excluded.keys, vals = excluded.vals, ts = excluded.ts"
+          "SET t = excluded.t, vals = excluded.vals, tv = excluded.tv, keys = excluded.keys"
        for n in SIZES}
 # schema 2's upsert on the fleet rows: rows of one key in one statement go in order,
 # the greatest t wins, the first on equal t
@@ -165,12 +161,14 @@ def s_frames(packed, keys, rows):
     or its stored text) in batch order): one upsert replacing the rows of the usual
     frames, the batch merged if one was not (a script step)."""
     n = len(keys)
-    flat = []   # (device, service, t, vals, keys) a frame
+    flat = []   # (device, service, t, vals, tv, keys) a frame
     add = flat.extend
     for i in range(n):
+        k = keys[i]
+        t = repr(packed[4 * i + 2])   # a float's shortest text: read back as the same REAL
         add(packed[4 * i:4 * i + 4])
-        flat.append(keys[i])
-    done = yield from sqlite_frames.s_insert(FAST, flat, 5, SIZES)
+        add(('{"' + k.replace(",", '":' + t + ',"') + '":' + t + '}', k))
+    done = yield from sqlite_frames.s_insert(FAST, flat, 6, SIZES)
     if done != n:
         yield from s_merge(rows)
     yield from s_fleet(rows)
@@ -221,7 +219,7 @@ def s_merge(rows):
                     merged[o] = tv
             if merged == have:
                 continue
-            # the incoming objects' order first: the next such frame takes the fast path
+            # the incoming objects' order first: the next such frame replaces the row
             order = list(new) + [o for o in have if o not in new]
         flat.extend(_row(k, order, merged))
     yield from sqlite_frames.s_insert(PUT, flat, 6, SIZES)
@@ -229,12 +227,11 @@ def s_merge(rows):
 
 def _row(key, order, merged):
     """The parameters of latest_frame's row of `merged` {object: (t, text)}."""
-    t = max(tv[0] for tv in merged.values())
     objects = tuple(order)
     vals = sqlite_frames.vals_text(objects, tuple(merged[o][1] for o in objects))
-    ts = {str(o): merged[o][0] for o in objects if merged[o][0] != t}
-    return (key[0], key[1], t, sqlite_frames.keys_text(objects), vals,
-            _dumps(ts) if ts else None)
+    tv = _dumps({str(o): merged[o][0] for o in objects})
+    return (key[0], key[1], max(x[0] for x in merged.values()), vals, tv,
+            sqlite_frames.keys_text(objects))
 
 
 def _s_stored(keys):
@@ -244,11 +241,11 @@ def _s_stored(keys):
     for i in range(0, len(keys), 256):
         part = keys[i:i + 256]
         r = yield Q("WITH k (device, service) AS (VALUES %s) SELECT l.device, l.service, "
-                    "l.t, l.vals, l.ts FROM k JOIN latest_frame l USING (device, service)"
+                    "l.vals, l.tv FROM k JOIN latest_frame l USING (device, service)"
                     % ",".join(("(?,?)",) * len(part)), list(chain.from_iterable(part)))
-        for d, s, t, vals, ts in r.rows:
-            ts = json.loads(ts) if ts else {}
-            got[(d, s)] = {int(o): (float(ts.get(o, t)), v) for o, v in json.loads(vals).items()}
+        for d, s, vals, tv in r.rows:
+            tv = json.loads(tv)
+            got[(d, s)] = {int(o): (float(tv[o]), v) for o, v in json.loads(vals).items()}
     return got
 
 

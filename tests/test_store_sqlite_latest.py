@@ -122,29 +122,31 @@ def test_a_newer_subset_is_patched_in_and_the_values_it_lacks_keep_their_times(t
     t1 = T0 + 10 + 1 / 3   # a time 15 digits would not keep
 
     def row(db):
-        (keys, t, ts), = db.execute("SELECT keys, t, ts FROM latest_frame").fetchall()
-        return keys, t, ts
+        (t, tv, keys), = db.execute("SELECT t, tv, keys FROM latest_frame").fetchall()
+        return t, json.loads(tv), keys
 
     async def main(db):
         s = await opened(tmp_path / "b.db")
         try:
             for k in range(3):
                 await s.add_telemetry_frames([frame("hp-1", T0 + k, values)])
-            assert row(db) == (",".join(map(str, values)), T0 + 2, None)   # replaced
+            assert row(db) == (T0 + 2, {str(o): T0 + 2 for o in values},
+                               ",".join(map(str, values)))
             await s.add_telemetry_frames([frame("hp-1", t1, {5: 7, 1: 8, 22: 9})])
             latest = await s.latest("hp-1")
             assert latest[(HP, 5)] == (7, t1) and latest[(HP, 22)] == (9, t1)
             assert latest[(HP, 6)] == (106, T0 + 2) and len(latest) == 22
-            keys, t, ts = row(db)
-            assert keys == ",".join(map(str, values)) + ",22" and t == t1
-            assert set(json.loads(ts)) == {str(o) for o in values} - {"1", "5"}
+            t, tv, keys = row(db)
+            assert t == t1 and tv["5"] == t1 and tv["6"] == T0 + 2 and keys is None
             await s.add_telemetry_frames([frame("hp-1", t1 + 1, {6: 1})])
             latest = await s.latest("hp-1")
             assert latest[(HP, 5)] == (7, t1) and latest[(HP, 6)] == (1, t1 + 1)
             assert latest[(HP, 7)] == (107, T0 + 2)
-            # all of them again: one row, one time
-            await s.add_telemetry_frames([frame("hp-1", T0 + 20, {**values, 22: 0})])
-            assert row(db)[1:] == (T0 + 20, None)
+            # a late frame: merged, the row written whole with its keys again
+            await s.add_telemetry_frames([frame("hp-1", T0 + 5, {7: 0, 5: 0})])
+            latest = await s.latest("hp-1")
+            assert latest[(HP, 7)] == (0, T0 + 5) and latest[(HP, 5)] == (7, t1)
+            assert row(db)[2].split(",")[:2] == ["7", "5"]
         finally:
             await s.close()
     run(_close(opened(tmp_path / "b.db", ())))
