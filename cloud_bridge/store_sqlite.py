@@ -30,7 +30,8 @@ from itertools import chain
 
 from . import sqlite_frames, sqlite_latest
 from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
-                    UnknownDevice, check_time, prepare_telemetry, s_conflicts, value_text)
+                    UnknownDevice, check_device, check_time, encode_telemetry, s_conflicts,
+                    value_text)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
@@ -155,17 +156,24 @@ _INT = frozenset((int,))
 
 def _s_history(rows):
     """History of checked stored-form rows, one row per frame (sqlite_frames): those
-    of a stored (device, service, object, t) ignored, the first one if twice; how many
+    of a stored (device, service, object, t) ignored, the first one if twice; then
+    their latest values (sqlite_latest: as frames when each key came once). How many
     were new (a script step)."""
     by, twice = sqlite_frames.grouped(rows)
+    flat = None if twice else sqlite_frames.flat_of(by)
     yield Q("SAVEPOINT history", ())
-    if not twice and (yield from sqlite_frames.s_insert(
-            sqlite_frames.INSERT, sqlite_frames.flat_of(by))) == len(by):
+    if flat is not None and (yield from sqlite_frames.s_insert(
+            sqlite_frames.INSERT, flat)) == len(by):
         new = len(rows)
     else:   # a frame's time stored already: its values merged into the stored frame
         yield Q("ROLLBACK TO history", ())
         new = yield from sqlite_frames.s_add_values(by)
     yield Q("RELEASE history", ())
+    if flat is None:
+        yield from sqlite_latest.s_rows(rows)
+    else:
+        keys = [sqlite_frames.keys_text(tuple(vals)) for vals in by.values()]
+        yield from sqlite_latest.s_frames(flat, keys, rows)
     return new
 
 
@@ -345,16 +353,16 @@ class SqliteStore(Store):
             rows = list(rows)
         if not rows:
             return 0
-        out, latest = prepare_telemetry(rows)
-        ids = sorted({r[0] for r in latest})
+        out = encode_telemetry(rows)
+        ids = sorted({r[0] for r in out})
+        for dev in ids:
+            check_device(dev)
 
         def script():
             unknown = yield from self._s_unknown_devices(ids)
             if unknown:
                 raise UnknownDevice(unknown)
-            new = yield from _s_history(out)
-            yield from sqlite_latest.s_rows(latest)
-            return new
+            return (yield from _s_history(out))
         return await self._run(script)
 
     async def add_telemetry_frames(self, frames):
