@@ -139,16 +139,13 @@ DDL = (
 
 
 def _bindable(rows):
-    """The parameters of checked telemetry rows (device, service, object, t, value) in one
-    list, bound as they are when every value is an integer SQLite holds: the columns'
-    affinity then stores what prepare_telemetry would (t REAL; value TEXT: an integer
-    as its decimal digits). Else None (rows with floats, text, ... are encoded)."""
-    flat = list(chain.from_iterable(rows))
-    values = flat[4::5]
-    if set(map(type, values)) <= _INT and (not values or (
-            min(values) >= -0x8000000000000000 and max(values) <= 0x7FFFFFFFFFFFFFFF)):
-        return flat
-    return None
+    """True when checked telemetry rows (device, service, object, t, value) can be bound
+    as they are: every value an integer SQLite holds, which the columns' affinity
+    stores as prepare_telemetry would (t REAL; value TEXT: an integer as its decimal
+    digits). Else False (rows with floats, text, ... are encoded)."""
+    values = [r[4] for r in rows]
+    return set(map(type, values)) <= _INT and (not values or (
+        min(values) >= -0x8000000000000000 and max(values) <= 0x7FFFFFFFFFFFFFFF))
 
 
 _INT = frozenset((int,))
@@ -397,11 +394,11 @@ class SqliteStore(Store):
         if unknown:
             raise UnknownDevice(unknown)
         rows = list(chain.from_iterable(frames))
-        flat = _bindable(rows)
+        ints = _bindable(rows)
         # one history row per frame (sqlite_frames), its values as stored text; its
         # `vals` is the latest values' row too (sqlite_latest)
         keys = []
-        packed = sqlite_frames.pack(frames, value_text if flat is None else None, keys)
+        packed = sqlite_frames.pack(frames, None if ints else value_text, keys)
         refused = [False] * len(frames)
         yield Q("SAVEPOINT telemetry", ())
         if packed is None or (yield from sqlite_frames.s_insert(
@@ -413,7 +410,7 @@ class SqliteStore(Store):
             yield from sqlite_frames.s_add_values(sqlite_frames.grouped(rows)[0])
             yield from sqlite_latest.s_rows(rows)
         else:
-            if flat is None:
+            if not ints:
                 rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
             yield from sqlite_latest.s_frames(packed, keys, rows)
         yield Q("RELEASE telemetry", ())
