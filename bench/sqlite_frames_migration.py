@@ -33,19 +33,24 @@ READS = (("newest 100 points", dict(limit=100, descending=True)),
 
 
 def schema_1_file(path, devices, frames):
-    from test_store_sqlite_frames import SCHEMA_1_TELEMETRY, SCHEMA_1_INSERT
-    from spot.cloud_bridge import sqlite_frames, store_sqlite
+    from test_store_sqlite_frames import (SCHEMA_1_TELEMETRY, SCHEMA_1_INSERT, SCHEMA_1_LATEST,
+                                          SCHEMA_2_LATEST)
+    from spot.cloud_bridge import sqlite_frames, sqlite_latest, store_sqlite
     db = sqlite3.connect(path)
     db.execute("PRAGMA page_size = 8192")
     db.execute("PRAGMA journal_mode = WAL")
     for stmt in store_sqlite.DDL:
-        if stmt is not sqlite_frames.FRAME_TABLE:
+        if stmt is not sqlite_frames.FRAME_TABLE and stmt not in sqlite_latest.TABLES:
             db.execute(stmt)
-    db.execute(SCHEMA_1_TELEMETRY)
+    for stmt in (SCHEMA_1_TELEMETRY,) + SCHEMA_2_LATEST:   # latest values one row per value
+        db.execute(stmt)
     db.execute("INSERT INTO schema_version VALUES (1, 0)")
     for f in range(frames):
-        db.executemany(SCHEMA_1_INSERT, [("hp-%05d" % d, 16, o, T0 + 60 * f, 1000 + o + f)
-                                         for d in range(devices) for o in range(1, 22)])
+        rows = [("hp-%05d" % d, 16, o, T0 + 60 * f, 1000 + o + f)
+                for d in range(devices) for o in range(1, 22)]
+        db.executemany(SCHEMA_1_INSERT, rows)
+        if f == frames - 1:
+            db.executemany(SCHEMA_1_LATEST, rows)
     db.commit()
     db.close()
 

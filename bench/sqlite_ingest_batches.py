@@ -9,7 +9,7 @@ bench/bridge_ingest.py's --floor stores 10 batches of one frame from each of
 flight) group commit makes batches of about 64 frames, and the table grows by
 some 40 000 frames a cell. This bench does that: 1 000 registered devices,
 `--frames` 21-value NOTIFY frames (round robin over the devices, each with its
-next time) in batches of `--batch` frames through Store.add_telemetry_frames,
+next time; with `--changed=N`, N of the 21 values a frame, another N each time) in batches of `--batch` frames through Store.add_telemetry_frames,
 the first 50 batches as warm-up. Printed per variant: frames/s (wall, one
 thread of work, no event-loop load beside it), process CPU per frame, and the
 store thread's CPU (and wall) per frame by statement. With --baseline the
@@ -35,7 +35,15 @@ DEVICES = 1000
 WARM = 50
 
 
-async def measure(batch, nframes, key_order):
+def objects(n, changed):
+    """The object ids of frame n: all 21, or `changed` of them (a window moving by 7 a
+    frame, ascending: a device notifying what changed)."""
+    if not changed:
+        return VALUES
+    return sorted((n * 7 + i) % len(VALUES) + 1 for i in range(changed))
+
+
+async def measure(batch, nframes, key_order, changed=0):
     from spot.cloud_bridge import store_sqlite as SS
     from spot.cloud_bridge.store import open_store
     if key_order:
@@ -79,8 +87,8 @@ async def measure(batch, nframes, key_order):
                     wall.clear()
                     cpu.clear()
                     w0, p0, k0 = time.perf_counter(), time.process_time(), k
-                frames = [[(ids[n % DEVICES], 16, o, t0 + n // DEVICES, v)
-                           for o, v in VALUES.items()] for n in range(k, k + batch)]
+                frames = [[(ids[n % DEVICES], 16, o, t0 + n // DEVICES, VALUES[o])
+                           for o in objects(n, changed)] for n in range(k, k + batch)]
                 k += batch
                 await store.add_telemetry_frames(frames)
             n = k - k0
@@ -91,12 +99,12 @@ async def measure(batch, nframes, key_order):
             await store.close()
 
 
-def run_variant(code, batch, nframes, key_order):
+def run_variant(code, batch, nframes, key_order, changed):
     env = dict(os.environ)
     if code:
         env["PYTHONPATH"] = code
     out = subprocess.run([sys.executable, __file__, "--child", str(batch), str(nframes),
-                          str(int(key_order))], capture_output=True, text=True, env=env,
+                          str(int(key_order)), str(changed)], capture_output=True, text=True, env=env,
                          timeout=600)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -105,13 +113,15 @@ def run_variant(code, batch, nframes, key_order):
 
 def main(argv):
     if argv[:1] == ["--child"]:
-        print(repr(asyncio.run(measure(int(argv[1]), int(argv[2]), argv[3] == "1"))))
+        print(repr(asyncio.run(measure(int(argv[1]), int(argv[2]), argv[3] == "1",
+                                       int(argv[4])))))
         return
     from bridge_ingest import baseline_path, option
     batch = int(option(argv, "batch", 64))
     nframes = int(option(argv, "frames", 38400))
     repeat = int(option(argv, "repeat", 1))
     base = option(argv, "baseline")
+    changed = int(option(argv, "changed", 0))
     with tempfile.TemporaryDirectory() as tmp:
         variants = [("this tree", None, False)]
         if base:
@@ -120,17 +130,21 @@ def main(argv):
             variants.append(("this tree, key (device, service, t, object)", None, True))
         print("load average before: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
         print()
-        print("%d frames of 21 values in batches of %d, 1 000 devices" % (nframes, batch))
+        print("%d frames of %d values in batches of %d, 1 000 devices"
+              % (nframes, changed or len(VALUES), batch))
         print()
         print("| variant | frames/s | CPU us per frame | INSERT telemetry | upsert latest | "
               "COMMIT (CPU / wall) | rest of the statements |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for _ in range(repeat):
             for name, code, key_order in variants:
-                r = run_variant(code, batch, nframes, key_order)
+                r = run_variant(code, batch, nframes, key_order, changed)
                 parts = dict(r["parts"])
                 ins = parts.pop("INSERT OR IGNORE", (0, 0))
-                latest = parts.pop("INSERT INTO latest", (0, 0))
+                # one statement (one row per value), or two (SQLite schema 3: latest_frame,
+                # latest_fleet)
+                latest = [sum(x) for x in zip((0, 0), *(parts.pop(key) for key in list(parts)
+                                                        if key.startswith("INSERT INTO latest")))]
                 commit = parts.pop("COMMIT", (0, 0))
                 rest = sum(c for c, _ in parts.values())
                 print("| %s | %.0f | %.1f | %.1f | %.1f | %.1f / %.1f | %.1f |" % (

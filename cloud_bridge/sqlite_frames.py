@@ -82,6 +82,19 @@ def _template(objects):
     return t
 
 
+_KEYS = {}        # a tuple of object ids -> their ids comma-separated (sqlite_latest)
+
+
+def keys_text(objects):
+    """'<id>,<id>,...' of these object ids (cached as the templates are)."""
+    k = _KEYS.get(objects)
+    if k is None:
+        k = ",".join(map(str, objects))
+        if len(_KEYS) < 4096:
+            _KEYS[objects] = k
+    return k
+
+
 def vals_text(objects, values, template=None):
     """A frame's `vals` from its object ids and values (ints, or value texts), both
     tuples: the object's template filled in, or JSON-encoded when a text holds a
@@ -92,11 +105,12 @@ def vals_text(objects, values, template=None):
     return v
 
 
-def pack(frames, text=None):
+def pack(frames, text=None, keys=None):
     """The parameters (device, service, float t, vals) of each frame's row, flat, when
     every frame's rows have one (device, service, t) and no object twice (the usual
     NOTIFY); else None. text: the function giving a row's value its stored text (None:
-    the values are ints, written as their digits)."""
+    the values are ints, written as their digits). keys: a list getting each frame's
+    keys_text."""
     flat = []
     add = flat.extend
     for fr in frames:
@@ -110,6 +124,8 @@ def pack(frames, text=None):
         if text is not None:
             values = tuple(map(text, values))
         add((d[0], s[0], float(t[0]), vals_text(objects, values, template)))
+        if keys is not None:
+            keys.append(_KEYS.get(objects) or keys_text(objects))
     return flat
 
 

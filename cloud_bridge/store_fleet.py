@@ -113,8 +113,9 @@ def alarm_sql(store, device_col):
     if getattr(store, "latest_per_device", False):
         return ("EXISTS (SELECT 1 FROM latest_device a WHERE a.device = %s AND a.alarm)"
                 % device_col, [])
-    return ("EXISTS (SELECT 1 FROM latest l WHERE l.device = %s AND %s)"
-            % (device_col, alarm_point_sql(store.dialect)), [])
+    return ("EXISTS (SELECT 1 FROM %s l WHERE l.device = %s AND %s)"
+            % (getattr(store, "fleet_latest", "latest"), device_col,
+               alarm_point_sql(store.dialect)), [])
 
 
 def fleet_point_sql(l="l"):
@@ -133,7 +134,8 @@ def _latest(store):
         # unnest in the select list: no function scan set up per device
         return ("(SELECT x.device, (x.f).service, (x.f).object, (x.f).t, (x.f).value "
                 "FROM (SELECT d.device, unnest(d.fleet) AS f FROM latest_device d) x) l")
-    return "latest l"
+    # SQLite's latest values one row per device keep these one row per value too
+    return getattr(store, "fleet_latest", "latest") + " l"
 
 
 def _terms():

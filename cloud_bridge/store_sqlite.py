@@ -19,6 +19,8 @@ before its batch starts is not run; close() first finishes what waits.
 Telemetry history is one row per frame (schema 2, sqlite_frames): a NOTIFY's
 values in one row keyed (device, service, t), read through the view
 `telemetry` one row per value; a schema-1 database is migrated when opened.
+Latest values are one row per device and service (schema 3, sqlite_latest),
+read through the view `latest`; the fleet figures read `latest_fleet`.
 """
 import asyncio
 import sqlite3
@@ -26,9 +28,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
-from . import sqlite_frames
+from . import sqlite_frames, sqlite_latest
 from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
-                    UnknownDevice, check_time, prepare_telemetry, s_conflicts, value_text)
+                    UnknownDevice, check_device, check_time, encode_telemetry, s_conflicts,
+                    value_text)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
@@ -61,13 +64,9 @@ DDL = (
     # no foreign key: add_telemetry checks the batch's devices once. History one row
     # per frame, read through the view `telemetry` (sqlite_frames; schema 2)
     sqlite_frames.FRAME_TABLE,
-    """CREATE TABLE IF NOT EXISTS latest (
-        device TEXT NOT NULL,
-        service INTEGER NOT NULL,
-        object INTEGER NOT NULL,
-        t REAL NOT NULL,
-        value TEXT NOT NULL,
-        PRIMARY KEY (device, service, object)) WITHOUT ROWID""",
+    # latest values one row per (device, service), read through the view `latest`;
+    # the fleet figures' objects also one row per value (sqlite_latest; schema 3)
+    *sqlite_latest.TABLES,
     """CREATE TABLE IF NOT EXISTS commands (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         device TEXT NOT NULL REFERENCES devices (id),
@@ -122,7 +121,6 @@ DDL = (
     # fleet view (store_fleet): counts by presence, one object across the fleet,
     # plans in force, and the sampled power-by-profile series
     "CREATE INDEX IF NOT EXISTS devices_presence ON devices (presence, id)",
-    "CREATE INDEX IF NOT EXISTS latest_object ON latest (object, service)",
     "CREATE INDEX IF NOT EXISTS plans_expiry ON plans (expiry)",
     """CREATE TABLE IF NOT EXISTS fleet_power (
         t REAL NOT NULL,
@@ -133,41 +131,21 @@ DDL = (
 )
 
 
-# Telemetry goes in as multi-row INSERTs of prebuilt parameters: one statement runs
-# SQLite's C code for up to _SIZES[0] rows with the GIL released once, where
-# executemany binds and steps row by row and takes the GIL back for each row
-# (with the event loop's thread busy, each take waits for it). A batch is cut
-# into statements of these sizes (a few per batch), each prepared once and kept
-# in the connection's statement cache.
-_SIZES = (512, 256, 128, 64, 32, 16, 8, 4, 2, 1) if sqlite3.sqlite_version_info >= (3, 32) \
-    else (128, 64, 32, 16, 8, 4, 2, 1)   # SQLite before 3.32 takes 999 parameters at most
-# rows of one key in one statement go in order: the greatest t wins, the first on equal t
-_UPSERT_LATEST = {n: "INSERT INTO latest (device, service, object, t, value) "
-                     "VALUES " + ",".join(("(?,?,?,?,?)",) * n) + " "
-                     "ON CONFLICT (device, service, object) DO UPDATE "
-                     "SET t = excluded.t, value = excluded.value "
-                     "WHERE latest.t < excluded.t" for n in _SIZES}
-
-
-def _s_insert(statements, rows, flat=None):
-    """Insert rows (flat: their parameters in one list, if made) with the statements of
-    _SIZES rows; how many were new."""
-    if flat is None:
-        flat = list(chain.from_iterable(rows))
-    return (yield from sqlite_frames.s_insert(statements, flat, 5, _SIZES))
+# Telemetry goes in as multi-row INSERTs of prebuilt parameters (sqlite_frames.s_insert,
+# the statements in sqlite_frames and sqlite_latest): one statement runs SQLite's C
+# code for many rows with the GIL released once, where executemany binds and steps
+# row by row and takes the GIL back for each row (with the event loop's thread
+# busy, each take waits for it).
 
 
 def _bindable(rows):
-    """The parameters of checked telemetry rows (device, service, object, t, value) in one
-    list, bound as they are when every value is an integer SQLite holds: the columns'
-    affinity then stores what prepare_telemetry would (t REAL; value TEXT: an integer
-    as its decimal digits). Else None (rows with floats, text, ... are encoded)."""
-    flat = list(chain.from_iterable(rows))
-    values = flat[4::5]
-    if set(map(type, values)) <= _INT and (not values or (
-            min(values) >= -0x8000000000000000 and max(values) <= 0x7FFFFFFFFFFFFFFF)):
-        return flat
-    return None
+    """True when checked telemetry rows (device, service, object, t, value) can be bound
+    as they are: every value an integer SQLite holds, which the columns' affinity
+    stores as prepare_telemetry would (t REAL; value TEXT: an integer as its decimal
+    digits). Else False (rows with floats, text, ... are encoded)."""
+    values = [r[4] for r in rows]
+    return set(map(type, values)) <= _INT and (not values or (
+        min(values) >= -0x8000000000000000 and max(values) <= 0x7FFFFFFFFFFFFFFF))
 
 
 _INT = frozenset((int,))
@@ -175,17 +153,24 @@ _INT = frozenset((int,))
 
 def _s_history(rows):
     """History of checked stored-form rows, one row per frame (sqlite_frames): those
-    of a stored (device, service, object, t) ignored, the first one if twice; how many
+    of a stored (device, service, object, t) ignored, the first one if twice; then
+    their latest values (sqlite_latest: as frames when each key came once). How many
     were new (a script step)."""
     by, twice = sqlite_frames.grouped(rows)
+    flat = None if twice else sqlite_frames.flat_of(by)
     yield Q("SAVEPOINT history", ())
-    if not twice and (yield from sqlite_frames.s_insert(
-            sqlite_frames.INSERT, sqlite_frames.flat_of(by))) == len(by):
+    if flat is not None and (yield from sqlite_frames.s_insert(
+            sqlite_frames.INSERT, flat)) == len(by):
         new = len(rows)
     else:   # a frame's time stored already: its values merged into the stored frame
         yield Q("ROLLBACK TO history", ())
         new = yield from sqlite_frames.s_add_values(by)
     yield Q("RELEASE history", ())
+    if flat is None:
+        yield from sqlite_latest.s_rows(rows)
+    else:
+        keys = [sqlite_frames.keys_text(tuple(vals)) for vals in by.values()]
+        yield from sqlite_latest.s_frames(flat, keys, rows)
     return new
 
 
@@ -220,8 +205,9 @@ class SqliteStore(Store):
     """Store on one SQLite file. timeout: seconds to wait for another writer."""
 
     dialect = "sqlite"
-    schema = sqlite_frames.SCHEMA
+    schema = sqlite_latest.SCHEMA
     history_table = "telemetry_frame"   # delete_device deletes a device's history there
+    fleet_latest = "latest_fleet"   # the latest values store_fleet reads (sqlite_latest)
     takes_frames_late = True   # add_telemetry_frames takes a function of the frames
 
     def __init__(self, path, timeout=10.0):
@@ -364,16 +350,16 @@ class SqliteStore(Store):
             rows = list(rows)
         if not rows:
             return 0
-        out, latest = prepare_telemetry(rows)
-        ids = sorted({r[0] for r in latest})
+        out = encode_telemetry(rows)
+        ids = sorted({r[0] for r in out})
+        for dev in ids:
+            check_device(dev)
 
         def script():
             unknown = yield from self._s_unknown_devices(ids)
             if unknown:
                 raise UnknownDevice(unknown)
-            new = yield from _s_history(out)
-            yield from _s_insert(_UPSERT_LATEST, latest)
-            return new
+            return (yield from _s_history(out))
         return await self._run(script)
 
     async def add_telemetry_frames(self, frames):
@@ -408,9 +394,11 @@ class SqliteStore(Store):
         if unknown:
             raise UnknownDevice(unknown)
         rows = list(chain.from_iterable(frames))
-        flat = _bindable(rows)
-        # one history row per frame (sqlite_frames), its values as stored text
-        packed = sqlite_frames.pack(frames, value_text if flat is None else None)
+        ints = _bindable(rows)
+        # one history row per frame (sqlite_frames), its values as stored text; its
+        # `vals` is the latest values' row too (sqlite_latest)
+        keys = []
+        packed = sqlite_frames.pack(frames, None if ints else value_text, keys)
         refused = [False] * len(frames)
         yield Q("SAVEPOINT telemetry", ())
         if packed is None or (yield from sqlite_frames.s_insert(
@@ -419,25 +407,30 @@ class SqliteStore(Store):
             enc = [[(d, s, o, float(t), value_text(v)) for d, s, o, t, v in fr] for fr in frames]
             refused = yield from s_conflicts(enc)
             rows = [r for k, fr in enumerate(enc) if not refused[k] for r in fr]
-            flat = None
             yield from sqlite_frames.s_add_values(sqlite_frames.grouped(rows)[0])
-        elif flat is None:
-            rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
-        yield from _s_insert(_UPSERT_LATEST, rows, flat)
+            yield from sqlite_latest.s_rows(rows)
+        else:
+            if not ints:
+                rows = [(d, s, o, float(t), value_text(v)) for d, s, o, t, v in rows]
+            yield from sqlite_latest.s_frames(packed, keys, rows)
         yield Q("RELEASE telemetry", ())
         return refused
 
     def _s_schema(self, ddl, now):
         """Store._s_schema, then a schema-1 database's history moved to frames
-        (sqlite_frames) and the view `telemetry` made."""
+        (sqlite_frames) and the view `telemetry` made, a schema-2 database's latest
+        values moved to one row per device and service (sqlite_latest) and the view
+        `latest` made."""
         v = yield from super()._s_schema(ddl, now)
-        if v < sqlite_frames.SCHEMA:
-            yield from sqlite_frames.s_migrate()
-            yield Q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-                    (sqlite_frames.SCHEMA, float(now)))
-            v = sqlite_frames.SCHEMA
-        for stmt in sqlite_frames.VIEW:
-            yield Q(stmt, ())
+        for layout in (sqlite_frames, sqlite_latest):   # schema 1 -> 2, 2 -> 3
+            if v < layout.SCHEMA:
+                yield from layout.s_migrate()
+                yield Q("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                        (layout.SCHEMA, float(now)))
+                v = layout.SCHEMA
+            for stmt in layout.VIEW:
+                yield Q(stmt, ())
+        yield from sqlite_latest.s_rules()
         return v
 
     async def prune_telemetry(self, before_t):

@@ -78,9 +78,10 @@ def same(a, b):
 
 @store_test
 async def test_new_store_has_its_backends_schema_version(s, url):
-    # SQLite 2 (history one row per frame); PostgreSQL 5 (telemetry partitioned by time,
-    # latest values per device with their keys, history one row per frame)
-    assert await s.schema_version() == (5 if s.dialect == "postgresql" else 2)
+    # SQLite 3 (history one row per frame, latest values per device and service);
+    # PostgreSQL 5 (telemetry partitioned by time, latest values per device with their
+    # keys, history one row per frame)
+    assert await s.schema_version() == (5 if s.dialect == "postgresql" else 3)
 
 
 @store_test

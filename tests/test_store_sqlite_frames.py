@@ -13,7 +13,7 @@ import sqlite3
 
 import pytest
 
-from spot.cloud_bridge import sqlite_frames, store_sqlite
+from spot.cloud_bridge import sqlite_frames, sqlite_latest, store_sqlite
 from spot.cloud_bridge.store import StoreError, open_store
 
 T0 = 1700000000
@@ -237,6 +237,17 @@ SCHEMA_1_TELEMETRY = """CREATE TABLE IF NOT EXISTS telemetry (
         PRIMARY KEY (device, service, object, t)) WITHOUT ROWID"""
 SCHEMA_1_INSERT = ("INSERT OR IGNORE INTO telemetry (device, service, object, t, value) "
                    "VALUES (?,?,?,?,?)")
+# the latest values' table of schema 1 and 2 (one row per value), and its writer
+SCHEMA_2_LATEST = (
+    """CREATE TABLE latest (
+        device TEXT NOT NULL,
+        service INTEGER NOT NULL,
+        object INTEGER NOT NULL,
+        t REAL NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (device, service, object)) WITHOUT ROWID""",
+    "CREATE INDEX latest_object ON latest (object, service)",
+)
 SCHEMA_1_LATEST = ("INSERT INTO latest (device, service, object, t, value) VALUES (?,?,?,?,?) "
                    "ON CONFLICT (device, service, object) DO UPDATE "
                    "SET t = excluded.t, value = excluded.value WHERE latest.t < excluded.t")
@@ -249,9 +260,10 @@ def schema_1_file(path):
     """A database file as the schema-1 store left it: its statements, its rows."""
     with sqlite3.connect(str(path)) as db:
         for stmt in store_sqlite.DDL:
-            if stmt is not sqlite_frames.FRAME_TABLE:
+            if stmt is not sqlite_frames.FRAME_TABLE and stmt not in sqlite_latest.TABLES:
                 db.execute(stmt)
-        db.execute(SCHEMA_1_TELEMETRY)
+        for stmt in (SCHEMA_1_TELEMETRY,) + SCHEMA_2_LATEST:
+            db.execute(stmt)
         db.execute("INSERT INTO schema_version VALUES (1, 0)")
         for dev in ("hp-1", "hp-2"):
             db.execute("INSERT INTO devices VALUES (?, '[[16,1,0]]', '[]', 0, NULL, ?, ?, "
@@ -268,7 +280,7 @@ def test_a_schema_1_database_is_migrated_to_frames_when_opened(tmp_path):
     async def main():
         s = await open_store("sqlite://" + str(path))
         try:
-            assert await s.schema_version() == 2
+            assert await s.schema_version() == 3
             assert await s.history("hp-1", HP, 1) == [(T0, 1234), (T0 + 60, 1240)]
             assert await s.history("hp-1", HP, 2) == [(T0, 0.25)]
             assert await s.history("hp-1", HP, 3) == [(T0 + 60, 'on "x"')]
@@ -310,7 +322,7 @@ def test_reopening_a_migrated_database_changes_nothing(tmp_path):
     assert frame_rows(path) == before
     with sqlite3.connect(str(path)) as db:
         assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() \
-            == [(1,), (2,)]
+            == [(1,), (2,), (3,)]
 
 
 def test_a_migration_that_fails_leaves_the_schema_1_database_as_it_was(tmp_path, monkeypatch):
