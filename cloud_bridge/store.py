@@ -1330,12 +1330,45 @@ class Store(abc.ABC):
             check_time(lease, "lease")
             if lease <= 0:
                 raise InvalidValue("lease must be positive")
+        return await self._claim(devices, None, now, instance_id, lease, False)
+
+    async def claim_and_send_many(self, sends, now, instance_id, routed=False):
+        """For each (device, mid) of sends, in ONE write: take the device's oldest
+        queued, unexpired command for this instance and record it sent with that
+        message id at `now` (status sent, claimed_by and claimed_at set as a claim
+        sets them): [Command (status "sent") or None] in the order given.
+
+        The record of the send is the claim, so the frame goes out after one
+        commit, not two (claim_many then mark_sent_many). A crash after it leaves
+        the command sent (it times out unanswered, never goes out twice), as a
+        crash between mark_sent and the datagram did. Two callers never get one
+        command. With `routed` (PostgreSQL shared by instances,
+        cloud_bridge/instances.py), a device whose route another instance holds
+        gets None: after a hand-over the old holder sends nothing, and what the
+        hand-over queued again stays for the new holder."""
+        sends = [tuple(x) for x in sends]
+        for device, mid in sends:
+            check_device(device)
+            check_int(mid, 0, 0xFFFF, "mid")
+        check_time(now, "now")
+        check_name(instance_id, "instance_id")
+        return await self._claim([d for d, _ in sends], [m for _, m in sends], now,
+                                 instance_id, None, routed and self.dialect == "postgresql")
+
+    async def _claim(self, devices, mids, now, instance_id, lease, routed):
+        """claim_many (mids None) or claim_and_send_many (mids: a message id per device)."""
         stale = "" if lease is None else " OR (status = 'claimed' AND claimed_at <= ?)"
         extra = () if lease is None else (float(now - lease),)
         cond = "(status = 'queued'" + stale + ")"
         pick = ("SELECT id FROM commands WHERE device = %s "
-                "AND (expires_at IS NULL OR expires_at > ?) AND " + cond + " ORDER BY id LIMIT 1")
-        head = "UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+                "AND (expires_at IS NULL OR expires_at > ?) AND " + cond + "%s ORDER BY id LIMIT 1")
+        if mids is None:
+            head = "UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+            head_params = (instance_id, float(now))
+        else:   # the claim records the send: one commit before the frame goes out
+            head = ("UPDATE commands SET status = 'sent', claimed_by = ?, claimed_at = ?, "
+                    "mid = %s.pmid, sent_at = ? ")
+            head_params = (instance_id, float(now), float(now))
         tail = " AND " + cond + " RETURNING " + COMMAND_COLS
         pg = self.dialect == "postgresql"
 
@@ -1346,13 +1379,24 @@ class Store(abc.ABC):
             for part in rounds:
                 if pg:   # one statement for the round; a row another claimer holds is skipped
                     # (MATERIALIZED: the picks are made once, not again for each row updated)
-                    r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid FROM "
-                                "unnest(?::text[]) AS d(dev) CROSS JOIN LATERAL ("
-                                + pick % "d.dev" + " FOR UPDATE SKIP LOCKED) AS c) "
-                                + head + "FROM picked WHERE commands.id = picked.pid" + tail,
-                                (_pg_array("text", [devices[i] for i in part]), float(now))
-                                + extra
-                                + (instance_id, float(now)) + extra)
+                    arrays = (_pg_array("text", [devices[i] for i in part]),)
+                    if mids is not None:
+                        arrays += (_pg_array("int4", [mids[i] for i in part]),)
+                    # routed: not a device whose route another instance holds (a hand-over
+                    # committed before this statement; one after it waits for this row)
+                    route = (" AND NOT EXISTS (SELECT 1 FROM device_routes r WHERE "
+                             "r.device = d.dev AND r.instance <> ?)") if routed else ""
+                    r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid"
+                                + (", d.mid AS pmid" if mids is not None else "") + " FROM "
+                                + ("unnest(?::text[]) AS d(dev)" if mids is None else
+                                   "unnest(?::text[], ?::int4[]) AS d(dev, mid)")
+                                + " CROSS JOIN LATERAL (" + pick % ("d.dev", route)
+                                + " FOR UPDATE SKIP LOCKED) AS c) "
+                                + (head if mids is None else head % "picked")
+                                + "FROM picked WHERE commands.id = picked.pid" + tail,
+                                arrays + (float(now),) + extra
+                                + ((instance_id,) if routed else ())
+                                + head_params + extra)
                     got = {row[1]: command_of(row) for row in r.rows}
                     for i in part:
                         out[i] = got.get(devices[i])
@@ -1367,11 +1411,20 @@ class Store(abc.ABC):
                 picked = sqlite_rows.unpack(c.rows[0][0], _COMMAND_REALS)
                 if not picked:
                     continue
-                yield Q(head + "WHERE id IN (SELECT value FROM json_each(?))",
-                        (instance_id, float(now), json.dumps([row[0] for row in picked])))
+                if mids is None:
+                    yield Q(head + "WHERE id IN (SELECT value FROM json_each(?))",
+                            head_params + (json.dumps([row[0] for row in picked]),))
+                else:
+                    mid_of = {devices[i]: mids[i] for i in part}
+                    yield Q(_SQLITE_ROWS % ("cid, pmid", sqlite_rows.rows_in(2)) + head % "v"
+                            + "FROM v WHERE commands.id = v.cid",
+                            (json.dumps([[row[0], mid_of[row[1]]] for row in picked]),)
+                            + head_params)
                 got = {}
                 for row in picked:
                     row[6], row[10], row[11] = CLAIMED, instance_id, float(now)
+                    if mids is not None:
+                        row[6], row[12], row[13] = SENT, mid_of[row[1]], float(now)
                     got[row[1]] = command_of(row)
                 for i in part:
                     out[i] = got.get(devices[i])

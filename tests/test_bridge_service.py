@@ -79,15 +79,15 @@ def test_announce_registers_device_with_profiles_and_operator_as_owner(tmp_path)
 def test_a_command_queued_as_the_delivery_finds_the_queue_empty_is_delivered(tmp_path):
     async def main():
         async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
-            claim, late = bridge.writes.claim, []
+            claim, late = bridge.writes.claim_and_send, []
 
-            async def claim_then_a_command_comes(device):
-                cmd = await claim(device)
+            async def claim_then_a_command_comes(device, mid):
+                cmd = await claim(device, mid)
                 if cmd is None and not late:   # the queue looked empty: now one is queued
                     late.append(await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE,
                                                     {6: 1}))
                 return cmd
-            bridge.writes.claim = claim_then_a_command_comes
+            bridge.writes.claim_and_send = claim_then_a_command_comes
             await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 2})
             await settle(bridge)
             assert (await bridge.store.get_command(late[0].id)).status == "done"
