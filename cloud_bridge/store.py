@@ -1361,7 +1361,7 @@ class Store(abc.ABC):
         extra = () if lease is None else (float(now - lease),)
         cond = "(status = 'queued'" + stale + ")"
         pick = ("SELECT id FROM commands WHERE device = %s "
-                "AND (expires_at IS NULL OR expires_at > ?) AND " + cond + "%s ORDER BY id LIMIT 1")
+                "AND (expires_at IS NULL OR expires_at > ?) AND " + cond + " ORDER BY id LIMIT 1")
         if mids is None:
             head = "UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
             head_params = (instance_id, float(now))
@@ -1379,24 +1379,30 @@ class Store(abc.ABC):
             for part in rounds:
                 if pg:   # one statement for the round; a row another claimer holds is skipped
                     # (MATERIALIZED: the picks are made once, not again for each row updated)
+                    if routed:   # route rows locked in device order, as hand-overs lock them
+                        part = sorted(part, key=lambda i: devices[i])
                     arrays = (_pg_array("text", [devices[i] for i in part]),)
                     if mids is not None:
                         arrays += (_pg_array("int4", [mids[i] for i in part]),)
-                    # routed: not a device whose route another instance holds (a hand-over
-                    # committed before this statement; one after it waits for this row)
-                    route = (" AND NOT EXISTS (SELECT 1 FROM device_routes r WHERE "
-                             "r.device = d.dev AND r.instance <> ?)") if routed else ""
+                    source = ("unnest(?::text[]) AS d(dev)" if mids is None else
+                              "unnest(?::text[], ?::int4[]) AS d(dev, mid)")
+                    if routed:
+                        # a device whose route another instance holds is skipped; its route
+                        # row is read FOR SHARE before its command is picked, so a hand-over
+                        # in flight (it holds the row FOR UPDATE) is waited for and then seen
+                        # (none of the device's commands goes out here), and one that starts
+                        # later waits for this statement (what it sent stays sent, once)
+                        source = ("(SELECT * FROM " + source + " WHERE coalesce((SELECT "
+                                  "r.instance FROM device_routes r WHERE r.device = d.dev "
+                                  "FOR SHARE), ?) = ? OFFSET 0) AS d")
                     r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid"
                                 + (", d.mid AS pmid" if mids is not None else "") + " FROM "
-                                + ("unnest(?::text[]) AS d(dev)" if mids is None else
-                                   "unnest(?::text[], ?::int4[]) AS d(dev, mid)")
-                                + " CROSS JOIN LATERAL (" + pick % ("d.dev", route)
+                                + source + " CROSS JOIN LATERAL (" + pick % "d.dev"
                                 + " FOR UPDATE SKIP LOCKED) AS c) "
                                 + (head if mids is None else head % "picked")
                                 + "FROM picked WHERE commands.id = picked.pid" + tail,
-                                arrays + (float(now),) + extra
-                                + ((instance_id,) if routed else ())
-                                + head_params + extra)
+                                arrays + ((instance_id, instance_id) if routed else ())
+                                + (float(now),) + extra + head_params + extra)
                     got = {row[1]: command_of(row) for row in r.rows}
                     for i in part:
                         out[i] = got.get(devices[i])
