@@ -457,12 +457,12 @@ class Bridge:
                 raise SpotError(MALFORMED, "no answer frame")
             op, _, rmid, body = decode_frame(reply, max_size=65536)
         except SpotError as e:
-            await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
+            more = await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
             self._subscription_answered(cmd, mid, None, None)
-            return True
-        await self._finish(cmd, "done" if op == F.RESULT else "error", body)
+            return more is not False
+        more = await self._finish(cmd, "done" if op == F.RESULT else "error", body)
         self._subscription_answered(cmd, mid, op, body)
-        return True
+        return more is not False   # nothing more queued: no write to find that out
 
     async def _set_clock(self, device, transport):
         """Write the bridge's time into the device (before its queued commands)."""
@@ -480,9 +480,12 @@ class Bridge:
         return True
 
     async def _finish(self, cmd, status, result):
-        if await self.writes.finish(cmd.id, status, result):  # plans follow (store)
+        """Complete cmd; whether its device has another command queued (None: unknown)."""
+        finished, more = await self.writes.finish(cmd.id, status, result)
+        if finished:  # plans follow (store)
             self.metrics.inc("commands", status=status)
             self._command_event(cmd.id, cmd.device, status, result)
+        return more
 
     def _command_event(self, cid, device, status, result=None):
         self.hub.publish({"type": "command", "id": cid, "device": device, "status": status,

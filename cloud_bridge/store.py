@@ -548,6 +548,11 @@ _SQLITE_COMMANDS = sqlite_rows.rows_out(COMMAND_COLS, [c.strip() for i, c in enu
 _SQLITE_ROWS = "WITH v(%s) AS MATERIALIZED (SELECT %s FROM json_each(?)) "
 
 
+# whether the device (an SQL expression) has another queued, unexpired command (? = now)
+_MORE = ("EXISTS (SELECT 1 FROM commands q WHERE q.device = %s AND q.status = 'queued' "
+         "AND (q.expires_at IS NULL OR q.expires_at > ?))")
+
+
 def _state_error(command_id, state, wanted):
     """UnknownCommand (state None) or the CommandStateError for a command found in
     state (status, claimed_by) when it had to be `wanted`."""
@@ -1538,6 +1543,17 @@ class Store(abc.ABC):
         """complete() for many (command id, status, result) in ONE transaction: per
         completion, in order, True, False (already final) or the InvalidValue /
         UnknownCommand that complete would raise (that one changes nothing)."""
+        return await self._complete(completions, now, False)
+
+    async def complete_and_look_many(self, completions, now):
+        """complete_many, and in the same write whether the device of each command it
+        completed has another queued, unexpired command: per completion, in order,
+        (True, True or False), or (complete_many's other outcome, None). A delivery
+        that learns its device has nothing more to send ends without asking (a
+        command queued after this write kicks the device again, as for a claim)."""
+        return await self._complete(completions, now, True)
+
+    async def _complete(self, completions, now, look):
         check_time(now, "now")
         items = [tuple(x) for x in completions]
         out = [None] * len(items)
@@ -1548,7 +1564,7 @@ class Store(abc.ABC):
                 check_choice(status, FINAL_STATUSES, "status")
                 valid.append((i, command_id, status, dump_value(result)))
             except InvalidValue as e:
-                out[i] = e
+                out[i] = (e, None) if look else e
         pg = self.dialect == "postgresql"
 
         rounds = _rounds(valid, lambda v: v[1])
@@ -1561,15 +1577,18 @@ class Store(abc.ABC):
                                 "completed_at = ? FROM unnest(?::bigint[], ?::text[], ?::json[]) "
                                 "AS v(cid, st, res) WHERE commands.id = v.cid "
                                 "AND commands.status IN ('queued', 'claimed', 'sent') "
-                                "RETURNING commands.id, v.st), "
+                                "RETURNING commands.id, v.st, commands.device), "
                                 "pl AS (UPDATE plans SET status = CASE WHEN c.st = 'done' "
                                 "THEN 'accepted' ELSE 'failed' END, updated_at = ? FROM c "
                                 "WHERE plans.status = 'queued' AND plans.command_id = c.id) "
-                                "SELECT id FROM c",
+                                "SELECT id" + (", " + _MORE % "c.device" if look else "")
+                                + " FROM c",
                                 (float(now), _pg_array("int8", [v[1] for v in part]),
                                  _pg_array("text", [v[2] for v in part]),
-                                 _pg_array("json", [v[3] for v in part]), float(now)))
+                                 _pg_array("json", [v[3] for v in part]), float(now))
+                                + ((float(now),) if look else ()))
                     finished = {row[0] for row in r.rows}
+                    more = {row[0] for row in r.rows if look and row[1]}
                     missed = [v[1] for v in part if v[1] not in finished]
                     known = set()
                     for k in range(0, len(missed), 500):
@@ -1591,13 +1610,21 @@ class Store(abc.ABC):
                                 "AND commands.status IN ('queued', 'claimed', 'sent')",
                                 (json.dumps([v[1:] for v in part if v[1] in finished]),
                                  float(now)))
+                    more = set()
+                    if finished and look:
+                        m = yield Q("SELECT c.id FROM commands c WHERE c.id IN (SELECT value "
+                                    "FROM json_each(?)) AND " + _MORE % "c.device",
+                                    (json.dumps(sorted(finished)), float(now)))
+                        more = {row[0] for row in m.rows}
                 by_status = {}
                 for i, cid, st, _ in part:
                     if cid in finished:
-                        res[i] = True
+                        res[i] = (True, cid in more) if look else True
                         by_status.setdefault(st, []).append(cid)
                     else:
                         res[i] = False if cid in known else UnknownCommand(cid)
+                        if look:
+                            res[i] = (res[i], None)
                 for st, ids in sorted(by_status.items()) if not pg else ():
                     yield from self._s_plan_outcome(ids, st, now)
             return res

@@ -123,6 +123,26 @@ async def test_a_command_claimed_and_sent_in_one_write_is_not_queued_again_and_t
 
 
 @store_test
+async def test_complete_and_look_many_says_whose_device_has_another_command_queued(s, url):
+    for d in ("hp-1", "hp-2", "hp-3", "hp-4"):
+        await add_device(s, d)
+    a, b, c, d = await queued(s, ["hp-1", "hp-2", "hp-3", "hp-4"])
+    await queued(s, ["hp-1"])                                            # hp-1: one more
+    await s.enqueue_many(["hp-3"], HP, WRITE, {8: 1}, "op", T0, T0 + 1)  # expired by T0 + 2
+    await s.complete(d, "done", None, T0 + 1)                            # d: final already
+    got = await s.claim_and_send_many([("hp-1", 1), ("hp-2", 2), ("hp-3", 3)], T0 + 1, BRIDGE)
+    assert [x.id for x in got] == [a, b, c]
+    out = await s.complete_and_look_many(
+        [(a, "done", None), (b, "error", [1, "x"]), (c, "done", None), (d, "done", None),
+         (999, "done", None), (a, "nonsense", None)], T0 + 2)
+    assert out[:4] == [(True, True), (True, False), (True, False), (False, None)]
+    assert isinstance(out[4][0], S.UnknownCommand) and out[4][1] is None
+    assert isinstance(out[5][0], S.InvalidValue) and out[5][1] is None
+    assert [x.status for x in await s.get_commands([a, b, c, d])] == \
+        ["done", "error", "done", "done"]
+
+
+@store_test
 async def test_complete_many_finishes_each_once_and_moves_its_plan(s, url):
     for d in ("hp-1", "hp-2"):
         await add_device(s, d)
