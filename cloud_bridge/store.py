@@ -37,12 +37,14 @@ Decisions, documented once:
 - latest() keeps, per object, the value with the greatest time ever stored; a
   late (older) row never replaces it, and retention pruning never removes it.
 - Commands move queued -> claimed -> sent -> done | error | expired | timeout
-  | rejected. A command may also be completed straight from queued or claimed
-  (e.g. rejected by access control). complete() on a command that is already
-  final returns False and changes nothing (a late RESULT racing a timeout).
+  | rejected, or queued -> sent in one write (claim_and_send_many: the
+  bridge's deliveries). A command may also be completed straight from queued
+  or claimed (e.g. rejected by access control). complete() on a command that
+  is already final returns False and changes nothing (a late RESULT racing a
+  timeout).
 - Fleet-wide bursts have many-item methods (register_devices, claim_many,
-  mark_sent_many, complete_many, enqueue_many): one transaction for all,
-  and per item the outcome (or the error, as a value) its single-item method
+  claim_and_send_many, mark_sent_many, complete_many, enqueue_many): one
+  transaction for all, and per item the outcome (or the error, as a value) its single-item method
   gives; the single-item methods are these with one item.
 """
 import abc
@@ -483,10 +485,27 @@ def device_of(r, groups):
                   t_out(r[5]), t_out(r[6]), r[7], t_out(r[8]), groups)
 
 
+# the columns of a queued command that no claim or send has set (COMMAND_COLS' first ten
+# but status)
+_QUEUED_COLS = ("commands.id, device, service, op, body, actor, created_at, expires_at, "
+                "timeout")
+
+
 def command_of(r):
     return Command(r[0], r[1], r[2], r[3], load_value(r[4]), r[5], r[6], t_out(r[7]),
                    t_out(r[8]), t_out(r[9]), r[10], t_out(r[11]), r[12], t_out(r[13]),
                    t_out(r[14]), load_value(r[15]))
+
+
+def _sent_command(instance_id, now):
+    """command_of for rows (_QUEUED_COLS, mid) of commands just recorded sent by
+    instance_id at now (claim_and_send_many)."""
+    t = t_out(float(now))
+
+    def of(r):
+        return Command(r[0], r[1], r[2], r[3], load_value(r[4]), r[5], SENT, t_out(r[6]),
+                       t_out(r[7]), t_out(r[8]), instance_id, t, r[9], t, None, None)
+    return of
 
 
 def queued_commands(ids, devices, service, op, body, actor, now, expires_at, timeout):
@@ -1376,6 +1395,10 @@ class Store(abc.ABC):
             head_params = (instance_id, float(now), float(now))
         tail = " AND " + cond + " RETURNING " + COMMAND_COLS
         pg = self.dialect == "postgresql"
+        as_command = command_of
+        if pg and mids is not None:   # what the write set is known: read back the rest only
+            tail = " AND " + cond + " RETURNING " + _QUEUED_COLS + ", picked.pmid"
+            as_command = _sent_command(instance_id, now)
 
         rounds = _rounds(range(len(devices)), lambda i: devices[i])
 
@@ -1408,7 +1431,7 @@ class Store(abc.ABC):
                                 + "FROM picked WHERE commands.id = picked.pid" + tail,
                                 arrays + ((instance_id, instance_id) if routed else ())
                                 + (float(now),) + extra + head_params + extra)
-                    got = {row[1]: command_of(row) for row in r.rows}
+                    got = {row[1]: as_command(row) for row in r.rows}
                     for i in part:
                         out[i] = got.get(devices[i])
                     continue
