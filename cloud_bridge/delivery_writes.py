@@ -6,9 +6,10 @@ write: store.claim_and_send_many, the claim is the record of the send), then
 completes it with the answer and learns in that write whether the device has
 another command queued (store.complete_and_look_many: when it has not, the
 delivery ends without a third write to find the queue empty). Written one by
-one that is two transactions per device. Here each of the two is a coalesce.Coalesced over the store's
-many-item method (claim_and_send_many, complete_and_look_many): the deliveries that
-reach the same step together share one transaction. Each delivery still
+one that is two transactions per device. Here each of the two is a
+coalesce.Coalesced over the store's many-item method (claim_and_send_many,
+complete_and_look_many): the deliveries that reach the same step together
+share one transaction. Each delivery still
 waits for its own write to commit before it goes on (sends the frame,
 reports the command done), so a device's state in the store is exact: an
 answer not committed is not reported, and a crash leaves each command

@@ -44,8 +44,9 @@ Decisions, documented once:
   timeout).
 - Fleet-wide bursts have many-item methods (register_devices, claim_many,
   claim_and_send_many, mark_sent_many, complete_many, enqueue_many): one
-  transaction for all, and per item the outcome (or the error, as a value) its single-item method
-  gives; the single-item methods are these with one item.
+  transaction for all, and per item the outcome (or the error, as a value)
+  its single-item method gives; the single-item methods are these with one
+  item.
 """
 import abc
 import asyncio
