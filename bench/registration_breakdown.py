@@ -15,8 +15,9 @@ every delivery the registrations started has ended:
   own thread and are not in it) per registration;
 - the registration batches (store.register_devices / register_devices_waiting:
   one transaction each), their mean size and mean seconds from call to commit;
-- the delivery checks: store.claim_many calls (one transaction each), the
-  devices they asked for, and their mean seconds.
+- the delivery checks: store.claim_and_send_many calls (claim_many in a tree
+  older than it; one transaction each), the devices they asked for, and their
+  mean seconds.
 
 --baseline=DIR runs the same cells with the project tree at DIR (e.g. `git
 archive main`) in a subprocess, alternating with this tree's, so a before/after
@@ -73,7 +74,8 @@ async def cell(n, url, data):
     from spot.cloud_bridge.store import open_store
     store = await open_store(url)
     counts = {}
-    for name in ("register_devices", "register_devices_waiting", "claim_many"):
+    for name in ("register_devices", "register_devices_waiting", "claim_many",
+                 "claim_and_send_many"):
         if hasattr(store, name):   # before the bridge binds them
             setattr(store, name, timed(counts, name, getattr(store, name)))
     bridge = Bridge(C.load(None, data=data), store)
@@ -95,7 +97,7 @@ async def cell(n, url, data):
         await bridge.stop()
         await store.close()
     reg = counts.get("register_devices_waiting") or counts.get("register_devices") or [0, 0, 0]
-    claim = counts.get("claim_many", [0, 0, 0.0])
+    claim = counts.get("claim_and_send_many") or counts.get("claim_many", [0, 0, 0.0])
     return {"wall": wall, "loop_ms": 1000.0 * loop_cpu / n,
             "reg_batches": reg[0], "reg_size": reg[1] / max(1, reg[0]),
             "reg_ms": 1000.0 * reg[2] / max(1, reg[0]),

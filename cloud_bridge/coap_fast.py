@@ -118,6 +118,18 @@ class _Driver(DeviceServer):
         if state == self._state and self._timer is not None:
             return
         self._state = state
+        if self._timer is not None and not ep._outbox:
+            # No deadline a change makes is sooner than `soonest` (a new or resent CON
+            # waits ack_timeout_ms at least, an exchange response_wait_ms), and removals
+            # only make them later: a timer that fires by then is early enough, and when
+            # it fires (_tick) every deadline is looked at. Without this, a fan-out looked
+            # at its hundreds of exchanges in flight for every datagram sent or answered.
+            soonest = self.now() + min(ep.ack_timeout_ms, ep.client.response_wait_ms)
+            if self._due > soonest:
+                self._cancel()
+                self._due = soonest
+                self._timer = self.loop.call_at(soonest / 1000.0, self._tick)
+            return
         super()._schedule()
 
     def datagram_received(self, data, addr):

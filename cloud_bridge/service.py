@@ -102,7 +102,8 @@ class Bridge:
         self.peers = PeerLog(self.metrics)          # refused peer input: counted, logged rarely
         self.admission = Admission(config, clock)   # who may register which id, how fast
         self.registrar = Registrar(store)           # ANNOUNCEs arriving together: one commit
-        self.writes = DeliveryWrites(store, config, clock)   # deliveries' writes, batched
+        self.writes = DeliveryWrites(store, config, clock,   # deliveries' writes, batched
+                                     routed=lambda: self.instances is not None)
         self.store_problem = None   # the last store failure not yet resolved (health)
         self.store_corrupt = False  # the database is damaged: store nothing more in it
         self._store_log = PeerLog(self.metrics, metric="store_errors")
@@ -434,15 +435,13 @@ class Bridge:
             return False
         if device in self.clocks.due:
             return await self._set_clock(device, transport)
-        cmd = await self.writes.claim(device)
+        mid = self._next_mid(device)
+        # claimed and recorded sent in one write; None: nothing queued, or its route was
+        # handed to another instance (which sends what the hand-over queued again)
+        cmd = await self.writes.claim_and_send(device, mid)
         if cmd is None:
             return False
-        mid = self._next_mid(device)
         frame = F.encode(cmd.op, cmd.service, mid, cmd.body)
-        try:
-            await self.writes.sent(cmd.id, mid)
-        except S.CommandStateError:   # its route was handed to another instance meanwhile
-            return False
         self._command_event(cmd.id, device, "sent")
         try:
             reply = await transport.request(device, frame, cmd.timeout or self.config.command_timeout)
@@ -458,12 +457,12 @@ class Bridge:
                 raise SpotError(MALFORMED, "no answer frame")
             op, _, rmid, body = decode_frame(reply, max_size=65536)
         except SpotError as e:
-            await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
+            more = await self._finish(cmd, "error", "malformed answer: %s" % (e.detail,))
             self._subscription_answered(cmd, mid, None, None)
-            return True
-        await self._finish(cmd, "done" if op == F.RESULT else "error", body)
+            return more is not False
+        more = await self._finish(cmd, "done" if op == F.RESULT else "error", body)
         self._subscription_answered(cmd, mid, op, body)
-        return True
+        return more is not False   # nothing more queued: no write to find that out
 
     async def _set_clock(self, device, transport):
         """Write the bridge's time into the device (before its queued commands)."""
@@ -481,9 +480,12 @@ class Bridge:
         return True
 
     async def _finish(self, cmd, status, result):
-        if await self.writes.finish(cmd.id, status, result):  # plans follow (store)
+        """Complete cmd; whether its device has another command queued (None: unknown)."""
+        finished, more = await self.writes.finish(cmd.id, status, result)
+        if finished:  # plans follow (store)
             self.metrics.inc("commands", status=status)
             self._command_event(cmd.id, cmd.device, status, result)
+        return more
 
     def _command_event(self, cid, device, status, result=None):
         self.hub.publish({"type": "command", "id": cid, "device": device, "status": status,

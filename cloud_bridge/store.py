@@ -37,13 +37,16 @@ Decisions, documented once:
 - latest() keeps, per object, the value with the greatest time ever stored; a
   late (older) row never replaces it, and retention pruning never removes it.
 - Commands move queued -> claimed -> sent -> done | error | expired | timeout
-  | rejected. A command may also be completed straight from queued or claimed
-  (e.g. rejected by access control). complete() on a command that is already
-  final returns False and changes nothing (a late RESULT racing a timeout).
+  | rejected, or queued -> sent in one write (claim_and_send_many: the
+  bridge's deliveries). A command may also be completed straight from queued
+  or claimed (e.g. rejected by access control). complete() on a command that
+  is already final returns False and changes nothing (a late RESULT racing a
+  timeout).
 - Fleet-wide bursts have many-item methods (register_devices, claim_many,
-  mark_sent_many, complete_many, enqueue_many): one transaction for all,
-  and per item the outcome (or the error, as a value) its single-item method
-  gives; the single-item methods are these with one item.
+  claim_and_send_many, mark_sent_many, complete_many, enqueue_many): one
+  transaction for all, and per item the outcome (or the error, as a value)
+  its single-item method gives; the single-item methods are these with one
+  item.
 """
 import abc
 import asyncio
@@ -483,10 +486,27 @@ def device_of(r, groups):
                   t_out(r[5]), t_out(r[6]), r[7], t_out(r[8]), groups)
 
 
+# the columns of a queued command that no claim or send has set (COMMAND_COLS' first ten
+# but status)
+_QUEUED_COLS = ("commands.id, device, service, op, body, actor, created_at, expires_at, "
+                "timeout")
+
+
 def command_of(r):
     return Command(r[0], r[1], r[2], r[3], load_value(r[4]), r[5], r[6], t_out(r[7]),
                    t_out(r[8]), t_out(r[9]), r[10], t_out(r[11]), r[12], t_out(r[13]),
                    t_out(r[14]), load_value(r[15]))
+
+
+def _sent_command(instance_id, now):
+    """command_of for rows (_QUEUED_COLS, mid) of commands just recorded sent by
+    instance_id at now (claim_and_send_many)."""
+    t = t_out(float(now))
+
+    def of(r):
+        return Command(r[0], r[1], r[2], r[3], load_value(r[4]), r[5], SENT, t_out(r[6]),
+                       t_out(r[7]), t_out(r[8]), instance_id, t, r[9], t, None, None)
+    return of
 
 
 def queued_commands(ids, devices, service, op, body, actor, now, expires_at, timeout):
@@ -546,6 +566,11 @@ _SQLITE_COMMANDS = sqlite_rows.rows_out(COMMAND_COLS, [c.strip() for i, c in enu
 # SQLite: a batch's rows (one JSON parameter) as table v(columns) to join an UPDATE with;
 # materialized, so the planner looks each row up by its key instead of scanning for it
 _SQLITE_ROWS = "WITH v(%s) AS MATERIALIZED (SELECT %s FROM json_each(?)) "
+
+
+# whether the device (an SQL expression) has another queued, unexpired command (? = now)
+_MORE = ("EXISTS (SELECT 1 FROM commands q WHERE q.device = %s AND q.status = 'queued' "
+         "AND (q.expires_at IS NULL OR q.expires_at > ?))")
 
 
 def _state_error(command_id, state, wanted):
@@ -1330,14 +1355,51 @@ class Store(abc.ABC):
             check_time(lease, "lease")
             if lease <= 0:
                 raise InvalidValue("lease must be positive")
+        return await self._claim(devices, None, now, instance_id, lease, False)
+
+    async def claim_and_send_many(self, sends, now, instance_id, routed=False):
+        """For each (device, mid) of sends, in ONE write: take the device's oldest
+        queued, unexpired command for this instance and record it sent with that
+        message id at `now` (status sent, claimed_by and claimed_at set as a claim
+        sets them): [Command (status "sent") or None] in the order given.
+
+        The record of the send is the claim, so the frame goes out after one
+        commit, not two (claim_many then mark_sent_many). A crash after it leaves
+        the command sent (it times out unanswered, never goes out twice), as a
+        crash between mark_sent and the datagram did. Two callers never get one
+        command. With `routed` (PostgreSQL shared by instances,
+        cloud_bridge/instances.py), a device whose route another instance holds
+        gets None: after a hand-over the old holder sends nothing, and what the
+        hand-over queued again stays for the new holder."""
+        sends = [tuple(x) for x in sends]
+        for device, mid in sends:
+            check_device(device)
+            check_int(mid, 0, 0xFFFF, "mid")
+        check_time(now, "now")
+        check_name(instance_id, "instance_id")
+        return await self._claim([d for d, _ in sends], [m for _, m in sends], now,
+                                 instance_id, None, routed and self.dialect == "postgresql")
+
+    async def _claim(self, devices, mids, now, instance_id, lease, routed):
+        """claim_many (mids None) or claim_and_send_many (mids: a message id per device)."""
         stale = "" if lease is None else " OR (status = 'claimed' AND claimed_at <= ?)"
         extra = () if lease is None else (float(now - lease),)
         cond = "(status = 'queued'" + stale + ")"
         pick = ("SELECT id FROM commands WHERE device = %s "
                 "AND (expires_at IS NULL OR expires_at > ?) AND " + cond + " ORDER BY id LIMIT 1")
-        head = "UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+        if mids is None:
+            head = "UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+            head_params = (instance_id, float(now))
+        else:   # the claim records the send: one commit before the frame goes out
+            head = ("UPDATE commands SET status = 'sent', claimed_by = ?, claimed_at = ?, "
+                    "mid = %s.pmid, sent_at = ? ")
+            head_params = (instance_id, float(now), float(now))
         tail = " AND " + cond + " RETURNING " + COMMAND_COLS
         pg = self.dialect == "postgresql"
+        as_command = command_of
+        if pg and mids is not None:   # what the write set is known: read back the rest only
+            tail = " AND " + cond + " RETURNING " + _QUEUED_COLS + ", picked.pmid"
+            as_command = _sent_command(instance_id, now)
 
         rounds = _rounds(range(len(devices)), lambda i: devices[i])
 
@@ -1346,14 +1408,31 @@ class Store(abc.ABC):
             for part in rounds:
                 if pg:   # one statement for the round; a row another claimer holds is skipped
                     # (MATERIALIZED: the picks are made once, not again for each row updated)
-                    r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid FROM "
-                                "unnest(?::text[]) AS d(dev) CROSS JOIN LATERAL ("
-                                + pick % "d.dev" + " FOR UPDATE SKIP LOCKED) AS c) "
-                                + head + "FROM picked WHERE commands.id = picked.pid" + tail,
-                                (_pg_array("text", [devices[i] for i in part]), float(now))
-                                + extra
-                                + (instance_id, float(now)) + extra)
-                    got = {row[1]: command_of(row) for row in r.rows}
+                    if routed:   # route rows locked in device order, as hand-overs lock them
+                        part = sorted(part, key=lambda i: devices[i])
+                    arrays = (_pg_array("text", [devices[i] for i in part]),)
+                    if mids is not None:
+                        arrays += (_pg_array("int4", [mids[i] for i in part]),)
+                    source = ("unnest(?::text[]) AS d(dev)" if mids is None else
+                              "unnest(?::text[], ?::int4[]) AS d(dev, mid)")
+                    if routed:
+                        # a device whose route another instance holds is skipped; its route
+                        # row is read FOR SHARE before its command is picked, so a hand-over
+                        # in flight (it holds the row FOR UPDATE) is waited for and then seen
+                        # (none of the device's commands goes out here), and one that starts
+                        # later waits for this statement (what it sent stays sent, once)
+                        source = ("(SELECT * FROM " + source + " WHERE coalesce((SELECT "
+                                  "r.instance FROM device_routes r WHERE r.device = d.dev "
+                                  "FOR SHARE), ?) = ? OFFSET 0) AS d")
+                    r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid"
+                                + (", d.mid AS pmid" if mids is not None else "") + " FROM "
+                                + source + " CROSS JOIN LATERAL (" + pick % "d.dev"
+                                + " FOR UPDATE SKIP LOCKED) AS c) "
+                                + (head if mids is None else head % "picked")
+                                + "FROM picked WHERE commands.id = picked.pid" + tail,
+                                arrays + ((instance_id, instance_id) if routed else ())
+                                + (float(now),) + extra + head_params + extra)
+                    got = {row[1]: as_command(row) for row in r.rows}
                     for i in part:
                         out[i] = got.get(devices[i])
                     continue
@@ -1367,11 +1446,20 @@ class Store(abc.ABC):
                 picked = sqlite_rows.unpack(c.rows[0][0], _COMMAND_REALS)
                 if not picked:
                     continue
-                yield Q(head + "WHERE id IN (SELECT value FROM json_each(?))",
-                        (instance_id, float(now), json.dumps([row[0] for row in picked])))
+                if mids is None:
+                    yield Q(head + "WHERE id IN (SELECT value FROM json_each(?))",
+                            head_params + (json.dumps([row[0] for row in picked]),))
+                else:
+                    mid_of = {devices[i]: mids[i] for i in part}
+                    yield Q(_SQLITE_ROWS % ("cid, pmid", sqlite_rows.rows_in(2)) + head % "v"
+                            + "FROM v WHERE commands.id = v.cid",
+                            (json.dumps([[row[0], mid_of[row[1]]] for row in picked]),)
+                            + head_params)
                 got = {}
                 for row in picked:
                     row[6], row[10], row[11] = CLAIMED, instance_id, float(now)
+                    if mids is not None:
+                        row[6], row[12], row[13] = SENT, mid_of[row[1]], float(now)
                     got[row[1]] = command_of(row)
                 for i in part:
                     out[i] = got.get(devices[i])
@@ -1479,6 +1567,17 @@ class Store(abc.ABC):
         """complete() for many (command id, status, result) in ONE transaction: per
         completion, in order, True, False (already final) or the InvalidValue /
         UnknownCommand that complete would raise (that one changes nothing)."""
+        return await self._complete(completions, now, False)
+
+    async def complete_and_look_many(self, completions, now):
+        """complete_many, and in the same write whether the device of each command it
+        completed has another queued, unexpired command: per completion, in order,
+        (True, True or False), or (complete_many's other outcome, None). A delivery
+        that learns its device has nothing more to send ends without asking (a
+        command queued after this write kicks the device again, as for a claim)."""
+        return await self._complete(completions, now, True)
+
+    async def _complete(self, completions, now, look):
         check_time(now, "now")
         items = [tuple(x) for x in completions]
         out = [None] * len(items)
@@ -1489,7 +1588,7 @@ class Store(abc.ABC):
                 check_choice(status, FINAL_STATUSES, "status")
                 valid.append((i, command_id, status, dump_value(result)))
             except InvalidValue as e:
-                out[i] = e
+                out[i] = (e, None) if look else e
         pg = self.dialect == "postgresql"
 
         rounds = _rounds(valid, lambda v: v[1])
@@ -1502,15 +1601,18 @@ class Store(abc.ABC):
                                 "completed_at = ? FROM unnest(?::bigint[], ?::text[], ?::json[]) "
                                 "AS v(cid, st, res) WHERE commands.id = v.cid "
                                 "AND commands.status IN ('queued', 'claimed', 'sent') "
-                                "RETURNING commands.id, v.st), "
+                                "RETURNING commands.id, v.st, commands.device), "
                                 "pl AS (UPDATE plans SET status = CASE WHEN c.st = 'done' "
                                 "THEN 'accepted' ELSE 'failed' END, updated_at = ? FROM c "
                                 "WHERE plans.status = 'queued' AND plans.command_id = c.id) "
-                                "SELECT id FROM c",
+                                "SELECT id" + (", " + _MORE % "c.device" if look else "")
+                                + " FROM c",
                                 (float(now), _pg_array("int8", [v[1] for v in part]),
                                  _pg_array("text", [v[2] for v in part]),
-                                 _pg_array("json", [v[3] for v in part]), float(now)))
+                                 _pg_array("json", [v[3] for v in part]), float(now))
+                                + ((float(now),) if look else ()))
                     finished = {row[0] for row in r.rows}
+                    more = {row[0] for row in r.rows if look and row[1]}
                     missed = [v[1] for v in part if v[1] not in finished]
                     known = set()
                     for k in range(0, len(missed), 500):
@@ -1532,13 +1634,21 @@ class Store(abc.ABC):
                                 "AND commands.status IN ('queued', 'claimed', 'sent')",
                                 (json.dumps([v[1:] for v in part if v[1] in finished]),
                                  float(now)))
+                    more = set()
+                    if finished and look:
+                        m = yield Q("SELECT c.id FROM commands c WHERE c.id IN (SELECT value "
+                                    "FROM json_each(?)) AND " + _MORE % "c.device",
+                                    (json.dumps(sorted(finished)), float(now)))
+                        more = {row[0] for row in m.rows}
                 by_status = {}
                 for i, cid, st, _ in part:
                     if cid in finished:
-                        res[i] = True
+                        res[i] = (True, cid in more) if look else True
                         by_status.setdefault(st, []).append(cid)
                     else:
                         res[i] = False if cid in known else UnknownCommand(cid)
+                        if look:
+                            res[i] = (res[i], None)
                 for st, ids in sorted(by_status.items()) if not pg else ():
                     yield from self._s_plan_outcome(ids, st, now)
             return res

@@ -64,7 +64,7 @@ def test_an_answer_whose_write_failed_is_not_reported_done(tmp_path):
         try:
             async def refuse(items, now):
                 raise S.StoreUnavailable("disk gone")
-            bridge.store.complete_many = refuse
+            bridge.store.complete_and_look_many = refuse
             cmds, _ = await bridge.submit_group("operator", "all", HEAT_PUMP, F.WRITE,
                                                 {6: 3})
             await settle(bridge)

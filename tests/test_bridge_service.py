@@ -79,19 +79,48 @@ def test_announce_registers_device_with_profiles_and_operator_as_owner(tmp_path)
 def test_a_command_queued_as_the_delivery_finds_the_queue_empty_is_delivered(tmp_path):
     async def main():
         async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
-            claim, late = bridge.writes.claim, []
+            claim, late = bridge.writes.claim_and_send, []
 
-            async def claim_then_a_command_comes(device):
-                cmd = await claim(device)
+            async def claim_then_a_command_comes(device, mid):
+                cmd = await claim(device, mid)
                 if cmd is None and not late:   # the queue looked empty: now one is queued
                     late.append(await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE,
                                                     {6: 1}))
                 return cmd
-            bridge.writes.claim = claim_then_a_command_comes
-            await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 2})
+            bridge.writes.claim_and_send = claim_then_a_command_comes
+            bridge._kick("hp-1")   # a delivery with nothing queued
             await settle(bridge)
             assert (await bridge.store.get_command(late[0].id)).status == "done"
             assert dev.node.get(HEAT_PUMP, 6) == 1
+    run(main())
+
+
+def test_a_command_queued_as_the_completion_finds_no_other_is_delivered(tmp_path):
+    async def main():
+        async with heat_pump_on_bridge(tmp_path) as (bridge, local, clock, dev):
+            finish, late, claims = bridge.writes.finish, [], []
+
+            async def finish_then_a_command_comes(command_id, status, result):
+                finished, more = await finish(command_id, status, result)
+                if not more and not late:   # nothing else was queued: now one is
+                    late.append(await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE,
+                                                    {6: 1}))
+                return finished, more
+            bridge.writes.finish = finish_then_a_command_comes
+            claim = bridge.writes.claim_and_send
+
+            async def counted_claim(device, mid):
+                claims.append(device)
+                return await claim(device, mid)
+            bridge.writes.claim_and_send = counted_claim
+            first = await bridge.submit("operator", "hp-1", HEAT_PUMP, F.WRITE, {6: 3})
+            await settle(bridge)
+            assert [c.status for c in await bridge.store.get_commands([first.id, late[0].id])] \
+                == ["done", "done"]
+            assert dev.node.get(HEAT_PUMP, 6) == 1
+            # each command was claimed, and the completion of the last said nothing more
+            # was queued: no write to find the queue empty
+            assert claims == ["hp-1", "hp-1"]
     run(main())
 
 

@@ -225,6 +225,34 @@ def test_a_command_whose_datagram_is_lost_is_sent_again_and_answered():
     run(main())
 
 
+def test_a_lost_command_is_sent_again_on_time_while_other_commands_come_and_go():
+    """The endpoint's timer is not looked at again for every datagram of a fan-out: the
+    retransmission of one lost CON still goes out while other exchanges start and end."""
+    async def main():
+        server = await FastBusServer("127.0.0.1", 0).start()
+        server.endpoint.ack_timeout_ms = 100   # a retransmission after 100-150 ms
+        loop = asyncio.get_running_loop()
+        lossy, lost = await loop.create_datagram_endpoint(
+            LossyDevice, local_addr=("127.0.0.1", 0))
+        prompt, answering = await loop.create_datagram_endpoint(
+            UnobservableDevice, local_addr=("127.0.0.1", 0))
+        try:
+            t0 = loop.time()
+            first = asyncio.ensure_future(server.send_frame(
+                lossy.get_extra_info("sockname"), F.encode(F.WRITE, HP, 9, {7: 300}), timeout=20))
+            while not first.done() and loop.time() - t0 < 5:   # one exchange after another
+                await server.send_frame(prompt.get_extra_info("sockname"),
+                                        F.encode(F.WRITE, HP, 5, {7: 1}), timeout=20)
+            assert F.decode(await first) == (F.RESULT, HP, 9, None) and lost.seen == 2
+            assert loop.time() - t0 < 1.0, "the retransmission waited for a later timer"
+            assert answering.seen > 10
+        finally:
+            lossy.close()
+            prompt.close()
+            await server.stop()
+    run(main())
+
+
 class UnobservableDevice(LossyDevice):
     """Test double: answers every request at once (2.04, a RESULT) and never with
     Observe: it keeps no observation."""

@@ -207,6 +207,48 @@ def test_kill_9_of_an_instance_loses_no_acknowledged_telemetry_and_its_devices_c
     asyncio.run(main())
 
 
+def test_a_command_an_instance_recorded_sent_when_it_was_killed_is_not_sent_again_and_times_out(
+        pair, pg_url):
+    """b took the command and recorded its send in one write, then died (kill -9)
+    before or after its datagram: nothing tells which, so the survivor the device
+    registers with does not send it; it times out, unanswered."""
+    a, b = pair
+    fleet = Fleet({"heat_pump": 1}, seed=15, t0=int(time.time()))
+    node = fleet.devices[0].node
+
+    async def main():
+        first = await serve(node, b.coap, lambda ms: int(time.time()), lifetime=LONG)
+
+        async def registered():
+            return (await devices_of(b)).get("hp-0001") == "online"
+        assert await until(registered)
+        b.kill()
+        first.close()
+        status, cmd = await asyncio.to_thread(a.call, "POST", "/api/v1/devices/hp-0001/commands",
+                                              dict(COMMAND, timeout=1))
+        assert status == 202, cmd
+        store = await open_store(pg_url)
+        try:   # what b had written when it died: the command taken and recorded sent
+            [taken] = await store.claim_and_send_many([("hp-0001", 77)], time.time(), "b",
+                                                      routed=True)
+            assert (taken.id, taken.status) == (cmd["id"], "sent")
+        finally:
+            await store.close()
+        second = await serve(node, a.coap, lambda ms: int(time.time()), lifetime=LONG)
+        try:
+            async def routed_through_a():
+                return await asyncio.to_thread(a.metric, "route_handovers_total") == 1
+            assert await until(routed_through_a)
+
+            async def timed_out():
+                return await command_status(a, cmd["id"]) == "timeout"
+            assert await until(timed_out, timeout=30), await command_status(a, cmd["id"])
+            assert node.get(HEAT_PUMP, SG_READY) != 4   # never sent a second time
+        finally:
+            second.close()
+    asyncio.run(main())
+
+
 class MqttDevice:
     """A device publishing at QoS 1 through the broker (paho); PUBACK = acknowledged."""
 

@@ -190,13 +190,16 @@ async def waiting_at_gate(conn):
 
 
 async def routed_through_b_with_a_command(pg_url):
-    """hp-1 registered and routed through instance b, a WRITE queued for it: its id."""
+    """hp-1 registered and routed through instance b, a WRITE (SG-ready 3; the
+    device starts at 2) queued for it (30 s to
+    answer once sent): its id."""
     store = await open_store(pg_url)
     try:
         await store._run(_s_ddl)
         await store.upsert_device("hp-1", [[HEAT_PUMP, 1, 0]], [], 0, T0)
         await store._run(lambda: _s_take_routes("b", [("hp-1", "coap", "coap://b")], T0))
-        return await store.enqueue("hp-1", HEAT_PUMP, F.WRITE, {6: 2}, "operator", T0, T0 + 60)
+        return await store.enqueue("hp-1", HEAT_PUMP, F.WRITE, {6: 3}, "operator", T0, T0 + 60,
+                                   timeout=30)
     finally:
         await store.close()
 
@@ -230,7 +233,7 @@ def test_a_command_another_instance_claimed_and_never_sent_is_delivered_when_its
             await register(local, "hp-1", dev)
             await settle(a)
             assert (await a.store.get_command(cid)).status == "done"
-            assert dev.node.get(HEAT_PUMP, 6) == 2
+            assert dev.node.get(HEAT_PUMP, 6) == 3
         finally:
             await stop(a)
     asyncio.run(main())
@@ -254,9 +257,104 @@ def test_a_command_the_old_instance_claims_while_the_registration_is_in_flight_i
             await registering
             await settle(a)
             assert await until(done(a, cid)), "the claim b took during the hand-over stays b's"
-            assert dev.node.get(HEAT_PUMP, 6) == 2
+            assert dev.node.get(HEAT_PUMP, 6) == 3
         finally:
             await gate.close()
+            await stop(a)
+    asyncio.run(main())
+
+
+async def claim_and_send_as_b(pg_url, mid=1, store=None):
+    """What instance b (it believes it still holds hp-1's route) writes before it sends
+    hp-1's next command: [Command or None]. store: an open store to write with."""
+    own = store is None
+    if own:
+        store = await open_store(pg_url)
+    try:
+        return await store.claim_and_send_many([("hp-1", mid)], T0 + 1, "b", routed=True)
+    finally:
+        if own:
+            await store.close()
+
+
+async def waiting_for_locks(conn, n):
+    """n transactions wait for a lock (of any kind)."""
+    cur = await conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+    return (await cur.fetchone())[0] >= n
+
+
+def test_after_a_hand_over_the_old_instance_claims_and_sends_nothing_and_the_new_one_delivers(
+        tmp_path, pg_url):
+    async def main():
+        cid = await routed_through_b_with_a_command(pg_url)
+        a, local = await instance(tmp_path, pg_url, "a")
+        try:
+            a.presence["hp-1"] = "offline"   # a does not deliver before b has tried
+            dev = hp()
+            held = a._kick
+            a._kick = lambda device: None
+            await register(local, "hp-1", dev)   # the hand-over: a holds the route
+            a._kick = held
+            assert await claim_and_send_as_b(pg_url) == [None]
+            assert (await a.store.get_command(cid)).status == "queued"
+            a._kick("hp-1")
+            assert await until(done(a, cid))
+            assert dev.node.get(HEAT_PUMP, 6) == 3
+        finally:
+            await stop(a)
+    asyncio.run(main())
+
+
+def test_a_claim_and_send_of_the_old_instance_during_a_hand_over_waits_for_it_and_sends_nothing(
+        tmp_path, pg_url):
+    async def main():
+        cid = await routed_through_b_with_a_command(pg_url)
+        a, local = await instance(tmp_path, pg_url, "a")
+        b_store = await open_store(pg_url)
+        gate = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        try:   # the registration holds hp-1's route row, waiting at GATE before it commits
+            held_at_gate(a.instances)
+            await gate.execute("SELECT pg_advisory_lock(%s, %s)", GATE)
+            dev = hp()
+            registering = asyncio.ensure_future(register(local, "hp-1", dev))
+            assert await until(lambda: waiting_at_gate(gate))
+            b_sends = asyncio.ensure_future(claim_and_send_as_b(pg_url, store=b_store))
+            # b's write waits for the hand-over in flight (it holds hp-1's route row)
+            assert await until(lambda: waiting_for_locks(gate, 2))
+            assert not b_sends.done()
+            await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
+            await registering
+            assert await b_sends == [None]
+            assert await until(done(a, cid)), "the command is the new holder's to send"
+            assert dev.node.get(HEAT_PUMP, 6) == 3
+            assert (await a.store.get_command(cid)).claimed_by == "a"
+        finally:
+            await gate.close()
+            await b_store.close()
+            await stop(a)
+    asyncio.run(main())
+
+
+def test_a_command_the_old_instance_claimed_and_sent_before_the_hand_over_is_not_sent_again(
+        tmp_path, pg_url):
+    """b recorded the send and died before (or after) the datagram: nothing tells which,
+    so the new holder does not send it; it times out, unanswered."""
+    async def main():
+        cid = await routed_through_b_with_a_command(pg_url)
+        [cmd] = await claim_and_send_as_b(pg_url, mid=77)
+        assert (cmd.id, cmd.status, cmd.claimed_by) == (cid, "sent", "b")
+        a, local = await instance(tmp_path, pg_url, "a")
+        try:
+            dev = hp()
+            await register(local, "hp-1", dev)   # the hand-over
+            await settle(a)
+            c = await a.store.get_command(cid)
+            assert (c.status, c.claimed_by, c.mid) == ("sent", "b", 77)
+            assert dev.node.get(HEAT_PUMP, 6) == 2   # a sent nothing (3 would be the WRITE)
+            a.clock.t = T0 + 1 + 30
+            await a.sweep()
+            assert (await a.store.get_command(cid)).status == "timeout"
+        finally:
             await stop(a)
     asyncio.run(main())
 

@@ -62,6 +62,87 @@ async def test_mark_sent_many_records_each_and_refuses_each_on_its_own(s, url):
 
 
 @store_test
+async def test_claim_and_send_many_records_each_devices_oldest_command_sent_in_one_write(s, url):
+    for d in ("hp-1", "hp-2", "hp-3"):
+        await add_device(s, d)
+    first = await queued(s, ["hp-1", "hp-2"])
+    await queued(s, ["hp-1", "hp-2"])
+    got = await s.claim_and_send_many([("hp-2", 7), ("hp-3", 8), ("hp-1", 65535)], T0 + 1,
+                                      BRIDGE)
+    assert [c and c.id for c in got] == [first[1], None, first[0]]
+    assert [(c.status, c.claimed_by, c.claimed_at, c.mid, c.sent_at) for c in (got[0], got[2])] \
+        == [("sent", BRIDGE, T0 + 1, 7, T0 + 1), ("sent", BRIDGE, T0 + 1, 65535, T0 + 1)]
+    assert await s.get_commands([first[1], first[0]]) == [got[0], got[2]]   # as stored
+
+
+@store_test
+async def test_claim_and_send_many_with_a_device_twice_sends_its_two_oldest_each_with_its_mid(
+        s, url):
+    await add_device(s)
+    ids = await queued(s, ["hp-1"], 3)
+    got = await s.claim_and_send_many([("hp-1", 1), ("hp-1", 2)], T0 + 1, BRIDGE)
+    assert [(c.id, c.mid) for c in got] == [(ids[0], 1), (ids[1], 2)]
+    assert (await s.get_command(ids[2])).status == "queued"
+
+
+@store_test
+async def test_claim_and_send_many_takes_no_expired_sent_or_claimed_command(s, url):
+    for d in ("hp-1", "hp-2", "hp-3"):
+        await add_device(s, d)
+    await s.enqueue_many(["hp-1"], HP, WRITE, {8: 1}, "op", T0, T0 + 1)   # expires at T0+1
+    await queued(s, ["hp-2", "hp-3"])
+    await s.claim_and_send_many([("hp-2", 1)], T0, "bridge-b")
+    await s.claim_many(["hp-3"], T0, "bridge-b")
+    got = await s.claim_and_send_many([("hp-1", 1), ("hp-2", 2), ("hp-3", 3)], T0 + 2, BRIDGE)
+    assert got == [None, None, None]
+
+
+@store_test
+async def test_claim_and_send_many_refuses_a_bad_mid_or_device_and_changes_nothing(s, url):
+    await add_device(s)
+    cid = (await queued(s, ["hp-1"]))[0]
+    for sends in ([("hp-1", 70000)], [("hp-1", -1)], [("hp-1", "1")], [(5, 1)]):
+        with pytest.raises(S.InvalidValue):
+            await s.claim_and_send_many(sends, T0 + 1, BRIDGE)
+    assert (await s.get_command(cid)).status == "queued"
+
+
+@store_test
+async def test_a_command_claimed_and_sent_in_one_write_is_not_queued_again_and_times_out(s, url):
+    """The bridge died after the write, before (or after) the datagram: nothing says
+    which, so the command is never sent again; it times out, unanswered."""
+    await add_device(s)
+    cid = (await s.enqueue_many(["hp-1"], HP, WRITE, {8: 1}, "op", T0, None, 5.0))[0]
+    await s.claim_and_send_many([("hp-1", 9)], T0 + 1, BRIDGE)
+    assert await s.release_claims(BRIDGE) == []   # what a restart under its id frees
+    assert await s.claim_and_send_many([("hp-1", 10)], T0 + 2, BRIDGE) == [None]
+    assert await s.time_out(T0 + 5.5) == []
+    assert await s.time_out(T0 + 6) == [cid]
+    c = await s.get_command(cid)
+    assert (c.status, c.mid, c.sent_at, c.completed_at) == ("timeout", 9, T0 + 1, T0 + 6)
+
+
+@store_test
+async def test_complete_and_look_many_says_whose_device_has_another_command_queued(s, url):
+    for d in ("hp-1", "hp-2", "hp-3", "hp-4"):
+        await add_device(s, d)
+    a, b, c, d = await queued(s, ["hp-1", "hp-2", "hp-3", "hp-4"])
+    await queued(s, ["hp-1"])                                            # hp-1: one more
+    await s.enqueue_many(["hp-3"], HP, WRITE, {8: 1}, "op", T0, T0 + 1)  # expired by T0 + 2
+    await s.complete(d, "done", None, T0 + 1)                            # d: final already
+    got = await s.claim_and_send_many([("hp-1", 1), ("hp-2", 2), ("hp-3", 3)], T0 + 1, BRIDGE)
+    assert [x.id for x in got] == [a, b, c]
+    out = await s.complete_and_look_many(
+        [(a, "done", None), (b, "error", [1, "x"]), (c, "done", None), (d, "done", None),
+         (999, "done", None), (a, "nonsense", None)], T0 + 2)
+    assert out[:4] == [(True, True), (True, False), (True, False), (False, None)]
+    assert isinstance(out[4][0], S.UnknownCommand) and out[4][1] is None
+    assert isinstance(out[5][0], S.InvalidValue) and out[5][1] is None
+    assert [x.status for x in await s.get_commands([a, b, c, d])] == \
+        ["done", "error", "done", "done"]
+
+
+@store_test
 async def test_complete_many_finishes_each_once_and_moves_its_plan(s, url):
     for d in ("hp-1", "hp-2"):
         await add_device(s, d)
@@ -128,9 +209,10 @@ def test_sqlite_writes_a_batch_of_any_size_with_the_same_statements(store_url):
             await add_device(s, d)
         seen, tracing = _sqlite_statements(s)
         await tracing
-        await s.get_commands(await queued(s, devices))
+        await s.get_commands(await queued(s, devices, 2))
         cmds = await s.claim_many(devices, T0 + 1, BRIDGE)
         await s.mark_sent_many([(c.id, 1) for c in cmds], T0 + 2, BRIDGE)
+        await s.claim_and_send_many([(d, 2) for d in devices], T0 + 2, BRIDGE)
         await s.complete_many([(c.id, "done", None) for c in cmds], T0 + 3)
         await s.register_devices([announce("new-%d" % i) for i in range(n)])
         return len(seen)
