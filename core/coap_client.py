@@ -92,7 +92,7 @@ class Exchange:
 
 
 def request_like(ep, addr, template, payload):
-    """request() of a prebuilt template (a CoapMessage without mid, token and
+    """Endpoint.request() of a prebuilt template (a CoapMessage without mid, token and
     payload, read and never changed here): a device sending the same request over
     and over builds it once."""
     if len(ep.exchanges) >= ep.max_exchanges:
