@@ -10,7 +10,7 @@ The modules of the bundle (ports/cpython/deploy.modules_for, with examples/unix_
 as main) are imported one by one, each after the modules its top level imports, so a
 module's figure is its own: gc.mem_alloc() after gc.collect() around its import. The
 numbers modules (core/*_numbers: imported only by code asking for a number by name) and
-what the device loads only on a rare path (OSCORE, sleep, Observe, blocks, CBOR floats
+what the device loads only on a rare path (OSCORE, sleep, telemetry at once, Observe, blocks, CBOR floats
 and the strict UTF-8 check) are left out: what is listed is what a device serving its
 profile holds. Default binary: this tree's frozen
 interpreter. `--binary PATH=TREE` measures another build, its module list taken from the
@@ -36,7 +36,8 @@ import mp_real  # noqa: E402
 from spot.ports.cpython import deploy as D  # noqa: E402
 
 # what a device serving its profile does not load (see the module docstring)
-RARE = ("spot.ports.micropython.device_sleepy", "spot.core.coap_observe", "spot.core.coap_blocks",
+RARE = ("spot.ports.micropython.device_sleepy", "spot.ports.micropython.device_telemetry",
+        "spot.core.coap_observe", "spot.core.coap_blocks",
         "spot.core.cbor_float", "spot.core.cbor_utf8")
 
 PROBE = """\

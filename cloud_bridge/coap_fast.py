@@ -114,7 +114,7 @@ class _Driver(DeviceServer):
         next_timeout() looks at every one of them, too much to do for every datagram of
         a fleet (a NOTIFY changes none of them: its answer goes out later, in a batch)."""
         ep = self.device
-        state = (ep.stats["tx"], len(ep._pending), len(ep.client.exchanges))
+        state = (ep.stats["tx"], len(ep._pending), len(ep.exchanges))
         if state == self._state and self._timer is not None:
             return
         self._state = state

@@ -24,7 +24,7 @@ from .compat import const
 from . import coap
 from . import frame as F
 from .coap_server import Response
-from .coap_client import CoapBusy, NOTHING
+from .coap_client import CoapBusy, NOTHING, request_like
 from .errors import SpotError
 
 # core.coap's, core.coap_client's, core.errors', core.frame's and core.services' numbers as
@@ -249,9 +249,9 @@ class CoapDevice:
             extra = dict(endpoint.extra_options or {})
             extra[_OSCORE] = (0, 255, False)
             endpoint.extra_options = extra
-            endpoint.server.handler = oscore
+            endpoint.handler = oscore
         else:
-            endpoint.server.handler = self.binding.handle
+            endpoint.handler = self.binding.handle
         self.max_datagram = endpoint.max_datagram   # driven like an Endpoint (CoapLoop)
         self.bridge = bridge_addr
         self.bridge_ctx = None if oscore is None or bridge_kid is None \
@@ -353,7 +353,7 @@ class CoapDevice:
     def _sweep(self):
         self.binding.sweep()
         if self.oscore is not None and self.oscore.observations:
-            self.oscore.prune([(o.addr, o.token) for o in self.ep.server.observers.values()])
+            self.oscore.prune([(o.addr, o.token) for o in self.ep.observers.values()])
 
     def _post(self, frame, echo=None):
         """POST frame to the bridge's /s, OSCORE-protected with its context if set (the
@@ -361,7 +361,7 @@ class CoapDevice:
         (token, OSCORE binding). Raises CoapBusy or OscoreError."""
         echoed = None if echo is None else [(_ECHO, echo)]
         if self.bridge_ctx is None and echo is None:    # the usual POST: one template
-            return self.ep.client.request_like(self.bridge, self._post_template, frame), None
+            return request_like(self.ep, self.bridge, self._post_template, frame), None
         if self.bridge_ctx is None:
             return self.ep.request(self.bridge, _POST, BUS, frame, content_format=CF_SPOT,
                                    options=echoed), None

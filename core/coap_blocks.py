@@ -1,14 +1,14 @@
 """Block-wise transfers (RFC 7959) on the server side of the CoAP endpoint, imported with
 the first block: a request body arriving in Block1 blocks is reassembled, a response body
 larger than a block is cut into Block2 blocks (kept in a snapshot for the next ones), and
-both tables drop what lies idle. Functions of core.coap_server.ServerSide `s`, which keeps
+both tables drop what lies idle. Functions of core.coap_endpoint.Endpoint `s`, which keeps
 the tables (empty until then) and calls in here only when a request carries a Block1
 option, a response needs cutting or a table holds something: a device's frames fit one
 datagram, so a board usually holds none of this code's functions in its heap.
 """
 from .compat import const
 from .coap import block_size
-from .coap_server import Response
+from .coap_server import Response, _too_large
 
 _SIZE1 = const(60)
 _CONTINUE = const(95)
@@ -28,7 +28,7 @@ def block1(s, req, key, b1, now):
         size1 = req.msg.get_uint(_SIZE1)
         if size1 is not None and size1 > s.max_body:
             s._rx.pop(key, None)
-            return s._too_large()
+            return _too_large(s)
         entry = None
     elif entry is None or entry[2] != req.code or len(entry[0]) != num * size:
         s._rx.pop(key, None)
@@ -39,7 +39,7 @@ def block1(s, req, key, b1, now):
     have = len(entry[0]) if entry is not None else 0
     if have + len(payload) > s.max_body:
         s._rx.pop(key, None)
-        return s._too_large()
+        return _too_large(s)
     if not more:
         if entry is not None:
             entry[0] += payload

@@ -1,9 +1,11 @@
 """Client side of the sans-I/O CoAP endpoint: exchanges, block-wise transfers, observations.
 
-ClientSide keeps one Exchange per token: it sends the request (Block1 blocks for a large
-body), follows Block2 to reassemble large responses, keeps Observe registrations alive
-(dropping stale notifications, RFC 7641 3.4) and reports outcomes as Event objects through
-the endpoint's events().  Used by coap_endpoint.Endpoint, not on its own.
+Functions of a coap_endpoint.Endpoint `ep`, which holds their state (one instance, no
+object of this side's own: on a board, no class, instance or table more). ep.exchanges
+keeps one Exchange per token: the request goes out (Block1 blocks for a large body),
+Block2 is followed to reassemble large responses, Observe registrations are kept alive
+(dropping stale notifications, RFC 7641 3.4) and outcomes reported as Event objects through
+the endpoint's events().  Used by coap_endpoint.Endpoint, not on their own.
 """
 from .compat import const
 from . import coap
@@ -11,13 +13,11 @@ from .coap import CoapMessage, encode_block, block_size
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
 _CON = const(0)
-_NON = const(1)
 _ACK = const(2)
 _RST = const(3)
 _EMPTY = const(0)
 _OBSERVE = const(6)
 _CONTENT_FORMAT = const(12)
-_ACCEPT = const(17)
 _BLOCK2 = const(23)
 _BLOCK1 = const(27)
 _SIZE1 = const(60)
@@ -33,7 +33,6 @@ EV_TIMEOUT = const(3)       # no answer: retransmissions exhausted or response w
 EV_RESET = const(4)         # the peer rejected the request with a Reset
 EV_ERROR = const(5)         # block-wise failure (client) or handler exception (server)
 
-_RESPONSE_WAIT_MS = const(93000)  # wait for a separate or NON response (MAX_TRANSMIT_WAIT)
 _OBSERVE_WINDOW = const(0x800000)
 _OBSERVE_FRESH_MS = const(128000)
 
@@ -92,261 +91,241 @@ class Exchange:
         self.due = -1              # response deadline (-1: none)
 
 
-class ClientSide:
-    def __init__(self, ep, max_exchanges, max_body, block_szx):
-        self.ep = ep
-        self.max_exchanges = max_exchanges
-        self.max_body = max_body
-        self.block_szx = block_szx
-        self.response_wait_ms = _RESPONSE_WAIT_MS
-        self.exchanges = {}   # token -> Exchange
-        self._unarmed = []
+def request_like(ep, addr, template, payload):
+    """Endpoint.request() of a prebuilt template (a CoapMessage without mid, token and
+    payload, read and never changed here): a device sending the same request over
+    and over builds it once."""
+    if len(ep.exchanges) >= ep.max_exchanges:
+        raise CoapBusy('too many open exchanges')
+    ex = Exchange(_new_token(ep), addr, template, payload or b'', ep.block_szx)
+    ep.exchanges[ex.token] = ex
+    _send(ep, ex)
+    return ex.token
 
-    def request(self, addr, code, path, payload, confirmable, observe, query,
-                content_format, accept, options):
-        if len(self.exchanges) >= self.max_exchanges:
-            raise CoapBusy('too many open exchanges')
-        tmpl = CoapMessage(_CON if confirmable else _NON, code)
-        coap.set_uri(tmpl, path, query)
-        if observe is not None:
-            tmpl.add(_OBSERVE, observe)
-        if content_format is not None:
-            tmpl.add(_CONTENT_FORMAT, content_format)
-        if accept is not None:
-            tmpl.add(_ACCEPT, accept)
-        if options:
-            for num, value in options:
-                tmpl.add(num, value)
-        return self.request_like(addr, tmpl, payload)
 
-    def request_like(self, addr, template, payload):
-        """request() of a prebuilt template (a CoapMessage without mid, token and
-        payload, read and never changed here): a device sending the same request over
-        and over builds it once."""
-        if len(self.exchanges) >= self.max_exchanges:
-            raise CoapBusy('too many open exchanges')
-        ex = Exchange(self._new_token(), addr, template, payload or b'', self.block_szx)
-        self.exchanges[ex.token] = ex
-        self._send(ex)
-        return ex.token
+def _new_token(ep):
+    while True:
+        r = ep.rand()
+        if r > 0xFFFFFFFF:     # (a mask made a big int on a 32-bit board even when idle)
+            r &= 0xFFFFFFFF
+        token = r.to_bytes(4, 'big')
+        if token not in ep.exchanges:
+            return token
 
-    def cancel(self, token):
-        ex = self.exchanges.get(token)
-        if ex is not None:
-            self._finish(ex)
 
-    def _new_token(self):
-        while True:
-            r = self.ep.rand()
-            if r > 0xFFFFFFFF:     # (a mask made a big int on a 32-bit board even when idle)
-                r &= 0xFFFFFFFF
-            token = r.to_bytes(4, 'big')
-            if token not in self.exchanges:
-                return token
-
-    def _send(self, ex, block2_num=None):
-        t = ex.template
-        body = ex.body
-        if block2_num is None and t.mtype == _CON and len(body) <= block_size(ex.b1_szx) \
-                and not ex.b1_off:   # the usual request: no copy of the template
-            mid = self.ep.next_mid()
-            ex.due = -1
-            ex.tx = self.ep.send_con(ex.addr, mid, coap.encode_message(
-                _CON, t.code, mid, ex.token, t.options, body), _TX_REQUEST, ex, force=True)
-            return
-        msg = CoapMessage(t.mtype, t.code, self.ep.next_mid(), ex.token, list(t.options))
-        if block2_num is not None:
-            msg.remove(_OBSERVE)
-            msg.add(_BLOCK2, encode_block(block2_num, False, ex.b2_szx))
-        elif body:
-            size = block_size(ex.b1_szx)
-            off = ex.b1_off
-            if len(body) > size or off:
-                msg.add(_BLOCK1, encode_block(off // size, off + size < len(body), ex.b1_szx))
-                if off == 0:
-                    msg.add(_SIZE1, len(body))
-                msg.payload = body[off:off + size]
-            else:
-                msg.payload = body
-        data = coap.encode(msg)
+def _send(ep, ex, block2_num=None):
+    t = ex.template
+    body = ex.body
+    if block2_num is None and t.mtype == _CON and len(body) <= block_size(ex.b1_szx) \
+            and not ex.b1_off:   # the usual request: no copy of the template
+        mid = ep.next_mid()
         ex.due = -1
-        if msg.mtype == _CON:
-            ex.tx = self.ep.send_con(ex.addr, msg.mid, data, _TX_REQUEST, ex, force=True)
+        ex.tx = ep.send_con(ex.addr, mid, coap.encode_message(
+            _CON, t.code, mid, ex.token, t.options, body), _TX_REQUEST, ex, force=True)
+        return
+    msg = CoapMessage(t.mtype, t.code, ep.next_mid(), ex.token, list(t.options))
+    if block2_num is not None:
+        msg.remove(_OBSERVE)
+        msg.add(_BLOCK2, encode_block(block2_num, False, ex.b2_szx))
+    elif body:
+        size = block_size(ex.b1_szx)
+        off = ex.b1_off
+        if len(body) > size or off:
+            msg.add(_BLOCK1, encode_block(off // size, off + size < len(body), ex.b1_szx))
+            if off == 0:
+                msg.add(_SIZE1, len(body))
+            msg.payload = body[off:off + size]
         else:
-            ex.tx = None
-            self.ep.send(ex.addr, data)
-            self._unarmed.append(ex)
-
-    def arm(self, now):
-        """Start the response wait of NON requests once they are handed out."""
-        if not self._unarmed:
-            return
-        for ex in self._unarmed:
-            if ex.tx is None and ex.due < 0 and self.exchanges.get(ex.token) is ex:
-                ex.due = now + self.response_wait_ms
-        self._unarmed = []
-
-    # ---- answers ------------------------------------------------------------------------
-
-    def on_ack(self, ex, msg, addr, now):
-        """ACK (empty or piggy-backed) or RST matching our CON request."""
+            msg.payload = body
+    data = coap.encode(msg)
+    ex.due = -1
+    if msg.mtype == _CON:
+        ex.tx = ep.send_con(ex.addr, msg.mid, data, _TX_REQUEST, ex, force=True)
+    else:
         ex.tx = None
-        if self.exchanges.get(ex.token) is not ex:
-            return
-        if msg.mtype == _RST:
-            self._finish(ex)
-            if ex.parent is None:
-                self.ep.emit(Event(EV_RESET, ex.token, addr))
-        elif msg.code == _EMPTY or msg.token != ex.token:
-            ex.due = now + self.response_wait_ms   # separate response follows
-        else:
-            self._handle(ex, msg, now)
+        ep.send(ex.addr, data)
+        ep._ex_unarmed.append(ex)
 
-    def on_response(self, msg, addr, now):
-        """Separate response or notification (CON/NON); returns the ACK/RST to send."""
-        con = msg.mtype == _CON
-        ex = self.exchanges.get(msg.token)
-        if ex is None or ex.addr != addr:
-            rst = coap.encode_message(_RST, _EMPTY, msg.mid)
-            if con:
-                return rst
-            self.ep.send(addr, rst)
-            return None
-        if ex.tx is not None:   # the response implies our request arrived
-            self.ep.forget_tx(ex.tx)
-            ex.tx = None
-        self._handle(ex, msg, now)
-        return coap.encode_message(_ACK, _EMPTY, msg.mid) if con else None
 
-    def _handle(self, ex, msg, now):
-        if ex.body:
-            size = block_size(ex.b1_szx)
-            if len(ex.body) > size or ex.b1_off:
-                b1 = msg.get_block(_BLOCK1)
-                if msg.code == _CONTINUE and b1 is not None:
-                    nxt = ex.b1_off + size
-                    if b1[2] < ex.b1_szx:
-                        ex.b1_szx = b1[2]   # server asks for smaller blocks
-                    if nxt < len(ex.body):
-                        ex.b1_off = nxt
-                        self._send(ex)
-                        return
-            ex.body = b''
-        obs = msg.get_uint(_OBSERVE) if ex.observe and msg.code >> 5 == 2 else None
-        if obs is not None:
-            if ex.established and not _fresh(ex.obs_seq, obs, ex.obs_time, now):
-                return   # reordered, older notification
-            ex.obs_seq = obs
-            ex.obs_time = now
-        b2 = msg.get_block(_BLOCK2)
-        if b2 is None or not (b2[1] or b2[0]):
-            self._deliver(ex, msg, msg.payload, obs)
-            return
-        num, more, szx = b2
-        if num == 0:
-            ex.buf = bytearray()
-        if ex.buf is None or num * block_size(szx) != len(ex.buf):
-            return self._fail(ex, msg, 'Block2 out of order')
-        if len(ex.buf) + len(msg.payload) > self.max_body:
-            return self._fail(ex, msg, 'response body too large')
-        ex.buf += msg.payload
-        if not more:
-            payload = bytes(ex.buf)
-            ex.buf = None
-            self._deliver(ex, msg, payload, obs)
-            return
-        ex.b2_szx = szx
-        nxt = len(ex.buf) >> (szx + 4)
-        if obs is None:
-            self._send(ex, nxt)
-            return
-        # a notification with more blocks: fetch the rest with a separate plain GET
-        if ex.child is not None:
-            self._finish(ex.child)
-        if len(self.exchanges) >= self.max_exchanges:
-            ex.buf = None
-            return
-        tmpl = CoapMessage(_CON, ex.template.code, 0, b'', list(ex.template.options))
-        tmpl.remove(_OBSERVE)
-        child = Exchange(self._new_token(), ex.addr, tmpl, b'', szx)
-        child.parent = ex
-        child.buf = ex.buf
-        child.obs_seq = obs
+def arm(ep, now):
+    """Start the response wait of NON requests once they are handed out."""
+    if not ep._ex_unarmed:
+        return
+    for ex in ep._ex_unarmed:
+        if ex.tx is None and ex.due < 0 and ep.exchanges.get(ex.token) is ex:
+            ex.due = now + ep.response_wait_ms
+    ep._ex_unarmed = []
+
+
+# ---- answers ------------------------------------------------------------------------
+def on_ack(ep, ex, msg, addr, now):
+    """ACK (empty or piggy-backed) or RST matching our CON request."""
+    ex.tx = None
+    if ep.exchanges.get(ex.token) is not ex:
+        return
+    if msg.mtype == _RST:
+        _finish(ep, ex)
+        if ex.parent is None:
+            ep.emit(Event(EV_RESET, ex.token, addr))
+    elif msg.code == _EMPTY or msg.token != ex.token:
+        ex.due = now + ep.response_wait_ms   # separate response follows
+    else:
+        _handle(ep, ex, msg, now)
+
+
+def on_response(ep, msg, addr, now):
+    """Separate response or notification (CON/NON); returns the ACK/RST to send."""
+    con = msg.mtype == _CON
+    ex = ep.exchanges.get(msg.token)
+    if ex is None or ex.addr != addr:
+        rst = coap.encode_message(_RST, _EMPTY, msg.mid)
+        if con:
+            return rst
+        ep.send(addr, rst)
+        return None
+    if ex.tx is not None:   # the response implies our request arrived
+        ep.forget_tx(ex.tx)
+        ex.tx = None
+    _handle(ep, ex, msg, now)
+    return coap.encode_message(_ACK, _EMPTY, msg.mid) if con else None
+
+
+def _handle(ep, ex, msg, now):
+    if ex.body:
+        size = block_size(ex.b1_szx)
+        if len(ex.body) > size or ex.b1_off:
+            b1 = msg.get_block(_BLOCK1)
+            if msg.code == _CONTINUE and b1 is not None:
+                nxt = ex.b1_off + size
+                if b1[2] < ex.b1_szx:
+                    ex.b1_szx = b1[2]   # server asks for smaller blocks
+                if nxt < len(ex.body):
+                    ex.b1_off = nxt
+                    _send(ep, ex)
+                    return
+        ex.body = b''
+    obs = msg.get_uint(_OBSERVE) if ex.observe and msg.code >> 5 == 2 else None
+    if obs is not None:
+        if ex.established and not _fresh(ex.obs_seq, obs, ex.obs_time, now):
+            return   # reordered, older notification
+        ex.obs_seq = obs
+        ex.obs_time = now
+    b2 = msg.get_block(_BLOCK2)
+    if b2 is None or not (b2[1] or b2[0]):
+        _deliver(ep, ex, msg, msg.payload, obs)
+        return
+    num, more, szx = b2
+    if num == 0:
+        ex.buf = bytearray()
+    if ex.buf is None or num * block_size(szx) != len(ex.buf):
+        return _fail(ep, ex, msg, 'Block2 out of order')
+    if len(ex.buf) + len(msg.payload) > ep.max_body:
+        return _fail(ep, ex, msg, 'response body too large')
+    ex.buf += msg.payload
+    if not more:
+        payload = bytes(ex.buf)
         ex.buf = None
-        ex.child = child
-        self.exchanges[child.token] = child
-        self._send(child, nxt)
+        _deliver(ep, ex, msg, payload, obs)
+        return
+    ex.b2_szx = szx
+    nxt = len(ex.buf) >> (szx + 4)
+    if obs is None:
+        _send(ep, ex, nxt)
+        return
+    # a notification with more blocks: fetch the rest with a separate plain GET
+    if ex.child is not None:
+        _finish(ep, ex.child)
+    if len(ep.exchanges) >= ep.max_exchanges:
+        ex.buf = None
+        return
+    tmpl = CoapMessage(_CON, ex.template.code, 0, b'', list(ex.template.options))
+    tmpl.remove(_OBSERVE)
+    child = Exchange(_new_token(ep), ex.addr, tmpl, b'', szx)
+    child.parent = ex
+    child.buf = ex.buf
+    child.obs_seq = obs
+    ex.buf = None
+    ex.child = child
+    ep.exchanges[child.token] = child
+    _send(ep, child, nxt)
 
-    def _deliver(self, ex, msg, payload, obs):
-        parent = ex.parent
-        if parent is not None:
-            self._finish(ex)
-            if self.exchanges.get(parent.token) is not parent:
-                return
-            obs = ex.obs_seq
-            ex = parent
-        ev = Event(EV_NOTIFICATION if ex.established else EV_RESPONSE, ex.token, ex.addr,
-                   msg, payload)
-        ev.observe = obs
-        if obs is None:
-            self._finish(ex)
-        else:
-            ex.established = True
-            ex.due = -1
-        self.ep.emit(ev)
 
-    def _fail(self, ex, msg, reason):
-        self._finish(ex)
-        if ex.parent is None:
-            ev = Event(EV_ERROR, ex.token, ex.addr, msg)
-            ev.error = reason
-            self.ep.emit(ev)
+def _deliver(ep, ex, msg, payload, obs):
+    parent = ex.parent
+    if parent is not None:
+        _finish(ep, ex)
+        if ep.exchanges.get(parent.token) is not parent:
+            return
+        obs = ex.obs_seq
+        ex = parent
+    ev = Event(EV_NOTIFICATION if ex.established else EV_RESPONSE, ex.token, ex.addr,
+               msg, payload)
+    ev.observe = obs
+    if obs is None:
+        _finish(ep, ex)
+    else:
+        ex.established = True
+        ex.due = -1
+    ep.emit(ev)
 
-    def _finish(self, ex):
-        if self.exchanges.get(ex.token) is ex:
-            del self.exchanges[ex.token]
-        self.ep.forget_tx(ex.tx)
-        ex.tx = None
-        if ex.child is not None:
-            child = ex.child
-            ex.child = None
-            self._finish(child)
-        if ex.parent is not None and ex.parent.child is ex:
-            ex.parent.child = None
 
-    # ---- timers ---------------------------------------------------------------------------
+def _fail(ep, ex, msg, reason):
+    _finish(ep, ex)
+    if ex.parent is None:
+        ev = Event(EV_ERROR, ex.token, ex.addr, msg)
+        ev.error = reason
+        ep.emit(ev)
 
-    def on_give_up(self, ex, now):
-        """Our CON request was never acknowledged."""
-        ex.tx = None
-        if self.exchanges.get(ex.token) is ex:
-            self._timeout(ex)
 
-    def _timeout(self, ex):
-        self._finish(ex)
-        if ex.parent is None:
-            self.ep.emit(Event(EV_TIMEOUT, ex.token, ex.addr))
+def _finish(ep, ex):
+    if ep.exchanges.get(ex.token) is ex:
+        del ep.exchanges[ex.token]
+    ep.forget_tx(ex.tx)
+    ex.tx = None
+    if ex.child is not None:
+        child = ex.child
+        ex.child = None
+        _finish(ep, child)
+    if ex.parent is not None and ex.parent.child is ex:
+        ex.parent.child = None
 
-    def step(self, now):
-        table = self.exchanges
-        for key in table:    # idle turns allocate nothing: no list, and no closure cells
-            e = table[key]   # (a comprehension here would make them on every call)
-            if 0 <= e.due <= now and e.tx is None:
-                self._time_out_due(now)
-                return
 
-    def _time_out_due(self, now):
-        for ex in [e for e in self.exchanges.values() if 0 <= e.due <= now and e.tx is None]:
-            self._timeout(ex)
+# ---- timers ---------------------------------------------------------------------------
+def on_give_up(ep, ex, now):
+    """Our CON request was never acknowledged."""
+    ex.tx = None
+    if ep.exchanges.get(ex.token) is ex:
+        _timeout(ep, ex)
 
-    def next_due(self):
-        due = None
-        table = self.exchanges
-        for key in table:
-            ex = table[key]
-            if ex.due >= 0 and (due is None or ex.due < due):
-                due = ex.due
-        return due
+
+def _timeout(ep, ex):
+    _finish(ep, ex)
+    if ex.parent is None:
+        ep.emit(Event(EV_TIMEOUT, ex.token, ex.addr))
+
+
+def step(ep, now):
+    table = ep.exchanges
+    for key in table:    # idle turns allocate nothing: no list, and no closure cells
+        e = table[key]   # (a comprehension here would make them on every call)
+        if 0 <= e.due <= now and e.tx is None:
+            _time_out_due(ep, now)
+            return
+
+
+def _time_out_due(ep, now):
+    for ex in [e for e in ep.exchanges.values() if 0 <= e.due <= now and e.tx is None]:
+        _timeout(ep, ex)
+
+
+def next_due(ep):
+    due = None
+    table = ep.exchanges
+    for key in table:
+        ex = table[key]
+        if ex.due >= 0 and (due is None or ex.due < due):
+            due = ex.due
+    return due
 
 
 def _fresh(v1, v2, t1, t2):

@@ -12,13 +12,14 @@ so an idle turn allocates nothing.
 This layer does message ids, CON retransmission with exponential back-off, duplicate
 detection with replay of the cached answer, ACK/RST matching and error answers for bad
 datagrams.  coap_server does requests (blocks; observe in coap_observe, imported with the
-first observation); coap_client does exchanges.
+first observation); coap_client does exchanges: functions of the endpoint, whose one
+instance holds their state too (on a board: no object, class or table of their own).
 """
 from .compat import const
 from . import coap
 from .coap import CoapError
-from .coap_server import ServerSide
-from .coap_client import ClientSide, NOTHING
+from . import coap_client, coap_server
+from .coap_client import CoapBusy, NOTHING
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
 _CON = const(0)
@@ -26,6 +27,9 @@ _NON = const(1)
 _ACK = const(2)
 _RST = const(3)
 _EMPTY = const(0)
+_OBSERVE = const(6)
+_CONTENT_FORMAT = const(12)
+_ACCEPT = const(17)
 _BLOCK1 = const(27)
 _SIZE1 = const(60)
 _REQUEST_ENTITY_TOO_LARGE = const(141)
@@ -38,6 +42,7 @@ _ACK_TIMEOUT_MS = const(2000)
 _MAX_RETRANSMIT = const(4)
 _EXCHANGE_LIFETIME_MS = const(247000)
 _NON_LIFETIME_MS = const(145000)
+_RESPONSE_WAIT_MS = const(93000)  # wait for a separate or NON response (MAX_TRANSMIT_WAIT)
 
 
 def _default_rand():
@@ -103,9 +108,24 @@ class Endpoint:
         self._dedupe = {}      # (addr, mid) -> (expires, reply datagram or None)
         self._events = []
         self.stats = {'rx': 0, 'tx': 0, 'bad': 0, 'dup': 0, 'retx': 0, 'dropped_events': 0}
-        self.server = ServerSide(self, handler, max_observers, max_body, max_buffers,
-                                 block_szx, notify_con_every)
-        self.client = ClientSide(self, max_exchanges, max_body, block_szx)
+        self.max_body = max_body
+        self.block_szx = block_szx
+        # the server side's (coap_server)
+        self.handler = handler
+        self.max_observers = max_observers
+        self.max_buffers = max_buffers
+        self.con_every = notify_con_every
+        self.observers = {}    # (addr, uri key) -> coap_observe.Observer
+        self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1 (coap_blocks)
+        self._snap = {}        # (addr, uri key) -> [Response, last use, code]   Block2
+        self._seq = 1
+        self._buf = bytearray()   # response encode buffer, reused
+        self._batch = []          # observers being notified, reused (coap_observe.notify)
+        # the client side's (coap_client)
+        self.max_exchanges = max_exchanges
+        self.response_wait_ms = _RESPONSE_WAIT_MS
+        self.exchanges = {}    # token -> Exchange
+        self._ex_unarmed = []  # NON requests whose response wait starts once handed out
 
     # ---- public API -------------------------------------------------------------------
 
@@ -119,8 +139,8 @@ class Endpoint:
             self.stats['bad'] += 1
             if err.code == _REQUEST_ENTITY_TOO_LARGE:
                 # datagram too big: say how much fits block-wise, and the block size to use
-                err.options = [(_BLOCK1, coap.encode_block(0, False, self.server.block_szx)),
-                               (_SIZE1, coap.encode_uint(self.server.max_body))]
+                err.options = [(_BLOCK1, coap.encode_block(0, False, self.block_szx)),
+                               (_SIZE1, coap.encode_uint(self.max_body))]
             reply = coap.error_reply(err, self.next_mid() if err.mtype == _NON else None)
             if reply is not None:
                 self.send(addr, reply)
@@ -140,9 +160,9 @@ class Endpoint:
                     self.send(addr, seen[1])
             else:
                 if msg.code < 32:
-                    reply = self.server.on_request(msg, addr, now)
+                    reply = coap_server.on_request(self, msg, addr, now)
                 else:
-                    reply = self.client.on_response(msg, addr, now)
+                    reply = coap_client.on_response(self, msg, addr, now)
                 self._remember(key, now, reply, mtype)
                 if reply is not None:
                     self.send(addr, reply)
@@ -168,15 +188,15 @@ class Endpoint:
                 else:
                     del self._pending[(tx.addr, tx.mid)]
                     self._gave_up(tx, now)
-        self.client.step(now)
-        self.server.step(now)
+        coap_client.step(self, now)
+        coap_server.step(self, now)
         return self._flush(now)
 
     def next_timeout(self, now):
         """Milliseconds until step() has work (0 = now), or None when nothing is scheduled."""
         if self._outbox:
             return 0
-        due = self.client.next_due()
+        due = coap_client.next_due(self)
         pending = self._pending
         for key in pending:
             tx = pending[key]
@@ -189,17 +209,31 @@ class Endpoint:
     def request(self, addr, code, path, payload=b'', confirmable=True, observe=None,
                 query=None, content_format=None, accept=None, options=None):
         """Start a client request; returns its token. Results arrive as events()."""
-        return self.client.request(addr, code, path, payload, confirmable, observe, query,
-                                   content_format, accept, options)
+        if len(self.exchanges) >= self.max_exchanges:
+            raise CoapBusy('too many open exchanges')
+        tmpl = coap.CoapMessage(_CON if confirmable else _NON, code)
+        coap.set_uri(tmpl, path, query)
+        if observe is not None:
+            tmpl.add(_OBSERVE, observe)
+        if content_format is not None:
+            tmpl.add(_CONTENT_FORMAT, content_format)
+        if accept is not None:
+            tmpl.add(_ACCEPT, accept)
+        if options:
+            for num, value in options:
+                tmpl.add(num, value)
+        return coap_client.request_like(self, addr, tmpl, payload)
 
     def cancel(self, token):
         """Forget a client exchange or observation (later notifications get a Reset)."""
-        self.client.cancel(token)
+        ex = self.exchanges.get(token)
+        if ex is not None:
+            coap_client._finish(self, ex)
 
     def respond(self, request, response):
         """Send the response to a request whose handler returned None (separate, or
         piggy-backed on the ACK with hold_acks, then also the reply to its duplicates)."""
-        reply = self.server.respond(request, response, self.now)
+        reply = coap_server.respond(self, request, response, self.now)
         if reply is not None:
             key = (request.addr, request.msg.mid)
             seen = self._dedupe.get(key)
@@ -209,10 +243,10 @@ class Endpoint:
 
     def notify(self, path, response=None):
         """Notify observers of `path`; response None re-runs the handler per observer."""
-        if not self.server.observers:
+        if not self.observers:
             return 0
         from . import coap_observe
-        return coap_observe.notify_path(self.server, path, response, self.now)
+        return coap_observe.notify_path(self, path, response, self.now)
 
     def events(self):
         """Drain and return client events (Event objects) in arrival order."""
@@ -223,7 +257,7 @@ class Endpoint:
         return evs
 
     def observer_count(self):
-        return len(self.server.observers)
+        return len(self.observers)
 
     # ---- used by the server and client sides ------------------------------------------
 
@@ -271,7 +305,7 @@ class Endpoint:
                 if tx.due < 0:
                     tx.due = now + tx.timeout
             self._unarmed = []
-        self.client.arm(now)
+        coap_client.arm(self, now)
         out = self._outbox
         if not out:
             return NOTHING
@@ -282,22 +316,22 @@ class Endpoint:
     def _on_ack_or_reset(self, msg, addr, now):
         tx = self._pending.pop((addr, msg.mid), None)
         if tx is None:
-            if msg.mtype == _RST and self.server.observers:
+            if msg.mtype == _RST and self.observers:
                 from . import coap_observe
-                coap_observe.on_reset(self.server, addr, msg.mid)
+                coap_observe.on_reset(self, addr, msg.mid)
             return
         if tx.kind == _TX_REQUEST:
-            self.client.on_ack(tx.owner, msg, addr, now)
+            coap_client.on_ack(self, tx.owner, msg, addr, now)
         elif tx.kind == _TX_NOTIFY:
             from . import coap_observe
-            coap_observe.on_notify_answer(self.server, tx.owner, tx, msg.mtype == _RST)
+            coap_observe.on_notify_answer(self, tx.owner, tx, msg.mtype == _RST)
 
     def _gave_up(self, tx, now):
         if tx.kind == _TX_REQUEST:
-            self.client.on_give_up(tx.owner, now)
+            coap_client.on_give_up(self, tx.owner, now)
         elif tx.kind == _TX_NOTIFY:
             from . import coap_observe
-            coap_observe.on_notify_answer(self.server, tx.owner, tx, True)
+            coap_observe.on_notify_answer(self, tx.owner, tx, True)
 
     def _remember(self, key, now, reply, mtype):
         cache = self._dedupe

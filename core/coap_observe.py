@@ -1,11 +1,11 @@
 """Observe (RFC 7641) on the CoAP endpoint and the SPOT binding, imported on the first
 observation: the endpoint's observers and their notifications (for
-core.coap_server.ServerSide `s`), and the binding's observations, each carrying a SPOT
+core.coap_endpoint.Endpoint `s`), and the binding's observations, each carrying a SPOT
 subscription (for core.coap_binding.CoapBinding `b`), as functions of those objects.
 
 A device is observed only when someone subscribes to it over CoAP (the bridge does for
 a subscription made through its API): until then a board holds none of this code's
-functions or classes in its heap. ServerSide and CoapBinding keep the tables (empty
+functions or classes in its heap. The endpoint and CoapBinding keep the tables (empty
 until then) and call in here only when a request asks to observe or a table holds
 something.
 """
@@ -13,6 +13,7 @@ from .compat import const, hexlify
 from . import cbor
 from . import coap
 from . import frame as F
+from . import coap_server
 from .coap_server import Request, Response
 from .coap_binding import BUS, CF_SPOT
 from .errors import SpotError
@@ -30,7 +31,7 @@ _OBSERVE_MASK = const(0xFFFFFF)
 _TX_NOTIFY = const(2)            # core.coap_endpoint's Transmission kind
 
 
-# ---- the endpoint's observers (core.coap_server.ServerSide s) -------------------------------
+# ---- the endpoint's observers (core.coap_endpoint.Endpoint s) ------------------------------
 
 class Observer:
     __slots__ = ('addr', 'token', 'msg', 'path', 'key', 'since_con', 'last_con', 'tx',
@@ -110,7 +111,7 @@ def notify_path(s, path, response, now):
     try:
         for obs in batch:
             req = obs.request()
-            resp = response if response is not None else s._call(req)
+            resp = response if response is not None else coap_server._call(s, req)
             if resp is not None:
                 _notify_one(s, obs, req, resp, now)
                 sent += 1
@@ -123,19 +124,19 @@ def _notify_one(s, obs, req, resp, now):
     ok = resp.code >> 5 == 2
     con = (not ok or obs.tx is not None or obs.since_con + 1 >= s.con_every or
            now - obs.last_con >= _CON_NOTIFY_MAX_AGE_MS)
-    mid = s.ep.next_mid()
+    mid = s.next_mid()
     seq = _next_seq(s) if ok else None
     if not ok:
         _drop_observer(s, obs)
     if con:
-        data = s._datagram(req, resp, _CON, mid, seq, now)
-        tx = s.ep.send_con(obs.addr, mid, data, _TX_NOTIFY, obs, replace=obs.tx)
+        data = coap_server._datagram(s, req, resp, _CON, mid, seq, now)
+        tx = s.send_con(obs.addr, mid, data, _TX_NOTIFY, obs, replace=obs.tx)
         if tx is not None:
             obs.tx = tx
             obs.since_con = 0
             obs.last_con = now
             return
-    s.ep.send(obs.addr, s._datagram(req, resp, _NON, mid, seq, now))
+    s.send(obs.addr, coap_server._datagram(s, req, resp, _NON, mid, seq, now))
     obs.since_con += 1
     obs.last_mid = mid
 
@@ -222,7 +223,7 @@ def drop(b, obs):
     addr, token = obs.addr, obs.token
     b.observations.pop((addr, token), None)
     if b.ep is not None:
-        table = b.ep.server.observers
+        table = b.ep.observers
         for k in [k for k in table if table[k].addr == addr and table[k].token == token]:
             del table[k]
 
@@ -277,7 +278,7 @@ def notify_frame(b, peer, frame):
 
 def sweep(b):
     """CoapBinding.sweep() once it has observations and an endpoint."""
-    table = b.ep.server.observers
+    table = b.ep.observers
     subs = b.node.subs.subs
     mine = b.observations
     for key in mine:   # the usual case, without allocating

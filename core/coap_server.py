@@ -1,10 +1,11 @@
 """Server side of the sans-I/O CoAP endpoint: requests, blocks (RFC 7959), Observe (RFC 7641).
 
-ServerSide turns a request message into a Request for the application handler and its
-Response into response messages: piggy-backed, separate (respond()), block-wise, and
-notifications for registered observers (core.coap_observe, imported with the first
-observation; blocks: core.coap_blocks, with the first block).  Used by
-coap_endpoint.Endpoint, not on its own.
+Functions of a coap_endpoint.Endpoint `ep`, which holds their state (one instance, no
+object of this side's own): a request message becomes a Request for the application
+handler (ep.handler) and its Response response messages: piggy-backed, separate
+(respond()), block-wise, and notifications for registered observers (core.coap_observe,
+imported with the first observation; blocks: core.coap_blocks, with the first block).
+Used by coap_endpoint.Endpoint, not on their own.
 """
 from .compat import const
 from . import coap
@@ -113,161 +114,148 @@ class Response:
         self.options = options
 
 
-class ServerSide:
-    def __init__(self, ep, handler, max_observers, max_body, max_buffers, block_szx,
-                 con_every):
-        self.ep = ep
-        self.handler = handler
-        self.max_observers = max_observers
-        self.max_body = max_body
-        self.max_buffers = max_buffers
-        self.block_szx = block_szx
-        self.con_every = con_every
-        self.observers = {}    # (addr, uri key) -> coap_observe.Observer
-        self._rx = {}          # (addr, uri key) -> [bytearray, last use, code]  Block1 (coap_blocks)
-        self._snap = {}        # (addr, uri key) -> [Response, last use, code]   Block2
-        self._seq = 1
-        self._buf = bytearray()   # response encode buffer, reused
-        self._batch = []          # observers being notified, reused (coap_observe.notify)
+# ---- requests -----------------------------------------------------------------------
+def on_request(ep, msg, addr, now):
+    """Handle a new request; returns the ACK datagram for CON (None for NON)."""
+    try:
+        req = Request(msg, addr)
+    except CoapError as err:
+        ep.stats['bad'] += 1
+        mid = ep.next_mid() if msg.mtype == _NON else None
+        reply = coap.error_reply(err, mid)
+        if msg.mtype == _NON and reply is not None:
+            ep.send(addr, reply)
+            return None
+        return reply
+    resp = _pre_handle(ep, req, msg, now)
+    if resp is None:
+        resp = _call(ep, req)
+        if resp is None:  # separate response later (or piggy-backed: hold_acks)
+            if req.confirmable and not ep.hold_acks:
+                return coap.encode_message(_ACK, _EMPTY, msg.mid)
+            return None
+    return _answer(ep, req, resp, now, True)
 
-    # ---- requests -----------------------------------------------------------------------
 
-    def on_request(self, msg, addr, now):
-        """Handle a new request; returns the ACK datagram for CON (None for NON)."""
-        try:
-            req = Request(msg, addr)
-        except CoapError as err:
-            self.ep.stats['bad'] += 1
-            mid = self.ep.next_mid() if msg.mtype == _NON else None
-            reply = coap.error_reply(err, mid)
-            if msg.mtype == _NON and reply is not None:
-                self.ep.send(addr, reply)
-                return None
-            return reply
-        resp = self._pre_handle(req, msg, now)
-        if resp is None:
-            resp = self._call(req)
-            if resp is None:  # separate response later (or piggy-backed: hold_acks)
-                if req.confirmable and not self.ep.hold_acks:
-                    return coap.encode_message(_ACK, _EMPTY, msg.mid)
-                return None
-        return self._answer(req, resp, now, True)
+def _pre_handle(ep, req, msg, now):
+    """Answers the endpoint gives without the handler (errors, blocks), else None."""
+    if msg.code > 7:
+        return Response(_METHOD_NOT_ALLOWED)
+    if msg.get(_PROXY_URI) is not None or msg.get(_PROXY_SCHEME) is not None:
+        return Response(_PROXYING_NOT_SUPPORTED)
+    if ep.handler is None:
+        return Response(_NOT_FOUND)
+    b1 = msg.get_block(_BLOCK1)
+    if b1 is not None:
+        from . import coap_blocks
+        resp = coap_blocks.block1(ep, req, (req.addr, req.uri_key()), b1, now)
+        if resp is not None:
+            return resp
+    elif len(msg.payload) > ep.max_body:
+        return _too_large(ep)
+    b2 = msg.get_block(_BLOCK2)
+    if b2 is not None and b2[0] > 0:
+        snap = ep._snap.get((req.addr, req.uri_key()))
+        if snap is not None and snap[2] == msg.code:
+            snap[1] = now
+            return snap[0]
+    if req.observe == 1 and ep.observers:
+        ep.observers.pop((req.addr, req.uri_key()), None)
+    return None
 
-    def _pre_handle(self, req, msg, now):
-        """Answers the endpoint gives without the handler (errors, blocks), else None."""
-        if msg.code > 7:
-            return Response(_METHOD_NOT_ALLOWED)
-        if msg.get(_PROXY_URI) is not None or msg.get(_PROXY_SCHEME) is not None:
-            return Response(_PROXYING_NOT_SUPPORTED)
-        if self.handler is None:
-            return Response(_NOT_FOUND)
-        b1 = msg.get_block(_BLOCK1)
-        if b1 is not None:
-            from . import coap_blocks
-            resp = coap_blocks.block1(self, req, (req.addr, req.uri_key()), b1, now)
-            if resp is not None:
-                return resp
-        elif len(msg.payload) > self.max_body:
-            return self._too_large()
-        b2 = msg.get_block(_BLOCK2)
-        if b2 is not None and b2[0] > 0:
-            snap = self._snap.get((req.addr, req.uri_key()))
-            if snap is not None and snap[2] == msg.code:
-                snap[1] = now
-                return snap[0]
-        if req.observe == 1 and self.observers:
-            self.observers.pop((req.addr, req.uri_key()), None)
-        return None
 
-    def _call(self, req):
-        try:
-            return self.handler(req)
-        except MemoryError:     # not the handler's fault: the device counts it (and resets)
-            raise
-        except Exception as e:  # a handler bug must not kill the endpoint
-            self.ep.emit(_error_event(req, e))
-            return Response(_INTERNAL_SERVER_ERROR)
+def _call(ep, req):
+    try:
+        return ep.handler(req)
+    except MemoryError:     # not the handler's fault: the device counts it (and resets)
+        raise
+    except Exception as e:  # a handler bug must not kill the endpoint
+        ep.emit(_error_event(req, e))
+        return Response(_INTERNAL_SERVER_ERROR)
 
-    def _too_large(self):
-        return Response(_REQUEST_ENTITY_TOO_LARGE, options=[(_SIZE1, self.max_body)])
 
-    # ---- responses ----------------------------------------------------------------------
+def _too_large(ep):
+    return Response(_REQUEST_ENTITY_TOO_LARGE, options=[(_SIZE1, ep.max_body)])
 
-    def _answer(self, req, resp, now, piggyback):
-        """Encode resp for req: the ACK for a CON (piggyback) or queue it as a NON/CON."""
-        seq = None
-        if req.observe == 0 and (req.code == _GET or req.code == _FETCH) and not req.notification:
-            from . import coap_observe
-            seq = coap_observe.answer_seq(self, req, resp, now)
-        if piggyback and req.confirmable:
-            return self._datagram(req, resp, _ACK, req.msg.mid, seq, now)
-        mid = self.ep.next_mid()
-        if req.confirmable:
-            data = self._datagram(req, resp, _CON, mid, seq, now)
-            if self.ep.send_con(req.addr, mid, data, _TX_RESPONSE, None) is not None:
-                return None
-        self.ep.send(req.addr, self._datagram(req, resp, _NON, mid, seq, now))
-        return None
 
-    def _datagram(self, req, resp, mtype, mid, seq, now):
-        """resp encoded for req as message mtype/mid, with Observe seq unless None.
+# ---- responses ----------------------------------------------------------------------
+def _answer(ep, req, resp, now, piggyback):
+    """Encode resp for req: the ACK for a CON (piggyback) or queue it as a NON/CON."""
+    seq = None
+    if req.observe == 0 and (req.code == _GET or req.code == _FETCH) and not req.notification:
+        from . import coap_observe
+        seq = coap_observe.answer_seq(ep, req, resp, now)
+    if piggyback and req.confirmable:
+        return _datagram(ep, req, resp, _ACK, req.msg.mid, seq, now)
+    mid = ep.next_mid()
+    if req.confirmable:
+        data = _datagram(ep, req, resp, _CON, mid, seq, now)
+        if ep.send_con(req.addr, mid, data, _TX_RESPONSE, None) is not None:
+            return None
+    ep.send(req.addr, _datagram(ep, req, resp, _NON, mid, seq, now))
+    return None
 
-        Block2 cuts the payload (RFC 7959; a larger body is kept in a snapshot for the
-        next blocks). Without extra options the message is written straight into the
-        reused buffer, so the returned bytes are all it allocates."""
-        payload = resp.payload
-        b2 = req.msg.get(_BLOCK2)
-        num = 0
-        szx = self.block_szx
-        if b2 is not None:
-            num, _, theirs = decode_block(b2)
-            if req.notification:
-                num = 0
-            if theirs < szx:
-                szx = theirs
-            else:
-                num = (num << theirs) >> szx  # same offset at our (smaller or equal) size
-        size = block_size(szx)
-        block2 = size2 = None
-        if len(payload) > size or num > 0:
-            from . import coap_blocks
-            cut = coap_blocks.block2(self, req, resp, num, szx, now)
-            if cut is None:
-                return coap.encode_message(mtype, _BAD_OPTION, mid, req.token, (),
-                                           b'block out of range')
-            payload, block2, size2 = cut
-        b1 = req.block1
-        block1 = None if b1 is None else (b1[0] << 4) | (8 if b1[1] else 0) | b1[2]
-        if resp.options:   # rare (Size1 of a 4.13): merged and sorted as a list
-            opts = [(_ETAG, resp.etag), (_OBSERVE, seq), (_CONTENT_FORMAT, resp.content_format),
-                    (_MAX_AGE, resp.max_age)] + list(resp.options) + [
-                    (_BLOCK2, block2), (_BLOCK1, block1), (_SIZE2, size2)]
-            return coap.encode_message(mtype, resp.code, mid, req.token,
-                                       [o for o in opts if o[1] is not None], payload)
-        out = self._buf
-        coap.put_header(out, mtype, resp.code, mid, req.token)
-        last = coap.put_option(out, 0, _ETAG, resp.etag)
-        last = coap.put_option(out, last, _OBSERVE, seq)
-        last = coap.put_option(out, last, _CONTENT_FORMAT, resp.content_format)
-        last = coap.put_option(out, last, _MAX_AGE, resp.max_age)
-        last = coap.put_option(out, last, _BLOCK2, block2)
-        last = coap.put_option(out, last, _BLOCK1, block1)
-        coap.put_option(out, last, _SIZE2, size2)
-        coap.put_payload(out, payload)
-        return bytes(out)
 
-    def respond(self, req, resp, now):
-        if req.responded:
-            raise ValueError('request already answered')
-        req.responded = True
-        return self._answer(req, resp, now, self.ep.hold_acks)
+def _datagram(ep, req, resp, mtype, mid, seq, now):
+    """resp encoded for req as message mtype/mid, with Observe seq unless None.
 
-    # ---- timers ---------------------------------------------------------------------------
+    Block2 cuts the payload (RFC 7959; a larger body is kept in a snapshot for the
+    next blocks). Without extra options the message is written straight into the
+    reused buffer, so the returned bytes are all it allocates."""
+    payload = resp.payload
+    b2 = req.msg.get(_BLOCK2)
+    num = 0
+    szx = ep.block_szx
+    if b2 is not None:
+        num, _, theirs = decode_block(b2)
+        if req.notification:
+            num = 0
+        if theirs < szx:
+            szx = theirs
+        else:
+            num = (num << theirs) >> szx  # same offset at our (smaller or equal) size
+    size = block_size(szx)
+    block2 = size2 = None
+    if len(payload) > size or num > 0:
+        from . import coap_blocks
+        cut = coap_blocks.block2(ep, req, resp, num, szx, now)
+        if cut is None:
+            return coap.encode_message(mtype, _BAD_OPTION, mid, req.token, (),
+                                       b'block out of range')
+        payload, block2, size2 = cut
+    b1 = req.block1
+    block1 = None if b1 is None else (b1[0] << 4) | (8 if b1[1] else 0) | b1[2]
+    if resp.options:   # rare (Size1 of a 4.13): merged and sorted as a list
+        opts = [(_ETAG, resp.etag), (_OBSERVE, seq), (_CONTENT_FORMAT, resp.content_format),
+                (_MAX_AGE, resp.max_age)] + list(resp.options) + [
+                (_BLOCK2, block2), (_BLOCK1, block1), (_SIZE2, size2)]
+        return coap.encode_message(mtype, resp.code, mid, req.token,
+                                   [o for o in opts if o[1] is not None], payload)
+    out = ep._buf
+    coap.put_header(out, mtype, resp.code, mid, req.token)
+    last = coap.put_option(out, 0, _ETAG, resp.etag)
+    last = coap.put_option(out, last, _OBSERVE, seq)
+    last = coap.put_option(out, last, _CONTENT_FORMAT, resp.content_format)
+    last = coap.put_option(out, last, _MAX_AGE, resp.max_age)
+    last = coap.put_option(out, last, _BLOCK2, block2)
+    last = coap.put_option(out, last, _BLOCK1, block1)
+    coap.put_option(out, last, _SIZE2, size2)
+    coap.put_payload(out, payload)
+    return bytes(out)
 
-    def step(self, now):
-        if self._rx or self._snap:   # block-wise transfers under way
-            from . import coap_blocks
-            coap_blocks.expire(self, now)
+
+def respond(ep, req, resp, now):
+    if req.responded:
+        raise ValueError('request already answered')
+    req.responded = True
+    return _answer(ep, req, resp, now, ep.hold_acks)
+
+
+# ---- timers ---------------------------------------------------------------------------
+def step(ep, now):
+    if ep._rx or ep._snap:   # block-wise transfers under way
+        from . import coap_blocks
+        coap_blocks.expire(ep, now)
 
 
 def _strings(msg, number):

@@ -291,7 +291,8 @@ def mpy_lib(dest):
         os.makedirs(os.path.dirname(out), exist_ok=True)
         D.compile_module(name, out)
     for m in UNIX_MAINS:
-        subprocess.run(D.mpy_cross_command() + ["-O3", "-o", os.path.join(dest, m + ".mpy"),
+        subprocess.run(D.mpy_cross_command() + ["-O3", "-s", m,     # its name, no path
+                                                "-o", os.path.join(dest, m + ".mpy"),
                                                 os.path.join(REPO, "examples", m + ".py")],
                        check=True)
     return dest

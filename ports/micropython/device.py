@@ -3,7 +3,8 @@ MQTT on asyncio (the links: device_coap.CoapLink, device_mqtt.MqttLink, each
 loaded only for its transport), reconnect with back-off, feed the watchdog,
 fall back to the default plan (the node does), and the sleepy cycle: wake,
 send what is queued, take what waits, sleep (device_sleepy, loaded only by a
-sleepy device). OSCORE keys and sequence numbers: device_oscore, loaded only
+sleepy device; its telemetry at each wake, device_telemetry, loaded by it and after
+a reset). OSCORE keys and sequence numbers: device_oscore, loaded only
 when the config has them.
 
     import asyncio
@@ -37,7 +38,6 @@ What the node did for the network (a WRITE, an INVOKE, a plan or fallback
 change, a signal: core.node's EV_* tuples) goes to `dev.on_event(ev)` if the
 firmware set one, and is then forgotten: the node's list never grows.
 """
-from ...core import frame as F
 from ...core.compat import const
 from ...core.node import Node
 from ...profiles import diagnostics
@@ -55,8 +55,6 @@ _DIAGNOSTICS = const(9)
 # no block this long (tests/test_mp_datagram.py checks the sizes)
 _RX_COAP = const(401)
 _RX_MQTT = const(512)
-# core/frame_numbers' numbers, copied: no global slot holds them on a board
-_NOTIFY = const(6)
 
 
 class Device:
@@ -125,22 +123,6 @@ class Device:
         """Set the node's clock (Unix seconds now): plans and timestamps need it."""
         self.node.set_time(unix_s, self.clock() // 1000)
 
-    def telemetry_now(self, sid=None):
-        """Queue a NOTIFY of every readable value of service sid (default: the
-        profile's) now (sleepy wakes, firmware events)."""
-        node = self.node
-        sid = sid or self.sid
-        values = {}
-        for r in node.services[sid].rows:
-            if r[_ACCESS] & _R:
-                v = node.wire(sid, r[0])
-                if v is not None:
-                    values[r[0]] = v
-        if values:
-            now = self.clock()
-            self.link.telemetry(F.encode(_NOTIFY, sid, 0, [node.stamp(now // 1000), values]),
-                                now)
-
     # ---- the loop ------------------------------------------------------------------------
 
     async def run(self):
@@ -198,10 +180,14 @@ class Device:
                 attrs[oid] = {0: t, 1: t}
         if t and attrs:
             node.report(self.sid, attrs, now // 1000, self.link.report_peer())
-        if self.cfg['sleepy']:
-            self.telemetry_now()
-        if node.wire(_DIAGNOSTICS, 2):    # the last boot was a reset of ours or the watchdog's
-            self.telemetry_now(_DIAGNOSTICS)
+        sleepy = self.cfg['sleepy']
+        reset = node.wire(_DIAGNOSTICS, 2)   # the last boot was a reset of ours or the watchdog's
+        if sleepy or reset:
+            from .device_telemetry import telemetry_now
+            if sleepy:
+                telemetry_now(self)
+            if reset:
+                telemetry_now(self, _DIAGNOSTICS)
 
     def poll(self):
         """One turn: move bytes, step the node and the protocol; ms until the next turn."""

@@ -354,8 +354,8 @@ def test_separate_response_wait_times_out():
     token = client.request(S, coap.GET, 'slow')
     req = coap.decode(client.step(0)[0][1])
     client.receive(coap.encode_message(coap.ACK, coap.EMPTY, req.mid), S, 100)
-    assert client.next_timeout(100) == client.client.response_wait_ms
-    client.step(100 + client.client.response_wait_ms)
+    assert client.next_timeout(100) == client.response_wait_ms
+    client.step(100 + client.response_wait_ms)
     assert [(e.kind, e.token) for e in client.events()] == [(EV_TIMEOUT, token)]
 
 
@@ -382,8 +382,8 @@ def test_non_request_without_answer_times_out():
     token = client.request(S, coap.GET, 'x', confirmable=False)
     out = client.step(1000)
     assert coap.decode(out[0][1]).mtype == coap.NON
-    assert client.next_timeout(1000) == client.client.response_wait_ms
-    client.step(1000 + client.client.response_wait_ms)
+    assert client.next_timeout(1000) == client.response_wait_ms
+    client.step(1000 + client.response_wait_ms)
     assert [(e.kind, e.token) for e in client.events()] == [(EV_TIMEOUT, token)]
 
 
@@ -493,7 +493,7 @@ def test_error_notification_ends_observation():
     link.run(server.step(10), S, 10)
     evs = client.events()
     assert [(e.kind, e.code) for e in evs[1:]] == [(EV_NOTIFICATION, coap.NOT_FOUND)]
-    assert server.observer_count() == 0 and client.client.exchanges == {}
+    assert server.observer_count() == 0 and client.exchanges == {}
 
 
 def test_observers_are_capped():
@@ -622,7 +622,7 @@ def test_block1_declared_too_large_gives_4_13_with_size1():
     server, bodies = upload_server(max_body=1000)
     resp = only(server.receive(block1_put(1, 0, True, 2, bytes(64), size1=5000), C, 0))
     assert resp.code == coap.REQUEST_ENTITY_TOO_LARGE and resp.get_uint(coap.SIZE1) == 1000
-    assert bodies == [] and server.server._rx == {}
+    assert bodies == [] and server._rx == {}
 
 
 def test_block1_growing_past_the_limit_gives_4_13():
@@ -631,7 +631,7 @@ def test_block1_growing_past_the_limit_gives_4_13():
         coap.CONTINUE
     resp = only(server.receive(block1_put(2, 1, True, 2, bytes(64)), C, 0))
     assert resp.code == coap.REQUEST_ENTITY_TOO_LARGE and resp.get_uint(coap.SIZE1) == 100
-    assert server.server._rx == {}
+    assert server._rx == {}
 
 
 def test_block1_out_of_order_gives_4_08():
@@ -657,9 +657,9 @@ def test_reassembly_buffers_are_capped_and_expire():
     server, bodies = upload_server(max_buffers=2)
     for i in range(4):
         server.receive(block1_put(10 + i, 0, True, 2, bytes(64), path='p%d' % i), C, i)
-    assert len(server.server._rx) == 2
+    assert len(server._rx) == 2
     server.step(61000 + 4)
-    assert server.server._rx == {}
+    assert server._rx == {}
 
 
 def test_large_request_without_block1_gives_4_13():
@@ -681,7 +681,7 @@ def test_observe_notification_with_blocks_is_fetched_whole():
     evs = client.events()
     assert [(e.kind, e.token, e.payload) for e in evs] == [
         (EV_RESPONSE, token, big_body(200)), (EV_NOTIFICATION, token, big_body(250))]
-    assert list(client.client.exchanges) == [token]      # the block fetch is gone
+    assert list(client.exchanges) == [token]      # the block fetch is gone
 
 
 def test_pending_cap_turns_con_notifications_into_non():
@@ -726,9 +726,9 @@ def test_mutated_datagrams_never_raise_and_tables_stay_bounded():
         if i % 50 == 0:
             server.notify('obs')
     for ep in (server, client):
-        assert len(ep._dedupe) <= 6 and len(ep.server.observers) <= 2
-        assert len(ep.server._rx) <= 2 and len(ep.server._snap) <= 2
-        assert len(ep.client.exchanges) <= 4
+        assert len(ep._dedupe) <= 6 and len(ep.observers) <= 2
+        assert len(ep._rx) <= 2 and len(ep._snap) <= 2
+        assert len(ep.exchanges) <= 4
     assert server.stats['bad'] > 0 and server.stats['rx'] == 1500
 
 
