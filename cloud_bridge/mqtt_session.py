@@ -232,7 +232,10 @@ class MqttSession(asyncio.Protocol):
             elif kind == EV_SUBACK:
                 if e.pid == self._sub_pid:
                     refused = [i for i, c in enumerate(e.granted) if c == 0x80]
-                    if refused:
+                    if len(e.granted) != len(self.filters):   # one code a filter (MQTT 3.9.3)
+                        self._broken("protocol error: SUBACK with %d return codes for %d "
+                                     "filters" % (len(e.granted), len(self.filters)))
+                    elif refused:
                         self.last_error = "subscription refused: %s" % (
                             [self.filters[i][0] for i in refused if i < len(self.filters)])
                         log.error("MQTT %s", self.last_error)
@@ -250,6 +253,11 @@ class MqttSession(asyncio.Protocol):
                     log.warning("MQTT link to %s:%s closed: %s", self.host, self.port, e.reason)
                 if self.transport is not None:
                     self.transport.close()   # connection_lost reconnects
+
+    def _broken(self, reason):
+        """End the connection for a broker's protocol error: last_error says why, and
+        it is opened again after the delay."""
+        self._events(self.client.connection_lost(reason, self._now()))
 
     def _tick(self):
         self._timer = None

@@ -2,8 +2,8 @@
 client): against a real mosquitto, telemetry not stored is not acknowledged and the
 broker delivers it again after a reconnect, the link comes back after the broker
 restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed packet
-closes the connection with a clear error and an acknowledgement never crosses
-connections."""
+closes the connection with a clear error (so does a SUBACK without a code for
+every filter) and an acknowledgement never crosses connections."""
 import asyncio
 import time
 
@@ -158,6 +158,11 @@ class FakeBroker:
         self.server = None
         self.port = None
 
+    @staticmethod
+    def suback(pid, n):
+        """The SUBACK to a SUBSCRIBE of n filters: each granted QoS 1."""
+        return M.encode_suback(pid, [1] * n)
+
     async def start(self):
         self.port = free_tcp_port()
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -180,7 +185,7 @@ class FakeBroker:
                     if p.type == M.CONNECT:
                         writer.write(M.encode_connack(n > 0, 0))
                     elif p.type == M.SUBSCRIBE:
-                        writer.write(M.encode_suback(p.pid, [1] * len(p.filters)))
+                        writer.write(self.suback(p.pid, len(p.filters)))
         except ConnectionError:
             pass
         self.closed[n] = True
@@ -260,6 +265,32 @@ def test_an_acknowledgement_for_a_message_of_an_earlier_connection_is_not_sent()
                 return [p.pid for p in fake.conns[1] if p.type == M.PUBACK]
             assert await until(lambda: pubacks() == [7])
             assert not [p for p in fake.conns[0] if p.type == M.PUBACK]
+        finally:
+            await session.stop()
+            await fake.close()
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+class MiscountingBroker(FakeBroker):
+    """FakeBroker (test double) whose SUBACK has one return code fewer than the
+    SUBSCRIBE had filters (MQTT 3.1.1 wants one a filter)."""
+
+    @staticmethod
+    def suback(pid, n):
+        return M.encode_suback(pid, [1] * (n - 1))
+
+
+def test_a_suback_without_a_code_for_every_filter_is_a_protocol_error_not_a_subscription():
+    async def main():
+        fake = await MiscountingBroker().start()
+        session = MqttSession("127.0.0.1", fake.port, "spot-test",
+                              [("spot/v1/+/+/up", 1), ("spot/v1/+/announce", 1)],
+                              lambda *a: None, reconnect_delay=QUICK).start()
+        try:
+            assert await until(lambda: fake.closed and fake.closed[0])
+            assert session.last_error == ("protocol error: SUBACK with 1 return codes "
+                                          "for 2 filters")
+            assert not session.ready.is_set()
         finally:
             await session.stop()
             await fake.close()
