@@ -140,6 +140,7 @@ class MqttLink:
         def stored(reply, error):
             if error is not None:   # not stored: no PUBACK, the broker sends it again
                 self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+                session.redeliver()   # on the next connection
             elif pid:
                 session.ack(pid, generation)
 

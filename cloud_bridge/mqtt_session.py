@@ -18,7 +18,11 @@ core.mqtt_client.MqttClient from an asyncio.Protocol on the event loop:
   sends them after the next CONNACK; keep-alive and the CONNACK timeout run on
   a one-second timer;
 - a malformed packet, a refused CONNACK or a dead link closes the connection
-  (last_error says why) and it is opened again after 1, 2, 4 ... 30 s.
+  (last_error says why) and it is opened again after 1, 2, 4 ... 30 s;
+- a message its owner could not store is left unacknowledged and redeliver()
+  ends the connection after that delay: the broker sends such messages again only
+  on a new connection (MQTT 3.1.1), and each holds one of its in-flight slots
+  meanwhile (with all of them held, it would send the bridge nothing more).
 """
 import asyncio
 import logging
@@ -116,6 +120,7 @@ class MqttSession(asyncio.Protocol):
         self._sub_pid = None
         self._connecting = None
         self._lost = None          # stop() waits on it for the socket to close
+        self._redeliver = None     # the timer ending this connection (redeliver())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -138,6 +143,7 @@ class MqttSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._no_redelivery()
         transport = self.transport
         if transport is not None:
             self._flush()
@@ -196,6 +202,7 @@ class MqttSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._no_redelivery()
         reason = "connection lost" if exc is None else "connection lost: %s" % (exc,)
         self._events(self.client.connection_lost(reason, self._now()))
         self._reconnect_later()
@@ -283,6 +290,24 @@ class MqttSession(asyncio.Protocol):
             self._flush_due = True
             self.loop.call_soon(self._flush)
         return True
+
+    def redeliver(self):
+        """Have the broker send again the messages left unacknowledged (one the owner
+        could not store): MQTT 3.1.1 sends them again only on a new connection, and
+        until then each holds one of the broker's in-flight slots for this client. So
+        this connection is ended after the reconnect delay (once, however many ask)."""
+        if self._redeliver is None and self.transport is not None:
+            self._redeliver = self.loop.call_later(self._next_delay(), self._end_for_redelivery)
+
+    def _end_for_redelivery(self):
+        self._redeliver = None
+        if self.transport is not None:
+            self._broken("ended for the broker to send again what was not acknowledged")
+
+    def _no_redelivery(self):
+        if self._redeliver is not None:
+            self._redeliver.cancel()
+            self._redeliver = None
 
     def _flush(self):
         self._flush_due = False
