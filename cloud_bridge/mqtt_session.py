@@ -302,6 +302,7 @@ class MqttSession(asyncio.Protocol):
     def _end_for_redelivery(self):
         self._redeliver = None
         if self.transport is not None:
+            self._flush()   # what was stored meanwhile is acknowledged first
             self._broken("ended for the broker to send again what was not acknowledged")
 
     def _no_redelivery(self):
