@@ -20,7 +20,7 @@ core.mqtt_client.MqttClient from an asyncio.Protocol on the event loop:
 - a malformed packet, a refused CONNACK or a dead link closes the connection
   (last_error says why) and it is opened again after 1, 2, 4 ... 30 s;
 - a message its owner could not store is left unacknowledged and redeliver()
-  ends the connection after that delay: the broker sends such messages again only
+  ends the connection after the longest of those delays: the broker sends such messages again only
   on a new connection (MQTT 3.1.1), and each holds one of its in-flight slots
   meanwhile (with all of them held, it would send the bridge nothing more).
 """
@@ -295,9 +295,12 @@ class MqttSession(asyncio.Protocol):
         """Have the broker send again the messages left unacknowledged (one the owner
         could not store): MQTT 3.1.1 sends them again only on a new connection, and
         until then each holds one of the broker's in-flight slots for this client. So
-        this connection is ended after the reconnect delay (once, however many ask)."""
+        this connection is ended after the longest reconnect delay (once, however many
+        ask): a message the store keeps refusing costs a reconnect every 30 s, not a
+        loop."""
         if self._redeliver is None and self.transport is not None:
-            self._redeliver = self.loop.call_later(self._next_delay(), self._end_for_redelivery)
+            self._redeliver = self.loop.call_later(self.reconnect_delay[1],
+                                                   self._end_for_redelivery)
 
     def _end_for_redelivery(self):
         self._redeliver = None
