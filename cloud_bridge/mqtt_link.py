@@ -28,10 +28,10 @@ import ssl
 from urllib.parse import urlsplit
 
 from ..core import frame as F
-from ..core.mqtt_binding import (UP, ANNOUNCE, ROOT, check_level, down_topic, signal_topic,
+from ..core.mqtt_binding import (UP, ANNOUNCE, check_level, down_topic, signal_topic,
                                  parse_topic)
 from ..core.secure_frame import is_sealed
-from ..ports.cpython.mqtt_births import birth_of
+from ..ports.cpython.mqtt_births import birth_of, bridge_filters
 from .mqtt_session import MqttSession
 from .service import PENDING
 
@@ -62,7 +62,8 @@ class MqttLink:
         self._pending = {}      # (device, mid) -> (sid, future)
         self._announcing = {}   # device -> its ANNOUNCE being registered
         self.session = MqttSession(u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883),
-                                   client_id, self._filters(), self._message, ssl_context=tls,
+                                   client_id, bridge_filters(self.share_group, self.reply_key),
+                                   self._message, ssl_context=tls,
                                    username=u.username, password=u.password,
                                    # a persistent session: what the broker acknowledged to
                                    # devices while this bridge was down is delivered later
@@ -70,15 +71,6 @@ class MqttLink:
         bridge.add_transport(self.name, self)
         bridge.metrics.gauge("mqtt_dropped", lambda: self.dropped,
                              "MQTT messages dropped: outside the topic scheme, not a frame")
-
-    def _filters(self):
-        up = ROOT + "+/+/up"
-        if self.share_group is not None:
-            up = "$share/%s/%s" % (self.share_group, up)
-        filters = [(up, 1), (ROOT + "+/announce", 1)]
-        if self.reply_key is not None:
-            filters.append((ROOT + "+/+/up/" + self.reply_key, 1))
-        return filters
 
     async def start(self, timeout=10):
         """Connect; returns once subscribed, or after the first failure (a broker not
@@ -148,6 +140,7 @@ class MqttLink:
         def stored(reply, error):
             if error is not None:   # not stored: no PUBACK, the broker sends it again
                 self.bridge.metrics.inc("telemetry_not_stored", transport=self.name)
+                session.redeliver()   # on the next connection
             elif pid:
                 session.ack(pid, generation)
 

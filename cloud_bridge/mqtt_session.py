@@ -18,7 +18,11 @@ core.mqtt_client.MqttClient from an asyncio.Protocol on the event loop:
   sends them after the next CONNACK; keep-alive and the CONNACK timeout run on
   a one-second timer;
 - a malformed packet, a refused CONNACK or a dead link closes the connection
-  (last_error says why) and it is opened again after 1, 2, 4 ... 30 s.
+  (last_error says why) and it is opened again after 1, 2, 4 ... 30 s;
+- a message its owner could not store is left unacknowledged and redeliver()
+  ends the connection after the longest of those delays: the broker sends such messages again only
+  on a new connection (MQTT 3.1.1), and each holds one of its in-flight slots
+  meanwhile (with all of them held, it would send the bridge nothing more).
 """
 import asyncio
 import logging
@@ -116,6 +120,7 @@ class MqttSession(asyncio.Protocol):
         self._sub_pid = None
         self._connecting = None
         self._lost = None          # stop() waits on it for the socket to close
+        self._redeliver = None     # the timer ending this connection (redeliver())
 
     # ------------------------------------------------------------ lifecycle
 
@@ -138,6 +143,7 @@ class MqttSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._no_redelivery()
         transport = self.transport
         if transport is not None:
             self._flush()
@@ -196,6 +202,7 @@ class MqttSession(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._no_redelivery()
         reason = "connection lost" if exc is None else "connection lost: %s" % (exc,)
         self._events(self.client.connection_lost(reason, self._now()))
         self._reconnect_later()
@@ -232,7 +239,10 @@ class MqttSession(asyncio.Protocol):
             elif kind == EV_SUBACK:
                 if e.pid == self._sub_pid:
                     refused = [i for i, c in enumerate(e.granted) if c == 0x80]
-                    if refused:
+                    if len(e.granted) != len(self.filters):   # one code a filter (MQTT 3.9.3)
+                        self._broken("protocol error: SUBACK with %d return codes for %d "
+                                     "filters" % (len(e.granted), len(self.filters)))
+                    elif refused:
                         self.last_error = "subscription refused: %s" % (
                             [self.filters[i][0] for i in refused if i < len(self.filters)])
                         log.error("MQTT %s", self.last_error)
@@ -250,6 +260,11 @@ class MqttSession(asyncio.Protocol):
                     log.warning("MQTT link to %s:%s closed: %s", self.host, self.port, e.reason)
                 if self.transport is not None:
                     self.transport.close()   # connection_lost reconnects
+
+    def _broken(self, reason):
+        """End the connection for a broker's protocol error: last_error says why, and
+        it is opened again after the delay."""
+        self._events(self.client.connection_lost(reason, self._now()))
 
     def _tick(self):
         self._timer = None
@@ -275,6 +290,28 @@ class MqttSession(asyncio.Protocol):
             self._flush_due = True
             self.loop.call_soon(self._flush)
         return True
+
+    def redeliver(self):
+        """Have the broker send again the messages left unacknowledged (one the owner
+        could not store): MQTT 3.1.1 sends them again only on a new connection, and
+        until then each holds one of the broker's in-flight slots for this client. So
+        this connection is ended after the longest reconnect delay (once, however many
+        ask): a message the store keeps refusing costs a reconnect every 30 s, not a
+        loop."""
+        if self._redeliver is None and self.transport is not None:
+            self._redeliver = self.loop.call_later(self.reconnect_delay[1],
+                                                   self._end_for_redelivery)
+
+    def _end_for_redelivery(self):
+        self._redeliver = None
+        if self.transport is not None:
+            self._flush()   # what was stored meanwhile is acknowledged first
+            self._broken("ended for the broker to send again what was not acknowledged")
+
+    def _no_redelivery(self):
+        if self._redeliver is not None:
+            self._redeliver.cancel()
+            self._redeliver = None
 
     def _flush(self):
         self._flush_due = False

@@ -1,9 +1,9 @@
 """The bridge's MQTT session on asyncio (cloud_bridge/mqtt_session.py, core's sans-I/O
 client): against a real mosquitto, telemetry not stored is not acknowledged and the
-broker delivers it again after a reconnect, the link comes back after the broker
+session reconnects for the broker to deliver it again, the link comes back after the broker
 restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed packet
-closes the connection with a clear error and an acknowledgement never crosses
-connections."""
+closes the connection with a clear error (so does a SUBACK without a code for
+every filter) and an acknowledgement never crosses connections."""
 import asyncio
 import time
 
@@ -46,8 +46,12 @@ async def registered_device(parts, port):
     return device
 
 
-def test_telemetry_the_store_refused_is_delivered_again_after_a_reconnect_and_stored(
+def test_telemetry_the_store_refused_is_stored_when_it_is_back_without_anyone_dropping_the_link(
         tmp_path, broker):
+    """The broker sends an unacknowledged message again only on a new connection, and
+    each holds one of its in-flight slots meanwhile: the session ends the connection
+    itself, or a store failure would leave the message (and, once the slots are all
+    held, every later one) undelivered for as long as the link stayed up."""
     async def main():
         async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
             session = parts.mqtt.session
@@ -55,21 +59,22 @@ def test_telemetry_the_store_refused_is_delivered_again_after_a_reconnect_and_st
             device = await registered_device(parts, broker.port)
             try:
                 t = int(time.time()) - 60
+                add = parts.store.add_telemetry_frames
+                failures = []
 
-                async def failing(frames):
+                async def failing_once(frames):
+                    failures.append(frames)
+                    parts.store.add_telemetry_frames = add   # back for the next batch
                     raise StoreError("disk full (test)")
-                add, parts.store.add_telemetry_frames = parts.store.add_telemetry_frames, failing
-                await device.publish("spot/v1/hp-mq/10/up", notify(t=t, values={11: 7}))
-                assert await until(lambda: parts.bridge.metrics.value(
-                    "telemetry_not_stored", transport="mqtt") == 1)
-                parts.store.add_telemetry_frames = add
+                parts.store.add_telemetry_frames = failing_once
                 connections = session.connections
-                session.transport.close()   # the link drops; no PUBACK went out for it
-                assert await until(lambda: session.connections == connections + 1)
+                await device.publish("spot/v1/hp-mq/10/up", notify(t=t, values={11: 7}))
 
                 async def stored():
                     return await parts.store.history("hp-mq", HP, 11) == [(t, 7)]
-                assert await until(stored)   # the broker sent it again on the new connection
+                assert await until(stored)   # the broker sent it again on a new connection
+                assert len(failures) == 1 and session.connections == connections + 1
+                assert parts.bridge.metrics.value("telemetry_not_stored", transport="mqtt") == 1
             finally:
                 device.stop()
     asyncio.run(asyncio.wait_for(main(), 30))
@@ -158,6 +163,11 @@ class FakeBroker:
         self.server = None
         self.port = None
 
+    @staticmethod
+    def suback(pid, n):
+        """The SUBACK to a SUBSCRIBE of n filters: each granted QoS 1."""
+        return M.encode_suback(pid, [1] * n)
+
     async def start(self):
         self.port = free_tcp_port()
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -180,7 +190,7 @@ class FakeBroker:
                     if p.type == M.CONNECT:
                         writer.write(M.encode_connack(n > 0, 0))
                     elif p.type == M.SUBSCRIBE:
-                        writer.write(M.encode_suback(p.pid, [1] * len(p.filters)))
+                        writer.write(self.suback(p.pid, len(p.filters)))
         except ConnectionError:
             pass
         self.closed[n] = True
@@ -260,6 +270,32 @@ def test_an_acknowledgement_for_a_message_of_an_earlier_connection_is_not_sent()
                 return [p.pid for p in fake.conns[1] if p.type == M.PUBACK]
             assert await until(lambda: pubacks() == [7])
             assert not [p for p in fake.conns[0] if p.type == M.PUBACK]
+        finally:
+            await session.stop()
+            await fake.close()
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+class MiscountingBroker(FakeBroker):
+    """FakeBroker (test double) whose SUBACK has one return code fewer than the
+    SUBSCRIBE had filters (MQTT 3.1.1 wants one a filter)."""
+
+    @staticmethod
+    def suback(pid, n):
+        return M.encode_suback(pid, [1] * (n - 1))
+
+
+def test_a_suback_without_a_code_for_every_filter_is_a_protocol_error_not_a_subscription():
+    async def main():
+        fake = await MiscountingBroker().start()
+        session = MqttSession("127.0.0.1", fake.port, "spot-test",
+                              [("spot/v1/+/+/up", 1), ("spot/v1/+/announce", 1)],
+                              lambda *a: None, reconnect_delay=QUICK).start()
+        try:
+            assert await until(lambda: fake.closed and fake.closed[0])
+            assert session.last_error == ("protocol error: SUBACK with 1 return codes "
+                                          "for 2 filters")
+            assert not session.ready.is_set()
         finally:
             await session.stop()
             await fake.close()

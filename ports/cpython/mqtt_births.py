@@ -1,11 +1,26 @@
-"""Births and deaths on a device's announce topic, read on the cloud side (spec 9.2).
+"""Births and deaths on a device's announce topic, read on the cloud side (spec 9.2),
+and the topic filters a cloud-side client subscribes.
 
 Shared by the bridge's MQTT link (cloud_bridge/mqtt_link.py) and
 ports/cpython/mqtt_transport.BridgeMqtt; no MQTT client here.
 """
 from ...core import frame as F
 from ...core.errors import SpotError
+from ...core.mqtt_binding import ROOT
 from ...core.node import A_ID
+
+
+def bridge_filters(share_group=None, reply_key=None):
+    """[(filter, QoS 1)] of the cloud side: every device's /up (as $share/<group>/...
+    with a share group), every announce topic, and with a reply key the answers
+    addressed to it (.../up/<reply_key>)."""
+    up = ROOT + "+/+/up"
+    if share_group is not None:
+        up = "$share/%s/%s" % (share_group, up)
+    filters = [(up, 1), (ROOT + "+/announce", 1)]
+    if reply_key is not None:
+        filters.append((ROOT + "+/+/up/" + reply_key, 1))
+    return filters
 
 
 def birth_of(device, payload):

@@ -47,10 +47,10 @@ import paho.mqtt.client as mqtt
 
 from ...core import frame as F
 from ...core.mqtt_binding import (UP, ANNOUNCE, check_level, down_topic, signal_topic,
-                                  parse_topic, ROOT)
+                                  parse_topic)
 from ...core.oscore import OscoreError
 from ...core.secure_frame import seal, open_sealed, is_sealed
-from .mqtt_births import birth_of
+from .mqtt_births import birth_of, bridge_filters
 
 log = logging.getLogger(__name__)
 
@@ -270,20 +270,11 @@ class BridgeMqtt:
 
     # ------------------------------------------------------------ paho callbacks
 
-    def _filters(self):
-        up = ROOT + "+/+/up"
-        if self.share_group is not None:
-            up = "$share/%s/%s" % (self.share_group, up)
-        filters = [(up, 1), (ROOT + "+/announce", 1)]
-        if self.reply_key is not None:
-            filters.append((ROOT + "+/+/up/" + self.reply_key, 1))
-        return filters
-
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.warning("MQTT connection refused: %s", reason_code)
             return
-        rc, mid = client.subscribe(self._filters())
+        rc, mid = client.subscribe(bridge_filters(self.share_group, self.reply_key))
         self._sub_mid = mid
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
