@@ -2,6 +2,7 @@
 
     python3 bench/coap_ingest_layers.py
     python3 bench/coap_ingest_layers.py --baseline=../spot-before --repeat=2
+    python3 bench/coap_ingest_layers.py --busy --repeat=2   # + a SQLite thread beside
 
 A bridge (tests/adversarial_peers.bridge: real SQLite store, CoAP link) runs in this
 process and one heat pump registers; then the ingest's hand-off (Ingest.submit) is
@@ -18,7 +19,9 @@ the frame decode alone, notify_rows alone. Each layer's microseconds a call
 its figure less the next one's. Deterministic enough on a shared machine to
 compare trees (the least of 7 passes is rarely disturbed), unlike a whole-run
 CPU figure. With --baseline the same runs with `spot` imported from that tree,
-alternating.
+alternating; with --busy this tree again with a second thread running SQLite
+statements meanwhile (the GIL released inside SQLite, taken back between them, as
+the store's thread does).
 """
 import asyncio
 import os
@@ -26,6 +29,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +43,19 @@ LAYERS = ("answer after the commit (Ingest._answer: callbacks, ACK)",
           "bridge device_frame_nowait (all below)", "frame decode", "notify_rows")
 
 
-async def measure():
+def sqlite_beside(stop, rows=64):
+    """A second thread doing what the store's does to the loop: SQLite statements of
+    `rows` rows, the GIL released inside SQLite and taken back between them."""
+    import sqlite3
+    c = sqlite3.connect(":memory:")
+    c.execute("CREATE TABLE t (a, b)")
+    params = [(i, "x" * 20) for i in range(rows)]
+    while not stop.is_set():
+        c.executemany("INSERT INTO t VALUES (?, ?)", params)
+        c.execute("DELETE FROM t")
+
+
+async def measure(busy=False):
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from adversarial_peers import bridge, announce
     from spot.core import coap as M, frame as F
@@ -81,6 +97,9 @@ async def measure():
                 lambda i: decode_frame(frame, max_size=65536),
                 lambda i: notify_rows("hp-00000", body, 16, now),
             )
+            stop = threading.Event()
+            if busy:
+                threading.Thread(target=sqlite_beside, args=(stop,), daemon=True).start()
             spent = [[] for _ in range(len(calls) + 1)]
             sent.clear()
             for _ in range(PASSES):
@@ -102,14 +121,16 @@ async def measure():
                         spent[0].append(1e6 * answering / CALLS)
                         assert len(sent) == CALLS
                         sent.clear()
+            stop.set()
             return [(min(s), sorted(s)[PASSES // 2]) for s in spent]
 
 
-def run_variant(code):
+def run_variant(code, busy=False):
     env = dict(os.environ)
     if code:
         env["PYTHONPATH"] = code
-    out = subprocess.run([sys.executable, __file__, "--child"], capture_output=True,
+    out = subprocess.run([sys.executable, __file__, "--child"] + ["--busy"] * busy,
+                         capture_output=True,
                          text=True, env=env, timeout=600)
     if out.returncode:
         raise SystemExit(out.stderr)
@@ -118,22 +139,24 @@ def run_variant(code):
 
 def main(argv):
     if argv[:1] == ["--child"]:
-        print(repr(asyncio.run(measure())))
+        print(repr(asyncio.run(measure("--busy" in argv))))
         return
     from bridge_ingest import baseline_path, option
     repeat = int(option(argv, "repeat", 1))
     base = option(argv, "baseline")
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [("this tree", None)]
+        variants = [("this tree", None, False)]
         if base:
-            variants.append(("baseline", baseline_path(base, tmp)))
+            variants.append(("baseline", baseline_path(base, tmp), False))
+        if "--busy" in argv:
+            variants.append(("this tree, SQLite thread beside", None, True))
         print("load average before: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
         print()
         print("| variant | " + " | ".join(LAYERS) + " |")
         print("|---|" + "---:|" * len(LAYERS))
         for _ in range(repeat):
-            for name, code in variants:
-                r = run_variant(code)
+            for name, code, busy in variants:
+                r = run_variant(code, busy)
                 print("| %s | %s |" % (name, " | ".join("%.1f (%.1f)" % x for x in r)))
         print()
         print("us a call: the least of %d passes of %d calls (their median)" % (PASSES, CALLS))
