@@ -154,11 +154,15 @@ class _UdpSocket:
     once per datagram. What the kernel cannot take now is sent when it can, in
     order (as asyncio's transport does). The transport interface DeviceServer uses."""
 
-    def __init__(self, loop, sock, protocol, most=256):
+    def __init__(self, loop, sock, protocol, most=256, size=65536):
         self.loop = loop
         self.sock = sock
         self.protocol = protocol
         self.most = most             # datagrams read per wake-up at most
+        # bytes read of a datagram: one more than the endpoint takes is enough to refuse a
+        # larger one as it would whole (4.13 from its header), and the interpreter makes
+        # a buffer of this size for every datagram read before trimming it
+        self.size = size
         self._backlog = collections.deque()
         self._closing = False
         loop.add_reader(sock.fileno(), self._read)
@@ -173,10 +177,10 @@ class _UdpSocket:
         return self._closing
 
     def _read(self):
-        sock, protocol = self.sock, self.protocol
+        sock, protocol, size = self.sock, self.protocol, self.size
         for _ in range(self.most):
             try:
-                data, addr = sock.recvfrom(65536)
+                data, addr = sock.recvfrom(size)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:   # an ICMP error for an earlier send
@@ -316,7 +320,7 @@ class FastBusServer(BusRoutes):
             except OSError:
                 pass
             sock.bind(where)
-            _UdpSocket(loop, sock, self.driver)
+            _UdpSocket(loop, sock, self.driver, size=self.endpoint.max_datagram + 1)
         except BaseException:
             sock.close()
             self.driver = None

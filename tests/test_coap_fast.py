@@ -380,3 +380,23 @@ def test_the_bridge_endpoint_draws_random_numbers_from_urandom_a_block_at_a_time
     rand = coap_fast._random_ahead(8)
     assert [rand(), rand(), rand()] == [0x10111213, 0x14151617, 0x20212223]
     assert calls == [8, 8]
+
+
+def test_a_datagram_larger_than_the_endpoint_takes_is_4_13_and_nothing_is_stored(tmp_path):
+    """The socket reads one byte more than the endpoint takes: a larger NOTIFY is refused
+    from its header (4.13, its token, Size1), as it was when read whole."""
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await announced(parts)
+            limit = parts.coap.fast.endpoint.max_datagram
+            big = _bus_post(0x6161, notify(mid=9, values={11: bytes(limit)}), token=b"bg")
+            assert len(big) > limit + 1
+            answer, = await answered(device, parts.coap_port, big)
+            msg = M.decode(answer)
+            assert (code(msg.code), msg.token) == ("4.13", b"bg")
+            assert msg.get_uint(M.SIZE1) == parts.coap.fast.endpoint.max_body
+            assert await rows(parts, "hp-1") == 0
+            ok, = await answered(device, parts.coap_port, _bus_post(0x6162, notify(mid=10)))
+            assert code(M.decode(ok).code) == "2.04" and await rows(parts, "hp-1") == 1
+            device.close()
+    run(main())
