@@ -193,7 +193,7 @@ class CoapLink:
 
     def _stored(self, frame, answer, reply, error):
         """frame_nowait's answer once the bridge stored its rows or did not (BUSY)."""
-        if error is not None and isinstance(error, StoreError):
+        if isinstance(error, StoreError):
             answer(self._not_stored(frame), None)
         else:
             answer(reply, error)

@@ -36,7 +36,6 @@ _SCALARS = frozenset((int, bool, type(None), float))
 _KEYS = frozenset((int, str, bytes))
 _STRINGS = frozenset((str, bytes))
 _INT = frozenset((int,))
-_ARRAY_2 = 0x82                  # the head of a definite array of 2 items
 
 
 def _plain(v, depth):
@@ -77,13 +76,7 @@ def fast_body(body):
         return None
     try:
         value = _c_loads(body)
-        if type(value) is list and len(value) == 2 and body[0] == _ARRAY_2:
-            # [time, {...}] (every SPOT request and NOTIFY): its items re-encoded after
-            # the array's head, which is what cbor2 writes for the list, without the
-            # collections.abc.Mapping check (a Python-level call) it makes of a list
-            if _c_dumps(value[0]) + _c_dumps(value[1]) != body[1:]:
-                return None
-        elif _c_dumps(value) != body:
+        if _c_dumps(value) != body:
             return None
     except Exception:   # any cbor2 error or type it cannot re-encode: core decides
         return None

@@ -26,9 +26,7 @@ import asyncio
 import logging
 import threading
 import time
-from itertools import repeat
 from math import isfinite
-from operator import itemgetter
 
 from .store import prepare_telemetry, InvalidValue
 
@@ -62,8 +60,7 @@ def notify_rows(device, frame_body, sid, now):
     elif t > now + MAX_SKEW:
         raise ValueError("NOTIFY time %d is more than a day ahead of the bridge" % t)
     values = frame_body[1]
-    n = len(values)   # the rows' tuples made by zip, in C: no bytecode per value
-    rows = list(zip(repeat(device, n), repeat(sid, n), values, repeat(t, n), values.values()))
+    rows = [(device, sid, oid, t, value) for oid, value in values.items()]
     if not _plain(values):
         try:
             prepare_telemetry(rows)  # the store's own checks: what it refuses fails this frame
@@ -88,14 +85,10 @@ def _plain(values):
 
 
 def _rows_taken(waiters, refused):
-    """The rows of a committed transaction's callers (done, rows) not refused; summed in
-    C when none was (the usual case: no generator step per frame)."""
-    if len(refused) == len(waiters) and not any(refused):
-        return sum(map(len, map(_ROWS, waiters)))
+    """The rows of a committed transaction's callers (done, rows) that were not refused."""
     return sum(len(rows) for (_, rows), no in zip(waiters, refused) if not no)
 
 
-_ROWS = itemgetter(1)
 _INT = frozenset((int,))
 _NUMBERS = frozenset((int, float))
 
