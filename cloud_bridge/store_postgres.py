@@ -77,6 +77,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
                         row_arrays, text_array)
 from .gc_pause import gc_paused
+from .pg_ingest import UNKNOWN, Overlap, run_overlap, store_frames
 from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, upsert_grouped
 from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
@@ -461,6 +462,7 @@ class PostgresStore(Store):
         self._history = "telemetry"   # the table history rows go into
         self._parts = set()       # partition numbers (t // partition_seconds) known to exist
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
+        self._frame_rowtype = None   # telemetry_frame's row type oid (pg_ingest), 0: none
         self._pool = None
 
     async def _run(self, script, write=True, tx=True):
@@ -501,6 +503,8 @@ class PostgresStore(Store):
                     res = Result([], cur.rowcount)
                 elif type(stmt) is Copy:
                     res = await _copy(conn, cur, stmt, self.binary_copy)
+                elif type(stmt) is Overlap:
+                    res = await run_overlap(cur, stmt, self._offload)
                 else:
                     await cur.execute(stmt.sql if type(stmt) is QB else _pg(stmt.sql),
                                       stmt.params)
@@ -579,6 +583,10 @@ class PostgresStore(Store):
         ids = sorted({f[0] for f in grouped} if latest is None else {r[0] for r in latest})
         one_each = self.frames and len(grouped) == len(ids)    # each device in one frame
         await self._make_room(out)
+        if one_each and from_frames and self.latest_keys and self.copy_telemetry and not twice:
+            done = await store_frames(self, ids, grouped)    # the usual batch (pg_ingest)
+            if done is not None:
+                return done, refused
 
         def script():
             if len(ids) > NO_JIT_DEVICES:
@@ -624,8 +632,7 @@ class PostgresStore(Store):
     def _s_unknown_devices(self, ids):
         """Store._s_unknown_devices with the ids sent as one binary text[] (psycopg's
         list dumper took about 2 ms per 1 000 ids)."""
-        r = yield QB("SELECT d FROM unnest(%b::text[]) AS d "
-                     "WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = d)", (text_array(ids),))
+        r = yield QB(UNKNOWN, (text_array(ids),))
         return [x[0] for x in r.rows]
 
     def _s_upsert_latest(self, latest):
