@@ -226,6 +226,19 @@ def print_rates(got, rounds, store="%s"):
     print()
 
 
+SETTINGS = ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
+            "wal_compression", "wal_buffers", "shared_buffers", "commit_delay", "max_wal_size",
+            "jit")
+
+
+def server_settings(url):
+    """The server's settings that bear on ingest, as one line for the report."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:
+        return ", ".join("%s=%s" % (name, db.execute("SHOW " + name).fetchone()[0])
+                         for name in SETTINGS)
+
+
 def against(tree, rounds, plan=((1000, 10), (10000, 3))):
     """`--against DIR`: rows/s of this tree and of DIR's, cells in turn (same server)."""
     began = time.perf_counter()
@@ -234,6 +247,7 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
     tmp = tempfile.mkdtemp(prefix="spot-bench-")
     try:
         with postgres.PostgresServer(durable=True) as pg:
+            settings = server_settings(pg.url())
             for r in range(rounds):
                 for n, k in plan:
                     rows = n * len(OBJECTS) * k
@@ -260,6 +274,8 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
           "NOTIFY from each of N devices); before = %s; cells in turn, %d rounds:"
           % (tree, rounds))
     print_rates(got, rounds)
+    print("PostgreSQL server settings: " + settings)
+    print()
     print("| devices per batch | now / before (per run) | now / now on a schema-4 database "
           "| now / now on a schema-3 database |")
     print("|---:|---|---|---|")
@@ -405,6 +421,12 @@ def breakdown(n=1000, k=10):
                        ("frame_keys", "building the latest values' arrays")):
         if hasattr(P, name):
             setattr(P, name, timed_sync(what, getattr(P, name)))
+    try:     # the slices' records (pg_ingest: in a worker thread, beside the server's work)
+        from spot.cloud_bridge import pg_ingest
+        pg_ingest.frame_records = timed_sync("building the slices' records (worker thread)",
+                                             pg_ingest.frame_records)
+    except ImportError:
+        pass
 
     async def cell(url):
         store = await open_store(url)

@@ -41,7 +41,7 @@ from .store import Result, UnknownDevice
 # devices per slice: big enough that a statement's fixed cost (a round trip, the
 # plan) stays small, small enough that the first slice's Python work (not overlapped)
 # is a small part of a batch (docs/benchmarks.md, issue 15, eighth pass)
-SLICE_DEVICES = 250
+SLICE_DEVICES = 500
 # telemetry_frame's columns, as the records are built (pg_binary.frame_records)
 FRAME_TYPES = [25, 21, 701, 1007, 199]    # text, smallint, float8, integer[], json[]
 
