@@ -1,27 +1,27 @@
 """PostgreSQL's usual telemetry batch: one statement per slice of devices, each slice's
-Python work done while the server stores the slice before it.
+records built while the server stores the slice before it.
 
 The usual batch (schema 5) is one frame per device, every frame new. The path before
-this one took, per batch, a COPY of the frames in a savepoint, then an upsert reading
-those frames back by their keys to move the latest values forward; the batch's Python
-work (checking and encoding the rows, grouping them by frame, building the COPY
-stream) all came before the first statement, so the client's core and the server's
-took turns. Here:
+took, per batch, a COPY of the frames in a savepoint, then an upsert reading those
+frames back by their keys to move the latest values forward, and built the whole
+COPY stream before sending any of it, so the client's core and the server's took
+turns. Here (store_postgres takes this path once the batch's rows are checked,
+grouped by frame and its partitions made, as before):
 
 - the frames go in as one array parameter of telemetry_frame's row type
   (pg_binary.frame_records), and one statement INSERTs them and upserts the latest
   values from the rows its INSERT returns (no read back, no savepoint, no COPY's
-  two round trips): UPSERT_FRAMES;
-- the batch is cut into slices of devices, in device order (the order every writer
-  locks latest rows in), and while the server runs one slice's statement a worker
-  thread checks and builds the next (Overlap): both cores work at once.
+  round trips): UPSERT_FRAMES, the upsert's text pg_latest's;
+- the batch is cut into slices of SLICE_DEVICES devices in device order (the order
+  every writer locks latest rows in), and while the server runs one slice's
+  statement (the first: the unknown-device check) a worker thread builds the next
+  slice's records (Overlap): both cores work at once.
 
-Anything else falls back to the path before, in a new transaction: a slice that is
-not one frame per device, a value twice, a partition not made yet, a frame already
-stored (the INSERT's unique violation rolls the whole transaction back: nothing of
-the batch stays). A row that fails its checks in a slice raises as the path before
-would, and the transaction is rolled back with it. Durability is unchanged: one
-transaction per batch, committed before add_telemetry returns.
+A frame stored already makes the INSERT fail with a unique violation: the whole
+transaction is rolled back (nothing of the batch stays) and the store takes the
+path before, which sorts such frames out (spec 3.1). Any other failure, in the
+server or in building a slice, rolls the batch's transaction back too. Durability
+is unchanged: one transaction per batch, committed before add_telemetry returns.
 
     await store_frames(store, ids, frames)   # values stored; None: take the path before
     Overlap(sql, params, fn, args)   # a statement, fn(*args) in a thread meanwhile
@@ -36,7 +36,7 @@ import psycopg
 from .gc_pause import gc_paused
 from .pg_binary import frame_records, text_array
 from .pg_latest import one_frame_upsert
-from .store import Result, UnknownDevice
+from .store import Q, Result, UnknownDevice
 
 # devices per slice: big enough that a statement's fixed cost (a round trip, the
 # plan) stays small, small enough that the first slice's Python work (not overlapped)
@@ -45,12 +45,14 @@ SLICE_DEVICES = 500
 # telemetry_frame's columns, as the records are built (pg_binary.frame_records)
 FRAME_TYPES = [25, 21, 701, 1007, 199]    # text, smallint, float8, integer[], json[]
 
-UPSERT_FRAMES = one_frame_upsert(
-    "(SELECT * FROM ins ORDER BY device) k CROSS JOIN LATERAL (SELECT k.objects, k.vals) f")
+# one slice: its frames INSERTed (parameter: frame_records), the latest values upserted
+# from the rows the INSERT returns, in device order
 UPSERT_FRAMES = (
     "WITH ins AS (INSERT INTO telemetry_frame (device, service, t, objects, vals) "
     "SELECT * FROM unnest(%b::telemetry_frame[]) "
-    "RETURNING device, service, t, objects, vals) " + UPSERT_FRAMES)
+    "RETURNING device, service, t, objects, vals) " + one_frame_upsert(
+        "(SELECT * FROM ins ORDER BY device) k "
+        "CROSS JOIN LATERAL (SELECT k.objects, k.vals) f"))
 # the batch's devices not registered (parameter: text_array of their ids)
 UNKNOWN = ("SELECT d FROM unnest(%b::text[]) AS d "
            "WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = d)")
@@ -61,7 +63,7 @@ Overlap = namedtuple("Overlap", "sql params fn args")
 
 
 class Fallback(Exception):
-    """The batch is not the usual one: its transaction is rolled back and the
+    """A frame of the batch is stored already: its transaction is rolled back and the
     store takes the path before."""
 
 
@@ -87,12 +89,12 @@ async def run_overlap(cur, stmt, offload):
 async def _rowtype(store):
     """telemetry_frame's row type oid, 0 if its columns are not the records' (then
     this path is never taken)."""
-    async with store._pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT 'telemetry_frame'::regtype::oid, array_agg(atttypid::int ORDER BY attnum) "
-            "FROM pg_attribute WHERE attrelid = 'telemetry_frame'::regclass "
-            "AND attnum > 0 AND NOT attisdropped")
-        oid, types = await cur.fetchone()
+    def script():
+        r = yield Q("SELECT 'telemetry_frame'::regtype::oid, array_agg(atttypid::int "
+                    "ORDER BY attnum) FROM pg_attribute WHERE attrelid = "
+                    "'telemetry_frame'::regclass AND attnum > 0 AND NOT attisdropped", ())
+        return r.rows[0]
+    oid, types = await store._run(script, write=False)
     return oid if types == FRAME_TYPES else 0
 
 
