@@ -54,6 +54,10 @@ Latest rows keep their points' keys and greatest t (schema version 5, pg_latest)
 a device's usual frame (the stored objects, a later time) replaces its points
 without the merge function; other rows merge as before. A database of schema 3
 or 4 merges every row until docs/benchmarks.md's step adds the two columns.
+On such a database the usual batch (one frame per device, every frame new) skips
+the COPY: pg_ingest sends it as slices of devices, each one statement INSERTing
+its frames and upserting the latest values from them, the next slice built
+meanwhile; a frame stored already rolls that back and the batch takes the COPY.
 
 Round trips: the pool checks a connection it hands out without one (_alive); a
 batch whose writes are one statement (a registration with its routes, a round of
