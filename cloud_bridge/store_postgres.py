@@ -55,9 +55,10 @@ a device's usual frame (the stored objects, a later time) replaces its points
 without the merge function; other rows merge as before. A database of schema 3
 or 4 merges every row until docs/benchmarks.md's step adds the two columns.
 On such a database the usual batch (one frame per device, every frame new) skips
-the COPY: pg_ingest sends it as slices of devices, each one statement INSERTing
-its frames and upserting the latest values from them, the next slice built
-meanwhile; a frame stored already rolls that back and the batch takes the COPY.
+all that: pg_ingest sends it as slices of devices, each one statement INSERTing
+its frames and upserting the latest values from them, the next slice checked and
+built meanwhile; any other batch (a frame stored already, say) is rolled back
+from there and takes the COPY.
 
 Round trips: the pool checks a connection it hands out without one (_alive); a
 batch whose writes are one statement (a registration with its routes, a round of
@@ -81,7 +82,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
                         row_arrays, text_array)
 from .gc_pause import gc_paused
-from .pg_ingest import UNKNOWN, Overlap, run_overlap, store_frames
+from .pg_ingest import UNKNOWN, Overlap, run_overlap, store_rows
 from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, upsert_grouped
 from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
@@ -574,6 +575,10 @@ class PostgresStore(Store):
         rows = [r for fr in frames for r in fr]
         if not rows:
             return 0, refused
+        if self.latest_keys and self.copy_telemetry:
+            done = await store_rows(self, rows)      # the usual batch (pg_ingest)
+            if done is not None:
+                return done, refused
         prepare = _prepare_frames if self.frames else prepare_telemetry
         if len(rows) > 200:
             prepared = await self._offload(_gc_paused_call, prepare, rows)
@@ -587,10 +592,6 @@ class PostgresStore(Store):
         ids = sorted({f[0] for f in grouped} if latest is None else {r[0] for r in latest})
         one_each = self.frames and len(grouped) == len(ids)    # each device in one frame
         await self._make_room(out)
-        if one_each and from_frames and self.latest_keys and self.copy_telemetry and not twice:
-            done = await store_frames(self, ids, grouped)    # the usual batch (pg_ingest)
-            if done is not None:
-                return done, refused
 
         def script():
             if len(ids) > NO_JIT_DEVICES:
