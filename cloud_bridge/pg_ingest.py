@@ -24,9 +24,9 @@ one: a slice not one frame per device or with a value twice, the partition of a
 slice's median time or the next one not made yet (that path makes them), rows
 that cannot be sorted by device, or a frame stored already (the INSERT's unique
 violation). Whatever was stored of the batch by then is rolled back with its
-transaction, as it is when a row fails its checks (that error is raised, as the
-path before raises it). Durability is unchanged: one transaction per batch,
-committed before add_telemetry returns.
+transaction; a row that fails its checks sends the batch there too, which raises
+the error naming the row by its place in the batch. Durability is unchanged: one
+transaction per batch, committed before add_telemetry returns.
 
     await store_rows(store, rows)    # values stored; None: take the path before
     Overlap(sql, params, fn, args)   # a statement, fn(*args) in a thread meanwhile
@@ -43,7 +43,8 @@ import psycopg
 from .gc_pause import gc_paused
 from .pg_binary import frame_records, frames_of, text_array
 from .pg_latest import one_frame_upsert
-from .store import Q, Result, UnknownDevice, check_device, encode_telemetry
+from .store import (InvalidValue, Q, Result, UnknownDevice, check_device,
+                     encode_telemetry)
 
 # devices per slice: big enough that a statement's fixed cost (a round trip, the
 # plan) stays small, small enough that the first slice's Python work (not overlapped)
@@ -129,9 +130,13 @@ def _slice(rows, rowtype, width, ready, never):
     built as frame_records; None when it is not one frame per device with every value
     once, or the partition of its median time or the next one is not made yet
     (`ready`, `never`: partition numbers made, that cannot be made; `width`: the
-    seconds of one): the path before makes them."""
+    seconds of one): the path before makes them. Also None when a row fails its
+    checks: the path before raises that, naming the row by its place in the batch."""
     with gc_paused():
-        out = encode_telemetry(rows)
+        try:
+            out = encode_telemetry(rows)
+        except InvalidValue:
+            return None     # the path before raises it, naming the row by its batch place
         frames, twice = frames_of(out)
         if twice or len({f[0] for f in frames}) != len(frames):
             return None

@@ -154,3 +154,20 @@ async def test_a_batch_with_an_unknown_device_is_refused_whole(url):
         assert await rows_in(s, "telemetry_frame") == frames_before
     finally:
         await s.close()
+
+
+@pg_test
+async def test_a_bad_row_in_a_later_slice_is_named_by_its_place_in_the_batch(url):
+    s = await open_store(url)
+    try:
+        for d in DEVICES:
+            await s.upsert_device(d, [[HP, 1, 0]], [], 0, T0)
+        await s.add_telemetry(batch(T0))
+        frames_before = await rows_in(s, "telemetry_frame")
+        rows = batch(T0 + 300)
+        rows[3] = ("hp-6", HP, 8, "soon", 1)      # hp-6: the last slice
+        with pytest.raises(InvalidValue, match="telemetry row 3 time"):
+            await s.add_telemetry(rows)
+        assert await rows_in(s, "telemetry_frame") == frames_before
+    finally:
+        await s.close()
