@@ -54,6 +54,7 @@ SLICE_DEVICES = 500
 FRAME_TYPES = [25, 21, 701, 1007, 199]    # text, smallint, float8, integer[], json[]
 
 _DEVICE = itemgetter(0)     # a row's device
+_FRAME = itemgetter(0, 1, 3)    # its frame: device, service, t
 # one slice: its frames INSERTed (parameter: frame_records), the latest values upserted
 # from the rows the INSERT returns, in device order
 UPSERT_FRAMES = (
@@ -109,12 +110,14 @@ async def _rowtype(store):
 
 def _cut(rows):
     """(the batch's distinct devices, sorted; its rows in slices of about SLICE_DEVICES
-    devices, in device order), or None when the rows cannot be sorted by device (a
-    row that is not a sequence, a device id other than a str: the path before says
-    what is wrong). A device id that fails its check raises here."""
+    devices, in device order), or None when a device is in several frames or the rows
+    cannot be sorted by device (a row that is not a sequence, a device id other than
+    a str: the path before says what is wrong). A device id failing its check raises."""
     try:
-        ordered = sorted(rows, key=_DEVICE)    # stable: a frame's rows stay together
         ids = sorted(set(map(_DEVICE, rows)))
+        if len(set(map(_FRAME, rows))) != len(ids):
+            return None     # a device in several frames: not the usual batch
+        ordered = sorted(rows, key=_DEVICE)    # stable: a frame's rows stay together
     except (TypeError, IndexError, KeyError):
         return None
     for dev in ids:

@@ -171,3 +171,16 @@ async def test_a_bad_row_in_a_later_slice_is_named_by_its_place_in_the_batch(url
         assert await rows_in(s, "telemetry_frame") == frames_before
     finally:
         await s.close()
+
+
+def test_a_batch_with_a_device_in_two_frames_goes_the_path_before(pg_server, monkeypatch):  # noqa: F811
+    seen = counting_statements(monkeypatch)
+    two = batch(T0 + 300) + [("hp-3", HP, 1, T0 + 301, 5)]
+
+    @pg_test
+    async def run(url):
+        got = await stored(url, [batch(T0), two])
+        assert got == await on_sqlite(stored, [batch(T0), two])
+        assert got[0] == [35, 36]
+    run(pg_server)
+    assert seen == []
