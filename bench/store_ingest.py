@@ -495,10 +495,14 @@ def breakdown(n=1000, k=10):
                        ("frame_keys", "building the latest values' arrays")):
         if hasattr(P, name):
             setattr(P, name, timed_sync(what, getattr(P, name)))
-    try:     # the slices' records (pg_ingest: in a worker thread, beside the server's work)
+    try:     # the slices (pg_ingest: in a worker thread, beside the server's work)
         from spot.cloud_bridge import pg_ingest
-        pg_ingest.frame_records = timed_sync("building the slices' records (worker thread)",
-                                             pg_ingest.frame_records)
+        for name, what in (("encode_telemetry", "checking and encoding the slices' rows"),
+                           ("frames_of", "grouping the slices' rows by frame"),
+                           ("frame_records", "building the slices' records"),
+                           ("_cut", "sorting the rows by device, cutting the slices")):
+            setattr(pg_ingest, name, timed_sync(what + " (worker thread)",
+                                                getattr(pg_ingest, name)))
     except ImportError:
         pass
 
