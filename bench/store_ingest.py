@@ -9,6 +9,9 @@
         # cells in turn on one server, each in its own process; also this tree on a
         # schema-4 database (every latest row merged), a schema-3 one (history one row
         # per value too), a schema-2 one (latest values one row per object too), SQLite
+    python3 bench/store_ingest.py --alternate --rounds 2
+        # PostgreSQL: the usual-batch path (pg_ingest) and the path before it taking
+        # turns batch by batch in one process: the comparison a loaded machine blurs least
     python3 bench/store_ingest.py --sqlite-against DIR --rounds 2
         # SQLite only: this tree against DIR's, cells in turn, each in its own process
     python3 bench/store_ingest.py --fleet [--against DIR ...] [--devices N] [--rounds R]
@@ -226,6 +229,19 @@ def print_rates(got, rounds, store="%s"):
     print()
 
 
+SETTINGS = ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
+            "wal_compression", "wal_buffers", "shared_buffers", "commit_delay", "max_wal_size",
+            "jit")
+
+
+def server_settings(url):
+    """The server's settings that bear on ingest, as one line for the report."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:
+        return ", ".join("%s=%s" % (name, db.execute("SHOW " + name).fetchone()[0])
+                         for name in SETTINGS)
+
+
 def against(tree, rounds, plan=((1000, 10), (10000, 3))):
     """`--against DIR`: rows/s of this tree and of DIR's, cells in turn (same server)."""
     began = time.perf_counter()
@@ -234,6 +250,7 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
     tmp = tempfile.mkdtemp(prefix="spot-bench-")
     try:
         with postgres.PostgresServer(durable=True) as pg:
+            settings = server_settings(pg.url())
             for r in range(rounds):
                 for n, k in plan:
                     rows = n * len(OBJECTS) * k
@@ -260,6 +277,8 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
           "NOTIFY from each of N devices); before = %s; cells in turn, %d rounds:"
           % (tree, rounds))
     print_rates(got, rounds)
+    print("PostgreSQL server settings: " + settings)
+    print()
     print("| devices per batch | now / before (per run) | now / now on a schema-4 database "
           "| now / now on a schema-3 database |")
     print("|---:|---|---|---|")
@@ -268,6 +287,77 @@ def against(tree, rounds, plan=((1000, 10), (10000, 3))):
             got[(n, "now")], got[(n, other)])) for other in (
                 "before", "now, schema-4 database", "now, schema-3 database"))))
     print()
+    print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
+          "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
+
+
+def _cpu_seconds(pid):
+    """user + system CPU seconds of a process of this machine (/proc)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def alternate_cell(url, n, k):
+    """{path: [(seconds, this process's CPU s, the server backends' CPU s)] per batch}:
+    2k timed batches from n devices in one process on one database, the usual-batch
+    path (pg_ingest) and the path before it (COPY, then the upsert reading the frames
+    back) taking turns batch by batch, so that the machine's load swings hit both."""
+    import psycopg
+    store = await open_store(url)
+    try:
+        devices = ["hp-%05d" % i for i in range(n)]
+        await store.upsert_devices([(d, [[HEAT_PUMP, 1, 0]], [], 0) for d in devices], T0)
+        await store.add_telemetry(batch(devices, T0))     # warm-up: both paths once
+        await store.add_telemetry(batch(devices, T0 + 1))
+        rowtype = store._frame_rowtype
+        with psycopg.connect(url, autocommit=True) as mon:
+            pids = [r[0] for r in mon.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()")]
+        got, t = {}, T0 + 1
+        for j in range(2 * k):
+            name = ("now", "path before")[j % 2]
+            store._frame_rowtype = rowtype if name == "now" else 0
+            t += 300
+            rows = batch(devices, t)
+            c0, s0, w0 = time.process_time(), sum(map(_cpu_seconds, pids)), time.perf_counter()
+            assert await store.add_telemetry(rows) == len(rows)
+            got.setdefault(name, []).append((time.perf_counter() - w0, time.process_time() - c0,
+                                             sum(map(_cpu_seconds, pids)) - s0))
+        return got
+    finally:
+        await store.close()
+
+
+def alternate(rounds, plan=((1000, 12), (10000, 2))):
+    """`--alternate`: the usual-batch path against the path before, batch by batch in
+    one process (alternate_cell), each size `rounds` times on fresh databases."""
+    import statistics
+    began, load = time.perf_counter(), os.getloadavg()
+    print("PostgreSQL store only, the two paths taking turns batch by batch in one process "
+          "(rows/s over each path's batches; CPU ms per batch, means):")
+    print()
+    print("| devices per batch | round | now rows/s | before rows/s | now / before "
+          "| client CPU now, before | server CPU now, before |")
+    print("|---:|---:|---:|---:|---:|---|---|")
+    with postgres.PostgresServer(durable=True) as pg:
+        settings = server_settings(pg.url())
+        for r in range(rounds):
+            for n, k in plan:
+                url = pg.create_database("alt_%d" % n)
+                got = asyncio.run(alternate_cell(url, n, k))
+                pg.drop_database("alt_%d" % n)
+                rate = {p: n * len(OBJECTS) * len(v) / sum(x[0] for x in v)
+                        for p, v in got.items()}
+                cpu = {p: [1000 * statistics.mean(x[i] for x in v) for i in (1, 2)]
+                       for p, v in got.items()}
+                print("| %d | %d | %.0f | %.0f | %.2f | %.1f, %.1f | %.1f, %.1f |" % (
+                    n, r + 1, rate["now"], rate["path before"],
+                    rate["now"] / rate["path before"], cpu["now"][0], cpu["path before"][0],
+                    cpu["now"][1], cpu["path before"][1]))
+    print()
+    print("PostgreSQL server settings: " + settings)
     print("load average at start %.1f %.1f %.1f, at end %.1f %.1f %.1f; %d cores; whole run "
           "%.0f s" % (load + os.getloadavg() + (os.cpu_count(), time.perf_counter() - began)))
 
@@ -405,6 +495,16 @@ def breakdown(n=1000, k=10):
                        ("frame_keys", "building the latest values' arrays")):
         if hasattr(P, name):
             setattr(P, name, timed_sync(what, getattr(P, name)))
+    try:     # the slices (pg_ingest: in a worker thread, beside the server's work)
+        from spot.cloud_bridge import pg_ingest
+        for name, what in (("encode_telemetry", "checking and encoding the slices' rows"),
+                           ("frames_of", "grouping the slices' rows by frame"),
+                           ("frame_records", "building the slices' records"),
+                           ("_cut", "sorting the rows by device, cutting the slices")):
+            setattr(pg_ingest, name, timed_sync(what + " (worker thread)",
+                                                getattr(pg_ingest, name)))
+    except ImportError:
+        pass
 
     async def cell(url):
         store = await open_store(url)
@@ -451,6 +551,8 @@ def main(argv):
         return fleet_readers(trees, n, rounds)
     if argv[:1] == ["--breakdown"]:
         return breakdown()
+    if argv[:1] == ["--alternate"]:
+        return alternate(int(argv[2]) if argv[1:2] == ["--rounds"] else 2)
     quick = "--quick" in argv
     plan = QUICK if quick else PLAN
     growth = 0 if quick else GROWTH_BATCHES

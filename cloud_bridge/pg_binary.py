@@ -3,6 +3,7 @@
     copy_payload(rows)   # the whole binary COPY stream of telemetry rows
     frames_of(rows)      # the same rows grouped by frame (device, service, t)
     frame_copy_payload(frames)   # the binary COPY stream of those frames (schema 4)
+    frame_records(frames, oid)   # the same frames as one array of telemetry_frame rows
     row_arrays(rows)     # the same rows as five one-dimensional array parameters
     text_array(ids)      # strings as one text[] parameter (device ids)
     column_array(type, values)   # any values as one array parameter, NULLs kept
@@ -44,8 +45,11 @@ Int4Array, _Int4Dumper = _array_type("Int4Array", 1007)
 Float8Array, _Float8Dumper = _array_type("Float8Array", 1022)
 BoolArray, _BoolDumper = _array_type("BoolArray", 1000)
 Int8Array, _Int8Dumper = _array_type("Int8Array", 1016)
+# an array of a composite type: sent as of unknown type, the statement's cast names it
+RecordArray, _RecordDumper = _array_type("RecordArray", 0)
 DUMPERS = {TextArray: _TextDumper, Int2Array: _Int2Dumper, Int4Array: _Int4Dumper,
-           Float8Array: _Float8Dumper, BoolArray: _BoolDumper, Int8Array: _Int8Dumper}
+           Float8Array: _Float8Dumper, BoolArray: _BoolDumper, Int8Array: _Int8Dumper,
+           RecordArray: _RecordDumper}
 _INT8 = struct.Struct("!iq").pack
 _NULL = _LENGTH(-1)
 _BOOL = {True: _LENGTH(1) + b"\1", False: _LENGTH(1) + b"\0"}
@@ -206,3 +210,39 @@ def frame_keys(frames):
     return (text_array(devs),
             Int2Array(_ARRAY_HEAD(1, 0, 21, n, 1) + b"".join(map(_INT2, repeat(2, n), sids))),
             Float8Array(_ARRAY_HEAD(1, 0, 701, n, 1) + b"".join(map(_FLOAT8, repeat(8, n), ts))))
+
+
+_RECORD_HEAD = struct.Struct("!iiii").pack     # element length, 5 fields, text oid, length
+_RECORD_REST = struct.Struct("!iihiid").pack   # int2 oid, 2, service; float8 oid, 8, t
+_OBJECTS_FIELD = struct.Struct("!iiiiiii").pack   # int4[] oid, length, array head
+_VALS_FIELD = struct.Struct("!iiiiiii").pack      # json[] oid, length, array head
+
+
+def frame_records(frames, rowtype):
+    """History frames (device, service, float t, [object], [JSON text]) as one array
+    parameter of the composite `rowtype` (telemetry_frame's row type: its oid), each
+    element a record (text, smallint, float8, integer[], json[]): the frames of a
+    statement that INSERTs them (pg_ingest), as frame_copy_payload is for COPY."""
+    heads, objects = {}, {}
+    out = [_ARRAY_HEAD(1, 0, rowtype, len(frames), 1)]
+    add = out.append
+    for dev, sid, t, oids, vals in frames:
+        d = heads.get(dev)
+        if d is None:
+            d = heads[dev] = dev.encode()
+        n = len(oids)
+        key = tuple(oids)
+        o = objects.get(key)
+        if o is None:
+            o = objects[key] = _OBJECTS_FIELD(1007, 20 + 8 * n, 1, 0, 23, n, 1) + struct.pack(
+                "!" + "ii" * n, *[x for o in oids for x in (4, o)])
+        body = b"".join([_LENGTH(len(b := v.encode())) + b for v in vals])
+        # the element's length: the field count (4), each field's oid and length (5 x 8,
+        # o holding its own), the fields (the device, 2, 8, o's array, 20 + the body)
+        add(_RECORD_HEAD(4 + 32 + len(d) + 2 + 8 + len(o) + 20 + len(body), 5, 25, len(d)))
+        add(d)
+        add(_RECORD_REST(21, 2, sid, 701, 8, t))
+        add(o)
+        add(_VALS_FIELD(199, 20 + len(body), 1, 0, 114, n, 1))
+        add(body)
+    return RecordArray(b"".join(out))

@@ -19,6 +19,7 @@ the greatest of all is kept too). A row whose keys are NULL (made before schema
 5 and not migrated) always merges and keeps NULL keys.
 
     UPSERT_ONE_FRAME    # the batch's frames just COPYed, one per device: the fast path
+    one_frame_upsert(frames)     # the same from other frames (pg_ingest: an INSERT's)
     upsert_grouped(rows, keyed)  # the other upserts: schema 3's, or 5's keeping keys and t_max
     FLEET_POINT         # SQL: the points kept in latest_device.fleet
 """
@@ -53,32 +54,39 @@ _FAST = "latest_device.keys = excluded.keys AND latest_device.t_max < excluded.t
 # so the points, fleet points and keys come out in key order with no sort per frame
 # (were they not, nothing would be wrong: the keys would differ from the stored
 # ones, and the merge, which sorts, would run).
-UPSERT_ONE_FRAME = (
-    "INSERT INTO latest_device (device, points, fleet, alarm, keys, t_max) "
-    "SELECT k.device, p.points, p.fleet, p.alarm, p.keys, k.t "
-    "FROM (SELECT * FROM unnest(%b::text[], %b::smallint[], %b::float8[]) "
+def one_frame_upsert(frames):
+    """The upsert of the latest values from `frames`, FROM items naming k (device,
+    service, t) and f (objects, vals), one frame per device, in device order."""
+    return (
+        "INSERT INTO latest_device (device, points, fleet, alarm, keys, t_max) "
+        "SELECT k.device, p.points, p.fleet, p.alarm, p.keys, k.t "
+        "FROM " + frames + " "
+        "CROSS JOIN LATERAL (SELECT "
+        "array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point) AS points, "
+        "COALESCE(array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point) "
+        "FILTER (WHERE " + _pct(FLEET_POINT) + "), '{}') AS fleet, "
+        "bool_or(" + _pct(alarm_point_sql("postgresql")) + ") FILTER (WHERE "
+        + _pct(alarm_point_sql("postgresql", keys_only=True)) + ") AS alarm, "
+        "array_agg(" + KEY + ") AS keys "
+        "FROM (SELECT k.service, v.object, k.t, v.value "
+        "FROM unnest(f.objects, f.vals) AS v (object, value)) l) p "
+        "ON CONFLICT (device) DO UPDATE SET "
+        "points = CASE WHEN " + _FAST + " THEN excluded.points "
+        "ELSE spot_latest_merge(latest_device.points, excluded.points) END, "
+        "fleet = CASE WHEN cardinality(excluded.fleet) = 0 THEN latest_device.fleet "
+        "WHEN " + _FAST + " THEN excluded.fleet "
+        "ELSE spot_latest_merge(latest_device.fleet, excluded.fleet) END, "
+        "alarm = CASE WHEN excluded.alarm IS NULL THEN latest_device.alarm "
+        "WHEN " + _FAST + " THEN excluded.alarm "
+        "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END, "
+        + _KEYS)
+
+
+UPSERT_ONE_FRAME = one_frame_upsert(
+    "(SELECT * FROM unnest(%b::text[], %b::smallint[], %b::float8[]) "
     "AS k (device, service, t) ORDER BY device) k "
     "CROSS JOIN LATERAL (SELECT f.objects, f.vals FROM telemetry_frame f "
-    "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f "
-    "CROSS JOIN LATERAL (SELECT "
-    "array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point) AS points, "
-    "COALESCE(array_agg(ROW(l.service, l.object, l.t, l.value)::latest_point) "
-    "FILTER (WHERE " + _pct(FLEET_POINT) + "), '{}') AS fleet, "
-    "bool_or(" + _pct(alarm_point_sql("postgresql")) + ") FILTER (WHERE "
-    + _pct(alarm_point_sql("postgresql", keys_only=True)) + ") AS alarm, "
-    "array_agg(" + KEY + ") AS keys "
-    "FROM (SELECT k.service, v.object, k.t, v.value "
-    "FROM unnest(f.objects, f.vals) AS v (object, value)) l) p "
-    "ON CONFLICT (device) DO UPDATE SET "
-    "points = CASE WHEN " + _FAST + " THEN excluded.points "
-    "ELSE spot_latest_merge(latest_device.points, excluded.points) END, "
-    "fleet = CASE WHEN cardinality(excluded.fleet) = 0 THEN latest_device.fleet "
-    "WHEN " + _FAST + " THEN excluded.fleet "
-    "ELSE spot_latest_merge(latest_device.fleet, excluded.fleet) END, "
-    "alarm = CASE WHEN excluded.alarm IS NULL THEN latest_device.alarm "
-    "WHEN " + _FAST + " THEN excluded.alarm "
-    "ELSE spot_latest_alarm(spot_latest_merge(latest_device.fleet, excluded.fleet)) END, "
-    + _KEYS)
+    "WHERE f.device = k.device AND f.service = k.service AND f.t = k.t OFFSET 0) f")
 
 
 def upsert_grouped(rows, keyed):

@@ -54,6 +54,11 @@ Latest rows keep their points' keys and greatest t (schema version 5, pg_latest)
 a device's usual frame (the stored objects, a later time) replaces its points
 without the merge function; other rows merge as before. A database of schema 3
 or 4 merges every row until docs/benchmarks.md's step adds the two columns.
+On such a database the usual batch (one frame per device, every frame new) skips
+all that: pg_ingest sends it as slices of devices, each one statement INSERTing
+its frames and upserting the latest values from them, the next slice checked and
+built meanwhile; any other batch (a frame stored already, say) is rolled back
+from there and takes the COPY.
 
 Round trips: the pool checks a connection it hands out without one (_alive); a
 batch whose writes are one statement (a registration with its routes, a round of
@@ -77,6 +82,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from .pg_binary import (DUMPERS, copy_payload, frame_copy_payload, frame_keys, frames_of,
                         row_arrays, text_array)
 from .gc_pause import gc_paused
+from .pg_ingest import UNKNOWN, Overlap, run_overlap, store_rows
 from .pg_latest import FLEET_POINT, UPSERT_ONE_FRAME, upsert_grouped
 from .store_fleet import alarm_point_sql
 from .store import (Store, Copy, Many, Q, Result, StoreError, StoreUnavailable, UnknownDevice,
@@ -461,6 +467,7 @@ class PostgresStore(Store):
         self._history = "telemetry"   # the table history rows go into
         self._parts = set()       # partition numbers (t // partition_seconds) known to exist
         self._no_part = set()     # partition numbers that cannot be made (rows in default)
+        self._frame_rowtype = None   # telemetry_frame's row type oid (pg_ingest), 0: none
         self._pool = None
 
     async def _run(self, script, write=True, tx=True):
@@ -501,6 +508,8 @@ class PostgresStore(Store):
                     res = Result([], cur.rowcount)
                 elif type(stmt) is Copy:
                     res = await _copy(conn, cur, stmt, self.binary_copy)
+                elif type(stmt) is Overlap:
+                    res = await run_overlap(cur, stmt, self._offload)
                 else:
                     await cur.execute(stmt.sql if type(stmt) is QB else _pg(stmt.sql),
                                       stmt.params)
@@ -566,6 +575,10 @@ class PostgresStore(Store):
         rows = [r for fr in frames for r in fr]
         if not rows:
             return 0, refused
+        if self.latest_keys and self.copy_telemetry:
+            done = await store_rows(self, rows)      # the usual batch (pg_ingest)
+            if done is not None:
+                return done, refused
         prepare = _prepare_frames if self.frames else prepare_telemetry
         if len(rows) > 200:
             prepared = await self._offload(_gc_paused_call, prepare, rows)
@@ -624,8 +637,7 @@ class PostgresStore(Store):
     def _s_unknown_devices(self, ids):
         """Store._s_unknown_devices with the ids sent as one binary text[] (psycopg's
         list dumper took about 2 ms per 1 000 ids)."""
-        r = yield QB("SELECT d FROM unnest(%b::text[]) AS d "
-                     "WHERE NOT EXISTS (SELECT 1 FROM devices WHERE id = d)", (text_array(ids),))
+        r = yield QB(UNKNOWN, (text_array(ids),))
         return [x[0] for x in r.rows]
 
     def _s_upsert_latest(self, latest):
