@@ -22,7 +22,7 @@ from bridge_process import bridges  # noqa: F401  (a fixture)
 from waiting import until
 
 HEAP = mp_real.HEAP_CAPS
-MPY_HEAP = "128k"       # .mpy on the file system: measured 100k (docs/benchmarks.md)
+MPY_HEAP = HEAP["mpy"]   # .mpy on the file system, the bundle's preload first
 DEFAULT_SG = 3          # the config's default plan: SG-Ready 3 (recommended)
 PLAN_SG = 1             # the pushed plan: SG-Ready 1 (blocked)
 
