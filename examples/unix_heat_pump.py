@@ -5,7 +5,7 @@
     spot bundle --profile heat_pump --config spot.json --main examples/unix_heat_pump.py \\
         --out hp && cd hp && MICROPYPATH=lib:.frozen micropython -X heapsize=128k main.py
 
-(.mpy files need about 108k of heap; frozen into the interpreter with SPOT, as
+(.mpy files need about 90k of heap, main.py importing the preload first; frozen into the interpreter with SPOT, as
 tests/mp_real.py does, 34k over CoAP and 32k over MQTT: `micropython -X heapsize=34k -m
 unix_heat_pump spot.json`).
 
