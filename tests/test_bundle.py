@@ -411,11 +411,13 @@ def test_deploy_compiles_for_the_format_the_board_reports(fake_mpremote, tmp_pat
     asked = set()
     real = D.compile_module
     monkeypatch.setattr(D, "compile_module",
-                        lambda name, dest, mpy, opt: (asked.add(mpy), real(name, dest, mpy, opt)))
+                        lambda name, dest, mpy, opt, src=None: (asked.add(mpy),
+                                                                real(name, dest, mpy, opt, src)))
     out = tmp_path / "kept"
     D.deploy("heat_pump", "/dev/ttyACM0", out=str(out))
     assert asked == {"6.2"}
     assert (out / "lib/spot/core/node.mpy").read_bytes()[:2] == b"M\x06"
+    assert (out / "lib/spot_preload.mpy").read_bytes()[:2] == b"M\x06"
 
 
 def test_deploy_fails_clearly_without_a_board_or_when_the_copy_fails(fake_mpremote, tmp_path):

