@@ -11,7 +11,9 @@ only asyncio frozen; ROMFS: the same .mpy files in a ROMFS image held outside th
 as in a board's flash, their bytecode run in place (tests/mp_real.romfs_interpreter);
 frozen: SPOT frozen into the interpreter, as code in flash), each
 transport and each of heat pump (examples/unix_heat_pump.py, its plant model) and
-meter (fixed readings), with bench/mp_footprint_driver.py as the main script (.mpy):
+meter (fixed readings), with bench/mp_footprint_driver.py as the main script (.mpy),
+which first imports the configuration's preload as a bundle's main.py does (.mpy files
+and ROMFS; ports/cpython/deploy.preload_order):
 
   smallest heap   bisection over -X heapsize in steps of 2 KB; a size passes when
                   every one of --trials runs passes: the device registers, its
@@ -90,6 +92,17 @@ class Rig:
         self.romfs_image = mp_real.romfs_image(os.path.dirname(lib),
                                                os.path.join(tmp, "spot.romfs"))
         self.romfs_path = drv + ":/rom/lib:.frozen"
+        # each configuration's preload (what `spot bundle` writes: its boot modules, leaves
+        # first, a collection after each), on the file system beside the driver for .mpy
+        # files and ROMFS alike; frozen code has none (the driver goes without)
+        self.preload = {}
+        for _, profile, transport in CONFIGS:
+            d = os.path.join(tmp, "preload-%s-%s" % (profile, transport))
+            if not os.path.isdir(d):
+                main = (os.path.join(REPO, "examples", "unix_heat_pump.py")
+                        if profile == "heat_pump" else None)
+                D.write_preload(d, D.preload_order(profile, transport, main=main))
+            self.preload[profile, transport] = d + ":"
 
     def close(self):
         self.bridge.stop()
@@ -110,8 +123,10 @@ class Rig:
                "plan": {"heat_pump": {"sg_ready": 2}} if profile == "heat_pump" else None}
         with open(os.path.join(d, "spot.json"), "w") as f:
             json.dump(cfg, f)
-        env = dict(os.environ, MICROPYPATH={"frozen": self.frozen_path, "romfs": self.romfs_path,
-                                            "mpy": self.mpy_path}[mode],
+        pre = "" if mode == "frozen" else self.preload[profile, transport]
+        env = dict(os.environ, MICROPYPATH=pre + {"frozen": self.frozen_path,
+                                                  "romfs": self.romfs_path,
+                                                  "mpy": self.mpy_path}[mode],
                    SPOT_ROMFS=self.romfs_image)
         binary = {"frozen": self.frozen, "romfs": self.romfs, "mpy": self.base}[mode]
         proc = subprocess.Popen([binary, "-X", "heapsize=%dk" % heap if isinstance(heap, int)

@@ -43,7 +43,12 @@ class Reading:
 
 
 def boot(path):
-    """(device, a () that changes a reported value) for the config at path."""
+    """(device, a () that changes a reported value) for the config at path; the
+    bundle's preload first where there is one (.mpy files, ROMFS), as its main.py does."""
+    try:
+        __import__('spot_preload')
+    except ImportError:
+        pass
     from spot.ports.micropython import config
     cfg = config.load(path)
     if cfg['profile'] == 'heat_pump':

@@ -6,13 +6,13 @@ classes, their methods, and globals, per module.
                                     [--binary PATH[=TREE]]...
     python3 bench/mp_import_heap.py --modes [--profile heat_pump] [--transport coap]
 
-The modules of the bundle (ports/cpython/deploy.modules_for, with examples/unix_heat_pump.py
-as main) are imported one by one, each after the modules its top level imports, so a
-module's figure is its own: gc.mem_alloc() after gc.collect() around its import. The
-numbers modules (core/*_numbers: imported only by code asking for a number by name) and
-what the device loads only on a rare path (OSCORE, sleep, telemetry at once, Observe, blocks, CBOR floats
-and the strict UTF-8 check) are left out: what is listed is what a device serving its
-profile holds. Default binary: this tree's frozen
+The modules a device loads at boot (ports/cpython/deploy.preload_order, with
+examples/unix_heat_pump.py as main: what the preload of `spot bundle` imports) are
+imported one by one in that order, each after the modules it imports, so a module's
+figure is its own: gc.mem_alloc() after gc.collect() around its import. What only a
+rare path imports inside a function (OSCORE, sleep, telemetry at once, Observe, blocks,
+CBOR floats, the strict UTF-8 check, the numbers by name) is not among them: what is
+listed is what a device serving its profile holds. Default binary: this tree's frozen
 interpreter. `--binary PATH=TREE` measures another build, its module list taken from the
 checkout TREE (e.g. the tree before a change, `git archive main`, built with its own
 tests/mp_real.py), so that two builds are compared in one run.
@@ -22,7 +22,6 @@ frozen names are in flash; from ROMFS or .mpy every distinct name is interned, i
 pools each twice the size of the last); run it in each tree to compare two.
 """
 import argparse
-import ast
 import os
 import subprocess
 import sys
@@ -34,11 +33,6 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import mp_real  # noqa: E402
 from spot.ports.cpython import deploy as D  # noqa: E402
-
-# what a device serving its profile does not load (see the module docstring)
-RARE = ("spot.ports.micropython.device_sleepy", "spot.ports.micropython.device_telemetry",
-        "spot.core.coap_observe", "spot.core.coap_blocks",
-        "spot.core.cbor_float", "spot.core.cbor_utf8")
 
 PROBE = """\
 import gc
@@ -81,51 +75,14 @@ micropython.qstr_info()     # "qstr pool: n_pool=.., n_qstr=.., ...": the names 
 """
 
 
-def _top_imports(name, mods):
-    """Modules of mods that module `name` imports at its top level (not in functions)."""
-    with open(D.module_file(name)) as f:
-        tree = ast.parse(f.read())
-    pkg = name if D._is_package(name) else name.rpartition(".")[0]
-    found = []
-    for node in tree.body:
-        nodes = [node]
-        if isinstance(node, ast.Try):
-            nodes = node.body + [x for h in node.handlers for x in h.body]
-        for n in nodes:
-            if isinstance(n, ast.ImportFrom):
-                mod = n.module or ""
-                if n.level:
-                    base = pkg.split(".")
-                    mod = ".".join(base[:len(base) - n.level + 1] + ([mod] if mod else []))
-                found.append(mod)
-                found.extend(mod + "." + a.name for a in n.names)
-            elif isinstance(n, ast.Import):
-                found.extend(a.name for a in n.names)
-    return [m for m in found if m in mods]
-
-
 def import_order(profile, transport, tree=REPO):
-    """The bundle's steady-state modules of the checkout `tree`, each after its imports."""
+    """The bundle's steady-state modules of the checkout `tree`, each after its imports:
+    the preload `spot bundle` writes (deploy.preload_order), then the example."""
     saved = D.REPO
     D.REPO = tree     # module_file() resolves the package's modules under D.REPO
     try:
-        mods = [m for m in D.modules_for(profile, transport,
-                                         main=os.path.join(tree, "examples", "unix_heat_pump.py"))
-                if not m.endswith("_numbers") and m not in RARE]
-        order = []
-
-        def visit(m, stack):
-            if m in order or m in stack:
-                return
-            parts = m.split(".")
-            for i in range(1, len(parts)):
-                visit(".".join(parts[:i]), stack + (m,))
-            for d in _top_imports(m, mods):
-                visit(d, stack + (m,))
-            order.append(m)
-        for m in mods:
-            visit(m, ())
-        return order + ["unix_heat_pump"]
+        return D.preload_order(profile, transport, main=os.path.join(
+            tree, "examples", "unix_heat_pump.py")) + ["unix_heat_pump"]
     finally:
         D.REPO = saved
 

