@@ -124,7 +124,7 @@ class _Driver(DeviceServer):
             # only make them later: a timer that fires by then is early enough, and when
             # it fires (_tick) every deadline is looked at. Without this, a fan-out looked
             # at its hundreds of exchanges in flight for every datagram sent or answered.
-            soonest = self.now() + min(ep.ack_timeout_ms, ep.client.response_wait_ms)
+            soonest = self.now() + min(ep.ack_timeout_ms, ep.response_wait_ms)
             if self._due > soonest:
                 self._cancel()
                 self._due = soonest
