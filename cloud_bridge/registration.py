@@ -39,6 +39,7 @@ from .coalesce import Coalesced
 PLAIN_POLICIES = ("off", "loopback", "open")
 PLAIN_PREFIX = "coap:"
 MAX_SOURCES = 10000     # per-source buckets kept (the least recently used go first)
+IN_FLIGHT = 2           # registration batches written at once (Registrar)
 
 
 class Refused(Exception):
@@ -220,10 +221,18 @@ class Registrar:
     its registration is stored. The same transaction says which of the devices
     have commands queued: only those need a delivery started. With several
     instances (`instances`, a cloud_bridge.instances.Instances) it records the
-    devices' routes through this instance too."""
+    devices' routes through this instance too.
+
+    Up to IN_FLIGHT batches are written at once, what waits split evenly among them.
+    A fleet keeping a window of ANNOUNCEs in flight puts the whole window in one
+    batch, and with one batch at a time the loop sat idle while the store wrote (its
+    fsync, a PostgreSQL round trip) and the store while the loop read and answered;
+    with two the loop answers one half while the store writes the other. A device in
+    two batches at once (it announced twice) is written by both, in the order the
+    store takes them, as two batches one after the other would."""
 
     def __init__(self, store):
-        self._batch = Coalesced(self._register_many)
+        self._batch = Coalesced(self._register_many, in_flight=IN_FLIGHT)
         self._store = store
         self.instances = None   # a cloud_bridge.instances.Instances once it started
 

@@ -763,6 +763,7 @@ class Store(abc.ABC):
         items = list(announces)
         out = [None] * len(items)
         valid = []
+        details = {}   # id(audit detail) -> (detail, its JSON): a bridge passes one object
         for i, a in enumerate(items):
             try:
                 check_time(a.now, "now")
@@ -772,9 +773,12 @@ class Store(abc.ABC):
                             for c, r in a.first_pairings]
                 audit = None
                 if a.first_audit is not None:
+                    detail = a.first_audit[2]
+                    known = details.get(id(detail))
+                    if known is None or known[0] is not detail:
+                        known = details[id(detail)] = (detail, dump_value(detail))
                     audit = (float(a.now), check_name(a.first_audit[0], "actor"),
-                             check_name(a.first_audit[1], "action"), a.id,
-                             dump_value(a.first_audit[2]))
+                             check_name(a.first_audit[1], "action"), a.id, known[1])
                 valid.append((i, a, row, pairings, audit))
             except InvalidValue as e:
                 out[i] = e

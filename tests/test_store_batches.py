@@ -491,3 +491,68 @@ async def test_the_documented_steps_move_a_schema_1_database_to_partitions(url):
         assert len(await s.history("hp-1", HP, 8)) == 3
     finally:
         await s.close()
+
+
+def test_with_two_in_flight_what_waits_is_split_between_two_batches_written_at_once():
+    seen = []
+
+    async def main():
+        release = asyncio.Event()
+
+        async def run_many(items):
+            seen.append(list(items))
+            await release.wait()
+            return [i * 10 for i in items]
+
+        c = Coalesced(run_many, in_flight=2)
+        calls = [asyncio.ensure_future(c(i)) for i in range(1, 7)]
+        await asyncio.sleep(0.01)
+        assert seen == [[1, 2, 3], [4, 5, 6]]   # both started, neither answered yet
+        assert not any(f.done() for f in calls)
+        release.set()
+        assert await asyncio.gather(*calls) == [10, 20, 30, 40, 50, 60]
+    asyncio.run(main())
+
+
+def test_with_two_in_flight_a_third_batch_waits_for_one_to_end():
+    seen = []
+
+    async def main():
+        gates = [asyncio.Event(), asyncio.Event(), asyncio.Event()]
+
+        async def run_many(items):
+            seen.append(list(items))
+            await gates[len(seen) - 1].wait()
+            return items
+
+        c = Coalesced(run_many, in_flight=2)
+        first = [asyncio.ensure_future(c(i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        later = [asyncio.ensure_future(c(i)) for i in (3, 4)]
+        await asyncio.sleep(0.01)
+        assert seen == [[1], [2]]          # two in flight: 3 and 4 wait
+        gates[1].set()                     # the second batch ends first
+        assert await first[1] == 2
+        await asyncio.sleep(0.01)
+        assert seen == [[1], [2], [3, 4]]  # what waited goes in its freed place
+        gates[0].set()
+        gates[2].set()
+        assert await asyncio.gather(*first, *later) == [1, 2, 3, 4]
+        await c.close()
+        assert not c._flushers
+    asyncio.run(main())
+
+
+def test_with_two_in_flight_a_failed_batch_fails_only_its_own_callers():
+    async def run_many(items):
+        if 1 in items:
+            raise S.StoreUnavailable("down")
+        await asyncio.sleep(0)
+        return items
+
+    async def main():
+        c = Coalesced(run_many, in_flight=2)
+        out = await asyncio.gather(*(c(i) for i in (1, 2, 3, 4)), return_exceptions=True)
+        assert all(isinstance(e, S.StoreUnavailable) for e in out[:2])
+        assert out[2:] == [3, 4]
+    asyncio.run(main())
