@@ -270,6 +270,30 @@ async def test_register_devices_with_an_id_twice_registers_it_new_then_known(s, 
 
 
 @store_test
+async def test_register_devices_stores_each_devices_own_lists_and_audit_when_a_batch_shares_them(
+        s, url):
+    detail = {"via": "coap"}   # one object for the batch, as the bridge passes it
+    same = [[HP, 1, 0], [1, 1, 0]]
+    out = await s.register_devices([
+        announce("hp-1")._replace(services=[list(x) for x in same], first_audit=(
+            "bridge", "register", detail)),
+        announce("hp-2")._replace(services=[list(x) for x in same], consumes=[7],
+                                  first_audit=("bridge", "register", detail)),
+        announce("hp-3")._replace(services=[[HP, 1, 0, 9]]),      # malformed
+        announce("hp-4")._replace(services=[[HP, 1, 0, 9]]),      # the same, refused too
+        announce("hp-5")._replace(services=[[HP, 2, 0]], first_audit=(
+            "bridge", "register", {"via": "mqtt"})),
+    ])
+    assert out[:2] == [True, True] and out[4] is True
+    assert isinstance(out[2], S.InvalidValue) and isinstance(out[3], S.InvalidValue)
+    d1, d2, d5 = [await s.get_device(d) for d in ("hp-1", "hp-2", "hp-5")]
+    assert d1.services == d2.services == same and d5.services == [[HP, 2, 0]]
+    assert (d1.consumes, d2.consumes) == ([], [7])
+    audit = {e.target: e.detail for e in await s.list_audit()}
+    assert audit == {"hp-1": {"via": "coap"}, "hp-2": {"via": "coap"}, "hp-5": {"via": "mqtt"}}
+
+
+@store_test
 async def test_registering_says_which_devices_have_a_command_queued(s, url):
     for d in ("hp-1", "hp-2", "hp-3"):
         await add_device(s, d)
