@@ -31,7 +31,8 @@ class Coalesced:
         self.max_batch = max_batch
         self.in_flight = in_flight   # batches run at once (their items split evenly)
         self._waiting = []       # [(item, future)]
-        self._flushers = set()   # tasks running batches
+        self._flushers = set()   # tasks running batches (close() waits for them)
+        self._running = 0        # of them, those not ended yet (a task's callback is late)
         self._busy = 0           # batches in run_many now
         self._starting = False   # a flusher will take what waits, once this tick ends
         self.batches = 0         # batches run (metrics, tests)
@@ -39,12 +40,13 @@ class Coalesced:
     async def __call__(self, item):
         fut = asyncio.get_running_loop().create_future()
         self._waiting.append((item, fut))
-        if not self._starting and len(self._flushers) < self.in_flight:
+        if not self._starting and self._running < self.in_flight:
             self._start()
         return await fut
 
     def _start(self):
         self._starting = True
+        self._running += 1
         task = asyncio.ensure_future(self._flush())
         self._flushers.add(task)
         task.add_done_callback(self._flushers.discard)
@@ -59,13 +61,21 @@ class Coalesced:
         return [(item, fut) for item, fut in batch if not fut.cancelled()]
 
     async def _flush(self):
-        await asyncio.sleep(0)   # one tick: what arrives with this item joins it
-        self._starting = False
+        try:
+            await self._flush_waiting()
+        finally:
+            self._running -= 1
+
+    async def _flush_waiting(self):
+        try:
+            await asyncio.sleep(0)   # one tick: what arrives with this item joins it
+        finally:
+            self._starting = False
         while self._waiting:
             batch = self._take()
             if not batch:
                 continue
-            if self._waiting and len(self._flushers) < self.in_flight:
+            if self._waiting and self._running < self.in_flight:
                 self._start()    # the rest goes in another batch at once
             self.batches += 1
             self._busy += 1

@@ -580,3 +580,15 @@ def test_with_two_in_flight_a_failed_batch_fails_only_its_own_callers():
         assert all(isinstance(e, S.StoreUnavailable) for e in out[:2])
         assert out[2:] == [3, 4]
     asyncio.run(main())
+
+
+def test_a_caller_calling_again_as_soon_as_answered_gets_a_batch_of_its_own():
+    async def run_many(items):
+        return items
+
+    async def main():
+        c = Coalesced(run_many)
+        assert await c(1) == 1
+        async with asyncio.timeout(5):   # called at once, in this task
+            assert await c(2) == 2       # while the batch of 1 was just ending
+    asyncio.run(main())
