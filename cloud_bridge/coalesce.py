@@ -15,7 +15,10 @@ failed: nothing of it is stored) is raised to every caller of the batch.
 
 At most one batch of a Coalesced is in flight at a time, so a batch is as
 large as what waited: few transactions under load, one tick of delay when
-idle.
+idle. With in_flight=k, up to k batches run at once, what waits split evenly
+among the ones that may still start: the caller's loop works on one batch's
+answers while the store writes another (each batch is still its own
+transaction, its callers answered only after it).
 """
 import asyncio
 
@@ -23,29 +26,59 @@ import asyncio
 class Coalesced:
     """One item in, its outcome out; run_many(items) -> [outcome per item]."""
 
-    def __init__(self, run_many, max_batch=2000):
+    def __init__(self, run_many, max_batch=2000, in_flight=1):
         self.run_many = run_many
         self.max_batch = max_batch
+        self.in_flight = in_flight   # batches run at once (their items split evenly)
         self._waiting = []       # [(item, future)]
-        self._flusher = None
+        self._flushers = set()   # tasks running batches (close() waits for them)
+        self._running = 0        # of them, those not ended yet (a task's callback is late)
+        self._busy = 0           # batches in run_many now
+        self._starting = False   # a flusher will take what waits, once this tick ends
         self.batches = 0         # batches run (metrics, tests)
 
     async def __call__(self, item):
         fut = asyncio.get_running_loop().create_future()
         self._waiting.append((item, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.ensure_future(self._flush())
+        if not self._starting and self._running < self.in_flight:
+            self._start()
         return await fut
 
+    def _start(self):
+        self._starting = True
+        self._running += 1
+        task = asyncio.ensure_future(self._flush())
+        self._flushers.add(task)
+        task.add_done_callback(self._flushers.discard)
+
+    def _take(self):
+        """The next batch: what waits, shared evenly among the batches that may still
+        start (in_flight > 1: the loop works on one while the store writes another)."""
+        free = max(1, self.in_flight - self._busy)
+        size = min(self.max_batch, -(-len(self._waiting) // free))
+        batch = self._waiting[:size]
+        del self._waiting[:size]
+        return [(item, fut) for item, fut in batch if not fut.cancelled()]
+
     async def _flush(self):
-        await asyncio.sleep(0)   # one tick: what arrives with this item joins it
+        try:
+            await self._flush_waiting()
+        finally:
+            self._running -= 1
+
+    async def _flush_waiting(self):
+        try:
+            await asyncio.sleep(0)   # one tick: what arrives with this item joins it
+        finally:
+            self._starting = False
         while self._waiting:
-            batch = self._waiting[:self.max_batch]
-            del self._waiting[:len(batch)]
-            batch = [(item, fut) for item, fut in batch if not fut.cancelled()]
+            batch = self._take()
             if not batch:
                 continue
+            if self._waiting and self._running < self.in_flight:
+                self._start()    # the rest goes in another batch at once
             self.batches += 1
+            self._busy += 1
             try:
                 outcomes = await self.run_many([item for item, _ in batch])
             except asyncio.CancelledError:
@@ -55,6 +88,8 @@ class Coalesced:
                 raise
             except Exception as e:   # nothing of the batch is stored: all callers learn
                 outcomes = [e] * len(batch)
+            finally:
+                self._busy -= 1
             for (_, fut), outcome in zip(batch, outcomes):
                 if fut.done():
                     continue
@@ -65,5 +100,5 @@ class Coalesced:
 
     async def close(self):
         """Wait for what is waiting to be written."""
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.wait([self._flusher])
+        while self._flushers:
+            await asyncio.wait(list(self._flushers))

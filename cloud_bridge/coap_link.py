@@ -101,8 +101,9 @@ class CoapLink:
                 oscore=None if keyring is None else keyring.credentials,
                 on_unparsable=self._unparsable, plain=self.fast is None)
         self.servers = [s for s in (self.fast, self.server) if s is not None]
-        for server in self.servers:   # routes read from ANNOUNCEs with cbor2's decoder
-            server.decode = decode_frame
+        self._last_announce = (None, None)   # (frame, decoded) of the last one answered
+        for server in self.servers:   # routes read from ANNOUNCEs: decoded once (_decode)
+            server.decode = self._decode
         self.by_address = {}   # remote address (_where) -> device id (devices in the clear)
         self.address_of = {}   # device id -> its address in by_address
         self.observations = {}   # (device, sid, subscription id) -> (BusSubscription, task)
@@ -247,7 +248,16 @@ class CoapLink:
                 if (server is self.fast) != (type(remote) is tuple):
                     server.devices.pop(claimed, None)
                     server.consumes.pop(claimed, None)
+            self._last_announce = (frame, decoded)
         return reply
+
+    def _decode(self, frame):
+        """decode_frame for the servers' route of an accepted ANNOUNCE: the frame that
+        _announce answered last was decoded there already (the server reads its route
+        right after, in the same step), any other frame is decoded now."""
+        last, decoded = self._last_announce
+        self._last_announce = (None, None)
+        return decoded if frame is last else decode_frame(frame)
 
     def _remember(self, device, where):
         """The device's address for frames in the clear (None: it speaks OSCORE now)."""

@@ -95,6 +95,7 @@ class Bridge:
         self._kicked = set()   # devices kicked while their delivery ran: look again after it
         self._registering = {}   # device -> its registrations in flight
         self._kicked_registering = set()   # kicked meanwhile: delivered when it is stored
+        self._register_audits = {}   # transport -> its first registration's audit entry
         self._in_flight = Slots(config.commands_in_flight)
         self._stalled = set()  # devices whose last command timed out: retry when heard
         self._mids = {}
@@ -308,7 +309,7 @@ class Bridge:
             waiting = await self.registrar.register(S.Announce(
                 device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
                 credential_ref=identity, first_pairings=owners,
-                first_audit=("bridge", "register", {"via": via}),
+                first_audit=self._register_audit(via),
                 claim=Claim(identity)), route)
         except S.ClaimRefused as e:
             self.admission.registered(device, e.held)   # another instance registered it
@@ -341,6 +342,14 @@ class Bridge:
             self.presence[device] = "online"
             self.hub.publish({"type": "presence", "device": device, "presence": "online"})
         return F.encode(F.RESULT, 0, mid, result), waiting or device in self.clocks.due
+
+    def _register_audit(self, via):
+        """The audit entry of a first registration through `via`: one object per
+        transport, so the store encodes its detail once a batch."""
+        audit = self._register_audits.get(via)
+        if audit is None:
+            audit = self._register_audits[via] = ("bridge", "register", {"via": via})
+        return audit
 
     async def presence_changed(self, device, presence):
         """A transport saw a device come or go (MQTT birth / will)."""

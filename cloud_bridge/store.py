@@ -714,10 +714,17 @@ class Store(abc.ABC):
                            % sqlite_rows.rows_in(len(rows[0]))), (sqlite_rows.dumps(rows),))
 
     @staticmethod
-    def _device_row(id, services, consumes, flags, now, credential_ref):
+    def _device_row(id, services, consumes, flags, now, credential_ref, lists=None):
+        """lists (optional): a dict of the services and consumes checked and encoded so
+        far, by their text (a batch of one model's devices announces the same lists)."""
         check_device(id)
-        sv = json.dumps(_check_services(services))
-        cs = json.dumps(_check_consumes(consumes))
+        key = (repr(services), repr(consumes)) if lists is not None else None
+        sv_cs = lists.get(key) if key is not None else None
+        if sv_cs is None:
+            sv_cs = (json.dumps(_check_services(services)), json.dumps(_check_consumes(consumes)))
+            if key is not None:
+                lists[key] = sv_cs
+        sv, cs = sv_cs
         check_int(flags, 0, 0x7FFFFFFF, "flags")
         if credential_ref is not None:
             check_name(credential_ref, "credential_ref")
@@ -763,18 +770,23 @@ class Store(abc.ABC):
         items = list(announces)
         out = [None] * len(items)
         valid = []
+        details = {}   # id(audit detail) -> (detail, its JSON): a bridge passes one object
+        lists = {}     # the batch's services and consumes, checked and encoded once each
         for i, a in enumerate(items):
             try:
                 check_time(a.now, "now")
                 row = self._device_row(a.id, a.services, a.consumes, a.flags, a.now,
-                                       a.credential_ref)
+                                       a.credential_ref, lists)
                 pairings = [(check_name(c, "controller"), check_choice(r, ROLES, "role"))
                             for c, r in a.first_pairings]
                 audit = None
                 if a.first_audit is not None:
+                    detail = a.first_audit[2]
+                    known = details.get(id(detail))
+                    if known is None or known[0] is not detail:
+                        known = details[id(detail)] = (detail, dump_value(detail))
                     audit = (float(a.now), check_name(a.first_audit[0], "actor"),
-                             check_name(a.first_audit[1], "action"), a.id,
-                             dump_value(a.first_audit[2]))
+                             check_name(a.first_audit[1], "action"), a.id, known[1])
                 valid.append((i, a, row, pairings, audit))
             except InvalidValue as e:
                 out[i] = e

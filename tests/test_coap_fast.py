@@ -232,6 +232,8 @@ def test_a_lost_command_is_sent_again_on_time_while_other_commands_come_and_go()
         server = await FastBusServer("127.0.0.1", 0).start()
         server.endpoint.ack_timeout_ms = 100   # a retransmission after 100-150 ms
         loop = asyncio.get_running_loop()
+        errors = []   # a callback that raised (the server's datagram reader, its timer)
+        loop.set_exception_handler(lambda _, context: errors.append(context))
         lossy, lost = await loop.create_datagram_endpoint(
             LossyDevice, local_addr=("127.0.0.1", 0))
         prompt, answering = await loop.create_datagram_endpoint(
@@ -246,6 +248,7 @@ def test_a_lost_command_is_sent_again_on_time_while_other_commands_come_and_go()
             assert F.decode(await first) == (F.RESULT, HP, 9, None) and lost.seen == 2
             assert loop.time() - t0 < 1.0, "the retransmission waited for a later timer"
             assert answering.seen > 10
+            assert not errors
         finally:
             lossy.close()
             prompt.close()

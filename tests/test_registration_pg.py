@@ -13,7 +13,7 @@ import itertools
 import psycopg
 import pytest
 
-from spot.cloud_bridge.registration import Claim, may_claim
+from spot.cloud_bridge.registration import Claim, Registrar, may_claim
 from spot.cloud_bridge.store import Announce, ClaimRefused, open_store
 from spot.core.services import HEAT_PUMP
 
@@ -212,4 +212,64 @@ def test_a_first_registration_of_an_id_at_the_same_time_as_another_is_claimed_ag
             await gate.close()
             await first_store.close()
             await second_store.close()
+    asyncio.run(main())
+
+
+class CountingStore:
+    """The store with register_devices_waiting counted: calls, and most at once."""
+
+    def __init__(self, store):
+        self.store = store
+        self.calls = self.now = self.most = 0
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    async def register_devices_waiting(self, announces, then=None):
+        self.calls += 1
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await self.store.register_devices_waiting(announces, then)
+        finally:
+            self.now -= 1
+
+
+def test_on_postgresql_registrations_arriving_together_are_written_as_two_batches_at_once(
+        pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        counted = CountingStore(store)
+        try:
+            registrar = Registrar(counted)
+            await store.register_devices_waiting([announce("hp-9", "dtls:a", Claim("dtls:a"))])
+            ids = ["hp-%d" % k for k in range(9)] + ["hp-9"]
+            out = await asyncio.gather(*(registrar.register(announce(
+                d, "dtls:b", Claim("dtls:b"), T0 + 1)) for d in ids), return_exceptions=True)
+            assert (counted.calls, counted.most) == (2, 2)
+            assert out[:9] == [False] * 9   # stored, nothing queued for them
+            assert isinstance(out[9], ClaimRefused)   # its batch's other devices are stored
+            assert [(await store.get_device(d)).credential_ref for d in ids[:9]] == ["dtls:b"] * 9
+            assert (await store.get_device("hp-9")).credential_ref == "dtls:a"
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_new_device_announcing_twice_at_once_is_registered_once_then_again(pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        counted = CountingStore(store)
+        try:
+            registrar = Registrar(counted)
+            out = await asyncio.gather(*(registrar.register(announce(d, "dtls:a", Claim("dtls:a")))
+                                         for d in ("hp-1", "hp-2", "hp-1", "hp-3")))
+            assert out == [False] * 4
+            assert counted.calls == 3   # hp-2 and hp-3 beside hp-1, then hp-1 again
+            assert [(p.controller, p.role) for p in await store.pairings("hp-1")] == [
+                ("operator", "owner")]
+            assert len([e for e in await store.list_audit(target="hp-1")
+                        if e.action == "register"]) == 1
+        finally:
+            await store.close()
     asyncio.run(main())

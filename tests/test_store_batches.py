@@ -270,6 +270,30 @@ async def test_register_devices_with_an_id_twice_registers_it_new_then_known(s, 
 
 
 @store_test
+async def test_register_devices_stores_each_devices_own_lists_and_audit_when_a_batch_shares_them(
+        s, url):
+    detail = {"via": "coap"}   # one object for the batch, as the bridge passes it
+    same = [[HP, 1, 0], [1, 1, 0]]
+    out = await s.register_devices([
+        announce("hp-1")._replace(services=[list(x) for x in same], first_audit=(
+            "bridge", "register", detail)),
+        announce("hp-2")._replace(services=[list(x) for x in same], consumes=[7],
+                                  first_audit=("bridge", "register", detail)),
+        announce("hp-3")._replace(services=[[HP, 1, 0, 9]]),      # malformed
+        announce("hp-4")._replace(services=[[HP, 1, 0, 9]]),      # the same, refused too
+        announce("hp-5")._replace(services=[[HP, 2, 0]], first_audit=(
+            "bridge", "register", {"via": "mqtt"})),
+    ])
+    assert out[:2] == [True, True] and out[4] is True
+    assert isinstance(out[2], S.InvalidValue) and isinstance(out[3], S.InvalidValue)
+    d1, d2, d5 = [await s.get_device(d) for d in ("hp-1", "hp-2", "hp-5")]
+    assert d1.services == d2.services == same and d5.services == [[HP, 2, 0]]
+    assert (d1.consumes, d2.consumes) == ([], [7])
+    audit = {e.target: e.detail for e in await s.list_audit()}
+    assert audit == {"hp-1": {"via": "coap"}, "hp-2": {"via": "coap"}, "hp-5": {"via": "mqtt"}}
+
+
+@store_test
 async def test_registering_says_which_devices_have_a_command_queued(s, url):
     for d in ("hp-1", "hp-2", "hp-3"):
         await add_device(s, d)
@@ -491,3 +515,80 @@ async def test_the_documented_steps_move_a_schema_1_database_to_partitions(url):
         assert len(await s.history("hp-1", HP, 8)) == 3
     finally:
         await s.close()
+
+
+def test_with_two_in_flight_what_waits_is_split_between_two_batches_written_at_once():
+    seen = []
+
+    async def main():
+        release = asyncio.Event()
+
+        async def run_many(items):
+            seen.append(list(items))
+            await release.wait()
+            return [i * 10 for i in items]
+
+        c = Coalesced(run_many, in_flight=2)
+        calls = [asyncio.ensure_future(c(i)) for i in range(1, 7)]
+        await asyncio.sleep(0.01)
+        assert seen == [[1, 2, 3], [4, 5, 6]]   # both started, neither answered yet
+        assert not any(f.done() for f in calls)
+        release.set()
+        assert await asyncio.gather(*calls) == [10, 20, 30, 40, 50, 60]
+    asyncio.run(main())
+
+
+def test_with_two_in_flight_a_third_batch_waits_for_one_to_end():
+    seen = []
+
+    async def main():
+        gates = [asyncio.Event(), asyncio.Event(), asyncio.Event()]
+
+        async def run_many(items):
+            seen.append(list(items))
+            await gates[len(seen) - 1].wait()
+            return items
+
+        c = Coalesced(run_many, in_flight=2)
+        first = [asyncio.ensure_future(c(i)) for i in (1, 2)]
+        await asyncio.sleep(0.01)
+        later = [asyncio.ensure_future(c(i)) for i in (3, 4)]
+        await asyncio.sleep(0.01)
+        assert seen == [[1], [2]]          # two in flight: 3 and 4 wait
+        gates[1].set()                     # the second batch ends first
+        assert await first[1] == 2
+        await asyncio.sleep(0.01)
+        assert seen == [[1], [2], [3, 4]]  # what waited goes in its freed place
+        gates[0].set()
+        gates[2].set()
+        assert await asyncio.gather(*first, *later) == [1, 2, 3, 4]
+        await c.close()
+        assert not c._flushers
+    asyncio.run(main())
+
+
+def test_with_two_in_flight_a_failed_batch_fails_only_its_own_callers():
+    async def run_many(items):
+        if 1 in items:
+            raise S.StoreUnavailable("down")
+        await asyncio.sleep(0)
+        return items
+
+    async def main():
+        c = Coalesced(run_many, in_flight=2)
+        out = await asyncio.gather(*(c(i) for i in (1, 2, 3, 4)), return_exceptions=True)
+        assert all(isinstance(e, S.StoreUnavailable) for e in out[:2])
+        assert out[2:] == [3, 4]
+    asyncio.run(main())
+
+
+def test_a_caller_calling_again_as_soon_as_answered_gets_a_batch_of_its_own():
+    async def run_many(items):
+        return items
+
+    async def main():
+        c = Coalesced(run_many)
+        assert await c(1) == 1
+        async with asyncio.timeout(5):   # called at once, in this task
+            assert await c(2) == 2       # while the batch of 1 was just ending
+    asyncio.run(main())
