@@ -28,10 +28,9 @@ import ssl
 from urllib.parse import urlsplit
 
 from ..core import frame as F
-from ..core.mqtt_binding import (UP, ANNOUNCE, check_level, down_topic, signal_topic,
-                                 parse_topic)
+from ..core.mqtt_binding import ANNOUNCE, check_level, down_topic, signal_topic
 from ..core.secure_frame import is_sealed
-from ..ports.cpython.mqtt_births import birth_of, bridge_filters
+from ..ports.cpython.mqtt_births import addressed, birth_of, bridge_filters, frame_head
 from .mqtt_session import MqttSession
 from .service import PENDING
 
@@ -107,20 +106,18 @@ class MqttLink:
 
     def _take(self, topic, payload, pid, generation):
         """Handle one message; True if its PUBACK waits for the store."""
-        t = parse_topic(topic)
-        if t is None:
-            return self._drop("topic outside the scheme")
-        kind, device, sid, reply = t
+        try:
+            kind, device, sid = addressed(topic, self.reply_key)
+        except ValueError as e:
+            return self._drop(str(e))
         if kind == ANNOUNCE:
             return self._announce(device, payload)
-        if kind != UP or (reply is not None and reply != self.reply_key):
-            return self._drop("not a topic for the bridge")
         if is_sealed(payload):
             return self._drop("sealed frame without a context")
-        mid = F.message_id(payload)
-        if mid is None or payload[1] != sid or payload[0] >> 4 != F.VERSION:
-            return self._drop("not a frame of the topic's service")
-        op = payload[0] & 0x0F
+        try:
+            mid, op = frame_head(payload, sid)
+        except ValueError as e:
+            return self._drop(str(e))
         if op == F.NOTIFY:
             self._telemetry(device, payload, pid, generation)
             return True

@@ -46,11 +46,10 @@ import uuid
 import paho.mqtt.client as mqtt
 
 from ...core import frame as F
-from ...core.mqtt_binding import (UP, ANNOUNCE, check_level, down_topic, signal_topic,
-                                  parse_topic)
+from ...core.mqtt_binding import ANNOUNCE, check_level, down_topic, signal_topic
 from ...core.oscore import OscoreError
 from ...core.secure_frame import seal, open_sealed, is_sealed
-from .mqtt_births import birth_of, bridge_filters
+from .mqtt_births import addressed, birth_of, bridge_filters, frame_head
 
 log = logging.getLogger(__name__)
 
@@ -307,14 +306,12 @@ class BridgeMqtt:
 
     def _message(self, topic, payload, ack=None):
         """Handle one message; True if its acknowledgement was handed to on_telemetry."""
-        t = parse_topic(topic)
-        if t is None:
-            return self._drop("topic outside the scheme")
-        kind, device, sid, reply = t
+        try:
+            kind, device, sid = addressed(topic, self.reply_key)
+        except ValueError as e:
+            return self._drop(str(e))
         if kind == ANNOUNCE:
             return self._announce(device, payload)
-        if kind != UP or (reply is not None and reply != self.reply_key):
-            return self._drop("not a topic for the bridge")
         with self._lock:
             ctx = self.contexts.get(device)
             if ctx is not None:
@@ -328,10 +325,10 @@ class BridgeMqtt:
                 return self._drop("sealed frame without a context")
             else:
                 frame = payload
-        mid = F.message_id(frame)
-        if mid is None or frame[1] != sid or frame[0] >> 4 != F.VERSION:
-            return self._drop("not a frame of the topic's service")
-        op = frame[0] & 0x0F
+        try:
+            mid, op = frame_head(frame, sid)
+        except ValueError as e:
+            return self._drop(str(e))
         if op == F.NOTIFY:
             if ack is not None and self.on_telemetry is not None:
                 self._emit(self.on_telemetry, device, frame, ack)
