@@ -46,6 +46,19 @@ def counting_statements(monkeypatch):
     return seen
 
 
+async def fleet_store(url):
+    """A store with every device of DEVICES registered and batch(T0) stored."""
+    s = await open_store(url)
+    try:
+        for d in DEVICES:
+            await s.upsert_device(d, [[HP, 1, 0]], [], 0, T0)
+        await s.add_telemetry(batch(T0))
+        return s
+    except BaseException:
+        await s.close()
+        raise
+
+
 async def stored(url, batches, fast=True):
     """(values stored per batch, every object's history, latest values) after `batches`;
     fast False: each batch by the path before (telemetry_frame's row type unused)."""
@@ -110,11 +123,8 @@ async def test_a_frame_stored_already_in_a_later_slice_leaves_the_answers_sqlite
 
 @pg_test
 async def test_a_batch_failing_in_a_later_slice_stores_nothing_of_it(url):
-    s = await open_store(url)
+    s = await fleet_store(url)
     try:
-        for d in DEVICES:
-            await s.upsert_device(d, [[HP, 1, 0]], [], 0, T0)
-        await s.add_telemetry(batch(T0))
         await s.add_telemetry(batch(T0 + 300))
         frames_before = await rows_in(s, "telemetry_frame")
         latest_before = [await s.latest(d) for d in DEVICES]
@@ -142,11 +152,8 @@ async def test_a_batch_failing_in_a_later_slice_stores_nothing_of_it(url):
 
 @pg_test
 async def test_a_batch_with_an_unknown_device_is_refused_whole(url):
-    s = await open_store(url)
+    s = await fleet_store(url)
     try:
-        for d in DEVICES:
-            await s.upsert_device(d, [[HP, 1, 0]], [], 0, T0)
-        await s.add_telemetry(batch(T0))
         frames_before = await rows_in(s, "telemetry_frame")
         with pytest.raises(UnknownDevice) as e:
             await s.add_telemetry(batch(T0 + 300, DEVICES + ["hp-x"]))
@@ -158,11 +165,8 @@ async def test_a_batch_with_an_unknown_device_is_refused_whole(url):
 
 @pg_test
 async def test_a_bad_row_in_a_later_slice_is_named_by_its_place_in_the_batch(url):
-    s = await open_store(url)
+    s = await fleet_store(url)
     try:
-        for d in DEVICES:
-            await s.upsert_device(d, [[HP, 1, 0]], [], 0, T0)
-        await s.add_telemetry(batch(T0))
         frames_before = await rows_in(s, "telemetry_frame")
         rows = batch(T0 + 300)
         rows[3] = ("hp-6", HP, 8, "soon", 1)      # hp-6: the last slice
