@@ -201,9 +201,12 @@ class MqttLink:
         fut = asyncio.get_running_loop().create_future()
         self._pending[key] = (sid, fut)
         try:
-            self.session.publish(down_topic(device, sid, self.reply_key), bytes(frame), 1)
+            pid = self.session.publish(down_topic(device, sid, self.reply_key), bytes(frame), 1)
             return await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
+            # a command that timed out is not sent later: held while the link was
+            # down, it would otherwise go out after the reconnect
+            self.session.withdraw(pid)
             raise TimeoutError("no answer in time") from None
         finally:
             entry = self._pending.get(key)

@@ -78,6 +78,14 @@ class _Client(MqttClient):
     def _in_outbox(self, pid):
         return pid in self.outbox
 
+    def withdraw(self, pid):
+        """Forget QoS 1 message pid if the broker has not acknowledged it: it is not
+        sent again, neither after the next CONNACK nor as a retry. True if it was held."""
+        if self.outbox.ack(pid):
+            self._sent_at.pop(pid, None)
+            return True
+        return False
+
     def subscribe_now(self, filters):
         """SUBSCRIBE filters on this connection (not remembered: the session
         sends them after every CONNACK itself); the packet id."""
@@ -319,6 +327,11 @@ class MqttSession(asyncio.Protocol):
         if acks and self.transport is not None:
             self._acks = bytearray()
             self.transport.write(acks)
+
+    def withdraw(self, pid):
+        """Take back a QoS 1 message publish() queued, if the broker has not
+        acknowledged it yet (e.g. a command that timed out while the link was down)."""
+        return self.client.withdraw(pid)
 
     def publish(self, topic, payload, qos=1, retain=False):
         """Publish now, or (QoS 1) from the outbox after the next CONNACK; the

@@ -5,6 +5,7 @@ restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed pa
 closes the connection with a clear error (so does a SUBACK without a code for
 every filter) and an acknowledgement never crosses connections."""
 import asyncio
+import contextlib
 import time
 
 import paho.mqtt.client as mqtt
@@ -14,6 +15,7 @@ from mosquitto import Broker, make_ca_and_server_cert, mosquitto_pub
 from netutil import free_tcp_port
 from spot.cloud_bridge.mqtt_session import MqttSession
 from spot.cloud_bridge.store import StoreError
+from spot.core import frame as F
 from spot.core import mqtt as M
 from waiting import until
 
@@ -102,6 +104,46 @@ def test_the_link_connects_again_after_the_broker_restarts_and_stores_what_follo
             finally:
                 device.stop()
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_command_that_timed_out_while_the_broker_was_away_is_not_sent_after_the_reconnect(
+        tmp_path, broker):
+    """A request published while the link is down waits in the session's outbox; once
+    it has timed out it is taken back, so the device never gets a command whose status
+    already says timeout. A later command shows the link and the device's queue work."""
+    got = []
+    device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hp-mq-down",
+                         protocol=mqtt.MQTTv311, clean_session=False)
+    device.on_message = lambda c, u, m: got.append(m.payload)
+    device.reconnect_delay_set(0.05, 0.2)
+    device.connect("127.0.0.1", broker.port)
+    device.subscribe("spot/v1/hp-mq/#", qos=1)   # a persistent session: kept by the broker
+    device.loop_start()
+
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            link, session = parts.mqtt, parts.mqtt.session
+            session.reconnect_delay = QUICK
+            broker.stop()
+            assert await until(lambda: not session.ready.is_set())
+            late = F.encode(F.READ, HP, 7, [0, [11]])
+            try:
+                await link.request("hp-mq", late, 0.2)
+                raise AssertionError("answered with no broker")
+            except TimeoutError:
+                pass
+            await asyncio.to_thread(broker.start)
+            assert await until(session.ready.is_set)
+            marker = F.encode(F.READ, HP, 8, [0, [12]])
+            with contextlib.suppress(TimeoutError):
+                await link.request("hp-mq", marker, 0.2)   # no device answers: only sent
+            assert await until(lambda: marker in got)
+            assert late not in got
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        device.loop_stop()
+        device.disconnect()
 
 
 def test_over_mqtts_with_the_ca_a_birth_registers_the_device(tmp_path):
