@@ -36,14 +36,20 @@ class Leadership:
         self.changes = 0          # times this instance became leader
         self._task = None
         self._conn = None
+        self._stopping = False
 
     async def start(self):
         """Try once now (so a lone instance leads from its start), then keep trying."""
+        self._stopping = False
         await self._try()
         self._task = asyncio.ensure_future(self._run())
         return self
 
     async def stop(self):
+        # the flag as well as the cancel: on Python 3.11 a cancel that meets
+        # asyncio.wait_for as its inner query completes can be swallowed, and _run's
+        # loop went on for ever while stop() waited for it
+        self._stopping = True
         await cancel_and_wait([self._task])
         self._task = None
         await self._step_down()
@@ -84,6 +90,6 @@ class Leadership:
                 pass
 
     async def _run(self):
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.check if self.leading else self.retry)
             await self._try()
