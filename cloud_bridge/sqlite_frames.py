@@ -142,17 +142,26 @@ def s_insert(statements, flat, width=4, sizes=SIZES):
     return new
 
 
-def s_stored(keys):
-    """{(device, service, t): {object: value text}} of the stored frames of these keys."""
-    got = {}
+def s_keyed(table, key_columns, columns, keys):
+    """The rows (key_columns then columns) of table whose key is one of keys (tuples in
+    key_columns' order), 256 keys a statement (a script step)."""
+    names = ", ".join(key_columns)
+    marks = "(%s)" % ",".join("?" * len(key_columns))
+    rows = []
     for i in range(0, len(keys), 256):
         part = keys[i:i + 256]
-        r = yield Q("WITH k (device, service, t) AS (VALUES %s) SELECT f.device, f.service, "
-                    "f.t, f.vals FROM k JOIN telemetry_frame f USING (device, service, t)"
-                    % ",".join(("(?,?,?)",) * len(part)), list(chain.from_iterable(part)))
-        for d, s, t, vals in r.rows:
-            got[(d, s, t)] = {int(o): v for o, v in json.loads(vals).items()}
-    return got
+        r = yield Q("WITH k (%s) AS (VALUES %s) SELECT %s, %s FROM k JOIN %s USING (%s)"
+                    % (names, ",".join((marks,) * len(part)), names, ", ".join(columns),
+                       table, names), list(chain.from_iterable(part)))
+        rows += r.rows
+    return rows
+
+
+def s_stored(keys):
+    """{(device, service, t): {object: value text}} of the stored frames of these keys."""
+    rows = yield from s_keyed("telemetry_frame", ("device", "service", "t"), ("vals",), keys)
+    return {(d, s, t): {int(o): v for o, v in json.loads(vals).items()}
+            for d, s, t, vals in rows}
 
 
 def grouped(rows):

@@ -237,15 +237,12 @@ def _row(key, order, merged):
 def _s_stored(keys):
     """{(device, service): {object: (t, text)}} of the stored rows of these keys, each
     in its stored order (a script step)."""
+    rows = yield from sqlite_frames.s_keyed("latest_frame", ("device", "service"),
+                                            ("vals", "tv"), keys)
     got = {}
-    for i in range(0, len(keys), 256):
-        part = keys[i:i + 256]
-        r = yield Q("WITH k (device, service) AS (VALUES %s) SELECT l.device, l.service, "
-                    "l.vals, l.tv FROM k JOIN latest_frame l USING (device, service)"
-                    % ",".join(("(?,?)",) * len(part)), list(chain.from_iterable(part)))
-        for d, s, vals, tv in r.rows:
-            tv = json.loads(tv)
-            got[(d, s)] = {int(o): (float(tv[o]), v) for o, v in json.loads(vals).items()}
+    for d, s, vals, tv in rows:
+        tv = json.loads(tv)
+        got[(d, s)] = {int(o): (float(tv[o]), v) for o, v in json.loads(vals).items()}
     return got
 
 
