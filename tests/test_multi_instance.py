@@ -147,23 +147,40 @@ def test_a_group_command_posted_to_one_instance_reaches_devices_routed_through_b
     asyncio.run(main())
 
 
+async def online_through(node, inst):
+    """node served on inst's CoAP port until inst lists hp-0001 online; its server."""
+    server = await serve(node, inst.coap, lambda ms: int(time.time()), lifetime=LONG)
+
+    async def registered():
+        return (await devices_of(inst)).get("hp-0001") == "online"
+    assert await until(registered)
+    return server
+
+
+async def moved_to(node, inst):
+    """node served on inst's CoAP port, having left the other instance, until inst
+    took its route over; its server."""
+    server = await serve(node, inst.coap, lambda ms: int(time.time()), lifetime=LONG)
+    try:
+        async def routed():
+            return await asyncio.to_thread(inst.metric, "route_handovers_total") == 1
+        assert await until(routed)
+    except BaseException:
+        server.close()
+        raise
+    return server
+
+
 def test_a_device_that_registers_with_another_instance_gets_its_commands_there(pair):
     a, b = pair
     fleet = Fleet({"heat_pump": 1}, seed=13, t0=int(time.time()))
     node = fleet.devices[0].node
 
     async def main():
-        first = await serve(node, b.coap, lambda ms: int(time.time()), lifetime=LONG)
-
-        async def registered():
-            return (await devices_of(b)).get("hp-0001") == "online"
-        assert await until(registered)
+        first = await online_through(node, b)
         first.close()   # it moves to a (b still runs and still knows its old address)
-        second = await serve(node, a.coap, lambda ms: int(time.time()), lifetime=LONG)
+        second = await moved_to(node, a)
         try:
-            async def routed_through_a():
-                return await asyncio.to_thread(a.metric, "route_handovers_total") == 1
-            assert await until(routed_through_a)
             cid = await post_command(b, "hp-0001")   # to the instance it left
 
             async def done():
@@ -217,11 +234,7 @@ def test_a_command_an_instance_recorded_sent_when_it_was_killed_is_not_sent_agai
     node = fleet.devices[0].node
 
     async def main():
-        first = await serve(node, b.coap, lambda ms: int(time.time()), lifetime=LONG)
-
-        async def registered():
-            return (await devices_of(b)).get("hp-0001") == "online"
-        assert await until(registered)
+        first = await online_through(node, b)
         b.kill()
         first.close()
         status, cmd = await asyncio.to_thread(a.call, "POST", "/api/v1/devices/hp-0001/commands",
@@ -234,11 +247,8 @@ def test_a_command_an_instance_recorded_sent_when_it_was_killed_is_not_sent_agai
             assert (taken.id, taken.status) == (cmd["id"], "sent")
         finally:
             await store.close()
-        second = await serve(node, a.coap, lambda ms: int(time.time()), lifetime=LONG)
+        second = await moved_to(node, a)
         try:
-            async def routed_through_a():
-                return await asyncio.to_thread(a.metric, "route_handovers_total") == 1
-            assert await until(routed_through_a)
 
             async def timed_out():
                 return await command_status(a, cmd["id"]) == "timeout"
