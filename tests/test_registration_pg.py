@@ -96,18 +96,21 @@ def test_a_batch_with_a_claim_not_in_sql_is_decided_by_it(pg_url):
 
 
 async def kill_others(admin):
-    """End every other client connection to admin's database; once they are gone, how many.
-    Client backends only: an autovacuum worker visiting the new database is no
-    connection of the store's, and counting it made the wait time out on a busy machine."""
-    others = ("FROM pg_stat_activity WHERE datname = current_database() "
-              "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
-    cur = await admin.execute("SELECT count(pg_terminate_backend(pid)) " + others)
-    killed = (await cur.fetchone())[0]
+    """End every other client connection to admin's database; once those are gone, how
+    many. It waits for the ones it ended, not for none at all: the store may open a new
+    connection meanwhile, which is no connection of the ones that died."""
+    cur = await admin.execute(
+        "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND backend_type = 'client backend' "
+        "AND pid <> pg_backend_pid()")
+    pids = [pid for pid, ended in await cur.fetchall() if ended]
 
     async def gone():
-        return (await (await admin.execute("SELECT count(*) " + others)).fetchone())[0] == 0
+        cur = await admin.execute("SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE pid = ANY(%s)", (pids,))
+        return (await cur.fetchone())[0] == 0
     assert await until(gone)
-    return killed
+    return len(pids)
 
 
 def test_a_pooled_connection_that_died_is_replaced_and_the_registration_stored(pg_url):
