@@ -291,7 +291,9 @@ class Instances:
                 await asyncio.sleep(1.0)
 
     async def _look_forever(self):
-        while True:
+        # the flag as well as stop()'s cancel: on Python 3.11 a cancel that meets
+        # asyncio.wait_for as the event is set can be swallowed (as in leader.Leadership)
+        while not self.stopped:
             try:
                 await asyncio.wait_for(self._look.wait(), self.poll)
             except asyncio.TimeoutError:
