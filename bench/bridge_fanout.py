@@ -4,6 +4,8 @@
     python3 bench/bridge_fanout.py --quick    # 100 and 1 000 devices, SQLite only
     python3 bench/bridge_fanout.py --sizes=1000,10000 --baseline=../spot-before --repeat=2
     python3 bench/bridge_fanout.py --sizes=10000 --stores=sqlite --profile=prof
+    python3 bench/bridge_fanout.py --target=HOST:5683 --api=http://HOST:8080 --devices=1000
+                                              # a deployment: bench/fanout_against.py
 
 Options: --sizes=N,N (devices per cell), --stores=sqlite,postgresql, --window=64
 (ANNOUNCEs the device process keeps in flight while registering),
@@ -66,8 +68,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bridge_ingest import (BridgeProcess, CoapFleet, CpuWindow, baseline_path,  # noqa: E402
-                           cpu_seconds, percentile, raise_fd_limit, settle, wait_progress,
-                           wait_until)
+                           cpu_seconds, option, percentile, raise_fd_limit, settle,
+                           wait_progress, wait_until)
 from spot.core.node import FLAG_CLOCK  # noqa: E402
 
 SIZES = (100, 1000, 10000)
@@ -336,11 +338,6 @@ def in_process(argv):
     print("\n".join(rows))
 
 
-def option(argv, name, default=None):
-    got = [a.split("=", 1)[1] for a in argv if a.startswith("--%s=" % name)]
-    return got[-1] if got else default
-
-
 def main(argv):
     if argv[:1] == ["--devices"]:
         asyncio.run(devices(int(argv[1]), argv[2], int(argv[3]),
@@ -349,6 +346,10 @@ def main(argv):
         return
     if argv[:1] == ["--in-process"]:
         in_process(argv[1:])
+        return
+    if option(argv, "target"):
+        import fanout_against   # against a bridge already running: bench/fanout_against.py
+        fanout_against.main(argv)
         return
     quick = "--quick" in argv
     sizes = [int(x) for x in option(argv, "sizes", "").split(",") if x] \

@@ -56,6 +56,7 @@ import collections
 import json
 import os
 import platform
+import random
 import resource
 import select
 import shutil
@@ -402,7 +403,10 @@ class CoapFleet:
         self.bridge = bridge
         self.ids = ["%s-%05d" % (prefix, i + 1) for i in range(n)]
         self.transports = [None] * n
-        self.mids = [0] * n
+        # random first message ids, as RFC 7252 4.4 asks of an endpoint that starts: a
+        # run against a bridge already running reuses the ports of the one before, and
+        # the same (address, message id) within 247 s would be taken for a duplicate
+        self.mids = [random.getrandbits(16) for _ in range(n)]
         self.pending = {}        # token -> _Pending
         self.by_mid = {}         # (device index, mid) -> token
         self._token = 0
@@ -1084,33 +1088,45 @@ def option(argv, name, default=None):
     return got[-1] if got else default
 
 
+async def register_against(fleet):
+    """Register an opened fleet with a bridge already running (an operator's
+    deployment); seconds it took. Not in time: exit saying what to check."""
+    try:
+        return await fleet.register(timeout=max(60.0, fleet.n / 50.0))
+    except asyncio.TimeoutError:
+        raise SystemExit("devices not registered in time: does the bridge's [registration] "
+                         "plain policy admit this host (plain = \"open\", or allow = "
+                         "[\"<this host's address>/32\"]) and are total_burst and "
+                         "max_plain above %d?" % fleet.n)
+
+
 async def against(host, port, n, seconds, prefix, bind):
     """The CoAP cell against a bridge already running (an operator's deployment)."""
     fleet = await CoapFleet(n, (host, port), prefix=prefix).open(bind)
     try:
-        try:
-            reg = await fleet.register(timeout=max(60.0, n / 50.0))
-        except asyncio.TimeoutError:
-            raise SystemExit("devices not registered in time: does the bridge's [registration] "
-                             "plain policy admit this host (plain = \"open\", or allow = "
-                             "[\"<this host's address>/32\"]) and are total_burst and "
-                             "max_plain above %d?" % n)
+        reg = await register_against(fleet)
         st = await fleet.telemetry(seconds)
     finally:
         fleet.close()
     return reg, st
 
 
-def main_against(argv):
+def target_options(argv):
+    """--target=HOST:PORT, --devices, --prefix and --bind (by default the loopback for a
+    bridge on this host, else every address): host, port, n, prefix, bind."""
     host, port = option(argv, "target").rsplit(":", 1)
     host = host.strip("[]")
-    n = int(option(argv, "devices", "1000"))
-    seconds = float(option(argv, "seconds", str(LOAD_SECONDS)))
-    prefix = option(argv, "prefix", "bench")
     local = host in ("127.0.0.1", "localhost", "::1")
-    bind = option(argv, "bind", "127.0.0.1" if local else "0.0.0.0")
+    return (host, int(port), int(option(argv, "devices", "1000")),
+            option(argv, "prefix", "bench"),
+            option(argv, "bind", "127.0.0.1" if local else "0.0.0.0"))
+
+
+def main_against(argv):
+    host, port, n, prefix, bind = target_options(argv)
+    seconds = float(option(argv, "seconds", str(LOAD_SECONDS)))
     raise_fd_limit()
-    reg, st = asyncio.run(against(host, int(port), n, seconds, prefix, bind))
+    reg, st = asyncio.run(against(host, port, n, seconds, prefix, bind))
     print("CoAP ingest against %s:%s, %d devices (%s-00001 ...), closed loop of %d requests "
           "in flight for %.0f s; one frame = a %d-value heat pump NOTIFY (%d bytes)"
           % (host, port, n, prefix, WINDOW, seconds, ROWS_PER_FRAME,
