@@ -28,16 +28,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
-from . import sqlite_frames, sqlite_latest
+from . import sqlite_frames, sqlite_latest, sqlite_writer
 from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
-                    UnknownDevice, check_device, check_time, encode_telemetry, s_conflicts,
-                    value_text)
+                    InvalidValue, UnknownDevice, check_device, check_time, encode_telemetry,
+                    s_conflicts, value_text)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
                 "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT")
 _CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")   # the file is damaged
 
+WRITERS = ("thread", "process")   # where telemetry's transactions run (store option)
 MAX_BATCH = 64   # write scripts per group commit: fewer fsyncs, yet no bursts of work
 PAGE_SIZE = 8192          # bytes a page, for a new database (SQLite's default: 4 096)
 WAL_BYTES = 40 << 20      # WAL that starts a checkpoint (SQLite's default: 1 000 pages)
@@ -174,6 +175,32 @@ def _s_history(rows):
     return new
 
 
+def connect(path, timeout):
+    """A connection to the SQLite file at path, set up as the store uses it (WAL,
+    synchronous=FULL, foreign keys; its schema not touched)."""
+    try:
+        c = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        # a new database gets PAGE_SIZE pages (an existing one keeps its own): a
+        # telemetry commit writes fewer, larger pages to the WAL
+        c.execute("PRAGMA page_size = %d" % PAGE_SIZE)
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        c.execute("PRAGMA synchronous = FULL")
+        # a checkpoint every WAL_BYTES of WAL instead of SQLite's 1 000 pages: a page
+        # written by many commits is copied to the database once (under telemetry
+        # load each commit writes hundreds of pages)
+        page = c.execute("PRAGMA page_size").fetchone()[0]
+        c.execute("PRAGMA wal_autocheckpoint = %d" % max(1000, WAL_BYTES // page))
+        c.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as e:
+        if getattr(e, "sqlite_errorname", "").startswith(_CORRUPT):
+            raise StoreCorrupt("sqlite database %r is damaged: %s" % (path, e)) from e
+        raise StoreUnavailable("cannot open sqlite database %r: %s" % (path, e)) from e
+    if mode.lower() != "wal":
+        c.close()
+        raise StoreUnavailable("sqlite database %r cannot use WAL mode" % path)
+    return c
+
+
 def _steps(c, script):
     """Execute a transaction script's statements on connection c; its return value."""
     gen = script()
@@ -202,7 +229,9 @@ def _settle(batch, outcomes):
 
 
 class SqliteStore(Store):
-    """Store on one SQLite file. timeout: seconds to wait for another writer."""
+    """Store on one SQLite file. timeout: seconds to wait for another writer. writer:
+    "thread" (telemetry written on the store's thread like the rest) or "process"
+    (its transactions run by a child process: sqlite_writer)."""
 
     dialect = "sqlite"
     schema = sqlite_latest.SCHEMA
@@ -210,9 +239,14 @@ class SqliteStore(Store):
     fleet_latest = "latest_fleet"   # the latest values store_fleet reads (sqlite_latest)
     takes_frames_late = True   # add_telemetry_frames takes a function of the frames
 
-    def __init__(self, path, timeout=10.0):
+    def __init__(self, path, timeout=10.0, writer="thread"):
+        if writer not in WRITERS:
+            raise InvalidValue("sqlite writer must be one of %s, not %r"
+                               % (", ".join(WRITERS), writer))
         self.path = path
         self.timeout = timeout
+        self.writer = writer
+        self._process = None   # sqlite_writer.WriterProcess when writer == "process"
         self._executor = None
         self._conn = None
         self._writes = []      # [(script, future)] waiting for the next write batch
@@ -315,33 +349,18 @@ class SqliteStore(Store):
         return StoreError("sqlite: %s" % e)
 
     def _connect(self):
-        try:
-            c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            # a new database gets PAGE_SIZE pages (an existing one keeps its own): a
-            # telemetry commit writes fewer, larger pages to the WAL
-            c.execute("PRAGMA page_size = %d" % PAGE_SIZE)
-            mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            c.execute("PRAGMA synchronous = FULL")
-            # a checkpoint every WAL_BYTES of WAL instead of SQLite's 1 000 pages: a page
-            # written by many commits is copied to the database once (under telemetry
-            # load each commit writes hundreds of pages)
-            page = c.execute("PRAGMA page_size").fetchone()[0]
-            c.execute("PRAGMA wal_autocheckpoint = %d" % max(1000, WAL_BYTES // page))
-            c.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as e:
-            if getattr(e, "sqlite_errorname", "").startswith(_CORRUPT):
-                raise StoreCorrupt("sqlite database %r is damaged: %s" % (self.path, e)) from e
-            raise StoreUnavailable("cannot open sqlite database %r: %s" % (self.path, e)) from e
-        if mode.lower() != "wal":
-            c.close()
-            raise StoreUnavailable("sqlite database %r cannot use WAL mode" % self.path)
-        self._conn = c
+        self._conn = connect(self.path, self.timeout)
         self._drive(lambda: self._s_schema(DDL, time.time()), True)
 
     def _disconnect(self):
         c, self._conn = self._conn, None
-        if c is not None:
-            c.close()
+        process, self._process = self._process, None
+        try:
+            if process is not None:
+                process.stop()   # after what waited for it: close() let that finish
+        finally:
+            if c is not None:
+                c.close()
 
     # -- telemetry (the same tables and rules as Store.add_telemetry, in fewer statements)
 
@@ -383,9 +402,18 @@ class SqliteStore(Store):
         if callable(frames):
             def work():
                 taken = frames()
-                return self._drive(lambda: self._s_frames(taken), True) if taken else []
+                return self._write_frames(taken) if taken else []
             return await self._call(work)
+        if self._process is not None:
+            return await self._call(self._process.frames, frames)
         return await self._run(lambda: self._s_frames(frames))
+
+    def _write_frames(self, frames):
+        """add_telemetry_frames' transaction, on the store's thread: run there, or by
+        the writer process while the thread waits for its commit."""
+        if self._process is not None:
+            return self._process.frames(frames)
+        return self._drive(lambda: self._s_frames(frames), True)
 
     def _s_frames(self, frames):
         """add_telemetry_frames' transaction script."""
@@ -447,6 +475,9 @@ class SqliteStore(Store):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="spot-store-sqlite")
         try:
             await self._call(self._connect)
+            if self.writer == "process":
+                self._process = sqlite_writer.WriterProcess(self.path, self.timeout)
+                await self._call(self._process.start)
         except BaseException:
             await self.close()
             raise
