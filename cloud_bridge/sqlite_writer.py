@@ -174,7 +174,9 @@ class WriterProcess:
 
 def main(argv):
     """The child: connect, say so, then run each request's transaction until EOF."""
+    from .serving import tune_for_serving
     from .store_sqlite import SqliteStore, connect
+    tune_for_serving()   # the bridge's collector settings: few young collections
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     rfd, wfd = os.dup(0), os.dup(1)

@@ -7,6 +7,12 @@ Write transactions begin IMMEDIATE, so several store objects (or processes)
 on one file serialise their writes: a claim is never handed out twice.
 Fine for one bridge instance; several instances share PostgreSQL instead.
 
+Option writer=process (`sqlite:...db?writer=process`): the telemetry
+transactions (add_telemetry_frames) run in a child process on its own
+connection, so their Python does not share the event loop's GIL; the store's
+thread hands each one over and waits for its commit, so the file still has one
+writer at a time (sqlite_writer). The default, writer=thread, runs them here.
+
 Group commit: write scripts that arrive while another write is on disk wait
 and then run together in ONE transaction, each inside its own savepoint. A
 script that raises is rolled back to its savepoint alone and its caller gets
@@ -385,7 +391,9 @@ class SqliteStore(Store):
         """Store.add_telemetry_frames in one transaction, refusing conflicting frames.
 
         The rows are taken as checked (ingest.notify_rows); the store thread only
-        encodes them, and not even that when all values are integers (_bindable). When every row is new (the usual case) that is all; when some
+        encodes them, and not even that when all values are integers (_bindable);
+        with writer=process the writer process does (sqlite_writer). When every row
+        is new (the usual case) that is all; when some
         key (device, service, object, t) is already stored, or twice in the batch,
         the inserts are rolled back and done again without the frames that give such
         a key another value than the one stored (or than an earlier frame of the
