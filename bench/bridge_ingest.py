@@ -11,9 +11,6 @@
     python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --baseline=../spot-before --repeat=3
         # each cell again with the bridge from another tree (e.g. before a change),
         # alternating, three times
-    python3 bench/bridge_ingest.py --only=coap-sqlite-1000 --writer=process --floor --repeat=2
-        # each SQLite cell again with the store option writer=process (telemetry
-        # written by a child process), alternating
 
 Each cell runs `spot bridge` (the real service: store, CoAP link, MQTT link,
 HTTP API) as its own process on a fresh store, and a load generator as a
@@ -46,8 +43,7 @@ bridge is stopped and the telemetry table is counted: stored rows must equal
 acknowledged frames x values (CoAP: 2.04 received by the device; MQTT:
 PUBACK from the broker).
 
-CPU: the bridge process (all its threads: event loop, SQLite worker; and its
-children: the SQLite writer process of the store option writer=process),
+CPU: the bridge process (all its threads: event loop, SQLite worker),
 the load generator, and the whole machine (/proc/stat) over the timed
 window; 100 % = one core. Registration (ANNOUNCE to stored) is timed too.
 
@@ -108,18 +104,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def tree_cpu_seconds(pid):
-    """cpu_seconds of a process and of its children (the bridge's SQLite writer
-    process, store option writer=process); a child gone meanwhile not counted."""
-    total = cpu_seconds(pid)
-    for child in children(pid):
-        try:
-            total += cpu_seconds(child)
-        except OSError:
-            pass
-    return total
-
-
 def rss_bytes(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -137,22 +121,20 @@ def machine_cpu():
 
 
 class CpuWindow:
-    """CPU of some processes (each with its children) and of the machine between start()
-    and stop()."""
+    """CPU of some processes and of the machine between start() and stop()."""
 
     def __init__(self, **pids):
         self.pids = pids
 
     def start(self):
         self.t = time.monotonic()
-        self.cpu = {k: tree_cpu_seconds(p) for k, p in self.pids.items()}
+        self.cpu = {k: cpu_seconds(p) for k, p in self.pids.items()}
         self.machine = machine_cpu()
         return self
 
     def stop(self):
         wall = time.monotonic() - self.t
-        out = {k: 100.0 * (tree_cpu_seconds(p) - self.cpu[k]) / wall
-               for k, p in self.pids.items()}
+        out = {k: 100.0 * (cpu_seconds(p) - self.cpu[k]) / wall for k, p in self.pids.items()}
         busy, total = machine_cpu()
         cores = os.cpu_count() or 1
         out["machine"] = 100.0 * cores * (busy - self.machine[0]) / max(1, total - self.machine[1])
@@ -874,7 +856,7 @@ def count_rows(store_url):
     """(telemetry rows, devices) in the store, read directly."""
     if store_url.startswith("sqlite"):
         import sqlite3
-        path = store_url.split("://", 1)[1].split("?", 1)[0]
+        path = store_url.split("://", 1)[1]
         with sqlite3.connect(path) as db:
             return (db.execute("SELECT count(*) FROM telemetry").fetchone()[0],
                     db.execute("SELECT count(*) FROM devices").fetchone()[0])
@@ -923,11 +905,9 @@ def fresh_broker(tmp, defaults=False):
 
 
 def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db_pids=(),
-             nvalues=0, coap_fast=True, code=None, writer=None):
+             nvalues=0, coap_fast=True, code=None):
     rows_per_frame = len(values_of(nvalues))
     data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
-    if writer:   # the SQLite store's option (writer=process: telemetry in a child process)
-        store_url = (store_url or bridge_default_store(data)) + "?writer=" + writer
     broker = fresh_broker(tmp, broker_defaults) if transport == "mqtt" else None
     bridge = BridgeProcess(data, store=store_url, coap_fast=coap_fast, code=code,
                            mqtt="mqtt://127.0.0.1:%d" % broker.port if broker else None)
@@ -982,7 +962,6 @@ def run_cell(tmp, transport, store_kind, n, store_url, broker_defaults=False, db
                   % (stored, acked * rows_per_frame, keep), file=sys.stderr)
         return {"transport": transport, "store": store_kind, "devices": n, "registered_s": reg,
                 "coap": "fast" if coap_fast else "aiocoap", "code": "baseline" if code else "",
-                "writer": writer or "",
                 "settled_s": settled,
                 "acked": acked, "seconds": seconds, "fps": acked / seconds,
                 "rows_s": stored / seconds, "stored_rows": stored,
@@ -1024,8 +1003,7 @@ def fmt_cell(r):
     return "| %s | %s | %d | %.1f | %d | %.0f | %.0f | %s | %s | %.0f | %.2f | %.0f | %.0f |" % (
         ("MQTT" if r["transport"] != "coap" else
          "CoAP" if r.get("coap", "fast") == "fast" or r.get("code") else "CoAP (aiocoap)")
-        + (" (baseline)" if r.get("code") else "")
-        + (" (writer %s)" % r["writer"] if r.get("writer") else ""),
+        + (" (baseline)" if r.get("code") else ""),
         "SQLite" if r["store"] == "sqlite" else "PostgreSQL", r["devices"],
         r["registered_s"], r["acked"], r["fps"], r["rows_s"], ok, lat,
         c["bridge"], ms, c["loadgen"], c["machine"])
@@ -1037,7 +1015,7 @@ def ratio_lines(results):
     groups = collections.OrderedDict()
     for r in results:
         label = "baseline" if r.get("code") else "aiocoap" if r.get("coap") == "aiocoap" \
-            else "writer " + r["writer"] if r.get("writer") else "this tree"
+            else "this tree"
         groups.setdefault((r["transport"], r["store"], r["devices"]), {}).setdefault(
             label, []).append(r)
     out = []
@@ -1176,20 +1154,17 @@ def main(argv):
             pg = postgres.PostgresServer(durable=True).start()
         k = 0
         repeat = int(option(argv, "repeat", "1"))
-        writers = [a.split("=", 1)[1] for a in argv if a.startswith("--writer=")]
         for transport in ("coap", "mqtt"):
             # this tree; with --baseline the other tree; with --aiocoap coap:// on aiocoap:
             # one after the other, --repeat times, so that their ratios come from one run
             variants = [{}] + ([{"code": baseline}] if baseline else []) + (
                 [{"coap_fast": False}] if transport == "coap" and "--aiocoap" in argv else [])
             for store_kind in stores:
-                # --writer=process: each SQLite cell again with that store option
-                more = [{"writer": w} for w in writers] if store_kind == "sqlite" else []
                 for n in sizes:
                     if only and "%s-%s-%d" % (transport, store_kind, n) not in only:
                         continue
                     for _ in range(repeat):
-                        for variant in variants + more:
+                        for variant in variants:
                             k += 1
                             if store_kind == "sqlite":
                                 url = "sqlite:///" + os.path.join(tmp, "cell-%d.db" % k)
@@ -1254,8 +1229,7 @@ def main(argv):
               "each of 1 000 devices a transaction): %.0f frames/s (%.0f rows/s); CoAP SQLite "
               "cells of this tree against it: %s"
               % (floor, floor * ROWS_PER_FRAME, ", ".join(
-                  "%d devices%s %.0f %%" % (r["devices"], " (writer %s)" % r["writer"]
-                                            if r.get("writer") else "", 100.0 * r["fps"] / floor)
+                  "%d devices %.0f %%" % (r["devices"], 100.0 * r["fps"] / floor)
                   for r in results if r["transport"] == "coap" and r["store"] == "sqlite"
                   and r.get("coap") == "fast" and not r.get("code"))))
     print()

@@ -2,7 +2,6 @@
 
     python3 bench/bridge_threads.py                                  # this tree
     python3 bench/bridge_threads.py --baseline=../spot-before --repeat=2
-    python3 bench/bridge_threads.py --writer=process --repeat=2   # and writer=process
 
 Runs bench/bridge_ingest.py's CoAP cell (1 000 devices, SQLite, 21-value
 NOTIFY, 128 in flight; the bridge and the load generator in their own
@@ -13,9 +12,7 @@ are the SQLite worker and idle helpers. Printed per cell: frames/s, the
 bridge's CPU, and each busy thread's CPU microseconds per frame acknowledged,
 user and system (system: the socket calls on the loop thread, the WAL writes
 and fsyncs on the store's). With --baseline the cell runs again with the
-bridge of another tree, with --writer=process again with that store option
-(SQLite's telemetry written by a child process: its CPU in a column of its own),
-alternating.
+bridge of another tree, alternating.
 """
 import os
 import sys
@@ -49,7 +46,6 @@ class ThreadWindow(B.CpuWindow):
 
     def start(self):
         self.threads = thread_cpu(self.pids["bridge"])
-        self.children = children_cpu(self.pids["bridge"])
         return super().start()
 
     def stop(self):
@@ -57,24 +53,13 @@ class ThreadWindow(B.CpuWindow):
         end = thread_cpu(self.pids["bridge"])
         ThreadWindow.last = (self.pids["bridge"], {
             tid: (u - self.threads[tid][0], s - self.threads[tid][1])
-            for tid, (u, s) in end.items() if tid in self.threads},
-            [b - a for a, b in zip(self.children, children_cpu(self.pids["bridge"]))])
+            for tid, (u, s) in end.items() if tid in self.threads})
         return out
 
 
-def children_cpu(pid):
-    """(user s, system s) of the bridge's child processes (the SQLite writer process of
-    the store option writer=process), all their threads."""
-    u = s = 0.0
-    for child in B.children(pid):
-        for cu, cs in thread_cpu(child).values():
-            u, s = u + cu, s + cs
-    return u, s
-
-
-def cell(tmp, code, writer=None):
+def cell(tmp, code):
     B.CpuWindow = ThreadWindow
-    r = B.run_cell(tmp, "coap", "sqlite", 1000, None, code=code, writer=writer)
+    r = B.run_cell(tmp, "coap", "sqlite", 1000, None, code=code)
     return r, ThreadWindow.last
 
 
@@ -85,26 +70,22 @@ def main(argv):
     print("load average before: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     print()
     print("| variant | frames/s | bridge CPU % | machine CPU % | loop thread us per frame "
-          "(user / system) | other threads us per frame (user / system) "
-          "| writer process us per frame (user / system) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "(user / system) | other threads us per frame (user / system) |")
+    print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [("this tree", None, None)]
+        variants = [("this tree", None)]
         if base:
-            variants.append(("baseline", B.baseline_path(base, tmp), None))
-        writer = B.option(argv, "writer")
-        if writer:
-            variants.append(("writer " + writer, None, writer))
+            variants.append(("baseline", B.baseline_path(base, tmp)))
         for _ in range(repeat):
-            for name, code, w in variants:
-                r, (main_tid, threads, child) = cell(tmp, code, w)   # main thread: tid = pid
+            for name, code in variants:
+                r, (main_tid, threads) = cell(tmp, code)   # main thread: tid = pid
                 n = r["acked"]
                 loop = threads[main_tid]
                 rest = [sum(v[i] for t, v in threads.items() if t != main_tid) for i in (0, 1)]
-                print("| %s | %.0f | %.0f | %.0f | %.1f / %.1f | %.1f / %.1f | %.1f / %.1f |" % (
+                print("| %s | %.0f | %.0f | %.0f | %.1f / %.1f | %.1f / %.1f |" % (
                     name, r["fps"], r["cpu"]["bridge"], r["cpu"]["machine"],
                     1e6 * loop[0] / n, 1e6 * loop[1] / n, 1e6 * rest[0] / n,
-                    1e6 * rest[1] / n, 1e6 * child[0] / n, 1e6 * child[1] / n))
+                    1e6 * rest[1] / n))
     print()
     print("load average after: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
 

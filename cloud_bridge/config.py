@@ -2,9 +2,7 @@
 
     [bridge]
     data = "spot-data"                  # data directory (SQLite store, logs)
-    store = "sqlite:spot-data/bridge.db"      # or "postgresql://user@host:5432/db";
-                                        #   "...bridge.db?writer=process": SQLite's telemetry
-                                        #   written by a child process (store_sqlite)
+    store = "sqlite:spot-data/bridge.db"      # or "postgresql://user@host:5432/db"
     http = "127.0.0.1:8080"             # API, dashboard, /metrics
     coap = "127.0.0.1:5683"             # devices; DTLS on the next port ("0.0.0.0:5683": all)
     coap_fast = true                    # coap:// on SPOT's endpoint; false: on aiocoap

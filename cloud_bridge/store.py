@@ -1996,8 +1996,7 @@ def parse_url(url):
     """("sqlite", path) or ("postgresql", conninfo URL) for a store URL.
 
     sqlite:///abs/path.db is the absolute path /abs/path.db (as in file://
-    URLs); sqlite:relative/path.db is relative to the working directory; a query
-    holds the store's options (sqlite_options).
+    URLs); sqlite:relative/path.db is relative to the working directory.
     postgresql:// and postgres:// URLs go to libpq as they are.
     """
     if type(url) is not str:
@@ -2017,25 +2016,12 @@ def parse_url(url):
     raise InvalidValue("unsupported store URL scheme %r (sqlite or postgresql)" % parts.scheme)
 
 
-def sqlite_options(url):
-    """The options of a sqlite: store URL's query: {"writer": "process"} for
-    `?writer=process` (SqliteStore's writer: "thread", the default, or "process")."""
-    options = {}
-    for pair in filter(None, urlsplit(url).query.split("&")):
-        name, _, value = pair.partition("=")
-        if name != "writer":
-            raise InvalidValue("unknown sqlite store option %r in %r (writer=thread|process)"
-                               % (name, url))
-        options[name] = unquote(value)
-    return options
-
-
 async def open_store(url, **options):
     """Open (and create or check the schema of) the store at `url`."""
     kind, where = parse_url(url)
     if kind == "sqlite":
         from .store_sqlite import SqliteStore
-        store = SqliteStore(where, **{**sqlite_options(url), **options})
+        store = SqliteStore(where, **options)
     else:
         from .store_postgres import PostgresStore
         store = PostgresStore(where, **options)

@@ -7,12 +7,6 @@ Write transactions begin IMMEDIATE, so several store objects (or processes)
 on one file serialise their writes: a claim is never handed out twice.
 Fine for one bridge instance; several instances share PostgreSQL instead.
 
-Option writer=process (`sqlite:...db?writer=process`): the telemetry
-transactions (add_telemetry_frames) run in a child process on its own
-connection, so their Python does not share the event loop's GIL; the store's
-thread hands each one over and waits for its commit, so the file still has one
-writer at a time (sqlite_writer). The default, writer=thread, runs them here.
-
 Group commit: write scripts that arrive while another write is on disk wait
 and then run together in ONE transaction, each inside its own savepoint. A
 script that raises is rolled back to its savepoint alone and its caller gets
@@ -34,17 +28,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 
-from . import sqlite_frames, sqlite_latest, sqlite_writer
+from . import sqlite_frames, sqlite_latest
 from .store import (Store, Many, Q, Result, StoreError, StoreUnavailable, StoreCorrupt,
-                    InvalidValue, UnknownDevice, check_device, check_time, encode_telemetry,
-                    s_conflicts, value_text)
+                    UnknownDevice, check_device, check_time, encode_telemetry, s_conflicts,
+                    value_text)
 
 # errors that say the database cannot be used now, not that a statement is wrong
 _UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN",
                 "SQLITE_FULL", "SQLITE_READONLY", "SQLITE_NOTADB", "SQLITE_CORRUPT")
 _CORRUPT = ("SQLITE_NOTADB", "SQLITE_CORRUPT")   # the file is damaged
 
-WRITERS = ("thread", "process")   # where telemetry's transactions run (store option)
 MAX_BATCH = 64   # write scripts per group commit: fewer fsyncs, yet no bursts of work
 PAGE_SIZE = 8192          # bytes a page, for a new database (SQLite's default: 4 096)
 WAL_BYTES = 40 << 20      # WAL that starts a checkpoint (SQLite's default: 1 000 pages)
@@ -181,32 +174,6 @@ def _s_history(rows):
     return new
 
 
-def connect(path, timeout):
-    """A connection to the SQLite file at path, set up as the store uses it (WAL,
-    synchronous=FULL, foreign keys; its schema not touched)."""
-    try:
-        c = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-        # a new database gets PAGE_SIZE pages (an existing one keeps its own): a
-        # telemetry commit writes fewer, larger pages to the WAL
-        c.execute("PRAGMA page_size = %d" % PAGE_SIZE)
-        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        c.execute("PRAGMA synchronous = FULL")
-        # a checkpoint every WAL_BYTES of WAL instead of SQLite's 1 000 pages: a page
-        # written by many commits is copied to the database once (under telemetry
-        # load each commit writes hundreds of pages)
-        page = c.execute("PRAGMA page_size").fetchone()[0]
-        c.execute("PRAGMA wal_autocheckpoint = %d" % max(1000, WAL_BYTES // page))
-        c.execute("PRAGMA foreign_keys = ON")
-    except sqlite3.Error as e:
-        if getattr(e, "sqlite_errorname", "").startswith(_CORRUPT):
-            raise StoreCorrupt("sqlite database %r is damaged: %s" % (path, e)) from e
-        raise StoreUnavailable("cannot open sqlite database %r: %s" % (path, e)) from e
-    if mode.lower() != "wal":
-        c.close()
-        raise StoreUnavailable("sqlite database %r cannot use WAL mode" % path)
-    return c
-
-
 def _steps(c, script):
     """Execute a transaction script's statements on connection c; its return value."""
     gen = script()
@@ -235,9 +202,7 @@ def _settle(batch, outcomes):
 
 
 class SqliteStore(Store):
-    """Store on one SQLite file. timeout: seconds to wait for another writer. writer:
-    "thread" (telemetry written on the store's thread like the rest) or "process"
-    (its transactions run by a child process: sqlite_writer)."""
+    """Store on one SQLite file. timeout: seconds to wait for another writer."""
 
     dialect = "sqlite"
     schema = sqlite_latest.SCHEMA
@@ -245,14 +210,9 @@ class SqliteStore(Store):
     fleet_latest = "latest_fleet"   # the latest values store_fleet reads (sqlite_latest)
     takes_frames_late = True   # add_telemetry_frames takes a function of the frames
 
-    def __init__(self, path, timeout=10.0, writer="thread"):
-        if writer not in WRITERS:
-            raise InvalidValue("sqlite writer must be one of %s, not %r"
-                               % (", ".join(WRITERS), writer))
+    def __init__(self, path, timeout=10.0):
         self.path = path
         self.timeout = timeout
-        self.writer = writer
-        self._process = None   # sqlite_writer.WriterProcess when writer == "process"
         self._executor = None
         self._conn = None
         self._writes = []      # [(script, future)] waiting for the next write batch
@@ -355,18 +315,33 @@ class SqliteStore(Store):
         return StoreError("sqlite: %s" % e)
 
     def _connect(self):
-        self._conn = connect(self.path, self.timeout)
+        try:
+            c = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            # a new database gets PAGE_SIZE pages (an existing one keeps its own): a
+            # telemetry commit writes fewer, larger pages to the WAL
+            c.execute("PRAGMA page_size = %d" % PAGE_SIZE)
+            mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            c.execute("PRAGMA synchronous = FULL")
+            # a checkpoint every WAL_BYTES of WAL instead of SQLite's 1 000 pages: a page
+            # written by many commits is copied to the database once (under telemetry
+            # load each commit writes hundreds of pages)
+            page = c.execute("PRAGMA page_size").fetchone()[0]
+            c.execute("PRAGMA wal_autocheckpoint = %d" % max(1000, WAL_BYTES // page))
+            c.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as e:
+            if getattr(e, "sqlite_errorname", "").startswith(_CORRUPT):
+                raise StoreCorrupt("sqlite database %r is damaged: %s" % (self.path, e)) from e
+            raise StoreUnavailable("cannot open sqlite database %r: %s" % (self.path, e)) from e
+        if mode.lower() != "wal":
+            c.close()
+            raise StoreUnavailable("sqlite database %r cannot use WAL mode" % self.path)
+        self._conn = c
         self._drive(lambda: self._s_schema(DDL, time.time()), True)
 
     def _disconnect(self):
         c, self._conn = self._conn, None
-        process, self._process = self._process, None
-        try:
-            if process is not None:
-                process.stop()   # after what waited for it: close() let that finish
-        finally:
-            if c is not None:
-                c.close()
+        if c is not None:
+            c.close()
 
     # -- telemetry (the same tables and rules as Store.add_telemetry, in fewer statements)
 
@@ -391,9 +366,7 @@ class SqliteStore(Store):
         """Store.add_telemetry_frames in one transaction, refusing conflicting frames.
 
         The rows are taken as checked (ingest.notify_rows); the store thread only
-        encodes them, and not even that when all values are integers (_bindable);
-        with writer=process the writer process does (sqlite_writer). When every row
-        is new (the usual case) that is all; when some
+        encodes them, and not even that when all values are integers (_bindable). When every row is new (the usual case) that is all; when some
         key (device, service, object, t) is already stored, or twice in the batch,
         the inserts are rolled back and done again without the frames that give such
         a key another value than the one stored (or than an earlier frame of the
@@ -410,18 +383,9 @@ class SqliteStore(Store):
         if callable(frames):
             def work():
                 taken = frames()
-                return self._write_frames(taken) if taken else []
+                return self._drive(lambda: self._s_frames(taken), True) if taken else []
             return await self._call(work)
-        if self._process is not None:
-            return await self._call(self._process.frames, frames)
         return await self._run(lambda: self._s_frames(frames))
-
-    def _write_frames(self, frames):
-        """add_telemetry_frames' transaction, on the store's thread: run there, or by
-        the writer process while the thread waits for its commit."""
-        if self._process is not None:
-            return self._process.frames(frames)
-        return self._drive(lambda: self._s_frames(frames), True)
 
     def _s_frames(self, frames):
         """add_telemetry_frames' transaction script."""
@@ -483,9 +447,6 @@ class SqliteStore(Store):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="spot-store-sqlite")
         try:
             await self._call(self._connect)
-            if self.writer == "process":
-                self._process = sqlite_writer.WriterProcess(self.path, self.timeout)
-                await self._call(self._process.start)
         except BaseException:
             await self.close()
             raise
