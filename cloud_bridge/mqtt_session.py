@@ -19,6 +19,10 @@ core.mqtt_client.MqttClient from an asyncio.Protocol on the event loop:
   a one-second timer;
 - a malformed packet, a refused CONNACK or a dead link closes the connection
   (last_error says why) and it is opened again after 1, 2, 4 ... 30 s;
+- a PUBLISH longer than max_packet (default 64 KiB) is never buffered: core
+  skips its payload and acknowledges it, and on_oversized(topic, size) hears of
+  it (MQTT 3.1.1 cannot refuse one message, and one that closed the connection
+  would come back after every reconnect);
 - a message its owner could not store is left unacknowledged and redeliver()
   ends the connection after the longest of those delays: the broker sends such messages again only
   on a new connection (MQTT 3.1.1), and each holds one of its in-flight slots
@@ -28,18 +32,18 @@ import asyncio
 import logging
 import ssl
 
-from ..core.mqtt import MAX_REMAINING_LENGTH, encode_puback
+from ..core.mqtt import encode_puback
 from ..core.mqtt_client import (MqttClient, DISCONNECTED, EV_CONNECTED, EV_DISCONNECTED,
-                                EV_MESSAGE, EV_SUBACK)
+                                EV_MESSAGE, EV_OVERSIZED, EV_SUBACK)
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0   # seconds between runs of the client's timers
 CONNECT_TIMEOUT = 15.0   # seconds for TCP and TLS to a broker (then the next try)
-# No limit of the bridge's own below MQTT's (as paho had none): a packet refused here
-# would come back from the broker after every reconnect. The broker's limit
-# (mosquitto's message_size_limit) is the one that protects the bridge.
-MAX_PACKET = MAX_REMAINING_LENGTH + 5
+# The largest MQTT packet the bridge reads ([mqtt] max_packet): the CoAP side's largest
+# body (coap_fast), far above any SPOT frame (a node's default limit is 1 KiB); a
+# larger PUBLISH is skipped unread and acknowledged (spec 9.2, Size).
+MAX_PACKET = 65536
 
 
 class _Outbox:
@@ -98,17 +102,22 @@ class MqttSession(asyncio.Protocol):
     filters: [(topic filter, qos)] subscribed after every CONNACK.
     on_message(topic, payload, pid, generation): a PUBLISH (pid 0 for QoS 0).
     on_ready(): the first SUBACK of a connection granted every filter.
+    on_oversized(topic, size): a PUBLISH over max_packet was dropped (and acknowledged);
+    topic is None when the topic alone was over it.
     """
 
     def __init__(self, host, port, client_id, filters, on_message, ssl_context=None,
                  username=None, password=None, keepalive=30, clean_session=False,
-                 reconnect_delay=(1, 30), on_ready=None, max_packet=MAX_PACKET):
+                 reconnect_delay=(1, 30), on_ready=None, max_packet=MAX_PACKET,
+                 on_oversized=None):
         self.host = host
         self.port = port
         self.ssl = ssl_context
         self.filters = list(filters)
         self.on_message = on_message
         self.on_ready = on_ready
+        self.on_oversized = on_oversized
+        self.max_packet = max_packet
         self.reconnect_delay = reconnect_delay
         self.client = _Client(client_id, keepalive=keepalive, clean_session=clean_session,
                               username=username, password=password, outbox=_Outbox(),
@@ -239,6 +248,12 @@ class MqttSession(asyncio.Protocol):
                     on_message(e.topic, e.payload, e.pid, generation)
                 except Exception:   # one bad message must not end the session
                     log.exception("handling MQTT message on %r", e.topic)
+            elif kind == EV_OVERSIZED:
+                if self.on_oversized is not None:
+                    self.on_oversized(e.topic, e.size)
+                else:
+                    log.error("MQTT message of %d bytes on %r dropped: over the limit of %d",
+                              e.size, e.topic, self.max_packet)
             elif kind == EV_CONNECTED:
                 self.connections += 1
                 self._delay = None

@@ -1,11 +1,13 @@
 """The bridge's MQTT session on asyncio (cloud_bridge/mqtt_session.py, core's sans-I/O
 client): against a real mosquitto, telemetry not stored is not acknowledged and the
-session reconnects for the broker to deliver it again, the link comes back after the broker
+session reconnects for the broker to deliver it again, a message over the size limit is
+refused visibly and acknowledged (it never comes back), the link comes back after the broker
 restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed packet
 closes the connection with a clear error (so does a SUBACK without a code for
 every filter) and an acknowledgement never crosses connections."""
 import asyncio
 import contextlib
+import logging
 import time
 
 import paho.mqtt.client as mqtt
@@ -80,6 +82,48 @@ def test_telemetry_the_store_refused_is_stored_when_it_is_back_without_anyone_dr
             finally:
                 device.stop()
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_message_over_the_limit_is_refused_visibly_and_acknowledged_so_it_never_comes_back(
+        tmp_path, broker, caplog):
+    """mosquitto takes messages of up to 256 MB; the bridge reads at most [mqtt] max_packet
+    (64 KiB) of one. A longer one is not held in memory: it is refused in the log and in
+    /metrics, and acknowledged, since MQTT 3.1.1 has no refusal and the broker would send it
+    again after every reconnect. The frames after it are stored."""
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            session = parts.mqtt.session
+            session.reconnect_delay = QUICK
+            device = await registered_device(parts, broker.port)
+            refused = parts.bridge.metrics
+            try:
+                t = int(time.time()) - 60
+
+                async def stored(values):
+                    async def check():
+                        return await parts.store.history("hp-mq", HP, 11) == values
+                    assert await until(check)
+                big = notify(t=t - 1, values={11: 1}) + bytes(70000)
+                await device.publish("spot/v1/hp-mq/10/up", big)
+                await device.publish("spot/v1/hp-mq/10/up", notify(t=t, values={11: 7}))
+                await stored([(t, 7)])
+                assert refused.value("frames_rejected", reason="mqtt_oversized") == 1
+                lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+                assert ["mqtt_oversized (hp-mq): a message of %d bytes on spot/v1/hp-mq/10/up, "
+                        "over the limit of 65536 ([mqtt] max_packet): dropped"
+                        % len(M.encode_publish("spot/v1/hp-mq/10/up", big, 1, pid=1))] == [m for m in lines if "mqtt_oversized" in m]
+                connections = session.connections
+                session.transport.close()   # the broker sends again what was not acknowledged
+                assert await until(lambda: session.connections == connections + 1
+                                   and session.ready.is_set())
+                await device.publish("spot/v1/hp-mq/10/up", notify(t=t + 1, values={11: 8}))
+                await stored([(t, 7), (t + 1, 8)])
+                assert refused.value("frames_rejected", reason="mqtt_oversized") == 1
+                assert "mqtt_oversized" in parts.bridge.metrics.render()
+            finally:
+                device.stop()
+    with caplog.at_level(logging.ERROR, logger="spot.bridge.peers"):
+        asyncio.run(asyncio.wait_for(main(), 30))
 
 
 def test_the_link_connects_again_after_the_broker_restarts_and_stores_what_follows(
@@ -274,13 +318,13 @@ def test_a_malformed_packet_from_the_broker_closes_the_connection_with_the_reaso
     asyncio.run(asyncio.wait_for(main(), 20))
 
 
-def test_a_packet_longer_than_the_session_s_maximum_is_refused_before_it_is_read():
+def test_a_packet_other_than_publish_longer_than_the_maximum_is_refused_before_it_is_read():
     async def main():
         fake = await FakeBroker().start()
         session = session_on(fake, [], max_packet=4096)
         try:
             assert await until(session.ready.is_set)
-            fake.send(b"\x30\xff\xff\xff\x7f")   # announces 256 MiB
+            fake.send(b"\x90\xff\xff\xff\x7f")   # a SUBACK announcing 256 MiB
             assert await until(lambda: fake.closed[0])
             assert session.last_error == ("malformed packet: packet of 268435460 bytes "
                                           "exceeds the maximum of 4096")
