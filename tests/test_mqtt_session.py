@@ -1,10 +1,12 @@
 """The bridge's MQTT session on asyncio (cloud_bridge/mqtt_session.py, core's sans-I/O
 client): against a real mosquitto, telemetry not stored is not acknowledged and the
 session reconnects for the broker to deliver it again, a message over the size limit is
-refused visibly and acknowledged (it never comes back), the link comes back after the broker
+refused visibly and acknowledged (it never comes back), a subscription the broker refused
+is asked for again until granted, the link comes back after the broker
 restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed packet
 closes the connection with a clear error (so does a SUBACK without a code for
-every filter) and an acknowledgement never crosses connections."""
+every filter), an acknowledgement never crosses connections, and only refused filters
+are asked for again, with growing delays."""
 import asyncio
 import contextlib
 import logging
@@ -190,6 +192,45 @@ def test_a_command_that_timed_out_while_the_broker_was_away_is_not_sent_after_th
         device.disconnect()
 
 
+def test_a_subscription_the_broker_refused_is_asked_for_again_until_it_is_granted(tmp_path):
+    """mosquitto's dynamic-security plugin refuses every subscription (SUBACK 0x80) until
+    its admin allows them, while the broker runs: the session asks again with the
+    reconnect delays, on the same connection, and is ready once they are granted."""
+    d = tmp_path / "dynsec"
+    d.mkdir()
+    guarded = Broker(str(d), dynsec=True)
+    guarded.start()
+
+    async def main():
+        received = []
+        session = MqttSession("127.0.0.1", guarded.port, "spot-test",
+                              [("spot/v1/+/+/up", 1), ("spot/v1/+/announce", 1)],
+                              lambda topic, payload, pid, gen: received.append((topic, payload)),
+                              reconnect_delay=QUICK).start()
+        try:
+            assert await until(session.failed.is_set)
+            assert session.last_error == ("subscription refused: "
+                                          "['spot/v1/+/+/up', 'spot/v1/+/announce']")
+            await asyncio.to_thread(guarded.wait_log, "Received SUBSCRIBE from spot-test",
+                                    count=3)   # asked again, and refused again
+            assert not session.ready.is_set()
+            await asyncio.to_thread(guarded.dynsec, {
+                "command": "setDefaultACLAccess",
+                "acls": [{"acltype": "subscribe", "allow": True},
+                         {"acltype": "publishClientSend", "allow": True}]})
+            assert await until(session.ready.is_set)
+            assert not session.failed.is_set() and session.connections == 1
+            await asyncio.to_thread(mosquitto_pub, guarded, "-q", "1", "-t",
+                                    "spot/v1/hp-1/10/up", "-m", "x")
+            assert await until(lambda: received == [("spot/v1/hp-1/10/up", b"x")])
+        finally:
+            await session.stop()
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        guarded.stop()
+
+
 def test_over_mqtts_with_the_ca_a_birth_registers_the_device(tmp_path):
     certs = make_ca_and_server_cert(str(tmp_path))
     d = tmp_path / "tls-broker"
@@ -276,11 +317,14 @@ class FakeBroker:
                     if p.type == M.CONNECT:
                         writer.write(M.encode_connack(n > 0, 0))
                     elif p.type == M.SUBSCRIBE:
-                        writer.write(self.suback(p.pid, len(p.filters)))
+                        writer.write(self.answer_subscribe(p))
         except ConnectionError:
             pass
         self.closed[n] = True
         writer.close()
+
+    def answer_subscribe(self, p):
+        return self.suback(p.pid, len(p.filters))
 
     def send(self, data):
         self.writers[-1].write(data)
@@ -386,3 +430,51 @@ def test_a_suback_without_a_code_for_every_filter_is_a_protocol_error_not_a_subs
             await session.stop()
             await fake.close()
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+class RefusingBroker(FakeBroker):
+    """FakeBroker (test double) that refuses one filter (SUBACK 0x80) the first
+    `refusals` times it is asked for, and notes when each SUBSCRIBE came and what it had."""
+
+    def __init__(self, refused, refusals):
+        super().__init__()
+        self.refused = refused
+        self.refusals = refusals
+        self.subscribes = []   # (loop time, [filters])
+
+    def answer_subscribe(self, p):
+        filters = [f for f, _ in p.filters]
+        self.subscribes.append((asyncio.get_running_loop().time(), filters))
+        codes = []
+        for f in filters:
+            if f == self.refused and self.refusals:
+                self.refusals -= 1
+                codes.append(M.SUBACK_FAILURE)
+            else:
+                codes.append(1)
+        return M.encode_suback(p.pid, codes)
+
+
+def test_only_the_refused_filter_is_asked_for_again_with_growing_delays_until_granted():
+    async def main():
+        fake = await RefusingBroker("spot/v1/+/announce", refusals=5).start()
+        session = MqttSession("127.0.0.1", fake.port, "spot-test",
+                              [("spot/v1/+/+/up", 1), ("spot/v1/+/announce", 1)],
+                              lambda *a: None, reconnect_delay=QUICK).start()
+        try:
+            assert await until(session.ready.is_set)
+            assert not session.failed.is_set()
+            await asyncio.sleep(1.0)   # longer than the longest delay: nothing more is asked
+            asked = [filters for _, filters in fake.subscribes]
+            assert asked == [["spot/v1/+/+/up", "spot/v1/+/announce"]] + [
+                ["spot/v1/+/announce"]] * 5
+            times = [t for t, _ in fake.subscribes]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            for gap, delay in zip(gaps, (0.05, 0.1, 0.2, 0.4, 0.5)):   # QUICK: 0.05 .. 0.5
+                assert gap >= delay * 0.9, (gaps, delay)
+            assert len(fake.conns) == 1   # all on one connection
+        finally:
+            await session.stop()
+            await fake.close()
+    asyncio.run(asyncio.wait_for(main(), 20))
+
