@@ -495,9 +495,9 @@ class StreamParser:
 
     feed(chunk) returns an iterator of Packets; a partial packet stays
     buffered for the next chunk. A header announcing more than max_packet
-    bytes fails at once, so the buffer never holds more than one partial
-    packet of at most max_packet bytes (plus the unparsed rest of the last
-    chunk); but a PUBLISH that long is skipped, not refused: its topic and
+    bytes fails at once (a protocol error), so the buffer never holds more than
+    one partial packet of at most max_packet bytes (plus the unparsed rest of
+    the last chunk); but a PUBLISH that long is skipped, not refused: its topic and
     packet id are read (a topic itself over the limit is skipped too) and its
     payload is discarded as it arrives, never buffered, and once it has all
     passed the parser gives a PUBLISH Packet with `oversized` set to its size
