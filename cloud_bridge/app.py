@@ -116,7 +116,8 @@ async def running_bridge(config, clock=time.time, plugin_factories=None):
             from .mqtt_link import MqttLink
             p.mqtt = await MqttLink(p.bridge, config.mqtt_url, config.mqtt_ca or None,
                                     config.mqtt_share_group or None,
-                                    client_id="spot-" + config.instance).start()
+                                    client_id="spot-" + config.instance,
+                                    max_packet=config.mqtt_max_packet).start()
         if p.instances is not None and p.plugins.plugins:   # one endpoint per deployment
             from .leader import Leadership
             p.leadership = await Leadership(p.store.conninfo, p.plugins.start, p.plugins.stop,

@@ -1,7 +1,7 @@
 """Calls that arrive together run as one batch: a write-behind queue per store method.
 
-    claim = Coalesced(lambda devices: store.claim_many(devices, ...))
-    cmd = await claim(device)      # answered after the batch holding it committed
+    send = Coalesced(lambda sends: store.claim_and_send_many(sends, ...))
+    cmd = await send((device, mid))   # answered after the batch holding it committed
 
 A fleet-wide burst (a group command to ten thousand devices, a reconnect
 storm of ANNOUNCEs) makes thousands of small store writes at once. Each

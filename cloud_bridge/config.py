@@ -19,6 +19,8 @@
     url = "mqtt://127.0.0.1:1883"       # mqtts:// for TLS
     ca = "ca.pem"                       # CA for mqtts://
     share_group = "spot-bridge"         # scale out: instances split device traffic
+    max_packet = 65536                  # bytes: a longer message is dropped unread and
+                                        #   acknowledged (refused in the log and /metrics)
 
     [registration]                      # who may register device ids (docs/security-transports.md)
     plain = "loopback"                  # plain CoAP: "off", "loopback" (only 127.0.0.0/8, ::1), "open"
@@ -73,6 +75,7 @@ class Config:
     mqtt_url: str = ""
     mqtt_ca: str = ""
     mqtt_share_group: str = ""
+    mqtt_max_packet: int = 65536   # cloud_bridge.mqtt_session.MAX_PACKET
     operator: str = "operator"
     tokens: dict = field(default_factory=dict)
     hosts: list = field(default_factory=list)     # Host/Origin names besides the socket's
@@ -103,7 +106,8 @@ class Config:
 _SECTIONS = {
     "bridge": ("data", "store", "http", "coap", "coap_fast", "instance", "keys", "retention_days",
                "offline_after", "command_timeout", "command_expiry", "commands_in_flight"),
-    "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group"},
+    "mqtt": {"url": "mqtt_url", "ca": "mqtt_ca", "share_group": "mqtt_share_group",
+             "max_packet": "mqtt_max_packet"},
     "access": ("operator", "tokens", "hosts"),
     "dtls": {"psk": "psk"},
     "registration": {k: "reg_" + k for k in ("plain", "allow", "source_burst", "source_interval",
@@ -137,6 +141,11 @@ def load(path=None, **overrides):
     if type(cfg.commands_in_flight) is not int or cfg.commands_in_flight < 1:
         raise ValueError("commands_in_flight must be a positive integer, got %r"
                          % (cfg.commands_in_flight,))
+    from ..core.mqtt import MAX_REMAINING_LENGTH
+    largest = MAX_REMAINING_LENGTH + 5   # MQTT's largest packet
+    if type(cfg.mqtt_max_packet) is not int or not 1024 <= cfg.mqtt_max_packet <= largest:
+        raise ValueError("[mqtt] max_packet must be a whole number of bytes from 1024 to %d "
+                         "(MQTT's largest packet), got %r" % (largest, cfg.mqtt_max_packet))
     if type(cfg.coap_fast) is not bool:
         raise ValueError("coap_fast must be true or false, got %r" % (cfg.coap_fast,))
     _check_registration(cfg)

@@ -122,7 +122,7 @@ async def api_middleware(request, handler):
         return fail(403, str(e))
     except (S.UnknownDevice, S.UnknownCommand) as e:
         return fail(404, str(e))
-    except (S.CommandStateError, Conflict) as e:
+    except Conflict as e:
         return fail(409, str(e))
     except S.StoreUnavailable as e:
         log.error("store unavailable in %s %r: %s", request.method, request.path, e)

@@ -6,11 +6,13 @@ sent, and the session is persistent (a fixed client id, clean session off), so
 a bridge that dies mid-way, or is down while devices publish, gets those
 messages from the broker when it is back. The broker must queue enough for
 it: raise max_queued_messages and max_inflight_messages for the bridge's
-client above mosquitto's defaults, and keep message_size_limit at what the
-bridge should hold in memory for one message (the bridge takes any size MQTT
-allows: one it refused would come back after every reconnect). Commands go out on the device's /down topic
-at QoS 1 (queued while the link is down); the RESULT or ERROR is matched by
-(device, message id).
+client above mosquitto's defaults (message_size_limit at the bridge's limit or
+lower spares the broker too). A message over the bridge's own limit (`[mqtt]
+max_packet`, 64 KiB) is dropped unread and acknowledged, so it does not come back
+after every reconnect, and refused visibly: an error line naming the device and the
+size, and `frames_rejected{reason="mqtt_oversized"}` in /metrics. Commands go out on
+the device's /down topic at QoS 1 (queued while the link is down); the RESULT or
+ERROR is matched by (device, message id).
 
 Scale-out: with share_group, /up is subscribed as $share/<group>/..., so the
 instances of one group split the devices' traffic; each instance then
@@ -23,6 +25,7 @@ A NOTIFY needs no task: the group commit calls back, and the callback queues
 the PUBACK; the session writes the PUBACKs of one loop turn at once.
 """
 import asyncio
+import contextlib
 import logging
 import ssl
 from urllib.parse import urlsplit
@@ -31,7 +34,7 @@ from ..core import frame as F
 from ..core.mqtt_binding import ANNOUNCE, check_level, down_topic, signal_topic
 from ..core.secure_frame import is_sealed
 from ..ports.cpython.mqtt_births import addressed, birth_of, bridge_filters, frame_head
-from .mqtt_session import MqttSession
+from .mqtt_session import MAX_PACKET, MqttSession
 from .service import PENDING
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,8 @@ class MqttLink:
     shared_by_instances = True   # every instance reaches every device through the broker
     answers_announce = False     # no RESULT to a birth: a device's clock is WRITTEN (spec 3.1)
 
-    def __init__(self, bridge, url, ca=None, share_group=None, client_id="spot-bridge"):
+    def __init__(self, bridge, url, ca=None, share_group=None, client_id="spot-bridge",
+                 max_packet=MAX_PACKET):
         u = urlsplit(url)
         if u.scheme not in ("mqtt", "mqtts"):
             raise ValueError("MQTT url must be mqtt://host:port or mqtts://host:port")
@@ -66,7 +70,8 @@ class MqttLink:
                                    username=u.username, password=u.password,
                                    # a persistent session: what the broker acknowledged to
                                    # devices while this bridge was down is delivered later
-                                   clean_session=False)
+                                   clean_session=False, max_packet=max_packet,
+                                   on_oversized=self._oversized)
         bridge.add_transport(self.name, self)
         bridge.metrics.gauge("mqtt_dropped", lambda: self.dropped,
                              "MQTT messages dropped: outside the topic scheme, not a frame")
@@ -98,6 +103,17 @@ class MqttLink:
     def _drop(self, why):
         self.dropped += 1
         self.last_drop = why
+
+    def _oversized(self, topic, size):
+        """A PUBLISH over max_packet, dropped unread (and acknowledged: MQTT 3.1.1 has no
+        refusal): refused like any frame the bridge cannot take, at error level, under
+        its device (its topic when outside the scheme)."""
+        who = topic = "a topic itself over the limit" if topic is None else topic
+        with contextlib.suppress(ValueError):
+            who = addressed(topic, self.reply_key)[1]
+        self.bridge.peers.report("mqtt_oversized", who, "a message of %d bytes on %s, over "
+                                 "the limit of %d ([mqtt] max_packet): dropped"
+                                 % (size, topic, self.session.max_packet), level=logging.ERROR)
 
     def _message(self, topic, payload, pid, generation):
         """One PUBLISH from the session; acknowledged now, or (a NOTIFY) once stored."""

@@ -13,12 +13,19 @@ core.mqtt_client.MqttClient from an asyncio.Protocol on the event loop:
   another message);
 - the session is what the caller asks for (a fixed client id with
   clean_session off keeps the bridge's messages at the broker while it is
-  away); the filters are subscribed again after every CONNACK;
+  away); the filters are subscribed again after every CONNACK, and those the
+  broker refuses (SUBACK 0x80, e.g. its ACL) are asked for again after 1, 2, 4
+  ... 30 s while the connection lasts, until granted: `ready` is set once all
+  are, `failed` while one is refused;
 - publish() queues QoS 1 messages in an outbox while the link is down and
   sends them after the next CONNACK; keep-alive and the CONNACK timeout run on
   a one-second timer;
 - a malformed packet, a refused CONNACK or a dead link closes the connection
   (last_error says why) and it is opened again after 1, 2, 4 ... 30 s;
+- a PUBLISH longer than max_packet (default 64 KiB) is never buffered: core
+  skips its payload and acknowledges it, and on_oversized(topic, size) hears of
+  it (MQTT 3.1.1 cannot refuse one message, and one that closed the connection
+  would come back after every reconnect);
 - a message its owner could not store is left unacknowledged and redeliver()
   ends the connection after the longest of those delays: the broker sends such messages again only
   on a new connection (MQTT 3.1.1), and each holds one of its in-flight slots
@@ -28,18 +35,18 @@ import asyncio
 import logging
 import ssl
 
-from ..core.mqtt import MAX_REMAINING_LENGTH, encode_puback
+from ..core.mqtt import SUBACK_FAILURE, encode_puback
 from ..core.mqtt_client import (MqttClient, DISCONNECTED, EV_CONNECTED, EV_DISCONNECTED,
-                                EV_MESSAGE, EV_SUBACK)
+                                EV_MESSAGE, EV_OVERSIZED, EV_SUBACK)
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0   # seconds between runs of the client's timers
 CONNECT_TIMEOUT = 15.0   # seconds for TCP and TLS to a broker (then the next try)
-# No limit of the bridge's own below MQTT's (as paho had none): a packet refused here
-# would come back from the broker after every reconnect. The broker's limit
-# (mosquitto's message_size_limit) is the one that protects the bridge.
-MAX_PACKET = MAX_REMAINING_LENGTH + 5
+# The largest MQTT packet the bridge reads ([mqtt] max_packet): the CoAP side's largest
+# body (coap_fast), far above any SPOT frame (a node's default limit is 1 KiB); a
+# larger PUBLISH is skipped unread and acknowledged (spec 9.2, Size).
+MAX_PACKET = 65536
 
 
 class _Outbox:
@@ -97,18 +104,23 @@ class MqttSession(asyncio.Protocol):
 
     filters: [(topic filter, qos)] subscribed after every CONNACK.
     on_message(topic, payload, pid, generation): a PUBLISH (pid 0 for QoS 0).
-    on_ready(): the first SUBACK of a connection granted every filter.
+    on_ready(): every filter is granted on this connection.
+    on_oversized(topic, size): a PUBLISH over max_packet was dropped (and acknowledged);
+    topic is None when the topic alone was over it.
     """
 
     def __init__(self, host, port, client_id, filters, on_message, ssl_context=None,
                  username=None, password=None, keepalive=30, clean_session=False,
-                 reconnect_delay=(1, 30), on_ready=None, max_packet=MAX_PACKET):
+                 reconnect_delay=(1, 30), on_ready=None, max_packet=MAX_PACKET,
+                 on_oversized=None):
         self.host = host
         self.port = port
         self.ssl = ssl_context
         self.filters = list(filters)
         self.on_message = on_message
         self.on_ready = on_ready
+        self.on_oversized = on_oversized
+        self.max_packet = max_packet
         self.reconnect_delay = reconnect_delay
         self.client = _Client(client_id, keepalive=keepalive, clean_session=clean_session,
                               username=username, password=password, outbox=_Outbox(),
@@ -125,7 +137,10 @@ class MqttSession(asyncio.Protocol):
         self._timer = None
         self._stopping = False
         self._delay = None         # the last wait before reconnecting; None after a CONNACK
-        self._sub_pid = None
+        self._sub_pid = None       # the SUBSCRIBE waiting for its SUBACK
+        self._sub_filters = ()     # what it asked for
+        self._sub_delay = None     # the last wait before asking again for refused filters
+        self._resubscribe = None   # the timer doing that
         self._connecting = None
         self._lost = None          # stop() waits on it for the socket to close
         self._redeliver = None     # the timer ending this connection (redeliver())
@@ -152,6 +167,7 @@ class MqttSession(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._no_redelivery()
+        self._no_resubscribe()
         transport = self.transport
         if transport is not None:
             self._flush()
@@ -180,10 +196,14 @@ class MqttSession(asyncio.Protocol):
                 log.info("MQTT %s; again in %s s", self.last_error, self._next_delay())
             await asyncio.sleep(self._delay)
 
-    def _next_delay(self):
-        """1, 2, 4 ... 30 s (reconnect_delay) since the last CONNACK."""
+    def _backoff(self, last):
+        """The wait after `last` (None: the first): 1, 2, 4 ... 30 s (reconnect_delay)."""
         first, most = self.reconnect_delay
-        self._delay = first if self._delay is None else min(self._delay * 2, most)
+        return first if last is None else min(last * 2, most)
+
+    def _next_delay(self):
+        """The wait before reconnecting, growing since the last CONNACK."""
+        self._delay = self._backoff(self._delay)
         return self._delay
 
     def _reconnect_later(self):
@@ -211,6 +231,7 @@ class MqttSession(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self._no_redelivery()
+        self._no_resubscribe()
         reason = "connection lost" if exc is None else "connection lost: %s" % (exc,)
         self._events(self.client.connection_lost(reason, self._now()))
         self._reconnect_later()
@@ -220,9 +241,7 @@ class MqttSession(asyncio.Protocol):
         client.take_in(data, self._now())
         if client.has_events():
             self._events(client.take_events())
-        out = client.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+        self._send_queued()
 
     def eof_received(self):
         return False   # close the transport: connection_lost follows
@@ -239,27 +258,21 @@ class MqttSession(asyncio.Protocol):
                     on_message(e.topic, e.payload, e.pid, generation)
                 except Exception:   # one bad message must not end the session
                     log.exception("handling MQTT message on %r", e.topic)
+            elif kind == EV_OVERSIZED:
+                if self.on_oversized is not None:
+                    self.on_oversized(e.topic, e.size)
+                else:
+                    log.error("MQTT message of %d bytes on %r dropped: over the limit of %d",
+                              e.size, e.topic, self.max_packet)
             elif kind == EV_CONNECTED:
                 self.connections += 1
                 self._delay = None
+                self._sub_delay = None
                 # every time, session present or not: the filters may have changed
-                self._sub_pid = self.client.subscribe_now(self.filters)
+                self._subscribe(self.filters)
             elif kind == EV_SUBACK:
                 if e.pid == self._sub_pid:
-                    refused = [i for i, c in enumerate(e.granted) if c == 0x80]
-                    if len(e.granted) != len(self.filters):   # one code a filter (MQTT 3.9.3)
-                        self._broken("protocol error: SUBACK with %d return codes for %d "
-                                     "filters" % (len(e.granted), len(self.filters)))
-                    elif refused:
-                        self.last_error = "subscription refused: %s" % (
-                            [self.filters[i][0] for i in refused if i < len(self.filters)])
-                        log.error("MQTT %s", self.last_error)
-                        self.failed.set()
-                    else:
-                        self.failed.clear()
-                        self.ready.set()
-                        if self.on_ready is not None:
-                            self.on_ready()
+                    self._subscribed(e.granted)
             elif kind == EV_DISCONNECTED:
                 self.ready.clear()
                 if e.error:
@@ -268,6 +281,51 @@ class MqttSession(asyncio.Protocol):
                     log.warning("MQTT link to %s:%s closed: %s", self.host, self.port, e.reason)
                 if self.transport is not None:
                     self.transport.close()   # connection_lost reconnects
+
+    def _subscribe(self, filters):
+        if self.connected:
+            self._sub_filters = filters
+            self._sub_pid = self.client.subscribe_now(filters)
+
+    def _subscribed(self, granted):
+        """The SUBACK of _sub_filters: ready once all are granted; the refused ones asked
+        for again after the next delay, on this connection."""
+        asked = self._sub_filters
+        self._sub_pid = None
+        if len(granted) != len(asked):   # one code a filter (MQTT 3.9.3)
+            return self._broken("protocol error: SUBACK with %d return codes for %d "
+                                "filters" % (len(granted), len(asked)))
+        refused = [f for f, code in zip(asked, granted) if code == SUBACK_FAILURE]
+        if refused:
+            self._sub_delay = self._backoff(self._sub_delay)
+            self.last_error = "subscription refused: %s" % [f for f, _ in refused]
+            log.error("MQTT %s; asked again in %s s", self.last_error, self._sub_delay)
+            self.failed.set()
+            self._resubscribe = self.loop.call_later(self._sub_delay, self._subscribe_again,
+                                                     refused)
+            return
+        if self._sub_delay is not None:
+            log.warning("MQTT subscription granted now: %s", [f for f, _ in asked])
+        self.failed.clear()
+        self.ready.set()
+        if self.on_ready is not None:
+            self.on_ready()
+
+    def _subscribe_again(self, filters):
+        self._resubscribe = None
+        self._subscribe(filters)
+        self._send_queued()
+
+    def _send_queued(self):
+        """Write what the client has queued (PUBACKs, a PUBLISH, a SUBSCRIBE)."""
+        out = self.client.data_to_send()
+        if out and self.transport is not None:
+            self.transport.write(out)
+
+    def _no_resubscribe(self):
+        if self._resubscribe is not None:
+            self._resubscribe.cancel()
+            self._resubscribe = None
 
     def _broken(self, reason):
         """End the connection for a broker's protocol error: last_error says why, and
@@ -338,7 +396,5 @@ class MqttSession(asyncio.Protocol):
         packet id (0 for QoS 0). Raises OutboxFull."""
         client = self.client
         pid = client.publish(topic, payload, qos, retain, self._now())
-        out = client.data_to_send()
-        if out and self.transport is not None:
-            self.transport.write(out)
+        self._send_queued()
         return pid

@@ -36,14 +36,15 @@ Decisions, documented once:
   is ignored (MQTT QoS 1 redelivery), so the first value for a time stands.
 - latest() keeps, per object, the value with the greatest time ever stored; a
   late (older) row never replaces it, and retention pruning never removes it.
-- Commands move queued -> claimed -> sent -> done | error | expired | timeout
-  | rejected, or queued -> sent in one write (claim_and_send_many: the
-  bridge's deliveries). A command may also be completed straight from queued
-  or claimed (e.g. rejected by access control). complete() on a command that
-  is already final returns False and changes nothing (a late RESULT racing a
-  timeout).
-- Fleet-wide bursts have many-item methods (register_devices, claim_many,
-  claim_and_send_many, mark_sent_many, complete_many, enqueue_many): one
+- Commands move queued -> sent in one write (claim_and_send_many: the
+  bridge's deliveries) -> done | error | expired | timeout | rejected.
+  "claimed" (claimed, not yet sent) is what bridges before that write left;
+  release_claims and a route taken over queue such commands again. A command
+  may also be completed straight from queued or claimed (e.g. rejected by
+  access control). complete() on a command that is already final returns
+  False and changes nothing (a late RESULT racing a timeout).
+- Fleet-wide bursts have many-item methods (register_devices,
+  claim_and_send_many, complete_many, enqueue_many): one
   transaction for all, and per item the outcome (or the error, as a value)
   its single-item method gives; the single-item methods are these with one
   item.
@@ -133,10 +134,6 @@ class UnknownCommand(StoreError, LookupError):
     def __init__(self, command_id):
         self.command_id = command_id
         super().__init__("unknown command %r" % (command_id,))
-
-
-class CommandStateError(StoreError):
-    """A command is not in a state that allows the operation."""
 
 
 # ---------------------------------------------------------------- records
@@ -571,15 +568,6 @@ _SQLITE_ROWS = "WITH v(%s) AS MATERIALIZED (SELECT %s FROM json_each(?)) "
 # whether the device (an SQL expression) has another queued, unexpired command (? = now)
 _MORE = ("EXISTS (SELECT 1 FROM commands q WHERE q.device = %s AND q.status = 'queued' "
          "AND (q.expires_at IS NULL OR q.expires_at > ?))")
-
-
-def _state_error(command_id, state, wanted):
-    """UnknownCommand (state None) or the CommandStateError for a command found in
-    state (status, claimed_by) when it had to be `wanted`."""
-    if state is None:
-        return UnknownCommand(command_id)
-    return CommandStateError("command %d is %s (claimed by %r), not %s"
-                             % (command_id, state[0], state[1], wanted))
 
 
 def _no_groups():
@@ -1344,74 +1332,39 @@ class Store(abc.ABC):
         check_name(instance_id, "instance_id")
         return await self._run(lambda: s_release_claims(instance_id))
 
-    async def claim(self, device, now, instance_id, lease=None):
-        """Take the oldest queued, unexpired command of the device for this instance.
-
-        Returns the Command (status "claimed") or None. Two callers, in one
-        process or on several bridge instances, never get the same command.
-        With `lease` (seconds), a command another instance claimed at or before
-        now - lease and never sent (that instance died) may be claimed again.
-        """
-        return (await self.claim_many([device], now, instance_id, lease))[0]
-
-    async def claim_many(self, devices, now, instance_id, lease=None):
-        """claim() for each of devices in ONE transaction (a fan-out's deliveries):
-        [Command or None] in the order given. A device listed twice gets its two
-        oldest commands."""
-        devices = list(devices)
-        for device in devices:
-            check_device(device)
-        check_time(now, "now")
-        check_name(instance_id, "instance_id")
-        if lease is not None:
-            check_time(lease, "lease")
-            if lease <= 0:
-                raise InvalidValue("lease must be positive")
-        return await self._claim(devices, None, now, instance_id, lease, False)
-
     async def claim_and_send_many(self, sends, now, instance_id, routed=False):
         """For each (device, mid) of sends, in ONE write: take the device's oldest
         queued, unexpired command for this instance and record it sent with that
-        message id at `now` (status sent, claimed_by and claimed_at set as a claim
-        sets them): [Command (status "sent") or None] in the order given.
+        message id at `now` (status sent, claimed_by and claimed_at set to this
+        instance and now): [Command (status "sent") or None] in the order given.
 
         The record of the send is the claim, so the frame goes out after one
-        commit, not two (claim_many then mark_sent_many). A crash after it leaves
-        the command sent (it times out unanswered, never goes out twice), as a
-        crash between mark_sent and the datagram did. Two callers never get one
-        command. With `routed` (PostgreSQL shared by instances,
-        cloud_bridge/instances.py), a device whose route another instance holds
-        gets None: after a hand-over the old holder sends nothing, and what the
-        hand-over queued again stays for the new holder."""
+        commit. A crash after it leaves the command sent (it times out unanswered,
+        never goes out twice). Two callers never get one command. With `routed`
+        (PostgreSQL shared by instances, cloud_bridge/instances.py), a device whose
+        route another instance holds gets None: after a hand-over the old holder
+        sends nothing, and what the hand-over queued again stays for the new holder.
+        (Status "claimed" is what bridges before this call left: release_claims.)"""
         sends = [tuple(x) for x in sends]
         for device, mid in sends:
             check_device(device)
             check_int(mid, 0, 0xFFFF, "mid")
         check_time(now, "now")
         check_name(instance_id, "instance_id")
-        return await self._claim([d for d, _ in sends], [m for _, m in sends], now,
-                                 instance_id, None, routed and self.dialect == "postgresql")
-
-    async def _claim(self, devices, mids, now, instance_id, lease, routed):
-        """claim_many (mids None) or claim_and_send_many (mids: a message id per device)."""
-        stale = "" if lease is None else " OR (status = 'claimed' AND claimed_at <= ?)"
-        extra = () if lease is None else (float(now - lease),)
-        cond = "(status = 'queued'" + stale + ")"
+        devices = [d for d, _ in sends]
+        mids = [m for _, m in sends]
+        routed = routed and self.dialect == "postgresql"
+        cond = "status = 'queued'"
         pick = ("SELECT id FROM commands WHERE device = %s "
                 "AND (expires_at IS NULL OR expires_at > ?) AND " + cond + " ORDER BY id LIMIT 1")
-        if mids is None:
-            head = "UPDATE commands SET status = 'claimed', claimed_by = ?, claimed_at = ? "
-            head_params = (instance_id, float(now))
-        else:   # the claim records the send: one commit before the frame goes out
-            head = ("UPDATE commands SET status = 'sent', claimed_by = ?, claimed_at = ?, "
-                    "mid = %s.pmid, sent_at = ? ")
-            head_params = (instance_id, float(now), float(now))
-        tail = " AND " + cond + " RETURNING " + COMMAND_COLS
+        # the claim records the send: one commit before the frame goes out
+        head = ("UPDATE commands SET status = 'sent', claimed_by = ?, claimed_at = ?, "
+                "mid = %s.pmid, sent_at = ? ")
+        head_params = (instance_id, float(now), float(now))
         pg = self.dialect == "postgresql"
-        as_command = command_of
-        if pg and mids is not None:   # what the write set is known: read back the rest only
-            tail = " AND " + cond + " RETURNING " + _QUEUED_COLS + ", picked.pmid"
-            as_command = _sent_command(instance_id, now)
+        # PostgreSQL: what the write set is known, the rest only is read back
+        tail = " AND " + cond + " RETURNING " + _QUEUED_COLS + ", picked.pmid"
+        as_command = _sent_command(instance_id, now)
 
         rounds = _rounds(range(len(devices)), lambda i: devices[i])
 
@@ -1422,11 +1375,9 @@ class Store(abc.ABC):
                     # (MATERIALIZED: the picks are made once, not again for each row updated)
                     if routed:   # route rows locked in device order, as hand-overs lock them
                         part = sorted(part, key=lambda i: devices[i])
-                    arrays = (_pg_array("text", [devices[i] for i in part]),)
-                    if mids is not None:
-                        arrays += (_pg_array("int4", [mids[i] for i in part]),)
-                    source = ("unnest(?::text[]) AS d(dev)" if mids is None else
-                              "unnest(?::text[], ?::int4[]) AS d(dev, mid)")
+                    arrays = (_pg_array("text", [devices[i] for i in part]),
+                              _pg_array("int4", [mids[i] for i in part]))
+                    source = "unnest(?::text[], ?::int4[]) AS d(dev, mid)"
                     if routed:
                         # a device whose route another instance holds is skipped; its route
                         # row is read FOR SHARE before its command is picked, so a hand-over
@@ -1436,14 +1387,12 @@ class Store(abc.ABC):
                         source = ("(SELECT * FROM " + source + " WHERE coalesce((SELECT "
                                   "r.instance FROM device_routes r WHERE r.device = d.dev "
                                   "FOR SHARE), ?) = ? OFFSET 0) AS d")
-                    r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid"
-                                + (", d.mid AS pmid" if mids is not None else "") + " FROM "
-                                + source + " CROSS JOIN LATERAL (" + pick % "d.dev"
-                                + " FOR UPDATE SKIP LOCKED) AS c) "
-                                + (head if mids is None else head % "picked")
+                    r = yield Q("WITH picked AS MATERIALIZED (SELECT c.id AS pid, d.mid AS pmid"
+                                " FROM " + source + " CROSS JOIN LATERAL (" + pick % "d.dev"
+                                + " FOR UPDATE SKIP LOCKED) AS c) " + head % "picked"
                                 + "FROM picked WHERE commands.id = picked.pid" + tail,
                                 arrays + ((instance_id, instance_id) if routed else ())
-                                + (float(now),) + extra + head_params + extra)
+                                + (float(now),) + head_params)
                     got = {row[1]: as_command(row) for row in r.rows}
                     for i in part:
                         out[i] = got.get(devices[i])
@@ -1454,102 +1403,22 @@ class Store(abc.ABC):
                             "SELECT min(id) FROM commands WHERE device IN "
                             "(SELECT value FROM json_each(?)) AND (expires_at IS NULL OR "
                             "expires_at > ?) AND " + cond + " GROUP BY device)",
-                            (json.dumps([devices[i] for i in part]), float(now)) + extra)
+                            (json.dumps([devices[i] for i in part]), float(now)))
                 picked = sqlite_rows.unpack(c.rows[0][0], _COMMAND_REALS)
                 if not picked:
                     continue
-                if mids is None:
-                    yield Q(head + "WHERE id IN (SELECT value FROM json_each(?))",
-                            head_params + (json.dumps([row[0] for row in picked]),))
-                else:
-                    mid_of = {devices[i]: mids[i] for i in part}
-                    yield Q(_SQLITE_ROWS % ("cid, pmid", sqlite_rows.rows_in(2)) + head % "v"
-                            + "FROM v WHERE commands.id = v.cid",
-                            (json.dumps([[row[0], mid_of[row[1]]] for row in picked]),)
-                            + head_params)
+                mid_of = {devices[i]: mids[i] for i in part}
+                yield Q(_SQLITE_ROWS % ("cid, pmid", sqlite_rows.rows_in(2)) + head % "v"
+                        + "FROM v WHERE commands.id = v.cid",
+                        (json.dumps([[row[0], mid_of[row[1]]] for row in picked]),)
+                        + head_params)
                 got = {}
                 for row in picked:
-                    row[6], row[10], row[11] = CLAIMED, instance_id, float(now)
-                    if mids is not None:
-                        row[6], row[12], row[13] = SENT, mid_of[row[1]], float(now)
+                    row[6], row[10], row[11] = SENT, instance_id, float(now)
+                    row[12], row[13] = mid_of[row[1]], float(now)
                     got[row[1]] = command_of(row)
                 for i in part:
                     out[i] = got.get(devices[i])
-            return out
-        return await self._run_one_round(script, pg and len(rounds) <= 1)
-
-    def _s_missing_or_state(self, command_id, wanted):
-        r = yield Q("SELECT status, claimed_by FROM commands WHERE id = ?", (command_id,))
-        raise _state_error(command_id, r.rows[0] if r.rows else None, wanted)
-
-    async def mark_sent(self, command_id, mid, now, instance_id=None):
-        """Record that the command went out with message id `mid` at `now`.
-
-        Allowed from queued, claimed or sent (a resend updates mid and time).
-        With instance_id, the command must be claimed by that instance. Raises
-        CommandStateError otherwise (e.g. it expired meanwhile: do not send).
-        """
-        outcome = (await self.mark_sent_many([(command_id, mid)], now, instance_id))[0]
-        if outcome is not None:
-            raise outcome
-
-    async def mark_sent_many(self, sends, now, instance_id=None):
-        """mark_sent() for many (command id, mid) in ONE transaction: per send, in
-        order, None (recorded) or the UnknownCommand / CommandStateError that
-        mark_sent would raise (that command is left as it was)."""
-        sends = [tuple(x) for x in sends]
-        for command_id, mid in sends:
-            check_int(command_id, 1, 2**63 - 1, "command id")
-            check_int(mid, 0, 0xFFFF, "mid")
-        check_time(now, "now")
-        if instance_id is None:
-            cond, wanted, extra = "status IN ('queued', 'claimed', 'sent')", \
-                "queued, claimed or sent", ()
-        else:
-            check_name(instance_id, "instance_id")
-            cond, wanted = "status IN ('claimed', 'sent') AND claimed_by = ?", \
-                "claimed by %r" % instance_id
-            extra = (instance_id,)
-        pg = self.dialect == "postgresql"
-
-        def may_send(state):   # (status, claimed_by) of a command meets cond
-            return state is not None and (state[0] in OPEN_STATUSES if instance_id is None
-                                          else state[0] in (CLAIMED, SENT)
-                                          and state[1] == instance_id)
-
-        rounds = _rounds(range(len(sends)), lambda i: sends[i][0])
-
-        def script():
-            out = [None] * len(sends)
-            for part in rounds:
-                if pg:
-                    r = yield Q("UPDATE commands SET status = 'sent', mid = v.mid, sent_at = ? "
-                                "FROM unnest(?::bigint[], ?::integer[]) AS v(cid, mid) "
-                                "WHERE commands.id = v.cid AND " + cond + " RETURNING commands.id",
-                                (float(now), _pg_array("int8", [sends[i][0] for i in part]),
-                                 _pg_array("int4", [sends[i][1] for i in part])) + extra)
-                    done = {row[0] for row in r.rows}
-                    missed = [i for i in part if sends[i][0] not in done]
-                else:   # SQLite: the round's states in one row, then one UPDATE
-                    r = yield Q("SELECT " + sqlite_rows.rows_out("id, status, claimed_by") +
-                                " FROM commands WHERE id IN (SELECT value FROM json_each(?))",
-                                (json.dumps([sends[i][0] for i in part]),))
-                    state = {row[0]: row[1:] for row in sqlite_rows.unpack(r.rows[0][0])}
-                    go = [sends[i] for i in part if may_send(state.get(sends[i][0]))]
-                    if go:
-                        yield Q(_SQLITE_ROWS % ("cid, mid", sqlite_rows.rows_in(2)) +
-                                "UPDATE commands SET status = 'sent', mid = v.mid, sent_at = ? "
-                                "FROM v WHERE commands.id = v.cid AND " + cond,
-                                (json.dumps(go), float(now)) + extra)
-                    for i in part:
-                        if not may_send(state.get(sends[i][0])):
-                            out[i] = _state_error(sends[i][0], state.get(sends[i][0]), wanted)
-                    continue
-                for i in missed:
-                    try:
-                        yield from self._s_missing_or_state(sends[i][0], wanted)
-                    except StoreError as e:
-                        out[i] = e
             return out
         return await self._run_one_round(script, pg and len(rounds) <= 1)
 

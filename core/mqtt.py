@@ -3,6 +3,8 @@ topic-filter matching. Portable, no I/O (MicroPython and CPython).
 
 Every malformed input raises MqttError; MQTT has no error reply, so whoever
 owns the connection closes it. Encoders raise ValueError for bad arguments.
+A PUBLISH longer than the parser's max_packet is not an error: its topic and
+packet id are read and its payload is discarded as it arrives (spec 9.2, Size).
 """
 from .compat import const
 
@@ -78,6 +80,9 @@ class Packet:
     will_retain = False
     username = None
     password = None
+    # a PUBLISH over the parser's max_packet: its size in bytes (payload discarded;
+    # topic None when the topic alone was over the limit)
+    oversized = 0
 
     def __init__(self, ptype, flags=0):
         self.type = ptype
@@ -378,16 +383,8 @@ def decode(first, body):
     mv = memoryview(body)
     end = len(mv)
     if ptype == PUBLISH:
-        p.qos = (first >> 1) & 3
-        p.dup = bool(first & _DUP)
-        p.retain = bool(first & _RETAIN)
-        if p.dup and not p.qos:
-            raise MqttError('PUBLISH QoS 0 with DUP set')
-        p.topic, pos = _string(mv, 0, end, 'PUBLISH topic')
-        if not p.topic or '+' in p.topic or '#' in p.topic:
-            raise MqttError('PUBLISH topic empty or with a wildcard')
-        if p.qos:
-            p.pid, pos = _pid(mv, pos, end, 'PUBLISH')
+        _publish_flags(p, first)
+        pos = _publish_head(p, mv, 0, end)
         p.payload = bytes(mv[pos:end])
     elif ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
         if end != 2:
@@ -440,6 +437,25 @@ def decode(first, body):
     return p
 
 
+def _publish_flags(p, first):
+    p.qos = (first >> 1) & 3
+    p.dup = bool(first & _DUP)
+    p.retain = bool(first & _RETAIN)
+    if p.dup and not p.qos:
+        raise MqttError('PUBLISH QoS 0 with DUP set')
+
+
+def _publish_head(p, mv, pos, end):
+    """Read a PUBLISH's topic and (QoS > 0) packet id at mv[pos:end] into p; the
+    position after them."""
+    p.topic, pos = _string(mv, pos, end, 'PUBLISH topic')
+    if not p.topic or '+' in p.topic or '#' in p.topic:
+        raise MqttError('PUBLISH topic empty or with a wildcard')
+    if p.qos:
+        p.pid, pos = _pid(mv, pos, end, 'PUBLISH')
+    return pos
+
+
 def _decode_connect(p, mv, end):
     name, pos = _string(mv, 0, end, 'protocol name')
     if name != 'MQTT':
@@ -479,19 +495,28 @@ class StreamParser:
 
     feed(chunk) returns an iterator of Packets; a partial packet stays
     buffered for the next chunk. A header announcing more than max_packet
-    bytes fails at once, so the buffer never holds more than one partial
-    packet of at most max_packet bytes (plus the unparsed rest of the last
-    chunk). After a MqttError the parser is reset; the connection is dead.
+    bytes fails at once (a protocol error), so the buffer never holds more than
+    one partial packet of at most max_packet bytes (plus the unparsed rest of
+    the last chunk); but a PUBLISH that long is skipped, not refused: its topic and
+    packet id are read (a topic itself over the limit is skipped too) and its
+    payload is discarded as it arrives, never buffered, and once it has all
+    passed the parser gives a PUBLISH Packet with `oversized` set to its size
+    and no payload (MQTT 3.1.1 cannot refuse one PUBLISH, and one that closed
+    the connection would come back after every reconnect). After a MqttError
+    the parser is reset; the connection is dead.
     """
 
     def __init__(self, max_packet=DEFAULT_MAX_PACKET):
         self.max_packet = max_packet
-        self._buf = bytearray()
-        self._pos = 0
+        self.reset()
 
     def reset(self):
         self._buf = bytearray()
         self._pos = 0
+        self._big = None   # the oversized PUBLISH being skipped (a Packet)
+        self._left = 0     # its remaining-length bytes not taken yet
+        self._skip = 0     # bytes of it to discard before its next step
+        self._step = 0     # 0: topic (and packet id); 1: packet id; 2: skipped whole
 
     def buffered(self):
         """Bytes held that do not yet form a whole packet."""
@@ -506,6 +531,16 @@ class StreamParser:
         if self._pos:
             self._buf[:self._pos] = b''
             self._pos = 0
+        skip = self._skip
+        if skip:   # an oversized PUBLISH's bytes (nothing else is buffered): not copied
+            n = len(data)
+            if n <= skip:
+                self._skip = skip - n
+                self._left -= n
+                return
+            self._skip = 0
+            self._left -= skip
+            data = memoryview(data)[skip:]
         self._buf.extend(data)
 
     def _packets(self):
@@ -525,6 +560,8 @@ class StreamParser:
             raise
 
     def _next(self):
+        if self._big is not None:
+            return self._skipping()
         buf = self._buf
         pos = self._pos
         end = len(buf)
@@ -537,13 +574,72 @@ class StreamParser:
             return None
         total = body - pos + rl
         if total > self.max_packet:
-            raise MqttError('packet of %d bytes exceeds the maximum of %d'
-                            % (total, self.max_packet))
+            if first >> 4 != PUBLISH:
+                raise MqttError('packet of %d bytes exceeds the maximum of %d'
+                                % (total, self.max_packet))
+            p = Packet(PUBLISH, first & 0x0F)
+            _publish_flags(p, first)
+            p.oversized = total
+            self._big = p
+            self._left = rl
+            self._step = 0
+            self._pos = body
+            return self._skipping()
         if body + rl > end:
             return None
         p = decode(first, memoryview(buf)[body:body + rl])
         self._pos = body + rl
         return p
+
+    def _skipping(self):
+        # the oversized PUBLISH's next step, as far as the bytes held allow
+        p = self._big
+        buf = self._buf
+        while True:
+            pos = self._pos
+            have = len(buf) - pos
+            n = self._skip
+            if n:
+                if have < n:
+                    n = have
+                self._skip -= n
+                self._take(pos + n)
+                if self._skip:
+                    return None
+                continue
+            pid = 2 if p.qos else 0
+            if self._step == 0:
+                if have < 2:
+                    return None
+                head = 2 + ((buf[pos] << 8) | buf[pos + 1]) + pid
+                if head > self._left:
+                    raise MqttError('truncated PUBLISH topic')
+                if head <= self.max_packet:
+                    if have < head:
+                        return None
+                    _publish_head(p, memoryview(buf), pos, pos + head)
+                    self._take(pos + head)
+                    self._skip = self._left
+                    self._step = 2
+                else:   # the topic alone is over the limit: skipped, the packet id kept
+                    self._take(pos + 2)
+                    self._skip = head - 2 - pid
+                    self._step = 1
+            elif self._step == 1:
+                if have < pid:
+                    return None
+                if pid:
+                    p.pid, _ = _pid(buf, pos, pos + 2, 'PUBLISH')
+                self._take(pos + pid)
+                self._skip = self._left
+                self._step = 2
+            else:
+                self._big = None
+                return p
+
+    def _take(self, pos):
+        self._left -= pos - self._pos
+        self._pos = pos
 
 
 # ---------------------------------------------------------------- topics

@@ -14,6 +14,11 @@ given in seconds, as on the wire).
 QoS 1 publishes live in an outbox until PUBACKed; after every CONNACK the
 outbox is re-sent in order (DUP set on what was sent before), so a QoS 1
 message survives reconnects. QoS 2 is not supported.
+
+A PUBLISH longer than max_packet is dropped unread (core.mqtt.StreamParser skips
+its payload) and, at QoS 1, acknowledged: MQTT 3.1.1 has no refusal, and the
+broker would send it again after every reconnect. EV_OVERSIZED says so, and
+`oversized` counts them.
 """
 from .compat import const
 from .mqtt import (MqttError, StreamParser, DEFAULT_MAX_PACKET, CONNACK, PUBLISH,
@@ -32,6 +37,7 @@ EV_MESSAGE = 'message'            # .topic .payload .qos .retain .dup .pid
 EV_PUBACK = 'puback'              # .pid
 EV_SUBACK = 'suback'              # .pid .granted (list; 0x80 = refused)
 EV_UNSUBACK = 'unsuback'          # .pid
+EV_OVERSIZED = 'oversized'        # .topic (None: itself too long) .qos .pid .size
 EV_DISCONNECTED = 'disconnected'  # .reason .error (False only for our own
                                   # DISCONNECT) .return_code (CONNACK refusal)
 
@@ -49,6 +55,7 @@ class Event:
     reason = None
     error = False
     return_code = 0
+    size = 0
 
     def __init__(self, kind):
         self.kind = kind
@@ -131,6 +138,7 @@ class MqttClient:
         self.connect_timeout_ms = connect_timeout_ms
         self.outbox = MemoryOutbox() if outbox is None else outbox
         self.state = DISCONNECTED
+        self.oversized = 0      # PUBLISH packets over max_packet dropped (and acknowledged)
         self._parser = StreamParser(max_packet)
         self._out = bytearray()
         self._events = []
@@ -360,6 +368,8 @@ class MqttClient:
         if t == PUBLISH:
             if p.qos > 1:
                 return self._protocol_error('QoS 2 PUBLISH was never subscribed')
+            if p.oversized:
+                return self._drop_oversized(p)
             e = Event(EV_MESSAGE)
             e.topic = p.topic
             e.payload = p.payload
@@ -389,6 +399,18 @@ class MqttClient:
             self._ping_sent = -1
         else:
             self._protocol_error('unexpected ' + PACKET_NAMES[t])
+
+    def _drop_oversized(self, p):
+        # acknowledged whoever owns the acknowledgements: there is nothing to store
+        self.oversized += 1
+        e = Event(EV_OVERSIZED)
+        e.topic = p.topic
+        e.qos = p.qos
+        e.pid = p.pid
+        e.size = p.oversized
+        self._events.append(e)
+        if p.qos:
+            self._out += encode_puback(p.pid)
 
     def _on_connack(self, p, now):
         if p.return_code:

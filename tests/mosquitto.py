@@ -6,7 +6,9 @@ wait has a timeout. Used by test_mqtt_interop.py and test_mqtt_binding_interop.p
 """
 import datetime
 import getpass
+import glob
 import ipaddress
+import json
 import os
 import shutil
 import socket
@@ -18,6 +20,7 @@ from netutil import free_tcp_port as free_port  # noqa: F401  (tests import it f
 
 WAIT = 10.0  # seconds, upper bound of any single wait
 TOOLS = ('mosquitto', 'mosquitto_sub', 'mosquitto_pub')
+DYNSEC_ADMIN = ('admin', 'dynsec-admin-test')   # the dynamic-security plugin's admin
 
 
 def missing_tools():
@@ -38,8 +41,11 @@ def wait_for(cond, timeout=WAIT, what='condition'):
 class Broker:
     """One mosquitto with its own config, log and persistence in a tmp dir."""
 
-    def __init__(self, tmp, tls=None, users=None, acl=None):
-        """users: {name: password} turns anonymous access off; acl: the ACL file's text."""
+    def __init__(self, tmp, tls=None, users=None, acl=None, dynsec=False):
+        """users: {name: password} turns anonymous access off; acl: the ACL file's text;
+        dynsec: run mosquitto's dynamic-security plugin (access changed while it runs,
+        dynsec()), which starts denying every client (anonymous ones too) subscribing
+        and publishing."""
         self.dir = tmp
         self.port = free_port()
         self.log = os.path.join(tmp, 'mosquitto.log')
@@ -66,6 +72,14 @@ class Broker:
                 subprocess.run(['mosquitto_passwd', '-b', passwords, name, password], check=True,
                                capture_output=True, timeout=WAIT)
             lines.append('password_file %s' % passwords)
+        if dynsec:
+            plugins = glob.glob('/usr/lib/*/mosquitto_dynamic_security.so') + glob.glob(
+                '/usr/lib/mosquitto_dynamic_security.so')
+            assert plugins, 'mosquitto_dynamic_security.so not found (Debian package mosquitto)'
+            config = os.path.join(tmp, 'dynamic-security.json')
+            subprocess.run(['mosquitto_ctrl', 'dynsec', 'init', config] + list(DYNSEC_ADMIN),
+                           check=True, capture_output=True, timeout=WAIT)
+            lines += ['plugin %s' % plugins[0], 'plugin_opt_config_file %s' % config]
         if acl is not None:
             acl_file = os.path.join(tmp, 'acl')
             with open(acl_file, 'w') as f:
@@ -98,6 +112,19 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait(WAIT)
         self.proc = None
+
+    def dynsec(self, *commands):
+        """Send dynamic-security commands (dicts, e.g. {"command": "setDefaultACLAccess",
+        ...}) as its admin with mosquitto_rr; fails on an error response."""
+        r = subprocess.run(['mosquitto_rr', '-h', '127.0.0.1', '-p', str(self.port),
+                            '-u', DYNSEC_ADMIN[0], '-P', DYNSEC_ADMIN[1],
+                            '-t', '$CONTROL/dynamic-security/v1',
+                            '-e', '$CONTROL/dynamic-security/v1/response',
+                            '-m', json.dumps({'commands': list(commands)}), '-W', '%d' % WAIT],
+                           check=True, capture_output=True, text=True, timeout=WAIT + 5)
+        responses = json.loads(r.stdout)['responses']
+        assert not [x for x in responses if 'error' in x], responses
+        return responses
 
     def log_text(self):
         try:

@@ -91,3 +91,20 @@ def test_coap_fast_that_is_not_a_boolean_is_refused(tmp_path):
     cfg.write_text('[bridge]\ncoap_fast = "yes"\n')
     with pytest.raises(ValueError, match="coap_fast"):
         C.load(str(cfg))
+
+
+def test_mqtt_max_packet_is_64_kib_by_default_and_read_from_the_mqtt_section(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("[mqtt]\nmax_packet = 20000\n")
+    assert C.load(None).mqtt_max_packet == 65536
+    assert C.load(str(cfg)).mqtt_max_packet == 20000
+
+
+@pytest.mark.parametrize("value", ["100", "268435461", '"64k"', "65536.0"])
+def test_mqtt_max_packet_outside_what_mqtt_allows_or_not_a_whole_number_is_refused(
+        tmp_path, value):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("[mqtt]\nmax_packet = %s\n" % value)
+    with pytest.raises(ValueError, match=r"\[mqtt\] max_packet must be a whole number of bytes "
+                                         r"from 1024 to 268435460"):
+        C.load(str(cfg))

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from bridge_process import bridges  # noqa: F401  (a fixture)
+from command_states import claimed
 from waiting import until
 from spot.cloud_bridge.store import open_store
 from spot.core import coap as C
@@ -244,7 +245,7 @@ def test_a_command_claimed_but_not_sent_when_the_bridge_died_is_delivered_after_
     async def claimed_as_the_dead_bridge(command_id):
         store = await open_store(bridge.store_url)
         try:   # what the bridge had written when it died between the claim and the send
-            c = await store.claim("hp-0001", time.time(), "bridge-1")
+            c = await claimed(store, "hp-0001", time.time(), "bridge-1")
             assert c.id == command_id and c.status == "claimed"
         finally:
             await store.close()

@@ -14,8 +14,10 @@ import pytest
 
 from spot.core import frame as F
 from spot.core.errors import OUT_OF_RANGE, NOT_AUTHORISED
+from spot.core.mqtt import encode_publish
 from spot.core.mqtt_binding import MqttDevice, will_of
-from spot.core.mqtt_client import MqttClient, MemoryOutbox, EV_CONNECTED, EV_MESSAGE
+from spot.core.mqtt_client import (MqttClient, MemoryOutbox, EV_CONNECTED, EV_MESSAGE,
+                                   EV_OVERSIZED)
 from spot.core.node import Node
 from spot.core.oscore import SecurityContext
 from spot.core.roster import Roster, OWNER, MONITOR
@@ -292,6 +294,31 @@ def test_raw_frame_from_mosquitto_pub_stdin_reaches_the_node(env, tmp_path):
     # the RESULT went up; the bridge did not ask, so it is an unmatched reply
     wait_for(lambda: bridge.calls.of('reply', 'hp-1'), what='the RESULT at the bridge')
     assert bridge.calls.of('reply', 'hp-1') == [F.encode(F.RESULT, HEAT_PUMP, 77)]
+
+
+def test_a_message_over_the_device_s_limit_is_acknowledged_and_dropped_not_a_reconnect_loop(
+        env, tmp_path):
+    """A board reads at most 16 KiB of one packet. A longer QoS 1 message on its down topic
+    is skipped unread and acknowledged (MQTT 3.1.1 has no refusal): had it closed the
+    link, the broker would send it again after every reconnect, for ever. The request
+    after it is applied, on the same connection."""
+    broker = env.broker()
+    dev = env.device(broker, 'hp-1')
+    bridge = env.bridge(broker)
+    online(bridge, 'hp-1')
+    big = tmp_path / 'big.bin'
+    big.write_bytes(F.encode(F.WRITE, HEAT_PUMP, 76, {FLOW_SETPOINT: 250}) + bytes(20000))
+    raw = tmp_path / 'write.bin'
+    raw.write_bytes(F.encode(F.WRITE, HEAT_PUMP, 77, {FLOW_SETPOINT: 300}))
+    for path in (big, raw):
+        with open(path, 'rb') as f:
+            mosquitto_pub(broker, '-q', '1', '-t', 'spot/v1/hp-1/10/down', '-s', stdin=f)
+    wait_for(lambda: dev.node.get(HEAT_PUMP, FLOW_SETPOINT) == 30.0, what='the write applied')
+    dropped = [(e.topic, e.qos, e.size) for e in list(dev.events) if e.kind == EV_OVERSIZED]
+    size = len(encode_publish('spot/v1/hp-1/10/down', big.read_bytes(), 1, pid=1))
+    assert dropped == [('spot/v1/hp-1/10/down', 1, size)]
+    assert dev.client.oversized == 1 and dev.connected_count() == 1
+    broker.wait_log('Received PUBACK from hp-1 (Mid: 1, RC:0)')   # the broker forgot it
 
 
 def test_request_timeout_fails_the_future(env):

@@ -1,11 +1,15 @@
 """The bridge's MQTT session on asyncio (cloud_bridge/mqtt_session.py, core's sans-I/O
 client): against a real mosquitto, telemetry not stored is not acknowledged and the
-session reconnects for the broker to deliver it again, the link comes back after the broker
+session reconnects for the broker to deliver it again, a message over the size limit is
+refused visibly and acknowledged (it never comes back), a subscription the broker refused
+is asked for again until granted, the link comes back after the broker
 restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed packet
 closes the connection with a clear error (so does a SUBACK without a code for
-every filter) and an acknowledgement never crosses connections."""
+every filter), an acknowledgement never crosses connections, and only refused filters
+are asked for again, with growing delays."""
 import asyncio
 import contextlib
+import logging
 import time
 
 import paho.mqtt.client as mqtt
@@ -82,6 +86,48 @@ def test_telemetry_the_store_refused_is_stored_when_it_is_back_without_anyone_dr
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+def test_a_message_over_the_limit_is_refused_visibly_and_acknowledged_so_it_never_comes_back(
+        tmp_path, broker, caplog):
+    """mosquitto takes messages of up to 256 MB; the bridge reads at most [mqtt] max_packet
+    (64 KiB) of one. A longer one is not held in memory: it is refused in the log and in
+    /metrics, and acknowledged, since MQTT 3.1.1 has no refusal and the broker would send it
+    again after every reconnect. The frames after it are stored."""
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            session = parts.mqtt.session
+            session.reconnect_delay = QUICK
+            device = await registered_device(parts, broker.port)
+            refused = parts.bridge.metrics
+            try:
+                t = int(time.time()) - 60
+
+                async def stored(values):
+                    async def check():
+                        return await parts.store.history("hp-mq", HP, 11) == values
+                    assert await until(check)
+                big = notify(t=t - 1, values={11: 1}) + bytes(70000)
+                await device.publish("spot/v1/hp-mq/10/up", big)
+                await device.publish("spot/v1/hp-mq/10/up", notify(t=t, values={11: 7}))
+                await stored([(t, 7)])
+                assert refused.value("frames_rejected", reason="mqtt_oversized") == 1
+                lines = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+                assert ["mqtt_oversized (hp-mq): a message of %d bytes on spot/v1/hp-mq/10/up, "
+                        "over the limit of 65536 ([mqtt] max_packet): dropped"
+                        % len(M.encode_publish("spot/v1/hp-mq/10/up", big, 1, pid=1))] == [m for m in lines if "mqtt_oversized" in m]
+                connections = session.connections
+                session.transport.close()   # the broker sends again what was not acknowledged
+                assert await until(lambda: session.connections == connections + 1
+                                   and session.ready.is_set())
+                await device.publish("spot/v1/hp-mq/10/up", notify(t=t + 1, values={11: 8}))
+                await stored([(t, 7), (t + 1, 8)])
+                assert refused.value("frames_rejected", reason="mqtt_oversized") == 1
+                assert "mqtt_oversized" in parts.bridge.metrics.render()
+            finally:
+                device.stop()
+    with caplog.at_level(logging.ERROR, logger="spot.bridge.peers"):
+        asyncio.run(asyncio.wait_for(main(), 30))
+
+
 def test_the_link_connects_again_after_the_broker_restarts_and_stores_what_follows(
         tmp_path, broker):
     async def main():
@@ -144,6 +190,45 @@ def test_a_command_that_timed_out_while_the_broker_was_away_is_not_sent_after_th
     finally:
         device.loop_stop()
         device.disconnect()
+
+
+def test_a_subscription_the_broker_refused_is_asked_for_again_until_it_is_granted(tmp_path):
+    """mosquitto's dynamic-security plugin refuses every subscription (SUBACK 0x80) until
+    its admin allows them, while the broker runs: the session asks again with the
+    reconnect delays, on the same connection, and is ready once they are granted."""
+    d = tmp_path / "dynsec"
+    d.mkdir()
+    guarded = Broker(str(d), dynsec=True)
+    guarded.start()
+
+    async def main():
+        received = []
+        session = MqttSession("127.0.0.1", guarded.port, "spot-test",
+                              [("spot/v1/+/+/up", 1), ("spot/v1/+/announce", 1)],
+                              lambda topic, payload, pid, gen: received.append((topic, payload)),
+                              reconnect_delay=QUICK).start()
+        try:
+            assert await until(session.failed.is_set)
+            assert session.last_error == ("subscription refused: "
+                                          "['spot/v1/+/+/up', 'spot/v1/+/announce']")
+            await asyncio.to_thread(guarded.wait_log, "Received SUBSCRIBE from spot-test",
+                                    count=3)   # asked again, and refused again
+            assert not session.ready.is_set()
+            await asyncio.to_thread(guarded.dynsec, {
+                "command": "setDefaultACLAccess",
+                "acls": [{"acltype": "subscribe", "allow": True},
+                         {"acltype": "publishClientSend", "allow": True}]})
+            assert await until(session.ready.is_set)
+            assert not session.failed.is_set() and session.connections == 1
+            await asyncio.to_thread(mosquitto_pub, guarded, "-q", "1", "-t",
+                                    "spot/v1/hp-1/10/up", "-m", "x")
+            assert await until(lambda: received == [("spot/v1/hp-1/10/up", b"x")])
+        finally:
+            await session.stop()
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        guarded.stop()
 
 
 def test_over_mqtts_with_the_ca_a_birth_registers_the_device(tmp_path):
@@ -232,11 +317,14 @@ class FakeBroker:
                     if p.type == M.CONNECT:
                         writer.write(M.encode_connack(n > 0, 0))
                     elif p.type == M.SUBSCRIBE:
-                        writer.write(self.suback(p.pid, len(p.filters)))
+                        writer.write(self.answer_subscribe(p))
         except ConnectionError:
             pass
         self.closed[n] = True
         writer.close()
+
+    def answer_subscribe(self, p):
+        return self.suback(p.pid, len(p.filters))
 
     def send(self, data):
         self.writers[-1].write(data)
@@ -274,13 +362,13 @@ def test_a_malformed_packet_from_the_broker_closes_the_connection_with_the_reaso
     asyncio.run(asyncio.wait_for(main(), 20))
 
 
-def test_a_packet_longer_than_the_session_s_maximum_is_refused_before_it_is_read():
+def test_a_packet_other_than_publish_longer_than_the_maximum_is_refused_before_it_is_read():
     async def main():
         fake = await FakeBroker().start()
         session = session_on(fake, [], max_packet=4096)
         try:
             assert await until(session.ready.is_set)
-            fake.send(b"\x30\xff\xff\xff\x7f")   # announces 256 MiB
+            fake.send(b"\x90\xff\xff\xff\x7f")   # a SUBACK announcing 256 MiB
             assert await until(lambda: fake.closed[0])
             assert session.last_error == ("malformed packet: packet of 268435460 bytes "
                                           "exceeds the maximum of 4096")
@@ -342,3 +430,51 @@ def test_a_suback_without_a_code_for_every_filter_is_a_protocol_error_not_a_subs
             await session.stop()
             await fake.close()
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+class RefusingBroker(FakeBroker):
+    """FakeBroker (test double) that refuses one filter (SUBACK 0x80) the first
+    `refusals` times it is asked for, and notes when each SUBSCRIBE came and what it had."""
+
+    def __init__(self, refused, refusals):
+        super().__init__()
+        self.refused = refused
+        self.refusals = refusals
+        self.subscribes = []   # (loop time, [filters])
+
+    def answer_subscribe(self, p):
+        filters = [f for f, _ in p.filters]
+        self.subscribes.append((asyncio.get_running_loop().time(), filters))
+        codes = []
+        for f in filters:
+            if f == self.refused and self.refusals:
+                self.refusals -= 1
+                codes.append(M.SUBACK_FAILURE)
+            else:
+                codes.append(1)
+        return M.encode_suback(p.pid, codes)
+
+
+def test_only_the_refused_filter_is_asked_for_again_with_growing_delays_until_granted():
+    async def main():
+        fake = await RefusingBroker("spot/v1/+/announce", refusals=5).start()
+        session = MqttSession("127.0.0.1", fake.port, "spot-test",
+                              [("spot/v1/+/+/up", 1), ("spot/v1/+/announce", 1)],
+                              lambda *a: None, reconnect_delay=QUICK).start()
+        try:
+            assert await until(session.ready.is_set)
+            assert not session.failed.is_set()
+            await asyncio.sleep(1.0)   # longer than the longest delay: nothing more is asked
+            asked = [filters for _, filters in fake.subscribes]
+            assert asked == [["spot/v1/+/+/up", "spot/v1/+/announce"]] + [
+                ["spot/v1/+/announce"]] * 5
+            times = [t for t, _ in fake.subscribes]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            for gap, delay in zip(gaps, (0.05, 0.1, 0.2, 0.4, 0.5)):   # QUICK: 0.05 .. 0.5
+                assert gap >= delay * 0.9, (gaps, delay)
+            assert len(fake.conns) == 1   # all on one connection
+        finally:
+            await session.stop()
+            await fake.close()
+    asyncio.run(asyncio.wait_for(main(), 20))
+

@@ -17,6 +17,7 @@ import postgres
 from bridge_process import BridgeProcess, bridges  # noqa: F401  (a fixture)
 from test_bridge_faults import (Devices, announce, command_status, missing_rows, notify,
                                 serve, COMMAND, SG_READY)
+from command_states import claimed
 from waiting import until
 from spot.cloud_bridge.event_relay import MAX_PAYLOAD, pack, unpack
 from spot.cloud_bridge.instances import (INSTANCE_LOCK, _s_ddl, _s_orphaned_claims,
@@ -408,12 +409,13 @@ def test_a_route_taken_over_puts_the_old_holders_unsent_claims_back_in_the_queue
             await store.upsert_device("hp-x", [[HEAT_PUMP, 1, 0]], [], 0, now)
             await store._run(lambda: _s_take_routes("b", [("hp-x", "coap", "coap://b")], now))
             cid = await store.enqueue("hp-x", HEAT_PUMP, 2, {7: 4}, "operator", now, now + 60)
-            assert (await store.claim("hp-x", now, "b")).id == cid
+            # claimed by b as a bridge before one-write sends did, and never sent
+            assert (await claimed(store, "hp-x", now, "b")).id == cid
             taken = await store._run(lambda: _s_take_routes("a", [("hp-x", "coap", "coap://a")],
                                                             now + 1))
             assert taken == ["hp-x"]
             assert (await store.get_command(cid)).status == "queued"
-            assert (await store.claim("hp-x", now + 1, "a")).id == cid
+            assert (await store.claim_and_send_many([("hp-x", 1)], now + 1, "a"))[0].id == cid
         finally:
             await store.close()
     asyncio.run(main())
@@ -480,17 +482,17 @@ def test_claims_of_an_instance_that_runs_nowhere_are_queued_again_and_a_running_
             await live.execute("SELECT pg_advisory_lock(%s, %s)",
                                (INSTANCE_LOCK, instance_key("alive")))
             now = time.time()
-            claimed = {}
+            claims = {}
             for owner in ("alive", "dead"):
                 device = "hp-" + owner
                 await store.upsert_device(device, [[HEAT_PUMP, 1, 0]], [], 0, now)
                 cid = await store.enqueue(device, HEAT_PUMP, 2, {7: 4}, "operator", now, now + 600)
-                assert (await store.claim(device, now, owner)).id == cid
-                claimed[owner] = cid
+                assert (await claimed(store, device, now, owner)).id == cid
+                claims[owner] = cid
             assert await store._run(lambda: _s_orphaned_claims("a", now - 1)) == []  # too young
             assert await store._run(lambda: _s_orphaned_claims("a", now)) == ["hp-dead"]
-            assert (await store.get_command(claimed["dead"])).status == "queued"
-            assert (await store.get_command(claimed["alive"])).status == "claimed"
+            assert (await store.get_command(claims["dead"])).status == "queued"
+            assert (await store.get_command(claims["alive"])).status == "claimed"
         finally:
             await live.close()
             await store.close()

@@ -16,6 +16,7 @@ import itertools
 import psycopg
 import pytest
 
+from command_states import claimed
 from spot.cloud_bridge import config as C
 from spot.cloud_bridge.instances import Instances, RouteRecord, _s_ddl, _s_take_routes
 from spot.cloud_bridge.local_transport import LocalTransport
@@ -224,7 +225,7 @@ def test_a_command_another_instance_claimed_and_never_sent_is_delivered_when_its
         cid = await routed_through_b_with_a_command(pg_url)
         store = await open_store(pg_url)
         try:
-            assert (await store.claim("hp-1", T0, "b")).id == cid
+            assert (await claimed(store, "hp-1", T0, "b")).id == cid
         finally:
             await store.close()
         a, local = await instance(tmp_path, pg_url, "a")
@@ -252,7 +253,7 @@ def test_a_command_the_old_instance_claims_while_the_registration_is_in_flight_i
             dev = hp()
             registering = asyncio.ensure_future(register(local, "hp-1", dev))
             assert await until(lambda: waiting_at_gate(gate))
-            assert (await a.store.claim("hp-1", T0, "b")).id == cid
+            assert (await claimed(a.store, "hp-1", T0, "b")).id == cid
             await gate.execute("SELECT pg_advisory_unlock(%s, %s)", GATE)
             await registering
             await settle(a)

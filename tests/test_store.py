@@ -12,6 +12,7 @@ import sqlite3
 import pytest
 
 import postgres
+from command_states import claimed, sent
 from spot.cloud_bridge import store as S
 from spot.cloud_bridge.store import open_store
 
@@ -114,8 +115,7 @@ async def test_store_reopened_after_close_still_has_everything(s, url):
     await s.add_telemetry([("hp-1", HP, 8, T0, 352), ("hp-1", HP, 8, T0 + 60, 356)])
     c1 = await s.enqueue("hp-1", HP, WRITE, {7: 215}, "alice", T0, expires_at=T0 + 3600)
     c2 = await s.enqueue("hp-1", HP, INVOKE, [18, 3600], "bob", T0 + 1)
-    await s.claim("hp-1", T0 + 2, "bridge-a")
-    await s.mark_sent(c1, 41, T0 + 3)
+    assert (await s.claim_and_send_many([("hp-1", 41)], T0 + 3, "bridge-a"))[0].id == c1
     p = await s.enqueue_plan("hp-1", [7, T0, T0 + 7200, 10, {HP: {6: 3}}], "alice", T0)
     await s.add_pairing("hp-1", "ctl-1", "aggregator", b"\x01kid", T0)
     await s.audit("alice", "pair", "hp-1", {"role": "aggregator"}, T0)
@@ -657,29 +657,6 @@ async def test_next_pending_is_the_oldest_unexpired_and_changes_nothing(s, url):
 
 
 @store_test
-async def test_claim_hands_out_commands_oldest_first(s, url):
-    await add_device(s)
-    ids = [await s.enqueue("hp-1", HP, WRITE, {7: i}, "alice", T0) for i in range(3)]
-    got = []
-    for i in range(4):
-        c = await s.claim("hp-1", T0 + 1, "bridge-a")
-        got.append(c and c.id)
-    assert got == ids + [None]
-    c = await s.get_command(ids[0])
-    assert (c.status, c.claimed_by, c.claimed_at) == ("claimed", "bridge-a", T0 + 1)
-    assert await s.next_pending("hp-1", T0 + 1) is None
-
-
-@store_test
-async def test_claim_skips_expired_commands(s, url):
-    await add_device(s)
-    await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0, expires_at=T0 + 5)
-    b = await s.enqueue("hp-1", HP, WRITE, {7: 2}, "alice", T0)
-    assert (await s.claim("hp-1", T0 + 5, "bridge-a")).id == b
-    assert await s.claim("hp-1", T0 + 5, "bridge-a") is None
-
-
-@store_test
 async def test_two_concurrent_claimers_never_get_the_same_command(s, url):
     s2 = await open_store(url)
     try:
@@ -688,7 +665,7 @@ async def test_two_concurrent_claimers_never_get_the_same_command(s, url):
         async def claimer(store, name):
             mine = []
             while True:
-                c = await store.claim("hp-1", T0 + 1, name)
+                c = (await store.claim_and_send_many([("hp-1", 1)], T0 + 1, name))[0]
                 if c is None:
                     return mine
                 assert c.claimed_by == name
@@ -713,65 +690,22 @@ async def test_two_concurrent_claimers_never_get_the_same_command(s, url):
 
 
 @store_test
-async def test_a_stale_claim_can_be_taken_over_after_the_lease(s, url):
-    await add_device(s)
-    cid = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0)
-    await s.claim("hp-1", T0, "bridge-a")
-    assert await s.claim("hp-1", T0 + 59, "bridge-b", lease=60) is None
-    assert await s.claim("hp-1", T0 + 500, "bridge-b") is None        # no lease: never
-    c = await s.claim("hp-1", T0 + 60, "bridge-b", lease=60)
-    assert (c.id, c.claimed_by) == (cid, "bridge-b")
-    with pytest.raises(S.CommandStateError, match="bridge-b"):
-        await s.mark_sent(cid, 9, T0 + 61, instance_id="bridge-a")
-
-
-@store_test
 async def test_release_claims_queues_again_only_what_that_instance_claimed_and_never_sent(s, url):
     await add_device(s)
     await add_device(s, "hp-2")
     a1 = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0)
     a2 = await s.enqueue("hp-1", HP, WRITE, {7: 2}, "alice", T0)
     b = await s.enqueue("hp-2", HP, WRITE, {7: 3}, "alice", T0)
-    await s.claim("hp-1", T0 + 1, "bridge-a")
-    await s.claim("hp-1", T0 + 1, "bridge-a")
-    await s.mark_sent(a2, 5, T0 + 2, instance_id="bridge-a")   # went out: stays sent
-    await s.claim("hp-2", T0 + 1, "bridge-b")
+    await claimed(s, "hp-1", T0 + 1, "bridge-a")   # what older bridges left
+    await claimed(s, "hp-1", T0 + 1, "bridge-a")
+    await sent(s, a2, 5, T0 + 2)   # went out: stays sent
+    await claimed(s, "hp-2", T0 + 1, "bridge-b")
     assert await s.release_claims("bridge-a") == ["hp-1"]
     got = {c: (await s.get_command(c)) for c in (a1, a2, b)}
     assert (got[a1].status, got[a1].claimed_by) == ("queued", None)
     assert got[a2].status == "sent"
     assert (got[b].status, got[b].claimed_by) == ("claimed", "bridge-b")
-    assert (await s.claim("hp-1", T0 + 3, "bridge-a")).id == a1
-
-
-@store_test
-async def test_mark_sent_records_mid_and_time(s, url):
-    await add_device(s)
-    cid = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0)
-    await s.claim("hp-1", T0 + 1, "bridge-a")
-    await s.mark_sent(cid, 42, T0 + 2, instance_id="bridge-a")
-    c = await s.get_command(cid)
-    assert (c.status, c.mid, c.sent_at) == ("sent", 42, T0 + 2)
-    await s.mark_sent(cid, 43, T0 + 9)   # a resend
-    c = await s.get_command(cid)
-    assert (c.mid, c.sent_at) == (43, T0 + 9)
-
-
-@store_test
-async def test_mark_sent_refuses_final_unknown_and_foreign_commands(s, url):
-    await add_device(s)
-    a = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0, expires_at=T0 + 5)
-    b = await s.enqueue("hp-1", HP, WRITE, {7: 2}, "alice", T0)
-    assert await s.expire(T0 + 5) == [a]
-    with pytest.raises(S.CommandStateError, match="expired"):
-        await s.mark_sent(a, 1, T0 + 6)
-    with pytest.raises(S.CommandStateError, match="not claimed by 'bridge-a'"):
-        await s.mark_sent(b, 1, T0 + 6, instance_id="bridge-a")
-    with pytest.raises(S.UnknownCommand):
-        await s.mark_sent(b + 100, 1, T0 + 6)
-    with pytest.raises(S.InvalidValue, match="mid"):
-        await s.mark_sent(b, 70000, T0 + 6)
-    assert (await s.get_command(b)).status == "queued"
+    assert (await s.claim_and_send_many([("hp-1", 6)], T0 + 3, "bridge-a"))[0].id == a1
 
 
 @store_test
@@ -780,8 +714,8 @@ async def test_find_sent_matches_an_answer_to_its_command(s, url):
     await add_device(s, "pv-1")
     a = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0)
     b = await s.enqueue("pv-1", 0x11, WRITE, {7: 1}, "alice", T0)
-    await s.mark_sent(a, 7, T0 + 1)
-    await s.mark_sent(b, 7, T0 + 1)
+    got = await s.claim_and_send_many([("hp-1", 7), ("pv-1", 7)], T0 + 1, "bridge-a")
+    assert [c.id for c in got] == [a, b]
     assert (await s.find_sent("hp-1", 7)).id == a
     assert (await s.find_sent("pv-1", 7)).id == b
     assert await s.find_sent("hp-1", 8) is None
@@ -793,7 +727,7 @@ async def test_find_sent_matches_an_answer_to_its_command(s, url):
 async def test_complete_records_outcome_once(s, url):
     await add_device(s)
     cid = await s.enqueue("hp-1", HP, 1, [7, 8], "alice", T0, timeout=30)
-    await s.mark_sent(cid, 1, T0 + 1)
+    assert (await s.claim_and_send_many([("hp-1", 1)], T0 + 1, "bridge-a"))[0].id == cid
     assert await s.complete(cid, "done", {7: 215, 8: 352}, T0 + 2) is True
     assert await s.complete(cid, "timeout", None, T0 + 40) is False
     c = await s.get_command(cid)
@@ -840,8 +774,8 @@ async def test_expire_finishes_undelivered_commands_past_their_expiry(s, url):
     c = await s.enqueue("hp-1", HP, WRITE, {7: 3}, "alice", T0, expires_at=T0 + 10)
     d = await s.enqueue("hp-1", HP, WRITE, {7: 4}, "alice", T0, expires_at=T0 + 100)
     e = await s.enqueue("hp-1", HP, WRITE, {7: 5}, "alice", T0)
-    await s.claim("hp-1", T0 + 1, "bridge-a")          # a
-    await s.mark_sent(c, 5, T0 + 2)                    # sent in time: not expired
+    await claimed(s, "hp-1", T0 + 1, "bridge-a")       # a
+    await sent(s, c, 5, T0 + 2)                        # sent in time: not expired
     assert await s.expire(T0 + 9) == []
     assert await s.expire(T0 + 10) == [a, b]
     assert await s.expire(T0 + 11) == []
@@ -856,9 +790,8 @@ async def test_time_out_finishes_sent_commands_without_answer(s, url):
     a = await s.enqueue("hp-1", HP, WRITE, {7: 1}, "alice", T0, timeout=30)
     b = await s.enqueue("hp-1", HP, WRITE, {7: 2}, "alice", T0, timeout=30)
     c = await s.enqueue("hp-1", HP, WRITE, {7: 3}, "alice", T0)
-    await s.mark_sent(a, 1, T0)
-    await s.mark_sent(b, 2, T0 + 20)
-    await s.mark_sent(c, 3, T0)
+    for cid, mid, t in ((a, 1, T0), (b, 2, T0 + 20), (c, 3, T0)):
+        assert (await s.claim_and_send_many([("hp-1", mid)], t, "bridge-a"))[0].id == cid
     assert await s.time_out(T0 + 29) == []
     assert await s.time_out(T0 + 30) == [a]
     assert await s.time_out(T0 + 10000) == [b]
@@ -905,7 +838,7 @@ async def test_enqueue_plan_queues_a_push_and_records_the_plan(s, url):
 async def test_plan_becomes_accepted_when_its_push_is_done(s, url):
     await add_device(s)
     cid = await s.enqueue_plan("hp-1", PLAN, "alice", T0)
-    await s.mark_sent(cid, 3, T0 + 1)
+    assert (await s.claim_and_send_many([("hp-1", 3)], T0 + 1, "bridge-a"))[0].id == cid
     await s.complete(cid, "done", None, T0 + 2)
     [p] = await s.list_plans("hp-1", T0 + 3)
     assert (p.status, p.updated_at) == ("accepted", T0 + 2)

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from command_states import claimed
 from spot.cloud_bridge import store as S
 from spot.cloud_bridge.store import open_store
 from spot.cloud_bridge.coalesce import Coalesced
@@ -25,41 +26,6 @@ async def queued(s, devices, n=1):
 
 
 # ------------------------------------------------------------------ commands
-
-@store_test
-async def test_claim_many_gives_each_device_its_oldest_queued_command(s, url):
-    for d in ("hp-1", "hp-2", "hp-3"):
-        await add_device(s, d)
-    first = await queued(s, ["hp-1", "hp-2"])
-    await queued(s, ["hp-1", "hp-2"])
-    got = await s.claim_many(["hp-2", "hp-3", "hp-1"], T0 + 1, BRIDGE)
-    assert [c and c.id for c in got] == [first[1], None, first[0]]
-    assert all(c.status == "claimed" and c.claimed_by == BRIDGE for c in (got[0], got[2]))
-
-
-@store_test
-async def test_claim_many_with_a_device_twice_gives_its_two_oldest_commands(s, url):
-    await add_device(s)
-    ids = await queued(s, ["hp-1"], 3)
-    got = await s.claim_many(["hp-1", "hp-1"], T0 + 1, BRIDGE)
-    assert [c.id for c in got] == ids[:2]
-    assert (await s.claim("hp-1", T0 + 1, BRIDGE)).id == ids[2]
-
-
-@store_test
-async def test_mark_sent_many_records_each_and_refuses_each_on_its_own(s, url):
-    for d in ("hp-1", "hp-2"):
-        await add_device(s, d)
-    a, b = await queued(s, ["hp-1", "hp-2"])
-    await s.claim_many(["hp-1"], T0 + 1, BRIDGE)       # b is not claimed by us
-    out = await s.mark_sent_many([(a, 7), (b, 8), (999, 9)], T0 + 2, BRIDGE)
-    assert out[0] is None
-    assert isinstance(out[1], S.CommandStateError)
-    assert isinstance(out[2], S.UnknownCommand)
-    ca, cb = await s.get_commands([a, b])
-    assert (ca.status, ca.mid, ca.sent_at) == ("sent", 7, T0 + 2)
-    assert (cb.status, cb.mid) == ("queued", None)
-
 
 @store_test
 async def test_claim_and_send_many_records_each_devices_oldest_command_sent_in_one_write(s, url):
@@ -92,7 +58,7 @@ async def test_claim_and_send_many_takes_no_expired_sent_or_claimed_command(s, u
     await s.enqueue_many(["hp-1"], HP, WRITE, {8: 1}, "op", T0, T0 + 1)   # expires at T0+1
     await queued(s, ["hp-2", "hp-3"])
     await s.claim_and_send_many([("hp-2", 1)], T0, "bridge-b")
-    await s.claim_many(["hp-3"], T0, "bridge-b")
+    await claimed(s, "hp-3", T0, "bridge-b")   # by a bridge from before one-write sends
     got = await s.claim_and_send_many([("hp-1", 1), ("hp-2", 2), ("hp-3", 3)], T0 + 2, BRIDGE)
     assert got == [None, None, None]
 
@@ -173,20 +139,19 @@ async def test_group_enqueue_with_a_device_twice_queues_both_in_order(s, url):
 
 
 @store_test
-async def test_a_claimed_sent_and_completed_command_reads_back_exactly_as_written(s, url):
+async def test_a_sent_and_completed_command_reads_back_exactly_as_written(s, url):
     await add_device(s)
     now = T0 + 0.1234567890123   # times of full float precision stay exact
     cid = (await s.enqueue_many(["hp-1"], HP, WRITE, {8: 1.5}, "op", now, now + 3600.000001,
                                 12.345678901234567))[0]
-    claimed = (await s.claim_many(["hp-1"], now + 1e-6, BRIDGE))[0]
-    assert claimed == await s.get_command(cid)
-    assert (claimed.created_at, claimed.claimed_at, claimed.timeout) == (
-        now, now + 1e-6, 12.345678901234567)
-    assert await s.mark_sent_many([(cid, 65535)], now + 2e-6, BRIDGE) == [None]
+    sent = (await s.claim_and_send_many([("hp-1", 65535)], now + 1e-6, BRIDGE))[0]
+    assert sent == await s.get_command(cid)
+    assert (sent.created_at, sent.claimed_at, sent.sent_at, sent.mid, sent.timeout) == (
+        now, now + 1e-6, now + 1e-6, 65535, 12.345678901234567)
     assert await s.complete_many([(cid, "done", {0: [1, "x"]})], now + 3e-6) == [True]
     done = await s.get_command(cid)
     assert (done.mid, done.sent_at, done.completed_at, done.result) == (
-        65535, now + 2e-6, now + 3e-6, {0: [1, "x"]})
+        65535, now + 1e-6, now + 3e-6, {0: [1, "x"]})
 
 
 def _sqlite_statements(s):
@@ -210,8 +175,7 @@ def test_sqlite_writes_a_batch_of_any_size_with_the_same_statements(store_url):
         seen, tracing = _sqlite_statements(s)
         await tracing
         await s.get_commands(await queued(s, devices, 2))
-        cmds = await s.claim_many(devices, T0 + 1, BRIDGE)
-        await s.mark_sent_many([(c.id, 1) for c in cmds], T0 + 2, BRIDGE)
+        cmds = await s.claim_and_send_many([(d, 1) for d in devices], T0 + 1, BRIDGE)
         await s.claim_and_send_many([(d, 2) for d in devices], T0 + 2, BRIDGE)
         await s.complete_many([(c.id, "done", None) for c in cmds], T0 + 3)
         await s.register_devices([announce("new-%d" % i) for i in range(n)])
@@ -298,7 +262,7 @@ async def test_registering_says_which_devices_have_a_command_queued(s, url):
     for d in ("hp-1", "hp-2", "hp-3"):
         await add_device(s, d)
     await queued(s, ["hp-1", "hp-2"])
-    await s.claim("hp-2", T0 + 1, BRIDGE)   # its only command is claimed: none waits
+    await claimed(s, "hp-2", T0 + 1, BRIDGE)   # its only command is claimed: none waits
     out, waiting, _ = await s.register_devices_waiting(
         [announce(d) for d in ("hp-1", "hp-2", "hp-3", "hp-4")])
     assert out == [False, False, False, True]

@@ -8,7 +8,8 @@ from spot.core.mqtt import (
     UNSUBSCRIBE, PINGREQ, DISCONNECT)
 from spot.core.mqtt_client import (
     MqttClient, MemoryOutbox, OutboxFull, DISCONNECTED, CONNECTING, CONNECTED,
-    EV_CONNECTED, EV_MESSAGE, EV_PUBACK, EV_SUBACK, EV_UNSUBACK, EV_DISCONNECTED)
+    EV_CONNECTED, EV_MESSAGE, EV_PUBACK, EV_SUBACK, EV_UNSUBACK, EV_DISCONNECTED,
+    EV_OVERSIZED)
 
 WILL = ('spot/dev1/status', b'offline', 1, True)
 
@@ -383,10 +384,37 @@ def test_good_packets_before_garbage_are_still_handled():
     assert kinds(ev) == [EV_MESSAGE, EV_DISCONNECTED]
 
 
-def test_oversized_packet_closes_connection():
+def test_oversized_packet_other_than_publish_closes_connection():
     c, b = connected_client(max_packet=64)
-    ev = c.receive(encode_publish('a', bytes(100))[:10], 5)
+    ev = c.receive(encode_suback(1, [1] * 100)[:10], 5)
     assert kinds(ev) == [EV_DISCONNECTED] and 'exceeds' in ev[0].reason
+
+
+def test_oversized_qos1_publish_is_acknowledged_and_dropped_and_the_link_stays():
+    c, b = connected_client(max_packet=64)
+    big = encode_publish('spot/dev1/cmd', bytes(100), 1, False, False, 42)
+    ev = c.receive(big[:30], 5) + c.receive(big[30:], 6)
+    assert kinds(ev) == [EV_OVERSIZED]
+    assert (ev[0].topic, ev[0].qos, ev[0].pid, ev[0].size) == ('spot/dev1/cmd', 1, 42, len(big))
+    assert [(p.type, p.pid) for p in b.take(c.data_to_send())] == [(PUBACK, 42)]
+    assert c.state == CONNECTED and c.oversized == 1
+    ev = c.receive(encode_publish('spot/dev1/cmd', b'ok', 1, False, False, 43), 7)
+    assert [(e.kind, e.payload) for e in ev] == [(EV_MESSAGE, b'ok')]
+
+
+def test_oversized_qos1_publish_is_acknowledged_by_a_client_that_leaves_acks_to_its_owner():
+    c, b = connected_client(max_packet=64)
+    c.ack_on_receive = False   # the bridge's: a message is acknowledged once stored
+    ev = c.receive(encode_publish('a', bytes(100), 1, False, False, 8), 5)
+    assert kinds(ev) == [EV_OVERSIZED]
+    assert [(p.type, p.pid) for p in b.take(c.data_to_send())] == [(PUBACK, 8)]
+
+
+def test_oversized_qos0_publish_is_dropped_without_an_ack():
+    c, b = connected_client(max_packet=64)
+    ev = c.receive(encode_publish('a', bytes(100)), 5)
+    assert kinds(ev) == [EV_OVERSIZED] and ev[0].pid == 0
+    assert c.data_to_send() == b'' and c.state == CONNECTED
 
 
 def test_second_connack_is_a_protocol_error():

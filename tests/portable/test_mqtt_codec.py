@@ -305,9 +305,83 @@ def test_parser_next_packet_resets_after_garbage():
 
 
 def test_parser_rejects_oversized_before_body_arrives():
-    # announces 1000-byte body; max packet 256; only the header is there
-    msg = raises_mqtt(h('30 e8 07'), max_packet=256)
-    assert 'exceeds' in msg
+    # a SUBACK announcing a 1000-byte body; max packet 256; only the header is there
+    msg = raises_mqtt(h('90 e8 07'), max_packet=256)
+    assert msg == 'packet of 1003 bytes exceeds the maximum of 256'
+
+
+def chunked(parser, data, size):
+    """Feed data in chunks of size bytes; (packets, most bytes held after a chunk)."""
+    got = []
+    held = 0
+    for i in range(0, len(data), size):
+        got += list(parser.feed(data[i:i + size]))
+        held = max(held, parser.buffered())
+    return got, held
+
+
+BIG = bytes(encode_publish('spot/v1/hp-1/10/down', bytes(range(256)) * 20, 1, False, True, 9))
+
+
+def test_parser_skips_an_oversized_publish_split_across_many_chunks_then_parses_the_next():
+    stream = BIG + PINGRESP_PACKET + bytes(encode_publish('a', b'ok', 1, False, False, 10))
+    got, held = chunked(StreamParser(256), stream, 7)
+    assert [(q.type, q.pid, q.topic) for q in got] == [
+        (PUBLISH, 9, 'spot/v1/hp-1/10/down'), (PINGRESP, 0, None), (PUBLISH, 10, 'a')]
+    big = got[0]
+    assert (big.oversized, big.payload, big.qos, big.dup) == (len(BIG), b'', 1, True)
+    assert got[2].oversized == 0 and got[2].payload == b'ok'
+    assert held < 256    # the payload was never held
+
+
+def test_parser_gives_an_oversized_publish_only_when_all_of_it_has_passed():
+    p = StreamParser(256)
+    assert list(p.feed(BIG[:-1])) == []
+    assert p.buffered() == 0
+    assert [q.pid for q in p.feed(BIG[-1:])] == [9]
+
+
+def test_parser_skips_an_oversized_publish_at_every_split_of_two_chunks():
+    pkt = bytes(encode_publish('spot/x', bytes(300), 1, False, False, 5))
+    stream = pkt + PINGRESP_PACKET
+    for i in range(len(stream) + 1):
+        p = StreamParser(64)
+        got = list(p.feed(stream[:i])) + list(p.feed(stream[i:]))
+        assert [(q.type, q.pid, q.topic, q.oversized) for q in got] == [
+            (PUBLISH, 5, 'spot/x', len(pkt)), (PINGRESP, 0, None, 0)], i
+        assert p.buffered() == 0
+
+
+def test_parser_skips_an_oversized_publish_fed_a_byte_at_a_time():
+    pkt = bytes(encode_publish('spot/x', bytes(300)))
+    got, held = chunked(StreamParser(64), pkt + PINGRESP_PACKET, 1)
+    assert [(q.type, q.pid, q.topic, q.oversized) for q in got] == [
+        (PUBLISH, 0, 'spot/x', len(pkt)), (PINGRESP, 0, None, 0)]
+    assert held < 64
+
+
+def test_parser_skips_a_topic_longer_than_the_maximum_and_keeps_the_packet_id():
+    pkt = bytes(encode_publish('t/' + 'x' * 500, b'body', 1, False, False, 77))
+    got, held = chunked(StreamParser(64), pkt + PINGRESP_PACKET, 10)
+    assert [(q.type, q.pid, q.topic, q.oversized) for q in got] == [
+        (PUBLISH, 77, None, len(pkt)), (PINGRESP, 0, None, 0)]
+    assert held < 64
+
+
+def test_parser_refuses_an_oversized_publish_whose_topic_runs_past_its_end():
+    # remaining length 300, topic length 0x0200
+    assert raises_mqtt(h('30 ac 02 02 00') + bytes(298), max_packet=64) == (
+        'truncated PUBLISH topic')
+
+
+def test_parser_refuses_an_oversized_publish_with_a_wildcard_topic():
+    pkt = bytes(encode_publish('a/b', bytes(100)))
+    pkt = pkt[:6] + b'#' + pkt[7:]    # 'a/#'
+    assert 'wildcard' in raises_mqtt(pkt, max_packet=64)
+
+
+def test_parser_refuses_an_oversized_qos0_publish_with_dup():
+    assert 'DUP' in raises_mqtt(h('38 e8 07 00 01 61'), max_packet=64)
 
 
 def test_parser_accepts_packet_of_exactly_max_size():
