@@ -18,7 +18,7 @@ energy_in counts what the compressor drew.
 import asyncio
 import sys
 
-from spot.ports.micropython import config, device, hw
+from spot.ports.micropython import device, hw
 from spot.profiles import heat_pump
 
 
@@ -68,7 +68,7 @@ async def run_plant(plant):
 def main(path):
     """The device of the config at path, bound to a Plant stepped by a task (call it
     inside a running asyncio loop); (device, plant)."""
-    dev = device.Device(config.load(path), heat_pump)
+    dev = device.Device(path, heat_pump)
     node = dev.node
     plant = Plant()
     hw.bind(node, 'sg_ready', get=lambda: plant.sg, set=plant.set_sg, wire=True)
