@@ -7,10 +7,10 @@ Deploy: spot deploy --profile heat_pump --device /dev/ttyUSB0 --config spot.json
 import asyncio
 from machine import ADC, PWM, Pin
 
-from spot.ports.micropython import config, device, hw
+from spot.ports.micropython import device, hw
 from spot.profiles import heat_pump
 
-dev = device.Device(config.load(), heat_pump)
+dev = device.Device('spot.json', heat_pump)
 node = dev.node
 
 # SG-Ready inputs of the heat pump, driven by two relays (the bridge or a plan sets the state)

@@ -7,10 +7,10 @@ Deploy: spot deploy --profile meter --transport mqtt --device /dev/ttyACM0 \
 import asyncio
 from machine import UART, Pin
 
-from spot.ports.micropython import config, device, hw, modbus
+from spot.ports.micropython import device, hw, modbus
 from spot.profiles import meter
 
-dev = device.Device(config.load(), meter)
+dev = device.Device('spot.json', meter)
 node = dev.node
 
 sdm = modbus.Modbus(UART(0, 9600, tx=Pin(0), rx=Pin(1), timeout=100), unit=1, de=Pin(2, Pin.OUT))

@@ -5,9 +5,9 @@
     spot bundle --profile heat_pump --config spot.json --main examples/unix_heat_pump.py \\
         --out hp && cd hp && MICROPYPATH=lib:.frozen micropython -X heapsize=128k main.py
 
-(.mpy files need about 90k of heap, main.py importing the bundle's preload first;
-frozen into the interpreter with SPOT, as tests/mp_real.py does, 34k over CoAP and 32k
-over MQTT: `micropython -X heapsize=34k -m unix_heat_pump spot.json`).
+(.mpy files need about 88k of heap, main.py importing the bundle's preload first;
+frozen into the interpreter with SPOT, as tests/mp_real.py does, 32k over CoAP and
+over MQTT: `micropython -X heapsize=32k -m unix_heat_pump spot.json`).
 
 The model, in the profile's wire units (0.1 Cel, W, Wh; integers only, as a board's
 drivers would give): the compressor runs at 2 kW while the flow is below its
@@ -18,7 +18,7 @@ energy_in counts what the compressor drew.
 import asyncio
 import sys
 
-from spot.ports.micropython import config, device, hw
+from spot.ports.micropython import device, hw
 from spot.profiles import heat_pump
 
 
@@ -68,7 +68,7 @@ async def run_plant(plant):
 def main(path):
     """The device of the config at path, bound to a Plant stepped by a task (call it
     inside a running asyncio loop); (device, plant)."""
-    dev = device.Device(config.load(path), heat_pump)
+    dev = device.Device(path, heat_pump)
     node = dev.node
     plant = Plant()
     hw.bind(node, 'sg_ready', get=lambda: plant.sg, set=plant.set_sg, wire=True)

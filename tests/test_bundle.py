@@ -112,7 +112,7 @@ def test_the_bundle_imports_and_boots_in_micropython_1_27_from_mpy_alone(heat_pu
     script = """
 import os, sys
 os.chdir('/')
-from spot.ports.micropython import config, device, hw
+from spot.ports.micropython import device, hw
 from spot.profiles import heat_pump
 import spot.core.coap_binding as cb
 print('FILE', cb.__file__)
@@ -122,7 +122,7 @@ class Net:
 class Board:
     def woke_from_sleep(self):
         return False
-dev = device.Device(config.load(), heat_pump, net=Net(), board=Board(), clock=lambda: 0)
+dev = device.Device('spot.json', heat_pump, net=Net(), board=Board(), clock=lambda: 0)
 print('PLAN', dev.node.plans.default)
 print('LINK', type(dev.link).__name__)
 print('LOADED', sorted(m for m in sys.modules if m.startswith('spot.ports')))
@@ -142,9 +142,10 @@ print('RARE AFTER', [m for m in ('spot.core.cbor_float', 'spot.core.cbor_utf8') 
     assert "PLAN {16: {6: 2}}" in r.stdout
     assert "LINK CoapLink" in r.stdout
     assert not any(p.endswith(".py") for p in fs)
-    # given a board and a clock, the runtime leaves the real board glue unloaded, and a
-    # device that is not sleepy and has no OSCORE keys loads neither of those parts
-    assert ("LOADED ['spot.ports', 'spot.ports.micropython', 'spot.ports.micropython.config', "
+    # given a board and a clock, the runtime leaves the real board glue unloaded, a
+    # device that is not sleepy and has no OSCORE keys loads neither of those parts, and
+    # the config module, used only at boot, is forgotten once the device is made
+    assert ("LOADED ['spot.ports', 'spot.ports.micropython', "
             "'spot.ports.micropython.datagram', 'spot.ports.micropython.device', "
             "'spot.ports.micropython.device_coap', "
             "'spot.ports.micropython.hw']") in r.stdout
@@ -281,6 +282,14 @@ def test_the_preload_leaves_out_what_only_a_function_or_cpython_imports():
         assert rare not in order
     assert "spot.core.coap_numbers" not in D.boot_imports("spot.core.coap")
     assert "spot.core.coap_numbers" in D.imports_of("spot.core.coap")
+
+
+def test_the_preload_leaves_the_config_module_to_the_device_which_forgets_it_after_boot():
+    main = str(EXAMPLES / "esp32_heat_pump.py")
+    for transport, oscore in (("coap", False), ("mqtt", False), ("coap", True)):
+        order = D.preload_order("heat_pump", transport, oscore, main=main)
+        assert D.CONFIG not in order
+        assert D.CONFIG in D.modules_for("heat_pump", transport, oscore, main=main)
 
 
 def test_the_frozen_sources_boot_in_micropython_as_they_are(tmp_path):

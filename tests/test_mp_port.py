@@ -740,6 +740,28 @@ def case_config_fills_defaults_and_names_the_bad_field():
         raise AssertionError('accepted broken JSON')
 
 
+def case_a_device_made_from_the_config_files_path_checks_it_then_forgets_the_module():
+    import json
+    import sys
+    path = tmpdir() + 'spot.json'
+    with open(path, 'w') as f:
+        json.dump(coap_config(plan={'heat_pump': {'sg_ready': 2}}), f)
+    dev = World(path, CoapBridge()).dev
+    assert dev.cfg['id'] == 'hp-1' and dev.cfg['comm_timeout'] == 900   # a default filled in
+    assert dev.node.plans.default == {HP: {6: 2}}
+    # used only at boot: gone from sys.modules and from its package once the device is made
+    assert config.__name__ not in sys.modules
+    assert getattr(sys.modules[config.__name__.rpartition('.')[0]], 'config', None) is None
+    with open(path, 'w') as f:
+        json.dump(coap_config(telemetry=-1), f)
+    try:
+        World(path, CoapBridge())
+    except ValueError as e:
+        assert 'telemetry' in str(e), e
+    else:
+        raise AssertionError('accepted a config file with a bad field')
+
+
 def case_default_plan_names_become_wire_entries():
     w = World(coap_config(plan={'heat_pump': {'flow_setpoint': 35.5, 'sg_ready': 2}}),
               CoapBridge())

@@ -149,10 +149,12 @@ builtins.__import__ = traced
 import spot_preload
 builtins.__import__ = real
 before = set(sys.modules)
-from spot.ports.micropython import config, device
+from spot.ports.micropython import device
 from spot.profiles import heat_pump
-dev = device.Device(config.load('spot.json'), heat_pump)
+dev = device.Device('spot.json', heat_pump)
 print('BOOT', *sorted(k for k in sys.modules if k not in before and k.startswith('spot')))
+print('CONFIG', 'spot.ports.micropython.config' in sys.modules,
+      hasattr(sys.modules['spot.ports.micropython'], 'config'))
 """
 
 
@@ -172,9 +174,11 @@ def test_the_bundles_preload_loads_each_module_after_its_imports_and_all_a_boot_
     # modules it imports are loaded already (leaves first)
     assert preloaded and all(loaded == [name] for name, *loaded in preloaded), r.stdout + r.stderr
     assert "spot.ports.micropython.device_coap" in [p[0] for p in preloaded]
-    # and booting the device loads nothing of SPOT's the preload did not
+    # and booting the device keeps nothing of SPOT's the preload did not load: the config
+    # module it loads to check the config is forgotten (sys.modules, its package) after boot
     assert "BOOT" in r.stdout.split(), r.stdout + r.stderr
-    assert r.stdout.split("BOOT", 1)[1].split() == [], r.stdout
+    assert r.stdout.split("BOOT", 1)[1].split("\n", 1)[0].split() == [], r.stdout
+    assert "CONFIG False False" in r.stdout, r.stdout
 
 
 def test_a_bundle_of_mpy_files_with_the_unix_example_as_main_registers_with_the_bridge(

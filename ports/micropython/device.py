@@ -8,11 +8,15 @@ a reset). OSCORE keys and sequence numbers: device_oscore, loaded only
 when the config has them.
 
     import asyncio
-    from spot.ports.micropython import config, device, hw
+    from spot.ports.micropython import device, hw
     from spot.profiles import heat_pump
-    dev = device.Device(config.load(), heat_pump)
+    dev = device.Device('spot.json', heat_pump)
     hw.bind(dev.node, 'sg_ready', set=hw.SgReady(relay1, relay2))
     asyncio.run(dev.run())
+
+The config (the dict config.load returns, or the path of its JSON file) is checked
+when the device is made; the config module is then forgotten (sys.modules), so its
+checks and defaults take no heap after boot unless the firmware holds the module.
 
 Everything that touches the world is a provider, so tests run this very code
 under MicroPython with fakes:
@@ -41,7 +45,6 @@ firmware set one, and is then forgotten: the node's list never grows.
 from ...core.compat import const
 from ...core.node import Node
 from ...profiles import diagnostics
-from . import config as C
 
 POLL_MS = const(50)        # longest sleep between two looks at the socket
 _SAMPLE_MS = const(1000)   # bound getters of subscribed objects are read this often
@@ -57,11 +60,24 @@ _RX_COAP = const(401)
 _RX_MQTT = const(512)
 
 
+def _forget_config(C):
+    """Forget the config module, used only at boot: once nothing else holds it, its code is
+    freed (a board loading .mpy files holds a module's bytecode on its heap)."""
+    import sys
+    sys.modules.pop(C.__name__, None)
+    package = sys.modules.get(C.__name__.rpartition('.')[0])
+    if package is not None and getattr(package, 'config', None) is C:
+        del package.config
+
+
 class Device:
     """One node on one board. See the module docstring."""
 
     def __init__(self, cfg, profile, net=None, clock=None, sleep=None, board=None, files='',
                  poll_ms=POLL_MS):
+        from . import config as C
+        if type(cfg) is str:
+            cfg = C.load(cfg)
         self.cfg = cfg = C.check(C.with_defaults(cfg))
         scheme, host, port = C.parse_uri(cfg['bridge'])
         self._rx = bytearray(_RX_COAP if scheme == 'coap' else _RX_MQTT)
@@ -86,6 +102,8 @@ class Device:
                                 comm_timeout=cfg['comm_timeout'], sleepy=bool(cfg['sleepy']))
         self.sid = profile.SERVICE
         node.set_default_plan(C.plan_entries(cfg['plan'], node.services))
+        _forget_config(C)
+        del C                     # its code is freed before the links are made
         self.on_event = None      # firmware's hook: on_event((kind, sid, oid, arg)) per node event
         self.errors = 0           # exceptions caught in the loop
         self.last_error = None

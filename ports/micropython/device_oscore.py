@@ -2,7 +2,6 @@
 has an "oscore" section: the security context from its hex keys, with sender
 sequence numbers reserved in blocks in a state file so a reboot never reuses one."""
 from ...core.oscore import SecurityContext
-from .config import unhex
 
 SEQ_BLOCK = 256   # sequence numbers reserved per flash write
 SEQ_LOW = 16      # reserve again when fewer are left
@@ -10,7 +9,8 @@ SEQ_LOW = 16      # reserve again when fewer are left
 
 def context(dev):
     """The SecurityContext of dev.cfg['oscore'], its first block reserved."""
-    o = dev.cfg['oscore']
+    o = dev.cfg['oscore']     # hex strings (config.check); config is not loaded after boot
+    unhex = bytes.fromhex
     seq = dev.state_file('seq')
     ctx = SecurityContext(unhex(o['secret']), unhex(o['sender']), unhex(o['recipient']),
                           unhex(o.get('salt', '')),
