@@ -21,7 +21,7 @@ from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
 from .events import EventHub
-from .frame_decode import decode as decode_frame
+from .frame_decode import decode as decode_frame, encode as encode_frame
 from .ingest import Ingest, TimeTaken, notify_rows, settle
 from .device_clock import DeviceClocks
 from .metrics import Metrics
@@ -366,12 +366,15 @@ class Bridge:
         answered = getattr(self.transports.get(via), "answers_announce", True)
         result = self.clocks.registered(device, body[A_SERVICES], flags if answered else 0,
                                         self.clock())
-        self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
-                          "sleepy": bool(flags & FLAG_SLEEPY)})
+        listened = self.hub.listened()   # (the events are built only for a listener)
+        if listened:
+            self.hub.publish({"type": "device", "device": device,
+                              "services": body[A_SERVICES], "sleepy": bool(flags & FLAG_SLEEPY)})
         if self.presence.get(device) != "online":   # the registration stored it online
             self.presence[device] = "online"
-            self.hub.publish({"type": "presence", "device": device, "presence": "online"})
-        return F.encode(F.RESULT, 0, mid, result), waiting or device in self.clocks.due
+            if listened:
+                self.hub.publish({"type": "presence", "device": device, "presence": "online"})
+        return encode_frame(F.RESULT, 0, mid, result), waiting or device in self.clocks.due
 
     def _register_audit(self, via):
         """The audit entry of a first registration through `via`: one object per
