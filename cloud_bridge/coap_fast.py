@@ -20,10 +20,13 @@ first. A remote is the socket address (host, port[, flow, scope]).
 The datagram devices send most, a confirmable POST to /s with only the
 options Uri-Path "s" and Content-Format 65000 and a frame, is recognised by
 its bytes (FastBusServer._bus_post) and goes straight to the bridge, without
-the endpoint's message and request objects; its empty 2.04 ACK, once the
-frame is stored, is four bytes and the token, cached for retransmissions as
-the endpoint caches its answers. Every other datagram, and every other answer
-(an ERROR frame, a 5.00), takes the endpoint's general path.
+the endpoint's message and request objects; its 2.04 ACK, once the frame is
+stored, is four bytes and the token (with Content-Format and the frame when
+the answer is one, e.g. an ANNOUNCE's RESULT once its registration
+committed), cached for retransmissions as the endpoint caches its answers.
+Every other datagram, and every other answer (an ERROR frame, a 5.00), takes
+the endpoint's general path. An ANNOUNCE answered by callback records its
+sender as the device's route when the answer is a RESULT, as BusRoutes does.
 """
 import asyncio
 import collections
@@ -291,7 +294,7 @@ class FastBusServer(BusRoutes):
         self.on_frame = on_frame
         # on_frame_nowait(frame, remote, answer): on_frame without a task per request,
         # tried first: the reply frame (or None) now, PENDING (answer(reply, error) is
-        # called later), or LATER (an ANNOUNCE: ask on_frame)
+        # called later), or LATER (ask on_frame, a coroutine, in a task)
         self.on_frame_nowait = on_frame_nowait
         self.on_unparsable = on_unparsable
         self.devices = {}      # device id -> socket address
