@@ -19,8 +19,16 @@ idle. With in_flight=k, up to k batches run at once, what waits split evenly
 among the ones that may still start: the caller's loop works on one batch's
 answers while the store writes another (each batch is still its own
 transaction, its callers answered only after it).
+
+A caller without a coroutine (a transport answering a burst from its socket's
+callback) hands in its item with a callback instead: `put(item, Callback(fn))`
+calls fn(outcome, None) or fn(None, error) when the batch ends, with no future
+and no task of its own.
 """
 import asyncio
+import logging
+
+log = logging.getLogger("spot.bridge.coalesce")
 
 
 class Coalesced:
@@ -39,10 +47,14 @@ class Coalesced:
 
     async def __call__(self, item):
         fut = asyncio.get_running_loop().create_future()
-        self._waiting.append((item, fut))
+        self.put(item, fut)
+        return await fut
+
+    def put(self, item, sink):
+        """Hand in item; sink (a future, or a Callback) gets its outcome."""
+        self._waiting.append((item, sink))
         if not self._starting and self._running < self.in_flight:
             self._start()
-        return await fut
 
     def _start(self):
         self._starting = True
@@ -102,3 +114,37 @@ class Coalesced:
         """Wait for what is waiting to be written."""
         while self._flushers:
             await asyncio.wait(list(self._flushers))
+
+
+class Callback:
+    """The side of a future a Coalesced sets, calling fn(outcome, None) or fn(None, error)
+    instead (a cancelled batch: fn(None, CancelledError()))."""
+
+    __slots__ = ("fn", "_done")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self._done = False
+
+    def done(self):
+        return self._done
+
+    def cancelled(self):
+        return False
+
+    def set_result(self, outcome):
+        self._call(outcome, None)
+
+    def set_exception(self, error):
+        self._call(None, error)
+
+    def _call(self, outcome, error):
+        self._done = True
+        try:   # a bug in one caller's callback must not keep the batch's others unanswered
+            self.fn(outcome, error)
+        except Exception:
+            log.exception("callback of a batch's caller failed")
+
+    def cancel(self):
+        if not self._done:
+            self.set_exception(asyncio.CancelledError())

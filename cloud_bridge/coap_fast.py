@@ -20,10 +20,13 @@ first. A remote is the socket address (host, port[, flow, scope]).
 The datagram devices send most, a confirmable POST to /s with only the
 options Uri-Path "s" and Content-Format 65000 and a frame, is recognised by
 its bytes (FastBusServer._bus_post) and goes straight to the bridge, without
-the endpoint's message and request objects; its empty 2.04 ACK, once the
-frame is stored, is four bytes and the token, cached for retransmissions as
-the endpoint caches its answers. Every other datagram, and every other answer
-(an ERROR frame, a 5.00), takes the endpoint's general path.
+the endpoint's message and request objects; its 2.04 ACK, once the frame is
+stored, is four bytes and the token (with Content-Format and the frame when
+the answer is one, e.g. an ANNOUNCE's RESULT once its registration
+committed), cached for retransmissions as the endpoint caches its answers.
+Every other datagram, and every other answer (an ERROR frame, a 5.00), takes
+the endpoint's general path. An ANNOUNCE answered by callback records its
+sender as the device's route when the answer is a RESULT, as BusRoutes does.
 """
 import asyncio
 import collections
@@ -33,6 +36,7 @@ import socket
 from functools import partial
 
 from ..core import coap
+from ..core import frame as F
 from ..core.coap_binding import BUS, CF_SPOT
 from ..core.coap_endpoint import Endpoint
 from ..core.coap_server import Request, Response
@@ -47,6 +51,8 @@ log = logging.getLogger("spot.bridge.coap")
 _POST_S_CF = b"\xb1s\x12\xfd\xe8\xff"
 _POST_S = b"\xb1s\xff"
 _ACK_CHANGED = (2 << 5) | 4               # 2.04 in an ACK
+_CF_SPOT_PAYLOAD = b"\xc2\xfd\xe8\xff"    # option Content-Format 65000, payload marker
+_MAX_PIGGY = 1024    # reply frames up to this size written in the ACK here (the endpoint: more)
 
 LATER = object()    # from on_frame_nowait: this frame needs on_frame (a coroutine)
 PENDING = object()  # from on_frame_nowait: its answer callback comes later
@@ -288,7 +294,7 @@ class FastBusServer(BusRoutes):
         self.on_frame = on_frame
         # on_frame_nowait(frame, remote, answer): on_frame without a task per request,
         # tried first: the reply frame (or None) now, PENDING (answer(reply, error) is
-        # called later), or LATER (an ANNOUNCE: ask on_frame)
+        # called later), or LATER (ask on_frame, a coroutine, in a task)
         self.on_frame_nowait = on_frame_nowait
         self.on_unparsable = on_unparsable
         self.devices = {}      # device id -> socket address
@@ -362,7 +368,8 @@ class FastBusServer(BusRoutes):
                 # what the handler returns for the retransmissions (a respond() inside
                 # the handler would come before its cache entry, and be lost to them)
                 try:
-                    out = self.on_frame_nowait(req.payload, req.addr, partial(self._reply, req))
+                    out = self.on_frame_nowait(req.payload, req.addr, self._routing(
+                        req.payload, req.addr, partial(self._reply, req)))
                 except Exception as e:   # a bug, not the device's fault: 5.00
                     return self._response(None, e)
                 if out is PENDING:
@@ -405,9 +412,10 @@ class FastBusServer(BusRoutes):
                 self._send(seen[1], addr)
             return True
         ep._remember(key, now, None, coap.CON)
-        answer = partial(self._ack, data, addr, key)
+        frame = data[j:]
+        answer = self._routing(frame, addr, partial(self._ack, data, addr, key))
         try:
-            out = self.on_frame_nowait(data[j:], addr, answer)
+            out = self.on_frame_nowait(frame, addr, answer)
         except Exception as e:   # a bug, not the device's fault: 5.00
             answer(None, e)
             return True
@@ -417,17 +425,33 @@ class FastBusServer(BusRoutes):
             answer(out, None)
         return True
 
+    def _routing(self, frame, addr, answer):
+        """answer for an on_frame_nowait of frame; for an ANNOUNCE one that first records
+        addr as the device's route when the reply is a RESULT (BusRoutes' rule)."""
+        if len(frame) > 1 and frame[0] & 0x0F == F.ANNOUNCE:
+            return partial(self._announced, frame, addr, answer)
+        return answer
+
+    def _announced(self, frame, addr, answer, reply, error):
+        if error is None:
+            self.route_accepted(frame, addr, reply)
+        answer(reply, error)
+
     def _ack(self, data, addr, key, reply, error):
-        """Answer a _bus_post datagram: the empty 2.04 ACK written here, anything else
-        (a reply frame, an error) by _reply on the endpoint's request of it. After stop()
-        (a commit that ended after it) there is no socket to answer on: nothing."""
+        """Answer a _bus_post datagram: the 2.04 ACK, empty or carrying a reply frame that
+        is no ERROR, written here; anything else (an ERROR frame, an error) by _reply on
+        the endpoint's request of it. After stop() (a commit that ended after it) there
+        is no socket to answer on: nothing."""
         if self.driver is None:
             return
-        if reply is not None or error is not None:
+        if error is not None or (reply is not None and (
+                len(reply) < 2 or reply[0] & 0x0F == F.ERROR or len(reply) > _MAX_PIGGY)):
             self._reply(self._request_of(data, addr), reply, error)
             return
         tkl = data[0] & 15
         ack = bytes((0x60 | tkl, _ACK_CHANGED, data[2], data[3])) + data[4:4 + tkl]
+        if reply is not None:   # Content-Format 65000, the frame
+            ack += _CF_SPOT_PAYLOAD + reply
         cache = self.endpoint._dedupe
         seen = cache.get(key)
         if seen is not None:

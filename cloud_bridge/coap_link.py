@@ -42,7 +42,7 @@ from ..core import frame as F
 from ..core.errors import BUSY, MALFORMED, NOT_AUTHORISED, SpotError
 from ..core.node import A_ID
 from ..ports.cpython.coap_transport import BridgeCoapServer
-from .coap_fast import LATER, PENDING, FastBusServer
+from .coap_fast import PENDING, FastBusServer
 from .frame_decode import decode as decode_frame
 from .ingest import settle
 from . import service
@@ -157,22 +157,19 @@ class CoapLink:
 
     async def _frame(self, frame, remote):
         fut = asyncio.get_running_loop().create_future()
-        out = self.frame_nowait(frame, remote, lambda reply, error: settle(fut, reply, error))
-        if out is LATER:
-            return await self._announce(frame, remote, self._context_owner(remote),
-                                        getattr(remote, "security_context", None) is not None)
-        if out is PENDING:
-            return await fut
-        return out
+        out = self.frame_nowait(frame, remote, partial(settle, fut))
+        return await fut if out is PENDING else out
 
     def frame_nowait(self, frame, remote, answer):
-        """_frame without a coroutine (coap_fast answers a burst of NOTIFYs this way): the
-        reply now; or PENDING, and answer(reply, None) comes once the bridge stored the
-        frame's rows (or did not: BUSY), answer(None, error) if it failed; or LATER (an
-        ANNOUNCE: await _frame)."""
+        """_frame without a coroutine (coap_fast answers a burst of NOTIFYs and ANNOUNCEs
+        this way): the reply now; or PENDING, and answer(reply, None) comes once the
+        bridge stored the frame's rows or its registration (or did not: BUSY),
+        answer(None, error) if it failed."""
         head = F.peek(frame)
         if head is not None and head[1] == F.ANNOUNCE:
-            return LATER
+            return self._announce(frame, remote, self._context_owner(remote),
+                                  getattr(remote, "security_context", None) is not None,
+                                  answer)
         if getattr(remote, "security_context", None) is not None:
             # known by its context; it must have announced in it since the link started
             owner = self._context_owner(remote)
@@ -223,7 +220,9 @@ class CoapLink:
             return "dtls:" + dtls
         return self.bridge.admission.identity_for_plain(_sockaddr(remote)[0])
 
-    async def _announce(self, frame, remote, owner, protected):
+    def _announce(self, frame, remote, owner, protected, answer):
+        """An ANNOUNCE to register: the refusal now, or PENDING and answer(reply, error)
+        once the bridge registered it (or refused it)."""
         claimed, decoded = _announced_id(frame)
         if claimed is not None and (protected or self._commissioned(claimed)) \
                 and claimed != owner:
@@ -238,8 +237,22 @@ class CoapLink:
             self.bridge.peers.report(e.reason, str(source_ip(_sockaddr(remote)[0]) or source),
                                      e.text)
             return _refuse(frame, e.code, e.text)
-        reply = await self.bridge.device_frame(self.name, owner, frame, identity=identity,
-                                               source=source, decoded=decoded)
+        out = self.bridge.device_frame_nowait(
+            self.name, owner, frame, partial(self._announced, frame, decoded, claimed, remote,
+                                             protected, answer),
+            decoded, identity, source)
+        if out is service.PENDING:
+            return PENDING
+        return self._accepted(frame, decoded, claimed, remote, protected, out)
+
+    def _announced(self, frame, decoded, claimed, remote, protected, answer, reply, error):
+        if error is not None:
+            answer(None, error)
+        else:
+            answer(self._accepted(frame, decoded, claimed, remote, protected, reply), None)
+
+    def _accepted(self, frame, decoded, claimed, remote, protected, reply):
+        """The bridge's reply to an ANNOUNCE: a RESULT makes remote the device's route."""
         if reply is None:   # the bridge refused it (malformed, invalid)
             return _refuse(frame, MALFORMED, "announce refused")
         if reply[0] & 0x0F == F.RESULT and claimed is not None:

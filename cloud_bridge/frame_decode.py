@@ -19,6 +19,10 @@ value, which is checked cheaply and by construction:
 Anything else, and any cbor2 error, goes to core's decode, which returns its
 value or raises its own SpotError (same code, same detail). So the bridge
 refuses exactly what a SPOT node refuses, with the same error.
+
+`encode` writes the one body the bridge sends most, a registration's RESULT (one
+integer key, one integer value), with cbor2: the same bytes as core's encode
+(one key: no order to choose; integers in their shortest head either way).
 """
 from ..core import cbor, frame as F
 
@@ -60,7 +64,15 @@ def _plain(v, depth):
         v = v.values()
     if set(map(type, v)) <= _SCALARS:
         return True
+    inner = depth + 1 < cbor.MAX_DEPTH   # a container inside may hold scalars
     for x in v:
+        t = type(x)
+        # what the call below answers True at once, answered here without the call: a
+        # scalar, a short string, a list of scalars (an ANNOUNCE's services)
+        if t in _SCALARS or (t is str and len(x) * 4 <= cbor.MAX_ITEMS) or (
+                t is list and inner and len(x) <= cbor.MAX_ITEMS
+                and set(map(type, x)) <= _SCALARS):
+            continue
         if not _plain(x, depth + 1):
             return False
     return True
@@ -107,3 +119,17 @@ def decode(frame, max_size=F.MAX_FRAME):
             if body is not None:
                 return op, frame[1], (frame[2] << 8) | frame[3], body
     return F.decode(frame, max_size)
+
+
+def encode(op, service, mid, body=None):
+    """core/frame.py's encode (the same bytes); a body of one integer pair by cbor2."""
+    if _c_dumps is not None and type(body) is dict and len(body) == 1:
+        for k, v in body.items():
+            if type(k) is int and type(v) is int and -_WORD <= k < _WORD \
+                    and -_WORD <= v < _WORD:
+                return bytes(((F.VERSION << 4) | op, service, (mid >> 8) & 0xFF,
+                              mid & 0xFF)) + _c_dumps(body)
+    return F.encode(op, service, mid, body)
+
+
+_WORD = 1 << 64   # CBOR's integer heads: beyond them cbor2 writes bignums, core refuses

@@ -29,13 +29,16 @@ total_per_second), and a cap on devices registered over plain CoAP
 later. MQTT registrations meet the allow-list only (the broker authenticates).
 """
 import asyncio
+import collections
 import fnmatch
 import ipaddress
 from collections import OrderedDict
+from functools import partial
 
 from ..core.errors import BUSY, MALFORMED, NOT_AUTHORISED
 from ..core.mqtt_binding import check_level
-from .coalesce import Coalesced
+from .coalesce import Callback, Coalesced
+from .ingest import settle
 
 PLAIN_POLICIES = ("off", "loopback", "open")
 PLAIN_PREFIX = "coap:"
@@ -268,19 +271,35 @@ class Registrar:
         took over); raises what upsert_device would, or Refused (busy) once `instances`
         stopped. route: (transport, address) to
         record as this instance's, in the same transaction (`instances` only)."""
+        fut = asyncio.get_running_loop().create_future()
+        self.register_nowait(announce, route, partial(settle, fut))
+        return await fut
+
+    def register_nowait(self, announce, route, done):
+        """register() without a coroutine: done(outcome, None) or done(None, error) once
+        the batch holding it ended (a transport's socket callback, no task per ANNOUNCE)."""
         if self._batch.in_flight == 1:
-            return await self._batch((announce, route))
+            self._batch.put((announce, route), Callback(done))
+            return
         # two batches at once: a device's second ANNOUNCE waits for its first to be
         # written (two statements registering one new id at once both found it new:
         # its first pairing and audit row twice); in one batch the store orders them
-        before = self._writing.get(announce.id)
-        mine = asyncio.get_running_loop().create_future()
-        self._writing[announce.id] = mine
-        try:
-            if before is not None:
-                await asyncio.wait([before])
-            return await self._batch((announce, route))
-        finally:
-            mine.set_result(None)
-            if self._writing.get(announce.id) is mine:
-                del self._writing[announce.id]
+        later = self._writing.get(announce.id)
+        if later is not None:
+            later.append((announce, route, done))
+            return
+        self._writing[announce.id] = collections.deque()
+        self._put_writing(announce, route, done)
+
+    def _put_writing(self, announce, route, done):
+        self._batch.put((announce, route), Callback(partial(self._written, announce.id, done)))
+
+    def _written(self, device, done, outcome, error):
+        """One registration of device ended (two batches at once): the next one of the
+        same device that waited for it goes in a batch now."""
+        later = self._writing[device]
+        if later:
+            self._put_writing(*later.popleft())
+        else:
+            del self._writing[device]
+        done(outcome, error)

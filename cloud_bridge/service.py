@@ -9,7 +9,6 @@ sharing the store) carries on: queued commands are delivered when their
 device is next heard from, and telemetry is acknowledged only once stored.
 """
 import asyncio
-import collections
 import logging
 import time
 from functools import partial
@@ -22,7 +21,7 @@ from ..core.node import A_ID, A_SERVICES, A_CONSUMES, A_FLAGS, FLAG_SLEEPY
 from ..core.plans import CANCEL, MAX_PRIMACY
 from ..core.services import PLANS
 from .events import EventHub
-from .frame_decode import decode as decode_frame
+from .frame_decode import decode as decode_frame, encode as encode_frame
 from .ingest import Ingest, TimeTaken, notify_rows, settle
 from .device_clock import DeviceClocks
 from .metrics import Metrics
@@ -70,9 +69,7 @@ def allowed(role_name, op, sid):
     return R.role_allows(ROLE_IDS[role_name], op, sid)
 
 
-# device_frame_nowait: an ANNOUNCE it leaves to device_frame (registering is a coroutine),
-# or the answer to come by callback
-_Announce = collections.namedtuple("_Announce", "body now mid")
+# device_frame_nowait, announce_nowait: the answer comes by callback
 PENDING = object()
 
 
@@ -162,20 +159,18 @@ class Bridge:
         decoded: the frame as decode_frame gave it, if the transport decoded it already.
         """
         fut = asyncio.get_running_loop().create_future()
-        out = self.device_frame_nowait(via, device, frame,
-                                       lambda reply, error: settle(fut, reply, error), decoded)
-        if type(out) is _Announce:
-            return await self.announce(via, out.body, out.now, out.mid, expected=device,
-                                       identity=identity, source=source)
+        out = self.device_frame_nowait(via, device, frame, partial(settle, fut), decoded,
+                                       identity, source)
         if out is PENDING:
             return await fut
         return out
 
-    def device_frame_nowait(self, via, device, frame, answer, decoded=None):
+    def device_frame_nowait(self, via, device, frame, answer, decoded=None, identity=None,
+                            source=None):
         """device_frame without a coroutine, for a transport answering many frames a loop
-        turn: the reply frame (or None) now; or PENDING (a NOTIFY): answer(reply, None)
+        turn: the reply frame (or None) now; or PENDING: for a NOTIFY answer(reply, None)
         is called once its rows are stored, answer(None, StoreError) when they are not;
-        or, for an ANNOUNCE, an _Announce for device_frame to register."""
+        for an ANNOUNCE as announce_nowait says."""
         now = self.clock()
         try:
             op, sid, mid, body = decoded or decode_frame(frame, max_size=65536)
@@ -185,7 +180,7 @@ class Bridge:
             return None if mid is None else F.error(frame[1], mid, e.code, e.detail)
         self.metrics.count(self._received[op])
         if op == F.ANNOUNCE:
-            return _Announce(body, now, mid)
+            return self.announce_nowait(via, body, now, mid, answer, device, identity, source)
         if device is None or device not in self.known:
             self._reject("unknown_device", device)
             return F.error(sid, mid, NOT_AUTHORISED, "announce first")
@@ -256,6 +251,18 @@ class Bridge:
         one identity can be claimed again only as registration.may_claim allows.
         source: the sender's address, for the per-source limit on new ids. A registration
         the store cannot take is answered ERROR busy and changes nothing."""
+        fut = asyncio.get_running_loop().create_future()
+        out = self.announce_nowait(via, body, now, mid, partial(settle, fut), expected,
+                                   identity, source)
+        return await fut if out is PENDING else out
+
+    def announce_nowait(self, via, body, now, mid, answer, expected=None, identity=None,
+                        source=None):
+        """announce() without a coroutine, for a transport answering ANNOUNCEs from its
+        socket's callback: the reply frame now when it is refused before the store
+        (malformed, admission); else PENDING, and answer(reply frame, None) comes once
+        the registration committed or was refused, answer(None, error) for an error
+        that is no refusal (a bug: the transport answers 5.00)."""
         if (type(body) is not dict or type(body.get(A_ID)) is not str or not body[A_ID]
                 or type(body.get(A_SERVICES)) is not list):
             self._reject("malformed", expected, "ANNOUNCE body")
@@ -276,13 +283,25 @@ class Bridge:
         # a device is delivered to after its registration only if the registration's
         # transaction found a command queued, or something kicked it meanwhile
         self._registering[device] = self._registering.get(device, 0) + 1
-        deliver = False
         try:
-            reply, deliver = await self._register(via, body, now, mid, device, identity, source)
-            return reply
-        finally:
-            if self._registration_ended(device) or deliver:
+            flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
+            consumes = body.get(A_CONSUMES, [])
+            owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
+            route, wakes = None, 0
+            if self.instances is not None:   # commands to it go out through this instance now
+                route = self.instances.route_to_record(device, via, source)
+                wakes = self.instances.wakes_heard
+            self.registrar.register_nowait(S.Announce(
+                device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
+                credential_ref=identity, first_pairings=owners,
+                first_audit=self._register_audit(via),
+                claim=Claim(identity)), route, partial(
+                    self._registered, via, body, flags, mid, identity, source, wakes, answer))
+        except BaseException:
+            if self._registration_ended(device):
                 self._kick(device)
+            raise
+        return PENDING
 
     def _registration_ended(self, device):
         """One registration of device ended: True when it was the last in flight and
@@ -296,52 +315,66 @@ class Bridge:
             return True
         return False
 
-    async def _register(self, via, body, now, mid, device, identity, source):
-        """announce()'s store part: (reply frame, whether the device needs a delivery)."""
-        flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
-        consumes = body.get(A_CONSUMES, [])
-        owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
-        route, wakes = None, 0
-        if self.instances is not None:   # commands to it go out through this instance now
-            route = self.instances.route_to_record(device, via, source)
-            wakes = self.instances.wakes_heard
+    def _registered(self, via, body, flags, mid, identity, source, wakes, answer, waiting,
+                    error):
+        """announce()'s end once the registration batch ended: the reply, the device's
+        books, its delivery kicked when it has something to deliver."""
+        device = body[A_ID]
+        reply, deliver = None, False
         try:
-            waiting = await self.registrar.register(S.Announce(
-                device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
-                credential_ref=identity, first_pairings=owners,
-                first_audit=self._register_audit(via),
-                claim=Claim(identity)), route)
-        except S.ClaimRefused as e:
-            self.admission.registered(device, e.held)   # another instance registered it
-            self._reject("claim_refused", "%s from %s" % (device, source or via),
-                         "device registered under another identity (identity %s)" % identity)
-            return F.error(0, mid, NOT_AUTHORISED,
-                           "device registered under another identity"), False
-        except (S.InvalidValue, ValueError) as e:
-            self._reject("malformed", device, str(e))
-            return F.error(0, mid, MALFORMED, str(e)), False
-        except Refused as e:   # this instance is stopping: nothing stored
-            self._reject(e.reason, device, e.text)
-            return F.error(0, mid, e.code, e.text), False
-        except S.StoreError as e:   # nothing registered, no route recorded: one transaction
-            self.store_failed("registration", e)
-            return F.error(0, mid, BUSY, "not registered, retry later"), False
+            try:
+                if error is not None:
+                    raise error
+            except S.ClaimRefused as e:
+                self.admission.registered(device, e.held)   # another instance registered it
+                self._reject("claim_refused", "%s from %s" % (device, source or via),
+                             "device registered under another identity (identity %s)"
+                             % identity)
+                reply = F.error(0, mid, NOT_AUTHORISED,
+                                "device registered under another identity")
+            except (S.InvalidValue, ValueError) as e:
+                self._reject("malformed", device, str(e))
+                reply = F.error(0, mid, MALFORMED, str(e))
+            except Refused as e:   # this instance is stopping: nothing stored
+                self._reject(e.reason, device, e.text)
+                reply = F.error(0, mid, e.code, e.text)
+            except S.StoreError as e:   # nothing registered, no route recorded: one transaction
+                self.store_failed("registration", e)
+                reply = F.error(0, mid, BUSY, "not registered, retry later")
+            else:
+                reply, deliver = self._stored_registration(via, body, flags, mid, device,
+                                                           identity, waiting)
+                if self.instances is not None and self.instances.wakes_heard != wakes:
+                    # a command queued on another instance meanwhile may have been looked
+                    # for before this device's route was stored: look again now that it is
+                    self.instances.look_soon()
+        except BaseException as e:   # a bug, not a refusal: the transport answers 5.00
+            reply, error = None, e
+        else:
+            error = None
+        finally:
+            if self._registration_ended(device) or deliver:
+                self._kick(device)
+        answer(reply, error)
+
+    def _stored_registration(self, via, body, flags, mid, device, identity, waiting):
+        """A registration committed: the bridge's books and the RESULT (reply frame,
+        whether the device needs a delivery)."""
         self.known.add(device)
         self.admission.registered(device, identity)
         self.routes[device] = via
-        if self.instances is not None and self.instances.wakes_heard != wakes:
-            # a command queued on another instance meanwhile may have been looked for
-            # before this device's route was stored: look again now that it is
-            self.instances.look_soon()
         answered = getattr(self.transports.get(via), "answers_announce", True)
         result = self.clocks.registered(device, body[A_SERVICES], flags if answered else 0,
                                         self.clock())
-        self.hub.publish({"type": "device", "device": device, "services": body[A_SERVICES],
-                          "sleepy": bool(flags & FLAG_SLEEPY)})
+        listened = self.hub.listened()   # (the events are built only for a listener)
+        if listened:
+            self.hub.publish({"type": "device", "device": device,
+                              "services": body[A_SERVICES], "sleepy": bool(flags & FLAG_SLEEPY)})
         if self.presence.get(device) != "online":   # the registration stored it online
             self.presence[device] = "online"
-            self.hub.publish({"type": "presence", "device": device, "presence": "online"})
-        return F.encode(F.RESULT, 0, mid, result), waiting or device in self.clocks.due
+            if listened:
+                self.hub.publish({"type": "presence", "device": device, "presence": "online"})
+        return encode_frame(F.RESULT, 0, mid, result), waiting or device in self.clocks.due
 
     def _register_audit(self, via):
         """The audit entry of a first registration through `via`: one object per

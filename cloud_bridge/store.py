@@ -336,6 +336,15 @@ def check_name(x, what="name"):
     return x
 
 
+def check_names(x, what, seen):
+    """check_name for the items of a batch: a name in `seen` (a set) is not checked
+    again, a valid one is added to it (the same few controllers, roles and identities
+    come with every device of a burst)."""
+    if type(x) is not str or x not in seen:
+        seen.add(check_name(x, what))
+    return x
+
+
 def check_device(x):
     return check_name(x, "device id")
 
@@ -702,9 +711,11 @@ class Store(abc.ABC):
                            % sqlite_rows.rows_in(len(rows[0]))), (sqlite_rows.dumps(rows),))
 
     @staticmethod
-    def _device_row(id, services, consumes, flags, now, credential_ref, lists=None):
+    def _device_row(id, services, consumes, flags, now, credential_ref, lists=None,
+                    names=None):
         """lists (optional): a dict of the services and consumes checked and encoded so
-        far, by their text (a batch of one model's devices announces the same lists)."""
+        far, by their text (a batch of one model's devices announces the same lists);
+        names (optional): a set of the names checked so far (check_names)."""
         check_device(id)
         key = (repr(services), repr(consumes)) if lists is not None else None
         sv_cs = lists.get(key) if key is not None else None
@@ -715,7 +726,10 @@ class Store(abc.ABC):
         sv, cs = sv_cs
         check_int(flags, 0, 0x7FFFFFFF, "flags")
         if credential_ref is not None:
-            check_name(credential_ref, "credential_ref")
+            if names is None:
+                check_name(credential_ref, "credential_ref")
+            else:
+                check_names(credential_ref, "credential_ref", names)
         return (id, sv, cs, flags, credential_ref, float(now), float(now), "online", float(now))
 
     async def upsert_device(self, id, services, consumes, flags, now, credential_ref=None,
@@ -760,21 +774,22 @@ class Store(abc.ABC):
         valid = []
         details = {}   # id(audit detail) -> (detail, its JSON): a bridge passes one object
         lists = {}     # the batch's services and consumes, checked and encoded once each
+        names = set()  # the names checked valid in this batch
         for i, a in enumerate(items):
             try:
                 check_time(a.now, "now")
                 row = self._device_row(a.id, a.services, a.consumes, a.flags, a.now,
-                                       a.credential_ref, lists)
-                pairings = [(check_name(c, "controller"), check_choice(r, ROLES, "role"))
-                            for c, r in a.first_pairings]
+                                       a.credential_ref, lists, names)
+                pairings = [(check_names(c, "controller", names),
+                             check_choice(r, ROLES, "role")) for c, r in a.first_pairings]
                 audit = None
                 if a.first_audit is not None:
                     detail = a.first_audit[2]
                     known = details.get(id(detail))
                     if known is None or known[0] is not detail:
                         known = details[id(detail)] = (detail, dump_value(detail))
-                    audit = (float(a.now), check_name(a.first_audit[0], "actor"),
-                             check_name(a.first_audit[1], "action"), a.id, known[1])
+                    audit = (float(a.now), check_names(a.first_audit[0], "actor", names),
+                             check_names(a.first_audit[1], "action", names), a.id, known[1])
                 valid.append((i, a, row, pairings, audit))
             except InvalidValue as e:
                 out[i] = e

@@ -81,6 +81,9 @@ NOTIFY = F.encode(F.NOTIFY, 0x10, 7, [1700000000, {1: 1114, 2: -80}])[:4]
     (bytes.fromhex("a1 f9 3c00 01"), "float map key"),
     (bytes.fromhex("a1 81 01 01"), "array map key"),
     (bytes.fromhex("81" * 17 + "01"), "nesting deeper than 16"),
+    (bytes.fromhex("81" * 14 + "82 01 83 01 02 03"), "a list of integers nested 16 deep"),
+    (bytes.fromhex("81" * 15 + "82 01 83 01 02 03"), "a list of integers nested 17 deep"),
+    (bytes.fromhex("82 01 79 044c") + b"a" * 1100, "text of 1100 characters in a list"),
     (bytes.fromhex("59 1001") + b"a" * 4097, "text over 4096 bytes"),
     (bytes.fromhex("79 0800") + "é".encode() * 1024, "text of 1024 characters, 2048 bytes"),
     (bytes.fromhex("7a 00001002") + "é".encode() * 2049, "text of 2049 characters, 4098 bytes"),
@@ -99,3 +102,22 @@ def test_a_refused_frame_keeps_cores_error_code_and_detail():
         F.decode(NOTIFY + bytes.fromhex("a2 01 01 01 02"), MAX)
     assert (ours.value.code, ours.value.detail) == (core.value.code, core.value.detail)
     assert ours.value.detail == "duplicate map key"
+
+
+@FUZZ
+@given(st.integers(-(2**64) - 1, 2**64), st.integers(-(2**64) - 1, 2**64),
+       st.integers(0, 0xFFFF))
+def test_a_body_of_one_integer_pair_is_encoded_as_core_does(key, value, mid):
+    try:
+        core = F.encode(F.RESULT, 0, mid, {key: value})
+    except cbor.CBORError:
+        with pytest.raises(cbor.CBORError):
+            D.encode(F.RESULT, 0, mid, {key: value})
+    else:
+        assert D.encode(F.RESULT, 0, mid, {key: value}) == core
+
+
+@pytest.mark.parametrize("body", [None, {}, {1: 2, 0: 3}, {"a": 1}, {1: "a"}, {1: 1.5},
+                                  {1: True}, [1, 2]])
+def test_other_bodies_are_encoded_by_core(body):
+    assert D.encode(F.RESULT, 3, 258, body) == F.encode(F.RESULT, 3, 258, body)

@@ -403,3 +403,53 @@ def test_a_datagram_larger_than_the_endpoint_takes_is_4_13_and_nothing_is_stored
             assert code(M.decode(ok).code) == "2.04" and await rows(parts, "hp-1") == 1
             device.close()
     run(main())
+
+
+def test_an_announce_gets_the_same_result_in_the_ack_by_the_usual_and_the_general_path(
+        tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            usual, other = await RawCoap.open(), await RawCoap.open()
+            acks = await answered(usual, parts.coap_port, _bus_post(0x0201, announce("hp-1")))
+            acks += await answered(other, parts.coap_port, _bus_post(
+                0x0202, announce("hp-2"), extra=[(2048, b"x")]))
+            msgs = [M.decode(a) for a in acks]
+            assert [code(m.code) for m in msgs] == ["2.04", "2.04"]
+            assert [m.mtype for m in msgs] == [M.ACK, M.ACK]
+            assert [F.decode(bytes(m.payload))[0] for m in msgs] == [F.RESULT, F.RESULT]
+            assert [m.options for m in msgs] == [[(M.CONTENT_FORMAT, b"\xfd\xe8")]] * 2
+            assert acks[0][4:] == acks[1][4:]   # token, option and RESULT alike
+            fast = parts.coap.fast
+            assert fast.devices == {"hp-1": ("127.0.0.1", usual.port),
+                                    "hp-2": ("127.0.0.1", other.port)}
+            assert [d.id for d in await parts.store.list_devices()] == ["hp-1", "hp-2"]
+            usual.close()
+            other.close()
+    run(main())
+
+
+def test_a_retransmitted_announce_is_answered_from_the_cache_and_registered_once(tmp_path):
+    async def main():
+        async with bridge(tmp_path) as parts:
+            device = await RawCoap.open()
+            batches = parts.bridge.registrar._batch.batches
+            datagram = _bus_post(0x0301, announce("hp-1"))
+            first, again = await answered(device, parts.coap_port, datagram, datagram)
+            assert again == first and F.decode(bytes(M.decode(first).payload))[0] == F.RESULT
+            assert parts.bridge.registrar._batch.batches == batches + 1
+            device.close()
+    run(main())
+
+
+@PATHS
+def test_a_refused_announce_is_answered_with_its_error_and_records_no_route(tmp_path, extra):
+    async def main():
+        async with bridge(tmp_path, reg_allow=["hp-*"]) as parts:
+            device = await RawCoap.open()
+            reply, = await answered(device, parts.coap_port,
+                                    _bus_post(0x0401, announce("other-1"), extra=extra))
+            msg = M.decode(reply)
+            assert code(msg.code) == "4.01" and F.decode(bytes(msg.payload))[0] == F.ERROR
+            assert parts.coap.fast.devices == {} and await parts.store.list_devices() == []
+            device.close()
+    run(main())

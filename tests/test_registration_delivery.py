@@ -51,13 +51,15 @@ async def away(bridge, device_id):
 def during_registration(bridge, then):
     """Run `then()` after the registration's transaction committed, before the bridge
     has answered the ANNOUNCE (the registration is in flight)."""
-    register_one = bridge.registrar.register
+    register_one = bridge.registrar.register_nowait
 
-    async def register_then(announce, route=None):
-        waiting = await register_one(announce, route)
-        await then()
-        return waiting
-    bridge.registrar.register = register_then
+    def register_then(announce, route, done):
+        async def then_done(waiting, error):
+            await then()
+            done(waiting, error)
+        register_one(announce, route,
+                     lambda waiting, error: asyncio.ensure_future(then_done(waiting, error)))
+    bridge.registrar.register_nowait = register_then
 
 
 @contextlib.asynccontextmanager

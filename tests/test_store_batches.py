@@ -11,7 +11,7 @@ import pytest
 from command_states import claimed
 from spot.cloud_bridge import store as S
 from spot.cloud_bridge.store import open_store
-from spot.cloud_bridge.coalesce import Coalesced
+from spot.cloud_bridge.coalesce import Callback, Coalesced
 
 from test_store import HP, T0, WRITE, add_device, pg_server, store_test, store_url  # noqa: F401
 
@@ -305,6 +305,36 @@ def test_a_failed_batch_fails_every_caller_in_it():
         c = Coalesced(run_many)
         out = await asyncio.gather(c(1), c(2), return_exceptions=True)
         assert all(isinstance(e, S.StoreUnavailable) for e in out)
+    asyncio.run(main())
+
+
+def test_a_caller_handing_in_a_callback_gets_its_own_outcome_after_the_batch():
+    seen, told = [], []
+
+    async def run_many(items):
+        seen.append(list(items))
+        assert told == []   # nobody is told before the batch ended
+        return [ValueError(i) if i < 0 else i * 10 for i in items]
+
+    async def main():
+        c = Coalesced(run_many)
+        for i in (1, -2):
+            c.put(i, Callback(lambda outcome, error, i=i: told.append((i, outcome, error))))
+        assert await c(3) == 30
+        assert seen == [[1, -2, 3]]
+        assert told[0] == (1, 10, None)
+        assert told[1][:2] == (-2, None) and isinstance(told[1][2], ValueError)
+    asyncio.run(main())
+
+
+def test_a_callback_that_raises_leaves_the_other_callers_of_its_batch_answered():
+    def broken(outcome, error):
+        raise RuntimeError("a caller's bug")
+
+    async def main():
+        c = Coalesced(lambda items: asyncio.sleep(0, result=items))
+        c.put(1, Callback(broken))
+        assert await asyncio.gather(c(2), c(3)) == [2, 3]
     asyncio.run(main())
 
 

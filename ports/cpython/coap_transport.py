@@ -236,9 +236,13 @@ class BusRoutes:
             reply = await self._call(frame, remote)
         else:
             reply = _check_announce(frame)
+        self.route_accepted(frame, remote, reply)
+        return reply
+
+    def route_accepted(self, frame, remote, reply):
+        """An ANNOUNCE frame from remote was answered reply: a RESULT records the route."""
         if reply is not None and F.peek(reply) is not None and reply[0] & 0x0F == F.RESULT:
             self._route(frame, remote)
-        return reply
 
     async def _call(self, frame, remote):
         out = self.on_frame(frame, remote)
