@@ -94,9 +94,13 @@ class Coalesced:
             try:
                 outcomes = await self.run_many([item for item, _ in batch])
             except asyncio.CancelledError:
-                for _, fut in batch + self._waiting:
-                    fut.cancel()
-                self._waiting = []
+                # a Callback's fn may hand in another item as it is cancelled (the
+                # Registrar's next ANNOUNCE of the same device): cancelled in turn
+                doomed, self._waiting = batch + self._waiting, []
+                while doomed:
+                    for _, fut in doomed:
+                        fut.cancel()
+                    doomed, self._waiting = self._waiting, []
                 raise
             except Exception as e:   # nothing of the batch is stored: all callers learn
                 outcomes = [e] * len(batch)
