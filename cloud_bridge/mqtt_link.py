@@ -31,6 +31,7 @@ import ssl
 from urllib.parse import urlsplit
 
 from ..core import frame as F
+from ..core.errors import BUSY
 from ..core.mqtt_binding import ANNOUNCE, check_level, down_topic, signal_topic
 from ..core.secure_frame import is_sealed
 from ..ports.cpython.mqtt_births import addressed, birth_of, bridge_filters, frame_head
@@ -127,7 +128,7 @@ class MqttLink:
         except ValueError as e:
             return self._drop(str(e))
         if kind == ANNOUNCE:
-            return self._announce(device, payload)
+            return self._announce(device, payload, pid, generation)
         if is_sealed(payload):
             return self._drop("sealed frame without a context")
         try:
@@ -181,7 +182,8 @@ class MqttLink:
             stored(None, None)
         asyncio.ensure_future(store())
 
-    def _announce(self, device, payload):
+    def _announce(self, device, payload, pid, generation):
+        """A birth (registered) or a death; True when its PUBACK waits for the store."""
         try:
             body = birth_of(device, payload)
         except ValueError as e:
@@ -196,10 +198,25 @@ class MqttLink:
             task.add_done_callback(
                 lambda t: self._announcing.pop(device, None)
                 if self._announcing.get(device) is t else None)
+            if pid:
+                task.add_done_callback(lambda t: self._born(t, pid, generation))
         if self.presence.get(device) is not online:
             self.presence[device] = online
             asyncio.ensure_future(self.bridge.presence_changed(
                 device, "online" if online else "offline"))
+        return online and bool(pid)
+
+    def _born(self, task, pid, generation):
+        """A birth's registration ended: acknowledged once stored, or refused for good
+        (a claim or value the bridge will never take); not when the store could not take
+        it (ERROR busy) or the registration failed, so the broker sends it again."""
+        reply = None if task.cancelled() or task.exception() is not None else task.result()
+        if reply is not None and not (F.peek(reply)[1] == F.ERROR
+                                      and F.decode(reply)[3][0] == BUSY):
+            self.session.ack(pid, generation)
+        else:
+            self.bridge.metrics.inc("registrations_not_stored", transport=self.name)
+            self.session.redeliver()
 
     # ------------------------------------------------------------ output
 

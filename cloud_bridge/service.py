@@ -123,6 +123,8 @@ class Bridge:
         m.describe("commands", "commands by final status")
         m.describe("store_errors", "store operations that failed, by kind")
         m.describe("telemetry_not_stored", "telemetry frames refused because the store failed")
+        m.describe("registrations_not_stored", "MQTT births not acknowledged because their "
+                                               "registration was not stored")
         m.gauge("devices", lambda: len(self.known), "registered devices")
         m.gauge("devices_online", lambda: sum(1 for p in self.presence.values() if p == "online"),
                 "devices online")

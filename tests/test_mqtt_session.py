@@ -1,6 +1,6 @@
 """The bridge's MQTT session on asyncio (cloud_bridge/mqtt_session.py, core's sans-I/O
-client): against a real mosquitto, telemetry not stored is not acknowledged and the
-session reconnects for the broker to deliver it again, a message over the size limit is
+client): against a real mosquitto, telemetry or a birth not stored is not acknowledged
+and the session reconnects for the broker to deliver it again, a message over the size limit is
 refused visibly and acknowledged (it never comes back), a subscription the broker refused
 is asked for again until granted, the link comes back after the broker
 restarts, mqtts:// with a CA; against FakeBroker (a test double), a malformed packet
@@ -81,6 +81,36 @@ def test_telemetry_the_store_refused_is_stored_when_it_is_back_without_anyone_dr
                 assert await until(stored)   # the broker sent it again on a new connection
                 assert len(failures) == 1 and session.connections == connections + 1
                 assert parts.bridge.metrics.value("telemetry_not_stored", transport="mqtt") == 1
+            finally:
+                device.stop()
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_birth_whose_registration_the_store_refused_is_registered_when_the_broker_sends_it_again(
+        tmp_path, broker):
+    """A birth is acknowledged only once its registration is stored (or refused for
+    good): one the store could not take comes back from the broker on a new connection,
+    with nothing published again by the device."""
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
+            session = parts.mqtt.session
+            session.reconnect_delay = QUICK
+            register = parts.store.register_devices_waiting
+            failures = []
+
+            async def failing_once(announces, then):
+                failures.append(announces)
+                parts.store.register_devices_waiting = register   # back for the next batch
+                raise StoreError("disk full (test)")
+            parts.store.register_devices_waiting = failing_once
+            connections = session.connections
+            device = Device(broker.port)
+            try:
+                await device.publish("spot/v1/hp-mq/announce", announce("hp-mq"))
+                assert await until(lambda: "hp-mq" in parts.bridge.known)
+                assert len(failures) == 1 and session.connections == connections + 1
+                assert parts.bridge.metrics.value("registrations_not_stored",
+                                                  transport="mqtt") == 1
             finally:
                 device.stop()
     asyncio.run(asyncio.wait_for(main(), 30))
