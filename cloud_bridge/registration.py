@@ -43,6 +43,9 @@ from .ingest import settle
 PLAIN_POLICIES = ("off", "loopback", "open")
 PLAIN_PREFIX = "coap:"
 MAX_SOURCES = 10000     # per-source buckets kept (the least recently used go first)
+# ANNOUNCEs of one device waiting while its registration is written (two batches at
+# once); more are answered busy, so a device that floods cannot grow the queue
+MAX_WAITING_PER_DEVICE = 4
 # registration batches written at once (Registrar), by store dialect: PostgreSQL
 # writes each on its own connection while the loop works; SQLite writes one at a time
 # on its thread, and two only doubled the fsyncs without a faster burst (benchmarks)
@@ -286,6 +289,10 @@ class Registrar:
         # its first pairing and audit row twice); in one batch the store orders them
         later = self._writing.get(announce.id)
         if later is not None:
+            if len(later) >= MAX_WAITING_PER_DEVICE:   # a known id's refreshes are free
+                done(None, Refused(BUSY, "rate_device", "this device's registrations "
+                                   "are being written: retry later"))
+                return
             later.append((announce, route, done))
             return
         self._writing[announce.id] = collections.deque()

@@ -1,9 +1,10 @@
 """cloud_bridge.registration.Registrar's queue of a device announcing again while its
 registration is written (two batches at once, as on PostgreSQL), against a test double
-of the store: every ANNOUNCE handed in is answered, and the queue is emptied."""
+of the store: every ANNOUNCE handed in is answered, the queue is emptied, and it is
+bounded."""
 import asyncio
 
-from spot.cloud_bridge.registration import Registrar
+from spot.cloud_bridge.registration import MAX_WAITING_PER_DEVICE, Refused, Registrar
 from spot.cloud_bridge.store import Announce
 from waiting import until
 
@@ -48,4 +49,25 @@ def test_an_announce_queued_behind_a_cancelled_batch_is_answered_and_the_queue_e
                         ("second", None, asyncio.CancelledError),
                         ("third", False, type(None))]
         assert registrar._writing == {}
+    asyncio.run(main())
+
+
+def test_a_device_announcing_again_beyond_the_queue_bound_is_answered_busy_at_once():
+    """A known id's refreshes pass no admission limit: a device (or a spoofer of its
+    address) announcing in a loop while its registration is written would grow the
+    queue without end."""
+    async def main():
+        store = StoreDouble()
+        registrar = Registrar(store)
+        told = []
+        registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e))
+        assert await until(lambda: store.batches == [["hp-1"]], timeout=5)
+        for _ in range(MAX_WAITING_PER_DEVICE + 3):
+            registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e))
+        assert len(registrar._writing["hp-1"]) == MAX_WAITING_PER_DEVICE
+        assert len(told) == 3 and all(type(e) is Refused and e.reason == "rate_device"
+                                      for e in told)
+        for task in list(registrar._batch._flushers):
+            task.cancel()
+        await until(lambda: not registrar._batch._flushers, timeout=5)
     asyncio.run(main())
