@@ -278,9 +278,12 @@ class Registrar:
         self.register_nowait(announce, route, partial(settle, fut))
         return await fut
 
-    def register_nowait(self, announce, route, done):
+    def register_nowait(self, announce, route, done, bounded=False):
         """register() without a coroutine: done(outcome, None) or done(None, error) once
-        the batch holding it ended (a transport's socket callback, no task per ANNOUNCE)."""
+        the batch holding it ended (a transport's socket callback, no task per ANNOUNCE).
+        bounded: from a CoAP or DTLS source, whose ANNOUNCEs waiting for the device's
+        registration being written are bounded (MQTT's are the broker's, authenticated,
+        and one refused would only come back after a reconnect)."""
         if self._batch.in_flight == 1:
             self._batch.put((announce, route), Callback(done))
             return
@@ -289,7 +292,7 @@ class Registrar:
         # its first pairing and audit row twice); in one batch the store orders them
         later = self._writing.get(announce.id)
         if later is not None:
-            if len(later) >= MAX_WAITING_PER_DEVICE:   # a known id's refreshes are free
+            if bounded and len(later) >= MAX_WAITING_PER_DEVICE:   # refreshes pass no limit
                 done(None, Refused(BUSY, "rate_device", "this device's registrations "
                                    "are being written: retry later"))
                 return

@@ -298,7 +298,8 @@ class Bridge:
                 credential_ref=identity, first_pairings=owners,
                 first_audit=self._register_audit(via),
                 claim=Claim(identity)), route, partial(
-                    self._registered, via, body, flags, mid, identity, source, wakes, answer))
+                    self._registered, via, body, flags, mid, identity, source, wakes, answer),
+                bounded=source is not None)
         except BaseException:
             if self._registration_ended(device):
                 self._kick(device)

@@ -53,12 +53,13 @@ def during_registration(bridge, then):
     has answered the ANNOUNCE (the registration is in flight)."""
     register_one = bridge.registrar.register_nowait
 
-    def register_then(announce, route, done):
+    def register_then(announce, route, done, bounded=False):
         async def then_done(waiting, error):
             await then()
             done(waiting, error)
         register_one(announce, route,
-                     lambda waiting, error: asyncio.ensure_future(then_done(waiting, error)))
+                     lambda waiting, error: asyncio.ensure_future(then_done(waiting, error)),
+                     bounded)
     bridge.registrar.register_nowait = register_then
 
 

@@ -52,7 +52,7 @@ def test_an_announce_queued_behind_a_cancelled_batch_is_answered_and_the_queue_e
     asyncio.run(main())
 
 
-def test_a_device_announcing_again_beyond_the_queue_bound_is_answered_busy_at_once():
+def test_a_coap_device_announcing_again_beyond_the_queue_bound_is_answered_busy_at_once():
     """A known id's refreshes pass no admission limit: a device (or a spoofer of its
     address) announcing in a loop while its registration is written would grow the
     queue without end."""
@@ -63,10 +63,29 @@ def test_a_device_announcing_again_beyond_the_queue_bound_is_answered_busy_at_on
         registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e))
         assert await until(lambda: store.batches == [["hp-1"]], timeout=5)
         for _ in range(MAX_WAITING_PER_DEVICE + 3):
-            registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e))
+            registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e),
+                                      bounded=True)
         assert len(registrar._writing["hp-1"]) == MAX_WAITING_PER_DEVICE
         assert len(told) == 3 and all(type(e) is Refused and e.reason == "rate_device"
                                       for e in told)
+        for task in list(registrar._batch._flushers):
+            task.cancel()
+        await until(lambda: not registrar._batch._flushers, timeout=5)
+    asyncio.run(main())
+
+
+def test_mqtt_births_of_one_device_all_wait_for_its_registration_unbounded():
+    """A broker may hand over many births of one device at once (its persistent session
+    kept them while the bridge was away); one refused would only come back after a
+    reconnect, so they are not bounded."""
+    async def main():
+        store = StoreDouble()
+        registrar = Registrar(store)
+        told = []
+        for _ in range(MAX_WAITING_PER_DEVICE + 3):
+            registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e))
+        assert len(registrar._writing["hp-1"]) == MAX_WAITING_PER_DEVICE + 2
+        assert told == []
         for task in list(registrar._batch._flushers):
             task.cancel()
         await until(lambda: not registrar._batch._flushers, timeout=5)
