@@ -44,7 +44,8 @@ PLAIN_POLICIES = ("off", "loopback", "open")
 PLAIN_PREFIX = "coap:"
 MAX_SOURCES = 10000     # per-source buckets kept (the least recently used go first)
 # ANNOUNCEs of one device waiting while its registration is written (two batches at
-# once); more are answered busy, so a device that floods cannot grow the queue
+# once); more from a CoAP or DTLS source are answered busy, so a device (or a spoofer of
+# its address) announcing in a loop cannot grow the queue
 MAX_WAITING_PER_DEVICE = 4
 # registration batches written at once (Registrar), by store dialect: PostgreSQL
 # writes each on its own connection while the loop works; SQLite writes one at a time
