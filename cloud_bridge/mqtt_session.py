@@ -163,11 +163,7 @@ class MqttSession(asyncio.Protocol):
         self._stopping = True
         if self._connecting is not None:
             self._connecting.cancel()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._no_redelivery()
-        self._no_resubscribe()
+        self._cancel_timers()
         transport = self.transport
         if transport is not None:
             self._flush()
@@ -227,11 +223,7 @@ class MqttSession(asyncio.Protocol):
         self.transport = None
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._no_redelivery()
-        self._no_resubscribe()
+        self._cancel_timers()
         reason = "connection lost" if exc is None else "connection lost: %s" % (exc,)
         self._events(self.client.connection_lost(reason, self._now()))
         self._reconnect_later()
@@ -322,10 +314,6 @@ class MqttSession(asyncio.Protocol):
         if out and self.transport is not None:
             self.transport.write(out)
 
-    def _no_resubscribe(self):
-        if self._resubscribe is not None:
-            self._resubscribe.cancel()
-            self._resubscribe = None
 
     def _broken(self, reason):
         """End the connection for a broker's protocol error: last_error says why, and
@@ -374,10 +362,13 @@ class MqttSession(asyncio.Protocol):
             self._flush()   # what was stored meanwhile is acknowledged first
             self._broken("ended for the broker to send again what was not acknowledged")
 
-    def _no_redelivery(self):
-        if self._redeliver is not None:
-            self._redeliver.cancel()
-            self._redeliver = None
+    def _cancel_timers(self):
+        """The connection's timers (keep-alive, redelivery, resubscription) cancelled:
+        stopped, or the connection is gone."""
+        for timer in (self._timer, self._redeliver, self._resubscribe):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._redeliver = self._resubscribe = None
 
     def _flush(self):
         self._flush_due = False
