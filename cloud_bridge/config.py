@@ -45,6 +45,9 @@ import tomllib
 from urllib.parse import quote
 from dataclasses import dataclass, field
 
+from ..core.mqtt import MAX_REMAINING_LENGTH
+from .mqtt_session import MAX_PACKET as MQTT_MAX_PACKET
+
 
 INSTANCE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -75,7 +78,7 @@ class Config:
     mqtt_url: str = ""
     mqtt_ca: str = ""
     mqtt_share_group: str = ""
-    mqtt_max_packet: int = 65536   # cloud_bridge.mqtt_session.MAX_PACKET
+    mqtt_max_packet: int = MQTT_MAX_PACKET
     operator: str = "operator"
     tokens: dict = field(default_factory=dict)
     hosts: list = field(default_factory=list)     # Host/Origin names besides the socket's
@@ -141,7 +144,6 @@ def load(path=None, **overrides):
     if type(cfg.commands_in_flight) is not int or cfg.commands_in_flight < 1:
         raise ValueError("commands_in_flight must be a positive integer, got %r"
                          % (cfg.commands_in_flight,))
-    from ..core.mqtt import MAX_REMAINING_LENGTH
     largest = MAX_REMAINING_LENGTH + 5   # MQTT's largest packet
     if type(cfg.mqtt_max_packet) is not int or not 1024 <= cfg.mqtt_max_packet <= largest:
         raise ValueError("[mqtt] max_packet must be a whole number of bytes from 1024 to %d "
