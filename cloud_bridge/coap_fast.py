@@ -54,7 +54,6 @@ _ACK_CHANGED = (2 << 5) | 4               # 2.04 in an ACK
 _CF_SPOT_PAYLOAD = b"\xc2\xfd\xe8\xff"    # option Content-Format 65000, payload marker
 _MAX_PIGGY = 1024    # reply frames up to this size written in the ACK here (the endpoint: more)
 
-LATER = object()    # from on_frame_nowait: this frame needs on_frame (a coroutine)
 PENDING = object()  # from on_frame_nowait: its answer callback comes later
 
 _LINKS = b'</s>;rt="spot.bus";ct=65000'   # /.well-known/core (RFC 6690)
@@ -293,8 +292,8 @@ class FastBusServer(BusRoutes):
         self.port = port
         self.on_frame = on_frame
         # on_frame_nowait(frame, remote, answer): on_frame without a task per request,
-        # tried first: the reply frame (or None) now, PENDING (answer(reply, error) is
-        # called later), or LATER (ask on_frame, a coroutine, in a task)
+        # used instead of it when given: the reply frame (or None) now, or PENDING
+        # (answer(reply, error) is called later)
         self.on_frame_nowait = on_frame_nowait
         self.on_unparsable = on_unparsable
         self.devices = {}      # device id -> socket address
@@ -372,10 +371,7 @@ class FastBusServer(BusRoutes):
                         req.payload, req.addr, partial(self._reply, req)))
                 except Exception as e:   # a bug, not the device's fault: 5.00
                     return self._response(None, e)
-                if out is PENDING:
-                    return None
-                if out is not LATER:
-                    return self._response(out)
+                return None if out is PENDING else self._response(out)
             self._serve_later(req)
             return None   # answered by _serve, piggy-backed on the ACK
         if path == [".well-known", "core"] and req.code == coap.GET:
@@ -419,9 +415,7 @@ class FastBusServer(BusRoutes):
         except Exception as e:   # a bug, not the device's fault: 5.00
             answer(None, e)
             return True
-        if out is LATER:
-            self._serve_later(self._request_of(data, addr))
-        elif out is not PENDING:
+        if out is not PENDING:
             answer(out, None)
         return True
 
