@@ -30,6 +30,9 @@
     total_burst = 1000                  # new ids all CoAP sources may register at once,
     total_per_second = 100              #   then this many per second
     max_plain = 10000                   # devices registered over plain CoAP, at most
+    refresh_burst = 4                   # re-registrations of one known id written at once,
+    refresh_interval = 30               #   then one per this many seconds; an unchanged one
+                                        #   this soon after its write is answered unwritten
 
     [access]
     operator = "operator"               # actor paired as owner with every device
@@ -91,6 +94,8 @@ class Config:
     reg_total_burst: int = 1000
     reg_total_per_second: float = 100
     reg_max_plain: int = 10000
+    reg_refresh_burst: int = 4
+    reg_refresh_interval: float = 30
 
     @property
     def store_url(self):
@@ -114,7 +119,8 @@ _SECTIONS = {
     "access": ("operator", "tokens", "hosts"),
     "dtls": {"psk": "psk"},
     "registration": {k: "reg_" + k for k in ("plain", "allow", "source_burst", "source_interval",
-                                             "total_burst", "total_per_second", "max_plain")},
+                                             "total_burst", "total_per_second", "max_plain",
+                                             "refresh_burst", "refresh_interval")},
 }
 
 
@@ -177,7 +183,11 @@ def _check_registration(cfg):
     if type(cfg.reg_allow) is not list or not all(type(p) is str for p in cfg.reg_allow):
         raise ValueError("[registration] allow must be a list of device ids or patterns")
     for name in ("source_burst", "source_interval", "total_burst", "total_per_second",
-                 "max_plain"):
+                 "max_plain", "refresh_interval"):
         v = getattr(cfg, "reg_" + name)
         if type(v) not in (int, float) or not v > 0:
             raise ValueError("[registration] %s must be a positive number, not %r" % (name, v))
+    if type(cfg.reg_refresh_burst) is not int or cfg.reg_refresh_burst < 1:
+        # (below one, no re-registration of a known id could ever be written)
+        raise ValueError("[registration] refresh_burst must be a whole number of at least 1, "
+                         "not %r" % (cfg.reg_refresh_burst,))

@@ -20,17 +20,24 @@ default: only from 127.0.0.0/8 and ::1, so a bridge on its default address
 127.0.0.1 and `spot demo` / `spot sim --connect coap://127.0.0.1:...` work),
 or "open" (any source; each id stays bound to the IP that first registered it).
 
-Limits on new ids (an id the bridge does not know yet; refreshes are free):
-an allow-list (`allow`: ids or shell patterns, e.g. "hp-*"; empty: any id),
-for CoAP and DTLS a token bucket per source (source_burst ids at once, then
-one per source_interval seconds) and one in total (total_burst,
-total_per_second), and a cap on devices registered over plain CoAP
-(max_plain). A refusal for a limit is `busy` (CoAP 5.03), so a device retries
-later. MQTT registrations meet the allow-list only (the broker authenticates).
+Limits on new ids (an id the bridge does not know yet): an allow-list
+(`allow`: ids or shell patterns, e.g. "hp-*"; empty: any id), for CoAP and
+DTLS a token bucket per source (source_burst ids at once, then one per
+source_interval seconds) and one in total (total_burst, total_per_second),
+and a cap on devices registered over plain CoAP (max_plain). A refusal for a
+limit is `busy` (CoAP 5.03), so a device retries later. MQTT registrations
+meet the allow-list only (the broker authenticates).
+
+Re-registrations of a known id (Refreshes): one that would write what the
+bridge wrote for the id less than refresh_interval seconds ago is answered
+without a store write (the service decides when that is safe); the others
+from CoAP and DTLS pass a token bucket per id (refresh_burst at once, then
+one per refresh_interval seconds), refused `busy` (rate_refresh) over it.
 """
 import asyncio
 import collections
 import fnmatch
+import hashlib
 import ipaddress
 from collections import OrderedDict
 from functools import partial
@@ -43,6 +50,10 @@ from .ingest import settle
 PLAIN_POLICIES = ("off", "loopback", "open")
 PLAIN_PREFIX = "coap:"
 MAX_SOURCES = 10000     # per-source buckets kept (the least recently used go first)
+# re-registrations remembered (Refreshes) at most, the oldest dropped first: an entry
+# lives about refresh_interval seconds after its device's last write, so this covers
+# 1 000 000 devices registering every 300 s (spec 9.1's lifetime) at the default 30 s
+MAX_REFRESHES = 200000
 # ANNOUNCEs of one device waiting while its registration is written (two batches at
 # once); more from a CoAP or DTLS source are answered busy, so a device (or a spoofer of
 # its address) announcing in a loop cannot grow the queue
@@ -152,6 +163,94 @@ class Bucket:
         return False
 
 
+def registration_digest(services, consumes, flags, identity, via, source):
+    """What a registration writes and where it came from, as 16 bytes: two ANNOUNCEs of
+    one id with equal digests write the same device row (services, consumes, flags,
+    identity) from the same route (transport, source address). repr tells 1, 1.0 and
+    True apart, as the store does; BLAKE2b makes a changed registration taken for an
+    unchanged one as unlikely as a forged hash."""
+    text = repr((services, consumes, flags, identity, via, source))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class Written:
+    """A known id's last written registration (its digest, when) and its refresh bucket
+    as one float: the time its bucket is next full ("theoretical arrival time", GCRA)."""
+
+    __slots__ = ("digest", "at", "full_at")
+
+    def __init__(self, digest, at, full_at):
+        self.digest = digest
+        self.at = at
+        self.full_at = full_at
+
+
+class Refreshes:
+    """Re-registrations of known ids: what each id's last written registration held,
+    and a token bucket per id (`burst` writes at once, then one per `interval`
+    seconds). An entry whose bucket is full again and whose write is older than
+    `interval` says nothing (a full bucket, nothing to answer unchanged) and is
+    dropped: the table holds the ids written or refreshed in the last
+    (burst + 1) x interval seconds, at most `limit` (the oldest go first, and an id
+    dropped is written at its next registration: in doubt, write)."""
+
+    def __init__(self, burst, interval, limit=MAX_REFRESHES):
+        self.burst = burst
+        self.interval = float(interval)
+        self.limit = limit
+        self._table = OrderedDict()   # device -> Written, the least recently changed first
+
+    def __len__(self):
+        return len(self._table)
+
+    def unchanged(self, device, digest, now):
+        """Did device's last written registration have this digest, less than
+        `interval` seconds before now?"""
+        w = self._table.get(device)
+        return (w is not None and w.digest == digest and w.at <= now
+                and now - w.at < self.interval)
+
+    def take(self, device, now):
+        """A token to write a re-registration of device: False when its bucket is empty
+        (the bucket is recorded here at once, so ANNOUNCEs waiting for their write
+        take tokens too)."""
+        w = self._table.get(device)
+        if w is None:
+            w = self._keep(device, Written(None, float("-inf"), now), now)
+        else:
+            self._table.move_to_end(device)
+        full_at = max(w.full_at, now)
+        if full_at - now > (self.burst - 1) * self.interval:
+            return False
+        w.full_at = full_at + self.interval
+        return True
+
+    def written(self, device, digest, now):
+        """device's registration with this digest, received at now, is stored."""
+        w = self._table.get(device)
+        if w is None:
+            self._keep(device, Written(digest, now, now), now)
+        else:   # (a device's registrations commit in the order they came: Registrar)
+            w.digest, w.at = digest, now
+            self._table.move_to_end(device)
+
+    def forget(self, device):
+        self._table.pop(device, None)
+
+    def _keep(self, device, w, now):
+        """Add w as device's entry, after dropping the entries that say nothing any more
+        (from the oldest) and the oldest beyond the limit."""
+        table = self._table
+        while table:
+            oldest = next(iter(table.values()))
+            if len(table) < self.limit and (oldest.full_at > now
+                                            or now - oldest.at < self.interval):
+                break
+            table.popitem(last=False)
+        table[device] = w
+        return w
+
+
 class Admission:
     """The registration policy of one bridge (config [registration])."""
 
@@ -164,6 +263,7 @@ class Admission:
         self.plain_ids = set()          # registered ids held by a plain-CoAP address
         self.held = {}                  # registered id -> the identity holding it (a cache)
         self._plain_of = {}             # source host -> its plain-CoAP identity
+        self.refreshes = Refreshes(config.reg_refresh_burst, config.reg_refresh_interval)
 
     def check_claim(self, device, identity):
         """Refused when the cache already says another identity holds the id (the store
@@ -210,6 +310,13 @@ class Admission:
         if source is not None and not self._total.take(now):
             raise Refused(BUSY, "rate_total", "new device ids: retry later")
 
+    def check_refresh(self, device, source, now):
+        """Refused when a known id re-registering from a CoAP or DTLS source (not MQTT,
+        as check_new) is over its refresh bucket; takes a token when it is not."""
+        if source is not None and not self.refreshes.take(device, now):
+            raise Refused(BUSY, "rate_refresh", "this device re-registered too often: "
+                          "retry later")
+
     def registered(self, device, identity):
         if identity is not None:
             self.held[device] = identity
@@ -221,6 +328,7 @@ class Admission:
     def forget(self, device):
         self.plain_ids.discard(device)
         self.held.pop(device, None)
+        self.refreshes.forget(device)
 
 
 class Registrar:

@@ -26,7 +26,8 @@ from .ingest import Ingest, TimeTaken, notify_rows, settle
 from .device_clock import DeviceClocks
 from .metrics import Metrics
 from .peer_log import PeerLog
-from .registration import Admission, Claim, Refused, Registrar, check_device_id
+from .registration import (Admission, Claim, Refused, Registrar, check_device_id,
+                           registration_digest)
 from .delivery_writes import DeliveryWrites
 from .slots import Slots
 from .subscriptions import SubscriptionBook
@@ -125,6 +126,8 @@ class Bridge:
         m.describe("telemetry_not_stored", "telemetry frames refused because the store failed")
         m.describe("registrations_not_stored", "MQTT births not acknowledged because their "
                                                "registration was not stored")
+        m.describe("registrations_unchanged", "re-registrations answered without a store "
+                                              "write: what they hold was stored already")
         m.gauge("devices", lambda: len(self.known), "registered devices")
         m.gauge("devices_online", lambda: sum(1 for p in self.presence.values() if p == "online"),
                 "devices online")
@@ -262,7 +265,8 @@ class Bridge:
                         source=None):
         """announce() without a coroutine, for a transport answering ANNOUNCEs from its
         socket's callback: the reply frame now when it is refused before the store
-        (malformed, admission); else PENDING, and answer(reply frame, None) comes once
+        (malformed, admission) or stored already (a refresh that changes nothing,
+        _stored_already); else PENDING, and answer(reply frame, None) comes once
         the registration committed or was refused, answer(None, error) for an error
         that is no refusal (a bug: the transport answers 5.00)."""
         if (type(body) is not dict or type(body.get(A_ID)) is not str or not body[A_ID]
@@ -273,11 +277,21 @@ class Bridge:
         if expected is not None and expected != device:
             self._reject("identity_mismatch", expected, device)
             return F.error(0, mid, NOT_AUTHORISED, "not this link's device")
+        flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
+        consumes = body.get(A_CONSUMES, [])
+        consumes = consumes if type(consumes) is list else []
         try:
             check_device_id(device)
-            if device not in self.known:
+            known = device in self.known
+            if not known:
                 self.admission.check_new(device, identity, source)
             self.admission.check_claim(device, identity)
+            digest = registration_digest(body[A_SERVICES], consumes, flags, identity, via,
+                                         source)
+            if known:
+                if self._stored_already(via, device, digest, now):
+                    return self._refreshed(via, body, flags, mid, device, identity, now)
+                self.admission.check_refresh(device, source, now)
         except Refused as e:
             self._reject(e.reason, "%s from %s" % (device, source or via),
                          "%s (identity %s)" % (e.text, identity))
@@ -286,19 +300,18 @@ class Bridge:
         # transaction found a command queued, or something kicked it meanwhile
         self._registering[device] = self._registering.get(device, 0) + 1
         try:
-            flags = body.get(A_FLAGS, 0) if type(body.get(A_FLAGS, 0)) is int else 0
-            consumes = body.get(A_CONSUMES, [])
             owners = [(self.config.operator, OWNER)] + list(self.plugin_actors.items())
             route, wakes = None, 0
             if self.instances is not None:   # commands to it go out through this instance now
                 route = self.instances.route_to_record(device, via, source)
                 wakes = self.instances.wakes_heard
             self.registrar.register_nowait(S.Announce(
-                device, body[A_SERVICES], consumes if type(consumes) is list else [], flags, now,
+                device, body[A_SERVICES], consumes, flags, now,
                 credential_ref=identity, first_pairings=owners,
                 first_audit=self._register_audit(via),
                 claim=Claim(identity)), route, partial(
-                    self._registered, via, body, flags, mid, identity, source, wakes, answer),
+                    self._registered, via, body, flags, mid, identity, source, wakes,
+                    (digest, now), answer),
                 bounded=source is not None)
         except BaseException:
             if self._registration_ended(device):
@@ -318,10 +331,35 @@ class Bridge:
             return True
         return False
 
-    def _registered(self, via, body, flags, mid, identity, source, wakes, answer, waiting,
-                    error):
+    def _stored_already(self, via, device, digest, now):
+        """Is an ANNOUNCE of a known device stored already, so that it can be answered
+        without a store write? When it would write what this bridge wrote for the
+        device less than refresh_interval seconds ago (registration.Refreshes), from
+        the same route, no registration of it is being written (one may change what
+        is stored), and the device is online (a registration stores it online). With
+        several instances never: another may have taken its route, claim or row."""
+        return (self.instances is None and device not in self._registering
+                and self.presence.get(device) == "online" and self.routes.get(device) == via
+                and self.admission.refreshes.unchanged(device, digest, now))
+
+    def _refreshed(self, via, body, flags, mid, device, identity, now):
+        """The RESULT of a registration stored already (_stored_already), as a stored one
+        is answered (the clock, the events), without the store: last seen is written
+        with the next sweep, and a device whose last command went unanswered is
+        delivered to again, as when it is heard from."""
+        self.metrics.inc("registrations_unchanged")
+        self._heard(device, now)
+        reply, deliver = self._stored_registration(via, body, flags, mid, device, identity,
+                                                   False)
+        if deliver:
+            self._kick(device)
+        return reply
+
+    def _registered(self, via, body, flags, mid, identity, source, wakes, written, answer,
+                    waiting, error):
         """announce()'s end once the registration batch ended: the reply, the device's
-        books, its delivery kicked when it has something to deliver."""
+        books, its delivery kicked when it has something to deliver. written: (the
+        registration's digest, when it came), for Refreshes once it is stored."""
         device = body[A_ID]
         reply, deliver = None, False
         try:
@@ -345,6 +383,7 @@ class Bridge:
                 self.store_failed("registration", e)
                 reply = F.error(0, mid, BUSY, "not registered, retry later")
             else:
+                self.admission.refreshes.written(device, *written)
                 reply, deliver = self._stored_registration(via, body, flags, mid, device,
                                                            identity, waiting)
                 if self.instances is not None and self.instances.wakes_heard != wakes:

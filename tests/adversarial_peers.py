@@ -8,6 +8,7 @@ loopback address, the way an attacker's script would, and reads what comes back.
 import asyncio
 import contextlib
 import socket
+import time
 
 from netutil import free_udp_ports
 from spot.cloud_bridge import config as C
@@ -28,15 +29,16 @@ def notify(mid=0, t=None, values=None):
 
 
 @contextlib.asynccontextmanager
-async def bridge(tmp_path, **options):
+async def bridge(tmp_path, clock=time.time, **options):
     """A running bridge (real store, CoAP link, HTTP) on free loopback ports: its Parts,
-    with `coap_port` set. options: config settings (e.g. reg_plain="open", psk=...)."""
+    with `coap_port` set. options: config settings (e.g. reg_plain="open", psk=...);
+    clock: the bridge's clock (a test's own, to step over its intervals)."""
     for attempt in range(5):
         port = free_udp_ports(2)
         settings = dict(data=str(tmp_path / "bridge"), coap="127.0.0.1:%d" % port,
                         http="127.0.0.1:0", offline_after=3600)
         settings.update(options)
-        cm = running_bridge(C.load(None, **settings))
+        cm = running_bridge(C.load(None, **settings), clock=clock)
         try:
             parts = await cm.__aenter__()
             break

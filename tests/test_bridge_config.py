@@ -79,6 +79,28 @@ def test_registration_settings_are_read_from_their_section(tmp_path):
     assert (c.reg_plain, c.reg_allow, c.reg_source_burst) == ("open", ["hp-*"], 2)
 
 
+def test_refresh_limits_default_to_a_burst_of_4_then_one_per_30_s_and_are_read(tmp_path):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("[registration]\nrefresh_burst = 2\nrefresh_interval = 5.5\n")
+    d = C.load(None)
+    assert (d.reg_refresh_burst, d.reg_refresh_interval) == (4, 30)
+    c = C.load(str(cfg))
+    assert (c.reg_refresh_burst, c.reg_refresh_interval) == (2, 5.5)
+
+
+@pytest.mark.parametrize("setting, value", [("refresh_burst", "0"), ("refresh_burst", "1.5"),
+                                            ("refresh_burst", '"4"'),
+                                            ("refresh_interval", "0"),
+                                            ("refresh_interval", "-30"),
+                                            ("refresh_interval", '"30"')])
+def test_a_refresh_limit_that_is_not_a_positive_amount_is_refused_by_name(tmp_path, setting,
+                                                                         value):
+    cfg = tmp_path / "bridge.toml"
+    cfg.write_text("[registration]\n%s = %s\n" % (setting, value))
+    with pytest.raises(ValueError, match=r"\[registration\] %s must be" % setting):
+        C.load(str(cfg))
+
+
 def test_coap_fast_is_on_by_default_and_false_in_toml_turns_it_off(tmp_path):
     cfg = tmp_path / "bridge.toml"
     cfg.write_text("[bridge]\ncoap_fast = false\n")
