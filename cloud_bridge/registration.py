@@ -401,7 +401,7 @@ class Registrar:
         # its first pairing and audit row twice); in one batch the store orders them
         later = self._writing.get(announce.id)
         if later is not None:
-            if bounded and len(later) >= MAX_WAITING_PER_DEVICE:   # refreshes pass no limit
+            if bounded and len(later) >= MAX_WAITING_PER_DEVICE:   # (whatever refresh_burst is)
                 done(None, Refused(BUSY, "rate_device", "this device's registrations "
                                    "are being written: retry later"))
                 return

@@ -53,9 +53,9 @@ def test_an_announce_queued_behind_a_cancelled_batch_is_answered_and_the_queue_e
 
 
 def test_a_coap_device_announcing_again_beyond_the_queue_bound_is_answered_busy_at_once():
-    """A known id's refreshes pass no admission limit: a device (or a spoofer of its
-    address) announcing in a loop while its registration is written would grow the
-    queue without end."""
+    """A device (or a spoofer of its address) announcing in a loop while its
+    registration is written would otherwise grow the queue as far as its refresh
+    bucket lets it (refresh_burst is the operator's to set)."""
     async def main():
         store = StoreDouble()
         registrar = Registrar(store)
