@@ -84,19 +84,35 @@ class RawCoap(asyncio.DatagramProtocol):
     def send(self, data, port):
         self.transport.sendto(data, ("127.0.0.1", port))
 
+    def post_nowait(self, frame, port, path=("s",)):
+        """Send a POST of frame to the bridge's /s, not waiting for its answer (which
+        comes to `replies`); its (message id, token)."""
+        self._mid = mid = (self._mid + 1) & 0xFFFF
+        opts = [(M.URI_PATH, p) for p in path] + [(M.CONTENT_FORMAT, CF_SPOT)]
+        self.send(M.encode_message(M.CON, M.POST, mid, b"t%d" % mid, opts, frame), port)
+        return mid, b"t%d" % mid
+
     async def post(self, frame, port, path=("s",), timeout=5.0):
         """POST frame to the bridge's /s; (CoAP code, payload) of its answer."""
-        self._mid = (self._mid + 1) & 0xFFFF
-        opts = [(M.URI_PATH, p) for p in path] + [(M.CONTENT_FORMAT, CF_SPOT)]
-        self.send(M.encode_message(M.CON, M.POST, self._mid, b"t%d" % self._mid, opts, frame),
-                  port)
-        token = b"t%d" % self._mid
+        mid, token = self.post_nowait(frame, port, path)
         while True:
             msg = M.decode(await asyncio.wait_for(self.replies.get(), timeout))
             # the answer, not a request of the bridge's (its clock WRITE) that happens to
             # carry the same message id
-            if msg.mid == self._mid and msg.token == token and msg.code >= 0x40:
+            if msg.mid == mid and msg.token == token and msg.code >= 0x40:
                 return msg.code, msg.payload
+
+
+def mqtt_client(port, client_id, user=None, password=None):
+    """A paho MQTT client connected to the broker on 127.0.0.1:port, its loop running
+    (stop with loop_stop() and disconnect())."""
+    import paho.mqtt.client as paho
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if user is not None:
+        c.username_pw_set(user, password)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
 
 
 def code(c):

@@ -16,7 +16,7 @@ import sys
 import paho.mqtt.client as paho
 import pytest
 
-from adversarial_peers import HP, RawCoap, announce, bridge, code, notify
+from adversarial_peers import HP, RawCoap, announce, bridge, code, mqtt_client, notify
 from netutil import free_udp_ports
 from waiting import until
 from spot.cloud_bridge import config as C
@@ -93,9 +93,7 @@ def test_another_psk_identity_cannot_take_over_an_id_registered_over_dtls(tmp_pa
 def test_plain_announce_cannot_take_over_an_id_registered_over_mqtt(tmp_path, broker):
     async def main():
         async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
-            device = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="hp-9")
-            device.connect("127.0.0.1", broker.port)
-            device.loop_start()
+            device = mqtt_client(broker.port, "hp-9")
             try:
                 device.publish("spot/v1/hp-9/announce", announce("hp-9"), qos=1, retain=True)
                 assert await until(lambda: "hp-9" in parts.bridge.known)
@@ -452,11 +450,7 @@ def test_with_the_documented_acl_an_mqtt_client_cannot_announce_another_device(t
     broker.start()
 
     def client(user, password):
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=user)
-        c.username_pw_set(user, password)
-        c.connect("127.0.0.1", broker.port)
-        c.loop_start()
-        return c
+        return mqtt_client(broker.port, user, user, password)
 
     async def main():
         async with bridge(tmp_path, mqtt_url="mqtt://bridge:b-pw@127.0.0.1:%d" % broker.port) \

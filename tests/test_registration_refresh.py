@@ -11,16 +11,15 @@ The store's registration transactions are counted by WriteSpy, which wraps the r
 store's register_devices_waiting and calls through to it.
 """
 import asyncio
+import contextlib
 import time
 
-import paho.mqtt.client as paho
 import pytest
 
-from adversarial_peers import HP, RawCoap, bridge, code
+from adversarial_peers import HP, RawCoap, bridge, code, mqtt_client
 from spot.cloud_bridge.registration import Refreshes, registration_digest
 from spot.core import coap as M
 from spot.core import frame as F
-from spot.core.coap_binding import CF_SPOT
 from spot.core.node import UNIX_TIME
 from spot.core.services import TIME
 from test_store import pg_server  # noqa: F401  (a fixture)
@@ -68,11 +67,18 @@ def announce(device="hp-1", mid=1, services=((HP, 1, 0),), flags=0):
     return F.encode(F.ANNOUNCE, 0, mid, body)
 
 
-async def registered(parts, peer, frame=None):
-    """peer's ANNOUNCE accepted, then a WriteSpy counting the writes from there."""
-    c, _ = await peer.post(frame or announce(), parts.coap_port)
-    assert code(c) == "2.04"
-    return WriteSpy(parts.store)
+@contextlib.asynccontextmanager
+async def registered(tmp_path, frame=None, **options):
+    """A running bridge (options: its settings, clock=) and hp-1 registered with it from
+    a RawCoap by `frame`: (parts, the device, a WriteSpy counting the writes from then)."""
+    async with bridge(tmp_path, **options) as parts:
+        device = await RawCoap.open()
+        try:
+            c, _ = await device.post(frame or announce(), parts.coap_port)
+            assert code(c) == "2.04"
+            yield parts, device, WriteSpy(parts.store)
+        finally:
+            device.close()
 
 
 def refusals(parts, reason):
@@ -91,9 +97,8 @@ def test_an_unchanged_refresh_within_the_interval_is_answered_with_the_clock_unw
     clock = SteppedClock()
 
     async def main():
-        async with bridge(tmp_path, clock=clock, reg_refresh_interval=INTERVAL) as parts:
-            device = await RawCoap.open()
-            writes = await registered(parts, device, clocked)
+        async with registered(tmp_path, clocked, clock=clock,
+                              reg_refresh_interval=INTERVAL) as (parts, device, writes):
             clock.step(INTERVAL - 5)
             for _ in range(20):
                 c, payload = await device.post(clocked, parts.coap_port)
@@ -103,7 +108,6 @@ def test_an_unchanged_refresh_within_the_interval_is_answered_with_the_clock_unw
             assert writes.ids == []
             assert parts.bridge.metrics.value("registrations_unchanged") == 20
             assert parts.coap.route("hp-1")[1] == device.port
-            device.close()
     run(main())
 
 
@@ -111,9 +115,7 @@ def test_an_unchanged_mqtt_birth_within_the_interval_is_acknowledged_unwritten(t
                                                                                broker):
     async def main():
         async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port) as parts:
-            device = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="hp-9")
-            device.connect("127.0.0.1", broker.port)
-            device.loop_start()
+            device = mqtt_client(broker.port, "hp-9")
             try:
                 device.publish("spot/v1/hp-9/announce", announce("hp-9"), qos=1).wait_for_publish()
                 assert await until(lambda: "hp-9" in parts.bridge.known)
@@ -141,8 +143,10 @@ async def _sleepy(parts, device):
 
 async def _new_source_port(parts, device):   # a rebooted device, a NAT's new mapping
     moved = await RawCoap.open()
-    device.close()
-    return await moved.post(announce(), parts.coap_port), moved
+    try:
+        return await moved.post(announce(), parts.coap_port), moved
+    finally:
+        moved.close()
 
 
 async def _after_deletion(parts, device):
@@ -154,16 +158,13 @@ async def _after_deletion(parts, device):
                          ids=["services", "flags", "source port", "deleted meanwhile"])
 def test_a_refresh_within_the_interval_is_written_when_it_changes_something(tmp_path, change):
     async def main():
-        async with bridge(tmp_path) as parts:
-            device = await RawCoap.open()
-            writes = await registered(parts, device)
+        async with registered(tmp_path) as (parts, device, writes):
             c, _ = await device.post(announce(), parts.coap_port)   # unchanged: not written
             assert code(c) == "2.04" and writes.ids == []
             (c, _), device = await change(parts, device)
             assert code(c) == "2.04"
             assert writes.ids == ["hp-1"]
             assert parts.coap.route("hp-1")[1] == device.port
-            device.close()
     run(main())
 
 
@@ -173,33 +174,25 @@ def test_a_refresh_arriving_while_a_change_is_written_is_written_after_it(tmp_pa
     the first. It is written (after it), so the store ends with what the device said
     last."""
     async def main():
-        async with bridge(tmp_path) as parts:
-            device = await RawCoap.open()
-            writes = await registered(parts, device)
-            for mid, frame in ((201, announce(services=((HP, 1, 1),))), (202, announce())):
-                device.send(M.encode_message(M.CON, M.POST, mid, b"r%d" % mid,
-                                             [(M.URI_PATH, "s"), (M.CONTENT_FORMAT, CF_SPOT)],
-                                             frame), parts.coap_port)
+        async with registered(tmp_path) as (parts, device, writes):
+            device.post_nowait(announce(services=((HP, 1, 1),)), parts.coap_port)
+            device.post_nowait(announce(), parts.coap_port)
             for _ in range(2):
                 answer = M.decode(await asyncio.wait_for(device.replies.get(), 5))
                 assert code(answer.code) == "2.04"
             assert writes.ids == ["hp-1", "hp-1"]
             assert await stored_services(parts) == [[HP, 1, 0]]
-            device.close()
     run(main())
 
 
 def test_a_changed_refresh_is_stored_as_sent(tmp_path):
     async def main():
-        async with bridge(tmp_path) as parts:
-            device = await RawCoap.open()
-            await registered(parts, device)
+        async with registered(tmp_path) as (parts, device, _):
             await device.post(announce(), parts.coap_port)
             c, _ = await device.post(announce(services=((HP, 1, 1),), flags=1), parts.coap_port)
             assert code(c) == "2.04"
             stored = await parts.store.get_device("hp-1")
             assert (stored.services, stored.flags) == ([[HP, 1, 1]], 1)
-            device.close()
     run(main())
 
 
@@ -207,10 +200,8 @@ def test_a_refresh_of_a_device_marked_offline_meanwhile_is_written(tmp_path):
     clock = SteppedClock()
 
     async def main():
-        async with bridge(tmp_path, clock=clock, offline_after=5,
-                          reg_refresh_interval=INTERVAL) as parts:
-            device = await RawCoap.open()
-            writes = await registered(parts, device)
+        async with registered(tmp_path, clock=clock, offline_after=5,
+                              reg_refresh_interval=INTERVAL) as (parts, device, writes):
             await device.post(announce(), parts.coap_port)   # unchanged: not written
             clock.step(10)   # silent for longer than offline_after: the sweep marks it offline
             assert await until(lambda: parts.bridge.presence.get("hp-1") == "offline")
@@ -218,7 +209,6 @@ def test_a_refresh_of_a_device_marked_offline_meanwhile_is_written(tmp_path):
             assert code(c) == "2.04"
             assert writes.ids == ["hp-1"]
             assert (await parts.store.get_device("hp-1")).presence == "online"
-            device.close()
     run(main())
 
 
@@ -234,10 +224,8 @@ def test_with_instances_sharing_a_store_a_device_deleted_through_another_is_writ
     routed, online; b deleted it from the store meanwhile. In doubt, write: with
     instances sharing a store every refresh is written."""
     async def main():
-        async with bridge(tmp_path / "a", store=pg_url, instance="a") as a, \
+        async with registered(tmp_path / "a", store=pg_url, instance="a") as (a, device, writes), \
                 bridge(tmp_path / "b", store=pg_url, instance="b") as b:
-            device = await RawCoap.open()
-            writes = await registered(a, device)
             await b.bridge.delete_device("operator", "hp-1")
             assert await a.store.get_device("hp-1") is None
             c, _ = await device.post(announce(), a.coap_port)
@@ -245,7 +233,6 @@ def test_with_instances_sharing_a_store_a_device_deleted_through_another_is_writ
             assert writes.ids == ["hp-1"]
             assert await a.store.get_device("hp-1") is not None
             assert (await a.instances.route_of("hp-1"))[0] == "a"
-            device.close()
     run(main())
 
 
@@ -261,9 +248,7 @@ def changes():
 
 def test_over_the_refresh_limit_a_change_is_refused_busy_and_changes_nothing(tmp_path):
     async def main():
-        async with bridge(tmp_path, reg_refresh_burst=3) as parts:
-            device = await RawCoap.open()
-            writes = await registered(parts, device)
+        async with registered(tmp_path, reg_refresh_burst=3) as (parts, device, writes):
             sent = changes()
             codes = [code((await device.post(next(sent), parts.coap_port))[0]) for _ in range(6)]
             assert codes == ["2.04"] * 3 + ["5.03"] * 3
@@ -272,22 +257,18 @@ def test_over_the_refresh_limit_a_change_is_refused_busy_and_changes_nothing(tmp
             assert await stored_services(parts) == [[HP, 1, 3]]   # the third, not the sixth
             c, payload = await device.post(next(sent), parts.coap_port)
             assert F.decode(payload)[3][0] == 8   # ERROR busy: the device retries later
-            device.close()
     run(main())
 
 
 def test_over_the_refresh_limit_an_unchanged_refresh_is_still_answered(tmp_path):
     async def main():
-        async with bridge(tmp_path, reg_refresh_burst=1) as parts:
-            device = await RawCoap.open()
-            await registered(parts, device)
+        async with registered(tmp_path, reg_refresh_burst=1) as (parts, device, _):
             c, _ = await device.post(announce(services=((HP, 1, 1),)), parts.coap_port)
             assert code(c) == "2.04"
             c, _ = await device.post(announce(), parts.coap_port)
             assert code(c) == "5.03"   # over the limit
             c, _ = await device.post(announce(services=((HP, 1, 1),)), parts.coap_port)
             assert code(c) == "2.04"   # what is stored: answered, nothing to write
-            device.close()
     run(main())
 
 
@@ -295,10 +276,8 @@ def test_after_the_interval_a_refused_change_is_accepted_and_written(tmp_path):
     clock = SteppedClock()
 
     async def main():
-        async with bridge(tmp_path, clock=clock, reg_refresh_burst=2,
-                          reg_refresh_interval=INTERVAL) as parts:
-            device = await RawCoap.open()
-            writes = await registered(parts, device)
+        async with registered(tmp_path, clock=clock, reg_refresh_burst=2,
+                              reg_refresh_interval=INTERVAL) as (parts, device, writes):
             sent = changes()
             for _ in range(2):
                 await device.post(next(sent), parts.coap_port)
@@ -308,7 +287,6 @@ def test_after_the_interval_a_refused_change_is_accepted_and_written(tmp_path):
             assert code((await device.post(refused, parts.coap_port))[0]) == "2.04"
             assert writes.ids == ["hp-1"] * 3
             assert await stored_services(parts) == [[HP, 1, 3]]
-            device.close()
     run(main())
 
 
@@ -316,9 +294,8 @@ def test_after_the_interval_an_unchanged_refresh_is_written_again(tmp_path):
     clock = SteppedClock()
 
     async def main():
-        async with bridge(tmp_path, clock=clock, reg_refresh_interval=INTERVAL) as parts:
-            device = await RawCoap.open()
-            writes = await registered(parts, device)
+        async with registered(tmp_path, clock=clock,
+                              reg_refresh_interval=INTERVAL) as (parts, device, writes):
             await device.post(announce(), parts.coap_port)
             assert writes.ids == []
             clock.step(INTERVAL)
@@ -326,7 +303,6 @@ def test_after_the_interval_an_unchanged_refresh_is_written_again(tmp_path):
             assert code(c) == "2.04"
             assert writes.ids == ["hp-1"]
             assert (await parts.store.get_device("hp-1")).last_seen >= clock() - 5
-            device.close()
     run(main())
 
 
