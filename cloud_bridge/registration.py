@@ -170,7 +170,7 @@ def registration_digest(services, consumes, flags, identity, via, source):
     True apart, as the store does; BLAKE2b makes a changed registration taken for an
     unchanged one as unlikely as a forged hash."""
     text = repr((services, consumes, flags, identity, via, source))
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()   # (repr escapes surrogates)
 
 
 class Written:
