@@ -336,8 +336,9 @@ class Bridge:
         without a store write? When it would write what this bridge wrote for the
         device less than refresh_interval seconds ago (registration.Refreshes), from
         the same route, no registration of it is being written (one may change what
-        is stored), and the device is online (a registration stores it online). With
-        several instances never: another may have taken its route, claim or row."""
+        is stored), and the device is online (a registration stores it online). On
+        PostgreSQL (Instances) never: another instance sharing it may have taken the
+        device's route or claim, or deleted its row."""
         return (self.instances is None and device not in self._registering
                 and self.presence.get(device) == "online" and self.routes.get(device) == via
                 and self.admission.refreshes.unchanged(device, digest, now))
