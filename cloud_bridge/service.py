@@ -93,6 +93,7 @@ class Bridge:
         self._kicked = set()   # devices kicked while their delivery ran: look again after it
         self._registering = {}   # device -> its registrations in flight
         self._kicked_registering = set()   # kicked meanwhile: delivered when it is stored
+        self._deleting = {}   # device -> its deletions in flight (its refreshes are written)
         self._register_audits = {}   # transport -> its first registration's audit entry
         self._in_flight = Slots(config.commands_in_flight)
         self._stalled = set()  # devices whose last command timed out: retry when heard
@@ -336,10 +337,12 @@ class Bridge:
         without a store write? When it would write what this bridge wrote for the
         device less than refresh_interval seconds ago (registration.Refreshes), from
         the same route, no registration of it is being written (one may change what
-        is stored), and the device is online (a registration stores it online). On
-        PostgreSQL (Instances) never: another instance sharing it may have taken the
-        device's route or claim, or deleted its row."""
+        is stored) nor a deletion (the store may have dropped it already), and the
+        device is online (a registration stores it online). On PostgreSQL
+        (Instances) never: another instance sharing it may have taken the device's
+        route or claim, or deleted its row."""
         return (self.instances is None and device not in self._registering
+                and device not in self._deleting
                 and self.presence.get(device) == "online" and self.routes.get(device) == via
                 and self.admission.refreshes.unchanged(device, digest, now))
 
@@ -798,8 +801,16 @@ class Bridge:
                 and await self.store.role_of(device, actor) != OWNER:
             await self.store.audit(actor, "refused", device, {"op": "delete"}, now)
             raise Forbidden("%s may not delete %s (operator or owner only)" % (actor, device))
-        if not await self.store.delete_device(device, actor, now,
-                                              {"via": self.routes.get(device)}):
+        # from its commit until _forget, the books still show the device registered
+        self._deleting[device] = self._deleting.get(device, 0) + 1
+        try:
+            deleted = await self.store.delete_device(device, actor, now,
+                                                     {"via": self.routes.get(device)})
+        finally:
+            left = self._deleting.pop(device) - 1
+            if left:
+                self._deleting[device] = left
+        if not deleted:
             raise LookupError("unknown device %r" % device)
         self._forget(device)
         self.hub.publish({"type": "device_deleted", "device": device})

@@ -212,6 +212,36 @@ def test_a_refresh_of_a_device_marked_offline_meanwhile_is_written(tmp_path):
     run(main())
 
 
+def test_a_refresh_arriving_while_the_device_is_being_deleted_is_written(tmp_path):
+    """The store deleted the device; the bridge's books still show it registered a
+    moment ago, unchanged, routed, online, until the deletion's answer reaches it. A
+    RESULT then would acknowledge a registration the store does not hold: it is
+    written."""
+    async def main():
+        async with registered(tmp_path) as (parts, device, writes):
+            await device.post(announce(), parts.coap_port)   # unchanged: not written
+            deleted, release = asyncio.Event(), asyncio.Event()
+            real = parts.store.delete_device
+
+            async def held_after_commit(*args, **kwargs):
+                out = await real(*args, **kwargs)
+                deleted.set()
+                await release.wait()
+                return out
+            parts.store.delete_device = held_after_commit
+            deletion = asyncio.ensure_future(parts.bridge.delete_device("operator", "hp-1"))
+            try:
+                await asyncio.wait_for(deleted.wait(), 5)
+                c, _ = await device.post(announce(), parts.coap_port)
+                assert code(c) == "2.04"
+                assert writes.ids == ["hp-1"]
+                assert await parts.store.get_device("hp-1") is not None
+            finally:
+                release.set()
+                await deletion
+    run(main())
+
+
 @pytest.fixture
 def pg_url(pg_server):  # noqa: F811
     yield pg_server.create_database("refresh")
