@@ -292,11 +292,16 @@ class Bridge:
             if known:
                 if self._stored_already(via, device, digest, now):
                     return self._refreshed(via, body, flags, mid, device, identity, now)
+                # what the store would refuse spends no token of the id's refresh bucket
+                S.check_registration(device, body[A_SERVICES], consumes, flags, now, identity)
                 self.admission.check_refresh(device, source, now)
         except Refused as e:
             self._reject(e.reason, "%s from %s" % (device, source or via),
                          "%s (identity %s)" % (e.text, identity))
             return F.error(0, mid, e.code, e.text)
+        except S.InvalidValue as e:
+            self._reject("malformed", device, str(e))
+            return F.error(0, mid, MALFORMED, str(e))
         # a device is delivered to after its registration only if the registration's
         # transaction found a command queued, or something kicked it meanwhile
         self._registering[device] = self._registering.get(device, 0) + 1

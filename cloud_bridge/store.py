@@ -559,6 +559,12 @@ Announce = namedtuple("Announce", "id services consumes flags now credential_ref
                       "first_pairings first_audit claim", defaults=(None, (), None, None))
 
 
+def check_registration(id, services, consumes, flags, now, credential_ref):
+    """InvalidValue unless register_devices would take these values: for a caller that
+    spends a limit on a registration only once it is known to be writable."""
+    Store._device_row(id, services, consumes, flags, now, credential_ref)
+
+
 def _in(n):
     return ",".join("?" * n)
 

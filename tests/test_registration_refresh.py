@@ -302,6 +302,19 @@ def test_over_the_refresh_limit_an_unchanged_refresh_is_still_answered(tmp_path)
     run(main())
 
 
+def test_a_malformed_refresh_is_refused_without_spending_the_refresh_limit(tmp_path):
+    """Bad input changes nothing: a re-registration the store would refuse (a service
+    id above 255) is answered 4.00 and leaves the id's bucket as it was."""
+    async def main():
+        async with registered(tmp_path, reg_refresh_burst=1) as (parts, device, _):
+            c, _ = await device.post(announce(services=((300, 1, 0),)), parts.coap_port)
+            assert code(c) == "4.00"
+            c, _ = await device.post(announce(services=((HP, 1, 1),)), parts.coap_port)
+            assert code(c) == "2.04"
+            assert await stored_services(parts) == [[HP, 1, 1]]
+    run(main())
+
+
 def test_after_the_interval_a_refused_change_is_accepted_and_written(tmp_path):
     clock = SteppedClock()
 
