@@ -225,6 +225,12 @@ class Refreshes:
         w.full_at = full_at + self.interval
         return True
 
+    def give_back(self, device):
+        """The token take() just gave for device goes back (its write was refused)."""
+        w = self._table.get(device)
+        if w is not None:
+            w.full_at -= self.interval
+
     def written(self, device, digest, now):
         """device's registration with this digest, received at now, is stored."""
         w = self._table.get(device)
@@ -316,6 +322,11 @@ class Admission:
         if source is not None and not self.refreshes.take(device, now):
             raise Refused(BUSY, "rate_refresh", "this device re-registered too often: "
                           "retry later")
+
+    def refund_refresh(self, device, source):
+        """check_refresh's token back: the re-registration it admitted writes nothing."""
+        if source is not None:
+            self.refreshes.give_back(device)
 
     def registered(self, device, identity):
         if identity is not None:

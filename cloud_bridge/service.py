@@ -292,9 +292,13 @@ class Bridge:
             if known:
                 if self._stored_already(via, device, digest, now):
                     return self._refreshed(via, body, flags, mid, device, identity, now)
-                # what the store would refuse spends no token of the id's refresh bucket
-                S.check_registration(device, body[A_SERVICES], consumes, flags, now, identity)
                 self.admission.check_refresh(device, source, now)
+                try:   # (after the bucket: a flood refused 5.03 costs no check)
+                    S.check_registration(device, body[A_SERVICES], consumes, flags, now,
+                                         identity)
+                except S.InvalidValue:   # what the store would refuse spends no token
+                    self.admission.refund_refresh(device, source)
+                    raise
         except Refused as e:
             self._reject(e.reason, "%s from %s" % (device, source or via),
                          "%s (identity %s)" % (e.text, identity))
