@@ -20,6 +20,7 @@ from adversarial_peers import HP, RawCoap, bridge, code, mqtt_client
 from spot.cloud_bridge.registration import Refreshes, registration_digest
 from spot.core import coap as M
 from spot.core import frame as F
+from spot.core.errors import BUSY
 from spot.core.node import UNIX_TIME
 from spot.core.services import TIME
 from test_store import pg_server  # noqa: F401  (a fixture)
@@ -286,7 +287,7 @@ def test_over_the_refresh_limit_a_change_is_refused_busy_and_changes_nothing(tmp
             assert refusals(parts, "rate_refresh") == 3
             assert await stored_services(parts) == [[HP, 1, 3]]   # the third, not the sixth
             c, payload = await device.post(next(sent), parts.coap_port)
-            assert F.decode(payload)[3][0] == 8   # ERROR busy: the device retries later
+            assert F.decode(payload)[3][0] == BUSY   # the device retries later
     run(main())
 
 
