@@ -316,6 +316,28 @@ def test_a_malformed_refresh_is_refused_without_spending_the_refresh_limit(tmp_p
     run(main())
 
 
+def test_changed_mqtt_births_pass_no_refresh_limit(tmp_path, broker):
+    """A refused birth would come again only after the device reconnects; the broker
+    authenticates births, and each one that changes something is written."""
+    async def main():
+        async with bridge(tmp_path, mqtt_url="mqtt://127.0.0.1:%d" % broker.port,
+                          reg_refresh_burst=1) as parts:
+            device = mqtt_client(broker.port, "hp-9")
+            try:
+                for minor in range(4):   # each waits for the one before to be stored
+                    device.publish("spot/v1/hp-9/announce",
+                                   announce("hp-9", services=((HP, 1, minor),)),
+                                   qos=1).wait_for_publish()
+                    async def stored(minor=minor):
+                        return (await stored_services(parts, "hp-9")) == [[HP, 1, minor]]
+                    assert await until(stored, timeout=5)
+                assert refusals(parts, "rate_refresh") == 0
+            finally:
+                device.loop_stop()
+                device.disconnect()
+    run(main())
+
+
 def test_after_the_interval_a_refused_change_is_accepted_and_written(tmp_path):
     clock = SteppedClock()
 
