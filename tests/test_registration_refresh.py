@@ -329,7 +329,8 @@ def test_changed_mqtt_births_pass_no_refresh_limit(tmp_path, broker):
                                    announce("hp-9", services=((HP, 1, minor),)),
                                    qos=1).wait_for_publish()
                     async def stored(minor=minor):
-                        return (await stored_services(parts, "hp-9")) == [[HP, 1, minor]]
+                        d = await parts.store.get_device("hp-9")
+                        return d is not None and d.services == [[HP, 1, minor]]
                     assert await until(stored, timeout=5)
                 assert refusals(parts, "rate_refresh") == 0
             finally:
