@@ -32,7 +32,8 @@ Re-registrations of a known id (Refreshes): one that would write what the
 bridge wrote for the id less than refresh_interval seconds ago is answered
 without a store write (the service decides when that is safe); the others
 from CoAP and DTLS pass a token bucket per id (refresh_burst at once, then
-one per refresh_interval seconds), refused `busy` (rate_refresh) over it.
+one per refresh_interval seconds), refused `busy` (rate_refresh) over it; one
+the store would refuse as malformed gets its token back.
 """
 import asyncio
 import collections
