@@ -560,8 +560,9 @@ Announce = namedtuple("Announce", "id services consumes flags now credential_ref
 
 
 def check_registration(id, services, consumes, flags, now, credential_ref):
-    """InvalidValue unless register_devices would take these values: for a caller that
-    spends a limit on a registration only once it is known to be writable."""
+    """InvalidValue unless register_devices would take these values (its own checks):
+    a bridge refuses such a registration before it writes it or counts it against a
+    limit."""
     Store._device_row(id, services, consumes, flags, now, credential_ref)
 
 
