@@ -121,14 +121,25 @@ async def command_latency(tmp, pg, count=20):
         pg.drop_database("mi_cmd")
 
 
+def per_bridge_cpu(r):
+    """Frames stored per second of the bridges' CPU (all instances together)."""
+    busy = sum(v for k, v in r["cpu"].items() if k.startswith("bridge")) / 100.0
+    return r["fps"] / busy if busy else float("nan")
+
+
 def fmt(r, base):
+    """A table row; base is the one-instance row of the same round."""
     ok = "yes" if r["stored_rows"] == r["acked_rows"] else "NO (%d of %d)" % (
         r["stored_rows"], r["acked_rows"])
     cpu = " + ".join("%.0f" % v for k, v in sorted(r["cpu"].items()) if k.startswith("bridge"))
-    return "| %d | %d | %d | %.0f | %s | %s | %.2f | %s | %.0f |" % (
+    # what a second instance could add here at most: the cores over what one cell (its
+    # bridge, generator and PostgreSQL) already takes of them
+    ceiling = (os.cpu_count() or 1) * 100.0 / base["cpu"]["machine"]
+    return "| %d | %d | %d | %.0f | %s | %s | %.2f | %s | %.0f | %.0f | %.2f | %.2f |" % (
         r["instances"], r["devices"], r["acked"], r["fps"],
         " / ".join(str(a) for a in r["per_instance"]), ok,
-        r["fps"] / base if base else float("nan"), cpu, r["cpu"]["machine"])
+        r["fps"] / base["fps"], cpu, r["cpu"]["machine"], per_bridge_cpu(r),
+        r["instances"] * per_bridge_cpu(r) / per_bridge_cpu(base), ceiling)
 
 
 def main(argv):
@@ -167,13 +178,20 @@ def main(argv):
           % ("on" if durable else "off", n, window, LOAD_SECONDS))
     print()
     print("| instances | devices | frames acked | frames/s | acked per instance "
-          "| stored = acked | × one (same round) | bridge CPU % | machine CPU % |")
-    print("|---:|---:|---:|---:|---|---|---:|---:|---:|")
+          "| stored = acked | × one (same round) | bridge CPU % | machine CPU % "
+          "| frames per bridge CPU s | × one, instances on cores of their own | × one at most here |")
+    print("|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|")
     base = None
     for r in results:
         if r["instances"] == 1:
-            base = r["fps"]
+            base = r
         print(fmt(r, base))
+    print()
+    print("× one, instances on cores of their own: the instances times their frames per "
+          "bridge CPU second over one instance's, i.e. the ratio if each instance had a core "
+          "of its own and the generators and PostgreSQL did not compete with them. "
+          "× one at most here: the machine's cores over what the one-instance cell (its "
+          "bridge, generator and PostgreSQL) took of them.")
     print()
     print("A command to one device, POST to the device's request (ms), %d commands each:"
           % len(latency["local"]))
