@@ -40,6 +40,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from bridge_ingest import cluster_cpu_seconds  # noqa: E402
 WINDOW = 64
 
 
@@ -112,27 +115,6 @@ async def cell(n, url, data):
             "claim_ms": 1000.0 * claim[2] / max(1, claim[0])}
 
 
-def server_cpu(pg):
-    """CPU seconds of the cluster's processes so far: the postmaster's own and its
-    reaped children's, plus its live children's (backends, WAL writer, checkpointer)."""
-    with open(os.path.join(pg.datadir, "postmaster.pid")) as f:
-        pm = int(f.readline())
-    ticks = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(pid) == pm:
-            ticks += sum(int(x) for x in fields[11:15])   # utime stime cutime cstime
-        elif int(fields[1]) == pm:
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 def statement_stats(url, n, top=6):
     """The statements of the cell's database by server time (pg_stat_statements)."""
     import psycopg
@@ -191,9 +173,10 @@ def main(argv):
                         import psycopg
                         with psycopg.connect(url, autocommit=True) as db:
                             db.execute("CREATE EXTENSION pg_stat_statements")
-                    s0 = server_cpu(pg)
+                    s0 = cluster_cpu_seconds(pg.datadir)
                     x = run_in(code, n, url, tmp)
-                    server = "%.3f" % (1000.0 * (server_cpu(pg) - s0) / n) if pg_url else "-"
+                    server = cluster_cpu_seconds(pg.datadir) - s0
+                    server = "%.3f" % (1000.0 * server / n) if pg_url else "-"
                     if pg_url and stats:
                         notes.append("%s, %s (cell %d):" % (store, label, k))
                         notes += statement_stats(url, n)
