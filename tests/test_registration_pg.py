@@ -280,13 +280,32 @@ class CountingStore:
             self.now -= 1
 
 
-def test_on_postgresql_registrations_arriving_together_are_written_as_two_batches_at_once(
-        pg_url):
+def test_on_postgresql_registrations_arriving_together_are_written_as_one_batch(pg_url):
     async def main():
         store = await open_store(pg_url)
         counted = CountingStore(store)
         try:
             registrar = Registrar(counted)
+            await store.register_devices_waiting([announce("hp-9", "dtls:a", Claim("dtls:a"))])
+            ids = ["hp-%d" % k for k in range(9)] + ["hp-9"]
+            out = await asyncio.gather(*(registrar.register(announce(
+                d, "dtls:b", Claim("dtls:b"), T0 + 1)) for d in ids), return_exceptions=True)
+            assert (counted.calls, counted.most) == (1, 1)
+            assert out[:9] == [False] * 9   # stored, nothing queued for them
+            assert isinstance(out[9], ClaimRefused)   # its batch's other devices are stored
+            assert [(await store.get_device(d)).credential_ref for d in ids[:9]] == ["dtls:b"] * 9
+            assert (await store.get_device("hp-9")).credential_ref == "dtls:a"
+        finally:
+            await store.close()
+    asyncio.run(main())
+
+
+def test_a_registrar_writing_two_batches_at_once_splits_what_arrives_together(pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        counted = CountingStore(store)
+        try:
+            registrar = Registrar(counted, in_flight=2)
             await store.register_devices_waiting([announce("hp-9", "dtls:a", Claim("dtls:a"))])
             ids = ["hp-%d" % k for k in range(9)] + ["hp-9"]
             out = await asyncio.gather(*(registrar.register(announce(
@@ -301,16 +320,20 @@ def test_on_postgresql_registrations_arriving_together_are_written_as_two_batche
     asyncio.run(main())
 
 
-def test_a_new_device_announcing_twice_at_once_is_registered_once_then_again(pg_url):
+@pytest.mark.parametrize("in_flight, batches", [
+    (1, 1),    # one batch: the store registers hp-1 in two rounds of one transaction
+    (2, 3)])   # hp-2 and hp-3 beside hp-1, then hp-1 again once its first was written
+def test_a_new_device_announcing_twice_at_once_is_registered_once_then_again(
+        pg_url, in_flight, batches):
     async def main():
         store = await open_store(pg_url)
         counted = CountingStore(store)
         try:
-            registrar = Registrar(counted)
+            registrar = Registrar(counted, in_flight=in_flight)
             out = await asyncio.gather(*(registrar.register(announce(d, "dtls:a", Claim("dtls:a")))
                                          for d in ("hp-1", "hp-2", "hp-1", "hp-3")))
             assert out == [False] * 4
-            assert counted.calls == 3   # hp-2 and hp-3 beside hp-1, then hp-1 again
+            assert counted.calls == batches
             assert [(p.controller, p.role) for p in await store.pairings("hp-1")] == [
                 ("operator", "owner")]
             assert len([e for e in await store.list_audit(target="hp-1")
