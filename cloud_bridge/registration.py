@@ -43,10 +43,19 @@ from .ingest import settle
 PLAIN_POLICIES = ("off", "loopback", "open")
 PLAIN_PREFIX = "coap:"
 MAX_SOURCES = 10000     # per-source buckets kept (the least recently used go first)
-# ANNOUNCEs of one device waiting while its registration is written (a Registrar with
-# two batches at once); more from a CoAP or DTLS source are answered busy, so a device
-# (or a spoofer of its address) announcing in a loop cannot grow the queue
+# ANNOUNCEs of one device waiting while its registration is written (two batches at
+# once); more from a CoAP or DTLS source are answered busy, so a device (or a spoofer of
+# its address) announcing in a loop cannot grow the queue
 MAX_WAITING_PER_DEVICE = 4
+# registration batches written at once (Registrar), by store dialect: PostgreSQL
+# writes each on its own connection while the loop works; SQLite writes one at a time
+# on its thread, and two only doubled the fsyncs without a faster burst (benchmarks)
+IN_FLIGHT = {"postgresql": 2}
+# ... and a second batch only of at least this many ANNOUNCEs: a window of 64 in
+# flight written as two batches of 32 cost more CPU in the bridge and the server than
+# one of 64, and was slower with the database on the bridge's cores; a window of 512
+# gained from two of 256 (docs/benchmarks.md, issue 15's tenth pass)
+MIN_SPLIT = 64
 
 
 class Refused(Exception):
@@ -230,20 +239,18 @@ class Registrar:
     instances (`instances`, a cloud_bridge.instances.Instances) it records the
     devices' routes through this instance too.
 
-    One batch is written at a time, on every store: a fleet keeping a window of
-    ANNOUNCEs in flight puts the whole window in one batch. in_flight=2 writes two at
-    once, what waits split evenly between them (PostgreSQL: each on its own
-    connection), so that the loop answers one half while the database writes the
-    other; then a device that announces again while its registration is written
-    waits for it, never in two batches at once. The bridge used two on PostgreSQL
-    while the registration statement scanned the devices table; with the statement a
-    look-up per device, two cost more CPU on both sides (twice the statements, each
-    half the rows) and were slower with the database on the bridge's cores
-    (docs/benchmarks.md, issue 15's tenth pass). Two may still pay with the database
-    on cores of its own: not measured."""
+    On PostgreSQL two batches may be written at once (IN_FLIGHT), what waits split
+    evenly between them when each gets at least MIN_SPLIT: with a large window of
+    ANNOUNCEs in flight the loop answers one half while the server writes the other;
+    a smaller burst is one batch at a time, each statement's rows more. A device that
+    announces again while its registration is written waits for it: never in two
+    batches at once. in_flight and min_split (optional) replace the defaults."""
 
-    def __init__(self, store, in_flight=1):
-        self._batch = Coalesced(self._register_many, in_flight=in_flight)
+    def __init__(self, store, in_flight=None, min_split=MIN_SPLIT):
+        if in_flight is None:
+            in_flight = IN_FLIGHT.get(getattr(store, "dialect", None), 1)
+        self._batch = Coalesced(self._register_many, in_flight=in_flight,
+                                min_split=min_split)
         self._store = store
         self._writing = {}   # device id -> done once its registration being written ends
         self.instances = None   # a cloud_bridge.instances.Instances once it started
@@ -289,8 +296,7 @@ class Registrar:
             return
         # two batches at once: a device's second ANNOUNCE waits for its first to be
         # written (two statements registering one new id at once both found it new:
-        # its first pairing and audit row twice); in one batch the store orders them,
-        # and with one batch at a time a later ANNOUNCE goes in the next batch
+        # its first pairing and audit row twice); in one batch the store orders them
         later = self._writing.get(announce.id)
         if later is not None:
             if bounded and len(later) >= MAX_WAITING_PER_DEVICE:   # refreshes pass no limit

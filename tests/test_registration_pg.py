@@ -17,7 +17,7 @@ import time
 import psycopg
 import pytest
 
-from spot.cloud_bridge.registration import Claim, Registrar, may_claim
+from spot.cloud_bridge.registration import MIN_SPLIT, Claim, Registrar, may_claim
 from spot.cloud_bridge.store import Announce, ClaimRefused, open_store
 from spot.core.services import HEAT_PUMP
 
@@ -280,38 +280,42 @@ class CountingStore:
             self.now -= 1
 
 
-@pytest.mark.parametrize("in_flight", [1, 2])   # the bridge's; two at once when asked
+@pytest.mark.parametrize("n, min_split, batches", [
+    (10, MIN_SPLIT, 1),            # the bridge's: a small burst is one batch
+    (2 * MIN_SPLIT, MIN_SPLIT, 2),  # a large one two, written at once
+    (10, 1, 2)])                   # asked to split whatever arrives together
 def test_on_postgresql_registrations_arriving_together_are_one_batch_or_two_at_once(
-        pg_url, in_flight):
+        pg_url, n, min_split, batches):
     async def main():
         store = await open_store(pg_url)
         counted = CountingStore(store)
         try:
-            registrar = Registrar(counted, in_flight=in_flight)
-            await store.register_devices_waiting([announce("hp-9", "dtls:a", Claim("dtls:a"))])
-            ids = ["hp-%d" % k for k in range(9)] + ["hp-9"]
+            registrar = Registrar(counted, min_split=min_split)
+            await store.register_devices_waiting([announce("hp-x", "dtls:a", Claim("dtls:a"))])
+            ids = ["hp-%d" % k for k in range(n - 1)] + ["hp-x"]
             out = await asyncio.gather(*(registrar.register(announce(
                 d, "dtls:b", Claim("dtls:b"), T0 + 1)) for d in ids), return_exceptions=True)
-            assert (counted.calls, counted.most) == (in_flight, in_flight)
-            assert out[:9] == [False] * 9   # stored, nothing queued for them
-            assert isinstance(out[9], ClaimRefused)   # its batch's other devices are stored
-            assert [(await store.get_device(d)).credential_ref for d in ids[:9]] == ["dtls:b"] * 9
-            assert (await store.get_device("hp-9")).credential_ref == "dtls:a"
+            assert (counted.calls, counted.most) == (batches, batches)
+            assert out[:-1] == [False] * (n - 1)   # stored, nothing queued for them
+            assert isinstance(out[-1], ClaimRefused)   # its batch's other devices are stored
+            assert {(await store.get_device(d)).credential_ref for d in ids[:-1]} == {"dtls:b"}
+            assert (await store.get_device("hp-x")).credential_ref == "dtls:a"
         finally:
             await store.close()
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("in_flight, batches", [
-    (1, 1),    # one batch: the store registers hp-1 in two rounds of one transaction
-    (2, 3)])   # hp-2 and hp-3 beside hp-1, then hp-1 again once its first was written
+@pytest.mark.parametrize("in_flight, min_split, batches", [
+    (1, MIN_SPLIT, 1),   # one batch: the store registers hp-1 in two rounds of it
+    (2, MIN_SPLIT, 2),   # hp-2 and hp-3 beside hp-1, then hp-1 again once written
+    (2, 1, 3)])          # the same, hp-3 in a batch of its own beside the first
 def test_a_new_device_announcing_twice_at_once_is_registered_once_then_again(
-        pg_url, in_flight, batches):
+        pg_url, in_flight, min_split, batches):
     async def main():
         store = await open_store(pg_url)
         counted = CountingStore(store)
         try:
-            registrar = Registrar(counted, in_flight=in_flight)
+            registrar = Registrar(counted, in_flight=in_flight, min_split=min_split)
             out = await asyncio.gather(*(registrar.register(announce(d, "dtls:a", Claim("dtls:a")))
                                          for d in ("hp-1", "hp-2", "hp-1", "hp-3")))
             assert out == [False] * 4

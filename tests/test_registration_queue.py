@@ -1,5 +1,5 @@
 """cloud_bridge.registration.Registrar's queue of a device announcing again while its
-registration is written (a Registrar writing two batches at once), against a test double
+registration is written (two batches at once, as on PostgreSQL), against a test double
 of the store: every ANNOUNCE handed in is answered, the queue is emptied, and it is
 bounded."""
 import asyncio
@@ -13,7 +13,7 @@ class StoreDouble:
     """A test double of a PostgreSQL store's registration batch: the first batch hangs
     until cancelled, the others register every device (nothing waiting for them)."""
 
-    dialect = "postgresql"
+    dialect = "postgresql"   # two batches at once: the per-device queue is used
 
     def __init__(self):
         self.batches = []
@@ -32,7 +32,7 @@ def announce(device):
 def test_an_announce_queued_behind_a_cancelled_batch_is_answered_and_the_queue_emptied():
     async def main():
         store = StoreDouble()
-        registrar = Registrar(store, in_flight=2)   # the per-device queue is used
+        registrar = Registrar(store)
         told = []
 
         def done(name):
@@ -58,7 +58,7 @@ def test_a_coap_device_announcing_again_beyond_the_queue_bound_is_answered_busy_
     queue without end."""
     async def main():
         store = StoreDouble()
-        registrar = Registrar(store, in_flight=2)   # the per-device queue is used
+        registrar = Registrar(store)
         told = []
         registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e))
         assert await until(lambda: store.batches == [["hp-1"]], timeout=5)
@@ -80,7 +80,7 @@ def test_mqtt_births_of_one_device_all_wait_for_its_registration_unbounded():
     reconnect, so they are not bounded."""
     async def main():
         store = StoreDouble()
-        registrar = Registrar(store, in_flight=2)   # the per-device queue is used
+        registrar = Registrar(store)
         told = []
         for _ in range(MAX_WAITING_PER_DEVICE + 3):
             registrar.register_nowait(announce("hp-1"), None, lambda o, e: told.append(e))

@@ -532,6 +532,49 @@ def test_with_two_in_flight_what_waits_is_split_between_two_batches_written_at_o
     asyncio.run(main())
 
 
+def test_with_a_min_split_what_waits_is_split_only_into_batches_that_large():
+    seen = []
+
+    async def main():
+        async def run_many(items):
+            seen.append(list(items))
+            await asyncio.sleep(0)
+            return items
+
+        c = Coalesced(run_many, in_flight=2, min_split=4)
+        assert await asyncio.gather(*(c(i) for i in range(6))) == list(range(6))
+        assert seen == [[0, 1, 2, 3, 4, 5]]   # halves of 3: one batch
+        seen.clear()
+        assert await asyncio.gather(*(c(i) for i in range(8))) == list(range(8))
+        assert seen == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    asyncio.run(main())
+
+
+def test_with_a_min_split_a_batch_beside_a_running_one_waits_for_that_many_items():
+    seen = []
+
+    async def main():
+        release = asyncio.Event()
+
+        async def run_many(items):
+            seen.append(list(items))
+            await release.wait()
+            return items
+
+        c = Coalesced(run_many, in_flight=2, min_split=3)
+        calls = [asyncio.ensure_future(c(1))]
+        await asyncio.sleep(0.01)
+        calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
+        await asyncio.sleep(0.01)
+        assert seen == [[1]]                # two waiting: they wait for the batch of 1
+        calls.append(asyncio.ensure_future(c(4)))
+        await asyncio.sleep(0.01)
+        assert seen == [[1], [2, 3, 4]]     # three: a second batch at once
+        release.set()
+        assert await asyncio.gather(*calls) == [1, 2, 3, 4]
+    asyncio.run(main())
+
+
 def test_with_two_in_flight_a_third_batch_waits_for_one_to_end():
     seen = []
 
