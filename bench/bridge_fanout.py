@@ -68,7 +68,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bridge_ingest import (BridgeProcess, CoapFleet, CpuWindow, baseline_path,  # noqa: E402
-                           cpu_seconds, option, percentile, raise_fd_limit, settle,
+                           cluster_cpu_seconds, cpu_seconds, option, percentile, raise_fd_limit, settle,
                            wait_progress, wait_until)
 from spot.core.node import FLAG_CLOCK  # noqa: E402
 
@@ -163,7 +163,8 @@ def summarise(path, top=25):
     return "\n".join(lines)
 
 
-def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label="", clock="result"):
+def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label="", clock="result",
+             pg=None):
     import subprocess
     data = tempfile.mkdtemp(dir=tmp, prefix="bridge-")
     bridge = BridgeProcess(data, store=store_url, command_timeout=60, code=code)
@@ -178,12 +179,15 @@ def run_cell(tmp, n, store_url, code=None, window=64, profile=None, label="", cl
         spy = Sampler(bridge.pid, os.path.join(profile, label + "-register.txt")) \
             if profile else None
         reg_cpu = CpuWindow(bridge=bridge.pid, devices=gen.pid).start()
+        server0 = cluster_cpu_seconds(pg.datadir) if pg is not None else None
         bridge_cpu0, t_go = cpu_seconds(bridge.pid), time.monotonic()
         gen.stdin.write("go\n")
         gen.stdin.flush()
         registered = json.loads(gen.stdout.readline())
         reg = registered["registered"]
         reg_cpu = reg_cpu.stop()
+        if pg is not None:   # PostgreSQL's processes, from the first ANNOUNCE to the last RESULT
+            reg_cpu["server_s"] = cluster_cpu_seconds(pg.datadir) - server0
         # the clock WRITEs that follow (none to devices taking the RESULT's, unless the
         # baseline is older than flag bit 1 and sends them anyway)
         sets = lambda: bridge.metric("spot_bridge_clock_sets_total", status="done")  # noqa: E731
@@ -239,20 +243,22 @@ def fmt(r):
     ok = "yes" if r["all_done"] and r["device_side"]["commanded"] == r["devices"] \
         else "NO %s, %d devices commanded" % (r["statuses"], r["device_side"]["commanded"])
     return ("| %s | %s | %s | %d | %.2f | %.0f / %.0f / %.0f | %.2f | %d | %.2f | %.2f | %.2f "
-            "| %.2f | %.2f | %s | %.0f / %.0f / %.0f |") % (
+            "| %.2f | %.2f | %s | %.0f / %.0f / %.0f | %s |") % (
         r["store"], r["code"], r["clock"], r["devices"], r["registered_s"],
         r["reg_cpu"]["bridge"], r["reg_cpu"]["devices"], r["reg_cpu"]["machine"],
         r["clocked_s"], r["clock_writes"], r["reg_bridge_cpu_s"],
         r["queued_s"], r["p50"], r["p99"], r["last"], ok, r["cpu"]["bridge"],
-        r["cpu"]["devices"], r["cpu"]["machine"])
+        r["cpu"]["devices"], r["cpu"]["machine"],
+        "%.2f" % r["reg_cpu"]["server_s"] if "server_s" in r["reg_cpu"] else "-")
 
 
 HEADER = ("| store | code | devices' clock | devices | registration s "
           "| CPU % bridge / devices / machine | every clock set s | clock WRITEs "
           "| bridge CPU s, registration to idle "
           "| POST answered (all queued) s | done p50 s | done p99 s | last done s "
-          "| all done, each device once | CPU % bridge / devices / machine |\n"
-          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          "| all done, each device once | CPU % bridge / devices / machine "
+          "| PostgreSQL CPU s, registration |\n"
+          "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
 
 
 # ------------------------------------------------------------------ in one process
@@ -387,7 +393,8 @@ def main(argv):
                             url = pg.create_database("fanout_%d" % k)
                         label = "%s-%d-%s-%s-%d" % (store, n, clock,
                                                     "before" if code else "after", rep)
-                        r = run_cell(tmp, n, url, code, window, profile, label, clock)
+                        r = run_cell(tmp, n, url, code, window, profile, label, clock,
+                                     pg if store == "postgresql" else None)
                         results.append(r)
                         load.append(os.getloadavg()[0])
                         print(fmt(r), file=sys.stderr, flush=True)

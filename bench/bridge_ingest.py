@@ -105,6 +105,23 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cluster_cpu_seconds(datadir):
+    """CPU seconds so far of a PostgreSQL cluster's processes (its data directory): the
+    postmaster's own and its ended children's, plus its live children's (backends, the
+    WAL writer, the checkpointer). A backend's CPU moves to the postmaster's children
+    count when it ends, so a difference of two readings holds every backend's."""
+    with open(os.path.join(datadir, "postmaster.pid")) as f:
+        pm = int(f.readline())
+    with open("/proc/%d/stat" % pm) as f:
+        ticks = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15])
+    for pid in children(pm):
+        try:
+            ticks += cpu_seconds(pid) * CLK_TCK
+        except OSError:   # ended meanwhile: counted by the postmaster once it reaps it
+            pass
+    return ticks / CLK_TCK
+
+
 def rss_bytes(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

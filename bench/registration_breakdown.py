@@ -2,6 +2,7 @@
 
     python3 bench/registration_breakdown.py                    # 10 000 devices, both stores
     python3 bench/registration_breakdown.py 10000 --baseline=../spot-before --repeat=2
+    python3 bench/registration_breakdown.py 10000 --stores=postgresql --pg-stats
 
 N test-double devices on the in-process transport (local_transport.LocalTransport)
 ANNOUNCE to the bridge service (service.Bridge) on a real store (a SQLite file;
@@ -19,6 +20,12 @@ every delivery the registrations started has ended:
   older than it; one transaction each), the devices they asked for, and their
   mean seconds.
 
+On PostgreSQL also the server's CPU seconds per registration (every process of
+the cluster, from /proc, the same cell's start to end) and, with --pg-stats
+(the server started with pg_stat_statements), the statements that took the
+server's time: calls, planning and execution ms per registration, WAL bytes
+per registration.
+
 --baseline=DIR runs the same cells with the project tree at DIR (e.g. `git
 archive main`) in a subprocess, alternating with this tree's, so a before/after
 comes from one run. The interfaces used are older than this bench.
@@ -33,6 +40,9 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from bridge_ingest import cluster_cpu_seconds  # noqa: E402
 WINDOW = 64
 
 
@@ -105,6 +115,20 @@ async def cell(n, url, data):
             "claim_ms": 1000.0 * claim[2] / max(1, claim[0])}
 
 
+def statement_stats(url, n, top=6):
+    """The statements of the cell's database by server time (pg_stat_statements)."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as db:
+        rows = db.execute(
+            "SELECT calls, total_plan_time, total_exec_time, wal_bytes, wal_records, "
+            "left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "ORDER BY total_plan_time + total_exec_time DESC LIMIT %s", (top,)).fetchall()
+    return ["  %6d calls, plan %.3f + exec %.3f ms/registration, WAL %.0f B (%.1f records)"
+            "/registration: %s" % (c, p / n, e / n, float(w) / n, r / n, q)
+            for c, p, e, w, r, q in rows]
+
+
 def run_in(code, n, url, data):
     """cell() in a subprocess importing `spot` from code (None: this tree)."""
     env = dict(os.environ)
@@ -127,32 +151,50 @@ def main(argv):
     opts = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
     codes = [("after", None)] + ([("before", opts["baseline"])] if "baseline" in opts else [])
     repeat = int(opts.get("repeat", 1))
+    stores = [{"sqlite": "SQLite", "postgresql": "PostgreSQL"}[x]
+              for x in opts.get("stores", "sqlite,postgresql").split(",")]
     tmp = tempfile.mkdtemp(prefix="spot-regbreak-")
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     import postgres
-    pg = postgres.PostgresServer(durable=True).start()
-    rows, k = [], 0
+    stats = "--pg-stats" in argv
+    pg = postgres.PostgresServer(durable=True, options=(
+        "shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all",
+        "pg_stat_statements.track_planning=on") if stats else ()).start()
+    rows, notes, k = [], [], 0
     try:
         for r in range(repeat):
-            for store in ("SQLite", "PostgreSQL"):
+            for store in stores:
                 for label, code in (codes if r % 2 == 0 else codes[::-1]):
                     k += 1
                     url = ("sqlite:///" + os.path.join(tmp, "r%d.db" % k) if store == "SQLite"
                            else pg.create_database("r%d" % k))
+                    pg_url = store == "PostgreSQL"
+                    if pg_url and stats:
+                        import psycopg
+                        with psycopg.connect(url, autocommit=True) as db:
+                            db.execute("CREATE EXTENSION pg_stat_statements")
+                    s0 = cluster_cpu_seconds(pg.datadir)
                     x = run_in(code, n, url, tmp)
-                    rows.append("| %s | %s | %d | %.2f | %.3f | %d | %.1f | %.1f | %d | %d | %.1f |"
-                                % (store, label, n, x["wall"], x["loop_ms"], x["reg_batches"],
-                                   x["reg_size"], x["reg_ms"], x["claims"], x["claimed_for"],
-                                   x["claim_ms"]))
+                    server = cluster_cpu_seconds(pg.datadir) - s0
+                    server = "%.3f" % (1000.0 * server / n) if pg_url else "-"
+                    if pg_url and stats:
+                        notes.append("%s, %s (cell %d):" % (store, label, k))
+                        notes += statement_stats(url, n)
+                    rows.append("| %s | %s | %d | %.2f | %.3f | %s | %d | %.1f | %.1f | %d | %d "
+                                "| %.1f |" % (store, label, n, x["wall"], x["loop_ms"], server,
+                                              x["reg_batches"], x["reg_size"], x["reg_ms"],
+                                              x["claims"], x["claimed_for"], x["claim_ms"]))
                     print(rows[-1], file=sys.stderr, flush=True)
     finally:
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print("| store | code | devices | wall s | loop CPU ms per registration | registration "
-          "batches | devices per batch | ms per batch | delivery checks (claim batches) "
-          "| devices checked | ms per claim batch |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| store | code | devices | wall s | loop CPU ms per registration | server CPU ms "
+          "per registration | registration batches | devices per batch | ms per batch | "
+          "delivery checks (claim batches) | devices checked | ms per claim batch |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
+    if notes:
+        print("\nStatements by server time (pg_stat_statements):\n" + "\n".join(notes))
     print("\nCPython %s, %d cores; 1-minute load average %.1f at the end"
           % (sys.version.split()[0], os.cpu_count(), os.getloadavg()[0]))
 

@@ -18,7 +18,10 @@ large as what waited: few transactions under load, one tick of delay when
 idle. With in_flight=k, up to k batches run at once, what waits split evenly
 among the ones that may still start: the caller's loop works on one batch's
 answers while the store writes another (each batch is still its own
-transaction, its callers answered only after it).
+transaction, its callers answered only after it). min_split=m keeps batches
+from getting small for that: another batch starts beside a running one only
+for at least m waiting items, and what waits is split only into batches of at
+least m (fewer wait for the running batch, or go in one batch).
 
 A caller without a coroutine (a transport answering a burst from its socket's
 callback) hands in its item with a callback instead: `put(item, Callback(fn))`
@@ -34,10 +37,11 @@ log = logging.getLogger("spot.bridge.coalesce")
 class Coalesced:
     """One item in, its outcome out; run_many(items) -> [outcome per item]."""
 
-    def __init__(self, run_many, max_batch=2000, in_flight=1):
+    def __init__(self, run_many, max_batch=2000, in_flight=1, min_split=1):
         self.run_many = run_many
         self.max_batch = max_batch
         self.in_flight = in_flight   # batches run at once (their items split evenly)
+        self.min_split = min_split   # items a batch beside a running one holds at least
         self._waiting = []       # [(item, future)]
         self._flushers = set()   # tasks running batches (close() waits for them)
         self._running = 0        # of them, those not ended yet (a task's callback is late)
@@ -53,8 +57,14 @@ class Coalesced:
     def put(self, item, sink):
         """Hand in item; sink (a future, or a Callback) gets its outcome."""
         self._waiting.append((item, sink))
-        if not self._starting and self._running < self.in_flight:
+        if not self._starting and self._may_start():
             self._start()
+
+    def _may_start(self):
+        """Whether another batch may start now: none runs, or one more may run and
+        enough items wait for it (min_split)."""
+        return self._running == 0 or (self._running < self.in_flight
+                                      and len(self._waiting) >= self.min_split)
 
     def _start(self):
         self._starting = True
@@ -67,7 +77,10 @@ class Coalesced:
         """The next batch: what waits, shared evenly among the batches that may still
         start (in_flight > 1: the loop works on one while the store writes another)."""
         free = max(1, self.in_flight - self._busy)
-        size = min(self.max_batch, -(-len(self._waiting) // free))
+        size = -(-len(self._waiting) // free)
+        if size < self.min_split:   # too few to split: one batch
+            size = len(self._waiting)
+        size = min(self.max_batch, size)
         batch = self._waiting[:size]
         del self._waiting[:size]
         return [(item, fut) for item, fut in batch if not fut.cancelled()]
@@ -87,7 +100,7 @@ class Coalesced:
             batch = self._take()
             if not batch:
                 continue
-            if self._waiting and self._running < self.in_flight:
+            if self._waiting and self._may_start():
                 self._start()    # the rest goes in another batch at once
             self.batches += 1
             self._busy += 1

@@ -63,6 +63,11 @@ MAX_WAITING_PER_DEVICE = 4
 # writes each on its own connection while the loop works; SQLite writes one at a time
 # on its thread, and two only doubled the fsyncs without a faster burst (benchmarks)
 IN_FLIGHT = {"postgresql": 2}
+# ... and a second batch only of at least this many ANNOUNCEs: a window of 64 in
+# flight written as two batches of 32 cost more CPU in the bridge and the server than
+# one of 64, and was slower with the database on the bridge's cores; a window of 512
+# gained from two of 256 (docs/benchmarks.md, issue 15's tenth pass)
+MIN_SPLIT = 64
 
 
 class Refused(Exception):
@@ -354,17 +359,18 @@ class Registrar:
     instances (`instances`, a cloud_bridge.instances.Instances) it records the
     devices' routes through this instance too.
 
-    On PostgreSQL two batches are written at once (IN_FLIGHT), what waits split
-    evenly between them. A fleet keeping a window of ANNOUNCEs in flight puts the
-    whole window in one batch, and with one batch at a time the loop sat idle during
-    the statement's round trip and the server while the loop read and answered; with
-    two the loop answers one half while the server writes the other. A device that
+    On PostgreSQL two batches may be written at once (IN_FLIGHT), what waits split
+    evenly between them when each gets at least MIN_SPLIT: with a large window of
+    ANNOUNCEs in flight the loop answers one half while the server writes the other;
+    a smaller burst is one batch at a time, each statement's rows more. A device that
     announces again while its registration is written waits for it: never in two
-    batches at once."""
+    batches at once. in_flight and min_split (optional) replace the defaults."""
 
-    def __init__(self, store):
-        self._batch = Coalesced(self._register_many,
-                                in_flight=IN_FLIGHT.get(getattr(store, "dialect", None), 1))
+    def __init__(self, store, in_flight=None, min_split=MIN_SPLIT):
+        if in_flight is None:
+            in_flight = IN_FLIGHT.get(getattr(store, "dialect", None), 1)
+        self._batch = Coalesced(self._register_many, in_flight=in_flight,
+                                min_split=min_split)
         self._store = store
         self._writing = {}   # device id -> done once its registration being written ends
         self.instances = None   # a cloud_bridge.instances.Instances once it started

@@ -866,10 +866,13 @@ class Store(abc.ABC):
 
     # PostgreSQL's registration statement (_s_register_pg): the batch's device rows and
     # the claimant of each as table n; `old` the stored rows of their ids (locked, in id
-    # order); `ok` the rows whose claim holds (%(rule)s: the claim's SQL rule over
-    # o.credential_ref and n.claimant, or n.checked: decided already). `old` is read
-    # whole (count) before `ok` gives a row: a row the upsert changed first would be
-    # skipped by old's lock (changed by this statement), and the device taken for new.
+    # order; spot_devices_held, planned for the ids given at each call: a join of n with
+    # devices kept the generic plan psycopg's prepared statement made while the table
+    # was small, a scan of the whole table for every batch); `ok` the rows whose claim
+    # holds (%(rule)s: the claim's SQL rule over o.credential_ref and n.claimant, or
+    # n.checked: decided already). `old` is read whole (count) before `ok` gives a row:
+    # a row the upsert changed first would be skipped by old's lock (changed by this
+    # statement), and the device taken for new.
     # The upsert's update checks the claim again (%(recheck)s) against a row it meets
     # that `old` did not read: one another statement inserted meanwhile (a first
     # registration of the same id at the same time) is updated only if the claim holds
@@ -877,8 +880,7 @@ class Store(abc.ABC):
     _REG_PG = (
         "WITH n AS (SELECT * FROM unnest(%(n)s) AS n(id, services, consumes, flags, "
         "credential_ref, first_seen, last_seen, presence, presence_at, claimant, checked)), "
-        "old AS (SELECT id, credential_ref FROM devices WHERE id IN (SELECT id FROM n) "
-        "ORDER BY id FOR NO KEY UPDATE), "
+        "old AS (SELECT * FROM spot_devices_held(ARRAY(SELECT id FROM n))), "
         "ok AS (SELECT n.* FROM n LEFT JOIN old o ON o.id = n.id "
         "WHERE (SELECT count(*) FROM old) >= 0 AND (o.id IS NULL OR n.checked OR %(rule)s)), "
         "d AS (%(upsert)s WHERE devices.id IN (SELECT id FROM old) OR EXISTS (SELECT 1 "

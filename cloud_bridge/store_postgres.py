@@ -127,6 +127,19 @@ DDL = (
         grp text NOT NULL,
         PRIMARY KEY (device, grp))""",
     "CREATE INDEX IF NOT EXISTS device_groups_grp ON device_groups (grp, device)",
+    # the stored rows of a registration batch's ids, each looked up and locked in id
+    # order (store._REG_PG), planned at each call for the table as it is then. In the
+    # registration statement itself the plan was psycopg's prepared one, generic, made
+    # once for the table's size then: a table nearly empty (a fleet coming online) gave
+    # a scan of the whole table for every batch after, a small analysed one a scan for
+    # every id
+    """CREATE OR REPLACE FUNCTION spot_devices_held(ids text[])
+        RETURNS TABLE (id text, credential_ref text) LANGUAGE plpgsql AS $$
+    BEGIN
+        RETURN QUERY EXECUTE 'SELECT o.id, o.credential_ref FROM (SELECT k FROM '
+            'unnest($1) k ORDER BY k) k CROSS JOIN LATERAL (SELECT d.id, d.credential_ref '
+            'FROM devices d WHERE d.id = k.k FOR NO KEY UPDATE) o' USING ids;
+    END $$""",
     # no foreign key (it would lock device rows on every insert):
     # add_telemetry checks the batch's devices once. Partitioned by time
     # (schema 2): retention drops partitions (a schema-1 database keeps its

@@ -73,8 +73,9 @@ def _server_user():
 class PostgresServer:
     """One PostgreSQL cluster in a temporary directory; start() then stop()."""
 
-    def __init__(self, durable=False):
+    def __init__(self, durable=False, options=()):
         self.durable = durable
+        self.options = tuple(options)   # more server settings, "name=value" each
         self.bindir = find_bindir()
         self.port = None
         self.tmp = None
@@ -133,6 +134,7 @@ class PostgresServer:
                 if not self.durable:
                     opts += (" -c fsync=off -c synchronous_commit=off"
                              " -c full_page_writes=off")
+                opts += "".join(" -c " + o for o in self.options)
                 try:
                     self._run("pg_ctl", "start", "-w", "-t", str(START_TIMEOUT),
                               "-D", self.datadir, "-l", self.logfile, "-o", opts)

@@ -3,17 +3,21 @@
 claim it cannot put in SQL still registers; of two first registrations of one id
 at the same moment, the later is claimed against the earlier's identity; a pooled
 connection that died while idle is replaced and the registration stored (the pool
-checks one at checkout without a round trip: store_postgres._alive).
+checks one at checkout without a round trip: store_postgres._alive). The
+statement reads the stored devices through their key whatever plan the server
+cached for it (a plan made while the table was small scanned the whole table for
+every batch: a burst of N registrations cost N² / batch rows read).
 
 A real PostgreSQL server (tests/postgres.py, the session's cluster).
 """
 import asyncio
 import itertools
+import time
 
 import psycopg
 import pytest
 
-from spot.cloud_bridge.registration import Claim, Registrar, may_claim
+from spot.cloud_bridge.registration import MIN_SPLIT, Claim, Registrar, may_claim
 from spot.cloud_bridge.store import Announce, ClaimRefused, open_store
 from spot.core.services import HEAT_PUMP
 
@@ -93,6 +97,52 @@ def test_a_batch_with_a_claim_not_in_sql_is_decided_by_it(pg_url):
         finally:
             await store.close()
     asyncio.run(main())
+
+
+def idle(db):
+    """Wait until db's connection is the only client of its database."""
+    for _ in range(300):
+        if not db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND pid <> pg_backend_pid()").fetchone()[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the store's connections did not end")
+
+
+def rows_scanned(url, table):
+    """The rows sequential scans of table read so far, once no other client of url's
+    database is connected (a backend's counts reach the statistics when it ends)."""
+    with psycopg.connect(url, autocommit=True) as db:
+        idle(db)
+        return db.execute("SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = %s",
+                          (table,)).fetchone()[0]
+
+
+def test_a_registration_batch_reads_the_stored_devices_by_key_after_the_table_grew(pg_url):
+    """psycopg prepares a statement at its fifth run and PostgreSQL then keeps a generic
+    plan, made without the batch's rows and for the table's size then (generic from
+    the first run here, made for good at the fifth). Made while a fleet comes online,
+    the table nearly empty, it read the whole table for every batch once the table had
+    grown (spot_devices_held now plans its read at each call)."""
+    async def main(url):
+        store = await open_store(url)
+        try:
+            for k, n in enumerate((20,) * 6 + (10000, 20, 20, 20)):
+                batch = [announce("hp-%d-%d" % (k, i), "coap:127.0.0.1",
+                                  Claim("coap:127.0.0.1")) for i in range(n)]
+                assert (await store.register_devices_waiting(batch))[0] == [True] * n
+        finally:
+            await store.close()
+
+    async def schema():
+        await (await open_store(pg_url)).close()
+    asyncio.run(schema())
+    with psycopg.connect(pg_url, autocommit=True) as db:   # no ANALYZE to replan meanwhile
+        db.execute("ALTER TABLE devices SET (autovacuum_enabled = false)")
+    asyncio.run(main(pg_url + "?options=-c%20plan_cache_mode%3Dforce_generic_plan"))
+    # less than the table once for the three batches after it grew (before: each read
+    # all of it: 30 840 rows in all)
+    assert rows_scanned(pg_url, "devices") < 10000
 
 
 async def kill_others(admin):
@@ -238,37 +288,46 @@ class CountingStore:
             self.now -= 1
 
 
-def test_on_postgresql_registrations_arriving_together_are_written_as_two_batches_at_once(
-        pg_url):
+@pytest.mark.parametrize("n, min_split, batches", [
+    (10, MIN_SPLIT, 1),            # the bridge's: a small burst is one batch
+    (2 * MIN_SPLIT, MIN_SPLIT, 2),  # a large one two, written at once
+    (10, 1, 2)])                   # asked to split whatever arrives together
+def test_on_postgresql_registrations_arriving_together_are_one_batch_or_two_at_once(
+        pg_url, n, min_split, batches):
     async def main():
         store = await open_store(pg_url)
         counted = CountingStore(store)
         try:
-            registrar = Registrar(counted)
-            await store.register_devices_waiting([announce("hp-9", "dtls:a", Claim("dtls:a"))])
-            ids = ["hp-%d" % k for k in range(9)] + ["hp-9"]
+            registrar = Registrar(counted, min_split=min_split)
+            await store.register_devices_waiting([announce("hp-x", "dtls:a", Claim("dtls:a"))])
+            ids = ["hp-%d" % k for k in range(n - 1)] + ["hp-x"]
             out = await asyncio.gather(*(registrar.register(announce(
                 d, "dtls:b", Claim("dtls:b"), T0 + 1)) for d in ids), return_exceptions=True)
-            assert (counted.calls, counted.most) == (2, 2)
-            assert out[:9] == [False] * 9   # stored, nothing queued for them
-            assert isinstance(out[9], ClaimRefused)   # its batch's other devices are stored
-            assert [(await store.get_device(d)).credential_ref for d in ids[:9]] == ["dtls:b"] * 9
-            assert (await store.get_device("hp-9")).credential_ref == "dtls:a"
+            assert (counted.calls, counted.most) == (batches, batches)
+            assert out[:-1] == [False] * (n - 1)   # stored, nothing queued for them
+            assert isinstance(out[-1], ClaimRefused)   # its batch's other devices are stored
+            assert {(await store.get_device(d)).credential_ref for d in ids[:-1]} == {"dtls:b"}
+            assert (await store.get_device("hp-x")).credential_ref == "dtls:a"
         finally:
             await store.close()
     asyncio.run(main())
 
 
-def test_a_new_device_announcing_twice_at_once_is_registered_once_then_again(pg_url):
+@pytest.mark.parametrize("in_flight, min_split, batches", [
+    (1, MIN_SPLIT, 1),   # one batch: the store registers hp-1 in two rounds of it
+    (2, MIN_SPLIT, 2),   # hp-2 and hp-3 beside hp-1, then hp-1 again once written
+    (2, 1, 3)])          # the same, hp-3 in a batch of its own beside the first
+def test_a_new_device_announcing_twice_at_once_is_registered_once_then_again(
+        pg_url, in_flight, min_split, batches):
     async def main():
         store = await open_store(pg_url)
         counted = CountingStore(store)
         try:
-            registrar = Registrar(counted)
+            registrar = Registrar(counted, in_flight=in_flight, min_split=min_split)
             out = await asyncio.gather(*(registrar.register(announce(d, "dtls:a", Claim("dtls:a")))
                                          for d in ("hp-1", "hp-2", "hp-1", "hp-3")))
             assert out == [False] * 4
-            assert counted.calls == 3   # hp-2 and hp-3 beside hp-1, then hp-1 again
+            assert counted.calls == batches
             assert [(p.controller, p.role) for p in await store.pairings("hp-1")] == [
                 ("operator", "owner")]
             assert len([e for e in await store.list_audit(target="hp-1")

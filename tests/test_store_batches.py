@@ -511,24 +511,65 @@ async def test_the_documented_steps_move_a_schema_1_database_to_partitions(url):
         await s.close()
 
 
+class HeldBatches:
+    """A run_many test double: each batch recorded (seen), and held until release is
+    set; its outcomes are its items times ten."""
+
+    def __init__(self):
+        self.seen = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, items):
+        self.seen.append(list(items))
+        await self.release.wait()
+        return [i * 10 for i in items]
+
+
 def test_with_two_in_flight_what_waits_is_split_between_two_batches_written_at_once():
-    seen = []
-
     async def main():
-        release = asyncio.Event()
-
-        async def run_many(items):
-            seen.append(list(items))
-            await release.wait()
-            return [i * 10 for i in items]
-
+        run_many = HeldBatches()
         c = Coalesced(run_many, in_flight=2)
         calls = [asyncio.ensure_future(c(i)) for i in range(1, 7)]
         await asyncio.sleep(0.01)
-        assert seen == [[1, 2, 3], [4, 5, 6]]   # both started, neither answered yet
+        assert run_many.seen == [[1, 2, 3], [4, 5, 6]]   # both started, neither answered yet
         assert not any(f.done() for f in calls)
-        release.set()
+        run_many.release.set()
         assert await asyncio.gather(*calls) == [10, 20, 30, 40, 50, 60]
+    asyncio.run(main())
+
+
+def test_with_a_min_split_what_waits_is_split_only_into_batches_that_large():
+    seen = []
+
+    async def main():
+        async def run_many(items):
+            seen.append(list(items))
+            await asyncio.sleep(0)
+            return items
+
+        c = Coalesced(run_many, in_flight=2, min_split=4)
+        assert await asyncio.gather(*(c(i) for i in range(6))) == list(range(6))
+        assert seen == [[0, 1, 2, 3, 4, 5]]   # halves of 3: one batch
+        seen.clear()
+        assert await asyncio.gather(*(c(i) for i in range(8))) == list(range(8))
+        assert seen == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    asyncio.run(main())
+
+
+def test_with_a_min_split_a_batch_beside_a_running_one_waits_for_that_many_items():
+    async def main():
+        run_many = HeldBatches()
+        c = Coalesced(run_many, in_flight=2, min_split=3)
+        calls = [asyncio.ensure_future(c(1))]
+        await asyncio.sleep(0.01)
+        calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
+        await asyncio.sleep(0.01)
+        assert run_many.seen == [[1]]   # two waiting: they wait for the batch of 1
+        calls.append(asyncio.ensure_future(c(4)))
+        await asyncio.sleep(0.01)
+        assert run_many.seen == [[1], [2, 3, 4]]   # three: a second batch at once
+        run_many.release.set()
+        assert await asyncio.gather(*calls) == [10, 20, 30, 40]
     asyncio.run(main())
 
 
