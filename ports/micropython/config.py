@@ -137,7 +137,7 @@ def plan_entries(plan, services):
     out = {}
     if not plan:
         return out
-    from ...core.model import to_wire
+    from ...core import model
     for sname in plan:
         svc = None
         for sid in services:
@@ -150,5 +150,5 @@ def plan_entries(plan, services):
             row = svc.named(oname)
             if row is None:
                 raise ValueError('config: plan names unknown object %s.%s' % (sname, oname))
-            objs[row[0]] = to_wire(row, plan[sname][oname])
+            objs[row[0]] = model.to_wire(row, plan[sname][oname])
     return out
