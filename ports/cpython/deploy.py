@@ -125,6 +125,22 @@ def _is_package(name):
     return f is not None and os.path.basename(f) == "__init__.py"
 
 
+def compiled_for_board(name):
+    """False for a package whose __init__ holds only its docstring (and the CPython
+    package's `__version__`): a board imports the package's directory without it (a
+    namespace package, as MicroPython does for a directory with no __init__), and a
+    board loading .mpy files or a ROMFS image interns one name fewer (its `__file__`;
+    the package's own, three)."""
+    if not _is_package(name):
+        return True
+    with open(module_file(name), encoding="utf-8") as f:
+        body = ast.parse(f.read()).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+               and not (isinstance(node, ast.Assign) and all(
+                   isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets))
+               for node in body)
+
+
 def imports_of(name, path=None):
     """Modules of the package that module `name` (or the script at path) imports
     anywhere in its source."""
@@ -332,7 +348,7 @@ def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
     rest: include the CoAP REST view (without it REST requests get 4.04)."""
     names, transport, oscore = _modules(profile, transport, oscore, config, main, rest)
     written = []
-    for name in names:
+    for name in filter(compiled_for_board, names):
         rel = os.path.relpath(module_file(name), REPO)
         target = os.path.join("lib", PACKAGE, os.path.splitext(rel)[0] + ".mpy")
         dest = os.path.join(out, target)
