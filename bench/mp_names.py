@@ -3,6 +3,7 @@ unix port, tests/mp_real.py): what decides how many qstr pools a device loading 
 code from a ROMFS image or as .mpy files allocates.
 
     python3 bench/mp_names.py [--profile heat_pump] [--transport coap] [--top 60]
+    python3 bench/mp_names.py --scenario [--trials 2]
 
 A module loaded from a ROMFS image or as a .mpy file interns every distinct name of its
 qstr table the firmware does not hold (identifiers, short string literals) and the
@@ -17,8 +18,12 @@ Two views:
   use         each module's .mpy qstr table read directly, less the names the firmware
               holds (static, or asyncio's frozen pool): for every name, how many of the
               modules use it; the names used by one module only, by module
-The run's own count (boot and the scenario's end) is what bench/footprint.py's driver
-prints as "names" (SPOT-FP lines).
+  --scenario  the whole run instead: bench/footprint.py's scenario (its driver as main,
+              the bundle's preload, registration with the real bridge, telemetry, a WRITE
+              and a plan) from a ROMFS image in a roomy heap, --trials times; the names
+              interned after boot and at the end (the driver prints
+              micropython.qstr_info() with each retained-heap reading), with the names'
+              pools; the driver's own names (its path, its MICROPYPATH entries) count too
 """
 import argparse
 import os
@@ -103,12 +108,45 @@ def first_use(order, lib, image):
     return got
 
 
+def pools(text):
+    """[(n_qstr, n_pool)] of the "qstr pool:" lines in a run's output."""
+    got = []
+    for line in text.splitlines():
+        if line.startswith("qstr pool:"):
+            f = dict(kv.split("=") for kv in line[len("qstr pool:"):].replace(",", " ").split())
+            got.append((int(f["n_qstr"]), int(f["n_pool"])))
+    return got
+
+
+def scenario(profile, transport, trials):
+    import shutil
+    import footprint as F
+    tmp = tempfile.mkdtemp(prefix="spot-names-run-")
+    rig = F.Rig(tmp)
+    try:
+        for _ in range(trials):
+            outputs = []
+            ok = F.trial(rig, "romfs", profile, transport, 128, outputs)
+            got = pools(outputs[0])
+            print("%s: names after boot %s, at the end %s (pools: %s)" % (
+                "served" if ok else "FAILED", got[0][0] if got else "-",
+                got[-1][0] if got else "-", got[-1][1] if got else "-"))
+    finally:
+        rig.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="heat_pump")
     ap.add_argument("--transport", default="coap")
     ap.add_argument("--top", type=int, default=60, help="how many shared names to list")
+    ap.add_argument("--scenario", action="store_true",
+                    help="the names interned in footprint's scenario, after boot and at the end")
+    ap.add_argument("--trials", type=int, default=2)
     args = ap.parse_args()
+    if args.scenario:
+        return scenario(args.profile, args.transport, args.trials)
     order = import_order(args.profile, args.transport)
     with tempfile.TemporaryDirectory(prefix="spot-names-lib-") as d:
         lib = mp_real.mpy_lib(os.path.join(d, "src", "lib"))
