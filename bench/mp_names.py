@@ -16,8 +16,9 @@ Two views:
               imported one by one on the ROMFS build, micropython.qstr_info(1) after each:
               the names each module interns first, and the running count
   use         each module's .mpy qstr table read directly, less the names the firmware
-              holds (static, or asyncio's frozen pool): for every name, how many of the
-              modules use it; the names used by one module only, by module
+              holds (static, or in its frozen pool: those the first-use run did not
+              intern): for every name, how many of the modules use it; the names used by
+              one module only, by module
   --scenario  the whole run instead: bench/footprint.py's scenario (its driver as main,
               the bundle's preload, registration with the real bridge, telemetry, a WRITE
               and a plan) from a ROMFS image in a roomy heap, --trials times; the names
@@ -92,7 +93,7 @@ def dumps(text):
     return out
 
 
-def first_use(order, lib, image):
+def first_use(order, image):
     with tempfile.TemporaryDirectory(prefix="spot-names-") as d:
         with open(os.path.join(d, "modules.txt"), "w") as f:
             f.write("\n".join(order))
@@ -151,7 +152,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="spot-names-lib-") as d:
         lib = mp_real.mpy_lib(os.path.join(d, "src", "lib"))
         image = mp_real.romfs_image(os.path.dirname(lib), os.path.join(d, "spot.romfs"))
-        got = first_use(order, lib, image)
+        got = first_use(order, image)
         files = {}
         for n in order:
             parts = n.split(".")
