@@ -163,8 +163,9 @@ def wait_for(cond, timeout):
     return False
 
 
-def trial(rig, mode, profile, transport, heap):
-    """True when the device at this heap lives through the scenario."""
+def trial(rig, mode, profile, transport, heap, outputs=None):
+    """True when the device at this heap lives through the scenario (its output appended
+    to the list outputs, when given)."""
     proc, dev_id = rig.device(mode, profile, transport, heap, ["run", "4"], SCENARIO_S)
     start = time.monotonic()
     ok = wait_for(lambda: proc.poll() is None and (rig.call("GET", "/api/v1/devices/" + dev_id)[1]
@@ -183,6 +184,8 @@ def trial(rig, mode, profile, transport, heap):
             ok = ok and cid is not None and wait_for(
                 lambda: rig.call("GET", "/api/v1/commands/%d" % cid)[1]["status"] == "done", 8)
     out, code = finish(proc, max(0.5, SCENARIO_S - (time.monotonic() - start)))
+    if outputs is not None:
+        outputs.append(out)
     if ok:
         obj = "flow_temp" if profile == "heat_pump" else "p"
         status, hist = rig.call("GET", "/api/v1/devices/%s/history?service=%s&object=%s"

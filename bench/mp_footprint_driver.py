@@ -19,6 +19,7 @@ import sys
 import time
 
 import asyncio
+import micropython
 
 N = 40
 METER_OBJECTS = ('v_l1', 'v_l2', 'v_l3', 'i_l1', 'i_l2', 'i_l3', 'p_l1', 'p_l2', 'p_l3',
@@ -105,12 +106,14 @@ async def report(dev, base, every, wait_s):
     await asyncio.sleep(wait_s)
     await settled(dev)
     out('boot', heap() - base)
+    micropython.qstr_info()     # "qstr pool: n_pool=.., n_qstr=..": the names interned
     t0 = time.ticks_ms()
     while True:
         await asyncio.sleep(every)
         await settled(dev)
         out('at', '%d %d %d %d' % (time.ticks_diff(time.ticks_ms(), t0) // 1000, heap() - base,
                                     dev.mem_errors, dev.errors))
+        micropython.qstr_info()
 
 
 async def run(path, every, wait_s):

@@ -17,7 +17,7 @@ from .compat import const
 MAX_DEPTH = const(16)  # default nesting limit for decoding
 MAX_ITEMS = const(4096)  # default limit on one string's bytes or one container's items
 
-_UINT64_MAX = 0xFFFFFFFFFFFFFFFF
+_UINT64_MAX = const(0xFFFFFFFFFFFFFFFF)
 _float = None   # core.cbor_float, imported with the first float (_floats())
 
 

@@ -8,11 +8,9 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-try:
-    from time import ticks_ms as _ticks  # noqa: F401  MicroPython only
-    MICROPYTHON = True
-except ImportError:
-    MICROPYTHON = False
+import time
+
+MICROPYTHON = hasattr(time, "ticks_ms")     # MicroPython's clock; CPython has none
 
 
 def hexlify(data):

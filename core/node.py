@@ -69,7 +69,7 @@ EV_PLAN = const(4)      # (EV_PLAN, PLANS, None, plan id): the active plan chang
 EV_FALLBACK = const(5)  # (EV_FALLBACK, PLANS, None, bool): fallback entered / left
 
 UNIX_TIME = const(1)  # object of the TIME service
-MAX_STEP_BACK = const(86400)  # a clock set further back than this before a stamp: it was wrong
+_MAX_STEP_BACK = const(86400)  # a clock set further back than this before a stamp: it was wrong
 
 TIME_OBJECTS = (
     (UNIX_TIME, "unix_time", _TIME_TYPE, "s", _RW, _M, None, None, 0),
@@ -201,7 +201,7 @@ class Node:
 
     def ignore(self, sid):
         """Stop taking broadcasts of service sid; they are dropped from the header."""
-        self.consumes = tuple(s for s in self.consumes if s != sid)
+        self.consumes = tuple([s for s in self.consumes if s != sid])
 
     def set_time(self, unix_s, now):
         """The node's clock: Unix seconds unix_s at node time now (seconds). It never goes
@@ -209,7 +209,7 @@ class Node:
         is never stamped with a time an earlier one had (spec 3.1); a set more than a day
         back is taken as it is (the clock was wrong, not fast)."""
         last = self.stamped
-        if last is not None and last - MAX_STEP_BACK < unix_s < last:
+        if last is not None and last - _MAX_STEP_BACK < unix_s < last:
             unix_s = last + 1
         self.clock_offset = unix_s - now
         self.time_known = True

@@ -44,7 +44,7 @@ PUSH = const(1)
 CANCEL = const(2)
 DEFAULT = const(3)
 ACTIVE = const(4)
-COMM_TIMEOUT = const(5)
+_COMM_TIMEOUT = const(5)
 LIST = const(6)
 FALLBACK = const(7)
 
@@ -57,7 +57,7 @@ OBJECTS = (
     (CANCEL, "cancel", _ENUM, "", _X, _M, 1, 0xFFFFFFFF, 0),
     (DEFAULT, "default_plan", _MAP, "", _RW, _M, None, None, 0),
     (ACTIVE, "active_plan", _ENUM, "", _R, _M, 0, 0xFFFFFFFF, 0),
-    (COMM_TIMEOUT, "comm_timeout", _ANALOG, "s", _RW, _M, 10, 604800, 0),
+    (_COMM_TIMEOUT, "comm_timeout", _ANALOG, "s", _RW, _M, 10, 604800, 0),
     (LIST, "plans", _PLAN, "", _R, _M, None, None, 0),
     (FALLBACK, "fallback", _BINARY, "", _R, _M, None, None, 0),
 )

@@ -288,6 +288,8 @@ def mpy_lib(dest):
     in a ROMFS image; dest."""
     from spot.ports.cpython import deploy as D
     for name, path in frozen_modules().items():
+        if not D.compiled_for_board(name):      # an __init__ with nothing a board needs
+            continue
         rel = _in_package(name, path)
         out = os.path.join(dest, "spot", os.path.splitext(rel)[0] + ".mpy")
         os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -50,13 +50,31 @@ def write_config(path, **kw):
 def test_heat_pump_bundle_holds_the_node_the_coap_binding_and_the_profile(heat_pump_coap):
     _, files = heat_pump_coap
     mods = names(files)
-    for m in ("__init__", "core.node", "core.frame", "core.cbor", "core.model", "core.plans",
+    for m in ("core.node", "core.frame", "core.cbor", "core.model", "core.plans",
               "core.subscriptions", "core.coap", "core.coap_endpoint", "core.coap_binding",
               "profiles.heat_pump", "profiles.common", "ports.micropython.device",
               "ports.micropython.device_coap", "ports.micropython.config",
               "ports.micropython.board", "ports.micropython.hw"):
         assert m in mods, m
     assert "main.py" in files
+
+
+def test_the_bundle_leaves_out_package_inits_holding_only_a_docstring(heat_pump_coap):
+    # a board imports their directories as namespace packages (the boot tests below)
+    _, files = heat_pump_coap
+    assert [f for f in files if f.endswith("__init__.mpy")] == []
+
+
+def test_a_package_init_with_code_goes_into_the_bundle(tmp_path, monkeypatch):
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "__init__.py").write_text('"""Docs."""\n__version__ = "1.0.0"\n')
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "__init__.py").write_text('"""Docs."""\nLIMIT = 4\n')
+    (tmp_path / "code" / "mod.py").write_text("")
+    monkeypatch.setattr(D, "REPO", str(tmp_path))
+    assert not D.compiled_for_board("spot.bare")
+    assert D.compiled_for_board("spot.code")
+    assert D.compiled_for_board("spot.code.mod")
 
 
 def test_heat_pump_bundle_leaves_out_other_profiles_mqtt_and_oscore(heat_pump_coap):
@@ -243,7 +261,11 @@ def test_freeze_writes_a_manifest_and_the_sources_of_exactly_the_bundles_modules
     sources = {f[len("frozen/spot/"):-len(".py")] for f in files if f.startswith("frozen/")}
     compiled = {f[len("lib/spot/"):-len(".mpy")] for f in heat_pump_coap[1]
                 if f.startswith("lib/spot/") and f.endswith(".mpy")}
-    assert sources == compiled
+    # frozen names cost no heap: the package inits a compiled bundle leaves out stay
+    inits = {s for s in sources if s == "__init__" or s.endswith("/__init__")}
+    assert sources - inits == compiled
+    assert inits == {"__init__", "core/__init__", "ports/__init__",
+                     "ports/micropython/__init__", "profiles/__init__"}
     assert {"manifest.py", "main.py"} <= set(files)
     calls = run_manifest(out / "manifest.py")
     assert calls[0] == ("include", ("$(PORT_DIR)/boards/manifest.py",), {})

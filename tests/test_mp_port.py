@@ -723,7 +723,10 @@ def case_config_fills_defaults_and_names_the_bad_field():
                       ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x', 'telemetry': -1},
                        'telemetry'),
                       ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
-                        'oscore': {'secret': 'zz', 'sender': '', 'recipient': '01'}}, 'oscore')):
+                        'oscore': {'secret': 'zz', 'sender': '', 'recipient': '01'}}, 'oscore'),
+                      ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
+                        'oscore': {'secret': 1, 'sender': '', 'recipient': '01'}},
+                       'oscore.secret must be hex')):
         try:
             config.check(config.with_defaults(bad))
         except ValueError as e:

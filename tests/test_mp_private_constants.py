@@ -37,6 +37,7 @@ RENAMED = {
     ("core.node", "_TIME_TYPE"): ("core.model", "TIME"),
     ("core.node", "_RW"): ("core.model", "RW"),
     ("core.node", "_M"): ("core.model", "M"),
+    ("core.node", "_COMM_TIMEOUT"): ("core.plans", "_COMM_TIMEOUT"),   # private there too
 }
 
 

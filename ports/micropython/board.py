@@ -9,6 +9,8 @@ them: unix_time() and reset().
 """
 import time
 
+from ...core.compat import const
+
 try:
     import machine
 except ImportError:
@@ -106,7 +108,7 @@ def woke_from_sleep():
 
 
 RESET_EXIT = 75   # exit status of reset() off a board (EX_TEMPFAIL: a supervisor restarts it)
-_Y2K = 946684800  # Unix seconds at 2000-01-01, the epoch of some ports' time.time()
+_Y2K = const(946684800)  # Unix seconds at 2000-01-01, the epoch of some ports' time.time()
 
 
 def reset():

@@ -85,7 +85,7 @@ def check(cfg):
             _bad('oscore', 'a map with secret, sender and recipient')
         for key in o:
             try:
-                unhex(o[key])
+                bytes.fromhex(o[key])       # TypeError: not a string
             except (TypeError, ValueError):
                 _bad('oscore.' + key, 'hex')
     if cfg['plan'] is not None and type(cfg['plan']) is not dict:
@@ -99,13 +99,6 @@ def _bad(key, what):
 
 def _uint(v):
     return type(v) is int and v >= 0
-
-
-def unhex(text):
-    """bytes of a hex string (empty string: b'')."""
-    if type(text) is not str:
-        raise TypeError('not hex')
-    return bytes.fromhex(text)
 
 
 def load(path='spot.json'):
@@ -137,7 +130,7 @@ def plan_entries(plan, services):
     out = {}
     if not plan:
         return out
-    from ...core.model import to_wire
+    from ...core import model
     for sname in plan:
         svc = None
         for sid in services:
@@ -150,5 +143,5 @@ def plan_entries(plan, services):
             row = svc.named(oname)
             if row is None:
                 raise ValueError('config: plan names unknown object %s.%s' % (sname, oname))
-            objs[row[0]] = to_wire(row, plan[sname][oname])
+            objs[row[0]] = model.to_wire(row, plan[sname][oname])
     return out

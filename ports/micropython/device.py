@@ -46,7 +46,7 @@ from ...core.compat import const
 from ...core.node import Node
 from ...profiles import diagnostics
 
-POLL_MS = const(50)        # longest sleep between two looks at the socket
+_POLL_MS = const(50)        # longest sleep between two looks at the socket
 _SAMPLE_MS = const(1000)   # bound getters of subscribed objects are read this often
 _MEM_WINDOW_MS = const(60000)   # cfg mem_reset MemoryErrors within this reset the board
 # core.model's and core.services' numbers, copied: no global slot holds them on a board
@@ -60,13 +60,13 @@ _RX_COAP = const(401)
 _RX_MQTT = const(512)
 
 
-def _forget_config(C):
+def _forget_config(config):
     """Forget the config module, used only at boot: once nothing else holds it, its code is
     freed (a board loading .mpy files holds a module's bytecode on its heap)."""
     import sys
-    sys.modules.pop(C.__name__, None)
-    package = sys.modules.get(C.__name__.rpartition('.')[0])
-    if package is not None and getattr(package, 'config', None) is C:
+    sys.modules.pop(config.__name__, None)
+    package = sys.modules.get(config.__name__.rpartition('.')[0])
+    if package is not None and getattr(package, 'config', None) is config:
         del package.config
 
 
@@ -74,12 +74,12 @@ class Device:
     """One node on one board. See the module docstring."""
 
     def __init__(self, cfg, profile, net=None, clock=None, sleep=None, board=None, files='',
-                 poll_ms=POLL_MS):
-        from . import config as C
+                 poll_ms=_POLL_MS):
+        from . import config
         if type(cfg) is str:
-            cfg = C.load(cfg)
-        self.cfg = cfg = C.check(C.with_defaults(cfg))
-        scheme, host, port = C.parse_uri(cfg['bridge'])
+            cfg = config.load(cfg)
+        self.cfg = cfg = config.check(config.with_defaults(cfg))
+        scheme, host, port = config.parse_uri(cfg['bridge'])
         self._rx = bytearray(_RX_COAP if scheme == 'coap' else _RX_MQTT)
         if board is None or clock is None:
             from . import board as real_board
@@ -101,9 +101,9 @@ class Device:
         self.node = node = Node([profile, diagnostics], cfg['id'],
                                 comm_timeout=cfg['comm_timeout'], sleepy=bool(cfg['sleepy']))
         self.sid = profile.SERVICE
-        node.set_default_plan(C.plan_entries(cfg['plan'], node.services))
-        _forget_config(C)
-        del C                     # its code is freed before the links are made
+        node.set_default_plan(config.plan_entries(cfg['plan'], node.services))
+        _forget_config(config)
+        del config                    # its code is freed before the links are made
         self.on_event = None      # firmware's hook: on_event((kind, sid, oid, arg)) per node event
         self.errors = 0           # exceptions caught in the loop
         self.last_error = None
@@ -214,11 +214,11 @@ class Device:
             wait = self.link.poll(now)
         except MemoryError as e:
             self._out_of_memory(e, now)
-            wait = POLL_MS
+            wait = _POLL_MS
         except Exception as e:   # keep serving: the watchdog covers a stuck loop
             self.errors += 1
             self.last_error = e
-            wait = POLL_MS
+            wait = _POLL_MS
         events = self.node.events
         if events:
             self._hand_over(events)
@@ -297,10 +297,7 @@ class Device:
                 cause = diagnostics.BOOT_WATCHDOG
         node.set(_DIAGNOSTICS, 1, resets)
         node.set(_DIAGNOSTICS, 2, cause)
-        node.bind(_DIAGNOSTICS, 3, self._mem_errors, None, True)
-
-    def _mem_errors(self):
-        return self.mem_errors
+        node.bind(_DIAGNOSTICS, 3, lambda: self.mem_errors, None, True)
 
     def take_rx(self, size):
         """The link's receive buffer: the block taken at boot if it has this size."""

@@ -6,8 +6,7 @@ Datagrams are received by ports/micropython/datagram (a spare receive buffer for
 fragmented heap). Socket addresses are what the port's getaddrinfo() gives: (host,
 port) on boards, raw sockaddr bytes on the unix port (whose bytearrays, unhashable,
 are made bytes)."""
-from ...core.coap_endpoint import Endpoint
-from ...core.coap_binding import CoapDevice
+from ...core import coap_binding, coap_endpoint
 from ...core.compat import const
 from .datagram import Receiver, addr_key
 try:
@@ -31,17 +30,18 @@ class CoapLink:
         self.lost = 0            # datagrams the socket refused to send
         self._rx = None          # datagram.Receiver of the socket
         cfg = dev.cfg
-        self.ep = Endpoint(rand=_rand if urandom else None, block_szx=4, max_body=1024, max_datagram=_MAX_DATAGRAM, max_pending=4,
-                           max_dedupe=6, max_observers=4, max_exchanges=4, max_buffers=1,
-                           max_events=8)
+        self.ep = coap_endpoint.Endpoint(
+            rand=_rand if urandom else None, block_szx=4, max_body=1024,
+            max_datagram=_MAX_DATAGRAM, max_pending=4, max_dedupe=6, max_observers=4,
+            max_exchanges=4, max_buffers=1, max_events=8)
         oscore = None
         if dev.ctx is not None:
-            from ...core.coap_oscore import OscoreServer
-            oscore = OscoreServer([dev.ctx], require=True, max_observations=4)
-        self.coap = CoapDevice(dev.node, self.ep, None, oscore,
-                               None if oscore is None else dev.ctx.recipient_id,
-                               lifetime=cfg['lifetime'],
-                               retry=max(1, cfg['backoff_ms'][0] // 1000), max_events=4)
+            from ...core import coap_oscore
+            oscore = coap_oscore.OscoreServer([dev.ctx], require=True, max_observations=4)
+        self.coap = coap_binding.CoapDevice(
+            dev.node, self.ep, None, oscore, None if oscore is None else dev.ctx.recipient_id,
+            lifetime=cfg['lifetime'], retry=max(1, cfg['backoff_ms'][0] // 1000),
+            max_events=4)
 
     def report_peer(self):
         return None

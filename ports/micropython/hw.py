@@ -43,15 +43,15 @@ class SgReady:
     The state is an integer either way, so it binds with or without wire=True."""
 
     def __init__(self, relay1, relay2):
-        self.a = relay1
-        self.b = relay2
+        self.relay1 = relay1
+        self.relay2 = relay2
 
     def __call__(self, state=None):
         if state is None:     # used as a getter: the state the relays show
-            return SG_RELAYS.index(self.a.value() + 2 * self.b.value()) + 1
+            return SG_RELAYS.index(self.relay1.value() + 2 * self.relay2.value()) + 1
         bits = SG_RELAYS[int(state) - 1]
-        self.a.value(bits & 1)
-        self.b.value(bits >> 1)
+        self.relay1.value(bits & 1)
+        self.relay2.value(bits >> 1)
 
 
 # the NTC table: the divider's ADC reading at every _STEP Cel from _T_LO to _T_HI
