@@ -743,6 +743,19 @@ def case_config_fills_defaults_and_names_the_bad_field():
         raise AssertionError('accepted broken JSON')
 
 
+def case_config_takes_oscore_keys_as_hex_text_only():
+    # MicroPython's bytes.fromhex also reads bytes: a runtime must not accept what the
+    # other refuses
+    bad = {'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
+           'oscore': {'secret': b'0102', 'sender': '', 'recipient': '01'}}
+    try:
+        config.check(config.with_defaults(bad))
+    except ValueError as e:
+        assert 'oscore.secret must be hex' in str(e), e
+    else:
+        raise AssertionError('accepted a bytes key')
+
+
 def case_a_device_made_from_the_config_files_path_checks_it_then_forgets_the_module():
     import json
     import sys

@@ -84,8 +84,10 @@ def check(cfg):
         if not (type(o) is dict and 'secret' in o and 'sender' in o and 'recipient' in o):
             _bad('oscore', 'a map with secret, sender and recipient')
         for key in o:
-            try:
-                bytes.fromhex(o[key])       # TypeError: not a string
+            try:    # text only: MicroPython's fromhex also reads bytes, CPython's does not
+                if type(o[key]) is not str:
+                    raise TypeError
+                bytes.fromhex(o[key])
             except (TypeError, ValueError):
                 _bad('oscore.' + key, 'hex')
     if cfg['plan'] is not None and type(cfg['plan']) is not dict:
