@@ -65,16 +65,33 @@ def test_the_bundle_leaves_out_package_inits_holding_only_a_docstring(heat_pump_
     assert [f for f in files if f.endswith("__init__.mpy")] == []
 
 
-def test_a_package_init_with_code_goes_into_the_bundle(tmp_path, monkeypatch):
-    (tmp_path / "bare").mkdir()
-    (tmp_path / "bare" / "__init__.py").write_text('"""Docs."""\n__version__ = "1.0.0"\n')
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "__init__.py").write_text('"""Docs."""\nLIMIT = 4\n')
-    (tmp_path / "code" / "mod.py").write_text("")
+def package(tmp_path, monkeypatch, init):
+    """spot.pkg, a package whose __init__.py holds `init` (with a module spot.pkg.mod),
+    in a stand-in repository."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text(init)
+    (tmp_path / "pkg" / "mod.py").write_text("")
     monkeypatch.setattr(D, "REPO", str(tmp_path))
-    assert not D.compiled_for_board("spot.bare")
-    assert D.compiled_for_board("spot.code")
-    assert D.compiled_for_board("spot.code.mod")
+    return "spot.pkg"
+
+
+def test_a_package_init_holding_its_docstring_and_version_is_left_out(tmp_path, monkeypatch):
+    assert not D.compiled_for_board(
+        package(tmp_path, monkeypatch, '"""Docs."""\n__version__ = "1.0.0"\n'))
+
+
+def test_a_package_init_with_code_goes_into_the_bundle(tmp_path, monkeypatch):
+    assert D.compiled_for_board(package(tmp_path, monkeypatch, '"""Docs."""\nLIMIT = 4\n'))
+
+
+def test_a_package_init_computing_its_version_goes_into_the_bundle(tmp_path, monkeypatch):
+    # the call may do what the package needs (read a file, import a module)
+    assert D.compiled_for_board(
+        package(tmp_path, monkeypatch, '"""Docs."""\n__version__ = _read()\n'))
+
+
+def test_a_module_of_a_package_goes_into_the_bundle(tmp_path, monkeypatch):
+    assert D.compiled_for_board(package(tmp_path, monkeypatch, '"""Docs."""\n') + ".mod")
 
 
 def test_heat_pump_bundle_leaves_out_other_profiles_mqtt_and_oscore(heat_pump_coap):

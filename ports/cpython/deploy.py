@@ -137,10 +137,17 @@ def compiled_for_board(name):
         return True
     with open(module_file(name), encoding="utf-8") as f:
         body = ast.parse(f.read()).body
-    return any(not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
-               and not (isinstance(node, ast.Assign) and all(
-                   isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets))
-               for node in body)
+    return not all(_nothing_for_a_board(node) for node in body)
+
+
+def _nothing_for_a_board(node):
+    """True for a statement of a package __init__ a board can do without: a constant
+    (its docstring) or `__version__ = <constant>` (a computed one may do what the
+    package needs)."""
+    if isinstance(node, ast.Expr):
+        return isinstance(node.value, ast.Constant)
+    return (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            and all(isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets))
 
 
 def imports_of(name, path=None):
