@@ -5,7 +5,8 @@ a board they take no slot in the module's globals, import nothing and intern no 
 (docs/benchmarks.md, "MicroPython footprint on the real interpreter"). A copy is
 `_` + the defining module's public name; this checks that every copy still has the
 number of its original (on CPython, where the copies are module attributes).
-Profiles' row constants are checked by test_mp_profile_tables.py."""
+Profiles' row constants are checked by test_mp_profile_tables.py. A private constant
+is not stored on a board, so no other module may read one (the last test)."""
 import importlib
 
 import pytest
@@ -119,6 +120,47 @@ def test_no_module_of_a_board_reads_numbers_by_name():
         if name.endswith("_numbers") or name in OPTIONAL:
             continue
         found = _reads_by_name(path, numbers)
+        if found:
+            reads[name] = found
+    assert reads == {}
+
+
+def _board_sources():
+    """{module name: source path} of every module that runs on a board (core/, profiles/,
+    ports/micropython/)."""
+    import os
+    from spot.ports.cpython import deploy as D
+    found = {}
+    for top in ("core", "profiles", os.path.join("ports", "micropython")):
+        for dirpath, _dirs, files in os.walk(os.path.join(D.REPO, top)):
+            for f in files:
+                if f.endswith(".py"):
+                    rel = os.path.relpath(os.path.join(dirpath, f), D.REPO)[:-3].split(os.sep)
+                    name = ".".join(["spot"] + [p for p in rel if p != "__init__"])
+                    found[name] = os.path.join(dirpath, f)
+    return found
+
+
+def _private_constants(path):
+    """The names the module at path assigns as `_NAME = const(n)`."""
+    import ast
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    return {n.targets[0].id for n in tree.body
+            if isinstance(n, ast.Assign) and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name) and n.targets[0].id.startswith("_")
+            and isinstance(n.value, ast.Call) and isinstance(n.value.func, ast.Name)
+            and n.value.func.id == "const"}
+
+
+def test_no_module_reads_another_modules_private_constant():
+    # a board stores `_NAME = const(n)` in no module's globals: `from .plans import
+    # _COMM_TIMEOUT` or `plans._COMM_TIMEOUT` works on CPython and fails on MicroPython
+    sources = _board_sources()
+    private = {n.rpartition(".")[2]: _private_constants(p) for n, p in sources.items()}
+    assert len(private) == len(sources)      # short names are unique: _reads_by_name's key
+    reads = {}
+    for name, path in sources.items():
+        found = _reads_by_name(path, private)
         if found:
             reads[name] = found
     assert reads == {}
