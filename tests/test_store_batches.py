@@ -538,21 +538,19 @@ def test_with_two_in_flight_what_waits_is_split_between_two_batches_written_at_o
     asyncio.run(main())
 
 
-def test_with_a_min_split_what_waits_is_split_only_into_batches_that_large():
-    seen = []
-
+@pytest.mark.parametrize("n, started", [
+    (6, [range(6)]),                  # halves of 3: one batch
+    (7, [range(7)]),                  # 4 and 3: one batch, not 3 left waiting for the 4
+    (8, [range(4), range(4, 8)])])    # halves of 4: two batches at once
+def test_with_a_min_split_what_waits_is_split_only_into_batches_that_large(n, started):
     async def main():
-        async def run_many(items):
-            seen.append(list(items))
-            await asyncio.sleep(0)
-            return items
-
+        run_many = HeldBatches()
         c = Coalesced(run_many, in_flight=2, min_split=4)
-        assert await asyncio.gather(*(c(i) for i in range(6))) == list(range(6))
-        assert seen == [[0, 1, 2, 3, 4, 5]]   # halves of 3: one batch
-        seen.clear()
-        assert await asyncio.gather(*(c(i) for i in range(8))) == list(range(8))
-        assert seen == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        calls = [asyncio.ensure_future(c(i)) for i in range(n)]
+        await asyncio.sleep(0.01)
+        assert run_many.seen == [list(r) for r in started]   # before any batch ended
+        run_many.release.set()
+        assert await asyncio.gather(*calls) == [i * 10 for i in range(n)]
     asyncio.run(main())
 
 
