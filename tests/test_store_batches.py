@@ -571,6 +571,21 @@ def test_with_a_min_split_a_batch_beside_a_running_one_waits_for_that_many_items
     asyncio.run(main())
 
 
+def test_with_a_min_split_fewer_items_waiting_go_in_a_batch_once_the_running_one_ends():
+    async def main():
+        run_many = HeldBatches()
+        c = Coalesced(run_many, in_flight=2, min_split=3)
+        calls = [asyncio.ensure_future(c(1))]
+        await asyncio.sleep(0.01)
+        calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
+        await asyncio.sleep(0.01)
+        run_many.release.set()
+        async with asyncio.timeout(5):   # none left waiting for a third item
+            assert await asyncio.gather(*calls) == [10, 20, 30]
+        assert run_many.seen == [[1], [2, 3]]
+    asyncio.run(main())
+
+
 def test_with_two_in_flight_a_third_batch_waits_for_one_to_end():
     seen = []
 
