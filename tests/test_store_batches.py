@@ -554,14 +554,21 @@ def test_with_a_min_split_what_waits_is_split_only_into_batches_that_large(n, st
     asyncio.run(main())
 
 
+async def two_waiting_beside_a_batch_of_one():
+    """A Coalesced of min_split 3 and two in flight running a held batch of 1 (item 1),
+    items 2 and 3 handed in after it started: (its HeldBatches, it, the calls)."""
+    run_many = HeldBatches()
+    c = Coalesced(run_many, in_flight=2, min_split=3)
+    calls = [asyncio.ensure_future(c(1))]
+    await asyncio.sleep(0.01)
+    calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
+    await asyncio.sleep(0.01)
+    return run_many, c, calls
+
+
 def test_with_a_min_split_a_batch_beside_a_running_one_waits_for_that_many_items():
     async def main():
-        run_many = HeldBatches()
-        c = Coalesced(run_many, in_flight=2, min_split=3)
-        calls = [asyncio.ensure_future(c(1))]
-        await asyncio.sleep(0.01)
-        calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
-        await asyncio.sleep(0.01)
+        run_many, c, calls = await two_waiting_beside_a_batch_of_one()
         assert run_many.seen == [[1]]   # two waiting: they wait for the batch of 1
         calls.append(asyncio.ensure_future(c(4)))
         await asyncio.sleep(0.01)
@@ -573,12 +580,7 @@ def test_with_a_min_split_a_batch_beside_a_running_one_waits_for_that_many_items
 
 def test_with_a_min_split_fewer_items_waiting_go_in_a_batch_once_the_running_one_ends():
     async def main():
-        run_many = HeldBatches()
-        c = Coalesced(run_many, in_flight=2, min_split=3)
-        calls = [asyncio.ensure_future(c(1))]
-        await asyncio.sleep(0.01)
-        calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
-        await asyncio.sleep(0.01)
+        run_many, c, calls = await two_waiting_beside_a_batch_of_one()
         run_many.release.set()
         async with asyncio.timeout(5):   # none left waiting for a third item
             assert await asyncio.gather(*calls) == [10, 20, 30]
