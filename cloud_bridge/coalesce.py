@@ -77,10 +77,10 @@ class Coalesced:
         """The next batch: what waits, shared evenly among the batches that may still
         start (in_flight > 1: the loop works on one while the store writes another)."""
         free = max(1, self.in_flight - self._busy)
-        size = -(-len(self._waiting) // free)
-        if size < self.min_split:   # too few to split: one batch
-            size = len(self._waiting)
-        size = min(self.max_batch, size)
+        # into as many batches as may start, each of min_split at least: 2m-1 waiting
+        # is one batch, not m now and m-1 left waiting for it
+        parts = max(1, min(free, len(self._waiting) // self.min_split))
+        size = min(self.max_batch, -(-len(self._waiting) // parts))
         batch = self._waiting[:size]
         del self._waiting[:size]
         return [(item, fut) for item, fut in batch if not fut.cancelled()]

@@ -6,7 +6,8 @@ connection that died while idle is replaced and the registration stored (the poo
 checks one at checkout without a round trip: store_postgres._alive). The
 statement reads the stored devices through their key whatever plan the server
 cached for it (a plan made while the table was small scanned the whole table for
-every batch: a burst of N registrations cost N² / batch rows read).
+every batch: a burst of N registrations cost N² / batch rows read), and locks
+them in id order whatever order the batch gives (two instances: no deadlock).
 
 A real PostgreSQL server (tests/postgres.py, the session's cluster).
 """
@@ -143,6 +144,63 @@ def test_a_registration_batch_reads_the_stored_devices_by_key_after_the_table_gr
     # less than the table once for the three batches after it grew (before: each read
     # all of it: 30 840 rows in all)
     assert rows_scanned(pg_url, "devices") < 10000
+
+
+def test_the_stored_rows_of_a_batch_are_read_by_id_none_for_an_id_not_stored(pg_url):
+    async def main():
+        store = await open_store(pg_url)
+        try:
+            await store.register_devices_waiting([announce(d, "dtls:" + d, Claim("dtls:" + d))
+                                                  for d in ("hp-a", "hp-b")])
+        finally:
+            await store.close()
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as db:
+            async def held(ids):
+                cur = await db.execute("SELECT * FROM spot_devices_held(%s::text[])", (ids,))
+                return await cur.fetchall()
+            assert await held(["hp-b", "hp-x", None, "hp-a"]) == [
+                ("hp-a", "dtls:hp-a"), ("hp-b", "dtls:hp-b")]
+            assert await held([]) == []
+            assert await held(None) == []
+    asyncio.run(main())
+
+
+def test_the_stored_rows_of_a_batch_are_locked_in_id_order_whatever_order_it_gives(pg_url):
+    """Two instances registering overlapping ids in different batches lock them in one
+    order (no deadlock): spot_devices_held, handed c, b, a while another transaction
+    holds b, waits at b having locked a and not c."""
+    async def main():
+        store = await open_store(pg_url)
+        try:
+            await store.register_devices_waiting([announce(d, "dtls:a", Claim("dtls:a"))
+                                                  for d in ("hp-a", "hp-b", "hp-c")])
+        finally:
+            await store.close()
+        connect = psycopg.AsyncConnection.connect
+        async with await connect(pg_url) as holder, await connect(pg_url) as reader, \
+                await connect(pg_url, autocommit=True) as probe:
+            await holder.execute("SELECT id FROM devices WHERE id = 'hp-b' FOR UPDATE")
+            pid = reader.info.backend_pid
+            read = asyncio.ensure_future(reader.execute(
+                "SELECT id FROM spot_devices_held(ARRAY['hp-c', 'hp-b', 'hp-a'])"))
+
+            async def waiting():
+                cur = await probe.execute("SELECT wait_event_type FROM pg_stat_activity "
+                                          "WHERE pid = %s", (pid,))
+                return (await cur.fetchone())[0] == "Lock"
+
+            async def free(dev):   # not locked by another transaction now
+                cur = await probe.execute("SELECT id FROM devices WHERE id = %s "
+                                          "FOR NO KEY UPDATE SKIP LOCKED", (dev,))
+                return bool(await cur.fetchall())
+            try:
+                assert await until(waiting)
+                assert (await free("hp-a"), await free("hp-c")) == (False, True)
+            finally:   # the read ends, whatever the outcome (its connection closes after)
+                await holder.rollback()
+            assert await (await read).fetchall() == [("hp-a",), ("hp-b",), ("hp-c",)]
+            await reader.rollback()
+    asyncio.run(main())
 
 
 async def kill_others(admin):

@@ -538,38 +538,53 @@ def test_with_two_in_flight_what_waits_is_split_between_two_batches_written_at_o
     asyncio.run(main())
 
 
-def test_with_a_min_split_what_waits_is_split_only_into_batches_that_large():
-    seen = []
-
+@pytest.mark.parametrize("n, started", [
+    (6, [range(6)]),                  # halves of 3: one batch
+    (7, [range(7)]),                  # 4 and 3: one batch, not 3 left waiting for the 4
+    (8, [range(4), range(4, 8)])])    # halves of 4: two batches at once
+def test_with_a_min_split_what_waits_is_split_only_into_batches_that_large(n, started):
     async def main():
-        async def run_many(items):
-            seen.append(list(items))
-            await asyncio.sleep(0)
-            return items
-
+        run_many = HeldBatches()
         c = Coalesced(run_many, in_flight=2, min_split=4)
-        assert await asyncio.gather(*(c(i) for i in range(6))) == list(range(6))
-        assert seen == [[0, 1, 2, 3, 4, 5]]   # halves of 3: one batch
-        seen.clear()
-        assert await asyncio.gather(*(c(i) for i in range(8))) == list(range(8))
-        assert seen == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        calls = [asyncio.ensure_future(c(i)) for i in range(n)]
+        await asyncio.sleep(0.01)
+        assert run_many.seen == [list(r) for r in started]   # before any batch ended
+        run_many.release.set()
+        assert await asyncio.gather(*calls) == [i * 10 for i in range(n)]
     asyncio.run(main())
+
+
+async def two_waiting_beside_a_batch_of_one():
+    """A Coalesced of min_split 3 and two in flight running a held batch of 1 (item 1),
+    items 2 and 3 handed in after it started: (its HeldBatches, it, the calls)."""
+    run_many = HeldBatches()
+    c = Coalesced(run_many, in_flight=2, min_split=3)
+    calls = [asyncio.ensure_future(c(1))]
+    await asyncio.sleep(0.01)
+    calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
+    await asyncio.sleep(0.01)
+    return run_many, c, calls
 
 
 def test_with_a_min_split_a_batch_beside_a_running_one_waits_for_that_many_items():
     async def main():
-        run_many = HeldBatches()
-        c = Coalesced(run_many, in_flight=2, min_split=3)
-        calls = [asyncio.ensure_future(c(1))]
-        await asyncio.sleep(0.01)
-        calls += [asyncio.ensure_future(c(i)) for i in (2, 3)]
-        await asyncio.sleep(0.01)
+        run_many, c, calls = await two_waiting_beside_a_batch_of_one()
         assert run_many.seen == [[1]]   # two waiting: they wait for the batch of 1
         calls.append(asyncio.ensure_future(c(4)))
         await asyncio.sleep(0.01)
         assert run_many.seen == [[1], [2, 3, 4]]   # three: a second batch at once
         run_many.release.set()
         assert await asyncio.gather(*calls) == [10, 20, 30, 40]
+    asyncio.run(main())
+
+
+def test_with_a_min_split_fewer_items_waiting_go_in_a_batch_once_the_running_one_ends():
+    async def main():
+        run_many, c, calls = await two_waiting_beside_a_batch_of_one()
+        run_many.release.set()
+        async with asyncio.timeout(5):   # none left waiting for a third item
+            assert await asyncio.gather(*calls) == [10, 20, 30]
+        assert run_many.seen == [[1], [2, 3]]
     asyncio.run(main())
 
 
