@@ -19,13 +19,14 @@ loop; default WINDOW; 1: a device that waits for each answer), in one of two cel
 
 Per cell: ANNOUNCEs answered per second, how they were answered (2.04 / 5.03),
 the bridge process's CPU (user + system, all its threads: the loop and the
-SQLite writer), PostgreSQL's server processes' CPU, per 1 000 ANNOUNCEs, and its write
-syscalls per ANNOUNCE (/proc/<pid>/io syscw: SQLite's WAL page writes, and the
-loop's wake-up pipe writes from the store's thread; PostgreSQL's are the
-server's). --baseline=DIR runs the same cells with the
-tree at DIR, alternating with this one, so a before/after comes from one run.
+SQLite writer), PostgreSQL's server processes' CPU (ended backends included), per
+1 000 ANNOUNCEs, and its write syscalls per ANNOUNCE (/proc/<pid>/io syscw:
+SQLite's WAL page writes, and the loop's wake-up pipe writes from the store's
+thread; PostgreSQL's are the server's). --baseline=DIR runs the same cells with
+the tree at DIR, alternating with this one, so a before/after comes from one run.
 """
 import asyncio
+from functools import partial
 import os
 import shutil
 import sys
@@ -36,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from bridge_ingest import (SERVICES, BridgeProcess, CoapFleet, baseline_path,  # noqa: E402
-                           cpu_seconds, option, pg_backends)
+                           cluster_cpu_seconds, cpu_seconds, option)
 from spot.core import frame as F  # noqa: E402
 from spot.core.node import A_FLAGS, A_ID, A_SERVICES, FLAG_CLOCK  # noqa: E402
 
@@ -56,20 +57,9 @@ def write_calls(pid):
         return int(dict(line.split(": ") for line in f.read().splitlines())["syscw"])
 
 
-def cpu_of(pids):
-    """CPU seconds of each of pids still running."""
-    out = {}
-    for pid in pids:
-        try:
-            out[pid] = cpu_seconds(pid)
-        except OSError:
-            pass
-    return out
-
-
-async def flood(bridge, cell, count, window=WINDOW, server=lambda: []):
+async def flood(bridge, cell, count, window=WINDOW, server_cpu=lambda: 0.0):
     """Register one device, then `count` ANNOUNCEs of the cell; the cell's figures.
-    server(): the store server's processes (PostgreSQL), whose CPU is counted too."""
+    server_cpu(): the store server's CPU seconds so far (PostgreSQL), counted too."""
     fleet = await CoapFleet(1, bridge.coap).open()
     try:
         await fleet.register()
@@ -97,16 +87,15 @@ async def flood(bridge, cell, count, window=WINDOW, server=lambda: []):
             else:
                 launch()
 
-        s0 = cpu_of(server())
+        s0 = server_cpu()
         cpu0, w0, t0 = cpu_seconds(bridge.pid), write_calls(bridge.pid), time.monotonic()
         launch()
         await asyncio.wait_for(done, 600)
         wall = time.monotonic() - t0
         cpu, writes = cpu_seconds(bridge.pid) - cpu0, write_calls(bridge.pid) - w0
-        s1 = cpu_of(server())
-        server_cpu = sum(t - s0.get(pid, 0.0) for pid, t in s1.items())
+        server = server_cpu() - s0
         return {"rate": count / wall, "cpu_ms": 1000.0 * 1000.0 * cpu / count,
-                "server_ms": 1000.0 * 1000.0 * server_cpu / count,
+                "server_ms": 1000.0 * 1000.0 * server / count,
                 "writes": writes / count, "codes": codes}
     finally:
         fleet.close()
@@ -138,7 +127,8 @@ def main(argv):
                                                code=code).start()
                         try:
                             x = asyncio.run(flood(bridge, cell, count, window,
-                                                  pg_backends(pg) if url else lambda: []))
+                                                  partial(cluster_cpu_seconds, pg.datadir) if url
+                                                  else lambda: 0.0))
                         finally:
                             bridge.stop()
                         codes = ", ".join("%s %d" % kv for kv in sorted(x["codes"].items()))
