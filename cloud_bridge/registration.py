@@ -210,10 +210,10 @@ class Refreshes:
         return len(self._table)
 
     def unchanged(self, device, digest, now):
-        """Did device's last written registration have this digest, less than
-        `interval` seconds before now?"""
+        """Did device's last written registration have this digest (None: none
+        computed, never), less than `interval` seconds before now?"""
         w = self._table.get(device)
-        return (w is not None and w.digest == digest and w.at <= now
+        return (w is not None and digest is not None and w.digest == digest and w.at <= now
                 and now - w.at < self.interval)
 
     def take(self, device, now):

@@ -287,8 +287,10 @@ class Bridge:
             if not known:
                 self.admission.check_new(device, identity, source)
             self.admission.check_claim(device, identity)
-            digest = registration_digest(body[A_SERVICES], consumes, flags, identity, via,
-                                         source)
+            # what it writes, for answering an unchanged refresh without the store: never
+            # done with instances sharing the store (_stored_already), so not computed
+            digest = None if self.instances is not None else registration_digest(
+                body[A_SERVICES], consumes, flags, identity, via, source)
             if known:
                 if self._stored_already(via, device, digest, now):
                     return self._refreshed(via, body, flags, mid, device, identity, now)
