@@ -53,10 +53,11 @@ _REQUEST_TAG = const(292)
 _PAYLOAD_MARKER = const(0xFF)
 
 # Options this codec understands: (number, min length, max length, repeatable), by number;
-# a constant tuple, so frozen code keeps it in flash (a dict would be built on the heap).
+# a private constant tuple: folded into the code that reads it (no global, no name), and
+# frozen code keeps it in flash (a dict would be built on the heap).
 # OSCORE is deliberately absent: an endpoint without an OSCORE layer must answer 4.02
 # (pass extra_options={OSCORE: (0, 255, False)} to decode() once one is in place).
-_FORMATS = (
+_FORMATS = const((
     (_IF_MATCH, 0, 8, True), (_URI_HOST, 1, 255, False), (_ETAG, 1, 8, True),
     (_IF_NONE_MATCH, 0, 0, False), (_OBSERVE, 0, 3, False), (_URI_PORT, 0, 2, False),
     (_LOCATION_PATH, 0, 255, True), (_URI_PATH, 0, 255, True), (_CONTENT_FORMAT, 0, 2, False),
@@ -65,7 +66,7 @@ _FORMATS = (
     (_SIZE2, 0, 4, False), (_PROXY_URI, 1, 1034, False), (_PROXY_SCHEME, 1, 255, False),
     (_SIZE1, 0, 4, False), (_ECHO, 1, 40, False), (_NO_RESPONSE, 0, 1, False),
     (_REQUEST_TAG, 0, 8, True),
-)
+))
 
 
 class CoapError(Exception):
@@ -108,10 +109,6 @@ class CoapMessage:
             if num > number:
                 break
         return default
-
-    def get_all(self, number):
-        """All values of a repeatable option, in message order."""
-        return [value for num, value in self.options if num == number]
 
     def get_uint(self, number, default=None):
         value = self.get(number)

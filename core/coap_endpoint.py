@@ -17,9 +17,7 @@ instance holds their state too (on a board: no object, class or table of their o
 """
 from .compat import const
 from . import coap
-from .coap import CoapError
 from . import coap_client, coap_server
-from .coap_client import CoapBusy, NOTHING
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
 _CON = const(0)
@@ -43,16 +41,6 @@ _MAX_RETRANSMIT = const(4)
 _EXCHANGE_LIFETIME_MS = const(247000)
 _NON_LIFETIME_MS = const(145000)
 _RESPONSE_WAIT_MS = const(93000)  # wait for a separate or NON response (MAX_TRANSMIT_WAIT)
-
-
-def _default_rand():
-    try:
-        from os import urandom
-        urandom(4)
-        return lambda: int.from_bytes(urandom(4), 'big')
-    except (ImportError, AttributeError, OSError, NotImplementedError):
-        import random
-        return lambda: random.getrandbits(32)
 
 
 class Transmission:
@@ -91,7 +79,15 @@ class Endpoint:
                  max_exchanges=8, max_buffers=2, max_events=32, notify_con_every=8,
                  ack_timeout_ms=_ACK_TIMEOUT_MS, max_retransmit=_MAX_RETRANSMIT,
                  extra_options=None, hold_acks=False):
-        self.rand = rand or _default_rand()
+        if rand is None:
+            try:
+                from os import urandom
+                urandom(4)
+                rand = lambda: int.from_bytes(urandom(4), 'big')   # noqa: E731
+            except (ImportError, AttributeError, OSError, NotImplementedError):
+                import random
+                rand = lambda: random.getrandbits(32)              # noqa: E731
+        self.rand = rand
         self.hold_acks = hold_acks
         self.max_datagram = max_datagram
         self.max_pending = max_pending
@@ -135,7 +131,7 @@ class Endpoint:
         self.stats['rx'] += 1
         try:
             msg = coap.decode(data, self.max_datagram, self.extra_options)
-        except CoapError as err:
+        except coap.CoapError as err:
             self.stats['bad'] += 1
             if err.code == _REQUEST_ENTITY_TOO_LARGE:
                 # datagram too big: say how much fits block-wise, and the block size to use
@@ -185,9 +181,13 @@ class Endpoint:
                     tx.due = now + tx.timeout
                     self.stats['retx'] += 1
                     self._outbox.append((tx.addr, tx.data))
-                else:
+                else:   # given up
                     del self._pending[(tx.addr, tx.mid)]
-                    self._gave_up(tx, now)
+                    if tx.kind == _TX_REQUEST:
+                        coap_client.on_give_up(self, tx.owner, now)
+                    elif tx.kind == _TX_NOTIFY:
+                        from . import coap_observe
+                        coap_observe.on_notify_answer(self, tx.owner, tx, True)
         coap_client.step(self, now)
         coap_server.step(self, now)
         return self._flush(now)
@@ -210,7 +210,7 @@ class Endpoint:
                 query=None, content_format=None, accept=None, options=None):
         """Start a client request; returns its token. Results arrive as events()."""
         if len(self.exchanges) >= self.max_exchanges:
-            raise CoapBusy('too many open exchanges')
+            raise coap_client.CoapBusy('too many open exchanges')
         tmpl = coap.CoapMessage(_CON if confirmable else _NON, code)
         coap.set_uri(tmpl, path, query)
         if observe is not None:
@@ -252,12 +252,9 @@ class Endpoint:
         """Drain and return client events (Event objects) in arrival order."""
         evs = self._events
         if not evs:
-            return NOTHING
+            return coap_client.NOTHING
         self._events = []
         return evs
-
-    def observer_count(self):
-        return len(self.observers)
 
     # ---- used by the server and client sides ------------------------------------------
 
@@ -308,7 +305,7 @@ class Endpoint:
         coap_client.arm(self, now)
         out = self._outbox
         if not out:
-            return NOTHING
+            return coap_client.NOTHING
         self._outbox = []
         self.stats['tx'] += len(out)
         return out
@@ -325,13 +322,6 @@ class Endpoint:
         elif tx.kind == _TX_NOTIFY:
             from . import coap_observe
             coap_observe.on_notify_answer(self, tx.owner, tx, msg.mtype == _RST)
-
-    def _gave_up(self, tx, now):
-        if tx.kind == _TX_REQUEST:
-            coap_client.on_give_up(self, tx.owner, now)
-        elif tx.kind == _TX_NOTIFY:
-            from . import coap_observe
-            coap_observe.on_notify_answer(self, tx.owner, tx, True)
 
     def _remember(self, key, now, reply, mtype):
         cache = self._dedupe

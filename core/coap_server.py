@@ -9,7 +9,7 @@ Used by coap_endpoint.Endpoint, not on their own.
 """
 from .compat import const
 from . import coap
-from .coap import CoapError, decode_block, block_size
+from .coap import CoapError
 from .coap_client import Event, NOTHING
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
@@ -165,12 +165,15 @@ def _pre_handle(ep, req, msg, now):
 
 
 def _call(ep, req):
+    # the handler's answer (coap_observe's too, for a notification)
     try:
         return ep.handler(req)
     except MemoryError:     # not the handler's fault: the device counts it (and resets)
         raise
     except Exception as e:  # a handler bug must not kill the endpoint
-        ep.emit(_error_event(req, e))
+        ev = Event(_EV_ERROR, req.token, req.addr)
+        ev.error = e
+        ep.emit(ev)
         return Response(_INTERNAL_SERVER_ERROR)
 
 
@@ -207,14 +210,14 @@ def _datagram(ep, req, resp, mtype, mid, seq, now):
     num = 0
     szx = ep.block_szx
     if b2 is not None:
-        num, _, theirs = decode_block(b2)
+        num, _, theirs = coap.decode_block(b2)
         if req.notification:
             num = 0
         if theirs < szx:
             szx = theirs
         else:
             num = (num << theirs) >> szx  # same offset at our (smaller or equal) size
-    size = block_size(szx)
+    size = coap.block_size(szx)
     block2 = size2 = None
     if len(payload) > size or num > 0:
         from . import coap_blocks
@@ -267,9 +270,3 @@ def _strings(msg, number):
                 out = []
             out.append(bytes(value).decode())
     return out
-
-
-def _error_event(req, exc):
-    ev = Event(_EV_ERROR, req.token, req.addr)
-    ev.error = exc
-    return ev
