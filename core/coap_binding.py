@@ -57,11 +57,15 @@ _SUBSCRIBE = const(4)
 _UNSUBSCRIBE = const(5)
 _VERSION = const(1)
 
+_MAX_POSTS = const(2)      # CoapDevice's defaults
+_MAX_OUTBOX = const(16)
+
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
 
-# spec section 8: the CoAP response code of SPOT error codes 1 to 10, in order
-_CODES = bytes((
+# spec section 8: the CoAP response code of SPOT error codes 1 to 10, in order (a private
+# constant: folded into coap_code's code, no global slot or name)
+_CODES = const((
     _NOT_FOUND,                  # 1 unknown-service
     _NOT_FOUND,                  # 2 unknown-object
     _METHOD_NOT_ALLOWED,         # 3 read-only
@@ -95,14 +99,15 @@ class CoapBinding:
     seconds; the driver sets it before each call.
     """
 
+    unrouted = 0         # NOTIFYs no CoAP observation carries
+    _mid = 0             # of the REST view's frames (core.coap_rest)
+    _links = None        # the REST view's /.well-known/core, made at its first GET
+
     def __init__(self, node, endpoint=None):
         self.node = node
         self.ep = endpoint
         self.now = 0
         self.observations = {}   # (addr, token) -> coap_observe.Observation
-        self.unrouted = 0        # NOTIFYs no CoAP observation carries
-        self._mid = 0
-        self._links = None
         self._reply = Response()  # see _frame()
 
     # ---- requests -----------------------------------------------------------------------
@@ -208,18 +213,6 @@ class CoapBinding:
             coap_observe.sweep(self)
 
 
-def _is_value(table, v):
-    # whether v itself (not an equal frame) is a value of the dict table
-    for key in table:
-        if table[key] is v:
-            return True
-    return False
-
-
-def _seconds(now_ms):
-    return now_ms // 1000
-
-
 class CoapDevice:
     """A node served over CoAP: binding, OSCORE (optional) and bridge registration.
 
@@ -237,14 +230,24 @@ class CoapDevice:
     4.00 / 4.13 refusing the frame itself (counted in `dropped`).
     """
 
+    # What a board leaves at its default, or changes only on a rare path, is a class
+    # attribute (on MicroPython, where __slots__ does nothing, an instance's attributes
+    # are a hash table: 23 entries fit one of 23 slots, 28 take 29)
+    max_posts = _MAX_POSTS
+    max_outbox = _MAX_OUTBOX
+    dropped = 0        # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
+    _echo = None       # Echo value (RFC 9175) the next registration repeats
+    _binds = None      # token -> OSCORE binding of a protected POST to the bridge
+
     def __init__(self, node, endpoint, bridge_addr=None, oscore=None, bridge_kid=None,
-                 lifetime=300, retry=15, max_events=16, max_posts=2, max_outbox=16,
-                 node_clock=None):
+                 lifetime=300, retry=15, max_events=16, max_posts=_MAX_POSTS,
+                 max_outbox=_MAX_OUTBOX, node_clock=None):
         self.node = node
         self.ep = endpoint
         self.binding = CoapBinding(node, endpoint)
         self.oscore = oscore
         if oscore is not None:
+            self._binds = {}
             oscore.handler = self.binding.handle
             extra = dict(endpoint.extra_options or {})
             extra[_OSCORE] = (0, 255, False)
@@ -266,17 +269,16 @@ class CoapDevice:
         self._delay = retry
         self._reg_due = None if bridge_addr is None else 0
         self._reg = None           # (token, mid, sent with an Echo, bridge peer): open registration
-        self._echo = None          # Echo value (RFC 9175) the next registration repeats
-        self._binds = {}           # token -> OSCORE binding of a protected POST to the bridge
         self._reg_mid = 0
         # the node's clock in seconds from the endpoint's milliseconds (a simulator
         # runs its nodes on simulated Unix time)
-        self.node_clock = node_clock or _seconds
-        self.max_posts = max_posts
-        self.max_outbox = max_outbox
+        self.node_clock = node_clock or (lambda now_ms: now_ms // 1000)
+        if max_posts != _MAX_POSTS:
+            self.max_posts = max_posts
+        if max_outbox != _MAX_OUTBOX:
+            self.max_outbox = max_outbox
         self.outbox = []           # telemetry frames not yet answered by the bridge
         self.posted = {}           # token -> frame being POSTed
-        self.dropped = 0           # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
         self._emit = self._notified   # bound once: step() hands it to node.step()
         self._post_template = coap.set_uri(coap.CoapMessage(_CON, _POST), BUS).add(
             _CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
@@ -382,7 +384,8 @@ class CoapDevice:
     def _register(self, now):
         self._reg_mid = (self._reg_mid + 1) & 0xFFFF
         echo = self._echo
-        self._echo = None
+        if echo is not None:
+            self._echo = None
         try:
             # the bridge's requests come from its OSCORE kid, else its address
             peer = self.bridge if self.bridge_ctx is None else self.bridge_ctx.recipient_id
@@ -395,22 +398,20 @@ class CoapDevice:
 
     def _post_outbox(self):
         """POST waiting telemetry while registered and a slot is free (oldest first)."""
-        if self.outbox:   # (the rest in its own function: its closure cells are made per call)
-            self._post_waiting()
-
-    def _post_waiting(self):
         # (no list of the posted frames, no generator: a notification turn allocates little)
         posted = self.posted
         for f in self.outbox:
             if not self.registered or len(posted) >= self.max_posts:
                 return
-            if _is_value(posted, f):
-                continue
-            try:
-                token, _ = self._post(f)
-            except self._post_errors():
-                return
-            posted[token] = f
+            for token in posted:
+                if posted[token] is f:   # this very frame (not an equal one) is posted
+                    break
+            else:
+                try:
+                    token, _ = self._post(f)
+                except self._post_errors():
+                    return
+                posted[token] = f
 
     def _client_events(self, now):
         for ev in self.ep.events():

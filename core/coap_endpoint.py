@@ -74,6 +74,15 @@ class Endpoint:
     timeout, e.g. after a store commit); duplicates meanwhile are ignored.
     """
 
+    # What a board leaves at its default is a class attribute (on MicroPython, where
+    # __slots__ does nothing, an instance's attributes are a hash table: 28 entries fit
+    # one of 29 slots, 33 take 37)
+    hold_acks = False
+    extra_options = None
+    ack_timeout_ms = _ACK_TIMEOUT_MS
+    max_retransmit = _MAX_RETRANSMIT
+    response_wait_ms = _RESPONSE_WAIT_MS
+
     def __init__(self, handler=None, rand=None, block_szx=6, max_body=4096,
                  max_datagram=1280, max_pending=8, max_dedupe=16, max_observers=8,
                  max_exchanges=8, max_buffers=2, max_events=32, notify_con_every=8,
@@ -88,14 +97,18 @@ class Endpoint:
                 import random
                 rand = lambda: random.getrandbits(32)              # noqa: E731
         self.rand = rand
-        self.hold_acks = hold_acks
+        if hold_acks:
+            self.hold_acks = hold_acks
         self.max_datagram = max_datagram
         self.max_pending = max_pending
         self.max_dedupe = max_dedupe
         self.max_events = max_events
-        self.ack_timeout_ms = ack_timeout_ms
-        self.max_retransmit = max_retransmit
-        self.extra_options = extra_options
+        if ack_timeout_ms != _ACK_TIMEOUT_MS:
+            self.ack_timeout_ms = ack_timeout_ms
+        if max_retransmit != _MAX_RETRANSMIT:
+            self.max_retransmit = max_retransmit
+        if extra_options is not None:
+            self.extra_options = extra_options
         self.now = 0
         self._mid = self.rand() & 0xFFFF
         self._outbox = []
@@ -119,7 +132,6 @@ class Endpoint:
         self._batch = []          # observers being notified, reused (coap_observe.notify)
         # the client side's (coap_client)
         self.max_exchanges = max_exchanges
-        self.response_wait_ms = _RESPONSE_WAIT_MS
         self.exchanges = {}    # token -> Exchange
         self._ex_unarmed = []  # NON requests whose response wait starts once handed out
 
