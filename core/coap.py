@@ -342,30 +342,12 @@ def decode(data, max_size=0, extra_options=None):
             i += length
     except (ValueError, IndexError) as e:
         raise CoapError(str(e) or 'truncated option', mtype, mid, token, 0, mtype == _CON)
-    msg = CoapMessage(mtype, code, mid, token, options, payload)
-    _check_options(msg, cls == 0, extra_options)
-    return msg
-
-
-def _read_ext(data, nib, i):
-    if nib < 13:
-        return nib, i
-    if nib == 13:
-        return data[i] + 13, i + 1
-    if nib == 14:
-        return ((data[i] << 8) | data[i + 1]) + 269, i + 2
-    raise ValueError('reserved option nibble 15')
-
-
-def _check_options(msg, request, extra):
-    """Drop malformed elective options; reject unknown or malformed critical ones.
-
-    RFC 7252 5.4.1 (critical/elective), 5.4.3 (lengths), 5.4.5 (repeats).
-    """
+    # Drop malformed elective options; reject unknown or malformed critical ones.
+    # RFC 7252 5.4.1 (critical/elective), 5.4.3 (lengths), 5.4.5 (repeats).
     keep = None
     prev = -1
-    for idx in range(len(msg.options)):
-        num, value = msg.options[idx]
+    for idx in range(len(options)):
+        num, value = options[idx]
         fmt = None
         i = 1                  # where (min, max, repeatable) starts in fmt
         for f in _FORMATS:
@@ -373,8 +355,8 @@ def _check_options(msg, request, extra):
                 if f[0] == num:
                     fmt = f
                 break
-        if fmt is None and extra:
-            fmt = extra.get(num)
+        if fmt is None and extra_options:
+            fmt = extra_options.get(num)
             i = 0
         if fmt is None:
             ok = not num & 1   # unknown elective options are passed on untouched
@@ -382,24 +364,33 @@ def _check_options(msg, request, extra):
             ok = fmt[i] <= len(value) <= fmt[i + 1] and (fmt[i + 2] or num != prev)
         if ok and (num == _BLOCK1 or num == _BLOCK2) and decode_uint(value) & 7 == 7:
             # SZX 7 is reserved: a request carrying it is a 4.00 (RFC 7959 2.2)
-            if request:
-                raise CoapError('reserved block size', msg.mtype, msg.mid, msg.token,
-                                _BAD_REQUEST)
+            if cls == 0:
+                raise CoapError('reserved block size', mtype, mid, token, _BAD_REQUEST)
             ok = False
         prev = num
         if not ok:
             if num & 1:
                 # a CON request gets 4.02, a NON request is dropped, a CON response Reset
-                con = msg.mtype == _CON
-                raise CoapError('unrecognized critical option %d' % num, msg.mtype, msg.mid,
-                                msg.token, _BAD_OPTION if con and request else 0,
-                                con and not request)
+                con = mtype == _CON
+                raise CoapError('unrecognized critical option %d' % num, mtype, mid, token,
+                                _BAD_OPTION if con and cls == 0 else 0, con and cls != 0)
             if keep is None:
-                keep = msg.options[:idx]
+                keep = options[:idx]
         elif keep is not None:
             keep.append((num, value))
-    if keep is not None:
-        msg.options = keep
+    return CoapMessage(mtype, code, mid, token, options if keep is None else keep, payload)
+
+
+def _read_ext(data, value, i):
+    # an option delta or length from its header nibble `value` and any extended bytes at
+    # data[i]: (the number, where the next field starts)
+    if value < 13:
+        return value, i
+    if value == 13:
+        return data[i] + 13, i + 1
+    if value == 14:
+        return ((data[i] << 8) | data[i + 1]) + 269, i + 2
+    raise ValueError('reserved option nibble 15')
 
 
 def error_reply(err, mid=None):

@@ -79,10 +79,10 @@ _CODES = const((
 ))
 
 
-def coap_code(spot_code):
+def coap_code(code):
     """CoAP response code for a SPOT error code (4.00 for unknown codes)."""
-    if type(spot_code) is int and 0 < spot_code <= len(_CODES):
-        return _CODES[spot_code - 1]
+    if type(code) is int and 0 < code <= len(_CODES):
+        return _CODES[code - 1]
     return _BAD_REQUEST
 
 
@@ -177,11 +177,11 @@ class CoapBinding:
         return self._frame(F.error(frame[1], mid, _UNSUPPORTED,
                                    'FETCH takes READ or SUBSCRIBE'), _CONTENT)
 
-    def _frame(self, reply, ok_code):
+    def _frame(self, reply, code):
         # the answer of the bus, in one reused Response: the server encodes it at once
         # (and copies one it must keep), so a request makes no Response of its own
         r = self._reply
-        r.code = ok_code
+        r.code = code      # the request's answer, unless the reply is an ERROR frame
         r.payload = reply or b''
         r.content_format = None if reply is None else CF_SPOT
         if reply is not None and reply[0] & 0x0F == _ERROR:
@@ -314,7 +314,20 @@ class CoapDevice:
         self._sweep()
         self._post_outbox()
         if self._reg_due is not None and now >= self._reg_due:
-            self._register(now)
+            # the ANNOUNCE (registration) is due
+            self._reg_mid = (self._reg_mid + 1) & 0xFFFF
+            echo = self._echo
+            if echo is not None:
+                self._echo = None
+            # the bridge's requests come from its OSCORE kid, else its address
+            peer = self.bridge if self.bridge_ctx is None else self.bridge_ctx.recipient_id
+            try:
+                token, _ = self._post(self.node.announce(self._reg_mid, peer), echo)
+            except self._post_errors():   # too many exchanges; OSCORE numbers exhausted
+                self._failed(now)
+            else:
+                self._reg = (token, self._reg_mid, echo is not None, peer)
+                self._reg_due = None
         out = self.ep.step(now)
         self._client_events(now)
         return out
@@ -381,21 +394,6 @@ class CoapDevice:
         from .oscore import OscoreError
         return (CoapBusy, OscoreError)
 
-    def _register(self, now):
-        self._reg_mid = (self._reg_mid + 1) & 0xFFFF
-        echo = self._echo
-        if echo is not None:
-            self._echo = None
-        try:
-            # the bridge's requests come from its OSCORE kid, else its address
-            peer = self.bridge if self.bridge_ctx is None else self.bridge_ctx.recipient_id
-            token, _ = self._post(self.node.announce(self._reg_mid, peer), echo)
-        except self._post_errors():   # too many exchanges; OSCORE numbers exhausted
-            self._failed(now)
-            return
-        self._reg = (token, self._reg_mid, echo is not None, peer)
-        self._reg_due = None
-
     def _post_outbox(self):
         """POST waiting telemetry while registered and a slot is free (oldest first)."""
         # (no list of the posted frames, no generator: a notification turn allocates little)
@@ -423,23 +421,20 @@ class CoapDevice:
             elif ev.token in self.posted:
                 frame = self.posted.pop(ev.token)
                 got = self._outcome(ev, bind)
-                if got is not None and got[0] >> 5 == 2:  # stored by the bridge
-                    self._stored(frame)
-                elif got is not None and (got[0] == _BAD_REQUEST
-                                          or got[0] == _REQUEST_ENTITY_TOO_LARGE):
-                    self._stored(frame)   # refused for what it says: sending it again
-                    self.dropped += 1     # cannot succeed (spec 9.1), so it is dropped
+                code = -1 if got is None else got[0]
+                if (code >> 5 == 2 or code == _BAD_REQUEST
+                        or code == _REQUEST_ENTITY_TOO_LARGE):
+                    if code >> 5 != 2:    # refused for what it says: sending it again
+                        self.dropped += 1     # cannot succeed (spec 9.1), so it is dropped
+                    outbox = self.outbox      # stored by the bridge, or dropped: it leaves
+                    for i in range(len(outbox)):   # in place: no new list per answer
+                        if outbox[i] is frame:
+                            outbox.pop(i)
+                            break
                 else:   # no answer or refused: register again, resend then
                     self._refused(got, False, now)
             elif len(self._events) < self.max_events:
                 self._events.append(ev)
-
-    def _stored(self, frame):
-        outbox = self.outbox
-        for i in range(len(outbox)):   # in place: no new list per acknowledgement
-            if outbox[i] is frame:
-                outbox.pop(i)
-                return
 
     def _outcome(self, ev, bind):
         """(code, options, payload) of the bridge's answer, the inner ones when it is

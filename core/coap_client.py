@@ -152,16 +152,6 @@ def _send(ep, ex, block2=None):
         ep._ex_unarmed.append(ex)
 
 
-def arm(ep, now):
-    """Start the response wait of NON requests once they are handed out."""
-    if not ep._ex_unarmed:
-        return
-    for ex in ep._ex_unarmed:
-        if ex.tx is None and ex.due < 0 and ep.exchanges.get(ex.token) is ex:
-            ex.due = now + ep.response_wait_ms
-    ep._ex_unarmed = []
-
-
 # ---- answers ------------------------------------------------------------------------
 def on_ack(ep, ex, msg, addr, now):
     """ACK (empty or piggy-backed) or RST matching our CON request."""
@@ -299,17 +289,13 @@ def _finish(ep, ex):
 
 
 # ---- timers ---------------------------------------------------------------------------
-def on_give_up(ep, ex, now):
-    """Our CON request was never acknowledged."""
+def on_give_up(ep, ex):
+    """Our CON request was never acknowledged, or the wait for its response is over."""
     ex.tx = None
     if ep.exchanges.get(ex.token) is ex:
-        _timeout(ep, ex)
-
-
-def _timeout(ep, ex):
-    _finish(ep, ex)
-    if ex.parent is None:
-        ep.emit(Event(_EV_TIMEOUT, ex.token, ex.addr))
+        _finish(ep, ex)
+        if ex.parent is None:
+            ep.emit(Event(_EV_TIMEOUT, ex.token, ex.addr))
 
 
 def step(ep, now):
@@ -319,16 +305,6 @@ def step(ep, now):
         if 0 <= e.due <= now and e.tx is None:
             for ex in list(table.values()):   # a copy: timing out changes the table
                 if 0 <= ex.due <= now and ex.tx is None:
-                    _timeout(ep, ex)
+                    on_give_up(ep, ex)
             return
-
-
-def next_due(ep):
-    due = None
-    table = ep.exchanges
-    for key in table:
-        ex = table[key]
-        if ex.due >= 0 and (due is None or ex.due < due):
-            due = ex.due
-    return due
 

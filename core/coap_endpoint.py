@@ -171,7 +171,18 @@ class Endpoint:
                     reply = coap_server.on_request(self, msg, addr, now)
                 else:
                     reply = coap_client.on_response(self, msg, addr, now)
-                self._remember(key, now, reply, mtype)
+                cache = self._dedupe    # remembered: a duplicate gets the same reply
+                if len(cache) >= self.max_dedupe:
+                    # room for one: drop the entry that expires first (an expired one if any)
+                    oldest = None
+                    for k in cache:
+                        if oldest is None or cache[k][0] < cache[oldest][0]:
+                            oldest = k
+                    del cache[oldest]
+                if mtype == _CON:
+                    cache[key] = (now + _EXCHANGE_LIFETIME_MS, reply)
+                else:
+                    cache[key] = (now + _NON_LIFETIME_MS, None)
                 if reply is not None:
                     self.send(addr, reply)
         return self._flush(now)
@@ -196,7 +207,7 @@ class Endpoint:
                 else:   # given up
                     del self._pending[(tx.addr, tx.mid)]
                     if tx.kind == _TX_REQUEST:
-                        coap_client.on_give_up(self, tx.owner, now)
+                        coap_client.on_give_up(self, tx.owner)
                     elif tx.kind == _TX_NOTIFY:
                         from . import coap_observe
                         coap_observe.on_notify_answer(self, tx.owner, tx, True)
@@ -208,10 +219,15 @@ class Endpoint:
         """Milliseconds until step() has work (0 = now), or None when nothing is scheduled."""
         if self._outbox:
             return 0
-        due = coap_client.next_due(self)
-        pending = self._pending
-        for key in pending:
-            tx = pending[key]
+        due = None
+        table = self.exchanges     # client exchanges awaiting a response
+        for key in table:
+            ex = table[key]
+            if ex.due >= 0 and (due is None or ex.due < due):
+                due = ex.due
+        table = self._pending
+        for key in table:
+            tx = table[key]
             if due is None or tx.due < due:
                 due = tx.due
         if due is None:
@@ -314,7 +330,11 @@ class Endpoint:
                 if tx.due < 0:
                     tx.due = now + tx.timeout
             self._unarmed = []
-        coap_client.arm(self, now)
+        if self._ex_unarmed:   # NON requests: their response wait starts once handed out
+            for ex in self._ex_unarmed:
+                if ex.tx is None and ex.due < 0 and self.exchanges.get(ex.token) is ex:
+                    ex.due = now + self.response_wait_ms
+            self._ex_unarmed = []
         out = self._outbox
         if not out:
             return coap_client.NOTHING
@@ -334,15 +354,3 @@ class Endpoint:
         elif tx.kind == _TX_NOTIFY:
             from . import coap_observe
             coap_observe.on_notify_answer(self, tx.owner, tx, msg.mtype == _RST)
-
-    def _remember(self, key, now, reply, mtype):
-        cache = self._dedupe
-        if len(cache) >= self.max_dedupe:
-            # room for one: drop the entry that expires first (an expired one if any)
-            oldest = None
-            for k in cache:
-                if oldest is None or cache[k][0] < cache[oldest][0]:
-                    oldest = k
-            del cache[oldest]
-        life = _EXCHANGE_LIFETIME_MS if mtype == _CON else _NON_LIFETIME_MS
-        cache[key] = (now + life, reply if mtype == _CON else None)
