@@ -263,7 +263,6 @@ class CoapDevice:
         self.retry = retry
         self.registered = False
         self.registrations = 0     # RESULTs received for our ANNOUNCE
-        self.last_answer = None    # the bridge's last answer frame
         self.max_events = max_events
         self._events = []
         self._delay = retry
@@ -456,7 +455,6 @@ class CoapDevice:
         if got is None:
             return self._failed(now)
         code, _, payload = got
-        self.last_answer = payload
         head = F.peek(payload) if payload else None
         if (code >> 5 == 2 and head is not None and head[1] == _RESULT
                 and F.message_id(payload) == reg[1]):

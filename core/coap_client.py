@@ -248,18 +248,18 @@ def _handle(ep, ex, msg, now):
     _send(ep, child, nxt)
 
 
-def _deliver(ep, ex, msg, payload, obs):
+def _deliver(ep, ex, msg, payload, observe):
     parent = ex.parent
     if parent is not None:
         _finish(ep, ex)
         if ep.exchanges.get(parent.token) is not parent:
             return
-        obs = ex.obs_seq
+        observe = ex.obs_seq
         ex = parent
     ev = Event(_EV_NOTIFICATION if ex.established else _EV_RESPONSE, ex.token, ex.addr,
                msg, payload)
-    ev.observe = obs
-    if obs is None:
+    ev.observe = observe
+    if observe is None:
         _finish(ep, ex)
     else:
         ex.established = True

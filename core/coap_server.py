@@ -134,7 +134,7 @@ def on_request(ep, msg, addr, now):
             if req.confirmable and not ep.hold_acks:
                 return coap.encode_message(_ACK, _EMPTY, msg.mid)
             return None
-    return _answer(ep, req, resp, now, True)
+    return _answer(ep, req, resp, now)
 
 
 def _pre_handle(ep, req, msg, now):
@@ -182,13 +182,14 @@ def _too_large(ep):
 
 
 # ---- responses ----------------------------------------------------------------------
-def _answer(ep, req, resp, now, piggyback):
-    """Encode resp for req: the ACK for a CON (piggyback) or queue it as a NON/CON."""
+def _answer(ep, req, resp, now):
+    """Encode resp for req: the ACK of a CON (the handler's answer, or a later one with
+    hold_acks), or queue it as a NON/CON (separate)."""
     seq = None
     if req.observe == 0 and (req.code == _GET or req.code == _FETCH) and not req.notification:
         from . import coap_observe
         seq = coap_observe.answer_seq(ep, req, resp, now)
-    if piggyback and req.confirmable:
+    if req.confirmable and (not req.responded or ep.hold_acks):
         return _datagram(ep, req, resp, _ACK, req.msg.mid, seq, now)
     mid = ep.next_mid()
     if req.confirmable:
@@ -251,7 +252,7 @@ def respond(ep, req, resp, now):
     if req.responded:
         raise ValueError('request already answered')
     req.responded = True
-    return _answer(ep, req, resp, now, ep.hold_acks)
+    return _answer(ep, req, resp, now)
 
 
 # ---- timers ---------------------------------------------------------------------------

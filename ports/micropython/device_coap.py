@@ -85,9 +85,15 @@ class CoapLink:
 
     def poll(self, now):
         coap = self.coap
+        poll = self._poll
         for _ in range(8):   # a burst, then timers
-            if not self._readable():
-                break
+            # asked before recvfrom(), whose "would block" is an OSError made on every
+            # idle turn (no poller: recvfrom() tells)
+            if poll is not None:
+                for _ in poll(0):     # MicroPython's ipoll() allocates nothing
+                    break             # a datagram waits
+                else:
+                    break             # none: on to the timers
             try:
                 data, addr = self._rx.recv()
             except OSError:
@@ -98,15 +104,6 @@ class CoapLink:
         self._send(coap.step(now))
         coap.events()
         return coap.next_timeout(now)
-
-    def _readable(self):
-        # asked before recvfrom(), whose "would block" is an OSError made on every idle turn
-        poll = self._poll
-        if poll is None:
-            return True           # recvfrom() tells
-        for _ in poll(0):         # MicroPython's ipoll() allocates nothing
-            return True
-        return False
 
     def _send(self, out):
         for addr, data in out:
