@@ -393,20 +393,20 @@ def _read_ext(data, value, i):
     raise ValueError('reserved option nibble 15')
 
 
-def error_reply(err, mid=None):
+def error_reply(error, mid=None):
     """Datagram answering a CoapError, or None when it is to be ignored.
 
     A response code goes piggy-backed on an ACK for CON requests, or in a NON response
     (with message id `mid`) for NON requests when a mid is given.
     """
-    if err.code:
-        if err.mtype == _CON:
-            return encode_message(_ACK, err.code, err.mid, err.token, err.options or ())
-        if err.mtype == _NON and mid is not None:
-            return encode_message(_NON, err.code, mid, err.token, err.options or ())
+    if error.code:
+        if error.mtype == _CON:
+            return encode_message(_ACK, error.code, error.mid, error.token, error.options or ())
+        if error.mtype == _NON and mid is not None:
+            return encode_message(_NON, error.code, mid, error.token, error.options or ())
         return None
-    if err.rst and err.mid is not None:
-        return encode_message(_RST, _EMPTY, err.mid)
+    if error.rst and error.mid is not None:
+        return encode_message(_RST, _EMPTY, error.mid)
     return None
 
 

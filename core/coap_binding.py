@@ -435,19 +435,19 @@ class CoapDevice:
             elif len(self._events) < self.max_events:
                 self._events.append(ev)
 
-    def _outcome(self, ev, bind):
+    def _outcome(self, event, bind):
         """(code, options, payload) of the bridge's answer, the inner ones when it is
         protected; None for no answer, or one that does not verify."""
-        if ev.kind != _EV_RESPONSE:
+        if event.kind != _EV_RESPONSE:
             return None
         if self.bridge_ctx is None:
-            return ev.code, ev.msg.options, ev.payload
+            return event.code, event.msg.options, event.payload
         if bind is None:
             return None
         from .coap_oscore import unprotect_response
         from .oscore import OscoreError
         try:
-            return unprotect_response(self.bridge_ctx, bind, ev.msg, ev.payload)
+            return unprotect_response(self.bridge_ctx, bind, event.msg, event.payload)
         except OscoreError:
             return None
 

@@ -25,21 +25,22 @@ class CoapLink:
     _rx = None       # datagram.Receiver of the socket
     lost = 0         # datagrams the socket refused to send
 
-    def __init__(self, dev, host, port):
-        self.dev = dev
+    def __init__(self, device, host, port):
+        self.device = device
         self.host = host
         self.port = port
-        cfg = dev.cfg
+        cfg = device.cfg
         self.ep = coap_endpoint.Endpoint(
             rand=_rand if urandom else None, block_szx=4, max_body=1024,
             max_datagram=_MAX_DATAGRAM, max_pending=4, max_dedupe=6, max_observers=4,
             max_exchanges=4, max_buffers=1, max_events=8)
         oscore = None
-        if dev.ctx is not None:
+        if device.ctx is not None:
             from ...core import coap_oscore
-            oscore = coap_oscore.OscoreServer([dev.ctx], require=True, max_observations=4)
+            oscore = coap_oscore.OscoreServer([device.ctx], require=True, max_observations=4)
         self.coap = coap_binding.CoapDevice(
-            dev.node, self.ep, None, oscore, None if oscore is None else dev.ctx.recipient_id,
+            device.node, self.ep, None, oscore,
+            None if oscore is None else device.ctx.recipient_id,
             lifetime=cfg['lifetime'], retry=max(1, cfg['backoff_ms'][0] // 1000),
             max_events=4)
 
@@ -47,14 +48,15 @@ class CoapLink:
         return None
 
     def open(self, now):
-        net = self.dev.net
+        net = self.device.net
         ai = net.getaddrinfo(self.host, self.port)[0]
         bridge = datagram.addr_key(ai[-1])
         sock = net.socket(ai[0], net.SOCK_DGRAM)
-        sock.bind(net.getaddrinfo('0.0.0.0', self.dev.cfg['port'])[0][-1])
+        sock.bind(net.getaddrinfo('0.0.0.0', self.device.cfg['port'])[0][-1])
         sock.setblocking(False)
         # one more byte shows oversize; the block the Device took for it at boot
-        self._rx = rx = datagram.Receiver(sock, _MAX_DATAGRAM + 1, self.dev.take_rx(_MAX_DATAGRAM + 1))
+        self._rx = rx = datagram.Receiver(sock, _MAX_DATAGRAM + 1,
+                                          self.device.take_rx(_MAX_DATAGRAM + 1))
         rx.known = bridge
         self.sock = sock
         try:    # none where the port has no select, or the socket is no stream to it
@@ -99,7 +101,7 @@ class CoapLink:
             except OSError:
                 break
             if data:
-                self.dev.activity(now)
+                self.device.activity(now)
                 self._send(coap.receive(data, addr, now))
         self._send(coap.step(now))
         coap.events()
