@@ -132,11 +132,6 @@ class CoapMessage:
         opts.insert(i, (number, value))
         return self
 
-    def set(self, number, value=b''):
-        """Replace every occurrence of an option by one value."""
-        self.remove(number)
-        return self.add(number, value)
-
     def remove(self, number):
         self.options = [o for o in self.options if o[0] != number]
         return self

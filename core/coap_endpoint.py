@@ -154,8 +154,17 @@ class Endpoint:
                 self.send(addr, reply)
             return self._flush(now)
         mtype = msg.mtype
-        if mtype == _ACK or mtype == _RST:
-            self._on_ack_or_reset(msg, addr, now)
+        if mtype == _ACK or mtype == _RST:    # the answer to one of our CON messages
+            tx = self._pending.pop((addr, msg.mid), None)
+            if tx is None:
+                if mtype == _RST and self.observers:
+                    from . import coap_observe
+                    coap_observe.on_reset(self, addr, msg.mid)
+            elif tx.kind == _TX_REQUEST:
+                coap_client.on_ack(self, tx.owner, msg, addr, now)
+            elif tx.kind == _TX_NOTIFY:
+                from . import coap_observe
+                coap_observe.on_notify_answer(self, tx.owner, tx, mtype == _RST)
         elif msg.code == _EMPTY:
             if mtype == _CON:  # CoAP ping
                 self.send(addr, coap.encode_message(_RST, _EMPTY, msg.mid))
@@ -341,16 +350,3 @@ class Endpoint:
         self._outbox = []
         self.stats['tx'] += len(out)
         return out
-
-    def _on_ack_or_reset(self, msg, addr, now):
-        tx = self._pending.pop((addr, msg.mid), None)
-        if tx is None:
-            if msg.mtype == _RST and self.observers:
-                from . import coap_observe
-                coap_observe.on_reset(self, addr, msg.mid)
-            return
-        if tx.kind == _TX_REQUEST:
-            coap_client.on_ack(self, tx.owner, msg, addr, now)
-        elif tx.kind == _TX_NOTIFY:
-            from . import coap_observe
-            coap_observe.on_notify_answer(self, tx.owner, tx, msg.mtype == _RST)
