@@ -99,15 +99,14 @@ class CoapBinding:
     seconds; the driver sets it before each call.
     """
 
-    unrouted = 0         # NOTIFYs no CoAP observation carries
-    _mid = 0             # of the REST view's frames (core.coap_rest)
-    _links = None        # the REST view's /.well-known/core, made at its first GET
-
     def __init__(self, node, endpoint=None):
         self.node = node
         self.ep = endpoint
         self.now = 0
         self.observations = {}   # (addr, token) -> coap_observe.Observation
+        self.unrouted = 0        # NOTIFYs no CoAP observation carries
+        self._mid = 0
+        self._links = None
         self._reply = Response()  # see _frame()
 
     # ---- requests -----------------------------------------------------------------------

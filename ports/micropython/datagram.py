@@ -22,15 +22,14 @@ class Receiver:
     """recv() -> (datagram bytes, sender address) from sock, at most size bytes; buf,
     if given, is the block to use (size bytes, taken early while the heap was whole)."""
 
-    spare_used = 0      # receives that needed the spare block
-    known = None        # an address key (the bridge's) handed out as it is
-
     def __init__(self, sock, size, buf=None):
         self.sock = sock
         self.size = size
         # the receive buffer (CPython: mv, a view of it for recvfrom_into()), else the spare
         self.buf = buf if buf is not None and len(buf) == size else bytearray(size)
         self.mv = memoryview(self.buf) if hasattr(sock, 'recvfrom_into') else None
+        self.spare_used = 0            # receives that needed the spare block
+        self.known = None              # an address key (the bridge's) handed out as it is
 
     def recv(self):
         sock = self.sock

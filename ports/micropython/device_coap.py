@@ -20,15 +20,15 @@ _MAX_DATAGRAM = const(400)
 class CoapLink:
     """UDP socket + core.coap_binding.CoapDevice: registration, telemetry outbox, requests."""
 
-    sock = None
-    _poll = None     # ipoll (MicroPython's, allocation-free) or poll of the socket's poller
-    _rx = None       # datagram.Receiver of the socket
-    lost = 0         # datagrams the socket refused to send
+    lost = 0         # datagrams the socket refused to send (a class attribute until then)
 
     def __init__(self, device, host, port):
         self.device = device
         self.host = host
         self.port = port
+        self.sock = None
+        self._poll = None    # ipoll (MicroPython's: allocation-free) or poll of its poller
+        self._rx = None      # datagram.Receiver of the socket
         cfg = device.cfg
         self.ep = coap_endpoint.Endpoint(
             rand=_rand if urandom else None, block_szx=4, max_body=1024,
