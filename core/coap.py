@@ -53,10 +53,11 @@ _REQUEST_TAG = const(292)
 _PAYLOAD_MARKER = const(0xFF)
 
 # Options this codec understands: (number, min length, max length, repeatable), by number;
-# a constant tuple, so frozen code keeps it in flash (a dict would be built on the heap).
+# a private constant tuple: folded into the code that reads it (no global, no name), and
+# frozen code keeps it in flash (a dict would be built on the heap).
 # OSCORE is deliberately absent: an endpoint without an OSCORE layer must answer 4.02
 # (pass extra_options={OSCORE: (0, 255, False)} to decode() once one is in place).
-_FORMATS = (
+_FORMATS = const((
     (_IF_MATCH, 0, 8, True), (_URI_HOST, 1, 255, False), (_ETAG, 1, 8, True),
     (_IF_NONE_MATCH, 0, 0, False), (_OBSERVE, 0, 3, False), (_URI_PORT, 0, 2, False),
     (_LOCATION_PATH, 0, 255, True), (_URI_PATH, 0, 255, True), (_CONTENT_FORMAT, 0, 2, False),
@@ -65,7 +66,7 @@ _FORMATS = (
     (_SIZE2, 0, 4, False), (_PROXY_URI, 1, 1034, False), (_PROXY_SCHEME, 1, 255, False),
     (_SIZE1, 0, 4, False), (_ECHO, 1, 40, False), (_NO_RESPONSE, 0, 1, False),
     (_REQUEST_TAG, 0, 8, True),
-)
+))
 
 
 class CoapError(Exception):
@@ -109,10 +110,6 @@ class CoapMessage:
                 break
         return default
 
-    def get_all(self, number):
-        """All values of a repeatable option, in message order."""
-        return [value for num, value in self.options if num == number]
-
     def get_uint(self, number, default=None):
         value = self.get(number)
         return default if value is None else decode_uint(value)
@@ -134,11 +131,6 @@ class CoapMessage:
             i -= 1
         opts.insert(i, (number, value))
         return self
-
-    def set(self, number, value=b''):
-        """Replace every occurrence of an option by one value."""
-        self.remove(number)
-        return self.add(number, value)
 
     def remove(self, number):
         self.options = [o for o in self.options if o[0] != number]
@@ -345,30 +337,12 @@ def decode(data, max_size=0, extra_options=None):
             i += length
     except (ValueError, IndexError) as e:
         raise CoapError(str(e) or 'truncated option', mtype, mid, token, 0, mtype == _CON)
-    msg = CoapMessage(mtype, code, mid, token, options, payload)
-    _check_options(msg, cls == 0, extra_options)
-    return msg
-
-
-def _read_ext(data, nib, i):
-    if nib < 13:
-        return nib, i
-    if nib == 13:
-        return data[i] + 13, i + 1
-    if nib == 14:
-        return ((data[i] << 8) | data[i + 1]) + 269, i + 2
-    raise ValueError('reserved option nibble 15')
-
-
-def _check_options(msg, request, extra):
-    """Drop malformed elective options; reject unknown or malformed critical ones.
-
-    RFC 7252 5.4.1 (critical/elective), 5.4.3 (lengths), 5.4.5 (repeats).
-    """
+    # Drop malformed elective options; reject unknown or malformed critical ones.
+    # RFC 7252 5.4.1 (critical/elective), 5.4.3 (lengths), 5.4.5 (repeats).
     keep = None
     prev = -1
-    for idx in range(len(msg.options)):
-        num, value = msg.options[idx]
+    for idx in range(len(options)):
+        num, value = options[idx]
         fmt = None
         i = 1                  # where (min, max, repeatable) starts in fmt
         for f in _FORMATS:
@@ -376,8 +350,8 @@ def _check_options(msg, request, extra):
                 if f[0] == num:
                     fmt = f
                 break
-        if fmt is None and extra:
-            fmt = extra.get(num)
+        if fmt is None and extra_options:
+            fmt = extra_options.get(num)
             i = 0
         if fmt is None:
             ok = not num & 1   # unknown elective options are passed on untouched
@@ -385,40 +359,49 @@ def _check_options(msg, request, extra):
             ok = fmt[i] <= len(value) <= fmt[i + 1] and (fmt[i + 2] or num != prev)
         if ok and (num == _BLOCK1 or num == _BLOCK2) and decode_uint(value) & 7 == 7:
             # SZX 7 is reserved: a request carrying it is a 4.00 (RFC 7959 2.2)
-            if request:
-                raise CoapError('reserved block size', msg.mtype, msg.mid, msg.token,
-                                _BAD_REQUEST)
+            if cls == 0:
+                raise CoapError('reserved block size', mtype, mid, token, _BAD_REQUEST)
             ok = False
         prev = num
         if not ok:
             if num & 1:
                 # a CON request gets 4.02, a NON request is dropped, a CON response Reset
-                con = msg.mtype == _CON
-                raise CoapError('unrecognized critical option %d' % num, msg.mtype, msg.mid,
-                                msg.token, _BAD_OPTION if con and request else 0,
-                                con and not request)
+                con = mtype == _CON
+                raise CoapError('unrecognized critical option %d' % num, mtype, mid, token,
+                                _BAD_OPTION if con and cls == 0 else 0, con and cls != 0)
             if keep is None:
-                keep = msg.options[:idx]
+                keep = options[:idx]
         elif keep is not None:
             keep.append((num, value))
-    if keep is not None:
-        msg.options = keep
+    return CoapMessage(mtype, code, mid, token, options if keep is None else keep, payload)
 
 
-def error_reply(err, mid=None):
+def _read_ext(data, value, i):
+    # an option delta or length from its header nibble `value` and any extended bytes at
+    # data[i]: (the number, where the next field starts)
+    if value < 13:
+        return value, i
+    if value == 13:
+        return data[i] + 13, i + 1
+    if value == 14:
+        return ((data[i] << 8) | data[i + 1]) + 269, i + 2
+    raise ValueError('reserved option nibble 15')
+
+
+def error_reply(error, mid=None):
     """Datagram answering a CoapError, or None when it is to be ignored.
 
     A response code goes piggy-backed on an ACK for CON requests, or in a NON response
     (with message id `mid`) for NON requests when a mid is given.
     """
-    if err.code:
-        if err.mtype == _CON:
-            return encode_message(_ACK, err.code, err.mid, err.token, err.options or ())
-        if err.mtype == _NON and mid is not None:
-            return encode_message(_NON, err.code, mid, err.token, err.options or ())
+    if error.code:
+        if error.mtype == _CON:
+            return encode_message(_ACK, error.code, error.mid, error.token, error.options or ())
+        if error.mtype == _NON and mid is not None:
+            return encode_message(_NON, error.code, mid, error.token, error.options or ())
         return None
-    if err.rst and err.mid is not None:
-        return encode_message(_RST, _EMPTY, err.mid)
+    if error.rst and error.mid is not None:
+        return encode_message(_RST, _EMPTY, error.mid)
     return None
 
 

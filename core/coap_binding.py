@@ -57,11 +57,15 @@ _SUBSCRIBE = const(4)
 _UNSUBSCRIBE = const(5)
 _VERSION = const(1)
 
+_MAX_POSTS = const(2)      # CoapDevice's defaults
+_MAX_OUTBOX = const(16)
+
 CF_SPOT = const(65000)     # application/spot-frame (experimental range, spec 9.1)
 BUS = 's'                  # the bus resource
 
-# spec section 8: the CoAP response code of SPOT error codes 1 to 10, in order
-_CODES = bytes((
+# spec section 8: the CoAP response code of SPOT error codes 1 to 10, in order (a private
+# constant: folded into coap_code's code, no global slot or name)
+_CODES = const((
     _NOT_FOUND,                  # 1 unknown-service
     _NOT_FOUND,                  # 2 unknown-object
     _METHOD_NOT_ALLOWED,         # 3 read-only
@@ -75,10 +79,10 @@ _CODES = bytes((
 ))
 
 
-def coap_code(spot_code):
+def coap_code(code):
     """CoAP response code for a SPOT error code (4.00 for unknown codes)."""
-    if type(spot_code) is int and 0 < spot_code <= len(_CODES):
-        return _CODES[spot_code - 1]
+    if type(code) is int and 0 < code <= len(_CODES):
+        return _CODES[code - 1]
     return _BAD_REQUEST
 
 
@@ -172,11 +176,11 @@ class CoapBinding:
         return self._frame(F.error(frame[1], mid, _UNSUPPORTED,
                                    'FETCH takes READ or SUBSCRIBE'), _CONTENT)
 
-    def _frame(self, reply, ok_code):
+    def _frame(self, reply, code):
         # the answer of the bus, in one reused Response: the server encodes it at once
         # (and copies one it must keep), so a request makes no Response of its own
         r = self._reply
-        r.code = ok_code
+        r.code = code      # the request's answer, unless the reply is an ERROR frame
         r.payload = reply or b''
         r.content_format = None if reply is None else CF_SPOT
         if reply is not None and reply[0] & 0x0F == _ERROR:
@@ -208,18 +212,6 @@ class CoapBinding:
             coap_observe.sweep(self)
 
 
-def _is_value(table, v):
-    # whether v itself (not an equal frame) is a value of the dict table
-    for key in table:
-        if table[key] is v:
-            return True
-    return False
-
-
-def _seconds(now_ms):
-    return now_ms // 1000
-
-
 class CoapDevice:
     """A node served over CoAP: binding, OSCORE (optional) and bridge registration.
 
@@ -237,14 +229,24 @@ class CoapDevice:
     4.00 / 4.13 refusing the frame itself (counted in `dropped`).
     """
 
+    # What a board leaves at its default, or changes only on a rare path, is a class
+    # attribute (on MicroPython, where __slots__ does nothing, an instance's attributes
+    # are a hash table: 23 entries fit one of 23 slots, 28 take 29)
+    max_posts = _MAX_POSTS
+    max_outbox = _MAX_OUTBOX
+    dropped = 0        # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
+    _echo = None       # Echo value (RFC 9175) the next registration repeats
+    _binds = None      # token -> OSCORE binding of a protected POST to the bridge
+
     def __init__(self, node, endpoint, bridge_addr=None, oscore=None, bridge_kid=None,
-                 lifetime=300, retry=15, max_events=16, max_posts=2, max_outbox=16,
-                 node_clock=None):
+                 lifetime=300, retry=15, max_events=16, max_posts=_MAX_POSTS,
+                 max_outbox=_MAX_OUTBOX, node_clock=None):
         self.node = node
         self.ep = endpoint
         self.binding = CoapBinding(node, endpoint)
         self.oscore = oscore
         if oscore is not None:
+            self._binds = {}
             oscore.handler = self.binding.handle
             extra = dict(endpoint.extra_options or {})
             extra[_OSCORE] = (0, 255, False)
@@ -260,23 +262,21 @@ class CoapDevice:
         self.retry = retry
         self.registered = False
         self.registrations = 0     # RESULTs received for our ANNOUNCE
-        self.last_answer = None    # the bridge's last answer frame
         self.max_events = max_events
         self._events = []
         self._delay = retry
         self._reg_due = None if bridge_addr is None else 0
         self._reg = None           # (token, mid, sent with an Echo, bridge peer): open registration
-        self._echo = None          # Echo value (RFC 9175) the next registration repeats
-        self._binds = {}           # token -> OSCORE binding of a protected POST to the bridge
         self._reg_mid = 0
         # the node's clock in seconds from the endpoint's milliseconds (a simulator
         # runs its nodes on simulated Unix time)
-        self.node_clock = node_clock or _seconds
-        self.max_posts = max_posts
-        self.max_outbox = max_outbox
+        self.node_clock = node_clock or (lambda now_ms: now_ms // 1000)
+        if max_posts != _MAX_POSTS:
+            self.max_posts = max_posts
+        if max_outbox != _MAX_OUTBOX:
+            self.max_outbox = max_outbox
         self.outbox = []           # telemetry frames not yet answered by the bridge
         self.posted = {}           # token -> frame being POSTed
-        self.dropped = 0           # telemetry frames lost: a full outbox, or refused (4.00, 4.13)
         self._emit = self._notified   # bound once: step() hands it to node.step()
         self._post_template = coap.set_uri(coap.CoapMessage(_CON, _POST), BUS).add(
             _CONTENT_FORMAT, CF_SPOT)     # of every plain POST of a frame to the bridge
@@ -312,7 +312,20 @@ class CoapDevice:
         self._sweep()
         self._post_outbox()
         if self._reg_due is not None and now >= self._reg_due:
-            self._register(now)
+            # the ANNOUNCE (registration) is due
+            self._reg_mid = (self._reg_mid + 1) & 0xFFFF
+            echo = self._echo
+            if echo is not None:
+                self._echo = None
+            # the bridge's requests come from its OSCORE kid, else its address
+            peer = self.bridge if self.bridge_ctx is None else self.bridge_ctx.recipient_id
+            try:
+                token, _ = self._post(self.node.announce(self._reg_mid, peer), echo)
+            except self._post_errors():   # too many exchanges; OSCORE numbers exhausted
+                self._failed(now)
+            else:
+                self._reg = (token, self._reg_mid, echo is not None, peer)
+                self._reg_due = None
         out = self.ep.step(now)
         self._client_events(now)
         return out
@@ -379,38 +392,22 @@ class CoapDevice:
         from .oscore import OscoreError
         return (CoapBusy, OscoreError)
 
-    def _register(self, now):
-        self._reg_mid = (self._reg_mid + 1) & 0xFFFF
-        echo = self._echo
-        self._echo = None
-        try:
-            # the bridge's requests come from its OSCORE kid, else its address
-            peer = self.bridge if self.bridge_ctx is None else self.bridge_ctx.recipient_id
-            token, _ = self._post(self.node.announce(self._reg_mid, peer), echo)
-        except self._post_errors():   # too many exchanges; OSCORE numbers exhausted
-            self._failed(now)
-            return
-        self._reg = (token, self._reg_mid, echo is not None, peer)
-        self._reg_due = None
-
     def _post_outbox(self):
         """POST waiting telemetry while registered and a slot is free (oldest first)."""
-        if self.outbox:   # (the rest in its own function: its closure cells are made per call)
-            self._post_waiting()
-
-    def _post_waiting(self):
         # (no list of the posted frames, no generator: a notification turn allocates little)
         posted = self.posted
         for f in self.outbox:
             if not self.registered or len(posted) >= self.max_posts:
                 return
-            if _is_value(posted, f):
-                continue
-            try:
-                token, _ = self._post(f)
-            except self._post_errors():
-                return
-            posted[token] = f
+            for token in posted:
+                if posted[token] is f:   # this very frame (not an equal one) is posted
+                    break
+            else:
+                try:
+                    token, _ = self._post(f)
+                except self._post_errors():
+                    return
+                posted[token] = f
 
     def _client_events(self, now):
         for ev in self.ep.events():
@@ -422,37 +419,34 @@ class CoapDevice:
             elif ev.token in self.posted:
                 frame = self.posted.pop(ev.token)
                 got = self._outcome(ev, bind)
-                if got is not None and got[0] >> 5 == 2:  # stored by the bridge
-                    self._stored(frame)
-                elif got is not None and (got[0] == _BAD_REQUEST
-                                          or got[0] == _REQUEST_ENTITY_TOO_LARGE):
-                    self._stored(frame)   # refused for what it says: sending it again
-                    self.dropped += 1     # cannot succeed (spec 9.1), so it is dropped
+                code = -1 if got is None else got[0]
+                if (code >> 5 == 2 or code == _BAD_REQUEST
+                        or code == _REQUEST_ENTITY_TOO_LARGE):
+                    if code >> 5 != 2:    # refused for what it says: sending it again
+                        self.dropped += 1     # cannot succeed (spec 9.1), so it is dropped
+                    outbox = self.outbox      # stored by the bridge, or dropped: it leaves
+                    for i in range(len(outbox)):   # in place: no new list per answer
+                        if outbox[i] is frame:
+                            outbox.pop(i)
+                            break
                 else:   # no answer or refused: register again, resend then
                     self._refused(got, False, now)
             elif len(self._events) < self.max_events:
                 self._events.append(ev)
 
-    def _stored(self, frame):
-        outbox = self.outbox
-        for i in range(len(outbox)):   # in place: no new list per acknowledgement
-            if outbox[i] is frame:
-                outbox.pop(i)
-                return
-
-    def _outcome(self, ev, bind):
+    def _outcome(self, event, bind):
         """(code, options, payload) of the bridge's answer, the inner ones when it is
         protected; None for no answer, or one that does not verify."""
-        if ev.kind != _EV_RESPONSE:
+        if event.kind != _EV_RESPONSE:
             return None
         if self.bridge_ctx is None:
-            return ev.code, ev.msg.options, ev.payload
+            return event.code, event.msg.options, event.payload
         if bind is None:
             return None
         from .coap_oscore import unprotect_response
         from .oscore import OscoreError
         try:
-            return unprotect_response(self.bridge_ctx, bind, ev.msg, ev.payload)
+            return unprotect_response(self.bridge_ctx, bind, event.msg, event.payload)
         except OscoreError:
             return None
 
@@ -460,7 +454,6 @@ class CoapDevice:
         if got is None:
             return self._failed(now)
         code, _, payload = got
-        self.last_answer = payload
         head = F.peek(payload) if payload else None
         if (code >> 5 == 2 and head is not None and head[1] == _RESULT
                 and F.message_id(payload) == reg[1]):

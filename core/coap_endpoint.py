@@ -17,9 +17,7 @@ instance holds their state too (on a board: no object, class or table of their o
 """
 from .compat import const
 from . import coap
-from .coap import CoapError
 from . import coap_client, coap_server
-from .coap_client import CoapBusy, NOTHING
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
 _CON = const(0)
@@ -43,16 +41,6 @@ _MAX_RETRANSMIT = const(4)
 _EXCHANGE_LIFETIME_MS = const(247000)
 _NON_LIFETIME_MS = const(145000)
 _RESPONSE_WAIT_MS = const(93000)  # wait for a separate or NON response (MAX_TRANSMIT_WAIT)
-
-
-def _default_rand():
-    try:
-        from os import urandom
-        urandom(4)
-        return lambda: int.from_bytes(urandom(4), 'big')
-    except (ImportError, AttributeError, OSError, NotImplementedError):
-        import random
-        return lambda: random.getrandbits(32)
 
 
 class Transmission:
@@ -86,20 +74,41 @@ class Endpoint:
     timeout, e.g. after a store commit); duplicates meanwhile are ignored.
     """
 
+    # What a board leaves at its default is a class attribute (on MicroPython, where
+    # __slots__ does nothing, an instance's attributes are a hash table: 28 entries fit
+    # one of 29 slots, 33 take 37)
+    hold_acks = False
+    extra_options = None
+    ack_timeout_ms = _ACK_TIMEOUT_MS
+    max_retransmit = _MAX_RETRANSMIT
+    response_wait_ms = _RESPONSE_WAIT_MS
+
     def __init__(self, handler=None, rand=None, block_szx=6, max_body=4096,
                  max_datagram=1280, max_pending=8, max_dedupe=16, max_observers=8,
                  max_exchanges=8, max_buffers=2, max_events=32, notify_con_every=8,
                  ack_timeout_ms=_ACK_TIMEOUT_MS, max_retransmit=_MAX_RETRANSMIT,
                  extra_options=None, hold_acks=False):
-        self.rand = rand or _default_rand()
-        self.hold_acks = hold_acks
+        if rand is None:
+            try:
+                from os import urandom
+                urandom(4)
+                rand = lambda: int.from_bytes(urandom(4), 'big')   # noqa: E731
+            except (ImportError, AttributeError, OSError, NotImplementedError):
+                import random
+                rand = lambda: random.getrandbits(32)              # noqa: E731
+        self.rand = rand
+        if hold_acks:
+            self.hold_acks = hold_acks
         self.max_datagram = max_datagram
         self.max_pending = max_pending
         self.max_dedupe = max_dedupe
         self.max_events = max_events
-        self.ack_timeout_ms = ack_timeout_ms
-        self.max_retransmit = max_retransmit
-        self.extra_options = extra_options
+        if ack_timeout_ms != _ACK_TIMEOUT_MS:
+            self.ack_timeout_ms = ack_timeout_ms
+        if max_retransmit != _MAX_RETRANSMIT:
+            self.max_retransmit = max_retransmit
+        if extra_options is not None:
+            self.extra_options = extra_options
         self.now = 0
         self._mid = self.rand() & 0xFFFF
         self._outbox = []
@@ -123,7 +132,6 @@ class Endpoint:
         self._batch = []          # observers being notified, reused (coap_observe.notify)
         # the client side's (coap_client)
         self.max_exchanges = max_exchanges
-        self.response_wait_ms = _RESPONSE_WAIT_MS
         self.exchanges = {}    # token -> Exchange
         self._ex_unarmed = []  # NON requests whose response wait starts once handed out
 
@@ -135,7 +143,7 @@ class Endpoint:
         self.stats['rx'] += 1
         try:
             msg = coap.decode(data, self.max_datagram, self.extra_options)
-        except CoapError as err:
+        except coap.CoapError as err:
             self.stats['bad'] += 1
             if err.code == _REQUEST_ENTITY_TOO_LARGE:
                 # datagram too big: say how much fits block-wise, and the block size to use
@@ -146,8 +154,17 @@ class Endpoint:
                 self.send(addr, reply)
             return self._flush(now)
         mtype = msg.mtype
-        if mtype == _ACK or mtype == _RST:
-            self._on_ack_or_reset(msg, addr, now)
+        if mtype == _ACK or mtype == _RST:    # the answer to one of our CON messages
+            tx = self._pending.pop((addr, msg.mid), None)
+            if tx is None:
+                if mtype == _RST and self.observers:
+                    from . import coap_observe
+                    coap_observe.on_reset(self, addr, msg.mid)
+            elif tx.kind == _TX_REQUEST:
+                coap_client.on_ack(self, tx.owner, msg, addr, now)
+            elif tx.kind == _TX_NOTIFY:
+                from . import coap_observe
+                coap_observe.on_notify_answer(self, tx.owner, tx, mtype == _RST)
         elif msg.code == _EMPTY:
             if mtype == _CON:  # CoAP ping
                 self.send(addr, coap.encode_message(_RST, _EMPTY, msg.mid))
@@ -163,7 +180,18 @@ class Endpoint:
                     reply = coap_server.on_request(self, msg, addr, now)
                 else:
                     reply = coap_client.on_response(self, msg, addr, now)
-                self._remember(key, now, reply, mtype)
+                cache = self._dedupe    # remembered: a duplicate gets the same reply
+                if len(cache) >= self.max_dedupe:
+                    # room for one: drop the entry that expires first (an expired one if any)
+                    oldest = None
+                    for k in cache:
+                        if oldest is None or cache[k][0] < cache[oldest][0]:
+                            oldest = k
+                    del cache[oldest]
+                if mtype == _CON:
+                    cache[key] = (now + _EXCHANGE_LIFETIME_MS, reply)
+                else:
+                    cache[key] = (now + _NON_LIFETIME_MS, None)
                 if reply is not None:
                     self.send(addr, reply)
         return self._flush(now)
@@ -185,9 +213,13 @@ class Endpoint:
                     tx.due = now + tx.timeout
                     self.stats['retx'] += 1
                     self._outbox.append((tx.addr, tx.data))
-                else:
+                else:   # given up
                     del self._pending[(tx.addr, tx.mid)]
-                    self._gave_up(tx, now)
+                    if tx.kind == _TX_REQUEST:
+                        coap_client.on_give_up(self, tx.owner)
+                    elif tx.kind == _TX_NOTIFY:
+                        from . import coap_observe
+                        coap_observe.on_notify_answer(self, tx.owner, tx, True)
         coap_client.step(self, now)
         coap_server.step(self, now)
         return self._flush(now)
@@ -196,10 +228,15 @@ class Endpoint:
         """Milliseconds until step() has work (0 = now), or None when nothing is scheduled."""
         if self._outbox:
             return 0
-        due = coap_client.next_due(self)
-        pending = self._pending
-        for key in pending:
-            tx = pending[key]
+        due = None
+        table = self.exchanges     # client exchanges awaiting a response
+        for key in table:
+            ex = table[key]
+            if ex.due >= 0 and (due is None or ex.due < due):
+                due = ex.due
+        table = self._pending
+        for key in table:
+            tx = table[key]
             if due is None or tx.due < due:
                 due = tx.due
         if due is None:
@@ -210,7 +247,7 @@ class Endpoint:
                 query=None, content_format=None, accept=None, options=None):
         """Start a client request; returns its token. Results arrive as events()."""
         if len(self.exchanges) >= self.max_exchanges:
-            raise CoapBusy('too many open exchanges')
+            raise coap_client.CoapBusy('too many open exchanges')
         tmpl = coap.CoapMessage(_CON if confirmable else _NON, code)
         coap.set_uri(tmpl, path, query)
         if observe is not None:
@@ -252,12 +289,9 @@ class Endpoint:
         """Drain and return client events (Event objects) in arrival order."""
         evs = self._events
         if not evs:
-            return NOTHING
+            return coap_client.NOTHING
         self._events = []
         return evs
-
-    def observer_count(self):
-        return len(self.observers)
 
     # ---- used by the server and client sides ------------------------------------------
 
@@ -305,42 +339,14 @@ class Endpoint:
                 if tx.due < 0:
                     tx.due = now + tx.timeout
             self._unarmed = []
-        coap_client.arm(self, now)
+        if self._ex_unarmed:   # NON requests: their response wait starts once handed out
+            for ex in self._ex_unarmed:
+                if ex.tx is None and ex.due < 0 and self.exchanges.get(ex.token) is ex:
+                    ex.due = now + self.response_wait_ms
+            self._ex_unarmed = []
         out = self._outbox
         if not out:
-            return NOTHING
+            return coap_client.NOTHING
         self._outbox = []
         self.stats['tx'] += len(out)
         return out
-
-    def _on_ack_or_reset(self, msg, addr, now):
-        tx = self._pending.pop((addr, msg.mid), None)
-        if tx is None:
-            if msg.mtype == _RST and self.observers:
-                from . import coap_observe
-                coap_observe.on_reset(self, addr, msg.mid)
-            return
-        if tx.kind == _TX_REQUEST:
-            coap_client.on_ack(self, tx.owner, msg, addr, now)
-        elif tx.kind == _TX_NOTIFY:
-            from . import coap_observe
-            coap_observe.on_notify_answer(self, tx.owner, tx, msg.mtype == _RST)
-
-    def _gave_up(self, tx, now):
-        if tx.kind == _TX_REQUEST:
-            coap_client.on_give_up(self, tx.owner, now)
-        elif tx.kind == _TX_NOTIFY:
-            from . import coap_observe
-            coap_observe.on_notify_answer(self, tx.owner, tx, True)
-
-    def _remember(self, key, now, reply, mtype):
-        cache = self._dedupe
-        if len(cache) >= self.max_dedupe:
-            # room for one: drop the entry that expires first (an expired one if any)
-            oldest = None
-            for k in cache:
-                if oldest is None or cache[k][0] < cache[oldest][0]:
-                    oldest = k
-            del cache[oldest]
-        life = _EXCHANGE_LIFETIME_MS if mtype == _CON else _NON_LIFETIME_MS
-        cache[key] = (now + life, reply if mtype == _CON else None)

@@ -9,7 +9,7 @@ Used by coap_endpoint.Endpoint, not on their own.
 """
 from .compat import const
 from . import coap
-from .coap import CoapError, decode_block, block_size
+from .coap import CoapError
 from .coap_client import Event, NOTHING
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
@@ -134,7 +134,7 @@ def on_request(ep, msg, addr, now):
             if req.confirmable and not ep.hold_acks:
                 return coap.encode_message(_ACK, _EMPTY, msg.mid)
             return None
-    return _answer(ep, req, resp, now, True)
+    return _answer(ep, req, resp, now)
 
 
 def _pre_handle(ep, req, msg, now):
@@ -165,12 +165,15 @@ def _pre_handle(ep, req, msg, now):
 
 
 def _call(ep, req):
+    # the handler's answer (coap_observe's too, for a notification)
     try:
         return ep.handler(req)
     except MemoryError:     # not the handler's fault: the device counts it (and resets)
         raise
     except Exception as e:  # a handler bug must not kill the endpoint
-        ep.emit(_error_event(req, e))
+        ev = Event(_EV_ERROR, req.token, req.addr)
+        ev.error = e
+        ep.emit(ev)
         return Response(_INTERNAL_SERVER_ERROR)
 
 
@@ -179,64 +182,66 @@ def _too_large(ep):
 
 
 # ---- responses ----------------------------------------------------------------------
-def _answer(ep, req, resp, now, piggyback):
-    """Encode resp for req: the ACK for a CON (piggyback) or queue it as a NON/CON."""
+def _answer(ep, req, response, now):
+    """Encode response for req: the ACK of a CON (the handler's answer, or a later one with
+    hold_acks), or queue it as a NON/CON (separate)."""
     seq = None
     if req.observe == 0 and (req.code == _GET or req.code == _FETCH) and not req.notification:
         from . import coap_observe
-        seq = coap_observe.answer_seq(ep, req, resp, now)
-    if piggyback and req.confirmable:
-        return _datagram(ep, req, resp, _ACK, req.msg.mid, seq, now)
+        seq = coap_observe.answer_seq(ep, req, response, now)
+    if req.confirmable and (not req.responded or ep.hold_acks):
+        return _datagram(ep, req, response, _ACK, req.msg.mid, seq, now)
     mid = ep.next_mid()
     if req.confirmable:
-        data = _datagram(ep, req, resp, _CON, mid, seq, now)
+        data = _datagram(ep, req, response, _CON, mid, seq, now)
         if ep.send_con(req.addr, mid, data, _TX_RESPONSE, None) is not None:
             return None
-    ep.send(req.addr, _datagram(ep, req, resp, _NON, mid, seq, now))
+    ep.send(req.addr, _datagram(ep, req, response, _NON, mid, seq, now))
     return None
 
 
-def _datagram(ep, req, resp, mtype, mid, seq, now):
-    """resp encoded for req as message mtype/mid, with Observe seq unless None.
+def _datagram(ep, req, response, mtype, mid, observe, now):
+    """response encoded for req as message mtype/mid, with Observe value `observe` unless None.
 
     Block2 cuts the payload (RFC 7959; a larger body is kept in a snapshot for the
     next blocks). Without extra options the message is written straight into the
     reused buffer, so the returned bytes are all it allocates."""
-    payload = resp.payload
+    payload = response.payload
     b2 = req.msg.get(_BLOCK2)
     num = 0
     szx = ep.block_szx
     if b2 is not None:
-        num, _, theirs = decode_block(b2)
+        num, _, theirs = coap.decode_block(b2)
         if req.notification:
             num = 0
         if theirs < szx:
             szx = theirs
         else:
             num = (num << theirs) >> szx  # same offset at our (smaller or equal) size
-    size = block_size(szx)
+    size = coap.block_size(szx)
     block2 = size2 = None
     if len(payload) > size or num > 0:
         from . import coap_blocks
-        cut = coap_blocks.block2(ep, req, resp, num, szx, now)
+        cut = coap_blocks.block2(ep, req, response, num, szx, now)
         if cut is None:
             return coap.encode_message(mtype, _BAD_OPTION, mid, req.token, (),
                                        b'block out of range')
         payload, block2, size2 = cut
     b1 = req.block1
     block1 = None if b1 is None else (b1[0] << 4) | (8 if b1[1] else 0) | b1[2]
-    if resp.options:   # rare (Size1 of a 4.13): merged and sorted as a list
-        opts = [(_ETAG, resp.etag), (_OBSERVE, seq), (_CONTENT_FORMAT, resp.content_format),
-                (_MAX_AGE, resp.max_age)] + list(resp.options) + [
+    if response.options:   # rare (Size1 of a 4.13): merged and sorted as a list
+        opts = [(_ETAG, response.etag), (_OBSERVE, observe),
+                (_CONTENT_FORMAT, response.content_format),
+                (_MAX_AGE, response.max_age)] + list(response.options) + [
                 (_BLOCK2, block2), (_BLOCK1, block1), (_SIZE2, size2)]
-        return coap.encode_message(mtype, resp.code, mid, req.token,
+        return coap.encode_message(mtype, response.code, mid, req.token,
                                    [o for o in opts if o[1] is not None], payload)
     out = ep._buf
-    coap.put_header(out, mtype, resp.code, mid, req.token)
-    last = coap.put_option(out, 0, _ETAG, resp.etag)
-    last = coap.put_option(out, last, _OBSERVE, seq)
-    last = coap.put_option(out, last, _CONTENT_FORMAT, resp.content_format)
-    last = coap.put_option(out, last, _MAX_AGE, resp.max_age)
+    coap.put_header(out, mtype, response.code, mid, req.token)
+    last = coap.put_option(out, 0, _ETAG, response.etag)
+    last = coap.put_option(out, last, _OBSERVE, observe)
+    last = coap.put_option(out, last, _CONTENT_FORMAT, response.content_format)
+    last = coap.put_option(out, last, _MAX_AGE, response.max_age)
     last = coap.put_option(out, last, _BLOCK2, block2)
     last = coap.put_option(out, last, _BLOCK1, block1)
     coap.put_option(out, last, _SIZE2, size2)
@@ -244,11 +249,11 @@ def _datagram(ep, req, resp, mtype, mid, seq, now):
     return bytes(out)
 
 
-def respond(ep, req, resp, now):
+def respond(ep, req, response, now):
     if req.responded:
         raise ValueError('request already answered')
     req.responded = True
-    return _answer(ep, req, resp, now, ep.hold_acks)
+    return _answer(ep, req, response, now)
 
 
 # ---- timers ---------------------------------------------------------------------------
@@ -267,9 +272,3 @@ def _strings(msg, number):
                 out = []
             out.append(bytes(value).decode())
     return out
-
-
-def _error_event(req, exc):
-    ev = Event(_EV_ERROR, req.token, req.addr)
-    ev.error = exc
-    return ev

@@ -158,7 +158,7 @@ def test_libcoap_observe(server):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 5
-        while server.call(lambda ep: ep.observer_count()) == 0:
+        while server.call(lambda ep: len(ep.observers)) == 0:
             assert time.monotonic() < deadline, 'libcoap never registered'
             time.sleep(0.05)
 

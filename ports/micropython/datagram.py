@@ -25,16 +25,15 @@ class Receiver:
     def __init__(self, sock, size, buf=None):
         self.sock = sock
         self.size = size
-        self.into = hasattr(sock, 'recvfrom_into')
-        # the receive buffer (CPython), else the spare
+        # the receive buffer (CPython: mv, a view of it for recvfrom_into()), else the spare
         self.buf = buf if buf is not None and len(buf) == size else bytearray(size)
-        self.mv = memoryview(self.buf) if self.into else None
+        self.mv = memoryview(self.buf) if hasattr(sock, 'recvfrom_into') else None
         self.spare_used = 0            # receives that needed the spare block
         self.known = None              # an address key (the bridge's) handed out as it is
 
     def recv(self):
         sock = self.sock
-        if self.into:
+        if self.mv is not None:
             n, addr = sock.recvfrom_into(self.buf)
             return bytes(self.mv[:n]), addr
         try:

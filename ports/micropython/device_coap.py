@@ -8,7 +8,7 @@ port) on boards, raw sockaddr bytes on the unix port (whose bytearrays, unhashab
 are made bytes)."""
 from ...core import coap_binding, coap_endpoint
 from ...core.compat import const
-from .datagram import Receiver, addr_key
+from . import datagram
 try:
     from os import urandom
 except ImportError:        # a port without it (the WebAssembly build): the endpoint's own
@@ -20,26 +20,27 @@ _MAX_DATAGRAM = const(400)
 class CoapLink:
     """UDP socket + core.coap_binding.CoapDevice: registration, telemetry outbox, requests."""
 
-    def __init__(self, dev, host, port):
-        self.dev = dev
+    lost = 0         # datagrams the socket refused to send (a class attribute until then)
+
+    def __init__(self, device, host, port):
+        self.device = device
         self.host = host
         self.port = port
         self.sock = None
-        self._poller = None      # select.poll() of the socket, None where it cannot be polled
-        self._ipoll = False      # it has MicroPython's ipoll()
-        self.lost = 0            # datagrams the socket refused to send
-        self._rx = None          # datagram.Receiver of the socket
-        cfg = dev.cfg
+        self._poll = None    # ipoll (MicroPython's: allocation-free) or poll of its poller
+        self._rx = None      # datagram.Receiver of the socket
+        cfg = device.cfg
         self.ep = coap_endpoint.Endpoint(
             rand=_rand if urandom else None, block_szx=4, max_body=1024,
             max_datagram=_MAX_DATAGRAM, max_pending=4, max_dedupe=6, max_observers=4,
             max_exchanges=4, max_buffers=1, max_events=8)
         oscore = None
-        if dev.ctx is not None:
+        if device.ctx is not None:
             from ...core import coap_oscore
-            oscore = coap_oscore.OscoreServer([dev.ctx], require=True, max_observations=4)
+            oscore = coap_oscore.OscoreServer([device.ctx], require=True, max_observations=4)
         self.coap = coap_binding.CoapDevice(
-            dev.node, self.ep, None, oscore, None if oscore is None else dev.ctx.recipient_id,
+            device.node, self.ep, None, oscore,
+            None if oscore is None else device.ctx.recipient_id,
             lifetime=cfg['lifetime'], retry=max(1, cfg['backoff_ms'][0] // 1000),
             max_events=4)
 
@@ -47,18 +48,24 @@ class CoapLink:
         return None
 
     def open(self, now):
-        net = self.dev.net
+        net = self.device.net
         ai = net.getaddrinfo(self.host, self.port)[0]
-        bridge = addr_key(ai[-1])
+        bridge = datagram.addr_key(ai[-1])
         sock = net.socket(ai[0], net.SOCK_DGRAM)
-        sock.bind(net.getaddrinfo('0.0.0.0', self.dev.cfg['port'])[0][-1])
+        sock.bind(net.getaddrinfo('0.0.0.0', self.device.cfg['port'])[0][-1])
         sock.setblocking(False)
         # one more byte shows oversize; the block the Device took for it at boot
-        self._rx = rx = Receiver(sock, _MAX_DATAGRAM + 1, self.dev.take_rx(_MAX_DATAGRAM + 1))
+        self._rx = rx = datagram.Receiver(sock, _MAX_DATAGRAM + 1,
+                                          self.device.take_rx(_MAX_DATAGRAM + 1))
         rx.known = bridge
         self.sock = sock
-        self._poller = p = _poller(sock)
-        self._ipoll = hasattr(p, 'ipoll')
+        try:    # none where the port has no select, or the socket is no stream to it
+            import select
+            p = select.poll()
+            p.register(sock, select.POLLIN)
+            self._poll = p.ipoll if hasattr(p, 'ipoll') else p.poll
+        except (ImportError, AttributeError, TypeError, ValueError, OSError):
+            self._poll = None    # recvfrom() alone tells
         self.coap.bridge = bridge
         self.coap.register_now()
 
@@ -66,7 +73,7 @@ class CoapLink:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-            self._poller = self._rx = None
+            self._poll = self._rx = None
 
     def up(self):
         return self.coap.registered
@@ -80,30 +87,25 @@ class CoapLink:
 
     def poll(self, now):
         coap = self.coap
+        poll = self._poll
         for _ in range(8):   # a burst, then timers
-            if not self._readable():
-                break
+            # asked before recvfrom(), whose "would block" is an OSError made on every
+            # idle turn (no poller: recvfrom() tells)
+            if poll is not None:
+                for _ in poll(0):     # MicroPython's ipoll() allocates nothing
+                    break             # a datagram waits
+                else:
+                    break             # none: on to the timers
             try:
                 data, addr = self._rx.recv()
             except OSError:
                 break
             if data:
-                self.dev.activity(now)
+                self.device.activity(now)
                 self._send(coap.receive(data, addr, now))
         self._send(coap.step(now))
         coap.events()
         return coap.next_timeout(now)
-
-    def _readable(self):
-        # asked before recvfrom(), whose "would block" is an OSError made on every idle turn
-        p = self._poller
-        if p is None:
-            return True           # recvfrom() tells
-        if self._ipoll:           # MicroPython: allocation-free
-            for _ in p.ipoll(0):
-                return True
-            return False
-        return bool(p.poll(0))
 
     def _send(self, out):
         for addr, data in out:
@@ -118,15 +120,3 @@ def _rand():
     # object) on a 32-bit board, two per request (its token and its retransmission timer)
     b = urandom(4)
     return (b[0] & 0x3F) << 24 | b[1] << 16 | b[2] << 8 | b[3]
-
-
-def _poller(sock):
-    """A select.poll() watching sock for input, or None where there is none for it (a
-    port without select, a socket object that is no stream: recvfrom() alone tells)."""
-    try:
-        import select
-        p = select.poll()
-        p.register(sock, select.POLLIN)
-        return p
-    except (ImportError, AttributeError, TypeError, ValueError, OSError):
-        return None

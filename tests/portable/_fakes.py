@@ -10,3 +10,8 @@ class Rand:
     def __call__(self):
         self.n += 1001
         return self.n
+
+
+def option_values(msg, number):
+    """All values of option `number` of a CoapMessage, in message order."""
+    return [value for num, value in msg.options if num == number]

@@ -266,7 +266,7 @@ def test_bad_datagrams_get_protocol_answers_and_change_nothing():
     assert resp.code == coap.REQUEST_ENTITY_TOO_LARGE
     assert resp.get_uint(coap.SIZE1) == 4096                 # whole body allowed block-wise
     assert resp.get_block(coap.BLOCK1) == (0, False, 6)      # in blocks of this size
-    assert calls == [] and ep._pending == {} and ep.observer_count() == 0
+    assert calls == [] and ep._pending == {} and len(ep.observers) == 0
     assert list(ep._dedupe) == [(C, 0xabd1)]   # only the 4.00, replayed on retransmission
     assert only(ep.receive(con_get(0xabd3), C, 0)).payload == b'hello'   # still serving
 
@@ -420,7 +420,7 @@ def observed(code=coap.CONTENT, **kw):
 
 def test_observe_registration_and_increasing_notifications():
     client, server, link, token, state = observed()
-    assert server.observer_count() == 1
+    assert len(server.observers) == 1
     for i in range(1, 4):
         state['value'] = i
         assert server.notify('obs') == 1
@@ -448,7 +448,7 @@ def test_reset_to_notification_removes_observer():
     server.notify('obs')
     link.run(server.step(10), S, 10)
     assert link.sent_by(C)[-1].mtype == coap.RST
-    assert server.observer_count() == 0
+    assert len(server.observers) == 0
     assert server.notify('obs') == 0
 
 
@@ -461,7 +461,7 @@ def test_unacknowledged_con_notification_removes_observer():
     while server.next_timeout(now) is not None:
         now += server.next_timeout(now)
         server.step(now)
-    assert server.observer_count() == 0
+    assert len(server.observers) == 0
 
 
 def test_new_notification_replaces_one_in_flight():
@@ -483,7 +483,7 @@ def test_deregistration_with_observe_1():
     msg.add(coap.OBSERVE, 1)
     resp = only(server.receive(coap.encode(msg), C, 50))
     assert resp.code == coap.CONTENT and resp.get(coap.OBSERVE) is None
-    assert server.observer_count() == 0
+    assert len(server.observers) == 0
 
 
 def test_error_notification_ends_observation():
@@ -493,7 +493,7 @@ def test_error_notification_ends_observation():
     link.run(server.step(10), S, 10)
     evs = client.events()
     assert [(e.kind, e.code) for e in evs[1:]] == [(EV_NOTIFICATION, coap.NOT_FOUND)]
-    assert server.observer_count() == 0 and client.exchanges == {}
+    assert len(server.observers) == 0 and client.exchanges == {}
 
 
 def test_observers_are_capped():
@@ -503,7 +503,7 @@ def test_observers_are_capped():
         msg = coap.set_uri(CoapMessage(coap.CON, coap.GET, mid, b'\x01'), 'obs')
         resp = only(server.receive(coap.encode(msg.add(coap.OBSERVE, 0)), addr, 0))
         assert (resp.get(coap.OBSERVE) is not None) == (addr == C)
-    assert server.observer_count() == 1
+    assert len(server.observers) == 1
 
 
 def test_reregistration_replaces_observer():
@@ -512,7 +512,7 @@ def test_reregistration_replaces_observer():
     for mid, token in ((1, b'\x01'), (2, b'\x02')):
         msg = coap.set_uri(CoapMessage(coap.CON, coap.GET, mid, token), 'obs')
         server.receive(coap.encode(msg.add(coap.OBSERVE, 0)), C, 0)
-    assert server.observer_count() == 1
+    assert len(server.observers) == 1
     server.notify('obs')
     assert only(server.step(1)).token == b'\x02'
 
