@@ -43,14 +43,11 @@ _LO = const(6)
 _HI = const(7)
 _SCALE = const(8)
 
-TYPE_NAMES = ("none", "analog", "binary", "enum", "counter", "time",
-              "schedule", "curve", "text", "alarm", "plan", "map")
-
-
 if MICROPYTHON:
     def __getattr__(name):
-        # model.ANALOG, `from .model import ANALOG`: core/model_numbers, imported on first
-        # use (this module and the device-side ones use private copies and never ask)
+        # model.ANALOG, `from .model import ANALOG`, model.TYPE_NAMES: core/model_numbers,
+        # imported on first use (this module and the device-side ones use private copies
+        # and never ask)
         from . import model_numbers
         return getattr(model_numbers, name)
 else:
@@ -181,16 +178,24 @@ def _uint(v):
     return type(v) is int and v >= 0
 
 
-def check_schedule(oid, v, check_slot):
-    """Raise SpotError unless v is [start, step, slots]; check_slot(x) each slot."""
+def check_schedule(row, v):
+    """Raise SpotError unless v is [start, step, slots] of the object row: of a SCHEDULE
+    object its value, each slot a number; of another object a plan's schedule of it, each
+    slot a value of the object."""
+    oid = row[_ID]
     if (type(v) is not list or len(v) != 3 or not _uint(v[0])
             or not _uint(v[1]) or v[1] == 0 or type(v[2]) is not list):
         raise SpotError(_WRONG_TYPE, oid)
     if len(v[2]) > _MAX_SLOTS:
         raise SpotError(_TOO_LARGE, oid)
+    number = row[_TYPE] == _SCHEDULE
     for x in v[2]:
-        if x is not None:
-            check_slot(x)
+        if x is None:
+            continue
+        if number:
+            _number(row, x)
+        else:
+            check(row, x)
 
 
 def check(row, v):
@@ -213,7 +218,7 @@ def check(row, v):
         if row[_HI] is not None and len(v) > row[_HI]:
             raise SpotError(_TOO_LARGE, oid)
     elif t == _SCHEDULE:
-        check_schedule(oid, v, lambda x: _number(row, x))
+        check_schedule(row, v)
     elif t == _CURVE:
         if type(v) is not list or len(v) & 1 or len(v) < 4:
             raise SpotError(_WRONG_TYPE, oid)
