@@ -134,19 +134,17 @@ def _unscaled(n, scale):
 
 def _convert(row, value, number):
     # value with every number of it passed through number(n, scale); the lists are
-    # built in _each, so the common scalar path makes no closure cells on MicroPython
+    # built by a loop, not a comprehension: no closure cells on MicroPython
     t = row[_TYPE]
     if t == _ANALOG or t == _COUNTER:
         return number(value, row[_SCALE])
-    if t == _SCHEDULE:
-        return [value[0], value[1], _each(value[2], row[_SCALE], number)]
-    if t == _CURVE:
-        return _each(value, row[_SCALE], number)
-    return value
-
-
-def _each(values, s, number):
-    return [None if v is None else number(v, s) for v in values]
+    if t != _SCHEDULE and t != _CURVE:
+        return value
+    s = row[_SCALE]
+    out = []
+    for v in value[2] if t == _SCHEDULE else value:   # a schedule's slots, a curve's points
+        out.append(None if v is None else number(v, s))
+    return [value[0], value[1], out] if t == _SCHEDULE else out
 
 
 def to_wire(row, value):

@@ -132,8 +132,9 @@ class Node:
         self.authorise = None  # callable(peer, op, sid) -> bool, set by a port
         self.dropped = 0
         self._read = self.wire     # bound once: step() hands it on every turn
-        self._body = [None, None]  # a NOTIFY body, refilled per frame
-        self._values = {}          # its values, refilled per frame (subscriptions.due_values)
+        # a NOTIFY body [stamp, values], refilled per frame: the values' dict too
+        # (subscriptions.due_values)
+        self._body = [None, {}]
         self._buf = bytearray()    # frame encode buffer, reused (grows to the largest frame)
         # node seconds at which plans are looked at next: 0 at once (node time is never
         # negative), None never (set by _apply_plans)
@@ -426,12 +427,9 @@ class Node:
         out = None
         body = self._body
         for s in self.subs.subs:
-            values = subscriptions.due_values(s, now, self._read, self._values)
-            if values is not None:
+            if subscriptions.due_values(s, now, self._read, body[1]) is not None:
                 body[0] = self.stamp(now)
-                body[1] = values
                 frame = F.encode(_NOTIFY, s[1], s[2], body, self._buf)
-                body[1] = None
                 if emit is not None:
                     emit(s[0], frame)
                     continue
