@@ -92,6 +92,10 @@ TIME_OBJECTS = (
 
 
 class Node:
+    # callable(peer, op, sid) -> bool, set on the node by a port that checks its peers
+    # (core/pairing); None: every peer may (a class attribute: a node without holds none)
+    authorise = None
+
     def __init__(self, profiles, device_id="", consumes=(), max_frame=_MAX_FRAME,
                  max_subs=8, max_plans=4, comm_timeout=900, max_horizon=172800,
                  sleepy=False):
@@ -129,7 +133,6 @@ class Node:
         self.stamped = None    # the latest time put on a NOTIFY (set_time never goes before it)
         self.last_contact = None
         self.fallback = False
-        self.authorise = None  # callable(peer, op, sid) -> bool, set by a port
         self.dropped = 0
         self._read = self.wire     # bound once: step() hands it on every turn
         # a NOTIFY body [stamp, values], refilled per frame: the values' dict too
@@ -298,7 +301,7 @@ class Node:
         if self.authorise is not None and not self.authorise(peer, op, sid):
             return F.error(sid, mid, _NOT_AUTHORISED)
         try:
-            result = self._handle(op, self.services[sid], mid, body, now, peer)
+            result = self._handle(op, sid, mid, body, now, peer)
         except SpotError as e:
             return F.error(sid, mid, e.code, e.detail)
         if self.fallback:   # only a request that was carried out is contact
@@ -306,8 +309,9 @@ class Node:
         self.last_contact = now
         return F.encode(_RESULT, sid, mid, result, self._buf)
 
-    def _known(self, svc, oids, need):
-        # rows of the known oids (unknown ones skipped), checking access bits
+    def _known(self, sid, oids, need):
+        # rows of the known oids of service sid (unknown ones skipped), checking access bits
+        svc = self.services[sid]
         rows = []
         for oid in oids:
             if type(oid) is not int:
@@ -322,10 +326,10 @@ class Node:
             raise SpotError(_UNKNOWN_OBJECT, oids[0] if len(oids) == 1 else None)
         return rows
 
-    def _handle(self, op, svc, mid, body, now, peer):
-        """The result of request op (READ to UNSUBSCRIBE) from peer on service svc; raises
+    def _handle(self, op, sid, mid, body, now, peer):
+        """The result of request op (READ to UNSUBSCRIBE) from peer on service sid; raises
         SpotError with nothing changed."""
-        sid = svc.sid
+        svc = self.services[sid]
         if op == _READ:
             out = {}
             if body is None:
@@ -351,7 +355,7 @@ class Node:
             if type(body) is not dict or not body:
                 raise SpotError(_MALFORMED, "WRITE takes {oid: value}")
             oids = list(body)
-            rows = self._known(svc, oids, _W)
+            rows = self._known(sid, oids, _W)
             for r in rows:  # check everything before changing anything
                 v = body[r[_ID]]
                 model.check(r, v)
@@ -371,7 +375,7 @@ class Node:
         if op == _INVOKE:
             if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
                 raise SpotError(_MALFORMED, "INVOKE takes [oid, arg]")
-            row = self._known(svc, body[:1], _X)[0]
+            row = self._known(sid, body[:1], _X)[0]
             arg = body[1] if len(body) == 2 else None
             oid = row[_ID]
             if sid != _PLANS:
@@ -396,7 +400,7 @@ class Node:
                 raise SpotError(_MALFORMED, "SUBSCRIBE takes {oid: attrs}")
             objects = {}
             current = {}
-            for r in self._known(svc, list(body), _R):
+            for r in self._known(sid, list(body), _R):
                 oid = r[_ID]
                 v = self.wire(sid, oid)
                 objects[oid] = (subscriptions.parse_attrs(body[oid]), v)
