@@ -63,23 +63,6 @@ def parse_attrs(attrs):
     return a
 
 
-def worth_notifying(st, value):
-    """True if the change from st[_LAST] to value passes the attributes."""
-    old = st[_LAST]
-    if old == value:
-        return False
-    num = type(value) in (int, float) and type(old) in (int, float)
-    gt = st[_GT]
-    lt = st[_LT]
-    if not num or (st[_ST] is None and gt is None and lt is None):
-        return True
-    if st[_ST] is not None and abs(value - old) >= st[_ST]:
-        return True
-    # a level crossed: the old and the new value on its two sides
-    return ((gt is not None and (old <= gt) != (value <= gt))
-            or (lt is not None and (old <= lt) != (value <= lt)))
-
-
 class Subscriptions:
     """All subscriptions of a node, bounded by max_subs."""
 
@@ -118,12 +101,27 @@ class Subscriptions:
         self.subs = [s for s in self.subs if s[0] != peer]
 
     def changed(self, sid, oid, value):
-        """Note a new wire value of (sid, oid)."""
+        """Note a new wire value of (sid, oid): pending wherever the change from the value
+        last sent passes the attributes (any change, or for numbers with st, gt or lt: a
+        change of st or more, or gt or lt crossed)."""
         for s in self.subs:
-            if s[1] == sid:
-                st = s[3].get(oid)
-                if st is not None and not st[_DIRTY] and worth_notifying(st, value):
-                    st[_DIRTY] = True
+            if s[1] != sid:
+                continue
+            st = s[3].get(oid)
+            if st is None or st[_DIRTY]:
+                continue
+            old = st[_LAST]
+            if old == value:
+                continue
+            gt = st[_GT]
+            lt = st[_LT]
+            if (type(value) in (int, float) and type(old) in (int, float)
+                    and (st[_ST] is not None or gt is not None or lt is not None)
+                    and not (st[_ST] is not None and abs(value - old) >= st[_ST])
+                    and not (gt is not None and (old <= gt) != (value <= gt))
+                    and not (lt is not None and (old <= lt) != (value <= lt))):
+                continue   # a number changed too little, no level crossed
+            st[_DIRTY] = True
 
     def next_deadline(self):
         """Earliest time at which due() may return something, or None."""
