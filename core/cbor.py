@@ -171,21 +171,6 @@ class _Decoder:
         self.pos = p + n
         return p
 
-    def _arg(self, ai):
-        if ai < 24:
-            return ai
-        if ai > 27:
-            raise CBORError("indefinite length not allowed" if ai == 31
-                            else "invalid additional info %d" % ai)
-        buf = self.buf
-        if ai == 24:
-            return buf[self._take(1)]
-        if ai == 25:
-            p = self._take(2)
-            return (buf[p] << 8) | buf[p + 1]
-        p = self._take(1 << (ai - 24))
-        return int.from_bytes(buf[p:self.pos], "big")
-
     def _count(self, n):
         if n > self.max_items:
             raise CBORError("length %d over limit %d" % (n, self.max_items))
@@ -197,10 +182,25 @@ class _Decoder:
         buf = self.buf
         ib = buf[self._take(1)]
         major = ib >> 5
-        ai = ib & 0x1F
-        if major == 7:
-            return self._simple(ai)
-        n = self._arg(ai)
+        n = ib & 0x1F   # the additional info, then the argument it gives
+        if major == 7:   # simple values and floats
+            if 20 <= n <= 22:
+                return (False, True, None)[n - 20]
+            if not 25 <= n <= 27:
+                raise CBORError("unsupported simple value %d" % n)
+            size = 1 << (n - 24)
+            return _floats().decode(buf, self._take(size), size)
+        if n > 27:
+            raise CBORError("indefinite length not allowed" if n == 31
+                            else "invalid additional info %d" % n)
+        if n == 24:
+            n = buf[self._take(1)]
+        elif n == 25:
+            p = self._take(2)
+            n = (buf[p] << 8) | buf[p + 1]
+        elif n > 25:
+            p = self._take(1 << (n - 24))
+            n = int.from_bytes(buf[p:self.pos], "big")
         if major == 0:
             return n
         if major == 1:
@@ -239,15 +239,6 @@ class _Decoder:
                 raise CBORError("duplicate map key")
             out[k] = self.item(depth + 1)
         return out
-
-    def _simple(self, ai):
-        if 20 <= ai <= 22:
-            return (False, True, None)[ai - 20]
-        if not 25 <= ai <= 27:
-            raise CBORError("unsupported simple value %d" % ai)
-        size = 1 << (ai - 24)
-        p = self._take(size)
-        return _floats().decode(self.buf, p, size)
 
 
 def decode_prefix(data, pos=0, max_depth=MAX_DEPTH, max_items=MAX_ITEMS):

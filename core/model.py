@@ -43,14 +43,11 @@ _LO = const(6)
 _HI = const(7)
 _SCALE = const(8)
 
-TYPE_NAMES = ("none", "analog", "binary", "enum", "counter", "time",
-              "schedule", "curve", "text", "alarm", "plan", "map")
-
-
 if MICROPYTHON:
     def __getattr__(name):
-        # model.ANALOG, `from .model import ANALOG`: core/model_numbers, imported on first
-        # use (this module and the device-side ones use private copies and never ask)
+        # model.ANALOG, `from .model import ANALOG`, model.TYPE_NAMES: core/model_numbers,
+        # imported on first use (this module and the device-side ones use private copies
+        # and never ask)
         from . import model_numbers
         return getattr(model_numbers, name)
 else:
@@ -137,19 +134,17 @@ def _unscaled(n, scale):
 
 def _convert(row, value, number):
     # value with every number of it passed through number(n, scale); the lists are
-    # built in _each, so the common scalar path makes no closure cells on MicroPython
+    # built by a loop, not a comprehension: no closure cells on MicroPython
     t = row[_TYPE]
     if t == _ANALOG or t == _COUNTER:
         return number(value, row[_SCALE])
-    if t == _SCHEDULE:
-        return [value[0], value[1], _each(value[2], row[_SCALE], number)]
-    if t == _CURVE:
-        return _each(value, row[_SCALE], number)
-    return value
-
-
-def _each(values, s, number):
-    return [None if v is None else number(v, s) for v in values]
+    if t != _SCHEDULE and t != _CURVE:
+        return value
+    s = row[_SCALE]
+    out = []
+    for v in value[2] if t == _SCHEDULE else value:   # a schedule's slots, a curve's points
+        out.append(None if v is None else number(v, s))
+    return [value[0], value[1], out] if t == _SCHEDULE else out
 
 
 def to_wire(row, value):
@@ -181,16 +176,24 @@ def _uint(v):
     return type(v) is int and v >= 0
 
 
-def check_schedule(oid, v, check_slot):
-    """Raise SpotError unless v is [start, step, slots]; check_slot(x) each slot."""
+def check_schedule(row, v):
+    """Raise SpotError unless v is [start, step, slots] of the object row: of a SCHEDULE
+    object its value, each slot a number; of another object a plan's schedule of it, each
+    slot a value of the object."""
+    oid = row[_ID]
     if (type(v) is not list or len(v) != 3 or not _uint(v[0])
             or not _uint(v[1]) or v[1] == 0 or type(v[2]) is not list):
         raise SpotError(_WRONG_TYPE, oid)
     if len(v[2]) > _MAX_SLOTS:
         raise SpotError(_TOO_LARGE, oid)
+    number = row[_TYPE] == _SCHEDULE
     for x in v[2]:
-        if x is not None:
-            check_slot(x)
+        if x is None:
+            continue
+        if number:
+            _number(row, x)
+        else:
+            check(row, x)
 
 
 def check(row, v):
@@ -213,7 +216,7 @@ def check(row, v):
         if row[_HI] is not None and len(v) > row[_HI]:
             raise SpotError(_TOO_LARGE, oid)
     elif t == _SCHEDULE:
-        check_schedule(oid, v, lambda x: _number(row, x))
+        check_schedule(row, v)
     elif t == _CURVE:
         if type(v) is not list or len(v) & 1 or len(v) < 4:
             raise SpotError(_WRONG_TYPE, oid)

@@ -1,7 +1,7 @@
 """The object model's numbers by name: value types, access rights, the mandatory flag,
-limits and the fields of a profile row (core/model.py), for code that names them (the
-bridge, tests, firmware): `model.ANALOG` and `from spot.core.model import ANALOG` read
-them here.
+limits, the fields of a profile row, and the types' names (core/model.py), for code
+that names them (the bridge, tests, firmware): `model.ANALOG` and `from spot.core.model
+import ANALOG` read them here.
 
 core/model.py and the device-side modules use private copies (`_ANALOG = const(1)`,
 checked by tests/test_mp_private_constants.py), folded into their code by mpy-cross, so
@@ -22,6 +22,10 @@ TEXT = const(8)      # UTF-8 string of at most hi characters
 ALARM = const(9)     # [time, code, severity, active]
 PLAN = const(10)     # [id, start, expiry, primacy, {service: {object: value}}]
 MAP = const(11)      # a CBOR map checked by the service itself (plan entries)
+
+# the types' names, at their numbers
+TYPE_NAMES = ("none", "analog", "binary", "enum", "counter", "time",
+              "schedule", "curve", "text", "alarm", "plan", "map")
 
 # access rights
 R = const(1)

@@ -13,12 +13,11 @@ set through the time service. Firmware updates measurements with set() and
 reads commanded values with get(), both in SI units; or it binds getters and
 setters to objects with bind().
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 from . import frame as F
 from . import model
 from .errors import SpotError
-from .subscriptions import Subscriptions, parse_attrs, due_values
-from .plans import Plans, check_entries, is_series
+from . import subscriptions
 from . import plans as P
 
 # core.errors', core.services' and core.model's numbers as constants of this module: no
@@ -59,32 +58,44 @@ _COMM_TIMEOUT = const(5)
 _LIST = const(6)
 _FALLBACK = const(7)
 
-NOTHING = []  # shared empty result of step() when nothing is due: read results, never change them
+# core/node_numbers' numbers, copied: the event kinds in node.events, the time service's
+# object, the ANNOUNCE body's keys and flags
+_EV_WRITE = const(1)
+_EV_INVOKE = const(2)
+_EV_SIGNAL = const(3)
+_EV_PLAN = const(4)
+_EV_FALLBACK = const(5)
+_UNIX_TIME = const(1)
+_A_ID = const(0)
+_A_SERVICES = const(1)
+_A_CONSUMES = const(2)
+_A_FLAGS = const(3)
+_FLAG_SLEEPY = const(1)
+_FLAG_CLOCK = const(2)
 
-# event kinds in node.events
-EV_WRITE = const(1)     # (EV_WRITE, sid, oid, None): a value was set remotely or by a plan
-EV_INVOKE = const(2)    # (EV_INVOKE, sid, oid, arg): an action to carry out
-EV_SIGNAL = const(3)    # (EV_SIGNAL, sid, None, body): informational broadcast received
-EV_PLAN = const(4)      # (EV_PLAN, PLANS, None, plan id): the active plan changed
-EV_FALLBACK = const(5)  # (EV_FALLBACK, PLANS, None, bool): fallback entered / left
-
-UNIX_TIME = const(1)  # object of the TIME service
 _MAX_STEP_BACK = const(86400)  # a clock set further back than this before a stamp: it was wrong
 
-TIME_OBJECTS = (
-    (UNIX_TIME, "unix_time", _TIME_TYPE, "s", _RW, _M, None, None, 0),
-)
+if MICROPYTHON:
+    def __getattr__(name):
+        # node.EV_WRITE, `from .node import A_ID`: core/node_numbers, imported on first use
+        # (this module and the device-side ones use private copies and never ask)
+        from . import node_numbers
+        return getattr(node_numbers, name)
+else:
+    from .node_numbers import *  # noqa: F401,F403  the numbers as this module's attributes
 
-# ANNOUNCE body keys
-A_ID = const(0)
-A_SERVICES = const(1)
-A_CONSUMES = const(2)
-A_FLAGS = const(3)
-FLAG_SLEEPY = const(1)
-FLAG_CLOCK = const(2)   # takes the clock from the registration's RESULT (spec 3.1)
+NOTHING = []  # shared empty result of step() when nothing is due: read results, never change them
+
+TIME_OBJECTS = (
+    (_UNIX_TIME, "unix_time", _TIME_TYPE, "s", _RW, _M, None, None, 0),
+)
 
 
 class Node:
+    # callable(peer, op, sid) -> bool, set on the node by a port that checks its peers
+    # (core/pairing); None: every peer may (a class attribute: a node without holds none)
+    authorise = None
+
     def __init__(self, profiles, device_id="", consumes=(), max_frame=_MAX_FRAME,
                  max_subs=8, max_plans=4, comm_timeout=900, max_horizon=172800,
                  sleepy=False):
@@ -113,8 +124,8 @@ class Node:
         self.getters = {}
         self.setters = {}
         self.events = []
-        self.subs = Subscriptions(max_subs)
-        self.plans = Plans(max_plans, max_horizon)
+        self.subs = subscriptions.Subscriptions(max_subs)
+        self.plans = P.Plans(max_plans, max_horizon)
         self.max_frame = max_frame
         self.sleepy = sleepy
         self.clock_offset = 0
@@ -122,16 +133,16 @@ class Node:
         self.stamped = None    # the latest time put on a NOTIFY (set_time never goes before it)
         self.last_contact = None
         self.fallback = False
-        self.authorise = None  # callable(peer, op, sid) -> bool, set by a port
         self.dropped = 0
         self._read = self.wire     # bound once: step() hands it on every turn
-        self._body = [None, None]  # a NOTIFY body, refilled per frame
-        self._values = {}          # its values, refilled per frame (subscriptions.due_values)
+        # a NOTIFY body [stamp, values], refilled per frame: the values' dict too
+        # (subscriptions.due_values)
+        self._body = [None, {}]
         self._buf = bytearray()    # frame encode buffer, reused (grows to the largest frame)
-        self._plan_due = 0
-        self._plan_local = 0   # _plan_due in node seconds (set with it by _apply_plans)
+        # node seconds at which plans are looked at next: 0 at once (node time is never
+        # negative), None never (set by _apply_plans)
+        self._plan_at = 0
         self._now = 0
-        self._peer = None
         if controllable:
             v = self.values[_PLANS]
             v[_COMM_TIMEOUT] = comm_timeout
@@ -176,23 +187,23 @@ class Node:
     def set_default_plan(self, entries):
         """Install the local default plan {service: {object: wire value}} (checked)."""
         if entries:
-            check_entries(self.services, entries)
+            P.check_entries(self.services, entries)
         self.plans.default = entries or {}
         self._store(_PLANS, _DEFAULT, self.plans.default)
-        self._plan_due = 0
+        self._plan_at = 0
 
-    def report(self, sid, attrs, now, peer=None, sub_id=0):
+    def report(self, sid, attrs, now, peer=None, mid=0):
         """Notify peer of objects of sid on the node's own initiative (telemetry).
 
         attrs maps object id -> observe attributes as in SUBSCRIBE; the
-        NOTIFY frames carry sub_id (0: nobody subscribed).
+        NOTIFY frames carry mid (0: nobody subscribed).
         """
         svc = self._service(sid)
         objects = {}
         for oid in attrs:
             svc.row(oid)
-            objects[oid] = (parse_attrs(attrs[oid]), self.wire(sid, oid))
-        self.subs.add(peer, sid, sub_id, objects, now)
+            objects[oid] = (subscriptions.parse_attrs(attrs[oid]), self.wire(sid, oid))
+        self.subs.add(peer, sid, mid, objects, now)
 
     def consume(self, sid):
         """Start taking informational broadcasts of service sid (run-time filter)."""
@@ -213,7 +224,7 @@ class Node:
             unix_s = last + 1
         self.clock_offset = unix_s - now
         self.time_known = True
-        self._plan_due = 0    # plans are looked at again, on the new clock, at once: a
+        self._plan_at = 0    # plans are looked at again, on the new clock, at once: a
         if _PLANS in self.services:   # write right after this is not undone at the next step
             self._apply_plans(unix_s)
 
@@ -241,15 +252,15 @@ class Node:
         for sid in sorted(self.services):
             s = self.services[sid]
             svcs.append([sid, s.version[0], s.version[1]])
-        body = {A_ID: self.device_id, A_SERVICES: svcs}
+        body = {_A_ID: self.device_id, _A_SERVICES: svcs}
         if self.consumes:
-            body[A_CONSUMES] = list(self.consumes)
-        flags = FLAG_SLEEPY if self.sleepy else 0
+            body[_A_CONSUMES] = list(self.consumes)
+        flags = _FLAG_SLEEPY if self.sleepy else 0
         if bridge is not None and (self.authorise is None
                                    or self.authorise(bridge, _WRITE, _TIME)):
-            flags |= FLAG_CLOCK
+            flags |= _FLAG_CLOCK
         if flags:
-            body[A_FLAGS] = flags
+            body[_A_FLAGS] = flags
         return F.encode(_ANNOUNCE, _NODE, mid, body)
 
     # ------------------------------------------------------------ frames in
@@ -282,28 +293,15 @@ class Node:
                 self.dropped += 1
                 return None
             self.signals[sid] = body
-            self.events.append((EV_SIGNAL, sid, None, body))
+            self.events.append((_EV_SIGNAL, sid, None, body))
             return None
         if not is_request or sid not in self.services:
             self.dropped += 1
             return F.error(sid, mid, _UNKNOWN_SERVICE) if is_request else None
         if self.authorise is not None and not self.authorise(peer, op, sid):
             return F.error(sid, mid, _NOT_AUTHORISED)
-        self._peer = peer
-        svc = self.services[sid]
         try:
-            if op == _READ:
-                result = self._do_read(svc, body)
-            elif op == _WRITE:
-                result = self._do_write(svc, body, now)
-            elif op == _INVOKE:
-                result = self._do_invoke(svc, body, now)
-            elif op == _SUBSCRIBE:
-                result = self._do_subscribe(svc, mid, body, now, peer)
-            else:   # UNSUBSCRIBE
-                if body is not None and (type(body) is not int or body < 0):
-                    raise SpotError(_MALFORMED, "UNSUBSCRIBE takes [id]")
-                result = self.subs.remove(peer, sid, body)
+            result = self._handle(op, sid, mid, body, now, peer)
         except SpotError as e:
             return F.error(sid, mid, e.code, e.detail)
         if self.fallback:   # only a request that was carried out is contact
@@ -311,8 +309,9 @@ class Node:
         self.last_contact = now
         return F.encode(_RESULT, sid, mid, result, self._buf)
 
-    def _known(self, svc, oids, need):
-        # rows of the known oids (unknown ones skipped), checking access bits
+    def _known(self, sid, oids, need):
+        # rows of the known oids of service sid (unknown ones skipped), checking access bits
+        svc = self.services[sid]
         rows = []
         for oid in oids:
             if type(oid) is not int:
@@ -327,94 +326,92 @@ class Node:
             raise SpotError(_UNKNOWN_OBJECT, oids[0] if len(oids) == 1 else None)
         return rows
 
-    def _do_read(self, svc, body):
-        out = {}
-        sid = svc.sid
-        if body is None:
-            for r in svc.rows:
-                if r[_ACCESS] & _R:
-                    out[r[_ID]] = self.wire(sid, r[_ID])
+    def _handle(self, op, sid, mid, body, now, peer):
+        """The result of request op (READ to UNSUBSCRIBE) from peer on service sid; raises
+        SpotError with nothing changed."""
+        svc = self.services[sid]
+        if op == _READ:
+            out = {}
+            if body is None:
+                for r in svc.rows:
+                    if r[_ACCESS] & _R:
+                        out[r[_ID]] = self.wire(sid, r[_ID])
+                return out
+            if type(body) is not list:
+                raise SpotError(_MALFORMED, "READ takes [oid...]")
+            for oid in body:   # as _known(), without the list of rows
+                if type(oid) is not int:
+                    raise SpotError(_MALFORMED, "bad object id")
+                row = svc.get(oid)
+                if row is not None:
+                    if not row[_ACCESS] & _R:
+                        raise SpotError(_UNSUPPORTED, oid)
+                    out[oid] = self.wire(sid, oid)
+            if not out:
+                raise SpotError(_UNKNOWN_OBJECT, body[0] if len(body) == 1 else None)
             return out
-        if type(body) is not list:
-            raise SpotError(_MALFORMED, "READ takes [oid...]")
-        for oid in body:   # as _known(), without the list of rows
-            if type(oid) is not int:
-                raise SpotError(_MALFORMED, "bad object id")
-            row = svc.get(oid)
-            if row is not None:
-                if not row[_ACCESS] & _R:
-                    raise SpotError(_UNSUPPORTED, oid)
-                out[oid] = self.wire(sid, oid)
-        if not out:
-            raise SpotError(_UNKNOWN_OBJECT, body[0] if len(body) == 1 else None)
-        return out
 
-    def _do_write(self, svc, body, now):
-        if type(body) is not dict or not body:
-            raise SpotError(_MALFORMED, "WRITE takes {oid: value}")
-        oids = list(body)
-        rows = self._known(svc, oids, _W)
-        sid = svc.sid
-        for r in rows:  # check everything before changing anything
-            v = body[r[_ID]]
-            model.check(r, v)
-            if sid == _PLANS and r[_ID] == _DEFAULT and v:
-                check_entries(self.services, v, self._may_write)
-        for r in rows:
-            oid = r[_ID]
-            v = body[oid]
-            if sid == _TIME:   # UNIX_TIME, its only writable object
-                self.set_time(v, now)
-            elif sid == _PLANS and oid == _DEFAULT:
-                self.plans.default = v
-                self._plan_due = 0
-            self._write(sid, oid, v)
-        return [oid for oid in oids if svc.get(oid) is None] or None
+        if op == _WRITE:
+            if type(body) is not dict or not body:
+                raise SpotError(_MALFORMED, "WRITE takes {oid: value}")
+            oids = list(body)
+            rows = self._known(sid, oids, _W)
+            for r in rows:  # check everything before changing anything
+                v = body[r[_ID]]
+                model.check(r, v)
+                if sid == _PLANS and r[_ID] == _DEFAULT and v:
+                    P.check_entries(self.services, v, self.authorise, peer)
+            for r in rows:
+                oid = r[_ID]
+                v = body[oid]
+                if sid == _TIME:   # UNIX_TIME, its only writable object
+                    self.set_time(v, now)
+                elif sid == _PLANS and oid == _DEFAULT:
+                    self.plans.default = v
+                    self._plan_at = 0
+                self._write(sid, oid, v)
+            return [oid for oid in oids if svc.get(oid) is None] or None
 
-    def _do_invoke(self, svc, body, now):
-        if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
-            raise SpotError(_MALFORMED, "INVOKE takes [oid, arg]")
-        row = self._known(svc, body[:1], _X)[0]
-        arg = body[1] if len(body) == 2 else None
-        oid = row[_ID]
-        if svc.sid == _PLANS:
-            return self._plan_invoke(oid, arg, now)
-        model.check(row, arg)
-        self._set_hw(svc.sid, oid, arg)
-        self.events.append((EV_INVOKE, svc.sid, oid, arg))
-        return None
+        if op == _INVOKE:
+            if type(body) is not list or not 1 <= len(body) <= 2 or type(body[0]) is not int:
+                raise SpotError(_MALFORMED, "INVOKE takes [oid, arg]")
+            row = self._known(sid, body[:1], _X)[0]
+            arg = body[1] if len(body) == 2 else None
+            oid = row[_ID]
+            if sid != _PLANS:
+                model.check(row, arg)
+                self._set_hw(sid, oid, arg)
+                self.events.append((_EV_INVOKE, sid, oid, arg))
+                return None
+            skipped = None
+            if oid == _PUSH:
+                self.plans.check_plan(arg, self.unix(now))
+                skipped = P.check_entries(self.services, arg[4], self.authorise, peer) or None
+                self.plans.push(arg)
+            else:   # CANCEL
+                model.check(row, arg)
+                self.plans.cancel(arg)
+            self._store(_PLANS, _LIST, self.plans.summary())
+            self._plan_at = 0
+            return skipped
 
-    def _may_write(self, sid):
-        """May the peer of the request being handled write service sid (plan entries)?"""
-        return self.authorise is None or self.authorise(self._peer, _WRITE, sid)
+        if op == _SUBSCRIBE:
+            if type(body) is not dict or not body:
+                raise SpotError(_MALFORMED, "SUBSCRIBE takes {oid: attrs}")
+            objects = {}
+            current = {}
+            for r in self._known(sid, list(body), _R):
+                oid = r[_ID]
+                v = self.wire(sid, oid)
+                objects[oid] = (subscriptions.parse_attrs(body[oid]), v)
+                current[oid] = v
+            self.subs.add(peer, sid, mid, objects, now)
+            return current
 
-    def _plan_invoke(self, oid, arg, now):
-        skipped = None
-        if oid == _PUSH:
-            self.plans.check_plan(arg, self.unix(now))
-            skipped = check_entries(self.services, arg[4], self._may_write) or None
-            self.plans.push(arg)
-        else:
-            model.check(self.services[_PLANS].row(oid), arg)
-            self.plans.cancel(arg)
-        self._store(_PLANS, _LIST, self.plans.summary())
-        self._plan_due = 0
-        return skipped
-
-    def _do_subscribe(self, svc, mid, body, now, peer):
-        if type(body) is not dict or not body:
-            raise SpotError(_MALFORMED, "SUBSCRIBE takes {oid: attrs}")
-        oids = list(body)
-        rows = self._known(svc, oids, _R)
-        objects = {}
-        current = {}
-        for r in rows:
-            oid = r[_ID]
-            v = self.wire(svc.sid, oid)
-            objects[oid] = (parse_attrs(body[oid]), v)
-            current[oid] = v
-        self.subs.add(peer, svc.sid, mid, objects, now)
-        return current
+        # UNSUBSCRIBE
+        if body is not None and (type(body) is not int or body < 0):
+            raise SpotError(_MALFORMED, "UNSUBSCRIBE takes [id]")
+        return self.subs.remove(peer, sid, body)
 
     # ------------------------------------------------------------ time
 
@@ -427,19 +424,16 @@ class Node:
                 and now - self.last_contact >= self.values[_PLANS][_COMM_TIMEOUT]):
             self._set_fallback(True)
         # Unix seconds are past MicroPython's small ints on 32-bit boards (a heap object
-        # each): compared in node seconds (_plan_local), made only when used
-        due = self._plan_due
-        if _PLANS in self.services and due is not None and (due == 0 or now >= self._plan_local):
+        # each): compared in node seconds (_plan_at), made only when used
+        at = self._plan_at
+        if at is not None and now >= at and _PLANS in self.services:
             self._apply_plans(self.unix(now))
         out = None
         body = self._body
         for s in self.subs.subs:
-            values = due_values(s, now, self._read, self._values)
-            if values is not None:
+            if subscriptions.due_values(s, now, self._read, body[1]) is not None:
                 body[0] = self.stamp(now)
-                body[1] = values
                 frame = F.encode(_NOTIFY, s[1], s[2], body, self._buf)
-                body[1] = None
                 if emit is not None:
                     emit(s[0], frame)
                     continue
@@ -455,16 +449,16 @@ class Node:
             if self.plans.temp and self.last_contact is not None and not self.fallback:
                 d = self.last_contact + self.values[_PLANS][_COMM_TIMEOUT]
                 best = d if best is None or d < best else best
-            if self._plan_due is not None:
-                d = self._plan_local if self._plan_due else 0
+            d = self._plan_at
+            if d is not None:
                 best = d if best is None or d < best else best
         return None if best is None else max(0, best - now)
 
     def _set_fallback(self, on):
         self.fallback = on
         self._store(_PLANS, _FALLBACK, on)
-        self.events.append((EV_FALLBACK, _PLANS, None, on))
-        self._plan_due = 0
+        self.events.append((_EV_FALLBACK, _PLANS, None, on))
+        self._plan_at = 0
 
     def _apply_plans(self, t):
         plans = self.plans
@@ -475,15 +469,15 @@ class Node:
             row = svc.get(oid) if svc is not None else None
             if row is None:
                 continue
-            v, _ = plans.value_at(sid, oid, is_series(row), t, self.fallback)
+            v, _ = plans.value_at(sid, oid, P.is_series(row), t, self.fallback)
             if v is not None and v != self.wire(sid, oid):
                 self._write(sid, oid, v)
         active = plans.active(t, self.fallback)
         if active != self.values[_PLANS].get(_ACTIVE):
             self._store(_PLANS, _ACTIVE, active)
-            self.events.append((EV_PLAN, _PLANS, None, active))
-        self._plan_due = due = plans.next_edge(t)
-        self._plan_local = None if due is None else due - self.clock_offset   # node seconds
+            self.events.append((_EV_PLAN, _PLANS, None, active))
+        due = plans.next_edge(t)
+        self._plan_at = None if due is None else due - self.clock_offset   # node seconds
 
     # ------------------------------------------------------------ storage
 
@@ -495,7 +489,7 @@ class Node:
 
     def wire(self, sid, oid):
         """Current wire value of (sid, oid), through a bound getter if any."""
-        if sid == _TIME and oid == UNIX_TIME:
+        if sid == _TIME and oid == _UNIX_TIME:
             return int(self._now + self.clock_offset) if self.time_known else None
         g = self.getters.get(oid << 8 | sid)
         if g is not None:
@@ -513,7 +507,7 @@ class Node:
         """A value written remotely or by a plan: stored, handed to the setter, an event."""
         self._store(sid, oid, wire)
         self._set_hw(sid, oid, wire)
-        self.events.append((EV_WRITE, sid, oid, None))
+        self.events.append((_EV_WRITE, sid, oid, None))
 
     def _set_hw(self, sid, oid, wire):
         s = self.setters.get(oid << 8 | sid)

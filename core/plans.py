@@ -11,7 +11,7 @@ the one pushed last. Where none does, the default plan does. While the
 controller has been silent for the communication timeout, the node is in
 fallback: temporary plans are suspended and the default plan governs.
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 from . import model
 from .errors import SpotError
 
@@ -39,30 +39,41 @@ _READ_ONLY = const(3)
 _NOT_AUTHORISED = const(6)
 _PLANS = const(4)
 _TIME_SID = const(2)      # core.services.TIME (core.model.TIME is a type)
+_WRITE = const(2)         # core.frame's operation
 
-PUSH = const(1)
-CANCEL = const(2)
-DEFAULT = const(3)
-ACTIVE = const(4)
+# core/plans_numbers' numbers, copied: the objects of this service (comm_timeout's is
+# private), the highest primacy
+_PUSH = const(1)
+_CANCEL = const(2)
+_DEFAULT = const(3)
+_ACTIVE = const(4)
 _COMM_TIMEOUT = const(5)
-LIST = const(6)
-FALLBACK = const(7)
+_LIST = const(6)
+_FALLBACK = const(7)
+_MAX_PRIMACY = const(255)
+
+if MICROPYTHON:
+    def __getattr__(name):
+        # plans.PUSH, `from .plans import CANCEL`: core/plans_numbers, imported on first use
+        # (this module and the device-side ones use private copies and never ask)
+        from . import plans_numbers
+        return getattr(plans_numbers, name)
+else:
+    from .plans_numbers import *  # noqa: F401,F403  the numbers as this module's attributes
 
 SERVICE = _PLANS
 NAME = "plans"
 VERSION = (1, 0)
 OBJECTS = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (PUSH, "push", _PLAN, "", _X, _M, None, None, 0),
-    (CANCEL, "cancel", _ENUM, "", _X, _M, 1, 0xFFFFFFFF, 0),
-    (DEFAULT, "default_plan", _MAP, "", _RW, _M, None, None, 0),
-    (ACTIVE, "active_plan", _ENUM, "", _R, _M, 0, 0xFFFFFFFF, 0),
+    (_PUSH, "push", _PLAN, "", _X, _M, None, None, 0),
+    (_CANCEL, "cancel", _ENUM, "", _X, _M, 1, 0xFFFFFFFF, 0),
+    (_DEFAULT, "default_plan", _MAP, "", _RW, _M, None, None, 0),
+    (_ACTIVE, "active_plan", _ENUM, "", _R, _M, 0, 0xFFFFFFFF, 0),
     (_COMM_TIMEOUT, "comm_timeout", _ANALOG, "s", _RW, _M, 10, 604800, 0),
-    (LIST, "plans", _PLAN, "", _R, _M, None, None, 0),
-    (FALLBACK, "fallback", _BINARY, "", _R, _M, None, None, 0),
+    (_LIST, "plans", _PLAN, "", _R, _M, None, None, 0),
+    (_FALLBACK, "fallback", _BINARY, "", _R, _M, None, None, 0),
 )
-
-MAX_PRIMACY = const(255)
 
 # plan record slots
 _ID = const(0)
@@ -78,12 +89,12 @@ def is_series(row):
     return row[_TYPE] == _SCHEDULE or row[_TYPE] == _CURVE
 
 
-def check_entries(services, entries, may_write=None):
+def check_entries(services, entries, authorise=None, peer=None):
     """Validate plan entries; return the skipped [service, object] pairs.
 
     Unknown services and objects are skipped (a newer controller), and so are
-    the plans and time services, which no plan sets; a service may_write(sid)
-    refuses is NOT_AUTHORISED; anything else wrong raises SpotError. Raises
+    the plans and time services, which no plan sets; a service peer may not
+    write (authorise(peer, WRITE, sid) false) is NOT_AUTHORISED; anything else wrong raises SpotError. Raises
     UNKNOWN_OBJECT if nothing is left.
     """
     if type(entries) is not dict:
@@ -95,7 +106,7 @@ def check_entries(services, entries, may_write=None):
         if type(objs) is not dict:
             raise SpotError(_MALFORMED, "entries not a map")
         svc = services.get(sid)
-        if svc is not None and may_write is not None and not may_write(sid):
+        if svc is not None and authorise is not None and not authorise(peer, _WRITE, sid):
             raise SpotError(_NOT_AUTHORISED, sid)
         for oid in objs:
             row = svc.get(oid) if svc is not None and sid != _PLANS and sid != _TIME_SID else None
@@ -106,7 +117,7 @@ def check_entries(services, entries, may_write=None):
                 raise SpotError(_READ_ONLY, oid)
             v = objs[oid]
             if type(v) is list and not is_series(row):
-                model.check_schedule(oid, v, lambda x: model.check(row, x))
+                model.check_schedule(row, v)
             else:
                 model.check(row, v)
             known += 1
@@ -115,13 +126,13 @@ def check_entries(services, entries, may_write=None):
     return skipped
 
 
-def _value_in(entries, sid, oid, row_is_series, t):
+def _value_in(entries, sid, oid, series, t):
     # value one plan's entries give (sid, oid) at time t (schedules give their slot), or None
     objs = entries.get(sid)
     if objs is None or oid not in objs:
         return None
     v = objs[oid]
-    if type(v) is list and not row_is_series:
+    if type(v) is list and not series:
         return model.schedule_at(v, t)
     return v
 
@@ -146,7 +157,7 @@ class Plans:
         for v in (pid, start, expiry, primacy):
             if type(v) is not int or v < 0:
                 raise SpotError(_MALFORMED, "plan header not unsigned")
-        if pid == 0 or primacy > MAX_PRIMACY:
+        if pid == 0 or primacy > _MAX_PRIMACY:
             raise SpotError(_OUT_OF_RANGE, "plan id or primacy")
         if expiry <= start or expiry <= now or expiry - now > self.max_horizon:
             raise SpotError(_OUT_OF_RANGE, "plan expiry")

@@ -12,7 +12,7 @@ Per object the attributes are (all optional, in the object's wire units):
 
 Without st/gt/lt any change notifies (still no faster than pmin).
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 from .errors import SpotError
 
 # core.errors' codes, copied: no global slot holds them on a board
@@ -20,15 +20,25 @@ _UNKNOWN_OBJECT = const(2)
 _BUSY = const(8)
 _MALFORMED = const(9)
 
-PMIN = const(0)
-PMAX = const(1)
-ST = const(2)
-GT = const(3)
-LT = const(4)
+# core/subscriptions_numbers' attribute keys, copied
+_PMIN = const(0)
+_PMAX = const(1)
+_ST = const(2)
+_GT = const(3)
+_LT = const(4)
 # per-object state slots after the five attributes
 _LAST = const(5)   # last value sent
 _SENT = const(6)   # time it was sent
 _DIRTY = const(7)  # a change worth notifying is pending
+
+if MICROPYTHON:
+    def __getattr__(name):
+        # `from .subscriptions import PMIN` (the CoAP REST view): core/subscriptions_numbers,
+        # imported on first use (this module uses private copies and never asks)
+        from . import subscriptions_numbers
+        return getattr(subscriptions_numbers, name)
+else:
+    from .subscriptions_numbers import *  # noqa: F401,F403  the keys as this module's attributes
 
 
 def parse_attrs(attrs):
@@ -40,34 +50,17 @@ def parse_attrs(attrs):
         raise SpotError(_MALFORMED, "attrs not a map")
     for k in attrs:
         v = attrs[k]
-        if type(k) is not int or k < 0 or k > LT:
+        if type(k) is not int or k < 0 or k > _LT:
             continue  # unknown attribute: skipped (newer minor version)
-        if k <= PMAX:
+        if k <= _PMAX:
             if type(v) is not int or v < 0:
                 raise SpotError(_MALFORMED, "pmin/pmax not unsigned")
         elif type(v) is not int and type(v) is not float:
             raise SpotError(_MALFORMED, "threshold not a number")
         a[k] = v
-    if a[PMAX] is not None and (a[PMAX] == 0 or a[PMAX] < a[PMIN]):
+    if a[_PMAX] is not None and (a[_PMAX] == 0 or a[_PMAX] < a[_PMIN]):
         raise SpotError(_MALFORMED, "pmax 0 or below pmin")
     return a
-
-
-def _crossed(level, old, new):
-    return level is not None and (old <= level) != (new <= level)
-
-
-def worth_notifying(st, value):
-    """True if the change from st[_LAST] to value passes the attributes."""
-    old = st[_LAST]
-    if old == value:
-        return False
-    num = type(value) in (int, float) and type(old) in (int, float)
-    if not num or (st[ST] is None and st[GT] is None and st[LT] is None):
-        return True
-    if st[ST] is not None and abs(value - old) >= st[ST]:
-        return True
-    return _crossed(st[GT], old, value) or _crossed(st[LT], old, value)
 
 
 class Subscriptions:
@@ -108,12 +101,27 @@ class Subscriptions:
         self.subs = [s for s in self.subs if s[0] != peer]
 
     def changed(self, sid, oid, value):
-        """Note a new wire value of (sid, oid)."""
+        """Note a new wire value of (sid, oid): pending wherever the change from the value
+        last sent passes the attributes (any change, or for numbers with st, gt or lt: a
+        change of st or more, or gt or lt crossed)."""
         for s in self.subs:
-            if s[1] == sid:
-                st = s[3].get(oid)
-                if st is not None and not st[_DIRTY] and worth_notifying(st, value):
-                    st[_DIRTY] = True
+            if s[1] != sid:
+                continue
+            st = s[3].get(oid)
+            if st is None or st[_DIRTY]:
+                continue
+            old = st[_LAST]
+            if old == value:
+                continue
+            gt = st[_GT]
+            lt = st[_LT]
+            if (type(value) in (int, float) and type(old) in (int, float)
+                    and (st[_ST] is not None or gt is not None or lt is not None)
+                    and not (st[_ST] is not None and abs(value - old) >= st[_ST])
+                    and not (gt is not None and (old <= gt) != (value <= gt))
+                    and not (lt is not None and (old <= lt) != (value <= lt))):
+                continue   # a number changed too little, no level crossed
+            st[_DIRTY] = True
 
     def next_deadline(self):
         """Earliest time at which due() may return something, or None."""
@@ -123,10 +131,10 @@ class Subscriptions:
             for oid in table:
                 st = table[oid]
                 if st[_DIRTY]:
-                    d = st[_SENT] + st[PMIN]
+                    d = st[_SENT] + st[_PMIN]
                     t = d if t is None or d < t else t
-                if st[PMAX] is not None:
-                    d = st[_SENT] + st[PMAX]
+                if st[_PMAX] is not None:
+                    d = st[_SENT] + st[_PMAX]
                     t = d if t is None or d < t else t
         return t
 
@@ -140,7 +148,7 @@ def due_values(sub, now, read, values=None):
     for oid in table:
         st = table[oid]
         age = now - st[_SENT]
-        if (st[_DIRTY] and age >= st[PMIN]) or (st[PMAX] is not None and age >= st[PMAX]):
+        if (st[_DIRTY] and age >= st[_PMIN]) or (st[_PMAX] is not None and age >= st[_PMAX]):
             v = read(sub[1], oid)
             if values is None:
                 values = {}

@@ -316,11 +316,14 @@ def test_the_preload_order_puts_each_module_after_its_package_and_the_modules_it
 def test_the_preload_leaves_out_what_only_a_function_or_cpython_imports():
     order = D.preload_order("heat_pump", "coap", main=str(EXAMPLES / "esp32_heat_pump.py"))
     # Observe, blocks, sleep: imported inside functions; the numbers: CPython's branch
+    numbers = ("coap", "node", "plans", "subscriptions", "model", "frame", "errors")
     for rare in ("spot.core.coap_observe", "spot.core.coap_blocks",
-                 "spot.ports.micropython.device_sleepy", "spot.core.coap_numbers"):
+                 "spot.ports.micropython.device_sleepy") + tuple(
+                     "spot.core.%s_numbers" % m for m in numbers):
         assert rare not in order
-    assert "spot.core.coap_numbers" not in D.boot_imports("spot.core.coap")
-    assert "spot.core.coap_numbers" in D.imports_of("spot.core.coap")
+    for m in numbers:   # bundled (a firmware may ask for them by name), not preloaded
+        assert "spot.core.%s_numbers" % m not in D.boot_imports("spot.core." + m)
+        assert "spot.core.%s_numbers" % m in D.imports_of("spot.core." + m)
 
 
 def test_the_preload_leaves_the_config_module_to_the_device_which_forgets_it_after_boot():

@@ -13,8 +13,10 @@ import pytest
 
 # module holding copies -> the modules it copies from
 COPIES = {
-    "core.plans": ("core.model", "core.errors", "core.services"),
-    "core.node": ("core.errors", "core.services", "core.model", "core.frame", "core.plans"),
+    "core.plans": ("core.model", "core.errors", "core.services", "core.frame",
+                   "core.plans_numbers"),
+    "core.node": ("core.errors", "core.services", "core.model", "core.frame", "core.plans",
+                  "core.node_numbers"),
     "core.coap_binding": ("core.coap", "core.coap_client", "core.errors", "core.frame",
                           "core.services"),
     "core.coap": ("core.coap_numbers",),
@@ -28,7 +30,7 @@ COPIES = {
     "core.pairing": ("core.model", "core.frame", "core.errors"),
     "core.roster": ("core.frame",),
     "core.model": ("core.errors", "core.model_numbers"),
-    "core.subscriptions": ("core.errors",),
+    "core.subscriptions": ("core.errors", "core.subscriptions_numbers"),
     "ports.micropython.device": ("core.model", "core.services", "core.frame"),
     "ports.micropython.hw": ("core.model",),
 }
@@ -107,14 +109,15 @@ def _reads_by_name(path, numbers):
 
 
 def test_no_module_of_a_board_reads_numbers_by_name():
-    # on a board such a read of CoAP's, the model's, the frame's or the error codes'
-    # numbers imports core/coap_numbers, model_numbers, frame_numbers or errors_numbers
-    # (their module __getattr__): heap the device pays for at run time, e.g. on its
-    # first 4.01
+    # on a board such a read of CoAP's, the model's, the frame's, the error codes', the
+    # node's, the plans' or the observe attributes' numbers imports core/coap_numbers,
+    # model_numbers, frame_numbers, errors_numbers, node_numbers, plans_numbers or
+    # subscriptions_numbers (their module __getattr__): heap the device pays for at run
+    # time, e.g. on its first 4.01
     import mp_real
     numbers = {m: {k for k, v in vars(module("core.%s_numbers" % m)).items()
                    if k.isupper() and type(v) in (int, tuple)}
-               for m in ("coap", "model", "frame", "errors")}
+               for m in ("coap", "model", "frame", "errors", "node", "plans", "subscriptions")}
     reads = {}
     for name, path in mp_real.frozen_modules().items():
         if name.endswith("_numbers") or name in OPTIONAL:
