@@ -728,7 +728,7 @@ def case_config_fills_defaults_and_names_the_bad_field():
                         'oscore': {'secret': 1, 'sender': '', 'recipient': '01'}},
                        'oscore.secret must be hex')):
         try:
-            config.check(config.with_defaults(bad))
+            config.load(bad)
         except ValueError as e:
             assert word in str(e), (word, e)
         else:
@@ -743,13 +743,20 @@ def case_config_fills_defaults_and_names_the_bad_field():
         raise AssertionError('accepted broken JSON')
 
 
+def case_config_takes_a_dict_as_its_file_and_leaves_it_unchanged():
+    given = {'id': 'hp-9', 'profile': 'heat_pump', 'bridge': 'coap://192.0.2.1', 'qos': 0}
+    cfg = config.load(given)
+    assert cfg['qos'] == 0 and cfg['comm_timeout'] == 900 and cfg['backoff_ms'] == (1000, 60000)
+    assert given == {'id': 'hp-9', 'profile': 'heat_pump', 'bridge': 'coap://192.0.2.1', 'qos': 0}
+
+
 def case_config_takes_oscore_keys_as_hex_text_only():
     # MicroPython's bytes.fromhex also reads bytes: a runtime must not accept what the
     # other refuses
     bad = {'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
            'oscore': {'secret': b'0102', 'sender': '', 'recipient': '01'}}
     try:
-        config.check(config.with_defaults(bad))
+        config.load(bad)
     except ValueError as e:
         assert 'oscore.secret must be hex' in str(e), e
     else:
