@@ -725,6 +725,8 @@ def case_config_fills_defaults_and_names_the_bad_field():
                       ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
                         'oscore': {'secret': 'zz', 'sender': '', 'recipient': '01'}}, 'oscore'),
                       ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
+                        'oscore': {'secret': '01', 'sender': ''}}, 'oscore must be a map with'),
+                      ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
                         'oscore': {'secret': 1, 'sender': '', 'recipient': '01'}},
                        'oscore.secret must be hex')):
         try:

@@ -81,7 +81,7 @@ def check(cfg):
         _bad('wifi', '[ssid, key]')
     o = cfg['oscore']
     if o is not None:
-        if not (type(o) is dict and 'secret' in o and 'sender' in o and 'recipient' in o):
+        if not (type(o) is dict and all(k in o for k in ('secret', 'sender', 'recipient'))):
             _bad('oscore', 'a map with secret, sender and recipient')
         for key in o:
             try:    # text only: MicroPython's fromhex also reads bytes, CPython's does not
@@ -89,7 +89,7 @@ def check(cfg):
                     raise TypeError
                 bytes.fromhex(o[key])
             except (TypeError, ValueError):
-                _bad('oscore.' + key, 'hex')
+                raise ValueError('config: oscore.%s must be hex' % key)
     if cfg['plan'] is not None and type(cfg['plan']) is not dict:
         _bad('plan', 'a map of service name to objects')
     return cfg
