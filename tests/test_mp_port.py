@@ -418,6 +418,21 @@ def case_the_watchdog_is_started_from_the_config_and_fed_every_turn():
     assert w.board.wdt.feeds >= w.turns > 0
 
 
+def case_a_board_without_a_watchdog_gives_none_and_the_device_serves_unfed():
+    from spot.ports.micropython import board
+    assert board.watchdog(8000) is None        # off a board: no machine.WDT
+
+    class NoWatchdog(Board):
+        def watchdog(self, ms):
+            self.wdt_ms = ms
+            return None
+    w = World(coap_config(wdt_ms=8000), CoapBridge())
+    w.board = w.dev.board = NoWatchdog()
+    w.run_until(3000)
+    assert w.board.wdt_ms == 8000 and w.board.wdt.feeds == 0
+    assert len(w.peer.announces) == 1 and w.dev.link.up()
+
+
 def case_network_bring_up_is_retried_with_back_off_before_anything_is_sent():
     class SlowNet(Board):
         async def net_up(self, cfg, sleep):
