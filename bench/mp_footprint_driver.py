@@ -58,7 +58,7 @@ def boot(path):
         dev, plant = unix_heat_pump.main(path)
 
         def change():
-            plant.outdoor += 1
+            plant.outdoor_temp += 1
         return dev, change
     from spot.ports.micropython import device, hw
     from spot.profiles import meter

@@ -23,46 +23,47 @@ from spot.profiles import heat_pump
 
 
 class Plant:
-    """The heat pump's hydraulics and compressor, stepped once a second."""
+    """The heat pump's hydraulics and compressor, stepped once a second; its attributes
+    are the values of the profile's objects of the same names."""
 
     def __init__(self):
-        self.sg = heat_pump.SG_NORMAL
-        self.setpoint = 450      # flow set-point, 0.1 Cel
-        self.flow = 300          # flow temperature, 0.1 Cel
-        self.outdoor = 50        # 0.1 Cel
-        self.power = 0           # compressor, W
-        self.energy = 0          # Wh drawn so far
-        self._ws = 0             # W s not yet a whole Wh
+        self.sg_ready = heat_pump.SG_NORMAL
+        self.flow_setpoint = 450   # 0.1 Cel
+        self.flow_temp = 300       # 0.1 Cel
+        self.outdoor_temp = 50     # 0.1 Cel
+        self.p = 0                 # compressor, W
+        self.energy_in = 0         # Wh drawn so far
+        self._ws = 0               # W s not yet a whole Wh
 
     def step(self):
-        forced = self.sg == heat_pump.SG_FORCED
-        run = self.sg != heat_pump.SG_BLOCKED and (forced or self.flow < self.setpoint)
-        self.power = 2000 if run else 0
+        sg = self.sg_ready
+        run = sg != heat_pump.SG_BLOCKED and (sg == heat_pump.SG_FORCED
+                                              or self.flow_temp < self.flow_setpoint)
+        self.p = 2000 if run else 0
         if run:
-            self.flow += 5
-        elif self.flow > self.outdoor:
-            self.flow -= 1
-        self._ws += self.power
-        self.energy += self._ws // 3600
+            self.flow_temp += 5
+        elif self.flow_temp > self.outdoor_temp:
+            self.flow_temp -= 1
+        self._ws += self.p
+        self.energy_in += self._ws // 3600
         self._ws %= 3600
 
     def state(self):
         # the profile's state: 5 blocked, 2 space heating, 1 standby
-        if self.sg == heat_pump.SG_BLOCKED:
+        if self.sg_ready == heat_pump.SG_BLOCKED:
             return 5
-        return 2 if self.power else 1
+        return 2 if self.p else 1
 
     def set_sg(self, v):
-        self.sg = v
+        self.sg_ready = v
 
     def set_setpoint(self, v):
-        self.setpoint = v
+        self.flow_setpoint = v
 
-
-async def run_plant(plant):
-    while True:
-        plant.step()
-        await asyncio.sleep(1)
+    async def run(self):
+        while True:
+            self.step()
+            await asyncio.sleep(1)
 
 
 def main(path):
@@ -71,14 +72,15 @@ def main(path):
     dev = device.Device(path, heat_pump)
     node = dev.node
     plant = Plant()
-    hw.bind(node, 'sg_ready', get=lambda: plant.sg, set=plant.set_sg, wire=True)
-    hw.bind(node, 'flow_setpoint', get=lambda: plant.setpoint, set=plant.set_setpoint, wire=True)
-    hw.bind(node, 'flow_temp', get=lambda: plant.flow, wire=True)
-    hw.bind(node, 'outdoor_temp', get=lambda: plant.outdoor, wire=True)
-    hw.bind(node, 'p', get=lambda: plant.power, wire=True)
-    hw.bind(node, 'energy_in', get=lambda: plant.energy, wire=True)
+    hw.bind(node, 'sg_ready', get=lambda: plant.sg_ready, set=plant.set_sg, wire=True)
+    hw.bind(node, 'flow_setpoint', get=lambda: plant.flow_setpoint, set=plant.set_setpoint,
+            wire=True)
+    hw.bind(node, 'flow_temp', get=lambda: plant.flow_temp, wire=True)
+    hw.bind(node, 'outdoor_temp', get=lambda: plant.outdoor_temp, wire=True)
+    hw.bind(node, 'p', get=lambda: plant.p, wire=True)
+    hw.bind(node, 'energy_in', get=lambda: plant.energy_in, wire=True)
     hw.bind(node, 'state', get=plant.state, wire=True)
-    asyncio.create_task(run_plant(plant))
+    asyncio.create_task(plant.run())
     return dev, plant
 
 

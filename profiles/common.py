@@ -9,17 +9,11 @@ _R = const(1)
 _M = const(1)
 _O = const(0)
 
-P = const(1)
-Q = const(2)
-V = const(3)
-I = const(4)
-HZ = const(5)
-
 ELECTRICAL = (
     # id, name, type, unit, access, mandatory, lo, hi, scale
-    (P, "p", _ANALOG, "W", _R, _M, -1e7, 1e7, 0),         # active power, + = consumption
-    (Q, "q", _ANALOG, "var", _R, _O, -1e7, 1e7, 0),       # reactive power
-    (V, "v", _ANALOG, "V", _R, _M, 0, 1000, -1),          # voltage (phase-neutral)
-    (I, "i", _ANALOG, "A", _R, _O, -1000, 1000, -2),      # current
-    (HZ, "f", _ANALOG, "Hz", _R, _O, 40, 70, -2),         # frequency
+    (1, "p", _ANALOG, "W", _R, _M, -1e7, 1e7, 0),         # active power, + = consumption
+    (2, "q", _ANALOG, "var", _R, _O, -1e7, 1e7, 0),       # reactive power
+    (3, "v", _ANALOG, "V", _R, _M, 0, 1000, -1),          # voltage (phase-neutral)
+    (4, "i", _ANALOG, "A", _R, _O, -1000, 1000, -2),      # current
+    (5, "f", _ANALOG, "Hz", _R, _O, 40, 70, -2),          # frequency
 )

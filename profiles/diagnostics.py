@@ -17,8 +17,8 @@ SERVICE = const(0x09)  # core.services.DIAGNOSTICS, copied: a board imports no s
 NAME = "diagnostics"
 VERSION = (1, 0)
 
-# why the device last booted (reset_cause)
-BOOT_OTHER = 0         # power-on, a firmware update, anything not below
+# why the device last booted (reset_cause); 0: power-on, a firmware update, anything
+# not below
 BOOT_OUT_OF_MEMORY = 1  # the runtime reset itself after repeated MemoryErrors
 BOOT_WATCHDOG = 2      # the hardware watchdog reset it (a stuck loop)
 

@@ -41,7 +41,7 @@ BASE = "spot-i386"           # BUILD=build-spot-i386: asyncio frozen, nothing of
 # over CoAP 52k with the bundle's preload (goal 48k, not met); as .mpy files on the
 # file system, the bundle's main.py importing its preload first, 88k (goal 80k, not met).
 HEAP_CAPS = {"coap": "32k", "mqtt": "32k", "romfs": "56k", "mpy": "90k"}
-RESET_EXIT = 75              # ports/micropython/board.py RESET_EXIT
+RESET_EXIT = 75              # ports/micropython/board.py _RESET_EXIT
 # the examples that run on the unix port, frozen as modules beside the package
 UNIX_MAINS = ("unix_heat_pump",)
 # what the frozen variant holds: every module a board needs for these (profile, transport)s
@@ -158,7 +158,10 @@ def frozen_interpreter():
     `-m unix_heat_pump`); rebuilt when any of their sources changed."""
     base = interpreter()
     tree, home = source()
-    mods = frozen_modules()
+    from spot.ports.cpython import deploy as D
+    # a package whose __init__ holds nothing a board needs is left out, as in a bundle:
+    # the board imports its directory as a namespace package
+    mods = {n: p for n, p in frozen_modules().items() if D.compiled_for_board(n)}
     h = hashlib.sha256()
     for name in sorted(mods):
         h.update(name.encode() + b"\0" + open(mods[name], "rb").read())

@@ -418,6 +418,21 @@ def case_the_watchdog_is_started_from_the_config_and_fed_every_turn():
     assert w.board.wdt.feeds >= w.turns > 0
 
 
+def case_a_board_without_a_watchdog_gives_none_and_the_device_serves_unfed():
+    from spot.ports.micropython import board
+    assert board.watchdog(8000) is None        # off a board: no machine.WDT
+
+    class NoWatchdog(Board):
+        def watchdog(self, ms):
+            self.wdt_ms = ms
+            return None
+    w = World(coap_config(wdt_ms=8000), CoapBridge())
+    w.board = w.dev.board = NoWatchdog()
+    w.run_until(3000)
+    assert w.board.wdt_ms == 8000 and w.board.wdt.feeds == 0
+    assert len(w.peer.announces) == 1 and w.dev.link.up()
+
+
 def case_network_bring_up_is_retried_with_back_off_before_anything_is_sent():
     class SlowNet(Board):
         async def net_up(self, cfg, sleep):
@@ -725,10 +740,12 @@ def case_config_fills_defaults_and_names_the_bad_field():
                       ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
                         'oscore': {'secret': 'zz', 'sender': '', 'recipient': '01'}}, 'oscore'),
                       ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
+                        'oscore': {'secret': '01', 'sender': ''}}, 'oscore must be a map with'),
+                      ({'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
                         'oscore': {'secret': 1, 'sender': '', 'recipient': '01'}},
                        'oscore.secret must be hex')):
         try:
-            config.check(config.with_defaults(bad))
+            config.load(bad)
         except ValueError as e:
             assert word in str(e), (word, e)
         else:
@@ -743,13 +760,20 @@ def case_config_fills_defaults_and_names_the_bad_field():
         raise AssertionError('accepted broken JSON')
 
 
+def case_config_takes_a_dict_as_its_file_and_leaves_it_unchanged():
+    given = {'id': 'hp-9', 'profile': 'heat_pump', 'bridge': 'coap://192.0.2.1', 'qos': 0}
+    cfg = config.load(given)
+    assert cfg['qos'] == 0 and cfg['comm_timeout'] == 900 and cfg['backoff_ms'] == (1000, 60000)
+    assert given == {'id': 'hp-9', 'profile': 'heat_pump', 'bridge': 'coap://192.0.2.1', 'qos': 0}
+
+
 def case_config_takes_oscore_keys_as_hex_text_only():
     # MicroPython's bytes.fromhex also reads bytes: a runtime must not accept what the
     # other refuses
     bad = {'id': 'x', 'profile': 'p', 'bridge': 'coap://x',
            'oscore': {'secret': b'0102', 'sender': '', 'recipient': '01'}}
     try:
-        config.check(config.with_defaults(bad))
+        config.load(bad)
     except ValueError as e:
         assert 'oscore.secret must be hex' in str(e), e
     else:

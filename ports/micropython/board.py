@@ -20,7 +20,8 @@ try:
 except ImportError:
     network = None
 
-_nic = [None]
+_NET_TIMEOUT_MS = const(20000)   # net_up() gives up after this
+_nic = None     # the interface net_up() brought up
 
 
 def clock():
@@ -38,42 +39,39 @@ def clock():
     return now_ms
 
 
-def _nic_for(cfg):
-    # network.LAN(**eth) with pin numbers made Pins and the PHY named as in `network`,
-    # else the Wi-Fi station
-    eth = cfg.get('eth')
-    if not eth:
-        return network.WLAN(network.STA_IF)
-    kw = {}
-    for k in eth:
-        v = eth[k]
-        if k in ('mdc', 'mdio', 'power', 'ref_clk') and type(v) is int:
-            v = machine.Pin(v)
-        elif k == 'phy_type' and type(v) is str:
-            v = getattr(network, v)
-        kw[k] = v
-    return network.LAN(**kw)
-
-
-async def net_up(cfg, sleep_ms, timeout_ms=20000):
+async def net_up(cfg, sleep_ms):
     """Bring the network up: Ethernet when the config has "eth" (network.LAN
     arguments), else Wi-Fi station with cfg["wifi"] = [ssid, key]. True once
-    connected; False after timeout_ms. Off a board: True at once."""
+    connected; False after 20 s. Off a board: True at once."""
+    global _nic
     if network is None:
         return True
-    nic = _nic[0]
+    eth = cfg.get('eth')
+    nic = _nic
     if nic is None:
-        nic = _nic[0] = _nic_for(cfg)
+        if eth:     # network.LAN(**eth), pin numbers made Pins, the PHY named as in `network`
+            kw = {}
+            for k in eth:
+                v = eth[k]
+                if k in ('mdc', 'mdio', 'power', 'ref_clk') and type(v) is int:
+                    v = machine.Pin(v)
+                elif k == 'phy_type' and type(v) is str:
+                    v = getattr(network, v)
+                kw[k] = v
+            nic = network.LAN(**kw)
+        else:
+            nic = network.WLAN(network.STA_IF)
+        _nic = nic
     nic.active(True)
     wifi = cfg.get('wifi')
-    if not nic.isconnected() and wifi and not cfg.get('eth'):
+    if not nic.isconnected() and wifi and not eth:
         try:
             nic.connect(wifi[0], wifi[1])
         except OSError:   # already connecting
             pass
     waited = 0
     while not nic.isconnected():
-        if waited >= timeout_ms:
+        if waited >= _NET_TIMEOUT_MS:
             return False
         await sleep_ms(200)
         waited += 200
@@ -82,21 +80,15 @@ async def net_up(cfg, sleep_ms, timeout_ms=20000):
 
 def link_ok():
     """False when the interface brought up by net_up() lost its link."""
-    nic = _nic[0]
-    return nic is None or nic.isconnected()
+    return _nic is None or _nic.isconnected()
 
 
-class _NoWatchdog:
-    def feed(self):
-        pass
-
-
-def watchdog(timeout_ms):
-    """A started hardware watchdog (machine.WDT) to feed(), or a no-op one."""
-    if not timeout_ms or not hasattr(machine, 'WDT'):
-        return _NoWatchdog()
+def watchdog(ms):
+    """A started hardware watchdog (machine.WDT) of ms to feed(); None without one."""
+    if not ms or not hasattr(machine, 'WDT'):
+        return None
     try:
-        return machine.WDT(timeout=timeout_ms)
+        return machine.WDT(timeout=ms)
     except ValueError:    # past the chip's longest (RP2040: 8.3 s)
         return machine.WDT(timeout=8000)
 
@@ -107,17 +99,17 @@ def woke_from_sleep():
             and machine.reset_cause() == getattr(machine, 'DEEPSLEEP_RESET', -1))
 
 
-RESET_EXIT = 75   # exit status of reset() off a board (EX_TEMPFAIL: a supervisor restarts it)
+_RESET_EXIT = const(75)  # exit status of reset() off a board (EX_TEMPFAIL: restart it)
 _Y2K = const(946684800)  # Unix seconds at 2000-01-01, the epoch of some ports' time.time()
 
 
 def reset():
     """Reset the board (machine.reset); off a board (the unix port, CPython): exit
-    the process with RESET_EXIT, for the supervisor to start it again."""
+    the process with status 75 (EX_TEMPFAIL), for the supervisor to start it again."""
     if hasattr(machine, 'reset'):
         machine.reset()
     import sys
-    sys.exit(RESET_EXIT)
+    sys.exit(_RESET_EXIT)
 
 
 def unix_time():

@@ -13,7 +13,7 @@ the node's wire form. Keys in "oscore" are hex strings.
 """
 import json
 
-# (key, default) pairs, one constant (in flash when frozen); with_defaults() makes the dict
+# (key, default) pairs, one constant (in flash when frozen); load() makes the dict
 DEFAULTS = (
     ('wifi', None),          # [ssid, key]; None: Ethernet or already up
     ('eth', None),           # network.LAN arguments, e.g. {"mdc": 23, "mdio": 18,
@@ -81,7 +81,7 @@ def check(cfg):
         _bad('wifi', '[ssid, key]')
     o = cfg['oscore']
     if o is not None:
-        if not (type(o) is dict and 'secret' in o and 'sender' in o and 'recipient' in o):
+        if not (type(o) is dict and all(k in o for k in ('secret', 'sender', 'recipient'))):
             _bad('oscore', 'a map with secret, sender and recipient')
         for key in o:
             try:    # text only: MicroPython's fromhex also reads bytes, CPython's does not
@@ -89,7 +89,7 @@ def check(cfg):
                     raise TypeError
                 bytes.fromhex(o[key])
             except (TypeError, ValueError):
-                _bad('oscore.' + key, 'hex')
+                raise ValueError('config: oscore.%s must be hex' % key)
     if cfg['plan'] is not None and type(cfg['plan']) is not dict:
         _bad('plan', 'a map of service name to objects')
     return cfg
@@ -103,25 +103,23 @@ def _uint(v):
     return type(v) is int and v >= 0
 
 
-def load(path='spot.json'):
-    """The checked configuration in `path` with defaults filled in.
+def load(cfg='spot.json'):
+    """The checked configuration with DEFAULTS filled in (a new dict), from the path of
+    its JSON file or from the dict read from one.
 
     Raises OSError when the file is missing, ValueError when it is not valid."""
-    with open(path) as f:
-        try:
-            cfg = json.load(f)
-        except ValueError:
-            cfg = None
-    if type(cfg) is not dict:
-        raise ValueError('config: %s must hold a JSON object' % path)
-    return check(with_defaults(cfg))
-
-
-def with_defaults(cfg):
-    """A new dict: DEFAULTS overridden by cfg."""
+    if type(cfg) is str:
+        path = cfg
+        with open(path) as f:
+            try:
+                cfg = json.load(f)
+            except ValueError:
+                cfg = None
+        if type(cfg) is not dict:
+            raise ValueError('config: %s must hold a JSON object' % path)
     out = dict(DEFAULTS)
     out.update(cfg)
-    return out
+    return check(out)
 
 
 def plan_entries(plan, services):

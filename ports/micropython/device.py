@@ -14,7 +14,7 @@ when the config has them.
     hw.bind(dev.node, 'sg_ready', set=hw.SgReady(relay1, relay2))
     asyncio.run(dev.run())
 
-The config (the dict config.load returns, or the path of its JSON file) is checked
+The config (the path of its JSON file, or a dict of its fields) is checked
 when the device is made; the config module is then forgotten (sys.modules), so its
 checks and defaults take no heap after boot unless the firmware holds the module.
 
@@ -25,10 +25,10 @@ under MicroPython with fakes:
          return None when they would block), UDP ones with recvfrom/sendto
   clock  () -> monotonic int ms (board.clock())
   sleep  async (ms) (asyncio.sleep_ms)
-  board  net_up(cfg, sleep) async, link_ok(), watchdog(ms), woke_from_sleep(),
-         deep_sleep(ms), and where it has them unix_time(), reset(),
-         watchdog_reset() (ports.micropython.board, imported only when no board
-         or clock is given)
+  board  net_up(cfg, sleep) async, link_ok(), watchdog(ms) (one to feed(), or None),
+         woke_from_sleep(), deep_sleep(ms), and where it has them unix_time(),
+         reset(), watchdog_reset() (ports.micropython.board, imported only when no
+         board or clock is given)
   files  path prefix of the state files: OSCORE sequence numbers, the MQTT
          outbox, the clock across deep sleep, the diagnostics
 Out of memory: a MemoryError in a turn is counted (diagnostics mem_errors); mem_reset
@@ -60,25 +60,13 @@ _RX_COAP = const(401)
 _RX_MQTT = const(512)
 
 
-def _forget_config(config):
-    """Forget the config module, used only at boot: once nothing else holds it, its code is
-    freed (a board loading .mpy files holds a module's bytecode on its heap)."""
-    import sys
-    sys.modules.pop(config.__name__, None)
-    package = sys.modules.get(config.__name__.rpartition('.')[0])
-    if package is not None and getattr(package, 'config', None) is config:
-        del package.config
-
-
 class Device:
     """One node on one board. See the module docstring."""
 
     def __init__(self, cfg, profile, net=None, clock=None, sleep=None, board=None, files='',
                  poll_ms=_POLL_MS):
         from . import config
-        if type(cfg) is str:
-            cfg = config.load(cfg)
-        self.cfg = cfg = config.check(config.with_defaults(cfg))
+        self.cfg = cfg = config.load(cfg)
         scheme, host, port = config.parse_uri(cfg['bridge'])
         self._rx = bytearray(_RX_COAP if scheme == 'coap' else _RX_MQTT)
         if board is None or clock is None:
@@ -102,14 +90,36 @@ class Device:
                                 comm_timeout=cfg['comm_timeout'], sleepy=bool(cfg['sleepy']))
         self.sid = profile.SERVICE
         node.set_default_plan(config.plan_entries(cfg['plan'], node.services))
-        _forget_config(config)
-        del config                    # its code is freed before the links are made
+        # forget the config module, used only at boot: once nothing else holds it, its
+        # code is freed before the links are made (a board loading .mpy files holds a
+        # module's bytecode on its heap)
+        import sys
+        sys.modules.pop(config.__name__, None)
+        from .. import micropython as package     # this package (not the firmware's module)
+        if getattr(package, 'config', None) is config:
+            del package.config
+        del config
         self.on_event = None      # firmware's hook: on_event((kind, sid, oid, arg)) per node event
         self.errors = 0           # exceptions caught in the loop
         self.last_error = None
         self.mem_errors = 0       # MemoryErrors caught since boot
         self._mem = [0, 0]        # MemoryErrors in the current window, when it began
-        self._diag_boot()
+        # the diagnostics at boot: resets counted in the state file "diag" ("resets
+        # cause"), the cause consumed once read; a getter for the memory errors
+        resets = cause = 0
+        try:
+            resets, cause = [int(x) for x in self.state_file('diag').split()]
+        except (AttributeError, ValueError):   # none yet, or not two numbers
+            pass
+        if cause:
+            self.state_file('diag', '%d %d' % (resets, 0))
+        else:
+            check = getattr(board, 'watchdog_reset', None)
+            if check is not None and check():
+                cause = diagnostics.BOOT_WATCHDOG
+        node.set(_DIAGNOSTICS, 1, resets)
+        node.set(_DIAGNOSTICS, 2, cause)
+        node.bind(_DIAGNOSTICS, 3, lambda: self.mem_errors, None, True)
         self.state = 'boot'       # boot, net, run, sleep, slept, stopped
         self._stop = False
         self._active = 0          # ms of the last request or link-up (sleepy)
@@ -119,7 +129,6 @@ class Device:
         if cfg['oscore']:
             from . import device_oscore
             self.ctx = device_oscore.context(self)
-            self._keep_seq = device_oscore.keep_seq
         # each transport's link lives in its own module: a board loads only its own, and a
         # bundle (ports/cpython/deploy.py) carries only the one its transport needs
         if scheme == 'coap':
@@ -146,11 +155,12 @@ class Device:
     async def run(self):
         """Bring the network up and serve until stop() or deep sleep; returns the final state."""
         cfg = self.cfg
-        wdt = self.board.watchdog(cfg['wdt_ms'])
+        wdt = self.board.watchdog(cfg['wdt_ms'])    # None: no watchdog
         self.state = 'net'
         delay = cfg['backoff_ms'][0]
         while not self._stop:
-            wdt.feed()
+            if wdt is not None:
+                wdt.feed()
             if await self.board.net_up(cfg, self.sleep):
                 try:
                     self.start()
@@ -161,7 +171,8 @@ class Device:
             await self.sleep(delay)
             delay = self.backoff(delay)
         while not self._stop:
-            wdt.feed()
+            if wdt is not None:
+                wdt.feed()
             wait = self.poll()
             if self.state == 'sleep':
                 from .device_sleepy import deep_sleep
@@ -221,9 +232,19 @@ class Device:
             wait = _POLL_MS
         events = self.node.events
         if events:
-            self._hand_over(events)
+            # the node's events to the firmware, then out of the list (in place: no new list)
+            hook = self.on_event
+            try:
+                if hook is not None:
+                    for ev in events:
+                        hook(ev)
+            except Exception as e:   # the firmware's fault: counted, the events still go
+                self.errors += 1
+                self.last_error = e
+            events.clear()
         if self.ctx is not None:
-            self._keep_seq(self)
+            from .device_oscore import keep_seq
+            keep_seq(self)
         if self.cfg['sleepy']:
             from .device_sleepy import check_awake
             check_awake(self, now)
@@ -233,18 +254,6 @@ class Device:
             d = self._sampled + _SAMPLE_MS - now
             wait = d if wait is None or d < wait else wait
         return wait
-
-    def _hand_over(self, events):
-        # the node's events to the firmware, then out of the list (in place: no new list)
-        hook = self.on_event
-        try:
-            if hook is not None:
-                for ev in events:
-                    hook(ev)
-        except Exception as e:   # the firmware's fault: counted, the events still go
-            self.errors += 1
-            self.last_error = e
-        events.clear()
 
     def _sample(self, now):
         # a bound getter changes without the node seeing it: read the subscribed ones
@@ -257,7 +266,13 @@ class Device:
         for i in range(len(subs)):
             sid = subs[i][1]
             for oid in subs[i][3]:
-                if node.bound(sid, oid) and not _sampled_before(subs, i, sid, oid):
+                if not node.bound(sid, oid):
+                    continue
+                # an object in several subscriptions is read once: changed() marks them all
+                for j in range(i):
+                    if subs[j][1] == sid and oid in subs[j][3]:
+                        break
+                else:
                     node.subs.changed(sid, oid, node.wire(sid, oid))
 
     def _out_of_memory(self, e, now):
@@ -279,25 +294,6 @@ class Device:
             except (MemoryError, OSError):
                 pass   # reset anyway: a device that cannot allocate serves nothing
             reset()
-
-    def _diag_boot(self):
-        # the diagnostics at boot: resets counted in the state file "diag" ("resets
-        # cause"), the cause consumed once read; a getter for the memory errors
-        node = self.node
-        resets = cause = 0
-        try:
-            resets, cause = [int(x) for x in self.state_file('diag').split()]
-        except (AttributeError, ValueError):   # none yet, or not two numbers
-            pass
-        if cause:
-            self.state_file('diag', '%d 0' % resets)
-        else:
-            check = getattr(self.board, 'watchdog_reset', None)
-            if check is not None and check():
-                cause = diagnostics.BOOT_WATCHDOG
-        node.set(_DIAGNOSTICS, 1, resets)
-        node.set(_DIAGNOSTICS, 2, cause)
-        node.bind(_DIAGNOSTICS, 3, lambda: self.mem_errors, None, True)
 
     def take_rx(self, size):
         """The link's receive buffer: the block taken at boot if it has this size."""
@@ -323,15 +319,8 @@ class Device:
                 raise
             return None
 
-    def backoff(self, delay):
-        """The next reconnect delay after `delay` ms: doubled, within backoff_ms."""
+    def backoff(self, ms):
+        """The next reconnect delay after a delay of `ms`: doubled, within backoff_ms."""
         first, longest = self.cfg['backoff_ms']
-        return min(longest, max(first, delay * 2))
+        return min(longest, max(first, ms * 2))
 
-
-def _sampled_before(subs, i, sid, oid):
-    # an object in several subscriptions is read once per sample: changed() marks them all
-    for j in range(i):
-        if subs[j][1] == sid and oid in subs[j][3]:
-            return True
-    return False
