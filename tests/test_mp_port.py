@@ -936,6 +936,28 @@ def case_ntc_sensors_of_the_same_parts_share_one_table():
     assert hw.Ntc(Adc(1)).table is not hw.Ntc(Adc(1), beta=3435).table
 
 
+class BetaFailingOnce:
+    """A test double: the Beta 3950 of a thermistor, whose division fails once, in the
+    first table's loop (as a MemoryError would on a board)."""
+    calls = 0
+
+    def __truediv__(self, x):
+        self.calls += 1
+        if self.calls == 2:
+            raise MemoryError
+        return 3950 / x
+
+
+def case_an_ntc_table_that_failed_to_compute_is_not_kept_for_the_next_sensor():
+    beta = BetaFailingOnce()
+    try:
+        hw.Ntc(Adc(32768), beta=beta)
+        raise AssertionError('the table was computed')
+    except MemoryError:
+        pass
+    assert hw.Ntc(Adc(32768), beta=beta)() == 25.0   # computed again, not a half-made one
+
+
 def case_an_ntc_bound_with_wire_serves_reads_without_conversion():
     w = World(coap_config(), CoapBridge(), bind=lambda w: hw.bind(
         w.dev.node, 'outdoor_temp', get=hw.Ntc(Adc(13049), scale=-1), wire=True))

@@ -35,11 +35,12 @@ class Ntc:
             # 65535 x / (1 + x), x = R / r_fixed (few floats per entry: each is garbage)
             from math import exp, log
             a = beta / 298.15 + log(key[0])
-            table = _tables[key] = array('H', bytes(2 * ((_T_HI - _T_LO) // _STEP + 1)))
+            table = array('H', bytes(2 * ((_T_HI - _T_LO) // _STEP + 1)))
             i = 0
             for t in range(_T_LO, _T_HI + 1, _STEP):
                 table[i] = int(65535.5 - 65535 / (1 + exp(beta / (t + 273.15) - a)))
                 i += 1
+            _tables[key] = table   # shared once whole (a failure above leaves none)
         self.table = table
 
     def __call__(self):
