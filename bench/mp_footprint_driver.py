@@ -76,7 +76,7 @@ def spare_given_back(dev):
     # the CoAP link's datagram receiver gives its spare block (401 B) back when a receive
     # finds no room (near the smallest heap) and takes it again at a later receive
     rx = getattr(dev.link, '_rx', None)
-    return rx is not None and rx.buf is None and not rx.into
+    return rx is not None and rx.buf is None and rx.mv is None   # a board's: no view
 
 
 async def settled(dev):

@@ -133,3 +133,30 @@ def test_the_retained_heap_does_not_grow_while_the_device_sends_telemetry(
     seconds, end, mem_errors = [int(x) for x in got["at"][-1].split()[:3]]
     assert seconds >= 32 and mem_errors == 0, got
     assert end - boot <= RETAINED_GROWTH, got
+
+
+def test_the_footprint_driver_tells_when_a_receiver_gave_its_spare_block_back():
+    # the driver's spare_given_back() (run on the board; its module runs main() when
+    # imported, so its one function is compiled from its source here) on a board's
+    # datagram Receiver: a socket with recvfrom() only, as MicroPython's
+    import ast
+    from types import SimpleNamespace
+    from spot.ports.micropython import datagram
+    path = os.path.join(BENCH, "mp_footprint_driver.py")
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    [fn] = [n for n in tree.body
+            if isinstance(n, ast.FunctionDef) and n.name == "spare_given_back"]
+    scope = {}
+    exec(compile(ast.Module([fn], []), path, "exec"), scope)
+
+    class BoardSocket:
+        """A test double: a UDP socket of MicroPython's (no recvfrom_into)."""
+        def recvfrom(self, size):
+            raise OSError(11)
+
+    rx = datagram.Receiver(BoardSocket(), 8)
+    dev = SimpleNamespace(link=SimpleNamespace(_rx=rx))
+    assert scope["spare_given_back"](dev) is False
+    rx.buf = None             # given back: no room at a receive
+    assert scope["spare_given_back"](dev) is True
