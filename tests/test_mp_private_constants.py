@@ -31,7 +31,8 @@ COPIES = {
     "core.roster": ("core.frame",),
     "core.model": ("core.errors", "core.model_numbers"),
     "core.subscriptions": ("core.errors", "core.subscriptions_numbers"),
-    "ports.micropython.device": ("core.model", "core.services", "core.frame"),
+    "ports.micropython.device": ("core.model", "core.services", "core.frame",
+                                 "ports.micropython.device_oscore"),
     "ports.micropython.hw": ("core.model",),
 }
 # a copy whose name differs from its original's: (module, copy) -> (module, original)

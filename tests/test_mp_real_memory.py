@@ -43,6 +43,55 @@ asyncio.run(dev.run())
 """
 
 
+# an OSCORE device's turns with nothing to do, on the board runtime of a bundle (.mpy)
+IDLE_OSCORE = """
+import gc
+from spot.ports.micropython import device
+from spot.profiles import heat_pump
+
+
+class Board:
+    # a test double: a board with nothing but a clock
+    def clock(self):
+        return 0
+
+    def link_ok(self):
+        return True
+
+    def woke_from_sleep(self):
+        return False
+
+
+class IdleLink:
+    # a test double: a link with nothing to do on any turn
+    def poll(self, now):
+        return None
+
+
+cfg = {'id': 'hp-1', 'profile': 'heat_pump', 'bridge': 'coap://127.0.0.1', 'wdt_ms': 0,
+       'oscore': {'secret': '0102030405060708090a0b0c0d0e0f10', 'sender': '01',
+                  'recipient': ''}}
+dev = device.Device(cfg, heat_pump, clock=Board().clock, board=Board(), files='idle-')
+dev.link = IdleLink()
+dev.poll()
+
+
+def allocated(turns):
+    # bytes allocated by that many turns (a while loop: a for loop's iterator would be an
+    # allocation of its own)
+    gc.collect()
+    before = gc.mem_alloc()
+    while turns:
+        dev.poll()
+        turns -= 1
+    return gc.mem_alloc() - before
+
+
+gc.disable()
+print('SPOT-IDLE', allocated(20) - allocated(0))
+"""
+
+
 @pytest.fixture(scope="module")
 def micropython():
     return mp_real.frozen_or_skip()
@@ -160,3 +209,17 @@ def test_the_footprint_driver_tells_when_a_receiver_gave_its_spare_block_back():
     assert scope["spare_given_back"](dev) is False
     rx.buf = None             # given back: no room at a receive
     assert scope["spare_given_back"](dev) is True
+
+
+def test_an_idle_turn_of_a_device_with_oscore_allocates_nothing(micropython, tmp_path):
+    # its sender sequence numbers are looked at every turn: a block is reserved (the
+    # device_oscore module asked) only when the current one runs low
+    from spot.ports.cpython import deploy as D
+    out = tmp_path / "bundle"
+    D.bundle("heat_pump", str(out), oscore=True)
+    (out / "idle.py").write_text(IDLE_OSCORE)
+    r = subprocess.run([mp_real.interpreter(), "-X", "heapsize=256k", "idle.py"],
+                       cwd=str(out), env=dict(os.environ, MICROPYPATH="lib:.frozen"),
+                       capture_output=True, text=True, timeout=60)
+    got = [ln.split() for ln in r.stdout.splitlines() if ln.startswith("SPOT-IDLE ")]
+    assert got == [["SPOT-IDLE", "0"]], r.stdout + r.stderr

@@ -59,6 +59,8 @@ _DIAGNOSTICS = const(9)
 _RX_COAP = const(401)
 _RX_MQTT = const(512)
 
+_SEQ_LOW = const(16)   # device_oscore.SEQ_LOW, copied: fewer sender numbers left: a new block
+
 
 class Device:
     """One node on one board. See the module docstring."""
@@ -242,7 +244,10 @@ class Device:
                 self.errors += 1
                 self.last_error = e
             events.clear()
-        if self.ctx is not None:
+        ctx = self.ctx
+        if ctx is not None and ctx.sender_seq_remaining() < _SEQ_LOW:
+            # the next block of sender sequence numbers reserved: device_oscore asked only
+            # then (an import in every turn allocates on MicroPython)
             from .device_oscore import keep_seq
             keep_seq(self)
         if self.cfg['sleepy']:
