@@ -9,7 +9,7 @@ functions or classes in its heap. The endpoint and CoapBinding keep the tables (
 until then) and call in here only when a request asks to observe or a table holds
 something.
 """
-from .compat import const, hexlify
+from .compat import const
 from . import cbor
 from . import coap
 from . import frame as F
@@ -197,7 +197,7 @@ def observing(b, req, obs):
     req.observe = 0
     # the endpoint keys observers by (address, uri); with the token in the key a
     # client may hold several observations of one resource (RFC 7641 4.1)
-    req.query = ['\x00' + hexlify(req.token)]
+    req.query = ['\x00' + bytes(req.token).hex()]
 
 
 def deregister(b, addr, token, peer):
