@@ -17,6 +17,7 @@ when the config has them.
 The config (the path of its JSON file, or a dict of its fields) is checked
 when the device is made; the config module is then forgotten (sys.modules), so its
 checks and defaults take no heap after boot unless the firmware holds the module.
+dev.cfg keeps only the fields read after boot (see the end of Device.__init__).
 
 Everything that touches the world is a provider, so tests run this very code
 under MicroPython with fakes:
@@ -140,6 +141,12 @@ class Device:
         if board.woke_from_sleep():
             from .device_sleepy import restore_clock
             restore_clock(self)
+        # of the config, only what runs after boot reads stays (the loop, board.net_up(),
+        # the links' open(), the sleepy cycle; id and bridge to name the device): the
+        # plan, the keys and the links' settings are let go with the full dict
+        self.cfg = {k: cfg[k] for k in ('id', 'bridge', 'wifi', 'eth', 'ca', 'port',
+                                         'telemetry', 'sleepy', 'awake_s', 'sleep_s',
+                                         'wdt_ms', 'backoff_ms', 'mem_reset')}
 
     # ---- firmware API ------------------------------------------------------------------
 
