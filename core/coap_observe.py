@@ -29,6 +29,7 @@ _RESULT = const(8)
 _CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
 _OBSERVE_MASK = const(0xFFFFFF)
 _TX_NOTIFY = const(2)            # core.coap_endpoint's Transmission kind
+_batch = []     # observers being notified, reused by notify_path() (every endpoint's)
 
 
 # ---- the endpoint's observers (core.coap_endpoint.Endpoint s) ------------------------------
@@ -100,7 +101,7 @@ def notify_path(s, path, response, now):
     """Send the current state to each observer of `path`; returns how many were sent."""
     if type(path) is not str or path.startswith('/') or path.endswith('/'):
         path = '/'.join(coap.split_path(path))
-    batch = s._batch
+    batch = _batch
     if batch:   # a handler notifying while a notification renders: a list of its own
         batch = []
     table = s.observers
