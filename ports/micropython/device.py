@@ -64,16 +64,6 @@ _RX_MQTT = const(512)
 class Device:
     """One node on one board. See the module docstring."""
 
-    # What a board leaves as it is until a rare path (or the firmware) sets it is a class
-    # attribute (on MicroPython an instance's attributes are a hash table: 17 entries
-    # fit one of 17 slots, 22 take 23)
-    on_event = None   # firmware's hook: on_event((kind, sid, oid, arg)) per node event
-    ctx = None        # OSCORE security context (device_oscore), with keys in the config
-    files = ''        # path prefix of the state files
-    _stop = False
-    _active = 0       # ms of the last request or link-up (sleepy)
-    _up_at = None     # ms the link came up (sleepy)
-
     def __init__(self, cfg, profile, net=None, clock=None, sleep=None, board=None, files='',
                  poll_ms=_POLL_MS):
         from . import config
@@ -93,8 +83,7 @@ class Device:
         if net is None:
             import socket as net
         self.net = net
-        if files:
-            self.files = files
+        self.files = files
         # longest sleep between two looks at the socket (and at the watchdog)
         wdt = cfg['wdt_ms']
         self.poll_ms = min(poll_ms, wdt // 2) if wdt else poll_ms
@@ -111,6 +100,7 @@ class Device:
         if getattr(package, 'config', None) is config:
             del package.config
         del config
+        self.on_event = None      # firmware's hook: on_event((kind, sid, oid, arg)) per node event
         self.errors = 0           # exceptions caught in the loop
         self.last_error = None
         self.mem_errors = 0       # MemoryErrors caught since boot
@@ -132,7 +122,11 @@ class Device:
         node.set(_DIAGNOSTICS, 2, cause)
         node.bind(_DIAGNOSTICS, 3, lambda: self.mem_errors, None, True)
         self.state = 'boot'       # boot, net, run, sleep, slept, stopped
+        self._stop = False
+        self._active = 0          # ms of the last request or link-up (sleepy)
+        self._up_at = None
         self._sampled = -_SAMPLE_MS
+        self.ctx = None
         if cfg['oscore']:
             from . import device_oscore
             self.ctx = device_oscore.context(self)
