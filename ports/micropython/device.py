@@ -256,31 +256,27 @@ class Device:
             from .device_sleepy import check_awake
             check_awake(self, now)
         node = self.node
-        if node.getters and node.subs.subs:
-            self._sample(now)
+        subs = node.subs.subs
+        if node.getters and subs:
+            # a bound getter changes without the node seeing it: read the subscribed ones
+            # every _SAMPLE_MS so change thresholds and pmin apply to them too
+            if now - self._sampled >= _SAMPLE_MS:
+                self._sampled = now
+                for i in range(len(subs)):
+                    sid = subs[i][1]
+                    for oid in subs[i][3]:
+                        if not node.bound(sid, oid):
+                            continue
+                        # an object in several subscriptions is read once: changed() marks
+                        # them all
+                        for j in range(i):
+                            if subs[j][1] == sid and oid in subs[j][3]:
+                                break
+                        else:
+                            node.subs.changed(sid, oid, node.wire(sid, oid))
             d = self._sampled + _SAMPLE_MS - now
             wait = d if wait is None or d < wait else wait
         return wait
-
-    def _sample(self, now):
-        # a bound getter changes without the node seeing it: read the subscribed ones
-        # every _SAMPLE_MS so change thresholds and pmin apply to them too
-        if now - self._sampled < _SAMPLE_MS:
-            return
-        self._sampled = now
-        node = self.node
-        subs = node.subs.subs
-        for i in range(len(subs)):
-            sid = subs[i][1]
-            for oid in subs[i][3]:
-                if not node.bound(sid, oid):
-                    continue
-                # an object in several subscriptions is read once: changed() marks them all
-                for j in range(i):
-                    if subs[j][1] == sid and oid in subs[j][3]:
-                        break
-                else:
-                    node.subs.changed(sid, oid, node.wire(sid, oid))
 
     def _out_of_memory(self, e, now):
         # count it; cfg mem_reset of them within _MEM_WINDOW_MS: count a reset, reset
