@@ -46,7 +46,6 @@ _WRITE = const(2)
 _TIME = const(2)
 _CON = const(0)
 _OSCORE = const(9)
-_URI_PATH = const(11)
 _CONTENT_FORMAT = const(12)
 _ECHO = const(252)
 # core/frame_numbers' numbers, copied: no global slot holds them on a board
