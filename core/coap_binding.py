@@ -46,7 +46,6 @@ _WRITE = const(2)
 _TIME = const(2)
 _CON = const(0)
 _OSCORE = const(9)
-_URI_PATH = const(11)
 _CONTENT_FORMAT = const(12)
 _ECHO = const(252)
 # core/frame_numbers' numbers, copied: no global slot holds them on a board
@@ -321,7 +320,7 @@ class CoapDevice:
             peer = self.bridge if self.bridge_ctx is None else self.bridge_ctx.recipient_id
             try:
                 token, _ = self._post(self.node.announce(self._reg_mid, peer), echo)
-            except self._post_errors():   # too many exchanges; OSCORE numbers exhausted
+            except CoapBusy:   # too many exchanges; OSCORE numbers exhausted
                 self._failed(now)
             else:
                 self._reg = (token, self._reg_mid, echo is not None, peer)
@@ -369,28 +368,16 @@ class CoapDevice:
             self.oscore.prune([(o.addr, o.token) for o in self.ep.observers.values()])
 
     def _post(self, frame, echo=None):
-        """POST frame to the bridge's /s, OSCORE-protected with its context if set (the
-        binding is kept for the answer), repeating the bridge's Echo value if given;
-        (token, OSCORE binding). Raises CoapBusy or OscoreError."""
-        echoed = None if echo is None else [(_ECHO, echo)]
-        if self.bridge_ctx is None and echo is None:    # the usual POST: one template
+        """POST frame to the bridge's /s, repeating the bridge's Echo value if given;
+        (token, OSCORE binding). Protected with the bridge context if set
+        (core.coap_oscore.post_protected, imported only then). Raises CoapBusy."""
+        if self.bridge_ctx is not None:
+            from . import coap_oscore
+            return coap_oscore.post_protected(self, frame, echo)
+        if echo is None:    # the usual POST: one template
             return request_like(self.ep, self.bridge, self._post_template, frame), None
-        if self.bridge_ctx is None:
-            return self.ep.request(self.bridge, _POST, BUS, frame, content_format=CF_SPOT,
-                                   options=echoed), None
-        inner = [(_URI_PATH, BUS.encode()), (_CONTENT_FORMAT, coap.encode_uint(CF_SPOT))]
-        code, option, payload, bind = self.bridge_ctx.protect_request(
-            _POST, (inner + echoed) if echoed else inner, frame)
-        token = self.ep.request(self.bridge, code, '', payload, options=[(_OSCORE, option)])
-        self._binds[token] = bind
-        return token, bind
-
-    def _post_errors(self):
-        # what _post() may raise; OSCORE (and its import) only with a bridge context
-        if self.bridge_ctx is None:
-            return CoapBusy
-        from .oscore import OscoreError
-        return (CoapBusy, OscoreError)
+        return self.ep.request(self.bridge, _POST, BUS, frame, content_format=CF_SPOT,
+                               options=[(_ECHO, echo)]), None
 
     def _post_outbox(self):
         """POST waiting telemetry while registered and a slot is free (oldest first)."""
@@ -405,7 +392,7 @@ class CoapDevice:
             else:
                 try:
                     token, _ = self._post(f)
-                except self._post_errors():
+                except CoapBusy:
                     return
                 posted[token] = f
 
@@ -443,12 +430,8 @@ class CoapDevice:
             return event.code, event.msg.options, event.payload
         if bind is None:
             return None
-        from .coap_oscore import unprotect_response
-        from .oscore import OscoreError
-        try:
-            return unprotect_response(self.bridge_ctx, bind, event.msg, event.payload)
-        except OscoreError:
-            return None
+        from . import coap_oscore
+        return coap_oscore.answer_protected(self.bridge_ctx, bind, event)
 
     def _answer(self, got, reg, now):
         if got is None:

@@ -75,7 +75,7 @@ class Endpoint:
     """
 
     # What a board leaves at its default is a class attribute (on MicroPython, where
-    # __slots__ does nothing, an instance's attributes are a hash table: 28 entries fit
+    # __slots__ does nothing, an instance's attributes are a hash table: 27 entries fit
     # one of 29 slots, 33 take 37)
     hold_acks = False
     extra_options = None
@@ -129,7 +129,6 @@ class Endpoint:
         self._snap = {}        # (addr, uri key) -> [Response, last use, code]   Block2
         self._seq = 1
         self._buf = bytearray()   # response encode buffer, reused
-        self._batch = []          # observers being notified, reused (coap_observe.notify)
         # the client side's (coap_client)
         self.max_exchanges = max_exchanges
         self.exchanges = {}    # token -> Exchange

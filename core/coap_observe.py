@@ -9,7 +9,7 @@ functions or classes in its heap. The endpoint and CoapBinding keep the tables (
 until then) and call in here only when a request asks to observe or a table holds
 something.
 """
-from .compat import const, hexlify
+from .compat import const
 from . import cbor
 from . import coap
 from . import frame as F
@@ -29,6 +29,7 @@ _RESULT = const(8)
 _CON_NOTIFY_MAX_AGE_MS = const(86400000)  # at least one CON notification a day (RFC 7641 4.5)
 _OBSERVE_MASK = const(0xFFFFFF)
 _TX_NOTIFY = const(2)            # core.coap_endpoint's Transmission kind
+_batch = []     # observers being notified, reused by notify_path() (every endpoint's)
 
 
 # ---- the endpoint's observers (core.coap_endpoint.Endpoint s) ------------------------------
@@ -100,7 +101,7 @@ def notify_path(s, path, response, now):
     """Send the current state to each observer of `path`; returns how many were sent."""
     if type(path) is not str or path.startswith('/') or path.endswith('/'):
         path = '/'.join(coap.split_path(path))
-    batch = s._batch
+    batch = _batch
     if batch:   # a handler notifying while a notification renders: a list of its own
         batch = []
     table = s.observers
@@ -197,7 +198,7 @@ def observing(b, req, obs):
     req.observe = 0
     # the endpoint keys observers by (address, uri); with the token in the key a
     # client may hold several observations of one resource (RFC 7641 4.1)
-    req.query = ['\x00' + hexlify(req.token)]
+    req.query = ['\x00' + bytes(req.token).hex()]
 
 
 def deregister(b, addr, token, peer):

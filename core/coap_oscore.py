@@ -12,12 +12,15 @@ protected again at each send, each with its own Partial IV.
 
 The endpoint must accept the OSCORE option: Endpoint(extra_options=OPTION_FORMAT)
 (CoapDevice sets it). protect_request()/unprotect_response() are the client side
-for a device's own requests (the registration with its bridge). Portable, no I/O.
+for a device's own requests; post_protected()/answer_protected() are CoapDevice's
+(its registration and telemetry POSTed to the bridge), here so that a board without
+OSCORE holds none of it. Portable, no I/O.
 """
 from . import coap
 from .coap import (CoapMessage, CoapError, OSCORE, OBSERVE, URI_PATH, CONTENT_FORMAT,
                    MAX_AGE, ETAG, UNAUTHORIZED, BAD_REQUEST, INTERNAL_SERVER_ERROR,
-                   encode_uint)
+                   POST, ECHO, encode_uint)
+from .coap_client import CoapBusy
 from .coap_server import Request, Response
 from .oscore import OscoreError, find_context
 
@@ -159,3 +162,30 @@ def unprotect_response(ctx, binding, msg, payload=None):
     if value is None:
         raise OscoreError(UNAUTHORIZED, 'Response not protected')
     return ctx.unprotect_response(binding, value, msg.payload if payload is None else payload)
+
+
+def post_protected(dev, frame, echo=None):
+    """A core.coap_binding.CoapDevice's POST of frame to its bridge's /s, protected with
+    its bridge context (the bridge's Echo value repeated inside if given): (token,
+    binding), the binding kept in dev._binds for the answer. Raises CoapBusy when
+    the endpoint's exchanges are full, or when the context can protect no more (its
+    sender sequence numbers exhausted): either way the POST cannot go now."""
+    inner = list(dev._post_template.options)    # Uri-Path s, Content-Format
+    if echo is not None:
+        inner.append((ECHO, echo))
+    try:
+        code, option, payload, binding = dev.bridge_ctx.protect_request(POST, inner, frame)
+    except OscoreError as e:
+        raise CoapBusy(e.reason)
+    token = dev.ep.request(dev.bridge, code, '', payload, options=[(OSCORE, option)])
+    dev._binds[token] = binding
+    return token, binding
+
+
+def answer_protected(ctx, binding, event):
+    """(code, options, payload) inside the bridge's answer to post_protected(), or None
+    when it does not verify."""
+    try:
+        return unprotect_response(ctx, binding, event.msg, event.payload)
+    except OscoreError:
+        return None

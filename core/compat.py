@@ -12,7 +12,3 @@ import time
 
 MICROPYTHON = hasattr(time, "ticks_ms")     # MicroPython's clock; CPython has none
 
-
-def hexlify(data):
-    """Lower-case hex of bytes-like data, without separators."""
-    return bytes(data).hex()

@@ -334,18 +334,20 @@ def test_the_preload_leaves_the_config_module_to_the_device_which_forgets_it_aft
         assert D.CONFIG in D.modules_for("heat_pump", transport, oscore, main=main)
 
 
-def test_the_ntc_module_is_bundled_but_loaded_only_at_the_first_use_of_hw_ntc():
+@pytest.mark.parametrize("module, name", [("ntc", "Ntc"), ("sg_ready", "SgReady")])
+def test_a_hw_part_is_bundled_but_loaded_only_at_its_first_use(module, name):
     main = str(EXAMPLES / "unix_heat_pump.py")
-    assert "spot.ports.micropython.ntc" in D.modules_for("heat_pump", "coap", main=main)
-    assert "spot.ports.micropython.ntc" not in D.preload_order("heat_pump", "coap", main=main)
+    module = "spot.ports.micropython." + module
+    assert module in D.modules_for("heat_pump", "coap", main=main)
+    assert module not in D.preload_order("heat_pump", "coap", main=main)
     code = ("import sys\n"
             "from spot.ports.micropython import hw\n"
-            "print('spot.ports.micropython.ntc' in sys.modules)\n"
-            "print(hw.Ntc.__module__)\n"
-            "print(hasattr(hw, 'Thermostat'))\n")
+            "print(%r in sys.modules)\n"
+            "print(hw.%s.__module__)\n"
+            "print(hasattr(hw, 'Thermostat'))\n" % (module, name))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["False", "spot.ports.micropython.ntc", "False"]
+    assert out == ["False", module, "False"]
 
 
 def test_the_frozen_sources_boot_in_micropython_as_they_are(tmp_path):

@@ -787,7 +787,8 @@ def case_a_device_made_from_the_config_files_path_checks_it_then_forgets_the_mod
     with open(path, 'w') as f:
         json.dump(coap_config(plan={'heat_pump': {'sg_ready': 2}}), f)
     dev = World(path, CoapBridge()).dev
-    assert dev.cfg['id'] == 'hp-1' and dev.cfg['comm_timeout'] == 900   # a default filled in
+    assert dev.cfg['id'] == 'hp-1' and dev.cfg['telemetry'] == 60   # a default filled in
+    assert 'plan' not in dev.cfg and 'comm_timeout' not in dev.cfg   # read at boot only
     assert dev.node.plans.default == {HP: {6: 2}}
     # used only at boot: gone from sys.modules and from its package once the device is made
     assert config.__name__ not in sys.modules

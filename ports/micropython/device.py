@@ -17,6 +17,7 @@ when the config has them.
 The config (the path of its JSON file, or a dict of its fields) is checked
 when the device is made; the config module is then forgotten (sys.modules), so its
 checks and defaults take no heap after boot unless the firmware holds the module.
+dev.cfg keeps only the fields read after boot (see the end of Device.__init__).
 
 Everything that touches the world is a provider, so tests run this very code
 under MicroPython with fakes:
@@ -142,6 +143,12 @@ class Device:
         if board.woke_from_sleep():
             from .device_sleepy import restore_clock
             restore_clock(self)
+        # of the config, only what runs after boot reads stays (the loop, board.net_up(),
+        # the links' open(), the sleepy cycle; id and bridge to name the device): the
+        # plan, the keys and the links' settings are let go with the full dict
+        self.cfg = {k: cfg[k] for k in ('id', 'bridge', 'wifi', 'eth', 'ca', 'port',
+                                         'telemetry', 'sleepy', 'awake_s', 'sleep_s',
+                                         'wdt_ms', 'backoff_ms', 'mem_reset')}
 
     # ---- firmware API ------------------------------------------------------------------
 
@@ -254,31 +261,27 @@ class Device:
             from .device_sleepy import check_awake
             check_awake(self, now)
         node = self.node
-        if node.getters and node.subs.subs:
-            self._sample(now)
+        subs = node.subs.subs
+        if node.getters and subs:
+            # a bound getter changes without the node seeing it: read the subscribed ones
+            # every _SAMPLE_MS so change thresholds and pmin apply to them too
+            if now - self._sampled >= _SAMPLE_MS:
+                self._sampled = now
+                for i in range(len(subs)):
+                    sid = subs[i][1]
+                    for oid in subs[i][3]:
+                        if not node.bound(sid, oid):
+                            continue
+                        # an object in several subscriptions is read once: changed() marks
+                        # them all
+                        for j in range(i):
+                            if subs[j][1] == sid and oid in subs[j][3]:
+                                break
+                        else:
+                            node.subs.changed(sid, oid, node.wire(sid, oid))
             d = self._sampled + _SAMPLE_MS - now
             wait = d if wait is None or d < wait else wait
         return wait
-
-    def _sample(self, now):
-        # a bound getter changes without the node seeing it: read the subscribed ones
-        # every _SAMPLE_MS so change thresholds and pmin apply to them too
-        if now - self._sampled < _SAMPLE_MS:
-            return
-        self._sampled = now
-        node = self.node
-        subs = node.subs.subs
-        for i in range(len(subs)):
-            sid = subs[i][1]
-            for oid in subs[i][3]:
-                if not node.bound(sid, oid):
-                    continue
-                # an object in several subscriptions is read once: changed() marks them all
-                for j in range(i):
-                    if subs[j][1] == sid and oid in subs[j][3]:
-                        break
-                else:
-                    node.subs.changed(sid, oid, node.wire(sid, oid))
 
     def _out_of_memory(self, e, now):
         # count it; cfg mem_reset of them within _MEM_WINDOW_MS: count a reset, reset

@@ -1,5 +1,6 @@
 """Hardware binding: tie profile objects to pins and ADCs (a Modbus meter: modbus.py;
-an NTC thermistor: ntc.py, loaded at the first use of hw.Ntc).
+an NTC thermistor: ntc.py, loaded at the first use of hw.Ntc; a heat pump's SG-Ready
+relays: sg_ready.py, loaded at the first use of hw.SgReady).
 
     hw.bind(node, 'sg_ready', set=hw.SgReady(Pin(26, Pin.OUT), Pin(27, Pin.OUT)))
     hw.bind(node, 'outdoor_temp', get=hw.Ntc(ADC(Pin(34)), scale=-1), wire=True)
@@ -33,30 +34,14 @@ def bind(node, name, get=None, set=None, service=None, wire=False):
     raise ValueError('no object %r to bind' % name)
 
 
-# SG-Ready state 1 blocked, 2 normal, 3 recommended, 4 forced on: relay 1 + 2 * relay 2
-SG_RELAYS = (1, 0, 2, 3)
-
-
-class SgReady:
-    """The two SG-Ready relay outputs of a heat pump as one setter (and getter).
-    The state is an integer either way, so it binds with or without wire=True."""
-
-    def __init__(self, relay1, relay2):
-        self.relay1 = relay1
-        self.relay2 = relay2
-
-    def __call__(self, state=None):
-        if state is None:     # used as a getter: the state the relays show
-            return SG_RELAYS.index(self.relay1.value() + 2 * self.relay2.value()) + 1
-        bits = SG_RELAYS[int(state) - 1]
-        self.relay1.value(bits & 1)
-        self.relay2.value(bits >> 1)
-
-
 def __getattr__(name):
-    # hw.Ntc lives in ntc.py, loaded at its first use: a board reading no thermistor
-    # holds none of it (a module's __getattr__ is asked only for a name it lacks)
+    # hw.Ntc lives in ntc.py, hw.SgReady in sg_ready.py, each loaded at its first use: a
+    # board reading no thermistor, or driving no SG-Ready relays, holds none of it (a
+    # module's __getattr__ is asked only for a name it lacks)
     if name == 'Ntc':
         from .ntc import Ntc
         return Ntc
+    if name == 'SgReady':
+        from .sg_ready import SgReady
+        return SgReady
     raise AttributeError(name)

@@ -808,6 +808,21 @@ def test_protected_telemetry_answered_echo_registers_again_at_once_then_resends(
     assert dev.outbox == [] and dev.registered
 
 
+def test_a_registration_without_reserved_sequence_numbers_backs_off_unsent():
+    _, dev, _ = oscore_device(retry=15)
+    dev.bridge_ctx.confirm_sender_seq(0)     # no number reserved: nothing can be protected
+    assert dev.step(0) == [] and not dev.registered
+    assert dev.next_timeout(0) == 15000      # the back-off, as when the exchanges are full
+
+
+def test_protected_telemetry_without_reserved_sequence_numbers_waits_in_the_outbox():
+    _, dev, _ = registered_oscore_device()
+    ctx = dev.bridge_ctx
+    ctx.sender_seq_limit = ctx.sender_seq    # the reserved block used up
+    dev.send_telemetry([telemetry()])
+    assert dev.step(10) == [] and dev.outbox == [telemetry()] and not dev.posted
+
+
 def test_an_unprotected_receipt_for_protected_telemetry_is_not_a_receipt():
     _, dev, bridge = registered_oscore_device()
     dev.send_telemetry([telemetry()])
