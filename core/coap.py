@@ -344,7 +344,7 @@ def decode(data, max_size=0, extra_options=None):
     for idx in range(len(options)):
         num, value = options[idx]
         fmt = None
-        i = 1                  # where (min, max, repeatable) starts in fmt
+        at = 1                 # where (min, max, repeatable) starts in fmt
         for f in _FORMATS:
             if f[0] >= num:
                 if f[0] == num:
@@ -352,11 +352,11 @@ def decode(data, max_size=0, extra_options=None):
                 break
         if fmt is None and extra_options:
             fmt = extra_options.get(num)
-            i = 0
+            at = 0
         if fmt is None:
             ok = not num & 1   # unknown elective options are passed on untouched
         else:
-            ok = fmt[i] <= len(value) <= fmt[i + 1] and (fmt[i + 2] or num != prev)
+            ok = fmt[at] <= len(value) <= fmt[at + 1] and (fmt[at + 2] or num != prev)
         if ok and (num == _BLOCK1 or num == _BLOCK2) and decode_uint(value) & 7 == 7:
             # SZX 7 is reserved: a request carrying it is a 4.00 (RFC 7959 2.2)
             if cls == 0:

@@ -7,7 +7,7 @@ Block2 is followed to reassemble large responses, Observe registrations are kept
 (dropping stale notifications, RFC 7641 3.4) and outcomes reported as Event objects through
 the endpoint's events().  Used by coap_endpoint.Endpoint, not on their own.
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 from . import coap
 
 # CoAP numbers (the same as coap's), private so that they fold into the bytecode
@@ -25,24 +25,25 @@ _TX_REQUEST = const(1)   # Transmission kind of this side (as coap_endpoint's)
 
 NOTHING = []  # the shared empty result (no datagrams, no events): read results, never change them
 
-# Event kinds (Event.kind); by name (EV_RESPONSE, ...) see __getattr__ below
-_EV_RESPONSE = const(1)      # final response (or first response of an observation)
-_EV_NOTIFICATION = const(2)  # later notification of an observation
-_EV_TIMEOUT = const(3)       # no answer: retransmissions exhausted or response wait over
-_EV_RESET = const(4)         # the peer rejected the request with a Reset
-_EV_ERROR = const(5)         # block-wise failure (client) or handler exception (server)
+# core/coap_numbers' event kinds (Event.kind), copied: no global slot holds them on a board
+_EV_RESPONSE = const(1)
+_EV_NOTIFICATION = const(2)
+_EV_TIMEOUT = const(3)
+_EV_RESET = const(4)
+_EV_ERROR = const(5)
 
 _OBSERVE_WINDOW = const(0x800000)
 _OBSERVE_FRESH_MS = const(128000)
 
-
-def __getattr__(name):
-    # the event kinds by name, for the bridge and tests, made when asked: on a board (whose
-    # code reads the private copies) no global slot or interned name holds them
-    kinds = ('EV_RESPONSE', 'EV_NOTIFICATION', 'EV_TIMEOUT', 'EV_RESET', 'EV_ERROR')
-    if name in kinds:
-        return kinds.index(name) + 1
-    raise AttributeError(name)
+if MICROPYTHON:
+    def __getattr__(name):
+        # coap_client.EV_RESPONSE, ...: core/coap_numbers, imported on first use (the
+        # device-side modules use private copies and never ask)
+        from . import coap_numbers
+        return getattr(coap_numbers, name)
+else:
+    from .coap_numbers import (EV_RESPONSE, EV_NOTIFICATION, EV_TIMEOUT,  # noqa: F401
+                               EV_RESET, EV_ERROR)
 
 
 class CoapBusy(Exception):

@@ -1,6 +1,7 @@
 """CoAP's numbers by name (RFC 7252, 7641, 7959, 8613, 9175): message types, codes
 (class << 5 | detail), option numbers and Content-Formats, for code that names them (the
-bridge, tests, firmware): `coap.GET` and `from spot.core.coap import GET` read them here.
+bridge, tests, firmware): `coap.GET` and `from spot.core.coap import GET` read them here;
+and the client's event kinds (`coap_client.EV_RESPONSE`).
 
 core/coap.py and the device-side modules use private copies (`_GET = const(1)`, checked
 by tests/test_mp_private_constants.py), folded into their code by mpy-cross, so a board
@@ -59,3 +60,10 @@ CF_TEXT = const(0)
 CF_LINK_FORMAT = const(40)
 CF_JSON = const(50)
 CF_CBOR = const(60)
+
+# Event kinds of core/coap_client (Event.kind), read as coap_client.EV_RESPONSE, ...
+EV_RESPONSE = const(1)      # final response (or first response of an observation)
+EV_NOTIFICATION = const(2)  # later notification of an observation
+EV_TIMEOUT = const(3)       # no answer: retransmissions exhausted or response wait over
+EV_RESET = const(4)         # the peer rejected the request with a Reset
+EV_ERROR = const(5)         # block-wise failure (client) or handler exception (server)

@@ -195,8 +195,8 @@ class Node:
     def report(self, sid, attrs, now, peer=None, mid=0):
         """Notify peer of objects of sid on the node's own initiative (telemetry).
 
-        attrs maps object id -> observe attributes as in SUBSCRIBE; the
-        NOTIFY frames carry mid (0: nobody subscribed).
+        attrs maps object id -> observe attributes as in SUBSCRIBE; the NOTIFY
+        frames carry message id mid, a SUBSCRIBE's (0: telemetry nobody subscribed to).
         """
         svc = self._service(sid)
         objects = {}

@@ -20,7 +20,7 @@ COPIES = {
     "core.coap_binding": ("core.coap", "core.coap_client", "core.errors", "core.frame",
                           "core.services"),
     "core.coap": ("core.coap_numbers",),
-    "core.coap_client": ("core.coap",),
+    "core.coap_client": ("core.coap", "core.coap_numbers"),
     "core.coap_server": ("core.coap", "core.coap_client"),
     "core.coap_endpoint": ("core.coap",),
     "core.coap_observe": ("core.coap", "core.frame"),
