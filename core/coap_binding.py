@@ -406,7 +406,7 @@ class CoapDevice:
             elif ev.token in self.posted:
                 frame = self.posted.pop(ev.token)
                 got = self._outcome(ev, bind)
-                code = -1 if got is None else got[0]
+                code = -1 if got is None else got[0]     # -1: no answer (the else below)
                 if (code >> 5 == 2 or code == _BAD_REQUEST
                         or code == _REQUEST_ENTITY_TOO_LARGE):
                     if code >> 5 != 2:    # refused for what it says: sending it again

@@ -113,14 +113,17 @@ class Subscriptions:
             old = st[_LAST]
             if old == value:
                 continue
+            step = st[_ST]
             gt = st[_GT]
             lt = st[_LT]
-            if (type(value) in (int, float) and type(old) in (int, float)
-                    and (st[_ST] is not None or gt is not None or lt is not None)
-                    and not (st[_ST] is not None and abs(value - old) >= st[_ST])
-                    and not (gt is not None and (old <= gt) != (value <= gt))
-                    and not (lt is not None and (old <= lt) != (value <= lt))):
-                continue   # a number changed too little, no level crossed
+            if type(value) in (int, float) and type(old) in (int, float) and (
+                    step is not None or gt is not None or lt is not None):
+                # a number under st, gt or lt: pending for a change of st or more, or
+                # for gt or lt crossed; else it changed too little
+                if not ((step is not None and abs(value - old) >= step)
+                        or (gt is not None and (old <= gt) != (value <= gt))
+                        or (lt is not None and (old <= lt) != (value <= lt))):
+                    continue
             st[_DIRTY] = True
 
     def next_deadline(self):

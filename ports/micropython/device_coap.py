@@ -92,10 +92,10 @@ class CoapLink:
             # asked before recvfrom(), whose "would block" is an OSError made on every
             # idle turn (no poller: recvfrom() tells)
             if poll is not None:
-                for _ in poll(0):     # MicroPython's ipoll() allocates nothing
-                    break             # a datagram waits
+                for ready in poll(0):     # MicroPython's ipoll() allocates nothing
+                    break                 # a datagram waits
                 else:
-                    break             # none: on to the timers
+                    break                 # none: on to the timers
             try:
                 data, addr = self._rx.recv()
             except OSError:
