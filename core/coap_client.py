@@ -42,8 +42,7 @@ if MICROPYTHON:
         from . import coap_numbers
         return getattr(coap_numbers, name)
 else:
-    from .coap_numbers import (EV_RESPONSE, EV_NOTIFICATION, EV_TIMEOUT,  # noqa: F401
-                               EV_RESET, EV_ERROR)
+    from .coap_numbers import *  # noqa: F401,F403  the numbers as this module's attributes
 
 
 class CoapBusy(Exception):
