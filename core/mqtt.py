@@ -6,43 +6,39 @@ owns the connection closes it. Encoders raise ValueError for bad arguments.
 A PUBLISH longer than the parser's max_packet is not an error: its topic and
 packet id are read and its payload is discarded as it arrives (spec 9.2, Size).
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 
-# Control packet types (MQTT 3.1.1 section 2.2.1); 0 and 15 are reserved.
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-PUBREC = const(5)
-PUBREL = const(6)
-PUBCOMP = const(7)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBSCRIBE = const(10)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
+if MICROPYTHON:
+    def __getattr__(name):
+        # mqtt.PUBLISH, `from .mqtt import PUBLISH`: core/mqtt_numbers, imported on first
+        # use (this module and core/mqtt_client use private copies and never ask)
+        from . import mqtt_numbers
+        return getattr(mqtt_numbers, name)
+else:
+    from .mqtt_numbers import *  # noqa: F401,F403  MQTT's numbers as this module's attributes
 
-PACKET_NAMES = ('reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC',
-                'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE',
-                'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'reserved')
+# core/mqtt_numbers.py's numbers that this module uses, as private constants: no global
+# slot holds them on a board
+_CONNECT = const(1)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_PUBREC = const(5)
+_PUBREL = const(6)
+_PUBCOMP = const(7)
+_SUBSCRIBE = const(8)
+_SUBACK = const(9)
+_UNSUBSCRIBE = const(10)
+_UNSUBACK = const(11)
+_PINGREQ = const(12)
+_PINGRESP = const(13)
+_DISCONNECT = const(14)
+_MAX_REMAINING_LENGTH = const(268435455)
+_DEFAULT_MAX_PACKET = const(16384)
+_SUBACK_FAILURE = const(0x80)
 
 # Fixed-header flags every type but PUBLISH must carry (section 2.2.2).
 _REQUIRED_FLAGS = b'\xff\x00\x00\xff\x00\x00\x02\x00\x02\x00\x02\x00\x00\x00\x00\xff'
-
-MAX_REMAINING_LENGTH = const(268435455)   # 4-byte varint maximum
-DEFAULT_MAX_PACKET = const(16384)         # whole packet, fixed header included
-
-# CONNACK return codes (section 3.2.2.3)
-CONNACK_REASONS = ('accepted', 'unacceptable protocol version',
-                   'identifier rejected', 'server unavailable',
-                   'bad user name or password', 'not authorized')
-SUBACK_FAILURE = const(0x80)
-
-PINGREQ_PACKET = b'\xc0\x00'
-PINGRESP_PACKET = b'\xd0\x00'
-DISCONNECT_PACKET = b'\xe0\x00'
 
 _DUP = const(0x08)
 _RETAIN = const(0x01)
@@ -89,12 +85,17 @@ class Packet:
         self.flags = flags
 
     def __repr__(self):
-        name = PACKET_NAMES[self.type]
-        if self.type == PUBLISH:
+        if self.type == _PUBLISH:
             return '<PUBLISH %r qos=%d retain=%d dup=%d pid=%d %d bytes>' % (
                 self.topic, self.qos, self.retain, self.dup, self.pid,
                 len(self.payload))
-        return '<%s pid=%d>' % (name, self.pid)
+        return '<%s pid=%d>' % (packet_name(self.type), self.pid)
+
+
+def packet_name(ptype):
+    """A packet type's name, for a message (core/mqtt_numbers, imported then)."""
+    from . import mqtt_numbers
+    return mqtt_numbers.PACKET_NAMES[ptype]
 
 
 # ---------------------------------------------------------------- varint
@@ -107,7 +108,7 @@ def varint_size(n):
         return 2
     if n < 2097152:
         return 3
-    if n <= MAX_REMAINING_LENGTH:
+    if n <= _MAX_REMAINING_LENGTH:
         return 4
     raise ValueError('remaining length too large')
 
@@ -222,7 +223,7 @@ def encode_connect(client_id, keepalive=60, clean_session=True,
         pw = _utf8(password, 'password')
         flags |= 0x40
         rl += 2 + len(pw)
-    out, pos = _start(CONNECT << 4, rl)
+    out, pos = _start(_CONNECT << 4, rl)
     pos = _put_str(out, pos, b'MQTT')
     out[pos] = 4
     out[pos + 1] = flags
@@ -239,7 +240,7 @@ def encode_connect(client_id, keepalive=60, clean_session=True,
 
 
 def encode_connack(session_present, return_code):
-    return bytes((CONNACK << 4, 2, 1 if session_present else 0, return_code))
+    return bytes((_CONNACK << 4, 2, 1 if session_present else 0, return_code))
 
 
 def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
@@ -255,7 +256,7 @@ def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
     elif dup:
         raise ValueError('DUP must be 0 for QoS 0')
     rl = 2 + len(t) + (2 if qos else 0) + len(payload)
-    first = (PUBLISH << 4) | (qos << 1) | (_DUP if dup else 0) | (_RETAIN if retain else 0)
+    first = (_PUBLISH << 4) | (qos << 1) | (_DUP if dup else 0) | (_RETAIN if retain else 0)
     out, pos = _start(first, rl)
     pos = _put_str(out, pos, t)
     if qos:
@@ -271,11 +272,11 @@ def encode_ack(ptype, pid):
 
 
 def encode_puback(pid):
-    return encode_ack(PUBACK, pid)
+    return encode_ack(_PUBACK, pid)
 
 
 def encode_unsuback(pid):
-    return encode_ack(UNSUBACK, pid)
+    return encode_ack(_UNSUBACK, pid)
 
 
 def encode_subscribe(pid, filters):
@@ -291,7 +292,7 @@ def encode_subscribe(pid, filters):
         _check_qos(qos)
         encoded.append((f, qos))
         rl += 3 + len(f)
-    out, pos = _start(SUBSCRIBE << 4 | 2, rl)
+    out, pos = _start(_SUBSCRIBE << 4 | 2, rl)
     pos = _put_u16(out, pos, pid)
     for f, qos in encoded:
         pos = _put_str(out, pos, f)
@@ -302,7 +303,7 @@ def encode_subscribe(pid, filters):
 
 def encode_suback(pid, codes):
     _check_pid(pid)
-    out, pos = _start(SUBACK << 4, 2 + len(codes))
+    out, pos = _start(_SUBACK << 4, 2 + len(codes))
     pos = _put_u16(out, pos, pid)
     _put_bytes(out, pos, bytes(codes))
     return out
@@ -319,7 +320,7 @@ def encode_unsubscribe(pid, filters):
         check_filter(f)
         encoded.append(f)
         rl += 2 + len(f)
-    out, pos = _start(UNSUBSCRIBE << 4 | 2, rl)
+    out, pos = _start(_UNSUBSCRIBE << 4 | 2, rl)
     pos = _put_u16(out, pos, pid)
     for f in encoded:
         pos = _put_str(out, pos, f)
@@ -366,12 +367,12 @@ def check_first_byte(b):
     ptype = b >> 4
     need = _REQUIRED_FLAGS[ptype]
     if need == 0xFF:
-        if ptype != PUBLISH:
+        if ptype != _PUBLISH:
             raise MqttError('reserved packet type %d' % ptype)
         if b & 0x06 == 0x06:
             raise MqttError('PUBLISH with QoS 3')
     elif b & 0x0F != need:
-        raise MqttError('%s with invalid flags 0x%x' % (PACKET_NAMES[ptype], b & 0x0F))
+        raise MqttError('%s with invalid flags 0x%x' % (packet_name(ptype), b & 0x0F))
 
 
 def decode(first, body):
@@ -382,18 +383,20 @@ def decode(first, body):
     p = Packet(ptype, first & 0x0F)
     mv = memoryview(body)
     end = len(mv)
-    if ptype == PUBLISH:
+    if ptype == _PUBLISH:
         _publish_flags(p, first)
         pos = _publish_head(p, mv, 0, end)
         p.payload = bytes(mv[pos:end])
-    elif ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
+    elif ptype in (_PUBACK, _PUBREC, _PUBREL, _PUBCOMP, _UNSUBACK):
         if end != 2:
-            raise MqttError('%s remaining length %d, not 2' % (PACKET_NAMES[ptype], end))
-        p.pid, _ = _pid(mv, 0, end, PACKET_NAMES[ptype])
-    elif ptype in (PINGREQ, PINGRESP, DISCONNECT):
+            raise MqttError('%s remaining length %d, not 2' % (packet_name(ptype), end))
+        p.pid = (mv[0] << 8) | mv[1]
+        if not p.pid:
+            raise MqttError('%s packet identifier is 0' % packet_name(ptype))
+    elif ptype in (_PINGREQ, _PINGRESP, _DISCONNECT):
         if end:
-            raise MqttError('%s remaining length %d, not 0' % (PACKET_NAMES[ptype], end))
-    elif ptype == CONNACK:
+            raise MqttError('%s remaining length %d, not 0' % (packet_name(ptype), end))
+    elif ptype == _CONNACK:
         if end != 2:
             raise MqttError('CONNACK remaining length %d, not 2' % end)
         if mv[0] & 0xFE:
@@ -402,15 +405,15 @@ def decode(first, body):
         p.return_code = mv[1]
         if p.return_code and p.session_present:
             raise MqttError('refused CONNACK with session present')
-    elif ptype == SUBACK:
+    elif ptype == _SUBACK:
         p.pid, pos = _pid(mv, 0, end, 'SUBACK')
         if pos == end:
             raise MqttError('SUBACK without return codes')
         p.codes = list(mv[pos:end])
         for c in p.codes:
-            if c > 2 and c != SUBACK_FAILURE:
+            if c > 2 and c != _SUBACK_FAILURE:
                 raise MqttError('SUBACK return code 0x%x' % c)
-    elif ptype == SUBSCRIBE:
+    elif ptype == _SUBSCRIBE:
         p.pid, pos = _pid(mv, 0, end, 'SUBSCRIBE')
         p.filters = []
         while pos < end:
@@ -424,7 +427,7 @@ def decode(first, body):
             p.filters.append((f, q))
         if not p.filters:
             raise MqttError('SUBSCRIBE without filters')
-    elif ptype == UNSUBSCRIBE:
+    elif ptype == _UNSUBSCRIBE:
         p.pid, pos = _pid(mv, 0, end, 'UNSUBSCRIBE')
         p.filters = []
         while pos < end:
@@ -497,16 +500,16 @@ class StreamParser:
     buffered for the next chunk. A header announcing more than max_packet
     bytes fails at once (a protocol error), so the buffer never holds more than
     one partial packet of at most max_packet bytes (plus the unparsed rest of
-    the last chunk); but a PUBLISH that long is skipped, not refused: its topic and
+    the last chunk); but a _PUBLISH that long is skipped, not refused: its topic and
     packet id are read (a topic itself over the limit is skipped too) and its
     payload is discarded as it arrives, never buffered, and once it has all
-    passed the parser gives a PUBLISH Packet with `oversized` set to its size
-    and no payload (MQTT 3.1.1 cannot refuse one PUBLISH, and one that closed
+    passed the parser gives a _PUBLISH Packet with `oversized` set to its size
+    and no payload (MQTT 3.1.1 cannot refuse one _PUBLISH, and one that closed
     the connection would come back after every reconnect). After a MqttError
     the parser is reset; the connection is dead.
     """
 
-    def __init__(self, max_packet=DEFAULT_MAX_PACKET):
+    def __init__(self, max_packet=_DEFAULT_MAX_PACKET):
         self.max_packet = max_packet
         self.reset()
 
@@ -574,10 +577,10 @@ class StreamParser:
             return None
         total = body - pos + rl
         if total > self.max_packet:
-            if first >> 4 != PUBLISH:
+            if first >> 4 != _PUBLISH:
                 raise MqttError('packet of %d bytes exceeds the maximum of %d'
                                 % (total, self.max_packet))
-            p = Packet(PUBLISH, first & 0x0F)
+            p = Packet(_PUBLISH, first & 0x0F)
             _publish_flags(p, first)
             p.oversized = total
             self._big = p

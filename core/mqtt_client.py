@@ -21,11 +21,17 @@ broker would send it again after every reconnect. EV_OVERSIZED says so, and
 `oversized` counts them.
 """
 from .compat import const
-from .mqtt import (MqttError, StreamParser, DEFAULT_MAX_PACKET, CONNACK, PUBLISH,
-                   PUBACK, SUBACK, UNSUBACK, PINGRESP, PACKET_NAMES,
-                   CONNACK_REASONS, PINGREQ_PACKET, DISCONNECT_PACKET,
-                   encode_connect, encode_publish, encode_puback,
-                   encode_subscribe, encode_unsubscribe, check_filter)
+from .mqtt import (MqttError, StreamParser, packet_name, encode_connect, encode_publish,
+                   encode_puback, encode_subscribe, encode_unsubscribe, check_filter)
+
+# core/mqtt_numbers' numbers, copied: no global slot holds them on a board
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_SUBACK = const(9)
+_UNSUBACK = const(11)
+_PINGRESP = const(13)
+_DEFAULT_MAX_PACKET = const(16384)
 
 DISCONNECTED = const(0)
 CONNECTING = const(1)   # CONNECT sent, waiting for CONNACK
@@ -123,7 +129,7 @@ class MqttClient:
     def __init__(self, client_id, keepalive=60, clean_session=True, will=None,
                  username=None, password=None, outbox=None, retry_ms=10000,
                  ping_timeout_ms=None, connect_timeout_ms=10000,
-                 max_packet=DEFAULT_MAX_PACKET):
+                 max_packet=_DEFAULT_MAX_PACKET):
         # will: (topic, payload, qos, retain), published by the broker if
         # the link dies without our DISCONNECT (SPOT's death notice).
         self._connect_args = (client_id, keepalive, clean_session, will,
@@ -197,7 +203,7 @@ class MqttClient:
         if self.state == DISCONNECTED:
             return b''
         out = self._out if self.state == CONNECTED else bytearray()
-        out += DISCONNECT_PACKET
+        out += b'\xe0\x00'   # DISCONNECT
         self._out = bytearray()
         self._close('client disconnect', False)
         return out
@@ -362,10 +368,10 @@ class MqttClient:
     def _handle(self, p, now):
         t = p.type
         if self.state == CONNECTING:
-            if t != CONNACK:
-                return self._protocol_error(PACKET_NAMES[t] + ' before CONNACK')
+            if t != _CONNACK:
+                return self._protocol_error(packet_name(t) + ' before CONNACK')
             return self._on_connack(p, now)
-        if t == PUBLISH:
+        if t == _PUBLISH:
             if p.qos > 1:
                 return self._protocol_error('QoS 2 PUBLISH was never subscribed')
             if p.oversized:
@@ -380,7 +386,7 @@ class MqttClient:
             self._events.append(e)
             if p.qos and self.ack_on_receive:
                 self._out += encode_puback(p.pid)
-        elif t == PUBACK:
+        elif t == _PUBACK:
             if self.outbox.ack(p.pid):
                 self._sent_at.pop(p.pid, None)
                 if self.puback_events:
@@ -388,17 +394,17 @@ class MqttClient:
                     e.pid = p.pid
                     self._events.append(e)
             # else: a late duplicate ack after a retransmission; ignore
-        elif t == SUBACK or t == UNSUBACK:
+        elif t == _SUBACK or t == _UNSUBACK:
             if self._pending.pop(p.pid, None) is None:
-                return self._protocol_error('%s for unknown id %d' % (PACKET_NAMES[t], p.pid))
-            e = Event(EV_SUBACK if t == SUBACK else EV_UNSUBACK)
+                return self._protocol_error('%s for unknown id %d' % (packet_name(t), p.pid))
+            e = Event(EV_SUBACK if t == _SUBACK else EV_UNSUBACK)
             e.pid = p.pid
             e.granted = p.codes
             self._events.append(e)
-        elif t == PINGRESP:
+        elif t == _PINGRESP:
             self._ping_sent = -1
         else:
-            self._protocol_error('unexpected ' + PACKET_NAMES[t])
+            self._protocol_error('unexpected ' + packet_name(t))
 
     def _drop_oversized(self, p):
         # acknowledged whoever owns the acknowledgements: there is nothing to store
@@ -415,7 +421,8 @@ class MqttClient:
     def _on_connack(self, p, now):
         if p.return_code:
             rc = p.return_code
-            reason = CONNACK_REASONS[rc] if rc < len(CONNACK_REASONS) else 'code %d' % rc
+            from .mqtt_numbers import CONNACK_REASONS as r   # imported for a refusal only
+            reason = r[rc] if rc < len(r) else 'code %d' % rc
             return self._close('connection refused: ' + reason, True, rc)
         self.state = CONNECTED
         e = Event(EV_CONNECTED)
@@ -471,7 +478,7 @@ class MqttClient:
             self._last_sent = now
         if (self.keepalive_ms and self._ping_sent < 0
                 and now - min(self._last_sent, self._last_recv) >= self.keepalive_ms):
-            out += PINGREQ_PACKET
+            out += b'\xc0\x00'   # PINGREQ
             self._ping_sent = now
         return self.data_to_send()
 

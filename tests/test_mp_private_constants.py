@@ -27,6 +27,8 @@ COPIES = {
     "core.coap_blocks": ("core.coap",),
     "core.frame": ("core.errors", "core.frame_numbers"),
     "core.mqtt_binding": ("core.frame", "core.errors", "core.model"),
+    "core.mqtt": ("core.mqtt_numbers",),
+    "core.mqtt_client": ("core.mqtt_numbers",),
     "core.pairing": ("core.model", "core.frame", "core.errors"),
     "core.roster": ("core.frame",),
     "core.model": ("core.errors", "core.model_numbers"),
