@@ -31,8 +31,7 @@ from .mqtt_client import MqttClient, OutboxFull, CONNECTED, EV_CONNECTED, EV_MES
 
 ROOT = "spot/v1/"
 SIGNAL = "signal"      # reserved second level: spot/v1/signal/<sid>
-MAX_ID_BYTES = const(64)
-SEALED = const(0x00)   # first byte of a sealed frame (core.secure_frame.MARK)
+_MAX_ID_BYTES = const(64)
 
 # kinds returned by parse_topic()
 UP = const(1)          # spot/v1/<device>/<sid>/up[/<reply>]
@@ -53,6 +52,7 @@ _VERSION = const(1)
 _READ = const(1)
 _UNSUBSCRIBE = const(5)
 _NOT_AUTHORISED = const(6)    # core.errors'
+_MARK = const(0x00)           # core.secure_frame's: the first byte of a sealed frame
 
 
 # ---------------------------------------------------------------- topics
@@ -64,7 +64,7 @@ def check_level(name, what="device id"):
     if not isinstance(name, str):
         raise ValueError(what + " must be a str")
     n = len(name.encode("utf-8"))
-    if not 0 < n <= MAX_ID_BYTES:
+    if not 0 < n <= _MAX_ID_BYTES:
         raise ValueError(what + " must be 1..64 bytes")
     for c in "/+#\x00":
         if c in name:
@@ -193,13 +193,8 @@ class MqttDevice:
         self._topics = {}      # sid -> its up topic as bytes, built once
         self._now = 0          # ms of the step() running (for _notified)
         self._emit = self._notified   # bound once: step() hands it to node.step()
-        self._down = ROOT + device_id + "/+/down/#"
-        client.subscribe([(self._down, 1)])
+        client.subscribe([(ROOT + device_id + "/+/down/#", 1)])
         self._sync_signals(None)
-
-    @property
-    def sealed(self):
-        return bool(self.contexts)
 
     # ------------------------------------------------------------ input
 
@@ -218,14 +213,19 @@ class MqttDevice:
         kind, device, sid, reply = t
         if kind == DOWN and device == self.device_id:
             return self._request(sid, reply, payload, now)
-        if kind == SIGNAL_TOPIC:
-            return self._signal(sid, payload, now)
-        return self._drop("not a topic of this device")
+        if kind != SIGNAL_TOPIC:
+            return self._drop("not a topic of this device")
+        if sid not in self.node.consumes:
+            return self._drop("signal not consumed")
+        if (len(payload) < _HEADER_SIZE or payload[1] != sid
+                or payload[0] != (_VERSION << 4 | _NOTIFY)):
+            return self._drop("signal topic carries only NOTIFY of its service")
+        self.node.receive(payload, self.node_clock(now), None)
 
     def _request(self, sid, reply, payload, now):
         ctx = None
         frame = payload
-        if len(payload) and payload[0] == SEALED:
+        if len(payload) and payload[0] == _MARK:
             if self._sf is None:
                 return self._drop("sealed frame without a context")
             try:
@@ -246,14 +246,6 @@ class MqttDevice:
             answer = self.node.receive(frame, self.node_clock(now), peer)
         if answer is not None:
             self._send(answer, 1, ctx, reply, now)
-
-    def _signal(self, sid, payload, now):
-        if sid not in self.node.consumes:
-            return self._drop("signal not consumed")
-        if (len(payload) < _HEADER_SIZE or payload[1] != sid
-                or payload[0] != (_VERSION << 4 | _NOTIFY)):
-            return self._drop("signal topic carries only NOTIFY of its service")
-        self.node.receive(payload, self.node_clock(now), None)
 
     def _drop(self, why):
         self.dropped += 1
@@ -333,12 +325,6 @@ class MqttDevice:
             return False
         return True
 
-    def _context_of(self, peer):
-        for c in self.contexts:
-            if c.recipient_id == peer:
-                return c
-        return None
-
     # ------------------------------------------------------------ time
 
     def step(self, now):
@@ -352,8 +338,10 @@ class MqttDevice:
     def _notified(self, peer, frame):
         ctx = None
         if self.contexts:
-            ctx = self._context_of(peer)
-            if ctx is None:  # its context was withdrawn: nobody may read it
+            for ctx in self.contexts:
+                if ctx.recipient_id == peer:
+                    break
+            else:  # its context was withdrawn: nobody may read it
                 self.unsent += 1
                 return
         self._send(frame, self.qos_telemetry, ctx, None, self._now)

@@ -242,16 +242,12 @@ class MqttClient:
             self._next_id = self._next_id % 65535 + 1
             pid = self._next_id
             if pid not in self._sent_at and pid not in self._pending:
-                if not len(self.outbox) or not self._in_outbox(pid):
+                for queued in self.outbox if len(self.outbox) else ():
+                    if queued[0] == pid:   # queued while offline, so not in _sent_at yet
+                        break
+                else:
                     return pid
         raise OutboxFull('no free packet identifier')
-
-    def _in_outbox(self, pid):
-        # queued while offline, so not in _sent_at yet
-        for p, _ in self.outbox:
-            if p == pid:
-                return True
-        return False
 
     # -------------------------------------------------------------- API
 
@@ -362,20 +358,27 @@ class MqttClient:
         except MqttError as e:
             self._close('malformed packet: %s' % e, True)
 
-    def _protocol_error(self, what):
-        self._close('protocol error: ' + what, True)
-
     def _handle(self, p, now):
         t = p.type
         if self.state == CONNECTING:
             if t != _CONNACK:
-                return self._protocol_error(packet_name(t) + ' before CONNACK')
+                return self._close('protocol error: %s before CONNACK' % packet_name(t), True)
             return self._on_connack(p, now)
         if t == _PUBLISH:
             if p.qos > 1:
-                return self._protocol_error('QoS 2 PUBLISH was never subscribed')
+                return self._close('protocol error: QoS 2 PUBLISH was never subscribed', True)
             if p.oversized:
-                return self._drop_oversized(p)
+                # acknowledged whoever owns the acknowledgements: there is nothing to store
+                self.oversized += 1
+                e = Event(EV_OVERSIZED)
+                e.topic = p.topic
+                e.qos = p.qos
+                e.pid = p.pid
+                e.size = p.oversized
+                self._events.append(e)
+                if p.qos:
+                    self._out += encode_puback(p.pid)
+                return
             e = Event(EV_MESSAGE)
             e.topic = p.topic
             e.payload = p.payload
@@ -396,7 +399,8 @@ class MqttClient:
             # else: a late duplicate ack after a retransmission; ignore
         elif t == _SUBACK or t == _UNSUBACK:
             if self._pending.pop(p.pid, None) is None:
-                return self._protocol_error('%s for unknown id %d' % (packet_name(t), p.pid))
+                return self._close('protocol error: %s for unknown id %d'
+                                   % (packet_name(t), p.pid), True)
             e = Event(EV_SUBACK if t == _SUBACK else EV_UNSUBACK)
             e.pid = p.pid
             e.granted = p.codes
@@ -404,19 +408,7 @@ class MqttClient:
         elif t == _PINGRESP:
             self._ping_sent = -1
         else:
-            self._protocol_error('unexpected ' + packet_name(t))
-
-    def _drop_oversized(self, p):
-        # acknowledged whoever owns the acknowledgements: there is nothing to store
-        self.oversized += 1
-        e = Event(EV_OVERSIZED)
-        e.topic = p.topic
-        e.qos = p.qos
-        e.pid = p.pid
-        e.size = p.oversized
-        self._events.append(e)
-        if p.qos:
-            self._out += encode_puback(p.pid)
+            self._close('protocol error: unexpected ' + packet_name(t), True)
 
     def _on_connack(self, p, now):
         if p.return_code:

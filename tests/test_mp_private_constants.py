@@ -26,7 +26,7 @@ COPIES = {
     "core.coap_observe": ("core.coap", "core.frame"),
     "core.coap_blocks": ("core.coap",),
     "core.frame": ("core.errors", "core.frame_numbers"),
-    "core.mqtt_binding": ("core.frame", "core.errors", "core.model"),
+    "core.mqtt_binding": ("core.frame", "core.errors", "core.model", "core.secure_frame"),
     "core.mqtt": ("core.mqtt_numbers",),
     "core.mqtt_client": ("core.mqtt_numbers",),
     "core.pairing": ("core.model", "core.frame", "core.errors"),

@@ -21,14 +21,6 @@ except ImportError:
     pass
 
 
-def _jitter(ms):
-    try:
-        import random
-        return ms + (ms * random.getrandbits(8) >> 10)
-    except (ImportError, AttributeError):
-        return ms
-
-
 class MqttLink:
     """TCP (TLS) socket + core.mqtt_binding.MqttDevice, reconnecting with back-off.
 
@@ -156,7 +148,14 @@ class MqttLink:
             sock.settimeout(5)     # shorter than any watchdog (RP2040's is 8 s)
             sock.connect(ai[-1])
             if self.tls:
-                sock = self._wrap(sock)
+                import ssl
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ca = self.dev.cfg['ca']
+                if ca:
+                    with open(ca, 'rb') as f:
+                        ctx.load_verify_locations(cadata=f.read())
+                    ctx.verify_mode = ssl.CERT_REQUIRED
+                sock = ctx.wrap_socket(sock, server_hostname=self.host)
                 self.sock = sock
             sock.setblocking(False)
             self._into = getattr(sock, 'readinto', None) or getattr(sock, 'recv_into', None)
@@ -168,16 +167,6 @@ class MqttLink:
         self._out = b''
         self._send(self.client.connect(now))
 
-    def _wrap(self, sock):
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ca = self.dev.cfg['ca']
-        if ca:
-            with open(ca, 'rb') as f:
-                ctx.load_verify_locations(cadata=f.read())
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx.wrap_socket(sock, server_hostname=self.host)
-
     def _drop(self, events, now):
         if self.sock is not None:
             try:
@@ -188,8 +177,13 @@ class MqttLink:
             self._into = None
         if events:
             self._events(events, now)
-        self.delay = self.dev.backoff(self.delay)
-        self.due = now + _jitter(self.delay)
+        self.delay = d = self.dev.backoff(self.delay)
+        try:   # up to a quarter more, at random
+            import random
+            d += d * random.getrandbits(8) >> 10
+        except (ImportError, AttributeError):
+            pass
+        self.due = now + d
         self._out = b''
 
     def _send(self, data):

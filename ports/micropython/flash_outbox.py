@@ -22,11 +22,8 @@ class FileOutbox:
         self._size = 0        # bytes in the log file
         self._rec = bytearray(5)              # a record's header, written in place
         self._ack_rec = memoryview(self._rec)[:3]
-        self._load()
-
-    def _load(self):
-        try:
-            f = open(self.path, 'rb')
+        try:   # the log left by the last run
+            f = open(path, 'rb')
         except OSError:
             return
         with f:
