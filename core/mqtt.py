@@ -1,5 +1,8 @@
 """MQTT 3.1.1 packet codec: encoders, a decoder, a chunk-fed stream parser and
-topic-filter matching. Portable, no I/O (MicroPython and CPython).
+topic checks. Portable, no I/O (MicroPython and CPython). The broker's side (CONNECT,
+SUBSCRIBE and UNSUBSCRIBE decoded, CONNACK, SUBACK and UNSUBACK built, topic-filter
+matching) is core/mqtt_broker's, read through this module; MQTT's numbers by name
+are core/mqtt_numbers'.
 
 Every malformed input raises MqttError; MQTT has no error reply, so whoever
 owns the connection closes it. Encoders raise ValueError for bad arguments.
@@ -8,13 +11,19 @@ packet id are read and its payload is discarded as it arrives (spec 9.2, Size).
 """
 from .compat import const, MICROPYTHON
 
-if MICROPYTHON:
-    def __getattr__(name):
-        # mqtt.PUBLISH, `from .mqtt import PUBLISH`: core/mqtt_numbers, imported on first
-        # use (this module and core/mqtt_client use private copies and never ask)
-        from . import mqtt_numbers
+
+def __getattr__(name):
+    # mqtt.PUBLISH, `from .mqtt import encode_suback`: core/mqtt_numbers' numbers (on
+    # MicroPython; CPython has them below) or core/mqtt_broker's broker side, imported on
+    # first use (this module and core/mqtt_client use private copies and never ask)
+    from . import mqtt_numbers
+    if hasattr(mqtt_numbers, name):
         return getattr(mqtt_numbers, name)
-else:
+    from . import mqtt_broker
+    return getattr(mqtt_broker, name)
+
+
+if not MICROPYTHON:
     from .mqtt_numbers import *  # noqa: F401,F403  MQTT's numbers as this module's attributes
 
 # core/mqtt_numbers.py's numbers that this module uses, as private constants: no global
@@ -175,14 +184,11 @@ def _put_u16(out, pos, n):
     return pos + 2
 
 
-def _put_bytes(out, pos, data):
+def _put_str(out, pos, data):
     n = len(data)
+    pos = _put_u16(out, pos, n)
     out[pos:pos + n] = data
     return pos + n
-
-
-def _put_str(out, pos, data):
-    return _put_bytes(out, _put_u16(out, pos, len(data)), data)
 
 
 def _check_pid(pid):
@@ -239,10 +245,6 @@ def encode_connect(client_id, keepalive=60, clean_session=True,
     return out
 
 
-def encode_connack(session_present, return_code):
-    return bytes((_CONNACK << 4, 2, 1 if session_present else 0, return_code))
-
-
 def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
     """PUBLISH as a bytearray (so a sender can set DUP in byte 0 later).
     A str payload is sent as UTF-8."""
@@ -261,7 +263,7 @@ def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
     pos = _put_str(out, pos, t)
     if qos:
         pos = _put_u16(out, pos, pid)
-    _put_bytes(out, pos, payload)
+    out[pos:pos + len(payload)] = payload
     return out
 
 
@@ -273,10 +275,6 @@ def encode_ack(ptype, pid):
 
 def encode_puback(pid):
     return encode_ack(_PUBACK, pid)
-
-
-def encode_unsuback(pid):
-    return encode_ack(_UNSUBACK, pid)
 
 
 def encode_subscribe(pid, filters):
@@ -298,14 +296,6 @@ def encode_subscribe(pid, filters):
         pos = _put_str(out, pos, f)
         out[pos] = qos
         pos += 1
-    return out
-
-
-def encode_suback(pid, codes):
-    _check_pid(pid)
-    out, pos = _start(_SUBACK << 4, 2 + len(codes))
-    pos = _put_u16(out, pos, pid)
-    _put_bytes(out, pos, bytes(codes))
     return out
 
 
@@ -333,13 +323,6 @@ def _u16(mv, pos, end, what):
     if pos + 2 > end:
         raise MqttError('truncated ' + what)
     return (mv[pos] << 8) | mv[pos + 1], pos + 2
-
-
-def _binary(mv, pos, end, what):
-    n, pos = _u16(mv, pos, end, what)
-    if pos + n > end:
-        raise MqttError('truncated ' + what)
-    return bytes(mv[pos:pos + n]), pos + n
 
 
 def _string(mv, pos, end, what):
@@ -413,30 +396,9 @@ def decode(first, body):
         for c in p.codes:
             if c > 2 and c != _SUBACK_FAILURE:
                 raise MqttError('SUBACK return code 0x%x' % c)
-    elif ptype == _SUBSCRIBE:
-        p.pid, pos = _pid(mv, 0, end, 'SUBSCRIBE')
-        p.filters = []
-        while pos < end:
-            f, pos = _string(mv, pos, end, 'SUBSCRIBE filter')
-            if pos >= end:
-                raise MqttError('SUBSCRIBE filter without QoS')
-            q = mv[pos]
-            pos += 1
-            if q > 2:
-                raise MqttError('SUBSCRIBE QoS byte 0x%x' % q)
-            p.filters.append((f, q))
-        if not p.filters:
-            raise MqttError('SUBSCRIBE without filters')
-    elif ptype == _UNSUBSCRIBE:
-        p.pid, pos = _pid(mv, 0, end, 'UNSUBSCRIBE')
-        p.filters = []
-        while pos < end:
-            f, pos = _string(mv, pos, end, 'UNSUBSCRIBE filter')
-            p.filters.append(f)
-        if not p.filters:
-            raise MqttError('UNSUBSCRIBE without filters')
-    else:  # CONNECT
-        _decode_connect(p, mv, end)
+    else:   # CONNECT, SUBSCRIBE, UNSUBSCRIBE: only a broker takes them
+        from . import mqtt_broker
+        mqtt_broker.decode_request(p, mv, end)
     return p
 
 
@@ -457,40 +419,6 @@ def _publish_head(p, mv, pos, end):
     if p.qos:
         p.pid, pos = _pid(mv, pos, end, 'PUBLISH')
     return pos
-
-
-def _decode_connect(p, mv, end):
-    name, pos = _string(mv, 0, end, 'protocol name')
-    if name != 'MQTT':
-        raise MqttError('protocol name %r' % name)
-    if pos + 4 > end:
-        raise MqttError('truncated CONNECT header')
-    if mv[pos] != 4:
-        raise MqttError('protocol level %d' % mv[pos])
-    flags = mv[pos + 1]
-    if flags & 1:
-        raise MqttError('CONNECT reserved flag set')
-    p.keepalive = (mv[pos + 2] << 8) | mv[pos + 3]
-    pos += 4
-    p.clean_session = bool(flags & 0x02)
-    p.client_id, pos = _string(mv, pos, end, 'client id')
-    if flags & 0x04:
-        p.will_qos = (flags >> 3) & 3
-        if p.will_qos == 3:
-            raise MqttError('will QoS 3')
-        p.will_retain = bool(flags & 0x20)
-        p.will_topic, pos = _string(mv, pos, end, 'will topic')
-        p.will_payload, pos = _binary(mv, pos, end, 'will message')
-    elif flags & 0x38:
-        raise MqttError('will QoS/retain without will flag')
-    if flags & 0x80:
-        p.username, pos = _string(mv, pos, end, 'user name')
-    if flags & 0x40:
-        if not flags & 0x80:
-            raise MqttError('password without user name')
-        p.password, pos = _binary(mv, pos, end, 'password')
-    if pos != end:
-        raise MqttError('%d trailing bytes after CONNECT payload' % (end - pos))
 
 
 class StreamParser:
@@ -672,31 +600,3 @@ def check_filter(filt):
         elif c == 0x2B:  # '+'
             if (i and filt[i - 1] != 0x2F) or (i + 1 < n and filt[i + 1] != 0x2F):
                 raise ValueError("'+' must fill a whole filter level")
-
-
-def topic_matches(filt, topic):
-    """True if topic name matches the (valid) topic filter; '+' matches one
-    level, '#' the rest; wildcard-first filters skip topics starting '$'."""
-    fl = len(filt)
-    tl = len(topic)
-    if tl and topic[0] == '$' and fl and filt[0] in '+#':
-        return False
-    f = 0
-    t = 0
-    while f < fl:
-        c = filt[f]
-        if c == '#':
-            return True
-        if c == '+':
-            while t < tl and topic[t] != '/':
-                t += 1
-            f += 1
-            continue
-        if t >= tl:
-            # "a/#" also matches "a" (the parent level)
-            return t == tl and filt[f:] == '/#'
-        if topic[t] != c:
-            return False
-        f += 1
-        t += 1
-    return t == tl

@@ -29,6 +29,7 @@ COPIES = {
     "core.mqtt_binding": ("core.frame", "core.errors", "core.model", "core.secure_frame"),
     "core.mqtt": ("core.mqtt_numbers",),
     "core.mqtt_client": ("core.mqtt_numbers",),
+    "core.mqtt_broker": ("core.mqtt_numbers",),
     "core.pairing": ("core.model", "core.frame", "core.errors"),
     "core.roster": ("core.frame",),
     "core.model": ("core.errors", "core.model_numbers"),
