@@ -12,19 +12,24 @@ packet id are read and its payload is discarded as it arrives (spec 9.2, Size).
 from .compat import const, MICROPYTHON
 
 
-def __getattr__(name):
-    # mqtt.PUBLISH, `from .mqtt import encode_suback`: core/mqtt_numbers' numbers (on
-    # MicroPython; CPython has them below) or core/mqtt_broker's broker side, imported on
-    # first use (this module and core/mqtt_client use private copies and never ask)
-    from . import mqtt_numbers
-    if hasattr(mqtt_numbers, name):
-        return getattr(mqtt_numbers, name)
-    from . import mqtt_broker
-    return getattr(mqtt_broker, name)
-
-
-if not MICROPYTHON:
+if MICROPYTHON:
+    def __getattr__(name):
+        # mqtt.PUBLISH, `from .mqtt import encode_suback`: core/mqtt_numbers' numbers or
+        # core/mqtt_broker's broker side, imported on first use (this module and
+        # core/mqtt_client use private copies and never ask)
+        from . import mqtt_numbers
+        if hasattr(mqtt_numbers, name):
+            return getattr(mqtt_numbers, name)
+        from . import mqtt_broker
+        return getattr(mqtt_broker, name)
+else:
     from .mqtt_numbers import *  # noqa: F401,F403  MQTT's numbers as this module's attributes
+
+    def __getattr__(name):
+        # mqtt.encode_suback: core/mqtt_broker's, imported on first use (it imports this
+        # module, so not here)
+        from . import mqtt_broker
+        return getattr(mqtt_broker, name)
 
 # core/mqtt_numbers.py's numbers that this module uses, as private constants: no global
 # slot holds them on a board
