@@ -176,11 +176,11 @@ def _utf8(s, what):
     return s
 
 
-def _start(first, rl):
+def _start(first, n):
     """A zeroed packet buffer with its fixed header written."""
-    out = bytearray(1 + varint_size(rl) + rl)
+    out = bytearray(1 + varint_size(n) + n)
     out[0] = first
-    return out, _put_varint(out, 1, rl)
+    return out, _put_varint(out, 1, n)
 
 
 def _put_u16(out, pos, n):
@@ -324,18 +324,18 @@ def encode_unsubscribe(pid, filters):
 
 # ---------------------------------------------------------------- decoding
 
-def _u16(mv, pos, end, what):
+def _u16(data, pos, end, what):
     if pos + 2 > end:
-        raise MqttError('truncated ' + what)
-    return (mv[pos] << 8) | mv[pos + 1], pos + 2
+        raise MqttError('truncated %s' % what)
+    return (data[pos] << 8) | data[pos + 1], pos + 2
 
 
-def _string(mv, pos, end, what):
-    n, pos = _u16(mv, pos, end, what)
+def _string(data, pos, end, what):
+    n, pos = _u16(data, pos, end, what)
     if pos + n > end:
-        raise MqttError('truncated ' + what)
+        raise MqttError('truncated %s' % what)
     try:
-        s = str(mv[pos:pos + n], 'utf-8')
+        s = str(data[pos:pos + n], 'utf-8')
     except UnicodeError:
         raise MqttError(what + ' is not valid UTF-8')
     if '\x00' in s:
@@ -343,24 +343,24 @@ def _string(mv, pos, end, what):
     return s, pos + n
 
 
-def _pid(mv, pos, end, what):
-    pid, pos = _u16(mv, pos, end, what + ' packet identifier')
+def _pid(data, pos, end, what):
+    pid, pos = _u16(data, pos, end, what + ' packet identifier')
     if pid == 0:
         raise MqttError(what + ' packet identifier is 0')
     return pid, pos
 
 
-def check_first_byte(b):
+def check_first_byte(first):
     """Raise MqttError if a fixed header's first byte is invalid."""
-    ptype = b >> 4
+    ptype = first >> 4
     need = _REQUIRED_FLAGS[ptype]
     if need == 0xFF:
         if ptype != _PUBLISH:
             raise MqttError('reserved packet type %d' % ptype)
-        if b & 0x06 == 0x06:
+        if first & 0x06 == 0x06:
             raise MqttError('PUBLISH with QoS 3')
-    elif b & 0x0F != need:
-        raise MqttError('%s with invalid flags 0x%x' % (packet_name(ptype), b & 0x0F))
+    elif first & 0x0F != need:
+        raise MqttError('%s with invalid flags 0x%x' % (packet_name(ptype), first & 0x0F))
 
 
 def decode(first, body):
@@ -415,14 +415,14 @@ def _publish_flags(p, first):
         raise MqttError('PUBLISH QoS 0 with DUP set')
 
 
-def _publish_head(p, mv, pos, end):
-    """Read a PUBLISH's topic and (QoS > 0) packet id at mv[pos:end] into p; the
+def _publish_head(p, data, pos, end):
+    """Read a PUBLISH's topic and (QoS > 0) packet id at data[pos:end] into p; the
     position after them."""
-    p.topic, pos = _string(mv, pos, end, 'PUBLISH topic')
+    p.topic, pos = _string(data, pos, end, 'PUBLISH topic')
     if not p.topic or '+' in p.topic or '#' in p.topic:
         raise MqttError('PUBLISH topic empty or with a wildcard')
     if p.qos:
-        p.pid, pos = _pid(mv, pos, end, 'PUBLISH')
+        p.pid, pos = _pid(data, pos, end, 'PUBLISH')
     return pos
 
 
@@ -490,42 +490,39 @@ class StreamParser:
         """The next whole packet taken, or None (no generator: a board's client
         calls this per chunk)."""
         try:
-            return self._next()
+            if self._big is not None:
+                return self._skipping()
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            if pos >= end:
+                return None
+            first = buf[pos]
+            check_first_byte(first)
+            rl, body = decode_varint(buf, pos + 1, end)
+            if rl < 0:
+                return None
+            total = body - pos + rl
+            if total > self.max_packet:
+                if first >> 4 != _PUBLISH:
+                    raise MqttError('packet of %d bytes exceeds the maximum of %d'
+                                    % (total, self.max_packet))
+                p = Packet(_PUBLISH, first & 0x0F)
+                _publish_flags(p, first)
+                p.oversized = total
+                self._big = p
+                self._left = rl
+                self._step = 0
+                self._pos = body
+                return self._skipping()
+            if body + rl > end:
+                return None
+            p = decode(first, memoryview(buf)[body:body + rl])
+            self._pos = body + rl
+            return p
         except MqttError:
             self.reset()
             raise
-
-    def _next(self):
-        if self._big is not None:
-            return self._skipping()
-        buf = self._buf
-        pos = self._pos
-        end = len(buf)
-        if pos >= end:
-            return None
-        first = buf[pos]
-        check_first_byte(first)
-        rl, body = decode_varint(buf, pos + 1, end)
-        if rl < 0:
-            return None
-        total = body - pos + rl
-        if total > self.max_packet:
-            if first >> 4 != _PUBLISH:
-                raise MqttError('packet of %d bytes exceeds the maximum of %d'
-                                % (total, self.max_packet))
-            p = Packet(_PUBLISH, first & 0x0F)
-            _publish_flags(p, first)
-            p.oversized = total
-            self._big = p
-            self._left = rl
-            self._step = 0
-            self._pos = body
-            return self._skipping()
-        if body + rl > end:
-            return None
-        p = decode(first, memoryview(buf)[body:body + rl])
-        self._pos = body + rl
-        return p
 
     def _skipping(self):
         # the oversized PUBLISH's next step, as far as the bytes held allow

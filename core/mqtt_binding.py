@@ -247,9 +247,9 @@ class MqttDevice:
         if answer is not None:
             self._send(answer, 1, ctx, reply, now)
 
-    def _drop(self, why):
+    def _drop(self, reason):
         self.dropped += 1
-        self.last_drop = why
+        self.last_drop = reason
 
     # ------------------------------------------------------------ output
 
@@ -369,24 +369,24 @@ class MqttDevice:
             self.birth(now)
 
     def _sync_signals(self, now):
-        wanted = self.node.consumes
+        consumes = self.node.consumes
         have = self._signals
-        if len(wanted) == len(have):   # the same ones, as on every idle turn: no lists
-            for s in wanted:           # (nor closure cells: the comprehensions are below)
+        if len(consumes) == len(have):   # the same ones, as on every idle turn: no lists
+            for s in consumes:           # (nor closure cells: the comprehensions are below)
                 if s not in have:
                     break
             else:
                 return False
-        return self._resync(wanted, now)
+        return self._resync(consumes, now)
 
-    def _resync(self, wanted, now):
-        new = [s for s in wanted if s not in self._signals]
-        gone = [s for s in self._signals if s not in wanted]
+    def _resync(self, consumes, now):
+        new = [s for s in consumes if s not in self._signals]
+        gone = [s for s in self._signals if s not in consumes]
         if gone:
             self.client.unsubscribe([signal_topic(s) for s in gone], now)
         if new:
             self.client.subscribe([(signal_topic(s), 1) for s in new], now)
         if new or gone:
-            self._signals = [s for s in self._signals if s in wanted] + new
+            self._signals = [s for s in self._signals if s in consumes] + new
             return True
         return False

@@ -65,7 +65,7 @@ def decode_request(p, mv, end):
 def _binary(mv, pos, end, what):
     n, pos = _u16(mv, pos, end, what)
     if pos + n > end:
-        raise MqttError('truncated ' + what)
+        raise MqttError('truncated %s' % what)
     return bytes(mv[pos:pos + n]), pos + n
 
 

@@ -84,7 +84,7 @@ class MemoryOutbox:
 
     The interface a persistent (flash) outbox implements as well:
     room(size) -> bool, append(pid, packet), ack(pid) -> bool,
-    iteration yields (pid, packet) oldest first, len().
+    iteration yields (pid, packet) oldest first, len(), pid in outbox.
     """
 
     def __init__(self, max_messages=32, max_bytes=16384):
@@ -116,6 +116,12 @@ class MemoryOutbox:
     def __iter__(self):
         return iter(self._items)
 
+    def __contains__(self, pid):
+        for item in self._items:
+            if item[0] == pid:
+                return True
+        return False
+
     def __len__(self):
         return len(self._items)
 
@@ -132,10 +138,14 @@ class MqttClient:
                  max_packet=_DEFAULT_MAX_PACKET):
         # will: (topic, payload, qos, retain), published by the broker if
         # the link dies without our DISCONNECT (SPOT's death notice).
-        self._connect_args = (client_id, keepalive, clean_session, will,
-                              username, password)
-        # Fail early on bad arguments rather than at the first connect().
-        self._encode_connect()
+        # The CONNECT every connection starts with, built now: bad arguments fail here
+        # rather than at the first connect().
+        if will is None:
+            will = (None, b'', 0, False)
+        elif will[2] > 1:
+            raise ValueError('will QoS 2 is not supported')
+        self._connect = bytes(encode_connect(client_id, keepalive, clean_session, will[0],
+                                             will[1], will[2], will[3], username, password))
         self.keepalive_ms = keepalive * 1000
         if ping_timeout_ms is None:
             ping_timeout_ms = max(1000, self.keepalive_ms // 2)
@@ -166,15 +176,6 @@ class MqttClient:
 
     # -------------------------------------------------------------- output
 
-    def _encode_connect(self):
-        cid, keepalive, clean, will, user, pw = self._connect_args
-        if will is None:
-            return encode_connect(cid, keepalive, clean, username=user, password=pw)
-        wt, wp, wq, wr = will
-        if wq > 1:
-            raise ValueError('will QoS 2 is not supported')
-        return encode_connect(cid, keepalive, clean, wt, wp, wq, wr, user, pw)
-
     def data_to_send(self):
         """Bytes queued by publish/subscribe/receive; send them in order."""
         out = self._out
@@ -194,7 +195,7 @@ class MqttClient:
         self._connect_sent = now
         self._last_sent = now
         self._last_recv = now
-        return self._encode_connect()
+        return self._connect
 
     def disconnect(self, now=None):
         """Clean close (the broker drops the will): the bytes to send last."""
@@ -242,10 +243,8 @@ class MqttClient:
             self._next_id = self._next_id % 65535 + 1
             pid = self._next_id
             if pid not in self._sent_at and pid not in self._pending:
-                for queued in self.outbox if len(self.outbox) else ():
-                    if queued[0] == pid:   # queued while offline, so not in _sent_at yet
-                        break
-                else:
+                # (one queued while offline is not in _sent_at yet)
+                if not len(self.outbox) or pid not in self.outbox:
                     return pid
         raise OutboxFull('no free packet identifier')
 
@@ -295,7 +294,7 @@ class MqttClient:
                     self._unsubs_new.remove(f)
         if self.state != CONNECTED:
             return None
-        return self._send_subscribe(filters)
+        return self._request(encode_subscribe, filters)
 
     def unsubscribe(self, filters, now=None):
         """Forget filters; returns the UNSUBSCRIBE pid or None if offline."""
@@ -310,10 +309,7 @@ class MqttClient:
                 if f not in self._unsubs_new:
                     self._unsubs_new.append(f)
             return None
-        pid = self._alloc_pid()
-        self._out += encode_unsubscribe(pid, filters)
-        self._pending[pid] = True
-        return pid
+        return self._request(encode_unsubscribe, filters)
 
     def subscriptions(self):
         return [(f, q) for f, q in self._subs]
@@ -326,9 +322,10 @@ class MqttClient:
                 return
         subs.append([f, qos])
 
-    def _send_subscribe(self, filters):
+    def _request(self, encode, filters):
+        # a SUBSCRIBE or UNSUBSCRIBE (encode_subscribe, encode_unsubscribe) queued
         pid = self._alloc_pid()
-        self._out += encode_subscribe(pid, filters)
+        self._out += encode(pid, filters)
         self._pending[pid] = True
         return pid
 
@@ -425,11 +422,9 @@ class MqttClient:
         self._subs_new = []
         self._unsubs_new = []
         if unsubs:
-            pid = self._alloc_pid()
-            self._out += encode_unsubscribe(pid, unsubs)
-            self._pending[pid] = True
+            self._request(encode_unsubscribe, unsubs)
         if subs:
-            self._send_subscribe([(f, q) for f, q in subs])
+            self._request(encode_subscribe, [(f, q) for f, q in subs])
         # Replay the outbox in publish order; DUP on what went out before.
         sent_at = self._sent_at
         out = self._out

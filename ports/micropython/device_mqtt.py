@@ -148,14 +148,8 @@ class MqttLink:
             sock.settimeout(5)     # shorter than any watchdog (RP2040's is 8 s)
             sock.connect(ai[-1])
             if self.tls:
-                import ssl
-                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                ca = self.dev.cfg['ca']
-                if ca:
-                    with open(ca, 'rb') as f:
-                        ctx.load_verify_locations(cadata=f.read())
-                    ctx.verify_mode = ssl.CERT_REQUIRED
-                sock = ctx.wrap_socket(sock, server_hostname=self.host)
+                from . import tls
+                sock = tls.wrap_socket(sock, self.host, self.dev.cfg['ca'])
                 self.sock = sock
             sock.setblocking(False)
             self._into = getattr(sock, 'readinto', None) or getattr(sock, 'recv_into', None)

@@ -125,3 +125,9 @@ class FileOutbox:
 
     def __len__(self):
         return len(self._index)
+
+    def __contains__(self, pid):
+        for item in self._index:   # (the file is not read)
+            if item[0] == pid:
+                return True
+        return False
