@@ -94,8 +94,8 @@ class Packet:
     # topic None when the topic alone was over the limit)
     oversized = 0
 
-    def __init__(self, ptype, flags=0):
-        self.type = ptype
+    def __init__(self, type, flags=0):
+        self.type = type
         self.flags = flags
 
     def __repr__(self):
@@ -106,10 +106,10 @@ class Packet:
         return '<%s pid=%d>' % (packet_name(self.type), self.pid)
 
 
-def packet_name(ptype):
+def packet_name(type):
     """A packet type's name, for a message (core/mqtt_numbers, imported then)."""
     from . import mqtt_numbers
-    return mqtt_numbers.PACKET_NAMES[ptype]
+    return mqtt_numbers.PACKET_NAMES[type]
 
 
 # ---------------------------------------------------------------- varint
@@ -272,10 +272,10 @@ def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
     return out
 
 
-def encode_ack(ptype, pid):
-    """PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK for pid."""
+def encode_ack(type, pid):
+    """PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK (type) for pid."""
     _check_pid(pid)
-    return bytes((ptype << 4 | _REQUIRED_FLAGS[ptype], 2, pid >> 8, pid & 0xFF))
+    return bytes((type << 4 | _REQUIRED_FLAGS[type], 2, pid >> 8, pid & 0xFF))
 
 
 def encode_puback(pid):
@@ -344,9 +344,10 @@ def _string(data, pos, end, what):
 
 
 def _pid(data, pos, end, what):
-    pid, pos = _u16(data, pos, end, what + ' packet identifier')
+    # what: 'PUBLISH packet identifier', ...
+    pid, pos = _u16(data, pos, end, what)
     if pid == 0:
-        raise MqttError(what + ' packet identifier is 0')
+        raise MqttError(what + ' is 0')
     return pid, pos
 
 
@@ -394,7 +395,7 @@ def decode(first, body):
         if p.return_code and p.session_present:
             raise MqttError('refused CONNACK with session present')
     elif ptype == _SUBACK:
-        p.pid, pos = _pid(mv, 0, end, 'SUBACK')
+        p.pid, pos = _pid(mv, 0, end, 'SUBACK packet identifier')
         if pos == end:
             raise MqttError('SUBACK without return codes')
         p.codes = list(mv[pos:end])
@@ -403,7 +404,7 @@ def decode(first, body):
                 raise MqttError('SUBACK return code 0x%x' % c)
     else:   # CONNECT, SUBSCRIBE, UNSUBSCRIBE: only a broker takes them
         from . import mqtt_broker
-        mqtt_broker.decode_request(p, mv, end)
+        mqtt_broker.decode(p, mv, end)
     return p
 
 
@@ -422,7 +423,7 @@ def _publish_head(p, data, pos, end):
     if not p.topic or '+' in p.topic or '#' in p.topic:
         raise MqttError('PUBLISH topic empty or with a wildcard')
     if p.qos:
-        p.pid, pos = _pid(data, pos, end, 'PUBLISH')
+        p.pid, pos = _pid(data, pos, end, 'PUBLISH packet identifier')
     return pos
 
 
@@ -562,7 +563,7 @@ class StreamParser:
                 if have < pid:
                     return None
                 if pid:
-                    p.pid, _ = _pid(buf, pos, pos + 2, 'PUBLISH')
+                    p.pid, _ = _pid(buf, pos, pos + 2, 'PUBLISH packet identifier')
                 self._take(pos + pid)
                 self._skip = self._left
                 self._step = 2
@@ -587,18 +588,18 @@ def check_topic(topic):
         raise ValueError('topic name with a wildcard or U+0000')
 
 
-def check_filter(filt):
-    """Raise ValueError unless filt (str or bytes) is a valid topic filter."""
-    if isinstance(filt, str):
-        filt = filt.encode('utf-8')
-    n = len(filt)
-    if not n or b'\x00' in filt:
+def check_filter(f):
+    """Raise ValueError unless f (str or bytes) is a valid topic filter."""
+    if isinstance(f, str):
+        f = f.encode('utf-8')
+    n = len(f)
+    if not n or b'\x00' in f:
         raise ValueError('empty topic filter or U+0000')
     for i in range(n):
-        c = filt[i]
+        c = f[i]
         if c == 0x23:  # '#'
-            if i != n - 1 or (i and filt[i - 1] != 0x2F):
+            if i != n - 1 or (i and f[i - 1] != 0x2F):
                 raise ValueError("'#' must be the last level of a filter")
         elif c == 0x2B:  # '+'
-            if (i and filt[i - 1] != 0x2F) or (i + 1 < n and filt[i + 1] != 0x2F):
+            if (i and f[i - 1] != 0x2F) or (i + 1 < n and f[i + 1] != 0x2F):
                 raise ValueError("'+' must fill a whole filter level")

@@ -81,10 +81,11 @@ def sid_level(sid):
     return _HEX[sid >> 4] + _HEX[sid & 15]
 
 
-def _parse_sid(level):
-    if len(level) != 2 or level[0] not in _HEX or level[1] not in _HEX:
+def _parse_sid(name):
+    # a topic level's service id, None if it is not one
+    if len(name) != 2 or name[0] not in _HEX or name[1] not in _HEX:
         return None
-    sid = _HEX.index(level[0]) << 4 | _HEX.index(level[1])
+    sid = _HEX.index(name[0]) << 4 | _HEX.index(name[1])
     return None if sid == 0xFF else sid
 
 
@@ -149,10 +150,6 @@ def make_client(device, client_id=None, **kw):
 
 # ---------------------------------------------------------------- device
 
-def _seconds(now_ms):
-    return now_ms // 1000
-
-
 class MqttDevice:
     """One node on one MQTT session. See the module docstring.
 
@@ -183,7 +180,7 @@ class MqttDevice:
             from . import secure_frame
             self._sf = secure_frame
         self.peer = peer
-        self.node_clock = node_clock or _seconds
+        self.node_clock = node_clock or (lambda ms: ms // 1000)
         self.qos_telemetry = qos_telemetry
         self.dropped = 0       # incoming messages dropped without an answer
         self.last_drop = None  # why the last one was dropped

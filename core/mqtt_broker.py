@@ -33,11 +33,11 @@ def encode_unsuback(pid):
     return encode_ack(_UNSUBACK, pid)
 
 
-def decode_request(p, mv, end):
+def decode(p, mv, end):
     """Decode the body mv[:end] of a CONNECT, SUBSCRIBE or UNSUBSCRIBE into p (a
     core.mqtt.Packet of that type); raises MqttError."""
     if p.type == _SUBSCRIBE:
-        p.pid, pos = _pid(mv, 0, end, 'SUBSCRIBE')
+        p.pid, pos = _pid(mv, 0, end, 'SUBSCRIBE packet identifier')
         p.filters = []
         while pos < end:
             f, pos = _string(mv, pos, end, 'SUBSCRIBE filter')
@@ -51,7 +51,7 @@ def decode_request(p, mv, end):
         if not p.filters:
             raise MqttError('SUBSCRIBE without filters')
     elif p.type == _UNSUBSCRIBE:
-        p.pid, pos = _pid(mv, 0, end, 'UNSUBSCRIBE')
+        p.pid, pos = _pid(mv, 0, end, 'UNSUBSCRIBE packet identifier')
         p.filters = []
         while pos < end:
             f, pos = _string(mv, pos, end, 'UNSUBSCRIBE filter')

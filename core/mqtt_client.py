@@ -409,10 +409,9 @@ class MqttClient:
 
     def _on_connack(self, p, now):
         if p.return_code:
-            rc = p.return_code
-            from .mqtt_numbers import CONNACK_REASONS as r   # imported for a refusal only
-            reason = r[rc] if rc < len(r) else 'code %d' % rc
-            return self._close('connection refused: ' + reason, True, rc)
+            from .mqtt_numbers import connack_reason   # imported for a refusal only
+            return self._close('connection refused: ' + connack_reason(p.return_code), True,
+                               p.return_code)
         self.state = CONNECTED
         e = Event(EV_CONNECTED)
         e.session_present = p.session_present

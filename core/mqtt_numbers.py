@@ -1,7 +1,7 @@
 """MQTT 3.1.1's numbers by name: control packet types, their names, CONNACK return
 codes' meanings, limits and the fixed two-byte packets, for code that names them (the
 bridge, tests, a broker double): `mqtt.PUBLISH` and `from spot.core.mqtt import PUBLISH`
-read them here.
+read them here; packet names and what a CONNACK return code means, for messages.
 
 core/mqtt.py and core/mqtt_client.py use private copies (`_PUBLISH = const(3)`,
 checked by tests/test_mp_private_constants.py), folded into their code by mpy-cross,
@@ -42,3 +42,8 @@ SUBACK_FAILURE = const(0x80)
 PINGREQ_PACKET = b'\xc0\x00'
 PINGRESP_PACKET = b'\xd0\x00'
 DISCONNECT_PACKET = b'\xe0\x00'
+
+
+def connack_reason(code):
+    """What a CONNACK return code means, for a message."""
+    return CONNACK_REASONS[code] if code < len(CONNACK_REASONS) else 'code %d' % code

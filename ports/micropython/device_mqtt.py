@@ -45,12 +45,10 @@ class MqttLink:
         self.sock = None
         self.due = 0             # ms of the next connection attempt
         self.delay = 0
-        self.connections = 0
         self.last_error = None
         self._out = b''
-        self._buf = dev.take_rx(_READ)   # the block the Device took for it at boot
+        self._buf = memoryview(dev.take_rx(_READ))   # the block the Device took at boot
         self._into = None        # the socket's readinto (recv_into), bound at connect
-        self._mv = memoryview(self._buf)
 
     def report_peer(self):
         # sealed telemetry is for the bridge: MqttDevice seals what goes to its kid
@@ -93,7 +91,7 @@ class MqttLink:
                 if not n:
                     self._events(c.connection_lost('closed by the broker', now), now)
                     break
-                c.take_in(self._mv[:n], now)   # the client copies it
+                c.take_in(self._buf[:n], now)   # the client copies it
                 if c.has_events():
                     self._events(c.take_events(), now)
                 self._send(c.data_to_send())
@@ -157,7 +155,6 @@ class MqttLink:
             self.last_error = 'connect: %r' % (e,)
             self._drop(None, now)
             return
-        self.connections += 1
         self._out = b''
         self._send(self.client.connect(now))
 
