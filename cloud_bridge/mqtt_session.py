@@ -35,7 +35,7 @@ import asyncio
 import logging
 import ssl
 
-from ..core.mqtt import SUBACK_FAILURE, encode_puback
+from ..core.mqtt import SUBACK_FAILURE, encode_puback, encode_subscribe
 from ..core.mqtt_client import (MqttClient, DISCONNECTED, EV_CONNECTED, EV_DISCONNECTED,
                                 EV_MESSAGE, EV_OVERSIZED, EV_SUBACK)
 
@@ -82,9 +82,6 @@ class _Client(MqttClient):
     ack_on_receive = False
     puback_events = False
 
-    def _in_outbox(self, pid):
-        return pid in self.outbox
-
     def withdraw(self, pid):
         """Forget QoS 1 message pid if the broker has not acknowledged it: it is not
         sent again, neither after the next CONNACK nor as a retry. True if it was held."""
@@ -96,7 +93,7 @@ class _Client(MqttClient):
     def subscribe_now(self, filters):
         """SUBSCRIBE filters on this connection (not remembered: the session
         sends them after every CONNACK itself); the packet id."""
-        return self._send_subscribe(filters)
+        return self._request(encode_subscribe, filters)
 
 
 class MqttSession(asyncio.Protocol):

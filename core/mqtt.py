@@ -1,48 +1,58 @@
 """MQTT 3.1.1 packet codec: encoders, a decoder, a chunk-fed stream parser and
-topic-filter matching. Portable, no I/O (MicroPython and CPython).
+topic checks. Portable, no I/O (MicroPython and CPython). The broker's side (CONNECT,
+SUBSCRIBE and UNSUBSCRIBE decoded, CONNACK, SUBACK and UNSUBACK built, topic-filter
+matching) is core/mqtt_broker's, read through this module; MQTT's numbers by name
+are core/mqtt_numbers'.
 
 Every malformed input raises MqttError; MQTT has no error reply, so whoever
 owns the connection closes it. Encoders raise ValueError for bad arguments.
 A PUBLISH longer than the parser's max_packet is not an error: its topic and
 packet id are read and its payload is discarded as it arrives (spec 9.2, Size).
 """
-from .compat import const
+from .compat import const, MICROPYTHON
 
-# Control packet types (MQTT 3.1.1 section 2.2.1); 0 and 15 are reserved.
-CONNECT = const(1)
-CONNACK = const(2)
-PUBLISH = const(3)
-PUBACK = const(4)
-PUBREC = const(5)
-PUBREL = const(6)
-PUBCOMP = const(7)
-SUBSCRIBE = const(8)
-SUBACK = const(9)
-UNSUBSCRIBE = const(10)
-UNSUBACK = const(11)
-PINGREQ = const(12)
-PINGRESP = const(13)
-DISCONNECT = const(14)
 
-PACKET_NAMES = ('reserved', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC',
-                'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE',
-                'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'reserved')
+if MICROPYTHON:
+    def __getattr__(name):
+        # mqtt.PUBLISH, `from .mqtt import encode_suback`: core/mqtt_numbers' numbers or
+        # core/mqtt_broker's broker side, imported on first use (this module and
+        # core/mqtt_client use private copies and never ask)
+        from . import mqtt_numbers
+        if hasattr(mqtt_numbers, name):
+            return getattr(mqtt_numbers, name)
+        from . import mqtt_broker
+        return getattr(mqtt_broker, name)
+else:
+    from .mqtt_numbers import *  # noqa: F401,F403  MQTT's numbers as this module's attributes
+
+    def __getattr__(name):
+        # mqtt.encode_suback: core/mqtt_broker's, imported on first use (it imports this
+        # module, so not here)
+        from . import mqtt_broker
+        return getattr(mqtt_broker, name)
+
+# core/mqtt_numbers.py's numbers that this module uses, as private constants: no global
+# slot holds them on a board
+_CONNECT = const(1)
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_PUBREC = const(5)
+_PUBREL = const(6)
+_PUBCOMP = const(7)
+_SUBSCRIBE = const(8)
+_SUBACK = const(9)
+_UNSUBSCRIBE = const(10)
+_UNSUBACK = const(11)
+_PINGREQ = const(12)
+_PINGRESP = const(13)
+_DISCONNECT = const(14)
+_MAX_REMAINING_LENGTH = const(268435455)
+_DEFAULT_MAX_PACKET = const(16384)
+_SUBACK_FAILURE = const(0x80)
 
 # Fixed-header flags every type but PUBLISH must carry (section 2.2.2).
 _REQUIRED_FLAGS = b'\xff\x00\x00\xff\x00\x00\x02\x00\x02\x00\x02\x00\x00\x00\x00\xff'
-
-MAX_REMAINING_LENGTH = const(268435455)   # 4-byte varint maximum
-DEFAULT_MAX_PACKET = const(16384)         # whole packet, fixed header included
-
-# CONNACK return codes (section 3.2.2.3)
-CONNACK_REASONS = ('accepted', 'unacceptable protocol version',
-                   'identifier rejected', 'server unavailable',
-                   'bad user name or password', 'not authorized')
-SUBACK_FAILURE = const(0x80)
-
-PINGREQ_PACKET = b'\xc0\x00'
-PINGRESP_PACKET = b'\xd0\x00'
-DISCONNECT_PACKET = b'\xe0\x00'
 
 _DUP = const(0x08)
 _RETAIN = const(0x01)
@@ -84,17 +94,22 @@ class Packet:
     # topic None when the topic alone was over the limit)
     oversized = 0
 
-    def __init__(self, ptype, flags=0):
-        self.type = ptype
+    def __init__(self, type, flags=0):
+        self.type = type
         self.flags = flags
 
     def __repr__(self):
-        name = PACKET_NAMES[self.type]
-        if self.type == PUBLISH:
+        if self.type == _PUBLISH:
             return '<PUBLISH %r qos=%d retain=%d dup=%d pid=%d %d bytes>' % (
                 self.topic, self.qos, self.retain, self.dup, self.pid,
                 len(self.payload))
-        return '<%s pid=%d>' % (name, self.pid)
+        return '<%s pid=%d>' % (packet_name(self.type), self.pid)
+
+
+def packet_name(type):
+    """A packet type's name, for a message (core/mqtt_numbers, imported then)."""
+    from . import mqtt_numbers
+    return mqtt_numbers.PACKET_NAMES[type]
 
 
 # ---------------------------------------------------------------- varint
@@ -107,7 +122,7 @@ def varint_size(n):
         return 2
     if n < 2097152:
         return 3
-    if n <= MAX_REMAINING_LENGTH:
+    if n <= _MAX_REMAINING_LENGTH:
         return 4
     raise ValueError('remaining length too large')
 
@@ -161,11 +176,11 @@ def _utf8(s, what):
     return s
 
 
-def _start(first, rl):
+def _start(first, n):
     """A zeroed packet buffer with its fixed header written."""
-    out = bytearray(1 + varint_size(rl) + rl)
+    out = bytearray(1 + varint_size(n) + n)
     out[0] = first
-    return out, _put_varint(out, 1, rl)
+    return out, _put_varint(out, 1, n)
 
 
 def _put_u16(out, pos, n):
@@ -174,14 +189,11 @@ def _put_u16(out, pos, n):
     return pos + 2
 
 
-def _put_bytes(out, pos, data):
+def _put_str(out, pos, data):
     n = len(data)
+    pos = _put_u16(out, pos, n)
     out[pos:pos + n] = data
     return pos + n
-
-
-def _put_str(out, pos, data):
-    return _put_bytes(out, _put_u16(out, pos, len(data)), data)
 
 
 def _check_pid(pid):
@@ -222,7 +234,7 @@ def encode_connect(client_id, keepalive=60, clean_session=True,
         pw = _utf8(password, 'password')
         flags |= 0x40
         rl += 2 + len(pw)
-    out, pos = _start(CONNECT << 4, rl)
+    out, pos = _start(_CONNECT << 4, rl)
     pos = _put_str(out, pos, b'MQTT')
     out[pos] = 4
     out[pos + 1] = flags
@@ -238,10 +250,6 @@ def encode_connect(client_id, keepalive=60, clean_session=True,
     return out
 
 
-def encode_connack(session_present, return_code):
-    return bytes((CONNACK << 4, 2, 1 if session_present else 0, return_code))
-
-
 def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
     """PUBLISH as a bytearray (so a sender can set DUP in byte 0 later).
     A str payload is sent as UTF-8."""
@@ -255,27 +263,23 @@ def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
     elif dup:
         raise ValueError('DUP must be 0 for QoS 0')
     rl = 2 + len(t) + (2 if qos else 0) + len(payload)
-    first = (PUBLISH << 4) | (qos << 1) | (_DUP if dup else 0) | (_RETAIN if retain else 0)
+    first = (_PUBLISH << 4) | (qos << 1) | (_DUP if dup else 0) | (_RETAIN if retain else 0)
     out, pos = _start(first, rl)
     pos = _put_str(out, pos, t)
     if qos:
         pos = _put_u16(out, pos, pid)
-    _put_bytes(out, pos, payload)
+    out[pos:pos + len(payload)] = payload
     return out
 
 
-def encode_ack(ptype, pid):
-    """PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK for pid."""
+def encode_ack(type, pid):
+    """PUBACK, PUBREC, PUBREL, PUBCOMP or UNSUBACK (type) for pid."""
     _check_pid(pid)
-    return bytes((ptype << 4 | _REQUIRED_FLAGS[ptype], 2, pid >> 8, pid & 0xFF))
+    return bytes((type << 4 | _REQUIRED_FLAGS[type], 2, pid >> 8, pid & 0xFF))
 
 
 def encode_puback(pid):
-    return encode_ack(PUBACK, pid)
-
-
-def encode_unsuback(pid):
-    return encode_ack(UNSUBACK, pid)
+    return encode_ack(_PUBACK, pid)
 
 
 def encode_subscribe(pid, filters):
@@ -291,20 +295,12 @@ def encode_subscribe(pid, filters):
         _check_qos(qos)
         encoded.append((f, qos))
         rl += 3 + len(f)
-    out, pos = _start(SUBSCRIBE << 4 | 2, rl)
+    out, pos = _start(_SUBSCRIBE << 4 | 2, rl)
     pos = _put_u16(out, pos, pid)
     for f, qos in encoded:
         pos = _put_str(out, pos, f)
         out[pos] = qos
         pos += 1
-    return out
-
-
-def encode_suback(pid, codes):
-    _check_pid(pid)
-    out, pos = _start(SUBACK << 4, 2 + len(codes))
-    pos = _put_u16(out, pos, pid)
-    _put_bytes(out, pos, bytes(codes))
     return out
 
 
@@ -319,7 +315,7 @@ def encode_unsubscribe(pid, filters):
         check_filter(f)
         encoded.append(f)
         rl += 2 + len(f)
-    out, pos = _start(UNSUBSCRIBE << 4 | 2, rl)
+    out, pos = _start(_UNSUBSCRIBE << 4 | 2, rl)
     pos = _put_u16(out, pos, pid)
     for f in encoded:
         pos = _put_str(out, pos, f)
@@ -328,25 +324,18 @@ def encode_unsubscribe(pid, filters):
 
 # ---------------------------------------------------------------- decoding
 
-def _u16(mv, pos, end, what):
+def _u16(data, pos, end, what):
     if pos + 2 > end:
-        raise MqttError('truncated ' + what)
-    return (mv[pos] << 8) | mv[pos + 1], pos + 2
+        raise MqttError('truncated %s' % what)
+    return (data[pos] << 8) | data[pos + 1], pos + 2
 
 
-def _binary(mv, pos, end, what):
-    n, pos = _u16(mv, pos, end, what)
+def _string(data, pos, end, what):
+    n, pos = _u16(data, pos, end, what)
     if pos + n > end:
-        raise MqttError('truncated ' + what)
-    return bytes(mv[pos:pos + n]), pos + n
-
-
-def _string(mv, pos, end, what):
-    n, pos = _u16(mv, pos, end, what)
-    if pos + n > end:
-        raise MqttError('truncated ' + what)
+        raise MqttError('truncated %s' % what)
     try:
-        s = str(mv[pos:pos + n], 'utf-8')
+        s = str(data[pos:pos + n], 'utf-8')
     except UnicodeError:
         raise MqttError(what + ' is not valid UTF-8')
     if '\x00' in s:
@@ -354,24 +343,25 @@ def _string(mv, pos, end, what):
     return s, pos + n
 
 
-def _pid(mv, pos, end, what):
-    pid, pos = _u16(mv, pos, end, what + ' packet identifier')
+def _pid(data, pos, end, what):
+    # what: 'PUBLISH packet identifier', ...
+    pid, pos = _u16(data, pos, end, what)
     if pid == 0:
-        raise MqttError(what + ' packet identifier is 0')
+        raise MqttError(what + ' is 0')
     return pid, pos
 
 
-def check_first_byte(b):
+def check_first_byte(first):
     """Raise MqttError if a fixed header's first byte is invalid."""
-    ptype = b >> 4
+    ptype = first >> 4
     need = _REQUIRED_FLAGS[ptype]
     if need == 0xFF:
-        if ptype != PUBLISH:
+        if ptype != _PUBLISH:
             raise MqttError('reserved packet type %d' % ptype)
-        if b & 0x06 == 0x06:
+        if first & 0x06 == 0x06:
             raise MqttError('PUBLISH with QoS 3')
-    elif b & 0x0F != need:
-        raise MqttError('%s with invalid flags 0x%x' % (PACKET_NAMES[ptype], b & 0x0F))
+    elif first & 0x0F != need:
+        raise MqttError('%s with invalid flags 0x%x' % (packet_name(ptype), first & 0x0F))
 
 
 def decode(first, body):
@@ -382,18 +372,20 @@ def decode(first, body):
     p = Packet(ptype, first & 0x0F)
     mv = memoryview(body)
     end = len(mv)
-    if ptype == PUBLISH:
+    if ptype == _PUBLISH:
         _publish_flags(p, first)
         pos = _publish_head(p, mv, 0, end)
         p.payload = bytes(mv[pos:end])
-    elif ptype in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
+    elif ptype in (_PUBACK, _PUBREC, _PUBREL, _PUBCOMP, _UNSUBACK):
         if end != 2:
-            raise MqttError('%s remaining length %d, not 2' % (PACKET_NAMES[ptype], end))
-        p.pid, _ = _pid(mv, 0, end, PACKET_NAMES[ptype])
-    elif ptype in (PINGREQ, PINGRESP, DISCONNECT):
+            raise MqttError('%s remaining length %d, not 2' % (packet_name(ptype), end))
+        p.pid = (mv[0] << 8) | mv[1]
+        if not p.pid:
+            raise MqttError('%s packet identifier is 0' % packet_name(ptype))
+    elif ptype in (_PINGREQ, _PINGRESP, _DISCONNECT):
         if end:
-            raise MqttError('%s remaining length %d, not 0' % (PACKET_NAMES[ptype], end))
-    elif ptype == CONNACK:
+            raise MqttError('%s remaining length %d, not 0' % (packet_name(ptype), end))
+    elif ptype == _CONNACK:
         if end != 2:
             raise MqttError('CONNACK remaining length %d, not 2' % end)
         if mv[0] & 0xFE:
@@ -402,38 +394,17 @@ def decode(first, body):
         p.return_code = mv[1]
         if p.return_code and p.session_present:
             raise MqttError('refused CONNACK with session present')
-    elif ptype == SUBACK:
-        p.pid, pos = _pid(mv, 0, end, 'SUBACK')
+    elif ptype == _SUBACK:
+        p.pid, pos = _pid(mv, 0, end, 'SUBACK packet identifier')
         if pos == end:
             raise MqttError('SUBACK without return codes')
         p.codes = list(mv[pos:end])
         for c in p.codes:
-            if c > 2 and c != SUBACK_FAILURE:
+            if c > 2 and c != _SUBACK_FAILURE:
                 raise MqttError('SUBACK return code 0x%x' % c)
-    elif ptype == SUBSCRIBE:
-        p.pid, pos = _pid(mv, 0, end, 'SUBSCRIBE')
-        p.filters = []
-        while pos < end:
-            f, pos = _string(mv, pos, end, 'SUBSCRIBE filter')
-            if pos >= end:
-                raise MqttError('SUBSCRIBE filter without QoS')
-            q = mv[pos]
-            pos += 1
-            if q > 2:
-                raise MqttError('SUBSCRIBE QoS byte 0x%x' % q)
-            p.filters.append((f, q))
-        if not p.filters:
-            raise MqttError('SUBSCRIBE without filters')
-    elif ptype == UNSUBSCRIBE:
-        p.pid, pos = _pid(mv, 0, end, 'UNSUBSCRIBE')
-        p.filters = []
-        while pos < end:
-            f, pos = _string(mv, pos, end, 'UNSUBSCRIBE filter')
-            p.filters.append(f)
-        if not p.filters:
-            raise MqttError('UNSUBSCRIBE without filters')
-    else:  # CONNECT
-        _decode_connect(p, mv, end)
+    else:   # CONNECT, SUBSCRIBE, UNSUBSCRIBE: only a broker takes them
+        from . import mqtt_broker
+        mqtt_broker.decode(p, mv, end)
     return p
 
 
@@ -445,49 +416,15 @@ def _publish_flags(p, first):
         raise MqttError('PUBLISH QoS 0 with DUP set')
 
 
-def _publish_head(p, mv, pos, end):
-    """Read a PUBLISH's topic and (QoS > 0) packet id at mv[pos:end] into p; the
+def _publish_head(p, data, pos, end):
+    """Read a PUBLISH's topic and (QoS > 0) packet id at data[pos:end] into p; the
     position after them."""
-    p.topic, pos = _string(mv, pos, end, 'PUBLISH topic')
+    p.topic, pos = _string(data, pos, end, 'PUBLISH topic')
     if not p.topic or '+' in p.topic or '#' in p.topic:
         raise MqttError('PUBLISH topic empty or with a wildcard')
     if p.qos:
-        p.pid, pos = _pid(mv, pos, end, 'PUBLISH')
+        p.pid, pos = _pid(data, pos, end, 'PUBLISH packet identifier')
     return pos
-
-
-def _decode_connect(p, mv, end):
-    name, pos = _string(mv, 0, end, 'protocol name')
-    if name != 'MQTT':
-        raise MqttError('protocol name %r' % name)
-    if pos + 4 > end:
-        raise MqttError('truncated CONNECT header')
-    if mv[pos] != 4:
-        raise MqttError('protocol level %d' % mv[pos])
-    flags = mv[pos + 1]
-    if flags & 1:
-        raise MqttError('CONNECT reserved flag set')
-    p.keepalive = (mv[pos + 2] << 8) | mv[pos + 3]
-    pos += 4
-    p.clean_session = bool(flags & 0x02)
-    p.client_id, pos = _string(mv, pos, end, 'client id')
-    if flags & 0x04:
-        p.will_qos = (flags >> 3) & 3
-        if p.will_qos == 3:
-            raise MqttError('will QoS 3')
-        p.will_retain = bool(flags & 0x20)
-        p.will_topic, pos = _string(mv, pos, end, 'will topic')
-        p.will_payload, pos = _binary(mv, pos, end, 'will message')
-    elif flags & 0x38:
-        raise MqttError('will QoS/retain without will flag')
-    if flags & 0x80:
-        p.username, pos = _string(mv, pos, end, 'user name')
-    if flags & 0x40:
-        if not flags & 0x80:
-            raise MqttError('password without user name')
-        p.password, pos = _binary(mv, pos, end, 'password')
-    if pos != end:
-        raise MqttError('%d trailing bytes after CONNECT payload' % (end - pos))
 
 
 class StreamParser:
@@ -497,16 +434,16 @@ class StreamParser:
     buffered for the next chunk. A header announcing more than max_packet
     bytes fails at once (a protocol error), so the buffer never holds more than
     one partial packet of at most max_packet bytes (plus the unparsed rest of
-    the last chunk); but a PUBLISH that long is skipped, not refused: its topic and
+    the last chunk); but a _PUBLISH that long is skipped, not refused: its topic and
     packet id are read (a topic itself over the limit is skipped too) and its
     payload is discarded as it arrives, never buffered, and once it has all
-    passed the parser gives a PUBLISH Packet with `oversized` set to its size
-    and no payload (MQTT 3.1.1 cannot refuse one PUBLISH, and one that closed
+    passed the parser gives a _PUBLISH Packet with `oversized` set to its size
+    and no payload (MQTT 3.1.1 cannot refuse one _PUBLISH, and one that closed
     the connection would come back after every reconnect). After a MqttError
     the parser is reset; the connection is dead.
     """
 
-    def __init__(self, max_packet=DEFAULT_MAX_PACKET):
+    def __init__(self, max_packet=_DEFAULT_MAX_PACKET):
         self.max_packet = max_packet
         self.reset()
 
@@ -554,42 +491,39 @@ class StreamParser:
         """The next whole packet taken, or None (no generator: a board's client
         calls this per chunk)."""
         try:
-            return self._next()
+            if self._big is not None:
+                return self._skipping()
+            buf = self._buf
+            pos = self._pos
+            end = len(buf)
+            if pos >= end:
+                return None
+            first = buf[pos]
+            check_first_byte(first)
+            rl, body = decode_varint(buf, pos + 1, end)
+            if rl < 0:
+                return None
+            total = body - pos + rl
+            if total > self.max_packet:
+                if first >> 4 != _PUBLISH:
+                    raise MqttError('packet of %d bytes exceeds the maximum of %d'
+                                    % (total, self.max_packet))
+                p = Packet(_PUBLISH, first & 0x0F)
+                _publish_flags(p, first)
+                p.oversized = total
+                self._big = p
+                self._left = rl
+                self._step = 0
+                self._pos = body
+                return self._skipping()
+            if body + rl > end:
+                return None
+            p = decode(first, memoryview(buf)[body:body + rl])
+            self._pos = body + rl
+            return p
         except MqttError:
             self.reset()
             raise
-
-    def _next(self):
-        if self._big is not None:
-            return self._skipping()
-        buf = self._buf
-        pos = self._pos
-        end = len(buf)
-        if pos >= end:
-            return None
-        first = buf[pos]
-        check_first_byte(first)
-        rl, body = decode_varint(buf, pos + 1, end)
-        if rl < 0:
-            return None
-        total = body - pos + rl
-        if total > self.max_packet:
-            if first >> 4 != PUBLISH:
-                raise MqttError('packet of %d bytes exceeds the maximum of %d'
-                                % (total, self.max_packet))
-            p = Packet(PUBLISH, first & 0x0F)
-            _publish_flags(p, first)
-            p.oversized = total
-            self._big = p
-            self._left = rl
-            self._step = 0
-            self._pos = body
-            return self._skipping()
-        if body + rl > end:
-            return None
-        p = decode(first, memoryview(buf)[body:body + rl])
-        self._pos = body + rl
-        return p
 
     def _skipping(self):
         # the oversized PUBLISH's next step, as far as the bytes held allow
@@ -629,7 +563,7 @@ class StreamParser:
                 if have < pid:
                     return None
                 if pid:
-                    p.pid, _ = _pid(buf, pos, pos + 2, 'PUBLISH')
+                    p.pid, _ = _pid(buf, pos, pos + 2, 'PUBLISH packet identifier')
                 self._take(pos + pid)
                 self._skip = self._left
                 self._step = 2
@@ -654,46 +588,18 @@ def check_topic(topic):
         raise ValueError('topic name with a wildcard or U+0000')
 
 
-def check_filter(filt):
-    """Raise ValueError unless filt (str or bytes) is a valid topic filter."""
-    if isinstance(filt, str):
-        filt = filt.encode('utf-8')
-    n = len(filt)
-    if not n or b'\x00' in filt:
+def check_filter(f):
+    """Raise ValueError unless f (str or bytes) is a valid topic filter."""
+    if isinstance(f, str):
+        f = f.encode('utf-8')
+    n = len(f)
+    if not n or b'\x00' in f:
         raise ValueError('empty topic filter or U+0000')
     for i in range(n):
-        c = filt[i]
+        c = f[i]
         if c == 0x23:  # '#'
-            if i != n - 1 or (i and filt[i - 1] != 0x2F):
+            if i != n - 1 or (i and f[i - 1] != 0x2F):
                 raise ValueError("'#' must be the last level of a filter")
         elif c == 0x2B:  # '+'
-            if (i and filt[i - 1] != 0x2F) or (i + 1 < n and filt[i + 1] != 0x2F):
+            if (i and f[i - 1] != 0x2F) or (i + 1 < n and f[i + 1] != 0x2F):
                 raise ValueError("'+' must fill a whole filter level")
-
-
-def topic_matches(filt, topic):
-    """True if topic name matches the (valid) topic filter; '+' matches one
-    level, '#' the rest; wildcard-first filters skip topics starting '$'."""
-    fl = len(filt)
-    tl = len(topic)
-    if tl and topic[0] == '$' and fl and filt[0] in '+#':
-        return False
-    f = 0
-    t = 0
-    while f < fl:
-        c = filt[f]
-        if c == '#':
-            return True
-        if c == '+':
-            while t < tl and topic[t] != '/':
-                t += 1
-            f += 1
-            continue
-        if t >= tl:
-            # "a/#" also matches "a" (the parent level)
-            return t == tl and filt[f:] == '/#'
-        if topic[t] != c:
-            return False
-        f += 1
-        t += 1
-    return t == tl

@@ -31,8 +31,7 @@ from .mqtt_client import MqttClient, OutboxFull, CONNECTED, EV_CONNECTED, EV_MES
 
 ROOT = "spot/v1/"
 SIGNAL = "signal"      # reserved second level: spot/v1/signal/<sid>
-MAX_ID_BYTES = const(64)
-SEALED = const(0x00)   # first byte of a sealed frame (core.secure_frame.MARK)
+_MAX_ID_BYTES = const(64)
 
 # kinds returned by parse_topic()
 UP = const(1)          # spot/v1/<device>/<sid>/up[/<reply>]
@@ -53,6 +52,7 @@ _VERSION = const(1)
 _READ = const(1)
 _UNSUBSCRIBE = const(5)
 _NOT_AUTHORISED = const(6)    # core.errors'
+_MARK = const(0x00)           # core.secure_frame's: the first byte of a sealed frame
 
 
 # ---------------------------------------------------------------- topics
@@ -64,7 +64,7 @@ def check_level(name, what="device id"):
     if not isinstance(name, str):
         raise ValueError(what + " must be a str")
     n = len(name.encode("utf-8"))
-    if not 0 < n <= MAX_ID_BYTES:
+    if not 0 < n <= _MAX_ID_BYTES:
         raise ValueError(what + " must be 1..64 bytes")
     for c in "/+#\x00":
         if c in name:
@@ -81,10 +81,11 @@ def sid_level(sid):
     return _HEX[sid >> 4] + _HEX[sid & 15]
 
 
-def _parse_sid(level):
-    if len(level) != 2 or level[0] not in _HEX or level[1] not in _HEX:
+def _parse_sid(name):
+    # a topic level's service id, None if it is not one
+    if len(name) != 2 or name[0] not in _HEX or name[1] not in _HEX:
         return None
-    sid = _HEX.index(level[0]) << 4 | _HEX.index(level[1])
+    sid = _HEX.index(name[0]) << 4 | _HEX.index(name[1])
     return None if sid == 0xFF else sid
 
 
@@ -149,10 +150,6 @@ def make_client(device, client_id=None, **kw):
 
 # ---------------------------------------------------------------- device
 
-def _seconds(now_ms):
-    return now_ms // 1000
-
-
 class MqttDevice:
     """One node on one MQTT session. See the module docstring.
 
@@ -183,7 +180,7 @@ class MqttDevice:
             from . import secure_frame
             self._sf = secure_frame
         self.peer = peer
-        self.node_clock = node_clock or _seconds
+        self.node_clock = node_clock or (lambda ms: ms // 1000)
         self.qos_telemetry = qos_telemetry
         self.dropped = 0       # incoming messages dropped without an answer
         self.last_drop = None  # why the last one was dropped
@@ -193,13 +190,8 @@ class MqttDevice:
         self._topics = {}      # sid -> its up topic as bytes, built once
         self._now = 0          # ms of the step() running (for _notified)
         self._emit = self._notified   # bound once: step() hands it to node.step()
-        self._down = ROOT + device_id + "/+/down/#"
-        client.subscribe([(self._down, 1)])
+        client.subscribe([(ROOT + device_id + "/+/down/#", 1)])
         self._sync_signals(None)
-
-    @property
-    def sealed(self):
-        return bool(self.contexts)
 
     # ------------------------------------------------------------ input
 
@@ -218,14 +210,19 @@ class MqttDevice:
         kind, device, sid, reply = t
         if kind == DOWN and device == self.device_id:
             return self._request(sid, reply, payload, now)
-        if kind == SIGNAL_TOPIC:
-            return self._signal(sid, payload, now)
-        return self._drop("not a topic of this device")
+        if kind != SIGNAL_TOPIC:
+            return self._drop("not a topic of this device")
+        if sid not in self.node.consumes:
+            return self._drop("signal not consumed")
+        if (len(payload) < _HEADER_SIZE or payload[1] != sid
+                or payload[0] != (_VERSION << 4 | _NOTIFY)):
+            return self._drop("signal topic carries only NOTIFY of its service")
+        self.node.receive(payload, self.node_clock(now), None)
 
     def _request(self, sid, reply, payload, now):
         ctx = None
         frame = payload
-        if len(payload) and payload[0] == SEALED:
+        if len(payload) and payload[0] == _MARK:
             if self._sf is None:
                 return self._drop("sealed frame without a context")
             try:
@@ -247,17 +244,9 @@ class MqttDevice:
         if answer is not None:
             self._send(answer, 1, ctx, reply, now)
 
-    def _signal(self, sid, payload, now):
-        if sid not in self.node.consumes:
-            return self._drop("signal not consumed")
-        if (len(payload) < _HEADER_SIZE or payload[1] != sid
-                or payload[0] != (_VERSION << 4 | _NOTIFY)):
-            return self._drop("signal topic carries only NOTIFY of its service")
-        self.node.receive(payload, self.node_clock(now), None)
-
-    def _drop(self, why):
+    def _drop(self, reason):
         self.dropped += 1
-        self.last_drop = why
+        self.last_drop = reason
 
     # ------------------------------------------------------------ output
 
@@ -333,12 +322,6 @@ class MqttDevice:
             return False
         return True
 
-    def _context_of(self, peer):
-        for c in self.contexts:
-            if c.recipient_id == peer:
-                return c
-        return None
-
     # ------------------------------------------------------------ time
 
     def step(self, now):
@@ -352,8 +335,10 @@ class MqttDevice:
     def _notified(self, peer, frame):
         ctx = None
         if self.contexts:
-            ctx = self._context_of(peer)
-            if ctx is None:  # its context was withdrawn: nobody may read it
+            for ctx in self.contexts:
+                if ctx.recipient_id == peer:
+                    break
+            else:  # its context was withdrawn: nobody may read it
                 self.unsent += 1
                 return
         self._send(frame, self.qos_telemetry, ctx, None, self._now)
@@ -381,24 +366,24 @@ class MqttDevice:
             self.birth(now)
 
     def _sync_signals(self, now):
-        wanted = self.node.consumes
+        consumes = self.node.consumes
         have = self._signals
-        if len(wanted) == len(have):   # the same ones, as on every idle turn: no lists
-            for s in wanted:           # (nor closure cells: the comprehensions are below)
+        if len(consumes) == len(have):   # the same ones, as on every idle turn: no lists
+            for s in consumes:           # (nor closure cells: the comprehensions are below)
                 if s not in have:
                     break
             else:
                 return False
-        return self._resync(wanted, now)
+        return self._resync(consumes, now)
 
-    def _resync(self, wanted, now):
-        new = [s for s in wanted if s not in self._signals]
-        gone = [s for s in self._signals if s not in wanted]
+    def _resync(self, consumes, now):
+        new = [s for s in consumes if s not in self._signals]
+        gone = [s for s in self._signals if s not in consumes]
         if gone:
             self.client.unsubscribe([signal_topic(s) for s in gone], now)
         if new:
             self.client.subscribe([(signal_topic(s), 1) for s in new], now)
         if new or gone:
-            self._signals = [s for s in self._signals if s in wanted] + new
+            self._signals = [s for s in self._signals if s in consumes] + new
             return True
         return False

@@ -21,11 +21,17 @@ broker would send it again after every reconnect. EV_OVERSIZED says so, and
 `oversized` counts them.
 """
 from .compat import const
-from .mqtt import (MqttError, StreamParser, DEFAULT_MAX_PACKET, CONNACK, PUBLISH,
-                   PUBACK, SUBACK, UNSUBACK, PINGRESP, PACKET_NAMES,
-                   CONNACK_REASONS, PINGREQ_PACKET, DISCONNECT_PACKET,
-                   encode_connect, encode_publish, encode_puback,
-                   encode_subscribe, encode_unsubscribe, check_filter)
+from .mqtt import (MqttError, StreamParser, packet_name, encode_connect, encode_publish,
+                   encode_puback, encode_subscribe, encode_unsubscribe, check_filter)
+
+# core/mqtt_numbers' numbers, copied: no global slot holds them on a board
+_CONNACK = const(2)
+_PUBLISH = const(3)
+_PUBACK = const(4)
+_SUBACK = const(9)
+_UNSUBACK = const(11)
+_PINGRESP = const(13)
+_DEFAULT_MAX_PACKET = const(16384)
 
 DISCONNECTED = const(0)
 CONNECTING = const(1)   # CONNECT sent, waiting for CONNACK
@@ -78,7 +84,7 @@ class MemoryOutbox:
 
     The interface a persistent (flash) outbox implements as well:
     room(size) -> bool, append(pid, packet), ack(pid) -> bool,
-    iteration yields (pid, packet) oldest first, len().
+    iteration yields (pid, packet) oldest first, len(), pid in outbox.
     """
 
     def __init__(self, max_messages=32, max_bytes=16384):
@@ -110,6 +116,12 @@ class MemoryOutbox:
     def __iter__(self):
         return iter(self._items)
 
+    def __contains__(self, pid):
+        for item in self._items:
+            if item[0] == pid:
+                return True
+        return False
+
     def __len__(self):
         return len(self._items)
 
@@ -123,13 +135,17 @@ class MqttClient:
     def __init__(self, client_id, keepalive=60, clean_session=True, will=None,
                  username=None, password=None, outbox=None, retry_ms=10000,
                  ping_timeout_ms=None, connect_timeout_ms=10000,
-                 max_packet=DEFAULT_MAX_PACKET):
+                 max_packet=_DEFAULT_MAX_PACKET):
         # will: (topic, payload, qos, retain), published by the broker if
         # the link dies without our DISCONNECT (SPOT's death notice).
-        self._connect_args = (client_id, keepalive, clean_session, will,
-                              username, password)
-        # Fail early on bad arguments rather than at the first connect().
-        self._encode_connect()
+        # The CONNECT every connection starts with, built now: bad arguments fail here
+        # rather than at the first connect().
+        if will is None:
+            will = (None, b'', 0, False)
+        elif will[2] > 1:
+            raise ValueError('will QoS 2 is not supported')
+        self._connect = bytes(encode_connect(client_id, keepalive, clean_session, will[0],
+                                             will[1], will[2], will[3], username, password))
         self.keepalive_ms = keepalive * 1000
         if ping_timeout_ms is None:
             ping_timeout_ms = max(1000, self.keepalive_ms // 2)
@@ -160,15 +176,6 @@ class MqttClient:
 
     # -------------------------------------------------------------- output
 
-    def _encode_connect(self):
-        cid, keepalive, clean, will, user, pw = self._connect_args
-        if will is None:
-            return encode_connect(cid, keepalive, clean, username=user, password=pw)
-        wt, wp, wq, wr = will
-        if wq > 1:
-            raise ValueError('will QoS 2 is not supported')
-        return encode_connect(cid, keepalive, clean, wt, wp, wq, wr, user, pw)
-
     def data_to_send(self):
         """Bytes queued by publish/subscribe/receive; send them in order."""
         out = self._out
@@ -188,7 +195,7 @@ class MqttClient:
         self._connect_sent = now
         self._last_sent = now
         self._last_recv = now
-        return self._encode_connect()
+        return self._connect
 
     def disconnect(self, now=None):
         """Clean close (the broker drops the will): the bytes to send last."""
@@ -197,7 +204,7 @@ class MqttClient:
         if self.state == DISCONNECTED:
             return b''
         out = self._out if self.state == CONNECTED else bytearray()
-        out += DISCONNECT_PACKET
+        out += b'\xe0\x00'   # DISCONNECT
         self._out = bytearray()
         self._close('client disconnect', False)
         return out
@@ -236,16 +243,10 @@ class MqttClient:
             self._next_id = self._next_id % 65535 + 1
             pid = self._next_id
             if pid not in self._sent_at and pid not in self._pending:
-                if not len(self.outbox) or not self._in_outbox(pid):
+                # (one queued while offline is not in _sent_at yet)
+                if not len(self.outbox) or pid not in self.outbox:
                     return pid
         raise OutboxFull('no free packet identifier')
-
-    def _in_outbox(self, pid):
-        # queued while offline, so not in _sent_at yet
-        for p, _ in self.outbox:
-            if p == pid:
-                return True
-        return False
 
     # -------------------------------------------------------------- API
 
@@ -293,7 +294,7 @@ class MqttClient:
                     self._unsubs_new.remove(f)
         if self.state != CONNECTED:
             return None
-        return self._send_subscribe(filters)
+        return self._request(encode_subscribe, filters)
 
     def unsubscribe(self, filters, now=None):
         """Forget filters; returns the UNSUBSCRIBE pid or None if offline."""
@@ -308,10 +309,7 @@ class MqttClient:
                 if f not in self._unsubs_new:
                     self._unsubs_new.append(f)
             return None
-        pid = self._alloc_pid()
-        self._out += encode_unsubscribe(pid, filters)
-        self._pending[pid] = True
-        return pid
+        return self._request(encode_unsubscribe, filters)
 
     def subscriptions(self):
         return [(f, q) for f, q in self._subs]
@@ -324,9 +322,10 @@ class MqttClient:
                 return
         subs.append([f, qos])
 
-    def _send_subscribe(self, filters):
+    def _request(self, encode, filters):
+        # a SUBSCRIBE or UNSUBSCRIBE (encode_subscribe, encode_unsubscribe) queued
         pid = self._alloc_pid()
-        self._out += encode_subscribe(pid, filters)
+        self._out += encode(pid, filters)
         self._pending[pid] = True
         return pid
 
@@ -356,20 +355,27 @@ class MqttClient:
         except MqttError as e:
             self._close('malformed packet: %s' % e, True)
 
-    def _protocol_error(self, what):
-        self._close('protocol error: ' + what, True)
-
     def _handle(self, p, now):
         t = p.type
         if self.state == CONNECTING:
-            if t != CONNACK:
-                return self._protocol_error(PACKET_NAMES[t] + ' before CONNACK')
+            if t != _CONNACK:
+                return self._close('protocol error: %s before CONNACK' % packet_name(t), True)
             return self._on_connack(p, now)
-        if t == PUBLISH:
+        if t == _PUBLISH:
             if p.qos > 1:
-                return self._protocol_error('QoS 2 PUBLISH was never subscribed')
+                return self._close('protocol error: QoS 2 PUBLISH was never subscribed', True)
             if p.oversized:
-                return self._drop_oversized(p)
+                # acknowledged whoever owns the acknowledgements: there is nothing to store
+                self.oversized += 1
+                e = Event(EV_OVERSIZED)
+                e.topic = p.topic
+                e.qos = p.qos
+                e.pid = p.pid
+                e.size = p.oversized
+                self._events.append(e)
+                if p.qos:
+                    self._out += encode_puback(p.pid)
+                return
             e = Event(EV_MESSAGE)
             e.topic = p.topic
             e.payload = p.payload
@@ -380,7 +386,7 @@ class MqttClient:
             self._events.append(e)
             if p.qos and self.ack_on_receive:
                 self._out += encode_puback(p.pid)
-        elif t == PUBACK:
+        elif t == _PUBACK:
             if self.outbox.ack(p.pid):
                 self._sent_at.pop(p.pid, None)
                 if self.puback_events:
@@ -388,35 +394,24 @@ class MqttClient:
                     e.pid = p.pid
                     self._events.append(e)
             # else: a late duplicate ack after a retransmission; ignore
-        elif t == SUBACK or t == UNSUBACK:
+        elif t == _SUBACK or t == _UNSUBACK:
             if self._pending.pop(p.pid, None) is None:
-                return self._protocol_error('%s for unknown id %d' % (PACKET_NAMES[t], p.pid))
-            e = Event(EV_SUBACK if t == SUBACK else EV_UNSUBACK)
+                return self._close('protocol error: %s for unknown id %d'
+                                   % (packet_name(t), p.pid), True)
+            e = Event(EV_SUBACK if t == _SUBACK else EV_UNSUBACK)
             e.pid = p.pid
             e.granted = p.codes
             self._events.append(e)
-        elif t == PINGRESP:
+        elif t == _PINGRESP:
             self._ping_sent = -1
         else:
-            self._protocol_error('unexpected ' + PACKET_NAMES[t])
-
-    def _drop_oversized(self, p):
-        # acknowledged whoever owns the acknowledgements: there is nothing to store
-        self.oversized += 1
-        e = Event(EV_OVERSIZED)
-        e.topic = p.topic
-        e.qos = p.qos
-        e.pid = p.pid
-        e.size = p.oversized
-        self._events.append(e)
-        if p.qos:
-            self._out += encode_puback(p.pid)
+            self._close('protocol error: unexpected ' + packet_name(t), True)
 
     def _on_connack(self, p, now):
         if p.return_code:
-            rc = p.return_code
-            reason = CONNACK_REASONS[rc] if rc < len(CONNACK_REASONS) else 'code %d' % rc
-            return self._close('connection refused: ' + reason, True, rc)
+            from .mqtt_numbers import connack_reason   # imported for a refusal only
+            return self._close('connection refused: ' + connack_reason(p.return_code), True,
+                               p.return_code)
         self.state = CONNECTED
         e = Event(EV_CONNECTED)
         e.session_present = p.session_present
@@ -426,11 +421,9 @@ class MqttClient:
         self._subs_new = []
         self._unsubs_new = []
         if unsubs:
-            pid = self._alloc_pid()
-            self._out += encode_unsubscribe(pid, unsubs)
-            self._pending[pid] = True
+            self._request(encode_unsubscribe, unsubs)
         if subs:
-            self._send_subscribe([(f, q) for f, q in subs])
+            self._request(encode_subscribe, [(f, q) for f, q in subs])
         # Replay the outbox in publish order; DUP on what went out before.
         sent_at = self._sent_at
         out = self._out
@@ -471,7 +464,7 @@ class MqttClient:
             self._last_sent = now
         if (self.keepalive_ms and self._ping_sent < 0
                 and now - min(self._last_sent, self._last_recv) >= self.keepalive_ms):
-            out += PINGREQ_PACKET
+            out += b'\xc0\x00'   # PINGREQ
             self._ping_sent = now
         return self.data_to_send()
 

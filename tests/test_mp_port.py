@@ -851,6 +851,18 @@ def case_flash_outbox_is_emptied_in_place_when_nothing_waits():
     assert list(FileOutbox(path)) == [(6, b'packet-6')]
 
 
+def case_an_outbox_answers_which_packet_ids_it_holds():
+    # the client asks before giving a packet id out (one queued offline is not sent yet)
+    path = tmpdir() + 'held'
+    for box in (MemoryOutbox(), FileOutbox(path)):
+        box.append(4, b'four')
+        box.append(7, b'seven')
+        assert 4 in box and 7 in box and 5 not in box
+        assert box.ack(4)
+        assert 4 not in box and 7 in box
+    assert 7 in FileOutbox(path) and 4 not in FileOutbox(path)   # read back from the file
+
+
 def case_sg_ready_drives_the_relay_pair():
     a, b = Pin(), Pin()
     sg = hw.SgReady(a, b)

@@ -21,14 +21,6 @@ except ImportError:
     pass
 
 
-def _jitter(ms):
-    try:
-        import random
-        return ms + (ms * random.getrandbits(8) >> 10)
-    except (ImportError, AttributeError):
-        return ms
-
-
 class MqttLink:
     """TCP (TLS) socket + core.mqtt_binding.MqttDevice, reconnecting with back-off.
 
@@ -53,12 +45,10 @@ class MqttLink:
         self.sock = None
         self.due = 0             # ms of the next connection attempt
         self.delay = 0
-        self.connections = 0
         self.last_error = None
         self._out = b''
-        self._buf = dev.take_rx(_READ)   # the block the Device took for it at boot
+        self._buf = memoryview(dev.take_rx(_READ))   # the block the Device took at boot
         self._into = None        # the socket's readinto (recv_into), bound at connect
-        self._mv = memoryview(self._buf)
 
     def report_peer(self):
         # sealed telemetry is for the bridge: MqttDevice seals what goes to its kid
@@ -101,7 +91,7 @@ class MqttLink:
                 if not n:
                     self._events(c.connection_lost('closed by the broker', now), now)
                     break
-                c.take_in(self._mv[:n], now)   # the client copies it
+                c.take_in(self._buf[:n], now)   # the client copies it
                 if c.has_events():
                     self._events(c.take_events(), now)
                 self._send(c.data_to_send())
@@ -156,7 +146,8 @@ class MqttLink:
             sock.settimeout(5)     # shorter than any watchdog (RP2040's is 8 s)
             sock.connect(ai[-1])
             if self.tls:
-                sock = self._wrap(sock)
+                from . import tls
+                sock = tls.wrap_socket(sock, self.host, self.dev.cfg['ca'])
                 self.sock = sock
             sock.setblocking(False)
             self._into = getattr(sock, 'readinto', None) or getattr(sock, 'recv_into', None)
@@ -164,19 +155,8 @@ class MqttLink:
             self.last_error = 'connect: %r' % (e,)
             self._drop(None, now)
             return
-        self.connections += 1
         self._out = b''
         self._send(self.client.connect(now))
-
-    def _wrap(self, sock):
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ca = self.dev.cfg['ca']
-        if ca:
-            with open(ca, 'rb') as f:
-                ctx.load_verify_locations(cadata=f.read())
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx.wrap_socket(sock, server_hostname=self.host)
 
     def _drop(self, events, now):
         if self.sock is not None:
@@ -188,8 +168,13 @@ class MqttLink:
             self._into = None
         if events:
             self._events(events, now)
-        self.delay = self.dev.backoff(self.delay)
-        self.due = now + _jitter(self.delay)
+        self.delay = d = self.dev.backoff(self.delay)
+        try:   # up to a quarter more, at random
+            import random
+            d += d * random.getrandbits(8) >> 10
+        except (ImportError, AttributeError):
+            pass
+        self.due = now + d
         self._out = b''
 
     def _send(self, data):

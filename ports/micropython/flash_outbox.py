@@ -20,13 +20,9 @@ class FileOutbox:
         self._index = []      # [pid, offset, length] in publish order
         self._bytes = 0
         self._size = 0        # bytes in the log file
-        self._rec = bytearray(5)              # a record's header, written in place
-        self._ack_rec = memoryview(self._rec)[:3]
-        self._load()
-
-    def _load(self):
-        try:
-            f = open(self.path, 'rb')
+        self._rec = memoryview(bytearray(5))   # a record's header, written in place
+        try:   # the log left by the last run
+            f = open(path, 'rb')
         except OSError:
             return
         with f:
@@ -77,7 +73,7 @@ class FileOutbox:
         else:
             self._record(0x41, pid, 0)
             with open(self.path, 'ab') as f:
-                f.write(self._ack_rec)
+                f.write(self._rec[:3])
             self._size += 3
         return True
 
@@ -128,3 +124,9 @@ class FileOutbox:
 
     def __len__(self):
         return len(self._index)
+
+    def __contains__(self, pid):
+        for item in self._index:   # (the file is not read)
+            if item[0] == pid:
+                return True
+        return False
