@@ -281,6 +281,7 @@ def run(transport, heap):
         broker = None
         if transport == "mqtt":
             from mosquitto import Broker
+            os.makedirs(os.path.join(tmp, "mosquitto"))
             broker = Broker(os.path.join(tmp, "mosquitto"))
             broker.start()
             uri = "mqtt://127.0.0.1:%d" % broker.port

@@ -5,9 +5,9 @@
     spot bundle --profile heat_pump --config spot.json --main examples/unix_heat_pump.py \\
         --out hp && cd hp && MICROPYPATH=lib:.frozen micropython -X heapsize=128k main.py
 
-(.mpy files need about 88k of heap, main.py importing the bundle's preload first;
-frozen into the interpreter with SPOT, as tests/mp_real.py does, 32k over CoAP and
-over MQTT: `micropython -X heapsize=32k -m unix_heat_pump spot.json`).
+(.mpy files need about 78k of heap, main.py importing the bundle's preload first;
+frozen into the interpreter with SPOT, as tests/mp_real.py does, 28k over CoAP and
+over MQTT: `micropython -X heapsize=28k -m unix_heat_pump spot.json`).
 
 The model, in the profile's wire units (0.1 Cel, W, Wh; integers only, as a board's
 drivers would give): the compressor runs at 2 kW while the flow is below its
