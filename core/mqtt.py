@@ -434,11 +434,11 @@ class StreamParser:
     buffered for the next chunk. A header announcing more than max_packet
     bytes fails at once (a protocol error), so the buffer never holds more than
     one partial packet of at most max_packet bytes (plus the unparsed rest of
-    the last chunk); but a _PUBLISH that long is skipped, not refused: its topic and
+    the last chunk); but a PUBLISH that long is skipped, not refused: its topic and
     packet id are read (a topic itself over the limit is skipped too) and its
     payload is discarded as it arrives, never buffered, and once it has all
-    passed the parser gives a _PUBLISH Packet with `oversized` set to its size
-    and no payload (MQTT 3.1.1 cannot refuse one _PUBLISH, and one that closed
+    passed the parser gives a PUBLISH Packet with `oversized` set to its size
+    and no payload (MQTT 3.1.1 cannot refuse one PUBLISH, and one that closed
     the connection would come back after every reconnect). After a MqttError
     the parser is reset; the connection is dead.
     """
