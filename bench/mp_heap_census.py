@@ -175,22 +175,8 @@ def census_interpreter():
         if os.path.isfile(binary):
             return binary
         if not os.path.isdir(ctree):
-            tmp = ctree + ".tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(tree, tmp, symlinks=True, ignore=lambda d, names: [
-                n for n in names if n.startswith("build-")])
-            for rel, patches in (("py/gc.c", _PATCHES), (_CELL[0], [_CELL[1:]])):
-                path = os.path.join(tmp, rel)
-                with open(path) as f:
-                    text = f.read()
-                for old, new in patches:
-                    if text.count(old) != 1:
-                        raise SystemExit("cannot patch %s for the census: this MicroPython "
-                                         "differs (%r)" % (rel, old[:60]))
-                    text = text.replace(old, new)
-                with open(path, "w") as f:
-                    f.write(text)
-            os.rename(tmp, ctree)
+            mp_real.patched_copy(tree, ctree, [("py/gc.c", old, new) for old, new in _PATCHES]
+                                 + [_CELL], "the census")
         manifest = os.path.join(home, "frozen-" + key, "manifest.py")
         mp_real._make(ctree, home, build, manifest, os.path.join(home, build + ".log"))
         for old in sorted(os.path.join(ctree, "ports", "unix", b) for b in os.listdir(

@@ -252,6 +252,26 @@ mp_obj_t mp_vfs_rom_ioctl(size_t n_args, const mp_obj_t *args) {
 """)
 
 
+def patched_copy(tree, dest, patches, what):
+    """Copy the source tree (its builds left out) to dest with each (file, old, new) of
+    patches applied, `old` found exactly once; Unavailable, naming `what` the patch is
+    for, where this MicroPython differs. Call it holding the home's lock."""
+    tmp = dest + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(tree, tmp, symlinks=True, ignore=lambda d, names: [
+        n for n in names if n.startswith("build-")])
+    for rel, old, new in patches:
+        path = os.path.join(tmp, rel)
+        with open(path) as f:
+            text = f.read()
+        if text.count(old) != 1:
+            raise Unavailable("cannot patch %s for %s: this MicroPython differs (%r)"
+                              % (rel, what, old[:60]))
+        with open(path, "w") as f:
+            f.write(text.replace(old, new))
+    os.rename(tmp, dest)
+
+
 def romfs_interpreter():
     """Path of the 32-bit unix MicroPython (asyncio frozen) whose ROMFS segment is the
     image in the file $SPOT_ROMFS (mount it with vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2,
@@ -266,19 +286,7 @@ def romfs_interpreter():
         if os.path.isfile(binary):
             return binary
         if not os.path.isdir(rtree):
-            tmp = rtree + ".tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(tree, tmp, symlinks=True, ignore=lambda d, names: [
-                n for n in names if n.startswith("build-")])
-            for rel, old, new in (_ROMFS_VARIANT, _ROMFS_MAIN):
-                path = os.path.join(tmp, rel)
-                with open(path) as f:
-                    text = f.read()
-                if old not in text:
-                    raise Unavailable("cannot patch %s for ROMFS: this MicroPython differs" % rel)
-                with open(path, "w") as f:
-                    f.write(text.replace(old, new))
-            os.rename(tmp, rtree)
+            patched_copy(tree, rtree, (_ROMFS_VARIANT, _ROMFS_MAIN), "ROMFS")
         manifest = os.path.join(home, "manifest-base.py")
         _make(rtree, home, "build-" + ROMFS, manifest, os.path.join(home, "build-romfs.log"))
     return binary
